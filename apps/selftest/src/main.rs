@@ -1,0 +1,165 @@
+//! `selftest`: checks of the platform and kernel that need a real (virtual) machine.
+//!
+//! Run with the names of the checks to run, in order: `./x run selftest -- timer heap clock`.
+//! Each passing check prints `ok: NAME ...`; a failing one prints `FAILED: NAME ...` and the app
+//! exits 1. The crash checks (`panic`, `page-fault`, `null`, `write-code`, `exec-data`,
+//! `stack-overflow`) must end the VM with a crash report and the kernel's exit code; if one
+//! returns, that is a failure too. The QEMU integration tests in `tests/` drive this app.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use libos::time::{Duration, Instant};
+use libos::{fault, hal, println};
+
+libos::main!(main);
+
+fn main() -> i32 {
+    let args: Vec<&str> = libos::env::args().skip(1).collect();
+    if args.is_empty() {
+        println!("usage: selftest CHECK...   (timer heap heap-exhaustion clock exit=N panic page-fault null write-code exec-data stack-overflow)");
+        return 2;
+    }
+    let mut failed = 0;
+    for name in args {
+        let result = match name {
+            "timer" => timer(),
+            "heap" => heap(),
+            "heap-exhaustion" => heap_exhaustion(),
+            "clock" => clock(),
+            "panic" => panic!("selftest: deliberate panic"),
+            "page-fault" => crashed(fault::read_unmapped()),
+            "null" => crashed(fault::read_null()),
+            "write-code" => crashed(fault::write_to_code()),
+            "exec-data" => crashed(fault::execute_data()),
+            "stack-overflow" => crashed(fault::overflow_stack()),
+            other => match other.strip_prefix("exit=").map(str::parse::<i32>) {
+                Some(Ok(code)) => libos::process::exit(code),
+                _ => Err(alloc::format!("unknown check `{other}`")),
+            },
+        };
+        match result {
+            Ok(detail) => println!("ok: {name} {detail}"),
+            Err(why) => {
+                println!("FAILED: {name}: {why}");
+                failed += 1;
+            }
+        }
+    }
+    i32::from(failed > 0)
+}
+
+type Check = Result<alloc::string::String, alloc::string::String>;
+
+fn crashed<T>(_: T) -> Check {
+    Err("the deliberate fault returned instead of ending the VM".into())
+}
+
+static TIMER_FIRED: AtomicU64 = AtomicU64::new(0);
+
+/// A one-shot timer interrupt arrives, not before its deadline, while the CPU idles in halt.
+fn timer() -> Check {
+    let platform = hal::platform();
+    hal::irq::set_timer_handler(|| {
+        TIMER_FIRED.fetch_add(1, Ordering::SeqCst);
+    });
+    let mut report = alloc::string::String::new();
+    for delay_us in [100u64, 2_000, 10_000] {
+        let fired_before = TIMER_FIRED.load(Ordering::SeqCst);
+        let start = Instant::now();
+        let deadline = start + Duration::from_micros(delay_us);
+        platform.set_timer(Some(deadline));
+        let mut halts = 0u64;
+        while TIMER_FIRED.load(Ordering::SeqCst) == fired_before {
+            if start.elapsed() > Duration::from_secs(5) {
+                return Err(alloc::format!("no interrupt within 5 s of a {delay_us} us timer"));
+            }
+            platform.wait_for_interrupt();
+            halts += 1;
+        }
+        let woke = Instant::now();
+        let state = platform.disable_interrupts();
+        platform.restore_interrupts(state);
+        if woke < deadline {
+            return Err(alloc::format!("{delay_us} us timer fired {:?} early", deadline - woke));
+        }
+        report += &alloc::format!("[{delay_us} us: woke after {:?}, {halts} halt(s)] ", woke - start);
+    }
+    // A disarmed timer stays quiet.
+    platform.set_timer(Some(Instant::now() + Duration::from_micros(500)));
+    platform.set_timer(None);
+    let fired = TIMER_FIRED.load(Ordering::SeqCst);
+    let until = Instant::now() + Duration::from_millis(3);
+    while Instant::now() < until {
+        core::hint::spin_loop();
+    }
+    if TIMER_FIRED.load(Ordering::SeqCst) != fired {
+        return Err("a disarmed timer fired".into());
+    }
+    Ok(report)
+}
+
+/// Allocations of many sizes keep their contents, and freeing them returns the memory.
+fn heap() -> Check {
+    let baseline = libos::heap_stats().in_use;
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    for round in 0..200usize {
+        let size = (round * 7919) % 65_536 + 1;
+        blocks.push(alloc::vec![(round % 251) as u8; size]);
+        if round % 3 == 0 {
+            blocks.remove(round % blocks.len());
+        }
+    }
+    let large = alloc::vec![0xa5u8; 1 << 20];
+    for block in &blocks {
+        let expected = block[0];
+        if block.iter().any(|&b| b != expected) {
+            return Err("a block's contents changed".into());
+        }
+    }
+    if large.iter().any(|&b| b != 0xa5) {
+        return Err("the 1 MiB block's contents changed".into());
+    }
+    let peak = libos::heap_stats().in_use;
+    drop(blocks);
+    drop(large);
+    let after = libos::heap_stats().in_use;
+    if after != baseline {
+        return Err(alloc::format!("{baseline} bytes in use before, {after} after freeing everything"));
+    }
+    Ok(alloc::format!("(peak {} KiB in use, back to {baseline} bytes)", peak / 1024))
+}
+
+/// Asking for more memory than exists fails cleanly instead of crashing.
+fn heap_exhaustion() -> Check {
+    let stats = libos::heap_stats();
+    let mut huge: Vec<u8> = Vec::new();
+    match huge.try_reserve_exact(stats.claimed as usize + 1) {
+        Ok(()) => Err("reserving more than the whole heap succeeded".into()),
+        Err(_) => Ok(alloc::format!("(reserving {} KiB failed cleanly)", stats.claimed / 1024 + 1)),
+    }
+}
+
+/// The clock is monotonic and agrees with itself over a busy-waited millisecond.
+fn clock() -> Check {
+    let start = Instant::now();
+    let mut last = start;
+    let mut reads = 0u64;
+    while last - start < Duration::from_millis(1) {
+        let now = Instant::now();
+        if now < last {
+            return Err(alloc::format!("time went backwards: {now:?} after {last:?}"));
+        }
+        last = now;
+        reads += 1;
+    }
+    let frequency = hal::platform().counter_frequency();
+    if frequency < 1_000_000 {
+        return Err(alloc::format!("implausible counter frequency {frequency} Hz"));
+    }
+    Ok(alloc::format!("({reads} monotonic reads over 1 ms; counter at {frequency} Hz)"))
+}

@@ -1,0 +1,152 @@
+//! The platform boundary: what libos needs from the machine, and nothing more.
+//!
+//! A platform crate (`platform/x86_64`, `platform/aarch64`) implements [`Platform`] for the
+//! machine it boots on and registers it with [`set_platform`] before anything else runs. Crates
+//! above it call [`platform()`] and never name an architecture. The trait is object safe, so a
+//! host test can register [`crate::testing::FakePlatform`] instead.
+//!
+//! The platform also hands the kernel a [`BootInfo`]: the command line, the free memory and the
+//! clock reading taken at the first instruction.
+
+use crate::time::Instant;
+use spin::Once;
+
+/// A range of physical memory `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+impl MemoryRegion {
+    /// The region's size in bytes.
+    pub const fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// True when the region holds no byte.
+    pub const fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+}
+
+/// What the platform found at boot and hands to the kernel.
+#[derive(Debug)]
+pub struct BootInfo {
+    /// The kernel command line as the boot loader passed it (options, then `--`, then app args).
+    pub cmdline: &'static str,
+    /// RAM the kernel may use for its heap: usable RAM minus the image, boot stacks and page
+    /// tables. Physical addresses; see [`Platform::phys_to_virt`].
+    pub free_memory: &'static [MemoryRegion],
+    /// All usable RAM the firmware reported, in bytes (including what the image occupies).
+    pub total_memory: u64,
+    /// [`Platform::counter`] read at the image's first instruction.
+    pub entry_counter: u64,
+}
+
+/// The interrupt-enable state saved by [`Platform::disable_interrupts`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterruptState(pub bool);
+
+/// Services that the machine provides to libos. One implementation per architecture.
+pub trait Platform: Sync {
+    /// A short name for messages, e.g. `"x86_64 PVH"`.
+    fn name(&self) -> &'static str;
+
+    /// Writes bytes to the console (a serial port). Must work from any context, including
+    /// exception handlers; it may interleave with other writers (callers lock, see
+    /// [`crate::console`]).
+    fn console_write(&self, bytes: &[u8]);
+
+    /// A free-running monotonic counter (the TSC, the generic timer's virtual counter).
+    fn counter(&self) -> u64;
+
+    /// Ticks of [`Platform::counter`] per second. May calibrate on first use.
+    fn counter_frequency(&self) -> u64;
+
+    /// Arms the one-shot timer to interrupt at `deadline` (at once if it has passed), or
+    /// disarms it with `None`. The interrupt calls [`crate::hal::irq::timer_interrupt`].
+    fn set_timer(&self, deadline: Option<Instant>);
+
+    /// Masks interrupts on this CPU and returns the previous state.
+    fn disable_interrupts(&self) -> InterruptState;
+
+    /// Restores the state returned by [`Platform::disable_interrupts`].
+    fn restore_interrupts(&self, state: InterruptState);
+
+    /// Unmasks interrupts on this CPU.
+    fn enable_interrupts(&self);
+
+    /// Halts the CPU until the next interrupt, enabling interrupts atomically with the halt so a
+    /// wake-up cannot be missed. Returns with interrupts enabled.
+    fn wait_for_interrupt(&self);
+
+    /// The index of the running CPU (0 until SMP support).
+    fn cpu_id(&self) -> usize {
+        0
+    }
+
+    /// The virtual address at which physical address `phys` is mapped.
+    fn phys_to_virt(&self, phys: u64) -> usize {
+        phys as usize
+    }
+
+    /// Powers the machine off, reporting `code` (`0..=127`) to the host where the machine can.
+    fn shutdown(&self, code: i32) -> !;
+}
+
+static PLATFORM: Once<&'static dyn Platform> = Once::new();
+
+/// Registers the platform. Called once by the platform's boot code; later calls are ignored.
+pub fn set_platform(platform: &'static dyn Platform) {
+    PLATFORM.call_once(|| platform);
+}
+
+/// The registered platform.
+///
+/// # Panics
+/// When no platform was registered yet (a boot-order bug, or a host test without
+/// [`crate::testing::FakePlatform`]).
+pub fn platform() -> &'static dyn Platform {
+    try_platform().expect("libos-core: no platform registered (hal::set_platform not called)")
+}
+
+/// The registered platform, or `None` before registration.
+pub fn try_platform() -> Option<&'static dyn Platform> {
+    PLATFORM.get().copied()
+}
+
+/// Interrupt hooks: how a platform's interrupt handlers reach the crates that care.
+///
+/// Lower crates (the platform) call the `*_interrupt` functions; higher crates (the scheduler,
+/// tests) register handlers. Handlers run with interrupts masked and must not block or allocate.
+pub mod irq {
+    use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+    static TIMER_HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+    static TIMER_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+
+    /// Registers the function the timer interrupt calls (replacing any earlier one).
+    pub fn set_timer_handler(handler: fn()) {
+        TIMER_HANDLER.store(handler as *mut (), Ordering::Release);
+    }
+
+    /// Called by the platform when the one-shot timer fires.
+    pub fn timer_interrupt() {
+        TIMER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+        let handler = TIMER_HANDLER.load(Ordering::Acquire);
+        if !handler.is_null() {
+            // SAFETY: the only non-null value ever stored is a `fn()` cast to a pointer in
+            // `set_timer_handler`, so transmuting it back yields that same function pointer.
+            let handler: fn() = unsafe { core::mem::transmute::<*mut (), fn()>(handler) };
+            handler();
+        }
+    }
+
+    /// How many timer interrupts have fired since boot.
+    pub fn timer_interrupt_count() -> u64 {
+        TIMER_INTERRUPTS.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,33 @@
+//! # libos-core: the primitives every libos crate shares
+//!
+//! This crate sits below everything else in libos. It holds what would otherwise be defined twice
+//! or would force a lower crate to depend on a higher one:
+//!
+//! - [`Errno`] and [`Result`]: the one error type of the system, with Linux numbers, so the C shim
+//!   can hand errors to C code unchanged.
+//! - [`hal`]: the platform boundary. A platform crate (`platform/x86_64`, ...) implements
+//!   [`hal::Platform`] and registers it at boot; everything above calls [`hal::platform()`].
+//!   It also carries the [`hal::BootInfo`] a platform hands to the kernel, and the interrupt hooks.
+//! - [`time`]: [`time::Instant`], the monotonic clock since boot, in nanoseconds.
+//! - [`sync`]: spin locks, and [`sync::IrqSpinLock`] that also masks interrupts while held.
+//! - [`logger`]: the `log` backend, writing to the platform console.
+//! - [`heap`]: the kernel heap (`talc`), installed as the global allocator on bare-metal targets.
+//! - [`exit`]: the exit codes the kernel itself uses (panic, fatal exception, boot error).
+//!
+//! Users: every other libos crate. Apps use it through `libos`, which re-exports what they need.
+#![cfg_attr(not(any(test, feature = "testing")), no_std)]
+
+pub mod console;
+pub mod errno;
+pub mod exit;
+pub mod fault;
+pub mod hal;
+pub mod heap;
+pub mod logger;
+pub mod sync;
+pub mod time;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use errno::{Errno, Result};

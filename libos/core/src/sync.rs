@@ -1,0 +1,109 @@
+//! Locks for a kernel with interrupts.
+//!
+//! - [`SpinLock`]: a plain spin lock (`spin::Mutex`), for data never touched by interrupt handlers.
+//! - [`IrqSpinLock`]: masks interrupts on this CPU while held, so an interrupt handler that takes
+//!   the same lock cannot deadlock against the code it interrupted. The console, the heap and
+//!   anything shared with an interrupt handler use it.
+//!
+//! Both are `lock_api` mutexes, so blocking locks from the scheduler can share the same guard
+//! types later.
+
+use crate::hal::{self, InterruptState};
+use core::cell::Cell;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// One-time initialisation (a spinning `Once`).
+pub use spin::Once;
+
+/// A spin lock for data that interrupt handlers never touch.
+pub type SpinLock<T> = spin::Mutex<T>;
+
+/// A spin lock that masks interrupts while held.
+pub type IrqSpinLock<T> = lock_api::Mutex<IrqRawSpinLock, T>;
+
+/// Guard of an [`IrqSpinLock`].
+pub type IrqSpinLockGuard<'a, T> = lock_api::MutexGuard<'a, IrqRawSpinLock, T>;
+
+/// The raw lock behind [`IrqSpinLock`]: a test-and-test-and-set spin lock that saves the
+/// interrupt state of the CPU that takes it and restores it on unlock.
+pub struct IrqRawSpinLock {
+    locked: AtomicBool,
+    /// The interrupt state before `lock`; only the holder reads or writes it.
+    saved: Cell<InterruptState>,
+}
+
+// SAFETY: `saved` is only accessed by the CPU holding the lock (written after acquiring `locked`,
+// read before releasing it), so the `Cell` is never accessed concurrently.
+unsafe impl Sync for IrqRawSpinLock {}
+
+fn mask_interrupts() -> InterruptState {
+    hal::try_platform().map_or(InterruptState(false), |p| p.disable_interrupts())
+}
+
+fn restore_interrupts(state: InterruptState) {
+    if let Some(platform) = hal::try_platform() {
+        platform.restore_interrupts(state);
+    }
+}
+
+// SAFETY: `lock` returns only after this caller swapped `locked` from false to true with Acquire
+// ordering, and `unlock` releases it with Release ordering, so at most one holder exists and its
+// writes are visible to the next one.
+unsafe impl lock_api::RawMutex for IrqRawSpinLock {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = IrqRawSpinLock { locked: AtomicBool::new(false), saved: Cell::new(InterruptState(false)) };
+
+    type GuardMarker = lock_api::GuardNoSend;
+
+    fn lock(&self) {
+        loop {
+            let state = mask_interrupts();
+            if self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                self.saved.set(state);
+                return;
+            }
+            // Let pending interrupts in while we wait, then spin on a plain load.
+            restore_interrupts(state);
+            while self.locked.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+
+    fn try_lock(&self) -> bool {
+        let state = mask_interrupts();
+        if self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            self.saved.set(state);
+            true
+        } else {
+            restore_interrupts(state);
+            false
+        }
+    }
+
+    unsafe fn unlock(&self) {
+        let state = self.saved.get();
+        self.locked.store(false, Ordering::Release);
+        restore_interrupts(state);
+    }
+
+    fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn irq_lock_excludes_and_releases() {
+        let lock = IrqSpinLock::new(5);
+        {
+            let mut guard = lock.lock();
+            *guard += 1;
+            assert!(lock.try_lock().is_none());
+        }
+        assert_eq!(*lock.try_lock().expect("unlocked after drop"), 6);
+    }
+}

@@ -1,0 +1,83 @@
+//! Fakes for host tests of crates above core (enabled by the `testing` feature).
+//!
+//! [`FakePlatform`] is a [`Platform`] whose clock only moves when a test advances it and whose
+//! console is a buffer the test can read back.
+
+use crate::hal::{InterruptState, Platform};
+use crate::time::Instant;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::string::String;
+use std::sync::Mutex;
+
+/// A platform for host tests: a 1 GHz manual clock, a captured console, a recorded timer.
+#[derive(Default)]
+pub struct FakePlatform {
+    now: AtomicU64,
+    interrupts: AtomicBool,
+    console: Mutex<String>,
+    timer: Mutex<Option<Instant>>,
+}
+
+impl FakePlatform {
+    /// A platform at time zero with interrupts masked.
+    pub fn new() -> FakePlatform {
+        FakePlatform::default()
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, nanos: u64) {
+        self.now.fetch_add(nanos, Ordering::SeqCst);
+    }
+
+    /// Everything written to the console so far.
+    pub fn console_output(&self) -> String {
+        self.console.lock().unwrap().clone()
+    }
+
+    /// The deadline last passed to `set_timer`.
+    pub fn timer(&self) -> Option<Instant> {
+        *self.timer.lock().unwrap()
+    }
+}
+
+impl Platform for FakePlatform {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn console_write(&self, bytes: &[u8]) {
+        self.console.lock().unwrap().push_str(&String::from_utf8_lossy(bytes));
+    }
+
+    fn counter(&self) -> u64 {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    fn counter_frequency(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn set_timer(&self, deadline: Option<Instant>) {
+        *self.timer.lock().unwrap() = deadline;
+    }
+
+    fn disable_interrupts(&self) -> InterruptState {
+        InterruptState(self.interrupts.swap(false, Ordering::SeqCst))
+    }
+
+    fn restore_interrupts(&self, state: InterruptState) {
+        self.interrupts.store(state.0, Ordering::SeqCst);
+    }
+
+    fn enable_interrupts(&self) {
+        self.interrupts.store(true, Ordering::SeqCst);
+    }
+
+    fn wait_for_interrupt(&self) {
+        self.enable_interrupts();
+    }
+
+    fn shutdown(&self, code: i32) -> ! {
+        panic!("FakePlatform::shutdown({code})");
+    }
+}

@@ -1,0 +1,196 @@
+//! The kernel command line: `[OPTION ...] [-- APP-ARG ...]`.
+//!
+//! Options configure libos; everything after `--` goes to the app as its arguments. Words are
+//! separated by spaces; double quotes group a word with spaces (`-- "two words"`), and a
+//! backslash escapes the next character inside or outside quotes.
+//!
+//! Known options (an unknown one stops the boot with a message, so a typo never goes unnoticed):
+//!
+//! | option | meaning |
+//! |---|---|
+//! | `loglevel=off\|error\|warn\|info\|debug\|trace` | kernel log level (default `warn`) |
+//! | `bootstats` | print `[boot-stats]` lines at `main` and at exit |
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use log::LevelFilter;
+
+/// Kernel options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// `loglevel=`.
+    pub log_level: LevelFilter,
+    /// `bootstats`.
+    pub boot_stats: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { log_level: LevelFilter::Warn, boot_stats: false }
+    }
+}
+
+/// A parsed command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cmdline {
+    /// The kernel options.
+    pub options: Options,
+    /// The words after `--`.
+    pub app_args: Vec<String>,
+}
+
+/// What is wrong with a command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CmdlineError {
+    /// An option libos does not know.
+    UnknownOption(String),
+    /// A known option with a value it does not accept.
+    BadValue {
+        /// The option.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// What it accepts.
+        expected: &'static str,
+    },
+    /// A `"` without its closing partner.
+    UnterminatedQuote,
+}
+
+impl fmt::Display for CmdlineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CmdlineError::UnknownOption(option) => write!(
+                f,
+                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats; app arguments go after `--`)"
+            ),
+            CmdlineError::BadValue { option, value, expected } => {
+                write!(f, "kernel option `{option}` does not accept `{value}` (expected {expected})")
+            }
+            CmdlineError::UnterminatedQuote => write!(f, "kernel command line has an unterminated `\"`"),
+        }
+    }
+}
+
+/// Splits a command line into words (quotes and backslashes as described in the module docs).
+/// Returns each word and whether it was written bare (so a quoted `"--"` is an argument, not the
+/// separator).
+fn words(text: &str) -> Result<Vec<(String, bool)>, CmdlineError> {
+    let mut words = Vec::new();
+    let mut chars = text.chars();
+    let mut word: Option<(String, bool)> = None;
+    let mut in_quotes = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let entry = word.get_or_insert_with(|| (String::new(), true));
+                entry.1 = false;
+                if let Some(next) = chars.next() {
+                    entry.0.push(next);
+                }
+            }
+            '"' => {
+                let entry = word.get_or_insert_with(|| (String::new(), true));
+                entry.1 = false;
+                in_quotes = !in_quotes;
+            }
+            c if c.is_whitespace() && !in_quotes => words.extend(word.take()),
+            c => word.get_or_insert_with(|| (String::new(), true)).0.push(c),
+        }
+    }
+    if in_quotes {
+        return Err(CmdlineError::UnterminatedQuote);
+    }
+    words.extend(word);
+    Ok(words)
+}
+
+/// Parses a kernel command line.
+pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
+    let mut options = Options::default();
+    let mut words = words(text)?.into_iter();
+    let mut app_args = Vec::new();
+    for (word, bare) in words.by_ref() {
+        if bare && word == "--" {
+            app_args.extend(words.by_ref().map(|(w, _)| w));
+            break;
+        }
+        let (name, value) = match word.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (word.as_str(), None),
+        };
+        match (name, value) {
+            ("loglevel", Some(level)) => {
+                options.log_level = level.parse().map_err(|_| CmdlineError::BadValue {
+                    option: "loglevel",
+                    value: level.into(),
+                    expected: "off, error, warn, info, debug or trace",
+                })?;
+            }
+            ("bootstats", None) => options.boot_stats = true,
+            _ => return Err(CmdlineError::UnknownOption(word)),
+        }
+    }
+    Ok(Cmdline { options, app_args })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        parse(text).unwrap().app_args
+    }
+
+    #[test]
+    fn empty_line_gives_defaults() {
+        let parsed = parse("").unwrap();
+        assert_eq!(parsed.options, Options::default());
+        assert!(parsed.app_args.is_empty());
+    }
+
+    #[test]
+    fn options_then_app_args() {
+        let parsed = parse("loglevel=debug bootstats -- --exit 3").unwrap();
+        assert_eq!(parsed.options.log_level, LevelFilter::Debug);
+        assert!(parsed.options.boot_stats);
+        assert_eq!(parsed.app_args, ["--exit", "3"]);
+    }
+
+    #[test]
+    fn app_args_may_look_like_options() {
+        assert_eq!(args("-- loglevel=nonsense -- x"), ["loglevel=nonsense", "--", "x"]);
+    }
+
+    #[test]
+    fn quotes_and_escapes() {
+        assert_eq!(args(r#"-- "two words" a\ b "" x"y"z"#), ["two words", "a b", "", "xyz"]);
+        assert_eq!(args(r#"-- "say \"hi\"""#), [r#"say "hi""#]);
+        assert_eq!(args("--   spaced\t out  "), ["spaced", "out"]);
+    }
+
+    #[test]
+    fn quoted_separator_is_not_a_separator() {
+        assert_eq!(parse(r#""--""#).unwrap_err(), CmdlineError::UnknownOption("--".into()));
+    }
+
+    #[test]
+    fn unknown_option_is_an_error() {
+        assert_eq!(parse("bogus=1").unwrap_err(), CmdlineError::UnknownOption("bogus=1".into()));
+        assert_eq!(parse("bootstats=yes").unwrap_err(), CmdlineError::UnknownOption("bootstats=yes".into()));
+        assert!(parse("bogus").unwrap_err().to_string().contains("unknown kernel option `bogus`"));
+    }
+
+    #[test]
+    fn bad_value_names_what_is_accepted() {
+        let error = parse("loglevel=loud").unwrap_err();
+        assert!(matches!(error, CmdlineError::BadValue { option: "loglevel", .. }));
+        assert!(error.to_string().contains("off, error, warn, info, debug or trace"));
+    }
+
+    #[test]
+    fn unterminated_quote_is_an_error() {
+        assert_eq!(parse(r#"-- "open"#).unwrap_err(), CmdlineError::UnterminatedQuote);
+    }
+}

@@ -1,0 +1,18 @@
+//! The app's arguments: `args()[0]` is the app's name, the rest come after `--` on the kernel
+//! command line (`./x run APP -- ARGS` puts them there).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use libos_core::sync::Once;
+
+static ARGS: Once<Vec<String>> = Once::new();
+
+/// Sets the arguments (once, at boot).
+pub(crate) fn set_args(args: Vec<String>) {
+    ARGS.call_once(|| args);
+}
+
+/// The app's arguments, starting with its name.
+pub fn args() -> impl Iterator<Item = &'static str> {
+    ARGS.get().map(Vec::as_slice).unwrap_or(&[]).iter().map(String::as_str)
+}

@@ -1,0 +1,80 @@
+//! # libos: a library operating system you link into your app
+//!
+//! An app is a `no_std` binary that depends on this crate and names its entry function with
+//! [`main!`]:
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! use libos::println;
+//!
+//! libos::main!(main);
+//!
+//! fn main() -> i32 {
+//!     println!("hello from {}", libos::platform_name());
+//!     0
+//! }
+//! ```
+//!
+//! `./x run APP` builds it with the platform crate for the target architecture into one bootable
+//! image. At boot this crate runs the sequence it owns ([`boot`]): platform init, heap, kernel
+//! command line, then the app's `main`, whose return value becomes the VM's exit code.
+//!
+//! Components (file systems, network, schedulers) are Cargo features of this crate, one
+//! optional dependency each, so an image holds only what its app asked for.
+//!
+//! The API mirrors `std` where it can: [`println!`], [`env::args`], [`time::Instant`],
+//! [`process::exit`], and `alloc` collections through the kernel heap.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+mod boot_stats;
+pub mod cmdline;
+pub mod env;
+pub mod process;
+pub mod rt;
+pub mod time;
+
+#[cfg(target_os = "none")]
+mod boot;
+
+pub use libos_core::errno::{Errno, Result};
+/// Low-level access to the platform boundary (timers, interrupts); most apps never need it.
+pub use libos_core::hal;
+pub use libos_core::heap::{HeapStats, stats as heap_stats};
+pub use libos_core::{console, exit, fault};
+
+/// The name of the platform the image runs on, e.g. `"x86_64 PVH"`.
+pub fn platform_name() -> &'static str {
+    hal::try_platform().map_or("host", |p| p.name())
+}
+
+/// Prints to the console.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::console::print(format_args!($($arg)*)) };
+}
+
+/// Prints to the console, with a newline.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::console::print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Declares the app's entry function: `fn main() -> T` where `T` is `()`, an `i32` exit code,
+/// or a `Result<(), E: Debug>`.
+///
+/// This defines the one symbol libos finds the app by; use it once per app.
+#[macro_export]
+macro_rules! main {
+    ($main:path) => {
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        static __LIBOS_APP: $crate::rt::App = $crate::rt::App {
+            name: env!("CARGO_PKG_NAME"),
+            main: || $crate::rt::Termination::report($main()),
+        };
+    };
+}

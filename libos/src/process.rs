@@ -1,0 +1,9 @@
+//! Ending the app: [`exit`] powers the VM off with an exit code, like `std::process::exit`.
+
+use libos_core::hal;
+
+/// Ends the app (and the VM) with `code`; `0..=127` reach the host unchanged.
+pub fn exit(code: i32) -> ! {
+    crate::boot_stats::report_exit();
+    hal::platform().shutdown(code)
+}

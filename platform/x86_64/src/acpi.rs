@@ -1,0 +1,243 @@
+//! Just enough ACPI to power off when there is no `isa-debug-exit` device: find the FADT from
+//! the RSDP, read the S5 sleep type from the DSDT's `\_S5_` package, and say which register to
+//! write (the hardware-reduced sleep control register on microvm and cloud-hypervisor, PM1a
+//! control on q35/pc).
+//!
+//! Pure: firmware memory is read through a caller-supplied function, and every length, checksum
+//! and pointer is checked, so a broken table gives `None`, never a crash.
+
+/// Reads firmware memory: `true` when `buf` was filled from physical address `addr`.
+pub type ReadPhys<'a> = &'a dyn Fn(u64, &mut [u8]) -> bool;
+
+/// How to enter S5 (soft off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerOff {
+    /// Write `value` (one byte) to the sleep control register, in memory space.
+    SleepControlMemory {
+        /// Physical address of the register.
+        address: u64,
+        /// SLP_TYP and SLP_EN.
+        value: u8,
+    },
+    /// Write `value` (one byte) to the sleep control register, in I/O space.
+    SleepControlPort {
+        /// I/O port of the register.
+        port: u16,
+        /// SLP_TYP and SLP_EN.
+        value: u8,
+    },
+    /// Write `value` (16 bits) to the PM1a control I/O port.
+    Pm1aControl {
+        /// I/O port of PM1a_CNT.
+        port: u16,
+        /// SLP_TYP and SLP_EN.
+        value: u16,
+    },
+}
+
+const SLP_EN_PM1: u16 = 1 << 13;
+const SLP_EN_SLEEP_CONTROL: u8 = 1 << 5;
+const HW_REDUCED_ACPI: u32 = 1 << 20;
+
+fn checksum_ok(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0u8, |sum, b| sum.wrapping_add(*b)) == 0
+}
+
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    u64::from(u32_at(b, o)) | (u64::from(u32_at(b, o + 4)) << 32)
+}
+
+/// Reads a whole table at `addr` with the expected signature into `buf`; returns its length.
+fn read_table(read: ReadPhys<'_>, addr: u64, signature: &[u8; 4], buf: &mut [u8]) -> Option<usize> {
+    let mut header = [0u8; 36];
+    if addr == 0 || !read(addr, &mut header) || &header[..4] != signature {
+        return None;
+    }
+    let len = u32_at(&header, 4) as usize;
+    if len < 36 || len > buf.len() || !read(addr, &mut buf[..len]) || !checksum_ok(&buf[..len]) {
+        return None;
+    }
+    Some(len)
+}
+
+/// Finds how to power off, starting from the RSDP at `rsdp`.
+pub fn find_power_off(rsdp: u64, read: ReadPhys<'_>) -> Option<PowerOff> {
+    let mut root = [0u8; 36];
+    if !read(rsdp, &mut root) || &root[..8] != b"RSD PTR " || !checksum_ok(&root[..20]) {
+        return None;
+    }
+    let (table_addr, entry_size, signature) = if root[15] >= 2 && u64_at(&root, 24) != 0 {
+        (u64_at(&root, 24), 8, b"XSDT")
+    } else {
+        (u64::from(u32_at(&root, 16)), 4, b"RSDT")
+    };
+    let mut table = [0u8; 1024];
+    let len = read_table(read, table_addr, signature, &mut table)?;
+    let mut fadt = [0u8; 512];
+    let fadt_len = table[36..len].chunks_exact(entry_size).find_map(|entry| {
+        let addr = if entry_size == 8 { u64_at(entry, 0) } else { u64::from(u32_at(entry, 0)) };
+        read_table(read, addr, b"FACP", &mut fadt)
+    })?;
+    let fadt = &fadt[..fadt_len];
+
+    let dsdt = if fadt_len >= 148 && u64_at(fadt, 140) != 0 { u64_at(fadt, 140) } else { u64::from(u32_at(fadt, 40)) };
+    let slp_typ = s5_sleep_type(read, dsdt)?;
+
+    let flags = if fadt_len >= 116 { u32_at(fadt, 112) } else { 0 };
+    if flags & HW_REDUCED_ACPI != 0 && fadt_len >= 256 {
+        // SLEEP_CONTROL_REG: a generic address structure at offset 244.
+        let space = fadt[244];
+        let address = u64_at(fadt, 248);
+        let value = ((slp_typ & 0x7) << 2) | SLP_EN_SLEEP_CONTROL;
+        return match space {
+            0 if address != 0 => Some(PowerOff::SleepControlMemory { address, value }),
+            1 if address != 0 && address <= 0xffff => Some(PowerOff::SleepControlPort { port: address as u16, value }),
+            _ => None,
+        };
+    }
+    let port = u32_at(fadt, 64);
+    if port == 0 || port > 0xffff {
+        return None;
+    }
+    Some(PowerOff::Pm1aControl { port: port as u16, value: (u16::from(slp_typ & 0x7) << 10) | SLP_EN_PM1 })
+}
+
+/// SLP_TYPa of `\_S5_` in the DSDT at `dsdt`: `Name(_S5_, Package() { typ_a, ... })`.
+fn s5_sleep_type(read: ReadPhys<'_>, dsdt: u64) -> Option<u8> {
+    let mut header = [0u8; 36];
+    if dsdt == 0 || !read(dsdt, &mut header) || &header[..4] != b"DSDT" {
+        return None;
+    }
+    let len = (u32_at(&header, 4) as usize).min(64 * 1024);
+    // Scan the AML in chunks (with an overlap) for "_S5_" followed by PackageOp.
+    const CHUNK: usize = 512;
+    let mut chunk = [0u8; CHUNK + 16];
+    let mut offset = 36;
+    while offset < len {
+        let n = (CHUNK + 16).min(len - offset);
+        if !read(dsdt + offset as u64, &mut chunk[..n]) {
+            return None;
+        }
+        if let Some(typ) = find_s5_in(&chunk[..n]) {
+            return Some(typ);
+        }
+        offset += CHUNK;
+    }
+    None
+}
+
+fn find_s5_in(aml: &[u8]) -> Option<u8> {
+    let at = aml.windows(4).position(|w| w == b"_S5_")?;
+    let rest = &aml[at + 4..];
+    if rest.first() != Some(&0x12) {
+        return None; // not PackageOp
+    }
+    // PkgLength: the top two bits of the lead byte count the extra bytes.
+    let lead = *rest.get(1)?;
+    let pkg_len_bytes = 1 + usize::from(lead >> 6);
+    let elements = rest.get(1 + pkg_len_bytes + 1..)?; // skip NumElements
+    match *elements.first()? {
+        0x0a => elements.get(1).copied(), // BytePrefix
+        0x00 => Some(0),                  // ZeroOp
+        0x01 => Some(1),                  // OneOp
+        other if other <= 0x07 => Some(other),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn finish(mut table: Vec<u8>) -> Vec<u8> {
+        let len = table.len() as u32;
+        table[4..8].copy_from_slice(&len.to_le_bytes());
+        let sum = table.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        table[9] = table[9].wrapping_sub(sum);
+        table
+    }
+
+    fn header(signature: &[u8; 4], len: usize) -> Vec<u8> {
+        let mut t = vec![0u8; len];
+        t[..4].copy_from_slice(signature);
+        t[8] = 2;
+        t
+    }
+
+    struct Firmware(BTreeMap<u64, Vec<u8>>);
+
+    impl Firmware {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+            for (&base, bytes) in &self.0 {
+                if addr >= base && addr + buf.len() as u64 <= base + bytes.len() as u64 {
+                    let o = (addr - base) as usize;
+                    buf.copy_from_slice(&bytes[o..o + buf.len()]);
+                    return true;
+                }
+            }
+            false
+        }
+    }
+
+    fn firmware(hw_reduced: bool, s5: &[u8]) -> Firmware {
+        let mut rsdp = vec![0u8; 36];
+        rsdp[..8].copy_from_slice(b"RSD PTR ");
+        rsdp[15] = 0; // ACPI 1.0: RSDT
+        rsdp[16..20].copy_from_slice(&0x2000u32.to_le_bytes());
+        let sum = rsdp[..20].iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        rsdp[8] = rsdp[8].wrapping_sub(sum);
+
+        let mut rsdt = header(b"RSDT", 36);
+        rsdt.extend_from_slice(&0x3000u32.to_le_bytes());
+        let mut fadt = header(b"FACP", 276);
+        fadt[40..44].copy_from_slice(&0x4000u32.to_le_bytes());
+        fadt[64..68].copy_from_slice(&0x604u32.to_le_bytes());
+        if hw_reduced {
+            fadt[112..116].copy_from_slice(&HW_REDUCED_ACPI.to_le_bytes());
+            fadt[244] = 1; // I/O space
+            fadt[248..256].copy_from_slice(&0x404u64.to_le_bytes());
+        }
+        let mut dsdt = header(b"DSDT", 36);
+        dsdt.extend_from_slice(&[0x10, 0x20, b'\\', b'_', b'S', b'B']);
+        dsdt.extend_from_slice(&[0x08]);
+        dsdt.extend_from_slice(b"_S5_");
+        dsdt.extend_from_slice(s5);
+        Firmware(BTreeMap::from([(0xf0000, rsdp), (0x2000, finish(rsdt)), (0x3000, finish(fadt)), (0x4000, finish(dsdt))]))
+    }
+
+    #[test]
+    fn legacy_fadt_uses_pm1a_with_s5_type() {
+        let fw = firmware(false, &[0x12, 0x06, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0x00]);
+        let off = find_power_off(0xf0000, &|a, b| fw.read(a, b));
+        assert_eq!(off, Some(PowerOff::Pm1aControl { port: 0x604, value: (5 << 10) | SLP_EN_PM1 }));
+    }
+
+    #[test]
+    fn zero_op_sleep_type() {
+        let fw = firmware(false, &[0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00]);
+        let off = find_power_off(0xf0000, &|a, b| fw.read(a, b));
+        assert_eq!(off, Some(PowerOff::Pm1aControl { port: 0x604, value: SLP_EN_PM1 }));
+    }
+
+    #[test]
+    fn hardware_reduced_fadt_uses_sleep_control() {
+        let fw = firmware(true, &[0x12, 0x06, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0x00]);
+        let off = find_power_off(0xf0000, &|a, b| fw.read(a, b));
+        assert_eq!(off, Some(PowerOff::SleepControlPort { port: 0x404, value: (5 << 2) | SLP_EN_SLEEP_CONTROL }));
+    }
+
+    #[test]
+    fn broken_tables_give_none() {
+        let mut fw = firmware(false, &[0x12, 0x06, 0x04, 0x0a, 0x05]);
+        assert_eq!(find_power_off(0x1234, &|a, b| fw.read(a, b)), None);
+        fw.0.get_mut(&0x3000).unwrap()[20] ^= 0xff; // FADT checksum
+        assert_eq!(find_power_off(0xf0000, &|a, b| fw.read(a, b)), None);
+        let fw = firmware(false, &[0x13]); // no package after _S5_
+        assert_eq!(find_power_off(0xf0000, &|a, b| fw.read(a, b)), None);
+    }
+}

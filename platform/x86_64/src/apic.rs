@@ -1,0 +1,103 @@
+//! The local APIC: end-of-interrupt and the one-shot timer the scheduler will drive.
+//!
+//! x2APIC (MSR access) when the CPU has it, else xAPIC (MMIO at the address in
+//! IA32_APIC_BASE, which the page tables map as device memory). The timer runs in one-shot mode
+//! with divide-by-16; its frequency is calibrated with the TSC in [`crate::clock`].
+
+use crate::interrupts::{SPURIOUS_VECTOR, TIMER_VECTOR};
+use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::instructions::port::Port;
+use x86_64::registers::model_specific::Msr;
+
+const IA32_APIC_BASE: u32 = 0x1b;
+const APIC_ENABLE: u64 = 1 << 11;
+const X2APIC_ENABLE: u64 = 1 << 10;
+
+// Register offsets in the xAPIC MMIO page (x2APIC MSR = 0x800 + offset / 16).
+const EOI: u32 = 0xb0;
+const SPURIOUS: u32 = 0xf0;
+const LVT_TIMER: u32 = 0x320;
+const TIMER_INITIAL: u32 = 0x380;
+const TIMER_CURRENT: u32 = 0x390;
+const TIMER_DIVIDE: u32 = 0x3e0;
+
+const LVT_MASKED: u32 = 1 << 16;
+const DIVIDE_BY_16: u32 = 0x3;
+/// The timer counts at the APIC bus frequency divided by this.
+pub const TIMER_DIVISOR: u64 = 16;
+
+/// 0: x2APIC; otherwise the virtual address of the xAPIC registers.
+static XAPIC_BASE: AtomicU64 = AtomicU64::new(0);
+
+fn write(register: u32, value: u32) {
+    let base = XAPIC_BASE.load(Ordering::Relaxed);
+    if base == 0 {
+        // SAFETY: x2APIC mode is enabled (init), so 0x800 + register/16 is an APIC MSR; writes
+        // only affect the local APIC.
+        unsafe { Msr::new(0x800 + register / 16).write(u64::from(value)) };
+    } else {
+        // SAFETY: `base` is the xAPIC page, identity-mapped as device memory (paging.rs maps all
+        // non-RAM below 4 GiB uncached); `register` is an aligned register offset within it.
+        unsafe { core::ptr::write_volatile((base + u64::from(register)) as *mut u32, value) };
+    }
+}
+
+fn read(register: u32) -> u32 {
+    let base = XAPIC_BASE.load(Ordering::Relaxed);
+    if base == 0 {
+        // SAFETY: as in `write`; reading an APIC register has no side effects here.
+        unsafe { Msr::new(0x800 + register / 16).read() as u32 }
+    } else {
+        // SAFETY: as in `write`.
+        unsafe { core::ptr::read_volatile((base + u64::from(register)) as *const u32) }
+    }
+}
+
+/// Enables the local APIC with the timer masked, and masks the legacy PICs.
+pub fn init(x2apic: bool) {
+    // SAFETY: writing 0xff to both PICs' data ports masks every legacy IRQ line; on machines
+    // without PICs the writes go nowhere.
+    unsafe {
+        Port::<u8>::new(0x21).write(0xff);
+        Port::<u8>::new(0xa1).write(0xff);
+    }
+    let mut base_msr = Msr::new(IA32_APIC_BASE);
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; setting the enable bits (and keeping
+    // the base address) turns the local APIC on in the chosen mode.
+    unsafe {
+        let value = base_msr.read();
+        if x2apic {
+            base_msr.write(value | APIC_ENABLE | X2APIC_ENABLE);
+            XAPIC_BASE.store(0, Ordering::Relaxed);
+        } else {
+            base_msr.write(value | APIC_ENABLE);
+            XAPIC_BASE.store(value & 0x000f_ffff_ffff_f000, Ordering::Relaxed);
+        }
+    }
+    write(SPURIOUS, 0x100 | u32::from(SPURIOUS_VECTOR));
+    write(TIMER_DIVIDE, DIVIDE_BY_16);
+    write(LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    write(TIMER_INITIAL, 0);
+}
+
+/// Acknowledges the interrupt being handled.
+pub fn end_of_interrupt() {
+    write(EOI, 0);
+}
+
+/// Starts the timer counting down from `ticks` with its interrupt masked (for calibration).
+pub fn start_counting(ticks: u32) {
+    write(LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    write(TIMER_INITIAL, ticks);
+}
+
+/// The timer's current count.
+pub fn current_count() -> u32 {
+    read(TIMER_CURRENT)
+}
+
+/// Interrupts once after `ticks` timer ticks (0 stops the timer).
+pub fn one_shot(ticks: u32) {
+    write(LVT_TIMER, u32::from(TIMER_VECTOR));
+    write(TIMER_INITIAL, ticks);
+}

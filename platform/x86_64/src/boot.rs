@@ -1,0 +1,203 @@
+//! The boot path from the assembly entry to the kernel's main function.
+//!
+//! `_start32` (src/boot.s) enters long mode on an early 1 GiB identity map and calls
+//! `libos_x86_64_start`, which [`crate::entry_point!`] defines to call [`start`]. Here we bring
+//! up the console, read the PVH boot information, build the final page tables, load the GDT,
+//! TSS and IDT, enable the local APIC, register the platform with libos-core and hand a
+//! [`BootInfo`] to the kernel. Any failure prints why and powers off with
+//! [`exit::BOOT_ERROR`]; nothing here can hang.
+
+use crate::memory::{PAGE, RegionList, usable_ram};
+use crate::paging::{self, Layout, TableMemory};
+use crate::pvh::{self, PvhError};
+use crate::{PLATFORM, apic, cpu, gdt, interrupts, serial, shutdown, stacks};
+use core::fmt;
+use libos_core::console::emergency_print;
+use libos_core::exit;
+use libos_core::hal::{self, BootInfo, MemoryRegion};
+use spin::Once;
+
+core::arch::global_asm!(include_str!("boot.s"), options(att_syntax));
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __image_end: u8;
+    static libos_x86_64_entry_tsc: u64;
+}
+
+/// The early identity map (src/boot.s) covers the first GiB: everything we read before the final
+/// page tables are loaded, and every page-table frame, must lie below this.
+const EARLY_MAP_LIMIT: u64 = 1 << 30;
+/// The heap must get at least this much, or booting is pointless.
+pub const MIN_HEAP: u64 = 256 * 1024;
+/// Most frames the page tables may take (enough for 64 GiB of RAM plus the 4 GiB device map).
+const MAX_TABLE_FRAMES: u64 = 128;
+/// RAM below 1 MiB holds firmware data (the loader's start_info, BIOS areas); leave it alone.
+const LOW_MEMORY_END: u64 = 0x10_0000;
+
+/// Why the platform could not boot.
+#[derive(Debug)]
+pub enum BootError {
+    /// The PVH boot information is missing or broken.
+    Pvh(PvhError),
+    /// Less usable RAM than the image plus a minimal heap.
+    TooLittleMemory {
+        /// Bytes of usable RAM the firmware reported.
+        have: u64,
+        /// Bytes needed.
+        need: u64,
+    },
+    /// The page tables did not fit in the frames set aside for them.
+    PageTables,
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::Pvh(e) => e.fmt(f),
+            BootError::TooLittleMemory { have, need } => write!(
+                f,
+                "too little memory: {} KiB of usable RAM, the image and a minimal heap need {} KiB",
+                have / 1024,
+                need / 1024
+            ),
+            BootError::PageTables => write!(f, "page tables need more than {MAX_TABLE_FRAMES} frames"),
+        }
+    }
+}
+
+/// Boot state that lives for the rest of the kernel's life.
+struct Booted {
+    cmdline: [u8; pvh::MAX_CMDLINE],
+    cmdline_len: usize,
+    free: RegionList<32>,
+}
+
+static BOOTED: Once<Booted> = Once::new();
+
+/// The platform's Rust entry: boots and calls `kernel_main`. Called once, from the assembly entry.
+pub fn start(start_info: u32, kernel_main: fn(&'static BootInfo) -> !) -> ! {
+    serial::init();
+    hal::set_platform(&PLATFORM);
+    match boot(u64::from(start_info)) {
+        Ok(info) => kernel_main(info),
+        Err(e) => {
+            emergency_print(format_args!("libos: cannot boot: {e}\n"));
+            shutdown::power_off(exit::BOOT_ERROR);
+        }
+    }
+}
+
+fn symbol(s: &u8) -> u64 {
+    s as *const u8 as u64
+}
+
+fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
+    // SAFETY: the assembly entry wrote this before anything else ran; it is never written again.
+    let entry_counter = unsafe { core::ptr::read_volatile(&raw const libos_x86_64_entry_tsc) };
+    let features = cpu::Features::detect();
+
+    let mut cmdline = [0u8; pvh::MAX_CMDLINE];
+    let read_early = |addr: u64, buf: &mut [u8]| -> Result<(), PvhError> {
+        match addr.checked_add(buf.len() as u64) {
+            Some(end) if addr >= 4096 && end <= EARLY_MAP_LIMIT => {
+                // SAFETY: [addr, end) lies inside the early identity map of the first GiB, and
+                // the loader's boot information is plain memory.
+                unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+                Ok(())
+            }
+            _ => Err(PvhError::Unreadable(addr)),
+        }
+    };
+    let start = pvh::parse(start_info, &read_early, &mut cmdline).map_err(BootError::Pvh)?;
+    shutdown::set_rsdp(start.rsdp);
+
+    // SAFETY (all four): linker-script symbols; only their addresses are taken.
+    let (image_start, text_end, rodata_end, image_end) = unsafe {
+        (symbol(&__image_start), symbol(&__text_end), symbol(&__rodata_end), symbol(&__image_end))
+    };
+    let ram: RegionList<32> = usable_ram(start.memmap());
+    let total_ram = ram.total();
+
+    // Page-table frames come right after the image.
+    let tables_start = image_end;
+    let tables_limit = tables_start + MAX_TABLE_FRAMES * PAGE;
+    let need = image_end - LOW_MEMORY_END.min(image_start) + MAX_TABLE_FRAMES * PAGE + MIN_HEAP;
+    if !ram.contains(image_start, tables_limit) || tables_limit > EARLY_MAP_LIMIT {
+        return Err(BootError::TooLittleMemory { have: total_ram, need });
+    }
+
+    let guards = stacks::guard_pages().map(|(page, _)| page);
+    let layout = Layout {
+        text: image_start..text_end,
+        rodata: text_end..rodata_end,
+        data: rodata_end..image_end,
+        guards: &guards,
+        ram: ram.as_slice(),
+        device_limit: 1 << 32,
+    };
+    let mut frames = BumpFrames { next: tables_start, limit: tables_limit };
+    let nx = if features.nx { paging::flags::NO_EXECUTE } else { 0 };
+    if features.nx {
+        // SAFETY: the CPU supports NX (CPUID); enabling it only makes the NX bit meaningful.
+        unsafe { x86_64::registers::model_specific::Efer::update(|f| f.insert(x86_64::registers::model_specific::EferFlags::NO_EXECUTE_ENABLE)) };
+    }
+    let root = paging::build(&layout, &mut frames, nx).map_err(|_| BootError::PageTables)?;
+    // SAFETY: the new tables identity-map the image (text executable, data and stacks writable),
+    // the stacks and all RAM exactly as the early map did, so execution continues unchanged.
+    unsafe {
+        let frame = x86_64::structures::paging::PhysFrame::from_start_address_unchecked(x86_64::PhysAddr::new(root));
+        x86_64::registers::control::Cr3::write(frame, x86_64::registers::control::Cr3Flags::empty());
+    }
+    gdt::init();
+    interrupts::init();
+    apic::init(features.x2apic);
+
+    // Free RAM: everything usable above 1 MiB except the image and the page tables.
+    let mut free = ram;
+    free.remove(MemoryRegion { start: 0, end: LOW_MEMORY_END });
+    free.remove(MemoryRegion { start: image_start, end: frames.next });
+    if free.total() < MIN_HEAP {
+        return Err(BootError::TooLittleMemory { have: total_ram, need });
+    }
+
+    let booted = BOOTED.call_once(|| Booted { cmdline, cmdline_len: start.cmdline_len, free });
+    // `Once` gives shared access only; build the BootInfo pointing into the stored state.
+    let cmdline = core::str::from_utf8(&booted.cmdline[..booted.cmdline_len]).unwrap_or("");
+    static INFO: Once<BootInfo> = Once::new();
+    Ok(INFO.call_once(|| BootInfo {
+        cmdline,
+        free_memory: booted.free.as_slice(),
+        total_memory: total_ram,
+        entry_counter,
+    }))
+}
+
+/// Hands out the frames after the image for page tables (inside the early identity map, so
+/// they can be written before the new tables are live).
+struct BumpFrames {
+    next: u64,
+    limit: u64,
+}
+
+impl TableMemory for BumpFrames {
+    fn alloc_table(&mut self) -> Option<u64> {
+        if self.next >= self.limit {
+            return None;
+        }
+        let frame = self.next;
+        self.next += PAGE;
+        // SAFETY: the frame is RAM after the image, inside the early identity map, and handed
+        // out once.
+        unsafe { core::ptr::write_bytes(frame as *mut u8, 0, PAGE as usize) };
+        Some(frame)
+    }
+
+    fn table(&mut self, table: u64) -> &mut [u64; 512] {
+        // SAFETY: `table` is a frame from `alloc_table`: identity-mapped, aligned, 4 KiB, and only
+        // reached through this builder (borrowed mutably), and not live until CR3 is loaded.
+        unsafe { &mut *(table as *mut [u64; 512]) }
+    }
+}

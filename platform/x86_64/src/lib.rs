@@ -1,0 +1,135 @@
+//! # libos-platform-x86_64: libos on x86_64 virtual machines
+//!
+//! One ELF image with a PVH entry note, so QEMU (`-kernel`, microvm/q35/pc), Firecracker and
+//! cloud-hypervisor boot it directly. This crate owns everything architecture-specific:
+//!
+//! - `boot.s` + [`boot`]: 32-bit PVH entry, long mode, then the Rust boot path;
+//! - [`pvh`]: the loader's boot information (command line, memory map, ACPI RSDP);
+//! - [`memory`], [`paging`]: free RAM and the final page tables (text RX, data NX, guard pages);
+//! - `gdt`, `interrupts`, `stacks`: GDT/TSS with separate stacks for fatal exceptions, the IDT,
+//!   crash reports with a frame-pointer backtrace;
+//! - `serial`, `clock`, `apic`: the 16550 console, the TSC clock, the local APIC one-shot timer;
+//! - [`acpi`], `shutdown`: exit codes through `isa-debug-exit`, else ACPI S5, else i8042 reset.
+//!
+//! It implements [`libos_core::hal::Platform`]. `libos` invokes [`entry_point!`] once to connect
+//! the assembly entry to its kernel main; apps never use this crate directly.
+//!
+//! The pure parts ([`pvh`], [`memory`], [`paging`], [`acpi`]) build and are tested on the host;
+//! the hardware parts only exist for the bare-metal target.
+#![cfg_attr(not(test), no_std)]
+
+pub mod acpi;
+pub mod memory;
+pub mod paging;
+pub mod pvh;
+
+#[cfg(target_os = "none")]
+mod apic;
+#[cfg(target_os = "none")]
+pub mod boot;
+#[cfg(target_os = "none")]
+mod clock;
+#[cfg(target_os = "none")]
+mod cpu;
+#[cfg(target_os = "none")]
+mod gdt;
+#[cfg(target_os = "none")]
+mod interrupts;
+#[cfg(target_os = "none")]
+mod serial;
+#[cfg(target_os = "none")]
+mod shutdown;
+#[cfg(target_os = "none")]
+mod stacks;
+
+#[cfg(target_os = "none")]
+pub use platform::{X86_64, calibration_source};
+
+/// Connects the image's entry point to `kernel_main: fn(&'static BootInfo) -> !`.
+///
+/// Invoke it exactly once, in the composition root (`libos`). It defines the symbol the
+/// assembly entry calls, so a second invocation is a link error rather than a silent choice.
+#[macro_export]
+macro_rules! entry_point {
+    ($kernel_main:path) => {
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        extern "C" fn libos_x86_64_start(start_info: u32) -> ! {
+            $crate::boot::start(start_info, $kernel_main)
+        }
+    };
+}
+
+#[cfg(target_os = "none")]
+mod platform {
+    use crate::{apic, clock, cpu, serial, shutdown};
+    use libos_core::hal::{InterruptState, Platform};
+    use libos_core::time::Instant;
+    use x86_64::instructions::interrupts;
+
+    /// The x86_64 platform (state lives in the modules' statics).
+    pub struct X86_64;
+
+    /// Where the clock frequencies came from (`"PIT"`, `"CPUID 0x40000010"`, ...).
+    pub fn calibration_source() -> &'static str {
+        clock::calibration().source
+    }
+
+    impl Platform for X86_64 {
+        fn name(&self) -> &'static str {
+            "x86_64 PVH"
+        }
+
+        fn console_write(&self, bytes: &[u8]) {
+            serial::write(bytes);
+        }
+
+        fn counter(&self) -> u64 {
+            cpu::rdtsc()
+        }
+
+        fn counter_frequency(&self) -> u64 {
+            clock::calibration().tsc_hz
+        }
+
+        fn set_timer(&self, deadline: Option<Instant>) {
+            let Some(deadline) = deadline else {
+                apic::one_shot(0);
+                return;
+            };
+            let nanos = deadline.as_nanos().saturating_sub(Instant::now().as_nanos());
+            let hz = u128::from(clock::calibration().apic_timer_hz);
+            let ticks = (u128::from(nanos) * hz / 1_000_000_000).clamp(1, u128::from(u32::MAX));
+            apic::one_shot(ticks as u32);
+        }
+
+        fn disable_interrupts(&self) -> InterruptState {
+            let enabled = interrupts::are_enabled();
+            interrupts::disable();
+            InterruptState(enabled)
+        }
+
+        fn restore_interrupts(&self, state: InterruptState) {
+            if state.0 {
+                interrupts::enable();
+            }
+        }
+
+        fn enable_interrupts(&self) {
+            interrupts::enable();
+        }
+
+        fn wait_for_interrupt(&self) {
+            // `sti; hlt` is atomic: STI takes effect after the next instruction, so an interrupt
+            // pending at the STI wakes the HLT instead of being taken before it.
+            interrupts::enable_and_hlt();
+        }
+
+        fn shutdown(&self, code: i32) -> ! {
+            shutdown::power_off(code)
+        }
+    }
+}
+
+#[cfg(target_os = "none")]
+static PLATFORM: X86_64 = X86_64;

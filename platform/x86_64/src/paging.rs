@@ -1,0 +1,372 @@
+//! The kernel's page tables: one identity map of physical memory with permissions.
+//!
+//! - page 0 unmapped (null pointers fault), and each stack's guard page unmapped;
+//! - kernel text read-only and executable, rodata read-only, data/bss/stacks read-write;
+//! - RAM read-write, write-back cached; everything else below 4 GiB (MMIO: local APIC, I/O APIC,
+//!   virtio-mmio, PCI windows, firmware tables) read-write and uncached;
+//! - nothing executable but the kernel text (NX everywhere else, when the CPU has NX).
+//!
+//! [`Layout`] says what each address should be (pure). [`build`] turns it into tables, using
+//! 2 MiB pages wherever a 2 MiB chunk is uniform and 4 KiB pages elsewhere. It walks intervals
+//! between layout boundaries rather than individual chunks, so mapping 4 GiB costs a few
+//! thousand instructions at boot. Table memory is abstracted by [`TableMemory`] so host tests
+//! build and inspect real tables in a plain buffer.
+
+use crate::memory::PAGE;
+use core::ops::Range;
+use libos_core::hal::MemoryRegion;
+
+const LARGE_PAGE: u64 = 2 * 1024 * 1024;
+const ENTRIES: usize = 512;
+
+/// Entry bits.
+pub mod flags {
+    /// Present.
+    pub const PRESENT: u64 = 1;
+    /// Writable.
+    pub const WRITABLE: u64 = 1 << 1;
+    /// Write-through.
+    pub const WRITE_THROUGH: u64 = 1 << 3;
+    /// Cache disabled.
+    pub const NO_CACHE: u64 = 1 << 4;
+    /// 2 MiB page (in a page directory entry).
+    pub const HUGE: u64 = 1 << 7;
+    /// No execute.
+    pub const NO_EXECUTE: u64 = 1 << 63;
+    /// The physical address bits of an entry.
+    pub const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
+}
+
+/// What an address is mapped as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mapping {
+    /// Not mapped: any access faults.
+    Unmapped,
+    /// Kernel text: read + execute.
+    Text,
+    /// Read-only data.
+    ReadOnly,
+    /// Read-write RAM.
+    ReadWrite,
+    /// Read-write, uncached device memory.
+    Device,
+}
+
+impl Mapping {
+    /// Leaf entry bits (without the address and the HUGE bit). `nx` is `flags::NO_EXECUTE`
+    /// when the CPU supports it, else 0.
+    pub const fn leaf_flags(self, nx: u64) -> u64 {
+        use flags::*;
+        match self {
+            Mapping::Unmapped => 0,
+            Mapping::Text => PRESENT,
+            Mapping::ReadOnly => PRESENT | nx,
+            Mapping::ReadWrite => PRESENT | WRITABLE | nx,
+            Mapping::Device => PRESENT | WRITABLE | WRITE_THROUGH | NO_CACHE | nx,
+        }
+    }
+}
+
+/// The physical memory layout to map.
+#[derive(Clone, Debug)]
+pub struct Layout<'a> {
+    /// Kernel text (page aligned).
+    pub text: Range<u64>,
+    /// Read-only data (page aligned).
+    pub rodata: Range<u64>,
+    /// Data, bss and stacks (page aligned).
+    pub data: Range<u64>,
+    /// Guard pages (4 KiB each) to leave unmapped.
+    pub guards: &'a [u64],
+    /// Usable RAM.
+    pub ram: &'a [MemoryRegion],
+    /// Non-RAM addresses below this are mapped as devices; above it, left unmapped.
+    pub device_limit: u64,
+}
+
+/// Most boundaries a layout may have (image sections, guards, RAM regions).
+pub const MAX_BOUNDARIES: usize = 256;
+
+impl Layout<'_> {
+    /// How `addr` should be mapped.
+    pub fn mapping_at(&self, addr: u64) -> Mapping {
+        if addr < PAGE || self.guards.iter().any(|&g| (g..g + PAGE).contains(&addr)) {
+            Mapping::Unmapped
+        } else if self.text.contains(&addr) {
+            Mapping::Text
+        } else if self.rodata.contains(&addr) {
+            Mapping::ReadOnly
+        } else if self.data.contains(&addr) || self.ram.iter().any(|r| (r.start..r.end).contains(&addr)) {
+            Mapping::ReadWrite
+        } else if addr < self.device_limit {
+            Mapping::Device
+        } else {
+            Mapping::Unmapped
+        }
+    }
+
+    /// One past the highest address to map.
+    pub fn end(&self) -> u64 {
+        let ram_end = self.ram.iter().map(|r| r.end).max().unwrap_or(0);
+        self.device_limit.max(ram_end).max(self.data.end).next_multiple_of(LARGE_PAGE)
+    }
+
+    /// Every address where the mapping may change, sorted, starting at 0 and ending at
+    /// [`Layout::end`]. Returns how many were written to `out`.
+    pub fn boundaries(&self, out: &mut [u64; MAX_BOUNDARIES]) -> usize {
+        let end = self.end();
+        let mut n = 0;
+        let mut push = |addr: u64| {
+            if n < MAX_BOUNDARIES && addr <= end {
+                out[n] = addr;
+                n += 1;
+            }
+        };
+        push(0);
+        push(PAGE);
+        push(end);
+        push(self.device_limit);
+        for range in [&self.text, &self.rodata, &self.data] {
+            push(range.start);
+            push(range.end);
+        }
+        for &g in self.guards {
+            push(g);
+            push(g + PAGE);
+        }
+        for r in self.ram {
+            push(r.start);
+            push(r.end);
+        }
+        out[..n].sort_unstable();
+        // Deduplicate in place.
+        let mut unique = 0;
+        for i in 0..n {
+            if unique == 0 || out[i] != out[unique - 1] {
+                out[unique] = out[i];
+                unique += 1;
+            }
+        }
+        unique
+    }
+}
+
+/// Memory that page tables live in.
+pub trait TableMemory {
+    /// A zeroed, 4 KiB-aligned frame for a table, or `None` when out of frames.
+    fn alloc_table(&mut self) -> Option<u64>;
+    /// The table at physical address `table` (a frame from `alloc_table`).
+    fn table(&mut self, table: u64) -> &mut [u64; ENTRIES];
+}
+
+/// Ran out of frames for page tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfTableFrames;
+
+const TABLE_FLAGS: u64 = flags::PRESENT | flags::WRITABLE;
+
+/// Builds the tables for `layout`; returns the physical address of the PML4.
+pub fn build(layout: &Layout<'_>, memory: &mut dyn TableMemory, nx: u64) -> Result<u64, OutOfTableFrames> {
+    let root = memory.alloc_table().ok_or(OutOfTableFrames)?;
+    let mut bounds = [0u64; MAX_BOUNDARIES];
+    let count = layout.boundaries(&mut bounds);
+    for pair in bounds[..count].windows(2) {
+        let (start, end) = (pair[0], pair[1]);
+        let mapping = layout.mapping_at(start);
+        if mapping != Mapping::Unmapped {
+            map_interval(memory, root, start, end, mapping.leaf_flags(nx))?;
+        }
+    }
+    Ok(root)
+}
+
+/// Maps `[start, end)` (page aligned) with `leaf` flags: whole aligned 2 MiB chunks as large
+/// pages, the rest as 4 KiB pages. Each run of entries in one table is written in a tight loop.
+fn map_interval(memory: &mut dyn TableMemory, root: u64, start: u64, end: u64, leaf: u64) -> Result<(), OutOfTableFrames> {
+    let mut addr = start;
+    while addr < end {
+        if addr % LARGE_PAGE == 0 && addr + LARGE_PAGE <= end {
+            // Large pages up to the end of the interval or of this page directory (1 GiB).
+            let stop = (end & !(LARGE_PAGE - 1)).min((addr | ((1 << 30) - 1)) + 1);
+            let pd = table_for(memory, root, addr, 2)?;
+            let table = memory.table(pd);
+            while addr < stop {
+                table[index(addr, 1)] = addr | leaf | flags::HUGE;
+                addr += LARGE_PAGE;
+            }
+        } else {
+            // Small pages up to the end of the interval or of this 2 MiB chunk.
+            let stop = end.min((addr | (LARGE_PAGE - 1)) + 1);
+            let pt = table_for(memory, root, addr, 3)?;
+            let table = memory.table(pt);
+            while addr < stop {
+                table[index(addr, 0)] = addr | leaf;
+                addr += PAGE;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The index into the table at `level` (0 = page table ... 3 = PML4) for `addr`.
+const fn index(addr: u64, level: u32) -> usize {
+    ((addr >> (12 + 9 * level)) & (ENTRIES as u64 - 1)) as usize
+}
+
+/// Walks `depth` levels down from the PML4 towards `addr`, creating tables on the way, and
+/// returns the table reached (depth 2: the page directory, 3: the page table).
+fn table_for(memory: &mut dyn TableMemory, root: u64, addr: u64, depth: u32) -> Result<u64, OutOfTableFrames> {
+    let mut table = root;
+    for level in (4 - depth..4).rev() {
+        let i = index(addr, level);
+        let entry = memory.table(table)[i];
+        table = if entry & flags::PRESENT != 0 {
+            debug_assert!(entry & flags::HUGE == 0, "splitting a large page is not supported");
+            entry & flags::ADDRESS
+        } else {
+            let next = memory.alloc_table().ok_or(OutOfTableFrames)?;
+            memory.table(table)[i] = next | TABLE_FLAGS;
+            next
+        };
+    }
+    Ok(table)
+}
+
+/// Walks the tables for `addr`: the leaf entry's flags (with the address bits cleared) and
+/// the page size, or `None` when unmapped. Used by tests and by the fault report.
+pub fn translate(memory: &mut dyn TableMemory, root: u64, addr: u64) -> Option<(u64, u64)> {
+    let mut table = root;
+    for level in (0..4).rev() {
+        let entry = memory.table(table)[index(addr, level)];
+        if entry & flags::PRESENT == 0 {
+            return None;
+        }
+        if level == 0 || entry & flags::HUGE != 0 {
+            let size = 1u64 << (12 + 9 * level);
+            return Some((entry & !flags::ADDRESS & !flags::HUGE, size));
+        }
+        table = entry & flags::ADDRESS;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    struct FakeTables {
+        tables: BTreeMap<u64, [u64; ENTRIES]>,
+        next: u64,
+        limit: usize,
+    }
+
+    impl TableMemory for FakeTables {
+        fn alloc_table(&mut self) -> Option<u64> {
+            if self.tables.len() == self.limit {
+                return None;
+            }
+            self.next += PAGE;
+            self.tables.insert(self.next, [0; ENTRIES]);
+            Some(self.next)
+        }
+        fn table(&mut self, table: u64) -> &mut [u64; ENTRIES] {
+            self.tables.get_mut(&table).unwrap()
+        }
+    }
+
+    const NX: u64 = flags::NO_EXECUTE;
+    const RAM: [MemoryRegion; 2] =
+        [MemoryRegion { start: 0, end: 0x9f000 }, MemoryRegion { start: 0x100000, end: 0x800_0000 }];
+    const GUARDS: [u64; 2] = [0x120000, 0x131000];
+
+    fn layout() -> Layout<'static> {
+        Layout {
+            text: 0x100000..0x110000,
+            rodata: 0x110000..0x118000,
+            data: 0x118000..0x140000,
+            guards: &GUARDS,
+            ram: &RAM,
+            device_limit: 1 << 32,
+        }
+    }
+
+    fn built() -> (FakeTables, u64) {
+        let mut mem = FakeTables { limit: 64, ..Default::default() };
+        let root = build(&layout(), &mut mem, NX).unwrap();
+        (mem, root)
+    }
+
+    fn flags_at(mem: &mut FakeTables, root: u64, addr: u64) -> Option<u64> {
+        translate(mem, root, addr).map(|(f, _)| f)
+    }
+
+    #[test]
+    fn null_page_and_guards_are_unmapped() {
+        let (mut mem, root) = built();
+        assert_eq!(flags_at(&mut mem, root, 0), None);
+        assert_eq!(flags_at(&mut mem, root, 0xfff), None);
+        assert_eq!(flags_at(&mut mem, root, 0x120000), None);
+        assert_eq!(flags_at(&mut mem, root, 0x131fff), None);
+        assert!(flags_at(&mut mem, root, 0x121000).is_some());
+    }
+
+    #[test]
+    fn image_sections_get_their_permissions() {
+        use flags::*;
+        let (mut mem, root) = built();
+        assert_eq!(flags_at(&mut mem, root, 0x100000), Some(PRESENT));
+        assert_eq!(flags_at(&mut mem, root, 0x110000), Some(PRESENT | NX));
+        assert_eq!(flags_at(&mut mem, root, 0x118000), Some(PRESENT | WRITABLE | NX));
+        assert_eq!(flags_at(&mut mem, root, 0x200000), Some(PRESENT | WRITABLE | NX));
+    }
+
+    #[test]
+    fn devices_are_uncached_and_nothing_past_4gib_but_ram() {
+        use flags::*;
+        let (mut mem, root) = built();
+        let device = PRESENT | WRITABLE | WRITE_THROUGH | NO_CACHE | NX;
+        assert_eq!(flags_at(&mut mem, root, 0xfee0_0000), Some(device));
+        assert_eq!(flags_at(&mut mem, root, 0xa0000), Some(device));
+        assert_eq!(flags_at(&mut mem, root, 1 << 32), None);
+        assert_eq!(flags_at(&mut mem, root, 0x7fff_0000_0000), None);
+    }
+
+    #[test]
+    fn uniform_chunks_use_large_pages() {
+        let (mut mem, root) = built();
+        assert_eq!(translate(&mut mem, root, 0x400000).unwrap().1, LARGE_PAGE);
+        assert_eq!(translate(&mut mem, root, 0xfee0_0000).unwrap().1, LARGE_PAGE);
+        assert_eq!(translate(&mut mem, root, 0x100000).unwrap().1, PAGE);
+        // 4 GiB mapped in 2 MiB pages needs few tables.
+        assert!(mem.tables.len() <= 10, "{} tables", mem.tables.len());
+    }
+
+    #[test]
+    fn every_page_matches_the_layout() {
+        let (mut mem, root) = built();
+        let layout = layout();
+        for addr in (0..0x400000).step_by(PAGE as usize) {
+            let expected = layout.mapping_at(addr).leaf_flags(NX);
+            let actual = flags_at(&mut mem, root, addr).unwrap_or(0);
+            assert_eq!(actual, expected, "at {addr:#x}");
+        }
+    }
+
+    #[test]
+    fn running_out_of_frames_is_an_error() {
+        let mut mem = FakeTables { limit: 3, ..Default::default() };
+        assert_eq!(build(&layout(), &mut mem, NX), Err(OutOfTableFrames));
+    }
+
+    #[test]
+    fn ram_above_4gib_is_mapped() {
+        let ram = [MemoryRegion { start: 0x100000, end: 0x1_4000_0000 }];
+        let layout = Layout { ram: &ram, ..layout() };
+        let mut mem = FakeTables { limit: 64, ..Default::default() };
+        let root = build(&layout, &mut mem, NX).unwrap();
+        assert!(flags_at(&mut mem, root, 0x1_3fff_f000).is_some());
+        assert_eq!(flags_at(&mut mem, root, 0x1_4000_0000), None);
+    }
+}
