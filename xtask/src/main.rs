@@ -1,1 +1,174 @@
-fn main() {}
+//! `./x`: build, boot, test and measure libos. See `./x help`.
+
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+use xtask::accel::{self, Accel};
+use xtask::arch::Arch;
+use xtask::qemu::{self, Exit, Machine, VmConfig};
+use xtask::{Result, bench, build, root};
+
+const HELP: &str = "\
+./x: build, boot, test and measure libos
+
+  ./x run [APP] [OPTIONS] [-- APP-ARGS...]
+        Build APP (default: hello), boot it in QEMU, exit with the guest's exit code.
+        --arch x86_64|aarch64   guest architecture (default: the host's)
+        --accel kvm|tcg         accelerator (default: KVM only if a calibration boot shows it is
+                                hardware-accelerated, else TCG)
+        --mem SIZE              guest RAM (default 64M)
+        --machine microvm|q35   x86 machine type (default microvm)
+        --cmdline \"OPTIONS\"     kernel options (loglevel=LEVEL, bootstats, ...)
+        --boot-stats            print the boot statistics (adds the `bootstats` option)
+        --timeout SECONDS       kill the guest after this long (default: none)
+  ./x build [APP...] [--arch A]
+        Build apps (default: all) and print their image paths.
+  ./x test [--host | --qemu]
+        Host unit tests of every pure crate, then the QEMU integration tests (tests/).
+  ./x bench boot [--runs N]
+        Boot benchmark: guest instructions to main and to exit (icount), wall time against a
+        floor kernel, image size, smallest RAM. Writes bench/results/boot.{json,md}.
+  ./x help
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("./x: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<i32> {
+    let mut args = std::env::args().skip(1);
+    let verb = args.next().unwrap_or_else(|| "help".into());
+    let rest: Vec<String> = args.collect();
+    match verb.as_str() {
+        "run" => run_verb(rest),
+        "build" => build_verb(rest),
+        "test" => test_verb(rest),
+        "bench" => bench::main(rest),
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(0)
+        }
+        other => Err(format!("unknown verb `{other}`; see ./x help").into()),
+    }
+}
+
+fn run_verb(args: Vec<String>) -> Result<i32> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut app = None;
+    let mut arch = Arch::host();
+    let mut accel_request = None;
+    let mut memory = "64M".to_string();
+    let mut machine = Machine::Microvm;
+    let mut options = String::new();
+    let mut boot_stats = false;
+    let mut timeout = None;
+    let mut app_args = Vec::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("arch") => arch = parser.value()?.parse()?,
+            Long("accel") => accel_request = Some(parser.value()?.parse::<Accel>()?),
+            Long("mem") => memory = parser.value()?.string()?,
+            Long("machine") => machine = parser.value()?.parse()?,
+            Long("cmdline") => options = parser.value()?.string()?,
+            Long("boot-stats") => boot_stats = true,
+            Long("timeout") => timeout = Some(Duration::from_secs_f64(parser.value()?.parse()?)),
+            Value(value) if app.is_none() => app = Some(value.string()?),
+            Value(value) => app_args.push(value.string()?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    // lexopt hands everything after `--` back as values; they are the app's arguments.
+    let app = app.unwrap_or_else(|| "hello".into());
+    if boot_stats {
+        options = format!("bootstats {options}");
+    }
+    let image = build::build_app(&app, arch, false)?;
+    let choice = accel::choose(arch, accel_request)?;
+    eprintln!("==> booting {app} on {} {arch} with {}", machine_name(machine), choice.reason);
+    let mut config = VmConfig::new(arch, image);
+    config.accel = choice.accel;
+    config.machine = machine;
+    config.memory = memory;
+    config.cmdline = qemu::kernel_cmdline(&options, &app_args);
+    config.timeout = timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    let outcome = qemu::run(&config, true)?;
+    match &outcome.exit {
+        Exit::Code(_) => {}
+        Exit::NoCode => eprintln!("./x: the guest stopped without reporting an exit code (reset or triple fault?)"),
+        Exit::Timeout => eprintln!("./x: killed the guest after {:?}", config.timeout),
+        Exit::QemuFailed(status, _) => eprintln!("./x: QEMU failed (status {status:?}); command: {:?}", config.command()),
+    }
+    if boot_stats {
+        eprintln!("==> QEMU process wall time: {:.1?} ({})", outcome.wall, choice.accel);
+    }
+    Ok(outcome.process_code())
+}
+
+fn machine_name(machine: Machine) -> &'static str {
+    match machine {
+        Machine::Microvm => "microvm",
+        Machine::Q35 => "q35",
+    }
+}
+
+fn build_verb(args: Vec<String>) -> Result<i32> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut arch = Arch::host();
+    let mut apps = Vec::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("arch") => arch = parser.value()?.parse()?,
+            Value(value) => apps.push(value.string()?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if apps.is_empty() {
+        apps = build::apps();
+    }
+    let names: Vec<&str> = apps.iter().map(String::as_str).collect();
+    for image in build::build(&names, arch, false)? {
+        println!("{}", image.display());
+    }
+    Ok(0)
+}
+
+fn cargo_test(args: &[&str]) -> Result<bool> {
+    let status = Command::new(build::cargo())
+        .current_dir(root())
+        .arg("test")
+        .args(["--target-dir", "target/host"])
+        .args(args)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    Ok(status.success())
+}
+
+fn test_verb(args: Vec<String>) -> Result<i32> {
+    let host = !args.iter().any(|a| a == "--qemu");
+    let qemu = !args.iter().any(|a| a == "--host");
+    if let Some(bad) = args.iter().find(|a| *a != "--qemu" && *a != "--host") {
+        return Err(format!("unknown test option `{bad}` (expected --host or --qemu)").into());
+    }
+    let mut ok = true;
+    if host {
+        eprintln!("==> host unit tests");
+        ok &= cargo_test(&[])?;
+    }
+    if qemu {
+        for arch in Arch::ALL.into_iter().filter(|a| a.is_supported()) {
+            let apps = build::apps();
+            let names: Vec<&str> = apps.iter().map(String::as_str).collect();
+            build::build(&names, arch, false)?;
+        }
+        eprintln!("==> QEMU integration tests");
+        ok &= cargo_test(&["-p", "libos-tests"])?;
+    }
+    Ok(if ok { 0 } else { 1 })
+}

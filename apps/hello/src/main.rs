@@ -20,8 +20,9 @@ fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().collect();
     println!("arguments: {:?}", &args[1..]);
 
-    let since_boot = time::since_boot();
-    let since_entry = time::Instant::now() - time::kernel_entry();
+    let now = time::Instant::now();
+    let since_boot = now.since_origin();
+    let since_entry = now - time::kernel_entry();
     println!("time since boot: {since_boot:?} (kernel running for {since_entry:?})");
 
     let before = libos::heap_stats();

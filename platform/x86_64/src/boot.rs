@@ -32,8 +32,6 @@ unsafe extern "C" {
 const EARLY_MAP_LIMIT: u64 = 1 << 30;
 /// The heap must get at least this much, or booting is pointless.
 pub const MIN_HEAP: u64 = 256 * 1024;
-/// Most frames the page tables may take (enough for 64 GiB of RAM plus the 4 GiB device map).
-const MAX_TABLE_FRAMES: u64 = 128;
 /// RAM below 1 MiB holds firmware data (the loader's start_info, BIOS areas); leave it alone.
 const LOW_MEMORY_END: u64 = 0x10_0000;
 
@@ -42,12 +40,12 @@ const LOW_MEMORY_END: u64 = 0x10_0000;
 pub enum BootError {
     /// The PVH boot information is missing or broken.
     Pvh(PvhError),
-    /// Less usable RAM than the image plus a minimal heap.
+    /// Too little RAM for the image, its page tables and a minimal heap.
     TooLittleMemory {
         /// Bytes of usable RAM the firmware reported.
         have: u64,
-        /// Bytes needed.
-        need: u64,
+        /// RAM must reach up to this address.
+        need_end: u64,
     },
     /// The page tables did not fit in the frames set aside for them.
     PageTables,
@@ -57,13 +55,14 @@ impl fmt::Display for BootError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BootError::Pvh(e) => e.fmt(f),
-            BootError::TooLittleMemory { have, need } => write!(
+            BootError::TooLittleMemory { have, need_end } => write!(
                 f,
-                "too little memory: {} KiB of usable RAM, the image and a minimal heap need {} KiB",
+                "too little memory: {} KiB of usable RAM; the image, its page tables and a {} KiB heap need RAM up to {} KiB",
                 have / 1024,
-                need / 1024
+                MIN_HEAP / 1024,
+                need_end.div_ceil(1024)
             ),
-            BootError::PageTables => write!(f, "page tables need more than {MAX_TABLE_FRAMES} frames"),
+            BootError::PageTables => write!(f, "page tables need more frames than reserved (a bug)"),
         }
     }
 }
@@ -121,14 +120,6 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
     let ram: RegionList<32> = usable_ram(start.memmap());
     let total_ram = ram.total();
 
-    // Page-table frames come right after the image.
-    let tables_start = image_end;
-    let tables_limit = tables_start + MAX_TABLE_FRAMES * PAGE;
-    let need = image_end - LOW_MEMORY_END.min(image_start) + MAX_TABLE_FRAMES * PAGE + MIN_HEAP;
-    if !ram.contains(image_start, tables_limit) || tables_limit > EARLY_MAP_LIMIT {
-        return Err(BootError::TooLittleMemory { have: total_ram, need });
-    }
-
     let guards = stacks::guard_pages().map(|(page, _)| page);
     let layout = Layout {
         text: image_start..text_end,
@@ -138,6 +129,14 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
         ram: ram.as_slice(),
         device_limit: 1 << 32,
     };
+    // Page-table frames come right after the image; reserve the most the layout can need.
+    let tables_start = image_end;
+    let tables_limit = tables_start + paging::max_tables(&layout) * PAGE;
+    let need_end = tables_limit + MIN_HEAP;
+    let too_little = BootError::TooLittleMemory { have: total_ram, need_end };
+    if !ram.contains(image_start, need_end) || tables_limit > EARLY_MAP_LIMIT {
+        return Err(too_little);
+    }
     let mut frames = BumpFrames { next: tables_start, limit: tables_limit };
     let nx = if features.nx { paging::flags::NO_EXECUTE } else { 0 };
     if features.nx {
@@ -160,7 +159,7 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
     free.remove(MemoryRegion { start: 0, end: LOW_MEMORY_END });
     free.remove(MemoryRegion { start: image_start, end: frames.next });
     if free.total() < MIN_HEAP {
-        return Err(BootError::TooLittleMemory { have: total_ram, need });
+        return Err(too_little);
     }
 
     let booted = BOOTED.call_once(|| Booted { cmdline, cmdline_len: start.cmdline_len, free });

@@ -66,50 +66,73 @@ fn from_cpuid() -> Option<Calibration> {
 /// Counts TSC and APIC timer ticks across [`PIT_WINDOW_TICKS`] ticks of PIT channel 0, read
 /// with latch commands (channel 2's gate at port 0x61 does not exist on microvm). `None` when
 /// no PIT answers.
+///
+/// Both ends of the window read the TSC and the APIC count right after seeing the PIT count
+/// change, through the same code, and a short warm-up window runs that code once first: under
+/// binary translation the first run of new code is slow, and an asymmetric delay would skew the
+/// result by percents.
 fn measure_with_pit() -> Option<Calibration> {
-    let mut mode = Port::<u8>::new(0x43);
-    let mut channel0 = Port::<u8>::new(0x40);
     // SAFETY: ports 0x43/0x40 are the PIT's mode and channel-0 data registers. Channel 0 drives
     // IRQ 0, which is masked (PICs masked, nothing routed through the I/O APIC), so
-    // reprogramming it disturbs nothing.
-    let mut read_count = || unsafe {
-        mode.write(0x00); // latch channel 0
-        let low = channel0.read();
-        let high = channel0.read();
-        u16::from_le_bytes([low, high])
-    };
-    // SAFETY: as above; mode 2 (rate generator), low then high byte, full 16-bit count.
+    // reprogramming it disturbs nothing. Mode 2 (rate generator), low then high byte, full
+    // 16-bit count.
     unsafe {
         Port::<u8>::new(0x43).write(0b0011_0100);
         Port::<u8>::new(0x40).write(0xff);
         Port::<u8>::new(0x40).write(0xff);
     }
-    // Wait for the count to move (it starts on the next PIT clock), with a bound in case no PIT
-    // is there (reads then return 0xffff forever).
-    let first = read_count();
-    let mut spins = 0u32;
-    let mut start = first;
-    while start == first {
-        spins += 1;
-        if spins > 1_000_000 {
-            return None;
-        }
-        start = read_count();
-    }
     apic::start_counting(u32::MAX);
-    let tsc_start = cpu::rdtsc();
-    let apic_start = apic::current_count();
-    let mut elapsed = 0;
-    while elapsed < PIT_WINDOW_TICKS {
-        elapsed = start.wrapping_sub(read_count());
-    }
-    let apic_end = apic::current_count();
-    let tsc_end = cpu::rdtsc();
+    measure_window(16)?;
+    let window = measure_window(PIT_WINDOW_TICKS)?;
     apic::start_counting(0);
-    let per_second = |ticks: u64| ticks * PIT_HZ / u64::from(elapsed);
+    let per_second = |ticks: u64| ticks * PIT_HZ / u64::from(window.pit_ticks);
     Some(Calibration {
-        tsc_hz: per_second(tsc_end - tsc_start),
-        apic_timer_hz: per_second(u64::from(apic_start - apic_end)),
+        tsc_hz: per_second(window.tsc_ticks),
+        apic_timer_hz: per_second(window.apic_ticks),
         source: "PIT",
+    })
+}
+
+struct Window {
+    pit_ticks: u16,
+    tsc_ticks: u64,
+    apic_ticks: u64,
+}
+
+/// The PIT's channel-0 count, latched.
+fn pit_count() -> u16 {
+    // SAFETY: see `measure_with_pit`; the latch command and two data reads only read the count.
+    unsafe {
+        Port::<u8>::new(0x43).write(0x00);
+        let low = Port::<u8>::new(0x40).read();
+        let high = Port::<u8>::new(0x40).read();
+        u16::from_le_bytes([low, high])
+    }
+}
+
+/// Waits for the PIT count to change from `from` (bounded: without a PIT it never does) and
+/// returns the new count with the TSC and APIC count read right after it.
+#[inline(never)]
+fn next_pit_edge(from: u16) -> Option<(u16, u64, u32)> {
+    for _ in 0..1_000_000 {
+        let count = pit_count();
+        if count != from {
+            return Some((count, cpu::rdtsc(), apic::current_count()));
+        }
+    }
+    None
+}
+
+/// Measures TSC and APIC ticks over at least `pit_ticks` PIT ticks, edge to edge.
+fn measure_window(pit_ticks: u16) -> Option<Window> {
+    let (start, tsc_start, apic_start) = next_pit_edge(pit_count())?;
+    let mut end = (start, tsc_start, apic_start);
+    while start.wrapping_sub(end.0) < pit_ticks {
+        end = next_pit_edge(end.0)?;
+    }
+    Some(Window {
+        pit_ticks: start.wrapping_sub(end.0),
+        tsc_ticks: end.1 - tsc_start,
+        apic_ticks: u64::from(apic_start.wrapping_sub(end.2)),
     })
 }

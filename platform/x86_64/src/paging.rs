@@ -151,6 +151,15 @@ impl Layout<'_> {
     }
 }
 
+/// An upper bound on the tables [`build`] needs for `layout`: the PML4, one PDPT per 512 GiB,
+/// one page directory per GiB, and one page table per boundary (only a boundary inside a 2 MiB
+/// chunk splits it into small pages).
+pub fn max_tables(layout: &Layout<'_>) -> u64 {
+    let end = layout.end();
+    let mut bounds = [0u64; MAX_BOUNDARIES];
+    1 + end.div_ceil(1 << 39) + end.div_ceil(1 << 30) + layout.boundaries(&mut bounds) as u64
+}
+
 /// Memory that page tables live in.
 pub trait TableMemory {
     /// A zeroed, 4 KiB-aligned frame for a table, or `None` when out of frames.
@@ -351,6 +360,17 @@ mod tests {
             let expected = layout.mapping_at(addr).leaf_flags(NX);
             let actual = flags_at(&mut mem, root, addr).unwrap_or(0);
             assert_eq!(actual, expected, "at {addr:#x}");
+        }
+    }
+
+    #[test]
+    fn max_tables_bounds_what_build_uses() {
+        for ram_end in [0x20_0000u64, 0x80_0000, 0x1_4000_0000, 0x10_0000_0000] {
+            let ram = [MemoryRegion { start: 0x100000, end: ram_end }];
+            let layout = Layout { ram: &ram, ..layout() };
+            let mut mem = FakeTables { limit: 10_000, ..Default::default() };
+            build(&layout, &mut mem, NX).unwrap();
+            assert!(mem.tables.len() as u64 <= max_tables(&layout), "RAM to {ram_end:#x}");
         }
     }
 

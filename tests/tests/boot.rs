@@ -1,0 +1,90 @@
+//! Booting `hello`: greeting, arguments, exit codes, machine types, memory sizes, boot stats.
+
+use libos_tests::{Boot, arches};
+use xtask::qemu::Machine;
+
+#[test]
+fn hello_greets_and_exits_zero() {
+    for arch in arches() {
+        Boot::app("hello")
+            .on(arch)
+            .exits_with(0)
+            .prints(&format!("Hello from libos on {arch}"))
+            .prints("arguments: []")
+            .prints("time since boot: ")
+            .does_not_print("libos: exit code"); // the debug-exit path ended QEMU, no fallback
+    }
+}
+
+#[test]
+fn hello_returns_the_exit_code_it_is_given() {
+    for arch in arches() {
+        for code in [3, 0, 42, 127] {
+            Boot::app("hello").args(&["--exit", &code.to_string()]).on(arch).exits_with(code);
+        }
+    }
+}
+
+#[test]
+fn arguments_with_spaces_and_quotes_arrive_intact() {
+    for arch in arches() {
+        Boot::app("hello")
+            .args(&["two words", "say \"hi\"", ""])
+            .on(arch)
+            .exits_with(2)
+            .prints(r#"arguments: ["two words", "say \"hi\"", ""]"#)
+            .prints("hello: unexpected arguments");
+    }
+}
+
+#[test]
+fn hello_allocates_and_frees() {
+    for arch in arches() {
+        let booted = Boot::app("hello").on(arch);
+        let heap = booted.exits_with(0).line_after("heap: ");
+        let before = heap.split(": ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse::<u64>().ok());
+        let after = heap.split(", ").last().and_then(|s| s.split(' ').next()).and_then(|n| n.parse::<u64>().ok());
+        assert!(before.is_some() && before == after, "heap usage changed: {heap}");
+        assert!(heap.contains("allocated 32768 bytes"), "{heap}");
+    }
+}
+
+#[test]
+fn boots_in_8_mib_and_on_q35() {
+    for arch in arches() {
+        Boot::app("hello").memory("8M").on(arch).exits_with(0).prints("Hello from libos");
+        if arch == xtask::arch::Arch::X86_64 {
+            Boot::app("hello").machine(Machine::Q35).on(arch).exits_with(0).prints("Hello from libos");
+            Boot::app("hello").memory("1G").machine(Machine::Q35).on(arch).exits_with(0);
+        }
+    }
+}
+
+#[test]
+fn boot_stats_report_counter_ticks() {
+    for arch in arches() {
+        let booted = Boot::app("hello").options("bootstats").on(arch);
+        booted.exits_with(0);
+        let to_main: u64 = booted.line_after("[boot-stats] entry-to-main ticks: ").trim().parse().unwrap();
+        let to_exit: u64 = booted.line_after("[boot-stats] entry-to-exit ticks: ").trim().parse().unwrap();
+        assert!(0 < to_main && to_main < to_exit, "entry-to-main {to_main}, entry-to-exit {to_exit}");
+        booted.prints("[boot-stats] counter: ");
+    }
+}
+
+#[test]
+fn exit_code_reaches_the_host_without_isa_debug_exit() {
+    // Without the device (as on Firecracker/cloud-hypervisor), libos prints the code and powers
+    // off through ACPI: hardware-reduced sleep control on microvm, PM1a control on q35.
+    for arch in arches() {
+        for machine in [Machine::Microvm, Machine::Q35] {
+            Boot::app("hello")
+                .args(&["--exit", "5"])
+                .machine(machine)
+                .without_debug_exit()
+                .on(arch)
+                .exits_with(5)
+                .prints("libos: exit code 5; no isa-debug-exit device, powering off");
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! `./x bench`: benchmark suites. Each writes `bench/results/<suite>.json` (machine-readable)
+//! and `bench/results/<suite>.md` (the table a person reads).
+//!
+//! Headline figures are deterministic guest instruction counts (QEMU `-icount shift=0`);
+//! wall-clock figures are medians of repeated runs taken in the same invocation as their
+//! baseline, always labelled with the accelerator.
+
+mod boot;
+
+use crate::{Result, root};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Runs `./x bench ARGS`.
+pub fn main(args: Vec<String>) -> Result<i32> {
+    let mut args = args.into_iter();
+    match args.next().as_deref() {
+        Some("boot") | Some("all") => boot::run(args.collect()),
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, all)").into()),
+        None => Err("which suite? ./x bench boot | all".into()),
+    }
+}
+
+/// `bench/results/`, created if needed.
+pub fn results_dir() -> Result<PathBuf> {
+    let dir = root().join("bench/results");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Median, minimum and maximum of some durations, in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Spread {
+    /// Median.
+    pub median: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `samples` (at least one).
+    pub fn of(samples: &[Duration]) -> Spread {
+        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        ms.sort_by(f64::total_cmp);
+        let n = ms.len();
+        let median = if n % 2 == 1 { ms[n / 2] } else { (ms[n / 2 - 1] + ms[n / 2]) / 2.0 };
+        Spread { median, min: ms[0], max: ms[n - 1] }
+    }
+
+    /// As JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({ "median_ms": round(self.median), "min_ms": round(self.min), "max_ms": round(self.max) })
+    }
+}
+
+/// Rounds to 0.01.
+pub fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Facts about the machine the numbers come from.
+pub fn host_facts() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    let qemu = std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    serde_json::json!({ "cpu": cpu, "cores": cores, "qemu": qemu, "commit": commit })
+}

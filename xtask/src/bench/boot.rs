@@ -1,0 +1,198 @@
+//! `./x bench boot`: how fast and how small the default image is.
+//!
+//! 1. Guest instructions from the image's first instruction to `main` and to exit, under
+//!    `-icount shift=0,sleep=off` (deterministic: run twice, must agree). On x86_64 the TSC
+//!    follows QEMU's virtual clock under icount, one tick per instruction, so the
+//!    `[boot-stats]` tick counts are instruction counts (checked: the counter calibrates to 1 GHz).
+//! 2. Whole-process wall time of `hello` against the floor kernel (one byte to the serial port,
+//!    then exit), interleaved runs, same machine, medians; labelled with the accelerator.
+//! 3. Image size, and the smallest guest RAM `hello` boots in.
+
+use super::{Spread, host_facts, results_dir, round};
+use crate::accel::{self, Accel};
+use crate::arch::Arch;
+use crate::qemu::{self, Exit, VmConfig};
+use crate::{Result, build, floor};
+use std::time::Duration;
+
+const TARGET_ENTRY_TO_MAIN: u64 = 300_000;
+const TARGET_WALL_RATIO: f64 = 1.10;
+const TARGET_IMAGE_BYTES: u64 = 128 * 1024;
+const TARGET_RAM_MIB: u64 = 8;
+const GREETING: &str = "Hello from libos";
+
+fn ticks(console: &str, label: &str) -> Option<u64> {
+    console.lines().find_map(|l| l.strip_prefix(&format!("[boot-stats] {label} ticks: "))?.trim().parse().ok())
+}
+
+fn counter_hz(console: &str) -> Option<u64> {
+    console.lines().find_map(|l| l.strip_prefix("[boot-stats] counter: ")?.split(' ').next()?.parse().ok())
+}
+
+/// Bytes the loader copies: the sum of the PT_LOAD segments' file sizes.
+fn loaded_bytes(image: &[u8]) -> u64 {
+    crate::elf::load_segments(image).iter().map(|s| s.file_size).sum()
+}
+
+pub(super) fn run(args: Vec<String>) -> Result<i32> {
+    let mut runs = 10usize;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--runs" => runs = args.next().ok_or("--runs needs a number")?.parse()?,
+            other => return Err(format!("unknown option `{other}` for bench boot").into()),
+        }
+    }
+    let runs = runs.max(10);
+    let arch = Arch::X86_64;
+    let image = build::build_app("hello", arch, false)?;
+    let choice = accel::choose(arch, None)?;
+    eprintln!("==> accelerator: {}", choice.reason);
+
+    // 1. Instructions, deterministic.
+    eprintln!("==> instructions to main and to exit (icount, 2 runs)");
+    let mut icount = VmConfig::new(arch, image.clone());
+    icount.accel = Accel::Tcg;
+    icount.icount = true;
+    icount.cmdline = "bootstats".into();
+    icount.timeout = Duration::from_secs(60);
+    let mut counts = Vec::new();
+    for _ in 0..2 {
+        let outcome = qemu::run(&icount, false)?;
+        if outcome.exit != Exit::Code(0) {
+            return Err(format!("hello under icount ended with {:?}:\n{}", outcome.exit, outcome.console).into());
+        }
+        let to_main = ticks(&outcome.console, "entry-to-main").ok_or("no entry-to-main line")?;
+        let to_exit = ticks(&outcome.console, "entry-to-exit").ok_or("no entry-to-exit line")?;
+        let hz = counter_hz(&outcome.console).ok_or("no counter line")?;
+        counts.push((to_main, to_exit, hz));
+    }
+    let (to_main, to_exit, hz) = counts[0];
+    let deterministic = counts.windows(2).all(|w| w[0].0 == w[1].0 && w[0].1 == w[1].1);
+    // Under icount shift=0 the TSC ticks once per instruction: it must calibrate to ~1 GHz.
+    let ticks_are_instructions = hz.abs_diff(1_000_000_000) < 10_000_000;
+
+    // 2. Wall time against the floor, interleaved.
+    eprintln!("==> wall time: hello vs floor kernel, {runs} interleaved runs each ({})", choice.accel);
+    let floor_image = floor::floor_image()?;
+    let mut floor_config = VmConfig::new(arch, floor_image.clone());
+    floor_config.accel = choice.accel;
+    let mut hello_config = VmConfig::new(arch, image.clone());
+    hello_config.accel = choice.accel;
+    let (mut floor_times, mut hello_times) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let f = qemu::run(&floor_config, false)?;
+        if f.exit != Exit::Code(0) {
+            return Err(format!("floor kernel ended with {:?}", f.exit).into());
+        }
+        floor_times.push(f.wall);
+        let h = qemu::run(&hello_config, false)?;
+        if h.exit != Exit::Code(0) || !h.console.contains(GREETING) {
+            return Err(format!("hello ended with {:?}:\n{}", h.exit, h.console).into());
+        }
+        hello_times.push(h.wall);
+    }
+    let floor_wall = Spread::of(&floor_times);
+    let hello_wall = Spread::of(&hello_times);
+    let ratio = hello_wall.median / floor_wall.median;
+
+    // 3. Size and memory.
+    let bytes = std::fs::read(&image)?;
+    let file_bytes = bytes.len() as u64;
+    let loaded = loaded_bytes(&bytes);
+    eprintln!("==> smallest guest RAM");
+    let boots_in = |mib: u64| -> Result<bool> {
+        let mut config = VmConfig::new(arch, image.clone());
+        config.accel = choice.accel;
+        config.memory = format!("{mib}M");
+        config.timeout = Duration::from_secs(30);
+        let outcome = qemu::run(&config, false)?;
+        Ok(outcome.exit == Exit::Code(0) && outcome.console.contains(GREETING))
+    };
+    let (mut low, mut high) = (1u64, 64u64); // boots in `high`, search down
+    if !boots_in(high)? {
+        return Err("hello does not boot in 64 MiB".into());
+    }
+    while high - low > 1 {
+        let mid = (low + high) / 2;
+        if boots_in(mid)? { high = mid } else { low = mid }
+    }
+    let smallest_mib = high;
+
+    let targets = [
+        ("entry-to-main instructions", to_main <= TARGET_ENTRY_TO_MAIN, format!("{to_main} <= {TARGET_ENTRY_TO_MAIN}")),
+        ("wall ratio hello/floor", ratio <= TARGET_WALL_RATIO, format!("{ratio:.2} <= {TARGET_WALL_RATIO}")),
+        ("image size", file_bytes <= TARGET_IMAGE_BYTES, format!("{file_bytes} <= {TARGET_IMAGE_BYTES} bytes")),
+        ("boots in 8 MiB", smallest_mib <= TARGET_RAM_MIB, format!("smallest {smallest_mib} MiB <= {TARGET_RAM_MIB} MiB")),
+    ];
+    let json = serde_json::json!({
+        "suite": "boot",
+        "arch": arch.name(),
+        "host": host_facts(),
+        "accelerator": choice.accel.to_string(),
+        "accelerator_reason": choice.reason,
+        "instructions": {
+            "method": "QEMU TCG -icount shift=0,sleep=off; [boot-stats] TSC ticks (1 tick = 1 instruction)",
+            "entry_to_main": to_main,
+            "entry_to_exit": to_exit,
+            "counter_hz_under_icount": hz,
+            "ticks_are_instructions": ticks_are_instructions,
+            "deterministic_over_2_runs": deterministic,
+        },
+        "wall": {
+            "method": format!("whole QEMU process, microvm + qboot, 64 MiB, {runs} interleaved runs each"),
+            "accelerator": choice.accel.to_string(),
+            "floor": floor_wall.json(),
+            "hello": hello_wall.json(),
+            "ratio_of_medians": round(ratio),
+            "floor_command": format!("{:?}", floor_config.command()),
+        },
+        "image": { "file_bytes": file_bytes, "loaded_bytes": loaded },
+        "memory": { "smallest_mib": smallest_mib },
+        "targets": targets.iter().map(|(name, met, detail)| serde_json::json!({"target": name, "met": met, "detail": detail})).collect::<Vec<_>>(),
+    });
+    let dir = results_dir()?;
+    std::fs::write(dir.join("boot.json"), serde_json::to_string_pretty(&json)? + "\n")?;
+
+    let accel = choice.accel;
+    let mut md = String::new();
+    md += "# Boot benchmark (`./x bench boot`)\n\n";
+    md += &format!("x86_64 `hello`, QEMU microvm + qboot. Host: {}.\n\n", json["host"]["cpu"].as_str().unwrap_or("?"));
+    md += "| measure | value |\n|---|---|\n";
+    md += &format!("| guest instructions, entry to `main` (icount, deterministic: {deterministic}) | **{to_main}** |\n");
+    md += &format!("| guest instructions, entry to exit (includes 1 ms TSC calibration) | {to_exit} |\n");
+    md += &format!("| wall, floor kernel ({accel}, median of {runs}) | {:.1} ms (min {:.1}, max {:.1}) |\n", floor_wall.median, floor_wall.min, floor_wall.max);
+    md += &format!("| wall, `hello` ({accel}, median of {runs}) | {:.1} ms (min {:.1}, max {:.1}) |\n", hello_wall.median, hello_wall.min, hello_wall.max);
+    md += &format!("| wall ratio `hello` / floor ({accel}) | **{ratio:.2}x** |\n");
+    md += &format!("| image file size | {file_bytes} bytes ({} KiB); {loaded} bytes loaded |\n", file_bytes.div_ceil(1024));
+    md += &format!("| smallest guest RAM | {smallest_mib} MiB |\n\n");
+    md += "| target | met | measured |\n|---|---|---|\n";
+    for (name, met, detail) in &targets {
+        md += &format!("| {name} | {} | {detail} |\n", if *met { "yes" } else { "**no**" });
+    }
+    std::fs::write(dir.join("boot.md"), &md)?;
+    print!("{md}");
+    eprintln!("==> wrote bench/results/boot.json and bench/results/boot.md");
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_boot_stats_lines() {
+        let console = "[boot-stats] entry-to-main ticks: 56507\nhi\n[boot-stats] entry-to-exit ticks: 99\n[boot-stats] counter: 1000004534 Hz; entry at 1 ns\n";
+        assert_eq!(ticks(console, "entry-to-main"), Some(56507));
+        assert_eq!(ticks(console, "entry-to-exit"), Some(99));
+        assert_eq!(counter_hz(console), Some(1_000_004_534));
+        assert_eq!(ticks("nothing", "entry-to-main"), None);
+    }
+
+    #[test]
+    fn loaded_bytes_sums_load_segments() {
+        let elf = crate::floor::pvh_elf(&[0x90; 10]);
+        assert_eq!(loaded_bytes(&elf), 10);
+        assert_eq!(loaded_bytes(b"not an elf"), 0);
+    }
+}

@@ -1,0 +1,31 @@
+//! # xtask: the host side of `./x`
+//!
+//! `./x` (a POSIX shell script) installs the host tools and then runs this program. It is also a
+//! library, so the QEMU integration tests in `tests/` boot images exactly the way `./x run` does.
+//!
+//! - [`build`]: builds an app into a bootable image for an architecture;
+//! - [`qemu`]: turns a [`qemu::VmConfig`] into a QEMU command line, runs it with a timeout,
+//!   captures the console and decodes the guest's exit code;
+//! - [`accel`]: picks KVM only where a calibration boot shows it is hardware-accelerated;
+//! - [`floor`]: generates the minimal PVH kernel used as the wall-clock floor and KVM probe;
+//! - [`bench`]: `./x bench` suites, writing `bench/results/`.
+
+pub mod accel;
+pub mod arch;
+pub mod bench;
+pub mod build;
+pub mod elf;
+pub mod floor;
+pub mod qemu;
+
+use std::path::PathBuf;
+
+/// The workspace root (this crate lives in `ROOT/xtask`).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives inside the workspace").to_path_buf()
+}
+
+/// An error for the user: printed as `./x: MESSAGE`.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+/// Result with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,352 @@
+//! Booting an image in QEMU: the command line, the console capture, the timeout, and the
+//! decoding of the guest's exit code.
+//!
+//! x86_64 guests report their exit code through `isa-debug-exit` (port 0xf4): QEMU exits with
+//! `(code << 1) | 1`. QEMU's own failures also exit 1, so a status of 1 counts as the guest's
+//! code 0 only when QEMU printed no error. Without the device, libos prints
+//! `libos: exit code N; ...` and powers off (status 0): the runner then reads the code from that
+//! line.
+
+use crate::arch::Arch;
+use crate::{Result, accel::Accel};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The x86 firmware for PVH `-kernel` boots: qboot starts in a fraction of SeaBIOS's time.
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
+/// A QEMU machine type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// x86 `microvm`: no PCI, minimal devices (the default on x86_64).
+    Microvm,
+    /// x86 `q35`: PCIe, ACPI, legacy devices.
+    Q35,
+}
+
+impl std::str::FromStr for Machine {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Machine, String> {
+        match s {
+            "microvm" => Ok(Machine::Microvm),
+            "q35" => Ok(Machine::Q35),
+            other => Err(format!("unknown machine `{other}` (expected microvm or q35)")),
+        }
+    }
+}
+
+/// Everything that describes one boot.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    /// Guest architecture.
+    pub arch: Arch,
+    /// The image to boot.
+    pub image: PathBuf,
+    /// Machine type.
+    pub machine: Machine,
+    /// Accelerator.
+    pub accel: Accel,
+    /// Guest RAM, in QEMU's syntax (`64M`, `1G`).
+    pub memory: String,
+    /// The kernel command line.
+    pub cmdline: String,
+    /// Attach `isa-debug-exit` (x86) so the exit code reaches us.
+    pub debug_exit: bool,
+    /// Run with `-icount shift=0,sleep=off` (deterministic: one virtual ns per instruction).
+    pub icount: bool,
+    /// Kill QEMU after this long.
+    pub timeout: Duration,
+    /// More QEMU arguments.
+    pub extra_args: Vec<String>,
+}
+
+impl VmConfig {
+    /// A config with the defaults of `./x run`: microvm, 64 MiB, TCG, 60 s timeout.
+    pub fn new(arch: Arch, image: PathBuf) -> VmConfig {
+        VmConfig {
+            arch,
+            image,
+            machine: Machine::Microvm,
+            accel: Accel::Tcg,
+            memory: "64M".into(),
+            cmdline: String::new(),
+            debug_exit: true,
+            icount: false,
+            timeout: Duration::from_secs(60),
+            extra_args: Vec::new(),
+        }
+    }
+
+    /// The QEMU command.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(self.arch.qemu());
+        let machine = match self.machine {
+            Machine::Microvm => "microvm,rtc=off,pit=on",
+            Machine::Q35 => "q35",
+        };
+        command.args(["-M", machine, "-bios", QBOOT]);
+        command.args(["-accel", self.accel.qemu_name()]);
+        if self.icount {
+            command.args(["-icount", "shift=0,sleep=off"]);
+        }
+        command.args(["-m", &self.memory, "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"]);
+        if self.debug_exit {
+            command.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
+        }
+        command.arg("-kernel").arg(&self.image);
+        if !self.cmdline.is_empty() {
+            command.args(["-append", &self.cmdline]);
+        }
+        command.args(&self.extra_args);
+        command
+    }
+}
+
+/// How a boot ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The guest reported this exit code.
+    Code(i32),
+    /// The guest stopped without reporting a code (reset, triple fault, power-off).
+    NoCode,
+    /// Killed after the timeout.
+    Timeout,
+    /// QEMU itself failed (bad option, missing file...): its status and error output.
+    QemuFailed(Option<i32>, String),
+}
+
+/// The result of a boot.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// How it ended.
+    pub exit: Exit,
+    /// Everything the guest wrote to its console (`\r` removed).
+    pub console: String,
+    /// QEMU's own error output.
+    pub stderr: String,
+    /// Wall time of the whole QEMU process.
+    pub wall: Duration,
+}
+
+impl Outcome {
+    /// The exit code `./x run` returns: the guest's code, 124 on timeout, 125 when QEMU failed,
+    /// 1 when the guest gave none.
+    pub fn process_code(&self) -> i32 {
+        match self.exit {
+            Exit::Code(code) => code,
+            Exit::NoCode => 1,
+            Exit::Timeout => 124,
+            Exit::QemuFailed(..) => 125,
+        }
+    }
+}
+
+/// The exit code libos printed when it had no `isa-debug-exit` device.
+fn fallback_exit_code(console: &str) -> Option<i32> {
+    console.lines().rev().find_map(|line| {
+        let rest = line.strip_prefix("libos: exit code ")?;
+        rest.split(';').next()?.trim().parse().ok()
+    })
+}
+
+/// Decodes QEMU's exit status into the guest's exit.
+pub fn decode_exit(arch: Arch, status: Option<i32>, console: &str, stderr: &str) -> Exit {
+    let qemu_complained = stderr.lines().any(|l| l.starts_with("qemu-system-") || l.contains("qemu: "));
+    match (arch, status) {
+        (_, None) => Exit::QemuFailed(None, stderr.into()),
+        (_, Some(0)) => fallback_exit_code(console).map_or(Exit::NoCode, Exit::Code),
+        (_, Some(1)) if qemu_complained => Exit::QemuFailed(Some(1), stderr.into()),
+        (Arch::X86_64, Some(s)) if s % 2 == 1 => Exit::Code(s >> 1),
+        (Arch::Aarch64, Some(s)) if !qemu_complained => Exit::Code(s),
+        (_, Some(s)) => Exit::QemuFailed(Some(s), stderr.into()),
+    }
+}
+
+/// Parses QEMU's `-m` syntax: a number with an optional `K`/`M`/`G`/`T` suffix (default `M`).
+pub fn parse_memory(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "M"),
+    };
+    let shift = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    let value: f64 = number.parse().ok()?;
+    (value >= 0.0).then(|| (value * (1u64 << shift) as f64) as u64)
+}
+
+/// Refuses RAM sizes the image cannot load into: QEMU and qboot hang silently there, before
+/// the kernel could say anything.
+fn check_memory(config: &VmConfig) -> Result<()> {
+    let Some(bytes) = parse_memory(&config.memory) else {
+        return Err(format!("cannot read the memory size `{}` (examples: 64M, 1G)", config.memory).into());
+    };
+    let image = std::fs::read(&config.image).map_err(|e| format!("cannot read {}: {e}", config.image.display()))?;
+    match crate::elf::load_end(&image) {
+        Some(end) if end > bytes => Err(format!(
+            "guest RAM {} is smaller than the image, which loads up to {} KiB; give it at least 2M",
+            config.memory,
+            end.div_ceil(1024)
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// Boots `config`, echoing the console to our stdout when `echo` is set.
+pub fn run(config: &VmConfig, echo: bool) -> Result<Outcome> {
+    check_memory(config)?;
+    let started = Instant::now();
+    let mut child = config
+        .command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", config.arch.qemu()))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let console_reader = std::thread::spawn(move || {
+        let mut collected = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            if echo {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&buffer[..n]);
+                let _ = out.flush();
+            }
+            collected.extend_from_slice(&buffer[..n]);
+        }
+        collected
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut collected = String::new();
+        let _ = stderr.read_to_string(&mut collected);
+        collected
+    });
+
+    // Wait for QEMU in a thread so the timeout can be a channel timeout.
+    let pid = child.id();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait());
+    });
+    let status = match finished.recv_timeout(config.timeout) {
+        Ok(status) => Some(status.map_err(|e| format!("waiting for QEMU: {e}"))?),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            let _ = finished.recv();
+            None
+        }
+    };
+    let wall = started.elapsed();
+    let console = String::from_utf8_lossy(&console_reader.join().unwrap_or_default()).replace('\r', "");
+    let stderr = stderr_reader.join().unwrap_or_default();
+    if echo && !stderr.is_empty() {
+        eprint!("{stderr}");
+    }
+    let exit = match status {
+        None => Exit::Timeout,
+        Some(status) => decode_exit(config.arch, status.code(), &console, &stderr),
+    };
+    Ok(Outcome { exit, console, stderr, wall })
+}
+
+/// Quotes an app argument for the kernel command line (see libos `cmdline`): words with spaces,
+/// quotes or backslashes get double quotes and escapes; an empty word becomes `""`.
+pub fn quote_arg(arg: &str) -> String {
+    if !arg.is_empty() && !arg.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\') {
+        return arg.into();
+    }
+    let mut quoted = String::from("\"");
+    for c in arg.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// The kernel command line for kernel `options` and app `args`.
+pub fn kernel_cmdline(options: &str, args: &[String]) -> String {
+    let mut line = options.trim().to_string();
+    if !args.is_empty() {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str("--");
+        for arg in args {
+            line.push(' ');
+            line.push_str(&quote_arg(arg));
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_exit_status_decodes_to_guest_code() {
+        assert_eq!(decode_exit(Arch::X86_64, Some(7), "", ""), Exit::Code(3));
+        assert_eq!(decode_exit(Arch::X86_64, Some(1), "", ""), Exit::Code(0));
+        assert_eq!(decode_exit(Arch::X86_64, Some(255), "", ""), Exit::Code(127));
+    }
+
+    #[test]
+    fn qemu_errors_are_not_guest_codes() {
+        let stderr = "qemu-system-x86_64: -m 1k: Parameter 'size' expects a non-negative number\n";
+        assert!(matches!(decode_exit(Arch::X86_64, Some(1), "", stderr), Exit::QemuFailed(Some(1), _)));
+        assert!(matches!(decode_exit(Arch::X86_64, Some(2), "", ""), Exit::QemuFailed(Some(2), _)));
+        assert!(matches!(decode_exit(Arch::X86_64, None, "", ""), Exit::QemuFailed(None, _)));
+    }
+
+    #[test]
+    fn power_off_without_device_reads_the_printed_code() {
+        let console = "hello\nlibos: exit code 3; no isa-debug-exit device, powering off\n";
+        assert_eq!(decode_exit(Arch::X86_64, Some(0), console, ""), Exit::Code(3));
+        assert_eq!(decode_exit(Arch::X86_64, Some(0), "hello\n", ""), Exit::NoCode);
+    }
+
+    #[test]
+    fn memory_sizes_parse_like_qemu() {
+        assert_eq!(parse_memory("64"), Some(64 << 20));
+        assert_eq!(parse_memory("8M"), Some(8 << 20));
+        assert_eq!(parse_memory("1200K"), Some(1200 << 10));
+        assert_eq!(parse_memory("1G"), Some(1 << 30));
+        assert_eq!(parse_memory("1.5G"), Some(3 << 29));
+        assert_eq!(parse_memory("lots"), None);
+        assert_eq!(parse_memory("-1M"), None);
+    }
+
+    #[test]
+    fn memory_smaller_than_the_image_is_refused() {
+        let image = crate::floor::floor_image().unwrap();
+        let mut config = VmConfig::new(Arch::X86_64, image);
+        config.memory = "1M".into();
+        let error = run(&config, false).unwrap_err().to_string();
+        assert!(error.contains("smaller than the image"), "{error}");
+    }
+
+    #[test]
+    fn cmdline_quotes_args_that_need_it() {
+        let args: Vec<String> = ["--exit", "3", "two words", "", r#"a"b\c"#].map(String::from).into();
+        assert_eq!(kernel_cmdline("bootstats", &args), r#"bootstats -- --exit 3 "two words" "" "a\"b\\c""#);
+        assert_eq!(kernel_cmdline("", &[]), "");
+        assert_eq!(kernel_cmdline(" loglevel=info ", &[]), "loglevel=info");
+    }
+}
