@@ -17,6 +17,8 @@ use libos_core::{exit, heap, logger};
 
 #[cfg(target_arch = "x86_64")]
 libos_platform_x86_64::entry_point!(kernel_main);
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+libos_platform_aarch64::entry_point!(kernel_main);
 
 unsafe extern "Rust" {
     /// Defined by the app with `libos::main!`.

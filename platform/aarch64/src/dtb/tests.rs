@@ -1,0 +1,239 @@
+//! Device-tree interpretation on QEMU's own trees (`testdata/`, from `-M virt,dumpdtb=...`,
+//! packed) and on small trees built here, with pieces missing or changed.
+
+use super::*;
+
+const VIRT_GICV3: &[u8] = include_bytes!("../testdata/virt-gicv3.dtb");
+const VIRT_GICV2: &[u8] = include_bytes!("../testdata/virt-gicv2.dtb");
+
+/// A minimal flattened-device-tree writer (version 17).
+#[derive(Default)]
+struct Builder {
+    structs: Vec<u8>,
+    strings: Vec<u8>,
+    reservations: Vec<(u64, u64)>,
+}
+
+impl Builder {
+    fn begin(&mut self, name: &str) -> &mut Self {
+        self.structs.extend(1u32.to_be_bytes());
+        self.structs.extend(name.as_bytes());
+        self.structs.push(0);
+        self.pad();
+        self
+    }
+
+    fn end(&mut self) -> &mut Self {
+        self.structs.extend(2u32.to_be_bytes());
+        self
+    }
+
+    fn prop(&mut self, name: &str, value: &[u8]) -> &mut Self {
+        let offset = self.strings.len() as u32;
+        self.strings.extend(name.as_bytes());
+        self.strings.push(0);
+        self.structs.extend(3u32.to_be_bytes());
+        self.structs.extend((value.len() as u32).to_be_bytes());
+        self.structs.extend(offset.to_be_bytes());
+        self.structs.extend(value);
+        self.pad();
+        self
+    }
+
+    fn cells(&mut self, name: &str, cells: &[u32]) -> &mut Self {
+        let bytes: Vec<u8> = cells.iter().flat_map(|c| c.to_be_bytes()).collect();
+        self.prop(name, &bytes)
+    }
+
+    fn string(&mut self, name: &str, value: &str) -> &mut Self {
+        let mut bytes = value.as_bytes().to_vec();
+        bytes.push(0);
+        self.prop(name, &bytes)
+    }
+
+    fn pad(&mut self) {
+        while self.structs.len() % 4 != 0 {
+            self.structs.push(0);
+        }
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        self.structs.extend(9u32.to_be_bytes());
+        let mut rsv = Vec::new();
+        for &(a, s) in self.reservations.iter().chain([(0, 0)].iter()) {
+            rsv.extend(a.to_be_bytes());
+            rsv.extend(s.to_be_bytes());
+        }
+        let off_rsv = 40u32;
+        let off_struct = off_rsv + rsv.len() as u32;
+        let off_strings = off_struct + self.structs.len() as u32;
+        let total = off_strings + self.strings.len() as u32;
+        let mut out = Vec::new();
+        for word in [
+            0xd00d_feed,
+            total,
+            off_struct,
+            off_strings,
+            off_rsv,
+            17,
+            16,
+            0,
+            self.strings.len() as u32,
+            self.structs.len() as u32,
+        ] {
+            out.extend(u32::to_be_bytes(word));
+        }
+        out.extend(rsv);
+        out.extend(&self.structs);
+        out.extend(&self.strings);
+        out
+    }
+}
+
+/// What the built tree contains.
+struct Shape {
+    gic: &'static str,
+    uart: bool,
+    timer: bool,
+    memory: Option<(u64, u64)>,
+    reservation: Option<(u64, u64)>,
+}
+
+const VIRT_LIKE: Shape =
+    Shape { gic: "arm,gic-v3", uart: true, timer: true, memory: Some((0x4000_0000, 0x80_0000)), reservation: None };
+
+fn build(shape: &Shape) -> Vec<u8> {
+    let mut b = Builder::default();
+    if let Some(r) = shape.reservation {
+        b.reservations.push(r);
+    }
+    b.begin("").cells("#address-cells", &[2]).cells("#size-cells", &[2]).cells("interrupt-parent", &[1]);
+    b.begin("chosen").string("bootargs", "loglevel=info -- --exit 3").string("stdout-path", "/pl011@9000000").end();
+    if let Some((base, size)) = shape.memory {
+        b.begin("memory@40000000")
+            .string("device_type", "memory")
+            .cells("reg", &[(base >> 32) as u32, base as u32, (size >> 32) as u32, size as u32])
+            .end();
+    }
+    b.begin("cpus").cells("#address-cells", &[1]).cells("#size-cells", &[0]);
+    for i in 0..2 {
+        b.begin(&format!("cpu@{i}")).string("device_type", "cpu").cells("reg", &[i]).end();
+    }
+    b.end();
+    b.begin("intc@8000000")
+        .string("compatible", shape.gic)
+        .prop("interrupt-controller", &[])
+        .cells("#interrupt-cells", &[3])
+        .cells("reg", &[0, 0x0800_0000, 0, 0x1_0000, 0, 0x080a_0000, 0, 0xf6_0000])
+        .cells("phandle", &[1])
+        .end();
+    if shape.uart {
+        b.begin("pl011@9000000").prop("compatible", b"arm,pl011\0arm,primecell\0").cells("reg", &[0, 0x0900_0000, 0, 0x1000]).end();
+    }
+    if shape.timer {
+        b.begin("timer")
+            .string("compatible", "arm,armv8-timer")
+            .cells("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4])
+            .end();
+    }
+    b.begin("psci").string("compatible", "arm,psci-1.0").string("method", "smc").end();
+    b.begin("virtio_mmio@a000000").string("compatible", "virtio,mmio").cells("reg", &[0, 0x0a00_0000, 0, 0x200]).cells("interrupts", &[0, 16, 1]).end();
+    b.end();
+    b.finish()
+}
+
+fn r(start: u64, end: u64) -> MemoryRegion {
+    MemoryRegion { start, end }
+}
+
+#[test]
+fn qemu_virt_gicv3_tree() {
+    let fdt = open(VIRT_GICV3).unwrap();
+    assert_eq!(console(&fdt), Some(0x0900_0000));
+    let m = Machine::parse(&fdt).unwrap();
+    assert_eq!(m.ram.as_slice(), &[r(0x4000_0000, 0x4000_0000 + (64 << 20))]);
+    assert_eq!(m.gic, Gic::V3 { distributor: 0x0800_0000, redistributors: 0x080a_0000 });
+    assert_eq!(m.timer_intid, 27);
+    assert_eq!(m.psci, Some(PsciMethod::Hvc));
+    assert_eq!(m.cpus, 1);
+    assert_eq!(m.virtio_mmio().len(), 32);
+    assert_eq!(m.virtio_mmio()[0], VirtioMmio { base: 0x0a00_0000, size: 0x200, intid: 48 });
+    assert_eq!(m.virtio_mmio()[31].base, 0x0a00_3e00);
+    assert_eq!(m.pcie_ecam.map(|e| e.start), Some(0x40_1000_0000));
+    // The high PCIe MMIO window (512 GiB at 512 GiB) is device memory too.
+    assert_eq!(m.device_limit, 0x100_0000_0000);
+    assert_eq!(m.bootargs, "");
+}
+
+#[test]
+fn qemu_virt_gicv2_tree() {
+    let fdt = open(VIRT_GICV2).unwrap();
+    let m = Machine::parse(&fdt).unwrap();
+    assert_eq!(m.gic, Gic::V2 { distributor: 0x0800_0000, cpu_interface: 0x0801_0000 });
+    assert_eq!(m.gic.version(), 2);
+    assert_eq!(m.ram.total(), 8 << 20);
+    assert_eq!(m.timer_intid, 27);
+}
+
+#[test]
+fn built_tree_is_read_completely() {
+    let bytes = build(&VIRT_LIKE);
+    let header: [u8; 8] = bytes[..8].try_into().unwrap();
+    assert_eq!(total_size(&header), Some(bytes.len() as u32));
+    let fdt = open(&bytes).unwrap();
+    assert_eq!(console(&fdt), Some(0x0900_0000));
+    let m = Machine::parse(&fdt).unwrap();
+    assert_eq!(m.bootargs, "loglevel=info -- --exit 3");
+    assert_eq!(m.cpus, 2);
+    assert_eq!(m.psci, Some(PsciMethod::Smc));
+    assert_eq!(m.timer_intid, 27);
+    assert_eq!(m.virtio_mmio(), &[VirtioMmio { base: 0x0a00_0000, size: 0x200, intid: 48 }]);
+    assert_eq!(m.pcie_ecam, None);
+    assert_eq!(m.device_limit, 0x0a00_0200);
+}
+
+#[test]
+fn memory_reservations_are_collected() {
+    let bytes = build(&Shape { reservation: Some((0x4100_0000, 0x1000)), ..VIRT_LIKE });
+    let m = Machine::parse(&open(&bytes).unwrap()).unwrap();
+    assert_eq!(m.reserved.as_slice(), &[r(0x4100_0000, 0x4100_1000)]);
+}
+
+#[test]
+fn missing_uart_leaves_no_console() {
+    let bytes = build(&Shape { uart: false, ..VIRT_LIKE });
+    assert_eq!(console(&open(&bytes).unwrap()), None);
+}
+
+#[test]
+fn missing_timer_is_an_error() {
+    let bytes = build(&Shape { timer: false, ..VIRT_LIKE });
+    let e = Machine::parse(&open(&bytes).unwrap()).unwrap_err();
+    assert_eq!(e, DtbError::NoTimer);
+    assert!(e.to_string().contains("no arm,armv8-timer node"), "{e}");
+}
+
+#[test]
+fn unsupported_gic_is_named() {
+    let bytes = build(&Shape { gic: "arm,gic-v5", ..VIRT_LIKE });
+    let e = Machine::parse(&open(&bytes).unwrap()).unwrap_err();
+    assert_eq!(e, DtbError::UnsupportedGic("arm,gic-v5"));
+    assert_eq!(e.to_string(), "unsupported interrupt controller `arm,gic-v5` (GICv2 or GICv3 needed)");
+    let bytes = build(&Shape { gic: "acme,intc", ..VIRT_LIKE });
+    let e = Machine::parse(&open(&bytes).unwrap()).unwrap_err();
+    assert!(matches!(e, DtbError::UnsupportedGic(_)), "{e:?}");
+}
+
+#[test]
+fn missing_memory_is_an_error() {
+    let bytes = build(&Shape { memory: None, ..VIRT_LIKE });
+    assert_eq!(Machine::parse(&open(&bytes).unwrap()).unwrap_err(), DtbError::NoMemory);
+}
+
+#[test]
+fn garbage_is_not_a_tree() {
+    assert_eq!(open(&[0u8; 64]).unwrap_err(), DtbError::Invalid("bad magic number"));
+    let bytes = build(&VIRT_LIKE);
+    assert_eq!(open(&bytes[..100]).unwrap_err(), DtbError::Invalid("truncated"));
+    assert_eq!(total_size(&[0; 8]), None);
+}

@@ -1,0 +1,173 @@
+//! # libos-platform-aarch64: libos on aarch64 virtual machines
+//!
+//! One raw Linux arm64 `Image` (64-byte header with the `ARM\x64` magic, then code), so QEMU
+//! `virt -kernel`, Firecracker and cloud-hypervisor load it the same way. `./x build` links a
+//! position-independent ELF and flattens its loadable segments into that `Image`. This crate
+//! owns everything architecture-specific:
+//!
+//! - `boot.s` + `boot`: entry at EL2 or EL1 (EL2 drops to EL1), FP/SIMD on, early identity map
+//!   with MMU and caches on, self-relocation, then the Rust boot path;
+//! - [`dtb`]: the device tree from `x0` (RAM, `/chosen/bootargs`, PL011, GIC version and
+//!   addresses, the virtual timer's interrupt, virtio-mmio slots, PCIe ECAM, CPUs, PSCI);
+//! - [`memory`], [`paging`]: free RAM and the final tables (text RX, rodata R, data/bss/stacks
+//!   RW + execute-never, unmapped guard page below every stack, page 0 unmapped, devices as
+//!   Device-nGnRE);
+//! - `exceptions`, `stacks`, [`esr`]: vectors, crash reports with the exception class decoded
+//!   and a frame-pointer backtrace;
+//! - `pl011`, `gic`, `timer`: the console, GICv2/GICv3, the virtual timer as one-shot timer and
+//!   the virtual counter as clock;
+//! - `semihosting`, `shutdown`: exit codes through QEMU semihosting, else PSCI `SYSTEM_OFF`.
+//!
+//! ## Design choices
+//! - **Position independence**: the ELF is linked at 0 with `-pie`; the entry code applies its
+//!   `R_AARCH64_RELATIVE` relocations for wherever the loader put it, and the kernel runs
+//!   identity-mapped (virtual = physical), as on x86_64. Nothing depends on one VMM's memory
+//!   map: RAM, devices and the PSCI conduit all come from the DTB. The early map covers the
+//!   first 512 GiB of physical addresses (every VMM we know puts RAM there); the final map
+//!   covers 48 bits.
+//! - **FP/SIMD**: enabled at boot (CPACR_EL1.FPEN) for the hard-float `aarch64-unknown-none`
+//!   target; exception entry saves all 32 vector registers, since an interrupted function may
+//!   hold live values in any of them.
+//! - **Stacks**: the kernel runs in EL1t on SP_EL0; exceptions use SP_EL1, a separate stack,
+//!   so a stack overflow into a guard page is reported like any other fault. An exception while
+//!   handling one switches to a third stack.
+//! - **Exit codes**: semihosting `SYS_EXIT_EXTENDED` is tried first; if QEMU was started
+//!   without semihosting the `hlt` traps as an undefined instruction, which the handler
+//!   recognises and skips, so no runner flag has to tell the guest.
+//! - **Crates**: `fdt` parses the device tree. The GIC, PL011 and system-register code is ours:
+//!   a few dozen register accesses for one interrupt on one CPU, smaller than the general
+//!   drivers (see each module).
+//!
+//! It implements [`libos_core::hal::Platform`]. `libos` invokes [`entry_point!`] once to connect
+//! the assembly entry to its kernel main; apps never use this crate directly.
+//!
+//! The pure parts ([`dtb`], [`memory`], [`paging`], [`esr`]) build and are tested on the host;
+//! the hardware parts only exist for the bare-metal target.
+#![cfg_attr(not(test), no_std)]
+
+pub mod dtb;
+pub mod esr;
+pub mod memory;
+pub mod paging;
+
+#[cfg(target_os = "none")]
+pub mod boot;
+#[cfg(target_os = "none")]
+mod cpu;
+#[cfg(target_os = "none")]
+mod exceptions;
+#[cfg(target_os = "none")]
+mod gic;
+#[cfg(target_os = "none")]
+mod pl011;
+#[cfg(target_os = "none")]
+mod semihosting;
+#[cfg(target_os = "none")]
+mod shutdown;
+#[cfg(target_os = "none")]
+mod stacks;
+#[cfg(target_os = "none")]
+mod timer;
+
+#[cfg(target_os = "none")]
+pub use platform::Aarch64;
+#[cfg(target_os = "none")]
+use platform::set_gic_version;
+
+/// Connects the image's entry point to `kernel_main: fn(&'static BootInfo) -> !`.
+///
+/// Invoke it exactly once, in the composition root (`libos`). It defines the symbol the
+/// assembly entry calls, so a second invocation is a link error rather than a silent choice.
+#[macro_export]
+macro_rules! entry_point {
+    ($kernel_main:path) => {
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        extern "C" fn libos_aarch64_start(dtb: u64, entry_counter: u64) -> ! {
+            $crate::boot::start(dtb, entry_counter, $kernel_main)
+        }
+    };
+}
+
+#[cfg(target_os = "none")]
+mod platform {
+    use crate::{cpu, pl011, semihosting, shutdown, timer};
+    use core::sync::atomic::{AtomicU8, Ordering};
+    use libos_core::hal::{InterruptState, Platform};
+    use libos_core::time::Instant;
+
+    /// The aarch64 platform (state lives in the modules' statics).
+    pub struct Aarch64;
+
+    static GIC_VERSION: AtomicU8 = AtomicU8::new(0);
+
+    /// Records the GIC version for [`Platform::name`].
+    pub fn set_gic_version(version: u8) {
+        GIC_VERSION.store(version, Ordering::Relaxed);
+    }
+
+    impl Platform for Aarch64 {
+        fn name(&self) -> &'static str {
+            match GIC_VERSION.load(Ordering::Relaxed) {
+                2 => "aarch64 GICv2",
+                3 => "aarch64 GICv3",
+                _ => "aarch64",
+            }
+        }
+
+        fn console_write(&self, bytes: &[u8]) {
+            if pl011::present() {
+                pl011::write_bytes(bytes);
+            } else {
+                semihosting::write_bytes(bytes);
+            }
+        }
+
+        fn counter(&self) -> u64 {
+            cpu::counter()
+        }
+
+        fn counter_frequency(&self) -> u64 {
+            timer::frequency()
+        }
+
+        fn set_timer(&self, deadline: Option<Instant>) {
+            let Some(deadline) = deadline else {
+                timer::disarm();
+                return;
+            };
+            // Round up, plus one tick, so the interrupt never comes before the deadline once
+            // the counter is converted back to nanoseconds.
+            let hz = u128::from(timer::frequency());
+            let ticks = (u128::from(deadline.as_nanos()) * hz).div_ceil(1_000_000_000) + 1;
+            timer::arm(ticks.min(u128::from(u64::MAX)) as u64);
+        }
+
+        fn disable_interrupts(&self) -> InterruptState {
+            let enabled = cpu::irqs_enabled();
+            cpu::disable_irqs();
+            InterruptState(enabled)
+        }
+
+        fn restore_interrupts(&self, state: InterruptState) {
+            if state.0 {
+                cpu::enable_irqs();
+            }
+        }
+
+        fn enable_interrupts(&self) {
+            cpu::enable_irqs();
+        }
+
+        fn wait_for_interrupt(&self) {
+            cpu::wait_for_interrupt();
+        }
+
+        fn shutdown(&self, code: i32) -> ! {
+            shutdown::power_off(code)
+        }
+    }
+}
+
+#[cfg(target_os = "none")]
+static PLATFORM: Aarch64 = Aarch64;

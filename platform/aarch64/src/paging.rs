@@ -1,0 +1,345 @@
+//! The kernel's translation tables: one identity map of physical memory with permissions, the
+//! same policy as on x86_64.
+//!
+//! - page 0 unmapped (null pointers fault), and each stack's guard page unmapped;
+//! - kernel text read-only and executable, rodata read-only, data/bss/stacks read-write;
+//! - RAM read-write Normal write-back memory; everything else below the highest device address
+//!   the DTB names (GIC, UART, virtio-mmio, PCIe windows) read-write Device-nGnRE;
+//! - nothing executable but the kernel text (PXN and UXN everywhere else).
+//!
+//! 4 KiB granule, 48-bit addresses, four levels (0-3). [`Layout`] says what each address should
+//! be (pure). [`build`] turns it into tables with the largest blocks that fit: 1 GiB blocks at
+//! level 1, 2 MiB blocks at level 2, 4 KiB pages at level 3. It walks intervals between layout
+//! boundaries, so mapping a terabyte of PCIe window costs a few thousand instructions. Table
+//! memory is abstracted by [`TableMemory`] so host tests build and inspect real tables in a
+//! plain buffer. MAIR_EL1 is set by src/boot.s: index 0 Normal WB, index 1 Device-nGnRE.
+
+use crate::memory::PAGE;
+use core::ops::Range;
+use libos_core::hal::MemoryRegion;
+
+const ENTRIES: usize = 512;
+/// Addresses at or above this cannot be mapped (48-bit VA, TTBR0).
+pub const ADDRESS_LIMIT: u64 = 1 << 48;
+
+/// Descriptor bits.
+pub mod bits {
+    /// Valid.
+    pub const VALID: u64 = 1;
+    /// Table (levels 0-2) or page (level 3) descriptor; clear in a block descriptor.
+    pub const TABLE_OR_PAGE: u64 = 1 << 1;
+    /// MAIR index 1: Device-nGnRE.
+    pub const ATTR_DEVICE: u64 = 1 << 2;
+    /// AP[2]: read-only.
+    pub const READ_ONLY: u64 = 1 << 7;
+    /// Inner shareable.
+    pub const INNER_SHAREABLE: u64 = 3 << 8;
+    /// Access flag (set, so no access-flag faults).
+    pub const ACCESSED: u64 = 1 << 10;
+    /// Privileged execute-never.
+    pub const PXN: u64 = 1 << 53;
+    /// Unprivileged execute-never.
+    pub const UXN: u64 = 1 << 54;
+    /// The output address bits of a descriptor.
+    pub const ADDRESS: u64 = 0x0000_ffff_ffff_f000;
+}
+
+/// What an address is mapped as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mapping {
+    /// Not mapped: any access faults.
+    Unmapped,
+    /// Kernel text: read + execute.
+    Text,
+    /// Read-only data.
+    ReadOnly,
+    /// Read-write RAM.
+    ReadWrite,
+    /// Read-write Device-nGnRE memory.
+    Device,
+}
+
+impl Mapping {
+    /// Descriptor attribute bits (without the address and the type bits).
+    pub const fn attributes(self) -> u64 {
+        use bits::*;
+        const NORMAL: u64 = ACCESSED | INNER_SHAREABLE;
+        match self {
+            Mapping::Unmapped => 0,
+            Mapping::Text => NORMAL | READ_ONLY | UXN,
+            Mapping::ReadOnly => NORMAL | READ_ONLY | PXN | UXN,
+            Mapping::ReadWrite => NORMAL | PXN | UXN,
+            Mapping::Device => ACCESSED | ATTR_DEVICE | PXN | UXN,
+        }
+    }
+}
+
+/// The physical memory layout to map.
+#[derive(Clone, Debug)]
+pub struct Layout<'a> {
+    /// Kernel text (page aligned).
+    pub text: Range<u64>,
+    /// Read-only data (page aligned).
+    pub rodata: Range<u64>,
+    /// Data, bss and stacks (page aligned).
+    pub data: Range<u64>,
+    /// Guard pages (4 KiB each) to leave unmapped.
+    pub guards: &'a [u64],
+    /// Usable RAM.
+    pub ram: &'a [MemoryRegion],
+    /// Non-RAM addresses below this are mapped as devices; above it, left unmapped.
+    pub device_limit: u64,
+}
+
+/// Most boundaries a layout may have (image sections, guards, RAM regions).
+pub const MAX_BOUNDARIES: usize = 128;
+
+impl Layout<'_> {
+    /// How `addr` should be mapped.
+    pub fn mapping_at(&self, addr: u64) -> Mapping {
+        if addr < PAGE || self.guards.iter().any(|&g| (g..g + PAGE).contains(&addr)) {
+            Mapping::Unmapped
+        } else if self.text.contains(&addr) {
+            Mapping::Text
+        } else if self.rodata.contains(&addr) {
+            Mapping::ReadOnly
+        } else if self.data.contains(&addr) || self.ram.iter().any(|r| (r.start..r.end).contains(&addr)) {
+            Mapping::ReadWrite
+        } else if addr < self.device_limit {
+            Mapping::Device
+        } else {
+            Mapping::Unmapped
+        }
+    }
+
+    /// One past the highest address to map.
+    pub fn end(&self) -> u64 {
+        let ram_end = self.ram.iter().map(|r| r.end).max().unwrap_or(0);
+        self.device_limit.max(ram_end).max(self.data.end).next_multiple_of(PAGE).min(ADDRESS_LIMIT)
+    }
+
+    /// Every address where the mapping may change, sorted, starting at 0 and ending at
+    /// [`Layout::end`]. Returns how many were written to `out`.
+    pub fn boundaries(&self, out: &mut [u64; MAX_BOUNDARIES]) -> usize {
+        let end = self.end();
+        let mut n = 0;
+        let mut push = |addr: u64| {
+            if n < MAX_BOUNDARIES && addr <= end {
+                out[n] = addr;
+                n += 1;
+            }
+        };
+        push(0);
+        push(PAGE);
+        push(end);
+        push(self.device_limit.next_multiple_of(PAGE));
+        for range in [&self.text, &self.rodata, &self.data] {
+            push(range.start);
+            push(range.end);
+        }
+        for &g in self.guards {
+            push(g);
+            push(g + PAGE);
+        }
+        for r in self.ram {
+            push(r.start);
+            push(r.end);
+        }
+        out[..n].sort_unstable();
+        let mut unique = 0;
+        for i in 0..n {
+            if unique == 0 || out[i] != out[unique - 1] {
+                out[unique] = out[i];
+                unique += 1;
+            }
+        }
+        unique
+    }
+}
+
+/// An upper bound on the tables [`build`] needs for `layout`: the level-0 table, one level-1
+/// table per 512 GiB, and per boundary at most one level-2 and one level-3 table (a boundary
+/// splits at most one 1 GiB block and one 2 MiB block).
+pub fn max_tables(layout: &Layout<'_>) -> u64 {
+    let end = layout.end();
+    let mut bounds = [0u64; MAX_BOUNDARIES];
+    1 + end.div_ceil(1 << 39) + 2 * layout.boundaries(&mut bounds) as u64
+}
+
+/// Memory that translation tables live in.
+pub trait TableMemory {
+    /// A zeroed, 4 KiB-aligned frame for a table, or `None` when out of frames.
+    fn alloc_table(&mut self) -> Option<u64>;
+    /// The table at physical address `table` (a frame from `alloc_table`).
+    fn table(&mut self, table: u64) -> &mut [u64; ENTRIES];
+}
+
+/// Ran out of frames for tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfTableFrames;
+
+/// The size one entry maps at `level` (0: 512 GiB ... 3: 4 KiB).
+const fn entry_size(level: u32) -> u64 {
+    1 << (12 + 9 * (3 - level))
+}
+
+const fn index(addr: u64, level: u32) -> usize {
+    ((addr >> (12 + 9 * (3 - level))) & (ENTRIES as u64 - 1)) as usize
+}
+
+/// Builds the tables for `layout`; returns the physical address of the level-0 table.
+pub fn build(layout: &Layout<'_>, memory: &mut dyn TableMemory) -> Result<u64, OutOfTableFrames> {
+    let root = memory.alloc_table().ok_or(OutOfTableFrames)?;
+    let mut bounds = [0u64; MAX_BOUNDARIES];
+    let count = layout.boundaries(&mut bounds);
+    for pair in bounds[..count].windows(2) {
+        let (start, end) = (pair[0], pair[1]);
+        let mapping = layout.mapping_at(start);
+        if mapping != Mapping::Unmapped {
+            map(memory, root, 0, start, end, mapping.attributes())?;
+        }
+    }
+    Ok(root)
+}
+
+/// Maps `[start, end)` (page aligned, inside the range of `table` at `level`) with `attributes`,
+/// using blocks where they fit (levels 1 and 2) and descending into next-level tables elsewhere.
+fn map(memory: &mut dyn TableMemory, table: u64, level: u32, start: u64, end: u64, attributes: u64) -> Result<(), OutOfTableFrames> {
+    let size = entry_size(level);
+    let mut addr = start;
+    while addr < end {
+        let entry_end = (addr | (size - 1)).saturating_add(1);
+        let stop = end.min(entry_end);
+        let i = index(addr, level);
+        if level == 3 {
+            memory.table(table)[i] = addr | attributes | bits::VALID | bits::TABLE_OR_PAGE;
+        } else if (level == 1 || level == 2) && addr % size == 0 && stop == entry_end {
+            memory.table(table)[i] = addr | attributes | bits::VALID;
+        } else {
+            let entry = memory.table(table)[i];
+            let next = if entry & bits::VALID != 0 {
+                debug_assert!(entry & bits::TABLE_OR_PAGE != 0, "splitting a block is not supported");
+                entry & bits::ADDRESS
+            } else {
+                let next = memory.alloc_table().ok_or(OutOfTableFrames)?;
+                memory.table(table)[i] = next | bits::VALID | bits::TABLE_OR_PAGE;
+                next
+            };
+            map(memory, next, level + 1, addr, stop, attributes)?;
+        }
+        addr = stop;
+    }
+    Ok(())
+}
+
+/// Walks the tables for `addr`: the leaf descriptor's attributes (address and type bits
+/// cleared) and the size it maps, or `None` when unmapped.
+pub fn translate(memory: &mut dyn TableMemory, root: u64, addr: u64) -> Option<(u64, u64)> {
+    let mut table = root;
+    for level in 0..4 {
+        let entry = memory.table(table)[index(addr, level)];
+        if entry & bits::VALID == 0 {
+            return None;
+        }
+        if level == 3 || entry & bits::TABLE_OR_PAGE == 0 {
+            return Some((entry & !bits::ADDRESS & !(bits::VALID | bits::TABLE_OR_PAGE), entry_size(level)));
+        }
+        table = entry & bits::ADDRESS;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    struct FakeTables {
+        tables: BTreeMap<u64, [u64; ENTRIES]>,
+        next: u64,
+    }
+
+    impl TableMemory for FakeTables {
+        fn alloc_table(&mut self) -> Option<u64> {
+            self.next += PAGE;
+            let frame = 0x1000_0000_0000 + self.next;
+            self.tables.insert(frame, [0; ENTRIES]);
+            Some(frame)
+        }
+        fn table(&mut self, table: u64) -> &mut [u64; ENTRIES] {
+            self.tables.get_mut(&table).expect("a table frame")
+        }
+    }
+
+    const GIB: u64 = 1 << 30;
+    const MIB: u64 = 1 << 20;
+
+    /// QEMU virt: RAM at 1 GiB, the image 2 MiB into it, devices below, PCIe up to 1 TiB.
+    fn virt<'a>(ram: &'a [MemoryRegion], guards: &'a [u64]) -> Layout<'a> {
+        let base = GIB + 2 * MIB;
+        Layout {
+            text: base..base + 0x10000,
+            rodata: base + 0x10000..base + 0x14000,
+            data: base + 0x14000..base + 0x40000,
+            guards,
+            ram,
+            device_limit: 1 << 40,
+        }
+    }
+
+    #[test]
+    fn permissions_follow_the_layout() {
+        let ram = [MemoryRegion { start: GIB, end: GIB + 64 * MIB }];
+        let guards = [GIB + 2 * MIB + 0x20000];
+        let layout = virt(&ram, &guards);
+        let mut tables = FakeTables::default();
+        let root = build(&layout, &mut tables).unwrap();
+        let at = |t: &mut FakeTables, a: u64| translate(t, root, a).map(|(attributes, _)| attributes);
+        use bits::*;
+        let text = at(&mut tables, GIB + 2 * MIB).unwrap();
+        assert_eq!(text & (READ_ONLY | PXN | UXN | ATTR_DEVICE), READ_ONLY | UXN);
+        let rodata = at(&mut tables, GIB + 2 * MIB + 0x10000).unwrap();
+        assert_eq!(rodata & (READ_ONLY | PXN), READ_ONLY | PXN);
+        let data = at(&mut tables, GIB + 2 * MIB + 0x14000).unwrap();
+        assert_eq!(data & (READ_ONLY | PXN | ATTR_DEVICE), PXN);
+        assert_eq!(at(&mut tables, guards[0]), None, "guard page");
+        assert_eq!(at(&mut tables, guards[0] + PAGE).map(|a| a & READ_ONLY), Some(0));
+        assert_eq!(at(&mut tables, 0), None, "page 0");
+        let uart = at(&mut tables, 0x0900_0000).unwrap();
+        assert_eq!(uart & (ATTR_DEVICE | PXN), ATTR_DEVICE | PXN);
+        let heap = at(&mut tables, GIB + 32 * MIB).unwrap();
+        assert_eq!(heap & (ATTR_DEVICE | READ_ONLY | PXN), PXN);
+        assert_eq!(at(&mut tables, (1 << 40) - PAGE).map(|a| a & ATTR_DEVICE), Some(ATTR_DEVICE));
+        assert_eq!(at(&mut tables, 1 << 40), None, "above the device limit");
+        assert_eq!(at(&mut tables, 0x7fff_dead_0000), None);
+    }
+
+    #[test]
+    fn large_blocks_where_uniform() {
+        let ram = [MemoryRegion { start: GIB, end: 3 * GIB }];
+        let layout = virt(&ram, &[]);
+        let mut tables = FakeTables::default();
+        let root = build(&layout, &mut tables).unwrap();
+        assert_eq!(translate(&mut tables, root, 2 * GIB).map(|t| t.1), Some(GIB));
+        assert_eq!(translate(&mut tables, root, 100 * GIB).map(|t| t.1), Some(GIB));
+        assert_eq!(translate(&mut tables, root, GIB + 64 * MIB).map(|t| t.1), Some(2 * MIB));
+        assert_eq!(translate(&mut tables, root, GIB + 2 * MIB).map(|t| t.1), Some(PAGE));
+        assert!(tables.tables.len() as u64 <= max_tables(&layout), "{} tables", tables.tables.len());
+        // A terabyte of mostly 1 GiB blocks takes a handful of tables.
+        assert!(tables.tables.len() < 12, "{} tables", tables.tables.len());
+    }
+
+    #[test]
+    fn bound_holds_with_many_boundaries() {
+        let ram = [
+            MemoryRegion { start: GIB, end: GIB + 3 * MIB + PAGE },
+            MemoryRegion { start: 5 * GIB + PAGE, end: 6 * GIB - PAGE },
+        ];
+        let guards = [GIB + 2 * MIB + 0x20000, GIB + 2 * MIB + 0x30000, GIB + 2 * MIB + 0x38000];
+        let layout = virt(&ram, &guards);
+        let mut tables = FakeTables::default();
+        build(&layout, &mut tables).unwrap();
+        assert!(tables.tables.len() as u64 <= max_tables(&layout));
+    }
+}
