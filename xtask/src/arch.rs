@@ -8,7 +8,7 @@ use std::str::FromStr;
 pub enum Arch {
     /// x86_64: PVH ELF images.
     X86_64,
-    /// aarch64: Linux arm64 `Image` (platform crate still to come).
+    /// aarch64: Linux arm64 `Image` (raw binary, position independent).
     Aarch64,
 }
 
@@ -47,7 +47,7 @@ impl Arch {
 
     /// True when libos has a platform crate for this architecture.
     pub fn is_supported(self) -> bool {
-        matches!(self, Arch::X86_64)
+        matches!(self, Arch::X86_64 | Arch::Aarch64)
     }
 }
 

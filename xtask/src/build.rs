@@ -2,7 +2,7 @@
 
 use crate::arch::Arch;
 use crate::{Result, root};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The apps: every directory under `apps/` with a `Cargo.toml` (the package name is the
@@ -26,9 +26,42 @@ pub fn guest_target_dir() -> PathBuf {
     root().join("target/guest")
 }
 
-/// The image path of `app` for `arch` (whether or not it is built).
-pub fn image_path(app: &str, arch: Arch) -> PathBuf {
+/// The ELF that cargo links for `app` on `arch`.
+pub fn elf_path(app: &str, arch: Arch) -> PathBuf {
     guest_target_dir().join(arch.target()).join("release").join(app)
+}
+
+/// The bootable image of `app` for `arch` (whether or not it is built): the ELF on x86_64 (PVH
+/// loaders read ELF), a raw Linux arm64 `Image` beside it on aarch64.
+pub fn image_path(app: &str, arch: Arch) -> PathBuf {
+    match arch {
+        Arch::X86_64 => elf_path(app, arch),
+        Arch::Aarch64 => guest_target_dir().join(arch.target()).join("release").join(format!("{app}.Image")),
+    }
+}
+
+/// Offset of the magic number in a Linux arm64 `Image` header.
+const ARM64_MAGIC_OFFSET: usize = 56;
+
+/// The `image_size` field of a Linux arm64 `Image` header: the bytes the image occupies once
+/// running (file, .bss, stacks). `None` when `image` has no such header.
+pub fn arm64_image_size(image: &[u8]) -> Option<u64> {
+    if image.get(ARM64_MAGIC_OFFSET..ARM64_MAGIC_OFFSET + 4)? != b"ARM\x64" {
+        return None;
+    }
+    Some(u64::from_le_bytes(image.get(16..24)?.try_into().ok()?))
+}
+
+/// Writes the raw `Image` of an aarch64 ELF (its PT_LOAD segments, flattened), checking that
+/// the result starts with the arm64 header.
+fn write_arm64_image(elf: &Path, image: &Path) -> Result<()> {
+    let bytes = std::fs::read(elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
+    let flat = crate::elf::flat_binary(&bytes).ok_or_else(|| format!("{} has no loadable segments", elf.display()))?;
+    if arm64_image_size(&flat).is_none() {
+        return Err(format!("{} does not start with a Linux arm64 Image header", elf.display()).into());
+    }
+    std::fs::write(image, &flat).map_err(|e| format!("cannot write {}: {e}", image.display()))?;
+    Ok(())
 }
 
 /// The cargo binary of the toolchain `./x` installed (Debian's, with std sources).
@@ -39,7 +72,7 @@ pub fn cargo() -> String {
 /// Builds `apps` for `arch` in one cargo invocation and returns their image paths.
 pub fn build(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
     if !arch.is_supported() {
-        return Err(format!("libos has no {arch} platform yet (it arrives with the aarch64 platform issue)").into());
+        return Err(format!("libos has no {arch} platform").into());
     }
     let known = self::apps();
     for app in apps {
@@ -67,6 +100,11 @@ pub fn build(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
     let status = command.status().map_err(|e| format!("cannot run {}: {e}", cargo()))?;
     if !status.success() {
         return Err(format!("building {} for {arch} failed", apps.join(", ")).into());
+    }
+    if arch == Arch::Aarch64 {
+        for app in apps {
+            write_arm64_image(&elf_path(app, arch), &image_path(app, arch))?;
+        }
     }
     Ok(apps.iter().map(|app| image_path(app, arch)).collect())
 }

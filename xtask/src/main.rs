@@ -16,12 +16,14 @@ const HELP: &str = "\
         --accel kvm|tcg         accelerator (default: KVM only if a calibration boot shows it is
                                 hardware-accelerated, else TCG)
         --mem SIZE              guest RAM (default 64M)
-        --machine microvm|q35   x86 machine type (default microvm)
+        --machine MACHINE       microvm|q35 on x86_64 (default microvm),
+                                virt-gicv3|virt-gicv2 on aarch64 (default virt-gicv3)
         --cmdline \"OPTIONS\"     kernel options (loglevel=LEVEL, bootstats, ...)
         --boot-stats            print the boot statistics (adds the `bootstats` option)
         --timeout SECONDS       kill the guest after this long (default: none)
   ./x build [APP...] [--arch A]
-        Build apps (default: all) and print their image paths.
+        Build apps (default: all) and print their image paths (x86_64: PVH ELF; aarch64: Linux
+        arm64 Image, flattened from the ELF beside it).
   ./x test [--host | --qemu]
         Host unit tests of every pure crate, then the QEMU integration tests (tests/).
   ./x bench boot [--runs N]
@@ -64,7 +66,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     let mut arch = Arch::host();
     let mut accel_request = None;
     let mut memory = "64M".to_string();
-    let mut machine = Machine::Microvm;
+    let mut machine = None;
     let mut options = String::new();
     let mut boot_stats = false;
     let mut timeout = None;
@@ -74,7 +76,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
             Long("arch") => arch = parser.value()?.parse()?,
             Long("accel") => accel_request = Some(parser.value()?.parse::<Accel>()?),
             Long("mem") => memory = parser.value()?.string()?,
-            Long("machine") => machine = parser.value()?.parse()?,
+            Long("machine") => machine = Some(parser.value()?.parse::<Machine>()?),
             Long("cmdline") => options = parser.value()?.string()?,
             Long("boot-stats") => boot_stats = true,
             Long("timeout") => timeout = Some(Duration::from_secs_f64(parser.value()?.parse()?)),
@@ -88,9 +90,13 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     if boot_stats {
         options = format!("bootstats {options}");
     }
+    let machine = machine.unwrap_or_else(|| Machine::default_for(arch));
+    if machine.arch() != arch {
+        return Err(format!("--machine {} is for {}, not {arch}", machine.name(), machine.arch()).into());
+    }
     let image = build::build_app(&app, arch, false)?;
     let choice = accel::choose(arch, accel_request)?;
-    eprintln!("==> booting {app} on {} {arch} with {}", machine_name(machine), choice.reason);
+    eprintln!("==> booting {app} on {} {arch} with {}", machine.name(), choice.reason);
     let mut config = VmConfig::new(arch, image);
     config.accel = choice.accel;
     config.machine = machine;
@@ -108,13 +114,6 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
         eprintln!("==> QEMU process wall time: {:.1?} ({})", outcome.wall, choice.accel);
     }
     Ok(outcome.process_code())
-}
-
-fn machine_name(machine: Machine) -> &'static str {
-    match machine {
-        Machine::Microvm => "microvm",
-        Machine::Q35 => "q35",
-    }
 }
 
 fn build_verb(args: Vec<String>) -> Result<i32> {

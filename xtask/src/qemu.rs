@@ -3,7 +3,9 @@
 //!
 //! x86_64 guests report their exit code through `isa-debug-exit` (port 0xf4): QEMU exits with
 //! `(code << 1) | 1`. QEMU's own failures also exit 1, so a status of 1 counts as the guest's
-//! code 0 only when QEMU printed no error. Without the device, libos prints
+//! code 0 only when QEMU printed no error. aarch64 guests use semihosting `SYS_EXIT_EXTENDED`
+//! (`-semihosting-config enable=on,target=native`): QEMU exits with the code itself. Without
+//! the device or semihosting ([`VmConfig::debug_exit`] off), libos prints
 //! `libos: exit code N; ...` and powers off (status 0): the runner then reads the code from that
 //! line.
 
@@ -25,6 +27,46 @@ pub enum Machine {
     Microvm,
     /// x86 `q35`: PCIe, ACPI, legacy devices.
     Q35,
+    /// aarch64 `virt` with a GICv2.
+    VirtGicv2,
+    /// aarch64 `virt` with a GICv3 (the default on aarch64).
+    VirtGicv3,
+}
+
+impl Machine {
+    /// Every machine type.
+    pub const ALL: [Machine; 4] = [Machine::Microvm, Machine::Q35, Machine::VirtGicv2, Machine::VirtGicv3];
+
+    /// The default machine of `arch`.
+    pub fn default_for(arch: Arch) -> Machine {
+        match arch {
+            Arch::X86_64 => Machine::Microvm,
+            Arch::Aarch64 => Machine::VirtGicv3,
+        }
+    }
+
+    /// The architecture this machine emulates.
+    pub fn arch(self) -> Arch {
+        match self {
+            Machine::Microvm | Machine::Q35 => Arch::X86_64,
+            Machine::VirtGicv2 | Machine::VirtGicv3 => Arch::Aarch64,
+        }
+    }
+
+    /// The machines of `arch`.
+    pub fn of(arch: Arch) -> Vec<Machine> {
+        Machine::ALL.into_iter().filter(|m| m.arch() == arch).collect()
+    }
+
+    /// The name `--machine` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm",
+            Machine::Q35 => "q35",
+            Machine::VirtGicv2 => "virt-gicv2",
+            Machine::VirtGicv3 => "virt-gicv3",
+        }
+    }
 }
 
 impl std::str::FromStr for Machine {
@@ -33,10 +75,15 @@ impl std::str::FromStr for Machine {
         match s {
             "microvm" => Ok(Machine::Microvm),
             "q35" => Ok(Machine::Q35),
-            other => Err(format!("unknown machine `{other}` (expected microvm or q35)")),
+            "virt" | "virt-gicv3" => Ok(Machine::VirtGicv3),
+            "virt-gicv2" => Ok(Machine::VirtGicv2),
+            other => Err(format!("unknown machine `{other}` (expected microvm or q35 for x86_64, virt-gicv3 or virt-gicv2 for aarch64)")),
         }
     }
 }
+
+/// The CPU model of aarch64 boots (`max` and `host` do not work under TCG on every host).
+pub const AARCH64_CPU: &str = "cortex-a72";
 
 /// Everything that describes one boot.
 #[derive(Clone, Debug)]
@@ -53,7 +100,8 @@ pub struct VmConfig {
     pub memory: String,
     /// The kernel command line.
     pub cmdline: String,
-    /// Attach `isa-debug-exit` (x86) so the exit code reaches us.
+    /// Give the guest a way to report its exit code: `isa-debug-exit` (x86), semihosting
+    /// (aarch64).
     pub debug_exit: bool,
     /// Run with `-icount shift=0,sleep=off` (deterministic: one virtual ns per instruction).
     pub icount: bool,
@@ -64,12 +112,13 @@ pub struct VmConfig {
 }
 
 impl VmConfig {
-    /// A config with the defaults of `./x run`: microvm, 64 MiB, TCG, 60 s timeout.
+    /// A config with the defaults of `./x run`: the arch's default machine (microvm, virt with
+    /// GICv3), 64 MiB, TCG, 60 s timeout.
     pub fn new(arch: Arch, image: PathBuf) -> VmConfig {
         VmConfig {
             arch,
             image,
-            machine: Machine::Microvm,
+            machine: Machine::default_for(arch),
             accel: Accel::Tcg,
             memory: "64M".into(),
             cmdline: String::new(),
@@ -83,18 +132,22 @@ impl VmConfig {
     /// The QEMU command.
     pub fn command(&self) -> Command {
         let mut command = Command::new(self.arch.qemu());
-        let machine = match self.machine {
-            Machine::Microvm => "microvm,rtc=off,pit=on",
-            Machine::Q35 => "q35",
+        match self.machine {
+            Machine::Microvm => command.args(["-M", "microvm,rtc=off,pit=on", "-bios", QBOOT]),
+            Machine::Q35 => command.args(["-M", "q35", "-bios", QBOOT]),
+            Machine::VirtGicv2 => command.args(["-M", "virt,gic-version=2", "-cpu", AARCH64_CPU]),
+            Machine::VirtGicv3 => command.args(["-M", "virt,gic-version=3", "-cpu", AARCH64_CPU]),
         };
-        command.args(["-M", machine, "-bios", QBOOT]);
         command.args(["-accel", self.accel.qemu_name()]);
         if self.icount {
             command.args(["-icount", "shift=0,sleep=off"]);
         }
         command.args(["-m", &self.memory, "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"]);
         if self.debug_exit {
-            command.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
+            match self.arch {
+                Arch::X86_64 => command.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]),
+                Arch::Aarch64 => command.args(["-semihosting-config", "enable=on,target=native"]),
+            };
         }
         command.arg("-kernel").arg(&self.image);
         if !self.cmdline.is_empty() {
@@ -183,13 +236,35 @@ pub fn parse_memory(text: &str) -> Option<u64> {
     (value >= 0.0).then(|| (value * (1u64 << shift) as f64) as u64)
 }
 
+/// Where QEMU `virt` loads an arm64 `Image` with text_offset 0: 2 MiB into RAM (its boot stub
+/// lives at the start of RAM).
+pub const AARCH64_LOAD_OFFSET: u64 = 2 << 20;
+
 /// Refuses RAM sizes the image cannot load into: QEMU and qboot hang silently there, before
-/// the kernel could say anything.
+/// the kernel could say anything. On aarch64 RAM starts wherever the machine puts it (the
+/// DTB's memory node) and the image is loaded [`AARCH64_LOAD_OFFSET`] into it; its header's
+/// `image_size` (file, .bss and stacks) must fit, since the entry code zeroes .bss before it
+/// can print anything.
 fn check_memory(config: &VmConfig) -> Result<()> {
     let Some(bytes) = parse_memory(&config.memory) else {
         return Err(format!("cannot read the memory size `{}` (examples: 64M, 1G)", config.memory).into());
     };
     let image = std::fs::read(&config.image).map_err(|e| format!("cannot read {}: {e}", config.image.display()))?;
+    if config.arch == Arch::Aarch64 {
+        let size = crate::build::arm64_image_size(&image)
+            .ok_or_else(|| format!("{} is not a Linux arm64 Image", config.image.display()))?;
+        let end = AARCH64_LOAD_OFFSET + size;
+        if end > bytes {
+            return Err(format!(
+                "guest RAM {} is smaller than the image, which loads 2 MiB into RAM and occupies up to {} KiB; give it at least {}M",
+                config.memory,
+                end.div_ceil(1024),
+                end.div_ceil(1 << 20)
+            )
+            .into());
+        }
+        return Ok(());
+    }
     match crate::elf::load_end(&image) {
         Some(end) if end > bytes => Err(format!(
             "guest RAM {} is smaller than the image, which loads up to {} KiB; give it at least 2M",
@@ -203,6 +278,10 @@ fn check_memory(config: &VmConfig) -> Result<()> {
 
 /// Boots `config`, echoing the console to our stdout when `echo` is set.
 pub fn run(config: &VmConfig, echo: bool) -> Result<Outcome> {
+    if config.machine.arch() != config.arch {
+        return Err(format!("machine {} is not an {} machine (expected one of: {})", config.machine.name(), config.arch,
+            Machine::of(config.arch).iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")).into());
+    }
     check_memory(config)?;
     let started = Instant::now();
     let mut child = config
@@ -320,6 +399,36 @@ mod tests {
         let console = "hello\nlibos: exit code 3; no isa-debug-exit device, powering off\n";
         assert_eq!(decode_exit(Arch::X86_64, Some(0), console, ""), Exit::Code(3));
         assert_eq!(decode_exit(Arch::X86_64, Some(0), "hello\n", ""), Exit::NoCode);
+    }
+
+    #[test]
+    fn aarch64_exit_status_is_the_code() {
+        assert_eq!(decode_exit(Arch::Aarch64, Some(3), "", ""), Exit::Code(3));
+        assert_eq!(decode_exit(Arch::Aarch64, Some(0), "", ""), Exit::NoCode);
+        let console = "libos: exit code 5; no semihosting, powering off\n";
+        assert_eq!(decode_exit(Arch::Aarch64, Some(0), console, ""), Exit::Code(5));
+    }
+
+    #[test]
+    fn machines_belong_to_one_arch_and_parse() {
+        assert_eq!(Machine::default_for(Arch::Aarch64), Machine::VirtGicv3);
+        assert_eq!(Machine::default_for(Arch::X86_64), Machine::Microvm);
+        assert_eq!("virt".parse::<Machine>(), Ok(Machine::VirtGicv3));
+        assert_eq!("virt-gicv2".parse::<Machine>(), Ok(Machine::VirtGicv2));
+        assert!("pc".parse::<Machine>().is_err());
+        for m in Machine::ALL {
+            assert_eq!(m.name().parse::<Machine>(), Ok(m));
+        }
+        let mut config = VmConfig::new(Arch::Aarch64, PathBuf::from("/nonexistent"));
+        config.machine = Machine::VirtGicv2;
+        config.debug_exit = true;
+        let args: Vec<String> = config.command().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let joined = args.join(" ");
+        assert!(joined.contains("-M virt,gic-version=2 -cpu cortex-a72"), "{joined}");
+        assert!(joined.contains("-semihosting-config enable=on,target=native"), "{joined}");
+        config.machine = Machine::Q35;
+        let error = run(&config, false).unwrap_err().to_string();
+        assert!(error.contains("not an aarch64 machine"), "{error}");
     }
 
     #[test]
