@@ -8,7 +8,7 @@
 //! semihosting) and powers off with [`exit::BOOT_ERROR`]; nothing here can hang.
 
 use crate::dtb::{self, DtbError, Machine};
-use crate::memory::{PAGE, RegionList};
+use crate::memory::{self, MIN_HEAP, PAGE, RegionList, TooLittleMemory};
 use crate::paging::{self, Layout, TableMemory};
 use crate::{PLATFORM, exceptions, gic, pl011, shutdown, stacks, timer};
 use core::fmt;
@@ -26,8 +26,6 @@ unsafe extern "C" {
     static __image_end: u8;
 }
 
-/// The heap must get at least this much, or booting is pointless.
-pub const MIN_HEAP: u64 = 256 * 1024;
 /// The longest kernel command line (as on x86_64).
 pub const MAX_CMDLINE: usize = 4096;
 /// The early map (src/boot.s) maps whole GiBs: the image's and the DTB's, below 512 GiB.
@@ -81,6 +79,12 @@ impl fmt::Display for BootError {
             BootError::NoRedistributor => write!(f, "the GICv3 has no redistributor for this CPU"),
             BootError::NoTimerFrequency => write!(f, "the generic timer's frequency is unknown (CNTFRQ_EL0 is 0)"),
         }
+    }
+}
+
+impl From<TooLittleMemory> for BootError {
+    fn from(e: TooLittleMemory) -> BootError {
+        BootError::TooLittleMemory { have: e.have, need_end: e.need_end }
     }
 }
 
@@ -171,10 +175,14 @@ fn boot(dtb_address: u64, entry_counter: u64) -> Result<&'static BootInfo, BootE
     // written through the early map, which covers the image's GiB.
     let tables_start = image_end;
     let tables_limit = tables_start + paging::max_tables(&layout) * PAGE;
-    let too_little = BootError::TooLittleMemory { have: total_ram, need_end: tables_limit + MIN_HEAP };
-    if !ram.contains(image_start, tables_limit) {
-        return Err(too_little);
-    }
+    let dtb_region = MemoryRegion { start: dtb_address, end: dtb_address + bytes.len() as u64 };
+    // Checked before any table frame is written: the frames must be RAM.
+    memory::plan_free::<32>(
+        ram.as_slice(),
+        MemoryRegion { start: image_start, end: tables_limit },
+        dtb_region,
+        machine.reserved.as_slice(),
+    )?;
     if (tables_limit - 1) / GIB != image_start / GIB {
         return Err(BootError::PageTables);
     }
@@ -205,21 +213,14 @@ fn boot(dtb_address: u64, entry_counter: u64) -> Result<&'static BootInfo, BootE
     gic::init(machine.gic, machine.timer_intid).map_err(|_| BootError::NoRedistributor)?;
     crate::set_gic_version(machine.gic.version());
 
-    // Free RAM: all RAM except page 0, the image and its tables, the DTB and reserved memory.
-    let mut free: RegionList<32> = RegionList::default();
-    for r in ram.as_slice() {
-        free.add(*r);
-    }
-    free.remove(MemoryRegion { start: 0, end: PAGE });
-    free.remove(MemoryRegion { start: image_start, end: frames.next });
-    let dtb_end = (dtb_address + bytes.len() as u64).next_multiple_of(PAGE);
-    free.remove(MemoryRegion { start: dtb_address & !(PAGE - 1), end: dtb_end });
-    for r in machine.reserved.as_slice() {
-        free.remove(*r);
-    }
-    if free.total() < MIN_HEAP {
-        return Err(too_little);
-    }
+    // Free RAM: all RAM except page 0, the image and the tables it used, the DTB and reserved
+    // memory.
+    let free: RegionList<32> = memory::plan_free(
+        ram.as_slice(),
+        MemoryRegion { start: image_start, end: frames.next },
+        dtb_region,
+        machine.reserved.as_slice(),
+    )?;
 
     let booted = BOOTED.call_once(|| {
         let mut cmdline = [0u8; MAX_CMDLINE];

@@ -88,6 +88,49 @@ pub fn page_aligned(region: MemoryRegion) -> MemoryRegion {
     MemoryRegion { start: region.start.next_multiple_of(PAGE), end: region.end & !(PAGE - 1) }
 }
 
+/// The heap must get at least this much, or booting is pointless.
+pub const MIN_HEAP: u64 = 256 * 1024;
+
+/// Not enough RAM: it must reach `need_end` (contiguously from the image start) and leave
+/// [`MIN_HEAP`] free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooLittleMemory {
+    /// Bytes of RAM the DTB reported.
+    pub have: u64,
+    /// RAM must reach up to this address.
+    pub need_end: u64,
+}
+
+/// Checks that the image and its page-table frames (`image.start..tables_end`) lie in RAM, and
+/// returns the free RAM: all of it except page 0, the image and tables, the DTB and reserved
+/// regions (each widened to whole pages).
+pub fn plan_free<const N: usize>(
+    ram: &[MemoryRegion],
+    image_and_tables: MemoryRegion,
+    dtb: MemoryRegion,
+    reserved: &[MemoryRegion],
+) -> Result<RegionList<N>, TooLittleMemory> {
+    let mut free = RegionList::<N>::default();
+    for r in ram {
+        free.add(*r);
+    }
+    let too_little = TooLittleMemory { have: free.total(), need_end: image_and_tables.end + MIN_HEAP };
+    if !free.contains(image_and_tables.start, image_and_tables.end) {
+        return Err(too_little);
+    }
+    let widen = |r: &MemoryRegion| MemoryRegion { start: r.start & !(PAGE - 1), end: r.end.next_multiple_of(PAGE) };
+    free.remove(MemoryRegion { start: 0, end: PAGE });
+    free.remove(widen(&image_and_tables));
+    free.remove(widen(&dtb));
+    for r in reserved {
+        free.remove(widen(r));
+    }
+    if free.total() < MIN_HEAP {
+        return Err(too_little);
+    }
+    Ok(free)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +175,34 @@ mod tests {
     #[test]
     fn page_aligned_keeps_whole_pages() {
         assert_eq!(page_aligned(r(0x1001, 0x5fff)), r(0x2000, 0x5000));
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn free_ram_leaves_out_image_dtb_and_reservations() {
+        let ram = [r(0x4000_0000, 0x4000_0000 + 8 * MIB)];
+        let image = r(0x4020_0000, 0x4023_0000);
+        let dtb = r(0x4040_0000, 0x4040_1dcc);
+        let free = plan_free::<8>(&ram, image, dtb, &[r(0x4050_0000, 0x4050_0800)]).unwrap();
+        assert_eq!(
+            free.as_slice(),
+            &[r(0x4000_0000, 0x4020_0000), r(0x4023_0000, 0x4040_0000), r(0x4040_2000, 0x4050_0000), r(0x4050_1000, 0x4080_0000)]
+        );
+    }
+
+    #[test]
+    fn too_little_memory_is_an_error() {
+        // The page tables would run past the end of RAM.
+        let ram = [r(0x4000_0000, 0x4022_0000)];
+        let e = plan_free::<8>(&ram, r(0x4020_0000, 0x4023_0000), r(0, 0), &[]).unwrap_err();
+        assert_eq!(e, TooLittleMemory { have: 0x22_0000, need_end: 0x4023_0000 + MIN_HEAP });
+        // Everything fits but the heap would be tiny.
+        let ram = [r(0x4020_0000, 0x4024_0000)];
+        assert!(plan_free::<8>(&ram, r(0x4020_0000, 0x4023_0000), r(0, 0), &[]).is_err());
+        // Reservations can take the heap away too.
+        let ram = [r(0x4000_0000, 0x4080_0000)];
+        let reserved = [r(0x4000_0000, 0x4020_0000), r(0x4023_0000, 0x4080_0000)];
+        assert!(plan_free::<8>(&ram, r(0x4020_0000, 0x4023_0000), r(0, 0), &reserved).is_err());
     }
 }
