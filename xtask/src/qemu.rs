@@ -218,6 +218,17 @@ pub fn decode_exit(arch: Arch, status: Option<i32>, console: &str, stderr: &str)
     }
 }
 
+/// Decodes the exit of a boot of `config`: [`decode_exit`], except that on aarch64 with
+/// semihosting a status of 0 is the guest's `SYS_EXIT_EXTENDED(0)` (the guest always exits
+/// through semihosting when QEMU offers it, and the machine has no reset that would also end
+/// QEMU with 0 under `-no-reboot` short of PSCI calls libos does not make).
+pub fn decode_boot_exit(config: &VmConfig, status: Option<i32>, console: &str, stderr: &str) -> Exit {
+    match decode_exit(config.arch, status, console, stderr) {
+        Exit::NoCode if config.arch == Arch::Aarch64 && config.debug_exit && status == Some(0) => Exit::Code(0),
+        other => other,
+    }
+}
+
 /// Parses QEMU's `-m` syntax: a number with an optional `K`/`M`/`G`/`T` suffix (default `M`).
 pub fn parse_memory(text: &str) -> Option<u64> {
     let text = text.trim();
@@ -337,7 +348,7 @@ pub fn run(config: &VmConfig, echo: bool) -> Result<Outcome> {
     }
     let exit = match status {
         None => Exit::Timeout,
-        Some(status) => decode_exit(config.arch, status.code(), &console, &stderr),
+        Some(status) => decode_boot_exit(config, status.code(), &console, &stderr),
     };
     Ok(Outcome { exit, console, stderr, wall })
 }
@@ -407,6 +418,11 @@ mod tests {
         assert_eq!(decode_exit(Arch::Aarch64, Some(0), "", ""), Exit::NoCode);
         let console = "libos: exit code 5; no semihosting, powering off\n";
         assert_eq!(decode_exit(Arch::Aarch64, Some(0), console, ""), Exit::Code(5));
+        let mut config = VmConfig::new(Arch::Aarch64, PathBuf::from("hello.Image"));
+        assert_eq!(decode_boot_exit(&config, Some(0), "hello\n", ""), Exit::Code(0));
+        config.debug_exit = false;
+        assert_eq!(decode_boot_exit(&config, Some(0), "hello\n", ""), Exit::NoCode);
+        assert_eq!(decode_boot_exit(&config, Some(0), console, ""), Exit::Code(5));
     }
 
     #[test]
