@@ -7,7 +7,8 @@
 //! Run them with `./x test` (which builds the images first) or `./x test --qemu`.
 //!
 //! This file is the harness: [`Boot`] describes one boot and [`Booted`] its result with
-//! assertion helpers that print the guest's console when they fail.
+//! assertion helpers that print the guest's console when they fail. [`expect`] holds the few
+//! expected texts that differ between architectures (exception names, the exit-code fallback).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -49,22 +50,25 @@ pub struct Boot {
     args: Vec<String>,
     options: String,
     memory: String,
-    machine: Machine,
+    machine: Option<Machine>,
     debug_exit: bool,
     timeout: Duration,
+    qemu_args: Vec<String>,
 }
 
 impl Boot {
-    /// Boots `app` with no arguments, 64 MiB, microvm, `isa-debug-exit`, a 60 s timeout.
+    /// Boots `app` with no arguments, 64 MiB, the arch's default machine (microvm, virt with
+    /// GICv3), the exit-code device (`isa-debug-exit`, semihosting), a 60 s timeout.
     pub fn app(app: &str) -> Boot {
         Boot {
             app: app.into(),
             args: Vec::new(),
             options: String::new(),
             memory: "64M".into(),
-            machine: Machine::Microvm,
+            machine: None,
             debug_exit: true,
             timeout: Duration::from_secs(60),
+            qemu_args: Vec::new(),
         }
     }
 
@@ -86,13 +90,20 @@ impl Boot {
         self
     }
 
-    /// Sets the machine type.
+    /// Sets the machine type (it must belong to the arch the boot runs on).
     pub fn machine(mut self, machine: Machine) -> Boot {
-        self.machine = machine;
+        self.machine = Some(machine);
         self
     }
 
-    /// Boots without the `isa-debug-exit` device (as on Firecracker or cloud-hypervisor).
+    /// Adds QEMU arguments.
+    pub fn qemu_args(mut self, args: &[&str]) -> Boot {
+        self.qemu_args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Boots without the exit-code device: no `isa-debug-exit` on x86_64, no semihosting on
+    /// aarch64 (as on Firecracker or cloud-hypervisor).
     pub fn without_debug_exit(mut self) -> Boot {
         self.debug_exit = false;
         self
@@ -103,12 +114,14 @@ impl Boot {
         let mut config = VmConfig::new(arch, image(&self.app, arch));
         config.accel = accelerator(arch);
         config.memory = self.memory.clone();
-        config.machine = self.machine;
+        let machine = self.machine.unwrap_or_else(|| Machine::default_for(arch));
+        config.machine = machine;
         config.debug_exit = self.debug_exit;
+        config.extra_args = self.qemu_args.clone();
         config.timeout = self.timeout;
         config.cmdline = qemu::kernel_cmdline(&self.options, &self.args);
         let outcome = qemu::run(&config, false).unwrap_or_else(|e| panic!("running QEMU: {e}"));
-        Booted { what: format!("{} {:?} on {arch} ({:?})", self.app, self.args, self.machine), outcome }
+        Booted { what: format!("{} {:?} on {arch} ({})", self.app, self.args, machine.name()), outcome }
     }
 }
 
@@ -136,6 +149,14 @@ impl Booted {
         self
     }
 
+    /// Asserts QEMU itself refused to run the guest, saying `text` on its error output.
+    pub fn qemu_refuses(&self, text: &str) -> &Booted {
+        if !matches!(self.outcome.exit, Exit::QemuFailed(..)) || !self.outcome.stderr.contains(text) {
+            self.fail(&format!("expected QEMU to fail with {text:?}"));
+        }
+        self
+    }
+
     /// Asserts the console contains `text`.
     pub fn prints(&self, text: &str) -> &Booted {
         if !self.outcome.console.contains(text) {
@@ -157,6 +178,36 @@ impl Booted {
         match self.outcome.console.lines().find_map(|l| l.strip_prefix(prefix)) {
             Some(rest) => rest.to_string(),
             None => self.fail(&format!("expected a line starting with {prefix:?}")),
+        }
+    }
+}
+
+/// Expected texts that differ between architectures. Each is as specific as the other arch's:
+/// the tests compare whole phrases, never just "something crashed".
+pub mod expect {
+    use xtask::arch::Arch;
+
+    /// The first line of the report of a data access to an unmapped or protected page.
+    pub fn data_fault_header(arch: Arch) -> &'static str {
+        match arch {
+            Arch::X86_64 => "libos: fatal exception #PF (page fault, vector 14)",
+            Arch::Aarch64 => "libos: fatal exception: data abort, same EL (EC 0x25)",
+        }
+    }
+
+    /// The first line of the report of an instruction fetch from a non-executable page.
+    pub fn fetch_fault_header(arch: Arch) -> &'static str {
+        match arch {
+            Arch::X86_64 => "libos: fatal exception #PF (page fault, vector 14)",
+            Arch::Aarch64 => "libos: fatal exception: instruction abort, same EL (EC 0x21)",
+        }
+    }
+
+    /// The line libos prints before powering off when it has no way to hand `code` to QEMU.
+    pub fn exit_code_fallback(arch: Arch, code: i32) -> String {
+        match arch {
+            Arch::X86_64 => format!("libos: exit code {code}; no isa-debug-exit device, powering off"),
+            Arch::Aarch64 => format!("libos: exit code {code}; no semihosting, powering off"),
         }
     }
 }

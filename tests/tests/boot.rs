@@ -1,6 +1,7 @@
 //! Booting `hello`: greeting, arguments, exit codes, machine types, memory sizes, boot stats.
 
-use libos_tests::{Boot, arches};
+use libos_tests::{Boot, arches, expect};
+use xtask::arch::Arch;
 use xtask::qemu::Machine;
 
 #[test]
@@ -53,10 +54,51 @@ fn hello_allocates_and_frees() {
 fn boots_in_8_mib_and_on_q35() {
     for arch in arches() {
         Boot::app("hello").memory("8M").on(arch).exits_with(0).prints("Hello from libos");
-        if arch == xtask::arch::Arch::X86_64 {
+        if arch == Arch::X86_64 {
             Boot::app("hello").machine(Machine::Q35).on(arch).exits_with(0).prints("Hello from libos");
             Boot::app("hello").memory("1G").machine(Machine::Q35).on(arch).exits_with(0);
         }
+    }
+}
+
+#[test]
+fn aarch64_boots_with_gicv2_and_gicv3() {
+    // The platform names the GIC it drives, so the greeting shows which driver ran.
+    if !arches().contains(&Arch::Aarch64) {
+        return;
+    }
+    for (machine, name) in [(Machine::VirtGicv2, "aarch64 GICv2"), (Machine::VirtGicv3, "aarch64 GICv3")] {
+        Boot::app("hello")
+            .machine(machine)
+            .memory("1G")
+            .on(Arch::Aarch64)
+            .exits_with(0)
+            .prints(&format!("Hello from libos on {name}!"));
+    }
+}
+
+#[test]
+fn aarch64_entered_at_el2_drops_to_el1() {
+    // With `virtualization=on` QEMU starts the image at EL2 and describes PSCI through `smc`.
+    if !arches().contains(&Arch::Aarch64) {
+        return;
+    }
+    for machine in Machine::of(Arch::Aarch64) {
+        Boot::app("selftest")
+            .args(&["timer", "exit=4"])
+            .machine(machine)
+            .qemu_args(&["-M", "virtualization=on"])
+            .on(Arch::Aarch64)
+            .exits_with(4)
+            .prints("ok: timer");
+        Boot::app("hello")
+            .args(&["--exit", "6"])
+            .machine(machine)
+            .qemu_args(&["-M", "virtualization=on"])
+            .without_debug_exit()
+            .on(Arch::Aarch64)
+            .exits_with(6)
+            .prints(&expect::exit_code_fallback(Arch::Aarch64, 6));
     }
 }
 
@@ -75,16 +117,17 @@ fn boot_stats_report_counter_ticks() {
 #[test]
 fn exit_code_reaches_the_host_without_isa_debug_exit() {
     // Without the device (as on Firecracker/cloud-hypervisor), libos prints the code and powers
-    // off through ACPI: hardware-reduced sleep control on microvm, PM1a control on q35.
+    // off: through ACPI on x86_64 (hardware-reduced sleep control on microvm, PM1a control on
+    // q35), through PSCI SYSTEM_OFF on aarch64 (after its semihosting probe traps).
     for arch in arches() {
-        for machine in [Machine::Microvm, Machine::Q35] {
+        for machine in Machine::of(arch) {
             Boot::app("hello")
                 .args(&["--exit", "5"])
                 .machine(machine)
                 .without_debug_exit()
                 .on(arch)
                 .exits_with(5)
-                .prints("libos: exit code 5; no isa-debug-exit device, powering off");
+                .prints(&expect::exit_code_fallback(arch, 5));
         }
     }
 }

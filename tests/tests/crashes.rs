@@ -1,6 +1,6 @@
 //! Crashes are reported, with the kernel's exit codes: panics (101) and CPU exceptions (102).
 
-use libos_tests::{Boot, arches};
+use libos_tests::{Boot, arches, expect};
 
 const PANIC: i32 = 101;
 const FATAL_EXCEPTION: i32 = 102;
@@ -24,7 +24,7 @@ fn unmapped_read_is_reported_with_address_and_backtrace() {
             .args(&["page-fault"])
             .on(arch)
             .exits_with(FATAL_EXCEPTION)
-            .prints("libos: fatal exception #PF (page fault, vector 14)")
+            .prints(expect::data_fault_header(arch))
             .prints("page fault at address 0x7fffdead0000: read of a non-present page in kernel mode")
             .prints("backtrace:")
             .prints("    #1 ");
@@ -38,6 +38,7 @@ fn null_pointer_faults() {
             .args(&["null"])
             .on(arch)
             .exits_with(FATAL_EXCEPTION)
+            .prints(expect::data_fault_header(arch))
             .prints("page fault at address 0x0: read of a non-present page");
     }
 }
@@ -49,7 +50,8 @@ fn kernel_text_is_read_only() {
             .args(&["write-code"])
             .on(arch)
             .exits_with(FATAL_EXCEPTION)
-            .prints("write violating page protection");
+            .prints(expect::data_fault_header(arch))
+            .prints("write violating page protection in kernel mode");
     }
 }
 
@@ -60,7 +62,8 @@ fn data_is_not_executable() {
             .args(&["exec-data"])
             .on(arch)
             .exits_with(FATAL_EXCEPTION)
-            .prints("instruction fetch violating page protection");
+            .prints(expect::fetch_fault_header(arch))
+            .prints("instruction fetch violating page protection in kernel mode");
     }
 }
 
@@ -71,6 +74,7 @@ fn stack_overflow_hits_the_guard_page() {
             .args(&["stack-overflow"])
             .on(arch)
             .exits_with(FATAL_EXCEPTION)
+            .prints(expect::data_fault_header(arch))
             .prints("stack overflow: the address is in the guard page below the boot stack")
             .does_not_print("another exception while reporting");
     }
