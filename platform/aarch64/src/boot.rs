@@ -146,11 +146,12 @@ fn dtb_bytes(address: u64) -> Result<&'static [u8], BootError> {
 fn boot(dtb_address: u64, entry_counter: u64) -> Result<&'static BootInfo, BootError> {
     let bytes = dtb_bytes(dtb_address)?;
     let fdt = dtb::open(bytes)?;
-    match dtb::console(&fdt) {
+    let scan = dtb::scan(&fdt);
+    match scan.console() {
         Some(uart) => pl011::init(uart),
         None => return Err(BootError::NoUart), // reported through semihosting, if any
     }
-    let machine = Machine::parse(&fdt)?;
+    let machine = Machine::from_scan(&scan, &fdt)?;
     shutdown::set_psci(machine.psci);
     if machine.bootargs.len() >= MAX_CMDLINE {
         return Err(BootError::CmdlineTooLong);

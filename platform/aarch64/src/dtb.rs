@@ -1,8 +1,9 @@
 //! What the device tree tells us about the machine (pure: host-tested on QEMU's own DTBs and on
 //! trees built by the tests).
 //!
-//! The loader passes a flattened device tree (DTB) in `x0`. [`console`] finds the UART first,
-//! so that every later error can be printed; [`Machine::parse`] then collects the rest: RAM,
+//! The loader passes a flattened device tree (DTB) in `x0`. One [`scan`] walks the tree once;
+//! [`Scan::console`] finds the UART first, so that every later error can be printed;
+//! [`Machine::from_scan`] then judges the rest: RAM,
 //! command line, GIC version and addresses, the virtual timer's interrupt, virtio-mmio slots,
 //! the PCIe ECAM window, the CPU count, the PSCI conduit, reserved memory and how far device
 //! memory reaches. Missing essentials are [`DtbError`]s with a message for the user.
@@ -148,39 +149,92 @@ pub fn total_size(header: &[u8; 8]) -> Option<u32> {
     (magic == 0xd00d_feed).then(|| u32::from_be_bytes([header[4], header[5], header[6], header[7]]))
 }
 
-fn first_reg(node: FdtNode<'_, '_>) -> Option<MemoryRegion> {
-    let r = node.reg()?.next()?;
-    let start = r.starting_address as u64;
-    Some(MemoryRegion { start, end: start.saturating_add(r.size.unwrap_or(0) as u64) })
+/// `#address-cells` and `#size-cells` of a parent node.
+#[derive(Clone, Copy, Debug)]
+struct Cells {
+    address: usize,
+    size: usize,
 }
 
-fn nth_reg(node: FdtNode<'_, '_>, n: usize) -> Option<u64> {
-    Some(node.reg()?.nth(n)?.starting_address as u64)
+/// Decodes a `reg` value (1- or 2-cell addresses and sizes; others yield nothing).
+fn regs(value: Option<&[u8]>, cells: Cells) -> impl Iterator<Item = MemoryRegion> + '_ {
+    let number = |c: &[u8], n: usize| -> Option<u64> {
+        match n {
+            0 => Some(0),
+            1 => Some(u64::from(u32::from_be_bytes(c.get(..4)?.try_into().ok()?))),
+            2 => Some(u64::from_be_bytes(c.get(..8)?.try_into().ok()?)),
+            _ => None,
+        }
+    };
+    let entry = 4 * (cells.address + cells.size);
+    value.unwrap_or(&[]).chunks_exact(entry.max(4)).map_while(move |c| {
+        let start = number(c, cells.address)?;
+        let size = number(&c[4 * cells.address..], cells.size)?;
+        Some(MemoryRegion { start, end: start.saturating_add(size) })
+    })
 }
 
-fn is_compatible(node: FdtNode<'_, '_>, any_of: &[&str]) -> bool {
-    node.compatible().is_some_and(|c| c.all().any(|s| any_of.contains(&s)))
+/// True when a `compatible` value (NUL-separated strings) lists one of `any_of`.
+fn compatible_with(compatible: &[u8], any_of: &[&str]) -> bool {
+    compatible.split(|&b| b == 0).any(|s| any_of.iter().any(|want| want.as_bytes() == s))
 }
 
 fn cells(value: &[u8]) -> impl Iterator<Item = u32> + '_ {
     value.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
 }
 
-/// The console UART (PL011): the `/chosen/stdout-path` node when it is a PL011, else the first
-/// PL011. Returns its register base.
-pub fn console(fdt: &Fdt<'_>) -> Option<u64> {
-    const PL011: &[&str] = &["arm,pl011"];
-    let chosen = fdt.find_node("/chosen");
-    let stdout = chosen
-        .and_then(|c| c.property("stdout-path"))
-        .and_then(|p| p.as_str())
-        .map(|path| path.split(':').next().unwrap_or(path))
-        .and_then(|path| fdt.find_node(path))
-        .filter(|node| is_compatible(*node, PL011));
-    let node = stdout.or_else(|| fdt.all_nodes().find(|n| is_compatible(*n, PL011)))?;
-    first_reg(node).map(|r| r.start)
+fn text(value: &[u8]) -> &str {
+    core::str::from_utf8(value).map(|s| s.trim_end_matches('\0')).unwrap_or("")
 }
 
+/// The properties of one node that we look at, read in one pass over its properties (the
+/// `fdt` crate decodes every property name it walks past, so each lookup is a scan).
+#[derive(Default)]
+struct Props<'a> {
+    compatible: &'a [u8],
+    device_type: &'a [u8],
+    reg: Option<&'a [u8]>,
+    address_cells: Option<u32>,
+    size_cells: Option<u32>,
+    interrupts: Option<&'a [u8]>,
+    interrupt_controller: bool,
+    interrupt_cells: Option<u32>,
+    method: &'a [u8],
+    clock_frequency: Option<u64>,
+    bootargs: Option<&'a [u8]>,
+    stdout_path: Option<&'a [u8]>,
+}
+
+impl<'a> Props<'a> {
+    /// The cell sizes this node gives its children (defaults 2 and 1, as the spec says).
+    fn child_cells(&self) -> Cells {
+        Cells { address: self.address_cells.unwrap_or(2) as usize, size: self.size_cells.unwrap_or(1) as usize }
+    }
+
+    fn of(node: FdtNode<'_, 'a>) -> Props<'a> {
+        let mut p = Props::default();
+        for prop in node.properties() {
+            match prop.name {
+                "compatible" => p.compatible = prop.value,
+                "device_type" => p.device_type = prop.value,
+                "reg" => p.reg = Some(prop.value),
+                "#address-cells" => p.address_cells = cells(prop.value).next(),
+                "#size-cells" => p.size_cells = cells(prop.value).next(),
+                "interrupts" => p.interrupts = Some(prop.value),
+                "interrupt-controller" => p.interrupt_controller = true,
+                "#interrupt-cells" => p.interrupt_cells = cells(prop.value).next(),
+                "method" => p.method = prop.value,
+                "clock-frequency" => p.clock_frequency = prop.as_usize().map(|f| f as u64),
+                "bootargs" => p.bootargs = Some(prop.value),
+                "stdout-path" => p.stdout_path = Some(prop.value),
+                _ => {}
+            }
+        }
+        p
+    }
+}
+
+const PL011: &[&str] = &["arm,pl011"];
 const GICV3: &[&str] = &["arm,gic-v3"];
 const GICV2: &[&str] = &[
     "arm,gic-400",
@@ -190,40 +244,166 @@ const GICV2: &[&str] = &[
     "arm,arm11mp-gic",
     "arm,gic-v2",
 ];
+const MAX_UARTS: usize = 4;
 
-fn gic(fdt: &Fdt<'_>) -> Result<(Gic, usize), DtbError> {
-    for node in fdt.all_nodes() {
-        if node.property("interrupt-controller").is_none() {
+/// What one pass over the tree found, before any of it is judged (so the console can be set
+/// up before a missing timer or GIC is reported).
+#[derive(Clone, Debug)]
+pub struct Scan<'a> {
+    ram: RegionList<MAX_REGIONS>,
+    device_limit: u64,
+    uarts: [(&'a str, u64); MAX_UARTS],
+    uart_count: usize,
+    stdout_path: &'a str,
+    bootargs: &'a str,
+    gic: Option<(Gic, usize)>,
+    unsupported_gic: Option<&'static str>,
+    bad_gic: Option<&'static str>,
+    timer_interrupts: Option<&'a [u8]>,
+    timer_frequency: Option<u64>,
+    virtio_mmio: [VirtioMmio; MAX_VIRTIO_MMIO],
+    virtio_mmio_count: usize,
+    pcie_ecam: Option<MemoryRegion>,
+    psci: Option<PsciMethod>,
+    cpus: usize,
+    has_reserved_memory: bool,
+}
+
+/// Walks the tree once (root, its children, and `/cpus` and `simple-bus` children).
+pub fn scan<'a>(fdt: &Fdt<'a>) -> Scan<'a> {
+    let mut s = Scan {
+        ram: RegionList::default(),
+        device_limit: 0,
+        uarts: [("", 0); MAX_UARTS],
+        uart_count: 0,
+        stdout_path: "",
+        bootargs: "",
+        gic: None,
+        unsupported_gic: None,
+        bad_gic: None,
+        timer_interrupts: None,
+        timer_frequency: None,
+        virtio_mmio: [VirtioMmio::default(); MAX_VIRTIO_MMIO],
+        virtio_mmio_count: 0,
+        pcie_ecam: None,
+        psci: None,
+        cpus: 0,
+        has_reserved_memory: false,
+    };
+    let Some(root) = fdt.all_nodes().next() else { return s };
+    let root_props = Props::of(root);
+    scan_children(root, root_props.child_cells(), &mut s, 0);
+    s
+}
+
+/// Scans the children of `parent`, whose `reg` values use `cells`; descends into `simple-bus`
+/// nodes (assuming identity `ranges`), `/cpus` and `/chosen`.
+fn scan_children<'a>(parent: FdtNode<'_, 'a>, reg_cells: Cells, s: &mut Scan<'a>, depth: usize) {
+    for node in parent.children() {
+        let p = Props::of(node);
+        if let Some(bootargs) = p.bootargs {
+            s.bootargs = text(bootargs);
+        }
+        if let Some(path) = p.stdout_path {
+            s.stdout_path = text(path);
+        }
+        if p.device_type == b"memory\0" {
+            for r in regs(p.reg, reg_cells) {
+                s.ram.add(page_aligned(r));
+            }
             continue;
         }
-        let interrupt_cells = node.interrupt_cells().unwrap_or(3);
-        if is_compatible(node, GICV3) {
-            let (Some(distributor), Some(redistributors)) = (nth_reg(node, 0), nth_reg(node, 1)) else {
-                return Err(DtbError::UnsupportedGic("arm,gic-v3 without GICD and GICR registers"));
-            };
-            return Ok((Gic::V3 { distributor, redistributors }, interrupt_cells));
+        if p.device_type == b"cpu\0" {
+            s.cpus += 1;
+            continue;
         }
-        if is_compatible(node, GICV2) {
-            let (Some(distributor), Some(cpu_interface)) = (nth_reg(node, 0), nth_reg(node, 1)) else {
-                return Err(DtbError::UnsupportedGic("GICv2 without GICD and GICC registers"));
-            };
-            return Ok((Gic::V2 { distributor, cpu_interface }, interrupt_cells));
+        if node.name == "cpus" || node.name == "reserved-memory" {
+            if node.name == "reserved-memory" {
+                s.has_reserved_memory = true;
+            } else {
+                scan_children(node, p.child_cells(), s, depth + 1);
+            }
+            continue;
         }
-    }
-    // An interrupt controller, but none we know (v2m frames and ITSs are children of a GIC and
-    // were matched above through their parent).
-    match fdt.all_nodes().find(|n| n.property("interrupt-controller").is_some()) {
-        Some(other) => Err(DtbError::UnsupportedGic(leak_compatible(other))),
-        None => Err(DtbError::NoGic),
+        for r in regs(p.reg, reg_cells) {
+            s.device_limit = s.device_limit.max(r.end);
+        }
+        let c = p.compatible;
+        if c.is_empty() {
+            continue;
+        }
+        let mut reg = regs(p.reg, reg_cells);
+        let (first, second) = (reg.next(), reg.next());
+        if compatible_with(c, &["simple-bus"]) && depth < 4 {
+            scan_children(node, p.child_cells(), s, depth + 1);
+        } else if p.interrupt_controller && s.gic.is_none() {
+            let interrupt_cells = p.interrupt_cells.unwrap_or(3) as usize;
+            if compatible_with(c, GICV3) {
+                match (first, second) {
+                    (Some(d), Some(r)) => {
+                        s.gic = Some((Gic::V3 { distributor: d.start, redistributors: r.start }, interrupt_cells));
+                    }
+                    _ => s.bad_gic = Some("arm,gic-v3 without GICD and GICR registers"),
+                }
+            } else if compatible_with(c, GICV2) {
+                match (first, second) {
+                    (Some(d), Some(c)) => {
+                        s.gic = Some((Gic::V2 { distributor: d.start, cpu_interface: c.start }, interrupt_cells));
+                    }
+                    _ => s.bad_gic = Some("GICv2 without GICD and GICC registers"),
+                }
+            } else if s.unsupported_gic.is_none() {
+                s.unsupported_gic = Some(unknown_controller(c));
+            }
+        } else if compatible_with(c, PL011) {
+            if let (Some(r), true) = (first, s.uart_count < MAX_UARTS) {
+                s.uarts[s.uart_count] = (node.name, r.start);
+                s.uart_count += 1;
+            }
+        } else if compatible_with(c, &["virtio,mmio"]) {
+            let irq = p.interrupts.and_then(|v| {
+                let mut c = cells(v);
+                Some((c.next()?, c.next()?))
+            });
+            if let (Some(region), Some((kind, number))) = (first, irq) {
+                if s.virtio_mmio_count < MAX_VIRTIO_MMIO {
+                    s.virtio_mmio[s.virtio_mmio_count] =
+                        VirtioMmio { base: region.start, size: region.len(), intid: intid(kind, number) };
+                    s.virtio_mmio_count += 1;
+                }
+            }
+        } else if compatible_with(c, &["pci-host-ecam-generic"]) {
+            s.pcie_ecam = first;
+            s.device_limit = s.device_limit.max(pci_ranges_end(node));
+        } else if compatible_with(c, &["arm,armv8-timer", "arm,armv7-timer"]) {
+            s.timer_interrupts = p.interrupts;
+            s.timer_frequency = p.clock_frequency;
+        } else if compatible_with(c, &["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]) {
+            s.psci = match p.method {
+                b"hvc\0" => Some(PsciMethod::Hvc),
+                b"smc\0" => Some(PsciMethod::Smc),
+                _ => None,
+            };
+        }
     }
 }
 
 /// A `'static` name for an unknown controller: its compatible string if it is one of a few we
 /// recognise, else a generic description (the DTB itself is not `'static`).
-fn leak_compatible(node: FdtNode<'_, '_>) -> &'static str {
+fn unknown_controller(compatible: &[u8]) -> &'static str {
     const KNOWN: &[&str] = &["arm,gic-v4", "arm,gic-v5", "apple,aic", "brcm,bcm2836-l1-intc", "riscv,plic0"];
-    let first = node.compatible().map(|c| c.first()).unwrap_or("");
-    KNOWN.iter().copied().find(|k| *k == first).unwrap_or("a controller without a GICv2/GICv3 compatible")
+    let first = compatible.split(|&b| b == 0).next().unwrap_or(&[]);
+    KNOWN.iter().copied().find(|k| k.as_bytes() == first).unwrap_or("a controller without a GICv2/GICv3 compatible")
+}
+
+impl<'a> Scan<'a> {
+    /// The console UART (PL011): the one `/chosen/stdout-path` names (matched by node name),
+    /// else the first PL011. Returns its register base.
+    pub fn console(&self) -> Option<u64> {
+        let uarts = &self.uarts[..self.uart_count];
+        let wanted = self.stdout_path.split(':').next().unwrap_or("").rsplit('/').next().unwrap_or("");
+        uarts.iter().find(|(name, _)| !wanted.is_empty() && *name == wanted).or(uarts.first()).map(|&(_, base)| base)
+    }
 }
 
 /// The GIC interrupt ID of a `type, number, flags` triple (type 0: SPI, 1: PPI).
@@ -232,77 +412,37 @@ pub fn intid(kind: u32, number: u32) -> u32 {
 }
 
 impl<'a> Machine<'a> {
-    /// Interprets the device tree.
+    /// Interprets the device tree (one [`scan`], then [`Machine::from_scan`]).
     pub fn parse(fdt: &Fdt<'a>) -> Result<Machine<'a>, DtbError> {
-        let mut ram = RegionList::default();
-        let mut device_limit = 0u64;
-        let mut virtio_mmio = [VirtioMmio::default(); MAX_VIRTIO_MMIO];
-        let mut virtio_mmio_count = 0;
-        let mut pcie_ecam = None;
-        let mut timer = None;
-        let mut psci = None;
-        let mut reserved = RegionList::default();
-        let (gic, interrupt_cells) = gic(fdt)?;
+        Machine::from_scan(&scan(fdt), fdt)
+    }
 
-        for node in fdt.all_nodes() {
-            let is_memory = node.property("device_type").and_then(|p| p.as_str()) == Some("memory");
-            if is_memory {
-                for r in node.reg().into_iter().flatten() {
-                    let start = r.starting_address as u64;
-                    let end = start.saturating_add(r.size.unwrap_or(0) as u64);
-                    ram.add(page_aligned(MemoryRegion { start, end }));
-                }
-                continue;
-            }
-            if let Some(regs) = node.reg() {
-                for r in regs {
-                    let end = (r.starting_address as u64).saturating_add(r.size.unwrap_or(0) as u64);
-                    device_limit = device_limit.max(end);
-                }
-            }
-            if is_compatible(node, &["virtio,mmio"]) {
-                let region = first_reg(node);
-                let irq: Option<[u32; 2]> = node.property("interrupts").and_then(|p| {
-                    let mut c = cells(p.value);
-                    Some([c.next()?, c.next()?])
-                });
-                if let (Some(region), Some([kind, number])) = (region, irq) {
-                    if virtio_mmio_count < MAX_VIRTIO_MMIO {
-                        virtio_mmio[virtio_mmio_count] =
-                            VirtioMmio { base: region.start, size: region.len(), intid: intid(kind, number) };
-                        virtio_mmio_count += 1;
-                    }
-                }
-            } else if is_compatible(node, &["pci-host-ecam-generic"]) {
-                pcie_ecam = first_reg(node);
-                device_limit = device_limit.max(pci_ranges_end(node));
-            } else if is_compatible(node, &["arm,armv8-timer", "arm,armv7-timer"]) {
-                // Secure physical, non-secure physical, virtual, hypervisor: the third entry.
-                let intids = node.property("interrupts").map(|p| p.value);
-                let virtual_timer = intids.and_then(|v| {
-                    let mut c = cells(v).skip(2 * interrupt_cells);
-                    Some(intid(c.next()?, c.next()?))
-                });
-                let frequency = node.property("clock-frequency").and_then(|p| p.as_usize()).map(|f| f as u64);
-                timer = virtual_timer.map(|i| (i, frequency));
-            } else if is_compatible(node, &["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]) {
-                psci = match node.property("method").and_then(|p| p.as_str()) {
-                    Some("hvc") => Some(PsciMethod::Hvc),
-                    Some("smc") => Some(PsciMethod::Smc),
-                    _ => None,
-                };
-            }
-        }
-        if ram.total() == 0 {
+    /// Judges what [`scan`] found: RAM, a GIC and the timer are required.
+    pub fn from_scan(s: &Scan<'a>, fdt: &Fdt<'a>) -> Result<Machine<'a>, DtbError> {
+        let (gic, interrupt_cells) = match (s.gic, s.bad_gic, s.unsupported_gic) {
+            (Some(gic), _, _) => gic,
+            (None, Some(bad), _) | (None, None, Some(bad)) => return Err(DtbError::UnsupportedGic(bad)),
+            (None, None, None) => return Err(DtbError::NoGic),
+        };
+        if s.ram.total() == 0 {
             return Err(DtbError::NoMemory);
         }
-        let (timer_intid, timer_frequency) = timer.ok_or(DtbError::NoTimer)?;
+        // Secure physical, non-secure physical, virtual, hypervisor: the third entry.
+        let timer_intid = s
+            .timer_interrupts
+            .and_then(|v| {
+                let mut c = cells(v).skip(2 * interrupt_cells);
+                Some(intid(c.next()?, c.next()?))
+            })
+            .ok_or(DtbError::NoTimer)?;
 
+        let mut reserved = RegionList::default();
         for r in fdt.memory_reservations() {
             let start = r.address() as u64;
             reserved.add(MemoryRegion { start, end: start.saturating_add(r.size() as u64) });
         }
-        if let Some(node) = fdt.find_node("/reserved-memory") {
+        // A second walk only when the first saw the node.
+        if let Some(node) = s.has_reserved_memory.then(|| fdt.find_node("/reserved-memory")).flatten() {
             for child in node.children() {
                 for r in child.reg().into_iter().flatten() {
                     let start = r.starting_address as u64;
@@ -311,31 +451,19 @@ impl<'a> Machine<'a> {
             }
         }
 
-        let bootargs = fdt
-            .find_node("/chosen")
-            .and_then(|c| c.property("bootargs"))
-            .and_then(|p| p.as_str())
-            .unwrap_or("");
-        let cpus = fdt.find_node("/cpus").map_or(1, |cpus| {
-            cpus.children()
-                .filter(|c| c.property("device_type").and_then(|p| p.as_str()) == Some("cpu"))
-                .count()
-                .max(1)
-        });
-
         Ok(Machine {
-            ram,
+            ram: s.ram,
             reserved,
-            bootargs,
+            bootargs: s.bootargs,
             gic,
             timer_intid,
-            timer_frequency,
-            virtio_mmio,
-            virtio_mmio_count,
-            pcie_ecam,
-            cpus,
-            psci,
-            device_limit,
+            timer_frequency: s.timer_frequency,
+            virtio_mmio: s.virtio_mmio,
+            virtio_mmio_count: s.virtio_mmio_count,
+            pcie_ecam: s.pcie_ecam,
+            cpus: s.cpus.max(1),
+            psci: s.psci,
+            device_limit: s.device_limit,
         })
     }
 

@@ -149,7 +149,7 @@ fn r(start: u64, end: u64) -> MemoryRegion {
 #[test]
 fn qemu_virt_gicv3_tree() {
     let fdt = open(VIRT_GICV3).unwrap();
-    assert_eq!(console(&fdt), Some(0x0900_0000));
+    assert_eq!(scan(&fdt).console(), Some(0x0900_0000));
     let m = Machine::parse(&fdt).unwrap();
     assert_eq!(m.ram.as_slice(), &[r(0x4000_0000, 0x4000_0000 + (64 << 20))]);
     assert_eq!(m.gic, Gic::V3 { distributor: 0x0800_0000, redistributors: 0x080a_0000 });
@@ -181,7 +181,7 @@ fn built_tree_is_read_completely() {
     let header: [u8; 8] = bytes[..8].try_into().unwrap();
     assert_eq!(total_size(&header), Some(bytes.len() as u32));
     let fdt = open(&bytes).unwrap();
-    assert_eq!(console(&fdt), Some(0x0900_0000));
+    assert_eq!(scan(&fdt).console(), Some(0x0900_0000));
     let m = Machine::parse(&fdt).unwrap();
     assert_eq!(m.bootargs, "loglevel=info -- --exit 3");
     assert_eq!(m.cpus, 2);
@@ -202,7 +202,7 @@ fn memory_reservations_are_collected() {
 #[test]
 fn missing_uart_leaves_no_console() {
     let bytes = build(&Shape { uart: false, ..VIRT_LIKE });
-    assert_eq!(console(&open(&bytes).unwrap()), None);
+    assert_eq!(scan(&open(&bytes).unwrap()).console(), None);
 }
 
 #[test]
@@ -236,4 +236,53 @@ fn garbage_is_not_a_tree() {
     let bytes = build(&VIRT_LIKE);
     assert_eq!(open(&bytes[..100]).unwrap_err(), DtbError::Invalid("truncated"));
     assert_eq!(total_size(&[0; 8]), None);
+}
+
+#[test]
+fn console_is_the_uart_stdout_path_names() {
+    let mut b = Builder::default();
+    b.begin("").cells("#address-cells", &[2]).cells("#size-cells", &[2]);
+    b.begin("chosen").string("stdout-path", "/pl011@9040000:115200n8").end();
+    for base in [0x0900_0000u32, 0x0904_0000] {
+        b.begin(&format!("pl011@{base:x}")).string("compatible", "arm,pl011").cells("reg", &[0, base, 0, 0x1000]).end();
+    }
+    b.end();
+    let bytes = b.finish();
+    assert_eq!(scan(&open(&bytes).unwrap()).console(), Some(0x0904_0000));
+    // Without stdout-path: the first one.
+    let mut b = Builder::default();
+    b.begin("").cells("#address-cells", &[2]).cells("#size-cells", &[2]);
+    for base in [0x0900_0000u32, 0x0904_0000] {
+        b.begin(&format!("pl011@{base:x}")).string("compatible", "arm,pl011").cells("reg", &[0, base, 0, 0x1000]).end();
+    }
+    b.end();
+    let bytes = b.finish();
+    assert_eq!(scan(&open(&bytes).unwrap()).console(), Some(0x0900_0000));
+}
+
+#[test]
+fn reserved_memory_node_and_simple_bus_children_are_read() {
+    let mut b = Builder::default();
+    b.begin("").cells("#address-cells", &[2]).cells("#size-cells", &[2]);
+    b.begin("memory@40000000").string("device_type", "memory").cells("reg", &[0, 0x4000_0000, 0, 0x0100_0000]).end();
+    b.begin("reserved-memory").cells("#address-cells", &[2]).cells("#size-cells", &[2]).prop("ranges", &[]);
+    b.begin("fw@40f00000").cells("reg", &[0, 0x40f0_0000, 0, 0x10_0000]).end();
+    b.end();
+    b.begin("intc").string("compatible", "arm,gic-400").prop("interrupt-controller", &[]).cells("#interrupt-cells", &[3]);
+    b.cells("reg", &[0, 0x0800_0000, 0, 0x1_0000, 0, 0x0801_0000, 0, 0x1_0000]).end();
+    b.begin("timer").string("compatible", "arm,armv8-timer").cells("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]).end();
+    // A bus with 1-cell addresses and sizes, holding the UART.
+    b.begin("soc").string("compatible", "simple-bus").cells("#address-cells", &[1]).cells("#size-cells", &[1]).prop("ranges", &[]);
+    b.begin("serial@9000000").string("compatible", "arm,pl011").cells("reg", &[0x0900_0000, 0x1000]).end();
+    b.end();
+    b.end();
+    let bytes = b.finish();
+    let fdt = open(&bytes).unwrap();
+    let s = scan(&fdt);
+    assert_eq!(s.console(), Some(0x0900_0000));
+    let m = Machine::from_scan(&s, &fdt).unwrap();
+    assert_eq!(m.reserved.as_slice(), &[r(0x40f0_0000, 0x4100_0000)]);
+    assert_eq!(m.gic, Gic::V2 { distributor: 0x0800_0000, cpu_interface: 0x0801_0000 });
+    assert_eq!(m.device_limit, 0x0900_1000);
+    assert_eq!(m.cpus, 1);
 }
