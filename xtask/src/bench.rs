@@ -6,6 +6,7 @@
 //! baseline, always labelled with the accelerator.
 
 mod boot;
+mod boot_aarch64;
 
 use crate::{Result, root};
 use std::path::PathBuf;

@@ -6,6 +6,10 @@
 //!   under TCG to see whether KVM is really hardware-accelerated.
 //!
 //! Both are 32-bit code entered through the PVH note (XEN_ELFNOTE_PHYS32_ENTRY), like libos.
+//!
+//! The aarch64 floor is a Linux arm64 `Image` ([`arm64_floor_image`]): one byte to QEMU virt's
+//! PL011 (at its fixed address: a floor may hard-code what libos discovers), then semihosting
+//! `SYS_EXIT_EXTENDED(0)`.
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +72,28 @@ pub fn pvh_elf(code: &[u8]) -> Vec<u8> {
     elf
 }
 
+/// The aarch64 floor: a 64-byte arm64 `Image` header whose first word branches past it, then
+/// `movz x1, #0x900, lsl #16; mov w2, #'.'; strb w2, [x1]; adr x1, block; mov x0, #0x20;
+/// hlt #0xf000; 1: wfi; b 1b; block: .quad 0x20026, 0` (encodings checked with llvm-mc).
+pub fn arm64_floor() -> Vec<u8> {
+    let code: [u32; 8] = [0xd2a1_2001, 0x5280_05c2, 0x3900_0022, 0x1000_00a1, 0xd280_0400, 0xd45e_0000, 0xd503_207f, 0x17ff_ffff];
+    let mut image = Vec::new();
+    image.extend_from_slice(&0x1400_0010u32.to_le_bytes()); // b +64
+    image.extend_from_slice(&0u32.to_le_bytes());
+    image.extend_from_slice(&0u64.to_le_bytes()); // text_offset
+    image.extend_from_slice(&4096u64.to_le_bytes()); // image_size
+    image.extend_from_slice(&0xau64.to_le_bytes()); // flags: LE, 4 KiB pages, anywhere
+    image.extend_from_slice(&[0; 24]);
+    image.extend_from_slice(b"ARM\x64");
+    image.extend_from_slice(&0u32.to_le_bytes());
+    for word in code {
+        image.extend_from_slice(&word.to_le_bytes());
+    }
+    image.extend_from_slice(&0x2_0026u64.to_le_bytes());
+    image.extend_from_slice(&0u64.to_le_bytes());
+    image
+}
+
 fn write(name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let dir = crate::root().join("target/generated");
     std::fs::create_dir_all(&dir)?;
@@ -81,6 +107,11 @@ fn write(name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
 /// Writes the floor kernel and returns its path.
 pub fn floor_image() -> std::io::Result<PathBuf> {
     write("floor-x86_64.elf", &pvh_elf(&floor_code()))
+}
+
+/// Writes the aarch64 floor kernel and returns its path.
+pub fn arm64_floor_image() -> std::io::Result<PathBuf> {
+    write("floor-aarch64.Image", &arm64_floor())
 }
 
 /// Writes the KVM probe (a loop of `iterations`) and returns its path.
@@ -107,6 +138,15 @@ mod tests {
         assert_eq!(&note[12..16], b"Xen\0");
         assert_eq!(u32::from_le_bytes(note[16..20].try_into().unwrap()), 0x101000);
         assert_eq!(&elf[0x1000..], floor_code().as_slice());
+    }
+
+    #[test]
+    fn arm64_floor_has_the_image_header() {
+        let image = arm64_floor();
+        assert_eq!(crate::build::arm64_image_size(&image), Some(4096));
+        assert_eq!(image.len(), 64 + 8 * 4 + 16);
+        // `adr x1, block` at offset 76 reaches the block at 96.
+        assert_eq!(&image[96..104], &0x2_0026u64.to_le_bytes());
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //!    then exit), interleaved runs, same machine, medians; labelled with the accelerator.
 //! 3. Image size, and the smallest guest RAM `hello` boots in.
 
+//!
+//! Then the same for aarch64 (see [`super::boot_aarch64`]), appended to the report.
+
 use super::{Spread, host_facts, results_dir, round};
 use crate::accel::{self, Accel};
 use crate::arch::Arch;
@@ -15,17 +18,17 @@ use crate::qemu::{self, Exit, VmConfig};
 use crate::{Result, build, floor};
 use std::time::Duration;
 
-const TARGET_ENTRY_TO_MAIN: u64 = 300_000;
-const TARGET_WALL_RATIO: f64 = 1.10;
-const TARGET_IMAGE_BYTES: u64 = 128 * 1024;
-const TARGET_RAM_MIB: u64 = 8;
-const GREETING: &str = "Hello from libos";
+pub(super) const TARGET_ENTRY_TO_MAIN: u64 = 300_000;
+pub(super) const TARGET_WALL_RATIO: f64 = 1.10;
+pub(super) const TARGET_IMAGE_BYTES: u64 = 128 * 1024;
+pub(super) const TARGET_RAM_MIB: u64 = 8;
+pub(super) const GREETING: &str = "Hello from libos";
 
-fn ticks(console: &str, label: &str) -> Option<u64> {
+pub(super) fn ticks(console: &str, label: &str) -> Option<u64> {
     console.lines().find_map(|l| l.strip_prefix(&format!("[boot-stats] {label} ticks: "))?.trim().parse().ok())
 }
 
-fn counter_hz(console: &str) -> Option<u64> {
+pub(super) fn counter_hz(console: &str) -> Option<u64> {
     console.lines().find_map(|l| l.strip_prefix("[boot-stats] counter: ")?.split(' ').next()?.parse().ok())
 }
 
@@ -152,7 +155,6 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
         "targets": targets.iter().map(|(name, met, detail)| serde_json::json!({"target": name, "met": met, "detail": detail})).collect::<Vec<_>>(),
     });
     let dir = results_dir()?;
-    std::fs::write(dir.join("boot.json"), serde_json::to_string_pretty(&json)? + "\n")?;
 
     let accel = choice.accel;
     let mut md = String::new();
@@ -170,6 +172,15 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
     for (name, met, detail) in &targets {
         md += &format!("| {name} | {} | {detail} |\n", if *met { "yes" } else { "**no**" });
     }
+    // The aarch64 part must not lose the x86_64 figures if it fails.
+    let (aarch64_json, aarch64_md) = super::boot_aarch64::run(runs).unwrap_or_else(|e| {
+        eprintln!("./x: the aarch64 boot benchmark failed: {e}");
+        (serde_json::json!({ "error": e.to_string() }), format!("\n## aarch64\n\nfailed: {e}\n"))
+    });
+    let mut json = json;
+    json["aarch64"] = aarch64_json;
+    std::fs::write(dir.join("boot.json"), serde_json::to_string_pretty(&json)? + "\n")?;
+    md += &aarch64_md;
     std::fs::write(dir.join("boot.md"), &md)?;
     print!("{md}");
     eprintln!("==> wrote bench/results/boot.json and bench/results/boot.md");
