@@ -10,6 +10,8 @@
 //! assertion helpers that print the guest's console when they fail. [`expect`] holds the few
 //! expected texts that differ between architectures (exception names, the exit-code fallback).
 
+pub mod dtb;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};

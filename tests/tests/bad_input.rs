@@ -1,5 +1,7 @@
 //! Bad boot input ends with a clear message and exit code 103, never a hang.
 
+use libos_tests::dtb::VirtDtb;
+use xtask::qemu::Exit;
 use libos_tests::{Boot, arches};
 use xtask::arch::Arch;
 
@@ -81,5 +83,43 @@ fn memory_too_small_for_the_image_is_refused_before_booting() {
         config.memory = "1M".into();
         let error = xtask::qemu::run(&config, false).unwrap_err().to_string();
         assert!(error.contains("is smaller than the image"), "{error}");
+    }
+}
+
+#[test]
+fn aarch64_device_tree_problems_are_reported() {
+    // QEMU virt boots the image with a device tree the test wrote (QEMU fills in memory and
+    // bootargs). Each problem is named, with the boot-error code, and nothing hangs.
+    if !arches().contains(&Arch::Aarch64) {
+        return;
+    }
+    let with_dtb = |name: &str, dtb: VirtDtb| {
+        let path = dtb.write(name);
+        Boot::app("hello").qemu_args(&["-dtb", path.to_str().expect("a UTF-8 path")])
+    };
+    let boot = |name: &str, dtb: VirtDtb| with_dtb(name, dtb).on(Arch::Aarch64);
+    // The tree itself works: the same tree with nothing removed boots.
+    boot("virt-complete", VirtDtb::default()).exits_with(0).prints("Hello from libos on aarch64 GICv3!");
+    boot("virt-no-timer", VirtDtb { timer: false, ..VirtDtb::default() })
+        .exits_with(BOOT_ERROR)
+        .prints("libos: cannot boot: the device tree has no arm,armv8-timer node with the virtual timer interrupt");
+    boot("virt-gic-v5", VirtDtb { gic: "arm,gic-v5", ..VirtDtb::default() })
+        .exits_with(BOOT_ERROR)
+        .prints("libos: cannot boot: unsupported interrupt controller `arm,gic-v5` (GICv2 or GICv3 needed)");
+    // No UART: the message goes to the semihosting console (QEMU's own output).
+    let booted = boot("virt-no-uart", VirtDtb { uart: false, ..VirtDtb::default() });
+    booted.exits_with(BOOT_ERROR);
+    let all = format!("{}{}", booted.outcome.console, booted.outcome.stderr);
+    assert!(all.contains("libos: cannot boot: the device tree has no PL011 UART for the console"), "{booted:?}");
+    // No UART, no semihosting, no PSCI node: nothing can carry a message or a code, but the
+    // machine still powers off (PSCI through whichever conduit exists), at EL1 and from EL2.
+    for el2 in [false, true] {
+        let dtb = VirtDtb { uart: false, psci: false, ..VirtDtb::default() };
+        let mut boot = with_dtb("virt-no-uart-no-psci", dtb).without_debug_exit();
+        if el2 {
+            boot = boot.qemu_args(&["-M", "virtualization=on"]);
+        }
+        let booted = boot.on(Arch::Aarch64);
+        assert_eq!(booted.outcome.exit, Exit::NoCode, "{booted:?}");
     }
 }

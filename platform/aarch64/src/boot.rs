@@ -147,12 +147,13 @@ fn boot(dtb_address: u64, entry_counter: u64) -> Result<&'static BootInfo, BootE
     let bytes = dtb_bytes(dtb_address)?;
     let fdt = dtb::open(bytes)?;
     let scan = dtb::scan(&fdt);
+    // First, so that every error below can power the machine off.
+    shutdown::set_psci(scan.psci());
     match scan.console() {
         Some(uart) => pl011::init(uart),
         None => return Err(BootError::NoUart), // reported through semihosting, if any
     }
     let machine = Machine::from_scan(&scan, &fdt)?;
-    shutdown::set_psci(machine.psci);
     if machine.bootargs.len() >= MAX_CMDLINE {
         return Err(BootError::CmdlineTooLong);
     }

@@ -61,6 +61,7 @@ primary_entry:
     b.ne    at_el1
     /* ---- EL2: prepare EL1 and drop to it ---- */
     mov     x0, #(1 << 31)          /* HCR_EL2.RW: EL1 is AArch64; no stage 2, no traps */
+    orr     x0, x0, #(1 << 29)      /* HCD: nothing serves hvc at EL2 now, make it undefined */
     msr     hcr_el2, x0
     mov     x0, #3                  /* CNTHCTL_EL2: EL1PCTEN | EL1PCEN */
     msr     cnthctl_el2, x0
@@ -394,4 +395,16 @@ libos_aarch64_semihosting_call:
     .global libos_aarch64_semihosting_hlt
 libos_aarch64_semihosting_hlt:
     hlt     #0xf000
+    ret
+
+/* ---- PSCI calls for when the DTB does not say which conduit works: x0 = function id. An
+ * `hvc` without EL2 or an `smc` without EL3 is an undefined instruction; the trap handler skips
+ * these two instructions the same way and returns u64::MAX (src/shutdown.rs). ---- */
+    .global libos_aarch64_psci_hvc
+libos_aarch64_psci_hvc:
+    hvc     #0
+    ret
+    .global libos_aarch64_psci_smc
+libos_aarch64_psci_smc:
+    smc     #0
     ret

@@ -397,6 +397,11 @@ fn unknown_controller(compatible: &[u8]) -> &'static str {
 }
 
 impl<'a> Scan<'a> {
+    /// The PSCI conduit, if the tree describes PSCI (needed to power off after any error).
+    pub fn psci(&self) -> Option<PsciMethod> {
+        self.psci
+    }
+
     /// The console UART (PL011): the one `/chosen/stdout-path` names (matched by node name),
     /// else the first PL011. Returns its register base.
     pub fn console(&self) -> Option<u64> {

@@ -19,6 +19,8 @@ const ADP_STOPPED_APPLICATION_EXIT: u64 = 0x2_0026;
 unsafe extern "C" {
     fn libos_aarch64_semihosting_call(operation: u64, parameter: u64) -> u64;
     static libos_aarch64_semihosting_hlt: u8;
+    static libos_aarch64_psci_hvc: u8;
+    static libos_aarch64_psci_smc: u8;
 }
 
 static ABSENT: AtomicBool = AtomicBool::new(false);
@@ -48,13 +50,19 @@ pub fn write_bytes(bytes: &[u8]) {
     }
 }
 
-/// Handles the trap of a semihosting call on a machine without semihosting; true if it was one.
+/// Handles the trap of a probing instruction (our semihosting `hlt`, or the `hvc`/`smc` of a
+/// PSCI call without a conduit from the DTB) on a machine where it is undefined: skips it and
+/// returns `u64::MAX` in x0. True if the trap was one of these.
 pub fn handle_missing(esr_value: u64, frame: &mut TrapFrame) -> bool {
     let hlt = (&raw const libos_aarch64_semihosting_hlt) as u64;
-    if esr::class(esr_value) != esr::ec::UNKNOWN || frame.elr != hlt {
+    let hvc = (&raw const libos_aarch64_psci_hvc) as u64;
+    let smc = (&raw const libos_aarch64_psci_smc) as u64;
+    if esr::class(esr_value) != esr::ec::UNKNOWN || ![hlt, hvc, smc].contains(&frame.elr) {
         return false;
     }
-    ABSENT.store(true, Ordering::Relaxed);
+    if frame.elr == hlt {
+        ABSENT.store(true, Ordering::Relaxed);
+    }
     frame.elr += 4;
     frame.x[0] = u64::MAX;
     true
