@@ -10,7 +10,7 @@
 use crate::dtb::{self, DtbError, Machine};
 use crate::memory::{self, MIN_HEAP, PAGE, RegionList, TooLittleMemory};
 use crate::paging::{self, Layout, TableMemory};
-use crate::{PLATFORM, exceptions, gic, pl011, shutdown, stacks, timer};
+use crate::{PLATFORM, exceptions, gic, shutdown, stacks, timer, uart};
 use core::fmt;
 use libos_core::console::emergency_print;
 use libos_core::exit;
@@ -41,7 +41,7 @@ pub enum BootError {
     NoDtb(u64),
     /// The device tree is missing something we need.
     Dtb(DtbError),
-    /// No PL011 UART in the device tree.
+    /// No UART (PL011 or 16550) in the device tree.
     NoUart,
     /// `/chosen/bootargs` is too long.
     CmdlineTooLong,
@@ -65,7 +65,7 @@ impl fmt::Display for BootError {
         match self {
             BootError::NoDtb(address) => write!(f, "no device tree at {address:#x} (x0 at entry)"),
             BootError::Dtb(e) => e.fmt(f),
-            BootError::NoUart => write!(f, "the device tree has no PL011 UART for the console"),
+            BootError::NoUart => write!(f, "the device tree has no UART for the console (PL011 or 16550)"),
             BootError::CmdlineTooLong => write!(f, "kernel command line is longer than {MAX_CMDLINE} bytes"),
             BootError::TooLittleMemory { have, need_end } => write!(
                 f,
@@ -150,7 +150,7 @@ fn boot(dtb_address: u64, entry_counter: u64) -> Result<&'static BootInfo, BootE
     // First, so that every error below can power the machine off.
     shutdown::set_psci(scan.psci());
     match scan.console() {
-        Some(uart) => pl011::init(uart),
+        Some(console) => uart::init(console),
         None => return Err(BootError::NoUart), // reported through semihosting, if any
     }
     let machine = Machine::from_scan(&scan, &fdt)?;

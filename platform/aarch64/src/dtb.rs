@@ -61,6 +61,21 @@ pub enum PsciMethod {
     Smc,
 }
 
+/// A console UART.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Uart {
+    /// An Arm PL011 (QEMU virt, cloud-hypervisor) at this register base.
+    Pl011(u64),
+    /// A 16550-compatible UART (Firecracker): register base and `reg-shift` (register stride
+    /// as a power of two), byte-wide access.
+    Ns16550 {
+        /// Register base.
+        base: u64,
+        /// `reg-shift`.
+        shift: u32,
+    },
+}
+
 /// One virtio-mmio device slot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VirtioMmio {
@@ -203,6 +218,8 @@ struct Props<'a> {
     clock_frequency: Option<u64>,
     bootargs: Option<&'a [u8]>,
     stdout_path: Option<&'a [u8]>,
+    reg_shift: Option<u32>,
+    reg_io_width: Option<u32>,
 }
 
 impl<'a> Props<'a> {
@@ -227,6 +244,8 @@ impl<'a> Props<'a> {
                 "clock-frequency" => p.clock_frequency = prop.as_usize().map(|f| f as u64),
                 "bootargs" => p.bootargs = Some(prop.value),
                 "stdout-path" => p.stdout_path = Some(prop.value),
+                "reg-shift" => p.reg_shift = cells(prop.value).next(),
+                "reg-io-width" => p.reg_io_width = cells(prop.value).next(),
                 _ => {}
             }
         }
@@ -235,6 +254,7 @@ impl<'a> Props<'a> {
 }
 
 const PL011: &[&str] = &["arm,pl011"];
+const NS16550: &[&str] = &["ns16550a", "ns16550", "ns8250", "ns16450"];
 const GICV3: &[&str] = &["arm,gic-v3"];
 const GICV2: &[&str] = &[
     "arm,gic-400",
@@ -252,7 +272,7 @@ const MAX_UARTS: usize = 4;
 pub struct Scan<'a> {
     ram: RegionList<MAX_REGIONS>,
     device_limit: u64,
-    uarts: [(&'a str, u64); MAX_UARTS],
+    uarts: [(&'a str, Uart); MAX_UARTS],
     uart_count: usize,
     stdout_path: &'a str,
     bootargs: &'a str,
@@ -274,7 +294,7 @@ pub fn scan<'a>(fdt: &Fdt<'a>) -> Scan<'a> {
     let mut s = Scan {
         ram: RegionList::default(),
         device_limit: 0,
-        uarts: [("", 0); MAX_UARTS],
+        uarts: [("", Uart::Pl011(0)); MAX_UARTS],
         uart_count: 0,
         stdout_path: "",
         bootargs: "",
@@ -355,9 +375,17 @@ fn scan_children<'a>(parent: FdtNode<'_, 'a>, reg_cells: Cells, s: &mut Scan<'a>
             } else if s.unsupported_gic.is_none() {
                 s.unsupported_gic = Some(unknown_controller(c));
             }
-        } else if compatible_with(c, PL011) {
-            if let (Some(r), true) = (first, s.uart_count < MAX_UARTS) {
-                s.uarts[s.uart_count] = (node.name, r.start);
+        } else if compatible_with(c, PL011) || compatible_with(c, NS16550) {
+            let uart = match first {
+                Some(r) if compatible_with(c, PL011) => Some(Uart::Pl011(r.start)),
+                // Byte-wide registers only (reg-io-width 1, Firecracker's); others are skipped.
+                Some(r) if p.reg_io_width.unwrap_or(1) == 1 => {
+                    Some(Uart::Ns16550 { base: r.start, shift: p.reg_shift.unwrap_or(0) })
+                }
+                _ => None,
+            };
+            if let (Some(uart), true) = (uart, s.uart_count < MAX_UARTS) {
+                s.uarts[s.uart_count] = (node.name, uart);
                 s.uart_count += 1;
             }
         } else if compatible_with(c, &["virtio,mmio"]) {
@@ -402,12 +430,12 @@ impl<'a> Scan<'a> {
         self.psci
     }
 
-    /// The console UART (PL011): the one `/chosen/stdout-path` names (matched by node name),
-    /// else the first PL011. Returns its register base.
-    pub fn console(&self) -> Option<u64> {
+    /// The console UART (PL011 or 16550): the one `/chosen/stdout-path` names (matched by node
+    /// name), else the first one.
+    pub fn console(&self) -> Option<Uart> {
         let uarts = &self.uarts[..self.uart_count];
         let wanted = self.stdout_path.split(':').next().unwrap_or("").rsplit('/').next().unwrap_or("");
-        uarts.iter().find(|(name, _)| !wanted.is_empty() && *name == wanted).or(uarts.first()).map(|&(_, base)| base)
+        uarts.iter().find(|(name, _)| !wanted.is_empty() && *name == wanted).or(uarts.first()).map(|&(_, uart)| uart)
     }
 }
 

@@ -7,15 +7,15 @@
 //!
 //! - `boot.s` + `boot`: entry at EL2 or EL1 (EL2 drops to EL1), FP/SIMD on, early identity map
 //!   with MMU and caches on, self-relocation, then the Rust boot path;
-//! - [`dtb`]: the device tree from `x0` (RAM, `/chosen/bootargs`, PL011, GIC version and
+//! - [`dtb`]: the device tree from `x0` (RAM, `/chosen/bootargs`, the UART, GIC version and
 //!   addresses, the virtual timer's interrupt, virtio-mmio slots, PCIe ECAM, CPUs, PSCI);
 //! - [`memory`], [`paging`]: free RAM and the final tables (text RX, rodata R, data/bss/stacks
 //!   RW + execute-never, unmapped guard page below every stack, page 0 unmapped, devices as
 //!   Device-nGnRE);
 //! - `exceptions`, `stacks`, [`esr`]: vectors, crash reports with the exception class decoded
 //!   and a frame-pointer backtrace;
-//! - `pl011`, `gic`, `timer`: the console, GICv2/GICv3, the virtual timer as one-shot timer and
-//!   the virtual counter as clock;
+//! - `uart`, `gic`, `timer`: the console (PL011, or Firecracker's 16550), GICv2/GICv3, the
+//!   virtual timer as one-shot timer and the virtual counter as clock;
 //! - `semihosting`, `shutdown`: exit codes through QEMU semihosting, else PSCI `SYSTEM_OFF`.
 //!
 //! ## Design choices
@@ -34,7 +34,7 @@
 //! - **Exit codes**: semihosting `SYS_EXIT_EXTENDED` is tried first; if QEMU was started
 //!   without semihosting the `hlt` traps as an undefined instruction, which the handler
 //!   recognises and skips, so no runner flag has to tell the guest.
-//! - **Crates**: `fdt` parses the device tree. The GIC, PL011 and system-register code is ours:
+//! - **Crates**: `fdt` parses the device tree. The GIC, UART and system-register code is ours:
 //!   a few dozen register accesses for one interrupt on one CPU, smaller than the general
 //!   drivers (see each module).
 //!
@@ -59,7 +59,7 @@ mod exceptions;
 #[cfg(target_os = "none")]
 mod gic;
 #[cfg(target_os = "none")]
-mod pl011;
+mod uart;
 #[cfg(target_os = "none")]
 mod semihosting;
 #[cfg(target_os = "none")]
@@ -91,7 +91,7 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{cpu, pl011, semihosting, shutdown, timer};
+    use crate::{cpu, semihosting, shutdown, timer, uart};
     use core::sync::atomic::{AtomicU8, Ordering};
     use libos_core::hal::{InterruptState, Platform};
     use libos_core::time::Instant;
@@ -116,8 +116,8 @@ mod platform {
         }
 
         fn console_write(&self, bytes: &[u8]) {
-            if pl011::present() {
-                pl011::write_bytes(bytes);
+            if uart::present() {
+                uart::write_bytes(bytes);
             } else {
                 semihosting::write_bytes(bytes);
             }

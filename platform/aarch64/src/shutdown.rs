@@ -47,10 +47,9 @@ pub fn power_off(code: i32) -> ! {
             // as an undefined instruction, which the trap handler skips.
             // SAFETY: both are PSCI calls that do not return when they work; otherwise the
             // trap handler returns from them with x0 = u64::MAX.
-            unsafe {
-                libos_aarch64_psci_hvc(PSCI_SYSTEM_OFF);
-                libos_aarch64_psci_smc(PSCI_SYSTEM_OFF);
-            }
+            unsafe { libos_aarch64_psci_hvc(PSCI_SYSTEM_OFF) };
+            // SAFETY: as above, through the secure monitor.
+            unsafe { libos_aarch64_psci_smc(PSCI_SYSTEM_OFF) };
             emergency_print(format_args!("libos: PSCI SYSTEM_OFF failed; halting\n"));
         }
     }

@@ -149,7 +149,7 @@ fn r(start: u64, end: u64) -> MemoryRegion {
 #[test]
 fn qemu_virt_gicv3_tree() {
     let fdt = open(VIRT_GICV3).unwrap();
-    assert_eq!(scan(&fdt).console(), Some(0x0900_0000));
+    assert_eq!(scan(&fdt).console(), Some(Uart::Pl011(0x0900_0000)));
     let m = Machine::parse(&fdt).unwrap();
     assert_eq!(m.ram.as_slice(), &[r(0x4000_0000, 0x4000_0000 + (64 << 20))]);
     assert_eq!(m.gic, Gic::V3 { distributor: 0x0800_0000, redistributors: 0x080a_0000 });
@@ -181,7 +181,7 @@ fn built_tree_is_read_completely() {
     let header: [u8; 8] = bytes[..8].try_into().unwrap();
     assert_eq!(total_size(&header), Some(bytes.len() as u32));
     let fdt = open(&bytes).unwrap();
-    assert_eq!(scan(&fdt).console(), Some(0x0900_0000));
+    assert_eq!(scan(&fdt).console(), Some(Uart::Pl011(0x0900_0000)));
     let m = Machine::parse(&fdt).unwrap();
     assert_eq!(m.bootargs, "loglevel=info -- --exit 3");
     assert_eq!(m.cpus, 2);
@@ -248,7 +248,7 @@ fn console_is_the_uart_stdout_path_names() {
     }
     b.end();
     let bytes = b.finish();
-    assert_eq!(scan(&open(&bytes).unwrap()).console(), Some(0x0904_0000));
+    assert_eq!(scan(&open(&bytes).unwrap()).console(), Some(Uart::Pl011(0x0904_0000)));
     // Without stdout-path: the first one.
     let mut b = Builder::default();
     b.begin("").cells("#address-cells", &[2]).cells("#size-cells", &[2]);
@@ -257,7 +257,7 @@ fn console_is_the_uart_stdout_path_names() {
     }
     b.end();
     let bytes = b.finish();
-    assert_eq!(scan(&open(&bytes).unwrap()).console(), Some(0x0900_0000));
+    assert_eq!(scan(&open(&bytes).unwrap()).console(), Some(Uart::Pl011(0x0900_0000)));
 }
 
 #[test]
@@ -279,10 +279,21 @@ fn reserved_memory_node_and_simple_bus_children_are_read() {
     let bytes = b.finish();
     let fdt = open(&bytes).unwrap();
     let s = scan(&fdt);
-    assert_eq!(s.console(), Some(0x0900_0000));
+    assert_eq!(s.console(), Some(Uart::Pl011(0x0900_0000)));
     let m = Machine::from_scan(&s, &fdt).unwrap();
     assert_eq!(m.reserved.as_slice(), &[r(0x40f0_0000, 0x4100_0000)]);
     assert_eq!(m.gic, Gic::V2 { distributor: 0x0800_0000, cpu_interface: 0x0801_0000 });
     assert_eq!(m.device_limit, 0x0900_1000);
     assert_eq!(m.cpus, 1);
+}
+
+#[test]
+fn firecracker_style_16550_is_a_console() {
+    let mut b = Builder::default();
+    b.begin("").cells("#address-cells", &[2]).cells("#size-cells", &[2]);
+    b.begin("uart@40002000").string("compatible", "ns16550a").cells("reg", &[0, 0x4000_2000, 0, 0x1000]).end();
+    b.begin("uart@40003000").string("compatible", "ns16550a").cells("reg-io-width", &[4]).cells("reg", &[0, 0x4000_3000, 0, 0x1000]).end();
+    b.end();
+    let bytes = b.finish();
+    assert_eq!(scan(&open(&bytes).unwrap()).console(), Some(Uart::Ns16550 { base: 0x4000_2000, shift: 0 }));
 }
