@@ -2,9 +2,10 @@
 //!
 //! A `/dev/kvm` that opens is not enough: on nested-virtualization hosts it may be a software
 //! module that emulates guests thousands of times slower than TCG. So the first time on each
-//! host boot we time a calibration guest ([`crate::floor::probe_image`], a 20-million-iteration
-//! loop) under TCG and under KVM (with a short timeout) and pick KVM only if it wins. The verdict
-//! is cached in `target/accel-probe` for the rest of the host's uptime.
+//! host boot we time a calibration guest of the host's architecture
+//! ([`crate::floor::probe_image_for`], a 20-million-iteration loop) under TCG and under KVM (with
+//! a short timeout) and pick KVM only if it wins. The verdict is cached in `target/accel-probe`
+//! for the rest of the host's uptime.
 
 use crate::arch::Arch;
 use crate::qemu::{self, Exit, VmConfig};
@@ -72,7 +73,8 @@ fn kvm_usable() -> std::result::Result<(), String> {
 }
 
 fn probe_time(accel: Accel, timeout: Duration) -> Result<Option<Duration>> {
-    let mut config = VmConfig::new(Arch::X86_64, floor::probe_image(PROBE_ITERATIONS)?);
+    let arch = Arch::host();
+    let mut config = VmConfig::new(arch, floor::probe_image_for(arch, PROBE_ITERATIONS)?);
     config.accel = accel;
     config.memory = "16M".into();
     config.timeout = timeout;

@@ -72,11 +72,9 @@ pub fn pvh_elf(code: &[u8]) -> Vec<u8> {
     elf
 }
 
-/// The aarch64 floor: a 64-byte arm64 `Image` header whose first word branches past it, then
-/// `movz x1, #0x900, lsl #16; mov w2, #'.'; strb w2, [x1]; adr x1, block; mov x0, #0x20;
-/// hlt #0xf000; 1: wfi; b 1b; block: .quad 0x20026, 0` (encodings checked with llvm-mc).
-pub fn arm64_floor() -> Vec<u8> {
-    let code: [u32; 8] = [0xd2a1_2001, 0x5280_05c2, 0x3900_0022, 0x1000_00a1, 0xd280_0400, 0xd45e_0000, 0xd503_207f, 0x17ff_ffff];
+/// A Linux arm64 `Image`: a 64-byte header whose first word branches past it, then `code`,
+/// then `data`.
+fn arm64_image(code: &[u32], data: &[u64]) -> Vec<u8> {
     let mut image = Vec::new();
     image.extend_from_slice(&0x1400_0010u32.to_le_bytes()); // b +64
     image.extend_from_slice(&0u32.to_le_bytes());
@@ -89,9 +87,37 @@ pub fn arm64_floor() -> Vec<u8> {
     for word in code {
         image.extend_from_slice(&word.to_le_bytes());
     }
-    image.extend_from_slice(&0x2_0026u64.to_le_bytes());
-    image.extend_from_slice(&0u64.to_le_bytes());
+    for word in data {
+        image.extend_from_slice(&word.to_le_bytes());
+    }
     image
+}
+
+/// The aarch64 floor: `movz x1, #0x900, lsl #16; mov w2, #'.'; strb w2, [x1]; adr x1, block;
+/// mov x0, #0x20; hlt #0xf000; 1: wfi; b 1b; block: .quad 0x20026, 0` (encodings checked with
+/// llvm-mc).
+pub fn arm64_floor() -> Vec<u8> {
+    let code = [0xd2a1_2001, 0x5280_05c2, 0x3900_0022, 0x1000_00a1, 0xd280_0400, 0xd45e_0000, 0xd503_207f, 0x17ff_ffff];
+    arm64_image(&code, &[0x2_0026, 0])
+}
+
+/// The aarch64 KVM probe: `movz x1, #lo; movk x1, #hi, lsl #16; 1: subs x1, x1, #1; b.ne 1b;
+/// movz x0, #8; movk x0, #0x8400, lsl #16; hvc #0 (PSCI SYSTEM_OFF, which KVM and TCG both
+/// serve on virt); 2: wfi; b 2b`. It exits with status 0 whether or not semihosting works.
+pub fn arm64_probe(iterations: u32) -> Vec<u8> {
+    let (low, high) = (iterations & 0xffff, iterations >> 16);
+    let code = [
+        0xd280_0001 | (low << 5),
+        0xf2a0_0001 | (high << 5),
+        0xf100_0421,
+        0x54ff_ffe1,
+        0xd280_0100,
+        0xf2b0_8000,
+        0xd400_0002,
+        0xd503_207f,
+        0x17ff_ffff,
+    ];
+    arm64_image(&code, &[])
 }
 
 fn write(name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
@@ -117,6 +143,14 @@ pub fn arm64_floor_image() -> std::io::Result<PathBuf> {
 /// Writes the KVM probe (a loop of `iterations`) and returns its path.
 pub fn probe_image(iterations: u32) -> std::io::Result<PathBuf> {
     write(&format!("kvm-probe-{iterations}.elf"), &pvh_elf(&probe_code(iterations)))
+}
+
+/// Writes the KVM probe for `arch` and returns its path.
+pub fn probe_image_for(arch: crate::arch::Arch, iterations: u32) -> std::io::Result<PathBuf> {
+    match arch {
+        crate::arch::Arch::X86_64 => probe_image(iterations),
+        crate::arch::Arch::Aarch64 => write(&format!("kvm-probe-{iterations}.Image"), &arm64_probe(iterations)),
+    }
 }
 
 /// Size of a file in bytes (0 if missing).
@@ -147,6 +181,12 @@ mod tests {
         assert_eq!(image.len(), 64 + 8 * 4 + 16);
         // `adr x1, block` at offset 76 reaches the block at 96.
         assert_eq!(&image[96..104], &0x2_0026u64.to_le_bytes());
+    }
+
+    #[test]
+    fn arm64_probe_encodes_its_iteration_count() {
+        let image = arm64_probe(0x0102_0304);
+        assert_eq!(&image[64..72], &[0x81, 0x60, 0x80, 0xd2, 0x41, 0x20, 0xa0, 0xf2]); // llvm-mc's bytes
     }
 
     #[test]
