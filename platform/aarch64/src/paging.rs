@@ -204,29 +204,37 @@ pub fn build(layout: &Layout<'_>, memory: &mut dyn TableMemory) -> Result<u64, O
 
 /// Maps `[start, end)` (page aligned, inside the range of `table` at `level`) with `attributes`,
 /// using blocks where they fit (levels 1 and 2) and descending into next-level tables elsewhere.
+/// Runs of leaf entries in one table are written in a tight loop.
 fn map(memory: &mut dyn TableMemory, table: u64, level: u32, start: u64, end: u64, attributes: u64) -> Result<(), OutOfTableFrames> {
     let size = entry_size(level);
+    let leaf = |addr: u64| level == 3 || ((level == 1 || level == 2) && addr % size == 0 && addr + size <= end);
+    let leaf_type = if level == 3 { bits::VALID | bits::TABLE_OR_PAGE } else { bits::VALID };
     let mut addr = start;
     while addr < end {
-        let entry_end = (addr | (size - 1)).saturating_add(1);
-        let stop = end.min(entry_end);
-        let i = index(addr, level);
-        if level == 3 {
-            memory.table(table)[i] = addr | attributes | bits::VALID | bits::TABLE_OR_PAGE;
-        } else if (level == 1 || level == 2) && addr % size == 0 && stop == entry_end {
-            memory.table(table)[i] = addr | attributes | bits::VALID;
-        } else {
-            let entry = memory.table(table)[i];
-            let next = if entry & bits::VALID != 0 {
-                debug_assert!(entry & bits::TABLE_OR_PAGE != 0, "splitting a block is not supported");
-                entry & bits::ADDRESS
-            } else {
-                let next = memory.alloc_table().ok_or(OutOfTableFrames)?;
-                memory.table(table)[i] = next | bits::VALID | bits::TABLE_OR_PAGE;
-                next
-            };
-            map(memory, next, level + 1, addr, stop, attributes)?;
+        if leaf(addr) {
+            let entries = memory.table(table);
+            loop {
+                entries[index(addr, level)] = addr | attributes | leaf_type;
+                addr += size;
+                // Stop at the end, at the end of this table, or where an entry no longer fits.
+                if addr >= end || index(addr, level) == 0 || !leaf(addr) {
+                    break;
+                }
+            }
+            continue;
         }
+        let stop = end.min((addr | (size - 1)).saturating_add(1));
+        let i = index(addr, level);
+        let entry = memory.table(table)[i];
+        let next = if entry & bits::VALID != 0 {
+            debug_assert!(entry & bits::TABLE_OR_PAGE != 0, "splitting a block is not supported");
+            entry & bits::ADDRESS
+        } else {
+            let next = memory.alloc_table().ok_or(OutOfTableFrames)?;
+            memory.table(table)[i] = next | bits::VALID | bits::TABLE_OR_PAGE;
+            next
+        };
+        map(memory, next, level + 1, addr, stop, attributes)?;
         addr = stop;
     }
     Ok(())
