@@ -79,3 +79,26 @@ fn stack_overflow_hits_the_guard_page() {
             .does_not_print("another exception while reporting");
     }
 }
+
+#[test]
+fn crash_exit_codes_reach_the_host_without_the_exit_device() {
+    // As on Firecracker/cloud-hypervisor: the crash report, then the printed code and a
+    // power-off. On aarch64 this runs the semihosting probe's trap path while a crash is being
+    // handled (it must not nest).
+    for arch in arches() {
+        Boot::app("selftest")
+            .args(&["page-fault"])
+            .without_debug_exit()
+            .on(arch)
+            .exits_with(FATAL_EXCEPTION)
+            .prints(expect::data_fault_header(arch))
+            .prints(&expect::exit_code_fallback(arch, FATAL_EXCEPTION))
+            .does_not_print("another exception");
+        Boot::app("selftest")
+            .args(&["panic"])
+            .without_debug_exit()
+            .on(arch)
+            .exits_with(PANIC)
+            .prints(&expect::exit_code_fallback(arch, PANIC));
+    }
+}

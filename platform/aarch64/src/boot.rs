@@ -10,7 +10,7 @@
 use crate::dtb::{self, DtbError, Machine};
 use crate::memory::{self, MIN_HEAP, PAGE, RegionList, TooLittleMemory};
 use crate::paging::{self, Layout, TableMemory};
-use crate::{PLATFORM, exceptions, gic, shutdown, stacks, timer, uart};
+use crate::{PLATFORM, exceptions, gic, semihosting, shutdown, stacks, timer, uart};
 use core::fmt;
 use libos_core::console::emergency_print;
 use libos_core::exit;
@@ -106,6 +106,8 @@ static BOOTED: Once<Booted> = Once::new();
 /// The platform's Rust entry: boots and calls `kernel_main`. Called once, from the assembly entry.
 pub fn start(dtb: u64, entry_counter: u64, kernel_main: fn(&'static BootInfo) -> !) -> ! {
     hal::set_platform(&PLATFORM);
+    // In thread mode, before anything can fail (see src/semihosting.rs).
+    semihosting::probe();
     match boot(dtb, entry_counter) {
         Ok(info) => kernel_main(info),
         Err(e) => {

@@ -52,3 +52,8 @@ pub fn affinity() -> u32 {
     let mpidr = read_sysreg!("mpidr_el1");
     ((((mpidr >> 32) & 0xff) << 24) | (mpidr & 0x00ff_ffff)) as u32
 }
+
+/// True while handling an exception (on SP_EL1: the kernel itself runs on SP_EL0).
+pub fn in_exception_handler() -> bool {
+    read_sysreg!("spsel") & 1 == 1
+}

@@ -72,9 +72,11 @@ const KINDS: [&str; 4] = ["synchronous exception", "IRQ", "FIQ", "SError"];
 
 fn fatal(kind: u64, esr: u64, frame: &TrapFrame) -> ! {
     let far = read_sysreg!("far_el1");
-    if REPORTING.swap(true, Ordering::SeqCst) || kind >= 4 {
+    let reporting = REPORTING.swap(true, Ordering::SeqCst);
+    if reporting || kind >= 4 {
+        let during = if reporting { "reporting a crash" } else { "handling an exception" };
         emergency_print(format_args!(
-            "\nlibos: another exception while reporting a crash: {} ({}) ESR {esr:#x} ELR {:#x} FAR {far:#x}\n",
+            "\nlibos: another exception while {during}: {} ({}) ESR {esr:#x} ELR {:#x} FAR {far:#x}\n",
             KINDS[(kind & 3) as usize],
             esr::class_name(esr::class(esr)),
             frame.elr

@@ -7,6 +7,11 @@
 //! recognises an undefined-instruction exception at our one `hlt` (src/boot.s,
 //! `libos_aarch64_semihosting_hlt`), skips it and makes the call return `u64::MAX`; from then on
 //! we know semihosting is absent and do not try again.
+//!
+//! The probe runs at boot ([`probe`]), in thread mode. A trap taken while already handling an
+//! exception would land on the nested-exception vector, which abandons the interrupted stack,
+//! so an exception handler never probes: while the answer is unknown it treats semihosting as
+//! absent.
 
 use crate::exceptions::TrapFrame;
 use crate::esr;
@@ -23,10 +28,19 @@ unsafe extern "C" {
     static libos_aarch64_psci_smc: u8;
 }
 
+const SYS_ERRNO: u64 = 0x13;
+
 static ABSENT: AtomicBool = AtomicBool::new(false);
+static PROBED: AtomicBool = AtomicBool::new(false);
+
+/// Finds out whether semihosting is there (a harmless `SYS_ERRNO` call). Call in thread mode.
+pub fn probe() {
+    let _ = call(SYS_ERRNO, 0);
+    PROBED.store(true, Ordering::Relaxed);
+}
 
 fn call(operation: u64, parameter: u64) -> Option<u64> {
-    if ABSENT.load(Ordering::Relaxed) {
+    if ABSENT.load(Ordering::Relaxed) || (!PROBED.load(Ordering::Relaxed) && crate::cpu::in_exception_handler()) {
         return None;
     }
     // SAFETY: the call takes an operation number and a pointer to a parameter block that the

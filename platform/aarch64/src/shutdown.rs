@@ -18,15 +18,26 @@ unsafe extern "C" {
     fn libos_aarch64_psci_smc(function: u64) -> u64;
 }
 
-/// 0: no PSCI, 1: hvc, 2: smc.
+/// 0: not known yet, 1: hvc, 2: smc, 3: none.
 static PSCI: AtomicU8 = AtomicU8::new(0);
 
-/// Remembers the PSCI conduit from the DTB.
+const PSCI_VERSION: u64 = 0x8400_0000;
+/// What a probe call returns when its instruction trapped.
+const TRAPPED: u64 = u64::MAX;
+
+/// Remembers the PSCI conduit from the DTB; without one, finds out which of `hvc` and `smc`
+/// answers a PSCI_VERSION call (the absent one traps and is skipped). Call in thread mode: a
+/// probe from an exception handler would land on the nested-exception vector.
 pub fn set_psci(method: Option<PsciMethod>) {
     let value = match method {
-        None => 0,
         Some(PsciMethod::Hvc) => 1,
         Some(PsciMethod::Smc) => 2,
+        // SAFETY: PSCI_VERSION only reports the version; where the conduit does not exist the
+        // instruction traps and the trap handler returns TRAPPED.
+        None if unsafe { libos_aarch64_psci_hvc(PSCI_VERSION) } != TRAPPED => 1,
+        // SAFETY: as above, through the secure monitor.
+        None if unsafe { libos_aarch64_psci_smc(PSCI_VERSION) } != TRAPPED => 2,
+        None => 3,
     };
     PSCI.store(value, Ordering::Relaxed);
 }
@@ -37,24 +48,28 @@ pub fn power_off(code: i32) -> ! {
     let code = code.clamp(0, libos_core::exit::MAX_CODE);
     semihosting::exit(code);
     emergency_print(format_args!("libos: exit code {code}; no semihosting, powering off\n"));
+    power_off_psci();
+    loop {
+        // SAFETY: waiting for an interrupt that never comes (IRQs are masked) stops the CPU.
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
+/// PSCI SYSTEM_OFF through the known conduit (returns if there is none or it failed).
+fn power_off_psci() {
     match PSCI.load(Ordering::Relaxed) {
         // SAFETY: PSCI SYSTEM_OFF through the conduit the DTB names does not return.
         1 => unsafe { core::arch::asm!("hvc #0", inout("x0") PSCI_SYSTEM_OFF => _, options(nostack), clobber_abi("C")) },
         // SAFETY: as above, through the secure monitor.
         2 => unsafe { core::arch::asm!("smc #0", inout("x0") PSCI_SYSTEM_OFF => _, options(nostack), clobber_abi("C")) },
-        _ => {
-            // No conduit from the DTB (or no DTB): try both; the one that does not exist traps
-            // as an undefined instruction, which the trap handler skips.
-            // SAFETY: both are PSCI calls that do not return when they work; otherwise the
-            // trap handler returns from them with x0 = u64::MAX.
-            unsafe { libos_aarch64_psci_hvc(PSCI_SYSTEM_OFF) };
-            // SAFETY: as above, through the secure monitor.
-            unsafe { libos_aarch64_psci_smc(PSCI_SYSTEM_OFF) };
-            emergency_print(format_args!("libos: PSCI SYSTEM_OFF failed; halting\n"));
+        // Not known (the boot failed before reading the DTB): probing is safe in thread mode.
+        0 if !cpu::in_exception_handler() => {
+            set_psci(None);
+            if PSCI.load(Ordering::Relaxed) != 3 {
+                power_off_psci();
+            }
+            emergency_print(format_args!("libos: no PSCI; halting\n"));
         }
-    }
-    loop {
-        // SAFETY: waiting for an interrupt that never comes (IRQs are masked) stops the CPU.
-        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+        _ => emergency_print(format_args!("libos: no PSCI; halting\n")),
     }
 }
