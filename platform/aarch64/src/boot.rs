@@ -233,13 +233,6 @@ fn boot(dtb_address: u64, entry_counter: u64) -> Result<&'static BootInfo, BootE
         Booted { cmdline, cmdline_len: args.len(), free }
     });
     let cmdline = core::str::from_utf8(&booted.cmdline[..booted.cmdline_len]).unwrap_or("");
-    log::debug!(
-        "aarch64: GICv{}, {} CPU(s), {} virtio-mmio slots, PCIe ECAM {:?}, counter {hz} Hz",
-        machine.gic.version(),
-        machine.cpus,
-        machine.virtio_mmio().len(),
-        machine.pcie_ecam
-    );
     static INFO: Once<BootInfo> = Once::new();
     Ok(INFO.call_once(|| BootInfo {
         cmdline,
