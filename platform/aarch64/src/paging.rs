@@ -30,7 +30,7 @@ pub mod bits {
     pub const TABLE_OR_PAGE: u64 = 1 << 1;
     /// MAIR index 1: Device-nGnRE.
     pub const ATTR_DEVICE: u64 = 1 << 2;
-    /// AP[2]: read-only.
+    /// AP\[2\]: read-only.
     pub const READ_ONLY: u64 = 1 << 7;
     /// Inner shareable.
     pub const INNER_SHAREABLE: u64 = 3 << 8;
