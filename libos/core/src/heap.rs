@@ -47,7 +47,7 @@ static CLAIMED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::n
 
 /// Current heap usage.
 pub fn stats() -> HeapStats {
-    let counters = ALLOCATOR.lock().get_counters().clone();
+    let counters = *ALLOCATOR.lock().get_counters();
     HeapStats {
         claimed: CLAIMED.load(core::sync::atomic::Ordering::Relaxed),
         in_use: counters.allocated_bytes as u64,

@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn loaded_bytes_sums_load_segments() {
-        let elf = crate::floor::pvh_elf(&[0x90; 10]);
+        let elf = floor::pvh_elf(&[0x90; 10]);
         assert_eq!(loaded_bytes(&elf), 10);
         assert_eq!(loaded_bytes(b"not an elf"), 0);
     }
