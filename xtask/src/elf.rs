@@ -27,6 +27,69 @@ pub fn load_segments(image: &[u8]) -> Vec<Segment> {
         .collect()
 }
 
+/// A function symbol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    /// Start address.
+    pub address: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Demangled name.
+    pub name: String,
+}
+
+/// The function symbols of an ELF64 image's `.symtab`, sorted by address (empty when stripped).
+pub fn function_symbols(image: &[u8]) -> Vec<Symbol> {
+    let u16_at = |o: usize| image.get(o..o + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]])) as usize;
+    let u32_at = |o: usize| image.get(o..o + 4).map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])));
+    let u64_at = |o: usize| image.get(o..o + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+    if image.len() < 64 || &image[..4] != b"\x7fELF" || image[4] != 2 {
+        return Vec::new();
+    }
+    let (shoff, shentsize, shnum) = (u64_at(40) as usize, u16_at(58), u16_at(60));
+    let section = |i: usize| shoff + i * shentsize;
+    let Some(symtab) = (0..shnum).map(section).find(|&s| u32_at(s + 4) == 2) else { return Vec::new() };
+    let strtab = section(u32_at(symtab + 40) as usize);
+    let (strings, entries, count) =
+        (u64_at(strtab + 24) as usize, u64_at(symtab + 24) as usize, u64_at(symtab + 32) as usize / 24);
+    let mut symbols: Vec<Symbol> = (0..count)
+        .map(|i| entries + 24 * i)
+        .filter(|&e| image.get(e + 4).is_some_and(|info| info & 0xf == 2)) // STT_FUNC
+        .filter_map(|e| {
+            let name_start = strings + u32_at(e) as usize;
+            let name_len = image.get(name_start..)?.iter().position(|&b| b == 0)?;
+            let raw = std::str::from_utf8(&image[name_start..name_start + name_len]).ok()?;
+            let name = format!("{:#}", rustc_demangle::demangle(raw));
+            Some(Symbol { address: u64_at(e + 8), size: u64_at(e + 16), name })
+        })
+        .collect();
+    symbols.sort_by_key(|s| s.address);
+    symbols
+}
+
+/// `name+0xoffset` for `address`, if a function symbol covers it.
+pub fn symbolize(symbols: &[Symbol], address: u64) -> Option<String> {
+    let index = symbols.partition_point(|s| s.address <= address).checked_sub(1)?;
+    let symbol = &symbols[index];
+    (address < symbol.address + symbol.size.max(1)).then(|| format!("{}+{:#x}", symbol.name, address - symbol.address))
+}
+
+/// Adds symbol names to the `#N 0xADDRESS` lines of a crash report's backtrace.
+pub fn symbolize_backtrace(console: &str, symbols: &[Symbol]) -> Vec<String> {
+    console
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim_start().strip_prefix('#')?;
+            let (depth, address) = rest.split_once(char::is_whitespace)?;
+            let address = u64::from_str_radix(address.trim().strip_prefix("0x")?, 16).ok()?;
+            let depth: u32 = depth.parse().ok()?;
+            // Return addresses point after the call; look up the call instruction itself.
+            let lookup = if depth == 0 { address } else { address.saturating_sub(1) };
+            Some(format!("    #{depth:<2} {address:#018x} {}", symbolize(symbols, lookup).unwrap_or_else(|| "?".into())))
+        })
+        .collect()
+}
+
 /// One past the highest physical address the image occupies once loaded.
 pub fn load_end(image: &[u8]) -> Option<u64> {
     load_segments(image).iter().map(|s| s.paddr + s.mem_size).max()
@@ -42,5 +105,19 @@ mod tests {
         assert_eq!(load_segments(&elf), [Segment { paddr: 0x101000, file_size: 10, mem_size: 10 }]);
         assert_eq!(load_end(&elf), Some(0x10100a));
         assert_eq!(load_segments(b"not an elf at all, but long enough to have a header: 64 bytes!!"), []);
+    }
+
+    #[test]
+    fn symbolizes_addresses_inside_functions() {
+        let symbols = vec![
+            Symbol { address: 0x1000, size: 0x20, name: "a".into() },
+            Symbol { address: 0x1020, size: 0x10, name: "b".into() },
+        ];
+        assert_eq!(symbolize(&symbols, 0x1000).as_deref(), Some("a+0x0"));
+        assert_eq!(symbolize(&symbols, 0x1025).as_deref(), Some("b+0x5"));
+        assert_eq!(symbolize(&symbols, 0x1030), None);
+        assert_eq!(symbolize(&symbols, 0xfff), None);
+        let report = "  backtrace:\n    #0  0x0000000000001004\n    #1  0x0000000000001021\n";
+        assert_eq!(symbolize_backtrace(report, &symbols), ["    #0  0x0000000000001004 a+0x4", "    #1  0x0000000000001021 b+0x0"]);
     }
 }

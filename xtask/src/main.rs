@@ -98,6 +98,16 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     config.cmdline = qemu::kernel_cmdline(&options, &app_args);
     config.timeout = timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     let outcome = qemu::run(&config, true)?;
+    if outcome.console.contains("backtrace:") {
+        let symbols = xtask::elf::function_symbols(&std::fs::read(&config.image)?);
+        let lines = xtask::elf::symbolize_backtrace(&outcome.console, &symbols);
+        if !lines.is_empty() {
+            eprintln!("==> backtrace with symbols from {}:", config.image.display());
+            for line in lines {
+                eprintln!("{line}");
+            }
+        }
+    }
     match &outcome.exit {
         Exit::Code(_) => {}
         Exit::NoCode => eprintln!("./x: the guest stopped without reporting an exit code (reset or triple fault?)"),
