@@ -70,3 +70,18 @@ fn memory_too_small_for_the_image_is_refused_before_booting() {
         assert!(error.contains("is smaller than the image"), "{error}");
     }
 }
+
+#[test]
+fn early_boot_errors_power_off_cleanly_without_isa_debug_exit() {
+    // The shutdown path must work before interrupts and timers are set up, and without the
+    // debug-exit device (as on Firecracker or cloud-hypervisor): no triple fault, the code arrives.
+    for arch in arches() {
+        Boot::app("hello")
+            .memory("1400K")
+            .without_debug_exit()
+            .on(arch)
+            .exits_with(BOOT_ERROR)
+            .prints("libos: exit code 103; no isa-debug-exit device, powering off");
+        Boot::app("hello").options("bogus").without_debug_exit().on(arch).exits_with(BOOT_ERROR);
+    }
+}
