@@ -18,7 +18,7 @@ static ALLOCATOR: Talck<IrqRawSpinLock, ErrOnOom> = Talc::new(ErrOnOom).lock();
 pub struct HeapStats {
     /// Bytes handed to the allocator at boot.
     pub claimed: u64,
-    /// Bytes currently allocated (including allocator overhead per allocation).
+    /// Bytes in live allocations (the sizes requested; allocator metadata not included).
     pub in_use: u64,
 }
 
