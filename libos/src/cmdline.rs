@@ -190,6 +190,24 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_input_never_panics() {
+        let alphabet = ['a', '=', '-', '"', '\\', ' ', '\t', 'é', 'l', 'o', 'g', 'v', 'e'];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let len = (state % 24) as usize;
+            let text: String = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    alphabet[(state % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let _ = parse(&text);
+        }
+    }
+
+    #[test]
     fn unterminated_quote_is_an_error() {
         assert_eq!(parse(r#"-- "open"#).unwrap_err(), CmdlineError::UnterminatedQuote);
     }

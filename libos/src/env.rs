@@ -8,6 +8,7 @@ use libos_core::sync::Once;
 static ARGS: Once<Vec<String>> = Once::new();
 
 /// Sets the arguments (once, at boot).
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
 pub(crate) fn set_args(args: Vec<String>) {
     ARGS.call_once(|| args);
 }

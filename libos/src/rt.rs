@@ -59,6 +59,13 @@ mod panic {
             }
             emergency_print(format_args!(":\n{}\n", info.message()));
         }
-        hal::platform().shutdown(exit::PANIC)
+        match hal::try_platform() {
+            Some(platform) => platform.shutdown(exit::PANIC),
+            // Platforms register before running anything that can panic; if one did not, there
+            // is no console and no way to stop the machine, so spin rather than recurse.
+            None => loop {
+                core::hint::spin_loop();
+            },
+        }
     }
 }

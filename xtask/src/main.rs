@@ -104,6 +104,21 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     config.cmdline = qemu::kernel_cmdline(&options, &app_args);
     config.timeout = timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     let outcome = qemu::run(&config, true)?;
+    if outcome.console.contains("backtrace:") {
+        // aarch64 boots a raw Image: the symbols are in the ELF beside it, linked at 0.
+        let (elf, offset) = match arch {
+            Arch::X86_64 => (config.image.clone(), 0),
+            Arch::Aarch64 => (build::elf_path(&app, arch), xtask::elf::reported_load_address(&outcome.console).unwrap_or(0)),
+        };
+        let symbols = xtask::elf::function_symbols(&std::fs::read(&elf)?);
+        let lines = xtask::elf::symbolize_backtrace_at(&outcome.console, &symbols, offset);
+        if !lines.is_empty() {
+            eprintln!("==> backtrace with symbols from {}:", elf.display());
+            for line in lines {
+                eprintln!("{line}");
+            }
+        }
+    }
     match &outcome.exit {
         Exit::Code(_) => {}
         Exit::NoCode => eprintln!("./x: the guest stopped without reporting an exit code (reset or triple fault?)"),

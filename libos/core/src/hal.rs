@@ -93,6 +93,11 @@ pub trait Platform: Sync {
         phys as usize
     }
 
+    /// The physical address of kernel virtual address `virt` (what a device needs for DMA).
+    fn virt_to_phys(&self, virt: usize) -> u64 {
+        virt as u64
+    }
+
     /// Powers the machine off, reporting `code` (`0..=127`) to the host where the machine can.
     fn shutdown(&self, code: i32) -> !;
 }

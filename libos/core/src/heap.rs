@@ -18,7 +18,7 @@ static ALLOCATOR: Talck<IrqRawSpinLock, ErrOnOom> = Talc::new(ErrOnOom).lock();
 pub struct HeapStats {
     /// Bytes handed to the allocator at boot.
     pub claimed: u64,
-    /// Bytes currently allocated (including allocator overhead per allocation).
+    /// Bytes in live allocations (the sizes requested; allocator metadata not included).
     pub in_use: u64,
 }
 
@@ -47,7 +47,7 @@ static CLAIMED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::n
 
 /// Current heap usage.
 pub fn stats() -> HeapStats {
-    let counters = ALLOCATOR.lock().get_counters().clone();
+    let counters = *ALLOCATOR.lock().get_counters();
     HeapStats {
         claimed: CLAIMED.load(core::sync::atomic::Ordering::Relaxed),
         in_use: counters.allocated_bytes as u64,

@@ -121,7 +121,8 @@ fn symbol(s: &u8) -> u64 {
     s as *const u8 as u64
 }
 
-fn image_start() -> u64 {
+/// Where the image runs (the loader's choice; it is linked at 0).
+pub fn image_start() -> u64 {
     // SAFETY: a linker-script symbol; only its address is taken.
     symbol(unsafe { &__image_start })
 }

@@ -120,6 +120,8 @@ fn fatal(kind: u64, esr: u64, frame: &TrapFrame) -> ! {
         emergency_print(format_args!("\n"));
     }
     stacks::print_backtrace(frame.elr, frame.x[29]);
+    // The image is linked at 0; runners subtract this to find symbols (`./x run` does).
+    emergency_print(format_args!("  image loaded at {:#x} (linked at 0)\n", crate::boot::image_start()));
     shutdown::power_off(libos_core::exit::FATAL_EXCEPTION);
 }
 

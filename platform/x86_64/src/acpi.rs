@@ -82,12 +82,17 @@ pub fn find_power_off(rsdp: u64, read: ReadPhys<'_>) -> Option<PowerOff> {
         let addr = if entry_size == 8 { u64_at(entry, 0) } else { u64::from(u32_at(entry, 0)) };
         read_table(read, addr, b"FACP", &mut fadt)
     })?;
+    // Every FADT since ACPI 1.0 has at least 116 bytes (up to and including the flags).
+    const FADT_V1_LEN: usize = 116;
+    if fadt_len < FADT_V1_LEN {
+        return None;
+    }
     let fadt = &fadt[..fadt_len];
 
     let dsdt = if fadt_len >= 148 && u64_at(fadt, 140) != 0 { u64_at(fadt, 140) } else { u64::from(u32_at(fadt, 40)) };
     let slp_typ = s5_sleep_type(read, dsdt)?;
 
-    let flags = if fadt_len >= 116 { u32_at(fadt, 112) } else { 0 };
+    let flags = u32_at(fadt, 112);
     if flags & HW_REDUCED_ACPI != 0 && fadt_len >= 256 {
         // SLEEP_CONTROL_REG: a generic address structure at offset 244.
         let space = fadt[244];
@@ -238,6 +243,38 @@ mod tests {
         fw.0.get_mut(&0x3000).unwrap()[20] ^= 0xff; // FADT checksum
         assert_eq!(find_power_off(0xf0000, &|a, b| fw.read(a, b)), None);
         let fw = firmware(false, &[0x13]); // no package after _S5_
+        assert_eq!(find_power_off(0xf0000, &|a, b| fw.read(a, b)), None);
+    }
+
+    #[test]
+    fn corrupted_tables_never_panic() {
+        let mut state = 0x1234_5678_9abc_def1u64;
+        for _ in 0..3_000 {
+            let mut fw = firmware(state % 2 == 0, &[0x12, 0x06, 0x04, 0x0a, 0x05, 0x00]);
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let tables: Vec<u64> = fw.0.keys().copied().collect();
+                let table = fw.0.get_mut(&tables[(state % tables.len() as u64) as usize]).unwrap();
+                let at = (state >> 8) as usize % table.len();
+                table[at] = (state >> 32) as u8;
+                if table[..4] != *b"RSD " && state % 4 != 0 {
+                    // Usually keep the checksum right, so parsing goes past the check.
+                    table[9] = 0;
+                    let sum = table.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+                    table[9] = 0u8.wrapping_sub(sum);
+                }
+            }
+            let _ = find_power_off(0xf0000, &|a, b| fw.read(a, b));
+        }
+    }
+
+    #[test]
+    fn truncated_fadt_gives_none_not_a_panic() {
+        let mut fw = firmware(false, &[0x12, 0x06, 0x04, 0x0a, 0x05]);
+        let short = finish(header(b"FACP", 40));
+        fw.0.insert(0x3000, short);
         assert_eq!(find_power_off(0xf0000, &|a, b| fw.read(a, b)), None);
     }
 }

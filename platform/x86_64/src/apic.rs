@@ -26,12 +26,20 @@ const DIVIDE_BY_16: u32 = 0x3;
 /// The timer counts at the APIC bus frequency divided by this.
 pub const TIMER_DIVISOR: u64 = 16;
 
-/// 0: x2APIC; otherwise the virtual address of the xAPIC registers.
-static XAPIC_BASE: AtomicU64 = AtomicU64::new(0);
+/// Not enabled yet: register accesses are skipped (the shutdown path may run before `init`).
+const UNINITIALIZED: u64 = 0;
+/// x2APIC mode: registers are MSRs.
+const X2APIC: u64 = 1;
+
+/// [`UNINITIALIZED`], [`X2APIC`], or the (page-aligned) address of the xAPIC registers.
+static MODE: AtomicU64 = AtomicU64::new(UNINITIALIZED);
 
 fn write(register: u32, value: u32) {
-    let base = XAPIC_BASE.load(Ordering::Relaxed);
-    if base == 0 {
+    let base = MODE.load(Ordering::Relaxed);
+    if base == UNINITIALIZED {
+        return;
+    }
+    if base == X2APIC {
         // SAFETY: x2APIC mode is enabled (init), so 0x800 + register/16 is an APIC MSR; writes
         // only affect the local APIC.
         unsafe { Msr::new(0x800 + register / 16).write(u64::from(value)) };
@@ -43,8 +51,11 @@ fn write(register: u32, value: u32) {
 }
 
 fn read(register: u32) -> u32 {
-    let base = XAPIC_BASE.load(Ordering::Relaxed);
-    if base == 0 {
+    let base = MODE.load(Ordering::Relaxed);
+    if base == UNINITIALIZED {
+        return 0;
+    }
+    if base == X2APIC {
         // SAFETY: as in `write`; reading an APIC register has no side effects here.
         unsafe { Msr::new(0x800 + register / 16).read() as u32 }
     } else {
@@ -68,10 +79,10 @@ pub fn init(x2apic: bool) {
         let value = base_msr.read();
         if x2apic {
             base_msr.write(value | APIC_ENABLE | X2APIC_ENABLE);
-            XAPIC_BASE.store(0, Ordering::Relaxed);
+            MODE.store(X2APIC, Ordering::Relaxed);
         } else {
             base_msr.write(value | APIC_ENABLE);
-            XAPIC_BASE.store(value & 0x000f_ffff_ffff_f000, Ordering::Relaxed);
+            MODE.store(value & 0x000f_ffff_ffff_f000, Ordering::Relaxed);
         }
     }
     write(SPURIOUS, 0x100 | u32::from(SPURIOUS_VECTOR));
@@ -94,6 +105,11 @@ pub fn start_counting(ticks: u32) {
 /// The timer's current count.
 pub fn current_count() -> u32 {
     read(TIMER_CURRENT)
+}
+
+/// True once [`init`] has enabled the local APIC.
+pub fn is_enabled() -> bool {
+    MODE.load(Ordering::Relaxed) != UNINITIALIZED
 }
 
 /// Interrupts once after `ticks` timer ticks (0 stops the timer).

@@ -71,7 +71,7 @@ impl fmt::Display for BootError {
 struct Booted {
     cmdline: [u8; pvh::MAX_CMDLINE],
     cmdline_len: usize,
-    free: RegionList<32>,
+    free: RegionList<{ pvh::MAX_MEMMAP_ENTRIES }>,
 }
 
 static BOOTED: Once<Booted> = Once::new();
@@ -117,7 +117,7 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
     let (image_start, text_end, rodata_end, image_end) = unsafe {
         (symbol(&__image_start), symbol(&__text_end), symbol(&__rodata_end), symbol(&__image_end))
     };
-    let ram: RegionList<32> = usable_ram(start.memmap());
+    let ram: RegionList<{ pvh::MAX_MEMMAP_ENTRIES }> = usable_ram(start.memmap());
     let total_ram = ram.total();
 
     let guards = stacks::guard_pages().map(|(page, _)| page);

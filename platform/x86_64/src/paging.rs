@@ -138,7 +138,15 @@ impl Layout<'_> {
             push(r.start);
             push(r.end);
         }
-        out[..n].sort_unstable();
+        // Insertion sort: a few dozen entries, and far less code on the boot path than the
+        // generic slice sort (which QEMU's TCG would have to translate at every boot).
+        for i in 1..n {
+            let mut j = i;
+            while j > 0 && out[j - 1] > out[j] {
+                out.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         // Deduplicate in place.
         let mut unique = 0;
         for i in 0..n {
@@ -372,6 +380,14 @@ mod tests {
             build(&layout, &mut mem, NX).unwrap();
             assert!(mem.tables.len() as u64 <= max_tables(&layout), "RAM to {ram_end:#x}");
         }
+    }
+
+    #[test]
+    fn boundaries_are_sorted_and_unique() {
+        let mut bounds = [0u64; MAX_BOUNDARIES];
+        let n = layout().boundaries(&mut bounds);
+        assert!(bounds[..n].windows(2).all(|w| w[0] < w[1]), "{:x?}", &bounds[..n]);
+        assert_eq!((bounds[0], bounds[n - 1]), (0, layout().end()));
     }
 
     #[test]

@@ -247,6 +247,27 @@ mod tests {
     }
 
     #[test]
+    fn random_start_info_never_panics() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..2_000 {
+            let mut m = Memory::new();
+            let magic = if next() % 2 == 0 { START_INFO_MAGIC } else { next() as u32 };
+            m.start_info(magic, (next() % 3) as u32, next() % 0x20000, next() % 0x20000, (next() % 80) as u32);
+            for _ in 0..64 {
+                let at = next() % 0x1ff00;
+                m.put(at, &next().to_le_bytes());
+            }
+            let _ = m.parse();
+        }
+    }
+
+    #[test]
     fn unreadable_pointer_is_an_error_not_a_crash() {
         let mut m = Memory::new();
         m.start_info(START_INFO_MAGIC, 1, 0x4000_0000, 0x3000, 1);

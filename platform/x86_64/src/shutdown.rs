@@ -30,10 +30,17 @@ pub fn power_off(code: i32) -> ! {
     unsafe { Port::<u32>::new(DEBUG_EXIT_PORT).write(code as u32) };
     // QEMU handles the write as a shutdown request that its main loop carries out a moment later,
     // so idle until then; a timer bounds the wait when there is no such device (1M APIC ticks:
-    // 16 ms on QEMU, ~0.2 s on hardware-speed APIC clocks). No calibration needed.
-    apic::one_shot(1_000_000);
-    x86_64::instructions::interrupts::enable_and_hlt();
-    x86_64::instructions::interrupts::disable();
+    // 16 ms on QEMU, ~0.2 s on hardware-speed APIC clocks). No calibration needed. Before the
+    // APIC and the IDT are up (an early boot error), spin a bounded while instead.
+    if apic::is_enabled() {
+        apic::one_shot(1_000_000);
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+    } else {
+        for _ in 0..10_000_000 {
+            core::hint::spin_loop();
+        }
+    }
 
     emergency_print(format_args!("libos: exit code {code}; no isa-debug-exit device, powering off\n"));
     let rsdp = RSDP.load(Ordering::Relaxed);
