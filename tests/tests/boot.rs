@@ -131,3 +131,12 @@ fn exit_code_reaches_the_host_without_isa_debug_exit() {
         }
     }
 }
+
+#[test]
+fn hello_image_is_at_most_128_kib() {
+    // The image-size target of the boot benchmark, on every arch (aarch64: the raw Image).
+    for arch in arches() {
+        let bytes = std::fs::metadata(libos_tests::image("hello", arch)).expect("the hello image").len();
+        assert!(bytes <= 128 * 1024, "hello for {arch} is {bytes} bytes");
+    }
+}
