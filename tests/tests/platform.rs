@@ -41,3 +41,23 @@ fn app_exit_code_from_deep_inside_the_app() {
         Boot::app("selftest").args(&["heap", "exit=9", "panic"]).on(arch).exits_with(9).does_not_print("panicked");
     }
 }
+
+#[test]
+fn x86_64_timer_works_in_x2apic_mode_and_on_the_richest_cpu_model() {
+    // TCG's default CPU (qemu64) has no x2APIC, so the MSR path of the local APIC driver needs its
+    // own boot; `-cpu max` adds every feature TCG offers (x2APIC, TSC deadline, 1 GiB pages...).
+    if !arches().contains(&xtask::arch::Arch::X86_64) {
+        return;
+    }
+    for (cpu, mode) in [("qemu64", "xAPIC mode at 0xfee00000"), ("qemu64,+x2apic", "x2APIC mode"), ("max", "x2APIC mode")] {
+        Boot::app("selftest")
+            .options("loglevel=debug")
+            .args(&["timer", "clock"])
+            .qemu_args(&["-cpu", cpu])
+            .on(xtask::arch::Arch::X86_64)
+            .exits_with(0)
+            .prints(&format!("local APIC in {mode}"))
+            .prints("ok: timer")
+            .prints("ok: clock");
+    }
+}

@@ -107,6 +107,21 @@ pub fn current_count() -> u32 {
     read(TIMER_CURRENT)
 }
 
+/// How the local APIC is accessed, for log messages.
+pub fn mode() -> impl core::fmt::Display {
+    struct Mode(u64);
+    impl core::fmt::Display for Mode {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self.0 {
+                UNINITIALIZED => f.write_str("not enabled"),
+                X2APIC => f.write_str("x2APIC mode"),
+                base => write!(f, "xAPIC mode at {base:#x}"),
+            }
+        }
+    }
+    Mode(MODE.load(Ordering::Relaxed))
+}
+
 /// True once [`init`] has enabled the local APIC.
 pub fn is_enabled() -> bool {
     MODE.load(Ordering::Relaxed) != UNINITIALIZED

@@ -36,16 +36,19 @@ pub fn calibration() -> Calibration {
 }
 
 fn calibrate() -> Calibration {
-    if let Some(c) = from_cpuid() {
-        return c;
-    }
-    match measure_with_pit() {
-        Some(c) => c,
-        None => {
-            log::warn!("no TSC frequency source (no CPUID timing leaf, no PIT): assuming 1 GHz");
-            Calibration { tsc_hz: 1_000_000_000, apic_timer_hz: 1_000_000_000 / apic::TIMER_DIVISOR, source: "assumed" }
-        }
-    }
+    let calibration = from_cpuid().or_else(measure_with_pit).unwrap_or_else(|| {
+        log::warn!("no TSC frequency source (no CPUID timing leaf, no PIT): assuming 1 GHz");
+        Calibration { tsc_hz: 1_000_000_000, apic_timer_hz: 1_000_000_000 / apic::TIMER_DIVISOR, source: "assumed" }
+    });
+    // Logged here rather than at boot: the platform boots before libos installs the logger.
+    log::debug!(
+        "clock: TSC {} Hz, APIC timer {} Hz (from {}); local APIC in {}",
+        calibration.tsc_hz,
+        calibration.apic_timer_hz,
+        calibration.source,
+        apic::mode()
+    );
+    calibration
 }
 
 fn from_cpuid() -> Option<Calibration> {
