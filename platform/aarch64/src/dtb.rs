@@ -8,14 +8,17 @@
 //! the PCIe ECAM window, the CPU count, the PSCI conduit, reserved memory and how far device
 //! memory reaches. Missing essentials are [`DtbError`]s with a message for the user.
 //!
-//! Parsing uses the `fdt` crate. Addresses in `reg` are taken as CPU physical addresses: that is
+//! Parsing uses our own reader of the flattened format ([`flat`]; why not the `fdt` crate is
+//! explained there). Addresses in `reg` are taken as CPU physical addresses: that is
 //! right for nodes under the root and under `simple-bus` nodes with identity `ranges`, which is
 //! what QEMU `virt`, Firecracker and cloud-hypervisor generate.
 
 use crate::memory::{RegionList, page_aligned};
 use core::fmt;
-use fdt::Fdt;
-use fdt::node::FdtNode;
+pub use flat::Fdt;
+use flat::{FlatError, Node};
+
+pub mod flat;
 use libos_core::hal::MemoryRegion;
 
 /// Most virtio-mmio slots we record.
@@ -151,9 +154,8 @@ pub struct Machine<'a> {
 pub fn open(bytes: &[u8]) -> Result<Fdt<'_>, DtbError> {
     Fdt::new(bytes).map_err(|e| {
         DtbError::Invalid(match e {
-            fdt::FdtError::BadMagic => "bad magic number",
-            fdt::FdtError::BadPtr => "null pointer",
-            fdt::FdtError::BufferTooSmall => "truncated",
+            FlatError::BadMagic => "bad magic number",
+            FlatError::Truncated => "truncated",
         })
     })
 }
@@ -202,8 +204,8 @@ fn text(value: &[u8]) -> &str {
     core::str::from_utf8(value).map(|s| s.trim_end_matches('\0')).unwrap_or("")
 }
 
-/// The properties of one node that we look at, read in one pass over its properties (the
-/// `fdt` crate decodes every property name it walks past, so each lookup is a scan).
+/// The properties of one node that we look at, read in one pass over its properties (each
+/// `property(name)` lookup would be a scan of its own).
 #[derive(Default)]
 struct Props<'a> {
     compatible: &'a [u8],
@@ -228,7 +230,7 @@ impl<'a> Props<'a> {
         Cells { address: self.address_cells.unwrap_or(2) as usize, size: self.size_cells.unwrap_or(1) as usize }
     }
 
-    fn of(node: FdtNode<'_, 'a>) -> Props<'a> {
+    fn of(node: Node<'a>) -> Props<'a> {
         let mut p = Props::default();
         for prop in node.properties() {
             match prop.name {
@@ -241,7 +243,7 @@ impl<'a> Props<'a> {
                 "interrupt-controller" => p.interrupt_controller = true,
                 "#interrupt-cells" => p.interrupt_cells = cells(prop.value).next(),
                 "method" => p.method = prop.value,
-                "clock-frequency" => p.clock_frequency = prop.as_usize().map(|f| f as u64),
+                "clock-frequency" => p.clock_frequency = prop.as_u64(),
                 "bootargs" => p.bootargs = Some(prop.value),
                 "stdout-path" => p.stdout_path = Some(prop.value),
                 "reg-shift" => p.reg_shift = cells(prop.value).next(),
@@ -310,7 +312,7 @@ pub fn scan<'a>(fdt: &Fdt<'a>) -> Scan<'a> {
         cpus: 0,
         has_reserved_memory: false,
     };
-    let Some(root) = fdt.all_nodes().next() else { return s };
+    let Some(root) = fdt.root() else { return s };
     let root_props = Props::of(root);
     scan_children(root, root_props.child_cells(), &mut s, 0);
     s
@@ -318,7 +320,7 @@ pub fn scan<'a>(fdt: &Fdt<'a>) -> Scan<'a> {
 
 /// Scans the children of `parent`, whose `reg` values use `cells`; descends into `simple-bus`
 /// nodes (assuming identity `ranges`), `/cpus` and `/chosen`.
-fn scan_children<'a>(parent: FdtNode<'_, 'a>, reg_cells: Cells, s: &mut Scan<'a>, depth: usize) {
+fn scan_children<'a>(parent: Node<'a>, reg_cells: Cells, s: &mut Scan<'a>, depth: usize) {
     for node in parent.children() {
         let p = Props::of(node);
         if let Some(bootargs) = p.bootargs {
@@ -470,16 +472,15 @@ impl<'a> Machine<'a> {
             .ok_or(DtbError::NoTimer)?;
 
         let mut reserved = RegionList::default();
-        for r in fdt.memory_reservations() {
-            let start = r.address() as u64;
-            reserved.add(MemoryRegion { start, end: start.saturating_add(r.size() as u64) });
+        for (start, size) in fdt.memory_reservations() {
+            reserved.add(MemoryRegion { start, end: start.saturating_add(size) });
         }
         // A second walk only when the first saw the node.
         if let Some(node) = s.has_reserved_memory.then(|| fdt.find_node("/reserved-memory")).flatten() {
+            let cells = Props::of(node).child_cells();
             for child in node.children() {
-                for r in child.reg().into_iter().flatten() {
-                    let start = r.starting_address as u64;
-                    reserved.add(MemoryRegion { start, end: start.saturating_add(r.size.unwrap_or(0) as u64) });
+                for region in regs(child.property("reg").map(|p| p.value), cells) {
+                    reserved.add(region);
                 }
             }
         }
@@ -508,7 +509,7 @@ impl<'a> Machine<'a> {
 
 /// One past the highest CPU address of a PCI host bridge's `ranges` (entries of 3 child address
 /// cells, the root's 2 parent address cells and the bridge's 2 size cells).
-fn pci_ranges_end(node: FdtNode<'_, '_>) -> u64 {
+fn pci_ranges_end(node: Node<'_>) -> u64 {
     let Some(ranges) = node.property("ranges") else { return 0 };
     let mut end = 0u64;
     for entry in ranges.value.chunks_exact(28) {
