@@ -124,11 +124,13 @@ impl<'a> Fdt<'a> {
             END_NODE => Some((Token::End, offset + 4)),
             NOP => Some((Token::Nop, offset + 4)),
             PROP => {
+                // The name stays an offset until someone reads it: skipping a subtree then
+                // costs no string work.
                 let len = be32(s, offset + 4)? as usize;
-                let (name, _) = c_string(self.strings, be32(s, offset + 8)? as usize)?;
+                let name_offset = be32(s, offset + 8)? as usize;
                 let start = offset + 12;
                 let value = s.get(start..start.checked_add(len)?)?;
-                Some((Token::Prop(Property { name, value }), align4(start + len)))
+                Some((Token::Prop { name_offset, value }, align4(start + len)))
             }
             _ => None, // FDT_END or garbage: nothing more to read
         }
@@ -138,7 +140,7 @@ impl<'a> Fdt<'a> {
 enum Token<'a> {
     Begin(&'a str),
     End,
-    Prop(Property<'a>),
+    Prop { name_offset: usize, value: &'a [u8] },
     Nop,
 }
 
@@ -181,7 +183,14 @@ impl<'a> Node<'a> {
                 let (token, next) = fdt.token(offset?)?;
                 offset = Some(next);
                 match token {
-                    Token::Prop(property) => return Some(property),
+                    Token::Prop { name_offset, value } => {
+                        // A name outside the strings block ends the walk like any other damage.
+                        let Some((name, _)) = c_string(fdt.strings, name_offset) else {
+                            offset = None;
+                            return None;
+                        };
+                        return Some(Property { name, value });
+                    }
                     Token::Nop => {}
                     Token::Begin(_) | Token::End => {
                         offset = None;
@@ -205,7 +214,7 @@ impl<'a> Node<'a> {
             loop {
                 let (token, next) = fdt.token(offset?)?;
                 match token {
-                    Token::Prop(_) | Token::Nop => offset = Some(next),
+                    Token::Prop { .. } | Token::Nop => offset = Some(next),
                     Token::End => {
                         offset = None;
                         return None;
@@ -232,7 +241,7 @@ fn skip_subtree(fdt: &Fdt<'_>, mut offset: usize) -> Option<usize> {
             Token::Begin(_) => depth += 1,
             Token::End if depth == 0 => return Some(offset),
             Token::End => depth -= 1,
-            Token::Prop(_) | Token::Nop => {}
+            Token::Prop { .. } | Token::Nop => {}
         }
     }
 }
