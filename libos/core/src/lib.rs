@@ -24,6 +24,7 @@ pub mod fault;
 pub mod hal;
 pub mod heap;
 pub mod logger;
+pub mod memory;
 pub mod sync;
 pub mod time;
 

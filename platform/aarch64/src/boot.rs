@@ -8,7 +8,7 @@
 //! semihosting) and powers off with [`exit::BOOT_ERROR`]; nothing here can hang.
 
 use crate::dtb::{self, DtbError, Machine};
-use crate::memory::{self, MIN_HEAP, PAGE, RegionList, TooLittleMemory};
+use libos_core::memory::{self, MIN_HEAP, PAGE, RegionList, TooLittleMemory};
 use crate::paging::{self, Layout, TableMemory};
 use crate::{PLATFORM, exceptions, gic, semihosting, shutdown, stacks, timer, uart};
 use core::fmt;
@@ -181,13 +181,11 @@ fn boot(dtb_address: u64, entry_counter: u64) -> Result<&'static BootInfo, BootE
     let tables_start = image_end;
     let tables_limit = tables_start + paging::max_tables(&layout) * PAGE;
     let dtb_region = MemoryRegion { start: dtb_address, end: dtb_address + bytes.len() as u64 };
+    // The DTB and the firmware's reservations stay out of the heap.
+    let mut reserved = machine.reserved;
+    reserved.add(dtb_region);
     // Checked before any table frame is written: the frames must be RAM.
-    memory::plan_free::<32>(
-        ram.as_slice(),
-        MemoryRegion { start: image_start, end: tables_limit },
-        dtb_region,
-        machine.reserved.as_slice(),
-    )?;
+    memory::plan_free::<32>(ram.as_slice(), MemoryRegion { start: image_start, end: tables_limit }, reserved.as_slice())?;
     if (tables_limit - 1) / GIB != image_start / GIB {
         return Err(BootError::PageTables);
     }
@@ -220,12 +218,7 @@ fn boot(dtb_address: u64, entry_counter: u64) -> Result<&'static BootInfo, BootE
 
     // Free RAM: all RAM except page 0, the image and the tables it used, the DTB and reserved
     // memory.
-    let free: RegionList<32> = memory::plan_free(
-        ram.as_slice(),
-        MemoryRegion { start: image_start, end: frames.next },
-        dtb_region,
-        machine.reserved.as_slice(),
-    )?;
+    let free: RegionList<32> = memory::plan_free(ram.as_slice(), MemoryRegion { start: image_start, end: frames.next }, reserved.as_slice())?;
 
     let booted = BOOTED.call_once(|| {
         let mut cmdline = [0u8; MAX_CMDLINE];

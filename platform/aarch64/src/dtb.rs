@@ -13,7 +13,7 @@
 //! right for nodes under the root and under `simple-bus` nodes with identity `ranges`, which is
 //! what QEMU `virt`, Firecracker and cloud-hypervisor generate.
 
-use crate::memory::{RegionList, page_aligned};
+use libos_core::memory::{RegionList, page_aligned};
 use core::fmt;
 pub use flat::Fdt;
 use flat::{FlatError, Node};

@@ -9,7 +9,7 @@
 //!   with MMU and caches on, self-relocation, then the Rust boot path;
 //! - [`dtb`]: the device tree from `x0` (RAM, `/chosen/bootargs`, the UART, GIC version and
 //!   addresses, the virtual timer's interrupt, virtio-mmio slots, PCIe ECAM, CPUs, PSCI);
-//! - [`memory`], [`paging`]: free RAM and the final tables (text RX, rodata R, data/bss/stacks
+//! - [`paging`]: the final tables (text RX, rodata R, data/bss/stacks
 //!   RW + execute-never, unmapped guard page below every stack, page 0 unmapped, devices as
 //!   Device-nGnRE);
 //! - `exceptions`, `stacks`, [`esr`]: vectors, crash reports with the exception class decoded
@@ -41,13 +41,13 @@
 //! It implements [`libos_core::hal::Platform`]. `libos` invokes [`entry_point!`] once to connect
 //! the assembly entry to its kernel main; apps never use this crate directly.
 //!
-//! The pure parts ([`dtb`], [`memory`], [`paging`], [`esr`]) build and are tested on the host;
+//! Free RAM is planned by `libos_core::memory`, shared with x86_64. The pure parts ([`dtb`],
+//! [`paging`], [`esr`]) build and are tested on the host;
 //! the hardware parts only exist for the bare-metal target.
 #![cfg_attr(not(test), no_std)]
 
 pub mod dtb;
 pub mod esr;
-pub mod memory;
 pub mod paging;
 
 #[cfg(target_os = "none")]

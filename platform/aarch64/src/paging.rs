@@ -14,7 +14,7 @@
 //! memory is abstracted by [`TableMemory`] so host tests build and inspect real tables in a
 //! plain buffer. MAIR_EL1 is set by src/boot.s: index 0 Normal WB, index 1 Device-nGnRE.
 
-use crate::memory::PAGE;
+use libos_core::memory::PAGE;
 use core::ops::Range;
 use libos_core::hal::MemoryRegion;
 

@@ -7,7 +7,8 @@
 //! [`BootInfo`] to the kernel. Any failure prints why and powers off with
 //! [`exit::BOOT_ERROR`]; nothing here can hang.
 
-use crate::memory::{PAGE, RegionList, usable_ram};
+use crate::memory::usable_ram;
+use libos_core::memory::{self, MIN_HEAP, PAGE, RegionList, TooLittleMemory};
 use crate::paging::{self, Layout, TableMemory};
 use crate::pvh::{self, PvhError};
 use crate::{PLATFORM, apic, cpu, gdt, interrupts, serial, shutdown, stacks};
@@ -30,8 +31,6 @@ unsafe extern "C" {
 /// The early identity map (src/boot.s) covers the first GiB: everything we read before the final
 /// page tables are loaded, and every page-table frame, must lie below this.
 const EARLY_MAP_LIMIT: u64 = 1 << 30;
-/// The heap must get at least this much, or booting is pointless.
-pub const MIN_HEAP: u64 = 256 * 1024;
 /// RAM below 1 MiB holds firmware data (the loader's start_info, BIOS areas); leave it alone.
 const LOW_MEMORY_END: u64 = 0x10_0000;
 
@@ -49,6 +48,12 @@ pub enum BootError {
     },
     /// The page tables did not fit in the frames set aside for them.
     PageTables,
+}
+
+impl From<TooLittleMemory> for BootError {
+    fn from(e: TooLittleMemory) -> BootError {
+        BootError::TooLittleMemory { have: e.have, need_end: e.need_end }
+    }
 }
 
 impl fmt::Display for BootError {
@@ -132,10 +137,15 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
     // Page-table frames come right after the image; reserve the most the layout can need.
     let tables_start = image_end;
     let tables_limit = tables_start + paging::max_tables(&layout) * PAGE;
-    let need_end = tables_limit + MIN_HEAP;
-    let too_little = BootError::TooLittleMemory { have: total_ram, need_end };
-    if !ram.contains(image_start, need_end) || tables_limit > EARLY_MAP_LIMIT {
-        return Err(too_little);
+    // RAM below 1 MiB holds firmware data (the loader's start_info, BIOS areas): not for the heap.
+    let low_memory = [MemoryRegion { start: 0, end: LOW_MEMORY_END }];
+    memory::plan_free::<{ pvh::MAX_MEMMAP_ENTRIES }>(
+        ram.as_slice(),
+        MemoryRegion { start: image_start, end: tables_limit },
+        &low_memory,
+    )?;
+    if tables_limit > EARLY_MAP_LIMIT {
+        return Err(BootError::TooLittleMemory { have: total_ram, need_end: tables_limit + MIN_HEAP });
     }
     let mut frames = BumpFrames { next: tables_start, limit: tables_limit };
     let nx = if features.nx { paging::flags::NO_EXECUTE } else { 0 };
@@ -154,13 +164,8 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
     interrupts::init();
     apic::init(features.x2apic);
 
-    // Free RAM: everything usable above 1 MiB except the image and the page tables.
-    let mut free = ram;
-    free.remove(MemoryRegion { start: 0, end: LOW_MEMORY_END });
-    free.remove(MemoryRegion { start: image_start, end: frames.next });
-    if free.total() < MIN_HEAP {
-        return Err(too_little);
-    }
+    // Free RAM: everything usable above 1 MiB except the image and the page tables it used.
+    let free = memory::plan_free(ram.as_slice(), MemoryRegion { start: image_start, end: frames.next }, &low_memory)?;
 
     let booted = BOOTED.call_once(|| Booted { cmdline, cmdline_len: start.cmdline_len, free });
     // `Once` gives shared access only; build the BootInfo pointing into the stored state.

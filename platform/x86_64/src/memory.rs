@@ -1,86 +1,10 @@
-//! Physical memory bookkeeping before the heap exists: fixed-capacity region lists, the usable
-//! RAM from the firmware's memory map, and the free RAM left after the image and page tables.
+//! The usable RAM of the PVH memory map (e820 entries of type RAM), as a
+//! [`libos_core::memory::RegionList`]; the rest of the boot-time memory planning is shared with
+//! the other platforms in `libos_core::memory`.
 
 use crate::pvh::{MEMMAP_RAM, MemmapEntry};
 use libos_core::hal::MemoryRegion;
-
-/// Page size.
-pub const PAGE: u64 = 4096;
-
-/// A sorted list of disjoint regions, at most `N`, without allocation.
-#[derive(Clone, Copy, Debug)]
-pub struct RegionList<const N: usize> {
-    regions: [MemoryRegion; N],
-    len: usize,
-}
-
-impl<const N: usize> Default for RegionList<N> {
-    fn default() -> Self {
-        RegionList { regions: [MemoryRegion { start: 0, end: 0 }; N], len: 0 }
-    }
-}
-
-impl<const N: usize> RegionList<N> {
-    /// The regions, sorted by address.
-    pub fn as_slice(&self) -> &[MemoryRegion] {
-        &self.regions[..self.len]
-    }
-
-    /// Total bytes.
-    pub fn total(&self) -> u64 {
-        self.as_slice().iter().map(MemoryRegion::len).sum()
-    }
-
-    /// Adds a region, merging with overlapping or touching neighbours. Regions that do not fit
-    /// are dropped (and reported by the `false` return).
-    pub fn add(&mut self, region: MemoryRegion) -> bool {
-        if region.is_empty() {
-            return true;
-        }
-        let mut merged = region;
-        // Remove every region that overlaps or touches `merged`, growing it.
-        let mut i = 0;
-        while i < self.len {
-            let r = self.regions[i];
-            if r.start <= merged.end && merged.start <= r.end {
-                merged.start = merged.start.min(r.start);
-                merged.end = merged.end.max(r.end);
-                self.regions.copy_within(i + 1..self.len, i);
-                self.len -= 1;
-            } else {
-                i += 1;
-            }
-        }
-        if self.len == N {
-            return false;
-        }
-        let at = self.as_slice().iter().position(|r| r.start > merged.start).unwrap_or(self.len);
-        self.regions.copy_within(at..self.len, at + 1);
-        self.regions[at] = merged;
-        self.len += 1;
-        true
-    }
-
-    /// Removes `hole` from every region (splitting where needed).
-    pub fn remove(&mut self, hole: MemoryRegion) {
-        if hole.is_empty() {
-            return;
-        }
-        let mut result = RegionList::<N>::default();
-        for r in self.as_slice() {
-            let below = MemoryRegion { start: r.start, end: r.end.min(hole.start) };
-            let above = MemoryRegion { start: r.start.max(hole.end), end: r.end };
-            result.add(below);
-            result.add(above);
-        }
-        *self = result;
-    }
-
-    /// True when `[start, end)` lies inside one region.
-    pub fn contains(&self, start: u64, end: u64) -> bool {
-        self.as_slice().iter().any(|r| r.start <= start && end <= r.end)
-    }
-}
+use libos_core::memory::{PAGE, RegionList};
 
 /// The usable RAM of a memory map, shrunk to whole pages.
 pub fn usable_ram<const N: usize>(memmap: &[MemmapEntry]) -> RegionList<N> {
@@ -99,39 +23,6 @@ mod tests {
 
     fn r(start: u64, end: u64) -> MemoryRegion {
         MemoryRegion { start, end }
-    }
-
-    #[test]
-    fn add_sorts_and_merges() {
-        let mut list = RegionList::<8>::default();
-        list.add(r(0x5000, 0x6000));
-        list.add(r(0x1000, 0x2000));
-        list.add(r(0x2000, 0x3000));
-        assert_eq!(list.as_slice(), &[r(0x1000, 0x3000), r(0x5000, 0x6000)]);
-        list.add(r(0x2800, 0x5800));
-        assert_eq!(list.as_slice(), &[r(0x1000, 0x6000)]);
-        assert_eq!(list.total(), 0x5000);
-    }
-
-    #[test]
-    fn remove_splits() {
-        let mut list = RegionList::<8>::default();
-        list.add(r(0, 0x10000));
-        list.remove(r(0x4000, 0x8000));
-        assert_eq!(list.as_slice(), &[r(0, 0x4000), r(0x8000, 0x10000)]);
-        list.remove(r(0, 0x5000));
-        assert_eq!(list.as_slice(), &[r(0x8000, 0x10000)]);
-        list.remove(r(0x7000, 0x20000));
-        assert!(list.as_slice().is_empty());
-    }
-
-    #[test]
-    fn full_list_reports_dropped_regions() {
-        let mut list = RegionList::<2>::default();
-        assert!(list.add(r(0x1000, 0x2000)));
-        assert!(list.add(r(0x3000, 0x4000)));
-        assert!(!list.add(r(0x5000, 0x6000)));
-        assert_eq!(list.as_slice().len(), 2);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! thousand instructions at boot. Table memory is abstracted by [`TableMemory`] so host tests
 //! build and inspect real tables in a plain buffer.
 
-use crate::memory::PAGE;
+use libos_core::memory::PAGE;
 use core::ops::Range;
 use libos_core::hal::MemoryRegion;
 

@@ -1,12 +1,14 @@
-//! Physical memory bookkeeping before the heap exists: fixed-capacity region lists (the RAM the
-//! DTB reports, and the free RAM left after the image, the DTB and the page tables).
-//!
-//! The same small type as the x86_64 platform's (platform crates do not depend on each other).
+//! Physical memory bookkeeping before the heap exists, shared by the platform crates:
+//! [`RegionList`] (a fixed-capacity sorted list of regions), and [`plan_free`], which checks that
+//! the image and its page tables sit in RAM and computes the free RAM handed to the heap.
 
-use libos_core::hal::MemoryRegion;
+use crate::hal::MemoryRegion;
 
 /// Page size.
 pub const PAGE: u64 = 4096;
+
+/// The heap must get at least this much, or booting is pointless.
+pub const MIN_HEAP: u64 = 256 * 1024;
 
 /// A sorted list of disjoint regions, at most `N`, without allocation.
 #[derive(Clone, Copy, Debug)]
@@ -88,26 +90,27 @@ pub fn page_aligned(region: MemoryRegion) -> MemoryRegion {
     MemoryRegion { start: region.start.next_multiple_of(PAGE), end: region.end & !(PAGE - 1) }
 }
 
-/// The heap must get at least this much, or booting is pointless.
-pub const MIN_HEAP: u64 = 256 * 1024;
+/// Widens a region to whole pages.
+pub fn page_widened(region: MemoryRegion) -> MemoryRegion {
+    MemoryRegion { start: region.start & !(PAGE - 1), end: region.end.next_multiple_of(PAGE) }
+}
 
 /// Not enough RAM: it must reach `need_end` (contiguously from the image start) and leave
 /// [`MIN_HEAP`] free.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TooLittleMemory {
-    /// Bytes of RAM the DTB reported.
+    /// Bytes of RAM the firmware reported.
     pub have: u64,
     /// RAM must reach up to this address.
     pub need_end: u64,
 }
 
-/// Checks that the image and its page-table frames (`image.start..tables_end`) lie in RAM, and
-/// returns the free RAM: all of it except page 0, the image and tables, the DTB and reserved
-/// regions (each widened to whole pages).
+/// Checks that the image and its page-table frames (`image_and_tables`) lie in one RAM region,
+/// and returns the free RAM: all of it except page 0, the image and tables, and the `reserved`
+/// regions (firmware data, the device tree...), each widened to whole pages.
 pub fn plan_free<const N: usize>(
     ram: &[MemoryRegion],
     image_and_tables: MemoryRegion,
-    dtb: MemoryRegion,
     reserved: &[MemoryRegion],
 ) -> Result<RegionList<N>, TooLittleMemory> {
     let mut free = RegionList::<N>::default();
@@ -118,12 +121,10 @@ pub fn plan_free<const N: usize>(
     if !free.contains(image_and_tables.start, image_and_tables.end) {
         return Err(too_little);
     }
-    let widen = |r: &MemoryRegion| MemoryRegion { start: r.start & !(PAGE - 1), end: r.end.next_multiple_of(PAGE) };
     free.remove(MemoryRegion { start: 0, end: PAGE });
-    free.remove(widen(&image_and_tables));
-    free.remove(widen(&dtb));
+    free.remove(page_widened(image_and_tables));
     for r in reserved {
-        free.remove(widen(r));
+        free.remove(page_widened(*r));
     }
     if free.total() < MIN_HEAP {
         return Err(too_little);
@@ -184,7 +185,7 @@ mod tests {
         let ram = [r(0x4000_0000, 0x4000_0000 + 8 * MIB)];
         let image = r(0x4020_0000, 0x4023_0000);
         let dtb = r(0x4040_0000, 0x4040_1dcc);
-        let free = plan_free::<8>(&ram, image, dtb, &[r(0x4050_0000, 0x4050_0800)]).unwrap();
+        let free = plan_free::<8>(&ram, image, &[dtb, r(0x4050_0000, 0x4050_0800)]).unwrap();
         assert_eq!(
             free.as_slice(),
             &[r(0x4000_0000, 0x4020_0000), r(0x4023_0000, 0x4040_0000), r(0x4040_2000, 0x4050_0000), r(0x4050_1000, 0x4080_0000)]
@@ -195,14 +196,14 @@ mod tests {
     fn too_little_memory_is_an_error() {
         // The page tables would run past the end of RAM.
         let ram = [r(0x4000_0000, 0x4022_0000)];
-        let e = plan_free::<8>(&ram, r(0x4020_0000, 0x4023_0000), r(0, 0), &[]).unwrap_err();
+        let e = plan_free::<8>(&ram, r(0x4020_0000, 0x4023_0000), &[]).unwrap_err();
         assert_eq!(e, TooLittleMemory { have: 0x22_0000, need_end: 0x4023_0000 + MIN_HEAP });
         // Everything fits but the heap would be tiny.
         let ram = [r(0x4020_0000, 0x4024_0000)];
-        assert!(plan_free::<8>(&ram, r(0x4020_0000, 0x4023_0000), r(0, 0), &[]).is_err());
+        assert!(plan_free::<8>(&ram, r(0x4020_0000, 0x4023_0000), &[]).is_err());
         // Reservations can take the heap away too.
         let ram = [r(0x4000_0000, 0x4080_0000)];
         let reserved = [r(0x4000_0000, 0x4020_0000), r(0x4023_0000, 0x4080_0000)];
-        assert!(plan_free::<8>(&ram, r(0x4020_0000, 0x4023_0000), r(0, 0), &reserved).is_err());
+        assert!(plan_free::<8>(&ram, r(0x4020_0000, 0x4023_0000), &reserved).is_err());
     }
 }
