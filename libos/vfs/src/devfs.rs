@@ -1,0 +1,1 @@
+//! devfs (to do)
