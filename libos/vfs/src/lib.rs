@@ -100,7 +100,7 @@
 //! `conformance::run_all`; the `libos-fs-ramfs` tests show how, and the guest app
 //! `apps/vfs-conformance` runs the same cases in QEMU. A read-only file system like the one
 //! above runs the subset of its choice with `conformance::run_cases`.
-#![cfg_attr(not(any(test, feature = "testing")), no_std)]
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
