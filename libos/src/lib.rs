@@ -24,7 +24,8 @@
 //! optional dependency each, so an image holds only what its app asked for.
 //!
 //! The API mirrors `std` where it can: [`println!`], [`env::args`], [`time::Instant`],
-//! [`process::exit`], and `alloc` collections through the kernel heap.
+//! [`process::exit`], `libos::fs` (features `vfs`, `fs-ramfs`: `File`, `OpenOptions`,
+//! `read_dir`, ...), and `alloc` collections through the kernel heap.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -32,6 +33,8 @@ extern crate alloc;
 mod boot_stats;
 pub mod cmdline;
 pub mod env;
+#[cfg(feature = "vfs")]
+pub mod fs;
 pub mod process;
 pub mod rt;
 pub mod time;

@@ -170,6 +170,9 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
     if host {
         eprintln!("==> host unit tests");
         ok &= cargo_test(&[])?;
+        // `libos::fs` exists only with a file-system feature; test it with ramfs too.
+        eprintln!("==> host unit tests of libos with fs-ramfs");
+        ok &= cargo_test(&["-p", "libos", "--features", "fs-ramfs"])?;
     }
     if qemu {
         for arch in Arch::ALL.into_iter().filter(|a| a.is_supported()) {
