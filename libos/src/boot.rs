@@ -46,13 +46,13 @@ fn kernel_main(info: &'static BootInfo) -> ! {
         info.cmdline
     );
 
-    if let Err(e) = mount_file_systems(&parsed.options) {
+    // SAFETY: `libos::main!` in the app defines this static; it is immutable.
+    let app = unsafe { &__LIBOS_APP };
+
+    if let Err(e) = mount_file_systems(&parsed.options, app.initial_files) {
         emergency_print(format_args!("libos: cannot boot: {e}\n"));
         platform.shutdown(exit::BOOT_ERROR);
     }
-
-    // SAFETY: `libos::main!` in the app defines this static; it is immutable.
-    let app = unsafe { &__LIBOS_APP };
     let mut args = Vec::with_capacity(parsed.app_args.len() + 1);
     args.push(String::from(app.name));
     args.extend(parsed.app_args);
@@ -64,16 +64,20 @@ fn kernel_main(info: &'static BootInfo) -> ! {
 }
 
 #[cfg(feature = "vfs")]
-fn mount_file_systems(options: &cmdline::Options) -> Result<(), String> {
-    crate::fs::mount_at_boot(options.root.as_deref(), &options.mounts)
+fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Result<(), String> {
+    crate::fs::mount_at_boot(options.root.as_deref(), &options.mounts)?;
+    crate::fs::unpack_initial_files(initial_files)
 }
 
 #[cfg(not(feature = "vfs"))]
-fn mount_file_systems(options: &cmdline::Options) -> Result<(), String> {
+fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Result<(), String> {
     if options.root.is_some() || !options.mounts.is_empty() {
         return Err(String::from(
             "kernel options `root=`/`mount=` need file systems: build the app with libos feature `fs-ramfs`",
         ));
+    }
+    if !initial_files.is_empty() {
+        return Err(String::from("the app has initial files but no file system: enable libos feature `fs-ramfs`"));
     }
     Ok(())
 }

@@ -4,7 +4,8 @@
 //!
 //! At boot libos mounts the root file system (`root=`, default `ramfs` when the image has the
 //! `fs-ramfs` feature), a devfs at `/dev`, and every `mount=FS:/PATH` of the kernel command
-//! line. Errors are [`Errno`]s, as everywhere in libos.
+//! line, then unpacks the app's initial files (`libos::main!(main, initial_files = ...)`).
+//! Errors are [`Errno`]s, as everywhere in libos.
 //!
 //! ```ignore
 //! use libos::fs::{self, File, Read, Write};
@@ -94,6 +95,23 @@ pub fn mount_at_boot(root: Option<&str>, mounts: &[(String, String)]) -> core::r
             .and_then(|()| vfs.mount(path, fs))
             .map_err(|e| alloc::format!("cannot mount {name} at {path}: {e}"))?;
     }
+    Ok(())
+}
+
+/// Unpacks the app's initial files (a `newc` cpio archive, see [`crate::main!`]) into `/`.
+pub fn unpack_initial_files(archive: &[u8]) -> core::result::Result<(), String> {
+    if archive.is_empty() {
+        return Ok(());
+    }
+    let vfs = vfs().map_err(|e| alloc::format!("initial files: {e}"))?;
+    let done = libos_vfs::cpio::unpack(vfs, archive, "/").map_err(|e| alloc::format!("initial files: {e}"))?;
+    log::info!(
+        "initial files: {} directories, {} files ({} bytes), {} symlinks",
+        done.dirs,
+        done.files,
+        done.bytes,
+        done.symlinks
+    );
     Ok(())
 }
 

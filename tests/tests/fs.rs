@@ -1,5 +1,5 @@
-//! File systems in the guest: the VFS conformance suite on ramfs, the `libos::fs` demo, and the
-//! `root=`/`mount=` kernel options.
+//! File systems in the guest: the VFS conformance suite on ramfs, the `libos::fs` demo with its
+//! initial files, and the `root=`/`mount=` kernel options.
 
 use libos_tests::{Boot, arches};
 
@@ -35,6 +35,8 @@ fn fsdemo_uses_the_std_like_api() {
         Boot::app("fsdemo")
             .on(arch)
             .exits_with(0)
+            .prints("fsdemo: /etc/motd: Welcome to libos: this file came from the image.\n")
+            .prints("fsdemo: words.txt has 3 words")
             .prints("fsdemo: app.log has 3 lines, 21 bytes")
             .prints("fsdemo: settings: 10 bytes, 2 links, mode 100644")
             .prints("fsdemo: /data: latest logs settings settings.link")
@@ -81,6 +83,12 @@ fn bad_file_system_options_stop_the_boot() {
             .on(arch)
             .exits_with(BOOT_ERROR)
             .prints("unknown file system `tmpfs`");
+        // Initial files need a writable root.
+        Boot::app("fsdemo")
+            .options("root=devfs")
+            .on(arch)
+            .exits_with(BOOT_ERROR)
+            .prints("libos: cannot boot: initial files: Operation not permitted (EPERM)");
         // An image without file systems says so instead of ignoring the option.
         Boot::app("hello")
             .options("root=ramfs")

@@ -4,6 +4,9 @@
 //! renames and links, reads `/dev/urandom`, writes through `/dev/console`, and prints the
 //! mounts (so `./x run fsdemo --cmdline "mount=ramfs:/scratch"` shows the extra mount). Every
 //! step prints one line; the first failure ends the app with exit code 1.
+//!
+//! The image carries `apps/fsdemo/rootfs/` as initial files (packed by `build.rs`), so
+//! `/etc/motd` exists at `main`.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -13,11 +16,14 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use libos::fs::{self, File, OpenOptions, Read, Write};
-use libos::{Errno, println};
+use libos::{Errno, print, println};
 
-libos::main!(main);
+libos::main!(main, initial_files = include_bytes!(concat!(env!("OUT_DIR"), "/rootfs.cpio")));
 
 fn main() -> Result<(), Errno> {
+    print!("fsdemo: /etc/motd: {}", fs::read_to_string("/etc/motd")?);
+    let words = fs::read_to_string("/share/fsdemo/words.txt")?;
+    println!("fsdemo: words.txt has {} words", words.lines().count());
     fs::create_dir_all("/data/logs")?;
     println!("fsdemo: created /data/logs");
 

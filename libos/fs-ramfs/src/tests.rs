@@ -122,3 +122,31 @@ fn large_directories_list_every_entry() {
     assert_eq!(vfs.read_dir("/").unwrap().len(), 5000);
     assert!(vfs.metadata("/f4999").is_ok());
 }
+
+#[test]
+fn cpio_archives_unpack_into_ramfs() {
+    use libos_vfs::cpio::{self, Builder, Unpacked};
+    let fs = Arc::new(RamFs::new());
+    let vfs = vfs_with(&fs);
+    let mut builder = Builder::new();
+    builder.dir(".", 0o755).dir("etc", 0o750).file("etc/motd", 0o640, b"hello\n").symlink("motd", "etc/motd");
+    builder.file("big", 0o644, &[9u8; 10_000]);
+    let archive = builder.finish();
+    vfs.mkdir("/init", 0o755).unwrap();
+    let done = cpio::unpack(&vfs, &archive, "/init").unwrap();
+    assert_eq!(done, Unpacked { dirs: 1, files: 2, symlinks: 1, bytes: 10_006 });
+    assert_eq!(vfs.metadata("/init/etc").unwrap().mode(), 0o040_750);
+    assert_eq!(vfs.metadata("/init/motd").unwrap().mode(), 0o100_640);
+    assert_eq!(vfs.metadata("/init/big").unwrap().size, 10_000);
+    // Unpacking again replaces files and reuses directories; a symlink in the way is EEXIST.
+    assert_eq!(cpio::unpack(&vfs, &archive, "/init").unwrap_err(), Errno::EEXIST);
+    let escape = {
+        let mut b = Builder::new();
+        b.file("../outside", 0o644, b"x");
+        b.finish()
+    };
+    assert_eq!(cpio::unpack(&vfs, &escape, "/init").unwrap_err(), Errno::EINVAL);
+    assert_eq!(vfs.metadata("/outside").unwrap_err(), Errno::ENOENT);
+    assert_eq!(cpio::unpack(&vfs, &archive, "/init/big").unwrap_err(), Errno::ENOTDIR);
+    assert_eq!(cpio::unpack(&vfs, b"garbage", "/").unwrap_err(), Errno::EINVAL);
+}

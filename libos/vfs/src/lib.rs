@@ -14,6 +14,7 @@
 //! - [`OpenFile`]: an open file or directory with its offset and flags (`O_APPEND`, access
 //!   modes giving `EBADF`, `readdir` with stable cookies).
 //! - [`devfs`]: `/dev/null`, `/dev/zero`, `/dev/full`, `/dev/console`, `/dev/urandom`.
+//! - [`cpio`]: initial files, unpacked from a `newc` cpio archive at boot.
 //! - [`conformance`] (feature `testing`): named test cases and a randomized model test that any
 //!   file system runs, on the host with `cargo test` and in a guest with the `vfs-conformance`
 //!   app.
@@ -105,6 +106,7 @@
 
 extern crate alloc;
 
+pub mod cpio;
 pub mod devfs;
 mod file;
 mod node;
