@@ -444,9 +444,9 @@ pub fn create_dir(path: &str) -> Result<()> {
 /// Creates `path` and every missing parent; existing directories are fine.
 pub fn create_dir_all(path: &str) -> Result<()> {
     let vfs = vfs()?;
-    let mut end = 0;
-    while end < path.len() {
-        end = path[end + 1..].find('/').map_or(path.len(), |i| end + 1 + i);
+    // Every prefix ending before a `/`, then the whole path.
+    let ends = path.match_indices('/').map(|(i, _)| i).chain(core::iter::once(path.len()));
+    for end in ends {
         let prefix = &path[..end];
         if prefix.trim_matches('/').is_empty() {
             continue;
@@ -524,6 +524,8 @@ mod tests {
     fn std_like_api_on_ramfs() {
         setup();
         create_dir_all("/t/a/b/").unwrap();
+        create_dir_all("é/ü//x").unwrap();
+        assert!(metadata("/é/ü/x").unwrap().is_dir());
         create_dir_all("/t/a/b").unwrap();
         assert!(metadata("/t/a/b").unwrap().is_dir());
         write("/t/a/b/f", "hello").unwrap();

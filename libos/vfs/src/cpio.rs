@@ -127,8 +127,8 @@ pub fn unpack(vfs: &Vfs, archive: &[u8], dest: &str) -> Result<Unpacked> {
                 let flags = OpenFlags::CREAT | OpenFlags::WRONLY | OpenFlags::TRUNC | OpenFlags::NOFOLLOW;
                 let file = vfs.open(&path, flags, perm)?;
                 let mut written = 0;
-                while written < entry.data.len() {
-                    match file.write(&entry.data[written..])? {
+                while let Some(rest) = entry.data.get(written..).filter(|rest| !rest.is_empty()) {
+                    match file.write(rest)? {
                         0 => return Err(Errno::EIO),
                         n => written += n,
                     }

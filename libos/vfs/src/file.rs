@@ -12,6 +12,12 @@ use libos_core::{Errno, Result};
 /// The largest offset a file may reach (Linux's `MAX_LFS_FILESIZE`).
 pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
+/// A node claiming to have moved more bytes than the buffer holds is broken: `EIO`, so callers
+/// can slice with the count safely.
+fn checked(n: usize, len: usize) -> Result<usize> {
+    if n <= len { Ok(n) } else { Err(Errno::EIO) }
+}
+
 /// An open file or directory: the node, the flags it was opened with, and the offset (for a
 /// directory: the [`DirEntry::next_cookie`] to continue from).
 pub struct OpenFile {
@@ -71,7 +77,7 @@ impl OpenFile {
     pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
         self.check_read()?;
         let mut offset = self.offset.lock();
-        let n = self.node.read_at(*offset, buf)?;
+        let n = checked(self.node.read_at(*offset, buf)?, buf.len())?;
         *offset = offset.saturating_add(n as u64);
         Ok(n)
     }
@@ -82,7 +88,7 @@ impl OpenFile {
         if offset > MAX_FILE_SIZE {
             return Err(Errno::EINVAL);
         }
-        self.node.read_at(offset, buf)
+        checked(self.node.read_at(offset, buf)?, buf.len())
     }
 
     /// Writes at the offset (at the end with `O_APPEND`) and advances it.
@@ -91,11 +97,12 @@ impl OpenFile {
         if self.flags.contains(OpenFlags::APPEND) {
             self.check_write(0, buf.len())?;
             let (at, n) = self.node.append(buf)?;
+            let n = checked(n, buf.len())?;
             *offset = at.saturating_add(n as u64);
             Ok(n)
         } else {
             self.check_write(*offset, buf.len())?;
-            let n = self.node.write_at(*offset, buf)?;
+            let n = checked(self.node.write_at(*offset, buf)?, buf.len())?;
             *offset += n as u64;
             Ok(n)
         }
@@ -104,7 +111,7 @@ impl OpenFile {
     /// Writes at `offset` without moving the file offset (`pwrite`).
     pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
         self.check_write(offset, buf.len())?;
-        self.node.write_at(offset, buf)
+        checked(self.node.write_at(offset, buf)?, buf.len())
     }
 
     /// Moves the offset; returns the new one. `EINVAL` if it would be negative or overflow.
