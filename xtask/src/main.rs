@@ -27,6 +27,10 @@ const HELP: &str = "\
   ./x bench boot [--runs N]
         Boot benchmark: guest instructions to main and to exit (icount), wall time against a
         floor kernel, image size, smallest RAM. Writes bench/results/boot.{json,md}.
+  ./x bench fs [--file-mib N]
+        File-system benchmark on ramfs: create/stat/unlink of 10 000 files, sequential I/O of an
+        N MiB file (default 256) in 4 KiB and 1 MiB calls, 4 KiB random reads; guest
+        instructions per operation (icount). Writes bench/results/fs.{json,md}.
   ./x help
 ";
 
