@@ -15,7 +15,8 @@
 //! let text = fs::read_to_string("/data/logs/today")?;
 //! ```
 //!
-//! The VFS itself (traits to write a file system, mounts) is [`vfs`]; apps rarely need it.
+//! The VFS itself (traits to write a file system, mounts) is [`vfs`](mod@vfs); [`vfs()`] is the
+//! global namespace. Apps rarely need either.
 
 use alloc::string::String;
 use alloc::sync::Arc;

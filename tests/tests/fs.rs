@@ -18,6 +18,21 @@ fn conformance_suite_passes_in_the_guest() {
 }
 
 #[test]
+fn the_suite_is_not_ramfs_specific() {
+    for arch in arches() {
+        // TinyFs keeps files in one Vec (no holes): the sparse case needs room for 16 MiB.
+        let booted = Boot::app("vfs-conformance").args(&["--fs", "tinyfs"]).memory("128M").on(arch);
+        booted.exits_with(0).does_not_print("FAILED").prints(" cases on tinyfs\n").prints(" passed, 0 failed");
+        Boot::app("vfs-conformance")
+            .args(&["--fs", "tinyfs", "--model", "20"])
+            .on(arch)
+            .exits_with(0)
+            .prints("model: 20 sequences of 150 operations agree");
+        Boot::app("vfs-conformance").args(&["--fs", "ext9"]).on(arch).exits_with(2).prints("usage: vfs-conformance");
+    }
+}
+
+#[test]
 fn cases_are_picked_by_name() {
     for arch in arches() {
         Boot::app("vfs-conformance").args(&["no_such_case"]).on(arch).exits_with(2).prints("no case `no_such_case`");

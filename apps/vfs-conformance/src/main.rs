@@ -1,9 +1,12 @@
 //! `vfs-conformance`: the VFS conformance suite inside the guest.
 //!
-//! Runs every case of `libos_vfs::conformance` (or those named as arguments) on fresh ramfs
-//! instances timed by the platform clock, printing `ok: CASE` or `FAILED: CASE: why` per case
-//! and a summary line `conformance: N passed, M failed`. Exits 1 if any case failed, 2 for an
-//! unknown case name. `--model SEQUENCES` runs only the model test with that many sequences.
+//! Usage: `vfs-conformance [--fs ramfs|tinyfs] [CASE...]` or `vfs-conformance [--fs F] --model N`.
+//!
+//! Runs every case of `libos_vfs::conformance` (or those named) on fresh instances of the file
+//! system (default ramfs, timed by the platform clock; `tinyfs` is the suite's own minimal
+//! example), printing `ok: CASE` or `FAILED: CASE: why` per case and a summary line
+//! `conformance: N passed, M failed`. Exits 1 if any case failed, 2 for bad arguments.
+//! `--model N` runs only the model test, with N sequences.
 //!
 //! A new file system runs the same cases by adding a factory here (and a feature for it).
 #![no_std]
@@ -17,7 +20,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use libos::fs::ramfs::RamFs;
 use libos::fs::vfs::FileSystem;
-use libos::fs::vfs::conformance::{self, Case, FileSystemFactory, ModelConfig};
+use libos::fs::vfs::conformance::{self, Case, FileSystemFactory, ModelConfig, TinyFs};
 use libos::println;
 
 libos::main!(main);
@@ -34,15 +37,41 @@ impl FileSystemFactory for Ramfs {
     }
 }
 
+struct Tiny;
+
+impl FileSystemFactory for Tiny {
+    fn name(&self) -> &str {
+        "tinyfs"
+    }
+
+    fn create(&self) -> Result<Arc<dyn FileSystem>, String> {
+        Ok(Arc::new(TinyFs::new()))
+    }
+}
+
+const USAGE: &str = "usage: vfs-conformance [--fs ramfs|tinyfs] [CASE... | --model SEQUENCES]";
+
 fn main() -> i32 {
-    let args: Vec<&str> = libos::env::args().skip(1).collect();
+    let mut args: Vec<&str> = libos::env::args().skip(1).collect();
+    let factory: &dyn FileSystemFactory = match args[..] {
+        ["--fs", "ramfs", ..] => &Ramfs,
+        ["--fs", "tinyfs", ..] => &Tiny,
+        ["--fs", ..] => {
+            println!("{USAGE}");
+            return 2;
+        }
+        _ => &Ramfs,
+    };
+    if args.first() == Some(&"--fs") {
+        args.drain(..2);
+    }
     if let ["--model", sequences] = args[..] {
         let Ok(sequences) = sequences.parse() else {
-            println!("usage: vfs-conformance [CASE...] | --model SEQUENCES");
+            println!("{USAGE}");
             return 2;
         };
         let config = ModelConfig { sequences, ..ModelConfig::QUICK };
-        return match conformance::run_model(&Ramfs, config) {
+        return match conformance::run_model(factory, config) {
             Ok(()) => {
                 println!("model: {sequences} sequences of {} operations agree", config.operations);
                 0
@@ -66,8 +95,8 @@ fn main() -> i32 {
     if cases.is_empty() {
         cases.extend_from_slice(conformance::CASES);
     }
-    println!("conformance: {} cases on {}", cases.len(), Ramfs.name());
-    let report = conformance::run_cases(&Ramfs, &cases, &mut |name, result| match result {
+    println!("conformance: {} cases on {}", cases.len(), factory.name());
+    let report = conformance::run_cases(factory, &cases, &mut |name, result| match result {
         Ok(()) => println!("ok: {name}"),
         Err(why) => println!("FAILED: {name}: {why}"),
     });

@@ -13,7 +13,9 @@
 //! - **Memory** belongs to the inode (an `Arc`): removing the last name of a file that is still
 //!   open keeps its data until the last [`libos_vfs::OpenFile`] is dropped, then frees it.
 //! - **Limit**: [`RamFs::with_limit`] caps the bytes of file data; a write that needs a page
-//!   beyond the cap fails with `ENOSPC` (or writes short if it already wrote something).
+//!   beyond the cap fails with `ENOSPC` (or writes short if it already wrote something). Running
+//!   out of heap for a data page is `ENOSPC` too, not an allocation panic (small metadata
+//!   allocations, such as directory entries, still use the infallible allocator).
 //! - **Times** come from a [`libos_vfs::Clock`], so host tests are deterministic.
 //!
 //! Namespace changes (create, link, unlink, rename) are serialised by one lock per file
@@ -30,7 +32,7 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
-use alloc::vec;
+use alloc::vec::Vec;
 use core::any::Any;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
@@ -299,6 +301,14 @@ impl Inode {
     }
 }
 
+/// A zeroed page, or `ENOSPC` when the heap is exhausted (never an allocation panic).
+fn new_page() -> Result<Box<[u8]>> {
+    let mut page = Vec::new();
+    page.try_reserve_exact(PAGE_SIZE).map_err(|_| Errno::ENOSPC)?;
+    page.resize(PAGE_SIZE, 0);
+    Ok(page.into_boxed_slice())
+}
+
 impl Node for Inode {
     fn ino(&self) -> u64 {
         self.ino
@@ -385,13 +395,14 @@ impl Node for Inode {
             let page = match pages.entry(pos / PAGE) {
                 alloc::collections::btree_map::Entry::Occupied(page) => page.into_mut(),
                 alloc::collections::btree_map::Entry::Vacant(slot) => {
-                    if let Err(e) = self.shared.reserve_page() {
-                        if done == 0 {
-                            return Err(e);
-                        }
-                        break;
+                    let page = self.shared.reserve_page().and_then(|()| {
+                        new_page().inspect_err(|_| self.shared.release_pages(1))
+                    });
+                    match page {
+                        Ok(page) => slot.insert(page),
+                        Err(e) if done == 0 => return Err(e),
+                        Err(_) => break,
                     }
-                    slot.insert(vec![0u8; PAGE_SIZE].into_boxed_slice())
                 }
             };
             page[within..within + n].copy_from_slice(&buf[done..done + n]);

@@ -96,11 +96,21 @@
 //! assert_eq!(vfs.read_dir("/").unwrap()[0].name, "motd");
 //! ```
 //!
-//! To check a writable file system, run the conformance suite on it (see [`conformance`]):
-//! implement `conformance::FileSystemFactory` (a fresh instance per case) and call
-//! `conformance::run_all`; the `libos-fs-ramfs` tests show how, and the guest app
-//! `apps/vfs-conformance` runs the same cases in QEMU. A read-only file system like the one
+//! A writable file system implements the namespace operations too (`create`, `link`, `unlink`,
+//! `rmdir`, `rename`, `read_dir` with stable cookies, `lookup("..")`). The smallest one that
+//! passes the **whole** conformance suite is `conformance::TinyFs` (feature `testing`), about
+//! 300 lines, shown in full at the end of this page; `libos-fs-ramfs` is the same design made
+//! efficient (sparse pages, hashed directories).
+//!
+//! To check a file system, run the conformance suite on it (see [`conformance`]): implement
+//! `conformance::FileSystemFactory` (a fresh, empty instance per call) and call
+//! `conformance::run_all`, as `TinyFs`'s own test and the `libos-fs-ramfs` tests do; the guest
+//! app `apps/vfs-conformance` runs the same cases in QEMU. A read-only file system like the one
 //! above runs the subset of its choice with `conformance::run_cases`.
+//!
+//! ### `TinyFs`, the complete example
+//!
+#![doc = concat!("```ignore\n", include_str!("conformance/tiny.rs"), "```")]
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 

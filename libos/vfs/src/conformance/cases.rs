@@ -531,16 +531,18 @@ fn truncate(f: &dyn FileSystemFactory) -> Outcome {
     Ok(())
 }
 
-/// Writes far past the end leave holes that read as zeros.
+/// Writes far past the end leave holes that read as zeros; offsets past the largest file size
+/// are `EFBIG`.
 fn sparse_files(f: &dyn FileSystemFactory) -> Outcome {
     let vfs = fresh(f)?;
     let file = ok!(vfs.open("/sparse", NEW, 0o644));
-    let far = 64 * 1024 * 1024 + 123;
+    let far = 16 * 1024 * 1024 + 123;
     eq!(ok!(file.write_at(far, b"end")), 3);
     eq!(ok!(file.write_at(10, b"start")), 5);
     let meta = ok!(file.metadata());
     eq!(meta.size, far + 3);
-    check!(meta.blocks * 512 < meta.size, "a sparse file uses {} blocks", meta.blocks);
+    // Whether holes take storage is the file system's business (POSIX allows both); ramfs
+    // checks its own in its tests.
     let mut buf = vec![0xffu8; 8192];
     eq!(ok!(file.read_at(far - 8189, &mut buf)), 8192);
     check!(buf[..8189].iter().all(|&b| b == 0));

@@ -1,4 +1,4 @@
-//! The conformance suite: named cases any [`FileSystem`] runs through a [`Vfs`], on the host
+//! The conformance suite: named cases any [`FileSystem`] runs through a [`Vfs`](crate::Vfs), on the host
 //! (`cargo test`) and in a guest (the `vfs-conformance` app), plus a randomized model test.
 //!
 //! A file system crate hooks in with a [`FileSystemFactory`] that makes a fresh, empty instance
@@ -20,12 +20,14 @@
 
 mod cases;
 mod model;
+mod tiny;
 
 use crate::node::FileSystem;
 use alloc::string::String;
 use alloc::sync::Arc;
 
 pub use model::{ModelConfig, run_model};
+pub use tiny::TinyFs;
 
 /// Makes fresh, empty instances of the file system under test.
 pub trait FileSystemFactory {
