@@ -493,6 +493,11 @@ pub fn read_link(path: &str) -> Result<String> {
     vfs()?.read_link(path)
 }
 
+/// The current directory's absolute path.
+pub fn current_dir() -> Result<String> {
+    vfs()?.current_dir()
+}
+
 /// Changes the current directory.
 pub fn set_current_dir(path: &str) -> Result<()> {
     vfs()?.chdir(path)

@@ -186,10 +186,14 @@ impl Vfs {
 
     /// The directory that holds the last component of `path`, and that component.
     fn resolve_parent<'p>(&self, path: &'p str) -> Result<(Loc, Last<'p>, bool)> {
+        self.resolve_parent_from(&self.cwd(), path, &mut MAX_SYMLINKS.clone())
+    }
+
+    fn resolve_parent_from<'p>(&self, start: &Loc, path: &'p str, budget: &mut u32) -> Result<(Loc, Last<'p>, bool)> {
         let parsed = path::parse(path)?;
-        let base = self.base(&self.cwd(), &parsed);
+        let base = self.base(start, &parsed);
         let dirs = parsed.components.split_last().map_or(&[][..], |(_, dirs)| dirs);
-        let parent = self.walk(base, dirs, &mut MAX_SYMLINKS.clone())?;
+        let parent = self.walk(base, dirs, budget)?;
         if !parent.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -276,37 +280,79 @@ impl Vfs {
         Ok(())
     }
 
-    /// Opens (and with [`OpenFlags::CREAT`] creates, with permission bits `perm`) a file or
-    /// directory.
-    ///
-    /// Differences from Linux: `O_CREAT` through a dangling symlink fails with `ENOENT` instead
-    /// of creating the link's target.
-    pub fn open(&self, path: &str, flags: OpenFlags, perm: u32) -> Result<OpenFile> {
-        let follow = !flags.contains(OpenFlags::NOFOLLOW);
-        let loc = if flags.contains(OpenFlags::CREAT) {
-            let (parent, last, trailing_slash) = self.resolve_parent(path)?;
-            let Last::Name(name) = last else {
-                return Err(Errno::EISDIR);
+    /// The absolute path of the current directory (`getcwd`), found by walking `..` and
+    /// looking each directory up in its parent, so it names where the directory is now (after
+    /// renames), through mount points. `ENOENT` if the directory was removed.
+    pub fn current_dir(&self) -> Result<String> {
+        let mut loc = self.cwd();
+        let mut names: Vec<String> = Vec::new();
+        for _ in 0..MAX_ANCESTORS {
+            while loc.is_mount_root() {
+                match &loc.mount.parent {
+                    Some(covered) => loc = covered.clone(),
+                    None => {
+                        let mut path = String::new();
+                        for name in names.iter().rev() {
+                            path.push('/');
+                            path.push_str(name);
+                        }
+                        return Ok(if path.is_empty() { String::from("/") } else { path });
+                    }
+                }
+            }
+            let parent = loc.node.lookup("..")?;
+            let ino = loc.node.ino();
+            let mut cookie = 0;
+            let name = loop {
+                match parent.read_dir(cookie)? {
+                    Some(entry) if entry.ino == ino && entry.file_type.is_dir() => break entry.name,
+                    Some(entry) => cookie = entry.next_cookie,
+                    None => return Err(Errno::ENOENT),
+                }
             };
-            if trailing_slash {
-                return Err(Errno::EISDIR);
-            }
-            match self.probe(&parent, name)? {
-                Some(_) if flags.contains(OpenFlags::EXCL) => return Err(Errno::EEXIST),
-                Some(loc) if loc.is_symlink() && follow => {
-                    self.follow(&parent, &loc, &mut MAX_SYMLINKS.clone())?
-                }
-                Some(loc) => loc,
-                None => {
-                    let node = parent.node.create(name, NewNode::File, perm)?;
-                    let loc = Loc { mount: parent.mount.clone(), node };
-                    return self.open_loc(loc, flags - OpenFlags::TRUNC);
-                }
-            }
-        } else {
-            self.resolve(path, follow)?
+            names.push(name);
+            loc = Loc { mount: loc.mount, node: parent };
+        }
+        Err(Errno::ELOOP)
+    }
+
+    /// Opens (and with [`OpenFlags::CREAT`] creates, with permission bits `perm`) a file or
+    /// directory. With `O_CREAT`, a symlink at the end is followed (unless `O_NOFOLLOW`) and a
+    /// dangling one creates its target, as on Linux.
+    pub fn open(&self, path: &str, flags: OpenFlags, perm: u32) -> Result<OpenFile> {
+        self.open_from(&self.cwd(), path, flags, perm, &mut MAX_SYMLINKS.clone())
+    }
+
+    fn open_from(&self, start: &Loc, path: &str, flags: OpenFlags, perm: u32, budget: &mut u32) -> Result<OpenFile> {
+        let follow = !flags.contains(OpenFlags::NOFOLLOW);
+        if !flags.contains(OpenFlags::CREAT) {
+            let loc = self.resolve_from(start, path, follow, budget)?;
+            return self.open_loc(loc, flags);
+        }
+        let (parent, last, trailing_slash) = self.resolve_parent_from(start, path, budget)?;
+        let Last::Name(name) = last else {
+            return Err(Errno::EISDIR);
         };
-        self.open_loc(loc, flags)
+        if trailing_slash {
+            return Err(Errno::EISDIR);
+        }
+        match self.probe(&parent, name)? {
+            Some(_) if flags.contains(OpenFlags::EXCL) => Err(Errno::EEXIST),
+            Some(loc) if loc.is_symlink() && follow => {
+                // Open (or create) the target, relative to the link's directory.
+                if *budget == 0 {
+                    return Err(Errno::ELOOP);
+                }
+                *budget -= 1;
+                let target = loc.node.read_link()?;
+                self.open_from(&parent, &target, flags, perm, budget)
+            }
+            Some(loc) => self.open_loc(loc, flags),
+            None => {
+                let node = parent.node.create(name, NewNode::File, perm)?;
+                self.open_loc(Loc { mount: parent.mount.clone(), node }, flags - OpenFlags::TRUNC)
+            }
+        }
     }
 
     fn open_loc(&self, loc: Loc, flags: OpenFlags) -> Result<OpenFile> {

@@ -192,6 +192,20 @@ fn open_flags(f: &dyn FileSystemFactory) -> Outcome {
     // O_EXCL on a dangling symlink: the name exists.
     ok!(vfs.symlink("/nowhere", "/dangling"));
     err!(vfs.open("/dangling", NEW | OpenFlags::EXCL, 0o644), EEXIST);
+    err!(vfs.open("/dangling", NEW | OpenFlags::NOFOLLOW, 0o644), ELOOP);
+    // Without O_EXCL, O_CREAT through a dangling symlink creates its target.
+    ok!(vfs.mkdir("/d", 0o755));
+    ok!(vfs.symlink("target", "/d/rel"));
+    ok!(ok!(vfs.open("/d/rel", NEW, 0o644)).write(b"via link"));
+    eq!(ok!(read_file(&vfs, "/d/target")), b"via link".to_vec());
+    eq!(ok!(vfs.symlink_metadata("/d/rel")).file_type, FileType::Symlink);
+    ok!(vfs.symlink("/d/rel", "/chain"));
+    ok!(vfs.open("/chain", NEW | OpenFlags::TRUNC, 0o644));
+    eq!(ok!(vfs.metadata("/d/target")).size, 0);
+    ok!(vfs.symlink("/missing-dir/x", "/bad"));
+    err!(vfs.open("/bad", NEW, 0o644), ENOENT);
+    ok!(vfs.symlink("/loop", "/loop"));
+    err!(vfs.open("/loop", NEW, 0o644), ELOOP);
     Ok(())
 }
 
@@ -304,13 +318,25 @@ fn dot_and_dotdot(f: &dyn FileSystemFactory) -> Outcome {
     ok!(vfs.chdir("/a"));
     eq!(ok!(vfs.metadata("b/f")).ino, ino);
     eq!(ok!(read_file(&vfs, "./b/f")), b"deep".to_vec());
+    eq!(ok!(vfs.current_dir()), "/a");
     ok!(vfs.chdir("b"));
+    eq!(ok!(vfs.current_dir()), "/a/b");
     eq!(ok!(vfs.metadata("f")).ino, ino);
     eq!(ok!(vfs.metadata("..")).ino, ok!(vfs.metadata("/a")).ino);
     eq!(ok!(vfs.metadata("../../../..")).ino, ok!(vfs.metadata("/")).ino);
     err!(vfs.chdir("f"), ENOTDIR);
+    // The current directory follows renames; once removed, getcwd is ENOENT.
+    ok!(vfs.rename("/a", "/renamed"));
+    eq!(ok!(vfs.current_dir()), "/renamed/b");
     ok!(vfs.chdir("../.."));
     eq!(ok!(vfs.metadata(".")).ino, ok!(vfs.metadata("/")).ino);
+    eq!(ok!(vfs.current_dir()), "/");
+    ok!(vfs.mkdir("/gone", 0o755));
+    ok!(vfs.chdir("/gone"));
+    ok!(vfs.rmdir("/gone"));
+    err!(vfs.current_dir(), ENOENT);
+    err!(vfs.open("new", NEW, 0o644), ENOENT);
+    ok!(vfs.chdir("/"));
     Ok(())
 }
 
@@ -761,6 +787,7 @@ fn mounts(f: &dyn FileSystemFactory) -> Outcome {
     ok!(vfs.mount("/mnt/inner", f.create()?));
     ok!(write_file(&vfs, "/mnt/inner/h", b"inner"));
     ok!(vfs.chdir("/mnt/inner"));
+    eq!(ok!(vfs.current_dir()), "/mnt/inner");
     eq!(ok!(read_file(&vfs, "../../f")), b"root fs".to_vec());
     ok!(vfs.chdir("/"));
     eq!(vfs.mounts().len(), 3);
