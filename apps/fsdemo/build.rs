@@ -5,7 +5,8 @@ use libos_vfs::cpio::Builder;
 use std::path::Path;
 
 fn add(builder: &mut Builder, root: &Path, dir: &Path) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("reading rootfs/").map(|e| e.expect("rootfs entry").path()).collect();
+    let mut entries: Vec<_> =
+        std::fs::read_dir(dir).expect("reading rootfs/").map(|e| e.expect("rootfs entry").path()).collect();
     entries.sort();
     for path in entries {
         let name = path.strip_prefix(root).expect("inside rootfs").to_str().expect("UTF-8 name");

@@ -140,7 +140,11 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
             ("bootstats", None) => options.boot_stats = true,
             ("root", Some(fs)) => {
                 if fs.is_empty() || fs.contains(':') {
-                    return Err(CmdlineError::BadValue { option: "root", value: fs.into(), expected: "a file system name such as ramfs" });
+                    return Err(CmdlineError::BadValue {
+                        option: "root",
+                        value: fs.into(),
+                        expected: "a file system name such as ramfs",
+                    });
                 }
                 options.root = Some(fs.into());
             }

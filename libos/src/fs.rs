@@ -70,10 +70,7 @@ pub fn new_file_system(name: &str) -> core::result::Result<Arc<dyn FileSystem>, 
         #[cfg(feature = "fs-ramfs")]
         "ramfs" => Ok(Arc::new(libos_fs_ramfs::RamFs::new())),
         "devfs" => Ok(Arc::new(libos_vfs::devfs::DevFs::new(&libos_vfs::devfs::PlatformEntropy))),
-        _ => Err(alloc::format!(
-            "unknown file system `{name}` (this image has: {})",
-            known_file_systems().join(", ")
-        )),
+        _ => Err(alloc::format!("unknown file system `{name}` (this image has: {})", known_file_systems().join(", "))),
     }
 }
 
@@ -227,7 +224,15 @@ impl Default for OpenOptions {
 impl OpenOptions {
     /// Nothing set (opening needs at least `read` or `write`).
     pub fn new() -> OpenOptions {
-        OpenOptions { read: false, write: false, append: false, truncate: false, create: false, create_new: false, perm: 0o644 }
+        OpenOptions {
+            read: false,
+            write: false,
+            append: false,
+            truncate: false,
+            create: false,
+            create_new: false,
+            perm: 0o644,
+        }
     }
 
     /// Open for reading.

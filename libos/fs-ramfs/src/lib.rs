@@ -326,9 +326,7 @@ impl Node for Inode {
         let data = self.data.lock();
         let (size, blocks, nlink) = match &data.content {
             Content::File { size, pages } => (*size, pages.len() as u64 * (PAGE / 512), data.nlink),
-            Content::Dir(dir) => {
-                (dir.entries.len() as u64, 0, if data.nlink == 0 { 0 } else { 2 + dir.subdirs })
-            }
+            Content::Dir(dir) => (dir.entries.len() as u64, 0, if data.nlink == 0 { 0 } else { 2 + dir.subdirs }),
             Content::Symlink(target) => (target.len() as u64, 0, data.nlink),
         };
         Ok(Metadata {
@@ -395,9 +393,10 @@ impl Node for Inode {
             let page = match pages.entry(pos / PAGE) {
                 alloc::collections::btree_map::Entry::Occupied(page) => page.into_mut(),
                 alloc::collections::btree_map::Entry::Vacant(slot) => {
-                    let page = self.shared.reserve_page().and_then(|()| {
-                        new_page().inspect_err(|_| self.shared.release_pages(1))
-                    });
+                    let page = self
+                        .shared
+                        .reserve_page()
+                        .and_then(|()| new_page().inspect_err(|_| self.shared.release_pages(1)));
                     match page {
                         Ok(page) => slot.insert(page),
                         Err(e) if done == 0 => return Err(e),

@@ -69,7 +69,8 @@ fn entries(archive: &[u8]) -> Result<Vec<Entry<'_>>> {
         let file_size = field(header, 6)? as usize;
         let name_size = field(header, 11)? as usize;
         let name_start = pos + HEADER_LEN;
-        let name_bytes = archive.get(name_start..name_start.checked_add(name_size).ok_or(Errno::EINVAL)?).ok_or(Errno::EINVAL)?;
+        let name_bytes =
+            archive.get(name_start..name_start.checked_add(name_size).ok_or(Errno::EINVAL)?).ok_or(Errno::EINVAL)?;
         // The name is NUL-terminated.
         let (&last, name) = name_bytes.split_last().ok_or(Errno::EINVAL)?;
         if last != 0 {

@@ -130,7 +130,7 @@ pub mod conformance;
 pub use file::{MAX_FILE_SIZE, OpenFile};
 pub use node::{FileSystem, NewNode, Node};
 pub use types::{
-    Clock, DirEntry, FileType, MAX_SYMLINKS, Metadata, NAME_MAX, OpenFlags, PATH_MAX, PlatformClock, SeekFrom,
-    StatFs, TickClock, Timestamp,
+    Clock, DirEntry, FileType, MAX_SYMLINKS, Metadata, NAME_MAX, OpenFlags, PATH_MAX, PlatformClock, SeekFrom, StatFs,
+    TickClock, Timestamp,
 };
 pub use vfs::{MountInfo, Vfs};

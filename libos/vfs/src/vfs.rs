@@ -72,6 +72,10 @@ pub struct Vfs {
     root: Arc<Mount>,
     mounts: SpinLock<MountTable>,
     cwd: SpinLock<Loc>,
+    /// Held across a directory rename's subtree check and the rename itself, so two concurrent
+    /// renames cannot together move a directory into its own subtree (Linux's
+    /// `s_vfs_rename_mutex`). Taken before any file-system lock.
+    dir_rename: SpinLock<()>,
 }
 
 impl Vfs {
@@ -87,7 +91,12 @@ impl Vfs {
             path: String::from("/"),
         });
         let cwd = Loc { mount: root.clone(), node };
-        Vfs { root, mounts: SpinLock::new(MountTable { next_id: 2, covers: HashMap::new() }), cwd: SpinLock::new(cwd) }
+        Vfs {
+            root,
+            mounts: SpinLock::new(MountTable { next_id: 2, covers: HashMap::new() }),
+            cwd: SpinLock::new(cwd),
+            dir_rename: SpinLock::new(()),
+        }
     }
 
     fn root_loc(&self) -> Loc {
@@ -228,14 +237,7 @@ impl Vfs {
         }
         let id = mounts.next_id;
         mounts.next_id += 1;
-        let mount = Arc::new(Mount {
-            id,
-            root_ino: root.ino(),
-            root,
-            fs,
-            parent: Some(loc),
-            path: String::from(path),
-        });
+        let mount = Arc::new(Mount { id, root_ino: root.ino(), root, fs, parent: Some(loc), path: String::from(path) });
         mounts.covers.insert(key, mount);
         Ok(())
     }
@@ -478,6 +480,7 @@ impl Vfs {
                 _ => {}
             }
         }
+        let _serial = source.is_dir().then(|| self.dir_rename.lock());
         if source.is_dir() {
             // The new parent must not be the source or inside it.
             let mut cur = new_parent.node.clone();

@@ -16,7 +16,8 @@ use crate::{Result, build};
 use std::time::Duration;
 
 /// Targets from the issue, checkable once the Linux baseline exists.
-const TARGETS: &str = "create+stat+unlink <= 1/3 of a Linux guest on tmpfs; sequential reads <= Linux's instructions per byte";
+const TARGETS: &str =
+    "create+stat+unlink <= 1/3 of a Linux guest on tmpfs; sequential reads <= Linux's instructions per byte";
 
 /// One `[fsbench]` line.
 #[derive(Clone, Debug, PartialEq, Eq)]

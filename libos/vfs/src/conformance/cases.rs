@@ -50,7 +50,12 @@ macro_rules! err {
                 ))
             }
             Ok(_) => {
-                return Err(format!("line {}: {}: expected {}, got success", line!(), stringify!($e), stringify!($errno)))
+                return Err(format!(
+                    "line {}: {}: expected {}, got success",
+                    line!(),
+                    stringify!($e),
+                    stringify!($errno)
+                ))
             }
         }
     };

@@ -291,9 +291,10 @@ impl Run {
             }
             11 => {
                 // Open (kept for later operations).
-                let model = self.model.walk(&p).and_then(|node| {
-                    if self.model.is_dir(node) { Err(Errno::EISDIR) } else { Ok(node) }
-                });
+                let model = self
+                    .model
+                    .walk(&p)
+                    .and_then(|node| if self.model.is_dir(node) { Err(Errno::EISDIR) } else { Ok(node) });
                 let real = self.vfs.open(&path, OpenFlags::RDWR, 0);
                 let what = format!("open {path}");
                 match (model, real) {
@@ -358,9 +359,11 @@ impl Run {
 
     fn m_stat(&self, node: usize) -> Seen {
         match &self.model.nodes[node] {
-            MNode::File(data) => {
-                Seen::Stat { file_type: FileType::Regular, size: Some(data.len() as u64), nlink: self.model.nlink(node) }
-            }
+            MNode::File(data) => Seen::Stat {
+                file_type: FileType::Regular,
+                size: Some(data.len() as u64),
+                nlink: self.model.nlink(node),
+            },
             MNode::Dir(_) => Seen::Stat { file_type: FileType::Directory, size: None, nlink: self.model.nlink(node) },
         }
     }

@@ -34,7 +34,8 @@ pub struct TinyFs {
 impl TinyFs {
     /// An empty file system.
     pub fn new() -> TinyFs {
-        let shared = Arc::new(Shared { next_ino: AtomicU64::new(2), clock: AtomicU64::new(0), namespace: SpinLock::new(()) });
+        let shared =
+            Arc::new(Shared { next_ino: AtomicU64::new(2), clock: AtomicU64::new(0), namespace: SpinLock::new(()) });
         let root = TinyNode::new(&shared, 1, FileType::Directory, 0o755, Weak::new(), String::new());
         root.state.lock().parent = Arc::downgrade(&root);
         TinyFs { root }
@@ -83,7 +84,14 @@ struct TinyNode {
 }
 
 impl TinyNode {
-    fn new(shared: &Arc<Shared>, ino: u64, kind: FileType, perm: u32, parent: Weak<TinyNode>, data: String) -> Arc<TinyNode> {
+    fn new(
+        shared: &Arc<Shared>,
+        ino: u64,
+        kind: FileType,
+        perm: u32,
+        parent: Weak<TinyNode>,
+        data: String,
+    ) -> Arc<TinyNode> {
         let now = shared.now();
         Arc::new_cyclic(|me| TinyNode {
             ino,
