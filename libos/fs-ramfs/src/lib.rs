@@ -136,6 +136,30 @@ impl Default for RamFs {
     }
 }
 
+impl Drop for RamFs {
+    /// Frees the tree iteratively: dropping a deep chain of directories recursively could
+    /// overflow the kernel stack. Directories still referenced elsewhere (open, or the root of
+    /// an open handle) keep their entries.
+    fn drop(&mut self) {
+        let mut stack = Vec::new();
+        if Arc::strong_count(&self.root) == 1 {
+            take_children(&self.root, &mut stack);
+        }
+        while let Some(node) = stack.pop() {
+            if Arc::strong_count(&node) == 1 {
+                take_children(&node, &mut stack);
+            }
+        }
+    }
+}
+
+fn take_children(node: &Inode, out: &mut Vec<Arc<Inode>>) {
+    if let Content::Dir(dir) = &mut node.data.lock().content {
+        dir.order.clear();
+        out.extend(dir.entries.drain().map(|(_, slot)| slot.node));
+    }
+}
+
 impl FileSystem for RamFs {
     fn name(&self) -> &str {
         "ramfs"

@@ -150,3 +150,27 @@ fn cpio_archives_unpack_into_ramfs() {
     assert_eq!(cpio::unpack(&vfs, &archive, "/init/big").unwrap_err(), Errno::ENOTDIR);
     assert_eq!(cpio::unpack(&vfs, b"garbage", "/").unwrap_err(), Errno::EINVAL);
 }
+
+#[test]
+fn a_very_deep_tree_is_freed_without_recursion() {
+    let fs = Arc::new(RamFs::new());
+    let vfs = vfs_with(&fs);
+    for _ in 0..100_000 {
+        vfs.mkdir("d", 0o755).unwrap();
+        vfs.chdir("d").unwrap();
+    }
+    vfs.open("leaf", new_file(), 0o644).unwrap().write(b"deep").unwrap();
+    assert_eq!(fs.node_count(), 100_002);
+    let held = vfs.open("leaf", OpenFlags::RDONLY, 0).unwrap();
+    assert_eq!(vfs.current_dir(), Err(Errno::ENAMETOOLONG));
+    // The subtree check walks up from the new parent (here the cwd, 100 000 levels down).
+    assert_eq!(vfs.rename("/d", "moved"), Err(Errno::EINVAL));
+    assert_eq!(vfs.rename("/d/d", "/d2"), Ok(()));
+    vfs.chdir("/").unwrap();
+    // Dropping the namespace drops the last RamFs reference: a recursive drop of 100 000
+    // levels would overflow this thread's stack.
+    drop(vfs);
+    drop(fs);
+    let mut buf = [0u8; 4];
+    assert_eq!(held.read(&mut buf), Ok(4));
+}

@@ -8,7 +8,7 @@
 use crate::file::OpenFile;
 use crate::node::{FileSystem, NewNode, Node};
 use crate::path::{self, Last, Parsed};
-use crate::types::{DirEntry, MAX_SYMLINKS, Metadata, OpenFlags, StatFs};
+use crate::types::{DirEntry, MAX_SYMLINKS, Metadata, OpenFlags, PATH_MAX, StatFs};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -284,11 +284,16 @@ impl Vfs {
 
     /// The absolute path of the current directory (`getcwd`), found by walking `..` and
     /// looking each directory up in its parent, so it names where the directory is now (after
-    /// renames), through mount points. `ENOENT` if the directory was removed.
+    /// renames), through mount points. `ENOENT` if the directory was removed, `ENAMETOOLONG` if
+    /// the path would reach [`PATH_MAX`] bytes.
     pub fn current_dir(&self) -> Result<String> {
         let mut loc = self.cwd();
         let mut names: Vec<String> = Vec::new();
-        for _ in 0..MAX_ANCESTORS {
+        let mut length = 0;
+        loop {
+            if length >= PATH_MAX {
+                return Err(Errno::ENAMETOOLONG);
+            }
             while loc.is_mount_root() {
                 match &loc.mount.parent {
                     Some(covered) => loc = covered.clone(),
@@ -312,10 +317,10 @@ impl Vfs {
                     None => return Err(Errno::ENOENT),
                 }
             };
+            length += name.len() + 1;
             names.push(name);
             loc = Loc { mount: loc.mount, node: parent };
         }
-        Err(Errno::ELOOP)
     }
 
     /// Opens (and with [`OpenFlags::CREAT`] creates, with permission bits `perm`) a file or
@@ -559,9 +564,9 @@ impl Vfs {
     }
 }
 
-/// How many `..` steps the rename subtree check takes at most (a path of 4096 bytes has at most
-/// 2048 components, so a deeper chain means a broken file system).
-const MAX_ANCESTORS: usize = 4096;
+/// How many `..` steps the rename subtree check takes at most before deciding the file system's
+/// parent links form a cycle (`ELOOP`); far deeper than any real tree.
+const MAX_ANCESTORS: usize = 1 << 20;
 
 fn metadata_of(loc: &Loc) -> Result<Metadata> {
     let mut metadata = loc.node.metadata()?;

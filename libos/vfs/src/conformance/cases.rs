@@ -137,6 +137,7 @@ pub(super) const ALL: &[Case] = &[
     Case { name: "unlinked_open_file_lives_on", run: unlinked_open_file_lives_on },
     Case { name: "mounts", run: mounts },
     Case { name: "fsync_statfs", run: fsync_statfs },
+    Case { name: "hostile_input", run: hostile_input },
     Case { name: "model", run: model },
 ];
 
@@ -832,6 +833,57 @@ fn fsync_statfs(f: &dyn FileSystemFactory) -> Outcome {
         Err(e) => return Err(format!("statfs: {e:?}")),
     }
     err!(vfs.statfs("/missing"), ENOENT);
+    Ok(())
+}
+
+/// Random operations on hostile paths (NUL bytes, `..` chains, over-long names, symlinks to
+/// anywhere, trailing slashes, empty strings) never panic, and leave a namespace that still
+/// works: every answer is `Ok` or an errno, and afterwards `/` lists, and a file can be
+/// created and read back.
+fn hostile_input(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    let long = "x".repeat(300);
+    let pieces: [&str; 14] = ["a", "b", ".", "..", "", "/", "//", "\0", "l", "d/", &long, "a/b", "é", " "];
+    let mut state = 0x5eed_u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for _ in 0..3000 {
+        let mut path = String::new();
+        for _ in 0..next(5) {
+            path.push_str(pieces[next(pieces.len())]);
+            if next(2) == 0 {
+                path.push('/');
+            }
+        }
+        if next(2) == 0 {
+            path.insert(0, '/');
+        }
+        let mut other = String::from("/");
+        other.push_str(pieces[next(pieces.len())]);
+        let flags = OpenFlags::from_bits_truncate(next(1 << 20) as u32);
+        let _ = match next(12) {
+            0 => vfs.open(&path, flags, 0o644).map(drop),
+            1 => vfs.mkdir(&path, 0o755),
+            2 => vfs.rmdir(&path),
+            3 => vfs.unlink(&path),
+            4 => vfs.rename(&path, &other),
+            5 => vfs.rename(&other, &path),
+            6 => vfs.link(&path, &other),
+            7 => vfs.symlink(&path, &other),
+            8 => vfs.truncate(&path, next(10_000) as u64),
+            9 => vfs.chdir(&path),
+            10 => vfs.read_dir(&path).map(drop),
+            _ => vfs.symlink_metadata(&path).map(drop),
+        };
+    }
+    ok!(vfs.chdir("/"));
+    ok!(vfs.read_dir("/"));
+    ok!(write_file(&vfs, "/survivor", b"still works"));
+    eq!(ok!(read_file(&vfs, "/survivor")), b"still works".to_vec());
     Ok(())
 }
 
