@@ -22,6 +22,16 @@
 //! Users: `libos` (the global namespace behind `libos::fs`), file systems (`libos-fs-ramfs`,
 //! later virtio-fs), the C shim.
 //!
+//! ## What it does not do (yet)
+//!
+//! - Permissions are stored and reported but not enforced (an image is one user); there are no
+//!   owners (`uid`/`gid`) in [`Metadata`] yet.
+//! - Times count from boot ([`PlatformClock`]): libos has no real-time clock yet.
+//! - No `utimensat`, `mknod`, extended attributes, file locks or `O_TMPFILE`; `readdir` does
+//!   not list `.` and `..` (the C shim adds them).
+//! - One namespace: [`Vfs`] carries a single current directory; per-process state belongs to
+//!   the C shim.
+//!
 //! ## How to write a file system
 //!
 //! Implement [`FileSystem`] (its name and root node) and [`Node`] for your nodes. The VFS has

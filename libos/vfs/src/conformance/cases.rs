@@ -768,8 +768,8 @@ fn unlinked_open_file_lives_on(f: &dyn FileSystemFactory) -> Outcome {
     Ok(())
 }
 
-/// Mounts: separate contents, `..` out of a mount root, `EXDEV`, `EBUSY`, nested mounts,
-/// unmount.
+/// Mounts: separate contents, `..` out of a mount root, `EXDEV`, `EBUSY`, nested and stacked
+/// mounts, unmount.
 fn mounts(f: &dyn FileSystemFactory) -> Outcome {
     let vfs = fresh(f)?;
     ok!(vfs.mkdir("/mnt", 0o755));
@@ -808,6 +808,15 @@ fn mounts(f: &dyn FileSystemFactory) -> Outcome {
     ok!(vfs.unmount("/mnt"));
     eq!(ok!(read_file(&vfs, "/mnt/hidden")), b"under".to_vec());
     err!(vfs.unmount("/mnt"), EINVAL);
+    // Stacked mounts: the newest hides the older one until it is unmounted.
+    ok!(vfs.mount("/mnt", f.create()?));
+    ok!(write_file(&vfs, "/mnt/lower", b"lower"));
+    ok!(vfs.mount("/mnt", f.create()?));
+    err!(vfs.metadata("/mnt/lower"), ENOENT);
+    eq!(ok!(vfs.metadata("/mnt/..")).ino, ok!(vfs.metadata("/")).ino);
+    ok!(vfs.unmount("/mnt"));
+    eq!(ok!(read_file(&vfs, "/mnt/lower")), b"lower".to_vec());
+    ok!(vfs.unmount("/mnt"));
     // Symlinks cross mounts.
     ok!(vfs.mount("/mnt", f.create()?));
     ok!(vfs.symlink("/f", "/mnt/to_root"));
