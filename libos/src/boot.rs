@@ -2,10 +2,11 @@
 //!
 //! 1. heap over the free RAM the platform reported;
 //! 2. kernel command line (options, then the app's arguments), logger;
-//! 3. boot statistics at `main`;
-//! 4. the app's `main`; its return value is the exit code.
+//! 3. mounts from the command line (`root=`, `mount=`; feature `vfs`);
+//! 4. boot statistics at `main`;
+//! 5. the app's `main`; its return value is the exit code.
 //!
-//! Components (mounts, devices, scheduler) slot in between 2 and 3 as their features land.
+//! Components (devices, scheduler) slot in before 4 as their features land.
 
 use crate::rt::App;
 use crate::{boot_stats, cmdline, env};
@@ -49,6 +50,11 @@ fn kernel_main(info: &'static BootInfo) -> ! {
 
     // SAFETY: `libos::main!` in the app defines this static; it is immutable.
     let app = unsafe { &__LIBOS_APP };
+
+    if let Err(e) = mount_file_systems(&parsed.options, app.initial_files) {
+        emergency_print(format_args!("libos: cannot boot: {e}\n"));
+        platform.shutdown(exit::BOOT_ERROR);
+    }
     let mut args = Vec::with_capacity(parsed.app_args.len() + 1);
     args.push(String::from(app.name));
     args.extend(parsed.app_args);
@@ -57,4 +63,23 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     boot_stats::record_main(info.entry_counter, parsed.options.boot_stats);
     let code = (app.main)();
     crate::process::exit(code)
+}
+
+#[cfg(feature = "vfs")]
+fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Result<(), String> {
+    crate::fs::mount_at_boot(options.root.as_deref(), &options.mounts)?;
+    crate::fs::unpack_initial_files(initial_files)
+}
+
+#[cfg(not(feature = "vfs"))]
+fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Result<(), String> {
+    if options.root.is_some() || !options.mounts.is_empty() {
+        return Err(String::from(
+            "kernel options `root=`/`mount=` need file systems: build the app with libos feature `fs-ramfs`",
+        ));
+    }
+    if !initial_files.is_empty() {
+        return Err(String::from("the app has initial files but no file system: enable libos feature `fs-ramfs`"));
+    }
+    Ok(())
 }

@@ -10,6 +10,11 @@
 //! |---|---|
 //! | `loglevel=off\|error\|warn\|info\|debug\|trace` | kernel log level (default `warn`) |
 //! | `bootstats` | print `[boot-stats]` lines at `main` and at exit |
+//! | `root=FS` | the root file system (default `ramfs` when the image has it) |
+//! | `mount=FS:/PATH` | mount a new `FS` at `/PATH` (created if missing); repeatable, in order |
+//!
+//! File-system names are checked at boot against those the image was built with (`ramfs`,
+//! `devfs`); an unknown one stops the boot like an unknown option.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -23,11 +28,15 @@ pub struct Options {
     pub log_level: LevelFilter,
     /// `bootstats`.
     pub boot_stats: bool,
+    /// `root=`: the root file system's name, if given.
+    pub root: Option<String>,
+    /// `mount=FS:/PATH`, in order: `(file system name, absolute path)`.
+    pub mounts: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { log_level: LevelFilter::Warn, boot_stats: false }
+        Options { log_level: LevelFilter::Warn, boot_stats: false, root: None, mounts: Vec::new() }
     }
 }
 
@@ -63,7 +72,7 @@ impl fmt::Display for CmdlineError {
         match self {
             CmdlineError::UnknownOption(option) => write!(
                 f,
-                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats; app arguments go after `--`)"
+                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH; app arguments go after `--`)"
             ),
             CmdlineError::BadValue { option, value, expected } => {
                 write!(f, "kernel option `{option}` does not accept `{value}` (expected {expected})")
@@ -129,6 +138,28 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
                 })?;
             }
             ("bootstats", None) => options.boot_stats = true,
+            ("root", Some(fs)) => {
+                if fs.is_empty() || fs.contains(':') {
+                    return Err(CmdlineError::BadValue {
+                        option: "root",
+                        value: fs.into(),
+                        expected: "a file system name such as ramfs",
+                    });
+                }
+                options.root = Some(fs.into());
+            }
+            ("mount", Some(spec)) => match spec.split_once(':') {
+                Some((fs, path)) if !fs.is_empty() && path.starts_with('/') => {
+                    options.mounts.push((fs.into(), path.into()));
+                }
+                _ => {
+                    return Err(CmdlineError::BadValue {
+                        option: "mount",
+                        value: spec.into(),
+                        expected: "FS:/PATH, e.g. ramfs:/tmp",
+                    });
+                }
+            },
             _ => return Err(CmdlineError::UnknownOption(word)),
         }
     }
@@ -205,6 +236,22 @@ mod tests {
                 .collect();
             let _ = parse(&text);
         }
+    }
+
+    #[test]
+    fn root_and_mounts() {
+        let parsed = parse("root=ramfs mount=ramfs:/tmp mount=devfs:/dev2 -- x").unwrap();
+        assert_eq!(parsed.options.root.as_deref(), Some("ramfs"));
+        assert_eq!(
+            parsed.options.mounts,
+            [("ramfs".to_string(), "/tmp".to_string()), ("devfs".to_string(), "/dev2".to_string())]
+        );
+        assert_eq!(parse("").unwrap().options.root, None);
+        for bad in ["mount=ramfs", "mount=ramfs:tmp", "mount=:/tmp", "root=", "root=a:b"] {
+            assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { .. }), "{bad}");
+        }
+        assert!(parse("mount=x").unwrap_err().to_string().contains("expected FS:/PATH"));
+        assert_eq!(parse("mount").unwrap_err(), CmdlineError::UnknownOption("mount".into()));
     }
 
     #[test]

@@ -24,7 +24,8 @@
 //! optional dependency each, so an image holds only what its app asked for.
 //!
 //! The API mirrors `std` where it can: [`println!`], [`env::args`], [`time::Instant`],
-//! [`process::exit`], and `alloc` collections through the kernel heap.
+//! [`process::exit`], `libos::fs` (features `vfs`, `fs-ramfs`: `File`, `OpenOptions`,
+//! `read_dir`, ...), and `alloc` collections through the kernel heap.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -32,6 +33,8 @@ extern crate alloc;
 mod boot_stats;
 pub mod cmdline;
 pub mod env;
+#[cfg(feature = "vfs")]
+pub mod fs;
 pub mod process;
 pub mod rt;
 pub mod time;
@@ -66,15 +69,27 @@ macro_rules! println {
 /// Declares the app's entry function: `fn main() -> T` where `T` is `()`, an `i32` exit code,
 /// or a `Result<(), E: Debug>`.
 ///
+/// With `initial_files = BYTES`, boot unpacks that `newc` cpio archive into `/` before `main`
+/// (needs a file system feature, e.g. `fs-ramfs`). An app's build script typically makes the
+/// archive from a directory with `libos_vfs::cpio::Builder` and the app embeds it:
+///
+/// ```ignore
+/// libos::main!(main, initial_files = include_bytes!(concat!(env!("OUT_DIR"), "/rootfs.cpio")));
+/// ```
+///
 /// This defines the one symbol libos finds the app by; use it once per app.
 #[macro_export]
 macro_rules! main {
     ($main:path) => {
+        $crate::main!($main, initial_files = &[]);
+    };
+    ($main:path, initial_files = $files:expr) => {
         #[doc(hidden)]
         #[unsafe(no_mangle)]
         static __LIBOS_APP: $crate::rt::App = $crate::rt::App {
             name: env!("CARGO_PKG_NAME"),
             main: || $crate::rt::Termination::report($main()),
+            initial_files: $files,
         };
     };
 }

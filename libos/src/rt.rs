@@ -8,6 +8,8 @@ pub struct App {
     pub name: &'static str,
     /// The app's `main`, returning its exit code.
     pub main: fn() -> i32,
+    /// A `newc` cpio archive unpacked into `/` at boot (empty: none). See [`crate::main!`].
+    pub initial_files: &'static [u8],
 }
 
 /// A `main` return value that becomes an exit code, like `std::process::Termination`.

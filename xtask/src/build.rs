@@ -69,7 +69,12 @@ pub fn cargo() -> String {
     std::env::var("CARGO").ok().filter(|c| !c.is_empty()).unwrap_or_else(|| "/usr/bin/cargo".into())
 }
 
-/// Builds `apps` for `arch` in one cargo invocation and returns their image paths.
+/// Builds `apps` for `arch` and returns their image paths.
+///
+/// Each app is its own cargo invocation: cargo unifies the features of all packages built
+/// together, so building `hello` next to an app that enables `libos/fs-ramfs` would put ramfs
+/// into `hello` too. Separate invocations keep every image exactly what its app asked for
+/// (cargo caches each feature set of `libos` separately, so rebuilds stay incremental).
 pub fn build(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
     if !arch.is_supported() {
         return Err(format!("libos has no {arch} platform").into());
@@ -83,23 +88,23 @@ pub fn build(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
     if !quiet {
         eprintln!("==> building {} for {arch}", apps.join(", "));
     }
-    let mut command = Command::new(cargo());
-    command
-        .current_dir(root())
-        .env("RUSTC_BOOTSTRAP", "1")
-        .args(["build", "--release", "--target", arch.target()])
-        .args(["-Zbuild-std=core,alloc", "-Zbuild-std-features=compiler-builtins-mem"])
-        .arg("--target-dir")
-        .arg(guest_target_dir());
-    if quiet {
-        command.arg("--quiet");
-    }
     for app in apps {
+        let mut command = Command::new(cargo());
+        command
+            .current_dir(root())
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["build", "--release", "--target", arch.target()])
+            .args(["-Zbuild-std=core,alloc", "-Zbuild-std-features=compiler-builtins-mem"])
+            .arg("--target-dir")
+            .arg(guest_target_dir());
+        if quiet {
+            command.arg("--quiet");
+        }
         command.args(["-p", app]);
-    }
-    let status = command.status().map_err(|e| format!("cannot run {}: {e}", cargo()))?;
-    if !status.success() {
-        return Err(format!("building {} for {arch} failed", apps.join(", ")).into());
+        let status = command.status().map_err(|e| format!("cannot run {}: {e}", cargo()))?;
+        if !status.success() {
+            return Err(format!("building {app} for {arch} failed").into());
+        }
     }
     if arch == Arch::Aarch64 {
         for app in apps {

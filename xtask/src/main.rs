@@ -29,6 +29,10 @@ const HELP: &str = "\
   ./x bench boot [--runs N]
         Boot benchmark: guest instructions to main and to exit (icount), wall time against a
         floor kernel, image size, smallest RAM. Writes bench/results/boot.{json,md}.
+  ./x bench fs [--file-mib N]
+        File-system benchmark on ramfs: create/stat/unlink of 10 000 files, sequential I/O of an
+        N MiB file (default 256) in 4 KiB and 1 MiB calls, 4 KiB random reads; guest
+        instructions per operation (icount). Writes bench/results/fs.{json,md}.
   ./x help
 ";
 
@@ -174,6 +178,9 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
     if host {
         eprintln!("==> host unit tests");
         ok &= cargo_test(&[])?;
+        // `libos::fs` exists only with a file-system feature; test it with ramfs too.
+        eprintln!("==> host unit tests of libos with fs-ramfs");
+        ok &= cargo_test(&["-p", "libos", "--features", "fs-ramfs"])?;
     }
     if qemu {
         for arch in Arch::ALL.into_iter().filter(|a| a.is_supported()) {

@@ -98,6 +98,12 @@ pub trait Platform: Sync {
         virt as u64
     }
 
+    /// 64 bits from the CPU's hardware random number generator (x86 `RDRAND`, ...), or `None`
+    /// when the CPU has none or it failed. Seeds `/dev/urandom`. Default: `None`.
+    fn hardware_random(&self) -> Option<u64> {
+        None
+    }
+
     /// Powers the machine off, reporting `code` (`0..=127`) to the host where the machine can.
     fn shutdown(&self, code: i32) -> !;
 }

@@ -125,6 +125,11 @@ mod platform {
             interrupts::enable_and_hlt();
         }
 
+        fn hardware_random(&self) -> Option<u64> {
+            // `RdRand::new` checks CPUID first (QEMU's default CPU model has no RDRAND).
+            x86_64::instructions::random::RdRand::new().and_then(|rng| rng.get_u64())
+        }
+
         fn shutdown(&self, code: i32) -> ! {
             shutdown::power_off(code)
         }

@@ -1,0 +1,105 @@
+//! `vfs-conformance`: the VFS conformance suite inside the guest.
+//!
+//! Usage: `vfs-conformance [--fs ramfs|tinyfs] [CASE...]` or `vfs-conformance [--fs F] --model N`.
+//!
+//! Runs every case of `libos_vfs::conformance` (or those named) on fresh instances of the file
+//! system (default ramfs, timed by the platform clock; `tinyfs` is the suite's own minimal
+//! example), printing `ok: CASE` or `FAILED: CASE: why` per case and a summary line
+//! `conformance: N passed, M failed`. Exits 1 if any case failed, 2 for bad arguments.
+//! `--model N` runs only the model test, with N sequences.
+//!
+//! A new file system runs the same cases by adding a factory here (and a feature for it).
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use libos::fs::ramfs::RamFs;
+use libos::fs::vfs::FileSystem;
+use libos::fs::vfs::conformance::{self, Case, FileSystemFactory, ModelConfig, TinyFs};
+use libos::println;
+
+libos::main!(main);
+
+struct Ramfs;
+
+impl FileSystemFactory for Ramfs {
+    fn name(&self) -> &str {
+        "ramfs"
+    }
+
+    fn create(&self) -> Result<Arc<dyn FileSystem>, String> {
+        Ok(Arc::new(RamFs::new()))
+    }
+}
+
+struct Tiny;
+
+impl FileSystemFactory for Tiny {
+    fn name(&self) -> &str {
+        "tinyfs"
+    }
+
+    fn create(&self) -> Result<Arc<dyn FileSystem>, String> {
+        Ok(Arc::new(TinyFs::new()))
+    }
+}
+
+const USAGE: &str = "usage: vfs-conformance [--fs ramfs|tinyfs] [CASE... | --model SEQUENCES]";
+
+fn main() -> i32 {
+    let mut args: Vec<&str> = libos::env::args().skip(1).collect();
+    let factory: &dyn FileSystemFactory = match args[..] {
+        ["--fs", "ramfs", ..] => &Ramfs,
+        ["--fs", "tinyfs", ..] => &Tiny,
+        ["--fs", ..] => {
+            println!("{USAGE}");
+            return 2;
+        }
+        _ => &Ramfs,
+    };
+    if args.first() == Some(&"--fs") {
+        args.drain(..2);
+    }
+    if let ["--model", sequences] = args[..] {
+        let Ok(sequences) = sequences.parse() else {
+            println!("{USAGE}");
+            return 2;
+        };
+        let config = ModelConfig { sequences, ..ModelConfig::QUICK };
+        return match conformance::run_model(factory, config) {
+            Ok(()) => {
+                println!("model: {sequences} sequences of {} operations agree", config.operations);
+                0
+            }
+            Err(why) => {
+                println!("FAILED: model: {why}");
+                1
+            }
+        };
+    }
+    let mut cases: Vec<Case> = Vec::new();
+    for name in &args {
+        match conformance::case(name) {
+            Some(case) => cases.push(case),
+            None => {
+                println!("vfs-conformance: no case `{name}`");
+                return 2;
+            }
+        }
+    }
+    if cases.is_empty() {
+        cases.extend_from_slice(conformance::CASES);
+    }
+    println!("conformance: {} cases on {}", cases.len(), factory.name());
+    let report = conformance::run_cases(factory, &cases, &mut |name, result| match result {
+        Ok(()) => println!("ok: {name}"),
+        Err(why) => println!("FAILED: {name}: {why}"),
+    });
+    println!("conformance: {} passed, {} failed", report.passed, report.failed);
+    i32::from(report.failed > 0)
+}

@@ -1,0 +1,378 @@
+//! devfs: the device nodes every image has, as a [`FileSystem`] to mount at `/dev`.
+//!
+//! | node | read | write |
+//! |---|---|---|
+//! | `null` | end of file | discards |
+//! | `zero` | zeros | discards |
+//! | `full` | zeros | `ENOSPC` |
+//! | `console` | end of file (no console input yet) | the platform console ([`libos_core::hal::Platform::console_write`]) |
+//! | `urandom` | pseudo-random bytes | accepted and mixed into the generator |
+//!
+//! **`urandom` seeding.** The generator is seeded when the devfs is created, from an
+//! [`EntropySource`]: [`PlatformEntropy`] asks the platform's hardware RNG
+//! ([`libos_core::hal::Platform::hardware_random`], x86 `RDRAND` where the CPU has it). Without
+//! one it falls back to the platform's cycle counter at that moment, which is *predictable*
+//! (and identical from run to run under QEMU `-icount`); [`DevFs::urandom_seeded_by_hardware`]
+//! says which happened. The generator is xoshiro256** (a small, well-studied generator we
+//! write out here rather than pull a crate for): fine for test data and hash seeds, **not**
+//! for cryptography.
+//!
+//! The directory is fixed: creating or removing nodes fails with `EPERM`.
+
+use crate::node::{FileSystem, Node};
+use crate::types::{DirEntry, FileType, Metadata, StatFs, Timestamp};
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::any::Any;
+use libos_core::sync::SpinLock;
+use libos_core::{Errno, Result};
+
+/// Where `/dev/urandom` gets its seed.
+pub trait EntropySource: Send + Sync {
+    /// 64 bits of hardware entropy, or `None` if there is none.
+    fn random_u64(&self) -> Option<u64>;
+}
+
+/// The platform's hardware RNG ([`libos_core::hal::Platform::hardware_random`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlatformEntropy;
+
+impl EntropySource for PlatformEntropy {
+    fn random_u64(&self) -> Option<u64> {
+        libos_core::hal::try_platform()?.hardware_random()
+    }
+}
+
+/// The kinds of device node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Null,
+    Zero,
+    Full,
+    Console,
+    Urandom,
+}
+
+/// `(name, kind, Linux device number major:minor)`.
+const DEVICES: [(&str, Kind, (u64, u64)); 5] = [
+    ("null", Kind::Null, (1, 3)),
+    ("zero", Kind::Zero, (1, 5)),
+    ("full", Kind::Full, (1, 7)),
+    ("urandom", Kind::Urandom, (1, 9)),
+    ("console", Kind::Console, (5, 1)),
+];
+
+/// The device file system.
+pub struct DevFs {
+    root: Arc<Root>,
+}
+
+struct Root {
+    devices: Vec<Arc<Device>>,
+    hardware_seed: bool,
+}
+
+struct Device {
+    ino: u64,
+    name: &'static str,
+    kind: Kind,
+    rdev: u64,
+    rng: Arc<SpinLock<Xoshiro>>,
+}
+
+impl DevFs {
+    /// A devfs whose `urandom` is seeded from `entropy` (see the module docs).
+    pub fn new(entropy: &dyn EntropySource) -> DevFs {
+        let (seed, hardware_seed) = match entropy.random_u64() {
+            Some(seed) => (seed, true),
+            None => (libos_core::hal::try_platform().map_or(0, |p| p.counter()), false),
+        };
+        let rng = Arc::new(SpinLock::new(Xoshiro::new(seed)));
+        let devices = DEVICES
+            .iter()
+            .zip(2u64..)
+            .map(|(&(name, kind, (major, minor)), ino)| {
+                Arc::new(Device { ino, name, kind, rdev: (major << 8) | minor, rng: rng.clone() })
+            })
+            .collect();
+        DevFs { root: Arc::new(Root { devices, hardware_seed }) }
+    }
+
+    /// True if `urandom` was seeded by a hardware RNG, false if by the cycle counter.
+    pub fn urandom_seeded_by_hardware(&self) -> bool {
+        self.root.hardware_seed
+    }
+}
+
+impl FileSystem for DevFs {
+    fn name(&self) -> &str {
+        "devfs"
+    }
+
+    fn root(&self) -> Arc<dyn Node> {
+        self.root.clone()
+    }
+
+    fn statfs(&self) -> Result<StatFs> {
+        Ok(StatFs { fs_type: 0x1373, block_size: 4096, name_max: crate::NAME_MAX as u64, ..StatFs::default() })
+    }
+}
+
+fn metadata(ino: u64, file_type: FileType, perm: u32, nlink: u64, rdev: u64) -> Metadata {
+    Metadata {
+        dev: 0,
+        ino,
+        file_type,
+        perm,
+        nlink,
+        size: 0,
+        blocks: 0,
+        block_size: 4096,
+        rdev,
+        atime: Timestamp(0),
+        mtime: Timestamp(0),
+        ctime: Timestamp(0),
+    }
+}
+
+impl Node for Root {
+    fn ino(&self) -> u64 {
+        1
+    }
+
+    fn file_type(&self) -> FileType {
+        FileType::Directory
+    }
+
+    fn metadata(&self) -> Result<Metadata> {
+        Ok(metadata(1, FileType::Directory, 0o755, 2, 0))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn lookup(&self, name: &str) -> Result<Arc<dyn Node>> {
+        if name == ".." {
+            return Err(Errno::ENOENT); // the VFS answers `..` at a mount root itself
+        }
+        self.devices.iter().find(|d| d.name == name).map(|d| d.clone() as Arc<dyn Node>).ok_or(Errno::ENOENT)
+    }
+
+    fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {
+        let Some(device) = usize::try_from(cookie).ok().and_then(|i| self.devices.get(i)) else {
+            return Ok(None);
+        };
+        Ok(Some(DirEntry {
+            name: String::from(device.name),
+            ino: device.ino,
+            file_type: FileType::CharDevice,
+            next_cookie: cookie + 1,
+        }))
+    }
+}
+
+impl Node for Device {
+    fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    fn file_type(&self) -> FileType {
+        FileType::CharDevice
+    }
+
+    fn metadata(&self) -> Result<Metadata> {
+        let perm = if self.kind == Kind::Console { 0o600 } else { 0o666 };
+        Ok(metadata(self.ino, FileType::CharDevice, perm, 1, self.rdev))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn read_at(&self, _offset: u64, buf: &mut [u8]) -> Result<usize> {
+        match self.kind {
+            Kind::Null | Kind::Console => Ok(0),
+            Kind::Zero | Kind::Full => {
+                buf.fill(0);
+                Ok(buf.len())
+            }
+            Kind::Urandom => {
+                self.rng.lock().fill(buf);
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn write_at(&self, _offset: u64, buf: &[u8]) -> Result<usize> {
+        match self.kind {
+            Kind::Null | Kind::Zero => Ok(buf.len()),
+            Kind::Full => Err(Errno::ENOSPC),
+            Kind::Console => {
+                if let Some(platform) = libos_core::hal::try_platform() {
+                    platform.console_write(buf);
+                }
+                Ok(buf.len())
+            }
+            Kind::Urandom => {
+                self.rng.lock().mix(buf);
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn append(&self, buf: &[u8]) -> Result<(u64, usize)> {
+        Ok((0, self.write_at(0, buf)?))
+    }
+
+    fn truncate(&self, _size: u64) -> Result<()> {
+        Ok(()) // `O_TRUNC` on a device is ignored, as on Linux
+    }
+}
+
+/// xoshiro256** (Blackman and Vigna), seeded through SplitMix64.
+struct Xoshiro([u64; 4]);
+
+impl Xoshiro {
+    fn new(seed: u64) -> Xoshiro {
+        let mut state = seed;
+        let mut next = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        Xoshiro([next(), next(), next(), next()])
+    }
+
+    fn next(&mut self) -> u64 {
+        let s = &mut self.0;
+        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let bytes = self.next().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+
+    fn mix(&mut self, data: &[u8]) {
+        for chunk in data.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0[0] ^= u64::from_le_bytes(word);
+            self.next();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::OpenFlags;
+    use crate::vfs::Vfs;
+    use libos_core::testing::FakePlatform;
+
+    struct Fixed(Option<u64>);
+
+    impl EntropySource for Fixed {
+        fn random_u64(&self) -> Option<u64> {
+            self.0
+        }
+    }
+
+    fn platform() -> &'static FakePlatform {
+        static PLATFORM: std::sync::OnceLock<&'static FakePlatform> = std::sync::OnceLock::new();
+        PLATFORM.get_or_init(|| {
+            let platform: &'static FakePlatform = Box::leak(Box::new(FakePlatform::new()));
+            libos_core::hal::set_platform(platform);
+            platform
+        })
+    }
+
+    fn dev_vfs(entropy: Option<u64>) -> Vfs {
+        Vfs::new(Arc::new(DevFs::new(&Fixed(entropy))))
+    }
+
+    #[test]
+    fn null_zero_full() {
+        let vfs = dev_vfs(Some(1));
+        let mut buf = [7u8; 16];
+        let null = vfs.open("/null", OpenFlags::RDWR, 0).unwrap();
+        assert_eq!(null.read(&mut buf), Ok(0));
+        assert_eq!(null.write(b"gone"), Ok(4));
+        let zero = vfs.open("/zero", OpenFlags::RDWR, 0).unwrap();
+        assert_eq!(zero.read(&mut buf), Ok(16));
+        assert_eq!(buf, [0; 16]);
+        assert_eq!(zero.write(b"gone"), Ok(4));
+        let full = vfs.open("/full", OpenFlags::RDWR | OpenFlags::TRUNC, 0).unwrap();
+        buf.fill(9);
+        assert_eq!(full.read(&mut buf), Ok(16));
+        assert_eq!(buf, [0; 16]);
+        assert_eq!(full.write(b"x"), Err(Errno::ENOSPC));
+        let meta = vfs.metadata("/null").unwrap();
+        assert_eq!((meta.file_type, meta.rdev, meta.mode()), (FileType::CharDevice, 0x103, 0o020_666));
+    }
+
+    #[test]
+    fn console_writes_reach_the_platform() {
+        let platform = platform();
+        let vfs = dev_vfs(None);
+        let console = vfs.open("/console", OpenFlags::WRONLY | OpenFlags::APPEND, 0).unwrap();
+        assert_eq!(console.write(b"through devfs\n"), Ok(14));
+        assert!(platform.console_output().contains("through devfs\n"));
+    }
+
+    #[test]
+    fn urandom_is_seeded_and_varies() {
+        let hw = DevFs::new(&Fixed(Some(42)));
+        assert!(hw.urandom_seeded_by_hardware());
+        let vfs = Vfs::new(Arc::new(hw));
+        let file = vfs.open("/urandom", OpenFlags::RDONLY, 0).unwrap();
+        let (mut a, mut b) = ([0u8; 61], [0u8; 61]);
+        file.read(&mut a).unwrap();
+        file.read(&mut b).unwrap();
+        assert_ne!(a, b);
+        assert!(a.iter().filter(|&&x| x == 0).count() < 10);
+        // Same seed, same stream; another seed, another stream.
+        let again = dev_vfs(Some(42)).open("/urandom", OpenFlags::RDONLY, 0).unwrap();
+        let mut c = [0u8; 61];
+        again.read(&mut c).unwrap();
+        assert_eq!(a, c);
+        let other = dev_vfs(Some(43)).open("/urandom", OpenFlags::RDONLY, 0).unwrap();
+        other.read(&mut c).unwrap();
+        assert_ne!(a, c);
+        assert!(!DevFs::new(&Fixed(None)).urandom_seeded_by_hardware());
+    }
+
+    #[test]
+    fn the_directory_is_fixed() {
+        let vfs = dev_vfs(Some(1));
+        let mut names: Vec<String> = vfs.read_dir("/").unwrap().into_iter().map(|e| e.name).collect();
+        names.sort();
+        assert_eq!(names, ["console", "full", "null", "urandom", "zero"]);
+        assert_eq!(vfs.open("/new", OpenFlags::CREAT | OpenFlags::RDWR, 0o644).unwrap_err(), Errno::EPERM);
+        assert_eq!(vfs.unlink("/null").unwrap_err(), Errno::EPERM);
+        assert_eq!(vfs.mkdir("/d", 0o755).unwrap_err(), Errno::EPERM);
+        assert_eq!(vfs.open("/null/", OpenFlags::RDONLY, 0).unwrap_err(), Errno::ENOTDIR);
+        assert_eq!(vfs.metadata("/missing").unwrap_err(), Errno::ENOENT);
+    }
+
+    #[test]
+    fn mounting_on_a_device_is_enotdir() {
+        let vfs = dev_vfs(Some(1));
+        // A devfs on a devfs is enough to exercise mount crossing with fixed directories.
+        assert_eq!(vfs.mount("/null", Arc::new(DevFs::new(&Fixed(None)))).unwrap_err(), Errno::ENOTDIR);
+    }
+}

@@ -1,0 +1,172 @@
+//! [`OpenFile`]: an open file or directory with its offset and flags.
+//!
+//! It holds the node itself, so a file removed while open keeps its data until the last
+//! `OpenFile` for it is dropped.
+
+use crate::node::Node;
+use crate::types::{DirEntry, FileType, Metadata, OpenFlags, SeekFrom};
+use alloc::sync::Arc;
+use libos_core::sync::SpinLock;
+use libos_core::{Errno, Result};
+
+/// The largest offset a file may reach (Linux's `MAX_LFS_FILESIZE`).
+pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+
+/// A node claiming to have moved more bytes than the buffer holds is broken: `EIO`, so callers
+/// can slice with the count safely.
+fn checked(n: usize, len: usize) -> Result<usize> {
+    if n <= len { Ok(n) } else { Err(Errno::EIO) }
+}
+
+/// An open file or directory: the node, the flags it was opened with, and the offset (for a
+/// directory: the [`DirEntry::next_cookie`] to continue from).
+pub struct OpenFile {
+    node: Arc<dyn Node>,
+    dev: u64,
+    flags: OpenFlags,
+    offset: SpinLock<u64>,
+}
+
+impl core::fmt::Debug for OpenFile {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OpenFile").field("ino", &self.node.ino()).field("flags", &self.flags).finish_non_exhaustive()
+    }
+}
+
+impl OpenFile {
+    pub(crate) fn new(node: Arc<dyn Node>, dev: u64, flags: OpenFlags) -> OpenFile {
+        OpenFile { node, dev, flags, offset: SpinLock::new(0) }
+    }
+
+    /// Wraps a node that is not in any namespace (e.g. a device handed to an app directly).
+    pub fn from_node(node: Arc<dyn Node>, flags: OpenFlags) -> OpenFile {
+        OpenFile::new(node, 0, flags)
+    }
+
+    /// The flags given to `open`.
+    pub fn flags(&self) -> OpenFlags {
+        self.flags
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Arc<dyn Node> {
+        &self.node
+    }
+
+    fn check_read(&self) -> Result<()> {
+        if !self.flags.readable() {
+            Err(Errno::EBADF)
+        } else if self.node.file_type().is_dir() {
+            Err(Errno::EISDIR)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_write(&self, offset: u64, len: usize) -> Result<()> {
+        if !self.flags.writable() {
+            return Err(Errno::EBADF);
+        }
+        if offset.checked_add(len as u64).is_none_or(|end| end > MAX_FILE_SIZE) {
+            return Err(Errno::EFBIG);
+        }
+        Ok(())
+    }
+
+    /// Reads at the offset and advances it.
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        self.check_read()?;
+        let mut offset = self.offset.lock();
+        let n = checked(self.node.read_at(*offset, buf)?, buf.len())?;
+        *offset = offset.saturating_add(n as u64);
+        Ok(n)
+    }
+
+    /// Reads at `offset` without moving the file offset (`pread`).
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        self.check_read()?;
+        if offset > MAX_FILE_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        checked(self.node.read_at(offset, buf)?, buf.len())
+    }
+
+    /// Writes at the offset (at the end with `O_APPEND`) and advances it.
+    pub fn write(&self, buf: &[u8]) -> Result<usize> {
+        let mut offset = self.offset.lock();
+        if self.flags.contains(OpenFlags::APPEND) {
+            self.check_write(0, buf.len())?;
+            let (at, n) = self.node.append(buf)?;
+            let n = checked(n, buf.len())?;
+            *offset = at.saturating_add(n as u64);
+            Ok(n)
+        } else {
+            self.check_write(*offset, buf.len())?;
+            let n = checked(self.node.write_at(*offset, buf)?, buf.len())?;
+            *offset += n as u64;
+            Ok(n)
+        }
+    }
+
+    /// Writes at `offset` without moving the file offset (`pwrite`).
+    pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
+        self.check_write(offset, buf.len())?;
+        checked(self.node.write_at(offset, buf)?, buf.len())
+    }
+
+    /// Moves the offset; returns the new one. `EINVAL` if it would be negative or overflow.
+    pub fn seek(&self, pos: SeekFrom) -> Result<u64> {
+        let mut offset = self.offset.lock();
+        let new = match pos {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::Current(delta) => offset.checked_add_signed(delta),
+            SeekFrom::End(delta) => self.node.metadata()?.size.checked_add_signed(delta),
+        };
+        match new {
+            Some(new) if new <= MAX_FILE_SIZE => {
+                *offset = new;
+                Ok(new)
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// The current offset.
+    pub fn position(&self) -> u64 {
+        *self.offset.lock()
+    }
+
+    /// `fstat`.
+    pub fn metadata(&self) -> Result<Metadata> {
+        let mut metadata = self.node.metadata()?;
+        metadata.dev = self.dev;
+        Ok(metadata)
+    }
+
+    /// `ftruncate`: needs write access (`EINVAL` otherwise, as on Linux) and a regular file.
+    pub fn set_len(&self, size: u64) -> Result<()> {
+        if !self.flags.writable() || self.node.file_type() != FileType::Regular || size > MAX_FILE_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        self.node.truncate(size)
+    }
+
+    /// `fsync`.
+    pub fn sync(&self) -> Result<()> {
+        self.node.sync()
+    }
+
+    /// The next directory entry, or `None` at the end. Seeking to `Start(0)` rewinds; seeking
+    /// to an entry's [`DirEntry::next_cookie`] continues after it.
+    pub fn read_dir_next(&self) -> Result<Option<DirEntry>> {
+        if !self.node.file_type().is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let mut offset = self.offset.lock();
+        let entry = self.node.read_dir(*offset)?;
+        if let Some(entry) = &entry {
+            *offset = entry.next_cookie;
+        }
+        Ok(entry)
+    }
+}

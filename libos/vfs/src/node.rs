@@ -1,0 +1,162 @@
+//! The two traits a file system implements: [`FileSystem`] (one mounted instance) and [`Node`]
+//! (a file, directory, symlink or device inside it).
+//!
+//! Both are object safe: the VFS holds `Arc<dyn FileSystem>` and `Arc<dyn Node>`. Only the
+//! operations every node has are required; every other operation has a default that returns the
+//! errno Linux gives when a file system lacks it, so a read-only or tiny file system implements
+//! just what it supports.
+//!
+//! The VFS does the generic checks before calling a node (path syntax, name length, the node is
+//! a directory before `lookup`/`create`, source and target types in `rename`, mount points,
+//! access modes), so implementations only do what is specific to their storage.
+
+use crate::types::{DirEntry, FileType, Metadata, StatFs};
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::any::Any;
+use libos_core::{Errno, Result};
+
+/// One mounted file system instance.
+pub trait FileSystem: Send + Sync {
+    /// A short type name for messages and `mount` listings, e.g. `"ramfs"`.
+    fn name(&self) -> &str;
+
+    /// The root directory.
+    fn root(&self) -> Arc<dyn Node>;
+
+    /// Capacity and usage. Default: `ENOSYS`.
+    fn statfs(&self) -> Result<StatFs> {
+        Err(Errno::ENOSYS)
+    }
+
+    /// Writes everything to stable storage. Default: nothing to do.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What [`Node::create`] makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewNode<'a> {
+    /// An empty regular file.
+    File,
+    /// An empty directory.
+    Directory,
+    /// A symbolic link with this target.
+    Symlink(&'a str),
+}
+
+/// A node of a file system: file, directory, symlink or device.
+///
+/// Names passed in are single components: never empty, never `.` or `..`, without `/` or NUL,
+/// at most [`crate::NAME_MAX`] bytes (except `lookup("..")`, see there).
+pub trait Node: Send + Sync + Any {
+    /// The inode number (stable while the node exists, unique in its file system).
+    fn ino(&self) -> u64;
+
+    /// The node's type (never changes).
+    fn file_type(&self) -> FileType;
+
+    /// `stat` of this node. The VFS overwrites [`Metadata::dev`].
+    fn metadata(&self) -> Result<Metadata>;
+
+    /// `self` as `Any`, so a file system can recognise its own nodes (in `link` and `rename`).
+    /// Implement as `fn as_any(&self) -> &dyn Any { self }`.
+    fn as_any(&self) -> &dyn Any;
+
+    /// Reads at `offset` into `buf`; returns the bytes read, 0 at or past the end.
+    /// Default: `EINVAL` (the object cannot be read).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let _ = (offset, buf);
+        Err(Errno::EINVAL)
+    }
+
+    /// Writes `buf` at `offset`, extending the file (a gap reads as zeros); returns the bytes
+    /// written. Default: `EINVAL` (the object cannot be written).
+    fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
+        let _ = (offset, buf);
+        Err(Errno::EINVAL)
+    }
+
+    /// Appends `buf` at the end of the file as one step (`O_APPEND`); returns the offset it was
+    /// written at and the bytes written. Default: `write_at` at the current size, which is
+    /// atomic only if nothing else writes concurrently.
+    fn append(&self, buf: &[u8]) -> Result<(u64, usize)> {
+        let offset = self.metadata()?.size;
+        Ok((offset, self.write_at(offset, buf)?))
+    }
+
+    /// Sets the size (shrinking discards data, growing adds zeros). Default: `EINVAL`.
+    fn truncate(&self, size: u64) -> Result<()> {
+        let _ = size;
+        Err(Errno::EINVAL)
+    }
+
+    /// Writes the node's data and metadata to stable storage. Default: nothing to do.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The target of a symbolic link. Default: `EINVAL` (not a symlink).
+    fn read_link(&self) -> Result<String> {
+        Err(Errno::EINVAL)
+    }
+
+    /// The entry `name` of this directory. `..` must return the parent (the root: itself);
+    /// the VFS handles `.` and `..` across mount points itself. Default: `ENOTDIR`.
+    fn lookup(&self, name: &str) -> Result<Arc<dyn Node>> {
+        let _ = name;
+        Err(Errno::ENOTDIR)
+    }
+
+    /// Creates `name` in this directory with permission bits `perm`; `EEXIST` if the name
+    /// exists. Default: `EPERM` (the file system cannot create nodes).
+    fn create(&self, name: &str, kind: NewNode<'_>, perm: u32) -> Result<Arc<dyn Node>> {
+        let _ = (name, kind, perm);
+        Err(Errno::EPERM)
+    }
+
+    /// Adds the name `name` for `target` (a non-directory of the same file system, or `EXDEV`).
+    /// `EEXIST` if the name exists. Default: `EPERM`.
+    fn link(&self, name: &str, target: &dyn Node) -> Result<()> {
+        let _ = (name, target);
+        Err(Errno::EPERM)
+    }
+
+    /// Removes the non-directory entry `name` (`EISDIR` for a directory). The node's data
+    /// lives on while it is open. Default: `EPERM`.
+    fn unlink(&self, name: &str) -> Result<()> {
+        let _ = name;
+        Err(Errno::EPERM)
+    }
+
+    /// Removes the empty directory `name` (`ENOTDIR` if it is not one, `ENOTEMPTY` if it has
+    /// entries). Default: `EPERM`.
+    fn rmdir(&self, name: &str) -> Result<()> {
+        let _ = name;
+        Err(Errno::EPERM)
+    }
+
+    /// Moves entry `old_name` of this directory to `new_name` in `new_dir` (a directory of the
+    /// same file system, else `EXDEV`), replacing what is there. The VFS has checked that the
+    /// source and a replaced target have compatible types, that they are different nodes, and
+    /// that a directory does not move into its own subtree; the file system reports
+    /// `ENOTEMPTY` for a non-empty replaced directory. Default: `EPERM`.
+    fn rename(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
+        let _ = (old_name, new_dir, new_name);
+        Err(Errno::EPERM)
+    }
+
+    /// The first entry at or after `cookie` (0 starts the listing), or `None` at the end. `.`
+    /// and `..` are not listed. Default: `ENOTDIR`.
+    fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {
+        let _ = cookie;
+        Err(Errno::ENOTDIR)
+    }
+
+    /// Sets the permission bits. Default: `EPERM`.
+    fn set_perm(&self, perm: u32) -> Result<()> {
+        let _ = perm;
+        Err(Errno::EPERM)
+    }
+}

@@ -1,0 +1,246 @@
+//! Plain data the VFS and file systems exchange: file types, metadata, timestamps, directory
+//! entries, `statfs` results, open flags, and the [`Clock`] file systems take their times from.
+
+use alloc::string::String;
+use bitflags::bitflags;
+
+/// Longest file name (one path component) in bytes, as on Linux (`NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+/// Longest path in bytes including its terminating NUL, as on Linux (`PATH_MAX`): a path of
+/// 4096 bytes or more is `ENAMETOOLONG`.
+pub const PATH_MAX: usize = 4096;
+/// How many symbolic links one path resolution may follow before failing with `ELOOP`
+/// (Linux's `MAXSYMLINKS`).
+pub const MAX_SYMLINKS: u32 = 40;
+
+/// The type of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileType {
+    /// A regular file.
+    Regular,
+    /// A directory.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+    /// A character device (`/dev/null`, ...).
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+    /// A named pipe.
+    Fifo,
+    /// A Unix domain socket.
+    Socket,
+}
+
+impl FileType {
+    /// The `S_IFMT` bits of `st_mode` for this type (Linux values).
+    pub const fn mode_bits(self) -> u32 {
+        match self {
+            FileType::Regular => 0o100_000,
+            FileType::Directory => 0o040_000,
+            FileType::Symlink => 0o120_000,
+            FileType::CharDevice => 0o020_000,
+            FileType::BlockDevice => 0o060_000,
+            FileType::Fifo => 0o010_000,
+            FileType::Socket => 0o140_000,
+        }
+    }
+
+    /// True for [`FileType::Directory`].
+    pub const fn is_dir(self) -> bool {
+        matches!(self, FileType::Directory)
+    }
+}
+
+/// A point in time with nanosecond resolution, as nanoseconds since the clock's origin.
+///
+/// libos has no real-time clock yet, so [`PlatformClock`] counts from boot; a file system that
+/// gets times from elsewhere (virtio-fs: the host) stores them unchanged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// Whole seconds.
+    pub const fn secs(self) -> u64 {
+        self.0 / 1_000_000_000
+    }
+
+    /// The nanoseconds within the second.
+    pub const fn subsec_nanos(self) -> u32 {
+        (self.0 % 1_000_000_000) as u32
+    }
+}
+
+/// Where a file system gets the current time. Host tests use [`TickClock`] so times are
+/// deterministic; images use [`PlatformClock`].
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The platform's monotonic clock ([`libos_core::time::Instant`]), nanoseconds since boot.
+/// Reads zero before a platform is registered.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlatformClock;
+
+impl Clock for PlatformClock {
+    fn now(&self) -> Timestamp {
+        match libos_core::hal::try_platform() {
+            Some(_) => Timestamp(libos_core::time::Instant::now().as_nanos()),
+            None => Timestamp(0),
+        }
+    }
+}
+
+/// A deterministic clock for tests: every reading is one nanosecond later than the previous.
+#[derive(Debug, Default)]
+pub struct TickClock(core::sync::atomic::AtomicU64);
+
+impl TickClock {
+    /// A clock whose first reading is `start + 1`.
+    pub const fn new(start: u64) -> TickClock {
+        TickClock(core::sync::atomic::AtomicU64::new(start))
+    }
+}
+
+impl Clock for TickClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1)
+    }
+}
+
+/// What `stat` reports about a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    /// The device: the VFS fills in the mount's id, so `(dev, ino)` identifies a file.
+    pub dev: u64,
+    /// The inode number, unique within the file system while the node exists.
+    pub ino: u64,
+    /// The node's type.
+    pub file_type: FileType,
+    /// Permission bits (`0o7777`); libos does not enforce them (one user), but keeps them.
+    pub perm: u32,
+    /// Hard links: for a directory 2 plus its subdirectories, as on Linux.
+    pub nlink: u64,
+    /// Size in bytes (a symlink: its target's length; a directory: file-system defined).
+    pub size: u64,
+    /// Storage used, in 512-byte units (holes in sparse files take none).
+    pub blocks: u64,
+    /// Preferred I/O size.
+    pub block_size: u32,
+    /// Device number for device nodes, 0 otherwise.
+    pub rdev: u64,
+    /// Last access (ramfs updates it on read; file systems may be lazier, like `relatime`).
+    pub atime: Timestamp,
+    /// Last data modification.
+    pub mtime: Timestamp,
+    /// Last status change (metadata, links, data).
+    pub ctime: Timestamp,
+}
+
+impl Metadata {
+    /// `st_mode`: type bits and permission bits.
+    pub const fn mode(&self) -> u32 {
+        self.file_type.mode_bits() | (self.perm & 0o7777)
+    }
+
+    /// True for a directory.
+    pub const fn is_dir(&self) -> bool {
+        self.file_type.is_dir()
+    }
+
+    /// True for a regular file.
+    pub const fn is_file(&self) -> bool {
+        matches!(self.file_type, FileType::Regular)
+    }
+
+    /// True for a symbolic link.
+    pub const fn is_symlink(&self) -> bool {
+        matches!(self.file_type, FileType::Symlink)
+    }
+}
+
+/// One directory entry from [`crate::Node::read_dir`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's name (never `.` or `..`).
+    pub name: String,
+    /// Its inode number.
+    pub ino: u64,
+    /// Its type.
+    pub file_type: FileType,
+    /// The cookie that continues the listing after this entry. Cookies are stable: reading
+    /// from a cookie later returns the entries that still exist after it, even if other
+    /// entries were added or removed meanwhile.
+    pub next_cookie: u64,
+}
+
+/// What `statfs` reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatFs {
+    /// The file system's magic number (Linux values where one exists, e.g. ramfs `0x858458f6`).
+    pub fs_type: u64,
+    /// Block size in bytes.
+    pub block_size: u64,
+    /// Total blocks (`u64::MAX / block_size` when unlimited).
+    pub blocks: u64,
+    /// Free blocks.
+    pub blocks_free: u64,
+    /// Nodes in use plus free nodes (0 when not counted).
+    pub files: u64,
+    /// Free nodes.
+    pub files_free: u64,
+    /// Longest name.
+    pub name_max: u64,
+}
+
+bitflags! {
+    /// Flags of [`crate::Vfs::open`], with the bit values of Linux on x86_64 (the C shim maps
+    /// aarch64's different `O_DIRECTORY`/`O_NOFOLLOW` bits). The access mode is the low two
+    /// bits: `O_RDONLY` (0), [`OpenFlags::WRONLY`], [`OpenFlags::RDWR`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct OpenFlags: u32 {
+        /// Write only.
+        const WRONLY = 0o1;
+        /// Read and write.
+        const RDWR = 0o2;
+        /// Create the file if it does not exist.
+        const CREAT = 0o100;
+        /// With `CREAT`: fail with `EEXIST` if the name exists (even as a dangling symlink).
+        const EXCL = 0o200;
+        /// Truncate a regular file to zero length on open.
+        const TRUNC = 0o1000;
+        /// Every write goes to the end of the file.
+        const APPEND = 0o2000;
+        /// Fail with `ENOTDIR` unless the path names a directory.
+        const DIRECTORY = 0o200_000;
+        /// Fail with `ELOOP` if the last component is a symbolic link.
+        const NOFOLLOW = 0o400_000;
+    }
+}
+
+impl OpenFlags {
+    /// Read only (no bits): the default access mode.
+    pub const RDONLY: OpenFlags = OpenFlags::empty();
+
+    /// True when the access mode allows reading.
+    pub const fn readable(self) -> bool {
+        !self.contains(OpenFlags::WRONLY) || self.contains(OpenFlags::RDWR)
+    }
+
+    /// True when the access mode allows writing.
+    pub const fn writable(self) -> bool {
+        self.intersects(OpenFlags::WRONLY.union(OpenFlags::RDWR))
+    }
+}
+
+/// Where [`crate::OpenFile::seek`] measures from, like `std::io::SeekFrom`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeekFrom {
+    /// From the start.
+    Start(u64),
+    /// From the end of the file.
+    End(i64),
+    /// From the current offset.
+    Current(i64),
+}

@@ -1,0 +1,575 @@
+//! [`Vfs`]: the mount table, the path walk and the namespace operations (`open`, `mkdir`,
+//! `rename`, ...), relative to a current directory.
+//!
+//! A position in the namespace is a [`Loc`]: a mount and a node of its file system. The walk
+//! crosses into a mounted file system after every lookup of a covered directory and back out on
+//! `..` at a mount's root; `..` at the root of the whole namespace stays there.
+
+use crate::file::OpenFile;
+use crate::node::{FileSystem, NewNode, Node};
+use crate::path::{self, Last, Parsed};
+use crate::types::{DirEntry, MAX_SYMLINKS, Metadata, OpenFlags, PATH_MAX, StatFs};
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use hashbrown::HashMap;
+use libos_core::sync::SpinLock;
+use libos_core::{Errno, Result};
+
+/// One mounted file system.
+pub(crate) struct Mount {
+    pub id: u64,
+    pub fs: Arc<dyn FileSystem>,
+    pub root: Arc<dyn Node>,
+    pub root_ino: u64,
+    /// The directory this mount covers; `None` for the root mount.
+    pub parent: Option<Loc>,
+    /// The path it was mounted at, for listings.
+    pub path: String,
+}
+
+/// A position in the namespace: a node and the mount it was reached through.
+#[derive(Clone)]
+pub(crate) struct Loc {
+    pub mount: Arc<Mount>,
+    pub node: Arc<dyn Node>,
+}
+
+impl Loc {
+    fn is_dir(&self) -> bool {
+        self.node.file_type().is_dir()
+    }
+
+    fn is_symlink(&self) -> bool {
+        self.node.file_type() == crate::FileType::Symlink
+    }
+
+    fn is_mount_root(&self) -> bool {
+        self.node.ino() == self.mount.root_ino
+    }
+}
+
+struct MountTable {
+    next_id: u64,
+    /// `(mount id, inode)` of a covered directory -> the mount on top of it.
+    covers: HashMap<(u64, u64), Arc<Mount>>,
+}
+
+/// A mount, as [`Vfs::mounts`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountInfo {
+    /// The mount's id (also [`Metadata::dev`] of its files).
+    pub id: u64,
+    /// The path it was mounted at.
+    pub path: String,
+    /// The file system's name.
+    pub fs_name: String,
+}
+
+/// A file-system namespace: a root file system, the file systems mounted on it, and a current
+/// directory.
+pub struct Vfs {
+    root: Arc<Mount>,
+    mounts: SpinLock<MountTable>,
+    cwd: SpinLock<Loc>,
+    /// Held across a directory rename's subtree check and the rename itself, so two concurrent
+    /// renames cannot together move a directory into its own subtree (Linux's
+    /// `s_vfs_rename_mutex`). Taken before any file-system lock.
+    dir_rename: SpinLock<()>,
+}
+
+impl Vfs {
+    /// A namespace whose root is `root_fs`; the current directory is `/`.
+    pub fn new(root_fs: Arc<dyn FileSystem>) -> Vfs {
+        let node = root_fs.root();
+        let root = Arc::new(Mount {
+            id: 1,
+            root_ino: node.ino(),
+            root: node.clone(),
+            fs: root_fs,
+            parent: None,
+            path: String::from("/"),
+        });
+        let cwd = Loc { mount: root.clone(), node };
+        Vfs {
+            root,
+            mounts: SpinLock::new(MountTable { next_id: 2, covers: HashMap::new() }),
+            cwd: SpinLock::new(cwd),
+            dir_rename: SpinLock::new(()),
+        }
+    }
+
+    fn root_loc(&self) -> Loc {
+        Loc { mount: self.root.clone(), node: self.root.root.clone() }
+    }
+
+    fn cwd(&self) -> Loc {
+        self.cwd.lock().clone()
+    }
+
+    /// The mount on top of `loc`, if it is covered (repeatedly, for stacked mounts).
+    fn cross(&self, mut loc: Loc) -> Loc {
+        if !loc.is_dir() {
+            return loc;
+        }
+        let mounts = self.mounts.lock();
+        while let Some(top) = mounts.covers.get(&(loc.mount.id, loc.node.ino())) {
+            loc = Loc { mount: top.clone(), node: top.root.clone() };
+        }
+        loc
+    }
+
+    /// One step from directory `dir` to `name` (which may be `.` or `..`), without following a
+    /// symlink at the end.
+    fn step(&self, dir: &Loc, name: &str) -> Result<Loc> {
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        match name {
+            "." => Ok(dir.clone()),
+            ".." => {
+                let mut cur = dir.clone();
+                while cur.is_mount_root() {
+                    match &cur.mount.parent {
+                        Some(covered) => cur = covered.clone(),
+                        None => return Ok(cur),
+                    }
+                }
+                let parent = cur.node.lookup("..")?;
+                Ok(self.cross(Loc { mount: cur.mount, node: parent }))
+            }
+            _ => {
+                let node = dir.node.lookup(name)?;
+                Ok(self.cross(Loc { mount: dir.mount.clone(), node }))
+            }
+        }
+    }
+
+    /// Follows symlink `link` found in directory `dir`.
+    fn follow(&self, dir: &Loc, link: &Loc, budget: &mut u32) -> Result<Loc> {
+        if *budget == 0 {
+            return Err(Errno::ELOOP);
+        }
+        *budget -= 1;
+        let target = link.node.read_link()?;
+        self.resolve_from(dir, &target, true, budget)
+    }
+
+    /// Walks `components` from `base`, following every symlink.
+    fn walk(&self, base: Loc, components: &[&str], budget: &mut u32) -> Result<Loc> {
+        let mut cur = base;
+        for name in components {
+            let mut next = self.step(&cur, name)?;
+            if next.is_symlink() {
+                next = self.follow(&cur, &next, budget)?;
+            }
+            cur = next;
+        }
+        Ok(cur)
+    }
+
+    fn base(&self, start: &Loc, parsed: &Parsed<'_>) -> Loc {
+        if parsed.absolute { self.root_loc() } else { start.clone() }
+    }
+
+    fn resolve_from(&self, start: &Loc, path: &str, follow_last: bool, budget: &mut u32) -> Result<Loc> {
+        let parsed = path::parse(path)?;
+        let base = self.base(start, &parsed);
+        let Some((last, dirs)) = parsed.components.split_last() else {
+            return Ok(base);
+        };
+        let parent = self.walk(base, dirs, budget)?;
+        let mut loc = self.step(&parent, last)?;
+        if loc.is_symlink() && (follow_last || parsed.trailing_slash) {
+            loc = self.follow(&parent, &loc, budget)?;
+        }
+        if parsed.trailing_slash && !loc.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(loc)
+    }
+
+    fn resolve(&self, path: &str, follow_last: bool) -> Result<Loc> {
+        self.resolve_from(&self.cwd(), path, follow_last, &mut MAX_SYMLINKS.clone())
+    }
+
+    /// The directory that holds the last component of `path`, and that component.
+    fn resolve_parent<'p>(&self, path: &'p str) -> Result<(Loc, Last<'p>, bool)> {
+        self.resolve_parent_from(&self.cwd(), path, &mut MAX_SYMLINKS.clone())
+    }
+
+    fn resolve_parent_from<'p>(&self, start: &Loc, path: &'p str, budget: &mut u32) -> Result<(Loc, Last<'p>, bool)> {
+        let parsed = path::parse(path)?;
+        let base = self.base(start, &parsed);
+        let dirs = parsed.components.split_last().map_or(&[][..], |(_, dirs)| dirs);
+        let parent = self.walk(base, dirs, budget)?;
+        if !parent.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok((parent, parsed.last(), parsed.trailing_slash))
+    }
+
+    /// Looks `name` up in `dir`: `Ok(None)` if it does not exist.
+    fn probe(&self, dir: &Loc, name: &str) -> Result<Option<Loc>> {
+        match self.step(dir, name) {
+            Ok(loc) => Ok(Some(loc)),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    // ---- mounts ----
+
+    /// Mounts `fs` on the directory `path` (on top of whatever is mounted there already).
+    pub fn mount(&self, path: &str, fs: Arc<dyn FileSystem>) -> Result<()> {
+        let loc = self.resolve(path, true)?;
+        if !loc.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let root = fs.root();
+        if !root.file_type().is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let mut mounts = self.mounts.lock();
+        let key = (loc.mount.id, loc.node.ino());
+        if mounts.covers.contains_key(&key) {
+            return Err(Errno::EBUSY);
+        }
+        let id = mounts.next_id;
+        mounts.next_id += 1;
+        let mount = Arc::new(Mount { id, root_ino: root.ino(), root, fs, parent: Some(loc), path: String::from(path) });
+        mounts.covers.insert(key, mount);
+        Ok(())
+    }
+
+    /// Unmounts the file system whose root `path` names. `EINVAL` if `path` is not a mount's
+    /// root, `EBUSY` for the root file system or a mount with mounts inside it. Open files of
+    /// the unmounted file system keep working.
+    pub fn unmount(&self, path: &str) -> Result<()> {
+        let loc = self.resolve(path, true)?;
+        if !loc.is_mount_root() {
+            return Err(Errno::EINVAL);
+        }
+        let Some(covered) = &loc.mount.parent else {
+            return Err(Errno::EBUSY);
+        };
+        let mut mounts = self.mounts.lock();
+        if mounts.covers.keys().any(|&(id, _)| id == loc.mount.id) {
+            return Err(Errno::EBUSY);
+        }
+        mounts.covers.remove(&(covered.mount.id, covered.node.ino()));
+        Ok(())
+    }
+
+    /// The mounts, root first, then in mount order.
+    pub fn mounts(&self) -> Vec<MountInfo> {
+        let info = |m: &Mount| MountInfo { id: m.id, path: m.path.clone(), fs_name: String::from(m.fs.name()) };
+        let mut list: Vec<MountInfo> = self.mounts.lock().covers.values().map(|m| info(m)).collect();
+        list.sort_by_key(|m| m.id);
+        list.insert(0, info(&self.root));
+        list
+    }
+
+    // ---- namespace operations ----
+
+    /// Changes the current directory.
+    pub fn chdir(&self, path: &str) -> Result<()> {
+        let loc = self.resolve(path, true)?;
+        if !loc.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        *self.cwd.lock() = loc;
+        Ok(())
+    }
+
+    /// The absolute path of the current directory (`getcwd`), found by walking `..` and
+    /// looking each directory up in its parent, so it names where the directory is now (after
+    /// renames), through mount points. `ENOENT` if the directory was removed, `ENAMETOOLONG` if
+    /// the path would reach [`PATH_MAX`] bytes.
+    pub fn current_dir(&self) -> Result<String> {
+        let mut loc = self.cwd();
+        let mut names: Vec<String> = Vec::new();
+        let mut length = 0;
+        loop {
+            if length >= PATH_MAX {
+                return Err(Errno::ENAMETOOLONG);
+            }
+            while loc.is_mount_root() {
+                match &loc.mount.parent {
+                    Some(covered) => loc = covered.clone(),
+                    None => {
+                        let mut path = String::new();
+                        for name in names.iter().rev() {
+                            path.push('/');
+                            path.push_str(name);
+                        }
+                        return Ok(if path.is_empty() { String::from("/") } else { path });
+                    }
+                }
+            }
+            let parent = loc.node.lookup("..")?;
+            let ino = loc.node.ino();
+            let mut cookie = 0;
+            let name = loop {
+                match parent.read_dir(cookie)? {
+                    Some(entry) if entry.ino == ino && entry.file_type.is_dir() => break entry.name,
+                    Some(entry) => cookie = entry.next_cookie,
+                    None => return Err(Errno::ENOENT),
+                }
+            };
+            length += name.len() + 1;
+            names.push(name);
+            loc = Loc { mount: loc.mount, node: parent };
+        }
+    }
+
+    /// Opens (and with [`OpenFlags::CREAT`] creates, with permission bits `perm`) a file or
+    /// directory. With `O_CREAT`, a symlink at the end is followed (unless `O_NOFOLLOW`) and a
+    /// dangling one creates its target, as on Linux.
+    pub fn open(&self, path: &str, flags: OpenFlags, perm: u32) -> Result<OpenFile> {
+        self.open_from(&self.cwd(), path, flags, perm, &mut MAX_SYMLINKS.clone())
+    }
+
+    fn open_from(&self, start: &Loc, path: &str, flags: OpenFlags, perm: u32, budget: &mut u32) -> Result<OpenFile> {
+        let follow = !flags.contains(OpenFlags::NOFOLLOW);
+        if !flags.contains(OpenFlags::CREAT) {
+            let loc = self.resolve_from(start, path, follow, budget)?;
+            return self.open_loc(loc, flags);
+        }
+        let (parent, last, trailing_slash) = self.resolve_parent_from(start, path, budget)?;
+        let Last::Name(name) = last else {
+            return Err(Errno::EISDIR);
+        };
+        if trailing_slash {
+            return Err(Errno::EISDIR);
+        }
+        match self.probe(&parent, name)? {
+            Some(_) if flags.contains(OpenFlags::EXCL) => Err(Errno::EEXIST),
+            Some(loc) if loc.is_symlink() && follow => {
+                // Open (or create) the target, relative to the link's directory.
+                if *budget == 0 {
+                    return Err(Errno::ELOOP);
+                }
+                *budget -= 1;
+                let target = loc.node.read_link()?;
+                self.open_from(&parent, &target, flags, perm, budget)
+            }
+            Some(loc) => self.open_loc(loc, flags),
+            None => {
+                let node = parent.node.create(name, NewNode::File, perm)?;
+                self.open_loc(Loc { mount: parent.mount.clone(), node }, flags - OpenFlags::TRUNC)
+            }
+        }
+    }
+
+    fn open_loc(&self, loc: Loc, flags: OpenFlags) -> Result<OpenFile> {
+        let file_type = loc.node.file_type();
+        if file_type == crate::FileType::Symlink {
+            return Err(Errno::ELOOP);
+        }
+        if flags.contains(OpenFlags::DIRECTORY) && !file_type.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if file_type.is_dir() && (flags.writable() || flags.contains(OpenFlags::TRUNC)) {
+            return Err(Errno::EISDIR);
+        }
+        if flags.contains(OpenFlags::TRUNC) && file_type == crate::FileType::Regular {
+            loc.node.truncate(0)?;
+        }
+        Ok(OpenFile::new(loc.node, loc.mount.id, flags))
+    }
+
+    /// Creates a directory.
+    pub fn mkdir(&self, path: &str, perm: u32) -> Result<()> {
+        let (parent, last, _) = self.resolve_parent(path)?;
+        match last {
+            Last::Name(name) => parent.node.create(name, NewNode::Directory, perm).map(drop),
+            _ => Err(Errno::EEXIST),
+        }
+    }
+
+    /// Creates a symbolic link at `link_path` pointing to `target` (stored as given).
+    pub fn symlink(&self, target: &str, link_path: &str) -> Result<()> {
+        path::check_target(target)?;
+        let (parent, last, trailing_slash) = self.resolve_parent(link_path)?;
+        match last {
+            Last::Name(_) if trailing_slash => Err(Errno::ENOENT),
+            Last::Name(name) => parent.node.create(name, NewNode::Symlink(target), 0o777).map(drop),
+            _ => Err(Errno::EEXIST),
+        }
+    }
+
+    /// Adds the name `new` for the non-directory `old` (a symlink itself, not its target).
+    pub fn link(&self, old: &str, new: &str) -> Result<()> {
+        let source = self.resolve(old, false)?;
+        if source.is_dir() {
+            return Err(Errno::EPERM);
+        }
+        let (parent, last, trailing_slash) = self.resolve_parent(new)?;
+        let Last::Name(name) = last else {
+            return Err(Errno::EEXIST);
+        };
+        if trailing_slash {
+            return Err(Errno::ENOENT);
+        }
+        if parent.mount.id != source.mount.id {
+            return Err(Errno::EXDEV);
+        }
+        parent.node.link(name, &*source.node)
+    }
+
+    /// Removes a non-directory name.
+    pub fn unlink(&self, path: &str) -> Result<()> {
+        let (parent, last, trailing_slash) = self.resolve_parent(path)?;
+        let Last::Name(name) = last else {
+            return Err(Errno::EISDIR);
+        };
+        let loc = self.step(&parent, name)?;
+        if loc.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        if trailing_slash {
+            return Err(Errno::ENOTDIR);
+        }
+        parent.node.unlink(name)
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&self, path: &str) -> Result<()> {
+        let (parent, last, _) = self.resolve_parent(path)?;
+        let name = match last {
+            Last::Name(name) => name,
+            Last::Dot => return Err(Errno::EINVAL),
+            Last::DotDot => return Err(Errno::ENOTEMPTY),
+            Last::Root => return Err(Errno::EBUSY),
+        };
+        let loc = self.step(&parent, name)?;
+        if !loc.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if loc.mount.id != parent.mount.id {
+            return Err(Errno::EBUSY);
+        }
+        parent.node.rmdir(name)
+    }
+
+    /// Renames `old` to `new`, replacing `new` if it exists (a file by a file, an empty
+    /// directory by a directory). `EXDEV` across mounts, `EINVAL` moving a directory into its
+    /// own subtree, `EBUSY` for mount points.
+    pub fn rename(&self, old: &str, new: &str) -> Result<()> {
+        let (old_parent, old_last, old_slash) = self.resolve_parent(old)?;
+        let (new_parent, new_last, new_slash) = self.resolve_parent(new)?;
+        let (Last::Name(old_name), Last::Name(new_name)) = (old_last, new_last) else {
+            return Err(Errno::EBUSY);
+        };
+        let source = self.step(&old_parent, old_name)?;
+        if old_parent.mount.id != new_parent.mount.id {
+            return Err(Errno::EXDEV);
+        }
+        if source.mount.id != old_parent.mount.id {
+            return Err(Errno::EBUSY);
+        }
+        if !source.is_dir() && (old_slash || new_slash) {
+            return Err(Errno::ENOTDIR);
+        }
+        if let Some(target) = self.probe(&new_parent, new_name)? {
+            if target.mount.id != new_parent.mount.id {
+                return Err(Errno::EBUSY);
+            }
+            if target.node.ino() == source.node.ino() {
+                return Ok(());
+            }
+            match (source.is_dir(), target.is_dir()) {
+                (true, false) => return Err(Errno::ENOTDIR),
+                (false, true) => return Err(Errno::EISDIR),
+                _ => {}
+            }
+        }
+        let _serial = source.is_dir().then(|| self.dir_rename.lock());
+        if source.is_dir() {
+            // The new parent must not be the source or inside it.
+            let mut cur = new_parent.node.clone();
+            let mut steps = 0;
+            loop {
+                steps += 1;
+                if steps > MAX_ANCESTORS {
+                    return Err(Errno::ELOOP);
+                }
+                if cur.ino() == source.node.ino() {
+                    return Err(Errno::EINVAL);
+                }
+                if cur.ino() == new_parent.mount.root_ino {
+                    break;
+                }
+                let up = cur.lookup("..")?;
+                if up.ino() == cur.ino() {
+                    break;
+                }
+                cur = up;
+            }
+        }
+        old_parent.node.rename(old_name, &*new_parent.node, new_name)
+    }
+
+    /// `stat`, following a symlink at the end.
+    pub fn metadata(&self, path: &str) -> Result<Metadata> {
+        metadata_of(&self.resolve(path, true)?)
+    }
+
+    /// `lstat`: a symlink at the end is described itself.
+    pub fn symlink_metadata(&self, path: &str) -> Result<Metadata> {
+        metadata_of(&self.resolve(path, false)?)
+    }
+
+    /// The target of the symlink `path`.
+    pub fn read_link(&self, path: &str) -> Result<String> {
+        self.resolve(path, false)?.node.read_link()
+    }
+
+    /// Sets the size of the regular file `path`.
+    pub fn truncate(&self, path: &str, size: u64) -> Result<()> {
+        let loc = self.resolve(path, true)?;
+        match loc.node.file_type() {
+            crate::FileType::Directory => Err(Errno::EISDIR),
+            crate::FileType::Regular => loc.node.truncate(size),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// Sets the permission bits of `path` (following symlinks).
+    pub fn set_permissions(&self, path: &str, perm: u32) -> Result<()> {
+        self.resolve(path, true)?.node.set_perm(perm & 0o7777)
+    }
+
+    /// `statfs` of the file system holding `path`.
+    pub fn statfs(&self, path: &str) -> Result<StatFs> {
+        self.resolve(path, true)?.mount.fs.statfs()
+    }
+
+    /// All entries of directory `path` (without `.` and `..`), in the file system's order.
+    pub fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>> {
+        let dir = self.open(path, OpenFlags::DIRECTORY, 0)?;
+        let mut entries = Vec::new();
+        while let Some(entry) = dir.read_dir_next()? {
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// Syncs every mounted file system.
+    pub fn sync(&self) -> Result<()> {
+        let mounted: Vec<Arc<Mount>> = self.mounts.lock().covers.values().cloned().collect();
+        self.root.fs.sync()?;
+        mounted.iter().try_for_each(|m| m.fs.sync())
+    }
+}
+
+/// How many `..` steps the rename subtree check takes at most before deciding the file system's
+/// parent links form a cycle (`ELOOP`); far deeper than any real tree.
+const MAX_ANCESTORS: usize = 1 << 20;
+
+fn metadata_of(loc: &Loc) -> Result<Metadata> {
+    let mut metadata = loc.node.metadata()?;
+    metadata.dev = loc.mount.id;
+    Ok(metadata)
+}
