@@ -148,7 +148,7 @@ mod tests {
         assert_eq!(current(), ThreadId::MAIN);
         unpark(ThreadId::MAIN);
         park(); // consumes the token instead of blocking
-        let mut name = std::string::String::new();
+        let mut name = String::new();
         with_current_name(&mut |n| name.push_str(n));
         assert_eq!(name, "main");
     }
