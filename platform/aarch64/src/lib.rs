@@ -14,6 +14,8 @@
 //!   Device-nGnRE);
 //! - `exceptions`, `stacks`, [`esr`]: vectors, crash reports with the exception class decoded
 //!   and a frame-pointer backtrace;
+//! - `context`: thread context switch, and preemption by redirecting an IRQ's return into a
+//!   trampoline on the thread's own stack (for the scheduler);
 //! - `uart`, `gic`, `timer`: the console (PL011, or Firecracker's 16550), GICv2/GICv3, the
 //!   virtual timer as one-shot timer and the virtual counter as clock;
 //! - `semihosting`, `shutdown`: exit codes through QEMU semihosting, else PSCI `SYSTEM_OFF`.
@@ -53,6 +55,8 @@ pub mod paging;
 #[cfg(target_os = "none")]
 pub mod boot;
 #[cfg(target_os = "none")]
+mod context;
+#[cfg(target_os = "none")]
 mod cpu;
 #[cfg(target_os = "none")]
 mod exceptions;
@@ -91,7 +95,7 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{cpu, semihosting, shutdown, timer, uart};
+    use crate::{context, cpu, semihosting, shutdown, timer, uart};
     use core::sync::atomic::{AtomicU8, Ordering};
     use libos_core::hal::{InterruptState, Platform};
     use libos_core::time::Instant;
@@ -165,6 +169,20 @@ mod platform {
 
         fn shutdown(&self, code: i32) -> ! {
             shutdown::power_off(code)
+        }
+
+        fn supports_context_switch(&self) -> bool {
+            true
+        }
+
+        unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+            // SAFETY: forwarded contract (Platform::init_context).
+            unsafe { context::init(stack_top, entry, arg) }
+        }
+
+        unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
+            // SAFETY: forwarded contract (Platform::switch_context); threads run in EL1t.
+            unsafe { context::switch(save_sp, load_sp) }
         }
     }
 }

@@ -113,6 +113,12 @@ extern "C" fn libos_x86_64_trap(frame: &mut TrapFrame) {
             log::warn!("unexpected interrupt vector {v:#x}");
         }
     }
+    // Interrupts use the interrupted thread's stack (IST 0), and this frame is on it: a
+    // preemption switches threads right here and returns (then `iretq`s) once the scheduler
+    // resumes this thread (see src/context.rs).
+    if irq::take_preemption_request() {
+        irq::preempt();
+    }
 }
 
 const EXCEPTION_NAMES: [(&str, &str); 32] = [

@@ -8,6 +8,8 @@
 //! - [`memory`], [`paging`]: free RAM and the final page tables (text RX, data NX, guard pages);
 //! - `gdt`, `interrupts`, `stacks`: GDT/TSS with separate stacks for fatal exceptions, the IDT,
 //!   crash reports with a frame-pointer backtrace;
+//! - `context`: the thread context switch and preemption on interrupt return (for the
+//!   scheduler);
 //! - `serial`, `clock`, `apic`: the 16550 console, the TSC clock, the local APIC one-shot timer;
 //! - [`acpi`], `shutdown`: exit codes through `isa-debug-exit`, else ACPI S5, else i8042 reset.
 //!
@@ -29,6 +31,8 @@ mod apic;
 pub mod boot;
 #[cfg(target_os = "none")]
 mod clock;
+#[cfg(target_os = "none")]
+mod context;
 #[cfg(target_os = "none")]
 mod cpu;
 #[cfg(target_os = "none")]
@@ -62,7 +66,7 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{apic, clock, cpu, serial, shutdown};
+    use crate::{apic, clock, context, cpu, serial, shutdown};
     use libos_core::hal::{InterruptState, Platform};
     use libos_core::time::Instant;
     use x86_64::instructions::interrupts;
@@ -127,6 +131,20 @@ mod platform {
 
         fn shutdown(&self, code: i32) -> ! {
             shutdown::power_off(code)
+        }
+
+        fn supports_context_switch(&self) -> bool {
+            true
+        }
+
+        unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+            // SAFETY: forwarded contract (Platform::init_context).
+            unsafe { context::init(stack_top, entry, arg) }
+        }
+
+        unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
+            // SAFETY: forwarded contract (Platform::switch_context).
+            unsafe { context::switch(save_sp, load_sp) }
         }
     }
 }
