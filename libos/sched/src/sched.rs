@@ -1,0 +1,459 @@
+//! The scheduler core: thread control blocks, per-CPU run queues (one [`Policy`] each), the
+//! switch, the deadline queue and the idle thread. It implements libos-core's
+//! [`Scheduler`] hook, so every crate blocks through it without depending on this one.
+//!
+//! # Locking and interrupts
+//! All state lives in one [`IrqSpinLock`]. Every path that may switch first masks interrupts,
+//! then takes the lock, decides, *drops the lock* and switches with interrupts still masked; the
+//! thread that resumes restores its own saved interrupt state. On one CPU nothing can run
+//! between the decision and the switch. (For SMP the lock must be handed over across the
+//! switch, and a thread blocked on one CPU must not be resumed on another before its registers
+//! are saved: the usual "on CPU" flag. Run queues are already per CPU.)
+//!
+//! # Timers
+//! The deadline queue is an ordered set of `(deadline, thread)`. The one-shot timer is armed
+//! for the earliest of: the first deadline, and (preemptive policy, other threads runnable) the
+//! end of the running thread's slice. Nothing else arms it, so an idle system with one sleeping
+//! thread takes exactly the interrupts its sleep needs (tickless).
+//!
+//! # Unsafe
+//! This module is allowed `unsafe` for exactly one call, [`raw::switch`] in `switch_away`: its
+//! safety rests on this module's bookkeeping (a control block outlives its thread's last switch;
+//! exited threads are reaped only by another thread).
+
+#![allow(unsafe_code)]
+
+use crate::policy::{Policy, Priority, Reason};
+use crate::raw::{self, Stack};
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::any::Any;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::time::Duration;
+use libos_core::hal::{self, irq};
+use libos_core::sched::{Scheduler, ThreadId};
+use libos_core::sync::{IrqSpinLock, IrqSpinLockGuard, Once};
+use libos_core::time::Instant;
+use libos_core::{Errno, Result};
+
+/// A thread's scheduling state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    Running,
+    Ready,
+    Blocked,
+    Exited,
+}
+
+/// Per-thread storage slots of [`crate::tls::Key`]s, indexed by key.
+pub(crate) type TlsSlots = Vec<Option<Box<dyn Any + Send>>>;
+
+/// A thread control block. Boxed, so `sp` never moves while the thread is switched out.
+pub(crate) struct Tcb {
+    pub(crate) name: String,
+    priority: Priority,
+    state: State,
+    wake_token: bool,
+    /// The saved stack pointer while not running.
+    sp: AtomicUsize,
+    /// `None` for `main`, which runs on the boot stack.
+    stack: Option<Stack>,
+    entry: Option<Box<dyn FnOnce() + Send>>,
+    pub(crate) tls: TlsSlots,
+}
+
+struct Cpu {
+    policy: Box<dyn Policy>,
+    current: ThreadId,
+    idle: ThreadId,
+    slice: Option<Duration>,
+    slice_start: Instant,
+}
+
+pub(crate) struct Sched {
+    threads: BTreeMap<ThreadId, Box<Tcb>>,
+    cpus: Vec<Cpu>,
+    timers: BTreeSet<(Instant, ThreadId)>,
+    armed: Option<Instant>,
+    /// Exited threads whose stacks are freed by the next thread to run.
+    dead: Vec<Box<Tcb>>,
+    next_id: u64,
+}
+
+static SCHED: Once<IrqSpinLock<Sched>> = Once::new();
+/// The running thread (per CPU once there is SMP), readable without the lock.
+static CURRENT: AtomicU64 = AtomicU64::new(ThreadId::MAIN.0);
+static HAVE_DEAD: AtomicBool = AtomicBool::new(false);
+static SWITCHES: AtomicU64 = AtomicU64::new(0);
+
+/// The idle thread of CPU 0.
+const IDLE: ThreadId = ThreadId(0);
+const IDLE_STACK: usize = 16 * 1024;
+
+pub(crate) fn lock() -> IrqSpinLockGuard<'static, Sched> {
+    SCHED.get().expect("libos-sched: no scheduler (libos_sched::init was not called)").lock()
+}
+
+/// True once [`init`] ran.
+pub fn is_initialized() -> bool {
+    SCHED.is_completed()
+}
+
+impl Sched {
+    fn cpu(&mut self) -> &mut Cpu {
+        let index = hal::platform().cpu_id();
+        &mut self.cpus[index]
+    }
+
+    pub(crate) fn current(&mut self) -> ThreadId {
+        self.cpu().current
+    }
+
+    pub(crate) fn tcb(&mut self, id: ThreadId) -> &mut Tcb {
+        self.threads.get_mut(&id).expect("libos-sched: the running thread has no control block")
+    }
+
+    /// Queues `id` (not running, not queued) and asks for preemption where the policy wants.
+    fn make_ready(&mut self, id: ThreadId, reason: Reason) {
+        let Some(tcb) = self.threads.get_mut(&id) else { return };
+        tcb.state = State::Ready;
+        let priority = tcb.priority;
+        let current = self.current();
+        let running = self.threads.get(&current).map_or(Priority(0), |t| t.priority);
+        let cpu = self.cpu();
+        cpu.policy.enqueue(id, priority, reason);
+        if cpu.current == cpu.idle || cpu.policy.preempts(running, priority) {
+            irq::request_preemption();
+        }
+    }
+
+    fn unpark(&mut self, id: ThreadId) {
+        match self.threads.get_mut(&id) {
+            Some(tcb) if tcb.state == State::Blocked => self.make_ready(id, Reason::Woken),
+            Some(tcb) if tcb.state != State::Exited => tcb.wake_token = true,
+            _ => {}
+        }
+        self.rearm();
+    }
+
+    /// Arms the one-shot timer if something needs it earlier than it is armed for.
+    fn rearm(&mut self) {
+        let mut next = self.timers.first().map(|&(deadline, _)| deadline);
+        for cpu in &self.cpus {
+            if let Some(slice) = cpu.slice
+                && cpu.current != cpu.idle
+                && !cpu.policy.is_empty()
+            {
+                let end = cpu.slice_start + slice;
+                next = Some(next.map_or(end, |n| n.min(end)));
+            }
+        }
+        if let Some(next) = next
+            && self.armed.is_none_or(|armed| next < armed)
+        {
+            self.armed = Some(next);
+            hal::platform().set_timer(Some(next));
+        }
+    }
+}
+
+/// Switches the running thread out, leaving it in `state` (`Ready`: requeued for `reason`;
+/// `Blocked`; `Exited`: reaped by the next thread). Interrupts must be masked (they were when
+/// `s` was locked). Returns when the thread runs again (never for `Exited`).
+fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Reason) {
+    let current = s.current();
+    let idle = s.cpu().idle;
+    let tcb = s.tcb(current);
+    if tcb.stack.as_ref().is_some_and(|stack| !stack.canary_intact()) {
+        let name = tcb.name.clone();
+        drop(s);
+        panic!("thread '{name}' overflowed its stack (the canary at its bottom was overwritten)");
+    }
+    if current != idle {
+        tcb.state = state;
+        if state == State::Ready {
+            let priority = tcb.priority;
+            s.cpu().policy.enqueue(current, priority, reason);
+        }
+    }
+    let next = s.cpu().policy.pick_next().unwrap_or(idle);
+    if next == current {
+        s.tcb(current).state = State::Running;
+        return;
+    }
+    let save: *const AtomicUsize = &s.tcb(current).sp;
+    if state == State::Exited && current != idle {
+        let tcb = s.threads.remove(&current).expect("the exiting thread is registered");
+        s.dead.push(tcb); // moves the Box, not the control block: `save` stays valid
+        HAVE_DEAD.store(true, Ordering::Relaxed);
+    }
+    s.tcb(next).state = State::Running;
+    let cpu = s.cpu();
+    cpu.current = next;
+    if cpu.slice.is_some() {
+        cpu.slice_start = Instant::now();
+    }
+    CURRENT.store(next.0, Ordering::Relaxed);
+    SWITCHES.fetch_add(1, Ordering::Relaxed);
+    s.rearm();
+    let load: *const AtomicUsize = &s.tcb(next).sp;
+    drop(s);
+    // SAFETY: interrupts are masked (the caller's contract); `save` points into the running
+    // thread's boxed control block, which is only freed after it exited and another thread ran
+    // (`reap`); `load` is the saved stack pointer of `next`, which is not running and whose
+    // stack lives as long as its control block; the lock is released.
+    unsafe { raw::switch(save, load) };
+    reap();
+}
+
+/// Frees the stacks of threads that exited (never the running one: it is not in the list).
+fn reap() {
+    if HAVE_DEAD.load(Ordering::Relaxed) {
+        let dead = {
+            let mut s = lock();
+            HAVE_DEAD.store(false, Ordering::Relaxed);
+            core::mem::take(&mut s.dead)
+        };
+        drop(dead);
+    }
+}
+
+extern "C" fn thread_entry(_: usize) -> ! {
+    reap();
+    let entry = {
+        let mut s = lock();
+        let current = s.current();
+        s.tcb(current).entry.take()
+    };
+    hal::platform().enable_interrupts();
+    if let Some(entry) = entry {
+        entry();
+    }
+    exit_current()
+}
+
+/// Ends the running thread: drops its thread-local values, then switches away for good.
+pub(crate) fn exit_current() -> ! {
+    let tls = {
+        let mut s = lock();
+        let current = s.current();
+        core::mem::take(&mut s.tcb(current).tls)
+    };
+    drop(tls);
+    hal::platform().disable_interrupts();
+    switch_away(lock(), State::Exited, Reason::Yielded);
+    unreachable!("libos-sched: an exited thread was resumed");
+}
+
+extern "C" fn idle_entry(_: usize) -> ! {
+    reap();
+    let platform = hal::platform();
+    loop {
+        platform.disable_interrupts();
+        let mut s = lock();
+        if s.cpu().policy.is_empty() {
+            drop(s);
+            // Enables interrupts atomically with the halt: a wake-up that raced with the check
+            // above is an interrupt that ends the halt at once.
+            platform.wait_for_interrupt();
+        } else {
+            switch_away(s, State::Ready, Reason::Yielded);
+        }
+    }
+}
+
+/// The timer interrupt: wakes sleepers whose deadline passed, ends time slices, re-arms.
+fn on_timer() {
+    let Some(sched) = SCHED.get() else { return };
+    let mut s = sched.lock();
+    s.armed = None;
+    let now = Instant::now();
+    while let Some(&(deadline, id)) = s.timers.first() {
+        if deadline > now {
+            break;
+        }
+        s.timers.pop_first();
+        s.unpark(id);
+    }
+    for cpu in &mut s.cpus {
+        if let Some(slice) = cpu.slice
+            && cpu.current != cpu.idle
+            && !cpu.policy.is_empty()
+            && now >= cpu.slice_start + slice
+        {
+            irq::request_preemption();
+            // The switch restarts the slice; until then do not re-arm for the old one.
+            cpu.slice_start = now;
+        }
+    }
+    s.rearm();
+}
+
+/// Called by the platform on the interrupted thread's stack when preemption was requested.
+fn on_preempt() {
+    let Some(sched) = SCHED.get() else { return };
+    let mut s = sched.lock();
+    let cpu = s.cpu();
+    let preemptible = cpu.slice.is_some() || cpu.current == cpu.idle;
+    if !preemptible || cpu.policy.is_empty() {
+        return;
+    }
+    switch_away(s, State::Ready, Reason::Preempted);
+}
+
+struct Hook;
+
+impl Scheduler for Hook {
+    fn current(&self) -> ThreadId {
+        ThreadId(CURRENT.load(Ordering::Relaxed))
+    }
+
+    fn with_current_name(&self, f: &mut dyn FnMut(&str)) {
+        match SCHED.get().and_then(|s| s.try_lock()) {
+            Some(mut s) => {
+                let current = s.current();
+                f(&s.tcb(current).name);
+            }
+            None => f("<unknown: scheduler busy>"),
+        }
+    }
+
+    fn park(&self) {
+        let platform = hal::platform();
+        let irq = platform.disable_interrupts();
+        let mut s = lock();
+        let current = s.current();
+        let tcb = s.tcb(current);
+        if tcb.wake_token {
+            tcb.wake_token = false;
+            drop(s);
+        } else {
+            switch_away(s, State::Blocked, Reason::Woken);
+        }
+        platform.restore_interrupts(irq);
+    }
+
+    fn park_until(&self, deadline: Instant) {
+        let platform = hal::platform();
+        let irq = platform.disable_interrupts();
+        let mut s = lock();
+        let current = s.current();
+        let tcb = s.tcb(current);
+        if tcb.wake_token {
+            tcb.wake_token = false;
+            drop(s);
+        } else if Instant::now() >= deadline {
+            drop(s);
+        } else {
+            s.timers.insert((deadline, current));
+            s.rearm();
+            switch_away(s, State::Blocked, Reason::Woken);
+            lock().timers.remove(&(deadline, current));
+        }
+        platform.restore_interrupts(irq);
+    }
+
+    fn unpark(&self, thread: ThreadId) {
+        lock().unpark(thread);
+    }
+
+    fn yield_now(&self) {
+        let platform = hal::platform();
+        let irq = platform.disable_interrupts();
+        let mut s = lock();
+        if s.cpu().policy.is_empty() {
+            drop(s);
+        } else {
+            switch_away(s, State::Ready, Reason::Yielded);
+        }
+        platform.restore_interrupts(irq);
+    }
+}
+
+static HOOK: Hook = Hook;
+
+/// Starts the scheduler with `policy` as CPU 0's run queue; the calling code becomes the
+/// thread `main` ([`ThreadId::MAIN`]). Registers the core hook and the timer and preempt
+/// handlers. Fails with `ENOSYS` on a platform without context switching, `ENOMEM` when the
+/// idle thread's stack cannot be allocated, `EBUSY` when called twice.
+pub fn init(policy: Box<dyn Policy>) -> Result<()> {
+    let platform = hal::platform();
+    if !platform.supports_context_switch() {
+        return Err(Errno::ENOSYS);
+    }
+    if SCHED.is_completed() {
+        return Err(Errno::EBUSY);
+    }
+    let idle_stack = Stack::new(IDLE_STACK)?;
+    let idle_sp = idle_stack.init_context(idle_entry, 0);
+    let mut threads = BTreeMap::new();
+    threads.insert(ThreadId::MAIN, Box::new(Tcb::new("main".into(), Priority::NORMAL, None, None)));
+    let mut idle = Box::new(Tcb::new("idle".into(), Priority(0), Some(idle_stack), None));
+    idle.state = State::Ready;
+    idle.sp = AtomicUsize::new(idle_sp);
+    threads.insert(IDLE, idle);
+    let slice = policy.time_slice();
+    log::debug!("libos-sched: policy {}, time slice {slice:?}", policy.name());
+    let cpu = Cpu { policy, current: ThreadId::MAIN, idle: IDLE, slice, slice_start: Instant::now() };
+    SCHED.call_once(|| IrqSpinLock::new(Sched { threads, cpus: alloc::vec![cpu], timers: BTreeSet::new(), armed: None, dead: Vec::new(), next_id: 2 }));
+    libos_core::sched::set_scheduler(&HOOK);
+    irq::set_timer_handler(on_timer);
+    irq::set_preempt_handler(on_preempt);
+    Ok(())
+}
+
+impl Tcb {
+    fn new(name: String, priority: Priority, stack: Option<Stack>, entry: Option<Box<dyn FnOnce() + Send>>) -> Tcb {
+        Tcb { name, priority, state: State::Running, wake_token: false, sp: AtomicUsize::new(0), stack, entry, tls: Vec::new() }
+    }
+}
+
+/// Creates a runnable thread running `entry` on a new stack of `stack_size` bytes.
+/// Unnamed threads are called `thread-ID`. Returns the id and the name.
+pub(crate) fn spawn(name: Option<String>, priority: Priority, stack_size: usize, entry: Box<dyn FnOnce() + Send>) -> Result<(ThreadId, String)> {
+    let stack = Stack::new(stack_size)?;
+    let sp = stack.init_context(thread_entry, 0);
+    let mut tcb = Box::new(Tcb::new(String::new(), priority, Some(stack), Some(entry)));
+    tcb.sp = AtomicUsize::new(sp);
+    let mut s = lock();
+    let id = ThreadId(s.next_id);
+    s.next_id += 1;
+    tcb.name = name.unwrap_or_else(|| alloc::format!("thread-{}", id.0));
+    let name = tcb.name.clone();
+    s.threads.insert(id, tcb);
+    s.make_ready(id, Reason::Spawned);
+    s.rearm();
+    Ok((id, name))
+}
+
+/// The name and priority of the running thread.
+pub(crate) fn current_info() -> (ThreadId, String, Priority) {
+    let mut s = lock();
+    let current = s.current();
+    let tcb = s.tcb(current);
+    (current, tcb.name.clone(), tcb.priority)
+}
+
+/// The running thread's id (no lock).
+pub fn current_id() -> ThreadId {
+    ThreadId(CURRENT.load(Ordering::Relaxed))
+}
+
+/// How many context switches happened since boot.
+pub fn switch_count() -> u64 {
+    SWITCHES.load(Ordering::Relaxed)
+}
+
+/// The name of the policy CPU 0 runs.
+pub fn policy_name() -> &'static str {
+    lock().cpus[0].policy.name()
+}
+
+/// Whether the running thread's stack has a real (unmapped) guard page.
+pub fn current_stack_guarded() -> Option<bool> {
+    let mut s = lock();
+    let current = s.current();
+    s.tcb(current).stack.as_ref().map(Stack::is_guarded)
+}
