@@ -2,8 +2,9 @@
 //!
 //! 1. heap over the free RAM the platform reported;
 //! 2. kernel command line (options, then the app's arguments), logger;
-//! 3. boot statistics at `main`;
-//! 4. the app's `main`; its return value is the exit code.
+//! 3. the scheduler (features `sched-*`; the calling code becomes thread `main`);
+//! 4. boot statistics at `main`;
+//! 5. the app's `main`; its return value is the exit code.
 //!
 //! Components (mounts, devices, scheduler) slot in between 2 and 3 as their features land.
 
@@ -47,6 +48,8 @@ fn kernel_main(info: &'static BootInfo) -> ! {
         info.cmdline
     );
 
+    start_scheduler(&parsed.options);
+
     // SAFETY: `libos::main!` in the app defines this static; it is immutable.
     let app = unsafe { &__LIBOS_APP };
     let mut args = Vec::with_capacity(parsed.app_args.len() + 1);
@@ -57,4 +60,37 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     boot_stats::record_main(info.entry_counter, parsed.options.boot_stats);
     let code = (app.main)();
     crate::process::exit(code)
+}
+
+/// Starts the scheduler the command line picked (`sched=`, `timeslice=`).
+#[cfg(any(feature = "sched-coop", feature = "sched-preempt"))]
+fn start_scheduler(options: &cmdline::Options) {
+    let mut config = libos_sched::policy::Config::default();
+    if let Some(ms) = options.time_slice_ms {
+        config.time_slice = core::time::Duration::from_millis(u64::from(ms));
+    }
+    match libos_sched::init_named(options.sched, config) {
+        Ok(name) => log::debug!("scheduler: {name}"),
+        Err(libos_core::Errno::EINVAL) => boot_error(format_args!(
+            "kernel option `sched={}` names a policy this image was built without (its feature `sched-{}` is off)",
+            options.sched.unwrap_or(""),
+            if options.sched == Some("rr") { "preempt" } else { "coop" }
+        )),
+        Err(e) => boot_error(format_args!("cannot start the scheduler: {e}")),
+    }
+}
+
+/// Without a scheduler feature, `sched=` is a configuration error.
+#[cfg(not(any(feature = "sched-coop", feature = "sched-preempt")))]
+fn start_scheduler(options: &cmdline::Options) {
+    if let Some(policy) = options.sched {
+        boot_error(format_args!(
+            "kernel option `sched={policy}` needs a scheduler, but this image has none (features sched-coop, sched-preempt)"
+        ));
+    }
+}
+
+fn boot_error(message: core::fmt::Arguments<'_>) -> ! {
+    emergency_print(format_args!("libos: cannot boot: {message}\n"));
+    hal::platform().shutdown(exit::BOOT_ERROR)
 }

@@ -10,6 +10,8 @@
 //! |---|---|
 //! | `loglevel=off\|error\|warn\|info\|debug\|trace` | kernel log level (default `warn`) |
 //! | `bootstats` | print `[boot-stats]` lines at `main` and at exit |
+//! | `sched=coop\|rr` | scheduling policy (needs the matching `sched-*` feature; default: `rr` if compiled in, else `coop`) |
+//! | `timeslice=MS` | time slice of preemptive policies, 1..=10000 ms (default 10) |
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -23,11 +25,15 @@ pub struct Options {
     pub log_level: LevelFilter,
     /// `bootstats`.
     pub boot_stats: bool,
+    /// `sched=`: the policy's name (`None`: the default of the image).
+    pub sched: Option<&'static str>,
+    /// `timeslice=` in milliseconds.
+    pub time_slice_ms: Option<u32>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { log_level: LevelFilter::Warn, boot_stats: false }
+        Options { log_level: LevelFilter::Warn, boot_stats: false, sched: None, time_slice_ms: None }
     }
 }
 
@@ -63,7 +69,7 @@ impl fmt::Display for CmdlineError {
         match self {
             CmdlineError::UnknownOption(option) => write!(
                 f,
-                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats; app arguments go after `--`)"
+                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, sched=coop|rr, timeslice=MS; app arguments go after `--`)"
             ),
             CmdlineError::BadValue { option, value, expected } => {
                 write!(f, "kernel option `{option}` does not accept `{value}` (expected {expected})")
@@ -129,6 +135,20 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
                 })?;
             }
             ("bootstats", None) => options.boot_stats = true,
+            ("sched", Some(policy)) => {
+                options.sched = Some(match policy {
+                    "coop" => "coop",
+                    "rr" => "rr",
+                    _ => {
+                        return Err(CmdlineError::BadValue { option: "sched", value: policy.into(), expected: "coop or rr" });
+                    }
+                });
+            }
+            ("timeslice", Some(ms)) => {
+                options.time_slice_ms = Some(ms.parse().ok().filter(|ms| (1..=10_000).contains(ms)).ok_or_else(|| {
+                    CmdlineError::BadValue { option: "timeslice", value: ms.into(), expected: "milliseconds, 1 to 10000" }
+                })?);
+            }
             _ => return Err(CmdlineError::UnknownOption(word)),
         }
     }
@@ -205,6 +225,18 @@ mod tests {
                 .collect();
             let _ = parse(&text);
         }
+    }
+
+    #[test]
+    fn scheduler_options() {
+        let parsed = parse("sched=coop timeslice=5").unwrap();
+        assert_eq!(parsed.options.sched, Some("coop"));
+        assert_eq!(parsed.options.time_slice_ms, Some(5));
+        assert_eq!(parse("sched=rr").unwrap().options.sched, Some("rr"));
+        assert!(matches!(parse("sched=fifo").unwrap_err(), CmdlineError::BadValue { option: "sched", .. }));
+        assert!(matches!(parse("timeslice=0").unwrap_err(), CmdlineError::BadValue { option: "timeslice", .. }));
+        assert!(matches!(parse("timeslice=x").unwrap_err(), CmdlineError::BadValue { option: "timeslice", .. }));
+        assert_eq!(parse("sched").unwrap_err(), CmdlineError::UnknownOption("sched".into()));
     }
 
     #[test]

@@ -69,7 +69,8 @@ pub fn cargo() -> String {
     std::env::var("CARGO").ok().filter(|c| !c.is_empty()).unwrap_or_else(|| "/usr/bin/cargo".into())
 }
 
-/// Builds `apps` for `arch` in one cargo invocation and returns their image paths.
+/// Builds `apps` for `arch` (one cargo invocation each, so features never leak between apps)
+/// and returns their image paths.
 pub fn build(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
     if !arch.is_supported() {
         return Err(format!("libos has no {arch} platform").into());
@@ -83,23 +84,26 @@ pub fn build(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
     if !quiet {
         eprintln!("==> building {} for {arch}", apps.join(", "));
     }
-    let mut command = Command::new(cargo());
-    command
-        .current_dir(root())
-        .env("RUSTC_BOOTSTRAP", "1")
-        .args(["build", "--release", "--target", arch.target()])
-        .args(["-Zbuild-std=core,alloc", "-Zbuild-std-features=compiler-builtins-mem"])
-        .arg("--target-dir")
-        .arg(guest_target_dir());
-    if quiet {
-        command.arg("--quiet");
-    }
+    // One cargo invocation per app: cargo unifies the features of packages built together, so
+    // building `hello` beside an app that enables `libos/sched-preempt` would put the scheduler
+    // into `hello` too. Each image must hold exactly the components its own app asked for.
     for app in apps {
-        command.args(["-p", app]);
-    }
-    let status = command.status().map_err(|e| format!("cannot run {}: {e}", cargo()))?;
-    if !status.success() {
-        return Err(format!("building {} for {arch} failed", apps.join(", ")).into());
+        let mut command = Command::new(cargo());
+        command
+            .current_dir(root())
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["build", "--release", "--target", arch.target()])
+            .args(["-Zbuild-std=core,alloc", "-Zbuild-std-features=compiler-builtins-mem"])
+            .arg("--target-dir")
+            .arg(guest_target_dir())
+            .args(["-p", app]);
+        if quiet {
+            command.arg("--quiet");
+        }
+        let status = command.status().map_err(|e| format!("cannot run {}: {e}", cargo()))?;
+        if !status.success() {
+            return Err(format!("building {app} for {arch} failed").into());
+        }
     }
     if arch == Arch::Aarch64 {
         for app in apps {
