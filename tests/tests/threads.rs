@@ -1,0 +1,66 @@
+//! libos-sched in a real guest (the `threads` app), on every architecture and under both
+//! policies: exact mutex counting, condvar producer/consumer, preemption of a busy thread,
+//! FP/SIMD registers across preemption, sleep order, join results, TLS, semaphores, a tickless
+//! idle, a thread's panic reported with its name, and bad scheduler options.
+//!
+//! Timing assertions only check order and "not before the deadline" (TCG jitter).
+
+use libos_tests::{Boot, arches};
+
+const PANIC: i32 = 101;
+const BOOT_ERROR: i32 = 103;
+
+const COMMON: [&str; 8] = ["mutex", "condvar", "join", "tls", "semaphore", "sleep", "fp", "idle"];
+
+fn checks_pass(options: &str, extra: &[&str], policy: &str) {
+    let mut args: Vec<&str> = COMMON.to_vec();
+    args.extend_from_slice(extra);
+    for arch in arches() {
+        let booted = Boot::app("threads").options(options).args(&args).on(arch);
+        booted.exits_with(0).prints(&format!("policy: {policy}\n")).does_not_print("FAILED");
+        for check in &args {
+            booted.prints(&format!("ok: {check} "));
+        }
+        booted.prints("ok: mutex total 4000").prints("ok: sleep order [10, 20, 30, 50]");
+    }
+}
+
+#[test]
+fn round_robin_passes_every_check_and_preempts_a_busy_thread() {
+    // A 2 ms slice preempts the FP threads many times.
+    checks_pass("timeslice=2", &["preempt"], "rr");
+}
+
+#[test]
+fn cooperative_passes_every_check() {
+    checks_pass("sched=coop", &[], "coop");
+}
+
+#[test]
+fn a_panicking_thread_is_named() {
+    for arch in arches() {
+        Boot::app("threads")
+            .args(&["panic"])
+            .on(arch)
+            .exits_with(PANIC)
+            .prints("libos: panicked in thread 'worker-7' at apps/threads/src/main.rs:")
+            .prints("deliberate panic in a thread");
+    }
+}
+
+#[test]
+fn bad_scheduler_options_stop_the_boot() {
+    for arch in arches() {
+        Boot::app("threads")
+            .options("sched=fifo")
+            .args(&["join"])
+            .on(arch)
+            .exits_with(BOOT_ERROR)
+            .prints("kernel option `sched` does not accept `fifo` (expected coop or rr)");
+        Boot::app("hello")
+            .options("sched=rr")
+            .on(arch)
+            .exits_with(BOOT_ERROR)
+            .prints("kernel option `sched=rr` needs a scheduler, but this image has none");
+    }
+}
