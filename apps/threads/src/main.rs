@@ -29,7 +29,7 @@ type Check = Result<String, String>;
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: threads CHECK...   (mutex condvar preempt fp sleep join tls semaphore idle panic bench-yield bench-spawn)");
+        println!("usage: threads CHECK...   (mutex condvar preempt fp sleep join tls semaphore idle panic stack-overflow bench-yield bench-spawn)");
         return 2;
     }
     println!("policy: {}", thread::policy_name());
@@ -46,6 +46,7 @@ fn main() -> i32 {
             "semaphore" => semaphore(),
             "idle" => idle(),
             "panic" => panic_in_thread(),
+            "stack-overflow" => stack_overflow(),
             "bench-yield" => bench_yield(),
             "bench-spawn" => bench_spawn(),
             other => Err(format!("unknown check `{other}`")),
@@ -301,6 +302,14 @@ fn panic_in_thread() -> Check {
     let handle = Builder::new().name("worker-7").spawn(|| -> u32 { panic!("deliberate panic in a thread") });
     let value = handle.map_err(|e| format!("spawn: {e}"))?.join();
     Err(format!("the panicking thread returned {value}"))
+}
+
+/// A thread overflowing its stack hits the guard page below it (a fault report naming the
+/// thread, exit 102), never the memory below.
+fn stack_overflow() -> Check {
+    let handle = Builder::new().name("deep").stack_size(16 * 1024).spawn(libos::fault::overflow_stack);
+    let value = handle.map_err(|e| format!("spawn: {e}"))?.join();
+    Err(format!("the overflowing thread returned {value}"))
 }
 
 /// Counter ticks per yield between two threads (the bench converts ticks to instructions).

@@ -20,6 +20,8 @@
 //! the hardware parts only exist for the bare-metal target.
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
 pub mod acpi;
 pub mod memory;
 pub mod paging;
@@ -37,6 +39,8 @@ mod context;
 mod cpu;
 #[cfg(target_os = "none")]
 mod gdt;
+#[cfg(target_os = "none")]
+mod guard;
 #[cfg(target_os = "none")]
 mod interrupts;
 #[cfg(target_os = "none")]
@@ -66,7 +70,7 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{apic, clock, context, cpu, serial, shutdown};
+    use crate::{apic, clock, context, cpu, guard, serial, shutdown};
     use libos_core::hal::{InterruptState, Platform};
     use libos_core::time::Instant;
     use x86_64::instructions::interrupts;
@@ -145,6 +149,10 @@ mod platform {
         unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
             // SAFETY: forwarded contract (Platform::switch_context).
             unsafe { context::switch(save_sp, load_sp) }
+        }
+
+        fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
+            guard::set(page as u64, guarded)
         }
     }
 }
