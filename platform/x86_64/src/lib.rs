@@ -20,6 +20,7 @@
 //! the hardware parts only exist for the bare-metal target.
 #![cfg_attr(not(test), no_std)]
 
+#[cfg(target_os = "none")]
 extern crate alloc;
 
 pub mod acpi;
