@@ -65,6 +65,10 @@ fn kernel_main(info: &'static BootInfo) -> ! {
 /// Starts the scheduler the command line picked (`sched=`, `timeslice=`).
 #[cfg(any(feature = "sched-coop", feature = "sched-preempt"))]
 fn start_scheduler(options: &cmdline::Options) {
+    #[cfg(target_arch = "x86_64")]
+    hal::set_context_switch(&libos_platform_x86_64::Context);
+    #[cfg(target_arch = "aarch64")]
+    hal::set_context_switch(&libos_platform_aarch64::Context);
     let mut config = libos_sched::policy::Config::default();
     if let Some(ms) = options.time_slice_ms {
         config.time_slice = core::time::Duration::from_millis(u64::from(ms));
@@ -80,16 +84,11 @@ fn start_scheduler(options: &cmdline::Options) {
     }
 }
 
-/// Without a scheduler feature, `sched=` is a configuration error.
+/// Without a scheduler feature there is nothing to start (`sched=` is an unknown option then).
 #[cfg(not(any(feature = "sched-coop", feature = "sched-preempt")))]
-fn start_scheduler(options: &cmdline::Options) {
-    if let Some(policy) = options.sched {
-        boot_error(format_args!(
-            "kernel option `sched={policy}` needs a scheduler, but this image has none (features sched-coop, sched-preempt)"
-        ));
-    }
-}
+fn start_scheduler(_: &cmdline::Options) {}
 
+#[cfg(any(feature = "sched-coop", feature = "sched-preempt"))]
 fn boot_error(message: core::fmt::Arguments<'_>) -> ! {
     emergency_print(format_args!("libos: cannot boot: {message}\n"));
     hal::platform().shutdown(exit::BOOT_ERROR)

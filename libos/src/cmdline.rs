@@ -12,6 +12,9 @@
 //! | `bootstats` | print `[boot-stats]` lines at `main` and at exit |
 //! | `sched=coop\|rr` | scheduling policy (needs the matching `sched-*` feature; default: `rr` if compiled in, else `coop`) |
 //! | `timeslice=MS` | time slice of preemptive policies, 1..=10000 ms (default 10) |
+//!
+//! `sched=` and `timeslice=` exist only in images with a scheduler feature; elsewhere they are
+//! unknown options (the boot stops, exit code 103).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -135,6 +138,8 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
                 })?;
             }
             ("bootstats", None) => options.boot_stats = true,
+            // Only images with a scheduler know these (elsewhere they are unknown options).
+            #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
             ("sched", Some(policy)) => {
                 options.sched = Some(match policy {
                     "coop" => "coop",
@@ -144,6 +149,7 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
                     }
                 });
             }
+            #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
             ("timeslice", Some(ms)) => {
                 options.time_slice_ms = Some(ms.parse().ok().filter(|ms| (1..=10_000).contains(ms)).ok_or_else(|| {
                     CmdlineError::BadValue { option: "timeslice", value: ms.into(), expected: "milliseconds, 1 to 10000" }

@@ -61,6 +61,17 @@ fn bad_scheduler_options_stop_the_boot() {
             .options("sched=rr")
             .on(arch)
             .exits_with(BOOT_ERROR)
-            .prints("kernel option `sched=rr` needs a scheduler, but this image has none");
+            .prints("unknown kernel option `sched=rr`");
+    }
+}
+
+#[test]
+fn a_thread_stack_overflow_hits_its_guard_page() {
+    for arch in arches() {
+        Boot::app("threads")
+            .args(&["stack-overflow"])
+            .on(arch)
+            .exits_with(102)
+            .prints("stack overflow: the address is in the guard page below the stack of thread 'deep'");
     }
 }

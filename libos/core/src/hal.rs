@@ -101,24 +101,22 @@ pub trait Platform: Sync {
     /// Powers the machine off, reporting `code` (`0..=127`) to the host where the machine can.
     fn shutdown(&self, code: i32) -> !;
 
-    // ---- Context switch primitives (used by the scheduler; see [`crate::sched`]) ----
+}
 
-    /// True when [`Platform::init_context`] and [`Platform::switch_context`] work here.
-    fn supports_context_switch(&self) -> bool {
-        false
-    }
-
-    /// Prepares a new thread's stack so that the first [`Platform::switch_context`] to the
+/// Thread context-switch primitives of a platform, for the scheduler.
+///
+/// Kept apart from [`Platform`] so that images without a scheduler carry none of this code:
+/// the composition root registers the platform's implementation with [`set_context_switch`]
+/// only when a scheduler is compiled in.
+pub trait ContextSwitch: Sync {
+    /// Prepares a new thread's stack so that the first [`ContextSwitch::switch_context`] to the
     /// returned stack pointer calls `entry(arg)` on that stack, with interrupts masked and the
     /// floating-point control state of a fresh thread. `entry` must never return.
     ///
     /// # Safety
     /// `stack_top` must be 16-byte aligned and the end of a writable stack of at least 4 KiB that
     /// nothing else uses; the returned value may only be passed to `switch_context` once.
-    unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
-        let _ = (stack_top, entry, arg);
-        panic!("{}: no context switch support", self.name())
-    }
+    unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize;
 
     /// Saves the callee-saved registers (and, on aarch64, the callee-saved FP/SIMD registers and
     /// FPCR) on the current stack, stores the stack pointer to `*save_sp`, then loads `load_sp`
@@ -130,18 +128,29 @@ pub trait Platform: Sync {
     /// `switch_context` or returned by `init_context`, whose stack is still alive and not in
     /// use by a running thread. The caller must not hold references into data another thread
     /// may mutate while this one is switched out.
-    unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
-        let _ = (save_sp, load_sp);
-        panic!("{}: no context switch support", self.name())
-    }
+    unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize);
 
     /// Unmaps (`guarded = true`) or remaps read-write (`false`) the 4 KiB page at `page` of the
-    /// kernel's identity map, so a thread stack can have a guard page below it.
-    /// Returns [`crate::Errno::ENOSYS`] where the platform cannot change its mapping.
+    /// kernel's identity map, so a thread stack can have a guard page below it. Errors:
+    /// `ENOSYS` where the platform cannot change its mapping, `EINVAL` for a page that is not
+    /// mapped RAM (or not a guard page, when remapping), `ENOMEM`/`EBUSY` when a large page
+    /// cannot be split.
     fn set_guard_page(&self, page: usize, guarded: bool) -> crate::Result<()> {
         let _ = (page, guarded);
         Err(crate::Errno::ENOSYS)
     }
+}
+
+static CONTEXT_SWITCH: Once<&'static dyn ContextSwitch> = Once::new();
+
+/// Registers the platform's context switch (the composition root does, when it has a scheduler).
+pub fn set_context_switch(context: &'static dyn ContextSwitch) {
+    CONTEXT_SWITCH.call_once(|| context);
+}
+
+/// The registered context switch, if any.
+pub fn context_switch() -> Option<&'static dyn ContextSwitch> {
+    CONTEXT_SWITCH.get().copied()
 }
 
 static PLATFORM: Once<&'static dyn Platform> = Once::new();

@@ -8,11 +8,16 @@ use core::sync::atomic::AtomicUsize;
 use libos_core::{Errno, Result, hal};
 
 const PAGE: usize = 4096;
+
+/// The platform's context switch (checked by `sched::init`).
+fn context() -> &'static dyn hal::ContextSwitch {
+    hal::context_switch().expect("libos-sched: the platform registered no context switch")
+}
 /// Written at the lowest usable word of every stack; checked whenever its thread switches out.
 const CANARY: u64 = 0x5ca1_ab1e_57ac_cafe;
 
 /// A thread stack: `[base, base + PAGE)` is the guard page (unmapped where the platform can,
-/// see [`hal::Platform::set_guard_page`]), the usable stack is above it.
+/// see [`hal::ContextSwitch::set_guard_page`]), the usable stack is above it.
 pub struct Stack {
     base: usize,
     layout: Layout,
@@ -31,7 +36,7 @@ impl Stack {
         }
         // SAFETY: the word at base + PAGE lies inside the allocation, which we own.
         unsafe { core::ptr::write((base + PAGE) as *mut u64, CANARY) };
-        let guarded = hal::platform().set_guard_page(base, true).is_ok();
+        let guarded = context().set_guard_page(base, true).is_ok();
         Ok(Stack { base, layout, guarded })
     }
 
@@ -54,14 +59,14 @@ impl Stack {
     /// Prepares the stack so that switching to the returned stack pointer calls `entry(arg)`.
     pub fn init_context(&self, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
         // SAFETY: `top` is page aligned, the top of memory we own and nobody runs on yet.
-        unsafe { hal::platform().init_context(self.top(), entry, arg) }
+        unsafe { context().init_context(self.top(), entry, arg) }
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
         if self.guarded {
-            hal::platform().set_guard_page(self.base, false).expect("remapping a stack guard page");
+            context().set_guard_page(self.base, false).expect("remapping a stack guard page");
         }
         // SAFETY: allocated in `new` with this layout; the scheduler drops a stack only after
         // its thread exited and the CPU switched away from it.
@@ -79,7 +84,7 @@ impl Drop for Stack {
 pub unsafe fn switch(save: *const AtomicUsize, load: *const AtomicUsize) {
     // SAFETY: both pointers point into live control blocks (the caller's contract).
     let (save, target) = unsafe { ((*save).as_ptr(), (*load).load(core::sync::atomic::Ordering::Relaxed)) };
-    // SAFETY: the caller's contract is the platform's (`Platform::switch_context`): interrupts
+    // SAFETY: the caller's contract is the platform's (`ContextSwitch::switch_context`): interrupts
     // masked, `target` saved by an earlier switch or made by `init_context`.
-    unsafe { hal::platform().switch_context(save, target) }
+    unsafe { context().switch_context(save, target) }
 }

@@ -376,11 +376,10 @@ static HOOK: Hook = Hook;
 
 /// Starts the scheduler with `policy` as CPU 0's run queue; the calling code becomes the
 /// thread `main` ([`ThreadId::MAIN`]). Registers the core hook and the timer and preempt
-/// handlers. Fails with `ENOSYS` on a platform without context switching, `ENOMEM` when the
+/// handlers. Fails with `ENOSYS` when no [`hal::ContextSwitch`] is registered, `ENOMEM` when the
 /// idle thread's stack cannot be allocated, `EBUSY` when called twice.
 pub fn init(policy: Box<dyn Policy>) -> Result<()> {
-    let platform = hal::platform();
-    if !platform.supports_context_switch() {
+    if hal::context_switch().is_none() {
         return Err(Errno::ENOSYS);
     }
     if SCHED.is_completed() {

@@ -149,7 +149,7 @@ pub unsafe fn init(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usiz
 /// Switches to the thread saved at `load_sp`, saving the current one to `*save_sp`.
 ///
 /// # Safety
-/// As [`libos_core::hal::Platform::switch_context`]; must run in thread mode (EL1t).
+/// As [`libos_core::hal::ContextSwitch::switch_context`]; must run in thread mode (EL1t).
 pub unsafe fn switch(save_sp: *mut usize, load_sp: usize) {
     // SAFETY: the caller upholds the contract; the assembly saves and restores exactly the
     // AAPCS64 callee-saved state plus FPCR.

@@ -47,6 +47,9 @@
 //! the hardware parts only exist for the bare-metal target.
 #![cfg_attr(not(test), no_std)]
 
+#[cfg(target_os = "none")]
+extern crate alloc;
+
 pub mod dtb;
 pub mod esr;
 pub mod memory;
@@ -63,6 +66,8 @@ mod exceptions;
 #[cfg(target_os = "none")]
 mod gic;
 #[cfg(target_os = "none")]
+mod guard;
+#[cfg(target_os = "none")]
 mod uart;
 #[cfg(target_os = "none")]
 mod semihosting;
@@ -74,7 +79,7 @@ mod stacks;
 mod timer;
 
 #[cfg(target_os = "none")]
-pub use platform::Aarch64;
+pub use platform::{Aarch64, Context};
 #[cfg(target_os = "none")]
 use platform::set_gic_version;
 
@@ -95,9 +100,9 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{context, cpu, semihosting, shutdown, timer, uart};
+    use crate::{context, cpu, guard, semihosting, shutdown, timer, uart};
     use core::sync::atomic::{AtomicU8, Ordering};
-    use libos_core::hal::{InterruptState, Platform};
+    use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
 
     /// The aarch64 platform (state lives in the modules' statics).
@@ -170,19 +175,25 @@ mod platform {
         fn shutdown(&self, code: i32) -> ! {
             shutdown::power_off(code)
         }
+    }
 
-        fn supports_context_switch(&self) -> bool {
-            true
-        }
+    /// The context switch of this platform (`src/context.rs`, `src/guard.rs`), registered by the
+    /// composition root when it has a scheduler.
+    pub struct Context;
 
+    impl ContextSwitch for Context {
         unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
-            // SAFETY: forwarded contract (Platform::init_context).
+            // SAFETY: forwarded contract (ContextSwitch::init_context).
             unsafe { context::init(stack_top, entry, arg) }
         }
 
         unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
-            // SAFETY: forwarded contract (Platform::switch_context); threads run in EL1t.
+            // SAFETY: forwarded contract (ContextSwitch::switch_context); threads run in EL1t.
             unsafe { context::switch(save_sp, load_sp) }
+        }
+
+        fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
+            guard::set(page as u64, guarded)
         }
     }
 }

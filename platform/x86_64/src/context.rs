@@ -77,9 +77,9 @@ pub unsafe fn init(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usiz
 /// Switches to the thread saved at `load_sp`, saving the current one to `*save_sp`.
 ///
 /// # Safety
-/// As [`libos_core::hal::Platform::switch_context`].
+/// As [`libos_core::hal::ContextSwitch::switch_context`].
 pub unsafe fn switch(save_sp: *mut usize, load_sp: usize) {
-    // SAFETY: the caller upholds the contract of `Platform::switch_context`; the assembly saves
+    // SAFETY: the caller upholds the contract of `ContextSwitch::switch_context`; the assembly saves
     // and restores exactly the callee-saved registers the System V ABI requires.
     unsafe { libos_x86_64_switch_context(save_sp, load_sp) }
 }

@@ -52,7 +52,7 @@ mod shutdown;
 mod stacks;
 
 #[cfg(target_os = "none")]
-pub use platform::{X86_64, calibration_source};
+pub use platform::{Context, X86_64, calibration_source};
 
 /// Connects the image's entry point to `kernel_main: fn(&'static BootInfo) -> !`.
 ///
@@ -72,7 +72,7 @@ macro_rules! entry_point {
 #[cfg(target_os = "none")]
 mod platform {
     use crate::{apic, clock, context, cpu, guard, serial, shutdown};
-    use libos_core::hal::{InterruptState, Platform};
+    use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
     use x86_64::instructions::interrupts;
 
@@ -137,18 +137,20 @@ mod platform {
         fn shutdown(&self, code: i32) -> ! {
             shutdown::power_off(code)
         }
+    }
 
-        fn supports_context_switch(&self) -> bool {
-            true
-        }
+    /// The context switch of this platform (`src/context.rs`, `src/guard.rs`), registered by the
+    /// composition root when it has a scheduler.
+    pub struct Context;
 
+    impl ContextSwitch for Context {
         unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
-            // SAFETY: forwarded contract (Platform::init_context).
+            // SAFETY: forwarded contract (ContextSwitch::init_context).
             unsafe { context::init(stack_top, entry, arg) }
         }
 
         unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
-            // SAFETY: forwarded contract (Platform::switch_context).
+            // SAFETY: forwarded contract (ContextSwitch::switch_context).
             unsafe { context::switch(save_sp, load_sp) }
         }
 
