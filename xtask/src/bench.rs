@@ -7,6 +7,7 @@
 
 mod boot;
 mod boot_aarch64;
+mod sched;
 
 use crate::{Result, root};
 use std::path::PathBuf;
@@ -16,9 +17,14 @@ use std::time::Duration;
 pub fn main(args: Vec<String>) -> Result<i32> {
     let mut args = args.into_iter();
     match args.next().as_deref() {
-        Some("boot") | Some("all") => boot::run(args.collect()),
-        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, all)").into()),
-        None => Err("which suite? ./x bench boot | all".into()),
+        Some("boot") => boot::run(args.collect()),
+        Some("sched") => sched::run(args.collect()),
+        Some("all") => {
+            let code = boot::run(args.collect())?;
+            Ok(code.max(sched::run(Vec::new())?))
+        }
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, sched, all)").into()),
+        None => Err("which suite? ./x bench boot | sched | all".into()),
     }
 }
 

@@ -29,6 +29,10 @@ const HELP: &str = "\
   ./x bench boot [--runs N]
         Boot benchmark: guest instructions to main and to exit (icount), wall time against a
         floor kernel, image size, smallest RAM. Writes bench/results/boot.{json,md}.
+  ./x bench sched
+        Scheduler benchmark: guest instructions per yield switch and per spawn+join (icount),
+        timer interrupts of an idle sleeping thread, both arches and policies. Writes
+        bench/results/sched.{json,md}.
   ./x help
 ";
 

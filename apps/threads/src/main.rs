@@ -29,10 +29,13 @@ type Check = Result<String, String>;
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: threads CHECK...   (mutex condvar preempt fp sleep join tls semaphore idle panic stack-overflow bench-yield bench-spawn)");
+        println!("usage: threads CHECK...   (mutex condvar preempt fp sleep join tls semaphore idle panic stack-overflow bench-yield bench-spawn bench-idle)");
         return 2;
     }
     println!("policy: {}", thread::policy_name());
+    if args.iter().any(|a| a.starts_with("bench-")) {
+        println!("[bench] counter-hz={}", hal::platform().counter_frequency());
+    }
     let mut failed = 0;
     for name in &args {
         let result = match *name {
@@ -49,6 +52,7 @@ fn main() -> i32 {
             "stack-overflow" => stack_overflow(),
             "bench-yield" => bench_yield(),
             "bench-spawn" => bench_spawn(),
+            "bench-idle" => bench_idle(),
             other => Err(format!("unknown check `{other}`")),
         };
         match result {
@@ -343,5 +347,16 @@ fn bench_spawn() -> Check {
     }
     let ticks = hal::platform().counter() - start;
     println!("[bench] spawn-join ticks={ticks} ops={ROUNDS}");
+    Ok(String::new())
+}
+
+/// Timer interrupts while the only thread sleeps for one second (tickless: one).
+fn bench_idle() -> Check {
+    thread::sleep(Duration::from_millis(1)); // settle any timer armed earlier
+    let before = hal::irq::timer_interrupt_count();
+    let start = Instant::now();
+    thread::sleep(Duration::from_secs(1));
+    let interrupts = hal::irq::timer_interrupt_count() - before;
+    println!("[bench] idle-1s timer-interrupts={interrupts} elapsed-ns={}", start.elapsed().as_nanos());
     Ok(String::new())
 }
