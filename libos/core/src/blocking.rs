@@ -46,6 +46,7 @@ impl WaitQueue {
 
     fn wait_inner(&self, condition: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
         let me = sched::current();
+        let mut woken = false;
         loop {
             {
                 let mut waiters = self.waiters.lock();
@@ -53,6 +54,12 @@ impl WaitQueue {
                     return true;
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
+                    drop(waiters);
+                    if woken {
+                        // A `wake_one` chose us, but we give up: pass the wake-up on so that
+                        // another waiter does not sleep through it.
+                        self.wake_one();
+                    }
                     return false;
                 }
                 if !waiters.contains(&me) {
@@ -65,7 +72,10 @@ impl WaitQueue {
             }
             // Woken by `wake_*` (which removed us), by a stale token or by the deadline: make
             // sure we are not left queued, then re-check.
-            self.waiters.lock().retain(|&t| t != me);
+            let mut waiters = self.waiters.lock();
+            let before = waiters.len();
+            waiters.retain(|&t| t != me);
+            woken = waiters.len() == before;
         }
     }
 

@@ -64,6 +64,7 @@ extern crate alloc;
 pub mod policy;
 mod raw;
 mod sched;
+mod table;
 pub mod thread;
 pub mod tls;
 

@@ -13,7 +13,10 @@
 //! # Timers
 //! The deadline queue is an ordered set of `(deadline, thread)`. The one-shot timer is armed
 //! for the earliest of: the first deadline, and (preemptive policy, other threads runnable) the
-//! end of the running thread's slice. Nothing else arms it, so an idle system with one sleeping
+//! end of the current slice. A slice is not restarted at every switch (that would cost a clock
+//! read per switch); when it ends, the running thread is preempted only if it ran the whole
+//! slice, else a new slice starts (see `on_timer`): every thread gets between one and two
+//! slices. Nothing else arms it, so an idle system with one sleeping
 //! thread takes exactly the interrupts its sleep needs (tickless).
 //!
 //! # Unsafe
@@ -26,7 +29,8 @@
 use crate::policy::{Policy, Priority, Reason};
 use crate::raw::{self, Stack};
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, BTreeSet};
+use crate::table::Table;
+use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::any::Any;
@@ -68,18 +72,25 @@ struct Cpu {
     policy: Box<dyn Policy>,
     current: ThreadId,
     idle: ThreadId,
+    /// The policy's time slice (`None`: cooperative).
     slice: Option<Duration>,
-    slice_start: Instant,
+    /// When the running slice's timer fires; `None` while no slice timer is needed.
+    slice_end: Option<Instant>,
+    /// Switches on this CPU so far, and their number when `slice_end` was set: if still equal
+    /// when it passes, the running thread has had the CPU for a whole slice.
+    switches: u64,
+    switches_at_slice_start: u64,
 }
 
 pub(crate) struct Sched {
-    threads: BTreeMap<ThreadId, Box<Tcb>>,
+    threads: Table<Tcb>,
     cpus: Vec<Cpu>,
     timers: BTreeSet<(Instant, ThreadId)>,
     armed: Option<Instant>,
     /// Exited threads whose stacks are freed by the next thread to run.
     dead: Vec<Box<Tcb>>,
-    next_id: u64,
+    /// The platform's context switch (looked up once).
+    context: &'static dyn hal::ContextSwitch,
 }
 
 static SCHED: Once<IrqSpinLock<Sched>> = Once::new();
@@ -87,6 +98,7 @@ static SCHED: Once<IrqSpinLock<Sched>> = Once::new();
 static CURRENT: AtomicU64 = AtomicU64::new(ThreadId::MAIN.0);
 static HAVE_DEAD: AtomicBool = AtomicBool::new(false);
 static SWITCHES: AtomicU64 = AtomicU64::new(0);
+static SPAWNED: AtomicU64 = AtomicU64::new(0);
 
 /// The idle thread of CPU 0.
 const IDLE: ThreadId = ThreadId(0);
@@ -103,8 +115,7 @@ pub fn is_initialized() -> bool {
 
 impl Sched {
     fn cpu(&mut self) -> &mut Cpu {
-        let index = hal::platform().cpu_id();
-        &mut self.cpus[index]
+        &mut self.cpus[this_cpu()]
     }
 
     pub(crate) fn current(&mut self) -> ThreadId {
@@ -112,16 +123,16 @@ impl Sched {
     }
 
     pub(crate) fn tcb(&mut self, id: ThreadId) -> &mut Tcb {
-        self.threads.get_mut(&id).expect("libos-sched: the running thread has no control block")
+        self.threads.get_mut(id).expect("libos-sched: the running thread has no control block")
     }
 
     /// Queues `id` (not running, not queued) and asks for preemption where the policy wants.
     fn make_ready(&mut self, id: ThreadId, reason: Reason) {
-        let Some(tcb) = self.threads.get_mut(&id) else { return };
+        let Some(tcb) = self.threads.get_mut(id) else { return };
         tcb.state = State::Ready;
         let priority = tcb.priority;
         let current = self.current();
-        let running = self.threads.get(&current).map_or(Priority(0), |t| t.priority);
+        let running = self.threads.get(current).map_or(Priority(0), |t| t.priority);
         let cpu = self.cpu();
         cpu.policy.enqueue(id, priority, reason);
         if cpu.current == cpu.idle || cpu.policy.preempts(running, priority) {
@@ -130,7 +141,7 @@ impl Sched {
     }
 
     fn unpark(&mut self, id: ThreadId) {
-        match self.threads.get_mut(&id) {
+        match self.threads.get_mut(id) {
             Some(tcb) if tcb.state == State::Blocked => self.make_ready(id, Reason::Woken),
             Some(tcb) if tcb.state != State::Exited => tcb.wake_token = true,
             _ => {}
@@ -141,12 +152,20 @@ impl Sched {
     /// Arms the one-shot timer if something needs it earlier than it is armed for.
     fn rearm(&mut self) {
         let mut next = self.timers.first().map(|&(deadline, _)| deadline);
-        for cpu in &self.cpus {
+        for cpu in &mut self.cpus {
             if let Some(slice) = cpu.slice
                 && cpu.current != cpu.idle
                 && !cpu.policy.is_empty()
             {
-                let end = cpu.slice_start + slice;
+                let end = match cpu.slice_end {
+                    Some(end) => end,
+                    None => {
+                        let end = Instant::now() + slice;
+                        cpu.slice_end = Some(end);
+                        cpu.switches_at_slice_start = cpu.switches;
+                        end
+                    }
+                };
                 next = Some(next.map_or(end, |n| n.min(end)));
             }
         }
@@ -163,9 +182,10 @@ impl Sched {
 /// `Blocked`; `Exited`: reaped by the next thread). Interrupts must be masked (they were when
 /// `s` was locked). Returns when the thread runs again (never for `Exited`).
 fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Reason) {
-    let current = s.current();
-    let idle = s.cpu().idle;
-    let tcb = s.tcb(current);
+    let sched = &mut *s;
+    let cpu = &mut sched.cpus[this_cpu()];
+    let (current, idle) = (cpu.current, cpu.idle);
+    let tcb = sched.threads.get_mut(current).expect("libos-sched: the running thread has no control block");
     if tcb.stack.as_ref().is_some_and(|stack| !stack.canary_intact()) {
         let name = tcb.name.clone();
         drop(s);
@@ -174,38 +194,49 @@ fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Re
     if current != idle {
         tcb.state = state;
         if state == State::Ready {
-            let priority = tcb.priority;
-            s.cpu().policy.enqueue(current, priority, reason);
+            cpu.policy.enqueue(current, tcb.priority, reason);
         }
     }
-    let next = s.cpu().policy.pick_next().unwrap_or(idle);
+    let next = cpu.policy.pick_next().unwrap_or(idle);
     if next == current {
-        s.tcb(current).state = State::Running;
+        tcb.state = State::Running;
         return;
     }
-    let save: *const AtomicUsize = &s.tcb(current).sp;
-    if state == State::Exited && current != idle {
-        let tcb = s.threads.remove(&current).expect("the exiting thread is registered");
-        s.dead.push(tcb); // moves the Box, not the control block: `save` stays valid
-        HAVE_DEAD.store(true, Ordering::Relaxed);
-    }
-    s.tcb(next).state = State::Running;
-    let cpu = s.cpu();
+    let save: *const AtomicUsize = &tcb.sp;
+    let next_tcb = sched.threads.get_mut(next).expect("libos-sched: a queued thread has no control block");
+    next_tcb.state = State::Running;
+    let load: *const AtomicUsize = &next_tcb.sp;
     cpu.current = next;
-    if cpu.slice.is_some() {
-        cpu.slice_start = Instant::now();
+    cpu.switches += 1;
+    // A slice timer is needed if the new thread has competitors and none is running yet (an
+    // armed one stays: see `on_timer`); sleepers may need an earlier timer.
+    let need_slice_timer = cpu.slice.is_some() && cpu.slice_end.is_none() && !cpu.policy.is_empty();
+    if state == State::Exited && current != idle {
+        let tcb = sched.threads.remove(current).expect("the exiting thread is registered");
+        sched.dead.push(tcb); // moves the Box, not the control block: `save` stays valid
+        HAVE_DEAD.store(true, Ordering::Relaxed);
     }
     CURRENT.store(next.0, Ordering::Relaxed);
     SWITCHES.fetch_add(1, Ordering::Relaxed);
-    s.rearm();
-    let load: *const AtomicUsize = &s.tcb(next).sp;
+    if need_slice_timer || !sched.timers.is_empty() {
+        sched.rearm();
+    }
+    let context = sched.context;
     drop(s);
     // SAFETY: interrupts are masked (the caller's contract); `save` points into the running
     // thread's boxed control block, which is only freed after it exited and another thread ran
     // (`reap`); `load` is the saved stack pointer of `next`, which is not running and whose
-    // stack lives as long as its control block; the lock is released.
-    unsafe { raw::switch(save, load) };
+    // stack lives as long as its control block (boxed: moving the Box into `dead` does not
+    // move it); the lock is released.
+    unsafe { raw::switch(context, save, load) };
     reap();
+}
+
+/// The index of this CPU's run queue. One CPU for now; with SMP this becomes
+/// `hal::platform().cpu_id()` (the queues are already per CPU).
+#[inline(always)]
+fn this_cpu() -> usize {
+    0
 }
 
 /// Frees the stacks of threads that exited (never the running one: it is not in the list).
@@ -278,14 +309,15 @@ fn on_timer() {
         s.unpark(id);
     }
     for cpu in &mut s.cpus {
-        if let Some(slice) = cpu.slice
-            && cpu.current != cpu.idle
-            && !cpu.policy.is_empty()
-            && now >= cpu.slice_start + slice
-        {
-            irq::request_preemption();
-            // The switch restarts the slice; until then do not re-arm for the old one.
-            cpu.slice_start = now;
+        // A slice ends: if no switch happened since it began, the running thread has used a
+        // whole slice and others are waiting: preempt it. Otherwise a later thread started
+        // within this slice and gets a fresh one (re-armed below). So a thread runs at least one
+        // slice and at most two before it is preempted, and switches cost no clock reads.
+        if cpu.slice_end.is_some_and(|end| now >= end) {
+            cpu.slice_end = None;
+            if cpu.switches == cpu.switches_at_slice_start && cpu.current != cpu.idle && !cpu.policy.is_empty() {
+                irq::request_preemption();
+            }
         }
     }
     s.rearm();
@@ -379,24 +411,25 @@ static HOOK: Hook = Hook;
 /// handlers. Fails with `ENOSYS` when no [`hal::ContextSwitch`] is registered, `ENOMEM` when the
 /// idle thread's stack cannot be allocated, `EBUSY` when called twice.
 pub fn init(policy: Box<dyn Policy>) -> Result<()> {
-    if hal::context_switch().is_none() {
+    let Some(context) = hal::context_switch() else {
         return Err(Errno::ENOSYS);
-    }
+    };
     if SCHED.is_completed() {
         return Err(Errno::EBUSY);
     }
     let idle_stack = Stack::new(IDLE_STACK)?;
     let idle_sp = idle_stack.init_context(idle_entry, 0);
-    let mut threads = BTreeMap::new();
-    threads.insert(ThreadId::MAIN, Box::new(Tcb::new("main".into(), Priority::NORMAL, None, None)));
+    let mut threads = Table::new();
     let mut idle = Box::new(Tcb::new("idle".into(), Priority(0), Some(idle_stack), None));
     idle.state = State::Ready;
     idle.sp = AtomicUsize::new(idle_sp);
-    threads.insert(IDLE, idle);
+    let idle_id = threads.insert(idle);
+    let main = threads.insert(Box::new(Tcb::new("main".into(), Priority::NORMAL, None, None)));
+    debug_assert_eq!((idle_id, main), (IDLE, ThreadId::MAIN));
     let slice = policy.time_slice();
     log::debug!("libos-sched: policy {}, time slice {slice:?}", policy.name());
-    let cpu = Cpu { policy, current: ThreadId::MAIN, idle: IDLE, slice, slice_start: Instant::now() };
-    SCHED.call_once(|| IrqSpinLock::new(Sched { threads, cpus: alloc::vec![cpu], timers: BTreeSet::new(), armed: None, dead: Vec::new(), next_id: 2 }));
+    let cpu = Cpu { policy, current: ThreadId::MAIN, idle: IDLE, slice, slice_end: None, switches: 0, switches_at_slice_start: 0 };
+    SCHED.call_once(|| IrqSpinLock::new(Sched { threads, cpus: alloc::vec![cpu], timers: BTreeSet::new(), armed: None, dead: Vec::new(), context }));
     libos_core::sched::set_scheduler(&HOOK);
     irq::set_timer_handler(on_timer);
     irq::set_preempt_handler(on_preempt);
@@ -410,18 +443,18 @@ impl Tcb {
 }
 
 /// Creates a runnable thread running `entry` on a new stack of `stack_size` bytes.
-/// Unnamed threads are called `thread-ID`. Returns the id and the name.
+/// Unnamed threads are called `thread-N` (N counts spawned threads from 2; `main` is 1).
+/// Returns the id and the name.
 pub(crate) fn spawn(name: Option<String>, priority: Priority, stack_size: usize, entry: Box<dyn FnOnce() + Send>) -> Result<(ThreadId, String)> {
     let stack = Stack::new(stack_size)?;
     let sp = stack.init_context(thread_entry, 0);
     let mut tcb = Box::new(Tcb::new(String::new(), priority, Some(stack), Some(entry)));
     tcb.sp = AtomicUsize::new(sp);
     let mut s = lock();
-    let id = ThreadId(s.next_id);
-    s.next_id += 1;
-    tcb.name = name.unwrap_or_else(|| alloc::format!("thread-{}", id.0));
+    let serial = SPAWNED.fetch_add(1, Ordering::Relaxed) + 2;
+    tcb.name = name.unwrap_or_else(|| alloc::format!("thread-{serial}"));
     let name = tcb.name.clone();
-    s.threads.insert(id, tcb);
+    let id = s.threads.insert(tcb);
     s.make_ready(id, Reason::Spawned);
     s.rearm();
     Ok((id, name))

@@ -35,7 +35,7 @@ impl Thread {
         self.id
     }
 
-    /// The thread's name (`"main"`, a [`Builder::name`], or `"thread-ID"`).
+    /// The thread's name (`"main"`, a [`Builder::name`], or `"thread-N"`).
     pub fn name(&self) -> &str {
         &self.name
     }

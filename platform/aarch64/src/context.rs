@@ -151,6 +151,8 @@ pub unsafe fn init(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usiz
 /// # Safety
 /// As [`libos_core::hal::ContextSwitch::switch_context`]; must run in thread mode (EL1t).
 pub unsafe fn switch(save_sp: *mut usize, load_sp: usize) {
+    // On SP_EL1 the "stack" would be the shared exception stack: a scheduler bug, never a switch.
+    assert!(!crate::cpu::in_exception_handler(), "libos: a thread switch from an exception handler");
     // SAFETY: the caller upholds the contract; the assembly saves and restores exactly the
     // AAPCS64 callee-saved state plus FPCR.
     unsafe { libos_aarch64_switch_context(save_sp, load_sp) }

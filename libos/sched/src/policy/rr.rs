@@ -5,16 +5,16 @@
 //! strict priorities mean.)
 
 use super::{Policy, Priority, Reason};
-use alloc::collections::{BTreeMap, VecDeque};
-use core::cmp::Reverse;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 use core::time::Duration;
 use libos_core::sched::ThreadId;
 
 /// The round-robin run queue.
 pub struct RoundRobin {
-    /// One FIFO per priority, highest first. Levels are kept when empty (so `pick_next`
-    /// never frees memory).
-    levels: BTreeMap<Reverse<Priority>, VecDeque<ThreadId>>,
+    /// One FIFO per priority in use, highest priority first (a short list: a linear scan beats
+    /// a tree here). Levels are kept when empty, so `pick_next` never frees memory.
+    levels: Vec<(Priority, VecDeque<ThreadId>)>,
     queued: usize,
     slice: Duration,
 }
@@ -22,7 +22,7 @@ pub struct RoundRobin {
 impl RoundRobin {
     /// An empty run queue with time slice `slice`.
     pub fn new(slice: Duration) -> RoundRobin {
-        RoundRobin { levels: BTreeMap::new(), queued: 0, slice }
+        RoundRobin { levels: Vec::new(), queued: 0, slice }
     }
 }
 
@@ -32,12 +32,23 @@ impl Policy for RoundRobin {
     }
 
     fn enqueue(&mut self, thread: ThreadId, priority: Priority, _reason: Reason) {
-        self.levels.entry(Reverse(priority)).or_default().push_back(thread);
+        let at = match self.levels.iter().position(|(p, _)| *p <= priority) {
+            Some(i) if self.levels[i].0 == priority => i,
+            Some(i) => {
+                self.levels.insert(i, (priority, VecDeque::new()));
+                i
+            }
+            None => {
+                self.levels.push((priority, VecDeque::new()));
+                self.levels.len() - 1
+            }
+        };
+        self.levels[at].1.push_back(thread);
         self.queued += 1;
     }
 
     fn pick_next(&mut self) -> Option<ThreadId> {
-        let thread = self.levels.values_mut().find_map(VecDeque::pop_front)?;
+        let thread = self.levels.iter_mut().find_map(|(_, queue)| queue.pop_front())?;
         self.queued -= 1;
         Some(thread)
     }
@@ -71,7 +82,9 @@ mod tests {
         rr.enqueue(ThreadId(11), Priority(9), Reason::Spawned);
         rr.enqueue(ThreadId(12), Priority(1), Reason::Woken);
         rr.enqueue(ThreadId(13), Priority(9), Reason::Preempted);
-        assert_eq!(drain(&mut rr), [11, 13, 10, 12]);
+        rr.enqueue(ThreadId(14), Priority(5), Reason::Woken);
+        rr.enqueue(ThreadId(15), Priority(0), Reason::Woken);
+        assert_eq!(drain(&mut rr), [11, 13, 14, 10, 12, 15]);
         assert!(rr.is_empty());
         assert_eq!(rr.time_slice(), Some(Duration::from_millis(5)));
     }
