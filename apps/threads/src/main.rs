@@ -231,7 +231,7 @@ fn join() -> Check {
     if !early.is_finished() {
         return Err("a trivial thread did not finish within 5 ms".into());
     }
-    let name = String::from(early.thread().name());
+    let name = String::from(early.thread().name().unwrap_or("?"));
     let text = early.join();
     let sum: u64 = handles.into_iter().map(|h| h.join()).sum();
     if sum != 385 || text != "done" || name != "early" {

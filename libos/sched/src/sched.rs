@@ -56,7 +56,9 @@ pub(crate) type TlsSlots = Vec<Option<Box<dyn Any + Send>>>;
 
 /// A thread control block. Boxed, so `sp` never moves while the thread is switched out.
 pub(crate) struct Tcb {
-    pub(crate) name: String,
+    /// The name given at spawn (`None`: shown as `thread-SERIAL`).
+    name: Option<String>,
+    serial: u64,
     priority: Priority,
     state: State,
     wake_token: bool,
@@ -187,8 +189,10 @@ fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Re
     let (current, idle) = (cpu.current, cpu.idle);
     let tcb = sched.threads.get_mut(current).expect("libos-sched: the running thread has no control block");
     if tcb.stack.as_ref().is_some_and(|stack| !stack.canary_intact()) {
-        let name = tcb.name.clone();
+        let serial = tcb.serial;
+        let name = tcb.name.take();
         drop(s);
+        let name = DisplayName(name.as_deref(), serial);
         panic!("thread '{name}' overflowed its stack (the canary at its bottom was overwritten)");
     }
     if current != idle {
@@ -346,7 +350,15 @@ impl Scheduler for Hook {
         match SCHED.get().and_then(|s| s.try_lock()) {
             Some(mut s) => {
                 let current = s.current();
-                f(&s.tcb(current).name);
+                let tcb = s.tcb(current);
+                match &tcb.name {
+                    Some(name) => f(name),
+                    None => {
+                        let mut buffer = NameBuffer { bytes: [0; 32], len: 0 };
+                        let _ = core::fmt::write(&mut buffer, format_args!("{}", DisplayName(None, tcb.serial)));
+                        f(core::str::from_utf8(&buffer.bytes[..buffer.len]).unwrap_or("?"));
+                    }
+                }
             }
             None => f("<unknown: scheduler busy>"),
         }
@@ -420,11 +432,11 @@ pub fn init(policy: Box<dyn Policy>) -> Result<()> {
     let idle_stack = Stack::new(IDLE_STACK)?;
     let idle_sp = idle_stack.init_context(idle_entry, 0);
     let mut threads = Table::new();
-    let mut idle = Box::new(Tcb::new("idle".into(), Priority(0), Some(idle_stack), None));
+    let mut idle = Box::new(Tcb::new(Some("idle".into()), 0, Priority(0), Some(idle_stack), None));
     idle.state = State::Ready;
     idle.sp = AtomicUsize::new(idle_sp);
     let idle_id = threads.insert(idle);
-    let main = threads.insert(Box::new(Tcb::new("main".into(), Priority::NORMAL, None, None)));
+    let main = threads.insert(Box::new(Tcb::new(Some("main".into()), 1, Priority::NORMAL, None, None)));
     debug_assert_eq!((idle_id, main), (IDLE, ThreadId::MAIN));
     let slice = policy.time_slice();
     log::debug!("libos-sched: policy {}, time slice {slice:?}", policy.name());
@@ -437,35 +449,60 @@ pub fn init(policy: Box<dyn Policy>) -> Result<()> {
 }
 
 impl Tcb {
-    fn new(name: String, priority: Priority, stack: Option<Stack>, entry: Option<Box<dyn FnOnce() + Send>>) -> Tcb {
-        Tcb { name, priority, state: State::Running, wake_token: false, sp: AtomicUsize::new(0), stack, entry, tls: Vec::new() }
+    fn new(name: Option<String>, serial: u64, priority: Priority, stack: Option<Stack>, entry: Option<Box<dyn FnOnce() + Send>>) -> Tcb {
+        Tcb { name, serial, priority, state: State::Running, wake_token: false, sp: AtomicUsize::new(0), stack, entry, tls: Vec::new() }
     }
 }
 
 /// Creates a runnable thread running `entry` on a new stack of `stack_size` bytes.
-/// Unnamed threads are called `thread-N` (N counts spawned threads from 2; `main` is 1).
-/// Returns the id and the name.
-pub(crate) fn spawn(name: Option<String>, priority: Priority, stack_size: usize, entry: Box<dyn FnOnce() + Send>) -> Result<(ThreadId, String)> {
+/// Creates a runnable thread running `entry` on a new stack of `stack_size` bytes. Returns
+/// its id and serial number (unnamed threads are shown as `thread-SERIAL`; `main` is 1).
+pub(crate) fn spawn(name: Option<String>, priority: Priority, stack_size: usize, entry: Box<dyn FnOnce() + Send>) -> Result<(ThreadId, u64)> {
     let stack = Stack::new(stack_size)?;
     let sp = stack.init_context(thread_entry, 0);
-    let mut tcb = Box::new(Tcb::new(String::new(), priority, Some(stack), Some(entry)));
+    let serial = SPAWNED.fetch_add(1, Ordering::Relaxed) + 2;
+    let mut tcb = Box::new(Tcb::new(name, serial, priority, Some(stack), Some(entry)));
     tcb.sp = AtomicUsize::new(sp);
     let mut s = lock();
-    let serial = SPAWNED.fetch_add(1, Ordering::Relaxed) + 2;
-    tcb.name = name.unwrap_or_else(|| alloc::format!("thread-{serial}"));
-    let name = tcb.name.clone();
     let id = s.threads.insert(tcb);
     s.make_ready(id, Reason::Spawned);
     s.rearm();
-    Ok((id, name))
+    Ok((id, serial))
+}
+
+/// Shows a thread's name, or `thread-SERIAL` for an unnamed one.
+pub(crate) struct DisplayName<'a>(pub(crate) Option<&'a str>, pub(crate) u64);
+
+impl core::fmt::Display for DisplayName<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(name) => f.write_str(name),
+            None => write!(f, "thread-{}", self.1),
+        }
+    }
+}
+
+/// A name formatted without allocating (for panic and fault reports).
+struct NameBuffer {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl core::fmt::Write for NameBuffer {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len + s.len();
+        self.bytes.get_mut(self.len..end).ok_or(core::fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// The name and priority of the running thread.
-pub(crate) fn current_info() -> (ThreadId, String, Priority) {
+pub(crate) fn current_info() -> (ThreadId, Option<String>, u64, Priority) {
     let mut s = lock();
     let current = s.current();
     let tcb = s.tcb(current);
-    (current, tcb.name.clone(), tcb.priority)
+    (current, tcb.name.clone(), tcb.serial, tcb.priority)
 }
 
 /// The running thread's id (no lock).

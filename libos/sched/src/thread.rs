@@ -6,9 +6,8 @@ use crate::sched;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
-use libos_core::blocking::WaitQueue;
 use libos_core::sched::ThreadId;
 use libos_core::sync::SpinLock;
 use libos_core::time::Instant;
@@ -25,7 +24,8 @@ pub const MAX_STACK_SIZE: usize = 64 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct Thread {
     id: ThreadId,
-    name: String,
+    name: Option<String>,
+    serial: u64,
     priority: Priority,
 }
 
@@ -35,9 +35,15 @@ impl Thread {
         self.id
     }
 
-    /// The thread's name (`"main"`, a [`Builder::name`], or `"thread-N"`).
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The thread's name: `"main"`, or the [`Builder::name`] it was spawned with (`None` for an
+    /// unnamed thread, which reports show as `thread-N`, see [`Thread::serial`]).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The thread's serial number: `main` is 1, spawned threads count up from 2.
+    pub fn serial(&self) -> u64 {
+        self.serial
     }
 
     /// The thread's priority.
@@ -53,8 +59,8 @@ impl Thread {
 
 /// The running thread.
 pub fn current() -> Thread {
-    let (id, name, priority) = sched::current_info();
-    Thread { id, name, priority }
+    let (id, name, serial, priority) = sched::current_info();
+    Thread { id, name, serial, priority }
 }
 
 /// Lets other runnable threads run first.
@@ -80,11 +86,28 @@ pub fn park() {
     libos_core::sched::park();
 }
 
-/// Where a thread's result goes.
+/// Where a thread's result goes. One joiner at most (`join` consumes the handle), so a parked
+/// thread id replaces a wait queue: the finishing thread unparks it.
 struct Packet<T> {
     done: AtomicBool,
+    /// The joining thread's id, or [`NO_JOINER`].
+    joiner: AtomicU64,
     result: SpinLock<Option<T>>,
-    joiners: WaitQueue,
+}
+
+const NO_JOINER: u64 = u64::MAX;
+
+impl<T> Packet<T> {
+    fn finish(&self, value: T) {
+        *self.result.lock() = Some(value);
+        // SeqCst on both sides: either the joiner sees `done`, or we see its id and unpark it
+        // (a token if it has not parked yet), so the wake-up cannot be lost.
+        self.done.store(true, Ordering::SeqCst);
+        let joiner = self.joiner.load(Ordering::SeqCst);
+        if joiner != NO_JOINER {
+            libos_core::sched::unpark(ThreadId(joiner));
+        }
+    }
 }
 
 /// Owns a spawned thread's result. Dropping it detaches the thread (it keeps running, its
@@ -113,18 +136,26 @@ impl<T> JoinHandle<T> {
     /// When the thread joins itself (it would wait forever). (A panicking thread stops the
     /// whole kernel, as `panic = "abort"` does, so there is no "panicked" result.)
     pub fn join(self) -> T {
-        assert!(self.thread.id != sched::current_id(), "thread '{}' tried to join itself", self.thread.name);
-        self.packet.joiners.wait_until(|| self.packet.done.load(Ordering::Acquire));
+        let me = sched::current_id();
+        assert!(self.thread.id != me, "thread '{}' tried to join itself", sched::DisplayName(self.thread.name(), self.thread.serial));
+        self.packet.joiner.store(me.0, Ordering::SeqCst);
+        while !self.packet.done.load(Ordering::SeqCst) {
+            libos_core::sched::park();
+        }
         self.packet.result.lock().take().expect("libos-sched: a finished thread left no result")
     }
 
     /// As [`JoinHandle::join`], giving up at `deadline`: `Err((ETIMEDOUT, self))` to retry.
     pub fn join_until(self, deadline: Instant) -> core::result::Result<T, (Errno, JoinHandle<T>)> {
-        if self.packet.joiners.wait_until_deadline(|| self.packet.done.load(Ordering::Acquire), deadline) {
-            Ok(self.join())
-        } else {
-            Err((Errno::ETIMEDOUT, self))
+        self.packet.joiner.store(sched::current_id().0, Ordering::SeqCst);
+        while !self.packet.done.load(Ordering::SeqCst) {
+            if Instant::now() >= deadline {
+                self.packet.joiner.store(NO_JOINER, Ordering::SeqCst);
+                return Err((Errno::ETIMEDOUT, self));
+            }
+            libos_core::sched::park_until(deadline);
         }
+        Ok(self.join())
     }
 }
 
@@ -172,16 +203,12 @@ impl Builder {
             return Err(Errno::EINVAL);
         }
         let priority = self.priority.unwrap_or(Priority::NORMAL);
-        let packet = Arc::new(Packet { done: AtomicBool::new(false), result: SpinLock::new(None), joiners: WaitQueue::new() });
+        let packet = Arc::new(Packet { done: AtomicBool::new(false), joiner: AtomicU64::new(NO_JOINER), result: SpinLock::new(None) });
         let theirs = packet.clone();
-        let entry = Box::new(move || {
-            let value = f();
-            *theirs.result.lock() = Some(value);
-            theirs.done.store(true, Ordering::Release);
-            theirs.joiners.wake_all();
-        });
-        let (id, name) = sched::spawn(self.name, priority, stack_size, entry)?;
-        Ok(JoinHandle { thread: Thread { id, name, priority }, packet })
+        let entry = Box::new(move || theirs.finish(f()));
+        let name = self.name;
+        let (id, serial) = sched::spawn(name.clone(), priority, stack_size, entry)?;
+        Ok(JoinHandle { thread: Thread { id, name, serial, priority }, packet })
     }
 }
 
