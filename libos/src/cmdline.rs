@@ -29,14 +29,23 @@ pub struct Options {
     /// `bootstats`.
     pub boot_stats: bool,
     /// `sched=`: the policy's name (`None`: the default of the image).
+    #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
     pub sched: Option<&'static str>,
     /// `timeslice=` in milliseconds.
+    #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
     pub time_slice_ms: Option<u32>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { log_level: LevelFilter::Warn, boot_stats: false, sched: None, time_slice_ms: None }
+        Options {
+            log_level: LevelFilter::Warn,
+            boot_stats: false,
+            #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
+            sched: None,
+            #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
+            time_slice_ms: None,
+        }
     }
 }
 

@@ -107,12 +107,8 @@ fn fatal(kind: u64, esr: u64, frame: &TrapFrame) -> ! {
         ));
         if let Some(stack) = stacks::guarded_by(far) {
             emergency_print(format_args!("  stack overflow: the address is in the guard page below the {stack} stack\n"));
-        } else if crate::guard::is_guard(far) {
-            libos_core::sched::with_current_name(&mut |name| {
-                emergency_print(format_args!(
-                    "  stack overflow: the address is in the guard page below the stack of thread '{name}'\n"
-                ));
-            });
+        } else if let Some(report) = crate::guard::REPORTER.get() {
+            report(far);
         }
     }
     emergency_print(format_args!(

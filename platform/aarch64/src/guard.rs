@@ -76,6 +76,7 @@ pub fn set(page: u64, guarded: bool) -> Result<()> {
     if page % 4096 != 0 {
         return Err(Errno::EINVAL);
     }
+    REPORTER.call_once(|| report);
     let _lock = LOCK.lock();
     paging::set_guard(&mut LiveTables, root(), page, guarded).map_err(|e| match e {
         GuardError::OutOfTableFrames => Errno::ENOMEM,
@@ -94,6 +95,21 @@ pub fn set(page: u64, guarded: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Set on the first [`set`]: the fault report's check for thread guard pages, so images that
+/// never create a thread stack carry no table walk in their fault path.
+pub static REPORTER: spin::Once<fn(u64)> = spin::Once::new();
+
+/// Prints the stack-overflow line when `address` is in a thread stack's guard page.
+fn report(address: u64) {
+    if is_guard(address) {
+        libos_core::sched::with_current_name(&mut |name| {
+            libos_core::console::emergency_print(format_args!(
+                "  stack overflow: the address is in the guard page below the stack of thread '{name}'\n"
+            ));
+        });
+    }
 }
 
 /// True when `address` is in a guard page made by [`set`].

@@ -182,12 +182,8 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
             emergency_print(format_args!(
                 "  stack overflow: the address is in the guard page below the {stack} stack\n"
             ));
-        } else if crate::guard::is_guard(address) {
-            libos_core::sched::with_current_name(&mut |name| {
-                emergency_print(format_args!(
-                    "  stack overflow: the address is in the guard page below the stack of thread '{name}'\n"
-                ));
-            });
+        } else if let Some(report) = crate::guard::REPORTER.get() {
+            report(address);
         }
     }
     emergency_print(format_args!(
