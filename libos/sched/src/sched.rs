@@ -38,7 +38,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 use libos_core::hal::{self, irq};
 use libos_core::sched::{Scheduler, ThreadId};
-use libos_core::sync::{IrqSpinLock, IrqSpinLockGuard, Once};
+use libos_core::sync::{IrqSpinLock, IrqSpinLockGuard, Once, unlock_keeping_interrupts_masked};
 use libos_core::time::Instant;
 use libos_core::{Errno, Result};
 
@@ -181,8 +181,9 @@ impl Sched {
 }
 
 /// Switches the running thread out, leaving it in `state` (`Ready`: requeued for `reason`;
-/// `Blocked`; `Exited`: reaped by the next thread). Interrupts must be masked (they were when
-/// `s` was locked). Returns when the thread runs again (never for `Exited`).
+/// `Blocked`; `Exited`: reaped by the next thread). Interrupts are masked while `s` is held; the
+/// lock is released with them still masked, and when the thread runs again (never for
+/// `Exited`) the interrupt state saved by `lock()` is restored.
 fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Reason) {
     let sched = &mut *s;
     let cpu = &mut sched.cpus[this_cpu()];
@@ -204,7 +205,7 @@ fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Re
     let next = cpu.policy.pick_next().unwrap_or(idle);
     if next == current {
         tcb.state = State::Running;
-        return;
+        return; // dropping the guard restores the interrupt state
     }
     let save: *const AtomicUsize = &tcb.sp;
     let next_tcb = sched.threads.get_mut(next).expect("libos-sched: a queued thread has no control block");
@@ -226,7 +227,7 @@ fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Re
         sched.rearm();
     }
     let context = sched.context;
-    drop(s);
+    let interrupts = unlock_keeping_interrupts_masked(s);
     // SAFETY: interrupts are masked (the caller's contract); `save` points into the running
     // thread's boxed control block, which is only freed after it exited and another thread ran
     // (`reap`); `load` is the saved stack pointer of `next`, which is not running and whose
@@ -234,6 +235,7 @@ fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Re
     // move it); the lock is released.
     unsafe { raw::switch(context, save, load) };
     reap();
+    hal::platform().restore_interrupts(interrupts);
 }
 
 /// The index of this CPU's run queue. One CPU for now; with SMP this becomes
@@ -277,7 +279,6 @@ pub(crate) fn exit_current() -> ! {
         core::mem::take(&mut s.tcb(current).tls)
     };
     drop(tls);
-    hal::platform().disable_interrupts();
     switch_away(lock(), State::Exited, Reason::Yielded);
     unreachable!("libos-sched: an exited thread was resumed");
 }
@@ -365,38 +366,28 @@ impl Scheduler for Hook {
     }
 
     fn park(&self) {
-        let platform = hal::platform();
-        let irq = platform.disable_interrupts();
         let mut s = lock();
         let current = s.current();
         let tcb = s.tcb(current);
         if tcb.wake_token {
             tcb.wake_token = false;
-            drop(s);
         } else {
             switch_away(s, State::Blocked, Reason::Woken);
         }
-        platform.restore_interrupts(irq);
     }
 
     fn park_until(&self, deadline: Instant) {
-        let platform = hal::platform();
-        let irq = platform.disable_interrupts();
         let mut s = lock();
         let current = s.current();
         let tcb = s.tcb(current);
         if tcb.wake_token {
             tcb.wake_token = false;
-            drop(s);
-        } else if Instant::now() >= deadline {
-            drop(s);
-        } else {
+        } else if Instant::now() < deadline {
             s.timers.insert((deadline, current));
             s.rearm();
             switch_away(s, State::Blocked, Reason::Woken);
             lock().timers.remove(&(deadline, current));
         }
-        platform.restore_interrupts(irq);
     }
 
     fn unpark(&self, thread: ThreadId) {
@@ -404,15 +395,8 @@ impl Scheduler for Hook {
     }
 
     fn yield_now(&self) {
-        let platform = hal::platform();
-        let irq = platform.disable_interrupts();
-        let mut s = lock();
-        if s.cpu().policy.is_empty() {
-            drop(s);
-        } else {
-            switch_away(s, State::Ready, Reason::Yielded);
-        }
-        platform.restore_interrupts(irq);
+        // With nobody else runnable the policy hands the CPU straight back (no switch).
+        switch_away(lock(), State::Ready, Reason::Yielded);
     }
 }
 
