@@ -65,6 +65,8 @@ pub mod policy;
 mod raw;
 mod sched;
 mod table;
+#[cfg(test)]
+mod tests;
 pub mod thread;
 pub mod tls;
 
