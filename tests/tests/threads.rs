@@ -32,6 +32,14 @@ fn round_robin_passes_every_check_and_preempts_a_busy_thread() {
 }
 
 #[test]
+fn a_woken_urgent_thread_preempts_at_once() {
+    // With a 1 s slice, only priority preemption can run the woken thread within 500 ms.
+    for arch in arches() {
+        Boot::app("threads").options("timeslice=1000").args(&["priority"]).on(arch).exits_with(0).prints("ok: priority ");
+    }
+}
+
+#[test]
 fn cooperative_passes_every_check() {
     checks_pass("sched=coop", &[], "coop");
 }

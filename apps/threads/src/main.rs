@@ -18,7 +18,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use libos::sync::{Condvar, Mutex, Semaphore};
-use libos::thread::{self, Builder, tls::Key};
+use libos::thread::{self, Builder, Priority, tls::Key};
 use libos::time::{Duration, Instant};
 use libos::{hal, println};
 
@@ -29,7 +29,7 @@ type Check = Result<String, String>;
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: threads CHECK...   (mutex condvar preempt fp sleep join tls semaphore idle panic stack-overflow bench-yield bench-spawn bench-idle)");
+        println!("usage: threads CHECK...   (mutex condvar preempt priority fp sleep join tls semaphore idle panic stack-overflow bench-yield bench-spawn bench-idle)");
         return 2;
     }
     println!("policy: {}", thread::policy_name());
@@ -42,6 +42,7 @@ fn main() -> i32 {
             "mutex" => mutex(),
             "condvar" => condvar(),
             "preempt" => preempt(),
+            "priority" => priority(),
             "fp" => fp(),
             "sleep" => sleep(),
             "join" => join(),
@@ -169,6 +170,34 @@ fn preempt() -> Check {
         return Err("the busy thread never ran".into());
     }
     Ok(format!("main ran {rounds} rounds beside a busy thread ({spins} spins, {} switches)", thread::switch_count() - switches))
+}
+
+/// A more urgent thread woken by its timer preempts a busy thread at once, long before the
+/// (1 s, see the test) time slice would end.
+fn priority() -> Check {
+    static WOKE: AtomicBool = AtomicBool::new(false);
+    let start = Instant::now();
+    let urgent = Builder::new().name("urgent").priority(Priority(20)).spawn(|| {
+        thread::sleep(Duration::from_millis(10));
+        WOKE.store(true, Ordering::SeqCst);
+        Instant::now()
+    });
+    let urgent = urgent.map_err(|e| format!("spawn: {e}"))?;
+    // `main` spins without yielding; only preemption lets `urgent` run.
+    while !WOKE.load(Ordering::SeqCst) {
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(format!("the urgent thread never ran ({} switches, {} timer interrupts)", thread::switch_count(), hal::irq::timer_interrupt_count()));
+        }
+        core::hint::spin_loop();
+    }
+    let latency = urgent.join() - start;
+    if latency < Duration::from_millis(10) {
+        return Err(format!("the urgent thread woke after {latency:?}, before its deadline"));
+    }
+    if latency >= Duration::from_millis(500) {
+        return Err(format!("the urgent thread ran only after {latency:?}: no priority preemption"));
+    }
+    Ok(format!("woke and ran {latency:?} after the start of a 10 ms sleep"))
 }
 
 #[inline(never)]

@@ -55,7 +55,9 @@ pub trait Policy: Send {
     }
 
     /// Whether a thread of `woken` priority that just became runnable should preempt the
-    /// running thread of `running` priority at the next interrupt return.
+    /// running thread of `running` priority: at once when it was spawned, else at the return
+    /// from the interrupt that woke it (a wake-up from thread context, such as a mutex unlock,
+    /// takes effect at the next interrupt).
     fn preempts(&self, running: Priority, woken: Priority) -> bool {
         let _ = (running, woken);
         false

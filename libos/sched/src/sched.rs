@@ -403,7 +403,7 @@ impl Scheduler for Hook {
 static HOOK: Hook = Hook;
 
 /// Starts the scheduler with `policy` as CPU 0's run queue; the calling code becomes the
-/// thread `main` ([`ThreadId::MAIN`]). Registers the core hook and the timer and preempt
+/// thread `main` ([`ThreadId::MAIN`]), with interrupts enabled. Registers the core hook and the timer and preempt
 /// handlers. Fails with `ENOSYS` when no [`hal::ContextSwitch`] is registered, `ENOMEM` when the
 /// idle thread's stack cannot be allocated, `EBUSY` when called twice.
 pub fn init(policy: Box<dyn Policy>) -> Result<()> {
@@ -429,6 +429,9 @@ pub fn init(policy: Box<dyn Policy>) -> Result<()> {
     libos_core::sched::set_scheduler(&HOOK);
     irq::set_timer_handler(on_timer);
     irq::set_preempt_handler(on_preempt);
+    // The boot code runs with interrupts masked; as thread `main` it must be preemptible (a
+    // `main` that never blocks would otherwise never see a timer interrupt).
+    hal::platform().enable_interrupts();
     Ok(())
 }
 
@@ -451,6 +454,14 @@ pub(crate) fn spawn(name: Option<String>, priority: Priority, stack_size: usize,
     let id = s.threads.insert(tcb);
     s.make_ready(id, Reason::Spawned);
     s.rearm();
+    let current = s.current();
+    let running = s.tcb(current).priority;
+    let more_urgent = s.cpu().policy.preempts(running, priority);
+    drop(s);
+    if more_urgent {
+        // Spawning runs in thread context, so a more urgent new thread can run at once.
+        HOOK.yield_now();
+    }
     Ok((id, serial))
 }
 
