@@ -4,7 +4,9 @@
 #![allow(unsafe_code)]
 
 use alloc::alloc::{Layout, alloc, dealloc};
+use alloc::vec::Vec;
 use core::sync::atomic::AtomicUsize;
+use libos_core::sync::IrqSpinLock;
 use libos_core::{Errno, Result, hal};
 
 const PAGE: usize = 4096;
@@ -25,9 +27,15 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Allocates a stack with `size` usable bytes (rounded up to pages) and a guard page below.
+    /// Allocates a stack with `size` usable bytes (rounded up to pages) and a guard page below;
+    /// a stack of [`POOLED_SIZE`] comes from the pool of recycled stacks when it has one.
     pub fn new(size: usize) -> Result<Stack> {
         let size = size.max(PAGE).checked_next_multiple_of(PAGE).ok_or(Errno::EINVAL)?;
+        if size == POOLED_SIZE
+            && let Some(stack) = POOL.lock().pop()
+        {
+            return Ok(stack);
+        }
         let layout = Layout::from_size_align(size.checked_add(PAGE).ok_or(Errno::EINVAL)?, PAGE).map_err(|_| Errno::EINVAL)?;
         // SAFETY: the layout has a non-zero size.
         let base = unsafe { alloc(layout) } as usize;
@@ -61,6 +69,28 @@ impl Stack {
         // SAFETY: `top` is page aligned, the top of memory we own and nobody runs on yet.
         unsafe { context().init_context(self.top(), entry, arg) }
     }
+}
+
+/// Stacks of this usable size (the default) are recycled.
+pub const POOLED_SIZE: usize = 64 * 1024;
+/// At most this many stacks wait in the pool.
+const POOL_CAPACITY: usize = 8;
+
+/// Stacks of exited threads, kept with their guard page in place, so spawning does not pay for
+/// an allocation and two page-table changes each time.
+static POOL: IrqSpinLock<Vec<Stack>> = IrqSpinLock::new(Vec::new());
+
+/// Returns an exited thread's stack to the pool, or frees it (the pool is full, the size is not
+/// the pooled one, or its canary shows it was overrun).
+pub fn recycle(stack: Stack) {
+    if stack.layout.size() == POOLED_SIZE + PAGE && stack.canary_intact() {
+        let mut pool = POOL.lock();
+        if pool.len() < POOL_CAPACITY {
+            pool.push(stack);
+            return;
+        }
+    }
+    drop(stack);
 }
 
 impl Drop for Stack {

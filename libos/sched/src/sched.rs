@@ -253,7 +253,11 @@ fn reap() {
             HAVE_DEAD.store(false, Ordering::Relaxed);
             core::mem::take(&mut s.dead)
         };
-        drop(dead);
+        for mut tcb in dead {
+            if let Some(stack) = tcb.stack.take() {
+                raw::recycle(stack);
+            }
+        }
     }
 }
 

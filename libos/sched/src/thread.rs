@@ -14,7 +14,7 @@ use libos_core::time::Instant;
 use libos_core::{Errno, Result};
 
 /// The default stack size of spawned threads (plus one guard page below it).
-pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
+pub const DEFAULT_STACK_SIZE: usize = crate::raw::POOLED_SIZE;
 /// The smallest stack [`Builder::stack_size`] accepts.
 pub const MIN_STACK_SIZE: usize = 8 * 1024;
 /// The largest stack [`Builder::stack_size`] accepts.
