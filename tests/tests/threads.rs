@@ -10,7 +10,7 @@ use libos_tests::{Boot, arches};
 const PANIC: i32 = 101;
 const BOOT_ERROR: i32 = 103;
 
-const COMMON: [&str; 8] = ["mutex", "condvar", "join", "tls", "semaphore", "sleep", "fp", "idle"];
+const COMMON: [&str; 9] = ["mutex", "condvar", "join", "tls", "semaphore", "exhaustion", "sleep", "fp", "idle"];
 
 fn checks_pass(options: &str, extra: &[&str], policy: &str) {
     let mut args: Vec<&str> = COMMON.to_vec();

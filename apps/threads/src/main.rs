@@ -29,7 +29,7 @@ type Check = Result<String, String>;
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: threads CHECK...   (mutex condvar preempt priority fp sleep join tls semaphore idle panic stack-overflow bench-yield bench-spawn bench-idle)");
+        println!("usage: threads CHECK...   (mutex condvar preempt priority fp sleep join tls semaphore exhaustion idle panic stack-overflow bench-yield bench-spawn bench-idle)");
         return 2;
     }
     println!("policy: {}", thread::policy_name());
@@ -48,6 +48,7 @@ fn main() -> i32 {
             "join" => join(),
             "tls" => tls(),
             "semaphore" => semaphore(),
+            "exhaustion" => exhaustion(),
             "idle" => idle(),
             "panic" => panic_in_thread(),
             "stack-overflow" => stack_overflow(),
@@ -275,6 +276,19 @@ fn join() -> Check {
     if sum != 385 || text != "done" || name != "early" {
         return Err(format!("sum {sum}, text {text:?}, name {name:?}"));
     }
+    // A join with a deadline gives up (and hands the handle back) while the thread sleeps.
+    let sleeper = thread::spawn(|| {
+        thread::sleep(Duration::from_millis(20));
+        7u32
+    });
+    let sleeper = match sleeper.join_until(Instant::now() + Duration::from_millis(1)) {
+        Ok(_) => return Err("join_until returned before the thread finished".into()),
+        Err((errno, handle)) if errno == libos::Errno::ETIMEDOUT => handle,
+        Err((errno, _)) => return Err(format!("join_until failed with {errno}")),
+    };
+    if sleeper.join() != 7 {
+        return Err("the sleeper's value got lost".into());
+    }
     let bad = Builder::new().stack_size(1).spawn(|| ());
     if bad.is_ok() {
         return Err("a 1-byte stack was accepted".into());
@@ -320,6 +334,34 @@ fn semaphore() -> Check {
     }
     let max = MAX.load(Ordering::SeqCst);
     if (1..=2).contains(&max) { Ok(format!("at most 2 holders (max {max})")) } else { Err(format!("{max} holders at once")) }
+}
+
+/// Spawning until the heap has no room for another stack fails with ENOMEM, and everything
+/// works again once those threads are joined.
+fn exhaustion() -> Check {
+    let mut handles = Vec::new();
+    let errno = loop {
+        match Builder::new().stack_size(8 * 1024 * 1024).spawn(|| 1u64) {
+            Ok(handle) => handles.push(handle),
+            Err(errno) => break errno,
+        }
+        if handles.len() > 1000 {
+            return Err("1000 threads with 8 MiB stacks fit in this guest?".into());
+        }
+    };
+    if errno != libos::Errno::ENOMEM {
+        return Err(format!("spawning without memory failed with {errno}, not ENOMEM"));
+    }
+    let count = handles.len();
+    let sum: u64 = handles.into_iter().map(|h| h.join()).sum();
+    if sum != count as u64 {
+        return Err(format!("{count} threads returned {sum}"));
+    }
+    let again = Builder::new().stack_size(8 * 1024 * 1024).spawn(|| 5u8).map_err(|e| format!("after joining: {e}"))?;
+    if again.join() != 5 {
+        return Err("a thread after the exhaustion returned the wrong value".into());
+    }
+    Ok(format!("{count} threads with 8 MiB stacks, then ENOMEM; memory back after joining"))
 }
 
 /// An idle system with one sleeping thread takes only the timer interrupts its sleeps need.
