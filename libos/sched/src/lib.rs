@@ -19,6 +19,26 @@
 //! - `sched` (internal): control blocks, per-CPU run queues, switching, the deadline queue
 //!   driving the one-shot timer (tickless: no periodic tick, the idle thread halts the CPU).
 //!
+//! ## How a switch happens
+//! - Cooperative (block, sleep, yield, exit): mask interrupts, take the scheduler lock, let the
+//!   policy pick, release the lock with interrupts still masked, and call the platform's
+//!   [`libos_core::hal::ContextSwitch::switch_context`] (callee-saved registers only). The
+//!   resumed thread restores its own interrupt state.
+//! - Preemptive: the timer interrupt (or a wake-up from any interrupt) asks for preemption via
+//!   `hal::irq::request_preemption`; when the interrupt returns to thread mode the platform
+//!   calls the scheduler on the interrupted thread's stack with all its registers saved
+//!   (x86_64: inside the handler, which already runs on that stack; aarch64: the trap frame,
+//!   including all FP/SIMD registers, is copied to the thread's stack and `eret` enters a
+//!   trampoline). `coop` only lets the idle thread be preempted; `rr` preempts a thread that ran
+//!   a whole slice while others wait (a slice is not restarted on every switch, so each thread
+//!   gets between one and two slices) and a thread woken with a higher priority.
+//! - `main` is the boot code's own context; every other thread has a heap stack (default
+//!   64 KiB) with an unmapped guard page below and a canary at the bottom. Default-size stacks of
+//!   exited threads are recycled (up to 8) with their guard page in place.
+//!
+//! SMP is not there yet; the run queues are per CPU and the notes in `sched` list what the lock
+//! hand-over needs.
+//!
 //! ## Adding a policy
 //! A policy is one file implementing [`Policy`]; it only orders runnable threads. For example a
 //! LIFO policy, `src/policy/lifo.rs`:

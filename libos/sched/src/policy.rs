@@ -1,5 +1,5 @@
 //! The scheduling-policy trait. A policy only orders runnable threads of one CPU; the
-//! scheduler core ([`crate::sched`]) owns thread states, stacks, switching and timers.
+//! scheduler core (the private `sched` module) owns thread states, stacks, switching and timers.
 
 use alloc::boxed::Box;
 use core::time::Duration;
