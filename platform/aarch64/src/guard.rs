@@ -77,6 +77,7 @@ pub fn set(page: u64, guarded: bool) -> Result<()> {
         return Err(Errno::EINVAL);
     }
     REPORTER.call_once(|| report);
+    READABLE.call_once(|| readable);
     let _lock = LOCK.lock();
     paging::set_guard(&mut LiveTables, root(), page, guarded).map_err(|e| match e {
         GuardError::OutOfTableFrames => Errno::ENOMEM,
@@ -100,6 +101,16 @@ pub fn set(page: u64, guarded: bool) -> Result<()> {
 /// Set on the first [`set`]: the fault report's check for thread guard pages, so images that
 /// never create a thread stack carry no table walk in their fault path.
 pub static REPORTER: spin::Once<fn(u64)> = spin::Once::new();
+
+/// Set with [`REPORTER`]: lets crash backtraces follow frame pointers through thread stacks.
+pub static READABLE: spin::Once<fn(u64) -> bool> = spin::Once::new();
+
+/// Whether a frame-pointer walk may read `address`: mapped, writable Normal memory (a thread
+/// stack on the heap), never device memory.
+fn readable(address: u64) -> bool {
+    paging::translate(&mut LiveTables, root(), address)
+        .is_some_and(|(a, _)| a & bits::ATTR_DEVICE == 0 && a & bits::READ_ONLY == 0)
+}
 
 /// Prints the stack-overflow line when `address` is in a thread stack's guard page.
 fn report(address: u64) {
