@@ -80,6 +80,8 @@ fn a_thread_stack_overflow_hits_its_guard_page() {
             .args(&["stack-overflow"])
             .on(arch)
             .exits_with(102)
-            .prints("stack overflow: the address is in the guard page below the stack of thread 'deep'");
+            .prints("stack overflow: the address is in the guard page below the stack of thread 'deep'")
+            // The backtrace follows the frame pointers through the thread's own stack.
+            .prints("... the frame above repeats");
     }
 }
