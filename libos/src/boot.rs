@@ -2,11 +2,13 @@
 //!
 //! 1. heap over the free RAM the platform reported;
 //! 2. kernel command line (options, then the app's arguments), logger;
-//! 3. mounts from the command line (`root=`, `mount=`; feature `vfs`);
-//! 4. boot statistics at `main`;
-//! 5. the app's `main`; its return value is the exit code.
+//! 3. the scheduler (features `sched-*`; the calling code becomes thread `main`), first so that
+//!    file systems that block (virtio-fs) block through it;
+//! 4. mounts from the command line (`root=`, `mount=`; feature `vfs`);
+//! 5. boot statistics at `main`;
+//! 6. the app's `main`; its return value is the exit code.
 //!
-//! Components (devices, scheduler) slot in before 4 as their features land.
+//! Components (devices, network) slot in before 5 as their features land.
 
 use crate::rt::App;
 use crate::{boot_stats, cmdline, env};
@@ -32,13 +34,7 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     // is the only call.
     let heap = unsafe { heap::init(info.free_memory, |phys| platform.phys_to_virt(phys)) };
 
-    let parsed = match cmdline::parse(info.cmdline) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            emergency_print(format_args!("libos: cannot boot: {e}\n"));
-            platform.shutdown(exit::BOOT_ERROR);
-        }
-    };
+    let parsed = cmdline::parse(info.cmdline).unwrap_or_else(|e| boot_error(format_args!("{e}")));
     logger::init(parsed.options.log_level);
     log::debug!(
         "{}: {} KiB RAM, {} KiB heap, command line {:?}",
@@ -48,12 +44,13 @@ fn kernel_main(info: &'static BootInfo) -> ! {
         info.cmdline
     );
 
+    start_scheduler(&parsed.options);
+
     // SAFETY: `libos::main!` in the app defines this static; it is immutable.
     let app = unsafe { &__LIBOS_APP };
 
     if let Err(e) = mount_file_systems(&parsed.options, app.initial_files) {
-        emergency_print(format_args!("libos: cannot boot: {e}\n"));
-        platform.shutdown(exit::BOOT_ERROR);
+        boot_error(format_args!("{e}"));
     }
     let mut args = Vec::with_capacity(parsed.app_args.len() + 1);
     args.push(String::from(app.name));
@@ -82,4 +79,36 @@ fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Resul
         return Err(String::from("the app has initial files but no file system: enable libos feature `fs-ramfs`"));
     }
     Ok(())
+}
+
+/// Starts the scheduler the command line picked (`sched=`, `timeslice=`).
+#[cfg(any(feature = "sched-coop", feature = "sched-preempt"))]
+fn start_scheduler(options: &cmdline::Options) {
+    #[cfg(target_arch = "x86_64")]
+    hal::set_context_switch(&libos_platform_x86_64::Context);
+    #[cfg(target_arch = "aarch64")]
+    hal::set_context_switch(&libos_platform_aarch64::Context);
+    let mut config = libos_sched::policy::Config::default();
+    if let Some(ms) = options.time_slice_ms {
+        config.time_slice = core::time::Duration::from_millis(u64::from(ms));
+    }
+    match libos_sched::init_named(options.sched, config) {
+        Ok(name) => log::debug!("scheduler: {name}"),
+        Err(libos_core::Errno::EINVAL) => boot_error(format_args!(
+            "kernel option `sched={}` names a policy this image was built without (its feature `sched-{}` is off)",
+            options.sched.unwrap_or(""),
+            if options.sched == Some("rr") { "preempt" } else { "coop" }
+        )),
+        Err(e) => boot_error(format_args!("cannot start the scheduler: {e}")),
+    }
+}
+
+/// Without a scheduler feature there is nothing to start (`sched=` is an unknown option then).
+#[cfg(not(any(feature = "sched-coop", feature = "sched-preempt")))]
+fn start_scheduler(_: &cmdline::Options) {}
+
+/// Reports why the kernel cannot boot and powers off with [`exit::BOOT_ERROR`].
+fn boot_error(message: core::fmt::Arguments<'_>) -> ! {
+    emergency_print(format_args!("libos: cannot boot: {message}\n"));
+    hal::platform().shutdown(exit::BOOT_ERROR)
 }

@@ -15,6 +15,11 @@
 //!
 //! File-system names are checked at boot against those the image was built with (`ramfs`,
 //! `devfs`); an unknown one stops the boot like an unknown option.
+//! | `sched=coop\|rr` | scheduling policy (needs the matching `sched-*` feature; default: `rr` if compiled in, else `coop`) |
+//! | `timeslice=MS` | time slice of preemptive policies, 1..=10000 ms (default 10) |
+//!
+//! `sched=` and `timeslice=` exist only in images with a scheduler feature; elsewhere they are
+//! unknown options (the boot stops, exit code 103).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -32,11 +37,26 @@ pub struct Options {
     pub root: Option<String>,
     /// `mount=FS:/PATH`, in order: `(file system name, absolute path)`.
     pub mounts: Vec<(String, String)>,
+    /// `sched=`: the policy's name (`None`: the default of the image).
+    #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
+    pub sched: Option<&'static str>,
+    /// `timeslice=` in milliseconds.
+    #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
+    pub time_slice_ms: Option<u32>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { log_level: LevelFilter::Warn, boot_stats: false, root: None, mounts: Vec::new() }
+        Options {
+            log_level: LevelFilter::Warn,
+            boot_stats: false,
+            root: None,
+            mounts: Vec::new(),
+            #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
+            sched: None,
+            #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
+            time_slice_ms: None,
+        }
     }
 }
 
@@ -72,7 +92,7 @@ impl fmt::Display for CmdlineError {
         match self {
             CmdlineError::UnknownOption(option) => write!(
                 f,
-                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH; app arguments go after `--`)"
+                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, sched=coop|rr, timeslice=MS; app arguments go after `--`)"
             ),
             CmdlineError::BadValue { option, value, expected } => {
                 write!(f, "kernel option `{option}` does not accept `{value}` (expected {expected})")
@@ -160,6 +180,23 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
                     });
                 }
             },
+            // Only images with a scheduler know these (elsewhere they are unknown options).
+            #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
+            ("sched", Some(policy)) => {
+                options.sched = Some(match policy {
+                    "coop" => "coop",
+                    "rr" => "rr",
+                    _ => {
+                        return Err(CmdlineError::BadValue { option: "sched", value: policy.into(), expected: "coop or rr" });
+                    }
+                });
+            }
+            #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
+            ("timeslice", Some(ms)) => {
+                options.time_slice_ms = Some(ms.parse().ok().filter(|ms| (1..=10_000).contains(ms)).ok_or_else(|| {
+                    CmdlineError::BadValue { option: "timeslice", value: ms.into(), expected: "milliseconds, 1 to 10000" }
+                })?);
+            }
             _ => return Err(CmdlineError::UnknownOption(word)),
         }
     }
@@ -252,6 +289,18 @@ mod tests {
         }
         assert!(parse("mount=x").unwrap_err().to_string().contains("expected FS:/PATH"));
         assert_eq!(parse("mount").unwrap_err(), CmdlineError::UnknownOption("mount".into()));
+    }
+
+    #[test]
+    fn scheduler_options() {
+        let parsed = parse("sched=coop timeslice=5").unwrap();
+        assert_eq!(parsed.options.sched, Some("coop"));
+        assert_eq!(parsed.options.time_slice_ms, Some(5));
+        assert_eq!(parse("sched=rr").unwrap().options.sched, Some("rr"));
+        assert!(matches!(parse("sched=fifo").unwrap_err(), CmdlineError::BadValue { option: "sched", .. }));
+        assert!(matches!(parse("timeslice=0").unwrap_err(), CmdlineError::BadValue { option: "timeslice", .. }));
+        assert!(matches!(parse("timeslice=x").unwrap_err(), CmdlineError::BadValue { option: "timeslice", .. }));
+        assert_eq!(parse("sched").unwrap_err(), CmdlineError::UnknownOption("sched".into()));
     }
 
     #[test]

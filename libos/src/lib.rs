@@ -21,7 +21,14 @@
 //! command line, then the app's `main`, whose return value becomes the VM's exit code.
 //!
 //! Components (file systems, network, schedulers) are Cargo features of this crate, one
-//! optional dependency each, so an image holds only what its app asked for.
+//! optional dependency each, so an image holds only what its app asked for:
+//!
+//! | feature | component |
+//! |---|---|
+//! | `sched-coop` | `libos-sched` with the cooperative FIFO policy (`sched=coop`) |
+//! | `sched-preempt` | `libos-sched` with the preemptive round-robin policy (`sched=rr`) |
+//!
+//! With both scheduler features the kernel command line picks (`sched=coop|rr`, default `rr`).
 //!
 //! The API mirrors `std` where it can: [`println!`], [`env::args`], [`time::Instant`],
 //! [`process::exit`], `libos::fs` (features `vfs`, `fs-ramfs`: `File`, `OpenOptions`,
@@ -38,6 +45,25 @@ pub mod fs;
 pub mod process;
 pub mod rt;
 pub mod time;
+
+/// Threads (features `sched-coop` / `sched-preempt`): `spawn`, `join`, `sleep`, `yield_now`,
+/// `current`, [`thread::Builder`], thread-local [`thread::tls::Key`]s. See `libos-sched`.
+#[cfg(any(feature = "sched-coop", feature = "sched-preempt"))]
+pub mod thread {
+    pub use libos_sched::thread::*;
+    pub use libos_sched::{Priority, policy_name, switch_count};
+    /// Thread-local storage keys.
+    pub mod tls {
+        pub use libos_sched::tls::Key;
+    }
+}
+
+/// Blocking synchronisation: `Mutex`, `Condvar`, `Semaphore`, `Once`, `Event`, `WaitQueue`.
+/// With a scheduler feature a waiting thread yields the CPU; without one the CPU halts until an
+/// interrupt (the same code works in both images).
+pub mod sync {
+    pub use libos_core::blocking::{Condvar, Event, Mutex, MutexGuard, Once, Semaphore, WaitQueue};
+}
 
 #[cfg(target_os = "none")]
 mod boot;

@@ -56,6 +56,10 @@ mod panic {
             emergency_print(format_args!("\nlibos: panic while panicking; giving up\n"));
         } else {
             emergency_print(format_args!("\nlibos: panicked"));
+            #[cfg(any(feature = "sched-coop", feature = "sched-preempt"))]
+            libos_core::sched::with_current_name(&mut |name| {
+                emergency_print(format_args!(" in thread '{name}'"));
+            });
             if let Some(location) = info.location() {
                 emergency_print(format_args!(" at {location}"));
             }

@@ -29,6 +29,13 @@ fn clock_is_monotonic_and_calibrated() {
 }
 
 #[test]
+fn without_a_scheduler_an_event_waits_for_an_interrupt() {
+    for arch in arches() {
+        Boot::app("selftest").args(&["event"]).on(arch).exits_with(0).prints("ok: event (woken by the timer interrupt");
+    }
+}
+
+#[test]
 fn selftest_reports_failures_with_exit_code_1() {
     for arch in arches() {
         Boot::app("selftest").args(&["no-such-check"]).on(arch).exits_with(1).prints("FAILED: no-such-check");

@@ -8,6 +8,7 @@
 mod boot;
 mod boot_aarch64;
 mod fs;
+mod sched;
 
 use crate::{Result, root};
 use std::path::PathBuf;
@@ -19,15 +20,14 @@ pub fn main(args: Vec<String>) -> Result<i32> {
     match args.next().as_deref() {
         Some("boot") => boot::run(args.collect()),
         Some("fs") => fs::run(args.collect()),
+        Some("sched") => sched::run(args.collect()),
         Some("all") => {
-            let code = boot::run(Vec::new())?;
-            if code != 0 {
-                return Ok(code);
-            }
-            fs::run(Vec::new())
+            let mut code = boot::run(Vec::new())?;
+            code = code.max(fs::run(Vec::new())?);
+            Ok(code.max(sched::run(Vec::new())?))
         }
-        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, all)").into()),
-        None => Err("which suite? ./x bench boot | fs | all".into()),
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, all)").into()),
+        None => Err("which suite? ./x bench boot | fs | sched | all".into()),
     }
 }
 

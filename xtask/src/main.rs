@@ -33,6 +33,10 @@ const HELP: &str = "\
         File-system benchmark on ramfs: create/stat/unlink of 10 000 files, sequential I/O of an
         N MiB file (default 256) in 4 KiB and 1 MiB calls, 4 KiB random reads; guest
         instructions per operation (icount). Writes bench/results/fs.{json,md}.
+  ./x bench sched
+        Scheduler benchmark: guest instructions per yield switch and per spawn+join (icount),
+        timer interrupts of an idle sleeping thread, both arches and policies. Writes
+        bench/results/sched.{json,md}.
   ./x help
 ";
 

@@ -21,7 +21,7 @@ libos::main!(main);
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: selftest CHECK...   (timer heap heap-exhaustion clock exit=N panic page-fault null write-code exec-data stack-overflow)");
+        println!("usage: selftest CHECK...   (timer heap heap-exhaustion clock event exit=N panic page-fault null write-code exec-data stack-overflow)");
         return 2;
     }
     let mut failed = 0;
@@ -31,6 +31,7 @@ fn main() -> i32 {
             "heap" => heap(),
             "heap-exhaustion" => heap_exhaustion(),
             "clock" => clock(),
+            "event" => event(),
             "panic" => panic!("selftest: deliberate panic"),
             "page-fault" => crashed(fault::read_unmapped()),
             "null" => crashed(fault::read_null()),
@@ -102,6 +103,32 @@ fn timer() -> Check {
         return Err("a disarmed timer fired".into());
     }
     Ok(report)
+}
+
+static EVENT: libos::sync::Event = libos::sync::Event::new();
+
+/// "Block until an interrupt wakes me" without a scheduler: `Event::wait` halts the CPU until
+/// the timer interrupt's handler signals the event (the fallback of the core scheduler hook).
+fn event() -> Check {
+    let platform = hal::platform();
+    let _ = Instant::now(); // calibrates the clock
+    hal::irq::set_timer_handler(|| EVENT.signal());
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(2);
+    platform.set_timer(Some(deadline));
+    EVENT.wait();
+    let woke = Instant::now();
+    if woke < deadline {
+        return Err(alloc::format!("woke {:?} before the interrupt's deadline", deadline - woke));
+    }
+    // A deadline wait with no signal times out instead of hanging (the fallback arms the timer
+    // for the deadline; its interrupt must not signal the event now).
+    hal::irq::set_timer_handler(|| {});
+    let signalled = EVENT.wait_until(Instant::now() + Duration::from_millis(1));
+    if signalled {
+        return Err("an unsignalled event reported a signal".into());
+    }
+    Ok(alloc::format!("(woken by the timer interrupt after {:?})", woke - start))
 }
 
 /// Allocations of many sizes keep their contents, and freeing them returns the memory.

@@ -106,6 +106,57 @@ pub trait Platform: Sync {
 
     /// Powers the machine off, reporting `code` (`0..=127`) to the host where the machine can.
     fn shutdown(&self, code: i32) -> !;
+
+}
+
+/// Thread context-switch primitives of a platform, for the scheduler.
+///
+/// Kept apart from [`Platform`] so that images without a scheduler carry none of this code:
+/// the composition root registers the platform's implementation with [`set_context_switch`]
+/// only when a scheduler is compiled in.
+pub trait ContextSwitch: Sync {
+    /// Prepares a new thread's stack so that the first [`ContextSwitch::switch_context`] to the
+    /// returned stack pointer calls `entry(arg)` on that stack, with interrupts masked and the
+    /// floating-point control state of a fresh thread. `entry` must never return.
+    ///
+    /// # Safety
+    /// `stack_top` must be 16-byte aligned and the end of a writable stack of at least 4 KiB that
+    /// nothing else uses; the returned value may only be passed to `switch_context` once.
+    unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize;
+
+    /// Saves the callee-saved registers (and, on aarch64, the callee-saved FP/SIMD registers and
+    /// FPCR) on the current stack, stores the stack pointer to `*save_sp`, then loads `load_sp`
+    /// and resumes the thread saved there. Returns when some thread switches back to the saved
+    /// stack pointer. Interrupts must be masked by the caller and stay masked across the switch.
+    ///
+    /// # Safety
+    /// Interrupts masked; `save_sp` valid for writes; `load_sp` a value stored by an earlier
+    /// `switch_context` or returned by `init_context`, whose stack is still alive and not in
+    /// use by a running thread. The caller must not hold references into data another thread
+    /// may mutate while this one is switched out.
+    unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize);
+
+    /// Unmaps (`guarded = true`) or remaps read-write (`false`) the 4 KiB page at `page` of the
+    /// kernel's identity map, so a thread stack can have a guard page below it. Errors:
+    /// `ENOSYS` where the platform cannot change its mapping, `EINVAL` for a page that is not
+    /// mapped RAM (or not a guard page, when remapping), `ENOMEM`/`EBUSY` when a large page
+    /// cannot be split.
+    fn set_guard_page(&self, page: usize, guarded: bool) -> crate::Result<()> {
+        let _ = (page, guarded);
+        Err(crate::Errno::ENOSYS)
+    }
+}
+
+static CONTEXT_SWITCH: Once<&'static dyn ContextSwitch> = Once::new();
+
+/// Registers the platform's context switch (the composition root does, when it has a scheduler).
+pub fn set_context_switch(context: &'static dyn ContextSwitch) {
+    CONTEXT_SWITCH.call_once(|| context);
+}
+
+/// The registered context switch, if any.
+pub fn context_switch() -> Option<&'static dyn ContextSwitch> {
+    CONTEXT_SWITCH.get().copied()
 }
 
 static PLATFORM: Once<&'static dyn Platform> = Once::new();
@@ -134,7 +185,7 @@ pub fn try_platform() -> Option<&'static dyn Platform> {
 /// Lower crates (the platform) call the `*_interrupt` functions; higher crates (the scheduler,
 /// tests) register handlers. Handlers run with interrupts masked and must not block or allocate.
 pub mod irq {
-    use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
     static TIMER_HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
     static TIMER_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
@@ -159,5 +210,40 @@ pub mod irq {
     /// How many timer interrupts have fired since boot.
     pub fn timer_interrupt_count() -> u64 {
         TIMER_INTERRUPTS.load(Ordering::Relaxed)
+    }
+
+    static PREEMPT_HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+    static PREEMPT_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+    /// Registers the function a platform calls, in thread context with interrupts masked, when
+    /// an interrupt handler asked for preemption with [`request_preemption`] (the scheduler).
+    pub fn set_preempt_handler(handler: fn()) {
+        PREEMPT_HANDLER.store(handler as *mut (), Ordering::Release);
+    }
+
+    /// Asks the platform to call the preempt handler when the current interrupt returns to the
+    /// thread it interrupted. Called from interrupt handlers.
+    pub fn request_preemption() {
+        PREEMPT_REQUESTED.store(true, Ordering::Relaxed);
+    }
+
+    /// Called by a platform at the end of an interrupt taken in thread context: true (and the
+    /// request is cleared) when a handler requested preemption and a preempt handler exists.
+    pub fn take_preemption_request() -> bool {
+        PREEMPT_REQUESTED.load(Ordering::Relaxed)
+            && !PREEMPT_HANDLER.load(Ordering::Acquire).is_null()
+            && PREEMPT_REQUESTED.swap(false, Ordering::Relaxed)
+    }
+
+    /// Runs the preempt handler. The platform calls it after [`take_preemption_request`]
+    /// returned true, in the interrupted thread's context (its stack), with interrupts masked;
+    /// it returns when the scheduler resumes this thread.
+    pub fn preempt() {
+        let handler = PREEMPT_HANDLER.load(Ordering::Acquire);
+        if !handler.is_null() {
+            // SAFETY: the only non-null value ever stored is a `fn()` (set_preempt_handler).
+            let handler: fn() = unsafe { core::mem::transmute::<*mut (), fn()>(handler) };
+            handler();
+        }
     }
 }

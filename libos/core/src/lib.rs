@@ -13,10 +13,16 @@
 //! - [`logger`]: the `log` backend, writing to the platform console.
 //! - [`heap`]: the kernel heap (`talc`), installed as the global allocator on bare-metal targets.
 //! - [`exit`]: the exit codes the kernel itself uses (panic, fatal exception, boot error).
+//! - [`sched`]: the scheduler hook (park/unpark/yield) a scheduler registers at boot, with a
+//!   halt-until-interrupt fallback; [`blocking`]: wait queues, `Mutex`, `Condvar`, `Semaphore`,
+//!   `Once` and `Event` built on it, for every crate (drivers never depend on `libos-sched`).
 //!
 //! Users: every other libos crate. Apps use it through `libos`, which re-exports what they need.
 #![cfg_attr(not(any(test, feature = "testing")), no_std)]
 
+extern crate alloc;
+
+pub mod blocking;
 pub mod console;
 pub mod errno;
 pub mod exit;
@@ -25,6 +31,7 @@ pub mod hal;
 pub mod heap;
 pub mod logger;
 pub mod memory;
+pub mod sched;
 pub mod sync;
 pub mod time;
 

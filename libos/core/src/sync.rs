@@ -92,6 +92,20 @@ unsafe impl lock_api::RawMutex for IrqRawSpinLock {
     }
 }
 
+/// Releases `guard`'s lock but leaves interrupts masked, and returns the interrupt state saved
+/// when it was locked, for the caller to restore later. The scheduler needs this: it releases
+/// its lock before switching threads, which must happen with interrupts still masked.
+pub fn unlock_keeping_interrupts_masked<T>(guard: IrqSpinLockGuard<'_, T>) -> InterruptState {
+    let mutex = IrqSpinLockGuard::mutex(&guard);
+    // SAFETY: we hold the lock through `guard`, so reading the raw lock is sound; `raw` stays
+    // borrowed from the mutex, which outlives this function.
+    let raw = unsafe { mutex.raw() };
+    let saved = raw.saved.get();
+    core::mem::forget(guard);
+    raw.locked.store(false, Ordering::Release);
+    saved
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +119,8 @@ mod tests {
             assert!(lock.try_lock().is_none());
         }
         assert_eq!(*lock.try_lock().expect("unlocked after drop"), 6);
+        let guard = lock.lock();
+        assert_eq!(unlock_keeping_interrupts_masked(guard), InterruptState(false));
+        assert!(!lock.is_locked());
     }
 }

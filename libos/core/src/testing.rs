@@ -1,9 +1,11 @@
 //! Fakes for host tests of crates above core (enabled by the `testing` feature).
 //!
 //! [`FakePlatform`] is a [`Platform`] whose clock only moves when a test advances it and whose
-//! console is a buffer the test can read back.
+//! console is a buffer the test can read back. [`FakeContext`] is a [`ContextSwitch`] that
+//! prepares stacks but refuses to switch, so a scheduler's bookkeeping (run queues, timers)
+//! can be tested on the host up to the point where it would switch.
 
-use crate::hal::{InterruptState, Platform};
+use crate::hal::{ContextSwitch, InterruptState, Platform};
 use crate::time::Instant;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::string::String;
@@ -79,5 +81,19 @@ impl Platform for FakePlatform {
 
     fn shutdown(&self, code: i32) -> ! {
         panic!("FakePlatform::shutdown({code})");
+    }
+}
+
+/// A context switch for host tests: `init_context` returns a plausible stack pointer without
+/// touching memory; `switch_context` panics (a host test cannot switch stacks).
+pub struct FakeContext;
+
+impl ContextSwitch for FakeContext {
+    unsafe fn init_context(&self, stack_top: usize, _entry: extern "C" fn(usize) -> !, _arg: usize) -> usize {
+        stack_top - 64
+    }
+
+    unsafe fn switch_context(&self, _save_sp: *mut usize, _load_sp: usize) {
+        panic!("FakeContext: a host test cannot switch threads");
     }
 }

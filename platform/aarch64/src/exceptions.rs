@@ -10,7 +10,7 @@
 
 use crate::cpu::read_sysreg;
 use crate::esr::{self, Abort};
-use crate::{gic, semihosting, shutdown, stacks, timer};
+use crate::{context, gic, semihosting, shutdown, stacks, timer};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use libos_core::console::emergency_print;
 use libos_core::hal::irq;
@@ -59,6 +59,11 @@ extern "C" fn libos_aarch64_trap(kind: u64, frame: &mut TrapFrame) {
         } else {
             gic::end(intid);
         }
+        // Kind 1 is an IRQ taken in thread mode (EL1t): a requested preemption happens on the
+        // thread's own stack after this handler returns (src/context.rs).
+        if irq::take_preemption_request() && !context::redirect_to_preempt(frame) {
+            irq::request_preemption();
+        }
         return;
     }
     let esr = read_sysreg!("esr_el1");
@@ -102,6 +107,8 @@ fn fatal(kind: u64, esr: u64, frame: &TrapFrame) -> ! {
         ));
         if let Some(stack) = stacks::guarded_by(far) {
             emergency_print(format_args!("  stack overflow: the address is in the guard page below the {stack} stack\n"));
+        } else if let Some(report) = crate::guard::REPORTER.get() {
+            report(far);
         }
     }
     emergency_print(format_args!(

@@ -14,6 +14,8 @@
 //!   Device-nGnRE);
 //! - `exceptions`, `stacks`, [`esr`]: vectors, crash reports with the exception class decoded
 //!   and a frame-pointer backtrace;
+//! - `context`: thread context switch, and preemption by redirecting an IRQ's return into a
+//!   trampoline on the thread's own stack (for the scheduler);
 //! - `uart`, `gic`, `timer`: the console (PL011, or Firecracker's 16550), GICv2/GICv3, the
 //!   virtual timer as one-shot timer and the virtual counter as clock;
 //! - `semihosting`, `shutdown`: exit codes through QEMU semihosting, else PSCI `SYSTEM_OFF`.
@@ -46,6 +48,9 @@
 //! the hardware parts only exist for the bare-metal target.
 #![cfg_attr(not(test), no_std)]
 
+#[cfg(target_os = "none")]
+extern crate alloc;
+
 pub mod dtb;
 pub mod esr;
 pub mod paging;
@@ -53,11 +58,15 @@ pub mod paging;
 #[cfg(target_os = "none")]
 pub mod boot;
 #[cfg(target_os = "none")]
+mod context;
+#[cfg(target_os = "none")]
 mod cpu;
 #[cfg(target_os = "none")]
 mod exceptions;
 #[cfg(target_os = "none")]
 mod gic;
+#[cfg(target_os = "none")]
+mod guard;
 #[cfg(target_os = "none")]
 mod uart;
 #[cfg(target_os = "none")]
@@ -70,7 +79,7 @@ mod stacks;
 mod timer;
 
 #[cfg(target_os = "none")]
-pub use platform::Aarch64;
+pub use platform::{Aarch64, Context};
 #[cfg(target_os = "none")]
 use platform::set_gic_version;
 
@@ -91,9 +100,9 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{cpu, semihosting, shutdown, timer, uart};
+    use crate::{context, cpu, guard, semihosting, shutdown, timer, uart};
     use core::sync::atomic::{AtomicU8, Ordering};
-    use libos_core::hal::{InterruptState, Platform};
+    use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
 
     /// The aarch64 platform (state lives in the modules' statics).
@@ -165,6 +174,26 @@ mod platform {
 
         fn shutdown(&self, code: i32) -> ! {
             shutdown::power_off(code)
+        }
+    }
+
+    /// The context switch of this platform (`src/context.rs`, `src/guard.rs`), registered by the
+    /// composition root when it has a scheduler.
+    pub struct Context;
+
+    impl ContextSwitch for Context {
+        unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+            // SAFETY: forwarded contract (ContextSwitch::init_context).
+            unsafe { context::init(stack_top, entry, arg) }
+        }
+
+        unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
+            // SAFETY: forwarded contract (ContextSwitch::switch_context); threads run in EL1t.
+            unsafe { context::switch(save_sp, load_sp) }
+        }
+
+        fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
+            guard::set(page as u64, guarded)
         }
     }
 }

@@ -42,6 +42,9 @@ pub mod bits {
     pub const UXN: u64 = 1 << 54;
     /// The output address bits of a descriptor.
     pub const ADDRESS: u64 = 0x0000_ffff_ffff_f000;
+    /// Software bit (ignored by the MMU): a page made invalid as a stack guard page by
+    /// [`super::set_guard`], so fault reports can tell a stack overflow.
+    pub const GUARD: u64 = 1 << 55;
 }
 
 /// What an address is mapped as.
@@ -172,6 +175,15 @@ pub trait TableMemory {
     fn alloc_table(&mut self) -> Option<u64>;
     /// The table at physical address `table` (a frame from `alloc_table`).
     fn table(&mut self, table: u64) -> &mut [u64; ENTRIES];
+    /// Replaces the valid block descriptor `table[index]`, which maps `[start, start + size)`,
+    /// with the table descriptor `descriptor` that maps the same addresses the same way. Live
+    /// tables must do this break-before-make; returns false when they cannot (the caller then
+    /// leaves the block alone). The default is a plain write (tables not yet in use).
+    fn replace_block(&mut self, table: u64, index: usize, descriptor: u64, start: u64, size: u64) -> bool {
+        let _ = (start, size);
+        self.table(table)[index] = descriptor;
+        true
+    }
 }
 
 /// Ran out of frames for tables.
@@ -257,6 +269,84 @@ pub fn translate(memory: &mut dyn TableMemory, root: u64, addr: u64) -> Option<(
     None
 }
 
+/// Why [`set_guard`] could not change a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuardError {
+    /// The page is not mapped (or is already a guard page, when guarding).
+    NotMapped,
+    /// The page is not a guard page (when unguarding).
+    NotGuarded,
+    /// No frame for a table that splitting a block needs.
+    OutOfTableFrames,
+    /// A block could not be split safely (see [`TableMemory::replace_block`]).
+    CannotSplit,
+}
+
+/// Makes the 4 KiB page at `addr` a guard page (invalid, marked [`bits::GUARD`]) or maps it
+/// again with its old attributes. Blocks around it (1 GiB, 2 MiB) are first split into
+/// next-level tables with the same attributes. The caller invalidates the TLB entry for `addr`.
+pub fn set_guard(memory: &mut dyn TableMemory, root: u64, addr: u64, guarded: bool) -> Result<(), GuardError> {
+    if addr >= ADDRESS_LIMIT {
+        return Err(GuardError::NotMapped);
+    }
+    let mut table = root;
+    for level in 0..3 {
+        let i = index(addr, level);
+        let entry = memory.table(table)[i];
+        if entry & bits::VALID == 0 || (level == 0 && entry & bits::TABLE_OR_PAGE == 0) {
+            return Err(GuardError::NotMapped);
+        }
+        if entry & bits::TABLE_OR_PAGE != 0 {
+            table = entry & bits::ADDRESS;
+            continue;
+        }
+        // A block at level 1 or 2: split it into entries of the next level.
+        let size = entry_size(level);
+        let base = entry & bits::ADDRESS & !(size - 1);
+        let attributes = entry & !bits::ADDRESS & !(bits::VALID | bits::TABLE_OR_PAGE);
+        let kind = if level + 1 == 3 { bits::VALID | bits::TABLE_OR_PAGE } else { bits::VALID };
+        let next = memory.alloc_table().ok_or(GuardError::OutOfTableFrames)?;
+        let step = entry_size(level + 1);
+        for (j, e) in memory.table(next).iter_mut().enumerate() {
+            *e = (base + j as u64 * step) | attributes | kind;
+        }
+        if !memory.replace_block(table, i, next | bits::VALID | bits::TABLE_OR_PAGE, base, size) {
+            return Err(GuardError::CannotSplit);
+        }
+        table = next;
+    }
+    let entry = &mut memory.table(table)[index(addr, 3)];
+    if guarded {
+        if *entry & bits::VALID == 0 {
+            return Err(GuardError::NotMapped);
+        }
+        *entry = (*entry & !bits::VALID) | bits::GUARD;
+    } else {
+        if *entry & bits::GUARD == 0 {
+            return Err(GuardError::NotGuarded);
+        }
+        *entry = (*entry | bits::VALID) & !bits::GUARD;
+    }
+    Ok(())
+}
+
+/// True when `addr` lies in a page made a guard page by [`set_guard`].
+pub fn is_guard(memory: &mut dyn TableMemory, root: u64, addr: u64) -> bool {
+    if addr >= ADDRESS_LIMIT {
+        return false;
+    }
+    let mut table = root;
+    for level in 0..3 {
+        let entry = memory.table(table)[index(addr, level)];
+        if entry & bits::VALID == 0 || entry & bits::TABLE_OR_PAGE == 0 {
+            return false;
+        }
+        table = entry & bits::ADDRESS;
+    }
+    let entry = memory.table(table)[index(addr, 3)];
+    entry & bits::VALID == 0 && entry & bits::GUARD != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +384,29 @@ mod tests {
             ram,
             device_limit: 1 << 40,
         }
+    }
+
+    #[test]
+    fn guard_pages_split_gib_and_mib_blocks_and_restore_attributes() {
+        let ram = [MemoryRegion { start: GIB, end: 4 * GIB }];
+        let layout = virt(&ram, &[]);
+        let mut mem = FakeTables::default();
+        let root = build(&layout, &mut mem).unwrap();
+        let addr = 2 * GIB + 0x40_3000; // inside a 1 GiB block of RAM
+        let (attributes, size) = translate(&mut mem, root, addr).unwrap();
+        assert_eq!(size, GIB);
+        set_guard(&mut mem, root, addr, true).unwrap();
+        assert_eq!(translate(&mut mem, root, addr), None);
+        assert!(is_guard(&mut mem, root, addr + 0xfff));
+        assert_eq!(translate(&mut mem, root, addr + PAGE), Some((attributes, PAGE)));
+        assert_eq!(translate(&mut mem, root, addr + 4 * MIB), Some((attributes, 2 * MIB)));
+        assert_eq!(translate(&mut mem, root, addr + GIB / 2), Some((attributes, 2 * MIB)));
+        assert_eq!(set_guard(&mut mem, root, addr, true), Err(GuardError::NotMapped));
+        set_guard(&mut mem, root, addr, false).unwrap();
+        assert_eq!(translate(&mut mem, root, addr), Some((attributes, PAGE)));
+        assert!(!is_guard(&mut mem, root, addr));
+        assert_eq!(set_guard(&mut mem, root, addr, false), Err(GuardError::NotGuarded));
+        assert_eq!(set_guard(&mut mem, root, 1 << 47, true), Err(GuardError::NotMapped));
     }
 
     #[test]

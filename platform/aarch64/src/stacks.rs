@@ -29,7 +29,8 @@ pub fn guarded_by(address: u64) -> Option<&'static str> {
 fn on_a_stack(address: u64) -> bool {
     let start = (&raw const libos_aarch64_stacks_start) as u64;
     let end = (&raw const libos_aarch64_stacks_end) as u64;
-    (start..end).contains(&address) && guarded_by(address).is_none()
+    ((start..end).contains(&address) && guarded_by(address).is_none())
+        || crate::guard::READABLE.get().is_some_and(|readable| readable(address))
 }
 
 /// Prints return addresses by following the frame records (`[x29]` = previous x29,

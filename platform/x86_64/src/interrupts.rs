@@ -113,6 +113,12 @@ extern "C" fn libos_x86_64_trap(frame: &mut TrapFrame) {
             log::warn!("unexpected interrupt vector {v:#x}");
         }
     }
+    // Interrupts use the interrupted thread's stack (IST 0), and this frame is on it: a
+    // preemption switches threads right here and returns (then `iretq`s) once the scheduler
+    // resumes this thread (see src/context.rs).
+    if irq::take_preemption_request() {
+        irq::preempt();
+    }
 }
 
 const EXCEPTION_NAMES: [(&str, &str); 32] = [
@@ -176,6 +182,8 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
             emergency_print(format_args!(
                 "  stack overflow: the address is in the guard page below the {stack} stack\n"
             ));
+        } else if let Some(report) = crate::guard::REPORTER.get() {
+            report(address);
         }
     }
     emergency_print(format_args!(

@@ -8,6 +8,8 @@
 //! - [`memory`], [`paging`]: free RAM and the final page tables (text RX, data NX, guard pages);
 //! - `gdt`, `interrupts`, `stacks`: GDT/TSS with separate stacks for fatal exceptions, the IDT,
 //!   crash reports with a frame-pointer backtrace;
+//! - `context`: the thread context switch and preemption on interrupt return (for the
+//!   scheduler);
 //! - `serial`, `clock`, `apic`: the 16550 console, the TSC clock, the local APIC one-shot timer;
 //! - [`acpi`], `shutdown`: exit codes through `isa-debug-exit`, else ACPI S5, else i8042 reset.
 //!
@@ -17,6 +19,9 @@
 //! The pure parts ([`pvh`], [`memory`], [`paging`], [`acpi`]) build and are tested on the host;
 //! the hardware parts only exist for the bare-metal target.
 #![cfg_attr(not(test), no_std)]
+
+#[cfg(target_os = "none")]
+extern crate alloc;
 
 pub mod acpi;
 pub mod memory;
@@ -30,9 +35,13 @@ pub mod boot;
 #[cfg(target_os = "none")]
 mod clock;
 #[cfg(target_os = "none")]
+mod context;
+#[cfg(target_os = "none")]
 mod cpu;
 #[cfg(target_os = "none")]
 mod gdt;
+#[cfg(target_os = "none")]
+mod guard;
 #[cfg(target_os = "none")]
 mod interrupts;
 #[cfg(target_os = "none")]
@@ -43,7 +52,7 @@ mod shutdown;
 mod stacks;
 
 #[cfg(target_os = "none")]
-pub use platform::{X86_64, calibration_source};
+pub use platform::{Context, X86_64, calibration_source};
 
 /// Connects the image's entry point to `kernel_main: fn(&'static BootInfo) -> !`.
 ///
@@ -62,8 +71,8 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{apic, clock, cpu, serial, shutdown};
-    use libos_core::hal::{InterruptState, Platform};
+    use crate::{apic, clock, context, cpu, guard, serial, shutdown};
+    use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
     use x86_64::instructions::interrupts;
 
@@ -132,6 +141,26 @@ mod platform {
 
         fn shutdown(&self, code: i32) -> ! {
             shutdown::power_off(code)
+        }
+    }
+
+    /// The context switch of this platform (`src/context.rs`, `src/guard.rs`), registered by the
+    /// composition root when it has a scheduler.
+    pub struct Context;
+
+    impl ContextSwitch for Context {
+        unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+            // SAFETY: forwarded contract (ContextSwitch::init_context).
+            unsafe { context::init(stack_top, entry, arg) }
+        }
+
+        unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
+            // SAFETY: forwarded contract (ContextSwitch::switch_context).
+            unsafe { context::switch(save_sp, load_sp) }
+        }
+
+        fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
+            guard::set(page as u64, guarded)
         }
     }
 }

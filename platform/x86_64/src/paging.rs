@@ -33,6 +33,9 @@ pub mod flags {
     pub const HUGE: u64 = 1 << 7;
     /// No execute.
     pub const NO_EXECUTE: u64 = 1 << 63;
+    /// Software bit (ignored by the MMU): a 4 KiB entry made non-present as a stack guard page
+    /// by [`super::set_guard`], so fault reports can tell a stack overflow.
+    pub const GUARD: u64 = 1 << 9;
     /// The physical address bits of an entry.
     pub const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 }
@@ -267,6 +270,79 @@ pub fn translate(memory: &mut dyn TableMemory, root: u64, addr: u64) -> Option<(
     None
 }
 
+/// Why [`set_guard`] could not change a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuardError {
+    /// The page is not mapped (or is already a guard page, when guarding).
+    NotMapped,
+    /// The page is not a guard page (when unguarding).
+    NotGuarded,
+    /// No frame for the page table that splitting a 2 MiB page needs.
+    OutOfTableFrames,
+}
+
+/// Makes the 4 KiB page at `addr` a guard page (non-present, marked [`flags::GUARD`]) or maps
+/// it again with its old permissions. A 2 MiB page around it is first split into 4 KiB pages
+/// with the same permissions. Returns true when it split (the caller must then flush the whole
+/// TLB; otherwise invalidating `addr` suffices).
+pub fn set_guard(memory: &mut dyn TableMemory, root: u64, addr: u64, guarded: bool) -> Result<bool, GuardError> {
+    let mut table = root;
+    for level in [3, 2] {
+        let entry = memory.table(table)[index(addr, level)];
+        if entry & flags::PRESENT == 0 || entry & flags::HUGE != 0 {
+            return Err(GuardError::NotMapped);
+        }
+        table = entry & flags::ADDRESS;
+    }
+    let pd = table;
+    let pd_entry = memory.table(pd)[index(addr, 1)];
+    if pd_entry & flags::PRESENT == 0 {
+        return Err(GuardError::NotMapped);
+    }
+    let mut split = false;
+    let pt = if pd_entry & flags::HUGE != 0 {
+        let base = pd_entry & flags::ADDRESS & !(LARGE_PAGE - 1);
+        let leaf = pd_entry & !flags::ADDRESS & !flags::HUGE;
+        let pt = memory.alloc_table().ok_or(GuardError::OutOfTableFrames)?;
+        let table = memory.table(pt);
+        for (i, entry) in table.iter_mut().enumerate() {
+            *entry = (base + i as u64 * PAGE) | leaf;
+        }
+        memory.table(pd)[index(addr, 1)] = pt | TABLE_FLAGS;
+        split = true;
+        pt
+    } else {
+        pd_entry & flags::ADDRESS
+    };
+    let entry = &mut memory.table(pt)[index(addr, 0)];
+    if guarded {
+        if *entry & flags::PRESENT == 0 {
+            return Err(GuardError::NotMapped);
+        }
+        *entry = (*entry & !flags::PRESENT) | flags::GUARD;
+    } else {
+        if *entry & flags::GUARD == 0 {
+            return Err(GuardError::NotGuarded);
+        }
+        *entry = (*entry | flags::PRESENT) & !flags::GUARD;
+    }
+    Ok(split)
+}
+
+/// True when `addr` lies in a page made a guard page by [`set_guard`].
+pub fn is_guard(memory: &mut dyn TableMemory, root: u64, addr: u64) -> bool {
+    let mut table = root;
+    for level in [3, 2, 1] {
+        let entry = memory.table(table)[index(addr, level)];
+        if entry & flags::PRESENT == 0 || entry & flags::HUGE != 0 {
+            return false;
+        }
+        table = entry & flags::ADDRESS;
+    }
+    let entry = memory.table(table)[index(addr, 0)];
+    entry & flags::PRESENT == 0 && entry & flags::GUARD != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,6 +470,29 @@ mod tests {
     fn running_out_of_frames_is_an_error() {
         let mut mem = FakeTables { limit: 3, ..Default::default() };
         assert_eq!(build(&layout(), &mut mem, NX), Err(OutOfTableFrames));
+    }
+
+    #[test]
+    fn guard_pages_split_large_pages_and_restore_permissions() {
+        let (mut mem, root) = built();
+        let addr = 0x40_3000; // inside a 2 MiB RAM page
+        assert_eq!(translate(&mut mem, root, addr).unwrap().1, LARGE_PAGE);
+        let before = flags_at(&mut mem, root, addr);
+        assert_eq!(set_guard(&mut mem, root, addr, true), Ok(true));
+        assert_eq!(flags_at(&mut mem, root, addr), None);
+        assert!(is_guard(&mut mem, root, addr + 0xfff));
+        // The rest of the former large page keeps its mapping, now in 4 KiB pages.
+        assert_eq!(translate(&mut mem, root, addr + PAGE), Some((before.unwrap(), PAGE)));
+        assert_eq!(flags_at(&mut mem, root, addr - PAGE), before);
+        assert_eq!(set_guard(&mut mem, root, addr, true), Err(GuardError::NotMapped));
+        // A second guard in the same 2 MiB needs no split.
+        assert_eq!(set_guard(&mut mem, root, addr + 2 * PAGE, true), Ok(false));
+        assert_eq!(set_guard(&mut mem, root, addr, false), Ok(false));
+        assert_eq!(flags_at(&mut mem, root, addr), before);
+        assert!(!is_guard(&mut mem, root, addr));
+        assert_eq!(set_guard(&mut mem, root, addr, false), Err(GuardError::NotGuarded));
+        assert_eq!(set_guard(&mut mem, root, 1 << 40, true), Err(GuardError::NotMapped));
+        assert!(!is_guard(&mut mem, root, 0)); // page 0 is unmapped, but not a guard page
     }
 
     #[test]

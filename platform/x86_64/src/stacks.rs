@@ -36,7 +36,8 @@ pub fn overlaps_guard(start: u64, end: u64) -> bool {
 fn on_a_stack(address: u64) -> bool {
     let start = (&raw const libos_x86_64_stacks_start) as u64;
     let end = (&raw const libos_x86_64_stacks_end) as u64;
-    (start..end).contains(&address) && guarded_by(address).is_none()
+    ((start..end).contains(&address) && guarded_by(address).is_none())
+        || crate::guard::READABLE.get().is_some_and(|readable| readable(address))
 }
 
 /// Prints return addresses by following the frame-pointer chain from `rbp` (the image is built

@@ -1,0 +1,338 @@
+//! Blocking synchronisation built on the scheduler hook ([`crate::sched`]): what drivers, file
+//! systems and apps wait with. With a scheduler a waiting thread gives up the CPU; without one
+//! the CPU halts until an interrupt, so the same code works in both images.
+//!
+//! - [`WaitQueue`]: the building block: wait until a condition holds, wake one or all waiters.
+//! - [`Mutex`] (a `lock_api` mutex over [`RawMutex`]), [`Condvar`], [`Semaphore`], [`Once`].
+//! - [`Event`]: "block until an interrupt wakes me": a driver's interrupt handler calls
+//!   [`Event::signal`], a thread waits in [`Event::wait`].
+//!
+//! All waits re-check their condition after every wake-up, so spurious wake-ups (a stale wake
+//! token, a barging thread) are harmless. Interrupt handlers may call the waking methods
+//! ([`WaitQueue::wake_one`], [`Event::signal`], [`Semaphore::release`]) but never wait.
+//!
+//! Wait queues hold thread ids in a `VecDeque` under an [`IrqSpinLock`] (not an intrusive list):
+//! queuing may allocate, waking never does, so waking from an interrupt handler is fine.
+
+use crate::sched::{self, ThreadId};
+use crate::sync::IrqSpinLock;
+use crate::time::Instant;
+use alloc::collections::VecDeque;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+/// Threads waiting for a condition.
+#[derive(Default)]
+pub struct WaitQueue {
+    waiters: IrqSpinLock<VecDeque<ThreadId>>,
+}
+
+impl WaitQueue {
+    /// An empty queue.
+    pub const fn new() -> WaitQueue {
+        WaitQueue { waiters: IrqSpinLock::new(VecDeque::new()) }
+    }
+
+    /// Blocks until `condition()` returns true. The condition is evaluated with the queue's lock
+    /// held (interrupts masked), so a waker that changes the state and then calls `wake_*` can
+    /// never slip in between the check and the wait. It must be short and must not block.
+    pub fn wait_until(&self, mut condition: impl FnMut() -> bool) {
+        self.wait_inner(&mut condition, None);
+    }
+
+    /// As [`WaitQueue::wait_until`], giving up at `deadline`. Returns whether the condition held.
+    pub fn wait_until_deadline(&self, mut condition: impl FnMut() -> bool, deadline: Instant) -> bool {
+        self.wait_inner(&mut condition, Some(deadline))
+    }
+
+    fn wait_inner(&self, condition: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
+        let me = sched::current();
+        let mut woken = false;
+        loop {
+            {
+                let mut waiters = self.waiters.lock();
+                if condition() {
+                    return true;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    drop(waiters);
+                    if woken {
+                        // A `wake_one` chose us, but we give up: pass the wake-up on so that
+                        // another waiter does not sleep through it.
+                        self.wake_one();
+                    }
+                    return false;
+                }
+                if !waiters.contains(&me) {
+                    waiters.push_back(me);
+                }
+            }
+            match deadline {
+                Some(d) => sched::park_until(d),
+                None => sched::park(),
+            }
+            // Woken by `wake_*` (which removed us), by a stale token or by the deadline: make
+            // sure we are not left queued, then re-check.
+            let mut waiters = self.waiters.lock();
+            let before = waiters.len();
+            waiters.retain(|&t| t != me);
+            woken = waiters.len() == before;
+        }
+    }
+
+    /// Wakes the longest-waiting thread; returns whether there was one.
+    pub fn wake_one(&self) -> bool {
+        let thread = self.waiters.lock().pop_front();
+        if let Some(thread) = thread {
+            sched::unpark(thread);
+        }
+        thread.is_some()
+    }
+
+    /// Wakes every waiting thread; returns how many.
+    pub fn wake_all(&self) -> usize {
+        let mut count = 0;
+        while self.wake_one() {
+            count += 1;
+        }
+        count
+    }
+
+    /// How many threads are waiting (a snapshot).
+    pub fn len(&self) -> usize {
+        self.waiters.lock().len()
+    }
+
+    /// True when no thread waits (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A mutex that blocks (parks) a thread while another holds it. Not for interrupt handlers.
+///
+/// The guard is not `Send`: a guard cannot be moved to (and dropped on) another thread, so
+/// "unlocking another thread's lock" is a compile error rather than a runtime hazard.
+pub type Mutex<T> = lock_api::Mutex<RawMutex, T>;
+
+/// Guard of a [`Mutex`].
+pub type MutexGuard<'a, T> = lock_api::MutexGuard<'a, RawMutex, T>;
+
+/// The raw lock behind [`Mutex`]: a flag plus a wait queue (no fairness: a running thread may
+/// take the lock before a woken waiter gets to run).
+pub struct RawMutex {
+    locked: AtomicBool,
+    queue: WaitQueue,
+}
+
+// SAFETY: `lock` returns only after this thread swapped `locked` from false to true (Acquire),
+// `unlock` stores false (Release), so there is at most one holder and its writes are visible to
+// the next one.
+unsafe impl lock_api::RawMutex for RawMutex {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: RawMutex = RawMutex { locked: AtomicBool::new(false), queue: WaitQueue::new() };
+
+    type GuardMarker = lock_api::GuardNoSend;
+
+    fn lock(&self) {
+        while !self.try_lock() {
+            self.queue.wait_until(|| !self.locked.load(Ordering::Relaxed));
+        }
+    }
+
+    fn try_lock(&self) -> bool {
+        self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
+    unsafe fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+        self.queue.wake_one();
+    }
+
+    fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed)
+    }
+}
+
+/// A condition variable for [`Mutex`].
+#[derive(Default)]
+pub struct Condvar {
+    /// Bumped by every notification, so a notification between unlocking the mutex and
+    /// queuing is not lost.
+    generation: AtomicU64,
+    queue: WaitQueue,
+}
+
+impl Condvar {
+    /// A condition variable nobody waits on.
+    pub const fn new() -> Condvar {
+        Condvar { generation: AtomicU64::new(0), queue: WaitQueue::new() }
+    }
+
+    /// Unlocks `guard`'s mutex, waits for a notification, relocks. May wake spuriously: call it
+    /// in a loop that checks the predicate (or use [`Condvar::wait_while`]).
+    pub fn wait<'a, T>(&self, mut guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        let seen = self.generation.load(Ordering::Acquire);
+        MutexGuard::unlocked(&mut guard, || {
+            self.queue.wait_until(|| self.generation.load(Ordering::Acquire) != seen);
+        });
+        guard
+    }
+
+    /// Waits while `condition` holds on the protected data.
+    pub fn wait_while<'a, T>(&self, mut guard: MutexGuard<'a, T>, mut condition: impl FnMut(&mut T) -> bool) -> MutexGuard<'a, T> {
+        while condition(&mut guard) {
+            guard = self.wait(guard);
+        }
+        guard
+    }
+
+    /// Wakes one waiter.
+    pub fn notify_one(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+        self.queue.wake_one();
+    }
+
+    /// Wakes all waiters.
+    pub fn notify_all(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+        self.queue.wake_all();
+    }
+}
+
+/// A counting semaphore. [`Semaphore::release`] is safe in interrupt handlers.
+#[derive(Default)]
+pub struct Semaphore {
+    permits: AtomicUsize,
+    queue: WaitQueue,
+}
+
+impl Semaphore {
+    /// A semaphore with `permits` permits.
+    pub const fn new(permits: usize) -> Semaphore {
+        Semaphore { permits: AtomicUsize::new(permits), queue: WaitQueue::new() }
+    }
+
+    /// Takes a permit if one is available.
+    pub fn try_acquire(&self) -> bool {
+        self.permits.fetch_update(Ordering::Acquire, Ordering::Relaxed, |p| p.checked_sub(1)).is_ok()
+    }
+
+    /// Takes a permit, blocking until one is available.
+    pub fn acquire(&self) {
+        self.queue.wait_until(|| self.try_acquire());
+    }
+
+    /// Returns a permit and wakes a waiter.
+    pub fn release(&self) {
+        self.permits.fetch_add(1, Ordering::Release);
+        self.queue.wake_one();
+    }
+
+    /// Available permits (a snapshot).
+    pub fn available(&self) -> usize {
+        self.permits.load(Ordering::Relaxed)
+    }
+}
+
+/// One-time initialisation where the initialiser may block (other callers wait, parked).
+#[derive(Default)]
+pub struct Once {
+    state: AtomicU8,
+    queue: WaitQueue,
+}
+
+const INCOMPLETE: u8 = 0;
+const RUNNING: u8 = 1;
+const COMPLETE: u8 = 2;
+
+impl Once {
+    /// Not yet run.
+    pub const fn new() -> Once {
+        Once { state: AtomicU8::new(INCOMPLETE), queue: WaitQueue::new() }
+    }
+
+    /// Runs `f` if no call ran it yet; every call returns after it has completed.
+    ///
+    /// # Panics
+    /// When `f` calls `call_once` on the same `Once` (it would wait for itself forever).
+    pub fn call_once(&self, f: impl FnOnce()) {
+        if self.state.compare_exchange(INCOMPLETE, RUNNING, Ordering::Acquire, Ordering::Acquire).is_ok() {
+            f();
+            self.state.store(COMPLETE, Ordering::Release);
+            self.queue.wake_all();
+            return;
+        }
+        self.queue.wait_until(|| self.state.load(Ordering::Acquire) == COMPLETE);
+    }
+
+    /// True once the initialiser has completed.
+    pub fn is_completed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == COMPLETE
+    }
+}
+
+/// "Block until an interrupt wakes me": a flag set by [`Event::signal`] (from an interrupt
+/// handler or a thread) and consumed by [`Event::wait`].
+#[derive(Default)]
+pub struct Event {
+    signalled: AtomicBool,
+    queue: WaitQueue,
+}
+
+impl Event {
+    /// Not signalled.
+    pub const fn new() -> Event {
+        Event { signalled: AtomicBool::new(false), queue: WaitQueue::new() }
+    }
+
+    /// Sets the event and wakes all waiters (one of them consumes it). Never blocks or
+    /// allocates, so interrupt handlers may call it.
+    pub fn signal(&self) {
+        self.signalled.store(true, Ordering::Release);
+        self.queue.wake_all();
+    }
+
+    /// Blocks until the event is signalled, and clears it.
+    pub fn wait(&self) {
+        self.queue.wait_until(|| self.signalled.swap(false, Ordering::Acquire));
+    }
+
+    /// As [`Event::wait`], giving up at `deadline`; returns whether the event was signalled.
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        self.queue.wait_until_deadline(|| self.signalled.swap(false, Ordering::Acquire), deadline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncontended_primitives_never_block() {
+        let mutex = Mutex::new(1);
+        *mutex.lock() += 1;
+        assert_eq!(*mutex.lock(), 2);
+        assert!(mutex.try_lock().is_some());
+
+        let semaphore = Semaphore::new(1);
+        semaphore.acquire();
+        assert!(!semaphore.try_acquire());
+        semaphore.release();
+        assert_eq!(semaphore.available(), 1);
+
+        let once = Once::new();
+        let mut runs = 0;
+        once.call_once(|| runs += 1);
+        once.call_once(|| runs += 1);
+        assert_eq!(runs, 1);
+        assert!(once.is_completed());
+
+        let event = Event::new();
+        event.signal();
+        event.wait(); // already signalled: returns at once
+        let queue = WaitQueue::new();
+        assert!(!queue.wake_one());
+        queue.wait_until(|| true);
+        assert!(queue.is_empty());
+    }
+}

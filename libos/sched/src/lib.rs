@@ -1,0 +1,108 @@
+//! # libos-sched: threads and schedulers
+//!
+//! Kernel threads with their own stacks (a guard page below each where the platform can unmap
+//! one, and a canary at the bottom everywhere), and a scheduler with pluggable policies.
+//! `libos` enables it with the features `sched-coop` / `sched-preempt`, calls [`init`] during
+//! boot with the policy the kernel command line picked (`sched=coop|rr`), and re-exports
+//! [`thread`], [`sync`] and [`tls`] as `libos::thread`, `libos::sync`, `libos::thread::tls`.
+//!
+//! - [`thread`]: `spawn`, [`thread::Builder`] (name, stack size, priority),
+//!   [`thread::JoinHandle::join`] returning the closure's value, `yield_now`, `sleep`, `current`.
+//! - [`sync`]: `Mutex`, `Condvar`, `Semaphore`, `Once`, `Event` ("block until an interrupt wakes
+//!   me") and `WaitQueue`. They live in libos-core ([`libos_core::blocking`]) on the core's
+//!   scheduler hook, so drivers use them without depending on this crate; this crate makes them
+//!   block by registering the hook.
+//! - [`tls`]: thread-local storage keys.
+//! - [`policy`]: the [`Policy`] trait and the compiled-in policies: `coop` (feature `coop`,
+//!   cooperative FIFO) and `rr` (feature `rr`, preemptive round-robin with priorities and a
+//!   time slice). When both are compiled in, `rr` is the default.
+//! - `sched` (internal): control blocks, per-CPU run queues, switching, the deadline queue
+//!   driving the one-shot timer (tickless: no periodic tick, the idle thread halts the CPU).
+//!
+//! ## How a switch happens
+//! - Cooperative (block, sleep, yield, exit): mask interrupts, take the scheduler lock, let the
+//!   policy pick, release the lock with interrupts still masked, and call the platform's
+//!   [`libos_core::hal::ContextSwitch::switch_context`] (callee-saved registers only). The
+//!   resumed thread restores its own interrupt state.
+//! - Preemptive: the timer interrupt (or a wake-up from any interrupt) asks for preemption via
+//!   `hal::irq::request_preemption`; when the interrupt returns to thread mode the platform
+//!   calls the scheduler on the interrupted thread's stack with all its registers saved
+//!   (x86_64: inside the handler, which already runs on that stack; aarch64: the trap frame,
+//!   including all FP/SIMD registers, is copied to the thread's stack and `eret` enters a
+//!   trampoline). `coop` only lets the idle thread be preempted; `rr` preempts a thread that ran
+//!   a whole slice while others wait (a slice is not restarted on every switch, so each thread
+//!   gets between one and two slices) and a thread woken with a higher priority.
+//! - `main` is the boot code's own context; every other thread has a heap stack (default
+//!   64 KiB) with an unmapped guard page below and a canary at the bottom. Default-size stacks of
+//!   exited threads are recycled (up to 8) with their guard page in place.
+//!
+//! SMP is not there yet; the run queues are per CPU and the notes in `sched` list what the lock
+//! hand-over needs.
+//!
+//! ## Adding a policy
+//! A policy is one file implementing [`Policy`]; it only orders runnable threads. For example a
+//! LIFO policy, `src/policy/lifo.rs`:
+//!
+//! ```
+//! use libos_core::sched::ThreadId;
+//! use libos_sched::policy::{Policy, Priority, Reason};
+//!
+//! #[derive(Default)]
+//! pub struct Lifo(Vec<ThreadId>);
+//!
+//! impl Policy for Lifo {
+//!     fn name(&self) -> &'static str { "lifo" }
+//!     fn enqueue(&mut self, thread: ThreadId, _: Priority, _: Reason) { self.0.push(thread) }
+//!     fn pick_next(&mut self) -> Option<ThreadId> { self.0.pop() }
+//!     fn is_empty(&self) -> bool { self.0.is_empty() }
+//!     // Optional: `time_slice` (Some makes it preemptive), `preempts` (priority wake-ups).
+//! }
+//! # let mut p = Lifo::default();
+//! # p.enqueue(ThreadId(2), Priority::NORMAL, Reason::Spawned);
+//! # p.enqueue(ThreadId(3), Priority::NORMAL, Reason::Spawned);
+//! # assert_eq!(p.pick_next(), Some(ThreadId(3)));
+//! ```
+//!
+//! then one line in [`policy::AVAILABLE`] (behind its own feature) makes `sched=lifo` pick it.
+//!
+//! ## Errors, not corruption
+//! Joining twice or joining a detached thread cannot be written ([`thread::JoinHandle`] is
+//! consumed by `join`, dropped by detaching); joining oneself panics with a message; a bad stack
+//! size is `EINVAL`, no memory for a stack `ENOMEM`; `sleep(Duration::MAX)` sleeps forever; a
+//! `Mutex` guard is `!Send`, so it cannot be dropped on another thread; a stack overflow hits
+//! the guard page (a fault report) or, where the platform cannot unmap pages, the canary check
+//! at the next switch panics naming the thread. A panic in any thread prints the thread's name
+//! and stops the kernel (`panic = "abort"`).
+//!
+//! `unsafe` is confined to the modules `raw` (stack memory, the switch call) and `sched` (one
+//! call to the switch); everything else is safe code.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+pub mod policy;
+mod raw;
+mod sched;
+mod table;
+#[cfg(test)]
+mod tests;
+pub mod thread;
+pub mod tls;
+
+pub use policy::{Policy, Priority};
+pub use sched::{current_stack_guarded, init, is_initialized, policy_name, switch_count};
+
+/// Blocking synchronisation (from libos-core, made blocking by this crate's scheduler).
+pub mod sync {
+    pub use libos_core::blocking::{Condvar, Event, Mutex, MutexGuard, Once, Semaphore, WaitQueue};
+}
+
+/// Chooses a compiled-in policy by name (`None`: the default) and starts the scheduler with it.
+/// Returns the policy's name. Errors: `EINVAL` when no compiled-in policy has that name (or
+/// none is compiled in), else as [`init`].
+pub fn init_named(name: Option<&str>, config: policy::Config) -> libos_core::Result<&'static str> {
+    let available = policy::by_name(name).ok_or(libos_core::Errno::EINVAL)?;
+    init((available.new)(config))?;
+    Ok(available.name)
+}

@@ -1,0 +1,527 @@
+//! The scheduler core: thread control blocks, per-CPU run queues (one [`Policy`] each), the
+//! switch, the deadline queue and the idle thread. It implements libos-core's
+//! [`Scheduler`] hook, so every crate blocks through it without depending on this one.
+//!
+//! # Locking and interrupts
+//! All state lives in one [`IrqSpinLock`]. Every path that may switch first masks interrupts,
+//! then takes the lock, decides, *drops the lock* and switches with interrupts still masked; the
+//! thread that resumes restores its own saved interrupt state. On one CPU nothing can run
+//! between the decision and the switch. (For SMP the lock must be handed over across the
+//! switch, and a thread blocked on one CPU must not be resumed on another before its registers
+//! are saved: the usual "on CPU" flag. Run queues are already per CPU.)
+//!
+//! # Timers
+//! The deadline queue is an ordered set of `(deadline, thread)`. The one-shot timer is armed
+//! for the earliest of: the first deadline, and (preemptive policy, other threads runnable) the
+//! end of the current slice. A slice is not restarted at every switch (that would cost a clock
+//! read per switch); when it ends, the running thread is preempted only if it ran the whole
+//! slice, else a new slice starts (see `on_timer`): every thread gets between one and two
+//! slices. Nothing else arms it, so an idle system with one sleeping
+//! thread takes exactly the interrupts its sleep needs (tickless).
+//!
+//! # Unsafe
+//! This module is allowed `unsafe` for exactly one call, [`raw::switch`] in `switch_away`: its
+//! safety rests on this module's bookkeeping (a control block outlives its thread's last switch;
+//! exited threads are reaped only by another thread).
+
+#![allow(unsafe_code)]
+
+use crate::policy::{Policy, Priority, Reason};
+use crate::raw::{self, Stack};
+use alloc::boxed::Box;
+use crate::table::Table;
+use alloc::collections::BTreeSet;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::any::Any;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::time::Duration;
+use libos_core::hal::{self, irq};
+use libos_core::sched::{Scheduler, ThreadId};
+use libos_core::sync::{IrqSpinLock, IrqSpinLockGuard, Once, unlock_keeping_interrupts_masked};
+use libos_core::time::Instant;
+use libos_core::{Errno, Result};
+
+/// A thread's scheduling state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    Running,
+    Ready,
+    Blocked,
+    Exited,
+}
+
+/// Per-thread storage slots of [`crate::tls::Key`]s, indexed by key.
+pub(crate) type TlsSlots = Vec<Option<Box<dyn Any + Send>>>;
+
+/// A thread control block. Boxed, so `sp` never moves while the thread is switched out.
+pub(crate) struct Tcb {
+    /// The name given at spawn (`None`: shown as `thread-SERIAL`).
+    name: Option<String>,
+    serial: u64,
+    priority: Priority,
+    state: State,
+    wake_token: bool,
+    /// The saved stack pointer while not running.
+    sp: AtomicUsize,
+    /// `None` for `main`, which runs on the boot stack.
+    stack: Option<Stack>,
+    entry: Option<Box<dyn FnOnce() + Send>>,
+    pub(crate) tls: TlsSlots,
+}
+
+struct Cpu {
+    policy: Box<dyn Policy>,
+    current: ThreadId,
+    idle: ThreadId,
+    /// The policy's time slice (`None`: cooperative).
+    slice: Option<Duration>,
+    /// When the running slice's timer fires; `None` while no slice timer is needed.
+    slice_end: Option<Instant>,
+    /// Switches on this CPU so far, and their number when `slice_end` was set: if still equal
+    /// when it passes, the running thread has had the CPU for a whole slice.
+    switches: u64,
+    switches_at_slice_start: u64,
+}
+
+pub(crate) struct Sched {
+    threads: Table<Tcb>,
+    cpus: Vec<Cpu>,
+    timers: BTreeSet<(Instant, ThreadId)>,
+    armed: Option<Instant>,
+    /// Exited threads whose stacks are freed by the next thread to run.
+    dead: Vec<Box<Tcb>>,
+    /// The platform's context switch (looked up once).
+    context: &'static dyn hal::ContextSwitch,
+}
+
+static SCHED: Once<IrqSpinLock<Sched>> = Once::new();
+/// The running thread (per CPU once there is SMP), readable without the lock.
+static CURRENT: AtomicU64 = AtomicU64::new(ThreadId::MAIN.0);
+static HAVE_DEAD: AtomicBool = AtomicBool::new(false);
+static SWITCHES: AtomicU64 = AtomicU64::new(0);
+static SPAWNED: AtomicU64 = AtomicU64::new(0);
+
+/// The idle thread of CPU 0.
+const IDLE: ThreadId = ThreadId(0);
+const IDLE_STACK: usize = 16 * 1024;
+
+pub(crate) fn lock() -> IrqSpinLockGuard<'static, Sched> {
+    SCHED.get().expect("libos-sched: no scheduler (libos_sched::init was not called)").lock()
+}
+
+/// True once [`init`] ran.
+pub fn is_initialized() -> bool {
+    SCHED.is_completed()
+}
+
+impl Sched {
+    fn cpu(&mut self) -> &mut Cpu {
+        &mut self.cpus[this_cpu()]
+    }
+
+    pub(crate) fn current(&mut self) -> ThreadId {
+        self.cpu().current
+    }
+
+    pub(crate) fn tcb(&mut self, id: ThreadId) -> &mut Tcb {
+        self.threads.get_mut(id).expect("libos-sched: the running thread has no control block")
+    }
+
+    /// Queues `id` (not running, not queued) and asks for preemption where the policy wants.
+    fn make_ready(&mut self, id: ThreadId, reason: Reason) {
+        let Some(tcb) = self.threads.get_mut(id) else { return };
+        tcb.state = State::Ready;
+        let priority = tcb.priority;
+        let current = self.current();
+        let running = self.threads.get(current).map_or(Priority(0), |t| t.priority);
+        let cpu = self.cpu();
+        cpu.policy.enqueue(id, priority, reason);
+        if cpu.current == cpu.idle || cpu.policy.preempts(running, priority) {
+            irq::request_preemption();
+        }
+    }
+
+    fn unpark(&mut self, id: ThreadId) {
+        match self.threads.get_mut(id) {
+            Some(tcb) if tcb.state == State::Blocked => self.make_ready(id, Reason::Woken),
+            Some(tcb) if tcb.state != State::Exited => tcb.wake_token = true,
+            _ => {}
+        }
+        self.rearm();
+    }
+
+    /// Arms the one-shot timer if something needs it earlier than it is armed for.
+    fn rearm(&mut self) {
+        let mut next = self.timers.first().map(|&(deadline, _)| deadline);
+        for cpu in &mut self.cpus {
+            if let Some(slice) = cpu.slice
+                && cpu.current != cpu.idle
+                && !cpu.policy.is_empty()
+            {
+                let end = match cpu.slice_end {
+                    Some(end) => end,
+                    None => {
+                        let end = Instant::now() + slice;
+                        cpu.slice_end = Some(end);
+                        cpu.switches_at_slice_start = cpu.switches;
+                        end
+                    }
+                };
+                next = Some(next.map_or(end, |n| n.min(end)));
+            }
+        }
+        if let Some(next) = next
+            && self.armed.is_none_or(|armed| next < armed)
+        {
+            self.armed = Some(next);
+            hal::platform().set_timer(Some(next));
+        }
+    }
+}
+
+/// Switches the running thread out, leaving it in `state` (`Ready`: requeued for `reason`;
+/// `Blocked`; `Exited`: reaped by the next thread). Interrupts are masked while `s` is held; the
+/// lock is released with them still masked, and when the thread runs again (never for
+/// `Exited`) the interrupt state saved by `lock()` is restored.
+fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Reason) {
+    let sched = &mut *s;
+    let cpu = &mut sched.cpus[this_cpu()];
+    let (current, idle) = (cpu.current, cpu.idle);
+    let tcb = sched.threads.get_mut(current).expect("libos-sched: the running thread has no control block");
+    if tcb.stack.as_ref().is_some_and(|stack| !stack.canary_intact()) {
+        let serial = tcb.serial;
+        let name = tcb.name.take();
+        drop(s);
+        let name = DisplayName(name.as_deref(), serial);
+        panic!("thread '{name}' overflowed its stack (the canary at its bottom was overwritten)");
+    }
+    if current != idle {
+        tcb.state = state;
+        if state == State::Ready {
+            cpu.policy.enqueue(current, tcb.priority, reason);
+        }
+    }
+    let next = cpu.policy.pick_next().unwrap_or(idle);
+    if next == current {
+        tcb.state = State::Running;
+        return; // dropping the guard restores the interrupt state
+    }
+    let save: *const AtomicUsize = &tcb.sp;
+    let next_tcb = sched.threads.get_mut(next).expect("libos-sched: a queued thread has no control block");
+    next_tcb.state = State::Running;
+    let load: *const AtomicUsize = &next_tcb.sp;
+    cpu.current = next;
+    cpu.switches += 1;
+    // A slice timer is needed if the new thread has competitors and none is running yet (an
+    // armed one stays: see `on_timer`); sleepers may need an earlier timer.
+    let need_slice_timer = cpu.slice.is_some() && cpu.slice_end.is_none() && !cpu.policy.is_empty();
+    if state == State::Exited && current != idle {
+        let tcb = sched.threads.remove(current).expect("the exiting thread is registered");
+        sched.dead.push(tcb); // moves the Box, not the control block: `save` stays valid
+        HAVE_DEAD.store(true, Ordering::Relaxed);
+    }
+    CURRENT.store(next.0, Ordering::Relaxed);
+    SWITCHES.fetch_add(1, Ordering::Relaxed);
+    if need_slice_timer || !sched.timers.is_empty() {
+        sched.rearm();
+    }
+    let context = sched.context;
+    let interrupts = unlock_keeping_interrupts_masked(s);
+    // SAFETY: interrupts are masked (the caller's contract); `save` points into the running
+    // thread's boxed control block, which is only freed after it exited and another thread ran
+    // (`reap`); `load` is the saved stack pointer of `next`, which is not running and whose
+    // stack lives as long as its control block (boxed: moving the Box into `dead` does not
+    // move it); the lock is released.
+    unsafe { raw::switch(context, save, load) };
+    reap();
+    hal::platform().restore_interrupts(interrupts);
+}
+
+/// The index of this CPU's run queue. One CPU for now; with SMP this becomes
+/// `hal::platform().cpu_id()` (the queues are already per CPU).
+#[inline(always)]
+fn this_cpu() -> usize {
+    0
+}
+
+/// Frees the stacks of threads that exited (never the running one: it is not in the list).
+fn reap() {
+    if HAVE_DEAD.load(Ordering::Relaxed) {
+        let dead = {
+            let mut s = lock();
+            HAVE_DEAD.store(false, Ordering::Relaxed);
+            core::mem::take(&mut s.dead)
+        };
+        for mut tcb in dead {
+            if let Some(stack) = tcb.stack.take() {
+                raw::recycle(stack);
+            }
+        }
+    }
+}
+
+extern "C" fn thread_entry(_: usize) -> ! {
+    reap();
+    let entry = {
+        let mut s = lock();
+        let current = s.current();
+        s.tcb(current).entry.take()
+    };
+    hal::platform().enable_interrupts();
+    if let Some(entry) = entry {
+        entry();
+    }
+    exit_current()
+}
+
+/// Ends the running thread: drops its thread-local values, then switches away for good.
+pub(crate) fn exit_current() -> ! {
+    let tls = {
+        let mut s = lock();
+        let current = s.current();
+        core::mem::take(&mut s.tcb(current).tls)
+    };
+    drop(tls);
+    switch_away(lock(), State::Exited, Reason::Yielded);
+    unreachable!("libos-sched: an exited thread was resumed");
+}
+
+extern "C" fn idle_entry(_: usize) -> ! {
+    reap();
+    let platform = hal::platform();
+    loop {
+        platform.disable_interrupts();
+        let mut s = lock();
+        if s.cpu().policy.is_empty() {
+            drop(s);
+            // Enables interrupts atomically with the halt: a wake-up that raced with the check
+            // above is an interrupt that ends the halt at once.
+            platform.wait_for_interrupt();
+        } else {
+            switch_away(s, State::Ready, Reason::Yielded);
+        }
+    }
+}
+
+/// The timer interrupt: wakes sleepers whose deadline passed, ends time slices, re-arms.
+fn on_timer() {
+    let Some(sched) = SCHED.get() else { return };
+    let mut s = sched.lock();
+    s.armed = None;
+    let now = Instant::now();
+    while let Some(&(deadline, id)) = s.timers.first() {
+        if deadline > now {
+            break;
+        }
+        s.timers.pop_first();
+        s.unpark(id);
+    }
+    for cpu in &mut s.cpus {
+        // A slice ends: if no switch happened since it began, the running thread has used a
+        // whole slice and others are waiting: preempt it. Otherwise a later thread started
+        // within this slice and gets a fresh one (re-armed below). So a thread runs at least one
+        // slice and at most two before it is preempted, and switches cost no clock reads.
+        if cpu.slice_end.is_some_and(|end| now >= end) {
+            cpu.slice_end = None;
+            if cpu.switches == cpu.switches_at_slice_start && cpu.current != cpu.idle && !cpu.policy.is_empty() {
+                irq::request_preemption();
+            }
+        }
+    }
+    s.rearm();
+}
+
+/// Called by the platform on the interrupted thread's stack when preemption was requested.
+fn on_preempt() {
+    let Some(sched) = SCHED.get() else { return };
+    let mut s = sched.lock();
+    let cpu = s.cpu();
+    let preemptible = cpu.slice.is_some() || cpu.current == cpu.idle;
+    if !preemptible || cpu.policy.is_empty() {
+        return;
+    }
+    switch_away(s, State::Ready, Reason::Preempted);
+}
+
+struct Hook;
+
+impl Scheduler for Hook {
+    fn current(&self) -> ThreadId {
+        ThreadId(CURRENT.load(Ordering::Relaxed))
+    }
+
+    fn with_current_name(&self, f: &mut dyn FnMut(&str)) {
+        match SCHED.get().and_then(|s| s.try_lock()) {
+            Some(mut s) => {
+                let current = s.current();
+                let tcb = s.tcb(current);
+                match &tcb.name {
+                    Some(name) => f(name),
+                    None => {
+                        let mut buffer = NameBuffer { bytes: [0; 32], len: 0 };
+                        let _ = core::fmt::write(&mut buffer, format_args!("{}", DisplayName(None, tcb.serial)));
+                        f(core::str::from_utf8(&buffer.bytes[..buffer.len]).unwrap_or("?"));
+                    }
+                }
+            }
+            None => f("<unknown: scheduler busy>"),
+        }
+    }
+
+    fn park(&self) {
+        let mut s = lock();
+        let current = s.current();
+        let tcb = s.tcb(current);
+        if tcb.wake_token {
+            tcb.wake_token = false;
+        } else {
+            switch_away(s, State::Blocked, Reason::Woken);
+        }
+    }
+
+    fn park_until(&self, deadline: Instant) {
+        let mut s = lock();
+        let current = s.current();
+        let tcb = s.tcb(current);
+        if tcb.wake_token {
+            tcb.wake_token = false;
+        } else if Instant::now() < deadline {
+            s.timers.insert((deadline, current));
+            s.rearm();
+            switch_away(s, State::Blocked, Reason::Woken);
+            lock().timers.remove(&(deadline, current));
+        }
+    }
+
+    fn unpark(&self, thread: ThreadId) {
+        lock().unpark(thread);
+    }
+
+    fn yield_now(&self) {
+        // With nobody else runnable the policy hands the CPU straight back (no switch).
+        switch_away(lock(), State::Ready, Reason::Yielded);
+    }
+}
+
+static HOOK: Hook = Hook;
+
+/// Starts the scheduler with `policy` as CPU 0's run queue; the calling code becomes the
+/// thread `main` ([`ThreadId::MAIN`]), with interrupts enabled. Registers the core hook and the timer and preempt
+/// handlers. Fails with `ENOSYS` when no [`hal::ContextSwitch`] is registered, `ENOMEM` when the
+/// idle thread's stack cannot be allocated, `EBUSY` when called twice.
+pub fn init(policy: Box<dyn Policy>) -> Result<()> {
+    let Some(context) = hal::context_switch() else {
+        return Err(Errno::ENOSYS);
+    };
+    if SCHED.is_completed() {
+        return Err(Errno::EBUSY);
+    }
+    let idle_stack = Stack::new(IDLE_STACK)?;
+    let idle_sp = idle_stack.init_context(idle_entry, 0);
+    let mut threads = Table::new();
+    let mut idle = Box::new(Tcb::new(Some("idle".into()), 0, Priority(0), Some(idle_stack), None));
+    idle.state = State::Ready;
+    idle.sp = AtomicUsize::new(idle_sp);
+    let idle_id = threads.insert(idle);
+    let main = threads.insert(Box::new(Tcb::new(Some("main".into()), 1, Priority::NORMAL, None, None)));
+    debug_assert_eq!((idle_id, main), (IDLE, ThreadId::MAIN));
+    let slice = policy.time_slice();
+    log::debug!("libos-sched: policy {}, time slice {slice:?}", policy.name());
+    let cpu = Cpu { policy, current: ThreadId::MAIN, idle: IDLE, slice, slice_end: None, switches: 0, switches_at_slice_start: 0 };
+    SCHED.call_once(|| IrqSpinLock::new(Sched { threads, cpus: alloc::vec![cpu], timers: BTreeSet::new(), armed: None, dead: Vec::new(), context }));
+    libos_core::sched::set_scheduler(&HOOK);
+    irq::set_timer_handler(on_timer);
+    irq::set_preempt_handler(on_preempt);
+    // The boot code runs with interrupts masked; as thread `main` it must be preemptible (a
+    // `main` that never blocks would otherwise never see a timer interrupt).
+    hal::platform().enable_interrupts();
+    Ok(())
+}
+
+impl Tcb {
+    fn new(name: Option<String>, serial: u64, priority: Priority, stack: Option<Stack>, entry: Option<Box<dyn FnOnce() + Send>>) -> Tcb {
+        Tcb { name, serial, priority, state: State::Running, wake_token: false, sp: AtomicUsize::new(0), stack, entry, tls: Vec::new() }
+    }
+}
+
+/// Creates a runnable thread running `entry` on a new stack of `stack_size` bytes.
+/// Creates a runnable thread running `entry` on a new stack of `stack_size` bytes. Returns
+/// its id and serial number (unnamed threads are shown as `thread-SERIAL`; `main` is 1).
+pub(crate) fn spawn(name: Option<String>, priority: Priority, stack_size: usize, entry: Box<dyn FnOnce() + Send>) -> Result<(ThreadId, u64)> {
+    let stack = Stack::new(stack_size)?;
+    let sp = stack.init_context(thread_entry, 0);
+    let serial = SPAWNED.fetch_add(1, Ordering::Relaxed) + 2;
+    let mut tcb = Box::new(Tcb::new(name, serial, priority, Some(stack), Some(entry)));
+    tcb.sp = AtomicUsize::new(sp);
+    let mut s = lock();
+    let id = s.threads.insert(tcb);
+    s.make_ready(id, Reason::Spawned);
+    s.rearm();
+    let current = s.current();
+    let running = s.tcb(current).priority;
+    let more_urgent = s.cpu().policy.preempts(running, priority);
+    drop(s);
+    if more_urgent {
+        // Spawning runs in thread context, so a more urgent new thread can run at once.
+        HOOK.yield_now();
+    }
+    Ok((id, serial))
+}
+
+/// Shows a thread's name, or `thread-SERIAL` for an unnamed one.
+pub(crate) struct DisplayName<'a>(pub(crate) Option<&'a str>, pub(crate) u64);
+
+impl core::fmt::Display for DisplayName<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(name) => f.write_str(name),
+            None => write!(f, "thread-{}", self.1),
+        }
+    }
+}
+
+/// A name formatted without allocating (for panic and fault reports).
+struct NameBuffer {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl core::fmt::Write for NameBuffer {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len + s.len();
+        self.bytes.get_mut(self.len..end).ok_or(core::fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// The name and priority of the running thread.
+pub(crate) fn current_info() -> (ThreadId, Option<String>, u64, Priority) {
+    let mut s = lock();
+    let current = s.current();
+    let tcb = s.tcb(current);
+    (current, tcb.name.clone(), tcb.serial, tcb.priority)
+}
+
+/// The running thread's id (no lock).
+pub fn current_id() -> ThreadId {
+    ThreadId(CURRENT.load(Ordering::Relaxed))
+}
+
+/// How many context switches happened since boot.
+pub fn switch_count() -> u64 {
+    SWITCHES.load(Ordering::Relaxed)
+}
+
+/// The name of the policy CPU 0 runs.
+pub fn policy_name() -> &'static str {
+    lock().cpus[0].policy.name()
+}
+
+/// Whether the running thread's stack has a real (unmapped) guard page.
+pub fn current_stack_guarded() -> Option<bool> {
+    let mut s = lock();
+    let current = s.current();
+    s.tcb(current).stack.as_ref().map(Stack::is_guarded)
+}
