@@ -89,7 +89,9 @@ pub(crate) struct Sched {
     cpus: Vec<Cpu>,
     timers: BTreeSet<(Instant, ThreadId)>,
     armed: Option<Instant>,
-    /// Exited threads whose stacks are freed by the next thread to run.
+    /// Exited threads whose stacks are freed by the next thread to run. Boxed on purpose: the
+    /// exiting thread's last switch saves into its control block, so it must not move.
+    #[allow(clippy::vec_box)]
     dead: Vec<Box<Tcb>>,
     /// The platform's context switch (looked up once).
     context: &'static dyn hal::ContextSwitch,
