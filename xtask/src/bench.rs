@@ -7,19 +7,54 @@
 
 mod boot;
 mod boot_aarch64;
+mod icmp;
+mod linux;
+mod readme;
 
 use crate::{Result, root};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Runs `./x bench ARGS`.
+/// Runs `./x bench ARGS`: `SUITE [OPTIONS]`, `all`, `--compare`, or `SUITE --compare`.
 pub fn main(args: Vec<String>) -> Result<i32> {
-    let mut args = args.into_iter();
-    match args.next().as_deref() {
-        Some("boot") | Some("all") => boot::run(args.collect()),
-        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, all)").into()),
-        None => Err("which suite? ./x bench boot | all".into()),
+    let compare = args.iter().any(|a| a == "--compare");
+    let mut args = args.into_iter().filter(|a| a != "--compare");
+    let suite = args.next();
+    if compare {
+        return crate::measure::compare_main(suite.as_deref());
     }
+    match suite.as_deref() {
+        Some("boot") => boot::run(args.collect()),
+        Some("linux") => linux::run(args.collect()),
+        Some("all") => all(args.collect()),
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, linux, all)").into()),
+        None => Err("which suite? ./x bench boot | linux | all | --compare".into()),
+    }
+}
+
+/// `./x bench all`: every suite, then `bench/results/README.md`. A failed suite does not stop
+/// the others; it is reported, and the whole run fails.
+fn all(args: Vec<String>) -> Result<i32> {
+    if let Some(bad) = args.first() {
+        return Err(format!("`./x bench all` takes no options (got `{bad}`)").into());
+    }
+    let started = std::time::Instant::now();
+    let mut status = 0;
+    for (suite, result) in [("boot", boot::run(Vec::new())), ("linux", linux::run(Vec::new()))] {
+        match result {
+            Ok(0) => {}
+            Ok(code) => {
+                eprintln!("./x: suite {suite} finished with failures (status {code})");
+                status = 1;
+            }
+            Err(e) => {
+                eprintln!("./x: suite {suite} failed: {e}");
+                status = 1;
+            }
+        }
+    }
+    readme::write(started.elapsed())?;
+    Ok(status)
 }
 
 /// `bench/results/`, created if needed.

@@ -109,6 +109,9 @@ pub struct VmConfig {
     pub timeout: Duration,
     /// More QEMU arguments.
     pub extra_args: Vec<String>,
+    /// A command QEMU runs under, e.g. `ip netns exec NS` (it must `exec` QEMU, so that the
+    /// timeout's kill reaches QEMU itself). Empty: QEMU runs directly.
+    pub launcher: Vec<String>,
 }
 
 impl VmConfig {
@@ -126,12 +129,20 @@ impl VmConfig {
             icount: false,
             timeout: Duration::from_secs(60),
             extra_args: Vec::new(),
+            launcher: Vec::new(),
         }
     }
 
     /// The QEMU command.
     pub fn command(&self) -> Command {
-        let mut command = Command::new(self.arch.qemu());
+        let mut command = match self.launcher.split_first() {
+            None => Command::new(self.arch.qemu()),
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(self.arch.qemu());
+                command
+            }
+        };
         match self.machine {
             Machine::Microvm => command.args(["-M", "microvm,rtc=off,pit=on", "-bios", QBOOT]),
             Machine::Q35 => command.args(["-M", "q35", "-bios", QBOOT]),
@@ -289,6 +300,12 @@ fn check_memory(config: &VmConfig) -> Result<()> {
 
 /// Boots `config`, echoing the console to our stdout when `echo` is set.
 pub fn run(config: &VmConfig, echo: bool) -> Result<Outcome> {
+    run_observed(config, echo, None)
+}
+
+/// [`run`], also sending the console to `observer` as it arrives (in chunks, not lines), so a
+/// caller can act while the guest runs (a benchmark waits for the guest's ready line).
+pub fn run_observed(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String>>) -> Result<Outcome> {
     if config.machine.arch() != config.arch {
         return Err(format!("machine {} is not an {} machine (expected one of: {})", config.machine.name(), config.arch,
             Machine::of(config.arch).iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")).into());
@@ -315,6 +332,10 @@ pub fn run(config: &VmConfig, echo: bool) -> Result<Outcome> {
                 let mut out = std::io::stdout().lock();
                 let _ = out.write_all(&buffer[..n]);
                 let _ = out.flush();
+            }
+            if let Some(observer) = &observer {
+                // The observer may have stopped listening; the capture goes on regardless.
+                let _ = observer.send(String::from_utf8_lossy(&buffer[..n]).into_owned());
             }
             collected.extend_from_slice(&buffer[..n]);
         }

@@ -11,7 +11,7 @@
 //!
 //! Then the same for aarch64 (see [`super::boot_aarch64`]), appended to the report.
 
-use super::{Spread, host_facts, results_dir, round};
+use super::{Spread, host_facts, round};
 use crate::accel::{self, Accel};
 use crate::arch::Arch;
 use crate::qemu::{self, Exit, VmConfig};
@@ -154,8 +154,6 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
         "memory": { "smallest_mib": smallest_mib },
         "targets": targets.iter().map(|(name, met, detail)| serde_json::json!({"target": name, "met": met, "detail": detail})).collect::<Vec<_>>(),
     });
-    let dir = results_dir()?;
-
     let accel = choice.accel;
     let mut md = String::new();
     md += "# Boot benchmark (`./x bench boot`)\n\n";
@@ -178,12 +176,15 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
         (serde_json::json!({ "error": e.to_string() }), format!("\n## aarch64\n\nfailed: {e}\n"))
     });
     let mut json = json;
+    let aarch64_ratio = aarch64_json["wall"]["ratio_of_medians"].as_f64();
     json["aarch64"] = aarch64_json;
-    std::fs::write(dir.join("boot.json"), serde_json::to_string_pretty(&json)? + "\n")?;
     md += &aarch64_md;
-    std::fs::write(dir.join("boot.md"), &md)?;
+    let mut bars = vec![("x86_64 hello / floor".to_string(), round(ratio))];
+    bars.extend(aarch64_ratio.map(|r| ("aarch64 hello / floor".to_string(), r)));
+    md += "\n![wall ratio](boot-wall-ratio.svg)\n";
+    let plot = crate::measure::bar_chart_svg(&format!("Boot wall time, libos hello / floor kernel ({accel})"), "x", &bars);
+    crate::measure::write_results("boot", &json, &md, &[("boot-wall-ratio.svg".into(), plot)])?;
     print!("{md}");
-    eprintln!("==> wrote bench/results/boot.json and bench/results/boot.md");
     Ok(0)
 }
 

@@ -1,0 +1,264 @@
+//! The seed-003 ICMP echo workload against a guest: the host floods the guest with echo
+//! requests of 1, 512, 1024 and 1472 bytes and counts what it costs.
+//!
+//! The guest's network is a tap device inside a network namespace created for the run
+//! ([`Netns`]): QEMU is started inside it (`ip netns exec`), the host end of the tap gets
+//! [`HOST_ADDRESS`] and the guest [`GUEST_ADDRESS`], and nothing is routed anywhere else, so no
+//! packet leaves the machine's own namespaces. The namespace is deleted when the measure ends,
+//! fails or panics ([`Drop`]), and on Ctrl-C (the handler deletes every namespace still open).
+//!
+//! Per payload size, two boots of the guest program `icmp_echo` (it prints `[bench] ready`, then
+//! waits for N echo requests):
+//! 1. plain TCG: the host runs `ping -f -c N -s SIZE` and reports packets per second (wall);
+//! 2. icount + device trace: the same flood; device traffic per packet is (this run - a run in
+//!    which no packet arrives) / N.
+
+use super::linux::{command_line, ticks_to_ns};
+use crate::linux::{LinuxGuest, bench_counters, check_run};
+use crate::measure::{Counters, DeviceTrace, failure};
+use crate::qemu::{self, VmConfig};
+use crate::Result;
+use serde_json::{Value, json};
+use std::process::Command;
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// The payload sizes of the seed-003 measurement.
+pub const PAYLOAD_SIZES: [u32; 4] = [1, 512, 1024, 1472];
+/// The host end of the tap, inside the namespace.
+pub const HOST_ADDRESS: &str = "10.0.2.1/24";
+/// The guest's address.
+pub const GUEST_ADDRESS: &str = "10.0.2.15/24";
+const TAP: &str = "tap0";
+
+/// Namespaces this process created and has not deleted yet (for the Ctrl-C handler).
+static OPEN_NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn ip(args: &[&str]) -> Result<()> {
+    let output = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()).into());
+    }
+    Ok(())
+}
+
+fn delete_namespace(name: &str) {
+    // Deleting the namespace also deletes the tap inside it.
+    let _ = Command::new("ip").args(["netns", "delete", name]).status();
+}
+
+/// Deletes the namespaces still open when the user presses Ctrl-C, then exits. QEMU, started
+/// in our process group, gets the same SIGINT and ends by itself.
+fn install_interrupt_handler() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let result = ctrlc::set_handler(|| {
+            let names = OPEN_NAMESPACES.lock().map(|n| n.clone()).unwrap_or_default();
+            for name in names {
+                eprintln!("./x: interrupted; deleting network namespace {name}");
+                delete_namespace(&name);
+            }
+            std::process::exit(130);
+        });
+        if let Err(e) = result {
+            eprintln!("./x: warning: cannot catch Ctrl-C ({e}); an interrupted run may leave a network namespace behind");
+        }
+    });
+}
+
+/// A network namespace holding one tap device with [`HOST_ADDRESS`]; deleted on drop.
+pub struct Netns {
+    /// Its name.
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates the namespace and its tap.
+    pub fn create() -> Result<Netns> {
+        install_interrupt_handler();
+        let name = format!("libos-bench-{}", std::process::id());
+        delete_namespace(&name); // a leftover from a killed run of the same pid
+        ip(&["netns", "add", &name])?;
+        if let Ok(mut open) = OPEN_NAMESPACES.lock() {
+            open.push(name.clone());
+        }
+        let netns = Netns { name };
+        let n = netns.name.as_str();
+        ip(&["-n", n, "link", "set", "lo", "up"])?;
+        ip(&["-n", n, "tuntap", "add", "dev", TAP, "mode", "tap"])?;
+        ip(&["-n", n, "addr", "add", HOST_ADDRESS, "dev", TAP])?;
+        ip(&["-n", n, "link", "set", TAP, "up"])?;
+        Ok(netns)
+    }
+
+    /// The launcher that runs a command inside the namespace.
+    pub fn launcher(&self) -> Vec<String> {
+        ["ip", "netns", "exec", &self.name].map(String::from).into()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        delete_namespace(&self.name);
+        if let Ok(mut open) = OPEN_NAMESPACES.lock() {
+            open.retain(|n| n != &self.name);
+        }
+    }
+}
+
+/// What `ping` reported.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PingSummary {
+    /// Requests sent.
+    pub transmitted: u64,
+    /// Replies received.
+    pub received: u64,
+    /// The time ping reports for the whole run, in ms.
+    pub time_ms: f64,
+}
+
+impl PingSummary {
+    /// Replies per second.
+    pub fn pps(&self) -> f64 {
+        self.received as f64 / (self.time_ms / 1000.0).max(1e-9)
+    }
+}
+
+/// Parses ping's `N packets transmitted, M received, ..., time Tms` line.
+pub fn parse_ping(output: &str) -> Option<PingSummary> {
+    let line = output.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut transmitted = None;
+    let mut received = None;
+    let mut time_ms = None;
+    for part in line.split(',').map(str::trim) {
+        let mut words = part.split_whitespace();
+        let (first, second) = (words.next()?, words.next());
+        match second {
+            Some("packets") => transmitted = first.parse().ok(),
+            Some("received") => received = first.parse().ok(),
+            _ if first == "time" => time_ms = second?.strip_suffix("ms")?.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(PingSummary { transmitted: transmitted?, received: received?, time_ms: time_ms? })
+}
+
+/// Boots `config` (inside `netns`), waits for the guest's ready line, floods it with `count`
+/// echo requests of `size` bytes (none when `count` is 0), and returns ping's summary and the
+/// guest's counters (after checking the guest succeeded).
+fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64) -> Result<(Option<PingSummary>, Counters, String)> {
+    let (sender, console) = mpsc::channel();
+    let config_for_thread = config.clone();
+    let guest = std::thread::spawn(move || qemu::run_observed(&config_for_thread, false, Some(sender)));
+    let started = Instant::now();
+    let mut seen = String::new();
+    let ready = loop {
+        match console.recv_timeout(Duration::from_secs(1)) {
+            Ok(chunk) => {
+                seen.push_str(&chunk);
+                if seen.contains("[bench] ready") {
+                    break true;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break false,
+            Err(mpsc::RecvTimeoutError::Timeout) if started.elapsed() > config.timeout => break false,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    };
+    let mut summary = None;
+    if ready && count > 0 {
+        let guest_ip = GUEST_ADDRESS.split('/').next().unwrap_or(GUEST_ADDRESS);
+        // -f: the next request leaves when the reply arrives (or after 10 ms); -w bounds the time.
+        let output = Command::new("ip")
+            .args(["netns", "exec", &netns.name, "ping", "-q", "-f", "-c", &count.to_string(), "-s", &size.to_string(), "-w", "600", guest_ip])
+            .output()
+            .map_err(|e| format!("cannot run ping: {e}"))?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        summary = Some(parse_ping(&text).ok_or_else(|| format!("cannot read ping's summary:\n{text}{}", String::from_utf8_lossy(&output.stderr)))?);
+    }
+    let outcome = guest.join().map_err(|_| "the guest thread panicked")??;
+    if !ready {
+        return Err(failure("icmp_echo (never printed `[bench] ready`)", &outcome));
+    }
+    check_run("icmp_echo", &outcome)?;
+    Ok((summary, bench_counters(&outcome.console), outcome.console))
+}
+
+/// Runs the ICMP workload against the Linux guest `guest` with `count` requests per size.
+pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
+    let arch = guest.arch;
+    let netns = Netns::create()?;
+    let modules = guest.modules_for(&[guest.virtio_transport(), "virtio_net"])?;
+    let config_for = |n: u64| {
+        let mut config = guest.config("icmp_echo", &[n.to_string(), "300".into()], &modules, &format!("bench.net={GUEST_ADDRESS}"));
+        config.extra_args.extend([
+            "-netdev".into(),
+            format!("tap,id=net0,ifname={TAP},script=no,downscript=no"),
+            "-device".into(),
+            "virtio-net-pci,netdev=net0".into(),
+        ]);
+        config.launcher = netns.launcher();
+        config.timeout = Duration::from_secs(900);
+        config
+    };
+    let traced = |config: &VmConfig, name: &str| -> Result<(VmConfig, DeviceTrace)> {
+        let trace = DeviceTrace::new(&crate::linux::cache_dir().join("traces"), name)?;
+        let mut config = config.clone();
+        config.extra_args.extend(trace.qemu_args());
+        config.icount = true;
+        Ok((config, trace))
+    };
+    eprintln!("==> {arch} Linux: ICMP echo, no packets (icount + device trace: the idle reference)");
+    let (idle_config, idle_trace) = traced(&config_for(0), &format!("{arch}-icmp-idle"))?;
+    flood(&netns, &idle_config, 0, 0)?;
+    let idle = idle_trace.summary()?;
+    let mut sizes = Vec::new();
+    for size in PAYLOAD_SIZES {
+        eprintln!("==> {arch} Linux: ICMP echo, {count} x {size} bytes: host ping -f (TCG), then again under icount + device trace");
+        let config = config_for(count);
+        let (summary, _, _) = flood(&netns, &config, size, count)?;
+        let summary = summary.ok_or("no ping summary")?;
+        if summary.received != count {
+            return Err(format!("{size}-byte flood: {} of {count} replies", summary.received).into());
+        }
+        let (icount_config, trace) = traced(&config, &format!("{arch}-icmp-{size}"))?;
+        let (icount_summary, counters, _) = flood(&netns, &icount_config, size, count)?;
+        let busy = trace.summary()?;
+        let hz = counters.get("counter-hz").copied().unwrap_or(1);
+        let window = counters.get("window-ticks").copied().unwrap_or(0);
+        let per_packet: serde_json::Map<String, Value> = busy
+            .iter()
+            .map(|(name, &n)| (name.clone(), json!(super::round((n as f64 - idle.get(name).copied().unwrap_or(0) as f64) / count as f64))))
+            .collect();
+        sizes.push(json!({
+            "payload_bytes": size,
+            "requests": count,
+            "pps": super::round(summary.pps()),
+            "ping_time_ms": summary.time_ms,
+            "pps_under_icount": icount_summary.map(|s| super::round(s.pps())),
+            "device_per_packet": per_packet,
+            "virtual_ns_per_packet": super::round(ticks_to_ns(window, hz) / count.max(1) as f64),
+        }));
+    }
+    Ok(json!({
+        "program": "bench/c/icmp_echo.c",
+        "method": "host `ping -q -f -c N -s SIZE` from a network namespace over a tap; pps = received / ping's time (TCG wall); device counts per packet = (traced icount run - run with no packets) / N",
+        "virtual_ns_note": "instructions plus idle time QEMU skipped between packets (icount sleep=off)",
+        "sizes": sizes,
+        "qemu_command": command_line(&config_for(count)),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_summary_parses() {
+        let output = "PING 10.0.2.15 (10.0.2.15) 1472(1500) bytes of data.\n\n--- 10.0.2.15 ping statistics ---\n10000 packets transmitted, 9998 received, 0.02% packet loss, time 2500ms\nrtt min/avg/max/mdev = 0.1/0.2/0.3/0.01 ms, ipg/ewma 0.25/0.2 ms\n";
+        let summary = parse_ping(output).unwrap();
+        assert_eq!(summary, PingSummary { transmitted: 10000, received: 9998, time_ms: 2500.0 });
+        assert!((summary.pps() - 3999.2).abs() < 0.01);
+        assert_eq!(parse_ping("ping: connect: Network is unreachable"), None);
+    }
+}
