@@ -39,6 +39,14 @@ static inline uint64_t bench_ticks_hz(void) {
 #endif
 }
 
+/* Marks the measured window on the console. The harness finds these lines again in QEMU's
+ * device trace (as writes to the console's data register) and counts the device traffic
+ * between them. */
+static inline void bench_mark(const char *which) {
+    printf("[bench] mark %s\n", which);
+    fflush(stdout);
+}
+
 static inline void bench_report(const char *name, uint64_t value) {
     printf("[bench] %s: %llu\n", name, (unsigned long long)value);
 }

@@ -36,6 +36,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     unsigned long long blocks = disk_bytes / READ_SIZE;
+    bench_mark("start");
     uint64_t start = bench_ticks();
     for (long i = 0; i < reads; i++) {
         off_t offset = (off_t)((unsigned long long)i % blocks) * READ_SIZE;
@@ -45,6 +46,7 @@ int main(int argc, char **argv) {
         }
     }
     uint64_t end = bench_ticks();
+    bench_mark("end");
     bench_report("counter-hz", bench_ticks_hz());
     bench_report("operations", (uint64_t)reads);
     bench_report("loop-ticks", end - start);

@@ -1,10 +1,10 @@
 /* icmp_echo: the guest side of the seed-003 ICMP echo workload.
  *
  * The kernel answers echo requests itself; this program only marks the measured window. It
- * prints `[bench] ready` (the host starts sending then), waits until the kernel has received N
- * more echo requests (the `InEchos` counter of /proc/net/snmp, polled every millisecond), and
- * reports the counter ticks from the first request it saw to the last. A libos echo responder
- * mirrors it: ready line, N echo replies, the same report.
+ prints `[bench] mark start` (the host starts sending then), waits until the kernel has received
+ * N more echo requests (the `InEchos` counter of /proc/net/snmp, polled every millisecond),
+ * prints `[bench] mark end` and reports the counter ticks from the first request it saw to the
+ * last. A libos echo responder mirrors it: start mark, N echo replies, end mark, the report.
  * Usage: icmp_echo N [TIMEOUT_SECONDS]  (default timeout 300) */
 #include "bench_common.h"
 #include <stdlib.h>
@@ -47,8 +47,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "icmp_echo: cannot read InEchos from /proc/net/snmp\n");
         return 1;
     }
-    printf("[bench] ready\n");
-    fflush(stdout);
+    bench_mark("start");
     struct timespec now, deadline, pause = {0, 1000000};
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += timeout;
@@ -71,6 +70,7 @@ int main(int argc, char **argv) {
         }
         nanosleep(&pause, NULL);
     }
+    bench_mark("end");
     bench_report("counter-hz", bench_ticks_hz());
     bench_report("operations", (uint64_t)seen);
     bench_report("window-ticks", last - first);

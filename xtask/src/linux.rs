@@ -7,7 +7,7 @@
 //!    architecture, `gcc-aarch64-linux-gnu` and `musl-dev:arm64` for `aarch64-linux-musl-gcc`;
 //! 2. per arch, `apt-get download` of the kernel the `linux-image-cloud-<arch>` metapackage
 //!    depends on (the version apt offers now) and of `busybox-static`, unpacked with `dpkg-deb -x`.
-//!    arm64 kernels come gzip-compressed; they are unpacked to a raw `Image` so the runner can
+//!    An arm64 kernel that comes gzip-compressed is unpacked to a raw `Image` so the runner can
 //!    check the RAM size against the Image header as it does for libos;
 //! 3. the C programs compiled statically with musl;
 //! 4. an uncompressed newc cpio initramfs ([`Cpio`], written here: the format is a 110-byte ASCII
@@ -321,8 +321,12 @@ impl LinuxGuest {
         let busybox_root = fetch_and_unpack("busybox-static", arch, &dir.join("busybox"))?;
         let version = kernel_package.trim_start_matches("linux-image-").to_string();
         let vmlinuz = kernel_root.join(format!("boot/vmlinuz-{version}"));
+        // arm64 `vmlinuz` is a raw Image (magic `ARMd` at 0x38) in current packages; older ones
+        // were gzip-compressed.
+        let raw_arm64 = |path: &Path| std::fs::read(path).is_ok_and(|b| b.get(0x38..0x3c) == Some(b"ARMd"));
         let kernel = match arch {
             Arch::X86_64 => vmlinuz,
+            Arch::Aarch64 if raw_arm64(&vmlinuz) => vmlinuz,
             Arch::Aarch64 => {
                 let image = dir.join(format!("Image-{version}"));
                 if !image.exists() {

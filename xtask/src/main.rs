@@ -28,7 +28,17 @@ const HELP: &str = "\
         Host unit tests of every pure crate, then the QEMU integration tests (tests/).
   ./x bench boot [--runs N]
         Boot benchmark: guest instructions to main and to exit (icount), wall time against a
-        floor kernel, image size, smallest RAM. Writes bench/results/boot.{json,md}.
+        floor kernel, image size, smallest RAM. Writes bench/results/boot.{json,md,svg}.
+  ./x bench linux [--arch x86_64|aarch64|all] [--runs N] [--only boot,syscall,block,icmp]
+                  [--block-reads N] [--pings N]
+        Linux guest baseline (Debian kernel + busybox, built and cached under
+        target/linux-baseline/) running the C programs of bench/c/: instructions (icount),
+        device traffic (QEMU trace events), wall time (TCG). The ICMP workload needs root (it
+        creates a network namespace with a tap, deleted afterwards). Writes bench/results/linux.*.
+  ./x bench all
+        Every suite, then bench/results/README.md.
+  ./x bench --compare [SUITE]
+        The change of every figure against the previous results (<suite>.prev.json).
   ./x help
 ";
 

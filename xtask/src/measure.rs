@@ -143,49 +143,128 @@ impl DeviceTrace {
 
     /// Reads and summarises the log the last run wrote.
     pub fn summary(&self) -> Result<Counters> {
-        let text = std::fs::read_to_string(&self.log).map_err(|e| format!("cannot read the trace log {}: {e}", self.log.display()))?;
-        Ok(parse_trace_log(&text))
+        Ok(parse_trace_log(&self.read()?))
+    }
+
+    /// Reads and summarises the guest's measured window of the last run ([`parse_trace_window`]).
+    pub fn window(&self) -> Result<Counters> {
+        parse_trace_window(&self.read()?).ok_or_else(|| {
+            format!("the trace log {} has no `{WINDOW_START}` ... `{WINDOW_END}` window on the console", self.log.display()).into()
+        })
+    }
+
+    fn read(&self) -> Result<String> {
+        std::fs::read_to_string(&self.log).map_err(|e| format!("cannot read the trace log {}: {e}", self.log.display()).into())
     }
 }
 
+/// The marker lines a guest program prints around its measured window.
+pub const WINDOW_START: &str = "[bench] mark start";
+/// See [`WINDOW_START`].
+pub const WINDOW_END: &str = "[bench] mark end";
+
+/// The byte a trace line writes to a console's data register, if it does: x86 COM1 (`serial`,
+/// I/O port 0x3f8) or the aarch64 `virt` PL011 (`pl011`, offset 0 of its 4 KiB page; the trace
+/// shows the absolute address).
+fn console_data_write(line: &str) -> Option<u8> {
+    let device = line.split_once(" name '")?.1.split('\'').next()?;
+    let field = |name: &str| line.split_once(&format!(" {name} 0x"))?.1.split_whitespace().next().and_then(|v| u64::from_str_radix(v, 16).ok());
+    let address = field("addr")?;
+    let is_data_register = match device {
+        "serial" => address == 0x3f8,
+        "pl011" => address & 0xfff == 0,
+        _ => false,
+    };
+    is_data_register.then(|| field("value").map(|v| v as u8)).flatten()
+}
+
+/// The device traffic inside the guest's measured window: from the end of the line
+/// [`WINDOW_START`] to the start of the line [`WINDOW_END`], as the guest wrote them to its
+/// console (read back from the console's data-register writes in the trace). Counted like
+/// [`parse_trace_log`]; `None` if the log does not hold both markers.
+pub fn parse_trace_window(text: &str) -> Option<Counters> {
+    let mut counts = Counters::new();
+    let mut line = String::new();
+    let mut at_line_start = Counters::new();
+    let mut start = None;
+    for entry in text.lines() {
+        let byte = entry.contains("memory_region_ops_write").then(|| console_data_write(entry)).flatten();
+        if byte.is_some() && line.is_empty() {
+            // A console line begins: the traffic so far is what came before it.
+            at_line_start = counts.clone();
+        }
+        count_event(&mut counts, entry);
+        let Some(byte) = byte else { continue };
+        if byte != b'\n' {
+            line.push(char::from(byte));
+            continue;
+        }
+        if line.trim_end_matches('\r') == WINDOW_START {
+            start = Some(counts.clone());
+        } else if line.trim_end_matches('\r') == WINDOW_END {
+            let start = start?;
+            return Some(at_line_start.iter().map(|(k, &v)| (k.clone(), v - start.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect());
+        }
+        line.clear();
+    }
+    None
+}
+
 /// Summarises a QEMU trace log into counts by device and kind:
-/// - `mmio <device> read|write` for each `memory_region_ops_*` line (the device is the memory
-///   region's name: `serial`, `virtio-pci-common-virtio-blk`, `hpet`, ...; PIO and MMIO alike);
+/// - `mmio <device> read|write` for each `memory_region_ops_*` line of a guest CPU (the device
+///   is the memory region's name: `serial`, `virtio-pci-common-virtio-blk`, `hpet`, ...; PIO and
+///   MMIO alike); `device-originated <device> ...` for accesses no CPU made (`cpu -1`: MSI
+///   writes of device models), which are not exits;
 /// - the event name for every other event (`virtio_queue_notify`, `apic_deliver_irq`, ...);
-/// - `total device accesses` (all MMIO/PIO), `total interrupts injected` and `total virtio
-///   notifications` as the headline sums.
+/// - `total device accesses` (all MMIO/PIO traced), `total interrupts injected`, `total virtio
+///   notifications` and `total exits` (device accesses + notifications: what would exit to
+///   the VMM under KVM) as the headline sums.
+///
+/// QEMU serves virtio queue notifications through an ioeventfd, which bypasses the
+/// `memory_region_ops_write` trace, so notifications are counted from `virtio_queue_notify`.
 ///
 /// Lines may carry the `log` backend's optional `PID@SECONDS:` prefix; other lines are ignored.
 pub fn parse_trace_log(text: &str) -> Counters {
     let mut counts = Counters::new();
-    for line in text.lines() {
-        let line = match line.split_once(':') {
-            Some((prefix, rest)) if prefix.contains('@') && !prefix.contains(' ') => rest,
-            _ => line,
-        };
-        let Some(event) = line.split_whitespace().next() else { continue };
-        if !DEVICE_EVENTS.contains(&event) {
-            continue;
-        }
-        let key = match event.strip_prefix("memory_region_ops_") {
-            Some(kind) => {
-                let device = line.split_once(" name '").and_then(|(_, rest)| rest.split('\'').next()).unwrap_or("?");
-                *counts.entry("total device accesses".into()).or_default() += 1;
-                format!("mmio {device} {kind}")
-            }
-            None => {
-                if event.contains("irq") || event == "pic_interrupt" {
-                    *counts.entry("total interrupts injected".into()).or_default() += 1;
-                }
-                if event == "virtio_queue_notify" {
-                    *counts.entry("total virtio notifications".into()).or_default() += 1;
-                }
-                event.to_string()
-            }
-        };
-        *counts.entry(key).or_default() += 1;
-    }
+    text.lines().for_each(|line| count_event(&mut counts, line));
     counts
+}
+
+/// Adds one trace-log line to `counts` (see [`parse_trace_log`]).
+fn count_event(counts: &mut Counters, line: &str) {
+    let line = match line.split_once(':') {
+        Some((prefix, rest)) if prefix.contains('@') && !prefix.contains(' ') => rest,
+        _ => line,
+    };
+    let Some(event) = line.split_whitespace().next() else { return };
+    if !DEVICE_EVENTS.contains(&event) {
+        return;
+    }
+    let key = match event.strip_prefix("memory_region_ops_") {
+        Some(kind) if line.contains(" cpu -1 ") => {
+            // No CPU: a device model's own access, e.g. an MSI write to the interrupt controller.
+            let device = line.split_once(" name '").and_then(|(_, rest)| rest.split('\'').next()).unwrap_or("?");
+            format!("device-originated {device} {kind}")
+        }
+        Some(kind) => {
+            let device = line.split_once(" name '").and_then(|(_, rest)| rest.split('\'').next()).unwrap_or("?");
+            *counts.entry("total device accesses".into()).or_default() += 1;
+            *counts.entry("total exits".into()).or_default() += 1;
+            format!("mmio {device} {kind}")
+        }
+        None => {
+            if event.contains("irq") || event == "pic_interrupt" {
+                *counts.entry("total interrupts injected".into()).or_default() += 1;
+            }
+            if event == "virtio_queue_notify" {
+                // The notify write itself goes to an ioeventfd, which skips the MMIO trace.
+                *counts.entry("total virtio notifications".into()).or_default() += 1;
+                *counts.entry("total exits".into()).or_default() += 1;
+            }
+            event.to_string()
+        }
+    };
+    *counts.entry(key).or_default() += 1;
 }
 
 /// Boots each `(label, config)` `runs` times (at least [`MIN_WALL_RUNS`]), interleaved so that
@@ -363,6 +442,7 @@ virtio_queue_notify vdev 0x1 n 0 vq 0x2
 virtqueue_pop vq 0x2 elem 0x3 in_num 2 out_num 1
 virtio_notify vdev 0x1 vq 0x2
 apic_deliver_irq dest 0 dest_mode 0 delivery_mode 0 vector 34 trigger_mode 0
+memory_region_ops_write cpu -1 mr 0x5 addr 0xfee00000 value 0x0 size 4 name 'apic-msi'
 some unrelated line
 ";
         let counts = parse_trace_log(log);
@@ -370,12 +450,34 @@ some unrelated line
         assert_eq!(counts["mmio serial read"], 1);
         assert_eq!(counts["mmio virtio-pci-notify-virtio-blk write"], 1);
         assert_eq!(counts["total device accesses"], 3);
+        assert_eq!(counts["total exits"], 4);
         assert_eq!(counts["virtio_queue_notify"], 1);
         assert_eq!(counts["total virtio notifications"], 1);
         assert_eq!(counts["virtqueue_pop"], 1);
         assert_eq!(counts["apic_deliver_irq"], 1);
         assert_eq!(counts["total interrupts injected"], 1);
-        assert_eq!(counts.len(), 9);
+        assert_eq!(counts["device-originated apic-msi write"], 1);
+        assert_eq!(counts.len(), 12);
+    }
+
+    #[test]
+    fn window_lies_between_the_console_markers() {
+        let mut log = String::new();
+        let mut say = |text: &str| {
+            for byte in text.bytes() {
+                log += &format!("memory_region_ops_write cpu 0 mr 0x1 addr 0x3f8 value 0x{byte:x} size 1 name 'serial'\n");
+            }
+        };
+        say("booting\n[bench] mark start\n");
+        let before_end = "virtio_queue_notify vdev 0x1 n 0 vq 0x2\nvirtio_queue_notify vdev 0x1 n 0 vq 0x2\n";
+        let mut log = log + before_end;
+        for byte in "[bench] mark end\nbye\n".bytes() {
+            log += &format!("memory_region_ops_write cpu 0 mr 0x1 addr 0x3f8 value 0x{byte:x} size 1 name 'serial'\n");
+        }
+        let window = parse_trace_window(&log).unwrap();
+        let expected = [("total exits", 2), ("total virtio notifications", 2), ("virtio_queue_notify", 2)];
+        assert_eq!(window, expected.map(|(k, v)| (k.to_string(), v)).into());
+        assert_eq!(parse_trace_window("nothing\n"), None);
     }
 
     #[test]

@@ -7,15 +7,15 @@
 //! packet leaves the machine's own namespaces. The namespace is deleted when the measure ends,
 //! fails or panics ([`Drop`]), and on Ctrl-C (the handler deletes every namespace still open).
 //!
-//! Per payload size, two boots of the guest program `icmp_echo` (it prints `[bench] ready`, then
-//! waits for N echo requests):
+//! Per payload size, two boots of the guest program `icmp_echo` (it prints `[bench] mark start`,
+//! waits for N echo requests, prints `[bench] mark end`):
 //! 1. plain TCG: the host runs `ping -f -c N -s SIZE` and reports packets per second (wall);
-//! 2. icount + device trace: the same flood; device traffic per packet is (this run - a run in
-//!    which no packet arrives) / N.
+//! 2. icount + device trace: the same flood; device traffic per packet is the traffic between
+//!    the two marks ([`crate::measure::parse_trace_window`]) / N.
 
 use super::linux::{command_line, ticks_to_ns};
 use crate::linux::{LinuxGuest, bench_counters, check_run};
-use crate::measure::{Counters, DeviceTrace, failure};
+use crate::measure::{Counters, DeviceTrace, WINDOW_START, failure};
 use crate::qemu::{self, VmConfig};
 use crate::Result;
 use serde_json::{Value, json};
@@ -44,7 +44,7 @@ fn ip(args: &[&str]) -> Result<()> {
 
 fn delete_namespace(name: &str) {
     // Deleting the namespace also deletes the tap inside it.
-    let _ = Command::new("ip").args(["netns", "delete", name]).status();
+    let _ = Command::new("ip").args(["netns", "delete", name]).stderr(std::process::Stdio::null()).status();
 }
 
 /// Deletes the namespaces still open when the user presses Ctrl-C, then exits. QEMU, started
@@ -143,7 +143,7 @@ pub fn parse_ping(output: &str) -> Option<PingSummary> {
     Some(PingSummary { transmitted: transmitted?, received: received?, time_ms: time_ms? })
 }
 
-/// Boots `config` (inside `netns`), waits for the guest's ready line, floods it with `count`
+/// Boots `config` (inside `netns`), waits for the guest's start mark, floods it with `count`
 /// echo requests of `size` bytes (none when `count` is 0), and returns ping's summary and the
 /// guest's counters (after checking the guest succeeded).
 fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64) -> Result<(Option<PingSummary>, Counters, String)> {
@@ -156,7 +156,7 @@ fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64) -> Result<(Opt
         match console.recv_timeout(Duration::from_secs(1)) {
             Ok(chunk) => {
                 seen.push_str(&chunk);
-                if seen.contains("[bench] ready") {
+                if seen.contains(WINDOW_START) {
                     break true;
                 }
             }
@@ -178,7 +178,7 @@ fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64) -> Result<(Opt
     }
     let outcome = guest.join().map_err(|_| "the guest thread panicked")??;
     if !ready {
-        return Err(failure("icmp_echo (never printed `[bench] ready`)", &outcome));
+        return Err(failure("icmp_echo (never printed its start mark)", &outcome));
     }
     check_run("icmp_echo", &outcome)?;
     Ok((summary, bench_counters(&outcome.console), outcome.console))
@@ -208,10 +208,6 @@ pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
         config.icount = true;
         Ok((config, trace))
     };
-    eprintln!("==> {arch} Linux: ICMP echo, no packets (icount + device trace: the idle reference)");
-    let (idle_config, idle_trace) = traced(&config_for(0), &format!("{arch}-icmp-idle"))?;
-    flood(&netns, &idle_config, 0, 0)?;
-    let idle = idle_trace.summary()?;
     let mut sizes = Vec::new();
     for size in PAYLOAD_SIZES {
         eprintln!("==> {arch} Linux: ICMP echo, {count} x {size} bytes: host ping -f (TCG), then again under icount + device trace");
@@ -223,13 +219,11 @@ pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
         }
         let (icount_config, trace) = traced(&config, &format!("{arch}-icmp-{size}"))?;
         let (icount_summary, counters, _) = flood(&netns, &icount_config, size, count)?;
-        let busy = trace.summary()?;
+        let window = trace.window()?;
         let hz = counters.get("counter-hz").copied().unwrap_or(1);
-        let window = counters.get("window-ticks").copied().unwrap_or(0);
-        let per_packet: serde_json::Map<String, Value> = busy
-            .iter()
-            .map(|(name, &n)| (name.clone(), json!(super::round((n as f64 - idle.get(name).copied().unwrap_or(0) as f64) / count as f64))))
-            .collect();
+        let window_ticks = counters.get("window-ticks").copied().unwrap_or(0);
+        let per_packet: serde_json::Map<String, Value> =
+            window.iter().map(|(name, &n)| (name.clone(), json!(super::round(n as f64 / count as f64)))).collect();
         sizes.push(json!({
             "payload_bytes": size,
             "requests": count,
@@ -237,12 +231,12 @@ pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
             "ping_time_ms": summary.time_ms,
             "pps_under_icount": icount_summary.map(|s| super::round(s.pps())),
             "device_per_packet": per_packet,
-            "virtual_ns_per_packet": super::round(ticks_to_ns(window, hz) / count.max(1) as f64),
+            "virtual_ns_per_packet": super::round(ticks_to_ns(window_ticks, hz) / count.max(1) as f64),
         }));
     }
     Ok(json!({
         "program": "bench/c/icmp_echo.c",
-        "method": "host `ping -q -f -c N -s SIZE` from a network namespace over a tap; pps = received / ping's time (TCG wall); device counts per packet = (traced icount run - run with no packets) / N",
+        "method": "host `ping -q -f -c N -s SIZE` from a network namespace over a tap; pps = received / ping's time (TCG wall); device counts per packet = traffic between the guest's start and end marks in a traced icount run / N",
         "virtual_ns_note": "instructions plus idle time QEMU skipped between packets (icount sleep=off)",
         "sizes": sizes,
         "qemu_command": command_line(&config_for(count)),

@@ -52,12 +52,12 @@ pub(super) fn write(took: Duration) -> Result<()> {
         md += &row("Linux: instructions `main` to exit of a one-line program", "boot.instructions_main_to_exit");
         md += &row("Linux: device accesses (MMIO/PIO) during the whole boot", "boot.device_whole_boot.total device accesses");
         md += &row("Linux: instructions per `getppid` system call", "syscall.instructions_per_operation");
-        md += &row("Linux: device accesses per 512-byte virtio-blk read", "block.device_per_read.total device accesses");
+        md += &row("Linux: exits (MMIO/PIO + virtio notifications) per 512-byte virtio-blk read", "block.device_per_read.total exits");
         md += &row("Linux: interrupts injected per 512-byte read", "block.device_per_read.total interrupts injected");
         md += &row("Linux: wall µs per 512-byte read (TCG)", "block.wall.us_per_read");
         for (i, size) in super::icmp::PAYLOAD_SIZES.iter().enumerate() {
             md += &row(&format!("Linux: {size}-byte ICMP echo, packets/s (TCG)"), &format!("icmp.sizes.{i}.pps"));
-            md += &row(&format!("Linux: {size}-byte ICMP echo, device accesses per packet"), &format!("icmp.sizes.{i}.device_per_packet.total device accesses"));
+            md += &row(&format!("Linux: {size}-byte ICMP echo, exits per packet"), &format!("icmp.sizes.{i}.device_per_packet.total exits"));
         }
         for arch in ["x86_64", "aarch64"] {
             for failure in linux["arches"][arch]["failed"].as_array().into_iter().flatten() {
