@@ -110,6 +110,7 @@ pub const DEVICE_EVENTS: &[&str] = &[
     "ioapic_set_irq",
     "pic_interrupt",
     "gicv3_redist_set_irq",
+    "gicv3_its_translation_write", // an MSI arriving at the GICv3 ITS (virtio-pci on virt)
     "gicv3_dist_set_irq",
     "gic_set_irq",
 ];
@@ -253,7 +254,7 @@ fn count_event(counts: &mut Counters, line: &str) {
             format!("mmio {device} {kind}")
         }
         None => {
-            if event.contains("irq") || event == "pic_interrupt" {
+            if event.contains("irq") || event == "pic_interrupt" || event == "gicv3_its_translation_write" {
                 *counts.entry("total interrupts injected".into()).or_default() += 1;
             }
             if event == "virtio_queue_notify" {
