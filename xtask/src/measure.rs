@@ -200,9 +200,12 @@ pub fn parse_trace_window(text: &str) -> Option<Counters> {
             line.push(char::from(byte));
             continue;
         }
-        if line.trim_end_matches('\r') == WINDOW_START {
+        // `ends_with`: the first console line also holds the UART divisor bytes the kernel wrote
+        // through the same register, and kernel messages may precede a line.
+        let text = line.trim_end_matches('\r');
+        if text.ends_with(WINDOW_START) {
             start = Some(counts.clone());
-        } else if line.trim_end_matches('\r') == WINDOW_END {
+        } else if text.ends_with(WINDOW_END) {
             let start = start?;
             return Some(at_line_start.iter().map(|(k, &v)| (k.clone(), v - start.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect());
         }
@@ -469,7 +472,7 @@ some unrelated line
                 log += &format!("memory_region_ops_write cpu 0 mr 0x1 addr 0x3f8 value 0x{byte:x} size 1 name 'serial'\n");
             }
         };
-        say("booting\n[bench] mark start\n");
+        say("\x0c\x0c[bench] mark start\r\n");
         let before_end = "virtio_queue_notify vdev 0x1 n 0 vq 0x2\nvirtio_queue_notify vdev 0x1 n 0 vq 0x2\n";
         let mut log = log + before_end;
         for byte in "[bench] mark end\nbye\n".bytes() {
