@@ -32,6 +32,22 @@ pub(super) fn counter_hz(console: &str) -> Option<u64> {
     console.lines().find_map(|l| l.strip_prefix("[boot-stats] counter: ")?.split(' ').next()?.parse().ok())
 }
 
+/// The `[boot-stats]` counters of a successful boot: `entry-to-main`, `entry-to-exit` (ticks)
+/// and `counter-hz`; a failed boot is an error carrying its console.
+pub(super) fn boot_stats(what: &str, outcome: &qemu::Outcome) -> Result<crate::measure::Counters> {
+    if outcome.exit != Exit::Code(0) {
+        return Err(crate::measure::failure(what, outcome));
+    }
+    let missing = |line: &str| format!("{what}: no `[boot-stats] {line}` line in the console");
+    Ok([
+        ("entry-to-main", ticks(&outcome.console, "entry-to-main").ok_or_else(|| missing("entry-to-main ticks"))?),
+        ("entry-to-exit", ticks(&outcome.console, "entry-to-exit").ok_or_else(|| missing("entry-to-exit ticks"))?),
+        ("counter-hz", counter_hz(&outcome.console).ok_or_else(|| missing("counter"))?),
+    ]
+    .map(|(name, value)| (name.to_string(), value))
+    .into())
+}
+
 /// Bytes the loader copies: the sum of the PT_LOAD segments' file sizes.
 fn loaded_bytes(image: &[u8]) -> u64 {
     crate::elf::load_segments(image).iter().map(|s| s.file_size).sum()
@@ -59,19 +75,9 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
     icount.icount = true;
     icount.cmdline = "bootstats".into();
     icount.timeout = Duration::from_secs(60);
-    let mut counts = Vec::new();
-    for _ in 0..2 {
-        let outcome = qemu::run(&icount, false)?;
-        if outcome.exit != Exit::Code(0) {
-            return Err(format!("hello under icount ended with {:?}:\n{}", outcome.exit, outcome.console).into());
-        }
-        let to_main = ticks(&outcome.console, "entry-to-main").ok_or("no entry-to-main line")?;
-        let to_exit = ticks(&outcome.console, "entry-to-exit").ok_or("no entry-to-exit line")?;
-        let hz = counter_hz(&outcome.console).ok_or("no counter line")?;
-        counts.push((to_main, to_exit, hz));
-    }
-    let (to_main, to_exit, hz) = counts[0];
-    let deterministic = counts.windows(2).all(|w| w[0].0 == w[1].0 && w[0].1 == w[1].1);
+    let repeated = crate::measure::icount_twice(&icount, |outcome| boot_stats("hello under icount", outcome))?;
+    let (to_main, to_exit, hz) = (repeated.counters["entry-to-main"], repeated.counters["entry-to-exit"], repeated.counters["counter-hz"]);
+    let deterministic = repeated.counters == repeated.second;
     // Under icount shift=0 the TSC ticks once per instruction: it must calibrate to ~1 GHz.
     let ticks_are_instructions = hz.abs_diff(1_000_000_000) < 10_000_000;
 
