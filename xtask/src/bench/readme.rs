@@ -20,24 +20,25 @@ fn cell(json: &Value, path: &str) -> String {
     at(json, path).map_or("-".into(), format_figure)
 }
 
-/// Writes the page; `took` is how long the whole `./x bench all` ran.
-pub(super) fn write(took: Duration) -> Result<()> {
+/// Writes the page; `took` is how long the whole `./x bench all` ran (`None` when only the page
+/// is rewritten, by `./x bench readme`).
+pub(super) fn write(took: Option<Duration>) -> Result<()> {
     let boot = read("boot.json");
     let linux = read("linux.json");
     let host = boot.as_ref().or(linux.as_ref()).map(|j| j["host"].clone()).unwrap_or(Value::Null);
     let mut md = String::from("# Benchmark results\n\n");
     md += "Written by `./x bench all`. Every figure compares libos with something measured on the same QEMU in the same run.\n\n";
     md += &format!(
-        "**Machine:** {} ({} cores), {}, commit {}. **Accelerator: TCG** for every figure (this host's KVM is a software-nested module, slower than TCG; `./x` checks with a calibration boot). The whole `./x bench all` took {:.0} s.\n\n",
+        "**Machine:** {} ({} cores), {}, commit {}. **Accelerator: TCG** for every figure (this host's KVM is a software-nested module, slower than TCG; `./x` checks with a calibration boot).{}\n\n",
         host["cpu"].as_str().unwrap_or("?"),
         host["cores"],
         host["qemu"].as_str().unwrap_or("?"),
         host["commit"].as_str().unwrap_or("?"),
-        took.as_secs_f64()
+        took.map_or(String::new(), |t| format!(" The whole `./x bench all` took {:.0} s.", t.as_secs_f64()))
     );
     md += "## How\n\n";
     md += "- **Instructions** are exact: QEMU runs with `-icount shift=0,sleep=off`, so a guest clock backed by QEMU's virtual clock ticks once per guest instruction (x86_64 TSC: 1 tick = 1 instruction; aarch64 CNTVCT at 62.5 MHz: 1 tick = 16 instructions). Every such figure comes from two runs checked to agree within 0.1%. While a guest idles, QEMU skips virtual time to the next timer, so for I/O workloads the tick figures are labelled *virtual ns* (instructions + skipped idle), not instructions.\n";
-    md += "- **Device traffic** comes from QEMU trace events (`memory_region_ops_read/write` by device region, `virtio_queue_notify`, `virtqueue_pop`, `virtio_notify`, APIC/IOAPIC/PIC/GIC injection). Under KVM each MMIO/PIO access and each notification is a VM exit, so these counts stand in for exits.\n";
+    md += "- **Device traffic** comes from QEMU trace events (`memory_region_ops_read/write` by device region, `virtio_queue_notify`, `virtqueue_pop`, `virtio_notify`, APIC/IOAPIC/PIC/GIC/ITS injection). Under KVM each MMIO/PIO access and each notification is a VM exit, so *exits* = guest MMIO/PIO accesses + virtio notifications (QEMU serves notifications through an ioeventfd, invisible to the MMIO trace). Per-operation counts cover only the window between the program's `[bench] mark start` and `[bench] mark end` console lines, found again in the trace, divided by the operation count. Timer interrupts inside the window are included, so these counts repeat closely but not exactly; ICMP counts come from one icount run per size (the host's packet timing is not repeatable anyway).\n";
     md += "- **Wall time** is secondary: whole-QEMU-process medians of >= 5 interleaved runs, always a ratio against a baseline timed in the same invocation, labelled TCG.\n";
     md += "- The **Linux guest** is Debian's cloud kernel with a busybox initramfs running static musl C programs from `bench/c/`, built by `./x` from Debian packages (`target/linux-baseline/`). Exact QEMU commands and kernel command lines are in `linux.md`.\n\n";
     md += "## Headline figures\n\n| figure | x86_64 | aarch64 |\n|---|---|---|\n";
