@@ -12,8 +12,14 @@ fn read(name: &str) -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 
+/// The number at `path` (`a.b.0.c`: keys, and indices into arrays).
 fn at(json: &Value, path: &str) -> Option<f64> {
-    path.split('.').try_fold(json, |v, k| v.get(k)).and_then(Value::as_f64)
+    path.split('.')
+        .try_fold(json, |v, k| match v {
+            Value::Array(items) => items.get(k.parse::<usize>().ok()?),
+            _ => v.get(k),
+        })
+        .and_then(Value::as_f64)
 }
 
 fn cell(json: &Value, path: &str) -> String {
@@ -49,7 +55,7 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
     }
     if let Some(linux) = &linux {
         let row = |label: &str, path: &str| format!("| {label} | {} | {} |\n", cell(linux, &format!("arches.x86_64.workloads.{path}")), cell(linux, &format!("arches.aarch64.workloads.{path}")));
-        md += &row("Linux boot: wall / libos `hello` wall (TCG)", "boot.wall.ratio_linux_over_libos");
+        md += &row("Linux boot: wall / libos `hello` wall (TCG, ratio)", "boot.wall.ratio_linux_over_libos");
         md += &row("Linux: instructions `main` to exit of a one-line program", "boot.instructions_main_to_exit");
         md += &row("Linux: device accesses (MMIO/PIO) during the whole boot", "boot.device_whole_boot.total device accesses");
         md += &row("Linux: instructions per `getppid` system call", "syscall.instructions_per_operation");
@@ -68,7 +74,21 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
     }
     md += "\nThe libos side of the block and ICMP workloads comes with the virtio-blk and network issues; until then their rows show the Linux baseline only.\n\n";
     md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
+    md += "\n![libos boot](boot-wall-ratio.svg)\n\n![Linux boot](linux-boot-wall-ratio.svg)\n";
     std::fs::write(results_dir()?.join("README.md"), md)?;
     eprintln!("==> wrote bench/results/README.md");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_reach_into_arrays() {
+        let json = serde_json::json!({ "a": { "sizes": [{ "pps": 1.5 }, { "pps": 2 }] } });
+        assert_eq!(at(&json, "a.sizes.1.pps"), Some(2.0));
+        assert_eq!(at(&json, "a.sizes.2.pps"), None);
+        assert_eq!(cell(&json, "a.missing"), "-");
+    }
 }
