@@ -11,7 +11,7 @@
 //! - [`measure`]: the measurement layer of the suites (icount runs, device-trace counts,
 //!   wall-clock spreads, results files, plots, comparison with the previous results);
 //! - [`linux`]: the Linux guest baseline (Debian kernel, busybox initramfs, C programs);
-//! - [`bench`]: `./x bench` suites, writing `bench/results/`.
+//! - [`bench`](mod@bench): `./x bench` suites, writing `bench/results/`.
 
 pub mod accel;
 pub mod arch;

@@ -298,6 +298,18 @@ fn check_memory(config: &VmConfig) -> Result<()> {
     }
 }
 
+/// The QEMU processes this program is running now (for [`kill_running`]).
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Kills every QEMU this program started and is still waiting for: an interrupted benchmark
+/// must not leave guests behind (Ctrl-C in a terminal reaches them too, a `kill` does not).
+pub fn kill_running() {
+    let pids = RUNNING.lock().map(|p| p.clone()).unwrap_or_default();
+    for pid in pids {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+}
+
 /// Boots `config`, echoing the console to our stdout when `echo` is set.
 pub fn run(config: &VmConfig, echo: bool) -> Result<Outcome> {
     run_observed(config, echo, None)
@@ -349,6 +361,9 @@ pub fn run_observed(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender
 
     // Wait for QEMU in a thread so the timeout can be a channel timeout.
     let pid = child.id();
+    if let Ok(mut running) = RUNNING.lock() {
+        running.push(pid);
+    }
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = done.send(child.wait());
@@ -362,6 +377,9 @@ pub fn run_observed(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender
         }
     };
     let wall = started.elapsed();
+    if let Ok(mut running) = RUNNING.lock() {
+        running.retain(|&p| p != pid);
+    }
     let console = String::from_utf8_lossy(&console_reader.join().unwrap_or_default()).replace('\r', "");
     let stderr = stderr_reader.join().unwrap_or_default();
     if echo && !stderr.is_empty() {

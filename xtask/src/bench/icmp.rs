@@ -5,7 +5,8 @@
 //! ([`Netns`]): QEMU is started inside it (`ip netns exec`), the host end of the tap gets
 //! [`HOST_ADDRESS`] and the guest [`GUEST_ADDRESS`], and nothing is routed anywhere else, so no
 //! packet leaves the machine's own namespaces. The namespace is deleted when the measure ends,
-//! fails or panics ([`Drop`]), and on Ctrl-C (the handler deletes every namespace still open).
+//! fails or panics ([`Drop`]), and on Ctrl-C (the handler kills the running guests and deletes
+//! every namespace still open).
 //!
 //! Per payload size, two boots of the guest program `icmp_echo` (it prints `[bench] mark start`,
 //! waits for N echo requests, prints `[bench] mark end`):
@@ -47,12 +48,13 @@ fn delete_namespace(name: &str) {
     let _ = Command::new("ip").args(["netns", "delete", name]).stderr(std::process::Stdio::null()).status();
 }
 
-/// Deletes the namespaces still open when the user presses Ctrl-C, then exits. QEMU, started
-/// in our process group, gets the same SIGINT and ends by itself.
+/// On Ctrl-C (SIGINT): kills the guests still running and deletes the namespaces still open,
+/// then exits.
 fn install_interrupt_handler() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let result = ctrlc::set_handler(|| {
+            qemu::kill_running();
             let names = OPEN_NAMESPACES.lock().map(|n| n.clone()).unwrap_or_default();
             for name in names {
                 eprintln!("./x: interrupted; deleting network namespace {name}");
