@@ -14,7 +14,7 @@
 //! 2. icount + device trace: the same flood; device traffic per packet is the traffic between
 //!    the two marks ([`crate::measure::parse_trace_window`]) / N.
 
-use super::linux::{command_line, ticks_to_ns};
+use super::linux::{command_line, per_operation, ticks_to_ns};
 use crate::linux::{LinuxGuest, bench_counters, check_run};
 use crate::measure::{Counters, DeviceTrace, WINDOW_START, failure};
 use crate::qemu::{self, VmConfig};
@@ -224,8 +224,7 @@ pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
         let window = trace.window()?;
         let hz = counters.get("counter-hz").copied().unwrap_or(1);
         let window_ticks = counters.get("window-ticks").copied().unwrap_or(0);
-        let per_packet: serde_json::Map<String, Value> =
-            window.iter().map(|(name, &n)| (name.clone(), json!(super::round(n as f64 / count as f64)))).collect();
+        let per_packet = per_operation(&window, count);
         sizes.push(json!({
             "payload_bytes": size,
             "requests": count,
