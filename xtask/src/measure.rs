@@ -292,6 +292,17 @@ pub fn wall_runs(
     Ok(samples.iter().map(|times| Spread::of(times)).collect())
 }
 
+/// Median, minimum and maximum of `values` (NaN when empty).
+pub fn median_min_max(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
+    (median, values[0], values[n - 1])
+}
+
 /// True for a run that ended with the guest's exit code 0.
 pub fn exited_cleanly(outcome: &Outcome) -> bool {
     outcome.exit == Exit::Code(0)
@@ -482,6 +493,13 @@ some unrelated line
         let expected = [("total exits", 2), ("total virtio notifications", 2), ("virtio_queue_notify", 2)];
         assert_eq!(window, expected.map(|(k, v)| (k.to_string(), v)).into());
         assert_eq!(parse_trace_window("nothing\n"), None);
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median_min_max(vec![3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(median_min_max(vec![4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+        assert!(median_min_max(Vec::new()).0.is_nan());
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!
 //! Per payload size, two boots of the guest program `icmp_echo` (it prints `[bench] mark start`,
 //! waits for N echo requests, prints `[bench] mark end`):
-//! 1. plain TCG: the host runs `ping -f -c N -s SIZE` and reports packets per second (wall);
+//! 1. plain TCG: the host runs `ping -f -c N -s SIZE` five times in one boot and reports the
+//!    median packets per second (wall, with min and max);
 //! 2. icount + device trace: the same flood; device traffic per packet is the traffic between
 //!    the two marks ([`crate::measure::parse_trace_window`]) / N.
 
@@ -145,10 +146,10 @@ pub fn parse_ping(output: &str) -> Option<PingSummary> {
     Some(PingSummary { transmitted: transmitted?, received: received?, time_ms: time_ms? })
 }
 
-/// Boots `config` (inside `netns`), waits for the guest's start mark, floods it with `count`
-/// echo requests of `size` bytes (none when `count` is 0), and returns ping's summary and the
-/// guest's counters (after checking the guest succeeded).
-fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64) -> Result<(Option<PingSummary>, Counters, String)> {
+/// Boots `config` (inside `netns`; its guest must expect `count * floods` requests), waits for
+/// the guest's start mark, floods it `floods` times with `count` echo requests of `size` bytes,
+/// and returns ping's summaries and the guest's counters (after checking the guest succeeded).
+fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64, floods: usize) -> Result<(Vec<PingSummary>, Counters)> {
     let (sender, console) = mpsc::channel();
     let config_for_thread = config.clone();
     let guest = std::thread::spawn(move || qemu::run_observed(&config_for_thread, false, Some(sender)));
@@ -167,8 +168,8 @@ fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64) -> Result<(Opt
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
     };
-    let mut summary = None;
-    if ready && count > 0 {
+    let mut summaries = Vec::new();
+    for _ in 0..if ready { floods } else { 0 } {
         let guest_ip = GUEST_ADDRESS.split('/').next().unwrap_or(GUEST_ADDRESS);
         // -f: the next request leaves when the reply arrives (or after 10 ms); -w bounds the time.
         let output = Command::new("ip")
@@ -176,14 +177,14 @@ fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64) -> Result<(Opt
             .output()
             .map_err(|e| format!("cannot run ping: {e}"))?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        summary = Some(parse_ping(&text).ok_or_else(|| format!("cannot read ping's summary:\n{text}{}", String::from_utf8_lossy(&output.stderr)))?);
+        summaries.push(parse_ping(&text).ok_or_else(|| format!("cannot read ping's summary:\n{text}{}", String::from_utf8_lossy(&output.stderr)))?);
     }
     let outcome = guest.join().map_err(|_| "the guest thread panicked")??;
     if !ready {
         return Err(failure("icmp_echo (never printed its start mark)", &outcome));
     }
     check_run("icmp_echo", &outcome)?;
-    Ok((summary, bench_counters(&outcome.console), outcome.console))
+    Ok((summaries, bench_counters(&outcome.console)))
 }
 
 /// Runs the ICMP workload against the Linux guest `guest` with `count` requests per size.
@@ -213,14 +214,15 @@ pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
     let mut sizes = Vec::new();
     for size in PAYLOAD_SIZES {
         eprintln!("==> {arch} Linux: ICMP echo, {count} x {size} bytes: host ping -f (TCG), then again under icount + device trace");
-        let config = config_for(count);
-        let (summary, _, _) = flood(&netns, &config, size, count)?;
-        let summary = summary.ok_or("no ping summary")?;
-        if summary.received != count {
-            return Err(format!("{size}-byte flood: {} of {count} replies", summary.received).into());
+        let floods = crate::measure::MIN_WALL_RUNS;
+        let (summaries, _) = flood(&netns, &config_for(count * floods as u64), size, count, floods)?;
+        if let Some(short) = summaries.iter().find(|s| s.received != count) {
+            return Err(format!("{size}-byte flood: {} of {count} replies", short.received).into());
         }
+        let pps = crate::measure::median_min_max(summaries.iter().map(PingSummary::pps).collect());
+        let config = config_for(count);
         let (icount_config, trace) = traced(&config, &format!("{arch}-icmp-{size}"))?;
-        let (icount_summary, counters, _) = flood(&netns, &icount_config, size, count)?;
+        let (icount_summaries, counters) = flood(&netns, &icount_config, size, count, 1)?;
         let window = trace.window()?;
         let hz = counters.get("counter-hz").copied().unwrap_or(1);
         let window_ticks = counters.get("window-ticks").copied().unwrap_or(0);
@@ -228,16 +230,18 @@ pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
         sizes.push(json!({
             "payload_bytes": size,
             "requests": count,
-            "pps": super::round(summary.pps()),
-            "ping_time_ms": summary.time_ms,
-            "pps_under_icount": icount_summary.map(|s| super::round(s.pps())),
+            "floods": floods,
+            "pps": super::round(pps.0),
+            "pps_min": super::round(pps.1),
+            "pps_max": super::round(pps.2),
+            "pps_under_icount": icount_summaries.first().map(|s| super::round(s.pps())),
             "device_per_packet": per_packet,
             "virtual_ns_per_packet": super::round(ticks_to_ns(window_ticks, hz) / count.max(1) as f64),
         }));
     }
     Ok(json!({
         "program": "bench/c/icmp_echo.c",
-        "method": "host `ping -q -f -c N -s SIZE` from a network namespace over a tap; pps = received / ping's time (TCG wall); device counts per packet = traffic between the guest's start and end marks in a traced icount run / N",
+        "method": "host `ping -q -f -c N -s SIZE` from a network namespace over a tap; pps = received / ping's time (TCG wall), median of 5 floods in one boot; device counts per packet = traffic between the guest's start and end marks in a traced icount run / N",
         "virtual_ns_note": "instructions plus idle time QEMU skipped between packets (icount sleep=off)",
         "sizes": sizes,
         "qemu_command": command_line(&config_for(count)),

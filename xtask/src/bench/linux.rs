@@ -334,7 +334,7 @@ fn markdown_section(json: &Value) -> String {
     if let Some(sizes) = w.get("icmp").and_then(|i| i["sizes"].as_array()) {
         for size in sizes {
             let bytes = figure(size, "payload_bytes");
-            md += &format!("| icmp | {bytes}-byte echo: packets/s (TCG, host `ping -f`) | {} |\n", figure(size, "pps"));
+            md += &format!("| icmp | {bytes}-byte echo: packets/s (TCG, host `ping -f`, median of 5 floods) | {} |\n", figure(size, "pps"));
             md += &format!("| icmp | {bytes}-byte echo: exits per packet (MMIO/PIO + virtio notifications) | {} |\n", figure(size, "device_per_packet.total exits"));
             md += &format!("| icmp | {bytes}-byte echo: interrupts injected per packet | {} |\n", figure(size, "device_per_packet.total interrupts injected"));
         }

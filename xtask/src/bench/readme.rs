@@ -72,7 +72,7 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
             }
         }
     }
-    md += "\n**Caveat (unfinished):** ICMP packets/s come from one `ping -f` flood of 2 000 requests per size, not yet a median of 5; on this shared 2-core host they moved by up to 70% between two runs of `./x bench all`. Device counts per packet moved by under 1%.\n";
+    md += "\nICMP packets/s: median of 5 `ping -f` floods of 2 000 requests per size in one boot (min and max in `linux.json`); with one flood they moved by up to 70% between two runs on this shared host.\n";
     md += "\nThe libos side of the block and ICMP workloads comes with the virtio-blk and network issues; until then their rows show the Linux baseline only.\n\n";
     md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
     md += "\n![libos boot](boot-wall-ratio.svg)\n\n![Linux boot](linux-boot-wall-ratio.svg)\n";
