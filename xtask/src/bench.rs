@@ -9,26 +9,59 @@ mod boot;
 mod boot_aarch64;
 mod fs;
 mod sched;
+mod icmp;
+mod linux;
+mod readme;
 
 use crate::{Result, root};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Runs `./x bench ARGS`.
+/// Runs `./x bench ARGS`: `SUITE [OPTIONS]`, `all`, `--compare`, or `SUITE --compare`.
 pub fn main(args: Vec<String>) -> Result<i32> {
-    let mut args = args.into_iter();
-    match args.next().as_deref() {
+    let compare = args.iter().any(|a| a == "--compare");
+    let mut args = args.into_iter().filter(|a| a != "--compare");
+    let suite = args.next();
+    if compare {
+        return crate::measure::compare_main(suite.as_deref());
+    }
+    match suite.as_deref() {
         Some("boot") => boot::run(args.collect()),
         Some("fs") => fs::run(args.collect()),
         Some("sched") => sched::run(args.collect()),
-        Some("all") => {
-            let mut code = boot::run(Vec::new())?;
-            code = code.max(fs::run(Vec::new())?);
-            Ok(code.max(sched::run(Vec::new())?))
-        }
-        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, all)").into()),
-        None => Err("which suite? ./x bench boot | fs | sched | all".into()),
+        Some("linux") => linux::run(args.collect()),
+        Some("all") => all(args.collect()),
+        Some("readme") => readme::write(None).map(|()| 0),
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, linux, all; readme rewrites README.md)").into()),
+        None => Err("which suite? ./x bench boot | fs | sched | linux | all | --compare".into()),
     }
+}
+
+/// `./x bench all`: every suite, then `bench/results/README.md`. A failed suite does not stop
+/// the others; it is reported, and the whole run fails.
+fn all(args: Vec<String>) -> Result<i32> {
+    if let Some(bad) = args.first() {
+        return Err(format!("`./x bench all` takes no options (got `{bad}`)").into());
+    }
+    let started = std::time::Instant::now();
+    let mut status = 0;
+    let suites: [(&str, fn(Vec<String>) -> Result<i32>); 4] =
+        [("boot", boot::run), ("fs", fs::run), ("sched", sched::run), ("linux", linux::run)];
+    for (suite, run) in suites {
+        match run(Vec::new()) {
+            Ok(0) => {}
+            Ok(code) => {
+                eprintln!("./x: suite {suite} finished with failures (status {code})");
+                status = 1;
+            }
+            Err(e) => {
+                eprintln!("./x: suite {suite} failed: {e}");
+                status = 1;
+            }
+        }
+    }
+    readme::write(Some(started.elapsed()))?;
+    Ok(status)
 }
 
 /// `bench/results/`, created if needed.

@@ -8,7 +8,10 @@
 //!   captures the console and decodes the guest's exit code;
 //! - [`accel`]: picks KVM only where a calibration boot shows it is hardware-accelerated;
 //! - [`floor`]: generates the minimal PVH kernel used as the wall-clock floor and KVM probe;
-//! - [`bench`]: `./x bench` suites, writing `bench/results/`.
+//! - [`measure`]: the measurement layer of the suites (icount runs, device-trace counts,
+//!   wall-clock spreads, results files, plots, comparison with the previous results);
+//! - [`linux`]: the Linux guest baseline (Debian kernel, busybox initramfs, C programs);
+//! - [`bench`](mod@bench): `./x bench` suites, writing `bench/results/`.
 
 pub mod accel;
 pub mod arch;
@@ -16,6 +19,8 @@ pub mod bench;
 pub mod build;
 pub mod elf;
 pub mod floor;
+pub mod linux;
+pub mod measure;
 pub mod qemu;
 
 use std::path::PathBuf;

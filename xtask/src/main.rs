@@ -28,7 +28,7 @@ const HELP: &str = "\
         Host unit tests of every pure crate, then the QEMU integration tests (tests/).
   ./x bench boot [--runs N]
         Boot benchmark: guest instructions to main and to exit (icount), wall time against a
-        floor kernel, image size, smallest RAM. Writes bench/results/boot.{json,md}.
+        floor kernel, image size, smallest RAM. Writes bench/results/boot.{json,md,svg}.
   ./x bench fs [--file-mib N]
         File-system benchmark on ramfs: create/stat/unlink of 10 000 files, sequential I/O of an
         N MiB file (default 256) in 4 KiB and 1 MiB calls, 4 KiB random reads; guest
@@ -37,6 +37,16 @@ const HELP: &str = "\
         Scheduler benchmark: guest instructions per yield switch and per spawn+join (icount),
         timer interrupts of an idle sleeping thread, both arches and policies. Writes
         bench/results/sched.{json,md}.
+  ./x bench linux [--arch x86_64|aarch64|all] [--runs N] [--only boot,syscall,block,icmp]
+                  [--block-reads N] [--pings N]
+        Linux guest baseline (Debian kernel + busybox, built and cached under
+        target/linux-baseline/) running the C programs of bench/c/: instructions (icount),
+        device traffic (QEMU trace events), wall time (TCG). The ICMP workload needs root (it
+        creates a network namespace with a tap, deleted afterwards). Writes bench/results/linux.*.
+  ./x bench all
+        Every suite, then bench/results/README.md.
+  ./x bench --compare [SUITE]
+        The change of every figure against the previous results (<suite>.prev.json).
   ./x help
 ";
 

@@ -109,6 +109,9 @@ pub struct VmConfig {
     pub timeout: Duration,
     /// More QEMU arguments.
     pub extra_args: Vec<String>,
+    /// A command QEMU runs under, e.g. `ip netns exec NS` (it must `exec` QEMU, so that the
+    /// timeout's kill reaches QEMU itself). Empty: QEMU runs directly.
+    pub launcher: Vec<String>,
 }
 
 impl VmConfig {
@@ -126,12 +129,20 @@ impl VmConfig {
             icount: false,
             timeout: Duration::from_secs(60),
             extra_args: Vec::new(),
+            launcher: Vec::new(),
         }
     }
 
     /// The QEMU command.
     pub fn command(&self) -> Command {
-        let mut command = Command::new(self.arch.qemu());
+        let mut command = match self.launcher.split_first() {
+            None => Command::new(self.arch.qemu()),
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(self.arch.qemu());
+                command
+            }
+        };
         match self.machine {
             Machine::Microvm => command.args(["-M", "microvm,rtc=off,pit=on", "-bios", QBOOT]),
             Machine::Q35 => command.args(["-M", "q35", "-bios", QBOOT]),
@@ -287,8 +298,26 @@ fn check_memory(config: &VmConfig) -> Result<()> {
     }
 }
 
+/// The QEMU processes this program is running now (for [`kill_running`]).
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Kills every QEMU this program started and is still waiting for: an interrupted benchmark
+/// must not leave guests behind (Ctrl-C in a terminal reaches them too, a `kill` does not).
+pub fn kill_running() {
+    let pids = RUNNING.lock().map(|p| p.clone()).unwrap_or_default();
+    for pid in pids {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+}
+
 /// Boots `config`, echoing the console to our stdout when `echo` is set.
 pub fn run(config: &VmConfig, echo: bool) -> Result<Outcome> {
+    run_observed(config, echo, None)
+}
+
+/// [`run`], also sending the console to `observer` as it arrives (in chunks, not lines), so a
+/// caller can act while the guest runs (a benchmark waits for the guest's ready line).
+pub fn run_observed(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String>>) -> Result<Outcome> {
     if config.machine.arch() != config.arch {
         return Err(format!("machine {} is not an {} machine (expected one of: {})", config.machine.name(), config.arch,
             Machine::of(config.arch).iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")).into());
@@ -316,6 +345,10 @@ pub fn run(config: &VmConfig, echo: bool) -> Result<Outcome> {
                 let _ = out.write_all(&buffer[..n]);
                 let _ = out.flush();
             }
+            if let Some(observer) = &observer {
+                // The observer may have stopped listening; the capture goes on regardless.
+                let _ = observer.send(String::from_utf8_lossy(&buffer[..n]).into_owned());
+            }
             collected.extend_from_slice(&buffer[..n]);
         }
         collected
@@ -328,6 +361,9 @@ pub fn run(config: &VmConfig, echo: bool) -> Result<Outcome> {
 
     // Wait for QEMU in a thread so the timeout can be a channel timeout.
     let pid = child.id();
+    if let Ok(mut running) = RUNNING.lock() {
+        running.push(pid);
+    }
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = done.send(child.wait());
@@ -341,6 +377,9 @@ pub fn run(config: &VmConfig, echo: bool) -> Result<Outcome> {
         }
     };
     let wall = started.elapsed();
+    if let Ok(mut running) = RUNNING.lock() {
+        running.retain(|&p| p != pid);
+    }
     let console = String::from_utf8_lossy(&console_reader.join().unwrap_or_default()).replace('\r', "");
     let stderr = stderr_reader.join().unwrap_or_default();
     if echo && !stderr.is_empty() {

@@ -11,7 +11,7 @@
 //!
 //! Then the same for aarch64 (see [`super::boot_aarch64`]), appended to the report.
 
-use super::{Spread, host_facts, results_dir, round};
+use super::{Spread, host_facts, round};
 use crate::accel::{self, Accel};
 use crate::arch::Arch;
 use crate::qemu::{self, Exit, VmConfig};
@@ -30,6 +30,22 @@ pub(super) fn ticks(console: &str, label: &str) -> Option<u64> {
 
 pub(super) fn counter_hz(console: &str) -> Option<u64> {
     console.lines().find_map(|l| l.strip_prefix("[boot-stats] counter: ")?.split(' ').next()?.parse().ok())
+}
+
+/// The `[boot-stats]` counters of a successful boot: `entry-to-main`, `entry-to-exit` (ticks)
+/// and `counter-hz`; a failed boot is an error carrying its console.
+pub(super) fn boot_stats(what: &str, outcome: &qemu::Outcome) -> Result<crate::measure::Counters> {
+    if outcome.exit != Exit::Code(0) {
+        return Err(crate::measure::failure(what, outcome));
+    }
+    let missing = |line: &str| format!("{what}: no `[boot-stats] {line}` line in the console");
+    Ok([
+        ("entry-to-main", ticks(&outcome.console, "entry-to-main").ok_or_else(|| missing("entry-to-main ticks"))?),
+        ("entry-to-exit", ticks(&outcome.console, "entry-to-exit").ok_or_else(|| missing("entry-to-exit ticks"))?),
+        ("counter-hz", counter_hz(&outcome.console).ok_or_else(|| missing("counter"))?),
+    ]
+    .map(|(name, value)| (name.to_string(), value))
+    .into())
 }
 
 /// Bytes the loader copies: the sum of the PT_LOAD segments' file sizes.
@@ -59,19 +75,9 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
     icount.icount = true;
     icount.cmdline = "bootstats".into();
     icount.timeout = Duration::from_secs(60);
-    let mut counts = Vec::new();
-    for _ in 0..2 {
-        let outcome = qemu::run(&icount, false)?;
-        if outcome.exit != Exit::Code(0) {
-            return Err(format!("hello under icount ended with {:?}:\n{}", outcome.exit, outcome.console).into());
-        }
-        let to_main = ticks(&outcome.console, "entry-to-main").ok_or("no entry-to-main line")?;
-        let to_exit = ticks(&outcome.console, "entry-to-exit").ok_or("no entry-to-exit line")?;
-        let hz = counter_hz(&outcome.console).ok_or("no counter line")?;
-        counts.push((to_main, to_exit, hz));
-    }
-    let (to_main, to_exit, hz) = counts[0];
-    let deterministic = counts.windows(2).all(|w| w[0].0 == w[1].0 && w[0].1 == w[1].1);
+    let repeated = crate::measure::icount_twice(&icount, |outcome| boot_stats("hello under icount", outcome))?;
+    let (to_main, to_exit, hz) = (repeated.counters["entry-to-main"], repeated.counters["entry-to-exit"], repeated.counters["counter-hz"]);
+    let deterministic = repeated.counters == repeated.second;
     // Under icount shift=0 the TSC ticks once per instruction: it must calibrate to ~1 GHz.
     let ticks_are_instructions = hz.abs_diff(1_000_000_000) < 10_000_000;
 
@@ -154,8 +160,6 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
         "memory": { "smallest_mib": smallest_mib },
         "targets": targets.iter().map(|(name, met, detail)| serde_json::json!({"target": name, "met": met, "detail": detail})).collect::<Vec<_>>(),
     });
-    let dir = results_dir()?;
-
     let accel = choice.accel;
     let mut md = String::new();
     md += "# Boot benchmark (`./x bench boot`)\n\n";
@@ -178,12 +182,15 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
         (serde_json::json!({ "error": e.to_string() }), format!("\n## aarch64\n\nfailed: {e}\n"))
     });
     let mut json = json;
+    let aarch64_ratio = aarch64_json["wall"]["ratio_of_medians"].as_f64();
     json["aarch64"] = aarch64_json;
-    std::fs::write(dir.join("boot.json"), serde_json::to_string_pretty(&json)? + "\n")?;
     md += &aarch64_md;
-    std::fs::write(dir.join("boot.md"), &md)?;
+    let mut bars = vec![("x86_64 hello / floor".to_string(), round(ratio))];
+    bars.extend(aarch64_ratio.map(|r| ("aarch64 hello / floor".to_string(), r)));
+    md += "\n![wall ratio](boot-wall-ratio.svg)\n";
+    let plot = crate::measure::bar_chart_svg(&format!("Boot wall time, libos hello / floor kernel ({accel})"), "x", &bars);
+    crate::measure::write_results("boot", &json, &md, &[("boot-wall-ratio.svg".into(), plot)])?;
     print!("{md}");
-    eprintln!("==> wrote bench/results/boot.json and bench/results/boot.md");
     Ok(0)
 }
 

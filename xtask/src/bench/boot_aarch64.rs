@@ -6,7 +6,7 @@
 //! one tick is 16 instructions, the figures' resolution). The wall-time floor is a 112-byte
 //! arm64 `Image` ([`floor::arm64_floor`]).
 
-use super::boot::{GREETING, TARGET_ENTRY_TO_MAIN, TARGET_IMAGE_BYTES, TARGET_RAM_MIB, TARGET_WALL_RATIO, counter_hz, ticks};
+use super::boot::{GREETING, TARGET_ENTRY_TO_MAIN, TARGET_IMAGE_BYTES, TARGET_RAM_MIB, TARGET_WALL_RATIO, boot_stats};
 use super::{Spread, round};
 use crate::accel::Accel;
 use crate::arch::Arch;
@@ -31,19 +31,10 @@ pub(super) fn run(runs: usize) -> Result<(serde_json::Value, String)> {
     icount.icount = true;
     icount.cmdline = "bootstats".into();
     icount.timeout = Duration::from_secs(60);
-    let mut counts = Vec::new();
-    for _ in 0..2 {
-        let outcome = qemu::run(&icount, false)?;
-        if outcome.exit != Exit::Code(0) {
-            return Err(format!("aarch64 hello under icount ended with {:?}:\n{}", outcome.exit, outcome.console).into());
-        }
-        let to_main = ticks(&outcome.console, "entry-to-main").ok_or("no entry-to-main line")?;
-        let to_exit = ticks(&outcome.console, "entry-to-exit").ok_or("no entry-to-exit line")?;
-        let hz = counter_hz(&outcome.console).ok_or("no counter line")?;
-        counts.push((to_main, to_exit, hz));
-    }
-    let (to_main_ticks, to_exit_ticks, hz) = counts[0];
-    let deterministic = counts.windows(2).all(|w| w[0] == w[1]);
+    let repeated = crate::measure::icount_twice(&icount, |outcome| boot_stats("aarch64 hello under icount", outcome))?;
+    let c = &repeated.counters;
+    let (to_main_ticks, to_exit_ticks, hz) = (c["entry-to-main"], c["entry-to-exit"], c["counter-hz"]);
+    let deterministic = repeated.counters == repeated.second;
     let to_main = ticks_to_instructions(to_main_ticks, hz);
     let to_exit = ticks_to_instructions(to_exit_ticks, hz);
     let resolution = ticks_to_instructions(1, hz);

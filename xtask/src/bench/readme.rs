@@ -1,0 +1,95 @@
+//! `bench/results/README.md`: the one page a visitor reads, written by `./x bench all` from the
+//! suites' JSON files (what was measured, how, on what, and the ratios).
+
+use super::results_dir;
+use crate::Result;
+use crate::measure::format_figure;
+use serde_json::Value;
+use std::time::Duration;
+
+fn read(name: &str) -> Option<Value> {
+    let text = std::fs::read_to_string(results_dir().ok()?.join(name)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The number at `path` (`a.b.0.c`: keys, and indices into arrays).
+fn at(json: &Value, path: &str) -> Option<f64> {
+    path.split('.')
+        .try_fold(json, |v, k| match v {
+            Value::Array(items) => items.get(k.parse::<usize>().ok()?),
+            _ => v.get(k),
+        })
+        .and_then(Value::as_f64)
+}
+
+fn cell(json: &Value, path: &str) -> String {
+    at(json, path).map_or("-".into(), format_figure)
+}
+
+/// Writes the page; `took` is how long the whole `./x bench all` ran (`None` when only the page
+/// is rewritten, by `./x bench readme`).
+pub(super) fn write(took: Option<Duration>) -> Result<()> {
+    let boot = read("boot.json");
+    let linux = read("linux.json");
+    let host = boot.as_ref().or(linux.as_ref()).map(|j| j["host"].clone()).unwrap_or(Value::Null);
+    let mut md = String::from("# Benchmark results\n\n");
+    md += "Written by `./x bench all`. Every figure compares libos with something measured on the same QEMU in the same run.\n\n";
+    md += &format!(
+        "**Machine:** {} ({} cores), {}, commit {}. **Accelerator: TCG** for every figure (this host's KVM is a software-nested module, slower than TCG; `./x` checks with a calibration boot).{}\n\n",
+        host["cpu"].as_str().unwrap_or("?"),
+        host["cores"],
+        host["qemu"].as_str().unwrap_or("?"),
+        host["commit"].as_str().unwrap_or("?"),
+        took.map_or(String::new(), |t| format!(" The whole `./x bench all` took {:.0} s.", t.as_secs_f64()))
+    );
+    md += "## How\n\n";
+    md += "- **Instructions** are exact: QEMU runs with `-icount shift=0,sleep=off`, so a guest clock backed by QEMU's virtual clock ticks once per guest instruction (x86_64 TSC: 1 tick = 1 instruction; aarch64 CNTVCT at 62.5 MHz: 1 tick = 16 instructions). Every such figure comes from two runs checked to agree within 0.1%. While a guest idles, QEMU skips virtual time to the next timer, so for I/O workloads the tick figures are labelled *virtual ns* (instructions + skipped idle), not instructions.\n";
+    md += "- **Device traffic** comes from QEMU trace events (`memory_region_ops_read/write` by device region, `virtio_queue_notify`, `virtqueue_pop`, `virtio_notify`, APIC/IOAPIC/PIC/GIC/ITS injection). Under KVM each MMIO/PIO access and each notification is a VM exit, so *exits* = guest MMIO/PIO accesses + virtio notifications (QEMU serves notifications through an ioeventfd, invisible to the MMIO trace). Per-operation counts cover only the window between the program's `[bench] mark start` and `[bench] mark end` console lines, found again in the trace, divided by the operation count. Timer interrupts inside the window are included, so these counts repeat closely but not exactly; ICMP counts come from one icount run per size (the host's packet timing is not repeatable anyway).\n";
+    md += "- **Wall time** is secondary: whole-QEMU-process medians of >= 5 interleaved runs, always a ratio against a baseline timed in the same invocation, labelled TCG.\n";
+    md += "- The **Linux guest** is Debian's cloud kernel with a busybox initramfs running static musl C programs from `bench/c/`, built by `./x` from Debian packages (`target/linux-baseline/`). Exact QEMU commands and kernel command lines are in `linux.md`.\n\n";
+    md += "## Headline figures\n\n| figure | x86_64 | aarch64 |\n|---|---|---|\n";
+    if let Some(boot) = &boot {
+        md += &format!("| libos `hello`: instructions, entry to `main` | {} | {} |\n", cell(boot, "instructions.entry_to_main"), cell(boot, "aarch64.instructions.entry_to_main"));
+        md += &format!("| libos `hello`: wall / floor kernel (TCG) | {}x | {}x |\n", cell(boot, "wall.ratio_of_medians"), cell(boot, "aarch64.wall.ratio_of_medians"));
+        md += &format!("| libos `hello`: image bytes | {} | {} |\n", cell(boot, "image.file_bytes"), cell(boot, "aarch64.image.file_bytes"));
+    }
+    if let Some(linux) = &linux {
+        let row = |label: &str, path: &str| format!("| {label} | {} | {} |\n", cell(linux, &format!("arches.x86_64.workloads.{path}")), cell(linux, &format!("arches.aarch64.workloads.{path}")));
+        md += &row("Linux boot: wall / libos `hello` wall (TCG, ratio)", "boot.wall.ratio_linux_over_libos");
+        md += &row("Linux: instructions `main` to exit of a one-line program", "boot.instructions_main_to_exit");
+        md += &row("Linux: device accesses (MMIO/PIO) during the whole boot", "boot.device_whole_boot.total device accesses");
+        md += &row("Linux: instructions per `getppid` system call", "syscall.instructions_per_operation");
+        md += &row("Linux: exits (MMIO/PIO + virtio notifications) per 512-byte virtio-blk read", "block.device_per_read.total exits");
+        md += &row("Linux: interrupts injected per 512-byte read", "block.device_per_read.total interrupts injected");
+        md += &row("Linux: wall µs per 512-byte read (TCG)", "block.wall.us_per_read");
+        for (i, size) in super::icmp::PAYLOAD_SIZES.iter().enumerate() {
+            md += &row(&format!("Linux: {size}-byte ICMP echo, packets/s (TCG)"), &format!("icmp.sizes.{i}.pps"));
+            md += &row(&format!("Linux: {size}-byte ICMP echo, exits per packet"), &format!("icmp.sizes.{i}.device_per_packet.total exits"));
+        }
+        for arch in ["x86_64", "aarch64"] {
+            for failure in linux["arches"][arch]["failed"].as_array().into_iter().flatten() {
+                md += &format!("\n**{arch} Linux {} failed**; see `linux.md`.\n", failure["workload"].as_str().unwrap_or("?"));
+            }
+        }
+    }
+    md += "\nICMP packets/s: median of 5 `ping -f` floods of 2 000 requests per size in one boot (min and max in `linux.json`); with one flood they moved by up to 70% between two runs on this shared host.\n";
+    md += "\nThe libos side of the block and ICMP workloads comes with the virtio-blk and network issues; until then their rows show the Linux baseline only.\n\n";
+    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
+    md += "\n![libos boot](boot-wall-ratio.svg)\n\n![Linux boot](linux-boot-wall-ratio.svg)\n";
+    std::fs::write(results_dir()?.join("README.md"), md)?;
+    eprintln!("==> wrote bench/results/README.md");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_reach_into_arrays() {
+        let json = serde_json::json!({ "a": { "sizes": [{ "pps": 1.5 }, { "pps": 2 }] } });
+        assert_eq!(at(&json, "a.sizes.1.pps"), Some(2.0));
+        assert_eq!(at(&json, "a.sizes.2.pps"), None);
+        assert_eq!(cell(&json, "a.missing"), "-");
+    }
+}
