@@ -74,7 +74,8 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
     }
     md += "\nICMP packets/s: median of 5 `ping -f` floods of 2 000 requests per size in one boot (min and max in `linux.json`); with one flood they moved by up to 70% between two runs on this shared host.\n";
     md += "\nThe libos side of the block and ICMP workloads comes with the virtio-blk and network issues; until then their rows show the Linux baseline only.\n\n";
-    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
+    md += &other_suites();
+    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
     md += "\n![libos boot](boot-wall-ratio.svg)\n\n![Linux boot](linux-boot-wall-ratio.svg)\n";
     std::fs::write(results_dir()?.join("README.md"), md)?;
     eprintln!("==> wrote bench/results/README.md");
@@ -92,4 +93,36 @@ mod tests {
         assert_eq!(at(&json, "a.sizes.2.pps"), None);
         assert_eq!(cell(&json, "a.missing"), "-");
     }
+}
+
+/// The libos suites that have no Linux counterpart yet (fs, sched): their headline figures.
+fn other_suites() -> String {
+    let read = |name: &str| -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(results_dir().ok()?.join(name)).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+    let mut md = String::new();
+    if let Some(fs) = read("fs.json") {
+        md += "## libos file system (ramfs, x86_64, guest instructions per operation)\n\n| workload | instructions/op | instructions/byte |\n|---|---|---|\n";
+        for w in fs["workloads"].as_array().into_iter().flatten() {
+            let per_byte = w["instructions_per_byte"].as_f64().map_or("-".to_string(), |b| format!("{b:.3}"));
+            md += &format!("| {} | {} | {per_byte} |\n", w["name"].as_str().unwrap_or("?"), w["instructions_per_op"]);
+        }
+        md += &format!("| create+stat+unlink cycle | {} | - |\n\n", fs["create_stat_unlink_cycle_instructions"]);
+    }
+    if let Some(sched) = read("sched.json") {
+        md += "## libos threads (guest instructions)\n\n| arch | policy | per yield switch | per spawn+join | timer interrupts in a 1 s idle sleep |\n|---|---|---|---|---|\n";
+        for r in sched["results"].as_array().into_iter().flatten() {
+            md += &format!(
+                "| {} | {} | {} | {} | {} |\n",
+                r["arch"].as_str().unwrap_or("?"),
+                r["policy"].as_str().unwrap_or("?"),
+                r["instructions_per_yield_switch"],
+                r["instructions_per_spawn_join"],
+                r["timer_interrupts_idle_1s"]
+            );
+        }
+        md += "\n";
+    }
+    md
 }
