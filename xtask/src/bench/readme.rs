@@ -97,7 +97,7 @@ mod tests {
 
 /// The libos suites that have no Linux counterpart yet (fs, sched): their headline figures.
 fn other_suites() -> String {
-    let read = |name: &str| -> Option<serde_json::Value> {
+    let read = |name: &str| -> Option<Value> {
         let text = std::fs::read_to_string(results_dir().ok()?.join(name)).ok()?;
         serde_json::from_str(&text).ok()
     };
