@@ -45,8 +45,8 @@ fn all(args: Vec<String>) -> Result<i32> {
     }
     let started = std::time::Instant::now();
     let mut status = 0;
-    let suites: [(&str, fn(Vec<String>) -> Result<i32>); 4] =
-        [("boot", boot::run), ("fs", fs::run), ("sched", sched::run), ("linux", linux::run)];
+    type Suite = fn(Vec<String>) -> Result<i32>;
+    let suites: [(&str, Suite); 4] = [("boot", boot::run), ("fs", fs::run), ("sched", sched::run), ("linux", linux::run)];
     for (suite, run) in suites {
         match run(Vec::new()) {
             Ok(0) => {}

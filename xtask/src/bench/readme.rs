@@ -82,19 +82,6 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_reach_into_arrays() {
-        let json = serde_json::json!({ "a": { "sizes": [{ "pps": 1.5 }, { "pps": 2 }] } });
-        assert_eq!(at(&json, "a.sizes.1.pps"), Some(2.0));
-        assert_eq!(at(&json, "a.sizes.2.pps"), None);
-        assert_eq!(cell(&json, "a.missing"), "-");
-    }
-}
-
 /// The libos suites that have no Linux counterpart yet (fs, sched): their headline figures.
 fn other_suites() -> String {
     let read = |name: &str| -> Option<Value> {
@@ -126,3 +113,17 @@ fn other_suites() -> String {
     }
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_reach_into_arrays() {
+        let json = serde_json::json!({ "a": { "sizes": [{ "pps": 1.5 }, { "pps": 2 }] } });
+        assert_eq!(at(&json, "a.sizes.1.pps"), Some(2.0));
+        assert_eq!(at(&json, "a.sizes.2.pps"), None);
+        assert_eq!(cell(&json, "a.missing"), "-");
+    }
+}
+
