@@ -23,6 +23,7 @@
 extern crate alloc;
 
 pub mod blocking;
+pub mod backtrace;
 pub mod console;
 pub mod errno;
 pub mod exit;

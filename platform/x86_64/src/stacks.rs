@@ -1,6 +1,5 @@
 //! The boot-time stacks defined in src/boot.s, their guard pages, and frame-pointer backtraces.
 
-use libos_core::console::emergency_print;
 
 unsafe extern "C" {
     static libos_x86_64_stacks_start: u8;
@@ -40,36 +39,8 @@ fn on_a_stack(address: u64) -> bool {
         || crate::guard::READABLE.get().is_some_and(|readable| readable(address))
 }
 
-/// Prints return addresses by following the frame-pointer chain from `rbp` (the image is built
-/// with frame pointers). Stops at a null, misaligned or off-stack frame pointer. Runs of the
-/// same return address (deep recursion) are printed once with a count.
-pub fn print_backtrace(rip: u64, mut rbp: u64) {
-    const MAX_FRAMES: u32 = 4096;
-    emergency_print(format_args!("  backtrace:\n    #0  {rip:#018x}\n"));
-    let mut repeats = 0u32;
-    let mut previous = 0u64;
-    let mut depth = 1;
-    while depth < MAX_FRAMES && rbp != 0 && rbp % 8 == 0 && on_a_stack(rbp) && on_a_stack(rbp + 8) {
-        // SAFETY: `rbp` and `rbp + 8` lie inside the mapped stack area (checked above) and are
-        // aligned, so reading them cannot fault; the values are only printed.
-        let (next, ret) = unsafe { (*(rbp as *const u64), *((rbp + 8) as *const u64)) };
-        if ret == 0 {
-            break;
-        }
-        if ret == previous {
-            repeats += 1;
-        } else {
-            if repeats > 0 {
-                emergency_print(format_args!("    ... the frame above repeats {repeats} more times\n"));
-                repeats = 0;
-            }
-            emergency_print(format_args!("    #{depth:<2} {ret:#018x}\n"));
-        }
-        previous = ret;
-        rbp = next;
-        depth += 1;
-    }
-    if repeats > 0 {
-        emergency_print(format_args!("    ... the frame above repeats {repeats} more times\n"));
-    }
+/// Prints the frame-pointer backtrace from `pc`/`fp` (`libos_core::backtrace`), reading only
+/// the stacks this module knows (boot, exception and thread stacks, guard pages excluded).
+pub fn print_backtrace(pc: u64, fp: u64) {
+    libos_core::backtrace::print(pc, fp, &on_a_stack);
 }
