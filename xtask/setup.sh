@@ -74,9 +74,10 @@ libos_setup() {
         packages="$packages rustc-web cargo-web"
     [ -d /usr/lib/rustlib/src/rust/library/core ] || packages="$packages rust-web-src"
     command -v ld.lld >/dev/null 2>&1 || packages="$packages lld"
-    setup_qemu_is_recent qemu-system-x86_64 || backports="$backports qemu-system-x86"
+    # qemu-system-x86 also brings qboot.rom (through qemu-system-data).
+    { setup_qemu_is_recent qemu-system-x86_64 && [ -f /usr/share/qemu/qboot.rom ]; } ||
+        backports="$backports qemu-system-x86"
     setup_qemu_is_recent qemu-system-aarch64 || backports="$backports qemu-system-arm"
-    [ -f /usr/share/qemu/qboot.rom ] || backports="$backports qemu-system-x86"
     [ -z "$packages$backports" ] && return 0
 
     setup_say "first use: installing host tools:$packages$backports"
