@@ -30,6 +30,7 @@ pub mod exit;
 pub mod fault;
 pub mod hal;
 pub mod heap;
+pub mod layout;
 pub mod logger;
 pub mod memory;
 pub mod sched;

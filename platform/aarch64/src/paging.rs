@@ -14,13 +14,9 @@
 //! memory is abstracted by [`TableMemory`] so host tests build and inspect real tables in a
 //! plain buffer. MAIR_EL1 is set by src/boot.s: index 0 Normal WB, index 1 Device-nGnRE.
 
-use libos_core::memory::PAGE;
-use core::ops::Range;
-use libos_core::hal::MemoryRegion;
+pub use libos_core::layout::{ADDRESS_LIMIT, Layout, MAX_BOUNDARIES, Mapping};
 
 const ENTRIES: usize = 512;
-/// Addresses at or above this cannot be mapped (48-bit VA, TTBR0).
-pub const ADDRESS_LIMIT: u64 = 1 << 48;
 
 /// Descriptor bits.
 pub mod bits {
@@ -47,116 +43,16 @@ pub mod bits {
     pub const GUARD: u64 = 1 << 55;
 }
 
-/// What an address is mapped as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mapping {
-    /// Not mapped: any access faults.
-    Unmapped,
-    /// Kernel text: read + execute.
-    Text,
-    /// Read-only data.
-    ReadOnly,
-    /// Read-write RAM.
-    ReadWrite,
-    /// Read-write Device-nGnRE memory.
-    Device,
-}
-
-impl Mapping {
-    /// Descriptor attribute bits (without the address and the type bits).
-    pub const fn attributes(self) -> u64 {
-        use bits::*;
-        const NORMAL: u64 = ACCESSED | INNER_SHAREABLE;
-        match self {
-            Mapping::Unmapped => 0,
-            Mapping::Text => NORMAL | READ_ONLY | UXN,
-            Mapping::ReadOnly => NORMAL | READ_ONLY | PXN | UXN,
-            Mapping::ReadWrite => NORMAL | PXN | UXN,
-            Mapping::Device => ACCESSED | ATTR_DEVICE | PXN | UXN,
-        }
-    }
-}
-
-/// The physical memory layout to map.
-#[derive(Clone, Debug)]
-pub struct Layout<'a> {
-    /// Kernel text (page aligned).
-    pub text: Range<u64>,
-    /// Read-only data (page aligned).
-    pub rodata: Range<u64>,
-    /// Data, bss and stacks (page aligned).
-    pub data: Range<u64>,
-    /// Guard pages (4 KiB each) to leave unmapped.
-    pub guards: &'a [u64],
-    /// Usable RAM.
-    pub ram: &'a [MemoryRegion],
-    /// Non-RAM addresses below this are mapped as devices; above it, left unmapped.
-    pub device_limit: u64,
-}
-
-/// Most boundaries a layout may have (image sections, guards, RAM regions).
-pub const MAX_BOUNDARIES: usize = 128;
-
-impl Layout<'_> {
-    /// How `addr` should be mapped.
-    pub fn mapping_at(&self, addr: u64) -> Mapping {
-        if addr < PAGE || self.guards.iter().any(|&g| (g..g + PAGE).contains(&addr)) {
-            Mapping::Unmapped
-        } else if self.text.contains(&addr) {
-            Mapping::Text
-        } else if self.rodata.contains(&addr) {
-            Mapping::ReadOnly
-        } else if self.data.contains(&addr) || self.ram.iter().any(|r| (r.start..r.end).contains(&addr)) {
-            Mapping::ReadWrite
-        } else if addr < self.device_limit {
-            Mapping::Device
-        } else {
-            Mapping::Unmapped
-        }
-    }
-
-    /// One past the highest address to map.
-    pub fn end(&self) -> u64 {
-        let ram_end = self.ram.iter().map(|r| r.end).max().unwrap_or(0);
-        self.device_limit.max(ram_end).max(self.data.end).next_multiple_of(PAGE).min(ADDRESS_LIMIT)
-    }
-
-    /// Every address where the mapping may change, sorted, starting at 0 and ending at
-    /// [`Layout::end`]. Returns how many were written to `out`.
-    pub fn boundaries(&self, out: &mut [u64; MAX_BOUNDARIES]) -> usize {
-        let end = self.end();
-        let mut n = 0;
-        let mut push = |addr: u64| {
-            if n < MAX_BOUNDARIES && addr <= end {
-                out[n] = addr;
-                n += 1;
-            }
-        };
-        push(0);
-        push(PAGE);
-        push(end);
-        push(self.device_limit.next_multiple_of(PAGE));
-        for range in [&self.text, &self.rodata, &self.data] {
-            push(range.start);
-            push(range.end);
-        }
-        for &g in self.guards {
-            push(g);
-            push(g + PAGE);
-        }
-        for r in self.ram {
-            push(r.start);
-            push(r.end);
-        }
-        out[..n].sort_unstable();
-        let mut unique = 0;
-        for i in 0..n {
-            if unique == 0 || out[i] != out[unique - 1] {
-                out[unique] = out[i];
-                unique += 1;
-            }
-        }
-        unique
+/// Descriptor attribute bits (without the address and the type bits).
+pub const fn attributes(mapping: Mapping) -> u64 {
+    use bits::*;
+    const NORMAL: u64 = ACCESSED | INNER_SHAREABLE;
+    match mapping {
+        Mapping::Unmapped => 0,
+        Mapping::Text => NORMAL | READ_ONLY | UXN,
+        Mapping::ReadOnly => NORMAL | READ_ONLY | PXN | UXN,
+        Mapping::ReadWrite => NORMAL | PXN | UXN,
+        Mapping::Device => ACCESSED | ATTR_DEVICE | PXN | UXN,
     }
 }
 
@@ -208,7 +104,7 @@ pub fn build(layout: &Layout<'_>, memory: &mut dyn TableMemory) -> Result<u64, O
         let (start, end) = (pair[0], pair[1]);
         let mapping = layout.mapping_at(start);
         if mapping != Mapping::Unmapped {
-            map(memory, root, 0, start, end, mapping.attributes())?;
+            map(memory, root, 0, start, end, attributes(mapping))?;
         }
     }
     Ok(root)
@@ -350,6 +246,8 @@ pub fn is_guard(memory: &mut dyn TableMemory, root: u64, addr: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libos_core::hal::MemoryRegion;
+    use libos_core::memory::PAGE;
     use std::collections::BTreeMap;
 
     #[derive(Default)]

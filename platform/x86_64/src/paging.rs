@@ -12,9 +12,8 @@
 //! thousand instructions at boot. Table memory is abstracted by [`TableMemory`] so host tests
 //! build and inspect real tables in a plain buffer.
 
+pub use libos_core::layout::{Layout, MAX_BOUNDARIES, Mapping};
 use libos_core::memory::PAGE;
-use core::ops::Range;
-use libos_core::hal::MemoryRegion;
 
 const LARGE_PAGE: u64 = 2 * 1024 * 1024;
 const ENTRIES: usize = 512;
@@ -40,125 +39,16 @@ pub mod flags {
     pub const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 }
 
-/// What an address is mapped as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mapping {
-    /// Not mapped: any access faults.
-    Unmapped,
-    /// Kernel text: read + execute.
-    Text,
-    /// Read-only data.
-    ReadOnly,
-    /// Read-write RAM.
-    ReadWrite,
-    /// Read-write, uncached device memory.
-    Device,
-}
-
-impl Mapping {
-    /// Leaf entry bits (without the address and the HUGE bit). `nx` is `flags::NO_EXECUTE`
-    /// when the CPU supports it, else 0.
-    pub const fn leaf_flags(self, nx: u64) -> u64 {
-        use flags::*;
-        match self {
-            Mapping::Unmapped => 0,
-            Mapping::Text => PRESENT,
-            Mapping::ReadOnly => PRESENT | nx,
-            Mapping::ReadWrite => PRESENT | WRITABLE | nx,
-            Mapping::Device => PRESENT | WRITABLE | WRITE_THROUGH | NO_CACHE | nx,
-        }
-    }
-}
-
-/// The physical memory layout to map.
-#[derive(Clone, Debug)]
-pub struct Layout<'a> {
-    /// Kernel text (page aligned).
-    pub text: Range<u64>,
-    /// Read-only data (page aligned).
-    pub rodata: Range<u64>,
-    /// Data, bss and stacks (page aligned).
-    pub data: Range<u64>,
-    /// Guard pages (4 KiB each) to leave unmapped.
-    pub guards: &'a [u64],
-    /// Usable RAM.
-    pub ram: &'a [MemoryRegion],
-    /// Non-RAM addresses below this are mapped as devices; above it, left unmapped.
-    pub device_limit: u64,
-}
-
-/// Most boundaries a layout may have (image sections, guards, RAM regions).
-pub const MAX_BOUNDARIES: usize = 256;
-
-impl Layout<'_> {
-    /// How `addr` should be mapped.
-    pub fn mapping_at(&self, addr: u64) -> Mapping {
-        if addr < PAGE || self.guards.iter().any(|&g| (g..g + PAGE).contains(&addr)) {
-            Mapping::Unmapped
-        } else if self.text.contains(&addr) {
-            Mapping::Text
-        } else if self.rodata.contains(&addr) {
-            Mapping::ReadOnly
-        } else if self.data.contains(&addr) || self.ram.iter().any(|r| (r.start..r.end).contains(&addr)) {
-            Mapping::ReadWrite
-        } else if addr < self.device_limit {
-            Mapping::Device
-        } else {
-            Mapping::Unmapped
-        }
-    }
-
-    /// One past the highest address to map.
-    pub fn end(&self) -> u64 {
-        let ram_end = self.ram.iter().map(|r| r.end).max().unwrap_or(0);
-        self.device_limit.max(ram_end).max(self.data.end).next_multiple_of(LARGE_PAGE)
-    }
-
-    /// Every address where the mapping may change, sorted, starting at 0 and ending at
-    /// [`Layout::end`]. Returns how many were written to `out`.
-    pub fn boundaries(&self, out: &mut [u64; MAX_BOUNDARIES]) -> usize {
-        let end = self.end();
-        let mut n = 0;
-        let mut push = |addr: u64| {
-            if n < MAX_BOUNDARIES && addr <= end {
-                out[n] = addr;
-                n += 1;
-            }
-        };
-        push(0);
-        push(PAGE);
-        push(end);
-        push(self.device_limit);
-        for range in [&self.text, &self.rodata, &self.data] {
-            push(range.start);
-            push(range.end);
-        }
-        for &g in self.guards {
-            push(g);
-            push(g + PAGE);
-        }
-        for r in self.ram {
-            push(r.start);
-            push(r.end);
-        }
-        // Insertion sort: a few dozen entries, and far less code on the boot path than the
-        // generic slice sort (which QEMU's TCG would have to translate at every boot).
-        for i in 1..n {
-            let mut j = i;
-            while j > 0 && out[j - 1] > out[j] {
-                out.swap(j - 1, j);
-                j -= 1;
-            }
-        }
-        // Deduplicate in place.
-        let mut unique = 0;
-        for i in 0..n {
-            if unique == 0 || out[i] != out[unique - 1] {
-                out[unique] = out[i];
-                unique += 1;
-            }
-        }
-        unique
+/// Leaf entry bits for `mapping` (without the address and the HUGE bit). `nx` is
+/// `flags::NO_EXECUTE` when the CPU supports it, else 0.
+pub const fn leaf_flags(mapping: Mapping, nx: u64) -> u64 {
+    use flags::*;
+    match mapping {
+        Mapping::Unmapped => 0,
+        Mapping::Text => PRESENT,
+        Mapping::ReadOnly => PRESENT | nx,
+        Mapping::ReadWrite => PRESENT | WRITABLE | nx,
+        Mapping::Device => PRESENT | WRITABLE | WRITE_THROUGH | NO_CACHE | nx,
     }
 }
 
@@ -194,7 +84,7 @@ pub fn build(layout: &Layout<'_>, memory: &mut dyn TableMemory, nx: u64) -> Resu
         let (start, end) = (pair[0], pair[1]);
         let mapping = layout.mapping_at(start);
         if mapping != Mapping::Unmapped {
-            map_interval(memory, root, start, end, mapping.leaf_flags(nx))?;
+            map_interval(memory, root, start, end, leaf_flags(mapping, nx))?;
         }
     }
     Ok(root)
@@ -346,6 +236,7 @@ pub fn is_guard(memory: &mut dyn TableMemory, root: u64, addr: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libos_core::hal::MemoryRegion;
     use std::collections::BTreeMap;
 
     #[derive(Default)]
@@ -441,7 +332,7 @@ mod tests {
         let (mut mem, root) = built();
         let layout = layout();
         for addr in (0..0x400000).step_by(PAGE as usize) {
-            let expected = layout.mapping_at(addr).leaf_flags(NX);
+            let expected = leaf_flags(layout.mapping_at(addr), NX);
             let actual = flags_at(&mut mem, root, addr).unwrap_or(0);
             assert_eq!(actual, expected, "at {addr:#x}");
         }
@@ -456,14 +347,6 @@ mod tests {
             build(&layout, &mut mem, NX).unwrap();
             assert!(mem.tables.len() as u64 <= max_tables(&layout), "RAM to {ram_end:#x}");
         }
-    }
-
-    #[test]
-    fn boundaries_are_sorted_and_unique() {
-        let mut bounds = [0u64; MAX_BOUNDARIES];
-        let n = layout().boundaries(&mut bounds);
-        assert!(bounds[..n].windows(2).all(|w| w[0] < w[1]), "{:x?}", &bounds[..n]);
-        assert_eq!((bounds[0], bounds[n - 1]), (0, layout().end()));
     }
 
     #[test]
