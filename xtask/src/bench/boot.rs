@@ -48,6 +48,46 @@ pub(super) fn boot_stats(what: &str, outcome: &qemu::Outcome) -> Result<crate::m
     .into())
 }
 
+/// Wall-time spreads of the floor kernel and of `hello`, interleaved runs (each must exit 0;
+/// `hello` must also greet).
+pub(super) fn wall_against_floor(floor: &VmConfig, hello: &VmConfig, runs: usize) -> Result<(Spread, Spread)> {
+    let spreads = crate::measure::wall_runs(&[("floor kernel", floor), ("hello", hello)], runs, |label, outcome| {
+        outcome.exit == Exit::Code(0) && (label != "hello" || outcome.console.contains(GREETING))
+    })?;
+    Ok((spreads[0], spreads[1]))
+}
+
+/// The smallest guest RAM, in MiB (1..=64), that `hello` boots and greets in, by bisection. A
+/// size the image does not even load into is refused by the runner: that counts as "does not
+/// boot".
+pub(super) fn smallest_ram_mib(hello: &VmConfig) -> Result<u64> {
+    let boots_in = |mib: u64| -> bool {
+        let mut config = hello.clone();
+        config.memory = format!("{mib}M");
+        config.timeout = Duration::from_secs(30);
+        qemu::run(&config, false).is_ok_and(|o| o.exit == Exit::Code(0) && o.console.contains(GREETING))
+    };
+    let (mut low, mut high) = (1u64, 64u64); // boots in `high`, search down
+    if !boots_in(high) {
+        return Err(format!("hello does not boot in {high} MiB").into());
+    }
+    while high - low > 1 {
+        let mid = (low + high) / 2;
+        if boots_in(mid) { high = mid } else { low = mid }
+    }
+    Ok(high)
+}
+
+/// The boot targets: name, met, and what was measured.
+pub(super) fn targets(to_main: u64, ratio: f64, file_bytes: u64, smallest_mib: u64) -> [(&'static str, bool, String); 4] {
+    [
+        ("entry-to-main instructions", to_main <= TARGET_ENTRY_TO_MAIN, format!("{to_main} <= {TARGET_ENTRY_TO_MAIN}")),
+        ("wall ratio hello/floor", ratio <= TARGET_WALL_RATIO, format!("{ratio:.2} <= {TARGET_WALL_RATIO}")),
+        ("image size", file_bytes <= TARGET_IMAGE_BYTES, format!("{file_bytes} <= {TARGET_IMAGE_BYTES} bytes")),
+        ("boots in 8 MiB", smallest_mib <= TARGET_RAM_MIB, format!("smallest {smallest_mib} MiB <= {TARGET_RAM_MIB} MiB")),
+    ]
+}
+
 /// Bytes the loader copies: the sum of the PT_LOAD segments' file sizes.
 fn loaded_bytes(image: &[u8]) -> u64 {
     crate::elf::load_segments(image).iter().map(|s| s.file_size).sum()
@@ -88,21 +128,7 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
     floor_config.accel = choice.accel;
     let mut hello_config = VmConfig::new(arch, image.clone());
     hello_config.accel = choice.accel;
-    let (mut floor_times, mut hello_times) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let f = qemu::run(&floor_config, false)?;
-        if f.exit != Exit::Code(0) {
-            return Err(format!("floor kernel ended with {:?}", f.exit).into());
-        }
-        floor_times.push(f.wall);
-        let h = qemu::run(&hello_config, false)?;
-        if h.exit != Exit::Code(0) || !h.console.contains(GREETING) {
-            return Err(format!("hello ended with {:?}:\n{}", h.exit, h.console).into());
-        }
-        hello_times.push(h.wall);
-    }
-    let floor_wall = Spread::of(&floor_times);
-    let hello_wall = Spread::of(&hello_times);
+    let (floor_wall, hello_wall) = wall_against_floor(&floor_config, &hello_config, runs)?;
     let ratio = hello_wall.median / floor_wall.median;
 
     // 3. Size and memory.
@@ -110,30 +136,9 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
     let file_bytes = bytes.len() as u64;
     let loaded = loaded_bytes(&bytes);
     eprintln!("==> smallest guest RAM");
-    let boots_in = |mib: u64| -> Result<bool> {
-        let mut config = VmConfig::new(arch, image.clone());
-        config.accel = choice.accel;
-        config.memory = format!("{mib}M");
-        config.timeout = Duration::from_secs(30);
-        // A size the image does not even load into is refused by the runner: "does not boot".
-        Ok(qemu::run(&config, false).is_ok_and(|o| o.exit == Exit::Code(0) && o.console.contains(GREETING)))
-    };
-    let (mut low, mut high) = (1u64, 64u64); // boots in `high`, search down
-    if !boots_in(high)? {
-        return Err("hello does not boot in 64 MiB".into());
-    }
-    while high - low > 1 {
-        let mid = (low + high) / 2;
-        if boots_in(mid)? { high = mid } else { low = mid }
-    }
-    let smallest_mib = high;
+    let smallest_mib = smallest_ram_mib(&hello_config)?;
 
-    let targets = [
-        ("entry-to-main instructions", to_main <= TARGET_ENTRY_TO_MAIN, format!("{to_main} <= {TARGET_ENTRY_TO_MAIN}")),
-        ("wall ratio hello/floor", ratio <= TARGET_WALL_RATIO, format!("{ratio:.2} <= {TARGET_WALL_RATIO}")),
-        ("image size", file_bytes <= TARGET_IMAGE_BYTES, format!("{file_bytes} <= {TARGET_IMAGE_BYTES} bytes")),
-        ("boots in 8 MiB", smallest_mib <= TARGET_RAM_MIB, format!("smallest {smallest_mib} MiB <= {TARGET_RAM_MIB} MiB")),
-    ];
+    let targets = targets(to_main, ratio, file_bytes, smallest_mib);
     let json = serde_json::json!({
         "suite": "boot",
         "arch": arch.name(),

@@ -6,11 +6,11 @@
 //! one tick is 16 instructions, the figures' resolution). The wall-time floor is a 112-byte
 //! arm64 `Image` ([`floor::arm64_floor`]).
 
-use super::boot::{GREETING, TARGET_ENTRY_TO_MAIN, TARGET_IMAGE_BYTES, TARGET_RAM_MIB, TARGET_WALL_RATIO, boot_stats};
-use super::{Spread, round};
+use super::boot::{boot_stats, smallest_ram_mib, targets, wall_against_floor};
+use super::round;
 use crate::accel::Accel;
 use crate::arch::Arch;
-use crate::qemu::{self, Exit, Machine, VmConfig};
+use crate::qemu::{Machine, VmConfig};
 use crate::{Result, build, floor};
 use std::time::Duration;
 
@@ -43,48 +43,14 @@ pub(super) fn run(runs: usize) -> Result<(serde_json::Value, String)> {
     let floor_image = floor::arm64_floor_image()?;
     let floor_config = VmConfig::new(arch, floor_image);
     let hello_config = VmConfig::new(arch, image.clone());
-    let (mut floor_times, mut hello_times) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let f = qemu::run(&floor_config, false)?;
-        if f.exit != Exit::Code(0) {
-            return Err(format!("aarch64 floor kernel ended with {:?}: {}", f.exit, f.stderr).into());
-        }
-        floor_times.push(f.wall);
-        let h = qemu::run(&hello_config, false)?;
-        if h.exit != Exit::Code(0) || !h.console.contains(GREETING) {
-            return Err(format!("aarch64 hello ended with {:?}:\n{}", h.exit, h.console).into());
-        }
-        hello_times.push(h.wall);
-    }
-    let floor_wall = Spread::of(&floor_times);
-    let hello_wall = Spread::of(&hello_times);
+    let (floor_wall, hello_wall) = wall_against_floor(&floor_config, &hello_config, runs)?;
     let ratio = hello_wall.median / floor_wall.median;
 
     let file_bytes = std::fs::read(&image)?.len() as u64;
     eprintln!("==> aarch64: smallest guest RAM");
-    let boots_in = |mib: u64| -> bool {
-        let mut config = VmConfig::new(arch, image.clone());
-        config.memory = format!("{mib}M");
-        config.timeout = Duration::from_secs(30);
-        // Too small to load is "does not boot", not an error.
-        qemu::run(&config, false).is_ok_and(|o| o.exit == Exit::Code(0) && o.console.contains(GREETING))
-    };
-    let (mut low, mut high) = (1u64, 64u64);
-    if !boots_in(high) {
-        return Err("aarch64 hello does not boot in 64 MiB".into());
-    }
-    while high - low > 1 {
-        let mid = (low + high) / 2;
-        if boots_in(mid) { high = mid } else { low = mid }
-    }
-    let smallest_mib = high;
+    let smallest_mib = smallest_ram_mib(&hello_config)?;
 
-    let targets = [
-        ("entry-to-main instructions", to_main <= TARGET_ENTRY_TO_MAIN, format!("{to_main} <= {TARGET_ENTRY_TO_MAIN}")),
-        ("wall ratio hello/floor", ratio <= TARGET_WALL_RATIO, format!("{ratio:.2} <= {TARGET_WALL_RATIO}")),
-        ("image size", file_bytes <= TARGET_IMAGE_BYTES, format!("{file_bytes} <= {TARGET_IMAGE_BYTES} bytes")),
-        ("boots in 8 MiB", smallest_mib <= TARGET_RAM_MIB, format!("smallest {smallest_mib} MiB <= {TARGET_RAM_MIB} MiB")),
-    ];
+    let targets = targets(to_main, ratio, file_bytes, smallest_mib);
     let json = serde_json::json!({
         "arch": arch.name(),
         "machine": machine.name(),
