@@ -1,0 +1,35 @@
+//! The boundary between the FUSE protocol and whatever carries its messages.
+//!
+//! The protocol half builds complete FUSE requests (`fuse_in_header` first, its `unique`
+//! already assigned) and parses replies; a channel only moves bytes. The virtio device is one
+//! channel, the fake server of the host tests another.
+#![forbid(unsafe_code)]
+
+use libos_core::Result;
+
+/// Carries FUSE requests to a server and their replies back.
+///
+/// Implementations are shared by all threads using a mount: several requests may be in
+/// flight at once (each caller blocks only for its own reply).
+pub trait FuseChannel: Send + Sync {
+    /// Sends one request (the concatenation of `request` parts, starting with the
+    /// `fuse_in_header`) on a request queue and blocks until the server wrote its reply into
+    /// the concatenation of `reply` parts (starting with room for the `fuse_out_header`).
+    /// Returns the number of reply bytes the server wrote.
+    ///
+    /// Parts are passed to the device as they are (no bounce copy where the transport can
+    /// avoid it), so large read/write payloads should be their own part.
+    ///
+    /// Errors: `EIO` when the device failed, went away, or did not answer in time (the
+    /// implementation logs which opcode timed out); `E2BIG` when the parts exceed
+    /// [`FuseChannel::max_transfer`].
+    fn request(&self, request: &[&[u8]], reply: &mut [&mut [u8]]) -> Result<usize>;
+
+    /// Sends a request that has no reply (`FUSE_FORGET`, `FUSE_BATCH_FORGET`) on the
+    /// high-priority queue. Does not wait for the server to process it.
+    fn send_forget(&self, request: &[u8]) -> Result<()>;
+
+    /// The largest total size (request plus reply buffers) one call can carry, bounded by
+    /// the transport's descriptor limits. The protocol caps `max_write`/read sizes by it.
+    fn max_transfer(&self) -> usize;
+}
