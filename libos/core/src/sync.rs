@@ -8,7 +8,8 @@
 //! Both are `lock_api` mutexes, so blocking locks from the scheduler can share the same guard
 //! types later.
 
-use crate::hal::{self, InterruptState};
+use crate::hal::InterruptState;
+use crate::interrupts;
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -36,14 +37,14 @@ pub struct IrqRawSpinLock {
 // read before releasing it), so the `Cell` is never accessed concurrently.
 unsafe impl Sync for IrqRawSpinLock {}
 
+#[inline(always)]
 fn mask_interrupts() -> InterruptState {
-    hal::try_platform().map_or(InterruptState(false), |p| p.disable_interrupts())
+    interrupts::disable()
 }
 
+#[inline(always)]
 fn restore_interrupts(state: InterruptState) {
-    if let Some(platform) = hal::try_platform() {
-        platform.restore_interrupts(state);
-    }
+    interrupts::restore(state);
 }
 
 // SAFETY: `lock` returns only after this caller swapped `locked` from false to true with Acquire
@@ -55,6 +56,7 @@ unsafe impl lock_api::RawMutex for IrqRawSpinLock {
 
     type GuardMarker = lock_api::GuardNoSend;
 
+    #[inline]
     fn lock(&self) {
         loop {
             let state = mask_interrupts();

@@ -1,6 +1,6 @@
 //! Thread context switch and preemption support for the scheduler.
 //!
-//! - **Cooperative switch** ([`switch`]): saves the AAPCS64 callee-saved state on the current
+//! - **Cooperative switch** ([`SWITCH`]): saves the AAPCS64 callee-saved state on the current
 //!   stack (SP_EL0: threads run in EL1t): `x19`-`x30`, `d8`-`d15` (the callee-saved low halves
 //!   of `v8`-`v15`) and FPCR; stores `sp`, loads the other thread's and restores. The
 //!   caller-saved FP/SIMD registers are dead at a call, so this is all a cooperative switch
@@ -29,6 +29,8 @@ global_asm!(
     .balign 4
     .global libos_aarch64_switch_context
 libos_aarch64_switch_context:
+    mrs     x9, spsel
+    cbnz    x9, 9f                  /* on the exception stack: never switch from there */
     sub     sp, sp, #176
     stp     x19, x20, [sp, #0]
     stp     x21, x22, [sp, #16]
@@ -59,6 +61,7 @@ libos_aarch64_switch_context:
     msr     fpcr, x9
     add     sp, sp, #176
     ret
+9:  bl      libos_aarch64_switch_from_exception
 
     .global libos_aarch64_thread_start
 libos_aarch64_thread_start:
@@ -146,16 +149,15 @@ pub unsafe fn init(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usiz
     sp
 }
 
-/// Switches to the thread saved at `load_sp`, saving the current one to `*save_sp`.
-///
-/// # Safety
-/// As [`libos_core::hal::ContextSwitch::switch_context`]; must run in thread mode (EL1t).
-pub unsafe fn switch(save_sp: *mut usize, load_sp: usize) {
-    // On SP_EL1 the "stack" would be the shared exception stack: a scheduler bug, never a switch.
-    assert!(!crate::cpu::in_exception_handler(), "libos: a thread switch from an exception handler");
-    // SAFETY: the caller upholds the contract; the assembly saves and restores exactly the
-    // AAPCS64 callee-saved state plus FPCR.
-    unsafe { libos_aarch64_switch_context(save_sp, load_sp) }
+/// The switch routine ([`libos_core::hal::SwitchRoutine`]): the assembly saves and restores
+/// exactly the AAPCS64 callee-saved state plus FPCR, and refuses to run on the exception stack.
+pub const SWITCH: libos_core::hal::SwitchRoutine = libos_aarch64_switch_context;
+
+/// Called by the switch routine when it finds itself on SP_EL1: there the "stack" is the shared
+/// exception stack, so this is a scheduler bug, never a switch.
+#[unsafe(no_mangle)]
+extern "C" fn libos_aarch64_switch_from_exception() -> ! {
+    panic!("libos: a thread switch from an exception handler");
 }
 
 /// SPSR.I: IRQs masked.

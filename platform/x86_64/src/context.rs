@@ -1,6 +1,6 @@
 //! Thread context switch and preemption support for the scheduler.
 //!
-//! - **Cooperative switch** ([`switch`]): pushes the System V callee-saved registers (`rbp`,
+//! - **Cooperative switch** ([`SWITCH`]): pushes the System V callee-saved registers (`rbp`,
 //!   `rbx`, `r12`-`r15`) on the current stack, stores `rsp`, loads the other thread's `rsp` and
 //!   pops its registers. The return address is the saved `rip`. Interrupts stay masked across
 //!   the switch (the caller's contract), so `rflags.IF` needs no saving.
@@ -74,12 +74,6 @@ pub unsafe fn init(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usiz
     sp
 }
 
-/// Switches to the thread saved at `load_sp`, saving the current one to `*save_sp`.
-///
-/// # Safety
-/// As [`libos_core::hal::ContextSwitch::switch_context`].
-pub unsafe fn switch(save_sp: *mut usize, load_sp: usize) {
-    // SAFETY: the caller upholds the contract of `ContextSwitch::switch_context`; the assembly saves
-    // and restores exactly the callee-saved registers the System V ABI requires.
-    unsafe { libos_x86_64_switch_context(save_sp, load_sp) }
-}
+/// The switch routine ([`libos_core::hal::SwitchRoutine`]): the assembly saves and restores
+/// exactly the callee-saved registers the System V ABI requires.
+pub const SWITCH: libos_core::hal::SwitchRoutine = libos_x86_64_switch_context;

@@ -112,20 +112,18 @@ mod platform {
             apic::one_shot(ticks as u32);
         }
 
+        // Masking is inline in libos-core (`libos_core::interrupts`), which the locks use
+        // directly; these forward to it so both paths agree.
         fn disable_interrupts(&self) -> InterruptState {
-            let enabled = interrupts::are_enabled();
-            interrupts::disable();
-            InterruptState(enabled)
+            libos_core::interrupts::disable()
         }
 
         fn restore_interrupts(&self, state: InterruptState) {
-            if state.0 {
-                interrupts::enable();
-            }
+            libos_core::interrupts::restore(state);
         }
 
         fn enable_interrupts(&self) {
-            interrupts::enable();
+            libos_core::interrupts::enable();
         }
 
         fn wait_for_interrupt(&self) {
@@ -154,9 +152,8 @@ mod platform {
             unsafe { context::init(stack_top, entry, arg) }
         }
 
-        unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
-            // SAFETY: forwarded contract (ContextSwitch::switch_context).
-            unsafe { context::switch(save_sp, load_sp) }
+        fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
+            context::SWITCH
         }
 
         fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
