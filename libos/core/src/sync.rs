@@ -58,20 +58,13 @@ unsafe impl lock_api::RawMutex for IrqRawSpinLock {
 
     #[inline]
     fn lock(&self) {
-        loop {
-            let state = mask_interrupts();
-            if self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                self.saved.set(state);
-                return;
-            }
-            // Let pending interrupts in while we wait, then spin on a plain load.
-            restore_interrupts(state);
-            while self.locked.load(Ordering::Relaxed) {
-                core::hint::spin_loop();
-            }
+        // The uncontended case inline (the scheduler takes this lock on every switch).
+        if !self.try_lock() {
+            self.lock_contended();
         }
     }
 
+    #[inline]
     fn try_lock(&self) -> bool {
         let state = mask_interrupts();
         if self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
@@ -91,6 +84,23 @@ unsafe impl lock_api::RawMutex for IrqRawSpinLock {
 
     fn is_locked(&self) -> bool {
         self.locked.load(Ordering::Relaxed)
+    }
+}
+
+impl IrqRawSpinLock {
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
+        loop {
+            // Interrupts are enabled again here (if they were): pending ones run while we wait
+            // on a plain load.
+            while self.locked.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+            if lock_api::RawMutex::try_lock(self) {
+                return;
+            }
+        }
     }
 }
 

@@ -107,6 +107,7 @@ static SPAWNED: AtomicU64 = AtomicU64::new(0);
 const IDLE: ThreadId = ThreadId(0);
 const IDLE_STACK: usize = 16 * 1024;
 
+#[inline]
 pub(crate) fn lock() -> IrqSpinLockGuard<'static, Sched> {
     SCHED.get().expect("libos-sched: no scheduler (libos_sched::init was not called)").lock()
 }

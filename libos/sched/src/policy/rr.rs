@@ -41,9 +41,12 @@ impl Policy for RoundRobin {
 
     fn enqueue(&mut self, thread: ThreadId, priority: Priority, _reason: Reason) {
         let level = usize::from(priority.0);
-        self.levels[level].push_back(thread);
-        self.occupied[level / 64] |= 1 << (level % 64);
-        self.words |= 1 << (level / 64);
+        let queue = &mut self.levels[level];
+        if queue.is_empty() {
+            self.occupied[level / 64] |= 1 << (level % 64);
+            self.words |= 1 << (level / 64);
+        }
+        queue.push_back(thread);
     }
 
     fn pick_next(&mut self) -> Option<ThreadId> {
@@ -53,7 +56,7 @@ impl Policy for RoundRobin {
         // The highest occupied level: the highest non-zero word, then its highest bit.
         let word = (u8::BITS - 1 - self.words.leading_zeros()) as usize % WORDS;
         let bit = 63 - self.occupied[word].leading_zeros() as usize;
-        let queue = &mut self.levels[word * 64 + bit];
+        let queue = &mut self.levels[(word * 64 + bit) % LEVELS];
         let thread = queue.pop_front();
         if queue.is_empty() {
             self.occupied[word] &= !(1 << bit);
