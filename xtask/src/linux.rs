@@ -86,7 +86,7 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Runs a command, printing it; fails with the command line and its status.
-fn run_step(command: &mut Command) -> Result<()> {
+pub(crate) fn run_step(command: &mut Command) -> Result<()> {
     eprintln!("    + {}", format!("{command:?}").replace('"', ""));
     let status = command.status().map_err(|e| format!("cannot run {command:?}: {e}"))?;
     if !status.success() {
@@ -133,9 +133,14 @@ pub fn ensure_host_tools(arches: &[Arch]) -> Result<()> {
     if add_arm64 || need_arm64 {
         run_step(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
     }
+    apt_install(&packages)
+}
+
+/// Refreshes apt's package lists and installs `packages` (none: only the refresh).
+pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
     run_step(Command::new("apt-get").args(["update", "-q"]))?;
     if !packages.is_empty() {
-        run_step(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "--no-install-recommends"]).args(&packages))?;
+        run_step(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "--no-install-recommends"]).args(packages))?;
     }
     Ok(())
 }
