@@ -82,6 +82,26 @@ impl std::str::FromStr for Machine {
     }
 }
 
+/// How virtio devices attach to the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VirtioTransport {
+    /// virtio-mmio (version 2, modern): microvm, aarch64 `virt`.
+    Mmio,
+    /// virtio-pci (modern): q35; aarch64 `virt` has PCIe too.
+    Pci,
+}
+
+impl VirtioTransport {
+    /// The transport a machine's virtio devices use unless a boot asks otherwise: PCI where
+    /// the machine is a PCI machine (q35), else MMIO.
+    pub fn default_for(machine: Machine) -> VirtioTransport {
+        match machine {
+            Machine::Q35 => VirtioTransport::Pci,
+            Machine::Microvm | Machine::VirtGicv2 | Machine::VirtGicv3 => VirtioTransport::Mmio,
+        }
+    }
+}
+
 /// The CPU model of aarch64 boots (`max` and `host` do not work under TCG on every host).
 pub const AARCH64_CPU: &str = "cortex-a72";
 
@@ -111,6 +131,8 @@ pub struct VmConfig {
     pub extra_args: Vec<String>,
     /// Host directories shared through virtio-fs, one virtiofsd each (see [`crate::virtiofs`]).
     pub shares: Vec<crate::virtiofs::Share>,
+    /// How virtio devices attach (default: [`VirtioTransport::default_for`] the machine).
+    pub virtio_transport: Option<VirtioTransport>,
     /// A command QEMU runs under, e.g. `ip netns exec NS` (it must `exec` QEMU, so that the
     /// timeout's kill reaches QEMU itself). Empty: QEMU runs directly.
     pub launcher: Vec<String>,
@@ -132,6 +154,7 @@ impl VmConfig {
             timeout: Duration::from_secs(60),
             extra_args: Vec::new(),
             shares: Vec::new(),
+            virtio_transport: None,
             launcher: Vec::new(),
         }
     }
@@ -350,7 +373,8 @@ pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String
     let daemons = if config.shares.is_empty() { None } else { Some(crate::virtiofs::Daemons::start(&config.shares)?) };
     let mut command = config.command();
     if let Some(daemons) = &daemons {
-        command.args(daemons.qemu_args(config.machine, &config.memory));
+        let transport = config.virtio_transport.unwrap_or_else(|| VirtioTransport::default_for(config.machine));
+        command.args(daemons.qemu_args(transport, &config.memory));
     }
     let started = Instant::now();
     let mut child = command

@@ -15,7 +15,7 @@
 //! `cargo install` into `target/tools/` (about a minute on two cores), after the C libraries
 //! it links (`libseccomp`, `libcap-ng`).
 
-use crate::qemu::Machine;
+use crate::qemu::VirtioTransport;
 use crate::{Result, root};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -263,11 +263,11 @@ impl Daemons {
         self.daemons[index].child.id()
     }
 
-    /// The QEMU arguments that connect `machine` to the daemons; `memory` is the guest RAM
-    /// (the shared memory backend replaces QEMU's default RAM of that size).
-    pub fn qemu_args(&self, machine: Machine, memory: &str) -> Vec<String> {
+    /// The QEMU arguments that connect the guest to the daemons through `transport`;
+    /// `memory` is the guest RAM (the shared memory backend replaces QEMU's default RAM).
+    pub fn qemu_args(&self, transport: VirtioTransport, memory: &str) -> Vec<String> {
         let devices: Vec<(&str, &Path)> = self.daemons.iter().map(|d| (d.share.tag.as_str(), d.socket.as_path())).collect();
-        qemu_args(machine, memory, &devices)
+        qemu_args(transport, memory, &devices)
     }
 
     /// Stops every daemon (they normally exit by themselves when QEMU disconnects).
@@ -296,9 +296,9 @@ impl Drop for Daemons {
     }
 }
 
-/// The QEMU arguments for virtio-fs devices `(tag, vhost-user socket)` on `machine` with
-/// `memory` of guest RAM.
-fn qemu_args(machine: Machine, memory: &str, devices: &[(&str, &Path)]) -> Vec<String> {
+/// The QEMU arguments for virtio-fs devices `(tag, vhost-user socket)` attached through
+/// `transport`, with `memory` of guest RAM.
+fn qemu_args(transport: VirtioTransport, memory: &str, devices: &[(&str, &Path)]) -> Vec<String> {
     if devices.is_empty() {
         return Vec::new();
     }
@@ -308,9 +308,9 @@ fn qemu_args(machine: Machine, memory: &str, devices: &[(&str, &Path)]) -> Vec<S
         "-machine".into(),
         "memory-backend=libos-mem".into(),
     ];
-    let device = match machine {
-        Machine::Q35 => "vhost-user-fs-pci",
-        Machine::Microvm | Machine::VirtGicv2 | Machine::VirtGicv3 => {
+    let device = match transport {
+        VirtioTransport::Pci => "vhost-user-fs-pci",
+        VirtioTransport::Mmio => {
             // virtio-mmio version 2 (modern): VERSION_1 feature negotiation and the
             // shared-memory registers; QEMU's default is the legacy version 1.
             args.extend(["-global".into(), "virtio-mmio.force-legacy=false".into()]);
@@ -383,15 +383,15 @@ mod tests {
 
     #[test]
     fn qemu_gets_shared_memory_and_one_device_per_share() {
-        assert!(qemu_args(Machine::Microvm, "64M", &[]).is_empty(), "no shares: plain RAM");
+        assert!(qemu_args(VirtioTransport::Mmio, "64M", &[]).is_empty(), "no shares: plain RAM");
         let (a, b) = (Path::new("/tmp/a.sock"), Path::new("/tmp/b.sock"));
-        let args = qemu_args(Machine::Microvm, "128M", &[("root", a), ("data", b)]).join(" ");
+        let args = qemu_args(VirtioTransport::Mmio, "128M", &[("root", a), ("data", b)]).join(" ");
         assert!(args.contains("memory-backend-memfd,id=libos-mem,size=128M,share=on"), "{args}");
         assert!(args.contains("-machine memory-backend=libos-mem"), "{args}");
         assert!(args.contains("vhost-user-fs-device,chardev=libos-fs0,tag=root"), "{args}");
         assert!(args.contains("socket,id=libos-fs1,path=/tmp/b.sock"), "{args}");
         assert!(args.contains("vhost-user-fs-device,chardev=libos-fs1,tag=data"), "{args}");
-        let pci = qemu_args(Machine::Q35, "64M", &[("root", a)]).join(" ");
+        let pci = qemu_args(VirtioTransport::Pci, "64M", &[("root", a)]).join(" ");
         assert!(pci.contains("vhost-user-fs-pci,chardev=libos-fs0,tag=root") && !pci.contains("force-legacy"), "{pci}");
     }
 }
