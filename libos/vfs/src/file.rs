@@ -19,12 +19,14 @@ fn checked(n: usize, len: usize) -> Result<usize> {
     if n <= len { Ok(n) } else { Err(Errno::EIO) }
 }
 
-/// The directory offset after the VFS's own `.` entry (offset 0 is before it). The largest
-/// offset (`off_t` is signed), so `lseek`/`seekdir` reach it.
-pub const COOKIE_AFTER_DOT: u64 = MAX_FILE_SIZE;
+/// The directory offset after the VFS's own `.` entry (offset 0 is before it). The top of the
+/// `u64` range, which no file system's cookies reach: ramfs counts from 1, and FUSE servers
+/// pass `telldir` values, which are non-negative `off_t`s (ext4's end marker is `i64::MAX`).
+/// (As a signed `off_t` it reads -1; the C shim passes directory offsets bit for bit.)
+pub const COOKIE_AFTER_DOT: u64 = u64::MAX;
 /// The directory offset after the VFS's own `..` entry: the file system's listing starts here
 /// (its cookie 0). File systems' cookies stay below these two values.
-pub const COOKIE_AFTER_DOTDOT: u64 = MAX_FILE_SIZE - 1;
+pub const COOKIE_AFTER_DOTDOT: u64 = u64::MAX - 1;
 
 /// An open file or directory: the node, the flags it was opened with, and the offset (for a
 /// directory: the [`DirEntry::next_cookie`] to continue from).
@@ -128,8 +130,17 @@ impl OpenFile {
     }
 
     /// Moves the offset; returns the new one. `EINVAL` if it would be negative or overflow.
+    /// On a directory `Start(cookie)` takes any cookie a listing returned (see
+    /// [`DirEntry::next_cookie`]).
     pub fn seek(&self, pos: SeekFrom) -> Result<u64> {
         let mut offset = self.offset.lock();
+        // A directory's offset is a cookie, not a byte position: any saved one may come back.
+        if let SeekFrom::Start(cookie) = pos
+            && self.node.file_type().is_dir()
+        {
+            *offset = cookie;
+            return Ok(cookie);
+        }
         let new = match pos {
             SeekFrom::Start(n) => Some(n),
             SeekFrom::Current(delta) => offset.checked_add_signed(delta),
