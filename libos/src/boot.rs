@@ -45,6 +45,10 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     );
 
     start_scheduler(&parsed.options);
+    #[cfg(all(feature = "syscalls", target_arch = "x86_64"))]
+    libos_core::syscall::set_user_entry(&libos_platform_x86_64::UserEntry);
+    #[cfg(all(feature = "syscalls", target_arch = "aarch64"))]
+    libos_core::syscall::set_user_entry(&libos_platform_aarch64::UserEntry);
 
     // SAFETY: `libos::main!` in the app defines this static; it is immutable.
     let app = unsafe { &__LIBOS_APP };
@@ -56,6 +60,7 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     args.push(String::from(app.name));
     args.extend(parsed.app_args);
     env::set_args(args);
+    env::set_vars(parsed.options.env.clone());
 
     boot_stats::record_main(info.entry_counter, parsed.options.boot_stats);
     let code = (app.main)();

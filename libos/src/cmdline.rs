@@ -37,6 +37,8 @@ pub struct Options {
     pub root: Option<String>,
     /// `mount=FS:/PATH`, in order: `(file system name, absolute path)`.
     pub mounts: Vec<(String, String)>,
+    /// `env=NAME=VALUE`, in order: the app's environment ([`crate::env::vars`]).
+    pub env: Vec<String>,
     /// `sched=`: the policy's name (`None`: the default of the image).
     #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
     pub sched: Option<&'static str>,
@@ -52,6 +54,7 @@ impl Default for Options {
             boot_stats: false,
             root: None,
             mounts: Vec::new(),
+            env: Vec::new(),
             #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
             sched: None,
             #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
@@ -167,6 +170,12 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
                     });
                 }
                 options.root = Some(fs.into());
+            }
+            ("env", Some(var)) => {
+                if var.split_once('=').is_none_or(|(name, _)| name.is_empty()) {
+                    return Err(CmdlineError::BadValue { option: "env", value: var.into(), expected: "NAME=VALUE" });
+                }
+                options.env.push(var.into());
             }
             ("mount", Some(spec)) => match spec.split_once(':') {
                 Some((fs, path)) if !fs.is_empty() && path.starts_with('/') => {

@@ -35,6 +35,7 @@ pub mod logger;
 pub mod memory;
 pub mod sched;
 pub mod sync;
+pub mod syscall;
 pub mod time;
 
 #[cfg(any(test, feature = "testing"))]

@@ -76,10 +76,12 @@ mod shutdown;
 #[cfg(target_os = "none")]
 mod stacks;
 #[cfg(target_os = "none")]
+mod syscall;
+#[cfg(target_os = "none")]
 mod timer;
 
 #[cfg(target_os = "none")]
-pub use platform::{Aarch64, Context};
+pub use platform::{Aarch64, Context, UserEntry};
 #[cfg(target_os = "none")]
 use platform::set_gic_version;
 
@@ -100,7 +102,7 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{context, cpu, guard, semihosting, shutdown, timer, uart};
+    use crate::{context, cpu, guard, semihosting, shutdown, syscall, timer, uart};
     use core::sync::atomic::{AtomicU8, Ordering};
     use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
@@ -188,12 +190,40 @@ mod platform {
         }
 
         unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
+            // Linux code's thread pointer is per thread: it stays in this local, on the stack of
+            // the thread being switched out, until the thread runs again. (A new thread starts
+            // with the previous thread's value; posix-shim sets it before entering C code.)
+            let thread_pointer = syscall::thread_pointer();
             // SAFETY: forwarded contract (ContextSwitch::switch_context); threads run in EL1t.
-            unsafe { context::switch(save_sp, load_sp) }
+            unsafe { context::switch(save_sp, load_sp) };
+            syscall::set_thread_pointer(thread_pointer);
         }
 
         fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
             guard::set(page as u64, guarded)
+        }
+    }
+
+    /// The `svc #0` trap and entry into Linux code (`src/syscall.rs`), registered by the
+    /// composition root when posix-shim is in the image.
+    pub struct UserEntry;
+
+    impl libos_core::syscall::UserEntry for UserEntry {
+        fn install(&self, handler: libos_core::syscall::Handler) {
+            syscall::install(handler);
+        }
+
+        unsafe fn enter(&self, frame: &libos_core::syscall::Frame) -> ! {
+            // SAFETY: forwarded contract (UserEntry::enter).
+            unsafe { syscall::enter(frame) }
+        }
+
+        fn set_thread_pointer(&self, value: usize) {
+            syscall::set_thread_pointer(value as u64);
+        }
+
+        fn thread_pointer(&self) -> usize {
+            syscall::thread_pointer() as usize
         }
     }
 }

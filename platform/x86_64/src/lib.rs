@@ -50,9 +50,11 @@ mod serial;
 mod shutdown;
 #[cfg(target_os = "none")]
 mod stacks;
+#[cfg(target_os = "none")]
+mod syscall;
 
 #[cfg(target_os = "none")]
-pub use platform::{Context, X86_64, calibration_source};
+pub use platform::{Context, UserEntry, X86_64, calibration_source};
 
 /// Connects the image's entry point to `kernel_main: fn(&'static BootInfo) -> !`.
 ///
@@ -71,7 +73,8 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{apic, clock, context, cpu, guard, serial, shutdown};
+    use crate::{apic, clock, context, cpu, guard, serial, shutdown, syscall};
+    use core::sync::atomic::Ordering;
     use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
     use x86_64::instructions::interrupts;
@@ -155,12 +158,45 @@ mod platform {
         }
 
         unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
-            // SAFETY: forwarded contract (ContextSwitch::switch_context).
-            unsafe { context::switch(save_sp, load_sp) }
+            // Linux code's thread pointer is per thread: it stays in this local, on the stack of
+            // the thread being switched out, until the thread runs again. (A new thread starts
+            // with the previous thread's value; posix-shim sets it before entering C code.)
+            if syscall::SWITCH_FS_BASE.load(Ordering::Relaxed) {
+                let fs_base = syscall::fs_base();
+                // SAFETY: forwarded contract (ContextSwitch::switch_context).
+                unsafe { context::switch(save_sp, load_sp) };
+                syscall::set_fs_base(fs_base);
+            } else {
+                // SAFETY: forwarded contract (ContextSwitch::switch_context).
+                unsafe { context::switch(save_sp, load_sp) }
+            }
         }
 
         fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
             guard::set(page as u64, guarded)
+        }
+    }
+
+    /// The `syscall` trap and entry into Linux code (`src/syscall.rs`), registered by the
+    /// composition root when posix-shim is in the image.
+    pub struct UserEntry;
+
+    impl libos_core::syscall::UserEntry for UserEntry {
+        fn install(&self, handler: libos_core::syscall::Handler) {
+            syscall::install(handler);
+        }
+
+        unsafe fn enter(&self, frame: &libos_core::syscall::Frame) -> ! {
+            // SAFETY: forwarded contract (UserEntry::enter).
+            unsafe { syscall::enter(frame) }
+        }
+
+        fn set_thread_pointer(&self, value: usize) {
+            syscall::set_fs_base(value as u64);
+        }
+
+        fn thread_pointer(&self) -> usize {
+            syscall::fs_base() as usize
         }
     }
 }
