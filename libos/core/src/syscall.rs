@@ -11,7 +11,8 @@
 //! [`UserEntry`] is the platform's side: install the trap, enter Linux code with a prepared
 //! frame (program start, a new thread from `clone`), and the per-thread thread pointer that
 //! Linux code uses for its TLS (x86_64 FS base, aarch64 `TPIDR_EL0`), which the platform's
-//! context switch saves and restores once [`UserEntry::install`] ran.
+//! context switch saves and restores (the composition root registers the platform's
+//! thread-pointer-switching context switch in images with the trap).
 //!
 //! Users: the platforms implement [`UserEntry`]; `libos` registers it (feature `syscalls`);
 //! posix-shim installs its handler and starts programs.
@@ -34,7 +35,7 @@ pub type Handler = extern "C" fn(&mut Frame) -> isize;
 /// The platform's system-call trap and entry into Linux code.
 pub trait UserEntry: Sync {
     /// Routes `syscall`/`svc #0` to `handler` from now on (and turns on what Linux code needs:
-    /// SSE on x86_64, the per-thread thread pointer in the context switch).
+    /// SSE on x86_64).
     fn install(&self, handler: Handler);
 
     /// Runs Linux code with the registers of `frame` (program counter, stack pointer,

@@ -229,5 +229,5 @@ where
 /// that code). A [`JoinHandle`] of such a thread never reports it finished, so only call this
 /// on threads nobody joins; whatever the thread's stack still owns is not dropped.
 pub fn exit() -> ! {
-    crate::sched::exit_current()
+    sched::exit_current()
 }

@@ -1,6 +1,6 @@
 //! Thread context switch and preemption support for the scheduler.
 //!
-//! - **Cooperative switch** ([`switch`]): saves the AAPCS64 callee-saved state on the current
+//! - **Cooperative switch** ([`SWITCH`]): saves the AAPCS64 callee-saved state on the current
 //!   stack (SP_EL0: threads run in EL1t): `x19`-`x30`, `d8`-`d15` (the callee-saved low halves
 //!   of `v8`-`v15`) and FPCR; stores `sp`, loads the other thread's and restores. The
 //!   caller-saved FP/SIMD registers are dead at a call, so this is all a cooperative switch
@@ -29,6 +29,8 @@ global_asm!(
     .balign 4
     .global libos_aarch64_switch_context
 libos_aarch64_switch_context:
+    mrs     x9, spsel
+    cbnz    x9, 9f                  /* on the exception stack: never switch from there */
     sub     sp, sp, #176
     stp     x19, x20, [sp, #0]
     stp     x21, x22, [sp, #16]
@@ -57,6 +59,44 @@ libos_aarch64_switch_context:
     ldp     d14, d15, [sp, #144]
     ldr     x9, [sp, #160]
     msr     fpcr, x9
+    add     sp, sp, #176
+    ret
+9:  bl      libos_aarch64_switch_from_exception
+
+    /* The same, plus TPIDR_EL0 (Linux code's thread pointer, posix-shim) in the frame's
+     * padding word at 168: for images with the system-call trap. */
+    .global libos_aarch64_switch_context_tp
+libos_aarch64_switch_context_tp:
+    sub     sp, sp, #176
+    stp     x19, x20, [sp, #0]
+    stp     x21, x22, [sp, #16]
+    stp     x23, x24, [sp, #32]
+    stp     x25, x26, [sp, #48]
+    stp     x27, x28, [sp, #64]
+    stp     x29, x30, [sp, #80]
+    stp     d8, d9, [sp, #96]
+    stp     d10, d11, [sp, #112]
+    stp     d12, d13, [sp, #128]
+    stp     d14, d15, [sp, #144]
+    mrs     x9, fpcr
+    mrs     x10, tpidr_el0
+    stp     x9, x10, [sp, #160]
+    mov     x9, sp
+    str     x9, [x0]
+    mov     sp, x1
+    ldp     x19, x20, [sp, #0]
+    ldp     x21, x22, [sp, #16]
+    ldp     x23, x24, [sp, #32]
+    ldp     x25, x26, [sp, #48]
+    ldp     x27, x28, [sp, #64]
+    ldp     x29, x30, [sp, #80]
+    ldp     d8, d9, [sp, #96]
+    ldp     d10, d11, [sp, #112]
+    ldp     d12, d13, [sp, #128]
+    ldp     d14, d15, [sp, #144]
+    ldp     x9, x10, [sp, #160]
+    msr     fpcr, x9
+    msr     tpidr_el0, x10
     add     sp, sp, #176
     ret
 
@@ -120,6 +160,7 @@ libos_aarch64_preempt_trampoline:
 
 unsafe extern "C" {
     fn libos_aarch64_switch_context(save_sp: *mut usize, load_sp: usize);
+    fn libos_aarch64_switch_context_tp(save_sp: *mut usize, load_sp: usize);
     fn libos_aarch64_thread_start();
     fn libos_aarch64_preempt_trampoline();
 }
@@ -146,16 +187,19 @@ pub unsafe fn init(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usiz
     sp
 }
 
-/// Switches to the thread saved at `load_sp`, saving the current one to `*save_sp`.
-///
-/// # Safety
-/// As [`libos_core::hal::ContextSwitch::switch_context`]; must run in thread mode (EL1t).
-pub unsafe fn switch(save_sp: *mut usize, load_sp: usize) {
-    // On SP_EL1 the "stack" would be the shared exception stack: a scheduler bug, never a switch.
-    assert!(!crate::cpu::in_exception_handler(), "libos: a thread switch from an exception handler");
-    // SAFETY: the caller upholds the contract; the assembly saves and restores exactly the
-    // AAPCS64 callee-saved state plus FPCR.
-    unsafe { libos_aarch64_switch_context(save_sp, load_sp) }
+/// The switch routine ([`libos_core::hal::SwitchRoutine`]): the assembly saves and restores
+/// exactly the AAPCS64 callee-saved state plus FPCR, and refuses to run on the exception stack.
+pub const SWITCH: libos_core::hal::SwitchRoutine = libos_aarch64_switch_context;
+
+/// The switch routine that also keeps TPIDR_EL0 per thread (images with posix-shim). Its frame
+/// is [`init`]'s, whose padding word (a new thread's thread pointer) is zero.
+pub const SWITCH_WITH_THREAD_POINTER: libos_core::hal::SwitchRoutine = libos_aarch64_switch_context_tp;
+
+/// Called by the switch routine when it finds itself on SP_EL1: there the "stack" is the shared
+/// exception stack, so this is a scheduler bug, never a switch.
+#[unsafe(no_mangle)]
+extern "C" fn libos_aarch64_switch_from_exception() -> ! {
+    panic!("libos: a thread switch from an exception handler");
 }
 
 /// SPSR.I: IRQs masked.

@@ -81,7 +81,7 @@ mod syscall;
 mod timer;
 
 #[cfg(target_os = "none")]
-pub use platform::{Aarch64, Context, UserEntry};
+pub use platform::{Aarch64, Context, ThreadPointerContext, UserEntry};
 #[cfg(target_os = "none")]
 use platform::set_gic_version;
 
@@ -154,20 +154,18 @@ mod platform {
             timer::arm(ticks.min(u128::from(u64::MAX)) as u64);
         }
 
+        // Masking is inline in libos-core (`libos_core::interrupts`), which the locks use
+        // directly; these forward to it so both paths agree.
         fn disable_interrupts(&self) -> InterruptState {
-            let enabled = cpu::irqs_enabled();
-            cpu::disable_irqs();
-            InterruptState(enabled)
+            libos_core::interrupts::disable()
         }
 
         fn restore_interrupts(&self, state: InterruptState) {
-            if state.0 {
-                cpu::enable_irqs();
-            }
+            libos_core::interrupts::restore(state);
         }
 
         fn enable_interrupts(&self) {
-            cpu::enable_irqs();
+            libos_core::interrupts::enable();
         }
 
         fn wait_for_interrupt(&self) {
@@ -189,14 +187,29 @@ mod platform {
             unsafe { context::init(stack_top, entry, arg) }
         }
 
-        unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
-            // Linux code's thread pointer is per thread: it stays in this local, on the stack of
-            // the thread being switched out, until the thread runs again. (A new thread starts
-            // with the previous thread's value; posix-shim sets it before entering C code.)
-            let thread_pointer = syscall::thread_pointer();
-            // SAFETY: forwarded contract (ContextSwitch::switch_context); threads run in EL1t.
-            unsafe { context::switch(save_sp, load_sp) };
-            syscall::set_thread_pointer(thread_pointer);
+        fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
+            context::SWITCH
+        }
+
+        fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
+            guard::set(page as u64, guarded)
+        }
+    }
+
+    /// The context switch for images with posix-shim: as [`Context`], and it also keeps Linux
+    /// code's thread pointer (TPIDR_EL0) per thread. Registered instead of [`Context`] by the
+    /// composition root when it has the system-call trap (a separate routine, so images without
+    /// C code pay nothing for it).
+    pub struct ThreadPointerContext;
+
+    impl ContextSwitch for ThreadPointerContext {
+        unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+            // SAFETY: forwarded contract (ContextSwitch::init_context).
+            unsafe { context::init(stack_top, entry, arg) }
+        }
+
+        fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
+            context::SWITCH_WITH_THREAD_POINTER
         }
 
         fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {

@@ -14,8 +14,8 @@
 //! by a nested exception), every register reloaded from the frame, the caller's `sp` written
 //! to SP_EL0 from SP_EL1, then `eret` back to EL1t at the instruction after `svc`.
 //!
-//! **TPIDR_EL0**: Linux code's thread pointer; the context switch keeps it per thread
-//! (`lib.rs`, `Context::switch_context`).
+//! **TPIDR_EL0**: Linux code's thread pointer; images with the trap use the context switch that
+//! keeps it per thread (`context.rs`, `SWITCH_WITH_THREAD_POINTER`).
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicPtr, Ordering};

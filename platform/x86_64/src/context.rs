@@ -1,6 +1,6 @@
 //! Thread context switch and preemption support for the scheduler.
 //!
-//! - **Cooperative switch** ([`switch`]): pushes the System V callee-saved registers (`rbp`,
+//! - **Cooperative switch** ([`SWITCH`]): pushes the System V callee-saved registers (`rbp`,
 //!   `rbx`, `r12`-`r15`) on the current stack, stores `rsp`, loads the other thread's `rsp` and
 //!   pops its registers. The return address is the saved `rip`. Interrupts stay masked across
 //!   the switch (the caller's contract), so `rflags.IF` needs no saving.
@@ -40,6 +40,34 @@ libos_x86_64_switch_context:
     popq %rbp
     ret
 
+    /* The same, plus the FS base (Linux code's thread pointer, posix-shim) below the
+     * callee-saved registers: for images with the system-call trap. */
+    .global libos_x86_64_switch_context_tp
+libos_x86_64_switch_context_tp:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movl $0xc0000100, %ecx
+    rdmsr
+    pushq %rdx
+    pushq %rax
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    movl $0xc0000100, %ecx
+    popq %rax
+    popq %rdx
+    wrmsr
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+
     .global libos_x86_64_thread_start
 libos_x86_64_thread_start:
     movq %r12, %rdi
@@ -53,6 +81,7 @@ libos_x86_64_thread_start:
 
 unsafe extern "C" {
     fn libos_x86_64_switch_context(save_sp: *mut usize, load_sp: usize);
+    fn libos_x86_64_switch_context_tp(save_sp: *mut usize, load_sp: usize);
     fn libos_x86_64_thread_start();
 }
 
@@ -74,12 +103,21 @@ pub unsafe fn init(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usiz
     sp
 }
 
-/// Switches to the thread saved at `load_sp`, saving the current one to `*save_sp`.
+/// The switch routine ([`libos_core::hal::SwitchRoutine`]): the assembly saves and restores
+/// exactly the callee-saved registers the System V ABI requires.
+pub const SWITCH: libos_core::hal::SwitchRoutine = libos_x86_64_switch_context;
+
+/// The switch routine that also keeps the FS base per thread (images with posix-shim).
+pub const SWITCH_WITH_THREAD_POINTER: libos_core::hal::SwitchRoutine = libos_x86_64_switch_context_tp;
+
+/// As [`init`], for [`SWITCH_WITH_THREAD_POINTER`]: the frame also holds an FS base of 0.
 ///
 /// # Safety
-/// As [`libos_core::hal::ContextSwitch::switch_context`].
-pub unsafe fn switch(save_sp: *mut usize, load_sp: usize) {
-    // SAFETY: the caller upholds the contract of `ContextSwitch::switch_context`; the assembly saves
-    // and restores exactly the callee-saved registers the System V ABI requires.
-    unsafe { libos_x86_64_switch_context(save_sp, load_sp) }
+/// As [`init`], with 80 bytes.
+pub unsafe fn init_with_thread_pointer(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+    // SAFETY: forwarded contract; the two extra words below are the FS base (low, high).
+    let sp = unsafe { init(stack_top, entry, arg) } - 16;
+    // SAFETY: as above: still within the 80 bytes below `stack_top`.
+    unsafe { core::ptr::write(sp as *mut [usize; 2], [0, 0]) };
+    sp
 }

@@ -54,7 +54,7 @@ mod stacks;
 mod syscall;
 
 #[cfg(target_os = "none")]
-pub use platform::{Context, UserEntry, X86_64, calibration_source};
+pub use platform::{Context, ThreadPointerContext, UserEntry, X86_64, calibration_source};
 
 /// Connects the image's entry point to `kernel_main: fn(&'static BootInfo) -> !`.
 ///
@@ -74,7 +74,6 @@ macro_rules! entry_point {
 #[cfg(target_os = "none")]
 mod platform {
     use crate::{apic, clock, context, cpu, guard, serial, shutdown, syscall};
-    use core::sync::atomic::Ordering;
     use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
     use x86_64::instructions::interrupts;
@@ -115,20 +114,18 @@ mod platform {
             apic::one_shot(ticks as u32);
         }
 
+        // Masking is inline in libos-core (`libos_core::interrupts`), which the locks use
+        // directly; these forward to it so both paths agree.
         fn disable_interrupts(&self) -> InterruptState {
-            let enabled = interrupts::are_enabled();
-            interrupts::disable();
-            InterruptState(enabled)
+            libos_core::interrupts::disable()
         }
 
         fn restore_interrupts(&self, state: InterruptState) {
-            if state.0 {
-                interrupts::enable();
-            }
+            libos_core::interrupts::restore(state);
         }
 
         fn enable_interrupts(&self) {
-            interrupts::enable();
+            libos_core::interrupts::enable();
         }
 
         fn wait_for_interrupt(&self) {
@@ -157,19 +154,29 @@ mod platform {
             unsafe { context::init(stack_top, entry, arg) }
         }
 
-        unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
-            // Linux code's thread pointer is per thread: it stays in this local, on the stack of
-            // the thread being switched out, until the thread runs again. (A new thread starts
-            // with the previous thread's value; posix-shim sets it before entering C code.)
-            if syscall::SWITCH_FS_BASE.load(Ordering::Relaxed) {
-                let fs_base = syscall::fs_base();
-                // SAFETY: forwarded contract (ContextSwitch::switch_context).
-                unsafe { context::switch(save_sp, load_sp) };
-                syscall::set_fs_base(fs_base);
-            } else {
-                // SAFETY: forwarded contract (ContextSwitch::switch_context).
-                unsafe { context::switch(save_sp, load_sp) }
-            }
+        fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
+            context::SWITCH
+        }
+
+        fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
+            guard::set(page as u64, guarded)
+        }
+    }
+
+    /// The context switch for images with posix-shim: as [`Context`], and it also keeps Linux
+    /// code's thread pointer (FS base) per thread. Registered instead of [`Context`] by the
+    /// composition root when it has the system-call trap (a separate routine, so images without
+    /// C code pay nothing for it).
+    pub struct ThreadPointerContext;
+
+    impl ContextSwitch for ThreadPointerContext {
+        unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+            // SAFETY: forwarded contract (ContextSwitch::init_context).
+            unsafe { context::init_with_thread_pointer(stack_top, entry, arg) }
+        }
+
+        fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
+            context::SWITCH_WITH_THREAD_POINTER
         }
 
         fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {

@@ -17,11 +17,11 @@
 //! and `jmp *%rcx` resumes. `rcx` and `r11` hold the return address and flags afterwards, as
 //! after a Linux `sysret`.
 //!
-//! **FS base**: Linux code's thread pointer. Once installed, the context switch saves and
-//! restores it per thread (`lib.rs`, `Context::switch_context`).
+//! **FS base**: Linux code's thread pointer. Images with the trap use the context switch that
+//! saves and restores it per thread (`context.rs`, `SWITCH_WITH_THREAD_POINTER`).
 
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, Ordering};
 use libos_core::syscall::{Frame, Handler};
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
@@ -29,9 +29,6 @@ use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
 /// Read by the entry code: the registered handler (null until installed).
 #[unsafe(no_mangle)]
 static LIBOS_X86_64_SYSCALL_HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
-
-/// Whether the context switch saves and restores FS base (set by [`install`]).
-pub static SWITCH_FS_BASE: AtomicBool = AtomicBool::new(false);
 
 const MSR_STAR: u32 = 0xc000_0081;
 const MSR_LSTAR: u32 = 0xc000_0082;
@@ -108,7 +105,7 @@ unsafe extern "C" {
 }
 
 /// Turns on SSE for Linux code (CR0.EM off, CR0.MP on, CR4.OSFXSR and OSXMMEXCPT on), then the
-/// `syscall` instruction (EFER.SCE) with our entry, and FS-base switching.
+/// `syscall` instruction (EFER.SCE) with our entry.
 pub fn install(handler: Handler) {
     LIBOS_X86_64_SYSCALL_HANDLER.store(handler as *mut (), Ordering::Release);
     // SAFETY: enabling SSE changes no state the kernel relies on (it is built without SSE);
@@ -125,7 +122,6 @@ pub fn install(handler: Handler) {
         Msr::new(MSR_FMASK).write(FMASK);
         Efer::update(|f| f.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
     }
-    SWITCH_FS_BASE.store(true, Ordering::Release);
 }
 
 /// Enters Linux code with `frame`'s registers.
