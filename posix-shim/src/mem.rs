@@ -182,7 +182,7 @@ fn write_back(start: u64, range: &Range) -> Result<()> {
 }
 
 /// `mmap(addr, len, prot, flags, fd, offset)`.
-pub fn mmap(_addr: u64, len: u64, prot: u64, flags: u64, fd_number: u64, offset: u64) -> Result<u64> {
+pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd_number: u64, offset: u64) -> Result<u64> {
     if len == 0 || offset % PAGE != 0 || prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -190,11 +190,10 @@ pub fn mmap(_addr: u64, len: u64, prot: u64, flags: u64, fd_number: u64, offset:
     if kind == 0 || flags & !(MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_HINTS | MAP_FIXED_NOREPLACE) != 0 {
         return Err(Errno::EINVAL);
     }
-    if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
-        log::warn!("posix-shim: mmap with MAP_FIXED is not supported (one identity-mapped address space): ENOMEM");
-        return Err(Errno::ENOMEM);
-    }
     let len = page_round(len)?;
+    if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
+        return map_fixed(addr, len, flags);
+    }
     let allocation = Allocation::new(len)?;
     let start = allocation.ptr as u64;
     let mut shared = None;
@@ -218,6 +217,31 @@ pub fn mmap(_addr: u64, len: u64, prot: u64, flags: u64, fd_number: u64, offset:
     }
     MAPPINGS.lock().ranges.insert(start, Range { len, allocation, shared });
     Ok(start)
+}
+
+/// `MAP_FIXED` can only "replace" memory the program already owns (an anonymous mapping of
+/// this shim or the `brk` reservation; musl's allocator maps guard pages there): the range is
+/// zeroed, as a fresh anonymous mapping reads. Anything else is `ENOMEM`.
+fn map_fixed(addr: u64, len: u64, flags: u64) -> Result<u64> {
+    let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+    if addr % PAGE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let in_brk = {
+        let brk = BRK.lock();
+        brk.base != 0 && addr >= brk.base && end <= brk.base + BRK_RESERVE
+    };
+    let owned = in_brk || MAPPINGS.lock().covers(addr, end);
+    if flags & MAP_FIXED_NOREPLACE != 0 && owned {
+        return Err(Errno::EEXIST);
+    }
+    if !owned || flags & MAP_ANONYMOUS == 0 || flags & MAP_FIXED_NOREPLACE != 0 {
+        log::warn!("posix-shim: mmap at a fixed address outside the program's memory (or of a file) is not supported: ENOMEM");
+        return Err(Errno::ENOMEM);
+    }
+    // SAFETY: the range is memory this shim handed to the program (checked above).
+    unsafe { core::ptr::write_bytes(addr as *mut u8, 0, len as usize) };
+    Ok(addr)
 }
 
 /// `munmap(addr, len)`.

@@ -3,8 +3,11 @@
 //!
 //! A signal sent to ourselves is acted on before the sending call returns, as Linux does for
 //! an unblocked signal sent to the calling thread:
-//! - default action "terminate" or "core": the program ends with exit status `128 + signal`
-//!   (what a shell shows for a process killed by a signal; it becomes QEMU's exit status);
+//! - default action "terminate" or "core": the program ends. A shell would show exit status
+//!   `128 + signal`, which the console line `posix-shim: terminated by signal N (status
+//!   128+N)` reports; the VM's exit code is [`signal_exit_code`] = `64 + N`, because libos exit
+//!   codes stop at 127 (x86_64's `isa-debug-exit` carries 7 bits), e.g. 79 for `SIGTERM`, 70
+//!   for `SIGABRT` (`abort()`);
 //! - default action "ignore" (`SIGCHLD`, `SIGURG`, `SIGWINCH`), `SIG_IGN`, and stop/continue
 //!   signals (there is no job control): nothing happens;
 //! - a handler: it is called on the sending thread's stack with the handler's `sa_mask` (plus
@@ -17,7 +20,7 @@
 //! Asynchronous signals (timers, faults turned into `SIGSEGV`) are not generated: a fault is a
 //! fatal exception reported by the kernel.
 
-use crate::user;
+use crate::{thread, user};
 use libos::sync::Mutex;
 use libos::{Errno, Result};
 
@@ -47,15 +50,15 @@ struct KernelSigaction {
 
 struct State {
     actions: [KernelSigaction; NSIG],
-    /// Blocked signals (bit `n - 1` for signal `n`). One mask for the program: threads share it
-    /// (a simplification: Linux masks are per thread).
-    blocked: u64,
+    /// Signals sent while blocked by the sending thread, acted on by the first thread that
+    /// unblocks them (one pending set for the program; blocked masks are per thread, see
+    /// `thread::blocked_signals`).
     pending: u64,
     altstack: [u64; 3],
 }
 
 static STATE: Mutex<State> =
-    Mutex::new(State { actions: [KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 }; NSIG], blocked: 0, pending: 0, altstack: [0, 2, 0] });
+    Mutex::new(State { actions: [KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 }; NSIG], pending: 0, altstack: [0, 2, 0] });
 
 fn bit(sig: u64) -> u64 {
     1 << (sig - 1)
@@ -95,21 +98,23 @@ pub fn rt_sigprocmask(how: u64, set: u64, old: u64, sigsetsize: u64) -> Result<u
     }
     // SAFETY: as in `rt_sigaction`.
     let new = if set != 0 { Some(unsafe { user::read::<u64>(set)? }) } else { None };
+    let blocked = thread::blocked_signals();
+    if old != 0 {
+        // SAFETY: as above.
+        unsafe { user::write(old, blocked)? };
+    }
+    let Some(new) = new else { return Ok(0) };
+    let unkillable = bit(SIGKILL) | bit(SIGSTOP);
+    let blocked = match how {
+        SIG_BLOCK => blocked | new,
+        SIG_UNBLOCK => blocked & !new,
+        SIG_SETMASK => new,
+        _ => return Err(Errno::EINVAL),
+    } & !unkillable;
+    thread::set_blocked_signals(blocked);
     let unblocked = {
         let mut state = STATE.lock();
-        if old != 0 {
-            // SAFETY: as above.
-            unsafe { user::write(old, state.blocked)? };
-        }
-        let Some(new) = new else { return Ok(0) };
-        let unkillable = bit(SIGKILL) | bit(SIGSTOP);
-        state.blocked = match how {
-            SIG_BLOCK => state.blocked | new,
-            SIG_UNBLOCK => state.blocked & !new,
-            SIG_SETMASK => new,
-            _ => return Err(Errno::EINVAL),
-        } & !unkillable;
-        let ready = state.pending & !state.blocked;
+        let ready = state.pending & !blocked;
         state.pending &= !ready;
         ready
     };
@@ -159,7 +164,7 @@ pub fn tgkill(tgid: u64, tid: u64, sig: u64) -> Result<u64> {
     if (tgid != 0 && tgid != crate::dispatch::PID) || (tid as i64) <= 0 {
         return Err(if (tid as i64) <= 0 || (tgid as i64) <= 0 { Errno::EINVAL } else { Errno::ESRCH });
     }
-    if !crate::thread::tid_exists(tid) {
+    if !thread::tid_exists(tid) {
         return Err(Errno::ESRCH);
     }
     send(sig, SI_TKILL)
@@ -170,15 +175,17 @@ fn send(sig: u64, code: i32) -> Result<u64> {
         return Ok(0); // existence check
     }
     check_signal(sig)?;
-    {
-        let mut state = STATE.lock();
-        if state.blocked & bit(sig) != 0 {
-            state.pending |= bit(sig);
-            return Ok(0);
-        }
+    if thread::blocked_signals() & bit(sig) != 0 {
+        STATE.lock().pending |= bit(sig);
+        return Ok(0);
     }
     act_on(sig, code);
     Ok(0)
+}
+
+/// The VM exit code of a program terminated by signal `sig` (see the module docs).
+pub const fn signal_exit_code(sig: u64) -> i32 {
+    64 + sig as i32
 }
 
 /// What the default action of `sig` does.
@@ -198,8 +205,8 @@ fn act_on(sig: u64, code: i32) {
             if action.flags & SA_RESETHAND != 0 {
                 state.actions[sig as usize - 1] = KernelSigaction::default();
             }
-            let saved = state.blocked;
-            state.blocked |= action.mask | if action.flags & SA_NODEFER != 0 { 0 } else { bit(sig) };
+            let saved = thread::blocked_signals();
+            thread::set_blocked_signals(saved | action.mask | if action.flags & SA_NODEFER != 0 { 0 } else { bit(sig) });
             (action, saved)
         }
     };
@@ -207,8 +214,8 @@ fn act_on(sig: u64, code: i32) {
         SIG_IGN => {}
         SIG_DFL => {
             if default_terminates(sig) {
-                log::info!("posix-shim: killed by signal {sig}");
-                crate::dispatch::exit_program(128 + sig as i32);
+                libos::println!("posix-shim: terminated by signal {sig} (status {})", 128 + sig);
+                crate::dispatch::exit_program(signal_exit_code(sig));
             }
         }
         handler => {
@@ -226,7 +233,7 @@ fn act_on(sig: u64, code: i32) {
                 let f: extern "C" fn(i32) = unsafe { core::mem::transmute(handler as usize) };
                 f(sig as i32);
             }
-            STATE.lock().blocked = saved_mask;
+            thread::set_blocked_signals(saved_mask);
         }
     }
 }

@@ -32,17 +32,19 @@ struct CThread {
     tid: u64,
     /// `set_tid_address` / `CLONE_CHILD_CLEARTID`: zeroed and futex-woken at thread exit.
     clear_tid: u64,
+    /// Blocked signals (bit `n - 1` for signal `n`); a new thread inherits its creator's.
+    blocked: u64,
 }
 
 #[cfg(feature = "threads")]
 static CURRENT: libos::thread::tls::Key<CThread> = libos::thread::tls::Key::new();
 #[cfg(not(feature = "threads"))]
-static MAIN: Mutex<CThread> = Mutex::new(CThread { tid: crate::dispatch::PID, clear_tid: 0 });
+static MAIN: Mutex<CThread> = Mutex::new(CThread { tid: crate::dispatch::PID, clear_tid: 0, blocked: 0 });
 
 fn current() -> CThread {
     #[cfg(feature = "threads")]
     {
-        CURRENT.with(|c| c.copied()).unwrap_or(CThread { tid: crate::dispatch::PID, clear_tid: 0 })
+        CURRENT.with(|c| c.copied()).unwrap_or(CThread { tid: crate::dispatch::PID, clear_tid: 0, blocked: 0 })
     }
     #[cfg(not(feature = "threads"))]
     {
@@ -62,12 +64,24 @@ fn set_current(thread: CThread) {
 /// Registers the program's first thread (before `_start`).
 pub fn init_main_thread() {
     TIDS.lock().insert(crate::dispatch::PID);
-    set_current(CThread { tid: crate::dispatch::PID, clear_tid: 0 });
+    set_current(CThread { tid: crate::dispatch::PID, clear_tid: 0, blocked: 0 });
 }
 
 /// `gettid()`.
 pub fn gettid() -> u64 {
     current().tid
+}
+
+/// The calling thread's blocked-signal mask.
+pub fn blocked_signals() -> u64 {
+    current().blocked
+}
+
+/// Sets the calling thread's blocked-signal mask.
+pub fn set_blocked_signals(mask: u64) {
+    let mut me = current();
+    me.blocked = mask;
+    set_current(me);
 }
 
 /// Whether `tid` is a live thread of the program.
@@ -178,8 +192,9 @@ fn spawn(frame: &libos::syscall::Frame, flags: u64, stack: u64, ptid: u64, ctid:
     }
     TIDS.lock().insert(tid);
     let parent_tp = entry.thread_pointer();
+    let blocked = blocked_signals();
     let spawned = libos::thread::Builder::new().name(alloc::format!("c-thread-{tid}")).stack_size(KERNEL_STACK).spawn(move || {
-        set_current(CThread { tid, clear_tid });
+        set_current(CThread { tid, clear_tid, blocked });
         entry.set_thread_pointer(if flags & CLONE_SETTLS != 0 { tls as usize } else { parent_tp });
         let frame = *child;
         // SAFETY: the frame is the parent's at its `clone`, with the stack the C program
