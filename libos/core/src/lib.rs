@@ -35,6 +35,7 @@ pub mod interrupts;
 pub mod layout;
 pub mod logger;
 pub mod memory;
+pub mod regcheck;
 pub mod sched;
 pub mod sync;
 pub mod syscall;

@@ -8,7 +8,8 @@
 //! - **Preemption**: exceptions run on SP_EL1 with the full register frame (all `x`, all 32
 //!   `q`, FPCR, FPSR) on that shared exception stack, so we cannot switch threads inside the
 //!   handler. Instead, when the scheduler asked for preemption, [`redirect_to_preempt`] copies
-//!   the interrupted thread's frame onto *its own* stack (below its SP_EL0) and makes the
+//!   the interrupted thread's frame onto *its own* stack (below its SP_EL0 and a 128-byte red
+//!   zone) and makes the
 //!   `eret` land in `libos_aarch64_preempt_trampoline` in EL1t with IRQs masked. The trampoline
 //!   calls [`libos_core::hal::irq::preempt`] (the scheduler switches away cooperatively from
 //!   there); when the thread is resumed, it reloads every saved register (including all vector
@@ -108,7 +109,8 @@ libos_aarch64_thread_start:
     brk     #0x1
 
     /* Entered by `eret` from an IRQ handler (redirect_to_preempt) in EL1t with IRQs masked;
-     * sp points at a full TrapFrame (src/boot.s layout) copied from the exception stack. */
+     * sp points at a full TrapFrame (src/boot.s layout) copied from the exception stack, right
+     * below the interrupted thread's red zone (redirect_to_preempt). */
     .global libos_aarch64_preempt_trampoline
 libos_aarch64_preempt_trampoline:
     mov     x29, #0
@@ -153,9 +155,10 @@ libos_aarch64_preempt_trampoline:
     ldp     x4, x5, [sp, #32]
     ldp     x2, x3, [sp, #16]
     ldp     x0, x1, [sp]
-    add     sp, sp, #800
+    add     sp, sp, #{frame_and_red_zone}   /* back to the interrupted SP_EL0 */
     eret
-"#
+"#,
+    frame_and_red_zone = const size_of::<TrapFrame>() + RED_ZONE as usize,
 );
 
 unsafe extern "C" {
@@ -202,6 +205,11 @@ extern "C" fn libos_aarch64_switch_from_exception() -> ! {
     panic!("libos: a thread switch from an exception handler");
 }
 
+/// Bytes below SP_EL0 the copy leaves alone. AAPCS64 (Linux) has no red zone, but other
+/// aarch64 ABIs do (128 bytes), and skipping it costs nothing; it also keeps the `red-zone`
+/// check of the `threads` app meaningful on both architectures.
+const RED_ZONE: u64 = 128;
+
 /// SPSR.I: IRQs masked.
 const SPSR_IRQ_MASKED: u64 = 1 << 7;
 
@@ -210,14 +218,14 @@ const SPSR_IRQ_MASKED: u64 = 1 << 7;
 /// when the thread's stack pointer is misaligned, which compiled code never leaves it.
 pub fn redirect_to_preempt(frame: &mut TrapFrame) -> bool {
     let size = size_of::<TrapFrame>() as u64;
-    if frame.sp_el0 % 16 != 0 || frame.sp_el0 < size {
+    if frame.sp_el0 % 16 != 0 || frame.sp_el0 < size + RED_ZONE + 4096 {
         return false;
     }
-    let copy = frame.sp_el0 - size;
-    // SAFETY: the interrupted thread's stack extends below its SP_EL0 (nothing lives there in
-    // AAPCS64, which has no red zone), `copy` is 16-byte aligned, and `frame` is on the
-    // separate exception stack, so the two do not overlap. Running into the guard page faults
-    // and is reported as a nested exception, never silent corruption.
+    let copy = frame.sp_el0 - RED_ZONE - size;
+    // SAFETY: the interrupted thread's stack extends below its SP_EL0 and the red zone (nothing
+    // lives there), `copy` is 16-byte aligned, and `frame` is on the separate exception stack,
+    // so the two do not overlap. Running into the guard page faults and is reported as a
+    // nested exception, never silent corruption.
     unsafe { core::ptr::copy_nonoverlapping(frame as *const TrapFrame, copy as *mut TrapFrame, 1) };
     frame.sp_el0 = copy;
     frame.elr = libos_aarch64_preempt_trampoline as *const () as u64;

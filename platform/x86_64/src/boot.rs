@@ -11,7 +11,7 @@ use crate::memory::usable_ram;
 use libos_core::memory::{self, MIN_HEAP, PAGE, RegionList, TooLittleMemory};
 use crate::paging::{self, Layout, TableMemory};
 use crate::pvh::{self, PvhError};
-use crate::{PLATFORM, apic, cpu, gdt, interrupts, serial, shutdown, stacks};
+use crate::{PLATFORM, apic, cpu, fpu, gdt, interrupts, serial, shutdown, stacks};
 use core::fmt;
 use libos_core::console::emergency_print;
 use libos_core::exit;
@@ -160,6 +160,7 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
         let frame = x86_64::structures::paging::PhysFrame::from_start_address_unchecked(x86_64::PhysAddr::new(root));
         x86_64::registers::control::Cr3::write(frame, x86_64::registers::control::Cr3Flags::empty());
     }
+    fpu::init();
     gdt::init();
     interrupts::init();
     apic::init(features.x2apic);

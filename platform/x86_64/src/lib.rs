@@ -6,10 +6,13 @@
 //! - `boot.s` + [`boot`]: 32-bit PVH entry, long mode, then the Rust boot path;
 //! - [`pvh`]: the loader's boot information (command line, memory map, ACPI RSDP);
 //! - [`memory`], [`paging`]: free RAM and the final page tables (text RX, data NX, guard pages);
-//! - `gdt`, `interrupts`, `stacks`: GDT/TSS with separate stacks for fatal exceptions, the IDT,
-//!   crash reports with a frame-pointer backtrace;
-//! - `context`: the thread context switch and preemption on interrupt return (for the
-//!   scheduler);
+//! - `gdt`, `interrupts`, `stacks`: GDT/TSS with an IST stack for every interrupt and
+//!   exception (nothing is pushed onto the interrupted code's stack: its red zone is safe), the
+//!   IDT, crash reports with a frame-pointer backtrace;
+//! - `fpu`: SSE (and XSAVE/AVX where present) enabled at boot; the FP/SIMD state of preempted
+//!   threads saved and restored;
+//! - `context`: the thread context switch and preemption on interrupt return, on the thread's
+//!   own stack (for the scheduler);
 //! - `serial`, `clock`, `apic`: the 16550 console, the TSC clock, the local APIC one-shot timer;
 //! - [`acpi`], `shutdown`: exit codes through `isa-debug-exit`, else ACPI S5, else i8042 reset.
 //!
@@ -38,6 +41,8 @@ mod clock;
 mod context;
 #[cfg(target_os = "none")]
 mod cpu;
+#[cfg(target_os = "none")]
+mod fpu;
 #[cfg(target_os = "none")]
 mod gdt;
 #[cfg(target_os = "none")]
@@ -164,7 +169,7 @@ mod platform {
     }
 
     /// The context switch for images with posix-shim: as [`Context`], and it also keeps Linux
-    /// code's thread pointer (FS base) per thread. Registered instead of [`Context`] by the
+    /// code's thread pointer (FS base) and vector registers per thread (`src/syscall.rs`). Registered instead of [`Context`] by the
     /// composition root when it has the system-call trap (a separate routine, so images without
     /// C code pay nothing for it).
     pub struct ThreadPointerContext;
@@ -172,11 +177,11 @@ mod platform {
     impl ContextSwitch for ThreadPointerContext {
         unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
             // SAFETY: forwarded contract (ContextSwitch::init_context).
-            unsafe { context::init_with_thread_pointer(stack_top, entry, arg) }
+            unsafe { context::init(stack_top, entry, arg) }
         }
 
         fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
-            context::SWITCH_WITH_THREAD_POINTER
+            syscall::switch_saving_user_state
         }
 
         fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {

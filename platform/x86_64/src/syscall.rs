@@ -7,9 +7,14 @@
 //! 128-byte red zone below `rsp` across the inline `syscall` (it is not a call), so the entry
 //! first steps over the red zone, then pushes a [`Frame`] on the calling thread's own stack
 //! (not a separate kernel stack: the handler may block and switch threads, and each thread's
-//! frame must stay with it). It saves the SSE state (`fxsave64`, 512 bytes, 16-aligned) because
-//! Linux preserves `xmm` registers across system calls and a blocking call may run another
-//! thread's C code; the kernel itself is built without SSE, so nothing else touches them.
+//! frame must stay with it).
+//!
+//! **Vector registers**: Linux preserves them across system calls, and compiled code keeps
+//! values in them across the inline `syscall`. The kernel is built without SSE, so the handler
+//! itself never touches them; the only way they change is a switch to another thread's C code
+//! while the call blocks. So they are not saved on entry (a null system call stays cheap) but by
+//! the context switch of images with this trap ([`switch_saving_user_state`], which saves the
+//! x87/SSE/AVX state with XSAVE or FXSAVE, and the FS base, on the thread's own stack).
 //!
 //! **Return**: not `sysret` (that would drop to ring 3). The exit pops the registers, `popfq`
 //! restores the caller's flags from the frame (the stack is still below the red zone, so an
@@ -17,13 +22,11 @@
 //! and `jmp *%rcx` resumes. `rcx` and `r11` hold the return address and flags afterwards, as
 //! after a Linux `sysret`.
 //!
-//! **FS base**: Linux code's thread pointer. Images with the trap use the context switch that
-//! saves and restores it per thread (`context.rs`, `SWITCH_WITH_THREAD_POINTER`).
+//! **FS base**: Linux code's thread pointer, kept per thread by the same switch routine.
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicPtr, Ordering};
 use libos_core::syscall::{Frame, Handler};
-use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
 
 /// Read by the entry code: the registered handler (null until installed).
@@ -63,11 +66,8 @@ libos_x86_64_syscall_entry:
     pushq %rax                      /* frame.rax: the number */
     movq %rsp, %rbp                 /* rbp: the frame (callee-saved in the handler) */
     andq $-16, %rsp
-    subq $512, %rsp
-    fxsave64 (%rsp)
     movq %rbp, %rdi
     callq *LIBOS_X86_64_SYSCALL_HANDLER(%rip)
-    fxrstor64 (%rsp)
     leaq 8(%rbp), %rsp              /* drop the number; rax is the result */
     .global libos_x86_64_syscall_exit
 libos_x86_64_syscall_exit:
@@ -104,24 +104,48 @@ unsafe extern "C" {
     fn libos_x86_64_enter(frame: *const Frame) -> !;
 }
 
-/// Turns on SSE for Linux code (CR0.EM off, CR0.MP on, CR4.OSFXSR and OSXMMEXCPT on), then the
-/// `syscall` instruction (EFER.SCE) with our entry.
+/// Turns on the `syscall` instruction (EFER.SCE) with our entry (SSE is on since boot,
+/// `fpu::init`).
 pub fn install(handler: Handler) {
+    assert!(crate::fpu::area_size() <= MAX_FP_AREA, "the CPU's XSAVE area exceeds {MAX_FP_AREA} bytes");
     LIBOS_X86_64_SYSCALL_HANDLER.store(handler as *mut (), Ordering::Release);
-    // SAFETY: enabling SSE changes no state the kernel relies on (it is built without SSE);
-    // the MSRs written are the architectural syscall MSRs, pointing at our entry code with
-    // the kernel code selector (0x08; SS = 0x10, the kernel data selector, as in gdt.rs).
+    // SAFETY: the MSRs written are the architectural syscall MSRs, pointing at our entry code
+    // with the kernel code selector (0x08; SS = 0x10, the kernel data selector, as in gdt.rs).
     unsafe {
-        Cr0::update(|f| {
-            f.remove(Cr0Flags::EMULATE_COPROCESSOR | Cr0Flags::TASK_SWITCHED);
-            f.insert(Cr0Flags::MONITOR_COPROCESSOR);
-        });
-        Cr4::update(|f| f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
         Msr::new(MSR_STAR).write(0x08 << 32);
         Msr::new(MSR_LSTAR).write(libos_x86_64_syscall_entry as *const () as u64);
         Msr::new(MSR_FMASK).write(FMASK);
         Efer::update(|f| f.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
     }
+}
+
+/// The largest XSAVE area [`switch_saving_user_state`] keeps on a stack (x87, SSE, AVX and
+/// AVX-512 state take 2696 bytes).
+const MAX_FP_AREA: usize = 3072;
+
+#[repr(C, align(64))]
+struct FpArea([u8; MAX_FP_AREA]);
+
+/// The switch routine of images with the `syscall` trap (see the module docs): around the
+/// platform's routine it saves the FS base and the whole x87/SSE/AVX state on the stack of the
+/// thread being switched out, and restores them when that thread runs again. A thread's first
+/// run starts with the previous thread's values (posix-shim sets a new C thread's FS base
+/// before entering its code; its vector registers hold nothing yet).
+///
+/// # Safety
+/// As [`libos_core::hal::SwitchRoutine`].
+pub unsafe extern "C" fn switch_saving_user_state(save_sp: *mut usize, load_sp: usize) {
+    let fs_base = fs_base();
+    let mut area = core::mem::MaybeUninit::<FpArea>::uninit();
+    let area = area.as_mut_ptr().cast::<u8>();
+    // SAFETY: `area` is 64-byte aligned and MAX_FP_AREA long, at least `fpu::area_size()`
+    // (checked in `install`); the FPU was set up at boot.
+    unsafe { crate::fpu::save(area) };
+    // SAFETY: the caller upholds the switch routine's contract.
+    unsafe { (crate::context::SWITCH)(save_sp, load_sp) };
+    // SAFETY: this thread's state, saved above, on its own stack that nothing else touched.
+    unsafe { crate::fpu::restore(area) };
+    set_fs_base(fs_base);
 }
 
 /// Enters Linux code with `frame`'s registers.
