@@ -9,6 +9,8 @@
 use crate::abi::{Iovec, Timespec, nr};
 use crate::fd::{self, Object};
 use crate::{mem, signal, thread, user};
+#[cfg(feature = "fs")]
+use crate::files;
 use alloc::collections::BTreeSet;
 use core::sync::atomic::{AtomicU32, Ordering};
 use libos::syscall::Frame;
@@ -47,134 +49,217 @@ pub fn exit_program(code: i32) -> ! {
     libos::process::exit(code & 0xff)
 }
 
-/// The handler the platform calls for every `syscall` / `svc #0`.
+/// One entry of the table: the call's implementation, reading its arguments from the frame.
+type Entry = fn(&mut Frame) -> isize;
+
+/// Numbers below this index the table directly (both architectures' calls are below 512);
+/// anything at or above it is unknown.
+const TABLE_LEN: usize = 512;
+
+/// The handler the platform calls for every `syscall` / `svc #0`: one indexed load and an
+/// indirect call, whatever the number.
 pub extern "C" fn dispatch(frame: &mut Frame) -> isize {
-    let [a0, a1, a2, a3, a4, a5] = frame.args();
-    let result = match frame.number() {
-        nr::GETPPID => Ok(0),
-        nr::GETPID => Ok(PID),
-        nr::GETTID => Ok(thread::gettid()),
-        nr::GETUID | nr::GETEUID | nr::GETGID | nr::GETEGID => Ok(0),
-        nr::READ => read(a0, a1, a2),
-        nr::WRITE => write(a0, a1, a2),
-        nr::READV => readv(a0, a1, a2),
-        nr::WRITEV => writev(a0, a1, a2),
-        nr::PREAD64 => pread(a0, a1, a2, a3),
-        nr::PWRITE64 => pwrite(a0, a1, a2, a3),
-        nr::CLOSE => fd::close(a0).map(|()| 0),
-        nr::IOCTL => ioctl(a0, a1, a2),
-        nr::FCNTL => fcntl(a0, a1, a2),
-        nr::DUP => fd::get_descriptor(a0).and_then(|d| fd::insert_from(0, fd::Descriptor { cloexec: false, ..d })),
-        nr::DUP2 => dup3(a0, a1, 0, true),
-        nr::DUP3 => dup3(a0, a1, a2, false),
-        nr::UMASK => Ok(u64::from(UMASK.swap(a0 as u32 & 0o777, Ordering::Relaxed))),
-        nr::EXIT => thread::exit_thread(a0 as i32),
-        nr::EXIT_GROUP => exit_program(a0 as i32),
-        nr::SET_TID_ADDRESS => Ok(thread::set_tid_address(a0)),
-        nr::SET_ROBUST_LIST => thread::set_robust_list(a0, a1),
-        nr::FUTEX => thread::futex(a0, a1, a2, a3, a4, a5),
-        #[cfg(not(target_arch = "aarch64"))]
-        nr::CLONE => thread::clone(frame, a0, a1, a2, a3, a4),
-        #[cfg(target_arch = "aarch64")]
-        nr::CLONE => thread::clone(frame, a0, a1, a2, a4, a3),
-        nr::SCHED_YIELD => {
-            yield_now();
-            Ok(0)
-        }
-        nr::SCHED_GETAFFINITY => thread::sched_getaffinity(a0, a1, a2),
-        nr::ARCH_PRCTL => arch_prctl(a0, a1),
-        nr::BRK => Ok(mem::brk(a0)),
-        nr::MMAP => mem::mmap(a0, a1, a2, a3, a4, a5),
-        nr::MUNMAP => mem::munmap(a0, a1),
-        nr::MREMAP => mem::mremap(a0, a1, a2, a3, a4),
-        nr::MPROTECT => mem::mprotect(a0, a1, a2),
-        nr::MADVISE => mem::madvise(a0, a1, a2),
-        nr::MSYNC => mem::msync(a0, a1, a2),
-        nr::CLOCK_GETTIME => clock_gettime(a0, a1),
-        nr::CLOCK_GETRES => clock_getres(a0, a1),
-        nr::GETTIMEOFDAY => gettimeofday(a0, a1),
-        nr::NANOSLEEP => nanosleep(a0, a1),
-        nr::CLOCK_NANOSLEEP => clock_nanosleep(a0, a1, a2, a3),
-        nr::UNAME => uname(a0),
-        nr::GETRANDOM => getrandom(a0, a1, a2),
-        nr::SYSINFO => sysinfo(a0),
-        nr::PRLIMIT64 => prlimit64(a0, a1, a2, a3),
-        nr::RT_SIGACTION => signal::rt_sigaction(a0, a1, a2, a3),
-        nr::RT_SIGPROCMASK => signal::rt_sigprocmask(a0, a1, a2, a3),
-        nr::SIGALTSTACK => signal::sigaltstack(a0, a1),
-        nr::KILL => signal::kill(a0, a1),
-        nr::TGKILL => signal::tgkill(a0, a1, a2),
-        nr::TKILL => signal::tgkill(0, a0, a1),
-        nr::FORK | nr::VFORK | nr::EXECVE | nr::WAIT4 => {
-            log_unsupported("system call", frame.number());
-            Err(Errno::ENOSYS)
-        }
-        number => files(number, [a0, a1, a2, a3, a4, a5]),
+    match TABLE.get(frame.number() as usize) {
+        Some(entry) => entry(frame),
+        None => unknown(frame),
+    }
+}
+
+fn unknown(frame: &mut Frame) -> isize {
+    log_unsupported("system call", frame.number());
+    to_return(Err(Errno::ENOSYS))
+}
+
+/// Builds [`TABLE`]: `NUMBER => |frame, [args]| result;` per call. Each body becomes a small
+/// function the table points at; a number the architecture lacks ([`nr::ABSENT`]) is skipped.
+macro_rules! table {
+    ($($(#[$attr:meta])* $number:path => |$frame:ident, $args:pat_param| $body:expr;)*) => {
+        static TABLE: [Entry; TABLE_LEN] = {
+            let mut table: [Entry; TABLE_LEN] = [unknown; TABLE_LEN];
+            $(
+                $(#[$attr])*
+                {
+                    #[allow(unused_variables, unreachable_code)]
+                    fn entry($frame: &mut Frame) -> isize {
+                        #[allow(unused_variables)]
+                        let $args = $frame.args();
+                        to_return($body)
+                    }
+                    let index = $number as usize;
+                    if index < TABLE_LEN {
+                        table[index] = entry;
+                    }
+                }
+            )*
+            table
+        };
     };
-    to_return(result)
+}
+
+table! {
+    nr::GETPPID => |f, _| Ok(0);
+    nr::GETPID => |f, _| Ok(PID);
+    nr::GETTID => |f, _| Ok(thread::gettid());
+    nr::GETUID => |f, _| Ok(0);
+    nr::GETEUID => |f, _| Ok(0);
+    nr::GETGID => |f, _| Ok(0);
+    nr::GETEGID => |f, _| Ok(0);
+    nr::READ => |f, [a0, a1, a2, ..]| read(a0, a1, a2);
+    nr::WRITE => |f, [a0, a1, a2, ..]| write(a0, a1, a2);
+    nr::READV => |f, [a0, a1, a2, ..]| readv(a0, a1, a2);
+    nr::WRITEV => |f, [a0, a1, a2, ..]| writev(a0, a1, a2);
+    nr::PREAD64 => |f, [a0, a1, a2, a3, ..]| pread(a0, a1, a2, a3);
+    nr::PWRITE64 => |f, [a0, a1, a2, a3, ..]| pwrite(a0, a1, a2, a3);
+    nr::CLOSE => |f, [a0, ..]| fd::close(a0).map(|()| 0);
+    nr::IOCTL => |f, [a0, a1, a2, ..]| ioctl(a0, a1, a2);
+    nr::FCNTL => |f, [a0, a1, a2, ..]| fcntl(a0, a1, a2);
+    nr::DUP => |f, [a0, ..]| fd::get_descriptor(a0).and_then(|d| fd::insert_from(0, fd::Descriptor { cloexec: false, ..d }));
+    nr::DUP2 => |f, [a0, a1, ..]| dup3(a0, a1, 0, true);
+    nr::DUP3 => |f, [a0, a1, a2, ..]| dup3(a0, a1, a2, false);
+    nr::UMASK => |f, [a0, ..]| Ok(u64::from(UMASK.swap(a0 as u32 & 0o777, Ordering::Relaxed)));
+    nr::EXIT => |f, [a0, ..]| thread::exit_thread(a0 as i32);
+    nr::EXIT_GROUP => |f, [a0, ..]| exit_program(a0 as i32);
+    nr::SET_TID_ADDRESS => |f, [a0, ..]| Ok(thread::set_tid_address(a0));
+    nr::SET_ROBUST_LIST => |f, [a0, a1, ..]| thread::set_robust_list(a0, a1);
+    nr::FUTEX => |f, [a0, a1, a2, a3, a4, a5]| thread::futex(a0, a1, a2, a3, a4, a5);
+    // clone(flags, stack, ptid, ctid, tls) on x86_64; (flags, stack, ptid, tls, ctid) on aarch64.
+    #[cfg(not(target_arch = "aarch64"))]
+    nr::CLONE => |f, [a0, a1, a2, a3, a4, _]| thread::clone(f, a0, a1, a2, a3, a4);
+    #[cfg(target_arch = "aarch64")]
+    nr::CLONE => |f, [a0, a1, a2, a3, a4, _]| thread::clone(f, a0, a1, a2, a4, a3);
+    nr::SCHED_YIELD => |f, _| {
+        yield_now();
+        Ok(0)
+    };
+    nr::SCHED_GETAFFINITY => |f, [a0, a1, a2, ..]| thread::sched_getaffinity(a0, a1, a2);
+    nr::ARCH_PRCTL => |f, [a0, a1, ..]| arch_prctl(a0, a1);
+    nr::BRK => |f, [a0, ..]| Ok(mem::brk(a0));
+    nr::MMAP => |f, [a0, a1, a2, a3, a4, a5]| mem::mmap(a0, a1, a2, a3, a4, a5);
+    nr::MUNMAP => |f, [a0, a1, ..]| mem::munmap(a0, a1);
+    nr::MREMAP => |f, [a0, a1, a2, a3, a4, _]| mem::mremap(a0, a1, a2, a3, a4);
+    nr::MPROTECT => |f, [a0, a1, a2, ..]| mem::mprotect(a0, a1, a2);
+    nr::MADVISE => |f, [a0, a1, a2, ..]| mem::madvise(a0, a1, a2);
+    nr::MSYNC => |f, [a0, a1, a2, ..]| mem::msync(a0, a1, a2);
+    nr::CLOCK_GETTIME => |f, [a0, a1, ..]| clock_gettime(a0, a1);
+    nr::CLOCK_GETRES => |f, [a0, a1, ..]| clock_getres(a0, a1);
+    nr::GETTIMEOFDAY => |f, [a0, a1, ..]| gettimeofday(a0, a1);
+    nr::NANOSLEEP => |f, [a0, a1, ..]| nanosleep(a0, a1);
+    nr::CLOCK_NANOSLEEP => |f, [a0, a1, a2, a3, ..]| clock_nanosleep(a0, a1, a2, a3);
+    nr::UNAME => |f, [a0, ..]| uname(a0);
+    nr::GETRANDOM => |f, [a0, a1, a2, ..]| getrandom(a0, a1, a2);
+    nr::SYSINFO => |f, [a0, ..]| sysinfo(a0);
+    nr::PRLIMIT64 => |f, [a0, a1, a2, a3, ..]| prlimit64(a0, a1, a2, a3);
+    nr::RT_SIGACTION => |f, [a0, a1, a2, a3, ..]| signal::rt_sigaction(a0, a1, a2, a3);
+    nr::RT_SIGPROCMASK => |f, [a0, a1, a2, a3, ..]| signal::rt_sigprocmask(a0, a1, a2, a3);
+    nr::SIGALTSTACK => |f, [a0, a1, ..]| signal::sigaltstack(a0, a1);
+    nr::KILL => |f, [a0, a1, ..]| signal::kill(a0, a1);
+    nr::TGKILL => |f, [a0, a1, a2, ..]| signal::tgkill(a0, a1, a2);
+    nr::TKILL => |f, [a0, a1, ..]| signal::tgkill(0, a0, a1);
+    nr::FORK => |f, _| unsupported(f);
+    nr::VFORK => |f, _| unsupported(f);
+    nr::EXECVE => |f, _| unsupported(f);
+    nr::WAIT4 => |f, _| unsupported(f);
+    // Descriptors 0-2 are the console, so these work without a file system.
+    nr::FSTAT => |f, [a0, a1, ..]| fstat(a0, a1);
+    nr::LSEEK => |f, [a0, a1, a2, ..]| lseek(a0, a1, a2);
+    // The file system calls (feature `fs`; without it they stay unknown: -ENOSYS).
+    #[cfg(feature = "fs")]
+    nr::OPENAT => |f, [a0, a1, a2, a3, ..]| files::openat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::OPEN => |f, [a0, a1, a2, ..]| files::openat(CWD, a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::NEWFSTATAT => |f, [a0, a1, a2, a3, ..]| files::newfstatat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::STAT => |f, [a0, a1, ..]| files::newfstatat(CWD, a0, a1, 0);
+    #[cfg(feature = "fs")]
+    nr::LSTAT => |f, [a0, a1, ..]| files::newfstatat(CWD, a0, a1, 0x100);
+    #[cfg(feature = "fs")]
+    nr::STATX => |f, [a0, a1, a2, a3, a4, _]| files::statx(a0, a1, a2, a3, a4);
+    #[cfg(feature = "fs")]
+    nr::GETDENTS64 => |f, [a0, a1, a2, ..]| files::getdents64(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::MKDIRAT => |f, [a0, a1, a2, ..]| files::mkdirat(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::MKDIR => |f, [a0, a1, ..]| files::mkdirat(CWD, a0, a1);
+    #[cfg(feature = "fs")]
+    nr::UNLINKAT => |f, [a0, a1, a2, ..]| files::unlinkat(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::UNLINK => |f, [a0, ..]| files::unlinkat(CWD, a0, 0);
+    #[cfg(feature = "fs")]
+    nr::RMDIR => |f, [a0, ..]| files::unlinkat(CWD, a0, 0x200);
+    #[cfg(feature = "fs")]
+    nr::RENAMEAT => |f, [a0, a1, a2, a3, ..]| files::renameat2(a0, a1, a2, a3, 0);
+    #[cfg(feature = "fs")]
+    nr::RENAMEAT2 => |f, [a0, a1, a2, a3, a4, _]| files::renameat2(a0, a1, a2, a3, a4);
+    #[cfg(feature = "fs")]
+    nr::RENAME => |f, [a0, a1, ..]| files::renameat2(CWD, a0, CWD, a1, 0);
+    #[cfg(feature = "fs")]
+    nr::LINKAT => |f, [a0, a1, a2, a3, a4, _]| files::linkat(a0, a1, a2, a3, a4);
+    #[cfg(feature = "fs")]
+    nr::LINK => |f, [a0, a1, ..]| files::linkat(CWD, a0, CWD, a1, 0);
+    #[cfg(feature = "fs")]
+    nr::SYMLINKAT => |f, [a0, a1, a2, ..]| files::symlinkat(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::SYMLINK => |f, [a0, a1, ..]| files::symlinkat(a0, CWD, a1);
+    #[cfg(feature = "fs")]
+    nr::READLINKAT => |f, [a0, a1, a2, a3, ..]| files::readlinkat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::READLINK => |f, [a0, a1, a2, ..]| files::readlinkat(CWD, a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::FTRUNCATE => |f, [a0, a1, ..]| files::ftruncate(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::FSYNC => |f, [a0, ..]| files::fsync(a0);
+    #[cfg(feature = "fs")]
+    nr::FDATASYNC => |f, [a0, ..]| files::fsync(a0);
+    #[cfg(feature = "fs")]
+    nr::FACCESSAT => |f, [a0, a1, a2, ..]| files::faccessat(a0, a1, a2, 0);
+    #[cfg(feature = "fs")]
+    nr::FACCESSAT2 => |f, [a0, a1, a2, a3, ..]| files::faccessat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::ACCESS => |f, [a0, a1, ..]| files::faccessat(CWD, a0, a1, 0);
+    #[cfg(feature = "fs")]
+    nr::FCHMODAT => |f, [a0, a1, a2, ..]| files::fchmodat(a0, a1, a2, 0);
+    #[cfg(feature = "fs")]
+    nr::UTIMENSAT => |f, [a0, a1, a2, a3, ..]| files::utimensat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::STATFS => |f, [a0, a1, ..]| files::statfs(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::GETCWD => |f, [a0, a1, ..]| files::getcwd(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::CHDIR => |f, [a0, ..]| files::chdir(a0);
+}
+
+/// `AT_FDCWD` as an argument value.
+#[cfg(feature = "fs")]
+const CWD: u64 = files::AT_FDCWD as u64;
+
+fn unsupported(frame: &Frame) -> Result<u64> {
+    log_unsupported("system call", frame.number());
+    Err(Errno::ENOSYS)
 }
 
 #[cfg(feature = "fs")]
-fn files(number: u64, [a0, a1, a2, a3, a4, _]: [u64; 6]) -> Result<u64> {
-    use crate::files::{self as f, AT_FDCWD};
-    let cwd = AT_FDCWD as u64;
-    match number {
-        nr::OPENAT => f::openat(a0, a1, a2, a3),
-        nr::OPEN => f::openat(cwd, a0, a1, a2),
-        nr::FSTAT => f::fstat(a0, a1),
-        nr::NEWFSTATAT => f::newfstatat(a0, a1, a2, a3),
-        nr::STAT => f::newfstatat(cwd, a0, a1, 0),
-        nr::LSTAT => f::newfstatat(cwd, a0, a1, 0x100),
-        nr::STATX => f::statx(a0, a1, a2, a3, a4),
-        nr::LSEEK => f::lseek(a0, a1, a2),
-        nr::GETDENTS64 => f::getdents64(a0, a1, a2),
-        nr::MKDIRAT => f::mkdirat(a0, a1, a2),
-        nr::MKDIR => f::mkdirat(cwd, a0, a1),
-        nr::UNLINKAT => f::unlinkat(a0, a1, a2),
-        nr::UNLINK => f::unlinkat(cwd, a0, 0),
-        nr::RMDIR => f::unlinkat(cwd, a0, 0x200),
-        nr::RENAMEAT => f::renameat2(a0, a1, a2, a3, 0),
-        nr::RENAMEAT2 => f::renameat2(a0, a1, a2, a3, a4),
-        nr::RENAME => f::renameat2(cwd, a0, cwd, a1, 0),
-        nr::LINKAT => f::linkat(a0, a1, a2, a3, a4),
-        nr::LINK => f::linkat(cwd, a0, cwd, a1, 0),
-        nr::SYMLINKAT => f::symlinkat(a0, a1, a2),
-        nr::SYMLINK => f::symlinkat(a0, cwd, a1),
-        nr::READLINKAT => f::readlinkat(a0, a1, a2, a3),
-        nr::READLINK => f::readlinkat(cwd, a0, a1, a2),
-        nr::FTRUNCATE => f::ftruncate(a0, a1),
-        nr::FSYNC | nr::FDATASYNC => f::fsync(a0),
-        nr::FACCESSAT | nr::FACCESSAT2 => f::faccessat(a0, a1, a2, if number == nr::FACCESSAT { 0 } else { a3 }),
-        nr::ACCESS => f::faccessat(cwd, a0, a1, 0),
-        nr::FCHMODAT => f::fchmodat(a0, a1, a2, 0),
-        nr::UTIMENSAT => f::utimensat(a0, a1, a2, a3),
-        nr::STATFS => f::statfs(a0, a1),
-        nr::GETCWD => f::getcwd(a0, a1),
-        nr::CHDIR => f::chdir(a0),
-        _ => {
-            log_unsupported("system call", number);
-            Err(Errno::ENOSYS)
-        }
-    }
+fn fstat(fd_number: u64, buf: u64) -> Result<u64> {
+    files::fstat(fd_number, buf)
+}
+
+#[cfg(feature = "fs")]
+fn lseek(fd_number: u64, offset: u64, whence: u64) -> Result<u64> {
+    files::lseek(fd_number, offset, whence)
 }
 
 #[cfg(not(feature = "fs"))]
-fn files(number: u64, [a0, a1, _, _, _, _]: [u64; 6]) -> Result<u64> {
-    match number {
-        // Descriptors 0-2 are the console: fstat works without a file system.
-        nr::FSTAT => {
-            fd::get(a0)?;
-            let st = crate::abi::Stat { st_mode: 0o020620, st_rdev: (5 << 8) | 1, ..Default::default() };
-            // SAFETY: checked by `user::write`.
-            unsafe { user::write(a1, st)? };
-            Ok(0)
-        }
-        nr::LSEEK => fd::get(a0).and(Err(Errno::ESPIPE)),
-        _ => {
-            log_unsupported("system call", number);
-            Err(Errno::ENOSYS)
-        }
-    }
+fn fstat(fd_number: u64, buf: u64) -> Result<u64> {
+    fd::get(fd_number)?;
+    let st = crate::abi::Stat { st_mode: 0o020620, st_rdev: (5 << 8) | 1, ..Default::default() };
+    // SAFETY: checked by `user::write`.
+    unsafe { user::write(buf, st)? };
+    Ok(0)
+}
+
+#[cfg(not(feature = "fs"))]
+fn lseek(fd_number: u64, _offset: u64, _whence: u64) -> Result<u64> {
+    fd::get(fd_number).and(Err(Errno::ESPIPE))
 }
 
 fn yield_now() {
