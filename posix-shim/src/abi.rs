@@ -101,6 +101,7 @@ pub mod nr {
         pub const SET_ROBUST_LIST: u64 = 273;
         pub const UTIMENSAT: u64 = 280;
         pub const DUP3: u64 = 292;
+        pub const EVENTFD2: u64 = 290;
         pub const PIPE2: u64 = 293;
         pub const PRLIMIT64: u64 = 302;
         pub const RENAMEAT2: u64 = 316;
@@ -113,6 +114,7 @@ pub mod nr {
     mod table {
         use super::ABSENT;
         pub const GETCWD: u64 = 17;
+        pub const EVENTFD2: u64 = 19;
         pub const DUP: u64 = 23;
         pub const DUP3: u64 = 24;
         pub const FCNTL: u64 = 25;
@@ -405,7 +407,7 @@ mod tests {
             nr::CLOCK_GETRES, nr::CLOCK_NANOSLEEP, nr::EXIT_GROUP, nr::TGKILL, nr::OPENAT, nr::MKDIRAT,
             nr::NEWFSTATAT, nr::UNLINKAT, nr::RENAMEAT, nr::LINKAT, nr::SYMLINKAT, nr::READLINKAT, nr::FCHMODAT,
             nr::FACCESSAT, nr::PPOLL, nr::SET_ROBUST_LIST, nr::UTIMENSAT, nr::DUP3, nr::PIPE2, nr::PRLIMIT64,
-            nr::RENAMEAT2, nr::GETRANDOM, nr::STATX, nr::FACCESSAT2,
+            nr::RENAMEAT2, nr::GETRANDOM, nr::STATX, nr::FACCESSAT2, nr::EVENTFD2,
         ];
         let mut sorted = all.to_vec();
         sorted.sort_unstable();

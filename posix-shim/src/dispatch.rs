@@ -8,7 +8,7 @@
 
 use crate::abi::{Iovec, Timespec, nr};
 use crate::fd::{self, Object};
-use crate::{mem, signal, thread, user};
+use crate::{events, mem, signal, thread, user};
 #[cfg(feature = "fs")]
 use crate::files;
 use alloc::collections::BTreeSet;
@@ -159,6 +159,11 @@ table! {
     nr::VFORK => |f, _| unsupported(f);
     nr::EXECVE => |f, _| unsupported(f);
     nr::WAIT4 => |f, _| unsupported(f);
+    nr::PIPE2 => |f, [a0, a1, ..]| events::pipe2(a0, a1);
+    nr::PIPE => |f, [a0, ..]| events::pipe2(a0, 0);
+    nr::EVENTFD2 => |f, [a0, a1, ..]| events::eventfd2(a0, a1);
+    nr::POLL => |f, [a0, a1, a2, ..]| events::poll_ms(a0, a1, a2);
+    nr::PPOLL => |f, [a0, a1, a2, a3, a4, _]| events::ppoll(a0, a1, a2, a3, a4);
     // Descriptors 0-2 are the console, so these work without a file system.
     nr::FSTAT => |f, [a0, a1, ..]| fstat(a0, a1);
     nr::LSEEK => |f, [a0, a1, a2, ..]| lseek(a0, a1, a2);
@@ -422,6 +427,7 @@ fn fcntl(fd_number: u64, cmd: u64, arg: u64) -> Result<u64> {
 fn status_flags(object: &Object) -> u64 {
     match object {
         Object::Console => 2, // O_RDWR
+        Object::Pipe(_) | Object::Event(_) => 0,
         #[cfg(feature = "fs")]
         Object::File(file, _) => u64::from(file.flags().bits() & 0o3003),
     }

@@ -14,6 +14,10 @@ use libos::{Errno, Result};
 pub enum Object {
     /// The platform console: writes print, reads see end of file (libos has no console input).
     Console,
+    /// One end of a pipe.
+    Pipe(crate::events::PipeEnd),
+    /// An `eventfd` counter.
+    Event(crate::events::EventCounter),
     /// A file or directory of the VFS, with the absolute path it was opened by (for `*at`
     /// calls relative to a directory descriptor).
     #[cfg(feature = "fs")]
@@ -28,6 +32,8 @@ impl Object {
                 let _ = buf;
                 Ok(0)
             }
+            Object::Pipe(end) => end.read(buf),
+            Object::Event(counter) => counter.read(buf),
             #[cfg(feature = "fs")]
             Object::File(file, _) => file.read(buf),
         }
@@ -40,6 +46,8 @@ impl Object {
                 libos::console::write_bytes(buf);
                 Ok(buf.len())
             }
+            Object::Pipe(end) => end.write(buf),
+            Object::Event(counter) => counter.write(buf),
             #[cfg(feature = "fs")]
             Object::File(file, _) => file.write(buf),
         }
@@ -48,7 +56,7 @@ impl Object {
     /// Reads at `offset` without moving the offset.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         match self {
-            Object::Console => {
+            Object::Console | Object::Pipe(_) | Object::Event(_) => {
                 let _ = (offset, buf);
                 Err(Errno::ESPIPE)
             }
@@ -60,7 +68,7 @@ impl Object {
     /// Writes at `offset` without moving the offset.
     pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
         match self {
-            Object::Console => {
+            Object::Console | Object::Pipe(_) | Object::Event(_) => {
                 let _ = (offset, buf);
                 Err(Errno::ESPIPE)
             }
@@ -72,7 +80,7 @@ impl Object {
     /// The size of a regular file (`None` for other objects).
     pub fn file_size(&self) -> Result<Option<u64>> {
         match self {
-            Object::Console => Ok(None),
+            Object::Console | Object::Pipe(_) | Object::Event(_) => Ok(None),
             #[cfg(feature = "fs")]
             Object::File(file, _) => Ok(Some(file.metadata()?.size)),
         }

@@ -14,7 +14,8 @@
 //! The table ([`dispatch`]) speaks the Linux ABI of the image's architecture ([`abi`]): file
 //! descriptors ([`fd`]; 0/1/2 are the console; one table shared by all threads), files over
 //! the VFS (feature `fs`/`ramfs`), memory ([`mem`]), time, process facts, signals with honest
-//! semantics ([`signal`]), and threads ([`thread`], feature `threads`: `clone`, `futex`).
+//! semantics ([`signal`]), pipes, `eventfd` and `poll` ([`events`]), and threads ([`thread`],
+//! feature `threads`: `clone`, `futex`).
 //! Unknown numbers return `-ENOSYS` and log one line per number, never crash. Errors are
 //! [`libos::Errno`]s until one helper ([`dispatch::to_return`]) turns them into `-errno`.
 //!
@@ -35,6 +36,8 @@ pub mod user;
 
 #[cfg(target_os = "none")]
 pub mod dispatch;
+#[cfg(target_os = "none")]
+pub mod events;
 #[cfg(target_os = "none")]
 pub mod fd;
 #[cfg(target_os = "none")]

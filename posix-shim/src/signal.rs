@@ -170,6 +170,12 @@ pub fn tgkill(tgid: u64, tid: u64, sig: u64) -> Result<u64> {
     send(sig, SI_TKILL)
 }
 
+/// Sends `SIGPIPE` to the program (a write to a pipe without readers).
+pub fn raise_pipe() {
+    const SIGPIPE: u64 = 13;
+    let _ = send(SIGPIPE, SI_USER);
+}
+
 fn send(sig: u64, code: i32) -> Result<u64> {
     if sig == 0 {
         return Ok(0); // existence check

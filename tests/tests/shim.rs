@@ -27,11 +27,11 @@ fn c_hello_sees_args_env_tls_atexit_and_its_exit_code() {
 
 #[test]
 fn every_system_call_family_passes_its_checks() {
-    let families = ["files", "mem", "time", "process", "threads", "signals", "enosys"];
+    let families = ["files", "mem", "time", "process", "threads", "signals", "events", "enosys"];
     for arch in arches() {
         let booted = Boot::app("c-shimtest").args(&families).on(arch);
         booted.exits_with(0).does_not_print("FAIL");
-        for family in &families[..6] {
+        for family in &families[..7] {
             booted.prints(&format!("ok {family}\n"));
         }
         booted.prints("ok enosys (program continues)\n");

@@ -1,5 +1,5 @@
 /* shimtest: checks of posix-shim's Linux system calls, one family per argument:
- *   files mem time process threads signals stdio enosys preempt kill abort
+ *   files mem time process threads signals events stdio enosys preempt kill abort
  * Ordinary C against musl; every check prints the failing line and exits 1. A family prints
  * "ok FAMILY" when all its checks passed. Runs unmodified on Linux too (where the files
  * family needs a writable /tmp). */
@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -336,6 +338,64 @@ static void threads(void) {
     printf("ok threads\n");
 }
 
+/* Pipes, eventfd and poll: data, end of file, non-blocking, readiness, a thread waking a poller. */
+static int wake_fd;
+static void *late_writer(void *arg) {
+    (void)arg;
+    struct timespec nap = {0, 20 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+    uint64_t one = 1;
+    return (void *)(long)write(wake_fd, &one, 8);
+}
+
+static void events(void) {
+    int p[2];
+    char buf[16];
+    CHECK(pipe2(p, O_CLOEXEC) == 0 && fcntl(p[0], F_GETFD) == FD_CLOEXEC);
+    FAILS(pipe2(p, 0x1234), EINVAL);
+    struct pollfd pf[2] = {{p[0], POLLIN, 0}, {p[1], POLLOUT, 0}};
+    CHECK(poll(pf, 2, 0) == 1 && pf[0].revents == 0 && pf[1].revents == POLLOUT);
+    CHECK(write(p[1], "ping", 4) == 4);
+    CHECK(poll(pf, 1, -1) == 1 && pf[0].revents == POLLIN);
+    CHECK(read(p[0], buf, sizeof buf) == 4 && memcmp(buf, "ping", 4) == 0);
+    FAILS(lseek(p[0], 0, SEEK_SET), ESPIPE);
+    CHECK(close(p[1]) == 0);
+    CHECK(read(p[0], buf, sizeof buf) == 0); /* end of file */
+    CHECK(poll(pf, 1, 0) == 1 && (pf[0].revents & POLLHUP));
+    close(p[0]);
+    CHECK(pipe2(p, O_NONBLOCK) == 0);
+    FAILS(read(p[0], buf, 1), EAGAIN);
+    close(p[0]); close(p[1]);
+    /* eventfd */
+    int e = eventfd(3, EFD_NONBLOCK);
+    uint64_t v;
+    CHECK(e >= 0 && read(e, &v, 8) == 8 && v == 3);
+    FAILS(read(e, &v, 8), EAGAIN);
+    v = 5;
+    CHECK(write(e, &v, 8) == 8 && write(e, &v, 8) == 8 && read(e, &v, 8) == 8 && v == 10);
+    FAILS(read(e, &v, 4), EINVAL);
+    FAILS(eventfd(0, 0x4242), EINVAL);
+    close(e);
+    /* poll timeout with nothing ready, then a thread's write wakes a blocked poll */
+    struct timespec t0, t1;
+    wake_fd = eventfd(0, 0);
+    struct pollfd w = {wake_fd, POLLIN, 0};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(poll(&w, 1, 15) == 0 && w.revents == 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec) >= 15 * 1000 * 1000);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, late_writer, NULL) == 0);
+    CHECK(poll(&w, 1, 5000) == 1 && w.revents == POLLIN);
+    void *r;
+    CHECK(pthread_join(t, &r) == 0 && (long)r == 8);
+    struct pollfd bad = {999, POLLIN, 0};
+    CHECK(poll(&bad, 1, 0) == 1 && bad.revents == POLLNVAL);
+    FAILS(poll((struct pollfd *)8, 1, 0), EFAULT);
+    close(wake_fd);
+    printf("ok events\n");
+}
+
 static volatile sig_atomic_t got;
 static void on_signal(int sig) { got = sig; }
 
@@ -418,7 +478,7 @@ static void preempt(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: shimtest files|mem|time|process|threads|signals|stdio|enosys|preempt|kill|abort...\n");
+        fprintf(stderr, "usage: shimtest files|mem|time|process|threads|signals|events|stdio|enosys|preempt|kill|abort...\n");
         return 2;
     }
     for (int i = 1; i < argc; i++) {
@@ -429,6 +489,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "process")) process();
         else if (!strcmp(f, "threads")) threads();
         else if (!strcmp(f, "signals")) signals();
+        else if (!strcmp(f, "events")) events();
         else if (!strcmp(f, "stdio")) stdio();
         else if (!strcmp(f, "enosys")) enosys();
         else if (!strcmp(f, "preempt")) preempt();
