@@ -102,6 +102,16 @@ pub mod nr {
         pub const UTIMENSAT: u64 = 280;
         pub const DUP3: u64 = 292;
         pub const EVENTFD2: u64 = 290;
+        pub const SELECT: u64 = 23;
+        pub const PSELECT6: u64 = 270;
+        pub const EPOLL_CREATE: u64 = 213;
+        pub const EPOLL_CREATE1: u64 = 291;
+        pub const EPOLL_CTL: u64 = 233;
+        pub const EPOLL_WAIT: u64 = 232;
+        pub const EPOLL_PWAIT: u64 = 281;
+        pub const TIMERFD_CREATE: u64 = 283;
+        pub const TIMERFD_SETTIME: u64 = 286;
+        pub const TIMERFD_GETTIME: u64 = 287;
         pub const PIPE2: u64 = 293;
         pub const PRLIMIT64: u64 = 302;
         pub const RENAMEAT2: u64 = 316;
@@ -115,6 +125,16 @@ pub mod nr {
         use super::ABSENT;
         pub const GETCWD: u64 = 17;
         pub const EVENTFD2: u64 = 19;
+        pub const EPOLL_CREATE1: u64 = 20;
+        pub const EPOLL_CTL: u64 = 21;
+        pub const EPOLL_PWAIT: u64 = 22;
+        pub const PSELECT6: u64 = 72;
+        pub const TIMERFD_CREATE: u64 = 85;
+        pub const TIMERFD_SETTIME: u64 = 86;
+        pub const TIMERFD_GETTIME: u64 = 87;
+        pub const SELECT: u64 = ABSENT + 17;
+        pub const EPOLL_CREATE: u64 = ABSENT + 18;
+        pub const EPOLL_WAIT: u64 = ABSENT + 19;
         pub const DUP: u64 = 23;
         pub const DUP3: u64 = 24;
         pub const FCNTL: u64 = 25;
@@ -407,7 +427,9 @@ mod tests {
             nr::CLOCK_GETRES, nr::CLOCK_NANOSLEEP, nr::EXIT_GROUP, nr::TGKILL, nr::OPENAT, nr::MKDIRAT,
             nr::NEWFSTATAT, nr::UNLINKAT, nr::RENAMEAT, nr::LINKAT, nr::SYMLINKAT, nr::READLINKAT, nr::FCHMODAT,
             nr::FACCESSAT, nr::PPOLL, nr::SET_ROBUST_LIST, nr::UTIMENSAT, nr::DUP3, nr::PIPE2, nr::PRLIMIT64,
-            nr::RENAMEAT2, nr::GETRANDOM, nr::STATX, nr::FACCESSAT2, nr::EVENTFD2,
+            nr::RENAMEAT2, nr::GETRANDOM, nr::STATX, nr::FACCESSAT2, nr::EVENTFD2, nr::SELECT, nr::PSELECT6, nr::EPOLL_CREATE,
+            nr::EPOLL_CREATE1, nr::EPOLL_CTL, nr::EPOLL_WAIT, nr::EPOLL_PWAIT, nr::TIMERFD_CREATE, nr::TIMERFD_SETTIME,
+            nr::TIMERFD_GETTIME,
         ];
         let mut sorted = all.to_vec();
         sorted.sort_unstable();

@@ -164,6 +164,16 @@ table! {
     nr::EVENTFD2 => |f, [a0, a1, ..]| events::eventfd2(a0, a1);
     nr::POLL => |f, [a0, a1, a2, ..]| events::poll_ms(a0, a1, a2);
     nr::PPOLL => |f, [a0, a1, a2, a3, a4, _]| events::ppoll(a0, a1, a2, a3, a4);
+    nr::SELECT => |f, [a0, a1, a2, a3, a4, _]| events::select_timeval(a0, a1, a2, a3, a4);
+    nr::PSELECT6 => |f, [a0, a1, a2, a3, a4, a5]| events::pselect6(a0, a1, a2, a3, a4, a5);
+    nr::EPOLL_CREATE1 => |f, [a0, ..]| events::epoll_create1(a0);
+    nr::EPOLL_CREATE => |f, [a0, ..]| if (a0 as i32) <= 0 { Err(Errno::EINVAL) } else { events::epoll_create1(0) };
+    nr::EPOLL_CTL => |f, [a0, a1, a2, a3, ..]| events::epoll_ctl(a0, a1, a2, a3);
+    nr::EPOLL_WAIT => |f, [a0, a1, a2, a3, ..]| events::epoll_pwait(a0, a1, a2, a3, 0, 0);
+    nr::EPOLL_PWAIT => |f, [a0, a1, a2, a3, a4, a5]| events::epoll_pwait(a0, a1, a2, a3, a4, a5);
+    nr::TIMERFD_CREATE => |f, [a0, a1, ..]| events::timerfd_create(a0, a1);
+    nr::TIMERFD_SETTIME => |f, [a0, a1, a2, a3, ..]| events::timerfd_settime(a0, a1, a2, a3);
+    nr::TIMERFD_GETTIME => |f, [a0, a1, ..]| events::timerfd_gettime(a0, a1);
     // Descriptors 0-2 are the console, so these work without a file system.
     nr::FSTAT => |f, [a0, a1, ..]| fstat(a0, a1);
     nr::LSEEK => |f, [a0, a1, a2, ..]| lseek(a0, a1, a2);
@@ -427,7 +437,7 @@ fn fcntl(fd_number: u64, cmd: u64, arg: u64) -> Result<u64> {
 fn status_flags(object: &Object) -> u64 {
     match object {
         Object::Console => 2, // O_RDWR
-        Object::Pipe(_) | Object::Event(_) => 0,
+        Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) => 0,
         #[cfg(feature = "fs")]
         Object::File(file, _) => u64::from(file.flags().bits() & 0o3003),
     }

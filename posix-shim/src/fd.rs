@@ -18,6 +18,10 @@ pub enum Object {
     Pipe(crate::events::PipeEnd),
     /// An `eventfd` counter.
     Event(crate::events::EventCounter),
+    /// A `timerfd`.
+    Timer(crate::events::Timer),
+    /// An epoll instance.
+    Epoll(crate::events::Epoll),
     /// A file or directory of the VFS, with the absolute path it was opened by (for `*at`
     /// calls relative to a directory descriptor).
     #[cfg(feature = "fs")]
@@ -34,6 +38,8 @@ impl Object {
             }
             Object::Pipe(end) => end.read(buf),
             Object::Event(counter) => counter.read(buf),
+            Object::Timer(timer) => timer.read(buf),
+            Object::Epoll(_) => Err(Errno::EINVAL),
             #[cfg(feature = "fs")]
             Object::File(file, _) => file.read(buf),
         }
@@ -48,6 +54,7 @@ impl Object {
             }
             Object::Pipe(end) => end.write(buf),
             Object::Event(counter) => counter.write(buf),
+            Object::Timer(_) | Object::Epoll(_) => Err(Errno::EINVAL),
             #[cfg(feature = "fs")]
             Object::File(file, _) => file.write(buf),
         }
@@ -56,7 +63,7 @@ impl Object {
     /// Reads at `offset` without moving the offset.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         match self {
-            Object::Console | Object::Pipe(_) | Object::Event(_) => {
+            Object::Console | Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) => {
                 let _ = (offset, buf);
                 Err(Errno::ESPIPE)
             }
@@ -68,7 +75,7 @@ impl Object {
     /// Writes at `offset` without moving the offset.
     pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
         match self {
-            Object::Console | Object::Pipe(_) | Object::Event(_) => {
+            Object::Console | Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) => {
                 let _ = (offset, buf);
                 Err(Errno::ESPIPE)
             }
@@ -80,7 +87,7 @@ impl Object {
     /// The size of a regular file (`None` for other objects).
     pub fn file_size(&self) -> Result<Option<u64>> {
         match self {
-            Object::Console | Object::Pipe(_) | Object::Event(_) => Ok(None),
+            Object::Console | Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) => Ok(None),
             #[cfg(feature = "fs")]
             Object::File(file, _) => Ok(Some(file.metadata()?.size)),
         }

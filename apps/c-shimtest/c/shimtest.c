@@ -15,7 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/select.h>
+#include <sys/timerfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -393,6 +396,54 @@ static void events(void) {
     CHECK(poll(&bad, 1, 0) == 1 && bad.revents == POLLNVAL);
     FAILS(poll((struct pollfd *)8, 1, 0), EFAULT);
     close(wake_fd);
+    /* select */
+    CHECK(pipe(p) == 0);
+    fd_set rs, ws;
+    FD_ZERO(&rs); FD_ZERO(&ws);
+    FD_SET(p[0], &rs); FD_SET(p[1], &ws);
+    struct timeval tv = {0, 0};
+    CHECK(select(p[1] + 1, &rs, &ws, NULL, &tv) == 1 && !FD_ISSET(p[0], &rs) && FD_ISSET(p[1], &ws));
+    CHECK(write(p[1], "x", 1) == 1);
+    FD_ZERO(&rs); FD_SET(p[0], &rs);
+    tv.tv_sec = 1;
+    CHECK(select(p[0] + 1, &rs, NULL, NULL, &tv) == 1 && FD_ISSET(p[0], &rs));
+    FD_ZERO(&rs); FD_SET(90, &rs);
+    FAILS(select(91, &rs, NULL, NULL, &tv), EBADF);
+    /* epoll (level-triggered) */
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    CHECK(ep >= 0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0xabcdef};
+    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) == 0);
+    FAILS(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev), EEXIST);
+    FAILS(epoll_ctl(ep, EPOLL_CTL_DEL, p[1], NULL), ENOENT);
+    FAILS(epoll_ctl(ep, EPOLL_CTL_ADD, ep, &ev), EINVAL);
+    struct epoll_event out[4];
+    CHECK(epoll_wait(ep, out, 4, 1000) == 1 && out[0].events == EPOLLIN && out[0].data.u64 == 0xabcdef);
+    CHECK(read(p[0], buf, 1) == 1);
+    CHECK(epoll_wait(ep, out, 4, 10) == 0);
+    FAILS(epoll_wait(ep, out, 0, 0), EINVAL);
+    close(p[0]); close(p[1]);
+    /* timerfd: a one-shot through epoll, then a periodic one read directly */
+    int tf = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    CHECK(tf >= 0);
+    struct itimerspec its = {{0, 0}, {0, 20 * 1000 * 1000}}, cur;
+    clock_gettime(CLOCK_MONOTONIC, &t0); /* before arming: the expiry is >= 20 ms after this */
+    CHECK(timerfd_settime(tf, 0, &its, NULL) == 0);
+    CHECK(timerfd_gettime(tf, &cur) == 0 && cur.it_value.tv_nsec > 0);
+    ev.events = EPOLLIN;
+    ev.data.fd = tf;
+    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, tf, &ev) == 0);
+    CHECK(epoll_wait(ep, out, 4, 5000) == 1 && out[0].data.fd == tf);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec) >= 20 * 1000 * 1000);
+    CHECK(read(tf, &v, 8) == 8 && v == 1);
+    struct itimerspec periodic = {{0, 5 * 1000 * 1000}, {0, 5 * 1000 * 1000}};
+    CHECK(timerfd_settime(tf, 0, &periodic, NULL) == 0);
+    CHECK(read(tf, &v, 8) == 8 && v >= 1);
+    struct itimerspec badts = {{0, 0}, {0, 2000000000}};
+    FAILS(timerfd_settime(tf, 0, &badts, NULL), EINVAL);
+    FAILS(timerfd_create(12345, 0), EINVAL);
+    close(tf); close(ep);
     printf("ok events\n");
 }
 
