@@ -82,19 +82,25 @@ pub unsafe fn write<T: Copy>(addr: u64, value: T) -> Result<()> {
 /// # Safety
 /// As [`slice`], for every byte up to the NUL.
 pub unsafe fn c_str<'a>(addr: u64, max: usize) -> Result<&'a str> {
-    check_range(addr, 1)?;
+    // Scan page by page: each page's range is checked once, then searched for the NUL.
     let mut len = 0usize;
     loop {
-        check_range(addr + len as u64, 1)?;
-        // SAFETY: as above, byte by byte until the NUL.
-        let byte = unsafe { core::ptr::read((addr + len as u64) as *const u8) };
-        if byte == 0 {
+        let at = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
+        let chunk = 4096 - (at % 4096);
+        check_range(at, chunk)?;
+        // SAFETY: the chunk passed the plausibility check and stays within one page.
+        let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, chunk as usize) };
+        if let Some(nul) = bytes.iter().position(|&b| b == 0) {
+            len += nul;
             break;
         }
-        len += 1;
+        len += chunk as usize;
         if len > max {
             return Err(Errno::ENAMETOOLONG);
         }
+    }
+    if len > max {
+        return Err(Errno::ENAMETOOLONG);
     }
     // SAFETY: the bytes up to `len` were just read.
     let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
