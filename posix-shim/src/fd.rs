@@ -22,10 +22,10 @@ pub enum Object {
     Timer(crate::events::Timer),
     /// An epoll instance.
     Epoll(crate::events::Epoll),
-    /// A file or directory of the VFS, with the absolute path it was opened by (for `*at`
-    /// calls relative to a directory descriptor).
+    /// A file or directory of the VFS; for a directory, the absolute path it was opened by (for
+    /// `*at` calls relative to it; files need none, which saves a copy per `open`).
     #[cfg(feature = "fs")]
-    File(libos::fs::vfs::OpenFile, alloc::string::String),
+    File(libos::fs::vfs::OpenFile, Option<alloc::string::String>),
 }
 
 impl Object {

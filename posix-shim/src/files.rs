@@ -43,12 +43,7 @@ mod with_fs {
             vfs()?.current_dir()?
         } else {
             match &*fd::get(dirfd)? {
-                Object::File(file, opened_as) => {
-                    if !file.node().file_type().is_dir() {
-                        return Err(Errno::ENOTDIR);
-                    }
-                    opened_as.clone()
-                }
+                Object::File(_, Some(directory)) => directory.clone(),
                 _ => return Err(Errno::ENOTDIR),
             }
         };
@@ -91,7 +86,8 @@ mod with_fs {
         let vfs_flags = open_flags(flags)?;
         let perm = (mode as u32) & 0o7777 & !crate::dispatch::umask_value();
         let file = vfs()?.open(&path, vfs_flags, perm)?;
-        fd::insert(Object::File(file, path), flags & o::CLOEXEC != 0)
+        let directory = file.node().file_type().is_dir().then_some(path);
+        fd::insert(Object::File(file, directory), flags & o::CLOEXEC != 0)
     }
 
     fn stat_of(meta: &Metadata) -> Stat {
