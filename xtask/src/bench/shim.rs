@@ -99,7 +99,9 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
     let mut md = String::from("# posix-shim benchmark (`./x bench shim`)\n\n");
     md += "Guest instructions per operation under QEMU TCG `-icount shift=0,sleep=off`, the same static musl program \
            (`bench/c/shim_ops.c`, 20 000 iterations) on libos (posix-shim, ramfs) and in the Linux guest (tmpfs). \
-           Two runs each must repeat.\n";
+           Two runs each must repeat. Every figure is a whole loop iteration of the C program, so the null \
+           system call includes the C side on both systems: musl's `syscall()` wrapper (varargs, errno check) \
+           and the loop.\n";
     md += &format!("Host: {}.\n\n", json["host"]["cpu"].as_str().unwrap_or("?"));
     md += "| arch | operation | libos | Linux | libos / Linux |\n|---|---|---|---|---|\n";
     let names = ["null syscall (`getppid`)", "4 KiB `pread`", "open+fstat+read+close"];
