@@ -1,7 +1,10 @@
 //! libos-sched in a real guest (the `threads` app), on every architecture and under both
 //! policies: exact mutex counting, condvar producer/consumer, preemption of a busy thread,
-//! FP/SIMD registers across preemption, sleep order, join results, TLS, semaphores, a tickless
-//! idle, a thread's panic reported with its name, and bad scheduler options.
+//! FP/SIMD registers across preemption (Rust FP code, and under rr every vector register plus
+//! the FP control register, and data in the 128-byte red zone below the stack pointer, held by
+//! inline assembly while interrupts and preemption happen), sleep order, join results, TLS,
+//! semaphores, a tickless idle, a thread's panic reported with its name, and bad scheduler
+//! options.
 //!
 //! Timing assertions only check order and "not before the deadline" (TCG jitter).
 

@@ -32,7 +32,7 @@ pub fn restore(state: InterruptState) {
 /// Unmasks interrupts on this CPU.
 #[inline(always)]
 pub fn enable() {
-    arch::enable()
+    arch::enable();
 }
 
 #[cfg(all(target_os = "none", target_arch = "x86_64"))]

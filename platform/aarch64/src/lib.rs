@@ -28,8 +28,8 @@
 //!   first 512 GiB of physical addresses (every VMM we know puts RAM there); the final map
 //!   covers 48 bits.
 //! - **FP/SIMD**: enabled at boot (CPACR_EL1.FPEN) for the hard-float `aarch64-unknown-none`
-//!   target; exception entry saves all 32 vector registers, since an interrupted function may
-//!   hold live values in any of them.
+//!   target; exception entry saves all 32 vector registers, FPCR and FPSR, since an interrupted
+//!   function may hold live values in any of them, and a preempted thread gets them back.
 //! - **Stacks**: the kernel runs in EL1t on SP_EL0; exceptions use SP_EL1, a separate stack,
 //!   so a stack overflow into a guard page is reported like any other fault. An exception while
 //!   handling one switches to a third stack.

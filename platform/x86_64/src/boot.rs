@@ -160,9 +160,9 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
         let frame = x86_64::structures::paging::PhysFrame::from_start_address_unchecked(x86_64::PhysAddr::new(root));
         x86_64::registers::control::Cr3::write(frame, x86_64::registers::control::Cr3Flags::empty());
     }
-    fpu::init();
     gdt::init();
     interrupts::init();
+    fpu::init();
     apic::init(features.x2apic);
 
     // Free RAM: everything usable above 1 MiB except the image and the page tables it used.

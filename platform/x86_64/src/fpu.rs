@@ -46,7 +46,13 @@ pub fn init() {
         });
     }
     let basic = cpu::cpuid(1, 0);
-    let xsave = basic.ecx & CPUID_XSAVE != 0;
+    // XSAVE needs leaf 0xD to size its area and to say which components exist; some CPU models
+    // report the XSAVE bit with a lower maximum leaf: FXSAVE then.
+    let xsave = basic.ecx & CPUID_XSAVE != 0 && cpu::cpuid(0, 0).eax >= 0xd && {
+        let supported = u64::from(cpu::cpuid(0xd, 0).eax);
+        let base = (XCr0Flags::X87 | XCr0Flags::SSE).bits();
+        supported & base == base
+    };
     // SAFETY: OSFXSR/OSXMMEXCPT declare that the OS saves SSE state (it does: `save`) and
     // handles #XM (a fatal exception report); OSXSAVE only when the CPU has XSAVE.
     unsafe {
