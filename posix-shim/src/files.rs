@@ -339,34 +339,40 @@ mod with_fs {
         Ok(0)
     }
 
-    /// `utimensat(dirfd, path, times, flags)`: checks its arguments and that the file exists,
-    /// then answers `EOPNOTSUPP` when asked to set explicit times (the VFS has no operation to
-    /// set times yet); `times == NULL` ("now") succeeds without changing anything.
+    /// `utimensat(dirfd, path, times, flags)`: sets access and modification times
+    /// (`UTIME_NOW`, `UTIME_OMIT`, or a time); `times == NULL` sets both to now; a null `path`
+    /// means the descriptor `dirfd` itself (what `futimens` passes).
     pub fn utimensat(dirfd: u64, path: u64, times: u64, flags: u64) -> Result<u64> {
-        if flags & !AT_SYMLINK_NOFOLLOW != 0 {
-            return Err(Errno::EINVAL);
-        }
-        if path == 0 {
-            metadata_of_fd(dirfd)?;
-        } else {
-            metadata_at(dirfd, path, flags)?;
-        }
-        if times == 0 {
-            return Ok(0);
-        }
-        // SAFETY: as in `fstat`.
-        let spec: [crate::abi::Timespec; 2] = unsafe { user::read(times)? };
+        use vfs_crate::{TimeUpdate, Timestamp};
         const UTIME_NOW: i64 = (1 << 30) - 1;
         const UTIME_OMIT: i64 = (1 << 30) - 2;
-        for t in spec {
-            if t.tv_nsec != UTIME_NOW && t.tv_nsec != UTIME_OMIT && !(0..1_000_000_000).contains(&t.tv_nsec) {
-                return Err(Errno::EINVAL);
-            }
+        if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+            return Err(Errno::EINVAL);
         }
-        if spec.iter().all(|t| t.tv_nsec == UTIME_NOW || t.tv_nsec == UTIME_OMIT) {
-            return Ok(0);
+        let (accessed, modified) = if times == 0 {
+            (TimeUpdate::Now, TimeUpdate::Now)
+        } else {
+            // SAFETY: checked by `user::read`.
+            let spec: [crate::abi::Timespec; 2] = unsafe { user::read(times)? };
+            let update = |t: crate::abi::Timespec| match t.tv_nsec {
+                UTIME_NOW => Ok(TimeUpdate::Now),
+                UTIME_OMIT => Ok(TimeUpdate::Keep),
+                n if (0..1_000_000_000).contains(&n) && t.tv_sec >= 0 => {
+                    Ok(TimeUpdate::To(Timestamp(t.tv_sec as u64 * 1_000_000_000 + n as u64)))
+                }
+                _ => Err(Errno::EINVAL),
+            };
+            (update(spec[0])?, update(spec[1])?)
+        };
+        if path == 0 {
+            return match &*fd::get(dirfd)? {
+                Object::File(file, _) => file.set_times(accessed, modified).map(|()| 0),
+                _ => Err(Errno::EPERM),
+            };
         }
-        Err(Errno::EOPNOTSUPP)
+        let path = path_arg(dirfd, path)?;
+        vfs()?.set_times(&path, accessed, modified, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+        Ok(0)
     }
 
     /// `statfs(path, buf)`: `struct statfs` (same layout on both architectures).

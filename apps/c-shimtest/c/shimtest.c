@@ -139,6 +139,12 @@ static void files(void) {
     FAILS(unlinkat(dir, "c.txt", 0x8000), EINVAL);
     CHECK(fchmodat(dir, "c.txt", 0600, 0) == 0 && stat("/tmp/shim/c.txt", &st) == 0 && (st.st_mode & 0777) == 0600);
     CHECK(utimensat(dir, "c.txt", NULL, 0) == 0);
+    struct timespec times[2] = {{1000, 5}, {2000, 7}};
+    CHECK(utimensat(dir, "c.txt", times, 0) == 0 && stat("/tmp/shim/c.txt", &st) == 0);
+    CHECK(st.st_atim.tv_sec == 1000 && st.st_atim.tv_nsec == 5 && st.st_mtim.tv_sec == 2000 && st.st_mtim.tv_nsec == 7);
+    struct timespec omit_atime[2] = {{0, UTIME_OMIT}, {3000, 0}};
+    CHECK(utimensat(dir, "c.txt", omit_atime, 0) == 0 && stat("/tmp/shim/c.txt", &st) == 0);
+    CHECK(st.st_atim.tv_sec == 1000 && st.st_mtim.tv_sec == 3000);
     struct timespec bad[2] = {{0, 2000000000}, {0, 0}};
     FAILS(utimensat(dir, "c.txt", bad, 0), EINVAL);
     /* getdents64 through readdir */
@@ -149,8 +155,9 @@ static void files(void) {
         if (!strcmp(e->d_name, "b.txt") && e->d_type == DT_REG) seen |= 1;
         if (!strcmp(e->d_name, "c.txt")) seen |= 2;
         if (!strcmp(e->d_name, "s") && e->d_type == DT_LNK) seen |= 4;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) seen |= 8;
     }
-    CHECK(seen == 7);
+    CHECK(seen == 15);
     closedir(dp);
     CHECK(chdir("/tmp/shim") == 0 && getcwd(buf, sizeof buf) && strcmp(buf, "/tmp/shim") == 0);
     CHECK(access("b.txt", F_OK) == 0);
