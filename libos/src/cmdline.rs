@@ -301,6 +301,16 @@ mod tests {
     }
 
     #[test]
+    fn environment_variables() {
+        let parsed = parse("env=HOME=/root env=EMPTY= env=A=b=c -- x").unwrap();
+        assert_eq!(parsed.options.env, ["HOME=/root", "EMPTY=", "A=b=c"]);
+        assert_eq!(parsed.app_args, ["x"]);
+        for bad in ["env=NOVALUE", "env==x", "env="] {
+            assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { option: "env", .. }), "{bad}");
+        }
+    }
+
+    #[test]
     fn scheduler_options() {
         let parsed = parse("sched=coop timeslice=5").unwrap();
         assert_eq!(parsed.options.sched, Some("coop"));
