@@ -45,6 +45,10 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     );
 
     start_scheduler(&parsed.options);
+    #[cfg(all(feature = "syscalls", target_arch = "x86_64"))]
+    libos_core::syscall::set_user_entry(&libos_platform_x86_64::UserEntry);
+    #[cfg(all(feature = "syscalls", target_arch = "aarch64"))]
+    libos_core::syscall::set_user_entry(&libos_platform_aarch64::UserEntry);
 
     // SAFETY: `libos::main!` in the app defines this static; it is immutable.
     let app = unsafe { &__LIBOS_APP };
@@ -56,6 +60,7 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     args.push(String::from(app.name));
     args.extend(parsed.app_args);
     env::set_args(args);
+    env::set_vars(parsed.options.env.clone());
 
     boot_stats::record_main(info.entry_counter, parsed.options.boot_stats);
     let code = (app.main)();
@@ -84,10 +89,15 @@ fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Resul
 /// Starts the scheduler the command line picked (`sched=`, `timeslice=`).
 #[cfg(any(feature = "sched-coop", feature = "sched-preempt"))]
 fn start_scheduler(options: &cmdline::Options) {
-    #[cfg(target_arch = "x86_64")]
+    // With the system-call trap (posix-shim), the switch also keeps Linux code's thread pointer.
+    #[cfg(all(target_arch = "x86_64", not(feature = "syscalls")))]
     hal::set_context_switch(&libos_platform_x86_64::Context);
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "x86_64", feature = "syscalls"))]
+    hal::set_context_switch(&libos_platform_x86_64::ThreadPointerContext);
+    #[cfg(all(target_arch = "aarch64", not(feature = "syscalls")))]
     hal::set_context_switch(&libos_platform_aarch64::Context);
+    #[cfg(all(target_arch = "aarch64", feature = "syscalls"))]
+    hal::set_context_switch(&libos_platform_aarch64::ThreadPointerContext);
     let mut config = libos_sched::policy::Config::default();
     if let Some(ms) = options.time_slice_ms {
         config.time_slice = core::time::Duration::from_millis(u64::from(ms));

@@ -37,6 +37,8 @@ pub struct Options {
     pub root: Option<String>,
     /// `mount=FS:/PATH`, in order: `(file system name, absolute path)`.
     pub mounts: Vec<(String, String)>,
+    /// `env=NAME=VALUE`, in order: the app's environment ([`crate::env::vars`]).
+    pub env: Vec<String>,
     /// `sched=`: the policy's name (`None`: the default of the image).
     #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
     pub sched: Option<&'static str>,
@@ -52,6 +54,7 @@ impl Default for Options {
             boot_stats: false,
             root: None,
             mounts: Vec::new(),
+            env: Vec::new(),
             #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
             sched: None,
             #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
@@ -167,6 +170,12 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
                     });
                 }
                 options.root = Some(fs.into());
+            }
+            ("env", Some(var)) => {
+                if var.split_once('=').is_none_or(|(name, _)| name.is_empty()) {
+                    return Err(CmdlineError::BadValue { option: "env", value: var.into(), expected: "NAME=VALUE" });
+                }
+                options.env.push(var.into());
             }
             ("mount", Some(spec)) => match spec.split_once(':') {
                 Some((fs, path)) if !fs.is_empty() && path.starts_with('/') => {
@@ -289,6 +298,16 @@ mod tests {
         }
         assert!(parse("mount=x").unwrap_err().to_string().contains("expected FS:/PATH"));
         assert_eq!(parse("mount").unwrap_err(), CmdlineError::UnknownOption("mount".into()));
+    }
+
+    #[test]
+    fn environment_variables() {
+        let parsed = parse("env=HOME=/root env=EMPTY= env=A=b=c -- x").unwrap();
+        assert_eq!(parsed.options.env, ["HOME=/root", "EMPTY=", "A=b=c"]);
+        assert_eq!(parsed.app_args, ["x"]);
+        for bad in ["env=NOVALUE", "env==x", "env="] {
+            assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { option: "env", .. }), "{bad}");
+        }
     }
 
     #[test]

@@ -74,6 +74,11 @@ pub use libos_core::hal;
 pub use libos_core::heap::{HeapStats, stats as heap_stats};
 pub use libos_core::{console, exit, fault, regcheck};
 
+/// The Linux system-call boundary (feature `syscalls`, for posix-shim): the trap's register
+/// [`syscall::Frame`], the handler type, and the platform's [`syscall::UserEntry`].
+#[cfg(feature = "syscalls")]
+pub use libos_core::syscall;
+
 /// The name of the platform the image runs on, e.g. `"x86_64 PVH"`.
 pub fn platform_name() -> &'static str {
     hal::try_platform().map_or("host", |p| p.name())

@@ -9,6 +9,7 @@ mod boot;
 mod boot_aarch64;
 mod fs;
 mod sched;
+mod shim;
 mod icmp;
 mod linux;
 mod readme;
@@ -29,11 +30,12 @@ pub fn main(args: Vec<String>) -> Result<i32> {
         Some("boot") => boot::run(args.collect()),
         Some("fs") => fs::run(args.collect()),
         Some("sched") => sched::run(args.collect()),
+        Some("shim") => shim::run(args.collect()),
         Some("linux") => linux::run(args.collect()),
         Some("all") => all(args.collect()),
         Some("readme") => readme::write(None).map(|()| 0),
-        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, linux, all; readme rewrites README.md)").into()),
-        None => Err("which suite? ./x bench boot | fs | sched | linux | all | --compare".into()),
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, linux, all; readme rewrites README.md)").into()),
+        None => Err("which suite? ./x bench boot | fs | sched | shim | linux | all | --compare".into()),
     }
 }
 

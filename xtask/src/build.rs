@@ -20,6 +20,11 @@ pub fn apps() -> Vec<String> {
     apps
 }
 
+/// Whether `app` is a posix-shim C app (its build script compiles C with musl).
+pub fn is_c_app(app: &str) -> bool {
+    std::fs::read_to_string(root().join("apps").join(app).join("Cargo.toml")).is_ok_and(|t| t.contains("posix-shim"))
+}
+
 /// Where the guest images are built (separate from the host tools' target directory, so a
 /// guest build can run while `cargo test` holds the host one).
 pub fn guest_target_dir() -> PathBuf {
@@ -84,6 +89,9 @@ pub fn build(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
         if !known.iter().any(|k| k == app) {
             return Err(format!("no app `{app}` (apps: {})", known.join(", ")).into());
         }
+    }
+    if apps.iter().any(|app| is_c_app(app)) {
+        crate::linux::ensure_musl(&[arch])?;
     }
     if !quiet {
         eprintln!("==> building {} for {arch}", apps.join(", "));

@@ -114,18 +114,31 @@ fn have_command(name: &str) -> bool {
     Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success())
 }
 
+/// Installs the static musl C toolchains for `arches` when missing (apt; for posix-shim's C
+/// apps and the baseline's C programs): `musl-gcc` (musl-tools, musl-dev) for x86_64;
+/// `aarch64-linux-musl-gcc` (gcc-aarch64-linux-gnu, musl-dev:arm64, after adding the arm64
+/// dpkg architecture) for aarch64.
+pub fn ensure_musl(arches: &[Arch]) -> Result<()> {
+    ensure_packages(arches, &[])
+}
+
 /// Installs the host tools the baseline needs, on first use (apt, like `xtask/setup.sh`).
 pub fn ensure_host_tools(arches: &[Arch]) -> Result<()> {
+    ensure_packages(arches, &[("ping", "iputils-ping"), ("ip", "iproute2"), ("dpkg-deb", "dpkg")])
+}
+
+fn ensure_packages(arches: &[Arch], commands: &[(&str, &'static str)]) -> Result<()> {
     let mut packages = Vec::new();
     let mut need_arm64 = false;
+    let arm64_musl = Path::new("/usr/lib/aarch64-linux-musl/crt1.o");
     if arches.contains(&Arch::X86_64) && !have_command("musl-gcc") {
         packages.extend(["musl-tools", "musl-dev"]);
     }
-    if arches.contains(&Arch::Aarch64) && !have_command("aarch64-linux-musl-gcc") {
+    if arches.contains(&Arch::Aarch64) && (!have_command("aarch64-linux-musl-gcc") || !arm64_musl.is_file()) {
         need_arm64 = true;
         packages.extend(["gcc-aarch64-linux-gnu", "musl-dev:arm64"]);
     }
-    for (command, package) in [("ping", "iputils-ping"), ("ip", "iproute2"), ("dpkg-deb", "dpkg")] {
+    for &(command, package) in commands {
         if !have_command(command) {
             packages.push(package);
         }
@@ -135,7 +148,7 @@ pub fn ensure_host_tools(arches: &[Arch]) -> Result<()> {
     if packages.is_empty() && !add_arm64 {
         return Ok(());
     }
-    eprintln!("==> first use of the Linux baseline: installing {}", packages.join(" "));
+    eprintln!("==> first use: installing {}", packages.join(" "));
     if add_arm64 || need_arm64 {
         run_step(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
     }

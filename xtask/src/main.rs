@@ -46,6 +46,10 @@ const HELP: &str = "\
         Scheduler benchmark: guest instructions per yield switch and per spawn+join (icount),
         timer interrupts of an idle sleeping thread, both arches and policies. Writes
         bench/results/sched.{json,md}.
+  ./x bench shim [--no-linux]
+        posix-shim benchmark: guest instructions (icount) per null system call, 4 KiB pread and
+        open/fstat/read/close of bench/c/shim_ops.c on libos (apps/c-bench) and in the Linux
+        guest on tmpfs. Writes bench/results/shim.{json,md}.
   ./x bench linux [--arch x86_64|aarch64|all] [--runs N] [--only boot,syscall,block,icmp]
                   [--block-reads N] [--pings N]
         Linux guest baseline (Debian kernel + busybox, built and cached under

@@ -32,3 +32,11 @@ pub fn print(args: fmt::Arguments<'_>) {
 pub fn emergency_print(args: fmt::Arguments<'_>) {
     let _ = PlatformConsole.write_fmt(args);
 }
+
+/// Writes raw bytes (not necessarily UTF-8: C programs' output) under the console lock.
+pub fn write_bytes(bytes: &[u8]) {
+    let _guard = CONSOLE_LOCK.lock();
+    if let Some(platform) = hal::try_platform() {
+        platform.console_write(bytes);
+    }
+}

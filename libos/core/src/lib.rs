@@ -38,6 +38,7 @@ pub mod memory;
 pub mod regcheck;
 pub mod sched;
 pub mod sync;
+pub mod syscall;
 pub mod time;
 
 #[cfg(any(test, feature = "testing"))]

@@ -223,3 +223,11 @@ where
 {
     Builder::new().spawn(f).unwrap_or_else(|e| panic!("spawning a thread failed: {e}"))
 }
+
+/// Ends the calling thread now, without returning from its closure: for threads that run
+/// foreign code (posix-shim's C threads, which end with the `exit` system call from deep inside
+/// that code). A [`JoinHandle`] of such a thread never reports it finished, so only call this
+/// on threads nobody joins; whatever the thread's stack still owns is not dropped.
+pub fn exit() -> ! {
+    sched::exit_current()
+}

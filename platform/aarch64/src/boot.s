@@ -280,7 +280,19 @@ libos_aarch64_stacks_end:
     .balign 2048
     .global libos_aarch64_vectors
 libos_aarch64_vectors:
-    VECTOR 0                        /* current EL, SP0: synchronous */
+    /* current EL, SP0: synchronous. `svc #0` (ESR class 0x15) from Linux code goes to the
+     * system-call entry (src/syscall.rs) with SP_EL1 as it was; anything else to trap_common. */
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mrs     x0, esr_el1
+    lsr     x0, x0, #26
+    cmp     x0, #0x15
+    b.eq    libos_aarch64_svc_entry
+    ldp     x0, x1, [sp], #16
+    sub     sp, sp, #FRAME_SIZE
+    stp     x0, x1, [sp]
+    mov     x0, #0
+    b       trap_common
     VECTOR 1                        /* IRQ */
     VECTOR 2                        /* FIQ */
     VECTOR 3                        /* SError */

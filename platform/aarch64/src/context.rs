@@ -64,6 +64,43 @@ libos_aarch64_switch_context:
     ret
 9:  bl      libos_aarch64_switch_from_exception
 
+    /* The same, plus TPIDR_EL0 (Linux code's thread pointer, posix-shim) in the frame's
+     * padding word at 168: for images with the system-call trap. */
+    .global libos_aarch64_switch_context_tp
+libos_aarch64_switch_context_tp:
+    sub     sp, sp, #176
+    stp     x19, x20, [sp, #0]
+    stp     x21, x22, [sp, #16]
+    stp     x23, x24, [sp, #32]
+    stp     x25, x26, [sp, #48]
+    stp     x27, x28, [sp, #64]
+    stp     x29, x30, [sp, #80]
+    stp     d8, d9, [sp, #96]
+    stp     d10, d11, [sp, #112]
+    stp     d12, d13, [sp, #128]
+    stp     d14, d15, [sp, #144]
+    mrs     x9, fpcr
+    mrs     x10, tpidr_el0
+    stp     x9, x10, [sp, #160]
+    mov     x9, sp
+    str     x9, [x0]
+    mov     sp, x1
+    ldp     x19, x20, [sp, #0]
+    ldp     x21, x22, [sp, #16]
+    ldp     x23, x24, [sp, #32]
+    ldp     x25, x26, [sp, #48]
+    ldp     x27, x28, [sp, #64]
+    ldp     x29, x30, [sp, #80]
+    ldp     d8, d9, [sp, #96]
+    ldp     d10, d11, [sp, #112]
+    ldp     d12, d13, [sp, #128]
+    ldp     d14, d15, [sp, #144]
+    ldp     x9, x10, [sp, #160]
+    msr     fpcr, x9
+    msr     tpidr_el0, x10
+    add     sp, sp, #176
+    ret
+
     .global libos_aarch64_thread_start
 libos_aarch64_thread_start:
     mov     x0, x20
@@ -126,6 +163,7 @@ libos_aarch64_preempt_trampoline:
 
 unsafe extern "C" {
     fn libos_aarch64_switch_context(save_sp: *mut usize, load_sp: usize);
+    fn libos_aarch64_switch_context_tp(save_sp: *mut usize, load_sp: usize);
     fn libos_aarch64_thread_start();
     fn libos_aarch64_preempt_trampoline();
 }
@@ -155,6 +193,10 @@ pub unsafe fn init(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usiz
 /// The switch routine ([`libos_core::hal::SwitchRoutine`]): the assembly saves and restores
 /// exactly the AAPCS64 callee-saved state plus FPCR, and refuses to run on the exception stack.
 pub const SWITCH: libos_core::hal::SwitchRoutine = libos_aarch64_switch_context;
+
+/// The switch routine that also keeps TPIDR_EL0 per thread (images with posix-shim). Its frame
+/// is [`init`]'s, whose padding word (a new thread's thread pointer) is zero.
+pub const SWITCH_WITH_THREAD_POINTER: libos_core::hal::SwitchRoutine = libos_aarch64_switch_context_tp;
 
 /// Called by the switch routine when it finds itself on SP_EL1: there the "stack" is the shared
 /// exception stack, so this is a scheduler bug, never a switch.

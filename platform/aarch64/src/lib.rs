@@ -76,10 +76,12 @@ mod shutdown;
 #[cfg(target_os = "none")]
 mod stacks;
 #[cfg(target_os = "none")]
+mod syscall;
+#[cfg(target_os = "none")]
 mod timer;
 
 #[cfg(target_os = "none")]
-pub use platform::{Aarch64, Context};
+pub use platform::{Aarch64, Context, ThreadPointerContext, UserEntry};
 #[cfg(target_os = "none")]
 use platform::set_gic_version;
 
@@ -100,7 +102,7 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{context, cpu, guard, semihosting, shutdown, timer, uart};
+    use crate::{context, cpu, guard, semihosting, shutdown, syscall, timer, uart};
     use core::sync::atomic::{AtomicU8, Ordering};
     use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
@@ -191,6 +193,50 @@ mod platform {
 
         fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
             guard::set(page as u64, guarded)
+        }
+    }
+
+    /// The context switch for images with posix-shim: as [`Context`], and it also keeps Linux
+    /// code's thread pointer (TPIDR_EL0) per thread. Registered instead of [`Context`] by the
+    /// composition root when it has the system-call trap (a separate routine, so images without
+    /// C code pay nothing for it).
+    pub struct ThreadPointerContext;
+
+    impl ContextSwitch for ThreadPointerContext {
+        unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+            // SAFETY: forwarded contract (ContextSwitch::init_context).
+            unsafe { context::init(stack_top, entry, arg) }
+        }
+
+        fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
+            context::SWITCH_WITH_THREAD_POINTER
+        }
+
+        fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
+            guard::set(page as u64, guarded)
+        }
+    }
+
+    /// The `svc #0` trap and entry into Linux code (`src/syscall.rs`), registered by the
+    /// composition root when posix-shim is in the image.
+    pub struct UserEntry;
+
+    impl libos_core::syscall::UserEntry for UserEntry {
+        fn install(&self, handler: libos_core::syscall::Handler) {
+            syscall::install(handler);
+        }
+
+        unsafe fn enter(&self, frame: &libos_core::syscall::Frame) -> ! {
+            // SAFETY: forwarded contract (UserEntry::enter).
+            unsafe { syscall::enter(frame) }
+        }
+
+        fn set_thread_pointer(&self, value: usize) {
+            syscall::set_thread_pointer(value as u64);
+        }
+
+        fn thread_pointer(&self) -> usize {
+            syscall::thread_pointer() as usize
         }
     }
 }

@@ -55,9 +55,11 @@ mod serial;
 mod shutdown;
 #[cfg(target_os = "none")]
 mod stacks;
+#[cfg(target_os = "none")]
+mod syscall;
 
 #[cfg(target_os = "none")]
-pub use platform::{Context, X86_64, calibration_source};
+pub use platform::{Context, ThreadPointerContext, UserEntry, X86_64, calibration_source};
 
 /// Connects the image's entry point to `kernel_main: fn(&'static BootInfo) -> !`.
 ///
@@ -76,7 +78,7 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{apic, clock, context, cpu, guard, serial, shutdown};
+    use crate::{apic, clock, context, cpu, guard, serial, shutdown, syscall};
     use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
     use x86_64::instructions::interrupts;
@@ -163,6 +165,50 @@ mod platform {
 
         fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
             guard::set(page as u64, guarded)
+        }
+    }
+
+    /// The context switch for images with posix-shim: as [`Context`], and it also keeps Linux
+    /// code's thread pointer (FS base) and vector registers per thread (`src/syscall.rs`). Registered instead of [`Context`] by the
+    /// composition root when it has the system-call trap (a separate routine, so images without
+    /// C code pay nothing for it).
+    pub struct ThreadPointerContext;
+
+    impl ContextSwitch for ThreadPointerContext {
+        unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+            // SAFETY: forwarded contract (ContextSwitch::init_context).
+            unsafe { context::init(stack_top, entry, arg) }
+        }
+
+        fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
+            syscall::switch_saving_user_state
+        }
+
+        fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
+            guard::set(page as u64, guarded)
+        }
+    }
+
+    /// The `syscall` trap and entry into Linux code (`src/syscall.rs`), registered by the
+    /// composition root when posix-shim is in the image.
+    pub struct UserEntry;
+
+    impl libos_core::syscall::UserEntry for UserEntry {
+        fn install(&self, handler: libos_core::syscall::Handler) {
+            syscall::install(handler);
+        }
+
+        unsafe fn enter(&self, frame: &libos_core::syscall::Frame) -> ! {
+            // SAFETY: forwarded contract (UserEntry::enter).
+            unsafe { syscall::enter(frame) }
+        }
+
+        fn set_thread_pointer(&self, value: usize) {
+            syscall::set_fs_base(value as u64);
+        }
+
+        fn thread_pointer(&self) -> usize {
+            syscall::fs_base() as usize
         }
     }
 }

@@ -1,0 +1,7 @@
+//! Compiles `c/hello.c` with musl and links it (see posix-shim/c-app-build.rs).
+#[path = "../../posix-shim/c-app-build.rs"]
+mod c_app;
+
+fn main() {
+    c_app::build(&["c/hello.c"], &[]);
+}

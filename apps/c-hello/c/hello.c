@@ -1,0 +1,34 @@
+/* c-hello: an ordinary C program (static musl), run unmodified on libos through posix-shim.
+ * Prints its arguments and environment, uses a __thread variable, an atexit handler and
+ * buffered stdio, and exits with the code given by `--exit N` (default 0). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+static __thread int tls_counter = 41;
+static __thread char tls_zeroed[64];
+
+static void goodbye(void) {
+    /* Runs from exit(): stdout is still buffered when we get here (no newline yet). */
+    printf("atexit handler ran");
+}
+
+int main(int argc, char **argv) {
+    int code = 0;
+    printf("hello from C on %s: argc=%d\n", "libos", argc);
+    for (int i = 0; i < argc; i++) {
+        printf("argv[%d]=%s\n", i, argv[i]);
+        if (strcmp(argv[i], "--exit") == 0 && i + 1 < argc) {
+            code = atoi(argv[i + 1]);
+        }
+    }
+    for (char **e = environ; *e; e++) {
+        printf("env %s\n", *e);
+    }
+    tls_counter++;
+    printf("tls %d %d pid %d\n", tls_counter, tls_zeroed[10], (int)getpid());
+    atexit(goodbye);
+    return code;
+}

@@ -1,0 +1,559 @@
+/* shimtest: checks of posix-shim's Linux system calls, one family per argument:
+ *   files mem time process threads signals events stdio enosys preempt kill abort
+ * Ordinary C against musl; every check prints the failing line and exits 1. A family prints
+ * "ok FAMILY" when all its checks passed. Runs unmodified on Linux too (where the files
+ * family needs a writable /tmp). */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/select.h>
+#include <sys/timerfd.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/utsname.h>
+#include <termios.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+/* <linux/futex.h> is not on musl-gcc's include path. */
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            printf("FAIL %s:%d: %s (errno %d %s)\n", __FILE__, __LINE__, #cond, errno,     \
+                   strerror(errno));                                                       \
+            exit(1);                                                                       \
+        }                                                                                  \
+    } while (0)
+/* A call that must fail with `err`. */
+#define FAILS(call, err) CHECK((errno = 0, (call) == -1 && errno == (err)))
+
+static void files(void) {
+    char buf[256];
+    struct stat st;
+    mkdir("/tmp", 0777);
+    CHECK(mkdir("/tmp/shim", 0755) == 0);
+    FAILS(mkdir("/tmp/shim", 0755), EEXIST);
+    FAILS(open("/tmp/shim/missing", O_RDONLY), ENOENT);
+    FAILS(syscall(SYS_openat, AT_FDCWD, "/tmp/shim/x", O_RDONLY | 0x40000000), EINVAL);
+    FAILS(open((char *)8, O_RDONLY), EFAULT);
+    int fd = open("/tmp/shim/a.txt", O_CREAT | O_RDWR | O_TRUNC, 0644);
+    CHECK(fd >= 3);
+    CHECK(write(fd, "hello world", 11) == 11);
+    CHECK(pwrite(fd, "W", 1, 6) == 1);
+    CHECK(pread(fd, buf, 11, 0) == 11 && memcmp(buf, "hello World", 11) == 0);
+    CHECK(lseek(fd, 0, SEEK_CUR) == 11);
+    CHECK(lseek(fd, 2, SEEK_SET) == 2);
+    CHECK(read(fd, buf, 3) == 3 && memcmp(buf, "llo", 3) == 0);
+    FAILS(lseek(fd, 0, 42), EINVAL);
+    struct iovec iov[2] = {{"ab", 2}, {"cd", 2}};
+    CHECK(lseek(fd, 0, SEEK_END) == 11);
+    CHECK(writev(fd, iov, 2) == 4);
+    char x[3], y[5];
+    struct iovec riov[2] = {{x, 3}, {y, 5}};
+    CHECK(pread(fd, buf, 15, 0) == 15 && memcmp(buf, "hello Worldabcd", 15) == 0);
+    CHECK(lseek(fd, 7, SEEK_SET) == 7);
+    CHECK(readv(fd, riov, 2) == 8 && memcmp(x, "orl", 3) == 0 && memcmp(y, "dabcd", 5) == 0);
+    CHECK(fstat(fd, &st) == 0 && st.st_size == 15 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0644);
+    CHECK(ftruncate(fd, 5) == 0 && fstat(fd, &st) == 0 && st.st_size == 5);
+    FAILS(ftruncate(fd, -1), EINVAL);
+    CHECK(fsync(fd) == 0 && fdatasync(fd) == 0);
+    /* fcntl: descriptor flags, status flags, dup, advisory locks. */
+    CHECK(fcntl(fd, F_GETFD) == 0);
+    CHECK(fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 && fcntl(fd, F_GETFD) == FD_CLOEXEC);
+    CHECK((fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR);
+    int d = fcntl(fd, F_DUPFD, 10);
+    CHECK(d >= 10);
+    CHECK(lseek(d, 1, SEEK_SET) == 1 && lseek(fd, 0, SEEK_CUR) == 1); /* shared offset */
+    struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10};
+    CHECK(fcntl(fd, F_SETLK, &lk) == 0);
+    CHECK(fcntl(fd, F_GETLK, &lk) == 0 && lk.l_type == F_UNLCK);
+    FAILS(fcntl(fd, 12345), EINVAL);
+    CHECK(close(d) == 0);
+    FAILS(close(d), EBADF);
+    /* dup family */
+    int d2 = dup(fd);
+    CHECK(d2 >= 0 && dup2(fd, 20) == 20 && dup3(fd, 21, O_CLOEXEC) == 21 && fcntl(21, F_GETFD) == FD_CLOEXEC);
+    FAILS(dup3(fd, fd, 0), EINVAL);
+    FAILS(syscall(SYS_dup3, fd, 22, 0x1234), EINVAL);
+    CHECK(dup2(fd, fd) == fd);
+    close(d2); close(20); close(21);
+    /* ioctl: the console is a terminal, files are not. */
+    struct termios tio;
+    struct winsize ws;
+    CHECK(isatty(1) == 1 && tcgetattr(1, &tio) == 0);
+    CHECK(ioctl(1, TIOCGWINSZ, &ws) == 0 && ws.ws_col == 80 && ws.ws_row == 24);
+    CHECK(isatty(fd) == 0 && errno == ENOTTY);
+    close(fd);
+    /* bad descriptors and pointers */
+    FAILS(read(99, buf, 1), EBADF);
+    FAILS(write(-1, buf, 1), EBADF);
+    FAILS(fstat(77, &st), EBADF);
+    FAILS(write(1, (void *)8, 5), EFAULT);
+    FAILS(read(0, NULL, 5), EFAULT);
+    /* names: rename, links, symlinks, directories */
+    CHECK(rename("/tmp/shim/a.txt", "/tmp/shim/b.txt") == 0);
+    FAILS(stat("/tmp/shim/a.txt", &st), ENOENT);
+    CHECK(link("/tmp/shim/b.txt", "/tmp/shim/c.txt") == 0 && stat("/tmp/shim/c.txt", &st) == 0 && st.st_nlink == 2);
+    CHECK(symlink("b.txt", "/tmp/shim/s") == 0);
+    CHECK(readlink("/tmp/shim/s", buf, sizeof buf) == 5 && memcmp(buf, "b.txt", 5) == 0);
+    CHECK(lstat("/tmp/shim/s", &st) == 0 && S_ISLNK(st.st_mode));
+    CHECK(stat("/tmp/shim/s", &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 5);
+    FAILS(readlink("/tmp/shim/b.txt", buf, sizeof buf), EINVAL);
+    CHECK(mkdir("/tmp/shim/sub", 0700) == 0);
+    FAILS(rmdir("/tmp/shim"), ENOTEMPTY);
+    FAILS(unlink("/tmp/shim/sub"), EISDIR);
+    /* *at calls relative to a directory descriptor, and the current directory */
+    int dir = open("/tmp/shim", O_RDONLY | O_DIRECTORY);
+    CHECK(dir >= 0);
+    int f2 = openat(dir, "sub/n.txt", O_CREAT | O_WRONLY, 0600);
+    CHECK(f2 >= 0 && write(f2, "n", 1) == 1 && close(f2) == 0);
+    CHECK(fstatat(dir, "sub/n.txt", &st, 0) == 0 && st.st_size == 1);
+    CHECK(faccessat(dir, "sub/n.txt", R_OK | W_OK, 0) == 0);
+    FAILS(faccessat(dir, "sub/none", F_OK, 0), ENOENT);
+    FAILS(openat(dir, "b.txt/x", O_RDONLY), ENOTDIR);
+    CHECK(renameat(dir, "sub/n.txt", dir, "n2.txt") == 0);
+    CHECK(unlinkat(dir, "n2.txt", 0) == 0);
+    CHECK(unlinkat(dir, "sub", AT_REMOVEDIR) == 0);
+    FAILS(unlinkat(dir, "c.txt", 0x8000), EINVAL);
+    CHECK(fchmodat(dir, "c.txt", 0600, 0) == 0 && stat("/tmp/shim/c.txt", &st) == 0 && (st.st_mode & 0777) == 0600);
+    CHECK(utimensat(dir, "c.txt", NULL, 0) == 0);
+    struct timespec times[2] = {{1000, 5}, {2000, 7}};
+    CHECK(utimensat(dir, "c.txt", times, 0) == 0 && stat("/tmp/shim/c.txt", &st) == 0);
+    CHECK(st.st_atim.tv_sec == 1000 && st.st_atim.tv_nsec == 5 && st.st_mtim.tv_sec == 2000 && st.st_mtim.tv_nsec == 7);
+    struct timespec omit_atime[2] = {{0, UTIME_OMIT}, {3000, 0}};
+    CHECK(utimensat(dir, "c.txt", omit_atime, 0) == 0 && stat("/tmp/shim/c.txt", &st) == 0);
+    CHECK(st.st_atim.tv_sec == 1000 && st.st_mtim.tv_sec == 3000);
+    struct timespec bad[2] = {{0, 2000000000}, {0, 0}};
+    FAILS(utimensat(dir, "c.txt", bad, 0), EINVAL);
+    /* getdents64 through readdir */
+    DIR *dp = fdopendir(dir);
+    CHECK(dp != NULL);
+    int seen = 0;
+    for (struct dirent *e; (e = readdir(dp));) {
+        if (!strcmp(e->d_name, "b.txt") && e->d_type == DT_REG) seen |= 1;
+        if (!strcmp(e->d_name, "c.txt")) seen |= 2;
+        if (!strcmp(e->d_name, "s") && e->d_type == DT_LNK) seen |= 4;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) seen |= 8;
+    }
+    CHECK(seen == 15);
+    closedir(dp);
+    CHECK(chdir("/tmp/shim") == 0 && getcwd(buf, sizeof buf) && strcmp(buf, "/tmp/shim") == 0);
+    CHECK(access("b.txt", F_OK) == 0);
+    FAILS(chdir("/tmp/shim/b.txt"), ENOTDIR);
+    CHECK(getcwd(buf, 3) == NULL && errno == ERANGE);
+    CHECK(umask(077) == 022 && umask(022) == 077);
+    struct statfs sfs;
+    CHECK(statfs("/tmp", &sfs) == 0 && sfs.f_bsize > 0);
+    /* devices */
+    int z = open("/dev/zero", O_RDONLY), n = open("/dev/null", O_WRONLY);
+    memset(buf, 1, 8);
+    CHECK(z >= 0 && n >= 0 && read(z, buf, 8) == 8 && buf[0] == 0 && buf[7] == 0 && write(n, buf, 8) == 8);
+    close(z); close(n);
+    /* stdio on files */
+    FILE *fp = fopen("/tmp/shim/stdio.txt", "w+");
+    CHECK(fp && fprintf(fp, "%d-%s", 42, "x") == 4 && fflush(fp) == 0);
+    rewind(fp);
+    CHECK(fgets(buf, sizeof buf, fp) && strcmp(buf, "42-x") == 0 && fclose(fp) == 0);
+    printf("ok files\n");
+}
+
+static void mem(void) {
+    /* anonymous mappings, partial unmap, mremap, mprotect, madvise */
+    size_t page = sysconf(_SC_PAGESIZE);
+    CHECK(page == 4096);
+    char *p = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(p != MAP_FAILED && ((uintptr_t)p & (page - 1)) == 0 && p[0] == 0 && p[4 * page - 1] == 0);
+    memset(p, 7, 4 * page);
+    CHECK(munmap(p + page, page) == 0);
+    CHECK(mprotect(p, page, PROT_READ) == 0);
+    FAILS(syscall(SYS_mprotect, p + 1, page, PROT_READ), EINVAL);
+    CHECK(madvise(p + 2 * page, page, MADV_DONTNEED) == 0 && p[2 * page] == 0 && p[3 * page] == 7);
+    FAILS(madvise(p, page, 999), EINVAL);
+    char *q = mremap(p + 2 * page, 2 * page, 8 * page, MREMAP_MAYMOVE);
+    CHECK(q != MAP_FAILED && q[page] == 7 && q[8 * page - 1] == 0);
+    CHECK(munmap(p, page) == 0 && munmap(q, 8 * page) == 0);
+    FAILS((long)mmap(NULL, 0, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), EINVAL);
+    FAILS((long)mmap(NULL, page, PROT_READ, MAP_ANONYMOUS, -1, 0), EINVAL);
+    FAILS((long)mmap(NULL, page, PROT_READ, MAP_PRIVATE, 99, 0), EBADF);
+    FAILS(munmap(p + 1, page), EINVAL);
+    /* brk */
+    long cur = syscall(SYS_brk, 0);
+    CHECK(cur > 0);
+    CHECK(syscall(SYS_brk, cur + 3 * page) == cur + 3 * (long)page);
+    memset((void *)cur, 9, 3 * page);
+    CHECK(syscall(SYS_brk, cur) == cur);
+    /* malloc: small and large (musl uses brk and mmap) */
+    for (int i = 0; i < 200; i++) {
+        size_t size = (size_t)(i * 977) % 300000 + 1;
+        char *m = malloc(size);
+        CHECK(m);
+        m[0] = m[size - 1] = (char)i;
+        char *m2 = realloc(m, size * 2);
+        CHECK(m2 && m2[0] == (char)i && m2[size - 1] == (char)i);
+        free(m2);
+    }
+    /* file mappings: private copy, shared with msync writing back */
+    mkdir("/tmp", 0777);
+    int fd = open("/tmp/map.txt", O_CREAT | O_RDWR | O_TRUNC, 0644);
+    CHECK(fd >= 0 && write(fd, "mapped file contents", 20) == 20);
+    char *fp = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    CHECK(fp != MAP_FAILED && memcmp(fp, "mapped file contents", 20) == 0 && fp[20] == 0);
+    fp[0] = 'M';
+    char buf[32];
+    CHECK(pread(fd, buf, 20, 0) == 20 && buf[0] == 'm'); /* private: not written back */
+    CHECK(munmap(fp, page) == 0);
+    char *sp = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(sp != MAP_FAILED);
+    memcpy(sp, "MAPPED", 6);
+    CHECK(msync(sp, page, MS_SYNC) == 0);
+    CHECK(pread(fd, buf, 20, 0) == 20 && memcmp(buf, "MAPPED file contents", 20) == 0);
+    struct stat st;
+    CHECK(fstat(fd, &st) == 0 && st.st_size == 20); /* the page's tail is not file data */
+    sp[7] = 'F';
+    CHECK(munmap(sp, page) == 0); /* munmap writes back too */
+    CHECK(pread(fd, buf, 20, 0) == 20 && buf[7] == 'F');
+    FAILS(msync(sp + 1, page, MS_SYNC), EINVAL);
+    close(fd);
+    printf("ok mem\n");
+}
+
+static long long ns(struct timespec t) { return t.tv_sec * 1000000000LL + t.tv_nsec; }
+
+static void time_family(void) {
+    struct timespec a, b, r;
+    CHECK(clock_gettime(CLOCK_MONOTONIC, &a) == 0);
+    struct timespec nap = {0, 20 * 1000 * 1000};
+    CHECK(nanosleep(&nap, NULL) == 0);
+    CHECK(clock_gettime(CLOCK_MONOTONIC, &b) == 0);
+    CHECK(ns(b) - ns(a) >= 20 * 1000 * 1000);
+    CHECK(clock_getres(CLOCK_MONOTONIC, &r) == 0 && r.tv_sec == 0 && r.tv_nsec > 0);
+    CHECK(clock_gettime(CLOCK_REALTIME, &a) == 0);
+    struct timeval tv;
+    CHECK(gettimeofday(&tv, NULL) == 0 && tv.tv_usec < 1000000);
+    FAILS(clock_gettime(12345, &a), EINVAL);
+    struct timespec badnap = {0, 1000000000};
+    FAILS(nanosleep(&badnap, NULL), EINVAL);
+    FAILS(syscall(SYS_clock_gettime, CLOCK_MONOTONIC, (void *)16), EFAULT);
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    struct timespec until = {a.tv_sec, a.tv_nsec + 10 * 1000 * 1000};
+    if (until.tv_nsec >= 1000000000) { until.tv_sec++; until.tv_nsec -= 1000000000; }
+    CHECK(clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == 0);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    CHECK(ns(b) >= ns(until));
+    CHECK(clock_nanosleep(CLOCK_MONOTONIC, 0x10, &nap, NULL) == EINVAL);
+    printf("ok time\n");
+}
+
+static void process(void) {
+    CHECK(getpid() == 1 && getppid() == 0 && syscall(SYS_gettid) == 1);
+    CHECK(getuid() == 0 && geteuid() == 0 && getgid() == 0 && getegid() == 0);
+    struct utsname u;
+    CHECK(uname(&u) == 0 && strcmp(u.sysname, "Linux") == 0);
+#if defined(__x86_64__)
+    CHECK(strcmp(u.machine, "x86_64") == 0);
+#else
+    CHECK(strcmp(u.machine, "aarch64") == 0);
+#endif
+    unsigned char r1[32] = {0}, r2[32] = {0};
+    CHECK(getrandom(r1, sizeof r1, 0) == 32 && getrandom(r2, sizeof r2, 0) == 32 && memcmp(r1, r2, 32) != 0);
+    FAILS(getrandom(r1, 4, 0x100), EINVAL);
+    struct sysinfo si;
+    CHECK(sysinfo(&si) == 0 && si.totalram > 0 && si.freeram <= si.totalram && si.procs == 1);
+    struct rlimit rl;
+    CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur == 1024);
+    CHECK(getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur > 0);
+    FAILS(prlimit(999, RLIMIT_NOFILE, NULL, &rl), ESRCH);
+    /* no second process until libos has them */
+    FAILS(fork(), ENOSYS);
+    char *argv[] = {"x", NULL};
+    FAILS(execve("/bin/sh", argv, argv + 1), ENOSYS);
+    cpu_set_t set;
+    CHECK(sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1);
+    CHECK(sched_yield() == 0);
+    printf("ok process\n");
+}
+
+/* pthreads: 8 threads, a mutex-protected counter, a condvar barrier, TLS, join results. */
+#define THREADS 8
+#define ROUNDS 2000
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static long counter;
+static int arrived;
+static __thread long mine = 100;
+
+static void *worker(void *arg) {
+    long id = (long)arg;
+    mine += id; /* each thread starts from its own copy of the initial value */
+    for (int i = 0; i < ROUNDS; i++) {
+        pthread_mutex_lock(&lock);
+        counter++;
+        pthread_mutex_unlock(&lock);
+        if (i % 256 == 0) sched_yield();
+    }
+    pthread_mutex_lock(&lock);
+    arrived++;
+    pthread_cond_broadcast(&cond);
+    while (arrived < THREADS) pthread_cond_wait(&cond, &lock);
+    pthread_mutex_unlock(&lock);
+    return (void *)(mine * 10);
+}
+
+static void threads(void) {
+    pthread_t t[THREADS];
+    for (long i = 0; i < THREADS; i++) CHECK(pthread_create(&t[i], NULL, worker, (void *)i) == 0);
+    for (long i = 0; i < THREADS; i++) {
+        void *result;
+        CHECK(pthread_join(t[i], &result) == 0);
+        CHECK((long)result == (100 + i) * 10);
+    }
+    CHECK(counter == THREADS * ROUNDS && mine == 100);
+    /* a timed wait that times out */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_nsec += 5 * 1000 * 1000;
+    if (deadline.tv_nsec >= 1000000000) { deadline.tv_sec++; deadline.tv_nsec -= 1000000000; }
+    pthread_mutex_lock(&lock);
+    CHECK(pthread_cond_timedwait(&cond, &lock, &deadline) == ETIMEDOUT);
+    pthread_mutex_unlock(&lock);
+    /* futex errors */
+    int word = 5;
+    FAILS(syscall(SYS_futex, &word, FUTEX_WAIT, 6, NULL, NULL, 0), EAGAIN);
+    struct timespec short_wait = {0, 1000000};
+    FAILS(syscall(SYS_futex, &word, FUTEX_WAIT, 5, &short_wait, NULL, 0), ETIMEDOUT);
+    FAILS(syscall(SYS_futex, (char *)&word + 1, FUTEX_WAKE, 1, NULL, NULL, 0), EINVAL);
+    CHECK(syscall(SYS_futex, &word, FUTEX_WAKE, 1, NULL, NULL, 0) == 0);
+    printf("ok threads\n");
+}
+
+/* Pipes, eventfd and poll: data, end of file, non-blocking, readiness, a thread waking a poller. */
+static int wake_fd;
+static void *late_writer(void *arg) {
+    (void)arg;
+    struct timespec nap = {0, 20 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+    uint64_t one = 1;
+    return (void *)(long)write(wake_fd, &one, 8);
+}
+
+static void events(void) {
+    int p[2];
+    char buf[16];
+    CHECK(pipe2(p, O_CLOEXEC) == 0 && fcntl(p[0], F_GETFD) == FD_CLOEXEC);
+    FAILS(pipe2(p, 0x1234), EINVAL);
+    struct pollfd pf[2] = {{p[0], POLLIN, 0}, {p[1], POLLOUT, 0}};
+    CHECK(poll(pf, 2, 0) == 1 && pf[0].revents == 0 && pf[1].revents == POLLOUT);
+    CHECK(write(p[1], "ping", 4) == 4);
+    CHECK(poll(pf, 1, -1) == 1 && pf[0].revents == POLLIN);
+    CHECK(read(p[0], buf, sizeof buf) == 4 && memcmp(buf, "ping", 4) == 0);
+    FAILS(lseek(p[0], 0, SEEK_SET), ESPIPE);
+    CHECK(close(p[1]) == 0);
+    CHECK(read(p[0], buf, sizeof buf) == 0); /* end of file */
+    CHECK(poll(pf, 1, 0) == 1 && (pf[0].revents & POLLHUP));
+    close(p[0]);
+    CHECK(pipe2(p, O_NONBLOCK) == 0);
+    FAILS(read(p[0], buf, 1), EAGAIN);
+    close(p[0]); close(p[1]);
+    /* eventfd */
+    int e = eventfd(3, EFD_NONBLOCK);
+    uint64_t v;
+    CHECK(e >= 0 && read(e, &v, 8) == 8 && v == 3);
+    FAILS(read(e, &v, 8), EAGAIN);
+    v = 5;
+    CHECK(write(e, &v, 8) == 8 && write(e, &v, 8) == 8 && read(e, &v, 8) == 8 && v == 10);
+    FAILS(read(e, &v, 4), EINVAL);
+    FAILS(eventfd(0, 0x4242), EINVAL);
+    close(e);
+    /* poll timeout with nothing ready, then a thread's write wakes a blocked poll */
+    struct timespec t0, t1;
+    wake_fd = eventfd(0, 0);
+    struct pollfd w = {wake_fd, POLLIN, 0};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(poll(&w, 1, 15) == 0 && w.revents == 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec) >= 15 * 1000 * 1000);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, late_writer, NULL) == 0);
+    CHECK(poll(&w, 1, 5000) == 1 && w.revents == POLLIN);
+    void *r;
+    CHECK(pthread_join(t, &r) == 0 && (long)r == 8);
+    struct pollfd bad = {999, POLLIN, 0};
+    CHECK(poll(&bad, 1, 0) == 1 && bad.revents == POLLNVAL);
+    FAILS(poll((struct pollfd *)8, 1, 0), EFAULT);
+    close(wake_fd);
+    /* select */
+    CHECK(pipe(p) == 0);
+    fd_set rs, ws;
+    FD_ZERO(&rs); FD_ZERO(&ws);
+    FD_SET(p[0], &rs); FD_SET(p[1], &ws);
+    struct timeval tv = {0, 0};
+    CHECK(select(p[1] + 1, &rs, &ws, NULL, &tv) == 1 && !FD_ISSET(p[0], &rs) && FD_ISSET(p[1], &ws));
+    CHECK(write(p[1], "x", 1) == 1);
+    FD_ZERO(&rs); FD_SET(p[0], &rs);
+    tv.tv_sec = 1;
+    CHECK(select(p[0] + 1, &rs, NULL, NULL, &tv) == 1 && FD_ISSET(p[0], &rs));
+    FD_ZERO(&rs); FD_SET(90, &rs);
+    FAILS(select(91, &rs, NULL, NULL, &tv), EBADF);
+    /* epoll (level-triggered) */
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    CHECK(ep >= 0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0xabcdef};
+    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) == 0);
+    FAILS(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev), EEXIST);
+    FAILS(epoll_ctl(ep, EPOLL_CTL_DEL, p[1], NULL), ENOENT);
+    FAILS(epoll_ctl(ep, EPOLL_CTL_ADD, ep, &ev), EINVAL);
+    struct epoll_event out[4];
+    CHECK(epoll_wait(ep, out, 4, 1000) == 1 && out[0].events == EPOLLIN && out[0].data.u64 == 0xabcdef);
+    CHECK(read(p[0], buf, 1) == 1);
+    CHECK(epoll_wait(ep, out, 4, 10) == 0);
+    FAILS(epoll_wait(ep, out, 0, 0), EINVAL);
+    close(p[0]); close(p[1]);
+    /* timerfd: a one-shot through epoll, then a periodic one read directly */
+    int tf = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    CHECK(tf >= 0);
+    struct itimerspec its = {{0, 0}, {0, 20 * 1000 * 1000}}, cur;
+    clock_gettime(CLOCK_MONOTONIC, &t0); /* before arming: the expiry is >= 20 ms after this */
+    CHECK(timerfd_settime(tf, 0, &its, NULL) == 0);
+    CHECK(timerfd_gettime(tf, &cur) == 0 && cur.it_value.tv_nsec > 0);
+    ev.events = EPOLLIN;
+    ev.data.fd = tf;
+    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, tf, &ev) == 0);
+    CHECK(epoll_wait(ep, out, 4, 5000) == 1 && out[0].data.fd == tf);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec) >= 20 * 1000 * 1000);
+    CHECK(read(tf, &v, 8) == 8 && v == 1);
+    struct itimerspec periodic = {{0, 5 * 1000 * 1000}, {0, 5 * 1000 * 1000}};
+    CHECK(timerfd_settime(tf, 0, &periodic, NULL) == 0);
+    CHECK(read(tf, &v, 8) == 8 && v >= 1);
+    struct itimerspec badts = {{0, 0}, {0, 2000000000}};
+    FAILS(timerfd_settime(tf, 0, &badts, NULL), EINVAL);
+    FAILS(timerfd_create(12345, 0), EINVAL);
+    close(tf); close(ep);
+    printf("ok events\n");
+}
+
+static volatile sig_atomic_t got;
+static void on_signal(int sig) { got = sig; }
+
+static void signals(void) {
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_signal;
+    CHECK(sigaction(SIGUSR1, &sa, &old) == 0 && old.sa_handler == SIG_DFL);
+    CHECK(raise(SIGUSR1) == 0 && got == SIGUSR1);
+    got = 0;
+    sigset_t block, previous;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    CHECK(sigprocmask(SIG_BLOCK, &block, &previous) == 0);
+    CHECK(raise(SIGUSR1) == 0 && got == 0); /* pending while blocked */
+    CHECK(sigprocmask(SIG_SETMASK, &previous, NULL) == 0 && got == SIGUSR1); /* delivered now */
+    signal(SIGUSR2, SIG_IGN);
+    CHECK(raise(SIGUSR2) == 0);
+    CHECK(kill(getpid(), 0) == 0);
+    FAILS(kill(4242, SIGUSR1), ESRCH);
+    FAILS(sigaction(SIGKILL, &sa, NULL), EINVAL);
+    FAILS(sigaction(99, &sa, NULL), EINVAL);
+    stack_t ss = {.ss_sp = malloc(SIGSTKSZ), .ss_size = SIGSTKSZ, .ss_flags = 0}, oss;
+    CHECK(sigaltstack(&ss, NULL) == 0 && sigaltstack(NULL, &oss) == 0 && oss.ss_size == SIGSTKSZ);
+    ss.ss_size = 16;
+    FAILS(sigaltstack(&ss, NULL), ENOMEM);
+    printf("ok signals\n");
+}
+
+static void stdio(void) {
+    /* Full buffering: nothing reaches the console until the buffer is flushed at exit, after
+     * the unbuffered stderr line. */
+    static char buffer[4096];
+    setvbuf(stdout, buffer, _IOFBF, sizeof buffer);
+    printf("buffered line 1\n");
+    printf("buffered line 2 without newline");
+    fprintf(stderr, "unbuffered stderr first\n");
+    exit(3);
+}
+
+static void enosys(void) {
+    errno = 0;
+    long r1 = syscall(4000), e1 = errno;
+    long r2 = syscall(4000), e2 = errno;
+    CHECK(r1 == -1 && e1 == ENOSYS && r2 == -1 && e2 == ENOSYS);
+    printf("ok enosys (program continues)\n");
+}
+
+/* Preemption: threads doing floating-point and stack-heavy leaf work (locals in the red zone
+ * on x86_64) under a short time slice; every result is checked against a serial run. */
+static double __attribute__((noinline)) leaf(double x, int n) {
+    volatile double local[12];
+    for (int i = 0; i < 12; i++) local[i] = x * (i + 1);
+    double s = 0;
+    for (int k = 0; k < n; k++)
+        for (int i = 0; i < 12; i++) s += local[i] / (k + i + 1.0);
+    return s;
+}
+
+static void *spinner(void *arg) {
+    long id = (long)arg;
+    double expect = 0;
+    for (int j = 0; j < 50; j++) expect += leaf(id + j * 0.5, 40);
+    for (int round = 0; round < 400; round++) {
+        double got = 0;
+        for (int j = 0; j < 50; j++) got += leaf(id + j * 0.5, 40);
+        if (got != expect) return (void *)1;
+    }
+    return NULL;
+}
+
+static void preempt(void) {
+    pthread_t t[3];
+    for (long i = 0; i < 3; i++) CHECK(pthread_create(&t[i], NULL, spinner, (void *)(i + 1)) == 0);
+    for (int i = 0; i < 3; i++) {
+        void *r;
+        CHECK(pthread_join(t[i], &r) == 0 && r == NULL);
+    }
+    printf("ok preempt\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: shimtest files|mem|time|process|threads|signals|events|stdio|enosys|preempt|kill|abort...\n");
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        if (!strcmp(f, "files")) files();
+        else if (!strcmp(f, "mem")) mem();
+        else if (!strcmp(f, "time")) time_family();
+        else if (!strcmp(f, "process")) process();
+        else if (!strcmp(f, "threads")) threads();
+        else if (!strcmp(f, "signals")) signals();
+        else if (!strcmp(f, "events")) events();
+        else if (!strcmp(f, "stdio")) stdio();
+        else if (!strcmp(f, "enosys")) enosys();
+        else if (!strcmp(f, "preempt")) preempt();
+        else if (!strcmp(f, "kill")) { printf("raising SIGTERM\n"); fflush(stdout); raise(SIGTERM); printf("still alive\n"); return 1; }
+        else if (!strcmp(f, "abort")) { printf("aborting\n"); fflush(stdout); abort(); }
+        else { fprintf(stderr, "unknown family %s\n", f); return 2; }
+    }
+    return 0;
+}

@@ -1,0 +1,175 @@
+//! The `syscall` trap for Linux code running in ring 0, entering Linux code, and the FS base.
+//!
+//! **Entry** (`libos_x86_64_syscall_entry`, LSTAR): `syscall` in ring 0 leaves the stack pointer
+//! alone, puts the return address in `rcx` and the flags in `r11`, and clears the flags in
+//! FMASK (TF, DF, AC, NT; not IF: the caller's interrupt state carries into the handler, so a
+//! long system call stays preemptible). Code compiled for Linux may keep live data in the
+//! 128-byte red zone below `rsp` across the inline `syscall` (it is not a call), so the entry
+//! first steps over the red zone, then pushes a [`Frame`] on the calling thread's own stack
+//! (not a separate kernel stack: the handler may block and switch threads, and each thread's
+//! frame must stay with it).
+//!
+//! **Vector registers**: Linux preserves them across system calls, and compiled code keeps
+//! values in them across the inline `syscall`. The kernel is built without SSE, so the handler
+//! itself never touches them; the only way they change is a switch to another thread's C code
+//! while the call blocks. So they are not saved on entry (a null system call stays cheap) but by
+//! the context switch of images with this trap ([`switch_saving_user_state`], which saves the
+//! x87/SSE/AVX state with XSAVE or FXSAVE, and the FS base, on the thread's own stack).
+//!
+//! **Return**: not `sysret` (that would drop to ring 3). The exit pops the registers, `popfq`
+//! restores the caller's flags from the frame (the stack is still below the red zone, so an
+//! interrupt taken right after is harmless), `pop %rsp` restores the caller's stack pointer
+//! and `jmp *%rcx` resumes. `rcx` and `r11` hold the return address and flags afterwards, as
+//! after a Linux `sysret`.
+//!
+//! **FS base**: Linux code's thread pointer, kept per thread by the same switch routine.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicPtr, Ordering};
+use libos_core::syscall::{Frame, Handler};
+use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
+
+/// Read by the entry code: the registered handler (null until installed).
+#[unsafe(no_mangle)]
+static LIBOS_X86_64_SYSCALL_HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+const MSR_STAR: u32 = 0xc000_0081;
+const MSR_LSTAR: u32 = 0xc000_0082;
+const MSR_FMASK: u32 = 0xc000_0084;
+const MSR_FS_BASE: u32 = 0xc000_0100;
+
+/// Flags `syscall` clears: TF (0x100), DF (0x400), NT (0x4000), AC (0x40000).
+const FMASK: u64 = 0x100 | 0x400 | 0x4000 | 0x40000;
+
+global_asm!(
+    r#"
+    .section .text.syscall, "ax"
+    .global libos_x86_64_syscall_entry
+libos_x86_64_syscall_entry:
+    leaq -128(%rsp), %rsp           /* step over the caller's red zone */
+    pushq %rsp
+    addq $128, (%rsp)               /* frame.rsp: the caller's stack pointer */
+    pushq %rcx                      /* frame.rip */
+    pushq %r11                      /* frame.rflags */
+    pushq %r15
+    pushq %r14
+    pushq %r13
+    pushq %r12
+    pushq %rbp
+    pushq %rbx
+    pushq %r9
+    pushq %r8
+    pushq %r10
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rax                      /* frame.rax: the number */
+    movq %rsp, %rbp                 /* rbp: the frame (callee-saved in the handler) */
+    andq $-16, %rsp
+    movq %rbp, %rdi
+    callq *LIBOS_X86_64_SYSCALL_HANDLER(%rip)
+    leaq 8(%rbp), %rsp              /* drop the number; rax is the result */
+    .global libos_x86_64_syscall_exit
+libos_x86_64_syscall_exit:
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %r10
+    popq %r8
+    popq %r9
+    popq %rbx
+    popq %rbp
+    popq %r12
+    popq %r13
+    popq %r14
+    popq %r15
+    popfq
+    popq %rcx
+    popq %rsp
+    jmpq *%rcx
+
+    /* libos_x86_64_enter(frame): load every register of a Frame and jump to its rip. The
+     * frame is popped where it lies (the caller's stack below it is free: it never returns). */
+    .global libos_x86_64_enter
+libos_x86_64_enter:
+    movq %rdi, %rsp
+    popq %rax
+    jmp libos_x86_64_syscall_exit
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn libos_x86_64_syscall_entry();
+    fn libos_x86_64_enter(frame: *const Frame) -> !;
+}
+
+/// Turns on the `syscall` instruction (EFER.SCE) with our entry (SSE is on since boot,
+/// `fpu::init`).
+pub fn install(handler: Handler) {
+    assert!(crate::fpu::area_size() <= MAX_FP_AREA, "the CPU's XSAVE area exceeds {MAX_FP_AREA} bytes");
+    LIBOS_X86_64_SYSCALL_HANDLER.store(handler as *mut (), Ordering::Release);
+    // SAFETY: the MSRs written are the architectural syscall MSRs, pointing at our entry code
+    // with the kernel code selector (0x08; SS = 0x10, the kernel data selector, as in gdt.rs).
+    unsafe {
+        Msr::new(MSR_STAR).write(0x08 << 32);
+        Msr::new(MSR_LSTAR).write(libos_x86_64_syscall_entry as *const () as u64);
+        Msr::new(MSR_FMASK).write(FMASK);
+        Efer::update(|f| f.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
+    }
+}
+
+/// The largest XSAVE area [`switch_saving_user_state`] keeps on a stack (x87, SSE, AVX and
+/// AVX-512 state take 2696 bytes).
+const MAX_FP_AREA: usize = 3072;
+
+#[repr(C, align(64))]
+struct FpArea([u8; MAX_FP_AREA]);
+
+/// The switch routine of images with the `syscall` trap (see the module docs): around the
+/// platform's routine it saves the FS base and the whole x87/SSE/AVX state on the stack of the
+/// thread being switched out, and restores them when that thread runs again. A thread's first
+/// run starts with the previous thread's values (posix-shim sets a new C thread's FS base
+/// before entering its code; its vector registers hold nothing yet).
+///
+/// # Safety
+/// As [`libos_core::hal::SwitchRoutine`].
+pub unsafe extern "C" fn switch_saving_user_state(save_sp: *mut usize, load_sp: usize) {
+    let fs_base = fs_base();
+    let mut area = core::mem::MaybeUninit::<FpArea>::uninit();
+    let area = area.as_mut_ptr().cast::<u8>();
+    // SAFETY: `area` is 64-byte aligned and MAX_FP_AREA long, at least `fpu::area_size()`
+    // (checked in `install`); the FPU was set up at boot.
+    unsafe { crate::fpu::save(area) };
+    // SAFETY: the caller upholds the switch routine's contract.
+    unsafe { (crate::context::SWITCH)(save_sp, load_sp) };
+    // SAFETY: this thread's state, saved above, on its own stack that nothing else touched.
+    unsafe { crate::fpu::restore(area) };
+    set_fs_base(fs_base);
+}
+
+/// Enters Linux code with `frame`'s registers.
+///
+/// # Safety
+/// As [`libos_core::syscall::UserEntry::enter`].
+pub unsafe fn enter(frame: &Frame) -> ! {
+    // A copy on this thread's stack: the entry code pops it in place, and everything below it
+    // is free because this call never returns.
+    let copy = frame.clone();
+    // SAFETY: the caller vouches for the frame's rip and rsp; `copy` stays valid while it is
+    // popped (nothing else runs on this stack).
+    unsafe { libos_x86_64_enter(&copy) }
+}
+
+/// Reads the FS base.
+pub fn fs_base() -> u64 {
+    // SAFETY: reading IA32_FS_BASE has no side effects.
+    unsafe { Msr::new(MSR_FS_BASE).read() }
+}
+
+/// Writes the FS base.
+pub fn set_fs_base(value: u64) {
+    // SAFETY: the kernel does not use FS (kernel TLS uses explicit keys), so only Linux code
+    // sees the change.
+    unsafe { Msr::new(MSR_FS_BASE).write(value) };
+}

@@ -1,0 +1,650 @@
+//! The system-call table: one `match` on the number ([`crate::abi::nr`]) calling the family
+//! modules, and [`to_return`], the one place where an [`Errno`] becomes `-errno`.
+//!
+//! Unknown numbers return `-ENOSYS` and log one warning the first time each number is seen
+//! (later calls are silent, so a program probing for a call in a loop does not flood the
+//! console). `fork`, `vfork`, `execve` and `wait4` are known but unsupported: `-ENOSYS` until
+//! libos runs several processes.
+
+use crate::abi::{Iovec, Timespec, nr};
+use crate::fd::{self, Object};
+use crate::{events, mem, signal, thread, user};
+#[cfg(feature = "fs")]
+use crate::files;
+use alloc::collections::BTreeSet;
+use core::sync::atomic::{AtomicU32, Ordering};
+use libos::syscall::Frame;
+use libos::sync::Mutex;
+use libos::time::{Duration, Instant};
+use libos::{Errno, Result};
+
+/// The program's process id (and its first thread's id): it is the only process, like init.
+pub const PID: u64 = 1;
+
+static UMASK: AtomicU32 = AtomicU32::new(0o022);
+static LOGGED: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+
+/// The current umask.
+pub fn umask_value() -> u32 {
+    UMASK.load(Ordering::Relaxed)
+}
+
+/// Turns a result into the value of the result register: `-errno` on failure.
+pub fn to_return(result: Result<u64>) -> isize {
+    match result {
+        Ok(value) => value as isize,
+        Err(e) => -(e as i32 as isize),
+    }
+}
+
+/// Logs once per `value` that a call or operation is not supported.
+pub fn log_unsupported(what: &str, value: u64) {
+    if LOGGED.lock().insert(value ^ (what.len() as u64) << 56) {
+        log::warn!("posix-shim: unsupported {what} {value} ({}): ENOSYS", nr::name(value));
+    }
+}
+
+/// Ends the program (and the VM) with `code` (`exit_group`, a fatal signal, the last thread).
+pub fn exit_program(code: i32) -> ! {
+    libos::process::exit(code & 0xff)
+}
+
+/// One entry of the table: the call's implementation, reading its arguments from the frame.
+type Entry = fn(&mut Frame) -> isize;
+
+/// Numbers below this index the table directly (both architectures' calls are below 512);
+/// anything at or above it is unknown.
+const TABLE_LEN: usize = 512;
+
+/// The handler the platform calls for every `syscall` / `svc #0`: one indexed load and an
+/// indirect call, whatever the number.
+pub extern "C" fn dispatch(frame: &mut Frame) -> isize {
+    match TABLE.get(frame.number() as usize) {
+        Some(entry) => entry(frame),
+        None => unknown(frame),
+    }
+}
+
+fn unknown(frame: &mut Frame) -> isize {
+    log_unsupported("system call", frame.number());
+    to_return(Err(Errno::ENOSYS))
+}
+
+/// Builds [`TABLE`]: `NUMBER => |frame, [args]| result;` per call. Each body becomes a small
+/// function the table points at; a number the architecture lacks ([`nr::ABSENT`]) is skipped.
+macro_rules! table {
+    ($($(#[$attr:meta])* $number:path => |$frame:ident, $args:pat_param| $body:expr;)*) => {
+        static TABLE: [Entry; TABLE_LEN] = {
+            let mut table: [Entry; TABLE_LEN] = [unknown; TABLE_LEN];
+            $(
+                $(#[$attr])*
+                {
+                    #[allow(unused_variables, unreachable_code)]
+                    fn entry($frame: &mut Frame) -> isize {
+                        #[allow(unused_variables)]
+                        let $args = $frame.args();
+                        to_return($body)
+                    }
+                    let index = $number as usize;
+                    if index < TABLE_LEN {
+                        table[index] = entry;
+                    }
+                }
+            )*
+            table
+        };
+    };
+}
+
+table! {
+    nr::GETPPID => |f, _| Ok(0);
+    nr::GETPID => |f, _| Ok(PID);
+    nr::GETTID => |f, _| Ok(thread::gettid());
+    nr::GETUID => |f, _| Ok(0);
+    nr::GETEUID => |f, _| Ok(0);
+    nr::GETGID => |f, _| Ok(0);
+    nr::GETEGID => |f, _| Ok(0);
+    nr::READ => |f, [a0, a1, a2, ..]| read(a0, a1, a2);
+    nr::WRITE => |f, [a0, a1, a2, ..]| write(a0, a1, a2);
+    nr::READV => |f, [a0, a1, a2, ..]| readv(a0, a1, a2);
+    nr::WRITEV => |f, [a0, a1, a2, ..]| writev(a0, a1, a2);
+    nr::PREAD64 => |f, [a0, a1, a2, a3, ..]| pread(a0, a1, a2, a3);
+    nr::PWRITE64 => |f, [a0, a1, a2, a3, ..]| pwrite(a0, a1, a2, a3);
+    nr::CLOSE => |f, [a0, ..]| fd::close(a0).map(|()| 0);
+    nr::IOCTL => |f, [a0, a1, a2, ..]| ioctl(a0, a1, a2);
+    nr::FCNTL => |f, [a0, a1, a2, ..]| fcntl(a0, a1, a2);
+    nr::DUP => |f, [a0, ..]| fd::get_descriptor(a0).and_then(|d| fd::insert_from(0, fd::Descriptor { cloexec: false, ..d }));
+    nr::DUP2 => |f, [a0, a1, ..]| dup3(a0, a1, 0, true);
+    nr::DUP3 => |f, [a0, a1, a2, ..]| dup3(a0, a1, a2, false);
+    nr::UMASK => |f, [a0, ..]| Ok(u64::from(UMASK.swap(a0 as u32 & 0o777, Ordering::Relaxed)));
+    nr::EXIT => |f, [a0, ..]| thread::exit_thread(a0 as i32);
+    nr::EXIT_GROUP => |f, [a0, ..]| exit_program(a0 as i32);
+    nr::SET_TID_ADDRESS => |f, [a0, ..]| Ok(thread::set_tid_address(a0));
+    nr::SET_ROBUST_LIST => |f, [a0, a1, ..]| thread::set_robust_list(a0, a1);
+    nr::FUTEX => |f, [a0, a1, a2, a3, a4, a5]| thread::futex(a0, a1, a2, a3, a4, a5);
+    // clone(flags, stack, ptid, ctid, tls) on x86_64; (flags, stack, ptid, tls, ctid) on aarch64.
+    #[cfg(not(target_arch = "aarch64"))]
+    nr::CLONE => |f, [a0, a1, a2, a3, a4, _]| thread::clone(f, a0, a1, a2, a3, a4);
+    #[cfg(target_arch = "aarch64")]
+    nr::CLONE => |f, [a0, a1, a2, a3, a4, _]| thread::clone(f, a0, a1, a2, a4, a3);
+    nr::SCHED_YIELD => |f, _| {
+        yield_now();
+        Ok(0)
+    };
+    nr::SCHED_GETAFFINITY => |f, [a0, a1, a2, ..]| thread::sched_getaffinity(a0, a1, a2);
+    nr::ARCH_PRCTL => |f, [a0, a1, ..]| arch_prctl(a0, a1);
+    nr::BRK => |f, [a0, ..]| Ok(mem::brk(a0));
+    nr::MMAP => |f, [a0, a1, a2, a3, a4, a5]| mem::mmap(a0, a1, a2, a3, a4, a5);
+    nr::MUNMAP => |f, [a0, a1, ..]| mem::munmap(a0, a1);
+    nr::MREMAP => |f, [a0, a1, a2, a3, a4, _]| mem::mremap(a0, a1, a2, a3, a4);
+    nr::MPROTECT => |f, [a0, a1, a2, ..]| mem::mprotect(a0, a1, a2);
+    nr::MADVISE => |f, [a0, a1, a2, ..]| mem::madvise(a0, a1, a2);
+    nr::MSYNC => |f, [a0, a1, a2, ..]| mem::msync(a0, a1, a2);
+    nr::CLOCK_GETTIME => |f, [a0, a1, ..]| clock_gettime(a0, a1);
+    nr::CLOCK_GETRES => |f, [a0, a1, ..]| clock_getres(a0, a1);
+    nr::GETTIMEOFDAY => |f, [a0, a1, ..]| gettimeofday(a0, a1);
+    nr::NANOSLEEP => |f, [a0, a1, ..]| nanosleep(a0, a1);
+    nr::CLOCK_NANOSLEEP => |f, [a0, a1, a2, a3, ..]| clock_nanosleep(a0, a1, a2, a3);
+    nr::UNAME => |f, [a0, ..]| uname(a0);
+    nr::GETRANDOM => |f, [a0, a1, a2, ..]| getrandom(a0, a1, a2);
+    nr::SYSINFO => |f, [a0, ..]| sysinfo(a0);
+    nr::PRLIMIT64 => |f, [a0, a1, a2, a3, ..]| prlimit64(a0, a1, a2, a3);
+    nr::RT_SIGACTION => |f, [a0, a1, a2, a3, ..]| signal::rt_sigaction(a0, a1, a2, a3);
+    nr::RT_SIGPROCMASK => |f, [a0, a1, a2, a3, ..]| signal::rt_sigprocmask(a0, a1, a2, a3);
+    nr::SIGALTSTACK => |f, [a0, a1, ..]| signal::sigaltstack(a0, a1);
+    nr::KILL => |f, [a0, a1, ..]| signal::kill(a0, a1);
+    nr::TGKILL => |f, [a0, a1, a2, ..]| signal::tgkill(a0, a1, a2);
+    nr::TKILL => |f, [a0, a1, ..]| signal::tgkill(0, a0, a1);
+    nr::FORK => |f, _| unsupported(f);
+    nr::VFORK => |f, _| unsupported(f);
+    nr::EXECVE => |f, _| unsupported(f);
+    nr::WAIT4 => |f, _| unsupported(f);
+    nr::PIPE2 => |f, [a0, a1, ..]| events::pipe2(a0, a1);
+    nr::PIPE => |f, [a0, ..]| events::pipe2(a0, 0);
+    nr::EVENTFD2 => |f, [a0, a1, ..]| events::eventfd2(a0, a1);
+    nr::POLL => |f, [a0, a1, a2, ..]| events::poll_ms(a0, a1, a2);
+    nr::PPOLL => |f, [a0, a1, a2, a3, a4, _]| events::ppoll(a0, a1, a2, a3, a4);
+    nr::SELECT => |f, [a0, a1, a2, a3, a4, _]| events::select_timeval(a0, a1, a2, a3, a4);
+    nr::PSELECT6 => |f, [a0, a1, a2, a3, a4, a5]| events::pselect6(a0, a1, a2, a3, a4, a5);
+    nr::EPOLL_CREATE1 => |f, [a0, ..]| events::epoll_create1(a0);
+    nr::EPOLL_CREATE => |f, [a0, ..]| if (a0 as i32) <= 0 { Err(Errno::EINVAL) } else { events::epoll_create1(0) };
+    nr::EPOLL_CTL => |f, [a0, a1, a2, a3, ..]| events::epoll_ctl(a0, a1, a2, a3);
+    nr::EPOLL_WAIT => |f, [a0, a1, a2, a3, ..]| events::epoll_pwait(a0, a1, a2, a3, 0, 0);
+    nr::EPOLL_PWAIT => |f, [a0, a1, a2, a3, a4, a5]| events::epoll_pwait(a0, a1, a2, a3, a4, a5);
+    nr::TIMERFD_CREATE => |f, [a0, a1, ..]| events::timerfd_create(a0, a1);
+    nr::TIMERFD_SETTIME => |f, [a0, a1, a2, a3, ..]| events::timerfd_settime(a0, a1, a2, a3);
+    nr::TIMERFD_GETTIME => |f, [a0, a1, ..]| events::timerfd_gettime(a0, a1);
+    // Descriptors 0-2 are the console, so these work without a file system.
+    nr::FSTAT => |f, [a0, a1, ..]| fstat(a0, a1);
+    nr::LSEEK => |f, [a0, a1, a2, ..]| lseek(a0, a1, a2);
+    // The file system calls (feature `fs`; without it they stay unknown: -ENOSYS).
+    #[cfg(feature = "fs")]
+    nr::OPENAT => |f, [a0, a1, a2, a3, ..]| files::openat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::OPEN => |f, [a0, a1, a2, ..]| files::openat(CWD, a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::NEWFSTATAT => |f, [a0, a1, a2, a3, ..]| files::newfstatat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::STAT => |f, [a0, a1, ..]| files::newfstatat(CWD, a0, a1, 0);
+    #[cfg(feature = "fs")]
+    nr::LSTAT => |f, [a0, a1, ..]| files::newfstatat(CWD, a0, a1, 0x100);
+    #[cfg(feature = "fs")]
+    nr::STATX => |f, [a0, a1, a2, a3, a4, _]| files::statx(a0, a1, a2, a3, a4);
+    #[cfg(feature = "fs")]
+    nr::GETDENTS64 => |f, [a0, a1, a2, ..]| files::getdents64(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::MKDIRAT => |f, [a0, a1, a2, ..]| files::mkdirat(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::MKDIR => |f, [a0, a1, ..]| files::mkdirat(CWD, a0, a1);
+    #[cfg(feature = "fs")]
+    nr::UNLINKAT => |f, [a0, a1, a2, ..]| files::unlinkat(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::UNLINK => |f, [a0, ..]| files::unlinkat(CWD, a0, 0);
+    #[cfg(feature = "fs")]
+    nr::RMDIR => |f, [a0, ..]| files::unlinkat(CWD, a0, 0x200);
+    #[cfg(feature = "fs")]
+    nr::RENAMEAT => |f, [a0, a1, a2, a3, ..]| files::renameat2(a0, a1, a2, a3, 0);
+    #[cfg(feature = "fs")]
+    nr::RENAMEAT2 => |f, [a0, a1, a2, a3, a4, _]| files::renameat2(a0, a1, a2, a3, a4);
+    #[cfg(feature = "fs")]
+    nr::RENAME => |f, [a0, a1, ..]| files::renameat2(CWD, a0, CWD, a1, 0);
+    #[cfg(feature = "fs")]
+    nr::LINKAT => |f, [a0, a1, a2, a3, a4, _]| files::linkat(a0, a1, a2, a3, a4);
+    #[cfg(feature = "fs")]
+    nr::LINK => |f, [a0, a1, ..]| files::linkat(CWD, a0, CWD, a1, 0);
+    #[cfg(feature = "fs")]
+    nr::SYMLINKAT => |f, [a0, a1, a2, ..]| files::symlinkat(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::SYMLINK => |f, [a0, a1, ..]| files::symlinkat(a0, CWD, a1);
+    #[cfg(feature = "fs")]
+    nr::READLINKAT => |f, [a0, a1, a2, a3, ..]| files::readlinkat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::READLINK => |f, [a0, a1, a2, ..]| files::readlinkat(CWD, a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::FTRUNCATE => |f, [a0, a1, ..]| files::ftruncate(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::FSYNC => |f, [a0, ..]| files::fsync(a0);
+    #[cfg(feature = "fs")]
+    nr::FDATASYNC => |f, [a0, ..]| files::fsync(a0);
+    #[cfg(feature = "fs")]
+    nr::FACCESSAT => |f, [a0, a1, a2, ..]| files::faccessat(a0, a1, a2, 0);
+    #[cfg(feature = "fs")]
+    nr::FACCESSAT2 => |f, [a0, a1, a2, a3, ..]| files::faccessat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::ACCESS => |f, [a0, a1, ..]| files::faccessat(CWD, a0, a1, 0);
+    #[cfg(feature = "fs")]
+    nr::FCHMODAT => |f, [a0, a1, a2, ..]| files::fchmodat(a0, a1, a2, 0);
+    #[cfg(feature = "fs")]
+    nr::UTIMENSAT => |f, [a0, a1, a2, a3, ..]| files::utimensat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::STATFS => |f, [a0, a1, ..]| files::statfs(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::GETCWD => |f, [a0, a1, ..]| files::getcwd(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::CHDIR => |f, [a0, ..]| files::chdir(a0);
+}
+
+/// `AT_FDCWD` as an argument value.
+#[cfg(feature = "fs")]
+const CWD: u64 = files::AT_FDCWD as u64;
+
+fn unsupported(frame: &Frame) -> Result<u64> {
+    log_unsupported("system call", frame.number());
+    Err(Errno::ENOSYS)
+}
+
+#[cfg(feature = "fs")]
+fn fstat(fd_number: u64, buf: u64) -> Result<u64> {
+    files::fstat(fd_number, buf)
+}
+
+#[cfg(feature = "fs")]
+fn lseek(fd_number: u64, offset: u64, whence: u64) -> Result<u64> {
+    files::lseek(fd_number, offset, whence)
+}
+
+#[cfg(not(feature = "fs"))]
+fn fstat(fd_number: u64, buf: u64) -> Result<u64> {
+    fd::get(fd_number)?;
+    let st = crate::abi::Stat { st_mode: 0o020620, st_rdev: (5 << 8) | 1, ..Default::default() };
+    // SAFETY: checked by `user::write`.
+    unsafe { user::write(buf, st)? };
+    Ok(0)
+}
+
+#[cfg(not(feature = "fs"))]
+fn lseek(fd_number: u64, _offset: u64, _whence: u64) -> Result<u64> {
+    fd::get(fd_number).and(Err(Errno::ESPIPE))
+}
+
+fn yield_now() {
+    #[cfg(feature = "threads")]
+    libos::thread::yield_now();
+}
+
+fn read(fd_number: u64, buf: u64, len: u64) -> Result<u64> {
+    let object = fd::get(fd_number)?;
+    // SAFETY: checked by `slice_mut`; the C program vouches for the buffer (syscall contract).
+    let buf = unsafe { user::slice_mut(buf, len)? };
+    object.read(buf).map(|n| n as u64)
+}
+
+fn write(fd_number: u64, buf: u64, len: u64) -> Result<u64> {
+    let object = fd::get(fd_number)?;
+    // SAFETY: as in `read`.
+    let buf = unsafe { user::slice(buf, len)? };
+    object.write(buf).map(|n| n as u64)
+}
+
+fn pread(fd_number: u64, buf: u64, len: u64, offset: u64) -> Result<u64> {
+    let object = fd::get(fd_number)?;
+    if (offset as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: as in `read`.
+    let buf = unsafe { user::slice_mut(buf, len)? };
+    object.read_at(offset, buf).map(|n| n as u64)
+}
+
+fn pwrite(fd_number: u64, buf: u64, len: u64, offset: u64) -> Result<u64> {
+    let object = fd::get(fd_number)?;
+    if (offset as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: as in `read`.
+    let buf = unsafe { user::slice(buf, len)? };
+    object.write_at(offset, buf).map(|n| n as u64)
+}
+
+const IOV_MAX: u64 = 1024;
+
+fn iovecs(iov: u64, count: u64) -> Result<&'static [Iovec]> {
+    if count > IOV_MAX {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: as in `read`; `Iovec` is plain data.
+    let bytes = unsafe { user::slice(iov, count * size_of::<Iovec>() as u64)? };
+    if bytes.as_ptr() as usize % align_of::<Iovec>() != 0 {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: aligned, in range, and any bit pattern is a valid `Iovec`.
+    Ok(unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast::<Iovec>(), count as usize) })
+}
+
+fn readv(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
+    let object = fd::get(fd_number)?;
+    let mut total = 0u64;
+    for v in iovecs(iov, count)? {
+        // SAFETY: as in `read`.
+        let buf = unsafe { user::slice_mut(v.base, v.len)? };
+        let n = object.read(buf)?;
+        total += n as u64;
+        if n < buf.len() {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+fn writev(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
+    let object = fd::get(fd_number)?;
+    let mut total = 0u64;
+    for v in iovecs(iov, count)? {
+        // SAFETY: as in `read`.
+        let buf = unsafe { user::slice(v.base, v.len)? };
+        let n = match object.write(buf) {
+            Ok(n) => n,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        };
+        total += n as u64;
+        if n < buf.len() {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+fn ioctl(fd_number: u64, request: u64, arg: u64) -> Result<u64> {
+    const TCGETS: u64 = 0x5401;
+    const TIOCGWINSZ: u64 = 0x5413;
+    let object = fd::get(fd_number)?;
+    if !object.is_console() {
+        return Err(Errno::ENOTTY);
+    }
+    match request {
+        TCGETS => {
+            // struct termios (kernel layout, 36 bytes): a cooked terminal, 38400 baud.
+            let mut termios = [0u8; 36];
+            termios[0..4].copy_from_slice(&0x0500u32.to_ne_bytes()); // c_iflag: ICRNL | IXON
+            termios[4..8].copy_from_slice(&0x0005u32.to_ne_bytes()); // c_oflag: OPOST | ONLCR
+            termios[8..12].copy_from_slice(&0x00bfu32.to_ne_bytes()); // c_cflag: B38400 | CS8 | CREAD
+            termios[12..16].copy_from_slice(&0x8a3bu32.to_ne_bytes()); // c_lflag: ISIG ICANON ECHO...
+            // SAFETY: checked by `user::write`.
+            unsafe { user::write(arg, termios)? };
+            Ok(0)
+        }
+        TIOCGWINSZ => {
+            // SAFETY: as above. 24 rows, 80 columns.
+            unsafe { user::write(arg, [24u16, 80, 0, 0])? };
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn fcntl(fd_number: u64, cmd: u64, arg: u64) -> Result<u64> {
+    const F_DUPFD: u64 = 0;
+    const F_GETFD: u64 = 1;
+    const F_SETFD: u64 = 2;
+    const F_GETFL: u64 = 3;
+    const F_SETFL: u64 = 4;
+    const F_GETLK: u64 = 5;
+    const F_SETLK: u64 = 6;
+    const F_SETLKW: u64 = 7;
+    const F_DUPFD_CLOEXEC: u64 = 1030;
+    const F_UNLCK: u16 = 2;
+    let descriptor = fd::get_descriptor(fd_number)?;
+    match cmd {
+        F_DUPFD | F_DUPFD_CLOEXEC => {
+            let min = usize::try_from(arg).ok().filter(|&m| m < fd::MAX_FDS).ok_or(Errno::EINVAL)?;
+            fd::insert_from(min, fd::Descriptor { cloexec: cmd == F_DUPFD_CLOEXEC, ..descriptor })
+        }
+        F_GETFD => Ok(u64::from(descriptor.cloexec)),
+        F_SETFD => fd::set_cloexec(fd_number, arg & 1 != 0).map(|()| 0),
+        F_GETFL => Ok(status_flags(&descriptor.object)),
+        // The status flags that could change (O_APPEND, O_NONBLOCK) are fixed at open here.
+        F_SETFL => Ok(0),
+        // POSIX record locks belong to the process; there is one, so no lock ever conflicts:
+        // F_SETLK(W) succeed and F_GETLK reports the range unlocked.
+        F_SETLK | F_SETLKW => {
+            // SAFETY: checked by `user::read`; validates that the structure is readable.
+            let _lock: [u8; 32] = unsafe { user::read(arg)? };
+            Ok(0)
+        }
+        F_GETLK => {
+            // SAFETY: as above.
+            let mut lock: [u8; 32] = unsafe { user::read(arg)? };
+            lock[0..2].copy_from_slice(&F_UNLCK.to_ne_bytes());
+            // SAFETY: as above.
+            unsafe { user::write(arg, lock)? };
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn status_flags(object: &Object) -> u64 {
+    match object {
+        Object::Console => 2, // O_RDWR
+        Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) => 0,
+        #[cfg(feature = "fs")]
+        Object::File(file, _) => u64::from(file.flags().bits() & 0o3003),
+    }
+}
+
+fn dup3(old: u64, new: u64, flags: u64, is_dup2: bool) -> Result<u64> {
+    const O_CLOEXEC: u64 = 0o2000000;
+    if flags & !O_CLOEXEC != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let descriptor = fd::get_descriptor(old)?;
+    if old == new {
+        return if is_dup2 { Ok(new) } else { Err(Errno::EINVAL) };
+    }
+    fd::replace(new, fd::Descriptor { cloexec: flags & O_CLOEXEC != 0, ..descriptor })
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn arch_prctl(code: u64, addr: u64) -> Result<u64> {
+    const ARCH_SET_FS: u64 = 0x1002;
+    const ARCH_GET_FS: u64 = 0x1003;
+    let entry = libos::syscall::user_entry().ok_or(Errno::ENOSYS)?;
+    match code {
+        ARCH_SET_FS => {
+            if addr >= user::ADDRESS_LIMIT {
+                return Err(Errno::EPERM);
+            }
+            entry.set_thread_pointer(addr as usize);
+            Ok(0)
+        }
+        ARCH_GET_FS => {
+            // SAFETY: checked by `user::write`.
+            unsafe { user::write(addr, entry.thread_pointer() as u64)? };
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+fn arch_prctl(_: u64, _: u64) -> Result<u64> {
+    Err(Errno::ENOSYS)
+}
+
+const CLOCK_REALTIME: u64 = 0;
+const CLOCK_MONOTONIC: u64 = 1;
+const CLOCK_PROCESS_CPUTIME_ID: u64 = 2;
+const CLOCK_THREAD_CPUTIME_ID: u64 = 3;
+const CLOCK_MONOTONIC_RAW: u64 = 4;
+const CLOCK_REALTIME_COARSE: u64 = 5;
+const CLOCK_MONOTONIC_COARSE: u64 = 6;
+const CLOCK_BOOTTIME: u64 = 7;
+
+/// The time of `clock`. libos has no real-time clock yet: `CLOCK_REALTIME` counts from boot
+/// (programs see dates in January 1970), as do the monotonic clocks; the CPU-time clocks read
+/// the same (one program, and the CPU is not shared with other processes).
+fn clock_now(clock: u64) -> Result<Duration> {
+    match clock {
+        CLOCK_REALTIME | CLOCK_MONOTONIC | CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID | CLOCK_MONOTONIC_RAW
+        | CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => Ok(Instant::now().since_origin()),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// The [`Instant`] at which a clock reads `at` (both clock kinds count from the same origin).
+pub fn instant_of_clock(_realtime: bool, at: Duration) -> Instant {
+    Instant::ZERO + at
+}
+
+fn timespec_of(d: Duration) -> Timespec {
+    Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) }
+}
+
+fn duration_of(addr: u64) -> Result<Duration> {
+    // SAFETY: checked by `user::read`.
+    let t: Timespec = unsafe { user::read(addr)? };
+    if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
+}
+
+fn clock_gettime(clock: u64, out: u64) -> Result<u64> {
+    let now = clock_now(clock)?;
+    // SAFETY: checked by `user::write`.
+    unsafe { user::write(out, timespec_of(now))? };
+    Ok(0)
+}
+
+fn clock_getres(clock: u64, out: u64) -> Result<u64> {
+    clock_now(clock)?;
+    if out != 0 {
+        // SAFETY: as above. The counter's resolution is finer than 1 ns on every platform
+        // here; Linux reports 1 ns for high-resolution clocks.
+        unsafe { user::write(out, Timespec { tv_sec: 0, tv_nsec: 1 })? };
+    }
+    Ok(0)
+}
+
+fn gettimeofday(tv: u64, _tz: u64) -> Result<u64> {
+    if tv != 0 {
+        let now = clock_now(CLOCK_REALTIME)?;
+        // SAFETY: as above.
+        unsafe { user::write(tv, [now.as_secs() as i64, i64::from(now.subsec_micros())])? };
+    }
+    Ok(0)
+}
+
+fn sleep_until(deadline: Instant) {
+    #[cfg(feature = "threads")]
+    libos::thread::sleep_until(deadline);
+    #[cfg(not(feature = "threads"))]
+    {
+        let event = libos::sync::Event::new();
+        while Instant::now() < deadline {
+            event.wait_until(deadline);
+        }
+    }
+}
+
+fn nanosleep(request: u64, _remaining: u64) -> Result<u64> {
+    let d = duration_of(request)?;
+    sleep_until(Instant::now() + d);
+    Ok(0)
+}
+
+fn clock_nanosleep(clock: u64, flags: u64, request: u64, remaining: u64) -> Result<u64> {
+    const TIMER_ABSTIME: u64 = 1;
+    if flags & !TIMER_ABSTIME != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if clock == CLOCK_THREAD_CPUTIME_ID {
+        return Err(Errno::EINVAL);
+    }
+    clock_now(clock)?;
+    if flags & TIMER_ABSTIME != 0 {
+        sleep_until(instant_of_clock(clock == CLOCK_REALTIME, duration_of(request)?));
+        Ok(0)
+    } else {
+        nanosleep(request, remaining)
+    }
+}
+
+fn uname(out: u64) -> Result<u64> {
+    let mut buf = [0u8; 6 * crate::abi::UTSNAME_FIELD];
+    let fields = ["Linux", "libos", "6.1.0-libos", "#1 libos posix-shim", crate::abi::MACHINE, "(none)"];
+    for (i, value) in fields.iter().enumerate() {
+        let at = i * crate::abi::UTSNAME_FIELD;
+        buf[at..at + value.len()].copy_from_slice(value.as_bytes());
+    }
+    // SAFETY: checked by `user::write`.
+    unsafe { user::write(out, buf)? };
+    Ok(0)
+}
+
+fn getrandom(buf: u64, len: u64, flags: u64) -> Result<u64> {
+    const GRND_NONBLOCK: u64 = 1;
+    const GRND_RANDOM: u64 = 2;
+    const GRND_INSECURE: u64 = 4;
+    if flags & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0 || flags & (GRND_RANDOM | GRND_INSECURE) == (GRND_RANDOM | GRND_INSECURE) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: checked by `slice_mut`.
+    let out = unsafe { user::slice_mut(buf, len)? };
+    crate::run::random_bytes(out);
+    Ok(len)
+}
+
+fn sysinfo(out: u64) -> Result<u64> {
+    let stats = libos::heap_stats();
+    let uptime = Instant::now().since_origin().as_secs();
+    // struct sysinfo (112 bytes on 64-bit): uptime, loads[3], totalram, freeram, sharedram,
+    // bufferram, totalswap, freeswap, procs (u16) + pad, totalhigh, freehigh, mem_unit (u32).
+    let mut words = [0u64; 14];
+    words[0] = uptime;
+    words[4] = stats.claimed;
+    words[5] = stats.claimed.saturating_sub(stats.in_use);
+    words[10] = 1; // procs
+    words[13] = 1; // mem_unit
+    // SAFETY: checked by `user::write`.
+    unsafe { user::write(out, words)? };
+    Ok(0)
+}
+
+fn prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> Result<u64> {
+    const RLIMIT_STACK: u64 = 3;
+    const RLIMIT_NOFILE: u64 = 7;
+    const RLIM_INFINITY: u64 = u64::MAX;
+    if pid != 0 && pid != PID {
+        return Err(Errno::ESRCH);
+    }
+    if resource >= 16 {
+        return Err(Errno::EINVAL);
+    }
+    if new != 0 {
+        // Limits are fixed; lowering one is allowed to succeed only where it changes nothing
+        // the program could notice: refuse honestly.
+        return Err(Errno::EPERM);
+    }
+    if old != 0 {
+        let limit = match resource {
+            RLIMIT_STACK => [crate::run::MAIN_STACK as u64, crate::run::MAIN_STACK as u64],
+            RLIMIT_NOFILE => [fd::MAX_FDS as u64; 2],
+            _ => [RLIM_INFINITY; 2],
+        };
+        // SAFETY: checked by `user::write`.
+        unsafe { user::write(old, limit)? };
+    }
+    Ok(0)
+}

@@ -1,0 +1,182 @@
+//! The file-descriptor table: one per program, shared by all its threads (as `CLONE_FILES`
+//! threads share it on Linux). Descriptors 0, 1 and 2 are the console at start.
+//!
+//! A descriptor holds an [`Object`] (behind an `Arc`, so `dup` shares the offset as Linux
+//! does) and its own close-on-exec flag. The table lock is held only to look up, insert or
+//! remove, never across I/O, so a blocking read does not stall other threads' `open`.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use libos::sync::Mutex;
+use libos::{Errno, Result};
+
+/// What a descriptor refers to.
+pub enum Object {
+    /// The platform console: writes print, reads see end of file (libos has no console input).
+    Console,
+    /// One end of a pipe.
+    Pipe(crate::events::PipeEnd),
+    /// An `eventfd` counter.
+    Event(crate::events::EventCounter),
+    /// A `timerfd`.
+    Timer(crate::events::Timer),
+    /// An epoll instance.
+    Epoll(crate::events::Epoll),
+    /// A file or directory of the VFS; for a directory, the absolute path it was opened by (for
+    /// `*at` calls relative to it; files need none, which saves a copy per `open`).
+    #[cfg(feature = "fs")]
+    File(libos::fs::vfs::OpenFile, Option<alloc::string::String>),
+}
+
+impl Object {
+    /// Reads at the current offset.
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        match self {
+            Object::Console => {
+                let _ = buf;
+                Ok(0)
+            }
+            Object::Pipe(end) => end.read(buf),
+            Object::Event(counter) => counter.read(buf),
+            Object::Timer(timer) => timer.read(buf),
+            Object::Epoll(_) => Err(Errno::EINVAL),
+            #[cfg(feature = "fs")]
+            Object::File(file, _) => file.read(buf),
+        }
+    }
+
+    /// Writes at the current offset (or the end, with `O_APPEND`).
+    pub fn write(&self, buf: &[u8]) -> Result<usize> {
+        match self {
+            Object::Console => {
+                libos::console::write_bytes(buf);
+                Ok(buf.len())
+            }
+            Object::Pipe(end) => end.write(buf),
+            Object::Event(counter) => counter.write(buf),
+            Object::Timer(_) | Object::Epoll(_) => Err(Errno::EINVAL),
+            #[cfg(feature = "fs")]
+            Object::File(file, _) => file.write(buf),
+        }
+    }
+
+    /// Reads at `offset` without moving the offset.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        match self {
+            Object::Console | Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) => {
+                let _ = (offset, buf);
+                Err(Errno::ESPIPE)
+            }
+            #[cfg(feature = "fs")]
+            Object::File(file, _) => file.read_at(offset, buf),
+        }
+    }
+
+    /// Writes at `offset` without moving the offset.
+    pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
+        match self {
+            Object::Console | Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) => {
+                let _ = (offset, buf);
+                Err(Errno::ESPIPE)
+            }
+            #[cfg(feature = "fs")]
+            Object::File(file, _) => file.write_at(offset, buf),
+        }
+    }
+
+    /// The size of a regular file (`None` for other objects).
+    pub fn file_size(&self) -> Result<Option<u64>> {
+        match self {
+            Object::Console | Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) => Ok(None),
+            #[cfg(feature = "fs")]
+            Object::File(file, _) => Ok(Some(file.metadata()?.size)),
+        }
+    }
+
+    /// True for the console (a terminal for `isatty`).
+    pub fn is_console(&self) -> bool {
+        matches!(self, Object::Console)
+    }
+}
+
+/// One open descriptor.
+#[derive(Clone)]
+pub struct Descriptor {
+    /// The shared open object.
+    pub object: Arc<Object>,
+    /// `FD_CLOEXEC` (kept for `fcntl`; there is no `execve`).
+    pub cloexec: bool,
+}
+
+/// The most descriptors a program may have open (`RLIMIT_NOFILE`).
+pub const MAX_FDS: usize = 1024;
+
+static TABLE: Mutex<Vec<Option<Descriptor>>> = Mutex::new(Vec::new());
+
+/// Puts the console at 0, 1 and 2 (program start).
+pub fn init_console() {
+    let console = Arc::new(Object::Console);
+    let mut table = TABLE.lock();
+    table.clear();
+    for _ in 0..3 {
+        table.push(Some(Descriptor { object: console.clone(), cloexec: false }));
+    }
+}
+
+/// The object of `fd` (`EBADF` if not open).
+pub fn get(fd: u64) -> Result<Arc<Object>> {
+    get_descriptor(fd).map(|d| d.object)
+}
+
+/// The descriptor `fd` (`EBADF` if not open).
+pub fn get_descriptor(fd: u64) -> Result<Descriptor> {
+    let table = TABLE.lock();
+    usize::try_from(fd).ok().and_then(|i| table.get(i)).and_then(Option::clone).ok_or(Errno::EBADF)
+}
+
+/// Installs `descriptor` at the lowest free number `>= min`; `EMFILE` when full.
+pub fn insert_from(min: usize, descriptor: Descriptor) -> Result<u64> {
+    let mut table = TABLE.lock();
+    let free = (min..MAX_FDS).find(|&i| table.get(i).is_none_or(Option::is_none)).ok_or(Errno::EMFILE)?;
+    if table.len() <= free {
+        table.resize(free + 1, None);
+    }
+    table[free] = Some(descriptor);
+    Ok(free as u64)
+}
+
+/// Installs `object` at the lowest free number.
+pub fn insert(object: Object, cloexec: bool) -> Result<u64> {
+    insert_from(0, Descriptor { object: Arc::new(object), cloexec })
+}
+
+/// Puts `descriptor` at exactly `fd`, closing what was there (`dup2`/`dup3`).
+pub fn replace(fd: u64, descriptor: Descriptor) -> Result<u64> {
+    let index = usize::try_from(fd).ok().filter(|&i| i < MAX_FDS).ok_or(Errno::EBADF)?;
+    let old = {
+        let mut table = TABLE.lock();
+        if table.len() <= index {
+            table.resize(index + 1, None);
+        }
+        table[index].replace(descriptor)
+    };
+    drop(old); // outside the lock: the last close of a file may do I/O
+    Ok(fd)
+}
+
+/// Closes `fd` (`EBADF` if not open).
+pub fn close(fd: u64) -> Result<()> {
+    let old = {
+        let mut table = TABLE.lock();
+        usize::try_from(fd).ok().and_then(|i| table.get_mut(i)).and_then(Option::take)
+    };
+    old.map(drop).ok_or(Errno::EBADF)
+}
+
+/// Sets `FD_CLOEXEC` of `fd`.
+pub fn set_cloexec(fd: u64, on: bool) -> Result<()> {
+    let mut table = TABLE.lock();
+    let slot = usize::try_from(fd).ok().and_then(|i| table.get_mut(i)).and_then(Option::as_mut).ok_or(Errno::EBADF)?;
+    slot.cloexec = on;
+    Ok(())
+}

@@ -1,0 +1,409 @@
+//! File system calls over the VFS (feature `fs`): `openat` and the other path-based calls,
+//! `fstat`/`newfstatat`/`statx`, `getdents64`, `lseek`, `ftruncate`, `statfs`, `getcwd`,
+//! `chdir`. Without the feature these answer `ENOSYS` (the image has no file system).
+//!
+//! Paths relative to a directory descriptor are joined to the path that directory was opened
+//! by (the VFS has no "open directory" walk yet): renaming that directory while it is open
+//! makes later `*at` calls through it see the new tree at the old path.
+
+#[cfg(feature = "fs")]
+pub use with_fs::*;
+
+#[cfg(feature = "fs")]
+mod with_fs {
+    use crate::abi::{Stat, open_flags as o};
+    use crate::fd::{self, Object};
+    use crate::user;
+    use alloc::string::String;
+    use libos::fs::vfs::{FileType, Metadata, OpenFlags, SeekFrom};
+    use libos::fs::vfs as vfs_crate;
+    use libos::{Errno, Result};
+
+    /// `AT_FDCWD`.
+    pub const AT_FDCWD: i64 = -100;
+    const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+    const AT_REMOVEDIR: u64 = 0x200;
+    const AT_SYMLINK_FOLLOW: u64 = 0x400;
+    const AT_EMPTY_PATH: u64 = 0x1000;
+    const PATH_MAX: usize = 4096;
+
+    fn vfs() -> Result<&'static vfs_crate::Vfs> {
+        libos::fs::vfs()
+    }
+
+    /// The absolute path of `path` relative to `dirfd`.
+    pub fn resolve(dirfd: u64, path: &str) -> Result<String> {
+        if path.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        if path.starts_with('/') {
+            return Ok(String::from(path));
+        }
+        let base = if dirfd as i64 == AT_FDCWD {
+            vfs()?.current_dir()?
+        } else {
+            match &*fd::get(dirfd)? {
+                Object::File(_, Some(directory)) => directory.clone(),
+                _ => return Err(Errno::ENOTDIR),
+            }
+        };
+        let mut joined = base;
+        if !joined.ends_with('/') {
+            joined.push('/');
+        }
+        joined.push_str(path);
+        Ok(joined)
+    }
+
+    /// Reads the path argument at `addr` and resolves it against `dirfd`.
+    fn path_arg(dirfd: u64, addr: u64) -> Result<String> {
+        // SAFETY: checked by `c_str`; the C program vouches for the rest (syscall contract).
+        let path = unsafe { user::c_str(addr, PATH_MAX)? };
+        resolve(dirfd, path)
+    }
+
+    fn open_flags(flags: u32) -> Result<OpenFlags> {
+        if flags & !o::KNOWN != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mut out = OpenFlags::from_bits_truncate(flags & (o::ACCMODE | o::CREAT | o::EXCL | o::TRUNC | o::APPEND));
+        if flags & o::ACCMODE == 3 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & o::DIRECTORY != 0 {
+            out |= OpenFlags::DIRECTORY;
+        }
+        if flags & o::NOFOLLOW != 0 {
+            out |= OpenFlags::NOFOLLOW;
+        }
+        Ok(out)
+    }
+
+    /// `openat(dirfd, path, flags, mode)`.
+    pub fn openat(dirfd: u64, path: u64, flags: u64, mode: u64) -> Result<u64> {
+        let path = path_arg(dirfd, path)?;
+        let flags = flags as u32;
+        let vfs_flags = open_flags(flags)?;
+        let perm = (mode as u32) & 0o7777 & !crate::dispatch::umask_value();
+        let file = vfs()?.open(&path, vfs_flags, perm)?;
+        let directory = file.node().file_type().is_dir().then_some(path);
+        fd::insert(Object::File(file, directory), flags & o::CLOEXEC != 0)
+    }
+
+    fn stat_of(meta: &Metadata) -> Stat {
+        let mut st = Stat { st_dev: meta.dev, st_ino: meta.ino, st_mode: meta.mode(), st_rdev: meta.rdev, ..Stat::default() };
+        st.st_nlink = meta.nlink as _;
+        st.st_size = meta.size as i64;
+        st.st_blksize = meta.block_size as _;
+        st.st_blocks = meta.blocks as i64;
+        st.st_atime = meta.atime.secs() as i64;
+        st.st_atime_nsec = i64::from(meta.atime.subsec_nanos());
+        st.st_mtime = meta.mtime.secs() as i64;
+        st.st_mtime_nsec = i64::from(meta.mtime.subsec_nanos());
+        st.st_ctime = meta.ctime.secs() as i64;
+        st.st_ctime_nsec = i64::from(meta.ctime.subsec_nanos());
+        st
+    }
+
+    fn console_stat() -> Stat {
+        // A character device like /dev/console (5, 1).
+        Stat { st_mode: 0o020620, st_rdev: (5 << 8) | 1, st_blksize: 1024 as _, ..Stat::default() }
+    }
+
+    fn metadata_of_fd(fd_number: u64) -> Result<Option<Metadata>> {
+        match &*fd::get(fd_number)? {
+            Object::File(file, _) => file.metadata().map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// `fstat(fd, buf)`.
+    pub fn fstat(fd_number: u64, buf: u64) -> Result<u64> {
+        let st = metadata_of_fd(fd_number)?.as_ref().map_or_else(console_stat, stat_of);
+        // SAFETY: checked by `user::write`; the C program vouches for the buffer.
+        unsafe { user::write(buf, st)? };
+        Ok(0)
+    }
+
+    fn metadata_at(dirfd: u64, path: u64, flags: u64) -> Result<Option<Metadata>> {
+        // SAFETY: as in `path_arg`.
+        let raw = unsafe { user::c_str(path, PATH_MAX)? };
+        if raw.is_empty() && flags & AT_EMPTY_PATH != 0 {
+            if dirfd as i64 == AT_FDCWD {
+                return vfs()?.metadata(&vfs()?.current_dir()?).map(Some);
+            }
+            return metadata_of_fd(dirfd);
+        }
+        let path = resolve(dirfd, raw)?;
+        if flags & AT_SYMLINK_NOFOLLOW != 0 { vfs()?.symlink_metadata(&path) } else { vfs()?.metadata(&path) }.map(Some)
+    }
+
+    /// `newfstatat(dirfd, path, buf, flags)`.
+    pub fn newfstatat(dirfd: u64, path: u64, buf: u64, flags: u64) -> Result<u64> {
+        if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | 0x800) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let st = metadata_at(dirfd, path, flags)?.as_ref().map_or_else(console_stat, stat_of);
+        // SAFETY: as in `fstat`.
+        unsafe { user::write(buf, st)? };
+        Ok(0)
+    }
+
+    /// `statx(dirfd, path, flags, mask, buf)`: the basic fields (`STATX_BASIC_STATS`).
+    pub fn statx(dirfd: u64, path: u64, flags: u64, _mask: u64, buf: u64) -> Result<u64> {
+        if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | 0x800 | 0x6000) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let st = metadata_at(dirfd, path, flags)?.as_ref().map_or_else(console_stat, stat_of);
+        let mut out = [0u8; 256];
+        let put = |out: &mut [u8; 256], at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);
+        const STATX_BASIC_STATS: u32 = 0x7ff;
+        put(&mut out, 0, &STATX_BASIC_STATS.to_ne_bytes());
+        put(&mut out, 4, &(st.st_blksize as u32).to_ne_bytes());
+        put(&mut out, 16, &(st.st_nlink as u32).to_ne_bytes());
+        put(&mut out, 28, &(st.st_mode as u16).to_ne_bytes());
+        put(&mut out, 32, &st.st_ino.to_ne_bytes());
+        put(&mut out, 40, &(st.st_size as u64).to_ne_bytes());
+        put(&mut out, 48, &(st.st_blocks as u64).to_ne_bytes());
+        for (at, (secs, nanos)) in [(64, (st.st_atime, st.st_atime_nsec)), (96, (st.st_ctime, st.st_ctime_nsec)), (112, (st.st_mtime, st.st_mtime_nsec))] {
+            put(&mut out, at, &secs.to_ne_bytes());
+            put(&mut out, at + 8, &(nanos as u32).to_ne_bytes());
+        }
+        put(&mut out, 128, &((st.st_rdev >> 8) as u32).to_ne_bytes());
+        put(&mut out, 132, &((st.st_rdev & 0xff) as u32).to_ne_bytes());
+        put(&mut out, 136, &((st.st_dev >> 8) as u32).to_ne_bytes());
+        put(&mut out, 140, &((st.st_dev & 0xff) as u32).to_ne_bytes());
+        // SAFETY: as in `fstat`.
+        unsafe { user::write(buf, out)? };
+        Ok(0)
+    }
+
+    /// `lseek(fd, offset, whence)`.
+    pub fn lseek(fd_number: u64, offset: u64, whence: u64) -> Result<u64> {
+        let object = fd::get(fd_number)?;
+        let Object::File(file, _) = &*object else { return Err(Errno::ESPIPE) };
+        let offset = offset as i64;
+        let from = match whence {
+            0 => SeekFrom::Start(u64::try_from(offset).map_err(|_| Errno::EINVAL)?),
+            1 => SeekFrom::Current(offset),
+            2 => SeekFrom::End(offset),
+            _ => return Err(Errno::EINVAL),
+        };
+        file.seek(from)
+    }
+
+    /// `getdents64(fd, buf, len)`: `struct linux_dirent64` records, with `.` and `..` first.
+    pub fn getdents64(fd_number: u64, buf: u64, len: u64) -> Result<u64> {
+        let object = fd::get(fd_number)?;
+        let Object::File(file, _) = &*object else { return Err(Errno::ENOTDIR) };
+        // SAFETY: checked by `slice_mut`; the C program vouches for the buffer.
+        let out = unsafe { user::slice_mut(buf, len)? };
+        let mut used = 0usize;
+        loop {
+            let before = file.position();
+            let Some(entry) = file.read_dir_next()? else { break };
+            let name = entry.name.as_bytes();
+            let record = (19 + name.len() + 1).next_multiple_of(8);
+            if used + record > out.len() {
+                file.seek(SeekFrom::Start(before))?;
+                if used == 0 {
+                    return Err(Errno::EINVAL);
+                }
+                break;
+            }
+            let r = &mut out[used..used + record];
+            r.fill(0);
+            r[0..8].copy_from_slice(&entry.ino.to_ne_bytes());
+            r[8..16].copy_from_slice(&entry.next_cookie.to_ne_bytes());
+            r[16..18].copy_from_slice(&(record as u16).to_ne_bytes());
+            r[18] = dirent_type(entry.file_type);
+            r[19..19 + name.len()].copy_from_slice(name);
+            used += record;
+        }
+        Ok(used as u64)
+    }
+
+    fn dirent_type(t: FileType) -> u8 {
+        (t.mode_bits() >> 12) as u8
+    }
+
+    /// `mkdirat(dirfd, path, mode)`.
+    pub fn mkdirat(dirfd: u64, path: u64, mode: u64) -> Result<u64> {
+        let path = path_arg(dirfd, path)?;
+        vfs()?.mkdir(&path, (mode as u32) & 0o7777 & !crate::dispatch::umask_value())?;
+        Ok(0)
+    }
+
+    /// `unlinkat(dirfd, path, flags)`.
+    pub fn unlinkat(dirfd: u64, path: u64, flags: u64) -> Result<u64> {
+        if flags & !AT_REMOVEDIR != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let path = path_arg(dirfd, path)?;
+        if flags & AT_REMOVEDIR != 0 { vfs()?.rmdir(&path)? } else { vfs()?.unlink(&path)? }
+        Ok(0)
+    }
+
+    /// `renameat2(olddirfd, old, newdirfd, new, flags)`: flags other than 0 are `EINVAL`
+    /// (`RENAME_NOREPLACE`/`EXCHANGE` are not supported by the VFS).
+    pub fn renameat2(olddirfd: u64, old: u64, newdirfd: u64, new: u64, flags: u64) -> Result<u64> {
+        if flags != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let old = path_arg(olddirfd, old)?;
+        let new = path_arg(newdirfd, new)?;
+        vfs()?.rename(&old, &new)?;
+        Ok(0)
+    }
+
+    /// `linkat(olddirfd, old, newdirfd, new, flags)`.
+    pub fn linkat(olddirfd: u64, old: u64, newdirfd: u64, new: u64, flags: u64) -> Result<u64> {
+        if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let old = path_arg(olddirfd, old)?;
+        let new = path_arg(newdirfd, new)?;
+        vfs()?.link(&old, &new)?;
+        Ok(0)
+    }
+
+    /// `symlinkat(target, newdirfd, linkpath)`.
+    pub fn symlinkat(target: u64, newdirfd: u64, link: u64) -> Result<u64> {
+        // SAFETY: as in `path_arg`.
+        let target = unsafe { user::c_str(target, PATH_MAX)? };
+        if target.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        let link = path_arg(newdirfd, link)?;
+        vfs()?.symlink(target, &link)?;
+        Ok(0)
+    }
+
+    /// `readlinkat(dirfd, path, buf, size)`.
+    pub fn readlinkat(dirfd: u64, path: u64, buf: u64, size: u64) -> Result<u64> {
+        if size as i64 <= 0 {
+            return Err(Errno::EINVAL);
+        }
+        let path = path_arg(dirfd, path)?;
+        let target = vfs()?.read_link(&path)?;
+        let n = target.len().min(size as usize);
+        // SAFETY: as in `getdents64`.
+        let out = unsafe { user::slice_mut(buf, n as u64)? };
+        out.copy_from_slice(&target.as_bytes()[..n]);
+        Ok(n as u64)
+    }
+
+    /// `ftruncate(fd, length)`.
+    pub fn ftruncate(fd_number: u64, length: u64) -> Result<u64> {
+        if (length as i64) < 0 {
+            return Err(Errno::EINVAL);
+        }
+        let object = fd::get(fd_number)?;
+        let Object::File(file, _) = &*object else { return Err(Errno::EINVAL) };
+        if !file.flags().writable() {
+            return Err(Errno::EINVAL);
+        }
+        file.set_len(length)?;
+        Ok(0)
+    }
+
+    /// `fsync(fd)` / `fdatasync(fd)`.
+    pub fn fsync(fd_number: u64) -> Result<u64> {
+        match &*fd::get(fd_number)? {
+            Object::File(file, _) => file.sync().map(|()| 0),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// `faccessat(dirfd, path, mode, flags)`: existence (and type) only; libos keeps permission
+    /// bits but does not enforce them (one user), so `R_OK|W_OK|X_OK` succeed for an existing
+    /// file.
+    pub fn faccessat(dirfd: u64, path: u64, mode: u64, flags: u64) -> Result<u64> {
+        if mode & !7 != 0 || flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | 0x200) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        metadata_at(dirfd, path, flags)?;
+        Ok(0)
+    }
+
+    /// `fchmodat(dirfd, path, mode, flags)`.
+    pub fn fchmodat(dirfd: u64, path: u64, mode: u64, flags: u64) -> Result<u64> {
+        if flags & !AT_SYMLINK_NOFOLLOW != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & AT_SYMLINK_NOFOLLOW != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let path = path_arg(dirfd, path)?;
+        vfs()?.set_permissions(&path, (mode as u32) & 0o7777)?;
+        Ok(0)
+    }
+
+    /// `utimensat(dirfd, path, times, flags)`: sets access and modification times
+    /// (`UTIME_NOW`, `UTIME_OMIT`, or a time); `times == NULL` sets both to now; a null `path`
+    /// means the descriptor `dirfd` itself (what `futimens` passes).
+    pub fn utimensat(dirfd: u64, path: u64, times: u64, flags: u64) -> Result<u64> {
+        use vfs_crate::{TimeUpdate, Timestamp};
+        const UTIME_NOW: i64 = (1 << 30) - 1;
+        const UTIME_OMIT: i64 = (1 << 30) - 2;
+        if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let (accessed, modified) = if times == 0 {
+            (TimeUpdate::Now, TimeUpdate::Now)
+        } else {
+            // SAFETY: checked by `user::read`.
+            let spec: [crate::abi::Timespec; 2] = unsafe { user::read(times)? };
+            let update = |t: crate::abi::Timespec| match t.tv_nsec {
+                UTIME_NOW => Ok(TimeUpdate::Now),
+                UTIME_OMIT => Ok(TimeUpdate::Keep),
+                n if (0..1_000_000_000).contains(&n) && t.tv_sec >= 0 => {
+                    Ok(TimeUpdate::To(Timestamp(t.tv_sec as u64 * 1_000_000_000 + n as u64)))
+                }
+                _ => Err(Errno::EINVAL),
+            };
+            (update(spec[0])?, update(spec[1])?)
+        };
+        if path == 0 {
+            return match &*fd::get(dirfd)? {
+                Object::File(file, _) => file.set_times(accessed, modified).map(|()| 0),
+                _ => Err(Errno::EPERM),
+            };
+        }
+        let path = path_arg(dirfd, path)?;
+        vfs()?.set_times(&path, accessed, modified, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+        Ok(0)
+    }
+
+    /// `statfs(path, buf)`: `struct statfs` (same layout on both architectures).
+    pub fn statfs(path: u64, buf: u64) -> Result<u64> {
+        let path = path_arg(AT_FDCWD as u64, path)?;
+        let s = vfs()?.statfs(&path)?;
+        let words: [u64; 15] =
+            [s.fs_type, s.block_size, s.blocks, s.blocks_free, s.blocks_free, s.files, s.files_free, 0, s.name_max, s.block_size, 0, 0, 0, 0, 0];
+        // SAFETY: as in `fstat`.
+        unsafe { user::write(buf, words)? };
+        Ok(0)
+    }
+
+    /// `getcwd(buf, size)`: returns the length including the NUL, as the raw call does.
+    pub fn getcwd(buf: u64, size: u64) -> Result<u64> {
+        let cwd = vfs()?.current_dir()?;
+        let needed = cwd.len() as u64 + 1;
+        if size < needed {
+            return Err(Errno::ERANGE);
+        }
+        // SAFETY: as in `getdents64`.
+        let out = unsafe { user::slice_mut(buf, needed)? };
+        out[..cwd.len()].copy_from_slice(cwd.as_bytes());
+        out[cwd.len()] = 0;
+        Ok(needed)
+    }
+
+    /// `chdir(path)`.
+    pub fn chdir(path: u64) -> Result<u64> {
+        let path = path_arg(AT_FDCWD as u64, path)?;
+        vfs()?.chdir(&path)?;
+        Ok(0)
+    }
+}

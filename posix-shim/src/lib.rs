@@ -1,0 +1,78 @@
+//! # posix-shim: unmodified static Linux C programs on libos
+//!
+//! A C app is a Cargo package whose build script compiles unmodified C sources with musl's gcc
+//! wrapper and links musl's static `libc.a` into the image (see `apps/c-hello`). At boot the
+//! app's `main` ([`c_main!`]) calls [`run_c_program`], which
+//!
+//! 1. installs [`dispatch::dispatch`] as the system-call handler: the platform traps `syscall`
+//!    (x86_64) and `svc #0` (aarch64), the instructions musl emits inline, and calls it with
+//!    the caller's registers ([`libos::syscall::Frame`]);
+//! 2. builds a Linux initial stack ([`start`]: argc, argv, envp, auxv with `AT_PHDR` pointing
+//!    at a program header table that describes the image's TLS template, `AT_RANDOM`, ...)
+//!    and enters musl's own `_start`, so TLS, stdio, `atexit` and exit codes behave as on Linux.
+//!
+//! The table ([`dispatch`]) speaks the Linux ABI of the image's architecture ([`abi`]): file
+//! descriptors ([`fd`]; 0/1/2 are the console; one table shared by all threads), files over
+//! the VFS (feature `fs`/`ramfs`), memory ([`mem`]), time, process facts, signals with honest
+//! semantics ([`signal`]), pipes, `eventfd` and `poll` ([`events`]), and threads ([`thread`],
+//! feature `threads`: `clone`, `futex`).
+//! Unknown numbers return `-ENOSYS` and log one line per number, never crash. Errors are
+//! [`libos::Errno`]s until one helper ([`dispatch::to_return`]) turns them into `-errno`.
+//!
+//! Pointers from C code are checked where it is cheap ([`user`]): null, the unmapped first
+//! page, overflow, and the end of the address space give `EFAULT`; a pointer into other mapped
+//! kernel memory cannot be told apart and is used as given (one address space, no protection
+//! between the program and the kernel: the unikernel trade-off).
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+/// The libos crate this shim is built on (apps reach `libos::main!` through it).
+pub use libos;
+
+pub mod abi;
+pub mod start;
+pub mod user;
+
+#[cfg(target_os = "none")]
+pub mod dispatch;
+#[cfg(target_os = "none")]
+pub mod events;
+#[cfg(target_os = "none")]
+pub mod fd;
+#[cfg(target_os = "none")]
+mod files;
+#[cfg(target_os = "none")]
+pub mod mem;
+#[cfg(target_os = "none")]
+pub mod signal;
+#[cfg(target_os = "none")]
+pub mod thread;
+#[cfg(target_os = "none")]
+mod run;
+
+#[cfg(target_os = "none")]
+pub use run::run_c_program;
+
+/// Declares a C app: its `main` is the C program's (linked from the app's build script), started
+/// through musl's `_start` with the kernel command line's app arguments.
+///
+/// ```ignore
+/// #![no_std]
+/// #![no_main]
+/// posix_shim::c_main!();
+/// ```
+///
+/// `c_main!(initial_files = include_bytes!(...))` also unpacks a cpio archive into `/` at boot.
+#[macro_export]
+macro_rules! c_main {
+    () => {
+        $crate::c_main!(initial_files = &[]);
+    };
+    (initial_files = $files:expr) => {
+        fn __posix_shim_main() -> i32 {
+            $crate::run_c_program()
+        }
+        $crate::libos::main!(__posix_shim_main, initial_files = $files);
+    };
+}

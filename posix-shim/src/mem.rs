@@ -1,0 +1,372 @@
+//! Memory calls: `brk`, `mmap` (anonymous; file-backed `MAP_PRIVATE` and `MAP_SHARED`),
+//! `munmap`, `mremap`, `mprotect`, `madvise`, `msync`.
+//!
+//! libos has one identity-mapped address space, so a mapping is page-aligned, zeroed memory
+//! from the kernel heap. The shim records every mapped range with the allocation it belongs
+//! to ([`Mappings`]); `munmap` may cut any page range out of any mapping, and an allocation
+//! goes back to the heap when its last page is unmapped (musl's allocator unmaps parts of
+//! regions). Differences from Linux, all documented behaviour rather than accidents:
+//!
+//! - protections are not enforced: `mprotect` validates its arguments and succeeds, and
+//!   `PROT_NONE` pages stay accessible (the platform maps the heap read-write);
+//! - a `MAP_SHARED` file mapping is a copy: stores reach the file at `msync` or `munmap`, and
+//!   a `write` to the file is not seen by an existing mapping;
+//! - `MAP_FIXED` and `MREMAP_FIXED` cannot place memory at a chosen address: `ENOMEM`;
+//! - `brk` grows inside one reservation of [`BRK_RESERVE`] bytes taken at the first call;
+//!   beyond it `brk` fails as Linux does when the break cannot move (musl then uses `mmap`).
+
+use crate::fd::{self, Object};
+use alloc::alloc::{Layout, alloc_zeroed, dealloc};
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use libos::sync::Mutex;
+use libos::{Errno, Result};
+
+/// The page size programs see (`AT_PAGESZ`).
+pub const PAGE: u64 = 4096;
+/// The bytes reserved for the `brk` heap at its first use.
+pub const BRK_RESERVE: u64 = 8 << 20;
+
+const PROT_READ: u64 = 1;
+const PROT_WRITE: u64 = 2;
+const PROT_EXEC: u64 = 4;
+const PROT_GROWSDOWN: u64 = 0x0100_0000;
+const PROT_GROWSUP: u64 = 0x0200_0000;
+const MAP_SHARED: u64 = 0x01;
+const MAP_PRIVATE: u64 = 0x02;
+const MAP_SHARED_VALIDATE: u64 = 0x03;
+const MAP_FIXED: u64 = 0x10;
+const MAP_ANONYMOUS: u64 = 0x20;
+/// Flags accepted and ignored (hints that make no difference without paging):
+/// MAP_GROWSDOWN, MAP_DENYWRITE, MAP_EXECUTABLE, MAP_LOCKED, MAP_NORESERVE, MAP_POPULATE,
+/// MAP_NONBLOCK, MAP_STACK, MAP_HUGETLB, MAP_32BIT is not accepted.
+const MAP_HINTS: u64 = 0x0100 | 0x0800 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000;
+const MAP_FIXED_NOREPLACE: u64 = 0x100000;
+const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
+const MS_ASYNC: u64 = 1;
+const MS_INVALIDATE: u64 = 2;
+const MS_SYNC: u64 = 4;
+
+/// Heap memory behind one or more mapped ranges; freed when the last range is unmapped.
+struct Allocation {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+// SAFETY: the allocation is plain memory owned by this value; access goes through the program.
+unsafe impl Send for Allocation {}
+// SAFETY: as above; the value itself is never mutated.
+unsafe impl Sync for Allocation {}
+
+impl Allocation {
+    fn new(len: u64) -> Result<Arc<Allocation>> {
+        let layout = Layout::from_size_align(usize::try_from(len).map_err(|_| Errno::ENOMEM)?, PAGE as usize)
+            .map_err(|_| Errno::ENOMEM)?;
+        // SAFETY: `layout` has a non-zero size (callers map at least one page).
+        let ptr = unsafe { alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(Arc::new(Allocation { ptr, layout }))
+    }
+}
+
+impl Drop for Allocation {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout, freed once (the last Arc).
+        unsafe { dealloc(self.ptr, self.layout) };
+    }
+}
+
+/// Where a shared file mapping writes back to.
+#[derive(Clone)]
+struct Backing {
+    object: Arc<Object>,
+    /// File offset of the range's first byte.
+    offset: u64,
+}
+
+/// One mapped range `[start, start + len)`.
+#[derive(Clone)]
+struct Range {
+    len: u64,
+    allocation: Arc<Allocation>,
+    shared: Option<Backing>,
+}
+
+/// The mapped ranges, by start address.
+#[derive(Default)]
+struct Mappings {
+    ranges: BTreeMap<u64, Range>,
+}
+
+struct BrkState {
+    base: u64,
+    current: u64,
+    _allocation: Option<Arc<Allocation>>,
+}
+
+static MAPPINGS: Mutex<Mappings> = Mutex::new(Mappings { ranges: BTreeMap::new() });
+static BRK: Mutex<BrkState> = Mutex::new(BrkState { base: 0, current: 0, _allocation: None });
+
+fn page_round(len: u64) -> Result<u64> {
+    len.checked_add(PAGE - 1).map(|l| l & !(PAGE - 1)).ok_or(Errno::ENOMEM)
+}
+
+impl Mappings {
+    /// Removes `[start, end)` from every range, returning the removed pieces (with their
+    /// start addresses) so shared ones can be written back outside the lock.
+    fn cut(&mut self, start: u64, end: u64) -> Vec<(u64, Range)> {
+        let overlapping: Vec<u64> = self
+            .ranges
+            .range(..end)
+            .filter(|(s, r)| **s + r.len > start)
+            .map(|(s, _)| *s)
+            .collect();
+        let mut removed = Vec::new();
+        for s in overlapping {
+            let Some(range) = self.ranges.remove(&s) else { continue };
+            let e = s + range.len;
+            let backing_at = |at: u64| range.shared.clone().map(|b| Backing { object: b.object, offset: b.offset + (at - s) });
+            if s < start {
+                self.ranges.insert(s, Range { len: start - s, allocation: range.allocation.clone(), shared: range.shared.clone() });
+            }
+            if e > end {
+                self.ranges.insert(end, Range { len: e - end, allocation: range.allocation.clone(), shared: backing_at(end) });
+            }
+            let (cs, ce) = (s.max(start), e.min(end));
+            removed.push((cs, Range { len: ce - cs, allocation: range.allocation.clone(), shared: backing_at(cs) }));
+        }
+        removed
+    }
+
+    fn covers(&self, start: u64, end: u64) -> bool {
+        let mut at = start;
+        for (s, r) in self.ranges.range(..end) {
+            if *s + r.len <= at {
+                continue;
+            }
+            if *s > at {
+                return false;
+            }
+            at = *s + r.len;
+            if at >= end {
+                return true;
+            }
+        }
+        at >= end
+    }
+}
+
+fn write_back(start: u64, range: &Range) -> Result<()> {
+    let Some(backing) = &range.shared else { return Ok(()) };
+    // Never write past the end of the file: the tail of the last page is not file data.
+    let Some(size) = backing.object.file_size()? else { return Ok(()) };
+    let len = range.len.min(size.saturating_sub(backing.offset));
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: the range is mapped memory of this shim (its allocation is alive: `range` holds it).
+    let bytes = unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) };
+    let mut done = 0;
+    while done < bytes.len() {
+        let n = backing.object.write_at(backing.offset + done as u64, &bytes[done..])?;
+        if n == 0 {
+            return Err(Errno::EIO);
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// `mmap(addr, len, prot, flags, fd, offset)`.
+pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd_number: u64, offset: u64) -> Result<u64> {
+    if len == 0 || offset % PAGE != 0 || prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let kind = flags & MAP_SHARED_VALIDATE;
+    if kind == 0 || flags & !(MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_HINTS | MAP_FIXED_NOREPLACE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_round(len)?;
+    if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
+        return map_fixed(addr, len, flags);
+    }
+    let allocation = Allocation::new(len)?;
+    let start = allocation.ptr as u64;
+    let mut shared = None;
+    if flags & MAP_ANONYMOUS == 0 {
+        let object = fd::get(fd_number)?;
+        // SAFETY: the allocation was just made, `len` bytes, and nothing else refers to it yet.
+        let memory = unsafe { core::slice::from_raw_parts_mut(allocation.ptr, len as usize) };
+        let mut done = 0;
+        while done < memory.len() {
+            let n = object.read_at(offset + done as u64, &mut memory[done..]).map_err(|e| if e == Errno::ESPIPE { Errno::ENODEV } else { e })?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        if kind == MAP_SHARED || kind == MAP_SHARED_VALIDATE {
+            shared = Some(Backing { object, offset });
+        }
+    } else if kind == MAP_PRIVATE || kind == MAP_SHARED || kind == MAP_SHARED_VALIDATE {
+        // Anonymous shared memory is private memory in a single-process system.
+    }
+    MAPPINGS.lock().ranges.insert(start, Range { len, allocation, shared });
+    Ok(start)
+}
+
+/// `MAP_FIXED` can only "replace" memory the program already owns (an anonymous mapping of
+/// this shim or the `brk` reservation; musl's allocator maps guard pages there): the range is
+/// zeroed, as a fresh anonymous mapping reads. Anything else is `ENOMEM`.
+fn map_fixed(addr: u64, len: u64, flags: u64) -> Result<u64> {
+    let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+    if addr % PAGE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let in_brk = {
+        let brk = BRK.lock();
+        brk.base != 0 && addr >= brk.base && end <= brk.base + BRK_RESERVE
+    };
+    let owned = in_brk || MAPPINGS.lock().covers(addr, end);
+    if flags & MAP_FIXED_NOREPLACE != 0 && owned {
+        return Err(Errno::EEXIST);
+    }
+    if !owned || flags & MAP_ANONYMOUS == 0 || flags & MAP_FIXED_NOREPLACE != 0 {
+        log::warn!("posix-shim: mmap at a fixed address outside the program's memory (or of a file) is not supported: ENOMEM");
+        return Err(Errno::ENOMEM);
+    }
+    // SAFETY: the range is memory this shim handed to the program (checked above).
+    unsafe { core::ptr::write_bytes(addr as *mut u8, 0, len as usize) };
+    Ok(addr)
+}
+
+/// `munmap(addr, len)`.
+pub fn munmap(addr: u64, len: u64) -> Result<u64> {
+    if addr % PAGE != 0 || len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let end = addr.checked_add(page_round(len)?).ok_or(Errno::EINVAL)?;
+    let removed = MAPPINGS.lock().cut(addr, end);
+    let mut result = Ok(0);
+    for (start, range) in &removed {
+        if let Err(e) = write_back(*start, range) {
+            result = Err(e);
+        }
+    }
+    drop(removed); // frees allocations whose last range went
+    result
+}
+
+/// `msync(addr, len, flags)`: writes shared file mappings in the range back.
+pub fn msync(addr: u64, len: u64, flags: u64) -> Result<u64> {
+    if addr % PAGE != 0 || flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0 || flags & (MS_ASYNC | MS_SYNC) == (MS_ASYNC | MS_SYNC) {
+        return Err(Errno::EINVAL);
+    }
+    let end = addr.checked_add(page_round(len)?).ok_or(Errno::ENOMEM)?;
+    let pieces: Vec<(u64, Range)> = {
+        let mappings = MAPPINGS.lock();
+        if !mappings.covers(addr, end) {
+            return Err(Errno::ENOMEM);
+        }
+        mappings
+            .ranges
+            .range(..end)
+            .filter(|(s, r)| **s + r.len > addr && r.shared.is_some())
+            .map(|(s, r)| (*s, r.clone()))
+            .collect()
+    };
+    for (start, range) in &pieces {
+        write_back(*start, range)?;
+    }
+    Ok(0)
+}
+
+/// `mremap(old, old_len, new_len, flags, new_addr)`.
+pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64, _new_addr: u64) -> Result<u64> {
+    if old % PAGE != 0 || new_len == 0 || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | 4) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & MREMAP_FIXED != 0 {
+        return Err(Errno::ENOMEM);
+    }
+    let old_len = page_round(old_len)?;
+    let new_len = page_round(new_len)?;
+    let old_end = old.checked_add(old_len).ok_or(Errno::EFAULT)?;
+    if !MAPPINGS.lock().covers(old, old_end) {
+        return Err(Errno::EFAULT);
+    }
+    if new_len <= old_len {
+        if new_len < old_len {
+            munmap(old + new_len, old_len - new_len)?;
+        }
+        return Ok(old);
+    }
+    if flags & MREMAP_MAYMOVE == 0 {
+        return Err(Errno::ENOMEM);
+    }
+    let new = mmap(0, new_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, u64::MAX, 0)?;
+    // SAFETY: both ranges are mapped by this shim (checked above / just made) and distinct.
+    unsafe { core::ptr::copy_nonoverlapping(old as *const u8, new as *mut u8, old_len as usize) };
+    munmap(old, old_len)?;
+    Ok(new)
+}
+
+/// `mprotect(addr, len, prot)`: validated, not enforced (see the module docs).
+pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<u64> {
+    if addr % PAGE != 0 || prot & !(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_GROWSDOWN | PROT_GROWSUP) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    addr.checked_add(page_round(len)?).ok_or(Errno::ENOMEM)?;
+    Ok(0)
+}
+
+/// `madvise(addr, len, advice)`: hints; `MADV_DONTNEED` zeroes anonymous private pages as
+/// Linux does (their next read sees zeros).
+pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64> {
+    const MADV_DONTNEED: u64 = 4;
+    const KNOWN: [u64; 12] = [0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 14, 15];
+    if addr % PAGE != 0 || !KNOWN.contains(&advice) {
+        return Err(Errno::EINVAL);
+    }
+    let end = addr.checked_add(page_round(len)?).ok_or(Errno::EINVAL)?;
+    if advice == MADV_DONTNEED {
+        let mappings = MAPPINGS.lock();
+        if !mappings.covers(addr, end) {
+            return Err(Errno::ENOMEM);
+        }
+        for (s, r) in mappings.ranges.range(..end).filter(|(s, r)| **s + r.len > addr && r.shared.is_none()) {
+            let (cs, ce) = ((*s).max(addr), (*s + r.len).min(end));
+            // SAFETY: the pages are mapped by this shim (the lock keeps them mapped).
+            unsafe { core::ptr::write_bytes(cs as *mut u8, 0, (ce - cs) as usize) };
+        }
+    }
+    Ok(0)
+}
+
+/// `brk(addr)`: returns the new break, or the old one when it cannot move.
+pub fn brk(addr: u64) -> u64 {
+    let mut state = BRK.lock();
+    if state.base == 0 {
+        match Allocation::new(BRK_RESERVE) {
+            Ok(allocation) => {
+                state.base = allocation.ptr as u64;
+                state.current = state.base;
+                state._allocation = Some(allocation);
+            }
+            Err(_) => return 0,
+        }
+    }
+    if addr >= state.base && addr <= state.base + BRK_RESERVE {
+        if addr < state.current {
+            // Memory given back and taken again must read as zeros, as fresh pages do.
+            // SAFETY: inside the reservation, which lives as long as the program.
+            unsafe { core::ptr::write_bytes(addr as *mut u8, 0, (state.current - addr) as usize) };
+        }
+        state.current = addr;
+    }
+    state.current
+}

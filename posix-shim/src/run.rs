@@ -1,0 +1,175 @@
+//! Starting the C program: install the system-call handler, set up descriptors 0-2, build the
+//! Linux initial stack ([`crate::start`]) with the image's auxiliary vector, enter musl's
+//! `_start`.
+//!
+//! The program's main thread runs on a [`MAIN_STACK`]-byte stack: a libos thread's stack with
+//! a guard page (feature `threads`), else a heap block (no guard page without the scheduler's
+//! stacks). The environment is `HOME=/`, `PATH=/bin:/usr/bin`, `TERM=vt100`, plus every
+//! `env=NAME=VALUE` of the kernel command line.
+
+use crate::abi::auxv::*;
+use crate::abi::{PT_GNU_STACK, PT_TLS, ProgramHeader};
+use crate::{dispatch, fd, start, thread};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use libos::syscall::{Frame, UserEntry};
+
+/// Bytes of the main thread's stack (also what `RLIMIT_STACK` reports).
+pub const MAIN_STACK: usize = 1 << 20;
+
+unsafe extern "C" {
+    /// musl's program entry (crt1.o), linked by the app's build script.
+    fn _start();
+    /// Where the linker put the TLS template (`.tdata`, then `.tbss`); see the linker scripts.
+    static __libos_tls_start: u8;
+    /// The template's file size, memory size and alignment.
+    static __libos_tls_sizes: [u64; 3];
+}
+
+/// The program header table `AT_PHDR` points at: the image's own headers are not in loaded
+/// memory, so the shim describes what musl's start-up reads from them: the TLS template and
+/// the stack. Lives as long as the program.
+static mut PROGRAM_HEADERS: [ProgramHeader; 2] = [ProgramHeader {
+    p_type: 0,
+    p_flags: 0,
+    p_offset: 0,
+    p_vaddr: 0,
+    p_paddr: 0,
+    p_filesz: 0,
+    p_memsz: 0,
+    p_align: 0,
+}; 2];
+
+/// Runs the C program linked into the image; returns only if it cannot start (the program
+/// itself ends the VM through `exit_group`).
+pub fn run_c_program() -> i32 {
+    let Some(entry) = libos::syscall::user_entry() else {
+        libos::println!("posix-shim: this image has no system-call entry");
+        return 1;
+    };
+    entry.install(dispatch::dispatch);
+    fd::init_console();
+    #[cfg(feature = "threads")]
+    {
+        let main = libos::thread::Builder::new().name("c-main").stack_size(MAIN_STACK).spawn(move || {
+            let mut stack = Vec::new();
+            start_program(entry, &mut stack)
+        });
+        match main {
+            Ok(handle) => handle.join(),
+            Err(e) => {
+                libos::println!("posix-shim: cannot start the program's thread: {e}");
+                1
+            }
+        }
+    }
+    #[cfg(not(feature = "threads"))]
+    {
+        let mut stack = alloc::vec![0u8; MAIN_STACK];
+        start_program(entry, &mut stack)
+    }
+}
+
+fn start_program(entry: &'static dyn UserEntry, heap_stack: &mut Vec<u8>) -> i32 {
+    thread::init_main_thread();
+    // The initial stack: on the heap block, or (with threads) in a buffer below this frame on
+    // the thread's own stack, which is where `_start` then keeps running.
+    let mut on_thread_stack = [0u8; 16 * 1024];
+    let (buffer, base): (&mut [u8], u64) = if heap_stack.is_empty() {
+        let base = on_thread_stack.as_ptr() as u64;
+        (&mut on_thread_stack, base)
+    } else {
+        let base = heap_stack.as_ptr() as u64;
+        (heap_stack.as_mut_slice(), base)
+    };
+    let args: Vec<&str> = libos::env::args().collect();
+    let mut env: Vec<String> = ["HOME=/", "PATH=/bin:/usr/bin", "TERM=vt100"].iter().map(|s| String::from(*s)).collect();
+    env.extend(libos::env::vars().map(String::from));
+    let env: Vec<&str> = env.iter().map(String::as_str).collect();
+    let phdr = program_headers();
+    let auxv = [
+        (AT_PHDR, phdr as u64),
+        (AT_PHENT, size_of::<ProgramHeader>() as u64),
+        (AT_PHNUM, 2),
+        (AT_PAGESZ, crate::mem::PAGE),
+        (AT_BASE, 0),
+        (AT_FLAGS, 0),
+        (AT_ENTRY, _start as *const () as u64),
+        (AT_UID, 0),
+        (AT_EUID, 0),
+        (AT_GID, 0),
+        (AT_EGID, 0),
+        (AT_HWCAP, hwcap()),
+        (AT_HWCAP2, 0),
+        (AT_CLKTCK, 100),
+        (AT_SECURE, 0),
+    ];
+    let mut random = [0u8; 16];
+    random_bytes(&mut random);
+    let sp = match start::build(buffer, base, &args, &env, &auxv, crate::abi::MACHINE, random) {
+        Ok(sp) => sp,
+        Err(e) => {
+            libos::println!("posix-shim: cannot build the initial stack: {e:?}");
+            return 1;
+        }
+    };
+    let frame = Frame::new_entry(_start as *const () as u64, sp);
+    // SAFETY: `_start` is musl's entry; `sp` points at the initial stack built above, in memory
+    // that stays alive (this frame never returns, or the heap block is never freed).
+    unsafe { entry.enter(&frame) }
+}
+
+fn program_headers() -> *const ProgramHeader {
+    // SAFETY: linker-script symbols: the address of the TLS template and three sizes.
+    let (tls_start, [file_size, mem_size, align]) = unsafe { (&raw const __libos_tls_start as u64, __libos_tls_sizes) };
+    let tls = ProgramHeader {
+        p_type: if mem_size == 0 { PT_GNU_STACK } else { PT_TLS },
+        p_flags: 4,
+        p_vaddr: tls_start,
+        p_paddr: tls_start,
+        p_filesz: file_size,
+        p_memsz: mem_size,
+        p_align: align.max(1),
+        ..ProgramHeader::default()
+    };
+    let stack = ProgramHeader { p_type: PT_GNU_STACK, p_flags: 6, p_memsz: 0, ..ProgramHeader::default() };
+    let table = &raw mut PROGRAM_HEADERS;
+    // SAFETY: written once, before the program (the only reader) starts.
+    unsafe {
+        (*table)[0] = tls;
+        (*table)[1] = stack;
+    }
+    table.cast::<ProgramHeader>()
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn hwcap() -> u64 {
+    // AT_HWCAP on x86_64: CPUID leaf 1's EDX feature bits.
+    u64::from(core::arch::x86_64::__cpuid(1).edx)
+}
+
+#[cfg(target_arch = "aarch64")]
+fn hwcap() -> u64 {
+    const HWCAP_FP: u64 = 1 << 0;
+    const HWCAP_ASIMD: u64 = 1 << 1;
+    HWCAP_FP | HWCAP_ASIMD
+}
+
+static MIX: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
+
+/// Fills `out` with random bytes: the CPU's random-number instruction when it has one, else a
+/// SplitMix64 stream seeded from the cycle counter (unpredictable enough for hash seeds and
+/// stack canaries in a test VM, not cryptographic).
+pub fn random_bytes(out: &mut [u8]) {
+    let platform = libos::hal::platform();
+    for chunk in out.chunks_mut(8) {
+        let value = platform.hardware_random().unwrap_or_else(|| {
+            let mut z = MIX.fetch_add(0x9e37_79b9_7f4a_7c15 ^ platform.counter(), Ordering::Relaxed);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        });
+        chunk.copy_from_slice(&value.to_ne_bytes()[..chunk.len()]);
+    }
+}

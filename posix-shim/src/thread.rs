@@ -1,0 +1,386 @@
+//! Threads and futexes: `clone` with the pthread flag set (feature `threads`), `futex`
+//! (wait/wake/requeue/bitset, with timeouts), `set_tid_address`, `set_robust_list`, thread
+//! `exit`, `gettid`.
+//!
+//! A C thread is a libos thread that enters the C code at the `clone` call's return address
+//! with the caller's registers, the new stack, the result register 0 and (with `CLONE_SETTLS`)
+//! its own thread pointer, which the platform's context switch keeps per thread. Thread ids:
+//! the first thread is [`crate::dispatch::PID`] (as on Linux, the main thread's id is the
+//! process id), later ones count up.
+//!
+//! A futex is a list of waiters per address. `FUTEX_WAIT` checks the value and enqueues
+//! under the table lock, so a `FUTEX_WAKE` after the value changed cannot be missed; each
+//! waiter blocks on its own wait queue until a waker marks it woken or its deadline passes.
+
+use crate::user;
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use libos::sync::{Mutex, WaitQueue};
+use libos::time::{Duration, Instant};
+use libos::{Errno, Result};
+
+/// Live thread ids.
+static TIDS: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+#[cfg_attr(not(feature = "threads"), allow(dead_code))]
+static NEXT_TID: AtomicU64 = AtomicU64::new(crate::dispatch::PID + 1);
+
+/// Per-thread facts the shim keeps.
+#[derive(Clone, Copy, Default)]
+struct CThread {
+    tid: u64,
+    /// `set_tid_address` / `CLONE_CHILD_CLEARTID`: zeroed and futex-woken at thread exit.
+    clear_tid: u64,
+    /// Blocked signals (bit `n - 1` for signal `n`); a new thread inherits its creator's.
+    blocked: u64,
+}
+
+#[cfg(feature = "threads")]
+static CURRENT: libos::thread::tls::Key<CThread> = libos::thread::tls::Key::new();
+#[cfg(not(feature = "threads"))]
+static MAIN: Mutex<CThread> = Mutex::new(CThread { tid: crate::dispatch::PID, clear_tid: 0, blocked: 0 });
+
+fn current() -> CThread {
+    #[cfg(feature = "threads")]
+    {
+        CURRENT.with(|c| c.copied()).unwrap_or(CThread { tid: crate::dispatch::PID, clear_tid: 0, blocked: 0 })
+    }
+    #[cfg(not(feature = "threads"))]
+    {
+        *MAIN.lock()
+    }
+}
+
+fn set_current(thread: CThread) {
+    #[cfg(feature = "threads")]
+    CURRENT.set(thread);
+    #[cfg(not(feature = "threads"))]
+    {
+        *MAIN.lock() = thread;
+    }
+}
+
+/// Registers the program's first thread (before `_start`).
+pub fn init_main_thread() {
+    TIDS.lock().insert(crate::dispatch::PID);
+    set_current(CThread { tid: crate::dispatch::PID, clear_tid: 0, blocked: 0 });
+}
+
+/// `gettid()`.
+pub fn gettid() -> u64 {
+    current().tid
+}
+
+/// The calling thread's blocked-signal mask.
+pub fn blocked_signals() -> u64 {
+    current().blocked
+}
+
+/// Sets the calling thread's blocked-signal mask.
+pub fn set_blocked_signals(mask: u64) {
+    let mut me = current();
+    me.blocked = mask;
+    set_current(me);
+}
+
+/// Whether `tid` is a live thread of the program.
+pub fn tid_exists(tid: u64) -> bool {
+    TIDS.lock().contains(&tid)
+}
+
+/// `set_tid_address(addr)`: returns the caller's tid.
+pub fn set_tid_address(addr: u64) -> u64 {
+    let mut me = current();
+    me.clear_tid = addr;
+    set_current(me);
+    me.tid
+}
+
+/// `set_robust_list(head, len)`: recorded as accepted. Robust futexes matter when a thread
+/// dies holding a lock; threads here only end through `exit`, after unlocking.
+pub fn set_robust_list(_head: u64, len: u64) -> Result<u64> {
+    if len != 24 { Err(Errno::EINVAL) } else { Ok(0) }
+}
+
+/// Thread `exit(code)`: clears and wakes the `clear_tid` word, then ends the thread; the last
+/// thread to exit ends the program with `code`.
+pub fn exit_thread(code: i32) -> ! {
+    let me = current();
+    if me.clear_tid != 0 {
+        // SAFETY: the address was given by the C program for exactly this (set_tid_address
+        // or CLONE_CHILD_CLEARTID) and is checked by `user::write`.
+        if unsafe { user::write(me.clear_tid, 0u32) }.is_ok() {
+            futex_wake(me.clear_tid, 1, u32::MAX);
+        }
+    }
+    let last = {
+        let mut tids = TIDS.lock();
+        tids.remove(&me.tid);
+        tids.is_empty()
+    };
+    if last {
+        crate::dispatch::exit_program(code);
+    }
+    #[cfg(feature = "threads")]
+    libos::thread::exit();
+    #[cfg(not(feature = "threads"))]
+    crate::dispatch::exit_program(code)
+}
+
+const CLONE_VM: u64 = 0x100;
+const CLONE_FS: u64 = 0x200;
+const CLONE_FILES: u64 = 0x400;
+const CLONE_SIGHAND: u64 = 0x800;
+const CLONE_VFORK: u64 = 0x4000;
+const CLONE_THREAD: u64 = 0x10000;
+const CLONE_SYSVSEM: u64 = 0x40000;
+const CLONE_SETTLS: u64 = 0x80000;
+const CLONE_PARENT_SETTID: u64 = 0x100000;
+const CLONE_CHILD_CLEARTID: u64 = 0x200000;
+const CLONE_DETACHED: u64 = 0x400000;
+const CLONE_CHILD_SETTID: u64 = 0x1000000;
+/// What a thread (not a process) needs: shared memory, files, handlers, thread group.
+const THREAD_FLAGS: u64 = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD;
+const SUPPORTED: u64 = THREAD_FLAGS
+    | CLONE_SYSVSEM
+    | CLONE_SETTLS
+    | CLONE_PARENT_SETTID
+    | CLONE_CHILD_CLEARTID
+    | CLONE_DETACHED
+    | CLONE_CHILD_SETTID
+    | 0xff; // the exit signal (ignored for threads)
+
+/// Stack of the libos thread under a C thread: only the few frames before entering C code
+/// live there (system calls run on the C thread's own stack).
+#[cfg(feature = "threads")]
+const KERNEL_STACK: usize = 16 * 1024;
+
+/// `clone(flags, stack, ptid, ctid, tls)` (arguments in Linux order for the architecture,
+/// already sorted by the dispatcher).
+pub fn clone(frame: &libos::syscall::Frame, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> Result<u64> {
+    if flags & THREAD_FLAGS != THREAD_FLAGS || flags & CLONE_VFORK != 0 {
+        log::warn!("posix-shim: clone without the thread flags (a new process, flags {flags:#x}): ENOSYS until multi-process support");
+        return Err(Errno::ENOSYS);
+    }
+    if flags & !SUPPORTED != 0 {
+        log::warn!("posix-shim: clone flags {:#x} are not supported: EINVAL", flags & !SUPPORTED);
+        return Err(Errno::EINVAL);
+    }
+    if stack == 0 {
+        return Err(Errno::EINVAL);
+    }
+    spawn(frame, flags, stack, ptid, ctid, tls)
+}
+
+#[cfg(feature = "threads")]
+fn spawn(frame: &libos::syscall::Frame, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> Result<u64> {
+    use alloc::boxed::Box;
+    let entry = libos::syscall::user_entry().ok_or(Errno::ENOSYS)?;
+    let tid = NEXT_TID.fetch_add(1, Ordering::Relaxed);
+    let mut child = Box::new(frame.clone());
+    child.set_stack_pointer(stack);
+    child.set_result(0);
+    let clear_tid = if flags & CLONE_CHILD_CLEARTID != 0 { ctid } else { 0 };
+    if flags & CLONE_PARENT_SETTID != 0 {
+        // SAFETY: checked by `user::write`; the C program passed this address for the tid.
+        unsafe { user::write(ptid, tid as u32)? };
+    }
+    if flags & CLONE_CHILD_SETTID != 0 {
+        // SAFETY: as above (same memory: threads share it).
+        unsafe { user::write(ctid, tid as u32)? };
+    }
+    TIDS.lock().insert(tid);
+    let parent_tp = entry.thread_pointer();
+    let blocked = blocked_signals();
+    let spawned = libos::thread::Builder::new().name(alloc::format!("c-thread-{tid}")).stack_size(KERNEL_STACK).spawn(move || {
+        set_current(CThread { tid, clear_tid, blocked });
+        entry.set_thread_pointer(if flags & CLONE_SETTLS != 0 { tls as usize } else { parent_tp });
+        let frame = *child;
+        // SAFETY: the frame is the parent's at its `clone`, with the stack the C program
+        // allocated for this thread; the code continues after the `syscall`/`svc`.
+        unsafe { entry.enter(&frame) }
+    });
+    match spawned {
+        Ok(handle) => {
+            drop(handle); // detached: C threads end through `exit`
+            Ok(tid)
+        }
+        Err(e) => {
+            TIDS.lock().remove(&tid);
+            Err(if e == Errno::ENOMEM { Errno::EAGAIN } else { e })
+        }
+    }
+}
+
+#[cfg(not(feature = "threads"))]
+fn spawn(_: &libos::syscall::Frame, _: u64, _: u64, _: u64, _: u64, _: u64) -> Result<u64> {
+    log::warn!("posix-shim: clone needs the `threads` feature of posix-shim: EAGAIN");
+    Err(Errno::EAGAIN)
+}
+
+/// `sched_getaffinity(pid, size, mask)`: one CPU.
+pub fn sched_getaffinity(pid: u64, size: u64, mask: u64) -> Result<u64> {
+    if pid != 0 && !tid_exists(pid) {
+        return Err(Errno::ESRCH);
+    }
+    if size < 8 || size % 8 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: checked by `user::write`.
+    unsafe { user::write(mask, 1u64)? };
+    Ok(8)
+}
+
+struct Waiter {
+    woken: AtomicBool,
+    bitset: u32,
+    queue: WaitQueue,
+}
+
+static FUTEXES: Mutex<BTreeMap<u64, Vec<Arc<Waiter>>>> = Mutex::new(BTreeMap::new());
+
+const FUTEX_WAIT: u64 = 0;
+const FUTEX_WAKE: u64 = 1;
+const FUTEX_REQUEUE: u64 = 3;
+const FUTEX_CMP_REQUEUE: u64 = 4;
+const FUTEX_WAIT_BITSET: u64 = 9;
+const FUTEX_WAKE_BITSET: u64 = 10;
+const FUTEX_PRIVATE_FLAG: u64 = 128;
+const FUTEX_CLOCK_REALTIME: u64 = 256;
+
+/// `futex(addr, op, val, timeout_or_val2, addr2, val3)`.
+pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, addr2: u64, val3: u64) -> Result<u64> {
+    if addr % 4 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    user::check_range(addr, 4)?;
+    let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    match cmd {
+        FUTEX_WAIT | FUTEX_WAIT_BITSET => {
+            let bitset = if cmd == FUTEX_WAIT { u32::MAX } else { val3 as u32 };
+            if bitset == 0 {
+                return Err(Errno::EINVAL);
+            }
+            let deadline = if timeout == 0 {
+                None
+            } else {
+                // SAFETY: checked by `user::read`.
+                let t: crate::abi::Timespec = unsafe { user::read(timeout)? };
+                if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
+                    return Err(Errno::EINVAL);
+                }
+                let d = Duration::new(t.tv_sec as u64, t.tv_nsec as u32);
+                // FUTEX_WAIT: relative; FUTEX_WAIT_BITSET: absolute on the chosen clock (both
+                // clocks count from boot here, see `dispatch::clock_gettime`).
+                Some(if cmd == FUTEX_WAIT { Instant::now() + d } else { crate::dispatch::instant_of_clock(op & FUTEX_CLOCK_REALTIME != 0, d) })
+            };
+            futex_wait(addr, val as u32, bitset, deadline)
+        }
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => {
+            let bitset = if cmd == FUTEX_WAKE { u32::MAX } else { val3 as u32 };
+            if bitset == 0 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(futex_wake(addr, val as u32, bitset))
+        }
+        FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
+            if addr2 % 4 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            user::check_range(addr2, 4)?;
+            futex_requeue(addr, val as u32, timeout as u32, addr2, (cmd == FUTEX_CMP_REQUEUE).then_some(val3 as u32))
+        }
+        _ => {
+            crate::dispatch::log_unsupported("futex operation", op);
+            Err(Errno::ENOSYS)
+        }
+    }
+}
+
+fn load(addr: u64) -> u32 {
+    // SAFETY: the range was checked by the caller; futex words are read atomically by Linux.
+    unsafe { (*(addr as *const core::sync::atomic::AtomicU32)).load(Ordering::SeqCst) }
+}
+
+fn futex_wait(addr: u64, expected: u32, bitset: u32, deadline: Option<Instant>) -> Result<u64> {
+    let waiter = Arc::new(Waiter { woken: AtomicBool::new(false), bitset, queue: WaitQueue::new() });
+    {
+        let mut table = FUTEXES.lock();
+        if load(addr) != expected {
+            return Err(Errno::EAGAIN);
+        }
+        table.entry(addr).or_default().push(waiter.clone());
+    }
+    let condition = || waiter.woken.load(Ordering::Acquire);
+    let woken = match deadline {
+        Some(d) => waiter.queue.wait_until_deadline(condition, d),
+        None => {
+            waiter.queue.wait_until(condition);
+            true
+        }
+    };
+    if woken {
+        return Ok(0);
+    }
+    // Timed out, unless a waker took us off the list meanwhile (then it counted us as woken).
+    let mut table = FUTEXES.lock();
+    for list in table.values_mut() {
+        if let Some(i) = list.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
+            list.remove(i);
+            return Err(Errno::ETIMEDOUT);
+        }
+    }
+    Ok(0)
+}
+
+fn wake_waiters(waiters: Vec<Arc<Waiter>>) {
+    for w in waiters {
+        w.woken.store(true, Ordering::Release);
+        w.queue.wake_all();
+    }
+}
+
+/// Wakes up to `count` waiters on `addr` whose bitset intersects `bitset`; returns how many.
+pub fn futex_wake(addr: u64, count: u32, bitset: u32) -> u64 {
+    let woken = {
+        let mut table = FUTEXES.lock();
+        let Some(list) = table.get_mut(&addr) else { return 0 };
+        let mut woken = Vec::new();
+        let mut i = 0;
+        while i < list.len() && woken.len() < count as usize {
+            if list[i].bitset & bitset != 0 { woken.push(list.remove(i)) } else { i += 1 }
+        }
+        if list.is_empty() {
+            table.remove(&addr);
+        }
+        woken
+    };
+    let n = woken.len() as u64;
+    wake_waiters(woken);
+    n
+}
+
+fn futex_requeue(addr: u64, wake: u32, requeue: u32, addr2: u64, compare: Option<u32>) -> Result<u64> {
+    let woken = {
+        let mut table = FUTEXES.lock();
+        if let Some(expected) = compare {
+            if load(addr) != expected {
+                return Err(Errno::EAGAIN);
+            }
+        }
+        let mut list = table.remove(&addr).unwrap_or_default();
+        let woken: Vec<_> = list.drain(..list.len().min(wake as usize)).collect();
+        let moved: Vec<_> = list.drain(..list.len().min(requeue as usize)).collect();
+        if !list.is_empty() {
+            table.insert(addr, list);
+        }
+        if !moved.is_empty() {
+            table.entry(addr2).or_default().extend(moved);
+        }
+        woken
+    };
+    let n = woken.len() as u64;
+    wake_waiters(woken);
+    Ok(n)
+}

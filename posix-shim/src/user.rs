@@ -1,0 +1,135 @@
+//! Checks on pointers that C code passes to system calls.
+//!
+//! Everything runs in one address space, so a "user pointer" is a kernel pointer. What is
+//! checked, because it is cheap and catches the usual mistakes: null and the unmapped first
+//! page, ranges that wrap around, and ranges beyond the canonical lower half (x86_64) / 48-bit
+//! space (aarch64): those give `EFAULT`. What is not checked: that the range is mapped, or that
+//! it does not overlap the kernel's own data. A C program that passes a wild pointer into
+//! mapped memory gets its write done there, as with any code in a unikernel; one that passes
+//! an unmapped pointer faults inside the kernel, which reports a fatal exception.
+
+use libos::{Errno, Result};
+
+/// The first address above the user-visible space the shim accepts.
+pub const ADDRESS_LIMIT: u64 = 1 << 47;
+/// Addresses below this (the never-mapped first page) are faults.
+pub const LOWEST: u64 = 4096;
+
+/// Checks that `[addr, addr + len)` is a plausible range; `len == 0` is always fine.
+pub fn check_range(addr: u64, len: u64) -> Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
+    if addr < LOWEST || end > ADDRESS_LIMIT {
+        return Err(Errno::EFAULT);
+    }
+    Ok(())
+}
+
+/// The bytes at `[addr, addr + len)`.
+///
+/// # Safety
+/// Beyond [`check_range`], the caller trusts the C program that the range is mapped and not
+/// written concurrently for the slice's lifetime (the system-call contract).
+pub unsafe fn slice<'a>(addr: u64, len: u64) -> Result<&'a [u8]> {
+    check_range(addr, len)?;
+    if len == 0 {
+        return Ok(&[]);
+    }
+    // SAFETY: the range passed the plausibility check; the caller vouches for the rest.
+    Ok(unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) })
+}
+
+/// The writable bytes at `[addr, addr + len)`.
+///
+/// # Safety
+/// As [`slice`], and nothing else reads or writes the range meanwhile.
+pub unsafe fn slice_mut<'a>(addr: u64, len: u64) -> Result<&'a mut [u8]> {
+    check_range(addr, len)?;
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    // SAFETY: as above.
+    Ok(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) })
+}
+
+/// Reads a `T` from `addr`.
+///
+/// # Safety
+/// As [`slice`]; any bit pattern must be a valid `T` (plain C structures).
+pub unsafe fn read<T: Copy>(addr: u64) -> Result<T> {
+    check_range(addr, size_of::<T>() as u64)?;
+    // SAFETY: as above; unaligned reads are allowed.
+    Ok(unsafe { core::ptr::read_unaligned(addr as *const T) })
+}
+
+/// Writes `value` to `addr`.
+///
+/// # Safety
+/// As [`slice_mut`].
+pub unsafe fn write<T: Copy>(addr: u64, value: T) -> Result<()> {
+    check_range(addr, size_of::<T>() as u64)?;
+    // SAFETY: as above; unaligned writes are allowed.
+    unsafe { core::ptr::write_unaligned(addr as *mut T, value) };
+    Ok(())
+}
+
+/// The NUL-terminated string at `addr` (at most `max` bytes before the NUL), as UTF-8.
+/// Errors: `EFAULT` for a bad pointer, `ENAMETOOLONG` past `max`, `EINVAL` for non-UTF-8
+/// bytes (the VFS works on `str` paths).
+///
+/// # Safety
+/// As [`slice`], for every byte up to the NUL.
+pub unsafe fn c_str<'a>(addr: u64, max: usize) -> Result<&'a str> {
+    // Scan page by page: each page's range is checked once, then searched for the NUL.
+    let mut len = 0usize;
+    loop {
+        let at = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
+        let chunk = 4096 - (at % 4096);
+        check_range(at, chunk)?;
+        // SAFETY: the chunk passed the plausibility check and stays within one page.
+        let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, chunk as usize) };
+        if let Some(nul) = bytes.iter().position(|&b| b == 0) {
+            len += nul;
+            break;
+        }
+        len += chunk as usize;
+        if len > max {
+            return Err(Errno::ENAMETOOLONG);
+        }
+    }
+    if len > max {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    // SAFETY: the bytes up to `len` were just read.
+    let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+    core::str::from_utf8(bytes).map_err(|_| Errno::EINVAL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(check_range(0, 0), Ok(()));
+        assert_eq!(check_range(0, 1), Err(Errno::EFAULT));
+        assert_eq!(check_range(4095, 1), Err(Errno::EFAULT));
+        assert_eq!(check_range(4096, 1), Ok(()));
+        assert_eq!(check_range(u64::MAX, 2), Err(Errno::EFAULT));
+        assert_eq!(check_range(ADDRESS_LIMIT - 1, 1), Ok(()));
+        assert_eq!(check_range(ADDRESS_LIMIT - 1, 2), Err(Errno::EFAULT));
+    }
+
+    #[test]
+    fn c_strings() {
+        let text = b"hello\0";
+        // SAFETY: a live NUL-terminated buffer.
+        assert_eq!(unsafe { c_str(text.as_ptr() as u64, 100) }, Ok("hello"));
+        // SAFETY: as above.
+        assert_eq!(unsafe { c_str(text.as_ptr() as u64, 3) }, Err(Errno::ENAMETOOLONG));
+        // SAFETY: null is rejected before any read.
+        assert_eq!(unsafe { c_str(0, 3) }, Err(Errno::EFAULT));
+    }
+}
