@@ -10,7 +10,9 @@
 //! Users: `libos` (feature `fs-virtiofs`: `root=virtiofs:TAG`, `mount=virtiofs:TAG:/PATH`).
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
 
 pub mod channel;
+pub mod device;
 
 pub use channel::FuseChannel;
