@@ -2,9 +2,10 @@
 //! queue (0) and the request queue (1), and carries FUSE messages as a [`FuseChannel`].
 //!
 //! - **Several requests in flight.** A caller publishes its request under the queue lock,
-//!   notifies the device (unless it asked not to be), and waits for *its own* token. Whoever
-//!   looks at the used ring (a waiter re-checking its condition) records every completion it
-//!   finds in a per-token table and wakes the others, so completions may arrive in any order.
+//!   notifies the device (unless it asked not to be), and waits for *its own* request id.
+//!   Whoever looks at the used ring (a waiter re-checking its condition) records every
+//!   completion it finds by request id (tokens are reused as soon as the device returns them)
+//!   and wakes the others, so completions may arrive in any order.
 //! - **Blocking.** With an interrupt (the platform routed it:
 //!   [`libos_core::hal::Platform::enable_device_interrupt`])
 //!   callers sleep on a [`WaitQueue`] the interrupt handler wakes: through the scheduler with
@@ -73,29 +74,37 @@ pub fn parse_tag(raw: &[u8; TAG_LEN]) -> Result<String> {
     core::str::from_utf8(&raw[..len]).map(String::from).map_err(|_| Errno::EINVAL)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Slot {
-    Idle,
-    InFlight,
-    Done(u32),
-}
-
 struct Requests {
     queue: SplitQueue,
-    slots: Vec<Slot>,
+    /// The request id in flight on each token (head descriptor); 0: none.
+    in_flight: Vec<u64>,
+    /// Completions not yet collected by their caller: (request id, bytes written). A token is
+    /// free for reuse as soon as the device returns it, while its caller may not have looked
+    /// yet, so completions are keyed by request id, never by token.
+    done: Vec<(u64, u32)>,
+    next_id: u64,
 }
 
 impl Requests {
-    /// Moves every completion from the used ring into `slots`; returns how many there were.
+    /// Moves every completion from the used ring into `done`; returns how many there were.
     fn drain(&mut self) -> usize {
         let mut count = 0;
         while let Some((token, len)) = self.queue.pop_used() {
-            if let Some(slot) = self.slots.get_mut(usize::from(token)) {
-                *slot = Slot::Done(len);
+            if let Some(id) = self.in_flight.get_mut(usize::from(token)) {
+                if *id != 0 {
+                    self.done.push((*id, len));
+                    *id = 0;
+                }
             }
             count += 1;
         }
         count
+    }
+
+    /// Takes the completion of request `id`, if it arrived.
+    fn take(&mut self, id: u64) -> Option<u32> {
+        let at = self.done.iter().position(|&(done, _)| done == id)?;
+        Some(self.done.swap_remove(at).1)
     }
 }
 
@@ -174,13 +183,13 @@ impl VirtioFsDevice {
         };
         let hiprio = SplitQueue::new(&*transport, HIPRIO_QUEUE, HIPRIO_QUEUE_SIZE, false).map_err(fail)?;
         let request = SplitQueue::new(&*transport, REQUEST_QUEUE, MAX_QUEUE_SIZE, indirect).map_err(fail)?;
-        let slots = alloc::vec![Slot::Idle; usize::from(request.size())];
+        let in_flight = alloc::vec![0; usize::from(request.size())];
         let hiprio_buffers = (0..hiprio.size()).map(|_| None).collect();
         libos_virtio::finish_initialization(&*transport);
         let device = Arc::new(VirtioFsDevice {
             transport,
             tag,
-            requests: IrqSpinLock::new(Requests { queue: request, slots }),
+            requests: IrqSpinLock::new(Requests { queue: request, in_flight, done: Vec::new(), next_id: 1 }),
             hiprio: IrqSpinLock::new(Hiprio { queue: hiprio, buffers: hiprio_buffers }),
             waiters: WaitQueue::new(),
             interrupt: None,
@@ -323,12 +332,14 @@ impl FuseChannel for VirtioFsDevice {
             // touches them after the borrow ends.
             match unsafe { requests.queue.add(request, reply) } {
                 Ok(t) => {
-                    requests.slots[usize::from(t)] = Slot::InFlight;
+                    let id = requests.next_id;
+                    requests.next_id += 1;
+                    requests.in_flight[usize::from(t)] = id;
                     if requests.queue.should_notify() {
                         self.transport.notify(REQUEST_QUEUE);
                         self.notifications.fetch_add(1, Ordering::Relaxed);
                     }
-                    token = Some(t);
+                    token = Some(id);
                     true
                 }
                 Err(Errno::ENOSPC) => false,
@@ -341,29 +352,25 @@ impl FuseChannel for VirtioFsDevice {
         if let Some(e) = error {
             return Err(e);
         }
-        let Some(token) = token.filter(|_| published) else {
+        let Some(id) = token.filter(|_| published) else {
             self.fail(format_args!("no free descriptors for {:?} (opcode {})", self.timeout, Self::opcode(request)));
             return Err(Errno::EIO);
         };
         self.requests_sent.fetch_add(1, Ordering::Relaxed);
 
         let mut length = None;
-        let mut others = 0;
         let done = self.wait(deadline, || {
             if self.has_failed() {
                 return true;
             }
             let mut requests = self.requests.lock();
-            others += requests.drain();
-            if let Slot::Done(len) = requests.slots[usize::from(token)] {
-                requests.slots[usize::from(token)] = Slot::Idle;
-                length = Some(len);
-                others -= 1;
-            }
+            requests.drain();
+            length = requests.take(id);
             length.is_some()
         });
-        if others > 0 || (length.is_some() && !self.waiters.is_empty()) {
-            // Completions (or free descriptors) for callers asleep on the queue.
+        if !self.waiters.is_empty() {
+            // We may have collected completions of callers asleep on the queue, and our
+            // descriptors are free again for callers waiting to publish.
             self.waiters.wake_all();
         }
         match length {
