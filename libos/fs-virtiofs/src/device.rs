@@ -25,7 +25,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
 use libos_core::blocking::WaitQueue;
 use libos_core::device::Devices;
@@ -50,6 +50,9 @@ const MAX_QUEUE_SIZE: u16 = 1024;
 const HIPRIO_QUEUE_SIZE: u16 = 64;
 /// How long a reply may take by default before the device is declared dead.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `VirtioFsDevice::interrupt` when the device polls.
+const NO_INTERRUPT: u32 = u32::MAX;
 
 /// Counters for benchmarks and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -132,8 +135,8 @@ pub struct VirtioFsDevice {
     hiprio: IrqSpinLock<Hiprio>,
     /// Callers waiting for a completion or for free descriptors.
     waiters: WaitQueue,
-    /// The platform interrupt, when it is routed to us (else we poll).
-    interrupt: Option<u32>,
+    /// The platform interrupt when it is routed to us, else [`NO_INTERRUPT`] (we poll).
+    interrupt: AtomicU32,
     failed: AtomicBool,
     timeout: Duration,
     requests_sent: AtomicU64,
@@ -192,7 +195,7 @@ impl VirtioFsDevice {
             requests: IrqSpinLock::new(Requests { queue: request, in_flight, done: Vec::new(), next_id: 1 }),
             hiprio: IrqSpinLock::new(Hiprio { queue: hiprio, buffers: hiprio_buffers }),
             waiters: WaitQueue::new(),
-            interrupt: None,
+            interrupt: AtomicU32::new(NO_INTERRUPT),
             failed: AtomicBool::new(false),
             timeout,
             requests_sent: AtomicU64::new(0),
@@ -200,19 +203,13 @@ impl VirtioFsDevice {
             notifications: AtomicU64::new(0),
             interrupts: AtomicU64::new(0),
         });
-        let routed = interrupt.filter(|&irq| device.route_interrupt(irq));
-        // The interrupt number is fixed before anyone can send a request (the device is not
-        // shared yet), so rebuild the value with it rather than making it atomic.
-        let device = match Arc::try_unwrap(device) {
-            Ok(mut device) => {
-                device.interrupt = routed;
-                Arc::new(device)
+        match interrupt {
+            Some(irq) if device.route_interrupt(irq) => device.interrupt.store(irq, Ordering::Release),
+            _ => {
+                // Polling: ask the device not to raise interrupts nobody handles.
+                device.requests.lock().queue.set_interrupts(false);
+                device.hiprio.lock().queue.set_interrupts(false);
             }
-            Err(shared) => shared, // the handler holds a reference: see route_interrupt
-        };
-        if device.interrupt.is_none() {
-            device.requests.lock().queue.set_interrupts(false);
-            device.hiprio.lock().queue.set_interrupts(false);
         }
         log::info!(
             "virtio-fs {:?} at {}: request queue of {} ({} descriptors), {}",
@@ -220,9 +217,9 @@ impl VirtioFsDevice {
             device.transport.describe(),
             device.requests.lock().queue.size(),
             if indirect { "indirect" } else { "direct" },
-            match device.interrupt {
+            match device.interrupt() {
                 Some(irq) => alloc::format!("interrupt {irq}"),
-                None => String::from("polling"),
+                None => String::from("polling (no routable interrupt)"),
             }
         );
         Ok(device)
@@ -231,10 +228,25 @@ impl VirtioFsDevice {
     /// Registers the interrupt handler and asks the platform to route `irq`; false when it
     /// cannot (the device then polls).
     fn route_interrupt(self: &Arc<Self>, irq: u32) -> bool {
-        // The handler outlives every mount: devices are never removed, so leaking one
-        // reference for it is deliberate.
-        let _ = (self, irq);
-        false
+        // The handler holds one reference for ever: devices are never removed, and the
+        // platform offers no way to unregister an interrupt.
+        let data = Arc::into_raw(self.clone()) as usize;
+        if let Err(e) = libos_core::device::set_interrupt_handler(irq, interrupt_handler, data) {
+            log::warn!("virtio-fs {:?}: no handler slot for interrupt {irq} ({e}); polling", self.tag);
+            return false;
+        }
+        match libos_core::hal::platform().enable_device_interrupt(irq) {
+            Ok(()) => true,
+            Err(e) => {
+                log::info!("virtio-fs {:?}: the platform cannot route interrupt {irq} ({e}); polling", self.tag);
+                false
+            }
+        }
+    }
+
+    /// The platform interrupt the device completes requests with, or `None` when it polls.
+    pub fn interrupt(&self) -> Option<u32> {
+        Some(self.interrupt.load(Ordering::Acquire)).filter(|&irq| irq != NO_INTERRUPT)
     }
 
     /// The tag the host gave this share.
@@ -286,7 +298,7 @@ impl VirtioFsDevice {
 
     /// Waits until `ready()` or the deadline; `ready` runs with the waiters' lock held.
     fn wait(&self, deadline: Instant, mut ready: impl FnMut() -> bool) -> bool {
-        if self.interrupt.is_some() {
+        if self.interrupt().is_some() {
             return self.waiters.wait_until_deadline(ready, deadline);
         }
         loop {
@@ -305,6 +317,14 @@ impl VirtioFsDevice {
         let header = request.first().copied().unwrap_or_default();
         header.get(4..8).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
+}
+
+/// The device interrupt handler (`data`: the device, see `route_interrupt`).
+fn interrupt_handler(data: usize) {
+    // SAFETY: `data` came from `Arc::into_raw` of a device whose reference is never released,
+    // so the device is alive for as long as the handler can run.
+    let device = unsafe { &*(data as *const VirtioFsDevice) };
+    device.handle_interrupt();
 }
 
 impl FuseChannel for VirtioFsDevice {

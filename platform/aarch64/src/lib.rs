@@ -181,6 +181,10 @@ mod platform {
         fn devices(&self) -> libos_core::device::Devices {
             discovery::devices()
         }
+
+        fn enable_device_interrupt(&self, interrupt: u32) -> libos_core::Result<()> {
+            crate::gic::enable_spi(interrupt)
+        }
     }
 
     /// The context switch of this platform (`src/context.rs`, `src/guard.rs`), registered by the

@@ -69,6 +69,33 @@ pub fn pci_hosts_in_mcfg(mcfg: &[u8], mut found: impl FnMut(PciHost)) {
     }
 }
 
+/// An I/O APIC from the MADT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoApic {
+    /// Physical address of its registers.
+    pub address: u32,
+    /// The first GSI its pins serve.
+    pub gsi_base: u32,
+}
+
+/// Calls `found` for each I/O APIC of the MADT `madt` (the whole table).
+pub fn ioapics_in_madt(madt: &[u8], mut found: impl FnMut(IoApic)) {
+    // Header (36), local APIC address (4), flags (4), then entries {type, length, ...}.
+    let mut at = 44;
+    while let (Some(&kind), Some(&len)) = (madt.get(at), madt.get(at + 1)) {
+        let len = usize::from(len);
+        if len < 2 {
+            return;
+        }
+        if kind == 1 && len >= 12 {
+            if let (Some(address), Some(gsi_base)) = (u32_at(madt, at + 4), u32_at(madt, at + 8)) {
+                found(IoApic { address, gsi_base });
+            }
+        }
+        at += len;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +142,18 @@ mod tests {
         let mut found = 0;
         virtio_mmio_in_dsdt(b"LNRO0005LNRO0005\x86\x09\x00", |_| found += 1);
         assert_eq!(found, 0);
+    }
+
+    #[test]
+    fn madt_lists_io_apics() {
+        let mut madt = vec![0u8; 44];
+        madt.extend_from_slice(&[0, 8, 0, 0, 1, 0, 0, 0]); // a local APIC
+        madt.extend_from_slice(&[1, 12, 0, 0, 0, 0, 0xc0, 0xfe, 0, 0, 0, 0]);
+        madt.extend_from_slice(&[1, 12, 1, 0, 0, 0, 0xc1, 0xfe, 24, 0, 0, 0]);
+        madt.extend_from_slice(&[1, 0]); // a zero length stops the walk
+        let mut found = Vec::new();
+        ioapics_in_madt(&madt, |a| found.push(a));
+        assert_eq!(found, vec![IoApic { address: 0xfec0_0000, gsi_base: 0 }, IoApic { address: 0xfec1_0000, gsi_base: 24 }]);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! - `context`: the thread context switch and preemption on interrupt return (for the
 //!   scheduler);
 //! - `serial`, `clock`, `apic`: the 16550 console, the TSC clock, the local APIC one-shot timer;
-//! - [`devices`], `discovery`: virtio-mmio slots (DSDT `LNRO0005`) and PCIe hosts (MCFG);
+//! - [`devices`], `discovery`, `ioapic`: virtio-mmio slots (DSDT `LNRO0005`), PCIe hosts (MCFG),
+//!   device interrupts through the I/O APICs of the MADT;
 //! - [`acpi`], `shutdown`: exit codes through `isa-debug-exit`, else ACPI S5, else i8042 reset.
 //!
 //! It implements [`libos_core::hal::Platform`]. `libos` invokes [`entry_point!`] once to connect
@@ -48,6 +49,8 @@ mod gdt;
 mod guard;
 #[cfg(target_os = "none")]
 mod interrupts;
+#[cfg(target_os = "none")]
+mod ioapic;
 #[cfg(target_os = "none")]
 mod serial;
 #[cfg(target_os = "none")]
@@ -149,6 +152,10 @@ mod platform {
 
         fn devices(&self) -> libos_core::device::Devices {
             discovery::devices()
+        }
+
+        fn enable_device_interrupt(&self, interrupt: u32) -> libos_core::Result<()> {
+            crate::ioapic::enable(interrupt)
         }
     }
 
