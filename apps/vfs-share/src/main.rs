@@ -11,6 +11,8 @@
 //! - `until-error PATH`: reads PATH in a loop after printing `reading`, until a read fails ->
 //!   `read failed: ERRNO` (the test kills virtiofsd meanwhile);
 //! - `parallel PATH N`: N threads each write and read back their own file at once -> `parallel N`;
+//! - `wait-file PATH`: prints `waiting for PATH` and polls until PATH exists (the host's way to
+//!   let the guest go on after it looked at something);
 //! - `stats`: the device's counters.
 //!
 //! Exits 1 on the first failure (with a `FAILED:` line), 2 for bad arguments.
@@ -159,6 +161,13 @@ fn run(args: &[String]) -> Result<(), String> {
                 let count = number(count)? as usize;
                 parallel(dir, count)?;
                 println!("parallel {count}");
+                rest = tail;
+            }
+            [cmd, path, tail @ ..] if cmd == "wait-file" => {
+                println!("waiting for {path}");
+                while !fs::exists(path) {
+                    libos::thread::sleep(core::time::Duration::from_millis(50));
+                }
                 rest = tail;
             }
             [cmd, tail @ ..] if cmd == "stats" => {

@@ -162,6 +162,13 @@ pub fn probe(devices: &Devices, timeout: Duration) -> Vec<Arc<VirtioFsDevice>> {
             Err(e) => log::error!("virtio-fs at {describe}: cannot initialise the device: {e}"),
         }
     }
+    for transport in libos_virtio::probe_pci(devices, DEVICE_ID) {
+        let describe = transport.describe();
+        match VirtioFsDevice::new(Box::new(transport), None, timeout) {
+            Ok(device) => found.push(device),
+            Err(e) => log::error!("virtio-fs at {describe}: cannot initialise the device: {e}"),
+        }
+    }
     found
 }
 

@@ -4,7 +4,9 @@
 //!
 //! - [`Transport`]: the device's control plane (status, feature negotiation, queue setup,
 //!   notifications, configuration space, interrupt status, shared-memory regions), implemented
-//!   by [`mmio::MmioTransport`] (virtio-mmio version 1 "legacy" and version 2);
+//!   by [`mmio::MmioTransport`] (virtio-mmio version 1 "legacy" and version 2) and
+//!   [`pci::PciTransport`] (modern virtio-pci over ECAM, with BAR assignment and the
+//!   shared-memory capability);
 //! - [`queue::SplitQueue`]: a split virtqueue with indirect descriptors whose descriptors point
 //!   straight at the caller's buffers (no bounce copy), translated with
 //!   [`libos_core::hal::Platform::virt_to_phys`] and split where the physical pages are not
@@ -33,6 +35,7 @@
 extern crate alloc;
 
 pub mod mmio;
+pub mod pci;
 pub mod queue;
 
 use alloc::string::String;
@@ -176,5 +179,17 @@ pub fn probe_mmio(devices: &libos_core::device::Devices, device_id: u32) -> Vec<
             let transport = unsafe { mmio::MmioTransport::probe(slot.base, slot.size) }?;
             (transport.device_id() == device_id).then_some((transport, slot.interrupt))
         })
+        .collect()
+}
+
+/// The modern virtio-pci functions with id `device_id` on the PCIe hosts the platform
+/// discovered (polled: see [`pci`] for why they have no interrupt yet).
+pub fn probe_pci(devices: &libos_core::device::Devices, device_id: u32) -> Vec<pci::PciTransport> {
+    devices
+        .pci
+        .iter()
+        // SAFETY: the platform reported these ECAM windows from its firmware tables and maps
+        // device memory (ECAM and the BAR windows) below its device limit.
+        .flat_map(|host| unsafe { pci::probe(host, device_id) })
         .collect()
 }

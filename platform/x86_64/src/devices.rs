@@ -69,6 +69,33 @@ pub fn pci_hosts_in_mcfg(mcfg: &[u8], mut found: impl FnMut(PciHost)) {
     }
 }
 
+/// The largest 32-bit memory window among the DWord address-space descriptors of the DSDT (the
+/// PCI host bridge's `_CRS`: where BARs go). QEMU's firmware for `-kernel` boots (qboot) leaves
+/// BARs unassigned, so the kernel places them there. A descriptor only counts when its fields
+/// agree (`max == min + length - 1`, no translation), so stray bytes in the AML do not.
+pub fn pci_window_in_dsdt(aml: &[u8]) -> Option<(u64, u64)> {
+    // Large resource 0x87 (DWord Address Space), length 23, resource type 0 (memory).
+    let mut best: Option<(u64, u64)> = None;
+    for at in 0..aml.len().saturating_sub(26) {
+        if aml[at..at + 4] != [0x87, 0x17, 0x00, 0x00] {
+            continue;
+        }
+        let (Some(min), Some(max), Some(translation), Some(length)) =
+            (u32_at(aml, at + 10), u32_at(aml, at + 14), u32_at(aml, at + 18), u32_at(aml, at + 22))
+        else {
+            continue;
+        };
+        let (min, max, length) = (u64::from(min), u64::from(max), u64::from(length));
+        if translation != 0 || length < 0x10_0000 || min + length - 1 != max {
+            continue;
+        }
+        if best.is_none_or(|(start, end)| end - start < length) {
+            best = Some((min, min + length));
+        }
+    }
+    best
+}
+
 /// An I/O APIC from the MADT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IoApic {
@@ -142,6 +169,26 @@ mod tests {
         let mut found = 0;
         virtio_mmio_in_dsdt(b"LNRO0005LNRO0005\x86\x09\x00", |_| found += 1);
         assert_eq!(found, 0);
+    }
+
+    #[test]
+    fn the_largest_consistent_memory_window_is_the_pci_window() {
+        fn dword_memory(min: u32, len: u32) -> Vec<u8> {
+            let mut d = vec![0x87, 0x17, 0x00, 0x00, 0x0c, 0x01];
+            for v in [0, min, min + len - 1, 0, len] {
+                d.extend_from_slice(&v.to_le_bytes());
+            }
+            d
+        }
+        let mut aml = vec![0u8; 36];
+        aml.extend(dword_memory(0x000a_0000, 0x2_0000)); // VGA: too small
+        aml.extend(dword_memory(0x8000_0000, 0x3000_0000));
+        aml.extend(dword_memory(0xc000_0000, 0x1000_0000));
+        let mut broken = dword_memory(0x1000_0000, 0x4000_0000);
+        broken[14] ^= 1; // max no longer matches
+        aml.extend(broken);
+        assert_eq!(pci_window_in_dsdt(&aml), Some((0x8000_0000, 0xb000_0000)));
+        assert_eq!(pci_window_in_dsdt(&aml[..40]), None);
     }
 
     #[test]
