@@ -5,7 +5,7 @@
 //! - the **FUSE protocol** ([`protocol`]: message layouts, `FUSE_INIT` negotiation, reply
 //!   verification, directory-entry parsing) and the **file system** on top of it ([`fs`]:
 //!   [`VirtioFs`], implementing the `libos_vfs` traits): pure code, no `unsafe`, host-tested
-//!   against an in-memory fake FUSE server (`testing::FakeServer`, feature `testing`);
+//!   against an in-memory fake FUSE server ([`testing::FakeServer`], feature `testing`);
 //! - the **virtio device** that carries FUSE requests over virtqueues (the only module here
 //!   allowed to use `unsafe`).
 //!
@@ -68,6 +68,12 @@ extern crate alloc;
 pub mod channel;
 pub mod fs;
 pub mod protocol;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
 
 pub use channel::FuseChannel;
 pub use fs::{FuseNode, FuseStats, MountOptions, VirtioFs};
