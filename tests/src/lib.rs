@@ -19,7 +19,8 @@ use std::time::Duration;
 use xtask::accel::{self, Accel};
 use xtask::arch::Arch;
 use xtask::build;
-use xtask::qemu::{self, Exit, Machine, Outcome, VmConfig};
+use xtask::qemu::{self, Exit, Machine, Outcome, Running, VmConfig};
+use xtask::virtiofs::{Cache, ROOT_TAG, Share};
 
 /// The architectures to test on: those with a platform crate.
 pub fn arches() -> Vec<Arch> {
@@ -56,6 +57,7 @@ pub struct Boot {
     debug_exit: bool,
     timeout: Duration,
     qemu_args: Vec<String>,
+    shares: Vec<Share>,
 }
 
 impl Boot {
@@ -71,6 +73,7 @@ impl Boot {
             debug_exit: true,
             timeout: Duration::from_secs(60),
             qemu_args: Vec::new(),
+            shares: Vec::new(),
         }
     }
 
@@ -104,6 +107,33 @@ impl Boot {
         self
     }
 
+    /// Shares the host directory `dir` with the guest through virtio-fs under `tag` (one
+    /// virtiofsd per share, started before QEMU and stopped after it; see `xtask::virtiofs`).
+    /// The guest mounts it with the kernel option `mount=virtiofs:TAG:/PATH`.
+    pub fn share(mut self, dir: impl Into<PathBuf>, tag: &str) -> Boot {
+        self.shares.push(Share::new(dir, tag));
+        self
+    }
+
+    /// Shares `dir` as the root file system (`root=virtiofs:root`), like `./x run --root DIR`.
+    pub fn root_share(mut self, dir: impl Into<PathBuf>) -> Boot {
+        self.shares.insert(0, Share::new(dir, ROOT_TAG));
+        self.options = format!("root=virtiofs:{ROOT_TAG} {}", self.options);
+        self
+    }
+
+    /// Sets virtiofsd's cache policy for every share.
+    pub fn cache(mut self, cache: Cache) -> Boot {
+        self.shares.iter_mut().for_each(|s| s.cache = cache);
+        self
+    }
+
+    /// Sets the timeout after which QEMU is killed.
+    pub fn timeout(mut self, timeout: Duration) -> Boot {
+        self.timeout = timeout;
+        self
+    }
+
     /// Boots without the exit-code device: no `isa-debug-exit` on x86_64, no semihosting on
     /// aarch64 (as on Firecracker or cloud-hypervisor).
     pub fn without_debug_exit(mut self) -> Boot {
@@ -113,6 +143,12 @@ impl Boot {
 
     /// Boots on `arch` and returns the result.
     pub fn on(&self, arch: Arch) -> Booted {
+        self.start(arch).finish()
+    }
+
+    /// Starts the boot on `arch` without waiting for it: the test can act while the guest
+    /// runs (wait for a line, kill QEMU or a virtiofsd) and then [`Started::finish`].
+    pub fn start(&self, arch: Arch) -> Started {
         let mut config = VmConfig::new(arch, image(&self.app, arch));
         config.accel = accelerator(arch);
         config.memory = self.memory.clone();
@@ -122,8 +158,33 @@ impl Boot {
         config.extra_args = self.qemu_args.clone();
         config.timeout = self.timeout;
         config.cmdline = qemu::kernel_cmdline(&self.options, &self.args);
-        let outcome = qemu::run(&config, false).unwrap_or_else(|e| panic!("running QEMU: {e}"));
-        Booted { what: format!("{} {:?} on {arch} ({})", self.app, self.args, machine.name()), outcome }
+        config.shares = self.shares.clone();
+        let running = qemu::start(&config, false, None).unwrap_or_else(|e| panic!("starting QEMU: {e}"));
+        Started { what: format!("{} {:?} on {arch} ({})", self.app, self.args, machine.name()), running }
+    }
+}
+
+/// A boot in progress ([`Boot::start`]).
+pub struct Started {
+    what: String,
+    /// The QEMU process and its virtiofsd daemons.
+    pub running: Running,
+}
+
+impl Started {
+    /// Waits until the console contains `text`; fails the test (with the console so far)
+    /// after `timeout`.
+    pub fn wait_for(&self, text: &str, timeout: Duration) -> &Started {
+        if !self.running.wait_for_console(text, timeout) {
+            panic!("{}: no {text:?} on the console within {timeout:?}\n--- console:\n{}", self.what, self.running.console());
+        }
+        self
+    }
+
+    /// Waits for the guest to end and returns the result.
+    pub fn finish(self) -> Booted {
+        let outcome = self.running.finish().unwrap_or_else(|e| panic!("running QEMU: {e}"));
+        Booted { what: self.what, outcome }
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`measure`]: the measurement layer of the suites (icount runs, device-trace counts,
 //!   wall-clock spreads, results files, plots, comparison with the previous results);
 //! - [`linux`]: the Linux guest baseline (Debian kernel, busybox initramfs, C programs);
+//! - [`virtiofs`]: host directories shared with the guest (virtiofsd per share);
 //! - [`bench`](mod@bench): `./x bench` suites, writing `bench/results/`.
 
 pub mod accel;
@@ -22,6 +23,7 @@ pub mod floor;
 pub mod linux;
 pub mod measure;
 pub mod qemu;
+pub mod virtiofs;
 
 use std::path::PathBuf;
 

@@ -28,7 +28,8 @@ use std::time::Duration;
 
 /// `/init` of the initramfs. Options come from the kernel command line (`bench.prog=`,
 /// `bench.args=` comma-separated, `bench.modules=` comma-separated and already in dependency
-/// order, `bench.net=ADDRESS/PREFIX` to bring up eth0).
+/// order, `bench.net=ADDRESS/PREFIX` to bring up eth0, `bench.mounts=` comma-separated
+/// `FSTYPE:SOURCE:PATH` mounted in order, e.g. `virtiofs:data:/mnt`, `tmpfs:none:/tmp`).
 pub const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
 # Linux guest baseline: run one benchmark program, report its status, power off.
 bb=/bin/busybox
@@ -41,10 +42,15 @@ for word in $($bb cat /proc/cmdline); do
         bench.args=*) args=${word#bench.args=} ;;
         bench.modules=*) modules=${word#bench.modules=} ;;
         bench.net=*) net=${word#bench.net=} ;;
+        bench.mounts=*) mounts=${word#bench.mounts=} ;;
     esac
 done
 for module in $(echo "$modules" | $bb tr , ' '); do
     $bb insmod /modules/$module.ko || echo "[bench] insmod $module failed"
+done
+for mount in $(echo "$mounts" | $bb tr , ' '); do
+    fstype=${mount%%:*}; rest=${mount#*:}; source=${rest%%:*}; path=${rest#*:}
+    $bb mkdir -p "$path" && $bb mount -t "$fstype" "$source" "$path" || echo "[bench] mount $mount failed"
 done
 if [ -n "$net" ]; then
     $bb ip link set lo up
@@ -86,7 +92,7 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Runs a command, printing it; fails with the command line and its status.
-fn run_step(command: &mut Command) -> Result<()> {
+pub(crate) fn run_step(command: &mut Command) -> Result<()> {
     eprintln!("    + {}", format!("{command:?}").replace('"', ""));
     let status = command.status().map_err(|e| format!("cannot run {command:?}: {e}"))?;
     if !status.success() {
@@ -133,9 +139,14 @@ pub fn ensure_host_tools(arches: &[Arch]) -> Result<()> {
     if add_arm64 || need_arm64 {
         run_step(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
     }
+    apt_install(&packages)
+}
+
+/// Refreshes apt's package lists and installs `packages` (none: only the refresh).
+pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
     run_step(Command::new("apt-get").args(["update", "-q"]))?;
     if !packages.is_empty() {
-        run_step(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "--no-install-recommends"]).args(&packages))?;
+        run_step(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "--no-install-recommends"]).args(packages))?;
     }
     Ok(())
 }
@@ -294,7 +305,7 @@ pub fn programs() -> Result<Vec<String>> {
 }
 
 /// The virtio modules copied into every initramfs (the workloads pick which to load).
-const VIRTIO_MODULES: &[&str] = &["virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net"];
+const VIRTIO_MODULES: &[&str] = &["virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net", "virtiofs"];
 
 /// A built Linux baseline for one architecture.
 #[derive(Clone, Debug)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 use xtask::accel::{self, Accel};
 use xtask::arch::Arch;
 use xtask::qemu::{self, Exit, Machine, VmConfig};
+use xtask::virtiofs::{self, Cache, ROOT_TAG, Share};
 use xtask::{Result, bench, build, root};
 
 const HELP: &str = "\
@@ -21,6 +22,14 @@ const HELP: &str = "\
         --cmdline \"OPTIONS\"     kernel options (loglevel=LEVEL, bootstats, ...)
         --boot-stats            print the boot statistics (adds the `bootstats` option)
         --timeout SECONDS       kill the guest after this long (default: none)
+        --share DIR[:TAG]       share a host directory through virtio-fs (repeatable; TAG
+                                defaults to the directory's name; the guest mounts it with
+                                `--cmdline mount=virtiofs:TAG:/PATH`); starts one virtiofsd per
+                                share (installed into target/tools on first use), stopped with
+                                the guest
+        --root DIR              share DIR as tag `root` and mount it as `/` (root=virtiofs:root)
+        --cache auto|never|always|metadata
+                                virtiofsd's cache policy for every share (default auto)
   ./x build [APP...] [--arch A]
         Build apps (default: all) and print their image paths (x86_64: PVH ELF; aarch64: Linux
         arm64 Image, flattened from the ELF beside it).
@@ -88,6 +97,9 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     let mut options = String::new();
     let mut boot_stats = false;
     let mut timeout = None;
+    let mut shares = Vec::new();
+    let mut root_dir = None;
+    let mut cache = None;
     let mut app_args = Vec::new();
     while let Some(arg) = parser.next()? {
         match arg {
@@ -98,6 +110,9 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
             Long("cmdline") => options = parser.value()?.string()?,
             Long("boot-stats") => boot_stats = true,
             Long("timeout") => timeout = Some(Duration::from_secs_f64(parser.value()?.parse()?)),
+            Long("share") => shares.push(Share::parse(&parser.value()?.string()?)?),
+            Long("root") => root_dir = Some(parser.value()?.string()?),
+            Long("cache") => cache = Some(parser.value()?.parse::<Cache>()?),
             Value(value) if app.is_none() => app = Some(value.string()?),
             Value(value) => app_args.push(value.string()?),
             _ => return Err(arg.unexpected().into()),
@@ -108,6 +123,16 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     if boot_stats {
         options = format!("bootstats {options}");
     }
+    if let Some(dir) = root_dir {
+        let share = Share::new(dir, ROOT_TAG);
+        share.check()?;
+        shares.insert(0, share);
+        options = format!("root=virtiofs:{ROOT_TAG} {options}");
+    }
+    if let Some(cache) = cache {
+        shares.iter_mut().for_each(|s| s.cache = cache);
+    }
+    virtiofs::check_unique_tags(&shares)?;
     let machine = machine.unwrap_or_else(|| Machine::default_for(arch));
     if machine.arch() != arch {
         return Err(format!("--machine {} is for {}, not {arch}", machine.name(), machine.arch()).into());
@@ -121,6 +146,17 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     config.memory = memory;
     config.cmdline = qemu::kernel_cmdline(&options, &app_args);
     config.timeout = timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    config.shares = shares;
+    if !config.shares.is_empty() {
+        // Ctrl-C reaches QEMU through the terminal; the daemons must not outlive it either.
+        let _ = ctrlc::set_handler(|| {
+            qemu::kill_running();
+            virtiofs::kill_all();
+        });
+        for share in &config.shares {
+            eprintln!("==> sharing {} as virtio-fs tag `{}` (virtiofsd --cache={})", share.dir.display(), share.tag, share.cache.name());
+        }
+    }
     let outcome = qemu::run(&config, true)?;
     if outcome.console.contains("backtrace:") {
         // aarch64 boots a raw Image: the symbols are in the ELF beside it, linked at 0.
@@ -202,6 +238,8 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
             let names: Vec<&str> = apps.iter().map(String::as_str).collect();
             build::build(&names, arch, false)?;
         }
+        // The virtio-fs tests start virtiofsd; install it once here, not inside a test.
+        virtiofs::ensure_virtiofsd()?;
         eprintln!("==> QEMU integration tests");
         ok &= cargo_test(&["-p", "libos-tests"])?;
     }

@@ -82,6 +82,26 @@ impl std::str::FromStr for Machine {
     }
 }
 
+/// How virtio devices attach to the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VirtioTransport {
+    /// virtio-mmio (version 2, modern): microvm, aarch64 `virt`.
+    Mmio,
+    /// virtio-pci (modern): q35; aarch64 `virt` has PCIe too.
+    Pci,
+}
+
+impl VirtioTransport {
+    /// The transport a machine's virtio devices use unless a boot asks otherwise: PCI where
+    /// the machine is a PCI machine (q35), else MMIO.
+    pub fn default_for(machine: Machine) -> VirtioTransport {
+        match machine {
+            Machine::Q35 => VirtioTransport::Pci,
+            Machine::Microvm | Machine::VirtGicv2 | Machine::VirtGicv3 => VirtioTransport::Mmio,
+        }
+    }
+}
+
 /// The CPU model of aarch64 boots (`max` and `host` do not work under TCG on every host).
 pub const AARCH64_CPU: &str = "cortex-a72";
 
@@ -109,6 +129,10 @@ pub struct VmConfig {
     pub timeout: Duration,
     /// More QEMU arguments.
     pub extra_args: Vec<String>,
+    /// Host directories shared through virtio-fs, one virtiofsd each (see [`crate::virtiofs`]).
+    pub shares: Vec<crate::virtiofs::Share>,
+    /// How virtio devices attach (default: [`VirtioTransport::default_for`] the machine).
+    pub virtio_transport: Option<VirtioTransport>,
     /// A command QEMU runs under, e.g. `ip netns exec NS` (it must `exec` QEMU, so that the
     /// timeout's kill reaches QEMU itself). Empty: QEMU runs directly.
     pub launcher: Vec<String>,
@@ -129,6 +153,8 @@ impl VmConfig {
             icount: false,
             timeout: Duration::from_secs(60),
             extra_args: Vec::new(),
+            shares: Vec::new(),
+            virtio_transport: None,
             launcher: Vec::new(),
         }
     }
@@ -318,14 +344,40 @@ pub fn run(config: &VmConfig, echo: bool) -> Result<Outcome> {
 /// [`run`], also sending the console to `observer` as it arrives (in chunks, not lines), so a
 /// caller can act while the guest runs (a benchmark waits for the guest's ready line).
 pub fn run_observed(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String>>) -> Result<Outcome> {
+    start(config, echo, observer)?.finish()
+}
+
+/// A guest that is running: what [`start`] returns. Tests use it to act while the guest runs
+/// (wait for a line, kill QEMU, look at a virtiofsd); [`Running::finish`] waits for the end.
+pub struct Running {
+    config: VmConfig,
+    echo: bool,
+    pid: u32,
+    started: Instant,
+    /// The console so far (the reader thread appends).
+    console: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    console_reader: Option<std::thread::JoinHandle<()>>,
+    stderr_reader: Option<std::thread::JoinHandle<String>>,
+    finished: mpsc::Receiver<std::io::Result<std::process::ExitStatus>>,
+    /// The virtiofsd processes of the boot's shares, stopped after QEMU.
+    daemons: Option<crate::virtiofs::Daemons>,
+}
+
+/// Starts QEMU for `config` (and a virtiofsd per share first) without waiting for it.
+pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String>>) -> Result<Running> {
     if config.machine.arch() != config.arch {
         return Err(format!("machine {} is not an {} machine (expected one of: {})", config.machine.name(), config.arch,
             Machine::of(config.arch).iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")).into());
     }
     check_memory(config)?;
+    let daemons = if config.shares.is_empty() { None } else { Some(crate::virtiofs::Daemons::start(&config.shares)?) };
+    let mut command = config.command();
+    if let Some(daemons) = &daemons {
+        let transport = config.virtio_transport.unwrap_or_else(|| VirtioTransport::default_for(config.machine));
+        command.args(daemons.qemu_args(transport, &config.memory));
+    }
     let started = Instant::now();
-    let mut child = config
-        .command()
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -333,8 +385,9 @@ pub fn run_observed(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender
         .map_err(|e| format!("cannot start {}: {e}", config.arch.qemu()))?;
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
+    let console = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let collected = console.clone();
     let console_reader = std::thread::spawn(move || {
-        let mut collected = Vec::new();
         let mut buffer = [0u8; 4096];
         while let Ok(n) = stdout.read(&mut buffer) {
             if n == 0 {
@@ -349,9 +402,10 @@ pub fn run_observed(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender
                 // The observer may have stopped listening; the capture goes on regardless.
                 let _ = observer.send(String::from_utf8_lossy(&buffer[..n]).into_owned());
             }
-            collected.extend_from_slice(&buffer[..n]);
+            if let Ok(mut collected) = collected.lock() {
+                collected.extend_from_slice(&buffer[..n]);
+            }
         }
-        collected
     });
     let stderr_reader = std::thread::spawn(move || {
         let mut collected = String::new();
@@ -368,28 +422,90 @@ pub fn run_observed(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender
     std::thread::spawn(move || {
         let _ = done.send(child.wait());
     });
-    let status = match finished.recv_timeout(config.timeout) {
-        Ok(status) => Some(status.map_err(|e| format!("waiting for QEMU: {e}"))?),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            let _ = finished.recv();
-            None
+    Ok(Running {
+        config: config.clone(),
+        echo,
+        pid,
+        started,
+        console,
+        console_reader: Some(console_reader),
+        stderr_reader: Some(stderr_reader),
+        finished,
+        daemons,
+    })
+}
+
+impl Running {
+    /// The QEMU process.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The virtiofsd processes serving the boot's shares (in the order of
+    /// [`VmConfig::shares`]).
+    pub fn daemons(&self) -> Option<&crate::virtiofs::Daemons> {
+        self.daemons.as_ref()
+    }
+
+    /// The console so far.
+    pub fn console(&self) -> String {
+        let bytes = self.console.lock().map(|c| c.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).replace('\r', "")
+    }
+
+    /// Waits until the console contains `text` (true) or `timeout` passed (false).
+    pub fn wait_for_console(&self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.console().contains(text) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-    };
-    let wall = started.elapsed();
-    if let Ok(mut running) = RUNNING.lock() {
-        running.retain(|&p| p != pid);
+        false
     }
-    let console = String::from_utf8_lossy(&console_reader.join().unwrap_or_default()).replace('\r', "");
-    let stderr = stderr_reader.join().unwrap_or_default();
-    if echo && !stderr.is_empty() {
-        eprint!("{stderr}");
+
+    /// Kills QEMU with SIGKILL (no chance to flush anything: what the guest made durable is
+    /// on the host, the rest is lost). [`Running::finish`] then reports the kill as a timeout
+    /// or a QEMU failure.
+    pub fn kill(&self) {
+        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
     }
-    let exit = match status {
-        None => Exit::Timeout,
-        Some(status) => decode_boot_exit(config, status.code(), &console, &stderr),
-    };
-    Ok(Outcome { exit, console, stderr, wall })
+
+    /// Waits for QEMU to end (killing it after the config's timeout), stops the boot's
+    /// virtiofsd processes and decodes the exit.
+    pub fn finish(mut self) -> Result<Outcome> {
+        let config = self.config.clone();
+        let remaining = config.timeout.saturating_sub(self.started.elapsed());
+        let status = match self.finished.recv_timeout(remaining) {
+            Ok(status) => Some(status.map_err(|e| format!("waiting for QEMU: {e}"))?),
+            Err(_) => {
+                self.kill();
+                let _ = self.finished.recv();
+                None
+            }
+        };
+        let wall = self.started.elapsed();
+        if let Ok(mut running) = RUNNING.lock() {
+            running.retain(|&p| p != self.pid);
+        }
+        if let Some(mut daemons) = self.daemons.take() {
+            daemons.stop();
+        }
+        if let Some(reader) = self.console_reader.take() {
+            let _ = reader.join();
+        }
+        let console = self.console();
+        let stderr = self.stderr_reader.take().and_then(|r| r.join().ok()).unwrap_or_default();
+        if self.echo && !stderr.is_empty() {
+            eprint!("{stderr}");
+        }
+        let exit = match status {
+            None => Exit::Timeout,
+            Some(status) => decode_boot_exit(&config, status.code(), &console, &stderr),
+        };
+        Ok(Outcome { exit, console, stderr, wall })
+    }
 }
 
 /// Quotes an app argument for the kernel command line (see libos `cmdline`): words with spaces,

@@ -2,7 +2,7 @@
 //!
 //! Run with the names of the checks to run, in order: `./x run selftest -- timer heap clock`.
 //! Each passing check prints `ok: NAME ...`; a failing one prints `FAILED: NAME ...` and the app
-//! exits 1. The crash checks (`panic`, `page-fault`, `null`, `write-code`, `exec-data`,
+//! exits 1. `hang` prints `hanging until killed` and never returns. The crash checks (`panic`, `page-fault`, `null`, `write-code`, `exec-data`,
 //! `stack-overflow`) must end the VM with a crash report and the kernel's exit code; if one
 //! returns, that is a failure too. The QEMU integration tests in `tests/` drive this app.
 #![no_std]
@@ -21,7 +21,7 @@ libos::main!(main);
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: selftest CHECK...   (timer heap heap-exhaustion clock event exit=N panic page-fault null write-code exec-data stack-overflow)");
+        println!("usage: selftest CHECK...   (timer heap heap-exhaustion clock event exit=N hang panic page-fault null write-code exec-data stack-overflow)");
         return 2;
     }
     let mut failed = 0;
@@ -38,6 +38,7 @@ fn main() -> i32 {
             "write-code" => crashed(fault::write_to_code()),
             "exec-data" => crashed(fault::execute_data()),
             "stack-overflow" => crashed(fault::overflow_stack()),
+            "hang" => hang(),
             other => match other.strip_prefix("exit=").map(str::parse::<i32>) {
                 Some(Ok(code)) => libos::process::exit(code),
                 _ => Err(alloc::format!("unknown check `{other}`")),
@@ -55,6 +56,14 @@ fn main() -> i32 {
 }
 
 type Check = Result<alloc::string::String, alloc::string::String>;
+
+/// Never returns: for tests that kill QEMU while the guest runs.
+fn hang() -> Check {
+    println!("hanging until killed");
+    loop {
+        hal::platform().wait_for_interrupt();
+    }
+}
 
 fn crashed<T>(_: T) -> Check {
     Err("the deliberate fault returned instead of ending the VM".into())

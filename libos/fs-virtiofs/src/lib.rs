@@ -6,8 +6,9 @@
 //!   verification, directory-entry parsing) and the **file system** on top of it ([`fs`]:
 //!   [`VirtioFs`], implementing the `libos_vfs` traits): pure code, no `unsafe`, host-tested
 //!   against an in-memory fake FUSE server ([`testing::FakeServer`], feature `testing`);
-//! - the **virtio device** that carries FUSE requests over virtqueues (the only module here
-//!   allowed to use `unsafe`).
+//! - the **virtio device** ([`device`]: [`device::VirtioFsDevice`], on the transports and
+//!   virtqueues of `libos-virtio`) that carries FUSE requests over virtqueues (the only module
+//!   here allowed to use `unsafe`).
 //!
 //! Users: `libos` (feature `fs-virtiofs`: `root=virtiofs:TAG`, `mount=virtiofs:TAG:/PATH`).
 //!
@@ -66,6 +67,7 @@
 extern crate alloc;
 
 pub mod channel;
+pub mod device;
 pub mod fs;
 pub mod protocol;
 

@@ -11,6 +11,7 @@
 //! - `context`: the thread context switch and preemption on interrupt return (for the
 //!   scheduler);
 //! - `serial`, `clock`, `apic`: the 16550 console, the TSC clock, the local APIC one-shot timer;
+//! - [`devices`], `discovery`: virtio-mmio slots (DSDT `LNRO0005`) and PCIe hosts (MCFG);
 //! - [`acpi`], `shutdown`: exit codes through `isa-debug-exit`, else ACPI S5, else i8042 reset.
 //!
 //! It implements [`libos_core::hal::Platform`]. `libos` invokes [`entry_point!`] once to connect
@@ -24,6 +25,7 @@
 extern crate alloc;
 
 pub mod acpi;
+pub mod devices;
 pub mod memory;
 pub mod paging;
 pub mod pvh;
@@ -38,6 +40,8 @@ mod clock;
 mod context;
 #[cfg(target_os = "none")]
 mod cpu;
+#[cfg(target_os = "none")]
+mod discovery;
 #[cfg(target_os = "none")]
 mod gdt;
 #[cfg(target_os = "none")]
@@ -71,7 +75,7 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{apic, clock, context, cpu, guard, serial, shutdown};
+    use crate::{apic, clock, context, cpu, discovery, guard, serial, shutdown};
     use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
     use x86_64::instructions::interrupts;
@@ -141,6 +145,10 @@ mod platform {
 
         fn shutdown(&self, code: i32) -> ! {
             shutdown::power_off(code)
+        }
+
+        fn devices(&self) -> libos_core::device::Devices {
+            discovery::devices()
         }
     }
 
