@@ -418,7 +418,7 @@ impl FakeServer {
                     Err(e) => return Err(e),
                 };
                 let mut reply = self.entry(state, node.clone())?;
-                let fh = Self::open(state, node, create.flags, false);
+                let fh = Self::open(state, node, create.flags & !O_APPEND, false);
                 reply.extend_from_slice(proto::fuse_open_out { fh, open_flags: 0, backing_id: 0 }.as_bytes());
                 Ok(reply)
             }
@@ -467,7 +467,8 @@ impl FakeServer {
                     (FileType::Symlink, false) => return Err(Errno::ELOOP),
                     _ => return Err(Errno::ENXIO),
                 }
-                let fh = Self::open(state, node, open.flags, dir);
+                // Like virtiofsd: O_APPEND is dropped here and taken from each WRITE's flags.
+                let fh = Self::open(state, node, open.flags & !O_APPEND, dir);
                 Ok(proto::fuse_open_out { fh, open_flags: 0, backing_id: 0 }.as_bytes().to_vec())
             }
             op::READ => {
@@ -495,7 +496,8 @@ impl FakeServer {
                 if handle.dir || handle.flags & (O_WRONLY | O_RDWR) == 0 {
                     return Err(Errno::EBADF);
                 }
-                let offset = if handle.flags & O_APPEND != 0 { handle.node.metadata()?.size } else { write.offset };
+                // virtiofsd writes with RWF_APPEND when the WRITE's flags carry O_APPEND.
+                let offset = if write.flags & O_APPEND != 0 { handle.node.metadata()?.size } else { write.offset };
                 let node = handle.node.clone();
                 let n = node.write_at(offset, data)?;
                 if let Some(t) = state.times.get_mut(&node.ino()) {
@@ -543,6 +545,9 @@ impl FakeServer {
                     return Err(Errno::EBADF);
                 }
                 let dir = handle.node.clone();
+                if dir.metadata()?.nlink == 0 {
+                    return Err(Errno::ENOENT); // Linux's getdents on a removed directory
+                }
                 readdir(&dir, read.offset, read.size as usize)
             }
             op::SYNCFS | op::DESTROY => Ok(Vec::new()),

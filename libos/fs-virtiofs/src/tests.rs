@@ -382,7 +382,7 @@ fn readdir_is_paged() {
 }
 
 #[test]
-fn append_goes_through_an_append_handle() {
+fn append_writes_at_the_hosts_end() {
     let m = mount(FakeOptions::default());
     write_file(&m.vfs, "/log", b"one\n");
     let file = m.vfs.open("/log", OpenFlags::WRONLY | OpenFlags::APPEND, 0).unwrap();
