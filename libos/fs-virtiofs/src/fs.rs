@@ -641,7 +641,6 @@ enum Access {
     Read,
     Write,
     ReadWrite,
-    Append,
     Dir,
 }
 
@@ -793,7 +792,6 @@ impl FuseNode {
             Access::Read | Access::Dir => O_RDONLY,
             Access::Write => O_WRONLY,
             Access::ReadWrite => O_RDWR,
-            Access::Append => O_WRONLY | O_APPEND,
         };
         let open_in = proto::fuse_open_in { flags, open_flags: 0 };
         let out: proto::fuse_open_out = self.session.call_fixed(opcode, self.nodeid, &[open_in.as_bytes()])?;
@@ -855,9 +853,10 @@ impl FuseNode {
         }
     }
 
-    /// One WRITE of `data` (at most `max_write` bytes) through `fh`.
-    fn write_once(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
-        let write_in = proto::fuse_write_in { fh, offset, size: data.len() as u32, ..Default::default() };
+    /// One WRITE of `data` (at most `max_write` bytes) through `fh`. `flags` are the file's
+    /// flags as the server sees them per write (`O_APPEND`: write at the end).
+    fn write_once(&self, fh: u64, offset: u64, data: &[u8], flags: u32) -> Result<usize> {
+        let write_in = proto::fuse_write_in { fh, offset, size: data.len() as u32, flags, ..Default::default() };
         let out: proto::fuse_write_out = self.session.call_fixed(op::WRITE, self.nodeid, &[write_in.as_bytes(), data])?;
         let n = out.size as usize;
         if n > data.len() {
@@ -869,12 +868,12 @@ impl FuseNode {
     }
 
     /// Writes `buf` in `max_write` pieces through `fh`; `at` gives each piece's offset.
-    fn write_all_pieces(&self, fh: u64, buf: &[u8], mut at: impl FnMut(usize) -> u64) -> Result<usize> {
+    fn write_all_pieces(&self, fh: u64, buf: &[u8], flags: u32, mut at: impl FnMut(usize) -> u64) -> Result<usize> {
         let max = self.session.negotiated.max_write;
         let mut done = 0;
         while done < buf.len() {
             let piece = &buf[done..buf.len().min(done + max)];
-            match self.write_once(fh, at(done), piece) {
+            match self.write_once(fh, at(done), piece, flags) {
                 Ok(n) => {
                     done += n;
                     if n < piece.len() {
@@ -967,13 +966,23 @@ impl FuseNode {
     /// Fetches the READDIR page starting at `cookie` (skipping `.` and `..`, and names that
     /// are not UTF-8, which the VFS cannot represent).
     fn fill_dir_buf(&self, cookie: u64) -> Result<Vec<(u64, DirEntry)>> {
-        let fh = self.handle(Access::Dir)?;
+        let fh = match self.handle(Access::Dir) {
+            Ok(fh) => fh,
+            Err(Errno::ENOENT) => return Ok(Vec::new()), // removed meanwhile, as above
+            Err(e) => return Err(e),
+        };
         let mut offset = cookie;
         let size = READDIR_SIZE.min(self.session.negotiated.max_read);
         let mut buf = vec![0u8; size];
         loop {
             let read_in = proto::fuse_read_in { fh, offset, size: size as u32, ..Default::default() };
-            let n = self.session.call(op::READDIR, self.nodeid, &[read_in.as_bytes()], ReplyData::Upto(&mut buf))?;
+            let n = match self.session.call(op::READDIR, self.nodeid, &[read_in.as_bytes()], ReplyData::Upto(&mut buf)) {
+                Ok(n) => n,
+                // Linux (so virtiofsd) lists a removed directory with ENOENT; the VFS's
+                // contract is that an open, removed directory lists nothing.
+                Err(Errno::ENOENT) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
             let mut entries = Vec::new();
             let mut start = offset;
             let mut last_off = offset;
@@ -1075,18 +1084,19 @@ impl Node for FuseNode {
         }
         let fh = self.handle(Access::Write)?;
         self.mark_dirty(fh);
-        let result = self.write_all_pieces(fh, buf, |done| offset + done as u64);
+        let result = self.write_all_pieces(fh, buf, 0, |done| offset + done as u64);
         self.stale();
         result
     }
 
-    /// Writes through an `O_APPEND` handle, so the host appends atomically even against its own
-    /// writers; the offset written at is the new size (from GETATTR) minus what was written.
+    /// WRITEs flagged `O_APPEND` (virtiofsd then writes with `RWF_APPEND`), so the host appends
+    /// atomically even against its own writers; the offset written at is the new size (from
+    /// GETATTR) minus what was written.
     fn append(&self, buf: &[u8]) -> Result<(u64, usize)> {
         self.regular()?;
-        let fh = self.handle(Access::Append)?;
+        let fh = self.handle(Access::Write)?;
         self.mark_dirty(fh);
-        let n = self.write_all_pieces(fh, buf, |_| 0);
+        let n = self.write_all_pieces(fh, buf, O_APPEND, |_| 0);
         self.stale();
         let n = n?;
         let size = self.getattr()?.size;

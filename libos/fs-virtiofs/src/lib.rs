@@ -5,7 +5,7 @@
 //! - the **FUSE protocol** ([`protocol`]: message layouts, `FUSE_INIT` negotiation, reply
 //!   verification, directory-entry parsing) and the **file system** on top of it ([`fs`]:
 //!   [`VirtioFs`], implementing the `libos_vfs` traits): pure code, no `unsafe`, host-tested
-//!   against an in-memory fake FUSE server (`testing::FakeServer`, feature `testing`);
+//!   against an in-memory fake FUSE server ([`testing::FakeServer`], feature `testing`);
 //! - the **virtio device** ([`device`]: [`device::VirtioFsDevice`], on the transports and
 //!   virtqueues of `libos-virtio`) that carries FUSE requests over virtqueues (the only module
 //!   here allowed to use `unsafe`).
@@ -70,6 +70,12 @@ pub mod channel;
 pub mod device;
 pub mod fs;
 pub mod protocol;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
 
 pub use channel::FuseChannel;
 pub use fs::{FuseNode, FuseStats, MountOptions, VirtioFs};

@@ -18,6 +18,7 @@ pub use fuse_abi::linux::{
     fuse_release_in, fuse_rename_in, fuse_rename2_in, fuse_setattr_in, fuse_write_in, fuse_write_out,
 };
 use fuse_abi::linux as abi;
+use alloc::vec::Vec;
 use libos_core::{Errno, Result};
 use libos_vfs::{FileType, Metadata, Timestamp};
 use zerocopy::FromBytes;
@@ -469,7 +470,7 @@ impl<'a> Iterator for Dirents<'a> {
 }
 
 /// Appends one `fuse_dirent` record (with padding) to `out` (the fake server's direction).
-pub fn push_dirent(out: &mut alloc::vec::Vec<u8>, ino: u64, off: u64, dtype: u32, name: &[u8]) {
+pub fn push_dirent(out: &mut Vec<u8>, ino: u64, off: u64, dtype: u32, name: &[u8]) {
     use zerocopy::IntoBytes;
     out.extend_from_slice(ino.as_bytes());
     out.extend_from_slice(off.as_bytes());
@@ -488,7 +489,6 @@ pub const fn dirent_size(name_len: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec::Vec;
     use zerocopy::IntoBytes;
 
     fn header(len: u32, error: i32, unique: u64) -> [u8; 16] {
