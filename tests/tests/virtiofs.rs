@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use xtask::arch::Arch;
+use xtask::qemu::Exit;
 
 /// A fresh host directory for one test and arch, removed when dropped.
 struct TempDir(PathBuf);
@@ -154,7 +155,15 @@ fn a_dead_virtiofsd_gives_eio_not_a_hang() {
         let pid = started.running.daemons().expect("daemons").pid(0);
         let status = Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
         assert!(status.success());
-        started.finish().prints("no reply to opcode").prints("read failed: EIO").exits_with(0);
+        let booted = started.finish();
+        booted.prints("no reply to opcode").prints("read failed: EIO");
+        // The guest exits 0; QEMU complains on stderr about the backend it lost, which turns
+        // x86's isa-debug-exit status 1 (code 0) into "QEMU failed" for the harness.
+        match &booted.outcome.exit {
+            Exit::Code(0) => {}
+            Exit::QemuFailed(Some(1), stderr) if arch == Arch::X86_64 && stderr.contains("vhost") => {}
+            other => panic!("expected exit code 0 on {arch}, got {other:?}\n{}", booted.outcome.console),
+        }
     }
 }
 

@@ -64,6 +64,12 @@ pub struct Devices {
     pub pci: Vec<PciHost>,
 }
 
+/// The device interrupt number of MSI/MSI-X messages of PCI function `bus:device.function`
+/// (outside every platform's wired interrupt numbers: x86 GSIs, GIC INTIDs are below 2^16).
+pub fn msi_interrupt(bus: u8, device: u8, function: u8) -> u32 {
+    0x1_0000 | (u32::from(bus) << 8) | (u32::from(device & 0x1f) << 3) | u32::from(function & 7)
+}
+
 /// Most distinct device interrupts that can have a handler at once.
 pub const MAX_HANDLERS: usize = 16;
 

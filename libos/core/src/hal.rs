@@ -122,6 +122,15 @@ pub trait Platform: Sync {
         Err(crate::Errno::ENOSYS)
     }
 
+    /// The message (address, data) a PCI function writes for an MSI/MSI-X interrupt that the
+    /// platform delivers as device interrupt `interrupt` (a number the driver picks with
+    /// [`crate::device::msi_interrupt`]). Register the handler first. Errors: `ENOSYS` where
+    /// the platform has no MSI route (drivers then poll), `ENOSPC` when no vector is free.
+    fn msi_message(&self, interrupt: u32) -> crate::Result<(u64, u32)> {
+        let _ = interrupt;
+        Err(crate::Errno::ENOSYS)
+    }
+
 }
 
 /// Thread context-switch primitives of a platform, for the scheduler.

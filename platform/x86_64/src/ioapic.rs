@@ -1,5 +1,5 @@
 //! Device interrupts on x86_64: I/O APIC pins (the GSIs of virtio-mmio devices on `microvm`,
-//! from the DSDT) routed to vectors of this CPU's local APIC.
+//! from the DSDT) and PCI MSI-X messages, both delivered to vectors of this CPU's local APIC.
 //!
 //! Each routed interrupt gets its own vector from [`FIRST_VECTOR`] on; the trap handler calls
 //! [`dispatch`] for those vectors, which runs the driver's handler through
@@ -88,6 +88,23 @@ pub fn enable(gsi: u32) -> Result<()> {
     write(base, REDIRECTION_TABLE + 2 * pin + 1, apic_id << 24);
     write(base, REDIRECTION_TABLE + 2 * pin, vector | LEVEL_TRIGGERED);
     Ok(())
+}
+
+/// Binds device interrupt `interrupt` to a free vector of this CPU and returns the MSI message
+/// that raises it: the local APIC's address with this CPU as the physical destination, and the
+/// vector (fixed delivery, edge). Errors: `ENOSPC` when all vectors are used.
+pub fn msi_message(interrupt: u32) -> Result<(u64, u32)> {
+    let _guard = LOCK.lock();
+    let index = match ROUTED.iter().position(|r| r.load(Ordering::Relaxed) == interrupt) {
+        Some(index) => index,
+        None => {
+            let index = ROUTED.iter().position(|r| r.load(Ordering::Relaxed) == UNUSED).ok_or(Errno::ENOSPC)?;
+            ROUTED[index].store(interrupt, Ordering::Release);
+            index
+        }
+    };
+    let apic_id = (core::arch::x86_64::__cpuid(1).ebx >> 24) & 0xff;
+    Ok((0xfee0_0000 | (u64::from(apic_id) << 12), u32::from(FIRST_VECTOR) + index as u32))
 }
 
 /// Whether `vector` belongs to a routed device interrupt.

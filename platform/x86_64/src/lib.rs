@@ -157,6 +157,10 @@ mod platform {
         fn enable_device_interrupt(&self, interrupt: u32) -> libos_core::Result<()> {
             crate::ioapic::enable(interrupt)
         }
+
+        fn msi_message(&self, interrupt: u32) -> libos_core::Result<(u64, u32)> {
+            crate::ioapic::msi_message(interrupt)
+        }
     }
 
     /// The context switch of this platform (`src/context.rs`, `src/guard.rs`), registered by the
