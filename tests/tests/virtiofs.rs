@@ -3,14 +3,14 @@
 //! directions, fsync durability across a killed QEMU, no host fd leak over many creates and
 //! unlinks (FORGET works), `EIO` rather than a hang when virtiofsd dies, a clear boot error for
 //! a tag nobody shares, and root on virtio-fs. Every test runs on both architectures (x86_64
-//! microvm and aarch64 virt: virtio-mmio).
+//! microvm and aarch64 virt: virtio-mmio); the PCI transport is covered on x86_64 q35.
 
 use libos_tests::{Boot, arches};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use xtask::arch::Arch;
-use xtask::qemu::Exit;
+use xtask::qemu::{Exit, Machine};
 
 /// A fresh host directory for one test and arch, removed when dropped.
 struct TempDir(PathBuf);
@@ -211,4 +211,25 @@ fn the_wordcount_demo_runs_on_a_virtio_fs_root() {
         assert!(report.contains("total: 4 lines, 46 words, "), "{report}");
         assert!(report.ends_with("8 the\n3 host\n2 a\n2 and\n2 directory\n"), "{report}");
     }
+}
+
+#[test]
+fn the_pci_transport_carries_a_share_on_q35() {
+    let arch = Arch::X86_64;
+    if !arches().contains(&arch) {
+        return;
+    }
+    let dir = TempDir::new("q35", arch);
+    let size = (1u64 << 20) + 1;
+    std::fs::write(dir.path("from-host"), pattern_bytes(size)).unwrap();
+    let booted = Boot::app("vfs-share")
+        .machine(Machine::Q35)
+        .share(&dir.0, "share")
+        .options("mount=virtiofs:share:/share loglevel=info")
+        .args(&["check", "/share/from-host", &size.to_string(), "write", "/share/from-guest", &size.to_string(), "parallel", "/share", "3", "stats"])
+        .on(arch);
+    booted.exits_with(0).prints("at virtio-pci 00:").prints("checked /share/from-host");
+    assert_pattern_file(&dir.path("from-guest"), size);
+    let stats = booted.line_after("stats share: ");
+    assert!(!stats.contains("interrupts: 0 "), "MSI-X interrupts complete the requests: {stats}");
 }

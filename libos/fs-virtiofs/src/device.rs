@@ -164,7 +164,8 @@ pub fn probe(devices: &Devices, timeout: Duration) -> Vec<Arc<VirtioFsDevice>> {
     }
     for transport in libos_virtio::probe_pci(devices, DEVICE_ID) {
         let describe = transport.describe();
-        match VirtioFsDevice::new(Box::new(transport), None, timeout) {
+        let interrupt = transport.msi_interrupt();
+        match VirtioFsDevice::new(Box::new(transport), interrupt, timeout) {
             Ok(device) => found.push(device),
             Err(e) => log::error!("virtio-fs at {describe}: cannot initialise the device: {e}"),
         }
@@ -191,6 +192,14 @@ impl VirtioFsDevice {
             transport.set_status(status::FAILED);
             if e == Errno::ENOENT { Errno::ENODEV } else { e }
         };
+        // MSI-X must be set up before the queues (each queue names its vector).
+        let interrupt = interrupt.filter(|&irq| match transport.prepare_interrupt(irq) {
+            Ok(()) => true,
+            Err(e) => {
+                log::info!("virtio-fs {tag:?}: no route for interrupt {irq} ({e}); polling");
+                false
+            }
+        });
         let hiprio = SplitQueue::new(&*transport, HIPRIO_QUEUE, HIPRIO_QUEUE_SIZE, false).map_err(fail)?;
         let request = SplitQueue::new(&*transport, REQUEST_QUEUE, MAX_QUEUE_SIZE, indirect).map_err(fail)?;
         let in_flight = alloc::vec![0; usize::from(request.size())];
@@ -242,7 +251,7 @@ impl VirtioFsDevice {
             log::warn!("virtio-fs {:?}: no handler slot for interrupt {irq} ({e}); polling", self.tag);
             return false;
         }
-        match libos_core::hal::platform().enable_device_interrupt(irq) {
+        match self.transport.enable_interrupt(irq) {
             Ok(()) => true,
             Err(e) => {
                 log::info!("virtio-fs {:?}: the platform cannot route interrupt {irq} ({e}); polling", self.tag);

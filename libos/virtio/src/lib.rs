@@ -126,6 +126,20 @@ pub trait Transport: Send + Sync {
     /// Shared-memory region `id` of the device (e.g. virtio-fs's DAX window, id 0), if the
     /// device has it. Physical addresses.
     fn shared_memory(&self, id: u8) -> Option<MemoryRegion>;
+
+    /// Prepares device interrupt `interrupt` before the queues are set up (MSI-X: binds the
+    /// vector and programs the table, masked). Default: nothing to prepare (wired interrupts).
+    /// Errors: the platform's (`ENOSYS`: no way to route it; the driver polls).
+    fn prepare_interrupt(&self, interrupt: u32) -> Result<()> {
+        let _ = interrupt;
+        Ok(())
+    }
+
+    /// Lets `interrupt` through once its handler is registered (default: the platform unmasks
+    /// the wired line). Errors as [`libos_core::hal::Platform::enable_device_interrupt`].
+    fn enable_interrupt(&self, interrupt: u32) -> Result<()> {
+        libos_core::hal::platform().enable_device_interrupt(interrupt)
+    }
 }
 
 /// Resets the device and negotiates features: the device's features intersected with `wanted`
@@ -183,7 +197,7 @@ pub fn probe_mmio(devices: &libos_core::device::Devices, device_id: u32) -> Vec<
 }
 
 /// The modern virtio-pci functions with id `device_id` on the PCIe hosts the platform
-/// discovered (polled: see [`pci`] for why they have no interrupt yet).
+/// discovered; each one's MSI-X interrupt number is [`pci::PciTransport::msi_interrupt`].
 pub fn probe_pci(devices: &libos_core::device::Devices, device_id: u32) -> Vec<pci::PciTransport> {
     devices
         .pci

@@ -3,10 +3,13 @@
 //! (common, notify, ISR, device configuration and **shared memory**, type 8, whose 64-bit offset
 //! and length continue in the `cap64` fields).
 //!
+//! Interrupts: MSI-X, one vector (table entry 0) for every queue, where the platform can deliver
+//! message-signalled interrupts ([`libos_core::hal::Platform::msi_message`]: x86's local APIC).
+//! Where it cannot (aarch64 `virt` would need GICv2m or an ITS driver) drivers poll; INTx is not
+//! used (its routing needs the ACPI `_PRT` or the DTB `interrupt-map`).
+//!
 //! Limits (documented rather than hidden): only the functions on the host's first bus are
-//! enumerated (QEMU's `q35`, `microvm,pcie=on` and aarch64 `virt` put plugged devices there), and
-//! interrupts are not routed (no MSI-X yet, and INTx routing needs the ACPI `_PRT` or the DTB
-//! `interrupt-map`), so drivers poll PCI devices.
+//! enumerated (QEMU's `q35`, `microvm,pcie=on` and aarch64 `virt` put plugged devices there).
 
 use crate::{QueueAddresses, Transport};
 use alloc::format;
@@ -27,6 +30,9 @@ const HEADER_TYPE: usize = 0x0e;
 const BAR0: usize = 0x10;
 const CAPABILITIES: usize = 0x34;
 const CAP_VENDOR: u8 = 0x09;
+const CAP_MSIX: u8 = 0x11;
+const MSIX_ENABLE: u16 = 1 << 15;
+const MSIX_FUNCTION_MASK: u16 = 1 << 14;
 const COMMAND_MEMORY: u16 = 1 << 1;
 const COMMAND_BUS_MASTER: u16 = 1 << 2;
 const STATUS_CAPABILITIES: u16 = 1 << 4;
@@ -180,6 +186,10 @@ pub struct PciTransport {
     isr: Region,
     device_config: Region,
     shared_memory: Vec<(u8, MemoryRegion)>,
+    /// The MSI-X capability's offset and its table (virtual address), if the function has one.
+    msix: Option<(usize, usize)>,
+    /// Set once MSI-X is programmed: queues then use vector 0.
+    msix_enabled: core::sync::atomic::AtomicBool,
 }
 
 /// Every modern virtio function with device id `device_id` on the first bus of `host`.
@@ -232,6 +242,8 @@ impl PciTransport {
             isr: Region::default(),
             device_config: Region::default(),
             shared_memory: Vec::new(),
+            msix: None,
+            msix_enabled: core::sync::atomic::AtomicBool::new(false),
         };
         let mut pointer = usize::from(function.read8(CAPABILITIES) & !3);
         let mut guard = 0;
@@ -239,6 +251,12 @@ impl PciTransport {
             guard += 1;
             let id = function.read8(pointer);
             let next = usize::from(function.read8(pointer + 1) & !3);
+            if id == CAP_MSIX {
+                let table = function.read32(pointer + 4);
+                if let Some(bar_address) = function.memory_bar((table & 7) as u8, window) {
+                    transport.msix = Some((pointer, platform.phys_to_virt(bar_address + u64::from(table & !7))));
+                }
+            }
             if id == CAP_VENDOR {
                 let kind = function.read8(pointer + 3);
                 let bar = function.read8(pointer + 4);
@@ -274,6 +292,22 @@ impl PciTransport {
         let command = function.read16(COMMAND);
         function.write16(COMMAND, command | COMMAND_MEMORY | COMMAND_BUS_MASTER);
         Some(transport)
+    }
+
+    /// The device interrupt number its MSI-X messages are delivered as, if it has MSI-X.
+    pub fn msi_interrupt(&self) -> Option<u32> {
+        self.msix.map(|_| libos_core::device::msi_interrupt(self.function.bus, self.function.device, self.function.function))
+    }
+
+    /// Writes MSI-X table entry 0: message address, data, and the mask bit.
+    fn write_msix_entry(&self, address: u64, data: u32, masked: bool) {
+        let Some((_, table)) = self.msix else { return };
+        let words = [address as u32, (address >> 32) as u32, data, u32::from(masked)];
+        for (i, word) in words.into_iter().enumerate() {
+            // SAFETY: entry 0 of the MSI-X table (16 bytes) lies in a BAR mapped as device
+            // memory; the table is accessed with 32-bit writes as PCI requires.
+            unsafe { core::ptr::write_volatile((table + 4 * i) as *mut u32, word) }
+        }
     }
 
     fn common_read<T: Copy>(&self, offset: usize) -> T {
@@ -335,7 +369,11 @@ impl Transport for PciTransport {
     fn setup_queue(&self, queue: u16, size: u16, addresses: QueueAddresses) -> Result<()> {
         self.common_write(QUEUE_SELECT, queue);
         self.common_write(QUEUE_SIZE, size);
-        self.common_write(QUEUE_MSIX_VECTOR, NO_VECTOR);
+        let vector = if self.msix_enabled.load(Ordering::Acquire) { 0 } else { NO_VECTOR };
+        self.common_write(QUEUE_MSIX_VECTOR, vector);
+        if self.common_read::<u16>(QUEUE_MSIX_VECTOR) != vector {
+            return Err(Errno::ENOSPC); // the device could not allocate the vector
+        }
         let notify_offset = u64::from(self.common_read::<u16>(QUEUE_NOTIFY_OFF)) * u64::from(self.notify_multiplier);
         if notify_offset + 2 > self.notify.len as u64 {
             return Err(Errno::ENODEV);
@@ -374,8 +412,32 @@ impl Transport for PciTransport {
     }
 
     fn acknowledge_interrupt(&self) -> u32 {
+        if self.msix_enabled.load(Ordering::Acquire) {
+            // Only queues raise vector 0 (the configuration change has none): used buffers,
+            // and nothing to acknowledge (sparing a register read, i.e. a VM exit).
+            return 1;
+        }
         // SAFETY: the ISR status byte of a mapped BAR; reading it acknowledges.
         u32::from(unsafe { core::ptr::read_volatile(self.isr.base as *const u8) })
+    }
+
+    fn prepare_interrupt(&self, interrupt: u32) -> Result<()> {
+        let Some((cap, _)) = self.msix else { return Err(Errno::ENOSYS) };
+        let (address, data) = hal::platform().msi_message(interrupt)?;
+        self.write_msix_entry(address, data, true);
+        let control = self.function.read16(cap + 2);
+        self.function.write16(cap + 2, (control | MSIX_ENABLE) & !MSIX_FUNCTION_MASK);
+        self.msix_enabled.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn enable_interrupt(&self, interrupt: u32) -> Result<()> {
+        if !self.msix_enabled.load(Ordering::Acquire) {
+            return Err(Errno::ENOSYS);
+        }
+        let (address, data) = hal::platform().msi_message(interrupt)?;
+        self.write_msix_entry(address, data, false);
+        Ok(())
     }
 
     fn shared_memory(&self, id: u8) -> Option<MemoryRegion> {
