@@ -472,6 +472,93 @@ impl FuseChannel for VirtioFsDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
+    use libos_virtio::testing::{FakeTransport, Responder};
+
+    fn platform() -> &'static libos_core::testing::FakePlatform {
+        static PLATFORM: std::sync::OnceLock<&'static libos_core::testing::FakePlatform> = std::sync::OnceLock::new();
+        PLATFORM.get_or_init(|| {
+            let platform: &'static libos_core::testing::FakePlatform = Box::leak(Box::new(libos_core::testing::FakePlatform::new()));
+            libos_core::hal::set_platform(platform);
+            platform
+        })
+    }
+
+    /// A virtio-fs device with tag `myfs` answering with `respond`.
+    fn device(respond: Responder, timeout: Duration) -> (Arc<VirtioFsDevice>, &'static FakeTransport) {
+        platform();
+        let mut config = tag(b"myfs").to_vec();
+        config.extend_from_slice(&1u32.to_le_bytes());
+        let transport: &'static FakeTransport =
+            Box::leak(Box::new(FakeTransport::new(DEVICE_ID, features::INDIRECT_DESC, config, 1024, respond)));
+        (VirtioFsDevice::new(Box::new(Borrowed(transport)), None, timeout).unwrap(), transport)
+    }
+
+    /// Lets the test keep a reference to the transport the device owns.
+    struct Borrowed(&'static FakeTransport);
+
+    impl Transport for Borrowed {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        fn device_id(&self) -> u32 {
+            self.0.device_id()
+        }
+        fn is_modern(&self) -> bool {
+            true
+        }
+        fn device_features(&self) -> u64 {
+            self.0.device_features()
+        }
+        fn set_driver_features(&self, features: u64) {
+            self.0.set_driver_features(features);
+        }
+        fn status(&self) -> u8 {
+            self.0.status()
+        }
+        fn set_status(&self, status: u8) {
+            self.0.set_status(status);
+        }
+        fn max_queue_size(&self, queue: u16) -> u16 {
+            self.0.max_queue_size(queue)
+        }
+        fn setup_queue(&self, queue: u16, size: u16, addresses: libos_virtio::QueueAddresses) -> Result<()> {
+            self.0.setup_queue(queue, size, addresses)
+        }
+        fn notify(&self, queue: u16) {
+            self.0.notify(queue);
+        }
+        fn read_config(&self, offset: usize, buf: &mut [u8]) {
+            self.0.read_config(offset, buf);
+        }
+        fn acknowledge_interrupt(&self) -> u32 {
+            self.0.acknowledge_interrupt()
+        }
+        fn shared_memory(&self, id: u8) -> Option<libos_core::hal::MemoryRegion> {
+            self.0.shared_memory(id)
+        }
+    }
+
+    /// Answers a request with a 16-byte header (len, error 0, the request's unique) followed by
+    /// the request's bytes after its 40-byte header, reversed.
+    fn echo() -> Responder {
+        Box::new(|queue, input| {
+            assert_eq!(queue, REQUEST_QUEUE, "requests go to the request queue");
+            let mut reply = vec![0u8; 16];
+            reply.extend(input[40..].iter().rev());
+            let len = reply.len() as u32;
+            reply[..4].copy_from_slice(&len.to_le_bytes());
+            reply[8..16].copy_from_slice(&input[8..16]);
+            Some(reply)
+        })
+    }
+
+    fn header(opcode: u32, unique: u64) -> [u8; 40] {
+        let mut h = [0u8; 40];
+        h[4..8].copy_from_slice(&opcode.to_le_bytes());
+        h[8..16].copy_from_slice(&unique.to_le_bytes());
+        h
+    }
 
     fn tag(text: &[u8]) -> [u8; TAG_LEN] {
         let mut raw = [0u8; TAG_LEN];
@@ -492,5 +579,79 @@ mod tests {
         assert_eq!(parse_tag(&tag(b"a\nb")), Err(Errno::EINVAL));
         assert_eq!(parse_tag(&tag(b"a\0b")), Err(Errno::EINVAL));
         assert_eq!(parse_tag(&tag(&[0xff, 0xfe])), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn a_request_round_trips_through_the_rings_into_the_callers_buffers() {
+        let (device, transport) = device(echo(), DEFAULT_TIMEOUT);
+        assert_eq!(device.tag(), "myfs");
+        let payload: Vec<u8> = (0..3 * PAGE as usize + 7).map(|i| i as u8).collect();
+        let mut out_header = [0u8; 16];
+        let mut data = vec![0u8; payload.len() + 100];
+        let written = device.request(&[&header(16, 7), &payload], &mut [&mut out_header, &mut data]).unwrap();
+        assert_eq!(written, 16 + payload.len(), "the reply length comes from the used ring");
+        assert_eq!(&out_header[8..16], &7u64.to_le_bytes());
+        assert!(data[..payload.len()].iter().eq(payload.iter().rev()));
+        assert_eq!(device.stats().requests, 1);
+        assert_eq!(device.stats().notifications, transport.notifications.load(Ordering::Relaxed).into());
+        assert!(device.max_transfer() >= (1 << 20) + 4096, "1 MiB payloads fit: {}", device.max_transfer());
+    }
+
+    #[test]
+    fn many_requests_reuse_the_ring() {
+        let (device, _) = device(echo(), DEFAULT_TIMEOUT);
+        for unique in 0..3000u64 {
+            let body = unique.to_le_bytes();
+            let mut reply = [0u8; 24];
+            assert_eq!(device.request(&[&header(1, unique), &body], &mut [&mut reply]), Ok(24));
+            assert_eq!(&reply[8..16], &unique.to_le_bytes());
+        }
+    }
+
+    #[test]
+    fn forgets_go_to_the_high_priority_queue_without_a_reply() {
+        let seen = Arc::new(AtomicU32::new(0));
+        let counter = seen.clone();
+        let (device, _) = device(
+            Box::new(move |queue, input| {
+                assert_eq!((queue, input.len()), (HIPRIO_QUEUE, 48));
+                counter.fetch_add(1, Ordering::Relaxed);
+                Some(Vec::new())
+            }),
+            DEFAULT_TIMEOUT,
+        );
+        for _ in 0..200 {
+            device.send_forget(&[0u8; 48]).unwrap();
+        }
+        assert_eq!(seen.load(Ordering::Relaxed), 200);
+        assert_eq!(device.stats().forgets, 200);
+    }
+
+    #[test]
+    fn a_reply_that_never_comes_fails_the_device_with_eio() {
+        let (device, transport) = device(Box::new(|_, _| None), Duration::from_millis(50));
+        // The fake clock only moves when told to: move it past the timeout meanwhile.
+        let clock = std::thread::spawn(|| {
+            for _ in 0..200 {
+                std::thread::sleep(Duration::from_millis(2));
+                platform().advance(10_000_000);
+            }
+        });
+        let mut reply = [0u8; 16];
+        assert_eq!(device.request(&[&header(15, 1)], &mut [&mut reply]), Err(Errno::EIO));
+        clock.join().unwrap();
+        assert!(device.has_failed());
+        assert_eq!(transport.status(), 0, "the device was reset, so it drops the buffers it held");
+        assert_eq!(device.request(&[&header(15, 2)], &mut [&mut reply]), Err(Errno::EIO), "every later caller too");
+        assert_eq!(device.send_forget(&[0u8; 48]), Err(Errno::EIO));
+    }
+
+    #[test]
+    fn oversized_requests_are_refused_before_the_device_sees_them() {
+        let (device, transport) = device(echo(), DEFAULT_TIMEOUT);
+        let big = vec![0u8; device.max_transfer()];
+        let mut reply = [0u8; 16];
+        assert_eq!(device.request(&[&header(16, 1), &big], &mut [&mut reply]), Err(Errno::E2BIG));
+        assert_eq!(transport.requests.load(Ordering::Relaxed), 0);
     }
 }

@@ -37,6 +37,8 @@ extern crate alloc;
 pub mod mmio;
 pub mod pci;
 pub mod queue;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use alloc::string::String;
 use alloc::vec::Vec;
