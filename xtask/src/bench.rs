@@ -9,6 +9,7 @@ mod boot;
 mod boot_aarch64;
 mod fs;
 mod sched;
+mod virtiofs;
 mod icmp;
 mod linux;
 mod readme;
@@ -30,10 +31,11 @@ pub fn main(args: Vec<String>) -> Result<i32> {
         Some("fs") => fs::run(args.collect()),
         Some("sched") => sched::run(args.collect()),
         Some("linux") => linux::run(args.collect()),
+        Some("virtiofs") => virtiofs::run(args.collect()),
         Some("all") => all(args.collect()),
         Some("readme") => readme::write(None).map(|()| 0),
-        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, linux, all; readme rewrites README.md)").into()),
-        None => Err("which suite? ./x bench boot | fs | sched | linux | all | --compare".into()),
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, linux, virtiofs, all; readme rewrites README.md)").into()),
+        None => Err("which suite? ./x bench boot | fs | sched | linux | virtiofs | all | --compare".into()),
     }
 }
 

@@ -46,6 +46,11 @@ const HELP: &str = "\
         Scheduler benchmark: guest instructions per yield switch and per spawn+join (icount),
         timer interrupts of an idle sleeping thread, both arches and policies. Writes
         bench/results/sched.{json,md}.
+  ./x bench virtiofs [--file-mib N] [--files N]
+        virtio-fs benchmark: the fsbench workloads on a virtio-fs share (host tmpfs, virtiofsd
+        --cache=never and auto) and on ramfs in one boot: guest instructions, FUSE requests and
+        bytes, notifications and interrupts per operation (icount), MiB/s (TCG). Writes
+        bench/results/virtiofs.{json,md,svg}.
   ./x bench linux [--arch x86_64|aarch64|all] [--runs N] [--only boot,syscall,block,icmp]
                   [--block-reads N] [--pings N]
         Linux guest baseline (Debian kernel + busybox, built and cached under

@@ -65,6 +65,10 @@ pub struct Stats {
     pub notifications: u64,
     /// Device interrupts handled.
     pub interrupts: u64,
+    /// Nanoseconds callers spent waiting for the device (after their first check found the
+    /// reply not there yet): under `-icount` the polling or idle time to subtract from a
+    /// workload's guest time to get the guest's own work.
+    pub wait_ns: u64,
 }
 
 /// Reads the tag: NUL-padded UTF-8, not terminated when it is exactly 36 bytes. Errors: `EINVAL`
@@ -143,6 +147,7 @@ pub struct VirtioFsDevice {
     forgets_sent: AtomicU64,
     notifications: AtomicU64,
     interrupts: AtomicU64,
+    wait_ns: AtomicU64,
 }
 
 impl core::fmt::Debug for VirtioFsDevice {
@@ -218,6 +223,7 @@ impl VirtioFsDevice {
             forgets_sent: AtomicU64::new(0),
             notifications: AtomicU64::new(0),
             interrupts: AtomicU64::new(0),
+            wait_ns: AtomicU64::new(0),
         });
         match interrupt {
             Some(irq) if device.route_interrupt(irq) => device.interrupt.store(irq, Ordering::Release),
@@ -282,6 +288,7 @@ impl VirtioFsDevice {
             forgets: self.forgets_sent.load(Ordering::Relaxed),
             notifications: self.notifications.load(Ordering::Relaxed),
             interrupts: self.interrupts.load(Ordering::Relaxed),
+            wait_ns: self.wait_ns.load(Ordering::Relaxed),
         }
     }
 
@@ -314,19 +321,26 @@ impl VirtioFsDevice {
 
     /// Waits until `ready()` or the deadline; `ready` runs with the waiters' lock held.
     fn wait(&self, deadline: Instant, mut ready: impl FnMut() -> bool) -> bool {
-        if self.interrupt().is_some() {
-            return self.waiters.wait_until_deadline(ready, deadline);
+        if ready() {
+            return true;
         }
-        loop {
-            if ready() {
-                return true;
+        let start = Instant::now();
+        let done = if self.interrupt().is_some() {
+            self.waiters.wait_until_deadline(&mut ready, deadline)
+        } else {
+            loop {
+                if ready() {
+                    break true;
+                }
+                if Instant::now() >= deadline {
+                    break false;
+                }
+                libos_core::sched::yield_now();
+                core::hint::spin_loop();
             }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            libos_core::sched::yield_now();
-            core::hint::spin_loop();
-        }
+        };
+        self.wait_ns.fetch_add((Instant::now() - start).as_nanos() as u64, Ordering::Relaxed);
+        done
     }
 
     fn opcode(request: &[&[u8]]) -> u32 {
