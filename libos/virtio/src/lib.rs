@@ -11,25 +11,32 @@
 //!   straight at the caller's buffers (no bounce copy), translated with
 //!   [`libos_core::hal::Platform::virt_to_phys`] and split where the physical pages are not
 //!   contiguous;
-//! - [`probe_mmio`] and [`initialize`]: finding devices among the windows the platform
-//!   discovered ([`libos_core::device::Devices`]) and the status/feature handshake.
+//! - [`probe_mmio`], [`probe_pci`] and [`initialize`]: finding devices among what the platform
+//!   discovered ([`libos_core::device::Devices`]) and the status/feature handshake;
+//! - [`testing::FakeTransport`] (feature `testing`): a fake device that answers through the
+//!   real rings, for host tests of drivers.
 //!
 //! Users: `libos-fs-virtiofs` (device id 26) today, the network driver later.
 //!
 //! ## Why our own transport and queue instead of `virtio-drivers`
 //! `virtio-drivers` 0.13 rejects device id 26 in both transports (its `DeviceType` ends at 25,
-//! `MmioTransport::new` fails with `InvalidDeviceID`), does not expose shared-memory regions
-//! (PCI capability type 8, MMIO `SHMSel`), fixes a queue's size at compile time
-//! (`VirtQueue<H, SIZE>`) and blocks or polls per call, while virtio-fs needs the size the
-//! device offers (1024), several requests in flight completed out of order by token, and
-//! interrupt-driven completion through the libos blocking primitives. Implementing its
-//! `Transport` trait ourselves would still leave the shared-memory regions and the queue
-//! policies outside it, so the split ring (about 300 lines against the virtio 1.2 spec, §2.7)
-//! lives here, next to the transports, with no second `Hal` to keep in sync with libos-core.
+//! `MmioTransport::new` fails with `InvalidDeviceID`, `PciTransport::new` with
+//! `InvalidDeviceId(0x105a)`) and exposes no shared-memory regions (PCI capability type 8, MMIO
+//! `SHMSel`). Implementing its public `Transport` trait ourselves was the alternative: its
+//! `VirtQueue` (non-blocking `add`/`pop_used` by token, indirect descriptors) would have served.
+//! We did not take it because (1) the transports (device id, shared memory, MSI-X) had to be
+//! ours anyway, which is most of the code; (2) its queue size is a const generic, while
+//! virtio-fs takes what the device offers (QEMU: up to 1024), and its `Hal` trait would be a
+//! second DMA/address abstraction beside `libos_core::hal::Platform`; (3) the split ring is
+//! about 300 lines against the virtio 1.2 spec (§2.7), host-tested here against a fake device
+//! that walks the rings ([`testing::FakeTransport`]).
 //!
-//! `unsafe` is confined to register access (`mmio`), DMA memory and the ring (`queue`), each
-//! with its own `SAFETY` argument; this crate is one of the driver crates ARCHITECTURE.md allows
-//! to use it.
+//! `unsafe` is confined to register access (`mmio`, `pci`), DMA memory and the ring (`queue`),
+//! each with its own `SAFETY` argument. It is a new crate (not named in ARCHITECTURE.md) so that
+//! the network driver shares the transports with virtio-fs instead of a second copy living in
+//! `fs-virtiofs`; like the drivers' named modules, it is allowed `unsafe` for device access.
+//! DMA addresses come from `libos_core::hal::Platform::virt_to_phys`, so there is no second
+//! `Hal` to keep in sync with libos-core.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;

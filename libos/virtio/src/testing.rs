@@ -38,6 +38,8 @@ pub struct FakeTransport {
     status: AtomicU8,
     queues: SpinLock<[QueueState; 4]>,
     respond: Responder,
+    /// Process chains when notified (else only when the test calls [`FakeTransport::process`]).
+    answer_on_notify: core::sync::atomic::AtomicBool,
     /// Notifications received.
     pub notifications: AtomicU32,
     /// Requests seen (completed or not).
@@ -56,6 +58,7 @@ impl FakeTransport {
             status: AtomicU8::new(0),
             queues: SpinLock::new([QueueState::default(); 4]),
             respond,
+            answer_on_notify: core::sync::atomic::AtomicBool::new(true),
             notifications: AtomicU32::new(0),
             requests: AtomicU32::new(0),
         }
@@ -77,16 +80,30 @@ impl FakeTransport {
         (Self::read(at), Self::read(at + 8), Self::read(at + 12), Self::read(at + 14))
     }
 
-    /// Processes every chain the driver made available on `queue`.
-    fn process(&self, queue: u16) {
+    /// Whether notifications make the device process its queues at once (default), or the
+    /// test does it with [`FakeTransport::process`] (to hold several requests in flight).
+    pub fn set_answer_on_notify(&self, on: bool) {
+        self.answer_on_notify.store(on, Ordering::Relaxed);
+    }
+
+    /// The queue addresses and size the driver set up for `queue`.
+    pub fn queue(&self, queue: u16) -> Option<(u16, QueueAddresses)> {
+        let state = self.queues.lock()[usize::from(queue)];
+        state.addresses.map(|a| (state.size, a))
+    }
+
+    /// Processes every chain the driver made available on `queue`; returns how many.
+    pub fn process(&self, queue: u16) -> usize {
+        let mut count = 0;
         let mut queues = self.queues.lock();
         let state = &mut queues[usize::from(queue)];
-        let Some(addresses) = state.addresses else { return };
+        let Some(addresses) = state.addresses else { return 0 };
         loop {
             let available: u16 = Self::read(addresses.available + 2);
             if available == state.next_available {
-                return;
+                return count;
             }
+            count += 1;
             let head: u16 = Self::read(addresses.available + 4 + 2 * u64::from(state.next_available % state.size));
             state.next_available = state.next_available.wrapping_add(1);
             let (mut table, mut index) = (addresses.descriptors, head);
@@ -159,7 +176,9 @@ impl Transport for FakeTransport {
     }
     fn notify(&self, queue: u16) {
         self.notifications.fetch_add(1, Ordering::Relaxed);
-        self.process(queue);
+        if self.answer_on_notify.load(Ordering::Relaxed) {
+            self.process(queue);
+        }
     }
     fn read_config(&self, offset: usize, buf: &mut [u8]) {
         for (i, b) in buf.iter_mut().enumerate() {
