@@ -5,7 +5,7 @@
 //! - the **FUSE protocol** ([`protocol`]: message layouts, `FUSE_INIT` negotiation, reply
 //!   verification, directory-entry parsing) and the **file system** on top of it ([`fs`]:
 //!   [`VirtioFs`], implementing the `libos_vfs` traits): pure code, no `unsafe`, host-tested
-//!   against an in-memory fake FUSE server ([`testing::FakeServer`], feature `testing`);
+//!   against an in-memory fake FUSE server (`testing::FakeServer`, feature `testing`);
 //! - the **virtio device** ([`device`]: [`device::VirtioFsDevice`], on the transports and
 //!   virtqueues of `libos-virtio`) that carries FUSE requests over virtqueues (the only module
 //!   here allowed to use `unsafe`).
