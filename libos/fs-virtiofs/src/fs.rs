@@ -758,8 +758,13 @@ impl FuseNode {
     }
 
     fn me(&self) -> Result<Arc<FuseNode>> {
-        let nodes = self.session.nodes.lock();
-        nodes.get(&self.nodeid).and_then(Weak::upgrade).filter(|n| core::ptr::eq(&**n, self)).ok_or(Errno::ESTALE)
+        // The guard ends with this statement: a reference that turns out to be the last one is
+        // dropped (and forgotten) without the table's lock held.
+        let found = self.session.nodes.lock().get(&self.nodeid).and_then(Weak::upgrade);
+        match found {
+            Some(node) if core::ptr::eq(&*node, self) => Ok(node),
+            _ => Err(Errno::ESTALE),
+        }
     }
 
     /// Turns an entry reply into a node and caches its dentry under `name`.
