@@ -24,7 +24,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use libos_core::sync::Once;
 use libos_core::{Errno, Result};
-pub use libos_vfs::{DirEntry, FileType, Metadata, OpenFlags, SeekFrom, StatFs};
+pub use libos_vfs::{DirEntry, FileType, Metadata, OpenFlags, SeekFrom, StatFs, TimeUpdate, Timestamp};
 use libos_vfs::{FileSystem, OpenFile, Vfs};
 
 /// The VFS crate: traits for writing a file system, [`vfs::Vfs`], devfs, the conformance
@@ -362,6 +362,11 @@ impl File {
         self.inner.set_len(size)
     }
 
+    /// Sets the access and modification times (`futimens`; [`TimeUpdate::Keep`] leaves one).
+    pub fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
+        self.inner.set_times(accessed, modified)
+    }
+
     /// Writes data and metadata to stable storage.
     pub fn sync_all(&self) -> Result<()> {
         self.inner.sync()
@@ -422,6 +427,12 @@ pub fn write(path: &str, data: impl AsRef<[u8]>) -> Result<()> {
 /// The metadata of `path`, following symlinks.
 pub fn metadata(path: &str) -> Result<Metadata> {
     vfs()?.metadata(path)
+}
+
+/// Sets the access and modification times of `path`, following symlinks (`utimensat`;
+/// [`TimeUpdate::Keep`] leaves one as it is).
+pub fn set_times(path: &str, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
+    vfs()?.set_times(path, accessed, modified, true)
 }
 
 /// The metadata of `path` itself, not following a symlink.

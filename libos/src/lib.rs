@@ -74,7 +74,7 @@ pub use libos_core::errno::{Errno, Result};
 /// Low-level access to the platform boundary (timers, interrupts); most apps never need it.
 pub use libos_core::hal;
 pub use libos_core::heap::{HeapStats, stats as heap_stats};
-pub use libos_core::{console, exit, fault};
+pub use libos_core::{console, exit, fault, regcheck};
 
 /// The name of the platform the image runs on, e.g. `"x86_64 PVH"`.
 pub fn platform_name() -> &'static str {

@@ -28,7 +28,7 @@ fn checks_pass(options: &str, extra: &[&str], policy: &str) {
 #[test]
 fn round_robin_passes_every_check_and_preempts_a_busy_thread() {
     // A 2 ms slice preempts the FP threads many times.
-    checks_pass("timeslice=2", &["preempt"], "rr");
+    checks_pass("timeslice=2", &["preempt", "simd", "red-zone"], "rr");
 }
 
 #[test]

@@ -46,11 +46,11 @@ const HELP: &str = "\
         Scheduler benchmark: guest instructions per yield switch and per spawn+join (icount),
         timer interrupts of an idle sleeping thread, both arches and policies. Writes
         bench/results/sched.{json,md}.
-  ./x bench virtiofs [--file-mib N] [--files N]
+  ./x bench virtiofs [--file-mib N] [--files N] [--no-linux]
         virtio-fs benchmark: the fsbench workloads on a virtio-fs share (host tmpfs, virtiofsd
-        --cache=never and auto) and on ramfs in one boot: guest instructions, FUSE requests and
-        bytes, notifications and interrupts per operation (icount), MiB/s (TCG). Writes
-        bench/results/virtiofs.{json,md,svg}.
+        --cache=never and auto) and on ramfs in one boot, and bench/c/fs_tmpfs.c on the same kind
+        of share in the Linux guest: guest instructions, FUSE requests and bytes, notifications
+        and interrupts per operation (icount), MiB/s (TCG). Writes bench/results/virtiofs.*.
   ./x bench linux [--arch x86_64|aarch64|all] [--runs N] [--only boot,syscall,block,icmp]
                   [--block-reads N] [--pings N]
         Linux guest baseline (Debian kernel + busybox, built and cached under

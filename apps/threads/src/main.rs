@@ -29,7 +29,7 @@ type Check = Result<String, String>;
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: threads CHECK...   (mutex condvar preempt priority fp sleep join tls semaphore exhaustion idle panic stack-overflow bench-yield bench-spawn bench-idle)");
+        println!("usage: threads CHECK...   (mutex condvar preempt priority fp simd red-zone sleep join tls semaphore exhaustion idle panic stack-overflow bench-yield bench-spawn bench-idle)");
         return 2;
     }
     println!("policy: {}", thread::policy_name());
@@ -44,6 +44,8 @@ fn main() -> i32 {
             "preempt" => preempt(),
             "priority" => priority(),
             "fp" => fp(),
+            "simd" => registers_survive_preemption("vector registers", libos::regcheck::vector_registers_survive),
+            "red-zone" => registers_survive_preemption("red zone", libos::regcheck::red_zone_survives),
             "sleep" => sleep(),
             "join" => join(),
             "tls" => tls(),
@@ -223,6 +225,37 @@ fn fp() -> Check {
     let got: Vec<u64> = handles.into_iter().map(|h| h.join()).collect();
     let switches = thread::switch_count() - switches;
     if got == expected { Ok(format!("{} threads bit-identical across {switches} switches", seeds.len())) } else { Err(format!("results differ: {got:x?} vs {expected:x?}")) }
+}
+
+/// Compiled C code keeps live values in every vector register and below its stack pointer (the
+/// red zone); interrupts and preemption must leave both intact. Three threads and `main` run a
+/// probe (`libos::regcheck`) in rounds, each with its own values, while a preemptive policy with
+/// a short slice switches between them. A round during which the global switch count moved was
+/// interrupted by a switch away from its thread (one CPU); the check needs such rounds, so it
+/// cannot pass without preemption inside the probe.
+fn registers_survive_preemption(what: &str, probe: fn(u64, u64) -> Result<(), usize>) -> Check {
+    const THREADS: u64 = 3;
+    const ROUNDS: u64 = 40;
+    const SPINS: u64 = 500_000;
+    fn rounds(id: u64, probe: fn(u64, u64) -> Result<(), usize>) -> Result<u64, String> {
+        let mut preempted = 0;
+        for round in 0..ROUNDS {
+            let before = thread::switch_count();
+            probe(id << 32 | round, SPINS).map_err(|changed| format!("thread {id} round {round}: {changed} changed"))?;
+            preempted += u64::from(thread::switch_count() != before);
+        }
+        Ok(preempted)
+    }
+    let handles: Vec<_> = (1..=THREADS).map(|id| thread::spawn(move || rounds(id, probe))).collect();
+    let mine = rounds(0, probe);
+    let mut preempted = 0;
+    for result in handles.into_iter().map(|h| h.join()).chain([mine]) {
+        preempted += result.map_err(|e| format!("{what}: {e}"))?;
+    }
+    if preempted < THREADS {
+        return Err(format!("only {preempted} of {} rounds were preempted: nothing tested", (THREADS + 1) * ROUNDS));
+    }
+    Ok(format!("intact in {} rounds on {} threads, {preempted} of them preempted", (THREADS + 1) * ROUNDS, THREADS + 1))
 }
 
 /// Sleepers wake in deadline order, never before their deadline. (Deadlines are fixed from one

@@ -139,26 +139,28 @@ pub trait Platform: Sync {
 /// the composition root registers the platform's implementation with [`set_context_switch`]
 /// only when a scheduler is compiled in.
 pub trait ContextSwitch: Sync {
-    /// Prepares a new thread's stack so that the first [`ContextSwitch::switch_context`] to the
+    /// Prepares a new thread's stack so that the first [`SwitchRoutine`] call to the
     /// returned stack pointer calls `entry(arg)` on that stack, with interrupts masked and the
     /// floating-point control state of a fresh thread. `entry` must never return.
     ///
     /// # Safety
     /// `stack_top` must be 16-byte aligned and the end of a writable stack of at least 4 KiB that
-    /// nothing else uses; the returned value may only be passed to `switch_context` once.
+    /// nothing else uses; the returned value may only be switched to once.
     unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize;
 
-    /// Saves the callee-saved registers (and, on aarch64, the callee-saved FP/SIMD registers and
-    /// FPCR) on the current stack, stores the stack pointer to `*save_sp`, then loads `load_sp`
-    /// and resumes the thread saved there. Returns when some thread switches back to the saved
-    /// stack pointer. Interrupts must be masked by the caller and stay masked across the switch.
+    /// The platform's switch routine (see [`SwitchRoutine`] for what it does and its safety
+    /// contract). A function pointer rather than a method, so the scheduler calls the assembly
+    /// directly, without a second call through a Rust wrapper on every switch.
+    fn switch_routine(&self) -> SwitchRoutine;
+
+    /// Calls [`ContextSwitch::switch_routine`]'s routine.
     ///
     /// # Safety
-    /// Interrupts masked; `save_sp` valid for writes; `load_sp` a value stored by an earlier
-    /// `switch_context` or returned by `init_context`, whose stack is still alive and not in
-    /// use by a running thread. The caller must not hold references into data another thread
-    /// may mutate while this one is switched out.
-    unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize);
+    /// As [`SwitchRoutine`].
+    unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
+        // SAFETY: the caller upholds the routine's contract.
+        unsafe { (self.switch_routine())(save_sp, load_sp) }
+    }
 
     /// Unmaps (`guarded = true`) or remaps read-write (`false`) the 4 KiB page at `page` of the
     /// kernel's identity map, so a thread stack can have a guard page below it. Errors:
@@ -170,6 +172,21 @@ pub trait ContextSwitch: Sync {
         Err(crate::Errno::ENOSYS)
     }
 }
+
+/// A thread switch routine (assembly in the platform crate): saves the callee-saved registers
+/// (and, on aarch64, the callee-saved FP/SIMD registers and FPCR) on the current stack, stores
+/// the stack pointer to `*save_sp`, then loads `load_sp` and resumes the thread saved there.
+/// Returns when some thread switches back to the saved stack pointer. Interrupts must be masked
+/// by the caller and stay masked across the switch. No other register state is switched: a
+/// voluntary switch is a function call, so caller-saved (and FP/SIMD) registers are dead.
+///
+/// # Safety
+/// Interrupts masked; called in thread context (not from an interrupt handler's stack);
+/// `save_sp` valid for writes; `load_sp` a value stored by an earlier switch or returned by
+/// [`ContextSwitch::init_context`], whose stack is still alive and not in use by a running
+/// thread. The caller must not hold references into data another thread may mutate while this
+/// one is switched out.
+pub type SwitchRoutine = unsafe extern "C" fn(save_sp: *mut usize, load_sp: usize);
 
 static CONTEXT_SWITCH: Once<&'static dyn ContextSwitch> = Once::new();
 

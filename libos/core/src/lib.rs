@@ -9,6 +9,7 @@
 //!   [`hal::Platform`] and registers it at boot; everything above calls [`hal::platform()`].
 //!   It also carries the [`hal::BootInfo`] a platform hands to the kernel, and the interrupt hooks.
 //! - [`time`]: [`time::Instant`], the monotonic clock since boot, in nanoseconds.
+//! - [`interrupts`]: masking interrupts on the running CPU (inline; the lock and switch paths).
 //! - [`sync`]: spin locks, and [`sync::IrqSpinLock`] that also masks interrupts while held.
 //! - [`logger`]: the `log` backend, writing to the platform console.
 //! - [`heap`]: the kernel heap (`talc`), installed as the global allocator on bare-metal targets.
@@ -33,9 +34,11 @@ pub mod exit;
 pub mod fault;
 pub mod hal;
 pub mod heap;
+pub mod interrupts;
 pub mod layout;
 pub mod logger;
 pub mod memory;
+pub mod regcheck;
 pub mod sched;
 pub mod sync;
 pub mod time;

@@ -8,7 +8,8 @@
 //! Both are `lock_api` mutexes, so blocking locks from the scheduler can share the same guard
 //! types later.
 
-use crate::hal::{self, InterruptState};
+use crate::hal::InterruptState;
+use crate::interrupts;
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -36,14 +37,14 @@ pub struct IrqRawSpinLock {
 // read before releasing it), so the `Cell` is never accessed concurrently.
 unsafe impl Sync for IrqRawSpinLock {}
 
+#[inline(always)]
 fn mask_interrupts() -> InterruptState {
-    hal::try_platform().map_or(InterruptState(false), |p| p.disable_interrupts())
+    interrupts::disable()
 }
 
+#[inline(always)]
 fn restore_interrupts(state: InterruptState) {
-    if let Some(platform) = hal::try_platform() {
-        platform.restore_interrupts(state);
-    }
+    interrupts::restore(state);
 }
 
 // SAFETY: `lock` returns only after this caller swapped `locked` from false to true with Acquire
@@ -55,21 +56,15 @@ unsafe impl lock_api::RawMutex for IrqRawSpinLock {
 
     type GuardMarker = lock_api::GuardNoSend;
 
+    #[inline]
     fn lock(&self) {
-        loop {
-            let state = mask_interrupts();
-            if self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                self.saved.set(state);
-                return;
-            }
-            // Let pending interrupts in while we wait, then spin on a plain load.
-            restore_interrupts(state);
-            while self.locked.load(Ordering::Relaxed) {
-                core::hint::spin_loop();
-            }
+        // The uncontended case inline (the scheduler takes this lock on every switch).
+        if !self.try_lock() {
+            self.lock_contended();
         }
     }
 
+    #[inline]
     fn try_lock(&self) -> bool {
         let state = mask_interrupts();
         if self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
@@ -89,6 +84,23 @@ unsafe impl lock_api::RawMutex for IrqRawSpinLock {
 
     fn is_locked(&self) -> bool {
         self.locked.load(Ordering::Relaxed)
+    }
+}
+
+impl IrqRawSpinLock {
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
+        loop {
+            // Interrupts are enabled again here (if they were): pending ones run while we wait
+            // on a plain load.
+            while self.locked.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+            if lock_api::RawMutex::try_lock(self) {
+                return;
+            }
+        }
     }
 }
 

@@ -85,7 +85,7 @@ impl Platform for FakePlatform {
 }
 
 /// A context switch for host tests: `init_context` returns a plausible stack pointer without
-/// touching memory; `switch_context` panics (a host test cannot switch stacks).
+/// touching memory; its switch routine aborts (a host test cannot switch stacks).
 pub struct FakeContext;
 
 impl ContextSwitch for FakeContext {
@@ -93,7 +93,11 @@ impl ContextSwitch for FakeContext {
         stack_top - 64
     }
 
-    unsafe fn switch_context(&self, _save_sp: *mut usize, _load_sp: usize) {
-        panic!("FakeContext: a host test cannot switch threads");
+    fn switch_routine(&self) -> crate::hal::SwitchRoutine {
+        extern "C" fn refuse(_save_sp: *mut usize, _load_sp: usize) {
+            // Panicking in an `extern "C"` function aborts the test binary, with this message.
+            panic!("FakeContext: a host test cannot switch threads");
+        }
+        refuse
     }
 }

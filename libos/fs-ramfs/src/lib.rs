@@ -38,7 +38,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
-use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, NewNode, Node, PlatformClock, StatFs, Timestamp};
+use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, NewNode, Node, PlatformClock, StatFs, TimeUpdate, Timestamp};
 
 /// The size of a data chunk.
 pub const PAGE_SIZE: usize = 4096;
@@ -650,6 +650,20 @@ impl Node for Inode {
         let now = self.shared.now();
         let mut data = self.data.lock();
         data.perm = perm & 0o7777;
+        data.ctime = now;
+        Ok(())
+    }
+
+    fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
+        let now = self.shared.now();
+        let pick = |update: TimeUpdate, old: Timestamp| match update {
+            TimeUpdate::Keep => old,
+            TimeUpdate::Now => now,
+            TimeUpdate::To(time) => time,
+        };
+        let mut data = self.data.lock();
+        data.atime = pick(accessed, data.atime);
+        data.mtime = pick(modified, data.mtime);
         data.ctime = now;
         Ok(())
     }

@@ -34,7 +34,7 @@ use fuse_abi::linux as abi;
 use hashbrown::HashMap;
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
-use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, NewNode, Node, PlatformClock, StatFs, Timestamp};
+use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, NewNode, Node, PlatformClock, StatFs, TimeUpdate};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// `statfs`'s magic number for FUSE file systems (Linux `FUSE_SUPER_MAGIC`).
@@ -581,8 +581,7 @@ impl VirtioFs {
         self.session.nodes.lock().values().filter(|w| w.strong_count() > 0).count()
     }
 
-    /// The root directory as its concrete type (for [`FuseNode::rename_with_flags`] and
-    /// [`FuseNode::set_times`]).
+    /// The root directory as its concrete type (for [`FuseNode::rename_with_flags`]).
     pub fn root_node(&self) -> Arc<FuseNode> {
         self.root.clone()
     }
@@ -759,8 +758,13 @@ impl FuseNode {
     }
 
     fn me(&self) -> Result<Arc<FuseNode>> {
-        let nodes = self.session.nodes.lock();
-        nodes.get(&self.nodeid).and_then(Weak::upgrade).filter(|n| core::ptr::eq(&**n, self)).ok_or(Errno::ESTALE)
+        // The guard ends with this statement: a reference that turns out to be the last one is
+        // dropped (and forgotten) without the table's lock held.
+        let found = self.session.nodes.lock().get(&self.nodeid).and_then(Weak::upgrade);
+        match found {
+            Some(node) if core::ptr::eq(&*node, self) => Ok(node),
+            _ => Err(Errno::ESTALE),
+        }
     }
 
     /// Turns an entry reply into a node and caches its dentry under `name`.
@@ -894,26 +898,6 @@ impl FuseNode {
         }
         let out: proto::fuse_attr_out = self.session.call_fixed(op::SETATTR, self.nodeid, &[setattr.as_bytes()])?;
         self.attr_from_reply(&out).map(drop)
-    }
-
-    /// Sets the access and/or modification time (`utimensat`): `Some(t)` sets that time,
-    /// `None` leaves it; `now` sets both given ones to the host's current time instead.
-    pub fn set_times(&self, atime: Option<Timestamp>, mtime: Option<Timestamp>, now: bool) -> Result<()> {
-        let mut setattr = proto::fuse_setattr_in::default();
-        if let Some(t) = atime {
-            setattr.valid |= if now { proto::FATTR_ATIME | proto::FATTR_ATIME_NOW } else { proto::FATTR_ATIME };
-            setattr.atime = t.secs();
-            setattr.atimensec = t.subsec_nanos();
-        }
-        if let Some(t) = mtime {
-            setattr.valid |= if now { proto::FATTR_MTIME | proto::FATTR_MTIME_NOW } else { proto::FATTR_MTIME };
-            setattr.mtime = t.secs();
-            setattr.mtimensec = t.subsec_nanos();
-        }
-        if setattr.valid == 0 {
-            return Ok(());
-        }
-        self.setattr(setattr)
     }
 
     /// `renameat2`: moves `old_name` of this directory to `new_name` in `new_dir` with
@@ -1265,5 +1249,32 @@ impl Node for FuseNode {
 
     fn set_perm(&self, perm: u32) -> Result<()> {
         self.setattr(proto::fuse_setattr_in { valid: proto::FATTR_MODE, mode: perm & 0o7777, ..Default::default() })
+    }
+
+    /// SETATTR with `FATTR_ATIME`/`FATTR_MTIME` (plus `_NOW` for the host's current time).
+    fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
+        let mut setattr = proto::fuse_setattr_in::default();
+        match accessed {
+            TimeUpdate::Keep => {}
+            TimeUpdate::Now => setattr.valid |= proto::FATTR_ATIME | proto::FATTR_ATIME_NOW,
+            TimeUpdate::To(t) => {
+                setattr.valid |= proto::FATTR_ATIME;
+                setattr.atime = t.secs();
+                setattr.atimensec = t.subsec_nanos();
+            }
+        }
+        match modified {
+            TimeUpdate::Keep => {}
+            TimeUpdate::Now => setattr.valid |= proto::FATTR_MTIME | proto::FATTR_MTIME_NOW,
+            TimeUpdate::To(t) => {
+                setattr.valid |= proto::FATTR_MTIME;
+                setattr.mtime = t.secs();
+                setattr.mtimensec = t.subsec_nanos();
+            }
+        }
+        if setattr.valid == 0 {
+            return Ok(());
+        }
+        self.setattr(setattr)
     }
 }

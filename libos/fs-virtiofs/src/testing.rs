@@ -29,7 +29,7 @@ use hashbrown::{HashMap, HashSet};
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
 use libos_fs_ramfs::RamFs;
-use libos_vfs::{Clock, FileSystem, FileType, Metadata, NewNode, Node, TickClock, Timestamp};
+use libos_vfs::{Clock, FileSystem, FileType, NewNode, Node, TickClock, TimeUpdate, Timestamp};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// How the fake server answers.
@@ -112,8 +112,6 @@ struct State {
     next_nodeid: u64,
     handles: HashMap<u64, OpenHandle>,
     next_fh: u64,
-    /// Times set by SETATTR (ramfs has no utimens): ino -> (atime, mtime).
-    times: HashMap<u64, (Option<Timestamp>, Option<Timestamp>)>,
     initialized: bool,
     uniques: HashSet<u64>,
 }
@@ -127,7 +125,6 @@ pub struct FakeServer {
     counts: [AtomicU64; op::COUNT],
     forget_messages: AtomicU64,
     violations: SpinLock<Vec<String>>,
-    clock: Arc<dyn Clock>,
 }
 
 const O_ACCMODE: u32 = 0o3;
@@ -160,7 +157,6 @@ impl FakeServer {
                 next_nodeid: 2,
                 handles: HashMap::new(),
                 next_fh: 1,
-                times: HashMap::new(),
                 initialized: false,
                 uniques: HashSet::new(),
             }),
@@ -169,7 +165,6 @@ impl FakeServer {
             counts: core::array::from_fn(|_| AtomicU64::new(0)),
             forget_messages: AtomicU64::new(0),
             violations: SpinLock::new(Vec::new()),
-            clock,
         })
     }
 
@@ -247,17 +242,12 @@ impl FakeServer {
         Some(fault)
     }
 
-    fn attr(&self, state: &State, node: &Arc<dyn Node>) -> Result<proto::fuse_attr> {
-        let mut meta: Metadata = node.metadata()?;
-        if let Some((atime, mtime)) = state.times.get(&node.ino()) {
-            meta.atime = atime.unwrap_or(meta.atime);
-            meta.mtime = mtime.unwrap_or(meta.mtime);
-        }
-        Ok(proto::attr_from_metadata(&meta))
+    fn attr(&self, node: &Arc<dyn Node>) -> Result<proto::fuse_attr> {
+        Ok(proto::attr_from_metadata(&node.metadata()?))
     }
 
     fn entry(&self, state: &mut State, node: Arc<dyn Node>) -> Result<Vec<u8>> {
-        let attr = self.attr(state, &node)?;
+        let attr = self.attr(&node)?;
         let ino = node.ino();
         let nodeid = match state.by_ino.get(&ino) {
             Some(&id) => id,
@@ -276,9 +266,9 @@ impl FakeServer {
         Ok(out.as_bytes().to_vec())
     }
 
-    fn attr_out(&self, state: &State, node: &Arc<dyn Node>) -> Result<Vec<u8>> {
+    fn attr_out(&self, node: &Arc<dyn Node>) -> Result<Vec<u8>> {
         let (attr_valid, attr_valid_nsec) = split(self.options.attr_valid_ns);
-        let out = proto::fuse_attr_out { attr_valid, attr_valid_nsec, dummy: 0, attr: self.attr(state, node)? };
+        let out = proto::fuse_attr_out { attr_valid, attr_valid_nsec, dummy: 0, attr: self.attr(node)? };
         Ok(out.as_bytes().to_vec())
     }
 
@@ -359,7 +349,7 @@ impl FakeServer {
             }
             op::GETATTR => {
                 let node = Self::node(state, nodeid)?;
-                self.attr_out(state, &node)
+                self.attr_out(&node)
             }
             op::SETATTR => {
                 let (set, _) = proto::fuse_setattr_in::read_from_prefix(body).map_err(|_| Errno::EINVAL)?;
@@ -377,15 +367,17 @@ impl FakeServer {
                         _ => return Err(Errno::EINVAL),
                     }
                 }
-                let now = self.clock.now();
-                let entry = state.times.entry(node.ino()).or_default();
-                if set.valid & proto::FATTR_ATIME != 0 {
-                    entry.0 = Some(if set.valid & proto::FATTR_ATIME_NOW != 0 { now } else { time(set.atime, set.atimensec) });
+                let update = |flag: u32, now_flag: u32, secs: u64, nanos: u32| match set.valid & (flag | now_flag) {
+                    0 => TimeUpdate::Keep,
+                    v if v & now_flag != 0 => TimeUpdate::Now,
+                    _ => TimeUpdate::To(time(secs, nanos)),
+                };
+                let accessed = update(proto::FATTR_ATIME, proto::FATTR_ATIME_NOW, set.atime, set.atimensec);
+                let modified = update(proto::FATTR_MTIME, proto::FATTR_MTIME_NOW, set.mtime, set.mtimensec);
+                if (accessed, modified) != (TimeUpdate::Keep, TimeUpdate::Keep) {
+                    node.set_times(accessed, modified)?;
                 }
-                if set.valid & proto::FATTR_MTIME != 0 {
-                    entry.1 = Some(if set.valid & proto::FATTR_MTIME_NOW != 0 { now } else { time(set.mtime, set.mtimensec) });
-                }
-                self.attr_out(state, &node)
+                self.attr_out(&node)
             }
             op::READLINK => Ok(Self::node(state, nodeid)?.read_link()?.into_bytes()),
             op::SYMLINK => {
@@ -500,9 +492,6 @@ impl FakeServer {
                 let offset = if write.flags & O_APPEND != 0 { handle.node.metadata()?.size } else { write.offset };
                 let node = handle.node.clone();
                 let n = node.write_at(offset, data)?;
-                if let Some(t) = state.times.get_mut(&node.ino()) {
-                    t.1 = None; // a write moves mtime again
-                }
                 Ok(proto::fuse_write_out { size: n as u32, padding: 0 }.as_bytes().to_vec())
             }
             op::STATFS => {

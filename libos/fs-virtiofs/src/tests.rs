@@ -11,7 +11,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use libos_core::Errno;
 use libos_vfs::conformance::{self, FileSystemFactory, ModelConfig};
-use libos_vfs::{FileSystem, Node, OpenFlags, Timestamp, Vfs};
+use libos_vfs::{FileSystem, Node, OpenFlags, TimeUpdate, Timestamp, Vfs};
 
 const NEW: OpenFlags = OpenFlags::CREAT.union(OpenFlags::RDWR);
 
@@ -330,14 +330,14 @@ fn rename2_flags() {
 fn set_times_and_statfs() {
     let m = mount(FakeOptions::default());
     write_file(&m.vfs, "/f", b"x");
-    let node = m.fs.root_node();
-    let f = node.lookup("f").unwrap();
-    let f = f.as_any().downcast_ref::<crate::FuseNode>().unwrap();
-    f.set_times(Some(Timestamp(5_000_000_001)), Some(Timestamp(7_000_000_002)), false).unwrap();
+    let (t1, t2) = (Timestamp(5_000_000_001), Timestamp(7_000_000_002));
+    m.vfs.set_times("/f", TimeUpdate::To(t1), TimeUpdate::To(t2), true).unwrap();
     let meta = m.vfs.metadata("/f").unwrap();
-    assert_eq!((meta.atime, meta.mtime), (Timestamp(5_000_000_001), Timestamp(7_000_000_002)));
-    f.set_times(None, Some(Timestamp(0)), true).unwrap();
-    assert!(m.vfs.metadata("/f").unwrap().mtime > Timestamp(7_000_000_002));
+    assert_eq!((meta.atime, meta.mtime), (t1, t2), "served from SETATTR's reply");
+    m.vfs.set_times("/f", TimeUpdate::Keep, TimeUpdate::Now, true).unwrap();
+    let now = m.vfs.metadata("/f").unwrap();
+    assert_eq!(now.atime, t1);
+    assert!(now.mtime > t2);
     let s = m.vfs.statfs("/").unwrap();
     assert_eq!(s.fs_type, crate::fs::FUSE_SUPER_MAGIC);
     assert_eq!(s.name_max, 255);

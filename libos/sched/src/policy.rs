@@ -5,8 +5,11 @@ use alloc::boxed::Box;
 use core::time::Duration;
 use libos_core::sched::ThreadId;
 
+pub use queue::ThreadQueue;
+
 #[cfg(any(test, feature = "coop"))]
 pub mod coop;
+mod queue;
 #[cfg(any(test, feature = "rr"))]
 pub mod rr;
 

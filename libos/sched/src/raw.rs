@@ -111,12 +111,13 @@ impl Drop for Stack {
 /// Interrupts are masked; `save` points into the running thread's control block, which stays
 /// alive until that thread is resumed or reaped; `load` points at the saved stack pointer of a
 /// thread that is not running and whose stack is alive; the scheduler lock is not held.
-pub unsafe fn switch(context: &dyn hal::ContextSwitch, save: *const AtomicUsize, load: *const AtomicUsize) {
+#[inline(always)]
+pub unsafe fn switch(routine: hal::SwitchRoutine, save: *const AtomicUsize, load: *const AtomicUsize) {
     // SAFETY: `save` points into the running thread's live control block (the caller's contract).
     let save = unsafe { (*save).as_ptr() };
     // SAFETY: `load` points into a live control block of a thread that is not running.
     let target = unsafe { (*load).load(core::sync::atomic::Ordering::Relaxed) };
-    // SAFETY: the caller's contract is the platform's (`ContextSwitch::switch_context`): interrupts
-    // masked, `target` saved by an earlier switch or made by `init_context`.
-    unsafe { context.switch_context(save, target) }
+    // SAFETY: the caller's contract is the platform's (`hal::SwitchRoutine`): interrupts masked,
+    // thread context, `target` saved by an earlier switch or made by `init_context`.
+    unsafe { routine(save, target) }
 }

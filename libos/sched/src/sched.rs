@@ -93,21 +93,21 @@ pub(crate) struct Sched {
     /// exiting thread's last switch saves into its control block, so it must not move.
     #[allow(clippy::vec_box)]
     dead: Vec<Box<Tcb>>,
-    /// The platform's context switch (looked up once).
-    context: &'static dyn hal::ContextSwitch,
+    /// The platform's switch routine (looked up once).
+    switch: hal::SwitchRoutine,
 }
 
 static SCHED: Once<IrqSpinLock<Sched>> = Once::new();
 /// The running thread (per CPU once there is SMP), readable without the lock.
 static CURRENT: AtomicU64 = AtomicU64::new(ThreadId::MAIN.0);
 static HAVE_DEAD: AtomicBool = AtomicBool::new(false);
-static SWITCHES: AtomicU64 = AtomicU64::new(0);
 static SPAWNED: AtomicU64 = AtomicU64::new(0);
 
 /// The idle thread of CPU 0.
 const IDLE: ThreadId = ThreadId(0);
 const IDLE_STACK: usize = 16 * 1024;
 
+#[inline]
 pub(crate) fn lock() -> IrqSpinLockGuard<'static, Sched> {
     SCHED.get().expect("libos-sched: no scheduler (libos_sched::init was not called)").lock()
 }
@@ -224,20 +224,19 @@ fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Re
         HAVE_DEAD.store(true, Ordering::Relaxed);
     }
     CURRENT.store(next.0, Ordering::Relaxed);
-    SWITCHES.fetch_add(1, Ordering::Relaxed);
     if need_slice_timer || !sched.timers.is_empty() {
         sched.rearm();
     }
-    let context = sched.context;
+    let routine = sched.switch;
     let interrupts = unlock_keeping_interrupts_masked(s);
     // SAFETY: interrupts are masked (the caller's contract); `save` points into the running
     // thread's boxed control block, which is only freed after it exited and another thread ran
     // (`reap`); `load` is the saved stack pointer of `next`, which is not running and whose
     // stack lives as long as its control block (boxed: moving the Box into `dead` does not
     // move it); the lock is released.
-    unsafe { raw::switch(context, save, load) };
+    unsafe { raw::switch(routine, save, load) };
     reap();
-    hal::platform().restore_interrupts(interrupts);
+    libos_core::interrupts::restore(interrupts);
 }
 
 /// The index of this CPU's run queue. One CPU for now; with SMP this becomes
@@ -248,17 +247,24 @@ fn this_cpu() -> usize {
 }
 
 /// Frees the stacks of threads that exited (never the running one: it is not in the list).
+/// Inline: every switch checks the flag; the work is out of line.
+#[inline(always)]
 fn reap() {
     if HAVE_DEAD.load(Ordering::Relaxed) {
-        let dead = {
-            let mut s = lock();
-            HAVE_DEAD.store(false, Ordering::Relaxed);
-            core::mem::take(&mut s.dead)
-        };
-        for mut tcb in dead {
-            if let Some(stack) = tcb.stack.take() {
-                raw::recycle(stack);
-            }
+        reap_dead();
+    }
+}
+
+#[inline(never)]
+fn reap_dead() {
+    let dead = {
+        let mut s = lock();
+        HAVE_DEAD.store(false, Ordering::Relaxed);
+        core::mem::take(&mut s.dead)
+    };
+    for mut tcb in dead {
+        if let Some(stack) = tcb.stack.take() {
+            raw::recycle(stack);
         }
     }
 }
@@ -431,7 +437,7 @@ pub fn init(policy: Box<dyn Policy>) -> Result<()> {
     let slice = policy.time_slice();
     log::debug!("libos-sched: policy {}, time slice {slice:?}", policy.name());
     let cpu = Cpu { policy, current: ThreadId::MAIN, idle: IDLE, slice, slice_end: None, switches: 0, switches_at_slice_start: 0 };
-    SCHED.call_once(|| IrqSpinLock::new(Sched { threads, cpus: alloc::vec![cpu], timers: BTreeSet::new(), armed: None, dead: Vec::new(), context }));
+    SCHED.call_once(|| IrqSpinLock::new(Sched { threads, cpus: alloc::vec![cpu], timers: BTreeSet::new(), armed: None, dead: Vec::new(), switch: context.switch_routine() }));
     libos_core::sched::set_scheduler(&HOOK);
     irq::set_timer_handler(on_timer);
     irq::set_preempt_handler(on_preempt);
@@ -513,7 +519,7 @@ pub fn current_id() -> ThreadId {
 
 /// How many context switches happened since boot.
 pub fn switch_count() -> u64 {
-    SWITCHES.load(Ordering::Relaxed)
+    SCHED.get().map_or(0, |s| s.lock().cpus.iter().map(|cpu| cpu.switches).sum())
 }
 
 /// The name of the policy CPU 0 runs.

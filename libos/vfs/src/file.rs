@@ -4,7 +4,8 @@
 //! `OpenFile` for it is dropped.
 
 use crate::node::Node;
-use crate::types::{DirEntry, FileType, Metadata, OpenFlags, SeekFrom};
+use crate::types::{DirEntry, FileType, Metadata, OpenFlags, SeekFrom, TimeUpdate};
+use alloc::string::String;
 use alloc::sync::Arc;
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
@@ -18,6 +19,13 @@ fn checked(n: usize, len: usize) -> Result<usize> {
     if n <= len { Ok(n) } else { Err(Errno::EIO) }
 }
 
+/// The directory offset after the VFS's own `.` entry (offset 0 is before it). The largest
+/// offset (`off_t` is signed), so `lseek`/`seekdir` reach it.
+pub const COOKIE_AFTER_DOT: u64 = MAX_FILE_SIZE;
+/// The directory offset after the VFS's own `..` entry: the file system's listing starts here
+/// (its cookie 0). File systems' cookies stay below these two values.
+pub const COOKIE_AFTER_DOTDOT: u64 = MAX_FILE_SIZE - 1;
+
 /// An open file or directory: the node, the flags it was opened with, and the offset (for a
 /// directory: the [`DirEntry::next_cookie`] to continue from).
 pub struct OpenFile {
@@ -25,6 +33,9 @@ pub struct OpenFile {
     dev: u64,
     flags: OpenFlags,
     offset: SpinLock<u64>,
+    /// For a directory: the inode of its parent when it was opened (what `..` lists; itself
+    /// for a root, as on Linux).
+    parent_ino: u64,
 }
 
 impl core::fmt::Debug for OpenFile {
@@ -34,13 +45,15 @@ impl core::fmt::Debug for OpenFile {
 }
 
 impl OpenFile {
-    pub(crate) fn new(node: Arc<dyn Node>, dev: u64, flags: OpenFlags) -> OpenFile {
-        OpenFile { node, dev, flags, offset: SpinLock::new(0) }
+    pub(crate) fn new(node: Arc<dyn Node>, dev: u64, flags: OpenFlags, parent_ino: u64) -> OpenFile {
+        OpenFile { node, dev, flags, offset: SpinLock::new(0), parent_ino }
     }
 
-    /// Wraps a node that is not in any namespace (e.g. a device handed to an app directly).
+    /// Wraps a node that is not in any namespace (e.g. a device handed to an app directly); a
+    /// directory's `..` is itself.
     pub fn from_node(node: Arc<dyn Node>, flags: OpenFlags) -> OpenFile {
-        OpenFile::new(node, 0, flags)
+        let ino = node.ino();
+        OpenFile::new(node, 0, flags, ino)
     }
 
     /// The flags given to `open`.
@@ -156,17 +169,41 @@ impl OpenFile {
         self.node.sync()
     }
 
-    /// The next directory entry, or `None` at the end. Seeking to `Start(0)` rewinds; seeking
-    /// to an entry's [`DirEntry::next_cookie`] continues after it.
+    /// The next directory entry, or `None` at the end: `.` and `..` first (as POSIX
+    /// `readdir` lists them), then the file system's entries. Seeking to `Start(0)` rewinds;
+    /// seeking to an entry's [`DirEntry::next_cookie`] continues after it.
     pub fn read_dir_next(&self) -> Result<Option<DirEntry>> {
         if !self.node.file_type().is_dir() {
             return Err(Errno::ENOTDIR);
         }
         let mut offset = self.offset.lock();
-        let entry = self.node.read_dir(*offset)?;
+        let dot = |name: &str, ino: u64, next_cookie: u64| DirEntry { name: String::from(name), ino, file_type: FileType::Directory, next_cookie };
+        let entry = match *offset {
+            // A removed directory (no links left) lists nothing, not even `.` and `..`.
+            0 if self.node.metadata()?.nlink == 0 => None,
+            0 => Some(dot(".", self.node.ino(), COOKIE_AFTER_DOT)),
+            COOKIE_AFTER_DOT => Some(dot("..", self.parent_ino, COOKIE_AFTER_DOTDOT)),
+            cookie => {
+                let from = if cookie == COOKIE_AFTER_DOTDOT { 0 } else { cookie };
+                match self.node.read_dir(from)? {
+                    // A cookie the VFS reserved (or 0, which would restart the listing) would
+                    // loop or skip: a broken file system, not a silent error.
+                    Some(entry) if entry.next_cookie == 0 || entry.next_cookie >= COOKIE_AFTER_DOTDOT => return Err(Errno::EIO),
+                    entry => entry,
+                }
+            }
+        };
         if let Some(entry) = &entry {
             *offset = entry.next_cookie;
         }
         Ok(entry)
+    }
+
+    /// `futimens`: sets the access and modification times (see [`Node::set_times`]).
+    pub fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
+        if accessed == TimeUpdate::Keep && modified == TimeUpdate::Keep {
+            return Ok(());
+        }
+        self.node.set_times(accessed, modified)
     }
 }

@@ -24,11 +24,14 @@
 //!
 //! ## What it does not do (yet)
 //!
-//! - Permissions are stored and reported but not enforced (an image is one user); there are no
-//!   owners (`uid`/`gid`) in [`Metadata`] yet.
+//! - Permissions are stored and reported but not enforced, by design: an image is one
+//!   application acting as one user, and the kernel and the app share one address space, so a
+//!   permission check would protect nothing from the only caller. There are no owners
+//!   (`uid`/`gid`) in [`Metadata`] yet; the C shim reports the running "user" as root.
 //! - Times count from boot ([`PlatformClock`]): libos has no real-time clock yet.
-//! - No `utimensat`, `mknod`, extended attributes, file locks or `O_TMPFILE`; `readdir` does
-//!   not list `.` and `..` (the C shim adds them).
+//! - No `mknod`, extended attributes, file locks or `O_TMPFILE`.
+//! - `readdir` on an [`OpenFile`] lists `.` and `..` first (the VFS adds them, so file systems
+//!   never do); [`Vfs::read_dir`] and `libos::fs::read_dir` leave them out, as `std` does.
 //! - One namespace: [`Vfs`] carries a single current directory; per-process state belongs to
 //!   the C shim.
 //!
@@ -137,10 +140,10 @@ mod vfs;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 
-pub use file::{MAX_FILE_SIZE, OpenFile};
+pub use file::{COOKIE_AFTER_DOT, COOKIE_AFTER_DOTDOT, MAX_FILE_SIZE, OpenFile};
 pub use node::{FileSystem, NewNode, Node};
 pub use types::{
     Clock, DirEntry, FileType, MAX_SYMLINKS, Metadata, NAME_MAX, OpenFlags, PATH_MAX, PlatformClock, SeekFrom, StatFs,
-    TickClock, Timestamp,
+    TickClock, TimeUpdate, Timestamp,
 };
 pub use vfs::{MountInfo, Vfs};

@@ -10,7 +10,7 @@
 //! a directory before `lookup`/`create`, source and target types in `rename`, mount points,
 //! access modes), so implementations only do what is specific to their storage.
 
-use crate::types::{DirEntry, FileType, Metadata, StatFs};
+use crate::types::{DirEntry, FileType, Metadata, StatFs, TimeUpdate};
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::any::Any;
@@ -148,7 +148,9 @@ pub trait Node: Send + Sync + Any {
     }
 
     /// The first entry at or after `cookie` (0 starts the listing), or `None` at the end. `.`
-    /// and `..` are not listed. Default: `ENOTDIR`.
+    /// and `..` are not listed (the VFS lists them itself, see [`crate::OpenFile`]); every
+    /// `next_cookie` is above 0 and below [`crate::COOKIE_AFTER_DOTDOT`] (the VFS
+    /// reserves the top two values). Default: `ENOTDIR`.
     fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {
         let _ = cookie;
         Err(Errno::ENOTDIR)
@@ -157,6 +159,13 @@ pub trait Node: Send + Sync + Any {
     /// Sets the permission bits. Default: `EPERM`.
     fn set_perm(&self, perm: u32) -> Result<()> {
         let _ = perm;
+        Err(Errno::EPERM)
+    }
+
+    /// Sets the access and modification times (`utimensat`); the change time becomes now.
+    /// The VFS never calls it with both [`TimeUpdate::Keep`]. Default: `EPERM`.
+    fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
+        let _ = (accessed, modified);
         Err(Errno::EPERM)
     }
 }

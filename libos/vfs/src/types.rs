@@ -71,6 +71,17 @@ impl Timestamp {
     }
 }
 
+/// How `set_times` changes one timestamp: `utimensat`'s `UTIME_OMIT`, `UTIME_NOW`, or a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeUpdate {
+    /// Leave it as it is.
+    Keep,
+    /// The file system's current time.
+    Now,
+    /// This time.
+    To(Timestamp),
+}
+
 /// Where a file system gets the current time. Host tests use [`TickClock`] so times are
 /// deterministic; images use [`PlatformClock`].
 pub trait Clock: Send + Sync {

@@ -8,7 +8,7 @@
 use crate::file::OpenFile;
 use crate::node::{FileSystem, NewNode, Node};
 use crate::path::{self, Last, Parsed};
-use crate::types::{DirEntry, MAX_SYMLINKS, Metadata, OpenFlags, PATH_MAX, StatFs};
+use crate::types::{DirEntry, MAX_SYMLINKS, Metadata, OpenFlags, PATH_MAX, StatFs, TimeUpdate};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -376,7 +376,9 @@ impl Vfs {
         if flags.contains(OpenFlags::TRUNC) && file_type == crate::FileType::Regular {
             loc.node.truncate(0)?;
         }
-        Ok(OpenFile::new(loc.node, loc.mount.id, flags))
+        // What `..` lists: the parent across mounts, as the path walk finds it.
+        let parent_ino = if file_type.is_dir() { self.step(&loc, "..").map_or(loc.node.ino(), |p| p.node.ino()) } else { 0 };
+        Ok(OpenFile::new(loc.node, loc.mount.id, flags, parent_ino))
     }
 
     /// Creates a directory.
@@ -546,14 +548,29 @@ impl Vfs {
         self.resolve(path, true)?.mount.fs.statfs()
     }
 
-    /// All entries of directory `path` (without `.` and `..`), in the file system's order.
+    /// All entries of directory `path` without `.` and `..` (as `std::fs::read_dir`), in the
+    /// file system's order. ([`OpenFile::read_dir_next`] lists `.` and `..` too, as POSIX
+    /// `readdir` does.)
     pub fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>> {
         let dir = self.open(path, OpenFlags::DIRECTORY, 0)?;
         let mut entries = Vec::new();
         while let Some(entry) = dir.read_dir_next()? {
-            entries.push(entry);
+            if entry.name != "." && entry.name != ".." {
+                entries.push(entry);
+            }
         }
         Ok(entries)
+    }
+
+    /// `utimensat`: sets the access and modification times of `path` (of a symlink itself
+    /// when `follow` is false). Both [`TimeUpdate::Keep`]: nothing changes. Errors: as the
+    /// path walk; `EPERM` where the file system cannot set times.
+    pub fn set_times(&self, path: &str, accessed: TimeUpdate, modified: TimeUpdate, follow: bool) -> Result<()> {
+        let loc = self.resolve(path, follow)?;
+        if accessed == TimeUpdate::Keep && modified == TimeUpdate::Keep {
+            return Ok(());
+        }
+        loc.node.set_times(accessed, modified)
     }
 
     /// Syncs every mounted file system.

@@ -1,6 +1,6 @@
 //! Thread context switch and preemption support for the scheduler.
 //!
-//! - **Cooperative switch** ([`switch`]): saves the AAPCS64 callee-saved state on the current
+//! - **Cooperative switch** ([`SWITCH`]): saves the AAPCS64 callee-saved state on the current
 //!   stack (SP_EL0: threads run in EL1t): `x19`-`x30`, `d8`-`d15` (the callee-saved low halves
 //!   of `v8`-`v15`) and FPCR; stores `sp`, loads the other thread's and restores. The
 //!   caller-saved FP/SIMD registers are dead at a call, so this is all a cooperative switch
@@ -8,7 +8,8 @@
 //! - **Preemption**: exceptions run on SP_EL1 with the full register frame (all `x`, all 32
 //!   `q`, FPCR, FPSR) on that shared exception stack, so we cannot switch threads inside the
 //!   handler. Instead, when the scheduler asked for preemption, [`redirect_to_preempt`] copies
-//!   the interrupted thread's frame onto *its own* stack (below its SP_EL0) and makes the
+//!   the interrupted thread's frame onto *its own* stack (below its SP_EL0 and a 128-byte red
+//!   zone) and makes the
 //!   `eret` land in `libos_aarch64_preempt_trampoline` in EL1t with IRQs masked. The trampoline
 //!   calls [`libos_core::hal::irq::preempt`] (the scheduler switches away cooperatively from
 //!   there); when the thread is resumed, it reloads every saved register (including all vector
@@ -29,6 +30,8 @@ global_asm!(
     .balign 4
     .global libos_aarch64_switch_context
 libos_aarch64_switch_context:
+    mrs     x9, spsel
+    cbnz    x9, 9f                  /* on the exception stack: never switch from there */
     sub     sp, sp, #176
     stp     x19, x20, [sp, #0]
     stp     x21, x22, [sp, #16]
@@ -59,6 +62,7 @@ libos_aarch64_switch_context:
     msr     fpcr, x9
     add     sp, sp, #176
     ret
+9:  bl      libos_aarch64_switch_from_exception
 
     .global libos_aarch64_thread_start
 libos_aarch64_thread_start:
@@ -68,7 +72,8 @@ libos_aarch64_thread_start:
     brk     #0x1
 
     /* Entered by `eret` from an IRQ handler (redirect_to_preempt) in EL1t with IRQs masked;
-     * sp points at a full TrapFrame (src/boot.s layout) copied from the exception stack. */
+     * sp points at a full TrapFrame (src/boot.s layout) copied from the exception stack, right
+     * below the interrupted thread's red zone (redirect_to_preempt). */
     .global libos_aarch64_preempt_trampoline
 libos_aarch64_preempt_trampoline:
     mov     x29, #0
@@ -113,9 +118,10 @@ libos_aarch64_preempt_trampoline:
     ldp     x4, x5, [sp, #32]
     ldp     x2, x3, [sp, #16]
     ldp     x0, x1, [sp]
-    add     sp, sp, #800
+    add     sp, sp, #{frame_and_red_zone}   /* back to the interrupted SP_EL0 */
     eret
-"#
+"#,
+    frame_and_red_zone = const size_of::<TrapFrame>() + RED_ZONE as usize,
 );
 
 unsafe extern "C" {
@@ -146,17 +152,21 @@ pub unsafe fn init(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usiz
     sp
 }
 
-/// Switches to the thread saved at `load_sp`, saving the current one to `*save_sp`.
-///
-/// # Safety
-/// As [`libos_core::hal::ContextSwitch::switch_context`]; must run in thread mode (EL1t).
-pub unsafe fn switch(save_sp: *mut usize, load_sp: usize) {
-    // On SP_EL1 the "stack" would be the shared exception stack: a scheduler bug, never a switch.
-    assert!(!crate::cpu::in_exception_handler(), "libos: a thread switch from an exception handler");
-    // SAFETY: the caller upholds the contract; the assembly saves and restores exactly the
-    // AAPCS64 callee-saved state plus FPCR.
-    unsafe { libos_aarch64_switch_context(save_sp, load_sp) }
+/// The switch routine ([`libos_core::hal::SwitchRoutine`]): the assembly saves and restores
+/// exactly the AAPCS64 callee-saved state plus FPCR, and refuses to run on the exception stack.
+pub const SWITCH: libos_core::hal::SwitchRoutine = libos_aarch64_switch_context;
+
+/// Called by the switch routine when it finds itself on SP_EL1: there the "stack" is the shared
+/// exception stack, so this is a scheduler bug, never a switch.
+#[unsafe(no_mangle)]
+extern "C" fn libos_aarch64_switch_from_exception() -> ! {
+    panic!("libos: a thread switch from an exception handler");
 }
+
+/// Bytes below SP_EL0 the copy leaves alone. AAPCS64 (Linux) has no red zone, but other
+/// aarch64 ABIs do (128 bytes), and skipping it costs nothing; it also keeps the `red-zone`
+/// check of the `threads` app meaningful on both architectures.
+const RED_ZONE: u64 = 128;
 
 /// SPSR.I: IRQs masked.
 const SPSR_IRQ_MASKED: u64 = 1 << 7;
@@ -166,14 +176,14 @@ const SPSR_IRQ_MASKED: u64 = 1 << 7;
 /// when the thread's stack pointer is misaligned, which compiled code never leaves it.
 pub fn redirect_to_preempt(frame: &mut TrapFrame) -> bool {
     let size = size_of::<TrapFrame>() as u64;
-    if frame.sp_el0 % 16 != 0 || frame.sp_el0 < size {
+    if frame.sp_el0 % 16 != 0 || frame.sp_el0 < size + RED_ZONE + 4096 {
         return false;
     }
-    let copy = frame.sp_el0 - size;
-    // SAFETY: the interrupted thread's stack extends below its SP_EL0 (nothing lives there in
-    // AAPCS64, which has no red zone), `copy` is 16-byte aligned, and `frame` is on the
-    // separate exception stack, so the two do not overlap. Running into the guard page faults
-    // and is reported as a nested exception, never silent corruption.
+    let copy = frame.sp_el0 - RED_ZONE - size;
+    // SAFETY: the interrupted thread's stack extends below its SP_EL0 and the red zone (nothing
+    // lives there), `copy` is 16-byte aligned, and `frame` is on the separate exception stack,
+    // so the two do not overlap. Running into the guard page faults and is reported as a
+    // nested exception, never silent corruption.
     unsafe { core::ptr::copy_nonoverlapping(frame as *const TrapFrame, copy as *mut TrapFrame, 1) };
     frame.sp_el0 = copy;
     frame.elr = libos_aarch64_preempt_trampoline as *const () as u64;

@@ -20,23 +20,11 @@ pub fn counter() -> u64 {
     read_sysreg!("cntvct_el0")
 }
 
-/// True when IRQs are unmasked (PSTATE.I clear).
-pub fn irqs_enabled() -> bool {
-    read_sysreg!("daif") & (1 << 7) == 0
-}
-
-/// Masks IRQs.
+/// Masks IRQs (for the shutdown path; everything else uses `libos_core::interrupts`).
 pub fn disable_irqs() {
     // SAFETY: masking interrupts only delays their delivery. The memory clobber (no `nomem`)
     // keeps the compiler from moving memory accesses out of the masked region.
     unsafe { core::arch::asm!("msr daifset, #2", options(nostack, preserves_flags)) };
-}
-
-/// Unmasks IRQs.
-pub fn enable_irqs() {
-    // SAFETY: the vectors are installed (src/boot.s) before Rust code runs, so a pending IRQ is
-    // handled; the memory clobber orders it with the surrounding code.
-    unsafe { core::arch::asm!("msr daifclr, #2", options(nostack, preserves_flags)) };
 }
 
 /// Waits for an interrupt with IRQs masked (a pending IRQ still ends WFI), then unmasks them so

@@ -28,8 +28,8 @@
 //!   first 512 GiB of physical addresses (every VMM we know puts RAM there); the final map
 //!   covers 48 bits.
 //! - **FP/SIMD**: enabled at boot (CPACR_EL1.FPEN) for the hard-float `aarch64-unknown-none`
-//!   target; exception entry saves all 32 vector registers, since an interrupted function may
-//!   hold live values in any of them.
+//!   target; exception entry saves all 32 vector registers, FPCR and FPSR, since an interrupted
+//!   function may hold live values in any of them, and a preempted thread gets them back.
 //! - **Stacks**: the kernel runs in EL1t on SP_EL0; exceptions use SP_EL1, a separate stack,
 //!   so a stack overflow into a guard page is reported like any other fault. An exception while
 //!   handling one switches to a third stack.
@@ -154,20 +154,18 @@ mod platform {
             timer::arm(ticks.min(u128::from(u64::MAX)) as u64);
         }
 
+        // Masking is inline in libos-core (`libos_core::interrupts`), which the locks use
+        // directly; these forward to it so both paths agree.
         fn disable_interrupts(&self) -> InterruptState {
-            let enabled = cpu::irqs_enabled();
-            cpu::disable_irqs();
-            InterruptState(enabled)
+            libos_core::interrupts::disable()
         }
 
         fn restore_interrupts(&self, state: InterruptState) {
-            if state.0 {
-                cpu::enable_irqs();
-            }
+            libos_core::interrupts::restore(state);
         }
 
         fn enable_interrupts(&self) {
-            cpu::enable_irqs();
+            libos_core::interrupts::enable();
         }
 
         fn wait_for_interrupt(&self) {
@@ -197,9 +195,8 @@ mod platform {
             unsafe { context::init(stack_top, entry, arg) }
         }
 
-        unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
-            // SAFETY: forwarded contract (ContextSwitch::switch_context); threads run in EL1t.
-            unsafe { context::switch(save_sp, load_sp) }
+        fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
+            context::SWITCH
         }
 
         fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {

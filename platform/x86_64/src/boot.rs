@@ -11,7 +11,7 @@ use crate::memory::usable_ram;
 use libos_core::memory::{self, MIN_HEAP, PAGE, RegionList, TooLittleMemory};
 use crate::paging::{self, Layout, TableMemory};
 use crate::pvh::{self, PvhError};
-use crate::{PLATFORM, apic, cpu, gdt, interrupts, serial, shutdown, stacks};
+use crate::{PLATFORM, apic, cpu, fpu, gdt, interrupts, serial, shutdown, stacks};
 use core::fmt;
 use libos_core::console::emergency_print;
 use libos_core::exit;
@@ -162,6 +162,7 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
     }
     gdt::init();
     interrupts::init();
+    fpu::init();
     apic::init(features.x2apic);
 
     // Free RAM: everything usable above 1 MiB except the image and the page tables it used.

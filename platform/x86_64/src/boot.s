@@ -66,6 +66,11 @@ libos_x86_64_nmi_stack_guard:       .skip 4096
                                     .skip 8192
     .global libos_x86_64_nmi_stack_top
 libos_x86_64_nmi_stack_top:
+    .global libos_x86_64_interrupt_stack_guard
+libos_x86_64_interrupt_stack_guard: .skip 4096
+                                    .skip 16384
+    .global libos_x86_64_interrupt_stack_top
+libos_x86_64_interrupt_stack_top:
     .global libos_x86_64_stacks_end
 libos_x86_64_stacks_end:
 
@@ -138,7 +143,9 @@ start64:
 /* ---- Interrupt and exception stubs ----
  * One 16-byte stub per vector at libos_x86_64_trap_stubs + 16 * vector. Each pushes a dummy
  * error code when the CPU does not push one, then the vector number, so every trap reaches
- * trap_common with the same frame layout (src/interrupts.rs: TrapFrame). */
+ * trap_common with the same frame layout (src/interrupts.rs: TrapFrame). Every vector has an
+ * IST stack (src/interrupts.rs), so the CPU's own frame and this one are never written onto the
+ * interrupted code's stack, whose 128-byte red zone may hold live data (compiled C code). */
     .section .text.traps, "ax"
     .balign 16
     .global libos_x86_64_trap_stubs

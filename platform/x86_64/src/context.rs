@@ -1,22 +1,27 @@
 //! Thread context switch and preemption support for the scheduler.
 //!
-//! - **Cooperative switch** ([`switch`]): pushes the System V callee-saved registers (`rbp`,
-//!   `rbx`, `r12`-`r15`) on the current stack, stores `rsp`, loads the other thread's `rsp` and
-//!   pops its registers. The return address is the saved `rip`. Interrupts stay masked across
-//!   the switch (the caller's contract), so `rflags.IF` needs no saving.
-//! - **Preemption**: the timer vector runs on the interrupted thread's own stack (IST 0), so
-//!   the interrupt's full register frame (`TrapFrame`) is already on that stack. When the
-//!   scheduler asked for preemption, `interrupts::libos_x86_64_trap` calls
-//!   [`libos_core::hal::irq::preempt`] *before* returning: the scheduler does a cooperative
-//!   switch from inside the handler, and when the thread is resumed the handler returns and
-//!   `iretq` restores every register and `rflags`.
-//! - **FP state**: the kernel target (`x86_64-unknown-none`) is soft-float: kernel and app code
-//!   never touch x87/SSE/AVX registers, so there is no FP state to switch. Once C code compiled
-//!   with SSE runs in threads (posix-shim), the preemption path must add `fxsave`/`xsave`.
+//! - **Cooperative switch** ([`SWITCH`]): pushes the System V callee-saved registers (`rbp`,
+//!   `rbx`, `r12`-`r15`) and the callee-saved FP control words (MXCSR, x87 FCW: C code may
+//!   change the rounding mode) on the current stack, stores `rsp`, loads the other thread's
+//!   `rsp` and pops its state. The return address is the saved `rip`. Vector registers are
+//!   caller-saved, so a voluntary switch (a function call) leaves them alone. Interrupts stay
+//!   masked across the switch (the caller's contract), so `rflags.IF` needs no saving.
+//! - **Preemption**: interrupts run on the shared interrupt stack (IST, src/interrupts.rs), so a
+//!   thread cannot be switched out inside the handler. When the scheduler asked for preemption,
+//!   [`redirect_to_preempt`] copies the interrupt's [`TrapFrame`] onto the interrupted thread's
+//!   own stack, below its 128-byte red zone, saves the whole x87/SSE/AVX state next to it
+//!   (src/fpu.rs: XSAVE or FXSAVE), and makes the `iretq` enter
+//!   `libos_x86_64_preempt_trampoline` there with interrupts masked. The trampoline calls
+//!   [`libos_core::hal::irq::preempt`] (the scheduler switches away cooperatively); when the
+//!   thread is resumed it restores the FP state, pops every register from the copy and
+//!   `iretq`s to the interrupted instruction (restoring `rsp`, so the red zone is untouched).
+//!   The FP save is only on this path: kernel code (soft-float) never touches vector registers.
 //! - **New threads** ([`init`]): a fake switch frame whose return address is
 //!   `libos_x86_64_thread_start`, which calls `entry(arg)` on a 16-byte aligned stack with a
-//!   zero frame pointer (so backtraces end there).
+//!   zero frame pointer (so backtraces end there), with the default MXCSR and FCW.
 
+use crate::fpu;
+use crate::interrupts::TrapFrame;
 use core::arch::global_asm;
 
 global_asm!(
@@ -30,8 +35,14 @@ libos_x86_64_switch_context:
     pushq %r13
     pushq %r14
     pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
     movq %rsp, (%rdi)
     movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -47,6 +58,33 @@ libos_x86_64_thread_start:
     andq $-16, %rsp
     call *%r13
     ud2
+
+    /* Entered by `iretq` from an interrupt handler (redirect_to_preempt) with interrupts
+     * masked, on the preempted thread's stack: 0(%rsp) = the FP save area, 8(%rsp) = the copy
+     * of the TrapFrame (src/interrupts.rs layout). Every general register still holds the
+     * interrupted value (trap_common restored them), and the copy has them all. */
+    .global libos_x86_64_preempt_trampoline
+libos_x86_64_preempt_trampoline:
+    movq (%rsp), %rdi
+    call libos_x86_64_preempted
+    movq 8(%rsp), %rsp
+    popq %rax
+    popq %rbx
+    popq %rcx
+    popq %rdx
+    popq %rsi
+    popq %rdi
+    popq %rbp
+    popq %r8
+    popq %r9
+    popq %r10
+    popq %r11
+    popq %r12
+    popq %r13
+    popq %r14
+    popq %r15
+    addq $16, %rsp                      /* vector and error code */
+    iretq
 "#,
     options(att_syntax)
 );
@@ -54,32 +92,72 @@ libos_x86_64_thread_start:
 unsafe extern "C" {
     fn libos_x86_64_switch_context(save_sp: *mut usize, load_sp: usize);
     fn libos_x86_64_thread_start();
+    fn libos_x86_64_preempt_trampoline();
 }
 
-/// Words of the initial frame: r15, r14, r13 (entry), r12 (arg), rbx, rbp, return address,
-/// and a zero "return address" above it that ends backtraces.
-const FRAME_WORDS: usize = 8;
+/// The switch routine ([`libos_core::hal::SwitchRoutine`]): the assembly saves and restores
+/// exactly the callee-saved registers and FP control words the System V ABI requires.
+pub const SWITCH: libos_core::hal::SwitchRoutine = libos_x86_64_switch_context;
+
+/// Words of the initial frame: MXCSR + FCW, r15, r14, r13 (entry), r12 (arg), rbx, rbp,
+/// return address, and a zero "return address" above it that ends backtraces.
+const FRAME_WORDS: usize = 9;
 
 /// Writes a new thread's first switch frame below `stack_top`; returns its stack pointer.
 ///
 /// # Safety
-/// `stack_top` is 16-byte aligned and the top of writable memory of at least 64 bytes that no
+/// `stack_top` is 16-byte aligned and the top of writable memory of at least 72 bytes that no
 /// one else uses.
 pub unsafe fn init(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
     let sp = stack_top - FRAME_WORDS * 8;
+    let control = fpu::DEFAULT_MXCSR as usize | (fpu::DEFAULT_FCW as usize) << 32;
     let frame: [usize; FRAME_WORDS] =
-        [0, 0, entry as usize, arg, 0, 0, libos_x86_64_thread_start as *const () as usize, 0];
-    // SAFETY: the caller guarantees the 64 bytes below `stack_top` are writable and unused.
+        [control, 0, 0, entry as usize, arg, 0, 0, libos_x86_64_thread_start as *const () as usize, 0];
+    // SAFETY: the caller guarantees the bytes below `stack_top` are writable and unused.
     unsafe { core::ptr::write(sp as *mut [usize; FRAME_WORDS], frame) };
     sp
 }
 
-/// Switches to the thread saved at `load_sp`, saving the current one to `*save_sp`.
-///
-/// # Safety
-/// As [`libos_core::hal::ContextSwitch::switch_context`].
-pub unsafe fn switch(save_sp: *mut usize, load_sp: usize) {
-    // SAFETY: the caller upholds the contract of `ContextSwitch::switch_context`; the assembly saves
-    // and restores exactly the callee-saved registers the System V ABI requires.
-    unsafe { libos_x86_64_switch_context(save_sp, load_sp) }
+/// Bytes below the stack pointer that System V code may use without moving it.
+const RED_ZONE: u64 = 128;
+/// RFLAGS.IF.
+const INTERRUPT_FLAG: u64 = 1 << 9;
+
+/// Called by the preempt trampoline, on the preempted thread's stack with interrupts masked:
+/// lets the scheduler switch away, then (when this thread is resumed) restores its FP state.
+#[unsafe(no_mangle)]
+extern "C" fn libos_x86_64_preempted(fp_area: *const u8) {
+    libos_core::hal::irq::preempt();
+    // SAFETY: `redirect_to_preempt` saved the state at `fp_area` on this thread's stack, below
+    // everything the scheduler's switch pushed, and nothing else writes there.
+    unsafe { fpu::restore(fp_area) };
+}
+
+/// Makes the return from this interrupt (taken in kernel mode, on the interrupt stack) run the
+/// preempt trampoline on the interrupted thread's stack: the frame is copied below the red zone,
+/// the FP/SIMD state saved below it. Returns false (and changes nothing) when the frame cannot
+/// be moved (a stack pointer too low to be real).
+pub fn redirect_to_preempt(frame: &mut TrapFrame) -> bool {
+    let frame_size = size_of::<TrapFrame>() as u64;
+    let fp_size = fpu::area_size() as u64;
+    let needed = RED_ZONE + frame_size + fp_size + fpu::AREA_ALIGN as u64 + 16;
+    if frame.rsp < needed + 4096 {
+        return false;
+    }
+    let copy = (frame.rsp - RED_ZONE - frame_size) & !15;
+    let fp_area = (copy - fp_size) & !(fpu::AREA_ALIGN as u64 - 1);
+    let sp = fp_area - 16;
+    // SAFETY: all three writes go to the interrupted thread's stack below its red zone, where
+    // nothing lives (the thread is stopped; the frame itself is on the separate interrupt
+    // stack, so the copy does not overlap it); `fp_area` is aligned and `fp_size` long. Running
+    // into the guard page faults (a report on the fault stack), never silent corruption.
+    unsafe {
+        core::ptr::copy_nonoverlapping(frame as *const TrapFrame, copy as *mut TrapFrame, 1);
+        fpu::save(fp_area as *mut u8);
+        core::ptr::write(sp as *mut [u64; 2], [fp_area, copy]);
+    }
+    frame.rsp = sp;
+    frame.rip = libos_x86_64_preempt_trampoline as *const () as u64;
+    frame.rflags &= !INTERRUPT_FLAG;
+    true
 }

@@ -1,5 +1,7 @@
-//! The final GDT and the TSS whose interrupt stack table gives fatal exceptions their own
-//! stacks: a stack overflow's page fault must not run on the overflowed stack.
+//! The final GDT and the TSS whose interrupt stack table gives every interrupt and exception a
+//! stack of its own: a stack overflow's page fault must not run on the overflowed stack, and no
+//! entry may write below the interrupted code's stack pointer, where the System V red zone holds
+//! live data (see src/interrupts.rs). One CPU: with SMP each CPU needs its own TSS and stacks.
 
 use spin::Once;
 use x86_64::VirtAddr;
@@ -10,15 +12,18 @@ use x86_64::structures::tss::TaskStateSegment;
 
 /// IST slot (1-based, as in the IDT) of the double-fault stack.
 pub const IST_DOUBLE_FAULT: u16 = 1;
-/// IST slot of the page-fault (and other fatal fault) stack.
+/// IST slot of the page-fault (and every other, fatal, exception) stack.
 pub const IST_FAULT: u16 = 2;
 /// IST slot of the NMI and machine-check stack.
 pub const IST_NMI: u16 = 3;
+/// IST slot of the stack that device and timer interrupts (vectors 32-255) run on.
+pub const IST_INTERRUPT: u16 = 4;
 
 unsafe extern "C" {
     static libos_x86_64_double_fault_stack_top: u8;
     static libos_x86_64_fault_stack_top: u8;
     static libos_x86_64_nmi_stack_top: u8;
+    static libos_x86_64_interrupt_stack_top: u8;
 }
 
 static TSS: Once<TaskStateSegment> = Once::new();
@@ -32,6 +37,7 @@ pub fn init() {
         tss.interrupt_stack_table[usize::from(IST_DOUBLE_FAULT - 1)] = top(&raw const libos_x86_64_double_fault_stack_top);
         tss.interrupt_stack_table[usize::from(IST_FAULT - 1)] = top(&raw const libos_x86_64_fault_stack_top);
         tss.interrupt_stack_table[usize::from(IST_NMI - 1)] = top(&raw const libos_x86_64_nmi_stack_top);
+        tss.interrupt_stack_table[usize::from(IST_INTERRUPT - 1)] = top(&raw const libos_x86_64_interrupt_stack_top);
         tss
     });
     let (gdt, code, data, tss_selector) = GDT.call_once(|| {

@@ -5,8 +5,25 @@
 //! registers as a [`TrapFrame`] and calls [`libos_x86_64_trap`]. CPU exceptions are fatal: they
 //! print a report (vector, error code, registers, CR2, a frame-pointer backtrace, and whether the
 //! fault hit a stack's guard page) and power off with [`libos_core::exit::FATAL_EXCEPTION`].
+//!
+//! # Stacks: every entry on an IST stack
+//! Code compiled for Linux (C through posix-shim) keeps live data in the 128 bytes below its
+//! stack pointer (the System V red zone), and an interrupt at the same privilege level would
+//! have the CPU push its frame right there *before* any of our code runs; skipping the red zone
+//! in the stub is too late. So every gate names an IST slot (src/gdt.rs) and the CPU switches
+//! stacks first: device and timer interrupts (32-255) run on the interrupt stack, #DF, NMI/#MC
+//! and all other exceptions on their own stacks. Interrupt gates mask interrupts, so an IST
+//! stack is never re-entered by an interrupt; an exception inside a handler uses another stack
+//! (exceptions are fatal, and one during a report stops at once).
+//!
+//! # Preemption from an interrupt
+//! The interrupt stack is shared, so a thread cannot be switched out on it. When a handler
+//! asked for preemption, [`crate::context::redirect_to_preempt`] moves the frame (and the
+//! FP/SIMD state) onto the interrupted thread's own stack, below its red zone, and makes the
+//! `iretq` enter a trampoline there that lets the scheduler switch away; when the thread is
+//! resumed the trampoline restores everything and `iretq`s to the interrupted instruction.
 
-use crate::{apic, gdt, shutdown};
+use crate::{apic, context, gdt, shutdown};
 use core::sync::atomic::{AtomicBool, Ordering};
 use libos_core::console::emergency_print;
 use libos_core::hal::irq;
@@ -81,9 +98,9 @@ pub fn init() {
         for (vector, entry) in idt.0.iter_mut().enumerate() {
             let ist = match vector as u64 {
                 DOUBLE_FAULT => gdt::IST_DOUBLE_FAULT,
-                PAGE_FAULT => gdt::IST_FAULT,
                 NMI | MACHINE_CHECK => gdt::IST_NMI,
-                _ => 0,
+                0..32 => gdt::IST_FAULT,
+                _ => gdt::IST_INTERRUPT,
             };
             *entry = gate(stubs + 16 * vector as u64, ist);
         }
@@ -114,11 +131,11 @@ extern "C" fn libos_x86_64_trap(frame: &mut TrapFrame) {
             log::warn!("unexpected interrupt vector {v:#x}");
         }
     }
-    // Interrupts use the interrupted thread's stack (IST 0), and this frame is on it: a
-    // preemption switches threads right here and returns (then `iretq`s) once the scheduler
-    // resumes this thread (see src/context.rs).
-    if irq::take_preemption_request() {
-        irq::preempt();
+    // This frame is on the shared interrupt stack: a requested preemption happens on the
+    // thread's own stack after the `iretq` (src/context.rs); if the frame cannot be moved there
+    // the request stays for the next interrupt.
+    if irq::take_preemption_request() && !context::redirect_to_preempt(frame) {
+        irq::request_preemption();
     }
 }
 

@@ -6,10 +6,13 @@
 //! - `boot.s` + [`boot`]: 32-bit PVH entry, long mode, then the Rust boot path;
 //! - [`pvh`]: the loader's boot information (command line, memory map, ACPI RSDP);
 //! - [`memory`], [`paging`]: free RAM and the final page tables (text RX, data NX, guard pages);
-//! - `gdt`, `interrupts`, `stacks`: GDT/TSS with separate stacks for fatal exceptions, the IDT,
-//!   crash reports with a frame-pointer backtrace;
-//! - `context`: the thread context switch and preemption on interrupt return (for the
-//!   scheduler);
+//! - `gdt`, `interrupts`, `stacks`: GDT/TSS with an IST stack for every interrupt and
+//!   exception (nothing is pushed onto the interrupted code's stack: its red zone is safe), the
+//!   IDT, crash reports with a frame-pointer backtrace;
+//! - `fpu`: SSE (and XSAVE/AVX where present) enabled at boot; the FP/SIMD state of preempted
+//!   threads saved and restored;
+//! - `context`: the thread context switch and preemption on interrupt return, on the thread's
+//!   own stack (for the scheduler);
 //! - `serial`, `clock`, `apic`: the 16550 console, the TSC clock, the local APIC one-shot timer;
 //! - [`devices`], `discovery`, `ioapic`: virtio-mmio slots (DSDT `LNRO0005`), PCIe hosts (MCFG),
 //!   device interrupts through the I/O APICs of the MADT;
@@ -43,6 +46,8 @@ mod context;
 mod cpu;
 #[cfg(target_os = "none")]
 mod discovery;
+#[cfg(target_os = "none")]
+mod fpu;
 #[cfg(target_os = "none")]
 mod gdt;
 #[cfg(target_os = "none")]
@@ -119,20 +124,18 @@ mod platform {
             apic::one_shot(ticks as u32);
         }
 
+        // Masking is inline in libos-core (`libos_core::interrupts`), which the locks use
+        // directly; these forward to it so both paths agree.
         fn disable_interrupts(&self) -> InterruptState {
-            let enabled = interrupts::are_enabled();
-            interrupts::disable();
-            InterruptState(enabled)
+            libos_core::interrupts::disable()
         }
 
         fn restore_interrupts(&self, state: InterruptState) {
-            if state.0 {
-                interrupts::enable();
-            }
+            libos_core::interrupts::restore(state);
         }
 
         fn enable_interrupts(&self) {
-            interrupts::enable();
+            libos_core::interrupts::enable();
         }
 
         fn wait_for_interrupt(&self) {
@@ -173,9 +176,8 @@ mod platform {
             unsafe { context::init(stack_top, entry, arg) }
         }
 
-        unsafe fn switch_context(&self, save_sp: *mut usize, load_sp: usize) {
-            // SAFETY: forwarded contract (ContextSwitch::switch_context).
-            unsafe { context::switch(save_sp, load_sp) }
+        fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
+            context::SWITCH
         }
 
         fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {

@@ -8,17 +8,19 @@ unsafe extern "C" {
     static libos_x86_64_double_fault_stack_guard: u8;
     static libos_x86_64_fault_stack_guard: u8;
     static libos_x86_64_nmi_stack_guard: u8;
+    static libos_x86_64_interrupt_stack_guard: u8;
 }
 
 const PAGE: u64 = 4096;
 
 /// The guard pages (one unmapped page below each stack) with the stack's name.
-pub fn guard_pages() -> [(u64, &'static str); 4] {
+pub fn guard_pages() -> [(u64, &'static str); 5] {
     [
         ((&raw const libos_x86_64_boot_stack_guard) as u64, "boot"),
         ((&raw const libos_x86_64_double_fault_stack_guard) as u64, "double-fault"),
         ((&raw const libos_x86_64_fault_stack_guard) as u64, "page-fault"),
         ((&raw const libos_x86_64_nmi_stack_guard) as u64, "NMI"),
+        ((&raw const libos_x86_64_interrupt_stack_guard) as u64, "interrupt"),
     ]
 }
 

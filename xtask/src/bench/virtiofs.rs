@@ -16,12 +16,18 @@
 //! - a **TCG** boot without icount: the same workloads timed by the TSC, as MiB/s (wall clock,
 //!   TCG, one run; labelled as such).
 //!
-//! The Linux guest on the same share is not measured yet: the static C version of the workload
-//! (`bench/c/`) that takes a directory is still being written; the table says so.
+//! - the **Linux guest** baseline ([`crate::linux`], q35 + virtio-pci, Debian cloud kernel with
+//!   the `virtiofs` module) running `bench/c/fs_tmpfs.c` in the share mounted at `/mnt`, under
+//!   icount. Linux sleeps while it waits for the host, and QEMU skips that idle time, so its
+//!   ticks are not instructions; the program reports its thread's CPU time
+//!   (`CLOCK_THREAD_CPUTIME_ID`), which under icount is the instructions the kernel and the
+//!   program ran for it. Interrupt work done while the CPU was idle is not in it, so the Linux
+//!   figure is, if anything, low.
 
 use super::host_facts;
 use crate::accel::Accel;
 use crate::arch::Arch;
+use crate::linux::{LinuxGuest, bench_counters, check_run};
 use crate::qemu::{self, Exit, VmConfig};
 use crate::virtiofs::{Cache, Share};
 use crate::{Result, build};
@@ -79,6 +85,7 @@ fn counter_hz(console: &str) -> Option<u64> {
 struct Options {
     file_mib: u64,
     files: u64,
+    linux: bool,
 }
 
 fn boot(options: &Options, cache: Cache, icount: bool, share_root: &std::path::Path) -> Result<(String, u64)> {
@@ -115,18 +122,52 @@ fn boot(options: &Options, cache: Cache, icount: bool, share_root: &std::path::P
     Ok((outcome.console, hz))
 }
 
+/// `fs_tmpfs` in the Linux guest on a fresh share with `cache`: the `[bench]` counters, per
+/// workload name (`create`, ...) as (ops, cpu_ns, ticks).
+fn linux_boot(options: &Options, cache: Cache, share_root: &std::path::Path) -> Result<BTreeMap<String, (u64, u64, u64)>> {
+    let guest = LinuxGuest::build(Arch::X86_64)?;
+    let dir = share_root.join(format!("{}-linux", cache.name()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let modules = guest.modules_for(&[guest.virtio_transport(), "virtiofs"])?;
+    let args = [options.file_mib.to_string(), options.files.to_string(), "/mnt".to_string()];
+    let mut config = guest.config("fs_tmpfs", &args, &modules, &format!("bench.mounts=virtiofs:{TAG}:/mnt"));
+    config.icount = true;
+    config.memory = "512M".into();
+    config.timeout = Duration::from_secs(1800);
+    config.shares = vec![Share { dir: dir.clone(), tag: TAG.into(), cache }];
+    eprintln!("==> Linux guest: fs_tmpfs on virtio-fs (--cache={}), icount", cache.name());
+    let outcome = qemu::run(&config, false)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    check_run("fs_tmpfs on virtio-fs", &outcome)?;
+    let counters = bench_counters(&outcome.console);
+    let mut out = BTreeMap::new();
+    for (key, &ops) in counters.iter().filter(|(k, _)| k.ends_with(".ops")) {
+        let name = key.trim_end_matches(".ops");
+        let get = |what: &str| counters.get(&format!("{name}.{what}")).copied();
+        if let (Some(cpu), Some(ticks)) = (get("cpu_ns"), get("ticks")) {
+            out.insert(name.to_string(), (ops, cpu, ticks));
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("fs_tmpfs printed no workloads:\n{}", outcome.console).into());
+    }
+    Ok(out)
+}
+
 fn per_op(total: u64, ops: u64) -> f64 {
     total as f64 / ops.max(1) as f64
 }
 
 pub(super) fn run(args: Vec<String>) -> Result<i32> {
-    let mut options = Options { file_mib: 256, files: 10_000 };
+    let mut options = Options { file_mib: 256, files: 10_000, linux: true };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--file-mib" => options.file_mib = args.next().ok_or("--file-mib needs a number")?.parse()?,
             "--files" => options.files = args.next().ok_or("--files needs a number")?.parse()?,
-            other => return Err(format!("unknown option `{other}` for bench virtiofs (expected --file-mib N, --files N)").into()),
+            "--no-linux" => options.linux = false,
+            other => return Err(format!("unknown option `{other}` for bench virtiofs (expected --file-mib N, --files N, --no-linux)").into()),
         }
     }
     if options.file_mib < 10 {
@@ -146,6 +187,7 @@ fn measure_all(options: &Options, share_root: &std::path::Path) -> Result<i32> {
     for cache in [Cache::Never, Cache::Auto] {
         let (icount_console, icount_hz) = boot(options, cache, true, share_root)?;
         let (tcg_console, tcg_hz) = boot(options, cache, false, share_root)?;
+        let linux = if options.linux { Some(linux_boot(options, cache, share_root)?) } else { None };
         let ticks_are_instructions = icount_hz.abs_diff(1_000_000_000) < 10_000_000;
         let icount_runs = parse(&icount_console);
         let tcg_runs = parse(&tcg_console);
@@ -176,15 +218,20 @@ fn measure_all(options: &Options, share_root: &std::path::Path) -> Result<i32> {
                 "interrupts_per_op": per_op(f("interrupts"), w.ops),
                 "forget_messages": f("forget-messages"),
                 "ramfs_guest_instructions_per_op": ramfs.map(|r| per_op(r.ticks, r.ops).round()),
+                "linux_guest_instructions_per_op": linux.as_ref().and_then(|l| l.get(short)).map(|&(ops, cpu, _)| per_op(cpu, ops).round()),
+                "linux_ticks_per_op_including_idle": linux.as_ref().and_then(|l| l.get(short)).map(|&(ops, _, ticks)| per_op(ticks, ops).round()),
                 "tcg_mib_per_s": mib_s(&tcg_runs, name),
                 "ramfs_tcg_mib_per_s": mib_s(&tcg_runs, &format!("ramfs/{short}")),
             });
             let num = |k: &str| row[k].as_f64();
             let show = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+            let ratio = num("guest_instructions_per_op").zip(num("linux_guest_instructions_per_op")).map(|(g, l)| l / g.max(1.0));
             md_rows += &format!(
-                "| {} | {short} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {short} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 cache.name(),
                 show(num("guest_instructions_per_op"), 0),
+                show(num("linux_guest_instructions_per_op"), 0),
+                show(ratio, 2),
                 show(num("ramfs_guest_instructions_per_op"), 0),
                 show(num("fuse_requests_per_op"), 2),
                 show(num("fuse_bytes_per_op"), 0),
@@ -198,16 +245,27 @@ fn measure_all(options: &Options, share_root: &std::path::Path) -> Result<i32> {
                 let requests = num("fuse_requests_per_op").unwrap_or(f64::NAN);
                 let notifications = num("notifications_per_op").unwrap_or(f64::NAN);
                 let interrupts = num("interrupts_per_op").unwrap_or(f64::NAN);
+                let vs_linux = match ratio {
+                    Some(r) => format!(
+                        "Linux {} : {r:.2}x fewer (target >= 1.5x: {})",
+                        show(num("linux_guest_instructions_per_op"), 0),
+                        if r >= 1.5 { "met" } else { "missed" }
+                    ),
+                    None => "Linux not measured".to_string(),
+                };
                 target_lines.push(format!(
                     "- `--cache={}`, per 1 MiB sequential read: {requests} FUSE request (target 1: {}), {notifications} notifications \
                      (target <= 1: {}), {interrupts} interrupts (target <= 1: {}; the device polls here), {} guest instructions \
-                     (Linux comparison: not measured yet)",
+                     ({vs_linux})",
                     cache.name(),
                     if requests == 1.0 { "met" } else { "missed" },
                     if notifications <= 1.0 { "met" } else { "missed" },
                     if interrupts <= 1.0 { "met" } else { "missed" },
                     show(num("guest_instructions_per_op"), 0),
                 ));
+                if let Some(l) = num("linux_guest_instructions_per_op") {
+                    plot_bars.push((format!("Linux virtio-fs {} seq-read-1m", cache.name()), l));
+                }
                 plot_bars.push((format!("virtio-fs {} seq-read-1m", cache.name()), num("guest_instructions_per_op").unwrap_or(0.0)));
                 if cache == Cache::Auto {
                     plot_bars.push(("ramfs seq-read-1m".to_string(), num("ramfs_guest_instructions_per_op").unwrap_or(0.0)));
@@ -235,7 +293,7 @@ fn measure_all(options: &Options, share_root: &std::path::Path) -> Result<i32> {
         "file_mib": options.file_mib,
         "files": options.files,
         "policies": policies,
-        "linux_baseline": "not measured: the static C workload in bench/c that runs in a given directory is not there yet",
+        "linux_baseline": if options.linux { "bench/c/fs_tmpfs.c in the share at /mnt, Linux guest q35 virtio-pci, icount, thread CPU time" } else { "not run (--no-linux)" },
         "targets": TARGETS,
     });
     let mut md = String::new();
@@ -252,13 +310,15 @@ fn measure_all(options: &Options, share_root: &std::path::Path) -> Result<i32> {
            the polling loop's instructions; the device has no interrupt path here yet, so `incl. polling` shows what the \
            vCPU spent in all). **Requests, bytes, notifications, interrupts**: guest-side counters of the mount and the \
            device, per operation. **MiB/s**: plain TCG, one boot, wall clock of this 2-core host: indicative only.\n\n";
-    md += "| virtiofsd --cache | workload | guest instructions / op | ramfs instructions / op | FUSE requests / op | FUSE bytes / op | notifications / op | interrupts / op | incl. polling / op | MiB/s (TCG) | ramfs MiB/s (TCG) |\n";
-    md += "|---|---|---|---|---|---|---|---|---|---|---|\n";
+    md += "**Linux**: the Linux guest baseline (q35, virtio-pci, Debian cloud kernel, `virtiofs` module) running \
+           `bench/c/fs_tmpfs.c` in the same kind of share: its thread's CPU time under icount (instructions run for it, \
+           without the idle time while it waits; interrupt work done while idle is not counted). `-`: not measured \
+           (the C program has the base workloads only) or `--no-linux`.\n\n";
+    md += "| virtiofsd --cache | workload | libos instructions / op | Linux instructions / op | Linux / libos | ramfs instructions / op | FUSE requests / op | FUSE bytes / op | notifications / op | interrupts / op | libos incl. polling / op | MiB/s (TCG) | ramfs MiB/s (TCG) |\n";
+    md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     md += &md_rows;
     md += &format!("\nTargets ({TARGETS}):\n\n{}\n", target_lines.join("\n"));
-    md += "\nThe Linux guest on the same share and QEMU (issue 6 item 6) is not in this table yet: it needs the static C \
-           version of this workload that runs in a given directory (`bench/c/`), mounted through the Linux baseline's \
-           `bench.mounts=virtiofs:TAG:/PATH`.\n";
+
     let plot = crate::measure::bar_chart_svg("virtio-fs vs ramfs: 1 MiB sequential read", "guest instructions per read", &plot_bars);
     crate::measure::write_results("virtiofs", &json, &md, &[("virtiofs.svg".to_string(), plot)])?;
     print!("{md}");

@@ -2,14 +2,13 @@
 //! threads take turns in arrival order; priorities are ignored. No time slice, so the timer
 //! only fires for sleeping threads.
 
-use super::{Policy, Priority, Reason};
-use alloc::collections::VecDeque;
+use super::{Policy, Priority, Reason, ThreadQueue};
 use libos_core::sched::ThreadId;
 
 /// The cooperative FIFO run queue.
 #[derive(Default)]
 pub struct Fifo {
-    queue: VecDeque<ThreadId>,
+    queue: ThreadQueue,
 }
 
 impl Fifo {

@@ -4,25 +4,33 @@
 //! next interrupt return. (Lower levels can starve while higher ones stay busy: that is what
 //! strict priorities mean.)
 
-use super::{Policy, Priority, Reason};
-use alloc::collections::VecDeque;
-use alloc::vec::Vec;
+use super::{Policy, Priority, Reason, ThreadQueue};
+use alloc::boxed::Box;
 use core::time::Duration;
 use libos_core::sched::ThreadId;
 
+/// Priority levels: one per value of [`Priority`]'s `u8`.
+const LEVELS: usize = 256;
+const WORDS: usize = LEVELS / 64;
+
 /// The round-robin run queue.
 pub struct RoundRobin {
-    /// One FIFO per priority in use, highest priority first (a short list: a linear scan beats
-    /// a tree here). Levels are kept when empty, so `pick_next` never frees memory.
-    levels: Vec<(Priority, VecDeque<ThreadId>)>,
-    queued: usize,
+    /// One FIFO per priority level, indexed by the priority (6 KiB of empty queues, which
+    /// allocate only when a level is first used, and keep their buffer when emptied, so
+    /// `pick_next` never frees memory).
+    levels: Box<[ThreadQueue; LEVELS]>,
+    /// Bit `p % 64` of word `p / 64` is set while level `p` holds threads, and bit `w` of
+    /// `words` while word `w` is non-zero: `enqueue` and `pick_next` find the highest level
+    /// with two leading-zero counts, no scan (they run on every switch).
+    occupied: [u64; WORDS],
+    words: u8,
     slice: Duration,
 }
 
 impl RoundRobin {
     /// An empty run queue with time slice `slice`.
     pub fn new(slice: Duration) -> RoundRobin {
-        RoundRobin { levels: Vec::new(), queued: 0, slice }
+        RoundRobin { levels: Box::new(core::array::from_fn(|_| ThreadQueue::new())), occupied: [0; WORDS], words: 0, slice }
     }
 }
 
@@ -32,29 +40,35 @@ impl Policy for RoundRobin {
     }
 
     fn enqueue(&mut self, thread: ThreadId, priority: Priority, _reason: Reason) {
-        let at = match self.levels.iter().position(|(p, _)| *p <= priority) {
-            Some(i) if self.levels[i].0 == priority => i,
-            Some(i) => {
-                self.levels.insert(i, (priority, VecDeque::new()));
-                i
-            }
-            None => {
-                self.levels.push((priority, VecDeque::new()));
-                self.levels.len() - 1
-            }
-        };
-        self.levels[at].1.push_back(thread);
-        self.queued += 1;
+        let level = usize::from(priority.0);
+        let queue = &mut self.levels[level];
+        if queue.is_empty() {
+            self.occupied[level / 64] |= 1 << (level % 64);
+            self.words |= 1 << (level / 64);
+        }
+        queue.push_back(thread);
     }
 
     fn pick_next(&mut self) -> Option<ThreadId> {
-        let thread = self.levels.iter_mut().find_map(|(_, queue)| queue.pop_front())?;
-        self.queued -= 1;
-        Some(thread)
+        if self.words == 0 {
+            return None;
+        }
+        // The highest occupied level: the highest non-zero word, then its highest bit.
+        let word = (u8::BITS - 1 - self.words.leading_zeros()) as usize % WORDS;
+        let bit = 63 - self.occupied[word].leading_zeros() as usize;
+        let queue = &mut self.levels[(word * 64 + bit) % LEVELS];
+        let thread = queue.pop_front();
+        if queue.is_empty() {
+            self.occupied[word] &= !(1 << bit);
+            if self.occupied[word] == 0 {
+                self.words &= !(1 << word);
+            }
+        }
+        thread
     }
 
     fn is_empty(&self) -> bool {
-        self.queued == 0
+        self.words == 0
     }
 
     fn time_slice(&self) -> Option<Duration> {
@@ -103,6 +117,19 @@ mod tests {
             rr.enqueue(t, Priority::NORMAL, Reason::Preempted);
         }
         assert_eq!(ran, [1, 2, 3, 1, 2, 3]);
+    }
+
+    #[test]
+    fn extreme_priorities_and_refilling_levels() {
+        let mut rr = RoundRobin::new(Duration::from_millis(1));
+        rr.enqueue(ThreadId(1), Priority(0), Reason::Spawned);
+        rr.enqueue(ThreadId(2), Priority(255), Reason::Spawned);
+        rr.enqueue(ThreadId(3), Priority(64), Reason::Spawned);
+        rr.enqueue(ThreadId(4), Priority(63), Reason::Spawned);
+        assert_eq!(rr.pick_next(), Some(ThreadId(2)));
+        rr.enqueue(ThreadId(5), Priority(255), Reason::Woken); // the emptied level fills again
+        assert_eq!(drain(&mut rr), [5, 3, 4, 1]);
+        assert!(rr.is_empty() && rr.pick_next().is_none());
     }
 
     #[test]

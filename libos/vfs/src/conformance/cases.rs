@@ -1,7 +1,7 @@
 //! The named conformance cases.
 
 use super::{Case, FileSystemFactory};
-use crate::types::{FileType, OpenFlags, SeekFrom};
+use crate::types::{FileType, OpenFlags, SeekFrom, TimeUpdate, Timestamp};
 use crate::{MAX_SYMLINKS, Vfs};
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -133,6 +133,8 @@ pub(super) const ALL: &[Case] = &[
     Case { name: "seek", run: seek },
     Case { name: "readdir", run: readdir },
     Case { name: "readdir_stable_cookies", run: readdir_stable_cookies },
+    Case { name: "readdir_dot_entries", run: readdir_dot_entries },
+    Case { name: "set_times", run: set_times },
     Case { name: "stat_fields_and_times", run: stat_fields_and_times },
     Case { name: "unlinked_open_file_lives_on", run: unlinked_open_file_lives_on },
     Case { name: "mounts", run: mounts },
@@ -712,7 +714,70 @@ fn readdir_stable_cookies(f: &dyn FileSystemFactory) -> Outcome {
     while ok!(dir.read_dir_next()).is_some() {
         all += 1;
     }
-    eq!(all, 24);
+    eq!(all, 24 + 2); // with `.` and `..`
+    Ok(())
+}
+
+/// `readdir` on an open directory lists `.` (the directory) and `..` (its parent; the root's
+/// is itself) first, then the entries, none of them `.` or `..` again; a saved cookie after
+/// `..` continues with the entries; `read_dir` (std-like) leaves both out.
+fn readdir_dot_entries(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(vfs.mkdir("/d", 0o755));
+    ok!(vfs.open("/d/a", NEW, 0o644));
+    ok!(vfs.mkdir("/d/b", 0o755));
+    let root_ino = ok!(vfs.metadata("/")).ino;
+    for (path, ino, parent_ino) in [("/d", ok!(vfs.metadata("/d")).ino, root_ino), ("/", root_ino, root_ino)] {
+        let dir = ok!(vfs.open(path, OpenFlags::DIRECTORY, 0));
+        let dot = ok!(dir.read_dir_next()).ok_or("no `.`")?;
+        eq!((dot.name.as_str(), dot.ino, dot.file_type), (".", ino, FileType::Directory));
+        let dotdot = ok!(dir.read_dir_next()).ok_or("no `..`")?;
+        eq!((dotdot.name.as_str(), dotdot.ino, dotdot.file_type), ("..", parent_ino, FileType::Directory));
+        let mut rest = Vec::new();
+        while let Some(entry) = ok!(dir.read_dir_next()) {
+            rest.push(entry.name);
+        }
+        check!(!rest.iter().any(|n| n == "." || n == ".."));
+        eq!(rest.len(), if path == "/" { 1 } else { 2 });
+        ok!(dir.seek(SeekFrom::Start(dotdot.next_cookie)));
+        eq!(ok!(dir.read_dir_next()).map(|e| e.name), rest.first().cloned());
+        ok!(dir.seek(SeekFrom::Start(dot.next_cookie)));
+        eq!(ok!(dir.read_dir_next()).map(|e| e.name), Some("..".to_string()));
+    }
+    eq!(ok!(names(&vfs, "/d")), vec!["a".to_string(), "b".to_string()]);
+    // A mount root's `..` is the directory holding the mount point (another file system).
+    ok!(vfs.mount("/d/b", f.create()?));
+    let mounted = ok!(vfs.open("/d/b", OpenFlags::DIRECTORY, 0));
+    eq!(ok!(mounted.read_dir_next()).map(|e| e.ino), Some(ok!(vfs.metadata("/d/b")).ino));
+    eq!(ok!(mounted.read_dir_next()).map(|e| e.ino), Some(ok!(vfs.metadata("/d")).ino));
+    Ok(())
+}
+
+/// `utimensat`: explicit times, "now", and "keep" for each of atime and mtime; the change time
+/// moves; a symlink's own times without following; `ENOENT` for a missing path.
+fn set_times(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(write_file(&vfs, "/f", b"x"));
+    let before = ok!(vfs.metadata("/f"));
+    let (t1, t2) = (Timestamp(1_000_000_007), Timestamp(2_000_000_009));
+    ok!(vfs.set_times("/f", TimeUpdate::To(t1), TimeUpdate::To(t2), true));
+    let set = ok!(vfs.metadata("/f"));
+    eq!((set.atime, set.mtime), (t1, t2));
+    check!(set.ctime >= before.ctime);
+    ok!(vfs.set_times("/f", TimeUpdate::Keep, TimeUpdate::Keep, true));
+    eq!(ok!(vfs.metadata("/f")), set);
+    ok!(vfs.set_times("/f", TimeUpdate::Keep, TimeUpdate::Now, true));
+    let now = ok!(vfs.metadata("/f"));
+    eq!(now.atime, t1);
+    check!(now.mtime >= set.ctime && now.mtime != t2);
+    let file = ok!(vfs.open("/f", OpenFlags::empty(), 0));
+    ok!(file.set_times(TimeUpdate::To(t2), TimeUpdate::Keep));
+    eq!(ok!(file.metadata()).atime, t2);
+    ok!(vfs.symlink("f", "/l"));
+    ok!(vfs.set_times("/l", TimeUpdate::To(t1), TimeUpdate::To(t1), false));
+    eq!(ok!(vfs.symlink_metadata("/l")).mtime, t1);
+    eq!(ok!(vfs.metadata("/f")).mtime, now.mtime);
+    err!(vfs.set_times("/missing", TimeUpdate::Now, TimeUpdate::Now, true), ENOENT);
     Ok(())
 }
 

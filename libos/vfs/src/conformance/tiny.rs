@@ -4,7 +4,7 @@
 //! system around namespace changes, and dropping a very deep tree recurses once per level.
 //! `libos-fs-ramfs` is the same design made efficient and robust.
 
-use crate::{DirEntry, FileSystem, FileType, Metadata, NewNode, Node, StatFs, Timestamp};
+use crate::{DirEntry, FileSystem, FileType, Metadata, NewNode, Node, StatFs, TimeUpdate, Timestamp};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
@@ -66,6 +66,7 @@ impl FileSystem for TinyFs {
 struct State {
     perm: u32,
     nlink: u64,
+    atime: Timestamp,
     mtime: Timestamp,
     ctime: Timestamp,
     /// File data, or a symlink's target.
@@ -102,6 +103,7 @@ impl TinyNode {
             state: SpinLock::new(State {
                 perm,
                 nlink: 1,
+                atime: now,
                 mtime: now,
                 ctime: now,
                 data: data.into_bytes(),
@@ -183,7 +185,7 @@ impl Node for TinyNode {
             blocks: size.div_ceil(512),
             block_size: 4096,
             rdev: 0,
-            atime: state.mtime,
+            atime: state.atime,
             mtime: state.mtime,
             ctime: state.ctime,
         })
@@ -343,6 +345,20 @@ impl Node for TinyNode {
         let now = self.shared.now();
         let mut state = self.state.lock();
         state.perm = perm;
+        state.ctime = now;
+        Ok(())
+    }
+
+    fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
+        let now = self.shared.now();
+        let pick = |update: TimeUpdate, old: Timestamp| match update {
+            TimeUpdate::Keep => old,
+            TimeUpdate::Now => now,
+            TimeUpdate::To(to) => to,
+        };
+        let mut state = self.state.lock();
+        state.atime = pick(accessed, state.atime);
+        state.mtime = pick(modified, state.mtime);
         state.ctime = now;
         Ok(())
     }
