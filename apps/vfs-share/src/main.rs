@@ -13,7 +13,7 @@
 //! - `parallel PATH N`: N threads each write and read back their own file at once -> `parallel N`;
 //! - `wait-file PATH`: prints `waiting for PATH` and polls until PATH exists (the host's way to
 //!   let the guest go on after it looked at something);
-//! - `stats`: the device's counters.
+//! - `stats`: the device's counters and its shared-memory region 0 (the DAX window), if any.
 //!
 //! Exits 1 on the first failure (with a `FAILED:` line), 2 for bad arguments.
 #![no_std]
@@ -173,6 +173,8 @@ fn run(args: &[String]) -> Result<(), String> {
             [cmd, tail @ ..] if cmd == "stats" => {
                 for device in libos::virtiofs::devices() {
                     println!("stats {}: {:?}", device.tag(), device.stats());
+                    // The DAX window (shared-memory region 0), if the host offers one.
+                    println!("shared memory {}: {:?}", device.tag(), device.shared_memory(0));
                 }
                 rest = tail;
             }
