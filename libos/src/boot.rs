@@ -69,6 +69,10 @@ fn kernel_main(info: &'static BootInfo) -> ! {
 
 #[cfg(feature = "vfs")]
 fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Result<(), String> {
+    #[cfg(feature = "fs-virtiofs")]
+    if let Some(secs) = options.virtiofs_timeout_secs {
+        crate::virtiofs::set_timeout(u64::from(secs));
+    }
     crate::fs::mount_at_boot(options.root.as_deref(), &options.mounts)?;
     crate::fs::unpack_initial_files(initial_files)
 }

@@ -10,11 +10,13 @@
 //! |---|---|
 //! | `loglevel=off\|error\|warn\|info\|debug\|trace` | kernel log level (default `warn`) |
 //! | `bootstats` | print `[boot-stats]` lines at `main` and at exit |
-//! | `root=FS` | the root file system (default `ramfs` when the image has it) |
-//! | `mount=FS:/PATH` | mount a new `FS` at `/PATH` (created if missing); repeatable, in order |
+//! | `root=FS` | the root file system (default `ramfs` when the image has it; `virtiofs:TAG` for a host share) |
+//! | `mount=FS:/PATH` | mount a new `FS` at `/PATH` (created if missing); repeatable, in order; `virtiofs:TAG:/PATH` |
+//! | `virtiofs_timeout=SECONDS` | how long a virtio-fs reply may take before the device is declared dead (default 30; images with `fs-virtiofs`) |
 //!
 //! File-system names are checked at boot against those the image was built with (`ramfs`,
-//! `devfs`); an unknown one stops the boot like an unknown option.
+//! `devfs`, `virtiofs:TAG`); an unknown one, or a tag no virtio-fs device has, stops the boot
+//! like an unknown option.
 //! | `sched=coop\|rr` | scheduling policy (needs the matching `sched-*` feature; default: `rr` if compiled in, else `coop`) |
 //! | `timeslice=MS` | time slice of preemptive policies, 1..=10000 ms (default 10) |
 //!
@@ -45,6 +47,9 @@ pub struct Options {
     /// `timeslice=` in milliseconds.
     #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
     pub time_slice_ms: Option<u32>,
+    /// `virtiofs_timeout=` in seconds.
+    #[cfg(any(test, feature = "fs-virtiofs"))]
+    pub virtiofs_timeout_secs: Option<u32>,
 }
 
 impl Default for Options {
@@ -59,6 +64,8 @@ impl Default for Options {
             sched: None,
             #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
             time_slice_ms: None,
+            #[cfg(any(test, feature = "fs-virtiofs"))]
+            virtiofs_timeout_secs: None,
         }
     }
 }
@@ -95,7 +102,7 @@ impl fmt::Display for CmdlineError {
         match self {
             CmdlineError::UnknownOption(option) => write!(
                 f,
-                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, sched=coop|rr, timeslice=MS; app arguments go after `--`)"
+                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, sched=coop|rr, timeslice=MS, virtiofs_timeout=SECONDS; app arguments go after `--`)"
             ),
             CmdlineError::BadValue { option, value, expected } => {
                 write!(f, "kernel option `{option}` does not accept `{value}` (expected {expected})")
@@ -162,11 +169,12 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
             }
             ("bootstats", None) => options.boot_stats = true,
             ("root", Some(fs)) => {
-                if fs.is_empty() || fs.contains(':') {
+                // `FS`, or `FS:SOURCE` (virtiofs:TAG).
+                if fs.is_empty() || fs.starts_with(':') || fs.ends_with(':') || fs.contains(":/") {
                     return Err(CmdlineError::BadValue {
                         option: "root",
                         value: fs.into(),
-                        expected: "a file system name such as ramfs",
+                        expected: "a file system such as ramfs or virtiofs:TAG",
                     });
                 }
                 options.root = Some(fs.into());
@@ -177,8 +185,9 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
                 }
                 options.env.push(var.into());
             }
-            ("mount", Some(spec)) => match spec.split_once(':') {
-                Some((fs, path)) if !fs.is_empty() && path.starts_with('/') => {
+            // The path is what follows the last ":/" (the file system may be `virtiofs:TAG`).
+            ("mount", Some(spec)) => match spec.rfind(":/").map(|at| (&spec[..at], &spec[at + 1..])) {
+                Some((fs, path)) if !fs.is_empty() && !fs.starts_with(':') && !fs.ends_with(':') => {
                     options.mounts.push((fs.into(), path.into()));
                 }
                 _ => {
@@ -205,6 +214,15 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
                 options.time_slice_ms = Some(ms.parse().ok().filter(|ms| (1..=10_000).contains(ms)).ok_or_else(|| {
                     CmdlineError::BadValue { option: "timeslice", value: ms.into(), expected: "milliseconds, 1 to 10000" }
                 })?);
+            }
+            #[cfg(any(test, feature = "fs-virtiofs"))]
+            ("virtiofs_timeout", Some(secs)) => {
+                options.virtiofs_timeout_secs =
+                    Some(secs.parse().ok().filter(|s| (1..=3600).contains(s)).ok_or_else(|| CmdlineError::BadValue {
+                        option: "virtiofs_timeout",
+                        value: secs.into(),
+                        expected: "seconds, 1 to 3600",
+                    })?);
             }
             _ => return Err(CmdlineError::UnknownOption(word)),
         }
@@ -293,7 +311,11 @@ mod tests {
             [("ramfs".to_string(), "/tmp".to_string()), ("devfs".to_string(), "/dev2".to_string())]
         );
         assert_eq!(parse("").unwrap().options.root, None);
-        for bad in ["mount=ramfs", "mount=ramfs:tmp", "mount=:/tmp", "root=", "root=a:b"] {
+        let parsed = parse("root=virtiofs:myfs mount=virtiofs:data:/mnt/data virtiofs_timeout=5").unwrap();
+        assert_eq!(parsed.options.root.as_deref(), Some("virtiofs:myfs"));
+        assert_eq!(parsed.options.mounts, vec![(String::from("virtiofs:data"), String::from("/mnt/data"))]);
+        assert_eq!(parsed.options.virtiofs_timeout_secs, Some(5));
+        for bad in ["mount=ramfs", "mount=ramfs:tmp", "mount=:/tmp", "mount=virtiofs::/x", "root=", "root=a:", "root=:a", "root=a:/b", "virtiofs_timeout=0"] {
             assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { .. }), "{bad}");
         }
         assert!(parse("mount=x").unwrap_err().to_string().contains("expected FS:/PATH"));

@@ -52,16 +52,16 @@ pub fn init(vfs: Vfs) -> &'static Vfs {
     VFS.call_once(|| vfs)
 }
 
-/// The file systems this image can mount, by name.
+/// The file systems this image can mount, by name (`virtiofs` takes the share's tag:
+/// `virtiofs:TAG`).
 pub fn known_file_systems() -> &'static [&'static str] {
-    #[cfg(feature = "fs-ramfs")]
-    {
-        &["ramfs", "devfs"]
-    }
-    #[cfg(not(feature = "fs-ramfs"))]
-    {
-        &["devfs"]
-    }
+    &[
+        #[cfg(feature = "fs-ramfs")]
+        "ramfs",
+        "devfs",
+        #[cfg(feature = "fs-virtiofs")]
+        "virtiofs:TAG",
+    ]
 }
 
 /// A new instance of the file system called `name` (see [`known_file_systems`]).
@@ -70,6 +70,14 @@ pub fn new_file_system(name: &str) -> core::result::Result<Arc<dyn FileSystem>, 
         #[cfg(feature = "fs-ramfs")]
         "ramfs" => Ok(Arc::new(libos_fs_ramfs::RamFs::new())),
         "devfs" => Ok(Arc::new(libos_vfs::devfs::DevFs::new(&libos_vfs::devfs::PlatformEntropy))),
+        #[cfg(feature = "fs-virtiofs")]
+        _ if name.starts_with("virtiofs:") => {
+            let tag = &name["virtiofs:".len()..];
+            let device = crate::virtiofs::device(tag)?;
+            let fs = libos_fs_virtiofs::VirtioFs::mount(device, libos_fs_virtiofs::MountOptions::default())
+                .map_err(|e| alloc::format!("cannot mount virtio-fs share `{tag}`: {e}"))?;
+            Ok(fs)
+        }
         _ => Err(alloc::format!("unknown file system `{name}` (this image has: {})", known_file_systems().join(", "))),
     }
 }
@@ -80,7 +88,10 @@ pub fn mount_at_boot(root: Option<&str>, mounts: &[(String, String)]) -> core::r
     let default_root = if cfg!(feature = "fs-ramfs") { "ramfs" } else { "devfs" };
     let root_name = root.unwrap_or(default_root);
     let vfs = init(Vfs::new(new_file_system(root_name)?));
-    if root_name != "devfs" {
+    // A host share as root gets devfs only where it has a /dev: the boot never creates
+    // directories on the host.
+    let on_host = root_name.starts_with("virtiofs:");
+    if root_name != "devfs" && !(on_host && metadata("/dev").is_err()) {
         let devfs = new_file_system("devfs")?;
         let dev = create_dir_all("/dev").and_then(|()| vfs.mount("/dev", devfs));
         if let Err(e) = dev {

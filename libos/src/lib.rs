@@ -45,6 +45,8 @@ pub mod fs;
 pub mod process;
 pub mod rt;
 pub mod time;
+#[cfg(feature = "fs-virtiofs")]
+pub mod virtiofs;
 
 /// Threads (features `sched-coop` / `sched-preempt`): `spawn`, `join`, `sleep`, `yield_now`,
 /// `current`, [`thread::Builder`], thread-local [`thread::tls::Key`]s. See `libos-sched`.

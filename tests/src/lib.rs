@@ -19,7 +19,7 @@ use std::time::Duration;
 use xtask::accel::{self, Accel};
 use xtask::arch::Arch;
 use xtask::build;
-use xtask::qemu::{self, Exit, Machine, Outcome, Running, VmConfig};
+use xtask::qemu::{self, Exit, Machine, Outcome, Running, VirtioTransport, VmConfig};
 use xtask::virtiofs::{Cache, ROOT_TAG, Share};
 
 /// The architectures to test on: those with a platform crate.
@@ -58,6 +58,7 @@ pub struct Boot {
     timeout: Duration,
     qemu_args: Vec<String>,
     shares: Vec<Share>,
+    transport: Option<VirtioTransport>,
 }
 
 impl Boot {
@@ -70,6 +71,7 @@ impl Boot {
             options: String::new(),
             memory: "64M".into(),
             machine: None,
+            transport: None,
             debug_exit: true,
             timeout: Duration::from_secs(60),
             qemu_args: Vec::new(),
@@ -122,6 +124,13 @@ impl Boot {
         self
     }
 
+    /// Attaches virtio devices through `transport` instead of the machine's default (PCI on
+    /// q35, else MMIO), e.g. PCI on aarch64 `virt`.
+    pub fn transport(mut self, transport: VirtioTransport) -> Boot {
+        self.transport = Some(transport);
+        self
+    }
+
     /// Sets virtiofsd's cache policy for every share.
     pub fn cache(mut self, cache: Cache) -> Boot {
         self.shares.iter_mut().for_each(|s| s.cache = cache);
@@ -159,6 +168,7 @@ impl Boot {
         config.timeout = self.timeout;
         config.cmdline = qemu::kernel_cmdline(&self.options, &self.args);
         config.shares = self.shares.clone();
+        config.virtio_transport = self.transport;
         let running = qemu::start(&config, false, None).unwrap_or_else(|e| panic!("starting QEMU: {e}"));
         Started { what: format!("{} {:?} on {arch} ({})", self.app, self.args, machine.name()), running }
     }

@@ -10,6 +10,7 @@ mod boot_aarch64;
 mod fs;
 mod sched;
 mod shim;
+mod virtiofs;
 mod icmp;
 mod linux;
 mod readme;
@@ -32,10 +33,11 @@ pub fn main(args: Vec<String>) -> Result<i32> {
         Some("sched") => sched::run(args.collect()),
         Some("shim") => shim::run(args.collect()),
         Some("linux") => linux::run(args.collect()),
+        Some("virtiofs") => virtiofs::run(args.collect()),
         Some("all") => all(args.collect()),
         Some("readme") => readme::write(None).map(|()| 0),
-        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, linux, all; readme rewrites README.md)").into()),
-        None => Err("which suite? ./x bench boot | fs | sched | shim | linux | all | --compare".into()),
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, linux, virtiofs, all; readme rewrites README.md)").into()),
+        None => Err("which suite? ./x bench boot | fs | sched | shim | linux | virtiofs | all | --compare".into()),
     }
 }
 

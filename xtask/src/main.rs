@@ -50,6 +50,11 @@ const HELP: &str = "\
         posix-shim benchmark: guest instructions (icount) per null system call, 4 KiB pread and
         open/fstat/read/close of bench/c/shim_ops.c on libos (apps/c-bench) and in the Linux
         guest on tmpfs. Writes bench/results/shim.{json,md}.
+  ./x bench virtiofs [--file-mib N] [--files N] [--no-linux]
+        virtio-fs benchmark: the fsbench workloads on a virtio-fs share (host tmpfs, virtiofsd
+        --cache=never and auto) and on ramfs in one boot, and bench/c/fs_tmpfs.c on the same kind
+        of share in the Linux guest: guest instructions, FUSE requests and bytes, notifications
+        and interrupts per operation (icount), MiB/s (TCG). Writes bench/results/virtiofs.*.
   ./x bench linux [--arch x86_64|aarch64|all] [--runs N] [--only boot,syscall,block,icmp]
                   [--block-reads N] [--pings N]
         Linux guest baseline (Debian kernel + busybox, built and cached under

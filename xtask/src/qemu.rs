@@ -87,6 +87,8 @@ impl std::str::FromStr for Machine {
 pub enum VirtioTransport {
     /// virtio-mmio (version 2, modern): microvm, aarch64 `virt`.
     Mmio,
+    /// virtio-mmio version 1 (legacy), QEMU's own default for virtio-mmio devices.
+    MmioLegacy,
     /// virtio-pci (modern): q35; aarch64 `virt` has PCIe too.
     Pci,
 }

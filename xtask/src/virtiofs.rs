@@ -316,6 +316,7 @@ fn qemu_args(transport: VirtioTransport, memory: &str, devices: &[(&str, &Path)]
             args.extend(["-global".into(), "virtio-mmio.force-legacy=false".into()]);
             "vhost-user-fs-device"
         }
+        VirtioTransport::MmioLegacy => "vhost-user-fs-device",
     };
     for (index, (tag, socket)) in devices.iter().enumerate() {
         args.push("-chardev".into());

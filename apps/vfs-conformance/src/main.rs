@@ -1,10 +1,12 @@
 //! `vfs-conformance`: the VFS conformance suite inside the guest.
 //!
-//! Usage: `vfs-conformance [--fs ramfs|tinyfs] [CASE...]` or `vfs-conformance [--fs F] --model N`.
+//! Usage: `vfs-conformance [--fs ramfs|tinyfs|virtiofs:TAG] [CASE...]` or
+//! `vfs-conformance [--fs F] --model N`.
 //!
 //! Runs every case of `libos_vfs::conformance` (or those named) on fresh instances of the file
 //! system (default ramfs, timed by the platform clock; `tinyfs` is the suite's own minimal
-//! example), printing `ok: CASE` or `FAILED: CASE: why` per case and a summary line
+//! example; `virtiofs:TAG` mounts the host share with that tag once and gives every instance a
+//! fresh, empty directory `conformance-N` of it as its root), printing `ok: CASE` or `FAILED: CASE: why` per case and a summary line
 //! `conformance: N passed, M failed`. Exits 1 if any case failed, 2 for bad arguments.
 //! `--model N` runs only the model test, with N sequences.
 //!
@@ -19,7 +21,8 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use libos::fs::ramfs::RamFs;
-use libos::fs::vfs::FileSystem;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use libos::fs::vfs::{FileSystem, NewNode, Node, StatFs};
 use libos::fs::vfs::conformance::{self, Case, FileSystemFactory, ModelConfig, TinyFs};
 use libos::println;
 
@@ -49,13 +52,67 @@ impl FileSystemFactory for Tiny {
     }
 }
 
-const USAGE: &str = "usage: vfs-conformance [--fs ramfs|tinyfs] [CASE... | --model SEQUENCES]";
+/// A fresh directory of one mounted host share per instance (a FUSE session cannot be
+/// re-initialised, so instances share the mount and differ by their root directory).
+struct VirtioShare {
+    fs: Arc<dyn FileSystem>,
+    next: AtomicUsize,
+}
+
+impl FileSystemFactory for VirtioShare {
+    fn name(&self) -> &str {
+        "virtiofs"
+    }
+
+    fn create(&self) -> Result<Arc<dyn FileSystem>, String> {
+        let name = alloc::format!("conformance-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let root = self.fs.root().create(&name, NewNode::Directory, 0o755).map_err(|e| alloc::format!("mkdir {name}: {e}"))?;
+        Ok(Arc::new(Subtree { fs: self.fs.clone(), root }))
+    }
+}
+
+/// A file system whose root is a directory of another.
+struct Subtree {
+    fs: Arc<dyn FileSystem>,
+    root: Arc<dyn Node>,
+}
+
+impl FileSystem for Subtree {
+    fn name(&self) -> &str {
+        self.fs.name()
+    }
+
+    fn root(&self) -> Arc<dyn Node> {
+        self.root.clone()
+    }
+
+    fn statfs(&self) -> libos::Result<StatFs> {
+        self.fs.statfs()
+    }
+
+    fn sync(&self) -> libos::Result<()> {
+        self.fs.sync()
+    }
+}
+
+const USAGE: &str = "usage: vfs-conformance [--fs ramfs|tinyfs|virtiofs:TAG] [CASE... | --model SEQUENCES]";
 
 fn main() -> i32 {
     let mut args: Vec<&str> = libos::env::args().skip(1).collect();
+    let share;
     let factory: &dyn FileSystemFactory = match args[..] {
         ["--fs", "ramfs", ..] => &Ramfs,
         ["--fs", "tinyfs", ..] => &Tiny,
+        ["--fs", name, ..] if name.starts_with("virtiofs:") => match libos::fs::new_file_system(name) {
+            Ok(fs) => {
+                share = VirtioShare { fs, next: AtomicUsize::new(0) };
+                &share
+            }
+            Err(why) => {
+                println!("vfs-conformance: {why}");
+                return 2;
+            }
+        },
         ["--fs", ..] => {
             println!("{USAGE}");
             return 2;

@@ -107,6 +107,30 @@ pub trait Platform: Sync {
     /// Powers the machine off, reporting `code` (`0..=127`) to the host where the machine can.
     fn shutdown(&self, code: i32) -> !;
 
+    /// The devices found in the firmware tables at boot (virtio-mmio windows, PCIe hosts).
+    /// Default: none.
+    fn devices(&self) -> crate::device::Devices {
+        crate::device::Devices::default()
+    }
+
+    /// Unmasks device interrupt `interrupt` (a number from [`Platform::devices`]) and routes it to
+    /// [`crate::device::device_interrupt`]; register the handler first. Errors: `ENOSYS` where
+    /// the platform cannot route device interrupts (drivers then poll), `EINVAL` for a number
+    /// it does not know.
+    fn enable_device_interrupt(&self, interrupt: u32) -> crate::Result<()> {
+        let _ = interrupt;
+        Err(crate::Errno::ENOSYS)
+    }
+
+    /// The message (address, data) a PCI function writes for an MSI/MSI-X interrupt that the
+    /// platform delivers as device interrupt `interrupt` (a number the driver picks with
+    /// [`crate::device::msi_interrupt`]). Register the handler first. Errors: `ENOSYS` where
+    /// the platform has no MSI route (drivers then poll), `ENOSPC` when no vector is free.
+    fn msi_message(&self, interrupt: u32) -> crate::Result<(u64, u32)> {
+        let _ = interrupt;
+        Err(crate::Errno::ENOSYS)
+    }
+
 }
 
 /// Thread context-switch primitives of a platform, for the scheduler.

@@ -17,6 +17,8 @@
 //! - [`sched`]: the scheduler hook (park/unpark/yield) a scheduler registers at boot, with a
 //!   halt-until-interrupt fallback; [`blocking`]: wait queues, `Mutex`, `Condvar`, `Semaphore`,
 //!   `Once` and `Event` built on it, for every crate (drivers never depend on `libos-sched`).
+//! - [`device`]: the devices the platform discovered (virtio-mmio windows, PCIe hosts) and the
+//!   hook that routes device interrupts to driver handlers.
 //!
 //! Users: every other libos crate. Apps use it through `libos`, which re-exports what they need.
 #![cfg_attr(not(any(test, feature = "testing")), no_std)]
@@ -26,6 +28,7 @@ extern crate alloc;
 pub mod blocking;
 pub mod backtrace;
 pub mod console;
+pub mod device;
 pub mod errno;
 pub mod exit;
 pub mod fault;

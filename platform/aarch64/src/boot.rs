@@ -157,6 +157,7 @@ fn boot(dtb_address: u64, entry_counter: u64) -> Result<&'static BootInfo, BootE
         None => return Err(BootError::NoUart), // reported through semihosting, if any
     }
     let machine = Machine::from_scan(&scan, &fdt)?;
+    crate::discovery::record(&machine);
     if machine.bootargs.len() >= MAX_CMDLINE {
         return Err(BootError::CmdlineTooLong);
     }

@@ -142,6 +142,9 @@ pub struct Machine<'a> {
     pub virtio_mmio_count: usize,
     /// The PCIe configuration space window (ECAM), if there is a PCIe host bridge.
     pub pcie_ecam: Option<MemoryRegion>,
+    /// The bridge's 32-bit memory window where PCI and CPU addresses agree (for BARs the
+    /// firmware left unassigned: there is no firmware on `virt` with `-kernel`).
+    pub pcie_mem32: Option<MemoryRegion>,
     /// CPUs in `/cpus`.
     pub cpus: usize,
     /// The PSCI conduit, if PSCI is described.
@@ -286,6 +289,7 @@ pub struct Scan<'a> {
     virtio_mmio: [VirtioMmio; MAX_VIRTIO_MMIO],
     virtio_mmio_count: usize,
     pcie_ecam: Option<MemoryRegion>,
+    pcie_mem32: Option<MemoryRegion>,
     psci: Option<PsciMethod>,
     cpus: usize,
     has_reserved_memory: bool,
@@ -308,6 +312,7 @@ pub fn scan<'a>(fdt: &Fdt<'a>) -> Scan<'a> {
         virtio_mmio: [VirtioMmio::default(); MAX_VIRTIO_MMIO],
         virtio_mmio_count: 0,
         pcie_ecam: None,
+        pcie_mem32: None,
         psci: None,
         cpus: 0,
         has_reserved_memory: false,
@@ -404,6 +409,7 @@ fn scan_children<'a>(parent: Node<'a>, reg_cells: Cells, s: &mut Scan<'a>, depth
             }
         } else if compatible_with(c, &["pci-host-ecam-generic"]) {
             s.pcie_ecam = first;
+            s.pcie_mem32 = pci_mem32_window(node);
             s.device_limit = s.device_limit.max(pci_ranges_end(node));
         } else if compatible_with(c, &["arm,armv8-timer", "arm,armv7-timer"]) {
             s.timer_interrupts = p.interrupts;
@@ -495,6 +501,7 @@ impl<'a> Machine<'a> {
             virtio_mmio: s.virtio_mmio,
             virtio_mmio_count: s.virtio_mmio_count,
             pcie_ecam: s.pcie_ecam,
+            pcie_mem32: s.pcie_mem32,
             cpus: s.cpus.max(1),
             psci: s.psci,
             device_limit: s.device_limit,
@@ -505,6 +512,22 @@ impl<'a> Machine<'a> {
     pub fn virtio_mmio(&self) -> &[VirtioMmio] {
         &self.virtio_mmio[..self.virtio_mmio_count]
     }
+}
+
+/// The first 32-bit memory window (space code 2 in the child address's high cell) of a PCI host
+/// bridge's `ranges` whose PCI address equals its CPU address.
+fn pci_mem32_window(node: Node<'_>) -> Option<MemoryRegion> {
+    let ranges = node.property("ranges")?;
+    ranges.value.chunks_exact(28).find_map(|entry| {
+        let c: [u64; 7] = core::array::from_fn(|i| {
+            u64::from(u32::from_be_bytes([entry[4 * i], entry[4 * i + 1], entry[4 * i + 2], entry[4 * i + 3]]))
+        });
+        let space = (c[0] >> 24) & 3;
+        let pci = (c[1] << 32) | c[2];
+        let cpu = (c[3] << 32) | c[4];
+        let size = (c[5] << 32) | c[6];
+        (space == 2 && pci == cpu && size > 0).then(|| MemoryRegion { start: cpu, end: cpu.saturating_add(size) })
+    })
 }
 
 /// One past the highest CPU address of a PCI host bridge's `ranges` (entries of 3 child address

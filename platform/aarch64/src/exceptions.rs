@@ -57,6 +57,11 @@ extern "C" fn libos_aarch64_trap(kind: u64, frame: &mut TrapFrame) {
             gic::end(intid);
             irq::timer_interrupt();
         } else {
+            // The driver acknowledges at the device first, so a level-triggered line is quiet
+            // by the end of interrupt.
+            if !libos_core::device::device_interrupt(intid) {
+                log::warn!("interrupt {intid} has no handler");
+            }
             gic::end(intid);
         }
         // Kind 1 is an IRQ taken in thread mode (EL1t): a requested preemption happens on the

@@ -31,6 +31,8 @@ const PRIORITY: u32 = 0x80;
 pub const SPURIOUS: u32 = 1023;
 
 static VERSION: AtomicU8 = AtomicU8::new(0);
+/// The distributor base (for enabling device interrupts after boot).
+static GICD: AtomicU64 = AtomicU64::new(0);
 /// GICv2: the CPU interface base.
 static GICC: AtomicU64 = AtomicU64::new(0);
 
@@ -61,6 +63,7 @@ pub struct NoRedistributor;
 pub fn init(gic: Gic, ppi: u32) -> Result<(), NoRedistributor> {
     match gic {
         Gic::V2 { distributor, cpu_interface } => {
+            GICD.store(distributor, Ordering::Relaxed);
             write(distributor + GICD_CTLR, 0);
             set_priority(distributor + GICD_IPRIORITYR, ppi);
             write(distributor + GICD_ISENABLER + u64::from(ppi / 32) * 4, 1 << (ppi % 32));
@@ -71,6 +74,7 @@ pub fn init(gic: Gic, ppi: u32) -> Result<(), NoRedistributor> {
             VERSION.store(2, Ordering::Relaxed);
         }
         Gic::V3 { distributor, redistributors } => {
+            GICD.store(distributor, Ordering::Relaxed);
             // Affinity routing, group 1 enabled (bit 4 ARE, bits 1:0 the group enables in both
             // the single-security and the non-secure view).
             write(distributor + GICD_CTLR, (1 << 4) | 0b11);
@@ -135,6 +139,46 @@ fn find_redistributor(base: u64) -> Option<u64> {
         frame += if typer_low & (1 << 1) != 0 { 0x4_0000 } else { 0x2_0000 };
     }
     None
+}
+
+const GICD_IGROUPR: u64 = 0x080;
+const GICD_ITARGETSR: u64 = 0x800;
+const GICD_IROUTER: u64 = 0x6000;
+/// First and one past the last shared peripheral interrupt ID.
+const SPI_RANGE: core::ops::Range<u32> = 32..1020;
+
+/// Routes shared peripheral interrupt `intid` (a device's, from the DTB) to this CPU and enables
+/// it, with the trigger mode the distributor was reset to (QEMU: level; virtio-mmio lines stay
+/// up until the driver acknowledges at the device, so level works for them). Errors: `EINVAL`
+/// for an ID that is not an SPI or before [`init`].
+pub fn enable_spi(intid: u32) -> libos_core::Result<()> {
+    let distributor = GICD.load(Ordering::Relaxed);
+    if !SPI_RANGE.contains(&intid) || distributor == 0 {
+        return Err(libos_core::Errno::EINVAL);
+    }
+    let word = u64::from(intid / 32) * 4;
+    let bit = 1u32 << (intid % 32);
+    match VERSION.load(Ordering::Relaxed) {
+        2 => {
+            // ITARGETSR0..7 read back this CPU's own target bit.
+            let me = read(distributor + GICD_ITARGETSR) & 0xff;
+            let address = distributor + GICD_ITARGETSR + u64::from(intid & !3);
+            let shift = (intid & 3) * 8;
+            write(address, (read(address) & !(0xff << shift)) | (me << shift));
+        }
+        3 => {
+            // Group 1 (what ICC_IGRPEN1_EL1 enabled), routed to this CPU's affinity.
+            write(distributor + GICD_IGROUPR + word, read(distributor + GICD_IGROUPR + word) | bit);
+            let affinity = cpu::affinity();
+            let router = distributor + GICD_IROUTER + 8 * u64::from(intid);
+            write(router, affinity & 0x00ff_ffff);
+            write(router + 4, affinity >> 24);
+        }
+        _ => return Err(libos_core::Errno::EINVAL),
+    }
+    set_priority(distributor + GICD_IPRIORITYR, intid);
+    write(distributor + GICD_ISENABLER + word, bit);
+    Ok(())
 }
 
 /// Acknowledges the highest-priority pending interrupt and returns its ID.

@@ -62,6 +62,8 @@ mod context;
 #[cfg(target_os = "none")]
 mod cpu;
 #[cfg(target_os = "none")]
+mod discovery;
+#[cfg(target_os = "none")]
 mod exceptions;
 #[cfg(target_os = "none")]
 mod gic;
@@ -102,7 +104,7 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{context, cpu, guard, semihosting, shutdown, syscall, timer, uart};
+    use crate::{context, cpu, discovery, guard, semihosting, shutdown, syscall, timer, uart};
     use core::sync::atomic::{AtomicU8, Ordering};
     use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
@@ -174,6 +176,14 @@ mod platform {
 
         fn shutdown(&self, code: i32) -> ! {
             shutdown::power_off(code)
+        }
+
+        fn devices(&self) -> libos_core::device::Devices {
+            discovery::devices()
+        }
+
+        fn enable_device_interrupt(&self, interrupt: u32) -> libos_core::Result<()> {
+            crate::gic::enable_spi(interrupt)
         }
     }
 

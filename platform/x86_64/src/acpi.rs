@@ -64,6 +64,39 @@ fn read_table(read: ReadPhys<'_>, addr: u64, signature: &[u8; 4], buf: &mut [u8]
     Some(len)
 }
 
+/// The physical address of the table with `signature` (e.g. `b"MCFG"`), found through the
+/// RSDT/XSDT of the RSDP at `rsdp`, and its length. The table's checksum is verified.
+pub fn find_table(rsdp: u64, read: ReadPhys<'_>, signature: &[u8; 4]) -> Option<(u64, usize)> {
+    let mut root = [0u8; 36];
+    if !read(rsdp, &mut root) || &root[..8] != b"RSD PTR " || !checksum_ok(&root[..20]) {
+        return None;
+    }
+    let (table_addr, entry_size, root_signature) = if root[15] >= 2 && u64_at(&root, 24) != 0 {
+        (u64_at(&root, 24), 8, b"XSDT")
+    } else {
+        (u64::from(u32_at(&root, 16)), 4, b"RSDT")
+    };
+    let mut table = [0u8; 1024];
+    let len = read_table(read, table_addr, root_signature, &mut table)?;
+    table[36..len].chunks_exact(entry_size).find_map(|entry| {
+        let addr = if entry_size == 8 { u64_at(entry, 0) } else { u64::from(u32_at(entry, 0)) };
+        let mut header = [0u8; 36];
+        (addr != 0 && read(addr, &mut header) && &header[..4] == signature).then(|| (addr, u32_at(&header, 4) as usize))
+    })
+}
+
+/// The physical address of the DSDT (from the FADT), found from the RSDP at `rsdp`.
+pub fn find_dsdt(rsdp: u64, read: ReadPhys<'_>) -> Option<u64> {
+    let (fadt_addr, _) = find_table(rsdp, read, b"FACP")?;
+    let mut fadt = [0u8; 512];
+    let fadt_len = read_table(read, fadt_addr, b"FACP", &mut fadt)?;
+    if fadt_len < 44 {
+        return None;
+    }
+    let dsdt = if fadt_len >= 148 && u64_at(&fadt, 140) != 0 { u64_at(&fadt, 140) } else { u64::from(u32_at(&fadt, 40)) };
+    (dsdt != 0).then_some(dsdt)
+}
+
 /// Finds how to power off, starting from the RSDP at `rsdp`.
 pub fn find_power_off(rsdp: u64, read: ReadPhys<'_>) -> Option<PowerOff> {
     let mut root = [0u8; 36];

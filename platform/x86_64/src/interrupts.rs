@@ -125,6 +125,7 @@ extern "C" fn libos_x86_64_trap(frame: &mut TrapFrame) {
             irq::timer_interrupt();
         }
         v if v == u64::from(SPURIOUS_VECTOR) => {}
+        v if crate::ioapic::is_device_vector(v) => crate::ioapic::dispatch(v),
         v => {
             apic::end_of_interrupt();
             log::warn!("unexpected interrupt vector {v:#x}");

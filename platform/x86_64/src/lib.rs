@@ -14,6 +14,8 @@
 //! - `context`: the thread context switch and preemption on interrupt return, on the thread's
 //!   own stack (for the scheduler);
 //! - `serial`, `clock`, `apic`: the 16550 console, the TSC clock, the local APIC one-shot timer;
+//! - [`devices`], `discovery`, `ioapic`: virtio-mmio slots (DSDT `LNRO0005`), PCIe hosts (MCFG),
+//!   device interrupts through the I/O APICs of the MADT;
 //! - [`acpi`], `shutdown`: exit codes through `isa-debug-exit`, else ACPI S5, else i8042 reset.
 //!
 //! It implements [`libos_core::hal::Platform`]. `libos` invokes [`entry_point!`] once to connect
@@ -27,6 +29,7 @@
 extern crate alloc;
 
 pub mod acpi;
+pub mod devices;
 pub mod memory;
 pub mod paging;
 pub mod pvh;
@@ -42,6 +45,8 @@ mod context;
 #[cfg(target_os = "none")]
 mod cpu;
 #[cfg(target_os = "none")]
+mod discovery;
+#[cfg(target_os = "none")]
 mod fpu;
 #[cfg(target_os = "none")]
 mod gdt;
@@ -49,6 +54,8 @@ mod gdt;
 mod guard;
 #[cfg(target_os = "none")]
 mod interrupts;
+#[cfg(target_os = "none")]
+mod ioapic;
 #[cfg(target_os = "none")]
 mod serial;
 #[cfg(target_os = "none")]
@@ -78,7 +85,7 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{apic, clock, context, cpu, guard, serial, shutdown, syscall};
+    use crate::{apic, clock, context, cpu, discovery, guard, serial, shutdown, syscall};
     use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
     use x86_64::instructions::interrupts;
@@ -146,6 +153,18 @@ mod platform {
 
         fn shutdown(&self, code: i32) -> ! {
             shutdown::power_off(code)
+        }
+
+        fn devices(&self) -> libos_core::device::Devices {
+            discovery::devices()
+        }
+
+        fn enable_device_interrupt(&self, interrupt: u32) -> libos_core::Result<()> {
+            crate::ioapic::enable(interrupt)
+        }
+
+        fn msi_message(&self, interrupt: u32) -> libos_core::Result<(u64, u32)> {
+            crate::ioapic::msi_message(interrupt)
         }
     }
 

@@ -21,6 +21,11 @@ pub fn set_rsdp(rsdp: Option<u64>) {
     RSDP.store(rsdp.unwrap_or(0), Ordering::Relaxed);
 }
 
+/// The ACPI RSDP from the boot information, if the loader gave one.
+pub fn rsdp() -> Option<u64> {
+    Some(RSDP.load(Ordering::Relaxed)).filter(|&r| r != 0)
+}
+
 /// Stops the machine, reporting `code` to the host when it can.
 pub fn power_off(code: i32) -> ! {
     x86_64::instructions::interrupts::disable();
@@ -67,7 +72,7 @@ pub fn power_off(code: i32) -> ! {
 }
 
 /// Reads firmware tables (below 4 GiB: identity-mapped, RAM or device memory).
-fn read_firmware(addr: u64, buf: &mut [u8]) -> bool {
+pub(crate) fn read_firmware(addr: u64, buf: &mut [u8]) -> bool {
     let Some(end) = addr.checked_add(buf.len() as u64) else { return false };
     if addr < 4096 || end > (1 << 32) || crate::stacks::overlaps_guard(addr, end) {
         return false;

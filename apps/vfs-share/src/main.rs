@@ -1,0 +1,204 @@
+//! `vfs-share`: the guest side of the virtio-fs integration tests (`tests/tests/virtiofs.rs`).
+//!
+//! Usage: `vfs-share COMMAND...`, with the share mounted by the kernel command line (e.g.
+//! `mount=virtiofs:share:/share`). Commands run in order; each prints one result line:
+//!
+//! - `write PATH SIZE`: writes SIZE bytes of [`pattern`] (in 1 MiB writes) -> `wrote PATH SIZE`;
+//! - `check PATH SIZE`: reads PATH and compares it with the pattern -> `checked PATH SIZE`;
+//! - `durable PATH SIZE`: writes, `fsync`s, prints `synced PATH`, then waits forever (the test
+//!   kills QEMU and looks at the host file);
+//! - `churn DIR N`: creates, writes, closes and unlinks N files in DIR -> `churned N`;
+//! - `until-error PATH`: reads PATH in a loop after printing `reading`, until a read fails ->
+//!   `read failed: ERRNO` (the test kills virtiofsd meanwhile);
+//! - `parallel PATH N`: N threads each write and read back their own file at once -> `parallel N`;
+//! - `wait-file PATH`: prints `waiting for PATH` and polls until PATH exists (the host's way to
+//!   let the guest go on after it looked at something);
+//! - `stats`: the device's counters and its shared-memory region 0 (the DAX window), if any.
+//!
+//! Exits 1 on the first failure (with a `FAILED:` line), 2 for bad arguments.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use libos::fs::{self, File};
+use libos::println;
+
+libos::main!(main);
+
+/// The byte at `offset` of every test file (the host side computes the same): not periodic at
+/// powers of two, so a misplaced block shows.
+pub fn pattern(offset: u64) -> u8 {
+    (offset.wrapping_mul(2_654_435_761) >> 13) as u8 ^ (offset % 251) as u8
+}
+
+const CHUNK: usize = 1 << 20;
+
+fn write_pattern(path: &str, size: u64) -> Result<File, String> {
+    let file = File::create(path).map_err(|e| format!("create {path}: {e}"))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut offset = 0u64;
+    while offset < size {
+        let n = (size - offset).min(CHUNK as u64) as usize;
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            *b = pattern(offset + i as u64);
+        }
+        let written = file.write_at(&buf[..n], offset).map_err(|e| format!("write {path} at {offset}: {e}"))?;
+        if written != n {
+            return Err(format!("write {path} at {offset}: {written} of {n} bytes"));
+        }
+        offset += n as u64;
+    }
+    Ok(file)
+}
+
+fn check_pattern(path: &str, size: u64) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| format!("open {path}: {e}"))?;
+    let length = file.metadata().map_err(|e| format!("stat {path}: {e}"))?.size;
+    if length != size {
+        return Err(format!("{path}: {length} bytes, expected {size}"));
+    }
+    let mut buf = vec![0u8; CHUNK];
+    let mut offset = 0u64;
+    loop {
+        let n = file.read_at(&mut buf, offset).map_err(|e| format!("read {path} at {offset}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        if let Some(i) = (0..n).find(|&i| buf[i] != pattern(offset + i as u64)) {
+            return Err(format!("{path}: byte {} differs", offset + i as u64));
+        }
+        offset += n as u64;
+    }
+    if offset != size {
+        return Err(format!("{path}: read {offset} bytes, expected {size}"));
+    }
+    Ok(())
+}
+
+fn churn(dir: &str, count: usize) -> Result<(), String> {
+    for i in 0..count {
+        let path = format!("{dir}/churn-{i}");
+        let file = File::create(&path).map_err(|e| format!("create {path}: {e}"))?;
+        file.write_at(b"x", 0).map_err(|e| format!("write {path}: {e}"))?;
+        drop(file);
+        fs::remove_file(&path).map_err(|e| format!("unlink {path}: {e}"))?;
+    }
+    // Flush queued FORGETs (the mount batches them).
+    fs::vfs().and_then(|v| v.sync()).map_err(|e| format!("sync: {e}"))?;
+    Ok(())
+}
+
+fn parallel(dir: &str, threads: usize) -> Result<(), String> {
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let path = format!("{dir}/parallel-{t}");
+            libos::thread::spawn(move || -> Result<(), String> {
+                for _ in 0..4 {
+                    write_pattern(&path, 300_000 + t as u64)?;
+                    check_pattern(&path, 300_000 + t as u64)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join()?;
+    }
+    Ok(())
+}
+
+fn number(text: &str) -> Result<u64, String> {
+    text.parse().map_err(|_| format!("not a number: {text}"))
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let mut rest = args;
+    while !rest.is_empty() {
+        match rest {
+            [cmd, path, size, tail @ ..] if cmd == "write" => {
+                write_pattern(path, number(size)?)?;
+                println!("wrote {path} {size}");
+                rest = tail;
+            }
+            [cmd, path, size, tail @ ..] if cmd == "check" => {
+                check_pattern(path, number(size)?)?;
+                println!("checked {path} {size}");
+                rest = tail;
+            }
+            [cmd, path, size, ..] if cmd == "durable" => {
+                let file = write_pattern(path, number(size)?)?;
+                file.sync_all().map_err(|e| format!("fsync {path}: {e}"))?;
+                println!("synced {path}");
+                loop {
+                    libos::thread::sleep(core::time::Duration::from_secs(1));
+                }
+            }
+            [cmd, dir, count, tail @ ..] if cmd == "churn" => {
+                let count = number(count)? as usize;
+                churn(dir, count)?;
+                println!("churned {count}");
+                rest = tail;
+            }
+            [cmd, path, ..] if cmd == "until-error" => {
+                println!("reading");
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    let result = File::open(path).and_then(|f| f.read_at(&mut buf, 0));
+                    if let Err(e) = result {
+                        println!("read failed: {}", e.name());
+                        return Ok(());
+                    }
+                    libos::thread::sleep(core::time::Duration::from_millis(20));
+                }
+            }
+            [cmd, dir, count, tail @ ..] if cmd == "parallel" => {
+                let count = number(count)? as usize;
+                parallel(dir, count)?;
+                println!("parallel {count}");
+                rest = tail;
+            }
+            [cmd, path, tail @ ..] if cmd == "wait-file" => {
+                println!("waiting for {path}");
+                while !fs::exists(path) {
+                    libos::thread::sleep(core::time::Duration::from_millis(50));
+                }
+                rest = tail;
+            }
+            [cmd, tail @ ..] if cmd == "stats" => {
+                for device in libos::virtiofs::devices() {
+                    println!("stats {}: {:?}", device.tag(), device.stats());
+                    // The DAX window (shared-memory region 0), if the host offers one.
+                    println!("shared memory {}: {:?}", device.tag(), device.shared_memory(0));
+                }
+                rest = tail;
+            }
+            _ => return Err(format!("bad arguments: {rest:?}")),
+        }
+    }
+    Ok(())
+}
+
+fn main() -> i32 {
+    let args: Vec<String> = libos::env::args().skip(1).map(String::from).collect();
+    if args.is_empty() {
+        println!("usage: vfs-share COMMAND... (see the crate docs)");
+        return 2;
+    }
+    match run(&args) {
+        Ok(()) => 0,
+        Err(why) if why.starts_with("bad arguments") || why.starts_with("not a number") => {
+            println!("vfs-share: {why}");
+            2
+        }
+        Err(why) => {
+            println!("FAILED: {why}");
+            1
+        }
+    }
+}

@@ -1,0 +1,671 @@
+//! The virtio-fs device (virtio 1.2 §5.11): finds it, reads its tag, sets up the high-priority
+//! queue (0) and the request queue (1), and carries FUSE messages as a [`FuseChannel`].
+//!
+//! - **Several requests in flight.** A caller publishes its request under the queue lock,
+//!   notifies the device (unless it asked not to be), and waits for *its own* request id.
+//!   Whoever looks at the used ring (a waiter re-checking its condition) records every
+//!   completion it finds by request id (tokens are reused as soon as the device returns them)
+//!   and wakes the others, so completions may arrive in any order.
+//! - **Blocking.** With an interrupt (the platform routed it:
+//!   [`libos_core::hal::Platform::enable_device_interrupt`])
+//!   callers sleep on a [`WaitQueue`] the interrupt handler wakes: through the scheduler with
+//!   `sched-coop`/`sched-preempt`, halting the CPU without one. Without an interrupt they poll
+//!   the used ring, yielding to other threads between looks.
+//! - **No bounce copy.** Descriptors point at the caller's buffers (see `libos_virtio::queue`).
+//! - **Failure.** A reply that does not come within the timeout is logged with its opcode and
+//!   the device is reset and marked failed: the device no longer touches any buffer, and every
+//!   caller (waiting or later) gets `EIO`. The same happens when the device reports
+//!   `DEVICE_NEEDS_RESET`.
+//!
+//! This is the named module of this crate allowed to use `unsafe` (publishing caller buffers to
+//! the device).
+
+use crate::channel::FuseChannel;
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::time::Duration;
+use libos_core::blocking::WaitQueue;
+use libos_core::device::Devices;
+use libos_core::memory::PAGE;
+use libos_core::sync::IrqSpinLock;
+use libos_core::time::Instant;
+use libos_core::{Errno, Result};
+use libos_virtio::queue::SplitQueue;
+use libos_virtio::{Transport, features, status};
+
+/// The virtio device id of virtio-fs.
+pub const DEVICE_ID: u32 = 26;
+/// Size of the tag field at the start of the configuration space.
+pub const TAG_LEN: usize = 36;
+/// Queue index of the high-priority queue (FORGET, BATCH_FORGET).
+const HIPRIO_QUEUE: u16 = 0;
+/// Queue index of the first (and only used) request queue.
+const REQUEST_QUEUE: u16 = 1;
+/// The request queue's size cap (QEMU's `queue-size` goes up to 1024).
+const MAX_QUEUE_SIZE: u16 = 1024;
+/// FORGETs are tiny and fire-and-forget: a small ring is plenty.
+const HIPRIO_QUEUE_SIZE: u16 = 64;
+/// How long a reply may take by default before the device is declared dead.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `VirtioFsDevice::interrupt` when the device polls.
+const NO_INTERRUPT: u32 = u32::MAX;
+
+/// Counters for benchmarks and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests published on the request queue.
+    pub requests: u64,
+    /// FORGET messages published on the high-priority queue.
+    pub forgets: u64,
+    /// Queue notifications written to the device (request and high-priority queues).
+    pub notifications: u64,
+    /// Device interrupts handled.
+    pub interrupts: u64,
+    /// Nanoseconds callers spent waiting for the device (after their first check found the
+    /// reply not there yet): under `-icount` the polling or idle time to subtract from a
+    /// workload's guest time to get the guest's own work.
+    pub wait_ns: u64,
+}
+
+/// Reads the tag: NUL-padded UTF-8, not terminated when it is exactly 36 bytes. Errors: `EINVAL`
+/// for an empty tag, one with a newline or a NUL followed by more text, or invalid UTF-8.
+pub fn parse_tag(raw: &[u8; TAG_LEN]) -> Result<String> {
+    let len = raw.iter().position(|&b| b == 0).unwrap_or(TAG_LEN);
+    if len == 0 || raw[..len].contains(&b'\n') || raw[len..].iter().any(|&b| b != 0) {
+        return Err(Errno::EINVAL);
+    }
+    core::str::from_utf8(&raw[..len]).map(String::from).map_err(|_| Errno::EINVAL)
+}
+
+struct Requests {
+    queue: SplitQueue,
+    /// The request id in flight on each token (head descriptor); 0: none.
+    in_flight: Vec<u64>,
+    /// Completions not yet collected by their caller: (request id, bytes written). A token is
+    /// free for reuse as soon as the device returns it, while its caller may not have looked
+    /// yet, so completions are keyed by request id, never by token.
+    done: Vec<(u64, u32)>,
+    next_id: u64,
+}
+
+impl Requests {
+    /// Moves every completion from the used ring into `done`; returns how many there were.
+    fn drain(&mut self) -> usize {
+        let mut count = 0;
+        while let Some((token, len)) = self.queue.pop_used() {
+            if let Some(id) = self.in_flight.get_mut(usize::from(token)) {
+                if *id != 0 {
+                    self.done.push((*id, len));
+                    *id = 0;
+                }
+            }
+            count += 1;
+        }
+        count
+    }
+
+    /// Takes the completion of request `id`, if it arrived.
+    fn take(&mut self, id: u64) -> Option<u32> {
+        let at = self.done.iter().position(|&(done, _)| done == id)?;
+        Some(self.done.swap_remove(at).1)
+    }
+}
+
+struct Hiprio {
+    queue: SplitQueue,
+    /// Copies of the FORGETs in flight, by token (the caller's buffer is gone by then).
+    buffers: Vec<Option<Box<[u8]>>>,
+}
+
+impl Hiprio {
+    fn reclaim(&mut self) {
+        while let Some((token, _)) = self.queue.pop_used() {
+            if let Some(buffer) = self.buffers.get_mut(usize::from(token)) {
+                *buffer = None;
+            }
+        }
+    }
+}
+
+/// One virtio-fs device.
+pub struct VirtioFsDevice {
+    transport: Box<dyn Transport>,
+    tag: String,
+    requests: IrqSpinLock<Requests>,
+    hiprio: IrqSpinLock<Hiprio>,
+    /// Callers waiting for a completion or for free descriptors.
+    waiters: WaitQueue,
+    /// The platform interrupt when it is routed to us, else [`NO_INTERRUPT`] (we poll).
+    interrupt: AtomicU32,
+    failed: AtomicBool,
+    timeout: Duration,
+    requests_sent: AtomicU64,
+    forgets_sent: AtomicU64,
+    notifications: AtomicU64,
+    interrupts: AtomicU64,
+    wait_ns: AtomicU64,
+}
+
+impl core::fmt::Debug for VirtioFsDevice {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VirtioFsDevice").field("transport", &self.transport.describe()).field("tag", &self.tag).finish()
+    }
+}
+
+/// Finds and initialises every virtio-fs device among `devices`. Devices that fail to
+/// initialise are logged and skipped. `timeout`: how long a reply may take.
+pub fn probe(devices: &Devices, timeout: Duration) -> Vec<Arc<VirtioFsDevice>> {
+    let mut found = Vec::new();
+    for (transport, interrupt) in libos_virtio::probe_mmio(devices, DEVICE_ID) {
+        let describe = transport.describe();
+        match VirtioFsDevice::new(Box::new(transport), interrupt, timeout) {
+            Ok(device) => found.push(device),
+            Err(e) => log::error!("virtio-fs at {describe}: cannot initialise the device: {e}"),
+        }
+    }
+    for transport in libos_virtio::probe_pci(devices, DEVICE_ID) {
+        let describe = transport.describe();
+        let interrupt = transport.msi_interrupt();
+        match VirtioFsDevice::new(Box::new(transport), interrupt, timeout) {
+            Ok(device) => found.push(device),
+            Err(e) => log::error!("virtio-fs at {describe}: cannot initialise the device: {e}"),
+        }
+    }
+    found
+}
+
+impl VirtioFsDevice {
+    /// Initialises the device behind `transport`: features (indirect descriptors), queues, tag,
+    /// interrupt (or polling when `interrupt` is `None` or the platform cannot route it).
+    ///
+    /// Errors: `EINVAL` for a bad tag, `ENODEV` when the device refuses the handshake or lacks
+    /// a request queue, `ENOMEM`.
+    pub fn new(transport: Box<dyn Transport>, interrupt: Option<u32>, timeout: Duration) -> Result<Arc<VirtioFsDevice>> {
+        let negotiated = libos_virtio::initialize(&*transport, features::INDIRECT_DESC)?;
+        let indirect = negotiated & features::INDIRECT_DESC != 0;
+        let mut raw_tag = [0u8; TAG_LEN];
+        transport.read_config(0, &mut raw_tag);
+        let tag = parse_tag(&raw_tag).inspect_err(|_| {
+            log::error!("virtio-fs at {}: bad tag {:?} (empty, a newline, or not UTF-8)", transport.describe(), raw_tag);
+            transport.set_status(status::FAILED);
+        })?;
+        let fail = |e: Errno| {
+            transport.set_status(status::FAILED);
+            if e == Errno::ENOENT { Errno::ENODEV } else { e }
+        };
+        // MSI-X must be set up before the queues (each queue names its vector).
+        let interrupt = interrupt.filter(|&irq| match transport.prepare_interrupt(irq) {
+            Ok(()) => true,
+            Err(e) => {
+                log::info!("virtio-fs {tag:?}: no route for interrupt {irq} ({e}); polling");
+                false
+            }
+        });
+        let hiprio = SplitQueue::new(&*transport, HIPRIO_QUEUE, HIPRIO_QUEUE_SIZE, false).map_err(fail)?;
+        let request = SplitQueue::new(&*transport, REQUEST_QUEUE, MAX_QUEUE_SIZE, indirect).map_err(fail)?;
+        let in_flight = alloc::vec![0; usize::from(request.size())];
+        let hiprio_buffers = (0..hiprio.size()).map(|_| None).collect();
+        libos_virtio::finish_initialization(&*transport);
+        let device = Arc::new(VirtioFsDevice {
+            transport,
+            tag,
+            requests: IrqSpinLock::new(Requests { queue: request, in_flight, done: Vec::new(), next_id: 1 }),
+            hiprio: IrqSpinLock::new(Hiprio { queue: hiprio, buffers: hiprio_buffers }),
+            waiters: WaitQueue::new(),
+            interrupt: AtomicU32::new(NO_INTERRUPT),
+            failed: AtomicBool::new(false),
+            timeout,
+            requests_sent: AtomicU64::new(0),
+            forgets_sent: AtomicU64::new(0),
+            notifications: AtomicU64::new(0),
+            interrupts: AtomicU64::new(0),
+            wait_ns: AtomicU64::new(0),
+        });
+        match interrupt {
+            Some(irq) if device.route_interrupt(irq) => device.interrupt.store(irq, Ordering::Release),
+            _ => {
+                // Polling: ask the device not to raise interrupts nobody handles.
+                device.requests.lock().queue.set_interrupts(false);
+                device.hiprio.lock().queue.set_interrupts(false);
+            }
+        }
+        log::info!(
+            "virtio-fs {:?} at {}: request queue of {} ({} descriptors), {}",
+            device.tag,
+            device.transport.describe(),
+            device.requests.lock().queue.size(),
+            if indirect { "indirect" } else { "direct" },
+            match device.interrupt() {
+                Some(irq) => alloc::format!("interrupt {irq}"),
+                None => String::from("polling (no routable interrupt)"),
+            }
+        );
+        Ok(device)
+    }
+
+    /// Registers the interrupt handler and asks the platform to route `irq`; false when it
+    /// cannot (the device then polls).
+    fn route_interrupt(self: &Arc<Self>, irq: u32) -> bool {
+        // The handler holds one reference for ever: devices are never removed, and the
+        // platform offers no way to unregister an interrupt.
+        let data = Arc::into_raw(self.clone()) as usize;
+        if let Err(e) = libos_core::device::set_interrupt_handler(irq, interrupt_handler, data) {
+            log::warn!("virtio-fs {:?}: no handler slot for interrupt {irq} ({e}); polling", self.tag);
+            return false;
+        }
+        match self.transport.enable_interrupt(irq) {
+            Ok(()) => true,
+            Err(e) => {
+                log::info!("virtio-fs {:?}: the platform cannot route interrupt {irq} ({e}); polling", self.tag);
+                false
+            }
+        }
+    }
+
+    /// The platform interrupt the device completes requests with, or `None` when it polls.
+    pub fn interrupt(&self) -> Option<u32> {
+        Some(self.interrupt.load(Ordering::Acquire)).filter(|&irq| irq != NO_INTERRUPT)
+    }
+
+    /// The tag the host gave this share.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The device's shared-memory region `id` (0: the DAX window), if it has one.
+    pub fn shared_memory(&self, id: u8) -> Option<libos_core::hal::MemoryRegion> {
+        self.transport.shared_memory(id)
+    }
+
+    /// Counters since boot.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            requests: self.requests_sent.load(Ordering::Relaxed),
+            forgets: self.forgets_sent.load(Ordering::Relaxed),
+            notifications: self.notifications.load(Ordering::Relaxed),
+            interrupts: self.interrupts.load(Ordering::Relaxed),
+            wait_ns: self.wait_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the device was declared dead (every request fails with `EIO`).
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// The interrupt handler's work: acknowledge, wake every waiter (they look at the rings).
+    pub fn handle_interrupt(&self) {
+        let pending = self.transport.acknowledge_interrupt();
+        self.interrupts.fetch_add(1, Ordering::Relaxed);
+        if pending != 0 {
+            self.waiters.wake_all();
+        }
+    }
+
+    /// Declares the device dead: resets it (so it drops every buffer it was given), and wakes
+    /// every waiter so that it returns `EIO`.
+    fn fail(&self, why: core::fmt::Arguments<'_>) {
+        if self.failed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        log::error!("virtio-fs {:?}: {why}; resetting the device, its requests fail with EIO", self.tag);
+        self.transport.set_status(0);
+        self.requests.lock().queue.abandon_all();
+        self.hiprio.lock().queue.abandon_all();
+        self.waiters.wake_all();
+    }
+
+    /// Waits until `ready()` or the deadline; `ready` runs with the waiters' lock held.
+    fn wait(&self, deadline: Instant, mut ready: impl FnMut() -> bool) -> bool {
+        if ready() {
+            return true;
+        }
+        let start = Instant::now();
+        let done = if self.interrupt().is_some() {
+            self.waiters.wait_until_deadline(&mut ready, deadline)
+        } else {
+            loop {
+                if ready() {
+                    break true;
+                }
+                if Instant::now() >= deadline {
+                    break false;
+                }
+                libos_core::sched::yield_now();
+                core::hint::spin_loop();
+            }
+        };
+        self.wait_ns.fetch_add((Instant::now() - start).as_nanos() as u64, Ordering::Relaxed);
+        done
+    }
+
+    fn opcode(request: &[&[u8]]) -> u32 {
+        let header = request.first().copied().unwrap_or_default();
+        header.get(4..8).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// The device interrupt handler (`data`: the device, see `route_interrupt`).
+fn interrupt_handler(data: usize) {
+    // SAFETY: `data` came from `Arc::into_raw` of a device whose reference is never released,
+    // so the device is alive for as long as the handler can run.
+    let device = unsafe { &*(data as *const VirtioFsDevice) };
+    device.handle_interrupt();
+}
+
+impl FuseChannel for VirtioFsDevice {
+    fn request(&self, request: &[&[u8]], reply: &mut [&mut [u8]]) -> Result<usize> {
+        if self.has_failed() {
+            return Err(Errno::EIO);
+        }
+        let total: usize = request.iter().map(|p| p.len()).sum::<usize>() + reply.iter().map(|p| p.len()).sum::<usize>();
+        if total > self.max_transfer() {
+            return Err(Errno::E2BIG);
+        }
+        let deadline = Instant::now() + self.timeout;
+        // Publish, waiting for free descriptors when the ring is full.
+        let mut token = None;
+        let mut error = None;
+        let published = self.wait(deadline, || {
+            if self.has_failed() {
+                error = Some(Errno::EIO);
+                return true;
+            }
+            let mut requests = self.requests.lock();
+            requests.drain();
+            // SAFETY: the parts stay borrowed by this call, which returns only after the device
+            // gave the chain back (its slot is Done) or was reset (`fail`), so the device never
+            // touches them after the borrow ends.
+            match unsafe { requests.queue.add(request, reply) } {
+                Ok(t) => {
+                    let id = requests.next_id;
+                    requests.next_id += 1;
+                    requests.in_flight[usize::from(t)] = id;
+                    if requests.queue.should_notify() {
+                        self.transport.notify(REQUEST_QUEUE);
+                        self.notifications.fetch_add(1, Ordering::Relaxed);
+                    }
+                    token = Some(id);
+                    true
+                }
+                Err(Errno::ENOSPC) => false,
+                Err(e) => {
+                    error = Some(e);
+                    true
+                }
+            }
+        });
+        if let Some(e) = error {
+            return Err(e);
+        }
+        let Some(id) = token.filter(|_| published) else {
+            self.fail(format_args!("no free descriptors for {:?} (opcode {})", self.timeout, Self::opcode(request)));
+            return Err(Errno::EIO);
+        };
+        self.requests_sent.fetch_add(1, Ordering::Relaxed);
+
+        let mut length = None;
+        let done = self.wait(deadline, || {
+            if self.has_failed() {
+                return true;
+            }
+            let mut requests = self.requests.lock();
+            requests.drain();
+            length = requests.take(id);
+            length.is_some()
+        });
+        if !self.waiters.is_empty() {
+            // We may have collected completions of callers asleep on the queue, and our
+            // descriptors are free again for callers waiting to publish.
+            self.waiters.wake_all();
+        }
+        match length {
+            Some(len) => Ok(len as usize),
+            None if done => Err(Errno::EIO), // failed while we waited
+            None => {
+                self.fail(format_args!("no reply to opcode {} within {:?}", Self::opcode(request), self.timeout));
+                Err(Errno::EIO)
+            }
+        }
+    }
+
+    fn send_forget(&self, request: &[u8]) -> Result<()> {
+        if self.has_failed() {
+            return Err(Errno::EIO);
+        }
+        let copy: Box<[u8]> = request.into();
+        let deadline = Instant::now() + self.timeout;
+        let mut copy = Some(copy);
+        let sent = self.wait(deadline, || {
+            if self.has_failed() {
+                return true;
+            }
+            let mut hiprio = self.hiprio.lock();
+            hiprio.reclaim();
+            let Some(buffer) = copy.take() else { return true };
+            // SAFETY: the buffer is moved into `hiprio.buffers` below and freed only when the
+            // device returned it (`reclaim`) or the queue is abandoned after a reset.
+            match unsafe { hiprio.queue.add(&[&buffer], &mut []) } {
+                Ok(token) => {
+                    hiprio.buffers[usize::from(token)] = Some(buffer);
+                    if hiprio.queue.should_notify() {
+                        self.transport.notify(HIPRIO_QUEUE);
+                        self.notifications.fetch_add(1, Ordering::Relaxed);
+                    }
+                    true
+                }
+                Err(_) => {
+                    copy = Some(buffer);
+                    false
+                }
+            }
+        });
+        if self.has_failed() {
+            return Err(Errno::EIO);
+        }
+        if !sent {
+            self.fail(format_args!("the high-priority queue stayed full for {:?}", self.timeout));
+            return Err(Errno::EIO);
+        }
+        self.forgets_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn max_transfer(&self) -> usize {
+        // Worst case every page of every buffer is its own descriptor; keep a few descriptors
+        // for the headers.
+        let segments = self.requests.lock().queue.max_segments();
+        (segments - 8) * PAGE as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use libos_virtio::testing::{FakeTransport, Responder};
+
+    fn platform() -> &'static libos_core::testing::FakePlatform {
+        static PLATFORM: std::sync::OnceLock<&'static libos_core::testing::FakePlatform> = std::sync::OnceLock::new();
+        PLATFORM.get_or_init(|| {
+            let platform: &'static libos_core::testing::FakePlatform = Box::leak(Box::new(libos_core::testing::FakePlatform::new()));
+            libos_core::hal::set_platform(platform);
+            platform
+        })
+    }
+
+    /// A virtio-fs device with tag `myfs` answering with `respond`.
+    fn device(respond: Responder, timeout: Duration) -> (Arc<VirtioFsDevice>, &'static FakeTransport) {
+        platform();
+        let mut config = tag(b"myfs").to_vec();
+        config.extend_from_slice(&1u32.to_le_bytes());
+        let transport: &'static FakeTransport =
+            Box::leak(Box::new(FakeTransport::new(DEVICE_ID, features::INDIRECT_DESC, config, 1024, respond)));
+        (VirtioFsDevice::new(Box::new(Borrowed(transport)), None, timeout).unwrap(), transport)
+    }
+
+    /// Lets the test keep a reference to the transport the device owns.
+    struct Borrowed(&'static FakeTransport);
+
+    impl Transport for Borrowed {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        fn device_id(&self) -> u32 {
+            self.0.device_id()
+        }
+        fn is_modern(&self) -> bool {
+            true
+        }
+        fn device_features(&self) -> u64 {
+            self.0.device_features()
+        }
+        fn set_driver_features(&self, features: u64) {
+            self.0.set_driver_features(features);
+        }
+        fn status(&self) -> u8 {
+            self.0.status()
+        }
+        fn set_status(&self, status: u8) {
+            self.0.set_status(status);
+        }
+        fn max_queue_size(&self, queue: u16) -> u16 {
+            self.0.max_queue_size(queue)
+        }
+        fn setup_queue(&self, queue: u16, size: u16, addresses: libos_virtio::QueueAddresses) -> Result<()> {
+            self.0.setup_queue(queue, size, addresses)
+        }
+        fn notify(&self, queue: u16) {
+            self.0.notify(queue);
+        }
+        fn read_config(&self, offset: usize, buf: &mut [u8]) {
+            self.0.read_config(offset, buf);
+        }
+        fn acknowledge_interrupt(&self) -> u32 {
+            self.0.acknowledge_interrupt()
+        }
+        fn shared_memory(&self, id: u8) -> Option<libos_core::hal::MemoryRegion> {
+            self.0.shared_memory(id)
+        }
+    }
+
+    /// Answers a request with a 16-byte header (len, error 0, the request's unique) followed by
+    /// the request's bytes after its 40-byte header, reversed.
+    fn echo() -> Responder {
+        Box::new(|queue, input| {
+            assert_eq!(queue, REQUEST_QUEUE, "requests go to the request queue");
+            let mut reply = vec![0u8; 16];
+            reply.extend(input[40..].iter().rev());
+            let len = reply.len() as u32;
+            reply[..4].copy_from_slice(&len.to_le_bytes());
+            reply[8..16].copy_from_slice(&input[8..16]);
+            Some(reply)
+        })
+    }
+
+    fn header(opcode: u32, unique: u64) -> [u8; 40] {
+        let mut h = [0u8; 40];
+        h[4..8].copy_from_slice(&opcode.to_le_bytes());
+        h[8..16].copy_from_slice(&unique.to_le_bytes());
+        h
+    }
+
+    fn tag(text: &[u8]) -> [u8; TAG_LEN] {
+        let mut raw = [0u8; TAG_LEN];
+        raw[..text.len()].copy_from_slice(text);
+        raw
+    }
+
+    #[test]
+    fn tags_are_nul_padded_and_may_fill_all_36_bytes() {
+        assert_eq!(parse_tag(&tag(b"myfs")).unwrap(), "myfs");
+        let full = [b'a'; TAG_LEN];
+        assert_eq!(parse_tag(&full).unwrap().len(), 36);
+    }
+
+    #[test]
+    fn bad_tags_are_rejected() {
+        assert_eq!(parse_tag(&tag(b"")), Err(Errno::EINVAL));
+        assert_eq!(parse_tag(&tag(b"a\nb")), Err(Errno::EINVAL));
+        assert_eq!(parse_tag(&tag(b"a\0b")), Err(Errno::EINVAL));
+        assert_eq!(parse_tag(&tag(&[0xff, 0xfe])), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn a_request_round_trips_through_the_rings_into_the_callers_buffers() {
+        let (device, transport) = device(echo(), DEFAULT_TIMEOUT);
+        assert_eq!(device.tag(), "myfs");
+        let payload: Vec<u8> = (0..3 * PAGE as usize + 7).map(|i| i as u8).collect();
+        let mut out_header = [0u8; 16];
+        let mut data = vec![0u8; payload.len() + 100];
+        let written = device.request(&[&header(16, 7), &payload], &mut [&mut out_header, &mut data]).unwrap();
+        assert_eq!(written, 16 + payload.len(), "the reply length comes from the used ring");
+        assert_eq!(&out_header[8..16], &7u64.to_le_bytes());
+        assert!(data[..payload.len()].iter().eq(payload.iter().rev()));
+        assert_eq!(device.stats().requests, 1);
+        assert_eq!(device.stats().notifications, transport.notifications.load(Ordering::Relaxed).into());
+        assert!(device.max_transfer() >= (1 << 20) + 4096, "1 MiB payloads fit: {}", device.max_transfer());
+    }
+
+    #[test]
+    fn many_requests_reuse_the_ring() {
+        let (device, _) = device(echo(), DEFAULT_TIMEOUT);
+        for unique in 0..3000u64 {
+            let body = unique.to_le_bytes();
+            let mut reply = [0u8; 24];
+            assert_eq!(device.request(&[&header(1, unique), &body], &mut [&mut reply]), Ok(24));
+            assert_eq!(&reply[8..16], &unique.to_le_bytes());
+        }
+    }
+
+    #[test]
+    fn forgets_go_to_the_high_priority_queue_without_a_reply() {
+        let seen = Arc::new(AtomicU32::new(0));
+        let counter = seen.clone();
+        let (device, _) = device(
+            Box::new(move |queue, input| {
+                assert_eq!((queue, input.len()), (HIPRIO_QUEUE, 48));
+                counter.fetch_add(1, Ordering::Relaxed);
+                Some(Vec::new())
+            }),
+            DEFAULT_TIMEOUT,
+        );
+        for _ in 0..200 {
+            device.send_forget(&[0u8; 48]).unwrap();
+        }
+        assert_eq!(seen.load(Ordering::Relaxed), 200);
+        assert_eq!(device.stats().forgets, 200);
+    }
+
+    #[test]
+    fn a_reply_that_never_comes_fails_the_device_with_eio() {
+        let (device, transport) = device(Box::new(|_, _| None), Duration::from_millis(50));
+        // The fake clock only moves when told to: move it past the timeout meanwhile.
+        let clock = std::thread::spawn(|| {
+            for _ in 0..200 {
+                std::thread::sleep(Duration::from_millis(2));
+                platform().advance(10_000_000);
+            }
+        });
+        let mut reply = [0u8; 16];
+        assert_eq!(device.request(&[&header(15, 1)], &mut [&mut reply]), Err(Errno::EIO));
+        clock.join().unwrap();
+        assert!(device.has_failed());
+        assert_eq!(transport.status(), 0, "the device was reset, so it drops the buffers it held");
+        assert_eq!(device.request(&[&header(15, 2)], &mut [&mut reply]), Err(Errno::EIO), "every later caller too");
+        assert_eq!(device.send_forget(&[0u8; 48]), Err(Errno::EIO));
+    }
+
+    #[test]
+    fn oversized_requests_are_refused_before_the_device_sees_them() {
+        let (device, transport) = device(echo(), DEFAULT_TIMEOUT);
+        let big = vec![0u8; device.max_transfer()];
+        let mut reply = [0u8; 16];
+        assert_eq!(device.request(&[&header(16, 1), &big], &mut [&mut reply]), Err(Errno::E2BIG));
+        assert_eq!(transport.requests.load(Ordering::Relaxed), 0);
+    }
+}

@@ -1,0 +1,218 @@
+//! # libos-virtio: virtio transports and virtqueues for libos drivers
+//!
+//! What every virtio driver of libos needs, whatever the device:
+//!
+//! - [`Transport`]: the device's control plane (status, feature negotiation, queue setup,
+//!   notifications, configuration space, interrupt status, shared-memory regions), implemented
+//!   by [`mmio::MmioTransport`] (virtio-mmio version 1 "legacy" and version 2) and
+//!   [`pci::PciTransport`] (modern virtio-pci over ECAM, with BAR assignment and the
+//!   shared-memory capability);
+//! - [`queue::SplitQueue`]: a split virtqueue with indirect descriptors whose descriptors point
+//!   straight at the caller's buffers (no bounce copy), translated with
+//!   [`libos_core::hal::Platform::virt_to_phys`] and split where the physical pages are not
+//!   contiguous;
+//! - [`probe_mmio`], [`probe_pci`] and [`initialize`]: finding devices among what the platform
+//!   discovered ([`libos_core::device::Devices`]) and the status/feature handshake;
+//! - [`testing::FakeTransport`] (feature `testing`): a fake device that answers through the
+//!   real rings, for host tests of drivers.
+//!
+//! Users: `libos-fs-virtiofs` (device id 26) today, the network driver later.
+//!
+//! ## Why our own transport and queue instead of `virtio-drivers`
+//! `virtio-drivers` 0.13 rejects device id 26 in both transports (its `DeviceType` ends at 25,
+//! `MmioTransport::new` fails with `InvalidDeviceID`, `PciTransport::new` with
+//! `InvalidDeviceId(0x105a)`) and exposes no shared-memory regions (PCI capability type 8, MMIO
+//! `SHMSel`). Implementing its public `Transport` trait ourselves was the alternative: its
+//! `VirtQueue` (non-blocking `add`/`pop_used` by token, indirect descriptors) would have served.
+//! We did not take it because (1) the transports (device id, shared memory, MSI-X) had to be
+//! ours anyway, which is most of the code; (2) its queue size is a const generic, while
+//! virtio-fs takes what the device offers (QEMU: up to 1024), and its `Hal` trait would be a
+//! second DMA/address abstraction beside `libos_core::hal::Platform`; (3) the split ring is
+//! about 300 lines against the virtio 1.2 spec (§2.7), host-tested here against a fake device
+//! that walks the rings ([`testing::FakeTransport`]).
+//!
+//! `unsafe` is confined to register access (`mmio`, `pci`), DMA memory and the ring (`queue`),
+//! each with its own `SAFETY` argument. It is a new crate (not named in ARCHITECTURE.md) so that
+//! the network driver shares the transports with virtio-fs instead of a second copy living in
+//! `fs-virtiofs`; like the drivers' named modules, it is allowed `unsafe` for device access.
+//! DMA addresses come from `libos_core::hal::Platform::virt_to_phys`, so there is no second
+//! `Hal` to keep in sync with libos-core.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod mmio;
+pub mod pci;
+pub mod queue;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use libos_core::hal::MemoryRegion;
+use libos_core::{Errno, Result};
+
+/// Device status bits (virtio 1.2 §2.1).
+pub mod status {
+    /// The guest noticed the device.
+    pub const ACKNOWLEDGE: u8 = 1;
+    /// The guest has a driver for it.
+    pub const DRIVER: u8 = 2;
+    /// The driver is ready: the device may process queues.
+    pub const DRIVER_OK: u8 = 4;
+    /// Feature negotiation is complete.
+    pub const FEATURES_OK: u8 = 8;
+    /// The device hit an error it cannot recover from without a reset.
+    pub const DEVICE_NEEDS_RESET: u8 = 0x40;
+    /// The driver gave up on the device.
+    pub const FAILED: u8 = 0x80;
+}
+
+/// Device-independent feature bits (virtio 1.2 §6).
+pub mod features {
+    /// Indirect descriptor tables (`VIRTIO_F_INDIRECT_DESC`).
+    pub const INDIRECT_DESC: u64 = 1 << 28;
+    /// `used_event`/`avail_event` notification suppression (`VIRTIO_F_EVENT_IDX`; not used).
+    pub const EVENT_IDX: u64 = 1 << 29;
+    /// The device follows virtio 1.0+ (`VIRTIO_F_VERSION_1`); required by modern transports.
+    pub const VERSION_1: u64 = 1 << 32;
+}
+
+/// The driver-side addresses of one virtqueue, physical.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueAddresses {
+    /// Descriptor table.
+    pub descriptors: u64,
+    /// Available ("driver") ring.
+    pub available: u64,
+    /// Used ("device") ring.
+    pub used: u64,
+}
+
+/// A virtio device's control plane, whatever the bus.
+pub trait Transport: Send + Sync {
+    /// A short name for messages (`"virtio-mmio v1 @0xfeb02e00"`).
+    fn describe(&self) -> String;
+
+    /// The virtio device id (26 for virtio-fs).
+    fn device_id(&self) -> u32;
+
+    /// True for transports that require `VIRTIO_F_VERSION_1` (virtio-mmio v2, modern PCI);
+    /// false for legacy virtio-mmio, whose queue layout and feature window predate it.
+    fn is_modern(&self) -> bool;
+
+    /// The device's feature bits.
+    fn device_features(&self) -> u64;
+
+    /// Writes the driver's accepted feature bits.
+    fn set_driver_features(&self, features: u64);
+
+    /// Reads the device status.
+    fn status(&self) -> u8;
+
+    /// Writes the device status (0 resets the device).
+    fn set_status(&self, status: u8);
+
+    /// The largest size the device allows for queue `queue`; 0 when the queue does not exist.
+    fn max_queue_size(&self, queue: u16) -> u16;
+
+    /// Tells the device where queue `queue` of `size` entries lives and enables it. Legacy
+    /// transports need the layout [`queue::SplitQueue`] uses (one page-aligned block, used ring
+    /// on the next page boundary).
+    fn setup_queue(&self, queue: u16, size: u16, addresses: QueueAddresses) -> Result<()>;
+
+    /// Notifies the device that queue `queue` has new buffers.
+    fn notify(&self, queue: u16);
+
+    /// Reads device configuration space at `offset` into `buf` (byte accesses; consistent
+    /// across a configuration change where the transport has a generation counter).
+    fn read_config(&self, offset: usize, buf: &mut [u8]);
+
+    /// Reads and acknowledges the interrupt status (bit 0: used buffers, bit 1: configuration
+    /// change). Returns the bits that were set.
+    fn acknowledge_interrupt(&self) -> u32;
+
+    /// Shared-memory region `id` of the device (e.g. virtio-fs's DAX window, id 0), if the
+    /// device has it. Physical addresses.
+    fn shared_memory(&self, id: u8) -> Option<MemoryRegion>;
+
+    /// Prepares device interrupt `interrupt` before the queues are set up (MSI-X: binds the
+    /// vector and programs the table, masked). Default: nothing to prepare (wired interrupts).
+    /// Errors: the platform's (`ENOSYS`: no way to route it; the driver polls).
+    fn prepare_interrupt(&self, interrupt: u32) -> Result<()> {
+        let _ = interrupt;
+        Ok(())
+    }
+
+    /// Lets `interrupt` through once its handler is registered (default: the platform unmasks
+    /// the wired line). Errors as [`libos_core::hal::Platform::enable_device_interrupt`].
+    fn enable_interrupt(&self, interrupt: u32) -> Result<()> {
+        libos_core::hal::platform().enable_device_interrupt(interrupt)
+    }
+}
+
+/// Resets the device and negotiates features: the device's features intersected with `wanted`
+/// (plus `VERSION_1` on modern transports, which must accept it). Leaves the device in
+/// `ACKNOWLEDGE | DRIVER | FEATURES_OK` (legacy: without `FEATURES_OK`): set up the queues, then
+/// call [`finish_initialization`]. Returns the negotiated features.
+///
+/// Errors: `ENODEV` when a modern device does not offer `VERSION_1` or refuses the features.
+pub fn initialize(transport: &dyn Transport, wanted: u64) -> Result<u64> {
+    transport.set_status(0);
+    transport.set_status(status::ACKNOWLEDGE);
+    transport.set_status(status::ACKNOWLEDGE | status::DRIVER);
+    let offered = transport.device_features();
+    let mut accepted = offered & wanted;
+    if transport.is_modern() {
+        if offered & features::VERSION_1 == 0 {
+            transport.set_status(status::FAILED);
+            return Err(Errno::ENODEV);
+        }
+        accepted |= features::VERSION_1;
+    } else {
+        // The legacy feature window has 32 bits.
+        accepted &= u64::from(u32::MAX);
+    }
+    transport.set_driver_features(accepted);
+    if transport.is_modern() {
+        transport.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
+        if transport.status() & status::FEATURES_OK == 0 {
+            transport.set_status(status::FAILED);
+            return Err(Errno::ENODEV);
+        }
+    }
+    Ok(accepted)
+}
+
+/// Sets `DRIVER_OK`: the device may start processing its queues.
+pub fn finish_initialization(transport: &dyn Transport) {
+    let features_ok = if transport.is_modern() { status::FEATURES_OK } else { 0 };
+    transport.set_status(status::ACKNOWLEDGE | status::DRIVER | features_ok | status::DRIVER_OK);
+}
+
+/// The virtio-mmio devices with id `device_id` among the windows the platform discovered,
+/// with the platform interrupt of each.
+pub fn probe_mmio(devices: &libos_core::device::Devices, device_id: u32) -> Vec<(mmio::MmioTransport, Option<u32>)> {
+    devices
+        .virtio_mmio
+        .iter()
+        .filter_map(|slot| {
+            // SAFETY: the platform reported this window as a virtio-mmio register block from its
+            // firmware tables, and maps all device memory below its device limit.
+            let transport = unsafe { mmio::MmioTransport::probe(slot.base, slot.size) }?;
+            (transport.device_id() == device_id).then_some((transport, slot.interrupt))
+        })
+        .collect()
+}
+
+/// The modern virtio-pci functions with id `device_id` on the PCIe hosts the platform
+/// discovered; each one's MSI-X interrupt number is [`pci::PciTransport::msi_interrupt`].
+pub fn probe_pci(devices: &libos_core::device::Devices, device_id: u32) -> Vec<pci::PciTransport> {
+    devices
+        .pci
+        .iter()
+        // SAFETY: the platform reported these ECAM windows from its firmware tables and maps
+        // device memory (ECAM and the BAR windows) below its device limit.
+        .flat_map(|host| unsafe { pci::probe(host, device_id) })
+        .collect()
+}
