@@ -12,7 +12,7 @@
 //! | `bootstats` | print `[boot-stats]` lines at `main` and at exit |
 //! | `root=FS` | the root file system (default `ramfs` when the image has it; `virtiofs:TAG` for a host share) |
 //! | `mount=FS:/PATH` | mount a new `FS` at `/PATH` (created if missing); repeatable, in order; `virtiofs:TAG:/PATH` |
-//! | `virtiofs_timeout=SECONDS` | how long a virtio-fs reply may take before the device is declared dead (default 30; images with `fs-virtiofs`) |
+//! | `virtiofs_timeout=SECONDS` | how long a virtio-fs reply may take before the device is declared dead (default 30, 0 = forever; images with `fs-virtiofs`) |
 //!
 //! File-system names are checked at boot against those the image was built with (`ramfs`,
 //! `devfs`, `virtiofs:TAG`); an unknown one, or a tag no virtio-fs device has, stops the boot
@@ -218,10 +218,10 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
             #[cfg(any(test, feature = "fs-virtiofs"))]
             ("virtiofs_timeout", Some(secs)) => {
                 options.virtiofs_timeout_secs =
-                    Some(secs.parse().ok().filter(|s| (1..=3600).contains(s)).ok_or_else(|| CmdlineError::BadValue {
+                    Some(secs.parse().ok().filter(|s| (0..=3600).contains(s)).ok_or_else(|| CmdlineError::BadValue {
                         option: "virtiofs_timeout",
                         value: secs.into(),
-                        expected: "seconds, 1 to 3600",
+                        expected: "seconds, 0 (forever) to 3600",
                     })?);
             }
             _ => return Err(CmdlineError::UnknownOption(word)),
@@ -315,7 +315,8 @@ mod tests {
         assert_eq!(parsed.options.root.as_deref(), Some("virtiofs:myfs"));
         assert_eq!(parsed.options.mounts, vec![(String::from("virtiofs:data"), String::from("/mnt/data"))]);
         assert_eq!(parsed.options.virtiofs_timeout_secs, Some(5));
-        for bad in ["mount=ramfs", "mount=ramfs:tmp", "mount=:/tmp", "mount=virtiofs::/x", "root=", "root=a:", "root=:a", "root=a:/b", "virtiofs_timeout=0"] {
+        assert_eq!(parse("virtiofs_timeout=0").unwrap().options.virtiofs_timeout_secs, Some(0), "0: no timeout");
+        for bad in ["mount=ramfs", "mount=ramfs:tmp", "mount=:/tmp", "mount=virtiofs::/x", "root=", "root=a:", "root=:a", "root=a:/b", "virtiofs_timeout=3601", "virtiofs_timeout=-1"] {
             assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { .. }), "{bad}");
         }
         assert!(parse("mount=x").unwrap_err().to_string().contains("expected FS:/PATH"));

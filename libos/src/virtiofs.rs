@@ -3,7 +3,9 @@
 //!
 //! Kernel options: `root=virtiofs:TAG` mounts the share as `/`, `mount=virtiofs:TAG:/PATH`
 //! mounts it at `/PATH`, `virtiofs_timeout=SECONDS` (default 30) bounds how long a reply may
-//! take before the device is declared dead (its requests then fail with `EIO`).
+//! take before the device is declared dead (its requests then fail with `EIO`); `0` waits
+//! forever (for benchmarks under `-icount sleep=off`, where a halted guest's clock jumps to its
+//! next deadline at once).
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -19,7 +21,7 @@ use spin::Once;
 static DEVICES: Once<Vec<Arc<VirtioFsDevice>>> = Once::new();
 static TIMEOUT_SECS: AtomicU64 = AtomicU64::new(libos_fs_virtiofs::device::DEFAULT_TIMEOUT.as_secs());
 
-/// Sets the reply timeout of devices found after this call (boot: `virtiofs_timeout=`).
+/// Sets the reply timeout of devices found after this call (boot: `virtiofs_timeout=`; 0: none).
 pub fn set_timeout(seconds: u64) {
     TIMEOUT_SECS.store(seconds, Ordering::Relaxed);
 }
@@ -27,7 +29,7 @@ pub fn set_timeout(seconds: u64) {
 /// Every virtio-fs device of the machine (probed on the first call).
 pub fn devices() -> &'static [Arc<VirtioFsDevice>] {
     DEVICES.call_once(|| {
-        let timeout = Duration::from_secs(TIMEOUT_SECS.load(Ordering::Relaxed));
+        let timeout = Some(TIMEOUT_SECS.load(Ordering::Relaxed)).filter(|&s| s > 0).map(Duration::from_secs);
         libos_fs_virtiofs::device::probe(&hal::platform().devices(), timeout)
     })
 }

@@ -246,7 +246,10 @@ fn fallback_exit_code(console: &str) -> Option<i32> {
 
 /// Decodes QEMU's exit status into the guest's exit.
 pub fn decode_exit(arch: Arch, status: Option<i32>, console: &str, stderr: &str) -> Exit {
-    let qemu_complained = stderr.lines().any(|l| l.starts_with("qemu-system-") || l.contains("qemu: "));
+    // QEMU's warnings ("qemu-system-x86_64: warning: icount sleep disabled and no active
+    // timers") are not failures.
+    let qemu_complained =
+        stderr.lines().filter(|l| !l.contains(": warning: ")).any(|l| l.starts_with("qemu-system-") || l.contains("qemu: "));
     match (arch, status) {
         (_, None) => Exit::QemuFailed(None, stderr.into()),
         (_, Some(0)) => fallback_exit_code(console).map_or(Exit::NoCode, Exit::Code),
@@ -552,6 +555,12 @@ mod tests {
         assert_eq!(decode_exit(Arch::X86_64, Some(7), "", ""), Exit::Code(3));
         assert_eq!(decode_exit(Arch::X86_64, Some(1), "", ""), Exit::Code(0));
         assert_eq!(decode_exit(Arch::X86_64, Some(255), "", ""), Exit::Code(127));
+    }
+
+    #[test]
+    fn qemu_warnings_are_not_failures() {
+        let warning = "qemu-system-x86_64: warning: icount sleep disabled and no active timers\n";
+        assert_eq!(decode_exit(Arch::X86_64, Some(1), "", warning), Exit::Code(0));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!   `sched-coop`/`sched-preempt`, halting the CPU without one. Without an interrupt they poll
 //!   the used ring, yielding to other threads between looks.
 //! - **No bounce copy.** Descriptors point at the caller's buffers (see `libos_virtio::queue`).
-//! - **Failure.** A reply that does not come within the timeout is logged with its opcode and
+//! - **Failure.** A reply that does not come within the timeout (if there is one) is logged with its opcode and
 //!   the device is reset and marked failed: the device no longer touches any buffer, and every
 //!   caller (waiting or later) gets `EIO`. The same happens when the device reports
 //!   `DEVICE_NEEDS_RESET`.
@@ -142,7 +142,8 @@ pub struct VirtioFsDevice {
     /// The platform interrupt when it is routed to us, else [`NO_INTERRUPT`] (we poll).
     interrupt: AtomicU32,
     failed: AtomicBool,
-    timeout: Duration,
+    /// How long a reply may take; `None`: forever (see [`probe`]).
+    timeout: Option<Duration>,
     requests_sent: AtomicU64,
     forgets_sent: AtomicU64,
     notifications: AtomicU64,
@@ -157,8 +158,11 @@ impl core::fmt::Debug for VirtioFsDevice {
 }
 
 /// Finds and initialises every virtio-fs device among `devices`. Devices that fail to
-/// initialise are logged and skipped. `timeout`: how long a reply may take.
-pub fn probe(devices: &Devices, timeout: Duration) -> Vec<Arc<VirtioFsDevice>> {
+/// initialise are logged and skipped. `timeout`: how long a reply may take before the device
+/// is declared dead; `None` waits forever, which deterministic benchmarks need: under QEMU's
+/// `-icount sleep=off` the clock of a guest that halts jumps to its next timer deadline at
+/// once, so any reply the guest waits for would "time out".
+pub fn probe(devices: &Devices, timeout: Option<Duration>) -> Vec<Arc<VirtioFsDevice>> {
     let mut found = Vec::new();
     for (transport, interrupt) in libos_virtio::probe_mmio(devices, DEVICE_ID) {
         let describe = transport.describe();
@@ -184,7 +188,7 @@ impl VirtioFsDevice {
     ///
     /// Errors: `EINVAL` for a bad tag, `ENODEV` when the device refuses the handshake or lacks
     /// a request queue, `ENOMEM`.
-    pub fn new(transport: Box<dyn Transport>, interrupt: Option<u32>, timeout: Duration) -> Result<Arc<VirtioFsDevice>> {
+    pub fn new(transport: Box<dyn Transport>, interrupt: Option<u32>, timeout: Option<Duration>) -> Result<Arc<VirtioFsDevice>> {
         let negotiated = libos_virtio::initialize(&*transport, features::INDIRECT_DESC)?;
         let indirect = negotiated & features::INDIRECT_DESC != 0;
         let mut raw_tag = [0u8; TAG_LEN];
@@ -320,19 +324,30 @@ impl VirtioFsDevice {
     }
 
     /// Waits until `ready()` or the deadline; `ready` runs with the waiters' lock held.
-    fn wait(&self, deadline: Instant, mut ready: impl FnMut() -> bool) -> bool {
+    /// When a request started now must have its reply (`None`: no timeout).
+    fn deadline(&self) -> Option<Instant> {
+        self.timeout.map(|timeout| Instant::now() + timeout)
+    }
+
+    fn wait(&self, deadline: Option<Instant>, mut ready: impl FnMut() -> bool) -> bool {
         if ready() {
             return true;
         }
         let start = Instant::now();
         let done = if self.interrupt().is_some() {
-            self.waiters.wait_until_deadline(&mut ready, deadline)
+            match deadline {
+                Some(deadline) => self.waiters.wait_until_deadline(&mut ready, deadline),
+                None => {
+                    self.waiters.wait_until(&mut ready);
+                    true
+                }
+            }
         } else {
             loop {
                 if ready() {
                     break true;
                 }
-                if Instant::now() >= deadline {
+                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                     break false;
                 }
                 libos_core::sched::yield_now();
@@ -366,7 +381,7 @@ impl FuseChannel for VirtioFsDevice {
         if total > self.max_transfer() {
             return Err(Errno::E2BIG);
         }
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.deadline();
         // Publish, waiting for free descriptors when the ring is full.
         let mut token = None;
         let mut error = None;
@@ -438,7 +453,7 @@ impl FuseChannel for VirtioFsDevice {
             return Err(Errno::EIO);
         }
         let copy: Box<[u8]> = request.into();
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.deadline();
         let mut copy = Some(copy);
         let sent = self.wait(deadline, || {
             if self.has_failed() {
@@ -505,7 +520,7 @@ mod tests {
         config.extend_from_slice(&1u32.to_le_bytes());
         let transport: &'static FakeTransport =
             Box::leak(Box::new(FakeTransport::new(DEVICE_ID, features::INDIRECT_DESC, config, 1024, respond)));
-        (VirtioFsDevice::new(Box::new(Borrowed(transport)), None, timeout).unwrap(), transport)
+        (VirtioFsDevice::new(Box::new(Borrowed(transport)), None, Some(timeout)).unwrap(), transport)
     }
 
     /// Lets the test keep a reference to the transport the device owns.
