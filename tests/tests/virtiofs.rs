@@ -272,8 +272,11 @@ fn every_transport_carries_a_share() {
         let legacy = Boot::app("vfs-share").transport(VirtioTransport::MmioLegacy);
         share_through(arch, "mmio-v1", legacy, "at virtio-mmio v1 @", true);
         match arch {
-            // MSI-X through the local APIC.
-            Arch::X86_64 => share_through(arch, "q35", Boot::app("vfs-share").machine(Machine::Q35), "at virtio-pci 00:", true),
+            // MSI-X through the local APIC; microvm's PCIe host is known from its DSDT only.
+            Arch::X86_64 => {
+                share_through(arch, "q35", Boot::app("vfs-share").machine(Machine::Q35), "at virtio-pci 00:", true);
+                share_through(arch, "microvm-pcie", Boot::app("vfs-share").machine(Machine::MicrovmPcie), "at virtio-pci 00:", true);
+            }
             // No GICv2m/ITS driver: the PCI device is polled.
             Arch::Aarch64 => {
                 share_through(arch, "pci", Boot::app("vfs-share").transport(VirtioTransport::Pci), "at virtio-pci 00:", false)

@@ -17,7 +17,7 @@ const HELP: &str = "\
         --accel kvm|tcg         accelerator (default: KVM only if a calibration boot shows it is
                                 hardware-accelerated, else TCG)
         --mem SIZE              guest RAM (default 64M)
-        --machine MACHINE       microvm|q35 on x86_64 (default microvm),
+        --machine MACHINE       microvm|microvm-pcie|q35 on x86_64 (default microvm),
                                 virt-gicv3|virt-gicv2 on aarch64 (default virt-gicv3)
         --cmdline \"OPTIONS\"     kernel options (loglevel=LEVEL, bootstats, ...)
         --boot-stats            print the boot statistics (adds the `bootstats` option)

@@ -25,6 +25,8 @@ pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 pub enum Machine {
     /// x86 `microvm`: no PCI, minimal devices (the default on x86_64).
     Microvm,
+    /// x86 `microvm,pcie=on`: microvm with a PCIe host (described in the DSDT only).
+    MicrovmPcie,
     /// x86 `q35`: PCIe, ACPI, legacy devices.
     Q35,
     /// aarch64 `virt` with a GICv2.
@@ -35,7 +37,7 @@ pub enum Machine {
 
 impl Machine {
     /// Every machine type.
-    pub const ALL: [Machine; 4] = [Machine::Microvm, Machine::Q35, Machine::VirtGicv2, Machine::VirtGicv3];
+    pub const ALL: [Machine; 5] = [Machine::Microvm, Machine::MicrovmPcie, Machine::Q35, Machine::VirtGicv2, Machine::VirtGicv3];
 
     /// The default machine of `arch`.
     pub fn default_for(arch: Arch) -> Machine {
@@ -48,7 +50,7 @@ impl Machine {
     /// The architecture this machine emulates.
     pub fn arch(self) -> Arch {
         match self {
-            Machine::Microvm | Machine::Q35 => Arch::X86_64,
+            Machine::Microvm | Machine::MicrovmPcie | Machine::Q35 => Arch::X86_64,
             Machine::VirtGicv2 | Machine::VirtGicv3 => Arch::Aarch64,
         }
     }
@@ -62,6 +64,7 @@ impl Machine {
     pub fn name(self) -> &'static str {
         match self {
             Machine::Microvm => "microvm",
+            Machine::MicrovmPcie => "microvm-pcie",
             Machine::Q35 => "q35",
             Machine::VirtGicv2 => "virt-gicv2",
             Machine::VirtGicv3 => "virt-gicv3",
@@ -74,10 +77,11 @@ impl std::str::FromStr for Machine {
     fn from_str(s: &str) -> std::result::Result<Machine, String> {
         match s {
             "microvm" => Ok(Machine::Microvm),
+            "microvm-pcie" => Ok(Machine::MicrovmPcie),
             "q35" => Ok(Machine::Q35),
             "virt" | "virt-gicv3" => Ok(Machine::VirtGicv3),
             "virt-gicv2" => Ok(Machine::VirtGicv2),
-            other => Err(format!("unknown machine `{other}` (expected microvm or q35 for x86_64, virt-gicv3 or virt-gicv2 for aarch64)")),
+            other => Err(format!("unknown machine `{other}` (expected microvm, microvm-pcie or q35 for x86_64, virt-gicv3 or virt-gicv2 for aarch64)")),
         }
     }
 }
@@ -98,7 +102,7 @@ impl VirtioTransport {
     /// the machine is a PCI machine (q35), else MMIO.
     pub fn default_for(machine: Machine) -> VirtioTransport {
         match machine {
-            Machine::Q35 => VirtioTransport::Pci,
+            Machine::Q35 | Machine::MicrovmPcie => VirtioTransport::Pci,
             Machine::Microvm | Machine::VirtGicv2 | Machine::VirtGicv3 => VirtioTransport::Mmio,
         }
     }
@@ -173,6 +177,7 @@ impl VmConfig {
         };
         match self.machine {
             Machine::Microvm => command.args(["-M", "microvm,rtc=off,pit=on", "-bios", QBOOT]),
+            Machine::MicrovmPcie => command.args(["-M", "microvm,rtc=off,pit=on,pcie=on", "-bios", QBOOT]),
             Machine::Q35 => command.args(["-M", "q35", "-bios", QBOOT]),
             Machine::VirtGicv2 => command.args(["-M", "virt,gic-version=2", "-cpu", AARCH64_CPU]),
             Machine::VirtGicv3 => command.args(["-M", "virt,gic-version=3", "-cpu", AARCH64_CPU]),

@@ -5,7 +5,8 @@
 //!   an extended interrupt (the GSI). We scan the AML for those names and read the two resource
 //!   descriptors that follow, instead of interpreting AML: the layout is what QEMU's
 //!   `virtio_acpi_dsdt_add` emits and what Linux's ACPI resource parser reads.
-//! - PCIe: the MCFG table lists ECAM windows (q35 and `microvm,pcie=on`).
+//! - PCIe: the MCFG table lists ECAM windows (q35). `microvm,pcie=on` has no MCFG: its DSDT
+//!   describes the host bridge (`PNP0A08`) with a `_CBA` method returning the ECAM base.
 
 use libos_core::device::{PciHost, VirtioMmioSlot};
 
@@ -67,6 +68,29 @@ pub fn pci_hosts_in_mcfg(mcfg: &[u8], mut found: impl FnMut(PciHost)) {
         }
         found(PciHost { ecam: base, first_bus: entry[10], last_bus: entry[11], mem32: None, mem64: None, intx: None });
     }
+}
+
+/// The name of a host bridge's ECAM base object.
+const CBA: &[u8] = b"_CBA";
+/// AML `ReturnOp`.
+const RETURN_OP: u8 = 0xa4;
+
+/// The PCIe host a DSDT describes with `_CBA` (QEMU `microvm,pcie=on`, whose tables have no
+/// MCFG): its ECAM base, buses 0..=255 (the ECAM window of a single segment). `_CBA` is either
+/// a name (`Name (_CBA, value)`) or, as QEMU emits it, a method that only returns the value
+/// (`Method (_CBA, 0) { Return (value) }`: flags byte, `ReturnOp`, value).
+pub fn pci_host_in_dsdt(aml: &[u8]) -> Option<PciHost> {
+    let mut at = find(aml, CBA)? + CBA.len();
+    if aml.get(at + 1) == Some(&RETURN_OP) {
+        at += 2;
+    }
+    // The value is an AML integer: DWordConst (0x0c) or QWordConst (0x0e).
+    let ecam = match aml.get(at)? {
+        0x0c => u64::from(u32_at(aml, at + 1)?),
+        0x0e => u64_at(aml, at + 1)?,
+        _ => return None,
+    };
+    (ecam != 0).then_some(PciHost { ecam, first_bus: 0, last_bus: 0xff, mem32: None, mem64: None, intx: None })
 }
 
 /// The largest 32-bit memory window among the DWord address-space descriptors of the DSDT (the
@@ -201,6 +225,26 @@ mod tests {
         let mut found = Vec::new();
         ioapics_in_madt(&madt, |a| found.push(a));
         assert_eq!(found, vec![IoApic { address: 0xfec0_0000, gsi_base: 0 }, IoApic { address: 0xfec1_0000, gsi_base: 24 }]);
+    }
+
+    #[test]
+    fn a_cba_object_names_the_ecam_window() {
+        // QEMU's form: MethodOp, PkgLength, "_CBA", flags, ReturnOp, DWordConst.
+        let mut aml = b"....PCI0\x14\x0b".to_vec();
+        aml.extend_from_slice(CBA);
+        aml.extend_from_slice(&[0x00, RETURN_OP, 0x0c]);
+        aml.extend_from_slice(&0xe000_0000u32.to_le_bytes());
+        let host = pci_host_in_dsdt(&aml).expect("a host");
+        assert_eq!((host.ecam, host.first_bus, host.last_bus), (0xe000_0000, 0, 0xff));
+        // Name (_CBA, QWordConst).
+        let mut qword = vec![0x08];
+        qword.extend_from_slice(CBA);
+        qword.push(0x0e);
+        qword.extend_from_slice(&0x40_1000_0000u64.to_le_bytes());
+        assert_eq!(pci_host_in_dsdt(&qword).map(|h| h.ecam), Some(0x40_1000_0000));
+        for bad in [&b"_CBA"[..], &[b'_', b'C', b'B', b'A', 0x0c, 1, 2][..], &[b'_', b'C', b'B', b'A', 0x0a, 0][..]] {
+            assert_eq!(pci_host_in_dsdt(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

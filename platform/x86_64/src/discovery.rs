@@ -1,5 +1,6 @@
 //! The devices of this machine, from the ACPI tables the loader pointed at (see [`crate::devices`]):
-//! virtio-mmio slots and the PCI memory window from the DSDT, ECAM windows from the MCFG.
+//! virtio-mmio slots and the PCI memory window from the DSDT, ECAM windows from the MCFG (or,
+//! without one, from the DSDT's `_CBA`: `microvm,pcie=on`).
 
 use crate::{acpi, devices, shutdown};
 use alloc::vec;
@@ -14,6 +15,7 @@ pub fn devices() -> Devices {
     let mut found = Devices::default();
     let Some(rsdp) = shutdown::rsdp() else { return found };
     let mut pci_window = None;
+    let mut dsdt_host = None;
     let read = |addr: u64, buf: &mut [u8]| shutdown::read_firmware(addr, buf);
     if let Some(dsdt) = acpi::find_dsdt(rsdp, &read) {
         let mut header = [0u8; 8];
@@ -23,6 +25,7 @@ pub fn devices() -> Devices {
             if read(dsdt, &mut aml) {
                 devices::virtio_mmio_in_dsdt(&aml, |slot| found.virtio_mmio.push(slot));
                 pci_window = devices::pci_window_in_dsdt(&aml).map(|(start, end)| MemoryRegion { start, end });
+                dsdt_host = devices::pci_host_in_dsdt(&aml);
             }
         }
     }
@@ -31,6 +34,9 @@ pub fn devices() -> Devices {
         if read(mcfg, &mut table) {
             devices::pci_hosts_in_mcfg(&table, |host| found.pci.push(PciHost { mem32: pci_window, ..host }));
         }
+    }
+    if found.pci.is_empty() {
+        found.pci.extend(dsdt_host.map(|host| PciHost { mem32: pci_window, ..host }));
     }
     found
 }
