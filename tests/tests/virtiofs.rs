@@ -279,7 +279,7 @@ fn every_transport_carries_a_share() {
             }
             // No GICv2m/ITS driver: the PCI device is polled.
             Arch::Aarch64 => {
-                share_through(arch, "pci", Boot::app("vfs-share").transport(VirtioTransport::Pci), "at virtio-pci 00:", false)
+                share_through(arch, "pci", Boot::app("vfs-share").transport(VirtioTransport::Pci), "at virtio-pci 00:", false);
             }
         }
     }

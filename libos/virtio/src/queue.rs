@@ -330,9 +330,11 @@ impl SplitQueue {
         fence(Ordering::SeqCst);
         let element = self.used_offset + 4 + 8 * usize::from(self.last_used % self.size);
         let element = self.memory.ptr.wrapping_add(element).cast::<u32>();
-        // SAFETY: entry `last_used % size` of the used ring lies inside `memory`; the device
-        // published it before advancing `used.idx` (ordered by the fence above).
-        let (id, len) = unsafe { (element.read_volatile(), element.add(1).read_volatile()) };
+        // SAFETY: entry `last_used % size` of the used ring (two u32s: id, len) lies inside
+        // `memory`; the device published it before advancing `used.idx` (ordered by the fence).
+        let id = unsafe { element.read_volatile() };
+        // SAFETY: as above, the entry's second word.
+        let len = unsafe { element.wrapping_add(1).read_volatile() };
         self.last_used = self.last_used.wrapping_add(1);
         let Ok(head) = u16::try_from(id) else {
             log::error!("virtqueue {}: the device returned a bad descriptor id {id}", self.index);
@@ -342,7 +344,7 @@ impl SplitQueue {
             log::error!("virtqueue {}: the device returned descriptor {head}, which is not in flight", self.index);
             return None;
         }
-        let (count, table) = core::mem::replace(&mut self.chains[usize::from(head)], (0, None));
+        let (count, table) = core::mem::take(&mut self.chains[usize::from(head)]);
         drop(table);
         // Return the chain to the free list: walk to its last descriptor, link it to the old head.
         let mut last = head;

@@ -209,7 +209,7 @@ fn measure_all(options: &Options, share_root: &std::path::Path) -> Result<i32> {
             let mib_s = |runs: &BTreeMap<String, Workload>, key: &str| {
                 runs.get(key).filter(|t| t.bytes > 0 && t.ticks > 0).map(|t| {
                     let secs = t.ticks as f64 / tcg_hz as f64;
-                    (t.bytes as f64 / (1 << 20) as f64 / secs * 10.0).round() / 10.0
+                    (t.bytes as f64 / f64::from(1 << 20) / secs * 10.0).round() / 10.0
                 })
             };
             let row = json!({
