@@ -67,21 +67,24 @@ fn open_fds(pid: u32) -> usize {
 
 const SIZES: [(&str, u64); 4] = [("empty", 0), ("one", 1), ("mib-plus-one", (1 << 20) + 1), ("64-mib", 64 << 20)];
 
-/// The share lives on tmpfs (like the benchmark's); `conformance_suite_passes_on_an_ext4_share`
-/// runs the suite on ext4.
+/// Runs the whole VFS conformance suite on a share of `dir` (every case of the suite, so a case
+/// added to the VFS runs here too).
+fn conformance_on(dir: &TempDir, arch: Arch) {
+    Boot::app("vfs-conformance")
+        .share(&dir.0, "share")
+        .args(&["--fs", "virtiofs:share"])
+        .timeout(Duration::from_secs(300))
+        .on(arch)
+        .prints(&format!("conformance: {} cases on virtiofs", libos_vfs::conformance::CASES.len()))
+        .prints(" passed, 0 failed")
+        .exits_with(0);
+}
+
+/// On the host's tmpfs, like the benchmark's shares.
 #[test]
 fn conformance_suite_passes_on_a_share() {
     for arch in arches() {
-        let dir = TempDir::on_tmpfs("conformance", arch);
-        Boot::app("vfs-conformance")
-            .share(&dir.0, "share")
-            .args(&["--fs", "virtiofs:share"])
-            .timeout(Duration::from_secs(300))
-            .on(arch)
-            // Every case of the suite, so a case added to the VFS runs here too.
-            .prints(&format!("conformance: {} cases on virtiofs", libos_vfs::conformance::CASES.len()))
-            .prints(" passed, 0 failed")
-            .exits_with(0);
+        conformance_on(&TempDir::on_tmpfs("conformance", arch), arch);
     }
 }
 
@@ -91,15 +94,7 @@ fn conformance_suite_passes_on_a_share() {
 #[test]
 fn conformance_suite_passes_on_an_ext4_share() {
     for arch in arches() {
-        let dir = TempDir::new("conformance-ext4", arch);
-        Boot::app("vfs-conformance")
-            .share(&dir.0, "share")
-            .args(&["--fs", "virtiofs:share"])
-            .timeout(Duration::from_secs(300))
-            .on(arch)
-            .prints(&format!("conformance: {} cases on virtiofs", libos_vfs::conformance::CASES.len()))
-            .prints(" passed, 0 failed")
-            .exits_with(0);
+        conformance_on(&TempDir::new("conformance-ext4", arch), arch);
     }
 }
 
