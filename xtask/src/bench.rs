@@ -50,7 +50,14 @@ fn all(args: Vec<String>) -> Result<i32> {
     let started = std::time::Instant::now();
     let mut status = 0;
     type Suite = fn(Vec<String>) -> Result<i32>;
-    let suites: [(&str, Suite); 4] = [("boot", boot::run), ("fs", fs::run), ("sched", sched::run), ("linux", linux::run)];
+    let suites: [(&str, Suite); 6] = [
+        ("boot", boot::run),
+        ("fs", fs::run),
+        ("sched", sched::run),
+        ("shim", shim::run),
+        ("virtiofs", virtiofs::run),
+        ("linux", linux::run),
+    ];
     for (suite, run) in suites {
         match run(Vec::new()) {
             Ok(0) => {}

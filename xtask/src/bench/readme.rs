@@ -75,7 +75,7 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
     md += "\nICMP packets/s: median of 5 `ping -f` floods of 2 000 requests per size in one boot (min and max in `linux.json`); with one flood they moved by up to 70% between two runs on this shared host.\n";
     md += "\nThe libos side of the block and ICMP workloads comes with the virtio-blk and network issues; until then their rows show the Linux baseline only.\n\n";
     md += &other_suites();
-    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
+    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `shim.md`, `shim.json`: C programs through posix-shim vs the Linux guest (`./x bench shim`).\n- `virtiofs.md`, `virtiofs.json`, `virtiofs.svg`: virtio-fs vs ramfs vs the Linux guest on the same share (`./x bench virtiofs`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
     md += "\n![libos boot](boot-wall-ratio.svg)\n\n![Linux boot](linux-boot-wall-ratio.svg)\n";
     std::fs::write(results_dir()?.join("README.md"), md)?;
     eprintln!("==> wrote bench/results/README.md");
@@ -122,6 +122,50 @@ fn other_suites() -> String {
                 r["instructions_per_spawn_join"],
                 r["timer_interrupts_idle_1s"]
             );
+        }
+        md += "\n";
+    }
+    if let Some(shim) = read("shim.json") {
+        md += "## C programs through posix-shim (`bench/c/shim_ops.c`, guest instructions per operation)\n\n| arch | null syscall (getppid): libos / Linux | 4 KiB pread: libos / Linux | open+fstat+read+close: libos / Linux |\n|---|---|---|---|\n";
+        let n = |v: &Value| v.as_f64().map_or("-".to_string(), |n| format!("{n:.0}"));
+        for r in shim["results"].as_array().into_iter().flatten() {
+            md += &format!(
+                "| {} | {} / {} | {} / {} | {} / {} |\n",
+                r["arch"].as_str().unwrap_or("?"),
+                n(&r["libos_getppid"]),
+                n(&r["linux_getppid"]),
+                n(&r["libos_pread4k"]),
+                n(&r["linux_pread4k"]),
+                n(&r["libos_cycle"]),
+                n(&r["linux_cycle"])
+            );
+        }
+        md += "\nTargets: null syscall <= 80 instructions; the cycle <= 1/2 of Linux on tmpfs.\n\n";
+    }
+    if let Some(virtiofs) = read("virtiofs.json") {
+        md += &format!(
+            "## virtio-fs (x86_64, {} MiB file, guest instructions per operation; details in `virtiofs.md`)\n\n| virtiofsd --cache | workload | libos | Linux guest | ramfs | FUSE requests | notifications | interrupts |\n|---|---|---|---|---|---|---|---|\n",
+            virtiofs["file_mib"]
+        );
+        let n = |v: &Value| v.as_f64().map_or("-".to_string(), |n| format!("{n:.0}"));
+        let f = |v: &Value| v.as_f64().map_or("-".to_string(), |n| format!("{n:.2}"));
+        for policy in virtiofs["policies"].as_array().into_iter().flatten() {
+            for w in policy["workloads"].as_array().into_iter().flatten() {
+                if !["seq-read-1m", "seq-write-1m", "seq-read-4k", "stat", "create"].contains(&w["workload"].as_str().unwrap_or("")) {
+                    continue;
+                }
+                md += &format!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    policy["cache"].as_str().unwrap_or("?"),
+                    w["workload"].as_str().unwrap_or("?"),
+                    n(&w["guest_instructions_per_op"]),
+                    n(&w["linux_guest_instructions_per_op"]),
+                    n(&w["ramfs_guest_instructions_per_op"]),
+                    f(&w["fuse_requests_per_op"]),
+                    f(&w["notifications_per_op"]),
+                    f(&w["interrupts_per_op"])
+                );
+            }
         }
         md += "\n";
     }
