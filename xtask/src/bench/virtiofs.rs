@@ -2,7 +2,8 @@
 //! in the same boot, for virtiofsd `--cache=never` and `--cache=auto`.
 //!
 //! Per cache policy, x86_64 microvm (virtio-mmio), shared directory on the host's tmpfs
-//! (`/dev/shm`), one virtiofsd (`--sandbox none`, started and stopped by [`crate::qemu`]):
+//! (`/dev/shm`), one virtiofsd (sandboxed as [`crate::virtiofs`] picks: namespaces where the host allows them;
+//! started and stopped by [`crate::qemu`]):
 //!
 //! - an **icount** boot (`-icount shift=0,sleep=off`, kernel option `virtiofs_timeout=0`): the
 //!   guest's counter ticks one per guest instruction. The device completes requests by
@@ -298,7 +299,7 @@ fn measure_all(options: &Options, share_root: &std::path::Path) -> Result<i32> {
         "arch": "x86_64",
         "host": host_facts(),
         "machine": "QEMU microvm, virtio-mmio (vhost-user-fs-device), 1 vCPU, TCG",
-        "share": "a fresh directory under /dev/shm (host tmpfs), one virtiofsd 1.14 per boot (--sandbox none)",
+        "share": "a fresh directory under /dev/shm (host tmpfs), one virtiofsd 1.14 per boot (--sandbox namespace where the host allows it)",
         "method": "icount boot (sleep=off, virtiofs_timeout=0): fsbench counter ticks per workload (1 tick = 1 guest \
                    instruction; the clock stands still while the guest halts for a reply) = guest instructions, minus the \
                    device's wait time only where it polls; FUSE requests/bytes from VirtioFs::stats, notifications/interrupts \
