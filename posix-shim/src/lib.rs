@@ -31,6 +31,7 @@ extern crate alloc;
 pub use libos;
 
 pub mod abi;
+pub mod elf;
 pub mod start;
 pub mod user;
 
@@ -50,9 +51,13 @@ pub mod signal;
 pub mod thread;
 #[cfg(target_os = "none")]
 mod run;
+#[cfg(all(target_os = "none", feature = "elf"))]
+pub mod load;
 
 #[cfg(target_os = "none")]
 pub use run::run_c_program;
+#[cfg(all(target_os = "none", feature = "elf"))]
+pub use load::run_elf_program;
 
 /// Declares a C app: its `main` is the C program's (linked from the app's build script), started
 /// through musl's `_start` with the kernel command line's app arguments.

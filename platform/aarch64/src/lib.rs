@@ -67,6 +67,9 @@ mod exceptions;
 mod gic;
 #[cfg(target_os = "none")]
 mod guard;
+/// Program pages at chosen addresses (`hal::Platform::map_pages`).
+#[cfg(target_os = "none")]
+pub mod pages;
 #[cfg(target_os = "none")]
 mod uart;
 #[cfg(target_os = "none")]
@@ -170,6 +173,18 @@ mod platform {
 
         fn wait_for_interrupt(&self) {
             cpu::wait_for_interrupt();
+        }
+
+        unsafe fn map_pages(&self, virt: u64, len: u64, protection: libos_core::hal::Protection) -> libos_core::Result<()> {
+            crate::pages::map(virt, len, protection)
+        }
+
+        unsafe fn protect_pages(&self, virt: u64, len: u64, protection: libos_core::hal::Protection) -> libos_core::Result<()> {
+            crate::pages::protect(virt, len, protection)
+        }
+
+        unsafe fn unmap_pages(&self, virt: u64, len: u64) -> libos_core::Result<()> {
+            crate::pages::unmap(virt, len)
         }
 
         fn shutdown(&self, code: i32) -> ! {

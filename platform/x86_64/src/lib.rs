@@ -47,6 +47,9 @@ mod fpu;
 mod gdt;
 #[cfg(target_os = "none")]
 mod guard;
+/// Program pages at chosen addresses (`hal::Platform::map_pages`).
+#[cfg(target_os = "none")]
+pub mod pages;
 #[cfg(target_os = "none")]
 mod interrupts;
 #[cfg(target_os = "none")]
@@ -142,6 +145,18 @@ mod platform {
         fn hardware_random(&self) -> Option<u64> {
             // `RdRand::new` checks CPUID first (QEMU's default CPU model has no RDRAND).
             x86_64::instructions::random::RdRand::new().and_then(|rng| rng.get_u64())
+        }
+
+        unsafe fn map_pages(&self, virt: u64, len: u64, protection: libos_core::hal::Protection) -> libos_core::Result<()> {
+            crate::pages::map(virt, len, protection)
+        }
+
+        unsafe fn protect_pages(&self, virt: u64, len: u64, protection: libos_core::hal::Protection) -> libos_core::Result<()> {
+            crate::pages::protect(virt, len, protection)
+        }
+
+        unsafe fn unmap_pages(&self, virt: u64, len: u64) -> libos_core::Result<()> {
+            crate::pages::unmap(virt, len)
         }
 
         fn shutdown(&self, code: i32) -> ! {
