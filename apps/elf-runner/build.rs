@@ -7,7 +7,8 @@
 //!   static-PIE (`hello-glibc-pie`); and files the loader must refuse: the musl program for the
 //!   other architecture (`hello-wrong-arch`), a dynamically linked one (`hello-dynamic`), a
 //!   truncated one (`hello-truncated`), one with a corrupt header (`hello-corrupt`) and a shell
-//!   script (`not-elf`). `./x build elf-runner` installs the toolchains (musl for both
+//!   script (`not-elf`); and `wx` (`c/wx.c`, static musl non-PIE), which checks W^X from inside.
+//!   `./x build elf-runner` installs the toolchains (musl for both
 //!   architectures, glibc's static libraries).
 
 use libos_vfs::cpio::Builder;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const HELLO: &str = "../c-hello/c/hello.c";
+const WX: &str = "c/wx.c";
 
 /// The C compilers for one architecture.
 struct Toolchain {
@@ -43,8 +45,12 @@ fn query(compiler: &str, arg: &str) -> String {
 
 /// Compiles hello.c into `out/name` with `compiler` and `flags`.
 fn compile(out: &Path, name: &str, compiler: &str, flags: &[&str]) -> PathBuf {
+    compile_source(out, name, HELLO, compiler, flags)
+}
+
+fn compile_source(out: &Path, name: &str, source: &str, compiler: &str, flags: &[&str]) -> PathBuf {
     let path = out.join(name);
-    run(Command::new(compiler).args(["-O2", "-g0", "-Wall"]).args(flags).arg(HELLO).arg("-o").arg(&path));
+    run(Command::new(compiler).args(["-O2", "-g0", "-Wall"]).args(flags).arg(source).arg("-o").arg(&path));
     path
 }
 
@@ -87,12 +93,14 @@ fn samples(out: &Path, arch: &str) -> Vec<(String, Vec<u8>)> {
     let mut corrupt = musl;
     corrupt[32..40].copy_from_slice(&0x7fff_0000u64.to_le_bytes());
     files.push(("hello-corrupt".to_string(), corrupt));
+    files.push(("wx".to_string(), read(compile_source(out, "wx", WX, tools.musl, &["-static", "-no-pie"]))));
     files
 }
 
 fn main() {
     println!("cargo::rerun-if-env-changed=LIBOS_ELF");
     println!("cargo::rerun-if-changed={HELLO}");
+    println!("cargo::rerun-if-changed={WX}");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").expect("CARGO_CFG_TARGET_ARCH");
     let files = match std::env::var("LIBOS_ELF") {

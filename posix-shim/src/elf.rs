@@ -35,6 +35,18 @@ pub const NATIVE_MACHINE: u16 = elf::abi::EM_AARCH64;
 #[cfg(not(target_arch = "aarch64"))]
 pub const NATIVE_MACHINE: u16 = elf::abi::EM_X86_64;
 
+/// A machine's name for messages.
+fn machine_name(machine: u16) -> String {
+    match machine {
+        elf::abi::EM_X86_64 => String::from("x86_64"),
+        elf::abi::EM_AARCH64 => String::from("aarch64"),
+        elf::abi::EM_386 => String::from("i386"),
+        elf::abi::EM_ARM => String::from("arm"),
+        elf::abi::EM_RISCV => String::from("riscv"),
+        other => alloc::format!("e_machine {other}"),
+    }
+}
+
 /// Why a file cannot be loaded.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ElfError {
@@ -61,7 +73,9 @@ impl fmt::Display for ElfError {
         match self {
             ElfError::Malformed(why) => write!(f, "not a valid ELF file ({why})"),
             ElfError::WrongClass => write!(f, "not a 64-bit little-endian ELF file"),
-            ElfError::WrongMachine(m) => write!(f, "built for another machine (e_machine {m}, this image runs {NATIVE_MACHINE})"),
+            ElfError::WrongMachine(m) => {
+                write!(f, "built for another machine ({}, this image runs {})", machine_name(*m), machine_name(NATIVE_MACHINE))
+            }
             ElfError::NotExecutable(t) => write!(f, "not an executable (e_type {t})"),
             ElfError::Dynamic => write!(f, "dynamically linked (it has PT_INTERP); only static programs can run"),
             ElfError::BadSegment(why) => write!(f, "bad program header: {why}"),

@@ -2,9 +2,9 @@
 //! runs unmodified static Linux binaries built from `apps/c-hello/c/hello.c` (musl and glibc,
 //! non-PIE at 4 MiB and static-PIE) from its initial archive, with arguments, environment, TLS,
 //! atexit and the exit code; files that are not static executables for the image's machine are
-//! refused with one clear line and exit code 126, never a crash.
+//! refused with one clear line and exit code 126, never a crash; the loaded pages are W^X.
 
-use libos_tests::{Boot, arches};
+use libos_tests::{Boot, arches, expect};
 
 const PROGRAMS: [(&str, &str); 4] = [
     ("hello-musl", "non-PIE"),
@@ -37,13 +37,18 @@ fn static_musl_and_glibc_programs_run_unmodified() {
 #[test]
 fn files_that_are_not_static_executables_are_refused() {
     let refused = [
-        ("hello-wrong-arch", "built for another machine"),
         ("hello-dynamic", "dynamically linked (it has PT_INTERP); only static programs can run"),
         ("hello-truncated", "not a valid ELF file"),
         ("hello-corrupt", "not a valid ELF file"),
         ("not-elf", "not a valid ELF file (Invalid Magic Bytes"),
     ];
     for arch in arches() {
+        let other = arches().into_iter().find(|a| *a != arch).map_or_else(|| "?".to_string(), |a| a.to_string());
+        Boot::app("elf-runner")
+            .args(&["/bin/hello-wrong-arch"])
+            .on(arch)
+            .exits_with(126)
+            .prints(&format!("posix-shim: cannot run /bin/hello-wrong-arch: built for another machine ({other}, this image runs {arch})"));
         for (program, why) in refused {
             Boot::app("elf-runner")
                 .args(&[&format!("/bin/{program}")])
@@ -58,5 +63,30 @@ fn files_that_are_not_static_executables_are_refused() {
             .exits_with(127)
             .prints("posix-shim: cannot read /bin/missing: No such file or directory");
         Boot::app("elf-runner").on(arch).exits_with(2).prints("posix-shim: usage: elf-runner PATH");
+    }
+}
+
+/// The loader maps text read + execute, read-only data read-only, data read-write and never
+/// executable: a program (`apps/elf-runner/c/wx.c`) that writes its code, writes its read-only
+/// data or calls into its data faults (the kernel's fatal-exception report, exit code 102; no
+/// signal delivery for faults yet).
+#[test]
+fn loaded_programs_are_write_xor_execute() {
+    const FATAL_EXCEPTION: i32 = 102;
+    for arch in arches() {
+        for (mode, header, what) in [
+            ("write-code", expect::data_fault_header(arch), "write violating page protection"),
+            ("rodata", expect::data_fault_header(arch), "write violating page protection"),
+            ("run-data", expect::fetch_fault_header(arch), "instruction fetch violating page protection"),
+        ] {
+            Boot::app("elf-runner")
+                .args(&["/bin/wx", mode])
+                .on(arch)
+                .exits_with(FATAL_EXCEPTION)
+                .prints(&format!("wx: {mode}\n"))
+                .prints(header)
+                .prints(what)
+                .does_not_print("NOT PROTECTED");
+        }
     }
 }
