@@ -170,6 +170,7 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
 
     // Free RAM: everything usable above 1 MiB except the image and the page tables it used.
     let free = memory::plan_free(ram.as_slice(), MemoryRegion { start: image_start, end: frames.next }, low_memory)?;
+    crate::pages::KERNEL_START.store(image_start, core::sync::atomic::Ordering::Relaxed);
     crate::pages::KERNEL_END.store(frames.next, core::sync::atomic::Ordering::Relaxed);
     crate::pages::NX.store(features.nx, core::sync::atomic::Ordering::Relaxed);
 

@@ -3,12 +3,14 @@
 //! loader of posix-shim. Frames and new page tables come from the heap (identity-mapped, so a
 //! frame's address is its physical address).
 //!
-//! Non-PIE x86_64 programs are linked at 4 MiB, which is RAM of the kernel's identity map. With
-//! the feature `program-window` the platform keeps [`PROGRAM_WINDOW`] (4 to 16 MiB) out of the
-//! heap at boot, so a program may take those addresses; the RAM frames behind the window stay
-//! unused (12 MiB). Without the feature, mapping there gives `EBUSY`. Everything below the end
-//! of the image and its boot page tables (low memory, the kernel, its boot guard pages) is
-//! always refused.
+//! Non-PIE x86_64 programs are linked at 4 MiB, which is RAM of the kernel's identity map, and
+//! where a 3 MiB image loaded at 1 MiB would end. With the feature `program-window` the image is
+//! linked at 16 MiB instead (build.rs) and the platform keeps [`PROGRAM_WINDOW`] (4 to 16 MiB)
+//! out of the heap at boot, so a program may take those addresses whatever the image's size;
+//! the RAM frames behind the window stay unused (12 MiB; the heap still gets 1-4 MiB). Without
+//! the feature, mapping RAM there gives `EBUSY`. Low memory (below 1 MiB) and the image with its
+//! boot page tables (whose holes are page 0 and the boot stacks' guard pages) are always
+//! refused.
 
 use crate::guard::{LOCK, LiveTables, root};
 use crate::paging::{self, PageError, TableMemory, flags};
@@ -21,8 +23,13 @@ use x86_64::registers::control::Cr3;
 /// The addresses non-PIE programs are linked at, kept from the heap with `program-window`.
 pub const PROGRAM_WINDOW: MemoryRegion = MemoryRegion { start: 0x40_0000, end: 0x100_0000 };
 
-/// The end of the image and its boot page tables (set at boot).
+/// The image and its boot page tables, `[KERNEL_START, KERNEL_END)` (set at boot; until then
+/// everything is refused).
+pub(crate) static KERNEL_START: AtomicU64 = AtomicU64::new(0);
+/// See [`KERNEL_START`].
 pub(crate) static KERNEL_END: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Firmware data and page 0 live below this.
+const LOW_MEMORY_END: u64 = 0x10_0000;
 /// Whether the CPU has NX (set at boot).
 pub(crate) static NX: AtomicBool = AtomicBool::new(false);
 
@@ -42,7 +49,8 @@ fn check(virt: u64, len: u64) -> Result<u64> {
     if virt % PAGE != 0 || len % PAGE != 0 || len == 0 || end > 1 << 47 {
         return Err(Errno::EINVAL);
     }
-    if virt < KERNEL_END.load(Ordering::Relaxed) {
+    let kernel = KERNEL_START.load(Ordering::Relaxed)..KERNEL_END.load(Ordering::Relaxed);
+    if virt < LOW_MEMORY_END || (virt < kernel.end && kernel.start < end) {
         return Err(Errno::EBUSY);
     }
     Ok(end)
