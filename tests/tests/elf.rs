@@ -67,23 +67,31 @@ fn files_that_are_not_static_executables_are_refused() {
 }
 
 /// The loader maps text read + execute, read-only data read-only, data read-write and never
-/// executable: a program (`apps/elf-runner/c/wx.c`) that writes its code, writes its read-only
-/// data or calls into its data faults (the kernel's fatal-exception report, exit code 102; no
+/// executable, and `mprotect` on them is applied (writable + executable refused): a program
+/// (`apps/elf-runner/c/wx.c`) that writes its code, writes its read-only data, calls into its
+/// data or writes a page it made read-only faults (the kernel's fatal-exception report, exit code 102; no
 /// signal delivery for faults yet).
 #[test]
 fn loaded_programs_are_write_xor_execute() {
     const FATAL_EXCEPTION: i32 = 102;
     for arch in arches() {
-        for (mode, header, what) in [
-            ("write-code", expect::data_fault_header(arch), "write violating page protection"),
-            ("rodata", expect::data_fault_header(arch), "write violating page protection"),
-            ("run-data", expect::fetch_fault_header(arch), "instruction fetch violating page protection"),
+        for (mode, header, what, before) in [
+            ("write-code", expect::data_fault_header(arch), "write violating page protection", ""),
+            ("rodata", expect::data_fault_header(arch), "write violating page protection", ""),
+            ("run-data", expect::fetch_fault_header(arch), "instruction fetch violating page protection", ""),
+            // mprotect applies to the program's pages: W+X refused, read-only enforced.
+            (
+                "mprotect",
+                expect::data_fault_header(arch),
+                "write violating page protection",
+                "wx: mprotect rwx -1 Permission denied\nwx: mprotect read-only 0\n",
+            ),
         ] {
             Boot::app("elf-runner")
                 .args(&["/bin/wx", mode])
                 .on(arch)
                 .exits_with(FATAL_EXCEPTION)
-                .prints(&format!("wx: {mode}\n"))
+                .prints(&format!("wx: {mode}\n{before}"))
                 .prints(header)
                 .prints(what)
                 .does_not_print("NOT PROTECTED");

@@ -9,6 +9,8 @@
 //!   with MMU and caches on, self-relocation, then the Rust boot path;
 //! - [`dtb`]: the device tree from `x0` (RAM, `/chosen/bootargs`, the UART, GIC version and
 //!   addresses, the virtual timer's interrupt, virtio-mmio slots, PCIe ECAM, CPUs, PSCI);
+//! - `pages`: program pages at chosen addresses (`Platform::map_pages`, W^X, break-before-make,
+//!   instruction-cache maintenance) for posix-shim's ELF loader;
 //! - [`paging`]: the final tables (text RX, rodata R, data/bss/stacks
 //!   RW + execute-never, unmapped guard page below every stack, page 0 unmapped, devices as
 //!   Device-nGnRE);

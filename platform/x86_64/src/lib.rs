@@ -6,6 +6,8 @@
 //! - `boot.s` + [`boot`]: 32-bit PVH entry, long mode, then the Rust boot path;
 //! - [`pvh`]: the loader's boot information (command line, memory map, ACPI RSDP);
 //! - [`memory`], [`paging`]: free RAM and the final page tables (text RX, data NX, guard pages);
+//! - `pages`: program pages at chosen addresses (`Platform::map_pages`, W^X) for posix-shim's
+//!   ELF loader; with the feature `program-window`, 4-16 MiB kept free for non-PIE programs;
 //! - `gdt`, `interrupts`, `stacks`: GDT/TSS with an IST stack for every interrupt and
 //!   exception (nothing is pushed onto the interrupted code's stack: its red zone is safe), the
 //!   IDT, crash reports with a frame-pointer backtrace;
