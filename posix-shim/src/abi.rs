@@ -50,6 +50,7 @@ pub mod nr {
         pub const EXECVE: u64 = 59;
         pub const EXIT: u64 = 60;
         pub const WAIT4: u64 = 61;
+        pub const RSEQ: u64 = 334;
         pub const KILL: u64 = 62;
         pub const UNAME: u64 = 63;
         pub const FCNTL: u64 = 72;
@@ -205,6 +206,7 @@ pub mod nr {
         pub const MSYNC: u64 = 227;
         pub const MADVISE: u64 = 233;
         pub const WAIT4: u64 = 260;
+        pub const RSEQ: u64 = 293;
         pub const PRLIMIT64: u64 = 261;
         pub const RENAMEAT2: u64 = 276;
         pub const GETRANDOM: u64 = 278;
@@ -239,6 +241,8 @@ pub mod nr {
             n if n == VFORK => "vfork",
             n if n == EXECVE => "execve",
             n if n == WAIT4 => "wait4",
+            // glibc registers restartable sequences at start-up and carries on without them.
+            n if n == RSEQ => "rseq",
             _ => "?",
         }
     }

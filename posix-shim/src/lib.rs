@@ -19,6 +19,16 @@
 //! Unknown numbers return `-ENOSYS` and log one line per number, never crash. Errors are
 //! [`libos::Errno`]s until one helper ([`dispatch::to_return`]) turns them into `-errno`.
 //!
+//! The static ELF loader (feature `elf`, `run_elf_program`, used by `apps/elf-runner`) runs
+//! an unmodified static Linux ELF file from the file system instead of a linked program:
+//! [`elf`] checks it and plans the mapping (pure), `load` maps its segments at their linked
+//! addresses (non-PIE) or at [`elf::PIE_BASE`] (static-PIE) with the platform's program pages
+//! (`hal::Platform::map_pages`, W^X), and the same start-up as above enters its `_start` with
+//! `AT_PHDR`/`AT_PHNUM`/`AT_ENTRY` of the loaded file. musl and glibc programs, both kinds, run
+//! on both architectures. Not done: dynamically linked programs (refused), `mprotect` on the
+//! program's pages (accepted, not applied, like every `mprotect` here), faults in the program
+//! are the kernel's fatal-exception report rather than `SIGSEGV`.
+//!
 //! Pointers from C code are checked where it is cheap ([`user`]): null, the unmapped first
 //! page, overflow, and the end of the address space give `EFAULT`; a pointer into other mapped
 //! kernel memory cannot be told apart and is used as given (one address space, no protection
@@ -31,6 +41,7 @@ extern crate alloc;
 pub use libos;
 
 pub mod abi;
+pub mod elf;
 pub mod start;
 pub mod user;
 
@@ -50,9 +61,13 @@ pub mod signal;
 pub mod thread;
 #[cfg(target_os = "none")]
 mod run;
+#[cfg(all(target_os = "none", feature = "elf"))]
+pub mod load;
 
 #[cfg(target_os = "none")]
 pub use run::run_c_program;
+#[cfg(all(target_os = "none", feature = "elf"))]
+pub use load::run_elf_program;
 
 /// Declares a C app: its `main` is the C program's (linked from the app's build script), started
 /// through musl's `_start` with the kernel command line's app arguments.

@@ -7,8 +7,12 @@
 //! goes back to the heap when its last page is unmapped (musl's allocator unmaps parts of
 //! regions). Differences from Linux, all documented behaviour rather than accidents:
 //!
-//! - protections are not enforced: `mprotect` validates its arguments and succeeds, and
-//!   `PROT_NONE` pages stay accessible (the platform maps the heap read-write);
+//! - protections are not enforced on this memory: `mprotect` validates its arguments and
+//!   succeeds, and `PROT_NONE` pages stay accessible (the platform maps the heap read-write).
+//!   A loaded ELF program's own pages are the exception: `mprotect` there applies `PROT_READ`,
+//!   `PROT_READ|PROT_WRITE` and `PROT_READ|PROT_EXEC` through the platform and leaves
+//!   `PROT_NONE` as it was. Writable + executable is refused everywhere with `EACCES` (W^X, as
+//!   Linux with an execmem-denying security policy);
 //! - a `MAP_SHARED` file mapping is a copy: stores reach the file at `msync` or `munmap`, and
 //!   a `write` to the file is not seen by an existing mapping;
 //! - `MAP_FIXED` and `MREMAP_FIXED` cannot place memory at a chosen address: `ENOMEM`;
@@ -320,8 +324,34 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<u64> {
     if addr % PAGE != 0 || prot & !(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_GROWSDOWN | PROT_GROWSUP) != 0 {
         return Err(Errno::EINVAL);
     }
-    addr.checked_add(page_round(len)?).ok_or(Errno::ENOMEM)?;
+    let len = page_round(len)?;
+    addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+    // W^X also for memory that is never executable.
+    protect_program_pages(addr, len, prot)?;
     Ok(0)
+}
+
+/// Applies `prot` when `[addr, addr + len)` are a loaded ELF program's pages (the platform's
+/// program pages, `hal::Platform::map_pages`); other memory keeps the shim's no-enforcement.
+fn protect_program_pages(addr: u64, len: u64, prot: u64) -> Result<()> {
+    use libos::hal::Protection;
+    if len == 0 {
+        return Ok(());
+    }
+    let protection = match prot & (PROT_READ | PROT_WRITE | PROT_EXEC) {
+        PROT_READ => Protection::Read,
+        p if p == PROT_READ | PROT_WRITE || p == PROT_WRITE => Protection::ReadWrite,
+        p if p == PROT_READ | PROT_EXEC || p == PROT_EXEC => Protection::ReadExecute,
+        p if p & PROT_WRITE != 0 && p & PROT_EXEC != 0 => return Err(Errno::EACCES),
+        _ => return Ok(()),
+    };
+    // SAFETY: the program asked for this protection of its own pages; the kernel never writes
+    // or runs a loaded program's pages after loading it.
+    match unsafe { libos::hal::platform().protect_pages(addr, len, protection) } {
+        Err(Errno::ENOMEM) => Err(Errno::ENOMEM),
+        // EINVAL: not (only) program pages; ENOSYS: no program pages on this platform.
+        _ => Ok(()),
+    }
 }
 
 /// `madvise(addr, len, advice)`: hints; `MADV_DONTNEED` zeroes anonymous private pages as

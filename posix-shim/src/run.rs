@@ -41,9 +41,35 @@ static mut PROGRAM_HEADERS: [ProgramHeader; 2] = [ProgramHeader {
     p_align: 0,
 }; 2];
 
+/// What the start-up needs to know about a program: its first instruction, what its auxiliary
+/// vector says about it, and its arguments (`argv[0]` first).
+pub(crate) struct Program {
+    /// The first instruction (`_start`), also `AT_ENTRY`.
+    pub entry: u64,
+    /// `AT_PHDR`, `AT_PHENT`, `AT_PHNUM`: the program header table in memory.
+    pub phdr: u64,
+    pub phent: u64,
+    pub phnum: u64,
+    /// The arguments.
+    pub args: Vec<String>,
+}
+
 /// Runs the C program linked into the image; returns only if it cannot start (the program
 /// itself ends the VM through `exit_group`).
 pub fn run_c_program() -> i32 {
+    let program = Program {
+        entry: _start as *const () as u64,
+        phdr: program_headers() as u64,
+        phent: size_of::<ProgramHeader>() as u64,
+        phnum: 2,
+        args: libos::env::args().map(String::from).collect(),
+    };
+    run(program)
+}
+
+/// Installs the system-call handler and the console descriptors, then enters `program` on its
+/// main thread. Returns only if it cannot start.
+pub(crate) fn run(program: Program) -> i32 {
     let Some(entry) = libos::syscall::user_entry() else {
         libos::println!("posix-shim: this image has no system-call entry");
         return 1;
@@ -54,7 +80,7 @@ pub fn run_c_program() -> i32 {
     {
         let main = libos::thread::Builder::new().name("c-main").stack_size(MAIN_STACK).spawn(move || {
             let mut stack = Vec::new();
-            start_program(entry, &mut stack)
+            start_program(entry, &program, &mut stack)
         });
         match main {
             Ok(handle) => handle.join(),
@@ -67,11 +93,11 @@ pub fn run_c_program() -> i32 {
     #[cfg(not(feature = "threads"))]
     {
         let mut stack = alloc::vec![0u8; MAIN_STACK];
-        start_program(entry, &mut stack)
+        start_program(entry, &program, &mut stack)
     }
 }
 
-fn start_program(entry: &'static dyn UserEntry, heap_stack: &mut Vec<u8>) -> i32 {
+fn start_program(entry: &'static dyn UserEntry, program: &Program, heap_stack: &mut Vec<u8>) -> i32 {
     thread::init_main_thread();
     // The initial stack: on the heap block, or (with threads) in a buffer below this frame on
     // the thread's own stack, which is where `_start` then keeps running.
@@ -83,19 +109,18 @@ fn start_program(entry: &'static dyn UserEntry, heap_stack: &mut Vec<u8>) -> i32
         let base = heap_stack.as_ptr() as u64;
         (heap_stack.as_mut_slice(), base)
     };
-    let args: Vec<&str> = libos::env::args().collect();
+    let args: Vec<&str> = program.args.iter().map(String::as_str).collect();
     let mut env: Vec<String> = ["HOME=/", "PATH=/bin:/usr/bin", "TERM=vt100"].iter().map(|s| String::from(*s)).collect();
     env.extend(libos::env::vars().map(String::from));
     let env: Vec<&str> = env.iter().map(String::as_str).collect();
-    let phdr = program_headers();
     let auxv = [
-        (AT_PHDR, phdr as u64),
-        (AT_PHENT, size_of::<ProgramHeader>() as u64),
-        (AT_PHNUM, 2),
+        (AT_PHDR, program.phdr),
+        (AT_PHENT, program.phent),
+        (AT_PHNUM, program.phnum),
         (AT_PAGESZ, crate::mem::PAGE),
         (AT_BASE, 0),
         (AT_FLAGS, 0),
-        (AT_ENTRY, _start as *const () as u64),
+        (AT_ENTRY, program.entry),
         (AT_UID, 0),
         (AT_EUID, 0),
         (AT_GID, 0),
@@ -114,9 +139,10 @@ fn start_program(entry: &'static dyn UserEntry, heap_stack: &mut Vec<u8>) -> i32
             return 1;
         }
     };
-    let frame = Frame::new_entry(_start as *const () as u64, sp);
-    // SAFETY: `_start` is musl's entry; `sp` points at the initial stack built above, in memory
-    // that stays alive (this frame never returns, or the heap block is never freed).
+    let frame = Frame::new_entry(program.entry, sp);
+    // SAFETY: `program.entry` is the program's `_start` (musl's, linked into the image, or a
+    // loaded ELF file's, mapped executable); `sp` points at the initial stack built above, in
+    // memory that stays alive (this frame never returns, or the heap block is never freed).
     unsafe { entry.enter(&frame) }
 }
 

@@ -20,6 +20,9 @@ pub fn apps() -> Vec<String> {
     apps
 }
 
+/// The app that runs a static Linux ELF file (`./x run --elf PATH`).
+pub const ELF_RUNNER: &str = "elf-runner";
+
 /// Whether `app` is a posix-shim C app (its build script compiles C with musl).
 pub fn is_c_app(app: &str) -> bool {
     std::fs::read_to_string(root().join("apps").join(app).join("Cargo.toml")).is_ok_and(|t| t.contains("posix-shim"))
@@ -81,6 +84,12 @@ pub fn cargo() -> String {
 /// into `hello` too. Separate invocations keep every image exactly what its app asked for
 /// (cargo caches each feature set of `libos` separately, so rebuilds stay incremental).
 pub fn build(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
+    build_with_env(apps, arch, quiet, &[])
+}
+
+/// [`build`] with extra environment variables for the apps' build scripts (`LIBOS_ELF` for
+/// `elf-runner`).
+pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str)]) -> Result<Vec<PathBuf>> {
     if !arch.is_supported() {
         return Err(format!("libos has no {arch} platform").into());
     }
@@ -92,6 +101,9 @@ pub fn build(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
     }
     if apps.iter().any(|app| is_c_app(app)) {
         crate::linux::ensure_musl(&[arch])?;
+    }
+    if apps.contains(&ELF_RUNNER) && !env.iter().any(|(k, _)| *k == "LIBOS_ELF") {
+        crate::linux::ensure_elf_samples()?;
     }
     if !quiet {
         eprintln!("==> building {} for {arch}", apps.join(", "));
@@ -109,6 +121,9 @@ pub fn build(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
             command.arg("--quiet");
         }
         command.args(["-p", app]);
+        // The runner's build script packs LIBOS_ELF, or its samples when it is unset or empty.
+        command.env_remove("LIBOS_ELF");
+        command.envs(env.iter().copied());
         let status = command.status().map_err(|e| format!("cannot run {}: {e}", cargo()))?;
         if !status.success() {
             return Err(format!("building {app} for {arch} failed").into());

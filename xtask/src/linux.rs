@@ -122,6 +122,25 @@ pub fn ensure_musl(arches: &[Arch]) -> Result<()> {
     ensure_packages(arches, &[])
 }
 
+/// Installs what `apps/elf-runner`'s build script compiles its sample programs with, when
+/// missing: musl for both architectures (one sample is the other architecture's program) and
+/// glibc's static libraries (`libc6-dev` for x86_64, `libc6-dev-arm64-cross` for aarch64).
+pub fn ensure_elf_samples() -> Result<()> {
+    ensure_packages(&[Arch::X86_64, Arch::Aarch64], &[("gcc", "gcc")])?;
+    let mut packages = Vec::new();
+    if !Path::new("/usr/lib/x86_64-linux-gnu/libc.a").is_file() {
+        packages.push("libc6-dev");
+    }
+    if !Path::new("/usr/aarch64-linux-gnu/lib/libc.a").is_file() {
+        packages.push("libc6-dev-arm64-cross");
+    }
+    if packages.is_empty() {
+        return Ok(());
+    }
+    eprintln!("==> first use: installing {}", packages.join(" "));
+    apt_install(&packages)
+}
+
 /// Installs the host tools the baseline needs, on first use (apt, like `xtask/setup.sh`).
 pub fn ensure_host_tools(arches: &[Arch]) -> Result<()> {
     ensure_packages(arches, &[("ping", "iputils-ping"), ("ip", "iproute2"), ("dpkg-deb", "dpkg")])

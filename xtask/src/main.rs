@@ -30,6 +30,10 @@ const HELP: &str = "\
         --root DIR              share DIR as tag `root` and mount it as `/` (root=virtiofs:root)
         --cache auto|never|always|metadata
                                 virtiofsd's cache policy for every share (default auto)
+        --elf PATH              run the static Linux ELF file PATH (musl or glibc, static-PIE
+                                or non-PIE, for --arch) instead of an app: builds elf-runner
+                                with PATH packed as /bin/NAME in its initial files; exits with
+                                the program's code (126: not a static ELF for this arch)
   ./x build [APP...] [--arch A]
         Build apps (default: all) and print their image paths (x86_64: PVH ELF; aarch64: Linux
         arm64 Image, flattened from the ELF beside it).
@@ -111,9 +115,11 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     let mut root_dir = None;
     let mut cache = None;
     let mut app_args = Vec::new();
+    let mut elf = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("arch") => arch = parser.value()?.parse()?,
+            Long("elf") => elf = Some(std::path::PathBuf::from(parser.value()?)),
             Long("accel") => accel_request = Some(parser.value()?.parse::<Accel>()?),
             Long("mem") => memory = parser.value()?.string()?,
             Long("machine") => machine = Some(parser.value()?.parse::<Machine>()?),
@@ -129,7 +135,18 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
         }
     }
     // lexopt hands everything after `--` back as values; they are the app's arguments.
-    let app = app.unwrap_or_else(|| "hello".into());
+    if let (Some(_), Some(app)) = (&elf, &app) {
+        // Without `--`, lexopt takes the first value as the app: with --elf it is an argument.
+        app_args.insert(0, app.clone());
+    }
+    let app = if elf.is_some() { build::ELF_RUNNER.to_string() } else { app.unwrap_or_else(|| "hello".into()) };
+    let mut elf_env = Vec::new();
+    if let Some(path) = &elf {
+        let path = std::fs::canonicalize(path).map_err(|e| format!("--elf {}: {e}", path.display()))?;
+        let name = path.file_name().and_then(|n| n.to_str()).ok_or("--elf: the file name is not UTF-8")?;
+        app_args.insert(0, format!("/bin/{name}"));
+        elf_env.push(path.to_str().ok_or("--elf: the path is not UTF-8")?.to_string());
+    }
     if boot_stats {
         options = format!("bootstats {options}");
     }
@@ -147,7 +164,8 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     if machine.arch() != arch {
         return Err(format!("--machine {} is for {}, not {arch}", machine.name(), machine.arch()).into());
     }
-    let image = build::build_app(&app, arch, false)?;
+    let env: Vec<(&str, &str)> = elf_env.iter().map(|p| ("LIBOS_ELF", p.as_str())).collect();
+    let image = build::build_with_env(&[&app], arch, false, &env)?.remove(0);
     let choice = accel::choose(arch, accel_request)?;
     eprintln!("==> booting {app} on {} {arch} with {}", machine.name(), choice.reason);
     let mut config = VmConfig::new(arch, image);

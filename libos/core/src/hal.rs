@@ -131,6 +131,54 @@ pub trait Platform: Sync {
         Err(crate::Errno::ENOSYS)
     }
 
+    /// Maps the `len` bytes at virtual address `virt` (both 4 KiB aligned) to newly allocated,
+    /// zeroed physical pages with `protection`: the ELF loader puts programs at the addresses
+    /// they were linked for. Pages already mapped by this call give `EEXIST`; pages of RAM the
+    /// kernel maps for itself give `EBUSY` (except a range the platform reserves for programs,
+    /// see the platform crate); unaligned or non-canonical ranges give `EINVAL`; no frame or
+    /// table memory `ENOMEM`. On error nothing stays mapped. Default: `ENOSYS`.
+    ///
+    /// # Safety
+    /// Nothing the kernel uses may live at `[virt, virt + len)`: the range replaces whatever
+    /// non-RAM mapping (device addresses) was there.
+    unsafe fn map_pages(&self, virt: u64, len: u64, protection: Protection) -> crate::Result<()> {
+        let _ = (virt, len, protection);
+        Err(crate::Errno::ENOSYS)
+    }
+
+    /// Changes the protection of pages mapped by [`Platform::map_pages`] (`EINVAL` for a page
+    /// that was not). Making pages executable also makes the instruction fetch see what was
+    /// written to them through the data side. Default: `ENOSYS`.
+    ///
+    /// # Safety
+    /// Nothing may still write to pages made read-only, or run code in pages made
+    /// non-executable.
+    unsafe fn protect_pages(&self, virt: u64, len: u64, protection: Protection) -> crate::Result<()> {
+        let _ = (virt, len, protection);
+        Err(crate::Errno::ENOSYS)
+    }
+
+    /// Unmaps pages mapped by [`Platform::map_pages`] and frees their frames; pages of the range
+    /// that are not such pages are left alone. Default: `ENOSYS`.
+    ///
+    /// # Safety
+    /// Nothing may use the range afterwards.
+    unsafe fn unmap_pages(&self, virt: u64, len: u64) -> crate::Result<()> {
+        let _ = (virt, len);
+        Err(crate::Errno::ENOSYS)
+    }
+}
+
+/// The access rights of pages mapped with [`Platform::map_pages`]. Writable and executable
+/// never come together (W^X).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protection {
+    /// Read only.
+    Read,
+    /// Read and write.
+    ReadWrite,
+    /// Read and execute.
+    ReadExecute,
 }
 
 /// Thread context-switch primitives of a platform, for the scheduler.

@@ -15,11 +15,11 @@ use libos_core::sync::IrqSpinLock;
 use libos_core::{Errno, Result};
 
 /// Serialises changes to the live tables (and masks interrupts meanwhile).
-static LOCK: IrqSpinLock<()> = IrqSpinLock::new(());
+pub(crate) static LOCK: IrqSpinLock<()> = IrqSpinLock::new(());
 
 /// The live tables, reached through the identity map; new tables come from the heap and are
 /// never freed (a split block stays split).
-struct LiveTables;
+pub(crate) struct LiveTables;
 
 impl TableMemory for LiveTables {
     fn alloc_table(&mut self) -> Option<u64> {
@@ -67,7 +67,7 @@ impl TableMemory for LiveTables {
     }
 }
 
-fn root() -> u64 {
+pub(crate) fn root() -> u64 {
     read_sysreg!("ttbr0_el1") & bits::ADDRESS
 }
 

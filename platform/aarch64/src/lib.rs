@@ -9,6 +9,8 @@
 //!   with MMU and caches on, self-relocation, then the Rust boot path;
 //! - [`dtb`]: the device tree from `x0` (RAM, `/chosen/bootargs`, the UART, GIC version and
 //!   addresses, the virtual timer's interrupt, virtio-mmio slots, PCIe ECAM, CPUs, PSCI);
+//! - `pages`: program pages at chosen addresses (`Platform::map_pages`, W^X, break-before-make,
+//!   instruction-cache maintenance) for posix-shim's ELF loader;
 //! - [`paging`]: the final tables (text RX, rodata R, data/bss/stacks
 //!   RW + execute-never, unmapped guard page below every stack, page 0 unmapped, devices as
 //!   Device-nGnRE);
@@ -69,6 +71,9 @@ mod exceptions;
 mod gic;
 #[cfg(target_os = "none")]
 mod guard;
+/// Program pages at chosen addresses (`hal::Platform::map_pages`).
+#[cfg(target_os = "none")]
+pub mod pages;
 #[cfg(target_os = "none")]
 mod uart;
 #[cfg(target_os = "none")]
@@ -172,6 +177,18 @@ mod platform {
 
         fn wait_for_interrupt(&self) {
             cpu::wait_for_interrupt();
+        }
+
+        unsafe fn map_pages(&self, virt: u64, len: u64, protection: libos_core::hal::Protection) -> libos_core::Result<()> {
+            crate::pages::map(virt, len, protection)
+        }
+
+        unsafe fn protect_pages(&self, virt: u64, len: u64, protection: libos_core::hal::Protection) -> libos_core::Result<()> {
+            crate::pages::protect(virt, len, protection)
+        }
+
+        unsafe fn unmap_pages(&self, virt: u64, len: u64) -> libos_core::Result<()> {
+            crate::pages::unmap(virt, len)
         }
 
         fn shutdown(&self, code: i32) -> ! {

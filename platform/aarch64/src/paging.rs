@@ -41,6 +41,9 @@ pub mod bits {
     /// Software bit (ignored by the MMU): a page made invalid as a stack guard page by
     /// [`super::set_guard`], so fault reports can tell a stack overflow.
     pub const GUARD: u64 = 1 << 55;
+    /// Software bit: a 4 KiB page with a frame of its own (a loaded program's page, see
+    /// [`super::program_slot`]), not part of the identity map.
+    pub const PROGRAM: u64 = 1 << 56;
 }
 
 /// Descriptor attribute bits (without the address and the type bits).
@@ -243,6 +246,103 @@ pub fn is_guard(memory: &mut dyn TableMemory, root: u64, addr: u64) -> bool {
     entry & bits::VALID == 0 && entry & bits::GUARD != 0
 }
 
+/// Why a program page could not be mapped or changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageError {
+    /// The address is kernel memory (RAM of the identity map, a guard page).
+    Busy,
+    /// The address is already a program page.
+    Exists,
+    /// The address is not a program page (protect, unmap).
+    NotProgram,
+    /// No frame for a table.
+    OutOfTableFrames,
+    /// A block could not be split safely (see [`TableMemory::replace_block`]).
+    CannotSplit,
+}
+
+/// The page descriptor of a program page at physical `frame` with `protection`: Normal
+/// write-back memory, never writable and executable.
+pub fn program_entry(frame: u64, protection: libos_core::hal::Protection) -> u64 {
+    use bits::*;
+    use libos_core::hal::Protection;
+    let access = match protection {
+        Protection::Read => READ_ONLY | PXN | UXN,
+        Protection::ReadWrite => PXN | UXN,
+        Protection::ReadExecute => READ_ONLY | UXN,
+    };
+    (frame & ADDRESS) | access | ACCESSED | INNER_SHAREABLE | VALID | TABLE_OR_PAGE | PROGRAM
+}
+
+/// Finds (creating tables, splitting 1 GiB / 2 MiB blocks into the next level with the same
+/// attributes) the level-3 slot for a new program page at `addr`: returns the table and the
+/// index. Refuses program pages ([`PageError::Exists`]), guard pages and Normal memory of the
+/// identity map ([`PageError::Busy`]); device mappings and holes are replaced (the caller
+/// refuses page 0 and the image's range).
+pub fn program_slot(memory: &mut dyn TableMemory, root: u64, addr: u64) -> Result<(u64, usize), PageError> {
+    if addr >= ADDRESS_LIMIT {
+        return Err(PageError::Busy);
+    }
+    let mut table = root;
+    for level in 0..3 {
+        let i = index(addr, level);
+        let entry = memory.table(table)[i];
+        table = if entry & bits::VALID == 0 {
+            let next = memory.alloc_table().ok_or(PageError::OutOfTableFrames)?;
+            memory.table(table)[i] = next | bits::VALID | bits::TABLE_OR_PAGE;
+            next
+        } else if entry & bits::TABLE_OR_PAGE != 0 {
+            entry & bits::ADDRESS
+        } else {
+            if entry & bits::ATTR_DEVICE == 0 {
+                return Err(PageError::Busy);
+            }
+            let size = entry_size(level);
+            let base = entry & bits::ADDRESS & !(size - 1);
+            let attributes = entry & !bits::ADDRESS & !(bits::VALID | bits::TABLE_OR_PAGE);
+            let kind = if level + 1 == 3 { bits::VALID | bits::TABLE_OR_PAGE } else { bits::VALID };
+            let next = memory.alloc_table().ok_or(PageError::OutOfTableFrames)?;
+            let step = entry_size(level + 1);
+            for (j, e) in memory.table(next).iter_mut().enumerate() {
+                *e = (base + j as u64 * step) | attributes | kind;
+            }
+            if !memory.replace_block(table, i, next | bits::VALID | bits::TABLE_OR_PAGE, base, size) {
+                return Err(PageError::CannotSplit);
+            }
+            next
+        };
+    }
+    let i = index(addr, 3);
+    let entry = memory.table(table)[i];
+    if entry & bits::PROGRAM != 0 {
+        return Err(PageError::Exists);
+    }
+    if entry & bits::GUARD != 0 || (entry & bits::VALID != 0 && entry & bits::ATTR_DEVICE == 0) {
+        return Err(PageError::Busy);
+    }
+    Ok((table, i))
+}
+
+/// The slot of the existing program page at `addr`.
+pub fn program_page(memory: &mut dyn TableMemory, root: u64, addr: u64) -> Result<(u64, usize), PageError> {
+    if addr >= ADDRESS_LIMIT {
+        return Err(PageError::NotProgram);
+    }
+    let mut table = root;
+    for level in 0..3 {
+        let entry = memory.table(table)[index(addr, level)];
+        if entry & bits::VALID == 0 || entry & bits::TABLE_OR_PAGE == 0 {
+            return Err(PageError::NotProgram);
+        }
+        table = entry & bits::ADDRESS;
+    }
+    let i = index(addr, 3);
+    if memory.table(table)[i] & bits::PROGRAM == 0 {
+        return Err(PageError::NotProgram);
+    }
+    Ok((table, i))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,5 +460,32 @@ mod tests {
         let mut tables = FakeTables::default();
         build(&layout, &mut tables).unwrap();
         assert!(tables.tables.len() as u64 <= max_tables(&layout));
+    }
+
+    #[test]
+    fn program_pages_replace_devices_and_holes_but_not_ram() {
+        use libos_core::hal::Protection;
+        let ram = [MemoryRegion { start: GIB, end: 2 * GIB }];
+        let layout = virt(&ram, &[]);
+        let mut mem = FakeTables::default();
+        let root = build(&layout, &mut mem).unwrap();
+        // 4 MiB on virt: device memory (flash) in a 1 GiB block, split down to pages.
+        let (table, i) = program_slot(&mut mem, root, 4 * MIB).unwrap();
+        mem.table(table)[i] = program_entry(GIB + 0x5000, Protection::ReadExecute);
+        let (attributes, size) = translate(&mut mem, root, 4 * MIB).unwrap();
+        assert_eq!(size, PAGE);
+        assert_eq!(attributes & (bits::READ_ONLY | bits::PXN | bits::ATTR_DEVICE | bits::PROGRAM), bits::READ_ONLY | bits::PROGRAM);
+        // The rest of the former block is still device memory.
+        assert_eq!(translate(&mut mem, root, 4 * MIB + PAGE).map(|(a, _)| a & bits::ATTR_DEVICE), Some(bits::ATTR_DEVICE));
+        assert_eq!(program_slot(&mut mem, root, 4 * MIB), Err(PageError::Exists));
+        assert_eq!(program_page(&mut mem, root, 4 * MIB), Ok((table, i)));
+        assert_eq!(program_page(&mut mem, root, 4 * MIB + PAGE), Err(PageError::NotProgram));
+        // RAM and the image: never. Unmapped high addresses: new tables.
+        assert_eq!(program_slot(&mut mem, root, GIB + 64 * MIB), Err(PageError::Busy));
+        assert_eq!(program_slot(&mut mem, root, GIB + 2 * MIB), Err(PageError::Busy));
+        assert!(program_slot(&mut mem, root, 0x4000_0000_0000).is_ok());
+        assert_eq!(program_slot(&mut mem, root, 1 << 48), Err(PageError::Busy));
+        let rw = program_entry(0, Protection::ReadWrite);
+        assert_eq!(rw & (bits::READ_ONLY | bits::PXN), bits::PXN);
     }
 }

@@ -138,11 +138,14 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
     let tables_start = image_end;
     let tables_limit = tables_start + paging::max_tables(&layout) * PAGE;
     // RAM below 1 MiB holds firmware data (the loader's start_info, BIOS areas): not for the heap.
-    let low_memory = [MemoryRegion { start: 0, end: LOW_MEMORY_END }];
+    // With `program-window`, the addresses non-PIE programs are linked at stay out of the heap.
+    let window = crate::pages::reserved_window();
+    let reserved_storage = [MemoryRegion { start: 0, end: LOW_MEMORY_END }, window.unwrap_or(MemoryRegion { start: 0, end: 0 })];
+    let low_memory = &reserved_storage[..if window.is_some() { 2 } else { 1 }];
     memory::plan_free::<{ pvh::MAX_MEMMAP_ENTRIES }>(
         ram.as_slice(),
         MemoryRegion { start: image_start, end: tables_limit },
-        &low_memory,
+        low_memory,
     )?;
     if tables_limit > EARLY_MAP_LIMIT {
         return Err(BootError::TooLittleMemory { have: total_ram, need_end: tables_limit + MIN_HEAP });
@@ -166,7 +169,10 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
     apic::init(features.x2apic);
 
     // Free RAM: everything usable above 1 MiB except the image and the page tables it used.
-    let free = memory::plan_free(ram.as_slice(), MemoryRegion { start: image_start, end: frames.next }, &low_memory)?;
+    let free = memory::plan_free(ram.as_slice(), MemoryRegion { start: image_start, end: frames.next }, low_memory)?;
+    crate::pages::KERNEL_START.store(image_start, core::sync::atomic::Ordering::Relaxed);
+    crate::pages::KERNEL_END.store(frames.next, core::sync::atomic::Ordering::Relaxed);
+    crate::pages::NX.store(features.nx, core::sync::atomic::Ordering::Relaxed);
 
     let booted = BOOTED.call_once(|| Booted { cmdline, cmdline_len: start.cmdline_len, free });
     // `Once` gives shared access only; build the BootInfo pointing into the stored state.

@@ -9,11 +9,11 @@ use libos_core::{Errno, Result};
 use x86_64::registers::control::Cr3;
 
 /// Serialises changes to the live tables (and masks interrupts meanwhile).
-static LOCK: IrqSpinLock<()> = IrqSpinLock::new(());
+pub(crate) static LOCK: IrqSpinLock<()> = IrqSpinLock::new(());
 
 /// The live tables, reached through the identity map; new tables come from the heap and are
 /// never freed (a split page stays split).
-struct LiveTables;
+pub(crate) struct LiveTables;
 
 impl TableMemory for LiveTables {
     fn alloc_table(&mut self) -> Option<u64> {
@@ -31,7 +31,7 @@ impl TableMemory for LiveTables {
     }
 }
 
-fn root() -> u64 {
+pub(crate) fn root() -> u64 {
     Cr3::read_raw().0.start_address().as_u64()
 }
 

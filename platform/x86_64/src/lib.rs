@@ -6,6 +6,8 @@
 //! - `boot.s` + [`boot`]: 32-bit PVH entry, long mode, then the Rust boot path;
 //! - [`pvh`]: the loader's boot information (command line, memory map, ACPI RSDP);
 //! - [`memory`], [`paging`]: free RAM and the final page tables (text RX, data NX, guard pages);
+//! - `pages`: program pages at chosen addresses (`Platform::map_pages`, W^X) for posix-shim's
+//!   ELF loader; with the feature `program-window`, 4-16 MiB kept free for non-PIE programs;
 //! - `gdt`, `interrupts`, `stacks`: GDT/TSS with an IST stack for every interrupt and
 //!   exception (nothing is pushed onto the interrupted code's stack: its red zone is safe), the
 //!   IDT, crash reports with a frame-pointer backtrace;
@@ -52,6 +54,9 @@ mod fpu;
 mod gdt;
 #[cfg(target_os = "none")]
 mod guard;
+/// Program pages at chosen addresses (`hal::Platform::map_pages`).
+#[cfg(target_os = "none")]
+pub mod pages;
 #[cfg(target_os = "none")]
 mod interrupts;
 #[cfg(target_os = "none")]
@@ -149,6 +154,18 @@ mod platform {
         fn hardware_random(&self) -> Option<u64> {
             // `RdRand::new` checks CPUID first (QEMU's default CPU model has no RDRAND).
             x86_64::instructions::random::RdRand::new().and_then(|rng| rng.get_u64())
+        }
+
+        unsafe fn map_pages(&self, virt: u64, len: u64, protection: libos_core::hal::Protection) -> libos_core::Result<()> {
+            crate::pages::map(virt, len, protection)
+        }
+
+        unsafe fn protect_pages(&self, virt: u64, len: u64, protection: libos_core::hal::Protection) -> libos_core::Result<()> {
+            crate::pages::protect(virt, len, protection)
+        }
+
+        unsafe fn unmap_pages(&self, virt: u64, len: u64) -> libos_core::Result<()> {
+            crate::pages::unmap(virt, len)
         }
 
         fn shutdown(&self, code: i32) -> ! {

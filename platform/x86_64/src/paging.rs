@@ -35,6 +35,9 @@ pub mod flags {
     /// Software bit (ignored by the MMU): a 4 KiB entry made non-present as a stack guard page
     /// by [`super::set_guard`], so fault reports can tell a stack overflow.
     pub const GUARD: u64 = 1 << 9;
+    /// Software bit: a 4 KiB page mapped to a frame of its own by [`super::program_slot`]'s
+    /// caller (a loaded program's page), not part of the identity map.
+    pub const PROGRAM: u64 = 1 << 10;
     /// The physical address bits of an entry.
     pub const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 }
@@ -233,6 +236,94 @@ pub fn is_guard(memory: &mut dyn TableMemory, root: u64, addr: u64) -> bool {
     entry & flags::PRESENT == 0 && entry & flags::GUARD != 0
 }
 
+/// Why a program page could not be mapped or changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageError {
+    /// The address is identity-mapped kernel memory (RAM, image, a guard page).
+    Busy,
+    /// The address is already a program page.
+    Exists,
+    /// The address is not a program page (protect, unmap).
+    NotProgram,
+    /// No frame for a page table.
+    OutOfTableFrames,
+}
+
+/// The leaf entry of a program page at physical `frame` with `protection`.
+pub fn program_entry(frame: u64, protection: libos_core::hal::Protection, nx: u64) -> u64 {
+    use libos_core::hal::Protection;
+    let access = match protection {
+        Protection::Read => flags::PRESENT | nx,
+        Protection::ReadWrite => flags::PRESENT | flags::WRITABLE | nx,
+        Protection::ReadExecute => flags::PRESENT,
+    };
+    (frame & flags::ADDRESS) | access | flags::PROGRAM
+}
+
+/// Finds (creating page tables, splitting a 2 MiB page into 4 KiB pages with the same flags)
+/// the page-table slot for a new program page at `addr`: returns the table, the index and
+/// whether a large page was split (the caller then flushes the whole TLB). Refuses program
+/// pages ([`PageError::Exists`]), guard pages and kernel memory ([`PageError::Busy`]); RAM of
+/// the identity map is only taken when `allow_ram` (a range the platform keeps for programs).
+/// Device mappings and holes are replaced: the caller refuses the image's range and low memory,
+/// whose holes (page 0, boot stacks' guard pages) are plain non-present entries.
+pub fn program_slot(memory: &mut dyn TableMemory, root: u64, addr: u64, allow_ram: bool) -> Result<(u64, usize, bool), PageError> {
+    let mut table = root;
+    let mut split = false;
+    for level in [3, 2, 1] {
+        let i = index(addr, level);
+        let entry = memory.table(table)[i];
+        table = if entry & flags::PRESENT == 0 {
+            let next = memory.alloc_table().ok_or(PageError::OutOfTableFrames)?;
+            memory.table(table)[i] = next | TABLE_FLAGS;
+            next
+        } else if entry & flags::HUGE != 0 {
+            if level != 1 {
+                return Err(PageError::Busy);
+            }
+            let base = entry & flags::ADDRESS & !(LARGE_PAGE - 1);
+            let leaf = entry & !flags::ADDRESS & !flags::HUGE;
+            let pt = memory.alloc_table().ok_or(PageError::OutOfTableFrames)?;
+            for (j, e) in memory.table(pt).iter_mut().enumerate() {
+                *e = (base + j as u64 * PAGE) | leaf;
+            }
+            memory.table(table)[i] = pt | TABLE_FLAGS;
+            split = true;
+            pt
+        } else {
+            entry & flags::ADDRESS
+        };
+    }
+    let i = index(addr, 0);
+    let entry = memory.table(table)[i];
+    if entry & flags::PROGRAM != 0 {
+        return Err(PageError::Exists);
+    }
+    let device = entry & flags::NO_CACHE != 0;
+    let ram = entry & flags::PRESENT != 0 && !device;
+    if entry & flags::GUARD != 0 || (ram && (!allow_ram || entry & flags::WRITABLE == 0)) {
+        return Err(PageError::Busy);
+    }
+    Ok((table, i, split))
+}
+
+/// The slot of the existing program page at `addr`.
+pub fn program_page(memory: &mut dyn TableMemory, root: u64, addr: u64) -> Result<(u64, usize), PageError> {
+    let mut table = root;
+    for level in [3, 2, 1] {
+        let entry = memory.table(table)[index(addr, level)];
+        if entry & flags::PRESENT == 0 || entry & flags::HUGE != 0 {
+            return Err(PageError::NotProgram);
+        }
+        table = entry & flags::ADDRESS;
+    }
+    let i = index(addr, 0);
+    if memory.table(table)[i] & flags::PROGRAM == 0 {
+        return Err(PageError::NotProgram);
+    }
+    Ok((table, i))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,5 +477,34 @@ mod tests {
         let root = build(&layout, &mut mem, NX).unwrap();
         assert!(flags_at(&mut mem, root, 0x1_3fff_f000).is_some());
         assert_eq!(flags_at(&mut mem, root, 0x1_4000_0000), None);
+    }
+
+    #[test]
+    fn program_pages_replace_devices_and_reserved_ram_but_not_kernel_memory() {
+        use libos_core::hal::Protection;
+        let (mut mem, root) = built();
+        // Unmapped (above 4 GiB): tables are created.
+        let (table, i, split) = program_slot(&mut mem, root, 0x4000_0000_0000, false).unwrap();
+        assert!(!split);
+        mem.table(table)[i] = program_entry(0x55_5000, Protection::ReadExecute, NX);
+        assert_eq!(flags_at(&mut mem, root, 0x4000_0000_0000), Some(flags::PRESENT | flags::PROGRAM));
+        assert_eq!(program_slot(&mut mem, root, 0x4000_0000_0000, true), Err(PageError::Exists));
+        assert_eq!(program_page(&mut mem, root, 0x4000_0000_0000), Ok((table, i)));
+        // RAM in a 2 MiB page: only when allowed, then split.
+        assert_eq!(program_slot(&mut mem, root, 0x40_0000, false).map(|_| ()), Err(PageError::Busy));
+        let (_, _, split) = program_slot(&mut mem, root, 0x60_0000, true).unwrap();
+        assert!(split);
+        // Kernel text, run-time guard pages: never (boot-time guard pages and page 0 are plain
+        // holes: the live caller refuses the image's range and low memory). Devices: yes.
+        assert_eq!(program_slot(&mut mem, root, 0x100000, true).map(|_| ()), Err(PageError::Busy));
+        set_guard(&mut mem, root, 0x80_0000, true).unwrap();
+        assert_eq!(program_slot(&mut mem, root, 0x80_0000, true).map(|_| ()), Err(PageError::Busy));
+        assert!(program_slot(&mut mem, root, 0xfee0_0000, false).is_ok());
+        assert_eq!(program_page(&mut mem, root, 0x60_0000), Err(PageError::NotProgram));
+        // W^X in the entries.
+        let rw = program_entry(0x1000, Protection::ReadWrite, NX);
+        assert!(rw & flags::WRITABLE != 0 && rw & NX != 0);
+        let r = program_entry(0x1000, Protection::Read, NX);
+        assert!(r & flags::WRITABLE == 0 && r & NX != 0);
     }
 }

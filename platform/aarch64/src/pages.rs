@@ -1,0 +1,163 @@
+//! Program pages: [`map`], [`protect`] and [`unmap`] put 4 KiB pages with frames of their own
+//! at chosen virtual addresses of the live tables (`hal::Platform::map_pages`), for the ELF
+//! loader of posix-shim. Frames and new tables come from the heap (identity-mapped).
+//!
+//! On QEMU `virt` RAM starts at 1 GiB, so the 4 MiB non-PIE programs are linked at is device
+//! space (the flash's addresses, unused by libos): its blocks are split and the pages replaced.
+//! RAM of the identity map (the image, the heap) is always refused. Replacing a valid device
+//! descriptor is done break-before-make; pages made executable get their data cache cleaned to
+//! the point of unification and their instruction cache invalidated.
+
+use crate::guard::{LOCK, LiveTables, root};
+use crate::paging::{self, PageError, TableMemory, bits};
+use alloc::alloc::{Layout, alloc_zeroed, dealloc};
+use libos_core::hal::Protection;
+use libos_core::{Errno, Result};
+
+const PAGE: u64 = 4096;
+
+fn frame_layout() -> Layout {
+    Layout::new::<[u8; 4096]>().align_to(4096).expect("4 KiB alignment is valid")
+}
+
+fn check(virt: u64, len: u64) -> Result<u64> {
+    let end = virt.checked_add(len).ok_or(Errno::EINVAL)?;
+    if virt % PAGE != 0 || len % PAGE != 0 || len == 0 || end > paging::ADDRESS_LIMIT {
+        return Err(Errno::EINVAL);
+    }
+    if virt < PAGE {
+        return Err(Errno::EBUSY);
+    }
+    Ok(end)
+}
+
+fn errno(e: PageError) -> Errno {
+    match e {
+        PageError::Busy | PageError::CannotSplit => Errno::EBUSY,
+        PageError::Exists => Errno::EEXIST,
+        PageError::NotProgram => Errno::EINVAL,
+        PageError::OutOfTableFrames => Errno::ENOMEM,
+    }
+}
+
+/// Writes `descriptor` to the live slot `table[index]` for the page at `addr`: break-before-make
+/// when the slot held a valid descriptor.
+fn write_descriptor(table: u64, index: usize, descriptor: u64, addr: u64) {
+    let mut tables = LiveTables;
+    let slot = &mut tables.table(table)[index];
+    let old = *slot;
+    if old & bits::VALID != 0 {
+        *slot = 0;
+        invalidate(addr);
+    }
+    *slot = descriptor;
+    invalidate(addr);
+}
+
+fn invalidate(addr: u64) {
+    // SAFETY: TLB maintenance for one page; the barriers order it with the descriptor store.
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "tlbi vaae1is, {page}",
+            "dsb ish",
+            "isb",
+            page = in(reg) addr >> 12,
+            options(nostack, preserves_flags),
+        );
+    }
+}
+
+/// Makes instruction fetches from the page at `addr` see what was written to it.
+fn sync_instructions(addr: u64) {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effect.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
+    let dline = 4u64 << ((ctr >> 16) & 0xf);
+    let iline = 4u64 << (ctr & 0xf);
+    for line in (addr..addr + PAGE).step_by(dline as usize) {
+        // SAFETY: cleaning a mapped line of the data cache changes no memory contents.
+        unsafe { core::arch::asm!("dc cvau, {}", in(reg) line, options(nostack, preserves_flags)) };
+    }
+    // SAFETY: a barrier.
+    unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
+    for line in (addr..addr + PAGE).step_by(iline as usize) {
+        // SAFETY: invalidating instruction-cache lines only drops cached copies.
+        unsafe { core::arch::asm!("ic ivau, {}", in(reg) line, options(nostack, preserves_flags)) };
+    }
+    // SAFETY: barriers.
+    unsafe { core::arch::asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
+}
+
+/// Maps `[virt, virt + len)` to fresh zeroed frames (see `hal::Platform::map_pages`).
+pub fn map(virt: u64, len: u64, protection: Protection) -> Result<()> {
+    let end = check(virt, len)?;
+    let _lock = LOCK.lock();
+    let mut addr = virt;
+    let mut result = Ok(());
+    while addr < end {
+        let (table, index) = match paging::program_slot(&mut LiveTables, root(), addr) {
+            Ok(slot) => slot,
+            Err(e) => {
+                result = Err(errno(e));
+                break;
+            }
+        };
+        // SAFETY: the layout has a non-zero size.
+        let frame = unsafe { alloc_zeroed(frame_layout()) };
+        if frame.is_null() {
+            result = Err(Errno::ENOMEM);
+            break;
+        }
+        write_descriptor(table, index, paging::program_entry(frame as u64, protection), addr);
+        if protection == Protection::ReadExecute {
+            sync_instructions(addr);
+        }
+        addr += PAGE;
+    }
+    if result.is_err() {
+        unmap_locked(virt, addr);
+    }
+    result
+}
+
+/// Changes the protection of program pages (see `hal::Platform::protect_pages`). Checks every
+/// page before changing any.
+pub fn protect(virt: u64, len: u64, protection: Protection) -> Result<()> {
+    let end = check(virt, len)?;
+    let _lock = LOCK.lock();
+    for addr in (virt..end).step_by(PAGE as usize) {
+        paging::program_page(&mut LiveTables, root(), addr).map_err(errno)?;
+    }
+    for addr in (virt..end).step_by(PAGE as usize) {
+        let (table, index) = paging::program_page(&mut LiveTables, root(), addr).map_err(errno)?;
+        if protection == Protection::ReadExecute {
+            sync_instructions(addr);
+        }
+        // A permission change of the same frame needs no break-before-make.
+        let mut tables = LiveTables;
+        let slot = &mut tables.table(table)[index];
+        *slot = paging::program_entry(*slot, protection);
+        invalidate(addr);
+    }
+    Ok(())
+}
+
+/// Unmaps program pages and frees their frames (see `hal::Platform::unmap_pages`).
+pub fn unmap(virt: u64, len: u64) -> Result<()> {
+    let end = check(virt, len)?;
+    let _lock = LOCK.lock();
+    unmap_locked(virt, end);
+    Ok(())
+}
+
+fn unmap_locked(start: u64, end: u64) {
+    for addr in (start..end).step_by(PAGE as usize) {
+        let Ok((table, index)) = paging::program_page(&mut LiveTables, root(), addr) else { continue };
+        let descriptor = core::mem::take(&mut LiveTables.table(table)[index]);
+        invalidate(addr);
+        // SAFETY: the frame of a program page came from `alloc_zeroed` with this layout in
+        // `map`, and its only mapping is gone.
+        unsafe { dealloc((descriptor & bits::ADDRESS) as *mut u8, frame_layout()) };
+    }
+}

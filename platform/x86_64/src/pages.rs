@@ -1,0 +1,150 @@
+//! Program pages: [`map`], [`protect`] and [`unmap`] put 4 KiB pages with frames of their own
+//! at chosen virtual addresses of the live tables (`hal::Platform::map_pages`), for the ELF
+//! loader of posix-shim. Frames and new page tables come from the heap (identity-mapped, so a
+//! frame's address is its physical address).
+//!
+//! Non-PIE x86_64 programs are linked at 4 MiB, which is RAM of the kernel's identity map, and
+//! where a 3 MiB image loaded at 1 MiB would end. With the feature `program-window` the image is
+//! linked at 16 MiB instead (build.rs) and the platform keeps [`PROGRAM_WINDOW`] (4 to 16 MiB)
+//! out of the heap at boot, so a program may take those addresses whatever the image's size;
+//! the RAM frames behind the window stay unused (12 MiB; the heap still gets 1-4 MiB). Without
+//! the feature, mapping RAM there gives `EBUSY`. Low memory (below 1 MiB) and the image with its
+//! boot page tables (whose holes are page 0 and the boot stacks' guard pages) are always
+//! refused.
+
+use crate::guard::{LOCK, LiveTables, root};
+use crate::paging::{self, PageError, TableMemory, flags};
+use alloc::alloc::{Layout, alloc_zeroed, dealloc};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use libos_core::hal::{MemoryRegion, Protection};
+use libos_core::{Errno, Result};
+use x86_64::registers::control::Cr3;
+
+/// The addresses non-PIE programs are linked at, kept from the heap with `program-window`.
+pub const PROGRAM_WINDOW: MemoryRegion = MemoryRegion { start: 0x40_0000, end: 0x100_0000 };
+
+/// The image and its boot page tables, `[KERNEL_START, KERNEL_END)` (set at boot; until then
+/// everything is refused).
+pub(crate) static KERNEL_START: AtomicU64 = AtomicU64::new(0);
+/// See [`KERNEL_START`].
+pub(crate) static KERNEL_END: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Firmware data and page 0 live below this.
+const LOW_MEMORY_END: u64 = 0x10_0000;
+/// Whether the CPU has NX (set at boot).
+pub(crate) static NX: AtomicBool = AtomicBool::new(false);
+
+/// The heap region the boot code keeps for programs.
+pub(crate) const fn reserved_window() -> Option<MemoryRegion> {
+    if cfg!(feature = "program-window") { Some(PROGRAM_WINDOW) } else { None }
+}
+
+const PAGE: u64 = 4096;
+
+fn frame_layout() -> Layout {
+    Layout::new::<[u8; 4096]>().align_to(4096).expect("4 KiB alignment is valid")
+}
+
+fn check(virt: u64, len: u64) -> Result<u64> {
+    let end = virt.checked_add(len).ok_or(Errno::EINVAL)?;
+    if virt % PAGE != 0 || len % PAGE != 0 || len == 0 || end > 1 << 47 {
+        return Err(Errno::EINVAL);
+    }
+    let kernel = KERNEL_START.load(Ordering::Relaxed)..KERNEL_END.load(Ordering::Relaxed);
+    if virt < LOW_MEMORY_END || (virt < kernel.end && kernel.start < end) {
+        return Err(Errno::EBUSY);
+    }
+    Ok(end)
+}
+
+fn errno(e: PageError) -> Errno {
+    match e {
+        PageError::Busy => Errno::EBUSY,
+        PageError::Exists => Errno::EEXIST,
+        PageError::NotProgram => Errno::EINVAL,
+        PageError::OutOfTableFrames => Errno::ENOMEM,
+    }
+}
+
+fn nx() -> u64 {
+    if NX.load(Ordering::Relaxed) { flags::NO_EXECUTE } else { 0 }
+}
+
+fn flush_all() {
+    let (frame, cr3_flags) = Cr3::read_raw();
+    // SAFETY: reloading the same root flushes the TLB (stale 2 MiB entries after a split).
+    unsafe { Cr3::write_raw(frame, cr3_flags) };
+}
+
+/// Maps `[virt, virt + len)` to fresh zeroed frames (see `hal::Platform::map_pages`).
+pub fn map(virt: u64, len: u64, protection: Protection) -> Result<()> {
+    let end = check(virt, len)?;
+    let window = reserved_window();
+    let _lock = LOCK.lock();
+    let mut addr = virt;
+    let mut result = Ok(());
+    while addr < end {
+        let allow_ram = window.is_some_and(|w| w.start <= addr && addr < w.end);
+        let slot = paging::program_slot(&mut LiveTables, root(), addr, allow_ram).map_err(errno);
+        let (table, index, split) = match slot {
+            Ok(slot) => slot,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        // SAFETY: the layout has a non-zero size.
+        let frame = unsafe { alloc_zeroed(frame_layout()) };
+        if frame.is_null() {
+            result = Err(Errno::ENOMEM);
+            break;
+        }
+        LiveTables.table(table)[index] = paging::program_entry(frame as u64, protection, nx());
+        if split {
+            flush_all();
+        } else {
+            x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(addr));
+        }
+        addr += PAGE;
+    }
+    if result.is_err() {
+        unmap_locked(virt, addr);
+    }
+    result
+}
+
+/// Changes the protection of program pages (see `hal::Platform::protect_pages`). Checks every
+/// page before changing any.
+pub fn protect(virt: u64, len: u64, protection: Protection) -> Result<()> {
+    let end = check(virt, len)?;
+    let _lock = LOCK.lock();
+    for addr in (virt..end).step_by(PAGE as usize) {
+        paging::program_page(&mut LiveTables, root(), addr).map_err(errno)?;
+    }
+    for addr in (virt..end).step_by(PAGE as usize) {
+        let (table, index) = paging::program_page(&mut LiveTables, root(), addr).map_err(errno)?;
+        let mut tables = LiveTables;
+        let entry = &mut tables.table(table)[index];
+        *entry = paging::program_entry(*entry, protection, nx());
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(addr));
+    }
+    Ok(())
+}
+
+/// Unmaps program pages and frees their frames (see `hal::Platform::unmap_pages`).
+pub fn unmap(virt: u64, len: u64) -> Result<()> {
+    let end = check(virt, len)?;
+    let _lock = LOCK.lock();
+    unmap_locked(virt, end);
+    Ok(())
+}
+
+fn unmap_locked(start: u64, end: u64) {
+    for addr in (start..end).step_by(PAGE as usize) {
+        let Ok((table, index)) = paging::program_page(&mut LiveTables, root(), addr) else { continue };
+        let entry = core::mem::take(&mut LiveTables.table(table)[index]);
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(addr));
+        // SAFETY: the frame of a program page came from `alloc_zeroed` with this layout in
+        // `map`, and its only mapping is gone.
+        unsafe { dealloc((entry & flags::ADDRESS) as *mut u8, frame_layout()) };
+    }
+}

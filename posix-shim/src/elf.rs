@@ -1,0 +1,337 @@
+//! What loading a static Linux ELF file means, worked out without touching memory (pure,
+//! host-tested): [`plan`] checks the file and returns a [`LoadPlan`]: the page runs to map with
+//! their protections, the bytes to copy, the entry point and the program header table's
+//! address for `AT_PHDR`. `load.rs` carries it out with the platform's program pages.
+//!
+//! Accepted: 64-bit little-endian `ET_EXEC` (non-PIE, at its linked addresses) and `ET_DYN`
+//! without `PT_INTERP` (static-PIE, moved to [`PIE_BASE`]; it relocates itself), for the
+//! image's machine. Refused with an [`ElfError`]: anything the `elf` crate cannot parse
+//! (corrupt or truncated headers), another machine or class, a `PT_INTERP` (a dynamically
+//! linked program needs a dynamic loader libos does not have), segments that reach past the end
+//! of the file, overlap in a way that would need a page both writable and executable (W^X), or
+//! exceed [`MAX_IMAGE`].
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use elf::ElfBytes;
+use elf::abi::{ET_DYN, ET_EXEC, PF_W, PF_X, PT_INTERP, PT_LOAD, PT_PHDR};
+use elf::endian::LittleEndian;
+use elf::file::Class;
+pub use libos::hal::Protection;
+
+/// Where a static-PIE program's lowest segment is placed: far above RAM and device addresses
+/// on both architectures (64 TiB, inside the 47-bit half of x86_64's canonical addresses).
+pub const PIE_BASE: u64 = 0x4000_0000_0000;
+/// The most memory a program's segments may span (a corrupt `p_memsz` must not exhaust RAM).
+pub const MAX_IMAGE: u64 = 1 << 30;
+const PAGE: u64 = 4096;
+
+/// The ELF machine of the image's architecture.
+#[cfg(target_arch = "aarch64")]
+pub const NATIVE_MACHINE: u16 = elf::abi::EM_AARCH64;
+/// The ELF machine of the image's architecture.
+#[cfg(not(target_arch = "aarch64"))]
+pub const NATIVE_MACHINE: u16 = elf::abi::EM_X86_64;
+
+/// A machine's name for messages.
+fn machine_name(machine: u16) -> String {
+    match machine {
+        elf::abi::EM_X86_64 => String::from("x86_64"),
+        elf::abi::EM_AARCH64 => String::from("aarch64"),
+        elf::abi::EM_386 => String::from("i386"),
+        elf::abi::EM_ARM => String::from("arm"),
+        elf::abi::EM_RISCV => String::from("riscv"),
+        other => alloc::format!("e_machine {other}"),
+    }
+}
+
+/// Why a file cannot be loaded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ElfError {
+    /// Not an ELF file, or its headers are corrupt or truncated (the parser's words).
+    Malformed(String),
+    /// A 32-bit or big-endian file.
+    WrongClass,
+    /// Built for another machine (`e_machine`).
+    WrongMachine(u16),
+    /// Not an executable (`e_type`: a relocatable object, a core file...).
+    NotExecutable(u16),
+    /// Dynamically linked: it names a program interpreter.
+    Dynamic,
+    /// No `PT_LOAD` segment, or a segment whose numbers do not add up (the reason).
+    BadSegment(&'static str),
+    /// A page would need to be writable and executable.
+    WriteAndExecute(u64),
+    /// The segments span more than [`MAX_IMAGE`].
+    TooLarge(u64),
+}
+
+impl fmt::Display for ElfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ElfError::Malformed(why) => write!(f, "not a valid ELF file ({why})"),
+            ElfError::WrongClass => write!(f, "not a 64-bit little-endian ELF file"),
+            ElfError::WrongMachine(m) => {
+                write!(f, "built for another machine ({}, this image runs {})", machine_name(*m), machine_name(NATIVE_MACHINE))
+            }
+            ElfError::NotExecutable(t) => write!(f, "not an executable (e_type {t})"),
+            ElfError::Dynamic => write!(f, "dynamically linked (it has PT_INTERP); only static programs can run"),
+            ElfError::BadSegment(why) => write!(f, "bad program header: {why}"),
+            ElfError::WriteAndExecute(page) => write!(f, "page {page:#x} would be writable and executable"),
+            ElfError::TooLarge(span) => write!(f, "segments span {span} bytes (at most {MAX_IMAGE})"),
+        }
+    }
+}
+
+/// Pages `[start, end)` mapped with one protection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageRun {
+    /// First page (relocated).
+    pub start: u64,
+    /// End (page aligned).
+    pub end: u64,
+    /// Access rights.
+    pub protection: Protection,
+}
+
+/// File bytes `[offset, offset + len)` copied to `addr` (relocated); the rest of each segment
+/// stays zero (`.bss`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Copy {
+    /// Destination address.
+    pub addr: u64,
+    /// File offset.
+    pub offset: u64,
+    /// Bytes.
+    pub len: u64,
+}
+
+/// How to load one file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LoadPlan {
+    /// Added to every address of the file (0 for non-PIE).
+    pub bias: u64,
+    /// The entry point (relocated): `AT_ENTRY` and the first instruction.
+    pub entry: u64,
+    /// The loaded program header table (relocated): `AT_PHDR`.
+    pub phdr: u64,
+    /// `AT_PHNUM`.
+    pub phnum: u64,
+    /// `AT_PHENT`.
+    pub phent: u64,
+    /// Pages to map, sorted, not overlapping.
+    pub runs: Vec<PageRun>,
+    /// Bytes to copy into them.
+    pub copies: Vec<Copy>,
+    /// True for a static-PIE file (`ET_DYN`).
+    pub pie: bool,
+}
+
+/// Checks `file` for `machine` and plans its loading.
+pub fn plan(file: &[u8], machine: u16) -> Result<LoadPlan, ElfError> {
+    let parsed = ElfBytes::<LittleEndian>::minimal_parse(file).map_err(|e| ElfError::Malformed(alloc::format!("{e}")))?;
+    let header = &parsed.ehdr;
+    if header.class != Class::ELF64 {
+        return Err(ElfError::WrongClass);
+    }
+    if header.e_machine != machine {
+        return Err(ElfError::WrongMachine(header.e_machine));
+    }
+    let pie = match header.e_type {
+        ET_EXEC => false,
+        ET_DYN => true,
+        other => return Err(ElfError::NotExecutable(other)),
+    };
+    let segments: Vec<_> = parsed.segments().map(|table| table.iter().collect()).unwrap_or_default();
+    if segments.iter().any(|s| s.p_type == PT_INTERP) {
+        return Err(ElfError::Dynamic);
+    }
+    let loads: Vec<_> = segments.iter().filter(|s| s.p_type == PT_LOAD && s.p_memsz > 0).collect();
+    let first = loads.iter().map(|s| s.p_vaddr).min().ok_or(ElfError::BadSegment("no loadable segment"))? & !(PAGE - 1);
+    let bias = if pie { PIE_BASE.wrapping_sub(first) } else { 0 };
+
+    let mut pages: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut copies = Vec::new();
+    let mut last = first;
+    for s in &loads {
+        if s.p_filesz > s.p_memsz {
+            return Err(ElfError::BadSegment("p_filesz exceeds p_memsz"));
+        }
+        if s.p_offset.checked_add(s.p_filesz).is_none_or(|end| end > file.len() as u64) {
+            return Err(ElfError::BadSegment("a segment reaches past the end of the file"));
+        }
+        let end = s.p_vaddr.checked_add(s.p_memsz).ok_or(ElfError::BadSegment("a segment wraps around"))?;
+        let end_page = end.checked_add(PAGE - 1).ok_or(ElfError::BadSegment("a segment wraps around"))? & !(PAGE - 1);
+        last = last.max(end_page);
+        if last - first > MAX_IMAGE {
+            return Err(ElfError::TooLarge(last - first));
+        }
+        for page in ((s.p_vaddr & !(PAGE - 1))..end_page).step_by(PAGE as usize) {
+            let flags = pages.entry(page).or_default();
+            *flags |= s.p_flags;
+            if *flags & PF_W != 0 && *flags & PF_X != 0 {
+                return Err(ElfError::WriteAndExecute(page.wrapping_add(bias)));
+            }
+        }
+        if s.p_filesz > 0 {
+            copies.push(Copy { addr: s.p_vaddr.wrapping_add(bias), offset: s.p_offset, len: s.p_filesz });
+        }
+    }
+    let mut runs: Vec<PageRun> = Vec::new();
+    for (&page, &flags) in &pages {
+        let protection = if flags & PF_X != 0 {
+            Protection::ReadExecute
+        } else if flags & PF_W != 0 {
+            Protection::ReadWrite
+        } else {
+            Protection::Read
+        };
+        let start = page.wrapping_add(bias);
+        match runs.last_mut() {
+            Some(run) if run.end == start && run.protection == protection => run.end += PAGE,
+            _ => runs.push(PageRun { start, end: start + PAGE, protection }),
+        }
+    }
+
+    let phnum = u64::from(header.e_phnum);
+    let phent = u64::from(header.e_phentsize);
+    // AT_PHDR: PT_PHDR when there is one, else the loaded bytes holding the file's table.
+    let phdr = match segments.iter().find(|s| s.p_type == PT_PHDR) {
+        Some(s) => s.p_vaddr,
+        None => loads
+            .iter()
+            .find(|s| s.p_offset <= header.e_phoff && header.e_phoff + phnum * phent <= s.p_offset + s.p_filesz)
+            .map(|s| s.p_vaddr + (header.e_phoff - s.p_offset))
+            .ok_or(ElfError::BadSegment("the program header table is not in a loaded segment"))?,
+    };
+    let inside = |addr: u64| pages.contains_key(&(addr & !(PAGE - 1)));
+    if !inside(header.e_entry) {
+        return Err(ElfError::BadSegment("the entry point is not in a loaded segment"));
+    }
+    if pages.get(&(header.e_entry & !(PAGE - 1))).is_some_and(|f| f & PF_X == 0) {
+        return Err(ElfError::BadSegment("the entry point is not in an executable segment"));
+    }
+    Ok(LoadPlan {
+        bias,
+        entry: header.e_entry.wrapping_add(bias),
+        phdr: phdr.wrapping_add(bias),
+        phnum,
+        phent,
+        runs,
+        copies,
+        pie,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use elf::abi::{EM_AARCH64, EM_X86_64};
+
+    /// A minimal ELF64 file: header, `phdrs` right after it, `size` bytes long.
+    fn file(e_type: u16, machine: u16, entry: u64, phdrs: &[[u64; 7]], size: usize) -> Vec<u8> {
+        let mut f = vec![0u8; size];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2; // ELFCLASS64
+        f[5] = 1; // little endian
+        f[6] = 1; // EV_CURRENT
+        f[16..18].copy_from_slice(&e_type.to_le_bytes());
+        f[18..20].copy_from_slice(&machine.to_le_bytes());
+        f[20..24].copy_from_slice(&1u32.to_le_bytes());
+        f[24..32].copy_from_slice(&entry.to_le_bytes());
+        f[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        f[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        f[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        f[56..58].copy_from_slice(&(phdrs.len() as u16).to_le_bytes());
+        f[58..60].copy_from_slice(&64u16.to_le_bytes()); // e_shentsize
+        for (i, [p_type, flags, offset, vaddr, filesz, memsz, align]) in phdrs.iter().enumerate() {
+            let at = 64 + i * 56;
+            f[at..at + 4].copy_from_slice(&(*p_type as u32).to_le_bytes());
+            f[at + 4..at + 8].copy_from_slice(&(*flags as u32).to_le_bytes());
+            for (j, v) in [offset, vaddr, vaddr, filesz, memsz, align].iter().enumerate() {
+                f[at + 8 + j * 8..at + 16 + j * 8].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        f
+    }
+
+    const R: u64 = 4;
+    const RX: u64 = 5;
+    const RW: u64 = 6;
+    const LOAD: u64 = PT_LOAD as u64;
+
+    /// The usual layout of a static binary: R headers, RX text, RW data + bss.
+    fn program(e_type: u16, base: u64) -> Vec<u8> {
+        file(
+            e_type,
+            EM_X86_64,
+            base + 0x1010,
+            &[
+                [LOAD, R, 0, base, 0x200, 0x200, 0x1000],
+                [LOAD, RX, 0x1000, base + 0x1000, 0x100, 0x100, 0x1000],
+                [LOAD, RW, 0x2000, base + 0x3000, 0x80, 0x2100, 0x1000],
+            ],
+            0x2080,
+        )
+    }
+
+    #[test]
+    fn non_pie_loads_at_its_addresses_with_segment_permissions() {
+        let plan = plan(&program(ET_EXEC, 0x40_0000), EM_X86_64).unwrap();
+        assert_eq!(plan.bias, 0);
+        assert!(!plan.pie);
+        assert_eq!(plan.entry, 0x40_1010);
+        assert_eq!(plan.phdr, 0x40_0040);
+        assert_eq!((plan.phnum, plan.phent), (3, 56));
+        assert_eq!(
+            plan.runs,
+            vec![
+                PageRun { start: 0x40_0000, end: 0x40_1000, protection: Protection::Read },
+                PageRun { start: 0x40_1000, end: 0x40_2000, protection: Protection::ReadExecute },
+                PageRun { start: 0x40_3000, end: 0x40_6000, protection: Protection::ReadWrite },
+            ]
+        );
+        assert_eq!(plan.copies[2], Copy { addr: 0x40_3000, offset: 0x2000, len: 0x80 });
+    }
+
+    #[test]
+    fn static_pie_moves_to_the_pie_base() {
+        let plan = plan(&program(ET_DYN, 0), EM_X86_64).unwrap();
+        assert!(plan.pie);
+        assert_eq!(plan.bias, PIE_BASE);
+        assert_eq!(plan.entry, PIE_BASE + 0x1010);
+        assert_eq!(plan.phdr, PIE_BASE + 0x40);
+        assert_eq!(plan.runs[0].start, PIE_BASE);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_a_reason() {
+        let good = program(ET_EXEC, 0x40_0000);
+        assert!(matches!(plan(b"#!/bin/sh\n", EM_X86_64), Err(ElfError::Malformed(_))));
+        assert!(matches!(plan(&good[..40], EM_X86_64), Err(ElfError::Malformed(_))));
+        // Headers intact, segment data cut off.
+        assert_eq!(plan(&good[..0x1800], EM_X86_64), Err(ElfError::BadSegment("a segment reaches past the end of the file")));
+        assert_eq!(plan(&good, EM_AARCH64), Err(ElfError::WrongMachine(EM_X86_64)));
+        let mut class32 = good.clone();
+        class32[4] = 1;
+        assert!(plan(&class32, EM_X86_64).is_err());
+        assert_eq!(plan(&program(1, 0x40_0000), EM_X86_64), Err(ElfError::NotExecutable(1)));
+        let interp = file(ET_EXEC, EM_X86_64, 0x40_1000, &[[PT_INTERP as u64, R, 0x200, 0x40_0200, 0x1c, 0x1c, 1], [LOAD, RX, 0, 0x40_0000, 0x1000, 0x1000, 0x1000]], 0x1000);
+        assert_eq!(plan(&interp, EM_X86_64), Err(ElfError::Dynamic));
+        let wx = file(ET_EXEC, EM_X86_64, 0x40_0100, &[[LOAD, RX, 0, 0x40_0000, 0x800, 0x800, 0x1000], [LOAD, RW, 0x800, 0x40_0800, 0x100, 0x100, 0x1000]], 0x1000);
+        assert_eq!(plan(&wx, EM_X86_64), Err(ElfError::WriteAndExecute(0x40_0000)));
+        let huge = file(ET_EXEC, EM_X86_64, 0x40_0100, &[[LOAD, RX, 0, 0x40_0000, 0x800, 1 << 40, 0x1000]], 0x1000);
+        assert!(matches!(plan(&huge, EM_X86_64), Err(ElfError::TooLarge(_))));
+        let wrap = file(ET_EXEC, EM_X86_64, 0x40_0100, &[[LOAD, RX, 0, u64::MAX - 0x10, 0x8, 0x100, 0x1000]], 0x1000);
+        assert!(matches!(plan(&wrap, EM_X86_64), Err(ElfError::BadSegment(_))));
+        let none = file(ET_EXEC, EM_X86_64, 0x40_0100, &[], 0x100);
+        assert_eq!(plan(&none, EM_X86_64), Err(ElfError::BadSegment("no loadable segment")));
+        let entry_outside = file(ET_EXEC, EM_X86_64, 0x50_0000, &[[LOAD, RX, 0, 0x40_0000, 0x800, 0x800, 0x1000]], 0x1000);
+        assert!(matches!(plan(&entry_outside, EM_X86_64), Err(ElfError::BadSegment(_))));
+        let filesz = file(ET_EXEC, EM_X86_64, 0x40_0100, &[[LOAD, RX, 0, 0x40_0000, 0x800, 0x400, 0x1000]], 0x1000);
+        assert_eq!(plan(&filesz, EM_X86_64), Err(ElfError::BadSegment("p_filesz exceeds p_memsz")));
+    }
+}
