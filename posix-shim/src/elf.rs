@@ -319,7 +319,7 @@ mod tests {
         class32[4] = 1;
         assert!(plan(&class32, EM_X86_64).is_err());
         assert_eq!(plan(&program(1, 0x40_0000), EM_X86_64), Err(ElfError::NotExecutable(1)));
-        let interp = file(ET_EXEC, EM_X86_64, 0x40_1000, &[[PT_INTERP as u64, R, 0x200, 0x40_0200, 0x1c, 0x1c, 1], [LOAD, RX, 0, 0x40_0000, 0x1000, 0x1000, 0x1000]], 0x1000);
+        let interp = file(ET_EXEC, EM_X86_64, 0x40_1000, &[[u64::from(PT_INTERP), R, 0x200, 0x40_0200, 0x1c, 0x1c, 1], [LOAD, RX, 0, 0x40_0000, 0x1000, 0x1000, 0x1000]], 0x1000);
         assert_eq!(plan(&interp, EM_X86_64), Err(ElfError::Dynamic));
         let wx = file(ET_EXEC, EM_X86_64, 0x40_0100, &[[LOAD, RX, 0, 0x40_0000, 0x800, 0x800, 0x1000], [LOAD, RW, 0x800, 0x40_0800, 0x100, 0x100, 0x1000]], 0x1000);
         assert_eq!(plan(&wx, EM_X86_64), Err(ElfError::WriteAndExecute(0x40_0000)));
