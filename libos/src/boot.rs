@@ -95,13 +95,13 @@ fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Resul
 fn start_scheduler(options: &cmdline::Options) {
     // With the system-call trap (posix-shim), the switch also keeps Linux code's thread pointer.
     #[cfg(all(target_arch = "x86_64", not(feature = "syscalls")))]
-    hal::set_context_switch(&libos_platform_x86_64::Context);
+    hal::set_context_switch(&libos_platform_x86_64::Context::KERNEL);
     #[cfg(all(target_arch = "x86_64", feature = "syscalls"))]
-    hal::set_context_switch(&libos_platform_x86_64::ThreadPointerContext);
+    hal::set_context_switch(&libos_platform_x86_64::Context::WITH_THREAD_POINTER);
     #[cfg(all(target_arch = "aarch64", not(feature = "syscalls")))]
-    hal::set_context_switch(&libos_platform_aarch64::Context);
+    hal::set_context_switch(&libos_platform_aarch64::Context::KERNEL);
     #[cfg(all(target_arch = "aarch64", feature = "syscalls"))]
-    hal::set_context_switch(&libos_platform_aarch64::ThreadPointerContext);
+    hal::set_context_switch(&libos_platform_aarch64::Context::WITH_THREAD_POINTER);
     let mut config = libos_sched::policy::Config::default();
     if let Some(ms) = options.time_slice_ms {
         config.time_slice = core::time::Duration::from_millis(u64::from(ms));

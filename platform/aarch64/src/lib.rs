@@ -88,7 +88,7 @@ mod syscall;
 mod timer;
 
 #[cfg(target_os = "none")]
-pub use platform::{Aarch64, Context, ThreadPointerContext, UserEntry};
+pub use platform::{Aarch64, Context, UserEntry};
 #[cfg(target_os = "none")]
 use platform::set_gic_version;
 
@@ -205,8 +205,19 @@ mod platform {
     }
 
     /// The context switch of this platform (`src/context.rs`, `src/guard.rs`), registered by the
-    /// composition root when it has a scheduler.
-    pub struct Context;
+    /// composition root when it has a scheduler: [`Context::KERNEL`], or in images with
+    /// posix-shim [`Context::WITH_THREAD_POINTER`], which also keeps Linux code's thread pointer (TPIDR_EL0) per thread
+    /// (a separate routine, so images without C code pay nothing for it).
+    pub struct Context {
+        switch: libos_core::hal::SwitchRoutine,
+    }
+
+    impl Context {
+        /// Switches the kernel's own registers.
+        pub const KERNEL: Context = Context { switch: context::SWITCH };
+        /// Also keeps Linux code's per-thread state.
+        pub const WITH_THREAD_POINTER: Context = Context { switch: context::SWITCH_WITH_THREAD_POINTER };
+    }
 
     impl ContextSwitch for Context {
         unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
@@ -215,28 +226,7 @@ mod platform {
         }
 
         fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
-            context::SWITCH
-        }
-
-        fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
-            guard::set(page as u64, guarded)
-        }
-    }
-
-    /// The context switch for images with posix-shim: as [`Context`], and it also keeps Linux
-    /// code's thread pointer (TPIDR_EL0) per thread. Registered instead of [`Context`] by the
-    /// composition root when it has the system-call trap (a separate routine, so images without
-    /// C code pay nothing for it).
-    pub struct ThreadPointerContext;
-
-    impl ContextSwitch for ThreadPointerContext {
-        unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
-            // SAFETY: forwarded contract (ContextSwitch::init_context).
-            unsafe { context::init(stack_top, entry, arg) }
-        }
-
-        fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
-            context::SWITCH_WITH_THREAD_POINTER
+            self.switch
         }
 
         fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {

@@ -71,7 +71,7 @@ mod stacks;
 mod syscall;
 
 #[cfg(target_os = "none")]
-pub use platform::{Context, ThreadPointerContext, UserEntry, X86_64, calibration_source};
+pub use platform::{Context, UserEntry, X86_64, calibration_source};
 
 /// Connects the image's entry point to `kernel_main: fn(&'static BootInfo) -> !`.
 ///
@@ -186,8 +186,19 @@ mod platform {
     }
 
     /// The context switch of this platform (`src/context.rs`, `src/guard.rs`), registered by the
-    /// composition root when it has a scheduler.
-    pub struct Context;
+    /// composition root when it has a scheduler: [`Context::KERNEL`], or in images with
+    /// posix-shim [`Context::WITH_THREAD_POINTER`], which also keeps Linux code's thread pointer (FS base) and vector registers per thread (`src/syscall.rs`)
+    /// (a separate routine, so images without C code pay nothing for it).
+    pub struct Context {
+        switch: libos_core::hal::SwitchRoutine,
+    }
+
+    impl Context {
+        /// Switches the kernel's own registers.
+        pub const KERNEL: Context = Context { switch: context::SWITCH };
+        /// Also keeps Linux code's per-thread state.
+        pub const WITH_THREAD_POINTER: Context = Context { switch: syscall::switch_saving_user_state };
+    }
 
     impl ContextSwitch for Context {
         unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
@@ -196,28 +207,7 @@ mod platform {
         }
 
         fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
-            context::SWITCH
-        }
-
-        fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
-            guard::set(page as u64, guarded)
-        }
-    }
-
-    /// The context switch for images with posix-shim: as [`Context`], and it also keeps Linux
-    /// code's thread pointer (FS base) and vector registers per thread (`src/syscall.rs`). Registered instead of [`Context`] by the
-    /// composition root when it has the system-call trap (a separate routine, so images without
-    /// C code pay nothing for it).
-    pub struct ThreadPointerContext;
-
-    impl ContextSwitch for ThreadPointerContext {
-        unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
-            // SAFETY: forwarded contract (ContextSwitch::init_context).
-            unsafe { context::init(stack_top, entry, arg) }
-        }
-
-        fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
-            syscall::switch_saving_user_state
+            self.switch
         }
 
         fn set_guard_page(&self, page: usize, guarded: bool) -> libos_core::Result<()> {
