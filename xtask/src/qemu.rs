@@ -446,11 +446,6 @@ pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String
 }
 
 impl Running {
-    /// The QEMU process.
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
     /// The virtiofsd processes serving the boot's shares (in the order of
     /// [`VmConfig::shares`]).
     pub fn daemons(&self) -> Option<&crate::virtiofs::Daemons> {

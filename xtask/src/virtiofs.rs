@@ -132,11 +132,16 @@ pub fn tools_dir() -> PathBuf {
 
 /// The virtiofsd binary, installed on first use.
 pub fn ensure_virtiofsd() -> Result<PathBuf> {
-    // Tests start boots from parallel threads: one installation at a time.
-    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    // Tests start boots from parallel threads: one check (and installation) at a time, and
+    // once checked, not again for every boot of this process.
+    static CHECKED: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(binary) = checked.as_ref() {
+        return Ok(binary.clone());
+    }
     let binary = tools_dir().join("bin/virtiofsd");
     if installed_version(&binary).as_deref() == Some(VIRTIOFSD_VERSION) {
+        *checked = Some(binary.clone());
         return Ok(binary);
     }
     let missing: Vec<&str> =
@@ -157,7 +162,10 @@ pub fn ensure_virtiofsd() -> Result<PathBuf> {
             .arg(tools_dir()),
     )?;
     match installed_version(&binary) {
-        Some(v) if v == VIRTIOFSD_VERSION => Ok(binary),
+        Some(v) if v == VIRTIOFSD_VERSION => {
+            *checked = Some(binary.clone());
+            Ok(binary)
+        }
         other => Err(format!("{} reports version {other:?} after installing {VIRTIOFSD_VERSION}", binary.display()).into()),
     }
 }

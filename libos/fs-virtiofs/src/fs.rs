@@ -280,6 +280,7 @@ impl Session {
         for (slot, part) in request[1..].iter_mut().zip(body) {
             *slot = part;
         }
+        debug_assert!(body.len() <= 5, "a FUSE request has at most 5 body parts");
         let parts = 1 + body.len().min(5);
         let mut out_header = [0u8; proto::OUT_HEADER_SIZE];
         let (fixed, payload) = match data {

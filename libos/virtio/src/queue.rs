@@ -14,7 +14,6 @@
 
 use crate::{QueueAddresses, Transport};
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{Ordering, fence};
 use libos_core::hal;
@@ -131,8 +130,14 @@ pub struct SplitQueue {
     last_used: u16,
     /// Per head descriptor: how many direct descriptors its chain holds, and its indirect
     /// table (kept alive until the device returns the chain).
-    chains: Vec<(u16, Option<Box<[Descriptor]>>)>,
+    chains: Vec<(u16, Option<Vec<Descriptor>>)>,
+    /// Descriptor lists the device gave back, reused so that a request allocates nothing once
+    /// the queue has warmed up (at most [`SPARE_LISTS`] are kept).
+    spare: Vec<Vec<Descriptor>>,
 }
+
+/// How many returned descriptor lists a queue keeps for reuse.
+const SPARE_LISTS: usize = 32;
 
 impl SplitQueue {
     /// Sets up queue `index` with the largest size the device allows, capped at `max_size`
@@ -164,6 +169,7 @@ impl SplitQueue {
             available_index: 0,
             last_used: 0,
             chains: (0..n).map(|_| (0, None)).collect(),
+            spare: Vec::new(),
         };
         for i in 0..size {
             queue.write_descriptor(i, Descriptor { next: (i + 1) % size, ..Descriptor::default() });
@@ -227,7 +233,8 @@ impl SplitQueue {
     /// Every part must stay valid, and must not be accessed by the CPU (the writable ones are
     /// written by the device), until `pop_used` returned this token or the device was reset.
     pub unsafe fn add(&mut self, readable: &[&[u8]], writable: &mut [&mut [u8]]) -> Result<u16> {
-        let mut list: Vec<Descriptor> = Vec::with_capacity(readable.len() + writable.len());
+        let mut list = self.spare.pop().unwrap_or_default();
+        list.clear();
         for part in readable {
             segments(part.as_ptr() as usize, part.len(), |s| {
                 list.push(Descriptor { addr: s.phys, len: s.len, flags: 0, next: 0 });
@@ -247,6 +254,7 @@ impl SplitQueue {
                 return Err(Errno::E2BIG);
             }
             if self.free_count == 0 {
+                self.recycle(list); // the caller waits and tries again
                 return Err(Errno::ENOSPC);
             }
             let last = list.len() - 1;
@@ -256,7 +264,8 @@ impl SplitQueue {
                     d.next = (i + 1) as u16;
                 }
             }
-            let table = list.into_boxed_slice();
+            // The table is not touched again until the device returns the chain (`pop_used`).
+            let table = list;
             let mut table_phys = 0;
             let mut pieces = 0;
             let bytes = table.len() * size_of::<Descriptor>();
@@ -277,11 +286,12 @@ impl SplitQueue {
                 return Err(Errno::E2BIG);
             }
             if list.len() > usize::from(self.free_count) {
+                self.recycle(list); // the caller waits and tries again
                 return Err(Errno::ENOSPC);
             }
             let mut at = head;
             let count = list.len();
-            for (i, mut d) in list.into_iter().enumerate() {
+            for (i, mut d) in list.drain(..).enumerate() {
                 let next = self.read_descriptor_next(at);
                 if i + 1 < count {
                     d.flags |= DESC_F_NEXT;
@@ -293,6 +303,7 @@ impl SplitQueue {
             self.free_head = at;
             self.free_count -= count as u16;
             self.chains[usize::from(head)] = (count as u16, None);
+            self.recycle(list);
         }
         // Publish: the ring entry, then (after a barrier) the index the device polls.
         let slot = self.available_offset + 4 + 2 * usize::from(self.available_index % self.size);
@@ -345,7 +356,9 @@ impl SplitQueue {
             return None;
         }
         let (count, table) = core::mem::take(&mut self.chains[usize::from(head)]);
-        drop(table);
+        if let Some(table) = table {
+            self.recycle(table);
+        }
         // Return the chain to the free list: walk to its last descriptor, link it to the old head.
         let mut last = head;
         for _ in 1..count {
@@ -355,6 +368,13 @@ impl SplitQueue {
         self.free_head = head;
         self.free_count += count;
         Some((head, len))
+    }
+
+    /// Keeps a descriptor list the device no longer reads for the next request.
+    fn recycle(&mut self, list: Vec<Descriptor>) {
+        if self.spare.len() < SPARE_LISTS {
+            self.spare.push(list);
+        }
     }
 
     /// Free descriptors (for a caller deciding whether to wait).

@@ -219,7 +219,7 @@ fn measure_all(options: &Options, share_root: &std::path::Path) -> Result<i32> {
                 "ops": w.ops,
                 "bytes": w.bytes,
                 "guest_instructions_per_op": per_op(own, w.ops).round(),
-                "guest_ticks_per_op_including_polling": per_op(w.ticks, w.ops).round(),
+                "counter_ticks_per_op": per_op(w.ticks, w.ops).round(),
                 "fuse_requests_per_op": per_op(f("requests"), w.ops),
                 "lookups_per_op": per_op(f("lookups"), w.ops),
                 "getattrs_per_op": per_op(f("getattrs"), w.ops),
@@ -247,7 +247,7 @@ fn measure_all(options: &Options, share_root: &std::path::Path) -> Result<i32> {
                 show(num("fuse_bytes_per_op"), 0),
                 show(num("notifications_per_op"), 2),
                 show(num("interrupts_per_op"), 2),
-                show(num("guest_ticks_per_op_including_polling"), 0),
+                show(num("counter_ticks_per_op"), 0),
                 show(num("tcg_mib_per_s"), 1),
                 show(num("ramfs_tcg_mib_per_s"), 1),
             );
