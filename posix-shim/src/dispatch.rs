@@ -65,6 +65,13 @@ pub extern "C" fn dispatch(frame: &mut Frame) -> isize {
     }
 }
 
+/// The return hook (libos-core's `syscall` docs): runs at system-call returns while some
+/// thread asked for one, with the complete frame; each step checks what the returning thread
+/// itself has to do.
+pub extern "C" fn on_return(frame: &mut Frame) {
+    thread::finish_clone(frame);
+}
+
 fn unknown(frame: &mut Frame) -> isize {
     log_unsupported("system call", frame.number());
     to_return(Err(Errno::ENOSYS))
@@ -124,9 +131,9 @@ table! {
     nr::FUTEX => |f, [a0, a1, a2, a3, a4, a5]| thread::futex(a0, a1, a2, a3, a4, a5);
     // clone(flags, stack, ptid, ctid, tls) on x86_64; (flags, stack, ptid, tls, ctid) on aarch64.
     #[cfg(not(target_arch = "aarch64"))]
-    nr::CLONE => |f, [a0, a1, a2, a3, a4, _]| thread::clone(f, a0, a1, a2, a3, a4);
+    nr::CLONE => |f, [a0, a1, a2, a3, a4, _]| thread::clone(a0, a1, a2, a3, a4);
     #[cfg(target_arch = "aarch64")]
-    nr::CLONE => |f, [a0, a1, a2, a3, a4, _]| thread::clone(f, a0, a1, a2, a4, a3);
+    nr::CLONE => |f, [a0, a1, a2, a3, a4, _]| thread::clone(a0, a1, a2, a4, a3);
     nr::SCHED_YIELD => |f, _| {
         yield_now();
         Ok(0)

@@ -14,7 +14,7 @@ mod with_fs {
     use crate::abi::{Stat, open_flags as o};
     use crate::fd::{self, Object};
     use crate::user;
-    use alloc::string::String;
+    use alloc::borrow::Cow;
     use libos::fs::vfs::{FileType, Metadata, OpenFlags, SeekFrom};
     use libos::fs::vfs as vfs_crate;
     use libos::{Errno, Result};
@@ -31,13 +31,14 @@ mod with_fs {
         libos::fs::vfs()
     }
 
-    /// The absolute path of `path` relative to `dirfd`.
-    pub fn resolve(dirfd: u64, path: &str) -> Result<String> {
+    /// The absolute path of `path` relative to `dirfd` (borrowed when it is absolute already:
+    /// no copy on the common path).
+    pub fn resolve(dirfd: u64, path: &str) -> Result<Cow<'_, str>> {
         if path.is_empty() {
             return Err(Errno::ENOENT);
         }
         if path.starts_with('/') {
-            return Ok(String::from(path));
+            return Ok(Cow::Borrowed(path));
         }
         let base = if dirfd as i64 == AT_FDCWD {
             vfs()?.current_dir()?
@@ -52,11 +53,11 @@ mod with_fs {
             joined.push('/');
         }
         joined.push_str(path);
-        Ok(joined)
+        Ok(Cow::Owned(joined))
     }
 
     /// Reads the path argument at `addr` and resolves it against `dirfd`.
-    fn path_arg(dirfd: u64, addr: u64) -> Result<String> {
+    fn path_arg(dirfd: u64, addr: u64) -> Result<Cow<'static, str>> {
         // SAFETY: checked by `c_str`; the C program vouches for the rest (syscall contract).
         let path = unsafe { user::c_str(addr, PATH_MAX)? };
         resolve(dirfd, path)
@@ -86,7 +87,7 @@ mod with_fs {
         let vfs_flags = open_flags(flags)?;
         let perm = (mode as u32) & 0o7777 & !crate::dispatch::umask_value();
         let file = vfs()?.open(&path, vfs_flags, perm)?;
-        let directory = file.node().file_type().is_dir().then_some(path);
+        let directory = file.node().file_type().is_dir().then(|| path.into_owned());
         fd::insert(Object::File(file, directory), flags & o::CLOEXEC != 0)
     }
 

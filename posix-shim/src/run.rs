@@ -74,7 +74,7 @@ pub(crate) fn run(program: Program) -> i32 {
         libos::println!("posix-shim: this image has no system-call entry");
         return 1;
     };
-    entry.install(dispatch::dispatch);
+    entry.install(dispatch::dispatch, dispatch::on_return);
     fd::init_console();
     #[cfg(feature = "threads")]
     {

@@ -34,17 +34,30 @@ struct CThread {
     clear_tid: u64,
     /// Blocked signals (bit `n - 1` for signal `n`); a new thread inherits its creator's.
     blocked: u64,
+    /// A checked `clone` waiting for the complete frame at the call's return ([`finish_clone`]).
+    pending_clone: Option<CloneRequest>,
+}
+
+/// The arguments of a `clone` that passed its checks.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "threads"), allow(dead_code))] // without threads, `clone` stops earlier
+struct CloneRequest {
+    flags: u64,
+    stack: u64,
+    ptid: u64,
+    ctid: u64,
+    tls: u64,
 }
 
 #[cfg(feature = "threads")]
 static CURRENT: libos::thread::tls::Key<CThread> = libos::thread::tls::Key::new();
 #[cfg(not(feature = "threads"))]
-static MAIN: Mutex<CThread> = Mutex::new(CThread { tid: crate::dispatch::PID, clear_tid: 0, blocked: 0 });
+static MAIN: Mutex<CThread> = Mutex::new(CThread { tid: crate::dispatch::PID, clear_tid: 0, blocked: 0, pending_clone: None });
 
 fn current() -> CThread {
     #[cfg(feature = "threads")]
     {
-        CURRENT.with(|c| c.copied()).unwrap_or(CThread { tid: crate::dispatch::PID, clear_tid: 0, blocked: 0 })
+        CURRENT.with(|c| c.copied()).unwrap_or(CThread { tid: crate::dispatch::PID, ..CThread::default() })
     }
     #[cfg(not(feature = "threads"))]
     {
@@ -64,7 +77,7 @@ fn set_current(thread: CThread) {
 /// Registers the program's first thread (before `_start`).
 pub fn init_main_thread() {
     TIDS.lock().insert(crate::dispatch::PID);
-    set_current(CThread { tid: crate::dispatch::PID, clear_tid: 0, blocked: 0 });
+    set_current(CThread { tid: crate::dispatch::PID, ..CThread::default() });
 }
 
 /// `gettid()`.
@@ -157,8 +170,10 @@ const SUPPORTED: u64 = THREAD_FLAGS
 const KERNEL_STACK: usize = 16 * 1024;
 
 /// `clone(flags, stack, ptid, ctid, tls)` (arguments in Linux order for the architecture,
-/// already sorted by the dispatcher).
-pub fn clone(frame: &libos::syscall::Frame, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> Result<u64> {
+/// already sorted by the dispatcher). The child starts with the parent's registers, which the
+/// system-call trap saves completely only at a return with outstanding work: so this checks
+/// the call, asks for that return, and [`finish_clone`] creates the thread there.
+pub fn clone(flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> Result<u64> {
     if flags & THREAD_FLAGS != THREAD_FLAGS || flags & CLONE_VFORK != 0 {
         log::warn!("posix-shim: clone without the thread flags (a new process, flags {flags:#x}): ENOSYS until multi-process support");
         return Err(Errno::ENOSYS);
@@ -170,12 +185,32 @@ pub fn clone(frame: &libos::syscall::Frame, flags: u64, stack: u64, ptid: u64, c
     if stack == 0 {
         return Err(Errno::EINVAL);
     }
-    spawn(frame, flags, stack, ptid, ctid, tls)
+    if !cfg!(feature = "threads") {
+        log::warn!("posix-shim: clone needs the `threads` feature of posix-shim: EAGAIN");
+        return Err(Errno::EAGAIN);
+    }
+    let mut me = current();
+    me.pending_clone = Some(CloneRequest { flags, stack, ptid, ctid, tls });
+    set_current(me);
+    libos::syscall::request_return_work();
+    Ok(0) // replaced by `finish_clone`
+}
+
+/// At the return of this thread's `clone` (the return hook, with the complete frame): creates
+/// the thread and puts its id (or `-errno`) in the frame's result register.
+pub fn finish_clone(frame: &mut libos::syscall::Frame) {
+    let mut me = current();
+    let Some(request) = me.pending_clone.take() else { return };
+    set_current(me);
+    libos::syscall::return_work_done();
+    let result = spawn(frame, request);
+    frame.set_result(crate::dispatch::to_return(result) as u64);
 }
 
 #[cfg(feature = "threads")]
-fn spawn(frame: &libos::syscall::Frame, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> Result<u64> {
+fn spawn(frame: &libos::syscall::Frame, request: CloneRequest) -> Result<u64> {
     use alloc::boxed::Box;
+    let CloneRequest { flags, stack, ptid, ctid, tls } = request;
     let entry = libos::syscall::user_entry().ok_or(Errno::ENOSYS)?;
     let tid = NEXT_TID.fetch_add(1, Ordering::Relaxed);
     let mut child = Box::new(frame.clone());
@@ -194,7 +229,7 @@ fn spawn(frame: &libos::syscall::Frame, flags: u64, stack: u64, ptid: u64, ctid:
     let parent_tp = entry.thread_pointer();
     let blocked = blocked_signals();
     let spawned = libos::thread::Builder::new().name(alloc::format!("c-thread-{tid}")).stack_size(KERNEL_STACK).spawn(move || {
-        set_current(CThread { tid, clear_tid, blocked });
+        set_current(CThread { tid, clear_tid, blocked, pending_clone: None });
         entry.set_thread_pointer(if flags & CLONE_SETTLS != 0 { tls as usize } else { parent_tp });
         let frame = *child;
         // SAFETY: the frame is the parent's at its `clone`, with the stack the C program
@@ -214,9 +249,8 @@ fn spawn(frame: &libos::syscall::Frame, flags: u64, stack: u64, ptid: u64, ctid:
 }
 
 #[cfg(not(feature = "threads"))]
-fn spawn(_: &libos::syscall::Frame, _: u64, _: u64, _: u64, _: u64, _: u64) -> Result<u64> {
-    log::warn!("posix-shim: clone needs the `threads` feature of posix-shim: EAGAIN");
-    Err(Errno::EAGAIN)
+fn spawn(_: &libos::syscall::Frame, _: CloneRequest) -> Result<u64> {
+    Err(Errno::EAGAIN) // `clone` refused it already
 }
 
 /// `sched_getaffinity(pid, size, mask)`: one CPU.

@@ -82,19 +82,23 @@ pub unsafe fn write<T: Copy>(addr: u64, value: T) -> Result<()> {
 /// # Safety
 /// As [`slice`], for every byte up to the NUL.
 pub unsafe fn c_str<'a>(addr: u64, max: usize) -> Result<&'a str> {
-    // Scan page by page: each page's range is checked once, then searched for the NUL.
+    // Scan page by page: each page's range is checked once, then searched for the NUL, noting
+    // on the way whether every byte is ASCII (then it is UTF-8 without a second pass).
     let mut len = 0usize;
-    loop {
+    let mut all_bits = 0u8;
+    'pages: loop {
         let at = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
         let chunk = 4096 - (at % 4096);
         check_range(at, chunk)?;
         // SAFETY: the chunk passed the plausibility check and stays within one page.
         let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, chunk as usize) };
-        if let Some(nul) = bytes.iter().position(|&b| b == 0) {
-            len += nul;
-            break;
+        for &b in bytes {
+            if b == 0 {
+                break 'pages;
+            }
+            all_bits |= b;
+            len += 1;
         }
-        len += chunk as usize;
         if len > max {
             return Err(Errno::ENAMETOOLONG);
         }
@@ -104,6 +108,10 @@ pub unsafe fn c_str<'a>(addr: u64, max: usize) -> Result<&'a str> {
     }
     // SAFETY: the bytes up to `len` were just read.
     let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+    if all_bits < 0x80 {
+        // SAFETY: every byte is ASCII, which is valid UTF-8.
+        return Ok(unsafe { core::str::from_utf8_unchecked(bytes) });
+    }
     core::str::from_utf8(bytes).map_err(|_| Errno::EINVAL)
 }
 
@@ -131,5 +139,11 @@ mod tests {
         assert_eq!(unsafe { c_str(text.as_ptr() as u64, 3) }, Err(Errno::ENAMETOOLONG));
         // SAFETY: null is rejected before any read.
         assert_eq!(unsafe { c_str(0, 3) }, Err(Errno::EFAULT));
+        let utf8 = "grüße\0";
+        // SAFETY: a live NUL-terminated buffer.
+        assert_eq!(unsafe { c_str(utf8.as_ptr() as u64, 100) }, Ok("grüße"));
+        let bad = b"a\xffb\0";
+        // SAFETY: as above.
+        assert_eq!(unsafe { c_str(bad.as_ptr() as u64, 100) }, Err(Errno::EINVAL));
     }
 }

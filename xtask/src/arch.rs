@@ -25,7 +25,7 @@ impl Arch {
     pub fn target(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64-unknown-none",
-            Arch::Aarch64 => "aarch64-unknown-none",
+            Arch::Aarch64 => "aarch64-unknown-none-softfloat",
         }
     }
 

@@ -117,39 +117,57 @@ pub type Mutex<T> = lock_api::Mutex<RawMutex, T>;
 /// Guard of a [`Mutex`].
 pub type MutexGuard<'a, T> = lock_api::MutexGuard<'a, RawMutex, T>;
 
-/// The raw lock behind [`Mutex`]: a flag plus a wait queue (no fairness: a running thread may
-/// take the lock before a woken waiter gets to run).
+/// The raw lock behind [`Mutex`]: a state word plus a wait queue (no fairness: a running thread
+/// may take the lock before a woken waiter gets to run).
+///
+/// The state is [`UNLOCKED`], [`LOCKED`] (no thread waits) or [`CONTENDED`] (a thread may be
+/// queued), so an unlock touches the wait queue, whose lock masks interrupts, only after
+/// contention: the common uncontended lock/unlock pair is two atomic operations.
 pub struct RawMutex {
-    locked: AtomicBool,
+    state: AtomicU8,
     queue: WaitQueue,
 }
 
-// SAFETY: `lock` returns only after this thread swapped `locked` from false to true (Acquire),
-// `unlock` stores false (Release), so there is at most one holder and its writes are visible to
-// the next one.
+const UNLOCKED: u8 = 0;
+const LOCKED: u8 = 1;
+const CONTENDED: u8 = 2;
+
+// SAFETY: `lock` returns only after this thread moved `state` from UNLOCKED to LOCKED or
+// CONTENDED (Acquire), `unlock` stores UNLOCKED (Release), so there is at most one holder and
+// its writes are visible to the next one. No wake-up is lost: a waiter sleeps only after it
+// set CONTENDED and then saw CONTENDED still there (checked under the queue's lock), so the
+// holder's later unlock sees CONTENDED and wakes the queue.
 unsafe impl lock_api::RawMutex for RawMutex {
     #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: RawMutex = RawMutex { locked: AtomicBool::new(false), queue: WaitQueue::new() };
+    const INIT: RawMutex = RawMutex { state: AtomicU8::new(UNLOCKED), queue: WaitQueue::new() };
 
     type GuardMarker = lock_api::GuardNoSend;
 
     fn lock(&self) {
-        while !self.try_lock() {
-            self.queue.wait_until(|| !self.locked.load(Ordering::Relaxed));
+        if self.try_lock() {
+            return;
+        }
+        // Taking it as CONTENDED is conservative: its unlock wakes a waiter that may not exist.
+        // Sleep only while the state says CONTENDED (as a futex mutex does): if another thread
+        // took the lock as plain LOCKED meanwhile, go round and mark it CONTENDED first, or its
+        // unlock would not wake anyone.
+        while self.state.swap(CONTENDED, Ordering::Acquire) != UNLOCKED {
+            self.queue.wait_until(|| self.state.load(Ordering::Relaxed) != CONTENDED);
         }
     }
 
     fn try_lock(&self) -> bool {
-        self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        self.state.compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok()
     }
 
     unsafe fn unlock(&self) {
-        self.locked.store(false, Ordering::Release);
-        self.queue.wake_one();
+        if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
+            self.queue.wake_one();
+        }
     }
 
     fn is_locked(&self) -> bool {
-        self.locked.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed) != UNLOCKED
     }
 }
 

@@ -155,12 +155,25 @@ mod arch {
     pub fn vector_registers_survive(seed: u64, spins: u64) -> Result<(), usize> {
         let load: [u64; 64] = pattern(seed);
         let mut got = [0u64; 64];
+        let mut saved = [0u64; 64];
         let mut fpcr_got = 0u64;
+        // The kernel target is soft-float, so `v` registers cannot be declared as clobbers;
+        // instead the asm saves them first and restores them last, changing nothing visible.
         // SAFETY: the pointers are to local buffers of 64 words (32 q registers); the vector
-        // registers are declared clobbered; FPCR is restored before the block ends.
+        // registers and FPCR are restored before the block ends; FP/SIMD is enabled at boot.
         unsafe {
             core::arch::asm!(
+                ".arch_extension fp",
+                ".arch_extension simd",
                 "mrs {saved}, fpcr",
+                "stp q0, q1, [{sav}, #0]", "stp q2, q3, [{sav}, #32]",
+                "stp q4, q5, [{sav}, #64]", "stp q6, q7, [{sav}, #96]",
+                "stp q8, q9, [{sav}, #128]", "stp q10, q11, [{sav}, #160]",
+                "stp q12, q13, [{sav}, #192]", "stp q14, q15, [{sav}, #224]",
+                "stp q16, q17, [{sav}, #256]", "stp q18, q19, [{sav}, #288]",
+                "stp q20, q21, [{sav}, #320]", "stp q22, q23, [{sav}, #352]",
+                "stp q24, q25, [{sav}, #384]", "stp q26, q27, [{sav}, #416]",
+                "stp q28, q29, [{sav}, #448]", "stp q30, q31, [{sav}, #480]",
                 "msr fpcr, {probe}",
                 "ldp q0, q1, [{ld}, #0]", "ldp q2, q3, [{ld}, #32]",
                 "ldp q4, q5, [{ld}, #64]", "ldp q6, q7, [{ld}, #96]",
@@ -182,19 +195,22 @@ mod arch {
                 "stp q20, q21, [{got}, #320]", "stp q22, q23, [{got}, #352]",
                 "stp q24, q25, [{got}, #384]", "stp q26, q27, [{got}, #416]",
                 "stp q28, q29, [{got}, #448]", "stp q30, q31, [{got}, #480]",
+                "ldp q0, q1, [{sav}, #0]", "ldp q2, q3, [{sav}, #32]",
+                "ldp q4, q5, [{sav}, #64]", "ldp q6, q7, [{sav}, #96]",
+                "ldp q8, q9, [{sav}, #128]", "ldp q10, q11, [{sav}, #160]",
+                "ldp q12, q13, [{sav}, #192]", "ldp q14, q15, [{sav}, #224]",
+                "ldp q16, q17, [{sav}, #256]", "ldp q18, q19, [{sav}, #288]",
+                "ldp q20, q21, [{sav}, #320]", "ldp q22, q23, [{sav}, #352]",
+                "ldp q24, q25, [{sav}, #384]", "ldp q26, q27, [{sav}, #416]",
+                "ldp q28, q29, [{sav}, #448]", "ldp q30, q31, [{sav}, #480]",
                 "msr fpcr, {saved}",
                 ld = in(reg) load.as_ptr(),
                 got = in(reg) got.as_mut_ptr(),
+                sav = in(reg) saved.as_mut_ptr(),
                 probe = in(reg) FPCR_PROBE,
                 saved = out(reg) _,
                 fg = out(reg) fpcr_got,
                 n = inout(reg) spins.max(1) => _,
-                out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
-                out("v6") _, out("v7") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _,
-                out("v12") _, out("v13") _, out("v14") _, out("v15") _, out("v16") _, out("v17") _,
-                out("v18") _, out("v19") _, out("v20") _, out("v21") _, out("v22") _, out("v23") _,
-                out("v24") _, out("v25") _, out("v26") _, out("v27") _, out("v28") _, out("v29") _,
-                out("v30") _, out("v31") _,
                 options(nostack),
             );
         }

@@ -1,7 +1,6 @@
 //! Path syntax: validation and splitting into components. No file system access here.
 
 use crate::types::{NAME_MAX, PATH_MAX};
-use alloc::vec::Vec;
 use libos_core::{Errno, Result};
 
 /// The last component of a path, as the operations that create or remove names see it.
@@ -17,27 +16,67 @@ pub(crate) enum Last<'a> {
     Name(&'a str),
 }
 
-/// A syntactically valid path split into components.
-#[derive(Debug)]
+/// A syntactically valid path, split into components lazily (no allocation: a path walk runs
+/// on every `open`, `stat`, ...).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Parsed<'a> {
     /// Starts with `/`.
     pub absolute: bool,
-    /// The non-empty components between slashes, `.` and `..` included.
-    pub components: Vec<&'a str>,
     /// Ends with `/` after at least one component (`a/`): the last component must be a
     /// directory.
     pub trailing_slash: bool,
+    /// The path up to the end of its last component (no trailing slashes).
+    body: &'a str,
+    /// Where the last component starts in `body` (`body.len()` when there is none).
+    last_start: usize,
 }
 
 impl<'a> Parsed<'a> {
     /// The last component, classified.
     pub fn last(&self) -> Last<'a> {
-        match self.components.last() {
-            None => Last::Root,
-            Some(&".") => Last::Dot,
-            Some(&"..") => Last::DotDot,
-            Some(name) => Last::Name(name),
+        match &self.body[self.last_start..] {
+            "" => Last::Root,
+            "." => Last::Dot,
+            ".." => Last::DotDot,
+            name => Last::Name(name),
         }
+    }
+
+    /// The last component as written (`None` for `/`).
+    pub fn last_name(&self) -> Option<&'a str> {
+        let name = &self.body[self.last_start..];
+        (!name.is_empty()).then_some(name)
+    }
+
+    /// The non-empty components between slashes before the last one, `.` and `..` included.
+    pub fn dirs(&self) -> Components<'a> {
+        Components { rest: &self.body[..self.last_start] }
+    }
+
+    /// Every component, `.` and `..` included.
+    #[cfg(test)]
+    pub fn components(&self) -> Components<'a> {
+        Components { rest: self.body }
+    }
+}
+
+/// The non-empty components of a path (see [`Parsed::dirs`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Components<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for Components<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.rest.as_bytes();
+        let start = bytes.iter().position(|&b| b != b'/')?;
+        let end = bytes[start..].iter().position(|&b| b == b'/').map_or(bytes.len(), |n| start + n);
+        // Both ends are at ASCII `/` bytes or the ends of the string: char boundaries.
+        let name = &self.rest[start..end];
+        self.rest = &self.rest[end..];
+        Some(name)
     }
 }
 
@@ -53,12 +92,14 @@ pub(crate) fn parse(path: &str) -> Result<Parsed<'_>> {
     if path.as_bytes().contains(&0) {
         return Err(Errno::EINVAL);
     }
-    let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-    if components.iter().any(|c| c.len() > NAME_MAX) {
+    // A component can be too long only in a path longer than NAME_MAX (the common case skips
+    // the scan).
+    if path.len() > NAME_MAX && path.split('/').any(|c| c.len() > NAME_MAX) {
         return Err(Errno::ENAMETOOLONG);
     }
-    let trailing_slash = path.ends_with('/') && !components.is_empty();
-    Ok(Parsed { absolute: path.starts_with('/'), components, trailing_slash })
+    let body = path.trim_end_matches('/');
+    let last_start = body.rfind('/').map_or(0, |slash| slash + 1);
+    Ok(Parsed { absolute: path.starts_with('/'), trailing_slash: !body.is_empty() && body.len() < path.len(), body, last_start })
 }
 
 /// Checks a symlink target: like a path, but it is stored, not walked, so only emptiness, NUL
@@ -84,8 +125,16 @@ mod tests {
     fn splits_and_classifies() {
         let p = parse("/a//b/./").unwrap();
         assert!(p.absolute && p.trailing_slash);
-        assert_eq!(p.components, ["a", "b", "."]);
+        assert_eq!(p.components().collect::<alloc::vec::Vec<_>>(), ["a", "b", "."]);
+        assert_eq!(p.dirs().collect::<alloc::vec::Vec<_>>(), ["a", "b"]);
         assert_eq!(p.last(), Last::Dot);
+        let q = parse("x//y").unwrap();
+        assert!(!q.absolute && !q.trailing_slash);
+        assert_eq!(q.dirs().collect::<alloc::vec::Vec<_>>(), ["x"]);
+        assert_eq!(q.last_name(), Some("y"));
+        assert_eq!(parse("///").unwrap().dirs().count(), 0);
+        assert_eq!(parse("///").unwrap().last_name(), None);
+        assert!(!parse("///").unwrap().trailing_slash);
         assert_eq!(parse("//").unwrap().last(), Last::Root);
         assert!(!parse("/").unwrap().trailing_slash);
         assert_eq!(parse("x/..").unwrap().last(), Last::DotDot);

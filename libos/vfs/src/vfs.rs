@@ -12,6 +12,7 @@ use crate::types::{DirEntry, MAX_SYMLINKS, Metadata, OpenFlags, PATH_MAX, StatFs
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
@@ -55,6 +56,20 @@ struct MountTable {
     covers: HashMap<(u64, u64), Arc<Mount>>,
 }
 
+/// The bit of a `(mount id, inode)` key in [`Vfs::covered_summary`]: the top 6 bits of a
+/// multiplicative hash (Fibonacci hashing), so nearby inode numbers spread over all 64 bits.
+fn summary_bit(mount: u64, ino: u64) -> u64 {
+    let hash = (ino ^ mount.rotate_right(17)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    1 << (hash >> 58)
+}
+
+#[cfg(test)]
+#[test]
+fn summary_bits_spread_over_neighbouring_inodes() {
+    let bits: alloc::collections::BTreeSet<u64> = (1..=16).map(|ino| summary_bit(1, ino)).collect();
+    assert!(bits.len() >= 10, "16 neighbouring inodes share too few bits: {}", bits.len());
+}
+
 /// A mount, as [`Vfs::mounts`] lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountInfo {
@@ -71,6 +86,10 @@ pub struct MountInfo {
 pub struct Vfs {
     root: Arc<Mount>,
     mounts: SpinLock<MountTable>,
+    /// One bit per covered directory ([`summary_bit`]; set under the `mounts` lock, cleared by
+    /// rebuilding it on unmount): a clear bit means "not covered" without taking the lock or
+    /// hashing, which is the answer for nearly every directory a walk passes.
+    covered_summary: AtomicU64,
     cwd: SpinLock<Loc>,
     /// Held across a directory rename's subtree check and the rename itself, so two concurrent
     /// renames cannot together move a directory into its own subtree (Linux's
@@ -94,6 +113,7 @@ impl Vfs {
         Vfs {
             root,
             mounts: SpinLock::new(MountTable { next_id: 2, covers: HashMap::new() }),
+            covered_summary: AtomicU64::new(0),
             cwd: SpinLock::new(cwd),
             dir_rename: SpinLock::new(()),
         }
@@ -109,7 +129,7 @@ impl Vfs {
 
     /// The mount on top of `loc`, if it is covered (repeatedly, for stacked mounts).
     fn cross(&self, mut loc: Loc) -> Loc {
-        if !loc.is_dir() {
+        if self.covered_summary.load(Ordering::Acquire) & summary_bit(loc.mount.id, loc.node.ino()) == 0 || !loc.is_dir() {
             return loc;
         }
         let mounts = self.mounts.lock();
@@ -156,7 +176,7 @@ impl Vfs {
     }
 
     /// Walks `components` from `base`, following every symlink.
-    fn walk(&self, base: Loc, components: &[&str], budget: &mut u32) -> Result<Loc> {
+    fn walk<'p>(&self, base: Loc, components: impl Iterator<Item = &'p str>, budget: &mut u32) -> Result<Loc> {
         let mut cur = base;
         for name in components {
             let mut next = self.step(&cur, name)?;
@@ -175,10 +195,10 @@ impl Vfs {
     fn resolve_from(&self, start: &Loc, path: &str, follow_last: bool, budget: &mut u32) -> Result<Loc> {
         let parsed = path::parse(path)?;
         let base = self.base(start, &parsed);
-        let Some((last, dirs)) = parsed.components.split_last() else {
+        let Some(last) = parsed.last_name() else {
             return Ok(base);
         };
-        let parent = self.walk(base, dirs, budget)?;
+        let parent = self.walk(base, parsed.dirs(), budget)?;
         let mut loc = self.step(&parent, last)?;
         if loc.is_symlink() && (follow_last || parsed.trailing_slash) {
             loc = self.follow(&parent, &loc, budget)?;
@@ -201,8 +221,7 @@ impl Vfs {
     fn resolve_parent_from<'p>(&self, start: &Loc, path: &'p str, budget: &mut u32) -> Result<(Loc, Last<'p>, bool)> {
         let parsed = path::parse(path)?;
         let base = self.base(start, &parsed);
-        let dirs = parsed.components.split_last().map_or(&[][..], |(_, dirs)| dirs);
-        let parent = self.walk(base, dirs, budget)?;
+        let parent = self.walk(base, parsed.dirs(), budget)?;
         if !parent.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -239,6 +258,7 @@ impl Vfs {
         mounts.next_id += 1;
         let mount = Arc::new(Mount { id, root_ino: root.ino(), root, fs, parent: Some(loc), path: String::from(path) });
         mounts.covers.insert(key, mount);
+        self.covered_summary.fetch_or(summary_bit(key.0, key.1), Ordering::Release);
         Ok(())
     }
 
@@ -258,6 +278,8 @@ impl Vfs {
             return Err(Errno::EBUSY);
         }
         mounts.covers.remove(&(covered.mount.id, covered.node.ino()));
+        let summary = mounts.covers.keys().fold(0, |bits, &(id, ino)| bits | summary_bit(id, ino));
+        self.covered_summary.store(summary, Ordering::Release);
         Ok(())
     }
 

@@ -22,6 +22,12 @@
  * a kernel stack overflow can still be reported. The Rust side replaces the early tables with
  * the final ones (src/paging.rs). */
 
+/* The kernel is soft-float (compiled code never touches FP/SIMD registers), but the exception
+ * entry below saves and restores them for the interrupted program. */
+    .arch_extension fp
+    .arch_extension simd
+
+
     .equ R_AARCH64_RELATIVE, 1027
     /* 1 GiB block: AF | AttrIndx 1 (Device-nGnRE) | PXN | UXN | block */
     .equ EARLY_DEVICE_BLOCK, (1 << 10) | (1 << 2) | (1 << 53) | (1 << 54) | 1

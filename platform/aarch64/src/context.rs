@@ -1,10 +1,15 @@
 //! Thread context switch and preemption support for the scheduler.
 //!
-//! - **Cooperative switch** ([`SWITCH`]): saves the AAPCS64 callee-saved state on the current
-//!   stack (SP_EL0: threads run in EL1t): `x19`-`x30`, `d8`-`d15` (the callee-saved low halves
-//!   of `v8`-`v15`) and FPCR; stores `sp`, loads the other thread's and restores. The
-//!   caller-saved FP/SIMD registers are dead at a call, so this is all a cooperative switch
-//!   needs. Interrupts stay masked across it (the caller's contract).
+//! - **Cooperative switch** ([`SWITCH`]): saves the AAPCS64 callee-saved general registers on
+//!   the current stack (SP_EL0: threads run in EL1t): `x19`-`x30`; stores `sp`, loads the other
+//!   thread's and restores. The kernel is built soft-float, so compiled code keeps nothing in
+//!   FP/SIMD registers and this is all a cooperative switch of kernel code needs. Interrupts
+//!   stay masked across it (the caller's contract).
+//! - **Images with the system-call trap** ([`SWITCH_WITH_USER_STATE`]): a thread may be
+//!   switched out inside a system call of Linux code, whose FP/SIMD registers the trap does not
+//!   save (the kernel never changes them, `syscall.rs`), so this routine also saves all 32
+//!   `v` registers, FPCR, FPSR and TPIDR_EL0 (Linux code's thread pointer) on the thread's
+//!   stack: 640 bytes, 76 more instructions per switch than [`SWITCH`].
 //! - **Preemption**: exceptions run on SP_EL1 with the full register frame (all `x`, all 32
 //!   `q`, FPCR, FPSR) on that shared exception stack, so we cannot switch threads inside the
 //!   handler. Instead, when the scheduler asked for preemption, [`redirect_to_preempt`] copies
@@ -21,30 +26,30 @@
 use crate::exceptions::TrapFrame;
 use core::arch::global_asm;
 
-/// Bytes [`switch`] keeps on the stack: x19-x30 (96), d8-d15 (64), FPCR + padding (16).
-const SWITCH_FRAME: usize = 176;
+/// Bytes [`SWITCH`] keeps on the stack: x19-x30.
+pub const SWITCH_FRAME: usize = 96;
+/// Bytes [`SWITCH_WITH_USER_STATE`] keeps: x19-x30 (96), FPCR/FPSR (16), TPIDR_EL0 and
+/// padding (16), v0-v31 (512).
+pub const USER_STATE_SWITCH_FRAME: usize = 640;
 
 global_asm!(
     r#"
     .section .text.context, "ax"
+    /* The kernel is soft-float; this code handles Linux code's FP state. */
+    .arch_extension fp
+    .arch_extension simd
     .balign 4
     .global libos_aarch64_switch_context
 libos_aarch64_switch_context:
     mrs     x9, spsel
     cbnz    x9, 9f                  /* on the exception stack: never switch from there */
-    sub     sp, sp, #176
+    sub     sp, sp, #96
     stp     x19, x20, [sp, #0]
     stp     x21, x22, [sp, #16]
     stp     x23, x24, [sp, #32]
     stp     x25, x26, [sp, #48]
     stp     x27, x28, [sp, #64]
     stp     x29, x30, [sp, #80]
-    stp     d8, d9, [sp, #96]
-    stp     d10, d11, [sp, #112]
-    stp     d12, d13, [sp, #128]
-    stp     d14, d15, [sp, #144]
-    mrs     x9, fpcr
-    str     x9, [sp, #160]
     mov     x9, sp
     str     x9, [x0]
     mov     sp, x1
@@ -54,34 +59,35 @@ libos_aarch64_switch_context:
     ldp     x25, x26, [sp, #48]
     ldp     x27, x28, [sp, #64]
     ldp     x29, x30, [sp, #80]
-    ldp     d8, d9, [sp, #96]
-    ldp     d10, d11, [sp, #112]
-    ldp     d12, d13, [sp, #128]
-    ldp     d14, d15, [sp, #144]
-    ldr     x9, [sp, #160]
-    msr     fpcr, x9
-    add     sp, sp, #176
+    add     sp, sp, #96
     ret
 9:  bl      libos_aarch64_switch_from_exception
 
-    /* The same, plus TPIDR_EL0 (Linux code's thread pointer, posix-shim) in the frame's
-     * padding word at 168: for images with the system-call trap. */
+    /* The same, plus what Linux code keeps in the CPU while its thread is switched out
+     * (images with the system-call trap): FPCR/FPSR at 96, TPIDR_EL0 at 112, v0-v31 at 128. */
     .global libos_aarch64_switch_context_tp
 libos_aarch64_switch_context_tp:
-    sub     sp, sp, #176
+    sub     sp, sp, #640
     stp     x19, x20, [sp, #0]
     stp     x21, x22, [sp, #16]
     stp     x23, x24, [sp, #32]
     stp     x25, x26, [sp, #48]
     stp     x27, x28, [sp, #64]
     stp     x29, x30, [sp, #80]
-    stp     d8, d9, [sp, #96]
-    stp     d10, d11, [sp, #112]
-    stp     d12, d13, [sp, #128]
-    stp     d14, d15, [sp, #144]
     mrs     x9, fpcr
-    mrs     x10, tpidr_el0
-    stp     x9, x10, [sp, #160]
+    mrs     x10, fpsr
+    stp     x9, x10, [sp, #96]
+    mrs     x9, tpidr_el0
+    str     x9, [sp, #112]
+    add     x9, sp, #128
+    st1     {{v0.2d, v1.2d, v2.2d, v3.2d}}, [x9], #64
+    st1     {{v4.2d, v5.2d, v6.2d, v7.2d}}, [x9], #64
+    st1     {{v8.2d, v9.2d, v10.2d, v11.2d}}, [x9], #64
+    st1     {{v12.2d, v13.2d, v14.2d, v15.2d}}, [x9], #64
+    st1     {{v16.2d, v17.2d, v18.2d, v19.2d}}, [x9], #64
+    st1     {{v20.2d, v21.2d, v22.2d, v23.2d}}, [x9], #64
+    st1     {{v24.2d, v25.2d, v26.2d, v27.2d}}, [x9], #64
+    st1     {{v28.2d, v29.2d, v30.2d, v31.2d}}, [x9]
     mov     x9, sp
     str     x9, [x0]
     mov     sp, x1
@@ -91,14 +97,53 @@ libos_aarch64_switch_context_tp:
     ldp     x25, x26, [sp, #48]
     ldp     x27, x28, [sp, #64]
     ldp     x29, x30, [sp, #80]
-    ldp     d8, d9, [sp, #96]
-    ldp     d10, d11, [sp, #112]
-    ldp     d12, d13, [sp, #128]
-    ldp     d14, d15, [sp, #144]
-    ldp     x9, x10, [sp, #160]
+    ldp     x9, x10, [sp, #96]
     msr     fpcr, x9
-    msr     tpidr_el0, x10
-    add     sp, sp, #176
+    msr     fpsr, x10
+    ldr     x9, [sp, #112]
+    msr     tpidr_el0, x9
+    add     x9, sp, #128
+    ld1     {{v0.2d, v1.2d, v2.2d, v3.2d}}, [x9], #64
+    ld1     {{v4.2d, v5.2d, v6.2d, v7.2d}}, [x9], #64
+    ld1     {{v8.2d, v9.2d, v10.2d, v11.2d}}, [x9], #64
+    ld1     {{v12.2d, v13.2d, v14.2d, v15.2d}}, [x9], #64
+    ld1     {{v16.2d, v17.2d, v18.2d, v19.2d}}, [x9], #64
+    ld1     {{v20.2d, v21.2d, v22.2d, v23.2d}}, [x9], #64
+    ld1     {{v24.2d, v25.2d, v26.2d, v27.2d}}, [x9], #64
+    ld1     {{v28.2d, v29.2d, v30.2d, v31.2d}}, [x9]
+    add     sp, sp, #640
+    ret
+
+    /* libos_aarch64_save_fp(area) / libos_aarch64_restore_fp(area): the body of Linux's
+     * fpsimd_context: fpsr (u32), fpcr (u32), v0-v31. */
+    .global libos_aarch64_save_fp
+libos_aarch64_save_fp:
+    mrs     x9, fpsr
+    mrs     x10, fpcr
+    stp     w9, w10, [x0], #8
+    st1     {{v0.2d, v1.2d, v2.2d, v3.2d}}, [x0], #64
+    st1     {{v4.2d, v5.2d, v6.2d, v7.2d}}, [x0], #64
+    st1     {{v8.2d, v9.2d, v10.2d, v11.2d}}, [x0], #64
+    st1     {{v12.2d, v13.2d, v14.2d, v15.2d}}, [x0], #64
+    st1     {{v16.2d, v17.2d, v18.2d, v19.2d}}, [x0], #64
+    st1     {{v20.2d, v21.2d, v22.2d, v23.2d}}, [x0], #64
+    st1     {{v24.2d, v25.2d, v26.2d, v27.2d}}, [x0], #64
+    st1     {{v28.2d, v29.2d, v30.2d, v31.2d}}, [x0]
+    ret
+
+    .global libos_aarch64_restore_fp
+libos_aarch64_restore_fp:
+    ldp     w9, w10, [x0], #8
+    msr     fpsr, x9
+    msr     fpcr, x10
+    ld1     {{v0.2d, v1.2d, v2.2d, v3.2d}}, [x0], #64
+    ld1     {{v4.2d, v5.2d, v6.2d, v7.2d}}, [x0], #64
+    ld1     {{v8.2d, v9.2d, v10.2d, v11.2d}}, [x0], #64
+    ld1     {{v12.2d, v13.2d, v14.2d, v15.2d}}, [x0], #64
+    ld1     {{v16.2d, v17.2d, v18.2d, v19.2d}}, [x0], #64
+    ld1     {{v20.2d, v21.2d, v22.2d, v23.2d}}, [x0], #64
+    ld1     {{v24.2d, v25.2d, v26.2d, v27.2d}}, [x0], #64
+    ld1     {{v28.2d, v29.2d, v30.2d, v31.2d}}, [x0]
     ret
 
     .global libos_aarch64_thread_start
@@ -174,29 +219,62 @@ extern "C" fn libos_aarch64_preempted() {
     libos_core::hal::irq::preempt();
 }
 
-/// Writes a new thread's first switch frame below `stack_top`; returns its stack pointer.
+/// Writes a new thread's first switch frame of `frame_bytes` ([`SWITCH_FRAME`] or
+/// [`USER_STATE_SWITCH_FRAME`]) below `stack_top`; returns its stack pointer. Everything but
+/// `x19`/`x20`/`x30` starts zero (`x29` = 0 ends backtraces; FPCR 0 = round to nearest;
+/// thread pointer 0).
 ///
 /// # Safety
-/// `stack_top` is 16-byte aligned and the top of writable memory of at least 176 bytes that no
-/// one else uses.
-pub unsafe fn init(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
-    let sp = stack_top - SWITCH_FRAME;
-    let mut frame = [0usize; SWITCH_FRAME / 8];
-    frame[0] = entry as usize; // x19
-    frame[1] = arg; // x20
-    frame[11] = libos_aarch64_thread_start as *const () as usize; // x30; x29 = 0; d8-d15 = 0; FPCR = 0
+/// `stack_top` is 16-byte aligned and the top of writable memory of at least `frame_bytes`
+/// that no one else uses.
+pub unsafe fn init(stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize, frame_bytes: usize) -> usize {
+    let sp = stack_top - frame_bytes;
     // SAFETY: the caller guarantees the bytes below `stack_top` are writable and unused.
-    unsafe { core::ptr::write(sp as *mut [usize; SWITCH_FRAME / 8], frame) };
+    unsafe { core::ptr::write_bytes(sp as *mut u8, 0, frame_bytes) };
+    let head = [entry as usize, arg]; // x19, x20
+    // SAFETY: as above; both writes are inside the frame (at least 96 bytes).
+    unsafe {
+        core::ptr::write(sp as *mut [usize; 2], head);
+        core::ptr::write((sp + 88) as *mut usize, libos_aarch64_thread_start as *const () as usize); // x30
+    }
     sp
 }
 
 /// The switch routine ([`libos_core::hal::SwitchRoutine`]): the assembly saves and restores
-/// exactly the AAPCS64 callee-saved state plus FPCR, and refuses to run on the exception stack.
+/// exactly the AAPCS64 callee-saved general registers, and refuses to run on the exception
+/// stack.
 pub const SWITCH: libos_core::hal::SwitchRoutine = libos_aarch64_switch_context;
 
-/// The switch routine that also keeps TPIDR_EL0 per thread (images with posix-shim). Its frame
-/// is [`init`]'s, whose padding word (a new thread's thread pointer) is zero.
-pub const SWITCH_WITH_THREAD_POINTER: libos_core::hal::SwitchRoutine = libos_aarch64_switch_context_tp;
+/// The switch routine that also keeps Linux code's FP/SIMD state and TPIDR_EL0 per thread
+/// (images with posix-shim; see the module docs).
+pub const SWITCH_WITH_USER_STATE: libos_core::hal::SwitchRoutine = libos_aarch64_switch_context_tp;
+
+unsafe extern "C" {
+    fn libos_aarch64_save_fp(area: *mut u8);
+    fn libos_aarch64_restore_fp(area: *const u8);
+}
+
+/// Bytes of [`save_fp`]'s area: fpsr, fpcr (4 each), v0-v31.
+pub const FP_STATE_SIZE: usize = 8 + 32 * 16;
+
+/// Saves FPSR, FPCR and v0-v31 (the body of Linux's `fpsimd_context`).
+///
+/// # Safety
+/// `area` is valid for writes of [`FP_STATE_SIZE`] bytes and 8-byte aligned.
+pub unsafe fn save_fp(area: *mut u8) {
+    // SAFETY: the caller's contract; the routine writes exactly FP_STATE_SIZE bytes.
+    unsafe { libos_aarch64_save_fp(area) }
+}
+
+/// Loads the state [`save_fp`] wrote (or a program edited: every FPSR/FPCR value is accepted,
+/// reserved bits are ignored by the CPU).
+///
+/// # Safety
+/// `area` is valid for reads of [`FP_STATE_SIZE`] bytes and 8-byte aligned.
+pub unsafe fn restore_fp(area: *const u8) {
+    // SAFETY: the caller's contract; the routine reads exactly FP_STATE_SIZE bytes.
+    unsafe { libos_aarch64_restore_fp(area) }
+}
 
 /// Called by the switch routine when it finds itself on SP_EL1: there the "stack" is the shared
 /// exception stack, so this is a scheduler bug, never a switch.

@@ -29,9 +29,14 @@
 //!   map: RAM, devices and the PSCI conduit all come from the DTB. The early map covers the
 //!   first 512 GiB of physical addresses (every VMM we know puts RAM there); the final map
 //!   covers 48 bits.
-//! - **FP/SIMD**: enabled at boot (CPACR_EL1.FPEN) for the hard-float `aarch64-unknown-none`
-//!   target; exception entry saves all 32 vector registers, FPCR and FPSR, since an interrupted
-//!   function may hold live values in any of them, and a preempted thread gets them back.
+//! - **FP/SIMD**: the kernel is built for `aarch64-unknown-none-softfloat`, so compiled kernel
+//!   code never touches the FP/SIMD registers (as on x86_64, and as Linux's own kernel), and
+//!   they belong to Linux code (posix-shim's C programs, hard-float). FP/SIMD is enabled at
+//!   boot (CPACR_EL1.FPEN) for that code; exception entry saves all 32 vector registers, FPCR
+//!   and FPSR, since an interrupted program may hold live values in any of them and a
+//!   preempted thread gets them back; the system-call trap saves none (`syscall.rs`), the
+//!   context switch of C images does (`context.rs`). Assembly that handles FP state says so
+//!   with `.arch_extension fp`/`simd`.
 //! - **Stacks**: the kernel runs in EL1t on SP_EL0; exceptions use SP_EL1, a separate stack,
 //!   so a stack overflow into a guard page is reported like any other fault. An exception while
 //!   handling one switches to a third stack.
@@ -206,23 +211,27 @@ mod platform {
 
     /// The context switch of this platform (`src/context.rs`, `src/guard.rs`), registered by the
     /// composition root when it has a scheduler: [`Context::KERNEL`], or in images with
-    /// posix-shim [`Context::WITH_THREAD_POINTER`], which also keeps Linux code's thread pointer (TPIDR_EL0) per thread
-    /// (a separate routine, so images without C code pay nothing for it).
+    /// posix-shim [`Context::WITH_THREAD_POINTER`], which also keeps Linux code's FP/SIMD state
+    /// and thread pointer (TPIDR_EL0) per thread (a separate routine, so images without C code
+    /// pay nothing for it).
     pub struct Context {
         switch: libos_core::hal::SwitchRoutine,
+        /// Bytes of the routine's switch frame (a new thread's first frame has that size).
+        frame_bytes: usize,
     }
 
     impl Context {
         /// Switches the kernel's own registers.
-        pub const KERNEL: Context = Context { switch: context::SWITCH };
+        pub const KERNEL: Context = Context { switch: context::SWITCH, frame_bytes: context::SWITCH_FRAME };
         /// Also keeps Linux code's per-thread state.
-        pub const WITH_THREAD_POINTER: Context = Context { switch: context::SWITCH_WITH_THREAD_POINTER };
+        pub const WITH_THREAD_POINTER: Context =
+            Context { switch: context::SWITCH_WITH_USER_STATE, frame_bytes: context::USER_STATE_SWITCH_FRAME };
     }
 
     impl ContextSwitch for Context {
         unsafe fn init_context(&self, stack_top: usize, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
-            // SAFETY: forwarded contract (ContextSwitch::init_context).
-            unsafe { context::init(stack_top, entry, arg) }
+            // SAFETY: forwarded contract (ContextSwitch::init_context), for this routine's frame.
+            unsafe { context::init(stack_top, entry, arg, self.frame_bytes) }
         }
 
         fn switch_routine(&self) -> libos_core::hal::SwitchRoutine {
@@ -239,8 +248,8 @@ mod platform {
     pub struct UserEntry;
 
     impl libos_core::syscall::UserEntry for UserEntry {
-        fn install(&self, handler: libos_core::syscall::Handler) {
-            syscall::install(handler);
+        fn install(&self, handler: libos_core::syscall::Handler, on_return: libos_core::syscall::ReturnHook) {
+            syscall::install(handler, on_return);
         }
 
         unsafe fn enter(&self, frame: &libos_core::syscall::Frame) -> ! {
@@ -254,6 +263,20 @@ mod platform {
 
         fn thread_pointer(&self) -> usize {
             syscall::thread_pointer() as usize
+        }
+
+        fn fp_state_size(&self) -> usize {
+            context::FP_STATE_SIZE
+        }
+
+        unsafe fn save_fp_state(&self, area: *mut u8) {
+            // SAFETY: forwarded contract (aligned, fp_state_size bytes).
+            unsafe { context::save_fp(area) }
+        }
+
+        unsafe fn restore_fp_state(&self, area: *const u8) {
+            // SAFETY: forwarded contract.
+            unsafe { context::restore_fp(area) }
         }
     }
 }

@@ -5,25 +5,33 @@
 //! and branches to `libos_aarch64_svc_entry` with SP_EL1 restored. The entry switches back to
 //! the calling thread's stack (`msr spsel, #0`), because the handler may block and switch
 //! threads, which the shared exception stack cannot do (AAPCS64 has no red zone, so the
-//! frame goes right below the caller's `sp`). It saves a full [`Frame`]: all `x`, `sp`,
-//! ELR/SPSR, all 32 `q` registers, FPCR and FPSR (Linux preserves all but `x0`, and the kernel
-//! is hard-float code that may use any vector register). Then it unmasks IRQs if the caller
-//! had them unmasked (system calls are preemptible) and calls the handler with the frame.
+//! frame goes right below the caller's `sp`). It saves what the handler may change: `x0`-`x18`,
+//! `x30`, `sp`, ELR/SPSR. Not `x19`-`x29` (AAPCS64 callee-saved: the handler preserves them)
+//! and no FP/SIMD register: the kernel is built soft-float (`aarch64-unknown-none-softfloat`),
+//! so it never touches them; the context switch of images with the trap keeps them per
+//! thread (`context.rs`). Then it unmasks IRQs if the caller had them unmasked (system calls
+//! are preemptible) and calls the handler with the frame.
 //!
-//! **Return** (`libos_aarch64_syscall_exit`): IRQs masked (ELR/SPSR must not be overwritten
-//! by a nested exception), every register reloaded from the frame, the caller's `sp` written
-//! to SP_EL0 from SP_EL1, then `eret` back to EL1t at the instruction after `svc`.
+//! **Return**: IRQs masked (ELR/SPSR must not be overwritten by a nested exception), the
+//! saved registers reloaded (`x0` is the result), the caller's `sp` written to SP_EL0 from
+//! SP_EL1, then `eret` back to EL1t at the instruction after `svc`. With outstanding return
+//! work (libos-core's `syscall` docs) it first completes the frame with `x19`-`x29`, calls the
+//! return hook, and reloads every register from the frame (`libos_aarch64_restore_all`, which
+//! entering Linux code shares).
 //!
 //! **TPIDR_EL0**: Linux code's thread pointer; images with the trap use the context switch that
 //! keeps it per thread (`context.rs`, `SWITCH_WITH_THREAD_POINTER`).
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicPtr, Ordering};
-use libos_core::syscall::{Frame, Handler};
+use libos_core::syscall::{Frame, Handler, ReturnHook};
 
 /// Read by the entry code: the registered handler (null until installed).
 #[unsafe(no_mangle)]
 static LIBOS_AARCH64_SYSCALL_HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+/// Read by the entry code: the registered return hook (see libos-core's `syscall` docs).
+#[unsafe(no_mangle)]
+static LIBOS_AARCH64_SYSCALL_RETURN_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 
 global_asm!(
     r#"
@@ -33,7 +41,7 @@ global_asm!(
 libos_aarch64_svc_entry:
     ldp     x0, x1, [sp], #16       /* the vector's scratch registers; SP_EL1 back at its top */
     msr     spsel, #0               /* the calling thread's stack */
-    sub     sp, sp, #800
+    sub     sp, sp, #272
     stp     x0, x1, [sp, #0]
     stp     x2, x3, [sp, #16]
     stp     x4, x5, [sp, #32]
@@ -43,52 +51,59 @@ libos_aarch64_svc_entry:
     stp     x12, x13, [sp, #96]
     stp     x14, x15, [sp, #112]
     stp     x16, x17, [sp, #128]
-    stp     x18, x19, [sp, #144]
-    stp     x20, x21, [sp, #160]
-    stp     x22, x23, [sp, #176]
-    stp     x24, x25, [sp, #192]
-    stp     x26, x27, [sp, #208]
-    stp     x28, x29, [sp, #224]
-    add     x1, sp, #800
+    str     x18, [sp, #144]         /* x19-x29: filled only for the return hook */
+    add     x1, sp, #272
     stp     x30, x1, [sp, #240]
     mrs     x1, elr_el1
     mrs     x2, spsr_el1
     stp     x1, x2, [sp, #256]
-    add     x3, sp, #272
-    st1     {{v0.2d, v1.2d, v2.2d, v3.2d}}, [x3], #64
-    st1     {{v4.2d, v5.2d, v6.2d, v7.2d}}, [x3], #64
-    st1     {{v8.2d, v9.2d, v10.2d, v11.2d}}, [x3], #64
-    st1     {{v12.2d, v13.2d, v14.2d, v15.2d}}, [x3], #64
-    st1     {{v16.2d, v17.2d, v18.2d, v19.2d}}, [x3], #64
-    st1     {{v20.2d, v21.2d, v22.2d, v23.2d}}, [x3], #64
-    st1     {{v24.2d, v25.2d, v26.2d, v27.2d}}, [x3], #64
-    st1     {{v28.2d, v29.2d, v30.2d, v31.2d}}, [x3], #64
-    mrs     x4, fpcr
-    mrs     x5, fpsr
-    stp     x4, x5, [x3]
     tbnz    x2, #7, 1f              /* the caller had IRQs masked: keep them so */
     msr     daifclr, #2
 1:  mov     x0, sp
     adrp    x1, LIBOS_AARCH64_SYSCALL_HANDLER
     ldr     x1, [x1, :lo12:LIBOS_AARCH64_SYSCALL_HANDLER]
-    blr     x1
-    str     x0, [sp]                /* the result goes to the caller's x0 */
+    blr     x1                      /* x0: the result; sp: the frame again */
+    adrp    x1, LIBOS_SYSCALL_RETURN_WORK
+    ldr     w1, [x1, :lo12:LIBOS_SYSCALL_RETURN_WORK]
+    cbnz    w1, 2f
+    msr     daifset, #2             /* ELR/SPSR must not be overwritten by a nested exception */
+    ldp     x1, x2, [sp, #256]
+    msr     elr_el1, x1
+    msr     spsr_el1, x2
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldr     x18, [sp, #144]
+    ldp     x30, x3, [sp, #240]     /* x3: the caller's sp */
+    mov     x2, sp
+    msr     spsel, #1               /* SP_EL0 is writable only from SP_EL1 */
+    msr     sp_el0, x3
+    ldr     x3, [x2, #24]
+    ldp     x1, x2, [x2, #8]
+    eret
 
-    .global libos_aarch64_syscall_exit
-libos_aarch64_syscall_exit:         /* sp: a Frame */
+    /* Return work: the handler preserved x19-x29, so they still hold the caller's values;
+     * complete the frame with them and the result, call the hook, restore it all. */
+2:  str     x0, [sp, #0]
+    stp     x19, x20, [sp, #152]
+    stp     x21, x22, [sp, #168]
+    stp     x23, x24, [sp, #184]
+    stp     x25, x26, [sp, #200]
+    stp     x27, x28, [sp, #216]
+    str     x29, [sp, #232]
+    mov     x0, sp
+    adrp    x1, LIBOS_AARCH64_SYSCALL_RETURN_HOOK
+    ldr     x1, [x1, :lo12:LIBOS_AARCH64_SYSCALL_RETURN_HOOK]
+    blr     x1
+
+    /* libos_aarch64_restore_all: sp (SP_EL0) points at a complete Frame; IRQs masked, every
+     * register reloaded, the frame's sp written to SP_EL0 from SP_EL1, `eret` to its pc. */
+libos_aarch64_restore_all:
     msr     daifset, #2
-    add     x3, sp, #272
-    ld1     {{v0.2d, v1.2d, v2.2d, v3.2d}}, [x3], #64
-    ld1     {{v4.2d, v5.2d, v6.2d, v7.2d}}, [x3], #64
-    ld1     {{v8.2d, v9.2d, v10.2d, v11.2d}}, [x3], #64
-    ld1     {{v12.2d, v13.2d, v14.2d, v15.2d}}, [x3], #64
-    ld1     {{v16.2d, v17.2d, v18.2d, v19.2d}}, [x3], #64
-    ld1     {{v20.2d, v21.2d, v22.2d, v23.2d}}, [x3], #64
-    ld1     {{v24.2d, v25.2d, v26.2d, v27.2d}}, [x3], #64
-    ld1     {{v28.2d, v29.2d, v30.2d, v31.2d}}, [x3], #64
-    ldp     x4, x5, [x3]
-    msr     fpcr, x4
-    msr     fpsr, x5
     ldp     x1, x2, [sp, #256]
     msr     elr_el1, x1
     msr     spsr_el1, x2
@@ -106,9 +121,9 @@ libos_aarch64_syscall_exit:         /* sp: a Frame */
     ldp     x24, x25, [sp, #192]
     ldp     x26, x27, [sp, #208]
     ldp     x28, x29, [sp, #224]
-    ldp     x30, x0, [sp, #240]     /* x0: the caller's sp */
+    ldp     x30, x0, [sp, #240]     /* x0: the frame's sp */
     mov     x1, sp
-    msr     spsel, #1               /* SP_EL0 is writable only from SP_EL1 */
+    msr     spsel, #1
     msr     sp_el0, x0
     ldp     x0, x1, [x1]
     eret
@@ -117,7 +132,7 @@ libos_aarch64_syscall_exit:         /* sp: a Frame */
     .global libos_aarch64_enter
 libos_aarch64_enter:
     mov     sp, x0
-    b       libos_aarch64_syscall_exit
+    b       libos_aarch64_restore_all
 "#
 );
 
@@ -125,9 +140,10 @@ unsafe extern "C" {
     fn libos_aarch64_enter(frame: *const Frame) -> !;
 }
 
-/// Routes `svc #0` to `handler`.
-pub fn install(handler: Handler) {
+/// Routes `svc #0` to `handler`, returns with outstanding work to `on_return`.
+pub fn install(handler: Handler, on_return: ReturnHook) {
     LIBOS_AARCH64_SYSCALL_HANDLER.store(handler as *mut (), Ordering::Release);
+    LIBOS_AARCH64_SYSCALL_RETURN_HOOK.store(on_return as *mut (), Ordering::Release);
 }
 
 /// Enters Linux code with `frame`'s registers.

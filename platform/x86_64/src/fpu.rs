@@ -121,3 +121,42 @@ pub unsafe fn restore(area: *const u8) {
         unsafe { core::arch::asm!("fxrstor64 [{}]", in(reg) area, options(nostack, readonly)) };
     }
 }
+
+/// The MXCSR bits the CPU accepts when the FXSAVE image says nothing (SDM: MXCSR_MASK 0 means
+/// 0xffbf).
+const DEFAULT_MXCSR_MASK: u32 = 0xffbf;
+
+/// Restores a state that Linux code may have edited (a signal frame's FP area, given back by
+/// `rt_sigreturn`): the bits FXRSTOR/XRSTOR would fault on are cleared first, in a copy, so a
+/// bad frame gives odd FP values, never a #GP in the kernel.
+///
+/// # Safety
+/// `area` is valid for reads of [`area_size`] bytes (any alignment); [`init`] ran.
+pub unsafe fn restore_untrusted(area: *const u8) {
+    #[repr(C, align(64))]
+    struct Copy([u8; libos_core::syscall::FP_STATE_MAX]);
+    let size = area_size();
+    let mut copy = Copy([0; libos_core::syscall::FP_STATE_MAX]);
+    // SAFETY: the caller's contract for `area`; `copy` is FP_STATE_MAX >= `size` bytes
+    // (checked when the trap was installed).
+    unsafe { core::ptr::copy_nonoverlapping(area, copy.0.as_mut_ptr(), size.min(copy.0.len())) };
+    let bytes = &mut copy.0;
+    let word = |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    // FXSAVE layout: MXCSR at 24, MXCSR_MASK at 28.
+    let mask = match word(bytes, 28) {
+        0 => DEFAULT_MXCSR_MASK,
+        m => m & 0xffff,
+    };
+    let mxcsr = word(bytes, 24) & mask;
+    bytes[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+    if USE_XSAVE.load(Ordering::Relaxed) {
+        // XSAVE header at 512: XSTATE_BV may name only enabled components, XCOMP_BV must be
+        // zero for the standard format, the rest of the header is reserved (zero).
+        let enabled = XCr0::read_raw();
+        let bv = u64::from_le_bytes(bytes[512..520].try_into().unwrap_or([0; 8])) & enabled;
+        bytes[512..520].copy_from_slice(&bv.to_le_bytes());
+        bytes[520..576].fill(0);
+    }
+    // SAFETY: `copy` now holds a state XRSTOR/FXRSTOR accepts, aligned as they need.
+    unsafe { restore(copy.0.as_ptr()) };
+}

@@ -90,7 +90,7 @@ macro_rules! entry_point {
 
 #[cfg(target_os = "none")]
 mod platform {
-    use crate::{apic, clock, context, cpu, discovery, guard, serial, shutdown, syscall};
+    use crate::{apic, clock, context, cpu, discovery, fpu, guard, serial, shutdown, syscall};
     use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
     use x86_64::instructions::interrupts;
@@ -220,8 +220,8 @@ mod platform {
     pub struct UserEntry;
 
     impl libos_core::syscall::UserEntry for UserEntry {
-        fn install(&self, handler: libos_core::syscall::Handler) {
-            syscall::install(handler);
+        fn install(&self, handler: libos_core::syscall::Handler, on_return: libos_core::syscall::ReturnHook) {
+            syscall::install(handler, on_return);
         }
 
         unsafe fn enter(&self, frame: &libos_core::syscall::Frame) -> ! {
@@ -235,6 +235,20 @@ mod platform {
 
         fn thread_pointer(&self) -> usize {
             syscall::fs_base() as usize
+        }
+
+        fn fp_state_size(&self) -> usize {
+            fpu::area_size()
+        }
+
+        unsafe fn save_fp_state(&self, area: *mut u8) {
+            // SAFETY: forwarded contract (64-byte aligned, fp_state_size bytes).
+            unsafe { fpu::save(area) }
+        }
+
+        unsafe fn restore_fp_state(&self, area: *const u8) {
+            // SAFETY: forwarded contract; the copy is sanitized before the CPU sees it.
+            unsafe { fpu::restore_untrusted(area) }
         }
     }
 }

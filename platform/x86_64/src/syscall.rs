@@ -7,7 +7,10 @@
 //! 128-byte red zone below `rsp` across the inline `syscall` (it is not a call), so the entry
 //! first steps over the red zone, then pushes a [`Frame`] on the calling thread's own stack
 //! (not a separate kernel stack: the handler may block and switch threads, and each thread's
-//! frame must stay with it).
+//! frame must stay with it). The callee-saved registers (`rbx`, `r12`-`r15`) are not pushed:
+//! the handler preserves them. Only a return with outstanding work (libos-core's `syscall`
+//! docs) writes them into the frame, calls the return hook and restores every register from
+//! the frame (`libos_x86_64_restore_all`, which entering Linux code shares).
 //!
 //! **Vector registers**: Linux preserves them across system calls, and compiled code keeps
 //! values in them across the inline `syscall`. The kernel is built without SSE, so the handler
@@ -26,12 +29,15 @@
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicPtr, Ordering};
-use libos_core::syscall::{Frame, Handler};
+use libos_core::syscall::{Frame, Handler, ReturnHook};
 use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
 
 /// Read by the entry code: the registered handler (null until installed).
 #[unsafe(no_mangle)]
 static LIBOS_X86_64_SYSCALL_HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+/// Read by the entry code: the registered return hook (see libos-core's `syscall` docs).
+#[unsafe(no_mangle)]
+static LIBOS_X86_64_SYSCALL_RETURN_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 
 const MSR_STAR: u32 = 0xc000_0081;
 const MSR_LSTAR: u32 = 0xc000_0082;
@@ -51,12 +57,8 @@ libos_x86_64_syscall_entry:
     addq $128, (%rsp)               /* frame.rsp: the caller's stack pointer */
     pushq %rcx                      /* frame.rip */
     pushq %r11                      /* frame.rflags */
-    pushq %r15
-    pushq %r14
-    pushq %r13
-    pushq %r12
+    subq $40, %rsp                  /* frame.rbx, r12-r15: filled only for the return hook */
     pushq %rbp
-    pushq %rbx
     pushq %r9
     pushq %r8
     pushq %r10
@@ -68,17 +70,47 @@ libos_x86_64_syscall_entry:
     andq $-16, %rsp
     movq %rbp, %rdi
     callq *LIBOS_X86_64_SYSCALL_HANDLER(%rip)
+    cmpl $0, LIBOS_SYSCALL_RETURN_WORK(%rip)
+    jne 2f
     leaq 8(%rbp), %rsp              /* drop the number; rax is the result */
-    .global libos_x86_64_syscall_exit
-libos_x86_64_syscall_exit:
     popq %rdi
     popq %rsi
     popq %rdx
     popq %r10
     popq %r8
     popq %r9
-    popq %rbx
     popq %rbp
+    addq $40, %rsp                  /* rbx, r12-r15: the handler preserved them */
+    popfq
+    popq %rcx
+    popq %rsp
+    jmpq *%rcx
+
+    /* Return work: the handler preserved rbx and r12-r15, so they still hold the caller's
+     * values; complete the frame with them and the result, call the hook, restore it all. */
+2:  movq %rax, 0(%rbp)
+    movq %rbx, 64(%rbp)
+    movq %r12, 72(%rbp)
+    movq %r13, 80(%rbp)
+    movq %r14, 88(%rbp)
+    movq %r15, 96(%rbp)
+    movq %rbp, %rdi
+    callq *LIBOS_X86_64_SYSCALL_RETURN_HOOK(%rip)
+    movq %rbp, %rsp
+
+    /* libos_x86_64_restore_all: rsp points at a complete frame; load every register of it
+     * (popfq restores the flags while the stack is still below the red zone, so an interrupt
+     * taken right after is harmless), then resume at its rip on its rsp. */
+libos_x86_64_restore_all:
+    popq %rax
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %r10
+    popq %r8
+    popq %r9
+    popq %rbp
+    popq %rbx
     popq %r12
     popq %r13
     popq %r14
@@ -93,8 +125,7 @@ libos_x86_64_syscall_exit:
     .global libos_x86_64_enter
 libos_x86_64_enter:
     movq %rdi, %rsp
-    popq %rax
-    jmp libos_x86_64_syscall_exit
+    jmp libos_x86_64_restore_all
 "#,
     options(att_syntax)
 );
@@ -106,9 +137,10 @@ unsafe extern "C" {
 
 /// Turns on the `syscall` instruction (EFER.SCE) with our entry (SSE is on since boot,
 /// `fpu::init`).
-pub fn install(handler: Handler) {
+pub fn install(handler: Handler, on_return: ReturnHook) {
     assert!(crate::fpu::area_size() <= MAX_FP_AREA, "the CPU's XSAVE area exceeds {MAX_FP_AREA} bytes");
     LIBOS_X86_64_SYSCALL_HANDLER.store(handler as *mut (), Ordering::Release);
+    LIBOS_X86_64_SYSCALL_RETURN_HOOK.store(on_return as *mut (), Ordering::Release);
     // SAFETY: the MSRs written are the architectural syscall MSRs, pointing at our entry code
     // with the kernel code selector (0x08; SS = 0x10, the kernel data selector, as in gdt.rs).
     unsafe {
@@ -121,7 +153,7 @@ pub fn install(handler: Handler) {
 
 /// The largest XSAVE area [`switch_saving_user_state`] keeps on a stack (x87, SSE, AVX and
 /// AVX-512 state take 2696 bytes).
-const MAX_FP_AREA: usize = 3072;
+const MAX_FP_AREA: usize = libos_core::syscall::FP_STATE_MAX;
 
 #[repr(C, align(64))]
 struct FpArea([u8; MAX_FP_AREA]);

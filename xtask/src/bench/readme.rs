@@ -126,14 +126,16 @@ fn other_suites() -> String {
         md += "\n";
     }
     if let Some(shim) = read("shim.json") {
-        md += "## C programs through posix-shim (`bench/c/shim_ops.c`, guest instructions per operation)\n\n| arch | null syscall (getppid): libos / Linux | 4 KiB pread: libos / Linux | open+fstat+read+close: libos / Linux |\n|---|---|---|---|\n";
+        md += "## C programs through posix-shim (`bench/c/shim_ops.c`, guest instructions per operation)\n\n| arch | null syscall (getppid()): libos / Linux | syscall(SYS_getppid): libos / Linux | 4 KiB pread: libos / Linux | open+fstat+read+close: libos / Linux |\n|---|---|---|---|---|\n";
         let n = |v: &Value| v.as_f64().map_or("-".to_string(), |n| format!("{n:.0}"));
         for r in shim["results"].as_array().into_iter().flatten() {
             md += &format!(
-                "| {} | {} / {} | {} / {} | {} / {} |\n",
+                "| {} | {} / {} | {} / {} | {} / {} | {} / {} |\n",
                 r["arch"].as_str().unwrap_or("?"),
                 n(&r["libos_getppid"]),
                 n(&r["linux_getppid"]),
+                n(&r["libos_getppid_syscall"]),
+                n(&r["linux_getppid_syscall"]),
                 n(&r["libos_pread4k"]),
                 n(&r["linux_pread4k"]),
                 n(&r["libos_cycle"]),

@@ -1,13 +1,14 @@
-//! The aarch64 system-call frame (layout fixed by `platform/aarch64/src/syscall.rs`; it is the
-//! platform's exception frame layout, so the same restore code serves both).
+//! The aarch64 system-call frame (layout fixed by `platform/aarch64/src/syscall.rs`; its
+//! first 272 bytes are those of the platform's exception frame).
 
 /// The caller's registers at an `svc #0`: all general registers, the stack pointer, the return
-/// address (`ELR_EL1`, the instruction after `svc`), the saved `PSTATE` (`SPSR_EL1`), all 32
-/// vector registers, FPCR and FPSR. Linux preserves every register but `x0` across a system
-/// call, and compiled code relies on it (musl's `svc` asm clobbers only memory), so all of
-/// them are saved.
+/// address (`ELR_EL1`, the instruction after `svc`) and the saved `PSTATE` (`SPSR_EL1`).
+/// Linux preserves every register but `x0` across a system call, and compiled code relies on
+/// it (musl's `svc` asm clobbers only memory). `x19`-`x29` are filled only for the return
+/// hook (see the [module docs](super)); a handler must not read them. The FP/SIMD registers
+/// are not here: the kernel never changes them.
 #[repr(C)]
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 #[allow(missing_docs)]
 pub struct Frame {
     /// `x0`-`x30`; the system-call number is `x8`.
@@ -15,18 +16,9 @@ pub struct Frame {
     pub sp: u64,
     pub pc: u64,
     pub pstate: u64,
-    pub q: [u128; 32],
-    pub fpcr: u64,
-    pub fpsr: u64,
 }
 
-const _: () = assert!(size_of::<Frame>() == 800);
-
-impl Default for Frame {
-    fn default() -> Self {
-        Frame { x: [0; 31], sp: 0, pc: 0, pstate: 0, q: [0; 32], fpcr: 0, fpsr: 0 }
-    }
-}
+const _: () = assert!(size_of::<Frame>() == 272);
 
 impl Frame {
     /// The system-call number.

@@ -2,7 +2,8 @@
 
 /// The caller's registers at a `syscall`, lowest address first. `syscall` itself put the
 /// return address in `rcx` and the flags in `r11`; Linux returns them there too, so they are
-/// kept only as `rip`/`rflags`.
+/// kept only as `rip`/`rflags`. `rbx` and `r12`-`r15` are filled only for the return hook
+/// (see the [module docs](super)); a handler must not read them.
 #[repr(C)]
 #[derive(Debug, Clone, Default)]
 #[allow(missing_docs)]
@@ -15,8 +16,8 @@ pub struct Frame {
     pub r10: u64,
     pub r8: u64,
     pub r9: u64,
-    pub rbx: u64,
     pub rbp: u64,
+    pub rbx: u64,
     pub r12: u64,
     pub r13: u64,
     pub r14: u64,
