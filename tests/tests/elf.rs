@@ -119,8 +119,20 @@ fn a_program_on_a_virtio_fs_root_runs() {
         let root = std::env::temp_dir().join(format!("libos-elf-root-{arch}-{}", std::process::id()));
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::copy(sample("hello-glibc", arch), root.join("bin/hello")).unwrap();
-        let booted = Boot::app("elf-runner").root_share(&root).args(&["/bin/hello", "shared", "--exit", "6"]).on(arch);
+        // Read into the program's static buffer: pages the loader mapped, not identity-mapped,
+        // which virtio-fs fills by DMA (the device must get their real frames).
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        std::fs::write(root.join("data.bin"), &data).unwrap();
+        let checksum = data.iter().fold(0u64, |sum, &b| sum.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let booted = Boot::app("elf-runner")
+            .root_share(&root)
+            .args(&["/bin/hello", "shared", "--cat", "/data.bin", "--exit", "6"])
+            .on(arch);
         std::fs::remove_dir_all(&root).unwrap();
-        booted.exits_with(6).prints("argv[1]=shared\n").prints("atexit handler ran");
+        booted
+            .exits_with(6)
+            .prints("argv[1]=shared\n")
+            .prints(&format!("cat /data.bin: 300000 bytes, checksum {checksum}\n"))
+            .prints("atexit handler ran");
     }
 }

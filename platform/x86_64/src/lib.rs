@@ -156,6 +156,10 @@ mod platform {
             x86_64::instructions::random::RdRand::new().and_then(|rng| rng.get_u64())
         }
 
+        fn virt_to_phys(&self, virt: usize) -> u64 {
+            crate::pages::virt_to_phys(virt as u64)
+        }
+
         unsafe fn map_pages(&self, virt: u64, len: u64, protection: libos_core::hal::Protection) -> libos_core::Result<()> {
             crate::pages::map(virt, len, protection)
         }

@@ -40,6 +40,26 @@ pub(crate) const fn reserved_window() -> Option<MemoryRegion> {
 
 const PAGE: u64 = 4096;
 
+/// The lowest and the highest (exclusive) address ever given program pages. Outside that
+/// range every address is identity-mapped, so [`virt_to_phys`] answers without a walk.
+static PROGRAM_LOW: AtomicU64 = AtomicU64::new(u64::MAX);
+static PROGRAM_HIGH: AtomicU64 = AtomicU64::new(0);
+
+/// The physical address behind `virt` (`hal::Platform::virt_to_phys`): a program page's own
+/// frame, which lies elsewhere than its virtual address, or `virt` itself (the identity map).
+/// Devices are given program memory directly (a `read` into a program's buffer is DMA), so
+/// this must be exact.
+pub fn virt_to_phys(virt: u64) -> u64 {
+    if virt < PROGRAM_LOW.load(Ordering::Acquire) || virt >= PROGRAM_HIGH.load(Ordering::Acquire) {
+        return virt;
+    }
+    let _lock = LOCK.lock();
+    match paging::program_page(&mut LiveTables, root(), virt & !(PAGE - 1)) {
+        Ok((table, index)) => (LiveTables.table(table)[index] & flags::ADDRESS) | (virt & (PAGE - 1)),
+        Err(_) => virt,
+    }
+}
+
 fn frame_layout() -> Layout {
     Layout::new::<[u8; 4096]>().align_to(4096).expect("4 KiB alignment is valid")
 }
@@ -80,6 +100,8 @@ pub fn map(virt: u64, len: u64, protection: Protection) -> Result<()> {
     let end = check(virt, len)?;
     let window = reserved_window();
     let _lock = LOCK.lock();
+    PROGRAM_LOW.fetch_min(virt, Ordering::AcqRel);
+    PROGRAM_HIGH.fetch_max(end, Ordering::AcqRel);
     let mut addr = virt;
     let mut result = Ok(());
     while addr < end {
