@@ -14,7 +14,7 @@ pub struct App {
 
 /// A `main` return value that becomes an exit code, like `std::process::Termination`.
 pub trait Termination {
-    /// The exit code (`0..=127` reach the host unchanged).
+    /// The exit code (`0..=255`, see `libos_core::exit`).
     fn report(self) -> i32;
 }
 

@@ -20,7 +20,7 @@ fn hello_greets_and_exits_zero() {
 #[test]
 fn hello_returns_the_exit_code_it_is_given() {
     for arch in arches() {
-        for code in [3, 0, 42, 127] {
+        for code in [3, 0, 42, 127, 128, 200, 255] {
             Boot::app("hello").args(&["--exit", &code.to_string()]).on(arch).exits_with(code);
         }
     }

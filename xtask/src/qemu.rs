@@ -259,7 +259,11 @@ pub fn decode_exit(arch: Arch, status: Option<i32>, console: &str, stderr: &str)
         (_, None) => Exit::QemuFailed(None, stderr.into()),
         (_, Some(0)) => fallback_exit_code(console).map_or(Exit::NoCode, Exit::Code),
         (_, Some(1)) if qemu_complained => Exit::QemuFailed(Some(1), stderr.into()),
-        (Arch::X86_64, Some(s)) if s % 2 == 1 => Exit::Code(s >> 1),
+        // isa-debug-exit: (code << 1) | 1 of the low 7 bits; a larger code was also printed.
+        (Arch::X86_64, Some(s)) if s % 2 == 1 => {
+            let low = s >> 1;
+            Exit::Code(fallback_exit_code(console).filter(|&printed| printed > 127 && printed & 127 == low).unwrap_or(low))
+        }
         (Arch::Aarch64, Some(s)) if !qemu_complained => Exit::Code(s),
         (_, Some(s)) => Exit::QemuFailed(Some(s), stderr.into()),
     }
@@ -555,6 +559,11 @@ mod tests {
         assert_eq!(decode_exit(Arch::X86_64, Some(7), "", ""), Exit::Code(3));
         assert_eq!(decode_exit(Arch::X86_64, Some(1), "", ""), Exit::Code(0));
         assert_eq!(decode_exit(Arch::X86_64, Some(255), "", ""), Exit::Code(127));
+        // Codes above 127: the device's 7 bits plus the printed line (SIGTERM: 143).
+        assert_eq!(decode_exit(Arch::X86_64, Some(31), "done\nlibos: exit code 143\n", ""), Exit::Code(143));
+        assert_eq!(decode_exit(Arch::X86_64, Some(31), "libos: exit code 144\n", ""), Exit::Code(15), "bits disagree");
+        assert_eq!(decode_exit(Arch::X86_64, Some(31), "libos: exit code 15\n", ""), Exit::Code(15));
+        assert_eq!(decode_exit(Arch::Aarch64, Some(143), "", ""), Exit::Code(143));
     }
 
     #[test]

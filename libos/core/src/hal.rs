@@ -104,7 +104,7 @@ pub trait Platform: Sync {
         None
     }
 
-    /// Powers the machine off, reporting `code` (`0..=127`) to the host where the machine can.
+    /// Powers the machine off, reporting `code` (`0..=255`) to the host where the machine can.
     fn shutdown(&self, code: i32) -> !;
 
     /// The devices found in the firmware tables at boot (virtio-mmio windows, PCIe hosts).

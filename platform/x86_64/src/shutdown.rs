@@ -30,9 +30,13 @@ pub fn rsdp() -> Option<u64> {
 pub fn power_off(code: i32) -> ! {
     x86_64::instructions::interrupts::disable();
     let code = code.clamp(0, libos_core::exit::MAX_CODE);
+    if code > libos_core::exit::MAX_DEVICE_CODE {
+        // The device carries the low 7 bits; the line carries the rest (libos_core::exit).
+        emergency_print(format_args!("libos: exit code {code}\n"));
+    }
     // SAFETY: writing to the debug-exit port ends QEMU when the device exists; otherwise the
     // write goes to an unclaimed port and does nothing.
-    unsafe { Port::<u32>::new(DEBUG_EXIT_PORT).write(code as u32) };
+    unsafe { Port::<u32>::new(DEBUG_EXIT_PORT).write((code & libos_core::exit::MAX_DEVICE_CODE) as u32) };
     // QEMU handles the write as a shutdown request that its main loop carries out a moment later,
     // so idle until then; a timer bounds the wait when there is no such device (1M APIC ticks:
     // 16 ms on QEMU, ~0.2 s on hardware-speed APIC clocks). No calibration needed. Before the
