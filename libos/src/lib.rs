@@ -65,6 +65,12 @@ pub mod thread {
 /// interrupt (the same code works in both images).
 pub mod sync {
     pub use libos_core::blocking::{Condvar, Event, Mutex, MutexGuard, Once, Semaphore, WaitQueue};
+    /// Parking: the running thread's id and waking a parked thread (a [`WaitQueue`] waiter
+    /// re-checks its condition when woken this way).
+    pub use libos_core::sched::{ThreadId, current as current_thread, unpark};
+    /// A spin lock that masks interrupts while held: for state read inside wait conditions
+    /// and interrupt handlers.
+    pub use libos_core::sync::{IrqSpinLock, IrqSpinLockGuard};
 }
 
 #[cfg(target_os = "none")]

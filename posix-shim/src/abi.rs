@@ -29,6 +29,11 @@ pub mod nr {
         pub const BRK: u64 = 12;
         pub const RT_SIGACTION: u64 = 13;
         pub const RT_SIGPROCMASK: u64 = 14;
+        pub const RT_SIGRETURN: u64 = 15;
+        pub const PAUSE: u64 = 34;
+        pub const RT_SIGPENDING: u64 = 127;
+        pub const RT_SIGTIMEDWAIT: u64 = 128;
+        pub const RT_SIGSUSPEND: u64 = 130;
         pub const IOCTL: u64 = 16;
         pub const PREAD64: u64 = 17;
         pub const PWRITE64: u64 = 18;
@@ -185,6 +190,10 @@ pub mod nr {
         pub const SIGALTSTACK: u64 = 132;
         pub const RT_SIGACTION: u64 = 134;
         pub const RT_SIGPROCMASK: u64 = 135;
+        pub const RT_SIGPENDING: u64 = 136;
+        pub const RT_SIGTIMEDWAIT: u64 = 137;
+        pub const RT_SIGRETURN: u64 = 139;
+        pub const RT_SIGSUSPEND: u64 = 133;
         pub const UNAME: u64 = 160;
         pub const UMASK: u64 = 166;
         pub const GETTIMEOFDAY: u64 = 169;
@@ -230,6 +239,7 @@ pub mod nr {
         pub const SYMLINK: u64 = ABSENT + 14;
         pub const READLINK: u64 = ABSENT + 15;
         pub const ARCH_PRCTL: u64 = ABSENT + 16;
+        pub const PAUSE: u64 = ABSENT + 17;
     }
 
     pub use table::*;
@@ -433,7 +443,7 @@ mod tests {
             nr::FACCESSAT, nr::PPOLL, nr::SET_ROBUST_LIST, nr::UTIMENSAT, nr::DUP3, nr::PIPE2, nr::PRLIMIT64,
             nr::RENAMEAT2, nr::GETRANDOM, nr::STATX, nr::FACCESSAT2, nr::EVENTFD2, nr::SELECT, nr::PSELECT6, nr::EPOLL_CREATE,
             nr::EPOLL_CREATE1, nr::EPOLL_CTL, nr::EPOLL_WAIT, nr::EPOLL_PWAIT, nr::TIMERFD_CREATE, nr::TIMERFD_SETTIME,
-            nr::TIMERFD_GETTIME,
+            nr::TIMERFD_GETTIME, nr::RT_SIGRETURN, nr::RT_SIGPENDING, nr::RT_SIGTIMEDWAIT, nr::RT_SIGSUSPEND, nr::PAUSE,
         ];
         let mut sorted = all.to_vec();
         sorted.sort_unstable();

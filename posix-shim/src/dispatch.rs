@@ -70,6 +70,7 @@ pub extern "C" fn dispatch(frame: &mut Frame) -> isize {
 /// itself has to do.
 pub extern "C" fn on_return(frame: &mut Frame) {
     thread::finish_clone(frame);
+    signal::on_return(frame);
 }
 
 fn unknown(frame: &mut Frame) -> isize {
@@ -158,7 +159,12 @@ table! {
     nr::PRLIMIT64 => |f, [a0, a1, a2, a3, ..]| prlimit64(a0, a1, a2, a3);
     nr::RT_SIGACTION => |f, [a0, a1, a2, a3, ..]| signal::rt_sigaction(a0, a1, a2, a3);
     nr::RT_SIGPROCMASK => |f, [a0, a1, a2, a3, ..]| signal::rt_sigprocmask(a0, a1, a2, a3);
-    nr::SIGALTSTACK => |f, [a0, a1, ..]| signal::sigaltstack(a0, a1);
+    nr::SIGALTSTACK => |f, [a0, a1, ..]| signal::sigaltstack(a0, a1, f.stack_pointer());
+    nr::RT_SIGRETURN => |f, _| signal::rt_sigreturn();
+    nr::RT_SIGPENDING => |f, [a0, a1, ..]| signal::rt_sigpending(a0, a1);
+    nr::RT_SIGSUSPEND => |f, [a0, a1, ..]| signal::rt_sigsuspend(a0, a1);
+    nr::RT_SIGTIMEDWAIT => |f, [a0, a1, a2, a3, ..]| signal::rt_sigtimedwait(a0, a1, a2, a3);
+    nr::PAUSE => |f, _| signal::pause();
     nr::KILL => |f, [a0, a1, ..]| signal::kill(a0, a1);
     nr::TGKILL => |f, [a0, a1, a2, ..]| signal::tgkill(a0, a1, a2);
     nr::TKILL => |f, [a0, a1, ..]| signal::tgkill(0, a0, a1);
@@ -553,22 +559,32 @@ fn gettimeofday(tv: u64, _tz: u64) -> Result<u64> {
     Ok(0)
 }
 
-fn sleep_until(deadline: Instant) {
-    #[cfg(feature = "threads")]
-    libos::thread::sleep_until(deadline);
-    #[cfg(not(feature = "threads"))]
-    {
-        let event = libos::sync::Event::new();
-        while Instant::now() < deadline {
-            event.wait_until(deadline);
+/// Where `nanosleep` and `clock_nanosleep` wait: nobody wakes the queue, a signal for the
+/// sleeping thread unparks it (`signal::send`), the deadline ends the wait.
+static SLEEPERS: libos::sync::WaitQueue = libos::sync::WaitQueue::new();
+
+/// Sleeps until `deadline`; `EINTR` when a signal arrives first.
+fn sleep_until(deadline: Instant) -> Result<()> {
+    while Instant::now() < deadline {
+        if signal::interrupted() {
+            return Err(Errno::EINTR);
         }
+        SLEEPERS.wait_until_deadline(signal::interrupted, deadline);
     }
+    Ok(())
 }
 
-fn nanosleep(request: u64, _remaining: u64) -> Result<u64> {
+/// `nanosleep(request, remaining)`: an interrupted sleep writes the time left to `remaining`.
+fn nanosleep(request: u64, remaining: u64) -> Result<u64> {
     let d = duration_of(request)?;
-    sleep_until(Instant::now() + d);
-    Ok(0)
+    let deadline = Instant::now() + d;
+    let slept = sleep_until(deadline);
+    if slept.is_err() && remaining != 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // SAFETY: checked by `user::write`.
+        unsafe { user::write(remaining, timespec_of(left))? };
+    }
+    slept.map(|()| 0)
 }
 
 fn clock_nanosleep(clock: u64, flags: u64, request: u64, remaining: u64) -> Result<u64> {
@@ -581,8 +597,7 @@ fn clock_nanosleep(clock: u64, flags: u64, request: u64, remaining: u64) -> Resu
     }
     clock_now(clock)?;
     if flags & TIMER_ABSTIME != 0 {
-        sleep_until(instant_of_clock(clock == CLOCK_REALTIME, duration_of(request)?));
-        Ok(0)
+        sleep_until(instant_of_clock(clock == CLOCK_REALTIME, duration_of(request)?)).map(|()| 0)
     } else {
         nanosleep(request, remaining)
     }

@@ -91,8 +91,13 @@ impl PipeEnd {
             if self.nonblocking {
                 return Err(Errno::EAGAIN);
             }
+            if crate::signal::interrupted() {
+                return Err(Errno::EINTR);
+            }
             let pipe = &self.pipe;
-            pipe.queue.wait_until(|| pipe.buffer.try_lock().is_none_or(|d| !d.is_empty()) || pipe.writers.load(Ordering::Acquire) == 0);
+            pipe.queue.wait_until(|| {
+                pipe.buffer.try_lock().is_none_or(|d| !d.is_empty()) || pipe.writers.load(Ordering::Acquire) == 0 || crate::signal::interrupted()
+            });
         }
     }
 
@@ -123,8 +128,13 @@ impl PipeEnd {
             if self.nonblocking {
                 return if done > 0 { Ok(done) } else { Err(Errno::EAGAIN) };
             }
+            if crate::signal::interrupted() {
+                return if done > 0 { Ok(done) } else { Err(Errno::EINTR) };
+            }
             let pipe = &self.pipe;
-            pipe.queue.wait_until(|| pipe.buffer.try_lock().is_none_or(|d| d.len() < PIPE_CAPACITY) || pipe.readers.load(Ordering::Acquire) == 0);
+            pipe.queue.wait_until(|| {
+                pipe.buffer.try_lock().is_none_or(|d| d.len() < PIPE_CAPACITY) || pipe.readers.load(Ordering::Acquire) == 0 || crate::signal::interrupted()
+            });
         }
         Ok(done)
     }
@@ -173,7 +183,10 @@ impl EventCounter {
             if self.nonblocking {
                 return Err(Errno::EAGAIN);
             }
-            self.queue.wait_until(|| self.value.try_lock().is_none_or(|v| *v > 0));
+            if crate::signal::interrupted() {
+                return Err(Errno::EINTR);
+            }
+            self.queue.wait_until(|| self.value.try_lock().is_none_or(|v| *v > 0) || crate::signal::interrupted());
         }
     }
 
@@ -197,7 +210,10 @@ impl EventCounter {
             if self.nonblocking {
                 return Err(Errno::EAGAIN);
             }
-            self.queue.wait_until(|| self.value.try_lock().is_none_or(|v| u64::MAX - 1 - *v >= add));
+            if crate::signal::interrupted() {
+                return Err(Errno::EINTR);
+            }
+            self.queue.wait_until(|| self.value.try_lock().is_none_or(|v| u64::MAX - 1 - *v >= add) || crate::signal::interrupted());
         }
     }
 
@@ -309,7 +325,7 @@ pub fn poll(fds: u64, count: u64, timeout: Option<Duration>) -> Result<u64> {
         // SAFETY: `bytes` holds `count` `struct pollfd`s (read unaligned).
         (0..count as usize).map(|i| unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<PollFd>().add(i)) }).collect();
     let deadline = timeout.map(|t| Instant::now() + t);
-    let ready = wait_ready(deadline, entries.iter().map(|e| e.fd as u64).collect(), || scan(&mut entries));
+    let ready = wait_ready(deadline, entries.iter().map(|e| e.fd as u64).collect(), || scan(&mut entries))?;
     for (i, entry) in entries.iter().enumerate() {
         // SAFETY: as above, in bounds.
         unsafe { core::ptr::write_unaligned(bytes.as_mut_ptr().cast::<PollFd>().add(i), *entry) };
@@ -319,21 +335,24 @@ pub fn poll(fds: u64, count: u64, timeout: Option<Duration>) -> Result<u64> {
 
 /// Calls `check` until it reports something ready or `deadline` passes, sleeping on
 /// [`READINESS`] in between (until the next change, the deadline, or the earliest armed timer
-/// among `fds`).
-fn wait_ready(deadline: Option<Instant>, fds: alloc::vec::Vec<u64>, mut check: impl FnMut() -> u64) -> u64 {
+/// among `fds`). `EINTR` when a signal arrives for the thread before anything is ready.
+fn wait_ready(deadline: Option<Instant>, fds: alloc::vec::Vec<u64>, mut check: impl FnMut() -> u64) -> Result<u64> {
     loop {
         let seen = GENERATION.load(Ordering::Acquire);
         let ready = check();
         let now = Instant::now();
         if ready > 0 || deadline.is_some_and(|d| now >= d) {
-            return ready;
+            return Ok(ready);
+        }
+        if crate::signal::interrupted() {
+            return Err(Errno::EINTR);
         }
         let timer = fds.iter().filter_map(|&f| fd::get(f).ok()).filter_map(|o| next_timer(&o)).min();
         let wake_at = match (deadline, timer) {
             (Some(d), Some(t)) => Some(d.min(t)),
             (d, t) => d.or(t),
         };
-        let changed_since = || GENERATION.load(Ordering::Acquire) != seen;
+        let changed_since = || GENERATION.load(Ordering::Acquire) != seen || crate::signal::interrupted();
         match wake_at {
             Some(d) => {
                 READINESS.wait_until_deadline(changed_since, d);
@@ -381,11 +400,8 @@ pub fn ppoll(fds: u64, count: u64, timeout: u64, sigmask: u64, sigsetsize: u64) 
     }
     // SAFETY: checked by `user::read`.
     let mask: u64 = unsafe { user::read(sigmask)? };
-    let saved = crate::thread::blocked_signals();
-    crate::thread::set_blocked_signals(mask);
-    let result = poll(fds, count, timeout);
-    crate::thread::set_blocked_signals(saved);
-    result
+    crate::signal::set_temporary_mask(mask);
+    poll(fds, count, timeout)
 }
 
 /// `select`/`pselect6`: `nfds` bits of up to three `fd_set`s (1024 bits each).
@@ -435,7 +451,7 @@ pub fn select(nfds: u64, read: u64, write: u64, except: u64, timeout: Option<Dur
             }
         }
         count
-    });
+    })?;
     let store = |addr: u64, set: &[u64; 16]| -> Result<()> {
         if addr != 0 {
             for (i, word) in set.iter().enumerate().take(words) {
@@ -487,11 +503,8 @@ pub fn pselect6(nfds: u64, read: u64, write: u64, except: u64, timeout: u64, sig
             }
             // SAFETY: checked by `user::read`.
             let mask: u64 = unsafe { user::read(set)? };
-            let saved = crate::thread::blocked_signals();
-            crate::thread::set_blocked_signals(mask);
-            let result = select(nfds, read, write, except, timeout);
-            crate::thread::set_blocked_signals(saved);
-            result
+            crate::signal::set_temporary_mask(mask);
+            select(nfds, read, write, except, timeout)
         }
         _ => select(nfds, read, write, except, timeout),
     }
@@ -545,15 +558,21 @@ impl Timer {
                 if self.nonblocking {
                     return Err(Errno::EAGAIN);
                 }
+                if crate::signal::interrupted() {
+                    return Err(Errno::EINTR);
+                }
                 let seen = GENERATION.load(Ordering::Acquire);
-                READINESS.wait_until(|| GENERATION.load(Ordering::Acquire) != seen);
+                READINESS.wait_until(|| GENERATION.load(Ordering::Acquire) != seen || crate::signal::interrupted());
                 continue;
             };
             if self.nonblocking {
                 return Err(Errno::EAGAIN);
             }
+            if crate::signal::interrupted() {
+                return Err(Errno::EINTR);
+            }
             let seen = GENERATION.load(Ordering::Acquire);
-            READINESS.wait_until_deadline(|| GENERATION.load(Ordering::Acquire) != seen, next);
+            READINESS.wait_until_deadline(|| GENERATION.load(Ordering::Acquire) != seen || crate::signal::interrupted(), next);
         }
     }
 }
@@ -759,28 +778,21 @@ pub fn epoll_pwait(epfd: u64, events: u64, max: u64, timeout_ms: u64, sigmask: u
     #[cfg(target_arch = "aarch64")]
     const EVENT_SIZE: u64 = 16;
     user::check_range(events, max.saturating_mul(EVENT_SIZE))?;
-    let saved = if sigmask != 0 {
+    if sigmask != 0 {
         if sigsetsize != 8 {
             return Err(Errno::EINVAL);
         }
         // SAFETY: checked by `user::read`.
         let mask: u64 = unsafe { user::read(sigmask)? };
-        let saved = crate::thread::blocked_signals();
-        crate::thread::set_blocked_signals(mask);
-        Some(saved)
-    } else {
-        None
-    };
+        crate::signal::set_temporary_mask(mask);
+    }
     let ms = timeout_ms as i32;
     let deadline = (ms >= 0).then(|| Instant::now() + Duration::from_millis(ms as u64));
     let mut ready = alloc::vec::Vec::new();
     wait_ready(deadline, epoll.watched(), || {
         ready = epoll.collect(max as usize);
         ready.len() as u64
-    });
-    if let Some(saved) = saved {
-        crate::thread::set_blocked_signals(saved);
-    }
+    })?;
     for (i, (ev, data)) in ready.iter().enumerate() {
         let at = events + i as u64 * EVENT_SIZE;
         // SAFETY: in the range checked above.

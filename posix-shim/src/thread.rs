@@ -32,8 +32,6 @@ struct CThread {
     tid: u64,
     /// `set_tid_address` / `CLONE_CHILD_CLEARTID`: zeroed and futex-woken at thread exit.
     clear_tid: u64,
-    /// Blocked signals (bit `n - 1` for signal `n`); a new thread inherits its creator's.
-    blocked: u64,
     /// A checked `clone` waiting for the complete frame at the call's return ([`finish_clone`]).
     pending_clone: Option<CloneRequest>,
 }
@@ -52,7 +50,7 @@ struct CloneRequest {
 #[cfg(feature = "threads")]
 static CURRENT: libos::thread::tls::Key<CThread> = libos::thread::tls::Key::new();
 #[cfg(not(feature = "threads"))]
-static MAIN: Mutex<CThread> = Mutex::new(CThread { tid: crate::dispatch::PID, clear_tid: 0, blocked: 0, pending_clone: None });
+static MAIN: Mutex<CThread> = Mutex::new(CThread { tid: crate::dispatch::PID, clear_tid: 0, pending_clone: None });
 
 fn current() -> CThread {
     #[cfg(feature = "threads")]
@@ -78,23 +76,12 @@ fn set_current(thread: CThread) {
 pub fn init_main_thread() {
     TIDS.lock().insert(crate::dispatch::PID);
     set_current(CThread { tid: crate::dispatch::PID, ..CThread::default() });
+    crate::signal::thread_started(crate::dispatch::PID, 0);
 }
 
 /// `gettid()`.
 pub fn gettid() -> u64 {
     current().tid
-}
-
-/// The calling thread's blocked-signal mask.
-pub fn blocked_signals() -> u64 {
-    current().blocked
-}
-
-/// Sets the calling thread's blocked-signal mask.
-pub fn set_blocked_signals(mask: u64) {
-    let mut me = current();
-    me.blocked = mask;
-    set_current(me);
 }
 
 /// Whether `tid` is a live thread of the program.
@@ -127,6 +114,7 @@ pub fn exit_thread(code: i32) -> ! {
             futex_wake(me.clear_tid, 1, u32::MAX);
         }
     }
+    crate::signal::thread_exited();
     let last = {
         let mut tids = TIDS.lock();
         tids.remove(&me.tid);
@@ -227,9 +215,10 @@ fn spawn(frame: &libos::syscall::Frame, request: CloneRequest) -> Result<u64> {
     }
     TIDS.lock().insert(tid);
     let parent_tp = entry.thread_pointer();
-    let blocked = blocked_signals();
+    let blocked = crate::signal::blocked();
     let spawned = libos::thread::Builder::new().name(alloc::format!("c-thread-{tid}")).stack_size(KERNEL_STACK).spawn(move || {
-        set_current(CThread { tid, clear_tid, blocked, pending_clone: None });
+        set_current(CThread { tid, clear_tid, pending_clone: None });
+        crate::signal::thread_started(tid, blocked);
         entry.set_thread_pointer(if flags & CLONE_SETTLS != 0 { tls as usize } else { parent_tp });
         let frame = *child;
         // SAFETY: the frame is the parent's at its `clone`, with the stack the C program
@@ -346,23 +335,24 @@ fn futex_wait(addr: u64, expected: u32, bitset: u32, deadline: Option<Instant>) 
         }
         table.entry(addr).or_default().push(waiter.clone());
     }
-    let condition = || waiter.woken.load(Ordering::Acquire);
-    let woken = match deadline {
+    let condition = || waiter.woken.load(Ordering::Acquire) || crate::signal::interrupted();
+    let done = match deadline {
         Some(d) => waiter.queue.wait_until_deadline(condition, d),
         None => {
             waiter.queue.wait_until(condition);
             true
         }
     };
-    if woken {
+    if waiter.woken.load(Ordering::Acquire) {
         return Ok(0);
     }
-    // Timed out, unless a waker took us off the list meanwhile (then it counted us as woken).
+    // Timed out or interrupted by a signal, unless a waker took us off the list meanwhile
+    // (then it counted us as woken).
     let mut table = FUTEXES.lock();
     for list in table.values_mut() {
         if let Some(i) = list.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
             list.remove(i);
-            return Err(Errno::ETIMEDOUT);
+            return Err(if done { Errno::EINTR } else { Errno::ETIMEDOUT });
         }
     }
     Ok(0)

@@ -1,5 +1,5 @@
 /* shimtest: checks of posix-shim's Linux system calls, one family per argument:
- *   files mem time process threads signals events stdio enosys preempt kill abort
+ *   files mem time process threads signals sigdeliver events stdio enosys preempt kill abort
  * Ordinary C against musl; every check prints the failing line and exits 1. A family prints
  * "ok FAMILY" when all its checks passed. Runs unmodified on Linux too (where the files
  * family needs a writable /tmp). */
@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <setjmp.h>
+#include <ucontext.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -482,6 +484,281 @@ static void signals(void) {
     printf("ok signals\n");
 }
 
+
+/* ---- sigdeliver: signal frames, masks, alternate stacks, other threads, waits ---- */
+
+static volatile sig_atomic_t hits, nested_hits;
+static volatile pid_t handler_tid;
+static volatile int info_signo, info_code, info_pid, ctx_ok, mask_had_self, mask_had_extra;
+static volatile uintptr_t handler_local;
+static sigjmp_buf jump_back;
+
+static int blocked_now(int sig) {
+    sigset_t now;
+    sigprocmask(SIG_BLOCK, NULL, &now);
+    return sigismember(&now, sig);
+}
+
+static void on_info(int sig, siginfo_t *info, void *ucontext) {
+    ucontext_t *uc = ucontext;
+    hits++;
+    handler_tid = gettid();
+    info_signo = info->si_signo;
+    info_code = info->si_code;
+    info_pid = info->si_pid;
+    /* The context describes the interrupted code: its stack pointer is near this one (the
+     * main stack), and its mask is the one before delivery (SIGUSR2 blocked by the caller). */
+#if defined(__x86_64__)
+    uintptr_t sp = uc->uc_mcontext.gregs[REG_RSP];
+#else
+    uintptr_t sp = uc->uc_mcontext.sp;
+#endif
+    volatile char here;
+    ctx_ok = sp > (uintptr_t)&here && sp - (uintptr_t)&here < (64 << 10) && sigismember(&uc->uc_sigmask, SIGUSR2) &&
+             !sigismember(&uc->uc_sigmask, sig);
+    mask_had_self = blocked_now(sig);
+    mask_had_extra = blocked_now(SIGWINCH);
+}
+
+static void on_count(int sig) { (void)sig; hits++; }
+static void on_local(int sig) {
+    volatile char local;
+    (void)sig;
+    hits++;
+    handler_local = (uintptr_t)&local;
+    stack_t now;
+    sigaltstack(NULL, &now);
+    ctx_ok = (now.ss_flags & SS_ONSTACK) != 0;
+    stack_t other = {.ss_sp = malloc(SIGSTKSZ), .ss_size = SIGSTKSZ};
+    errno = 0;
+    mask_had_self = sigaltstack(&other, NULL) == -1 && errno == EPERM; /* not while on it */
+}
+static void on_jump(int sig) { (void)sig; hits++; siglongjmp(jump_back, 7); }
+static void on_nest_inner(int sig) { (void)sig; nested_hits++; }
+static void on_nest_outer(int sig) {
+    (void)sig;
+    hits++;
+    raise(SIGUSR2); /* a different, unblocked signal: a handler on top of this one */
+}
+static void on_tid(int sig) { (void)sig; hits++; handler_tid = gettid(); }
+
+/* Clobbers every vector register and the general registers a handler may use. */
+static void on_clobber(int sig) {
+    (void)sig;
+    hits++;
+#if defined(__x86_64__)
+    __asm__ volatile("pcmpeqd %%xmm0, %%xmm0\n movdqa %%xmm0, %%xmm1\n movdqa %%xmm0, %%xmm2\n movdqa %%xmm0, %%xmm3\n"
+                     "movdqa %%xmm0, %%xmm4\n movdqa %%xmm0, %%xmm5\n movdqa %%xmm0, %%xmm6\n movdqa %%xmm0, %%xmm7\n"
+                     "movdqa %%xmm0, %%xmm8\n movdqa %%xmm0, %%xmm9\n movdqa %%xmm0, %%xmm10\n movdqa %%xmm0, %%xmm11\n"
+                     "movdqa %%xmm0, %%xmm12\n movdqa %%xmm0, %%xmm13\n movdqa %%xmm0, %%xmm14\n movdqa %%xmm0, %%xmm15\n"
+                     "mov $-1, %%r8\n mov $-1, %%r9\n mov $-1, %%r10\n mov $-1, %%r11\n mov $-1, %%rdx\n mov $-1, %%rsi\n"
+                     ::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+                     "xmm12", "xmm13", "xmm14", "xmm15", "r8", "r9", "r10", "r11", "rdx", "rsi");
+#else
+    __asm__ volatile("movi v0.16b, #0xff\n mov v1.16b, v0.16b\n mov v2.16b, v0.16b\n mov v3.16b, v0.16b\n"
+                     "mov v4.16b, v0.16b\n mov v5.16b, v0.16b\n mov v6.16b, v0.16b\n mov v7.16b, v0.16b\n"
+                     "mov v8.16b, v0.16b\n mov v9.16b, v0.16b\n mov v10.16b, v0.16b\n mov v11.16b, v0.16b\n"
+                     "mov v12.16b, v0.16b\n mov v13.16b, v0.16b\n mov v14.16b, v0.16b\n mov v15.16b, v0.16b\n"
+                     "mov v16.16b, v0.16b\n mov v17.16b, v0.16b\n mov v18.16b, v0.16b\n mov v19.16b, v0.16b\n"
+                     "mov v20.16b, v0.16b\n mov v21.16b, v0.16b\n mov v22.16b, v0.16b\n mov v23.16b, v0.16b\n"
+                     "mov v24.16b, v0.16b\n mov v25.16b, v0.16b\n mov v26.16b, v0.16b\n mov v27.16b, v0.16b\n"
+                     "mov v28.16b, v0.16b\n mov v29.16b, v0.16b\n mov v30.16b, v0.16b\n mov v31.16b, v0.16b\n"
+                     "mov x1, #-1\n mov x2, #-1\n mov x3, #-1\n mov x9, #-1\n mov x10, #-1\n mov x15, #-1\n mov x16, #-1\n"
+                     ::: "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14",
+                     "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28",
+                     "v29", "v30", "v31", "x1", "x2", "x3", "x9", "x10", "x15", "x16");
+#endif
+}
+
+/* Loads registers with known values, sends SIGUSR1 to this thread with a raw system call (the
+ * handler runs as it returns), and reports how many registers came back changed: a signal
+ * must be invisible to the interrupted code. */
+static int registers_changed_by_a_handler(void) {
+    /* buf[0..14]: values loaded; buf[16..30]: values read back. */
+    static uint64_t buf[32];
+    for (int i = 0; i < 14; i++) buf[i] = 0x0123456789abcdefull * (uint64_t)(i + 3);
+    buf[14] = (uint64_t)gettid();
+#if defined(__x86_64__)
+    __asm__ volatile(
+        "movdqu 0(%[b]), %%xmm0\n movdqu 16(%[b]), %%xmm1\n movdqu 32(%[b]), %%xmm8\n movdqu 48(%[b]), %%xmm15\n"
+        "mov 64(%[b]), %%r8\n mov 72(%[b]), %%r9\n mov 80(%[b]), %%r10\n mov 88(%[b]), %%r12\n"
+        "mov 96(%[b]), %%r13\n mov 104(%[b]), %%rbx\n"
+        "mov 112(%[b]), %%rdi\n mov $10, %%esi\n mov $200, %%eax\n syscall\n" /* tkill(tid, SIGUSR1) */
+        "movdqu %%xmm0, 128(%[b])\n movdqu %%xmm1, 144(%[b])\n movdqu %%xmm8, 160(%[b])\n movdqu %%xmm15, 176(%[b])\n"
+        "mov %%r8, 192(%[b])\n mov %%r9, 200(%[b])\n mov %%r10, 208(%[b])\n mov %%r12, 216(%[b])\n"
+        "mov %%r13, 224(%[b])\n mov %%rbx, 232(%[b])\n"
+        :
+        : [b] "r"(buf)
+        : "rax", "rcx", "rdx", "rdi", "rsi", "r8", "r9", "r10", "r11", "r12", "r13", "rbx", "xmm0", "xmm1", "xmm8",
+          "xmm15", "memory");
+#else
+    __asm__ volatile(
+        "ldp q0, q1, [%[b]]\n ldp q8, q31, [%[b], #32]\n"
+        "ldp x10, x2, [%[b], #64]\n ldp x3, x9, [%[b], #80]\n ldp x19, x15, [%[b], #96]\n"
+        "ldr x0, [%[b], #112]\n mov x1, #10\n mov x8, #130\n svc #0\n" /* tkill(tid, SIGUSR1) */
+        "stp q0, q1, [%[b], #128]\n stp q8, q31, [%[b], #160]\n"
+        "stp x10, x2, [%[b], #192]\n stp x3, x9, [%[b], #208]\n stp x19, x15, [%[b], #224]\n"
+        :
+        : [b] "r"(buf)
+        : "x0", "x1", "x2", "x3", "x8", "x9", "x10", "x15", "x19", "v0", "v1", "v8", "v31", "memory");
+#endif
+    int changed = 0;
+    for (int i = 0; i < 14; i++) {
+        if (buf[i] != buf[16 + i]) {
+            printf("register slot %d changed: %llx -> %llx\n", i, (unsigned long long)buf[i], (unsigned long long)buf[16 + i]);
+            changed++;
+        }
+    }
+    return changed;
+}
+
+static int signal_pipe[2];
+static volatile pid_t waiter_tid;
+static volatile int waiter_errno;
+
+static void *read_blocked(void *arg) {
+    (void)arg;
+    waiter_tid = gettid();
+    char c;
+    ssize_t n = read(signal_pipe[0], &c, 1); /* nobody writes: only a signal ends this */
+    waiter_errno = n == -1 ? errno : 0;
+    return NULL;
+}
+
+static void *spin_on_syscalls(void *arg) {
+    (void)arg;
+    waiter_tid = gettid();
+    while (hits == 0) sched_yield();
+    return NULL;
+}
+
+static void *send_later(void *arg) {
+    struct timespec d = {0, 50 * 1000 * 1000};
+    nanosleep(&d, NULL);
+    kill(getpid(), (int)(intptr_t)arg);
+    return NULL;
+}
+
+static void handle(int sig, void (*fn)(int), int flags) {
+    struct sigaction sa = {0};
+    sa.sa_handler = fn;
+    sa.sa_flags = flags;
+    CHECK(sigaction(sig, &sa, NULL) == 0);
+}
+
+static void sigdeliver(void) {
+    /* siginfo and ucontext; the handler's mask; the mask comes back after the handler. */
+    struct sigaction sa = {0};
+    sa.sa_sigaction = on_info;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGWINCH);
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    sigset_t usr2, previous;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    CHECK(sigprocmask(SIG_BLOCK, &usr2, &previous) == 0);
+    hits = 0;
+    CHECK(raise(SIGUSR1) == 0 && hits == 1);
+    CHECK(info_signo == SIGUSR1 && info_code == SI_TKILL && handler_tid == gettid());
+    CHECK(ctx_ok && mask_had_self && mask_had_extra);
+    CHECK(!blocked_now(SIGUSR1) && !blocked_now(SIGWINCH) && blocked_now(SIGUSR2));
+    CHECK(kill(getpid(), SIGUSR1) == 0 && hits == 2 && info_code == SI_USER && info_pid == getpid());
+    /* rt_sigpending and rt_sigtimedwait take a blocked pending signal without its handler. */
+    CHECK(raise(SIGUSR2) == 0);
+    sigset_t pending;
+    CHECK(sigpending(&pending) == 0 && sigismember(&pending, SIGUSR2));
+    siginfo_t info;
+    struct timespec zero = {0, 0};
+    CHECK(sigtimedwait(&usr2, &info, &zero) == SIGUSR2 && info.si_signo == SIGUSR2 && info.si_code == SI_TKILL);
+    FAILS(sigtimedwait(&usr2, &info, &zero), EAGAIN);
+    CHECK(sigprocmask(SIG_SETMASK, &previous, NULL) == 0);
+
+    /* Every register comes back as it was, vector registers included. */
+    handle(SIGUSR1, on_clobber, 0);
+    hits = 0;
+    int changed = registers_changed_by_a_handler();
+    CHECK(hits == 1 && changed == 0);
+
+    /* SA_NODEFER: the signal is not blocked in its handler; SA_RESETHAND: one shot. */
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    CHECK(raise(SIGUSR1) == 0 && !mask_had_self);
+    struct sigaction now;
+    CHECK(sigaction(SIGUSR1, NULL, &now) == 0 && now.sa_handler == SIG_DFL);
+
+    /* SA_ONSTACK runs the handler on the alternate stack, which knows it is in use. */
+    size_t size = 64 << 10;
+    char *alt = malloc(size);
+    stack_t ss = {.ss_sp = alt, .ss_size = size, .ss_flags = 0};
+    CHECK(sigaltstack(&ss, NULL) == 0);
+    handle(SIGUSR1, on_local, SA_ONSTACK);
+    hits = 0;
+    CHECK(raise(SIGUSR1) == 0 && hits == 1);
+    CHECK(handler_local > (uintptr_t)alt && handler_local < (uintptr_t)alt + size && ctx_ok && mask_had_self);
+    stack_t after;
+    CHECK(sigaltstack(NULL, &after) == 0 && !(after.ss_flags & SS_ONSTACK) && after.ss_sp == alt);
+    handle(SIGUSR1, on_local, 0); /* without SA_ONSTACK: the normal stack */
+    CHECK(raise(SIGUSR1) == 0 && !(handler_local > (uintptr_t)alt && handler_local < (uintptr_t)alt + size));
+
+    /* siglongjmp out of a handler restores the mask saved by sigsetjmp. */
+    handle(SIGUSR1, on_jump, 0);
+    hits = 0;
+    if (sigsetjmp(jump_back, 1) == 0) {
+        raise(SIGUSR1);
+        CHECK(!"the handler should have jumped");
+    }
+    CHECK(hits == 1 && !blocked_now(SIGUSR1));
+
+    /* A handler interrupted by another signal. */
+    handle(SIGUSR1, on_nest_outer, 0);
+    handle(SIGUSR2, on_nest_inner, 0);
+    hits = nested_hits = 0;
+    CHECK(raise(SIGUSR1) == 0 && hits == 1 && nested_hits == 1);
+
+    /* Another thread's signal: delivered on that thread, interrupting a blocking read. */
+    handle(SIGUSR1, on_tid, 0);
+    CHECK(pipe(signal_pipe) == 0);
+    pthread_t t;
+    hits = 0;
+    waiter_tid = 0;
+    CHECK(pthread_create(&t, NULL, read_blocked, NULL) == 0);
+    while (waiter_tid == 0) sched_yield();
+    struct timespec settle = {0, 20 * 1000 * 1000};
+    nanosleep(&settle, NULL); /* let it block in read() */
+    CHECK(pthread_kill(t, SIGUSR1) == 0 && pthread_join(t, NULL) == 0);
+    CHECK(hits == 1 && handler_tid == waiter_tid && waiter_errno == EINTR);
+    /* ...and on a thread that only makes non-blocking calls. */
+    hits = 0;
+    waiter_tid = 0;
+    CHECK(pthread_create(&t, NULL, spin_on_syscalls, NULL) == 0);
+    while (waiter_tid == 0) sched_yield();
+    CHECK(pthread_kill(t, SIGUSR1) == 0 && pthread_join(t, NULL) == 0 && hits == 1 && handler_tid == waiter_tid);
+
+    /* sigsuspend waits with a temporary mask; the old one is back afterwards. */
+    sigset_t usr1, empty;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigemptyset(&empty);
+    CHECK(sigprocmask(SIG_BLOCK, &usr1, &previous) == 0);
+    hits = 0;
+    CHECK(pthread_create(&t, NULL, send_later, (void *)(intptr_t)SIGUSR1) == 0);
+    errno = 0;
+    CHECK(sigsuspend(&empty) == -1 && errno == EINTR && hits == 1 && blocked_now(SIGUSR1));
+    CHECK(pthread_join(t, NULL) == 0 && sigprocmask(SIG_SETMASK, &previous, NULL) == 0);
+
+    /* An interrupted nanosleep reports EINTR and the time left. */
+    handle(SIGUSR1, on_count, 0);
+    hits = 0;
+    CHECK(pthread_create(&t, NULL, send_later, (void *)(intptr_t)SIGUSR1) == 0);
+    struct timespec two = {2, 0}, left = {0, 0};
+    errno = 0;
+    CHECK(nanosleep(&two, &left) == -1 && errno == EINTR && hits == 1 && left.tv_sec >= 1);
+    CHECK(pthread_join(t, NULL) == 0);
+    printf("ok sigdeliver\n");
+}
+
 static void stdio(void) {
     /* Full buffering: nothing reaches the console until the buffer is flushed at exit, after
      * the unbuffered stderr line. */
@@ -536,7 +813,7 @@ static void preempt(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: shimtest files|mem|time|process|threads|signals|events|stdio|enosys|preempt|kill|abort...\n");
+        fprintf(stderr, "usage: shimtest files|mem|time|process|threads|signals|sigdeliver|events|stdio|enosys|preempt|kill|abort...\n");
         return 2;
     }
     for (int i = 1; i < argc; i++) {
@@ -547,6 +824,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "process")) process();
         else if (!strcmp(f, "threads")) threads();
         else if (!strcmp(f, "signals")) signals();
+        else if (!strcmp(f, "sigdeliver")) sigdeliver();
         else if (!strcmp(f, "events")) events();
         else if (!strcmp(f, "stdio")) stdio();
         else if (!strcmp(f, "enosys")) enosys();

@@ -1,0 +1,649 @@
+//! Signals with Linux semantics for a single-process system: `rt_sigaction`,
+//! `rt_sigprocmask`, `sigaltstack`, `rt_sigreturn`, `rt_sigpending`, `rt_sigsuspend`, `pause`,
+//! `rt_sigtimedwait`, and `kill`/`tgkill`/`tkill` within the program.
+//!
+//! **Generation.** `kill` makes a signal pending for the process, `tgkill`/`tkill` (and the
+//! `SIGPIPE` of a write to a pipe without readers) for one thread. A signal whose action is to
+//! ignore it (`SIG_IGN`, or `SIG_DFL` for `SIGCHLD`, `SIGURG`, `SIGWINCH`, `SIGCONT`) is
+//! discarded unless blocked; the stop signals are ignored too (no job control). One instance
+//! of each number is pending at a time, as for Linux's standard signals.
+//!
+//! **Delivery** happens when a thread returns from a system call, as on Linux: every pending
+//! signal asks for the system-call trap's return hook (libos-core's `syscall` docs), which runs
+//! [`on_return`] with the complete register frame. There, the lowest pending signal the thread
+//! does not block is acted on: the default action ends the program (exit status 128 + N, as a
+//! shell reports it, with a console line naming the signal); a handler gets a real Linux signal
+//! frame on the thread's stack, or on its `sigaltstack` with `SA_ONSTACK` (see
+//! [`frame`]): `siginfo_t`, a `ucontext_t` with every general register, the FP/SIMD state and
+//! the previous signal mask, and a return address that calls `rt_sigreturn` (`sa_restorer`,
+//! else the shim's own trampoline). `rt_sigreturn` restores all of it, so handlers may
+//! `siglongjmp` out, inspect or edit their context, and nest. `SA_SIGINFO`, `SA_RESETHAND`,
+//! `SA_NODEFER`, `sa_mask` and `SA_ONSTACK` behave as on Linux.
+//!
+//! **Blocking calls** (`futex` waits, `nanosleep`/`clock_nanosleep`, `poll`/`select`/`epoll`
+//! waits, pipe and eventfd reads and writes, `rt_sigsuspend`, `rt_sigtimedwait`) return
+//! `EINTR` when a signal the thread does not block arrives while they wait; the handler then
+//! runs as the call returns. `SA_RESTART` is accepted but not honoured: interrupted calls
+//! always fail with `EINTR` (Linux restarts some of them).
+//!
+//! **Not generated**: asynchronous signals from timers (`alarm`, `setitimer`, `timer_create`
+//! are not implemented) and faults turned into `SIGSEGV`/`SIGBUS`/`SIGFPE` (a fault is a fatal
+//! exception the kernel reports). A thread that never makes a system call sees its signals only
+//! when it next does (Linux would interrupt it).
+
+mod frame;
+
+use crate::user;
+use alloc::vec::Vec;
+use libos::sync::{IrqSpinLock, ThreadId, WaitQueue};
+use libos::syscall::Frame;
+use libos::time::Instant;
+use libos::{Errno, Result};
+
+const NSIG: u64 = 64;
+const SIGKILL: u64 = 9;
+const SIGPIPE: u64 = 13;
+const SIGSTOP: u64 = 19;
+const SIG_DFL: u64 = 0;
+const SIG_IGN: u64 = 1;
+const SA_ONSTACK: u64 = 0x0800_0000;
+const SA_RESTORER: u64 = 0x0400_0000;
+const SA_NODEFER: u64 = 0x4000_0000;
+const SA_RESETHAND: u64 = 0x8000_0000;
+const SIG_BLOCK: u64 = 0;
+const SIG_UNBLOCK: u64 = 1;
+const SIG_SETMASK: u64 = 2;
+const SI_USER: i32 = 0;
+const SI_TKILL: i32 = -6;
+const SS_ONSTACK: u32 = 1;
+const SS_DISABLE: u32 = 2;
+const MINSIGSTKSZ: u64 = 2048;
+/// Signals that can be neither caught, blocked nor ignored.
+const UNBLOCKABLE: u64 = bit(SIGKILL) | bit(SIGSTOP);
+
+const fn bit(sig: u64) -> u64 {
+    1 << (sig - 1)
+}
+
+/// The kernel's `struct sigaction` (as `rt_sigaction` exchanges it).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+struct KernelSigaction {
+    handler: u64,
+    flags: u64,
+    restorer: u64,
+    mask: u64,
+}
+
+/// `stack_t`: `ss_sp`, `ss_flags` (an int, padded), `ss_size`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AltStack {
+    sp: u64,
+    flags: u32,
+    _pad: u32,
+    size: u64,
+}
+
+impl AltStack {
+    const DISABLED: AltStack = AltStack { sp: 0, flags: SS_DISABLE, _pad: 0, size: 0 };
+
+    fn enabled(&self) -> bool {
+        self.flags & SS_DISABLE == 0 && self.size > 0
+    }
+
+    fn contains(&self, sp: u64) -> bool {
+        self.enabled() && sp > self.sp && sp - self.sp <= self.size
+    }
+
+    /// The structure as a thread at `sp` sees it (`SS_ONSTACK` while running on it).
+    fn as_seen_from(&self, sp: u64) -> AltStack {
+        if self.contains(sp) { AltStack { flags: SS_ONSTACK, ..*self } } else { *self }
+    }
+}
+
+/// What the signal layer keeps per thread.
+struct ThreadSignals {
+    tid: u64,
+    thread: ThreadId,
+    blocked: u64,
+    pending: u64,
+    altstack: AltStack,
+    /// The mask to restore once this call's return is done (`rt_sigsuspend`, `ppoll`, ... run
+    /// with a temporary mask; a handler frame records this one as the mask to return to).
+    restore_mask: Option<u64>,
+    /// `rt_sigreturn` was called: the return hook restores the frame from the signal frame.
+    sigreturn: bool,
+}
+
+struct State {
+    actions: [KernelSigaction; NSIG as usize],
+    /// Process-directed pending signals (`kill`).
+    pending: u64,
+    /// `si_code` of each pending signal, by number (`SI_USER` or `SI_TKILL`).
+    codes: [i32; NSIG as usize],
+    threads: Vec<ThreadSignals>,
+}
+
+impl State {
+    fn me(&mut self) -> Option<&mut ThreadSignals> {
+        let current = libos::sync::current_thread();
+        self.threads.iter_mut().find(|t| t.thread == current)
+    }
+
+    fn is_ignored(&self, sig: u64) -> bool {
+        match self.actions[sig as usize - 1].handler {
+            SIG_IGN => true,
+            SIG_DFL => !default_terminates(sig),
+            _ => false,
+        }
+    }
+}
+
+/// Interrupt-safe: [`interrupted`] runs inside wait conditions, with interrupts masked.
+static STATE: IrqSpinLock<State> = IrqSpinLock::new(State {
+    actions: [KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 }; NSIG as usize],
+    pending: 0,
+    codes: [SI_USER; NSIG as usize],
+    threads: Vec::new(),
+});
+
+/// `rt_sigsuspend`, `pause` and `rt_sigtimedwait` sleep here; senders wake it.
+static SIGNAL_WAIT: WaitQueue = WaitQueue::new();
+
+fn check_signal(sig: u64) -> Result<()> {
+    if sig == 0 || sig > NSIG { Err(Errno::EINVAL) } else { Ok(()) }
+}
+
+fn check_sigset_size(size: u64) -> Result<()> {
+    if size != 8 { Err(Errno::EINVAL) } else { Ok(()) }
+}
+
+/// The default action of `sig` ends the program (else it is ignored: `SIGCHLD` 17, `SIGCONT`
+/// 18, the stop signals 19-22 without job control, `SIGURG` 23, `SIGWINCH` 28).
+fn default_terminates(sig: u64) -> bool {
+    !matches!(sig, 17..=23 | 28)
+}
+
+/// Registers the calling libos thread as C thread `tid`, blocking `blocked` (a new thread
+/// inherits its creator's mask; its alternate stack starts disabled).
+pub fn thread_started(tid: u64, blocked: u64) {
+    let thread = libos::sync::current_thread();
+    let mut state = STATE.lock();
+    state.threads.retain(|t| t.thread != thread);
+    state.threads.push(ThreadSignals {
+        tid,
+        thread,
+        blocked: blocked & !UNBLOCKABLE,
+        pending: 0,
+        altstack: AltStack::DISABLED,
+        restore_mask: None,
+        sigreturn: false,
+    });
+}
+
+/// Forgets the calling thread (it exits); its pending signals go with it.
+pub fn thread_exited() {
+    let thread = libos::sync::current_thread();
+    let mut state = STATE.lock();
+    if let Some(i) = state.threads.iter().position(|t| t.thread == thread) {
+        let gone = state.threads.swap_remove(i);
+        drop(state);
+        for _ in 0..gone.pending.count_ones() {
+            libos::syscall::return_work_done();
+        }
+    }
+}
+
+/// The calling thread's blocked mask.
+pub fn blocked() -> u64 {
+    STATE.lock().me().map_or(0, |t| t.blocked)
+}
+
+/// Whether a signal the calling thread does not block is pending for it: a blocking call
+/// returns `EINTR` then. Cheap and lock-safe inside wait conditions.
+pub fn interrupted() -> bool {
+    let mut state = STATE.lock();
+    let process = state.pending;
+    state.me().is_some_and(|t| (t.pending | process) & !t.blocked != 0)
+}
+
+/// Runs the rest of this system call with `mask` blocked (`ppoll`, `pselect6`, `epoll_pwait`,
+/// `rt_sigsuspend`); the previous mask comes back when the call returns, after any handler
+/// the call's return runs (whose frame records the previous mask), as on Linux.
+pub fn set_temporary_mask(mask: u64) {
+    let mut state = STATE.lock();
+    let Some(me) = state.me() else { return };
+    if me.restore_mask.is_none() {
+        me.restore_mask = Some(me.blocked);
+        libos::syscall::request_return_work();
+    }
+    me.blocked = mask & !UNBLOCKABLE;
+}
+
+/// `rt_sigaction(sig, act, oldact, sigsetsize)`.
+pub fn rt_sigaction(sig: u64, act: u64, old: u64, sigsetsize: u64) -> Result<u64> {
+    check_signal(sig)?;
+    check_sigset_size(sigsetsize)?;
+    // SAFETY: checked by `user::read`; the C program vouches for the structure.
+    let new = if act != 0 { Some(unsafe { user::read::<KernelSigaction>(act)? }) } else { None };
+    if new.is_some() && bit(sig) & UNBLOCKABLE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (previous, discarded) = {
+        let mut state = STATE.lock();
+        let previous = state.actions[sig as usize - 1];
+        let mut discarded = 0;
+        if let Some(new) = new {
+            state.actions[sig as usize - 1] = KernelSigaction { mask: new.mask & !UNBLOCKABLE, ..new };
+            // POSIX: setting an action that ignores a signal discards its pending instances.
+            if state.is_ignored(sig) {
+                discarded += u32::from(state.pending & bit(sig) != 0);
+                state.pending &= !bit(sig);
+                for t in &mut state.threads {
+                    discarded += u32::from(t.pending & bit(sig) != 0);
+                    t.pending &= !bit(sig);
+                }
+            }
+        }
+        (previous, discarded)
+    };
+    for _ in 0..discarded {
+        libos::syscall::return_work_done();
+    }
+    if old != 0 {
+        // SAFETY: as above.
+        unsafe { user::write(old, previous)? };
+    }
+    Ok(0)
+}
+
+/// `rt_sigprocmask(how, set, oldset, sigsetsize)`. Signals it unblocks are delivered as the
+/// call returns.
+pub fn rt_sigprocmask(how: u64, set: u64, old: u64, sigsetsize: u64) -> Result<u64> {
+    check_sigset_size(sigsetsize)?;
+    // SAFETY: as in `rt_sigaction`.
+    let new = if set != 0 { Some(unsafe { user::read::<u64>(set)? }) } else { None };
+    if new.is_some() && how > SIG_SETMASK {
+        return Err(Errno::EINVAL);
+    }
+    let blocked = {
+        let mut state = STATE.lock();
+        let Some(me) = state.me() else { return Err(Errno::ESRCH) };
+        let blocked = me.blocked;
+        if let Some(new) = new {
+            me.blocked = match how {
+                SIG_BLOCK => blocked | new,
+                SIG_UNBLOCK => blocked & !new,
+                _ => new,
+            } & !UNBLOCKABLE;
+        }
+        blocked
+    };
+    if old != 0 {
+        // SAFETY: as above.
+        unsafe { user::write(old, blocked)? };
+    }
+    Ok(0)
+}
+
+/// `sigaltstack(ss, old_ss)` for the calling thread, whose stack pointer is `sp`.
+pub fn sigaltstack(new: u64, old: u64, sp: u64) -> Result<u64> {
+    // SAFETY: as in `rt_sigaction`.
+    let new = if new != 0 { Some(unsafe { user::read::<AltStack>(new)? }) } else { None };
+    let current = STATE.lock().me().map_or(AltStack::DISABLED, |t| t.altstack);
+    if let Some(stack) = new {
+        if current.contains(sp) {
+            return Err(Errno::EPERM);
+        }
+        if stack.flags & !SS_DISABLE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let stack = if stack.flags & SS_DISABLE != 0 {
+            AltStack::DISABLED
+        } else if stack.size < MINSIGSTKSZ {
+            return Err(Errno::ENOMEM);
+        } else {
+            user::check_range(stack.sp, stack.size)?;
+            stack
+        };
+        if let Some(me) = STATE.lock().me() {
+            me.altstack = stack;
+        }
+    }
+    if old != 0 {
+        // SAFETY: as above.
+        unsafe { user::write(old, current.as_seen_from(sp))? };
+    }
+    Ok(0)
+}
+
+/// `kill(pid, sig)`: only the program itself exists (pid 1, or 0/-1 meaning "us").
+pub fn kill(pid: u64, sig: u64) -> Result<u64> {
+    let pid = pid as i64 as i32;
+    if pid != crate::dispatch::PID as i32 && pid != 0 && pid != -1 {
+        return Err(Errno::ESRCH);
+    }
+    if sig == 0 {
+        return Ok(0); // existence check
+    }
+    check_signal(sig)?;
+    send(None, sig, SI_USER);
+    Ok(0)
+}
+
+/// `tgkill(tgid, tid, sig)` / `tkill(tid, sig)` (`tgid` 0 for `tkill`).
+pub fn tgkill(tgid: u64, tid: u64, sig: u64) -> Result<u64> {
+    if (tid as i64) <= 0 || (tgid as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if tgid != 0 && tgid != crate::dispatch::PID {
+        return Err(Errno::ESRCH);
+    }
+    if sig != 0 {
+        check_signal(sig)?;
+    }
+    if !STATE.lock().threads.iter().any(|t| t.tid == tid) {
+        return Err(Errno::ESRCH);
+    }
+    if sig != 0 {
+        send(Some(tid), sig, SI_TKILL);
+    }
+    Ok(0)
+}
+
+/// Sends `SIGPIPE` to the calling thread (a write to a pipe without readers).
+pub fn raise_pipe() {
+    if let Some(tid) = STATE.lock().me().map(|t| t.tid) {
+        send(Some(tid), SIGPIPE, SI_TKILL);
+    }
+}
+
+/// Makes `sig` pending for thread `to`, or for the process: then, as Linux does, it goes to
+/// the main thread if that does not block it, else to the sending thread, else to any thread
+/// that does not block it; when all block it, it waits in the process's set for the first
+/// thread to unblock it. Ignored signals are discarded unless blocked. Wakes the receiver
+/// from a blocking call.
+fn send(to: Option<u64>, sig: u64, code: i32) {
+    let woken: Vec<ThreadId> = {
+        let mut state = STATE.lock();
+        let ignored = state.is_ignored(sig) || sig == SIGSTOP;
+        state.codes[sig as usize - 1] = code;
+        let current = libos::sync::current_thread();
+        let takes = |t: &ThreadSignals| t.blocked & bit(sig) == 0;
+        let receiver = match to {
+            Some(tid) => match state.threads.iter().position(|t| t.tid == tid) {
+                Some(i) => Some(i),
+                None => return,
+            },
+            None => state
+                .threads
+                .iter()
+                .position(|t| t.tid == crate::dispatch::PID && takes(t))
+                .or_else(|| state.threads.iter().position(|t| t.thread == current && takes(t)))
+                .or_else(|| state.threads.iter().position(takes)),
+        };
+        let (newly, woken) = match receiver {
+            Some(i) => {
+                let t = &mut state.threads[i];
+                if ignored && takes(t) {
+                    return;
+                }
+                let newly = t.pending & bit(sig) == 0;
+                t.pending |= bit(sig);
+                (newly, alloc::vec![t.thread])
+            }
+            None => {
+                // Blocked everywhere (or no thread yet): pending for the process.
+                let newly = state.pending & bit(sig) == 0;
+                state.pending |= bit(sig);
+                (newly, Vec::new())
+            }
+        };
+        if newly {
+            libos::syscall::request_return_work();
+        }
+        woken
+    };
+    for thread in woken {
+        libos::sync::unpark(thread);
+    }
+    SIGNAL_WAIT.wake_all();
+}
+
+/// `rt_sigpending(set, sigsetsize)`: pending signals the calling thread blocks.
+pub fn rt_sigpending(set: u64, sigsetsize: u64) -> Result<u64> {
+    check_sigset_size(sigsetsize)?;
+    let pending = {
+        let mut state = STATE.lock();
+        let process = state.pending;
+        state.me().map_or(0, |t| (t.pending | process) & t.blocked)
+    };
+    // SAFETY: checked by `user::write`.
+    unsafe { user::write(set, pending)? };
+    Ok(0)
+}
+
+/// `rt_sigsuspend(mask, sigsetsize)`: waits with `mask` blocked until a signal is delivered;
+/// always `EINTR` (the handler runs as the call returns, then the previous mask is back).
+pub fn rt_sigsuspend(mask: u64, sigsetsize: u64) -> Result<u64> {
+    check_sigset_size(sigsetsize)?;
+    // SAFETY: checked by `user::read`.
+    let mask: u64 = unsafe { user::read(mask)? };
+    set_temporary_mask(mask);
+    SIGNAL_WAIT.wait_until(interrupted);
+    Err(Errno::EINTR)
+}
+
+/// `pause()`: waits until a signal is delivered.
+pub fn pause() -> Result<u64> {
+    SIGNAL_WAIT.wait_until(interrupted);
+    Err(Errno::EINTR)
+}
+
+/// `rt_sigtimedwait(set, info, timeout, sigsetsize)`: takes a pending signal of `set` without
+/// running its handler; `EAGAIN` at the timeout, `EINTR` if another signal arrives.
+pub fn rt_sigtimedwait(set: u64, info: u64, timeout: u64, sigsetsize: u64) -> Result<u64> {
+    check_sigset_size(sigsetsize)?;
+    // SAFETY: checked by `user::read`.
+    let wanted: u64 = unsafe { user::read::<u64>(set)? } & !UNBLOCKABLE;
+    let deadline = if timeout == 0 {
+        None
+    } else {
+        // SAFETY: checked by `user::read`.
+        let t: crate::abi::Timespec = unsafe { user::read(timeout)? };
+        if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
+            return Err(Errno::EINVAL);
+        }
+        Some(Instant::now() + libos::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
+    };
+    let take = || -> Option<(u64, i32)> {
+        let mut state = STATE.lock();
+        let process = state.pending;
+        let me = state.me()?;
+        let ready = (me.pending | process) & wanted;
+        if ready == 0 {
+            return None;
+        }
+        let sig = u64::from(ready.trailing_zeros()) + 1;
+        if me.pending & bit(sig) != 0 {
+            me.pending &= !bit(sig);
+        } else {
+            state.pending &= !bit(sig);
+        }
+        Some((sig, state.codes[sig as usize - 1]))
+    };
+    loop {
+        if let Some((sig, code)) = take() {
+            libos::syscall::return_work_done();
+            if info != 0 {
+                // SAFETY: checked by `user::write`.
+                unsafe { user::write(info, frame::siginfo(sig, code))? };
+            }
+            return Ok(sig);
+        }
+        let ready = || {
+            let mut state = STATE.lock();
+            let process = state.pending;
+            state.me().is_some_and(|t| (t.pending | process) & (wanted | !t.blocked) != 0)
+        };
+        let arrived = match deadline {
+            Some(d) => SIGNAL_WAIT.wait_until_deadline(ready, d),
+            None => {
+                SIGNAL_WAIT.wait_until(ready);
+                true
+            }
+        };
+        if !arrived {
+            return Err(Errno::EAGAIN);
+        }
+        if take_is_empty(wanted) && interrupted() {
+            return Err(Errno::EINTR);
+        }
+    }
+}
+
+/// No signal of `wanted` is pending for the calling thread.
+fn take_is_empty(wanted: u64) -> bool {
+    let mut state = STATE.lock();
+    let process = state.pending;
+    state.me().is_none_or(|t| (t.pending | process) & wanted == 0)
+}
+
+/// `rt_sigreturn()`: the return hook restores every register from the signal frame (the
+/// system call's own result would overwrite `rax`/`x0`).
+pub fn rt_sigreturn() -> Result<u64> {
+    if let Some(me) = STATE.lock().me() {
+        if !me.sigreturn {
+            me.sigreturn = true;
+            libos::syscall::request_return_work();
+        }
+    }
+    Ok(0)
+}
+
+/// The signal work of a system call's return (called by the return hook with the complete
+/// frame): a pending `rt_sigreturn`, then delivery of the lowest deliverable pending signal,
+/// then the restore of a temporary mask.
+pub fn on_return(frame: &mut Frame) {
+    let sigreturn = STATE.lock().me().is_some_and(|t| core::mem::take(&mut t.sigreturn));
+    if sigreturn {
+        libos::syscall::return_work_done();
+        if let Err(bad) = sigreturn_from(frame) {
+            fatal(frame, bad);
+        }
+    }
+    deliver(frame);
+    let restore = STATE.lock().me().and_then(|t| t.restore_mask.take().map(|mask| t.blocked = mask));
+    if restore.is_some() {
+        libos::syscall::return_work_done();
+    }
+}
+
+/// A signal frame `rt_sigreturn` cannot use: the program ends as Linux ends it (`SIGSEGV`).
+fn fatal(_frame: &mut Frame, why: Errno) -> ! {
+    const SIGSEGV: u64 = 11;
+    libos::println!("posix-shim: rt_sigreturn with a bad signal frame ({why}): SIGSEGV");
+    terminate(SIGSEGV)
+}
+
+/// Ends the program as the default action of `sig` does.
+fn terminate(sig: u64) -> ! {
+    libos::println!("posix-shim: terminated by signal {sig} (status {})", signal_exit_code(sig));
+    crate::dispatch::exit_program(signal_exit_code(sig))
+}
+
+/// The exit status of a program ended by signal `sig`: 128 + N, as a shell reports it.
+pub const fn signal_exit_code(sig: u64) -> i32 {
+    128 + sig as i32
+}
+
+fn sigreturn_from(frame: &mut Frame) -> Result<()> {
+    let restored = frame::restore(frame)?;
+    let mut state = STATE.lock();
+    if let Some(me) = state.me() {
+        me.blocked = restored.mask & !UNBLOCKABLE;
+        // Linux's restore_altstack: the frame's stack_t is applied like a sigaltstack call,
+        // silently ignored when invalid.
+        let stack = restored.altstack;
+        if !me.altstack.contains(frame.stack_pointer()) && stack.flags & !(SS_DISABLE | SS_ONSTACK) == 0 {
+            if stack.flags & SS_DISABLE != 0 {
+                me.altstack = AltStack::DISABLED;
+            } else if stack.size >= MINSIGSTKSZ && user::check_range(stack.sp, stack.size).is_ok() {
+                me.altstack = AltStack { flags: 0, ..stack };
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Takes the lowest pending signal the calling thread does not block and acts on it.
+fn deliver(frame: &mut Frame) {
+    loop {
+        let taken = {
+            let mut state = STATE.lock();
+            let process = state.pending;
+            let actions = state.actions;
+            let codes = state.codes;
+            let Some(me) = state.me() else { return };
+            let ready = (me.pending | process) & !me.blocked;
+            if ready == 0 {
+                return;
+            }
+            let sig = u64::from(ready.trailing_zeros()) + 1;
+            let from_thread = me.pending & bit(sig) != 0;
+            if from_thread {
+                me.pending &= !bit(sig);
+            }
+            let action = actions[sig as usize - 1];
+            let handled = action.handler != SIG_DFL && action.handler != SIG_IGN;
+            let taken = handled.then(|| {
+                let mask_after = me.restore_mask.unwrap_or(me.blocked);
+                let delivery = frame::Delivery {
+                    sig,
+                    code: codes[sig as usize - 1],
+                    handler: action.handler,
+                    restorer: (action.flags & SA_RESTORER != 0).then_some(action.restorer),
+                    altstack: me.altstack,
+                    on_altstack: action.flags & SA_ONSTACK != 0 && me.altstack.enabled(),
+                    mask: mask_after,
+                };
+                // The handler runs with its mask (and the signal itself unless SA_NODEFER)
+                // added to the mask the interrupted code had.
+                me.blocked = (mask_after | action.mask | if action.flags & SA_NODEFER != 0 { 0 } else { bit(sig) }) & !UNBLOCKABLE;
+                if me.restore_mask.take().is_some() {
+                    libos::syscall::return_work_done(); // the frame carries the mask back
+                }
+                delivery
+            });
+            if !from_thread {
+                state.pending &= !bit(sig);
+            }
+            if handled && action.flags & SA_RESETHAND != 0 {
+                state.actions[sig as usize - 1] = KernelSigaction::default();
+            }
+            (sig, action.handler, taken)
+        };
+        libos::syscall::return_work_done();
+        match taken {
+            (_, SIG_IGN, _) => {}
+            (sig, SIG_DFL, _) => {
+                if default_terminates(sig) {
+                    terminate(sig);
+                }
+            }
+            (sig, _, Some(delivery)) => {
+                if frame::enter_handler(frame, &delivery).is_err() {
+                    // No room for the frame (or a bad alternate stack): Linux forces SIGSEGV.
+                    const SIGSEGV: u64 = 11;
+                    libos::println!("posix-shim: cannot write the frame for signal {sig}");
+                    terminate(SIGSEGV);
+                }
+                // One handler per return: further signals come at its first system call (or
+                // its rt_sigreturn), as the frame chain nests them.
+                return;
+            }
+            _ => {}
+        }
+    }
+}
