@@ -6,16 +6,19 @@
 //!
 //! 1. installs [`dispatch::dispatch`] as the system-call handler: the platform traps `syscall`
 //!    (x86_64) and `svc #0` (aarch64), the instructions musl emits inline, and calls it with
-//!    the caller's registers ([`libos::syscall::Frame`]);
+//!    the caller's registers ([`libos::syscall::Frame`]); and [`dispatch::on_return`] as the
+//!    return hook for the calls that need the whole register set (`clone`, `rt_sigreturn`, a
+//!    signal to deliver: see `libos::syscall`);
 //! 2. builds a Linux initial stack ([`start`]: argc, argv, envp, auxv with `AT_PHDR` pointing
 //!    at a program header table that describes the image's TLS template, `AT_RANDOM`, ...)
 //!    and enters musl's own `_start`, so TLS, stdio, `atexit` and exit codes behave as on Linux.
 //!
 //! The table ([`dispatch`]) speaks the Linux ABI of the image's architecture ([`abi`]): file
 //! descriptors ([`fd`]; 0/1/2 are the console; one table shared by all threads), files over
-//! the VFS (feature `fs`/`ramfs`), memory ([`mem`]), time, process facts, signals with honest
-//! semantics ([`signal`]), pipes, `eventfd` and `poll` ([`events`]), and threads ([`thread`],
-//! feature `threads`: `clone`, `futex`).
+//! the VFS (feature `fs`/`ramfs`), memory ([`mem`]), time, process facts, signals delivered
+//! as Linux delivers them, with real signal frames and `EINTR` for blocking calls
+//! ([`signal`]), pipes, `eventfd` and `poll` ([`events`]), and threads ([`thread`], feature
+//! `threads`: `clone`, `futex`).
 //! Unknown numbers return `-ENOSYS` and log one line per number, never crash. Errors are
 //! [`libos::Errno`]s until one helper ([`dispatch::to_return`]) turns them into `-errno`.
 //!
@@ -25,9 +28,10 @@
 //! addresses (non-PIE) or at [`elf::PIE_BASE`] (static-PIE) with the platform's program pages
 //! (`hal::Platform::map_pages`, W^X), and the same start-up as above enters its `_start` with
 //! `AT_PHDR`/`AT_PHNUM`/`AT_ENTRY` of the loaded file. musl and glibc programs, both kinds, run
-//! on both architectures. Not done: dynamically linked programs (refused), `mprotect` on the
-//! program's pages (accepted, not applied, like every `mprotect` here), faults in the program
-//! are the kernel's fatal-exception report rather than `SIGSEGV`.
+//! on both architectures. Devices reach the program's pages through the platform's
+//! `virt_to_phys` (a `read` into its buffers is DMA). Not done: dynamically linked programs
+//! (refused); faults in the program are the kernel's fatal-exception report rather than
+//! `SIGSEGV`.
 //!
 //! Pointers from C code are checked where it is cheap ([`user`]): null, the unmapped first
 //! page, overflow, and the end of the address space give `EFAULT`; a pointer into other mapped

@@ -125,12 +125,12 @@ mod tests {
     fn splits_and_classifies() {
         let p = parse("/a//b/./").unwrap();
         assert!(p.absolute && p.trailing_slash);
-        assert_eq!(p.components().collect::<alloc::vec::Vec<_>>(), ["a", "b", "."]);
-        assert_eq!(p.dirs().collect::<alloc::vec::Vec<_>>(), ["a", "b"]);
+        assert_eq!(p.components().collect::<Vec<_>>(), ["a", "b", "."]);
+        assert_eq!(p.dirs().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(p.last(), Last::Dot);
         let q = parse("x//y").unwrap();
         assert!(!q.absolute && !q.trailing_slash);
-        assert_eq!(q.dirs().collect::<alloc::vec::Vec<_>>(), ["x"]);
+        assert_eq!(q.dirs().collect::<Vec<_>>(), ["x"]);
         assert_eq!(q.last_name(), Some("y"));
         assert_eq!(parse("///").unwrap().dirs().count(), 0);
         assert_eq!(parse("///").unwrap().last_name(), None);
