@@ -18,6 +18,14 @@ fn hello_greets_and_exits_zero() {
 }
 
 #[test]
+fn string_routines_copy_move_and_fill_exactly() {
+    // aarch64 has its own (general-register) memcpy/memmove/memset; x86_64 compiler_builtins'.
+    for arch in arches() {
+        Boot::app("selftest").args(&["mem"]).on(arch).exits_with(0).prints("ok: mem");
+    }
+}
+
+#[test]
 fn hello_returns_the_exit_code_it_is_given() {
     for arch in arches() {
         for code in [3, 0, 42, 127, 128, 200, 255] {

@@ -9,6 +9,7 @@
 //!   with MMU and caches on, self-relocation, then the Rust boot path;
 //! - [`dtb`]: the device tree from `x0` (RAM, `/chosen/bootargs`, the UART, GIC version and
 //!   addresses, the virtual timer's interrupt, virtio-mmio slots, PCIe ECAM, CPUs, PSCI);
+//! - `mem`: the kernel's `memcpy`/`memmove`/`memset` in general registers (soft-float kernel).
 //! - `pages`: program pages at chosen addresses (`Platform::map_pages`, W^X, break-before-make,
 //!   instruction-cache maintenance) for posix-shim's ELF loader;
 //! - [`paging`]: the final tables (text RX, rodata R, data/bss/stacks
@@ -77,6 +78,8 @@ mod gic;
 #[cfg(target_os = "none")]
 mod guard;
 /// Program pages at chosen addresses (`hal::Platform::map_pages`).
+#[cfg(target_os = "none")]
+mod mem;
 #[cfg(target_os = "none")]
 pub mod pages;
 #[cfg(target_os = "none")]
