@@ -530,7 +530,7 @@ pub fn on_return(frame: &mut Frame) {
     if sigreturn {
         libos::syscall::return_work_done();
         if let Err(bad) = sigreturn_from(frame) {
-            fatal(frame, bad);
+            bad_signal_frame(bad);
         }
     }
     deliver(frame);
@@ -541,7 +541,7 @@ pub fn on_return(frame: &mut Frame) {
 }
 
 /// A signal frame `rt_sigreturn` cannot use: the program ends as Linux ends it (`SIGSEGV`).
-fn fatal(_frame: &mut Frame, why: Errno) -> ! {
+fn bad_signal_frame(why: Errno) -> ! {
     const SIGSEGV: u64 = 11;
     libos::println!("posix-shim: rt_sigreturn with a bad signal frame ({why}): SIGSEGV");
     terminate(SIGSEGV)
