@@ -524,7 +524,9 @@ fn timespec_of(d: Duration) -> Timespec {
     Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) }
 }
 
-fn duration_of(addr: u64) -> Result<Duration> {
+/// Reads a `struct timespec` duration from C memory: `EINVAL` when negative or its nanoseconds
+/// are out of range.
+pub(crate) fn duration_of(addr: u64) -> Result<Duration> {
     // SAFETY: checked by `user::read`.
     let t: Timespec = unsafe { user::read(addr)? };
     if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {

@@ -447,16 +447,7 @@ pub fn rt_sigtimedwait(set: u64, info: u64, timeout: u64, sigsetsize: u64) -> Re
     check_sigset_size(sigsetsize)?;
     // SAFETY: checked by `user::read`.
     let wanted: u64 = unsafe { user::read::<u64>(set)? } & !UNBLOCKABLE;
-    let deadline = if timeout == 0 {
-        None
-    } else {
-        // SAFETY: checked by `user::read`.
-        let t: crate::abi::Timespec = unsafe { user::read(timeout)? };
-        if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
-            return Err(Errno::EINVAL);
-        }
-        Some(Instant::now() + libos::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
-    };
+    let deadline = if timeout == 0 { None } else { Some(Instant::now() + crate::dispatch::duration_of(timeout)?) };
     let take = || -> Option<(u64, i32)> {
         let mut state = STATE.lock();
         let process = state.pending;
