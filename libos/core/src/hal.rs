@@ -6,7 +6,8 @@
 //! host test can register [`crate::testing::FakePlatform`] instead.
 //!
 //! The platform also hands the kernel a [`BootInfo`]: the command line, the free memory and the
-//! clock reading taken at the first instruction.
+//! clock reading taken at the first instruction. Its real-time clock, if any, is read once at
+//! boot through [`Platform::read_wall_clock`] (see [`crate::time::system`]).
 
 use crate::time::Instant;
 use spin::Once;
@@ -44,6 +45,16 @@ pub struct BootInfo {
     pub total_memory: u64,
     /// [`Platform::counter`] read at the image's first instruction.
     pub entry_counter: u64,
+}
+
+/// One reading of a real-time clock, from [`Platform::read_wall_clock`]: what the clock showed,
+/// and when, on the monotonic counter (so the wall clock can be carried forward by the counter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallClockReading {
+    /// The time the clock showed, in nanoseconds since the Unix epoch (1970-01-01 00:00:00 UTC).
+    pub unix_nanos: u64,
+    /// [`Platform::counter`] at the moment of the reading.
+    pub counter: u64,
 }
 
 /// The interrupt-enable state saved by [`Platform::disable_interrupts`].
@@ -101,6 +112,17 @@ pub trait Platform: Sync {
     /// 64 bits from the CPU's hardware random number generator (x86 `RDRAND`, ...), or `None`
     /// when the CPU has none or it failed. Seeds `/dev/urandom`. Default: `None`.
     fn hardware_random(&self) -> Option<u64> {
+        None
+    }
+
+    /// Reads the machine's real-time clock (the host's time, in a VM): what it shows, in UTC,
+    /// and the counter value at that moment. libos calls this once at boot, after the logger is
+    /// up (so a platform may log why a clock it found is unusable), and from then on carries the
+    /// wall clock forward with the monotonic counter ([`crate::time::SystemTime`]): a slow
+    /// device is read once, not on every `clock_gettime`. `None` when the machine has no
+    /// real-time clock or its reading is not a valid time; the wall clock then counts from 1970
+    /// at the counter's origin. Default: `None`.
+    fn read_wall_clock(&self) -> Option<WallClockReading> {
         None
     }
 

@@ -8,7 +8,8 @@
 //! - [`hal`]: the platform boundary. A platform crate (`platform/x86_64`, ...) implements
 //!   [`hal::Platform`] and registers it at boot; everything above calls [`hal::platform()`].
 //!   It also carries the [`hal::BootInfo`] a platform hands to the kernel, and the interrupt hooks.
-//! - [`time`]: [`time::Instant`], the monotonic clock since boot, in nanoseconds.
+//! - [`time`]: [`time::Instant`], the monotonic clock since boot, in nanoseconds;
+//!   [`time::SystemTime`], the wall clock, carried forward from one real-time clock reading.
 //! - [`interrupts`]: masking interrupts on the running CPU (inline; the lock and switch paths).
 //! - [`sync`]: spin locks, and [`sync::IrqSpinLock`] that also masks interrupts while held.
 //! - [`logger`]: the `log` backend, writing to the platform console.

@@ -1,23 +1,26 @@
 //! Fakes for host tests of crates above core (enabled by the `testing` feature).
 //!
-//! [`FakePlatform`] is a [`Platform`] whose clock only moves when a test advances it and whose
-//! console is a buffer the test can read back. [`FakeContext`] is a [`ContextSwitch`] that
+//! [`FakePlatform`] is a [`Platform`] whose clock only moves when a test advances it, whose
+//! console is a buffer the test can read back, and whose real-time clock shows what the test
+//! sets. [`FakeContext`] is a [`ContextSwitch`] that
 //! prepares stacks but refuses to switch, so a scheduler's bookkeeping (run queues, timers)
 //! can be tested on the host up to the point where it would switch.
 
-use crate::hal::{ContextSwitch, InterruptState, Platform};
+use crate::hal::{ContextSwitch, InterruptState, Platform, WallClockReading};
 use crate::time::Instant;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::string::String;
 use std::sync::Mutex;
 
-/// A platform for host tests: a 1 GHz manual clock, a captured console, a recorded timer.
+/// A platform for host tests: a 1 GHz manual clock, a captured console, a recorded timer, an
+/// optional real-time clock.
 #[derive(Default)]
 pub struct FakePlatform {
     now: AtomicU64,
     interrupts: AtomicBool,
     console: Mutex<String>,
     timer: Mutex<Option<Instant>>,
+    rtc_unix_nanos: Mutex<Option<u64>>,
 }
 
 impl FakePlatform {
@@ -34,6 +37,11 @@ impl FakePlatform {
     /// Everything written to the console so far.
     pub fn console_output(&self) -> String {
         self.console.lock().unwrap().clone()
+    }
+
+    /// Gives the platform a real-time clock that reads `unix_nanos` now (`None`: no clock).
+    pub fn set_rtc(&self, unix_nanos: Option<u64>) {
+        *self.rtc_unix_nanos.lock().unwrap() = unix_nanos;
     }
 
     /// The deadline last passed to `set_timer`.
@@ -77,6 +85,11 @@ impl Platform for FakePlatform {
 
     fn wait_for_interrupt(&self) {
         self.enable_interrupts();
+    }
+
+    fn read_wall_clock(&self) -> Option<WallClockReading> {
+        let unix_nanos = (*self.rtc_unix_nanos.lock().unwrap())?;
+        Some(WallClockReading { unix_nanos, counter: self.counter() })
     }
 
     fn shutdown(&self, code: i32) -> ! {

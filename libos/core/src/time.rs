@@ -1,9 +1,16 @@
-//! Monotonic time: [`Instant`] counts nanoseconds since the platform's counter started (machine
-//! reset), read from [`crate::hal::Platform::counter`].
+//! Time: the monotonic clock [`Instant`], the wall clock [`SystemTime`] ([`system`]) and
+//! calendar dates ([`calendar`]).
 //!
-//! Converting counter ticks to nanoseconds happens on every clock read, so it uses a
-//! multiply-and-shift ([`ClockScale`]) computed once from the counter frequency instead of a
-//! division.
+//! [`Instant`] counts nanoseconds since the platform's counter started (machine reset), read
+//! from [`crate::hal::Platform::counter`]. Converting counter ticks to nanoseconds happens on
+//! every clock read, so it uses a multiply-and-shift ([`ClockScale`]) computed once from the
+//! counter frequency instead of a division. The wall clock is this clock shifted to the time a
+//! real-time clock showed at boot.
+
+pub mod calendar;
+pub mod system;
+
+pub use system::{SystemTime, SystemTimeError, UNIX_EPOCH};
 
 use crate::hal;
 use core::ops::{Add, Sub};
