@@ -1,7 +1,9 @@
 //! Just enough ACPI to power off when there is no `isa-debug-exit` device: find the FADT from
 //! the RSDP, read the S5 sleep type from the DSDT's `\_S5_` package, and say which register to
 //! write (the hardware-reduced sleep control register on microvm and cloud-hypervisor, PM1a
-//! control on q35/pc).
+//! control on q35/pc). The FADT also says whether there is a CMOS real-time clock and where it
+//! keeps the century ([`cmos_rtc`], for [`crate::rtc`]); the other tables are found by
+//! signature for device discovery ([`find_table`]).
 //!
 //! Pure: firmware memory is read through a caller-supplied function, and every length, checksum
 //! and pointer is checked, so a broken table gives `None`, never a crash.
@@ -95,6 +97,36 @@ pub fn find_dsdt(rsdp: u64, read: ReadPhys<'_>) -> Option<u64> {
     }
     let dsdt = if fadt_len >= 148 && u64_at(&fadt, 140) != 0 { u64_at(&fadt, 140) } else { u64::from(u32_at(&fadt, 40)) };
     (dsdt != 0).then_some(dsdt)
+}
+
+/// What the FADT says about the CMOS real-time clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CmosRtc {
+    /// The CMOS register holding the century (the FADT's `CENTURY` field), if it names one.
+    pub century_register: Option<u8>,
+    /// `IAPC_BOOT_ARCH` bit 5 (ACPI 5.0 and later): "CMOS RTC not present".
+    pub absent: bool,
+}
+
+/// The FADT's `CENTURY` byte and `IAPC_BOOT_ARCH` flags (both zero in an ACPI 1.0 FADT, which
+/// reserved them: a clock with no century register, present).
+const FADT_CENTURY: usize = 108;
+const FADT_IAPC_BOOT_ARCH: usize = 109;
+const IAPC_CMOS_RTC_NOT_PRESENT: u16 = 1 << 5;
+
+/// What the FADT of the RSDP at `rsdp` says about the CMOS clock; `None` without a usable FADT.
+pub fn cmos_rtc(rsdp: u64, read: ReadPhys<'_>) -> Option<CmosRtc> {
+    let (fadt_addr, _) = find_table(rsdp, read, b"FACP")?;
+    let mut fadt = [0u8; 512];
+    let fadt_len = read_table(read, fadt_addr, b"FACP", &mut fadt)?;
+    if fadt_len < FADT_IAPC_BOOT_ARCH + 2 {
+        return None;
+    }
+    let boot_arch = u16::from_le_bytes([fadt[FADT_IAPC_BOOT_ARCH], fadt[FADT_IAPC_BOOT_ARCH + 1]]);
+    Some(CmosRtc {
+        century_register: Some(fadt[FADT_CENTURY]).filter(|&r| r != 0),
+        absent: boot_arch & IAPC_CMOS_RTC_NOT_PRESENT != 0,
+    })
 }
 
 /// Finds how to power off, starting from the RSDP at `rsdp`.
@@ -300,7 +332,31 @@ mod tests {
                 }
             }
             let _ = find_power_off(0xf0000, &|a, b| fw.read(a, b));
+            let _ = cmos_rtc(0xf0000, &|a, b| fw.read(a, b));
         }
+    }
+
+    #[test]
+    fn cmos_clock_facts_from_the_fadt() {
+        // As QEMU q35: century in CMOS register 0x32, clock present.
+        let mut fw = firmware(false, &[0x12, 0x06, 0x04, 0x0a, 0x05]);
+        let mut fadt = fw.0[&0x3000].clone();
+        fadt[FADT_CENTURY] = 0x32;
+        fw.0.insert(0x3000, finish(fadt.clone()));
+        let read = |a: u64, b: &mut [u8]| fw.read(a, b);
+        assert_eq!(cmos_rtc(0xf0000, &read), Some(CmosRtc { century_register: Some(0x32), absent: false }));
+        // As microvm: no century field; a VMM without the clock sets IAPC_BOOT_ARCH bit 5.
+        fadt[FADT_CENTURY] = 0;
+        fadt[FADT_IAPC_BOOT_ARCH] = 0x20;
+        let mut fw = firmware(false, &[0x12, 0x06, 0x04, 0x0a, 0x05]);
+        fw.0.insert(0x3000, finish(fadt));
+        let read = |a: u64, b: &mut [u8]| fw.read(a, b);
+        assert_eq!(cmos_rtc(0xf0000, &read), Some(CmosRtc { century_register: None, absent: true }));
+        // No FADT (or a truncated one): nothing is known.
+        fw.0.insert(0x3000, finish(header(b"FACP", 100)));
+        let read = |a: u64, b: &mut [u8]| fw.read(a, b);
+        assert_eq!(cmos_rtc(0xf0000, &read), None);
+        assert_eq!(cmos_rtc(0x1234, &read), None);
     }
 
     #[test]

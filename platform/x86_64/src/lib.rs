@@ -18,12 +18,13 @@
 //! - `serial`, `clock`, `apic`: the 16550 console, the TSC clock, the local APIC one-shot timer;
 //! - [`devices`], `discovery`, `ioapic`: virtio-mmio slots (DSDT `LNRO0005`), PCIe hosts (MCFG),
 //!   device interrupts through the I/O APICs of the MADT;
-//! - [`acpi`], `shutdown`: exit codes through `isa-debug-exit`, else ACPI S5, else i8042 reset.
+//! - [`acpi`], `shutdown`: exit codes through `isa-debug-exit`, else ACPI S5, else i8042 reset;
+//! - [`rtc`]: the CMOS real-time clock, read once at boot for the wall clock.
 //!
 //! It implements [`libos_core::hal::Platform`]. `libos` invokes [`entry_point!`] once to connect
 //! the assembly entry to its kernel main; apps never use this crate directly.
 //!
-//! The pure parts ([`pvh`], [`memory`], [`paging`], [`acpi`]) build and are tested on the host;
+//! The pure parts ([`pvh`], [`memory`], [`paging`], [`acpi`], [`rtc`]) build and are tested on the host;
 //! the hardware parts only exist for the bare-metal target.
 #![cfg_attr(not(test), no_std)]
 
@@ -35,6 +36,7 @@ pub mod devices;
 pub mod memory;
 pub mod paging;
 pub mod pvh;
+pub mod rtc;
 
 #[cfg(target_os = "none")]
 mod apic;
@@ -170,6 +172,10 @@ mod platform {
 
         unsafe fn unmap_pages(&self, virt: u64, len: u64) -> libos_core::Result<()> {
             crate::pages::unmap(virt, len)
+        }
+
+        fn read_wall_clock(&self) -> Option<libos_core::hal::WallClockReading> {
+            crate::rtc::read_wall_clock()
         }
 
         fn shutdown(&self, code: i32) -> ! {
