@@ -1,4 +1,5 @@
-//! The devices the device tree described, kept from boot for [`libos_core::hal::Platform::devices`].
+//! The devices the device tree described, kept from boot for [`libos_core::hal::Platform::devices`]
+//! (and the real-time clock, for [`crate::rtc`]).
 
 use crate::dtb::{MAX_VIRTIO_MMIO, Machine, VirtioMmio};
 use libos_core::device::{Devices, PciHost, VirtioMmioSlot};
@@ -10,6 +11,7 @@ struct Found {
     virtio_mmio_count: usize,
     pcie_ecam: Option<MemoryRegion>,
     pcie_mem32: Option<MemoryRegion>,
+    rtc: Option<u64>,
 }
 
 static FOUND: Once<Found> = Once::new();
@@ -21,7 +23,13 @@ pub fn record(machine: &Machine<'_>) {
         virtio_mmio_count: machine.virtio_mmio_count,
         pcie_ecam: machine.pcie_ecam,
         pcie_mem32: machine.pcie_mem32,
+        rtc: machine.rtc,
     });
+}
+
+/// The PL031 real-time clock's register base, if the device tree has one.
+pub fn rtc() -> Option<u64> {
+    FOUND.get().and_then(|found| found.rtc)
 }
 
 /// What [`record`] kept, in the platform-independent form.

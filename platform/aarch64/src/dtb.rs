@@ -5,8 +5,8 @@
 //! [`Scan::console`] finds the UART first, so that every later error can be printed;
 //! [`Machine::from_scan`] then judges the rest: RAM,
 //! command line, GIC version and addresses, the virtual timer's interrupt, virtio-mmio slots,
-//! the PCIe ECAM window, the CPU count, the PSCI conduit, reserved memory and how far device
-//! memory reaches. Missing essentials are [`DtbError`]s with a message for the user.
+//! the PCIe ECAM window, the PL031 real-time clock, the CPU count, the PSCI conduit, reserved
+//! memory and how far device memory reaches. Missing essentials are [`DtbError`]s with a message for the user.
 //!
 //! Parsing uses our own reader of the flattened format ([`flat`]; why not the `fdt` crate is
 //! explained there). Addresses in `reg` are taken as CPU physical addresses: that is
@@ -145,6 +145,9 @@ pub struct Machine<'a> {
     /// The bridge's 32-bit memory window where PCI and CPU addresses agree (for BARs the
     /// firmware left unassigned: there is no firmware on `virt` with `-kernel`).
     pub pcie_mem32: Option<MemoryRegion>,
+    /// The register base of the first `arm,pl031` real-time clock with a page-aligned 4 KiB
+    /// window outside RAM, if any.
+    pub rtc: Option<u64>,
     /// CPUs in `/cpus`.
     pub cpus: usize,
     /// The PSCI conduit, if PSCI is described.
@@ -259,6 +262,7 @@ impl<'a> Props<'a> {
 }
 
 const PL011: &[&str] = &["arm,pl011"];
+const PL031: &[&str] = &["arm,pl031"];
 const NS16550: &[&str] = &["ns16550a", "ns16550", "ns8250", "ns16450"];
 const GICV3: &[&str] = &["arm,gic-v3"];
 const GICV2: &[&str] = &[
@@ -290,6 +294,7 @@ pub struct Scan<'a> {
     virtio_mmio_count: usize,
     pcie_ecam: Option<MemoryRegion>,
     pcie_mem32: Option<MemoryRegion>,
+    rtc: Option<u64>,
     psci: Option<PsciMethod>,
     cpus: usize,
     has_reserved_memory: bool,
@@ -313,6 +318,7 @@ pub fn scan<'a>(fdt: &Fdt<'a>) -> Scan<'a> {
         virtio_mmio_count: 0,
         pcie_ecam: None,
         pcie_mem32: None,
+        rtc: None,
         psci: None,
         cpus: 0,
         has_reserved_memory: false,
@@ -411,6 +417,11 @@ fn scan_children<'a>(parent: Node<'a>, reg_cells: Cells, s: &mut Scan<'a>, depth
             s.pcie_ecam = first;
             s.pcie_mem32 = pci_mem32_window(node);
             s.device_limit = s.device_limit.max(pci_ranges_end(node));
+        } else if compatible_with(c, PL031) {
+            // The first one (a machine has one clock; a second would be a spare), if its
+            // window is a whole page: the identification registers sit at its end.
+            let whole_page = |r: &MemoryRegion| r.start != 0 && r.start % 0x1000 == 0 && r.len() >= 0x1000;
+            s.rtc = s.rtc.or(first.filter(whole_page).map(|r| r.start));
         } else if compatible_with(c, &["arm,armv8-timer", "arm,armv7-timer"]) {
             s.timer_interrupts = p.interrupts;
             s.timer_frequency = p.clock_frequency;
@@ -502,6 +513,8 @@ impl<'a> Machine<'a> {
             virtio_mmio_count: s.virtio_mmio_count,
             pcie_ecam: s.pcie_ecam,
             pcie_mem32: s.pcie_mem32,
+            // Never RAM (where a stack's guard page could be): read there, it would fault.
+            rtc: s.rtc.filter(|&base| !s.ram.as_slice().iter().any(|r| (r.start..r.end).contains(&base))),
             cpus: s.cpus.max(1),
             psci: s.psci,
             device_limit: s.device_limit,

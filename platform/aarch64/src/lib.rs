@@ -21,7 +21,8 @@
 //!   trampoline on the thread's own stack (for the scheduler);
 //! - `uart`, `gic`, `timer`: the console (PL011, or Firecracker's 16550), GICv2/GICv3, the
 //!   virtual timer as one-shot timer and the virtual counter as clock;
-//! - `semihosting`, `shutdown`: exit codes through QEMU semihosting, else PSCI `SYSTEM_OFF`.
+//! - `semihosting`, `shutdown`: exit codes through QEMU semihosting, else PSCI `SYSTEM_OFF`;
+//! - [`rtc`]: the PL031 real-time clock, read once at boot for the wall clock.
 //!
 //! ## Design choices
 //! - **Position independence**: the ELF is linked at 0 with `-pie`; the entry code applies its
@@ -52,7 +53,7 @@
 //! the assembly entry to its kernel main; apps never use this crate directly.
 //!
 //! Free RAM is planned by `libos_core::memory`, shared with x86_64. The pure parts ([`dtb`],
-//! [`paging`], [`esr`]) build and are tested on the host;
+//! [`paging`], [`esr`], [`rtc`]) build and are tested on the host;
 //! the hardware parts only exist for the bare-metal target.
 #![cfg_attr(not(test), no_std)]
 
@@ -62,6 +63,7 @@ extern crate alloc;
 pub mod dtb;
 pub mod esr;
 pub mod paging;
+pub mod rtc;
 
 #[cfg(target_os = "none")]
 pub mod boot;
@@ -201,6 +203,10 @@ mod platform {
 
         unsafe fn unmap_pages(&self, virt: u64, len: u64) -> libos_core::Result<()> {
             crate::pages::unmap(virt, len)
+        }
+
+        fn read_wall_clock(&self) -> Option<libos_core::hal::WallClockReading> {
+            crate::rtc::read_wall_clock()
         }
 
         fn shutdown(&self, code: i32) -> ! {

@@ -163,6 +163,7 @@ fn qemu_virt_gicv3_tree() {
     // The high PCIe MMIO window (512 GiB at 512 GiB) is device memory too.
     assert_eq!(m.device_limit, 0x100_0000_0000);
     assert_eq!(m.bootargs, "");
+    assert_eq!(m.rtc, Some(0x0901_0000), "QEMU virt's PL031");
 }
 
 #[test]
@@ -173,6 +174,7 @@ fn qemu_virt_gicv2_tree() {
     assert_eq!(m.gic.version(), 2);
     assert_eq!(m.ram.total(), 8 << 20);
     assert_eq!(m.timer_intid, 27);
+    assert_eq!(m.rtc, Some(0x0901_0000));
 }
 
 #[test]
@@ -190,6 +192,61 @@ fn built_tree_is_read_completely() {
     assert_eq!(m.virtio_mmio(), &[VirtioMmio { base: 0x0a00_0000, size: 0x200, intid: 48 }]);
     assert_eq!(m.pcie_ecam, None);
     assert_eq!(m.device_limit, 0x0a00_0200);
+    assert_eq!(m.rtc, None, "the built tree has no PL031");
+}
+
+#[test]
+fn pl031_real_time_clock_is_found_on_the_root_and_on_a_simple_bus() {
+    // As QEMU virt and Firecracker put it: under the root, `arm,pl031` then `arm,primecell`.
+    let with_rtc = |parent_is_bus: bool| {
+        let mut b = Builder::default();
+        b.begin("").cells("#address-cells", &[2]).cells("#size-cells", &[2]);
+        b.begin("memory@40000000").string("device_type", "memory").cells("reg", &[0, 0x4000_0000, 0, 0x80_0000]).end();
+        b.begin("intc@8000000")
+            .string("compatible", "arm,gic-v3")
+            .prop("interrupt-controller", &[])
+            .cells("#interrupt-cells", &[3])
+            .cells("reg", &[0, 0x0800_0000, 0, 0x1_0000, 0, 0x080a_0000, 0, 0xf6_0000])
+            .end();
+        b.begin("timer").string("compatible", "arm,armv8-timer").cells("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]).end();
+        if parent_is_bus {
+            b.begin("soc").string("compatible", "simple-bus").cells("#address-cells", &[1]).cells("#size-cells", &[1]).prop("ranges", &[]);
+            b.begin("rtc@9010000").prop("compatible", b"arm,pl031\0arm,primecell\0").cells("reg", &[0x0901_0000, 0x1000]).end();
+            b.end();
+        } else {
+            b.begin("pl031@9010000").prop("compatible", b"arm,pl031\0arm,primecell\0").cells("reg", &[0, 0x0901_0000, 0, 0x1000]).end();
+            // A second clock is not the one we use.
+            b.begin("pl031@9020000").prop("compatible", b"arm,pl031\0arm,primecell\0").cells("reg", &[0, 0x0902_0000, 0, 0x1000]).end();
+        }
+        b.end();
+        b.finish()
+    };
+    for on_bus in [false, true] {
+        let bytes = with_rtc(on_bus);
+        let m = Machine::parse(&open(&bytes).unwrap()).unwrap();
+        assert_eq!(m.rtc, Some(0x0901_0000), "on a simple-bus: {on_bus}");
+        assert!(m.device_limit >= 0x0901_1000, "the clock's registers are mapped as device memory");
+    }
+    // No `reg`, a window at 0, unaligned or shorter than the ID registers, or in RAM: no clock.
+    for reg in [None, Some([0, 0, 0, 0x1000]), Some([0, 0x0901_0800, 0, 0x1000]), Some([0, 0x0901_0000, 0, 0x100]), Some([0, 0x4000_1000, 0, 0x1000])] {
+        let mut b = Builder::default();
+        b.begin("").cells("#address-cells", &[2]).cells("#size-cells", &[2]);
+        b.begin("memory@40000000").string("device_type", "memory").cells("reg", &[0, 0x4000_0000, 0, 0x80_0000]).end();
+        b.begin("intc@8000000")
+            .string("compatible", "arm,gic-v3")
+            .prop("interrupt-controller", &[])
+            .cells("reg", &[0, 0x0800_0000, 0, 0x1_0000, 0, 0x080a_0000, 0, 0xf6_0000])
+            .end();
+        b.begin("timer").string("compatible", "arm,armv8-timer").cells("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]).end();
+        b.begin("pl031").string("compatible", "arm,pl031");
+        if let Some(reg) = reg {
+            b.cells("reg", &reg);
+        }
+        b.end();
+        b.end();
+        let bytes = b.finish();
+        assert_eq!(Machine::parse(&open(&bytes).unwrap()).unwrap().rtc, None, "reg {reg:x?}");
+    }
 }
 
 #[test]
