@@ -2,13 +2,16 @@
 //!
 //! 1. heap over the free RAM the platform reported;
 //! 2. kernel command line (options, then the app's arguments), logger;
-//! 3. the scheduler (features `sched-*`; the calling code becomes thread `main`), first so that
+//! 3. the wall clock: `walltime=`, else one reading of the platform's real-time clock
+//!    ([`crate::time`]);
+//! 4. the scheduler (features `sched-*`; the calling code becomes thread `main`), first so that
 //!    file systems that block (virtio-fs) block through it;
-//! 4. mounts from the command line (`root=`, `mount=`; feature `vfs`);
-//! 5. boot statistics at `main`;
-//! 6. the app's `main`; its return value is the exit code.
+//! 5. mounts from the command line (`root=`, `mount=`; feature `vfs`), whose file times come
+//!    from the wall clock;
+//! 6. boot statistics at `main`;
+//! 7. the app's `main`; its return value is the exit code.
 //!
-//! Components (devices, network) slot in before 5 as their features land.
+//! Components (devices, network) slot in before 6 as their features land.
 
 use crate::rt::App;
 use crate::{boot_stats, cmdline, env};
@@ -43,6 +46,7 @@ fn kernel_main(info: &'static BootInfo) -> ! {
         heap.claimed / 1024,
         info.cmdline
     );
+    crate::time::start_wall_clock(parsed.options.wall_time_secs);
 
     start_scheduler(&parsed.options);
     #[cfg(all(feature = "syscalls", target_arch = "x86_64"))]

@@ -13,12 +13,14 @@
 //! | `root=FS` | the root file system (default `ramfs` when the image has it; `virtiofs:TAG` for a host share) |
 //! | `mount=FS:/PATH` | mount a new `FS` at `/PATH` (created if missing); repeatable, in order; `virtiofs:TAG:/PATH` |
 //! | `virtiofs_timeout=SECONDS` | how long a virtio-fs reply may take before the device is declared dead (default 30, 0 = forever; images with `fs-virtiofs`) |
+//! | `sched=coop\|rr` | scheduling policy (needs the matching `sched-*` feature; default: `rr` if compiled in, else `coop`) |
+//! | `timeslice=MS` | time slice of preemptive policies, 1..=10000 ms (default 10) |
+//! | `walltime=SECONDS` | the wall clock at boot, in seconds since 1970-01-01 00:00:00 UTC, 0 to 9223372036 (2262); wins over the real-time clock (for VMMs without one) |
+//! | `env=NAME=VALUE` | an environment variable of the app (repeatable) |
 //!
 //! File-system names are checked at boot against those the image was built with (`ramfs`,
 //! `devfs`, `virtiofs:TAG`); an unknown one, or a tag no virtio-fs device has, stops the boot
 //! like an unknown option.
-//! | `sched=coop\|rr` | scheduling policy (needs the matching `sched-*` feature; default: `rr` if compiled in, else `coop`) |
-//! | `timeslice=MS` | time slice of preemptive policies, 1..=10000 ms (default 10) |
 //!
 //! `sched=` and `timeslice=` exist only in images with a scheduler feature; elsewhere they are
 //! unknown options (the boot stops, exit code 103).
@@ -41,6 +43,8 @@ pub struct Options {
     pub mounts: Vec<(String, String)>,
     /// `env=NAME=VALUE`, in order: the app's environment ([`crate::env::vars`]).
     pub env: Vec<String>,
+    /// `walltime=`: the wall clock at boot, in seconds since the Unix epoch.
+    pub wall_time_secs: Option<u64>,
     /// `sched=`: the policy's name (`None`: the default of the image).
     #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
     pub sched: Option<&'static str>,
@@ -60,6 +64,7 @@ impl Default for Options {
             root: None,
             mounts: Vec::new(),
             env: Vec::new(),
+            wall_time_secs: None,
             #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
             sched: None,
             #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
@@ -102,7 +107,7 @@ impl fmt::Display for CmdlineError {
         match self {
             CmdlineError::UnknownOption(option) => write!(
                 f,
-                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, sched=coop|rr, timeslice=MS, virtiofs_timeout=SECONDS; app arguments go after `--`)"
+                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, env=NAME=VALUE, walltime=SECONDS, sched=coop|rr, timeslice=MS, virtiofs_timeout=SECONDS; app arguments go after `--`)"
             ),
             CmdlineError::BadValue { option, value, expected } => {
                 write!(f, "kernel option `{option}` does not accept `{value}` (expected {expected})")
@@ -184,6 +189,16 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
                     return Err(CmdlineError::BadValue { option: "env", value: var.into(), expected: "NAME=VALUE" });
                 }
                 options.env.push(var.into());
+            }
+            ("walltime", Some(secs)) => {
+                // Up to where the wall clock ends (64-bit signed nanoseconds, as Linux's).
+                let max = libos_core::time::SystemTime::MAX.unix_nanos() / 1_000_000_000;
+                options.wall_time_secs =
+                    Some(secs.parse().ok().filter(|s| *s <= max).ok_or_else(|| CmdlineError::BadValue {
+                        option: "walltime",
+                        value: secs.into(),
+                        expected: "seconds since 1970-01-01 00:00:00 UTC, 0 to 9223372036",
+                    })?);
             }
             // The path is what follows the last ":/" (the file system may be `virtiofs:TAG`).
             ("mount", Some(spec)) => match spec.rfind(":/").map(|at| (&spec[..at], &spec[at + 1..])) {
@@ -331,6 +346,19 @@ mod tests {
         for bad in ["env=NOVALUE", "env==x", "env="] {
             assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { option: "env", .. }), "{bad}");
         }
+    }
+
+    #[test]
+    fn wall_time() {
+        assert_eq!(parse("walltime=1750000000").unwrap().options.wall_time_secs, Some(1_750_000_000));
+        assert_eq!(parse("walltime=0").unwrap().options.wall_time_secs, Some(0));
+        assert_eq!(parse("walltime=9223372036").unwrap().options.wall_time_secs, Some(9_223_372_036));
+        assert_eq!(parse("").unwrap().options.wall_time_secs, None);
+        for bad in ["walltime=", "walltime=-1", "walltime=1.5", "walltime=9223372037", "walltime=now", "walltime=99999999999999999999"] {
+            assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { option: "walltime", .. }), "{bad}");
+        }
+        assert!(parse("walltime=x").unwrap_err().to_string().contains("seconds since 1970"));
+        assert_eq!(parse("walltime").unwrap_err(), CmdlineError::UnknownOption("walltime".into()));
     }
 
     #[test]

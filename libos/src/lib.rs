@@ -31,6 +31,7 @@
 //! With both scheduler features the kernel command line picks (`sched=coop|rr`, default `rr`).
 //!
 //! The API mirrors `std` where it can: [`println!`], [`env::args`], [`time::Instant`],
+//! [`time::SystemTime`] (the wall clock, from the machine's real-time clock),
 //! [`process::exit`], `libos::fs` (features `vfs`, `fs-ramfs`: `File`, `OpenOptions`,
 //! `read_dir`, ...), and `alloc` collections through the kernel heap.
 #![cfg_attr(not(test), no_std)]
