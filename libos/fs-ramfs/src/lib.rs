@@ -16,7 +16,9 @@
 //!   beyond the cap fails with `ENOSPC` (or writes short if it already wrote something). Running
 //!   out of heap for a data page is `ENOSPC` too, not an allocation panic (small metadata
 //!   allocations, such as directory entries, still use the infallible allocator).
-//! - **Times** come from a [`libos_vfs::Clock`], so host tests are deterministic.
+//! - **Times** come from a [`libos_vfs::Clock`]: in images the wall clock
+//!   ([`libos_vfs::PlatformClock`], nanoseconds since 1970 UTC), in host tests a deterministic
+//!   tick.
 //!
 //! Namespace changes (create, link, unlink, rename) are serialised by one lock per file
 //! system; each inode has its own lock and at most one inode lock is held at a time, so there

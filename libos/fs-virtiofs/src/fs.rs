@@ -34,7 +34,7 @@ use fuse_abi::linux as abi;
 use hashbrown::HashMap;
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
-use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, NewNode, Node, PlatformClock, StatFs, TimeUpdate};
+use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, MonotonicClock, NewNode, Node, StatFs, TimeUpdate};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// `statfs`'s magic number for FUSE file systems (Linux `FUSE_SUPER_MAGIC`).
@@ -69,7 +69,8 @@ pub mod rename_flags {
 /// Mount settings.
 #[derive(Clone)]
 pub struct MountOptions {
-    /// Where cache timeouts are measured (tests inject a manual clock).
+    /// Where cache timeouts are measured: the monotonic clock (tests inject a manual one); a
+    /// wall clock would make caches expire or live on when a program sets the time.
     pub clock: Arc<dyn Clock>,
     /// Most dentries kept (each keeps its node, so its host inode, alive).
     pub dentry_capacity: usize,
@@ -79,7 +80,7 @@ pub struct MountOptions {
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { clock: Arc::new(PlatformClock), dentry_capacity: 4096, forget_batch: 64 }
+        MountOptions { clock: Arc::new(MonotonicClock), dentry_capacity: 4096, forget_batch: 64 }
     }
 }
 

@@ -28,7 +28,6 @@
 //!   application acting as one user, and the kernel and the app share one address space, so a
 //!   permission check would protect nothing from the only caller. There are no owners
 //!   (`uid`/`gid`) in [`Metadata`] yet; the C shim reports the running "user" as root.
-//! - Times count from boot ([`PlatformClock`]): libos has no real-time clock yet.
 //! - No `mknod`, extended attributes, file locks or `O_TMPFILE`.
 //! - `readdir` on an [`OpenFile`] lists `.` and `..` first (the VFS adds them, so file systems
 //!   never do); [`Vfs::read_dir`] and `libos::fs::read_dir` leave them out, as `std` does.
@@ -143,7 +142,7 @@ pub mod conformance;
 pub use file::{COOKIE_AFTER_DOT, COOKIE_AFTER_DOTDOT, MAX_FILE_SIZE, OpenFile};
 pub use node::{FileSystem, NewNode, Node};
 pub use types::{
-    Clock, DirEntry, FileType, MAX_SYMLINKS, Metadata, NAME_MAX, OpenFlags, PATH_MAX, PlatformClock, SeekFrom, StatFs,
-    TickClock, TimeUpdate, Timestamp,
+    Clock, DirEntry, FileType, MAX_SYMLINKS, Metadata, MonotonicClock, NAME_MAX, OpenFlags, PATH_MAX, PlatformClock,
+    SeekFrom, StatFs, TickClock, TimeUpdate, Timestamp,
 };
 pub use vfs::{MountInfo, Vfs};

@@ -52,10 +52,11 @@ impl FileType {
     }
 }
 
-/// A point in time with nanosecond resolution, as nanoseconds since the clock's origin.
+/// A point in time with nanosecond resolution: nanoseconds since the Unix epoch (1970-01-01
+/// 00:00:00 UTC), as `st_mtim` counts.
 ///
-/// libos has no real-time clock yet, so [`PlatformClock`] counts from boot; a file system that
-/// gets times from elsewhere (virtio-fs: the host) stores them unchanged.
+/// Images take times from [`PlatformClock`], the wall clock; a file system that gets times from
+/// elsewhere (virtio-fs: the host) stores them unchanged, on the same scale.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub u64);
 
@@ -83,18 +84,49 @@ pub enum TimeUpdate {
 }
 
 /// Where a file system gets the current time. Host tests use [`TickClock`] so times are
-/// deterministic; images use [`PlatformClock`].
+/// deterministic; images use [`PlatformClock`] for file times and [`MonotonicClock`] to
+/// measure intervals (cache lifetimes), which must not jump when the wall clock is set.
 pub trait Clock: Send + Sync {
     /// The current time.
     fn now(&self) -> Timestamp;
 }
 
-/// The platform's monotonic clock ([`libos_core::time::Instant`]), nanoseconds since boot.
-/// Reads zero before a platform is registered.
+/// The wall clock ([`libos_core::time::SystemTime`]): the real-time clock's time when the
+/// machine has one, else 1970 plus the time since machine reset. Reads zero before a platform
+/// is registered.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PlatformClock;
 
 impl Clock for PlatformClock {
+    fn now(&self) -> Timestamp {
+        match libos_core::hal::try_platform() {
+            Some(_) => Timestamp::from(libos_core::time::SystemTime::now()),
+            None => Timestamp(0),
+        }
+    }
+}
+
+impl From<libos_core::time::SystemTime> for Timestamp {
+    fn from(time: libos_core::time::SystemTime) -> Timestamp {
+        Timestamp(time.unix_nanos())
+    }
+}
+
+/// The same moment on the wall clock (times past [`libos_core::time::SystemTime::MAX`], which
+/// only a foreign file system can hold, saturate there).
+impl From<Timestamp> for libos_core::time::SystemTime {
+    fn from(time: Timestamp) -> libos_core::time::SystemTime {
+        libos_core::time::SystemTime::from_unix_nanos(time.0).unwrap_or(libos_core::time::SystemTime::MAX)
+    }
+}
+
+/// The monotonic clock ([`libos_core::time::Instant`], nanoseconds since machine reset), for
+/// measuring intervals: unlike [`PlatformClock`] it never jumps (`clock_settime` does not move
+/// it). Not for file times. Reads zero before a platform is registered.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MonotonicClock;
+
+impl Clock for MonotonicClock {
     fn now(&self) -> Timestamp {
         match libos_core::hal::try_platform() {
             Some(_) => Timestamp(libos_core::time::Instant::now().as_nanos()),
@@ -254,4 +286,20 @@ pub enum SeekFrom {
     End(i64),
     /// From the current offset.
     Current(i64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libos_core::time::SystemTime;
+
+    #[test]
+    fn timestamps_are_wall_clock_nanoseconds() {
+        let time = SystemTime::from_unix_nanos(1_750_000_000_123_456_789).unwrap();
+        let stamp = Timestamp::from(time);
+        assert_eq!((stamp.secs(), stamp.subsec_nanos()), (1_750_000_000, 123_456_789));
+        assert_eq!(SystemTime::from(stamp), time);
+        // A host's time past 2262 (virtio-fs) saturates instead of wrapping.
+        assert_eq!(SystemTime::from(Timestamp(u64::MAX)), SystemTime::MAX);
+    }
 }
