@@ -84,10 +84,12 @@ pub mod nr {
         pub const ARCH_PRCTL: u64 = 158;
         pub const GETTID: u64 = 186;
         pub const TKILL: u64 = 200;
+        pub const TIME: u64 = 201;
         pub const FUTEX: u64 = 202;
         pub const SCHED_GETAFFINITY: u64 = 204;
         pub const GETDENTS64: u64 = 217;
         pub const SET_TID_ADDRESS: u64 = 218;
+        pub const CLOCK_SETTIME: u64 = 227;
         pub const CLOCK_GETTIME: u64 = 228;
         pub const CLOCK_GETRES: u64 = 229;
         pub const CLOCK_NANOSLEEP: u64 = 230;
@@ -179,6 +181,7 @@ pub mod nr {
         pub const FUTEX: u64 = 98;
         pub const SET_ROBUST_LIST: u64 = 99;
         pub const NANOSLEEP: u64 = 101;
+        pub const CLOCK_SETTIME: u64 = 112;
         pub const CLOCK_GETTIME: u64 = 113;
         pub const CLOCK_GETRES: u64 = 114;
         pub const CLOCK_NANOSLEEP: u64 = 115;
@@ -240,6 +243,7 @@ pub mod nr {
         pub const READLINK: u64 = ABSENT + 15;
         pub const ARCH_PRCTL: u64 = ABSENT + 16;
         pub const PAUSE: u64 = ABSENT + 17;
+        pub const TIME: u64 = ABSENT + 20;
     }
 
     pub use table::*;
@@ -443,7 +447,7 @@ mod tests {
             nr::FACCESSAT, nr::PPOLL, nr::SET_ROBUST_LIST, nr::UTIMENSAT, nr::DUP3, nr::PIPE2, nr::PRLIMIT64,
             nr::RENAMEAT2, nr::GETRANDOM, nr::STATX, nr::FACCESSAT2, nr::EVENTFD2, nr::SELECT, nr::PSELECT6, nr::EPOLL_CREATE,
             nr::EPOLL_CREATE1, nr::EPOLL_CTL, nr::EPOLL_WAIT, nr::EPOLL_PWAIT, nr::TIMERFD_CREATE, nr::TIMERFD_SETTIME,
-            nr::TIMERFD_GETTIME, nr::RT_SIGRETURN, nr::RT_SIGPENDING, nr::RT_SIGTIMEDWAIT, nr::RT_SIGSUSPEND, nr::PAUSE,
+            nr::TIMERFD_GETTIME, nr::RT_SIGRETURN, nr::RT_SIGPENDING, nr::RT_SIGTIMEDWAIT, nr::RT_SIGSUSPEND, nr::PAUSE, nr::CLOCK_SETTIME, nr::TIME,
         ];
         let mut sorted = all.to_vec();
         sorted.sort_unstable();

@@ -15,7 +15,7 @@ use alloc::collections::BTreeSet;
 use core::sync::atomic::{AtomicU32, Ordering};
 use libos::syscall::Frame;
 use libos::sync::Mutex;
-use libos::time::{Duration, Instant};
+use libos::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use libos::{Errno, Result};
 
 /// The program's process id (and its first thread's id): it is the only process, like init.
@@ -149,6 +149,8 @@ table! {
     nr::MADVISE => |f, [a0, a1, a2, ..]| mem::madvise(a0, a1, a2);
     nr::MSYNC => |f, [a0, a1, a2, ..]| mem::msync(a0, a1, a2);
     nr::CLOCK_GETTIME => |f, [a0, a1, ..]| clock_gettime(a0, a1);
+    nr::CLOCK_SETTIME => |f, [a0, a1, ..]| clock_settime(a0, a1);
+    nr::TIME => |f, [a0, ..]| time(a0);
     nr::CLOCK_GETRES => |f, [a0, a1, ..]| clock_getres(a0, a1);
     nr::GETTIMEOFDAY => |f, [a0, a1, ..]| gettimeofday(a0, a1);
     nr::NANOSLEEP => |f, [a0, a1, ..]| nanosleep(a0, a1);
@@ -504,20 +506,27 @@ const CLOCK_REALTIME_COARSE: u64 = 5;
 const CLOCK_MONOTONIC_COARSE: u64 = 6;
 const CLOCK_BOOTTIME: u64 = 7;
 
-/// The time of `clock`. libos has no real-time clock yet: `CLOCK_REALTIME` counts from boot
-/// (programs see dates in January 1970), as do the monotonic clocks; the CPU-time clocks read
-/// the same (one program, and the CPU is not shared with other processes).
+/// The time of `clock`. The real-time clocks read libos's wall clock ([`SystemTime`]: the
+/// machine's real-time clock read at boot, or `walltime=`, carried forward by the monotonic
+/// counter; 1970 plus the uptime on a machine with neither, see `libos::time`). The monotonic
+/// clocks count from machine reset; the CPU-time clocks read the same (one program, and the CPU
+/// is not shared with other processes). The coarse clocks are the precise ones (no cheaper
+/// reading exists).
 fn clock_now(clock: u64) -> Result<Duration> {
     match clock {
-        CLOCK_REALTIME | CLOCK_MONOTONIC | CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID | CLOCK_MONOTONIC_RAW
-        | CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => Ok(Instant::now().since_origin()),
+        CLOCK_REALTIME | CLOCK_REALTIME_COARSE => Ok(Duration::from_nanos(SystemTime::now().unix_nanos())),
+        CLOCK_MONOTONIC | CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE
+        | CLOCK_BOOTTIME => Ok(Instant::now().since_origin()),
         _ => Err(Errno::EINVAL),
     }
 }
 
-/// The [`Instant`] at which a clock reads `at` (both clock kinds count from the same origin).
-pub fn instant_of_clock(_realtime: bool, at: Duration) -> Instant {
-    Instant::ZERO + at
+/// The [`Instant`] at which a clock reads `at`: a real-time deadline (`clock_nanosleep` with
+/// `TIMER_ABSTIME`, `FUTEX_CLOCK_REALTIME`) through the wall clock as it is set now, a monotonic
+/// one as it is. Unlike Linux, stepping the wall clock later does not move a deadline already
+/// waited for.
+pub fn instant_of_clock(realtime: bool, at: Duration) -> Instant {
+    if realtime { (UNIX_EPOCH + at).instant() } else { Instant::ZERO + at }
 }
 
 fn timespec_of(d: Duration) -> Timespec {
@@ -552,13 +561,40 @@ fn clock_getres(clock: u64, out: u64) -> Result<u64> {
     Ok(0)
 }
 
-fn gettimeofday(tv: u64, _tz: u64) -> Result<u64> {
+/// `clock_settime`: `CLOCK_REALTIME` steps the wall clock (the program is the only process and
+/// runs as root, so it may); the other clocks cannot be set (`EINVAL`, as on Linux).
+fn clock_settime(clock: u64, new: u64) -> Result<u64> {
+    if clock != CLOCK_REALTIME {
+        return Err(Errno::EINVAL);
+    }
+    let since_epoch = duration_of(new)?;
+    libos::time::set_system_time(UNIX_EPOCH.checked_add(since_epoch).ok_or(Errno::EINVAL)?);
+    Ok(0)
+}
+
+fn gettimeofday(tv: u64, tz: u64) -> Result<u64> {
     if tv != 0 {
         let now = clock_now(CLOCK_REALTIME)?;
         // SAFETY: as above.
         unsafe { user::write(tv, [now.as_secs() as i64, i64::from(now.subsec_micros())])? };
     }
+    if tz != 0 {
+        // struct timezone: minutes west of Greenwich and the DST kind, both 0 (UTC).
+        // SAFETY: as above.
+        unsafe { user::write(tz, [0i32; 2])? };
+    }
     Ok(0)
+}
+
+/// `time` (x86_64 only; static glibc's `time()` calls it): whole seconds of the wall clock,
+/// also stored at `tloc` unless it is null.
+fn time(tloc: u64) -> Result<u64> {
+    let seconds = clock_now(CLOCK_REALTIME)?.as_secs();
+    if tloc != 0 {
+        // SAFETY: checked by `user::write`.
+        unsafe { user::write(tloc, seconds as i64)? };
+    }
+    Ok(seconds)
 }
 
 /// Where `nanosleep` and `clock_nanosleep` wait: nobody wakes the queue, a signal for the
@@ -599,7 +635,8 @@ fn clock_nanosleep(clock: u64, flags: u64, request: u64, remaining: u64) -> Resu
     }
     clock_now(clock)?;
     if flags & TIMER_ABSTIME != 0 {
-        sleep_until(instant_of_clock(clock == CLOCK_REALTIME, duration_of(request)?)).map(|()| 0)
+        let realtime = matches!(clock, CLOCK_REALTIME | CLOCK_REALTIME_COARSE);
+        sleep_until(instant_of_clock(realtime, duration_of(request)?)).map(|()| 0)
     } else {
         nanosleep(request, remaining)
     }

@@ -10,8 +10,9 @@
 //! terminate) and fails with `EPIPE`, as on Linux.
 //!
 //! On the same readiness: `select`/`pselect6` (fd_set bitmaps), `epoll_*` (level-triggered;
-//! `EPOLLET`/`EPOLLONESHOT` are `EINVAL`), and `timerfd_*` (CLOCK_MONOTONIC/REALTIME, both from
-//! boot; a waiter's deadline includes the earliest armed timer among its descriptors).
+//! `EPOLLET`/`EPOLLONESHOT` are `EINVAL`), and `timerfd_*` (CLOCK_MONOTONIC/BOOTTIME, and
+//! CLOCK_REALTIME, whose absolute times are on the wall clock; a waiter's deadline includes the
+//! earliest armed timer among its descriptors).
 
 use crate::fd::{self, Object};
 use crate::user;
@@ -514,6 +515,8 @@ pub fn pselect6(nfds: u64, read: u64, write: u64, except: u64, timeout: u64, sig
 pub struct Timer {
     state: Mutex<(Option<Instant>, Duration)>,
     nonblocking: bool,
+    /// A CLOCK_REALTIME timer: absolute expiry times are wall-clock times.
+    realtime: bool,
 }
 
 impl Timer {
@@ -587,7 +590,7 @@ pub fn timerfd_create(clock: u64, flags: u64) -> Result<u64> {
     if !matches!(clock, CLOCK_REALTIME | CLOCK_MONOTONIC | CLOCK_BOOTTIME) || flags & !(O_NONBLOCK | O_CLOEXEC) != 0 {
         return Err(Errno::EINVAL);
     }
-    let timer = Timer { state: Mutex::new((None, Duration::ZERO)), nonblocking: flags & O_NONBLOCK != 0 };
+    let timer = Timer { state: Mutex::new((None, Duration::ZERO)), nonblocking: flags & O_NONBLOCK != 0, realtime: clock == CLOCK_REALTIME };
     fd::insert(Object::Timer(timer), flags & O_CLOEXEC != 0)
 }
 
@@ -628,7 +631,7 @@ pub fn timerfd_settime(fd_number: u64, flags: u64, new: u64, old: u64) -> Result
         let next = if value.is_zero() {
             None
         } else if flags & TFD_TIMER_ABSTIME != 0 {
-            Some(Instant::ZERO + value)
+            Some(crate::dispatch::instant_of_clock(timer.realtime, value))
         } else {
             Some(Instant::now() + value)
         };
