@@ -176,8 +176,8 @@ impl VmConfig {
             }
         };
         match self.machine {
-            Machine::Microvm => command.args(["-M", "microvm,rtc=off,pit=on", "-bios", QBOOT]),
-            Machine::MicrovmPcie => command.args(["-M", "microvm,rtc=off,pit=on,pcie=on", "-bios", QBOOT]),
+            Machine::Microvm => command.args(["-M", "microvm,rtc=on,pit=on", "-bios", QBOOT]),
+            Machine::MicrovmPcie => command.args(["-M", "microvm,rtc=on,pit=on,pcie=on", "-bios", QBOOT]),
             Machine::Q35 => command.args(["-M", "q35", "-bios", QBOOT]),
             Machine::VirtGicv2 => command.args(["-M", "virt,gic-version=2", "-cpu", AARCH64_CPU]),
             Machine::VirtGicv3 => command.args(["-M", "virt,gic-version=3", "-cpu", AARCH64_CPU]),
