@@ -31,6 +31,18 @@ fn bad_option_value_names_what_is_accepted() {
 }
 
 #[test]
+fn bad_walltime_stops_the_boot() {
+    for arch in arches() {
+        Boot::app("hello")
+            .options("walltime=9223372037")
+            .on(arch)
+            .exits_with(BOOT_ERROR)
+            .prints("kernel option `walltime` does not accept `9223372037` (expected seconds since 1970-01-01 00:00:00 UTC, 0 to 9223372036)")
+            .does_not_print("Hello");
+    }
+}
+
+#[test]
 fn unterminated_quote_is_reported() {
     for arch in arches() {
         Boot::app("hello").options("-- \"open").on(arch).exits_with(BOOT_ERROR).prints("unterminated `\"`");

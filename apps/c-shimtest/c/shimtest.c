@@ -1,5 +1,5 @@
 /* shimtest: checks of posix-shim's Linux system calls, one family per argument:
- *   files mem time process threads signals sigdeliver events stdio enosys preempt kill abort
+ *   files mem time wallclock process threads signals sigdeliver events stdio enosys preempt kill abort
  * Ordinary C against musl; every check prints the failing line and exits 1. A family prints
  * "ok FAMILY" when all its checks passed. Runs unmodified on Linux too (where the files
  * family needs a writable /tmp). */
@@ -39,6 +39,9 @@
 /* <linux/futex.h> is not on musl-gcc's include path. */
 #define FUTEX_WAIT 0
 #define FUTEX_WAKE 1
+#define FUTEX_WAIT_BITSET 9
+#define FUTEX_CLOCK_REALTIME 256
+#define FUTEX_BITSET_MATCH_ANY 0xffffffff
 
 #define CHECK(cond)                                                                        \
     do {                                                                                   \
@@ -266,6 +269,121 @@ static void time_family(void) {
     CHECK(ns(b) >= ns(until));
     CHECK(clock_nanosleep(CLOCK_MONOTONIC, 0x10, &nap, NULL) == EINVAL);
     printf("ok time\n");
+}
+
+#define MS (1000LL * 1000)
+#define SECOND (1000 * MS)
+
+static struct timespec plus_ns(struct timespec t, long long d) {
+    long long total = ns(t) + d;
+    return (struct timespec){total / SECOND, total % SECOND};
+}
+
+static long long monotonic_since(struct timespec start) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return ns(now) - ns(start);
+}
+
+/* The wall clock. Prints "wallclock realtime SECONDS.NANOSECONDS" for the host to compare with
+ * its own clock, then checks that every real-time interface tells that time, that it advances
+ * with the monotonic clock, that absolute real-time deadlines (clock_nanosleep, futex, timerfd)
+ * wake on time, that new files take it for their times, and that clock_settime steps it. */
+static void wallclock(void) {
+    struct timespec rt, rt0, rt1, mono0, mono1, res;
+    CHECK(clock_gettime(CLOCK_REALTIME, &rt) == 0);
+    printf("wallclock realtime %lld.%09ld\n", (long long)rt.tv_sec, rt.tv_nsec);
+    time_t seconds = rt.tv_sec;
+    struct tm tm;
+    char date[32];
+    CHECK(gmtime_r(&seconds, &tm) && strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", &tm) > 0);
+    printf("wallclock date %s UTC\n", date);
+    /* the machine's clock, not 1970 plus the uptime */
+    CHECK(rt.tv_sec > 1577836800); /* 2020-01-01 */
+
+    /* time(), gettimeofday and the coarse clock tell the same time (musl's time() and
+     * gettimeofday() read clock_gettime; the system calls are checked directly too) */
+    time_t t = time(NULL);
+    CHECK(t >= rt.tv_sec && t - rt.tv_sec <= 1);
+#ifdef SYS_time
+    time_t stored = 0;
+    long returned = syscall(SYS_time, &stored);
+    CHECK(returned == stored && stored >= rt.tv_sec && stored - rt.tv_sec <= 1);
+#endif
+    struct timeval tv;
+    struct { int minuteswest, dsttime; } tz = {99, 99};
+    CHECK(syscall(SYS_gettimeofday, &tv, &tz) == 0 && tv.tv_sec >= rt.tv_sec && tv.tv_sec - rt.tv_sec <= 1);
+    CHECK(tv.tv_usec >= 0 && tv.tv_usec < 1000000 && tz.minuteswest == 0 && tz.dsttime == 0);
+    CHECK(clock_gettime(CLOCK_REALTIME_COARSE, &rt1) == 0 && ns(rt1) >= ns(rt) && rt1.tv_sec - rt.tv_sec <= 1);
+    CHECK(clock_getres(CLOCK_REALTIME, &res) == 0 && res.tv_sec == 0 && res.tv_nsec > 0);
+
+    /* 100 ms of sleep advance both clocks alike (the real-time interval lies inside the
+     * monotonic one, so it may only be a little shorter) */
+    CHECK(clock_gettime(CLOCK_MONOTONIC, &mono0) == 0 && clock_gettime(CLOCK_REALTIME, &rt0) == 0);
+    struct timespec nap = {0, 100 * MS};
+    CHECK(nanosleep(&nap, NULL) == 0);
+    CHECK(clock_gettime(CLOCK_REALTIME, &rt1) == 0 && clock_gettime(CLOCK_MONOTONIC, &mono1) == 0);
+    long long real = ns(rt1) - ns(rt0), mono = ns(mono1) - ns(mono0);
+    printf("wallclock slept: realtime %lld ns, monotonic %lld ns\n", real, mono);
+    CHECK(real >= 100 * MS && real <= mono && mono - real < MS);
+
+    /* absolute real-time deadlines wake when the wall clock reaches them, not decades later */
+    clock_gettime(CLOCK_MONOTONIC, &mono0);
+    clock_gettime(CLOCK_REALTIME, &rt0);
+    struct timespec until = plus_ns(rt0, 30 * MS);
+    CHECK(clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &until, NULL) == 0);
+    CHECK(clock_gettime(CLOCK_REALTIME, &rt1) == 0 && ns(rt1) >= ns(until));
+    long long waited = monotonic_since(mono0);
+    CHECK(waited >= 29 * MS && waited < 5 * SECOND);
+    until = plus_ns(rt0, -SECOND); /* already past: returns at once */
+    CHECK(clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &until, NULL) == 0);
+
+    int word = 0;
+    clock_gettime(CLOCK_MONOTONIC, &mono0);
+    clock_gettime(CLOCK_REALTIME, &rt0);
+    until = plus_ns(rt0, 20 * MS);
+    FAILS(syscall(SYS_futex, &word, FUTEX_WAIT_BITSET | FUTEX_CLOCK_REALTIME, 0, &until, NULL, FUTEX_BITSET_MATCH_ANY), ETIMEDOUT);
+    waited = monotonic_since(mono0);
+    CHECK(waited >= 19 * MS && waited < 5 * SECOND);
+
+    int tf = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC);
+    CHECK(tf >= 0);
+    clock_gettime(CLOCK_MONOTONIC, &mono0);
+    clock_gettime(CLOCK_REALTIME, &rt0);
+    struct itimerspec at = {{0, 0}, plus_ns(rt0, 20 * MS)};
+    CHECK(timerfd_settime(tf, TFD_TIMER_ABSTIME, &at, NULL) == 0);
+    uint64_t expirations = 0;
+    CHECK(read(tf, &expirations, sizeof expirations) == sizeof expirations && expirations == 1);
+    waited = monotonic_since(mono0);
+    CHECK(waited >= 19 * MS && waited < 5 * SECOND);
+    close(tf);
+
+    /* new files take the wall clock's time */
+    mkdir("/tmp", 0777);
+    int fd = open("/tmp/wallclock.txt", O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    CHECK(fd >= 0 && write(fd, "x", 1) == 1 && close(fd) == 0);
+    struct stat st;
+    CHECK(stat("/tmp/wallclock.txt", &st) == 0 && clock_gettime(CLOCK_REALTIME, &rt1) == 0);
+    CHECK(st.st_mtime >= rt.tv_sec && st.st_mtime <= rt1.tv_sec);
+    CHECK(st.st_ctime >= rt.tv_sec && st.st_atime >= rt.tv_sec);
+    CHECK(unlink("/tmp/wallclock.txt") == 0);
+
+    /* clock_settime steps the wall clock (and only it) */
+    FAILS(clock_settime(CLOCK_MONOTONIC, &rt), EINVAL);
+    struct timespec bad = {rt.tv_sec, 1000000000};
+    FAILS(clock_settime(CLOCK_REALTIME, &bad), EINVAL);
+    FAILS(syscall(SYS_clock_settime, CLOCK_REALTIME, (void *)16), EFAULT);
+    clock_gettime(CLOCK_MONOTONIC, &mono0);
+    clock_gettime(CLOCK_REALTIME, &rt0);
+    struct timespec ahead = plus_ns(rt0, 1000000 * SECOND); /* eleven days on */
+    CHECK(clock_settime(CLOCK_REALTIME, &ahead) == 0);
+    CHECK(clock_gettime(CLOCK_REALTIME, &rt1) == 0 && clock_gettime(CLOCK_MONOTONIC, &mono1) == 0);
+    CHECK(ns(rt1) >= ns(ahead) && ns(rt1) - ns(ahead) < SECOND);
+    CHECK(ns(mono1) - ns(mono0) < SECOND);
+    struct timespec back = plus_ns(rt1, -1000000 * SECOND);
+    CHECK(clock_settime(CLOCK_REALTIME, &back) == 0 && clock_gettime(CLOCK_REALTIME, &rt1) == 0);
+    CHECK(ns(rt1) >= ns(rt0) && ns(rt1) - ns(rt0) < SECOND);
+    printf("ok wallclock\n");
 }
 
 static void process(void) {
@@ -813,7 +931,7 @@ static void preempt(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: shimtest files|mem|time|process|threads|signals|sigdeliver|events|stdio|enosys|preempt|kill|abort...\n");
+        fprintf(stderr, "usage: shimtest files|mem|time|wallclock|process|threads|signals|sigdeliver|events|stdio|enosys|preempt|kill|abort...\n");
         return 2;
     }
     for (int i = 1; i < argc; i++) {
@@ -821,6 +939,7 @@ int main(int argc, char **argv) {
         if (!strcmp(f, "files")) files();
         else if (!strcmp(f, "mem")) mem();
         else if (!strcmp(f, "time")) time_family();
+        else if (!strcmp(f, "wallclock")) wallclock();
         else if (!strcmp(f, "process")) process();
         else if (!strcmp(f, "threads")) threads();
         else if (!strcmp(f, "signals")) signals();

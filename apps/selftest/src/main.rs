@@ -13,7 +13,7 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use libos::time::{Duration, Instant};
+use libos::time::{DateTime, Duration, Instant, SystemTime, UNIX_EPOCH};
 use libos::{fault, hal, println};
 
 libos::main!(main);
@@ -71,7 +71,7 @@ fn mem() -> Result<alloc::string::String, alloc::string::String> {
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: selftest CHECK...   (timer heap heap-exhaustion clock event mem exit=N hang panic page-fault null write-code exec-data stack-overflow)");
+        println!("usage: selftest CHECK...   (timer heap heap-exhaustion clock wall-clock event mem exit=N hang panic page-fault null write-code exec-data stack-overflow)");
         return 2;
     }
     let mut failed = 0;
@@ -81,6 +81,7 @@ fn main() -> i32 {
             "heap" => heap(),
             "heap-exhaustion" => heap_exhaustion(),
             "clock" => clock(),
+            "wall-clock" => wall_clock(),
             "event" => event(),
             "mem" => mem(),
             "panic" => panic!("selftest: deliberate panic"),
@@ -233,6 +234,38 @@ fn heap_exhaustion() -> Check {
 }
 
 /// The clock is monotonic and agrees with itself over a busy-waited millisecond.
+/// The wall clock: prints its time (seconds since 1970, for the host to compare with its own)
+/// and where it came from, and checks that it advances with the monotonic clock and can be set.
+fn wall_clock() -> Check {
+    let since_epoch = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_err(|e| alloc::format!("before 1970: {e}"));
+    let _ = Instant::now(); // calibrates the clock
+    // The wall-clock interval lies inside the monotonic one, so it may only be shorter.
+    let mono_start = Instant::now();
+    let wall_start = SystemTime::now();
+    while mono_start.elapsed() < Duration::from_millis(10) {}
+    let wall_end = SystemTime::now();
+    let mono_end = Instant::now();
+    let wall = wall_end.duration_since(wall_start).map_err(|e| alloc::format!("the wall clock went backwards: {e}"))?;
+    let mono = mono_end - mono_start;
+    if wall > mono || mono - wall > Duration::from_millis(1) {
+        return Err(alloc::format!("over {mono:?} of monotonic time the wall clock advanced {wall:?}"));
+    }
+    // Stepping the clock a day ahead and back again.
+    let day = Duration::from_secs(86_400);
+    libos::time::set_system_time(SystemTime::now() + day);
+    let ahead = since_epoch(SystemTime::now())?.saturating_sub(since_epoch(wall_end)?);
+    libos::time::set_system_time(SystemTime::now() - day);
+    if !(day..day + Duration::from_secs(1)).contains(&ahead) {
+        return Err(alloc::format!("set a day ahead, the clock moved {ahead:?}"));
+    }
+    let now = since_epoch(SystemTime::now())?.as_secs();
+    Ok(alloc::format!(
+        "{now} s since 1970 ({} UTC, from {:?}; advanced {wall:?} in {mono:?} monotonic)",
+        DateTime::from_unix_seconds(now),
+        libos::time::wall_clock_source()
+    ))
+}
+
 fn clock() -> Check {
     let _ = Instant::now(); // calibrates the clock
     let start = Instant::now();
