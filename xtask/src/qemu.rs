@@ -23,7 +23,8 @@ pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 /// A QEMU machine type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Machine {
-    /// x86 `microvm`: no PCI, minimal devices (the default on x86_64).
+    /// x86 `microvm`: no PCI, minimal devices (the default on x86_64); with its PIT (clock
+    /// calibration) and CMOS real-time clock (the wall clock).
     Microvm,
     /// x86 `microvm,pcie=on`: microvm with a PCIe host (described in the DSDT only).
     MicrovmPcie,

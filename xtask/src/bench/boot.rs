@@ -5,7 +5,9 @@
 //!    follows QEMU's virtual clock under icount, one tick per instruction, so the
 //!    `[boot-stats]` tick counts are instruction counts (checked: the counter calibrates to 1 GHz).
 //! 2. Whole-process wall time of `hello` against the floor kernel (one byte to the serial port,
-//!    then exit), interleaved runs, same machine, medians; labelled with the accelerator.
+//!    then exit), interleaved runs, same machine, medians; labelled with the accelerator. Both
+//!    boot on the same QEMU command line (`microvm,rtc=on,pit=on`), so what QEMU spends on its
+//!    devices is in both and the ratio is what libos adds.
 //! 3. Image size, and the smallest guest RAM `hello` boots in.
 
 //!
