@@ -8,7 +8,7 @@
 //! a random date. The clock counts whole seconds: the wall clock starts up to a second behind.
 //!
 //! The check is pure ([`read`] over a register-reading function), so host tests run it; only
-//! [`read_wall_clock`] touches the device.
+//! `read_wall_clock` (bare-metal builds only) touches the device.
 
 use core::fmt;
 

@@ -28,7 +28,7 @@
 //! up to a second at boot for the next tick to find the edge).
 //!
 //! The protocol and the decoding are pure ([`read`] over the [`Cmos`] trait), so host tests
-//! drive them with a fake clock; only [`read_wall_clock`] touches the ports.
+//! drive them with a fake clock; only `read_wall_clock` (bare-metal builds) touches the ports.
 
 use core::fmt;
 use libos_core::time::calendar::DateTime;
