@@ -85,11 +85,11 @@ fn main() -> i32 {
             "event" => event(),
             "mem" => mem(),
             "panic" => panic!("selftest: deliberate panic"),
-            "page-fault" => crashed(fault::read_unmapped()),
-            "null" => crashed(fault::read_null()),
-            "write-code" => crashed(fault::write_to_code()),
-            "exec-data" => crashed(fault::execute_data()),
-            "stack-overflow" => crashed(fault::overflow_stack()),
+            "page-fault" => crashed(fault::read_unmapped),
+            "null" => crashed(fault::read_null),
+            "write-code" => crashed(fault::write_to_code),
+            "exec-data" => crashed(fault::execute_data),
+            "stack-overflow" => crashed(fault::overflow_stack),
             "hang" => hang(),
             other => match other.strip_prefix("exit=").map(str::parse::<i32>) {
                 Some(Ok(code)) => libos::process::exit(code),
@@ -117,7 +117,8 @@ fn hang() -> Check {
     }
 }
 
-fn crashed<T>(_: T) -> Check {
+fn crashed<T>(fault: impl FnOnce() -> T) -> Check {
+    fault();
     Err("the deliberate fault returned instead of ending the VM".into())
 }
 
