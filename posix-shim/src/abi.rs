@@ -242,7 +242,7 @@ pub mod nr {
         pub const SYMLINK: u64 = ABSENT + 14;
         pub const READLINK: u64 = ABSENT + 15;
         pub const ARCH_PRCTL: u64 = ABSENT + 16;
-        pub const PAUSE: u64 = ABSENT + 17;
+        pub const PAUSE: u64 = ABSENT + 21;
         pub const TIME: u64 = ABSENT + 20;
     }
 

@@ -18,7 +18,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use libos::sync::{Mutex, WaitQueue};
-use libos::time::{Duration, Instant};
+use libos::time::Instant;
 use libos::{Errno, Result};
 
 /// Live thread ids.
@@ -288,14 +288,9 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, addr2: u64, val3: u64) 
             let deadline = if timeout == 0 {
                 None
             } else {
-                // SAFETY: checked by `user::read`.
-                let t: crate::abi::Timespec = unsafe { user::read(timeout)? };
-                if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
-                    return Err(Errno::EINVAL);
-                }
-                let d = Duration::new(t.tv_sec as u64, t.tv_nsec as u32);
-                // FUTEX_WAIT: relative; FUTEX_WAIT_BITSET: absolute on the chosen clock (both
-                // clocks count from boot here, see `dispatch::clock_gettime`).
+                let d = crate::dispatch::duration_of(timeout)?;
+                // FUTEX_WAIT: relative; FUTEX_WAIT_BITSET: absolute on the chosen clock
+                // (CLOCK_REALTIME converts through the wall clock, `dispatch::instant_of_clock`).
                 Some(if cmd == FUTEX_WAIT { Instant::now() + d } else { crate::dispatch::instant_of_clock(op & FUTEX_CLOCK_REALTIME != 0, d) })
             };
             futex_wait(addr, val as u32, bitset, deadline)
