@@ -52,9 +52,8 @@ global_asm!(
     .section .text.syscall, "ax"
     .global libos_x86_64_syscall_entry
 libos_x86_64_syscall_entry:
-    leaq -128(%rsp), %rsp           /* step over the caller's red zone */
-    pushq %rsp
-    addq $128, (%rsp)               /* frame.rsp: the caller's stack pointer */
+    movq %rsp, -136(%rsp)           /* frame.rsp, in its slot below the caller's red zone */
+    leaq -136(%rsp), %rsp           /* (interrupts use IST stacks: nothing lands below rsp) */
     pushq %rcx                      /* frame.rip */
     pushq %r11                      /* frame.rflags */
     subq $40, %rsp                  /* frame.rbx, r12-r15: filled only for the return hook */
