@@ -189,11 +189,28 @@ pub fn set_now(now: SystemTime) {
     WAS_SET.store(true, Ordering::Relaxed);
 }
 
+/// The boot reading's `wall - instant`, once the clock is calibrated (then it never changes:
+/// the reading is taken once and the counter's scale is fixed). Converting the reading's
+/// counter value costs a scaled multiplication; every file access stamps a time, so it is
+/// done once.
+static BOOT_OFFSET: AtomicI64 = AtomicI64::new(0);
+static BOOT_OFFSET_READY: AtomicBool = AtomicBool::new(false);
+
 /// The wall clock as it is set now.
 fn current_anchor() -> Anchor {
     let adjustment = i128::from(ADJUSTMENT.load(Ordering::Relaxed));
+    if BOOT_OFFSET_READY.load(Ordering::Acquire) {
+        return Anchor { offset: i128::from(BOOT_OFFSET.load(Ordering::Relaxed)) + adjustment };
+    }
     match BOOT_READING.get() {
-        Some((reading, _)) => Anchor::new(reading.unix_nanos, Instant::from_counter(reading.counter), adjustment),
+        Some((reading, _)) => {
+            let anchor = Anchor::new(reading.unix_nanos, Instant::from_counter(reading.counter), 0);
+            if let (true, Ok(offset)) = (crate::time::is_calibrated(), i64::try_from(anchor.offset)) {
+                BOOT_OFFSET.store(offset, Ordering::Relaxed);
+                BOOT_OFFSET_READY.store(true, Ordering::Release);
+            }
+            Anchor { offset: anchor.offset + adjustment }
+        }
         None => Anchor::new(0, Instant::ZERO, adjustment),
     }
 }
