@@ -115,9 +115,9 @@ fn have_command(name: &str) -> bool {
 }
 
 /// Installs the static musl C toolchains for `arches` when missing (apt; for posix-shim's C
-/// apps and the baseline's C programs): `musl-gcc` (musl-tools, musl-dev) for x86_64;
-/// `aarch64-linux-musl-gcc` (gcc-aarch64-linux-gnu, musl-dev:arm64, after adding the arm64
-/// dpkg architecture) for aarch64.
+/// apps and the baseline's C programs): `musl-gcc` (musl-tools, musl-dev) and `objcopy` for
+/// x86_64; `aarch64-linux-musl-gcc` (gcc-aarch64-linux-gnu, musl-dev:arm64, after adding the arm64
+/// dpkg architecture) and `aarch64-linux-gnu-objcopy` for aarch64.
 pub fn ensure_musl(arches: &[Arch]) -> Result<()> {
     ensure_packages(arches, &[])
 }
@@ -150,12 +150,15 @@ fn ensure_packages(arches: &[Arch], commands: &[(&str, &'static str)]) -> Result
     let mut packages = Vec::new();
     let mut need_arm64 = false;
     let arm64_musl = Path::new("/usr/lib/aarch64-linux-musl/crt1.o");
-    if arches.contains(&Arch::X86_64) && !have_command("musl-gcc") {
-        packages.extend(["musl-tools", "musl-dev"]);
+    // objcopy: posix-shim/c-app-build.rs renames musl's string routines in the C objects.
+    if arches.contains(&Arch::X86_64) && (!have_command("musl-gcc") || !have_command("objcopy")) {
+        packages.extend(["musl-tools", "musl-dev", "binutils"]);
     }
-    if arches.contains(&Arch::Aarch64) && (!have_command("aarch64-linux-musl-gcc") || !arm64_musl.is_file()) {
+    if arches.contains(&Arch::Aarch64)
+        && (!have_command("aarch64-linux-musl-gcc") || !arm64_musl.is_file() || !have_command("aarch64-linux-gnu-objcopy"))
+    {
         need_arm64 = true;
-        packages.extend(["gcc-aarch64-linux-gnu", "musl-dev:arm64"]);
+        packages.extend(["gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu", "musl-dev:arm64"]);
     }
     for &(command, package) in commands {
         if !have_command(command) {
