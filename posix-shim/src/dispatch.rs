@@ -604,10 +604,7 @@ static SLEEPERS: libos::sync::WaitQueue = libos::sync::WaitQueue::new();
 /// Sleeps until `deadline`; `EINTR` when a signal arrives first.
 fn sleep_until(deadline: Instant) -> Result<()> {
     while Instant::now() < deadline {
-        if signal::interrupted() {
-            return Err(Errno::EINTR);
-        }
-        SLEEPERS.wait_until_deadline(signal::interrupted, deadline);
+        signal::wait_interruptible(&SLEEPERS, || false, Some(deadline))?;
     }
     Ok(())
 }

@@ -92,13 +92,12 @@ impl PipeEnd {
             if self.nonblocking {
                 return Err(Errno::EAGAIN);
             }
-            if crate::signal::interrupted() {
-                return Err(Errno::EINTR);
-            }
             let pipe = &self.pipe;
-            pipe.queue.wait_until(|| {
-                pipe.buffer.try_lock().is_none_or(|d| !d.is_empty()) || pipe.writers.load(Ordering::Acquire) == 0 || crate::signal::interrupted()
-            });
+            crate::signal::wait_interruptible(
+                &pipe.queue,
+                || pipe.buffer.try_lock().is_none_or(|d| !d.is_empty()) || pipe.writers.load(Ordering::Acquire) == 0,
+                None,
+            )?;
         }
     }
 
@@ -129,13 +128,15 @@ impl PipeEnd {
             if self.nonblocking {
                 return if done > 0 { Ok(done) } else { Err(Errno::EAGAIN) };
             }
-            if crate::signal::interrupted() {
-                return if done > 0 { Ok(done) } else { Err(Errno::EINTR) };
-            }
             let pipe = &self.pipe;
-            pipe.queue.wait_until(|| {
-                pipe.buffer.try_lock().is_none_or(|d| d.len() < PIPE_CAPACITY) || pipe.readers.load(Ordering::Acquire) == 0 || crate::signal::interrupted()
-            });
+            let waited = crate::signal::wait_interruptible(
+                &pipe.queue,
+                || pipe.buffer.try_lock().is_none_or(|d| d.len() < PIPE_CAPACITY) || pipe.readers.load(Ordering::Acquire) == 0,
+                None,
+            );
+            if let Err(e) = waited {
+                return if done > 0 { Ok(done) } else { Err(e) }; // a partial write is not lost
+            }
         }
         Ok(done)
     }
@@ -184,10 +185,7 @@ impl EventCounter {
             if self.nonblocking {
                 return Err(Errno::EAGAIN);
             }
-            if crate::signal::interrupted() {
-                return Err(Errno::EINTR);
-            }
-            self.queue.wait_until(|| self.value.try_lock().is_none_or(|v| *v > 0) || crate::signal::interrupted());
+            crate::signal::wait_interruptible(&self.queue, || self.value.try_lock().is_none_or(|v| *v > 0), None)?;
         }
     }
 
@@ -211,10 +209,7 @@ impl EventCounter {
             if self.nonblocking {
                 return Err(Errno::EAGAIN);
             }
-            if crate::signal::interrupted() {
-                return Err(Errno::EINTR);
-            }
-            self.queue.wait_until(|| self.value.try_lock().is_none_or(|v| u64::MAX - 1 - *v >= add) || crate::signal::interrupted());
+            crate::signal::wait_interruptible(&self.queue, || self.value.try_lock().is_none_or(|v| u64::MAX - 1 - *v >= add), None)?;
         }
     }
 
@@ -345,21 +340,12 @@ fn wait_ready(deadline: Option<Instant>, fds: alloc::vec::Vec<u64>, mut check: i
         if ready > 0 || deadline.is_some_and(|d| now >= d) {
             return Ok(ready);
         }
-        if crate::signal::interrupted() {
-            return Err(Errno::EINTR);
-        }
         let timer = fds.iter().filter_map(|&f| fd::get(f).ok()).filter_map(|o| next_timer(&o)).min();
         let wake_at = match (deadline, timer) {
             (Some(d), Some(t)) => Some(d.min(t)),
             (d, t) => d.or(t),
         };
-        let changed_since = || GENERATION.load(Ordering::Acquire) != seen || crate::signal::interrupted();
-        match wake_at {
-            Some(d) => {
-                READINESS.wait_until_deadline(changed_since, d);
-            }
-            None => READINESS.wait_until(changed_since),
-        }
+        crate::signal::wait_interruptible(&READINESS, || GENERATION.load(Ordering::Acquire) != seen, wake_at)?;
     }
 }
 
@@ -556,26 +542,12 @@ impl Timer {
                 buf[..8].copy_from_slice(&n.to_ne_bytes());
                 return Ok(8);
             }
-            let Some(next) = self.next_expiry() else {
-                // Disarmed: a blocking read would wait forever (until another thread re-arms it).
-                if self.nonblocking {
-                    return Err(Errno::EAGAIN);
-                }
-                if crate::signal::interrupted() {
-                    return Err(Errno::EINTR);
-                }
-                let seen = GENERATION.load(Ordering::Acquire);
-                READINESS.wait_until(|| GENERATION.load(Ordering::Acquire) != seen || crate::signal::interrupted());
-                continue;
-            };
             if self.nonblocking {
                 return Err(Errno::EAGAIN);
             }
-            if crate::signal::interrupted() {
-                return Err(Errno::EINTR);
-            }
+            // Until the next expiry, or, disarmed, until another thread re-arms it.
             let seen = GENERATION.load(Ordering::Acquire);
-            READINESS.wait_until_deadline(|| GENERATION.load(Ordering::Acquire) != seen || crate::signal::interrupted(), next);
+            crate::signal::wait_interruptible(&READINESS, || GENERATION.load(Ordering::Acquire) != seen, self.next_expiry())?;
         }
     }
 }

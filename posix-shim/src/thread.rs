@@ -330,24 +330,20 @@ fn futex_wait(addr: u64, expected: u32, bitset: u32, deadline: Option<Instant>) 
         }
         table.entry(addr).or_default().push(waiter.clone());
     }
-    let condition = || waiter.woken.load(Ordering::Acquire) || crate::signal::interrupted();
-    let done = match deadline {
-        Some(d) => waiter.queue.wait_until_deadline(condition, d),
-        None => {
-            waiter.queue.wait_until(condition);
-            true
-        }
-    };
+    let waited = crate::signal::wait_interruptible(&waiter.queue, || waiter.woken.load(Ordering::Acquire), deadline);
     if waiter.woken.load(Ordering::Acquire) {
         return Ok(0);
     }
-    // Timed out or interrupted by a signal, unless a waker took us off the list meanwhile
-    // (then it counted us as woken).
+    // Timed out or interrupted by a signal (woken without `woken`), unless a waker took us off
+    // the list meanwhile (then it counted us as woken).
     let mut table = FUTEXES.lock();
     for list in table.values_mut() {
         if let Some(i) = list.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
             list.remove(i);
-            return Err(if done { Errno::EINTR } else { Errno::ETIMEDOUT });
+            return Err(match waited {
+                Ok(false) => Errno::ETIMEDOUT,
+                Ok(true) | Err(_) => Errno::EINTR,
+            });
         }
     }
     Ok(0)

@@ -72,11 +72,6 @@ pub fn return_work_done() {
     debug_assert!(previous > 0, "return_work_done without a request");
 }
 
-/// The number of outstanding [`request_return_work`] calls (for tests and diagnostics).
-pub fn return_work_outstanding() -> u32 {
-    LIBOS_SYSCALL_RETURN_WORK.load(Ordering::SeqCst)
-}
-
 /// The platform's system-call trap and entry into Linux code.
 pub trait UserEntry: Sync {
     /// Routes `syscall`/`svc #0` to `handler` from now on, with `on_return` for returns with

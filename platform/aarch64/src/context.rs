@@ -9,7 +9,7 @@
 //!   switched out inside a system call of Linux code, whose FP/SIMD registers the trap does not
 //!   save (the kernel never changes them, `syscall.rs`), so this routine also saves all 32
 //!   `v` registers, FPCR, FPSR and TPIDR_EL0 (Linux code's thread pointer) on the thread's
-//!   stack: 640 bytes, 76 more instructions per switch than [`SWITCH`].
+//!   stack: 640 bytes, through [`save_fp`]/[`restore_fp`] (one definition of that layout).
 //! - **Preemption**: exceptions run on SP_EL1 with the full register frame (all `x`, all 32
 //!   `q`, FPCR, FPSR) on that shared exception stack, so we cannot switch threads inside the
 //!   handler. Instead, when the scheduler asked for preemption, [`redirect_to_preempt`] copies
@@ -28,8 +28,8 @@ use core::arch::global_asm;
 
 /// Bytes [`SWITCH`] keeps on the stack: x19-x30.
 pub const SWITCH_FRAME: usize = 96;
-/// Bytes [`SWITCH_WITH_USER_STATE`] keeps: x19-x30 (96), FPCR/FPSR (16), TPIDR_EL0 and
-/// padding (16), v0-v31 (512).
+/// Bytes [`SWITCH_WITH_USER_STATE`] keeps: x19-x30 (96), padding (16), TPIDR_EL0 (8), the
+/// [`save_fp`] area (520).
 pub const USER_STATE_SWITCH_FRAME: usize = 640;
 
 global_asm!(
@@ -64,7 +64,9 @@ libos_aarch64_switch_context:
 9:  bl      libos_aarch64_switch_from_exception
 
     /* The same, plus what Linux code keeps in the CPU while its thread is switched out
-     * (images with the system-call trap): FPCR/FPSR at 96, TPIDR_EL0 at 112, v0-v31 at 128. */
+     * (images with the system-call trap): TPIDR_EL0 at 112, the FP/SIMD state at 120 in
+     * libos_aarch64_save_fp's layout (so v0-v31 land 16-byte aligned at 128). x19/x20 are
+     * saved first, so they carry save_sp/load_sp across the two calls. */
     .global libos_aarch64_switch_context_tp
 libos_aarch64_switch_context_tp:
     sub     sp, sp, #640
@@ -74,43 +76,25 @@ libos_aarch64_switch_context_tp:
     stp     x25, x26, [sp, #48]
     stp     x27, x28, [sp, #64]
     stp     x29, x30, [sp, #80]
-    mrs     x9, fpcr
-    mrs     x10, fpsr
-    stp     x9, x10, [sp, #96]
     mrs     x9, tpidr_el0
     str     x9, [sp, #112]
-    add     x9, sp, #128
-    st1     {{v0.2d, v1.2d, v2.2d, v3.2d}}, [x9], #64
-    st1     {{v4.2d, v5.2d, v6.2d, v7.2d}}, [x9], #64
-    st1     {{v8.2d, v9.2d, v10.2d, v11.2d}}, [x9], #64
-    st1     {{v12.2d, v13.2d, v14.2d, v15.2d}}, [x9], #64
-    st1     {{v16.2d, v17.2d, v18.2d, v19.2d}}, [x9], #64
-    st1     {{v20.2d, v21.2d, v22.2d, v23.2d}}, [x9], #64
-    st1     {{v24.2d, v25.2d, v26.2d, v27.2d}}, [x9], #64
-    st1     {{v28.2d, v29.2d, v30.2d, v31.2d}}, [x9]
+    mov     x19, x0
+    mov     x20, x1
+    add     x0, sp, #120
+    bl      libos_aarch64_save_fp
     mov     x9, sp
-    str     x9, [x0]
-    mov     sp, x1
+    str     x9, [x19]
+    mov     sp, x20
+    add     x0, sp, #120
+    bl      libos_aarch64_restore_fp
+    ldr     x9, [sp, #112]
+    msr     tpidr_el0, x9
     ldp     x19, x20, [sp, #0]
     ldp     x21, x22, [sp, #16]
     ldp     x23, x24, [sp, #32]
     ldp     x25, x26, [sp, #48]
     ldp     x27, x28, [sp, #64]
     ldp     x29, x30, [sp, #80]
-    ldp     x9, x10, [sp, #96]
-    msr     fpcr, x9
-    msr     fpsr, x10
-    ldr     x9, [sp, #112]
-    msr     tpidr_el0, x9
-    add     x9, sp, #128
-    ld1     {{v0.2d, v1.2d, v2.2d, v3.2d}}, [x9], #64
-    ld1     {{v4.2d, v5.2d, v6.2d, v7.2d}}, [x9], #64
-    ld1     {{v8.2d, v9.2d, v10.2d, v11.2d}}, [x9], #64
-    ld1     {{v12.2d, v13.2d, v14.2d, v15.2d}}, [x9], #64
-    ld1     {{v16.2d, v17.2d, v18.2d, v19.2d}}, [x9], #64
-    ld1     {{v20.2d, v21.2d, v22.2d, v23.2d}}, [x9], #64
-    ld1     {{v24.2d, v25.2d, v26.2d, v27.2d}}, [x9], #64
-    ld1     {{v28.2d, v29.2d, v30.2d, v31.2d}}, [x9]
     add     sp, sp, #640
     ret
 
@@ -256,6 +240,9 @@ unsafe extern "C" {
 
 /// Bytes of [`save_fp`]'s area: fpsr, fpcr (4 each), v0-v31.
 pub const FP_STATE_SIZE: usize = 8 + 32 * 16;
+
+// The user-state switch frame ends with a save_fp area at 120 (see the assembly).
+const _: () = assert!(120 + FP_STATE_SIZE == USER_STATE_SWITCH_FRAME);
 
 /// Saves FPSR, FPCR and v0-v31 (the body of Linux's `fpsimd_context`).
 ///

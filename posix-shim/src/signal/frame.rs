@@ -86,6 +86,12 @@ fn frame_top(natural_top: u64) -> u64 {
     natural_top.min(stack_pointer().saturating_sub(WRITER_GAP))
 }
 
+/// `addr - bytes` for a frame growing down from a program-supplied stack pointer: `EFAULT`
+/// when that would leave the address space (the program's stack pointer is garbage).
+fn below(addr: u64, bytes: u64) -> Result<u64> {
+    addr.checked_sub(bytes).ok_or(Errno::EFAULT)
+}
+
 /// Copies `value` to user memory at `addr` (already range-checked by the caller).
 ///
 /// # Safety
@@ -200,11 +206,10 @@ mod arch {
         let top = if d.on_altstack && !d.altstack.contains(frame.rsp) {
             d.altstack.sp + d.altstack.size // another stack: nothing of ours lives there
         } else {
-            frame_top(frame.rsp - 128) // below the red zone, and below the kernel's own use
+            frame_top(below(frame.rsp, 128)?) // below the red zone, and below the kernel's own use
         };
-        let fp_size = entry.fp_state_size() as u64;
-        let fpstate = (top - fp_size) & !63;
-        let at = ((fpstate - size_of::<RtSigframe>() as u64) & !15) - 8; // as after a `call`
+        let fpstate = below(top, entry.fp_state_size() as u64)? & !63;
+        let at = below(below(fpstate, size_of::<RtSigframe>() as u64)? & !15, 8)?; // as after a `call`
         user::check_range(at, top - at)?;
         let mcontext = SigContext {
             r8: frame.r8,
@@ -264,7 +269,7 @@ mod arch {
         // The handler's `ret` popped `pretcode`: the frame starts 8 bytes below.
         let at = frame.rsp.checked_sub(8).ok_or(Errno::EFAULT)?;
         // SAFETY: range-checked by `user::read`.
-        let uc: UContext = unsafe { user::read(at + core::mem::offset_of!(RtSigframe, uc) as u64)? };
+        let uc: UContext = unsafe { user::read(at.checked_add(core::mem::offset_of!(RtSigframe, uc) as u64).ok_or(Errno::EFAULT)?)? };
         let m = &uc.mcontext;
         if m.fpstate != 0 {
             user::check_range(m.fpstate, entry.fp_state_size() as u64)?;
@@ -343,8 +348,8 @@ mod arch {
         } else {
             frame_top(frame.sp) // below the kernel's own use of this stack
         } & !15;
-        let record = top - 16; // frame record {x29, x30}, as Linux links it
-        let at = (record - FRAME_SIZE) & !15;
+        let record = below(top, 16)?; // frame record {x29, x30}, as Linux links it
+        let at = below(record, FRAME_SIZE)? & !15;
         user::check_range(at, top - at)?;
         let head = UContextHead {
             flags: 0,
@@ -379,6 +384,8 @@ mod arch {
 
     pub fn restore(frame: &mut Frame, entry: &dyn libos::syscall::UserEntry) -> Result<Restored> {
         let at = frame.sp;
+        // Every offset below stays inside a range checked first (no wrap-around).
+        user::check_range(at, FRAME_SIZE)?;
         // SAFETY: range-checked by `user::read`.
         let head: UContextHead = unsafe { user::read(at + UC_OFFSET)? };
         // SAFETY: as above.

@@ -42,6 +42,7 @@ use libos::{Errno, Result};
 
 const NSIG: u64 = 64;
 const SIGKILL: u64 = 9;
+const SIGSEGV: u64 = 11;
 const SIGPIPE: u64 = 13;
 const SIGSTOP: u64 = 19;
 const SIG_DFL: u64 = 0;
@@ -201,11 +202,31 @@ pub fn blocked() -> u64 {
 }
 
 /// Whether a signal the calling thread does not block is pending for it: a blocking call
-/// returns `EINTR` then. Cheap and lock-safe inside wait conditions.
-pub fn interrupted() -> bool {
+/// returns `EINTR` then ([`wait_interruptible`]). Lock-safe inside wait conditions.
+fn interrupted() -> bool {
     let mut state = STATE.lock();
     let process = state.pending;
     state.me().is_some_and(|t| (t.pending | process) & !t.blocked != 0)
+}
+
+/// The wait of a blocking system call: sleeps on `queue` until `ready()` holds, `deadline`
+/// passes, or a signal arrives that the calling thread does not block (the sender unparks the
+/// thread, and the wait's condition includes [`interrupted`]). `Ok(true)`: woken, the caller
+/// re-checks its state; `Ok(false)`: the deadline passed; `Err(EINTR)`: a signal is pending.
+/// The signal is checked before sleeping, so a caller that loops (check its state, then wait)
+/// returns what became ready before it reports `EINTR`.
+pub fn wait_interruptible(queue: &WaitQueue, mut ready: impl FnMut() -> bool, deadline: Option<Instant>) -> Result<bool> {
+    if interrupted() {
+        return Err(Errno::EINTR);
+    }
+    let mut condition = || ready() || interrupted();
+    Ok(match deadline {
+        Some(deadline) => queue.wait_until_deadline(&mut condition, deadline),
+        None => {
+            queue.wait_until(&mut condition);
+            true
+        }
+    })
 }
 
 /// Runs the rest of this system call with `mask` blocked (`ppoll`, `pselect6`, `epoll_pwait`,
@@ -365,7 +386,7 @@ pub fn raise_pipe() {
 /// thread to unblock it. Ignored signals are discarded unless blocked. Wakes the receiver
 /// from a blocking call.
 fn send(to: Option<u64>, sig: u64, code: i32) {
-    let woken: Vec<ThreadId> = {
+    let woken: Option<ThreadId> = {
         let mut state = STATE.lock();
         let ignored = state.is_ignored(sig) || sig == SIGSTOP;
         state.codes[sig as usize - 1] = code;
@@ -391,13 +412,13 @@ fn send(to: Option<u64>, sig: u64, code: i32) {
                 }
                 let newly = t.pending & bit(sig) == 0;
                 t.pending |= bit(sig);
-                (newly, alloc::vec![t.thread])
+                (newly, Some(t.thread))
             }
             None => {
                 // Blocked everywhere (or no thread yet): pending for the process.
                 let newly = state.pending & bit(sig) == 0;
                 state.pending |= bit(sig);
-                (newly, Vec::new())
+                (newly, None)
             }
         };
         if newly {
@@ -405,7 +426,7 @@ fn send(to: Option<u64>, sig: u64, code: i32) {
         }
         woken
     };
-    for thread in woken {
+    if let Some(thread) = woken {
         libos::sync::unpark(thread);
     }
     SIGNAL_WAIT.wake_all();
@@ -431,14 +452,19 @@ pub fn rt_sigsuspend(mask: u64, sigsetsize: u64) -> Result<u64> {
     // SAFETY: checked by `user::read`.
     let mask: u64 = unsafe { user::read(mask)? };
     set_temporary_mask(mask);
-    SIGNAL_WAIT.wait_until(interrupted);
-    Err(Errno::EINTR)
+    wait_for_a_signal()
+}
+
+/// Sleeps until a signal the thread does not block is pending: always `EINTR`.
+fn wait_for_a_signal() -> Result<u64> {
+    loop {
+        wait_interruptible(&SIGNAL_WAIT, || false, None)?;
+    }
 }
 
 /// `pause()`: waits until a signal is delivered.
 pub fn pause() -> Result<u64> {
-    SIGNAL_WAIT.wait_until(interrupted);
-    Err(Errno::EINTR)
+    wait_for_a_signal()
 }
 
 /// `rt_sigtimedwait(set, info, timeout, sigsetsize)`: takes a pending signal of `set` without
@@ -473,32 +499,17 @@ pub fn rt_sigtimedwait(set: u64, info: u64, timeout: u64, sigsetsize: u64) -> Re
             }
             return Ok(sig);
         }
-        let ready = || {
-            let mut state = STATE.lock();
-            let process = state.pending;
-            state.me().is_some_and(|t| (t.pending | process) & (wanted | !t.blocked) != 0)
-        };
-        let arrived = match deadline {
-            Some(d) => SIGNAL_WAIT.wait_until_deadline(ready, d),
-            None => {
-                SIGNAL_WAIT.wait_until(ready);
-                true
-            }
-        };
-        if !arrived {
+        if !wait_interruptible(&SIGNAL_WAIT, || wanted_pending(wanted), deadline)? {
             return Err(Errno::EAGAIN);
-        }
-        if take_is_empty(wanted) && interrupted() {
-            return Err(Errno::EINTR);
         }
     }
 }
 
-/// No signal of `wanted` is pending for the calling thread.
-fn take_is_empty(wanted: u64) -> bool {
+/// Whether a signal of `wanted` is pending for the calling thread (or the process).
+fn wanted_pending(wanted: u64) -> bool {
     let mut state = STATE.lock();
     let process = state.pending;
-    state.me().is_none_or(|t| (t.pending | process) & wanted == 0)
+    state.me().is_some_and(|t| (t.pending | process) & wanted != 0)
 }
 
 /// `rt_sigreturn()`: the return hook restores every register from the signal frame (the
@@ -533,7 +544,6 @@ pub fn on_return(frame: &mut Frame) {
 
 /// A signal frame `rt_sigreturn` cannot use: the program ends as Linux ends it (`SIGSEGV`).
 fn bad_signal_frame(why: Errno) -> ! {
-    const SIGSEGV: u64 = 11;
     libos::println!("posix-shim: rt_sigreturn with a bad signal frame ({why}): SIGSEGV");
     terminate(SIGSEGV)
 }
@@ -572,12 +582,11 @@ fn sigreturn_from(frame: &mut Frame) -> Result<()> {
 fn deliver(frame: &mut Frame) {
     loop {
         let taken = {
-            let mut state = STATE.lock();
-            let process = state.pending;
-            let actions = state.actions;
-            let codes = state.codes;
-            let Some(me) = state.me() else { return };
-            let ready = (me.pending | process) & !me.blocked;
+            let mut guard = STATE.lock();
+            let state = &mut *guard;
+            let current = libos::sync::current_thread();
+            let Some(me) = state.threads.iter_mut().find(|t| t.thread == current) else { return };
+            let ready = (me.pending | state.pending) & !me.blocked;
             if ready == 0 {
                 return;
             }
@@ -586,13 +595,13 @@ fn deliver(frame: &mut Frame) {
             if from_thread {
                 me.pending &= !bit(sig);
             }
-            let action = actions[sig as usize - 1];
+            let action = state.actions[sig as usize - 1];
             let handled = action.handler != SIG_DFL && action.handler != SIG_IGN;
             let taken = handled.then(|| {
                 let mask_after = me.restore_mask.unwrap_or(me.blocked);
                 let delivery = frame::Delivery {
                     sig,
-                    code: codes[sig as usize - 1],
+                    code: state.codes[sig as usize - 1],
                     handler: action.handler,
                     restorer: (action.flags & SA_RESTORER != 0).then_some(action.restorer),
                     altstack: me.altstack,
@@ -626,7 +635,6 @@ fn deliver(frame: &mut Frame) {
             (sig, _, Some(delivery)) => {
                 if frame::enter_handler(frame, &delivery).is_err() {
                     // No room for the frame (or a bad alternate stack): Linux forces SIGSEGV.
-                    const SIGSEGV: u64 = 11;
                     libos::println!("posix-shim: cannot write the frame for signal {sig}");
                     terminate(SIGSEGV);
                 }

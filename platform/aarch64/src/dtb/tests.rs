@@ -103,6 +103,11 @@ const VIRT_LIKE: Shape =
     Shape { gic: "arm,gic-v3", uart: true, timer: true, memory: Some((0x4000_0000, 0x80_0000)), reservation: None };
 
 fn build(shape: &Shape) -> Vec<u8> {
+    build_with(shape, |_| {})
+}
+
+/// [`build`], with `extra` adding nodes at the end of the root.
+fn build_with(shape: &Shape, extra: impl FnOnce(&mut Builder)) -> Vec<u8> {
     let mut b = Builder::default();
     if let Some(r) = shape.reservation {
         b.reservations.push(r);
@@ -138,6 +143,7 @@ fn build(shape: &Shape) -> Vec<u8> {
     }
     b.begin("psci").string("compatible", "arm,psci-1.0").string("method", "smc").end();
     b.begin("virtio_mmio@a000000").string("compatible", "virtio,mmio").cells("reg", &[0, 0x0a00_0000, 0, 0x200]).cells("interrupts", &[0, 16, 1]).end();
+    extra(&mut b);
     b.end();
     b.finish()
 }
@@ -199,27 +205,17 @@ fn built_tree_is_read_completely() {
 fn pl031_real_time_clock_is_found_on_the_root_and_on_a_simple_bus() {
     // As QEMU virt and Firecracker put it: under the root, `arm,pl031` then `arm,primecell`.
     let with_rtc = |parent_is_bus: bool| {
-        let mut b = Builder::default();
-        b.begin("").cells("#address-cells", &[2]).cells("#size-cells", &[2]);
-        b.begin("memory@40000000").string("device_type", "memory").cells("reg", &[0, 0x4000_0000, 0, 0x80_0000]).end();
-        b.begin("intc@8000000")
-            .string("compatible", "arm,gic-v3")
-            .prop("interrupt-controller", &[])
-            .cells("#interrupt-cells", &[3])
-            .cells("reg", &[0, 0x0800_0000, 0, 0x1_0000, 0, 0x080a_0000, 0, 0xf6_0000])
-            .end();
-        b.begin("timer").string("compatible", "arm,armv8-timer").cells("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]).end();
-        if parent_is_bus {
-            b.begin("soc").string("compatible", "simple-bus").cells("#address-cells", &[1]).cells("#size-cells", &[1]).prop("ranges", &[]);
-            b.begin("rtc@9010000").prop("compatible", b"arm,pl031\0arm,primecell\0").cells("reg", &[0x0901_0000, 0x1000]).end();
-            b.end();
-        } else {
-            b.begin("pl031@9010000").prop("compatible", b"arm,pl031\0arm,primecell\0").cells("reg", &[0, 0x0901_0000, 0, 0x1000]).end();
-            // A second clock is not the one we use.
-            b.begin("pl031@9020000").prop("compatible", b"arm,pl031\0arm,primecell\0").cells("reg", &[0, 0x0902_0000, 0, 0x1000]).end();
-        }
-        b.end();
-        b.finish()
+        build_with(&VIRT_LIKE, |b| {
+            if parent_is_bus {
+                b.begin("soc").string("compatible", "simple-bus").cells("#address-cells", &[1]).cells("#size-cells", &[1]).prop("ranges", &[]);
+                b.begin("rtc@9010000").prop("compatible", b"arm,pl031\0arm,primecell\0").cells("reg", &[0x0901_0000, 0x1000]).end();
+                b.end();
+            } else {
+                b.begin("pl031@9010000").prop("compatible", b"arm,pl031\0arm,primecell\0").cells("reg", &[0, 0x0901_0000, 0, 0x1000]).end();
+                // A second clock is not the one we use.
+                b.begin("pl031@9020000").prop("compatible", b"arm,pl031\0arm,primecell\0").cells("reg", &[0, 0x0902_0000, 0, 0x1000]).end();
+            }
+        })
     };
     for on_bus in [false, true] {
         let bytes = with_rtc(on_bus);
@@ -229,22 +225,13 @@ fn pl031_real_time_clock_is_found_on_the_root_and_on_a_simple_bus() {
     }
     // No `reg`, a window at 0, unaligned or shorter than the ID registers, or in RAM: no clock.
     for reg in [None, Some([0, 0, 0, 0x1000]), Some([0, 0x0901_0800, 0, 0x1000]), Some([0, 0x0901_0000, 0, 0x100]), Some([0, 0x4000_1000, 0, 0x1000])] {
-        let mut b = Builder::default();
-        b.begin("").cells("#address-cells", &[2]).cells("#size-cells", &[2]);
-        b.begin("memory@40000000").string("device_type", "memory").cells("reg", &[0, 0x4000_0000, 0, 0x80_0000]).end();
-        b.begin("intc@8000000")
-            .string("compatible", "arm,gic-v3")
-            .prop("interrupt-controller", &[])
-            .cells("reg", &[0, 0x0800_0000, 0, 0x1_0000, 0, 0x080a_0000, 0, 0xf6_0000])
-            .end();
-        b.begin("timer").string("compatible", "arm,armv8-timer").cells("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]).end();
-        b.begin("pl031").string("compatible", "arm,pl031");
-        if let Some(reg) = reg {
-            b.cells("reg", &reg);
-        }
-        b.end();
-        b.end();
-        let bytes = b.finish();
+        let bytes = build_with(&VIRT_LIKE, |b| {
+            b.begin("pl031").string("compatible", "arm,pl031");
+            if let Some(reg) = reg {
+                b.cells("reg", &reg);
+            }
+            b.end();
+        });
         assert_eq!(Machine::parse(&open(&bytes).unwrap()).unwrap().rtc, None, "reg {reg:x?}");
     }
 }
