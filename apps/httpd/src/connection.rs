@@ -1,5 +1,5 @@
 //! One client connection as a state machine without I/O ([`Connection`]): bytes the socket
-//! delivered go in ([`Connection::receive_with`]), bytes for the socket come out
+//! delivered go in ([`Connection::receive`]), bytes for the socket come out
 //! ([`Connection::output`], [`Connection::consume_output`]), and [`Connection::advance`]
 //! turns complete requests into responses in between. Files come through the [`Files`] trait,
 //! so the same code serves the VFS in the guest and an in-memory map in the host tests.
@@ -118,25 +118,20 @@ impl<F> Connection<F> {
     /// Whether the socket should be read: there is room for input and requests are still
     /// accepted.
     pub fn wants_input(&self) -> bool {
-        !self.closing && !self.peer_closed && self.input.len() < MAX_HEAD_BUFFER
+        self.input_room() > 0
     }
 
-    /// Lets `read` fill the free input space (at most `max` bytes) and keeps what it read;
-    /// returns `read`'s result. `Ok(0)` means the peer closed its side.
-    pub fn receive_with<E>(&mut self, max: usize, read: impl FnOnce(&mut [u8]) -> Result<usize, E>) -> Result<usize, E> {
-        let old_len = self.input.len();
-        let room = MAX_HEAD_BUFFER.saturating_sub(old_len).min(max);
-        self.input.resize(old_len + room, 0);
-        let result = read(&mut self.input[old_len..]);
-        let got = match &result {
-            Ok(n) => (*n).min(room),
-            Err(_) => 0,
-        };
-        self.input.truncate(old_len + got);
-        if matches!(result, Ok(0)) && room > 0 {
-            self.peer_closed = true;
-        }
-        result
+    /// How many more bytes the input takes (the most a socket read should ask for).
+    pub fn input_room(&self) -> usize {
+        if self.closing || self.peer_closed { 0 } else { MAX_HEAD_BUFFER.saturating_sub(self.input.len()) }
+    }
+
+    /// Takes bytes read from the socket, as many as [`input_room`](Self::input_room) allows;
+    /// returns how many it took.
+    pub fn receive(&mut self, bytes: &[u8]) -> usize {
+        let taken = bytes.len().min(self.input_room());
+        self.input.extend_from_slice(&bytes[..taken]);
+        taken
     }
 
     /// Records that the peer closed its sending side (EOF).

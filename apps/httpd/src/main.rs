@@ -18,6 +18,7 @@
 extern crate alloc;
 
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 use httpd::config::{Config, USAGE};
@@ -148,6 +149,8 @@ struct Server {
     idle_timeout: Duration,
     /// The `Date` header and the second it was made for.
     date: Option<(u64, String)>,
+    /// Where socket reads land before the connection copies what it takes.
+    scratch: Vec<u8>,
 }
 
 fn serve(config: &Config) -> Result<(), Errno> {
@@ -166,6 +169,7 @@ fn serve(config: &Config) -> Result<(), Errno> {
         verbose: config.verbose,
         idle_timeout: Duration::from_secs(config.idle_timeout_secs.max(1)),
         date: None,
+        scratch: vec![0u8; READ_SIZE],
     };
     println!("[httpd] listening on port {}, serving {}", config.port, config.root);
 
@@ -243,7 +247,7 @@ impl Server {
                 println!("[httpd] {} {} {} {}", served.method, served.target, served.status.code(), served.length);
             }
         };
-        let healthy = (!(event.readable || event.hangup || event.error) || receive(client))
+        let healthy = (!(event.readable || event.hangup || event.error) || receive(client, &mut self.scratch))
             && transmit(client, &self.files, date, &mut log);
         if !healthy || client.conn.is_finished() {
             self.close(token);
@@ -297,15 +301,24 @@ impl Server {
     }
 }
 
-/// Reads what the socket has while the connection takes input. `false` when the connection
+/// Reads what the socket has while the connection takes input, through the server's shared
+/// `scratch` buffer (so an idle connection holds no read buffer). `false` when the connection
 /// broke (reset, or any error but "nothing more now").
-fn receive(client: &mut Client) -> bool {
-    while client.conn.wants_input() {
-        match client.conn.receive_with(READ_SIZE, |buf| client.stream.read(buf)) {
-            Ok(0) => return true, // EOF: the connection noted it
+fn receive(client: &mut Client, scratch: &mut [u8]) -> bool {
+    loop {
+        let room = client.conn.input_room().min(scratch.len());
+        if room == 0 {
+            return true;
+        }
+        match client.stream.read(&mut scratch[..room]) {
+            Ok(0) => {
+                client.conn.peer_closed();
+                return true;
+            }
             Ok(n) => {
+                client.conn.receive(&scratch[..n]);
                 client.last_active = Instant::now();
-                if n < READ_SIZE {
+                if n < room {
                     return true; // drained: level-triggered readiness reports more
                 }
             }
@@ -313,7 +326,6 @@ fn receive(client: &mut Client) -> bool {
             Err(_) => return false,
         }
     }
-    true
 }
 
 /// Lets the connection answer what it has and writes until the socket is full, the
