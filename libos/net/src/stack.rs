@@ -857,10 +857,12 @@ impl Inner {
                 log::info!("net: DHCP lease {} gateway {:?}", config.address, config.router);
                 self.apply_ipv4(update);
             }
-            Some(dhcpv4::Event::Deconfigured) => {
+            // smoltcp reports Deconfigured once at start too: only a lease held is lost.
+            Some(dhcpv4::Event::Deconfigured) if self.ipv4.address.is_some() => {
                 log::info!("net: DHCP lease lost");
                 self.apply_ipv4(Ipv4Config::default());
             }
+            Some(dhcpv4::Event::Deconfigured) => {}
             None => {}
         }
     }
