@@ -2,11 +2,11 @@
 //! requests of 1, 512, 1024 and 1472 bytes and counts what it costs.
 //!
 //! The guest's network is a tap device inside a network namespace created for the run
-//! ([`Netns`]): QEMU is started inside it (`ip netns exec`), the host end of the tap gets
-//! [`HOST_ADDRESS`] and the guest [`GUEST_ADDRESS`], and nothing is routed anywhere else, so no
-//! packet leaves the machine's own namespaces. The namespace is deleted when the measure ends,
-//! fails or panics ([`Drop`]), and on Ctrl-C (the handler kills the running guests and deletes
-//! every namespace still open).
+//! ([`Netns`], shared with `./x run --net tap` and the tests): QEMU is started inside it (`ip
+//! netns exec`), the host end of the tap gets [`HOST_ADDRESS`](crate::netns::HOST_ADDRESS) and
+//! the guest [`GUEST_ADDRESS`], and nothing is routed anywhere else, so no packet leaves the
+//! machine's own namespaces. The namespace is deleted when the measure ends, fails or panics,
+//! and on Ctrl-C.
 //!
 //! Per payload size, two boots of the guest program `icmp_echo` (it prints `[bench] mark start`,
 //! waits for N echo requests, prints `[bench] mark end`):
@@ -18,96 +18,15 @@
 use super::linux::{command_line, per_operation, ticks_to_ns};
 use crate::linux::{LinuxGuest, bench_counters, check_run};
 use crate::measure::{Counters, DeviceTrace, WINDOW_START, failure};
+use crate::netns::{GUEST_ADDRESS, GUEST_IP, Netns, TAP};
 use crate::qemu::{self, VmConfig};
 use crate::Result;
 use serde_json::{Value, json};
-use std::process::Command;
-use std::sync::{Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The payload sizes of the seed-003 measurement.
 pub const PAYLOAD_SIZES: [u32; 4] = [1, 512, 1024, 1472];
-/// The host end of the tap, inside the namespace.
-pub const HOST_ADDRESS: &str = "10.0.2.1/24";
-/// The guest's address.
-pub const GUEST_ADDRESS: &str = "10.0.2.15/24";
-const TAP: &str = "tap0";
-
-/// Namespaces this process created and has not deleted yet (for the Ctrl-C handler).
-static OPEN_NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn ip(args: &[&str]) -> Result<()> {
-    let output = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
-    if !output.status.success() {
-        return Err(format!("ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()).into());
-    }
-    Ok(())
-}
-
-fn delete_namespace(name: &str) {
-    // Deleting the namespace also deletes the tap inside it.
-    let _ = Command::new("ip").args(["netns", "delete", name]).stderr(std::process::Stdio::null()).status();
-}
-
-/// On Ctrl-C (SIGINT): kills the guests still running and deletes the namespaces still open,
-/// then exits.
-fn install_interrupt_handler() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let result = ctrlc::set_handler(|| {
-            qemu::kill_running();
-            let names = OPEN_NAMESPACES.lock().map(|n| n.clone()).unwrap_or_default();
-            for name in names {
-                eprintln!("./x: interrupted; deleting network namespace {name}");
-                delete_namespace(&name);
-            }
-            std::process::exit(130);
-        });
-        if let Err(e) = result {
-            eprintln!("./x: warning: cannot catch Ctrl-C ({e}); an interrupted run may leave a network namespace behind");
-        }
-    });
-}
-
-/// A network namespace holding one tap device with [`HOST_ADDRESS`]; deleted on drop.
-pub struct Netns {
-    /// Its name.
-    pub name: String,
-}
-
-impl Netns {
-    /// Creates the namespace and its tap.
-    pub fn create() -> Result<Netns> {
-        install_interrupt_handler();
-        let name = format!("libos-bench-{}", std::process::id());
-        delete_namespace(&name); // a leftover from a killed run of the same pid
-        ip(&["netns", "add", &name])?;
-        if let Ok(mut open) = OPEN_NAMESPACES.lock() {
-            open.push(name.clone());
-        }
-        let netns = Netns { name };
-        let n = netns.name.as_str();
-        ip(&["-n", n, "link", "set", "lo", "up"])?;
-        ip(&["-n", n, "tuntap", "add", "dev", TAP, "mode", "tap"])?;
-        ip(&["-n", n, "addr", "add", HOST_ADDRESS, "dev", TAP])?;
-        ip(&["-n", n, "link", "set", TAP, "up"])?;
-        Ok(netns)
-    }
-
-    /// The launcher that runs a command inside the namespace.
-    pub fn launcher(&self) -> Vec<String> {
-        ["ip", "netns", "exec", &self.name].map(String::from).into()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        delete_namespace(&self.name);
-        if let Ok(mut open) = OPEN_NAMESPACES.lock() {
-            open.retain(|n| n != &self.name);
-        }
-    }
-}
 
 /// What `ping` reported.
 #[derive(Clone, Debug, PartialEq)]
@@ -149,7 +68,7 @@ pub fn parse_ping(output: &str) -> Option<PingSummary> {
 /// Boots `config` (inside `netns`; its guest must expect `count * floods` requests), waits for
 /// the guest's start mark, floods it `floods` times with `count` echo requests of `size` bytes,
 /// and returns ping's summaries and the guest's counters (after checking the guest succeeded).
-fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64, floods: usize) -> Result<(Vec<PingSummary>, Counters)> {
+pub(super) fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64, floods: usize) -> Result<(Vec<PingSummary>, Counters)> {
     let (sender, console) = mpsc::channel();
     let config_for_thread = config.clone();
     let guest = std::thread::spawn(move || qemu::run_observed(&config_for_thread, false, Some(sender)));
@@ -170,10 +89,10 @@ fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64, floods: usize)
     };
     let mut summaries = Vec::new();
     for _ in 0..if ready { floods } else { 0 } {
-        let guest_ip = GUEST_ADDRESS.split('/').next().unwrap_or(GUEST_ADDRESS);
         // -f: the next request leaves when the reply arrives (or after 10 ms); -w bounds the time.
-        let output = Command::new("ip")
-            .args(["netns", "exec", &netns.name, "ping", "-q", "-f", "-c", &count.to_string(), "-s", &size.to_string(), "-w", "600", guest_ip])
+        let output = netns
+            .command("ping")
+            .args(["-q", "-f", "-c", &count.to_string(), "-s", &size.to_string(), "-w", "600", GUEST_IP])
             .output()
             .map_err(|e| format!("cannot run ping: {e}"))?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -190,7 +109,7 @@ fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64, floods: usize)
 /// Runs the ICMP workload against the Linux guest `guest` with `count` requests per size.
 pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
     let arch = guest.arch;
-    let netns = Netns::create()?;
+    let netns = Netns::create("bench")?;
     let modules = guest.modules_for(&[guest.virtio_transport(), "virtio_net"])?;
     let config_for = |n: u64| {
         let mut config = guest.config("icmp_echo", &[n.to_string(), "300".into()], &modules, &format!("bench.net={GUEST_ADDRESS}"));
