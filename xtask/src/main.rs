@@ -313,6 +313,8 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
         }
         // The virtio-fs tests start virtiofsd; install it once here, not inside a test.
         virtiofs::ensure_virtiofsd()?;
+        // The network tests ping, shape traffic (tc netem) and fetch pages with curl.
+        xtask::linux::ensure_net_tools()?;
         eprintln!("==> QEMU integration tests");
         ok &= cargo_test(&["-p", "libos-tests"])?;
     }
