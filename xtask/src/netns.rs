@@ -196,9 +196,55 @@ impl Drop for Netns {
     }
 }
 
+/// What `ping` reported.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PingSummary {
+    /// Requests sent.
+    pub transmitted: u64,
+    /// Replies received.
+    pub received: u64,
+    /// The time ping reports for the whole run, in ms.
+    pub time_ms: f64,
+}
+
+impl PingSummary {
+    /// Replies per second.
+    pub fn pps(&self) -> f64 {
+        self.received as f64 / (self.time_ms / 1000.0).max(1e-9)
+    }
+}
+
+/// Parses ping's `N packets transmitted, M received, ..., time Tms` line.
+pub fn parse_ping(output: &str) -> Option<PingSummary> {
+    let line = output.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut transmitted = None;
+    let mut received = None;
+    let mut time_ms = None;
+    for part in line.split(',').map(str::trim) {
+        let mut words = part.split_whitespace();
+        let (first, second) = (words.next()?, words.next());
+        match second {
+            Some("packets") => transmitted = first.parse().ok(),
+            Some("received") => received = first.parse().ok(),
+            _ if first == "time" => time_ms = second?.strip_suffix("ms")?.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(PingSummary { transmitted: transmitted?, received: received?, time_ms: time_ms? })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ping_summary_parses() {
+        let output = "PING 10.0.2.15 (10.0.2.15) 1472(1500) bytes of data.\n\n--- 10.0.2.15 ping statistics ---\n10000 packets transmitted, 9998 received, 0.02% packet loss, time 2500ms\nrtt min/avg/max/mdev = 0.1/0.2/0.3/0.01 ms, ipg/ewma 0.25/0.2 ms\n";
+        let summary = parse_ping(output).unwrap();
+        assert_eq!(summary, PingSummary { transmitted: 10000, received: 9998, time_ms: 2500.0 });
+        assert!((summary.pps() - 3999.2).abs() < 0.01);
+        assert_eq!(parse_ping("ping: connect: Network is unreachable"), None);
+    }
 
     #[test]
     fn creator_pid_comes_from_our_names_only() {

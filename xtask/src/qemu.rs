@@ -390,6 +390,8 @@ pub struct Running {
     finished: mpsc::Receiver<std::io::Result<std::process::ExitStatus>>,
     /// The virtiofsd processes of the boot's shares, stopped after QEMU.
     daemons: Option<crate::virtiofs::Daemons>,
+    /// QEMU has ended and was waited for (else dropping this kills it).
+    ended: bool,
 }
 
 /// Starts QEMU for `config` (and a virtiofsd per share first) without waiting for it.
@@ -460,6 +462,7 @@ pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String
         stderr_reader: Some(stderr_reader),
         finished,
         daemons,
+        ended: false,
     })
 }
 
@@ -501,10 +504,14 @@ impl Running {
         let config = self.config.clone();
         let remaining = config.timeout.saturating_sub(self.started.elapsed());
         let status = match self.finished.recv_timeout(remaining) {
-            Ok(status) => Some(status.map_err(|e| format!("waiting for QEMU: {e}"))?),
+            Ok(status) => {
+                self.ended = true;
+                Some(status.map_err(|e| format!("waiting for QEMU: {e}"))?)
+            }
             Err(_) => {
                 self.kill();
                 let _ = self.finished.recv();
+                self.ended = true;
                 None
             }
         };
@@ -528,6 +535,20 @@ impl Running {
             Some(status) => decode_boot_exit(&config, status.code(), &console, &stderr),
         };
         Ok(Outcome { exit, console, stderr, wall })
+    }
+}
+
+/// A guest whose handle is dropped without [`Running::finish`] (a test assertion failed while
+/// it ran, an early `?`) is killed: no QEMU outlives the code that started it.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.kill();
+            let _ = self.finished.recv_timeout(Duration::from_secs(5));
+            if let Ok(mut running) = RUNNING.lock() {
+                running.retain(|&p| p != self.pid);
+            }
+        }
     }
 }
 

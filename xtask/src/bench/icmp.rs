@@ -18,8 +18,9 @@
 use super::linux::{command_line, per_operation, ticks_to_ns};
 use crate::linux::{LinuxGuest, bench_counters, check_run};
 use crate::measure::{Counters, DeviceTrace, WINDOW_START, failure};
-use crate::netns::{GUEST_ADDRESS, GUEST_IP, Netns, TAP};
-use crate::qemu::{self, VmConfig};
+use crate::netns::{GUEST_ADDRESS, GUEST_IP, Netns, PingSummary, TAP, parse_ping};
+use crate::net::NetConfig;
+use crate::qemu::{self, VirtioTransport, VmConfig};
 use crate::Result;
 use serde_json::{Value, json};
 use std::sync::mpsc;
@@ -27,43 +28,6 @@ use std::time::{Duration, Instant};
 
 /// The payload sizes of the seed-003 measurement.
 pub const PAYLOAD_SIZES: [u32; 4] = [1, 512, 1024, 1472];
-
-/// What `ping` reported.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PingSummary {
-    /// Requests sent.
-    pub transmitted: u64,
-    /// Replies received.
-    pub received: u64,
-    /// The time ping reports for the whole run, in ms.
-    pub time_ms: f64,
-}
-
-impl PingSummary {
-    /// Replies per second.
-    pub fn pps(&self) -> f64 {
-        self.received as f64 / (self.time_ms / 1000.0).max(1e-9)
-    }
-}
-
-/// Parses ping's `N packets transmitted, M received, ..., time Tms` line.
-pub fn parse_ping(output: &str) -> Option<PingSummary> {
-    let line = output.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut transmitted = None;
-    let mut received = None;
-    let mut time_ms = None;
-    for part in line.split(',').map(str::trim) {
-        let mut words = part.split_whitespace();
-        let (first, second) = (words.next()?, words.next());
-        match second {
-            Some("packets") => transmitted = first.parse().ok(),
-            Some("received") => received = first.parse().ok(),
-            _ if first == "time" => time_ms = second?.strip_suffix("ms")?.parse().ok(),
-            _ => {}
-        }
-    }
-    Some(PingSummary { transmitted: transmitted?, received: received?, time_ms: time_ms? })
-}
 
 /// Boots `config` (inside `netns`; its guest must expect `count * floods` requests), waits for
 /// the guest's start mark, floods it `floods` times with `count` echo requests of `size` bytes,
@@ -113,12 +77,9 @@ pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
     let modules = guest.modules_for(&[guest.virtio_transport(), "virtio_net"])?;
     let config_for = |n: u64| {
         let mut config = guest.config("icmp_echo", &[n.to_string(), "300".into()], &modules, &format!("bench.net={GUEST_ADDRESS}"));
-        config.extra_args.extend([
-            "-netdev".into(),
-            format!("tap,id=net0,ifname={TAP},script=no,downscript=no"),
-            "-device".into(),
-            "virtio-net-pci,netdev=net0".into(),
-        ]);
+        // The same card as the libos guest of `./x bench net`: modern-only virtio-net-pci.
+        config.net = Some(NetConfig::tap(TAP));
+        config.virtio_transport = Some(VirtioTransport::Pci);
         config.launcher = netns.launcher();
         config.timeout = Duration::from_secs(900);
         config
@@ -165,18 +126,4 @@ pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
         "sizes": sizes,
         "qemu_command": command_line(&config_for(count)),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ping_summary_parses() {
-        let output = "PING 10.0.2.15 (10.0.2.15) 1472(1500) bytes of data.\n\n--- 10.0.2.15 ping statistics ---\n10000 packets transmitted, 9998 received, 0.02% packet loss, time 2500ms\nrtt min/avg/max/mdev = 0.1/0.2/0.3/0.01 ms, ipg/ewma 0.25/0.2 ms\n";
-        let summary = parse_ping(output).unwrap();
-        assert_eq!(summary, PingSummary { transmitted: 10000, received: 9998, time_ms: 2500.0 });
-        assert!((summary.pps() - 3999.2).abs() < 0.01);
-        assert_eq!(parse_ping("ping: connect: Network is unreachable"), None);
-    }
 }
