@@ -495,7 +495,8 @@ impl Running {
     /// on the host, the rest is lost). [`Running::finish`] then reports the kill as a timeout
     /// or a QEMU failure.
     pub fn kill(&self) {
-        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
+        // Quiet: QEMU may have ended by itself a moment ago.
+        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).stderr(Stdio::null()).status();
     }
 
     /// Waits for QEMU to end (killing it after the config's timeout), stops the boot's
