@@ -32,7 +32,7 @@ pub const PAYLOAD_SIZES: [u32; 4] = [1, 512, 1024, 1472];
 /// Boots `config` (inside `netns`; its guest must expect `count * floods` requests), waits for
 /// the guest's start mark, floods it `floods` times with `count` echo requests of `size` bytes,
 /// and returns ping's summaries and the guest's counters (after checking the guest succeeded).
-pub(super) fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64, floods: usize) -> Result<(Vec<PingSummary>, Counters)> {
+fn flood(netns: &Netns, responder: &Responder<'_>, config: &VmConfig, size: u32, count: u64, floods: usize) -> Result<(Vec<PingSummary>, Counters)> {
     let (sender, console) = mpsc::channel();
     let config_for_thread = config.clone();
     let guest = std::thread::spawn(move || qemu::run_observed(&config_for_thread, false, Some(sender)));
@@ -64,10 +64,67 @@ pub(super) fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64, flo
     }
     let outcome = guest.join().map_err(|_| "the guest thread panicked")??;
     if !ready {
-        return Err(failure("icmp_echo (never printed its start mark)", &outcome));
+        return Err(failure(&format!("{} (never printed its start mark)", responder.program), &outcome));
     }
-    check_run("icmp_echo", &outcome)?;
+    (responder.check)(responder.program, &outcome)?;
     Ok((summaries, bench_counters(&outcome.console)))
+}
+
+/// A guest that answers echo requests between its `[bench] mark start` and `mark end` lines and
+/// then prints `[bench] counter-hz: HZ` and `[bench] window-ticks: TICKS` (its counter from the
+/// first request to the last; see [`bench_counters`]).
+pub(super) struct Responder<'a> {
+    /// Which system it is, for messages and file names (`Linux`, `libos`).
+    pub system: &'a str,
+    /// The guest program, for messages.
+    pub program: &'a str,
+    /// The boot of a guest that waits for `n` requests (QEMU inside the namespace).
+    pub config_for: &'a dyn Fn(u64) -> VmConfig,
+    /// Checks that a run succeeded (`what`, its outcome).
+    pub check: fn(&str, &qemu::Outcome) -> Result<()>,
+}
+
+/// Measures `responder` on `arch` for every size of [`PAYLOAD_SIZES`] with `count` requests
+/// each: pps (median of 5 floods, TCG) and, under icount with a device trace, device traffic
+/// and virtual ns per packet. One JSON object per size.
+pub(super) fn measure_sizes(arch: crate::arch::Arch, netns: &Netns, responder: &Responder<'_>, count: u64) -> Result<Vec<Value>> {
+    let traced = |config: &VmConfig, name: &str| -> Result<(VmConfig, DeviceTrace)> {
+        let trace = DeviceTrace::new(&crate::linux::cache_dir().join("traces"), name)?;
+        let mut config = config.clone();
+        config.extra_args.extend(trace.qemu_args());
+        config.icount = true;
+        Ok((config, trace))
+    };
+    let system = responder.system;
+    let mut sizes = Vec::new();
+    for size in PAYLOAD_SIZES {
+        eprintln!("==> {arch} {system}: ICMP echo, {count} x {size} bytes: host ping -f (TCG), then again under icount + device trace");
+        let floods = crate::measure::MIN_WALL_RUNS;
+        let (summaries, _) = flood(netns, responder, &(responder.config_for)(count * floods as u64), size, count, floods)?;
+        if let Some(short) = summaries.iter().find(|s| s.received != count) {
+            return Err(format!("{system} {size}-byte flood: {} of {count} replies", short.received).into());
+        }
+        let pps = crate::measure::median_min_max(summaries.iter().map(PingSummary::pps).collect());
+        let config = (responder.config_for)(count);
+        let (icount_config, trace) = traced(&config, &format!("{arch}-{}-icmp-{size}", system.to_lowercase()))?;
+        let (icount_summaries, counters) = flood(netns, responder, &icount_config, size, count, 1)?;
+        let window = trace.window()?;
+        let counter = |name: &str| counters.get(name).copied().ok_or_else(|| format!("{} printed no `[bench] {name}: N` line", responder.program));
+        let (hz, window_ticks) = (counter("counter-hz")?, counter("window-ticks")?);
+        let per_packet = per_operation(&window, count);
+        sizes.push(json!({
+            "payload_bytes": size,
+            "requests": count,
+            "floods": floods,
+            "pps": super::round(pps.0),
+            "pps_min": super::round(pps.1),
+            "pps_max": super::round(pps.2),
+            "pps_under_icount": icount_summaries.first().map(|s| super::round(s.pps())),
+            "device_per_packet": per_packet,
+            "virtual_ns_per_packet": super::round(ticks_to_ns(window_ticks, hz) / count.max(1) as f64),
+        }));
+    }
+    Ok(sizes)
 }
 
 /// Runs the ICMP workload against the Linux guest `guest` with `count` requests per size.
@@ -84,41 +141,8 @@ pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
         config.timeout = Duration::from_secs(900);
         config
     };
-    let traced = |config: &VmConfig, name: &str| -> Result<(VmConfig, DeviceTrace)> {
-        let trace = DeviceTrace::new(&crate::linux::cache_dir().join("traces"), name)?;
-        let mut config = config.clone();
-        config.extra_args.extend(trace.qemu_args());
-        config.icount = true;
-        Ok((config, trace))
-    };
-    let mut sizes = Vec::new();
-    for size in PAYLOAD_SIZES {
-        eprintln!("==> {arch} Linux: ICMP echo, {count} x {size} bytes: host ping -f (TCG), then again under icount + device trace");
-        let floods = crate::measure::MIN_WALL_RUNS;
-        let (summaries, _) = flood(&netns, &config_for(count * floods as u64), size, count, floods)?;
-        if let Some(short) = summaries.iter().find(|s| s.received != count) {
-            return Err(format!("{size}-byte flood: {} of {count} replies", short.received).into());
-        }
-        let pps = crate::measure::median_min_max(summaries.iter().map(PingSummary::pps).collect());
-        let config = config_for(count);
-        let (icount_config, trace) = traced(&config, &format!("{arch}-icmp-{size}"))?;
-        let (icount_summaries, counters) = flood(&netns, &icount_config, size, count, 1)?;
-        let window = trace.window()?;
-        let hz = counters.get("counter-hz").copied().unwrap_or(1);
-        let window_ticks = counters.get("window-ticks").copied().unwrap_or(0);
-        let per_packet = per_operation(&window, count);
-        sizes.push(json!({
-            "payload_bytes": size,
-            "requests": count,
-            "floods": floods,
-            "pps": super::round(pps.0),
-            "pps_min": super::round(pps.1),
-            "pps_max": super::round(pps.2),
-            "pps_under_icount": icount_summaries.first().map(|s| super::round(s.pps())),
-            "device_per_packet": per_packet,
-            "virtual_ns_per_packet": super::round(ticks_to_ns(window_ticks, hz) / count.max(1) as f64),
-        }));
-    }
+    let responder = Responder { system: "Linux", program: "icmp_echo", config_for: &config_for, check: check_run };
+    let sizes = measure_sizes(arch, &netns, &responder, count)?;
     Ok(json!({
         "program": "bench/c/icmp_echo.c",
         "method": "host `ping -q -f -c N -s SIZE` from a network namespace over a tap; pps = received / ping's time (TCG wall), median of 5 floods in one boot; device counts per packet = traffic between the guest's start and end marks in a traced icount run / N",
