@@ -112,8 +112,11 @@ const FIGURES: [(&str, &str); 4] = [
     ("packets/s (TCG wall, median of 5 floods)", "pps"),
 ];
 
+/// The per-size results of one arch: libos's, and Linux's when it ran.
+type Row = (Arch, Vec<Value>, Option<Vec<Value>>);
+
 /// One table row per arch, size and figure: libos, Linux, libos / Linux.
-fn markdown(rows: &[(Arch, Vec<Value>, Option<Vec<Value>>)], pings: u64) -> String {
+fn markdown(rows: &[Row], pings: u64) -> String {
     let mut md = String::from("# Network benchmark (`./x bench net`)\n\n");
     md += &format!(
         "The ICMP echo workload of seed 003 against libos (`apps/netecho ping-wait`) and the Linux guest \
