@@ -14,8 +14,9 @@
 //! also when an assertion fails (the harness's handles kill and delete on drop).
 //!
 //! The data pattern and checksum are the contract with `netecho`: byte `i` of a stream is
-//! `(i % 251) ^ (i / 4096)` (as bytes), and `[netecho] sink N bytes fnv1a64=HHHHHHHHHHHHHHHH`
-//! reports the FNV-1a 64 of what a sink connection received.
+//! `(i % 251) ^ (i / 4096)` (as bytes), `[netecho] sink N bytes fnv1a64=HHHHHHHHHHHHHHHH`
+//! reports the FNV-1a 64 of what a sink connection received, and `[netecho] source N bytes
+//! fnv1a64=H` what a source sent (once the host closed its end; then it exits 0).
 
 use libos_tests::{Boot, Started, arches, free_port, netns};
 use std::io::{ErrorKind, Read, Write};
@@ -250,7 +251,11 @@ fn tcp_64_mib_out_of_the_guest_is_byte_identical() {
         assert_eq!(received, LEN, "{arch}: the guest sent {received} bytes");
         assert_eq!(first_bad, None, "{arch}: the first byte that differs from the pattern");
         assert_eq!(hash.hex(), pattern_hash(LEN));
-        started.stop();
+        // Our EOF ends the guest's wait: it reports what it sent and exits 0.
+        drop(stream);
+        let report = started.line_after(&format!("[netecho] source {LEN} bytes fnv1a64="), Duration::from_secs(60));
+        assert_eq!(report.trim(), pattern_hash(LEN), "{arch}: the guest's own checksum of what it sent");
+        started.finish().exits_with(0);
     }
 }
 
