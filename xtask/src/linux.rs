@@ -147,9 +147,10 @@ pub fn ensure_host_tools(arches: &[Arch]) -> Result<()> {
 }
 
 /// Installs what the network tests and `./x bench net` run on the host, when missing: `ping`
-/// (iputils-ping), `ip` and `tc` (iproute2, with netem) and `curl`.
+/// (iputils-ping), `ip` (iproute2), `nft` (nftables: the loss test drops packets with it) and
+/// `curl`.
 pub fn ensure_net_tools() -> Result<()> {
-    ensure_packages(&[], &[("ping", "iputils-ping"), ("ip", "iproute2"), ("tc", "iproute2"), ("curl", "curl")])
+    ensure_packages(&[], &[("ping", "iputils-ping"), ("ip", "iproute2"), ("nft", "nftables"), ("curl", "curl")])
 }
 
 fn ensure_packages(arches: &[Arch], commands: &[(&str, &'static str)]) -> Result<()> {

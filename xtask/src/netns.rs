@@ -33,6 +33,10 @@ pub const GUEST_IP: &str = "10.0.2.15";
 pub const GUEST_IP_OPTION: &str = "ip=10.0.2.15/24,gw=10.0.2.1";
 /// The tap device inside the namespace.
 pub const TAP: &str = "tap0";
+/// The address of a namespace's end of the link to its [`Netns::peer`].
+pub const ROUTER_ADDRESS: &str = "10.0.3.1/24";
+/// The address of a [`Netns::peer`] namespace.
+pub const PEER_ADDRESS: &str = "10.0.3.2/24";
 
 /// Every namespace name this program makes starts with this.
 const PREFIX: &str = "libos-";
@@ -120,6 +124,37 @@ impl Netns {
     /// Creates a namespace for `purpose` (a short word in its name: `run`, `test`, `bench`)
     /// and its tap. Needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN).
     pub fn create(purpose: &str) -> Result<Netns> {
+        let netns = Netns::create_empty(purpose)?;
+        let ns = netns.name.as_str();
+        ip(&["-n", ns, "tuntap", "add", "dev", TAP, "mode", "tap"])?;
+        ip(&["-n", ns, "addr", "add", HOST_ADDRESS, "dev", TAP])?;
+        ip(&["-n", ns, "link", "set", TAP, "up"])?;
+        Ok(netns)
+    }
+
+    /// A second namespace behind this one, for traffic this one must *forward*: a veth pair
+    /// (this end [`ROUTER_ADDRESS`], the peer [`PEER_ADDRESS`]), a route from the peer to the
+    /// tap network through this namespace, and IP forwarding on here. The guest reaches the
+    /// peer through its gateway 10.0.2.1. Why: a netfilter drop of a packet this namespace
+    /// sends itself is reported back to the sending socket, which just sends again, while a
+    /// dropped forwarded packet is lost on the wire for both ends, like `tc netem loss` (which
+    /// not every kernel has). Deleted on drop like any [`Netns`]; its veth goes with it.
+    pub fn peer(&self, purpose: &str) -> Result<Netns> {
+        let peer = Netns::create_empty(purpose)?;
+        let (ns, p) = (self.name.as_str(), peer.name.as_str());
+        ip(&["-n", ns, "link", "add", "veth-r", "type", "veth", "peer", "name", "veth-p", "netns", p])?;
+        ip(&["-n", ns, "addr", "add", ROUTER_ADDRESS, "dev", "veth-r"])?;
+        ip(&["-n", ns, "link", "set", "veth-r", "up"])?;
+        ip(&["-n", p, "addr", "add", PEER_ADDRESS, "dev", "veth-p"])?;
+        ip(&["-n", p, "link", "set", "veth-p", "up"])?;
+        ip(&["-n", p, "route", "add", "10.0.2.0/24", "via", ROUTER_ADDRESS.split('/').next().unwrap_or_default()])?;
+        // A namespace starts with forwarding off whatever the host's setting is.
+        self.output("sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
+        Ok(peer)
+    }
+
+    /// A namespace with only its loopback up.
+    fn create_empty(purpose: &str) -> Result<Netns> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         install_interrupt_handler();
         delete_orphans();
@@ -131,11 +166,7 @@ impl Netns {
         }
         // From here on, dropping `netns` deletes the namespace, also when a step fails.
         let netns = Netns { name };
-        let ns = netns.name.as_str();
-        ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        ip(&["-n", ns, "tuntap", "add", "dev", TAP, "mode", "tap"])?;
-        ip(&["-n", ns, "addr", "add", HOST_ADDRESS, "dev", TAP])?;
-        ip(&["-n", ns, "link", "set", TAP, "up"])?;
+        ip(&["-n", &netns.name, "link", "set", "lo", "up"])?;
         Ok(netns)
     }
 
