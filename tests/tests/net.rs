@@ -2,7 +2,7 @@
 //! guest apps `apps/netecho` and `apps/httpd`:
 //!
 //! - over a tap in a network namespace made for the test (guest 10.0.2.15, host 10.0.2.1): ping
-//!   of 1 to 1472 bytes with every reply counted; 64 MiB of TCP into the guest and 64 MiB out of
+//!   of 1 to 1472 bytes with every reply counted, ping6 to the MAC-derived link-local address; 64 MiB of TCP into the guest and 64 MiB out of
 //!   it, byte-identical (FNV-1a 64 over both ends); UDP echo of 100 datagrams of 1 to 1472 bytes;
 //!   1000 concurrent HTTP connections to httpd plus a 404; a connection reset in the middle of a
 //!   transfer (the guest reports it and serves the next one); 8 MiB of TCP through 5% loss;
@@ -160,6 +160,35 @@ fn ping_over_tap_gets_every_reply() {
             if (summary.transmitted, summary.received) != (20, 20) {
                 started.fail(&format!("{size}-byte ping: {} of {} replies\n{output}", summary.received, summary.transmitted));
             }
+        }
+        started.stop();
+    }
+}
+
+/// The guest's IPv6 link-local address, derived from its MAC (`xtask::net::GUEST_MAC`,
+/// 52:54:00:12:34:56) by modified EUI-64: the universal/local bit flipped, ff:fe in the middle.
+const GUEST_LINK_LOCAL: &str = "fe80::5054:ff:fe12:3456";
+
+#[test]
+fn ping6_reaches_the_link_local_address() {
+    for arch in arches() {
+        let started = netecho_on_tap(arch, &["idle"]);
+        wait_for_ping(&started);
+        // The host's own link-local address on the tap passes duplicate detection first
+        // (about a second after the link came up): until then ping6 cannot send.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let target = format!("{GUEST_LINK_LOCAL}%{}", xtask::netns::TAP);
+        let output = loop {
+            let output = started.netns().output("ping", &["-6", "-c", "5", "-i", "0.05", "-W", "5", "-w", "20", &target]);
+            match output {
+                Ok(output) => break output,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(500)),
+                Err(e) => started.fail(&format!("ping6 {target}: {e}")),
+            }
+        };
+        let summary = parse_ping(&output).unwrap_or_else(|| started.fail(&format!("no ping summary:\n{output}")));
+        if summary.received != 5 {
+            started.fail(&format!("ping6 {target}: {} of 5 replies", summary.received));
         }
         started.stop();
     }
