@@ -548,14 +548,14 @@ fn raise_file_limit(n: u64) {
 }
 
 /// Opens `count` connections to the guest's port 80 from `threads` threads in the namespace;
-/// once all are open (a barrier), each thread sends a GET on each of its connections and checks
-/// the answer.
-fn concurrent_gets(netns: &Netns, count: usize, threads: usize, index: &[u8]) -> Result<(), String> {
+/// once all are open (a barrier), each thread sends `GET path` on each of its connections and
+/// checks for status 200 and the body `expected`.
+fn concurrent_gets(netns: &Netns, count: usize, threads: usize, path: &'static str, expected: &[u8]) -> Result<(), String> {
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
     let mut handles = Vec::new();
     for t in 0..threads {
         let barrier = barrier.clone();
-        let index = index.to_vec();
+        let expected = expected.to_vec();
         let share = count / threads + usize::from(t < count % threads);
         handles.push(netns.spawn(move || -> Result<(), String> {
             let mut streams = Vec::new();
@@ -576,9 +576,9 @@ fn concurrent_gets(netns: &Netns, count: usize, threads: usize, index: &[u8]) ->
             }
             for (i, stream) in streams.iter_mut().enumerate() {
                 stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
-                let (status, body) = get(stream, "/index.html").map_err(|e| format!("connection {i} of thread {t}: {e}"))?;
-                if status != 200 || body != index {
-                    return Err(format!("connection {i} of thread {t}: status {status}, {} body bytes (expected 200 and index.html's {})", body.len(), index.len()));
+                let (status, body) = get(stream, path).map_err(|e| format!("connection {i} of thread {t}: {e}"))?;
+                if status != 200 || body != expected {
+                    return Err(format!("connection {i} of thread {t}: GET {path}: status {status}, {} body bytes (expected 200 and {} bytes)", body.len(), expected.len()));
                 }
             }
             Ok(())
@@ -603,7 +603,7 @@ fn httpd_serves_1000_concurrent_connections() {
     for arch in arches() {
         let started = Boot::app("httpd").args(&["--port", "80"]).net_tap().memory("256M").timeout(Duration::from_secs(600)).start(arch);
         started.line_after("[httpd] listening on port 80", UP);
-        if let Err(e) = concurrent_gets(started.netns(), 1000, 8, &index) {
+        if let Err(e) = concurrent_gets(started.netns(), 1000, 8, "/index.html", &index) {
             started.fail(&format!("1000 concurrent GETs:\n{e}"));
         }
         let missing = started.netns().run(|| -> Result<u16, String> {
