@@ -8,8 +8,9 @@
 //!    file systems that block (virtio-fs) block through it;
 //! 5. mounts from the command line (`root=`, `mount=`; feature `vfs`), whose file times come
 //!    from the wall clock;
-//! 6. boot statistics at `main`;
-//! 7. the app's `main`; its return value is the exit code.
+//! 6. the network (feature `net`): the NIC, its address (`ip=`), the network thread;
+//! 7. boot statistics at `main`;
+//! 8. the app's `main`; its return value is the exit code.
 //!
 //! Components (devices, network) slot in before 6 as their features land.
 
@@ -58,6 +59,10 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     let app = unsafe { &__LIBOS_APP };
 
     if let Err(e) = mount_file_systems(&parsed.options, app.initial_files) {
+        boot_error(format_args!("{e}"));
+    }
+    #[cfg(feature = "net")]
+    if let Err(e) = crate::net::start(&parsed.options.net) {
         boot_error(format_args!("{e}"));
     }
     let mut args = Vec::with_capacity(parsed.app_args.len() + 1);

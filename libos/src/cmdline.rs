@@ -15,6 +15,9 @@
 //! | `virtiofs_timeout=SECONDS` | how long a virtio-fs reply may take before the device is declared dead (default 30, 0 = forever; images with `fs-virtiofs`) |
 //! | `sched=coop\|rr` | scheduling policy (needs the matching `sched-*` feature; default: `rr` if compiled in, else `coop`) |
 //! | `timeslice=MS` | time slice of preemptive policies, 1..=10000 ms (default 10) |
+//! | `ip=dhcp\|none\|ADDR/PREFIX[,gw=ADDR][,dns=ADDR]` | IPv4 of the NIC (default `dhcp`; images with `net`) |
+//! | `ip6=ADDR/PREFIX` | a static IPv6 address besides the link-local one (images with `net`) |
+//! | `tcp_buffer=BYTES` | TCP buffer per direction and connection, 4K to 16M (default 128K; images with `net`) |
 //! | `walltime=SECONDS` | the wall clock at boot, in seconds since 1970-01-01 00:00:00 UTC, 0 to 9223372036 (2262); wins over the real-time clock (for VMMs without one) |
 //! | `env=NAME=VALUE` | an environment variable of the app (repeatable) |
 //!
@@ -54,6 +57,10 @@ pub struct Options {
     /// `virtiofs_timeout=` in seconds.
     #[cfg(any(test, feature = "fs-virtiofs"))]
     pub virtiofs_timeout_secs: Option<u32>,
+    /// The network options `ip=`, `ip6=`, `tcp_buffer=` as written (checked by `libos-net`
+    /// when the NIC comes up, which stops the boot on a bad value).
+    #[cfg(any(test, feature = "net"))]
+    pub net: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -71,6 +78,8 @@ impl Default for Options {
             time_slice_ms: None,
             #[cfg(any(test, feature = "fs-virtiofs"))]
             virtiofs_timeout_secs: None,
+            #[cfg(any(test, feature = "net"))]
+            net: Vec::new(),
         }
     }
 }
@@ -107,7 +116,7 @@ impl fmt::Display for CmdlineError {
         match self {
             CmdlineError::UnknownOption(option) => write!(
                 f,
-                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, env=NAME=VALUE, walltime=SECONDS, sched=coop|rr, timeslice=MS, virtiofs_timeout=SECONDS; app arguments go after `--`)"
+                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, env=NAME=VALUE, walltime=SECONDS, sched=coop|rr, timeslice=MS, virtiofs_timeout=SECONDS, ip=dhcp|none|ADDR/PREFIX[,gw=ADDR][,dns=ADDR], ip6=ADDR/PREFIX, tcp_buffer=BYTES; app arguments go after `--`)"
             ),
             CmdlineError::BadValue { option, value, expected } => {
                 write!(f, "kernel option `{option}` does not accept `{value}` (expected {expected})")
@@ -238,6 +247,15 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
                         value: secs.into(),
                         expected: "seconds, 0 (forever) to 3600",
                     })?);
+            }
+            #[cfg(any(test, feature = "net"))]
+            (name @ ("ip" | "ip6" | "tcp_buffer"), Some(value)) => {
+                let name = match name {
+                    "ip" => "ip",
+                    "ip6" => "ip6",
+                    _ => "tcp_buffer",
+                };
+                options.net.push((name, value.into()));
             }
             _ => return Err(CmdlineError::UnknownOption(word)),
         }

@@ -27,6 +27,7 @@
 //! |---|---|
 //! | `sched-coop` | `libos-sched` with the cooperative FIFO policy (`sched=coop`) |
 //! | `sched-preempt` | `libos-sched` with the preemptive round-robin policy (`sched=rr`) |
+//! | `net` | `libos-net`: virtio-net, TCP/IP, `libos::net` sockets (`ip=`, `ip6=`, `tcp_buffer=`) |
 //!
 //! With both scheduler features the kernel command line picks (`sched=coop|rr`, default `rr`).
 //!
@@ -43,6 +44,8 @@ pub mod cmdline;
 pub mod env;
 #[cfg(feature = "vfs")]
 pub mod fs;
+#[cfg(feature = "net")]
+pub mod net;
 pub mod process;
 pub mod rt;
 pub mod time;

@@ -20,6 +20,13 @@ pub fn apps() -> Vec<String> {
     apps
 }
 
+/// The apps with a library target (`apps/APP/src/lib.rs`): apps keep their pure logic there
+/// (protocol parsing, checksums) so it is unit-tested on the host, which `./x test --host` does
+/// with `cargo test -p APP --lib`.
+pub fn apps_with_host_tests() -> Vec<String> {
+    apps().into_iter().filter(|app| root().join("apps").join(app).join("src/lib.rs").is_file()).collect()
+}
+
 /// The app that runs a static Linux ELF file (`./x run --elf PATH`).
 pub const ELF_RUNNER: &str = "elf-runner";
 

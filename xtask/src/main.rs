@@ -50,7 +50,8 @@ const HELP: &str = "\
         Build apps (default: all) and print their image paths (x86_64: PVH ELF; aarch64: Linux
         arm64 Image, flattened from the ELF beside it).
   ./x test [--host | --qemu]
-        Host unit tests of every pure crate, then the QEMU integration tests (tests/).
+        Host unit tests of every pure crate and of the apps' libraries (apps/*/src/lib.rs),
+        then the QEMU integration tests (tests/).
   ./x bench boot [--runs N]
         Boot benchmark: guest instructions to main and to exit (icount), wall time against a
         floor kernel, image size, smallest RAM. Writes bench/results/boot.{json,md,svg}.
@@ -310,6 +311,16 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
         // `libos::fs` exists only with a file-system feature; test it with ramfs too.
         eprintln!("==> host unit tests of libos with fs-ramfs");
         ok &= cargo_test(&["-p", "libos", "--features", "fs-ramfs"])?;
+        // Apps are bare-metal binaries outside the default members; their libraries are not.
+        let app_libraries = build::apps_with_host_tests();
+        if !app_libraries.is_empty() {
+            eprintln!("==> host unit tests of the apps' libraries ({})", app_libraries.join(", "));
+            let mut args = vec!["--lib"];
+            for app in &app_libraries {
+                args.extend(["-p", app.as_str()]);
+            }
+            ok &= cargo_test(&args)?;
+        }
     }
     if qemu {
         for arch in Arch::ALL.into_iter().filter(|a| a.is_supported()) {

@@ -1,0 +1,872 @@
+//! The stack: one smoltcp `Interface` over one NIC, every socket in a `SocketSet` of its own,
+//! and the demultiplexer, timers and wake-ups around them.
+//!
+//! ## Why one `SocketSet` per socket
+//! smoltcp offers each received packet to the sockets of the set it is polled with, one by
+//! one, and walks the whole set again for egress and for its next deadline. With thousands of
+//! connections that is thousands of checks per packet. Here the demultiplexer
+//! ([`crate::flow::classify`] + hash maps) picks the one slot a frame is for and polls smoltcp
+//! with that slot's set only; egress runs only for slots that have something to do (the one
+//! that just received, the one a user call touched, the ones whose timer is due). The cost per
+//! packet is a hash lookup, whatever the number of sockets.
+//!
+//! - **Slots** ([`Slot`]): id 0 is the control slot (the DHCP client; ARP, ICMP, NDP go there).
+//!   TCP connections and UDP sockets have one each; a listener has one without a smoltcp socket
+//!   plus a pool of listening sockets that become connections (its backlog).
+//! - **Timers**: each slot's next smoltcp deadline sits in an ordered set; whoever runs
+//!   [`Stack::run_timers`] (the network thread, or a blocked caller without a scheduler) polls
+//!   just the due slots.
+//! - **Neighbour discovery**: a slot whose egress had to ask ARP/NDP for its next hop is
+//!   remembered; when a discovery frame comes in, those slots (only) are polled again.
+//! - **Locking**: everything lives under one interrupt-masking lock; the interrupt handler
+//!   processes received frames itself (no thread hop, so an echo costs one interrupt), and
+//!   wake-ups happen after the lock is released.
+
+use crate::flow::{self, Flow};
+use crate::nic::{Egress, Ingress, NicCounters, RxPath, TxPath};
+use crate::poller::Shared;
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::collections::{BTreeSet, VecDeque};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use hashbrown::HashMap;
+use libos_core::blocking::WaitQueue;
+use libos_core::sync::IrqSpinLock;
+use libos_core::time::Instant;
+use libos_core::{Errno, Result};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{dhcpv4, tcp, udp};
+use smoltcp::time::Instant as SmolInstant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr, Ipv6Address};
+
+/// The control slot's id.
+pub const CONTROL: usize = 0;
+/// Listening sockets kept ready per listener (more are made as SYNs use them up, up to the
+/// backlog), so a listener with a large backlog does not hold all its buffers up front.
+const IDLE_LISTENERS: usize = 2;
+/// Default TCP buffer size, each direction (kernel option `tcp_buffer=`).
+pub const DEFAULT_TCP_BUFFER: usize = 128 * 1024;
+/// How long a closed-by-the-app connection may wait for the peer before it is aborted.
+const LINGER: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(60);
+
+/// smoltcp's clock from ours.
+pub fn smol_now() -> SmolInstant {
+    SmolInstant::from_micros((Instant::now().as_nanos() / 1000) as i64)
+}
+
+fn to_ours(at: SmolInstant) -> Instant {
+    Instant::from_nanos(at.total_micros().max(0) as u64 * 1000)
+}
+
+/// What a slot holds.
+pub enum Kind {
+    /// Not in use.
+    Free,
+    /// The DHCP client; frames for nobody in particular.
+    Control,
+    /// A TCP connection (or a listening socket of a listener's pool).
+    Tcp,
+    /// A UDP socket.
+    Udp,
+    /// A listener: its pool and accept queue.
+    Listener(Listener),
+}
+
+/// A listener's state.
+pub struct Listener {
+    /// The port (and address, `None` for any) it listens on.
+    pub endpoint: smoltcp::wire::IpListenEndpoint,
+    /// Most connections it holds at once that the app did not accept yet (listening,
+    /// half-open and established).
+    pub backlog: usize,
+    /// Slots listening right now.
+    pub idle: Vec<usize>,
+    /// Established connections waiting for `accept`.
+    pub ready: VecDeque<usize>,
+    /// Slots owned by this listener (idle, half-open, ready).
+    pub members: usize,
+}
+
+/// One socket's place in the stack.
+pub struct Slot {
+    /// What it holds.
+    pub kind: Kind,
+    /// The smoltcp socket (none for listeners and free slots).
+    pub set: SocketSet<'static>,
+    /// Its handle in `set`.
+    pub handle: Option<SocketHandle>,
+    /// Waiters and poller registration.
+    pub shared: Arc<Shared>,
+    /// The TCP flow it is keyed under in the demultiplexer.
+    pub flow: Option<(IpEndpoint, IpEndpoint)>,
+    /// The listener whose pool it belongs to, until accepted.
+    pub parent: Option<usize>,
+    /// Its entry in the timer set.
+    pub timer: Option<i64>,
+    /// An app object refers to it (when false, the slot is freed once the socket closes).
+    pub user: bool,
+    /// Bumped when the slot is freed, so stale references fail with `EBADF`.
+    pub generation: u64,
+    /// Last TCP state seen (to tell a reset from an orderly close).
+    pub last_state: tcp::State,
+    /// The error a TCP connection ended with.
+    pub error: Option<Errno>,
+    /// Bytes of the UDP port or TCP local port it holds in the port tables.
+    pub port: Option<u16>,
+}
+
+impl Slot {
+    fn new(kind: Kind) -> Slot {
+        Slot {
+            kind,
+            set: SocketSet::new(Vec::new()),
+            handle: None,
+            shared: Arc::new(Shared::default()),
+            flow: None,
+            parent: None,
+            timer: None,
+            user: true,
+            generation: 0,
+            last_state: tcp::State::Closed,
+            error: None,
+            port: None,
+        }
+    }
+
+    /// The TCP socket of a TCP slot.
+    pub fn tcp(&mut self) -> Option<&mut tcp::Socket<'static>> {
+        match (&self.kind, self.handle) {
+            (Kind::Tcp, Some(h)) => Some(self.set.get_mut::<tcp::Socket<'static>>(h)),
+            _ => None,
+        }
+    }
+
+    /// The UDP socket of a UDP slot.
+    pub fn udp(&mut self) -> Option<&mut udp::Socket<'static>> {
+        match (&self.kind, self.handle) {
+            (Kind::Udp, Some(h)) => Some(self.set.get_mut::<udp::Socket<'static>>(h)),
+            _ => None,
+        }
+    }
+}
+
+/// The IPv4 configuration in force.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ipv4Config {
+    /// Address and prefix.
+    pub address: Option<Ipv4Cidr>,
+    /// Default gateway.
+    pub gateway: Option<Ipv4Address>,
+    /// DNS server.
+    pub dns: Option<Ipv4Address>,
+}
+
+/// Everything under the stack's lock.
+pub struct Inner {
+    /// smoltcp's interface state (addresses, routes, neighbour cache).
+    pub iface: Interface,
+    rx: Option<Box<dyn RxPath>>,
+    /// The transmit path.
+    pub tx: Box<dyn TxPath>,
+    /// Every slot; index = id.
+    pub slots: Vec<Slot>,
+    free_slots: Vec<usize>,
+    tcp_flows: HashMap<(IpEndpoint, IpEndpoint), usize>,
+    /// Listener slot by port.
+    pub listeners: HashMap<u16, usize>,
+    /// UDP slot by port.
+    pub udp_ports: HashMap<u16, usize>,
+    /// Local TCP ports of connections we opened (port -> how many use it).
+    pub tcp_client_ports: HashMap<u16, usize>,
+    timers: BTreeSet<(i64, usize)>,
+    neighbor_waiting: Vec<usize>,
+    empty: SocketSet<'static>,
+    dhcp: Option<SocketHandle>,
+    /// Current IPv4 configuration.
+    pub ipv4: Ipv4Config,
+    /// The IPv4 configuration changed since the last wake-up of address waiters.
+    ipv4_changed: bool,
+    /// TCP buffer size per direction for new connections.
+    pub tcp_buffer: usize,
+    next_ephemeral: u16,
+    wakes: Vec<Arc<Shared>>,
+    /// The earliest timer the network thread was told about (micros; `i64::MAX`: none).
+    armed: i64,
+    counters: Arc<NicCounters>,
+}
+
+/// How the interface gets its IPv4 address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ipv4Setup {
+    /// DHCPv4.
+    Dhcp,
+    /// Fixed.
+    Static(Ipv4Config),
+    /// No IPv4 (link-local IPv6 only).
+    None,
+}
+
+/// A network interface with its stack.
+pub struct Stack {
+    inner: IrqSpinLock<Inner>,
+    /// The NIC's counters.
+    pub counters: Arc<NicCounters>,
+    /// The MAC address.
+    pub mac: [u8; 6],
+    /// Where the NIC sits (for messages).
+    pub describe: String,
+    /// Woken when the earliest timer moved earlier (the network thread re-arms).
+    timer_waiters: WaitQueue,
+    timer_kick: AtomicBool,
+    /// A thread runs [`Stack::timer_loop`]; blocked callers need not run timers themselves.
+    has_timer_thread: AtomicBool,
+    /// The NIC has no interrupt: frames are picked up every millisecond.
+    polling: AtomicBool,
+    /// Woken when the IPv4 configuration changes.
+    pub address_waiters: WaitQueue,
+    /// Bumped on every IPv4 configuration change.
+    pub address_generation: AtomicU64,
+}
+
+impl Stack {
+    /// A stack over the NIC halves `rx`/`tx` with address `mac`.
+    pub fn new(
+        mac: [u8; 6],
+        rx: Box<dyn RxPath>,
+        mut tx: Box<dyn TxPath>,
+        counters: Arc<NicCounters>,
+        setup: Ipv4Setup,
+        ipv6: Option<(Ipv6Address, u8)>,
+        describe: String,
+    ) -> Stack {
+        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        config.random_seed = Instant::now().as_nanos() ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5a, 0xa5]);
+        let iface = Interface::new(config, &mut Egress { tx: &mut *tx, sent_discovery: false }, smol_now());
+        let mut control = Slot::new(Kind::Control);
+        control.user = false;
+        let mut inner = Inner {
+            iface,
+            rx: Some(rx),
+            tx,
+            slots: alloc::vec![control],
+            free_slots: Vec::new(),
+            tcp_flows: HashMap::new(),
+            listeners: HashMap::new(),
+            udp_ports: HashMap::new(),
+            tcp_client_ports: HashMap::new(),
+            timers: BTreeSet::new(),
+            neighbor_waiting: Vec::new(),
+            empty: SocketSet::new(Vec::new()),
+            dhcp: None,
+            ipv4: Ipv4Config::default(),
+            ipv4_changed: false,
+            tcp_buffer: DEFAULT_TCP_BUFFER,
+            next_ephemeral: 49152 + (Instant::now().as_nanos() % 16384) as u16,
+            wakes: Vec::new(),
+            armed: i64::MAX,
+            counters: counters.clone(),
+        };
+        // IPv6: the link-local address from the MAC (modified EUI-64), and a configured one.
+        let m = mac;
+        let link_local = Ipv6Address::new(
+            0xfe80,
+            0,
+            0,
+            0,
+            u16::from_be_bytes([m[0] ^ 2, m[1]]),
+            u16::from_be_bytes([m[2], 0xff]),
+            u16::from_be_bytes([0xfe, m[3]]),
+            u16::from_be_bytes([m[4], m[5]]),
+        );
+        inner.iface.update_ip_addrs(|addrs| {
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(link_local), 64));
+            if let Some((address, prefix)) = ipv6 {
+                let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(address), prefix));
+            }
+        });
+        match setup {
+            Ipv4Setup::Dhcp => {
+                let handle = inner.slots[CONTROL].set.add(dhcpv4::Socket::new());
+                inner.dhcp = Some(handle);
+            }
+            Ipv4Setup::Static(config) => inner.apply_ipv4(config),
+            Ipv4Setup::None => {}
+        }
+        let stack = Stack {
+            inner: IrqSpinLock::new(inner),
+            counters,
+            mac,
+            describe,
+            timer_waiters: WaitQueue::new(),
+            timer_kick: AtomicBool::new(false),
+            has_timer_thread: AtomicBool::new(false),
+            polling: AtomicBool::new(false),
+            address_waiters: WaitQueue::new(),
+            address_generation: AtomicU64::new(0),
+        };
+        // Start DHCP (its first DISCOVER) right away.
+        stack.with(|inner| inner.egress(CONTROL));
+        stack
+    }
+
+    /// Runs `f` with the stack locked, then flushes the NIC and delivers the wake-ups `f` caused.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let mut inner = self.inner.lock();
+        let result = f(&mut inner);
+        self.finish(inner);
+        result
+    }
+
+    /// Locks the stack without flushing (for wait conditions, which must stay short: the
+    /// caller calls [`Stack::deliver_wakes`] after the wait).
+    pub fn lock(&self) -> libos_core::sync::IrqSpinLockGuard<'_, Inner> {
+        self.inner.lock()
+    }
+
+    fn finish(&self, mut inner: libos_core::sync::IrqSpinLockGuard<'_, Inner>) {
+        inner.tx.flush();
+        if let Some(rx) = inner.rx.as_mut() {
+            rx.flush();
+        }
+        let kick = inner.timer_moved_earlier();
+        let dhcp_changed = core::mem::take(&mut inner.ipv4_changed);
+        let mut wakes = core::mem::take(&mut inner.wakes);
+        drop(inner);
+        for shared in wakes.drain(..) {
+            shared.wake();
+        }
+        if !wakes.is_empty() || wakes.capacity() > 0 {
+            let mut inner = self.inner.lock();
+            if inner.wakes.is_empty() {
+                inner.wakes = wakes;
+            }
+        }
+        if kick {
+            self.timer_kick.store(true, Ordering::Release);
+            self.timer_waiters.wake_all();
+        }
+        if dhcp_changed {
+            self.address_generation.fetch_add(1, Ordering::AcqRel);
+            self.address_waiters.wake_all();
+        }
+    }
+
+    /// Delivers wake-ups queued by work done under [`Stack::lock`].
+    pub fn deliver_wakes(&self) {
+        let inner = self.inner.lock();
+        self.finish(inner);
+    }
+
+    /// The NIC interrupt: acknowledge, then process every received frame, with the device's
+    /// interrupts off while the burst lasts.
+    pub fn handle_interrupt(&self, acknowledge: impl FnOnce() -> u32) {
+        acknowledge();
+        NicCounters::bump(&self.counters.interrupts);
+        self.poll_receive();
+    }
+
+    /// Processes every frame waiting in the receive ring.
+    pub fn poll_receive(&self) {
+        self.with(|inner| {
+            let Some(mut rx) = inner.rx.take() else { return };
+            loop {
+                rx.set_interrupts(false);
+                while rx.receive(&mut |frame| inner.ingress(frame)) {}
+                if !rx.set_interrupts(true) {
+                    break;
+                }
+            }
+            inner.rx = Some(rx);
+        });
+    }
+
+    /// Polls every slot whose timer is due.
+    pub fn run_timers(&self) {
+        self.with(|inner| inner.run_timers());
+    }
+
+    /// When the next timer is due, if any (within a millisecond when the NIC is polled).
+    pub fn next_timer(&self) -> Option<Instant> {
+        let mut inner = self.inner.lock();
+        let next = inner.timers.first().map(|&(at, _)| at);
+        inner.armed = next.unwrap_or(i64::MAX);
+        drop(inner);
+        let next = next.map(|at| to_ours(SmolInstant::from_micros(at)));
+        if self.polling.load(Ordering::Relaxed) {
+            let poll = Instant::now() + core::time::Duration::from_millis(1);
+            return Some(next.map_or(poll, |n| n.min(poll)));
+        }
+        next
+    }
+
+    /// The NIC has no interrupt: whoever runs the timers also picks up received frames.
+    pub fn set_polling(&self) {
+        self.polling.store(true, Ordering::Relaxed);
+    }
+
+    /// The network thread's loop (started by `libos` when the image has a scheduler): runs the
+    /// timers when they are due; sleeps otherwise (no periodic tick: an idle stack with open
+    /// connections wakes only for TCP's own timers).
+    pub fn timer_loop(&self) -> ! {
+        self.has_timer_thread.store(true, Ordering::Release);
+        loop {
+            let next = self.next_timer();
+            let kicked = || self.timer_kick.swap(false, Ordering::AcqRel);
+            match next {
+                Some(deadline) => {
+                    self.timer_waiters.wait_until_deadline(kicked, deadline);
+                }
+                None => self.timer_waiters.wait_until(kicked),
+            }
+            if self.polling.load(Ordering::Relaxed) {
+                self.poll_receive();
+            }
+            self.run_timers();
+        }
+    }
+
+    /// Blocks until `attempt` (run with the stack locked) returns `Ok(Some(_))` or an error,
+    /// `deadline` passes (`EAGAIN`), or at once when `nonblocking` (`EAGAIN`). Waits on
+    /// `shared`'s queue.
+    pub fn block_on<T>(
+        &self,
+        shared: &Shared,
+        nonblocking: bool,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut(&mut Inner) -> Result<Option<T>>,
+    ) -> Result<T> {
+        let mut outcome = None;
+        let mut check = || {
+            if outcome.is_some() {
+                return true;
+            }
+            let mut inner = self.inner.lock();
+            match attempt(&mut inner) {
+                Ok(None) => false,
+                Ok(Some(v)) => {
+                    outcome = Some(Ok(v));
+                    true
+                }
+                Err(e) => {
+                    outcome = Some(Err(e));
+                    true
+                }
+            }
+        };
+        if nonblocking {
+            check();
+        } else {
+            self.wait_for(&shared.waiters, deadline, &mut check);
+        }
+        self.deliver_wakes();
+        outcome.unwrap_or(Err(Errno::EAGAIN))
+    }
+
+    /// Waits on `queue` until `ready()` or `deadline`. Without a network thread the waiter
+    /// runs due timers itself (and picks up frames whose interrupt it slept through).
+    pub fn wait_for(&self, queue: &WaitQueue, deadline: Option<Instant>, mut ready: impl FnMut() -> bool) {
+        loop {
+            let timer = if self.has_timer_thread.load(Ordering::Acquire) { None } else { self.next_timer() };
+            let wake_at = match (deadline, timer) {
+                (Some(d), Some(t)) => Some(d.min(t)),
+                (d, t) => d.or(t),
+            };
+            let done = match wake_at {
+                Some(at) => queue.wait_until_deadline(&mut ready, at),
+                None => {
+                    queue.wait_until(&mut ready);
+                    true
+                }
+            };
+            if done || deadline.is_some_and(|d| Instant::now() >= d) {
+                return;
+            }
+            if timer.is_some() {
+                self.run_timers();
+                self.poll_receive();
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn timer_moved_earlier(&mut self) -> bool {
+        match self.timers.first() {
+            Some(&(at, _)) if at < self.armed => {
+                self.armed = at;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Processes one received frame.
+    fn ingress(&mut self, frame: &mut [u8]) {
+        let target = match flow::classify(frame) {
+            Flow::Malformed => {
+                NicCounters::bump(&self.counters.rx_dropped);
+                return;
+            }
+            Flow::Other { echo_request } => {
+                if echo_request {
+                    NicCounters::bump(&self.counters.icmp_echo_requests);
+                }
+                Some(CONTROL)
+            }
+            Flow::Tcp { local, remote, syn } => match self.tcp_flows.get(&(local, remote)) {
+                Some(&slot) => Some(slot),
+                None if syn => match self.listeners.get(&local.port).copied() {
+                    Some(listener) => match self.idle_listener(listener, local.addr) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            // Backlog full: drop the SYN (the peer retries), as Linux does.
+                            NicCounters::bump(&self.counters.rx_dropped);
+                            return;
+                        }
+                    },
+                    None => None,
+                },
+                None => None,
+            },
+            Flow::Udp { local, .. } => match self.udp_ports.get(&local.port) {
+                Some(&slot) => Some(slot),
+                None if local.port == 68 && self.dhcp.is_some() => Some(CONTROL),
+                None => None,
+            },
+        };
+        let discovery = matches!(frame.get(12..14), Some([0x08, 0x06]) | Some([0x86, 0xdd]));
+        let now = smol_now();
+        let mut device = Ingress { frame: Some(frame), tx: &mut *self.tx, sent_discovery: false };
+        match target {
+            // No socket: smoltcp answers with a RST or an ICMP port unreachable.
+            None => {
+                self.iface.poll_ingress_single(now, &mut device, &mut self.empty);
+            }
+            Some(slot) => {
+                self.iface.poll_ingress_single(now, &mut device, &mut self.slots[slot].set);
+                let sent_discovery = device.sent_discovery;
+                self.note_discovery(slot, sent_discovery);
+                self.egress(slot);
+            }
+        }
+        if discovery && target == Some(CONTROL) && !self.neighbor_waiting.is_empty() {
+            for slot in core::mem::take(&mut self.neighbor_waiting) {
+                self.egress(slot);
+            }
+        }
+    }
+
+    /// [`Inner::ingress`] for host tests.
+    #[cfg(test)]
+    pub fn ingress_for_test(&mut self, frame: &mut [u8]) {
+        self.ingress(frame);
+    }
+
+    fn note_discovery(&mut self, slot: usize, sent: bool) {
+        if sent && slot != CONTROL && !self.neighbor_waiting.contains(&slot) {
+            self.neighbor_waiting.push(slot);
+        }
+    }
+
+    /// Sends what slot `slot` has to send, then updates its keys, timer and waiters.
+    pub fn egress(&mut self, slot: usize) {
+        let now = smol_now();
+        loop {
+            let mut device = Egress { tx: &mut *self.tx, sent_discovery: false };
+            let result = self.iface.poll_egress(now, &mut device, &mut self.slots[slot].set);
+            let sent_discovery = device.sent_discovery;
+            self.note_discovery(slot, sent_discovery);
+            if result == smoltcp::iface::PollResult::None || self.tx.reclaim() == 0 {
+                break;
+            }
+        }
+        self.settle(slot, now);
+    }
+
+    /// After smoltcp touched slot `slot`: re-key it, re-arm its timer, queue its wake-up.
+    fn settle(&mut self, slot: usize, now: SmolInstant) {
+        if slot == CONTROL {
+            self.dhcp_events();
+        }
+        self.rekey(slot);
+        let next = self.iface.poll_at(now, &self.slots[slot].set).map(|at| at.total_micros());
+        // smoltcp silences a socket whose next hop has no link-layer address yet for exactly
+        // one second from now (the ARP/NDP request may have gone out for another socket): it
+        // is polled again as soon as a discovery frame comes in. (A TCP retransmission timer
+        // that happens to land on the same instant only costs one extra poll.)
+        if next == Some(now.total_micros() + 1_000_000) {
+            self.note_discovery(slot, true);
+        }
+        let entry = &mut self.slots[slot];
+        if entry.timer != next {
+            if let Some(old) = entry.timer.take() {
+                self.timers.remove(&(old, slot));
+            }
+            if let Some(at) = next {
+                self.timers.insert((at, slot));
+                self.slots[slot].timer = Some(at);
+            }
+        }
+        let shared = self.slots[slot].shared.clone();
+        if shared.has_interest() {
+            self.wakes.push(shared);
+        }
+    }
+
+    fn run_timers(&mut self) {
+        let now = smol_now();
+        while let Some(&(at, slot)) = self.timers.first() {
+            if at > now.total_micros() {
+                break;
+            }
+            self.timers.pop_first();
+            self.slots[slot].timer = None;
+            self.egress(slot);
+        }
+        self.armed = i64::MAX;
+    }
+
+    /// Keeps the demultiplexer and the listener's queues in step with a TCP slot's state.
+    fn rekey(&mut self, slot: usize) {
+        let Some(socket) = self.slots[slot].tcp() else { return };
+        let state = socket.state();
+        let flow = match (socket.local_endpoint(), socket.remote_endpoint()) {
+            (Some(local), Some(remote)) => Some((local, remote)),
+            _ => None,
+        };
+        let entry = &mut self.slots[slot];
+        let previous = core::mem::replace(&mut entry.last_state, state);
+        if state == tcp::State::Closed && entry.error.is_none() {
+            use tcp::State::*;
+            entry.error = match previous {
+                SynSent => Some(Errno::ECONNREFUSED),
+                SynReceived | Established | FinWait1 | FinWait2 | CloseWait | Closing => Some(Errno::ECONNRESET),
+                _ => None,
+            };
+        }
+        let wanted = flow.filter(|_| !matches!(state, tcp::State::Closed | tcp::State::Listen));
+        if entry.flow != wanted {
+            if let Some(old) = entry.flow.take() {
+                self.tcp_flows.remove(&old);
+            }
+            if let Some(new) = wanted {
+                self.tcp_flows.insert(new, slot);
+                self.slots[slot].flow = Some(new);
+            }
+        }
+        if let Some(parent) = self.slots[slot].parent {
+            let Kind::Listener(listener) = &mut self.slots[parent].kind else { return };
+            let idle = listener.idle.contains(&slot);
+            let queued = listener.ready.contains(&slot);
+            match state {
+                tcp::State::Listen if !idle => listener.idle.push(slot),
+                tcp::State::Listen => {}
+                _ if idle => listener.idle.retain(|&s| s != slot),
+                _ => {}
+            }
+            if matches!(state, tcp::State::Established | tcp::State::CloseWait) && !queued {
+                listener.ready.push_back(slot);
+                let shared = self.slots[parent].shared.clone();
+                self.wakes.push(shared);
+            }
+            if state == tcp::State::SynReceived {
+                self.replenish(parent);
+            }
+        } else if state == tcp::State::Closed && !self.slots[slot].user {
+            self.free(slot);
+        }
+    }
+
+    /// A listening socket of `listener` for a SYN to `addr`, making one if the pool is empty
+    /// and the backlog allows.
+    fn idle_listener(&mut self, listener: usize, _addr: IpAddress) -> Option<usize> {
+        self.replenish(listener);
+        let Kind::Listener(l) = &self.slots[listener].kind else { return None };
+        l.idle.last().copied()
+    }
+
+    /// Tops the listener's pool of listening sockets up to [`IDLE_LISTENERS`] within its backlog.
+    pub fn replenish(&mut self, listener: usize) {
+        loop {
+            let Kind::Listener(l) = &self.slots[listener].kind else { return };
+            if l.idle.len() >= IDLE_LISTENERS || l.members >= l.backlog {
+                return;
+            }
+            let endpoint = l.endpoint;
+            let mut socket = self.new_tcp_socket();
+            if socket.listen(endpoint).is_err() {
+                return;
+            }
+            let slot = self.allocate(Kind::Tcp);
+            let handle = self.slots[slot].set.add(socket);
+            let entry = &mut self.slots[slot];
+            entry.handle = Some(handle);
+            entry.parent = Some(listener);
+            entry.user = false;
+            entry.last_state = tcp::State::Listen;
+            if let Kind::Listener(l) = &mut self.slots[listener].kind {
+                l.idle.push(slot);
+                l.members += 1;
+            }
+        }
+    }
+
+    /// A TCP socket with this stack's buffer size and defaults.
+    pub fn new_tcp_socket(&self) -> tcp::Socket<'static> {
+        let rx = tcp::SocketBuffer::new(alloc::vec![0u8; self.tcp_buffer]);
+        let tx = tcp::SocketBuffer::new(alloc::vec![0u8; self.tcp_buffer]);
+        let mut socket = tcp::Socket::new(rx, tx);
+        socket.set_congestion_control(tcp::CongestionControl::Reno);
+        socket
+    }
+
+    /// A fresh slot of kind `kind` (user-owned).
+    pub fn allocate(&mut self, kind: Kind) -> usize {
+        match self.free_slots.pop() {
+            Some(id) => {
+                let generation = self.slots[id].generation;
+                self.slots[id] = Slot::new(kind);
+                self.slots[id].generation = generation;
+                id
+            }
+            None => {
+                self.slots.push(Slot::new(kind));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// Releases slot `slot`: keys, timer, ports; stale references now fail.
+    pub fn free(&mut self, slot: usize) {
+        if slot == CONTROL {
+            return;
+        }
+        let entry = &mut self.slots[slot];
+        if matches!(entry.kind, Kind::Free) {
+            return;
+        }
+        if let Some(flow) = entry.flow.take() {
+            self.tcp_flows.remove(&flow);
+        }
+        if let Some(at) = entry.timer.take() {
+            self.timers.remove(&(at, slot));
+        }
+        if let Some(port) = entry.port.take() {
+            match entry.kind {
+                Kind::Udp => {
+                    self.udp_ports.remove(&port);
+                }
+                Kind::Tcp => {
+                    if let Some(count) = self.tcp_client_ports.get_mut(&port) {
+                        *count -= 1;
+                        if *count == 0 {
+                            self.tcp_client_ports.remove(&port);
+                        }
+                    }
+                }
+                Kind::Listener(_) => {
+                    self.listeners.remove(&port);
+                }
+                _ => {}
+            }
+        }
+        let entry = &mut self.slots[slot];
+        entry.kind = Kind::Free;
+        entry.set = SocketSet::new(Vec::new());
+        entry.handle = None;
+        entry.generation += 1;
+        entry.shared.wake(); // a poller still registered drops it
+        self.neighbor_waiting.retain(|&s| s != slot);
+        self.free_slots.push(slot);
+    }
+
+    /// The app let go of slot `slot`: TCP closes gracefully (freed when closed), the rest is
+    /// freed now.
+    pub fn release(&mut self, slot: usize) {
+        self.slots[slot].user = false;
+        let listener_members = match &mut self.slots[slot].kind {
+            Kind::Listener(l) => Some(l.idle.drain(..).chain(l.ready.drain(..)).collect::<Vec<_>>()),
+            _ => None,
+        };
+        if let Some(members) = listener_members {
+            // Closing a listener resets the connections nobody accepted.
+            for member in members {
+                if let Some(socket) = self.slots[member].tcp() {
+                    socket.abort();
+                }
+                self.slots[member].parent = None;
+                self.egress(member);
+                self.free(member);
+            }
+            self.free(slot);
+            return;
+        }
+        match self.slots[slot].tcp() {
+            Some(socket) => {
+                socket.close();
+                socket.set_timeout(Some(LINGER));
+                self.egress(slot);
+                if self.slots[slot].tcp().is_some_and(|s| s.state() == tcp::State::Closed) {
+                    self.free(slot);
+                }
+            }
+            None => self.free(slot),
+        }
+    }
+
+    /// A local port for a connection or an unbound UDP socket.
+    pub fn ephemeral_port(&mut self, udp: bool) -> Result<u16> {
+        for _ in 0..16384 {
+            let port = self.next_ephemeral;
+            self.next_ephemeral = if port == 65535 { 49152 } else { port + 1 };
+            let taken = if udp { self.udp_ports.contains_key(&port) } else { self.tcp_client_ports.contains_key(&port) || self.listeners.contains_key(&port) };
+            if !taken {
+                return Ok(port);
+            }
+        }
+        Err(Errno::EADDRINUSE)
+    }
+
+    fn apply_ipv4(&mut self, config: Ipv4Config) {
+        self.iface.update_ip_addrs(|addrs| {
+            addrs.retain(|cidr| !matches!(cidr, IpCidr::Ipv4(_)));
+            if let Some(address) = config.address {
+                let _ = addrs.push(IpCidr::Ipv4(address));
+            }
+        });
+        match config.gateway {
+            Some(gateway) => {
+                let _ = self.iface.routes_mut().add_default_ipv4_route(gateway);
+            }
+            None => {
+                self.iface.routes_mut().remove_default_ipv4_route();
+            }
+        }
+        self.ipv4 = config;
+        self.ipv4_changed = true;
+    }
+
+    fn dhcp_events(&mut self) {
+        let Some(handle) = self.dhcp else { return };
+        let event = self.slots[CONTROL].set.get_mut::<dhcpv4::Socket<'static>>(handle).poll();
+        match event {
+            Some(dhcpv4::Event::Configured(config)) => {
+                let update = Ipv4Config { address: Some(config.address), gateway: config.router, dns: config.dns_servers.first().copied() };
+                log::info!("net: DHCP lease {} gateway {:?}", config.address, config.router);
+                self.apply_ipv4(update);
+            }
+            Some(dhcpv4::Event::Deconfigured) => {
+                log::info!("net: DHCP lease lost");
+                self.apply_ipv4(Ipv4Config::default());
+            }
+            None => {}
+        }
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &NicCounters {
+        &self.counters
+    }
+}
