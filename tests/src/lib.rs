@@ -9,17 +9,25 @@
 //! This file is the harness: [`Boot`] describes one boot and [`Booted`] its result with
 //! assertion helpers that print the guest's console when they fail. [`expect`] holds the few
 //! expected texts that differ between architectures (exception names, the exit-code fallback).
+//!
+//! Network: [`Boot::net_user`] gives the guest a NIC on QEMU's user network with loopback port
+//! forwards ([`free_port`] picks a host port); [`Boot::net_tap`] puts it on a tap in a network
+//! namespace made for the boot ([`Started::netns`]: run commands or Rust code there to reach the
+//! guest at [`xtask::netns::GUEST_IP`]), deleted when the [`Started`] or [`Booted`] is dropped,
+//! also when an assertion failed. A dropped [`Started`] kills its QEMU.
 
 pub mod dtb;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use xtask::accel::{self, Accel};
 use xtask::arch::Arch;
 use xtask::build;
 use xtask::qemu::{self, Exit, Machine, Outcome, Running, VirtioTransport, VmConfig};
+use xtask::net::{Forward, NetConfig};
+use xtask::netns::Netns;
 use xtask::virtiofs::{Cache, ROOT_TAG, Share};
 
 /// The architectures to test on: those with a platform crate.
@@ -59,6 +67,35 @@ pub struct Boot {
     qemu_args: Vec<String>,
     shares: Vec<Share>,
     transport: Option<VirtioTransport>,
+    net: Option<Net>,
+}
+
+/// The network a boot asked for.
+#[derive(Clone, Debug)]
+enum Net {
+    /// QEMU's user network with these forwards.
+    User(Vec<Forward>),
+    /// A tap in a namespace: made at [`Boot::start`], or one the test made first.
+    Tap(Option<Arc<Netns>>),
+}
+
+/// A host TCP port on 127.0.0.1 that was free a moment ago (for a `--forward`).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A network namespace with a tap for a test (the boot then uses [`Boot::net_tap_in`]), e.g.
+/// to listen on the host side before the guest starts. Deleted when the last `Arc` is dropped.
+pub fn netns() -> Arc<Netns> {
+    ensure_net_tools();
+    Arc::new(Netns::create("test").unwrap_or_else(|e| panic!("creating a network namespace: {e}")))
+}
+
+/// `ping`, `ip`, `tc` and `curl` (installed once per test process when missing).
+fn ensure_net_tools() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| xtask::linux::ensure_net_tools().unwrap_or_else(|e| panic!("installing the network tools: {e}")));
 }
 
 impl Boot {
@@ -76,7 +113,29 @@ impl Boot {
             timeout: Duration::from_secs(60),
             qemu_args: Vec::new(),
             shares: Vec::new(),
+            net: None,
         }
+    }
+
+    /// Gives the guest a NIC on QEMU's user network (slirp, restricted to itself; the guest gets
+    /// 10.0.2.15 by DHCP) with `forwards` from loopback host ports, like `./x run --net user`.
+    pub fn net_user(mut self, forwards: &[Forward]) -> Boot {
+        self.net = Some(Net::User(forwards.to_vec()));
+        self
+    }
+
+    /// Gives the guest a NIC on a tap in a network namespace made for this boot, like `./x run
+    /// --net tap`: host end 10.0.2.1/24, guest 10.0.2.15 (the option `ip=10.0.2.15/24,gw=10.0.2.1`
+    /// is added unless the options have `ip=`). [`Started::netns`] reaches it.
+    pub fn net_tap(mut self) -> Boot {
+        self.net = Some(Net::Tap(None));
+        self
+    }
+
+    /// [`Boot::net_tap`] in the namespace `netns` the test made first ([`netns`]).
+    pub fn net_tap_in(mut self, netns: &Arc<Netns>) -> Boot {
+        self.net = Some(Net::Tap(Some(netns.clone())));
+        self
     }
 
     /// Adds app arguments.
@@ -169,16 +228,31 @@ impl Boot {
         config.cmdline = qemu::kernel_cmdline(&self.options, &self.args);
         config.shares = self.shares.clone();
         config.virtio_transport = self.transport;
+        let mut netns = None;
+        match &self.net {
+            None => {}
+            Some(Net::User(forwards)) => config.net = Some(NetConfig::user(forwards.clone())),
+            Some(Net::Tap(existing)) => {
+                let ns = existing.clone().unwrap_or_else(crate::netns);
+                config.launcher = ns.launcher();
+                config.net = Some(NetConfig::tap(xtask::netns::TAP));
+                config.cmdline = qemu::kernel_cmdline(&xtask::net::with_tap_address(&self.options), &self.args);
+                netns = Some(ns);
+            }
+        }
         let running = qemu::start(&config, false, None).unwrap_or_else(|e| panic!("starting QEMU: {e}"));
-        Started { what: format!("{} {:?} on {arch} ({})", self.app, self.args, machine.name()), running }
+        Started { what: format!("{} {:?} on {arch} ({})", self.app, self.args, machine.name()), running, netns }
     }
 }
 
-/// A boot in progress ([`Boot::start`]).
+/// A boot in progress ([`Boot::start`]). Dropping it kills QEMU, then deletes the boot's
+/// network namespace (fields drop in declaration order).
 pub struct Started {
     what: String,
     /// The QEMU process and its virtiofsd daemons.
     pub running: Running,
+    /// The namespace of a [`Boot::net_tap`] boot.
+    netns: Option<Arc<Netns>>,
 }
 
 impl Started {
@@ -191,10 +265,49 @@ impl Started {
         self
     }
 
+    /// The network namespace of a [`Boot::net_tap`] boot (panics for other boots).
+    pub fn netns(&self) -> &Arc<Netns> {
+        self.netns.as_ref().unwrap_or_else(|| panic!("{}: not booted with net_tap()", self.what))
+    }
+
+    /// The console so far.
+    pub fn console(&self) -> String {
+        self.running.console()
+    }
+
+    /// Fails the test with `why` and the console so far.
+    pub fn fail(&self, why: &str) -> ! {
+        panic!("{}: {why}\n--- console:\n{}", self.what, self.running.console())
+    }
+
+    /// Waits for a whole console line starting with `prefix` and returns the rest of it; fails
+    /// the test (with the console so far) after `timeout`.
+    pub fn line_after(&self, prefix: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let console = self.running.console();
+            // Only lines that ended: the last one may still be arriving.
+            let complete = &console[..console.rfind('\n').map_or(0, |i| i + 1)];
+            if let Some(rest) = complete.lines().find_map(|l| l.strip_prefix(prefix)) {
+                return rest.to_string();
+            }
+            if std::time::Instant::now() > deadline {
+                self.fail(&format!("no line starting with {prefix:?} within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the guest to end and returns the result.
     pub fn finish(self) -> Booted {
         let outcome = self.running.finish().unwrap_or_else(|e| panic!("running QEMU: {e}"));
-        Booted { what: self.what, outcome }
+        Booted { what: self.what, outcome, _netns: self.netns }
+    }
+
+    /// Kills QEMU (a server guest that never exits by itself) and returns the result.
+    pub fn stop(self) -> Booted {
+        self.running.kill();
+        self.finish()
     }
 }
 
@@ -204,6 +317,8 @@ pub struct Booted {
     what: String,
     /// What happened.
     pub outcome: Outcome,
+    /// Kept until the test is done with the result (then deleted).
+    _netns: Option<Arc<Netns>>,
 }
 
 impl Booted {

@@ -13,6 +13,7 @@ mod shim;
 mod virtiofs;
 mod icmp;
 mod linux;
+mod net;
 mod readme;
 
 use crate::{Result, root};
@@ -34,10 +35,11 @@ pub fn main(args: Vec<String>) -> Result<i32> {
         Some("shim") => shim::run(args.collect()),
         Some("linux") => linux::run(args.collect()),
         Some("virtiofs") => virtiofs::run(args.collect()),
+        Some("net") => net::run(args.collect()),
         Some("all") => all(args.collect()),
         Some("readme") => readme::write(None).map(|()| 0),
-        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, linux, virtiofs, all; readme rewrites README.md)").into()),
-        None => Err("which suite? ./x bench boot | fs | sched | shim | linux | virtiofs | all | --compare".into()),
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, linux, virtiofs, net, all; readme rewrites README.md)").into()),
+        None => Err("which suite? ./x bench boot | fs | sched | shim | linux | virtiofs | net | all | --compare".into()),
     }
 }
 
@@ -50,13 +52,14 @@ fn all(args: Vec<String>) -> Result<i32> {
     let started = std::time::Instant::now();
     let mut status = 0;
     type Suite = fn(Vec<String>) -> Result<i32>;
-    let suites: [(&str, Suite); 6] = [
+    let suites: [(&str, Suite); 7] = [
         ("boot", boot::run),
         ("fs", fs::run),
         ("sched", sched::run),
         ("shim", shim::run),
         ("virtiofs", virtiofs::run),
         ("linux", linux::run),
+        ("net", net::run),
     ];
     for (suite, run) in suites {
         match run(Vec::new()) {

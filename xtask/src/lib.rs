@@ -12,6 +12,8 @@
 //!   wall-clock spreads, results files, plots, comparison with the previous results);
 //! - [`linux`]: the Linux guest baseline (Debian kernel, busybox initramfs, C programs);
 //! - [`virtiofs`]: host directories shared with the guest (virtiofsd per share);
+//! - [`net`]: the guest's virtio-net card (QEMU user network with forwards, or a tap);
+//! - [`netns`]: network namespaces holding a tap, deleted however the run ends;
 //! - [`bench`](mod@bench): `./x bench` suites, writing `bench/results/`.
 
 pub mod accel;
@@ -22,6 +24,8 @@ pub mod elf;
 pub mod floor;
 pub mod linux;
 pub mod measure;
+pub mod net;
+pub mod netns;
 pub mod qemu;
 pub mod virtiofs;
 

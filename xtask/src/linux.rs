@@ -146,6 +146,13 @@ pub fn ensure_host_tools(arches: &[Arch]) -> Result<()> {
     ensure_packages(arches, &[("ping", "iputils-ping"), ("ip", "iproute2"), ("dpkg-deb", "dpkg")])
 }
 
+/// Installs what the network tests and `./x bench net` run on the host, when missing: `ping`
+/// (iputils-ping), `ip` (iproute2), `nft` (nftables: the loss test drops packets with it) and
+/// `curl`.
+pub fn ensure_net_tools() -> Result<()> {
+    ensure_packages(&[], &[("ping", "iputils-ping"), ("ip", "iproute2"), ("nft", "nftables"), ("curl", "curl")])
+}
+
 fn ensure_packages(arches: &[Arch], commands: &[(&str, &'static str)]) -> Result<()> {
     let mut packages = Vec::new();
     let mut need_arm64 = false;
@@ -161,7 +168,7 @@ fn ensure_packages(arches: &[Arch], commands: &[(&str, &'static str)]) -> Result
         packages.extend(["gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu", "musl-dev:arm64"]);
     }
     for &(command, package) in commands {
-        if !have_command(command) {
+        if !have_command(command) && !packages.contains(&package) {
             packages.push(package);
         }
     }

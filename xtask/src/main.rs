@@ -5,6 +5,8 @@ use std::time::Duration;
 use xtask::accel::{self, Accel};
 use xtask::arch::Arch;
 use xtask::qemu::{self, Exit, Machine, VmConfig};
+use xtask::net::{Forward, NetConfig, NetMode};
+use xtask::netns::Netns;
 use xtask::virtiofs::{self, Cache, ROOT_TAG, Share};
 use xtask::{Result, bench, build, root};
 
@@ -30,6 +32,16 @@ const HELP: &str = "\
         --root DIR              share DIR as tag `root` and mount it as `/` (root=virtiofs:root)
         --cache auto|never|always|metadata
                                 virtiofsd's cache policy for every share (default auto)
+        --net user|tap          give the guest a virtio-net card (PCI on q35/microvm-pcie, else
+                                virtio-mmio). user: QEMU's user network (slirp, restricted to
+                                itself), guest 10.0.2.15 by DHCP, gateway 10.0.2.2. tap: a tap
+                                in a network namespace made for the run (host end 10.0.2.1/24,
+                                guest 10.0.2.15 by the added option ip=10.0.2.15/24,gw=10.0.2.1
+                                unless --cmdline has ip=), deleted when QEMU ends or on Ctrl-C;
+                                reach the guest with `ip netns exec NAME ...` (printed). Root.
+        --forward PROTO:[127.0.0.1:]HOSTPORT:GUESTPORT
+                                forward a loopback host port (PROTO tcp or udp) to the guest
+                                (repeatable; implies --net user)
         --elf PATH              run the static Linux ELF file PATH (musl or glibc, static-PIE
                                 or non-PIE, for --arch) instead of an app: builds elf-runner
                                 with PATH packed as /bin/NAME in its initial files; exits with
@@ -67,6 +79,12 @@ const HELP: &str = "\
         target/linux-baseline/) running the C programs of bench/c/: instructions (icount),
         device traffic (QEMU trace events), wall time (TCG). The ICMP workload needs root (it
         creates a network namespace with a tap, deleted afterwards). Writes bench/results/linux.*.
+  ./x bench net [--arch x86_64|aarch64|all] [--pings N] [--no-linux]
+        Network benchmark: the ICMP echo workload (host `ping -f`, payloads 1, 512, 1024, 1472)
+        against libos (apps/netecho ping-wait) and the Linux guest in the same run, same card
+        (virtio-net-pci on q35 / virt): virtual ns (icount) and exits per echo, packets/s
+        (TCG), ratios. Needs root (a network namespace with a tap, deleted afterwards). Writes
+        bench/results/net.{json,md}.
   ./x bench all
         Every suite, then bench/results/README.md.
   ./x bench --compare [SUITE]
@@ -117,6 +135,8 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     let mut cache = None;
     let mut app_args = Vec::new();
     let mut elf = None;
+    let mut net_mode = None;
+    let mut forwards = Vec::new();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("arch") => arch = parser.value()?.parse()?,
@@ -130,6 +150,8 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
             Long("share") => shares.push(Share::parse(&parser.value()?.string()?)?),
             Long("root") => root_dir = Some(parser.value()?.string()?),
             Long("cache") => cache = Some(parser.value()?.parse::<Cache>()?),
+            Long("net") => net_mode = Some(parser.value()?.parse::<NetMode>()?),
+            Long("forward") => forwards.push(Forward::parse(&parser.value()?.string()?)?),
             Value(value) if app.is_none() => app = Some(value.string()?),
             Value(value) => app_args.push(value.string()?),
             _ => return Err(arg.unexpected().into()),
@@ -161,6 +183,10 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
         shares.iter_mut().for_each(|s| s.cache = cache);
     }
     virtiofs::check_unique_tags(&shares)?;
+    let net_mode = xtask::net::resolve_mode(net_mode, &forwards)?;
+    if net_mode == Some(NetMode::Tap) {
+        options = xtask::net::with_tap_address(&options);
+    }
     let machine = machine.unwrap_or_else(|| Machine::default_for(arch));
     if machine.arch() != arch {
         return Err(format!("--machine {} is for {}, not {arch}", machine.name(), machine.arch()).into());
@@ -176,12 +202,37 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     config.cmdline = qemu::kernel_cmdline(&options, &app_args);
     config.timeout = timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     config.shares = shares;
+    // Ctrl-C reaches QEMU through the terminal; the daemons and the namespace must not outlive
+    // it either (nor a SIGTERM to ./x).
+    xtask::netns::install_interrupt_handler();
+    // Deleted when this function returns: QEMU ended, was killed, or starting it failed.
+    let mut _netns = None;
+    match net_mode {
+        None => {}
+        Some(NetMode::User) => {
+            config.net = Some(NetConfig::user(forwards.clone()));
+            eprintln!("==> network: QEMU user network, guest 10.0.2.15 (DHCP), gateway 10.0.2.2");
+            for forward in &forwards {
+                eprintln!("    {}:{}:{} -> guest port {}", forward.protocol.name(), forward.host_address, forward.host_port, forward.guest_port);
+            }
+        }
+        Some(NetMode::Tap) => {
+            let netns = Netns::create("run")?;
+            config.launcher = netns.launcher();
+            config.net = Some(NetConfig::tap(xtask::netns::TAP));
+            eprintln!(
+                "==> network: tap {} in namespace {} (host {}, guest {}); try `ip netns exec {} ping {}`",
+                xtask::netns::TAP,
+                netns.name,
+                xtask::netns::HOST_ADDRESS,
+                xtask::netns::GUEST_ADDRESS,
+                netns.name,
+                xtask::netns::GUEST_IP
+            );
+            _netns = Some(netns);
+        }
+    }
     if !config.shares.is_empty() {
-        // Ctrl-C reaches QEMU through the terminal; the daemons must not outlive it either.
-        let _ = ctrlc::set_handler(|| {
-            qemu::kill_running();
-            virtiofs::kill_all();
-        });
         for share in &config.shares {
             eprintln!("==> sharing {} as virtio-fs tag `{}` (virtiofsd --cache={})", share.dir.display(), share.tag, share.cache.name());
         }
@@ -279,6 +330,8 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
         }
         // The virtio-fs tests start virtiofsd; install it once here, not inside a test.
         virtiofs::ensure_virtiofsd()?;
+        // The network tests ping, shape traffic (tc netem) and fetch pages with curl.
+        xtask::linux::ensure_net_tools()?;
         eprintln!("==> QEMU integration tests");
         ok &= cargo_test(&["-p", "libos-tests"])?;
     }

@@ -143,6 +143,10 @@ pub struct VmConfig {
     /// A command QEMU runs under, e.g. `ip netns exec NS` (it must `exec` QEMU, so that the
     /// timeout's kill reaches QEMU itself). Empty: QEMU runs directly.
     pub launcher: Vec<String>,
+    /// The guest's network card, on the same transport as the other virtio devices (see
+    /// [`crate::net`]). A tap back end also needs [`VmConfig::launcher`] to enter the
+    /// namespace holding the tap.
+    pub net: Option<crate::net::NetConfig>,
 }
 
 impl VmConfig {
@@ -163,7 +167,14 @@ impl VmConfig {
             shares: Vec::new(),
             virtio_transport: None,
             launcher: Vec::new(),
+            net: None,
         }
+    }
+
+    /// How this boot's virtio devices attach: [`VmConfig::virtio_transport`], else the
+    /// machine's default.
+    pub fn transport(&self) -> VirtioTransport {
+        self.virtio_transport.unwrap_or_else(|| VirtioTransport::default_for(self.machine))
     }
 
     /// The QEMU command.
@@ -197,6 +208,9 @@ impl VmConfig {
         command.arg("-kernel").arg(&self.image);
         if !self.cmdline.is_empty() {
             command.args(["-append", &self.cmdline]);
+        }
+        if let Some(net) = &self.net {
+            command.args(net.qemu_args(self.transport()));
         }
         command.args(&self.extra_args);
         command
@@ -376,6 +390,8 @@ pub struct Running {
     finished: mpsc::Receiver<std::io::Result<std::process::ExitStatus>>,
     /// The virtiofsd processes of the boot's shares, stopped after QEMU.
     daemons: Option<crate::virtiofs::Daemons>,
+    /// QEMU has ended and was waited for (else dropping this kills it).
+    ended: bool,
 }
 
 /// Starts QEMU for `config` (and a virtiofsd per share first) without waiting for it.
@@ -388,8 +404,7 @@ pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String
     let daemons = if config.shares.is_empty() { None } else { Some(crate::virtiofs::Daemons::start(&config.shares)?) };
     let mut command = config.command();
     if let Some(daemons) = &daemons {
-        let transport = config.virtio_transport.unwrap_or_else(|| VirtioTransport::default_for(config.machine));
-        command.args(daemons.qemu_args(transport, &config.memory));
+        command.args(daemons.qemu_args(config.transport(), &config.memory));
     }
     let started = Instant::now();
     let mut child = command
@@ -447,6 +462,7 @@ pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String
         stderr_reader: Some(stderr_reader),
         finished,
         daemons,
+        ended: false,
     })
 }
 
@@ -479,7 +495,8 @@ impl Running {
     /// on the host, the rest is lost). [`Running::finish`] then reports the kill as a timeout
     /// or a QEMU failure.
     pub fn kill(&self) {
-        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
+        // Quiet: QEMU may have ended by itself a moment ago.
+        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).stderr(Stdio::null()).status();
     }
 
     /// Waits for QEMU to end (killing it after the config's timeout), stops the boot's
@@ -488,10 +505,14 @@ impl Running {
         let config = self.config.clone();
         let remaining = config.timeout.saturating_sub(self.started.elapsed());
         let status = match self.finished.recv_timeout(remaining) {
-            Ok(status) => Some(status.map_err(|e| format!("waiting for QEMU: {e}"))?),
+            Ok(status) => {
+                self.ended = true;
+                Some(status.map_err(|e| format!("waiting for QEMU: {e}"))?)
+            }
             Err(_) => {
                 self.kill();
                 let _ = self.finished.recv();
+                self.ended = true;
                 None
             }
         };
@@ -515,6 +536,20 @@ impl Running {
             Some(status) => decode_boot_exit(&config, status.code(), &console, &stderr),
         };
         Ok(Outcome { exit, console, stderr, wall })
+    }
+}
+
+/// A guest whose handle is dropped without [`Running::finish`] (a test assertion failed while
+/// it ran, an early `?`) is killed: no QEMU outlives the code that started it.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.kill();
+            let _ = self.finished.recv_timeout(Duration::from_secs(5));
+            if let Ok(mut running) = RUNNING.lock() {
+                running.retain(|&p| p != self.pid);
+            }
+        }
     }
 }
 
@@ -621,6 +656,25 @@ mod tests {
         config.machine = Machine::Q35;
         let error = run(&config, false).unwrap_err().to_string();
         assert!(error.contains("not an aarch64 machine"), "{error}");
+    }
+
+    #[test]
+    fn the_nic_follows_each_machines_transport() {
+        for machine in Machine::ALL {
+            let mut config = VmConfig::new(machine.arch(), PathBuf::from("/nonexistent"));
+            config.machine = machine;
+            config.net = Some(crate::net::NetConfig::user(Vec::new()));
+            let args: Vec<String> = config.command().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+            let joined = args.join(" ");
+            assert!(joined.contains("-netdev user,id=net0,restrict=on"), "{joined}");
+            let pci = matches!(machine, Machine::Q35 | Machine::MicrovmPcie);
+            assert_eq!(joined.contains("-device virtio-net-pci,netdev=net0"), pci, "{joined}");
+            assert_eq!(joined.contains("-device virtio-net-device,netdev=net0"), !pci, "{joined}");
+            assert_eq!(joined.contains("virtio-mmio.force-legacy=false"), !pci, "{joined}");
+            config.virtio_transport = Some(VirtioTransport::Pci);
+            let joined: Vec<String> = config.command().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+            assert!(joined.join(" ").contains("virtio-net-pci"), "{machine:?}: an explicit transport wins");
+        }
     }
 
     #[test]

@@ -2,11 +2,11 @@
 //! requests of 1, 512, 1024 and 1472 bytes and counts what it costs.
 //!
 //! The guest's network is a tap device inside a network namespace created for the run
-//! ([`Netns`]): QEMU is started inside it (`ip netns exec`), the host end of the tap gets
-//! [`HOST_ADDRESS`] and the guest [`GUEST_ADDRESS`], and nothing is routed anywhere else, so no
-//! packet leaves the machine's own namespaces. The namespace is deleted when the measure ends,
-//! fails or panics ([`Drop`]), and on Ctrl-C (the handler kills the running guests and deletes
-//! every namespace still open).
+//! ([`Netns`], shared with `./x run --net tap` and the tests): QEMU is started inside it (`ip
+//! netns exec`), the host end of the tap gets [`HOST_ADDRESS`](crate::netns::HOST_ADDRESS) and
+//! the guest [`GUEST_ADDRESS`], and nothing is routed anywhere else, so no packet leaves the
+//! machine's own namespaces. The namespace is deleted when the measure ends, fails or panics,
+//! and on Ctrl-C.
 //!
 //! Per payload size, two boots of the guest program `icmp_echo` (it prints `[bench] mark start`,
 //! waits for N echo requests, prints `[bench] mark end`):
@@ -18,138 +18,21 @@
 use super::linux::{command_line, per_operation, ticks_to_ns};
 use crate::linux::{LinuxGuest, bench_counters, check_run};
 use crate::measure::{Counters, DeviceTrace, WINDOW_START, failure};
-use crate::qemu::{self, VmConfig};
+use crate::netns::{GUEST_ADDRESS, GUEST_IP, Netns, PingSummary, TAP, parse_ping};
+use crate::net::NetConfig;
+use crate::qemu::{self, VirtioTransport, VmConfig};
 use crate::Result;
 use serde_json::{Value, json};
-use std::process::Command;
-use std::sync::{Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The payload sizes of the seed-003 measurement.
 pub const PAYLOAD_SIZES: [u32; 4] = [1, 512, 1024, 1472];
-/// The host end of the tap, inside the namespace.
-pub const HOST_ADDRESS: &str = "10.0.2.1/24";
-/// The guest's address.
-pub const GUEST_ADDRESS: &str = "10.0.2.15/24";
-const TAP: &str = "tap0";
-
-/// Namespaces this process created and has not deleted yet (for the Ctrl-C handler).
-static OPEN_NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn ip(args: &[&str]) -> Result<()> {
-    let output = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
-    if !output.status.success() {
-        return Err(format!("ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()).into());
-    }
-    Ok(())
-}
-
-fn delete_namespace(name: &str) {
-    // Deleting the namespace also deletes the tap inside it.
-    let _ = Command::new("ip").args(["netns", "delete", name]).stderr(std::process::Stdio::null()).status();
-}
-
-/// On Ctrl-C (SIGINT): kills the guests still running and deletes the namespaces still open,
-/// then exits.
-fn install_interrupt_handler() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let result = ctrlc::set_handler(|| {
-            qemu::kill_running();
-            let names = OPEN_NAMESPACES.lock().map(|n| n.clone()).unwrap_or_default();
-            for name in names {
-                eprintln!("./x: interrupted; deleting network namespace {name}");
-                delete_namespace(&name);
-            }
-            std::process::exit(130);
-        });
-        if let Err(e) = result {
-            eprintln!("./x: warning: cannot catch Ctrl-C ({e}); an interrupted run may leave a network namespace behind");
-        }
-    });
-}
-
-/// A network namespace holding one tap device with [`HOST_ADDRESS`]; deleted on drop.
-pub struct Netns {
-    /// Its name.
-    pub name: String,
-}
-
-impl Netns {
-    /// Creates the namespace and its tap.
-    pub fn create() -> Result<Netns> {
-        install_interrupt_handler();
-        let name = format!("libos-bench-{}", std::process::id());
-        delete_namespace(&name); // a leftover from a killed run of the same pid
-        ip(&["netns", "add", &name])?;
-        if let Ok(mut open) = OPEN_NAMESPACES.lock() {
-            open.push(name.clone());
-        }
-        let netns = Netns { name };
-        let n = netns.name.as_str();
-        ip(&["-n", n, "link", "set", "lo", "up"])?;
-        ip(&["-n", n, "tuntap", "add", "dev", TAP, "mode", "tap"])?;
-        ip(&["-n", n, "addr", "add", HOST_ADDRESS, "dev", TAP])?;
-        ip(&["-n", n, "link", "set", TAP, "up"])?;
-        Ok(netns)
-    }
-
-    /// The launcher that runs a command inside the namespace.
-    pub fn launcher(&self) -> Vec<String> {
-        ["ip", "netns", "exec", &self.name].map(String::from).into()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        delete_namespace(&self.name);
-        if let Ok(mut open) = OPEN_NAMESPACES.lock() {
-            open.retain(|n| n != &self.name);
-        }
-    }
-}
-
-/// What `ping` reported.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PingSummary {
-    /// Requests sent.
-    pub transmitted: u64,
-    /// Replies received.
-    pub received: u64,
-    /// The time ping reports for the whole run, in ms.
-    pub time_ms: f64,
-}
-
-impl PingSummary {
-    /// Replies per second.
-    pub fn pps(&self) -> f64 {
-        self.received as f64 / (self.time_ms / 1000.0).max(1e-9)
-    }
-}
-
-/// Parses ping's `N packets transmitted, M received, ..., time Tms` line.
-pub fn parse_ping(output: &str) -> Option<PingSummary> {
-    let line = output.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut transmitted = None;
-    let mut received = None;
-    let mut time_ms = None;
-    for part in line.split(',').map(str::trim) {
-        let mut words = part.split_whitespace();
-        let (first, second) = (words.next()?, words.next());
-        match second {
-            Some("packets") => transmitted = first.parse().ok(),
-            Some("received") => received = first.parse().ok(),
-            _ if first == "time" => time_ms = second?.strip_suffix("ms")?.parse().ok(),
-            _ => {}
-        }
-    }
-    Some(PingSummary { transmitted: transmitted?, received: received?, time_ms: time_ms? })
-}
 
 /// Boots `config` (inside `netns`; its guest must expect `count * floods` requests), waits for
 /// the guest's start mark, floods it `floods` times with `count` echo requests of `size` bytes,
 /// and returns ping's summaries and the guest's counters (after checking the guest succeeded).
-fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64, floods: usize) -> Result<(Vec<PingSummary>, Counters)> {
+fn flood(netns: &Netns, responder: &Responder<'_>, config: &VmConfig, size: u32, count: u64, floods: usize) -> Result<(Vec<PingSummary>, Counters)> {
     let (sender, console) = mpsc::channel();
     let config_for_thread = config.clone();
     let guest = std::thread::spawn(move || qemu::run_observed(&config_for_thread, false, Some(sender)));
@@ -170,10 +53,10 @@ fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64, floods: usize)
     };
     let mut summaries = Vec::new();
     for _ in 0..if ready { floods } else { 0 } {
-        let guest_ip = GUEST_ADDRESS.split('/').next().unwrap_or(GUEST_ADDRESS);
         // -f: the next request leaves when the reply arrives (or after 10 ms); -w bounds the time.
-        let output = Command::new("ip")
-            .args(["netns", "exec", &netns.name, "ping", "-q", "-f", "-c", &count.to_string(), "-s", &size.to_string(), "-w", "600", guest_ip])
+        let output = netns
+            .command("ping")
+            .args(["-q", "-f", "-c", &count.to_string(), "-s", &size.to_string(), "-w", "600", GUEST_IP])
             .output()
             .map_err(|e| format!("cannot run ping: {e}"))?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -181,29 +64,30 @@ fn flood(netns: &Netns, config: &VmConfig, size: u32, count: u64, floods: usize)
     }
     let outcome = guest.join().map_err(|_| "the guest thread panicked")??;
     if !ready {
-        return Err(failure("icmp_echo (never printed its start mark)", &outcome));
+        return Err(failure(&format!("{} (never printed its start mark)", responder.program), &outcome));
     }
-    check_run("icmp_echo", &outcome)?;
+    (responder.check)(responder.program, &outcome)?;
     Ok((summaries, bench_counters(&outcome.console)))
 }
 
-/// Runs the ICMP workload against the Linux guest `guest` with `count` requests per size.
-pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
-    let arch = guest.arch;
-    let netns = Netns::create()?;
-    let modules = guest.modules_for(&[guest.virtio_transport(), "virtio_net"])?;
-    let config_for = |n: u64| {
-        let mut config = guest.config("icmp_echo", &[n.to_string(), "300".into()], &modules, &format!("bench.net={GUEST_ADDRESS}"));
-        config.extra_args.extend([
-            "-netdev".into(),
-            format!("tap,id=net0,ifname={TAP},script=no,downscript=no"),
-            "-device".into(),
-            "virtio-net-pci,netdev=net0".into(),
-        ]);
-        config.launcher = netns.launcher();
-        config.timeout = Duration::from_secs(900);
-        config
-    };
+/// A guest that answers echo requests between its `[bench] mark start` and `mark end` lines and
+/// then prints `[bench] counter-hz: HZ` and `[bench] window-ticks: TICKS` (its counter from the
+/// first request to the last; see [`bench_counters`]).
+pub(super) struct Responder<'a> {
+    /// Which system it is, for messages and file names (`Linux`, `libos`).
+    pub system: &'a str,
+    /// The guest program, for messages.
+    pub program: &'a str,
+    /// The boot of a guest that waits for `n` requests (QEMU inside the namespace).
+    pub config_for: &'a dyn Fn(u64) -> VmConfig,
+    /// Checks that a run succeeded (`what`, its outcome).
+    pub check: fn(&str, &qemu::Outcome) -> Result<()>,
+}
+
+/// Measures `responder` on `arch` for every size of [`PAYLOAD_SIZES`] with `count` requests
+/// each: pps (median of 5 floods, TCG) and, under icount with a device trace, device traffic
+/// and virtual ns per packet. One JSON object per size.
+pub(super) fn measure_sizes(arch: crate::arch::Arch, netns: &Netns, responder: &Responder<'_>, count: u64) -> Result<Vec<Value>> {
     let traced = |config: &VmConfig, name: &str| -> Result<(VmConfig, DeviceTrace)> {
         let trace = DeviceTrace::new(&crate::linux::cache_dir().join("traces"), name)?;
         let mut config = config.clone();
@@ -211,21 +95,22 @@ pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
         config.icount = true;
         Ok((config, trace))
     };
+    let system = responder.system;
     let mut sizes = Vec::new();
     for size in PAYLOAD_SIZES {
-        eprintln!("==> {arch} Linux: ICMP echo, {count} x {size} bytes: host ping -f (TCG), then again under icount + device trace");
+        eprintln!("==> {arch} {system}: ICMP echo, {count} x {size} bytes: host ping -f (TCG), then again under icount + device trace");
         let floods = crate::measure::MIN_WALL_RUNS;
-        let (summaries, _) = flood(&netns, &config_for(count * floods as u64), size, count, floods)?;
+        let (summaries, _) = flood(netns, responder, &(responder.config_for)(count * floods as u64), size, count, floods)?;
         if let Some(short) = summaries.iter().find(|s| s.received != count) {
-            return Err(format!("{size}-byte flood: {} of {count} replies", short.received).into());
+            return Err(format!("{system} {size}-byte flood: {} of {count} replies", short.received).into());
         }
         let pps = crate::measure::median_min_max(summaries.iter().map(PingSummary::pps).collect());
-        let config = config_for(count);
-        let (icount_config, trace) = traced(&config, &format!("{arch}-icmp-{size}"))?;
-        let (icount_summaries, counters) = flood(&netns, &icount_config, size, count, 1)?;
+        let config = (responder.config_for)(count);
+        let (icount_config, trace) = traced(&config, &format!("{arch}-{}-icmp-{size}", system.to_lowercase()))?;
+        let (icount_summaries, counters) = flood(netns, responder, &icount_config, size, count, 1)?;
         let window = trace.window()?;
-        let hz = counters.get("counter-hz").copied().unwrap_or(1);
-        let window_ticks = counters.get("window-ticks").copied().unwrap_or(0);
+        let counter = |name: &str| counters.get(name).copied().ok_or_else(|| format!("{} printed no `[bench] {name}: N` line", responder.program));
+        let (hz, window_ticks) = (counter("counter-hz")?, counter("window-ticks")?);
         let per_packet = per_operation(&window, count);
         sizes.push(json!({
             "payload_bytes": size,
@@ -239,6 +124,25 @@ pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
             "virtual_ns_per_packet": super::round(ticks_to_ns(window_ticks, hz) / count.max(1) as f64),
         }));
     }
+    Ok(sizes)
+}
+
+/// Runs the ICMP workload against the Linux guest `guest` with `count` requests per size.
+pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
+    let arch = guest.arch;
+    let netns = Netns::create("bench")?;
+    let modules = guest.modules_for(&[guest.virtio_transport(), "virtio_net"])?;
+    let config_for = |n: u64| {
+        let mut config = guest.config("icmp_echo", &[n.to_string(), "300".into()], &modules, &format!("bench.net={GUEST_ADDRESS}"));
+        // The same card as the libos guest of `./x bench net`: modern-only virtio-net-pci.
+        config.net = Some(NetConfig::tap(TAP));
+        config.virtio_transport = Some(VirtioTransport::Pci);
+        config.launcher = netns.launcher();
+        config.timeout = Duration::from_secs(900);
+        config
+    };
+    let responder = Responder { system: "Linux", program: "icmp_echo", config_for: &config_for, check: check_run };
+    let sizes = measure_sizes(arch, &netns, &responder, count)?;
     Ok(json!({
         "program": "bench/c/icmp_echo.c",
         "method": "host `ping -q -f -c N -s SIZE` from a network namespace over a tap; pps = received / ping's time (TCG wall), median of 5 floods in one boot; device counts per packet = traffic between the guest's start and end marks in a traced icount run / N",
@@ -246,18 +150,4 @@ pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
         "sizes": sizes,
         "qemu_command": command_line(&config_for(count)),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ping_summary_parses() {
-        let output = "PING 10.0.2.15 (10.0.2.15) 1472(1500) bytes of data.\n\n--- 10.0.2.15 ping statistics ---\n10000 packets transmitted, 9998 received, 0.02% packet loss, time 2500ms\nrtt min/avg/max/mdev = 0.1/0.2/0.3/0.01 ms, ipg/ewma 0.25/0.2 ms\n";
-        let summary = parse_ping(output).unwrap();
-        assert_eq!(summary, PingSummary { transmitted: 10000, received: 9998, time_ms: 2500.0 });
-        assert!((summary.pps() - 3999.2).abs() < 0.01);
-        assert_eq!(parse_ping("ping: connect: Network is unreachable"), None);
-    }
 }

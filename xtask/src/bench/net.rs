@@ -1,0 +1,220 @@
+//! `./x bench net`: the seed-003 ICMP echo workload against libos's network stack, next to the
+//! Linux guest answering the same floods in the same run (the machinery of [`super::icmp`]).
+//!
+//! Per architecture and payload size (1, 512, 1024, 1472 bytes), for each system:
+//! - **virtual ns per echo** (headline): QEMU `-icount shift=0,sleep=off`, the guest's counter
+//!   from the first echo request to the last / N: guest instructions, plus whatever idle time
+//!   QEMU skipped between packets;
+//! - **exits per echo**: MMIO/PIO accesses + virtio notifications between the guest's start and
+//!   end marks in a QEMU device trace / N (what would exit to the VMM under KVM), and
+//!   interrupts injected per echo;
+//! - **packets/s** (TCG wall clock, secondary): median of 5 host `ping -f` floods in one boot.
+//!
+//! The libos guest is `apps/netecho` with `ping-wait N`: it prints `[bench] mark start`, answers
+//! echo requests until N were answered, prints `[bench] mark end`, then `[bench] counter-hz: HZ`
+//! and `[bench] window-ticks: TICKS` (ticks of its counter from the first request to the last),
+//! and exits 0. Both guests get the same card: modern-only virtio-net-pci on a tap in a
+//! namespace made for the run (x86_64 `q35`, aarch64 `virt` with GICv3), so the comparison is of
+//! the stacks, not of the transports. Writes `bench/results/net.{json,md}`.
+
+use super::icmp::{self, PAYLOAD_SIZES, Responder};
+use super::{host_facts, round};
+use crate::accel::Accel;
+use crate::arch::Arch;
+use crate::linux::LinuxGuest;
+use crate::measure::{self, failure};
+use crate::net::NetConfig;
+use crate::netns::{GUEST_IP_OPTION, Netns, TAP};
+use crate::qemu::{self, Exit, Machine, Outcome, VirtioTransport, VmConfig};
+use crate::{Result, build};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// What a run of the suite does.
+#[derive(Clone, Debug, PartialEq)]
+struct Options {
+    arches: Vec<Arch>,
+    /// Echo requests per payload size (per flood).
+    pings: u64,
+    linux: bool,
+}
+
+impl Options {
+    fn parse(args: Vec<String>) -> Result<Options> {
+        // As in `./x bench linux`: 2 000 requests per size keep the suite's TCG time bounded
+        // (every size floods 5 times plus once under icount, on both systems).
+        let mut options = Options { arches: Arch::ALL.into_iter().filter(|a| a.is_supported()).collect(), pings: 2_000, linux: true };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--arch" => {
+                    let v = value()?;
+                    options.arches = if v == "all" { vec![Arch::X86_64, Arch::Aarch64] } else { vec![v.parse()?] };
+                }
+                "--pings" => {
+                    options.pings = value()?.parse().map_err(|e| format!("--pings: {e}"))?;
+                    if options.pings == 0 {
+                        return Err("--pings must be at least 1".into());
+                    }
+                }
+                "--no-linux" => options.linux = false,
+                other => return Err(format!("unknown option `{other}` for bench net (--arch A|all, --pings N, --no-linux)").into()),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// The machine both guests run on: libos's PCI machine of the arch, like the Linux baseline.
+fn machine(arch: Arch) -> Machine {
+    match arch {
+        Arch::X86_64 => Machine::Q35,
+        Arch::Aarch64 => Machine::VirtGicv3,
+    }
+}
+
+/// A libos run succeeded when `netecho` exited 0.
+fn check_libos(what: &str, outcome: &Outcome) -> Result<()> {
+    if outcome.exit == Exit::Code(0) { Ok(()) } else { Err(failure(what, outcome)) }
+}
+
+/// Measures the libos guest on `arch`.
+fn libos(arch: Arch, netns: &Netns, count: u64) -> Result<(Vec<Value>, String)> {
+    let image = build::build_app("netecho", arch, true)?;
+    let config_for = |n: u64| {
+        let mut config = VmConfig::new(arch, image.clone());
+        config.accel = Accel::Tcg;
+        config.machine = machine(arch);
+        config.memory = "256M".into();
+        config.cmdline = qemu::kernel_cmdline(GUEST_IP_OPTION, &["ping-wait".into(), n.to_string()]);
+        config.net = Some(NetConfig::tap(TAP));
+        config.virtio_transport = Some(VirtioTransport::Pci);
+        config.launcher = netns.launcher();
+        config.timeout = Duration::from_secs(900);
+        config
+    };
+    let responder = Responder { system: "libos", program: "netecho ping-wait", config_for: &config_for, check: check_libos };
+    let sizes = icmp::measure_sizes(arch, netns, &responder, count)?;
+    Ok((sizes, super::linux::command_line(&config_for(count))))
+}
+
+/// The figure at `path` (`a.b`, keys) of a size's JSON.
+fn figure(size: &Value, path: &str) -> Option<f64> {
+    path.split('.').try_fold(size, |v, k| v.get(k)).and_then(Value::as_f64)
+}
+
+/// The figures of the Markdown table: label and path in a size's JSON.
+const FIGURES: [(&str, &str); 4] = [
+    ("virtual ns per echo (icount)", "virtual_ns_per_packet"),
+    ("exits per echo (MMIO/PIO + virtio notifications)", "device_per_packet.total exits"),
+    ("interrupts injected per echo", "device_per_packet.total interrupts injected"),
+    ("packets/s (TCG wall, median of 5 floods)", "pps"),
+];
+
+/// The per-size results of one arch: libos's, and Linux's when it ran.
+type Row = (Arch, Vec<Value>, Option<Vec<Value>>);
+
+/// One table row per arch, size and figure: libos, Linux, libos / Linux.
+fn markdown(rows: &[Row], pings: u64) -> String {
+    let mut md = String::from("# Network benchmark (`./x bench net`)\n\n");
+    md += &format!(
+        "The ICMP echo workload of seed 003 against libos (`apps/netecho ping-wait`) and the Linux guest \
+         (`bench/c/icmp_echo.c`) in the same run: the host floods the guest with {pings} echo requests per payload \
+         size (`ping -f` from a network namespace over a tap), both guests on the same card (modern virtio-net-pci; \
+         x86_64 q35, aarch64 virt-gicv3). Headline: virtual ns per echo under QEMU `-icount shift=0,sleep=off` \
+         (guest instructions plus idle time QEMU skipped) and exits per echo from a device trace between the \
+         guest's start and end marks. Packets/s are TCG wall-clock figures, secondary. Ratios below 1 favour libos.\n\n"
+    );
+    md += "| arch | payload | figure | libos | Linux | libos / Linux |\n|---|---|---|---|---|---|\n";
+    for (arch, ours, theirs) in rows {
+        for (i, size) in PAYLOAD_SIZES.iter().enumerate() {
+            for (label, path) in FIGURES {
+                let us = ours.get(i).and_then(|s| figure(s, path));
+                let them = theirs.as_ref().and_then(|t| t.get(i)).and_then(|s| figure(s, path));
+                let cell = |v: Option<f64>| v.map_or("-".to_string(), measure::format_figure);
+                let ratio = match (us, them) {
+                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                    _ => "-".into(),
+                };
+                md += &format!("| {arch} | {size} B | {label} | {} | {} | {ratio} |\n", cell(us), cell(them));
+            }
+        }
+    }
+    md
+}
+
+pub(super) fn run(args: Vec<String>) -> Result<i32> {
+    let options = Options::parse(args)?;
+    crate::linux::ensure_net_tools()?;
+    let netns = Netns::create("bench")?;
+    let mut rows = Vec::new();
+    let mut arches_json = Vec::new();
+    for &arch in &options.arches {
+        let (ours, command) = libos(arch, &netns, options.pings)?;
+        let theirs = if options.linux { Some(icmp::run(&LinuxGuest::build(arch)?, options.pings)?) } else { None };
+        let their_sizes = theirs.as_ref().and_then(|t| t["sizes"].as_array().cloned());
+        let ratios: Vec<Value> = ours
+            .iter()
+            .enumerate()
+            .map(|(i, size)| {
+                let ratio = |path: &str| {
+                    let them = their_sizes.as_ref()?.get(i).and_then(|s| figure(s, path))?;
+                    let us = figure(size, path)?;
+                    (them > 0.0).then(|| round(us / them))
+                };
+                json!({
+                    "payload_bytes": PAYLOAD_SIZES[i],
+                    "virtual_ns_per_echo": ratio("virtual_ns_per_packet"),
+                    "exits_per_echo": ratio("device_per_packet.total exits"),
+                    "pps": ratio("pps"),
+                })
+            })
+            .collect();
+        arches_json.push(json!({
+            "arch": arch.name(),
+            "libos": { "program": "apps/netecho ping-wait N", "sizes": ours, "qemu_command": command },
+            "linux": theirs,
+            "libos_over_linux": ratios,
+        }));
+        rows.push((arch, ours, their_sizes));
+    }
+    let json = json!({
+        "suite": "net",
+        "host": host_facts(),
+        "accelerator": Accel::Tcg.to_string(),
+        "method": "host `ping -q -f -c N -s SIZE` from a network namespace over a tap into the guest (modern virtio-net-pci; x86_64 q35, aarch64 virt-gicv3); virtual ns per echo = the guest's counter from the first request to the last under -icount shift=0,sleep=off / N; device counts per echo = QEMU trace events between the guest's start and end marks / N; pps = received / ping's time, median of 5 floods in one boot (TCG)",
+        "requests_per_size": options.pings,
+        "arches": arches_json,
+    });
+    let md = markdown(&rows, options.pings);
+    measure::write_results("net", &json, &md, &[])?;
+    print!("{md}");
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse() {
+        let o = Options::parse(vec!["--arch".into(), "aarch64".into(), "--pings".into(), "100".into(), "--no-linux".into()]).unwrap();
+        assert_eq!(o, Options { arches: vec![Arch::Aarch64], pings: 100, linux: false });
+        assert!(Options::parse(vec!["--pings".into(), "0".into()]).is_err());
+        assert!(Options::parse(vec!["--pings".into()]).is_err());
+        assert!(Options::parse(vec!["--fast".into()]).is_err());
+    }
+
+    #[test]
+    fn table_has_ratios_where_both_systems_ran() {
+        let size = |ns: f64, exits: f64| json!({ "virtual_ns_per_packet": ns, "pps": 100.0, "device_per_packet": { "total exits": exits } });
+        let ours = vec![size(5000.0, 4.0); 4];
+        let theirs = vec![size(10000.0, 8.0); 4];
+        let md = markdown(&[(Arch::X86_64, ours.clone(), Some(theirs)), (Arch::Aarch64, ours, None)], 10);
+        assert!(md.contains("| x86_64 | 1 B | virtual ns per echo (icount) | 5000 | 10000 | 0.50 |"), "{md}");
+        assert!(md.contains("| x86_64 | 1472 B | exits per echo (MMIO/PIO + virtio notifications) | 4 | 8 | 0.50 |"), "{md}");
+        assert!(md.contains("| aarch64 | 512 B | virtual ns per echo (icount) | 5000 | - | - |"), "{md}");
+        assert!(md.contains("interrupts injected per echo | - | - | - |"), "{md}");
+    }
+}
