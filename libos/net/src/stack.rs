@@ -609,10 +609,11 @@ impl Inner {
                 self.slots[slot].timer = Some(at);
             }
         }
+        // Always queued (an `Arc` clone): looking at the socket's wait queue here could
+        // deadlock, since a caller blocked on that queue runs its condition (and so this
+        // egress) with the queue's lock held.
         let shared = self.slots[slot].shared.clone();
-        if shared.has_interest() {
-            self.wakes.push(shared);
-        }
+        self.wakes.push(shared);
     }
 
     fn run_timers(&mut self) {
