@@ -566,6 +566,18 @@ impl Inner {
         }
     }
 
+    /// Takes the receive path out (host tests inspect what arrived).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn take_rx(&mut self) -> Option<Box<dyn RxPath>> {
+        self.rx.take()
+    }
+
+    /// Puts the receive path back.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn put_rx(&mut self, rx: Box<dyn RxPath>) {
+        self.rx = Some(rx);
+    }
+
     /// [`Inner::ingress`] for host tests.
     #[cfg(test)]
     pub fn ingress_for_test(&mut self, frame: &mut [u8]) {

@@ -100,3 +100,17 @@ pub fn pump(stacks: &[&'static Stack], rounds: usize) {
         }
     }
 }
+
+/// Runs `f` on `from`, then returns (and delivers) every frame it sent to `to` meanwhile.
+pub fn capture(from: &'static Stack, to: &'static Stack, f: impl FnOnce(&'static Stack)) -> Vec<Vec<u8>> {
+    f(from);
+    let mut frames = Vec::new();
+    to.with(|inner| {
+        let rx = inner.take_rx();
+        if let Some(mut rx) = rx {
+            while rx.receive(&mut |frame| frames.push(frame.to_vec())) {}
+            inner.put_rx(rx);
+        }
+    });
+    frames
+}
