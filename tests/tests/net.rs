@@ -108,7 +108,9 @@ fn connect_when_up(addr: SocketAddr) -> std::io::Result<TcpStream> {
     loop {
         match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
             Ok(stream) => return Ok(stream),
-            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(e) if Instant::now() > deadline => {
+                return Err(std::io::Error::new(e.kind(), format!("connecting to {addr}: still {e} after {UP:?}")));
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     }
