@@ -85,11 +85,6 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Whether anyone would notice a wake-up (so the stack skips the rest).
-    pub fn has_interest(&self) -> bool {
-        !self.waiters.is_empty() || self.registration.lock().is_some()
-    }
-
     /// The socket changed: wake its waiters and queue it on its poller.
     pub fn wake(self: &Arc<Self>) {
         self.waiters.wake_all();

@@ -268,7 +268,7 @@ impl TcpStream {
         }
         let handle = stack.with(|inner| {
             let port = inner.ephemeral_port(false)?;
-            let mut socket = inner.new_tcp_socket();
+            let mut socket = inner.new_tcp_socket()?;
             socket.connect(inner.iface.context(), (ip_to_smol(addr.ip()), addr.port()), port).map_err(|_| Errno::ENETUNREACH)?;
             let slot = inner.allocate(Kind::Tcp);
             let handle = inner.slots[slot].set.add(socket);
@@ -480,8 +480,10 @@ impl UdpSocket {
             if !addr.ip().is_unspecified() && !inner.iface.has_ip_addr(ip_to_smol(addr.ip())) {
                 return Err(Errno::EADDRNOTAVAIL);
             }
-            let buffer = || udp::PacketBuffer::new(alloc::vec![udp::PacketMetadata::EMPTY; UDP_PACKETS], alloc::vec![0u8; UDP_BYTES]);
-            let mut socket = udp::Socket::new(buffer(), buffer());
+            let buffer = || -> Result<udp::PacketBuffer<'static>> {
+                Ok(udp::PacketBuffer::new(alloc::vec![udp::PacketMetadata::EMPTY; UDP_PACKETS], crate::stack::zeroed(UDP_BYTES)?))
+            };
+            let mut socket = udp::Socket::new(buffer()?, buffer()?);
             socket.bind(listen_endpoint(addr, port)).map_err(|_| Errno::EINVAL)?;
             let slot = inner.allocate(Kind::Udp);
             let handle = inner.slots[slot].set.add(socket);

@@ -51,6 +51,14 @@ pub const DEFAULT_TCP_BUFFER: usize = 128 * 1024;
 /// How long a closed-by-the-app connection may wait for the peer before it is aborted.
 const LINGER: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(60);
 
+/// `len` zero bytes, or `ENOMEM` (instead of the allocator aborting the kernel).
+pub fn zeroed(len: usize) -> Result<Vec<u8>> {
+    let mut buffer = Vec::new();
+    buffer.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
+    buffer.resize(len, 0);
+    Ok(buffer)
+}
+
 /// smoltcp's clock from ours.
 pub fn smol_now() -> SmolInstant {
     SmolInstant::from_micros((Instant::now().as_nanos() / 1000) as i64)
@@ -609,10 +617,11 @@ impl Inner {
                 self.slots[slot].timer = Some(at);
             }
         }
+        // Always queued (an `Arc` clone): looking at the socket's wait queue here could
+        // deadlock, since a caller blocked on that queue runs its condition (and so this
+        // egress) with the queue's lock held.
         let shared = self.slots[slot].shared.clone();
-        if shared.has_interest() {
-            self.wakes.push(shared);
-        }
+        self.wakes.push(shared);
     }
 
     fn run_timers(&mut self) {
@@ -695,7 +704,10 @@ impl Inner {
                 return;
             }
             let endpoint = l.endpoint;
-            let mut socket = self.new_tcp_socket();
+            let Ok(mut socket) = self.new_tcp_socket() else {
+                log::warn!("net: out of memory for a listening socket on port {}", endpoint.port);
+                return;
+            };
             if socket.listen(endpoint).is_err() {
                 return;
             }
@@ -713,13 +725,14 @@ impl Inner {
         }
     }
 
-    /// A TCP socket with this stack's buffer size and defaults.
-    pub fn new_tcp_socket(&self) -> tcp::Socket<'static> {
-        let rx = tcp::SocketBuffer::new(alloc::vec![0u8; self.tcp_buffer]);
-        let tx = tcp::SocketBuffer::new(alloc::vec![0u8; self.tcp_buffer]);
+    /// A TCP socket with this stack's buffer size and defaults. `ENOMEM` when the heap cannot
+    /// hold its buffers (the connection is refused; the kernel does not abort).
+    pub fn new_tcp_socket(&self) -> Result<tcp::Socket<'static>> {
+        let rx = tcp::SocketBuffer::new(zeroed(self.tcp_buffer)?);
+        let tx = tcp::SocketBuffer::new(zeroed(self.tcp_buffer)?);
         let mut socket = tcp::Socket::new(rx, tx);
         socket.set_congestion_control(tcp::CongestionControl::Reno);
-        socket
+        Ok(socket)
     }
 
     /// A fresh slot of kind `kind` (user-owned).
@@ -857,10 +870,12 @@ impl Inner {
                 log::info!("net: DHCP lease {} gateway {:?}", config.address, config.router);
                 self.apply_ipv4(update);
             }
-            Some(dhcpv4::Event::Deconfigured) => {
+            // smoltcp reports Deconfigured once at start too: only a lease held is lost.
+            Some(dhcpv4::Event::Deconfigured) if self.ipv4.address.is_some() => {
                 log::info!("net: DHCP lease lost");
                 self.apply_ipv4(Ipv4Config::default());
             }
+            Some(dhcpv4::Event::Deconfigured) => {}
             None => {}
         }
     }
