@@ -10,6 +10,12 @@
 //!   interrupts injected per echo;
 //! - **packets/s** (TCG wall clock, secondary): median of 5 host `ping -f` floods in one boot.
 //!
+//! Caveat on virtual ns: the host paces this workload, and under `sleep=off` a guest waiting
+//! for the next request has its clock jump to its next timer deadline, so the figure counts
+//! the guest's timer period as much as its instructions (and a window that starts at the mark
+//! rather than at the first request adds the host's start-up). Exits and interrupts per echo
+//! do not depend on that and are the steadier figures.
+//!
 //! The libos guest is `apps/netecho` with `ping-wait N`: it prints `[bench] mark start`, answers
 //! echo requests until N were answered, prints `[bench] mark end`, then `[netecho] counter-hz
 //! HZ`, `[netecho] operations N` and `[netecho] window-ticks TICKS` ([`netecho_counters`]), and
@@ -136,7 +142,10 @@ fn markdown(rows: &[Row], pings: u64) -> String {
          size (`ping -f` from a network namespace over a tap), both guests on the same card (modern virtio-net-pci; \
          x86_64 q35, aarch64 virt-gicv3). Headline: virtual ns per echo under QEMU `-icount shift=0,sleep=off` \
          (guest instructions plus idle time QEMU skipped) and exits per echo from a device trace between the \
-         guest's start and end marks. Packets/s are TCG wall-clock figures, secondary. Ratios below 1 favour libos.\n\n"
+         guest's start and end marks. Packets/s are TCG wall-clock figures, secondary. Ratios below 1 favour libos.\n\n\
+         Caveat: the host paces the requests, and under `sleep=off` a waiting guest's clock jumps to its next timer, so \
+         virtual ns per echo count each guest's timer period and idle policy as much as its instructions; exits and \
+         interrupts per echo do not depend on that.\n\n"
     );
     md += "| arch | payload | figure | libos | Linux | libos / Linux |\n|---|---|---|---|---|---|\n";
     for (arch, ours, theirs) in rows {
