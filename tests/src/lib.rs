@@ -73,8 +73,8 @@ pub struct Boot {
 /// The network a boot asked for.
 #[derive(Clone, Debug)]
 enum Net {
-    /// QEMU's user network with these forwards.
-    User(Vec<Forward>),
+    /// QEMU's user network with these forwards, restricted or not.
+    User(Vec<Forward>, bool),
     /// A tap in a namespace: made at [`Boot::start`], or one the test made first.
     Tap(Option<Arc<Netns>>),
 }
@@ -118,9 +118,17 @@ impl Boot {
     }
 
     /// Gives the guest a NIC on QEMU's user network (slirp, restricted to itself; the guest gets
-    /// 10.0.2.15 by DHCP) with `forwards` from loopback host ports, like `./x run --net user`.
+    /// 10.0.2.15 by DHCP, without a gateway) with `forwards` from loopback host ports, like
+    /// `./x run --net user`.
     pub fn net_user(mut self, forwards: &[Forward]) -> Boot {
-        self.net = Some(Net::User(forwards.to_vec()));
+        self.net = Some(Net::User(forwards.to_vec(), true));
+        self
+    }
+
+    /// [`Boot::net_user`] unrestricted, like `./x run --net user-open`: only then does slirp's
+    /// DHCP offer name a gateway (10.0.2.2). Only for guests that talk to slirp alone.
+    pub fn net_user_open(mut self, forwards: &[Forward]) -> Boot {
+        self.net = Some(Net::User(forwards.to_vec(), false));
         self
     }
 
@@ -231,7 +239,8 @@ impl Boot {
         let mut netns = None;
         match &self.net {
             None => {}
-            Some(Net::User(forwards)) => config.net = Some(NetConfig::user(forwards.clone())),
+            Some(Net::User(forwards, true)) => config.net = Some(NetConfig::user(forwards.clone())),
+            Some(Net::User(forwards, false)) => config.net = Some(NetConfig::user_open(forwards.clone())),
             Some(Net::Tap(existing)) => {
                 let ns = existing.clone().unwrap_or_else(crate::netns);
                 config.launcher = ns.launcher();

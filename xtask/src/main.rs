@@ -32,9 +32,13 @@ const HELP: &str = "\
         --root DIR              share DIR as tag `root` and mount it as `/` (root=virtiofs:root)
         --cache auto|never|always|metadata
                                 virtiofsd's cache policy for every share (default auto)
-        --net user|tap          give the guest a virtio-net card (PCI on q35/microvm-pcie, else
-                                virtio-mmio). user: QEMU's user network (slirp, restricted to
-                                itself), guest 10.0.2.15 by DHCP, gateway 10.0.2.2. tap: a tap
+        --net user|user-open|tap
+                                give the guest a virtio-net card (PCI on q35/microvm-pcie, else
+                                virtio-mmio). user: QEMU's user network (slirp) restricted to
+                                itself, guest 10.0.2.15 by DHCP without a gateway (slirp offers
+                                none when restricted). user-open: unrestricted, DHCP gateway
+                                10.0.2.2, through which the guest can reach what the host can
+                                (use with care). tap: a tap
                                 in a network namespace made for the run (host end 10.0.2.1/24,
                                 guest 10.0.2.15 by the added option ip=10.0.2.15/24,gw=10.0.2.1
                                 unless --cmdline has ip=), deleted when QEMU ends or on Ctrl-C;
@@ -209,9 +213,14 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     let mut _netns = None;
     match net_mode {
         None => {}
-        Some(NetMode::User) => {
-            config.net = Some(NetConfig::user(forwards.clone()));
-            eprintln!("==> network: QEMU user network, guest 10.0.2.15 (DHCP), gateway 10.0.2.2");
+        Some(mode @ (NetMode::User | NetMode::UserOpen)) => {
+            if mode == NetMode::User {
+                config.net = Some(NetConfig::user(forwards.clone()));
+                eprintln!("==> network: QEMU user network, restricted: guest 10.0.2.15 by DHCP, no gateway");
+            } else {
+                config.net = Some(NetConfig::user_open(forwards.clone()));
+                eprintln!("==> network: QEMU user network, unrestricted: guest 10.0.2.15 by DHCP, gateway 10.0.2.2");
+            }
             for forward in &forwards {
                 eprintln!("    {}:{}:{} -> guest port {}", forward.protocol.name(), forward.host_address, forward.host_port, forward.guest_port);
             }

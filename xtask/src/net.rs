@@ -2,11 +2,13 @@
 //! and [`crate::qemu::VmConfig::net`] for the tests and benchmarks.
 //!
 //! One virtio-net device, `net0`, on one of two QEMU back ends:
-//! - [`NetBackend::User`]: QEMU's user-mode network (slirp). The guest is 10.0.2.15 with
-//!   gateway 10.0.2.2 by DHCP (libos's default `ip=dhcp` when a NIC is present); host ports
-//!   reach it through `hostfwd` rules bound to loopback only. `restrict=on` keeps the guest
-//!   from reaching anything beyond slirp itself (DHCP still works; forwards are unaffected),
-//!   so no packet of a test can leave the machine.
+//! - [`NetBackend::User`]: QEMU's user-mode network (slirp). The guest is 10.0.2.15 by DHCP
+//!   (libos's default `ip=dhcp` when a NIC is present); host ports reach it through `hostfwd`
+//!   rules bound to loopback only. Restricted by default (`restrict=on`): slirp routes nothing
+//!   beyond itself, so no packet can leave the machine; DHCP and forwards still work, but slirp
+//!   then leaves the router and DNS options out of its DHCP offer (the guest gets no gateway).
+//!   [`NetConfig::user_open`] (`./x run --net user-open`) lifts the restriction: the offer
+//!   names gateway 10.0.2.2, and the guest could reach any address through the host.
 //! - [`NetBackend::Tap`]: a tap device that already exists where QEMU runs, i.e. inside a
 //!   namespace made by [`crate::netns::Netns`] (QEMU started through its launcher).
 //!
@@ -97,6 +99,8 @@ pub enum NetBackend {
     User {
         /// Host ports forwarded to the guest.
         forwards: Vec<Forward>,
+        /// `restrict=on`: nothing routed beyond slirp (and no gateway in the DHCP offer).
+        restrict: bool,
     },
     /// An existing tap device (inside the namespace QEMU runs in).
     Tap {
@@ -115,9 +119,16 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
-    /// A NIC on QEMU's user network with `forwards`.
+    /// A NIC on QEMU's restricted user network with `forwards` (no gateway by DHCP).
     pub fn user(forwards: Vec<Forward>) -> NetConfig {
-        NetConfig { backend: NetBackend::User { forwards }, mac: GUEST_MAC.into() }
+        NetConfig { backend: NetBackend::User { forwards, restrict: true }, mac: GUEST_MAC.into() }
+    }
+
+    /// A NIC on QEMU's unrestricted user network: DHCP offers gateway 10.0.2.2 (and DNS
+    /// 10.0.2.3), through which the guest could reach any address the host can. Use only with
+    /// guests that talk to slirp and forwarded ports alone.
+    pub fn user_open(forwards: Vec<Forward>) -> NetConfig {
+        NetConfig { backend: NetBackend::User { forwards, restrict: false }, mac: GUEST_MAC.into() }
     }
 
     /// A NIC on the tap `ifname`.
@@ -128,8 +139,8 @@ impl NetConfig {
     /// The QEMU arguments of the back end and the device on `transport`.
     pub fn qemu_args(&self, transport: VirtioTransport) -> Vec<String> {
         let netdev = match &self.backend {
-            NetBackend::User { forwards } => {
-                let mut netdev = "user,id=net0,restrict=on".to_string();
+            NetBackend::User { forwards, restrict } => {
+                let mut netdev = format!("user,id=net0,restrict={}", if *restrict { "on" } else { "off" });
                 for forward in forwards {
                     netdev.push_str(",hostfwd=");
                     netdev.push_str(&forward.hostfwd());
@@ -158,6 +169,8 @@ impl NetConfig {
 pub enum NetMode {
     /// `--net user`.
     User,
+    /// `--net user-open`.
+    UserOpen,
     /// `--net tap`.
     Tap,
 }
@@ -168,8 +181,9 @@ impl std::str::FromStr for NetMode {
     fn from_str(s: &str) -> std::result::Result<NetMode, String> {
         match s {
             "user" => Ok(NetMode::User),
+            "user-open" => Ok(NetMode::UserOpen),
             "tap" => Ok(NetMode::Tap),
-            other => Err(format!("unknown network `{other}` (expected user or tap)")),
+            other => Err(format!("unknown network `{other}` (expected user, user-open or tap)")),
         }
     }
 }
@@ -226,6 +240,12 @@ mod tests {
     }
 
     #[test]
+    fn an_open_user_network_is_asked_for_explicitly() {
+        let open = NetConfig::user_open(Vec::new()).qemu_args(VirtioTransport::Mmio).join(" ");
+        assert!(open.starts_with("-netdev user,id=net0,restrict=off "), "{open}");
+    }
+
+    #[test]
     fn device_follows_the_transport() {
         let tap = NetConfig::tap("tap0");
         let mmio = tap.qemu_args(VirtioTransport::Mmio).join(" ");
@@ -242,6 +262,8 @@ mod tests {
     fn modes_resolve() {
         let forward = [Forward::new(Protocol::Tcp, 1, 2)];
         assert_eq!("user".parse::<NetMode>(), Ok(NetMode::User));
+        assert_eq!("user-open".parse::<NetMode>(), Ok(NetMode::UserOpen));
+        assert_eq!(resolve_mode(Some(NetMode::UserOpen), &forward).unwrap(), Some(NetMode::UserOpen));
         assert!("bridge".parse::<NetMode>().is_err());
         assert_eq!(resolve_mode(None, &[]).unwrap(), None);
         assert_eq!(resolve_mode(None, &forward).unwrap(), Some(NetMode::User));

@@ -67,12 +67,12 @@ fn flood(netns: &Netns, responder: &Responder<'_>, config: &VmConfig, size: u32,
         return Err(failure(&format!("{} (never printed its start mark)", responder.program), &outcome));
     }
     (responder.check)(responder.program, &outcome)?;
-    Ok((summaries, bench_counters(&outcome.console)))
+    Ok((summaries, (responder.counters)(&outcome.console)))
 }
 
 /// A guest that answers echo requests between its `[bench] mark start` and `mark end` lines and
-/// then prints `[bench] counter-hz: HZ` and `[bench] window-ticks: TICKS` (its counter from the
-/// first request to the last; see [`bench_counters`]).
+/// then prints its counter's frequency (`counter-hz`) and the ticks of the measured window
+/// (`window-ticks`), read by [`Responder::counters`].
 pub(super) struct Responder<'a> {
     /// Which system it is, for messages and file names (`Linux`, `libos`).
     pub system: &'a str,
@@ -82,6 +82,8 @@ pub(super) struct Responder<'a> {
     pub config_for: &'a dyn Fn(u64) -> VmConfig,
     /// Checks that a run succeeded (`what`, its outcome).
     pub check: fn(&str, &qemu::Outcome) -> Result<()>,
+    /// Reads the counters from the console ([`bench_counters`] for `[bench] NAME: VALUE`).
+    pub counters: fn(&str) -> Counters,
 }
 
 /// Measures `responder` on `arch` for every size of [`PAYLOAD_SIZES`] with `count` requests
@@ -141,7 +143,7 @@ pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
         config.timeout = Duration::from_secs(900);
         config
     };
-    let responder = Responder { system: "Linux", program: "icmp_echo", config_for: &config_for, check: check_run };
+    let responder = Responder { system: "Linux", program: "icmp_echo", config_for: &config_for, check: check_run, counters: bench_counters };
     let sizes = measure_sizes(arch, &netns, &responder, count)?;
     Ok(json!({
         "program": "bench/c/icmp_echo.c",
