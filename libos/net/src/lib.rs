@@ -194,6 +194,20 @@ pub fn wait_for_address(timeout: Duration) -> Result<()> {
     if stack.lock().ipv4.address.is_some() { Ok(()) } else { Err(Errno::ETIMEDOUT) }
 }
 
+/// Waits until the interface has received at least `count` ICMP echo requests in all (see
+/// [`NicStats::icmp_echo_requests`]) or `deadline` passes; returns the count. Sets no timer
+/// of its own, so under `-icount sleep=off` a benchmark's idle time costs no virtual time.
+/// Errors: `ENETDOWN` without a NIC.
+pub fn wait_for_echo_requests(count: u64, deadline: Option<Instant>) -> Result<u64> {
+    let stack = default_stack()?;
+    use core::sync::atomic::Ordering;
+    let seen = || stack.counters.icmp_echo_requests.load(Ordering::Relaxed);
+    stack.echo_target.store(count, Ordering::Relaxed);
+    stack.wait_for(&stack.echo_waiters, deadline, || seen() >= count);
+    stack.echo_target.store(u64::MAX, Ordering::Relaxed);
+    Ok(seen())
+}
+
 /// Runs the network thread's loop (TCP timers) on the calling thread; `libos` spawns a thread
 /// for it when the image has a scheduler. Returns at once without a NIC.
 pub fn run_network_thread() {

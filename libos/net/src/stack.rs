@@ -236,6 +236,11 @@ pub struct Stack {
     pub address_waiters: WaitQueue,
     /// Bumped on every IPv4 configuration change.
     pub address_generation: AtomicU64,
+    /// Woken when ICMP echo requests came in (benchmarks wait for a count without a timer).
+    pub echo_waiters: WaitQueue,
+    /// The echo-request count a waiter on `echo_waiters` waits for (woken only then, so a
+    /// flood does not wake it once per packet).
+    pub echo_target: AtomicU64,
 }
 
 impl Stack {
@@ -313,6 +318,8 @@ impl Stack {
             polling: AtomicBool::new(false),
             address_waiters: WaitQueue::new(),
             address_generation: AtomicU64::new(0),
+            echo_waiters: WaitQueue::new(),
+            echo_target: AtomicU64::new(u64::MAX),
         };
         // Start DHCP (its first DISCOVER) right away.
         stack.with(|inner| inner.egress(CONTROL));
@@ -354,6 +361,9 @@ impl Stack {
         if kick {
             self.timer_kick.store(true, Ordering::Release);
             self.timer_waiters.wake_all();
+        }
+        if self.counters.icmp_echo_requests.load(Ordering::Relaxed) >= self.echo_target.load(Ordering::Relaxed) {
+            self.echo_waiters.wake_all();
         }
         if dhcp_changed {
             self.address_generation.fetch_add(1, Ordering::AcqRel);

@@ -190,7 +190,16 @@ pub struct PciTransport {
     msix: Option<(usize, usize)>,
     /// Set once MSI-X is programmed: queues then use vector 0.
     msix_enabled: core::sync::atomic::AtomicBool,
+    /// Each queue's offset in the notify region, learnt at `setup_queue`, so that a
+    /// notification is one register write instead of three (select, read offset, write):
+    /// every register access is a VM exit.
+    notify_offsets: [core::sync::atomic::AtomicU32; CACHED_NOTIFY_QUEUES],
 }
+
+/// Queues whose notify offset is cached (more queues take the three-access path).
+const CACHED_NOTIFY_QUEUES: usize = 8;
+/// `notify_offsets` entry of a queue not set up yet.
+const NO_OFFSET: u32 = u32::MAX;
 
 /// Every modern virtio function with device id `device_id` on the first bus of `host`.
 ///
@@ -244,6 +253,7 @@ impl PciTransport {
             shared_memory: Vec::new(),
             msix: None,
             msix_enabled: core::sync::atomic::AtomicBool::new(false),
+            notify_offsets: [const { core::sync::atomic::AtomicU32::new(NO_OFFSET) }; CACHED_NOTIFY_QUEUES],
         };
         let mut pointer = usize::from(function.read8(CAPABILITIES) & !3);
         let mut guard = 0;
@@ -378,6 +388,9 @@ impl Transport for PciTransport {
         if notify_offset + 2 > self.notify.len as u64 {
             return Err(Errno::ENODEV);
         }
+        if let Some(slot) = self.notify_offsets.get(usize::from(queue)) {
+            slot.store(notify_offset as u32, Ordering::Release);
+        }
         self.common_write(QUEUE_DESC, addresses.descriptors);
         self.common_write(QUEUE_DRIVER, addresses.available);
         self.common_write(QUEUE_DEVICE, addresses.used);
@@ -387,8 +400,13 @@ impl Transport for PciTransport {
 
     fn notify(&self, queue: u16) {
         core::sync::atomic::fence(Ordering::SeqCst);
-        self.common_write(QUEUE_SELECT, queue);
-        let offset = usize::from(self.common_read::<u16>(QUEUE_NOTIFY_OFF)) * self.notify_multiplier as usize;
+        let cached = self.notify_offsets.get(usize::from(queue)).map_or(NO_OFFSET, |slot| slot.load(Ordering::Acquire));
+        let offset = if cached != NO_OFFSET {
+            cached as usize
+        } else {
+            self.common_write(QUEUE_SELECT, queue);
+            usize::from(self.common_read::<u16>(QUEUE_NOTIFY_OFF)) * self.notify_multiplier as usize
+        };
         // SAFETY: `setup_queue` checked that this queue's notify address lies in the notify
         // region, a BAR mapped as device memory.
         unsafe { core::ptr::write_volatile((self.notify.base + offset) as *mut u16, queue) }
