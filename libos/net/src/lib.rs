@@ -22,7 +22,8 @@
 //! Its limits, which apply here: no silly-window avoidance, no path-MTU discovery, a few
 //! out-of-order segments per connection (8 configured), no SACK-based retransmission. Not
 //! enabled here: IP fragmentation (a UDP datagram must fit one frame: `EMSGSIZE` beyond 1472
-//! bytes over IPv4), multicast, SLAAC. Checksums are computed in software (no offload yet).
+//! bytes over IPv4), multicast, SLAAC. Checksums are offloaded to the device when it offers `CSUM` and
+//! `GUEST_CSUM` (a tap back end does; QEMU's user network does not, and smoltcp computes them).
 //!
 //! Unsafe code lives only in [`virtio_net`] (buffers published to the device).
 #![cfg_attr(not(test), no_std)]
@@ -30,6 +31,7 @@
 
 extern crate alloc;
 
+pub mod checksum;
 pub mod config;
 pub mod flow;
 pub mod nic;
@@ -113,7 +115,8 @@ fn bring_up(transport: Box<dyn libos_virtio::Transport>, irq: Option<u32>, optio
     };
     let transport = device.transport.clone();
     let mac = device.mac;
-    let stack = Stack::new(mac, Box::new(device.rx), Box::new(device.tx), counters, options.ipv4, options.ipv6, describe.clone());
+    let offload = device.checksum_offload;
+    let stack = Stack::new(mac, Box::new(device.rx), Box::new(device.tx), counters, options.ipv4, options.ipv6, describe.clone(), offload);
     if let Some(bytes) = options.tcp_buffer {
         stack.with(|inner| inner.tcp_buffer = bytes);
     }
@@ -142,6 +145,7 @@ fn bring_up(transport: Box<dyn libos_virtio::Transport>, irq: Option<u32>, optio
         m[5],
         if routed { "interrupt-driven" } else { "polling" }
     );
+    log::debug!("net: checksum offload {}", if offload { "on" } else { "off (the device does not offer it)" });
     Some(stack)
 }
 

@@ -121,8 +121,16 @@ impl NicCounters {
     }
 }
 
-fn capabilities() -> DeviceCapabilities {
+/// What smoltcp is told about the device: with `offload`, TCP/UDP/ICMP checksums are the
+/// driver's and the device's business (see [`crate::checksum`]).
+pub fn capabilities(offload: bool) -> DeviceCapabilities {
     let mut caps = DeviceCapabilities::default();
+    if offload {
+        caps.checksum.tcp = phy::Checksum::None;
+        caps.checksum.udp = phy::Checksum::None;
+        caps.checksum.icmpv4 = phy::Checksum::None;
+        caps.checksum.icmpv6 = phy::Checksum::None;
+    }
     caps.medium = Medium::Ethernet;
     caps.max_transmission_unit = MAX_FRAME;
     // One frame per poll keeps the per-packet work bounded; bursts are handled by the
@@ -139,6 +147,8 @@ pub struct Ingress<'a> {
     pub tx: &'a mut dyn TxPath,
     /// Whether an ARP/NDP frame was sent (a socket found no neighbour: see `Stack`).
     pub sent_discovery: bool,
+    /// Checksum offload (must match what the interface was created with).
+    pub offload: bool,
 }
 
 /// A device that only transmits.
@@ -147,6 +157,8 @@ pub struct Egress<'a> {
     pub tx: &'a mut dyn TxPath,
     /// Whether an ARP/NDP frame was sent.
     pub sent_discovery: bool,
+    /// Checksum offload (must match what the interface was created with).
+    pub offload: bool,
 }
 
 /// Received-frame token of [`Ingress`].
@@ -225,7 +237,7 @@ impl Device for Ingress<'_> {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        capabilities()
+        capabilities(self.offload)
     }
 }
 
@@ -252,6 +264,6 @@ impl Device for Egress<'_> {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        capabilities()
+        capabilities(self.offload)
     }
 }

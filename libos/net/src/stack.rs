@@ -202,6 +202,8 @@ pub struct Inner {
     wakes: Vec<Arc<Shared>>,
     /// The earliest timer the network thread was told about (micros; `i64::MAX`: none).
     armed: i64,
+    /// Checksums are offloaded (fixed at creation: smoltcp keeps the capabilities it saw then).
+    offload: bool,
     counters: Arc<NicCounters>,
 }
 
@@ -253,10 +255,11 @@ impl Stack {
         setup: Ipv4Setup,
         ipv6: Option<(Ipv6Address, u8)>,
         describe: String,
+        checksum_offload: bool,
     ) -> Stack {
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = Instant::now().as_nanos() ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5a, 0xa5]);
-        let iface = Interface::new(config, &mut Egress { tx: &mut *tx, sent_discovery: false }, smol_now());
+        let iface = Interface::new(config, &mut Egress { tx: &mut *tx, sent_discovery: false, offload: checksum_offload }, smol_now());
         let mut control = Slot::new(Kind::Control);
         control.user = false;
         let mut inner = Inner {
@@ -279,6 +282,7 @@ impl Stack {
             next_ephemeral: 49152 + (Instant::now().as_nanos() % 16384) as u16,
             wakes: Vec::new(),
             armed: i64::MAX,
+            offload: checksum_offload,
             counters: counters.clone(),
         };
         // IPv6: the link-local address from the MAC (modified EUI-64), and a configured one.
@@ -556,7 +560,7 @@ impl Inner {
         };
         let discovery = matches!(frame.get(12..14), Some([0x08, 0x06]) | Some([0x86, 0xdd]));
         let now = smol_now();
-        let mut device = Ingress { frame: Some(frame), tx: &mut *self.tx, sent_discovery: false };
+        let mut device = Ingress { frame: Some(frame), tx: &mut *self.tx, sent_discovery: false, offload: self.offload };
         match target {
             // No socket: smoltcp answers with a RST or an ICMP port unreachable.
             None => {
@@ -604,7 +608,7 @@ impl Inner {
     pub fn egress(&mut self, slot: usize) {
         let now = smol_now();
         loop {
-            let mut device = Egress { tx: &mut *self.tx, sent_discovery: false };
+            let mut device = Egress { tx: &mut *self.tx, sent_discovery: false, offload: self.offload };
             let result = self.iface.poll_egress(now, &mut device, &mut self.slots[slot].set);
             let sent_discovery = device.sent_discovery;
             self.note_discovery(slot, sent_discovery);

@@ -79,6 +79,7 @@ pub fn pair(a: Ipv4Setup, b: Ipv4Setup, drop_every: usize) -> (&'static Stack, &
             setup,
             None,
             "wire".into(),
+            false,
         );
         &*Box::leak(Box::new(stack))
     };

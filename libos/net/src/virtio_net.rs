@@ -3,8 +3,9 @@
 //!
 //! - **Features.** `MAC` (else a locally administered address is made up), `STATUS` (link
 //!   state), `MRG_RXBUF` (a 12-byte header on legacy devices too; frames still fit one buffer
-//!   because no large-receive offload is negotiated). Checksum offload is not negotiated:
-//!   smoltcp computes and checks checksums itself (see the crate docs).
+//!   because no large-receive offload is negotiated), `CSUM` + `GUEST_CSUM` together: the
+//!   device completes the checksums of frames we send and vouches for those it delivers
+//!   ([`crate::checksum`]); without them smoltcp does both in software.
 //! - **Receive.** Every queue entry holds one 2 KiB buffer of a page-aligned pool (two per
 //!   page, so a buffer never straddles a page); the device writes a header and a frame into it,
 //!   the stack reads the frame in place and the buffer goes straight back on the ring. The ring
@@ -19,6 +20,7 @@
 //! This is the named module of `libos-net` allowed to use `unsafe`: publishing pool buffers to
 //! the device.
 
+use crate::checksum;
 use crate::nic::{MAX_FRAME, NicCounters, RxPath, TxPath};
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::boxed::Box;
@@ -35,6 +37,10 @@ pub const DEVICE_ID: u32 = 1;
 
 /// Device feature bits (virtio 1.2 §5.1.3).
 mod feature {
+    /// The device completes partial checksums of frames we send (`NEEDS_CSUM`).
+    pub const CSUM: u64 = 1 << 0;
+    /// The device tells which received frames have valid checksums (`DATA_VALID`).
+    pub const GUEST_CSUM: u64 = 1 << 1;
     /// The device has a MAC address in its configuration space.
     pub const MAC: u64 = 1 << 5;
     /// Receive buffers may be merged (the header carries `num_buffers`).
@@ -53,6 +59,10 @@ const BUFFER: usize = 2048;
 const HEADER_WITH_COUNT: usize = 12;
 /// Legacy header without `num_buffers`.
 const HEADER_LEGACY: usize = 10;
+/// Header flag: the checksum from `csum_start` on is still to be computed.
+const HDR_NEEDS_CSUM: u8 = 1;
+/// Header flag (receive): the device checked the checksums.
+const HDR_DATA_VALID: u8 = 2;
 
 /// A page-aligned array of [`BUFFER`]-byte buffers the device reads or writes.
 struct Pool {
@@ -108,6 +118,8 @@ pub struct VirtioRx {
     header_len: usize,
     /// Buffers went back on the ring since the last notification.
     reposted: bool,
+    /// Frames the device does not vouch for are checked here (checksum offload).
+    verify: bool,
     counters: Arc<NicCounters>,
 }
 
@@ -120,6 +132,8 @@ pub struct VirtioTx {
     free: Vec<usize>,
     header_len: usize,
     unflushed: bool,
+    /// Checksums are left to the device.
+    offload: bool,
     counters: Arc<NicCounters>,
 }
 
@@ -137,6 +151,8 @@ pub struct VirtioNet {
     pub counters: Arc<NicCounters>,
     /// The transport (to acknowledge and route its interrupt).
     pub transport: Arc<dyn Transport>,
+    /// TCP/UDP/ICMP checksums are left to the device (see [`crate::checksum`]).
+    pub checksum_offload: bool,
     link_status: bool,
 }
 
@@ -149,7 +165,8 @@ impl VirtioNet {
     /// Errors: `ENODEV` when the device refuses the handshake or lacks a queue, `ENOMEM`.
     pub fn new(transport: Box<dyn Transport>, counters: Arc<NicCounters>) -> Result<VirtioNet> {
         let transport: Arc<dyn Transport> = Arc::from(transport);
-        let negotiated = libos_virtio::initialize(&*transport, feature::MAC | feature::MRG_RXBUF | feature::STATUS)?;
+        let negotiated = libos_virtio::initialize(&*transport, feature::MAC | feature::MRG_RXBUF | feature::STATUS | feature::CSUM | feature::GUEST_CSUM)?;
+        let offload = negotiated & (feature::CSUM | feature::GUEST_CSUM) == feature::CSUM | feature::GUEST_CSUM;
         let fail = |e: Errno| {
             transport.set_status(status::FAILED);
             if e == Errno::ENOENT { Errno::ENODEV } else { e }
@@ -178,6 +195,7 @@ impl VirtioNet {
             pool: Pool::new(rx_count).map_err(fail)?,
             header_len,
             reposted: false,
+            verify: offload,
             counters: counters.clone(),
         };
         for i in 0..rx_count {
@@ -191,6 +209,7 @@ impl VirtioNet {
             free: (0..tx_count).rev().collect(),
             header_len,
             unflushed: false,
+            offload,
             counters: counters.clone(),
         };
         libos_virtio::finish_initialization(&*transport);
@@ -202,6 +221,7 @@ impl VirtioNet {
             mac,
             counters,
             link_status: negotiated & feature::STATUS != 0,
+            checksum_offload: offload,
             transport,
         })
     }
@@ -289,6 +309,9 @@ impl RxPath for VirtioRx {
                     }
                 }
             }
+        } else if self.verify && data[0] & (HDR_NEEDS_CSUM | HDR_DATA_VALID) == 0 && !checksum::verify(&data[self.header_len..len]) {
+            // Not vouched for by the device (e.g. a host program's own checksum) and wrong.
+            NicCounters::bump(&self.counters.rx_dropped);
         } else {
             NicCounters::bump(&self.counters.rx_packets);
             NicCounters::add(&self.counters.rx_bytes, (len - self.header_len) as u64);
@@ -321,8 +344,16 @@ impl TxPath for VirtioTx {
         let Some(buffer) = self.free.pop() else { return false };
         // SAFETY: `buffer` is on the free list: the device does not own it.
         let data = unsafe { self.pool.buffer(buffer) };
-        data[..self.header_len].fill(0);
-        f(&mut data[self.header_len..self.header_len + len]);
+        let (header, frame) = data.split_at_mut(self.header_len);
+        header.fill(0);
+        f(&mut frame[..len]);
+        if self.offload
+            && let Some((start, offset)) = checksum::partial(&mut frame[..len])
+        {
+            header[0] = HDR_NEEDS_CSUM;
+            header[6..8].copy_from_slice(&start.to_le_bytes());
+            header[8..10].copy_from_slice(&offset.to_le_bytes());
+        }
         let frame = &data[..self.header_len + len];
         // SAFETY: the buffer stays in the pool and is not touched by the CPU until `reclaim`
         // pops its token.

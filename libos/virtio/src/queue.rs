@@ -221,6 +221,11 @@ impl SplitQueue {
         let flags = if enabled { 0 } else { AVAIL_F_NO_INTERRUPT };
         // SAFETY: `avail.flags` is the first u16 of the available ring inside `memory`.
         unsafe { self.ring_u16(self.available_offset).write_volatile(flags) }
+        // The device must see the flag before the caller looks at the used ring again (the
+        // "enable, then re-check" of virtio 1.2 §2.7.10): without this store-load barrier the
+        // re-check can read a stale index while the device still sees interrupts off, and a
+        // buffer completed in between raises no interrupt.
+        fence(Ordering::SeqCst);
     }
 
     /// Publishes a request: `readable` parts for the device to read, then `writable` parts for
