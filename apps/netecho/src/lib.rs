@@ -22,13 +22,14 @@ use alloc::string::String;
 use core::net::SocketAddr;
 
 /// The usage text printed with a command-line error.
-pub const USAGE: &str = "usage: netecho tcp PORT | udp PORT | sink PORT | source ADDR:PORT BYTES | dhcp | idle | ping-wait N";
+pub const USAGE: &str = "usage: netecho tcp PORT [ROUNDS] | udp PORT | sink PORT | source ADDR:PORT BYTES | dhcp | idle | ping-wait N";
 
 /// What the command line asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// TCP echo server on a port.
-    TcpEcho(u16),
+    /// TCP echo server on a port; with a count, a benchmark window around that many echoes
+    /// (from the first data received), after which it exits.
+    TcpEcho(u16, Option<u64>),
     /// UDP echo on a port.
     UdpEcho(u16),
     /// Accepts connections one after another and checksums what each sends.
@@ -49,7 +50,8 @@ impl Command {
         let port = |text: &str| text.parse::<u16>().map_err(|_| format!("bad port `{text}`"));
         let count = |text: &str| parse_count(text).ok_or_else(|| format!("bad number `{text}`"));
         match args {
-            ["tcp", p] => Ok(Command::TcpEcho(port(p)?)),
+            ["tcp", p] => Ok(Command::TcpEcho(port(p)?, None)),
+            ["tcp", p, n] => Ok(Command::TcpEcho(port(p)?, Some(count(n)?))),
             ["udp", p] => Ok(Command::UdpEcho(port(p)?)),
             ["sink", p] => Ok(Command::Sink(port(p)?)),
             ["source", address, bytes] => {

@@ -4,6 +4,8 @@
 //! - `tcp PORT`: TCP echo server; many connections through one [`Poller`], non-blocking, each
 //!   with a bounded pending-output buffer ([`EchoBuffer`]) so a slow reader loses nothing and
 //!   a reader that never reads only stops being read. Prints `[netecho] tcp echo on port PORT`.
+//!   `tcp PORT ROUNDS`: the same, measuring a benchmark window from the first data received
+//!   to ROUNDS echoes later (counter and idle ticks, as `ping-wait`), then exits 0.
 //! - `udp PORT`: every datagram goes back to its sender. Prints `[netecho] udp echo on port PORT`.
 //! - `sink PORT`: accepts connections one at a time, reads each to EOF and prints
 //!   `[netecho] sink N bytes fnv1a64=H` (or `[netecho] sink error ENAME`), then takes the next.
@@ -52,7 +54,7 @@ fn main() -> i32 {
         }
     };
     let result = match command {
-        Command::TcpEcho(port) => tcp_echo(port),
+        Command::TcpEcho(port, window) => tcp_echo(port, window),
         Command::UdpEcho(port) => udp_echo(port),
         Command::Sink(port) => sink(port),
         Command::Source(address, bytes) => source(address, bytes),
@@ -83,7 +85,37 @@ struct EchoClient {
     interest: (bool, bool),
 }
 
-fn tcp_echo(port: u16) -> Result<(), Errno> {
+/// A benchmark window over echo reads: opens at the first read that brings data, closes
+/// after `rounds` more, then prints the counters `./x bench net` reads.
+struct Window {
+    rounds: u64,
+    seen: u64,
+    start: (u64, u64),
+}
+
+impl Window {
+    /// Counts one read with data; true when the window is complete.
+    fn count(&mut self) -> bool {
+        if self.seen == 0 {
+            println!("[bench] mark start");
+            self.start = (hal::platform().counter(), libos::idle::ticks());
+        }
+        self.seen += 1;
+        if self.seen <= self.rounds {
+            return false;
+        }
+        let (end, idle) = (hal::platform().counter(), libos::idle::ticks());
+        println!("[bench] mark end");
+        println!("[netecho] counter-hz {}", hal::platform().counter_frequency());
+        println!("[netecho] operations {}", self.rounds);
+        println!("[netecho] window-ticks {}", end.wrapping_sub(self.start.0));
+        println!("[netecho] idle-ticks {}", idle - self.start.1);
+        true
+    }
+}
+
+fn tcp_echo(port: u16, window: Option<u64>) -> Result<(), Errno> {
+    let mut window = window.map(|rounds| Window { rounds, seen: 0, start: (0, 0) });
     let listener = TcpListener::bind(any_address(port))?;
     listener.set_nonblocking(true)?;
     let poller = Poller::new();
@@ -102,7 +134,11 @@ fn tcp_echo(port: u16) -> Result<(), Errno> {
             }
             let token = event.token;
             let Some(Some(client)) = clients.get_mut(token) else { continue };
-            let mut keep = echo(client, event, &mut scratch) && !(client.read_closed && client.pending.is_empty());
+            let received = echo(client, event, &mut scratch);
+            let mut keep = received.is_some() && !(client.read_closed && client.pending.is_empty());
+            if received.is_some_and(|n| n > 0) && window.as_mut().is_some_and(Window::count) {
+                return Ok(());
+            }
             let wanted = (!client.read_closed && client.pending.accepts_input(), !client.pending.is_empty());
             if keep && wanted != client.interest {
                 let interest = Interest { readable: wanted.0, writable: wanted.1 };
@@ -149,16 +185,20 @@ fn accept_echo_clients(
 }
 
 /// Reads what the connection has (while its pending output is under the limit) and writes
-/// what the socket takes. `false` when the connection broke.
-fn echo(client: &mut EchoClient, event: &Event, scratch: &mut [u8]) -> bool {
+/// what the socket takes. The bytes read; `None` when the connection broke.
+fn echo(client: &mut EchoClient, event: &Event, scratch: &mut [u8]) -> Option<usize> {
+    let mut received = 0;
     if event.readable || event.hangup || event.error {
         while !client.read_closed && client.pending.accepts_input() {
             let room = (EchoBuffer::LIMIT - client.pending.len()).min(scratch.len());
             match client.stream.read(&mut scratch[..room]) {
                 Ok(0) => client.read_closed = true,
-                Ok(n) => client.pending.push(&scratch[..n]),
+                Ok(n) => {
+                    client.pending.push(&scratch[..n]);
+                    received += n;
+                }
                 Err(Errno::EAGAIN) => break,
-                Err(_) => return false,
+                Err(_) => return None,
             }
         }
     }
@@ -166,10 +206,10 @@ fn echo(client: &mut EchoClient, event: &Event, scratch: &mut [u8]) -> bool {
         match client.stream.write(client.pending.front()) {
             Ok(0) | Err(Errno::EAGAIN) => break,
             Ok(n) => client.pending.consume(n),
-            Err(_) => return false,
+            Err(_) => return None,
         }
     }
-    true
+    Some(received)
 }
 
 fn udp_echo(port: u16) -> Result<(), Errno> {
@@ -319,12 +359,17 @@ fn ping_wait(count: u64) -> Result<(), Errno> {
     // bench/c/icmp_echo.c measures it), waiting without a timer: under `-icount sleep=off`
     // the idle time between packets then costs no virtual time.
     libos::net::wait_for_echo_requests(base + 1, None)?;
-    let start = hal::platform().counter();
+    let (start, idle_start) = (hal::platform().counter(), libos::idle::ticks());
     let seen = libos::net::wait_for_echo_requests(base + count, None)?.saturating_sub(base + 1);
-    let end = hal::platform().counter();
+    let (end, idle_end) = (hal::platform().counter(), libos::idle::ticks());
     println!("[bench] mark end");
     println!("[netecho] counter-hz {}", hal::platform().counter_frequency());
     println!("[netecho] operations {seen}");
     println!("[netecho] window-ticks {}", end.wrapping_sub(start));
+    println!("[netecho] idle-ticks {}", idle_end - idle_start);
+    if let Some(nic) = libos::net::interfaces().first() {
+        let s = nic.stats;
+        println!("[netecho] nic rx {} tx {} rx-dropped {} tx-dropped {} interrupts {}", s.rx_packets, s.tx_packets, s.rx_dropped, s.tx_dropped, s.interrupts);
+    }
     Ok(())
 }

@@ -121,7 +121,8 @@ fn counts() {
 
 #[test]
 fn commands() {
-    assert_eq!(Command::parse(&["tcp", "7"]), Ok(Command::TcpEcho(7)));
+    assert_eq!(Command::parse(&["tcp", "7"]), Ok(Command::TcpEcho(7, None)));
+    assert_eq!(Command::parse(&["tcp", "7", "1K"]), Ok(Command::TcpEcho(7, Some(1024))));
     assert_eq!(Command::parse(&["udp", "7"]), Ok(Command::UdpEcho(7)));
     assert_eq!(Command::parse(&["sink", "9000"]), Ok(Command::Sink(9000)));
     assert_eq!(

@@ -106,6 +106,7 @@ pub fn set_interrupt_handler(interrupt: u32, handler: fn(usize), data: usize) ->
 /// Called by the platform's interrupt entry for device interrupt `interrupt` (interrupts
 /// masked). Returns whether a handler ran.
 pub fn device_interrupt(interrupt: u32) -> bool {
+    crate::idle::leave();
     let Some(slot) = HANDLERS.iter().find(|s| s.interrupt.load(Ordering::Acquire) == interrupt) else {
         return false;
     };

@@ -308,6 +308,7 @@ pub mod irq {
 
     /// Called by the platform when the one-shot timer fires.
     pub fn timer_interrupt() {
+        crate::idle::leave();
         TIMER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
         let handler = TIMER_HANDLER.load(Ordering::Acquire);
         if !handler.is_null() {

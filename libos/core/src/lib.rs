@@ -35,6 +35,7 @@ pub mod exit;
 pub mod fault;
 pub mod hal;
 pub mod heap;
+pub mod idle;
 pub mod interrupts;
 pub mod layout;
 pub mod logger;

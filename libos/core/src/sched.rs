@@ -132,7 +132,9 @@ fn fallback_park(deadline: Option<Instant>) {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
+        crate::idle::enter();
         platform.wait_for_interrupt();
+        crate::idle::leave();
         platform.disable_interrupts();
     }
     platform.restore_interrupts(state);

@@ -305,7 +305,9 @@ extern "C" fn idle_entry(_: usize) -> ! {
             drop(s);
             // Enables interrupts atomically with the halt: a wake-up that raced with the check
             // above is an interrupt that ends the halt at once.
+            libos_core::idle::enter();
             platform.wait_for_interrupt();
+            libos_core::idle::leave();
         } else {
             switch_away(s, State::Ready, Reason::Yielded);
         }

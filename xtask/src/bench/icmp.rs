@@ -114,6 +114,9 @@ pub(super) fn measure_sizes(arch: crate::arch::Arch, netns: &Netns, responder: &
         let counter = |name: &str| counters.get(name).copied().ok_or_else(|| format!("{} printed no `[bench] {name}: N` line", responder.program));
         let (hz, window_ticks) = (counter("counter-hz")?, counter("window-ticks")?);
         let per_packet = per_operation(&window, count);
+        // The window spans `operations` echoes (first request to last) where the guest says so.
+        let operations = counters.get("operations").copied().unwrap_or(count).max(1);
+        let busy = counters.get("idle-ticks").map(|&idle| super::round(ticks_to_ns(window_ticks.saturating_sub(idle), hz) / operations as f64));
         sizes.push(json!({
             "payload_bytes": size,
             "requests": count,
@@ -123,7 +126,8 @@ pub(super) fn measure_sizes(arch: crate::arch::Arch, netns: &Netns, responder: &
             "pps_max": super::round(pps.2),
             "pps_under_icount": icount_summaries.first().map(|s| super::round(s.pps())),
             "device_per_packet": per_packet,
-            "virtual_ns_per_packet": super::round(ticks_to_ns(window_ticks, hz) / count.max(1) as f64),
+            "virtual_ns_per_packet": super::round(ticks_to_ns(window_ticks, hz) / operations as f64),
+            "busy_instructions_per_packet": busy,
         }));
     }
     Ok(sizes)
@@ -133,12 +137,14 @@ pub(super) fn measure_sizes(arch: crate::arch::Arch, netns: &Netns, responder: &
 pub fn run(guest: &LinuxGuest, count: u64) -> Result<Value> {
     let arch = guest.arch;
     let netns = Netns::create("bench")?;
-    let modules = guest.modules_for(&[guest.virtio_transport(), "virtio_net"])?;
+    let transport = super::net::transport(arch);
+    let module = if transport == VirtioTransport::Pci { guest.virtio_transport() } else { "virtio_mmio" };
+    let modules = guest.modules_for(&[module, "virtio_net"])?;
     let config_for = |n: u64| {
         let mut config = guest.config("icmp_echo", &[n.to_string(), "300".into()], &modules, &format!("bench.net={GUEST_ADDRESS}"));
-        // The same card as the libos guest of `./x bench net`: modern-only virtio-net-pci.
+        // The same card as the libos guest of `./x bench net` (see `net::transport`).
         config.net = Some(NetConfig::tap(TAP));
-        config.virtio_transport = Some(VirtioTransport::Pci);
+        config.virtio_transport = Some(transport);
         config.launcher = netns.launcher();
         config.timeout = Duration::from_secs(900);
         config
