@@ -14,6 +14,7 @@ mod virtiofs;
 mod icmp;
 mod linux;
 mod net;
+mod net_scale;
 mod readme;
 
 use crate::{Result, root};

@@ -43,13 +43,15 @@ struct Options {
     /// Echo requests per payload size (per flood).
     pings: u64,
     linux: bool,
+    /// Also measure the cost per packet against the number of open connections.
+    scale: bool,
 }
 
 impl Options {
     fn parse(args: Vec<String>) -> Result<Options> {
         // As in `./x bench linux`: 2 000 requests per size keep the suite's TCG time bounded
         // (every size floods 5 times plus once under icount, on both systems).
-        let mut options = Options { arches: Arch::ALL.into_iter().filter(|a| a.is_supported()).collect(), pings: 2_000, linux: true };
+        let mut options = Options { arches: Arch::ALL.into_iter().filter(|a| a.is_supported()).collect(), pings: 2_000, linux: true, scale: true };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -65,7 +67,8 @@ impl Options {
                     }
                 }
                 "--no-linux" => options.linux = false,
-                other => return Err(format!("unknown option `{other}` for bench net (--arch A|all, --pings N, --no-linux)").into()),
+                "--no-scale" => options.scale = false,
+                other => return Err(format!("unknown option `{other}` for bench net (--arch A|all, --pings N, --no-linux, --no-scale)").into()),
             }
         }
         Ok(options)
@@ -83,7 +86,7 @@ pub(super) fn transport(arch: Arch) -> VirtioTransport {
 }
 
 /// The machine both guests run on: libos's PCI machine of the arch, like the Linux baseline.
-fn machine(arch: Arch) -> Machine {
+pub(super) fn machine(arch: Arch) -> Machine {
     match arch {
         Arch::X86_64 => Machine::Q35,
         Arch::Aarch64 => Machine::VirtGicv3,
@@ -91,7 +94,7 @@ fn machine(arch: Arch) -> Machine {
 }
 
 /// The `[netecho] NAME NUMBER` lines of a console (netecho's report after its window).
-fn netecho_counters(console: &str) -> measure::Counters {
+pub(super) fn netecho_counters(console: &str) -> measure::Counters {
     console
         .lines()
         .filter_map(|l| {
@@ -184,8 +187,11 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
     let netns = Netns::create("bench")?;
     let mut rows = Vec::new();
     let mut arches_json = Vec::new();
+    let mut scale_md = String::new();
     for &arch in &options.arches {
         let (ours, command) = libos(arch, &netns, options.pings)?;
+        let scale = if options.scale { super::net_scale::measure(arch, &netns)? } else { Vec::new() };
+        scale_md += &super::net_scale::markdown(arch, &scale);
         let theirs = if options.linux { Some(icmp::run(&LinuxGuest::build(arch)?, options.pings)?) } else { None };
         let their_sizes = theirs.as_ref().and_then(|t| t["sizes"].as_array().cloned());
         let ratios: Vec<Value> = ours
@@ -210,6 +216,7 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
             "libos": { "program": "apps/netecho ping-wait N", "sizes": ours, "qemu_command": command },
             "linux": theirs,
             "libos_over_linux": ratios,
+            "tcp_round_trips_by_open_connections": scale,
         }));
         rows.push((arch, ours, their_sizes));
     }
@@ -221,7 +228,18 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
         "requests_per_size": options.pings,
         "arches": arches_json,
     });
-    let md = markdown(&rows, options.pings);
+    let mut md = markdown(&rows, options.pings);
+    if !scale_md.is_empty() {
+        md += &format!(
+            "\n## Cost per packet against open connections\n\n`netecho tcp 7 {}` with `tcp_buffer=4K`: the host holds C - 1 idle TCP \
+             connections and ping-pongs one byte on one more (one segment in, one out per round trip); busy guest \
+             instructions per round trip (icount window minus halted ticks) and exits from a device trace. Target: the cost \
+             at 10 000 connections at most 1.2x the cost at one.\n\n\
+             | arch | open connections | busy instructions per round trip | exits per round trip | cost vs 1 connection |\n\
+             |---|---|---|---|---|\n{scale_md}",
+            super::net_scale::ROUNDS
+        );
+    }
     measure::write_results("net", &json, &md, &[])?;
     print!("{md}");
     Ok(0)
@@ -234,7 +252,7 @@ mod tests {
     #[test]
     fn options_parse() {
         let o = Options::parse(vec!["--arch".into(), "aarch64".into(), "--pings".into(), "100".into(), "--no-linux".into()]).unwrap();
-        assert_eq!(o, Options { arches: vec![Arch::Aarch64], pings: 100, linux: false });
+        assert_eq!(o, Options { arches: vec![Arch::Aarch64], pings: 100, linux: false, scale: true });
         assert!(Options::parse(vec!["--pings".into(), "0".into()]).is_err());
         assert!(Options::parse(vec!["--pings".into()]).is_err());
         assert!(Options::parse(vec!["--fast".into()]).is_err());
