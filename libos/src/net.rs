@@ -26,6 +26,7 @@ pub use libos_net as stack;
 
 /// Brings the network up from the kernel options (boot calls this once, after the scheduler
 /// started). Errors: a bad option value, as a message for the boot error.
+#[cfg(target_os = "none")]
 pub(crate) fn start(options: &[(&'static str, alloc::string::String)]) -> Result<(), alloc::string::String> {
     let mut net = libos_net::NetOptions::default();
     for (name, value) in options {

@@ -247,6 +247,7 @@ pub struct Stack {
 
 impl Stack {
     /// A stack over the NIC halves `rx`/`tx` with address `mac`.
+    #[allow(clippy::too_many_arguments)] // one per thing a NIC and its configuration bring
     pub fn new(
         mac: [u8; 6],
         rx: Box<dyn RxPath>,

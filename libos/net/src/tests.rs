@@ -253,8 +253,11 @@ mod driver {
 
     const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
 
+    /// Frames the fake device was given to send.
+    type Sent = Arc<Mutex<Vec<Vec<u8>>>>;
+
     /// A fake NIC: frames to deliver (with their 12-byte header) and frames it was sent.
-    fn device(incoming: Vec<Vec<u8>>) -> (VirtioNet, Arc<Mutex<Vec<Vec<u8>>>>, Arc<FakeTransport>) {
+    fn device(incoming: Vec<Vec<u8>>) -> (VirtioNet, Sent, Arc<FakeTransport>) {
         platform();
         let incoming = Arc::new(Mutex::new(VecDeque::from(incoming)));
         let sent = Arc::new(Mutex::new(Vec::new()));

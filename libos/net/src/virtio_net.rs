@@ -94,9 +94,10 @@ impl Pool {
     #[allow(clippy::mut_from_ref)] // the pool hands out disjoint buffers; see the contract
     unsafe fn buffer(&self, i: usize) -> &mut [u8] {
         debug_assert!(i < self.count);
+        let start = self.base.wrapping_add(i * BUFFER);
         // SAFETY: `i < count`, so the range lies inside the allocation; exclusivity is the
         // caller's promise.
-        unsafe { core::slice::from_raw_parts_mut(self.base.add(i * BUFFER), BUFFER) }
+        unsafe { core::slice::from_raw_parts_mut(start, BUFFER) }
     }
 }
 
@@ -259,12 +260,12 @@ impl Drop for VirtioTx {
 impl VirtioRx {
     /// Puts buffer `i` on the receive ring.
     fn post(&mut self, i: usize) -> Result<()> {
-        // SAFETY: buffer `i` is not on the ring (at init, or just popped); it stays alive in
-        // the pool, and the CPU does not touch it until the device returns its token.
-        let token = unsafe {
-            let buffer = self.pool.buffer(i);
-            self.queue.add(&[], &mut [buffer])?
-        };
+        // SAFETY: buffer `i` is not on the ring (at init, or just popped), and no other
+        // reference to it is alive.
+        let buffer = unsafe { self.pool.buffer(i) };
+        // SAFETY: the buffer stays alive in the pool, and the CPU does not touch it until the
+        // device returns its token.
+        let token = unsafe { self.queue.add(&[], &mut [buffer])? };
         self.buffer_of_token[usize::from(token)] = i;
         Ok(())
     }
