@@ -132,6 +132,11 @@ pub struct VmConfig {
     pub debug_exit: bool,
     /// Run with `-icount shift=0,sleep=off` (deterministic: one virtual ns per instruction).
     pub icount: bool,
+    /// With `icount`: `sleep=on`, so an idle guest's clock follows real time instead of
+    /// jumping to its next timer. For workloads paced by the host (TCP round trips), where
+    /// jumping would fire the guest's retransmission timers while the host is still answering;
+    /// the guest's idle ticks (`libos::idle`) are then subtracted to get its instructions.
+    pub icount_sleep: bool,
     /// Kill QEMU after this long.
     pub timeout: Duration,
     /// More QEMU arguments.
@@ -162,6 +167,7 @@ impl VmConfig {
             cmdline: String::new(),
             debug_exit: true,
             icount: false,
+            icount_sleep: false,
             timeout: Duration::from_secs(60),
             extra_args: Vec::new(),
             shares: Vec::new(),
@@ -196,7 +202,7 @@ impl VmConfig {
         };
         command.args(["-accel", self.accel.qemu_name()]);
         if self.icount {
-            command.args(["-icount", "shift=0,sleep=off"]);
+            command.args(["-icount", if self.icount_sleep { "shift=0,sleep=on" } else { "shift=0,sleep=off" }]);
         }
         command.args(["-m", &self.memory, "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"]);
         if self.debug_exit {

@@ -110,6 +110,9 @@ impl Window {
         println!("[netecho] operations {}", self.rounds);
         println!("[netecho] window-ticks {}", end.wrapping_sub(self.start.0));
         println!("[netecho] idle-ticks {}", idle - self.start.1);
+        print_nic_stats();
+        // Let the last echo leave the device before the VM powers off.
+        libos::thread::sleep(Duration::from_millis(200));
         true
     }
 }
@@ -350,6 +353,17 @@ fn icmp_echo_requests() -> Result<u64, Errno> {
     Ok(interfaces.first().ok_or(Errno::ENODEV)?.stats.icmp_echo_requests)
 }
 
+/// One line of NIC counters (what a benchmark window cost besides instructions).
+fn print_nic_stats() {
+    if let Some(nic) = libos::net::interfaces().first() {
+        let s = nic.stats;
+        println!(
+            "[netecho] nic rx {} tx {} rx-dropped {} tx-dropped {} interrupts {} notifications {} timer-runs {}",
+            s.rx_packets, s.tx_packets, s.rx_dropped, s.tx_dropped, s.interrupts, s.notifications, s.timer_runs
+        );
+    }
+}
+
 fn ping_wait(count: u64) -> Result<(), Errno> {
     // Count from the requests seen so far: a ping the host sent to see the guest is up does
     // not belong to the window.
@@ -367,9 +381,9 @@ fn ping_wait(count: u64) -> Result<(), Errno> {
     println!("[netecho] operations {seen}");
     println!("[netecho] window-ticks {}", end.wrapping_sub(start));
     println!("[netecho] idle-ticks {}", idle_end - idle_start);
-    if let Some(nic) = libos::net::interfaces().first() {
-        let s = nic.stats;
-        println!("[netecho] nic rx {} tx {} rx-dropped {} tx-dropped {} interrupts {}", s.rx_packets, s.tx_packets, s.rx_dropped, s.tx_dropped, s.interrupts);
-    }
+    print_nic_stats();
+    // The reply to the last request is on the device's queue, not necessarily on the wire:
+    // give the device time to send it before the VM powers off.
+    libos::thread::sleep(Duration::from_millis(200));
     Ok(())
 }

@@ -68,6 +68,8 @@ pub struct NicCounters {
     pub notifications: AtomicU64,
     /// ICMP (v4 and v6) echo requests received.
     pub icmp_echo_requests: AtomicU64,
+    /// Times the stack's timers ran (the network thread waking for a TCP timer).
+    pub timer_runs: AtomicU64,
 }
 
 /// A snapshot of [`NicCounters`].
@@ -91,6 +93,8 @@ pub struct NicStats {
     pub notifications: u64,
     /// ICMP echo requests received (IPv4 and IPv6).
     pub icmp_echo_requests: u64,
+    /// Times the stack's timers ran.
+    pub timer_runs: u64,
 }
 
 impl NicCounters {
@@ -117,6 +121,7 @@ impl NicCounters {
             interrupts: get(&self.interrupts),
             notifications: get(&self.notifications),
             icmp_echo_requests: get(&self.icmp_echo_requests),
+            timer_runs: get(&self.timer_runs),
         }
     }
 }

@@ -424,6 +424,12 @@ impl Stack {
         next
     }
 
+    /// Takes the network thread's "timer moved earlier" flag (host tests).
+    #[cfg(test)]
+    pub fn take_kick(&self) -> bool {
+        self.timer_kick.swap(false, Ordering::AcqRel)
+    }
+
     /// The NIC has no interrupt: whoever runs the timers also picks up received frames.
     pub fn set_polling(&self) {
         self.polling.store(true, Ordering::Relaxed);
@@ -652,6 +658,7 @@ impl Inner {
     }
 
     fn run_timers(&mut self) {
+        NicCounters::bump(&self.counters.timer_runs);
         let now = smol_now();
         while let Some(&(at, slot)) = self.timers.first() {
             if at > now.total_micros() {
@@ -661,7 +668,9 @@ impl Inner {
             self.slots[slot].timer = None;
             self.egress(slot);
         }
-        self.armed = i64::MAX;
+        // `armed` stays what the network thread is waiting for: it recomputes it itself
+        // before sleeping again. (Resetting it here made every run look like a new, earlier
+        // timer, kicked the thread again at once, and spun it whenever a timer was pending.)
     }
 
     /// Keeps the demultiplexer and the listener's queues in step with a TCP slot's state.

@@ -157,6 +157,21 @@ fn tcp_survives_loss() {
 }
 
 #[test]
+fn running_the_timers_does_not_wake_the_network_thread_again() {
+    // Regression: running the timers reset the armed deadline, so the network thread was
+    // kicked straight back after every run and spun while any TCP timer was pending.
+    platform();
+    let (a, b) = pair(setup(1), setup(2), 0);
+    let (_listener, _server, client) = connected(a, b, 85);
+    client.write(b"unacknowledged").unwrap(); // a retransmission timer is pending on b
+    let deadline = b.next_timer().expect("a pending timer");
+    b.take_kick();
+    b.run_timers();
+    assert!(!b.take_kick(), "running the timers must not look like a new, earlier timer");
+    assert_eq!(b.next_timer(), Some(deadline), "the timer is still pending, not re-armed earlier");
+}
+
+#[test]
 fn refused_reset_and_errors() {
     platform();
     let (a, b) = pair(setup(1), setup(2), 0);

@@ -1,8 +1,8 @@
 //! Per-packet cost against the number of open TCP connections (issue 13, item 4): does the
 //! stack's work per packet grow with the connections it holds?
 //!
-//! For each count C of [`CONNECTIONS`], one boot of `netecho tcp 7 ROUNDS` under icount with a
-//! device trace (`tcp_buffer=4K`, so that 10 000 connections fit in 1 GiB): the host opens C - 1
+//! For each count C of [`CONNECTIONS`], one boot of `netecho tcp 7 ROUNDS` under icount
+//! (`sleep=on`: the host paces the round trips, see `VmConfig::icount_sleep`) with a device trace (`tcp_buffer=4K`, so that 10 000 connections fit in 1 GiB): the host opens C - 1
 //! connections that stay idle, then one more that ping-pongs one byte ROUNDS + 1 times. The
 //! guest measures the window from the first byte to the last echo: busy instructions per
 //! round trip (window minus the ticks it spent halted, `libos::idle`) and, from the trace,
@@ -77,6 +77,7 @@ pub(super) fn measure(arch: Arch, netns: &Netns) -> Result<Vec<Value>> {
         config.virtio_transport = Some(transport(arch));
         config.launcher = netns.launcher();
         config.icount = true;
+        config.icount_sleep = true;
         config.extra_args.extend(trace.qemu_args());
         config.timeout = Duration::from_secs(1200);
         let running = qemu::start(&config, false, None)?;
