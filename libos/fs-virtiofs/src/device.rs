@@ -520,52 +520,7 @@ mod tests {
         config.extend_from_slice(&1u32.to_le_bytes());
         let transport: &'static FakeTransport =
             Box::leak(Box::new(FakeTransport::new(DEVICE_ID, features::INDIRECT_DESC, config, 1024, respond)));
-        (VirtioFsDevice::new(Box::new(Borrowed(transport)), None, Some(timeout)).unwrap(), transport)
-    }
-
-    /// Lets the test keep a reference to the transport the device owns.
-    struct Borrowed(&'static FakeTransport);
-
-    impl Transport for Borrowed {
-        fn describe(&self) -> String {
-            self.0.describe()
-        }
-        fn device_id(&self) -> u32 {
-            self.0.device_id()
-        }
-        fn is_modern(&self) -> bool {
-            true
-        }
-        fn device_features(&self) -> u64 {
-            self.0.device_features()
-        }
-        fn set_driver_features(&self, features: u64) {
-            self.0.set_driver_features(features);
-        }
-        fn status(&self) -> u8 {
-            self.0.status()
-        }
-        fn set_status(&self, status: u8) {
-            self.0.set_status(status);
-        }
-        fn max_queue_size(&self, queue: u16) -> u16 {
-            self.0.max_queue_size(queue)
-        }
-        fn setup_queue(&self, queue: u16, size: u16, addresses: libos_virtio::QueueAddresses) -> Result<()> {
-            self.0.setup_queue(queue, size, addresses)
-        }
-        fn notify(&self, queue: u16) {
-            self.0.notify(queue);
-        }
-        fn read_config(&self, offset: usize, buf: &mut [u8]) {
-            self.0.read_config(offset, buf);
-        }
-        fn acknowledge_interrupt(&self) -> u32 {
-            self.0.acknowledge_interrupt()
-        }
-        fn shared_memory(&self, id: u8) -> Option<libos_core::hal::MemoryRegion> {
-            self.0.shared_memory(id)
-        }
+        (VirtioFsDevice::new(Box::new(transport), None, Some(timeout)).unwrap(), transport)
     }
 
     /// Answers a request with a 16-byte header (len, error 0, the request's unique) followed by

@@ -272,13 +272,13 @@ mod driver {
     type Sent = Arc<Mutex<Vec<Vec<u8>>>>;
 
     /// A fake NIC: frames to deliver (with their 12-byte header) and frames it was sent.
-    fn device(incoming: Vec<Vec<u8>>) -> (VirtioNet, Sent, Arc<FakeTransport>) {
+    fn device(incoming: Vec<Vec<u8>>) -> (VirtioNet, Sent, &'static FakeTransport) {
         platform();
         let incoming = Arc::new(Mutex::new(VecDeque::from(incoming)));
         let sent = Arc::new(Mutex::new(Vec::new()));
         let sent_by_device = sent.clone();
         let features = (1 << 5) | (1 << 15); // MAC, MRG_RXBUF
-        let transport = Arc::new(FakeTransport::new(
+        let transport: &'static FakeTransport = Box::leak(Box::new(FakeTransport::new(
             DEVICE_ID,
             features,
             MAC.to_vec(),
@@ -290,53 +290,8 @@ mod driver {
                     Some(Vec::new())
                 }
             }),
-        ));
-        let boxed: Box<dyn libos_virtio::Transport> = Box::new(Shared(transport.clone()));
-        (VirtioNet::new(boxed, Arc::new(NicCounters::default())).unwrap(), sent, transport)
-    }
-
-    /// Lets the test keep a reference to the fake while the driver owns a transport.
-    struct Shared(Arc<FakeTransport>);
-    impl libos_virtio::Transport for Shared {
-        fn describe(&self) -> String {
-            self.0.describe()
-        }
-        fn device_id(&self) -> u32 {
-            self.0.device_id()
-        }
-        fn is_modern(&self) -> bool {
-            self.0.is_modern()
-        }
-        fn device_features(&self) -> u64 {
-            self.0.device_features()
-        }
-        fn set_driver_features(&self, features: u64) {
-            self.0.set_driver_features(features);
-        }
-        fn status(&self) -> u8 {
-            self.0.status()
-        }
-        fn set_status(&self, status: u8) {
-            self.0.set_status(status);
-        }
-        fn max_queue_size(&self, queue: u16) -> u16 {
-            self.0.max_queue_size(queue)
-        }
-        fn setup_queue(&self, queue: u16, size: u16, addresses: libos_virtio::QueueAddresses) -> libos_core::Result<()> {
-            self.0.setup_queue(queue, size, addresses)
-        }
-        fn notify(&self, queue: u16) {
-            self.0.notify(queue);
-        }
-        fn read_config(&self, offset: usize, buf: &mut [u8]) {
-            self.0.read_config(offset, buf);
-        }
-        fn acknowledge_interrupt(&self) -> u32 {
-            self.0.acknowledge_interrupt()
-        }
-        fn shared_memory(&self, id: u8) -> Option<libos_core::hal::MemoryRegion> {
-            self.0.shared_memory(id)
-        }
+        )));
+        (VirtioNet::new(Box::new(transport), Arc::new(NicCounters::default())).unwrap(), sent, transport)
     }
 
     fn with_header(frame: &[u8]) -> Vec<u8> {

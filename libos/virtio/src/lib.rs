@@ -151,6 +151,56 @@ pub trait Transport: Send + Sync {
     }
 }
 
+/// A borrowed transport is a transport: a test keeps a `&'static` fake device
+/// ([`testing::FakeTransport`]) while the driver owns `Box::new(&FAKE)`.
+impl<T: Transport + ?Sized> Transport for &T {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn device_id(&self) -> u32 {
+        (**self).device_id()
+    }
+    fn is_modern(&self) -> bool {
+        (**self).is_modern()
+    }
+    fn device_features(&self) -> u64 {
+        (**self).device_features()
+    }
+    fn set_driver_features(&self, features: u64) {
+        (**self).set_driver_features(features);
+    }
+    fn status(&self) -> u8 {
+        (**self).status()
+    }
+    fn set_status(&self, status: u8) {
+        (**self).set_status(status);
+    }
+    fn max_queue_size(&self, queue: u16) -> u16 {
+        (**self).max_queue_size(queue)
+    }
+    fn setup_queue(&self, queue: u16, size: u16, addresses: QueueAddresses) -> Result<()> {
+        (**self).setup_queue(queue, size, addresses)
+    }
+    fn notify(&self, queue: u16) {
+        (**self).notify(queue);
+    }
+    fn read_config(&self, offset: usize, buf: &mut [u8]) {
+        (**self).read_config(offset, buf);
+    }
+    fn acknowledge_interrupt(&self) -> u32 {
+        (**self).acknowledge_interrupt()
+    }
+    fn shared_memory(&self, id: u8) -> Option<MemoryRegion> {
+        (**self).shared_memory(id)
+    }
+    fn prepare_interrupt(&self, interrupt: u32) -> Result<()> {
+        (**self).prepare_interrupt(interrupt)
+    }
+    fn enable_interrupt(&self, interrupt: u32) -> Result<()> {
+        (**self).enable_interrupt(interrupt)
+    }
+}
+
 /// Resets the device and negotiates features: the device's features intersected with `wanted`
 /// (plus `VERSION_1` on modern transports, which must accept it). Leaves the device in
 /// `ACKNOWLEDGE | DRIVER | FEATURES_OK` (legacy: without `FEATURES_OK`): set up the queues, then
