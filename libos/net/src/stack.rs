@@ -200,6 +200,8 @@ pub struct Inner {
     pub tcp_buffer: usize,
     next_ephemeral: u16,
     wakes: Vec<Arc<Shared>>,
+    /// Scratch list of the slots a timer run polls (kept for its capacity).
+    due: Vec<usize>,
     /// The earliest timer the network thread was told about (micros; `i64::MAX`: none).
     armed: i64,
     /// Checksums are offloaded (fixed at creation: smoltcp keeps the capabilities it saw then).
@@ -282,6 +284,7 @@ impl Stack {
             tcp_buffer: DEFAULT_TCP_BUFFER,
             next_ephemeral: 49152 + (Instant::now().as_nanos() % 16384) as u16,
             wakes: Vec::new(),
+            due: Vec::new(),
             armed: i64::MAX,
             offload: checksum_offload,
             counters: counters.clone(),
@@ -619,7 +622,13 @@ impl Inner {
             let result = self.iface.poll_egress(now, &mut device, &mut self.slots[slot].set);
             let sent_discovery = device.sent_discovery;
             self.note_discovery(slot, sent_discovery);
-            if result == smoltcp::iface::PollResult::None || self.tx.reclaim() == 0 {
+            if result == smoltcp::iface::PollResult::None {
+                break;
+            }
+            if self.tx.reclaim() == 0 {
+                // Every transmit buffer is in flight: tell the device now (not only when the
+                // stack's lock is released) so that it can free some.
+                self.tx.flush();
                 break;
             }
         }
@@ -660,14 +669,23 @@ impl Inner {
     fn run_timers(&mut self) {
         NicCounters::bump(&self.counters.timer_runs);
         let now = smol_now();
+        // Take the due slots first, then poll each once: a slot that is due again at once
+        // (it could not send: every transmit buffer in flight) waits for the next run, after
+        // the device was told about what is queued, instead of spinning here.
+        let mut due = core::mem::take(&mut self.due);
         while let Some(&(at, slot)) = self.timers.first() {
             if at > now.total_micros() {
                 break;
             }
             self.timers.pop_first();
             self.slots[slot].timer = None;
+            due.push(slot);
+        }
+        for &slot in &due {
             self.egress(slot);
         }
+        due.clear();
+        self.due = due;
         // `armed` stays what the network thread is waiting for: it recomputes it itself
         // before sleeping again. (Resetting it here made every run look like a new, earlier
         // timer, kicked the thread again at once, and spun it whenever a timer was pending.)

@@ -73,13 +73,43 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
         }
     }
     md += "\nICMP packets/s: median of 5 `ping -f` floods of 2 000 requests per size in one boot (min and max in `linux.json`); with one flood they moved by up to 70% between two runs on this shared host.\n";
-    md += "\nThe libos side of the block and ICMP workloads comes with the virtio-blk and network issues; until then their rows show the Linux baseline only.\n\n";
+    md += "\nThe libos side of the block workload comes with the virtio-blk issue; the ICMP workload's libos side is below (`net.md`).\n\n";
+    md += &network();
     md += &other_suites();
-    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `shim.md`, `shim.json`: C programs through posix-shim vs the Linux guest (`./x bench shim`).\n- `virtiofs.md`, `virtiofs.json`, `virtiofs.svg`: virtio-fs vs ramfs vs the Linux guest on the same share (`./x bench virtiofs`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
+    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `shim.md`, `shim.json`: C programs through posix-shim vs the Linux guest (`./x bench shim`).\n- `virtiofs.md`, `virtiofs.json`, `virtiofs.svg`: virtio-fs vs ramfs vs the Linux guest on the same share (`./x bench virtiofs`).\n- `net.md`, `net.json`: network stack, ICMP echo vs the Linux guest and TCP round trips against open connections (`./x bench net`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
     md += "\n![libos boot](boot-wall-ratio.svg)\n\n![Linux boot](linux-boot-wall-ratio.svg)\n";
     std::fs::write(results_dir()?.join("README.md"), md)?;
     eprintln!("==> wrote bench/results/README.md");
     Ok(())
+}
+
+/// The network suite's headline: ICMP echo against the Linux guest, and the cost per round trip
+/// against open connections.
+fn network() -> String {
+    let Some(net) = read("net.json") else { return String::new() };
+    let mut md = String::from("## libos network (`./x bench net`, icount, same card and run as the Linux guest)\n\n| arch | figure | libos | Linux | libos / Linux |\n|---|---|---|---|---|\n");
+    for arch in net["arches"].as_array().into_iter().flatten() {
+        let name = arch["arch"].as_str().unwrap_or("?");
+        for (i, size) in super::icmp::PAYLOAD_SIZES.iter().enumerate() {
+            for (label, path) in [("virtual ns per echo", "virtual_ns_per_packet"), ("exits per echo", "device_per_packet.total exits")] {
+                let us = at(&arch["libos"], &format!("sizes.{i}.{path}"));
+                let them = at(&arch["linux"], &format!("sizes.{i}.{path}"));
+                let ratio = match (us, them) {
+                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                    _ => "-".into(),
+                };
+                let show = |v: Option<f64>| v.map_or("-".into(), format_figure);
+                md += &format!("| {name} | {size}-byte ICMP echo: {label} | {} | {} | {ratio} |\n", show(us), show(them));
+            }
+        }
+        for row in arch["tcp_round_trips_by_open_connections"].as_array().into_iter().flatten() {
+            md += &format!(
+                "| {name} | TCP 1-byte round trip with {} open connections: busy instructions (cost vs 1 connection) | {} ({}x) | - | - |\n",
+                row["connections"], row["busy_instructions_per_round_trip"], row["cost_vs_one_connection"]
+            );
+        }
+    }
+    md + "\n"
 }
 
 /// The libos suites outside the Linux baseline table (fs, with its own Linux tmpfs run; sched): their headline figures.
