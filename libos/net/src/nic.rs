@@ -7,8 +7,8 @@
 //! - [`TxPath`] lends a transmit buffer to fill; [`TxPath::flush`] tells the device about
 //!   everything queued since the last flush with one notification, so a burst of replies costs
 //!   one device exit.
-//! - [`Ingress`] and [`Egress`] are the `smoltcp::phy::Device`s the stack polls with: `Ingress`
-//!   yields exactly the one frame the demultiplexer already looked at, `Egress` yields none.
+//! - [`Ingress`] is the `smoltcp::phy::Device` the stack polls with: it yields exactly the one
+//!   frame the demultiplexer already looked at (none when the stack only sends).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -144,7 +144,8 @@ pub fn capabilities(offload: bool) -> DeviceCapabilities {
     caps
 }
 
-/// A device that yields one given frame, then nothing; transmits through `tx`.
+/// The device the stack polls smoltcp with: it yields the one frame the demultiplexer already
+/// looked at (none for egress-only polls), then nothing, and transmits through `tx`.
 pub struct Ingress<'a> {
     /// The frame still to hand out.
     pub frame: Option<&'a mut [u8]>,
@@ -156,20 +157,10 @@ pub struct Ingress<'a> {
     pub offload: bool,
 }
 
-/// A device that only transmits.
-pub struct Egress<'a> {
-    /// Where frames go.
-    pub tx: &'a mut dyn TxPath,
-    /// Whether an ARP/NDP frame was sent.
-    pub sent_discovery: bool,
-    /// Checksum offload (must match what the interface was created with).
-    pub offload: bool,
-}
-
 /// Received-frame token of [`Ingress`].
 pub struct RxToken<'a>(&'a mut [u8]);
 
-/// Transmit token of [`Ingress`] and [`Egress`].
+/// Transmit token of [`Ingress`].
 pub struct TxToken<'a> {
     tx: &'a mut dyn TxPath,
     sent_discovery: &'a mut bool,
@@ -231,33 +222,6 @@ impl Device for Ingress<'_> {
     fn receive(&mut self, _: SmolInstant) -> Option<(RxToken<'_>, TxToken<'_>)> {
         let frame = self.frame.take()?;
         Some((RxToken(frame), TxToken { tx: &mut *self.tx, sent_discovery: &mut self.sent_discovery }))
-    }
-
-    fn transmit(&mut self, _: SmolInstant) -> Option<TxToken<'_>> {
-        // No free buffer: smoltcp keeps the data and tries again on a later poll.
-        if self.tx.reclaim() == 0 {
-            return None;
-        }
-        Some(TxToken { tx: &mut *self.tx, sent_discovery: &mut self.sent_discovery })
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        capabilities(self.offload)
-    }
-}
-
-impl Device for Egress<'_> {
-    type RxToken<'b>
-        = RxToken<'b>
-    where
-        Self: 'b;
-    type TxToken<'b>
-        = TxToken<'b>
-    where
-        Self: 'b;
-
-    fn receive(&mut self, _: SmolInstant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        None
     }
 
     fn transmit(&mut self, _: SmolInstant) -> Option<TxToken<'_>> {

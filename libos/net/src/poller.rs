@@ -121,6 +121,8 @@ pub struct Poller {
     state: Arc<PollerState>,
     /// The stack of the sockets registered (its timers run while we wait, if no thread does).
     stack: IrqSpinLock<Option<&'static Stack>>,
+    /// The ready list's spare twin, swapped in by [`Poller::wait`].
+    spare: IrqSpinLock<VecDeque<Arc<Shared>>>,
 }
 
 impl Default for Poller {
@@ -132,7 +134,7 @@ impl Default for Poller {
 impl Poller {
     /// An empty poller.
     pub fn new() -> Poller {
-        Poller { state: Arc::new(PollerState { ready: IrqSpinLock::new(VecDeque::new()), waiters: WaitQueue::new() }), stack: IrqSpinLock::new(None) }
+        Poller { state: Arc::new(PollerState { ready: IrqSpinLock::new(VecDeque::new()), waiters: WaitQueue::new() }), stack: IrqSpinLock::new(None), spare: IrqSpinLock::new(VecDeque::new()) }
     }
 
     /// Watches `source` for `interest`, reporting it as `token`. Errors: `EEXIST` when it is
@@ -219,11 +221,10 @@ impl Poller {
 
     /// Moves the ready list's still-ready sources into `events`.
     fn collect(&self, events: &mut Vec<Event>) {
-        let queued: Vec<Arc<Shared>> = self.state.ready.lock().drain(..).collect();
-        if queued.is_empty() {
-            return;
-        }
-        for shared in queued {
+        // Swap the ready list with a spare one (no allocation per wait once both have grown).
+        let mut queued = core::mem::take(&mut *self.spare.lock());
+        core::mem::swap(&mut queued, &mut *self.state.ready.lock());
+        for shared in queued.drain(..) {
             let mut registration = shared.registration.lock();
             let Some(r) = registration.as_mut().filter(|r| Arc::ptr_eq(&r.poller, &self.state)) else { continue };
             let now = {
@@ -246,5 +247,6 @@ impl Poller {
                 r.queued = false;
             }
         }
+        *self.spare.lock() = queued;
     }
 }

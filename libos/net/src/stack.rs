@@ -23,7 +23,7 @@
 //!   wake-ups happen after the lock is released.
 
 use crate::flow::{self, Flow};
-use crate::nic::{Egress, Ingress, NicCounters, RxPath, TxPath};
+use crate::nic::{Ingress, NicCounters, RxPath, TxPath};
 use crate::poller::Shared;
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -40,6 +40,8 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr, Ipv6Address};
+
+mod slots;
 
 /// The control slot's id.
 pub const CONTROL: usize = 0;
@@ -238,8 +240,6 @@ pub struct Stack {
     polling: AtomicBool,
     /// Woken when the IPv4 configuration changes.
     pub address_waiters: WaitQueue,
-    /// Bumped on every IPv4 configuration change.
-    pub address_generation: AtomicU64,
     /// Woken when ICMP echo requests came in (benchmarks wait for a count without a timer).
     pub echo_waiters: WaitQueue,
     /// The echo-request count a waiter on `echo_waiters` waits for (woken only then, so a
@@ -262,7 +262,7 @@ impl Stack {
     ) -> Stack {
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = Instant::now().as_nanos() ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5a, 0xa5]);
-        let iface = Interface::new(config, &mut Egress { tx: &mut *tx, sent_discovery: false, offload: checksum_offload }, smol_now());
+        let iface = Interface::new(config, &mut Ingress { frame: None, tx: &mut *tx, sent_discovery: false, offload: checksum_offload }, smol_now());
         let mut control = Slot::new(Kind::Control);
         control.user = false;
         let mut inner = Inner {
@@ -325,7 +325,6 @@ impl Stack {
             has_timer_thread: AtomicBool::new(false),
             polling: AtomicBool::new(false),
             address_waiters: WaitQueue::new(),
-            address_generation: AtomicU64::new(0),
             echo_waiters: WaitQueue::new(),
             echo_target: AtomicU64::new(u64::MAX),
         };
@@ -374,7 +373,6 @@ impl Stack {
             self.echo_waiters.wake_all();
         }
         if dhcp_changed {
-            self.address_generation.fetch_add(1, Ordering::AcqRel);
             self.address_waiters.wake_all();
         }
     }
@@ -550,7 +548,7 @@ impl Inner {
             Flow::Tcp { local, remote, syn } => match self.tcp_flows.get(&(local, remote)) {
                 Some(&slot) => Some(slot),
                 None if syn => match self.listeners.get(&local.port).copied() {
-                    Some(listener) => match self.idle_listener(listener, local.addr) {
+                    Some(listener) => match self.idle_listener(listener) {
                         Some(slot) => Some(slot),
                         None => {
                             // Backlog full: drop the SYN (the peer retries), as Linux does.
@@ -618,7 +616,7 @@ impl Inner {
     pub fn egress(&mut self, slot: usize) {
         let now = smol_now();
         loop {
-            let mut device = Egress { tx: &mut *self.tx, sent_discovery: false, offload: self.offload };
+            let mut device = Ingress { frame: None, tx: &mut *self.tx, sent_discovery: false, offload: self.offload };
             let result = self.iface.poll_egress(now, &mut device, &mut self.slots[slot].set);
             let sent_discovery = device.sent_discovery;
             self.note_discovery(slot, sent_discovery);
@@ -691,211 +689,6 @@ impl Inner {
         // timer, kicked the thread again at once, and spun it whenever a timer was pending.)
     }
 
-    /// Keeps the demultiplexer and the listener's queues in step with a TCP slot's state.
-    fn rekey(&mut self, slot: usize) {
-        let Some(socket) = self.slots[slot].tcp() else { return };
-        let state = socket.state();
-        let flow = match (socket.local_endpoint(), socket.remote_endpoint()) {
-            (Some(local), Some(remote)) => Some((local, remote)),
-            _ => None,
-        };
-        let entry = &mut self.slots[slot];
-        let previous = core::mem::replace(&mut entry.last_state, state);
-        if state == tcp::State::Closed && entry.error.is_none() {
-            use tcp::State::*;
-            entry.error = match previous {
-                SynSent => Some(Errno::ECONNREFUSED),
-                SynReceived | Established | FinWait1 | FinWait2 | CloseWait | Closing => Some(Errno::ECONNRESET),
-                _ => None,
-            };
-        }
-        let wanted = flow.filter(|_| !matches!(state, tcp::State::Closed | tcp::State::Listen));
-        if entry.flow != wanted {
-            if let Some(old) = entry.flow.take() {
-                self.tcp_flows.remove(&old);
-            }
-            if let Some(new) = wanted {
-                self.tcp_flows.insert(new, slot);
-                self.slots[slot].flow = Some(new);
-            }
-        }
-        if let Some(parent) = self.slots[slot].parent {
-            let Kind::Listener(listener) = &mut self.slots[parent].kind else { return };
-            let idle = listener.idle.contains(&slot);
-            let queued = listener.ready.contains(&slot);
-            match state {
-                tcp::State::Listen if !idle => listener.idle.push(slot),
-                tcp::State::Listen => {}
-                _ if idle => listener.idle.retain(|&s| s != slot),
-                _ => {}
-            }
-            if matches!(state, tcp::State::Established | tcp::State::CloseWait) && !queued {
-                listener.ready.push_back(slot);
-                let shared = self.slots[parent].shared.clone();
-                self.wakes.push(shared);
-            }
-            if state == tcp::State::SynReceived {
-                self.replenish(parent);
-            }
-        } else if state == tcp::State::Closed && !self.slots[slot].user {
-            self.free(slot);
-        }
-    }
-
-    /// A listening socket of `listener` for a SYN to `addr`, making one if the pool is empty
-    /// and the backlog allows.
-    fn idle_listener(&mut self, listener: usize, _addr: IpAddress) -> Option<usize> {
-        self.replenish(listener);
-        let Kind::Listener(l) = &self.slots[listener].kind else { return None };
-        l.idle.last().copied()
-    }
-
-    /// Tops the listener's pool of listening sockets up to [`IDLE_LISTENERS`] within its backlog.
-    pub fn replenish(&mut self, listener: usize) {
-        loop {
-            let Kind::Listener(l) = &self.slots[listener].kind else { return };
-            if l.idle.len() >= IDLE_LISTENERS || l.members >= l.backlog {
-                return;
-            }
-            let endpoint = l.endpoint;
-            let Ok(mut socket) = self.new_tcp_socket() else {
-                log::warn!("net: out of memory for a listening socket on port {}", endpoint.port);
-                return;
-            };
-            if socket.listen(endpoint).is_err() {
-                return;
-            }
-            let slot = self.allocate(Kind::Tcp);
-            let handle = self.slots[slot].set.add(socket);
-            let entry = &mut self.slots[slot];
-            entry.handle = Some(handle);
-            entry.parent = Some(listener);
-            entry.user = false;
-            entry.last_state = tcp::State::Listen;
-            if let Kind::Listener(l) = &mut self.slots[listener].kind {
-                l.idle.push(slot);
-                l.members += 1;
-            }
-        }
-    }
-
-    /// A TCP socket with this stack's buffer size and defaults. `ENOMEM` when the heap cannot
-    /// hold its buffers (the connection is refused; the kernel does not abort).
-    pub fn new_tcp_socket(&self) -> Result<tcp::Socket<'static>> {
-        let rx = tcp::SocketBuffer::new(zeroed(self.tcp_buffer)?);
-        let tx = tcp::SocketBuffer::new(zeroed(self.tcp_buffer)?);
-        let mut socket = tcp::Socket::new(rx, tx);
-        socket.set_congestion_control(tcp::CongestionControl::Reno);
-        Ok(socket)
-    }
-
-    /// A fresh slot of kind `kind` (user-owned).
-    pub fn allocate(&mut self, kind: Kind) -> usize {
-        match self.free_slots.pop() {
-            Some(id) => {
-                let generation = self.slots[id].generation;
-                self.slots[id] = Slot::new(kind);
-                self.slots[id].generation = generation;
-                id
-            }
-            None => {
-                self.slots.push(Slot::new(kind));
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    /// Releases slot `slot`: keys, timer, ports; stale references now fail.
-    pub fn free(&mut self, slot: usize) {
-        if slot == CONTROL {
-            return;
-        }
-        let entry = &mut self.slots[slot];
-        if matches!(entry.kind, Kind::Free) {
-            return;
-        }
-        if let Some(flow) = entry.flow.take() {
-            self.tcp_flows.remove(&flow);
-        }
-        if let Some(at) = entry.timer.take() {
-            self.timers.remove(&(at, slot));
-        }
-        if let Some(port) = entry.port.take() {
-            match entry.kind {
-                Kind::Udp => {
-                    self.udp_ports.remove(&port);
-                }
-                Kind::Tcp => {
-                    if let Some(count) = self.tcp_client_ports.get_mut(&port) {
-                        *count -= 1;
-                        if *count == 0 {
-                            self.tcp_client_ports.remove(&port);
-                        }
-                    }
-                }
-                Kind::Listener(_) => {
-                    self.listeners.remove(&port);
-                }
-                _ => {}
-            }
-        }
-        let entry = &mut self.slots[slot];
-        entry.kind = Kind::Free;
-        entry.set = SocketSet::new(Vec::new());
-        entry.handle = None;
-        entry.generation += 1;
-        entry.shared.wake(); // a poller still registered drops it
-        self.neighbor_waiting.retain(|&s| s != slot);
-        self.free_slots.push(slot);
-    }
-
-    /// The app let go of slot `slot`: TCP closes gracefully (freed when closed), the rest is
-    /// freed now.
-    pub fn release(&mut self, slot: usize) {
-        self.slots[slot].user = false;
-        let listener_members = match &mut self.slots[slot].kind {
-            Kind::Listener(l) => Some(l.idle.drain(..).chain(l.ready.drain(..)).collect::<Vec<_>>()),
-            _ => None,
-        };
-        if let Some(members) = listener_members {
-            // Closing a listener resets the connections nobody accepted.
-            for member in members {
-                if let Some(socket) = self.slots[member].tcp() {
-                    socket.abort();
-                }
-                self.slots[member].parent = None;
-                self.egress(member);
-                self.free(member);
-            }
-            self.free(slot);
-            return;
-        }
-        match self.slots[slot].tcp() {
-            Some(socket) => {
-                socket.close();
-                socket.set_timeout(Some(LINGER));
-                self.egress(slot);
-                if self.slots[slot].tcp().is_some_and(|s| s.state() == tcp::State::Closed) {
-                    self.free(slot);
-                }
-            }
-            None => self.free(slot),
-        }
-    }
-
-    /// A local port for a connection or an unbound UDP socket.
-    pub fn ephemeral_port(&mut self, udp: bool) -> Result<u16> {
-        for _ in 0..16384 {
-            let port = self.next_ephemeral;
-            self.next_ephemeral = if port == 65535 { 49152 } else { port + 1 };
-            let taken = if udp { self.udp_ports.contains_key(&port) } else { self.tcp_client_ports.contains_key(&port) || self.listeners.contains_key(&port) };
-            if !taken {
-                return Ok(port);
-            }
-        }
-        Err(Errno::EADDRINUSE)
-    }
-
     fn apply_ipv4(&mut self, config: Ipv4Config) {
         self.iface.update_ip_addrs(|addrs| {
             addrs.retain(|cidr| !matches!(cidr, IpCidr::Ipv4(_)));
@@ -932,10 +725,5 @@ impl Inner {
             Some(dhcpv4::Event::Deconfigured) => {}
             None => {}
         }
-    }
-
-    /// The counters.
-    pub fn counters(&self) -> &NicCounters {
-        &self.counters
     }
 }
