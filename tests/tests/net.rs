@@ -487,6 +487,46 @@ fn a_reset_mid_transfer_is_reported_and_the_sink_goes_on() {
     }
 }
 
+/// An idle server holding open connections costs nothing: over 3 seconds with 50 established,
+/// idle connections (no keep-alive), the guest takes the one timer interrupt of its own 3-second
+/// sleep (one more is tolerated for a tick already armed when the count started) and its
+/// network thread never wakes for a TCP timer. A stack that polled its sockets, or re-armed a
+/// timer per connection, would take hundreds.
+#[test]
+fn an_idle_server_with_open_connections_takes_no_timer_interrupts() {
+    const CONNECTIONS: usize = 50;
+    for arch in arches() {
+        let started = netecho_on_tap(arch, &["hold", "7", &CONNECTIONS.to_string(), "3"]);
+        let held = started.netns().run(|| -> std::io::Result<Vec<TcpStream>> {
+            let mut held = Vec::new();
+            for i in 0..CONNECTIONS {
+                let mut stream = if i == 0 { connect_when_up(guest(7))? } else { TcpStream::connect_timeout(&guest(7), UP)? };
+                stream.set_read_timeout(Some(UP))?;
+                let mut byte = [i as u8];
+                stream.write_all(&byte)?;
+                stream.read_exact(&mut byte)?;
+                if byte[0] != i as u8 {
+                    return Err(std::io::Error::other(format!("connection {i} echoed {}", byte[0])));
+                }
+                held.push(stream);
+            }
+            Ok(held)
+        });
+        let held = match held.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(held) => held,
+            Err(e) => started.fail(&format!("opening the connections: {e}")),
+        };
+        let report = started.line_after("[netecho] idle timer-interrupts ", Duration::from_secs(60));
+        let numbers: Vec<u64> = report.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        match numbers[..] {
+            [interrupts, runs] if interrupts <= 2 && runs == 0 => {}
+            _ => started.fail(&format!("an idle server with {CONNECTIONS} connections took `timer-interrupts {report}` in 3 s")),
+        }
+        drop(held);
+        started.stop();
+    }
+}
+
 /// 5% of the packets between host and guest are lost, each way: the host sends from a peer
 /// namespace and the guest's namespace forwards, dropping 5% at random (nftables `numgen` in the
 /// forward hook; `tc netem` is missing from some kernels, this one's included, and a drop of a
@@ -498,6 +538,7 @@ fn tcp_survives_five_percent_loss() {
     const LOSS: &str = "table ip libos_loss {
         chain forward {
             type filter hook forward priority 0; policy accept;
+            counter
             numgen random mod 100 < 5 counter drop
         }
     }";
@@ -515,11 +556,19 @@ fn tcp_survives_five_percent_loss() {
         sink_transfer_from(&started, &peer, 5001, 8 * MIB);
         // The rule really dropped packets (else this test proved nothing).
         let counters = started.netns().output("nft", &["list", "table", "ip", "libos_loss"]).unwrap_or_else(|e| started.fail(&e.to_string()));
-        let dropped: u64 = counters
-            .split_once("counter packets ")
-            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| started.fail(&format!("no counter in {counters}")));
-        assert!(dropped > 50, "{arch}: only {dropped} packets dropped during 8 MiB (expected about 5% of ~6000 each way)");
+        // Both sides send TCP segments of up to 64 KiB that the devices cut (or merge) at the
+        // edges (segmentation offload), so the namespace forwards, and drops, whole large
+        // segments: bursts of up to 45 wire-sized ones, harder on recovery than single losses.
+        let packets: Vec<u64> = counters
+            .split("counter packets ")
+            .skip(1)
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+            .collect();
+        let [forwarded, dropped] = packets[..] else { started.fail(&format!("no counters in {counters}")) };
+        assert!(
+            dropped >= 5 && dropped * 100 >= forwarded,
+            "{arch}: {dropped} of {forwarded} forwarded packets dropped during 8 MiB (expected about 5%)"
+        );
         drop(peer);
         started.stop();
     }

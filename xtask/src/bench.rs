@@ -15,6 +15,7 @@ mod icmp;
 mod linux;
 mod net;
 mod net_scale;
+mod net_tcp;
 mod readme;
 
 use crate::{Result, root};

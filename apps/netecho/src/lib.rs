@@ -22,14 +22,39 @@ use alloc::string::String;
 use core::net::SocketAddr;
 
 /// The usage text printed with a command-line error.
-pub const USAGE: &str = "usage: netecho tcp PORT [ROUNDS] | udp PORT | sink PORT | source ADDR:PORT BYTES | dhcp | idle | ping-wait N";
+pub const USAGE: &str = "usage: netecho tcp PORT [ROUNDS [CONNECTIONS]] | udp PORT | sink PORT | source ADDR:PORT BYTES | dhcp | idle | ping-wait N | bench stream-in|stream-out|rr|http PORT N | hold PORT CONNECTIONS SECONDS";
+
+/// The TCP workloads of `./x bench net`, the same as `bench/c/tcp_bench.c`'s modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchMode {
+    /// N bytes come in; the window runs from the first byte to EOF.
+    StreamIn,
+    /// N bytes go out, then a shutdown; the window runs from the accept to the peer's EOF.
+    StreamOut,
+    /// N + 1 one-byte round trips; the window spans N of them.
+    RoundTrips,
+    /// N + 1 `GET`s on one connection, each answered with [`HTTP_BODY`] bytes.
+    Http,
+}
+
+/// The body size of the `http` workload's answers.
+pub const HTTP_BODY: usize = 4096;
+/// The head of the `http` workload's answers (as `tcp_bench.c` sends it).
+pub const HTTP_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 4096\r\n\r\n";
+
+/// The length of the request head at the start of `bytes` (through its blank line), if complete.
+pub fn request_head_len(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|at| at + 4)
+}
 
 /// What the command line asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
     /// TCP echo server on a port; with a count, a benchmark window around that many echoes
-    /// (from the first data received), after which it exits.
-    TcpEcho(u16, Option<u64>),
+    /// (from the first data received), after which it exits; with a second count, it says when
+    /// it holds that many connections (`[netecho] holding N connections`), so a benchmark can
+    /// wait for its idle connections to be accepted before the window.
+    TcpEcho(u16, Option<u64>, Option<u64>),
     /// UDP echo on a port.
     UdpEcho(u16),
     /// Accepts connections one after another and checksums what each sends.
@@ -42,6 +67,11 @@ pub enum Command {
     Idle,
     /// Marks a benchmark window around this many ICMP echo requests.
     PingWait(u64),
+    /// One TCP benchmark workload on a port with its size (bytes or round trips).
+    Bench(BenchMode, u16, u64),
+    /// Accepts this many connections on a port, echoes one byte on each, then holds them idle
+    /// for this many seconds and reports the timer interrupts the system took meanwhile.
+    Hold(u16, u64, u64),
 }
 
 impl Command {
@@ -50,8 +80,9 @@ impl Command {
         let port = |text: &str| text.parse::<u16>().map_err(|_| format!("bad port `{text}`"));
         let count = |text: &str| parse_count(text).ok_or_else(|| format!("bad number `{text}`"));
         match args {
-            ["tcp", p] => Ok(Command::TcpEcho(port(p)?, None)),
-            ["tcp", p, n] => Ok(Command::TcpEcho(port(p)?, Some(count(n)?))),
+            ["tcp", p] => Ok(Command::TcpEcho(port(p)?, None, None)),
+            ["tcp", p, n] => Ok(Command::TcpEcho(port(p)?, Some(count(n)?), None)),
+            ["tcp", p, n, held] => Ok(Command::TcpEcho(port(p)?, Some(count(n)?), Some(count(held)?))),
             ["udp", p] => Ok(Command::UdpEcho(port(p)?)),
             ["sink", p] => Ok(Command::Sink(port(p)?)),
             ["source", address, bytes] => {
@@ -61,6 +92,17 @@ impl Command {
             ["dhcp"] => Ok(Command::Dhcp),
             ["idle"] => Ok(Command::Idle),
             ["ping-wait", n] => Ok(Command::PingWait(count(n)?)),
+            ["hold", p, n, seconds] => Ok(Command::Hold(port(p)?, count(n)?, count(seconds)?)),
+            ["bench", mode, p, n] => {
+                let mode = match *mode {
+                    "stream-in" => BenchMode::StreamIn,
+                    "stream-out" => BenchMode::StreamOut,
+                    "rr" => BenchMode::RoundTrips,
+                    "http" => BenchMode::Http,
+                    other => return Err(format!("unknown bench mode `{other}`")),
+                };
+                Ok(Command::Bench(mode, port(p)?, count(n)?))
+            }
             [] => Err(String::from("no command")),
             [command, ..] => Err(format!("bad arguments for `{command}`")),
         }

@@ -6,6 +6,7 @@
 //!   a reader that never reads only stops being read. Prints `[netecho] tcp echo on port PORT`.
 //!   `tcp PORT ROUNDS`: the same, measuring a benchmark window from the first data received
 //!   to ROUNDS echoes later (counter and idle ticks, as `ping-wait`), then exits 0.
+//!   `tcp PORT ROUNDS N`: also prints `[netecho] holding N connections` once it holds N.
 //! - `udp PORT`: every datagram goes back to its sender. Prints `[netecho] udp echo on port PORT`.
 //! - `sink PORT`: accepts connections one at a time, reads each to EOF and prints
 //!   `[netecho] sink N bytes fnv1a64=H` (or `[netecho] sink error ENAME`), then takes the next.
@@ -15,6 +16,11 @@
 //!   server). Exit code 1 on any error.
 //! - `dhcp`: waits for an address and prints `[netecho] address A.B.C.D/P gateway G`.
 //! - `idle`: prints `[netecho] idle` and sleeps forever (the host pings it).
+//! - `bench stream-in|stream-out|rr|http PORT N`: one TCP workload of `./x bench net`, the
+//!   same as `bench/c/tcp_bench.c` in the Linux guest (see `bench.rs`).
+//! - `hold PORT N SECONDS`: accepts N connections, echoes one byte on each, prints
+//!   `[netecho] holding N connections`, holds them idle for SECONDS and prints `[netecho] idle
+//!   timer-interrupts T timer-runs R`: what an idle server with open connections costs.
 //! - `ping-wait N`: brackets N ICMP echo requests with `[bench] mark start` / `[bench] mark
 //!   end` and prints the counter frequency, the count and the ticks between the marks.
 //!
@@ -25,6 +31,8 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+mod bench;
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -54,13 +62,15 @@ fn main() -> i32 {
         }
     };
     let result = match command {
-        Command::TcpEcho(port, window) => tcp_echo(port, window),
+        Command::TcpEcho(port, window, announce) => tcp_echo(port, window, announce),
         Command::UdpEcho(port) => udp_echo(port),
         Command::Sink(port) => sink(port),
         Command::Source(address, bytes) => source(address, bytes),
         Command::Dhcp => dhcp(),
         Command::Idle => idle(),
         Command::PingWait(count) => ping_wait(count),
+        Command::Bench(mode, port, n) => bench::run(mode, port, n),
+        Command::Hold(port, connections, seconds) => hold(port, connections, seconds),
     };
     match result {
         Ok(()) => 0,
@@ -117,7 +127,7 @@ impl Window {
     }
 }
 
-fn tcp_echo(port: u16, window: Option<u64>) -> Result<(), Errno> {
+fn tcp_echo(port: u16, window: Option<u64>, mut announce: Option<u64>) -> Result<(), Errno> {
     let mut window = window.map(|rounds| Window { rounds, seen: 0, start: (0, 0) });
     let listener = TcpListener::bind(any_address(port))?;
     listener.set_nonblocking(true)?;
@@ -133,6 +143,11 @@ fn tcp_echo(port: u16, window: Option<u64>) -> Result<(), Errno> {
         for event in &events {
             if event.token == LISTENER {
                 accept_echo_clients(&listener, &poller, &mut clients, &mut free_slots);
+                let held = (clients.len() - free_slots.len()) as u64;
+                if announce.is_some_and(|n| held >= n) {
+                    println!("[netecho] holding {held} connections");
+                    announce = None;
+                }
                 continue;
             }
             let token = event.token;
@@ -337,6 +352,30 @@ fn dhcp() -> Result<(), Errno> {
         return Ok(());
     }
     Err(Errno::EADDRNOTAVAIL)
+}
+
+fn hold(port: u16, connections: u64, seconds: u64) -> Result<(), Errno> {
+    let listener = TcpListener::bind_with_backlog(any_address(port), connections as usize)?;
+    println!("[netecho] hold on port {port}");
+    let mut held = Vec::new();
+    let mut byte = [0u8; 1];
+    for _ in 0..connections {
+        let (stream, _) = listener.accept()?;
+        stream.read_exact(&mut byte)?;
+        stream.write_all(&byte)?;
+        held.push(stream);
+    }
+    // Let the last ACKs and any delayed-ACK timer run out before counting.
+    libos::thread::sleep(Duration::from_millis(500));
+    let runs = || libos::net::interfaces().first().map_or(0, |nic| nic.stats.timer_runs);
+    let (interrupts, timer_runs) = (hal::irq::timer_interrupt_count(), runs());
+    println!("[netecho] holding {connections} connections");
+    libos::thread::sleep(Duration::from_secs(seconds));
+    let (interrupts, timer_runs) = (hal::irq::timer_interrupt_count() - interrupts, runs() - timer_runs);
+    println!("[netecho] idle timer-interrupts {interrupts} timer-runs {timer_runs}");
+    drop(held);
+    libos::thread::sleep(Duration::from_millis(200));
+    Ok(())
 }
 
 fn idle() -> Result<(), Errno> {

@@ -121,8 +121,9 @@ fn counts() {
 
 #[test]
 fn commands() {
-    assert_eq!(Command::parse(&["tcp", "7"]), Ok(Command::TcpEcho(7, None)));
-    assert_eq!(Command::parse(&["tcp", "7", "1K"]), Ok(Command::TcpEcho(7, Some(1024))));
+    assert_eq!(Command::parse(&["tcp", "7"]), Ok(Command::TcpEcho(7, None, None)));
+    assert_eq!(Command::parse(&["tcp", "7", "1K"]), Ok(Command::TcpEcho(7, Some(1024), None)));
+    assert_eq!(Command::parse(&["tcp", "7", "10", "99"]), Ok(Command::TcpEcho(7, Some(10), Some(99))));
     assert_eq!(Command::parse(&["udp", "7"]), Ok(Command::UdpEcho(7)));
     assert_eq!(Command::parse(&["sink", "9000"]), Ok(Command::Sink(9000)));
     assert_eq!(
@@ -132,12 +133,16 @@ fn commands() {
     assert_eq!(Command::parse(&["dhcp"]), Ok(Command::Dhcp));
     assert_eq!(Command::parse(&["idle"]), Ok(Command::Idle));
     assert_eq!(Command::parse(&["ping-wait", "1000"]), Ok(Command::PingWait(1000)));
+    assert_eq!(Command::parse(&["bench", "stream-in", "9", "256M"]), Ok(Command::Bench(BenchMode::StreamIn, 9, 256 << 20)));
+    assert_eq!(Command::parse(&["bench", "http", "80", "100"]), Ok(Command::Bench(BenchMode::Http, 80, 100)));
+    assert!(Command::parse(&["bench", "stream", "9", "1"]).is_err());
+    assert_eq!(Command::parse(&["hold", "7", "50", "3"]), Ok(Command::Hold(7, 50, 3)));
     for bad in [
         &[][..],
         &["tcp"],
         &["tcp", "65536"],
         &["tcp", "7", "many"],
-        &["tcp", "7", "8", "9"],
+        &["tcp", "7", "8", "9", "10"],
         &["source", "10.0.2.2", "5"],
         &["source", "host:80", "5"],
         &["source", "10.0.2.2:80", "lots"],
@@ -146,4 +151,12 @@ fn commands() {
     ] {
         assert!(Command::parse(bad).is_err(), "{bad:?}");
     }
+}
+
+#[test]
+fn request_heads_end_at_the_blank_line() {
+    assert_eq!(request_head_len(b"GET / HTTP/1.1\r\nHost: g\r\n\r\n"), Some(27));
+    assert_eq!(request_head_len(b"GET / HTTP/1.1\r\nHost: g\r\n"), None);
+    assert_eq!(request_head_len(b""), None);
+    assert!(HTTP_HEAD.ends_with(b"Content-Length: 4096\r\n\r\n") && HTTP_BODY == 4096);
 }

@@ -23,7 +23,9 @@
 //! out-of-order segments per connection (8 configured), no SACK-based retransmission. Not
 //! enabled here: IP fragmentation (a UDP datagram must fit one frame: `EMSGSIZE` beyond 1472
 //! bytes over IPv4), multicast, SLAAC. Checksums are offloaded to the device when it offers `CSUM` and
-//! `GUEST_CSUM` (a tap back end does; QEMU's user network does not, and smoltcp computes them).
+//! `GUEST_CSUM` (a tap back end does; QEMU's user network does not, and smoltcp computes them),
+//! and so is TCP segmentation in both directions when it offers the TSO features (smoltcp's
+//! `segmentation-offload`; IPv4 only on transmit, see [`virtio_net`]).
 //!
 //! Unsafe code lives only in [`virtio_net`] (buffers published to the device).
 #![cfg_attr(not(test), no_std)]
@@ -115,7 +117,7 @@ fn bring_up(transport: Box<dyn libos_virtio::Transport>, irq: Option<u32>, optio
     };
     let transport = device.transport.clone();
     let mac = device.mac;
-    let offload = device.checksum_offload;
+    let offload = device.offload;
     let stack = Stack::new(mac, Box::new(device.rx), Box::new(device.tx), counters, options.ipv4, options.ipv6, describe.clone(), offload);
     if let Some(bytes) = options.tcp_buffer {
         stack.with(|inner| inner.tcp_buffer = bytes);
@@ -145,7 +147,11 @@ fn bring_up(transport: Box<dyn libos_virtio::Transport>, irq: Option<u32>, optio
         m[5],
         if routed { "interrupt-driven" } else { "polling" }
     );
-    log::debug!("net: checksum offload {}", if offload { "on" } else { "off (the device does not offer it)" });
+    log::debug!(
+        "net: checksum offload {}, TCP segmentation offload {}",
+        if offload.checksum { "on" } else { "off (the device does not offer it)" },
+        if offload.segmentation { "on (IPv4)" } else { "off" }
+    );
     Some(stack)
 }
 

@@ -16,6 +16,22 @@ use smoltcp::time::Instant as SmolInstant;
 
 /// Largest Ethernet frame without the frame check sequence (1500-byte MTU + 14-byte header).
 pub const MAX_FRAME: usize = 1514;
+/// Largest frame of a TCP segment the device cuts into MSS-sized ones (segmentation offload),
+/// or hands over whole (large receive): 64 KiB, Ethernet header included, which keeps the IPv4
+/// total length inside its 16 bits.
+pub const MAX_SEGMENTATION_FRAME: usize = 64 * 1024;
+
+/// What the device does for the stack, fixed when the stack is created (smoltcp keeps the
+/// capabilities it saw then).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offload {
+    /// TCP/UDP/ICMP checksums are the device's: it completes the ones we leave partial and
+    /// vouches for the ones it delivers (see [`crate::checksum`]).
+    pub checksum: bool,
+    /// TCP segments up to [`MAX_SEGMENTATION_FRAME`] go out whole and the device cuts them to
+    /// the MSS [`TxPath::transmit`] is given (TSO); implies `checksum`.
+    pub segmentation: bool,
+}
 
 /// The receive half of a NIC.
 pub trait RxPath: Send {
@@ -36,9 +52,11 @@ pub trait RxPath: Send {
 /// The transmit half of a NIC.
 pub trait TxPath: Send {
     /// Lends a buffer of `len` bytes to `f`, which writes one whole frame into it; the frame is
-    /// queued for the device. Returns false (and does not call `f`) when every buffer is in
-    /// flight or `len` is too large.
-    fn transmit(&mut self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> bool;
+    /// queued for the device. With `segment_size`, the frame is a TCP segment larger than the
+    /// path's MSS that the device cuts into segments of that many payload bytes (only when the
+    /// path offered [`Offload::segmentation`]). Returns false (and does not call `f`) when every
+    /// buffer is in flight or `len` is too large.
+    fn transmit(&mut self, len: usize, segment_size: Option<u16>, f: &mut dyn FnMut(&mut [u8])) -> bool;
 
     /// Notifies the device of the frames queued since the last flush (if it wants to be told).
     fn flush(&mut self);
@@ -126,11 +144,18 @@ impl NicCounters {
     }
 }
 
-/// What smoltcp is told about the device: with `offload`, TCP/UDP/ICMP checksums are the
-/// driver's and the device's business (see [`crate::checksum`]).
-pub fn capabilities(offload: bool) -> DeviceCapabilities {
+/// What smoltcp is told about the device: with checksum offload, TCP/UDP/ICMP checksums are
+/// the driver's and the device's business (see [`crate::checksum`]); with segmentation offload,
+/// smoltcp sends TCP segments of up to [`MAX_SEGMENTATION_FRAME`] and says which MSS to cut
+/// them to.
+pub fn capabilities(offload: Offload) -> DeviceCapabilities {
     let mut caps = DeviceCapabilities::default();
-    if offload {
+    if offload.segmentation {
+        let frame = core::num::NonZeroUsize::new(MAX_SEGMENTATION_FRAME);
+        caps.segmentation.tcpv4 = frame;
+        caps.segmentation.tcpv6 = frame;
+    }
+    if offload.checksum || offload.segmentation {
         caps.checksum.tcp = phy::Checksum::None;
         caps.checksum.udp = phy::Checksum::None;
         caps.checksum.icmpv4 = phy::Checksum::None;
@@ -153,8 +178,8 @@ pub struct Ingress<'a> {
     pub tx: &'a mut dyn TxPath,
     /// Whether an ARP/NDP frame was sent (a socket found no neighbour: see `Stack`).
     pub sent_discovery: bool,
-    /// Checksum offload (must match what the interface was created with).
-    pub offload: bool,
+    /// What the device does for the stack (must match what the interface was created with).
+    pub offload: Offload,
 }
 
 /// Received-frame token of [`Ingress`].
@@ -164,6 +189,8 @@ pub struct RxToken<'a>(&'a mut [u8]);
 pub struct TxToken<'a> {
     tx: &'a mut dyn TxPath,
     sent_discovery: &'a mut bool,
+    /// The MSS the device cuts this frame to, when smoltcp asks for segmentation.
+    segment_size: Option<u16>,
 }
 
 impl phy::RxToken for RxToken<'_> {
@@ -187,7 +214,7 @@ impl phy::TxToken for TxToken<'_> {
         let mut f = Some(f);
         let mut result = None;
         let mut discovery = false;
-        let sent = self.tx.transmit(len, &mut |buffer| {
+        let sent = self.tx.transmit(len, self.segment_size, &mut |buffer| {
             if let Some(f) = f.take() {
                 result = Some(f(buffer));
                 discovery = is_discovery(buffer);
@@ -207,6 +234,10 @@ impl phy::TxToken for TxToken<'_> {
             (None, None) => unreachable!("the frame callback ran but gave no result"),
         }
     }
+
+    fn set_meta(&mut self, meta: phy::PacketMeta) {
+        self.segment_size = meta.segmentation_offload_size.map(core::num::NonZeroU16::get);
+    }
 }
 
 impl Device for Ingress<'_> {
@@ -221,7 +252,7 @@ impl Device for Ingress<'_> {
 
     fn receive(&mut self, _: SmolInstant) -> Option<(RxToken<'_>, TxToken<'_>)> {
         let frame = self.frame.take()?;
-        Some((RxToken(frame), TxToken { tx: &mut *self.tx, sent_discovery: &mut self.sent_discovery }))
+        Some((RxToken(frame), TxToken { tx: &mut *self.tx, sent_discovery: &mut self.sent_discovery, segment_size: None }))
     }
 
     fn transmit(&mut self, _: SmolInstant) -> Option<TxToken<'_>> {
@@ -229,7 +260,7 @@ impl Device for Ingress<'_> {
         if self.tx.reclaim() == 0 {
             return None;
         }
-        Some(TxToken { tx: &mut *self.tx, sent_discovery: &mut self.sent_discovery })
+        Some(TxToken { tx: &mut *self.tx, sent_discovery: &mut self.sent_discovery, segment_size: None })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

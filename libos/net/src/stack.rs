@@ -23,7 +23,7 @@
 //!   wake-ups happen after the lock is released.
 
 use crate::flow::{self, Flow};
-use crate::nic::{Ingress, NicCounters, RxPath, TxPath};
+use crate::nic::{Ingress, NicCounters, Offload, RxPath, TxPath};
 use crate::poller::Shared;
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -206,8 +206,9 @@ pub struct Inner {
     due: Vec<usize>,
     /// The earliest timer the network thread was told about (micros; `i64::MAX`: none).
     armed: i64,
-    /// Checksums are offloaded (fixed at creation: smoltcp keeps the capabilities it saw then).
-    offload: bool,
+    /// What the device does for the stack (fixed at creation: smoltcp keeps the capabilities
+    /// it saw then).
+    offload: Offload,
     counters: Arc<NicCounters>,
 }
 
@@ -258,11 +259,11 @@ impl Stack {
         setup: Ipv4Setup,
         ipv6: Option<(Ipv6Address, u8)>,
         describe: String,
-        checksum_offload: bool,
+        offload: Offload,
     ) -> Stack {
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = Instant::now().as_nanos() ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5a, 0xa5]);
-        let iface = Interface::new(config, &mut Ingress { frame: None, tx: &mut *tx, sent_discovery: false, offload: checksum_offload }, smol_now());
+        let iface = Interface::new(config, &mut Ingress { frame: None, tx: &mut *tx, sent_discovery: false, offload }, smol_now());
         let mut control = Slot::new(Kind::Control);
         control.user = false;
         let mut inner = Inner {
@@ -286,7 +287,7 @@ impl Stack {
             wakes: Vec::new(),
             due: Vec::new(),
             armed: i64::MAX,
-            offload: checksum_offload,
+            offload,
             counters: counters.clone(),
         };
         // IPv6: the link-local address from the MAC (modified EUI-64), and a configured one.

@@ -2,7 +2,7 @@
 //! deliver into each other's receive queues, so two [`Stack`]s can talk without a device.
 //! Nothing interrupts on the host: tests call [`pump`] to move frames until the wire is quiet.
 
-use crate::nic::{MAX_FRAME, NicCounters, RxPath, TxPath};
+use crate::nic::{MAX_FRAME, MAX_SEGMENTATION_FRAME, NicCounters, Offload, RxPath, TxPath};
 use crate::stack::{Ipv4Setup, Stack};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -12,9 +12,10 @@ use libos_core::sync::IrqSpinLock;
 
 type Queue = Arc<IrqSpinLock<VecDeque<Vec<u8>>>>;
 
-/// The receive end of one side of the wire.
+/// The receive end of one side of the wire (it counts what it hands out, as a driver does).
 pub struct WireRx {
     queue: Queue,
+    counters: Arc<NicCounters>,
 }
 
 /// The transmit end: frames go into the peer's queue, unless `drop_every` says otherwise.
@@ -30,6 +31,8 @@ impl RxPath for WireRx {
         let frame = self.queue.lock().pop_front();
         match frame {
             Some(mut frame) => {
+                NicCounters::bump(&self.counters.rx_packets);
+                NicCounters::add(&self.counters.rx_bytes, frame.len() as u64);
                 f(&mut frame);
                 true
             }
@@ -45,8 +48,10 @@ impl RxPath for WireRx {
 }
 
 impl TxPath for WireTx {
-    fn transmit(&mut self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> bool {
-        if len > MAX_FRAME {
+    fn transmit(&mut self, len: usize, segment_size: Option<u16>, f: &mut dyn FnMut(&mut [u8])) -> bool {
+        // A segment for the device to cut arrives whole, as a device with large receive
+        // offload on the other side hands it over.
+        if len > if segment_size.is_some() { MAX_SEGMENTATION_FRAME } else { MAX_FRAME } {
             return false;
         }
         let mut frame = alloc::vec![0u8; len];
@@ -68,18 +73,24 @@ impl TxPath for WireTx {
 /// Two stacks joined by a wire, with the given IPv4 setups; `drop_every` drops every n-th
 /// frame in each direction (0: none).
 pub fn pair(a: Ipv4Setup, b: Ipv4Setup, drop_every: usize) -> (&'static Stack, &'static Stack) {
+    pair_with(a, b, drop_every, Offload::default())
+}
+
+/// [`pair`] whose NICs claim `offload` (segmentation: large TCP segments cross whole).
+pub fn pair_with(a: Ipv4Setup, b: Ipv4Setup, drop_every: usize, offload: Offload) -> (&'static Stack, &'static Stack) {
     let qa: Queue = Arc::default();
     let qb: Queue = Arc::default();
     let make = |mac: [u8; 6], rx: &Queue, tx: &Queue, setup| {
+        let counters = Arc::new(NicCounters::default());
         let stack = Stack::new(
             mac,
-            Box::new(WireRx { queue: rx.clone() }),
+            Box::new(WireRx { queue: rx.clone(), counters: counters.clone() }),
             Box::new(WireTx { peer: tx.clone(), drop_every, sent: 0 }),
-            Arc::new(NicCounters::default()),
+            counters,
             setup,
             None,
             "wire".into(),
-            false,
+            offload,
         );
         &*Box::leak(Box::new(stack))
     };

@@ -134,6 +134,21 @@ fn tcp_transfers_are_byte_identical_both_ways() {
 }
 
 #[test]
+fn tcp_segments_up_to_64k_cross_whole_with_segmentation_offload() {
+    platform();
+    let offload = crate::nic::Offload { checksum: true, segmentation: true };
+    let (a, b) = crate::testing::pair_with(setup(1), setup(2), 0, offload);
+    let (_listener, server, client) = connected(a, b, 82);
+    let before = a.counters.snapshot();
+    let got = transfer(a, b, &client, &server, 1 << 20);
+    assert!(got.len() == 1 << 20 && got.iter().enumerate().all(|(i, &x)| x == pattern(i)));
+    let after = a.counters.snapshot();
+    let frames = after.rx_packets - before.rx_packets;
+    // 720 data frames at a 1500-byte MTU; here segments as large as the send buffer allows.
+    assert!((16..100).contains(&frames), "{frames} frames for 1 MiB");
+}
+
+#[test]
 fn tcp_survives_loss() {
     platform();
     let (a, b) = pair(setup(1), setup(2), 7);
@@ -260,8 +275,8 @@ mod driver {
     //! The virtio-net driver against `libos_virtio::testing::FakeTransport`, a fake device
     //! that walks the real rings.
     use super::platform;
-    use crate::nic::{NicCounters, RxPath, TxPath};
-    use crate::virtio_net::{DEVICE_ID, VirtioNet};
+    use crate::nic::{NicCounters, Offload, RxPath, TxPath};
+    use crate::virtio_net::{DEVICE_ID, VirtioNet, choose_features};
     use libos_virtio::testing::FakeTransport;
     use std::collections::VecDeque;
     use std::sync::{Arc, Mutex};
@@ -271,13 +286,21 @@ mod driver {
     /// Frames the fake device was given to send.
     type Sent = Arc<Mutex<Vec<Vec<u8>>>>;
 
-    /// A fake NIC: frames to deliver (with their 12-byte header) and frames it was sent.
+    const MAC_AND_MERGE: u64 = (1 << 5) | (1 << 15);
+    /// What a tap back end offers: checksums both ways, TSO both ways (v4 and v6), merging.
+    const TAP_FEATURES: u64 = MAC_AND_MERGE | 0b11 | (1 << 7) | (1 << 8) | (1 << 11) | (1 << 12);
+
+    /// A fake NIC offering MAC and MRG_RXBUF: frames to deliver (each fills one receive buffer;
+    /// the first of a frame starts with its 12-byte header) and frames it was sent.
     fn device(incoming: Vec<Vec<u8>>) -> (VirtioNet, Sent, &'static FakeTransport) {
+        device_with(MAC_AND_MERGE, incoming)
+    }
+
+    fn device_with(features: u64, incoming: Vec<Vec<u8>>) -> (VirtioNet, Sent, &'static FakeTransport) {
         platform();
         let incoming = Arc::new(Mutex::new(VecDeque::from(incoming)));
         let sent = Arc::new(Mutex::new(Vec::new()));
         let sent_by_device = sent.clone();
-        let features = (1 << 5) | (1 << 15); // MAC, MRG_RXBUF
         let transport: &'static FakeTransport = Box::leak(Box::new(FakeTransport::new(
             DEVICE_ID,
             features,
@@ -304,17 +327,97 @@ mod driver {
     #[test]
     fn frames_arrive_in_place_and_bad_ones_are_counted() {
         let good: Vec<u8> = (0..60u8).collect();
-        let mut merged = with_header(&good);
-        merged[10] = 2; // claims a second buffer: never negotiated for frames this size
-        // The merged frame's second buffer (its continuation) is dropped with it.
-        let (mut nic, _, _) = device(vec![with_header(&good), vec![0u8; 11], with_header(&[0xab; 1514]), merged, with_header(&good)]);
+        let mut no_buffers = with_header(&good);
+        no_buffers[10] = 0;
+        let (mut nic, _, _) = device(vec![with_header(&good), vec![0u8; 11], with_header(&[0xab; 1514]), no_buffers, with_header(&good)]);
         assert_eq!(nic.mac, MAC);
+        assert_eq!(nic.offload, Offload::default());
         let mut frames = Vec::new();
         while nic.rx.receive(&mut |frame| frames.push(frame.to_vec())) {}
-        assert!(frames == vec![good, vec![0xab; 1514]], "{} frames of {:?} bytes", frames.len(), frames.iter().map(Vec::len).collect::<Vec<_>>());
+        assert!(frames == vec![good.clone(), vec![0xab; 1514], good], "{} frames of {:?} bytes", frames.len(), frames.iter().map(Vec::len).collect::<Vec<_>>());
         let stats = nic.counters.snapshot();
-        assert_eq!((stats.rx_packets, stats.rx_dropped), (2, 2));
+        assert_eq!((stats.rx_packets, stats.rx_dropped), (3, 2));
         nic.rx.flush();
+    }
+
+    #[test]
+    fn frames_over_several_buffers_are_gathered_and_oversized_ones_dropped() {
+        // A 5 000-byte frame over three buffers, one over 64 KiB over 40, then a small one:
+        // the ring must stay whole through all of them.
+        let frame: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        let mut first = with_header(&frame[..2036]);
+        first[10] = 3;
+        let mut incoming = vec![first, frame[2036..4084].to_vec(), frame[4084..].to_vec()];
+        let mut huge = with_header(&[1u8; 2036]);
+        huge[10] = 40;
+        incoming.push(huge);
+        incoming.extend((1..40).map(|_| vec![2u8; 2048]));
+        incoming.push(with_header(&[7u8; 60]));
+        let (mut nic, _, _) = device_with(TAP_FEATURES, incoming);
+        let mut frames = Vec::new();
+        while nic.rx.receive(&mut |f| frames.push(f.to_vec())) {}
+        assert_eq!(frames.len(), 2);
+        assert!(frames[0] == frame, "the gathered frame differs");
+        assert_eq!(frames[1], vec![7u8; 60]);
+        let stats = nic.counters.snapshot();
+        assert_eq!((stats.rx_packets, stats.rx_dropped), (2, 1));
+    }
+
+    #[test]
+    fn offloads_need_their_prerequisites() {
+        let all = TAP_FEATURES;
+        let chosen = choose_features(all);
+        assert_eq!(chosen & (1 << 12), 0, "no HOST_TSO6: smoltcp drops large IPv6 segments");
+        assert_eq!(chosen, all & !(1 << 12));
+        assert_eq!(choose_features(all & !0b10), MAC_AND_MERGE, "no checksum offload, no TSO");
+        assert_eq!(choose_features(all & !(1 << 15)) & (0b11 << 7), 0, "large frames need MRG_RXBUF");
+        let (nic, _, _) = device_with(all, Vec::new());
+        assert_eq!(nic.offload, Offload { checksum: true, segmentation: true });
+    }
+
+    /// An Ethernet + IPv4 + TCP frame of `len` bytes (TCP header without options).
+    fn tcp_frame(len: usize) -> Vec<u8> {
+        let mut frame = vec![0u8; len];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&((len - 14) as u16).to_be_bytes());
+        frame[23] = 6;
+        frame[26..34].copy_from_slice(&[10, 0, 2, 15, 10, 0, 2, 1]);
+        frame[46] = 5 << 4;
+        frame
+    }
+
+    #[test]
+    fn segments_for_the_device_carry_their_mss_and_large_buffers_are_bounded() {
+        let (mut nic, sent, transport) = device_with(TAP_FEATURES, Vec::new());
+        let segment = tcp_frame(20_000);
+        assert!(!nic.tx.transmit(20_000, None, &mut |_| panic!("over the MTU without segmentation")));
+        assert!(nic.tx.transmit(20_000, Some(1460), &mut |b| b.copy_from_slice(&segment)));
+        nic.tx.flush();
+        {
+            let sent = sent.lock().unwrap();
+            let header = &sent[0][..12];
+            assert_eq!(header[0], 1, "NEEDS_CSUM");
+            assert_eq!(header[1], 1, "GSO TCPv4");
+            assert_eq!(u16::from_le_bytes([header[2], header[3]]), 54, "headers to copy into every segment");
+            assert_eq!(u16::from_le_bytes([header[4], header[5]]), 1460, "MSS");
+            assert_eq!(u16::from_le_bytes([header[6], header[7]]), 34, "csum_start");
+            assert_eq!(u16::from_le_bytes([header[8], header[9]]), 16, "csum_offset");
+            assert_eq!(sent[0].len(), 12 + 20_000);
+        }
+        // With the device holding every large buffer, the path reports none free (so smoltcp
+        // gets no token it could not use) and a further large frame is refused, not lost
+        // silently.
+        transport.set_answer_on_notify(false);
+        assert!(nic.tx.reclaim() > 0);
+        for _ in 0..8 {
+            assert!(nic.tx.transmit(20_000, Some(1460), &mut |b| b.copy_from_slice(&segment)));
+        }
+        assert_eq!(nic.tx.reclaim(), 0);
+        assert!(!nic.tx.transmit(20_000, Some(1460), &mut |_| panic!("no large buffer is free")));
+        transport.process(1);
+        assert_eq!(nic.tx.reclaim(), 256);
+        assert_eq!(nic.counters.snapshot().tx_dropped, 2);
     }
 
     #[test]
@@ -322,9 +425,9 @@ mod driver {
         let (mut nic, sent, transport) = device(Vec::new());
         let before = transport.notifications.load(std::sync::atomic::Ordering::Relaxed);
         for i in 0..3u8 {
-            assert!(nic.tx.transmit(64, &mut |buffer| buffer.fill(i)));
+            assert!(nic.tx.transmit(64, None, &mut |buffer| buffer.fill(i)));
         }
-        assert!(!nic.tx.transmit(1515, &mut |_| panic!("an oversized frame is refused before filling")));
+        assert!(!nic.tx.transmit(1515, None, &mut |_| panic!("an oversized frame is refused before filling")));
         nic.tx.flush();
         assert_eq!(transport.notifications.load(std::sync::atomic::Ordering::Relaxed), before + 1);
         let sent = sent.lock().unwrap();

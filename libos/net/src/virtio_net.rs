@@ -1,19 +1,28 @@
 //! The virtio-net device (virtio 1.2 §5.1): one receive queue (0) and one transmit queue (1) on
 //! any `libos-virtio` transport (virtio-mmio v1/v2, modern PCI).
 //!
-//! - **Features.** `MAC` (else a locally administered address is made up), `STATUS` (link
-//!   state), `MRG_RXBUF` (a 12-byte header on legacy devices too; frames still fit one buffer
-//!   because no large-receive offload is negotiated), `CSUM` + `GUEST_CSUM` together: the
-//!   device completes the checksums of frames we send and vouches for those it delivers
-//!   ([`crate::checksum`]); without them smoltcp does both in software.
+//! - **Features** ([`choose_features`]). `MAC` (else a locally administered address is made
+//!   up), `STATUS` (link state), `MRG_RXBUF` (a 12-byte header on legacy devices too, and
+//!   frames spread over several receive buffers), `CSUM` + `GUEST_CSUM` together: the device
+//!   completes the checksums of frames we send and vouches for those it delivers
+//!   ([`crate::checksum`]); without them smoltcp does both in software. On top of those, the
+//!   segmentation offloads a tap back end offers: `HOST_TSO4` (smoltcp hands over IPv4 TCP
+//!   segments of up to 64 KiB and the device cuts them to the MSS) and `GUEST_TSO4`/`GUEST_TSO6`
+//!   (the device hands over what the host would have sent as many segments as one large one,
+//!   like Linux's GRO). A MiB of TCP then costs 16 frames through the stack instead of 720.
+//!   Not `HOST_TSO6`: smoltcp 0.14 drops IPv6 packets over the MTU even when segmentation is
+//!   offloaded.
 //! - **Receive.** Every queue entry holds one 2 KiB buffer of a page-aligned pool (two per
 //!   page, so a buffer never straddles a page); the device writes a header and a frame into it,
 //!   the stack reads the frame in place and the buffer goes straight back on the ring. The ring
-//!   is always full: no allocation per packet.
+//!   is always full: no allocation per packet. A large frame the device spread over several
+//!   buffers (`num_buffers` > 1) is gathered into one assembly buffer first: one copy, for
+//!   frames that each replace dozens of small ones.
 //! - **Transmit.** The same kind of pool; the stack writes a frame into a free buffer, which is
 //!   published at once; the device is notified once per [`TxPath::flush`] (one exit for a
 //!   burst). Finished buffers are reclaimed lazily when the pool runs low, so transmit
-//!   completions need no interrupt.
+//!   completions need no interrupt. Segments for the device to cut go into a second, small
+//!   pool of 64 KiB buffers, allocated on first use.
 //! - **Interrupts.** Only the receive queue interrupts; while the stack drains a burst it
 //!   suppresses them ([`RxPath::set_interrupts`]) and re-checks after re-enabling.
 //!
@@ -21,7 +30,7 @@
 //! the device.
 
 use crate::checksum;
-use crate::nic::{MAX_FRAME, NicCounters, RxPath, TxPath};
+use crate::nic::{MAX_FRAME, MAX_SEGMENTATION_FRAME, NicCounters, Offload, RxPath, TxPath};
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -47,6 +56,27 @@ mod feature {
     pub const MRG_RXBUF: u64 = 1 << 15;
     /// The configuration space has a link status field.
     pub const STATUS: u64 = 1 << 16;
+    /// The device may deliver IPv4 TCP segments larger than the MTU (needs `GUEST_CSUM`).
+    pub const GUEST_TSO4: u64 = 1 << 7;
+    /// The same for IPv6.
+    pub const GUEST_TSO6: u64 = 1 << 8;
+    /// The device cuts IPv4 TCP segments we send into MSS-sized ones (needs `CSUM`).
+    pub const HOST_TSO4: u64 = 1 << 11;
+}
+
+/// The features to accept of those a device `offered`: the ones this driver uses, minus the
+/// offloads whose prerequisites are missing (virtio 1.2 §5.1.3.1). Large received frames are
+/// only taken with `MRG_RXBUF`: without it every receive buffer would have to hold 64 KiB.
+pub fn choose_features(offered: u64) -> u64 {
+    use feature::*;
+    let mut wanted = MAC | MRG_RXBUF | STATUS;
+    if offered & (CSUM | GUEST_CSUM) == CSUM | GUEST_CSUM {
+        wanted |= CSUM | GUEST_CSUM | HOST_TSO4;
+        if offered & MRG_RXBUF != 0 {
+            wanted |= GUEST_TSO4 | GUEST_TSO6;
+        }
+    }
+    offered & wanted
 }
 
 const RX_QUEUE: u16 = 0;
@@ -63,12 +93,23 @@ const HEADER_LEGACY: usize = 10;
 const HDR_NEEDS_CSUM: u8 = 1;
 /// Header flag (receive): the device checked the checksums.
 const HDR_DATA_VALID: u8 = 2;
+/// Header `gso_type`: an IPv4 TCP segment to cut (transmit).
+const GSO_TCPV4: u8 = 1;
+/// One transmit buffer for a segment the device cuts: the header and a 64 KiB frame, rounded
+/// up to whole pages.
+const LARGE_BUFFER: usize = (HEADER_WITH_COUNT + MAX_SEGMENTATION_FRAME).next_multiple_of(PAGE as usize);
+/// How many of them: more than a TCP send buffer of the default size keeps in flight.
+const LARGE_BUFFERS: usize = 8;
+/// Largest frame the device may spread over several receive buffers: an IPv6 packet with the
+/// largest payload length (IPv4 ones are smaller).
+const MAX_RECEIVE_FRAME: usize = 14 + 40 + 65_535;
 
-/// A page-aligned array of [`BUFFER`]-byte buffers the device reads or writes.
+/// A page-aligned array of equal buffers the device reads or writes.
 struct Pool {
     base: *mut u8,
     layout: Layout,
     count: usize,
+    size: usize,
 }
 
 // SAFETY: the pool is owned by one path (receive or transmit), which the stack's lock
@@ -76,14 +117,16 @@ struct Pool {
 unsafe impl Send for Pool {}
 
 impl Pool {
-    fn new(count: usize) -> Result<Pool> {
-        let layout = Layout::from_size_align((count * BUFFER).max(PAGE as usize), PAGE as usize).map_err(|_| Errno::ENOMEM)?;
+    /// `count` buffers of `size` bytes (`size` divides a page or is a multiple of one, so no
+    /// small buffer straddles a page).
+    fn new(count: usize, size: usize) -> Result<Pool> {
+        let layout = Layout::from_size_align((count * size).max(PAGE as usize), PAGE as usize).map_err(|_| Errno::ENOMEM)?;
         // SAFETY: the layout has a non-zero size.
         let base = unsafe { alloc_zeroed(layout) };
         if base.is_null() {
             return Err(Errno::ENOMEM);
         }
-        Ok(Pool { base, layout, count })
+        Ok(Pool { base, layout, count, size })
     }
 
     /// Buffer `i` (`i < count`).
@@ -93,11 +136,11 @@ impl Pool {
     /// the used ring), and no other reference to it may be alive.
     #[allow(clippy::mut_from_ref)] // the pool hands out disjoint buffers; see the contract
     unsafe fn buffer(&self, i: usize) -> &mut [u8] {
-        debug_assert!(i < self.count);
-        let start = self.base.wrapping_add(i * BUFFER);
+        assert!(i < self.count, "pool buffer {i} of {}", self.count);
+        let start = self.base.wrapping_add(i * self.size);
         // SAFETY: `i < count`, so the range lies inside the allocation; exclusivity is the
         // caller's promise.
-        unsafe { core::slice::from_raw_parts_mut(start, BUFFER) }
+        unsafe { core::slice::from_raw_parts_mut(start, self.size) }
     }
 }
 
@@ -121,7 +164,17 @@ pub struct VirtioRx {
     reposted: bool,
     /// Frames the device does not vouch for are checked here (checksum offload).
     verify: bool,
+    /// Where a frame spread over several buffers is put together (empty until the first).
+    assembly: Vec<u8>,
     counters: Arc<NicCounters>,
+}
+
+/// Which transmit buffer an in-flight token holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TxBuffer {
+    None,
+    Small(usize),
+    Large(usize),
 }
 
 /// The transmit half.
@@ -129,12 +182,16 @@ pub struct VirtioTx {
     transport: Arc<dyn Transport>,
     queue: SplitQueue,
     pool: Pool,
-    buffer_of_token: Vec<usize>,
+    /// Buffers for segments the device cuts ([`LARGE_BUFFERS`] of [`LARGE_BUFFER`] bytes),
+    /// allocated on the first such segment.
+    large_pool: Option<Pool>,
+    buffer_of_token: Vec<TxBuffer>,
     free: Vec<usize>,
+    free_large: Vec<usize>,
     header_len: usize,
     unflushed: bool,
-    /// Checksums are left to the device.
-    offload: bool,
+    /// What the device does for us.
+    offload: Offload,
     counters: Arc<NicCounters>,
 }
 
@@ -152,8 +209,8 @@ pub struct VirtioNet {
     pub counters: Arc<NicCounters>,
     /// The transport (to acknowledge and route its interrupt).
     pub transport: Arc<dyn Transport>,
-    /// TCP/UDP/ICMP checksums are left to the device (see [`crate::checksum`]).
-    pub checksum_offload: bool,
+    /// What the device does for the stack (see [`Offload`]).
+    pub offload: Offload,
     link_status: bool,
 }
 
@@ -166,8 +223,9 @@ impl VirtioNet {
     /// Errors: `ENODEV` when the device refuses the handshake or lacks a queue, `ENOMEM`.
     pub fn new(transport: Box<dyn Transport>, counters: Arc<NicCounters>) -> Result<VirtioNet> {
         let transport: Arc<dyn Transport> = Arc::from(transport);
-        let negotiated = libos_virtio::initialize(&*transport, feature::MAC | feature::MRG_RXBUF | feature::STATUS | feature::CSUM | feature::GUEST_CSUM)?;
-        let offload = negotiated & (feature::CSUM | feature::GUEST_CSUM) == feature::CSUM | feature::GUEST_CSUM;
+        let negotiated = libos_virtio::initialize_with(&*transport, choose_features)?;
+        let checksum = negotiated & (feature::CSUM | feature::GUEST_CSUM) == feature::CSUM | feature::GUEST_CSUM;
+        let offload = Offload { checksum, segmentation: checksum && negotiated & feature::HOST_TSO4 != 0 };
         let fail = |e: Errno| {
             transport.set_status(status::FAILED);
             if e == Errno::ENOENT { Errno::ENODEV } else { e }
@@ -193,10 +251,11 @@ impl VirtioNet {
             transport: transport.clone(),
             buffer_of_token: alloc::vec![NO_TOKEN; rx_count],
             queue: rx_queue,
-            pool: Pool::new(rx_count).map_err(fail)?,
+            pool: Pool::new(rx_count, BUFFER).map_err(fail)?,
             header_len,
             reposted: false,
-            verify: offload,
+            verify: checksum,
+            assembly: Vec::new(),
             counters: counters.clone(),
         };
         for i in 0..rx_count {
@@ -204,10 +263,12 @@ impl VirtioNet {
         }
         let tx = VirtioTx {
             transport: transport.clone(),
-            buffer_of_token: alloc::vec![NO_TOKEN; tx_count],
+            buffer_of_token: alloc::vec![TxBuffer::None; tx_count],
             queue: tx_queue,
-            pool: Pool::new(tx_count).map_err(fail)?,
+            pool: Pool::new(tx_count, BUFFER).map_err(fail)?,
+            large_pool: None,
             free: (0..tx_count).rev().collect(),
+            free_large: Vec::new(),
             header_len,
             unflushed: false,
             offload,
@@ -222,7 +283,7 @@ impl VirtioNet {
             mac,
             counters,
             link_status: negotiated & feature::STATUS != 0,
-            checksum_offload: offload,
+            offload,
             transport,
         })
     }
@@ -290,36 +351,78 @@ impl VirtioRx {
     }
 }
 
+impl VirtioRx {
+    /// Gathers a frame whose first buffer `first` (`len` bytes written, header included) is
+    /// followed by `more` buffers into [`VirtioRx::assembly`]; reposts them all. The frame's
+    /// length, or `None` (dropped) when the device returned fewer buffers or too many bytes.
+    fn assemble(&mut self, first: usize, len: usize, more: usize) -> Option<usize> {
+        if self.assembly.len() < MAX_RECEIVE_FRAME {
+            self.assembly.resize(MAX_RECEIVE_FRAME, 0);
+        }
+        // SAFETY: the device returned this buffer; it is reposted right after the copy.
+        let data = unsafe { self.pool.buffer(first) };
+        let mut frame_len = len.checked_sub(self.header_len).filter(|_| len <= BUFFER);
+        if let Some(n) = frame_len {
+            self.assembly[..n].copy_from_slice(&data[self.header_len..len]);
+        }
+        self.repost(first);
+        for _ in 0..more {
+            // A device that announced more buffers than it used: the frame is lost, the ring
+            // stays whole (every popped buffer goes back).
+            let (buffer, len) = self.pop()?;
+            // SAFETY: as above.
+            let data = unsafe { self.pool.buffer(buffer) };
+            frame_len = frame_len.and_then(|at| {
+                let end = at.checked_add(len).filter(|&end| len <= BUFFER && end <= MAX_RECEIVE_FRAME)?;
+                self.assembly[at..end].copy_from_slice(&data[..len]);
+                Some(end)
+            });
+            self.repost(buffer);
+        }
+        frame_len
+    }
+
+    /// Hands `frame` (with the header flags of its first buffer) to `f` if it is acceptable;
+    /// counts it either way.
+    fn deliver(verify: bool, counters: &NicCounters, flags: u8, frame: &mut [u8], f: &mut dyn FnMut(&mut [u8])) {
+        if frame.len() < 14 {
+            NicCounters::bump(&counters.rx_dropped);
+        } else if verify && flags & (HDR_NEEDS_CSUM | HDR_DATA_VALID) == 0 && !checksum::verify(frame) {
+            // Not vouched for by the device (e.g. a host program's own checksum) and wrong.
+            NicCounters::bump(&counters.rx_dropped);
+        } else {
+            NicCounters::bump(&counters.rx_packets);
+            NicCounters::add(&counters.rx_bytes, frame.len() as u64);
+            f(frame);
+        }
+    }
+}
+
 impl RxPath for VirtioRx {
     fn receive(&mut self, f: &mut dyn FnMut(&mut [u8])) -> bool {
         let Some((buffer, len)) = self.pop() else {
             return false;
         };
+        self.reposted = true;
         // SAFETY: the device returned this buffer; it is reposted only after `f` is done.
         let data = unsafe { self.pool.buffer(buffer) };
-        let merged = self.header_len == HEADER_WITH_COUNT && u16::from_le_bytes([data[10], data[11]]) > 1;
-        if len < self.header_len + 14 || len > BUFFER || len - self.header_len > MAX_FRAME || merged {
-            // Truncated, oversized, or spread over several buffers (never negotiated for
-            // frames this size): dropped and counted.
-            NicCounters::bump(&self.counters.rx_dropped);
-            if merged {
-                let extra = u16::from_le_bytes([data[10], data[11]]) - 1;
-                for _ in 0..extra {
-                    if let Some((more, _)) = self.pop() {
-                        self.repost(more);
-                    }
-                }
+        let flags = data[0];
+        let buffers = if self.header_len == HEADER_WITH_COUNT { u16::from_le_bytes([data[10], data[11]]) } else { 1 };
+        if buffers > 1 {
+            let frame = self.assemble(buffer, len, usize::from(buffers) - 1);
+            match frame {
+                Some(n) => Self::deliver(self.verify, &self.counters, flags, &mut self.assembly[..n], f),
+                None => NicCounters::bump(&self.counters.rx_dropped),
             }
-        } else if self.verify && data[0] & (HDR_NEEDS_CSUM | HDR_DATA_VALID) == 0 && !checksum::verify(&data[self.header_len..len]) {
-            // Not vouched for by the device (e.g. a host program's own checksum) and wrong.
+            return true;
+        }
+        if buffers == 0 || len < self.header_len || len > BUFFER {
+            // No buffers, truncated, or longer than the buffer: dropped and counted.
             NicCounters::bump(&self.counters.rx_dropped);
         } else {
-            NicCounters::bump(&self.counters.rx_packets);
-            NicCounters::add(&self.counters.rx_bytes, (len - self.header_len) as u64);
-            f(&mut data[self.header_len..len]);
+            Self::deliver(self.verify, &self.counters, flags, &mut data[self.header_len..len], f);
         }
         self.repost(buffer);
-        self.reposted = true;
         true
     }
 
@@ -336,27 +439,82 @@ impl RxPath for VirtioRx {
     }
 }
 
+impl VirtioTx {
+    /// A free buffer for a frame of `len` bytes: a small one, or (for a segment the device
+    /// cuts) a large one, allocating the large pool on first use.
+    fn take_buffer(&mut self, len: usize) -> Option<TxBuffer> {
+        if len <= BUFFER - self.header_len {
+            return self.free.pop().map(TxBuffer::Small);
+        }
+        if self.large_pool.is_none() {
+            self.large_pool = Some(Pool::new(LARGE_BUFFERS, LARGE_BUFFER).ok()?);
+            self.free_large = (0..LARGE_BUFFERS).rev().collect();
+        }
+        self.free_large.pop().map(TxBuffer::Large)
+    }
+
+    fn give_back(&mut self, buffer: TxBuffer) {
+        match buffer {
+            TxBuffer::Small(i) => self.free.push(i),
+            TxBuffer::Large(i) => self.free_large.push(i),
+            TxBuffer::None => {}
+        }
+    }
+
+    /// Writes the header of `frame` (zeroed first): a partial checksum for the device to
+    /// complete, and for a segment to cut, its type, header length and MSS.
+    fn fill_header(&self, header: &mut [u8], frame: &mut [u8], segment_size: Option<u16>) {
+        header.fill(0);
+        if !self.offload.checksum {
+            return;
+        }
+        let Some((start, offset)) = checksum::partial(frame) else { return };
+        header[0] = HDR_NEEDS_CSUM;
+        header[6..8].copy_from_slice(&start.to_le_bytes());
+        header[8..10].copy_from_slice(&offset.to_le_bytes());
+        let tcp_header = frame.get(usize::from(start) + 12).map_or(0, |b| u16::from(b >> 4) * 4);
+        if let Some(mss) = segment_size.filter(|_| self.offload.segmentation && frame.len() > MAX_FRAME && tcp_header >= 20) {
+            header[1] = GSO_TCPV4;
+            header[2..4].copy_from_slice(&(start + tcp_header).to_le_bytes());
+            header[4..6].copy_from_slice(&mss.to_le_bytes());
+        }
+    }
+}
+
 impl TxPath for VirtioTx {
-    fn transmit(&mut self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> bool {
-        if len > MAX_FRAME || self.free.is_empty() && self.reclaim() == 0 {
+    fn transmit(&mut self, len: usize, segment_size: Option<u16>, f: &mut dyn FnMut(&mut [u8])) -> bool {
+        // Larger than the MTU only as an IPv4 TCP segment the device cuts.
+        let limit = if segment_size.is_some() && self.offload.segmentation { MAX_SEGMENTATION_FRAME } else { MAX_FRAME };
+        let buffer = match len <= limit {
+            true => self.take_buffer(len).or_else(|| {
+                self.reclaim();
+                self.take_buffer(len)
+            }),
+            false => None,
+        };
+        let Some(buffer) = buffer else {
+            NicCounters::bump(&self.counters.tx_dropped);
+            return false;
+        };
+        let data: &mut [u8] = match (buffer, &self.large_pool) {
+            // SAFETY: `buffer` was on a free list: the device does not own it.
+            (TxBuffer::Small(i), _) => unsafe { self.pool.buffer(i) },
+            // SAFETY: as above.
+            (TxBuffer::Large(i), Some(pool)) => unsafe { pool.buffer(i) },
+            _ => &mut [],
+        };
+        if data.len() < self.header_len + len {
+            // Cannot happen (`take_buffer` picks a buffer that fits); dropped rather than trusted.
+            self.give_back(buffer);
             NicCounters::bump(&self.counters.tx_dropped);
             return false;
         }
-        let Some(buffer) = self.free.pop() else { return false };
-        // SAFETY: `buffer` is on the free list: the device does not own it.
-        let data = unsafe { self.pool.buffer(buffer) };
         let (header, frame) = data.split_at_mut(self.header_len);
-        header.fill(0);
-        f(&mut frame[..len]);
-        if self.offload
-            && let Some((start, offset)) = checksum::partial(&mut frame[..len])
-        {
-            header[0] = HDR_NEEDS_CSUM;
-            header[6..8].copy_from_slice(&start.to_le_bytes());
-            header[8..10].copy_from_slice(&offset.to_le_bytes());
-        }
+        let frame = &mut frame[..len];
+        f(frame);
+        self.fill_header(header, frame, segment_size);
         let frame = &data[..self.header_len + len];
-        // SAFETY: the buffer stays in the pool and is not touched by the CPU until `reclaim`
+        // SAFETY: the buffer stays in its pool and is not touched by the CPU until `reclaim`
         // pops its token.
         match unsafe { self.queue.add(&[frame], &mut []) } {
             Ok(token) => {
@@ -367,7 +525,7 @@ impl TxPath for VirtioTx {
                 true
             }
             Err(_) => {
-                self.free.push(buffer);
+                self.give_back(buffer);
                 NicCounters::bump(&self.counters.tx_dropped);
                 false
             }
@@ -384,12 +542,12 @@ impl TxPath for VirtioTx {
     fn reclaim(&mut self) -> usize {
         while let Some((token, _)) = self.queue.pop_used() {
             if let Some(slot) = self.buffer_of_token.get_mut(usize::from(token)) {
-                let buffer = core::mem::replace(slot, NO_TOKEN);
-                if buffer != NO_TOKEN {
-                    self.free.push(buffer);
-                }
+                let buffer = core::mem::replace(slot, TxBuffer::None);
+                self.give_back(buffer);
             }
         }
-        self.free.len()
+        // While every large buffer is in flight, say nothing is free: smoltcp may be about to
+        // send a large segment, and a token it cannot use would lose the segment.
+        if self.large_pool.is_some() && self.free_large.is_empty() { 0 } else { self.free.len() }
     }
 }

@@ -208,11 +208,17 @@ impl<T: Transport + ?Sized> Transport for &T {
 ///
 /// Errors: `ENODEV` when a modern device does not offer `VERSION_1` or refuses the features.
 pub fn initialize(transport: &dyn Transport, wanted: u64) -> Result<u64> {
+    initialize_with(transport, |offered| offered & wanted)
+}
+
+/// [`initialize`] for drivers whose features depend on each other: `choose` gets the device's
+/// features and returns the ones to accept (a subset of them).
+pub fn initialize_with(transport: &dyn Transport, choose: impl FnOnce(u64) -> u64) -> Result<u64> {
     transport.set_status(0);
     transport.set_status(status::ACKNOWLEDGE);
     transport.set_status(status::ACKNOWLEDGE | status::DRIVER);
     let offered = transport.device_features();
-    let mut accepted = offered & wanted;
+    let mut accepted = offered & choose(offered);
     if transport.is_modern() {
         if offered & features::VERSION_1 == 0 {
             transport.set_status(status::FAILED);

@@ -43,15 +43,32 @@ struct Options {
     /// Echo requests per payload size (per flood).
     pings: u64,
     linux: bool,
-    /// Also measure the cost per packet against the number of open connections.
-    scale: bool,
+    /// Parts of the suite to run: `icmp`, `tcp` (stream and request/response vs Linux),
+    /// `scale` (cost per packet against open connections).
+    parts: Vec<String>,
+    tcp: super::net_tcp::Options,
 }
+
+/// Every part of the suite, in the order it runs.
+const PARTS: [&str; 3] = ["icmp", "tcp", "scale"];
 
 impl Options {
     fn parse(args: Vec<String>) -> Result<Options> {
         // As in `./x bench linux`: 2 000 requests per size keep the suite's TCG time bounded
         // (every size floods 5 times plus once under icount, on both systems).
-        let mut options = Options { arches: Arch::ALL.into_iter().filter(|a| a.is_supported()).collect(), pings: 2_000, linux: true, scale: true };
+        let mut options = Options {
+            arches: Arch::ALL.into_iter().filter(|a| a.is_supported()).collect(),
+            pings: 2_000,
+            linux: true,
+            parts: PARTS.map(String::from).into(),
+            tcp: super::net_tcp::Options::default(),
+        };
+        let positive = |arg: &str, v: String| -> Result<u64> {
+            match v.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!("{arg} wants a positive number, not `{v}`").into()),
+            }
+        };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -60,18 +77,25 @@ impl Options {
                     let v = value()?;
                     options.arches = if v == "all" { vec![Arch::X86_64, Arch::Aarch64] } else { vec![v.parse()?] };
                 }
-                "--pings" => {
-                    options.pings = value()?.parse().map_err(|e| format!("--pings: {e}"))?;
-                    if options.pings == 0 {
-                        return Err("--pings must be at least 1".into());
+                "--pings" => options.pings = positive(&arg, value()?)?,
+                "--stream-mib" => options.tcp.stream_mib = positive(&arg, value()?)?,
+                "--rounds" => options.tcp.rounds = positive(&arg, value()?)?,
+                "--no-linux" => options.linux = false,
+                "--no-scale" => options.parts.retain(|p| p != "scale"),
+                "--only" => {
+                    options.parts = value()?.split(',').map(String::from).collect();
+                    if let Some(bad) = options.parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
+                        return Err(format!("--only: unknown part `{bad}` (parts: {})", PARTS.join(", ")).into());
                     }
                 }
-                "--no-linux" => options.linux = false,
-                "--no-scale" => options.scale = false,
-                other => return Err(format!("unknown option `{other}` for bench net (--arch A|all, --pings N, --no-linux, --no-scale)").into()),
+                other => return Err(format!("unknown option `{other}` for bench net (--arch A|all, --only icmp,tcp,scale, --pings N, --stream-mib N, --rounds N, --no-linux, --no-scale)").into()),
             }
         }
         Ok(options)
+    }
+
+    fn wants(&self, part: &str) -> bool {
+        self.parts.iter().any(|p| p == part)
     }
 }
 
@@ -149,7 +173,7 @@ type Row = (Arch, Vec<Value>, Option<Vec<Value>>);
 
 /// One table row per arch, size and figure: libos, Linux, libos / Linux.
 fn markdown(rows: &[Row], pings: u64) -> String {
-    let mut md = String::from("# Network benchmark (`./x bench net`)\n\n");
+    let mut md = String::from("## ICMP echo against the Linux guest\n\n");
     md += &format!(
         "The ICMP echo workload of seed 003 against libos (`apps/netecho ping-wait`) and the Linux guest \
          (`bench/c/icmp_echo.c`) in the same run: the host floods the guest with {pings} echo requests per payload \
@@ -181,54 +205,96 @@ fn markdown(rows: &[Row], pings: u64) -> String {
     md
 }
 
+/// libos / Linux per payload size for the ICMP figures compared.
+fn icmp_ratios(ours: &[Value], theirs: Option<&Vec<Value>>) -> Vec<Value> {
+    ours.iter()
+        .enumerate()
+        .map(|(i, size)| {
+            let ratio = |path: &str| {
+                let them = theirs?.get(i).and_then(|s| figure(s, path))?;
+                let us = figure(size, path)?;
+                (them > 0.0).then(|| round(us / them))
+            };
+            json!({
+                "payload_bytes": PAYLOAD_SIZES[i],
+                "virtual_ns_per_echo": ratio("virtual_ns_per_packet"),
+                "exits_per_echo": ratio("device_per_packet.total exits"),
+                "pps": ratio("pps"),
+            })
+        })
+        .collect()
+}
+
 pub(super) fn run(args: Vec<String>) -> Result<i32> {
     let options = Options::parse(args)?;
     crate::linux::ensure_net_tools()?;
     let netns = Netns::create("bench")?;
     let mut rows = Vec::new();
     let mut arches_json = Vec::new();
-    let mut scale_md = String::new();
+    let (mut tcp_md, mut scale_md) = (String::new(), String::new());
     for &arch in &options.arches {
-        let (ours, command) = libos(arch, &netns, options.pings)?;
-        let scale = if options.scale { super::net_scale::measure(arch, &netns)? } else { Vec::new() };
-        scale_md += &super::net_scale::markdown(arch, &scale);
-        let theirs = if options.linux { Some(icmp::run(&LinuxGuest::build(arch)?, options.pings)?) } else { None };
-        let their_sizes = theirs.as_ref().and_then(|t| t["sizes"].as_array().cloned());
-        let ratios: Vec<Value> = ours
-            .iter()
-            .enumerate()
-            .map(|(i, size)| {
-                let ratio = |path: &str| {
-                    let them = their_sizes.as_ref()?.get(i).and_then(|s| figure(s, path))?;
-                    let us = figure(size, path)?;
-                    (them > 0.0).then(|| round(us / them))
-                };
-                json!({
-                    "payload_bytes": PAYLOAD_SIZES[i],
-                    "virtual_ns_per_echo": ratio("virtual_ns_per_packet"),
-                    "exits_per_echo": ratio("device_per_packet.total exits"),
-                    "pps": ratio("pps"),
-                })
-            })
-            .collect();
-        arches_json.push(json!({
-            "arch": arch.name(),
-            "libos": { "program": "apps/netecho ping-wait N", "sizes": ours, "qemu_command": command },
-            "linux": theirs,
-            "libos_over_linux": ratios,
-            "tcp_round_trips_by_open_connections": scale,
-        }));
-        rows.push((arch, ours, their_sizes));
+        let linux_guest = if options.linux { Some(LinuxGuest::build(arch)?) } else { None };
+        let mut entry = json!({ "arch": arch.name() });
+        if options.wants("icmp") {
+            let (ours, command) = libos(arch, &netns, options.pings)?;
+            let theirs = match &linux_guest {
+                Some(guest) => Some(icmp::run(guest, options.pings)?),
+                None => None,
+            };
+            let their_sizes = theirs.as_ref().and_then(|t| t["sizes"].as_array().cloned());
+            entry["libos"] = json!({ "program": "apps/netecho ping-wait N", "sizes": ours, "qemu_command": command });
+            entry["linux"] = theirs.unwrap_or(Value::Null);
+            entry["libos_over_linux"] = json!(icmp_ratios(&ours, their_sizes.as_ref()));
+            rows.push((arch, ours, their_sizes));
+        }
+        if options.wants("tcp") {
+            let ours = super::net_tcp::libos(arch, &netns, &options.tcp)?;
+            let theirs = match &linux_guest {
+                Some(guest) => Some(super::net_tcp::linux(guest, &netns, &options.tcp)?),
+                None => None,
+            };
+            tcp_md += &super::net_tcp::markdown(arch, &ours, theirs.as_deref());
+            entry["tcp"] = json!({
+                "libos": { "program": "apps/netecho bench MODE PORT N", "workloads": ours },
+                "linux": theirs.as_ref().map(|t| json!({ "program": "bench/c/tcp_bench.c MODE PORT N", "workloads": t })),
+                "libos_over_linux": super::net_tcp::ratios(&ours, theirs.as_deref()),
+            });
+        }
+        if options.wants("scale") {
+            let scale = super::net_scale::measure(arch, &netns)?;
+            scale_md += &super::net_scale::markdown(arch, &scale);
+            entry["tcp_round_trips_by_open_connections"] = json!(scale);
+        }
+        arches_json.push(entry);
     }
     let json = json!({
         "suite": "net",
         "host": host_facts(),
         "accelerator": Accel::Tcg.to_string(),
-        "method": "host `ping -q -f -c N -s SIZE` from a network namespace over a tap into the guest (x86_64: modern virtio-net-pci on q35; aarch64: virtio-mmio v2 on virt-gicv3); virtual ns per echo = the guest's counter from the first request to the last under -icount shift=0,sleep=off / echoes in that window; busy instructions (libos) = that window minus the ticks the guest spent halted; device counts per echo = QEMU trace events between the guest's start and end marks / N; pps = received / ping's time, median of 5 floods in one boot (TCG)",
+        "method": "host `ping -q -f -c N -s SIZE` from a network namespace over a tap into the guest (x86_64: modern virtio-net-pci on q35; aarch64: virtio-mmio v2 on virt-gicv3); virtual ns per echo = the guest's counter from the first request to the last under -icount shift=0,sleep=off / echoes in that window; busy instructions (libos) = that window minus the ticks the guest spent halted; device counts per echo = QEMU trace events between the guest's start and end marks / N; pps = received / ping's time, median of 5 floods in one boot (TCG). TCP: one connection from the host, under -icount shift=0,sleep=on; busy instructions per operation = (window - idle ticks) / operations on both systems",
+        "parts": options.parts,
         "requests_per_size": options.pings,
+        "tcp_options": { "stream_mib": options.tcp.stream_mib, "round_trips": options.tcp.rounds },
         "arches": arches_json,
     });
-    let mut md = markdown(&rows, options.pings);
+    let mut md = String::from("# Network benchmark (`./x bench net`)\n\n");
+    if !rows.is_empty() {
+        md += &markdown(&rows, options.pings);
+    }
+    if !tcp_md.is_empty() {
+        md += &format!(
+            "\n## TCP stream and request/response against the Linux guest\n\n\
+             One connection from the host over the tap, same card as above, under `-icount shift=0,sleep=on` with a device trace. \
+             libos runs `apps/netecho bench MODE` (default buffers, `tcp_buffer=128K`), Linux `bench/c/tcp_bench.c MODE`: the same \
+             calls, 64 KiB reads and writes, `TCP_NODELAY`. stream-in / stream-out: {} MiB to / from the guest; rr: {} one-byte \
+             round trips; http: {} `GET`s answered with 4 KiB on one kept-alive connection. Busy instructions = (window - idle) / \
+             operations: libos counts its halted ticks exactly; Linux's idle time comes from cpuidle residency (1 us) or, without a \
+             cpuidle driver, `/proc/stat` (10 ms; see `idle_resolution_ns` in the JSON). Targets: busy instructions and exits per \
+             operation at most 1/2 of Linux's (ratio <= 0.50).\n\n\
+             | arch | workload | figure | libos | Linux | libos / Linux |\n|---|---|---|---|---|---|\n{tcp_md}",
+            options.tcp.stream_mib, options.tcp.rounds, options.tcp.rounds
+        );
+    }
     if !scale_md.is_empty() {
         md += &format!(
             "\n## Cost per packet against open connections\n\n`netecho tcp 7 {}` with `tcp_buffer=4K`: the host holds C - 1 idle TCP \
@@ -252,7 +318,15 @@ mod tests {
     #[test]
     fn options_parse() {
         let o = Options::parse(vec!["--arch".into(), "aarch64".into(), "--pings".into(), "100".into(), "--no-linux".into()]).unwrap();
-        assert_eq!(o, Options { arches: vec![Arch::Aarch64], pings: 100, linux: false, scale: true });
+        assert_eq!(o.arches, vec![Arch::Aarch64]);
+        assert_eq!((o.pings, o.linux), (100, false));
+        assert!(o.wants("icmp") && o.wants("tcp") && o.wants("scale"));
+        let o = Options::parse(vec!["--only".into(), "tcp".into(), "--stream-mib".into(), "8".into(), "--rounds".into(), "50".into()]).unwrap();
+        assert!(o.wants("tcp") && !o.wants("icmp") && !o.wants("scale"));
+        assert_eq!((o.tcp.stream_mib, o.tcp.rounds), (8, 50));
+        assert!(!Options::parse(vec!["--no-scale".into()]).unwrap().wants("scale"));
+        assert!(Options::parse(vec!["--only".into(), "udp".into()]).is_err());
+        assert!(Options::parse(vec!["--rounds".into(), "0".into()]).is_err());
         assert!(Options::parse(vec!["--pings".into(), "0".into()]).is_err());
         assert!(Options::parse(vec!["--pings".into()]).is_err());
         assert!(Options::parse(vec!["--fast".into()]).is_err());

@@ -1,9 +1,11 @@
 //! Per-packet cost against the number of open TCP connections (issue 13, item 4): does the
 //! stack's work per packet grow with the connections it holds?
 //!
-//! For each count C of [`CONNECTIONS`], one boot of `netecho tcp 7 ROUNDS` under icount
-//! (`sleep=on`: the host paces the round trips, see `VmConfig::icount_sleep`) with a device trace (`tcp_buffer=4K`, so that 10 000 connections fit in 1 GiB): the host opens C - 1
-//! connections that stay idle, then one more that ping-pongs one byte ROUNDS + 1 times. The
+//! For each count C of [`CONNECTIONS`], one boot of `netecho tcp 7 ROUNDS C-1` under icount
+//! (`sleep=on`: the host paces the round trips, see `VmConfig::icount_sleep`) with a device
+//! trace (`tcp_buffer=4K`, so that 10 000 connections fit in 1 GiB): the host opens C - 1
+//! connections that stay idle, waits for the guest to say it holds them, then opens one more
+//! that ping-pongs one byte ROUNDS + 1 times. The
 //! guest measures the window from the first byte to the last echo: busy instructions per
 //! round trip (window minus the ticks it spent halted, `libos::idle`) and, from the trace,
 //! exits per round trip. A round trip is one segment in and one out (the host's ACK rides on
@@ -38,20 +40,16 @@ fn raise_file_limit(n: u64) -> Result<()> {
     Ok(())
 }
 
-/// The host side, inside the namespace: `idle` idle connections, then `ROUNDS + 1` one-byte
-/// round trips on one more.
-fn drive(idle: usize) -> std::result::Result<(), String> {
+/// The host side's first half, inside the namespace: `idle` connections that stay idle.
+fn open_idle(idle: usize) -> std::result::Result<Vec<TcpStream>, String> {
     let guest: SocketAddr = GUEST.parse().map_err(|e| format!("{e}"))?;
-    let mut held = Vec::with_capacity(idle);
-    for i in 0..idle {
-        held.push(TcpStream::connect_timeout(&guest, Duration::from_secs(60)).map_err(|e| format!("idle connection {i}: {e}"))?);
-    }
-    // The host's connect returns at the SYN-ACK; the guest still has to accept the idle
-    // connections and register them with its poller. Let it finish before the window opens
-    // (sleep=on: the guest runs meanwhile), so the window holds only the round trips. 0.5 ms
-    // per connection was too little for aarch64 under TCG at 10 000 connections (its window
-    // then held the last accepts: 4.6x the cost of one connection instead of 1.03x).
-    std::thread::sleep(Duration::from_millis(2_000) + Duration::from_micros(2_000) * idle as u32);
+    (0..idle).map(|i| TcpStream::connect_timeout(&guest, Duration::from_secs(60)).map_err(|e| format!("idle connection {i}: {e}"))).collect()
+}
+
+/// The second half: `ROUNDS + 1` one-byte round trips on one more connection, while `held`
+/// stay open.
+fn round_trips(held: Vec<TcpStream>) -> std::result::Result<(), String> {
+    let guest: SocketAddr = GUEST.parse().map_err(|e| format!("{e}"))?;
     let mut active = TcpStream::connect_timeout(&guest, Duration::from_secs(60)).map_err(|e| format!("active connection: {e}"))?;
     active.set_nodelay(true).map_err(|e| e.to_string())?;
     active.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
@@ -78,7 +76,12 @@ pub(super) fn measure(arch: Arch, netns: &Netns) -> Result<Vec<Value>> {
         let mut config = VmConfig::new(arch, image.clone());
         config.machine = machine(arch);
         config.memory = "1G".into();
-        config.cmdline = qemu::kernel_cmdline("ip=10.0.2.15/24,gw=10.0.2.1 tcp_buffer=4K", &["tcp".into(), "7".into(), ROUNDS.to_string()]);
+        let idle = connections - 1;
+        let mut args = vec!["tcp".to_string(), "7".into(), ROUNDS.to_string()];
+        if idle > 0 {
+            args.push(idle.to_string());
+        }
+        config.cmdline = qemu::kernel_cmdline("ip=10.0.2.15/24,gw=10.0.2.1 tcp_buffer=4K", &args);
         config.net = Some(NetConfig::tap(TAP));
         config.virtio_transport = Some(transport(arch));
         config.launcher = netns.launcher();
@@ -91,7 +94,21 @@ pub(super) fn measure(arch: Arch, netns: &Netns) -> Result<Vec<Value>> {
             running.kill();
             return Err(failure("netecho tcp (never listened)", &running.finish()?));
         }
-        let driven = netns.run(move || drive(connections - 1))?;
+        // The host's connect returns at the SYN-ACK; the guest still has to accept the idle
+        // connections and register them with its poller. It says when it holds them all, and
+        // only then does the measured connection start (else the window holds the last
+        // accepts: 4x the cost of one connection on aarch64 under TCG, where a fixed pause was
+        // not always enough).
+        let driven = match netns.run(move || open_idle(idle))? {
+            Ok(held) if idle == 0 || running.wait_for_console(&format!("[netecho] holding {idle} connections"), Duration::from_secs(600)) => {
+                netns.run(move || round_trips(held))?
+            }
+            Ok(_) => Err(format!("the guest never said it holds {idle} connections")),
+            Err(e) => Err(e),
+        };
+        if driven.is_err() {
+            running.kill();
+        }
         let outcome = running.finish()?;
         if let Err(e) = driven {
             return Err(failure(&format!("TCP round trips with {connections} connections: {e}"), &outcome));
