@@ -149,6 +149,31 @@ fn tcp_segments_up_to_64k_cross_whole_with_segmentation_offload() {
 }
 
 #[test]
+fn many_connections_keep_the_neighbour_list_bounded() {
+    // Every SYN-ACK goes out with the initial one-second RTO, which is how a socket silenced
+    // for a missing neighbour looks too: each new connection is listed once, by flag (not by a
+    // scan of the list), and connections coming and going do not grow the list past the slots.
+    platform();
+    let (a, b) = pair(setup(1), setup(2), 0);
+    let listener = TcpListener::bind_on(a, addr(1, 83), 256).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    for round in 0..4 {
+        let clients: Vec<TcpStream> = (0..200).map(|_| TcpStream::connect_start_on(b, addr(1, 83)).unwrap()).collect();
+        run(&[a, b], 20);
+        let mut accepted = Vec::new();
+        while let Ok((s, _)) = listener.accept() {
+            accepted.push(s);
+        }
+        assert_eq!(accepted.len(), 200, "round {round}");
+        let slots = a.with(|inner| inner.slots.len());
+        let listed = a.with(|inner| inner.neighbor_waiting_len());
+        assert!(listed <= 2 * slots + 1, "round {round}: {listed} listed for {slots} slots");
+        drop((clients, accepted));
+        run(&[a, b], 50);
+    }
+}
+
+#[test]
 fn tcp_survives_loss() {
     platform();
     let (a, b) = pair(setup(1), setup(2), 7);
@@ -342,16 +367,17 @@ mod driver {
 
     #[test]
     fn frames_over_several_buffers_are_gathered_and_oversized_ones_dropped() {
-        // A 5 000-byte frame over three buffers, one over 64 KiB over 40, then a small one:
-        // the ring must stay whole through all of them.
-        let frame: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
-        let mut first = with_header(&frame[..2036]);
+        // A 10 000-byte frame over three page-sized buffers (read in place: they are adjacent
+        // and full), one over 64 KiB over 40, then a small one: the ring must stay whole
+        // through all of them.
+        let frame: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let mut first = with_header(&frame[..4084]);
         first[10] = 3;
-        let mut incoming = vec![first, frame[2036..4084].to_vec(), frame[4084..].to_vec()];
+        let mut incoming = vec![first, frame[4084..8180].to_vec(), frame[8180..].to_vec()];
         let mut huge = with_header(&[1u8; 2036]);
         huge[10] = 40;
         incoming.push(huge);
-        incoming.extend((1..40).map(|_| vec![2u8; 2048]));
+        incoming.extend((1..40).map(|_| vec![2u8; 4096]));
         incoming.push(with_header(&[7u8; 60]));
         let (mut nic, _, _) = device_with(TAP_FEATURES, incoming);
         let mut frames = Vec::new();
@@ -361,6 +387,26 @@ mod driver {
         assert_eq!(frames[1], vec![7u8; 60]);
         let stats = nic.counters.snapshot();
         assert_eq!((stats.rx_packets, stats.rx_dropped), (2, 1));
+
+        // The same frame where the ring wraps (buffers 255, 0, 1: not adjacent): gathered by
+        // copy, byte for byte, and the next frame after it is still read.
+        let mut first = with_header(&frame[..4084]);
+        first[10] = 3;
+        let mut incoming: Vec<Vec<u8>> = (0..255).map(|_| with_header(&[9u8; 60])).collect();
+        incoming.extend([first, frame[4084..8180].to_vec(), frame[8180..].to_vec(), with_header(&[7u8; 60])]);
+        let (mut nic, _, transport) = device_with(TAP_FEATURES, incoming);
+        let mut frames = Vec::new();
+        // The device filled every buffer (the small frames and the big one's first part); once
+        // the driver has taken the small ones, the rest of the big one goes into the reposted
+        // buffers at the start of the pool.
+        for _ in 0..255 {
+            assert!(nic.rx.receive(&mut |f| frames.push(f.to_vec())));
+        }
+        transport.process(0);
+        while nic.rx.receive(&mut |f| frames.push(f.to_vec())) {}
+        assert_eq!(frames.len(), 257);
+        assert!(frames[255] == frame, "the frame gathered across the wrap differs");
+        assert_eq!(frames[256], vec![7u8; 60]);
     }
 
     #[test]
@@ -487,3 +533,4 @@ fn hostile_frames_through_the_whole_receive_path_never_panic() {
         }
     }
 }
+

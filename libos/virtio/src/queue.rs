@@ -310,7 +310,35 @@ impl SplitQueue {
             self.chains[usize::from(head)] = (count as u16, None);
             self.recycle(list);
         }
-        // Publish: the ring entry, then (after a barrier) the index the device polls.
+        self.publish(head);
+        Ok(head)
+    }
+
+    /// [`SplitQueue::add`] for one buffer the device fills whose physical segment the caller
+    /// already knows (receive buffers posted again and again): one descriptor, no translation.
+    ///
+    /// Errors: `ENOSPC` when no descriptor is free.
+    ///
+    /// # Safety
+    /// `segment` must be memory the caller owns and does not access until `pop_used` returned
+    /// the token or the device was reset (as for [`SplitQueue::add`]).
+    pub unsafe fn add_writable_segment(&mut self, segment: Segment) -> Result<u16> {
+        if self.free_count == 0 {
+            return Err(Errno::ENOSPC);
+        }
+        let head = self.free_head;
+        let next = self.read_descriptor_next(head);
+        self.write_descriptor(head, Descriptor { addr: segment.phys, len: segment.len, flags: DESC_F_WRITE, next });
+        self.free_head = next;
+        self.free_count -= 1;
+        self.chains[usize::from(head)] = (1, None);
+        self.publish(head);
+        Ok(head)
+    }
+
+    /// Puts chain `head` on the available ring: the ring entry, then (after a barrier) the
+    /// index the device polls.
+    fn publish(&mut self, head: u16) {
         let slot = self.available_offset + 4 + 2 * usize::from(self.available_index % self.size);
         // SAFETY: `slot` is entry `avail_idx % size` of the available ring inside `memory`.
         unsafe { self.ring_u16(slot).write_volatile(head) }
@@ -319,7 +347,6 @@ impl SplitQueue {
         // SAFETY: `avail.idx` is the second u16 of the available ring inside `memory`.
         unsafe { self.ring_u16(self.available_offset + 2).write_volatile(self.available_index) }
         fence(Ordering::SeqCst);
-        Ok(head)
     }
 
     /// Whether the device wants a notification for what was just added.

@@ -29,6 +29,8 @@ pub const CONNECTIONS: [usize; 4] = [1, 100, 1_000, 10_000];
 /// Round trips in the measured window.
 pub(super) const ROUNDS: u64 = 2_000;
 const GUEST: &str = "10.0.2.15:7";
+/// The pause before the measured connection, after the guest holds the idle ones.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// Lets this process hold `n` sockets.
 fn raise_file_limit(n: u64) -> Result<()> {
@@ -101,6 +103,9 @@ pub(super) fn measure(arch: Arch, netns: &Netns) -> Result<Vec<Value>> {
         // not always enough).
         let driven = match netns.run(move || open_idle(idle))? {
             Ok(held) if idle == 0 || running.wait_for_console(&format!("[netecho] holding {idle} connections"), Duration::from_secs(600)) => {
+                // Then a second for the guest to finish what it does right after boot or after
+                // the accepts (the same for every count).
+                std::thread::sleep(SETTLE);
                 netns.run(move || round_trips(held))?
             }
             Ok(_) => Err(format!("the guest never said it holds {idle} connections")),

@@ -163,7 +163,7 @@ impl Inner {
         entry.handle = None;
         entry.generation += 1;
         entry.shared.wake(); // a poller still registered drops it
-        self.neighbor_waiting.retain(|&s| s != slot);
+        entry.neighbor_waiting = false; // its entry in the list, if any, is skipped
         self.free_slots.push(slot);
     }
 
