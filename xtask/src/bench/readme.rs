@@ -83,8 +83,8 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
     Ok(())
 }
 
-/// The network suite's headline: ICMP echo against the Linux guest, and the cost per round trip
-/// against open connections.
+/// The network suite's headline: ICMP echo and the TCP workloads against the Linux guest, and
+/// the cost per round trip against open connections.
 fn network() -> String {
     let Some(net) = read("net.json") else { return String::new() };
     let mut md = String::from("## libos network (`./x bench net`, icount, same card and run as the Linux guest)\n\n| arch | figure | libos | Linux | libos / Linux |\n|---|---|---|---|---|\n");
@@ -100,6 +100,21 @@ fn network() -> String {
                 };
                 let show = |v: Option<f64>| v.map_or("-".into(), format_figure);
                 md += &format!("| {name} | {size}-byte ICMP echo: {label} | {} | {} | {ratio} |\n", show(us), show(them));
+            }
+        }
+        let tcp = &arch["tcp"];
+        for (i, workload) in tcp["libos"]["workloads"].as_array().into_iter().flatten().enumerate() {
+            let unit = workload["figures"]["unit"].as_str().unwrap_or("operation");
+            let mode = workload["workload"].as_str().unwrap_or("?");
+            for (label, path) in [("busy instructions", "busy_instructions_per_operation"), ("exits", "device_per_operation.total exits")] {
+                let us = at(workload, &format!("figures.{path}"));
+                let them = at(&tcp["linux"], &format!("workloads.{i}.figures.{path}"));
+                let ratio = match (us, them) {
+                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                    _ => "-".into(),
+                };
+                let show = |v: Option<f64>| v.map_or("-".into(), format_figure);
+                md += &format!("| {name} | TCP {mode}: {label} per {unit} | {} | {} | {ratio} |\n", show(us), show(them));
             }
         }
         for row in arch["tcp_round_trips_by_open_connections"].as_array().into_iter().flatten() {
