@@ -52,6 +52,15 @@ pub trait Scheduler: Sync {
 
     /// Lets other runnable threads run first.
     fn yield_now(&self);
+
+    /// If `thread` is parked, makes it wake by `deadline` at the latest (an earlier deadline of
+    /// its own stays) without waking it now, and returns true; returns false when it is not
+    /// parked. Lets a thread that sleeps until its next timer learn of an earlier one without a
+    /// switch to it and back. The default (a scheduler without it) returns false.
+    fn wake_by(&self, thread: ThreadId, deadline: Instant) -> bool {
+        let _ = (thread, deadline);
+        false
+    }
 }
 
 static SCHEDULER: Once<&'static dyn Scheduler> = Once::new();
@@ -106,6 +115,13 @@ pub fn unpark(thread: ThreadId) {
         Some(s) => s.unpark(thread),
         None => FALLBACK_TOKEN.store(true, Ordering::Release),
     }
+}
+
+/// See [`Scheduler::wake_by`]: true when `thread` is parked and now wakes by `deadline`; false
+/// (the caller should [`unpark`] it instead) when it is not parked or there is no scheduler.
+/// Safe in interrupt handlers.
+pub fn wake_by(thread: ThreadId, deadline: Instant) -> bool {
+    scheduler().is_some_and(|s| s.wake_by(thread, deadline))
 }
 
 /// Lets other threads run (nothing to do without a scheduler).

@@ -33,6 +33,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use hashbrown::HashMap;
 use libos_core::blocking::WaitQueue;
+use libos_core::sched::{self, ThreadId};
 use libos_core::sync::IrqSpinLock;
 use libos_core::time::Instant;
 use libos_core::{Errno, Result};
@@ -242,11 +243,13 @@ pub struct Stack {
     pub mac: [u8; 6],
     /// Where the NIC sits (for messages).
     pub describe: String,
-    /// Woken when the earliest timer moved earlier (the network thread re-arms).
-    timer_waiters: WaitQueue,
+    /// The earliest timer moved earlier while the network thread could not be told by moving
+    /// its wake-up (it was not parked): it must look again before it parks.
     timer_kick: AtomicBool,
     /// A thread runs [`Stack::timer_loop`]; blocked callers need not run timers themselves.
     has_timer_thread: AtomicBool,
+    /// That thread's id (`u64::MAX` until it starts).
+    timer_thread: AtomicU64,
     /// The NIC has no interrupt: frames are picked up every millisecond.
     polling: AtomicBool,
     /// Woken when the IPv4 configuration changes.
@@ -331,9 +334,10 @@ impl Stack {
             counters,
             mac,
             describe,
-            timer_waiters: WaitQueue::new(),
+
             timer_kick: AtomicBool::new(false),
             has_timer_thread: AtomicBool::new(false),
+            timer_thread: AtomicU64::new(u64::MAX),
             polling: AtomicBool::new(false),
             address_waiters: WaitQueue::new(),
             echo_waiters: WaitQueue::new(),
@@ -363,7 +367,7 @@ impl Stack {
         if let Some(rx) = inner.rx.as_mut() {
             rx.flush();
         }
-        let kick = inner.timer_moved_earlier();
+        let kick = inner.timer_moved_earlier().then_some(inner.armed);
         let dhcp_changed = core::mem::take(&mut inner.ipv4_changed);
         let mut wakes = core::mem::take(&mut inner.wakes);
         drop(inner);
@@ -376,9 +380,8 @@ impl Stack {
                 inner.wakes = wakes;
             }
         }
-        if kick {
-            self.timer_kick.store(true, Ordering::Release);
-            self.timer_waiters.wake_all();
+        if let Some(at) = kick {
+            self.tell_timer_thread(to_ours(SmolInstant::from_micros(at)));
         }
         if self.counters.icmp_echo_requests.load(Ordering::Relaxed) >= self.echo_target.load(Ordering::Relaxed) {
             self.echo_waiters.wake_all();
@@ -451,20 +454,37 @@ impl Stack {
     /// timers when they are due; sleeps otherwise (no periodic tick: an idle stack with open
     /// connections wakes only for TCP's own timers).
     pub fn timer_loop(&self) -> ! {
+        self.timer_thread.store(sched::current().0, Ordering::Release);
         self.has_timer_thread.store(true, Ordering::Release);
         loop {
             let next = self.next_timer();
-            let kicked = || self.timer_kick.swap(false, Ordering::AcqRel);
-            match next {
-                Some(deadline) => {
-                    self.timer_waiters.wait_until_deadline(kicked, deadline);
+            // A kick after `next_timer` means an earlier timer it did not see: look again. (One
+            // that comes after this check finds the thread parked, or leaves it a wake token.)
+            if !self.timer_kick.swap(false, Ordering::AcqRel) {
+                match next {
+                    Some(deadline) => sched::park_until(deadline),
+                    None => sched::park(),
                 }
-                None => self.timer_waiters.wait_until(kicked),
             }
             if self.polling.load(Ordering::Relaxed) {
                 self.poll_receive();
             }
             self.run_timers();
+        }
+    }
+
+    /// The earliest timer is now `at`, earlier than the network thread sleeps until: move its
+    /// wake-up there if it is parked (no switch to it and back: a request/response server arms
+    /// and cancels a delayed-ACK or retransmission timer on every round trip), else leave it a
+    /// kick and a wake token so that it looks again before parking.
+    fn tell_timer_thread(&self, at: Instant) {
+        let thread = self.timer_thread.load(Ordering::Acquire);
+        if thread != u64::MAX && sched::wake_by(ThreadId(thread), at) {
+            return;
+        }
+        self.timer_kick.store(true, Ordering::Release);
+        if thread != u64::MAX {
+            sched::unpark(ThreadId(thread));
         }
     }
 

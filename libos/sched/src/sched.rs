@@ -62,6 +62,9 @@ pub(crate) struct Tcb {
     priority: Priority,
     state: State,
     wake_token: bool,
+    /// While parked with a deadline: the deadline, whose `(deadline, id)` entry is in the
+    /// deadline queue (moved earlier by `wake_by`).
+    parked_until: Option<Instant>,
     /// The saved stack pointer while not running.
     sp: AtomicUsize,
     /// `None` for `main`, which runs on the boot stack.
@@ -151,6 +154,14 @@ impl Sched {
             _ => {}
         }
         self.rearm();
+    }
+
+    /// Drops the deadline-queue entry of `id`'s park, once it woke (if the timer woke it, the
+    /// entry is gone already).
+    fn forget_deadline(&mut self, id: ThreadId) {
+        if let Some(deadline) = self.threads.get_mut(id).and_then(|tcb| tcb.parked_until.take()) {
+            self.timers.remove(&(deadline, id));
+        }
     }
 
     /// Arms the one-shot timer if something needs it earlier than it is armed for.
@@ -387,6 +398,7 @@ impl Scheduler for Hook {
             tcb.wake_token = false;
         } else {
             switch_away(s, State::Blocked, Reason::Woken);
+            lock().forget_deadline(current); // one `wake_by` may have given it
         }
     }
 
@@ -397,11 +409,29 @@ impl Scheduler for Hook {
         if tcb.wake_token {
             tcb.wake_token = false;
         } else if Instant::now() < deadline {
+            tcb.parked_until = Some(deadline);
             s.timers.insert((deadline, current));
             s.rearm();
             switch_away(s, State::Blocked, Reason::Woken);
-            lock().timers.remove(&(deadline, current));
+            lock().forget_deadline(current);
         }
+    }
+
+    fn wake_by(&self, thread: ThreadId, deadline: Instant) -> bool {
+        let mut s = lock();
+        let Some(tcb) = s.threads.get_mut(thread) else { return false };
+        if tcb.state != State::Blocked {
+            return false;
+        }
+        if tcb.parked_until.is_some_and(|own| own <= deadline) {
+            return true;
+        }
+        if let Some(old) = tcb.parked_until.replace(deadline) {
+            s.timers.remove(&(old, thread));
+        }
+        s.timers.insert((deadline, thread));
+        s.rearm();
+        true
     }
 
     fn unpark(&self, thread: ThreadId) {
@@ -451,7 +481,7 @@ pub fn init(policy: Box<dyn Policy>) -> Result<()> {
 
 impl Tcb {
     fn new(name: Option<String>, serial: u64, priority: Priority, stack: Option<Stack>, entry: Option<Box<dyn FnOnce() + Send>>) -> Tcb {
-        Tcb { name, serial, priority, state: State::Running, wake_token: false, sp: AtomicUsize::new(0), stack, entry, tls: Vec::new() }
+        Tcb { name, serial, priority, state: State::Running, wake_token: false, parked_until: None, sp: AtomicUsize::new(0), stack, entry, tls: Vec::new() }
     }
 }
 

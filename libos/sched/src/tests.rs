@@ -46,5 +46,12 @@ fn tickless_until_a_slice_is_needed_then_preempts_after_a_whole_slice() {
     libos_core::sched::unpark(ThreadId::MAIN);
     libos_core::sched::park(); // consumes the token instead of switching
     assert_eq!(crate::switch_count(), 0);
+
+    // `wake_by` only moves the deadline of a parked thread: a running, ready or unknown one
+    // is left to `unpark`.
+    let later = Instant::now() + Duration::from_secs(1);
+    assert!(!libos_core::sched::wake_by(ThreadId::MAIN, later));
+    assert!(!libos_core::sched::wake_by(handle.thread().id(), later));
+    assert!(!libos_core::sched::wake_by(ThreadId(0xdead_0000_0000), later));
     assert_eq!(crate::policy_name(), "rr");
 }
