@@ -473,8 +473,14 @@ impl RxPath for VirtioRx {
         self.reposted = true;
         // SAFETY: the device returned this buffer; it is reposted only after `f` is done.
         let data = unsafe { self.pool.buffer(buffer) };
+        // A header the device did not write whole is not trusted for `num_buffers` either (it
+        // would make us take buffers of the frames that follow).
+        let whole = len >= self.header_len && len <= RX_BUFFER;
+        let buffers = match self.header_len == HEADER_WITH_COUNT {
+            true if whole => u16::from_le_bytes([data[10], data[11]]),
+            _ => 1,
+        };
         let flags = data[0];
-        let buffers = if self.header_len == HEADER_WITH_COUNT { u16::from_le_bytes([data[10], data[11]]) } else { 1 };
         if buffers > 1 {
             if self.gather(buffer, len, usize::from(buffers) - 1) {
                 self.deliver_parts(flags, f);
@@ -483,7 +489,7 @@ impl RxPath for VirtioRx {
             }
             return true;
         }
-        if buffers == 0 || len < self.header_len || len > RX_BUFFER {
+        if buffers == 0 || !whole {
             // No buffers, truncated, or longer than the buffer: dropped and counted.
             NicCounters::bump(&self.counters.rx_dropped);
         } else {

@@ -20,7 +20,6 @@ use crate::netns::{Netns, TAP};
 use crate::qemu::{self, VmConfig};
 use crate::{Result, build};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -52,17 +51,7 @@ fn open_idle(idle: usize) -> std::result::Result<Vec<TcpStream>, String> {
 /// stay open.
 fn round_trips(held: Vec<TcpStream>) -> std::result::Result<(), String> {
     let guest: SocketAddr = GUEST.parse().map_err(|e| format!("{e}"))?;
-    let mut active = TcpStream::connect_timeout(&guest, Duration::from_secs(60)).map_err(|e| format!("active connection: {e}"))?;
-    active.set_nodelay(true).map_err(|e| e.to_string())?;
-    active.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
-    let mut byte = [0u8; 1];
-    for round in 0..=ROUNDS {
-        active.write_all(&[round as u8]).map_err(|e| format!("round {round}: {e}"))?;
-        active.read_exact(&mut byte).map_err(|e| format!("round {round}: {e}"))?;
-        if byte[0] != round as u8 {
-            return Err(format!("round {round}: echoed {} instead of {}", byte[0], round as u8));
-        }
-    }
+    super::net_tcp::ping_pong(guest, ROUNDS)?;
     drop(held);
     Ok(())
 }

@@ -111,8 +111,8 @@ fn receive_stream(guest: SocketAddr, bytes: u64) -> std::result::Result<(), Stri
     Ok(())
 }
 
-/// `rr`: `rounds + 1` one-byte round trips.
-fn ping_pong(guest: SocketAddr, rounds: u64) -> std::result::Result<(), String> {
+/// `rr`: `rounds + 1` one-byte round trips (also the measured connection of the scale bench).
+pub(super) fn ping_pong(guest: SocketAddr, rounds: u64) -> std::result::Result<(), String> {
     let mut stream = connect(guest)?;
     let mut byte = [0u8; 1];
     for round in 0..=rounds {

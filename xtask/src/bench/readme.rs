@@ -83,6 +83,16 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
     Ok(())
 }
 
+/// Three table cells: libos's figure, Linux's, and their ratio ("-" where one is missing).
+fn compared(us: Option<f64>, them: Option<f64>) -> String {
+    let show = |v: Option<f64>| v.map_or("-".into(), format_figure);
+    let ratio = match (us, them) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    };
+    format!("{} | {} | {ratio}", show(us), show(them))
+}
+
 /// The network suite's headline: ICMP echo and the TCP workloads against the Linux guest, and
 /// the cost per round trip against open connections.
 fn network() -> String {
@@ -94,12 +104,7 @@ fn network() -> String {
             for (label, path) in [("virtual ns per echo", "virtual_ns_per_packet"), ("exits per echo", "device_per_packet.total exits")] {
                 let us = at(&arch["libos"], &format!("sizes.{i}.{path}"));
                 let them = at(&arch["linux"], &format!("sizes.{i}.{path}"));
-                let ratio = match (us, them) {
-                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-                    _ => "-".into(),
-                };
-                let show = |v: Option<f64>| v.map_or("-".into(), format_figure);
-                md += &format!("| {name} | {size}-byte ICMP echo: {label} | {} | {} | {ratio} |\n", show(us), show(them));
+                md += &format!("| {name} | {size}-byte ICMP echo: {label} | {} |\n", compared(us, them));
             }
         }
         let tcp = &arch["tcp"];
@@ -109,12 +114,7 @@ fn network() -> String {
             for (label, path) in [("busy instructions", "busy_instructions_per_operation"), ("exits", "device_per_operation.total exits")] {
                 let us = at(workload, &format!("figures.{path}"));
                 let them = at(&tcp["linux"], &format!("workloads.{i}.figures.{path}"));
-                let ratio = match (us, them) {
-                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-                    _ => "-".into(),
-                };
-                let show = |v: Option<f64>| v.map_or("-".into(), format_figure);
-                md += &format!("| {name} | TCP {mode}: {label} per {unit} | {} | {} | {ratio} |\n", show(us), show(them));
+                md += &format!("| {name} | TCP {mode}: {label} per {unit} | {} |\n", compared(us, them));
             }
         }
         for row in arch["tcp_round_trips_by_open_connections"].as_array().into_iter().flatten() {
