@@ -69,9 +69,11 @@ pub mod thread {
 /// interrupt (the same code works in both images).
 pub mod sync {
     pub use libos_core::blocking::{Condvar, Event, Mutex, MutexGuard, Once, Semaphore, WaitQueue};
-    /// Parking: the running thread's id and waking a parked thread (a [`WaitQueue`] waiter
-    /// re-checks its condition when woken this way).
-    pub use libos_core::sched::{ThreadId, current as current_thread, unpark};
+    /// Parking: the running thread's id, parking it (until `unpark`, or a deadline; both may
+    /// return early), waking a parked thread (a [`WaitQueue`] waiter re-checks its condition
+    /// when woken this way), and `wake_by`: moving a parked thread's wake-up earlier without
+    /// waking it now.
+    pub use libos_core::sched::{ThreadId, current as current_thread, park, park_until, unpark, wake_by};
     /// A spin lock that masks interrupts while held: for state read inside wait conditions
     /// and interrupt handlers.
     pub use libos_core::sync::{IrqSpinLock, IrqSpinLockGuard};

@@ -2,7 +2,8 @@
 //! policies: exact mutex counting, condvar producer/consumer, preemption of a busy thread,
 //! FP/SIMD registers across preemption (Rust FP code, and under rr every vector register plus
 //! the FP control register, and data in the 128-byte red zone below the stack pointer, held by
-//! inline assembly while interrupts and preemption happen), sleep order, join results, TLS,
+//! inline assembly while interrupts and preemption happen), sleep order, a parked thread's
+//! wake-up moved earlier (`wake_by`), join results, TLS,
 //! semaphores, a tickless idle, a thread's panic reported with its name, and bad scheduler
 //! options.
 //!
@@ -13,7 +14,7 @@ use libos_tests::{Boot, arches};
 const PANIC: i32 = 101;
 const BOOT_ERROR: i32 = 103;
 
-const COMMON: [&str; 9] = ["mutex", "condvar", "join", "tls", "semaphore", "exhaustion", "sleep", "fp", "idle"];
+const COMMON: [&str; 10] = ["mutex", "condvar", "join", "tls", "semaphore", "exhaustion", "sleep", "wake-by", "fp", "idle"];
 
 fn checks_pass(options: &str, extra: &[&str], policy: &str) {
     let mut args: Vec<&str> = COMMON.to_vec();

@@ -29,7 +29,7 @@ type Check = Result<String, String>;
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: threads CHECK...   (mutex condvar preempt priority fp simd red-zone sleep join tls semaphore exhaustion idle panic stack-overflow bench-yield bench-spawn bench-idle)");
+        println!("usage: threads CHECK...   (mutex condvar preempt priority fp simd red-zone sleep wake-by join tls semaphore exhaustion idle panic stack-overflow bench-yield bench-spawn bench-idle)");
         return 2;
     }
     println!("policy: {}", thread::policy_name());
@@ -47,6 +47,7 @@ fn main() -> i32 {
             "simd" => registers_survive_preemption("vector registers", libos::regcheck::vector_registers_survive),
             "red-zone" => registers_survive_preemption("red zone", libos::regcheck::red_zone_survives),
             "sleep" => sleep(),
+            "wake-by" => wake_by(),
             "join" => join(),
             "tls" => tls(),
             "semaphore" => semaphore(),
@@ -289,6 +290,69 @@ fn sleep() -> Check {
         return Err(format!("all sleeps done after {elapsed:?}, before the longest deadline"));
     }
     Ok(format!("order {order:?} in {elapsed:?}"))
+}
+
+/// `sync::wake_by` moves a parked thread's wake-up earlier without waking it: a thread parked
+/// for 60 s (or with no deadline) wakes about 20 ms after it was told to, a later deadline does
+/// not postpone that, and a thread that is not parked is left alone (`false`).
+fn wake_by() -> Check {
+    use libos::sync::{ThreadId, current_thread, park, park_until, wake_by};
+    let mut report = Vec::new();
+    for with_deadline in [true, false] {
+        let parked: Arc<Mutex<Option<ThreadId>>> = Arc::default();
+        let sleeper = {
+            let parked = parked.clone();
+            thread::spawn(move || {
+                *parked.lock() = Some(current_thread());
+                let start = Instant::now();
+                match with_deadline {
+                    true => park_until(start + Duration::from_secs(60)),
+                    false => park(),
+                }
+                // A park may end early (a stale token): park again (bounded, so that a lost
+                // wake-up fails the check as "late" instead of hanging it).
+                while start.elapsed() < Duration::from_millis(10) {
+                    park_until(start + Duration::from_secs(60));
+                }
+                Instant::now()
+            })
+        };
+        let id = loop {
+            if let Some(id) = *parked.lock() {
+                break id;
+            }
+            thread::sleep(Duration::from_millis(1));
+        };
+        // Once it is parked, `wake_by` takes; until then it says no.
+        let told = Instant::now();
+        let deadline = loop {
+            let deadline = Instant::now() + Duration::from_millis(20);
+            if wake_by(id, deadline) {
+                break deadline;
+            }
+            if told.elapsed() > Duration::from_secs(10) {
+                return Err("the sleeper never parked".into());
+            }
+            thread::sleep(Duration::from_millis(1));
+        };
+        if !wake_by(id, Instant::now() + Duration::from_secs(120)) {
+            return Err("a later deadline for a parked thread was refused".into());
+        }
+        let woke = sleeper.join();
+        if woke < deadline {
+            return Err(format!("woke {:?} before the deadline it was given", deadline - woke));
+        }
+        let late = woke - deadline;
+        // Far from the 60 s (or never) it parked for; generous for TCG on a loaded host.
+        if late > Duration::from_secs(5) {
+            return Err(format!("woke {late:?} after the deadline it was given"));
+        }
+        report.push(format!("{}: woke {late:?} after", if with_deadline { "park_until(60 s)" } else { "park()" }));
+    }
+    if wake_by(current_thread(), Instant::now()) {
+        return Err("wake_by took a running thread".into());
+    }
+    Ok(report.join(", "))
 }
 
 /// `join` returns each closure's value, also for a thread that finished long before.
