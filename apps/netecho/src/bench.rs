@@ -4,42 +4,18 @@
 //! connection.
 //!
 //! It listens on PORT, prints `[bench] mark start` (the host connects then), serves one
-//! connection, prints `[bench] mark end`, the counter frequency, the operations (MiB for the
-//! streams, round trips otherwise), the window's counter ticks and the ticks spent halted in it
-//! (`libos::idle`), and the NIC's counters.
+//! connection and reports its window (`window.rs`; operations are MiB for the streams, round
+//! trips otherwise).
 
-use super::{IO_SIZE, any_address, print_nic_stats};
+use super::window::Window;
+use super::{IO_SIZE, any_address};
 use alloc::vec;
 use core::time::Duration;
 use libos::net::{Shutdown, TcpListener, TcpStream};
-use libos::{Errno, hal, println};
+use libos::{Errno, println};
 use netecho::{BenchMode, HTTP_BODY, HTTP_HEAD, request_head_len};
 
 const MIB: u64 = 1 << 20;
-
-/// The counter and halted ticks when the window opened.
-struct Window {
-    start_ticks: u64,
-    start_idle: u64,
-}
-
-impl Window {
-    fn open() -> Window {
-        let start_idle = libos::idle::ticks();
-        Window { start_ticks: hal::platform().counter(), start_idle }
-    }
-
-    fn close(self, operations: u64) {
-        let end = hal::platform().counter();
-        let idle = libos::idle::ticks() - self.start_idle;
-        println!("[bench] mark end");
-        println!("[netecho] counter-hz {}", hal::platform().counter_frequency());
-        println!("[netecho] operations {operations}");
-        println!("[netecho] window-ticks {}", end.wrapping_sub(self.start_ticks));
-        println!("[netecho] idle-ticks {idle}");
-        print_nic_stats();
-    }
-}
 
 /// Runs one workload (see the module comment).
 pub fn run(mode: BenchMode, port: u16, n: u64) -> Result<(), Errno> {

@@ -33,6 +33,7 @@
 extern crate alloc;
 
 mod bench;
+mod window;
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -42,6 +43,7 @@ use libos::net::{
 };
 use libos::{Errno, hal, println};
 use netecho::{Command, EchoBuffer, Fnv1a64, USAGE, pattern};
+use window::Window;
 
 libos::main!(main);
 
@@ -96,31 +98,27 @@ struct EchoClient {
 }
 
 /// A benchmark window over echo reads: opens at the first read that brings data, closes
-/// after `rounds` more, then prints the counters `./x bench net` reads.
-struct Window {
+/// after `rounds` more.
+struct EchoWindow {
     rounds: u64,
     seen: u64,
-    start: (u64, u64),
+    window: Option<Window>,
 }
 
-impl Window {
+impl EchoWindow {
     /// Counts one read with data; true when the window is complete.
     fn count(&mut self) -> bool {
         if self.seen == 0 {
             println!("[bench] mark start");
-            self.start = (hal::platform().counter(), libos::idle::ticks());
+            self.window = Some(Window::open());
         }
         self.seen += 1;
         if self.seen <= self.rounds {
             return false;
         }
-        let (end, idle) = (hal::platform().counter(), libos::idle::ticks());
-        println!("[bench] mark end");
-        println!("[netecho] counter-hz {}", hal::platform().counter_frequency());
-        println!("[netecho] operations {}", self.rounds);
-        println!("[netecho] window-ticks {}", end.wrapping_sub(self.start.0));
-        println!("[netecho] idle-ticks {}", idle - self.start.1);
-        print_nic_stats();
+        if let Some(window) = self.window.take() {
+            window.close(self.rounds);
+        }
         // Let the last echo leave the device before the VM powers off.
         libos::thread::sleep(Duration::from_millis(200));
         true
@@ -128,7 +126,7 @@ impl Window {
 }
 
 fn tcp_echo(port: u16, window: Option<u64>, mut announce: Option<u64>) -> Result<(), Errno> {
-    let mut window = window.map(|rounds| Window { rounds, seen: 0, start: (0, 0) });
+    let mut window = window.map(|rounds| EchoWindow { rounds, seen: 0, window: None });
     let listener = TcpListener::bind(any_address(port))?;
     listener.set_nonblocking(true)?;
     let poller = Poller::new();
@@ -154,7 +152,7 @@ fn tcp_echo(port: u16, window: Option<u64>, mut announce: Option<u64>) -> Result
             let Some(Some(client)) = clients.get_mut(token) else { continue };
             let received = echo(client, event, &mut scratch);
             let mut keep = received.is_some() && !(client.read_closed && client.pending.is_empty());
-            if received.is_some_and(|n| n > 0) && window.as_mut().is_some_and(Window::count) {
+            if received.is_some_and(|n| n > 0) && window.as_mut().is_some_and(EchoWindow::count) {
                 return Ok(());
             }
             let wanted = (!client.read_closed && client.pending.accepts_input(), !client.pending.is_empty());
@@ -412,15 +410,9 @@ fn ping_wait(count: u64) -> Result<(), Errno> {
     // bench/c/icmp_echo.c measures it), waiting without a timer: under `-icount sleep=off`
     // the idle time between packets then costs no virtual time.
     libos::net::wait_for_echo_requests(base + 1, None)?;
-    let (start, idle_start) = (hal::platform().counter(), libos::idle::ticks());
+    let window = Window::open();
     let seen = libos::net::wait_for_echo_requests(base + count, None)?.saturating_sub(base + 1);
-    let (end, idle_end) = (hal::platform().counter(), libos::idle::ticks());
-    println!("[bench] mark end");
-    println!("[netecho] counter-hz {}", hal::platform().counter_frequency());
-    println!("[netecho] operations {seen}");
-    println!("[netecho] window-ticks {}", end.wrapping_sub(start));
-    println!("[netecho] idle-ticks {}", idle_end - idle_start);
-    print_nic_stats();
+    window.close(seen);
     // The reply to the last request is on the device's queue, not necessarily on the wire:
     // give the device time to send it before the VM powers off.
     libos::thread::sleep(Duration::from_millis(200));

@@ -28,8 +28,8 @@ pub struct Offload {
     /// TCP/UDP/ICMP checksums are the device's: it completes the ones we leave partial and
     /// vouches for the ones it delivers (see [`crate::checksum`]).
     pub checksum: bool,
-    /// TCP segments up to [`MAX_SEGMENTATION_FRAME`] go out whole and the device cuts them to
-    /// the MSS [`TxPath::transmit`] is given (TSO); implies `checksum`.
+    /// IPv4 TCP segments up to [`MAX_SEGMENTATION_FRAME`] go out whole and the device cuts them
+    /// to the MSS [`TxPath::transmit`] is given (TSO); only set together with `checksum`.
     pub segmentation: bool,
 }
 
@@ -151,11 +151,12 @@ impl NicCounters {
 pub fn capabilities(offload: Offload) -> DeviceCapabilities {
     let mut caps = DeviceCapabilities::default();
     if offload.segmentation {
-        let frame = core::num::NonZeroUsize::new(MAX_SEGMENTATION_FRAME);
-        caps.segmentation.tcpv4 = frame;
-        caps.segmentation.tcpv6 = frame;
+        // IPv4 only: smoltcp 0.14 drops an IPv6 packet over the MTU (it has no IPv6
+        // fragmentation) before it looks at the segmentation request, so large IPv6 segments
+        // would be lost and the connection would stall.
+        caps.segmentation.tcpv4 = core::num::NonZeroUsize::new(MAX_SEGMENTATION_FRAME);
     }
-    if offload.checksum || offload.segmentation {
+    if offload.checksum {
         caps.checksum.tcp = phy::Checksum::None;
         caps.checksum.udp = phy::Checksum::None;
         caps.checksum.icmpv4 = phy::Checksum::None;

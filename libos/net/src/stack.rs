@@ -129,6 +129,9 @@ pub struct Slot {
     /// It may be waiting for a neighbour's link-layer address: polled again when an ARP or
     /// NDP frame comes in (see `Inner::neighbor_waiting`).
     pub neighbor_waiting: bool,
+    /// It is in its listener's accept queue (a flag rather than a search of a queue that may
+    /// hold the whole backlog, on every segment of a connection not accepted yet).
+    pub accept_queued: bool,
 }
 
 impl Slot {
@@ -147,6 +150,7 @@ impl Slot {
             error: None,
             port: None,
             neighbor_waiting: false,
+            accept_queued: false,
         }
     }
 
@@ -334,7 +338,6 @@ impl Stack {
             counters,
             mac,
             describe,
-
             timer_kick: AtomicBool::new(false),
             has_timer_thread: AtomicBool::new(false),
             timer_thread: AtomicU64::new(u64::MAX),

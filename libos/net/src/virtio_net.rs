@@ -203,10 +203,9 @@ pub struct VirtioRx {
     counters: Arc<NicCounters>,
 }
 
-/// Which transmit buffer an in-flight token holds.
+/// A transmit buffer: which pool, which buffer.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum TxBuffer {
-    None,
     Small(usize),
     Large(usize),
 }
@@ -219,7 +218,8 @@ pub struct VirtioTx {
     /// Buffers for segments the device cuts ([`LARGE_BUFFERS`] of [`LARGE_BUFFER`] bytes),
     /// allocated on the first such segment.
     large_pool: Option<Pool>,
-    buffer_of_token: Vec<TxBuffer>,
+    /// Which buffer each in-flight token (head descriptor) holds.
+    buffer_of_token: Vec<Option<TxBuffer>>,
     free: Vec<usize>,
     free_large: Vec<usize>,
     header_len: usize,
@@ -298,7 +298,7 @@ impl VirtioNet {
         }
         let tx = VirtioTx {
             transport: transport.clone(),
-            buffer_of_token: alloc::vec![TxBuffer::None; tx_count],
+            buffer_of_token: alloc::vec![None; tx_count],
             queue: tx_queue,
             pool: Pool::new(tx_count, BUFFER).map_err(fail)?,
             large_pool: None,
@@ -476,10 +476,7 @@ impl RxPath for VirtioRx {
         // A header the device did not write whole is not trusted for `num_buffers` either (it
         // would make us take buffers of the frames that follow).
         let whole = len >= self.header_len && len <= RX_BUFFER;
-        let buffers = match self.header_len == HEADER_WITH_COUNT {
-            true if whole => u16::from_le_bytes([data[10], data[11]]),
-            _ => 1,
-        };
+        let buffers = if self.header_len == HEADER_WITH_COUNT && whole { u16::from_le_bytes([data[10], data[11]]) } else { 1 };
         let flags = data[0];
         if buffers > 1 {
             if self.gather(buffer, len, usize::from(buffers) - 1) {
@@ -530,27 +527,34 @@ impl VirtioTx {
         match buffer {
             TxBuffer::Small(i) => self.free.push(i),
             TxBuffer::Large(i) => self.free_large.push(i),
-            TxBuffer::None => {}
         }
     }
 
     /// Writes the header of `frame` (zeroed first): a partial checksum for the device to
-    /// complete, and for a segment to cut, its type, header length and MSS.
-    fn fill_header(&self, header: &mut [u8], frame: &mut [u8], segment_size: Option<u16>) {
+    /// complete, and for a frame over the MTU, its segmentation: type, header length and MSS.
+    /// False when the frame is over the MTU but not an IPv4 TCP segment the device can cut
+    /// (it would not fit the wire).
+    fn fill_header(&self, header: &mut [u8], frame: &mut [u8], segment_size: Option<u16>) -> bool {
         header.fill(0);
-        if !self.offload.checksum {
-            return;
+        let partial = if self.offload.checksum { checksum::partial(frame) } else { None };
+        if let Some((start, offset)) = partial {
+            header[0] = HDR_NEEDS_CSUM;
+            header[6..8].copy_from_slice(&start.to_le_bytes());
+            header[8..10].copy_from_slice(&offset.to_le_bytes());
         }
-        let Some((start, offset)) = checksum::partial(frame) else { return };
-        header[0] = HDR_NEEDS_CSUM;
-        header[6..8].copy_from_slice(&start.to_le_bytes());
-        header[8..10].copy_from_slice(&offset.to_le_bytes());
+        if frame.len() <= MAX_FRAME {
+            return true;
+        }
+        let ipv4_tcp = frame.get(12..14) == Some(&[0x08, 0x00]) && frame.get(23) == Some(&6);
+        let (Some(mss), Some((start, _)), true) = (segment_size, partial, ipv4_tcp && self.offload.segmentation) else { return false };
         let tcp_header = frame.get(usize::from(start) + 12).map_or(0, |b| u16::from(b >> 4) * 4);
-        if let Some(mss) = segment_size.filter(|_| self.offload.segmentation && frame.len() > MAX_FRAME && tcp_header >= 20) {
-            header[1] = GSO_TCPV4;
-            header[2..4].copy_from_slice(&(start + tcp_header).to_le_bytes());
-            header[4..6].copy_from_slice(&mss.to_le_bytes());
+        if tcp_header < 20 {
+            return false;
         }
+        header[1] = GSO_TCPV4;
+        header[2..4].copy_from_slice(&(start + tcp_header).to_le_bytes());
+        header[4..6].copy_from_slice(&mss.to_le_bytes());
+        true
     }
 }
 
@@ -574,24 +578,26 @@ impl TxPath for VirtioTx {
             (TxBuffer::Small(i), _) => unsafe { self.pool.buffer(i) },
             // SAFETY: as above.
             (TxBuffer::Large(i), Some(pool)) => unsafe { pool.buffer(i) },
-            _ => &mut [],
+            // Not possible (`take_buffer` creates the pool before it hands out a large buffer).
+            (TxBuffer::Large(_), None) => {
+                NicCounters::bump(&self.counters.tx_dropped);
+                return false;
+            }
         };
-        if data.len() < self.header_len + len {
-            // Cannot happen (`take_buffer` picks a buffer that fits); dropped rather than trusted.
+        // `take_buffer` picked a buffer that holds the header and `len` bytes.
+        let (header, frame) = data[..self.header_len + len].split_at_mut(self.header_len);
+        f(frame);
+        if !self.fill_header(header, frame, segment_size) {
             self.give_back(buffer);
             NicCounters::bump(&self.counters.tx_dropped);
             return false;
         }
-        let (header, frame) = data.split_at_mut(self.header_len);
-        let frame = &mut frame[..len];
-        f(frame);
-        self.fill_header(header, frame, segment_size);
         let frame = &data[..self.header_len + len];
         // SAFETY: the buffer stays in its pool and is not touched by the CPU until `reclaim`
         // pops its token.
         match unsafe { self.queue.add(&[frame], &mut []) } {
             Ok(token) => {
-                self.buffer_of_token[usize::from(token)] = buffer;
+                self.buffer_of_token[usize::from(token)] = Some(buffer);
                 self.unflushed = true;
                 NicCounters::bump(&self.counters.tx_packets);
                 NicCounters::add(&self.counters.tx_bytes, len as u64);
@@ -614,8 +620,7 @@ impl TxPath for VirtioTx {
 
     fn reclaim(&mut self) -> usize {
         while let Some((token, _)) = self.queue.pop_used() {
-            if let Some(slot) = self.buffer_of_token.get_mut(usize::from(token)) {
-                let buffer = core::mem::replace(slot, TxBuffer::None);
+            if let Some(buffer) = self.buffer_of_token.get_mut(usize::from(token)).and_then(Option::take) {
                 self.give_back(buffer);
             }
         }

@@ -63,7 +63,7 @@ pub(crate) struct Tcb {
     state: State,
     wake_token: bool,
     /// While parked with a deadline: the deadline, whose `(deadline, id)` entry is in the
-    /// deadline queue (moved earlier by `wake_by`).
+    /// deadline queue (moved earlier by `wake_by`); cleared when it is woken.
     parked_until: Option<Instant>,
     /// The saved stack pointer while not running.
     sp: AtomicUsize,
@@ -149,15 +149,19 @@ impl Sched {
 
     fn unpark(&mut self, id: ThreadId) {
         match self.threads.get_mut(id) {
-            Some(tcb) if tcb.state == State::Blocked => self.make_ready(id, Reason::Woken),
+            Some(tcb) if tcb.state == State::Blocked => {
+                // Its park's deadline (if any) is moot now, however it was woken.
+                self.forget_deadline(id);
+                self.make_ready(id, Reason::Woken);
+            }
             Some(tcb) if tcb.state != State::Exited => tcb.wake_token = true,
             _ => {}
         }
         self.rearm();
     }
 
-    /// Drops the deadline-queue entry of `id`'s park, once it woke (if the timer woke it, the
-    /// entry is gone already).
+    /// Drops the deadline-queue entry of `id`'s park as it is woken (when the timer woke it,
+    /// the entry is gone already).
     fn forget_deadline(&mut self, id: ThreadId) {
         if let Some(deadline) = self.threads.get_mut(id).and_then(|tcb| tcb.parked_until.take()) {
             self.timers.remove(&(deadline, id));
@@ -398,7 +402,6 @@ impl Scheduler for Hook {
             tcb.wake_token = false;
         } else {
             switch_away(s, State::Blocked, Reason::Woken);
-            lock().forget_deadline(current); // one `wake_by` may have given it
         }
     }
 
@@ -413,7 +416,6 @@ impl Scheduler for Hook {
             s.timers.insert((deadline, current));
             s.rearm();
             switch_away(s, State::Blocked, Reason::Woken);
-            lock().forget_deadline(current);
         }
     }
 

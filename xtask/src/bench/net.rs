@@ -17,17 +17,18 @@
 //! do not depend on that and are the steadier figures.
 //!
 //! The libos guest is `apps/netecho` with `ping-wait N`: it prints `[bench] mark start`, answers
-//! echo requests until N were answered, prints `[bench] mark end`, then `[netecho] counter-hz
-//! HZ`, `[netecho] operations N`, `[netecho] window-ticks TICKS` and `[netecho] idle-ticks
-//! TICKS` ([`netecho_counters`]), and exits 0. Both guests get the same card on a tap in a
-//! namespace made for the run ([`transport`]: PCI on x86_64 `q35`, virtio-mmio on aarch64
-//! `virt` with GICv3), so the comparison is of the stacks, not of the transports. Writes `bench/results/net.{json,md}`.
+//! echo requests until N were answered, prints `[bench] mark end`, then `[bench] counter-hz:
+//! HZ`, `operations: N`, `window-ticks: TICKS` and `idle-ticks: TICKS` (the `[bench] NAME:
+//! VALUE` lines of the Linux-guest programs, read by the same [`bench_counters`]), and exits 0.
+//! Both guests get the same card on a tap in a namespace made for the run ([`transport`]: PCI
+//! on x86_64 `q35`, virtio-mmio on aarch64 `virt` with GICv3), so the comparison is of the
+//! stacks, not of the transports. Writes `bench/results/net.{json,md}`.
 
 use super::icmp::{self, PAYLOAD_SIZES, Responder};
 use super::{host_facts, round};
 use crate::accel::Accel;
 use crate::arch::Arch;
-use crate::linux::LinuxGuest;
+use crate::linux::{LinuxGuest, bench_counters};
 use crate::measure::{self, failure};
 use crate::net::NetConfig;
 use crate::netns::{GUEST_IP_OPTION, Netns, TAP};
@@ -117,17 +118,6 @@ pub(super) fn machine(arch: Arch) -> Machine {
     }
 }
 
-/// The `[netecho] NAME NUMBER` lines of a console (netecho's report after its window).
-pub(super) fn netecho_counters(console: &str) -> measure::Counters {
-    console
-        .lines()
-        .filter_map(|l| {
-            let (name, value) = l.strip_prefix("[netecho] ")?.split_once(' ')?;
-            Some((name.to_string(), value.trim().parse().ok()?))
-        })
-        .collect()
-}
-
 /// A libos run succeeded when `netecho` exited 0.
 fn check_libos(what: &str, outcome: &Outcome) -> Result<()> {
     if outcome.exit == Exit::Code(0) { Ok(()) } else { Err(failure(what, outcome)) }
@@ -149,7 +139,7 @@ fn libos(arch: Arch, netns: &Netns, count: u64) -> Result<(Vec<Value>, String)> 
         config
     };
     let responder =
-        Responder { system: "libos", program: "netecho ping-wait", config_for: &config_for, check: check_libos, counters: netecho_counters };
+        Responder { system: "libos", program: "netecho ping-wait", config_for: &config_for, check: check_libos, counters: bench_counters };
     let sizes = icmp::measure_sizes(arch, netns, &responder, count)?;
     Ok((sizes, super::linux::command_line(&config_for(count))))
 }
@@ -330,16 +320,6 @@ mod tests {
         assert!(Options::parse(vec!["--pings".into(), "0".into()]).is_err());
         assert!(Options::parse(vec!["--pings".into()]).is_err());
         assert!(Options::parse(vec!["--fast".into()]).is_err());
-    }
-
-    #[test]
-    fn netecho_counters_parse() {
-        let console = "[bench] mark end\n[netecho] counter-hz 1000000000\n[netecho] operations 200\n[netecho] window-ticks 123456\n[netecho] idle\n";
-        let counters = netecho_counters(console);
-        assert_eq!(counters["counter-hz"], 1_000_000_000);
-        assert_eq!(counters["window-ticks"], 123_456);
-        assert_eq!(counters["operations"], 200);
-        assert_eq!(counters.len(), 3);
     }
 
     #[test]

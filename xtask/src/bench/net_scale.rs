@@ -12,8 +12,9 @@
 //! its next request).
 
 use super::linux::{command_line, per_operation, ticks_to_ns};
-use super::net::{machine, netecho_counters, transport};
+use super::net::{machine, transport};
 use crate::arch::Arch;
+use crate::linux::bench_counters;
 use crate::measure::{DeviceTrace, failure};
 use crate::net::NetConfig;
 use crate::netns::{Netns, TAP};
@@ -110,7 +111,7 @@ pub(super) fn measure(arch: Arch, netns: &Netns) -> Result<Vec<Value>> {
         if outcome.exit != qemu::Exit::Code(0) {
             return Err(failure("netecho tcp 7 ROUNDS", &outcome));
         }
-        let counters = netecho_counters(&outcome.console);
+        let counters = bench_counters(&outcome.console);
         let get = |name: &str| counters.get(name).copied().ok_or_else(|| format!("netecho printed no `{name}` line"));
         let (hz, window, idle, operations) = (get("counter-hz")?, get("window-ticks")?, get("idle-ticks")?, get("operations")?);
         let busy = ticks_to_ns(window.saturating_sub(idle), hz) / operations.max(1) as f64;

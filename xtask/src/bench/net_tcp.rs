@@ -18,7 +18,7 @@
 //! and the JSON records which resolution applied.
 
 use super::linux::{command_line, per_operation, ticks_to_ns};
-use super::net::{machine, netecho_counters, transport};
+use super::net::{machine, transport};
 use crate::arch::Arch;
 use crate::linux::{LinuxGuest, bench_counters, check_run};
 use crate::measure::{Counters, DeviceTrace, WINDOW_START, failure};
@@ -235,7 +235,7 @@ pub(super) fn libos(arch: Arch, netns: &Netns, options: &Options) -> Result<Vec<
         config
     };
     let check = |what: &str, outcome: &Outcome| if outcome.exit == qemu::Exit::Code(0) { Ok(()) } else { Err(failure(what, outcome)) };
-    measure_all(arch, netns, &Server { system: "libos", config_for: &config_for, check, counters: netecho_counters }, options)
+    measure_all(arch, netns, &Server { system: "libos", config_for: &config_for, check, counters: bench_counters }, options)
 }
 
 /// The Linux guest's figures on `arch`: `tcp_bench MODE PORT SIZE`.

@@ -38,17 +38,19 @@ impl Inner {
             }
         }
         if let Some(parent) = self.slots[slot].parent {
+            let enqueue = matches!(state, tcp::State::Established | tcp::State::CloseWait) && !self.slots[slot].accept_queued;
             let Kind::Listener(listener) = &mut self.slots[parent].kind else { return };
+            // The idle pool holds at most `IDLE_LISTENERS`: a search is cheap.
             let idle = listener.idle.contains(&slot);
-            let queued = listener.ready.contains(&slot);
             match state {
                 tcp::State::Listen if !idle => listener.idle.push(slot),
                 tcp::State::Listen => {}
                 _ if idle => listener.idle.retain(|&s| s != slot),
                 _ => {}
             }
-            if matches!(state, tcp::State::Established | tcp::State::CloseWait) && !queued {
+            if enqueue {
                 listener.ready.push_back(slot);
+                self.slots[slot].accept_queued = true;
                 let shared = self.slots[parent].shared.clone();
                 self.wakes.push(shared);
             }
