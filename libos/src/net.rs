@@ -18,7 +18,7 @@
 pub use libos_net::socket::{CONNECT_TIMEOUT, DEFAULT_BACKLOG};
 pub use libos_net::{
     Event, InterfaceInfo, Interest, IpAddr, Ipv4Addr, Ipv6Addr, NicStats, Poller, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, Source,
-    TcpListener, TcpStream, UdpSocket, interfaces, wait_for_address, wait_for_echo_requests,
+    TcpListener, TcpStream, UdpSocket, default_stack, interfaces, set_signal_hooks, wait_for_address, wait_for_echo_requests,
 };
 
 /// The stack crate itself (interfaces for research variants, the host-test wire).

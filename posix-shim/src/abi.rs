@@ -126,6 +126,26 @@ pub mod nr {
         pub const GETRANDOM: u64 = 318;
         pub const STATX: u64 = 332;
         pub const FACCESSAT2: u64 = 439;
+        // Sockets.
+        pub const SENDFILE: u64 = 40;
+        pub const SOCKET: u64 = 41;
+        pub const CONNECT: u64 = 42;
+        pub const ACCEPT: u64 = 43;
+        pub const SENDTO: u64 = 44;
+        pub const RECVFROM: u64 = 45;
+        pub const SENDMSG: u64 = 46;
+        pub const RECVMSG: u64 = 47;
+        pub const SHUTDOWN: u64 = 48;
+        pub const BIND: u64 = 49;
+        pub const LISTEN: u64 = 50;
+        pub const GETSOCKNAME: u64 = 51;
+        pub const GETPEERNAME: u64 = 52;
+        pub const SOCKETPAIR: u64 = 53;
+        pub const SETSOCKOPT: u64 = 54;
+        pub const GETSOCKOPT: u64 = 55;
+        pub const ACCEPT4: u64 = 288;
+        pub const RECVMMSG: u64 = 299;
+        pub const SENDMMSG: u64 = 307;
     }
 
     #[cfg(target_arch = "aarch64")]
@@ -224,6 +244,26 @@ pub mod nr {
         pub const GETRANDOM: u64 = 278;
         pub const STATX: u64 = 291;
         pub const FACCESSAT2: u64 = 439;
+        // Sockets.
+        pub const SENDFILE: u64 = 71;
+        pub const SOCKET: u64 = 198;
+        pub const SOCKETPAIR: u64 = 199;
+        pub const BIND: u64 = 200;
+        pub const LISTEN: u64 = 201;
+        pub const ACCEPT: u64 = 202;
+        pub const CONNECT: u64 = 203;
+        pub const GETSOCKNAME: u64 = 204;
+        pub const GETPEERNAME: u64 = 205;
+        pub const SENDTO: u64 = 206;
+        pub const RECVFROM: u64 = 207;
+        pub const SETSOCKOPT: u64 = 208;
+        pub const GETSOCKOPT: u64 = 209;
+        pub const SHUTDOWN: u64 = 210;
+        pub const SENDMSG: u64 = 211;
+        pub const RECVMSG: u64 = 212;
+        pub const ACCEPT4: u64 = 242;
+        pub const RECVMMSG: u64 = 243;
+        pub const SENDMMSG: u64 = 269;
         // The legacy calls aarch64 does not have.
         pub const OPEN: u64 = ABSENT;
         pub const STAT: u64 = ABSENT + 1;

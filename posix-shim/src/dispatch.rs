@@ -8,7 +8,7 @@
 
 use crate::abi::{Iovec, Timespec, nr};
 use crate::fd::{self, Object};
-use crate::{events, mem, signal, thread, user};
+use crate::{events, mem, net, signal, thread, user};
 #[cfg(feature = "fs")]
 use crate::files;
 use alloc::collections::BTreeSet;
@@ -37,10 +37,18 @@ pub fn to_return(result: Result<u64>) -> isize {
     }
 }
 
-/// Logs once per `value` that a call or operation is not supported.
+/// Logs once per `value` that a system call is not supported (it returns `ENOSYS`).
 pub fn log_unsupported(what: &str, value: u64) {
     if LOGGED.lock().insert(value ^ (what.len() as u64) << 56) {
         log::warn!("posix-shim: unsupported {what} {value} ({}): ENOSYS", nr::name(value));
+    }
+}
+
+/// Logs once per `what` and `value` that something a call asked for is not supported, and
+/// the error the call returns for it.
+pub fn log_refused(what: &str, value: u64, error: Errno) {
+    if LOGGED.lock().insert(value ^ (what.len() as u64) << 56 ^ 1 << 55) {
+        log::warn!("posix-shim: unsupported {what} {value}: {error:?}");
     }
 }
 
@@ -189,6 +197,26 @@ table! {
     nr::TIMERFD_CREATE => |f, [a0, a1, ..]| events::timerfd_create(a0, a1);
     nr::TIMERFD_SETTIME => |f, [a0, a1, a2, a3, ..]| events::timerfd_settime(a0, a1, a2, a3);
     nr::TIMERFD_GETTIME => |f, [a0, a1, ..]| events::timerfd_gettime(a0, a1);
+    nr::SOCKET => |f, [a0, a1, a2, ..]| net::socket(a0, a1, a2);
+    nr::SOCKETPAIR => |f, [a0, a1, a2, a3, ..]| net::socketpair(a0, a1, a2, a3);
+    nr::BIND => |f, [a0, a1, a2, ..]| net::bind(a0, a1, a2);
+    nr::LISTEN => |f, [a0, a1, ..]| net::listen(a0, a1);
+    nr::ACCEPT => |f, [a0, a1, a2, ..]| net::accept4(a0, a1, a2, 0);
+    nr::ACCEPT4 => |f, [a0, a1, a2, a3, ..]| net::accept4(a0, a1, a2, a3);
+    nr::CONNECT => |f, [a0, a1, a2, ..]| net::connect(a0, a1, a2);
+    nr::SENDTO => |f, [a0, a1, a2, a3, a4, a5]| net::sendto(a0, a1, a2, a3, a4, a5);
+    nr::RECVFROM => |f, [a0, a1, a2, a3, a4, a5]| net::recvfrom(a0, a1, a2, a3, a4, a5);
+    nr::SENDMSG => |f, [a0, a1, a2, ..]| net::sendmsg(a0, a1, a2);
+    nr::RECVMSG => |f, [a0, a1, a2, ..]| net::recvmsg(a0, a1, a2);
+    nr::SENDMMSG => |f, [a0, a1, a2, a3, ..]| net::sendmmsg(a0, a1, a2, a3);
+    nr::RECVMMSG => |f, [a0, a1, a2, a3, a4, _]| net::recvmmsg(a0, a1, a2, a3, a4);
+    nr::SHUTDOWN => |f, [a0, a1, ..]| net::shutdown(a0, a1);
+    nr::GETSOCKNAME => |f, [a0, a1, a2, ..]| net::getsockname(a0, a1, a2);
+    nr::GETPEERNAME => |f, [a0, a1, a2, ..]| net::getpeername(a0, a1, a2);
+    nr::SETSOCKOPT => |f, [a0, a1, a2, a3, a4, _]| net::setsockopt(a0, a1, a2, a3, a4);
+    nr::GETSOCKOPT => |f, [a0, a1, a2, a3, a4, _]| net::getsockopt(a0, a1, a2, a3, a4);
+    #[cfg(feature = "fs")]
+    nr::SENDFILE => |f, [a0, a1, a2, a3, ..]| net::sendfile(a0, a1, a2, a3);
     // Descriptors 0-2 are the console, so these work without a file system.
     nr::FSTAT => |f, [a0, a1, ..]| fstat(a0, a1);
     nr::LSEEK => |f, [a0, a1, a2, ..]| lseek(a0, a1, a2);
@@ -383,7 +411,40 @@ fn writev(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
 fn ioctl(fd_number: u64, request: u64, arg: u64) -> Result<u64> {
     const TCGETS: u64 = 0x5401;
     const TIOCGWINSZ: u64 = 0x5413;
+    const FIONREAD: u64 = 0x541b;
+    const FIONBIO: u64 = 0x5421;
+    const FIOCLEX: u64 = 0x5451;
+    const FIONCLEX: u64 = 0x5450;
     let object = fd::get(fd_number)?;
+    match request {
+        // For every kind of descriptor, as on Linux.
+        FIONBIO => {
+            // SAFETY: checked by `user::read`.
+            let on: i32 = unsafe { user::read(arg)? };
+            object.set_nonblocking(on != 0);
+            return Ok(0);
+        }
+        FIOCLEX | FIONCLEX => return fd::set_cloexec(fd_number, request == FIOCLEX).map(|()| 0),
+        FIONREAD => {
+            let available = match &*object {
+                Object::Socket(socket) => socket.available()?,
+                Object::Pipe(end) if !end.is_write_end() => end.available(),
+                #[cfg(feature = "fs")]
+                Object::File(file, _) => {
+                    let meta = file.metadata()?;
+                    if meta.file_type.is_dir() {
+                        return Err(Errno::EINVAL);
+                    }
+                    meta.size.saturating_sub(file.position()) as usize
+                }
+                _ => return Err(Errno::ENOTTY),
+            };
+            // SAFETY: checked by `user::write`.
+            unsafe { user::write(arg, available.min(i32::MAX as usize) as i32)? };
+            return Ok(0);
+        }
+        _ => {}
+    }
     if !object.is_console() {
         return Err(Errno::ENOTTY);
     }
@@ -428,8 +489,7 @@ fn fcntl(fd_number: u64, cmd: u64, arg: u64) -> Result<u64> {
         F_GETFD => Ok(u64::from(descriptor.cloexec)),
         F_SETFD => fd::set_cloexec(fd_number, arg & 1 != 0).map(|()| 0),
         F_GETFL => Ok(status_flags(&descriptor.object)),
-        // The status flags that could change (O_APPEND, O_NONBLOCK) are fixed at open here.
-        F_SETFL => Ok(0),
+        F_SETFL => set_status_flags(&descriptor.object, arg).map(|()| 0),
         // POSIX record locks belong to the process; there is one, so no lock ever conflicts:
         // F_SETLK(W) succeed and F_GETLK reports the range unlocked.
         F_SETLK | F_SETLKW => {
@@ -449,13 +509,34 @@ fn fcntl(fd_number: u64, cmd: u64, arg: u64) -> Result<u64> {
     }
 }
 
+/// `F_GETFL`: the access mode and the status flags.
 fn status_flags(object: &Object) -> u64 {
-    match object {
-        Object::Console => 2, // O_RDWR
-        Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) => 0,
-        #[cfg(feature = "fs")]
-        Object::File(file, _) => u64::from(file.flags().bits() & 0o3003),
+    use crate::abi::open_flags::NONBLOCK;
+    let nonblock = if object.is_nonblocking() { u64::from(NONBLOCK) } else { 0 };
+    nonblock
+        | match object {
+            Object::Console | Object::Event(_) | Object::Timer(_) | Object::Socket(_) => 2, // O_RDWR
+            Object::Pipe(end) => u64::from(end.is_write_end()),                            // O_WRONLY / O_RDONLY
+            Object::Epoll(_) => 0,
+            #[cfg(feature = "fs")]
+            Object::File(file, _) => u64::from(file.flags().bits() & (crate::abi::open_flags::APPEND | 0o3)),
+        }
+}
+
+/// `F_SETFL`: `O_NONBLOCK` on every descriptor, `O_APPEND` on files; the other bits (access
+/// mode, creation flags, `O_ASYNC`, `O_DIRECT`, `O_NOATIME`) are ignored, as Linux ignores the
+/// ones it cannot change.
+fn set_status_flags(object: &Object, flags: u64) -> Result<()> {
+    use crate::abi::open_flags::{APPEND, NONBLOCK};
+    object.set_nonblocking(flags & u64::from(NONBLOCK) != 0);
+    #[cfg(feature = "fs")]
+    if let Object::File(file, _) = object {
+        let append = libos::fs::vfs::OpenFlags::APPEND;
+        file.update_flags(append, if flags & u64::from(APPEND) != 0 { append } else { libos::fs::vfs::OpenFlags::empty() });
     }
+    #[cfg(not(feature = "fs"))]
+    let _ = APPEND;
+    Ok(())
 }
 
 fn dup3(old: u64, new: u64, flags: u64, is_dup2: bool) -> Result<u64> {

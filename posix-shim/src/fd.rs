@@ -22,6 +22,8 @@ pub enum Object {
     Timer(crate::events::Timer),
     /// An epoll instance.
     Epoll(crate::events::Epoll),
+    /// A socket (`AF_UNIX` always; `AF_INET`/`AF_INET6` with the `net` feature).
+    Socket(crate::net::Socket),
     /// A file or directory of the VFS; for a directory, the absolute path it was opened by (for
     /// `*at` calls relative to it; files need none, which saves a copy per `open`).
     #[cfg(feature = "fs")]
@@ -40,6 +42,7 @@ impl Object {
             Object::Event(counter) => counter.read(buf),
             Object::Timer(timer) => timer.read(buf),
             Object::Epoll(_) => Err(Errno::EINVAL),
+            Object::Socket(socket) => socket.read(buf),
             #[cfg(feature = "fs")]
             Object::File(file, _) => file.read(buf),
         }
@@ -55,6 +58,7 @@ impl Object {
             Object::Pipe(end) => end.write(buf),
             Object::Event(counter) => counter.write(buf),
             Object::Timer(_) | Object::Epoll(_) => Err(Errno::EINVAL),
+            Object::Socket(socket) => socket.write(buf),
             #[cfg(feature = "fs")]
             Object::File(file, _) => file.write(buf),
         }
@@ -63,7 +67,7 @@ impl Object {
     /// Reads at `offset` without moving the offset.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         match self {
-            Object::Console | Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) => {
+            Object::Console | Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) | Object::Socket(_) => {
                 let _ = (offset, buf);
                 Err(Errno::ESPIPE)
             }
@@ -75,7 +79,7 @@ impl Object {
     /// Writes at `offset` without moving the offset.
     pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
         match self {
-            Object::Console | Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) => {
+            Object::Console | Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) | Object::Socket(_) => {
                 let _ = (offset, buf);
                 Err(Errno::ESPIPE)
             }
@@ -87,9 +91,47 @@ impl Object {
     /// The size of a regular file (`None` for other objects).
     pub fn file_size(&self) -> Result<Option<u64>> {
         match self {
-            Object::Console | Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) => Ok(None),
+            Object::Console | Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) | Object::Socket(_) => Ok(None),
             #[cfg(feature = "fs")]
             Object::File(file, _) => Ok(Some(file.metadata()?.size)),
+        }
+    }
+
+    /// Sets `O_NONBLOCK` (`fcntl(F_SETFL)`, `ioctl(FIONBIO)`): calls that would wait fail with
+    /// `EAGAIN` instead. Kept by every kind of object (regular files ignore it, as on Linux).
+    pub fn set_nonblocking(&self, on: bool) {
+        match self {
+            Object::Console | Object::Epoll(_) => {}
+            Object::Pipe(end) => end.set_nonblocking(on),
+            Object::Event(counter) => counter.set_nonblocking(on),
+            Object::Timer(timer) => timer.set_nonblocking(on),
+            Object::Socket(socket) => socket.set_nonblocking(on),
+            #[cfg(feature = "fs")]
+            Object::File(file, _) => {
+                let flag = libos::fs::vfs::OpenFlags::from_bits_retain(crate::abi::open_flags::NONBLOCK);
+                file.update_flags(flag, if on { flag } else { libos::fs::vfs::OpenFlags::empty() });
+            }
+        }
+    }
+
+    /// Whether `O_NONBLOCK` is set.
+    pub fn is_nonblocking(&self) -> bool {
+        match self {
+            Object::Console | Object::Epoll(_) => false,
+            Object::Pipe(end) => end.is_nonblocking(),
+            Object::Event(counter) => counter.is_nonblocking(),
+            Object::Timer(timer) => timer.is_nonblocking(),
+            Object::Socket(socket) => socket.is_nonblocking(),
+            #[cfg(feature = "fs")]
+            Object::File(file, _) => file.flags().bits() & crate::abi::open_flags::NONBLOCK != 0,
+        }
+    }
+
+    /// The socket behind this object (`ENOTSOCK` for anything else).
+    pub fn socket(&self) -> Result<&crate::net::Socket> {
+        match self {
+            Object::Socket(socket) => Ok(socket),
+            _ => Err(Errno::ENOTSOCK),
         }
     }
 
@@ -148,6 +190,19 @@ pub fn insert_from(min: usize, descriptor: Descriptor) -> Result<u64> {
 /// Installs `object` at the lowest free number.
 pub fn insert(object: Object, cloexec: bool) -> Result<u64> {
     insert_from(0, Descriptor { object: Arc::new(object), cloexec })
+}
+
+/// Installs two objects (the ends of a pipe or socket pair) at the lowest free numbers, or
+/// neither (`EMFILE`).
+pub fn insert_pair(first: Object, second: Object, cloexec: bool) -> Result<(u64, u64)> {
+    let a = insert(first, cloexec)?;
+    match insert(second, cloexec) {
+        Ok(b) => Ok((a, b)),
+        Err(e) => {
+            let _ = close(a);
+            Err(e)
+        }
+    }
 }
 
 /// Puts `descriptor` at exactly `fd`, closing what was there (`dup2`/`dup3`).

@@ -17,8 +17,9 @@
 //! descriptors ([`fd`]; 0/1/2 are the console; one table shared by all threads), files over
 //! the VFS (feature `fs`/`ramfs`), memory ([`mem`]), time, process facts, signals delivered
 //! as Linux delivers them, with real signal frames and `EINTR` for blocking calls
-//! ([`signal`]), pipes, `eventfd` and `poll` ([`events`]), and threads ([`thread`], feature
-//! `threads`: `clone`, `futex`).
+//! ([`signal`]), pipes, `eventfd`, `timerfd`, `poll`, `select` and `epoll` ([`events`]),
+//! sockets ([`net`]: `AF_UNIX` always; TCP and UDP over `libos::net` with feature `net`), and
+//! threads ([`thread`], feature `threads`: `clone`, `futex`).
 //! Unknown numbers return `-ENOSYS` and log one line per number, never crash. Errors are
 //! [`libos::Errno`]s until one helper ([`dispatch::to_return`]) turns them into `-errno`.
 //!
@@ -46,6 +47,7 @@ pub use libos;
 
 pub mod abi;
 pub mod elf;
+pub mod sockaddr;
 pub mod start;
 pub mod user;
 
@@ -59,6 +61,8 @@ pub mod fd;
 mod files;
 #[cfg(target_os = "none")]
 pub mod mem;
+#[cfg(target_os = "none")]
+pub mod net;
 #[cfg(target_os = "none")]
 pub mod signal;
 #[cfg(target_os = "none")]

@@ -76,6 +76,7 @@ pub(crate) fn run(program: Program) -> i32 {
     };
     entry.install(dispatch::dispatch, dispatch::on_return);
     fd::init_console();
+    crate::net::install_hooks();
     #[cfg(feature = "threads")]
     {
         let main = libos::thread::Builder::new().name("c-main").stack_size(MAIN_STACK).spawn(move || {

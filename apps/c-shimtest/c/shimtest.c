@@ -1,5 +1,6 @@
 /* shimtest: checks of posix-shim's Linux system calls, one family per argument:
  *   files mem time wallclock process threads signals sigdeliver events stdio enosys preempt kill abort
+ * and the socket families of net.c: unix net netpeer=PORT netserve=PORT,N
  * Ordinary C against musl; every check prints the failing line and exits 1. A family prints
  * "ok FAMILY" when all its checks passed. Runs unmodified on Linux too (where the files
  * family needs a writable /tmp). */
@@ -43,16 +44,7 @@
 #define FUTEX_CLOCK_REALTIME 256
 #define FUTEX_BITSET_MATCH_ANY 0xffffffff
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            printf("FAIL %s:%d: %s (errno %d %s)\n", __FILE__, __LINE__, #cond, errno,     \
-                   strerror(errno));                                                       \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
-/* A call that must fail with `err`. */
-#define FAILS(call, err) CHECK((errno = 0, (call) == -1 && errno == (err)))
+#include "check.h"
 
 static void files(void) {
     char buf[256];
@@ -950,6 +942,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "preempt")) preempt();
         else if (!strcmp(f, "kill")) { printf("raising SIGTERM\n"); fflush(stdout); raise(SIGTERM); printf("still alive\n"); return 1; }
         else if (!strcmp(f, "abort")) { printf("aborting\n"); fflush(stdout); abort(); }
+        else if (socket_family(f)) continue;
         else { fprintf(stderr, "unknown family %s\n", f); return 2; }
     }
     return 0;

@@ -12,6 +12,7 @@ use crate::stack::Stack;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use libos_core::blocking::WaitQueue;
 use libos_core::sync::IrqSpinLock;
@@ -62,6 +63,8 @@ pub struct Readiness {
     pub hangup: bool,
     /// See [`Event::error`].
     pub error: bool,
+    /// The peer shut its writing down: reads see end of stream (`POLLRDHUP`).
+    pub peer_closed: bool,
 }
 
 struct Registration {
@@ -82,11 +85,21 @@ pub struct Shared {
     /// Threads blocked in a call on this socket.
     pub waiters: WaitQueue,
     registration: IrqSpinLock<Option<Registration>>,
+    /// Bumped by every [`Shared::wake`]: an edge-triggered watcher reports a socket again
+    /// only when this moved since it last did (as `EPOLLET` reports each new arrival).
+    changes: AtomicU64,
 }
 
 impl Shared {
+    /// See [`Shared`]'s `changes`.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
     /// The socket changed: wake its waiters and queue it on its poller.
     pub fn wake(self: &Arc<Self>) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        crate::hooks::changed();
         self.waiters.wake_all();
         let poller = {
             let mut registration = self.registration.lock();

@@ -128,13 +128,32 @@ impl Handle {
         self.nonblocking.load(Ordering::Relaxed)
     }
 
-    /// Runs `attempt` on this socket's slot until it succeeds, fails, or the read timeout.
-    fn block<T>(&self, deadline: Option<Instant>, mut attempt: impl FnMut(&mut Inner, usize) -> Result<Option<T>>) -> Result<T> {
+    /// Runs `attempt` on this socket's slot until it succeeds, fails, or the read timeout;
+    /// once only when the socket is non-blocking or `dont_wait` (`MSG_DONTWAIT`).
+    fn block<T>(&self, dont_wait: bool, deadline: Option<Instant>, mut attempt: impl FnMut(&mut Inner, usize) -> Result<Option<T>>) -> Result<T> {
         let (slot, generation) = (self.slot, self.generation);
-        self.stack.block_on(&self.shared, self.nonblocking(), deadline, |inner| {
+        self.stack.block_on(&self.shared, dont_wait || self.nonblocking(), deadline, |inner| {
             slot_of(inner, slot, generation)?;
             attempt(inner, slot)
         })
+    }
+}
+
+impl Handle {
+    /// The socket's readiness now (for a poll layer outside this crate, such as posix-shim's).
+    pub fn readiness(&self) -> Readiness {
+        readiness(&mut self.stack.lock(), self.slot, self.generation)
+    }
+
+    /// How many times the socket has changed state: an edge-triggered watcher reports it again
+    /// only when this moved.
+    pub fn changes(&self) -> u64 {
+        self.shared.changes()
+    }
+
+    /// Threads blocked on this socket wait here (a poll layer may wait on it too).
+    pub fn waiters(&self) -> &libos_core::blocking::WaitQueue {
+        &self.shared.waiters
     }
 }
 
@@ -147,6 +166,12 @@ impl Drop for Handle {
             }
         });
     }
+}
+
+/// Whether a socket may bind `ip`: the unspecified address, one of the interface's, or a
+/// loopback address (accepted as Linux does; with no loopback device nothing arrives there).
+fn bindable(inner: &Inner, ip: IpAddr) -> bool {
+    ip.is_unspecified() || ip.is_loopback() || inner.iface.has_ip_addr(ip_to_smol(ip))
 }
 
 /// Slot `slot` if it still has generation `generation`.
@@ -177,6 +202,7 @@ pub fn readiness(inner: &mut Inner, slot: usize, generation: u64) -> Readiness {
             writable: socket.can_send() || error || closed,
             hangup: closed || !socket.may_recv() && !socket.may_send() && socket.state() != tcp::State::SynSent,
             error,
+            peer_closed: !socket.may_recv() && !matches!(socket.state(), tcp::State::SynSent | tcp::State::SynReceived | tcp::State::Listen),
         };
     }
     if let Some(socket) = entry.udp() {
@@ -191,16 +217,37 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Listens on `addr` (port 0: a free port) with [`DEFAULT_BACKLOG`].
+    /// Listens on `addr` (port 0: a free port) with room for `backlog` connections not yet
+    /// accepted (1..=[`MAX_BACKLOG`]).
     pub fn bind_on(stack: &'static Stack, addr: SocketAddr, backlog: usize) -> Result<TcpListener> {
-        let backlog = backlog.clamp(1, MAX_BACKLOG);
+        TcpListener::reserve_on(stack, addr, backlog.clamp(1, MAX_BACKLOG))
+    }
+
+    /// Takes `addr`'s port without listening yet (a POSIX `bind` before `listen`): a SYN to
+    /// it is refused until [`TcpListener::listen`].
+    pub fn bind_only_on(stack: &'static Stack, addr: SocketAddr) -> Result<TcpListener> {
+        TcpListener::reserve_on(stack, addr, 0)
+    }
+
+    /// Starts listening (or changes the backlog: 1..=[`MAX_BACKLOG`]).
+    pub fn listen(&self, backlog: usize) -> Result<()> {
+        let (slot, generation) = (self.handle.slot, self.handle.generation);
+        self.handle.stack.with(|inner| {
+            let Kind::Listener(l) = &mut slot_of(inner, slot, generation)?.kind else { return Err(Errno::EINVAL) };
+            l.backlog = backlog.clamp(1, MAX_BACKLOG);
+            inner.replenish(slot);
+            Ok(())
+        })
+    }
+
+    fn reserve_on(stack: &'static Stack, addr: SocketAddr, backlog: usize) -> Result<TcpListener> {
         let handle = stack.with(|inner| {
             let port = match addr.port() {
                 0 => inner.ephemeral_port(false)?,
                 port if inner.listeners.contains_key(&port) => return Err(Errno::EADDRINUSE),
                 port => port,
             };
-            if !addr.ip().is_unspecified() && !inner.iface.has_ip_addr(ip_to_smol(addr.ip())) {
+            if !bindable(inner, addr.ip()) {
                 return Err(Errno::EADDRNOTAVAIL);
             }
             let endpoint = listen_endpoint(addr, port);
@@ -216,7 +263,7 @@ impl TcpListener {
     /// Takes the next established connection, waiting for one unless non-blocking (`EAGAIN`).
     pub fn accept(&self) -> Result<(TcpStream, SocketAddr)> {
         let stack = self.handle.stack;
-        let (slot, remote) = self.handle.block(None, |inner, listener| {
+        let (slot, remote) = self.handle.block(false, None, |inner, listener| {
             let Kind::Listener(l) = &mut inner.slots[listener].kind else { return Err(Errno::EINVAL) };
             let Some(conn) = l.ready.pop_front() else { return Ok(None) };
             l.members -= 1;
@@ -263,11 +310,21 @@ impl TcpStream {
     /// Starts connecting to `addr` without waiting (the stream becomes writable once
     /// connected, as a non-blocking `connect` that gave `EINPROGRESS`).
     pub fn connect_start_on(stack: &'static Stack, addr: SocketAddr) -> Result<TcpStream> {
+        TcpStream::connect_start_from(stack, None, addr)
+    }
+
+    /// As [`TcpStream::connect_start_on`], from local port `local_port` (`None`: a free one;
+    /// `EADDRINUSE` when a listener or another connection holds it).
+    pub fn connect_start_from(stack: &'static Stack, local_port: Option<u16>, addr: SocketAddr) -> Result<TcpStream> {
         if addr.ip().is_unspecified() || addr.port() == 0 {
             return Err(Errno::EINVAL);
         }
         let handle = stack.with(|inner| {
-            let port = inner.ephemeral_port(false)?;
+            let port = match local_port {
+                None | Some(0) => inner.ephemeral_port(false)?,
+                Some(port) if inner.listeners.contains_key(&port) || inner.tcp_client_ports.contains_key(&port) => return Err(Errno::EADDRINUSE),
+                Some(port) => port,
+            };
             let mut socket = inner.new_tcp_socket()?;
             socket.connect(inner.iface.context(), (ip_to_smol(addr.ip()), addr.port()), port).map_err(|_| Errno::ENETUNREACH)?;
             let slot = inner.allocate(Kind::Tcp);
@@ -295,7 +352,12 @@ impl TcpStream {
     /// Waits until the handshake is done (`Ok`), failed (`ECONNREFUSED`, `ECONNRESET`), or
     /// `deadline` passed (`EAGAIN`); non-blocking: `EAGAIN` while it is in progress.
     pub fn wait_connected(&self, deadline: Option<Instant>) -> Result<()> {
-        self.handle.block(deadline, |inner, slot| {
+        self.wait_connected_with(false, deadline)
+    }
+
+    /// As [`TcpStream::wait_connected`]; only checks when `dont_wait`.
+    pub fn wait_connected_with(&self, dont_wait: bool, deadline: Option<Instant>) -> Result<()> {
+        self.handle.block(dont_wait, deadline, |inner, slot| {
             let error = inner.slots[slot].error;
             let socket = tcp_of(inner, slot)?;
             match socket.state() {
@@ -308,20 +370,22 @@ impl TcpStream {
 
     /// Reads what has arrived (at least one byte, waiting for it); `Ok(0)` at end of stream.
     pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
-        self.receive(buf, false)
+        self.receive(buf, false, false)
     }
 
     /// As [`TcpStream::read`], leaving the data queued.
     pub fn peek(&self, buf: &mut [u8]) -> Result<usize> {
-        self.receive(buf, true)
+        self.receive(buf, true, false)
     }
 
-    fn receive(&self, buf: &mut [u8], peek: bool) -> Result<usize> {
+    /// As [`TcpStream::read`] (or [`TcpStream::peek`] with `peek`), without waiting when
+    /// `dont_wait` (`EAGAIN`).
+    pub fn receive(&self, buf: &mut [u8], peek: bool, dont_wait: bool) -> Result<usize> {
         if buf.is_empty() || self.handle.read_shut.load(Ordering::Relaxed) {
             return Ok(0);
         }
         let deadline = Handle::deadline(&self.handle.read_timeout_ns);
-        self.handle.block(deadline, |inner, slot| {
+        self.handle.block(dont_wait, deadline, |inner, slot| {
             let error = inner.slots[slot].error;
             let socket = tcp_of(inner, slot)?;
             if socket.can_recv() {
@@ -343,11 +407,16 @@ impl TcpStream {
 
     /// Queues some of `buf` for sending (waiting for room); returns how much.
     pub fn write(&self, buf: &[u8]) -> Result<usize> {
+        self.send(buf, false)
+    }
+
+    /// As [`TcpStream::write`], without waiting for room when `dont_wait` (`EAGAIN`).
+    pub fn send(&self, buf: &[u8], dont_wait: bool) -> Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
         let deadline = Handle::deadline(&self.handle.write_timeout_ns);
-        self.handle.block(deadline, |inner, slot| {
+        self.handle.block(dont_wait, deadline, |inner, slot| {
             let error = inner.slots[slot].error;
             let socket = tcp_of(inner, slot)?;
             if let Some(e) = error {
@@ -411,6 +480,21 @@ impl TcpStream {
             slot_of(inner, slot, generation)?;
             Ok(f(tcp_of(inner, slot)?))
         })
+    }
+
+    /// Bytes received and not yet read (`FIONREAD`).
+    pub fn received_len(&self) -> Result<usize> {
+        self.with_socket(|s| s.recv_queue())
+    }
+
+    /// Bytes queued for sending and not yet acknowledged (`TIOCOUTQ`).
+    pub fn unsent_len(&self) -> Result<usize> {
+        self.with_socket(|s| s.send_queue())
+    }
+
+    /// The receive and send buffer sizes.
+    pub fn buffer_sizes(&self) -> Result<(usize, usize)> {
+        self.with_socket(|s| (s.recv_capacity(), s.send_capacity()))
     }
 
     /// Sends small writes at once (disables Nagle's algorithm) when `on`.
@@ -477,7 +561,7 @@ impl UdpSocket {
                 port if inner.udp_ports.contains_key(&port) => return Err(Errno::EADDRINUSE),
                 port => port,
             };
-            if !addr.ip().is_unspecified() && !inner.iface.has_ip_addr(ip_to_smol(addr.ip())) {
+            if !bindable(inner, addr.ip()) {
                 return Err(Errno::EADDRNOTAVAIL);
             }
             let buffer = || -> Result<udp::PacketBuffer<'static>> {
@@ -497,6 +581,11 @@ impl UdpSocket {
 
     /// Sends one datagram to `addr`. `EMSGSIZE` beyond one frame's payload.
     pub fn send_to(&self, buf: &[u8], addr: SocketAddr) -> Result<usize> {
+        self.send_to_with(buf, addr, false)
+    }
+
+    /// As [`UdpSocket::send_to`], without waiting for room when `dont_wait` (`EAGAIN`).
+    pub fn send_to_with(&self, buf: &[u8], addr: SocketAddr, dont_wait: bool) -> Result<usize> {
         let limit = if addr.is_ipv4() { UDP_MAX_PAYLOAD_V4 } else { UDP_MAX_PAYLOAD_V6 };
         if buf.len() > limit {
             return Err(Errno::EMSGSIZE);
@@ -506,7 +595,7 @@ impl UdpSocket {
         }
         let remote = IpEndpoint::new(ip_to_smol(addr.ip()), addr.port());
         let deadline = Handle::deadline(&self.handle.write_timeout_ns);
-        self.handle.block(deadline, |inner, slot| {
+        self.handle.block(dont_wait, deadline, |inner, slot| {
             let socket = inner.slots[slot].udp().ok_or(Errno::ENOTSOCK)?;
             match socket.send_slice(buf, remote) {
                 Ok(()) => {
@@ -521,18 +610,21 @@ impl UdpSocket {
 
     /// Receives one datagram (truncated to `buf`, as Linux does) and its sender.
     pub fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr)> {
-        self.receive(buf, false)
+        self.receive(buf, false, false).map(|(n, _, from)| (n, from))
     }
 
     /// As [`UdpSocket::recv_from`], leaving the datagram queued.
     pub fn peek_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr)> {
-        self.receive(buf, true)
+        self.receive(buf, true, false).map(|(n, _, from)| (n, from))
     }
 
-    fn receive(&self, buf: &mut [u8], peek: bool) -> Result<(usize, SocketAddr)> {
+    /// Receives (or peeks at) one datagram without waiting when `dont_wait` (`EAGAIN`):
+    /// the bytes copied, the datagram's whole length (more when it was truncated: `MSG_TRUNC`),
+    /// and its sender.
+    pub fn receive(&self, buf: &mut [u8], peek: bool, dont_wait: bool) -> Result<(usize, usize, SocketAddr)> {
         let deadline = Handle::deadline(&self.handle.read_timeout_ns);
         let peer = *self.peer.lock();
-        self.handle.block(deadline, |inner, slot| {
+        self.handle.block(dont_wait, deadline, |inner, slot| {
             let socket = inner.slots[slot].udp().ok_or(Errno::ENOTSOCK)?;
             loop {
                 let (data, meta) = match if peek { socket.peek().map(|(d, m)| (d, *m)) } else { socket.recv() } {
@@ -545,7 +637,7 @@ impl UdpSocket {
                 }
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
-                return Ok(Some((n, from)));
+                return Ok(Some((n, data.len(), from)));
             }
         })
     }
@@ -554,6 +646,26 @@ impl UdpSocket {
     pub fn connect(&self, addr: SocketAddr) -> Result<()> {
         *self.peer.lock() = Some(addr);
         Ok(())
+    }
+
+    /// Forgets the peer of [`UdpSocket::connect`] (`connect` with `AF_UNSPEC`).
+    pub fn disconnect(&self) {
+        *self.peer.lock() = None;
+    }
+
+    /// The peer of [`UdpSocket::connect`].
+    pub fn peer_addr(&self) -> Result<SocketAddr> {
+        (*self.peer.lock()).ok_or(Errno::ENOTCONN)
+    }
+
+    /// The length of the next queued datagram (0 when none: `FIONREAD`).
+    pub fn next_datagram_len(&self) -> Result<usize> {
+        let (slot, generation) = (self.handle.slot, self.handle.generation);
+        self.handle.stack.with(|inner| {
+            slot_of(inner, slot, generation)?;
+            let socket = inner.slots[slot].udp().ok_or(Errno::ENOTSOCK)?;
+            Ok(socket.peek().map_or(0, |(data, _)| data.len()))
+        })
     }
 
     /// Sends to the connected peer (`EDESTADDRREQ` without one).

@@ -493,7 +493,8 @@ impl Stack {
 
     /// Blocks until `attempt` (run with the stack locked) returns `Ok(Some(_))` or an error,
     /// `deadline` passes (`EAGAIN`), or at once when `nonblocking` (`EAGAIN`). Waits on
-    /// `shared`'s queue.
+    /// `shared`'s queue. A signal layer's [`crate::hooks`] end the wait with `EINTR` when the
+    /// thread has a signal to take (after one last attempt, so what is ready is not lost).
     pub fn block_on<T>(
         &self,
         shared: &Shared,
@@ -519,13 +520,15 @@ impl Stack {
                 }
             }
         };
-        if nonblocking {
+        let interrupted = crate::hooks::interrupted;
+        if nonblocking || interrupted() {
             check();
         } else {
-            self.wait_for(&shared.waiters, deadline, &mut check);
+            self.wait_for(&shared.waiters, deadline, || check() || interrupted());
         }
         self.deliver_wakes();
-        outcome.unwrap_or(Err(Errno::EAGAIN))
+        // A signal for the thread ends the wait unless the call got its outcome first.
+        outcome.unwrap_or_else(|| Err(if !nonblocking && interrupted() { Errno::EINTR } else { Errno::EAGAIN }))
     }
 
     /// Waits on `queue` until `ready()` or `deadline`. Without a network thread the waiter

@@ -7,6 +7,7 @@ use crate::node::Node;
 use crate::types::{DirEntry, FileType, Metadata, OpenFlags, SeekFrom, TimeUpdate};
 use alloc::string::String;
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU32, Ordering};
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
 
@@ -33,7 +34,9 @@ pub const COOKIE_AFTER_DOTDOT: u64 = u64::MAX - 1;
 pub struct OpenFile {
     node: Arc<dyn Node>,
     dev: u64,
-    flags: OpenFlags,
+    /// The [`OpenFlags`] bits: the access mode and creation flags fixed at `open`, and the
+    /// status flags [`OpenFile::update_flags`] may change later (`fcntl(F_SETFL)`).
+    flags: AtomicU32,
     offset: SpinLock<u64>,
     /// For a directory: the inode of its parent when it was opened (what `..` lists; itself
     /// for a root, as on Linux).
@@ -42,13 +45,13 @@ pub struct OpenFile {
 
 impl core::fmt::Debug for OpenFile {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("OpenFile").field("ino", &self.node.ino()).field("flags", &self.flags).finish_non_exhaustive()
+        f.debug_struct("OpenFile").field("ino", &self.node.ino()).field("flags", &self.flags()).finish_non_exhaustive()
     }
 }
 
 impl OpenFile {
     pub(crate) fn new(node: Arc<dyn Node>, dev: u64, flags: OpenFlags, parent_ino: u64) -> OpenFile {
-        OpenFile { node, dev, flags, offset: SpinLock::new(0), parent_ino }
+        OpenFile { node, dev, flags: AtomicU32::new(flags.bits()), offset: SpinLock::new(0), parent_ino }
     }
 
     /// Wraps a node that is not in any namespace (e.g. a device handed to an app directly); a
@@ -58,9 +61,18 @@ impl OpenFile {
         OpenFile::new(node, 0, flags, ino)
     }
 
-    /// The flags given to `open`.
+    /// The flags given to `open`, with the status flags as [`OpenFile::update_flags`] left
+    /// them.
     pub fn flags(&self) -> OpenFlags {
-        self.flags
+        OpenFlags::from_bits_retain(self.flags.load(Ordering::Relaxed))
+    }
+
+    /// Sets the bits of `mask` to those of `value`: for the status flags a program may change
+    /// after `open` (`O_APPEND`, and bits the VFS keeps for its user, such as `O_NONBLOCK`).
+    /// The access mode and the creation flags must not be in `mask`.
+    pub fn update_flags(&self, mask: OpenFlags, value: OpenFlags) {
+        let (mask, value) = (mask.bits(), value.bits());
+        let _ = self.flags.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| Some((f & !mask) | (value & mask)));
     }
 
     /// The node.
@@ -69,7 +81,7 @@ impl OpenFile {
     }
 
     fn check_read(&self) -> Result<()> {
-        if !self.flags.readable() {
+        if !self.flags().readable() {
             Err(Errno::EBADF)
         } else if self.node.file_type().is_dir() {
             Err(Errno::EISDIR)
@@ -79,7 +91,7 @@ impl OpenFile {
     }
 
     fn check_write(&self, offset: u64, len: usize) -> Result<()> {
-        if !self.flags.writable() {
+        if !self.flags().writable() {
             return Err(Errno::EBADF);
         }
         if offset.checked_add(len as u64).is_none_or(|end| end > MAX_FILE_SIZE) {
@@ -109,7 +121,7 @@ impl OpenFile {
     /// Writes at the offset (at the end with `O_APPEND`) and advances it.
     pub fn write(&self, buf: &[u8]) -> Result<usize> {
         let mut offset = self.offset.lock();
-        if self.flags.contains(OpenFlags::APPEND) {
+        if self.flags().contains(OpenFlags::APPEND) {
             self.check_write(0, buf.len())?;
             let (at, n) = self.node.append(buf)?;
             let n = checked(n, buf.len())?;
@@ -169,7 +181,7 @@ impl OpenFile {
 
     /// `ftruncate`: needs write access (`EINVAL` otherwise, as on Linux) and a regular file.
     pub fn set_len(&self, size: u64) -> Result<()> {
-        if !self.flags.writable() || self.node.file_type() != FileType::Regular || size > MAX_FILE_SIZE {
+        if !self.flags().writable() || self.node.file_type() != FileType::Regular || size > MAX_FILE_SIZE {
             return Err(Errno::EINVAL);
         }
         self.node.truncate(size)

@@ -209,6 +209,12 @@ fn interrupted() -> bool {
     state.me().is_some_and(|t| (t.pending | process) & !t.blocked != 0)
 }
 
+/// Whether the calling thread has a signal to take (a blocking call ends with `EINTR`): for
+/// waits outside the shim, such as libos-net's (see `crate::net::install_hooks`).
+pub fn has_pending_for_current() -> bool {
+    interrupted()
+}
+
 /// The wait of a blocking system call: sleeps on `queue` until `ready()` holds, `deadline`
 /// passes, or a signal arrives that the calling thread does not block (the sender unparks the
 /// thread, and the wait's condition includes [`interrupted`]). `Ok(true)`: woken, the caller
@@ -375,7 +381,10 @@ pub fn tgkill(tgid: u64, tid: u64, sig: u64) -> Result<u64> {
 
 /// Sends `SIGPIPE` to the calling thread (a write to a pipe without readers).
 pub fn raise_pipe() {
-    if let Some(tid) = STATE.lock().me().map(|t| t.tid) {
+    // The lock must be released before `send` takes it again (an `if let` on the locked
+    // value would hold it through the call: a deadlock).
+    let me = STATE.lock().me().map(|t| t.tid);
+    if let Some(tid) = me {
         send(Some(tid), SIGPIPE, SI_TKILL);
     }
 }

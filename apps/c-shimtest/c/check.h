@@ -1,0 +1,23 @@
+/* The checks of shimtest's C files: every failed check prints its line and exits 1. */
+#ifndef SHIMTEST_CHECK_H
+#define SHIMTEST_CHECK_H
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            printf("FAIL %s:%d: %s (errno %d %s)\n", __FILE__, __LINE__, #cond, errno,     \
+                   strerror(errno));                                                       \
+            exit(1);                                                                       \
+        }                                                                                  \
+    } while (0)
+/* A call that must fail with `err`. */
+#define FAILS(call, err) CHECK((errno = 0, (call) == -1 && errno == (err)))
+
+/* net.c: runs the socket family named `f` (unix, net, netpeer=PORT, netserve=PORT,N); 0 if
+ * `f` names none. */
+int socket_family(const char *f);
+#endif
