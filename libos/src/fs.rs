@@ -3,8 +3,10 @@
 //! `no_std` [`Read`] and [`Write`] traits.
 //!
 //! At boot libos mounts the root file system (`root=`, default `ramfs` when the image has the
-//! `fs-ramfs` feature), a devfs at `/dev`, and every `mount=FS:/PATH` of the kernel command
-//! line, then unpacks the app's initial files (`libos::main!(main, initial_files = ...)`).
+//! `fs-ramfs` feature; a ramfs root starts with `/etc`, `/tmp` and `/root`, see [`crate::etc`]),
+//! a devfs at `/dev`, the generated `/proc` and `/sys` files (`libos_vfs::procfs`), and every
+//! `mount=FS:/PATH` of the kernel command line, then unpacks the app's initial files
+//! (`libos::main!(main, initial_files = ...)`).
 //! Errors are [`Errno`]s, as everywhere in libos.
 //!
 //! ```ignore
@@ -59,6 +61,8 @@ pub fn known_file_systems() -> &'static [&'static str] {
         #[cfg(feature = "fs-ramfs")]
         "ramfs",
         "devfs",
+        "proc",
+        "sysfs",
         #[cfg(feature = "fs-virtiofs")]
         "virtiofs:TAG",
     ]
@@ -70,6 +74,8 @@ pub fn new_file_system(name: &str) -> core::result::Result<Arc<dyn FileSystem>, 
         #[cfg(feature = "fs-ramfs")]
         "ramfs" => Ok(Arc::new(libos_fs_ramfs::RamFs::new())),
         "devfs" => Ok(Arc::new(libos_vfs::devfs::DevFs::new(&libos_vfs::devfs::PlatformEntropy))),
+        "proc" => Ok(Arc::new(libos_vfs::procfs::ProcFs::new(Arc::new(SystemFigures)))),
+        "sysfs" => Ok(Arc::new(libos_vfs::procfs::ProcFs::sys(Arc::new(SystemFigures)))),
         #[cfg(feature = "fs-virtiofs")]
         _ if name.starts_with("virtiofs:") => {
             let tag = &name["virtiofs:".len()..];
@@ -82,20 +88,26 @@ pub fn new_file_system(name: &str) -> core::result::Result<Arc<dyn FileSystem>, 
     }
 }
 
-/// Mounts what the kernel command line asks for: the root, devfs at `/dev`, then every
-/// `mount=` in order (creating missing mount-point directories).
+/// Mounts what the kernel command line asks for: the root, devfs at `/dev`, procfs at `/proc`,
+/// its `/sys` at `/sys`, then every `mount=` in order (creating missing mount-point
+/// directories).
 pub fn mount_at_boot(root: Option<&str>, mounts: &[(String, String)]) -> core::result::Result<(), String> {
     let default_root = if cfg!(feature = "fs-ramfs") { "ramfs" } else { "devfs" };
     let root_name = root.unwrap_or(default_root);
     let vfs = init(Vfs::new(new_file_system(root_name)?));
+    if root_name == "ramfs" {
+        crate::etc::populate_memory_root();
+    }
     // A host share as root gets devfs only where it has a /dev: the boot never creates
     // directories on the host.
     let on_host = root_name.starts_with("virtiofs:");
-    if root_name != "devfs" && !(on_host && metadata("/dev").is_err()) {
-        let devfs = new_file_system("devfs")?;
-        let dev = create_dir_all("/dev").and_then(|()| vfs.mount("/dev", devfs));
-        if let Err(e) = dev {
-            log::warn!("no /dev: {e}");
+    for (fs_name, path) in [("devfs", "/dev"), ("proc", "/proc"), ("sysfs", "/sys")] {
+        if root_name == "devfs" || on_host && metadata(path).is_err() {
+            continue;
+        }
+        let fs = new_file_system(fs_name)?;
+        if let Err(e) = create_dir_all(path).and_then(|()| vfs.mount(path, fs)) {
+            log::warn!("no {path}: {e}");
         }
     }
     for (name, path) in mounts {
@@ -105,6 +117,30 @@ pub fn mount_at_boot(root: Option<&str>, mounts: &[(String, String)]) -> core::r
             .map_err(|e| alloc::format!("cannot mount {name} at {path}: {e}"))?;
     }
     Ok(())
+}
+
+/// procfs's figures from the running system: the monotonic clock, the halted-time
+/// accounting, the heap and the wall clock.
+struct SystemFigures;
+
+impl libos_vfs::procfs::Figures for SystemFigures {
+    fn uptime_ns(&self) -> u64 {
+        crate::time::Instant::now().as_nanos()
+    }
+
+    fn idle_ns(&self) -> u64 {
+        crate::time::Instant::from_counter(libos_core::idle::ticks()).as_nanos()
+    }
+
+    fn memory(&self) -> (u64, u64) {
+        let heap = libos_core::heap::stats();
+        (heap.claimed, heap.claimed.saturating_sub(heap.in_use))
+    }
+
+    fn boot_time_secs(&self) -> u64 {
+        let now = crate::time::SystemTime::now().duration_since(crate::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        now.saturating_sub(crate::time::Instant::now().as_nanos() / 1_000_000_000)
+    }
 }
 
 /// Unpacks the app's initial files (a `newc` cpio archive, see [`crate::main!`]) into `/`.
@@ -585,6 +621,6 @@ mod tests {
     #[test]
     fn unknown_file_systems_are_named() {
         let error = new_file_system("ext9").err().unwrap();
-        assert_eq!(error, "unknown file system `ext9` (this image has: ramfs, devfs)");
+        assert_eq!(error, "unknown file system `ext9` (this image has: ramfs, devfs, proc, sysfs)");
     }
 }

@@ -43,6 +43,8 @@ mod boot_stats;
 pub mod cmdline;
 pub mod env;
 #[cfg(feature = "vfs")]
+pub mod etc;
+#[cfg(feature = "vfs")]
 pub mod fs;
 #[cfg(feature = "net")]
 pub mod net;

@@ -46,5 +46,29 @@ pub(crate) fn start(options: &[(&'static str, alloc::string::String)]) -> Result
     if let Err(e) = libos_sched::thread::Builder::new().name("net").spawn(libos_net::run_network_thread) {
         log::error!("net: cannot start the network thread ({e}); blocked callers run TCP timers themselves");
     }
+    #[cfg(feature = "vfs")]
+    publish_dns_server(&net);
     Ok(())
+}
+
+/// Writes `/etc/resolv.conf` for the C library's resolver: now for a static `ip=...,dns=`, or
+/// from a thread that waits (with no timer) for the DHCP lease.
+#[cfg(all(target_os = "none", feature = "vfs"))]
+fn publish_dns_server(net: &libos_net::NetOptions) {
+    let dns_now = || interfaces().first().and_then(|i| i.dns);
+    if let Some(server) = dns_now() {
+        crate::etc::write_resolv_conf(server);
+        return;
+    }
+    if !matches!(net.ipv4, libos_net::stack::Ipv4Setup::Dhcp) {
+        return;
+    }
+    #[cfg(any(feature = "sched-coop", feature = "sched-preempt"))]
+    let _ = libos_sched::thread::Builder::new().name("resolv").spawn(move || {
+        if libos_net::wait_for_address_until(None).is_ok()
+            && let Some(server) = dns_now()
+        {
+            crate::etc::write_resolv_conf(server);
+        }
+    });
 }

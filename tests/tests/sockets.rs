@@ -148,3 +148,65 @@ fn an_edge_triggered_c_server_loses_no_event_with_1000_clients() {
         booted.exits_with(0).does_not_print("FAIL").prints(&format!("served {CLIENTS} connections"));
     }
 }
+
+/// A DNS server for one name (IPv4 only), on the host end of the tap, until `stop`: `A` of
+/// `name` answers `address`, any other question about `name` has no answer, any other name
+/// is NXDOMAIN.
+fn start_dns(ns: &xtask::netns::Netns, name: &'static str, address: [u8; 4], stop: Arc<AtomicBool>) {
+    ns.spawn(move || {
+        let socket = UdpSocket::bind((HOST_IP, 53)).expect("dns: binding port 53");
+        socket.set_read_timeout(Some(Duration::from_millis(100))).expect("dns: timeout");
+        let mut buf = [0u8; 512];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+            if let Some(reply) = dns_reply(&buf[..n], name, address) {
+                let _ = socket.send_to(&reply, from);
+            }
+        }
+    })
+    .expect("dns: thread in the namespace");
+}
+
+/// The answer to the query `query` (RFC 1035 §4.1), or `None` for a malformed one.
+fn dns_reply(query: &[u8], name: &str, address: [u8; 4]) -> Option<Vec<u8>> {
+    let mut at = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = *query.get(at)? as usize;
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(at..at + len)?).to_lowercase());
+        at += len;
+    }
+    let question_end = at + 4;
+    let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
+    let known = labels.join(".") == name;
+    let answer = known && qtype == 1;
+    let mut reply = query.get(..question_end)?.to_vec();
+    reply[2] = 0x81; // QR, RD
+    reply[3] = if known { 0x80 } else { 0x83 }; // RA; NOERROR or NXDOMAIN
+    reply[4..12].copy_from_slice(&[0, 1, 0, u8::from(answer), 0, 0, 0, 0]);
+    if answer {
+        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        reply.extend_from_slice(&address);
+    }
+    Some(reply)
+}
+
+#[test]
+fn names_resolve_from_etc_and_from_a_dns_server_in_the_namespace() {
+    for arch in arches() {
+        let ns = netns();
+        let stop = Arc::new(AtomicBool::new(false));
+        start_dns(&ns, "server.libos.test", [10, 0, 2, 99], stop.clone());
+        let booted = Boot::app("c-shimtest")
+            .args(&["resolve=server.libos.test,10.0.2.99"])
+            .options("ip=10.0.2.15/24,gw=10.0.2.1,dns=10.0.2.1")
+            .net_tap_in(&ns)
+            .on(arch);
+        stop.store(true, Ordering::Relaxed);
+        booted.exits_with(0).does_not_print("FAIL").prints("ok resolve\n");
+    }
+}

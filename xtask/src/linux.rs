@@ -412,7 +412,7 @@ impl LinuxGuest {
         cpio.file("bin/busybox", 0o755, &std::fs::read(busybox_root.join("bin/busybox"))?);
         cpio.symlink("bin/sh", "busybox");
         for program in programs()? {
-            let binary = compile(&program, arch, &dir.join("bin"))?;
+            let binary = compile_program(&program, arch)?;
             cpio.file(&format!("bin/{program}"), 0o755, &std::fs::read(binary)?);
         }
         for name in &needed {
@@ -499,6 +499,12 @@ fn collect_modules(dir: &Path, found: &mut BTreeMap<String, PathBuf>) -> Result<
         }
     }
     Ok(())
+}
+
+/// `bench/c/NAME.c` compiled statically with musl for `arch` (into the baseline's cache, when
+/// out of date): the Linux guest runs it, and libos runs the same file through elf-runner.
+pub fn compile_program(name: &str, arch: Arch) -> Result<PathBuf> {
+    compile(name, arch, &cache_dir().join(arch.name()).join("bin"))
 }
 
 /// Compiles `bench/c/NAME.c` statically with musl for `arch` into `out_dir`, when out of date.

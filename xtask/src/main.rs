@@ -83,14 +83,15 @@ const HELP: &str = "\
         target/linux-baseline/) running the C programs of bench/c/: instructions (icount),
         device traffic (QEMU trace events), wall time (TCG). The ICMP workload needs root (it
         creates a network namespace with a tap, deleted afterwards). Writes bench/results/linux.*.
-  ./x bench net [--arch x86_64|aarch64|all] [--only icmp,tcp,scale] [--pings N]
+  ./x bench net [--arch x86_64|aarch64|all] [--only icmp,tcp,tcp-c,scale] [--pings N]
                 [--stream-mib N] [--rounds N] [--no-linux] [--no-scale]
         Network benchmark against the Linux guest in the same run, same card (virtio-net-pci
         on q35, virtio-mmio on virt): the ICMP echo workload (host `ping -f`, payloads 1, 512,
         1024, 1472; virtual ns (icount) and exits per echo, packets/s (TCG)); TCP stream both
         ways (default 256 MiB), 1-byte round trips and 4 KiB HTTP GETs (default 20 000),
         apps/netecho bench vs bench/c/tcp_bench.c: busy instructions and exits per MiB or round
-        trip; TCP round trips with 1 to 10 000 open connections. Needs root (a network namespace
+        trip; the same tcp_bench.c file run on libos through posix-shim (tcp-c: round trips
+        and GETs); TCP round trips with 1 to 10 000 open connections. Needs root (a network namespace
         with a tap, deleted afterwards). Writes bench/results/net.{json,md}.
   ./x bench all
         Every suite, then bench/results/README.md.

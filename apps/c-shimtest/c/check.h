@@ -17,7 +17,8 @@
 /* A call that must fail with `err`. */
 #define FAILS(call, err) CHECK((errno = 0, (call) == -1 && errno == (err)))
 
-/* net.c: runs the socket family named `f` (unix, net, netpeer=PORT, netserve=PORT,N); 0 if
+/* net.c: runs the socket family named `f` (unix, net, netpeer=PORT, netserve=PORT,N,
+ * resolve=NAME,IP); 0 if
  * `f` names none. */
 int socket_family(const char *f);
 #endif

@@ -11,6 +11,9 @@
  *                    then poll and SO_ERROR 0); EPIPE and SIGPIPE once the peer closed, no
  *                    signal with MSG_NOSIGNAL; UDP echo with sendto/recvfrom and connect;
  *                    sendfile of a file into the connection.
+ *   resolve=NAME,IP  getaddrinfo of localhost (/etc/hosts), getservbyname (/etc/services), and
+ *                    of NAME through the DNS server of /etc/resolv.conf (expecting IP; an
+ *                    unknown name gives EAI_NONAME).
  *   netserve=PORT,N  an epoll edge-triggered server (accept4 non-blocking, reads and writes
  *                    until EAGAIN): echoes what each of N connections sends, until every one of
  *                    them closed; prints "serving" when ready and "served N connections".
@@ -19,6 +22,7 @@
 #include "check.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -411,6 +415,33 @@ static void netserve_family(int port, int total) {
     printf("served %d connections in %d events\n", closed, events);
 }
 
+/* Name resolution as musl does it: /etc/hosts and /etc/services of the default root, and the
+ * DNS server of /etc/resolv.conf (the test's, in its namespace: it knows `name` as `expected`
+ * and nothing else). */
+static void resolve_family(const char *name, const char *expected) {
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res;
+    CHECK(getaddrinfo("localhost", "http", &hints, &res) == 0);
+    struct sockaddr_in *sin = (struct sockaddr_in *)res->ai_addr;
+    CHECK(sin->sin_addr.s_addr == htonl(INADDR_LOOPBACK) && ntohs(sin->sin_port) == 80);
+    freeaddrinfo(res);
+    hints.ai_family = AF_UNSPEC;
+    CHECK(getaddrinfo("localhost", NULL, &hints, &res) == 0);
+    int families = 0;
+    for (struct addrinfo *a = res; a; a = a->ai_next) families |= a->ai_family == AF_INET6 ? 2 : 1;
+    CHECK(families == 3);
+    freeaddrinfo(res);
+    struct servent *service = getservbyname("redis", "tcp");
+    CHECK(service != NULL && ntohs(service->s_port) == 6379);
+    hints.ai_family = AF_INET;
+    CHECK(getaddrinfo(name, NULL, &hints, &res) == 0);
+    char text[INET_ADDRSTRLEN];
+    CHECK(inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, text, sizeof text) != NULL);
+    CHECK(!strcmp(text, expected));
+    freeaddrinfo(res);
+    CHECK(getaddrinfo("no-such-host.libos.test", NULL, &hints, &res) == EAI_NONAME);
+    printf("ok resolve\n");
+}
+
 int socket_family(const char *f) {
     if (!strcmp(f, "unix")) unix_family();
     else if (!strcmp(f, "net")) net_family();
@@ -419,6 +450,13 @@ int socket_family(const char *f) {
         const char *comma = strchr(f, ',');
         CHECK(comma != NULL);
         netserve_family(atoi(f + 9), atoi(comma + 1));
+    } else if (!strncmp(f, "resolve=", 8)) {
+        char name[256];
+        const char *comma = strchr(f, ',');
+        CHECK(comma != NULL && comma - f - 8 < (int)sizeof name);
+        memcpy(name, f + 8, comma - f - 8);
+        name[comma - f - 8] = 0;
+        resolve_family(name, comma + 1);
     } else return 0;
     return 1;
 }

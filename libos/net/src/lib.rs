@@ -199,10 +199,15 @@ pub fn interfaces() -> Vec<InterfaceInfo> {
 /// Waits up to `timeout` until the interface has an IPv4 address (a DHCP lease). Errors:
 /// `ENETDOWN` without a NIC, `ETIMEDOUT`.
 pub fn wait_for_address(timeout: Duration) -> Result<()> {
+    wait_for_address_until(Some(Instant::now() + timeout))
+}
+
+/// As [`wait_for_address`], until `deadline` (`None`: for as long as it takes, setting no
+/// timer of its own).
+pub fn wait_for_address_until(deadline: Option<Instant>) -> Result<()> {
     let stack = default_stack()?;
-    let deadline = Instant::now() + timeout;
     let has_address = || stack.lock().ipv4.address.is_some();
-    stack.wait_for(&stack.address_waiters, Some(deadline), has_address);
+    stack.wait_for(&stack.address_waiters, deadline, has_address);
     if stack.lock().ipv4.address.is_some() { Ok(()) } else { Err(Errno::ETIMEDOUT) }
 }
 

@@ -130,6 +130,7 @@ extern crate alloc;
 
 pub mod cpio;
 pub mod devfs;
+pub mod procfs;
 mod file;
 mod node;
 mod path;

@@ -51,7 +51,7 @@ struct Options {
 }
 
 /// Every part of the suite, in the order it runs.
-const PARTS: [&str; 3] = ["icmp", "tcp", "scale"];
+const PARTS: [&str; 4] = ["icmp", "tcp", "tcp-c", "scale"];
 
 impl Options {
     fn parse(args: Vec<String>) -> Result<Options> {
@@ -89,7 +89,7 @@ impl Options {
                         return Err(format!("--only: unknown part `{bad}` (parts: {})", PARTS.join(", ")).into());
                     }
                 }
-                other => return Err(format!("unknown option `{other}` for bench net (--arch A|all, --only icmp,tcp,scale, --pings N, --stream-mib N, --rounds N, --no-linux, --no-scale)").into()),
+                other => return Err(format!("unknown option `{other}` for bench net (--arch A|all, --only icmp,tcp,tcp-c,scale, --pings N, --stream-mib N, --rounds N, --no-linux, --no-scale)").into()),
             }
         }
         Ok(options)
@@ -221,7 +221,7 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
     let netns = Netns::create("bench")?;
     let mut rows = Vec::new();
     let mut arches_json = Vec::new();
-    let (mut tcp_md, mut scale_md) = (String::new(), String::new());
+    let (mut tcp_md, mut tcp_c_md, mut scale_md) = (String::new(), String::new(), String::new());
     for &arch in &options.arches {
         let linux_guest = if options.linux { Some(LinuxGuest::build(arch)?) } else { None };
         let mut entry = json!({ "arch": arch.name() });
@@ -237,16 +237,31 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
             entry["libos_over_linux"] = json!(icmp_ratios(&ours, their_sizes.as_ref()));
             rows.push((arch, ours, their_sizes));
         }
+        let mut linux_tcp = None;
         if options.wants("tcp") {
             let ours = super::net_tcp::libos(arch, &netns, &options.tcp)?;
             let theirs = match &linux_guest {
                 Some(guest) => Some(super::net_tcp::linux(guest, &netns, &options.tcp)?),
                 None => None,
             };
+            linux_tcp = theirs.clone();
             tcp_md += &super::net_tcp::markdown(arch, &ours, theirs.as_deref());
             entry["tcp"] = json!({
                 "libos": { "program": "apps/netecho bench MODE PORT N", "workloads": ours },
                 "linux": theirs.as_ref().map(|t| json!({ "program": "bench/c/tcp_bench.c MODE PORT N", "workloads": t })),
+                "libos_over_linux": super::net_tcp::ratios(&ours, theirs.as_deref()),
+            });
+        }
+        if options.wants("tcp-c") {
+            let ours = super::net_tcp::libos_c(arch, &netns, &options.tcp)?;
+            let theirs = match (&linux_tcp, &linux_guest) {
+                (Some(theirs), _) => Some(theirs.clone()),
+                (None, Some(guest)) => Some(super::net_tcp::linux(guest, &netns, &options.tcp)?),
+                (None, None) => None,
+            };
+            tcp_c_md += &super::net_tcp::markdown(arch, &ours, theirs.as_deref());
+            entry["tcp_c"] = json!({
+                "libos": { "program": "bench/c/tcp_bench.c MODE PORT N through posix-shim (elf-runner)", "workloads": ours },
                 "libos_over_linux": super::net_tcp::ratios(&ours, theirs.as_deref()),
             });
         }
@@ -283,6 +298,16 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
              operation at most 1/2 of Linux's (ratio <= 0.50).\n\n\
              | arch | workload | figure | libos | Linux | libos / Linux |\n|---|---|---|---|---|---|\n{tcp_md}",
             options.tcp.stream_mib, options.tcp.rounds, options.tcp.rounds
+        );
+    }
+    if !tcp_c_md.is_empty() {
+        md += &format!(
+            "\n## The same C server on libos and on Linux\n\n\
+             `bench/c/tcp_bench.c`, the static musl file the Linux guest runs, run unmodified on libos through posix-shim's \
+             ELF loader (`elf-runner`, `./x run --elf`): the request/response workloads of the table above ({} round trips), \
+             same measurement. Targets: busy instructions and exits per request at most 1/2 of Linux's.\n\n\
+             | arch | workload | figure | libos (C) | Linux | libos / Linux |\n|---|---|---|---|---|---|\n{tcp_c_md}",
+            options.tcp.rounds
         );
     }
     if !scale_md.is_empty() {

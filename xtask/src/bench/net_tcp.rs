@@ -218,8 +218,20 @@ fn measure_one(arch: Arch, netns: &Netns, server: &Server<'_>, workload: &Worklo
 
 /// Every workload on `server`: mode -> figures.
 fn measure_all(arch: Arch, netns: &Netns, server: &Server<'_>, options: &Options) -> Result<Vec<Value>> {
-    WORKLOADS.iter().map(|w| Ok(json!({ "workload": w.mode, "figures": measure_one(arch, netns, server, w, options)? }))).collect()
+    measure_modes(arch, netns, server, options, &WORKLOADS.map(|w| w.mode))
 }
+
+/// The workloads `modes` on `server`.
+fn measure_modes(arch: Arch, netns: &Netns, server: &Server<'_>, options: &Options, modes: &[&str]) -> Result<Vec<Value>> {
+    WORKLOADS
+        .iter()
+        .filter(|w| modes.contains(&w.mode))
+        .map(|w| Ok(json!({ "workload": w.mode, "figures": measure_one(arch, netns, server, w, options)? })))
+        .collect()
+}
+
+/// The request/response workloads (the C server's target is about these).
+pub(super) const REQUEST_RESPONSE: [&str; 2] = ["rr", "http"];
 
 /// libos's figures on `arch`: `netecho bench MODE PORT SIZE` with the default TCP buffers.
 pub(super) fn libos(arch: Arch, netns: &Netns, options: &Options) -> Result<Vec<Value>> {
@@ -236,6 +248,29 @@ pub(super) fn libos(arch: Arch, netns: &Netns, options: &Options) -> Result<Vec<
     };
     let check = |what: &str, outcome: &Outcome| if outcome.exit == qemu::Exit::Code(0) { Ok(()) } else { Err(failure(what, outcome)) };
     measure_all(arch, netns, &Server { system: "libos", config_for: &config_for, check, counters: bench_counters }, options)
+}
+
+/// libos's figures on `arch` for the C program of the Linux guest, `bench/c/tcp_bench.c`, the
+/// same static musl file run unmodified through posix-shim (elf-runner): `tcp_bench MODE PORT
+/// SIZE` with the default TCP buffers.
+pub(super) fn libos_c(arch: Arch, netns: &Netns, options: &Options) -> Result<Vec<Value>> {
+    crate::linux::ensure_host_tools(&[arch])?;
+    let program = crate::linux::compile_program("tcp_bench", arch)?;
+    let program = program.to_str().ok_or("the tcp_bench path is not UTF-8")?;
+    let image = build::build_with_env(&[build::ELF_RUNNER], arch, true, &[("LIBOS_ELF", program)])?.remove(0);
+    let config_for = |mode: &str, size: u64| {
+        let mut config = VmConfig::new(arch, image.clone());
+        config.machine = machine(arch);
+        config.memory = "256M".into();
+        let args = ["/bin/tcp_bench".into(), mode.into(), PORT.to_string(), size.to_string()];
+        config.cmdline = qemu::kernel_cmdline(GUEST_IP_OPTION, &args);
+        config.net = Some(NetConfig::tap(TAP));
+        config.virtio_transport = Some(transport(arch));
+        config.launcher = netns.launcher();
+        config
+    };
+    let check = |what: &str, outcome: &Outcome| if outcome.exit == qemu::Exit::Code(0) { Ok(()) } else { Err(failure(what, outcome)) };
+    measure_modes(arch, netns, &Server { system: "libos-C", config_for: &config_for, check, counters: bench_counters }, options, &REQUEST_RESPONSE)
 }
 
 /// The Linux guest's figures on `arch`: `tcp_bench MODE PORT SIZE`.
@@ -265,15 +300,19 @@ fn figure(workload: &Value, path: &str) -> Option<f64> {
     path.split('.').try_fold(&workload["figures"], |v, k| v.get(k)).and_then(Value::as_f64)
 }
 
+/// The workload of `theirs` with the name of `ours`.
+fn same_workload<'a>(theirs: Option<&'a [Value]>, ours: &Value) -> Option<&'a Value> {
+    theirs?.iter().find(|t| t["workload"] == ours["workload"])
+}
+
 /// libos / Linux for every workload and figure (null where Linux did not run or is 0).
 pub(super) fn ratios(ours: &[Value], theirs: Option<&[Value]>) -> Vec<Value> {
     ours.iter()
-        .enumerate()
-        .map(|(i, w)| {
+        .map(|w| {
             let mut row = serde_json::Map::new();
             row.insert("workload".into(), w["workload"].clone());
             for (_, path) in FIGURES {
-                let them = theirs.and_then(|t| t.get(i)).and_then(|t| figure(t, path));
+                let them = same_workload(theirs, w).and_then(|t| figure(t, path));
                 let ratio = match (figure(w, path), them) {
                     (Some(a), Some(b)) if b > 0.0 => json!(super::round(a / b)),
                     _ => Value::Null,
@@ -288,11 +327,11 @@ pub(super) fn ratios(ours: &[Value], theirs: Option<&[Value]>) -> Vec<Value> {
 /// The markdown rows of one arch: workload, figure per operation, libos, Linux, ratio.
 pub(super) fn markdown(arch: Arch, ours: &[Value], theirs: Option<&[Value]>) -> String {
     let mut md = String::new();
-    for (i, w) in ours.iter().enumerate() {
+    for w in ours {
         let unit = w["figures"]["unit"].as_str().unwrap_or("operation");
         for (label, path) in FIGURES {
             let us = figure(w, path);
-            let them = theirs.and_then(|t| t.get(i)).and_then(|t| figure(t, path));
+            let them = same_workload(theirs, w).and_then(|t| figure(t, path));
             let cell = |v: Option<f64>| v.map_or("-".to_string(), crate::measure::format_figure);
             let ratio = match (us, them) {
                 (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
