@@ -176,6 +176,20 @@ fn next_timer(object: &Object) -> Option<Instant> {
     }
 }
 
+/// The `struct timespec` timeout at `addr` (`None` for a null pointer: no timeout); `EINVAL`
+/// for a negative or malformed one.
+pub fn read_timeout(addr: u64) -> Result<Option<Duration>> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    // SAFETY: checked by `user::read`.
+    let t: crate::abi::Timespec = unsafe { user::read(addr)? };
+    if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32)))
+}
+
 /// `poll(fds, nfds, timeout_ms)`: a negative timeout waits forever.
 pub fn poll_ms(fds: u64, count: u64, timeout_ms: u64) -> Result<u64> {
     let ms = timeout_ms as i32;
@@ -185,16 +199,7 @@ pub fn poll_ms(fds: u64, count: u64, timeout_ms: u64) -> Result<u64> {
 /// `ppoll(fds, nfds, timeout, sigmask, sigsetsize)`: a temporary signal mask is applied for the
 /// wait, as Linux does.
 pub fn ppoll(fds: u64, count: u64, timeout: u64, sigmask: u64, sigsetsize: u64) -> Result<u64> {
-    let timeout = if timeout == 0 {
-        None
-    } else {
-        // SAFETY: checked by `user::read`.
-        let t: crate::abi::Timespec = unsafe { user::read(timeout)? };
-        if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
-            return Err(Errno::EINVAL);
-        }
-        Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
-    };
+    let timeout = read_timeout(timeout)?;
     if sigmask == 0 {
         return poll(fds, count, timeout);
     }
@@ -287,16 +292,7 @@ pub fn select_timeval(nfds: u64, read: u64, write: u64, except: u64, timeout: u6
 
 /// `pselect6(nfds, r, w, e, struct timespec *, {sigset *, size})`.
 pub fn pselect6(nfds: u64, read: u64, write: u64, except: u64, timeout: u64, sigmask: u64) -> Result<u64> {
-    let timeout = if timeout == 0 {
-        None
-    } else {
-        // SAFETY: checked by `user::read`.
-        let t: crate::abi::Timespec = unsafe { user::read(timeout)? };
-        if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
-            return Err(Errno::EINVAL);
-        }
-        Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
-    };
+    let timeout = read_timeout(timeout)?;
     // SAFETY: checked by `user::read`.
     let mask = if sigmask == 0 { None } else { Some(unsafe { user::read::<[u64; 2]>(sigmask)? }) };
     match mask {

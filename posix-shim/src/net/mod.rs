@@ -683,16 +683,7 @@ pub fn recvmmsg(fd_number: u64, vec: u64, count: u64, flags: u64, timeout: u64) 
     let socket = object.socket()?;
     let wait_for_one = flags & MSG_WAITFORONE != 0;
     let mut msg_flags = MsgFlags::from_bits(flags & !MSG_WAITFORONE)?;
-    let deadline = if timeout == 0 {
-        None
-    } else {
-        // SAFETY: checked by `user::read`.
-        let t: crate::abi::Timespec = unsafe { user::read(timeout)? };
-        if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
-            return Err(Errno::EINVAL);
-        }
-        Some(libos::time::Instant::now() + libos::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
-    };
+    let deadline = crate::events::read_timeout(timeout)?.map(|t| libos::time::Instant::now() + t);
     let mut received = 0;
     for i in 0..count.min(1024) {
         let at = vec + i * MMSGHDR_SIZE;
