@@ -58,6 +58,8 @@ fn accelerator(arch: Arch) -> Accel {
 #[derive(Clone, Debug)]
 pub struct Boot {
     app: String,
+    /// An image to boot instead of the app's ([`Boot::with_image`]).
+    image: Option<PathBuf>,
     args: Vec<String>,
     options: String,
     memory: String,
@@ -104,6 +106,7 @@ impl Boot {
     pub fn app(app: &str) -> Boot {
         Boot {
             app: app.into(),
+            image: None,
             args: Vec::new(),
             options: String::new(),
             memory: "64M".into(),
@@ -143,6 +146,14 @@ impl Boot {
     /// [`Boot::net_tap`] in the namespace `netns` the test made first ([`netns`]).
     pub fn net_tap_in(mut self, netns: &Arc<Netns>) -> Boot {
         self.net = Some(Net::Tap(Some(netns.clone())));
+        self
+    }
+
+    /// Boots `image` (built for the architecture the boot runs on) instead of the app's
+    /// image: an elf-runner image with a program packed in, such as a real server's
+    /// (`xtask::servers::Server::guest_image`). The app name only labels the boot.
+    pub fn with_image(mut self, image: PathBuf) -> Boot {
+        self.image = Some(image);
         self
     }
 
@@ -225,7 +236,8 @@ impl Boot {
     /// Starts the boot on `arch` without waiting for it: the test can act while the guest
     /// runs (wait for a line, kill QEMU or a virtiofsd) and then [`Started::finish`].
     pub fn start(&self, arch: Arch) -> Started {
-        let mut config = VmConfig::new(arch, image(&self.app, arch));
+        let image = self.image.clone().unwrap_or_else(|| image(&self.app, arch));
+        let mut config = VmConfig::new(arch, image);
         config.accel = accelerator(arch);
         config.memory = self.memory.clone();
         let machine = self.machine.unwrap_or_else(|| Machine::default_for(arch));

@@ -94,8 +94,8 @@ pub fn build(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
     build_with_env(apps, arch, quiet, &[])
 }
 
-/// [`build`] with extra environment variables for the apps' build scripts (`LIBOS_ELF` for
-/// `elf-runner`).
+/// [`build`] with extra environment variables for the apps' build scripts (`LIBOS_ELF` and
+/// `LIBOS_FILES` for `elf-runner`).
 pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str)]) -> Result<Vec<PathBuf>> {
     if !arch.is_supported() {
         return Err(format!("libos has no {arch} platform").into());
@@ -132,8 +132,9 @@ pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str
             command.arg("--quiet");
         }
         command.args(["-p", app]);
-        // The runner's build script packs LIBOS_ELF, or its samples when it is unset or empty.
-        command.env_remove("LIBOS_ELF");
+        // The runner's build script packs LIBOS_ELF, or its samples when it is unset or empty,
+        // and the tree LIBOS_FILES when set.
+        command.env_remove("LIBOS_ELF").env_remove("LIBOS_FILES");
         command.envs(env.iter().copied());
         let status = command.status().map_err(|e| format!("cannot run {}: {e}", cargo()))?;
         if !status.success() {

@@ -14,6 +14,8 @@
 //! - [`virtiofs`]: host directories shared with the guest (virtiofsd per share);
 //! - [`net`]: the guest's virtio-net card (QEMU user network with forwards, or a tap);
 //! - [`netns`]: network namespaces holding a tap, deleted however the run ends;
+//! - [`servers`]: real C servers (redis, lighttpd) built from Debian source packages as static
+//!   musl programs for `./x run --elf`, and the host tools that drive them;
 //! - [`bench`](mod@bench): `./x bench` suites, writing `bench/results/`.
 
 pub mod accel;
@@ -27,6 +29,7 @@ pub mod measure;
 pub mod net;
 pub mod netns;
 pub mod qemu;
+pub mod servers;
 pub mod virtiofs;
 
 use std::path::PathBuf;

@@ -50,9 +50,21 @@ const HELP: &str = "\
                                 or non-PIE, for --arch) instead of an app: builds elf-runner
                                 with PATH packed as /bin/NAME in its initial files; exits with
                                 the program's code (126: not a static ELF for this arch)
+        --files DIR             with --elf: also pack the tree under DIR into the initial
+                                files, from / (DIR/srv/a.conf is /srv/a.conf), e.g.
+                                servers/rootfs for the servers' configurations and site
   ./x build [APP...] [--arch A]
         Build apps (default: all) and print their image paths (x86_64: PVH ELF; aarch64: Linux
         arm64 Image, flattened from the ELF beside it).
+  ./x build-server NAME... [--arch x86_64|aarch64|all] [--host-check]
+        Build real servers (redis, lighttpd) from their Debian source packages as static musl
+        programs, on first use (sources, patches and programs cached under target/servers/),
+        and print the programs' paths. Run one with its files and a forward, e.g.
+          ./x run --elf PATH --files servers/rootfs --mem 256M --forward tcp:6379:6379 \\
+              -- /srv/redis.conf
+        (servers/README.md has both servers' lines). --host-check runs the x86_64 program
+        natively on 127.0.0.1 against its own tools (redis-cli and redis-benchmark; curl and
+        ab) and prints what they report.
   ./x test [--host | --qemu]
         Host unit tests of every pure crate and of the apps' libraries (apps/*/src/lib.rs),
         then the QEMU integration tests (tests/).
@@ -117,6 +129,7 @@ fn run() -> Result<i32> {
     match verb.as_str() {
         "run" => run_verb(rest),
         "build" => build_verb(rest),
+        "build-server" => build_server_verb(rest),
         "test" => test_verb(rest),
         "bench" => bench::main(rest),
         "help" | "-h" | "--help" => {
@@ -143,12 +156,14 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     let mut cache = None;
     let mut app_args = Vec::new();
     let mut elf = None;
+    let mut files = None;
     let mut net_mode = None;
     let mut forwards = Vec::new();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("arch") => arch = parser.value()?.parse()?,
             Long("elf") => elf = Some(std::path::PathBuf::from(parser.value()?)),
+            Long("files") => files = Some(std::path::PathBuf::from(parser.value()?)),
             Long("accel") => accel_request = Some(parser.value()?.parse::<Accel>()?),
             Long("mem") => memory = parser.value()?.string()?,
             Long("machine") => machine = Some(parser.value()?.parse::<Machine>()?),
@@ -199,7 +214,16 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     if machine.arch() != arch {
         return Err(format!("--machine {} is for {}, not {arch}", machine.name(), machine.arch()).into());
     }
-    let env: Vec<(&str, &str)> = elf_env.iter().map(|p| ("LIBOS_ELF", p.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = elf_env.iter().map(|p| ("LIBOS_ELF", p.as_str())).collect();
+    let files = match (&files, &elf) {
+        (Some(_), None) => return Err("--files needs --elf (it adds files to elf-runner's image)".into()),
+        (Some(dir), Some(_)) if !dir.is_dir() => return Err(format!("--files {}: not a directory", dir.display()).into()),
+        (Some(dir), Some(_)) => Some(std::fs::canonicalize(dir)?.to_str().ok_or("--files: the path is not UTF-8")?.to_string()),
+        (None, _) => None,
+    };
+    if let Some(dir) = &files {
+        env.push(("LIBOS_FILES", dir.as_str()));
+    }
     let image = build::build_with_env(&[&app], arch, false, &env)?.remove(0);
     let choice = accel::choose(arch, accel_request)?;
     eprintln!("==> booting {app} on {} {arch} with {}", machine.name(), choice.reason);
@@ -296,6 +320,39 @@ fn build_verb(args: Vec<String>) -> Result<i32> {
     let names: Vec<&str> = apps.iter().map(String::as_str).collect();
     for image in build::build(&names, arch, false)? {
         println!("{}", image.display());
+    }
+    Ok(0)
+}
+
+fn build_server_verb(args: Vec<String>) -> Result<i32> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut arches = vec![Arch::host()];
+    let mut names = Vec::new();
+    let mut host_check = false;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("arch") => {
+                let value = parser.value()?.string()?;
+                arches = if value == "all" { Arch::ALL.to_vec() } else { vec![value.parse()?] };
+            }
+            Long("host-check") => host_check = true,
+            Value(value) => names.push(value.string()?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if names.is_empty() {
+        return Err("which server? (./x build-server redis|lighttpd ...)".into());
+    }
+    for name in &names {
+        let server = xtask::servers::find(name)?;
+        for &arch in &arches {
+            println!("{}", server.build(arch)?.display());
+        }
+        if host_check {
+            eprintln!("==> {name}: native check on 127.0.0.1");
+            eprint!("{}", xtask::servers::host_check::run(server)?);
+        }
     }
     Ok(0)
 }
