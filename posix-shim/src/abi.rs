@@ -144,6 +144,7 @@ pub mod nr {
         pub const SETSOCKOPT: u64 = 54;
         pub const GETSOCKOPT: u64 = 55;
         pub const ACCEPT4: u64 = 288;
+        pub const PRCTL: u64 = 157;
         pub const RECVMMSG: u64 = 299;
         pub const SENDMMSG: u64 = 307;
     }
@@ -262,6 +263,7 @@ pub mod nr {
         pub const SENDMSG: u64 = 211;
         pub const RECVMSG: u64 = 212;
         pub const ACCEPT4: u64 = 242;
+        pub const PRCTL: u64 = 167;
         pub const RECVMMSG: u64 = 243;
         pub const SENDMMSG: u64 = 269;
         // The legacy calls aarch64 does not have.

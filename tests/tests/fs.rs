@@ -86,7 +86,7 @@ fn bad_file_system_options_stop_the_boot() {
             .options("root=ext9")
             .on(arch)
             .exits_with(BOOT_ERROR)
-            .prints("libos: cannot boot: unknown file system `ext9` (this image has: ramfs, devfs)")
+            .prints("libos: cannot boot: unknown file system `ext9` (this image has: ramfs, devfs, proc, sysfs)")
             .does_not_print("fsdemo:");
         Boot::app("fsdemo")
             .options("mount=ramfs:relative")

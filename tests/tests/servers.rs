@@ -77,7 +77,6 @@ fn tool(started: &Started, program: &str, args: &[&str]) -> String {
 }
 
 #[test]
-#[ignore] // enable once posix-shim has sockets
 fn redis_serves_redis_cli_and_redis_benchmark() {
     REDIS.ensure_clients().unwrap_or_else(|e| panic!("installing redis-tools: {e}"));
     for arch in arches() {
@@ -108,7 +107,6 @@ fn redis_serves_redis_cli_and_redis_benchmark() {
 }
 
 #[test]
-#[ignore] // enable once posix-shim has sockets
 fn lighttpd_serves_curl_and_ab() {
     LIGHTTPD.ensure_clients().unwrap_or_else(|e| panic!("installing apache2-utils and curl: {e}"));
     let expected = std::fs::read(xtask::servers::rootfs().join("srv/www/4k.txt")).expect("servers/rootfs/srv/www/4k.txt");
