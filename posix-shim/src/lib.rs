@@ -72,6 +72,12 @@ mod run;
 #[cfg(all(target_os = "none", feature = "elf"))]
 pub mod load;
 
+// The restart rules of interrupted calls are pure: their unit tests run on the host too
+// (the `signal` module itself is guest-only).
+#[cfg(test)]
+#[path = "signal/restart.rs"]
+mod signal_restart;
+
 #[cfg(target_os = "none")]
 pub use run::run_c_program;
 #[cfg(all(target_os = "none", feature = "elf"))]
