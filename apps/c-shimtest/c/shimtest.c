@@ -1,6 +1,6 @@
 /* shimtest: checks of posix-shim's Linux system calls, one family per argument:
- *   files mem time wallclock process threads signals sigdeliver events timers stdio enosys preempt kill
- *   abort
+ *   files mem time wallclock process threads signals sigdeliver events timers timers-waiting stdio
+ *   enosys preempt kill abort
  * and the socket families of net.c: unix net netpeer=PORT netserve=PORT,N
  * Ordinary C against musl; every check prints the failing line and exits 1. A family prints
  * "ok FAMILY" when all its checks passed. Runs unmodified on Linux too (where the files
@@ -923,7 +923,77 @@ static void *wait_for_timer(void *arg) {
     return NULL;
 }
 
-static void timers(void) {
+/* Loads registers with known values and spins, making no system call, until a periodic
+ * timer's handler (on_clobber) has run three times; reports how many registers came back
+ * changed. The handlers interrupt Linux code, not a system call: rcx and r11 on x86_64 too. */
+static int registers_changed_by_async_handlers(void) {
+    static uint64_t buf[64];
+    for (int i = 0; i < 24; i++) buf[i] = 0x0fedcba987654321ull * (uint64_t)(i + 5);
+#if defined(__x86_64__)
+    __asm__ volatile(
+        "movdqu 0(%[b]), %%xmm0\n movdqu 16(%[b]), %%xmm1\n movdqu 32(%[b]), %%xmm8\n movdqu 48(%[b]), %%xmm15\n"
+        "mov 64(%[b]), %%r8\n mov 72(%[b]), %%r9\n mov 80(%[b]), %%r10\n mov 88(%[b]), %%r11\n"
+        "mov 96(%[b]), %%r12\n mov 104(%[b]), %%r13\n mov 112(%[b]), %%rbx\n mov 120(%[b]), %%rcx\n"
+        "mov 128(%[b]), %%rdx\n mov 136(%[b]), %%rsi\n mov 144(%[b]), %%rdi\n"
+        "1: cmpl $3, %[h]\n jl 1b\n"
+        "movdqu %%xmm0, 256(%[b])\n movdqu %%xmm1, 272(%[b])\n movdqu %%xmm8, 288(%[b])\n movdqu %%xmm15, 304(%[b])\n"
+        "mov %%r8, 320(%[b])\n mov %%r9, 328(%[b])\n mov %%r10, 336(%[b])\n mov %%r11, 344(%[b])\n"
+        "mov %%r12, 352(%[b])\n mov %%r13, 360(%[b])\n mov %%rbx, 368(%[b])\n mov %%rcx, 376(%[b])\n"
+        "mov %%rdx, 384(%[b])\n mov %%rsi, 392(%[b])\n mov %%rdi, 400(%[b])\n"
+        :
+        : [b] "r"(buf), [h] "m"(hits)
+        : "rcx", "rdx", "rdi", "rsi", "r8", "r9", "r10", "r11", "r12", "r13", "rbx", "xmm0", "xmm1", "xmm8", "xmm15",
+          "memory", "cc");
+    int words = 19;
+#else
+    __asm__ volatile(
+        "ldp q0, q1, [%[b]]\n ldp q8, q31, [%[b], #32]\n"
+        "ldp x0, x1, [%[b], #64]\n ldp x2, x3, [%[b], #80]\n ldp x9, x10, [%[b], #96]\n"
+        "ldp x15, x16, [%[b], #112]\n ldp x17, x19, [%[b], #128]\n ldp x8, x11, [%[b], #144]\n"
+        "1: ldr w12, [%[h]]\n cmp w12, #3\n b.lt 1b\n"
+        "stp q0, q1, [%[b], #256]\n stp q8, q31, [%[b], #288]\n"
+        "stp x0, x1, [%[b], #320]\n stp x2, x3, [%[b], #336]\n stp x9, x10, [%[b], #352]\n"
+        "stp x15, x16, [%[b], #368]\n stp x17, x19, [%[b], #384]\n stp x8, x11, [%[b], #400]\n"
+        :
+        : [b] "r"(buf), [h] "r"(&hits)
+        : "x0", "x1", "x2", "x3", "x8", "x9", "x10", "x11", "x12", "x15", "x16", "x17", "x19", "v0", "v1", "v8", "v31",
+          "memory", "cc");
+    int words = 20;
+#endif
+    int changed = 0;
+    for (int i = 0; i < words; i++) {
+        if (buf[i] != buf[32 + i]) {
+            printf("register slot %d changed: %llx -> %llx\n", i, (unsigned long long)buf[i], (unsigned long long)buf[32 + i]);
+            changed++;
+        }
+    }
+    return changed;
+}
+
+static volatile int busy_flag;
+static void on_busy(int sig) { (void)sig; busy_flag = 1; }
+
+/* A thread that makes no system call still gets its signals, as Linux interrupts it: a busy
+ * loop on a flag its handler sets ends; registers survive handlers run there. */
+static void busy_thread_gets_signals(void) {
+    handle(SIGALRM, on_busy, 0);
+    busy_flag = 0;
+    alarm_in_ms(30);
+    for (volatile unsigned long spins = 0; !busy_flag && spins < 4000000000ul; spins++) {
+    }
+    CHECK(busy_flag);
+    handle(SIGALRM, on_clobber, 0);
+    hits = 0;
+    struct itimerval every2 = {{0, 2000}, {0, 2000}}, off = {{0, 0}, {0, 0}};
+    CHECK(setitimer(ITIMER_REAL, &every2, NULL) == 0);
+    int changed = registers_changed_by_async_handlers();
+    CHECK(setitimer(ITIMER_REAL, &off, NULL) == 0);
+    CHECK(changed == 0 && hits >= 3);
+}
+
+/* `busy`: also check signals reaching a thread busy in program code (needs preemption: not
+ * under the cooperative scheduler, which runs "timers-waiting"). */
+static void timers(int busy) {
     struct timespec start;
 
     /* alarm: SIGALRM from the kernel (SI_KERNEL) ends a pause; alarm reports the time left. */
@@ -1096,6 +1166,8 @@ static void timers(void) {
     close(signal_pipe[0]);
     close(signal_pipe[1]);
     CHECK(timer_delete(t1) == 0);
+
+    if (busy) busy_thread_gets_signals();
     signal(SIGALRM, SIG_DFL);
     signal(SIGUSR1, SIG_DFL);
     signal(SIGUSR2, SIG_DFL);
@@ -1170,7 +1242,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "signals")) signals();
         else if (!strcmp(f, "sigdeliver")) sigdeliver();
         else if (!strcmp(f, "events")) events();
-        else if (!strcmp(f, "timers")) timers();
+        else if (!strcmp(f, "timers")) timers(1);
+        else if (!strcmp(f, "timers-waiting")) timers(0);
         else if (!strcmp(f, "stdio")) stdio();
         else if (!strcmp(f, "enosys")) enosys();
         else if (!strcmp(f, "preempt")) preempt();

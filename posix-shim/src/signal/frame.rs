@@ -236,8 +236,8 @@ mod arch {
             rbx: frame.rbx,
             rdx: frame.rdx,
             rax: frame.rax,
-            rcx: frame.rip, // what `syscall` left there
-            r11: frame.rflags,
+            rcx: frame.rcx, // after a system call: the return address and flags, as `syscall` left them
+            r11: frame.r11,
             rsp: frame.rsp,
             rip: frame.rip,
             eflags: frame.rflags,
@@ -300,6 +300,8 @@ mod arch {
         frame.rbx = m.rbx;
         frame.rdx = m.rdx;
         frame.rax = m.rax;
+        frame.rcx = m.rcx;
+        frame.r11 = m.r11;
         frame.rsp = m.rsp;
         frame.rip = m.rip;
         frame.rflags = (frame.rflags & !USER_FLAGS) | (m.eflags & USER_FLAGS);

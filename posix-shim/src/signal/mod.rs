@@ -14,7 +14,12 @@
 //!
 //! **Delivery** happens when a thread returns from a system call, as on Linux: every pending
 //! signal asks for the system-call trap's return hook (libos-core's `syscall` docs), which runs
-//! [`on_return`] with the complete register frame. There, the lowest pending signal the thread
+//! [`on_return`] with the complete register frame. The same hook runs when a thread that an
+//! interrupt preempted in program code resumes (the platform's preemption path, with the
+//! interrupted registers), so a thread that makes no system call gets its signals too: at
+//! once when a timer's signal preempts it (the timer thread runs above it), else at its next
+//! preemption (the end of its time slice, when other threads are runnable; under the
+//! cooperative scheduler, at its next system call). There, the lowest pending signal the thread
 //! does not block is acted on: the default action ends the program (exit status 128 + N, as a
 //! shell reports it, with a console line naming the signal); a handler gets a real Linux signal
 //! frame on the thread's stack, or on its `sigaltstack` with `SA_ONSTACK` (see
@@ -34,8 +39,7 @@
 //!
 //! **Not generated**: faults turned into `SIGSEGV`/`SIGBUS`/`SIGFPE` (a fault is a fatal
 //! exception the kernel reports), and `ITIMER_VIRTUAL`/`ITIMER_PROF` (no CPU-time
-//! accounting: arming them is `EINVAL`). A thread that never makes a system call sees its
-//! signals only when it next does (Linux would interrupt it).
+//! accounting: arming them is `EINVAL`).
 
 mod frame;
 mod restart;

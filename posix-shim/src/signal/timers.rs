@@ -8,7 +8,8 @@
 //! so nothing polls and nothing ticks: with no timer armed it stays parked. It runs above the
 //! program's priority, so under the preemptive scheduler it preempts a busy program thread at
 //! the timer interrupt that wakes it; the signal then wakes a thread blocked in a system call
-//! (`EINTR` or a restart, see [`super::restart`]) or waits for the program's next system call.
+//! (`EINTR` or a restart, see [`super::restart`]), or reaches a busy thread as it resumes
+//! from that preemption (see the delivery notes in [`super`]).
 //!
 //! **Signals.** `ITIMER_REAL` and `alarm` send `SIGALRM` to the process with `si_code`
 //! `SI_KERNEL`, as Linux does. A POSIX timer sends `sigev_signo` with `SI_TIMER`, its id in
@@ -34,7 +35,7 @@ use crate::user;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
-use libos::sync::{Mutex, ThreadId};
+use libos::sync::{IrqSpinLock, Mutex, ThreadId};
 use libos::time::{Duration, Instant};
 use libos::{Errno, Result};
 
@@ -133,11 +134,15 @@ impl Timer {
 struct Timers {
     /// By id; [`REAL`] is `ITIMER_REAL`.
     all: BTreeMap<i32, Timer>,
-    /// The `posix-timers` thread, once started.
-    thread: Option<ThreadId>,
 }
 
-static TIMERS: Mutex<Timers> = Mutex::new(Timers { all: BTreeMap::new(), thread: None });
+/// The timers. A spin lock with interrupts masked, never held across a wait: a signal's
+/// delivery reads a timer's overrun, and delivery also runs on the preemption path of a busy
+/// thread (libos-core's `syscall` docs), which must not block.
+static TIMERS: IrqSpinLock<Timers> = IrqSpinLock::new(Timers { all: BTreeMap::new() });
+
+/// The `posix-timers` thread, once started (only system calls start it: they may block).
+static TIMER_THREAD: Mutex<Option<ThreadId>> = Mutex::new(None);
 
 /// Logs once that something is not supported (the call fails with `EINVAL`).
 fn unsupported(what: &str, flag: &AtomicBool) -> Errno {
@@ -147,29 +152,30 @@ fn unsupported(what: &str, flag: &AtomicBool) -> Errno {
     Errno::EINVAL
 }
 
-/// After arming a timer to expire at `at`: makes the timer thread wake by then (starting it
-/// the first time).
-fn wake_timer_thread(timers: &mut Timers, at: Option<Instant>) -> Result<()> {
-    let Some(at) = at else { return Ok(()) };
-    let thread = match timers.thread {
-        Some(thread) => thread,
-        None => {
-            let spawned = libos::thread::Builder::new()
-                .name("posix-timers")
-                .priority(libos::thread::Priority(libos::thread::Priority::NORMAL.0 + 4))
-                .spawn(run)
-                .map_err(|_| Errno::EAGAIN)?;
-            let id = spawned.thread().id();
-            timers.thread = Some(id);
-            id
-        }
-    };
+/// The `posix-timers` thread, started the first time a timer is armed.
+fn timer_thread() -> Result<ThreadId> {
+    let mut thread = TIMER_THREAD.lock();
+    if let Some(id) = *thread {
+        return Ok(id);
+    }
+    let spawned = libos::thread::Builder::new()
+        .name("posix-timers")
+        .priority(libos::thread::Priority(libos::thread::Priority::NORMAL.0 + 4))
+        .spawn(run)
+        .map_err(|_| Errno::EAGAIN)?;
+    let id = spawned.thread().id();
+    *thread = Some(id);
+    Ok(id)
+}
+
+/// After arming a timer to expire at `at`: makes the timer thread wake by then.
+fn wake_timer_thread(thread: ThreadId, at: Option<Instant>) {
+    let Some(at) = at else { return };
     // Parked: wake by `at` (an earlier wake-up of its own stays). Not parked (running, or
     // about to park with an older earliest expiry): a wake token makes it look again.
     if !libos::sync::wake_by(thread, at) {
         libos::sync::unpark(thread);
     }
-    Ok(())
 }
 
 /// The `posix-timers` thread: sends the signals of expired timers, then parks until the
@@ -247,13 +253,16 @@ static VIRTUAL_LOGGED: AtomicBool = AtomicBool::new(false);
 /// Swaps the `ITIMER_REAL` setting: arms it with `value`/`interval` and returns what it had
 /// left and its period.
 fn swap_real(value: Duration, interval: Duration) -> Result<(Duration, Duration)> {
-    let mut timers = TIMERS.lock();
-    let notify = Notify::Signal { sig: SIGALRM, to: None, origin: Origin::Kernel };
-    let timer = timers.all.entry(REAL).or_insert_with(|| Timer::new(notify, false));
-    let old = timer.remaining();
-    timer.arm(value, interval, false);
-    let next = timer.next;
-    wake_timer_thread(&mut timers, next)?;
+    let thread = timer_thread()?;
+    let (old, next) = {
+        let mut timers = TIMERS.lock();
+        let notify = Notify::Signal { sig: SIGALRM, to: None, origin: Origin::Kernel };
+        let timer = timers.all.entry(REAL).or_insert_with(|| Timer::new(notify, false));
+        let old = timer.remaining();
+        timer.arm(value, interval, false);
+        (old, timer.next)
+    };
+    wake_timer_thread(thread, next);
     Ok(old)
 }
 
@@ -378,14 +387,16 @@ pub fn timer_settime(id: u64, flags: u64, new: u64, old: u64) -> Result<u64> {
     }
     let interval = crate::dispatch::duration_of(new)?;
     let value = crate::dispatch::duration_of(new + size_of::<Timespec>() as u64)?;
-    let mut timers = TIMERS.lock();
-    let id = timer_id(&timers, id)?;
-    let timer = timers.all.get_mut(&id).ok_or(Errno::EINVAL)?;
-    let previous = timer.remaining();
-    timer.arm(value, interval, flags & TIMER_ABSTIME != 0);
-    let next = timer.next.filter(|_| matches!(timer.notify, Notify::Signal { .. }));
-    wake_timer_thread(&mut timers, next)?;
-    drop(timers);
+    let thread = timer_thread()?;
+    let (previous, next) = {
+        let mut timers = TIMERS.lock();
+        let id = timer_id(&timers, id)?;
+        let timer = timers.all.get_mut(&id).ok_or(Errno::EINVAL)?;
+        let previous = timer.remaining();
+        timer.arm(value, interval, flags & TIMER_ABSTIME != 0);
+        (previous, timer.next.filter(|_| matches!(timer.notify, Notify::Signal { .. })))
+    };
+    wake_timer_thread(thread, next);
     if old != 0 {
         write_itimerspec(old, previous)?;
     }
