@@ -287,6 +287,13 @@ pub fn wait_interruptible(queue: &WaitQueue, mut ready: impl FnMut() -> bool, de
     })
 }
 
+/// [`wait_interruptible`] for a wait whose `deadline` comes from a timeout the program set on
+/// the object (`SO_RCVTIMEO`/`SO_SNDTIMEO`; `None` when it set none): Linux never restarts a
+/// call with such a timeout, so an interruption is `EINTR` then, else the restartable marker.
+pub fn wait_interruptible_timed(queue: &WaitQueue, ready: impl FnMut() -> bool, deadline: Option<Instant>) -> Result<bool> {
+    wait_interruptible(queue, ready, deadline).map_err(|e| if e == Errno::ERESTARTSYS && deadline.is_some() { Errno::EINTR } else { e })
+}
+
 /// Runs the rest of this system call with `mask` blocked (`ppoll`, `pselect6`, `epoll_pwait`,
 /// `rt_sigsuspend`); the previous mask comes back when the call returns, after any handler
 /// the call's return runs (whose frame records the previous mask), as on Linux.
