@@ -16,7 +16,8 @@
 //! The table ([`dispatch`]) speaks the Linux ABI of the image's architecture ([`abi`]): file
 //! descriptors ([`fd`]; 0/1/2 are the console; one table shared by all threads), files over
 //! the VFS (feature `fs`/`ramfs`), memory ([`mem`]), time, process facts, signals delivered
-//! as Linux delivers them, with real signal frames and `EINTR` for blocking calls
+//! as Linux delivers them, with real signal frames, `EINTR` or a restart (`SA_RESTART`) for
+//! blocking calls, and timers that send them (`alarm`, `setitimer`, `timer_create`)
 //! ([`signal`]), pipes, `eventfd`, `timerfd`, `poll`, `select` and `epoll` ([`events`]),
 //! sockets ([`net`]: `AF_UNIX` always; TCP and UDP over `libos::net` with feature `net`), and
 //! threads ([`thread`], feature `threads`: `clone`, `futex`).
