@@ -147,6 +147,14 @@ pub mod nr {
         pub const PRCTL: u64 = 157;
         pub const RECVMMSG: u64 = 299;
         pub const SENDMMSG: u64 = 307;
+        pub const GETITIMER: u64 = 36;
+        pub const ALARM: u64 = 37;
+        pub const SETITIMER: u64 = 38;
+        pub const TIMER_CREATE: u64 = 222;
+        pub const TIMER_SETTIME: u64 = 223;
+        pub const TIMER_GETTIME: u64 = 224;
+        pub const TIMER_GETOVERRUN: u64 = 225;
+        pub const TIMER_DELETE: u64 = 226;
     }
 
     #[cfg(target_arch = "aarch64")]
@@ -266,6 +274,13 @@ pub mod nr {
         pub const PRCTL: u64 = 167;
         pub const RECVMMSG: u64 = 243;
         pub const SENDMMSG: u64 = 269;
+        pub const GETITIMER: u64 = 102;
+        pub const SETITIMER: u64 = 103;
+        pub const TIMER_CREATE: u64 = 107;
+        pub const TIMER_GETTIME: u64 = 108;
+        pub const TIMER_GETOVERRUN: u64 = 109;
+        pub const TIMER_SETTIME: u64 = 110;
+        pub const TIMER_DELETE: u64 = 111;
         // The legacy calls aarch64 does not have.
         pub const OPEN: u64 = ABSENT;
         pub const STAT: u64 = ABSENT + 1;
@@ -286,6 +301,7 @@ pub mod nr {
         pub const ARCH_PRCTL: u64 = ABSENT + 16;
         pub const PAUSE: u64 = ABSENT + 21;
         pub const TIME: u64 = ABSENT + 20;
+        pub const ALARM: u64 = ABSENT + 22;
     }
 
     pub use table::*;
@@ -490,6 +506,8 @@ mod tests {
             nr::RENAMEAT2, nr::GETRANDOM, nr::STATX, nr::FACCESSAT2, nr::EVENTFD2, nr::SELECT, nr::PSELECT6, nr::EPOLL_CREATE,
             nr::EPOLL_CREATE1, nr::EPOLL_CTL, nr::EPOLL_WAIT, nr::EPOLL_PWAIT, nr::TIMERFD_CREATE, nr::TIMERFD_SETTIME,
             nr::TIMERFD_GETTIME, nr::RT_SIGRETURN, nr::RT_SIGPENDING, nr::RT_SIGTIMEDWAIT, nr::RT_SIGSUSPEND, nr::PAUSE, nr::CLOCK_SETTIME, nr::TIME,
+            nr::GETITIMER, nr::ALARM, nr::SETITIMER, nr::TIMER_CREATE, nr::TIMER_SETTIME, nr::TIMER_GETTIME,
+            nr::TIMER_GETOVERRUN, nr::TIMER_DELETE,
         ];
         let mut sorted = all.to_vec();
         sorted.sort_unstable();

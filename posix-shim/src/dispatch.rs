@@ -65,12 +65,16 @@ type Entry = fn(&mut Frame) -> isize;
 const TABLE_LEN: usize = 512;
 
 /// The handler the platform calls for every `syscall` / `svc #0`: one indexed load and an
-/// indirect call, whatever the number.
+/// indirect call, whatever the number. A call a signal interrupted fails with the internal
+/// `ERESTARTSYS`, which never reaches the program: the signal layer restarts the call or
+/// fails it with `EINTR` as it returns (`signal::restart`).
 pub extern "C" fn dispatch(frame: &mut Frame) -> isize {
-    match TABLE.get(frame.number() as usize) {
+    const INTERRUPTED: isize = -(Errno::ERESTARTSYS as i32 as isize);
+    let result = match TABLE.get(frame.number() as usize) {
         Some(entry) => entry(frame),
         None => unknown(frame),
-    }
+    };
+    if result == INTERRUPTED { signal::interrupted_call(frame) } else { result }
 }
 
 /// The return hook (libos-core's `syscall` docs): runs at system-call returns while some
@@ -178,6 +182,23 @@ table! {
     nr::PAUSE => |f, _| signal::pause();
     nr::KILL => |f, [a0, a1, ..]| signal::kill(a0, a1);
     nr::TGKILL => |f, [a0, a1, a2, ..]| signal::tgkill(a0, a1, a2);
+    // Timers that send signals (feature `threads`: a kernel thread fires them).
+    #[cfg(feature = "threads")]
+    nr::ALARM => |f, [a0, ..]| signal::alarm(a0);
+    #[cfg(feature = "threads")]
+    nr::SETITIMER => |f, [a0, a1, a2, ..]| signal::setitimer(a0, a1, a2);
+    #[cfg(feature = "threads")]
+    nr::GETITIMER => |f, [a0, a1, ..]| signal::getitimer(a0, a1);
+    #[cfg(feature = "threads")]
+    nr::TIMER_CREATE => |f, [a0, a1, a2, ..]| signal::timer_create(a0, a1, a2);
+    #[cfg(feature = "threads")]
+    nr::TIMER_SETTIME => |f, [a0, a1, a2, a3, ..]| signal::timer_settime(a0, a1, a2, a3);
+    #[cfg(feature = "threads")]
+    nr::TIMER_GETTIME => |f, [a0, a1, ..]| signal::timer_gettime(a0, a1);
+    #[cfg(feature = "threads")]
+    nr::TIMER_GETOVERRUN => |f, [a0, ..]| signal::timer_getoverrun(a0);
+    #[cfg(feature = "threads")]
+    nr::TIMER_DELETE => |f, [a0, ..]| signal::timer_delete(a0);
     nr::TKILL => |f, [a0, a1, ..]| signal::tgkill(0, a0, a1);
     nr::FORK => |f, _| unsupported(f);
     nr::VFORK => |f, _| unsupported(f);

@@ -16,7 +16,8 @@
 //! The table ([`dispatch`]) speaks the Linux ABI of the image's architecture ([`abi`]): file
 //! descriptors ([`fd`]; 0/1/2 are the console; one table shared by all threads), files over
 //! the VFS (feature `fs`/`ramfs`), memory ([`mem`]), time, process facts, signals delivered
-//! as Linux delivers them, with real signal frames and `EINTR` for blocking calls
+//! as Linux delivers them, with real signal frames, `EINTR` or a restart (`SA_RESTART`) for
+//! blocking calls, and timers that send them (`alarm`, `setitimer`, `timer_create`)
 //! ([`signal`]), pipes, `eventfd`, `timerfd`, `poll`, `select` and `epoll` ([`events`]),
 //! sockets ([`net`]: `AF_UNIX` always; TCP and UDP over `libos::net` with feature `net`), and
 //! threads ([`thread`], feature `threads`: `clone`, `futex`).
@@ -71,6 +72,12 @@ pub mod thread;
 mod run;
 #[cfg(all(target_os = "none", feature = "elf"))]
 pub mod load;
+
+// The restart rules of interrupted calls are pure: their unit tests run on the host too
+// (the `signal` module itself is guest-only).
+#[cfg(test)]
+#[path = "signal/restart.rs"]
+mod signal_restart;
 
 #[cfg(target_os = "none")]
 pub use run::run_c_program;

@@ -340,9 +340,11 @@ fn futex_wait(addr: u64, expected: u32, bitset: u32, deadline: Option<Instant>) 
     for list in table.values_mut() {
         if let Some(i) = list.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
             list.remove(i);
+            // Woken without `woken`: a signal (restartable, see `signal::restart`).
             return Err(match waited {
                 Ok(false) => Errno::ETIMEDOUT,
-                Ok(true) | Err(_) => Errno::EINTR,
+                Ok(true) => Errno::ERESTARTSYS,
+                Err(e) => e,
             });
         }
     }

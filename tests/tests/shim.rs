@@ -82,3 +82,17 @@ fn c_threads_pass_under_the_cooperative_scheduler() {
         Boot::app("c-shimtest").options("sched=coop").args(&["threads"]).on(arch).exits_with(0).prints("ok threads\n");
     }
 }
+
+#[test]
+fn timers_send_their_signals_and_sa_restart_restarts_interrupted_calls() {
+    // alarm/setitimer, POSIX timers (SIGEV_SIGNAL, SIGEV_THREAD_ID, musl's SIGEV_THREAD,
+    // TIMER_ABSTIME, overruns, timer_delete), SA_RESTART on a pipe read and EINTR for poll and
+    // nanosleep, and signals reaching a thread busy in program code (registers intact). The
+    // last needs preemption, so the cooperative scheduler runs the family without it
+    // (`timers-waiting`: the timer thread then runs only while the program waits).
+    for arch in arches() {
+        for (options, family) in [("", "timers"), ("sched=coop", "timers-waiting")] {
+            Boot::app("c-shimtest").options(options).args(&[family]).on(arch).exits_with(0).prints("ok timers\n").does_not_print("FAIL");
+        }
+    }
+}

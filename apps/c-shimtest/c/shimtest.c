@@ -1,5 +1,6 @@
 /* shimtest: checks of posix-shim's Linux system calls, one family per argument:
- *   files mem time wallclock process threads signals sigdeliver events stdio enosys preempt kill abort
+ *   files mem time wallclock process threads signals sigdeliver events timers timers-waiting stdio
+ *   enosys preempt kill abort
  * and the socket families of net.c: unix net netpeer=PORT netserve=PORT,N
  * Ordinary C against musl; every check prints the failing line and exits 1. A family prints
  * "ok FAMILY" when all its checks passed. Runs unmodified on Linux too (where the files
@@ -869,6 +870,310 @@ static void sigdeliver(void) {
     printf("ok sigdeliver\n");
 }
 
+/* ---- timers: alarm, setitimer, POSIX timers, SA_RESTART ---- */
+
+static volatile sig_atomic_t ticks, tick_code, tick_value, tick_timerid, tick_overrun;
+static volatile pid_t tick_tid;
+static void on_tick(int sig, siginfo_t *info, void *ucontext) {
+    (void)sig;
+    (void)ucontext;
+    ticks++;
+    tick_code = info->si_code;
+    tick_tid = gettid();
+    if (info->si_code == SI_TIMER) {
+        tick_value = info->si_value.sival_int;
+        tick_timerid = info->si_timerid;
+        tick_overrun = info->si_overrun;
+    }
+}
+
+static void on_tick_with(int sig, int flags) {
+    struct sigaction sa = {0};
+    sa.sa_sigaction = on_tick;
+    sa.sa_flags = SA_SIGINFO | flags;
+    CHECK(sigaction(sig, &sa, NULL) == 0);
+}
+
+/* Arms ITIMER_REAL once, `ms` from now. */
+static void alarm_in_ms(long ms) {
+    struct itimerval it = {{0, 0}, {ms / 1000, (ms % 1000) * 1000}};
+    CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
+}
+
+static void *write_after(void *arg) {
+    struct timespec d = {0, (long)(intptr_t)arg * 1000 * 1000};
+    nanosleep(&d, NULL);
+    CHECK(write(signal_pipe[1], "x", 1) == 1);
+    return NULL;
+}
+
+static volatile sig_atomic_t notified, notified_value;
+static void on_notify(union sigval v) {
+    notified_value = v.sival_int;
+    notified++;
+}
+
+static volatile pid_t target_tid;
+static volatile int target_done;
+static void *wait_for_timer(void *arg) {
+    (void)arg;
+    target_tid = gettid();
+    while (ticks == 0) pause();
+    target_done = 1;
+    return NULL;
+}
+
+/* Loads registers with known values and spins, making no system call, until a periodic
+ * timer's handler (on_clobber) has run three times; reports how many registers came back
+ * changed. The handlers interrupt Linux code, not a system call: rcx and r11 on x86_64 too. */
+static int registers_changed_by_async_handlers(void) {
+    static uint64_t buf[64];
+    for (int i = 0; i < 24; i++) buf[i] = 0x0fedcba987654321ull * (uint64_t)(i + 5);
+#if defined(__x86_64__)
+    __asm__ volatile(
+        "movdqu 0(%[b]), %%xmm0\n movdqu 16(%[b]), %%xmm1\n movdqu 32(%[b]), %%xmm8\n movdqu 48(%[b]), %%xmm15\n"
+        "mov 64(%[b]), %%r8\n mov 72(%[b]), %%r9\n mov 80(%[b]), %%r10\n mov 88(%[b]), %%r11\n"
+        "mov 96(%[b]), %%r12\n mov 104(%[b]), %%r13\n mov 112(%[b]), %%rbx\n mov 120(%[b]), %%rcx\n"
+        "mov 128(%[b]), %%rdx\n mov 136(%[b]), %%rsi\n mov 144(%[b]), %%rdi\n"
+        "1: cmpl $3, %[h]\n jl 1b\n"
+        "movdqu %%xmm0, 256(%[b])\n movdqu %%xmm1, 272(%[b])\n movdqu %%xmm8, 288(%[b])\n movdqu %%xmm15, 304(%[b])\n"
+        "mov %%r8, 320(%[b])\n mov %%r9, 328(%[b])\n mov %%r10, 336(%[b])\n mov %%r11, 344(%[b])\n"
+        "mov %%r12, 352(%[b])\n mov %%r13, 360(%[b])\n mov %%rbx, 368(%[b])\n mov %%rcx, 376(%[b])\n"
+        "mov %%rdx, 384(%[b])\n mov %%rsi, 392(%[b])\n mov %%rdi, 400(%[b])\n"
+        :
+        : [b] "r"(buf), [h] "m"(hits)
+        : "rcx", "rdx", "rdi", "rsi", "r8", "r9", "r10", "r11", "r12", "r13", "rbx", "xmm0", "xmm1", "xmm8", "xmm15",
+          "memory", "cc");
+    int words = 19;
+#else
+    __asm__ volatile(
+        "ldp q0, q1, [%[b]]\n ldp q8, q31, [%[b], #32]\n"
+        "ldp x0, x1, [%[b], #64]\n ldp x2, x3, [%[b], #80]\n ldp x9, x10, [%[b], #96]\n"
+        "ldp x15, x16, [%[b], #112]\n ldp x17, x19, [%[b], #128]\n ldp x8, x11, [%[b], #144]\n"
+        "1: ldr w12, [%[h]]\n cmp w12, #3\n b.lt 1b\n"
+        "stp q0, q1, [%[b], #256]\n stp q8, q31, [%[b], #288]\n"
+        "stp x0, x1, [%[b], #320]\n stp x2, x3, [%[b], #336]\n stp x9, x10, [%[b], #352]\n"
+        "stp x15, x16, [%[b], #368]\n stp x17, x19, [%[b], #384]\n stp x8, x11, [%[b], #400]\n"
+        :
+        : [b] "r"(buf), [h] "r"(&hits)
+        : "x0", "x1", "x2", "x3", "x8", "x9", "x10", "x11", "x12", "x15", "x16", "x17", "x19", "v0", "v1", "v8", "v31",
+          "memory", "cc");
+    int words = 20;
+#endif
+    int changed = 0;
+    for (int i = 0; i < words; i++) {
+        if (buf[i] != buf[32 + i]) {
+            printf("register slot %d changed: %llx -> %llx\n", i, (unsigned long long)buf[i], (unsigned long long)buf[32 + i]);
+            changed++;
+        }
+    }
+    return changed;
+}
+
+static volatile int busy_flag;
+static void on_busy(int sig) { (void)sig; busy_flag = 1; }
+
+/* A thread that makes no system call still gets its signals, as Linux interrupts it: a busy
+ * loop on a flag its handler sets ends; registers survive handlers run there. */
+static void busy_thread_gets_signals(void) {
+    handle(SIGALRM, on_busy, 0);
+    busy_flag = 0;
+    alarm_in_ms(30);
+    for (volatile unsigned long spins = 0; !busy_flag && spins < 4000000000ul; spins++) {
+    }
+    CHECK(busy_flag);
+    handle(SIGALRM, on_clobber, 0);
+    hits = 0;
+    struct itimerval every2 = {{0, 2000}, {0, 2000}}, off = {{0, 0}, {0, 0}};
+    CHECK(setitimer(ITIMER_REAL, &every2, NULL) == 0);
+    int changed = registers_changed_by_async_handlers();
+    CHECK(setitimer(ITIMER_REAL, &off, NULL) == 0);
+    CHECK(changed == 0 && hits >= 3);
+}
+
+/* `busy`: also check signals reaching a thread busy in program code (needs preemption: not
+ * under the cooperative scheduler, which runs "timers-waiting"). */
+static void timers(int busy) {
+    struct timespec start;
+
+    /* alarm: SIGALRM from the kernel (SI_KERNEL) ends a pause; alarm reports the time left. */
+    on_tick_with(SIGALRM, 0);
+    ticks = 0;
+    CHECK(alarm(1) == 0);
+    CHECK(alarm(1) == 1); /* ~1 s left, rounded */
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    errno = 0;
+    CHECK(pause() == -1 && errno == EINTR && ticks == 1 && tick_code == SI_KERNEL);
+    CHECK(monotonic_since(start) >= 900 * 1000 * 1000LL);
+    CHECK(alarm(30) == 0 && alarm(0) >= 29);
+
+    /* setitimer: periodic, with getitimer reading it; disarmed afterwards. */
+    ticks = 0;
+    struct itimerval every = {{0, 20000}, {0, 20000}}, now;
+    CHECK(setitimer(ITIMER_REAL, &every, NULL) == 0);
+    CHECK(getitimer(ITIMER_REAL, &now) == 0 && now.it_interval.tv_usec == 20000);
+    CHECK(now.it_value.tv_sec == 0 && now.it_value.tv_usec > 0 && now.it_value.tv_usec <= 20000);
+    while (ticks < 5) pause();
+    struct itimerval off = {{0, 0}, {0, 0}}, old;
+    CHECK(setitimer(ITIMER_REAL, &off, &old) == 0 && old.it_interval.tv_usec == 20000);
+    CHECK(getitimer(ITIMER_REAL, &now) == 0 && now.it_value.tv_sec == 0 && now.it_value.tv_usec == 0);
+    struct itimerval bad = {{0, 0}, {0, 1000000}};
+    FAILS(setitimer(ITIMER_REAL, &bad, NULL), EINVAL);
+    FAILS(setitimer(7, &off, NULL), EINVAL);
+
+    /* timer_create, SIGEV_SIGNAL: si_code SI_TIMER, si_value and si_timerid as given. */
+    on_tick_with(SIGUSR1, 0);
+    timer_t t1;
+    struct sigevent ev = {0};
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGUSR1;
+    ev.sigev_value.sival_int = 1234;
+    CHECK(timer_create(CLOCK_MONOTONIC, &ev, &t1) == 0);
+    struct itimerspec in30 = {{0, 0}, {0, 30 * 1000 * 1000}}, cur;
+    ticks = 0;
+    CHECK(timer_settime(t1, 0, &in30, NULL) == 0);
+    CHECK(timer_gettime(t1, &cur) == 0 && cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec > 0);
+    while (ticks == 0) pause();
+    CHECK(tick_code == SI_TIMER && tick_value == 1234 && tick_timerid == (int)(intptr_t)t1);
+    CHECK(timer_gettime(t1, &cur) == 0 && cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec == 0);
+
+    /* timer_gettime: the time left of a long one; a zero value disarms. */
+    struct itimerspec in10s = {{1, 0}, {10, 0}}, zero = {{0, 0}, {0, 0}}, prev;
+    CHECK(timer_settime(t1, 0, &in10s, NULL) == 0);
+    CHECK(timer_gettime(t1, &cur) == 0 && cur.it_value.tv_sec >= 9 && cur.it_value.tv_sec <= 10 && cur.it_interval.tv_sec == 1);
+    CHECK(timer_settime(t1, 0, &zero, &prev) == 0 && prev.it_value.tv_sec >= 9 && prev.it_interval.tv_sec == 1);
+    CHECK(timer_gettime(t1, &cur) == 0 && cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec == 0);
+
+    /* TIMER_ABSTIME on CLOCK_MONOTONIC and CLOCK_REALTIME; taken by sigtimedwait. */
+    sigset_t usr2, previous;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    CHECK(sigprocmask(SIG_BLOCK, &usr2, &previous) == 0);
+    clockid_t clocks[] = {CLOCK_MONOTONIC, CLOCK_REALTIME};
+    for (int i = 0; i < 2; i++) {
+        timer_t t;
+        ev.sigev_signo = SIGUSR2;
+        ev.sigev_value.sival_int = 77 + i;
+        CHECK(timer_create(clocks[i], &ev, &t) == 0);
+        struct timespec at;
+        clock_gettime(clocks[i], &at);
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        struct itimerspec abs = {{0, 0}, plus_ns(at, 40 * 1000 * 1000)};
+        CHECK(timer_settime(t, TIMER_ABSTIME, &abs, NULL) == 0);
+        siginfo_t info;
+        struct timespec two = {2, 0};
+        CHECK(sigtimedwait(&usr2, &info, &two) == SIGUSR2 && info.si_code == SI_TIMER && info.si_value.sival_int == 77 + i);
+        CHECK(monotonic_since(start) >= 35 * 1000 * 1000LL);
+        CHECK(timer_delete(t) == 0);
+    }
+
+    /* Overruns: expirations while the signal stays blocked are counted, not queued. */
+    struct itimerspec every5 = {{0, 5 * 1000 * 1000}, {0, 5 * 1000 * 1000}};
+    ev.sigev_signo = SIGUSR2;
+    timer_t t2;
+    CHECK(timer_create(CLOCK_MONOTONIC, &ev, &t2) == 0);
+    on_tick_with(SIGUSR2, 0);
+    ticks = 0;
+    CHECK(timer_settime(t2, 0, &every5, NULL) == 0);
+    struct timespec d60 = {0, 60 * 1000 * 1000};
+    nanosleep(&d60, NULL); /* blocked: one instance pending, the rest overruns */
+    CHECK(ticks == 0 && sigprocmask(SIG_SETMASK, &previous, NULL) == 0);
+    CHECK(ticks == 1 && tick_overrun >= 3 && timer_getoverrun(t2) == tick_overrun);
+    CHECK(timer_settime(t2, 0, &zero, NULL) == 0);
+
+    /* timer_delete stops a periodic timer. */
+    ticks = 0;
+    CHECK(timer_settime(t2, 0, &every5, NULL) == 0);
+    while (ticks < 3) pause();
+    CHECK(timer_delete(t2) == 0);
+    getpid(); /* a signal already pending is delivered here */
+    int after = ticks;
+    nanosleep(&d60, NULL);
+    CHECK(ticks == after);
+    FAILS(timer_settime(t2, 0, &every5, NULL), EINVAL);
+    FAILS(syscall(SYS_timer_delete, t2), EINVAL); /* musl's timer_delete returns -errno itself */
+
+    /* SIGEV_THREAD_ID: to one thread, which its handler runs on. */
+    pthread_t th;
+    ticks = 0;
+    target_tid = 0;
+    target_done = 0;
+    CHECK(pthread_create(&th, NULL, wait_for_timer, NULL) == 0);
+    while (target_tid == 0) sched_yield();
+    timer_t t3;
+    struct sigevent to_thread = {0};
+    to_thread.sigev_notify = SIGEV_THREAD_ID;
+    to_thread.sigev_signo = SIGUSR1;
+    to_thread.sigev_notify_thread_id = target_tid;
+    CHECK(timer_create(CLOCK_MONOTONIC, &to_thread, &t3) == 0);
+    CHECK(timer_settime(t3, 0, &in30, NULL) == 0);
+    CHECK(pthread_join(th, NULL) == 0 && target_done && tick_tid == target_tid && tick_code == SI_TIMER);
+    CHECK(timer_delete(t3) == 0);
+    to_thread.sigev_notify_thread_id = 999999;
+    FAILS(timer_create(CLOCK_MONOTONIC, &to_thread, &t3), EINVAL);
+    FAILS(timer_create(12345, &ev, &t3), EINVAL);
+
+    /* SIGEV_THREAD (musl: a helper thread over SIGEV_THREAD_ID): periodic, then deleted. */
+    struct sigevent by_thread = {0};
+    by_thread.sigev_notify = SIGEV_THREAD;
+    by_thread.sigev_notify_function = on_notify;
+    by_thread.sigev_value.sival_int = 4321;
+    timer_t t4;
+    notified = 0;
+    CHECK(timer_create(CLOCK_MONOTONIC, &by_thread, &t4) == 0);
+    struct itimerspec every10 = {{0, 10 * 1000 * 1000}, {0, 10 * 1000 * 1000}};
+    CHECK(timer_settime(t4, 0, &every10, NULL) == 0);
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (notified < 3 && monotonic_since(start) < 5000 * 1000 * 1000LL) nanosleep(&d60, NULL);
+    CHECK(notified >= 3 && notified_value == 4321);
+    CHECK(timer_delete(t4) == 0);
+    nanosleep(&d60, NULL);
+    after = notified;
+    nanosleep(&d60, NULL);
+    CHECK(notified == after);
+
+    /* SA_RESTART: a read interrupted by a handler with it resumes and gets the data... */
+    CHECK(pipe(signal_pipe) == 0);
+    on_tick_with(SIGALRM, SA_RESTART);
+    ticks = 0;
+    pthread_t writer;
+    CHECK(pthread_create(&writer, NULL, write_after, (void *)(intptr_t)150) == 0);
+    alarm_in_ms(30);
+    char c = 0;
+    errno = 0;
+    CHECK(read(signal_pipe[0], &c, 1) == 1 && c == 'x' && ticks == 1);
+    CHECK(pthread_join(writer, NULL) == 0);
+    /* ...without it the read fails with EINTR. */
+    on_tick_with(SIGALRM, 0);
+    ticks = 0;
+    CHECK(pthread_create(&writer, NULL, write_after, (void *)(intptr_t)150) == 0);
+    alarm_in_ms(30);
+    errno = 0;
+    CHECK(read(signal_pipe[0], &c, 1) == -1 && errno == EINTR && ticks == 1);
+    CHECK(pthread_join(writer, NULL) == 0 && read(signal_pipe[0], &c, 1) == 1);
+    /* poll and nanosleep fail with EINTR even with SA_RESTART. */
+    on_tick_with(SIGALRM, SA_RESTART);
+    ticks = 0;
+    struct pollfd pfd = {signal_pipe[0], POLLIN, 0};
+    alarm_in_ms(30);
+    errno = 0;
+    CHECK(poll(&pfd, 1, 5000) == -1 && errno == EINTR && ticks == 1);
+    ticks = 0;
+    struct timespec five = {5, 0}, left;
+    alarm_in_ms(30);
+    errno = 0;
+    CHECK(nanosleep(&five, &left) == -1 && errno == EINTR && ticks == 1 && left.tv_sec >= 4);
+    close(signal_pipe[0]);
+    close(signal_pipe[1]);
+    CHECK(timer_delete(t1) == 0);
+
+    if (busy) busy_thread_gets_signals();
+    signal(SIGALRM, SIG_DFL);
+    signal(SIGUSR1, SIG_DFL);
+    signal(SIGUSR2, SIG_DFL);
+    printf("ok timers\n");
+}
+
 static void stdio(void) {
     /* Full buffering: nothing reaches the console until the buffer is flushed at exit, after
      * the unbuffered stderr line. */
@@ -923,7 +1228,7 @@ static void preempt(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: shimtest files|mem|time|wallclock|process|threads|signals|sigdeliver|events|stdio|enosys|preempt|kill|abort...\n");
+        fprintf(stderr, "usage: shimtest files|mem|time|wallclock|process|threads|signals|sigdeliver|events|timers|stdio|enosys|preempt|kill|abort...\n");
         return 2;
     }
     for (int i = 1; i < argc; i++) {
@@ -937,6 +1242,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "signals")) signals();
         else if (!strcmp(f, "sigdeliver")) sigdeliver();
         else if (!strcmp(f, "events")) events();
+        else if (!strcmp(f, "timers")) timers(1);
+        else if (!strcmp(f, "timers-waiting")) timers(0);
         else if (!strcmp(f, "stdio")) stdio();
         else if (!strcmp(f, "enosys")) enosys();
         else if (!strcmp(f, "preempt")) preempt();

@@ -129,6 +129,7 @@ errnos! {
     ECANCELED = 125, "Operation canceled";
     EOWNERDEAD = 130, "Owner died";
     ENOTRECOVERABLE = 131, "State not recoverable";
+    ERESTARTSYS = 512, "Interrupted system call, to be restarted (kernel-internal, never returned to a program)";
 }
 
 impl Errno {

@@ -25,6 +25,14 @@
 //! [`return_work_done`] for each request it settles. The fast path pays one load and branch
 //! for this.
 //!
+//! **Interrupted Linux code.** The same hook also runs, while requests are outstanding, when
+//! a thread that an interrupt preempted in Linux code (not inside a system call) resumes:
+//! the platform passes the complete interrupted state as a [`Frame`] and resumes from it, so
+//! a signal reaches a thread that never makes a system call. The platform knows a thread runs
+//! Linux code by [`LIBOS_SYSCALL_IN_LINUX_CODE`], which its trap clears on entry and sets on
+//! the way back (and entering Linux code sets), and which its context switch keeps per thread
+//! (a new thread starts with it clear).
+//!
 //! [`UserEntry`] is the platform's side: install the trap, enter Linux code with a prepared
 //! frame (program start, a new thread from `clone`), and the per-thread thread pointer that
 //! Linux code uses for its TLS (x86_64 FS base, aarch64 `TPIDR_EL0`), which the platform's
@@ -58,6 +66,17 @@ pub type ReturnHook = extern "C" fn(&mut Frame);
 /// Outstanding return-work requests; the platform's trap reads it after every handler.
 #[unsafe(no_mangle)]
 static LIBOS_SYSCALL_RETURN_WORK: AtomicU32 = AtomicU32::new(0);
+
+/// Whether the running thread is executing Linux code (see the module docs): nonzero from
+/// entering Linux code or returning to it until its next system-call trap. Written by the
+/// platform's trap and context switch; read when an interrupt preempts the thread.
+#[unsafe(no_mangle)]
+pub static LIBOS_SYSCALL_IN_LINUX_CODE: AtomicU32 = AtomicU32::new(0);
+
+/// Whether any [`request_return_work`] is outstanding.
+pub fn return_work_outstanding() -> bool {
+    LIBOS_SYSCALL_RETURN_WORK.load(Ordering::SeqCst) != 0
+}
 
 /// Asks for the [`ReturnHook`] at system-call returns, until [`return_work_done`] is called
 /// as many times. Any thread's return may run the hook meanwhile, so the hook checks what the

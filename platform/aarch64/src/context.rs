@@ -18,8 +18,12 @@
 //!   `eret` land in `libos_aarch64_preempt_trampoline` in EL1t with IRQs masked. The trampoline
 //!   calls [`libos_core::hal::irq::preempt`] (the scheduler switches away cooperatively from
 //!   there); when the thread is resumed, it reloads every saved register (including all vector
-//!   registers, FPCR and FPSR, so FP/SIMD state is exact) from the copy, including ELR/SPSR,
-//!   and `eret`s to the interrupted instruction.
+//!   registers, FPCR and FPSR, so FP/SIMD state is exact) from the copy, including ELR/SPSR
+//!   and SP_EL0, and `eret`s to the interrupted instruction. If the thread was running Linux
+//!   code and system-call return work is outstanding, the return hook first runs on the copy
+//!   (libos-core's `syscall` docs: posix-shim delivers a signal there, so the `eret` may
+//!   enter a signal handler on another stack instead). [`SWITCH_WITH_USER_STATE`] also keeps
+//!   libos-core's `LIBOS_SYSCALL_IN_LINUX_CODE` per thread.
 //! - **New threads** ([`init`]): a switch frame whose `x30` is `libos_aarch64_thread_start`,
 //!   which calls `entry(arg)` with a zero frame pointer.
 
@@ -78,6 +82,12 @@ libos_aarch64_switch_context_tp:
     stp     x29, x30, [sp, #80]
     mrs     x9, tpidr_el0
     str     x9, [sp, #112]
+    /* Whether this thread runs Linux code is its own (libos-core's syscall docs): saved at
+     * 96, and clear for the next thread (a new one starts with it clear). */
+    adrp    x9, LIBOS_SYSCALL_IN_LINUX_CODE
+    ldr     w10, [x9, :lo12:LIBOS_SYSCALL_IN_LINUX_CODE]
+    str     w10, [sp, #96]
+    str     wzr, [x9, :lo12:LIBOS_SYSCALL_IN_LINUX_CODE]
     mov     x19, x0
     mov     x20, x1
     add     x0, sp, #120
@@ -89,6 +99,9 @@ libos_aarch64_switch_context_tp:
     bl      libos_aarch64_restore_fp
     ldr     x9, [sp, #112]
     msr     tpidr_el0, x9
+    ldr     w10, [sp, #96]
+    adrp    x9, LIBOS_SYSCALL_IN_LINUX_CODE
+    str     w10, [x9, :lo12:LIBOS_SYSCALL_IN_LINUX_CODE]
     ldp     x19, x20, [sp, #0]
     ldp     x21, x22, [sp, #16]
     ldp     x23, x24, [sp, #32]
@@ -143,6 +156,7 @@ libos_aarch64_thread_start:
     .global libos_aarch64_preempt_trampoline
 libos_aarch64_preempt_trampoline:
     mov     x29, #0
+    mov     x0, sp
     bl      libos_aarch64_preempted
     add     x1, sp, #272
     ldr     x2, [sp, #784]
@@ -168,26 +182,29 @@ libos_aarch64_preempt_trampoline:
     ldp     x1, x2, [sp, #256]
     msr     elr_el1, x1
     msr     spsr_el1, x2
-    ldr     x30, [sp, #240]
-    ldp     x28, x29, [sp, #224]
-    ldp     x26, x27, [sp, #208]
-    ldp     x24, x25, [sp, #192]
-    ldp     x22, x23, [sp, #176]
-    ldp     x20, x21, [sp, #160]
-    ldp     x18, x19, [sp, #144]
-    ldp     x16, x17, [sp, #128]
-    ldp     x14, x15, [sp, #112]
-    ldp     x12, x13, [sp, #96]
-    ldp     x10, x11, [sp, #80]
-    ldp     x8, x9, [sp, #64]
-    ldp     x6, x7, [sp, #48]
-    ldp     x4, x5, [sp, #32]
-    ldp     x2, x3, [sp, #16]
-    ldp     x0, x1, [sp]
-    add     sp, sp, #{frame_and_red_zone}   /* back to the interrupted SP_EL0 */
+    /* sp becomes the copy's SP_EL0: the interrupted one, or where a signal handler the
+     * return hook entered starts; x0 keeps the copy (IRQs stay masked until the eret). */
+    mov     x0, sp
+    ldr     x1, [x0, #248]
+    mov     sp, x1
+    ldr     x30, [x0, #240]
+    ldp     x28, x29, [x0, #224]
+    ldp     x26, x27, [x0, #208]
+    ldp     x24, x25, [x0, #192]
+    ldp     x22, x23, [x0, #176]
+    ldp     x20, x21, [x0, #160]
+    ldp     x18, x19, [x0, #144]
+    ldp     x16, x17, [x0, #128]
+    ldp     x14, x15, [x0, #112]
+    ldp     x12, x13, [x0, #96]
+    ldp     x10, x11, [x0, #80]
+    ldp     x8, x9, [x0, #64]
+    ldp     x6, x7, [x0, #48]
+    ldp     x4, x5, [x0, #32]
+    ldp     x2, x3, [x0, #16]
+    ldp     x0, x1, [x0]
     eret
 "#,
-    frame_and_red_zone = const size_of::<TrapFrame>() + RED_ZONE as usize,
 );
 
 unsafe extern "C" {
@@ -197,10 +214,33 @@ unsafe extern "C" {
     fn libos_aarch64_preempt_trampoline();
 }
 
-/// Called by the preempt trampoline, on the preempted thread's stack with IRQs masked.
+// The return hook reads the head of a TrapFrame as a system-call Frame.
+const _: () = assert!(
+    core::mem::offset_of!(TrapFrame, sp_el0) == core::mem::offset_of!(libos_core::syscall::Frame, sp)
+        && core::mem::offset_of!(TrapFrame, elr) == core::mem::offset_of!(libos_core::syscall::Frame, pc)
+        && core::mem::offset_of!(TrapFrame, spsr) == core::mem::offset_of!(libos_core::syscall::Frame, pstate)
+);
+
+/// Called by the preempt trampoline, on the preempted thread's stack with IRQs masked, with
+/// the copy of its interrupted registers: lets the scheduler switch away and, when this thread
+/// is resumed after an interrupt in Linux code while return work is outstanding, runs the
+/// system-call return hook on the interrupted state (libos-core's `syscall` docs: a signal for
+/// a thread that makes no system calls). The FP/SIMD registers hold the interrupted values
+/// then (the switch routine restored them; the kernel never changes them).
 #[unsafe(no_mangle)]
-extern "C" fn libos_aarch64_preempted() {
+extern "C" fn libos_aarch64_preempted(interrupted: *mut TrapFrame) {
     libos_core::hal::irq::preempt();
+    if !libos_core::syscall::return_work_outstanding() || !crate::syscall::interrupted_linux_code() {
+        return;
+    }
+    if let Some(hook) = crate::syscall::return_hook() {
+        // SAFETY: `redirect_to_preempt` copied the frame there, on this thread's stack; the
+        // trampoline loads it after this returns and nothing else refers to it. Its first
+        // 272 bytes are laid out as a system-call `Frame` (x0-x30, sp, pc, pstate: both
+        // layouts are fixed by the assembly, see libos-core's frame_aarch64.rs).
+        let frame = unsafe { &mut *interrupted.cast::<libos_core::syscall::Frame>() };
+        hook(frame);
+    }
 }
 
 /// Writes a new thread's first switch frame of `frame_bytes` ([`SWITCH_FRAME`] or

@@ -19,12 +19,16 @@
 //! return hook, and reloads every register from the frame (`libos_aarch64_restore_all`, which
 //! entering Linux code shares).
 //!
+//! **Linux code or kernel**: the entry clears libos-core's `LIBOS_SYSCALL_IN_LINUX_CODE`
+//! and both exits set it, all with IRQs masked, so at any IRQ it tells whether the thread was
+//! running Linux code ([`interrupted_linux_code`]; the context switch keeps it per thread).
+//!
 //! **TPIDR_EL0**: Linux code's thread pointer; images with the trap use the context switch that
 //! keeps it per thread (`context.rs`, `SWITCH_WITH_THREAD_POINTER`).
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicPtr, Ordering};
-use libos_core::syscall::{Frame, Handler, ReturnHook};
+use libos_core::syscall::{Frame, Handler, LIBOS_SYSCALL_IN_LINUX_CODE, ReturnHook};
 
 /// Read by the entry code: the registered handler (null until installed).
 #[unsafe(no_mangle)]
@@ -57,6 +61,8 @@ libos_aarch64_svc_entry:
     mrs     x1, elr_el1
     mrs     x2, spsr_el1
     stp     x1, x2, [sp, #256]
+    adrp    x3, LIBOS_SYSCALL_IN_LINUX_CODE   /* in the kernel now (IRQs still masked) */
+    str     wzr, [x3, :lo12:LIBOS_SYSCALL_IN_LINUX_CODE]
     tbnz    x2, #7, 1f              /* the caller had IRQs masked: keep them so */
     msr     daifclr, #2
 1:  mov     x0, sp
@@ -67,6 +73,9 @@ libos_aarch64_svc_entry:
     ldr     w1, [x1, :lo12:LIBOS_SYSCALL_RETURN_WORK]
     cbnz    w1, 2f
     msr     daifset, #2             /* ELR/SPSR must not be overwritten by a nested exception */
+    adrp    x1, LIBOS_SYSCALL_IN_LINUX_CODE   /* Linux code again from the eret on */
+    mov     w2, #1
+    str     w2, [x1, :lo12:LIBOS_SYSCALL_IN_LINUX_CODE]
     ldp     x1, x2, [sp, #256]
     msr     elr_el1, x1
     msr     spsr_el1, x2
@@ -104,6 +113,9 @@ libos_aarch64_svc_entry:
      * register reloaded, the frame's sp written to SP_EL0 from SP_EL1, `eret` to its pc. */
 libos_aarch64_restore_all:
     msr     daifset, #2
+    adrp    x1, LIBOS_SYSCALL_IN_LINUX_CODE
+    mov     w2, #1
+    str     w2, [x1, :lo12:LIBOS_SYSCALL_IN_LINUX_CODE]
     ldp     x1, x2, [sp, #256]
     msr     elr_el1, x1
     msr     spsr_el1, x2
@@ -138,6 +150,19 @@ libos_aarch64_enter:
 
 unsafe extern "C" {
     fn libos_aarch64_enter(frame: *const Frame) -> !;
+}
+
+/// Whether the running thread was in Linux code when it was interrupted (the trap's entry and
+/// exit run with IRQs masked, so the flag is exact at any IRQ).
+pub fn interrupted_linux_code() -> bool {
+    LIBOS_SYSCALL_IN_LINUX_CODE.load(Ordering::Relaxed) != 0
+}
+
+/// The registered return hook, if any.
+pub fn return_hook() -> Option<ReturnHook> {
+    let hook = LIBOS_AARCH64_SYSCALL_RETURN_HOOK.load(Ordering::Acquire);
+    // SAFETY: the only non-null value ever stored is a `ReturnHook` (`install`).
+    (!hook.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), ReturnHook>(hook) })
 }
 
 /// Routes `svc #0` to `handler`, returns with outstanding work to `on_return`.

@@ -15,6 +15,9 @@
 //!   [`libos_core::hal::irq::preempt`] (the scheduler switches away cooperatively); when the
 //!   thread is resumed it restores the FP state, pops every register from the copy and
 //!   `iretq`s to the interrupted instruction (restoring `rsp`, so the red zone is untouched).
+//!   If the thread was running Linux code and system-call return work is outstanding, the
+//!   return hook first runs on the copy (libos-core's `syscall` docs: posix-shim delivers a
+//!   signal there, so the `iretq` may enter a signal handler instead).
 //!   The FP save is only on this path: kernel code (soft-float) never touches vector registers.
 //! - **New threads** ([`init`]): a fake switch frame whose return address is
 //!   `libos_x86_64_thread_start`, which calls `entry(arg)` on a 16-byte aligned stack with a
@@ -22,6 +25,7 @@
 
 use crate::fpu;
 use crate::interrupts::TrapFrame;
+use libos_core::syscall::Frame;
 use core::arch::global_asm;
 
 global_asm!(
@@ -66,6 +70,7 @@ libos_x86_64_thread_start:
     .global libos_x86_64_preempt_trampoline
 libos_x86_64_preempt_trampoline:
     movq (%rsp), %rdi
+    movq 8(%rsp), %rsi
     call libos_x86_64_preempted
     movq 8(%rsp), %rsp
     popq %rax
@@ -124,13 +129,57 @@ const RED_ZONE: u64 = 128;
 const INTERRUPT_FLAG: u64 = 1 << 9;
 
 /// Called by the preempt trampoline, on the preempted thread's stack with interrupts masked:
-/// lets the scheduler switch away, then (when this thread is resumed) restores its FP state.
+/// lets the scheduler switch away, then (when this thread is resumed) restores its FP state
+/// and, if it was interrupted in Linux code while return work is outstanding, runs the
+/// system-call return hook on its interrupted state (libos-core's `syscall` docs: a signal
+/// for a thread that makes no system calls).
 #[unsafe(no_mangle)]
-extern "C" fn libos_x86_64_preempted(fp_area: *const u8) {
+extern "C" fn libos_x86_64_preempted(fp_area: *const u8, interrupted: *mut TrapFrame) {
     libos_core::hal::irq::preempt();
     // SAFETY: `redirect_to_preempt` saved the state at `fp_area` on this thread's stack, below
     // everything the scheduler's switch pushed, and nothing else writes there.
     unsafe { fpu::restore(fp_area) };
+    // SAFETY: `redirect_to_preempt` copied the frame there, on this thread's stack; the
+    // trampoline loads it after this returns, and nothing else refers to it.
+    let interrupted = unsafe { &mut *interrupted };
+    if libos_core::syscall::return_work_outstanding() && crate::syscall::interrupted_linux_code(interrupted.rip) {
+        if let Some(hook) = crate::syscall::return_hook() {
+            let mut frame = frame_of(interrupted);
+            hook(&mut frame);
+            resume_from(interrupted, &frame);
+        }
+    }
+}
+
+/// The interrupted registers as the system-call [`Frame`] the return hook takes.
+fn frame_of(t: &TrapFrame) -> Frame {
+    Frame {
+        rax: t.rax,
+        rdi: t.rdi,
+        rsi: t.rsi,
+        rdx: t.rdx,
+        r10: t.r10,
+        r8: t.r8,
+        r9: t.r9,
+        rbp: t.rbp,
+        rbx: t.rbx,
+        r12: t.r12,
+        r13: t.r13,
+        r14: t.r14,
+        r15: t.r15,
+        rcx: t.rcx,
+        r11: t.r11,
+        rflags: t.rflags,
+        rip: t.rip,
+        rsp: t.rsp,
+    }
+}
+
+/// Makes the trampoline resume with the registers of `f`.
+fn resume_from(t: &mut TrapFrame, f: &Frame) {
+    (t.rax, t.rdi, t.rsi, t.rdx, t.r10, t.r8, t.r9, t.rbp) = (f.rax, f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9, f.rbp);
+    (t.rbx, t.r12, t.r13, t.r14, t.r15, t.rcx, t.r11) = (f.rbx, f.r12, f.r13, f.r14, f.r15, f.rcx, f.r11);
+    (t.rflags, t.rip, t.rsp) = (f.rflags, f.rip, f.rsp);
 }
 
 /// Makes the return from this interrupt (taken in kernel mode, on the interrupt stack) run the

@@ -10,6 +10,12 @@ use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
 
+/// The kernel code selector (the GDT's first entry after the null one), which the system-call
+/// trap's `iretq` exit also names.
+pub const KERNEL_CODE: u16 = 0x08;
+/// The kernel data (and stack) selector.
+pub const KERNEL_DATA: u16 = 0x10;
+
 /// IST slot (1-based, as in the IDT) of the double-fault stack.
 pub const IST_DOUBLE_FAULT: u16 = 1;
 /// IST slot of the page-fault (and every other, fatal, exception) stack.
@@ -44,6 +50,7 @@ pub fn init() {
         let mut gdt = GlobalDescriptorTable::new();
         let code = gdt.append(Descriptor::kernel_code_segment());
         let data = gdt.append(Descriptor::kernel_data_segment());
+        assert_eq!((code.0, data.0), (KERNEL_CODE, KERNEL_DATA), "the selectors the trap's iretq names");
         let tss_selector = gdt.append(Descriptor::tss_segment(tss));
         (gdt, code, data, tss_selector)
     });

@@ -9,8 +9,16 @@
 //! (not a separate kernel stack: the handler may block and switch threads, and each thread's
 //! frame must stay with it). The callee-saved registers (`rbx`, `r12`-`r15`) are not pushed:
 //! the handler preserves them. Only a return with outstanding work (libos-core's `syscall`
-//! docs) writes them into the frame, calls the return hook and restores every register from
-//! the frame (`libos_x86_64_restore_all`, which entering Linux code shares).
+//! docs) writes them into the frame (with `rcx`/`r11` as `sysret` leaves them), calls the
+//! return hook and restores every register from the frame (`libos_x86_64_restore_all`, which
+//! entering Linux code shares): through `iretq`, so that `rcx` and `r11` come back too (a
+//! signal handler may have interrupted Linux code anywhere, not only at a `syscall`).
+//!
+//! **Linux code or kernel**: the entry clears libos-core's `LIBOS_SYSCALL_IN_LINUX_CODE` and
+//! both exits set it, and [`switch_saving_user_state`] keeps it per thread, so the preemption
+//! path knows whether an interrupted thread was running Linux code ([`interrupted_linux_code`];
+//! `syscall` leaves interrupts enabled, so the entry and exit code itself, where the flag may
+//! not match yet, is recognised by its address).
 //!
 //! **Vector registers**: Linux preserves them across system calls, and compiled code keeps
 //! values in them across the inline `syscall`. The kernel is built without SSE, so the handler
@@ -19,7 +27,7 @@
 //! the context switch of images with this trap ([`switch_saving_user_state`], which saves the
 //! x87/SSE/AVX state with XSAVE or FXSAVE, and the FS base, on the thread's own stack).
 //!
-//! **Return**: not `sysret` (that would drop to ring 3). The exit pops the registers, `popfq`
+//! **Return**: not `sysret` (that would drop to ring 3). The fast exit pops the registers, `popfq`
 //! restores the caller's flags from the frame (the stack is still below the red zone, so an
 //! interrupt taken right after is harmless), `pop %rsp` restores the caller's stack pointer
 //! and `jmp *%rcx` resumes. `rcx` and `r11` hold the return address and flags afterwards, as
@@ -29,7 +37,7 @@
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicPtr, Ordering};
-use libos_core::syscall::{Frame, Handler, ReturnHook};
+use libos_core::syscall::{Frame, Handler, LIBOS_SYSCALL_IN_LINUX_CODE, ReturnHook};
 use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
 
 /// Read by the entry code: the registered handler (null until installed).
@@ -50,13 +58,16 @@ const FMASK: u64 = 0x100 | 0x400 | 0x4000 | 0x40000;
 global_asm!(
     r#"
     .section .text.syscall, "ax"
+    .global libos_x86_64_syscall_text_start
+libos_x86_64_syscall_text_start:
     .global libos_x86_64_syscall_entry
 libos_x86_64_syscall_entry:
+    movl $0, LIBOS_SYSCALL_IN_LINUX_CODE(%rip)
     movq %rsp, -136(%rsp)           /* frame.rsp, in its slot below the caller's red zone */
     leaq -136(%rsp), %rsp           /* (interrupts use IST stacks: nothing lands below rsp) */
     pushq %rcx                      /* frame.rip */
     pushq %r11                      /* frame.rflags */
-    subq $40, %rsp                  /* frame.rbx, r12-r15: filled only for the return hook */
+    subq $56, %rsp                  /* frame.rbx, r12-r15, rcx, r11: only for the return hook */
     pushq %rbp
     pushq %r9
     pushq %r8
@@ -79,27 +90,34 @@ libos_x86_64_syscall_entry:
     popq %r8
     popq %r9
     popq %rbp
-    addq $40, %rsp                  /* rbx, r12-r15: the handler preserved them */
+    addq $56, %rsp                  /* rbx, r12-r15: the handler preserved them; rcx, r11 */
+    movl $1, LIBOS_SYSCALL_IN_LINUX_CODE(%rip)
     popfq
     popq %rcx
     popq %rsp
     jmpq *%rcx
 
     /* Return work: the handler preserved rbx and r12-r15, so they still hold the caller's
-     * values; complete the frame with them and the result, call the hook, restore it all. */
+     * values; complete the frame with them, the result, and rcx/r11 as `sysret` would leave
+     * them (the return address and flags), call the hook, restore it all. */
 2:  movq %rax, 0(%rbp)
     movq %rbx, 64(%rbp)
     movq %r12, 72(%rbp)
     movq %r13, 80(%rbp)
     movq %r14, 88(%rbp)
     movq %r15, 96(%rbp)
+    movq 128(%rbp), %rax
+    movq %rax, 104(%rbp)
+    movq 120(%rbp), %rax
+    movq %rax, 112(%rbp)
     movq %rbp, %rdi
     callq *LIBOS_X86_64_SYSCALL_RETURN_HOOK(%rip)
     movq %rbp, %rsp
 
-    /* libos_x86_64_restore_all: rsp points at a complete frame; load every register of it
-     * (popfq restores the flags while the stack is still below the red zone, so an interrupt
-     * taken right after is harmless), then resume at its rip on its rsp. */
+    /* libos_x86_64_restore_all: rsp points at a complete frame; load every register of it,
+     * rcx and r11 included, then `iretq` through a frame built from its rflags, rip and rsp
+     * below them (still below the target's red zone; `push` of a memory operand addresses it
+     * before moving rsp): every register comes back, and rsp and the flags atomically. */
 libos_x86_64_restore_all:
     popq %rax
     popq %rdi
@@ -114,10 +132,15 @@ libos_x86_64_restore_all:
     popq %r13
     popq %r14
     popq %r15
-    popfq
     popq %rcx
-    popq %rsp
-    jmpq *%rcx
+    popq %r11                       /* rsp: the frame's rflags, rip, rsp above */
+    pushq ${data}                   /* ss */
+    pushq 24(%rsp)                  /* rsp */
+    pushq 16(%rsp)                  /* rflags */
+    pushq ${code}                   /* cs */
+    pushq 40(%rsp)                  /* rip */
+    movl $1, LIBOS_SYSCALL_IN_LINUX_CODE(%rip)
+    iretq
 
     /* libos_x86_64_enter(frame): load every register of a Frame and jump to its rip. The
      * frame is popped where it lies (the caller's stack below it is free: it never returns). */
@@ -125,13 +148,41 @@ libos_x86_64_restore_all:
 libos_x86_64_enter:
     movq %rdi, %rsp
     jmp libos_x86_64_restore_all
+    .global libos_x86_64_syscall_text_end
+libos_x86_64_syscall_text_end:
 "#,
+    code = const crate::gdt::KERNEL_CODE,
+    data = const crate::gdt::KERNEL_DATA,
     options(att_syntax)
 );
 
 unsafe extern "C" {
     fn libos_x86_64_syscall_entry();
     fn libos_x86_64_enter(frame: *const Frame) -> !;
+    static libos_x86_64_syscall_text_start: u8;
+    static libos_x86_64_syscall_text_end: u8;
+}
+
+/// Whether `pc` lies in the trap's own entry and exit code, where the registers are half
+/// saved or half restored and [`LIBOS_SYSCALL_IN_LINUX_CODE`] may not match yet (`syscall`
+/// leaves interrupts enabled, so an interrupt can arrive there).
+pub fn in_trap_code(pc: u64) -> bool {
+    let start = (&raw const libos_x86_64_syscall_text_start) as u64;
+    let end = (&raw const libos_x86_64_syscall_text_end) as u64;
+    (start..end).contains(&pc)
+}
+
+/// Whether the running thread was in Linux code, outside the trap, when it was interrupted at
+/// `pc`: the return hook may then act on its interrupted state (libos-core's `syscall` docs).
+pub fn interrupted_linux_code(pc: u64) -> bool {
+    LIBOS_SYSCALL_IN_LINUX_CODE.load(Ordering::Relaxed) != 0 && !in_trap_code(pc)
+}
+
+/// The registered return hook, if any.
+pub fn return_hook() -> Option<ReturnHook> {
+    let hook = LIBOS_X86_64_SYSCALL_RETURN_HOOK.load(Ordering::Acquire);
+    // SAFETY: the only non-null value ever stored is a `ReturnHook` (`install`).
+    (!hook.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), ReturnHook>(hook) })
 }
 
 /// Turns on the `syscall` instruction (EFER.SCE) with our entry (SSE is on since boot,
@@ -167,6 +218,9 @@ struct FpArea([u8; MAX_FP_AREA]);
 /// As [`libos_core::hal::SwitchRoutine`].
 pub unsafe extern "C" fn switch_saving_user_state(save_sp: *mut usize, load_sp: usize) {
     let fs_base = fs_base();
+    // Whether this thread runs Linux code is its own: kept across the switch, and clear for a
+    // thread that starts (it does not return here).
+    let in_linux_code = LIBOS_SYSCALL_IN_LINUX_CODE.swap(0, Ordering::Relaxed);
     let mut area = core::mem::MaybeUninit::<FpArea>::uninit();
     let area = area.as_mut_ptr().cast::<u8>();
     // SAFETY: `area` is 64-byte aligned and MAX_FP_AREA long, at least `fpu::area_size()`
@@ -177,6 +231,7 @@ pub unsafe extern "C" fn switch_saving_user_state(save_sp: *mut usize, load_sp: 
     // SAFETY: this thread's state, saved above, on its own stack that nothing else touched.
     unsafe { crate::fpu::restore(area) };
     set_fs_base(fs_base);
+    LIBOS_SYSCALL_IN_LINUX_CODE.store(in_linux_code, Ordering::Relaxed);
 }
 
 /// Enters Linux code with `frame`'s registers.

@@ -146,7 +146,7 @@ impl PipeEnd {
                 return Err(Errno::EAGAIN);
             }
             let pipe = &self.pipe;
-            let woken = crate::signal::wait_interruptible(
+            let woken = crate::signal::wait_interruptible_timed(
                 &pipe.queue,
                 || pipe.buffer.try_lock().is_none_or(|d| !d.is_empty()) || pipe.writers.load(Ordering::Acquire) == 0,
                 deadline,
@@ -198,7 +198,7 @@ impl PipeEnd {
             }
             let pipe = &self.pipe;
             let want = needed(done);
-            let waited = crate::signal::wait_interruptible(
+            let waited = crate::signal::wait_interruptible_timed(
                 &pipe.queue,
                 || pipe.buffer.try_lock().is_none_or(|d| PIPE_CAPACITY - d.len() >= want) || pipe.readers.load(Ordering::Acquire) == 0,
                 deadline,

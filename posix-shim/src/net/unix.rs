@@ -245,7 +245,7 @@ impl UnixSocket {
                 return Err(Errno::EAGAIN);
             }
             let seen = listener.changes.load(Ordering::Acquire);
-            if !crate::signal::wait_interruptible(&listener.queue, || listener.changes.load(Ordering::Acquire) != seen, deadline)? {
+            if !crate::signal::wait_interruptible_timed(&listener.queue, || listener.changes.load(Ordering::Acquire) != seen, deadline)? {
                 return Err(Errno::EAGAIN);
             }
         }
@@ -299,7 +299,7 @@ impl UnixSocket {
                 return Err(Errno::EAGAIN);
             }
             let seen = listener.changes.load(Ordering::Acquire);
-            if !crate::signal::wait_interruptible(&listener.queue, || listener.changes.load(Ordering::Acquire) != seen, deadline)? {
+            if !crate::signal::wait_interruptible_timed(&listener.queue, || listener.changes.load(Ordering::Acquire) != seen, deadline)? {
                 return Err(Errno::EAGAIN);
             }
         }
@@ -360,7 +360,7 @@ impl UnixSocket {
                 return Err(Errno::EAGAIN);
             }
             let seen = queue.changes.load(Ordering::Acquire);
-            if !crate::signal::wait_interruptible(&queue.queue, || queue.changes.load(Ordering::Acquire) != seen, deadline)? {
+            if !crate::signal::wait_interruptible_timed(&queue.queue, || queue.changes.load(Ordering::Acquire) != seen, deadline)? {
                 return Err(Errno::EAGAIN);
             }
         }
@@ -396,7 +396,7 @@ impl UnixSocket {
                 return Err(Errno::EAGAIN);
             }
             let seen = queue.changes.load(Ordering::Acquire);
-            if !crate::signal::wait_interruptible(&queue.queue, || queue.changes.load(Ordering::Acquire) != seen, deadline)? {
+            if !crate::signal::wait_interruptible_timed(&queue.queue, || queue.changes.load(Ordering::Acquire) != seen, deadline)? {
                 return Err(Errno::EAGAIN);
             }
         }

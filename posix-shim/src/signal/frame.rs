@@ -12,7 +12,7 @@
 //! goes below the writer's current stack pointer (with a gap for the calls it makes) whenever
 //! that is lower than Linux's place; the bytes in between are dead once the handler runs.
 
-use super::AltStack;
+use super::{AltStack, Origin};
 use crate::user;
 use libos::syscall::Frame;
 use libos::{Errno, Result};
@@ -20,7 +20,8 @@ use libos::{Errno, Result};
 /// What the handler is entered with.
 pub(super) struct Delivery {
     pub sig: u64,
-    pub code: i32,
+    /// Its `siginfo_t`.
+    pub info: SigInfo,
     /// Entered as `handler(sig, &info, &ucontext)`; a one-argument handler ignores the rest.
     pub handler: u64,
     /// `sa_restorer` when `SA_RESTORER` was given.
@@ -39,8 +40,9 @@ pub(super) struct Restored {
     pub altstack: AltStack,
 }
 
-/// `siginfo_t` (128 bytes): `si_signo`, `si_errno`, `si_code`, then for `kill`/`tgkill`
-/// `si_pid` and `si_uid` at offset 16.
+/// `siginfo_t` (128 bytes): `si_signo`, `si_errno`, `si_code`, then at offset 16 the fields
+/// `si_code` selects: `si_pid`, `si_uid` (`kill`, `tgkill`, the kernel); `si_timerid`,
+/// `si_overrun`, `si_value` (a POSIX timer).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(super) struct SigInfo {
@@ -48,16 +50,25 @@ pub(super) struct SigInfo {
     errno: i32,
     code: i32,
     _pad: i32,
-    pid: i32,
-    uid: u32,
-    _rest: [u8; 104],
+    /// `si_pid` or `si_timerid`.
+    first: i32,
+    /// `si_uid` or `si_overrun`.
+    second: i32,
+    /// `si_value` of a timer.
+    value: u64,
+    _rest: [u8; 96],
 }
 
 const _: () = assert!(size_of::<SigInfo>() == 128);
 
-/// The `siginfo_t` of a signal sent by `kill` (`SI_USER`) or `tgkill` (`SI_TKILL`).
-pub(super) fn siginfo(sig: u64, code: i32) -> SigInfo {
-    SigInfo { signo: sig as i32, errno: 0, code, _pad: 0, pid: crate::dispatch::PID as i32, uid: 0, _rest: [0; 104] }
+/// The `siginfo_t` of signal `sig` from `origin`; `overrun` is a timer's `si_overrun`.
+pub(super) fn siginfo(sig: u64, origin: Origin, overrun: i32) -> SigInfo {
+    let (first, second, value) = match origin {
+        Origin::User | Origin::Tkill => (crate::dispatch::PID as i32, 0, 0),
+        Origin::Kernel => (0, 0, 0),
+        Origin::Timer { id, value } => (id, overrun, value),
+    };
+    SigInfo { signo: sig as i32, errno: 0, code: origin.code(), _pad: 0, first, second, value, _rest: [0; 96] }
 }
 
 /// Bytes left free below the writer's stack pointer for the calls it makes while it writes
@@ -225,8 +236,8 @@ mod arch {
             rbx: frame.rbx,
             rdx: frame.rdx,
             rax: frame.rax,
-            rcx: frame.rip, // what `syscall` left there
-            r11: frame.rflags,
+            rcx: frame.rcx, // after a system call: the return address and flags, as `syscall` left them
+            r11: frame.r11,
             rsp: frame.rsp,
             rip: frame.rip,
             eflags: frame.rflags,
@@ -244,7 +255,7 @@ mod arch {
                 mcontext,
                 sigmask: d.mask,
             },
-            info: siginfo(d.sig, d.code),
+            info: d.info,
         };
         // SAFETY: the range is checked, below everything live (frame_top), 64-byte aligned
         // for the FP image; the platform saves the program's FP state, untouched by the
@@ -289,6 +300,8 @@ mod arch {
         frame.rbx = m.rbx;
         frame.rdx = m.rdx;
         frame.rax = m.rax;
+        frame.rcx = m.rcx;
+        frame.r11 = m.r11;
         frame.rsp = m.rsp;
         frame.rip = m.rip;
         frame.rflags = (frame.rflags & !USER_FLAGS) | (m.eflags & USER_FLAGS);
@@ -364,7 +377,7 @@ mod arch {
         // SAFETY: the range is checked and below everything live (frame_top); the platform
         // saves the program's FP state (untouched by the kernel) into the fpsimd record body.
         unsafe {
-            put(at, &siginfo(d.sig, d.code));
+            put(at, &d.info);
             put(at + UC_OFFSET, &head);
             put(at + MCONTEXT_OFFSET, &mcontext);
             put(reserved, &[FPSIMD_MAGIC, FPSIMD_SIZE]);

@@ -3,14 +3,23 @@
 //! `rt_sigtimedwait`, and `kill`/`tgkill`/`tkill` within the program.
 //!
 //! **Generation.** `kill` makes a signal pending for the process, `tgkill`/`tkill` (and the
-//! `SIGPIPE` of a write to a pipe without readers) for one thread. A signal whose action is to
-//! ignore it (`SIG_IGN`, or `SIG_DFL` for `SIGCHLD`, `SIGURG`, `SIGWINCH`, `SIGCONT`) is
-//! discarded unless blocked; the stop signals are ignored too (no job control). One instance
-//! of each number is pending at a time, as for Linux's standard signals.
+//! `SIGPIPE` of a write to a pipe without readers) for one thread; timers ([`timers`],
+//! feature `threads`: `alarm`, `setitimer`'s `ITIMER_REAL`, POSIX timers with `SIGEV_SIGNAL`,
+//! `SIGEV_THREAD_ID` and thereby musl's `SIGEV_THREAD`) send theirs from a kernel thread, with
+//! the `siginfo_t` Linux gives them (`SI_KERNEL`; `SI_TIMER` with `si_timerid`, `si_overrun`,
+//! `si_value`). A signal whose action is to ignore it (`SIG_IGN`, or `SIG_DFL` for `SIGCHLD`,
+//! `SIGURG`, `SIGWINCH`, `SIGCONT`) is discarded unless blocked; the stop signals are ignored
+//! too (no job control). One instance of each number is pending at a time, as for Linux's
+//! standard signals (real-time signals are not queued several times).
 //!
 //! **Delivery** happens when a thread returns from a system call, as on Linux: every pending
 //! signal asks for the system-call trap's return hook (libos-core's `syscall` docs), which runs
-//! [`on_return`] with the complete register frame. There, the lowest pending signal the thread
+//! [`on_return`] with the complete register frame. The same hook runs when a thread that an
+//! interrupt preempted in program code resumes (the platform's preemption path, with the
+//! interrupted registers), so a thread that makes no system call gets its signals too: at
+//! once when a timer's signal preempts it (the timer thread runs above it), else at its next
+//! preemption (the end of its time slice, when other threads are runnable; under the
+//! cooperative scheduler, at its next system call). There, the lowest pending signal the thread
 //! does not block is acted on: the default action ends the program (exit status 128 + N, as a
 //! shell reports it, with a console line naming the signal); a handler gets a real Linux signal
 //! frame on the thread's stack, or on its `sigaltstack` with `SA_ONSTACK` (see
@@ -18,20 +27,27 @@
 //! the previous signal mask, and a return address that calls `rt_sigreturn` (`sa_restorer`,
 //! else the shim's own trampoline). `rt_sigreturn` restores all of it, so handlers may
 //! `siglongjmp` out, inspect or edit their context, and nest. `SA_SIGINFO`, `SA_RESETHAND`,
-//! `SA_NODEFER`, `sa_mask` and `SA_ONSTACK` behave as on Linux.
+//! `SA_NODEFER`, `sa_mask`, `SA_ONSTACK` and `SA_RESTART` behave as on Linux.
 //!
 //! **Blocking calls** (`futex` waits, `nanosleep`/`clock_nanosleep`, `poll`/`select`/`epoll`
-//! waits, pipe and eventfd reads and writes, `rt_sigsuspend`, `rt_sigtimedwait`) return
-//! `EINTR` when a signal the thread does not block arrives while they wait; the handler then
-//! runs as the call returns. `SA_RESTART` is accepted but not honoured: interrupted calls
-//! always fail with `EINTR` (Linux restarts some of them).
+//! waits, pipe, eventfd and timerfd reads and writes, `rt_sigsuspend`, `rt_sigtimedwait`) are
+//! interrupted when a signal the thread does not block arrives while they wait: they fail with
+//! the internal `ERESTARTSYS` ([`wait_interruptible`]), and as the call returns it is either
+//! restarted (rewound to its system-call instruction, after the handler when one runs) or
+//! fails with `EINTR`, by Linux's rules for the call and the handler's `SA_RESTART` (see
+//! [`restart`]).
 //!
-//! **Not generated**: asynchronous signals from timers (`alarm`, `setitimer`, `timer_create`
-//! are not implemented) and faults turned into `SIGSEGV`/`SIGBUS`/`SIGFPE` (a fault is a fatal
-//! exception the kernel reports). A thread that never makes a system call sees its signals only
-//! when it next does (Linux would interrupt it).
+//! **Not generated**: faults turned into `SIGSEGV`/`SIGBUS`/`SIGFPE` (a fault is a fatal
+//! exception the kernel reports), and `ITIMER_VIRTUAL`/`ITIMER_PROF` (no CPU-time
+//! accounting: arming them is `EINVAL`).
 
 mod frame;
+mod restart;
+#[cfg(feature = "threads")]
+mod timers;
+
+#[cfg(feature = "threads")]
+pub use timers::{alarm, getitimer, setitimer, timer_create, timer_delete, timer_getoverrun, timer_gettime, timer_settime};
 
 use crate::user;
 use alloc::vec::Vec;
@@ -48,14 +64,13 @@ const SIGSTOP: u64 = 19;
 const SIG_DFL: u64 = 0;
 const SIG_IGN: u64 = 1;
 const SA_ONSTACK: u64 = 0x0800_0000;
+const SA_RESTART: u64 = 0x1000_0000;
 const SA_RESTORER: u64 = 0x0400_0000;
 const SA_NODEFER: u64 = 0x4000_0000;
 const SA_RESETHAND: u64 = 0x8000_0000;
 const SIG_BLOCK: u64 = 0;
 const SIG_UNBLOCK: u64 = 1;
 const SIG_SETMASK: u64 = 2;
-const SI_USER: i32 = 0;
-const SI_TKILL: i32 = -6;
 const SS_ONSTACK: u32 = 1;
 const SS_DISABLE: u32 = 2;
 const MINSIGSTKSZ: u64 = 2048;
@@ -103,6 +118,32 @@ impl AltStack {
     }
 }
 
+/// Where a signal came from: what its `siginfo_t` says (`si_code` and the fields it selects).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// `kill`: `SI_USER`, with the sender's pid and uid.
+    User,
+    /// `tgkill`/`tkill`, or the `SIGPIPE` of a write: `SI_TKILL`, with pid and uid.
+    Tkill,
+    /// The kernel itself (`alarm`, `setitimer`): `SI_KERNEL`, pid and uid 0.
+    #[cfg_attr(not(feature = "threads"), expect(dead_code, reason = "only timers send it (feature `threads`)"))]
+    Kernel,
+    /// A POSIX timer: `SI_TIMER`, with `si_timerid`, `si_overrun` and `si_value`.
+    #[cfg_attr(not(feature = "threads"), expect(dead_code, reason = "only timers send it (feature `threads`)"))]
+    Timer { id: i32, value: u64 },
+}
+
+impl Origin {
+    fn code(self) -> i32 {
+        match self {
+            Origin::User => 0,
+            Origin::Tkill => -6,
+            Origin::Kernel => 0x80,
+            Origin::Timer { .. } => -2,
+        }
+    }
+}
+
 /// What the signal layer keeps per thread.
 struct ThreadSignals {
     tid: u64,
@@ -115,14 +156,17 @@ struct ThreadSignals {
     restore_mask: Option<u64>,
     /// `rt_sigreturn` was called: the return hook restores the frame from the signal frame.
     sigreturn: bool,
+    /// The system call returning now was interrupted ([`restart`]): restart it or fail it.
+    interrupted: Option<restart::Interrupted>,
 }
 
 struct State {
     actions: [KernelSigaction; NSIG as usize],
     /// Process-directed pending signals (`kill`).
     pending: u64,
-    /// `si_code` of each pending signal, by number (`SI_USER` or `SI_TKILL`).
-    codes: [i32; NSIG as usize],
+    /// Where each pending signal came from, by number (the first sender's, while it stays
+    /// pending: one instance per number).
+    origins: [Origin; NSIG as usize],
     threads: Vec<ThreadSignals>,
 }
 
@@ -145,7 +189,7 @@ impl State {
 static STATE: IrqSpinLock<State> = IrqSpinLock::new(State {
     actions: [KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 }; NSIG as usize],
     pending: 0,
-    codes: [SI_USER; NSIG as usize],
+    origins: [Origin::User; NSIG as usize],
     threads: Vec::new(),
 });
 
@@ -180,6 +224,7 @@ pub fn thread_started(tid: u64, blocked: u64) {
         altstack: AltStack::DISABLED,
         restore_mask: None,
         sigreturn: false,
+        interrupted: None,
     });
 }
 
@@ -190,7 +235,8 @@ pub fn thread_exited() {
     if let Some(i) = state.threads.iter().position(|t| t.thread == thread) {
         let gone = state.threads.swap_remove(i);
         drop(state);
-        for _ in 0..gone.pending.count_ones() {
+        let requests = gone.pending.count_ones() + u32::from(gone.interrupted.is_some());
+        for _ in 0..requests {
             libos::syscall::return_work_done();
         }
     }
@@ -218,12 +264,18 @@ pub fn has_pending_for_current() -> bool {
 /// The wait of a blocking system call: sleeps on `queue` until `ready()` holds, `deadline`
 /// passes, or a signal arrives that the calling thread does not block (the sender unparks the
 /// thread, and the wait's condition includes [`interrupted`]). `Ok(true)`: woken, the caller
-/// re-checks its state; `Ok(false)`: the deadline passed; `Err(EINTR)`: a signal is pending.
-/// The signal is checked before sleeping, so a caller that loops (check its state, then wait)
-/// returns what became ready before it reports `EINTR`.
+/// re-checks its state; `Ok(false)`: the deadline passed; `Err(ERESTARTSYS)`: a signal is
+/// pending. The signal is checked before sleeping, so a caller that loops (check its state,
+/// then wait) returns what became ready before it reports the signal.
+///
+/// `ERESTARTSYS` is the "interrupted, restartable" marker ([`restart`]): the caller passes it
+/// up as its error, and the dispatcher turns it into a restart of the call or `EINTR` for the
+/// program, by the call's rule and the handler's `SA_RESTART`. A call that must fail with
+/// `EINTR` whatever the handler's flags and that the dispatcher cannot tell by its number
+/// (a socket call with `SO_RCVTIMEO`/`SO_SNDTIMEO` set) maps the marker to `EINTR` itself.
 pub fn wait_interruptible(queue: &WaitQueue, mut ready: impl FnMut() -> bool, deadline: Option<Instant>) -> Result<bool> {
     if interrupted() {
-        return Err(Errno::EINTR);
+        return Err(Errno::ERESTARTSYS);
     }
     let mut condition = || ready() || interrupted();
     Ok(match deadline {
@@ -233,6 +285,13 @@ pub fn wait_interruptible(queue: &WaitQueue, mut ready: impl FnMut() -> bool, de
             true
         }
     })
+}
+
+/// [`wait_interruptible`] for a wait whose `deadline` comes from a timeout the program set on
+/// the object (`SO_RCVTIMEO`/`SO_SNDTIMEO`; `None` when it set none): Linux never restarts a
+/// call with such a timeout, so an interruption is `EINTR` then, else the restartable marker.
+pub fn wait_interruptible_timed(queue: &WaitQueue, ready: impl FnMut() -> bool, deadline: Option<Instant>) -> Result<bool> {
+    wait_interruptible(queue, ready, deadline).map_err(|e| if e == Errno::ERESTARTSYS && deadline.is_some() { Errno::EINTR } else { e })
 }
 
 /// Runs the rest of this system call with `mask` blocked (`ppoll`, `pselect6`, `epoll_pwait`,
@@ -355,7 +414,7 @@ pub fn kill(pid: u64, sig: u64) -> Result<u64> {
         return Ok(0); // existence check
     }
     check_signal(sig)?;
-    send(None, sig, SI_USER);
+    send(None, sig, Origin::User);
     Ok(0)
 }
 
@@ -370,13 +429,18 @@ pub fn tgkill(tgid: u64, tid: u64, sig: u64) -> Result<u64> {
     if sig != 0 {
         check_signal(sig)?;
     }
-    if !STATE.lock().threads.iter().any(|t| t.tid == tid) {
+    if !thread_exists(tid) {
         return Err(Errno::ESRCH);
     }
     if sig != 0 {
-        send(Some(tid), sig, SI_TKILL);
+        send(Some(tid), sig, Origin::Tkill);
     }
     Ok(0)
+}
+
+/// Whether C thread `tid` exists.
+fn thread_exists(tid: u64) -> bool {
+    STATE.lock().threads.iter().any(|t| t.tid == tid)
 }
 
 /// Sends `SIGPIPE` to the calling thread (a write to a pipe without readers).
@@ -385,7 +449,7 @@ pub fn raise_pipe() {
     // value would hold it through the call: a deadlock).
     let me = STATE.lock().me().map(|t| t.tid);
     if let Some(tid) = me {
-        send(Some(tid), SIGPIPE, SI_TKILL);
+        send(Some(tid), SIGPIPE, Origin::Tkill);
     }
 }
 
@@ -393,18 +457,18 @@ pub fn raise_pipe() {
 /// the main thread if that does not block it, else to the sending thread, else to any thread
 /// that does not block it; when all block it, it waits in the process's set for the first
 /// thread to unblock it. Ignored signals are discarded unless blocked. Wakes the receiver
-/// from a blocking call.
-fn send(to: Option<u64>, sig: u64, code: i32) {
+/// from a blocking call. Returns true when the signal was already pending at its receiver
+/// (the new instance merged into it: a timer counts an overrun).
+fn send(to: Option<u64>, sig: u64, origin: Origin) -> bool {
     let woken: Option<ThreadId> = {
         let mut state = STATE.lock();
         let ignored = state.is_ignored(sig) || sig == SIGSTOP;
-        state.codes[sig as usize - 1] = code;
         let current = libos::sync::current_thread();
         let takes = |t: &ThreadSignals| t.blocked & bit(sig) == 0;
         let receiver = match to {
             Some(tid) => match state.threads.iter().position(|t| t.tid == tid) {
                 Some(i) => Some(i),
-                None => return,
+                None => return false,
             },
             None => state
                 .threads
@@ -417,7 +481,7 @@ fn send(to: Option<u64>, sig: u64, code: i32) {
             Some(i) => {
                 let t = &mut state.threads[i];
                 if ignored && takes(t) {
-                    return;
+                    return false;
                 }
                 let newly = t.pending & bit(sig) == 0;
                 t.pending |= bit(sig);
@@ -430,15 +494,18 @@ fn send(to: Option<u64>, sig: u64, code: i32) {
                 (newly, None)
             }
         };
-        if newly {
-            libos::syscall::request_return_work();
+        if !newly {
+            return true;
         }
+        state.origins[sig as usize - 1] = origin;
+        libos::syscall::request_return_work();
         woken
     };
     if let Some(thread) = woken {
         libos::sync::unpark(thread);
     }
     SIGNAL_WAIT.wake_all();
+    false
 }
 
 /// `rt_sigpending(set, sigsetsize)`: pending signals the calling thread blocks.
@@ -483,7 +550,7 @@ pub fn rt_sigtimedwait(set: u64, info: u64, timeout: u64, sigsetsize: u64) -> Re
     // SAFETY: checked by `user::read`.
     let wanted: u64 = unsafe { user::read::<u64>(set)? } & !UNBLOCKABLE;
     let deadline = if timeout == 0 { None } else { Some(Instant::now() + crate::dispatch::duration_of(timeout)?) };
-    let take = || -> Option<(u64, i32)> {
+    let take = || -> Option<(u64, Origin)> {
         let mut state = STATE.lock();
         let process = state.pending;
         let me = state.me()?;
@@ -497,14 +564,15 @@ pub fn rt_sigtimedwait(set: u64, info: u64, timeout: u64, sigsetsize: u64) -> Re
         } else {
             state.pending &= !bit(sig);
         }
-        Some((sig, state.codes[sig as usize - 1]))
+        Some((sig, state.origins[sig as usize - 1]))
     };
     loop {
-        if let Some((sig, code)) = take() {
+        if let Some((sig, origin)) = take() {
             libos::syscall::return_work_done();
+            let info_of_it = siginfo_at_delivery(sig, origin);
             if info != 0 {
                 // SAFETY: checked by `user::write`.
-                unsafe { user::write(info, frame::siginfo(sig, code))? };
+                unsafe { user::write(info, info_of_it)? };
             }
             return Ok(sig);
         }
@@ -533,9 +601,34 @@ pub fn rt_sigreturn() -> Result<u64> {
     Ok(0)
 }
 
+/// The `siginfo_t` of signal `sig` from `origin`, as it is taken from the pending set: a
+/// timer's reports the expirations it missed meanwhile (`si_overrun`).
+fn siginfo_at_delivery(sig: u64, origin: Origin) -> frame::SigInfo {
+    let overrun = match origin {
+        #[cfg(feature = "threads")]
+        Origin::Timer { id, .. } => timers::take_overrun(id),
+        _ => 0,
+    };
+    frame::siginfo(sig, origin, overrun)
+}
+
+/// Called by the dispatcher when a call failed with `ERESTARTSYS` (see [`restart`]): records
+/// the call for its return, which restarts it or fails it. Returns the result register's value
+/// until then: `-EINTR`.
+pub fn interrupted_call(frame: &Frame) -> isize {
+    let call = restart::Interrupted::of(frame);
+    if let Some(me) = STATE.lock().me() {
+        if me.interrupted.replace(call).is_none() {
+            libos::syscall::request_return_work();
+        }
+    }
+    -(Errno::EINTR as i32 as isize)
+}
+
 /// The signal work of a system call's return (called by the return hook with the complete
-/// frame): a pending `rt_sigreturn`, then delivery of the lowest deliverable pending signal,
-/// then the restore of a temporary mask.
+/// frame): a pending `rt_sigreturn`, then delivery of the lowest deliverable pending signal
+/// (settling an interrupted call as its handler starts), then the restart of an interrupted
+/// call no handler ran for, then the restore of a temporary mask.
 pub fn on_return(frame: &mut Frame) {
     let sigreturn = STATE.lock().me().is_some_and(|t| core::mem::take(&mut t.sigreturn));
     if sigreturn {
@@ -545,6 +638,11 @@ pub fn on_return(frame: &mut Frame) {
         }
     }
     deliver(frame);
+    let unhandled = STATE.lock().me().and_then(|t| t.interrupted.take());
+    if let Some(call) = unhandled {
+        call.without_handler(frame);
+        libos::syscall::return_work_done();
+    }
     let restore = STATE.lock().me().and_then(|t| t.restore_mask.take().map(|mask| t.blocked = mask));
     if restore.is_some() {
         libos::syscall::return_work_done();
@@ -608,9 +706,11 @@ fn deliver(frame: &mut Frame) {
             let handled = action.handler != SIG_DFL && action.handler != SIG_IGN;
             let taken = handled.then(|| {
                 let mask_after = me.restore_mask.unwrap_or(me.blocked);
+                let origin = state.origins[sig as usize - 1];
                 let delivery = frame::Delivery {
                     sig,
-                    code: state.codes[sig as usize - 1],
+                    // A timer's overrun is filled in once this lock is dropped.
+                    info: frame::siginfo(sig, origin, 0),
                     handler: action.handler,
                     restorer: (action.flags & SA_RESTORER != 0).then_some(action.restorer),
                     altstack: me.altstack,
@@ -623,7 +723,7 @@ fn deliver(frame: &mut Frame) {
                 if me.restore_mask.take().is_some() {
                     libos::syscall::return_work_done(); // the frame carries the mask back
                 }
-                delivery
+                (delivery, me.interrupted.take(), origin)
             });
             if !from_thread {
                 state.pending &= !bit(sig);
@@ -631,17 +731,24 @@ fn deliver(frame: &mut Frame) {
             if handled && action.flags & SA_RESETHAND != 0 {
                 state.actions[sig as usize - 1] = KernelSigaction::default();
             }
-            (sig, action.handler, taken)
+            (sig, action.handler, action.flags, taken)
         };
         libos::syscall::return_work_done();
         match taken {
-            (_, SIG_IGN, _) => {}
-            (sig, SIG_DFL, _) => {
+            (_, SIG_IGN, _, _) => {}
+            (sig, SIG_DFL, _, _) => {
                 if default_terminates(sig) {
                     terminate(sig);
                 }
             }
-            (sig, _, Some(delivery)) => {
+            (sig, _, flags, Some((mut delivery, interrupted, origin))) => {
+                // The handler's frame records the interrupted call restarted (rewound) or
+                // failed with EINTR, and a timer's overrun as of now.
+                if let Some(call) = interrupted {
+                    call.before_handler(frame, flags & SA_RESTART != 0);
+                    libos::syscall::return_work_done();
+                }
+                delivery.info = siginfo_at_delivery(sig, origin);
                 if frame::enter_handler(frame, &delivery).is_err() {
                     // No room for the frame (or a bad alternate stack): Linux forces SIGSEGV.
                     libos::println!("posix-shim: cannot write the frame for signal {sig}");

@@ -1,9 +1,10 @@
 //! The x86_64 system-call frame (layout fixed by `platform/x86_64/src/syscall.rs`).
 
 /// The caller's registers at a `syscall`, lowest address first. `syscall` itself put the
-/// return address in `rcx` and the flags in `r11`; Linux returns them there too, so they are
-/// kept only as `rip`/`rflags`. `rbx` and `r12`-`r15` are filled only for the return hook
-/// (see the [module docs](super)); a handler must not read them.
+/// return address in `rcx` and the flags in `r11`, so a handler never reads those two.
+/// `rbx`, `r12`-`r15`, `rcx` and `r11` are filled only for the return hook (see the
+/// [module docs](super)): at a system call's return `rcx`/`r11` hold the return address and
+/// flags, as after Linux's `sysret`; for Linux code interrupted elsewhere, their values there.
 #[repr(C)]
 #[derive(Debug, Clone, Default)]
 #[allow(missing_docs)]
@@ -22,13 +23,15 @@ pub struct Frame {
     pub r13: u64,
     pub r14: u64,
     pub r15: u64,
+    pub rcx: u64,
+    pub r11: u64,
     pub rflags: u64,
     /// Where execution continues (the instruction after `syscall`).
     pub rip: u64,
     pub rsp: u64,
 }
 
-const _: () = assert!(size_of::<Frame>() == 128);
+const _: () = assert!(size_of::<Frame>() == 144);
 
 impl Frame {
     /// The system-call number.
