@@ -237,7 +237,7 @@ impl Socket {
                     Some(_) => return Err(Errno::EAFNOSUPPORT),
                     None => None,
                 };
-                s.send(data, to, flags, &options)
+                s.send(data, to, flags, &options).map_err(|e| restartable(e, options.send_timeout))
             }
         }
     }
@@ -249,7 +249,7 @@ impl Socket {
         let once = |buf: &mut [u8]| match &self.kind {
             Kind::Unix(s) => s.receive(buf, flags, &options),
             #[cfg(feature = "net")]
-            Kind::Inet(s) => s.receive(buf, flags, &options),
+            Kind::Inet(s) => s.receive(buf, flags, &options).map_err(|e| restartable(e, options.receive_timeout)),
         };
         let mut first = once(buf)?;
         if !(flags.wait_all && self.is_stream() && !flags.peek && !flags.dont_wait) {
@@ -264,6 +264,14 @@ impl Socket {
         first.full_len = first.len;
         Ok(first)
     }
+}
+
+/// libos-net ends a wait with `EINTR` when a signal arrives; Linux restarts socket calls
+/// interrupted by an `SA_RESTART` handler unless the socket has a timeout for that direction
+/// (`man 7 signal`), so without one the shim's restart marker goes up instead.
+#[cfg(feature = "net")]
+fn restartable(error: Errno, timeout: Option<libos::time::Duration>) -> Errno {
+    if error == Errno::EINTR && timeout.is_none() { Errno::ERESTARTSYS } else { error }
 }
 
 /// Connects the network stack to the shim's signals and readiness (program start).
@@ -435,7 +443,7 @@ pub fn accept4(fd_number: u64, addr: u64, len_ptr: u64, flags: u64) -> Result<u6
         }
         #[cfg(feature = "net")]
         Kind::Inet(s) => {
-            let (accepted, peer) = s.accept(&options, nonblocking)?;
+            let (accepted, peer) = s.accept(&options, nonblocking).map_err(|e| restartable(e, options.receive_timeout))?;
             (Kind::Inet(accepted), peer)
         }
     };
@@ -460,7 +468,7 @@ pub fn connect(fd_number: u64, addr: u64, len: u64) -> Result<u64> {
         (Kind::Unix(s), SockAddr::Unix(name)) => s.connect(name, &options)?,
         (Kind::Unix(_), _) => return Err(Errno::EAFNOSUPPORT),
         #[cfg(feature = "net")]
-        (Kind::Inet(s), address) => s.connect(address, &options)?,
+        (Kind::Inet(s), address) => s.connect(address, &options).map_err(|e| restartable(e, options.send_timeout))?,
     }
     Ok(0)
 }
