@@ -65,6 +65,8 @@ pub mod mem;
 #[cfg(target_os = "none")]
 pub mod net;
 #[cfg(target_os = "none")]
+mod prctl;
+#[cfg(target_os = "none")]
 pub mod signal;
 #[cfg(target_os = "none")]
 pub mod thread;
