@@ -413,6 +413,9 @@ fn readv(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
 
 fn writev(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
     let object = fd::get(fd_number)?;
+    if let Object::Socket(socket) = &*object {
+        return net::writev(socket, iov, count); // the pieces leave together
+    }
     let mut total = 0u64;
     for v in iovecs(iov, count)? {
         // SAFETY: as in `read`.

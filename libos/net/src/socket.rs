@@ -412,7 +412,14 @@ impl TcpStream {
 
     /// As [`TcpStream::write`], without waiting for room when `dont_wait` (`EAGAIN`).
     pub fn send(&self, buf: &[u8], dont_wait: bool) -> Result<usize> {
-        if buf.is_empty() {
+        self.send_vectored(&[buf], dont_wait)
+    }
+
+    /// As [`TcpStream::send`] for the concatenation of `bufs` (`writev`): queues as much as
+    /// fits, in order, and transmits once, so the pieces leave in the same segments as one
+    /// buffer would (with `TCP_NODELAY`, one piece per call would mean one segment each).
+    pub fn send_vectored(&self, bufs: &[&[u8]], dont_wait: bool) -> Result<usize> {
+        if bufs.iter().all(|b| b.is_empty()) {
             return Ok(0);
         }
         let deadline = Handle::deadline(&self.handle.write_timeout_ns);
@@ -428,7 +435,14 @@ impl TcpStream {
             if !socket.can_send() {
                 return Ok(None);
             }
-            let n = socket.send_slice(buf).map_err(|_| Errno::EPIPE)?;
+            let mut n = 0;
+            for buf in bufs {
+                let sent = socket.send_slice(buf).map_err(|_| Errno::EPIPE)?;
+                n += sent;
+                if sent < buf.len() {
+                    break;
+                }
+            }
             inner.egress(slot);
             Ok(Some(n))
         })

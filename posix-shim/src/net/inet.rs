@@ -31,6 +31,20 @@ enum State {
     Udp(Arc<UdpSocket>),
 }
 
+/// The pieces of `parts` after the first `skip` bytes.
+fn remaining<'a>(parts: &[&'a [u8]], mut skip: usize) -> alloc::vec::Vec<&'a [u8]> {
+    let mut out = alloc::vec::Vec::with_capacity(parts.len());
+    for part in parts {
+        if skip >= part.len() {
+            skip -= part.len();
+            continue;
+        }
+        out.push(&part[skip..]);
+        skip = 0;
+    }
+    out
+}
+
 /// An `AF_INET`/`AF_INET6` socket.
 pub struct InetSocket {
     family: u16,
@@ -289,14 +303,35 @@ impl InetSocket {
                 None => udp.send_to_with(data, udp.peer_addr().map_err(|_| Errno::EDESTADDRREQ)?, flags.dont_wait),
             };
         }
+        self.send_stream(&[data], flags)
+    }
+
+    /// TCP: sends the concatenation of `parts` (`writev`, `sendmsg`); a blocking socket waits
+    /// until all of it is queued, as Linux does (a signal or an error after some bytes ends it
+    /// with the count so far), a non-blocking one queues what fits.
+    pub fn send_stream(&self, parts: &[&[u8]], flags: MsgFlags) -> Result<usize> {
         let stream = match self.stream() {
             Ok(stream) => stream,
             Err(Errno::EAGAIN) => return Err(Errno::EAGAIN),
             Err(_) => return Err(self.broken_pipe(flags)),
         };
-        match stream.send(data, flags.dont_wait) {
-            Err(Errno::EPIPE) => Err(self.broken_pipe(flags)),
-            other => other,
+        let all: usize = parts.iter().map(|p| p.len()).sum();
+        let blocking = !flags.dont_wait && !self.is_nonblocking();
+        let mut done = 0;
+        loop {
+            let rest = remaining(parts, done);
+            match stream.send_vectored(&rest, flags.dont_wait) {
+                Ok(n) => done += n,
+                Err(e) if done > 0 => {
+                    let _ = e; // reported by the next call
+                    return Ok(done);
+                }
+                Err(Errno::EPIPE) => return Err(self.broken_pipe(flags)),
+                Err(e) => return Err(e),
+            }
+            if done >= all || !blocking {
+                return Ok(done);
+            }
         }
     }
 

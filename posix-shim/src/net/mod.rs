@@ -243,6 +243,31 @@ impl Socket {
         }
     }
 
+    /// Sends the concatenation of `parts` on a stream socket (`writev`, `sendmsg`): TCP queues
+    /// them together (one segment where one buffer would give one); `AF_UNIX` writes them in
+    /// turn.
+    fn send_stream(&self, parts: &[&[u8]], flags: MsgFlags) -> Result<usize> {
+        #[cfg(feature = "net")]
+        if let Kind::Inet(s) = &self.kind {
+            let timeout = self.options.lock().send_timeout;
+            return s.send_stream(parts, flags).map_err(|e| restartable(e, timeout));
+        }
+        let mut total = 0;
+        for part in parts {
+            match self.send(part, None, flags) {
+                Ok(n) => {
+                    total += n;
+                    if n < part.len() {
+                        break;
+                    }
+                }
+                Err(e) if total == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(total)
+    }
+
     /// One receive into `buf`; with `MSG_WAITALL` on a stream, until `buf` is full, the
     /// stream ends, or an error or signal (what arrived so far is the result then).
     fn receive(&self, buf: &mut [u8], flags: MsgFlags) -> Result<Received> {
@@ -273,6 +298,15 @@ impl Socket {
 #[cfg(feature = "net")]
 fn restartable(error: Errno, timeout: Option<libos::time::Duration>) -> Errno {
     if error == Errno::EINTR && timeout.is_none() { Errno::ERESTARTSYS } else { error }
+}
+
+/// `writev` on a socket: `sendmsg` without an address or flags.
+pub fn writev(socket: &Socket, iov: u64, count: u64) -> Result<u64> {
+    if count > 1024 {
+        return Err(Errno::EINVAL); // IOV_MAX (sendmsg says EMSGSIZE)
+    }
+    let parts = msg::buffers(iov, count)?;
+    msg::send_parts(socket, &parts, None, MsgFlags::default()).map(|n| n as u64)
 }
 
 /// Connects the network stack to the shim's signals and readiness (program start).

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use libos::{Errno, Result};
 
 /// The user's buffers of an iovec array, checked.
-fn buffers(iov: u64, count: u64) -> Result<Vec<(u64, u64)>> {
+pub(super) fn buffers(iov: u64, count: u64) -> Result<Vec<(u64, u64)>> {
     if count > 1024 {
         return Err(Errno::EMSGSIZE);
     }
@@ -26,7 +26,7 @@ fn buffers(iov: u64, count: u64) -> Result<Vec<(u64, u64)>> {
 }
 
 /// Sends the bytes of `parts` (one datagram, or stream bytes in order).
-fn send_parts(socket: &Socket, parts: &[(u64, u64)], to: Option<SockAddr>, flags: MsgFlags) -> Result<usize> {
+pub(super) fn send_parts(socket: &Socket, parts: &[(u64, u64)], to: Option<SockAddr>, flags: MsgFlags) -> Result<usize> {
     if parts.len() == 1 || !socket.is_stream() {
         if let [(base, len)] = parts {
             // SAFETY: checked by `buffers`/`user::slice`; the C program vouches for the bytes.
@@ -40,22 +40,12 @@ fn send_parts(socket: &Socket, parts: &[(u64, u64)], to: Option<SockAddr>, flags
         }
         return socket.send(&data, to, flags);
     }
-    let mut total = 0;
+    let mut slices = Vec::with_capacity(parts.len());
     for &(base, len) in parts {
         // SAFETY: as above.
-        let part = unsafe { user::slice(base, len)? };
-        match socket.send(part, None, flags) {
-            Ok(n) => {
-                total += n;
-                if n < part.len() {
-                    break;
-                }
-            }
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        }
+        slices.push(unsafe { user::slice(base, len)? });
     }
-    Ok(total)
+    socket.send_stream(&slices, flags)
 }
 
 /// Receives into `parts`: stream bytes (the first part may wait, later ones take only what
