@@ -76,7 +76,7 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
     md += "\nThe libos side of the block workload comes with the virtio-blk issue; the ICMP workload's libos side is below (`net.md`).\n\n";
     md += &network();
     md += &other_suites();
-    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `shim.md`, `shim.json`: C programs through posix-shim vs the Linux guest (`./x bench shim`).\n- `virtiofs.md`, `virtiofs.json`, `virtiofs.svg`: virtio-fs vs ramfs vs the Linux guest on the same share (`./x bench virtiofs`).\n- `net.md`, `net.json`: network stack, ICMP echo vs the Linux guest and TCP round trips against open connections (`./x bench net`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
+    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `shim.md`, `shim.json`: C programs through posix-shim vs the Linux guest (`./x bench shim`).\n- `virtiofs.md`, `virtiofs.json`, `virtiofs.svg`: virtio-fs vs ramfs vs the Linux guest on the same share (`./x bench virtiofs`).\n- `net.md`, `net.json`: network stack, ICMP echo and TCP (netecho and the C server tcp_bench.c through posix-shim) vs the Linux guest, and TCP round trips against open connections (`./x bench net`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
     md += "\n![libos boot](boot-wall-ratio.svg)\n\n![Linux boot](linux-boot-wall-ratio.svg)\n";
     std::fs::write(results_dir()?.join("README.md"), md)?;
     eprintln!("==> wrote bench/results/README.md");
@@ -115,6 +115,18 @@ fn network() -> String {
                 let us = at(workload, &format!("figures.{path}"));
                 let them = at(&tcp["linux"], &format!("workloads.{i}.figures.{path}"));
                 md += &format!("| {name} | TCP {mode}: {label} per {unit} | {} |\n", compared(us, them));
+            }
+        }
+        // The C server (tcp_bench.c through posix-shim) against the same Linux figures.
+        let linux_workloads = tcp["linux"]["workloads"].as_array().cloned().unwrap_or_default();
+        for workload in arch["tcp_c"]["libos"]["workloads"].as_array().into_iter().flatten() {
+            let unit = workload["figures"]["unit"].as_str().unwrap_or("operation");
+            let mode = workload["workload"].as_str().unwrap_or("?");
+            let linux = linux_workloads.iter().find(|w| w["workload"] == workload["workload"]);
+            for (label, path) in [("busy instructions", "busy_instructions_per_operation"), ("exits", "device_per_operation.total exits")] {
+                let us = at(workload, &format!("figures.{path}"));
+                let them = linux.and_then(|w| at(w, &format!("figures.{path}")));
+                md += &format!("| {name} | TCP {mode}, C server (tcp_bench.c via posix-shim): {label} per {unit} | {} |\n", compared(us, them));
             }
         }
         for row in arch["tcp_round_trips_by_open_connections"].as_array().into_iter().flatten() {
