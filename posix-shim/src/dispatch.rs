@@ -635,8 +635,14 @@ pub fn instant_of_clock(realtime: bool, at: Duration) -> Instant {
     if realtime { (UNIX_EPOCH + at).instant() } else { Instant::ZERO + at }
 }
 
-fn timespec_of(d: Duration) -> Timespec {
+pub(crate) fn timespec_of(d: Duration) -> Timespec {
     Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) }
+}
+
+/// Writes a `struct itimerspec` (`it_interval`, then `it_value`: the time left) to C memory.
+pub(crate) fn write_itimerspec(addr: u64, left: Duration, interval: Duration) -> Result<()> {
+    // SAFETY: checked by `user::write`.
+    unsafe { user::write(addr, [timespec_of(interval), timespec_of(left)]) }
 }
 
 /// Reads a `struct timespec` duration from C memory: `EINVAL` when negative or its nanoseconds

@@ -48,29 +48,27 @@ impl Epoll {
     /// only looks (`poll` on the epoll descriptor).
     fn collect(&self, max: usize, consume: bool) -> alloc::vec::Vec<(u32, u64)> {
         let mut out = alloc::vec::Vec::new();
-        let mut interest = self.interest.lock();
-        interest.retain(|f, i| i.live(*f).is_some());
-        for (&f, entry) in interest.iter_mut() {
-            if out.len() >= max {
-                break;
+        // One pass: drops the registrations whose descriptor was closed, and checks the rest
+        // until `max` are ready.
+        self.interest.lock().retain(|&f, entry| {
+            let Some(object) = entry.live(f) else { return false };
+            if out.len() >= max || entry.disarmed {
+                return true;
             }
-            if entry.disarmed {
-                continue;
-            }
-            let Some(object) = entry.live(f) else { continue };
             // The count first: a change after it makes the next wait report again (at worst
             // once too often, never once too few).
             let changes = changes(&object);
             let ready = readiness(&object) as u32 & (entry.events | EPOLLERR | EPOLLHUP) & 0x3fff;
             if ready == 0 || entry.events & EPOLLET != 0 && entry.reported_at == Some(changes) {
-                continue;
+                return true;
             }
             out.push((ready, entry.data));
             if consume {
                 entry.reported_at = Some(changes);
                 entry.disarmed = entry.events & EPOLLONESHOT != 0;
             }
-        }
+            true
+        });
         out
     }
 
@@ -124,6 +122,7 @@ pub fn epoll_ctl(epfd: u64, op: u64, fd_number: u64, event: u64) -> Result<u64> 
         // and 16 bytes with padding on aarch64.
         #[cfg(not(target_arch = "aarch64"))]
         let (events, data) = unsafe { (user::read::<u32>(event)?, user::read::<u64>(event + 4)?) };
+        // SAFETY: as above.
         #[cfg(target_arch = "aarch64")]
         let (events, data) = unsafe { (user::read::<u32>(event)?, user::read::<u64>(event + 8)?) };
         // EPOLLEXCLUSIVE wakes one of several epoll instances watching the same file: here
@@ -142,7 +141,11 @@ pub fn epoll_ctl(epfd: u64, op: u64, fd_number: u64, event: u64) -> Result<u64> 
         return Err(Errno::ELOOP);
     }
     let mut interest = epoll.interest.lock();
-    interest.retain(|f, i| i.live(*f).is_some());
+    // A registration whose descriptor was closed (or now names another file) is gone, as on
+    // Linux; only this descriptor's is looked at, not the whole list.
+    if interest.get(&fd_number).is_some_and(|i| i.live(fd_number).is_none()) {
+        interest.remove(&fd_number);
+    }
     match op {
         ADD => {
             let (events, data) = read_event()?;

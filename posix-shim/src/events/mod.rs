@@ -179,15 +179,7 @@ fn next_timer(object: &Object) -> Option<Instant> {
 /// The `struct timespec` timeout at `addr` (`None` for a null pointer: no timeout); `EINVAL`
 /// for a negative or malformed one.
 pub fn read_timeout(addr: u64) -> Result<Option<Duration>> {
-    if addr == 0 {
-        return Ok(None);
-    }
-    // SAFETY: checked by `user::read`.
-    let t: crate::abi::Timespec = unsafe { user::read(addr)? };
-    if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
-        return Err(Errno::EINVAL);
-    }
-    Ok(Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32)))
+    (addr != 0).then(|| crate::dispatch::duration_of(addr)).transpose()
 }
 
 /// `poll(fds, nfds, timeout_ms)`: a negative timeout waits forever.

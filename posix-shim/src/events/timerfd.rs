@@ -93,20 +93,16 @@ pub fn timerfd_create(clock: u64, flags: u64) -> Result<u64> {
     fd::insert(Object::Timer(timer), flags & O_CLOEXEC != 0)
 }
 
+/// A `struct itimerspec`: (`it_interval`, `it_value`).
 fn read_itimerspec(addr: u64) -> Result<(Duration, Duration)> {
-    // SAFETY: checked by `user::read`.
-    let [interval, value]: [crate::abi::Timespec; 2] = unsafe { user::read(addr)? };
-    let d = |t: crate::abi::Timespec| {
-        if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) { Err(Errno::EINVAL) } else { Ok(Duration::new(t.tv_sec as u64, t.tv_nsec as u32)) }
-    };
-    Ok((d(interval)?, d(value)?))
+    let interval = crate::dispatch::duration_of(addr)?;
+    Ok((interval, crate::dispatch::duration_of(addr + size_of::<crate::abi::Timespec>() as u64)?))
 }
 
+/// Writes the time left until `next` (at least 1 ns while armed) and the period.
 fn write_itimerspec(addr: u64, next: Option<Instant>, interval: Duration) -> Result<()> {
-    let ts = |d: Duration| crate::abi::Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) };
-    let remaining = next.map_or(Duration::ZERO, |n| n.saturating_duration_since(Instant::now()).max(Duration::from_nanos(1)));
-    // SAFETY: checked by `user::write`.
-    unsafe { user::write(addr, [ts(interval), ts(remaining)]) }
+    let left = next.map_or(Duration::ZERO, |n| n.saturating_duration_since(Instant::now()).max(Duration::from_nanos(1)));
+    crate::dispatch::write_itimerspec(addr, left, interval)
 }
 
 fn timer_of(fd_number: u64) -> Result<Arc<Object>> {

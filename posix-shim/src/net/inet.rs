@@ -283,6 +283,10 @@ impl InetSocket {
     }
 
     fn stream(&self) -> Result<Arc<TcpStream>> {
+        // The hot path (every read and write of a connection): one lock.
+        if let State::Stream { stream, connected: true } = &*self.state.lock() {
+            return Ok(stream.clone());
+        }
         self.settle();
         match &*self.state.lock() {
             State::Stream { stream, connected: true } => Ok(stream.clone()),
@@ -322,10 +326,7 @@ impl InetSocket {
             let rest = remaining(parts, done);
             match stream.send_vectored(&rest, flags.dont_wait) {
                 Ok(n) => done += n,
-                Err(e) if done > 0 => {
-                    let _ = e; // reported by the next call
-                    return Ok(done);
-                }
+                Err(_) if done > 0 => return Ok(done), // the error comes back on the next call
                 Err(Errno::EPIPE) => return Err(self.broken_pipe(flags)),
                 Err(e) => return Err(e),
             }

@@ -8,6 +8,10 @@ use crate::user;
 use alloc::vec::Vec;
 use libos::{Errno, Result};
 
+/// The largest datagram any socket here carries (`AF_UNIX` queues up to 208 KiB; UDP one
+/// frame), so the bound of a gather or bounce buffer.
+const MAX_DATAGRAM: usize = 256 * 1024;
+
 /// The user's buffers of an iovec array, checked.
 pub(super) fn buffers(iov: u64, count: u64) -> Result<Vec<(u64, u64)>> {
     if count > 1024 {
@@ -32,7 +36,11 @@ pub(super) fn send_parts(socket: &Socket, parts: &[(u64, u64)], to: Option<SockA
             // SAFETY: checked by `buffers`/`user::slice`; the C program vouches for the bytes.
             return socket.send(unsafe { user::slice(*base, *len)? }, to, flags);
         }
-        // A datagram is one message: gather it.
+        // A datagram is one message: gather it (no datagram here is larger than MAX_DATAGRAM,
+        // so a larger total is refused before the copy is allocated).
+        if parts.iter().map(|p| p.1).sum::<u64>() > MAX_DATAGRAM as u64 {
+            return Err(Errno::EMSGSIZE);
+        }
         let mut data = Vec::new();
         for &(base, len) in parts {
             // SAFETY: as above.
@@ -57,7 +65,9 @@ fn receive_parts(socket: &Socket, parts: &[(u64, u64)], flags: MsgFlags) -> Resu
     }
     let capacity: u64 = parts.iter().map(|p| p.1).sum();
     if !socket.is_stream() || flags.peek {
-        let mut data = alloc::vec![0u8; capacity as usize];
+        // One datagram (or a peek) into a bounce buffer, then scattered: never larger than
+        // the largest datagram, whatever lengths the iovecs claim.
+        let mut data = alloc::vec![0u8; capacity.min(MAX_DATAGRAM as u64) as usize];
         let received = socket.receive(&mut data, flags)?;
         let mut at = 0;
         for &(base, len) in parts {

@@ -374,9 +374,7 @@ fn timer_id(timers: &Timers, id: u64) -> Result<i32> {
 }
 
 fn write_itimerspec(addr: u64, (left, interval): (Duration, Duration)) -> Result<()> {
-    let spec = |d: Duration| Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) };
-    // SAFETY: checked by `user::write`.
-    unsafe { user::write(addr, [spec(interval), spec(left)]) }
+    crate::dispatch::write_itimerspec(addr, left, interval)
 }
 
 /// `timer_settime(id, flags, new, old)`: a zero `it_value` disarms; `TIMER_ABSTIME` makes it
