@@ -82,6 +82,10 @@ fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Resul
     if let Some(secs) = options.virtiofs_timeout_secs {
         crate::virtiofs::set_timeout(u64::from(secs));
     }
+    #[cfg(feature = "blk")]
+    if let Some(secs) = options.blk_timeout_secs {
+        crate::block::set_timeout(u64::from(secs));
+    }
     crate::fs::mount_at_boot(options.root.as_deref(), &options.mounts)?;
     crate::fs::unpack_initial_files(initial_files)
 }

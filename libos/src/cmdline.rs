@@ -13,6 +13,7 @@
 //! | `root=FS` | the root file system (default `ramfs` when the image has it; `virtiofs:TAG` for a host share) |
 //! | `mount=FS:/PATH` | mount a new `FS` at `/PATH` (created if missing); repeatable, in order; `virtiofs:TAG:/PATH` |
 //! | `virtiofs_timeout=SECONDS` | how long a virtio-fs reply may take before the device is declared dead (default 30, 0 = forever; images with `fs-virtiofs`) |
+//! | `blk_timeout=SECONDS` | how long a disk request may take before the device is declared dead (default 30, 0 = forever; images with `blk`) |
 //! | `sched=coop\|rr` | scheduling policy (needs the matching `sched-*` feature; default: `rr` if compiled in, else `coop`) |
 //! | `timeslice=MS` | time slice of preemptive policies, 1..=10000 ms (default 10) |
 //! | `ip=dhcp\|none\|ADDR/PREFIX[,gw=ADDR][,dns=ADDR]` | IPv4 of the NIC (default `dhcp`; images with `net`) |
@@ -57,6 +58,9 @@ pub struct Options {
     /// `virtiofs_timeout=` in seconds.
     #[cfg(any(test, feature = "fs-virtiofs"))]
     pub virtiofs_timeout_secs: Option<u32>,
+    /// `blk_timeout=` in seconds.
+    #[cfg(any(test, feature = "blk"))]
+    pub blk_timeout_secs: Option<u32>,
     /// The network options `ip=`, `ip6=`, `tcp_buffer=` as written (checked by `libos-net`
     /// when the NIC comes up, which stops the boot on a bad value).
     #[cfg(any(test, feature = "net"))]
@@ -78,6 +82,8 @@ impl Default for Options {
             time_slice_ms: None,
             #[cfg(any(test, feature = "fs-virtiofs"))]
             virtiofs_timeout_secs: None,
+            #[cfg(any(test, feature = "blk"))]
+            blk_timeout_secs: None,
             #[cfg(any(test, feature = "net"))]
             net: Vec::new(),
         }
@@ -116,7 +122,7 @@ impl fmt::Display for CmdlineError {
         match self {
             CmdlineError::UnknownOption(option) => write!(
                 f,
-                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, env=NAME=VALUE, walltime=SECONDS, sched=coop|rr, timeslice=MS, virtiofs_timeout=SECONDS, ip=dhcp|none|ADDR/PREFIX[,gw=ADDR][,dns=ADDR], ip6=ADDR/PREFIX, tcp_buffer=BYTES; app arguments go after `--`)"
+                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, env=NAME=VALUE, walltime=SECONDS, sched=coop|rr, timeslice=MS, virtiofs_timeout=SECONDS, blk_timeout=SECONDS, ip=dhcp|none|ADDR/PREFIX[,gw=ADDR][,dns=ADDR], ip6=ADDR/PREFIX, tcp_buffer=BYTES; app arguments go after `--`)"
             ),
             CmdlineError::BadValue { option, value, expected } => {
                 write!(f, "kernel option `{option}` does not accept `{value}` (expected {expected})")
@@ -157,6 +163,16 @@ fn words(text: &str) -> Result<Vec<(String, bool)>, CmdlineError> {
     }
     words.extend(word);
     Ok(words)
+}
+
+/// A device timeout option's value: seconds, 0 (forever) to 3600.
+#[cfg(any(test, feature = "fs-virtiofs", feature = "blk"))]
+fn timeout_secs(option: &'static str, secs: &str) -> Result<u32, CmdlineError> {
+    secs.parse().ok().filter(|s| (0..=3600).contains(s)).ok_or_else(|| CmdlineError::BadValue {
+        option,
+        value: secs.into(),
+        expected: "seconds, 0 (forever) to 3600",
+    })
 }
 
 /// Parses a kernel command line.
@@ -241,12 +257,11 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
             }
             #[cfg(any(test, feature = "fs-virtiofs"))]
             ("virtiofs_timeout", Some(secs)) => {
-                options.virtiofs_timeout_secs =
-                    Some(secs.parse().ok().filter(|s| (0..=3600).contains(s)).ok_or_else(|| CmdlineError::BadValue {
-                        option: "virtiofs_timeout",
-                        value: secs.into(),
-                        expected: "seconds, 0 (forever) to 3600",
-                    })?);
+                options.virtiofs_timeout_secs = Some(timeout_secs("virtiofs_timeout", secs)?);
+            }
+            #[cfg(any(test, feature = "blk"))]
+            ("blk_timeout", Some(secs)) => {
+                options.blk_timeout_secs = Some(timeout_secs("blk_timeout", secs)?);
             }
             #[cfg(any(test, feature = "net"))]
             (name @ ("ip" | "ip6" | "tcp_buffer"), Some(value)) => {
@@ -349,6 +364,8 @@ mod tests {
         assert_eq!(parsed.options.mounts, vec![(String::from("virtiofs:data"), String::from("/mnt/data"))]);
         assert_eq!(parsed.options.virtiofs_timeout_secs, Some(5));
         assert_eq!(parse("virtiofs_timeout=0").unwrap().options.virtiofs_timeout_secs, Some(0), "0: no timeout");
+        assert_eq!(parse("blk_timeout=7").unwrap().options.blk_timeout_secs, Some(7));
+        assert!(parse("blk_timeout=3601").is_err());
         for bad in ["mount=ramfs", "mount=ramfs:tmp", "mount=:/tmp", "mount=virtiofs::/x", "root=", "root=a:", "root=:a", "root=a:/b", "virtiofs_timeout=3601", "virtiofs_timeout=-1"] {
             assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { .. }), "{bad}");
         }

@@ -73,7 +73,7 @@ pub fn new_file_system(name: &str) -> core::result::Result<Arc<dyn FileSystem>, 
     match name {
         #[cfg(feature = "fs-ramfs")]
         "ramfs" => Ok(Arc::new(libos_fs_ramfs::RamFs::new())),
-        "devfs" => Ok(Arc::new(libos_vfs::devfs::DevFs::new(&libos_vfs::devfs::PlatformEntropy))),
+        "devfs" => Ok(Arc::new(libos_vfs::devfs::DevFs::with_nodes(&libos_vfs::devfs::PlatformEntropy, device_nodes()))),
         "proc" => Ok(Arc::new(libos_vfs::procfs::ProcFs::new(Arc::new(SystemFigures)))),
         "sysfs" => Ok(Arc::new(libos_vfs::procfs::ProcFs::sys(Arc::new(SystemFigures)))),
         #[cfg(feature = "fs-virtiofs")]
@@ -86,6 +86,14 @@ pub fn new_file_system(name: &str) -> core::result::Result<Arc<dyn FileSystem>, 
         }
         _ => Err(alloc::format!("unknown file system `{name}` (this image has: {})", known_file_systems().join(", "))),
     }
+}
+
+/// The device nodes of drivers for devfs: the disks (feature `blk`).
+fn device_nodes() -> Vec<(String, Arc<dyn libos_vfs::Node>)> {
+    #[cfg(feature = "blk")]
+    return crate::block::device_nodes();
+    #[cfg(not(feature = "blk"))]
+    Vec::new()
 }
 
 /// Mounts what the kernel command line asks for: the root, devfs at `/dev`, procfs at `/proc`,

@@ -39,6 +39,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "blk")]
+pub mod block;
 mod boot_stats;
 pub mod cmdline;
 pub mod env;

@@ -378,9 +378,10 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
     if host {
         eprintln!("==> host unit tests");
         ok &= cargo_test(&[])?;
-        // `libos::fs` exists only with a file-system feature; test it with ramfs too.
-        eprintln!("==> host unit tests of libos with fs-ramfs");
-        ok &= cargo_test(&["-p", "libos", "--features", "fs-ramfs"])?;
+        // `libos::fs` exists only with a file-system feature, `libos::block` with `blk`: test
+        // them too.
+        eprintln!("==> host unit tests of libos with fs-ramfs and blk");
+        ok &= cargo_test(&["-p", "libos", "--features", "fs-ramfs,blk"])?;
         // Apps are bare-metal binaries outside the default members; their libraries are not.
         let app_libraries = build::apps_with_host_tests();
         if !app_libraries.is_empty() {

@@ -1,21 +1,11 @@
 //! The virtio-fs device (virtio 1.2 §5.11): finds it, reads its tag, sets up the high-priority
 //! queue (0) and the request queue (1), and carries FUSE messages as a [`FuseChannel`].
 //!
-//! - **Several requests in flight.** A caller publishes its request under the queue lock,
-//!   notifies the device (unless it asked not to be), and waits for *its own* request id.
-//!   Whoever looks at the used ring (a waiter re-checking its condition) records every
-//!   completion it finds by request id (tokens are reused as soon as the device returns them)
-//!   and wakes the others, so completions may arrive in any order.
-//! - **Blocking.** With an interrupt (the platform routed it:
-//!   [`libos_core::hal::Platform::enable_device_interrupt`])
-//!   callers sleep on a [`WaitQueue`] the interrupt handler wakes: through the scheduler with
-//!   `sched-coop`/`sched-preempt`, halting the CPU without one. Without an interrupt they poll
-//!   the used ring, yielding to other threads between looks.
-//! - **No bounce copy.** Descriptors point at the caller's buffers (see `libos_virtio::queue`).
-//! - **Failure.** A reply that does not come within the timeout (if there is one) is logged with its opcode and
-//!   the device is reset and marked failed: the device no longer touches any buffer, and every
-//!   caller (waiting or later) gets `EIO`. The same happens when the device reports
-//!   `DEVICE_NEEDS_RESET`.
+//! The request queue is a [`RequestQueue`] (several requests in flight, each waiting for its own
+//! reply; interrupt-driven or polled; no bounce copy; a reply that does not come within the
+//! timeout resets the device, and its callers get `EIO` once the reset shows). FORGETs go on
+//! the high-priority queue as owned copies, fire-and-forget; callers waiting for room there
+//! sleep on the request queue's waiters, which the one device interrupt wakes.
 //!
 //! This is the named module of this crate allowed to use `unsafe` (publishing caller buffers to
 //! the device).
@@ -25,15 +15,15 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
-use libos_core::blocking::WaitQueue;
 use libos_core::device::Devices;
 use libos_core::memory::PAGE;
 use libos_core::sync::IrqSpinLock;
 use libos_core::time::Instant;
 use libos_core::{Errno, Result};
 use libos_virtio::queue::SplitQueue;
+use libos_virtio::request::RequestQueue;
 use libos_virtio::{Transport, features, status};
 
 /// The virtio device id of virtio-fs.
@@ -50,9 +40,6 @@ const MAX_QUEUE_SIZE: u16 = 1024;
 const HIPRIO_QUEUE_SIZE: u16 = 64;
 /// How long a reply may take by default before the device is declared dead.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `VirtioFsDevice::interrupt` when the device polls.
-const NO_INTERRUPT: u32 = u32::MAX;
 
 /// Counters for benchmarks and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,40 +68,6 @@ pub fn parse_tag(raw: &[u8; TAG_LEN]) -> Result<String> {
     core::str::from_utf8(&raw[..len]).map(String::from).map_err(|_| Errno::EINVAL)
 }
 
-struct Requests {
-    queue: SplitQueue,
-    /// The request id in flight on each token (head descriptor); 0: none.
-    in_flight: Vec<u64>,
-    /// Completions not yet collected by their caller: (request id, bytes written). A token is
-    /// free for reuse as soon as the device returns it, while its caller may not have looked
-    /// yet, so completions are keyed by request id, never by token.
-    done: Vec<(u64, u32)>,
-    next_id: u64,
-}
-
-impl Requests {
-    /// Moves every completion from the used ring into `done`; returns how many there were.
-    fn drain(&mut self) -> usize {
-        let mut count = 0;
-        while let Some((token, len)) = self.queue.pop_used() {
-            if let Some(id) = self.in_flight.get_mut(usize::from(token)) {
-                if *id != 0 {
-                    self.done.push((*id, len));
-                    *id = 0;
-                }
-            }
-            count += 1;
-        }
-        count
-    }
-
-    /// Takes the completion of request `id`, if it arrived.
-    fn take(&mut self, id: u64) -> Option<u32> {
-        let at = self.done.iter().position(|&(done, _)| done == id)?;
-        Some(self.done.swap_remove(at).1)
-    }
-}
-
 struct Hiprio {
     queue: SplitQueue,
     /// Copies of the FORGETs in flight, by token (the caller's buffer is gone by then).
@@ -135,20 +88,13 @@ impl Hiprio {
 pub struct VirtioFsDevice {
     transport: Box<dyn Transport>,
     tag: String,
-    requests: IrqSpinLock<Requests>,
+    /// The request queue; its waiters also wait for room on the high-priority queue.
+    requests: RequestQueue,
     hiprio: IrqSpinLock<Hiprio>,
-    /// Callers waiting for a completion or for free descriptors.
-    waiters: WaitQueue,
-    /// The platform interrupt when it is routed to us, else [`NO_INTERRUPT`] (we poll).
-    interrupt: AtomicU32,
-    failed: AtomicBool,
     /// How long a reply may take; `None`: forever (see [`probe`]).
     timeout: Option<Duration>,
-    requests_sent: AtomicU64,
     forgets_sent: AtomicU64,
-    notifications: AtomicU64,
-    interrupts: AtomicU64,
-    wait_ns: AtomicU64,
+    hiprio_notifications: AtomicU64,
 }
 
 impl core::fmt::Debug for VirtioFsDevice {
@@ -209,39 +155,29 @@ impl VirtioFsDevice {
                 false
             }
         });
-        let hiprio = SplitQueue::new(&*transport, HIPRIO_QUEUE, HIPRIO_QUEUE_SIZE, false).map_err(fail)?;
-        let request = SplitQueue::new(&*transport, REQUEST_QUEUE, MAX_QUEUE_SIZE, indirect).map_err(fail)?;
-        let in_flight = alloc::vec![0; usize::from(request.size())];
+        let mut hiprio = SplitQueue::new(&*transport, HIPRIO_QUEUE, HIPRIO_QUEUE_SIZE, false).map_err(fail)?;
+        let requests = RequestQueue::new(&*transport, REQUEST_QUEUE, MAX_QUEUE_SIZE, indirect, timeout).map_err(fail)?;
+        // Interrupts stay off on both queues until one is routed (`route_interrupt`).
+        hiprio.set_interrupts(false);
         let hiprio_buffers = (0..hiprio.size()).map(|_| None).collect();
         libos_virtio::finish_initialization(&*transport);
         let device = Arc::new(VirtioFsDevice {
             transport,
             tag,
-            requests: IrqSpinLock::new(Requests { queue: request, in_flight, done: Vec::new(), next_id: 1 }),
+            requests,
             hiprio: IrqSpinLock::new(Hiprio { queue: hiprio, buffers: hiprio_buffers }),
-            waiters: WaitQueue::new(),
-            interrupt: AtomicU32::new(NO_INTERRUPT),
-            failed: AtomicBool::new(false),
             timeout,
-            requests_sent: AtomicU64::new(0),
             forgets_sent: AtomicU64::new(0),
-            notifications: AtomicU64::new(0),
-            interrupts: AtomicU64::new(0),
-            wait_ns: AtomicU64::new(0),
+            hiprio_notifications: AtomicU64::new(0),
         });
-        match interrupt {
-            Some(irq) if device.route_interrupt(irq) => device.interrupt.store(irq, Ordering::Release),
-            _ => {
-                // Polling: ask the device not to raise interrupts nobody handles.
-                device.requests.lock().queue.set_interrupts(false);
-                device.hiprio.lock().queue.set_interrupts(false);
-            }
+        if let Some(irq) = interrupt {
+            device.route_interrupt(irq);
         }
         log::info!(
             "virtio-fs {:?} at {}: request queue of {} ({} descriptors), {}",
             device.tag,
             device.transport.describe(),
-            device.requests.lock().queue.size(),
+            device.requests.size(),
             if indirect { "indirect" } else { "direct" },
             match device.interrupt() {
                 Some(irq) => alloc::format!("interrupt {irq}"),
@@ -251,28 +187,28 @@ impl VirtioFsDevice {
         Ok(device)
     }
 
-    /// Registers the interrupt handler and asks the platform to route `irq`; false when it
-    /// cannot (the device then polls).
-    fn route_interrupt(self: &Arc<Self>, irq: u32) -> bool {
+    /// Registers the interrupt handler and asks the platform to route `irq`; when it cannot,
+    /// the device keeps polling.
+    fn route_interrupt(self: &Arc<Self>, irq: u32) {
         // The handler holds one reference for ever: devices are never removed, and the
         // platform offers no way to unregister an interrupt.
         let data = Arc::into_raw(self.clone()) as usize;
         if let Err(e) = libos_core::device::set_interrupt_handler(irq, interrupt_handler, data) {
             log::warn!("virtio-fs {:?}: no handler slot for interrupt {irq} ({e}); polling", self.tag);
-            return false;
+            return;
         }
         match self.transport.enable_interrupt(irq) {
-            Ok(()) => true,
-            Err(e) => {
-                log::info!("virtio-fs {:?}: the platform cannot route interrupt {irq} ({e}); polling", self.tag);
-                false
+            Ok(()) => {
+                self.hiprio.lock().queue.set_interrupts(true);
+                self.requests.use_interrupt(irq);
             }
+            Err(e) => log::info!("virtio-fs {:?}: the platform cannot route interrupt {irq} ({e}); polling", self.tag),
         }
     }
 
     /// The platform interrupt the device completes requests with, or `None` when it polls.
     pub fn interrupt(&self) -> Option<u32> {
-        Some(self.interrupt.load(Ordering::Acquire)).filter(|&irq| irq != NO_INTERRUPT)
+        self.requests.interrupt()
     }
 
     /// The tag the host gave this share.
@@ -287,75 +223,40 @@ impl VirtioFsDevice {
 
     /// Counters since boot.
     pub fn stats(&self) -> Stats {
+        let queue = self.requests.stats();
         Stats {
-            requests: self.requests_sent.load(Ordering::Relaxed),
+            requests: queue.requests,
             forgets: self.forgets_sent.load(Ordering::Relaxed),
-            notifications: self.notifications.load(Ordering::Relaxed),
-            interrupts: self.interrupts.load(Ordering::Relaxed),
-            wait_ns: self.wait_ns.load(Ordering::Relaxed),
+            notifications: queue.notifications + self.hiprio_notifications.load(Ordering::Relaxed),
+            interrupts: queue.interrupts,
+            wait_ns: queue.wait_ns,
         }
     }
 
     /// Whether the device was declared dead (every request fails with `EIO`).
     pub fn has_failed(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
+        self.requests.has_failed()
     }
 
     /// The interrupt handler's work: acknowledge, wake every waiter (they look at the rings).
     pub fn handle_interrupt(&self) {
-        let pending = self.transport.acknowledge_interrupt();
-        self.interrupts.fetch_add(1, Ordering::Relaxed);
-        if pending != 0 {
-            self.waiters.wake_all();
+        if self.transport.acknowledge_interrupt() != 0 {
+            self.requests.handle_interrupt();
         }
     }
 
-    /// Declares the device dead: resets it (so it drops every buffer it was given), and wakes
-    /// every waiter so that it returns `EIO`.
+    /// Declares the device dead: resets it and releases the waiters once the reset shows
+    /// (see [`RequestQueue::fail`]), then drops the FORGETs the device held.
     fn fail(&self, why: core::fmt::Arguments<'_>) {
-        if self.failed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        log::error!("virtio-fs {:?}: {why}; resetting the device, its requests fail with EIO", self.tag);
-        self.transport.set_status(0);
-        self.requests.lock().queue.abandon_all();
-        self.hiprio.lock().queue.abandon_all();
-        self.waiters.wake_all();
+        self.requests.fail(&*self.transport, why);
+        let mut hiprio = self.hiprio.lock();
+        hiprio.queue.abandon_all();
+        hiprio.buffers.iter_mut().for_each(|buffer| *buffer = None);
     }
 
-    /// Waits until `ready()` or the deadline; `ready` runs with the waiters' lock held.
     /// When a request started now must have its reply (`None`: no timeout).
     fn deadline(&self) -> Option<Instant> {
         self.timeout.map(|timeout| Instant::now() + timeout)
-    }
-
-    fn wait(&self, deadline: Option<Instant>, mut ready: impl FnMut() -> bool) -> bool {
-        if ready() {
-            return true;
-        }
-        let start = Instant::now();
-        let done = if self.interrupt().is_some() {
-            match deadline {
-                Some(deadline) => self.waiters.wait_until_deadline(&mut ready, deadline),
-                None => {
-                    self.waiters.wait_until(&mut ready);
-                    true
-                }
-            }
-        } else {
-            loop {
-                if ready() {
-                    break true;
-                }
-                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                    break false;
-                }
-                libos_core::sched::yield_now();
-                core::hint::spin_loop();
-            }
-        };
-        self.wait_ns.fetch_add((Instant::now() - start).as_nanos() as u64, Ordering::Relaxed);
-        done
     }
 
     fn opcode(request: &[&[u8]]) -> u32 {
@@ -374,76 +275,18 @@ fn interrupt_handler(data: usize) {
 
 impl FuseChannel for VirtioFsDevice {
     fn request(&self, request: &[&[u8]], reply: &mut [&mut [u8]]) -> Result<usize> {
-        if self.has_failed() {
-            return Err(Errno::EIO);
-        }
         let total: usize = request.iter().map(|p| p.len()).sum::<usize>() + reply.iter().map(|p| p.len()).sum::<usize>();
         if total > self.max_transfer() {
             return Err(Errno::E2BIG);
         }
-        let deadline = self.deadline();
-        // Publish, waiting for free descriptors when the ring is full.
-        let mut token = None;
-        let mut error = None;
-        let published = self.wait(deadline, || {
-            if self.has_failed() {
-                error = Some(Errno::EIO);
-                return true;
-            }
-            let mut requests = self.requests.lock();
-            requests.drain();
-            // SAFETY: the parts stay borrowed by this call, which returns only after the device
-            // gave the chain back (its slot is Done) or was reset (`fail`), so the device never
-            // touches them after the borrow ends.
-            match unsafe { requests.queue.add(request, reply) } {
-                Ok(t) => {
-                    let id = requests.next_id;
-                    requests.next_id += 1;
-                    requests.in_flight[usize::from(t)] = id;
-                    if requests.queue.should_notify() {
-                        self.transport.notify(REQUEST_QUEUE);
-                        self.notifications.fetch_add(1, Ordering::Relaxed);
-                    }
-                    token = Some(id);
-                    true
+        match self.requests.request(&*self.transport, request, reply) {
+            Ok(written) => Ok(written as usize),
+            Err(e) => {
+                if self.requests.has_failed() {
+                    // The device is dead (perhaps this request timed out): drop its FORGETs too.
+                    self.fail(format_args!("opcode {} failed with the device", Self::opcode(request)));
                 }
-                Err(Errno::ENOSPC) => false,
-                Err(e) => {
-                    error = Some(e);
-                    true
-                }
-            }
-        });
-        if let Some(e) = error {
-            return Err(e);
-        }
-        let Some(id) = token.filter(|_| published) else {
-            self.fail(format_args!("no free descriptors for {:?} (opcode {})", self.timeout, Self::opcode(request)));
-            return Err(Errno::EIO);
-        };
-        self.requests_sent.fetch_add(1, Ordering::Relaxed);
-
-        let mut length = None;
-        let done = self.wait(deadline, || {
-            if self.has_failed() {
-                return true;
-            }
-            let mut requests = self.requests.lock();
-            requests.drain();
-            length = requests.take(id);
-            length.is_some()
-        });
-        if !self.waiters.is_empty() {
-            // We may have collected completions of callers asleep on the queue, and our
-            // descriptors are free again for callers waiting to publish.
-            self.waiters.wake_all();
-        }
-        match length {
-            Some(len) => Ok(len as usize),
-            None if done => Err(Errno::EIO), // failed while we waited
-            None => {
-                self.fail(format_args!("no reply to opcode {} within {:?}", Self::opcode(request), self.timeout));
-                Err(Errno::EIO)
+                Err(e)
             }
         }
     }
@@ -455,7 +298,7 @@ impl FuseChannel for VirtioFsDevice {
         let copy: Box<[u8]> = request.into();
         let deadline = self.deadline();
         let mut copy = Some(copy);
-        let sent = self.wait(deadline, || {
+        let sent = self.requests.wait(deadline, || {
             if self.has_failed() {
                 return true;
             }
@@ -469,7 +312,7 @@ impl FuseChannel for VirtioFsDevice {
                     hiprio.buffers[usize::from(token)] = Some(buffer);
                     if hiprio.queue.should_notify() {
                         self.transport.notify(HIPRIO_QUEUE);
-                        self.notifications.fetch_add(1, Ordering::Relaxed);
+                        self.hiprio_notifications.fetch_add(1, Ordering::Relaxed);
                     }
                     true
                 }
@@ -493,7 +336,7 @@ impl FuseChannel for VirtioFsDevice {
     fn max_transfer(&self) -> usize {
         // Worst case every page of every buffer is its own descriptor; keep a few descriptors
         // for the headers.
-        let segments = self.requests.lock().queue.max_segments();
+        let segments = self.requests.max_segments();
         (segments - 8) * PAGE as usize
     }
 }
@@ -502,6 +345,7 @@ impl FuseChannel for VirtioFsDevice {
 mod tests {
     use super::*;
     use alloc::vec;
+    use core::sync::atomic::AtomicU32;
     use libos_virtio::testing::{FakeTransport, Responder};
 
     fn platform() -> &'static libos_core::testing::FakePlatform {

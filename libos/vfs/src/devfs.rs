@@ -17,7 +17,10 @@
 //! write out here rather than pull a crate for): fine for test data and hash seeds, **not**
 //! for cryptography.
 //!
-//! The directory is fixed: creating or removing nodes fails with `EPERM`.
+//! Other device nodes (disks: `/dev/vda`, ...) are added when the devfs is made
+//! ([`DevFs::with_nodes`]); they are nodes of their own drivers, with inode numbers from
+//! [`FIRST_EXTRA_INO`] up. The directory is fixed: creating or removing nodes fails with
+//! `EPERM`.
 
 use crate::node::{FileSystem, Node};
 use crate::types::{DirEntry, FileType, Metadata, StatFs, Timestamp};
@@ -63,6 +66,10 @@ const DEVICES: [(&str, Kind, (u64, u64)); 5] = [
     ("console", Kind::Console, (5, 1)),
 ];
 
+/// The lowest inode number of a node added with [`DevFs::with_nodes`] (the fixed devices take
+/// the numbers below).
+pub const FIRST_EXTRA_INO: u64 = 1000;
+
 /// The device file system.
 pub struct DevFs {
     root: Arc<Root>,
@@ -70,6 +77,8 @@ pub struct DevFs {
 
 struct Root {
     devices: Vec<Arc<Device>>,
+    /// Nodes of other drivers, by name.
+    extra: Vec<(String, Arc<dyn Node>)>,
     hardware_seed: bool,
 }
 
@@ -84,6 +93,12 @@ struct Device {
 impl DevFs {
     /// A devfs whose `urandom` is seeded from `entropy` (see the module docs).
     pub fn new(entropy: &dyn EntropySource) -> DevFs {
+        DevFs::with_nodes(entropy, Vec::new())
+    }
+
+    /// A devfs with the fixed devices and `extra` nodes (`(name, node)`; the nodes' inode
+    /// numbers must be distinct and at least [`FIRST_EXTRA_INO`]).
+    pub fn with_nodes(entropy: &dyn EntropySource, extra: Vec<(String, Arc<dyn Node>)>) -> DevFs {
         let (seed, hardware_seed) = match entropy.random_u64() {
             Some(seed) => (seed, true),
             None => (libos_core::hal::try_platform().map_or(0, |p| p.counter()), false),
@@ -96,7 +111,7 @@ impl DevFs {
                 Arc::new(Device { ino, name, kind, rdev: (major << 8) | minor, rng: rng.clone() })
             })
             .collect();
-        DevFs { root: Arc::new(Root { devices, hardware_seed }) }
+        DevFs { root: Arc::new(Root { devices, extra, hardware_seed }) }
     }
 
     /// True if `urandom` was seeded by a hardware RNG, false if by the cycle counter.
@@ -157,19 +172,21 @@ impl Node for Root {
         if name == ".." {
             return Err(Errno::ENOENT); // the VFS answers `..` at a mount root itself
         }
-        self.devices.iter().find(|d| d.name == name).map(|d| d.clone() as Arc<dyn Node>).ok_or(Errno::ENOENT)
+        if let Some(device) = self.devices.iter().find(|d| d.name == name) {
+            return Ok(device.clone());
+        }
+        self.extra.iter().find(|(n, _)| n == name).map(|(_, node)| node.clone()).ok_or(Errno::ENOENT)
     }
 
     fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {
-        let Some(device) = usize::try_from(cookie).ok().and_then(|i| self.devices.get(i)) else {
-            return Ok(None);
-        };
-        Ok(Some(DirEntry {
-            name: String::from(device.name),
-            ino: device.ino,
-            file_type: FileType::CharDevice,
-            next_cookie: cookie + 1,
-        }))
+        let Ok(index) = usize::try_from(cookie) else { return Ok(None) };
+        let next_cookie = cookie + 1;
+        if let Some(device) = self.devices.get(index) {
+            let name = String::from(device.name);
+            return Ok(Some(DirEntry { name, ino: device.ino, file_type: FileType::CharDevice, next_cookie }));
+        }
+        let Some((name, node)) = self.extra.get(index - self.devices.len()) else { return Ok(None) };
+        Ok(Some(DirEntry { name: name.clone(), ino: node.ino(), file_type: node.file_type(), next_cookie }))
     }
 }
 

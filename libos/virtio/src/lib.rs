@@ -11,12 +11,14 @@
 //!   straight at the caller's buffers (no bounce copy), translated with
 //!   [`libos_core::hal::Platform::virt_to_phys`] and split where the physical pages are not
 //!   contiguous;
+//! - [`request::RequestQueue`]: requests that each wait for their own reply, several in
+//!   flight, interrupt-driven or polled, with a timeout that resets a dead device;
 //! - [`probe_mmio`], [`probe_pci`] and [`initialize`]: finding devices among what the platform
 //!   discovered ([`libos_core::device::Devices`]) and the status/feature handshake;
 //! - [`testing::FakeTransport`] (feature `testing`): a fake device that answers through the
 //!   real rings, for host tests of drivers.
 //!
-//! Users: `libos-fs-virtiofs` (device id 26) today, the network driver later.
+//! Users: `libos-fs-virtiofs` (device id 26), `libos-net` (virtio-net), `libos-block` (virtio-blk).
 //!
 //! ## Why our own transport and queue instead of `virtio-drivers`
 //! `virtio-drivers` 0.13 rejects device id 26 in both transports (its `DeviceType` ends at 25,
@@ -44,6 +46,7 @@ extern crate alloc;
 pub mod mmio;
 pub mod pci;
 pub mod queue;
+pub mod request;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

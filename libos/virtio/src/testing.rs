@@ -21,6 +21,10 @@ const DESC_F_INDIRECT: u16 = 4;
 /// writable buffers, used length = bytes written), `None` to never answer it.
 pub type Responder = Box<dyn Fn(u16, &[u8]) -> Option<Vec<u8>> + Send + Sync>;
 
+/// A [`Responder`] that is also told how many bytes the writable buffers hold (a block device
+/// fills the data buffers and puts its status byte in the last one).
+pub type SizedResponder = Box<dyn Fn(u16, &[u8], usize) -> Option<Vec<u8>> + Send + Sync>;
+
 #[derive(Clone, Copy, Default)]
 struct QueueState {
     size: u16,
@@ -37,7 +41,7 @@ pub struct FakeTransport {
     max_queue_size: u16,
     status: AtomicU8,
     queues: SpinLock<[QueueState; 4]>,
-    respond: Responder,
+    respond: SizedResponder,
     /// Process chains when notified (else only when the test calls [`FakeTransport::process`]).
     answer_on_notify: core::sync::atomic::AtomicBool,
     /// Notifications received.
@@ -50,6 +54,11 @@ impl FakeTransport {
     /// A modern device with id `device_id`, offering `features`, configuration space `config`,
     /// queues of up to `max_queue_size` entries, answering with `respond`.
     pub fn new(device_id: u32, features: u64, config: Vec<u8>, max_queue_size: u16, respond: Responder) -> FakeTransport {
+        FakeTransport::sized(device_id, features, config, max_queue_size, Box::new(move |queue, input, _| respond(queue, input)))
+    }
+
+    /// As [`FakeTransport::new`], with a responder told the writable length of each request.
+    pub fn sized(device_id: u32, features: u64, config: Vec<u8>, max_queue_size: u16, respond: SizedResponder) -> FakeTransport {
         FakeTransport {
             device_id,
             features: features | crate::features::VERSION_1,
@@ -127,7 +136,8 @@ impl FakeTransport {
                 descriptor = Self::descriptor(table, next);
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let Some(reply) = (self.respond)(queue, &input) else { continue };
+            let writable = outputs.iter().map(|&(_, len)| len).sum();
+            let Some(reply) = (self.respond)(queue, &input, writable) else { continue };
             let mut written = 0;
             for (addr, len) in outputs {
                 let n = len.min(reply.len() - written);

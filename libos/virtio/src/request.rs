@@ -1,0 +1,301 @@
+//! [`RequestQueue`]: a virtqueue carrying requests that each wait for their own reply, with
+//! several in flight at once, the way block and file-system devices are driven.
+//!
+//! - **Several requests in flight.** A caller publishes its request under the queue lock,
+//!   notifies the device (unless the device asked not to be), and waits for *its own* request
+//!   id. Whoever looks at the used ring (a waiter re-checking its condition) records every
+//!   completion it finds by request id (tokens are reused as soon as the device returns them)
+//!   and wakes the others, so completions may arrive in any order.
+//! - **Blocking.** With an interrupt routed ([`RequestQueue::use_interrupt`]) callers sleep on a
+//!   [`WaitQueue`] that [`RequestQueue::handle_interrupt`] wakes: through the scheduler where
+//!   there is one, halting the CPU without. Without an interrupt they poll the used ring,
+//!   yielding to other threads between looks.
+//! - **No bounce copy.** Descriptors point at the caller's buffers (see [`crate::queue`]).
+//! - **Failure.** A reply that does not come within the timeout (if there is one) fails the
+//!   device ([`RequestQueue::fail`]): it is reset, and only once the reset is confirmed (the
+//!   device no longer touches any buffer it was given) are the waiting callers released with
+//!   `EIO`, as is every later caller.
+
+use crate::Transport;
+use crate::queue::SplitQueue;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::time::Duration;
+use libos_core::blocking::WaitQueue;
+use libos_core::sync::IrqSpinLock;
+use libos_core::time::Instant;
+use libos_core::{Errno, Result};
+
+/// `RequestQueue::interrupt` while the queue polls.
+const NO_INTERRUPT: u32 = u32::MAX;
+/// How many times [`RequestQueue::fail`] reads the status back waiting for the reset to show.
+const RESET_POLLS: u32 = 1_000_000;
+
+/// Counters for benchmarks and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Requests published.
+    pub requests: u64,
+    /// Notifications written to the device.
+    pub notifications: u64,
+    /// Device interrupts handled.
+    pub interrupts: u64,
+    /// Nanoseconds callers spent waiting for the device (after their first look found the
+    /// reply not there): under `-icount` the polling or idle time to subtract from a workload's
+    /// guest time to get the guest's own work.
+    pub wait_ns: u64,
+}
+
+struct InFlight {
+    queue: SplitQueue,
+    /// The request id in flight on each token (head descriptor); 0: none.
+    ids: Vec<u64>,
+    /// Completions not yet collected by their caller: (request id, bytes written). A token is
+    /// free for reuse as soon as the device returns it, while its caller may not have looked
+    /// yet, so completions are keyed by request id, never by token.
+    done: Vec<(u64, u32)>,
+    next_id: u64,
+}
+
+impl InFlight {
+    /// Moves every completion from the used ring into `done`.
+    fn drain(&mut self) {
+        while let Some((token, len)) = self.queue.pop_used() {
+            if let Some(id) = self.ids.get_mut(usize::from(token)) {
+                if *id != 0 {
+                    self.done.push((*id, len));
+                    *id = 0;
+                }
+            }
+        }
+    }
+
+    /// Takes the completion of request `id`, if it arrived.
+    fn take(&mut self, id: u64) -> Option<u32> {
+        let at = self.done.iter().position(|&(done, _)| done == id)?;
+        Some(self.done.swap_remove(at).1)
+    }
+}
+
+/// One virtqueue of request/reply pairs.
+pub struct RequestQueue {
+    index: u16,
+    ring: IrqSpinLock<InFlight>,
+    /// Callers waiting for a completion or for free descriptors.
+    waiters: WaitQueue,
+    /// The platform interrupt when one is routed, else [`NO_INTERRUPT`] (callers poll).
+    interrupt: AtomicU32,
+    failed: AtomicBool,
+    /// How long a reply may take; `None`: forever.
+    timeout: Option<Duration>,
+    requests: AtomicU64,
+    notifications: AtomicU64,
+    interrupts: AtomicU64,
+    wait_ns: AtomicU64,
+}
+
+impl RequestQueue {
+    /// Sets up queue `index` of `transport` with up to `max_size` entries (indirect descriptors
+    /// when negotiated), polling until [`RequestQueue::use_interrupt`]. `timeout`: how long a
+    /// reply may take before the device is declared dead; `None` waits forever, which
+    /// deterministic benchmarks need (under QEMU's `-icount sleep=off` the clock of a halted
+    /// guest jumps to its next deadline at once).
+    ///
+    /// Errors: `ENOENT` when the queue does not exist, `ENOMEM`.
+    pub fn new(transport: &dyn Transport, index: u16, max_size: u16, indirect: bool, timeout: Option<Duration>) -> Result<RequestQueue> {
+        let mut queue = SplitQueue::new(transport, index, max_size, indirect)?;
+        queue.set_interrupts(false);
+        let ids = alloc::vec![0; usize::from(queue.size())];
+        Ok(RequestQueue {
+            index,
+            ring: IrqSpinLock::new(InFlight { queue, ids, done: Vec::new(), next_id: 1 }),
+            waiters: WaitQueue::new(),
+            interrupt: AtomicU32::new(NO_INTERRUPT),
+            failed: AtomicBool::new(false),
+            timeout,
+            requests: AtomicU64::new(0),
+            notifications: AtomicU64::new(0),
+            interrupts: AtomicU64::new(0),
+            wait_ns: AtomicU64::new(0),
+        })
+    }
+
+    /// From now on the device completes requests with interrupt `irq`, whose handler calls
+    /// [`RequestQueue::handle_interrupt`]: callers sleep instead of polling.
+    pub fn use_interrupt(&self, irq: u32) {
+        self.ring.lock().queue.set_interrupts(true);
+        self.interrupt.store(irq, Ordering::Release);
+    }
+
+    /// The interrupt requests complete with, or `None` when callers poll.
+    pub fn interrupt(&self) -> Option<u32> {
+        Some(self.interrupt.load(Ordering::Acquire)).filter(|&irq| irq != NO_INTERRUPT)
+    }
+
+    /// The queue's size in entries.
+    pub fn size(&self) -> u16 {
+        self.ring.lock().queue.size()
+    }
+
+    /// The most buffer segments (page-contiguous pieces) one request may have.
+    pub fn max_segments(&self) -> usize {
+        self.ring.lock().queue.max_segments()
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> QueueStats {
+        QueueStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            notifications: self.notifications.load(Ordering::Relaxed),
+            interrupts: self.interrupts.load(Ordering::Relaxed),
+            wait_ns: self.wait_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the device was declared dead (every request fails with `EIO`).
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// The interrupt handler's work once the device's interrupt status was acknowledged: wake
+    /// every waiter (they look at the ring themselves).
+    pub fn handle_interrupt(&self) {
+        self.interrupts.fetch_add(1, Ordering::Relaxed);
+        self.waiters.wake_all();
+    }
+
+    /// Sends `readable` then `writable` parts as one request and waits for its reply; returns
+    /// the bytes the device wrote.
+    ///
+    /// Errors: `EIO` when the device failed (now or earlier, or it did not answer within the
+    /// timeout: it is then reset and failed), `E2BIG` when the request can never fit the queue.
+    pub fn request(&self, transport: &dyn Transport, readable: &[&[u8]], writable: &mut [&mut [u8]]) -> Result<u32> {
+        if self.has_failed() {
+            return Err(Errno::EIO);
+        }
+        let deadline = self.timeout.map(|timeout| Instant::now() + timeout);
+        // Publish, waiting for free descriptors while the ring is full.
+        let mut published = None;
+        let mut error = None;
+        let in_time = self.wait(deadline, || {
+            if self.has_failed() {
+                error = Some(Errno::EIO);
+                return true;
+            }
+            let mut ring = self.ring.lock();
+            ring.drain();
+            // SAFETY: the parts stay borrowed by this call, which returns only after the device
+            // gave the chain back (its id is collected below) or after `fail` confirmed the
+            // device reset, so the device never touches them once the borrow ends.
+            match unsafe { ring.queue.add(readable, writable) } {
+                Ok(token) => {
+                    let id = ring.next_id;
+                    ring.next_id += 1;
+                    ring.ids[usize::from(token)] = id;
+                    if ring.queue.should_notify() {
+                        transport.notify(self.index);
+                        self.notifications.fetch_add(1, Ordering::Relaxed);
+                    }
+                    published = Some(id);
+                    true
+                }
+                Err(Errno::ENOSPC) => false,
+                Err(e) => {
+                    error = Some(e);
+                    true
+                }
+            }
+        });
+        if let Some(e) = error {
+            return Err(e);
+        }
+        let Some(id) = published.filter(|_| in_time) else {
+            self.fail(transport, format_args!("queue {} stayed full for {:?}", self.index, self.timeout));
+            return Err(Errno::EIO);
+        };
+        self.requests.fetch_add(1, Ordering::Relaxed);
+
+        let mut length = None;
+        let answered = self.wait(deadline, || {
+            if self.has_failed() {
+                return true;
+            }
+            let mut ring = self.ring.lock();
+            ring.drain();
+            length = ring.take(id);
+            length.is_some()
+        });
+        if !self.waiters.is_empty() {
+            // We may have collected completions of callers asleep on the queue, and our
+            // descriptors are free again for callers waiting to publish.
+            self.waiters.wake_all();
+        }
+        match length {
+            Some(len) => Ok(len),
+            None if answered => Err(Errno::EIO), // failed while we waited
+            None => {
+                self.fail(transport, format_args!("no reply on queue {} within {:?}", self.index, self.timeout));
+                Err(Errno::EIO)
+            }
+        }
+    }
+
+    /// Declares the device dead: resets it, waits until the reset shows in the status (so the
+    /// device no longer touches any buffer it was given), forgets the requests in flight, and
+    /// only then releases every waiter with `EIO`. Other queues of the same device must be
+    /// abandoned by the driver as well (the reset stopped them too).
+    pub fn fail(&self, transport: &dyn Transport, why: core::fmt::Arguments<'_>) {
+        let mut ring = self.ring.lock();
+        if self.has_failed() {
+            return;
+        }
+        log::error!("{}: {why}; resetting the device, its requests fail with EIO", transport.describe());
+        transport.set_status(0);
+        let mut polls = 0;
+        while transport.status() != 0 && polls < RESET_POLLS {
+            core::hint::spin_loop();
+            polls += 1;
+        }
+        if polls == RESET_POLLS {
+            // The callers are released anyway (keeping them waiting would hang them for
+            // ever); a device that ignores a reset is broken beyond what a driver can contain.
+            log::error!("{}: the device did not confirm its reset", transport.describe());
+        }
+        ring.queue.abandon_all();
+        ring.done.clear();
+        self.failed.store(true, Ordering::Release);
+        drop(ring);
+        self.waiters.wake_all();
+    }
+
+    /// Waits until `ready()` (which runs with the waiters' lock held) or the deadline; returns
+    /// whether `ready()` held.
+    pub fn wait(&self, deadline: Option<Instant>, mut ready: impl FnMut() -> bool) -> bool {
+        if ready() {
+            return true;
+        }
+        let start = Instant::now();
+        let done = if self.interrupt().is_some() {
+            match deadline {
+                Some(deadline) => self.waiters.wait_until_deadline(&mut ready, deadline),
+                None => {
+                    self.waiters.wait_until(&mut ready);
+                    true
+                }
+            }
+        } else {
+            loop {
+                if ready() {
+                    break true;
+                }
+                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    break false;
+                }
+                libos_core::sched::yield_now();
+                core::hint::spin_loop();
+            }
+        };
+        self.wait_ns.fetch_add((Instant::now() - start).as_nanos() as u64, Ordering::Relaxed);
+        done
+    }
+}
