@@ -440,6 +440,9 @@ fn ioctl(fd_number: u64, request: u64, arg: u64) -> Result<u64> {
     const FIONBIO: u64 = 0x5421;
     const FIOCLEX: u64 = 0x5451;
     const FIONCLEX: u64 = 0x5450;
+    // The request is an `unsigned int` in Linux; musl passes an `int`, so requests with the top
+    // bit set (`_IOR` ones such as BLKGETSIZE64) arrive sign-extended.
+    let request = request & u64::from(u32::MAX);
     let object = fd::get(fd_number)?;
     match request {
         // For every kind of descriptor, as on Linux.
@@ -470,6 +473,13 @@ fn ioctl(fd_number: u64, request: u64, arg: u64) -> Result<u64> {
         }
         _ => {}
     }
+    #[cfg(feature = "fs")]
+    if let Object::File(file, _) = &*object {
+        let meta = file.metadata()?;
+        if meta.file_type == libos::fs::FileType::BlockDevice {
+            return block_device_ioctl(file, &meta, request, arg);
+        }
+    }
     if !object.is_console() {
         return Err(Errno::ENOTTY);
     }
@@ -492,6 +502,40 @@ fn ioctl(fd_number: u64, request: u64, arg: u64) -> Result<u64> {
         }
         _ => Err(Errno::EINVAL),
     }
+}
+
+/// The `ioctl`s of a disk (`/dev/vda`): its size in bytes and in sectors, its block sizes,
+/// whether it is read-only, and a flush.
+#[cfg(feature = "fs")]
+fn block_device_ioctl(file: &libos::fs::vfs::OpenFile, meta: &libos::fs::Metadata, request: u64, arg: u64) -> Result<u64> {
+    const BLKROGET: u64 = 0x125e;
+    const BLKGETSIZE: u64 = 0x1260;
+    const BLKFLSBUF: u64 = 0x1261;
+    const BLKSSZGET: u64 = 0x1268;
+    const BLKPBSZGET: u64 = 0x127b;
+    const BLKGETSIZE64: u64 = 0x8008_1272;
+    let sector_size = i32::try_from(meta.block_size).map_err(|_| Errno::EINVAL)?;
+    match request {
+        BLKGETSIZE64 => {
+            // SAFETY: checked by `user::write`.
+            unsafe { user::write(arg, meta.size)? }
+        }
+        BLKGETSIZE => {
+            // SAFETY: checked by `user::write`.
+            unsafe { user::write(arg, meta.size / 512)? }
+        }
+        BLKSSZGET | BLKPBSZGET => {
+            // SAFETY: checked by `user::write`.
+            unsafe { user::write(arg, sector_size)? }
+        }
+        BLKROGET => {
+            // SAFETY: checked by `user::write`.
+            unsafe { user::write(arg, i32::from(meta.perm & 0o222 == 0))? }
+        }
+        BLKFLSBUF => file.sync()?,
+        _ => return Err(Errno::ENOTTY),
+    }
+    Ok(0)
 }
 
 fn fcntl(fd_number: u64, cmd: u64, arg: u64) -> Result<u64> {

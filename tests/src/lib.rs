@@ -25,6 +25,7 @@ use std::time::Duration;
 use xtask::accel::{self, Accel};
 use xtask::arch::Arch;
 use xtask::build;
+use xtask::disk::Disk;
 use xtask::qemu::{self, Exit, Machine, Outcome, Running, VirtioTransport, VmConfig};
 use xtask::net::{Forward, NetConfig};
 use xtask::netns::Netns;
@@ -70,6 +71,7 @@ pub struct Boot {
     shares: Vec<Share>,
     transport: Option<VirtioTransport>,
     net: Option<Net>,
+    disks: Vec<Disk>,
 }
 
 /// The network a boot asked for.
@@ -79,6 +81,44 @@ enum Net {
     User(Vec<Forward>, bool),
     /// A tap in a namespace: made at [`Boot::start`], or one the test made first.
     Tap(Option<Arc<Netns>>),
+}
+
+/// A fresh host directory for one test and arch, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// In the host's temporary directory.
+    pub fn new(test: &str, arch: Arch) -> TempDir {
+        TempDir::new_in(&std::env::temp_dir(), test, arch)
+    }
+
+    /// On the host's tmpfs (`/dev/shm`), like the benchmarks' shares.
+    pub fn on_tmpfs(test: &str, arch: Arch) -> TempDir {
+        TempDir::new_in(std::path::Path::new("/dev/shm"), test, arch)
+    }
+
+    fn new_in(base: &std::path::Path, test: &str, arch: Arch) -> TempDir {
+        let dir = base.join(format!("libos-test-{test}-{arch}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        TempDir(dir)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// The path of `name` inside the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A host TCP port on 127.0.0.1 that was free a moment ago (for a `--forward`).
@@ -117,6 +157,7 @@ impl Boot {
             qemu_args: Vec::new(),
             shares: Vec::new(),
             net: None,
+            disks: Vec::new(),
         }
     }
 
@@ -187,6 +228,13 @@ impl Boot {
         self
     }
 
+    /// Attaches the raw image `image` as the next virtio-blk disk (`/dev/vda`, then `vdb`, ...),
+    /// read-only if asked.
+    pub fn disk(mut self, image: impl Into<PathBuf>, read_only: bool) -> Boot {
+        self.disks.push(Disk { image: image.into(), read_only });
+        self
+    }
+
     /// Shares the host directory `dir` with the guest through virtio-fs under `tag` (one
     /// virtiofsd per share, started before QEMU and stopped after it; see `xtask::virtiofs`).
     /// The guest mounts it with the kernel option `mount=virtiofs:TAG:/PATH`.
@@ -247,6 +295,7 @@ impl Boot {
         config.timeout = self.timeout;
         config.cmdline = qemu::kernel_cmdline(&self.options, &self.args);
         config.shares = self.shares.clone();
+        config.disks = self.disks.clone();
         config.virtio_transport = self.transport;
         let mut netns = None;
         match &self.net {

@@ -6,43 +6,12 @@
 //! microvm and aarch64 virt: virtio-mmio v2); `every_transport_carries_a_share` adds legacy
 //! virtio-mmio v1 and virtio-pci (q35, aarch64 virt).
 
-use libos_tests::{Boot, arches};
+use libos_tests::{Boot, TempDir, arches};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use xtask::arch::Arch;
 use xtask::qemu::{Exit, Machine, VirtioTransport};
-
-/// A fresh host directory for one test and arch, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str, arch: Arch) -> TempDir {
-        TempDir::new_in(&std::env::temp_dir(), test, arch)
-    }
-
-    /// On the host's tmpfs (`/dev/shm`), like the benchmark's shares.
-    fn on_tmpfs(test: &str, arch: Arch) -> TempDir {
-        TempDir::new_in(Path::new("/dev/shm"), test, arch)
-    }
-
-    fn new_in(base: &Path, test: &str, arch: Arch) -> TempDir {
-        let dir = base.join(format!("libos-virtiofs-{test}-{arch}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The byte at `offset` of every test file (as `apps/vfs-share` computes it).
 fn pattern(offset: u64) -> u8 {
@@ -71,7 +40,7 @@ const SIZES: [(&str, u64); 4] = [("empty", 0), ("one", 1), ("mib-plus-one", (1 <
 /// added to the VFS runs here too).
 fn conformance_on(dir: &TempDir, arch: Arch) {
     Boot::app("vfs-conformance")
-        .share(&dir.0, "share")
+        .share(dir.dir(), "share")
         .args(&["--fs", "virtiofs:share"])
         .timeout(Duration::from_secs(300))
         .on(arch)
@@ -110,7 +79,7 @@ fn files_are_byte_identical_on_host_and_guest() {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let booted = Boot::app("vfs-share")
-            .share(&dir.0, "share")
+            .share(dir.dir(), "share")
             .options("mount=virtiofs:share:/share")
             .memory("128M")
             .args(&args)
@@ -130,7 +99,7 @@ fn fsynced_data_survives_a_killed_qemu() {
         let dir = TempDir::new("durable", arch);
         let size = 3 * (1 << 20) + 17;
         let started = Boot::app("vfs-share")
-            .share(&dir.0, "share")
+            .share(dir.dir(), "share")
             .options("mount=virtiofs:share:/share")
             .args(&["durable", "/share/durable", &size.to_string()])
             .start(arch);
@@ -146,7 +115,7 @@ fn ten_thousand_creates_and_unlinks_leak_no_host_fds() {
     for arch in arches() {
         let dir = TempDir::new("churn", arch);
         let started = Boot::app("vfs-share")
-            .share(&dir.0, "share")
+            .share(dir.dir(), "share")
             .options("mount=virtiofs:share:/share")
             .args(&["churn", "/share", "100", "wait-file", "/share/go", "churn", "/share", "10000", "wait-file", "/share/done", "stats"])
             .timeout(Duration::from_secs(300))
@@ -163,7 +132,7 @@ fn ten_thousand_creates_and_unlinks_leak_no_host_fds() {
         booted.exits_with(0).prints("churned 10000").prints("shared memory share: None");
         // Without FORGET virtiofsd keeps one fd per inode it was asked about: 10 000 here.
         assert!(before > 0 && after <= before + 16, "virtiofsd had {before} fds open before and {after} after 10 000 files on {arch}");
-        assert!(std::fs::read_dir(&dir.0).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with("churn-")));
+        assert!(std::fs::read_dir(dir.dir()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with("churn-")));
     }
 }
 
@@ -173,7 +142,7 @@ fn a_dead_virtiofsd_gives_eio_not_a_hang() {
         let dir = TempDir::new("dead", arch);
         std::fs::write(dir.path("file"), b"data").unwrap();
         let started = Boot::app("vfs-share")
-            .share(&dir.0, "share")
+            .share(dir.dir(), "share")
             .options("mount=virtiofs:share:/share virtiofs_timeout=3")
             .args(&["until-error", "/share/file"])
             .timeout(Duration::from_secs(60))
@@ -199,7 +168,7 @@ fn unknown_tags_and_missing_devices_stop_the_boot() {
     for arch in arches() {
         let dir = TempDir::new("tags", arch);
         Boot::app("vfs-share")
-            .share(&dir.0, "share")
+            .share(dir.dir(), "share")
             .options("mount=virtiofs:other:/x")
             .args(&["stats"])
             .on(arch)
@@ -232,8 +201,8 @@ fn the_wordcount_demo_runs_on_a_virtio_fs_root() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/wordcount/example");
     for arch in arches() {
         let dir = TempDir::new("wordcount", arch);
-        copy_tree(&example, &dir.0);
-        Boot::app("wordcount").root_share(&dir.0).on(arch).prints("wordcount: report written to /results/report.txt").exits_with(0);
+        copy_tree(&example, dir.dir());
+        Boot::app("wordcount").root_share(dir.dir()).on(arch).prints("wordcount: report written to /results/report.txt").exits_with(0);
         let report = std::fs::read_to_string(dir.path("results/report.txt")).expect("the guest wrote its report on the host");
         assert!(report.contains("total: 4 lines, 46 words, "), "{report}");
         assert!(report.ends_with("8 the\n3 host\n2 a\n2 and\n2 directory\n"), "{report}");
@@ -247,7 +216,7 @@ fn share_through(arch: Arch, name: &str, boot: Boot, expect_transport: &str, exp
     let size = (1u64 << 20) + 1;
     std::fs::write(dir.path("from-host"), pattern_bytes(size)).unwrap();
     let booted = boot
-        .share(&dir.0, "share")
+        .share(dir.dir(), "share")
         .options("mount=virtiofs:share:/share loglevel=info")
         .args(&["check", "/share/from-host", &size.to_string(), "write", "/share/from-guest", &size.to_string(), "parallel", "/share", "3", "stats"])
         .on(arch);

@@ -12,6 +12,7 @@
 //!   wall-clock spreads, results files, plots, comparison with the previous results);
 //! - [`linux`]: the Linux guest baseline (Debian kernel, busybox initramfs, C programs);
 //! - [`virtiofs`]: host directories shared with the guest (virtiofsd per share);
+//! - [`disk`]: disks (`--disk IMAGE[:ro]` as virtio-blk) and ext2 images made with e2fsprogs;
 //! - [`net`]: the guest's virtio-net card (QEMU user network with forwards, or a tap);
 //! - [`netns`]: network namespaces holding a tap, deleted however the run ends;
 //! - [`servers`]: real C servers (redis, lighttpd) built from Debian source packages as static
@@ -22,6 +23,7 @@ pub mod accel;
 pub mod arch;
 pub mod bench;
 pub mod build;
+pub mod disk;
 pub mod elf;
 pub mod floor;
 pub mod linux;

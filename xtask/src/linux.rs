@@ -153,7 +153,7 @@ pub fn ensure_net_tools() -> Result<()> {
     ensure_packages(&[], &[("ping", "iputils-ping"), ("ip", "iproute2"), ("nft", "nftables"), ("curl", "curl")])
 }
 
-fn ensure_packages(arches: &[Arch], commands: &[(&str, &'static str)]) -> Result<()> {
+pub(crate) fn ensure_packages(arches: &[Arch], commands: &[(&str, &'static str)]) -> Result<()> {
     let mut packages = Vec::new();
     let mut need_arm64 = false;
     let arm64_musl = Path::new("/usr/lib/aarch64-linux-musl/crt1.o");

@@ -4,6 +4,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 use xtask::accel::{self, Accel};
 use xtask::arch::Arch;
+use xtask::disk::Disk;
 use xtask::qemu::{self, Exit, Machine, VmConfig};
 use xtask::net::{Forward, NetConfig, NetMode};
 use xtask::netns::Netns;
@@ -29,6 +30,10 @@ const HELP: &str = "\
                                 `--cmdline mount=virtiofs:TAG:/PATH`); starts one virtiofsd per
                                 share (installed into target/tools on first use), stopped with
                                 the guest
+        --disk IMAGE[:ro]       attach the raw disk image IMAGE as a virtio-blk device
+                                (repeatable: /dev/vda, /dev/vdb, ... in order; `:ro` read-only);
+                                mount an ext2 one with `--cmdline root=ext2:vda` or
+                                `mount=ext2:vdb:/data` (needs an image with the `fs-ext2` feature)
         --root DIR              share DIR as tag `root` and mount it as `/` (root=virtiofs:root)
         --cache auto|never|always|metadata
                                 virtiofsd's cache policy for every share (default auto)
@@ -53,6 +58,11 @@ const HELP: &str = "\
         --files DIR             with --elf: also pack the tree under DIR into the initial
                                 files, from / (DIR/srv/a.conf is /srv/a.conf), e.g.
                                 servers/rootfs for the servers' configurations and site
+  ./x disk create IMAGE --size SIZE [--from DIR] [--block-size 1024|2048|4096]
+        Make IMAGE a fresh ext2 file system of SIZE (64M, 1G, ...) with mke2fs, holding a copy
+        of the host directory DIR if given (e2fsprogs installed on first use).
+  ./x disk check IMAGE
+        Run e2fsck -fn on IMAGE (after a guest wrote to it); exit 1 if it finds a problem.
   ./x build [APP...] [--arch A]
         Build apps (default: all) and print their image paths (x86_64: PVH ELF; aarch64: Linux
         arm64 Image, flattened from the ELF beside it).
@@ -130,6 +140,7 @@ fn run() -> Result<i32> {
         "run" => run_verb(rest),
         "build" => build_verb(rest),
         "build-server" => build_server_verb(rest),
+        "disk" => disk_verb(rest),
         "test" => test_verb(rest),
         "bench" => bench::main(rest),
         "help" | "-h" | "--help" => {
@@ -159,6 +170,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     let mut files = None;
     let mut net_mode = None;
     let mut forwards = Vec::new();
+    let mut disks = Vec::new();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("arch") => arch = parser.value()?.parse()?,
@@ -174,6 +186,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
             Long("root") => root_dir = Some(parser.value()?.string()?),
             Long("cache") => cache = Some(parser.value()?.parse::<Cache>()?),
             Long("net") => net_mode = Some(parser.value()?.parse::<NetMode>()?),
+            Long("disk") => disks.push(Disk::parse(&parser.value()?.string()?)?),
             Long("forward") => forwards.push(Forward::parse(&parser.value()?.string()?)?),
             Value(value) if app.is_none() => app = Some(value.string()?),
             Value(value) => app_args.push(value.string()?),
@@ -234,6 +247,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     config.cmdline = qemu::kernel_cmdline(&options, &app_args);
     config.timeout = timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     config.shares = shares;
+    config.disks = disks;
     // Ctrl-C reaches QEMU through the terminal; the daemons and the namespace must not outlive
     // it either (nor a SIGTERM to ./x).
     xtask::netns::install_interrupt_handler();
@@ -366,6 +380,46 @@ fn cargo_test(args: &[&str]) -> Result<bool> {
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     Ok(status.success())
+}
+
+fn disk_verb(args: Vec<String>) -> Result<i32> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut action = None;
+    let mut image = None;
+    let mut size = None;
+    let mut from = None;
+    let mut block_size = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("size") => size = Some(xtask::disk::parse_size(&parser.value()?.string()?)?),
+            Long("from") => from = Some(std::path::PathBuf::from(parser.value()?)),
+            Long("block-size") => block_size = Some(parser.value()?.parse::<u32>()?),
+            Value(value) if action.is_none() => action = Some(value.string()?),
+            Value(value) if image.is_none() => image = Some(std::path::PathBuf::from(value)),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let image = image.ok_or("./x disk: which image? (see ./x help)")?;
+    match action.as_deref() {
+        Some("create") => {
+            let size = size.ok_or("./x disk create: --size is required")?;
+            xtask::disk::create_ext2(&image, size, from.as_deref(), block_size)?;
+            eprintln!("==> {}: ext2, {} MiB; attach it with ./x run APP --disk {}", image.display(), size >> 20, image.display());
+            Ok(0)
+        }
+        Some("check") => match xtask::disk::check_ext2(&image)? {
+            Ok(()) => {
+                eprintln!("==> {}: e2fsck -fn found no problem", image.display());
+                Ok(0)
+            }
+            Err(report) => {
+                eprintln!("{report}");
+                Ok(1)
+            }
+        },
+        _ => Err("./x disk create|check IMAGE ... (see ./x help)".into()),
+    }
 }
 
 fn test_verb(args: Vec<String>) -> Result<i32> {

@@ -152,6 +152,9 @@ pub struct VmConfig {
     /// [`crate::net`]). A tap back end also needs [`VmConfig::launcher`] to enter the
     /// namespace holding the tap.
     pub net: Option<crate::net::NetConfig>,
+    /// Disks, attached as virtio-blk devices in this order (`/dev/vda`, `/dev/vdb`, ...) on
+    /// the boot's transport.
+    pub disks: Vec<crate::disk::Disk>,
 }
 
 impl VmConfig {
@@ -174,6 +177,7 @@ impl VmConfig {
             virtio_transport: None,
             launcher: Vec::new(),
             net: None,
+            disks: Vec::new(),
         }
     }
 
@@ -217,6 +221,17 @@ impl VmConfig {
         }
         if let Some(net) = &self.net {
             command.args(net.qemu_args(self.transport()));
+        }
+        let mut disks: Vec<(usize, &crate::disk::Disk)> = self.disks.iter().enumerate().collect();
+        if matches!(self.machine, Machine::VirtGicv2 | Machine::VirtGicv3) && self.transport() != VirtioTransport::Pci {
+            // On `virt`, each `-device` takes the next virtio-mmio slot from the top address
+            // down, while the device tree (which the guest enumerates) lists the slots lowest
+            // address first (QEMU hw/arm/virt.c, create_virtio_devices). Giving the disks in
+            // reverse makes the first `--disk` the guest's first disk, `vda`, as on x86_64.
+            disks.reverse();
+        }
+        for (index, disk) in disks {
+            command.args(disk.qemu_args(index, self.transport()));
         }
         command.args(&self.extra_args);
         command

@@ -21,4 +21,6 @@
  * resolve=NAME,IP); 0 if
  * `f` names none. */
 int socket_family(const char *f);
+/* disk.c: the disk family (/dev/vda read-write, /dev/vdb read-only). */
+void disk_family(void);
 #endif

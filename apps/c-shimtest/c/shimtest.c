@@ -1247,6 +1247,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "stdio")) stdio();
         else if (!strcmp(f, "enosys")) enosys();
         else if (!strcmp(f, "preempt")) preempt();
+        else if (!strcmp(f, "disk")) disk_family();
         else if (!strcmp(f, "kill")) { printf("raising SIGTERM\n"); fflush(stdout); raise(SIGTERM); printf("still alive\n"); return 1; }
         else if (!strcmp(f, "abort")) { printf("aborting\n"); fflush(stdout); abort(); }
         else if (socket_family(f)) continue;
