@@ -30,52 +30,6 @@
 #define MIB (1024 * 1024)
 
 static char buffer[IO_SIZE];
-static long idle_resolution_ns;
-
-/* Nanoseconds this CPU spent idle since boot. The cpuidle driver's per-state residency counts
- * microseconds; without a cpuidle driver (aarch64 `virt` has no idle states in its device tree)
- * the idle field of /proc/stat counts USER_HZ ticks (10 ms), and the harness sizes the windows so
- * that this stays small next to the busy time (it reports the resolution with the figures). */
-static long long idle_ns(void) {
-    const char *dir_name = "/sys/devices/system/cpu/cpu0/cpuidle";
-    DIR *dir = opendir(dir_name);
-    if (dir) {
-        long long total_us = 0;
-        int states = 0;
-        struct dirent *entry;
-        while ((entry = readdir(dir))) {
-            if (strncmp(entry->d_name, "state", 5) != 0) {
-                continue;
-            }
-            char path[320];
-            snprintf(path, sizeof path, "%s/%s/time", dir_name, entry->d_name);
-            FILE *f = fopen(path, "r");
-            long long us;
-            if (f && fscanf(f, "%lld", &us) == 1) {
-                total_us += us;
-                states++;
-            }
-            if (f) {
-                fclose(f);
-            }
-        }
-        closedir(dir);
-        if (states > 0) {
-            idle_resolution_ns = 1000;
-            return total_us * 1000;
-        }
-    }
-    FILE *stat = fopen("/proc/stat", "r");
-    long long user, nice, system, idle, iowait;
-    if (!stat || fscanf(stat, "cpu %lld %lld %lld %lld %lld", &user, &nice, &system, &idle, &iowait) != 5) {
-        fprintf(stderr, "tcp_bench: cannot read /proc/stat\n");
-        exit(1);
-    }
-    fclose(stat);
-    long hz = sysconf(_SC_CLK_TCK);
-    idle_resolution_ns = 1000000000L / hz;
-    return (idle + iowait) * (1000000000LL / hz);
-}
 
 static void die(const char *what) {
     fprintf(stderr, "tcp_bench: %s: %s\n", what, strerror(errno));
@@ -116,20 +70,20 @@ struct window {
 };
 
 static void window_open(struct window *w) {
-    w->start_idle_ns = idle_ns();
+    w->start_idle_ns = bench_idle_ns();
     w->start_ticks = bench_ticks();
 }
 
 static void window_close(const struct window *w, uint64_t operations) {
     uint64_t end_ticks = bench_ticks();
-    long long idle = idle_ns() - w->start_idle_ns;
+    long long idle = bench_idle_ns() - w->start_idle_ns;
     bench_mark("end");
     uint64_t hz = bench_ticks_hz();
     bench_report("counter-hz", hz);
     bench_report("operations", operations);
     bench_report("window-ticks", end_ticks - w->start_ticks);
     bench_report("idle-ticks", (uint64_t)((double)idle * (double)hz / 1e9));
-    bench_report("idle-resolution-ns", (uint64_t)idle_resolution_ns);
+    bench_report("idle-resolution-ns", (uint64_t)bench_idle_resolution_ns);
 }
 
 static void stream_in(int fd, uint64_t total) {

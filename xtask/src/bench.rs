@@ -5,6 +5,7 @@
 //! wall-clock figures are medians of repeated runs taken in the same invocation as their
 //! baseline, always labelled with the accelerator.
 
+mod block;
 mod boot;
 mod boot_aarch64;
 mod fs;
@@ -36,12 +37,13 @@ pub fn main(args: Vec<String>) -> Result<i32> {
         Some("sched") => sched::run(args.collect()),
         Some("shim") => shim::run(args.collect()),
         Some("linux") => linux::run(args.collect()),
+        Some("block") => block::run(args.collect()),
         Some("virtiofs") => virtiofs::run(args.collect()),
         Some("net") => net::run(args.collect()),
         Some("all") => all(args.collect()),
         Some("readme") => readme::write(None).map(|()| 0),
-        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, linux, virtiofs, net, all; readme rewrites README.md)").into()),
-        None => Err("which suite? ./x bench boot | fs | sched | shim | linux | virtiofs | net | all | --compare".into()),
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, linux, block, virtiofs, net, all; readme rewrites README.md)").into()),
+        None => Err("which suite? ./x bench boot | fs | sched | shim | linux | block | virtiofs | net | all | --compare".into()),
     }
 }
 
@@ -54,13 +56,14 @@ fn all(args: Vec<String>) -> Result<i32> {
     let started = std::time::Instant::now();
     let mut status = 0;
     type Suite = fn(Vec<String>) -> Result<i32>;
-    let suites: [(&str, Suite); 7] = [
+    let suites: [(&str, Suite); 8] = [
         ("boot", boot::run),
         ("fs", fs::run),
         ("sched", sched::run),
         ("shim", shim::run),
         ("virtiofs", virtiofs::run),
         ("linux", linux::run),
+        ("block", block::run),
         ("net", net::run),
     ];
     for (suite, run) in suites {

@@ -9,7 +9,8 @@
 //!   device traffic of the whole boot, and the whole-process wall time against libos `hello`,
 //!   interleaved in the same invocation;
 //! - **syscall**: `getppid_loop` — instructions per null system call (icount, twice);
-//! - **block**: `block_read` — 512-byte `O_DIRECT` reads from a raw virtio-blk image. Device
+//! - **block**: `block_read` — 512-byte `O_DIRECT` reads from a raw virtio-blk image, measured
+//!   by [`super::block::linux`] (the same function `./x bench block` compares libos with). Device
 //!   traffic per read is the traffic between the program's start and end marks
 //!   ([`measure::parse_trace_window`]) divided by N; wall time per read is the difference of
 //!   the medians of boots with N and with 0 reads, divided by N;
@@ -28,7 +29,6 @@ use crate::measure::{self, Counters, DeviceTrace, Repeated, format_figure};
 use crate::qemu::{Outcome, VmConfig};
 use crate::{Result, build};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 
 /// What a run of the suite does.
 #[derive(Clone, Debug)]
@@ -37,7 +37,7 @@ pub(super) struct Options {
     pub arches: Vec<Arch>,
     /// Wall-clock runs per guest (at least 5).
     pub runs: usize,
-    /// Reads in the block workload (default: [`default_block_reads`]).
+    /// Reads in the block workload (default: [`super::block::default_reads`]).
     pub block_reads: Option<u64>,
     /// Echo requests per payload size in the ICMP workload.
     pub pings: u64,
@@ -77,16 +77,6 @@ impl Options {
 
     fn wants(&self, workload: &str) -> bool {
         self.workloads.iter().any(|w| w == workload)
-    }
-}
-
-/// Reads of the block workload when `--block-reads` is not given: the seed's 100 000 on x86_64;
-/// 10 000 on aarch64, where a Linux guest under TCG on this x86 host takes about 0.9 ms of wall
-/// time per read (100 000 reads would be 90 s per boot, seven boots per run).
-pub(super) fn default_block_reads(arch: Arch) -> u64 {
-    match arch {
-        Arch::X86_64 => 100_000,
-        Arch::Aarch64 => 10_000,
     }
 }
 
@@ -197,70 +187,6 @@ fn syscall(guest: &LinuxGuest) -> Result<Value> {
     }))
 }
 
-/// The raw disk image the block workload reads: 64 MiB, every sector stamped with its number.
-fn disk_image() -> Result<PathBuf> {
-    let path = linux::cache_dir().join("disk-64M.img");
-    const BYTES: usize = 64 << 20;
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() == BYTES as u64) {
-        return Ok(path);
-    }
-    let mut data = vec![0u8; BYTES];
-    for (sector, chunk) in data.chunks_mut(512).enumerate() {
-        chunk[..8].copy_from_slice(&(sector as u64).to_le_bytes());
-    }
-    std::fs::write(&path, data)?;
-    Ok(path)
-}
-
-/// The block workload of one arch.
-fn block(guest: &LinuxGuest, options: &Options) -> Result<Value> {
-    let arch = guest.arch;
-    let reads = options.block_reads.unwrap_or_else(|| default_block_reads(arch));
-    let disk = disk_image()?;
-    let modules = guest.modules_for(&[guest.virtio_transport(), "virtio_blk"])?;
-    let config_for = |n: u64| {
-        let mut config = guest.config("block_read", &[n.to_string()], &modules, "");
-        config.extra_args.extend([
-            "-drive".into(),
-            format!("file={},format=raw,if=none,id=disk,readonly=on", disk.display()),
-            "-device".into(),
-            "virtio-blk-pci,drive=disk".into(),
-        ]);
-        config
-    };
-    let (busy, idle) = (config_for(reads), config_for(0));
-    eprintln!("==> {arch} Linux: block_read x{reads} (icount + device trace, 2 runs)");
-    let (busy_traced, busy_trace) = traced(&busy, &format!("{arch}-block"))?;
-    let repeated = measure::icount_twice(&busy_traced, |o| {
-        let mut counters = guest_counters("block_read under icount", o)?;
-        counters.extend(busy_trace.window()?.into_iter().map(|(k, v)| (format!("device: {k}"), v)));
-        Ok(counters)
-    })?;
-    let c = &repeated.counters;
-    let hz = *c.get("counter-hz").ok_or("no counter-hz")?;
-    let ticks = *c.get("loop-ticks").ok_or("no loop-ticks")?;
-    let per_read = per_operation(&device_counts(c), reads);
-
-    eprintln!("==> {arch}: wall time, block_read with {reads} and with 0 reads, {} interleaved runs each (TCG)", options.runs);
-    let spreads = measure::wall_runs(&[("block_read N", &busy), ("block_read 0", &idle)], options.runs, |label, o| check_run(label, o).is_ok())?;
-    let wall_per_read_us = (spreads[0].median - spreads[1].median) * 1000.0 / reads as f64;
-    Ok(json!({
-        "program": "bench/c/block_read.c",
-        "operations": reads,
-        "device_per_read": per_read,
-        "virtual_ns_per_read": super::round(ticks_to_ns(ticks, hz) / reads as f64),
-        "virtual_ns_note": "instructions plus idle time QEMU skipped while the request was in flight (icount sleep=off)",
-        "repeat": repeat_json(&repeated),
-        "wall": {
-            "accelerator": Accel::Tcg.to_string(),
-            "with_reads": spreads[0].json(),
-            "without_reads": spreads[1].json(),
-            "us_per_read": super::round(wall_per_read_us),
-        },
-        "qemu_command": command_line(&busy),
-    }))
-}
-
 /// Measures one arch: its JSON and its Markdown section.
 fn measure_arch(arch: Arch, options: &Options) -> Result<(Value, String)> {
     eprintln!("==> {arch}: building the Linux guest baseline (cached under target/linux-baseline/)");
@@ -283,7 +209,8 @@ fn measure_arch(arch: Arch, options: &Options) -> Result<(Value, String)> {
         attempt("syscall", syscall(&guest));
     }
     if options.wants("block") {
-        attempt("block", block(&guest, options));
+        let reads = options.block_reads.unwrap_or_else(|| super::block::default_reads(arch));
+        attempt("block", super::block::linux(&guest, reads, options.runs));
     }
     if options.wants("icmp") {
         attempt("icmp", icmp::run(&guest, options.pings));
@@ -323,6 +250,7 @@ fn markdown_section(json: &Value) -> String {
         ("block", "device accesses (MMIO/PIO) per read", "block.device_per_read.total device accesses"),
         ("block", "virtio notifications per read", "block.device_per_read.total virtio notifications"),
         ("block", "interrupts injected per read", "block.device_per_read.total interrupts injected"),
+        ("block", "busy instructions per read (icount, idle subtracted)", "block.busy_instructions_per_read"),
         ("block", "virtual ns per read (icount; includes skipped idle)", "block.virtual_ns_per_read"),
         ("block", "wall per read (TCG, µs, from medians)", "block.wall.us_per_read"),
     ];
