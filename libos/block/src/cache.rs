@@ -256,17 +256,17 @@ impl BufferCache {
     /// it. Blocks whose write fails stay dirty; the first error is returned after the others
     /// were tried.
     pub fn sync(&self) -> Result<()> {
-        self.sync_ranges(&[0..u64::MAX])
+        self.sync_range(0..u64::MAX)
     }
 
     /// Writes `block` back if it is dirty, then flushes the device.
     pub fn sync_block(&self, block: u64) -> Result<()> {
-        self.sync_ranges(&[block..block.saturating_add(1)])
+        self.sync_range(block..block.saturating_add(1))
     }
 
     /// Writes back the dirty blocks in `range`, then flushes the device.
     pub fn sync_range(&self, range: Range<u64>) -> Result<()> {
-        self.sync_ranges(&[range])
+        self.sync_ranges(core::slice::from_ref(&range))
     }
 
     /// Writes back the dirty blocks in any of `ranges` (ascending, adjacent blocks batched),
