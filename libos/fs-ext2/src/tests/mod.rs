@@ -61,11 +61,15 @@ fn run(program: &Path, args: &[&str]) -> std::process::Output {
     Command::new(program).args(args).output().unwrap_or_else(|e| panic!("running {}: {e}", program.display()))
 }
 
-/// `mke2fs -q -t ext2 -b BLOCK_SIZE [EXTRA...] -F FILE SIZE` and the image it made.
+/// `mke2fs -q -t ext2 -b BLOCK_SIZE [EXTRA...] -F FILE SIZE` and the image it made (`EXTRA`
+/// starting with `-t` names another type).
 fn mkfs(size: &str, block_size: u32, extra: &[&str]) -> Vec<u8> {
     let file = Temp::new("mkfs");
     let bs = block_size.to_string();
-    let mut args = vec!["-q", "-t", "ext2", "-b", &bs];
+    let mut args = vec!["-q", "-b", &bs];
+    if extra.first() != Some(&"-t") {
+        args.extend_from_slice(&["-t", "ext2"]);
+    }
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-F", file.path(), size]);
     let out = run(&tool("mke2fs"), &args);
