@@ -183,25 +183,28 @@ impl Inner {
         Ok(())
     }
 
-    /// Every block of `inode`'s tree, data and indirect (for fsync).
-    pub fn all_blocks(&self, inode: &Inode) -> Result<Vec<u32>> {
+    /// Every block of `inode`'s tree: indirect blocks, and data blocks too if `data` (fsync
+    /// wants both; the fuzz test only the metadata).
+    pub fn tree_blocks(&self, inode: &Inode, data: bool) -> Result<Vec<u32>> {
         let mut out = Vec::new();
         for (index, &ptr) in inode.block.iter().enumerate() {
             if ptr != 0 {
                 let depth = index.saturating_sub(IND_BLOCK - 1) as u32;
-                self.collect_tree(ptr, depth, &mut out)?;
+                self.collect_tree(ptr, depth, data, &mut out)?;
             }
         }
         Ok(out)
     }
 
-    fn collect_tree(&self, block: u32, depth: u32, out: &mut Vec<u32>) -> Result<()> {
+    fn collect_tree(&self, block: u32, depth: u32, data: bool, out: &mut Vec<u32>) -> Result<()> {
         self.check_block(block)?;
-        out.push(block);
+        if depth > 0 || data {
+            out.push(block);
+        }
         if depth > 0 {
             for child in self.read_ptrs(block)? {
                 if child != 0 {
-                    self.collect_tree(child, depth - 1, out)?;
+                    self.collect_tree(child, depth - 1, data, out)?;
                 }
             }
         }

@@ -256,7 +256,7 @@ impl Inner {
         let block = self.inode_block(st, ino)?;
         ranges.push(block..block + 1);
         if inode.has_block_map(self.geo.sectors_per_block()) {
-            let mut blocks = self.all_blocks(&inode)?;
+            let mut blocks = self.tree_blocks(&inode, true)?;
             blocks.sort_unstable();
             for block in blocks {
                 let block = u64::from(block);

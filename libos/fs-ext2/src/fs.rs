@@ -155,6 +155,31 @@ impl Ext2Fs {
     }
 }
 
+#[cfg(test)]
+impl Ext2Fs {
+    /// Every metadata block (superblock, descriptors, bitmaps, inode tables, and the blocks of
+    /// directories, slow symlinks and indirect blocks of files in use), for the fuzz test.
+    pub(crate) fn metadata_blocks(&self) -> Result<Vec<u64>> {
+        let inner = &self.inner;
+        let st = inner.state.lock();
+        let mut blocks: Vec<u64> = inner.allocation_metadata(&st).into_iter().flatten().collect();
+        for group in &st.groups {
+            blocks.extend((0..inner.geo.itable_blocks).map(|i| u64::from(group.inode_table + i)));
+        }
+        for ino in 1..=inner.geo.inodes_count {
+            let inode = inner.read_inode(&st, ino)?;
+            if inode.links == 0 || !inode.has_block_map(inner.geo.sectors_per_block()) {
+                continue;
+            }
+            let data = inode.file_type()? != FileType::Regular;
+            blocks.extend(inner.tree_blocks(&inode, data)?.into_iter().map(u64::from));
+        }
+        blocks.sort_unstable();
+        blocks.dedup();
+        Ok(blocks)
+    }
+}
+
 /// Reads the superblock straight from the device (the cache needs the block size first).
 fn read_superblock(device: &dyn BlockDevice) -> Result<RawSuperblock> {
     let unit = device.block_size() as usize;
