@@ -1,1 +1,591 @@
-//! placeholder
+//! [`BufferCache`]: the bounded, write-back cache of file-system blocks that disk file systems
+//! share over one [`BlockDevice`].
+//!
+//! A file system reads and changes its metadata and data a block at a time (its own block size,
+//! 1 to 64 KiB, a multiple of the device's logical block size). The cache keeps recently used
+//! blocks in memory so that the bitmap, inode-table and directory blocks a file system touches
+//! over and over cost one device request, not one per use:
+//!
+//! - **Bounded.** At most `limit_bytes / block_size` blocks are cached (at least
+//!   [`MIN_BLOCKS`]). Making room evicts the least recently used block; a dirty victim is
+//!   written back first. A victim whose write-back fails stays cached and dirty (the cache then
+//!   holds more than its limit until a later write-back succeeds): data is never dropped
+//!   silently.
+//! - **Write-back.** [`BufferCache::with_block_mut`], [`BufferCache::write`] and
+//!   [`BufferCache::zero`] change the cached copy and mark it dirty; nothing reaches the device
+//!   until eviction or a sync. [`BufferCache::sync`] writes every dirty block in ascending
+//!   order, adjacent blocks batched into one scatter-gather request (up to the device's
+//!   [`BlockDevice::max_transfer`]), then flushes the device. [`BufferCache::sync_range`] and
+//!   [`BufferCache::sync_ranges`] do the same for chosen blocks (`fsync` of one file).
+//! - **Read-ahead.** [`BufferCache::read_ahead`] fetches a run of uncached blocks in one
+//!   multi-block request, so a sequential reader pays one request per run, not per block.
+//! - **Invalidation.** [`BufferCache::invalidate`] drops cached copies of a range (after
+//!   writing back dirty ones), for writes that bypass the cache (`O_DIRECT` on the raw disk).
+//! - **Errors** are the device's `Errno`s unchanged (`EIO` stays `EIO`); a block that failed to
+//!   write stays dirty and is retried by the next sync.
+//!
+//! Locking: one [`Mutex`] (the blocking kind from `libos_core::blocking`) guards the cache and
+//! is held across device requests. A spin lock would not do: the thread doing I/O may sleep
+//! until the device interrupts, and a cooperative scheduler would then spin forever in the
+//! thread wanting the lock. The closures given to [`BufferCache::with_block`] and
+//! [`BufferCache::with_block_mut`] run with the lock held, so they must not call the cache.
+
+use crate::{BlockDevice, SECTOR_SIZE};
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ops::Range;
+use libos_core::blocking::Mutex;
+use libos_core::{Errno, Result};
+
+/// The fewest blocks a cache holds, whatever its byte limit: enough for a file system to have
+/// an inode-table block, a bitmap block and a data block of one operation cached together.
+pub const MIN_BLOCKS: usize = 8;
+
+/// Counters of a [`BufferCache`] since it was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Accesses that found their block cached.
+    pub hits: u64,
+    /// Accesses that had to read their block from the device (read-ahead not counted).
+    pub misses: u64,
+    /// Blocks fetched by [`BufferCache::read_ahead`].
+    pub read_ahead: u64,
+    /// Dirty blocks written to the device (by syncs and evictions).
+    pub writebacks: u64,
+    /// Blocks dropped to stay within the limit.
+    pub evictions: u64,
+}
+
+struct Entry {
+    data: Box<[u8]>,
+    dirty: bool,
+    /// When it was last used: its key in [`State::lru`].
+    stamp: u64,
+}
+
+struct State {
+    blocks: BTreeMap<u64, Entry>,
+    /// Use stamp -> block number; the first entry is the least recently used block.
+    lru: BTreeMap<u64, u64>,
+    next_stamp: u64,
+    stats: CacheStats,
+}
+
+impl State {
+    /// Marks `block` (cached) as just used.
+    fn touch(&mut self, block: u64) {
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        if let Some(entry) = self.blocks.get_mut(&block) {
+            self.lru.remove(&entry.stamp);
+            entry.stamp = stamp;
+            self.lru.insert(stamp, block);
+        }
+    }
+
+    fn insert(&mut self, block: u64, data: Box<[u8]>, dirty: bool) {
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        if let Some(old) = self.blocks.insert(block, Entry { data, dirty, stamp }) {
+            self.lru.remove(&old.stamp);
+        }
+        self.lru.insert(stamp, block);
+    }
+
+    fn remove(&mut self, block: u64) {
+        if let Some(entry) = self.blocks.remove(&block) {
+            self.lru.remove(&entry.stamp);
+        }
+    }
+}
+
+/// A write-back cache of fixed-size blocks over a [`BlockDevice`]. See the module docs.
+pub struct BufferCache {
+    device: Arc<dyn BlockDevice>,
+    block_size: usize,
+    /// Device sectors per cache block.
+    sectors_per_block: u64,
+    /// Capacity of the device in cache blocks.
+    block_count: u64,
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+impl BufferCache {
+    /// A cache of `block_size`-byte blocks over `device`, holding at most `limit_bytes` of
+    /// blocks (but at least [`MIN_BLOCKS`]).
+    ///
+    /// Errors: `EINVAL` unless `block_size` is a power of two from 1 KiB to 64 KiB and a
+    /// multiple of the device's logical block size.
+    pub fn new(device: Arc<dyn BlockDevice>, block_size: usize, limit_bytes: usize) -> Result<BufferCache> {
+        if !block_size.is_power_of_two()
+            || !(1024..=65536).contains(&block_size)
+            || block_size % device.block_size() as usize != 0
+        {
+            return Err(Errno::EINVAL);
+        }
+        let sectors_per_block = block_size as u64 / SECTOR_SIZE;
+        Ok(BufferCache {
+            block_count: device.sectors() / sectors_per_block,
+            sectors_per_block,
+            capacity: (limit_bytes / block_size).max(MIN_BLOCKS),
+            block_size,
+            device,
+            state: Mutex::new(State {
+                blocks: BTreeMap::new(),
+                lru: BTreeMap::new(),
+                next_stamp: 0,
+                stats: CacheStats::default(),
+            }),
+        })
+    }
+
+    /// The device below.
+    pub fn device(&self) -> &Arc<dyn BlockDevice> {
+        &self.device
+    }
+
+    /// The size of a block in bytes.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// The device's capacity in blocks: valid block numbers are `0..block_count()`.
+    pub fn block_count(&self) -> u64 {
+        self.block_count
+    }
+
+    /// The most blocks the cache keeps (while write-backs succeed).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> CacheStats {
+        self.state.lock().stats
+    }
+
+    /// Blocks cached now.
+    pub fn cached_blocks(&self) -> usize {
+        self.state.lock().blocks.len()
+    }
+
+    /// Dirty blocks cached now.
+    pub fn dirty_blocks(&self) -> usize {
+        self.state.lock().blocks.values().filter(|e| e.dirty).count()
+    }
+
+    /// Copies `buf.len()` bytes at `offset` within `block` into `buf`. Errors: `EINVAL` for a
+    /// block past the device or a range past the block, the device's errors.
+    pub fn read(&self, block: u64, offset: usize, buf: &mut [u8]) -> Result<()> {
+        let end = self.check_span(offset, buf.len())?;
+        self.with_block(block, |data| buf.copy_from_slice(&data[offset..end]))
+    }
+
+    /// Copies `data` into `block` at `offset` and marks the block dirty. Overwriting a whole
+    /// block does not read it first. Errors as [`BufferCache::read`].
+    pub fn write(&self, block: u64, offset: usize, data: &[u8]) -> Result<()> {
+        let end = self.check_span(offset, data.len())?;
+        if data.len() == self.block_size {
+            return self.replace(block, data.into());
+        }
+        self.with_block_mut(block, |cached| cached[offset..end].copy_from_slice(data))
+    }
+
+    /// Makes `block` all zeros (dirty) without reading it: for a block just allocated.
+    pub fn zero(&self, block: u64) -> Result<()> {
+        self.replace(block, vec![0; self.block_size].into_boxed_slice())
+    }
+
+    /// Calls `f` with the contents of `block`, reading it on a miss. `f` runs with the cache
+    /// locked and must not call the cache.
+    pub fn with_block<R>(&self, block: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let mut state = self.state.lock();
+        let entry = self.load(&mut state, block)?;
+        Ok(f(&entry.data))
+    }
+
+    /// Calls `f` to change `block` in place (reading it on a miss) and marks it dirty. `f` runs
+    /// with the cache locked and must not call the cache.
+    pub fn with_block_mut<R>(&self, block: u64, f: impl FnOnce(&mut [u8]) -> R) -> Result<R> {
+        let mut state = self.state.lock();
+        let entry = self.load(&mut state, block)?;
+        entry.dirty = true;
+        Ok(f(&mut entry.data))
+    }
+
+    /// A hint that `count` blocks from `block` will be read soon: the uncached ones among them
+    /// are fetched, each run of adjacent uncached blocks in one request (split only at the
+    /// device's transfer limit). Blocks past the device are ignored; so is a device error (the
+    /// later read reports it).
+    pub fn read_ahead(&self, block: u64, count: u64) {
+        let end = block.saturating_add(count).min(self.block_count);
+        // Never fetch more than the cache holds: the first blocks would be evicted again.
+        let end = end.min(block.saturating_add(self.capacity as u64));
+        let per_request = (self.device.max_transfer() / self.block_size).max(1) as u64;
+        let mut state = self.state.lock();
+        let mut at = block;
+        while at < end {
+            if state.blocks.contains_key(&at) {
+                at += 1;
+                continue;
+            }
+            let mut run_end = at + 1;
+            while run_end < end && run_end - at < per_request && !state.blocks.contains_key(&run_end) {
+                run_end += 1;
+            }
+            let mut buffers: Vec<Box<[u8]>> =
+                (at..run_end).map(|_| vec![0u8; self.block_size].into_boxed_slice()).collect();
+            let mut slices: Vec<&mut [u8]> = buffers.iter_mut().map(|b| &mut b[..]).collect();
+            if self.device.read(at * self.sectors_per_block, &mut slices).is_err() {
+                return;
+            }
+            for (i, data) in buffers.into_iter().enumerate() {
+                self.make_room(&mut state);
+                state.insert(at + i as u64, data, false);
+                state.stats.read_ahead += 1;
+            }
+            at = run_end;
+        }
+    }
+
+    /// Writes every dirty block to the device (ascending, adjacent blocks batched) and flushes
+    /// it. Blocks whose write fails stay dirty; the first error is returned after the others
+    /// were tried.
+    pub fn sync(&self) -> Result<()> {
+        self.sync_range(0..u64::MAX)
+    }
+
+    /// Writes `block` back if it is dirty, then flushes the device.
+    pub fn sync_block(&self, block: u64) -> Result<()> {
+        self.sync_range(block..block.saturating_add(1))
+    }
+
+    /// Writes back the dirty blocks in `range`, then flushes the device.
+    pub fn sync_range(&self, range: Range<u64>) -> Result<()> {
+        self.sync_ranges(core::slice::from_ref(&range))
+    }
+
+    /// Writes back the dirty blocks in any of `ranges` (ascending, adjacent blocks batched),
+    /// then flushes the device once: `fsync` of a file whose blocks lie in several runs.
+    pub fn sync_ranges(&self, ranges: &[Range<u64>]) -> Result<()> {
+        let mut state = self.state.lock();
+        let mut dirty: Vec<u64> = Vec::new();
+        for range in ranges {
+            dirty.extend(state.blocks.range(range.clone()).filter(|(_, e)| e.dirty).map(|(&b, _)| b));
+        }
+        dirty.sort_unstable();
+        dirty.dedup();
+        let written = self.write_back(&mut state, &dirty);
+        drop(state);
+        let flushed = self.device.flush();
+        written.and(flushed)
+    }
+
+    /// Drops every cached copy of the blocks in `range`, writing dirty ones back first (a
+    /// dirty block whose write fails stays cached, and the error is returned). Call it before
+    /// writing the range on the raw device (so cached changes reach the disk first) and again
+    /// after (so copies read meanwhile are not served stale).
+    pub fn invalidate(&self, range: Range<u64>) -> Result<()> {
+        let mut state = self.state.lock();
+        let cached: Vec<u64> = state.blocks.range(range).map(|(&b, _)| b).collect();
+        let dirty: Vec<u64> = cached.iter().copied().filter(|b| state.blocks[b].dirty).collect();
+        let result = self.write_back(&mut state, &dirty);
+        for block in cached {
+            if state.blocks.get(&block).is_some_and(|e| !e.dirty) {
+                state.remove(block);
+            }
+        }
+        result
+    }
+
+    /// Checks a byte span within one block; returns its end.
+    fn check_span(&self, offset: usize, len: usize) -> Result<usize> {
+        offset.checked_add(len).filter(|&end| end <= self.block_size).ok_or(Errno::EINVAL)
+    }
+
+    fn check_block(&self, block: u64) -> Result<()> {
+        if block < self.block_count { Ok(()) } else { Err(Errno::EINVAL) }
+    }
+
+    /// Replaces `block`'s contents without reading it, and marks it dirty.
+    fn replace(&self, block: u64, data: Box<[u8]>) -> Result<()> {
+        self.check_block(block)?;
+        let mut state = self.state.lock();
+        if !state.blocks.contains_key(&block) {
+            self.make_room(&mut state);
+        }
+        state.insert(block, data, true);
+        Ok(())
+    }
+
+    /// The cached entry of `block`, read from the device on a miss.
+    fn load<'a>(&self, state: &'a mut State, block: u64) -> Result<&'a mut Entry> {
+        self.check_block(block)?;
+        if state.blocks.contains_key(&block) {
+            state.stats.hits += 1;
+            state.touch(block);
+        } else {
+            let mut data = vec![0u8; self.block_size].into_boxed_slice();
+            self.device.read(block * self.sectors_per_block, &mut [&mut data[..]])?;
+            state.stats.misses += 1;
+            self.make_room(state);
+            state.insert(block, data, false);
+        }
+        state.blocks.get_mut(&block).ok_or(Errno::EIO)
+    }
+
+    /// Evicts least recently used blocks until one more fits. A dirty victim is written back
+    /// first; one that cannot be written is kept (and the cache overshoots its limit).
+    fn make_room(&self, state: &mut State) {
+        if state.blocks.len() < self.capacity {
+            return;
+        }
+        let candidates: Vec<u64> = state.lru.values().copied().collect();
+        for block in candidates {
+            if state.blocks.len() < self.capacity {
+                return;
+            }
+            let dirty = state.blocks.get(&block).is_some_and(|e| e.dirty);
+            if dirty && self.write_back(state, &[block]).is_err() {
+                log::warn!("{}: block {block} cannot be written back; kept in the cache", self.device.name());
+                continue;
+            }
+            state.remove(block);
+            state.stats.evictions += 1;
+        }
+    }
+
+    /// Writes the dirty blocks `blocks` (ascending) to the device, adjacent ones in one
+    /// request, and marks them clean. A failed batch is retried block by block, so one bad
+    /// block does not keep its neighbours dirty. Returns the first error.
+    fn write_back(&self, state: &mut State, blocks: &[u64]) -> Result<()> {
+        let per_request = (self.device.max_transfer() / self.block_size).max(1);
+        let mut result = Ok(());
+        let mut start = 0;
+        while start < blocks.len() {
+            let mut end = start + 1;
+            while end < blocks.len() && blocks[end] == blocks[end - 1] + 1 && end - start < per_request {
+                end += 1;
+            }
+            let run = &blocks[start..end];
+            if self.write_run(state, run).is_err() {
+                for &block in run {
+                    if let Err(errno) = self.write_run(state, &[block]) {
+                        result = result.and(Err(errno));
+                    }
+                }
+            }
+            start = end;
+        }
+        result
+    }
+
+    /// One device request for the adjacent blocks `run`; marks them clean on success.
+    fn write_run(&self, state: &mut State, run: &[u64]) -> Result<()> {
+        let buffers: Vec<&[u8]> = run.iter().filter_map(|b| state.blocks.get(b)).map(|e| &e.data[..]).collect();
+        if buffers.len() != run.len() {
+            return Err(Errno::EIO);
+        }
+        self.device.write(run[0] * self.sectors_per_block, &buffers, false)?;
+        for block in run {
+            if let Some(entry) = state.blocks.get_mut(block) {
+                entry.dirty = false;
+            }
+        }
+        state.stats.writebacks += run.len() as u64;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::MemDisk;
+
+    const BS: usize = 1024;
+
+    fn disk(blocks: usize) -> Arc<MemDisk> {
+        let image: Vec<u8> = (0..blocks * BS).map(|i| (i / BS) as u8).collect();
+        Arc::new(MemDisk::from_image(image))
+    }
+
+    fn cache(disk: &Arc<MemDisk>, blocks: usize) -> BufferCache {
+        BufferCache::new(disk.clone(), BS, blocks * BS).unwrap()
+    }
+
+    #[test]
+    fn reads_hit_after_the_first_miss() {
+        let disk = disk(64);
+        let cache = cache(&disk, 16);
+        let mut buf = [0u8; 4];
+        cache.read(5, 10, &mut buf).unwrap();
+        assert_eq!(buf, [5; 4]);
+        cache.read(5, 0, &mut buf).unwrap();
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses), (1, 1));
+        assert_eq!(disk.stats().reads, 1);
+        assert_eq!(cache.read(64, 0, &mut buf), Err(Errno::EINVAL), "past the device");
+        assert_eq!(cache.read(0, BS - 2, &mut buf), Err(Errno::EINVAL), "past the block");
+    }
+
+    #[test]
+    fn bad_block_sizes_are_einval() {
+        let disk = disk(8);
+        assert!(BufferCache::new(disk.clone(), 512, 1 << 20).is_err());
+        assert!(BufferCache::new(disk.clone(), 3000, 1 << 20).is_err());
+        assert!(BufferCache::new(disk.clone(), 128 * 1024, 1 << 20).is_err());
+        let big_sectors = Arc::new(MemDisk::new(65536).with_block_size(4096));
+        assert!(BufferCache::new(big_sectors.clone(), 2048, 1 << 20).is_err());
+        assert!(BufferCache::new(big_sectors, 4096, 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn eviction_keeps_the_limit_and_writes_dirty_victims_back() {
+        let disk = disk(64);
+        let cache = cache(&disk, 8);
+        for block in 0..8 {
+            cache.with_block_mut(block, |data| data[0] = 0xa0 + block as u8).unwrap();
+        }
+        assert_eq!(cache.dirty_blocks(), 8);
+        assert_eq!(disk.stats().writes, 0, "write-back, not write-through");
+        // Touch block 0 so that block 1 is the least recently used.
+        cache.read(0, 0, &mut [0u8; 1]).unwrap();
+        for block in 20..24 {
+            cache.read(block, 0, &mut [0u8; 1]).unwrap();
+        }
+        assert_eq!(cache.cached_blocks(), 8);
+        let stats = cache.stats();
+        assert_eq!((stats.evictions, stats.writebacks), (4, 4));
+        let image = disk.image();
+        for block in 1..5 {
+            assert_eq!(image[block * BS], 0xa0 + block as u8, "evicted block {block} reached the disk");
+        }
+        assert_eq!(image[0], 0, "block 0 was used recently and is still only cached");
+        assert_eq!(cache.dirty_blocks(), 4);
+    }
+
+    #[test]
+    fn sync_writes_in_ascending_order_batching_neighbours_then_flushes() {
+        let disk = disk(64);
+        let cache = cache(&disk, 32);
+        for block in [9u64, 3, 4, 5, 20, 10] {
+            cache.write(block, 0, &[block as u8 + 100; BS]).unwrap();
+        }
+        assert_eq!(disk.stats().reads, 0, "whole-block writes need no read");
+        cache.sync().unwrap();
+        // Runs 3..6, 9..11 and 20: three requests.
+        let stats = disk.stats();
+        assert_eq!((stats.writes, stats.flushes), (3, 1));
+        assert_eq!(cache.stats().writebacks, 6);
+        assert_eq!(cache.dirty_blocks(), 0);
+        let image = disk.crash();
+        for block in [9usize, 3, 4, 5, 20, 10] {
+            assert!(image[block * BS..(block + 1) * BS].iter().all(|&b| b == block as u8 + 100));
+        }
+        cache.sync().unwrap();
+        assert_eq!(disk.stats().writes, 3, "nothing dirty, nothing written");
+    }
+
+    #[test]
+    fn a_crash_after_sync_keeps_data_and_loses_only_later_changes() {
+        let disk = disk(64);
+        let cache = cache(&disk, 32);
+        cache.write(7, 0, b"durable").unwrap();
+        cache.sync().unwrap();
+        cache.write(8, 0, b"volatile").unwrap();
+        cache.sync_block(7).unwrap();
+        let image = disk.crash();
+        assert_eq!(&image[7 * BS..7 * BS + 7], b"durable");
+        assert_eq!(image[8 * BS], 8, "block 8 was never synced");
+    }
+
+    #[test]
+    fn sync_range_writes_only_that_range() {
+        let disk = disk(64);
+        let cache = cache(&disk, 32);
+        for block in 0..10 {
+            cache.zero(block).unwrap();
+        }
+        cache.sync_ranges(&[2..4, 6..7]).unwrap();
+        assert_eq!(cache.dirty_blocks(), 7);
+        assert_eq!(disk.stats().writes, 2);
+        let image = disk.crash();
+        assert_eq!((image[2 * BS], image[3 * BS], image[4 * BS], image[6 * BS]), (0, 0, 4, 0));
+    }
+
+    #[test]
+    fn eio_propagates_and_failed_blocks_stay_dirty() {
+        let disk = disk(64);
+        let cache = cache(&disk, 32);
+        let per_block = (BS as u64) / SECTOR_SIZE;
+        disk.fail_sectors(Some(5 * per_block..5 * per_block + 1));
+        assert_eq!(cache.read(5, 0, &mut [0u8; 1]), Err(Errno::EIO));
+        for block in 4..7 {
+            cache.write(block, 0, &[0xee; BS]).unwrap();
+        }
+        assert_eq!(cache.sync(), Err(Errno::EIO));
+        assert_eq!(cache.dirty_blocks(), 1, "neighbours of the bad block were written singly");
+        disk.fail_sectors(None);
+        cache.sync().unwrap();
+        assert_eq!(cache.dirty_blocks(), 0);
+        assert!(disk.crash()[5 * BS..6 * BS].iter().all(|&b| b == 0xee), "the retried block was not lost");
+    }
+
+    #[test]
+    fn a_victim_that_cannot_be_written_is_kept() {
+        let disk = disk(64);
+        let cache = cache(&disk, 8);
+        cache.write(0, 0, &[1; BS]).unwrap();
+        disk.fail_sectors(Some(0..2));
+        for block in 10..20 {
+            cache.read(block, 0, &mut [0u8; 1]).unwrap();
+        }
+        assert_eq!(cache.dirty_blocks(), 1);
+        let mut buf = [0u8; 1];
+        cache.read(0, 0, &mut buf).unwrap();
+        assert_eq!(buf, [1]);
+        disk.fail_sectors(None);
+        cache.sync().unwrap();
+        assert_eq!(disk.image()[0], 1);
+    }
+
+    #[test]
+    fn read_ahead_fetches_a_run_in_one_request() {
+        let disk = disk(64);
+        let cache = cache(&disk, 32);
+        cache.read(12, 0, &mut [0u8; 1]).unwrap();
+        cache.read_ahead(10, 8);
+        // 10..12 and 13..18: two requests besides the first read.
+        assert_eq!(disk.stats().reads, 3);
+        assert_eq!(cache.stats().read_ahead, 7);
+        let before = cache.stats().misses;
+        for block in 10..18 {
+            let mut buf = [0u8; 1];
+            cache.read(block, 0, &mut buf).unwrap();
+            assert_eq!(buf[0], block as u8);
+        }
+        assert_eq!(cache.stats().misses, before);
+        cache.read_ahead(60, 100);
+        assert_eq!(cache.stats().read_ahead, 11, "clamped to the device");
+    }
+
+    #[test]
+    fn invalidate_drops_copies_after_writing_changes_back() {
+        let disk = disk(64);
+        let cache = cache(&disk, 32);
+        cache.read(3, 0, &mut [0u8; 1]).unwrap();
+        cache.write(4, 0, b"changed").unwrap();
+        cache.invalidate(3..5).unwrap();
+        assert_eq!(cache.cached_blocks(), 0);
+        assert_eq!(&disk.image()[4 * BS..4 * BS + 7], b"changed");
+        // A raw write to the device is seen afterwards.
+        disk.write(3 * 2, &[&[0x55; BS]], false).unwrap();
+        let mut buf = [0u8; 1];
+        cache.read(3, 0, &mut buf).unwrap();
+        assert_eq!(buf, [0x55]);
+    }
+}

@@ -1,0 +1,213 @@
+//! The block map: which disk block holds a file's logical block `n`.
+//!
+//! An inode has 15 pointers: 12 to data blocks, then one to a single-indirect block (a block
+//! of `p = block_size / 4` pointers to data blocks), one to a double-indirect block (pointers
+//! to single-indirect blocks) and one to a triple-indirect block. A zero pointer is a hole
+//! (reads as zeros, takes no space). The tree is at most four levels deep, so walking it never
+//! loops, whatever a corrupt disk says; every pointer is range-checked before it is followed.
+//!
+//! `i_blocks` counts every block of the tree (data and indirect) in 512-byte sectors; the
+//! functions here keep it exact, which e2fsck checks.
+
+use crate::fs::{Inner, State};
+use crate::inode::{IND_BLOCK, Inode};
+use alloc::vec::Vec;
+use libos_core::{Errno, Result};
+
+/// Where logical block `n` sits in the tree: the index into `i_block`, then one index per
+/// indirect level (`depth` of them).
+struct Path {
+    indices: [u64; 4],
+    depth: usize,
+}
+
+impl Inner {
+    fn path(&self, lblock: u64) -> Result<Path> {
+        let p = self.geo.ptrs_per_block();
+        let direct = IND_BLOCK as u64;
+        if lblock < direct {
+            return Ok(Path { indices: [lblock, 0, 0, 0], depth: 0 });
+        }
+        let mut rest = lblock - direct;
+        if rest < p {
+            return Ok(Path { indices: [direct, rest, 0, 0], depth: 1 });
+        }
+        rest -= p;
+        if rest < p * p {
+            return Ok(Path { indices: [direct + 1, rest / p, rest % p, 0], depth: 2 });
+        }
+        rest -= p * p;
+        if rest < p * p * p {
+            return Ok(Path { indices: [direct + 2, rest / (p * p), rest / p % p, rest % p], depth: 3 });
+        }
+        Err(Errno::EFBIG)
+    }
+
+    /// Pointer `index` of indirect block `block`.
+    fn read_ptr(&self, block: u32, index: u64) -> Result<u32> {
+        let block = self.check_block(block)?;
+        let mut bytes = [0u8; 4];
+        self.cache.read(block, (index * 4) as usize, &mut bytes)?;
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn write_ptr(&self, block: u32, index: u64, value: u32) -> Result<()> {
+        let block = self.check_block(block)?;
+        self.cache.write(block, (index * 4) as usize, &value.to_le_bytes())
+    }
+
+    /// All pointers of indirect block `block`.
+    fn read_ptrs(&self, block: u32) -> Result<Vec<u32>> {
+        let block = self.check_block(block)?;
+        self.cache.with_block(block, |data| {
+            data.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        })
+    }
+
+    /// The disk block of logical block `lblock`, `None` in a hole. Errors: `EUCLEAN` for a
+    /// pointer out of range, `EFBIG` past what the tree can address.
+    pub fn bmap(&self, inode: &Inode, lblock: u64) -> Result<Option<u32>> {
+        let path = self.path(lblock)?;
+        let mut ptr = inode.block[path.indices[0] as usize];
+        for level in 1..=path.depth {
+            if ptr == 0 {
+                return Ok(None);
+            }
+            ptr = self.read_ptr(ptr, path.indices[level])?;
+        }
+        if ptr == 0 {
+            return Ok(None);
+        }
+        self.check_block(ptr)?;
+        Ok(Some(ptr))
+    }
+
+    /// The disk block of logical block `lblock`, allocated (with any missing indirect block)
+    /// near `goal` if it is a hole. Returns the block and whether it is new (its contents are
+    /// garbage: the caller writes or zeroes it). Updates `inode.blocks`; the caller writes the
+    /// inode. On `ENOSPC` halfway, indirect blocks already added stay (empty, counted): the
+    /// volume stays consistent.
+    pub fn bmap_alloc(&self, st: &mut State, inode: &mut Inode, lblock: u64, goal: u32) -> Result<(u32, bool)> {
+        let path = self.path(lblock)?;
+        let top = path.indices[0] as usize;
+        let mut fresh = false;
+        if inode.block[top] == 0 {
+            inode.block[top] = self.alloc_counted(st, inode, goal, path.depth > 0)?;
+            fresh = true;
+        }
+        let mut ptr = inode.block[top];
+        for level in 1..=path.depth {
+            let index = path.indices[level];
+            let mut next = self.read_ptr(ptr, index)?;
+            fresh = false;
+            if next == 0 {
+                next = self.alloc_counted(st, inode, goal, level < path.depth)?;
+                self.write_ptr(ptr, index, next)?;
+                fresh = true;
+            }
+            ptr = next;
+        }
+        self.check_block(ptr)?;
+        Ok((ptr, fresh))
+    }
+
+    /// Allocates one block for `inode` and counts it in `i_blocks`; an indirect block is
+    /// zeroed (all holes).
+    fn alloc_counted(&self, st: &mut State, inode: &mut Inode, goal: u32, indirect: bool) -> Result<u32> {
+        let blocks = inode.blocks.checked_add(self.geo.sectors_per_block()).ok_or(Errno::EFBIG)?;
+        let block = self.alloc_block(st, goal)?;
+        inode.blocks = blocks;
+        if indirect {
+            self.cache.zero(u64::from(block))?;
+        }
+        Ok(block)
+    }
+
+    /// Frees every block holding logical blocks `first..` and every indirect block left
+    /// without pointers. Updates `inode` (pointers, `i_blocks`); the caller writes it, also
+    /// after an error (what was freed is then recorded).
+    pub fn free_blocks_from(&self, st: &mut State, inode: &mut Inode, first: u64) -> Result<()> {
+        let p = self.geo.ptrs_per_block();
+        for index in (first.min(IND_BLOCK as u64) as usize)..IND_BLOCK {
+            if inode.block[index] != 0 {
+                self.free_counted(st, inode, inode.block[index])?;
+                inode.block[index] = 0;
+            }
+        }
+        let mut base = IND_BLOCK as u64;
+        let mut span = p;
+        for depth in 1..=3 {
+            let index = IND_BLOCK + depth - 1;
+            let root = inode.block[index];
+            if root != 0 && first < base + span && self.free_tree(st, inode, root, depth as u32, base, first)? {
+                inode.block[index] = 0;
+            }
+            base += span;
+            span *= p;
+        }
+        Ok(())
+    }
+
+    /// Frees what subtree `block` (at `depth`, 0 = a data block; covering logical blocks from
+    /// `base`) holds at `first` and beyond. Returns true if `block` itself was freed.
+    fn free_tree(&self, st: &mut State, inode: &mut Inode, block: u32, depth: u32, base: u64, first: u64) -> Result<bool> {
+        if depth == 0 {
+            if first <= base {
+                self.free_counted(st, inode, block)?;
+                return Ok(true);
+            }
+            return Ok(false);
+        }
+        let p = self.geo.ptrs_per_block();
+        let child_span = p.pow(depth - 1);
+        let ptrs = self.read_ptrs(block)?;
+        let whole = first <= base;
+        for (i, &child) in ptrs.iter().enumerate() {
+            let child_base = base + i as u64 * child_span;
+            if child == 0 || child_base + child_span <= first {
+                continue;
+            }
+            if self.free_tree(st, inode, child, depth - 1, child_base, first)? && !whole {
+                self.write_ptr(block, i as u64, 0)?;
+            }
+        }
+        if whole {
+            self.free_counted(st, inode, block)?;
+        }
+        Ok(whole)
+    }
+
+    fn free_counted(&self, st: &mut State, inode: &mut Inode, block: u32) -> Result<()> {
+        self.free_block(st, block)?;
+        inode.blocks = inode.blocks.saturating_sub(self.geo.sectors_per_block());
+        Ok(())
+    }
+
+    /// Every block of `inode`'s tree: indirect blocks, and data blocks too if `data` (fsync
+    /// wants both; the fuzz test only the metadata).
+    pub fn tree_blocks(&self, inode: &Inode, data: bool) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        for (index, &ptr) in inode.block.iter().enumerate() {
+            if ptr != 0 {
+                let depth = index.saturating_sub(IND_BLOCK - 1) as u32;
+                self.collect_tree(ptr, depth, data, &mut out)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn collect_tree(&self, block: u32, depth: u32, data: bool, out: &mut Vec<u32>) -> Result<()> {
+        self.check_block(block)?;
+        if depth > 0 || data {
+            out.push(block);
+        }
+        if depth > 0 {
+            for child in self.read_ptrs(block)? {
+                if child != 0 {
+                    self.collect_tree(child, depth - 1, data, out)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! [`Ext2Node`]: the VFS [`Node`] of an inode. It is a thin handle (volume, inode number,
+//! type): every operation takes the volume lock, reads the inode through the cache and calls
+//! the core in `file`, `namespace` and `dir`. Nodes count as "open" for the inode's lifetime
+//! rules: a removed inode is freed when its last node is dropped.
+
+use crate::fs::Inner;
+use crate::inode::file_type_of_dirent;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::any::Any;
+use libos_core::{Errno, Result};
+use libos_vfs::{DirEntry, FileType, Metadata, NewNode, Node, TimeUpdate};
+
+/// A file, directory, symlink or device of an ext2 volume.
+pub struct Ext2Node {
+    fs: Arc<Inner>,
+    ino: u32,
+    file_type: FileType,
+}
+
+impl Ext2Node {
+    pub(crate) fn new(fs: Arc<Inner>, ino: u32, file_type: FileType) -> Ext2Node {
+        fs.node_opened(ino);
+        Ext2Node { fs, ino, file_type }
+    }
+
+    fn node(&self, (ino, file_type): (u32, FileType)) -> Arc<dyn Node> {
+        Arc::new(Ext2Node::new(self.fs.clone(), ino, file_type))
+    }
+
+    /// `other` as a node of the same volume, else `EXDEV`.
+    fn same_volume<'a>(&self, other: &'a dyn Node) -> Result<&'a Ext2Node> {
+        match other.as_any().downcast_ref::<Ext2Node>() {
+            Some(node) if Arc::ptr_eq(&node.fs, &self.fs) => Ok(node),
+            _ => Err(Errno::EXDEV),
+        }
+    }
+
+    fn require(&self, file_type: FileType, otherwise: Errno) -> Result<()> {
+        if self.file_type == file_type { Ok(()) } else { Err(otherwise) }
+    }
+}
+
+impl Drop for Ext2Node {
+    fn drop(&mut self) {
+        if self.fs.node_closed(self.ino) {
+            self.fs.reclaim(self.ino);
+        }
+    }
+}
+
+impl Node for Ext2Node {
+    fn ino(&self) -> u64 {
+        u64::from(self.ino)
+    }
+
+    fn file_type(&self) -> FileType {
+        self.file_type
+    }
+
+    fn metadata(&self) -> Result<Metadata> {
+        let st = self.fs.state.lock();
+        let inode = self.fs.read_inode(&st, self.ino)?;
+        let rdev = match self.file_type {
+            FileType::CharDevice | FileType::BlockDevice => inode.rdev(),
+            _ => 0,
+        };
+        Ok(Metadata {
+            dev: 0,
+            ino: u64::from(self.ino),
+            file_type: self.file_type,
+            perm: inode.perm(),
+            nlink: u64::from(inode.links),
+            size: inode.size,
+            blocks: u64::from(inode.blocks),
+            block_size: self.fs.geo.block_size,
+            rdev,
+            atime: inode.atime,
+            mtime: inode.mtime,
+            ctime: inode.ctime,
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        self.require(FileType::Regular, Errno::EINVAL)?;
+        let st = self.fs.state.lock();
+        let inode = self.fs.read_inode(&st, self.ino)?;
+        self.fs.read_data(&inode, offset, buf)
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
+        self.require(FileType::Regular, Errno::EINVAL)?;
+        let mut st = self.fs.state.lock();
+        let mut inode = self.fs.read_inode(&st, self.ino)?;
+        self.fs.write_data(&mut st, self.ino, &mut inode, offset, buf)
+    }
+
+    fn append(&self, buf: &[u8]) -> Result<(u64, usize)> {
+        self.require(FileType::Regular, Errno::EINVAL)?;
+        let mut st = self.fs.state.lock();
+        let mut inode = self.fs.read_inode(&st, self.ino)?;
+        let offset = inode.size;
+        Ok((offset, self.fs.write_data(&mut st, self.ino, &mut inode, offset, buf)?))
+    }
+
+    fn truncate(&self, size: u64) -> Result<()> {
+        self.require(FileType::Regular, Errno::EINVAL)?;
+        let mut st = self.fs.state.lock();
+        let mut inode = self.fs.read_inode(&st, self.ino)?;
+        self.fs.truncate_data(&mut st, self.ino, &mut inode, size)
+    }
+
+    fn sync(&self) -> Result<()> {
+        let st = self.fs.state.lock();
+        self.fs.sync_inode(&st, self.ino)
+    }
+
+    fn read_link(&self) -> Result<String> {
+        self.require(FileType::Symlink, Errno::EINVAL)?;
+        let st = self.fs.state.lock();
+        let inode = self.fs.read_inode(&st, self.ino)?;
+        let target = self.fs.read_symlink(&inode)?;
+        Ok(String::from_utf8_lossy(&target).into_owned())
+    }
+
+    fn lookup(&self, name: &str) -> Result<Arc<dyn Node>> {
+        self.require(FileType::Directory, Errno::ENOTDIR)?;
+        let found = self.fs.lookup(&self.fs.state.lock(), self.ino, name)?;
+        Ok(self.node(found))
+    }
+
+    fn create(&self, name: &str, kind: NewNode<'_>, perm: u32) -> Result<Arc<dyn Node>> {
+        self.require(FileType::Directory, Errno::ENOTDIR)?;
+        let created = self.fs.create(&mut self.fs.state.lock(), self.ino, name, kind, perm)?;
+        Ok(self.node(created))
+    }
+
+    fn link(&self, name: &str, target: &dyn Node) -> Result<()> {
+        self.require(FileType::Directory, Errno::ENOTDIR)?;
+        let target = self.same_volume(target)?;
+        self.fs.link(&mut self.fs.state.lock(), self.ino, name, target.ino)
+    }
+
+    fn unlink(&self, name: &str) -> Result<()> {
+        self.require(FileType::Directory, Errno::ENOTDIR)?;
+        self.fs.unlink(&mut self.fs.state.lock(), self.ino, name)
+    }
+
+    fn rmdir(&self, name: &str) -> Result<()> {
+        self.require(FileType::Directory, Errno::ENOTDIR)?;
+        self.fs.rmdir(&mut self.fs.state.lock(), self.ino, name)
+    }
+
+    fn rename(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
+        self.require(FileType::Directory, Errno::ENOTDIR)?;
+        let new_dir = self.same_volume(new_dir)?;
+        new_dir.require(FileType::Directory, Errno::ENOTDIR)?;
+        self.fs.rename(&mut self.fs.state.lock(), self.ino, old_name, new_dir.ino, new_name)
+    }
+
+    fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {
+        self.require(FileType::Directory, Errno::ENOTDIR)?;
+        let st = self.fs.state.lock();
+        let dir = self.fs.read_inode(&st, self.ino)?;
+        if dir.links == 0 {
+            return Ok(None);
+        }
+        let Some(listed) = self.fs.dir_next(&dir, cookie)? else { return Ok(None) };
+        // Without the `filetype` feature (or with a bad type byte) the inode says.
+        let file_type = match file_type_of_dirent(listed.file_type) {
+            Some(file_type) if self.fs.geo.filetype => file_type,
+            _ => self.fs.read_inode(&st, listed.ino)?.file_type()?,
+        };
+        Ok(Some(DirEntry {
+            name: String::from_utf8_lossy(&listed.name).into_owned(),
+            ino: u64::from(listed.ino),
+            file_type,
+            next_cookie: listed.next_cookie,
+        }))
+    }
+
+    fn set_perm(&self, perm: u32) -> Result<()> {
+        self.fs.writable()?;
+        let st = self.fs.state.lock();
+        let mut inode = self.fs.read_inode(&st, self.ino)?;
+        inode.mode = (inode.mode & 0o170_000) | (perm & 0o7777) as u16;
+        inode.ctime = self.fs.now();
+        self.fs.write_inode(&st, self.ino, &inode)
+    }
+
+    fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
+        self.fs.writable()?;
+        let st = self.fs.state.lock();
+        let mut inode = self.fs.read_inode(&st, self.ino)?;
+        let now = self.fs.now();
+        for (field, update) in [(&mut inode.atime, accessed), (&mut inode.mtime, modified)] {
+            match update {
+                TimeUpdate::Keep => {}
+                TimeUpdate::Now => *field = now,
+                TimeUpdate::To(time) => *field = time,
+            }
+        }
+        inode.ctime = now;
+        self.fs.write_inode(&st, self.ino, &inode)
+    }
+}

@@ -1,0 +1,83 @@
+//! The VFS conformance suite and the model test on ext2 volumes, each volume checked by
+//! `e2fsck -fn` once the suite has dropped it (unmounted).
+
+use super::*;
+use libos_vfs::FileSystem;
+use libos_vfs::conformance::{self, FileSystemFactory, ModelConfig};
+use std::sync::Mutex;
+
+/// Makes volumes from one mke2fs image whose root has been emptied (the suite expects an
+/// empty root; mke2fs makes `lost+found`), and remembers every disk for the final e2fsck.
+struct Factory {
+    template: Vec<u8>,
+    disks: Mutex<Vec<Arc<MemDisk>>>,
+    keep: bool,
+}
+
+impl Factory {
+    fn new(size: &str, block_size: u32, keep: bool) -> Factory {
+        let disk = Arc::new(MemDisk::from_image(mkfs(size, block_size, &[])));
+        let fs = mount(&disk);
+        fs.root().rmdir("lost+found").expect("removing lost+found");
+        drop(fs);
+        Factory { template: disk.image(), disks: Mutex::new(Vec::new()), keep }
+    }
+
+    /// Checks every volume the suite made with e2fsck; returns how many.
+    fn check_all(&self) -> usize {
+        let disks = std::mem::take(&mut *self.disks.lock().unwrap());
+        for (i, disk) in disks.iter().enumerate() {
+            assert_clean(&disk.image(), &format!("conformance volume {i}"));
+        }
+        disks.len()
+    }
+}
+
+impl FileSystemFactory for Factory {
+    fn name(&self) -> &str {
+        "ext2"
+    }
+
+    fn create(&self) -> Result<Arc<dyn FileSystem>, String> {
+        let disk = Arc::new(MemDisk::from_image(self.template.clone()));
+        if self.keep {
+            self.disks.lock().unwrap().push(disk.clone());
+        }
+        let fs = Ext2Fs::mount(disk, options()).map_err(|e| format!("mount: {e}"))?;
+        Ok(fs)
+    }
+}
+
+fn run_suite(block_size: u32) {
+    let factory = Factory::new("8M", block_size, true);
+    let mut failures = Vec::new();
+    let report = conformance::run_all(&factory, &mut |name, result| {
+        if let Err(why) = result {
+            failures.push(format!("{name}: {why}"));
+        }
+    });
+    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(report.passed, conformance::CASES.len());
+    let checked = factory.check_all();
+    assert!(checked >= conformance::CASES.len(), "only {checked} volumes checked");
+}
+
+#[test]
+fn conformance_suite_passes_with_1k_blocks_and_e2fsck_agrees() {
+    run_suite(1024);
+}
+
+#[test]
+fn conformance_suite_passes_with_4k_blocks_and_e2fsck_agrees() {
+    run_suite(4096);
+}
+
+#[test]
+fn model_test_many_sequences() {
+    // Small volumes: each sequence gets a fresh copy.
+    let factory = Factory::new("1M", 1024, false);
+    let config = ModelConfig { first_seed: 1, sequences: 600, operations: 200 };
+    if let Err(why) = conformance::run_model(&factory, config) {
+        panic!("{why}");
+    }
+}
