@@ -18,6 +18,7 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 use libos_block::BlockDevice;
 use libos_block::cache::BufferCache;
 use libos_core::blocking::Mutex;
@@ -71,6 +72,9 @@ pub(crate) struct Inner {
     pub read_only: bool,
     pub clock: Arc<dyn Clock>,
     pub state: Mutex<State>,
+    /// Set once a read-write mount has marked the volume "not clean": only then does the
+    /// unmount write (a mount that fails halfway must leave the disk untouched).
+    marked: AtomicBool,
     /// Inode number -> live [`Ext2Node`]s of it. An inode whose last name is removed is freed
     /// when its count drops to zero (a removed file stays usable while open).
     live: SpinLock<BTreeMap<u32, usize>>,
@@ -122,6 +126,7 @@ impl Ext2Fs {
                 mount_state: raw.state.get(),
             }),
             live: SpinLock::new(BTreeMap::new()),
+            marked: AtomicBool::new(false),
             geo,
         });
         {
@@ -137,6 +142,7 @@ impl Ext2Fs {
                 }
                 // Marked "not clean" on disk until unmount, as Linux does, so that a crash
                 // leaves a volume e2fsck checks.
+                inner.marked.store(true, Ordering::Relaxed);
                 inner.write_superblock(&st, false, true)?;
                 inner.cache.sync()?;
             }
@@ -225,7 +231,7 @@ impl FileSystem for Ext2Fs {
 impl Drop for Inner {
     /// Unmount: write everything back and mark the volume clean.
     fn drop(&mut self) {
-        if self.read_only {
+        if self.read_only || !*self.marked.get_mut() {
             return;
         }
         let st = self.state.lock();

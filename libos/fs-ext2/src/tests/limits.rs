@@ -126,6 +126,11 @@ fn unsupported_features_are_refused() {
     let mut cut = mkfs("8M", 1024, &[]);
     cut.truncate(4 << 20);
     assert_eq!(Ext2Fs::mount(device(cut), options()).err(), Some(Errno::EUCLEAN));
+    // A root inode that is not a directory: refused, and the failed mount writes nothing.
+    let bad_root = debugfs_write(&mkfs("4M", 1024, &[]), "sif <2> mode 0100644");
+    let disk = Arc::new(MemDisk::from_image(bad_root));
+    assert_eq!(Ext2Fs::mount(disk.clone(), options()).err(), Some(Errno::EUCLEAN));
+    assert_eq!(disk.stats().writes, 0);
     // ext3 (a journal, a compatible feature) mounts and stays clean for e2fsck.
     let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &["-j"])));
     let fs = mount(&disk);

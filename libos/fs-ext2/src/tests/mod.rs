@@ -101,6 +101,15 @@ fn debugfs(image: &[u8], request: &str) -> Vec<u8> {
     out.stdout
 }
 
+/// Changes `image` with `debugfs -w -R REQUEST`.
+fn debugfs_write(image: &[u8], request: &str) -> Vec<u8> {
+    let file = Temp::new("debugfs-w");
+    std::fs::write(&file.0, image).expect("writing the image");
+    let out = run(&tool("debugfs"), &["-w", "-R", request, file.path()]);
+    assert!(out.status.success(), "debugfs -w -R {request:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read(&file.0).expect("reading the image back")
+}
+
 fn options() -> MountOptions {
     MountOptions { read_only: false, cache_bytes: 256 * 1024, clock: Arc::new(TickClock::new(START)) }
 }
