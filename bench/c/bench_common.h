@@ -29,54 +29,6 @@ static inline uint64_t bench_ticks(void) {
     return value;
 #else
 #error "bench programs support x86_64 and aarch64"
-/* The resolution of bench_idle_ns() in nanoseconds (set by its first call). */
-static long bench_idle_resolution_ns __attribute__((unused));
-
-/* Nanoseconds this CPU spent idle since boot. The cpuidle driver's per-state residency counts
- * microseconds; without a cpuidle driver (aarch64 `virt` has no idle states in its device tree)
- * the idle field of /proc/stat counts USER_HZ ticks (10 ms), and the harness sizes the windows so
- * that this stays small next to the busy time (it reports the resolution with the figures). */
-static inline long long bench_idle_ns(void) {
-    const char *dir_name = "/sys/devices/system/cpu/cpu0/cpuidle";
-    DIR *dir = opendir(dir_name);
-    if (dir) {
-        long long total_us = 0;
-        int states = 0;
-        struct dirent *entry;
-        while ((entry = readdir(dir))) {
-            if (strncmp(entry->d_name, "state", 5) != 0) {
-                continue;
-            }
-            char path[320];
-            snprintf(path, sizeof path, "%s/%s/time", dir_name, entry->d_name);
-            FILE *f = fopen(path, "r");
-            long long us;
-            if (f && fscanf(f, "%lld", &us) == 1) {
-                total_us += us;
-                states++;
-            }
-            if (f) {
-                fclose(f);
-            }
-        }
-        closedir(dir);
-        if (states > 0) {
-            bench_idle_resolution_ns = 1000;
-            return total_us * 1000;
-        }
-    }
-    FILE *stat = fopen("/proc/stat", "r");
-    long long user, nice, system, idle, iowait;
-    if (!stat || fscanf(stat, "cpu %lld %lld %lld %lld %lld", &user, &nice, &system, &idle, &iowait) != 5) {
-        fprintf(stderr, "bench: cannot read /proc/stat\n");
-        exit(1);
-    }
-    fclose(stat);
-    long hz = sysconf(_SC_CLK_TCK);
-    bench_idle_resolution_ns = 1000000000L / hz;
-    return (idle + iowait) * (1000000000LL / hz);
-}
-
 #endif
 }
 
@@ -88,54 +40,6 @@ static inline uint64_t bench_ticks_hz(void) {
     uint64_t hz;
     __asm__ volatile("mrs %0, cntfrq_el0" : "=r"(hz));
     return hz;
-/* The resolution of bench_idle_ns() in nanoseconds (set by its first call). */
-static long bench_idle_resolution_ns __attribute__((unused));
-
-/* Nanoseconds this CPU spent idle since boot. The cpuidle driver's per-state residency counts
- * microseconds; without a cpuidle driver (aarch64 `virt` has no idle states in its device tree)
- * the idle field of /proc/stat counts USER_HZ ticks (10 ms), and the harness sizes the windows so
- * that this stays small next to the busy time (it reports the resolution with the figures). */
-static inline long long bench_idle_ns(void) {
-    const char *dir_name = "/sys/devices/system/cpu/cpu0/cpuidle";
-    DIR *dir = opendir(dir_name);
-    if (dir) {
-        long long total_us = 0;
-        int states = 0;
-        struct dirent *entry;
-        while ((entry = readdir(dir))) {
-            if (strncmp(entry->d_name, "state", 5) != 0) {
-                continue;
-            }
-            char path[320];
-            snprintf(path, sizeof path, "%s/%s/time", dir_name, entry->d_name);
-            FILE *f = fopen(path, "r");
-            long long us;
-            if (f && fscanf(f, "%lld", &us) == 1) {
-                total_us += us;
-                states++;
-            }
-            if (f) {
-                fclose(f);
-            }
-        }
-        closedir(dir);
-        if (states > 0) {
-            bench_idle_resolution_ns = 1000;
-            return total_us * 1000;
-        }
-    }
-    FILE *stat = fopen("/proc/stat", "r");
-    long long user, nice, system, idle, iowait;
-    if (!stat || fscanf(stat, "cpu %lld %lld %lld %lld %lld", &user, &nice, &system, &idle, &iowait) != 5) {
-        fprintf(stderr, "bench: cannot read /proc/stat\n");
-        exit(1);
-    }
-    fclose(stat);
-    long hz = sysconf(_SC_CLK_TCK);
-    bench_idle_resolution_ns = 1000000000L / hz;
-    return (idle + iowait) * (1000000000LL / hz);
-}
-
 #endif
 }
 

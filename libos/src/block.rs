@@ -2,9 +2,10 @@
 //! `vdb`, ... in discovery order, and [`DiskNode`], the device node `/dev/vdX` that programs
 //! read and write like a file.
 //!
-//! Kernel option: `blk_timeout=SECONDS` (default 30) bounds how long a request may take before
+//! Kernel options: `blk_timeout=SECONDS` (default 30) bounds how long a request may take before
 //! the device is declared dead (its requests then fail with `EIO`); `0` waits forever (for
-//! benchmarks under `-icount sleep=off`).
+//! benchmarks under `-icount sleep=off`). `blk_cache=BYTES` (suffix K, M or G; default 8M)
+//! bounds the buffer cache of each disk file system (`root=ext2:vda`, `mount=ext2:vdb:/PATH`).
 //!
 //! A program reading `/dev/vda` goes straight to the device: a transfer aligned to the device's
 //! logical block size is one request into the caller's buffer (what `O_DIRECT` asks for, and
@@ -28,7 +29,22 @@ use libos_core::{Errno, Result, hal};
 use libos_vfs::{FileType, Metadata, Node, Timestamp};
 
 static DEVICES: Once<Vec<Arc<VirtioBlkDevice>>> = Once::new();
+static CACHE_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_CACHE_BYTES);
 static TIMEOUT_SECS: AtomicU64 = AtomicU64::new(libos_block::virtio_blk::DEFAULT_TIMEOUT.as_secs());
+
+/// The buffer cache of each disk file system by default: 8 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 8 << 20;
+
+/// Sets the buffer cache size of disk file systems mounted after this call (boot:
+/// `blk_cache=`).
+pub fn set_cache_bytes(bytes: u64) {
+    CACHE_BYTES.store(bytes, Ordering::Relaxed);
+}
+
+/// The buffer cache size of the next disk file system mounted.
+pub fn cache_bytes() -> usize {
+    usize::try_from(CACHE_BYTES.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+}
 
 /// Sets the request timeout of devices found after this call (boot: `blk_timeout=`; 0: none).
 pub fn set_timeout(seconds: u64) {

@@ -86,6 +86,10 @@ fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Resul
     if let Some(secs) = options.blk_timeout_secs {
         crate::block::set_timeout(u64::from(secs));
     }
+    #[cfg(feature = "blk")]
+    if let Some(bytes) = options.blk_cache_bytes {
+        crate::block::set_cache_bytes(bytes);
+    }
     crate::fs::mount_at_boot(options.root.as_deref(), &options.mounts)?;
     crate::fs::unpack_initial_files(initial_files)
 }

@@ -13,6 +13,7 @@
 //! | `root=FS` | the root file system (default `ramfs` when the image has it; `virtiofs:TAG` for a host share) |
 //! | `mount=FS:/PATH` | mount a new `FS` at `/PATH` (created if missing); repeatable, in order; `virtiofs:TAG:/PATH` |
 //! | `virtiofs_timeout=SECONDS` | how long a virtio-fs reply may take before the device is declared dead (default 30, 0 = forever; images with `fs-virtiofs`) |
+//! | `blk_cache=BYTES` | buffer cache of each disk file system, 64K to 4G, suffix K/M/G (default 8M; images with `blk`) |
 //! | `blk_timeout=SECONDS` | how long a disk request may take before the device is declared dead (default 30, 0 = forever; images with `blk`) |
 //! | `sched=coop\|rr` | scheduling policy (needs the matching `sched-*` feature; default: `rr` if compiled in, else `coop`) |
 //! | `timeslice=MS` | time slice of preemptive policies, 1..=10000 ms (default 10) |
@@ -58,6 +59,9 @@ pub struct Options {
     /// `virtiofs_timeout=` in seconds.
     #[cfg(any(test, feature = "fs-virtiofs"))]
     pub virtiofs_timeout_secs: Option<u32>,
+    /// `blk_cache=` in bytes.
+    #[cfg(any(test, feature = "blk"))]
+    pub blk_cache_bytes: Option<u64>,
     /// `blk_timeout=` in seconds.
     #[cfg(any(test, feature = "blk"))]
     pub blk_timeout_secs: Option<u32>,
@@ -82,6 +86,8 @@ impl Default for Options {
             time_slice_ms: None,
             #[cfg(any(test, feature = "fs-virtiofs"))]
             virtiofs_timeout_secs: None,
+            #[cfg(any(test, feature = "blk"))]
+            blk_cache_bytes: None,
             #[cfg(any(test, feature = "blk"))]
             blk_timeout_secs: None,
             #[cfg(any(test, feature = "net"))]
@@ -122,7 +128,7 @@ impl fmt::Display for CmdlineError {
         match self {
             CmdlineError::UnknownOption(option) => write!(
                 f,
-                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, env=NAME=VALUE, walltime=SECONDS, sched=coop|rr, timeslice=MS, virtiofs_timeout=SECONDS, blk_timeout=SECONDS, ip=dhcp|none|ADDR/PREFIX[,gw=ADDR][,dns=ADDR], ip6=ADDR/PREFIX, tcp_buffer=BYTES; app arguments go after `--`)"
+                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, env=NAME=VALUE, walltime=SECONDS, sched=coop|rr, timeslice=MS, virtiofs_timeout=SECONDS, blk_timeout=SECONDS, blk_cache=BYTES, ip=dhcp|none|ADDR/PREFIX[,gw=ADDR][,dns=ADDR], ip6=ADDR/PREFIX, tcp_buffer=BYTES; app arguments go after `--`)"
             ),
             CmdlineError::BadValue { option, value, expected } => {
                 write!(f, "kernel option `{option}` does not accept `{value}` (expected {expected})")
@@ -173,6 +179,18 @@ fn timeout_secs(option: &'static str, secs: &str) -> Result<u32, CmdlineError> {
         value: secs.into(),
         expected: "seconds, 0 (forever) to 3600",
     })
+}
+
+/// A size in bytes with an optional K, M or G suffix (powers of 1024).
+#[cfg(any(test, feature = "blk"))]
+fn parse_size(text: &str) -> Option<u64> {
+    let (digits, scale) = match text.as_bytes().last()? {
+        b'K' | b'k' => (&text[..text.len() - 1], 1 << 10),
+        b'M' | b'm' => (&text[..text.len() - 1], 1 << 20),
+        b'G' | b'g' => (&text[..text.len() - 1], 1 << 30),
+        _ => (text, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(scale)
 }
 
 /// Parses a kernel command line.
@@ -258,6 +276,12 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
             #[cfg(any(test, feature = "fs-virtiofs"))]
             ("virtiofs_timeout", Some(secs)) => {
                 options.virtiofs_timeout_secs = Some(timeout_secs("virtiofs_timeout", secs)?);
+            }
+            #[cfg(any(test, feature = "blk"))]
+            ("blk_cache", Some(size)) => {
+                options.blk_cache_bytes = Some(parse_size(size).filter(|b| (64 << 10..=4 << 30).contains(b)).ok_or_else(|| {
+                    CmdlineError::BadValue { option: "blk_cache", value: size.into(), expected: "bytes, 64K to 4G (suffix K, M or G)" }
+                })?);
             }
             #[cfg(any(test, feature = "blk"))]
             ("blk_timeout", Some(secs)) => {
@@ -366,6 +390,11 @@ mod tests {
         assert_eq!(parse("virtiofs_timeout=0").unwrap().options.virtiofs_timeout_secs, Some(0), "0: no timeout");
         assert_eq!(parse("blk_timeout=7").unwrap().options.blk_timeout_secs, Some(7));
         assert!(parse("blk_timeout=3601").is_err());
+        assert_eq!(parse("blk_cache=16M").unwrap().options.blk_cache_bytes, Some(16 << 20));
+        assert_eq!(parse("blk_cache=65536").unwrap().options.blk_cache_bytes, Some(64 << 10));
+        for bad in ["blk_cache=1K", "blk_cache=5G", "blk_cache=M", "blk_cache=12X", "blk_cache=99999999999999G"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
         for bad in ["mount=ramfs", "mount=ramfs:tmp", "mount=:/tmp", "mount=virtiofs::/x", "root=", "root=a:", "root=:a", "root=a:/b", "virtiofs_timeout=3601", "virtiofs_timeout=-1"] {
             assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { .. }), "{bad}");
         }

@@ -65,6 +65,8 @@ pub fn known_file_systems() -> &'static [&'static str] {
         "sysfs",
         #[cfg(feature = "fs-virtiofs")]
         "virtiofs:TAG",
+        #[cfg(feature = "fs-ext2")]
+        "ext2:DISK",
     ]
 }
 
@@ -82,6 +84,14 @@ pub fn new_file_system(name: &str) -> core::result::Result<Arc<dyn FileSystem>, 
             let device = crate::virtiofs::device(tag)?;
             let fs = libos_fs_virtiofs::VirtioFs::mount(device, libos_fs_virtiofs::MountOptions::default())
                 .map_err(|e| alloc::format!("cannot mount virtio-fs share `{tag}`: {e}"))?;
+            Ok(fs)
+        }
+        #[cfg(feature = "fs-ext2")]
+        _ if name.starts_with("ext2:") => {
+            let disk = &name["ext2:".len()..];
+            let device = crate::block::device(disk)?;
+            let options = libos_fs_ext2::MountOptions { cache_bytes: crate::block::cache_bytes(), ..Default::default() };
+            let fs = libos_fs_ext2::Ext2Fs::mount(device, options).map_err(|e| alloc::format!("cannot mount ext2 on {disk}: {e}"))?;
             Ok(fs)
         }
         _ => Err(alloc::format!("unknown file system `{name}` (this image has: {})", known_file_systems().join(", "))),
@@ -106,9 +116,9 @@ pub fn mount_at_boot(root: Option<&str>, mounts: &[(String, String)]) -> core::r
     if root_name == "ramfs" {
         crate::etc::populate_memory_root();
     }
-    // A host share as root gets devfs only where it has a /dev: the boot never creates
-    // directories on the host.
-    let on_host = root_name.starts_with("virtiofs:");
+    // A host share or a disk as root gets devfs only where it has a /dev: the boot never
+    // creates directories on the host or on the user's disk.
+    let on_host = root_name.starts_with("virtiofs:") || root_name.starts_with("ext2:");
     for (fs_name, path) in [("devfs", "/dev"), ("proc", "/proc"), ("sysfs", "/sys")] {
         if root_name == "devfs" || on_host && metadata(path).is_err() {
             continue;
@@ -629,6 +639,7 @@ mod tests {
     #[test]
     fn unknown_file_systems_are_named() {
         let error = new_file_system("ext9").err().unwrap();
-        assert_eq!(error, "unknown file system `ext9` (this image has: ramfs, devfs, proc, sysfs)");
+        let expected = if cfg!(feature = "fs-ext2") { "ramfs, devfs, proc, sysfs, ext2:DISK" } else { "ramfs, devfs, proc, sysfs" };
+        assert_eq!(error, alloc::format!("unknown file system `ext9` (this image has: {expected})"));
     }
 }

@@ -61,6 +61,7 @@ pub mod nr {
         pub const FCNTL: u64 = 72;
         pub const FSYNC: u64 = 74;
         pub const FDATASYNC: u64 = 75;
+        pub const TRUNCATE: u64 = 76;
         pub const FTRUNCATE: u64 = 77;
         pub const GETCWD: u64 = 79;
         pub const CHDIR: u64 = 80;
@@ -182,6 +183,7 @@ pub mod nr {
         pub const LINKAT: u64 = 37;
         pub const RENAMEAT: u64 = 38;
         pub const STATFS: u64 = 43;
+        pub const TRUNCATE: u64 = 45;
         pub const FTRUNCATE: u64 = 46;
         pub const FACCESSAT: u64 = 48;
         pub const CHDIR: u64 = 49;
@@ -495,7 +497,7 @@ mod tests {
             nr::MPROTECT, nr::MUNMAP, nr::BRK, nr::RT_SIGACTION, nr::RT_SIGPROCMASK, nr::IOCTL, nr::PREAD64,
             nr::PWRITE64, nr::READV, nr::WRITEV, nr::ACCESS, nr::PIPE, nr::SCHED_YIELD, nr::MREMAP, nr::MSYNC,
             nr::MADVISE, nr::DUP, nr::DUP2, nr::NANOSLEEP, nr::GETPID, nr::CLONE, nr::FORK, nr::VFORK, nr::EXECVE,
-            nr::EXIT, nr::WAIT4, nr::KILL, nr::UNAME, nr::FCNTL, nr::FSYNC, nr::FDATASYNC, nr::FTRUNCATE,
+            nr::EXIT, nr::WAIT4, nr::KILL, nr::UNAME, nr::FCNTL, nr::FSYNC, nr::FDATASYNC, nr::TRUNCATE, nr::FTRUNCATE,
             nr::GETCWD, nr::CHDIR, nr::RENAME, nr::MKDIR, nr::RMDIR, nr::LINK, nr::UNLINK, nr::SYMLINK,
             nr::READLINK, nr::UMASK, nr::GETTIMEOFDAY, nr::SYSINFO, nr::GETUID, nr::GETGID, nr::GETEUID,
             nr::GETEGID, nr::GETPPID, nr::SIGALTSTACK, nr::STATFS, nr::ARCH_PRCTL, nr::GETTID, nr::TKILL,

@@ -288,6 +288,8 @@ table! {
     #[cfg(feature = "fs")]
     nr::FTRUNCATE => |f, [a0, a1, ..]| files::ftruncate(a0, a1);
     #[cfg(feature = "fs")]
+    nr::TRUNCATE => |f, [a0, a1, ..]| files::truncate(a0, a1);
+    #[cfg(feature = "fs")]
     nr::FSYNC => |f, [a0, ..]| files::fsync(a0);
     #[cfg(feature = "fs")]
     nr::FDATASYNC => |f, [a0, ..]| files::fsync(a0);

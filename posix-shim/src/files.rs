@@ -308,6 +308,18 @@ mod with_fs {
         Ok(0)
     }
 
+    /// `truncate(path, length)`: as `ftruncate` on the file the path names (following
+    /// symlinks); `EISDIR` for a directory, `EROFS` on a read-only file system.
+    pub fn truncate(path: u64, length: u64) -> Result<u64> {
+        if (length as i64) < 0 {
+            return Err(Errno::EINVAL);
+        }
+        let path = path_arg(AT_FDCWD as u64, path)?;
+        let file = vfs()?.open(&path, OpenFlags::WRONLY, 0)?;
+        file.set_len(length)?;
+        Ok(0)
+    }
+
     /// `fsync(fd)` / `fdatasync(fd)`.
     pub fn fsync(fd_number: u64) -> Result<u64> {
         match &*fd::get(fd_number)? {

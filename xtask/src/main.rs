@@ -430,12 +430,14 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
     }
     let mut ok = true;
     if host {
+        // The ext2 tests make volumes with the host's mke2fs and check them with e2fsck.
+        xtask::disk::ensure_e2fsprogs()?;
         eprintln!("==> host unit tests");
         ok &= cargo_test(&[])?;
         // `libos::fs` exists only with a file-system feature, `libos::block` with `blk`: test
         // them too.
-        eprintln!("==> host unit tests of libos with fs-ramfs and blk");
-        ok &= cargo_test(&["-p", "libos", "--features", "fs-ramfs,blk"])?;
+        eprintln!("==> host unit tests of libos with fs-ramfs and fs-ext2");
+        ok &= cargo_test(&["-p", "libos", "--features", "fs-ramfs,fs-ext2"])?;
         // Apps are bare-metal binaries outside the default members; their libraries are not.
         let app_libraries = build::apps_with_host_tests();
         if !app_libraries.is_empty() {

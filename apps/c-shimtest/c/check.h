@@ -23,4 +23,10 @@
 int socket_family(const char *f);
 /* disk.c: the disk family (/dev/vda read-write, /dev/vdb read-only). */
 void disk_family(void);
+/* disk.c: the ext2 families (a volume mounted at /data). */
+void ext2_family(void);
+void ext2_sync_family(void);
+void ext2_full_family(void);
+void ext2_ro_family(void);
+void ext2_walk_family(void);
 #endif

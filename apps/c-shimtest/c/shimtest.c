@@ -1248,6 +1248,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "enosys")) enosys();
         else if (!strcmp(f, "preempt")) preempt();
         else if (!strcmp(f, "disk")) disk_family();
+        else if (!strcmp(f, "ext2")) ext2_family();
+        else if (!strcmp(f, "ext2sync")) ext2_sync_family();
+        else if (!strcmp(f, "ext2full")) ext2_full_family();
+        else if (!strcmp(f, "ext2ro")) ext2_ro_family();
+        else if (!strcmp(f, "ext2walk")) ext2_walk_family();
         else if (!strcmp(f, "kill")) { printf("raising SIGTERM\n"); fflush(stdout); raise(SIGTERM); printf("still alive\n"); return 1; }
         else if (!strcmp(f, "abort")) { printf("aborting\n"); fflush(stdout); abort(); }
         else if (socket_family(f)) continue;

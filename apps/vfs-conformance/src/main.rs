@@ -1,12 +1,13 @@
 //! `vfs-conformance`: the VFS conformance suite inside the guest.
 //!
-//! Usage: `vfs-conformance [--fs ramfs|tinyfs|virtiofs:TAG] [CASE...]` or
+//! Usage: `vfs-conformance [--fs ramfs|tinyfs|virtiofs:TAG|ext2:DISK] [CASE...]` or
 //! `vfs-conformance [--fs F] --model N`.
 //!
 //! Runs every case of `libos_vfs::conformance` (or those named) on fresh instances of the file
 //! system (default ramfs, timed by the platform clock; `tinyfs` is the suite's own minimal
-//! example; `virtiofs:TAG` mounts the host share with that tag once and gives every instance a
-//! fresh, empty directory `conformance-N` of it as its root), printing `ok: CASE` or `FAILED: CASE: why` per case and a summary line
+//! example; `virtiofs:TAG` mounts the host share with that tag once, `ext2:DISK` the ext2 volume
+//! on that disk (`vda`), and gives every instance a fresh, empty directory `conformance-N` of it
+//! as its root; the volume is synced before the exit), printing `ok: CASE` or `FAILED: CASE: why` per case and a summary line
 //! `conformance: N passed, M failed`. Exits 1 if any case failed, 2 for bad arguments.
 //! `--model N` runs only the model test, with N sequences.
 //!
@@ -52,16 +53,17 @@ impl FileSystemFactory for Tiny {
     }
 }
 
-/// A fresh directory of one mounted host share per instance (a FUSE session cannot be
-/// re-initialised, so instances share the mount and differ by their root directory).
-struct VirtioShare {
+/// A fresh directory of one mounted file system per instance (a FUSE session cannot be
+/// re-initialised, and a disk holds one volume, so instances share the mount and differ by
+/// their root directory).
+struct SharedMount {
     fs: Arc<dyn FileSystem>,
     next: AtomicUsize,
 }
 
-impl FileSystemFactory for VirtioShare {
+impl FileSystemFactory for SharedMount {
     fn name(&self) -> &str {
-        "virtiofs"
+        self.fs.name()
     }
 
     fn create(&self) -> Result<Arc<dyn FileSystem>, String> {
@@ -95,17 +97,19 @@ impl FileSystem for Subtree {
     }
 }
 
-const USAGE: &str = "usage: vfs-conformance [--fs ramfs|tinyfs|virtiofs:TAG] [CASE... | --model SEQUENCES]";
+const USAGE: &str = "usage: vfs-conformance [--fs ramfs|tinyfs|virtiofs:TAG|ext2:DISK] [CASE... | --model SEQUENCES]";
 
 fn main() -> i32 {
     let mut args: Vec<&str> = libos::env::args().skip(1).collect();
     let share;
+    let mut shared_fs = None;
     let factory: &dyn FileSystemFactory = match args[..] {
         ["--fs", "ramfs", ..] => &Ramfs,
         ["--fs", "tinyfs", ..] => &Tiny,
-        ["--fs", name, ..] if name.starts_with("virtiofs:") => match libos::fs::new_file_system(name) {
+        ["--fs", name, ..] if name.starts_with("virtiofs:") || name.starts_with("ext2:") => match libos::fs::new_file_system(name) {
             Ok(fs) => {
-                share = VirtioShare { fs, next: AtomicUsize::new(0) };
+                shared_fs = Some(fs.clone());
+                share = SharedMount { fs, next: AtomicUsize::new(0) };
                 &share
             }
             Err(why) => {
@@ -122,6 +126,17 @@ fn main() -> i32 {
     if args.first() == Some(&"--fs") {
         args.drain(..2);
     }
+    let code = run(factory, &args);
+    // The shared volume is not mounted in the namespace, so the exit does not sync it.
+    if let Some(Err(e)) = shared_fs.map(|fs| fs.sync()) {
+        println!("vfs-conformance: sync: {e}");
+        return 1;
+    }
+    code
+}
+
+/// Runs the model test or the cases named in `args` (all when none) on `factory`.
+fn run(factory: &dyn FileSystemFactory, args: &[&str]) -> i32 {
     if let ["--model", sequences] = args[..] {
         let Ok(sequences) = sequences.parse() else {
             println!("{USAGE}");
@@ -140,7 +155,7 @@ fn main() -> i32 {
         };
     }
     let mut cases: Vec<Case> = Vec::new();
-    for name in &args {
+    for name in args {
         match conformance::case(name) {
             Some(case) => cases.push(case),
             None => {

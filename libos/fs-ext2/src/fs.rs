@@ -226,6 +226,10 @@ impl FileSystem for Ext2Fs {
         let st = self.inner.state.lock();
         self.inner.sync_all(&st)
     }
+
+    fn read_only(&self) -> bool {
+        self.inner.read_only
+    }
 }
 
 impl Drop for Inner {

@@ -33,6 +33,13 @@ pub trait FileSystem: Send + Sync {
     fn sync(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Whether the instance refuses every change (a read-only mount or device): the VFS then
+    /// refuses to open its regular files for writing with `EROFS`, as Linux does at `open`.
+    /// Default: false.
+    fn read_only(&self) -> bool {
+        false
+    }
 }
 
 /// What [`Node::create`] makes.

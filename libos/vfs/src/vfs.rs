@@ -395,6 +395,11 @@ impl Vfs {
         if file_type.is_dir() && (flags.writable() || flags.contains(OpenFlags::TRUNC)) {
             return Err(Errno::EISDIR);
         }
+        // Device nodes and FIFOs on a read-only file system may still be opened for writing.
+        let changes_data = flags.writable() || flags.contains(OpenFlags::TRUNC);
+        if changes_data && file_type == crate::FileType::Regular && loc.mount.fs.read_only() {
+            return Err(Errno::EROFS);
+        }
         if flags.contains(OpenFlags::TRUNC) && file_type == crate::FileType::Regular {
             loc.node.truncate(0)?;
         }
