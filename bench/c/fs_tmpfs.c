@@ -11,6 +11,8 @@
  * components as on libos; with a third argument DIR the files go in DIR instead (an existing
  * directory, e.g. a virtio-fs mount for `./x bench virtiofs`). Names and buffers are prepared
  * outside the measured spans.
+ * Each workload's span is marked on the console (`[bench] mark start W` ... `[bench] mark end W`,
+ * outside the measured span) so the harness can count its device traffic from a QEMU trace.
  * Usage: fs_tmpfs [FILE_MIB] [FILES] [DIR]  (defaults 256, 10000, a tmpfs at /bench). Output:
  * `[bench] W.ops: N`, `[bench] W.bytes: B`, `[bench] W.ticks: T` and `[bench] W.cpu_ns: C` per
  * workload W (see bench_common.h for ticks; C is this thread's CPU time, CLOCK_THREAD_CPUTIME_ID:
@@ -35,7 +37,11 @@ static uint64_t cpu_ns(void) {
 /* This thread's CPU time when the current workload began (set by begin()). */
 static uint64_t cpu_start;
 
-static uint64_t begin(void) {
+/* Starts workload `name`: a console mark (for the device trace's per-workload windows, printed
+ * outside the measured span), then the clocks. */
+static uint64_t begin(const char *name) {
+    printf("[bench] mark start %s\n", name);
+    fflush(stdout);
     cpu_start = cpu_ns();
     return bench_ticks();
 }
@@ -43,6 +49,7 @@ static uint64_t begin(void) {
 static void report(const char *name, uint64_t ops, uint64_t bytes, uint64_t start) {
     uint64_t spent = bench_ticks() - start;
     uint64_t cpu = cpu_ns() - cpu_start;
+    printf("[bench] mark end %s\n", name);
     printf("[bench] %s.ops: %llu\n[bench] %s.bytes: %llu\n[bench] %s.ticks: %llu\n[bench] %s.cpu_ns: %llu\n", name,
            (unsigned long long)ops, name, (unsigned long long)bytes, name, (unsigned long long)spent, name,
            (unsigned long long)cpu);
@@ -96,7 +103,7 @@ int main(int argc, char **argv) {
     for (long i = 0; i < files; i++) {
         if (asprintf(&names[i], "%s/file-%ld", dir, i) < 0) return fail("asprintf");
     }
-    uint64_t start = begin();
+    uint64_t start = begin("create");
     for (long i = 0; i < files; i++) {
         int fd = open(names[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0) return fail(names[i]);
@@ -104,12 +111,12 @@ int main(int argc, char **argv) {
     }
     report("create", files, 0, start);
     struct stat st;
-    start = begin();
+    start = begin("stat");
     for (long i = 0; i < files; i++) {
         if (stat(names[i], &st) != 0) return fail(names[i]);
     }
     report("stat", files, 0, start);
-    start = begin();
+    start = begin("unlink");
     for (long i = 0; i < files; i++) {
         if (unlink(names[i]) != 0) return fail(names[i]);
     }
@@ -128,19 +135,19 @@ int main(int argc, char **argv) {
         int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0) return fail(path);
         uint64_t calls = size / chunk;
-        start = begin();
+        snprintf(name, sizeof name, "seq-write-%s", passes[p].label);
+        start = begin(name);
         for (uint64_t i = 0; i < calls; i++) {
             if (write_all(fd, buf, chunk) != 0) return fail("write");
         }
-        snprintf(name, sizeof name, "seq-write-%s", passes[p].label);
         report(name, calls, size, start);
         int rfd = open(path, O_RDONLY | O_CLOEXEC);
         if (rfd < 0) return fail(path);
-        start = begin();
+        snprintf(name, sizeof name, "seq-read-%s", passes[p].label);
+        start = begin(name);
         for (uint64_t i = 0; i < calls; i++) {
             if (read_exact(rfd, buf, chunk) != 0) return fail("read");
         }
-        snprintf(name, sizeof name, "seq-read-%s", passes[p].label);
         report(name, calls, size, start);
         if (chunk == (1 << 20)) {
             enum { READS = 10000 };
@@ -154,7 +161,7 @@ int main(int argc, char **argv) {
                 offsets[i] = (state % pages) * 4096;
             }
             char page[4096];
-            start = begin();
+            start = begin("rand-read-4k");
             for (int i = 0; i < READS; i++) {
                 if (pread(rfd, page, sizeof page, (off_t)offsets[i]) != (ssize_t)sizeof page) return fail("pread");
             }

@@ -9,6 +9,7 @@ mod block;
 mod boot;
 mod boot_aarch64;
 mod fs;
+mod fs_compare;
 mod sched;
 mod shim;
 mod virtiofs;

@@ -115,6 +115,11 @@ pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str
     if !quiet {
         eprintln!("==> building {} for {arch}", apps.join(", "));
     }
+    // An image built with a program or files packed in (LIBOS_ELF, LIBOS_FILES) is copied to a
+    // path of its own, under a lock held from the build to the copy: a benchmark booting
+    // elf-runner with one program must not find another run's program in its image.
+    let packed = !env.is_empty();
+    let _lock = if packed { Some(lock_file(&guest_target_dir().join("packed-images.lock"))?) } else { None };
     for app in apps {
         let mut command = Command::new(cargo());
         command
@@ -146,7 +151,31 @@ pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str
             write_arm64_image(&elf_path(app, arch), &image_path(app, arch))?;
         }
     }
-    Ok(apps.iter().map(|app| image_path(app, arch)).collect())
+    if !packed {
+        return Ok(apps.iter().map(|app| image_path(app, arch)).collect());
+    }
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(env, &mut hasher);
+    let tag = std::hash::Hasher::finish(&hasher);
+    apps.iter()
+        .map(|app| {
+            let built = image_path(app, arch);
+            let name = built.file_name().and_then(|n| n.to_str()).ok_or("image name is not UTF-8")?;
+            let own = built.with_file_name(format!("packed-{tag:016x}-{name}"));
+            std::fs::copy(&built, &own).map_err(|e| format!("copying {} to {}: {e}", built.display(), own.display()))?;
+            Ok(own)
+        })
+        .collect()
+}
+
+/// An exclusive lock on `path` (created if missing), released when the file is dropped.
+fn lock_file(path: &Path) -> Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    file.lock().map_err(|e| format!("locking {}: {e}", path.display()))?;
+    Ok(file)
 }
 
 /// Builds one app and returns its image path.

@@ -81,10 +81,18 @@ const HELP: &str = "\
   ./x bench boot [--runs N]
         Boot benchmark: guest instructions to main and to exit (icount), wall time against a
         floor kernel, image size, smallest RAM. Writes bench/results/boot.{json,md,svg}.
-  ./x bench fs [--file-mib N]
+  ./x bench fs [--file-mib N] [--compare-mib N] [--compare-files N] [--only-compare] [--no-linux]
         File-system benchmark on ramfs: create/stat/unlink of 10 000 files, sequential I/O of an
         N MiB file (default 256) in 4 KiB and 1 MiB calls, 4 KiB random reads; guest
-        instructions per operation (icount). Writes bench/results/fs.{json,md}.
+        instructions per operation (icount). Writes bench/results/fs.{json,md}. Then one table
+        of bench/c/fs_tmpfs.c (default 64 MiB, 10 000 files) on libos ramfs, ext2 on virtio-blk
+        and virtio-fs, and on the Linux guest's tmpfs, ext2 and virtio-fs: instructions and
+        exits per operation. Writes bench/results/fs-compare.{json,md}.
+  ./x bench block [--arch x86_64|aarch64|all] [--reads N] [--runs N] [--no-linux]
+        The seed's block workload: bench/c/block_read.c (512-byte O_DIRECT reads of a raw
+        virtio-blk disk, default 100 000 on x86_64, 10 000 on aarch64) on libos and in the Linux
+        guest: busy instructions (idle subtracted), exits and interrupts per read (icount +
+        trace events), wall per read (TCG). Writes bench/results/block.{json,md}.
   ./x bench sched
         Scheduler benchmark: guest instructions per yield switch and per spawn+join (icount),
         timer interrupts of an idle sleeping thread, both arches and policies. Writes

@@ -147,6 +147,11 @@ impl DeviceTrace {
         Ok(parse_trace_log(&self.read()?))
     }
 
+    /// The named windows of the last run ([`parse_trace_windows`]).
+    pub fn windows(&self) -> Result<BTreeMap<String, Counters>> {
+        Ok(parse_trace_windows(&self.read()?))
+    }
+
     /// Reads and summarises the guest's measured window of the last run ([`parse_trace_window`]).
     pub fn window(&self) -> Result<Counters> {
         parse_trace_window(&self.read()?).ok_or_else(|| {
@@ -212,6 +217,43 @@ pub fn parse_trace_window(text: &str) -> Option<Counters> {
         line.clear();
     }
     None
+}
+
+/// The device traffic of every named window of the guest: from the end of a console line
+/// `[bench] mark start NAME` to the start of the line `[bench] mark end NAME` (as
+/// [`parse_trace_window`] does for the unnamed one), by NAME. Windows without an end are left
+/// out.
+pub fn parse_trace_windows(text: &str) -> BTreeMap<String, Counters> {
+    const START: &str = "[bench] mark start ";
+    const END: &str = "[bench] mark end ";
+    let mut counts = Counters::new();
+    let mut line = String::new();
+    let mut at_line_start = Counters::new();
+    let mut open: BTreeMap<String, Counters> = BTreeMap::new();
+    let mut windows = BTreeMap::new();
+    for entry in text.lines() {
+        let byte = entry.contains("memory_region_ops_write").then(|| console_data_write(entry)).flatten();
+        if byte.is_some() && line.is_empty() {
+            at_line_start = counts.clone();
+        }
+        count_event(&mut counts, entry);
+        let Some(byte) = byte else { continue };
+        if byte != b'\n' {
+            line.push(char::from(byte));
+            continue;
+        }
+        let text = line.trim_end_matches('\r');
+        if let Some(name) = text.rfind(START).map(|at| &text[at + START.len()..]) {
+            open.insert(name.to_string(), counts.clone());
+        } else if let Some(name) = text.rfind(END).map(|at| &text[at + END.len()..]) {
+            if let Some(start) = open.remove(name) {
+                let window = at_line_start.iter().map(|(k, &v)| (k.clone(), v - start.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect();
+                windows.insert(name.to_string(), window);
+            }
+        }
+        line.clear();
+    }
+    windows
 }
 
 /// Summarises a QEMU trace log into counts by device and kind:
@@ -493,6 +535,27 @@ some unrelated line
         let expected = [("total exits", 2), ("total virtio notifications", 2), ("virtio_queue_notify", 2)];
         assert_eq!(window, expected.map(|(k, v)| (k.to_string(), v)).into());
         assert_eq!(parse_trace_window("nothing\n"), None);
+    }
+
+    #[test]
+    fn named_windows_are_counted_apart() {
+        let mut log = String::new();
+        let say = |log: &mut String, text: &str| {
+            for byte in text.bytes() {
+                *log += &format!("memory_region_ops_write cpu 0 mr 0x1 addr 0x3f8 value 0x{byte:x} size 1 name 'serial'\n");
+            }
+        };
+        let notify = "virtio_queue_notify vdev 0x1 n 0 vq 0x2\n";
+        say(&mut log, "[bench] mark start create\n");
+        log += &notify.repeat(3);
+        say(&mut log, "[bench] mark end create\n[bench] mark start stat\n");
+        log += notify;
+        say(&mut log, "[bench] mark end stat\n[bench] mark start lost\n");
+        log += notify;
+        let windows = parse_trace_windows(&log);
+        assert_eq!(windows.keys().collect::<Vec<_>>(), ["create", "stat"], "an unended window is left out");
+        assert_eq!(windows["create"]["total virtio notifications"], 3);
+        assert_eq!(windows["stat"]["total exits"], 1, "the console lines are not inside the windows");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `./x bench fs`: the file workload on libos's ramfs (the `fsbench` app) and, from the same
 //! run, the same workload on tmpfs in the Linux guest baseline (`bench/c/fs_tmpfs.c`, see
-//! [`crate::linux`]), in guest instructions per operation, side by side.
+//! [`crate::linux`]), in guest instructions per operation, side by side; then
+//! [`super::fs_compare`]'s table of one program on ramfs, ext2 and virtio-fs of both systems.
 //!
 //! Both guests run under `-icount shift=0,sleep=off`, where the x86_64 TSC advances one tick per
 //! guest instruction (checked: the counter runs at ~1 GHz), so the tick counts the programs
@@ -139,15 +140,31 @@ fn yes(met: Option<bool>) -> &'static str {
 
 pub(super) fn run(args: Vec<String>) -> Result<i32> {
     let mut file_mib = 256u64;
+    let mut compare = super::fs_compare::Sizes { file_mib: 64, files: 10_000 };
     let mut with_linux = true;
+    let mut only_compare = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--file-mib" => file_mib = args.next().ok_or("--file-mib needs a number")?.parse()?,
+            "--compare-mib" => compare.file_mib = args.next().ok_or("--compare-mib needs a number")?.parse()?,
+            "--compare-files" => compare.files = args.next().ok_or("--compare-files needs a number")?.parse()?,
+            "--only-compare" => only_compare = true,
             "--no-linux" => with_linux = false,
-            other => return Err(format!("unknown option `{other}` for bench fs (expected --file-mib N, --no-linux)").into()),
+            other => return Err(format!("unknown option `{other}` for bench fs (expected --file-mib N, --compare-mib N, --compare-files N, --only-compare, --no-linux)").into()),
         }
     }
+    if !only_compare {
+        let status = ramfs_table(file_mib, with_linux)?;
+        if status != 0 {
+            return Ok(status);
+        }
+    }
+    super::fs_compare::run(compare, with_linux)
+}
+
+/// The first table: `fsbench` on ramfs against `fs_tmpfs` on the Linux guest's tmpfs.
+fn ramfs_table(file_mib: u64, with_linux: bool) -> Result<i32> {
     let files = 10_000u64;
     let arch = Arch::X86_64;
     let image = build::build_app("fsbench", arch, false)?;
