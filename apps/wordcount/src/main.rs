@@ -1,11 +1,14 @@
-//! `wordcount`: the root-on-virtio-fs demo.
+//! `wordcount`: the root-on-virtio-fs (or root-on-disk) demo.
 //!
 //! ```sh
 //! cp -r apps/wordcount/example /tmp/wc
 //! ./x run wordcount --root /tmp/wc      # then: cat /tmp/wc/results/report.txt
+//! # or from an ext2 disk made from the same tree:
+//! ./x disk create /tmp/wc.img --size 16M --from apps/wordcount/example
+//! ./x run wordcount --disk /tmp/wc.img --cmdline root=ext2:vda   # then: debugfs -R "cat /results/report.txt" /tmp/wc.img
 //! ```
 //!
-//! The host directory is the guest's `/`. The app reads `/etc/wordcount.conf`:
+//! The host directory (or the disk) is the guest's `/`. The app reads `/etc/wordcount.conf`:
 //!
 //! ```text
 //! # comments and blank lines are ignored
