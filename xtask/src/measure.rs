@@ -154,6 +154,11 @@ impl DeviceTrace {
         })
     }
 
+    /// Every measured window of the last run, in order ([`parse_trace_windows`]).
+    pub fn windows(&self) -> Result<Vec<Counters>> {
+        Ok(parse_trace_windows(&self.read()?))
+    }
+
     fn read(&self) -> Result<String> {
         std::fs::read_to_string(&self.log).map_err(|e| format!("cannot read the trace log {}: {e}", self.log.display()).into())
     }
@@ -182,8 +187,17 @@ fn console_data_write(line: &str) -> Option<u8> {
 /// The device traffic inside the guest's measured window: from the end of the line
 /// [`WINDOW_START`] to the start of the line [`WINDOW_END`], as the guest wrote them to its
 /// console (read back from the console's data-register writes in the trace). Counted like
-/// [`parse_trace_log`]; `None` if the log does not hold both markers.
+/// [`parse_trace_log`]; `None` if the log does not hold both markers. The first window of
+/// [`parse_trace_windows`].
 pub fn parse_trace_window(text: &str) -> Option<Counters> {
+    parse_trace_windows(text).into_iter().next()
+}
+
+/// Every measured window of the log, in order (see [`parse_trace_window`]): a run that
+/// measures several workloads marks each with its own start and end lines. An end line
+/// without a start line before it is ignored.
+pub fn parse_trace_windows(text: &str) -> Vec<Counters> {
+    let mut windows = Vec::new();
     let mut counts = Counters::new();
     let mut line = String::new();
     let mut at_line_start = Counters::new();
@@ -201,17 +215,20 @@ pub fn parse_trace_window(text: &str) -> Option<Counters> {
             continue;
         }
         // `ends_with`: the first console line also holds the UART divisor bytes the kernel wrote
-        // through the same register, and kernel messages may precede a line.
+        // through the same register, kernel messages may precede a line, and a server's log
+        // line carries its own prefix (time, level) before the marker.
         let text = line.trim_end_matches('\r');
         if text.ends_with(WINDOW_START) {
             start = Some(counts.clone());
-        } else if text.ends_with(WINDOW_END) {
-            let start = start?;
-            return Some(at_line_start.iter().map(|(k, &v)| (k.clone(), v - start.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect());
+        } else if text.ends_with(WINDOW_END)
+            && let Some(start) = start.take()
+        {
+            let window: Counters = at_line_start.iter().map(|(k, &v)| (k.clone(), v - start.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect();
+            windows.push(window);
         }
         line.clear();
     }
-    None
+    windows
 }
 
 /// Summarises a QEMU trace log into counts by device and kind:
@@ -493,6 +510,29 @@ some unrelated line
         let expected = [("total exits", 2), ("total virtio notifications", 2), ("virtio_queue_notify", 2)];
         assert_eq!(window, expected.map(|(k, v)| (k.to_string(), v)).into());
         assert_eq!(parse_trace_window("nothing\n"), None);
+    }
+
+    #[test]
+    fn windows_are_found_in_order() {
+        fn say(log: &mut String, text: &str) {
+            for byte in text.bytes() {
+                *log += &format!("memory_region_ops_write cpu 0 mr 0x1 addr 0x3f8 value 0x{byte:x} size 1 name 'serial'\n");
+            }
+        }
+        let notify = "virtio_queue_notify vdev 0x1 n 0 vq 0x2\n";
+        let mut log = String::new();
+        // An end without a start is ignored; a server's log prefix may precede a marker.
+        say(&mut log, "[bench] mark end\n1:M 01 Jan 00:00:01.000 # DEBUG LOG: [bench] mark start\n");
+        log += notify;
+        say(&mut log, "x [bench] mark end\n[bench] mark start\n");
+        log += &notify.repeat(3);
+        say(&mut log, "[bench] mark end\n");
+        let windows = parse_trace_windows(&log);
+        assert_eq!(windows.len(), 2);
+        assert_eq!(windows[0]["virtio_queue_notify"], 1);
+        assert_eq!(windows[1]["virtio_queue_notify"], 3);
+        assert_eq!(windows[1]["total exits"], 3);
+        assert_eq!(parse_trace_window(&log), Some(windows[0].clone()));
     }
 
     #[test]
