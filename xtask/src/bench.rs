@@ -17,6 +17,7 @@ mod net;
 mod net_scale;
 mod net_tcp;
 mod readme;
+mod servers;
 
 use crate::{Result, root};
 use std::path::PathBuf;
@@ -38,10 +39,11 @@ pub fn main(args: Vec<String>) -> Result<i32> {
         Some("linux") => linux::run(args.collect()),
         Some("virtiofs") => virtiofs::run(args.collect()),
         Some("net") => net::run(args.collect()),
+        Some("servers") => servers::run(args.collect()),
         Some("all") => all(args.collect()),
         Some("readme") => readme::write(None).map(|()| 0),
-        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, linux, virtiofs, net, all; readme rewrites README.md)").into()),
-        None => Err("which suite? ./x bench boot | fs | sched | shim | linux | virtiofs | net | all | --compare".into()),
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, linux, virtiofs, net, servers, all; readme rewrites README.md)").into()),
+        None => Err("which suite? ./x bench boot | fs | sched | shim | linux | virtiofs | net | servers | all | --compare".into()),
     }
 }
 
@@ -54,7 +56,7 @@ fn all(args: Vec<String>) -> Result<i32> {
     let started = std::time::Instant::now();
     let mut status = 0;
     type Suite = fn(Vec<String>) -> Result<i32>;
-    let suites: [(&str, Suite); 7] = [
+    let suites: [(&str, Suite); 8] = [
         ("boot", boot::run),
         ("fs", fs::run),
         ("sched", sched::run),
@@ -62,6 +64,7 @@ fn all(args: Vec<String>) -> Result<i32> {
         ("virtiofs", virtiofs::run),
         ("linux", linux::run),
         ("net", net::run),
+        ("servers", servers::run),
     ];
     for (suite, run) in suites {
         match run(Vec::new()) {
