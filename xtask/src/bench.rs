@@ -19,6 +19,7 @@ mod net;
 mod net_scale;
 mod net_tcp;
 mod readme;
+mod servers;
 
 use crate::{Result, root};
 use std::path::PathBuf;
@@ -41,10 +42,11 @@ pub fn main(args: Vec<String>) -> Result<i32> {
         Some("block") => block::run(args.collect()),
         Some("virtiofs") => virtiofs::run(args.collect()),
         Some("net") => net::run(args.collect()),
+        Some("servers") => servers::run(args.collect()),
         Some("all") => all(args.collect()),
         Some("readme") => readme::write(None).map(|()| 0),
-        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, linux, block, virtiofs, net, all; readme rewrites README.md)").into()),
-        None => Err("which suite? ./x bench boot | fs | sched | shim | linux | block | virtiofs | net | all | --compare".into()),
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, linux, block, virtiofs, net, servers, all; readme rewrites README.md)").into()),
+        None => Err("which suite? ./x bench boot | fs | sched | shim | linux | block | virtiofs | net | servers | all | --compare".into()),
     }
 }
 
@@ -57,7 +59,7 @@ fn all(args: Vec<String>) -> Result<i32> {
     let started = std::time::Instant::now();
     let mut status = 0;
     type Suite = fn(Vec<String>) -> Result<i32>;
-    let suites: [(&str, Suite); 8] = [
+    let suites: [(&str, Suite); 9] = [
         ("boot", boot::run),
         ("fs", fs::run),
         ("sched", sched::run),
@@ -66,6 +68,7 @@ fn all(args: Vec<String>) -> Result<i32> {
         ("linux", linux::run),
         ("block", block::run),
         ("net", net::run),
+        ("servers", servers::run),
     ];
     for (suite, run) in suites {
         match run(Vec::new()) {

@@ -328,6 +328,30 @@ impl Cpio {
         self.entry(name, 0o120_777, target.as_bytes());
     }
 
+    /// Adds the tree under the host directory `dir` as `prefix/...` (directories first, names
+    /// in sorted order so the archive is reproducible; files keep their permission bits).
+    /// `prefix` (empty: the root) itself must already exist in the archive or the guest.
+    pub fn tree(&mut self, dir: &Path, prefix: &str) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()?;
+        entries.sort();
+        for path in entries {
+            let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("{}: not a UTF-8 name", path.display()))?;
+            let inside = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+            if path.is_dir() {
+                self.dir(&inside);
+                self.tree(&path, &inside)?;
+            } else {
+                use std::os::unix::fs::PermissionsExt;
+                let permissions = std::fs::metadata(&path)?.permissions().mode() & 0o7777;
+                self.file(&inside, permissions, &std::fs::read(&path)?);
+            }
+        }
+        Ok(())
+    }
+
     /// The finished archive (with its `TRAILER!!!` entry).
     pub fn finish(mut self) -> Vec<u8> {
         self.next_inode = 0;
@@ -421,6 +445,18 @@ impl LinuxGuest {
         let initrd = dir.join("initramfs.cpio");
         std::fs::write(&initrd, cpio.finish())?;
         Ok(LinuxGuest { arch, kernel_package, kernel, initrd, module_deps })
+    }
+
+    /// This guest with more files: the archive `extra` appended to the initramfs as a second
+    /// cpio archive (the kernel unpacks concatenated archives in order), written once per
+    /// `name` next to the base one (`initramfs-NAME.cpio`). For programs that are not in
+    /// `bench/c/`, such as a real server and its configuration.
+    pub fn with_files(&self, name: &str, extra: Cpio) -> Result<LinuxGuest> {
+        let mut bytes = std::fs::read(&self.initrd).map_err(|e| format!("cannot read {}: {e}", self.initrd.display()))?;
+        bytes.extend_from_slice(&extra.finish());
+        let initrd = self.initrd.with_file_name(format!("initramfs-{name}.cpio"));
+        std::fs::write(&initrd, bytes)?;
+        Ok(LinuxGuest { initrd, ..self.clone() })
     }
 
     /// The modules to `insmod` for `drivers`, in load order.

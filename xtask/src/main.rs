@@ -123,6 +123,12 @@ const HELP: &str = "\
         trip; the same tcp_bench.c file run on libos through posix-shim (tcp-c: round trips
         and GETs); TCP round trips with 1 to 10 000 open connections. Needs root (a network namespace
         with a tap, deleted afterwards). Writes bench/results/net.{json,md}.
+  ./x bench servers [--arch x86_64|aarch64|all] [--requests N] [--runs N] [--no-linux]
+        A real server with its own benchmark tool: the same static redis-server on libos
+        (posix-shim) and in the Linux guest, same card and tap, driven by the host's
+        redis-benchmark -t set|get -n N (default 20 000) -c 1 -P 1: instructions per request
+        (QEMU's icount over QMP, halted time excluded), exits per request (device trace),
+        requests/s (TCG, median of 5). Needs root. Writes bench/results/servers.{json,md}.
   ./x bench all
         Every suite, then bench/results/README.md.
   ./x bench --compare [SUITE]

@@ -147,16 +147,16 @@ impl DeviceTrace {
         Ok(parse_trace_log(&self.read()?))
     }
 
-    /// The named windows of the last run ([`parse_trace_windows`]).
-    pub fn windows(&self) -> Result<BTreeMap<String, Counters>> {
-        Ok(parse_trace_windows(&self.read()?))
-    }
-
     /// Reads and summarises the guest's measured window of the last run ([`parse_trace_window`]).
     pub fn window(&self) -> Result<Counters> {
         parse_trace_window(&self.read()?).ok_or_else(|| {
             format!("the trace log {} has no `{WINDOW_START}` ... `{WINDOW_END}` window on the console", self.log.display()).into()
         })
+    }
+
+    /// Every measured window of the last run, in order, with its name ([`parse_trace_windows`]).
+    pub fn windows(&self) -> Result<Vec<(String, Counters)>> {
+        Ok(parse_trace_windows(&self.read()?))
     }
 
     fn read(&self) -> Result<String> {
@@ -187,12 +187,34 @@ fn console_data_write(line: &str) -> Option<u8> {
 /// The device traffic inside the guest's measured window: from the end of the line
 /// [`WINDOW_START`] to the start of the line [`WINDOW_END`], as the guest wrote them to its
 /// console (read back from the console's data-register writes in the trace). Counted like
-/// [`parse_trace_log`]; `None` if the log does not hold both markers.
+/// [`parse_trace_log`]; `None` if the log does not hold both markers. The first unnamed window
+/// of [`parse_trace_windows`].
 pub fn parse_trace_window(text: &str) -> Option<Counters> {
+    parse_trace_windows(text).into_iter().find(|(name, _)| name.is_empty()).map(|(_, counts)| counts)
+}
+
+/// The name of a window marker in a console line: `Some("")` for a line ending with `marker`,
+/// `Some(NAME)` for one ending with `marker NAME`. The marker may come after other text: the
+/// first console line also holds the UART divisor bytes the kernel wrote through the same
+/// register, kernel messages may precede a line, and a server's log line carries its own
+/// prefix (time, level).
+fn marker_name<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    let at = line.rfind(marker)?;
+    let rest = &line[at + marker.len()..];
+    if rest.is_empty() { Some("") } else { rest.strip_prefix(' ').filter(|name| !name.contains(' ')) }
+}
+
+/// Every measured window of the log, in the order they end (see [`parse_trace_window`]): a run
+/// that measures several workloads marks each with its own start and end lines, unnamed
+/// (`[bench] mark start` ... `[bench] mark end`, one after the other) or named (`[bench] mark
+/// start NAME` ... `[bench] mark end NAME`). An end line without its start line is ignored, as
+/// is a start line without its end.
+pub fn parse_trace_windows(text: &str) -> Vec<(String, Counters)> {
+    let mut windows = Vec::new();
     let mut counts = Counters::new();
     let mut line = String::new();
     let mut at_line_start = Counters::new();
-    let mut start = None;
+    let mut open: BTreeMap<String, Counters> = BTreeMap::new();
     for entry in text.lines() {
         let byte = entry.contains("memory_region_ops_write").then(|| console_data_write(entry)).flatten();
         if byte.is_some() && line.is_empty() {
@@ -205,51 +227,14 @@ pub fn parse_trace_window(text: &str) -> Option<Counters> {
             line.push(char::from(byte));
             continue;
         }
-        // `ends_with`: the first console line also holds the UART divisor bytes the kernel wrote
-        // through the same register, and kernel messages may precede a line.
         let text = line.trim_end_matches('\r');
-        if text.ends_with(WINDOW_START) {
-            start = Some(counts.clone());
-        } else if text.ends_with(WINDOW_END) {
-            let start = start?;
-            return Some(at_line_start.iter().map(|(k, &v)| (k.clone(), v - start.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect());
-        }
-        line.clear();
-    }
-    None
-}
-
-/// The device traffic of every named window of the guest: from the end of a console line
-/// `[bench] mark start NAME` to the start of the line `[bench] mark end NAME` (as
-/// [`parse_trace_window`] does for the unnamed one), by NAME. Windows without an end are left
-/// out.
-pub fn parse_trace_windows(text: &str) -> BTreeMap<String, Counters> {
-    const START: &str = "[bench] mark start ";
-    const END: &str = "[bench] mark end ";
-    let mut counts = Counters::new();
-    let mut line = String::new();
-    let mut at_line_start = Counters::new();
-    let mut open: BTreeMap<String, Counters> = BTreeMap::new();
-    let mut windows = BTreeMap::new();
-    for entry in text.lines() {
-        let byte = entry.contains("memory_region_ops_write").then(|| console_data_write(entry)).flatten();
-        if byte.is_some() && line.is_empty() {
-            at_line_start = counts.clone();
-        }
-        count_event(&mut counts, entry);
-        let Some(byte) = byte else { continue };
-        if byte != b'\n' {
-            line.push(char::from(byte));
-            continue;
-        }
-        let text = line.trim_end_matches('\r');
-        if let Some(name) = text.rfind(START).map(|at| &text[at + START.len()..]) {
+        if let Some(name) = marker_name(text, WINDOW_START) {
             open.insert(name.to_string(), counts.clone());
-        } else if let Some(name) = text.rfind(END).map(|at| &text[at + END.len()..]) {
-            if let Some(start) = open.remove(name) {
-                let window = at_line_start.iter().map(|(k, &v)| (k.clone(), v - start.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect();
-                windows.insert(name.to_string(), window);
-            }
+        } else if let Some(name) = marker_name(text, WINDOW_END)
+            && let Some(start) = open.remove(name)
+        {
+            let window: Counters = at_line_start.iter().map(|(k, &v)| (k.clone(), v - start.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect();
+            windows.push((name.to_string(), window));
         }
         line.clear();
     }
@@ -553,9 +538,34 @@ some unrelated line
         say(&mut log, "[bench] mark end stat\n[bench] mark start lost\n");
         log += notify;
         let windows = parse_trace_windows(&log);
-        assert_eq!(windows.keys().collect::<Vec<_>>(), ["create", "stat"], "an unended window is left out");
-        assert_eq!(windows["create"]["total virtio notifications"], 3);
-        assert_eq!(windows["stat"]["total exits"], 1, "the console lines are not inside the windows");
+        let names: Vec<&str> = windows.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["create", "stat"], "an unended window is left out");
+        assert_eq!(windows[0].1["total virtio notifications"], 3);
+        assert_eq!(windows[1].1["total exits"], 1, "the console lines are not inside the windows");
+        assert_eq!(parse_trace_window(&log), None, "no unnamed window");
+    }
+
+    #[test]
+    fn windows_are_found_in_order() {
+        fn say(log: &mut String, text: &str) {
+            for byte in text.bytes() {
+                *log += &format!("memory_region_ops_write cpu 0 mr 0x1 addr 0x3f8 value 0x{byte:x} size 1 name 'serial'\n");
+            }
+        }
+        let notify = "virtio_queue_notify vdev 0x1 n 0 vq 0x2\n";
+        let mut log = String::new();
+        // An end without a start is ignored; a server's log prefix may precede a marker.
+        say(&mut log, "[bench] mark end\n1:M 01 Jan 00:00:01.000 # DEBUG LOG: [bench] mark start\n");
+        log += notify;
+        say(&mut log, "x [bench] mark end\n[bench] mark start\n");
+        log += &notify.repeat(3);
+        say(&mut log, "[bench] mark end\n");
+        let windows = parse_trace_windows(&log);
+        assert_eq!(windows.len(), 2);
+        assert_eq!(windows[0].1["virtio_queue_notify"], 1);
+        assert_eq!(windows[1].1["virtio_queue_notify"], 3);
+        assert_eq!(windows[1].1["total exits"], 3);
+        assert_eq!(parse_trace_window(&log), Some(windows[0].1.clone()));
     }
 
     #[test]

@@ -75,8 +75,9 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
     md += "\nICMP packets/s: median of 5 `ping -f` floods of 2 000 requests per size in one boot (min and max in `linux.json`); with one flood they moved by up to 70% between two runs on this shared host.\n";
     md += "\nThe libos side of the block workload comes with the virtio-blk issue; the ICMP workload's libos side is below (`net.md`).\n\n";
     md += &network();
+    md += &servers();
     md += &other_suites();
-    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `shim.md`, `shim.json`: C programs through posix-shim vs the Linux guest (`./x bench shim`).\n- `virtiofs.md`, `virtiofs.json`, `virtiofs.svg`: virtio-fs vs ramfs vs the Linux guest on the same share (`./x bench virtiofs`).\n- `net.md`, `net.json`: network stack, ICMP echo and TCP (netecho and the C server tcp_bench.c through posix-shim) vs the Linux guest, and TCP round trips against open connections (`./x bench net`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
+    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `shim.md`, `shim.json`: C programs through posix-shim vs the Linux guest (`./x bench shim`).\n- `virtiofs.md`, `virtiofs.json`, `virtiofs.svg`: virtio-fs vs ramfs vs the Linux guest on the same share (`./x bench virtiofs`).\n- `net.md`, `net.json`: network stack, ICMP echo and TCP (netecho and the C server tcp_bench.c through posix-shim) vs the Linux guest, and TCP round trips against open connections (`./x bench net`).\n- `servers.md`, `servers.json`: a real server with its own benchmark tool, redis-server with redis-benchmark, on libos and in the Linux guest (`./x bench servers`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
     md += "\n![libos boot](boot-wall-ratio.svg)\n\n![Linux boot](linux-boot-wall-ratio.svg)\n";
     std::fs::write(results_dir()?.join("README.md"), md)?;
     eprintln!("==> wrote bench/results/README.md");
@@ -134,6 +135,32 @@ fn network() -> String {
                 "| {name} | TCP 1-byte round trip with {} open connections: busy instructions (cost vs 1 connection) | {} ({}x) | - | - |\n",
                 row["connections"], row["busy_instructions_per_round_trip"], row["cost_vs_one_connection"]
             );
+        }
+    }
+    md + "\n"
+}
+
+/// The real-server suite's headline: redis-benchmark against the same redis on libos and on
+/// Linux, per request.
+fn servers() -> String {
+    let Some(servers) = read("servers.json") else { return String::new() };
+    let mut md = format!(
+        "## Real server (`./x bench servers`: redis-server with the host's redis-benchmark, {} requests per test, one connection; same file, card and run as the Linux guest)\n\n| arch | figure | libos | Linux | libos / Linux |\n|---|---|---|---|---|\n",
+        servers["requests_per_test"]
+    );
+    for arch in servers["arches"].as_array().into_iter().flatten() {
+        let name = arch["arch"].as_str().unwrap_or("?");
+        let theirs = arch["linux"]["tests"].as_array().cloned().unwrap_or_default();
+        for test in arch["libos"]["tests"].as_array().into_iter().flatten() {
+            let request = test["test"].as_str().unwrap_or("?");
+            let linux = theirs.iter().find(|t| t["test"] == test["test"]);
+            for (label, path) in [
+                ("instructions per request (icount)", "instructions_per_request"),
+                ("exits per request", "device_per_request.total exits"),
+                ("requests/s (TCG wall)", "tcg_wall.rps"),
+            ] {
+                md += &format!("| {name} | redis {request}: {label} | {} |\n", compared(at(test, path), linux.and_then(|t| at(t, path))));
+            }
         }
     }
     md + "\n"
