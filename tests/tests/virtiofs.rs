@@ -7,7 +7,7 @@
 //! virtio-mmio v1 and virtio-pci (q35, aarch64 virt).
 
 use libos_tests::{Boot, TempDir, arches};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use xtask::arch::Arch;

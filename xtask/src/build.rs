@@ -168,14 +168,13 @@ pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str
         .collect()
 }
 
-/// An exclusive lock on `path` (created if missing), released when the file is dropped.
-fn lock_file(path: &Path) -> Result<std::fs::File> {
+/// An exclusive lock on `path` (created if missing), released when the lock is dropped.
+fn lock_file(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
-    file.lock().map_err(|e| format!("locking {}: {e}", path.display()))?;
-    Ok(file)
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| format!("locking {}: {e}", path.display()).into())
 }
 
 /// Builds one app and returns its image path.

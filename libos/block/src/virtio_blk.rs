@@ -233,7 +233,7 @@ impl VirtioBlkDevice {
             "virtio-blk {} at {}: {} MiB, {}-byte blocks{}{}, up to {} KiB per request, {}",
             device.name,
             device.transport.describe(),
-            device.sectors * SECTOR_SIZE >> 20,
+            (device.sectors * SECTOR_SIZE) >> 20,
             device.block_size,
             if device.read_only { ", read-only" } else { "" },
             if device.volatile_cache { ", write cache" } else { ", write-through" },

@@ -37,9 +37,9 @@ const WORKLOADS: [&str; 8] = ["create", "stat", "unlink", "seq-write-4k", "seq-r
 /// The share's tag on both systems.
 const TAG: &str = "bench";
 
-/// The file systems compared.
+/// Where the files live: the file systems compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fs {
+enum Store {
     /// libos ramfs / Linux tmpfs: memory only.
     Memory,
     /// ext2 on a virtio-blk disk.
@@ -48,15 +48,15 @@ enum Fs {
     VirtioFs,
 }
 
-impl Fs {
-    const ALL: [Fs; 3] = [Fs::Memory, Fs::Ext2, Fs::VirtioFs];
+impl Store {
+    const ALL: [Store; 3] = [Store::Memory, Store::Ext2, Store::VirtioFs];
 
     fn name(self, linux: bool) -> &'static str {
         match (self, linux) {
-            (Fs::Memory, false) => "ramfs",
-            (Fs::Memory, true) => "tmpfs",
-            (Fs::Ext2, _) => "ext2",
-            (Fs::VirtioFs, _) => "virtio-fs",
+            (Store::Memory, false) => "ramfs",
+            (Store::Memory, true) => "tmpfs",
+            (Store::Ext2, _) => "ext2",
+            (Store::VirtioFs, _) => "virtio-fs",
         }
     }
 }
@@ -160,7 +160,7 @@ fn measure_config(what: &str, trace_name: &str, mut config_for: impl FnMut(&Scra
 }
 
 /// libos on `fs`: the program through posix-shim, files under `/bench`.
-fn libos(image: &Path, fs: Fs, sizes: Sizes) -> Result<Value> {
+fn libos(image: &Path, fs: Store, sizes: Sizes) -> Result<Value> {
     let args = vec!["/bin/fs_tmpfs".to_string(), sizes.file_mib.to_string(), sizes.files.to_string(), "/bench".into()];
     let config_for = |scratch: &Scratch| {
         let mut config = VmConfig::new(Arch::X86_64, image.to_path_buf());
@@ -169,12 +169,12 @@ fn libos(image: &Path, fs: Fs, sizes: Sizes) -> Result<Value> {
         config.memory = memory(sizes);
         config.timeout = Duration::from_secs(1800);
         let options = match fs {
-            Fs::Memory => "mount=ramfs:/bench".to_string(),
-            Fs::Ext2 => {
+            Store::Memory => "mount=ramfs:/bench".to_string(),
+            Store::Ext2 => {
                 config.disks = vec![Disk::new(scratch.image(sizes)?)];
                 format!("mount=ext2:vda:/bench blk_timeout=0 blk_cache={}M", sizes.file_mib * 2 + 64)
             }
-            Fs::VirtioFs => {
+            Store::VirtioFs => {
                 config.shares = vec![scratch.share()?];
                 format!("mount=virtiofs:{TAG}:/bench virtiofs_timeout=0")
             }
@@ -189,27 +189,27 @@ fn libos(image: &Path, fs: Fs, sizes: Sizes) -> Result<Value> {
 }
 
 /// The Linux guest on `fs`.
-fn linux_guest(guest: &LinuxGuest, fs: Fs, sizes: Sizes) -> Result<Value> {
+fn linux_guest(guest: &LinuxGuest, fs: Store, sizes: Sizes) -> Result<Value> {
     let args = [sizes.file_mib.to_string(), sizes.files.to_string(), "/bench".into()];
     let modules = match fs {
-        Fs::Memory => Vec::new(),
-        Fs::Ext2 => guest.modules_for(&[guest.virtio_transport(), "virtio_blk"])?,
-        Fs::VirtioFs => guest.modules_for(&[guest.virtio_transport(), "virtiofs"])?,
+        Store::Memory => Vec::new(),
+        Store::Ext2 => guest.modules_for(&[guest.virtio_transport(), "virtio_blk"])?,
+        Store::VirtioFs => guest.modules_for(&[guest.virtio_transport(), "virtiofs"])?,
     };
     let config_for = |scratch: &Scratch| {
         let mounts = match fs {
-            Fs::Memory => "bench.mounts=tmpfs:none:/bench".to_string(),
-            Fs::Ext2 => "bench.mounts=ext2:/dev/vda:/bench".to_string(),
-            Fs::VirtioFs => format!("bench.mounts=virtiofs:{TAG}:/bench"),
+            Store::Memory => "bench.mounts=tmpfs:none:/bench".to_string(),
+            Store::Ext2 => "bench.mounts=ext2:/dev/vda:/bench".to_string(),
+            Store::VirtioFs => format!("bench.mounts=virtiofs:{TAG}:/bench"),
         };
         let mut config = guest.config("fs_tmpfs", &args, &modules, &mounts);
         config.virtio_transport = Some(VirtioTransport::Pci);
         config.memory = memory(sizes);
         config.timeout = Duration::from_secs(1800);
         match fs {
-            Fs::Memory => {}
-            Fs::Ext2 => config.disks = vec![Disk::new(scratch.image(sizes)?)],
-            Fs::VirtioFs => config.shares = vec![scratch.share()?],
+            Store::Memory => {}
+            Store::Ext2 => config.disks = vec![Disk::new(scratch.image(sizes)?)],
+            Store::VirtioFs => config.shares = vec![scratch.share()?],
         }
         Ok(config)
     };
@@ -230,7 +230,7 @@ fn figure(system: &Value, workload: &str, key: &str) -> Option<f64> {
 /// The table of one figure (`instructions_per_op` or `exits_per_op`): a row per workload, a
 /// column per system and file system, and ext2's libos / Linux ratio.
 fn table(results: &BTreeMap<String, Value>, key: &str) -> String {
-    let columns: Vec<String> = [false, true].iter().flat_map(|&linux| Fs::ALL.map(|fs| format!("{} {}", if linux { "Linux" } else { "libos" }, fs.name(linux)))).collect();
+    let columns: Vec<String> = [false, true].iter().flat_map(|&linux| Store::ALL.map(|fs| format!("{} {}", if linux { "Linux" } else { "libos" }, fs.name(linux)))).collect();
     let mut md = format!("| workload | {} | ext2 libos / Linux |\n|---|{}---|\n", columns.join(" | "), "---|".repeat(columns.len()));
     for workload in WORKLOADS {
         let cells: Vec<String> = columns.iter().map(|c| results.get(c).and_then(|s| figure(s, workload, key)).map_or("-".into(), format_figure)).collect();
@@ -254,7 +254,7 @@ pub(super) fn run(sizes: Sizes, with_linux: bool) -> Result<i32> {
     let image = build::build_with_env(&[build::ELF_RUNNER], Arch::X86_64, true, &[("LIBOS_ELF", program)])?.remove(0);
     let mut results = BTreeMap::new();
     let mut failures = Vec::new();
-    for fs in Fs::ALL {
+    for fs in Store::ALL {
         let column = format!("libos {}", fs.name(false));
         match libos(&image, fs, sizes) {
             Ok(value) => drop(results.insert(column, value)),
@@ -263,7 +263,7 @@ pub(super) fn run(sizes: Sizes, with_linux: bool) -> Result<i32> {
     }
     if with_linux {
         let guest = LinuxGuest::build(Arch::X86_64)?;
-        for fs in Fs::ALL {
+        for fs in Store::ALL {
             let column = format!("Linux {}", fs.name(true));
             match linux_guest(&guest, fs, sizes) {
                 Ok(value) => drop(results.insert(column, value)),

@@ -60,6 +60,9 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// One redis-benchmark test as run: its CSV result, the guest instructions it took, its wall time.
+type TestRun = (CsvResult, u64, Duration);
+
 /// redis's port in both guests (`servers/rootfs/srv/redis.conf`).
 const PORT: u16 = 6379;
 /// The redis-benchmark tests measured, one invocation (and one window) each, in this order.
@@ -394,7 +397,7 @@ fn measure_icount(arch: Arch, netns: &Netns, system: &System, options: &Options)
     config.extra_args.extend(trace.qemu_args());
     config.extra_args.extend(Qmp::qemu_args(&socket));
     let (running, mut control) = boot(&config, netns, &what)?;
-    let mut measured = || -> Result<(Vec<(CsvResult, u64, Duration)>, f64)> {
+    let mut measured = || -> Result<(Vec<TestRun>, f64)> {
         let mut qmp = Qmp::connect(&socket)?;
         std::thread::sleep(Duration::from_secs(1));
         let (before, started) = (qmp.instructions()?, Instant::now());
