@@ -16,6 +16,11 @@ impl Arch {
     /// Every architecture.
     pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
 
+    /// Parses an `--arch` value that may also be `all` (every architecture).
+    pub fn parse_list(value: &str) -> Result<Vec<Arch>, String> {
+        if value == "all" { Ok(Arch::ALL.to_vec()) } else { Ok(vec![value.parse()?]) }
+    }
+
     /// The architecture of the machine running `./x`.
     pub fn host() -> Arch {
         if cfg!(target_arch = "aarch64") { Arch::Aarch64 } else { Arch::X86_64 }

@@ -362,7 +362,7 @@ fn build_server_verb(args: Vec<String>) -> Result<i32> {
         match arg {
             Long("arch") => {
                 let value = parser.value()?.string()?;
-                arches = if value == "all" { Arch::ALL.to_vec() } else { vec![value.parse()?] };
+                arches = Arch::parse_list(&value)?;
             }
             Long("host-check") => host_check = true,
             Value(value) => names.push(value.string()?),

@@ -41,10 +41,7 @@ impl Options {
         while let Some(arg) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
             match arg.as_str() {
-                "--arch" => {
-                    let v = value()?;
-                    options.arches = if v == "all" { vec![Arch::X86_64, Arch::Aarch64] } else { vec![v.parse()?] };
-                }
+                "--arch" => options.arches = Arch::parse_list(&value()?)?,
                 "--runs" => options.runs = value()?.parse()?,
                 "--reads" => options.reads = Some(value()?.parse()?),
                 "--no-linux" => options.no_linux = true,

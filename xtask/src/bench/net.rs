@@ -74,10 +74,7 @@ impl Options {
         while let Some(arg) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
             match arg.as_str() {
-                "--arch" => {
-                    let v = value()?;
-                    options.arches = if v == "all" { vec![Arch::X86_64, Arch::Aarch64] } else { vec![v.parse()?] };
-                }
+                "--arch" => options.arches = Arch::parse_list(&value()?)?,
                 "--pings" => options.pings = positive(&arg, value()?)?,
                 "--stream-mib" => options.tcp.stream_mib = positive(&arg, value()?)?,
                 "--rounds" => options.tcp.rounds = positive(&arg, value()?)?,

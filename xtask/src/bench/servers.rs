@@ -101,10 +101,7 @@ impl Options {
                 }
             };
             match arg.as_str() {
-                "--arch" => {
-                    let v = value()?;
-                    options.arches = if v == "all" { vec![Arch::X86_64, Arch::Aarch64] } else { vec![v.parse()?] };
-                }
+                "--arch" => options.arches = Arch::parse_list(&value()?)?,
                 "--requests" => options.requests = positive(value()?)?,
                 "--runs" => options.runs = (positive(value()?)? as usize).max(measure::MIN_WALL_RUNS),
                 "--no-linux" => options.linux = false,
