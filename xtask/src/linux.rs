@@ -543,18 +543,25 @@ pub fn compile_program(name: &str, arch: Arch) -> Result<PathBuf> {
     compile(name, arch, &cache_dir().join(arch.name()).join("bin"))
 }
 
-/// Compiles `bench/c/NAME.c` statically with musl for `arch` into `out_dir`, when out of date.
+/// Compiles `bench/c/NAME.c` statically with musl for `arch` into `out_dir`, when out of date:
+/// when the source or `bench_common.h` differ from what the binary was built from (a hash kept
+/// beside it; modification times are not enough where several checkouts share the cache).
 fn compile(name: &str, arch: Arch, out_dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(out_dir)?;
     let source_dir = root().join("bench/c");
     let source = source_dir.join(format!("{name}.c"));
     let binary = out_dir.join(name);
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let newest_source = [source.clone(), source_dir.join("bench_common.h")].iter().filter_map(|p| modified(p)).max();
-    if modified(&binary).is_some_and(|built| Some(built) >= newest_source) {
+    let stamp = out_dir.join(format!("{name}.source-hash"));
+    let mut hasher = std::hash::DefaultHasher::new();
+    for input in [&source, &source_dir.join("bench_common.h")] {
+        std::hash::Hash::hash(&std::fs::read(input).map_err(|e| format!("reading {}: {e}", input.display()))?, &mut hasher);
+    }
+    let hash = format!("{:016x}", std::hash::Hasher::finish(&hasher));
+    if binary.exists() && std::fs::read_to_string(&stamp).is_ok_and(|built| built == hash) {
         return Ok(binary);
     }
     run_step(Command::new(musl_cc(arch)).args(["-static", "-O2", "-Wall", "-Werror", "-o"]).arg(&binary).arg(&source))?;
+    std::fs::write(&stamp, hash)?;
     Ok(binary)
 }
 

@@ -427,13 +427,8 @@ mod tests {
     use libos_virtio::testing::FakeTransport;
     use std::sync::Mutex;
 
-    fn platform() {
-        static PLATFORM: std::sync::OnceLock<&'static libos_core::testing::FakePlatform> = std::sync::OnceLock::new();
-        PLATFORM.get_or_init(|| {
-            let platform: &'static libos_core::testing::FakePlatform = Box::leak(Box::new(libos_core::testing::FakePlatform::new()));
-            libos_core::hal::set_platform(platform);
-            platform
-        });
+    fn platform() -> &'static libos_core::testing::FakePlatform {
+        libos_core::testing::shared_platform()
     }
 
     /// A fake virtio-blk device over `disk`, offering `offered` features, answering every

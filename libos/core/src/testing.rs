@@ -23,6 +23,18 @@ pub struct FakePlatform {
     rtc_unix_nanos: Mutex<Option<u64>>,
 }
 
+/// The fake platform of this test process, installed as the platform on first use. Every test
+/// module of a crate should take it from here: the platform can be installed only once per
+/// process, so a module that made its own would advance a clock nobody reads.
+pub fn shared_platform() -> &'static FakePlatform {
+    static SHARED: std::sync::OnceLock<&'static FakePlatform> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let platform: &'static FakePlatform = Box::leak(Box::new(FakePlatform::new()));
+        crate::hal::set_platform(platform);
+        platform
+    })
+}
+
 impl FakePlatform {
     /// A platform at time zero with interrupts masked.
     pub fn new() -> FakePlatform {

@@ -349,12 +349,7 @@ mod tests {
     use libos_virtio::testing::{FakeTransport, Responder};
 
     fn platform() -> &'static libos_core::testing::FakePlatform {
-        static PLATFORM: std::sync::OnceLock<&'static libos_core::testing::FakePlatform> = std::sync::OnceLock::new();
-        PLATFORM.get_or_init(|| {
-            let platform: &'static libos_core::testing::FakePlatform = Box::leak(Box::new(libos_core::testing::FakePlatform::new()));
-            libos_core::hal::set_platform(platform);
-            platform
-        })
+        libos_core::testing::shared_platform()
     }
 
     /// A virtio-fs device with tag `myfs` answering with `respond`.

@@ -299,3 +299,111 @@ impl RequestQueue {
         done
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeTransport;
+    use crate::{QueueAddresses, Transport};
+    use alloc::boxed::Box;
+    use alloc::string::String;
+    use libos_core::hal::MemoryRegion;
+    use std::sync::{Arc, Mutex};
+
+    /// A device that never answers and takes a few status reads to show a reset, logging what
+    /// happens in order.
+    struct SlowReset {
+        inner: &'static FakeTransport,
+        reads_until_reset_shows: Mutex<u32>,
+        log: Arc<Mutex<Vec<&'static str>>>,
+    }
+
+    impl Transport for SlowReset {
+        fn describe(&self) -> String {
+            String::from("slow-reset fake")
+        }
+        fn device_id(&self) -> u32 {
+            self.inner.device_id()
+        }
+        fn is_modern(&self) -> bool {
+            true
+        }
+        fn device_features(&self) -> u64 {
+            self.inner.device_features()
+        }
+        fn set_driver_features(&self, features: u64) {
+            self.inner.set_driver_features(features);
+        }
+        fn status(&self) -> u8 {
+            let mut left = self.reads_until_reset_shows.lock().unwrap();
+            if self.inner.status() == 0 && *left > 0 {
+                *left -= 1;
+                self.log.lock().unwrap().push("reset not shown yet");
+                return crate::status::DRIVER_OK;
+            }
+            if self.inner.status() == 0 {
+                self.log.lock().unwrap().push("reset shown");
+            }
+            self.inner.status()
+        }
+        fn set_status(&self, status: u8) {
+            self.inner.set_status(status);
+        }
+        fn max_queue_size(&self, queue: u16) -> u16 {
+            self.inner.max_queue_size(queue)
+        }
+        fn setup_queue(&self, queue: u16, size: u16, addresses: QueueAddresses) -> Result<()> {
+            self.inner.setup_queue(queue, size, addresses)
+        }
+        fn notify(&self, queue: u16) {
+            self.inner.notify(queue);
+        }
+        fn read_config(&self, offset: usize, buf: &mut [u8]) {
+            self.inner.read_config(offset, buf);
+        }
+        fn acknowledge_interrupt(&self) -> u32 {
+            self.inner.acknowledge_interrupt()
+        }
+        fn shared_memory(&self, id: u8) -> Option<MemoryRegion> {
+            self.inner.shared_memory(id)
+        }
+    }
+
+    #[test]
+    fn a_timeout_releases_every_caller_only_after_the_reset_shows() {
+        let platform = libos_core::testing::shared_platform();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let inner: &'static FakeTransport = Box::leak(Box::new(FakeTransport::new(2, 0, Vec::new(), 16, Box::new(|_, _| None))));
+        let transport: &'static SlowReset = Box::leak(Box::new(SlowReset { inner, reads_until_reset_shows: Mutex::new(3), log: log.clone() }));
+        transport.set_status(crate::status::DRIVER_OK);
+        let queue: &'static RequestQueue = Box::leak(Box::new(RequestQueue::new(transport, 0, 16, false, Some(Duration::from_millis(50))).unwrap()));
+        let callers: Vec<_> = (0..3)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut reply = [0u8; 4];
+                    let result = queue.request(transport, &[b"request"], &mut [&mut reply]);
+                    log.lock().unwrap().push("caller released");
+                    result
+                })
+            })
+            .collect();
+        // The fake clock moves only when told: move it past the timeout meanwhile.
+        for _ in 0..200 {
+            std::thread::sleep(Duration::from_millis(2));
+            platform.advance(10_000_000);
+        }
+        for caller in callers {
+            assert_eq!(caller.join().unwrap(), Err(Errno::EIO));
+        }
+        assert!(queue.has_failed());
+        let log = log.lock().unwrap();
+        let shown = log.iter().position(|&e| e == "reset shown").expect("the reset was confirmed");
+        let first_release = log.iter().position(|&e| e == "caller released").unwrap();
+        assert!(shown < first_release, "a caller was released before the device confirmed its reset: {log:?}");
+        assert_eq!(log.iter().filter(|&&e| e == "reset not shown yet").count(), 3);
+        drop(log);
+        let mut reply = [0u8; 4];
+        assert_eq!(queue.request(transport, &[b"later"], &mut [&mut reply]), Err(Errno::EIO), "later callers fail at once");
+    }
+}

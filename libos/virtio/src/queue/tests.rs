@@ -15,8 +15,7 @@ type Seen = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
 /// A queue of 8 entries on a fake device that answers every request with `reply` (written into
 /// the writable buffers) and records what it read; the test decides when the device runs.
 fn setup(indirect: bool, reply: &'static [u8]) -> (SplitQueue, &'static FakeTransport, Seen) {
-    static PLATFORM: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    PLATFORM.get_or_init(|| hal::set_platform(Box::leak(Box::new(libos_core::testing::FakePlatform::new()))));
+    libos_core::testing::shared_platform();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
     let transport: &'static FakeTransport = Box::leak(Box::new(FakeTransport::new(
