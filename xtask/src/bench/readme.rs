@@ -73,11 +73,13 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
         }
     }
     md += "\nICMP packets/s: median of 5 `ping -f` floods of 2 000 requests per size in one boot (min and max in `linux.json`); with one flood they moved by up to 70% between two runs on this shared host.\n";
-    md += "\nThe libos side of the block workload comes with the virtio-blk issue; the ICMP workload's libos side is below (`net.md`).\n\n";
+    md += "\nThe libos side of the block workload is in the next table (`block.md`); the ICMP workload's is below (`net.md`).\n\n";
+    md += &block();
     md += &network();
     md += &servers();
+    md += &file_systems();
     md += &other_suites();
-    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `shim.md`, `shim.json`: C programs through posix-shim vs the Linux guest (`./x bench shim`).\n- `virtiofs.md`, `virtiofs.json`, `virtiofs.svg`: virtio-fs vs ramfs vs the Linux guest on the same share (`./x bench virtiofs`).\n- `net.md`, `net.json`: network stack, ICMP echo and TCP (netecho and the C server tcp_bench.c through posix-shim) vs the Linux guest, and TCP round trips against open connections (`./x bench net`).\n- `servers.md`, `servers.json`: a real server with its own benchmark tool, redis-server with redis-benchmark, on libos and in the Linux guest (`./x bench servers`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
+    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `shim.md`, `shim.json`: C programs through posix-shim vs the Linux guest (`./x bench shim`).\n- `virtiofs.md`, `virtiofs.json`, `virtiofs.svg`: virtio-fs vs ramfs vs the Linux guest on the same share (`./x bench virtiofs`).\n- `net.md`, `net.json`: network stack, ICMP echo and TCP (netecho and the C server tcp_bench.c through posix-shim) vs the Linux guest, and TCP round trips against open connections (`./x bench net`).\n- `servers.md`, `servers.json`: a real server with its own benchmark tool, redis-server with redis-benchmark, on libos and in the Linux guest (`./x bench servers`).\n- `block.md`, `block.json`: the seed's 512-byte `O_DIRECT` reads of a virtio-blk disk, libos vs the Linux guest (`./x bench block`).\n- `fs-compare.md`, `fs-compare.json`: one C program on libos ramfs, ext2 on virtio-blk and virtio-fs and on the Linux guest's tmpfs, ext2 and virtio-fs (`./x bench fs`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
     md += "\n![libos boot](boot-wall-ratio.svg)\n\n![Linux boot](linux-boot-wall-ratio.svg)\n";
     std::fs::write(results_dir()?.join("README.md"), md)?;
     eprintln!("==> wrote bench/results/README.md");
@@ -162,6 +164,43 @@ fn servers() -> String {
                 md += &format!("| {name} | redis {request}: {label} | {} |\n", compared(at(test, path), linux.and_then(|t| at(t, path))));
             }
         }
+    }
+    md + "\n"
+}
+
+/// The block suite's headline: per 512-byte read, libos against the Linux guest.
+fn block() -> String {
+    let Some(block) = read("block.json") else { return String::new() };
+    let mut md = String::from("## Block device (`./x bench block`: `bench/c/block_read.c`, 512-byte `O_DIRECT` reads of a virtio-blk-pci disk, same file on both systems)\n\n| arch | per read | libos | Linux | libos / Linux |\n|---|---|---|---|---|\n");
+    for (arch, figures) in block["arches"].as_object().into_iter().flatten() {
+        for (label, path) in [
+            ("busy instructions (icount, idle subtracted)", "busy_instructions_per_read"),
+            ("exits (MMIO/PIO + notifications)", "device_per_read.total exits"),
+            ("interrupts injected", "device_per_read.total interrupts injected"),
+            ("wall µs (TCG)", "wall.us_per_read"),
+        ] {
+            md += &format!("| {arch} | {label} | {} |\n", compared(at(&figures["libos"], path), at(&figures["linux"], path)));
+        }
+    }
+    md + "\n"
+}
+
+/// The file-system comparison's headline: instructions per operation of one program on each
+/// file system of both systems.
+fn file_systems() -> String {
+    let Some(compare) = read("fs-compare.json") else { return String::new() };
+    let columns = ["libos ramfs", "libos ext2", "libos virtio-fs", "Linux tmpfs", "Linux ext2", "Linux virtio-fs"];
+    let mut md = format!(
+        "## File systems side by side (`./x bench fs`: `bench/c/fs_tmpfs.c`, {} files, {} MiB file, x86_64; instructions per operation)\n\n| workload | {} |\n|---|{}\n",
+        compare["files"],
+        compare["file_mib"],
+        columns.join(" | "),
+        "---|".repeat(columns.len())
+    );
+    let workloads: Vec<String> = compare["systems"]["libos ramfs"]["workloads"].as_object().map(|w| w.keys().cloned().collect()).unwrap_or_default();
+    for workload in workloads {
+        let cells: Vec<String> = columns.iter().map(|c| cell(&compare["systems"][c], &format!("workloads.{workload}.instructions_per_op"))).collect();
+        md += &format!("| {workload} | {} |\n", cells.join(" | "));
     }
     md + "\n"
 }
