@@ -473,6 +473,8 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
         virtiofs::ensure_virtiofsd()?;
         // The network tests ping, shape traffic (tc netem) and fetch pages with curl.
         xtask::linux::ensure_net_tools()?;
+        // The disk tests make ext2 images and check what the guest wrote with e2fsprogs.
+        xtask::disk::ensure_e2fsprogs()?;
         eprintln!("==> QEMU integration tests");
         ok &= cargo_test(&["-p", "libos-tests"])?;
     }
