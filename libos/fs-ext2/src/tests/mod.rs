@@ -11,6 +11,7 @@
 mod conformance;
 mod fuzz;
 mod limits;
+mod perf;
 mod workload;
 
 use crate::{Ext2Fs, MountOptions};
