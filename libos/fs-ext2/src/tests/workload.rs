@@ -227,3 +227,37 @@ fn hashed_directories_made_by_e2fsprogs_are_read_and_changed() {
     assert_eq!(debugfs(&image, "cat /big/renamed"), b"6");
     assert_eq!(vfs.read_dir("/big").unwrap().len(), 600);
 }
+
+/// Read-ahead starts only for a sequential reader (then a 4 MiB file costs a few dozen device
+/// requests, not one per block), and random reads fetch only their own blocks.
+#[test]
+fn read_ahead_is_for_sequential_readers_only() {
+    let disk = Arc::new(MemDisk::from_image(mkfs("64M", 4096, &[])));
+    let data = pattern(4 << 20, 7);
+    {
+        let vfs = Vfs::new(mount(&disk));
+        write_file(&vfs, "/big", &data);
+    }
+    let mut options = options();
+    options.cache_bytes = 16 << 20;
+    let fs = Ext2Fs::mount(disk.clone(), options).unwrap();
+    let vfs = Vfs::new(fs.clone());
+    let file = vfs.open("/big", OpenFlags::RDONLY, 0).unwrap();
+    let mut page = vec![0u8; 4096];
+    for offset in [1u64 << 20, 3 << 20, 2 << 20, 5 * 4096] {
+        assert_eq!(file.read_at(offset, &mut page).unwrap(), 4096);
+        assert!(page[..] == data[offset as usize..offset as usize + 4096]);
+    }
+    assert_eq!(fs.cache().stats().read_ahead, 0, "random reads read nothing ahead");
+    let reads_before = disk.stats().reads;
+    let file = vfs.open("/big", OpenFlags::RDONLY, 0).unwrap();
+    let mut at = 0;
+    while at < data.len() {
+        assert_eq!(file.read(&mut page).unwrap(), 4096);
+        assert!(page[..] == data[at..at + 4096], "bytes at {at}");
+        at += 4096;
+    }
+    let requests = disk.stats().reads - reads_before;
+    assert!(requests < 64, "a sequential 4 MiB read took {requests} device requests");
+    assert!(fs.cache().stats().read_ahead > 900);
+}
