@@ -260,6 +260,7 @@ impl Inner {
     /// Frees inode `ino` (no links, no live node): its blocks, its extended-attribute block,
     /// and the inode itself, which is stamped with a deletion time as e2fsck expects.
     pub fn release_inode(&self, st: &mut State, ino: u32, mut inode: Inode) -> Result<()> {
+        st.dirs.forget(ino);
         let is_dir = inode.file_type() == Ok(FileType::Directory);
         let mut result = Ok(());
         if inode.has_block_map(self.geo.sectors_per_block()) {

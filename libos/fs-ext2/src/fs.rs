@@ -11,6 +11,7 @@
 //! Unmounting: the volume is written back and marked clean when the last reference to it (the
 //! [`Ext2Fs`] and every node handed out) is gone.
 
+use crate::dir_index::DirIndexes;
 use crate::disk::{Access, GROUP_DESC_SIZE, Geometry, GroupDesc, ROOT_INO, RawGroupDesc, RawSuperblock, STATE_VALID};
 use crate::inode::Inode;
 use crate::node::Ext2Node;
@@ -40,12 +41,16 @@ pub struct MountOptions {
     pub cache_bytes: usize,
     /// Where file times come from.
     pub clock: Arc<dyn Clock>,
+    /// Memory for the in-memory directory indexes, in bytes (an index is charged four bytes
+    /// per byte of its directory; see `dir_index`). Least recently used indexes are dropped
+    /// to stay within it; a directory too big for it is scanned instead. 0: no indexes.
+    pub dir_index_bytes: usize,
 }
 
 impl Default for MountOptions {
-    /// Read-write, a 4 MiB cache, the platform's wall clock.
+    /// Read-write, a 4 MiB cache, the platform's wall clock, 8 MiB of directory indexes.
     fn default() -> MountOptions {
-        MountOptions { read_only: false, cache_bytes: 4 << 20, clock: Arc::new(PlatformClock) }
+        MountOptions { read_only: false, cache_bytes: 4 << 20, clock: Arc::new(PlatformClock), dir_index_bytes: 8 << 20 }
     }
 }
 
@@ -63,6 +68,8 @@ pub(crate) struct State {
     pub ro_compat: u32,
     /// `s_state` as found at mount, written back at unmount.
     pub mount_state: u16,
+    /// The in-memory directory indexes.
+    pub dirs: DirIndexes,
 }
 
 /// The core shared by the file system and its nodes.
@@ -124,6 +131,7 @@ impl Ext2Fs {
                 free_inodes,
                 ro_compat: raw.feature_ro_compat.get(),
                 mount_state: raw.state.get(),
+                dirs: DirIndexes::new(options.dir_index_bytes),
             }),
             live: SpinLock::new(BTreeMap::new()),
             marked: AtomicBool::new(false),

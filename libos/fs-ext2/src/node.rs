@@ -134,7 +134,7 @@ impl Node for Ext2Node {
 
     fn lookup(&self, name: &str) -> Result<Arc<dyn Node>> {
         self.require(FileType::Directory, Errno::ENOTDIR)?;
-        let found = self.fs.lookup(&self.fs.state.lock(), self.ino, name)?;
+        let found = self.fs.lookup(&mut self.fs.state.lock(), self.ino, name)?;
         Ok(self.node(found))
     }
 

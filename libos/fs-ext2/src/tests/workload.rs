@@ -139,8 +139,12 @@ fn check_with_host_tools(image: &[u8], files: &BTreeMap<String, Vec<u8>>, links:
 }
 
 fn run_workload(block_size: u32, size: &str) {
+    run_workload_indexed(block_size, size, options().dir_index_bytes);
+}
+
+fn run_workload_indexed(block_size: u32, size: &str, dir_index_bytes: usize) {
     let disk = Arc::new(MemDisk::from_image(mkfs(size, block_size, &[])));
-    let fs = mount(&disk);
+    let fs = Ext2Fs::mount(disk.clone(), MountOptions { dir_index_bytes, ..options() }).unwrap();
     let vfs = Vfs::new(fs.clone());
     let (files, links) = workload(&vfs, block_size as usize);
     fs.sync().unwrap();
@@ -167,6 +171,14 @@ fn run_workload(block_size: u32, size: &str) {
 #[test]
 fn workload_with_1k_blocks_is_clean_for_e2fsck_and_debugfs() {
     run_workload(1024, "16M");
+}
+
+/// Directories scanned linearly (no index), and indexes evicted all the time (room for about
+/// one directory of the workload's).
+#[test]
+fn workload_without_and_with_tiny_directory_indexes_is_clean() {
+    run_workload_indexed(1024, "16M", 0);
+    run_workload_indexed(1024, "16M", 24 * 1024);
 }
 
 #[test]
