@@ -16,6 +16,8 @@ use crate::disk::{Access, GROUP_DESC_SIZE, Geometry, GroupDesc, ROOT_INO, RawGro
 use crate::inode::Inode;
 use crate::node::Ext2Node;
 use alloc::collections::BTreeMap;
+use core::cell::RefCell;
+use hashbrown::HashMap;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -70,7 +72,13 @@ pub(crate) struct State {
     pub mount_state: u16,
     /// The in-memory directory indexes.
     pub dirs: DirIndexes,
+    /// Decoded inodes, written through (see [`Inner::read_inode`]).
+    inodes: RefCell<HashMap<u32, Inode>>,
 }
+
+/// How many decoded inodes [`State`] keeps; when full it starts over (cheap, and the inodes
+/// in use are back after one decode each).
+const INODE_CACHE_ENTRIES: usize = 4096;
 
 /// The core shared by the file system and its nodes.
 pub(crate) struct Inner {
@@ -132,6 +140,7 @@ impl Ext2Fs {
                 ro_compat: raw.feature_ro_compat.get(),
                 mount_state: raw.state.get(),
                 dirs: DirIndexes::new(options.dir_index_bytes),
+                inodes: RefCell::new(HashMap::new()),
             }),
             live: SpinLock::new(BTreeMap::new()),
             marked: AtomicBool::new(false),
@@ -289,11 +298,25 @@ impl Inner {
         Ok((u64::from(group.inode_table) + byte / block_size, (byte % block_size) as usize))
     }
 
-    /// Reads inode `ino`.
+    /// Reads inode `ino`. Decoded inodes are kept in `st` (and replaced by what is decoded
+    /// from the bytes each write leaves), so reading one again costs a hash lookup.
     pub fn read_inode(&self, st: &State, ino: u32) -> Result<Inode> {
+        if let Some(inode) = st.inodes.borrow().get(&ino) {
+            return Ok(inode.clone());
+        }
         let (block, offset) = self.inode_location(st, ino)?;
         let size = self.geo.inode_size as usize;
-        self.cache.with_block(block, |data| Inode::decode(&data[offset..offset + size]))?
+        let inode = self.cache.with_block(block, |data| Inode::decode(&data[offset..offset + size]))??;
+        Self::remember_inode(st, ino, &inode);
+        Ok(inode)
+    }
+
+    fn remember_inode(st: &State, ino: u32, inode: &Inode) {
+        let mut inodes = st.inodes.borrow_mut();
+        if inodes.len() >= INODE_CACHE_ENTRIES {
+            inodes.clear();
+        }
+        inodes.insert(ino, inode.clone());
     }
 
     /// Writes inode `ino` (keeping the on-disk bytes it does not own).
@@ -310,7 +333,21 @@ impl Inner {
         self.writable()?;
         let (block, offset) = self.inode_location(st, ino)?;
         let size = self.geo.inode_size as usize;
-        self.cache.with_block_mut(block, |data| inode.encode(&mut data[offset..offset + size], fresh))?
+        // What a later read would decode (the disk format may not keep every bit of `inode`).
+        let stored = self.cache.with_block_mut(block, |data| {
+            let bytes = &mut data[offset..offset + size];
+            inode.encode(bytes, fresh).and_then(|()| Inode::decode(bytes))
+        })?;
+        match stored {
+            Ok(stored) => {
+                Self::remember_inode(st, ino, &stored);
+                Ok(())
+            }
+            Err(errno) => {
+                st.inodes.borrow_mut().remove(&ino);
+                Err(errno)
+            }
+        }
     }
 
     /// The block holding inode `ino` (for fsync).
