@@ -96,6 +96,21 @@ fn slack(entry: &RawEntry) -> usize {
     if entry.ino == 0 { entry.rec_len } else { entry.rec_len - entry_len(entry.name_len) }
 }
 
+/// The entry of `block` with the most room (the first of equals): (its room, its offset).
+fn best_room(block: &[u8]) -> Result<(usize, usize)> {
+    let mut best = (0, 0);
+    let mut offset = 0;
+    while offset < block.len() {
+        let entry = entry_at(block, offset)?;
+        let free = slack(&entry);
+        if free > best.0 {
+            best = (free, offset);
+        }
+        offset += entry.rec_len;
+    }
+    Ok(best)
+}
+
 /// The first entry of `block` with room for an entry of `needed` bytes: (its offset, the
 /// length it keeps if it is split), and the block's room once the new entry is in it.
 fn find_room(block: &[u8], needed: usize) -> Result<Option<(usize, Option<usize>, usize)>> {
@@ -195,12 +210,14 @@ impl Inner {
                 return Err(Errno::EUCLEAN);
             };
             let block = u64::from(block);
-            let room = self.cache.with_block(block, |data| -> Result<usize> {
-                let mut room = 0;
+            let (room, best) = self.cache.with_block(block, |data| -> Result<(usize, usize)> {
+                let mut best = (0, 0);
                 let mut offset = 0;
                 while offset < data.len() {
                     let entry = entry_at(data, offset)?;
-                    room = room.max(slack(&entry));
+                    if slack(&entry) > best.0 {
+                        best = (slack(&entry), offset);
+                    }
                     if entry.ino != 0 {
                         let slot = Slot { index: index as u32, offset: offset as u32, ino: entry.ino };
                         if names.insert(Box::from(name_of(data, &entry)), slot).is_some() {
@@ -209,9 +226,9 @@ impl Inner {
                     }
                     offset += entry.rec_len;
                 }
-                Ok(room)
+                Ok(best)
             })??;
-            infos.push(BlockInfo { disk: block, room: room as u32 });
+            infos.push(BlockInfo { disk: block, room: room as u32, best: best as u32, exact: true });
         }
         if duplicate {
             log::warn!("ext2: directory {dir_ino} names something twice; run e2fsck");
@@ -297,22 +314,38 @@ impl Inner {
         self.writable()?;
         let needed = entry_len(name_len);
         let blocks = self.dir_len(dir)?;
-        let candidates = match self.dir_index(st, dir_ino, dir)? {
-            // The index knows the one block to look in.
-            Some(index) => index.block_with_room(needed).into_iter().collect(),
-            None => (0..blocks).map(|index| Ok((index, self.dir_block(dir, index)?))).collect::<Result<Vec<_>>>()?,
-        };
-        for (index, block) in candidates {
-            let slot = self.cache.with_block(block, |data| find_room(data, needed))??;
-            if let Some((offset, keep, room_after)) = slot {
+        if let Some(index) = self.dir_index(st, dir_ino, dir)? {
+            // The index knows the block and the entry to split.
+            if index.block_with_room(needed).is_none() {
+                // Before growing the directory, learn the exact room of blocks filled since.
+                for info in index.blocks.iter_mut().filter(|b| !b.exact) {
+                    let (room, best) = self.cache.with_block(info.disk, best_room)??;
+                    *info = BlockInfo { room: room as u32, best: best as u32, exact: true, ..*info };
+                }
+            }
+            if let Some((index, info)) = index.block_with_room(needed) {
+                let (block, offset) = (info.disk, info.best as usize);
+                let slot = self.cache.with_block(block, |data| -> Result<Option<(Option<usize>, usize)>> {
+                    let entry = entry_at(data, offset)?;
+                    let free = slack(&entry);
+                    Ok((free >= needed).then(|| ((entry.ino != 0).then(|| entry_len(entry.name_len)), free - needed)))
+                })??;
+                let Some((keep, room_after)) = slot else {
+                    log::warn!("ext2: directory {dir_ino}: index out of step with block {block}");
+                    st.dirs.forget(dir_ino);
+                    return Err(Errno::EUCLEAN);
+                };
                 clear_index(dir);
                 return Ok(Reserved { block, index, offset, keep, room_after });
             }
-            if st.dirs.peek(dir_ino).is_some() {
-                // The index was wrong about this block: it must not be trusted further.
-                log::warn!("ext2: directory {dir_ino}: index out of step with block {block}");
-                st.dirs.forget(dir_ino);
-                return Err(Errno::EUCLEAN);
+        } else {
+            for index in 0..blocks {
+                let block = self.dir_block(dir, index)?;
+                let slot = self.cache.with_block(block, |data| find_room(data, needed))??;
+                if let Some((offset, keep, room_after)) = slot {
+                    clear_index(dir);
+                    return Ok(Reserved { block, index, offset, keep, room_after });
+                }
             }
         }
         // No room: a new block holding one unused entry that spans it.
@@ -330,7 +363,7 @@ impl Inner {
         clear_index(dir);
         let needed_room = self.geo.block_size as usize;
         if let Some(index) = st.dirs.peek(dir_ino) {
-            index.blocks.push(BlockInfo { disk: block, room: needed_room as u32 });
+            index.blocks.push(BlockInfo { disk: block, room: needed_room as u32, best: 0, exact: true });
             st.dirs.grew(dir_ino, size);
         }
         Ok(Reserved { block, index: blocks, offset: 0, keep: None, room_after: needed_room - needed })
@@ -359,7 +392,7 @@ impl Inner {
                 if let Some(index) = st.dirs.peek(dir_ino) {
                     let slot = Slot { index: at.index as u32, offset: offset as u32, ino };
                     index.names.insert(Box::from(name), slot);
-                    index.set_room(at.index, at.room_after);
+                    index.filled(at.index, offset, at.room_after);
                 }
                 Ok(())
             }
@@ -392,22 +425,20 @@ impl Inner {
                     let prev_entry = entry_at(data, prev)?;
                     let merged = prev_entry.rec_len + entry.rec_len;
                     data[prev + 4..prev + 6].copy_from_slice(&encode_rec_len(merged).to_le_bytes());
-                    Ok(slack(&entry_at(data, prev)?))
+                    Ok((prev, slack(&entry_at(data, prev)?)))
                 }
                 // The first entry of a block cannot merge backwards: mark it unused.
                 None => {
                     data[found.offset..found.offset + 4].copy_from_slice(&0u32.to_le_bytes());
-                    Ok(entry.rec_len)
+                    Ok((found.offset, entry.rec_len))
                 }
             }
         });
         match removed.and_then(|r| r) {
-            Ok(freed) => {
+            Ok((offset, freed)) => {
                 if let Some(index) = st.dirs.peek(dir_ino) {
                     index.names.remove(name);
-                    // Removing only adds room: the block's room is the larger of the two.
-                    let room = index.blocks.get(found.index as usize).map_or(0, |b| b.room as usize);
-                    index.set_room(found.index, room.max(freed));
+                    index.emptied(found.index, offset, freed);
                 }
                 Ok(())
             }

@@ -40,10 +40,16 @@ pub struct Slot {
 pub struct BlockInfo {
     /// Its disk block.
     pub disk: u64,
-    /// The largest entry (header and name, aligned) that fits in it now.
+    /// At least this large an entry (header and name, aligned) fits in it: the entry at
+    /// `best` has that much room.
     pub room: u32,
+    /// The offset of an entry with `room` bytes free after it (meaningless while `room` is 0).
+    pub best: u32,
+    /// `room` is the largest free space of the block, not only a lower bound: false once an
+    /// entry went into `best` (another entry may then have more room, found by a rescan
+    /// before the directory grows).
+    pub exact: bool,
 }
-
 /// The index of one directory.
 pub struct DirIndex {
     pub names: HashMap<Box<[u8]>, Slot>,
@@ -59,16 +65,27 @@ impl DirIndex {
         DirIndex { names, blocks, charged: 0, used: 0 }
     }
 
-    /// The first block with room for an entry of `needed` bytes: (logical index, disk block).
-    pub fn block_with_room(&self, needed: usize) -> Option<(u64, u64)> {
+    /// The first block known to have room for an entry of `needed` bytes.
+    pub fn block_with_room(&self, needed: usize) -> Option<(u64, BlockInfo)> {
         let needed = needed as u32;
-        self.blocks.iter().position(|b| b.room >= needed).map(|i| (i as u64, self.blocks[i].disk))
+        self.blocks.iter().position(|b| b.room >= needed).map(|i| (i as u64, self.blocks[i]))
     }
 
-    /// Sets block `index`'s room (after a change to it).
-    pub fn set_room(&mut self, index: u64, room: usize) {
+    /// An entry went into block `index` at `offset`, which has `room` bytes free after it.
+    pub fn filled(&mut self, index: u64, offset: usize, room: usize) {
         if let Some(info) = self.blocks.get_mut(index as usize) {
-            info.room = room as u32;
+            *info = BlockInfo { room: room as u32, best: offset as u32, exact: false, ..*info };
+        }
+    }
+
+    /// An entry of block `index` was removed, leaving `room` bytes free after the entry at
+    /// `offset`: removal only adds room.
+    pub fn emptied(&mut self, index: u64, offset: usize, room: usize) {
+        if let Some(info) = self.blocks.get_mut(index as usize) {
+            if room as u32 >= info.room {
+                info.room = room as u32;
+                info.best = offset as u32;
+            }
         }
     }
 

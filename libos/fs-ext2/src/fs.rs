@@ -70,6 +70,9 @@ pub(crate) struct State {
     pub ro_compat: u32,
     /// `s_state` as found at mount, written back at unmount.
     pub mount_state: u16,
+    /// Per group: the inode bitmap's bits below this were set when last looked at (where the
+    /// next inode search starts).
+    pub inode_hints: Vec<u32>,
     /// The in-memory directory indexes.
     pub dirs: DirIndexes,
     /// Decoded inodes, written through (see [`Inner::read_inode`]).
@@ -139,6 +142,7 @@ impl Ext2Fs {
                 free_inodes,
                 ro_compat: raw.feature_ro_compat.get(),
                 mount_state: raw.state.get(),
+                inode_hints: vec![0; geo.groups as usize],
                 dirs: DirIndexes::new(options.dir_index_bytes),
                 inodes: RefCell::new(HashMap::new()),
             }),
