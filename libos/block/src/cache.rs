@@ -7,7 +7,9 @@
 //! over and over cost one device request, not one per use:
 //!
 //! - **Bounded.** At most `limit_bytes / block_size` blocks are cached (at least
-//!   [`MIN_BLOCKS`]). Making room evicts the least recently used block; a dirty victim is
+//!   [`MIN_BLOCKS`]). Making room evicts the least recently used block (the tail of an
+//!   index-linked LRU list, so a hit costs one hash lookup and an O(1) relink, and eviction is
+//!   O(1); the victim's buffer is reused for the block coming in); a dirty victim is
 //!   written back first. A victim whose write-back fails stays cached and dirty (the cache then
 //!   holds more than its limit until a later write-back succeeds): data is never dropped
 //!   silently.
@@ -32,11 +34,12 @@
 
 use crate::{BlockDevice, SECTOR_SIZE};
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::BTreeSet;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
+use hashbrown::HashMap;
 use libos_core::blocking::Mutex;
 use libos_core::{Errno, Result};
 
@@ -59,46 +62,132 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
+/// "No slot" in the LRU links.
+const NIL: u32 = u32::MAX;
+
+/// A cached block: one slot of [`State::slots`], linked into the LRU list.
 struct Entry {
+    block: u64,
     data: Box<[u8]>,
     dirty: bool,
-    /// When it was last used: its key in [`State::lru`].
-    stamp: u64,
+    /// The next more recently used slot ([`NIL`] at the head).
+    newer: u32,
+    /// The next less recently used slot ([`NIL`] at the tail).
+    older: u32,
 }
 
+/// The cache's contents. A hit costs a hash lookup and relinking one list node; making room
+/// takes the list's tail, so both are O(1) (a failed write-back aside).
 struct State {
-    blocks: BTreeMap<u64, Entry>,
-    /// Use stamp -> block number; the first entry is the least recently used block.
-    lru: BTreeMap<u64, u64>,
-    next_stamp: u64,
+    /// Block number -> its slot in `slots`.
+    map: HashMap<u64, u32>,
+    /// Entries by slot; the slots in `free` are unused.
+    slots: Vec<Entry>,
+    free: Vec<u32>,
+    /// Most and least recently used slots ([`NIL`] when empty).
+    head: u32,
+    tail: u32,
+    /// The dirty blocks, in order (for syncs of ranges).
+    dirty: BTreeSet<u64>,
     stats: CacheStats,
 }
 
 impl State {
-    /// Marks `block` (cached) as just used.
-    fn touch(&mut self, block: u64) {
-        let stamp = self.next_stamp;
-        self.next_stamp += 1;
-        if let Some(entry) = self.blocks.get_mut(&block) {
-            self.lru.remove(&entry.stamp);
-            entry.stamp = stamp;
-            self.lru.insert(stamp, block);
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn slot_of(&self, block: u64) -> Option<u32> {
+        self.map.get(&block).copied()
+    }
+
+    fn entry(&mut self, slot: u32) -> &mut Entry {
+        &mut self.slots[slot as usize]
+    }
+
+    /// Takes `slot` out of the LRU list.
+    fn unlink(&mut self, slot: u32) {
+        let (newer, older) = {
+            let entry = &self.slots[slot as usize];
+            (entry.newer, entry.older)
+        };
+        match newer {
+            NIL => self.head = older,
+            n => self.slots[n as usize].older = older,
+        }
+        match older {
+            NIL => self.tail = newer,
+            o => self.slots[o as usize].newer = newer,
         }
     }
 
-    fn insert(&mut self, block: u64, data: Box<[u8]>, dirty: bool) {
-        let stamp = self.next_stamp;
-        self.next_stamp += 1;
-        if let Some(old) = self.blocks.insert(block, Entry { data, dirty, stamp }) {
-            self.lru.remove(&old.stamp);
+    /// Puts `slot` at the head of the LRU list (most recently used).
+    fn push_head(&mut self, slot: u32) {
+        let old_head = self.head;
+        {
+            let entry = &mut self.slots[slot as usize];
+            entry.newer = NIL;
+            entry.older = old_head;
         }
-        self.lru.insert(stamp, block);
+        match old_head {
+            NIL => self.tail = slot,
+            h => self.slots[h as usize].newer = slot,
+        }
+        self.head = slot;
     }
 
-    fn remove(&mut self, block: u64) {
-        if let Some(entry) = self.blocks.remove(&block) {
-            self.lru.remove(&entry.stamp);
+    /// Marks `slot` as just used.
+    fn touch(&mut self, slot: u32) {
+        if self.head != slot {
+            self.unlink(slot);
+            self.push_head(slot);
         }
+    }
+
+    /// Marks `slot` dirty.
+    fn set_dirty(&mut self, slot: u32) {
+        let entry = &mut self.slots[slot as usize];
+        if !entry.dirty {
+            entry.dirty = true;
+            let block = entry.block;
+            self.dirty.insert(block);
+        }
+    }
+
+    /// Caches `block` (not cached yet) as the most recently used block.
+    fn insert(&mut self, block: u64, data: Box<[u8]>, dirty: bool) -> u32 {
+        let entry = Entry { block, data, dirty, newer: NIL, older: NIL };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = entry;
+                slot
+            }
+            None => {
+                self.slots.push(entry);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.map.insert(block, slot);
+        if dirty {
+            self.dirty.insert(block);
+        }
+        self.push_head(slot);
+        slot
+    }
+
+    /// Drops `slot`'s block from the cache; returns its buffer for reuse.
+    fn remove(&mut self, slot: u32) -> Box<[u8]> {
+        self.unlink(slot);
+        let entry = &mut self.slots[slot as usize];
+        let data = core::mem::take(&mut entry.data);
+        let (block, dirty) = (entry.block, entry.dirty);
+        entry.dirty = false;
+        self.map.remove(&block);
+        if dirty {
+            self.dirty.remove(&block);
+        }
+        self.free.push(slot);
+        data
     }
 }
 
@@ -135,9 +224,12 @@ impl BufferCache {
             block_size,
             device,
             state: Mutex::new(State {
-                blocks: BTreeMap::new(),
-                lru: BTreeMap::new(),
-                next_stamp: 0,
+                map: HashMap::new(),
+                slots: Vec::new(),
+                free: Vec::new(),
+                head: NIL,
+                tail: NIL,
+                dirty: BTreeSet::new(),
                 stats: CacheStats::default(),
             }),
         })
@@ -170,12 +262,18 @@ impl BufferCache {
 
     /// Blocks cached now.
     pub fn cached_blocks(&self) -> usize {
-        self.state.lock().blocks.len()
+        self.state.lock().len()
+    }
+
+    /// True if `block` is cached now (without counting a use of it): for a caller deciding
+    /// whether to read ahead.
+    pub fn contains(&self, block: u64) -> bool {
+        self.state.lock().map.contains_key(&block)
     }
 
     /// Dirty blocks cached now.
     pub fn dirty_blocks(&self) -> usize {
-        self.state.lock().blocks.values().filter(|e| e.dirty).count()
+        self.state.lock().dirty.len()
     }
 
     /// Copies `buf.len()` bytes at `offset` within `block` into `buf`. Errors: `EINVAL` for a
@@ -190,31 +288,31 @@ impl BufferCache {
     pub fn write(&self, block: u64, offset: usize, data: &[u8]) -> Result<()> {
         let end = self.check_span(offset, data.len())?;
         if data.len() == self.block_size {
-            return self.replace(block, data.into());
+            return self.replace(block, |cached| cached.copy_from_slice(data));
         }
         self.with_block_mut(block, |cached| cached[offset..end].copy_from_slice(data))
     }
 
     /// Makes `block` all zeros (dirty) without reading it: for a block just allocated.
     pub fn zero(&self, block: u64) -> Result<()> {
-        self.replace(block, vec![0; self.block_size].into_boxed_slice())
+        self.replace(block, |cached| cached.fill(0))
     }
 
     /// Calls `f` with the contents of `block`, reading it on a miss. `f` runs with the cache
     /// locked and must not call the cache.
     pub fn with_block<R>(&self, block: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         let mut state = self.state.lock();
-        let entry = self.load(&mut state, block)?;
-        Ok(f(&entry.data))
+        let slot = self.load(&mut state, block)?;
+        Ok(f(&state.entry(slot).data))
     }
 
     /// Calls `f` to change `block` in place (reading it on a miss) and marks it dirty. `f` runs
     /// with the cache locked and must not call the cache.
     pub fn with_block_mut<R>(&self, block: u64, f: impl FnOnce(&mut [u8]) -> R) -> Result<R> {
         let mut state = self.state.lock();
-        let entry = self.load(&mut state, block)?;
-        entry.dirty = true;
-        Ok(f(&mut entry.data))
+        let slot = self.load(&mut state, block)?;
+        state.set_dirty(slot);
+        Ok(f(&mut state.entry(slot).data))
     }
 
     /// A hint that `count` blocks from `block` will be read soon: the uncached ones among them
@@ -229,22 +327,25 @@ impl BufferCache {
         let mut state = self.state.lock();
         let mut at = block;
         while at < end {
-            if state.blocks.contains_key(&at) {
+            if state.map.contains_key(&at) {
                 at += 1;
                 continue;
             }
             let mut run_end = at + 1;
-            while run_end < end && run_end - at < per_request && !state.blocks.contains_key(&run_end) {
+            while run_end < end && run_end - at < per_request && !state.map.contains_key(&run_end) {
                 run_end += 1;
             }
-            let mut buffers: Vec<Box<[u8]>> =
-                (at..run_end).map(|_| vec![0u8; self.block_size].into_boxed_slice()).collect();
+            // Room first, so that the victims' buffers are reused for the new blocks.
+            let mut buffers: Vec<Box<[u8]>> = Vec::with_capacity((run_end - at) as usize);
+            for pending in 0..(run_end - at) as usize {
+                let buffer = self.make_room(&mut state, pending).unwrap_or_else(|| vec![0u8; self.block_size].into_boxed_slice());
+                buffers.push(buffer);
+            }
             let mut slices: Vec<&mut [u8]> = buffers.iter_mut().map(|b| &mut b[..]).collect();
             if self.device.read(at * self.sectors_per_block, &mut slices).is_err() {
                 return;
             }
             for (i, data) in buffers.into_iter().enumerate() {
-                self.make_room(&mut state);
                 state.insert(at + i as u64, data, false);
                 state.stats.read_ahead += 1;
             }
@@ -275,7 +376,7 @@ impl BufferCache {
         let mut state = self.state.lock();
         let mut dirty: Vec<u64> = Vec::new();
         for range in ranges {
-            dirty.extend(state.blocks.range(range.clone()).filter(|(_, e)| e.dirty).map(|(&b, _)| b));
+            dirty.extend(state.dirty.range(range.clone()).copied());
         }
         dirty.sort_unstable();
         dirty.dedup();
@@ -291,12 +392,19 @@ impl BufferCache {
     /// after (so copies read meanwhile are not served stale).
     pub fn invalidate(&self, range: Range<u64>) -> Result<()> {
         let mut state = self.state.lock();
-        let cached: Vec<u64> = state.blocks.range(range).map(|(&b, _)| b).collect();
-        let dirty: Vec<u64> = cached.iter().copied().filter(|b| state.blocks[b].dirty).collect();
+        let mut cached: Vec<u64> = if range.end.saturating_sub(range.start) <= state.len() as u64 {
+            range.filter(|b| state.map.contains_key(b)).collect()
+        } else {
+            state.map.keys().copied().filter(|b| range.contains(b)).collect()
+        };
+        cached.sort_unstable();
+        let dirty: Vec<u64> = cached.iter().copied().filter(|b| state.dirty.contains(b)).collect();
         let result = self.write_back(&mut state, &dirty);
         for block in cached {
-            if state.blocks.get(&block).is_some_and(|e| !e.dirty) {
-                state.remove(block);
+            if let Some(slot) = state.slot_of(block) {
+                if !state.entry(slot).dirty {
+                    state.remove(slot);
+                }
             }
         }
         result
@@ -311,52 +419,64 @@ impl BufferCache {
         if block < self.block_count { Ok(()) } else { Err(Errno::EINVAL) }
     }
 
-    /// Replaces `block`'s contents without reading it, and marks it dirty.
-    fn replace(&self, block: u64, data: Box<[u8]>) -> Result<()> {
+    /// Replaces `block`'s contents by what `fill` writes into its buffer (whose old contents
+    /// are unspecified), without reading it, and marks it dirty.
+    fn replace(&self, block: u64, fill: impl FnOnce(&mut [u8])) -> Result<()> {
         self.check_block(block)?;
         let mut state = self.state.lock();
-        if !state.blocks.contains_key(&block) {
-            self.make_room(&mut state);
+        match state.slot_of(block) {
+            Some(slot) => {
+                state.touch(slot);
+                state.set_dirty(slot);
+                fill(&mut state.entry(slot).data);
+            }
+            None => {
+                let mut data = self.make_room(&mut state, 0).unwrap_or_else(|| vec![0u8; self.block_size].into_boxed_slice());
+                fill(&mut data);
+                state.insert(block, data, true);
+            }
         }
-        state.insert(block, data, true);
         Ok(())
     }
 
-    /// The cached entry of `block`, read from the device on a miss.
-    fn load<'a>(&self, state: &'a mut State, block: u64) -> Result<&'a mut Entry> {
-        self.check_block(block)?;
-        if state.blocks.contains_key(&block) {
+    /// The slot of `block`, read from the device on a miss.
+    fn load(&self, state: &mut State, block: u64) -> Result<u32> {
+        if let Some(slot) = state.slot_of(block) {
             state.stats.hits += 1;
-            state.touch(block);
-        } else {
-            let mut data = vec![0u8; self.block_size].into_boxed_slice();
-            self.device.read(block * self.sectors_per_block, &mut [&mut data[..]])?;
-            state.stats.misses += 1;
-            self.make_room(state);
-            state.insert(block, data, false);
+            state.touch(slot);
+            return Ok(slot);
         }
-        state.blocks.get_mut(&block).ok_or(Errno::EIO)
+        self.check_block(block)?;
+        let mut data = self.make_room(state, 0).unwrap_or_else(|| vec![0u8; self.block_size].into_boxed_slice());
+        self.device.read(block * self.sectors_per_block, &mut [&mut data[..]])?;
+        state.stats.misses += 1;
+        Ok(state.insert(block, data, false))
     }
 
-    /// Evicts least recently used blocks until one more fits. A dirty victim is written back
-    /// first; one that cannot be written is kept (and the cache overshoots its limit).
-    fn make_room(&self, state: &mut State) {
-        if state.blocks.len() < self.capacity {
-            return;
-        }
-        let candidates: Vec<u64> = state.lru.values().copied().collect();
-        for block in candidates {
-            if state.blocks.len() < self.capacity {
-                return;
-            }
-            let dirty = state.blocks.get(&block).is_some_and(|e| e.dirty);
+    /// Evicts least recently used blocks until one more fits besides `pending` blocks about to
+    /// be inserted; returns a victim's buffer for reuse. A dirty victim is written back first;
+    /// one that cannot be written is kept (and the cache overshoots its limit).
+    fn make_room(&self, state: &mut State, pending: usize) -> Option<Box<[u8]>> {
+        let mut recycled = None;
+        let mut candidate = state.tail;
+        while state.len() + pending >= self.capacity && candidate != NIL {
+            let slot = candidate;
+            let (block, dirty, newer) = {
+                let entry = state.entry(slot);
+                (entry.block, entry.dirty, entry.newer)
+            };
+            candidate = newer;
             if dirty && self.write_back(state, &[block]).is_err() {
                 log::warn!("{}: block {block} cannot be written back; kept in the cache", self.device.name());
                 continue;
             }
-            state.remove(block);
+            let data = state.remove(slot);
             state.stats.evictions += 1;
+            if recycled.is_none() && data.len() == self.block_size {
+                recycled = Some(data);
+            }
         }
+        recycled
     }
 
     /// Writes the dirty blocks `blocks` (ascending) to the device, adjacent ones in one
@@ -386,14 +506,16 @@ impl BufferCache {
 
     /// One device request for the adjacent blocks `run`; marks them clean on success.
     fn write_run(&self, state: &mut State, run: &[u64]) -> Result<()> {
-        let buffers: Vec<&[u8]> = run.iter().filter_map(|b| state.blocks.get(b)).map(|e| &e.data[..]).collect();
+        let buffers: Vec<&[u8]> =
+            run.iter().filter_map(|b| state.map.get(b)).map(|&slot| &state.slots[slot as usize].data[..]).collect();
         if buffers.len() != run.len() {
             return Err(Errno::EIO);
         }
         self.device.write(run[0] * self.sectors_per_block, &buffers, false)?;
         for block in run {
-            if let Some(entry) = state.blocks.get_mut(block) {
-                entry.dirty = false;
+            if let Some(slot) = state.slot_of(*block) {
+                state.entry(slot).dirty = false;
+                state.dirty.remove(block);
             }
         }
         state.stats.writebacks += run.len() as u64;
@@ -571,6 +693,33 @@ mod tests {
         assert_eq!(cache.stats().misses, before);
         cache.read_ahead(60, 100);
         assert_eq!(cache.stats().read_ahead, 11, "clamped to the device");
+    }
+
+    #[test]
+    fn read_ahead_keeps_the_limit_and_contains_does_not_count() {
+        let disk = disk(64);
+        let cache = cache(&disk, 8);
+        cache.read(0, 0, &mut [0u8; 1]).unwrap();
+        cache.read_ahead(10, 8);
+        assert_eq!(cache.cached_blocks(), 8);
+        assert!(cache.contains(17) && cache.contains(10) && !cache.contains(0));
+        let before = cache.stats();
+        assert!(!cache.contains(40));
+        assert_eq!(cache.stats(), before, "contains is no access");
+        // Recycled buffers carry the new block's contents.
+        for block in 30..40 {
+            let mut buf = [0u8; 1];
+            cache.read(block, 0, &mut buf).unwrap();
+            assert_eq!(buf[0], block as u8);
+        }
+        cache.zero(50).unwrap();
+        cache.write(51, 0, &[7; BS]).unwrap();
+        let mut buf = [9u8; BS];
+        cache.read(50, 0, &mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 0));
+        cache.read(51, 0, &mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 7));
+        assert_eq!(cache.cached_blocks(), 8);
     }
 
     #[test]

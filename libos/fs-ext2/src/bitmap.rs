@@ -131,16 +131,23 @@ impl Inner {
             if desc.free_inodes == 0 {
                 continue;
             }
-            // Inodes below `first_ino` are reserved (root, journal, resize, ...).
-            let first = if group == 0 { geo.first_ino - 1 } else { 0 };
+            // Inodes below `first_ino` are reserved (root, journal, resize, ...). Bits below
+            // the group's hint were found set before; search from the start only if the hint
+            // finds nothing (a corrupt bitmap may break that rule).
+            let first = if group == 0 { geo.first_ino - 1 } else { 0 }.min(geo.inodes_per_group);
+            let hint = st.inode_hints.get(group as usize).copied().unwrap_or(0).max(first);
             let found = self.cache.with_block(u64::from(desc.inode_bitmap), |bits| {
-                find_clear(bits, first.min(geo.inodes_per_group), geo.inodes_per_group)
+                find_clear(bits, hint, geo.inodes_per_group).or_else(|| find_clear(bits, first, hint.min(geo.inodes_per_group)))
             })?;
             let Some(bit) = found else {
                 log::warn!("ext2: group {group} counts {} free inodes but its bitmap is full", desc.free_inodes);
                 continue;
             };
             self.cache.with_block_mut(u64::from(desc.inode_bitmap), |bits| flip(bits, bit, true))?;
+            if let Some(hint) = st.inode_hints.get_mut(group as usize) {
+                *hint = bit + 1;
+            }
+            st.dirs.forget(group * geo.inodes_per_group + bit + 1);
             let desc = &mut st.groups[group as usize];
             desc.free_inodes -= 1;
             if is_dir {
@@ -166,6 +173,9 @@ impl Inner {
         let was_set = self.cache.with_block_mut(u64::from(bitmap), |bits| flip(bits, bit, false))?;
         if was_set != Some(true) {
             return Err(corrupt(format_args!("freeing inode {ino}, which is already free")));
+        }
+        if let Some(hint) = st.inode_hints.get_mut(group as usize) {
+            *hint = (*hint).min(bit);
         }
         let desc = &mut st.groups[group as usize];
         if desc.free_inodes >= geo.inodes_per_group || (is_dir && desc.used_dirs == 0) {

@@ -82,6 +82,59 @@ impl Inner {
         Ok(Some(ptr))
     }
 
+    /// The disk blocks of logical blocks `first..first + count` (`None` for holes) appended
+    /// to `out`: like [`Inner::bmap`] for each, but each indirect block is read once for all
+    /// the pointers it holds in the range. Stops early (without error) at the end of what the
+    /// tree can address.
+    pub fn bmap_run(&self, inode: &Inode, first: u64, count: u64, out: &mut Vec<Option<u32>>) -> Result<()> {
+        let end = first.saturating_add(count);
+        let mut lblock = first;
+        let p = self.geo.ptrs_per_block();
+        while lblock < end {
+            let Ok(path) = self.path(lblock) else { return Ok(()) };
+            if path.depth == 0 {
+                let ptr = inode.block[path.indices[0] as usize];
+                out.push(self.checked_ptr(ptr)?);
+                lblock += 1;
+                continue;
+            }
+            // Walk to the leaf indirect block, then take its pointers for the rest of the run.
+            let leaf_index = path.indices[path.depth];
+            let n = (p - leaf_index).min(end - lblock);
+            let mut ptr = inode.block[path.indices[0] as usize];
+            for level in 1..path.depth {
+                if ptr == 0 {
+                    break;
+                }
+                ptr = self.read_ptr(ptr, path.indices[level])?;
+            }
+            if ptr == 0 {
+                out.extend((0..n).map(|_| None));
+            } else {
+                let leaf = self.check_block(ptr)?;
+                let start = out.len();
+                self.cache.with_block(leaf, |data| {
+                    let words = &data[(leaf_index * 4) as usize..((leaf_index + n) * 4) as usize];
+                    out.extend(words.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).map(|b| (b != 0).then_some(b)));
+                })?;
+                for &block in out[start..].iter().flatten() {
+                    self.check_block(block)?;
+                }
+            }
+            lblock += n;
+        }
+        Ok(())
+    }
+
+    /// A pointer read from the tree as a block number (`None` for a hole), range-checked.
+    fn checked_ptr(&self, ptr: u32) -> Result<Option<u32>> {
+        if ptr == 0 {
+            return Ok(None);
+        }
+        self.check_block(ptr)?;
+        Ok(Some(ptr))
+    }
+
     /// The disk block of logical block `lblock`, allocated (with any missing indirect block)
     /// near `goal` if it is a hole. Returns the block and whether it is new (its contents are
     /// garbage: the caller writes or zeroes it). Updates `inode.blocks`; the caller writes the

@@ -12,12 +12,19 @@
 //! an entry merges it into its predecessor and adding one splits an existing entry's slack, so
 //! entries never move and cookies stay valid across changes.
 //!
+//! Lookups and changes go through an in-memory index of the directory (`dir_index`) when it
+//! has one, so they touch one directory block instead of scanning them all; the format on
+//! disk is the same either way.
+//!
 //! Every entry read from disk is checked (length, alignment, fits its block, name fits the
 //! entry); a bad one makes the operation fail with `EUCLEAN`.
 
+use crate::dir_index::{BlockInfo, DirIndex, Slot};
 use crate::fs::{Inner, State};
 use crate::inode::{INDEX_FL, Inode, dirent_type};
+use alloc::boxed::Box;
 use alloc::vec::Vec;
+use hashbrown::HashMap;
 use libos_core::{Errno, Result};
 use libos_vfs::FileType;
 
@@ -83,14 +90,57 @@ fn put_entry(block: &mut [u8], offset: usize, ino: u32, rec_len: usize, name: &[
     Ok(())
 }
 
+/// The largest entry (header and name, aligned) that fits in a block after `entry`: all of
+/// an unused entry, the slack after a used one's name.
+fn slack(entry: &RawEntry) -> usize {
+    if entry.ino == 0 { entry.rec_len } else { entry.rec_len - entry_len(entry.name_len) }
+}
+
+/// The entry of `block` with the most room (the first of equals): (its room, its offset).
+fn best_room(block: &[u8]) -> Result<(usize, usize)> {
+    let mut best = (0, 0);
+    let mut offset = 0;
+    while offset < block.len() {
+        let entry = entry_at(block, offset)?;
+        let free = slack(&entry);
+        if free > best.0 {
+            best = (free, offset);
+        }
+        offset += entry.rec_len;
+    }
+    Ok(best)
+}
+
+/// The first entry of `block` with room for an entry of `needed` bytes: (its offset, the
+/// length it keeps if it is split), and the block's room once the new entry is in it.
+fn find_room(block: &[u8], needed: usize) -> Result<Option<(usize, Option<usize>, usize)>> {
+    let mut offset = 0;
+    let mut found = None;
+    // The room the other entries leave.
+    let mut room = 0;
+    while offset < block.len() {
+        let entry = entry_at(block, offset)?;
+        let free = slack(&entry);
+        if found.is_none() && free >= needed {
+            let keep = (entry.ino != 0).then(|| entry_len(entry.name_len));
+            // What stays free behind the new entry.
+            room = room.max(free - needed);
+            found = Some((offset, keep));
+        } else {
+            room = room.max(free);
+        }
+        offset += entry.rec_len;
+    }
+    Ok(found.map(|(offset, keep)| (offset, keep, room)))
+}
+
 /// A name found in a directory.
 #[derive(Clone, Copy, Debug)]
 pub struct Found {
-    /// The disk block holding the entry.
+    /// The disk block holding the entry, and its logical index in the directory.
     pub block: u64,
+    index: u64,
     offset: usize,
-    /// The previous entry in the same block, which absorbs this one on removal.
-    prev: Option<usize>,
     pub ino: u32,
 }
 
@@ -98,9 +148,12 @@ pub struct Found {
 #[derive(Clone, Copy, Debug)]
 pub struct Reserved {
     block: u64,
+    index: u64,
     offset: usize,
     /// If an existing entry is split: the length it keeps. Else the slot is an unused entry.
     keep: Option<usize>,
+    /// The block's room once the entry is in (for the index).
+    room_after: usize,
 }
 
 /// One entry listed by [`Inner::dir_next`].
@@ -133,19 +186,76 @@ impl Inner {
         }
     }
 
-    /// Looks `name` up in `dir`.
-    pub fn dir_find(&self, dir: &Inode, name: &[u8]) -> Result<Option<Found>> {
+    /// Directory `dir_ino`'s index, built from the disk on first use; `None` if the directory
+    /// is not to be indexed (too big for the budget, or it names something twice).
+    fn dir_index<'s>(&self, st: &'s mut State, dir_ino: u32, dir: &Inode) -> Result<Option<&'s mut DirIndex>> {
+        if st.dirs.peek(dir_ino).is_some() {
+            return Ok(st.dirs.get(dir_ino));
+        }
+        if !st.dirs.admits(dir.size) {
+            return Ok(None);
+        }
+        let blocks = self.dir_len(dir)?;
+        let mut map = Vec::new();
+        self.bmap_run(dir, 0, blocks, &mut map)?;
+        if map.len() as u64 != blocks {
+            return Err(Errno::EUCLEAN);
+        }
+        let mut names = HashMap::new();
+        let mut infos = Vec::with_capacity(map.len());
+        let mut duplicate = false;
+        for (index, block) in map.into_iter().enumerate() {
+            let Some(block) = block else {
+                log::warn!("ext2: directory has a hole at block {index}");
+                return Err(Errno::EUCLEAN);
+            };
+            let block = u64::from(block);
+            let (room, best) = self.cache.with_block(block, |data| -> Result<(usize, usize)> {
+                let mut best = (0, 0);
+                let mut offset = 0;
+                while offset < data.len() {
+                    let entry = entry_at(data, offset)?;
+                    if slack(&entry) > best.0 {
+                        best = (slack(&entry), offset);
+                    }
+                    if entry.ino != 0 {
+                        let slot = Slot { index: index as u32, offset: offset as u32, ino: entry.ino };
+                        if names.insert(Box::from(name_of(data, &entry)), slot).is_some() {
+                            duplicate = true;
+                        }
+                    }
+                    offset += entry.rec_len;
+                }
+                Ok(best)
+            })??;
+            infos.push(BlockInfo { disk: block, room: room as u32, best: best as u32, exact: true });
+        }
+        if duplicate {
+            log::warn!("ext2: directory {dir_ino} names something twice; run e2fsck");
+            return Ok(None);
+        }
+        Ok(Some(st.dirs.insert(dir_ino, dir.size, DirIndex::new(names, infos))))
+    }
+
+    /// Looks `name` up in directory `dir_ino` (`dir`).
+    pub fn dir_find(&self, st: &mut State, dir_ino: u32, dir: &Inode, name: &[u8]) -> Result<Option<Found>> {
+        if let Some(index) = self.dir_index(st, dir_ino, dir)? {
+            return Ok(index.names.get(name).map(|slot| Found {
+                block: index.blocks[slot.index as usize].disk,
+                index: u64::from(slot.index),
+                offset: slot.offset as usize,
+                ino: slot.ino,
+            }));
+        }
         for index in 0..self.dir_len(dir)? {
             let block = self.dir_block(dir, index)?;
             let found = self.cache.with_block(block, |data| -> Result<Option<Found>> {
                 let mut offset = 0;
-                let mut prev = None;
                 while offset < data.len() {
                     let entry = entry_at(data, offset)?;
                     if entry.ino != 0 && name_of(data, &entry) == name {
-                        return Ok(Some(Found { block, offset, prev, ino: entry.ino }));
+                        return Ok(Some(Found { block, index, offset, ino: entry.ino }));
                     }
-                    prev = Some(offset);
                     offset += entry.rec_len;
                 }
                 Ok(None)
@@ -189,38 +299,53 @@ impl Inner {
         Ok(None)
     }
 
-    /// True if `dir` has no entries but `.` and `..`.
-    pub fn dir_is_empty(&self, dir: &Inode) -> Result<bool> {
+    /// True if directory `dir_ino` (`dir`) has no entries but `.` and `..`.
+    pub fn dir_is_empty(&self, st: &mut State, dir_ino: u32, dir: &Inode) -> Result<bool> {
+        if let Some(index) = st.dirs.peek(dir_ino) {
+            return Ok(index.is_empty());
+        }
         Ok(self.dir_next(dir, 0)?.is_none())
     }
 
     /// Finds room for an entry with a `name_len`-byte name in `dir` (inode `dir_ino`),
     /// appending a block if none has room. Updates `dir` (size, blocks, index flag); the
     /// caller writes it. Nothing is visible until [`Inner::dir_insert`].
-    pub fn dir_reserve(&self, st: &mut State, dir: &mut Inode, name_len: usize) -> Result<Reserved> {
+    pub fn dir_reserve(&self, st: &mut State, dir_ino: u32, dir: &mut Inode, name_len: usize) -> Result<Reserved> {
         self.writable()?;
         let needed = entry_len(name_len);
         let blocks = self.dir_len(dir)?;
-        for index in 0..blocks {
-            let block = self.dir_block(dir, index)?;
-            let slot = self.cache.with_block(block, |data| -> Result<Option<Reserved>> {
-                let mut offset = 0;
-                while offset < data.len() {
-                    let entry = entry_at(data, offset)?;
-                    if entry.ino == 0 && entry.rec_len >= needed {
-                        return Ok(Some(Reserved { block, offset, keep: None }));
-                    }
-                    let used = entry_len(entry.name_len);
-                    if entry.ino != 0 && entry.rec_len >= used + needed {
-                        return Ok(Some(Reserved { block, offset, keep: Some(used) }));
-                    }
-                    offset += entry.rec_len;
+        if let Some(index) = self.dir_index(st, dir_ino, dir)? {
+            // The index knows the block and the entry to split.
+            if index.block_with_room(needed).is_none() {
+                // Before growing the directory, learn the exact room of blocks filled since.
+                for info in index.blocks.iter_mut().filter(|b| !b.exact) {
+                    let (room, best) = self.cache.with_block(info.disk, best_room)??;
+                    *info = BlockInfo { room: room as u32, best: best as u32, exact: true, ..*info };
                 }
-                Ok(None)
-            })??;
-            if let Some(slot) = slot {
+            }
+            if let Some((index, info)) = index.block_with_room(needed) {
+                let (block, offset) = (info.disk, info.best as usize);
+                let slot = self.cache.with_block(block, |data| -> Result<Option<(Option<usize>, usize)>> {
+                    let entry = entry_at(data, offset)?;
+                    let free = slack(&entry);
+                    Ok((free >= needed).then(|| ((entry.ino != 0).then(|| entry_len(entry.name_len)), free - needed)))
+                })??;
+                let Some((keep, room_after)) = slot else {
+                    log::warn!("ext2: directory {dir_ino}: index out of step with block {block}");
+                    st.dirs.forget(dir_ino);
+                    return Err(Errno::EUCLEAN);
+                };
                 clear_index(dir);
-                return Ok(slot);
+                return Ok(Reserved { block, index, offset, keep, room_after });
+            }
+        } else {
+            for index in 0..blocks {
+                let block = self.dir_block(dir, index)?;
+                let slot = self.cache.with_block(block, |data| find_room(data, needed))??;
+                if let Some((offset, keep, room_after)) = slot {
+                    clear_index(dir);
+                    return Ok(Reserved { block, index, offset, keep, room_after });
+                }
             }
         }
         // No room: a new block holding one unused entry that spans it.
@@ -236,64 +361,119 @@ impl Inner {
         self.cache.with_block_mut(block, |data| put_entry(data, 0, 0, data.len(), b"", 0))??;
         dir.size = size;
         clear_index(dir);
-        Ok(Reserved { block, offset: 0, keep: None })
+        let needed_room = self.geo.block_size as usize;
+        if let Some(index) = st.dirs.peek(dir_ino) {
+            index.blocks.push(BlockInfo { disk: block, room: needed_room as u32, best: 0, exact: true });
+            st.dirs.grew(dir_ino, size);
+        }
+        Ok(Reserved { block, index: blocks, offset: 0, keep: None, room_after: needed_room - needed })
     }
 
-    /// Writes the entry `name` -> `ino` into the room `at`.
-    pub fn dir_insert(&self, at: Reserved, name: &[u8], ino: u32, file_type: FileType) -> Result<()> {
+    /// Writes the entry `name` -> `ino` into the room `at` of directory `dir_ino`.
+    pub fn dir_insert(&self, st: &mut State, dir_ino: u32, at: Reserved, name: &[u8], ino: u32, file_type: FileType) -> Result<()> {
         let type_byte = if self.geo.filetype { dirent_type(file_type) } else { 0 };
-        self.cache.with_block_mut(at.block, |data| {
+        let written = self.cache.with_block_mut(at.block, |data| {
             let entry = entry_at(data, at.offset)?;
             match at.keep {
                 None if entry.ino != 0 || entry.rec_len < entry_len(name.len()) => Err(Errno::EUCLEAN),
-                None => put_entry(data, at.offset, ino, entry.rec_len, name, type_byte),
+                None => put_entry(data, at.offset, ino, entry.rec_len, name, type_byte).map(|()| at.offset),
                 Some(keep) => {
                     // The block was checked when the room was found; a corrupt bitmap could
                     // have handed it out since, so check again rather than trust it.
                     let rest = entry.rec_len.checked_sub(keep).filter(|&r| r >= entry_len(name.len()));
                     let rest = rest.ok_or(Errno::EUCLEAN)?;
                     data[at.offset + 4..at.offset + 6].copy_from_slice(&encode_rec_len(keep).to_le_bytes());
-                    put_entry(data, at.offset + keep, ino, rest, name, type_byte)
+                    put_entry(data, at.offset + keep, ino, rest, name, type_byte).map(|()| at.offset + keep)
                 }
             }
-        })?
+        });
+        match written.and_then(|r| r) {
+            Ok(offset) => {
+                if let Some(index) = st.dirs.peek(dir_ino) {
+                    let slot = Slot { index: at.index as u32, offset: offset as u32, ino };
+                    index.names.insert(Box::from(name), slot);
+                    index.filled(at.index, offset, at.room_after);
+                }
+                Ok(())
+            }
+            Err(errno) => {
+                st.dirs.forget(dir_ino);
+                Err(errno)
+            }
+        }
     }
 
-    /// Removes the entry `found` (of directory `dir`, whose index flag is cleared).
-    pub fn dir_remove(&self, dir: &mut Inode, found: &Found) -> Result<()> {
+    /// Removes the entry `found` (of `name`) of directory `dir_ino` (`dir`, whose index flag
+    /// is cleared).
+    pub fn dir_remove(&self, st: &mut State, dir_ino: u32, dir: &mut Inode, found: &Found, name: &[u8]) -> Result<()> {
         self.writable()?;
         clear_index(dir);
-        self.cache.with_block_mut(found.block, |data| {
+        let removed = self.cache.with_block_mut(found.block, |data| {
+            // The previous entry absorbs this one, so later entries keep their offsets.
+            let mut offset = 0;
+            let mut prev = None;
+            while offset < found.offset {
+                prev = Some(offset);
+                offset += entry_at(data, offset)?.rec_len;
+            }
             let entry = entry_at(data, found.offset)?;
-            match found.prev {
-                // Merge into the previous entry, so later entries keep their offsets.
+            if offset != found.offset || entry.ino != found.ino {
+                return Err(Errno::EUCLEAN);
+            }
+            match prev {
                 Some(prev) => {
                     let prev_entry = entry_at(data, prev)?;
-                    if prev + prev_entry.rec_len != found.offset {
-                        return Err(Errno::EUCLEAN);
-                    }
                     let merged = prev_entry.rec_len + entry.rec_len;
                     data[prev + 4..prev + 6].copy_from_slice(&encode_rec_len(merged).to_le_bytes());
+                    Ok((prev, slack(&entry_at(data, prev)?)))
                 }
                 // The first entry of a block cannot merge backwards: mark it unused.
-                None => data[found.offset..found.offset + 4].copy_from_slice(&0u32.to_le_bytes()),
+                None => {
+                    data[found.offset..found.offset + 4].copy_from_slice(&0u32.to_le_bytes());
+                    Ok((found.offset, entry.rec_len))
+                }
             }
-            Ok(())
-        })?
+        });
+        match removed.and_then(|r| r) {
+            Ok((offset, freed)) => {
+                if let Some(index) = st.dirs.peek(dir_ino) {
+                    index.names.remove(name);
+                    index.emptied(found.index, offset, freed);
+                }
+                Ok(())
+            }
+            Err(errno) => {
+                st.dirs.forget(dir_ino);
+                Err(errno)
+            }
+        }
     }
 
-    /// Points the entry `found` at `ino` (rename over an existing name, or `..` of a moved
-    /// directory).
-    pub fn dir_retarget(&self, dir: &mut Inode, found: &Found, ino: u32, file_type: FileType) -> Result<()> {
+    /// Points the entry `found` (of `name`) of directory `dir_ino` at `ino` (rename over an
+    /// existing name, or `..` of a moved directory).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dir_retarget(&self, st: &mut State, dir_ino: u32, dir: &mut Inode, found: &Found, name: &[u8], ino: u32, file_type: FileType) -> Result<()> {
         self.writable()?;
         clear_index(dir);
         let type_byte = if self.geo.filetype { dirent_type(file_type) } else { 0 };
-        self.cache.with_block_mut(found.block, |data| {
+        let result = self.cache.with_block_mut(found.block, |data| {
             entry_at(data, found.offset)?;
             data[found.offset..found.offset + 4].copy_from_slice(&ino.to_le_bytes());
             data[found.offset + 7] = type_byte;
             Ok(())
-        })?
+        });
+        match result.and_then(|r| r) {
+            Ok(()) => {
+                if let Some(slot) = st.dirs.peek(dir_ino).and_then(|index| index.names.get_mut(name)) {
+                    slot.ino = ino;
+                }
+                Ok(())
+            }
+            Err(errno) => {
+                st.dirs.forget(dir_ino);
+                Err(errno)
+            }
+        }
     }
 
     /// Writes the first block of a new directory: `.` (itself) and `..` (its parent).

@@ -1,9 +1,11 @@
 //! File contents: reading (with read-ahead), writing (allocating blocks, filling holes),
 //! truncation, symlink targets, freeing a removed inode, and `fsync`.
 //!
-//! All data goes through the buffer cache. A read first maps the blocks it needs and asks the
-//! cache to fetch each run of adjacent disk blocks in one request, so reading a file laid out
-//! contiguously costs one device request per run rather than per block.
+//! All data goes through the buffer cache. A read first maps the blocks it needs (each
+//! indirect block read once for all its pointers in the range) and asks the cache to fetch
+//! each uncached run of adjacent disk blocks in one request, so reading a file laid out
+//! contiguously costs one device request per run rather than per block. A sequential reader
+//! also reads ahead ([`ReadAhead`]); a random or cached one does not.
 
 use crate::fs::{Inner, State};
 use crate::inode::{FAST_SYMLINK_MAX, Inode};
@@ -13,12 +15,32 @@ use alloc::vec::Vec;
 use libos_core::{Errno, Result};
 use libos_vfs::FileType;
 
-/// How many blocks past a read to fetch ahead (when the file has them).
-const READ_AHEAD_BLOCKS: u64 = 16;
+/// The first read-ahead window of a sequential reader, in blocks.
+const READ_AHEAD_MIN: u64 = 4;
+/// The largest window: it doubles on every sequential read up to this.
+const READ_AHEAD_MAX: u64 = 64;
+
+/// The read-ahead state of one reader (an open file's node), as Linux keeps per open file:
+/// read-ahead starts only once reads are sequential (a read starting where the previous one
+/// ended, or at the start of the file), and fetches a window of blocks past the read that
+/// doubles with every sequential read up to [`READ_AHEAD_MAX`]. The next window is fetched
+/// when the reader enters the second half of the current one, so a streaming reader finds its
+/// blocks cached; a random reader never reads ahead, and a cached one costs no block map
+/// lookups beyond its own blocks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadAhead {
+    /// The byte offset where the previous read ended.
+    next: u64,
+    /// The current window in blocks (0: not sequential).
+    window: u64,
+    /// Read-ahead has been issued for logical blocks below this.
+    ahead_end: u64,
+}
 
 impl Inner {
     /// Reads up to `buf.len()` bytes at `offset` of `inode`; returns the count (0 at the end).
-    pub fn read_data(&self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    /// `ra` is the reader's read-ahead state.
+    pub fn read_data(&self, inode: &Inode, offset: u64, buf: &mut [u8], ra: &mut ReadAhead) -> Result<usize> {
         if offset >= inode.size || buf.is_empty() {
             return Ok(0);
         }
@@ -27,12 +49,31 @@ impl Inner {
         let first = offset / block_size;
         let last = (offset + len as u64 - 1) / block_size;
         let file_blocks = inode.size.div_ceil(block_size);
-        let ahead_end = (last + 1 + READ_AHEAD_BLOCKS).min(file_blocks);
         let mut map = Vec::new();
-        for lblock in first..ahead_end {
-            map.push(self.bmap(inode, lblock)?);
+        self.bmap_run(inode, first, last + 1 - first, &mut map)?;
+        if map.len() as u64 != last + 1 - first {
+            return Err(Errno::EFBIG);
         }
-        self.prefetch(&map);
+        if map.len() > 1 {
+            // One request per run of uncached adjacent blocks of the read itself.
+            self.prefetch(&map);
+        }
+        if offset == ra.next {
+            ra.window = if ra.window == 0 { READ_AHEAD_MIN } else { (ra.window * 2).min(READ_AHEAD_MAX) };
+            // Fetch the next window once the reader is in the second half of the last one.
+            let from = ra.ahead_end.max(last + 1);
+            let to = (last + 1 + ra.window).min(file_blocks);
+            if from < to && last + 1 + ra.window / 2 >= ra.ahead_end {
+                let mut ahead = Vec::new();
+                self.bmap_run(inode, from, to - from, &mut ahead)?;
+                self.prefetch_uncached(&ahead);
+                ra.ahead_end = to;
+            }
+        } else {
+            ra.window = 0;
+            ra.ahead_end = 0;
+        }
+        ra.next = offset + len as u64;
         let mut done = 0;
         while done < len {
             let at = offset + done as u64;
@@ -67,6 +108,17 @@ impl Inner {
             }
             i += run;
         }
+    }
+
+    /// [`Inner::prefetch`] unless the window's last block is cached already (then the window
+    /// most likely is: it was read ahead before, or written recently).
+    fn prefetch_uncached(&self, map: &[Option<u32>]) {
+        if let Some(Some(block)) = map.last() {
+            if self.cache.contains(u64::from(*block)) {
+                return;
+            }
+        }
+        self.prefetch(map);
     }
 
     /// Writes `data` at `offset` of `inode` (inode number `ino`), allocating blocks. Returns
@@ -208,6 +260,7 @@ impl Inner {
     /// Frees inode `ino` (no links, no live node): its blocks, its extended-attribute block,
     /// and the inode itself, which is stamped with a deletion time as e2fsck expects.
     pub fn release_inode(&self, st: &mut State, ino: u32, mut inode: Inode) -> Result<()> {
+        st.dirs.forget(ino);
         let is_dir = inode.file_type() == Ok(FileType::Directory);
         let mut result = Ok(());
         if inode.has_block_map(self.geo.sectors_per_block()) {

@@ -11,10 +11,13 @@
 //! Unmounting: the volume is written back and marked clean when the last reference to it (the
 //! [`Ext2Fs`] and every node handed out) is gone.
 
+use crate::dir_index::DirIndexes;
 use crate::disk::{Access, GROUP_DESC_SIZE, Geometry, GroupDesc, ROOT_INO, RawGroupDesc, RawSuperblock, STATE_VALID};
 use crate::inode::Inode;
 use crate::node::Ext2Node;
 use alloc::collections::BTreeMap;
+use core::cell::RefCell;
+use hashbrown::HashMap;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -40,12 +43,16 @@ pub struct MountOptions {
     pub cache_bytes: usize,
     /// Where file times come from.
     pub clock: Arc<dyn Clock>,
+    /// Memory for the in-memory directory indexes, in bytes (an index is charged four bytes
+    /// per byte of its directory; see `dir_index`). Least recently used indexes are dropped
+    /// to stay within it; a directory too big for it is scanned instead. 0: no indexes.
+    pub dir_index_bytes: usize,
 }
 
 impl Default for MountOptions {
-    /// Read-write, a 4 MiB cache, the platform's wall clock.
+    /// Read-write, a 4 MiB cache, the platform's wall clock, 8 MiB of directory indexes.
     fn default() -> MountOptions {
-        MountOptions { read_only: false, cache_bytes: 4 << 20, clock: Arc::new(PlatformClock) }
+        MountOptions { read_only: false, cache_bytes: 4 << 20, clock: Arc::new(PlatformClock), dir_index_bytes: 8 << 20 }
     }
 }
 
@@ -63,7 +70,18 @@ pub(crate) struct State {
     pub ro_compat: u32,
     /// `s_state` as found at mount, written back at unmount.
     pub mount_state: u16,
+    /// Per group: the inode bitmap's bits below this were set when last looked at (where the
+    /// next inode search starts).
+    pub inode_hints: Vec<u32>,
+    /// The in-memory directory indexes.
+    pub dirs: DirIndexes,
+    /// Decoded inodes, written through (see [`Inner::read_inode`]).
+    inodes: RefCell<HashMap<u32, Inode>>,
 }
+
+/// How many decoded inodes [`State`] keeps; when full it starts over (cheap, and the inodes
+/// in use are back after one decode each).
+const INODE_CACHE_ENTRIES: usize = 4096;
 
 /// The core shared by the file system and its nodes.
 pub(crate) struct Inner {
@@ -124,6 +142,9 @@ impl Ext2Fs {
                 free_inodes,
                 ro_compat: raw.feature_ro_compat.get(),
                 mount_state: raw.state.get(),
+                inode_hints: vec![0; geo.groups as usize],
+                dirs: DirIndexes::new(options.dir_index_bytes),
+                inodes: RefCell::new(HashMap::new()),
             }),
             live: SpinLock::new(BTreeMap::new()),
             marked: AtomicBool::new(false),
@@ -281,11 +302,25 @@ impl Inner {
         Ok((u64::from(group.inode_table) + byte / block_size, (byte % block_size) as usize))
     }
 
-    /// Reads inode `ino`.
+    /// Reads inode `ino`. Decoded inodes are kept in `st` (and replaced by what is decoded
+    /// from the bytes each write leaves), so reading one again costs a hash lookup.
     pub fn read_inode(&self, st: &State, ino: u32) -> Result<Inode> {
+        if let Some(inode) = st.inodes.borrow().get(&ino) {
+            return Ok(inode.clone());
+        }
         let (block, offset) = self.inode_location(st, ino)?;
         let size = self.geo.inode_size as usize;
-        self.cache.with_block(block, |data| Inode::decode(&data[offset..offset + size]))?
+        let inode = self.cache.with_block(block, |data| Inode::decode(&data[offset..offset + size]))??;
+        Self::remember_inode(st, ino, &inode);
+        Ok(inode)
+    }
+
+    fn remember_inode(st: &State, ino: u32, inode: &Inode) {
+        let mut inodes = st.inodes.borrow_mut();
+        if inodes.len() >= INODE_CACHE_ENTRIES {
+            inodes.clear();
+        }
+        inodes.insert(ino, inode.clone());
     }
 
     /// Writes inode `ino` (keeping the on-disk bytes it does not own).
@@ -302,7 +337,21 @@ impl Inner {
         self.writable()?;
         let (block, offset) = self.inode_location(st, ino)?;
         let size = self.geo.inode_size as usize;
-        self.cache.with_block_mut(block, |data| inode.encode(&mut data[offset..offset + size], fresh))?
+        // What a later read would decode (the disk format may not keep every bit of `inode`).
+        let stored = self.cache.with_block_mut(block, |data| {
+            let bytes = &mut data[offset..offset + size];
+            inode.encode(bytes, fresh).and_then(|()| Inode::decode(bytes))
+        })?;
+        match stored {
+            Ok(stored) => {
+                Self::remember_inode(st, ino, &stored);
+                Ok(())
+            }
+            Err(errno) => {
+                st.inodes.borrow_mut().remove(&ino);
+                Err(errno)
+            }
+        }
     }
 
     /// The block holding inode `ino` (for fsync).

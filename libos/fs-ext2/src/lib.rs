@@ -18,7 +18,9 @@
 //! - `inode`: the on-disk inode, timestamps (with nanoseconds in large inodes), file types.
 //! - `bmap`: the block map (direct, single, double and triple indirect blocks).
 //! - `bitmap`: block and inode allocation from the bitmaps with the free counts kept in step.
-//! - `dir`: directory blocks (linear; hash-indexed directories read linearly too).
+//! - `dir`: directory blocks (linear on disk; hash-indexed directories read linearly too).
+//! - `dir_index`: in-memory indexes of directories (name -> entry, free room per block), so
+//!   operations on big directories do not scan them.
 //! - `file`: file contents, truncation, symlinks, freeing inodes, fsync.
 //! - `namespace`: create, link, unlink, rmdir, rename with ext2's link counts.
 //! - `fs` and `node`: [`Ext2Fs`] and [`Ext2Node`], the glue to the VFS.
@@ -66,6 +68,7 @@ extern crate alloc;
 mod bitmap;
 mod bmap;
 mod dir;
+mod dir_index;
 mod disk;
 mod file;
 mod fs;

@@ -36,9 +36,9 @@ impl Inner {
     }
 
     /// The entry `name` of directory `dir_ino` (`..`: its parent; the root's is itself).
-    pub fn lookup(&self, st: &State, dir_ino: u32, name: &str) -> Result<(u32, FileType)> {
+    pub fn lookup(&self, st: &mut State, dir_ino: u32, name: &str) -> Result<(u32, FileType)> {
         let dir = self.live_dir(st, dir_ino)?;
-        let found = self.dir_find(&dir, name.as_bytes())?.ok_or(Errno::ENOENT)?;
+        let found = self.dir_find(st, dir_ino, &dir, name.as_bytes())?.ok_or(Errno::ENOENT)?;
         let inode = self.entry_target(st, found.ino)?;
         Ok((found.ino, inode.file_type()?))
     }
@@ -47,7 +47,7 @@ impl Inner {
     pub fn create(&self, st: &mut State, dir_ino: u32, name: &str, kind: NewNode<'_>, perm: u32) -> Result<(u32, FileType)> {
         self.writable()?;
         let mut dir = self.live_dir(st, dir_ino)?;
-        if self.dir_find(&dir, name.as_bytes())?.is_some() {
+        if self.dir_find(st, dir_ino, &dir, name.as_bytes())?.is_some() {
             return Err(Errno::EEXIST);
         }
         let file_type = match kind {
@@ -66,7 +66,7 @@ impl Inner {
         }
         // Room for the entry first: the directory may grow by a block, which is consistent on
         // its own (an empty entry spanning the block).
-        let slot = self.dir_reserve(st, &mut dir, name.len())?;
+        let slot = self.dir_reserve(st, dir_ino, &mut dir, name.len())?;
         self.write_inode(st, dir_ino, &dir)?;
         let ino = self.alloc_inode(st, dir_ino, is_dir)?;
         let now = self.now();
@@ -86,7 +86,7 @@ impl Inner {
             return Err(errno);
         }
         self.write_new_inode(st, ino, &inode)?;
-        self.dir_insert(slot, name.as_bytes(), ino, file_type)?;
+        self.dir_insert(st, dir_ino, slot, name.as_bytes(), ino, file_type)?;
         if is_dir {
             dir.links += 1;
         }
@@ -121,15 +121,15 @@ impl Inner {
         if target.links >= LINK_MAX {
             return Err(Errno::EMLINK);
         }
-        if self.dir_find(&dir, name.as_bytes())?.is_some() {
+        if self.dir_find(st, dir_ino, &dir, name.as_bytes())?.is_some() {
             return Err(Errno::EEXIST);
         }
-        let slot = self.dir_reserve(st, &mut dir, name.len())?;
+        let slot = self.dir_reserve(st, dir_ino, &mut dir, name.len())?;
         let now = self.now();
         target.links += 1;
         target.ctime = now;
         self.write_inode(st, target_ino, &target)?;
-        self.dir_insert(slot, name.as_bytes(), target_ino, file_type)?;
+        self.dir_insert(st, dir_ino, slot, name.as_bytes(), target_ino, file_type)?;
         dir.mtime = now;
         dir.ctime = now;
         self.write_inode(st, dir_ino, &dir)
@@ -139,12 +139,12 @@ impl Inner {
     pub fn unlink(&self, st: &mut State, dir_ino: u32, name: &str) -> Result<()> {
         self.writable()?;
         let mut dir = self.live_dir(st, dir_ino)?;
-        let found = self.dir_find(&dir, name.as_bytes())?.ok_or(Errno::ENOENT)?;
+        let found = self.dir_find(st, dir_ino, &dir, name.as_bytes())?.ok_or(Errno::ENOENT)?;
         let target = self.entry_target(st, found.ino)?;
         if target.file_type()? == FileType::Directory {
             return Err(Errno::EISDIR);
         }
-        self.dir_remove(&mut dir, &found)?;
+        self.dir_remove(st, dir_ino, &mut dir, &found, name.as_bytes())?;
         let now = self.now();
         dir.mtime = now;
         dir.ctime = now;
@@ -156,15 +156,15 @@ impl Inner {
     pub fn rmdir(&self, st: &mut State, dir_ino: u32, name: &str) -> Result<()> {
         self.writable()?;
         let mut dir = self.live_dir(st, dir_ino)?;
-        let found = self.dir_find(&dir, name.as_bytes())?.ok_or(Errno::ENOENT)?;
+        let found = self.dir_find(st, dir_ino, &dir, name.as_bytes())?.ok_or(Errno::ENOENT)?;
         let target = self.entry_target(st, found.ino)?;
         if target.file_type()? != FileType::Directory {
             return Err(Errno::ENOTDIR);
         }
-        if !self.dir_is_empty(&target)? {
+        if !self.dir_is_empty(st, found.ino, &target)? {
             return Err(Errno::ENOTEMPTY);
         }
-        self.dir_remove(&mut dir, &found)?;
+        self.dir_remove(st, dir_ino, &mut dir, &found, name.as_bytes())?;
         // The child's `..` no longer counts as a link of this directory.
         dir.links = dir.links.checked_sub(1).ok_or(Errno::EUCLEAN)?;
         let now = self.now();
@@ -180,11 +180,11 @@ impl Inner {
         self.writable()?;
         let mut old_dir = self.live_dir(st, old_dir_ino)?;
         let mut other_dir = if new_dir_ino == old_dir_ino { None } else { Some(self.live_dir(st, new_dir_ino)?) };
-        let source = self.dir_find(&old_dir, old_name.as_bytes())?.ok_or(Errno::ENOENT)?;
+        let source = self.dir_find(st, old_dir_ino, &old_dir, old_name.as_bytes())?.ok_or(Errno::ENOENT)?;
         let mut moved = self.entry_target(st, source.ino)?;
         let moved_type = moved.file_type()?;
         let new_dir = other_dir.as_mut().unwrap_or(&mut old_dir);
-        let target = self.dir_find(new_dir, new_name.as_bytes())?;
+        let target = self.dir_find(st, new_dir_ino, new_dir, new_name.as_bytes())?;
         let replaced = match target {
             // Two names of one inode: POSIX says do nothing.
             Some(t) if t.ino == source.ino => return Ok(()),
@@ -192,11 +192,11 @@ impl Inner {
             None => None,
         };
         let moves_dir = moved_type == FileType::Directory;
-        if let Some((_, inode)) = &replaced {
+        if let Some((entry, inode)) = &replaced {
             match (moves_dir, inode.file_type()? == FileType::Directory) {
                 (true, false) => return Err(Errno::ENOTDIR),
                 (false, true) => return Err(Errno::EISDIR),
-                (true, true) if !self.dir_is_empty(inode)? => return Err(Errno::ENOTEMPTY),
+                (true, true) if !self.dir_is_empty(st, entry.ino, inode)? => return Err(Errno::ENOTEMPTY),
                 _ => {}
             }
         }
@@ -208,22 +208,21 @@ impl Inner {
         // 1. The new name: point an existing entry at the source, or fill reserved room.
         let new_dir = other_dir.as_mut().unwrap_or(&mut old_dir);
         match &replaced {
-            Some((entry, _)) => self.dir_retarget(new_dir, entry, source.ino, moved_type)?,
+            Some((entry, _)) => self.dir_retarget(st, new_dir_ino, new_dir, entry, new_name.as_bytes(), source.ino, moved_type)?,
             None => {
-                let slot = self.dir_reserve(st, new_dir, new_name.len())?;
+                let slot = self.dir_reserve(st, new_dir_ino, new_dir, new_name.len())?;
                 self.write_inode(st, new_dir_ino, new_dir)?;
-                self.dir_insert(slot, new_name.as_bytes(), source.ino, moved_type)?;
+                self.dir_insert(st, new_dir_ino, slot, new_name.as_bytes(), source.ino, moved_type)?;
             }
         }
-        // 2. The old name goes. Look it up again: an insertion into the same block may have
-        //    split its predecessor, which must absorb it on removal.
-        let source = self.dir_find(&old_dir, old_name.as_bytes())?.ok_or(Errno::EUCLEAN)?;
-        self.dir_remove(&mut old_dir, &source)?;
+        // 2. The old name goes (its predecessor in the block, which absorbs it, is found at
+        //    removal: an insertion into the same block may have split it).
+        self.dir_remove(st, old_dir_ino, &mut old_dir, &source, old_name.as_bytes())?;
         let now = self.now();
         // 3. A directory moving to a new parent: its `..` and both parents' link counts.
         if reparent {
-            let dotdot = self.dir_find(&moved, b"..")?.ok_or(Errno::EUCLEAN)?;
-            self.dir_retarget(&mut moved, &dotdot, new_dir_ino, FileType::Directory)?;
+            let dotdot = self.dir_find(st, source.ino, &moved, b"..")?.ok_or(Errno::EUCLEAN)?;
+            self.dir_retarget(st, source.ino, &mut moved, &dotdot, b"..", new_dir_ino, FileType::Directory)?;
             old_dir.links = old_dir.links.checked_sub(1).ok_or(Errno::EUCLEAN)?;
             if let Some(dir) = other_dir.as_mut() {
                 dir.links += 1;
@@ -268,6 +267,7 @@ impl Inner {
     /// Empty directory `ino` lost its name: it has no links and no contents from now on (its
     /// block is freed at once, as Linux truncates it); the inode goes when nobody has it open.
     fn drop_directory(&self, st: &mut State, ino: u32, mut inode: Inode) -> Result<()> {
+        st.dirs.forget(ino);
         let freed = self.free_blocks_from(st, &mut inode, 0);
         inode.size = 0;
         inode.links = 0;

@@ -3,11 +3,13 @@
 //! the core in `file`, `namespace` and `dir`. Nodes count as "open" for the inode's lifetime
 //! rules: a removed inode is freed when its last node is dropped.
 
+use crate::file::ReadAhead;
 use crate::fs::Inner;
 use crate::inode::file_type_of_dirent;
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::any::Any;
+use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
 use libos_vfs::{DirEntry, FileType, Metadata, NewNode, Node, TimeUpdate};
 
@@ -16,12 +18,14 @@ pub struct Ext2Node {
     fs: Arc<Inner>,
     ino: u32,
     file_type: FileType,
+    /// Read-ahead state of this node's reader (the VFS makes a node per open).
+    ra: SpinLock<ReadAhead>,
 }
 
 impl Ext2Node {
     pub(crate) fn new(fs: Arc<Inner>, ino: u32, file_type: FileType) -> Ext2Node {
         fs.node_opened(ino);
-        Ext2Node { fs, ino, file_type }
+        Ext2Node { fs, ino, file_type, ra: SpinLock::new(ReadAhead::default()) }
     }
 
     fn node(&self, (ino, file_type): (u32, FileType)) -> Arc<dyn Node> {
@@ -89,7 +93,8 @@ impl Node for Ext2Node {
         self.require(FileType::Regular, Errno::EINVAL)?;
         let st = self.fs.state.lock();
         let inode = self.fs.read_inode(&st, self.ino)?;
-        self.fs.read_data(&inode, offset, buf)
+        let mut ra = self.ra.lock();
+        self.fs.read_data(&inode, offset, buf, &mut ra)
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
@@ -129,7 +134,7 @@ impl Node for Ext2Node {
 
     fn lookup(&self, name: &str) -> Result<Arc<dyn Node>> {
         self.require(FileType::Directory, Errno::ENOTDIR)?;
-        let found = self.fs.lookup(&self.fs.state.lock(), self.ino, name)?;
+        let found = self.fs.lookup(&mut self.fs.state.lock(), self.ino, name)?;
         Ok(self.node(found))
     }
 

@@ -12,6 +12,8 @@ struct Factory {
     template: Vec<u8>,
     disks: Mutex<Vec<Arc<MemDisk>>>,
     keep: bool,
+    /// `MountOptions::dir_index_bytes` of the volumes.
+    dir_index_bytes: usize,
 }
 
 impl Factory {
@@ -20,7 +22,7 @@ impl Factory {
         let fs = mount(&disk);
         fs.root().rmdir("lost+found").expect("removing lost+found");
         drop(fs);
-        Factory { template: disk.image(), disks: Mutex::new(Vec::new()), keep }
+        Factory { template: disk.image(), disks: Mutex::new(Vec::new()), keep, dir_index_bytes: options().dir_index_bytes }
     }
 
     /// Checks every volume the suite made with e2fsck; returns how many.
@@ -43,7 +45,8 @@ impl FileSystemFactory for Factory {
         if self.keep {
             self.disks.lock().unwrap().push(disk.clone());
         }
-        let fs = Ext2Fs::mount(disk, options()).map_err(|e| format!("mount: {e}"))?;
+        let options = MountOptions { dir_index_bytes: self.dir_index_bytes, ..options() };
+        let fs = Ext2Fs::mount(disk, options).map_err(|e| format!("mount: {e}"))?;
         Ok(fs)
     }
 }
@@ -70,6 +73,20 @@ fn conformance_suite_passes_with_1k_blocks_and_e2fsck_agrees() {
 #[test]
 fn conformance_suite_passes_with_4k_blocks_and_e2fsck_agrees() {
     run_suite(4096);
+}
+
+/// The model test with directories scanned linearly (no index memory) and with indexes
+/// evicted all the time (a budget of a few small directories).
+#[test]
+fn model_test_without_and_with_tiny_directory_indexes() {
+    for budget in [0, 8192] {
+        let mut factory = Factory::new("1M", 1024, false);
+        factory.dir_index_bytes = budget;
+        let config = ModelConfig { first_seed: 1000, sequences: 300, operations: 200 };
+        if let Err(why) = conformance::run_model(&factory, config) {
+            panic!("dir_index_bytes {budget}: {why}");
+        }
+    }
 }
 
 #[test]

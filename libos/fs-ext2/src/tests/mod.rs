@@ -11,6 +11,7 @@
 mod conformance;
 mod fuzz;
 mod limits;
+mod perf;
 mod workload;
 
 use crate::{Ext2Fs, MountOptions};
@@ -111,7 +112,7 @@ fn debugfs_write(image: &[u8], request: &str) -> Vec<u8> {
 }
 
 fn options() -> MountOptions {
-    MountOptions { read_only: false, cache_bytes: 256 * 1024, clock: Arc::new(TickClock::new(START)) }
+    MountOptions { read_only: false, cache_bytes: 256 * 1024, clock: Arc::new(TickClock::new(START)), dir_index_bytes: 1 << 20 }
 }
 
 /// Mounts `disk` read-write with a deterministic clock.

@@ -139,8 +139,12 @@ fn check_with_host_tools(image: &[u8], files: &BTreeMap<String, Vec<u8>>, links:
 }
 
 fn run_workload(block_size: u32, size: &str) {
+    run_workload_indexed(block_size, size, options().dir_index_bytes);
+}
+
+fn run_workload_indexed(block_size: u32, size: &str, dir_index_bytes: usize) {
     let disk = Arc::new(MemDisk::from_image(mkfs(size, block_size, &[])));
-    let fs = mount(&disk);
+    let fs = Ext2Fs::mount(disk.clone(), MountOptions { dir_index_bytes, ..options() }).unwrap();
     let vfs = Vfs::new(fs.clone());
     let (files, links) = workload(&vfs, block_size as usize);
     fs.sync().unwrap();
@@ -167,6 +171,14 @@ fn run_workload(block_size: u32, size: &str) {
 #[test]
 fn workload_with_1k_blocks_is_clean_for_e2fsck_and_debugfs() {
     run_workload(1024, "16M");
+}
+
+/// Directories scanned linearly (no index), and indexes evicted all the time (room for about
+/// one directory of the workload's).
+#[test]
+fn workload_without_and_with_tiny_directory_indexes_is_clean() {
+    run_workload_indexed(1024, "16M", 0);
+    run_workload_indexed(1024, "16M", 24 * 1024);
 }
 
 #[test]
@@ -226,4 +238,77 @@ fn hashed_directories_made_by_e2fsprogs_are_read_and_changed() {
     assert_eq!(debugfs(&image, "cat /big/new-file"), b"new");
     assert_eq!(debugfs(&image, "cat /big/renamed"), b"6");
     assert_eq!(vfs.read_dir("/big").unwrap().len(), 600);
+}
+
+/// Read-ahead starts only for a sequential reader (then a 4 MiB file costs a few dozen device
+/// requests, not one per block), and random reads fetch only their own blocks.
+#[test]
+fn read_ahead_is_for_sequential_readers_only() {
+    let disk = Arc::new(MemDisk::from_image(mkfs("64M", 4096, &[])));
+    let data = pattern(4 << 20, 7);
+    {
+        let vfs = Vfs::new(mount(&disk));
+        write_file(&vfs, "/big", &data);
+    }
+    let mut options = options();
+    options.cache_bytes = 16 << 20;
+    let fs = Ext2Fs::mount(disk.clone(), options).unwrap();
+    let vfs = Vfs::new(fs.clone());
+    let file = vfs.open("/big", OpenFlags::RDONLY, 0).unwrap();
+    let mut page = vec![0u8; 4096];
+    for offset in [1u64 << 20, 3 << 20, 2 << 20, 5 * 4096] {
+        assert_eq!(file.read_at(offset, &mut page).unwrap(), 4096);
+        assert!(page[..] == data[offset as usize..offset as usize + 4096]);
+    }
+    assert_eq!(fs.cache().stats().read_ahead, 0, "random reads read nothing ahead");
+    let reads_before = disk.stats().reads;
+    let file = vfs.open("/big", OpenFlags::RDONLY, 0).unwrap();
+    let mut at = 0;
+    while at < data.len() {
+        assert_eq!(file.read(&mut page).unwrap(), 4096);
+        assert!(page[..] == data[at..at + 4096], "bytes at {at}");
+        at += 4096;
+    }
+    let requests = disk.stats().reads - reads_before;
+    assert!(requests < 64, "a sequential 4 MiB read took {requests} device requests");
+    assert!(fs.cache().stats().read_ahead > 900);
+}
+
+/// A big directory churned through its index: freed room is reused before the directory
+/// grows, a volume mounted again without indexes finds the same names, and e2fsck agrees.
+#[test]
+fn directory_index_reuses_room_and_matches_the_disk() {
+    let disk = Arc::new(MemDisk::from_image(mkfs("16M", 1024, &[])));
+    let fs = mount(&disk);
+    let vfs = Vfs::new(fs.clone());
+    vfs.mkdir("/d", 0o755).unwrap();
+    let name = |i: usize| format!("/d/name-{i:05}");
+    for i in 0..1000 {
+        drop(vfs.open(&name(i), new_file(), 0o644).unwrap());
+    }
+    let size = vfs.metadata("/d").unwrap().size;
+    for i in (0..1000).step_by(2) {
+        vfs.unlink(&name(i)).unwrap();
+    }
+    for i in 1000..1500 {
+        drop(vfs.open(&name(i), new_file(), 0o644).unwrap());
+    }
+    assert_eq!(vfs.metadata("/d").unwrap().size, size, "the freed room was reused");
+    vfs.rename(&name(1), &name(2)).unwrap();
+    vfs.rename(&name(3), &name(1001)).unwrap();
+    let mut expected: Vec<String> = (1..1000).step_by(2).chain(1000..1500).map(name).collect();
+    expected.retain(|n| *n != name(1) && *n != name(3));
+    expected.push(name(2));
+    drop(vfs);
+    drop(fs);
+    assert_clean(&disk.image(), "the directory churn");
+    let fs = Ext2Fs::mount(disk.clone(), MountOptions { dir_index_bytes: 0, ..options() }).unwrap();
+    let vfs = Vfs::new(fs);
+    let mut listed: Vec<String> = vfs.read_dir("/d").unwrap().into_iter().map(|e| format!("/d/{}", e.name)).collect();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected);
+    for n in &expected {
+        vfs.metadata(n).unwrap();
+    }
 }
