@@ -1,7 +1,8 @@
 //! `./x bench block`: the seed's block workload, `bench/c/block_read.c` (N reads of 512 bytes
 //! with `O_DIRECT` from a raw virtio-blk disk), run as the same static musl file on libos
 //! (through posix-shim's ELF loader, `apps/elf-runner`) and in the Linux guest, on the same
-//! machine and device (x86_64 `q35`, aarch64 `virt`; virtio-blk-pci, read-only, 64 MiB image).
+//! machine and device (x86_64 `q35` with virtio-blk-pci, aarch64 `virt` with virtio-blk on
+//! virtio-mmio, as the network benches; read-only, 64 MiB image).
 //!
 //! Per read, for each system: guest **busy instructions** (the loop's ticks minus the CPU's idle
 //! time inside it, read by the program from cpuidle or `/proc/stat`, icount `sleep=off`),
@@ -17,7 +18,7 @@ use crate::arch::Arch;
 use crate::disk::Disk;
 use crate::linux::{self, LinuxGuest, bench_counters, check_run};
 use crate::measure::{self, Counters, DeviceTrace, format_figure};
-use crate::qemu::{self, Machine, Outcome, VirtioTransport, VmConfig};
+use crate::qemu::{self, Outcome, VirtioTransport, VmConfig};
 use crate::{Result, build};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -77,18 +78,14 @@ fn disk_image() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The machine both systems boot on: libos's PCI machine of the arch.
-fn machine(arch: Arch) -> Machine {
-    match arch {
-        Arch::X86_64 => Machine::Q35,
-        Arch::Aarch64 => Machine::VirtGicv3,
-    }
-}
-
-/// Attaches the workload's disk, read-only, on virtio-pci.
+/// Attaches the workload's disk, read-only, on the arch's interrupt-driven transport (see
+/// [`super::net::transport`]: virtio-pci with MSI-X on x86_64, virtio-mmio on aarch64, where
+/// libos has no MSI controller driver yet and would poll a PCI device), on the machine both
+/// systems boot on ([`super::net::machine`]).
 fn with_disk(mut config: VmConfig, disk: &std::path::Path) -> VmConfig {
+    config.machine = super::net::machine(config.arch);
     config.disks = vec![Disk { image: disk.to_path_buf(), read_only: true }];
-    config.virtio_transport = Some(VirtioTransport::Pci);
+    config.virtio_transport = Some(super::net::transport(config.arch));
     config
 }
 
@@ -138,7 +135,8 @@ fn measure(system: &str, arch: Arch, reads: u64, runs: usize, config_for: &dyn F
 /// The Linux guest's figures on its arch (also `./x bench linux`'s block row).
 pub(super) fn linux(guest: &LinuxGuest, reads: u64, runs: usize) -> Result<Value> {
     let disk = disk_image()?;
-    let modules = guest.modules_for(&[guest.virtio_transport(), "virtio_blk"])?;
+    let module = if super::net::transport(guest.arch) == VirtioTransport::Pci { guest.virtio_transport() } else { "virtio_mmio" };
+    let modules = guest.modules_for(&[module, "virtio_blk"])?;
     let config_for = |n: u64| with_disk(guest.config("block_read", &[n.to_string()], &modules, ""), &disk);
     measure("Linux", guest.arch, reads, runs, &config_for, check_run)
 }
@@ -152,7 +150,6 @@ fn libos(arch: Arch, reads: u64, runs: usize) -> Result<Value> {
     let image = build::build_with_env(&[build::ELF_RUNNER], arch, true, &[("LIBOS_ELF", program)])?.remove(0);
     let config_for = |n: u64| {
         let mut config = VmConfig::new(arch, image.clone());
-        config.machine = machine(arch);
         config.memory = "128M".into();
         // No request timeout: under icount sleep=off a halted guest's clock jumps ahead.
         config.cmdline = qemu::kernel_cmdline("blk_timeout=0", &["/bin/block_read".into(), n.to_string(), "/dev/vda".into()]);
@@ -194,7 +191,8 @@ fn ratios(ours: &Value, theirs: Option<&Value>) -> serde_json::Map<String, Value
 
 fn markdown(arch: Arch, ours: &Value, theirs: Option<&Value>) -> String {
     let show = |v: Option<f64>| v.map_or("-".to_string(), format_figure);
-    let mut md = format!("\n## {arch}: {} reads of 512 bytes, `O_DIRECT`, virtio-blk-pci\n\n", show(figure(ours, "operations")));
+    let device = if super::net::transport(arch) == VirtioTransport::Pci { "virtio-blk-pci" } else { "virtio-blk on virtio-mmio" };
+    let mut md = format!("\n## {arch}: {} reads of 512 bytes, `O_DIRECT`, {device}\n\n", show(figure(ours, "operations")));
     md += "| per read | libos | Linux | libos / Linux |\n|---|---|---|---|\n";
     for (label, path) in FIGURES {
         let (a, b) = (figure(ours, path), theirs.and_then(|t| figure(t, path)));
@@ -213,7 +211,7 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
     let options = Options::parse(args)?;
     linux::ensure_host_tools(&options.arches)?;
     let mut arches = serde_json::Map::new();
-    let mut md = String::from("# Block devices (`./x bench block`)\n\nThe seed's block workload, `bench/c/block_read.c`: 512-byte `O_DIRECT` reads from a raw 64 MiB virtio-blk-pci disk, the same static musl file on libos (posix-shim, `apps/elf-runner`) and in the Linux guest (`./x bench linux`), same QEMU machine, in one run. Busy instructions: the loop's instructions minus the CPU's idle time in it (QEMU `-icount shift=0,sleep=off`, two runs each); exits: QEMU trace events between the program's marks; wall: TCG medians, labelled.\n");
+    let mut md = String::from("# Block devices (`./x bench block`)\n\nThe seed's block workload, `bench/c/block_read.c`: 512-byte `O_DIRECT` reads from a raw 64 MiB virtio-blk disk (x86_64: PCI, aarch64: MMIO), the same static musl file on libos (posix-shim, `apps/elf-runner`) and in the Linux guest (`./x bench linux`), same QEMU machine, in one run. Busy instructions: the loop's instructions minus the CPU's idle time in it (QEMU `-icount shift=0,sleep=off`, two runs each); exits: QEMU trace events between the program's marks; wall: TCG medians, labelled.\n");
     let mut failed = false;
     for &arch in &options.arches {
         let reads = options.reads.unwrap_or_else(|| default_reads(arch));
@@ -233,6 +231,18 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
         };
         md += &markdown(arch, &ours, theirs.as_ref());
         arches.insert(arch.name().into(), json!({ "libos": ours, "linux": theirs, "ratios": ratios(&ours, theirs.as_ref()) }));
+    }
+    // A run of one arch keeps the other arch's figures from the last run (each arch compares
+    // libos with Linux within one run; the arches are never compared with each other).
+    if let Some(previous) = super::results_dir().ok().and_then(|d| std::fs::read_to_string(d.join("block.json")).ok()).and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
+        for (name, earlier) in previous["arches"].as_object().into_iter().flatten() {
+            if !arches.contains_key(name) {
+                let arch: Arch = name.parse()?;
+                md += &format!("\n(The {arch} figures below are from an earlier run, commit {}.)\n", previous["host"]["commit"].as_str().unwrap_or("?"));
+                md += &markdown(arch, &earlier["libos"], earlier.get("linux").filter(|l| !l.is_null()));
+                arches.insert(name.clone(), earlier.clone());
+            }
+        }
     }
     let json = json!({ "suite": "block", "host": super::host_facts(), "arches": arches });
     measure::write_results("block", &json, &md, &[])?;
