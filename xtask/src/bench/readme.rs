@@ -171,7 +171,7 @@ fn servers() -> String {
 /// The block suite's headline: per 512-byte read, libos against the Linux guest.
 fn block() -> String {
     let Some(block) = read("block.json") else { return String::new() };
-    let mut md = String::from("## Block device (`./x bench block`: `bench/c/block_read.c`, 512-byte `O_DIRECT` reads of a virtio-blk-pci disk, same file on both systems)\n\n| arch | per read | libos | Linux | libos / Linux |\n|---|---|---|---|---|\n");
+    let mut md = String::from("## Block device (`./x bench block`: `bench/c/block_read.c`, 512-byte `O_DIRECT` reads of a virtio-blk disk (x86_64: PCI, aarch64: MMIO), same file on both systems)\n\n| arch | per read | libos | Linux | libos / Linux |\n|---|---|---|---|---|\n");
     for (arch, figures) in block["arches"].as_object().into_iter().flatten() {
         for (label, path) in [
             ("busy instructions (icount, idle subtracted)", "busy_instructions_per_read"),
