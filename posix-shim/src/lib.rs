@@ -14,8 +14,9 @@
 //!    and enters musl's own `_start`, so TLS, stdio, `atexit` and exit codes behave as on Linux.
 //!
 //! The table ([`dispatch`]) speaks the Linux ABI of the image's architecture ([`abi`]): file
-//! descriptors ([`fd`]; 0/1/2 are the console; one table shared by all threads), files over
-//! the VFS (feature `fs`/`ramfs`), memory ([`mem`]), time, process facts, signals delivered
+//! descriptors ([`fd`]; 0/1/2 are the console; one table shared by all threads; `ioctl`,
+//! `fcntl` and `dup` in `control`), files over the VFS (feature `fs`/`ramfs`; disks as
+//! `/dev/vda` with `blk`, ext2 mounts with `ext2`), memory ([`mem`]), time, process facts, signals delivered
 //! as Linux delivers them, with real signal frames, `EINTR` or a restart (`SA_RESTART`) for
 //! blocking calls, and timers that send them (`alarm`, `setitimer`, `timer_create`)
 //! ([`signal`]), pipes, `eventfd`, `timerfd`, `poll`, `select` and `epoll` ([`events`]),
@@ -52,6 +53,8 @@ pub mod sockaddr;
 pub mod start;
 pub mod user;
 
+#[cfg(target_os = "none")]
+mod control;
 #[cfg(target_os = "none")]
 pub mod dispatch;
 #[cfg(target_os = "none")]
