@@ -316,7 +316,13 @@ impl VirtioBlkDevice {
             writable.push(&mut **part);
         }
         writable.push(&mut status);
-        let written = self.requests.request(&*self.transport, &readable, &mut writable)?;
+        let written = self.requests.request(&*self.transport, &readable, &mut writable).map_err(|e| {
+            if e == Errno::ETIMEDOUT {
+                log::error!("virtio-blk {}: no reply to request type {kind} at sector {sector}; the disk is dead", self.name);
+                return Errno::EIO;
+            }
+            e
+        })?;
         drop(writable);
         match status[0] {
             reply::OK if written >= 1 => Ok(()),

@@ -282,9 +282,13 @@ impl FuseChannel for VirtioFsDevice {
         match self.requests.request(&*self.transport, request, reply) {
             Ok(written) => Ok(written as usize),
             Err(e) => {
+                if e == Errno::ETIMEDOUT {
+                    log::error!("virtio-fs {:?}: no reply to opcode {} within {:?}", self.tag, Self::opcode(request), self.timeout.unwrap_or_default());
+                }
                 if self.requests.has_failed() {
                     // The device is dead (perhaps this request timed out): drop its FORGETs too.
                     self.fail(format_args!("opcode {} failed with the device", Self::opcode(request)));
+                    return Err(Errno::EIO);
                 }
                 Err(e)
             }

@@ -167,8 +167,10 @@ impl RequestQueue {
     /// Sends `readable` then `writable` parts as one request and waits for its reply; returns
     /// the bytes the device wrote.
     ///
-    /// Errors: `EIO` when the device failed (now or earlier, or it did not answer within the
-    /// timeout: it is then reset and failed), `E2BIG` when the request can never fit the queue.
+    /// Errors: `ETIMEDOUT` when this request got no reply (or no room in the ring) within the
+    /// timeout: the device has then been reset and failed, and the driver, which knows what the
+    /// request was, reports it and returns `EIO`; `EIO` when the device failed earlier or while
+    /// the request waited; `E2BIG` when the request can never fit the queue.
     pub fn request(&self, transport: &dyn Transport, readable: &[&[u8]], writable: &mut [&mut [u8]]) -> Result<u32> {
         if self.has_failed() {
             return Err(Errno::EIO);
@@ -210,8 +212,9 @@ impl RequestQueue {
             return Err(e);
         }
         let Some(id) = published.filter(|_| in_time) else {
-            self.fail(transport, format_args!("queue {} stayed full for {:?}", self.index, self.timeout));
-            return Err(Errno::EIO);
+            let waited = self.timeout.unwrap_or_default();
+            self.fail(transport, format_args!("queue {} stayed full for {waited:?}", self.index));
+            return Err(Errno::ETIMEDOUT);
         };
         self.requests.fetch_add(1, Ordering::Relaxed);
 
@@ -234,8 +237,9 @@ impl RequestQueue {
             Some(len) => Ok(len),
             None if answered => Err(Errno::EIO), // failed while we waited
             None => {
-                self.fail(transport, format_args!("no reply on queue {} within {:?}", self.index, self.timeout));
-                Err(Errno::EIO)
+                let waited = self.timeout.unwrap_or_default();
+                self.fail(transport, format_args!("no reply on queue {} within {waited:?}", self.index));
+                Err(Errno::ETIMEDOUT)
             }
         }
     }
@@ -393,9 +397,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2));
             platform.advance(10_000_000);
         }
-        for caller in callers {
-            assert_eq!(caller.join().unwrap(), Err(Errno::EIO));
-        }
+        let results: Vec<Result<u32>> = callers.into_iter().map(|caller| caller.join().unwrap()).collect();
+        assert!(results.contains(&Err(Errno::ETIMEDOUT)), "the request that timed out says so: {results:?}");
+        assert!(results.iter().all(|r| matches!(r, Err(Errno::ETIMEDOUT | Errno::EIO))), "{results:?}");
         assert!(queue.has_failed());
         let log = log.lock().unwrap();
         let shown = log.iter().position(|&e| e == "reset shown").expect("the reset was confirmed");
