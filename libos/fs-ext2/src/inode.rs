@@ -267,16 +267,7 @@ impl Inode {
 
 /// The node type of an inode mode, `None` for an invalid one.
 pub fn file_type_of_mode(mode: u16) -> Option<FileType> {
-    Some(match mode & 0o170_000 {
-        0o100_000 => FileType::Regular,
-        0o040_000 => FileType::Directory,
-        0o120_000 => FileType::Symlink,
-        0o020_000 => FileType::CharDevice,
-        0o060_000 => FileType::BlockDevice,
-        0o010_000 => FileType::Fifo,
-        0o140_000 => FileType::Socket,
-        _ => return None,
-    })
+    FileType::from_mode(u32::from(mode))
 }
 
 /// The file type byte of a directory entry (`filetype` feature).

@@ -334,16 +334,7 @@ pub fn verify_reply(header: &[u8], written: usize, capacity: usize, unique: u64,
 
 /// The type of a node from `st_mode`'s `S_IFMT` bits; `EIO` for an invalid type.
 pub fn file_type_from_mode(mode: u32) -> Result<FileType> {
-    Ok(match mode & 0o170_000 {
-        0o100_000 => FileType::Regular,
-        0o040_000 => FileType::Directory,
-        0o120_000 => FileType::Symlink,
-        0o020_000 => FileType::CharDevice,
-        0o060_000 => FileType::BlockDevice,
-        0o010_000 => FileType::Fifo,
-        0o140_000 => FileType::Socket,
-        _ => return Err(Errno::EIO),
-    })
+    FileType::from_mode(mode).ok_or(Errno::EIO)
 }
 
 /// The type of a directory entry from its `d_type` (`DT_*`); `None` for `DT_UNKNOWN` or

@@ -46,6 +46,21 @@ impl FileType {
         }
     }
 
+    /// The type whose `S_IFMT` bits `mode` holds (other bits ignored); `None` for bits that
+    /// name no type.
+    pub const fn from_mode(mode: u32) -> Option<FileType> {
+        Some(match mode & 0o170_000 {
+            0o100_000 => FileType::Regular,
+            0o040_000 => FileType::Directory,
+            0o120_000 => FileType::Symlink,
+            0o020_000 => FileType::CharDevice,
+            0o060_000 => FileType::BlockDevice,
+            0o010_000 => FileType::Fifo,
+            0o140_000 => FileType::Socket,
+            _ => return None,
+        })
+    }
+
     /// True for [`FileType::Directory`].
     pub const fn is_dir(self) -> bool {
         matches!(self, FileType::Directory)
