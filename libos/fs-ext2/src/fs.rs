@@ -15,7 +15,6 @@ use crate::dir_index::DirIndexes;
 use crate::disk::{Access, GROUP_DESC_SIZE, Geometry, GroupDesc, ROOT_INO, RawGroupDesc, RawSuperblock, STATE_VALID};
 use crate::inode::Inode;
 use crate::node::Ext2Node;
-use alloc::collections::BTreeMap;
 use core::cell::RefCell;
 use hashbrown::HashMap;
 use alloc::sync::Arc;
@@ -93,9 +92,19 @@ pub(crate) struct Inner {
     /// Set once a read-write mount has marked the volume "not clean": only then does the
     /// unmount write (a mount that fails halfway must leave the disk untouched).
     marked: AtomicBool,
-    /// Inode number -> live [`Ext2Node`]s of it. An inode whose last name is removed is freed
-    /// when its count drops to zero (a removed file stays usable while open).
-    live: SpinLock<BTreeMap<u32, usize>>,
+    /// Inode number -> live [`Ext2Node`]s of it. An inode whose last name is removed while
+    /// some are alive is marked an orphan, and freed when its count drops to zero (a removed
+    /// file stays usable while open); the last node of any other inode goes without a look at
+    /// the inode (the path walk makes and drops a node per name it looks up).
+    live: SpinLock<HashMap<u32, Live>>,
+}
+
+/// The live nodes of one inode (see [`Inner::live`]).
+#[derive(Clone, Copy, Default)]
+struct Live {
+    count: usize,
+    /// The inode lost its last name while these nodes were alive: free it after the last.
+    orphan: bool,
 }
 
 impl Ext2Fs {
@@ -146,7 +155,7 @@ impl Ext2Fs {
                 dirs: DirIndexes::new(options.dir_index_bytes),
                 inodes: RefCell::new(HashMap::new()),
             }),
-            live: SpinLock::new(BTreeMap::new()),
+            live: SpinLock::new(HashMap::new()),
             marked: AtomicBool::new(false),
             geo,
         });
@@ -421,27 +430,34 @@ impl Inner {
 
     /// Counts a new live node of `ino`.
     pub fn node_opened(&self, ino: u32) {
-        *self.live.lock().entry(ino).or_insert(0) += 1;
+        self.live.lock().entry(ino).or_default().count += 1;
     }
 
-    /// Counts a live node of `ino` gone; returns true if it was the last one.
+    /// Counts a live node of `ino` gone; returns true if it was the last one of an orphan
+    /// (an inode whose last name went while it was open: it is to be freed now).
     pub fn node_closed(&self, ino: u32) -> bool {
         let mut live = self.live.lock();
         match live.get_mut(&ino) {
-            Some(count) if *count > 1 => {
-                *count -= 1;
+            Some(entry) if entry.count > 1 => {
+                entry.count -= 1;
                 false
             }
-            _ => {
-                live.remove(&ino);
-                true
-            }
+            Some(_) => live.remove(&ino).is_some_and(|entry| entry.orphan),
+            None => false,
         }
     }
 
-    /// True if some node of `ino` is alive (then a removed inode must wait to be freed).
-    pub fn is_open(&self, ino: u32) -> bool {
-        self.live.lock().contains_key(&ino)
+    /// For an inode that just lost its last name: if some node of it is alive, marks it an
+    /// orphan (freed when the last node goes) and returns true; else returns false (the
+    /// caller frees it now).
+    pub fn keep_if_open(&self, ino: u32) -> bool {
+        match self.live.lock().get_mut(&ino) {
+            Some(entry) => {
+                entry.orphan = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Frees inode `ino` if it has no links left and no live node: called when its last
@@ -451,7 +467,7 @@ impl Inner {
             return;
         }
         let mut st = self.state.lock();
-        if self.is_open(ino) {
+        if self.keep_if_open(ino) {
             return;
         }
         let result = self.read_inode(&st, ino).and_then(|inode| {

@@ -258,7 +258,7 @@ impl Inner {
         inode.links = inode.links.checked_sub(1).ok_or(Errno::EUCLEAN)?;
         inode.ctime = self.now();
         self.write_inode(st, ino, &inode)?;
-        if inode.links == 0 && !self.is_open(ino) {
+        if inode.links == 0 && !self.keep_if_open(ino) {
             self.release_inode(st, ino, inode)?;
         }
         Ok(())
@@ -273,8 +273,9 @@ impl Inner {
         inode.links = 0;
         inode.ctime = self.now();
         self.write_inode(st, ino, &inode)?;
+        let open = self.keep_if_open(ino);
         freed?;
-        if !self.is_open(ino) {
+        if !open {
             self.release_inode(st, ino, inode)?;
         }
         Ok(())

@@ -453,8 +453,10 @@ impl Vfs {
         let Last::Name(name) = last else {
             return Err(Errno::EISDIR);
         };
-        let loc = self.step(&parent, name)?;
-        if loc.is_dir() {
+        // Only its type is needed: the node is let go before the removal, so that a file
+        // nobody has open is freed at once instead of when this walk's node is dropped.
+        let is_dir = self.step(&parent, name)?.is_dir();
+        if is_dir {
             return Err(Errno::EISDIR);
         }
         if trailing_slash {
@@ -472,11 +474,14 @@ impl Vfs {
             Last::DotDot => return Err(Errno::ENOTEMPTY),
             Last::Root => return Err(Errno::EBUSY),
         };
-        let loc = self.step(&parent, name)?;
-        if !loc.is_dir() {
+        let (is_dir, mount_id) = {
+            let loc = self.step(&parent, name)?;
+            (loc.is_dir(), loc.mount.id)
+        };
+        if !is_dir {
             return Err(Errno::ENOTDIR);
         }
-        if loc.mount.id != parent.mount.id {
+        if mount_id != parent.mount.id {
             return Err(Errno::EBUSY);
         }
         parent.node.rmdir(name)
