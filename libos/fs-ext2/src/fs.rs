@@ -324,6 +324,16 @@ impl Inner {
         Ok(inode)
     }
 
+    /// Calls `f` with inode `ino`, as [`Inner::read_inode`] reads it but without copying a
+    /// cached one. `f` must not read or write inodes (the cache is borrowed while it runs).
+    pub fn with_inode<R>(&self, st: &State, ino: u32, f: impl FnOnce(&Inode) -> R) -> Result<R> {
+        if let Some(inode) = st.inodes.borrow().get(&ino) {
+            return Ok(f(inode));
+        }
+        let inode = self.read_inode(st, ino)?;
+        Ok(f(&inode))
+    }
+
     fn remember_inode(st: &State, ino: u32, inode: &Inode) {
         let mut inodes = st.inodes.borrow_mut();
         if inodes.len() >= INODE_CACHE_ENTRIES {

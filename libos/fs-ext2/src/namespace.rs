@@ -39,8 +39,15 @@ impl Inner {
     pub fn lookup(&self, st: &mut State, dir_ino: u32, name: &str) -> Result<(u32, FileType)> {
         let dir = self.live_dir(st, dir_ino)?;
         let found = self.dir_find(st, dir_ino, &dir, name.as_bytes())?.ok_or(Errno::ENOENT)?;
-        let inode = self.entry_target(st, found.ino)?;
-        Ok((found.ino, inode.file_type()?))
+        // As `entry_target`, without copying the inode.
+        let file_type = self.with_inode(st, found.ino, |inode| {
+            if inode.links == 0 || inode.mode == 0 {
+                log::warn!("ext2: a directory entry names free inode {}", found.ino);
+                return Err(Errno::EUCLEAN);
+            }
+            inode.file_type()
+        })??;
+        Ok((found.ino, file_type))
     }
 
     /// Creates `name` in directory `dir_ino`.
