@@ -132,7 +132,7 @@ impl Vfs {
 
     /// Calls `f` with where `path` starts: the root for an absolute path (without taking the
     /// current directory's lock and references), else the current directory.
-    fn from_start<T>(&self, path: &str, f: impl FnOnce(&Loc) -> T) -> T {
+    fn with_start<T>(&self, path: &str, f: impl FnOnce(&Loc) -> T) -> T {
         if path.starts_with('/') { f(&self.root_loc) } else { f(&self.cwd()) }
     }
 
@@ -225,12 +225,12 @@ impl Vfs {
     }
 
     fn resolve(&self, path: &str, follow_last: bool) -> Result<Loc> {
-        self.from_start(path, |start| self.resolve_from(start, path, follow_last, &mut MAX_SYMLINKS.clone()))
+        self.with_start(path, |start| self.resolve_from(start, path, follow_last, &mut MAX_SYMLINKS.clone()))
     }
 
     /// The directory that holds the last component of `path`, and that component.
     fn resolve_parent<'p>(&self, path: &'p str) -> Result<(Loc, Last<'p>, bool)> {
-        self.from_start(path, |start| self.resolve_parent_from(start, path, &mut MAX_SYMLINKS.clone()))
+        self.with_start(path, |start| self.resolve_parent_from(start, path, &mut MAX_SYMLINKS.clone()))
     }
 
     fn resolve_parent_from<'p>(&self, start: &Loc, path: &'p str, budget: &mut u32) -> Result<(Loc, Last<'p>, bool)> {
@@ -364,7 +364,7 @@ impl Vfs {
     /// directory. With `O_CREAT`, a symlink at the end is followed (unless `O_NOFOLLOW`) and a
     /// dangling one creates its target, as on Linux.
     pub fn open(&self, path: &str, flags: OpenFlags, perm: u32) -> Result<OpenFile> {
-        self.from_start(path, |start| self.open_from(start, path, flags, perm, &mut MAX_SYMLINKS.clone()))
+        self.with_start(path, |start| self.open_from(start, path, flags, perm, &mut MAX_SYMLINKS.clone()))
     }
 
     fn open_from(&self, start: &Loc, path: &str, flags: OpenFlags, perm: u32, budget: &mut u32) -> Result<OpenFile> {
