@@ -76,11 +76,21 @@ pub(crate) struct State {
     pub dirs: DirIndexes,
     /// Decoded inodes, written through (see [`Inner::read_inode`]).
     inodes: RefCell<HashMap<u32, Inode>>,
+    /// How many decoded inodes `inodes` keeps ([`inode_cache_entries`]).
+    inode_limit: usize,
 }
 
-/// How many decoded inodes [`State`] keeps; when full it starts over (cheap, and the inodes
+/// The fewest decoded inodes [`State`] keeps; when full it starts over (cheap, and the inodes
 /// in use are back after one decode each).
 const INODE_CACHE_ENTRIES: usize = 4096;
+
+/// How many decoded inodes to keep for a buffer cache of `cache_bytes`: one per 16 KiB of it
+/// (about 1% of its size), at least [`INODE_CACHE_ENTRIES`], so that a big cache, which holds
+/// the inode tables of many files, does not decode them again on every `stat` once the
+/// files outnumber the fixed minimum.
+fn inode_cache_entries(cache_bytes: usize) -> usize {
+    (cache_bytes / (16 << 10)).max(INODE_CACHE_ENTRIES)
+}
 
 /// The core shared by the file system and its nodes.
 pub(crate) struct Inner {
@@ -154,6 +164,7 @@ impl Ext2Fs {
                 inode_hints: vec![0; geo.groups as usize],
                 dirs: DirIndexes::new(options.dir_index_bytes),
                 inodes: RefCell::new(HashMap::new()),
+                inode_limit: inode_cache_entries(options.cache_bytes),
             }),
             live: SpinLock::new(HashMap::new()),
             marked: AtomicBool::new(false),
@@ -336,7 +347,7 @@ impl Inner {
 
     fn remember_inode(st: &State, ino: u32, inode: &Inode) {
         let mut inodes = st.inodes.borrow_mut();
-        if inodes.len() >= INODE_CACHE_ENTRIES {
+        if inodes.len() >= st.inode_limit {
             inodes.clear();
         }
         inodes.insert(ino, inode.clone());
