@@ -82,23 +82,47 @@ pub unsafe fn write<T: Copy>(addr: u64, value: T) -> Result<()> {
 /// # Safety
 /// As [`slice`], for every byte up to the NUL.
 pub unsafe fn c_str<'a>(addr: u64, max: usize) -> Result<&'a str> {
-    // Scan page by page: each page's range is checked once, then searched for the NUL, noting
-    // on the way whether every byte is ASCII (then it is UTF-8 without a second pass).
+    // Scan page by page: each page's range is checked once, then searched for the NUL eight
+    // aligned bytes at a time, noting on the way whether every byte is ASCII (then it is UTF-8
+    // without a second pass; the word holding the NUL may add bytes after it, which at worst
+    // sends an ASCII string through the full check).
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut len = 0usize;
-    let mut all_bits = 0u8;
+    let mut all_bits = 0u64;
     'pages: loop {
         let at = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
         let chunk = 4096 - (at % 4096);
         check_range(at, chunk)?;
         // SAFETY: the chunk passed the plausibility check and stays within one page.
         let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, chunk as usize) };
-        for &b in bytes {
+        // Bytes up to the first 8-aligned address, then words (a page is a whole number of
+        // them), then bytes again from the word that holds a NUL.
+        let mut i = (at.next_multiple_of(8) - at) as usize;
+        for (n, &b) in bytes[..i].iter().enumerate() {
             if b == 0 {
+                len += n;
                 break 'pages;
             }
-            all_bits |= b;
-            len += 1;
+            all_bits |= u64::from(b);
         }
+        while i < bytes.len() {
+            // SAFETY: `at + i` is 8-aligned and its eight bytes lie within the checked page.
+            let word = unsafe { core::ptr::read((at + i as u64) as *const u64) };
+            if word.wrapping_sub(LOW) & !word & HIGH != 0 {
+                break;
+            }
+            all_bits |= word;
+            i += 8;
+        }
+        for (n, &b) in bytes[i..].iter().enumerate() {
+            if b == 0 {
+                len += i + n;
+                break 'pages;
+            }
+            all_bits |= u64::from(b);
+        }
+        len += bytes.len();
         if len > max {
             return Err(Errno::ENAMETOOLONG);
         }
@@ -108,7 +132,7 @@ pub unsafe fn c_str<'a>(addr: u64, max: usize) -> Result<&'a str> {
     }
     // SAFETY: the bytes up to `len` were just read.
     let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
-    if all_bits < 0x80 {
+    if all_bits & HIGH == 0 {
         // SAFETY: every byte is ASCII, which is valid UTF-8.
         return Ok(unsafe { core::str::from_utf8_unchecked(bytes) });
     }
@@ -142,6 +166,15 @@ mod tests {
         let utf8 = "grüße\0";
         // SAFETY: a live NUL-terminated buffer.
         assert_eq!(unsafe { c_str(utf8.as_ptr() as u64, 100) }, Ok("grüße"));
+        for n in 0..40 {
+            let mut text = alloc::vec![b'x'; n + 9];
+            text[n] = 0;
+            text[n + 1] = 0xff;
+            for skip in 0..8.min(n + 1) {
+                // SAFETY: a live buffer with a NUL at `n`.
+                assert_eq!(unsafe { c_str(text[skip..].as_ptr() as u64, 100) }.map(str::len), Ok(n - skip));
+            }
+        }
         let bad = b"a\xffb\0";
         // SAFETY: as above.
         assert_eq!(unsafe { c_str(bad.as_ptr() as u64, 100) }, Err(Errno::EINVAL));

@@ -74,10 +74,13 @@ struct Entry {
     newer: u32,
     /// The next less recently used slot ([`NIL`] at the tail).
     older: u32,
+    /// [`State::promotions`] when it last went to the head.
+    stamp: u64,
 }
 
-/// The cache's contents. A hit costs a hash lookup and relinking one list node; making room
-/// takes the list's tail, so both are O(1) (a failed write-back aside).
+/// The cache's contents. A hit costs a hash lookup and relinking one list node (none when the
+/// block went to the head only recently: see [`State::touch`]); making room takes the list's
+/// tail, so both are O(1) (a failed write-back aside).
 struct State {
     /// Block number -> its slot in `slots`.
     map: HashMap<u64, u32>,
@@ -90,6 +93,14 @@ struct State {
     /// The dirty blocks, in order (for syncs of ranges).
     dirty: BTreeSet<u64>,
     stats: CacheStats,
+    /// How many times a slot went to the head so far.
+    promotions: u64,
+    /// A hit on a slot that went to the head fewer than this many promotions ago leaves it
+    /// where it is: at most that many slots are ahead of it, so it is in the most recently
+    /// used eighth of the cache, nowhere near eviction, and relinking it would change nothing
+    /// that matters (the indirect block every read of a file passes, for instance). 1 (exact
+    /// LRU) for caches of fewer than 16 blocks.
+    recent: u64,
 }
 
 impl State {
@@ -124,10 +135,12 @@ impl State {
     /// Puts `slot` at the head of the LRU list (most recently used).
     fn push_head(&mut self, slot: u32) {
         let old_head = self.head;
+        self.promotions += 1;
         {
             let entry = &mut self.slots[slot as usize];
             entry.newer = NIL;
             entry.older = old_head;
+            entry.stamp = self.promotions;
         }
         match old_head {
             NIL => self.tail = slot,
@@ -138,7 +151,7 @@ impl State {
 
     /// Marks `slot` as just used.
     fn touch(&mut self, slot: u32) {
-        if self.head != slot {
+        if self.head != slot && self.promotions - self.slots[slot as usize].stamp >= self.recent {
             self.unlink(slot);
             self.push_head(slot);
         }
@@ -156,7 +169,7 @@ impl State {
 
     /// Caches `block` (not cached yet) as the most recently used block.
     fn insert(&mut self, block: u64, data: Box<[u8]>, dirty: bool) -> u32 {
-        let entry = Entry { block, data, dirty, newer: NIL, older: NIL };
+        let entry = Entry { block, data, dirty, newer: NIL, older: NIL, stamp: 0 };
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = entry;
@@ -217,10 +230,11 @@ impl BufferCache {
             return Err(Errno::EINVAL);
         }
         let sectors_per_block = block_size as u64 / SECTOR_SIZE;
+        let capacity = (limit_bytes / block_size).max(MIN_BLOCKS);
         Ok(BufferCache {
             block_count: device.sectors() / sectors_per_block,
             sectors_per_block,
-            capacity: (limit_bytes / block_size).max(MIN_BLOCKS),
+            capacity,
             block_size,
             device,
             state: Mutex::new(State {
@@ -231,6 +245,8 @@ impl BufferCache {
                 tail: NIL,
                 dirty: BTreeSet::new(),
                 stats: CacheStats::default(),
+                promotions: 0,
+                recent: (capacity as u64 / 8).max(1),
             }),
         })
     }

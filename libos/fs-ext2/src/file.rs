@@ -49,15 +49,19 @@ impl Inner {
         let first = offset / block_size;
         let last = (offset + len as u64 - 1) / block_size;
         let file_blocks = inode.size.div_ceil(block_size);
+        // A read within one block (the common 4 KiB read) maps it without building a list.
         let mut map = Vec::new();
-        self.bmap_run(inode, first, last + 1 - first, &mut map)?;
-        if map.len() as u64 != last + 1 - first {
-            return Err(Errno::EFBIG);
-        }
-        if map.len() > 1 {
+        let single = if first == last {
+            self.bmap(inode, first)?
+        } else {
+            self.bmap_run(inode, first, last + 1 - first, &mut map)?;
+            if map.len() as u64 != last + 1 - first {
+                return Err(Errno::EFBIG);
+            }
             // One request per run of uncached adjacent blocks of the read itself.
             self.prefetch(&map);
-        }
+            None
+        };
         if offset == ra.next {
             ra.window = if ra.window == 0 { READ_AHEAD_MIN } else { (ra.window * 2).min(READ_AHEAD_MAX) };
             // Fetch the next window once the reader is in the second half of the last one.
@@ -81,7 +85,8 @@ impl Inner {
             let within = (at % block_size) as usize;
             let n = (block_size as usize - within).min(len - done);
             let piece = &mut buf[done..done + n];
-            match map.get((lblock - first) as usize).copied().flatten() {
+            let block = if first == last { single } else { map.get((lblock - first) as usize).copied().flatten() };
+            match block {
                 Some(block) => self.cache.read(u64::from(block), within, piece)?,
                 None => piece.fill(0),
             }

@@ -15,7 +15,6 @@ use crate::dir_index::DirIndexes;
 use crate::disk::{Access, GROUP_DESC_SIZE, Geometry, GroupDesc, ROOT_INO, RawGroupDesc, RawSuperblock, STATE_VALID};
 use crate::inode::Inode;
 use crate::node::Ext2Node;
-use alloc::collections::BTreeMap;
 use core::cell::RefCell;
 use hashbrown::HashMap;
 use alloc::sync::Arc;
@@ -77,11 +76,21 @@ pub(crate) struct State {
     pub dirs: DirIndexes,
     /// Decoded inodes, written through (see [`Inner::read_inode`]).
     inodes: RefCell<HashMap<u32, Inode>>,
+    /// How many decoded inodes `inodes` keeps ([`inode_cache_entries`]).
+    inode_limit: usize,
 }
 
-/// How many decoded inodes [`State`] keeps; when full it starts over (cheap, and the inodes
+/// The fewest decoded inodes [`State`] keeps; when full it starts over (cheap, and the inodes
 /// in use are back after one decode each).
 const INODE_CACHE_ENTRIES: usize = 4096;
+
+/// How many decoded inodes to keep for a buffer cache of `cache_bytes`: one per 16 KiB of it
+/// (about 1% of its size), at least [`INODE_CACHE_ENTRIES`], so that a big cache, which holds
+/// the inode tables of many files, does not decode them again on every `stat` once the
+/// files outnumber the fixed minimum.
+fn inode_cache_entries(cache_bytes: usize) -> usize {
+    (cache_bytes / (16 << 10)).max(INODE_CACHE_ENTRIES)
+}
 
 /// The core shared by the file system and its nodes.
 pub(crate) struct Inner {
@@ -93,9 +102,19 @@ pub(crate) struct Inner {
     /// Set once a read-write mount has marked the volume "not clean": only then does the
     /// unmount write (a mount that fails halfway must leave the disk untouched).
     marked: AtomicBool,
-    /// Inode number -> live [`Ext2Node`]s of it. An inode whose last name is removed is freed
-    /// when its count drops to zero (a removed file stays usable while open).
-    live: SpinLock<BTreeMap<u32, usize>>,
+    /// Inode number -> live [`Ext2Node`]s of it. An inode whose last name is removed while
+    /// some are alive is marked an orphan, and freed when its count drops to zero (a removed
+    /// file stays usable while open); the last node of any other inode goes without a look at
+    /// the inode (the path walk makes and drops a node per name it looks up).
+    live: SpinLock<HashMap<u32, Live>>,
+}
+
+/// The live nodes of one inode (see [`Inner::live`]).
+#[derive(Clone, Copy, Default)]
+struct Live {
+    count: usize,
+    /// The inode lost its last name while these nodes were alive: free it after the last.
+    orphan: bool,
 }
 
 impl Ext2Fs {
@@ -145,8 +164,9 @@ impl Ext2Fs {
                 inode_hints: vec![0; geo.groups as usize],
                 dirs: DirIndexes::new(options.dir_index_bytes),
                 inodes: RefCell::new(HashMap::new()),
+                inode_limit: inode_cache_entries(options.cache_bytes),
             }),
-            live: SpinLock::new(BTreeMap::new()),
+            live: SpinLock::new(HashMap::new()),
             marked: AtomicBool::new(false),
             geo,
         });
@@ -315,9 +335,19 @@ impl Inner {
         Ok(inode)
     }
 
+    /// Calls `f` with inode `ino`, as [`Inner::read_inode`] reads it but without copying a
+    /// cached one. `f` must not read or write inodes (the cache is borrowed while it runs).
+    pub fn with_inode<R>(&self, st: &State, ino: u32, f: impl FnOnce(&Inode) -> R) -> Result<R> {
+        if let Some(inode) = st.inodes.borrow().get(&ino) {
+            return Ok(f(inode));
+        }
+        let inode = self.read_inode(st, ino)?;
+        Ok(f(&inode))
+    }
+
     fn remember_inode(st: &State, ino: u32, inode: &Inode) {
         let mut inodes = st.inodes.borrow_mut();
-        if inodes.len() >= INODE_CACHE_ENTRIES {
+        if inodes.len() >= st.inode_limit {
             inodes.clear();
         }
         inodes.insert(ino, inode.clone());
@@ -421,27 +451,34 @@ impl Inner {
 
     /// Counts a new live node of `ino`.
     pub fn node_opened(&self, ino: u32) {
-        *self.live.lock().entry(ino).or_insert(0) += 1;
+        self.live.lock().entry(ino).or_default().count += 1;
     }
 
-    /// Counts a live node of `ino` gone; returns true if it was the last one.
+    /// Counts a live node of `ino` gone; returns true if it was the last one of an orphan
+    /// (an inode whose last name went while it was open: it is to be freed now).
     pub fn node_closed(&self, ino: u32) -> bool {
         let mut live = self.live.lock();
         match live.get_mut(&ino) {
-            Some(count) if *count > 1 => {
-                *count -= 1;
+            Some(entry) if entry.count > 1 => {
+                entry.count -= 1;
                 false
             }
-            _ => {
-                live.remove(&ino);
-                true
-            }
+            Some(_) => live.remove(&ino).is_some_and(|entry| entry.orphan),
+            None => false,
         }
     }
 
-    /// True if some node of `ino` is alive (then a removed inode must wait to be freed).
-    pub fn is_open(&self, ino: u32) -> bool {
-        self.live.lock().contains_key(&ino)
+    /// For an inode that just lost its last name: if some node of it is alive, marks it an
+    /// orphan (freed when the last node goes) and returns true; else returns false (the
+    /// caller frees it now).
+    pub fn keep_if_open(&self, ino: u32) -> bool {
+        match self.live.lock().get_mut(&ino) {
+            Some(entry) => {
+                entry.orphan = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Frees inode `ino` if it has no links left and no live node: called when its last
@@ -451,7 +488,7 @@ impl Inner {
             return;
         }
         let mut st = self.state.lock();
-        if self.is_open(ino) {
+        if self.keep_if_open(ino) {
             return;
         }
         let result = self.read_inode(&st, ino).and_then(|inode| {

@@ -39,8 +39,15 @@ impl Inner {
     pub fn lookup(&self, st: &mut State, dir_ino: u32, name: &str) -> Result<(u32, FileType)> {
         let dir = self.live_dir(st, dir_ino)?;
         let found = self.dir_find(st, dir_ino, &dir, name.as_bytes())?.ok_or(Errno::ENOENT)?;
-        let inode = self.entry_target(st, found.ino)?;
-        Ok((found.ino, inode.file_type()?))
+        // As `entry_target`, without copying the inode.
+        let file_type = self.with_inode(st, found.ino, |inode| {
+            if inode.links == 0 || inode.mode == 0 {
+                log::warn!("ext2: a directory entry names free inode {}", found.ino);
+                return Err(Errno::EUCLEAN);
+            }
+            inode.file_type()
+        })??;
+        Ok((found.ino, file_type))
     }
 
     /// Creates `name` in directory `dir_ino`.
@@ -258,7 +265,7 @@ impl Inner {
         inode.links = inode.links.checked_sub(1).ok_or(Errno::EUCLEAN)?;
         inode.ctime = self.now();
         self.write_inode(st, ino, &inode)?;
-        if inode.links == 0 && !self.is_open(ino) {
+        if inode.links == 0 && !self.keep_if_open(ino) {
             self.release_inode(st, ino, inode)?;
         }
         Ok(())
@@ -273,8 +280,9 @@ impl Inner {
         inode.links = 0;
         inode.ctime = self.now();
         self.write_inode(st, ino, &inode)?;
+        let open = self.keep_if_open(ino);
         freed?;
-        if !self.is_open(ino) {
+        if !open {
             self.release_inode(st, ino, inode)?;
         }
         Ok(())

@@ -64,24 +64,25 @@ impl Node for Ext2Node {
 
     fn metadata(&self) -> Result<Metadata> {
         let st = self.fs.state.lock();
-        let inode = self.fs.read_inode(&st, self.ino)?;
-        let rdev = match self.file_type {
-            FileType::CharDevice | FileType::BlockDevice => inode.rdev(),
-            _ => 0,
-        };
-        Ok(Metadata {
-            dev: 0,
-            ino: u64::from(self.ino),
-            file_type: self.file_type,
-            perm: inode.perm(),
-            nlink: u64::from(inode.links),
-            size: inode.size,
-            blocks: u64::from(inode.blocks),
-            block_size: self.fs.geo.block_size,
-            rdev,
-            atime: inode.atime,
-            mtime: inode.mtime,
-            ctime: inode.ctime,
+        self.fs.with_inode(&st, self.ino, |inode| {
+            let rdev = match self.file_type {
+                FileType::CharDevice | FileType::BlockDevice => inode.rdev(),
+                _ => 0,
+            };
+            Metadata {
+                dev: 0,
+                ino: u64::from(self.ino),
+                file_type: self.file_type,
+                perm: inode.perm(),
+                nlink: u64::from(inode.links),
+                size: inode.size,
+                blocks: u64::from(inode.blocks),
+                block_size: self.fs.geo.block_size,
+                rdev,
+                atime: inode.atime,
+                mtime: inode.mtime,
+                ctime: inode.ctime,
+            }
         })
     }
 
@@ -92,9 +93,8 @@ impl Node for Ext2Node {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         self.require(FileType::Regular, Errno::EINVAL)?;
         let st = self.fs.state.lock();
-        let inode = self.fs.read_inode(&st, self.ino)?;
         let mut ra = self.ra.lock();
-        self.fs.read_data(&inode, offset, buf, &mut ra)
+        self.fs.with_inode(&st, self.ino, |inode| self.fs.read_data(inode, offset, buf, &mut ra))?
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {

@@ -292,7 +292,10 @@ impl Inode {
     }
 
     fn get(&self, name: &str) -> Result<Arc<Inode>> {
-        self.with_dir(|dir, _| dir.get(name).ok_or(Errno::ENOENT))
+        match &self.data.lock().content {
+            Content::Dir(dir) => dir.get(name).ok_or(Errno::ENOENT),
+            _ => Err(Errno::ENOTDIR),
+        }
     }
 
     fn is_empty_dir(&self) -> bool {
@@ -474,15 +477,16 @@ impl Node for Inode {
     }
 
     fn lookup(&self, name: &str) -> Result<Arc<dyn Node>> {
-        self.with_dir(|dir, _| {
-            if name == ".." {
-                return match dir.parent.upgrade() {
-                    Some(parent) => Ok(parent as Arc<dyn Node>),
-                    None => Err(Errno::ENOENT),
-                };
-            }
-            dir.get(name).map(|n| n as Arc<dyn Node>).ok_or(Errno::ENOENT)
-        })
+        // Read-only: a plain borrow of the directory (no `with_dir` round trip of the content).
+        let data = self.data.lock();
+        let Content::Dir(dir) = &data.content else { return Err(Errno::ENOTDIR) };
+        if name == ".." {
+            return match dir.parent.upgrade() {
+                Some(parent) => Ok(parent as Arc<dyn Node>),
+                None => Err(Errno::ENOENT),
+            };
+        }
+        dir.get(name).map(|n| n as Arc<dyn Node>).ok_or(Errno::ENOENT)
     }
 
     fn create(&self, name: &str, kind: NewNode<'_>, perm: u32) -> Result<Arc<dyn Node>> {

@@ -85,6 +85,8 @@ pub struct MountInfo {
 /// directory.
 pub struct Vfs {
     root: Arc<Mount>,
+    /// The root of the namespace as a [`Loc`] (where absolute paths start).
+    root_loc: Loc,
     mounts: SpinLock<MountTable>,
     /// One bit per covered directory ([`summary_bit`]; set under the `mounts` lock, cleared by
     /// rebuilding it on unmount): a clear bit means "not covered" without taking the lock or
@@ -111,6 +113,7 @@ impl Vfs {
         });
         let cwd = Loc { mount: root.clone(), node };
         Vfs {
+            root_loc: cwd.clone(),
             root,
             mounts: SpinLock::new(MountTable { next_id: 2, covers: HashMap::new() }),
             covered_summary: AtomicU64::new(0),
@@ -120,21 +123,33 @@ impl Vfs {
     }
 
     fn root_loc(&self) -> Loc {
-        Loc { mount: self.root.clone(), node: self.root.root.clone() }
+        self.root_loc.clone()
     }
 
     fn cwd(&self) -> Loc {
         self.cwd.lock().clone()
     }
 
+    /// Calls `f` with where `path` starts: the root for an absolute path (without taking the
+    /// current directory's lock and references), else the current directory.
+    fn with_start<T>(&self, path: &str, f: impl FnOnce(&Loc) -> T) -> T {
+        if path.starts_with('/') { f(&self.root_loc) } else { f(&self.cwd()) }
+    }
+
     /// The mount on top of `loc`, if it is covered (repeatedly, for stacked mounts).
     fn cross(&self, mut loc: Loc) -> Loc {
-        if self.covered_summary.load(Ordering::Acquire) & summary_bit(loc.mount.id, loc.node.ino()) == 0 || !loc.is_dir() {
+        let summary = self.covered_summary.load(Ordering::Acquire);
+        let covered = |loc: &Loc| summary & summary_bit(loc.mount.id, loc.node.ino()) != 0 && loc.is_dir();
+        if !covered(&loc) {
             return loc;
         }
         let mounts = self.mounts.lock();
+        // A mount's root is rarely covered in turn: its summary bit says so without a lookup.
         while let Some(top) = mounts.covers.get(&(loc.mount.id, loc.node.ino())) {
             loc = Loc { mount: top.clone(), node: top.root.clone() };
+            if !covered(&loc) {
+                break;
+            }
         }
         loc
     }
@@ -210,12 +225,12 @@ impl Vfs {
     }
 
     fn resolve(&self, path: &str, follow_last: bool) -> Result<Loc> {
-        self.resolve_from(&self.cwd(), path, follow_last, &mut MAX_SYMLINKS.clone())
+        self.with_start(path, |start| self.resolve_from(start, path, follow_last, &mut MAX_SYMLINKS.clone()))
     }
 
     /// The directory that holds the last component of `path`, and that component.
     fn resolve_parent<'p>(&self, path: &'p str) -> Result<(Loc, Last<'p>, bool)> {
-        self.resolve_parent_from(&self.cwd(), path, &mut MAX_SYMLINKS.clone())
+        self.with_start(path, |start| self.resolve_parent_from(start, path, &mut MAX_SYMLINKS.clone()))
     }
 
     fn resolve_parent_from<'p>(&self, start: &Loc, path: &'p str, budget: &mut u32) -> Result<(Loc, Last<'p>, bool)> {
@@ -349,7 +364,7 @@ impl Vfs {
     /// directory. With `O_CREAT`, a symlink at the end is followed (unless `O_NOFOLLOW`) and a
     /// dangling one creates its target, as on Linux.
     pub fn open(&self, path: &str, flags: OpenFlags, perm: u32) -> Result<OpenFile> {
-        self.open_from(&self.cwd(), path, flags, perm, &mut MAX_SYMLINKS.clone())
+        self.with_start(path, |start| self.open_from(start, path, flags, perm, &mut MAX_SYMLINKS.clone()))
     }
 
     fn open_from(&self, start: &Loc, path: &str, flags: OpenFlags, perm: u32, budget: &mut u32) -> Result<OpenFile> {
@@ -453,8 +468,10 @@ impl Vfs {
         let Last::Name(name) = last else {
             return Err(Errno::EISDIR);
         };
-        let loc = self.step(&parent, name)?;
-        if loc.is_dir() {
+        // Only its type is needed: the node is let go before the removal, so that a file
+        // nobody has open is freed at once instead of when this walk's node is dropped.
+        let is_dir = self.step(&parent, name)?.is_dir();
+        if is_dir {
             return Err(Errno::EISDIR);
         }
         if trailing_slash {
@@ -472,11 +489,14 @@ impl Vfs {
             Last::DotDot => return Err(Errno::ENOTEMPTY),
             Last::Root => return Err(Errno::EBUSY),
         };
-        let loc = self.step(&parent, name)?;
-        if !loc.is_dir() {
+        let (is_dir, mount_id) = {
+            let loc = self.step(&parent, name)?;
+            (loc.is_dir(), loc.mount.id)
+        };
+        if !is_dir {
             return Err(Errno::ENOTDIR);
         }
-        if loc.mount.id != parent.mount.id {
+        if mount_id != parent.mount.id {
             return Err(Errno::EBUSY);
         }
         parent.node.rmdir(name)
