@@ -93,6 +93,18 @@ pub fn check_transfer(device: &dyn BlockDevice, sector: u64, len: usize) -> Resu
     Ok(())
 }
 
+/// Checks one request's `buffers` (their lengths summed) at `sector`: [`check_transfer`], and at
+/// most [`BlockDevice::max_transfer`] bytes. Returns the total length. Every driver's `read` and
+/// `write` start with it.
+pub fn check_request(device: &dyn BlockDevice, sector: u64, buffers: impl Iterator<Item = usize>) -> Result<usize> {
+    let len = buffers.sum();
+    check_transfer(device, sector, len)?;
+    if len > device.max_transfer() {
+        return Err(Errno::EINVAL);
+    }
+    Ok(len)
+}
+
 /// Reads `buffer.len()` bytes from `sector`, in requests of at most
 /// [`BlockDevice::max_transfer`] bytes.
 pub fn read_all(device: &dyn BlockDevice, sector: u64, buffer: &mut [u8]) -> Result<()> {

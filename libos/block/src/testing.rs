@@ -2,7 +2,7 @@
 //! [`BlockDevice`], with what a real disk can do to its user: refuse writes (read-only), fail
 //! requests on chosen sectors, and lose every write not yet flushed ([`MemDisk::crash`]).
 
-use crate::{BlockDevice, SECTOR_SIZE, check_transfer};
+use crate::{BlockDevice, SECTOR_SIZE, check_request, check_transfer};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -136,11 +136,7 @@ impl BlockDevice for MemDisk {
     }
 
     fn read(&self, sector: u64, buffers: &mut [&mut [u8]]) -> Result<()> {
-        let len: usize = buffers.iter().map(|b| b.len()).sum();
-        check_transfer(self, sector, len)?;
-        if len > self.max_transfer {
-            return Err(Errno::EINVAL);
-        }
+        let len = check_request(self, sector, buffers.iter().map(|b| b.len()))?;
         let mut state = self.state.lock();
         if Self::failing(&state, sector, len) {
             return Err(Errno::EIO);
@@ -159,11 +155,7 @@ impl BlockDevice for MemDisk {
         if self.read_only {
             return Err(Errno::EROFS);
         }
-        let len: usize = buffers.iter().map(|b| b.len()).sum();
-        check_transfer(self, sector, len)?;
-        if len > self.max_transfer {
-            return Err(Errno::EINVAL);
-        }
+        let len = check_request(self, sector, buffers.iter().map(|b| b.len()))?;
         let mut state = self.state.lock();
         if Self::failing(&state, sector, len) {
             return Err(Errno::EIO);

@@ -22,7 +22,7 @@
 //! device pointer); the ring itself is `libos-virtio`'s.
 #![allow(unsafe_code)]
 
-use crate::{BlockDevice, SECTOR_SIZE, check_transfer};
+use crate::{BlockDevice, SECTOR_SIZE, check_request, check_transfer};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -41,6 +41,8 @@ pub const DEVICE_ID: u32 = 2;
 const REQUEST_QUEUE: u16 = 0;
 /// The request queue's size cap.
 const MAX_QUEUE_SIZE: u16 = 256;
+/// Data buffers per request that travel without a heap allocation.
+const INLINE_PARTS: usize = 4;
 /// How long a request may take by default before the device is declared dead.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -252,13 +254,9 @@ impl VirtioBlkDevice {
         // The handler holds one reference for ever: devices are never removed, and the
         // platform offers no way to unregister an interrupt.
         let data = Arc::into_raw(self.clone()) as usize;
-        if let Err(e) = libos_core::device::set_interrupt_handler(irq, interrupt_handler, data) {
-            log::warn!("virtio-blk {}: no handler slot for interrupt {irq} ({e}); polling", self.name);
-            return;
-        }
-        match self.transport.enable_interrupt(irq) {
+        match libos_virtio::route_interrupt(&*self.transport, irq, interrupt_handler, data) {
             Ok(()) => self.requests.use_interrupt(irq),
-            Err(e) => log::info!("virtio-blk {}: the platform cannot route interrupt {irq} ({e}); polling", self.name),
+            Err(why) => log::info!("virtio-blk {}: {why}; polling", self.name),
         }
     }
 
@@ -305,25 +303,44 @@ impl VirtioBlkDevice {
         let mut header = [0u8; 16];
         header[..4].copy_from_slice(&kind.to_le_bytes());
         header[8..].copy_from_slice(&sector.to_le_bytes());
-        let mut readable: Vec<&[u8]> = Vec::with_capacity(1 + data_out.len());
-        readable.push(&header);
-        readable.extend_from_slice(data_out);
+        // The parts go to the queue as slices of slices: built on the stack for the requests
+        // file systems and programs make (a few buffers), on the heap only beyond that.
+        let mut readable_inline: [&[u8]; INLINE_PARTS + 1] = [&[]; INLINE_PARTS + 1];
+        let mut readable_heap = Vec::new();
+        let readable: &[&[u8]] = if data_out.len() <= INLINE_PARTS {
+            readable_inline[0] = &header;
+            readable_inline[1..=data_out.len()].copy_from_slice(data_out);
+            &readable_inline[..=data_out.len()]
+        } else {
+            readable_heap.push(&header[..]);
+            readable_heap.extend_from_slice(data_out);
+            &readable_heap
+        };
         // The status byte starts as a value the device never writes, so a reply that skips it
         // is caught.
         let mut status = [0xffu8; 1];
-        let mut writable: Vec<&mut [u8]> = Vec::with_capacity(1 + data_in.len());
-        for part in data_in.iter_mut() {
-            writable.push(&mut **part);
-        }
-        writable.push(&mut status);
-        let written = self.requests.request(&*self.transport, &readable, &mut writable).map_err(|e| {
+        let data_parts = data_in.len();
+        let mut writable_inline: [&mut [u8]; INLINE_PARTS + 1] = core::array::from_fn(|_| &mut [][..]);
+        let mut writable_heap: Vec<&mut [u8]> = Vec::new();
+        let writable: &mut [&mut [u8]] = if data_parts <= INLINE_PARTS {
+            for (slot, part) in writable_inline.iter_mut().zip(data_in.iter_mut()) {
+                *slot = &mut **part;
+            }
+            writable_inline[data_parts] = &mut status;
+            &mut writable_inline[..=data_parts]
+        } else {
+            writable_heap.extend(data_in.iter_mut().map(|part| &mut **part));
+            writable_heap.push(&mut status);
+            &mut writable_heap
+        };
+        let written = self.requests.request(&*self.transport, readable, writable).map_err(|e| {
             if e == Errno::ETIMEDOUT {
                 log::error!("virtio-blk {}: no reply to request type {kind} at sector {sector}; the disk is dead", self.name);
                 return Errno::EIO;
             }
             e
         })?;
-        drop(writable);
+        drop((writable_inline, writable_heap));
         match status[0] {
             reply::OK if written >= 1 => Ok(()),
             reply::OK => {
@@ -348,10 +365,6 @@ fn interrupt_handler(data: usize) {
     device.handle_interrupt();
 }
 
-fn total_len(parts: impl Iterator<Item = usize>) -> usize {
-    parts.sum()
-}
-
 impl BlockDevice for VirtioBlkDevice {
     fn name(&self) -> &str {
         &self.name
@@ -374,11 +387,7 @@ impl BlockDevice for VirtioBlkDevice {
     }
 
     fn read(&self, sector: u64, buffers: &mut [&mut [u8]]) -> Result<()> {
-        let len = total_len(buffers.iter().map(|b| b.len()));
-        check_transfer(self, sector, len)?;
-        if len > self.max_transfer {
-            return Err(Errno::EINVAL);
-        }
+        let len = check_request(self, sector, buffers.iter().map(|b| b.len()))?;
         if len == 0 {
             return Ok(());
         }
@@ -389,11 +398,7 @@ impl BlockDevice for VirtioBlkDevice {
         if self.read_only {
             return Err(Errno::EROFS);
         }
-        let len = total_len(buffers.iter().map(|b| b.len()));
-        check_transfer(self, sector, len)?;
-        if len > self.max_transfer {
-            return Err(Errno::EINVAL);
-        }
+        let len = check_request(self, sector, buffers.iter().map(|b| b.len()))?;
         if len > 0 {
             self.send(kind::OUT, sector, buffers, &mut [])?;
         }
@@ -505,6 +510,21 @@ mod tests {
         blk.write(3, &[&data[..1000], &data[1000..]], false).unwrap();
         assert_eq!(&image.lock().unwrap()[3 * 512..5 * 512], &data[..]);
         assert_eq!(blk.serial(), "disk-serial-1");
+    }
+
+    #[test]
+    fn requests_with_more_buffers_than_fit_on_the_stack_still_reach_the_disk() {
+        let image = disk(64 * 1024);
+        let blk = device(image.clone(), 0, 512, Arc::default());
+        let data: Vec<u8> = (0..3072).map(|i| (i * 5) as u8).collect();
+        let pieces: Vec<&[u8]> = data.chunks(512).collect();
+        assert!(pieces.len() > INLINE_PARTS);
+        blk.write(10, &pieces, false).unwrap();
+        let mut back = vec![vec![0u8; 512]; 6];
+        let mut parts: Vec<&mut [u8]> = back.iter_mut().map(|b| &mut b[..]).collect();
+        blk.read(10, &mut parts).unwrap();
+        assert_eq!(back.concat(), data);
+        assert_eq!(&image.lock().unwrap()[10 * 512..16 * 512], &data[..]);
     }
 
     #[test]

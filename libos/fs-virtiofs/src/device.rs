@@ -193,16 +193,12 @@ impl VirtioFsDevice {
         // The handler holds one reference for ever: devices are never removed, and the
         // platform offers no way to unregister an interrupt.
         let data = Arc::into_raw(self.clone()) as usize;
-        if let Err(e) = libos_core::device::set_interrupt_handler(irq, interrupt_handler, data) {
-            log::warn!("virtio-fs {:?}: no handler slot for interrupt {irq} ({e}); polling", self.tag);
-            return;
-        }
-        match self.transport.enable_interrupt(irq) {
+        match libos_virtio::route_interrupt(&*self.transport, irq, interrupt_handler, data) {
             Ok(()) => {
                 self.hiprio.lock().queue.set_interrupts(true);
                 self.requests.use_interrupt(irq);
             }
-            Err(e) => log::info!("virtio-fs {:?}: the platform cannot route interrupt {irq} ({e}); polling", self.tag),
+            Err(why) => log::info!("virtio-fs {:?}: {why}; polling", self.tag),
         }
     }
 

@@ -249,6 +249,14 @@ pub fn finish_initialization(transport: &dyn Transport) {
     transport.set_status(status::ACKNOWLEDGE | status::DRIVER | features_ok | status::DRIVER_OK);
 }
 
+/// Routes device interrupt `irq` of `transport` to `handler(data)`: registers the handler and
+/// lets the interrupt through (wired line or MSI-X vector). The error says which step failed,
+/// for the driver's log; the driver then keeps polling.
+pub fn route_interrupt(transport: &dyn Transport, irq: u32, handler: fn(usize), data: usize) -> core::result::Result<(), String> {
+    libos_core::device::set_interrupt_handler(irq, handler, data).map_err(|e| alloc::format!("no handler slot for interrupt {irq} ({e})"))?;
+    transport.enable_interrupt(irq).map_err(|e| alloc::format!("the platform cannot route interrupt {irq} ({e})"))
+}
+
 /// The virtio-mmio devices with id `device_id` among the windows the platform discovered,
 /// with the platform interrupt of each.
 pub fn probe_mmio(devices: &libos_core::device::Devices, device_id: u32) -> Vec<(mmio::MmioTransport, Option<u32>)> {
