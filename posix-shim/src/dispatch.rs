@@ -10,7 +10,7 @@ use crate::abi::{Iovec, Timespec, nr};
 use crate::fd::{self, Object};
 use crate::{control, events, mem, net, signal, thread, user};
 #[cfg(feature = "fs")]
-use crate::files;
+use crate::{attrs, creds, files, locks};
 use alloc::collections::BTreeSet;
 use core::sync::atomic::{AtomicU32, Ordering};
 use libos::syscall::Frame;
@@ -120,10 +120,51 @@ table! {
     nr::GETPPID => |f, _| Ok(0);
     nr::GETPID => |f, _| Ok(PID);
     nr::GETTID => |f, _| Ok(thread::gettid());
+    // Credentials live in the VFS (feature `fs`); an image without files runs as root.
+    #[cfg(not(feature = "fs"))]
     nr::GETUID => |f, _| Ok(0);
+    #[cfg(not(feature = "fs"))]
     nr::GETEUID => |f, _| Ok(0);
+    #[cfg(not(feature = "fs"))]
     nr::GETGID => |f, _| Ok(0);
+    #[cfg(not(feature = "fs"))]
     nr::GETEGID => |f, _| Ok(0);
+    #[cfg(feature = "fs")]
+    nr::GETUID => |f, _| creds::get_id(|c| c.ruid);
+    #[cfg(feature = "fs")]
+    nr::GETEUID => |f, _| creds::get_id(|c| c.euid);
+    #[cfg(feature = "fs")]
+    nr::GETGID => |f, _| creds::get_id(|c| c.rgid);
+    #[cfg(feature = "fs")]
+    nr::GETEGID => |f, _| creds::get_id(|c| c.egid);
+    #[cfg(feature = "fs")]
+    nr::GETRESUID => |f, [a0, a1, a2, ..]| creds::getres(a0, a1, a2, false);
+    #[cfg(feature = "fs")]
+    nr::GETRESGID => |f, [a0, a1, a2, ..]| creds::getres(a0, a1, a2, true);
+    #[cfg(feature = "fs")]
+    nr::SETUID => |f, [a0, ..]| creds::setuid(a0);
+    #[cfg(feature = "fs")]
+    nr::SETGID => |f, [a0, ..]| creds::setgid(a0);
+    #[cfg(feature = "fs")]
+    nr::SETREUID => |f, [a0, a1, ..]| creds::setreuid(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::SETREGID => |f, [a0, a1, ..]| creds::setregid(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::SETRESUID => |f, [a0, a1, a2, ..]| creds::setresuid(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::SETRESGID => |f, [a0, a1, a2, ..]| creds::setresgid(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::SETFSUID => |f, [a0, ..]| creds::setfsuid(a0);
+    #[cfg(feature = "fs")]
+    nr::SETFSGID => |f, [a0, ..]| creds::setfsgid(a0);
+    #[cfg(feature = "fs")]
+    nr::GETGROUPS => |f, [a0, a1, ..]| creds::getgroups(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::SETGROUPS => |f, [a0, a1, ..]| creds::setgroups(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::CAPGET => |f, [a0, a1, ..]| creds::capget(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::CAPSET => |f, [a0, a1, ..]| creds::capset(a0, a1);
     nr::READ => |f, [a0, a1, a2, ..]| read(a0, a1, a2);
     nr::WRITE => |f, [a0, a1, a2, ..]| write(a0, a1, a2);
     nr::READV => |f, [a0, a1, a2, ..]| readv(a0, a1, a2);
@@ -294,13 +335,37 @@ table! {
     #[cfg(feature = "fs")]
     nr::FDATASYNC => |f, [a0, ..]| files::fsync(a0);
     #[cfg(feature = "fs")]
-    nr::FACCESSAT => |f, [a0, a1, a2, ..]| files::faccessat(a0, a1, a2, 0);
+    nr::FACCESSAT => |f, [a0, a1, a2, ..]| attrs::faccessat(a0, a1, a2, 0);
     #[cfg(feature = "fs")]
-    nr::FACCESSAT2 => |f, [a0, a1, a2, a3, ..]| files::faccessat(a0, a1, a2, a3);
+    nr::FACCESSAT2 => |f, [a0, a1, a2, a3, ..]| attrs::faccessat(a0, a1, a2, a3);
     #[cfg(feature = "fs")]
-    nr::ACCESS => |f, [a0, a1, ..]| files::faccessat(CWD, a0, a1, 0);
+    nr::ACCESS => |f, [a0, a1, ..]| attrs::faccessat(CWD, a0, a1, 0);
     #[cfg(feature = "fs")]
-    nr::FCHMODAT => |f, [a0, a1, a2, ..]| files::fchmodat(a0, a1, a2, 0);
+    nr::FCHMODAT => |f, [a0, a1, a2, ..]| attrs::fchmodat(a0, a1, a2, 0);
+    #[cfg(feature = "fs")]
+    nr::FCHMODAT2 => |f, [a0, a1, a2, a3, ..]| attrs::fchmodat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::CHMOD => |f, [a0, a1, ..]| attrs::fchmodat(CWD, a0, a1, 0);
+    #[cfg(feature = "fs")]
+    nr::FCHMOD => |f, [a0, a1, ..]| attrs::fchmod(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::FCHOWNAT => |f, [a0, a1, a2, a3, a4, _]| attrs::fchownat(a0, a1, a2, a3, a4);
+    #[cfg(feature = "fs")]
+    nr::CHOWN => |f, [a0, a1, a2, ..]| attrs::fchownat(CWD, a0, a1, a2, 0);
+    #[cfg(feature = "fs")]
+    nr::LCHOWN => |f, [a0, a1, a2, ..]| attrs::fchownat(CWD, a0, a1, a2, 0x100);
+    #[cfg(feature = "fs")]
+    nr::FCHOWN => |f, [a0, a1, a2, ..]| attrs::fchown(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::MKNODAT => |f, [a0, a1, a2, a3, ..]| attrs::mknodat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::MKNOD => |f, [a0, a1, a2, ..]| attrs::mknodat(CWD, a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::FALLOCATE => |f, [a0, a1, a2, a3, ..]| attrs::fallocate(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::COPY_FILE_RANGE => |f, [a0, a1, a2, a3, a4, a5]| attrs::copy_file_range(a0, a1, a2, a3, a4, a5);
+    #[cfg(feature = "fs")]
+    nr::FLOCK => |f, [a0, a1, ..]| locks::flock(a0, a1);
     #[cfg(feature = "fs")]
     nr::UTIMENSAT => |f, [a0, a1, a2, a3, ..]| files::utimensat(a0, a1, a2, a3);
     #[cfg(feature = "fs")]

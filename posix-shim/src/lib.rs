@@ -53,8 +53,12 @@ pub mod sockaddr;
 pub mod start;
 pub mod user;
 
+#[cfg(all(target_os = "none", feature = "fs"))]
+mod attrs;
 #[cfg(target_os = "none")]
 mod control;
+#[cfg(all(target_os = "none", feature = "fs"))]
+mod creds;
 #[cfg(target_os = "none")]
 pub mod dispatch;
 #[cfg(target_os = "none")]
@@ -63,6 +67,8 @@ pub mod events;
 pub mod fd;
 #[cfg(target_os = "none")]
 mod files;
+#[cfg(all(target_os = "none", feature = "fs"))]
+mod locks;
 #[cfg(target_os = "none")]
 pub mod mem;
 #[cfg(target_os = "none")]

@@ -125,6 +125,10 @@ impl FileSystem for DevFs {
         "devfs"
     }
 
+    fn provides_devices(&self) -> bool {
+        true
+    }
+
     fn root(&self) -> Arc<dyn Node> {
         self.root.clone()
     }
@@ -140,6 +144,8 @@ fn metadata(ino: u64, file_type: FileType, perm: u32, nlink: u64, rdev: u64) -> 
         ino,
         file_type,
         perm,
+        uid: 0,
+        gid: 0,
         nlink,
         size: 0,
         blocks: 0,

@@ -5,10 +5,11 @@
 //! crosses into a mounted file system after every lookup of a covered directory and back out on
 //! `..` at a mount's root; `..` at the root of the whole namespace stays there.
 
+use crate::cred::{Access, Cap, CredCell, Credentials, S_ISVTX};
 use crate::file::OpenFile;
 use crate::node::{FileSystem, NewNode, Node};
 use crate::path::{self, Last, Parsed};
-use crate::types::{DirEntry, MAX_SYMLINKS, Metadata, OpenFlags, PATH_MAX, StatFs, TimeUpdate};
+use crate::types::{DirEntry, FileType, MAX_SYMLINKS, Metadata, OpenFlags, Owner, PATH_MAX, StatFs, TimeUpdate};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -42,7 +43,7 @@ impl Loc {
     }
 
     fn is_symlink(&self) -> bool {
-        self.node.file_type() == crate::FileType::Symlink
+        self.node.file_type() == FileType::Symlink
     }
 
     fn is_mount_root(&self) -> bool {
@@ -97,6 +98,8 @@ pub struct Vfs {
     /// renames cannot together move a directory into its own subtree (Linux's
     /// `s_vfs_rename_mutex`). Taken before any file-system lock.
     dir_rename: SpinLock<()>,
+    /// Whose permissions every operation is checked with (shared with the open files).
+    creds: Arc<CredCell>,
 }
 
 impl Vfs {
@@ -119,7 +122,69 @@ impl Vfs {
             covered_summary: AtomicU64::new(0),
             cwd: SpinLock::new(cwd),
             dir_rename: SpinLock::new(()),
+            creds: Arc::new(CredCell::new(Credentials::root())),
         }
+    }
+
+    // ---- credentials ----
+
+    /// The credentials operations are checked with (root with every capability until
+    /// changed).
+    pub fn credentials(&self) -> Arc<Credentials> {
+        self.creds.get()
+    }
+
+    /// Replaces the credentials.
+    pub fn set_credentials(&self, creds: Credentials) {
+        self.creds.set(creds);
+    }
+
+    /// Changes the credentials with `f` as one step (the `set*id` calls); an error from `f`
+    /// changes nothing.
+    pub fn update_credentials<T>(&self, f: impl FnOnce(&mut Credentials) -> Result<T>) -> Result<T> {
+        self.creds.update(f)
+    }
+
+    /// `EACCES` unless the caller may add or remove entries of directory `dir`.
+    fn may_change_entries(&self, dir: &Loc) -> Result<()> {
+        self.creds.check(&*dir.node, Access::WRITE | Access::EXEC)
+    }
+
+    /// Linux's `may_delete`: write and search permission on `dir`, and in a sticky directory
+    /// ownership of `victim` or of `dir` (or `CAP_FOWNER`, else `EPERM`).
+    fn may_delete(&self, dir: &Loc, victim: &Loc) -> Result<()> {
+        if self.creds.privileged() {
+            return Ok(());
+        }
+        self.may_change_entries(dir)?;
+        let dir_meta = dir.node.metadata()?;
+        if dir_meta.perm & S_ISVTX != 0 {
+            let creds = self.creds.get();
+            if creds.fsuid != dir_meta.uid && !creds.owns_or_capable(victim.node.metadata()?.uid) {
+                return Err(Errno::EPERM);
+            }
+        }
+        Ok(())
+    }
+
+    /// The owner and permission bits a new node in `dir` gets (see
+    /// [`Credentials::new_node_owner`]).
+    fn new_owner(&self, dir: &Loc, is_dir: bool, perm: u32) -> Result<(Owner, u32)> {
+        let (uid, gid, perm) = self.creds.get().new_node_owner(&dir.node.metadata()?, is_dir, perm & 0o7777);
+        Ok((Owner { uid, gid }, perm))
+    }
+
+    /// Creates `name` in `parent` after the permission checks (`EEXIST` before `EACCES`, as
+    /// Linux orders them).
+    fn create_in(&self, parent: &Loc, name: &str, kind: NewNode<'_>, perm: u32) -> Result<Arc<dyn Node>> {
+        if !self.creds.privileged() {
+            if self.probe(parent, name)?.is_some() {
+                return Err(Errno::EEXIST);
+            }
+            self.may_change_entries(parent)?;
+        }
+        let (owner, perm) = self.new_owner(parent, kind == NewNode::Directory, perm)?;
+        parent.node.create(name, kind, perm, owner)
     }
 
     fn root_loc(&self) -> Loc {
@@ -160,6 +225,12 @@ impl Vfs {
         if !dir.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        self.creds.check(&*dir.node, Access::EXEC)?;
+        self.step_unchecked(dir, name)
+    }
+
+    /// [`Vfs::step`] without the search-permission check.
+    fn step_unchecked(&self, dir: &Loc, name: &str) -> Result<Loc> {
         match name {
             "." => Ok(dir.clone()),
             ".." => {
@@ -309,12 +380,13 @@ impl Vfs {
 
     // ---- namespace operations ----
 
-    /// Changes the current directory.
+    /// Changes the current directory (search permission on it needed: `EACCES`).
     pub fn chdir(&self, path: &str) -> Result<()> {
         let loc = self.resolve(path, true)?;
         if !loc.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        self.creds.check(&*loc.node, Access::EXEC)?;
         *self.cwd.lock() = loc;
         Ok(())
     }
@@ -393,41 +465,114 @@ impl Vfs {
             }
             Some(loc) => self.open_loc(loc, flags),
             None => {
-                let node = parent.node.create(name, NewNode::File, perm)?;
-                self.open_loc(Loc { mount: parent.mount.clone(), node }, flags - OpenFlags::TRUNC)
+                self.may_change_entries(&parent)?;
+                let (owner, perm) = self.new_owner(&parent, false, perm)?;
+                let node = parent.node.create(name, NewNode::File, perm, owner)?;
+                // A file this call created opens with the requested access whatever its
+                // permission bits say (`open("f", O_CREAT | O_WRONLY, 0444)` works), as on Linux.
+                self.open_node(Loc { mount: parent.mount.clone(), node }, flags - OpenFlags::TRUNC, false)
             }
         }
     }
 
+    /// Opens an existing node: the access the flags ask for (`O_TRUNC` counts as writing) is
+    /// checked against its permission bits.
     fn open_loc(&self, loc: Loc, flags: OpenFlags) -> Result<OpenFile> {
+        self.open_node(loc, flags, true)
+    }
+
+    /// Opens `loc` with Linux's order of checks: the node's type against the flags
+    /// (`ELOOP`, `ENOTDIR`, `EISDIR`), a read-only file system (`EROFS`), then permissions
+    /// when `check_access` (not for a file the same `open` just created).
+    fn open_node(&self, loc: Loc, flags: OpenFlags, check_access: bool) -> Result<OpenFile> {
         let file_type = loc.node.file_type();
-        if file_type == crate::FileType::Symlink {
+        if file_type == FileType::Symlink {
             return Err(Errno::ELOOP);
         }
         if flags.contains(OpenFlags::DIRECTORY) && !file_type.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        if file_type.is_dir() && (flags.writable() || flags.contains(OpenFlags::TRUNC)) {
+        let changes_data = flags.writable() || flags.contains(OpenFlags::TRUNC);
+        if file_type.is_dir() && changes_data {
             return Err(Errno::EISDIR);
         }
         // Device nodes and FIFOs on a read-only file system may still be opened for writing.
-        let changes_data = flags.writable() || flags.contains(OpenFlags::TRUNC);
-        if changes_data && file_type == crate::FileType::Regular && loc.mount.fs.read_only() {
+        if changes_data && file_type == FileType::Regular && loc.mount.fs.read_only() {
             return Err(Errno::EROFS);
         }
-        if flags.contains(OpenFlags::TRUNC) && file_type == crate::FileType::Regular {
-            loc.node.truncate(0)?;
+        if check_access {
+            let mut access = if changes_data { Access::WRITE } else { Access::empty() };
+            if flags.readable() {
+                access |= Access::READ;
+            }
+            self.creds.check(&*loc.node, access)?;
         }
-        // What `..` lists: the parent across mounts, as the path walk finds it.
-        let parent_ino = if file_type.is_dir() { self.step(&loc, "..").map_or(loc.node.ino(), |p| p.node.ino()) } else { 0 };
-        Ok(OpenFile::new(loc.node, loc.mount.id, flags, parent_ino))
+        if file_type == FileType::Socket {
+            return Err(Errno::ENXIO);
+        }
+        let loc = match file_type {
+            FileType::CharDevice | FileType::BlockDevice if !loc.mount.fs.provides_devices() => self.device_for(&loc)?,
+            _ => loc,
+        };
+        if flags.contains(OpenFlags::TRUNC) && file_type == FileType::Regular {
+            crate::attr::truncate(&self.creds, &*loc.node, 0)?;
+        }
+        // What `..` lists: the parent across mounts, as the path walk finds it (listing a
+        // directory needs no search permission on it, so neither does finding `..`).
+        let parent_ino = if file_type.is_dir() { self.step_unchecked(&loc, "..").map_or(loc.node.ino(), |p| p.node.ino()) } else { 0 };
+        Ok(OpenFile::new(loc.node, loc.mount.id, flags, parent_ino, self.creds.clone()))
+    }
+
+    /// The device a device node names: the node of the same type and number at the top of a
+    /// mount that provides devices (devfs). `ENXIO` when no such device exists, as Linux
+    /// answers for a device number without a driver.
+    fn device_for(&self, loc: &Loc) -> Result<Loc> {
+        let meta = loc.node.metadata()?;
+        let mut providers: Vec<Arc<Mount>> = self.mounts.lock().covers.values().filter(|m| m.fs.provides_devices()).cloned().collect();
+        if self.root.fs.provides_devices() {
+            providers.push(self.root.clone());
+        }
+        for mount in providers {
+            let mut cookie = 0;
+            while let Some(entry) = mount.root.read_dir(cookie)? {
+                cookie = entry.next_cookie;
+                if entry.file_type != meta.file_type {
+                    continue;
+                }
+                let node = mount.root.lookup(&entry.name)?;
+                if node.metadata()?.rdev == meta.rdev {
+                    return Ok(Loc { mount, node });
+                }
+            }
+        }
+        Err(Errno::ENXIO)
     }
 
     /// Creates a directory.
     pub fn mkdir(&self, path: &str, perm: u32) -> Result<()> {
         let (parent, last, _) = self.resolve_parent(path)?;
         match last {
-            Last::Name(name) => parent.node.create(name, NewNode::Directory, perm).map(drop),
+            Last::Name(name) => self.create_in(&parent, name, NewNode::Directory, perm).map(drop),
+            _ => Err(Errno::EEXIST),
+        }
+    }
+
+    /// `mknod`: makes a regular file, FIFO, socket name or device node (`kind` must not be
+    /// a directory or symlink: `EINVAL`). Device nodes need `CAP_MKNOD` (`EPERM`).
+    pub fn mknod(&self, path: &str, kind: NewNode<'_>, perm: u32) -> Result<()> {
+        if matches!(kind, NewNode::Directory | NewNode::Symlink(_)) {
+            return Err(Errno::EINVAL);
+        }
+        if matches!(kind, NewNode::CharDevice(_) | NewNode::BlockDevice(_)) && !self.creds.get().capable(Cap::Mknod) {
+            return Err(Errno::EPERM);
+        }
+        let (parent, last, trailing_slash) = self.resolve_parent(path)?;
+        match last {
+            Last::Name(name) if trailing_slash => match self.probe(&parent, name)? {
+                Some(_) => Err(Errno::EEXIST),
+                None => Err(Errno::ENOENT),
+            },
+            Last::Name(name) => self.create_in(&parent, name, kind, perm).map(drop),
             _ => Err(Errno::EEXIST),
         }
     }
@@ -438,7 +583,7 @@ impl Vfs {
         let (parent, last, trailing_slash) = self.resolve_parent(link_path)?;
         match last {
             Last::Name(_) if trailing_slash => Err(Errno::ENOENT),
-            Last::Name(name) => parent.node.create(name, NewNode::Symlink(target), 0o777).map(drop),
+            Last::Name(name) => self.create_in(&parent, name, NewNode::Symlink(target), 0o777).map(drop),
             _ => Err(Errno::EEXIST),
         }
     }
@@ -459,6 +604,12 @@ impl Vfs {
         if parent.mount.id != source.mount.id {
             return Err(Errno::EXDEV);
         }
+        if !self.creds.privileged() {
+            if self.probe(&parent, name)?.is_some() {
+                return Err(Errno::EEXIST);
+            }
+            self.may_change_entries(&parent)?;
+        }
         parent.node.link(name, &*source.node)
     }
 
@@ -470,7 +621,11 @@ impl Vfs {
         };
         // Only its type is needed: the node is let go before the removal, so that a file
         // nobody has open is freed at once instead of when this walk's node is dropped.
-        let is_dir = self.step(&parent, name)?.is_dir();
+        let is_dir = {
+            let victim = self.step(&parent, name)?;
+            self.may_delete(&parent, &victim)?;
+            victim.is_dir()
+        };
         if is_dir {
             return Err(Errno::EISDIR);
         }
@@ -491,6 +646,7 @@ impl Vfs {
         };
         let (is_dir, mount_id) = {
             let loc = self.step(&parent, name)?;
+            self.may_delete(&parent, &loc)?;
             (loc.is_dir(), loc.mount.id)
         };
         if !is_dir {
@@ -521,7 +677,17 @@ impl Vfs {
         if !source.is_dir() && (old_slash || new_slash) {
             return Err(Errno::ENOTDIR);
         }
-        if let Some(target) = self.probe(&new_parent, new_name)? {
+        self.may_delete(&old_parent, &source)?;
+        let target = self.probe(&new_parent, new_name)?;
+        match &target {
+            Some(target) => self.may_delete(&new_parent, target)?,
+            None => self.may_change_entries(&new_parent)?,
+        }
+        // A directory that changes parent rewrites its `..`: it must be writable itself.
+        if source.is_dir() && old_parent.node.ino() != new_parent.node.ino() {
+            self.creds.check(&*source.node, Access::WRITE)?;
+        }
+        if let Some(target) = target {
             if target.mount.id != new_parent.mount.id {
                 return Err(Errno::EBUSY);
             }
@@ -575,19 +741,77 @@ impl Vfs {
         self.resolve(path, false)?.node.read_link()
     }
 
-    /// Sets the size of the regular file `path`.
+    /// `truncate`: sets the size of the regular file `path` (write permission needed:
+    /// `EACCES`; `EISDIR` for a directory, `EROFS` on a read-only file system).
     pub fn truncate(&self, path: &str, size: u64) -> Result<()> {
         let loc = self.resolve(path, true)?;
         match loc.node.file_type() {
-            crate::FileType::Directory => Err(Errno::EISDIR),
-            crate::FileType::Regular => loc.node.truncate(size),
+            FileType::Directory => Err(Errno::EISDIR),
+            FileType::Regular if loc.mount.fs.read_only() => Err(Errno::EROFS),
+            FileType::Regular => {
+                self.creds.check(&*loc.node, Access::WRITE)?;
+                crate::attr::truncate(&self.creds, &*loc.node, size)
+            }
             _ => Err(Errno::EINVAL),
         }
     }
 
-    /// Sets the permission bits of `path` (following symlinks).
-    pub fn set_permissions(&self, path: &str, perm: u32) -> Result<()> {
-        self.resolve(path, true)?.node.set_perm(perm & 0o7777)
+    /// `chmod` (`fchmodat`; `follow` false changes a symlink itself, which Linux refuses
+    /// with `EOPNOTSUPP`): see [`OpenFile::set_permissions`] for the rules.
+    pub fn set_permissions(&self, path: &str, perm: u32, follow: bool) -> Result<()> {
+        let loc = self.resolve(path, follow)?;
+        if loc.is_symlink() {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.check_writable_fs(&loc)?;
+        crate::attr::chmod(&self.creds, &*loc.node, perm)
+    }
+
+    /// `chown`/`lchown`/`fchownat` (`None` keeps an id): see [`OpenFile::set_owner`].
+    pub fn set_owner(&self, path: &str, uid: Option<u32>, gid: Option<u32>, follow: bool) -> Result<()> {
+        let loc = self.resolve(path, follow)?;
+        self.check_writable_fs(&loc)?;
+        crate::attr::chown(&self.creds, &*loc.node, uid, gid)
+    }
+
+    /// `faccessat`: whether the caller may access `path` as `access` asks, by the real ids
+    /// (or, with `effective`, the effective ones: `AT_EACCESS`). An empty `access` checks
+    /// existence only. Writing to a read-only file system is `EROFS`.
+    pub fn access(&self, path: &str, access: Access, follow: bool, effective: bool) -> Result<()> {
+        let real = self.credentials().for_access_check();
+        let (checker, loc) = if effective || real == *self.credentials() {
+            (self.creds.clone(), self.resolve(path, follow)?)
+        } else {
+            // The walk itself is checked with the real ids too, as Linux's `faccessat` does.
+            let checker = Arc::new(CredCell::new(real));
+            let walker = Vfs { creds: checker.clone(), ..self.shallow_clone() };
+            let loc = walker.resolve(path, follow)?;
+            (checker, loc)
+        };
+        let data_node = matches!(loc.node.file_type(), FileType::Regular | FileType::Directory | FileType::Symlink);
+        if access.contains(Access::WRITE) && data_node && loc.mount.fs.read_only() {
+            return Err(Errno::EROFS);
+        }
+        if access.is_empty() { Ok(()) } else { checker.check(&*loc.node, access) }
+    }
+
+    /// A namespace sharing this one's mounts and current directory (for [`Vfs::access`],
+    /// which walks with other credentials).
+    fn shallow_clone(&self) -> Vfs {
+        Vfs {
+            root: self.root.clone(),
+            root_loc: self.root_loc.clone(),
+            mounts: SpinLock::new(MountTable { next_id: 0, covers: self.mounts.lock().covers.clone() }),
+            covered_summary: AtomicU64::new(self.covered_summary.load(Ordering::Acquire)),
+            cwd: SpinLock::new(self.cwd()),
+            dir_rename: SpinLock::new(()),
+            creds: self.creds.clone(),
+        }
+    }
+
+    /// `EROFS` for a change of a node on a read-only file system.
+    fn check_writable_fs(&self, loc: &Loc) -> Result<()> {
+        if loc.mount.fs.read_only() { Err(Errno::EROFS) } else { Ok(()) }
     }
 
     /// `statfs` of the file system holding `path`.
@@ -617,7 +841,8 @@ impl Vfs {
         if accessed == TimeUpdate::Keep && modified == TimeUpdate::Keep {
             return Ok(());
         }
-        loc.node.set_times(accessed, modified)
+        self.check_writable_fs(&loc)?;
+        crate::attr::set_times(&self.creds, &*loc.node, accessed, modified)
     }
 
     /// Syncs every mounted file system.
