@@ -21,6 +21,8 @@
  * resolve=NAME,IP); 0 if
  * `f` names none. */
 int socket_family(const char *f);
+/* posix.c: ownership, permissions, credentials, FIFOs, device nodes, locks. */
+void posix_family(void);
 /* disk.c: the disk family (/dev/vda read-write, /dev/vdb read-only). */
 void disk_family(void);
 /* disk.c: the ext2 families (a volume mounted at /data). */
