@@ -114,3 +114,105 @@ fn requests_that_can_never_fit_are_rejected() {
     // SAFETY: as above.
     assert_eq!(unsafe { queue.add(&[], &mut []) }, Err(Errno::EINVAL));
 }
+
+/// Writes a used-ring entry the way a (misbehaving) device would, and publishes it.
+fn device_returns(device: &FakeTransport, entries: &[(u32, u32)]) {
+    let (size, addresses) = device.queue(Q).unwrap();
+    let used = addresses.used as usize as *mut u8;
+    // SAFETY: host test: the used ring lives at this (physical = virtual) address inside the
+    // queue's memory, which the queue keeps alive; the fake device is not running meanwhile.
+    unsafe {
+        let index = used.add(2).cast::<u16>();
+        let mut at = index.read_volatile();
+        for &(id, len) in entries {
+            let element = used.add(4 + 8 * usize::from(at % size)).cast::<u32>();
+            element.write_volatile(id);
+            element.add(1).write_volatile(len);
+            at = at.wrapping_add(1);
+        }
+        index.write_volatile(at);
+    }
+}
+
+#[test]
+fn a_device_scribbling_on_the_descriptor_table_cannot_corrupt_the_free_list() {
+    let (mut queue, device, _) = setup(false, REPLY);
+    let (size, addresses) = device.queue(Q).unwrap();
+    let mut out = [0u8; 14];
+    for round in 0..40u16 {
+        let parts: Vec<[u8; 1]> = vec![[1u8]; 1 + usize::from(round % 5)];
+        let readable: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+        let token = {
+            let mut writable: [&mut [u8]; 1] = [&mut out];
+            // SAFETY: the buffers outlive the request (popped below).
+            unsafe { queue.add(&readable, &mut writable) }.unwrap()
+        };
+        assert_eq!(device.process(Q), 1);
+        // The device is done with the chain, but scribbles over the whole table: `next`
+        // links out of range or into cycles, lengths and flags of its choosing.
+        for i in 0..size {
+            let slot = (addresses.descriptors as usize + 16 * usize::from(i)) as *mut u8;
+            // SAFETY: host test: descriptor `i` of the live table (physical = virtual).
+            unsafe {
+                slot.cast::<u64>().write_volatile(0xdead_beef);
+                slot.add(8).cast::<u32>().write_volatile(u32::MAX);
+                slot.add(12).cast::<u16>().write_volatile(0xffff);
+                slot.add(14).cast::<u16>().write_volatile(if round % 2 == 0 { 0xffff } else { i });
+            }
+        }
+        assert_eq!(queue.pop_used(), Some((token, 14)), "round {round}");
+        assert_eq!(queue.free_descriptors(), size, "round {round}: every descriptor is free again");
+        assert_eq!(queue.take_fault(), None);
+    }
+}
+
+#[test]
+fn used_entries_with_bad_ids_are_skipped_without_freeing_anything() {
+    let (mut queue, device, _) = setup(false, REPLY);
+    let input = [1u8];
+    let mut out = [0u8; 4];
+    let token = {
+        let mut writable: [&mut [u8]; 1] = [&mut out];
+        // SAFETY: the buffers outlive the request (returned below).
+        unsafe { queue.add(&[&input], &mut writable) }.unwrap()
+    };
+    assert_eq!(queue.free_descriptors(), 6);
+    // An id past the ring, one that is not a head in flight, then the real completion.
+    let not_in_flight = (token + 5) % 8;
+    device_returns(device, &[(99, 4), (u32::from(not_in_flight), 4), (u32::from(token), 4)]);
+    assert_eq!(queue.pop_used(), Some((token, 4)), "bad entries are skipped, not taken for completions");
+    assert_eq!(queue.take_fault(), Some(UsedFault::BadId(99)));
+    assert_eq!(queue.free_descriptors(), 8, "only the real chain was freed");
+    // The same token again: not in flight any more, so it frees nothing twice.
+    device_returns(device, &[(u32::from(token), 4)]);
+    assert_eq!(queue.pop_used(), None);
+    assert_eq!(queue.take_fault(), Some(UsedFault::NotInFlight(token)));
+    assert_eq!(queue.free_descriptors(), 8);
+}
+
+#[test]
+fn a_used_length_beyond_the_writable_buffers_is_capped_and_reported() {
+    let (mut queue, device, _) = setup(true, REPLY);
+    let input = [1u8; 3];
+    let (mut a, mut b) = ([0u8; 4], [0u8; 6]);
+    let token = {
+        let mut writable: [&mut [u8]; 2] = [&mut a, &mut b];
+        // SAFETY: the buffers outlive the request (returned below).
+        unsafe { queue.add(&[&input], &mut writable) }.unwrap()
+    };
+    device_returns(device, &[(u32::from(token), 4096)]);
+    assert_eq!(queue.pop_used(), Some((token, 10)), "never more than the 10 writable bytes posted");
+    assert_eq!(queue.take_fault(), Some(UsedFault::TooLong { token, len: 4096, writable: 10 }));
+    assert_eq!(queue.free_descriptors(), 8);
+}
+
+#[test]
+fn a_used_index_running_ahead_of_the_ring_is_refused() {
+    let (mut queue, device, _) = setup(false, REPLY);
+    let (_, addresses) = device.queue(Q).unwrap();
+    // SAFETY: host test: `used.idx` of the live ring (physical = virtual).
+    unsafe { ((addresses.used + 2) as usize as *mut u16).write_volatile(100) };
+    assert_eq!(queue.pop_used(), None);
+    assert_eq!(queue.take_fault(), Some(UsedFault::BadIndex(100)));
+    assert_eq!(queue.free_descriptors(), 8);
+}
