@@ -157,10 +157,10 @@ pub fn probe(devices: &Devices, timeout: Option<Duration>) -> Vec<Arc<VirtioBlkD
     found
 }
 
-fn read_config_u32(transport: &dyn Transport, offset: usize) -> u32 {
+fn read_config_u32(transport: &dyn Transport, offset: usize) -> Result<u32> {
     let mut raw = [0u8; 4];
-    transport.read_config(offset, &mut raw);
-    u32::from_le_bytes(raw)
+    transport.read_config(offset, &mut raw)?;
+    Ok(u32::from_le_bytes(raw))
 }
 
 impl VirtioBlkDevice {
@@ -179,9 +179,9 @@ impl VirtioBlkDevice {
             if e == Errno::ENOENT { Errno::ENODEV } else { e }
         };
         let mut capacity = [0u8; 8];
-        transport.read_config(config::CAPACITY, &mut capacity);
+        transport.read_config(config::CAPACITY, &mut capacity).map_err(fail)?;
         let sectors = u64::from_le_bytes(capacity);
-        let block_size = if negotiated & feature::BLK_SIZE != 0 { read_config_u32(&*transport, config::BLK_SIZE) } else { SECTOR_SIZE as u32 };
+        let block_size = if negotiated & feature::BLK_SIZE != 0 { read_config_u32(&*transport, config::BLK_SIZE).map_err(fail)? } else { SECTOR_SIZE as u32 };
         if !block_size.is_power_of_two() || u64::from(block_size) < SECTOR_SIZE || block_size > 64 * 1024 {
             log::error!("virtio-blk {name}: nonsensical block size {block_size}");
             return Err(fail(Errno::EINVAL));
@@ -200,14 +200,14 @@ impl VirtioBlkDevice {
         // page (the queue splits buffers at page boundaries), within the device's own limits.
         let mut segments = requests.max_segments().saturating_sub(2);
         if negotiated & feature::SEG_MAX != 0 {
-            let seg_max = read_config_u32(&*transport, config::SEG_MAX) as usize;
+            let seg_max = read_config_u32(&*transport, config::SEG_MAX).map_err(fail)? as usize;
             if seg_max > 0 {
                 segments = segments.min(seg_max.saturating_sub(2).max(1));
             }
         }
         let mut segment_bytes = PAGE as usize;
         if negotiated & feature::SIZE_MAX != 0 {
-            let size_max = read_config_u32(&*transport, config::SIZE_MAX) as usize;
+            let size_max = read_config_u32(&*transport, config::SIZE_MAX).map_err(fail)? as usize;
             if size_max > 0 {
                 segment_bytes = segment_bytes.min(size_max);
             }

@@ -138,7 +138,7 @@ impl VirtioFsDevice {
         let negotiated = libos_virtio::initialize(&*transport, features::INDIRECT_DESC)?;
         let indirect = negotiated & features::INDIRECT_DESC != 0;
         let mut raw_tag = [0u8; TAG_LEN];
-        transport.read_config(0, &mut raw_tag);
+        transport.read_config(0, &mut raw_tag).inspect_err(|_| transport.set_status(status::FAILED))?;
         let tag = parse_tag(&raw_tag).inspect_err(|_| {
             log::error!("virtio-fs at {}: bad tag {:?} (empty, a newline, or not UTF-8)", transport.describe(), raw_tag);
             transport.set_status(status::FAILED);

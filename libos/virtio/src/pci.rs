@@ -412,21 +412,19 @@ impl Transport for PciTransport {
         unsafe { core::ptr::write_volatile((self.notify.base + offset) as *mut u16, queue) }
     }
 
-    fn read_config(&self, offset: usize, buf: &mut [u8]) {
-        loop {
-            let generation: u8 = self.common_read(CONFIG_GENERATION);
+    fn read_config(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        let generation = || u32::from(self.common_read::<u8>(CONFIG_GENERATION));
+        crate::read_consistent(generation, || {
             for (i, byte) in buf.iter_mut().enumerate() {
-                *byte = if offset + i < self.device_config.len {
-                    // SAFETY: inside the device configuration region, a mapped BAR.
+                *byte = if offset.saturating_add(i) < self.device_config.len {
+                    // SAFETY: inside the device configuration region (its length checked
+                    // against the BAR at probe), a mapped BAR.
                     unsafe { core::ptr::read_volatile((self.device_config.base + offset + i) as *const u8) }
                 } else {
                     0
                 };
             }
-            if self.common_read::<u8>(CONFIG_GENERATION) == generation {
-                return;
-            }
-        }
+        })
     }
 
     fn acknowledge_interrupt(&self) -> u32 {

@@ -479,8 +479,8 @@ mod tests {
                 }
             }
         }
-        fn read_config(&self, offset: usize, buf: &mut [u8]) {
-            self.inner.read_config(offset, buf);
+        fn read_config(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+            self.inner.read_config(offset, buf)
         }
         fn acknowledge_interrupt(&self) -> u32 {
             self.inner.acknowledge_interrupt()
