@@ -192,12 +192,15 @@ trait ConfigSpace {
     fn bar(&self, bar: u8) -> Option<(u64, u64)>;
 }
 
+/// A BAR once sized: its address and size, or `None` when it is unusable.
+type KnownBar = Option<(u64, u64)>;
+
 /// A real function with the host's BAR window.
 struct LiveSpace {
     function: Function,
     window: Option<MemoryRegion>,
     /// BARs sized so far (sizing takes config writes; several capabilities share a BAR).
-    bars: core::cell::Cell<[Option<Option<(u64, u64)>>; 6]>,
+    bars: core::cell::Cell<[Option<KnownBar>; 6]>,
 }
 
 impl ConfigSpace for LiveSpace {

@@ -470,13 +470,13 @@ mod tests {
         fn notify(&self, queue: u16) {
             self.inner.notify(queue);
             if let (Some(len), Some((size, addresses))) = (self.claimed_len, self.inner.queue(queue)) {
-                // SAFETY: host test: the used ring of the live queue (physical = virtual); the
-                // entry just written is the one before `used.idx`.
-                unsafe {
-                    let used = addresses.used as usize as *mut u8;
-                    let index = used.add(2).cast::<u16>().read_volatile().wrapping_sub(1);
-                    used.add(4 + 8 * usize::from(index % size) + 4).cast::<u32>().write_volatile(len);
-                }
+                let used = addresses.used as usize;
+                // SAFETY: host test: `used.idx` of the live queue's used ring (physical =
+                // virtual); the fake device has just finished with it.
+                let index = unsafe { ((used + 2) as *const u16).read_volatile() }.wrapping_sub(1);
+                let element = used + 4 + 8 * usize::from(index % size);
+                // SAFETY: as above: the `len` word of the entry just written (before `used.idx`).
+                unsafe { ((element + 4) as *mut u32).write_volatile(len) }
             }
         }
         fn read_config(&self, offset: usize, buf: &mut [u8]) -> Result<()> {

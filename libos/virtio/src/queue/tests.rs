@@ -115,23 +115,30 @@ fn requests_that_can_never_fit_are_rejected() {
     assert_eq!(unsafe { queue.add(&[], &mut []) }, Err(Errno::EINVAL));
 }
 
-/// Writes a used-ring entry the way a (misbehaving) device would, and publishes it.
+/// Writes `value` at `addr` in a live queue's memory, as a device would.
+fn poke<T: Copy>(addr: u64, value: T) {
+    // SAFETY: host tests only: physical addresses are virtual ones, and every caller passes an
+    // address inside the memory of a queue the test keeps alive, while the fake device is idle.
+    unsafe { (addr as usize as *mut T).write_volatile(value) }
+}
+
+/// Reads the value at `addr` in a live queue's memory.
+fn peek<T: Copy>(addr: u64) -> T {
+    // SAFETY: as in `poke`.
+    unsafe { (addr as usize as *const T).read_volatile() }
+}
+
+/// Writes used-ring entries the way a (misbehaving) device would, and publishes them.
 fn device_returns(device: &FakeTransport, entries: &[(u32, u32)]) {
     let (size, addresses) = device.queue(Q).unwrap();
-    let used = addresses.used as usize as *mut u8;
-    // SAFETY: host test: the used ring lives at this (physical = virtual) address inside the
-    // queue's memory, which the queue keeps alive; the fake device is not running meanwhile.
-    unsafe {
-        let index = used.add(2).cast::<u16>();
-        let mut at = index.read_volatile();
-        for &(id, len) in entries {
-            let element = used.add(4 + 8 * usize::from(at % size)).cast::<u32>();
-            element.write_volatile(id);
-            element.add(1).write_volatile(len);
-            at = at.wrapping_add(1);
-        }
-        index.write_volatile(at);
+    let mut at: u16 = peek(addresses.used + 2);
+    for &(id, len) in entries {
+        let element = addresses.used + 4 + 8 * u64::from(at % size);
+        poke(element, id);
+        poke(element + 4, len);
+        at = at.wrapping_add(1);
     }
+    poke(addresses.used + 2, at);
 }
 
 #[test]
@@ -151,14 +158,11 @@ fn a_device_scribbling_on_the_descriptor_table_cannot_corrupt_the_free_list() {
         // The device is done with the chain, but scribbles over the whole table: `next`
         // links out of range or into cycles, lengths and flags of its choosing.
         for i in 0..size {
-            let slot = (addresses.descriptors as usize + 16 * usize::from(i)) as *mut u8;
-            // SAFETY: host test: descriptor `i` of the live table (physical = virtual).
-            unsafe {
-                slot.cast::<u64>().write_volatile(0xdead_beef);
-                slot.add(8).cast::<u32>().write_volatile(u32::MAX);
-                slot.add(12).cast::<u16>().write_volatile(0xffff);
-                slot.add(14).cast::<u16>().write_volatile(if round % 2 == 0 { 0xffff } else { i });
-            }
+            let slot = addresses.descriptors + 16 * u64::from(i);
+            poke(slot, 0xdead_beef_u64);
+            poke(slot + 8, u32::MAX);
+            poke(slot + 12, 0xffff_u16);
+            poke(slot + 14, if round % 2 == 0 { 0xffff } else { i });
         }
         assert_eq!(queue.pop_used(), Some((token, 14)), "round {round}");
         assert_eq!(queue.free_descriptors(), size, "round {round}: every descriptor is free again");
@@ -210,8 +214,7 @@ fn a_used_length_beyond_the_writable_buffers_is_capped_and_reported() {
 fn a_used_index_running_ahead_of_the_ring_is_refused() {
     let (mut queue, device, _) = setup(false, REPLY);
     let (_, addresses) = device.queue(Q).unwrap();
-    // SAFETY: host test: `used.idx` of the live ring (physical = virtual).
-    unsafe { ((addresses.used + 2) as usize as *mut u16).write_volatile(100) };
+    poke(addresses.used + 2, 100_u16);
     assert_eq!(queue.pop_used(), None);
     assert_eq!(queue.take_fault(), Some(UsedFault::BadIndex(100)));
     assert_eq!(queue.free_descriptors(), 8);
