@@ -95,6 +95,12 @@ impl MemDisk {
         self.state.lock().current.clone()
     }
 
+    /// What a power cut now would leave (the contents as of the last flush), without cutting
+    /// anything: the disk keeps its unflushed writes.
+    pub fn durable_image(&self) -> Vec<u8> {
+        self.state.lock().durable.clone()
+    }
+
     /// Simulates a power cut: every write since the last flush is lost. Returns the surviving
     /// contents (the disk keeps them too).
     pub fn crash(&self) -> Vec<u8> {

@@ -12,8 +12,13 @@
 //! - **Read-only** devices (`VIRTIO_BLK_F_RO`) refuse writes with `EROFS` before the device sees
 //!   them. `DISCARD` is used where offered.
 //! - **Failure**: a request the device answers with `IOERR` is `EIO`; `UNSUPP` is
-//!   `EOPNOTSUPP`; no answer within the timeout resets the device and fails it (`EIO` for every
-//!   caller from then on). A malformed reply (no status byte written) is `EIO`.
+//!   `EOPNOTSUPP`; no answer within the timeout resets the device and fails it: the requests
+//!   in flight get `EIO` (the buffer cache keeps blocks whose write-back failed dirty, so they
+//!   are written again by the next sync). The next request re-initialises the device (same
+//!   features, capacity and block size, or it stays failed). Writes the device acknowledged
+//!   into its volatile cache but that no flush covered before the reset may be gone: the next
+//!   flush reports that with `EIO` (once), so an `fsync` does not claim durability it does
+//!   not have. A malformed reply (no status byte written) is `EIO`.
 //!
 //! Multi-queue (`VIRTIO_BLK_F_MQ`) is not negotiated: with one CPU one queue is as fast, and
 //! the queue already holds up to 256 requests in flight.
@@ -27,6 +32,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use libos_core::device::Devices;
 use libos_core::memory::PAGE;
@@ -108,7 +114,17 @@ pub struct VirtioBlkDevice {
     volatile_cache: bool,
     discard: bool,
     max_transfer: usize,
-    flushes: core::sync::atomic::AtomicU64,
+    flushes: AtomicU64,
+    /// The features negotiated at first (a re-initialised device must agree).
+    negotiated: u64,
+    /// Writes the device completed, and how many of them the last successful flush covered.
+    writes_completed: AtomicU64,
+    writes_flushed: AtomicU64,
+    /// Set when the device was reset with completed writes no flush covered: the next flush
+    /// reports `EIO`.
+    unflushed_lost: AtomicBool,
+    /// Held while the device is brought back after a failure (one at a time).
+    reconnecting: libos_core::sync::SpinLock<()>,
 }
 
 impl core::fmt::Debug for VirtioBlkDevice {
@@ -157,10 +173,10 @@ pub fn probe(devices: &Devices, timeout: Option<Duration>) -> Vec<Arc<VirtioBlkD
     found
 }
 
-fn read_config_u32(transport: &dyn Transport, offset: usize) -> u32 {
+fn read_config_u32(transport: &dyn Transport, offset: usize) -> Result<u32> {
     let mut raw = [0u8; 4];
-    transport.read_config(offset, &mut raw);
-    u32::from_le_bytes(raw)
+    transport.read_config(offset, &mut raw)?;
+    Ok(u32::from_le_bytes(raw))
 }
 
 impl VirtioBlkDevice {
@@ -179,9 +195,9 @@ impl VirtioBlkDevice {
             if e == Errno::ENOENT { Errno::ENODEV } else { e }
         };
         let mut capacity = [0u8; 8];
-        transport.read_config(config::CAPACITY, &mut capacity);
+        transport.read_config(config::CAPACITY, &mut capacity).map_err(fail)?;
         let sectors = u64::from_le_bytes(capacity);
-        let block_size = if negotiated & feature::BLK_SIZE != 0 { read_config_u32(&*transport, config::BLK_SIZE) } else { SECTOR_SIZE as u32 };
+        let block_size = if negotiated & feature::BLK_SIZE != 0 { read_config_u32(&*transport, config::BLK_SIZE).map_err(fail)? } else { SECTOR_SIZE as u32 };
         if !block_size.is_power_of_two() || u64::from(block_size) < SECTOR_SIZE || block_size > 64 * 1024 {
             log::error!("virtio-blk {name}: nonsensical block size {block_size}");
             return Err(fail(Errno::EINVAL));
@@ -200,14 +216,14 @@ impl VirtioBlkDevice {
         // page (the queue splits buffers at page boundaries), within the device's own limits.
         let mut segments = requests.max_segments().saturating_sub(2);
         if negotiated & feature::SEG_MAX != 0 {
-            let seg_max = read_config_u32(&*transport, config::SEG_MAX) as usize;
+            let seg_max = read_config_u32(&*transport, config::SEG_MAX).map_err(fail)? as usize;
             if seg_max > 0 {
                 segments = segments.min(seg_max.saturating_sub(2).max(1));
             }
         }
         let mut segment_bytes = PAGE as usize;
         if negotiated & feature::SIZE_MAX != 0 {
-            let size_max = read_config_u32(&*transport, config::SIZE_MAX) as usize;
+            let size_max = read_config_u32(&*transport, config::SIZE_MAX).map_err(fail)? as usize;
             if size_max > 0 {
                 segment_bytes = segment_bytes.min(size_max);
             }
@@ -226,7 +242,12 @@ impl VirtioBlkDevice {
             volatile_cache: negotiated & feature::FLUSH != 0,
             discard: negotiated & feature::DISCARD != 0,
             max_transfer,
-            flushes: core::sync::atomic::AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+            negotiated,
+            writes_completed: AtomicU64::new(0),
+            writes_flushed: AtomicU64::new(0),
+            unflushed_lost: AtomicBool::new(false),
+            reconnecting: libos_core::sync::SpinLock::new(()),
         });
         if let Some(irq) = interrupt {
             device.route_interrupt(irq);
@@ -282,7 +303,7 @@ impl VirtioBlkDevice {
 
     /// Counters since boot.
     pub fn stats(&self) -> Stats {
-        Stats { queue: self.requests.stats(), flushes: self.flushes.load(core::sync::atomic::Ordering::Relaxed) }
+        Stats { queue: self.requests.stats(), flushes: self.flushes.load(Ordering::Relaxed) }
     }
 
     /// Whether the device was declared dead.
@@ -297,9 +318,54 @@ impl VirtioBlkDevice {
         }
     }
 
+    /// Brings the device back after a failure (`fail` confirmed its reset, so it holds no
+    /// buffer of ours): features, the same geometry, a fresh queue, the interrupt, `DRIVER_OK`.
+    /// Errors: `ENODEV` when the device now differs (it stays failed), the queue's errors.
+    fn reconnect(&self) -> Result<()> {
+        let _one = self.reconnecting.lock();
+        if !self.requests.has_failed() {
+            return Ok(()); // another caller was first
+        }
+        let transport = &*self.transport;
+        let failed = |e: Errno| {
+            log::error!("virtio-blk {}: cannot re-initialise the device: {e}", self.name);
+            transport.set_status(libos_virtio::status::FAILED);
+            e
+        };
+        let negotiated = libos_virtio::initialize(transport, self.negotiated).map_err(failed)?;
+        let mut capacity = [0u8; 8];
+        transport.read_config(config::CAPACITY, &mut capacity).map_err(failed)?;
+        let block_size = if negotiated & feature::BLK_SIZE != 0 { read_config_u32(transport, config::BLK_SIZE).map_err(failed)? } else { SECTOR_SIZE as u32 };
+        if negotiated != self.negotiated || u64::from_le_bytes(capacity) != self.sectors || block_size != self.block_size {
+            return Err(failed(Errno::ENODEV));
+        }
+        let interrupt = self.requests.interrupt();
+        if let Some(irq) = interrupt {
+            transport.prepare_interrupt(irq).map_err(failed)?;
+        }
+        self.requests.restart(transport).map_err(failed)?;
+        libos_virtio::finish_initialization(transport);
+        if let Some(irq) = interrupt {
+            if let Err(e) = transport.enable_interrupt(irq) {
+                log::error!("virtio-blk {}: interrupt {irq} not routed again ({e})", self.name);
+            }
+        }
+        // Nothing completes while the device is failed, so the counts are final for the
+        // epoch that ended.
+        if self.volatile_cache && self.writes_completed.load(Ordering::Acquire) > self.writes_flushed.load(Ordering::Acquire) {
+            self.unflushed_lost.store(true, Ordering::Release);
+        }
+        let epoch = self.requests.resume();
+        log::warn!("virtio-blk {}: device re-initialised after a failure (epoch {epoch})", self.name);
+        Ok(())
+    }
+
     /// One request: header, `data_out` for the device to read, `data_in` for it to fill, then
-    /// the status byte.
+    /// the status byte. A device that failed earlier is brought back first.
     fn send(&self, kind: u32, sector: u64, data_out: &[&[u8]], data_in: &mut [&mut [u8]]) -> Result<()> {
+        if self.requests.has_failed() {
+            self.reconnect().map_err(|_| Errno::EIO)?;
+        }
         let mut header = [0u8; 16];
         header[..4].copy_from_slice(&kind.to_le_bytes());
         header[8..].copy_from_slice(&sector.to_le_bytes());
@@ -401,6 +467,7 @@ impl BlockDevice for VirtioBlkDevice {
         let len = check_request(self, sector, buffers.iter().map(|b| b.len()))?;
         if len > 0 {
             self.send(kind::OUT, sector, buffers, &mut [])?;
+            self.writes_completed.fetch_add(1, Ordering::AcqRel);
         }
         if fua { self.flush() } else { Ok(()) }
     }
@@ -409,8 +476,16 @@ impl BlockDevice for VirtioBlkDevice {
         if !self.volatile_cache {
             return Ok(());
         }
-        self.flushes.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        self.send(kind::FLUSH, 0, &[], &mut [])
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        // A flush covers the writes completed before it is sent (virtio 1.2 §5.2.6.1).
+        let covered = self.writes_completed.load(Ordering::Acquire);
+        self.send(kind::FLUSH, 0, &[], &mut [])?;
+        self.writes_flushed.fetch_max(covered, Ordering::AcqRel);
+        if self.unflushed_lost.swap(false, Ordering::AcqRel) {
+            log::error!("virtio-blk {}: the device was reset with writes in its cache no flush covered; they may be lost", self.name);
+            return Err(Errno::EIO);
+        }
+        Ok(())
     }
 
     fn discard(&self, sector: u64, count: u64) -> Result<()> {
@@ -435,6 +510,7 @@ impl BlockDevice for VirtioBlkDevice {
 mod tests {
     use super::*;
     use alloc::vec;
+    use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     use libos_virtio::testing::FakeTransport;
     use std::sync::Mutex;
 
@@ -445,6 +521,18 @@ mod tests {
     /// A fake virtio-blk device over `disk`, offering `offered` features, answering every
     /// request type it knows and recording the types it saw.
     fn device(disk: Arc<Mutex<Vec<u8>>>, offered: u64, block_size: u32, seen: Arc<Mutex<Vec<u32>>>) -> Arc<VirtioBlkDevice> {
+        device_with(disk, offered, block_size, seen, Arc::new(AtomicU32::new(0)), DEFAULT_TIMEOUT)
+    }
+
+    /// [`device`] whose next `hang_write` writes go unanswered.
+    fn device_with(
+        disk: Arc<Mutex<Vec<u8>>>,
+        offered: u64,
+        block_size: u32,
+        seen: Arc<Mutex<Vec<u32>>>,
+        hang_write: Arc<AtomicU32>,
+        timeout: Duration,
+    ) -> Arc<VirtioBlkDevice> {
         platform();
         let mut config = vec![0u8; 64];
         let sectors = disk.lock().unwrap().len() as u64 / SECTOR_SIZE;
@@ -465,6 +553,7 @@ mod tests {
                     reply.push(reply::OK);
                     Some(reply)
                 }
+                kind::OUT if hang_write.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() => None,
                 kind::OUT => {
                     let data = &input[16..];
                     disk[start..start + data.len()].copy_from_slice(data);
@@ -481,7 +570,76 @@ mod tests {
             }
         });
         let transport: &'static FakeTransport = Box::leak(Box::new(FakeTransport::sized(DEVICE_ID, offered, config, 256, respond)));
-        VirtioBlkDevice::new(Box::new(transport), disk_name(0), None, Some(DEFAULT_TIMEOUT)).unwrap()
+        VirtioBlkDevice::new(Box::new(transport), disk_name(0), None, Some(timeout)).unwrap()
+    }
+
+    /// Runs `f` while the fake clock moves past any timeout.
+    fn with_time_passing<R>(f: impl FnOnce() -> R) -> R {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticking = stop.clone();
+        let clock = std::thread::spawn(move || {
+            while !ticking.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(2));
+                platform().advance(10_000_000);
+            }
+        });
+        let result = f();
+        stop.store(true, Ordering::Relaxed);
+        clock.join().unwrap();
+        result
+    }
+
+    #[test]
+    fn a_timed_out_write_resets_the_device_which_comes_back_and_reports_unflushed_writes() {
+        let disk = disk(64 * 1024);
+        let hang = Arc::new(AtomicU32::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let dev = device_with(disk.clone(), feature::FLUSH, 512, seen, hang.clone(), Duration::from_millis(50));
+        assert_eq!(dev.write(0, &[&[0xaa; 512]], false), Ok(()), "acknowledged, in the device's cache, not flushed");
+        hang.store(1, Ordering::Relaxed);
+        assert_eq!(with_time_passing(|| dev.write(8, &[&[0xbb; 512]], false)), Err(Errno::EIO));
+        assert!(dev.has_failed());
+        // Not EIO for ever: the next request re-initialises the device.
+        assert_eq!(dev.write(8, &[&[0xbb; 512]], false), Ok(()));
+        assert!(!dev.has_failed());
+        let mut back = [0u8; 512];
+        assert_eq!(dev.read(8, &mut [&mut back]), Ok(()));
+        assert_eq!(back, [0xbb; 512]);
+        assert_eq!(disk.lock().unwrap()[8 * 512], 0xbb);
+        // The first write was only in the volatile cache of the device that was reset: the
+        // flush says so once instead of promising durability.
+        assert_eq!(dev.flush(), Err(Errno::EIO));
+        assert_eq!(dev.flush(), Ok(()));
+    }
+
+    #[test]
+    fn a_flushed_disk_reset_later_loses_nothing_and_reports_nothing() {
+        let disk = disk(64 * 1024);
+        let hang = Arc::new(AtomicU32::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let dev = device_with(disk, feature::FLUSH, 512, seen, hang.clone(), Duration::from_millis(50));
+        assert_eq!(dev.write(0, &[&[0xaa; 512]], true), Ok(()), "a FUA write: written and flushed");
+        hang.store(1, Ordering::Relaxed);
+        assert_eq!(with_time_passing(|| dev.write(8, &[&[0xbb; 512]], false)), Err(Errno::EIO));
+        assert_eq!(dev.flush(), Ok(()), "every completed write was flushed before the reset");
+    }
+
+    #[test]
+    fn dirty_cached_blocks_survive_a_device_reset_and_reach_the_disk_at_the_next_sync() {
+        let disk = disk(64 * 1024);
+        let hang = Arc::new(AtomicU32::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let dev = device_with(disk.clone(), feature::FLUSH, 512, seen, hang.clone(), Duration::from_millis(50));
+        let cache = crate::cache::BufferCache::new(dev.clone(), 1024, 64 * 1024).unwrap();
+        cache.write(3, 0, &[0xcc; 1024]).unwrap();
+        // The write-back and the cache's retry of it both time out.
+        hang.store(2, Ordering::Relaxed);
+        assert_eq!(with_time_passing(|| cache.sync()), Err(Errno::EIO), "the error is reported");
+        assert_eq!(cache.dirty_blocks(), 1, "the block was not dropped");
+        assert!(disk.lock().unwrap()[3 * 1024..4 * 1024].iter().all(|&b| b != 0xcc));
+        assert_eq!(cache.sync(), Ok(()), "the re-initialised device takes it");
+        assert_eq!(cache.dirty_blocks(), 0);
+        assert!(disk.lock().unwrap()[3 * 1024..4 * 1024].iter().all(|&b| b == 0xcc));
     }
 
     fn disk(bytes: usize) -> Arc<Mutex<Vec<u8>>> {

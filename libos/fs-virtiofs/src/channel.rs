@@ -5,7 +5,7 @@
 //! channel, the fake server of the host tests another.
 #![forbid(unsafe_code)]
 
-use libos_core::Result;
+use libos_core::{Errno, Result};
 
 /// Carries FUSE requests to a server and their replies back.
 ///
@@ -32,4 +32,40 @@ pub trait FuseChannel: Send + Sync {
     /// The largest total size (request plus reply buffers) one call can carry, bounded by
     /// the transport's descriptor limits. The protocol caps `max_write`/read sizes by it.
     fn max_transfer(&self) -> usize;
+
+    /// The channel's epoch: it changes whenever the server lost its state (the device was
+    /// reset after a failure), after which nodeids and file handles of the session before
+    /// mean nothing, and a new session must start with `FUSE_INIT`. Channels that never lose
+    /// their server keep the default, 0.
+    fn epoch(&self) -> u64 {
+        0
+    }
+
+    /// [`FuseChannel::request`] if the channel is still in `epoch`, else `ESTALE` without
+    /// sending anything. Channels that can change epochs must make the check and the send
+    /// one step (the default is only right for channels that never do).
+    fn request_in(&self, epoch: u64, request: &[&[u8]], reply: &mut [&mut [u8]]) -> Result<usize> {
+        if epoch != self.epoch() {
+            return Err(Errno::ESTALE);
+        }
+        self.request(request, reply)
+    }
+
+    /// [`FuseChannel::send_forget`] if the channel is still in `epoch`, else `ESTALE` (the
+    /// server of a later epoch never heard of the node).
+    fn send_forget_in(&self, epoch: u64, request: &[u8]) -> Result<()> {
+        if epoch != self.epoch() {
+            return Err(Errno::ESTALE);
+        }
+        self.send_forget(request)
+    }
+
+    /// Brings a channel that failed back (resetting and re-initialising the device), for a
+    /// new session; returns the epoch it is in now (the current one if it had not failed).
+    ///
+    /// Errors: `EIO` when the channel cannot come back (the default: it never does), or the
+    /// device's own errors from re-initialising it.
+    fn reconnect(&self) -> Result<u64> {
+        Err(Errno::EIO)
+    }
 }

@@ -7,6 +7,11 @@
 //! the high-priority queue as owned copies, fire-and-forget; callers waiting for room there
 //! sleep on the request queue's waiters, which the one device interrupt wakes.
 //!
+//! After a failure the device can be brought back ([`FuseChannel::reconnect`]): reset (already
+//! confirmed by the failure), features, both queues afresh, `DRIVER_OK`, in a new epoch. The
+//! epoch is checked where requests are published, so nothing tied to the session before the
+//! reset (a nodeid, a file handle, a FORGET) reaches the device after it.
+//!
 //! This is the named module of this crate allowed to use `unsafe` (publishing caller buffers to
 //! the device).
 
@@ -72,15 +77,25 @@ struct Hiprio {
     queue: SplitQueue,
     /// Copies of the FORGETs in flight, by token (the caller's buffer is gone by then).
     buffers: Vec<Option<Box<[u8]>>>,
+    /// The request queue's epoch this ring was set up in.
+    epoch: u64,
 }
 
 impl Hiprio {
-    fn reclaim(&mut self) {
+    fn new(queue: SplitQueue, epoch: u64) -> Hiprio {
+        let buffers = (0..queue.size()).map(|_| None).collect();
+        Hiprio { queue, buffers, epoch }
+    }
+
+    /// Frees the FORGETs the device is done with. Returns whether the device wrote a bad used
+    /// entry (the caller fails the device).
+    fn reclaim(&mut self) -> bool {
         while let Some((token, _)) = self.queue.pop_used() {
             if let Some(buffer) = self.buffers.get_mut(usize::from(token)) {
                 *buffer = None;
             }
         }
+        self.queue.take_fault().is_some()
     }
 }
 
@@ -93,6 +108,11 @@ pub struct VirtioFsDevice {
     hiprio: IrqSpinLock<Hiprio>,
     /// How long a reply may take; `None`: forever (see [`probe`]).
     timeout: Option<Duration>,
+    /// Whether `VIRTIO_F_INDIRECT_DESC` was negotiated (a re-initialised device must agree:
+    /// the request queue's limits were given to the FUSE session).
+    indirect: bool,
+    /// Held while the device is brought back after a failure (one at a time).
+    reconnecting: libos_core::sync::SpinLock<()>,
     forgets_sent: AtomicU64,
     hiprio_notifications: AtomicU64,
 }
@@ -138,7 +158,7 @@ impl VirtioFsDevice {
         let negotiated = libos_virtio::initialize(&*transport, features::INDIRECT_DESC)?;
         let indirect = negotiated & features::INDIRECT_DESC != 0;
         let mut raw_tag = [0u8; TAG_LEN];
-        transport.read_config(0, &mut raw_tag);
+        transport.read_config(0, &mut raw_tag).inspect_err(|_| transport.set_status(status::FAILED))?;
         let tag = parse_tag(&raw_tag).inspect_err(|_| {
             log::error!("virtio-fs at {}: bad tag {:?} (empty, a newline, or not UTF-8)", transport.describe(), raw_tag);
             transport.set_status(status::FAILED);
@@ -159,14 +179,16 @@ impl VirtioFsDevice {
         let requests = RequestQueue::new(&*transport, REQUEST_QUEUE, MAX_QUEUE_SIZE, indirect, timeout).map_err(fail)?;
         // Interrupts stay off on both queues until one is routed (`route_interrupt`).
         hiprio.set_interrupts(false);
-        let hiprio_buffers = (0..hiprio.size()).map(|_| None).collect();
         libos_virtio::finish_initialization(&*transport);
+        let epoch = requests.epoch();
         let device = Arc::new(VirtioFsDevice {
             transport,
             tag,
             requests,
-            hiprio: IrqSpinLock::new(Hiprio { queue: hiprio, buffers: hiprio_buffers }),
+            hiprio: IrqSpinLock::new(Hiprio::new(hiprio, epoch)),
             timeout,
+            indirect,
+            reconnecting: libos_core::sync::SpinLock::new(()),
             forgets_sent: AtomicU64::new(0),
             hiprio_notifications: AtomicU64::new(0),
         });
@@ -241,13 +263,40 @@ impl VirtioFsDevice {
         }
     }
 
-    /// Declares the device dead: resets it and releases the waiters once the reset shows
-    /// (see [`RequestQueue::fail`]), then drops the FORGETs the device held.
-    fn fail(&self, why: core::fmt::Arguments<'_>) {
-        self.requests.fail(&*self.transport, why);
+    /// Declares the device dead on behalf of something started in `epoch`: resets it and
+    /// releases the waiters once the reset shows (see [`RequestQueue::fail_epoch`]), then drops
+    /// the FORGETs the device held. Nothing happens to a device that failed since (perhaps
+    /// already brought back: its new rings are not to be touched).
+    fn fail(&self, epoch: u64, why: core::fmt::Arguments<'_>) {
+        self.requests.fail_epoch(&*self.transport, epoch, why);
         let mut hiprio = self.hiprio.lock();
-        hiprio.queue.abandon_all();
-        hiprio.buffers.iter_mut().for_each(|buffer| *buffer = None);
+        if hiprio.epoch == epoch && self.requests.has_failed() {
+            hiprio.queue.abandon_all();
+            hiprio.buffers.iter_mut().for_each(|buffer| *buffer = None);
+        }
+    }
+
+    /// Sends a request, in `epoch` if given (see [`FuseChannel::request_in`]).
+    fn send(&self, epoch: Option<u64>, request: &[&[u8]], reply: &mut [&mut [u8]]) -> Result<usize> {
+        let total: usize = request.iter().map(|p| p.len()).sum::<usize>() + reply.iter().map(|p| p.len()).sum::<usize>();
+        if total > self.max_transfer() {
+            return Err(Errno::E2BIG);
+        }
+        let started = self.requests.epoch();
+        match self.requests.request_in(&*self.transport, epoch, request, reply) {
+            Ok(written) => Ok(written as usize),
+            Err(e) => {
+                if e == Errno::ETIMEDOUT {
+                    log::error!("virtio-fs {:?}: no reply to opcode {} within {:?}", self.tag, Self::opcode(request), self.timeout.unwrap_or_default());
+                }
+                if self.requests.epoch() != started {
+                    // The device failed (perhaps this request timed out): drop its FORGETs too.
+                    self.fail(started, format_args!("opcode {} failed with the device", Self::opcode(request)));
+                    return Err(Errno::EIO);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// When a request started now must have its reply (`None`: no timeout).
@@ -271,39 +320,40 @@ fn interrupt_handler(data: usize) {
 
 impl FuseChannel for VirtioFsDevice {
     fn request(&self, request: &[&[u8]], reply: &mut [&mut [u8]]) -> Result<usize> {
-        let total: usize = request.iter().map(|p| p.len()).sum::<usize>() + reply.iter().map(|p| p.len()).sum::<usize>();
-        if total > self.max_transfer() {
-            return Err(Errno::E2BIG);
-        }
-        match self.requests.request(&*self.transport, request, reply) {
-            Ok(written) => Ok(written as usize),
-            Err(e) => {
-                if e == Errno::ETIMEDOUT {
-                    log::error!("virtio-fs {:?}: no reply to opcode {} within {:?}", self.tag, Self::opcode(request), self.timeout.unwrap_or_default());
-                }
-                if self.requests.has_failed() {
-                    // The device is dead (perhaps this request timed out): drop its FORGETs too.
-                    self.fail(format_args!("opcode {} failed with the device", Self::opcode(request)));
-                    return Err(Errno::EIO);
-                }
-                Err(e)
-            }
-        }
+        self.send(None, request, reply)
+    }
+
+    fn request_in(&self, epoch: u64, request: &[&[u8]], reply: &mut [&mut [u8]]) -> Result<usize> {
+        self.send(Some(epoch), request, reply)
     }
 
     fn send_forget(&self, request: &[u8]) -> Result<()> {
+        self.send_forget_in(self.requests.epoch(), request)
+    }
+
+    fn send_forget_in(&self, epoch: u64, request: &[u8]) -> Result<()> {
         if self.has_failed() {
             return Err(Errno::EIO);
         }
         let copy: Box<[u8]> = request.into();
         let deadline = self.deadline();
         let mut copy = Some(copy);
+        let mut error = None;
+        let mut bad_used = false;
         let sent = self.requests.wait(deadline, || {
+            let mut hiprio = self.hiprio.lock();
             if self.has_failed() {
+                error = Some(Errno::EIO);
                 return true;
             }
-            let mut hiprio = self.hiprio.lock();
-            hiprio.reclaim();
+            if hiprio.epoch != epoch {
+                error = Some(Errno::ESTALE); // the node belongs to a session before a reset
+                return true;
+            }
+            if hiprio.reclaim() {
+                bad_used = true;
+                return true;
+            }
             let Some(buffer) = copy.take() else { return true };
             // SAFETY: the buffer is moved into `hiprio.buffers` below and freed only when the
             // device returned it (`reclaim`) or the queue is abandoned after a reset.
@@ -322,15 +372,62 @@ impl FuseChannel for VirtioFsDevice {
                 }
             }
         });
-        if self.has_failed() {
+        if bad_used {
+            self.fail(epoch, format_args!("bad used entry on the high-priority queue"));
             return Err(Errno::EIO);
         }
+        if let Some(e) = error {
+            return Err(e);
+        }
         if !sent {
-            self.fail(format_args!("the high-priority queue stayed full for {:?}", self.timeout));
+            self.fail(epoch, format_args!("the high-priority queue stayed full for {:?}", self.timeout));
             return Err(Errno::EIO);
         }
         self.forgets_sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn epoch(&self) -> u64 {
+        self.requests.epoch()
+    }
+
+    /// Brings a failed device back: `fail` confirmed its reset, so it holds no buffer of ours;
+    /// features again (they must be the ones the session was sized for), both queues afresh,
+    /// the interrupt again, `DRIVER_OK`, and only then requests in the new epoch.
+    fn reconnect(&self) -> Result<u64> {
+        let _one = self.reconnecting.lock();
+        if !self.requests.has_failed() {
+            return Ok(self.requests.epoch()); // nothing failed, or another caller was first
+        }
+        let transport = &*self.transport;
+        let failed = |e: Errno| {
+            log::error!("virtio-fs {:?}: cannot re-initialise the device: {e}", self.tag);
+            transport.set_status(status::FAILED);
+            if e == Errno::ENOENT { Errno::ENODEV } else { e }
+        };
+        let negotiated = libos_virtio::initialize(transport, features::INDIRECT_DESC).map_err(failed)?;
+        if (negotiated & features::INDIRECT_DESC != 0) != self.indirect {
+            return Err(failed(Errno::ENODEV));
+        }
+        let interrupt = self.requests.interrupt();
+        if let Some(irq) = interrupt {
+            transport.prepare_interrupt(irq).map_err(failed)?;
+        }
+        let mut hiprio = SplitQueue::new(transport, HIPRIO_QUEUE, HIPRIO_QUEUE_SIZE, false).map_err(failed)?;
+        hiprio.set_interrupts(interrupt.is_some());
+        self.requests.restart(transport).map_err(failed)?;
+        // The old high-priority ring and the FORGETs in it are freed here, after the reset.
+        let old = core::mem::replace(&mut *self.hiprio.lock(), Hiprio::new(hiprio, self.requests.epoch()));
+        drop(old);
+        libos_virtio::finish_initialization(transport);
+        if let Some(irq) = interrupt {
+            if let Err(e) = transport.enable_interrupt(irq) {
+                log::error!("virtio-fs {:?}: interrupt {irq} not routed again ({e})", self.tag);
+            }
+        }
+        let epoch = self.requests.resume();
+        log::warn!("virtio-fs {:?}: device re-initialised after a failure (epoch {epoch})", self.tag);
+        Ok(epoch)
     }
 
     fn max_transfer(&self) -> usize {

@@ -17,6 +17,12 @@
 //!   has no open/close hooks: an `OpenFile` is the node plus an offset), kept per node and
 //!   access mode, and flushed and released when the node is dropped.
 //!
+//! - **Sessions end** when the device fails (a reply that never came resets it). The next
+//!   operation from the root brings the device back and starts a new FUSE session
+//!   ([`recovery`]); every node, file handle and queued FORGET of the old session belongs
+//!   to its *epoch* and fails with `ESTALE` (never reaching the new server, where its nodeid
+//!   would name another file), while new path walks from the root work.
+//!
 //! No spin lock is held across a request: requests block (the virtio device waits for an
 //! interrupt), and a node may be dropped (sending RELEASE and queueing a FORGET) whenever an
 //! `Arc` goes away, so values that might hold the last reference are dropped after the locks.
@@ -29,13 +35,15 @@ use alloc::sync::{Arc, Weak};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::any::Any;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use fuse_abi::linux as abi;
 use hashbrown::HashMap;
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
 use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, MonotonicClock, NewNode, Node, Owner, SetAttr, StatFs, TimeUpdate};
 use zerocopy::{FromBytes, IntoBytes};
+
+mod recovery;
 
 /// `statfs`'s magic number for FUSE file systems (Linux `FUSE_SUPER_MAGIC`).
 pub const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
@@ -251,6 +259,17 @@ pub struct Session {
     nodes: SpinLock<HashMap<u64, Weak<FuseNode>>>,
     dentries: SpinLock<DentryCache>,
     forgets: SpinLock<Vec<proto::fuse_forget_one>>,
+    /// The channel epoch this session's `FUSE_INIT` was made in (see [`recovery`]).
+    epoch: AtomicU64,
+    /// Set while one caller starts a new session after a device failure.
+    recovering: AtomicBool,
+}
+
+/// What a request is about: a nodeid, valid in one epoch of the channel only.
+#[derive(Clone, Copy, Debug)]
+struct Target {
+    nodeid: u64,
+    epoch: u64,
 }
 
 /// The destination of a reply's payload.
@@ -271,8 +290,19 @@ impl Session {
     }
 
     /// Sends one request (`body` after the header) and verifies the reply. Returns the payload
-    /// length (for `Fixed`, always its size).
-    fn call(&self, opcode: u32, nodeid: u64, body: &[&[u8]], data: ReplyData<'_>) -> Result<usize> {
+    /// length (for `Fixed`, always its size). Errors: `ESTALE` when `target` belongs to a
+    /// session before a device reset (nothing is sent).
+    fn call(&self, opcode: u32, target: Target, body: &[&[u8]], data: ReplyData<'_>) -> Result<usize> {
+        if target.epoch != self.epoch.load(Ordering::Acquire) {
+            return Err(Errno::ESTALE);
+        }
+        self.send(opcode, target, body, data)
+    }
+
+    /// [`Session::call`] without the check that `target` is of the current session (starting
+    /// a new session talks to the channel's new epoch before the session moves to it).
+    fn send(&self, opcode: u32, target: Target, body: &[&[u8]], data: ReplyData<'_>) -> Result<usize> {
+        let nodeid = target.nodeid;
         let body_len: usize = body.iter().map(|b| b.len()).sum();
         let unique = self.unique();
         let header = proto::in_header(opcode, unique, nodeid, body_len);
@@ -295,14 +325,14 @@ impl Session {
         let written = {
             let mut reply: [&mut [u8]; 2] = [&mut out_header, payload];
             let reply_parts = if capacity == proto::OUT_HEADER_SIZE { &mut reply[..1] } else { &mut reply[..] };
-            self.channel.request(&request[..parts], reply_parts)
+            self.channel.request_in(target.epoch, &request[..parts], reply_parts)
         };
         let written = match written {
             Ok(n) => n,
             Err(e) => {
                 bump(&self.counters.transport_errors, 1);
                 log::warn!("virtio-fs: {} request failed in the channel: {e}", op::name(opcode));
-                return Err(if e == Errno::E2BIG { e } else { Errno::EIO });
+                return Err(if matches!(e, Errno::E2BIG | Errno::ESTALE) { e } else { Errno::EIO });
             }
         };
         match proto::verify_reply(&out_header, written, capacity, unique, opcode) {
@@ -326,23 +356,29 @@ impl Session {
     fn call_fixed<T: FromBytes + IntoBytes + zerocopy::KnownLayout + zerocopy::Immutable + Default>(
         &self,
         opcode: u32,
-        nodeid: u64,
+        target: Target,
         body: &[&[u8]],
     ) -> Result<T> {
         let mut out = T::default();
-        self.call(opcode, nodeid, body, ReplyData::Fixed(out.as_mut_bytes()))?;
+        self.call(opcode, target, body, ReplyData::Fixed(out.as_mut_bytes()))?;
         Ok(out)
     }
 
     /// A request without reply payload.
-    fn call_empty(&self, opcode: u32, nodeid: u64, body: &[&[u8]]) -> Result<()> {
-        self.call(opcode, nodeid, body, ReplyData::Fixed(&mut [])).map(drop)
+    fn call_empty(&self, opcode: u32, target: Target, body: &[&[u8]]) -> Result<()> {
+        self.call(opcode, target, body, ReplyData::Fixed(&mut [])).map(drop)
     }
 
-    /// Queues `nlookup` references of `nodeid` to forget; sends the batch when it is full.
-    fn queue_forget(&self, nodeid: u64, nlookup: u64) {
+    /// Queues `nlookup` references of `nodeid` (of epoch `epoch`) to forget; sends the batch
+    /// when it is full. References of an earlier session are dropped: its server is gone.
+    fn queue_forget(&self, epoch: u64, nodeid: u64, nlookup: u64) {
         let full = {
+            // Checked under the queue's lock, which `recovery` clears the queue under after
+            // moving to a new epoch: no old record slips into the new session's queue.
             let mut queue = self.forgets.lock();
+            if epoch != self.epoch.load(Ordering::Acquire) {
+                return;
+            }
             queue.push(proto::fuse_forget_one { nodeid, nlookup });
             queue.len() >= self.options.forget_batch.max(1)
         };
@@ -353,7 +389,10 @@ impl Session {
 
     /// Sends every queued FORGET (BATCH_FORGET messages sized to the channel).
     fn flush_forgets(&self) {
-        let queued = core::mem::take(&mut *self.forgets.lock());
+        let (queued, epoch) = {
+            let mut queue = self.forgets.lock();
+            (core::mem::take(&mut *queue), self.epoch.load(Ordering::Acquire))
+        };
         if queued.is_empty() {
             return;
         }
@@ -376,7 +415,7 @@ impl Session {
                 message.extend_from_slice(chunk.as_bytes());
                 (op::BATCH_FORGET, message)
             };
-            match self.channel.send_forget(&message) {
+            match self.channel.send_forget_in(epoch, &message) {
                 Ok(()) => {
                     bump(&self.counters.forget_messages, 1);
                     bump(&self.counters.forget_records, chunk.len() as u64);
@@ -390,21 +429,29 @@ impl Session {
         }
     }
 
-    /// The node object for an entry reply (one more lookup reference on it).
-    fn node_from_entry(self: &Arc<Session>, entry: &proto::fuse_entry_out, parent: &Arc<FuseNode>) -> Result<Arc<FuseNode>> {
+    /// The node object for an entry reply that came in `epoch` (one more lookup reference on
+    /// it). Errors: `ESTALE` when the session moved on since (the reply's nodeid means
+    /// nothing to the new server).
+    fn node_from_entry(self: &Arc<Session>, entry: &proto::fuse_entry_out, parent: &Arc<FuseNode>, epoch: u64) -> Result<Arc<FuseNode>> {
         if entry.nodeid == 0 {
             return Err(Errno::ENOENT); // a negative entry
         }
         let meta = proto::metadata_from_attr(&entry.attr).inspect_err(|_| {
             log::warn!("virtio-fs: entry for node {} has an invalid mode {:#o}", entry.nodeid, entry.attr.mode);
             // The server counted a lookup: give it back.
-            self.queue_forget(entry.nodeid, 1);
+            self.queue_forget(epoch, entry.nodeid, 1);
         })?;
         let now = self.now();
         let attr_until = now.saturating_add(proto::timeout_nanos(entry.attr_valid, entry.attr_valid_nsec).max(MIN_VALIDITY_NS));
         let mut stale_parent = None;
         let mut nodes = self.nodes.lock();
-        if let Some(existing) = nodes.get(&entry.nodeid).and_then(Weak::upgrade) {
+        // Under the table's lock, which `recovery` empties under after moving to a new
+        // epoch: an old session's node never enters the new session's table.
+        if epoch != self.epoch.load(Ordering::Acquire) {
+            return Err(Errno::ESTALE);
+        }
+        let found = nodes.get(&entry.nodeid).and_then(Weak::upgrade).filter(|node| node.epoch == epoch);
+        if let Some(existing) = found {
             drop(nodes);
             existing.nlookup.fetch_add(1, Ordering::Relaxed);
             if existing.file_type == meta.file_type {
@@ -421,6 +468,7 @@ impl Session {
         let node = Arc::new(FuseNode {
             session: self.clone(),
             nodeid: entry.nodeid,
+            epoch,
             ino: meta.ino,
             file_type: meta.file_type,
             nlookup: AtomicU64::new(1),
@@ -438,14 +486,28 @@ impl Session {
 
     fn cached_dentry(&self, parent: u64, name: &str) -> Option<Arc<FuseNode>> {
         let now = self.now();
-        self.dentries.lock().get(parent, name, now)
+        let node = self.dentries.lock().get(parent, name, now)?;
+        // Once the device failed (the channel left the session's epoch) cached entries name
+        // nodes the server forgot: a miss makes the walk ask the root, which starts a new
+        // session. A node of an earlier session can also be found in the moment before
+        // `recovery` clears the cache: look it up again.
+        let epoch = self.epoch.load(Ordering::Acquire);
+        (node.epoch == epoch && self.channel.epoch() == epoch).then_some(node)
     }
 
     fn add_dentry(&self, parent: u64, name: &str, node: Arc<FuseNode>, entry_valid: u64) {
         let now = self.now();
         let valid_until = now.saturating_add(entry_valid.max(MIN_VALIDITY_NS));
         let mut dropped = Vec::new();
-        self.dentries.lock().insert(parent, name, Dentry { node, valid_until }, self.options.dentry_capacity, now, &mut dropped);
+        {
+            let mut dentries = self.dentries.lock();
+            // Checked under the lock `recovery` clears the cache under (see `node_from_entry`).
+            if node.epoch == self.epoch.load(Ordering::Acquire) {
+                dentries.insert(parent, name, Dentry { node, valid_until }, self.options.dentry_capacity, now, &mut dropped);
+            } else {
+                dropped.push(node);
+            }
+        }
         drop(dropped);
     }
 
@@ -490,35 +552,8 @@ impl VirtioFs {
     /// returns the file system. `EPROTO` if the server's protocol version is unusable, `EIO` if
     /// the server does not answer properly.
     pub fn mount(channel: Arc<dyn FuseChannel>, options: MountOptions) -> Result<Arc<VirtioFs>> {
-        let init_in = proto::init_in();
-        let unique = 1;
-        let header = proto::in_header(op::INIT, unique, 0, size_of::<proto::fuse_init_in>());
-        let mut out_header = [0u8; proto::OUT_HEADER_SIZE];
-        let mut init_out = proto::fuse_init_out::default();
-        let written = channel
-            .request(&[header.as_bytes(), init_in.as_bytes()], &mut [&mut out_header, init_out.as_mut_bytes()])
-            .inspect_err(|e| log::error!("virtio-fs: INIT failed in the channel: {e}"))
-            .map_err(|_| Errno::EIO)?;
-        match proto::verify_reply(&out_header, written, proto::OUT_HEADER_SIZE + 64, unique, op::INIT)? {
-            Reply::Err(e) => {
-                log::error!("virtio-fs: the server refused INIT: {e}");
-                return Err(e);
-            }
-            // virtiofsd always sends the full 64 bytes; a 7.22-era 24-byte reply is too old.
-            Reply::Ok(64) => {}
-            Reply::Ok(n) => {
-                log::error!("virtio-fs: INIT reply of {n} bytes (expected 64)");
-                return Err(Errno::EPROTO);
-            }
-        }
-        let negotiated = proto::negotiate(&init_out, channel.max_transfer())?;
-        log::info!(
-            "virtio-fs: FUSE 7.{} max_write {} max_read {} flags {:#x}",
-            negotiated.minor,
-            negotiated.max_write,
-            negotiated.max_read,
-            negotiated.flags
-        );
+        let epoch = channel.epoch();
+        let negotiated = recovery::init(&*channel, epoch, 1)?;
         let session = Arc::new(Session {
             channel,
             negotiated,
@@ -528,19 +563,17 @@ impl VirtioFs {
             nodes: SpinLock::new(HashMap::new()),
             dentries: SpinLock::new(DentryCache::default()),
             forgets: SpinLock::new(Vec::new()),
+            epoch: AtomicU64::new(epoch),
+            recovering: AtomicBool::new(false),
         });
         bump(&session.counters.requests[op::INIT as usize], 1);
-        let getattr = proto::fuse_getattr_in::default();
-        let out: proto::fuse_attr_out = session.call_fixed(op::GETATTR, abi::FUSE_ROOT_ID, &[getattr.as_bytes()])?;
-        let meta = proto::metadata_from_attr(&out.attr)?;
-        if !meta.is_dir() {
-            log::error!("virtio-fs: the root is not a directory");
-            return Err(Errno::ENOTDIR);
-        }
-        let valid = proto::timeout_nanos(out.attr_valid, out.attr_valid_nsec).max(MIN_VALIDITY_NS);
+        let (meta, valid) = session.root_attr(epoch)?;
         let root = Arc::new(FuseNode {
             session: session.clone(),
             nodeid: abi::FUSE_ROOT_ID,
+            // The root's nodeid is the same in every session: requests about it go to the
+            // current one (see `FuseNode::target`).
+            epoch,
             ino: meta.ino,
             file_type: FileType::Directory,
             nlookup: AtomicU64::new(0),
@@ -607,7 +640,7 @@ impl FileSystem for VirtioFs {
     }
 
     fn statfs(&self) -> Result<StatFs> {
-        let out: proto::fuse_kstatfs = self.session.call_fixed(op::STATFS, abi::FUSE_ROOT_ID, &[])?;
+        let out: proto::fuse_kstatfs = self.session.call_fixed(op::STATFS, self.root.target()?, &[])?;
         Ok(StatFs {
             fs_type: FUSE_SUPER_MAGIC,
             block_size: u64::from(if out.frsize != 0 { out.frsize } else { out.bsize }),
@@ -624,7 +657,7 @@ impl FileSystem for VirtioFs {
     fn sync(&self) -> Result<()> {
         self.session.flush_forgets();
         let syncfs = [0u8; 8];
-        match self.session.call_empty(op::SYNCFS, abi::FUSE_ROOT_ID, &[&syncfs]) {
+        match self.session.call_empty(op::SYNCFS, self.root.target()?, &[&syncfs]) {
             Ok(()) | Err(Errno::ENOSYS) => Ok(()),
             Err(e) => Err(e),
         }
@@ -653,6 +686,8 @@ impl Access {
 
 struct Handle {
     fh: u64,
+    /// The session it was opened in (only the root outlives sessions, and its handles with it).
+    epoch: u64,
     access: Access,
     /// Written through: FLUSH before RELEASE.
     dirty: bool,
@@ -667,6 +702,8 @@ struct DirBuf {
 pub struct FuseNode {
     session: Arc<Session>,
     nodeid: u64,
+    /// The session (channel epoch) the nodeid belongs to; the root's is its first.
+    epoch: u64,
     ino: u64,
     file_type: FileType,
     /// Lookup references this object holds on the host.
@@ -699,7 +736,7 @@ impl Drop for FuseNode {
         }
         let nlookup = *self.nlookup.get_mut();
         if nlookup > 0 {
-            self.session.queue_forget(self.nodeid, nlookup);
+            self.session.queue_forget(self.epoch, self.nodeid, nlookup);
         }
     }
 }
@@ -717,6 +754,14 @@ impl FuseNode {
     /// Lookup references this object holds on the host.
     pub fn lookup_count(&self) -> u64 {
         self.nlookup.load(Ordering::Relaxed)
+    }
+
+    /// What requests about this node name: its nodeid in its session. The root belongs to
+    /// every session, so its requests go to the current one, which is started anew first if
+    /// the device failed ([`Session::ready`]); every other node stays in its own.
+    fn target(&self) -> Result<Target> {
+        let epoch = if self.nodeid == abi::FUSE_ROOT_ID { self.session.ready()? } else { self.epoch };
+        Ok(Target { nodeid: self.nodeid, epoch })
     }
 
     fn set_attr(&self, meta: Metadata, valid_until: u64) {
@@ -748,7 +793,7 @@ impl FuseNode {
 
     fn getattr(&self) -> Result<Metadata> {
         let getattr = proto::fuse_getattr_in::default();
-        let out: proto::fuse_attr_out = self.session.call_fixed(op::GETATTR, self.nodeid, &[getattr.as_bytes()])?;
+        let out: proto::fuse_attr_out = self.session.call_fixed(op::GETATTR, self.target()?, &[getattr.as_bytes()])?;
         self.attr_from_reply(&out)
     }
 
@@ -769,10 +814,11 @@ impl FuseNode {
         }
     }
 
-    /// Turns an entry reply into a node and caches its dentry under `name`.
-    fn adopt(&self, name: &str, entry: &proto::fuse_entry_out) -> Result<Arc<FuseNode>> {
+    /// Turns an entry reply to a request about `target` (this node) into a node and caches
+    /// its dentry under `name`.
+    fn adopt(&self, target: Target, name: &str, entry: &proto::fuse_entry_out) -> Result<Arc<FuseNode>> {
         let me = self.me()?;
-        let node = self.session.node_from_entry(entry, &me)?;
+        let node = self.session.node_from_entry(entry, &me, target.epoch)?;
         self.session.add_dentry(self.nodeid, name, node.clone(), proto::timeout_nanos(entry.entry_valid, entry.entry_valid_nsec));
         Ok(node)
     }
@@ -782,17 +828,18 @@ impl FuseNode {
         if let Some(node) = self.session.cached_dentry(self.nodeid, name) {
             return Ok(node);
         }
-        let entry: proto::fuse_entry_out = self.session.call_fixed(op::LOOKUP, self.nodeid, &name_parts(name))?;
-        self.adopt(name, &entry)
+        let target = self.target()?;
+        let entry: proto::fuse_entry_out = self.session.call_fixed(op::LOOKUP, target, &name_parts(name))?;
+        self.adopt(target, name, &entry)
     }
 
     // ---- file handles ----
 
-    fn find_handle(&self, need: Access) -> Option<u64> {
-        self.handles.lock().iter().find(|h| h.access.serves(need)).map(|h| h.fh)
+    fn find_handle(&self, target: Target, need: Access) -> Option<u64> {
+        self.handles.lock().iter().find(|h| h.epoch == target.epoch && h.access.serves(need)).map(|h| h.fh)
     }
 
-    fn open(&self, access: Access) -> Result<u64> {
+    fn open(&self, target: Target, access: Access) -> Result<u64> {
         let opcode = if access == Access::Dir { op::OPENDIR } else { op::OPEN };
         let flags = match access {
             Access::Read | Access::Dir => O_RDONLY,
@@ -800,33 +847,35 @@ impl FuseNode {
             Access::ReadWrite => O_RDWR,
         };
         let open_in = proto::fuse_open_in { flags, open_flags: 0 };
-        let out: proto::fuse_open_out = self.session.call_fixed(opcode, self.nodeid, &[open_in.as_bytes()])?;
+        let out: proto::fuse_open_out = self.session.call_fixed(opcode, target, &[open_in.as_bytes()])?;
         Ok(out.fh)
     }
 
     /// A handle that allows `need`, opening one if there is none yet. Reads and writes first
     /// try a read-write handle (one handle serves both), and fall back to the exact mode when
-    /// the host refuses it (a read-only file or share).
-    fn handle(&self, need: Access) -> Result<u64> {
-        if let Some(fh) = self.find_handle(need) {
+    /// the host refuses it (a read-only file or share). The handle belongs to `target`'s
+    /// session: use it only in requests about `target`.
+    fn handle(&self, target: Target, need: Access) -> Result<u64> {
+        if let Some(fh) = self.find_handle(target, need) {
             return Ok(fh);
         }
         let (fh, access) = match need {
-            Access::Read | Access::Write => match self.open(Access::ReadWrite) {
+            Access::Read | Access::Write => match self.open(target, Access::ReadWrite) {
                 Ok(fh) => (fh, Access::ReadWrite),
-                Err(Errno::EACCES | Errno::EPERM | Errno::EROFS | Errno::ETXTBSY) => (self.open(need)?, need),
+                Err(Errno::EACCES | Errno::EPERM | Errno::EROFS | Errno::ETXTBSY) => (self.open(target, need)?, need),
                 Err(e) => return Err(e),
             },
-            _ => (self.open(need)?, need),
+            _ => (self.open(target, need)?, need),
         };
+        let epoch = target.epoch;
         let mut handles = self.handles.lock();
-        if let Some(existing) = handles.iter().find(|h| h.access.serves(need)).map(|h| h.fh) {
+        if let Some(existing) = handles.iter().find(|h| h.epoch == epoch && h.access.serves(need)).map(|h| h.fh) {
             // Another thread opened one meanwhile: keep theirs.
             drop(handles);
-            self.release(&Handle { fh, access, dirty: false });
+            self.release(&Handle { fh, epoch, access, dirty: false });
             return Ok(existing);
         }
-        handles.push(Handle { fh, access, dirty: false });
+        handles.push(Handle { fh, epoch, access, dirty: false });
         Ok(fh)
     }
 
@@ -838,15 +887,19 @@ impl FuseNode {
 
     fn release(&self, handle: &Handle) {
         let dir = handle.access == Access::Dir;
+        let target = Target { nodeid: self.nodeid, epoch: handle.epoch };
+        if handle.epoch != self.session.epoch.load(Ordering::Acquire) {
+            return; // its session's server is gone, and the handle with it
+        }
         if handle.dirty {
             let flush = proto::fuse_flush_in { fh: handle.fh, ..Default::default() };
-            if let Err(e) = self.session.call_empty(op::FLUSH, self.nodeid, &[flush.as_bytes()]) {
+            if let Err(e) = self.session.call_empty(op::FLUSH, target, &[flush.as_bytes()]) {
                 log::warn!("virtio-fs: FLUSH of node {} failed: {e}", self.nodeid);
             }
         }
         let release = proto::fuse_release_in { fh: handle.fh, ..Default::default() };
         let opcode = if dir { op::RELEASEDIR } else { op::RELEASE };
-        if let Err(e) = self.session.call_empty(opcode, self.nodeid, &[release.as_bytes()]) {
+        if let Err(e) = self.session.call_empty(opcode, target, &[release.as_bytes()]) {
             log::warn!("virtio-fs: {} of node {} failed: {e}", op::name(opcode), self.nodeid);
         }
     }
@@ -861,9 +914,9 @@ impl FuseNode {
 
     /// One WRITE of `data` (at most `max_write` bytes) through `fh`. `flags` are the file's
     /// flags as the server sees them per write (`O_APPEND`: write at the end).
-    fn write_once(&self, fh: u64, offset: u64, data: &[u8], flags: u32) -> Result<usize> {
+    fn write_once(&self, target: Target, fh: u64, offset: u64, data: &[u8], flags: u32) -> Result<usize> {
         let write_in = proto::fuse_write_in { fh, offset, size: data.len() as u32, flags, ..Default::default() };
-        let out: proto::fuse_write_out = self.session.call_fixed(op::WRITE, self.nodeid, &[write_in.as_bytes(), data])?;
+        let out: proto::fuse_write_out = self.session.call_fixed(op::WRITE, target, &[write_in.as_bytes(), data])?;
         let n = out.size as usize;
         if n > data.len() {
             log::warn!("virtio-fs: WRITE reply claims {n} of {} bytes: EIO", data.len());
@@ -874,12 +927,12 @@ impl FuseNode {
     }
 
     /// Writes `buf` in `max_write` pieces through `fh`; `at` gives each piece's offset.
-    fn write_all_pieces(&self, fh: u64, buf: &[u8], flags: u32, mut at: impl FnMut(usize) -> u64) -> Result<usize> {
+    fn write_all_pieces(&self, target: Target, fh: u64, buf: &[u8], flags: u32, mut at: impl FnMut(usize) -> u64) -> Result<usize> {
         let max = self.session.negotiated.max_write;
         let mut done = 0;
         while done < buf.len() {
             let piece = &buf[done..buf.len().min(done + max)];
-            match self.write_once(fh, at(done), piece, flags) {
+            match self.write_once(target, fh, at(done), piece, flags) {
                 Ok(n) => {
                     done += n;
                     if n < piece.len() {
@@ -894,11 +947,12 @@ impl FuseNode {
     }
 
     fn setattr(&self, mut setattr: proto::fuse_setattr_in) -> Result<()> {
-        if let Some(fh) = self.find_handle(Access::Write) {
+        let target = self.target()?;
+        if let Some(fh) = self.find_handle(target, Access::Write) {
             setattr.valid |= proto::FATTR_FH;
             setattr.fh = fh;
         }
-        let out: proto::fuse_attr_out = self.session.call_fixed(op::SETATTR, self.nodeid, &[setattr.as_bytes()])?;
+        let out: proto::fuse_attr_out = self.session.call_fixed(op::SETATTR, target, &[setattr.as_bytes()])?;
         self.attr_from_reply(&out).map(drop)
     }
 
@@ -912,14 +966,19 @@ impl FuseNode {
         }
         let new_dir = self.own(new_dir)?;
         let source = self.child(old_name)?;
+        let target = self.target()?;
+        // The other directory's nodeid travels in the body: it must be of the same session.
+        if new_dir.target()?.epoch != target.epoch {
+            return Err(Errno::ESTALE);
+        }
         let [old, nul] = name_parts(old_name);
         let [new, _] = name_parts(new_name);
         if flags == 0 {
             let rename = proto::fuse_rename_in { newdir: new_dir.nodeid };
-            self.session.call_empty(op::RENAME, self.nodeid, &[rename.as_bytes(), old, nul, new, nul])?;
+            self.session.call_empty(op::RENAME, target, &[rename.as_bytes(), old, nul, new, nul])?;
         } else {
             let rename = proto::fuse_rename2_in { newdir: new_dir.nodeid, flags, padding: 0 };
-            self.session.call_empty(op::RENAME2, self.nodeid, &[rename.as_bytes(), old, nul, new, nul])?;
+            self.session.call_empty(op::RENAME2, target, &[rename.as_bytes(), old, nul, new, nul])?;
         }
         let me = self.me()?;
         let new_dir_arc = new_dir.me()?;
@@ -952,7 +1011,8 @@ impl FuseNode {
     /// Fetches the READDIR page starting at `cookie` (skipping `.` and `..`, and names that
     /// are not UTF-8, which the VFS cannot represent).
     fn fill_dir_buf(&self, cookie: u64) -> Result<Vec<(u64, DirEntry)>> {
-        let fh = match self.handle(Access::Dir) {
+        let target = self.target()?;
+        let fh = match self.handle(target, Access::Dir) {
             Ok(fh) => fh,
             Err(Errno::ENOENT) => return Ok(Vec::new()), // removed meanwhile, as above
             Err(e) => return Err(e),
@@ -962,7 +1022,7 @@ impl FuseNode {
         let mut buf = vec![0u8; size];
         loop {
             let read_in = proto::fuse_read_in { fh, offset, size: size as u32, ..Default::default() };
-            let n = match self.session.call(op::READDIR, self.nodeid, &[read_in.as_bytes()], ReplyData::Upto(&mut buf)) {
+            let n = match self.session.call(op::READDIR, target, &[read_in.as_bytes()], ReplyData::Upto(&mut buf)) {
                 Ok(n) => n,
                 // Linux (so virtiofsd) lists a removed directory with ENOENT; the VFS's
                 // contract is that an open, removed directory lists nothing.
@@ -1035,7 +1095,8 @@ impl Node for FuseNode {
         if buf.is_empty() {
             return Ok(0);
         }
-        let fh = self.handle(Access::Read)?;
+        let target = self.target()?;
+        let fh = self.handle(target, Access::Read)?;
         let max = self.session.negotiated.max_read;
         let mut done = 0;
         while done < buf.len() {
@@ -1044,7 +1105,7 @@ impl Node for FuseNode {
             let want = piece.len();
             let read_in =
                 proto::fuse_read_in { fh, offset: offset + done as u64, size: want as u32, ..Default::default() };
-            match self.session.call(op::READ, self.nodeid, &[read_in.as_bytes()], ReplyData::Upto(piece)) {
+            match self.session.call(op::READ, target, &[read_in.as_bytes()], ReplyData::Upto(piece)) {
                 Ok(n) => {
                     bump(&self.session.counters.bytes_read, n as u64);
                     done += n;
@@ -1068,9 +1129,10 @@ impl Node for FuseNode {
         if buf.is_empty() {
             return Ok(0);
         }
-        let fh = self.handle(Access::Write)?;
+        let target = self.target()?;
+        let fh = self.handle(target, Access::Write)?;
         self.mark_dirty(fh);
-        let result = self.write_all_pieces(fh, buf, 0, |done| offset + done as u64);
+        let result = self.write_all_pieces(target, fh, buf, 0, |done| offset + done as u64);
         self.stale();
         result
     }
@@ -1080,9 +1142,10 @@ impl Node for FuseNode {
     /// GETATTR) minus what was written.
     fn append(&self, buf: &[u8]) -> Result<(u64, usize)> {
         self.regular()?;
-        let fh = self.handle(Access::Write)?;
+        let target = self.target()?;
+        let fh = self.handle(target, Access::Write)?;
         self.mark_dirty(fh);
-        let n = self.write_all_pieces(fh, buf, O_APPEND, |_| 0);
+        let n = self.write_all_pieces(target, fh, buf, O_APPEND, |_| 0);
         self.stale();
         let n = n?;
         let size = self.getattr()?.size;
@@ -1099,19 +1162,20 @@ impl Node for FuseNode {
 
     /// FSYNC (FSYNCDIR for a directory) through a handle of this node.
     fn sync(&self) -> Result<()> {
+        let target = self.target()?;
         let (opcode, fh) = match self.file_type {
-            FileType::Directory => (op::FSYNCDIR, self.handle(Access::Dir)?),
+            FileType::Directory => (op::FSYNCDIR, self.handle(target, Access::Dir)?),
             FileType::Regular => {
-                let any = self.handles.lock().iter().find(|h| h.access != Access::Dir).map(|h| h.fh);
+                let any = self.handles.lock().iter().find(|h| h.epoch == target.epoch && h.access != Access::Dir).map(|h| h.fh);
                 (op::FSYNC, match any {
                     Some(fh) => fh,
-                    None => self.handle(Access::Read)?,
+                    None => self.handle(target, Access::Read)?,
                 })
             }
             _ => return Ok(()),
         };
         let fsync = proto::fuse_fsync_in { fh, fsync_flags: 0, padding: 0 };
-        self.session.call_empty(opcode, self.nodeid, &[fsync.as_bytes()])
+        self.session.call_empty(opcode, target, &[fsync.as_bytes()])
     }
 
     fn read_link(&self) -> Result<String> {
@@ -1122,7 +1186,7 @@ impl Node for FuseNode {
             return Ok(target);
         }
         let mut buf = vec![0u8; READLINK_SIZE];
-        let n = self.session.call(op::READLINK, self.nodeid, &[], ReplyData::Upto(&mut buf))?;
+        let n = self.session.call(op::READLINK, self.target()?, &[], ReplyData::Upto(&mut buf))?;
         buf.truncate(n);
         let target = String::from_utf8(buf).map_err(|_| {
             log::warn!("virtio-fs: symlink target of node {} is not UTF-8", self.nodeid);
@@ -1161,30 +1225,31 @@ impl Node for FuseNode {
                     open_flags: 0,
                 };
                 let mut out = [0u8; 128 + 16];
-                self.session.call(op::CREATE, self.nodeid, &[create.as_bytes(), n, nul], ReplyData::Fixed(&mut out))?;
+                let target = self.target()?;
+                self.session.call(op::CREATE, target, &[create.as_bytes(), n, nul], ReplyData::Fixed(&mut out))?;
                 let entry = proto::fuse_entry_out::read_from_bytes(&out[..128]).map_err(|_| Errno::EIO)?;
                 let open = proto::fuse_open_out::read_from_bytes(&out[128..]).map_err(|_| Errno::EIO)?;
-                let node = match self.adopt(name, &entry) {
+                let handle = Handle { fh: open.fh, epoch: target.epoch, access: Access::ReadWrite, dirty: false };
+                let node = match self.adopt(target, name, &entry) {
                     Ok(node) => node,
                     Err(e) => {
-                        let dummy = Handle { fh: open.fh, access: Access::ReadWrite, dirty: false };
-                        self.release(&dummy);
+                        self.release(&handle);
                         return Err(e);
                     }
                 };
-                node.handles.lock().push(Handle { fh: open.fh, access: Access::ReadWrite, dirty: false });
+                node.handles.lock().push(handle);
                 node
             }
             NewNode::Directory => {
                 let mkdir = proto::fuse_mkdir_in { mode: perm, umask: 0 };
-                let entry: proto::fuse_entry_out =
-                    self.session.call_fixed(op::MKDIR, self.nodeid, &[mkdir.as_bytes(), n, nul])?;
-                self.adopt(name, &entry)?
+                let target = self.target()?;
+                let entry: proto::fuse_entry_out = self.session.call_fixed(op::MKDIR, target, &[mkdir.as_bytes(), n, nul])?;
+                self.adopt(target, name, &entry)?
             }
             NewNode::Symlink(target) => {
-                let entry: proto::fuse_entry_out =
-                    self.session.call_fixed(op::SYMLINK, self.nodeid, &[n, nul, target.as_bytes(), b"\0"])?;
-                let node = self.adopt(name, &entry)?;
+                let at = self.target()?;
+                let entry: proto::fuse_entry_out = self.session.call_fixed(op::SYMLINK, at, &[n, nul, target.as_bytes(), b"\0"])?;
+                let node = self.adopt(at, name, &entry)?;
                 *node.link_target.lock() = Some(String::from(target));
                 node
             }
@@ -1216,10 +1281,15 @@ impl Node for FuseNode {
         if target.file_type.is_dir() {
             return Err(Errno::EPERM);
         }
+        let at = self.target()?;
+        // The linked node's nodeid travels in the body: it must be of the same session.
+        if target.target()?.epoch != at.epoch {
+            return Err(Errno::ESTALE);
+        }
         let link = proto::fuse_link_in { oldnodeid: target.nodeid };
         let [n, nul] = name_parts(name);
-        let entry: proto::fuse_entry_out = self.session.call_fixed(op::LINK, self.nodeid, &[link.as_bytes(), n, nul])?;
-        let node = self.adopt(name, &entry)?;
+        let entry: proto::fuse_entry_out = self.session.call_fixed(op::LINK, at, &[link.as_bytes(), n, nul])?;
+        let node = self.adopt(at, name, &entry)?;
         node.stale();
         target.stale();
         self.dir_changed();
@@ -1227,7 +1297,7 @@ impl Node for FuseNode {
     }
 
     fn unlink(&self, name: &str) -> Result<()> {
-        self.session.call_empty(op::UNLINK, self.nodeid, &name_parts(name))?;
+        self.session.call_empty(op::UNLINK, self.target()?, &name_parts(name))?;
         if let Some(node) = self.session.remove_dentry(self.nodeid, name) {
             node.stale();
         }
@@ -1236,7 +1306,7 @@ impl Node for FuseNode {
     }
 
     fn rmdir(&self, name: &str) -> Result<()> {
-        self.session.call_empty(op::RMDIR, self.nodeid, &name_parts(name))?;
+        self.session.call_empty(op::RMDIR, self.target()?, &name_parts(name))?;
         if let Some(node) = self.session.remove_dentry(self.nodeid, name) {
             node.dir_changed();
         }

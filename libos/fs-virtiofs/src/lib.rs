@@ -89,6 +89,8 @@ pub mod protocol;
 pub mod testing;
 
 #[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
 mod tests;
 
 pub use channel::FuseChannel;

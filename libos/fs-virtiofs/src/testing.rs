@@ -125,6 +125,8 @@ pub struct FakeServer {
     counts: [AtomicU64; op::COUNT],
     forget_messages: AtomicU64,
     violations: SpinLock<Vec<String>>,
+    /// Sessions started after the first (a repeated `FUSE_INIT`).
+    sessions: AtomicU64,
 }
 
 const O_ACCMODE: u32 = 0o3;
@@ -165,6 +167,7 @@ impl FakeServer {
             counts: core::array::from_fn(|_| AtomicU64::new(0)),
             forget_messages: AtomicU64::new(0),
             violations: SpinLock::new(Vec::new()),
+            sessions: AtomicU64::new(0),
         })
     }
 
@@ -213,6 +216,11 @@ impl FakeServer {
     /// Open file handles.
     pub fn open_handles(&self) -> usize {
         self.state.lock().handles.len()
+    }
+
+    /// How many times a client started a new session (`FUSE_INIT` again, after a reset).
+    pub fn restarts(&self) -> u64 {
+        self.sessions.load(Ordering::Relaxed)
     }
 
     /// Protocol violations seen (empty for a correct client).
@@ -318,6 +326,19 @@ impl FakeServer {
                 let (init, _) = proto::fuse_init_in::read_from_prefix(body).map_err(|_| Errno::EINVAL)?;
                 if init.major != 7 {
                     return Err(Errno::EPROTO);
+                }
+                if state.initialized {
+                    // A new session (the device was reset): like virtiofsd, forget every
+                    // nodeid and handle of the old one. Numbering starts again, so a client
+                    // that kept using an old nodeid would reach another file.
+                    let root = state.fs.root();
+                    state.nodes.clear();
+                    state.by_ino.clear();
+                    state.by_ino.insert(root.ino(), abi::FUSE_ROOT_ID);
+                    state.nodes.insert(abi::FUSE_ROOT_ID, FakeNode { node: root, nlookup: 0 });
+                    state.next_nodeid = 2;
+                    state.handles.clear();
+                    self.sessions.fetch_add(1, Ordering::Relaxed);
                 }
                 state.initialized = true;
                 let supported = abi::FUSE_BIG_WRITES

@@ -267,7 +267,7 @@ impl VirtioNet {
         let header_len = if transport.is_modern() || negotiated & feature::MRG_RXBUF != 0 { HEADER_WITH_COUNT } else { HEADER_LEGACY };
         let mac = if negotiated & feature::MAC != 0 {
             let mut mac = [0u8; 6];
-            transport.read_config(0, &mut mac);
+            transport.read_config(0, &mut mac).map_err(fail)?;
             mac
         } else {
             // Locally administered, unicast, from the clock so that two such devices differ.
@@ -329,8 +329,8 @@ impl VirtioNet {
             return true;
         }
         let mut status = [0u8; 2];
-        self.transport.read_config(6, &mut status);
-        status[0] & 1 != 0
+        // A device whose configuration never holds still has no usable link.
+        self.transport.read_config(6, &mut status).is_ok() && status[0] & 1 != 0
     }
 
     /// Reads and acknowledges the device's interrupt status.

@@ -128,8 +128,12 @@ pub trait Transport: Send + Sync {
     fn notify(&self, queue: u16);
 
     /// Reads device configuration space at `offset` into `buf` (byte accesses; consistent
-    /// across a configuration change where the transport has a generation counter).
-    fn read_config(&self, offset: usize, buf: &mut [u8]);
+    /// across a configuration change where the transport has a generation counter). Bytes
+    /// past the configuration space read as 0.
+    ///
+    /// Errors: `EIO` when the device kept changing its configuration generation for
+    /// [`CONFIG_READ_TRIES`] tries (see [`read_consistent`]).
+    fn read_config(&self, offset: usize, buf: &mut [u8]) -> Result<()>;
 
     /// Reads and acknowledges the interrupt status (bit 0: used buffers, bit 1: configuration
     /// change). Returns the bits that were set.
@@ -187,8 +191,8 @@ impl<T: Transport + ?Sized> Transport for &T {
     fn notify(&self, queue: u16) {
         (**self).notify(queue);
     }
-    fn read_config(&self, offset: usize, buf: &mut [u8]) {
-        (**self).read_config(offset, buf);
+    fn read_config(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        (**self).read_config(offset, buf)
     }
     fn acknowledge_interrupt(&self) -> u32 {
         (**self).acknowledge_interrupt()
@@ -202,6 +206,27 @@ impl<T: Transport + ?Sized> Transport for &T {
     fn enable_interrupt(&self, interrupt: u32) -> Result<()> {
         (**self).enable_interrupt(interrupt)
     }
+}
+
+/// How many times a configuration read is tried while the device changes its configuration
+/// generation under it. A real device changes it rarely (a resize, a link change), so a few
+/// tries always suffice; one that changes it every time is broken, and must not keep a driver
+/// spinning for ever.
+pub const CONFIG_READ_TRIES: u32 = 16;
+
+/// Runs `read` until `generation` reads the same before and after it (virtio 1.2 §2.5.1:
+/// configuration bytes read across a change may mix two versions), at most
+/// [`CONFIG_READ_TRIES`] times. Errors: `EIO` when the generation never held still.
+pub fn read_consistent(mut generation: impl FnMut() -> u32, mut read: impl FnMut()) -> Result<()> {
+    for _ in 0..CONFIG_READ_TRIES {
+        let before = generation();
+        read();
+        if generation() == before {
+            return Ok(());
+        }
+    }
+    log::error!("virtio: the configuration generation changed on each of {CONFIG_READ_TRIES} reads");
+    Err(Errno::EIO)
 }
 
 /// Resets the device and negotiates features: the device's features intersected with `wanted`
@@ -282,4 +307,41 @@ pub fn probe_pci(devices: &libos_core::device::Devices, device_id: u32) -> Vec<p
         // device memory (ECAM and the BAR windows) below its device limit.
         .flat_map(|host| unsafe { pci::probe(host, device_id) })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::Cell;
+
+    #[test]
+    fn a_configuration_generation_that_never_holds_still_gives_eio_after_bounded_tries() {
+        let generation = Cell::new(0u32);
+        let reads = Cell::new(0u32);
+        let result = read_consistent(
+            || {
+                generation.set(generation.get() + 1); // changes on every look
+                generation.get()
+            },
+            || reads.set(reads.get() + 1),
+        );
+        assert_eq!(result, Err(Errno::EIO));
+        assert_eq!(reads.get(), CONFIG_READ_TRIES);
+    }
+
+    #[test]
+    fn a_configuration_read_is_retried_until_the_generation_holds() {
+        let looks = Cell::new(0u32);
+        let reads = Cell::new(0u32);
+        // The generation changes during the first two reads, then stays.
+        let result = read_consistent(
+            || {
+                looks.set(looks.get() + 1);
+                looks.get().min(5)
+            },
+            || reads.set(reads.get() + 1),
+        );
+        assert_eq!(result, Ok(()));
+        assert_eq!(reads.get(), 3);
+    }
 }

@@ -180,17 +180,15 @@ impl Transport for MmioTransport {
         self.write(QUEUE_NOTIFY, u32::from(queue));
     }
 
-    fn read_config(&self, offset: usize, buf: &mut [u8]) {
+    fn read_config(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         let limit = self.size.saturating_sub(CONFIG);
-        loop {
-            let generation = if self.version == 2 { self.read(CONFIG_GENERATION) } else { 0 };
+        // Legacy devices have no generation counter: one read.
+        let generation = || if self.version == 2 { self.read(CONFIG_GENERATION) } else { 0 };
+        crate::read_consistent(generation, || {
             for (i, byte) in buf.iter_mut().enumerate() {
-                *byte = if offset + i < limit { self.read_config_byte(offset + i) } else { 0 };
+                *byte = if offset.saturating_add(i) < limit { self.read_config_byte(offset + i) } else { 0 };
             }
-            if self.version == 1 || self.read(CONFIG_GENERATION) == generation {
-                return;
-            }
-        }
+        })
     }
 
     fn acknowledge_interrupt(&self) -> u32 {

@@ -59,7 +59,12 @@ const QUEUE_NOTIFY_OFF: usize = 0x1e;
 const QUEUE_DESC: usize = 0x20;
 const QUEUE_DRIVER: usize = 0x28;
 const QUEUE_DEVICE: usize = 0x30;
+const NUM_QUEUES: usize = 0x12;
 const NO_VECTOR: u16 = 0xffff;
+/// The size of `virtio_pci_common_cfg` up to the last field used (`queue_device`).
+const COMMON_CFG_LEN: u64 = 0x38;
+/// Most queues whose notify offsets a transport keeps (more than any device of ours uses).
+const MAX_QUEUES: usize = 64;
 
 /// Where the next unassigned BAR goes, per host window (a bump allocator: BARs are never freed).
 static NEXT_BAR: AtomicU64 = AtomicU64::new(0);
@@ -102,9 +107,10 @@ impl Function {
         self.write32(offset, (keep & !(0xffff << shift)) | (u32::from(value) << shift));
     }
 
-    /// The physical address BAR `bar` decodes, assigning one from `window` if the firmware did
-    /// not. Returns `None` for I/O BARs and BARs that cannot be placed.
-    fn memory_bar(&self, bar: u8, window: Option<MemoryRegion>) -> Option<u64> {
+    /// The physical address and size of memory BAR `bar`, assigning an address from `window`
+    /// if the firmware did not. Returns `None` for I/O BARs and BARs that cannot be sized or
+    /// placed. The size is what bounds every capability inside the BAR.
+    fn memory_bar(&self, bar: u8, window: Option<MemoryRegion>) -> Option<(u64, u64)> {
         if bar > 5 {
             return None;
         }
@@ -114,27 +120,34 @@ impl Function {
             return None; // I/O space
         }
         let is64 = (low >> 1) & 3 == 2;
+        if is64 && bar == 5 {
+            return None; // its upper half would be past the last BAR
+        }
         let high = if is64 { self.read32(offset + 4) } else { 0 };
         let address = (u64::from(high) << 32) | u64::from(low & !0xf);
-        if address != 0 {
-            return Some(address);
-        }
-        // Size it: write all ones, read the mask back, restore.
+        // Size it: write all ones, read the mask back, restore; with memory decoding off, so
+        // that the BAR never decodes the all-ones address meanwhile.
+        let command = self.read16(COMMAND);
+        self.write16(COMMAND, command & !COMMAND_MEMORY);
         self.write32(offset, u32::MAX);
         let mask_low = self.read32(offset) & !0xf;
         let mask_high = if is64 {
             self.write32(offset + 4, u32::MAX);
             let m = self.read32(offset + 4);
-            self.write32(offset + 4, 0);
+            self.write32(offset + 4, high);
             m
         } else {
             u32::MAX
         };
         self.write32(offset, low);
+        self.write16(COMMAND, command);
         let mask = (u64::from(mask_high) << 32) | u64::from(mask_low);
         let size = (!mask).wrapping_add(1);
         if mask_low == 0 || size == 0 {
             return None;
+        }
+        if address != 0 {
+            return Some((address, size));
         }
         let Some(window) = window else {
             log::warn!(
@@ -163,8 +176,156 @@ impl Function {
             self.write32(offset + 4, (start >> 32) as u32);
         }
         log::debug!("pci {:02x}:{:02x}.{}: BAR{bar} assigned {start:#x} ({size:#x} bytes)", self.bus, self.device, self.function);
-        Some(start)
+        Some((start, size))
     }
+}
+
+/// What the capability walk needs from a function: its configuration space and its BARs
+/// (a trait so that the walk, where a malformed device could send the driver astray, is
+/// host-tested against a fake configuration space).
+trait ConfigSpace {
+    fn read32(&self, offset: usize) -> u32;
+    fn read8(&self, offset: usize) -> u8 {
+        (self.read32(offset) >> ((offset & 3) * 8)) as u8
+    }
+    /// Physical address and size of memory BAR `bar` (assigned if it was not).
+    fn bar(&self, bar: u8) -> Option<(u64, u64)>;
+}
+
+/// A BAR once sized: its address and size, or `None` when it is unusable.
+type KnownBar = Option<(u64, u64)>;
+
+/// A real function with the host's BAR window.
+struct LiveSpace {
+    function: Function,
+    window: Option<MemoryRegion>,
+    /// BARs sized so far (sizing takes config writes; several capabilities share a BAR).
+    bars: core::cell::Cell<[Option<KnownBar>; 6]>,
+}
+
+impl ConfigSpace for LiveSpace {
+    fn read32(&self, offset: usize) -> u32 {
+        self.function.read32(offset)
+    }
+    fn bar(&self, bar: u8) -> Option<(u64, u64)> {
+        let mut bars = self.bars.get();
+        let index = usize::from(bar);
+        if let Some(known) = *bars.get(index)? {
+            return known;
+        }
+        let found = self.function.memory_bar(bar, self.window);
+        bars[index] = Some(found);
+        self.bars.set(bars);
+        found
+    }
+}
+
+/// A capability's window, physical, checked to lie inside its BAR.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct PhysRegion {
+    start: u64,
+    len: u64,
+}
+
+/// What the vendor and MSI-X capabilities of a function say, every window bounded by its BAR.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Capabilities {
+    common: PhysRegion,
+    notify: PhysRegion,
+    notify_multiplier: u32,
+    isr: PhysRegion,
+    device_config: PhysRegion,
+    shared_memory: Vec<(u8, MemoryRegion)>,
+    /// The MSI-X capability's offset and its table (physical; entry 0 inside the BAR).
+    msix: Option<(usize, u64)>,
+}
+
+/// Capabilities followed at most (a well-formed list has a handful; a looping one must end).
+const MAX_CAPABILITIES: usize = 48;
+
+/// Walks the capability list. Every window must lie inside its BAR (offset and length checked
+/// without overflow), vendor capabilities must be long enough for their fields, and the
+/// common, notify and ISR windows must exist and be large enough.
+///
+/// Errors: `ENODEV` (logged with the reason) for anything else: a malformed device is refused
+/// at probe instead of sending later register accesses outside what it decodes.
+fn parse_capabilities(space: &dyn ConfigSpace) -> Result<Capabilities> {
+    let bad = |why: core::fmt::Arguments<'_>| {
+        log::warn!("virtio-pci: malformed capability: {why}");
+        Errno::ENODEV
+    };
+    let mut caps = Capabilities::default();
+    let mut pointer = usize::from(space.read8(CAPABILITIES) & !3);
+    let mut seen = 0;
+    while pointer != 0 {
+        if !(0x40..=0xfc).contains(&pointer) {
+            return Err(bad(format_args!("capability pointer {pointer:#x} outside the capability area")));
+        }
+        seen += 1;
+        if seen > MAX_CAPABILITIES {
+            return Err(bad(format_args!("more than {MAX_CAPABILITIES} capabilities (a loop?)")));
+        }
+        let id = space.read8(pointer);
+        let next = usize::from(space.read8(pointer + 1) & !3);
+        let cap_len = usize::from(space.read8(pointer + 2));
+        if id == CAP_MSIX {
+            let table = space.read32(pointer + 4);
+            let bar = (table & 7) as u8;
+            let offset = u64::from(table & !7);
+            // A BAR that cannot be placed leaves the function without MSI-X (it polls).
+            if let Some((address, size)) = space.bar(bar) {
+                if offset.checked_add(16).is_none_or(|end| end > size) {
+                    return Err(bad(format_args!("MSI-X table at {offset:#x} outside BAR{bar} ({size:#x} bytes)")));
+                }
+                caps.msix = Some((pointer, address + offset));
+            }
+        }
+        if id == CAP_VENDOR {
+            let kind = space.read8(pointer + 3);
+            let needed = match kind {
+                CFG_SHARED_MEMORY => 24,
+                CFG_NOTIFY => 20,
+                _ => 16,
+            };
+            if cap_len < needed || pointer + needed > 0x100 {
+                return Err(bad(format_args!("vendor capability {kind} at {pointer:#x} of {cap_len} bytes")));
+            }
+            let bar = space.read8(pointer + 4);
+            let shm_id = space.read8(pointer + 5);
+            let mut offset = u64::from(space.read32(pointer + 8));
+            let mut length = u64::from(space.read32(pointer + 12));
+            if kind == CFG_SHARED_MEMORY {
+                offset |= u64::from(space.read32(pointer + 16)) << 32;
+                length |= u64::from(space.read32(pointer + 20)) << 32;
+            }
+            // A BAR that cannot be placed (or an I/O BAR) leaves the capability unused; the
+            // required ones are checked below.
+            let placed = if matches!(kind, CFG_COMMON | CFG_NOTIFY | CFG_ISR | CFG_DEVICE | CFG_SHARED_MEMORY) { space.bar(bar) } else { None };
+            if let Some((address, size)) = placed {
+                if offset.checked_add(length).is_none_or(|end| end > size) {
+                    return Err(bad(format_args!("capability {kind}: {length:#x} bytes at {offset:#x} outside BAR{bar} ({size:#x} bytes)")));
+                }
+                let region = PhysRegion { start: address + offset, len: length };
+                match kind {
+                    CFG_SHARED_MEMORY => caps.shared_memory.push((shm_id, MemoryRegion { start: region.start, end: region.start + length })),
+                    // The first capability of each kind is the one to use (virtio 1.2 §4.1.4).
+                    CFG_COMMON if caps.common.len == 0 => caps.common = region,
+                    CFG_NOTIFY if caps.notify.len == 0 => {
+                        caps.notify = region;
+                        caps.notify_multiplier = space.read32(pointer + 16);
+                    }
+                    CFG_ISR if caps.isr.len == 0 => caps.isr = region,
+                    CFG_DEVICE if caps.device_config.len == 0 => caps.device_config = region,
+                    _ => {}
+                }
+            }
+        }
+        pointer = next;
+    }
+    if caps.common.len < COMMON_CFG_LEN || caps.notify.len < 2 || caps.isr.len == 0 {
+        return Err(bad(format_args!("common {:#x}, notify {:#x} or ISR {:#x} bytes missing or too short", caps.common.len, caps.notify.len, caps.isr.len)));
+    }
+    Ok(caps)
 }
 
 /// A capability's window inside a BAR.
@@ -190,14 +351,13 @@ pub struct PciTransport {
     msix: Option<(usize, usize)>,
     /// Set once MSI-X is programmed: queues then use vector 0.
     msix_enabled: core::sync::atomic::AtomicBool,
-    /// Each queue's offset in the notify region, learnt at `setup_queue`, so that a
-    /// notification is one register write instead of three (select, read offset, write):
-    /// every register access is a VM exit.
-    notify_offsets: [core::sync::atomic::AtomicU32; CACHED_NOTIFY_QUEUES],
+    /// Each queue's offset in the notify region, learnt and checked against the region at
+    /// `setup_queue`: a notification is one register write instead of three (select, read
+    /// offset, write; every register access is a VM exit), and never goes where a device
+    /// answering differently later would send it. One entry per queue the device has.
+    notify_offsets: Vec<core::sync::atomic::AtomicU32>,
 }
 
-/// Queues whose notify offset is cached (more queues take the three-access path).
-const CACHED_NOTIFY_QUEUES: usize = 8;
 /// `notify_offsets` entry of a queue not set up yet.
 const NO_OFFSET: u32 = u32::MAX;
 
@@ -224,8 +384,8 @@ pub unsafe fn probe(host: &PciHost, device_id: u32) -> Vec<PciTransport> {
             let (vendor, pci_device) = (id as u16, (id >> 16) as u16);
             if vendor == VIRTIO_VENDOR && u32::from(pci_device) == u32::from(MODERN_BASE) + device_id {
                 match PciTransport::new(f, device_id, host.mem32.or(host.mem64)) {
-                    Some(t) => found.push(t),
-                    None => log::warn!("pci {bus:02x}:{device:02x}.{function}: virtio device {device_id} without usable capabilities"),
+                    Ok(t) => found.push(t),
+                    Err(e) => log::warn!("pci {bus:02x}:{device:02x}.{function}: virtio device {device_id} refused ({e}): no usable capabilities"),
                 }
             }
             if function == 0 && f.read8(HEADER_TYPE) & 0x80 == 0 {
@@ -237,71 +397,32 @@ pub unsafe fn probe(host: &PciHost, device_id: u32) -> Vec<PciTransport> {
 }
 
 impl PciTransport {
-    fn new(function: Function, device_id: u32, window: Option<MemoryRegion>) -> Option<PciTransport> {
+    fn new(function: Function, device_id: u32, window: Option<MemoryRegion>) -> Result<PciTransport> {
         if function.read16(STATUS) & STATUS_CAPABILITIES == 0 {
-            return None;
+            return Err(Errno::ENODEV);
         }
+        let space = LiveSpace { function, window, bars: core::cell::Cell::new([None; 6]) };
+        let caps = parse_capabilities(&space)?;
         let platform = hal::platform();
+        let region = |r: PhysRegion| Region { base: platform.phys_to_virt(r.start), len: r.len as usize };
         let mut transport = PciTransport {
             function,
             device_id,
-            common: Region::default(),
-            notify: Region::default(),
-            notify_multiplier: 0,
-            isr: Region::default(),
-            device_config: Region::default(),
-            shared_memory: Vec::new(),
-            msix: None,
+            common: region(caps.common),
+            notify: region(caps.notify),
+            notify_multiplier: caps.notify_multiplier,
+            isr: region(caps.isr),
+            device_config: region(caps.device_config),
+            shared_memory: caps.shared_memory,
+            msix: caps.msix.map(|(cap, table)| (cap, platform.phys_to_virt(table))),
             msix_enabled: core::sync::atomic::AtomicBool::new(false),
-            notify_offsets: [const { core::sync::atomic::AtomicU32::new(NO_OFFSET) }; CACHED_NOTIFY_QUEUES],
+            notify_offsets: Vec::new(),
         };
-        let mut pointer = usize::from(function.read8(CAPABILITIES) & !3);
-        let mut guard = 0;
-        while pointer >= 0x40 && guard < 48 {
-            guard += 1;
-            let id = function.read8(pointer);
-            let next = usize::from(function.read8(pointer + 1) & !3);
-            if id == CAP_MSIX {
-                let table = function.read32(pointer + 4);
-                if let Some(bar_address) = function.memory_bar((table & 7) as u8, window) {
-                    transport.msix = Some((pointer, platform.phys_to_virt(bar_address + u64::from(table & !7))));
-                }
-            }
-            if id == CAP_VENDOR {
-                let kind = function.read8(pointer + 3);
-                let bar = function.read8(pointer + 4);
-                let shm_id = function.read8(pointer + 5);
-                let offset = u64::from(function.read32(pointer + 8));
-                let length = u64::from(function.read32(pointer + 12));
-                if kind == CFG_SHARED_MEMORY {
-                    let offset = offset | (u64::from(function.read32(pointer + 16)) << 32);
-                    let length = length | (u64::from(function.read32(pointer + 20)) << 32);
-                    if let Some(bar_address) = function.memory_bar(bar, window) {
-                        let start = bar_address + offset;
-                        transport.shared_memory.push((shm_id, MemoryRegion { start, end: start + length }));
-                    }
-                } else if let Some(bar_address) = function.memory_bar(bar, window) {
-                    let region = Region { base: platform.phys_to_virt(bar_address + offset), len: length as usize };
-                    match kind {
-                        CFG_COMMON => transport.common = region,
-                        CFG_NOTIFY => {
-                            transport.notify = region;
-                            transport.notify_multiplier = function.read32(pointer + 16);
-                        }
-                        CFG_ISR => transport.isr = region,
-                        CFG_DEVICE => transport.device_config = region,
-                        _ => {}
-                    }
-                }
-            }
-            pointer = next;
-        }
-        if transport.common.len < 0x38 || transport.notify.len == 0 || transport.isr.len == 0 {
-            return None;
-        }
         let command = function.read16(COMMAND);
         function.write16(COMMAND, command | COMMAND_MEMORY | COMMAND_BUS_MASTER);
-        Some(transport)
+        let queues = usize::from(transport.common_read::<u16>(NUM_QUEUES)).min(MAX_QUEUES);
+        transport.notify_offsets = (0..queues).map(|_| core::sync::atomic::AtomicU32::new(NO_OFFSET)).collect();
+        Ok(transport)
     }
 
     /// The device interrupt number its MSI-X messages are delivered as, if it has MSI-X.
@@ -369,6 +490,9 @@ impl Transport for PciTransport {
     }
 
     fn max_queue_size(&self, queue: u16) -> u16 {
+        if usize::from(queue) >= self.notify_offsets.len() {
+            return 0; // the device has no such queue (or more than we keep offsets for)
+        }
         self.common_write(QUEUE_SELECT, queue);
         if self.common_read::<u16>(QUEUE_ENABLE) != 0 {
             return 0;
@@ -377,6 +501,7 @@ impl Transport for PciTransport {
     }
 
     fn setup_queue(&self, queue: u16, size: u16, addresses: QueueAddresses) -> Result<()> {
+        let Some(slot) = self.notify_offsets.get(usize::from(queue)) else { return Err(Errno::ENOENT) };
         self.common_write(QUEUE_SELECT, queue);
         self.common_write(QUEUE_SIZE, size);
         let vector = if self.msix_enabled.load(Ordering::Acquire) { 0 } else { NO_VECTOR };
@@ -386,11 +511,10 @@ impl Transport for PciTransport {
         }
         let notify_offset = u64::from(self.common_read::<u16>(QUEUE_NOTIFY_OFF)) * u64::from(self.notify_multiplier);
         if notify_offset + 2 > self.notify.len as u64 {
+            log::warn!("{}: queue {queue}'s notify offset {notify_offset:#x} is outside the notify window", self.describe());
             return Err(Errno::ENODEV);
         }
-        if let Some(slot) = self.notify_offsets.get(usize::from(queue)) {
-            slot.store(notify_offset as u32, Ordering::Release);
-        }
+        slot.store(notify_offset as u32, Ordering::Release);
         self.common_write(QUEUE_DESC, addresses.descriptors);
         self.common_write(QUEUE_DRIVER, addresses.available);
         self.common_write(QUEUE_DEVICE, addresses.used);
@@ -400,33 +524,30 @@ impl Transport for PciTransport {
 
     fn notify(&self, queue: u16) {
         core::sync::atomic::fence(Ordering::SeqCst);
-        let cached = self.notify_offsets.get(usize::from(queue)).map_or(NO_OFFSET, |slot| slot.load(Ordering::Acquire));
-        let offset = if cached != NO_OFFSET {
-            cached as usize
-        } else {
-            self.common_write(QUEUE_SELECT, queue);
-            usize::from(self.common_read::<u16>(QUEUE_NOTIFY_OFF)) * self.notify_multiplier as usize
-        };
-        // SAFETY: `setup_queue` checked that this queue's notify address lies in the notify
-        // region, a BAR mapped as device memory.
-        unsafe { core::ptr::write_volatile((self.notify.base + offset) as *mut u16, queue) }
+        let offset = self.notify_offsets.get(usize::from(queue)).map_or(NO_OFFSET, |slot| slot.load(Ordering::Acquire));
+        if offset == NO_OFFSET {
+            log::warn!("{}: notify of queue {queue}, which was not set up", self.describe());
+            return;
+        }
+        // SAFETY: `setup_queue` checked that this queue's notify address (cached there, never
+        // read from the device again) lies in the notify region, whose length `probe` checked
+        // against its BAR, mapped as device memory.
+        unsafe { core::ptr::write_volatile((self.notify.base + offset as usize) as *mut u16, queue) }
     }
 
-    fn read_config(&self, offset: usize, buf: &mut [u8]) {
-        loop {
-            let generation: u8 = self.common_read(CONFIG_GENERATION);
+    fn read_config(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        let generation = || u32::from(self.common_read::<u8>(CONFIG_GENERATION));
+        crate::read_consistent(generation, || {
             for (i, byte) in buf.iter_mut().enumerate() {
-                *byte = if offset + i < self.device_config.len {
-                    // SAFETY: inside the device configuration region, a mapped BAR.
+                *byte = if offset.saturating_add(i) < self.device_config.len {
+                    // SAFETY: inside the device configuration region (its length checked
+                    // against the BAR at probe), a mapped BAR.
                     unsafe { core::ptr::read_volatile((self.device_config.base + offset + i) as *const u8) }
                 } else {
                     0
                 };
             }
-            if self.common_read::<u8>(CONFIG_GENERATION) == generation {
-                return;
-            }
-        }
+        })
     }
 
     fn acknowledge_interrupt(&self) -> u32 {
@@ -460,5 +581,124 @@ impl Transport for PciTransport {
 
     fn shared_memory(&self, id: u8) -> Option<MemoryRegion> {
         self.shared_memory.iter().find(|(i, _)| *i == id).map(|(_, r)| *r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration space in memory, with BARs of known address and size.
+    struct FakeSpace {
+        bytes: [u8; 256],
+        bars: [Option<(u64, u64)>; 6],
+    }
+
+    impl ConfigSpace for FakeSpace {
+        fn read32(&self, offset: usize) -> u32 {
+            let at = offset & !3;
+            self.bytes.get(at..at + 4).map_or(u32::MAX, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        }
+        fn bar(&self, bar: u8) -> Option<(u64, u64)> {
+            *self.bars.get(usize::from(bar))?
+        }
+    }
+
+    const BAR4: u64 = 0x8000_0000;
+
+    impl FakeSpace {
+        /// QEMU's layout: common, ISR, device, notify in a 16 KiB BAR4, MSI-X in BAR1.
+        fn qemu_like() -> FakeSpace {
+            let mut space = FakeSpace { bytes: [0; 256], bars: [None; 6] };
+            space.bars[1] = Some((0x9000_0000, 0x1000));
+            space.bars[4] = Some((BAR4, 0x4000));
+            space.bytes[CAPABILITIES] = 0x40;
+            space.cap(0x40, 0x50, CFG_COMMON, 4, 0x0000, 0x1000, None);
+            space.cap(0x50, 0x60, CFG_ISR, 4, 0x1000, 0x1000, None);
+            space.cap(0x60, 0x70, CFG_DEVICE, 4, 0x2000, 0x1000, None);
+            space.cap(0x70, 0x88, CFG_NOTIFY, 4, 0x3000, 0x1000, Some(4));
+            space.bytes[0x88] = CAP_MSIX;
+            space.bytes[0x89] = 0;
+            space.put32(0x8c, 1); // table at offset 0 of BAR1
+            space
+        }
+
+        fn put32(&mut self, at: usize, value: u32) {
+            self.bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn cap(&mut self, at: usize, next: u8, kind: u8, bar: u8, offset: u32, length: u32, multiplier: Option<u32>) {
+            self.bytes[at] = CAP_VENDOR;
+            self.bytes[at + 1] = next;
+            self.bytes[at + 2] = if multiplier.is_some() { 20 } else { 16 };
+            self.bytes[at + 3] = kind;
+            self.bytes[at + 4] = bar;
+            self.put32(at + 8, offset);
+            self.put32(at + 12, length);
+            if let Some(m) = multiplier {
+                self.put32(at + 16, m);
+            }
+        }
+    }
+
+    #[test]
+    fn well_formed_capabilities_give_their_windows() {
+        let caps = parse_capabilities(&FakeSpace::qemu_like()).unwrap();
+        assert_eq!(caps.common, PhysRegion { start: BAR4, len: 0x1000 });
+        assert_eq!(caps.notify, PhysRegion { start: BAR4 + 0x3000, len: 0x1000 });
+        assert_eq!(caps.notify_multiplier, 4);
+        assert_eq!(caps.device_config, PhysRegion { start: BAR4 + 0x2000, len: 0x1000 });
+        assert_eq!(caps.msix, Some((0x88, 0x9000_0000)));
+    }
+
+    #[test]
+    fn a_window_past_the_end_of_its_bar_is_refused_at_probe() {
+        let mut space = FakeSpace::qemu_like();
+        space.cap(0x70, 0x88, CFG_NOTIFY, 4, 0x3000, 0x2000, Some(4)); // ends 4 KiB past the BAR
+        assert_eq!(parse_capabilities(&space), Err(Errno::ENODEV));
+        let mut space = FakeSpace::qemu_like();
+        space.cap(0x60, 0x70, CFG_DEVICE, 4, 0xffff_f000, 0x2000, None); // offset + length wraps in 32 bits
+        assert_eq!(parse_capabilities(&space), Err(Errno::ENODEV));
+        let mut space = FakeSpace::qemu_like();
+        space.cap(0x40, 0x50, CFG_COMMON, 4, 0x3ff0, 0x1000, None);
+        assert_eq!(parse_capabilities(&space), Err(Errno::ENODEV));
+    }
+
+    #[test]
+    fn a_shared_memory_window_past_its_bar_is_refused() {
+        let mut space = FakeSpace::qemu_like();
+        space.bars[2] = Some((0x1_0000_0000, 0x1000_0000));
+        space.bytes[0x89] = 0xa0;
+        space.cap(0xa0, 0, CFG_SHARED_MEMORY, 2, 0, 0x1000, None);
+        space.bytes[0xa2] = 24;
+        space.put32(0xa0 + 16, 0);
+        space.put32(0xa0 + 20, 1); // length 4 GiB + 4 KiB in a 256 MiB BAR
+        assert_eq!(parse_capabilities(&space), Err(Errno::ENODEV));
+        space.put32(0xa0 + 20, 0);
+        assert_eq!(parse_capabilities(&space).unwrap().shared_memory, vec![(0, MemoryRegion { start: 0x1_0000_0000, end: 0x1_0000_1000 })]);
+    }
+
+    #[test]
+    fn an_msix_table_past_its_bar_is_refused() {
+        let mut space = FakeSpace::qemu_like();
+        space.put32(0x8c, 0x1000 | 1); // entry 0 would start at the BAR's end
+        assert_eq!(parse_capabilities(&space), Err(Errno::ENODEV));
+    }
+
+    #[test]
+    fn short_or_looping_capability_lists_are_refused() {
+        let mut space = FakeSpace::qemu_like();
+        space.bytes[0x72] = 16; // a notify capability without its multiplier
+        assert_eq!(parse_capabilities(&space), Err(Errno::ENODEV));
+        let mut space = FakeSpace::qemu_like();
+        space.bytes[0x89] = 0x40; // back to the first one
+        assert_eq!(parse_capabilities(&space), Err(Errno::ENODEV));
+        let mut space = FakeSpace::qemu_like();
+        space.bytes[0x41] = 0x10; // into the standard header
+        assert_eq!(parse_capabilities(&space), Err(Errno::ENODEV));
+        let mut space = FakeSpace::qemu_like();
+        space.cap(0x50, 0x60, CFG_ISR, 3, 0x1000, 0x1000, None); // BAR3 does not exist
+        assert_eq!(parse_capabilities(&space), Err(Errno::ENODEV), "no usable ISR window");
     }
 }

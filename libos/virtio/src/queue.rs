@@ -114,6 +114,12 @@ pub fn segments(virt: usize, len: usize, mut f: impl FnMut(Segment)) {
 }
 
 /// A split virtqueue.
+///
+/// The device may write anything into the queue memory it shares with us (a buggy or hostile
+/// device, or one that was reset and reused the memory). So nothing the driver relies on lives
+/// there: the free list and each chain's shape are kept in driver-private memory (`next`,
+/// `chains`), the descriptor table is only ever written, and every used-ring entry is checked
+/// against what is in flight before it frees anything ([`SplitQueue::pop_used`]).
 pub struct SplitQueue {
     index: u16,
     size: u16,
@@ -124,16 +130,52 @@ pub struct SplitQueue {
     indirect: bool,
     free_head: u16,
     free_count: u16,
+    /// Driver-private links: the free list, and the order of each chain's descriptors while
+    /// it is in flight (the table's own `next` fields are never read back).
+    next: Vec<u16>,
     /// Our copy of `avail.idx`.
     available_index: u16,
     /// The `used.idx` we processed up to.
     last_used: u16,
-    /// Per head descriptor: how many direct descriptors its chain holds, and its indirect
-    /// table (kept alive until the device returns the chain).
-    chains: Vec<(u16, Option<Vec<Descriptor>>)>,
+    /// Per head descriptor: the chain in flight there, if any.
+    chains: Vec<Chain>,
     /// Descriptor lists the device gave back, reused so that a request allocates nothing once
     /// the queue has warmed up (at most [`SPARE_LISTS`] are kept).
     spare: Vec<Vec<Descriptor>>,
+    /// The first used-ring entry the device should not have written, not yet reported.
+    fault: Option<UsedFault>,
+}
+
+/// A chain in flight, as the driver posted it.
+#[derive(Default)]
+struct Chain {
+    /// Direct descriptors it holds (0: no chain starts here).
+    count: u16,
+    /// Bytes of device-writable buffers it carries: the most a used entry may claim.
+    writable: u64,
+    /// Its indirect table, kept alive until the device returns the chain.
+    table: Option<Vec<Descriptor>>,
+}
+
+/// A used-ring entry the device should not have written (see [`SplitQueue::take_fault`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsedFault {
+    /// The id is not a descriptor of this queue.
+    BadId(u32),
+    /// The id names a descriptor that starts no chain in flight (never posted, or returned
+    /// twice).
+    NotInFlight(u16),
+    /// The device claims to have written more bytes than the chain's writable buffers hold.
+    TooLong {
+        /// The chain.
+        token: u16,
+        /// What the device claimed.
+        len: u32,
+        /// What the writable buffers hold.
+        writable: u64,
+    },
+    /// `used.idx` moved further ahead than the ring has entries.
+    BadIndex(u16),
 }
 
 /// How many returned descriptor lists a queue keeps for reuse.
@@ -157,7 +199,7 @@ impl SplitQueue {
         let total = used_offset + (6 + 8 * n).next_multiple_of(PAGE as usize);
         let memory = DmaMemory::new(total)?;
         let base = memory.phys();
-        let mut queue = SplitQueue {
+        let queue = SplitQueue {
             index,
             size,
             memory,
@@ -166,14 +208,13 @@ impl SplitQueue {
             indirect,
             free_head: 0,
             free_count: size,
+            next: (0..size).map(|i| (i + 1) % size).collect(),
             available_index: 0,
             last_used: 0,
-            chains: (0..n).map(|_| (0, None)).collect(),
+            chains: (0..n).map(|_| Chain::default()).collect(),
             spare: Vec::new(),
+            fault: None,
         };
-        for i in 0..size {
-            queue.write_descriptor(i, Descriptor { next: (i + 1) % size, ..Descriptor::default() });
-        }
         transport.setup_queue(
             index,
             size,
@@ -202,18 +243,12 @@ impl SplitQueue {
     }
 
     fn write_descriptor(&mut self, i: u16, descriptor: Descriptor) {
+        // `i` always comes from the driver-private free list, whose links are `< size`.
         debug_assert!(i < self.size);
         let slot = self.memory.ptr.wrapping_add(16 * usize::from(i)).cast::<Descriptor>();
         // SAFETY: `i < size`, so the 16-byte aligned slot lies inside the descriptor table of
         // `memory`, which this queue owns; the device reads it only after it is published.
         unsafe { slot.write_volatile(descriptor) }
-    }
-
-    fn read_descriptor_next(&self, i: u16) -> u16 {
-        let slot = self.memory.ptr.wrapping_add(16 * usize::from(i)).cast::<Descriptor>();
-        // SAFETY: as in `write_descriptor`; the descriptor belongs to a chain the device
-        // returned, so it no longer reads it.
-        unsafe { slot.read_volatile().next }
     }
 
     /// Asks the device not to interrupt for this queue (`false`) or to interrupt again.
@@ -253,6 +288,7 @@ impl SplitQueue {
         if list.is_empty() {
             return Err(Errno::EINVAL);
         }
+        let writable_bytes: u64 = list.iter().filter(|d| d.flags & DESC_F_WRITE != 0).map(|d| u64::from(d.len)).sum();
         let head = self.free_head;
         if self.indirect && list.len() > 1 {
             if list.len() > MAX_INDIRECT {
@@ -281,11 +317,11 @@ impl SplitQueue {
             if pieces != 1 {
                 return Err(Errno::ENOMEM); // the table itself must be contiguous
             }
-            let next = self.read_descriptor_next(head);
-            self.write_descriptor(head, Descriptor { addr: table_phys, len: bytes as u32, flags: DESC_F_INDIRECT, next });
+            let next = self.next[usize::from(head)];
+            self.write_descriptor(head, Descriptor { addr: table_phys, len: bytes as u32, flags: DESC_F_INDIRECT, next: 0 });
             self.free_head = next;
             self.free_count -= 1;
-            self.chains[usize::from(head)] = (1, Some(table));
+            self.chains[usize::from(head)] = Chain { count: 1, writable: writable_bytes, table: Some(table) };
         } else {
             if list.len() > usize::from(self.size) {
                 return Err(Errno::E2BIG);
@@ -297,17 +333,19 @@ impl SplitQueue {
             let mut at = head;
             let count = list.len();
             for (i, mut d) in list.drain(..).enumerate() {
-                let next = self.read_descriptor_next(at);
+                // The chain keeps the free list's order, so its private links stay valid
+                // while it is in flight and give it back in `pop_used`.
+                let next = self.next[usize::from(at)];
                 if i + 1 < count {
                     d.flags |= DESC_F_NEXT;
+                    d.next = next;
                 }
-                d.next = next;
                 self.write_descriptor(at, d);
                 at = next;
             }
             self.free_head = at;
             self.free_count -= count as u16;
-            self.chains[usize::from(head)] = (count as u16, None);
+            self.chains[usize::from(head)] = Chain { count: count as u16, writable: writable_bytes, table: None };
             self.recycle(list);
         }
         self.publish(head);
@@ -327,11 +365,11 @@ impl SplitQueue {
             return Err(Errno::ENOSPC);
         }
         let head = self.free_head;
-        let next = self.read_descriptor_next(head);
-        self.write_descriptor(head, Descriptor { addr: segment.phys, len: segment.len, flags: DESC_F_WRITE, next });
+        let next = self.next[usize::from(head)];
+        self.write_descriptor(head, Descriptor { addr: segment.phys, len: segment.len, flags: DESC_F_WRITE, next: 0 });
         self.free_head = next;
         self.free_count -= 1;
-        self.chains[usize::from(head)] = (1, None);
+        self.chains[usize::from(head)] = Chain { count: 1, writable: u64::from(segment.len), table: None };
         self.publish(head);
         Ok(head)
     }
@@ -357,49 +395,87 @@ impl SplitQueue {
         flags & USED_F_NO_NOTIFY == 0
     }
 
+    /// The device's `used.idx`.
+    fn used_index(&self) -> u16 {
+        // SAFETY: `used.idx` is the second u16 of the used ring inside `memory`.
+        unsafe { self.ring_u16(self.used_offset + 2).read_volatile() }
+    }
+
     /// True when the device returned a chain not yet popped.
     pub fn has_used(&self) -> bool {
-        // SAFETY: `used.idx` is the second u16 of the used ring inside `memory`.
-        let index = unsafe { self.ring_u16(self.used_offset + 2).read_volatile() };
-        index != self.last_used
+        self.used_index() != self.last_used
     }
 
     /// Takes the next chain the device returned: its token and how many bytes the device wrote
     /// into the writable parts. Frees its descriptors.
+    ///
+    /// Entries the device should not have written never free anything and are recorded for
+    /// [`SplitQueue::take_fault`] (and logged): an id out of range or not in flight is skipped;
+    /// a chain returned with a length over its writable buffers is freed and reported with the
+    /// length capped to them (so no caller reads past its buffers), and a driver that cares
+    /// fails the request on the fault. A `used.idx` more than the ring's size ahead stops
+    /// popping (`None`). The driver should reset a device that did any of this.
     pub fn pop_used(&mut self) -> Option<(u16, u32)> {
-        if !self.has_used() {
-            return None;
+        loop {
+            let used_index = self.used_index();
+            if used_index == self.last_used {
+                return None;
+            }
+            if used_index.wrapping_sub(self.last_used) > self.size {
+                self.record_fault(UsedFault::BadIndex(used_index));
+                return None;
+            }
+            fence(Ordering::SeqCst);
+            let element = self.used_offset + 4 + 8 * usize::from(self.last_used % self.size);
+            let element = self.memory.ptr.wrapping_add(element).cast::<u32>();
+            // SAFETY: entry `last_used % size` of the used ring (two u32s: id, len) lies inside
+            // `memory`; the device published it before advancing `used.idx` (ordered by the
+            // fence).
+            let id = unsafe { element.read_volatile() };
+            // SAFETY: as above, the entry's second word.
+            let len = unsafe { element.wrapping_add(1).read_volatile() };
+            self.last_used = self.last_used.wrapping_add(1);
+            let head = match u16::try_from(id) {
+                Ok(head) if head < self.size => head,
+                _ => {
+                    self.record_fault(UsedFault::BadId(id));
+                    continue;
+                }
+            };
+            let chain = core::mem::take(&mut self.chains[usize::from(head)]);
+            if chain.count == 0 {
+                self.record_fault(UsedFault::NotInFlight(head));
+                continue;
+            }
+            let mut reported = len;
+            if u64::from(len) > chain.writable {
+                self.record_fault(UsedFault::TooLong { token: head, len, writable: chain.writable });
+                reported = chain.writable as u32; // at most `len`, so it fits
+            }
+            if let Some(table) = chain.table {
+                self.recycle(table);
+            }
+            // Give the chain back to the free list: its private links lead to its last
+            // descriptor, which then links to the old head.
+            let mut last = head;
+            for _ in 1..chain.count {
+                last = self.next[usize::from(last)];
+            }
+            self.next[usize::from(last)] = self.free_head;
+            self.free_head = head;
+            self.free_count += chain.count;
+            return Some((head, reported));
         }
-        fence(Ordering::SeqCst);
-        let element = self.used_offset + 4 + 8 * usize::from(self.last_used % self.size);
-        let element = self.memory.ptr.wrapping_add(element).cast::<u32>();
-        // SAFETY: entry `last_used % size` of the used ring (two u32s: id, len) lies inside
-        // `memory`; the device published it before advancing `used.idx` (ordered by the fence).
-        let id = unsafe { element.read_volatile() };
-        // SAFETY: as above, the entry's second word.
-        let len = unsafe { element.wrapping_add(1).read_volatile() };
-        self.last_used = self.last_used.wrapping_add(1);
-        let Ok(head) = u16::try_from(id) else {
-            log::error!("virtqueue {}: the device returned a bad descriptor id {id}", self.index);
-            return None;
-        };
-        if head >= self.size || self.chains[usize::from(head)].0 == 0 {
-            log::error!("virtqueue {}: the device returned descriptor {head}, which is not in flight", self.index);
-            return None;
-        }
-        let (count, table) = core::mem::take(&mut self.chains[usize::from(head)]);
-        if let Some(table) = table {
-            self.recycle(table);
-        }
-        // Return the chain to the free list: walk to its last descriptor, link it to the old head.
-        let mut last = head;
-        for _ in 1..count {
-            last = self.read_descriptor_next(last);
-        }
-        self.write_descriptor(last, Descriptor { next: self.free_head, ..Descriptor::default() });
-        self.free_head = head;
-        self.free_count += count;
-        Some((head, len))
+    }
+
+    fn record_fault(&mut self, fault: UsedFault) {
+        log::error!("virtqueue {}: the device wrote a bad used entry: {fault:?}", self.index);
+        self.fault.get_or_insert(fault);
+    }
+
+    /// The first bad used-ring entry seen since the last call (see [`SplitQueue::pop_used`]).
+    pub fn take_fault(&mut self) -> Option<UsedFault> {
+        self.fault.take()
     }
 
     /// Keeps a descriptor list the device no longer reads for the next request.
@@ -415,9 +491,10 @@ impl SplitQueue {
     }
 
     /// Forgets every chain in flight (after a device reset: the device no longer uses them).
+    /// The queue itself is not usable afterwards (the device forgot it): set up a new one.
     pub fn abandon_all(&mut self) {
         for chain in &mut self.chains {
-            *chain = (0, None);
+            *chain = Chain::default();
         }
     }
 }

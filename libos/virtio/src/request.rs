@@ -14,10 +14,19 @@
 //! - **Failure.** A reply that does not come within the timeout (if there is one) fails the
 //!   device ([`RequestQueue::fail`]): it is reset, and only once the reset is confirmed (the
 //!   device no longer touches any buffer it was given) are the waiting callers released with
-//!   `EIO`, as is every later caller.
+//!   `EIO`, as is every later caller until the driver brings the device back
+//!   ([`RequestQueue::restart`] after its own re-initialisation, then
+//!   [`RequestQueue::resume`]). Each failure starts a new **epoch**: a caller that published
+//!   in an earlier epoch is released (its request is gone with the reset) and never mistakes a
+//!   later epoch's ring for its own, and a driver can tie a request to the epoch its state
+//!   belongs to ([`RequestQueue::request_in`]), so that nothing from before a reset reaches
+//!   the device after it.
+//! - **A device that writes nonsense** into the used ring (an id not in flight, a length
+//!   beyond the buffers) is treated like one that stopped answering: failed and reset, its
+//!   callers get `EIO` (see [`crate::queue::SplitQueue::pop_used`]).
 
 use crate::Transport;
-use crate::queue::SplitQueue;
+use crate::queue::{SplitQueue, UsedFault};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
@@ -48,6 +57,8 @@ pub struct QueueStats {
 
 struct InFlight {
     queue: SplitQueue,
+    /// The first bad used entry seen, until the device is failed for it.
+    fault: Option<UsedFault>,
     /// The request id in flight on each token (head descriptor); 0: none.
     ids: Vec<u64>,
     /// Completions not yet collected by their caller: (request id, bytes written). A token is
@@ -58,15 +69,22 @@ struct InFlight {
 }
 
 impl InFlight {
-    /// Moves every completion from the used ring into `done`.
+    /// Moves every completion from the used ring into `done`. A chain the device returned
+    /// with a bad entry is not completed (its caller is released by the failure that follows,
+    /// see [`RequestQueue::check_fault`]).
     fn drain(&mut self) {
         while let Some((token, len)) = self.queue.pop_used() {
-            if let Some(id) = self.ids.get_mut(usize::from(token)) {
-                if *id != 0 {
-                    self.done.push((*id, len));
-                    *id = 0;
-                }
+            let fault = self.queue.take_fault();
+            let id = self.ids.get_mut(usize::from(token)).map_or(0, core::mem::take);
+            if let Some(fault) = fault {
+                self.fault.get_or_insert(fault);
             }
+            if id != 0 && !matches!(fault, Some(UsedFault::TooLong { token: bad, .. }) if bad == token) {
+                self.done.push((id, len));
+            }
+        }
+        if let Some(fault) = self.queue.take_fault() {
+            self.fault.get_or_insert(fault);
         }
     }
 
@@ -81,6 +99,11 @@ impl InFlight {
 pub struct RequestQueue {
     index: u16,
     ring: IrqSpinLock<InFlight>,
+    /// What [`RequestQueue::restart`] needs to build the ring again.
+    max_size: u16,
+    indirect: bool,
+    /// Bumped by every failure (under the ring lock): requests of an earlier epoch are gone.
+    epoch: AtomicU64,
     /// Callers waiting for a completion or for free descriptors.
     waiters: WaitQueue,
     /// The platform interrupt when one is routed, else [`NO_INTERRUPT`] (callers poll).
@@ -108,7 +131,10 @@ impl RequestQueue {
         let ids = alloc::vec![0; usize::from(queue.size())];
         Ok(RequestQueue {
             index,
-            ring: IrqSpinLock::new(InFlight { queue, ids, done: Vec::new(), next_id: 1 }),
+            ring: IrqSpinLock::new(InFlight { queue, fault: None, ids, done: Vec::new(), next_id: 1 }),
+            max_size,
+            indirect,
+            epoch: AtomicU64::new(0),
             waiters: WaitQueue::new(),
             interrupt: AtomicU32::new(NO_INTERRUPT),
             failed: AtomicBool::new(false),
@@ -152,9 +178,56 @@ impl RequestQueue {
         }
     }
 
-    /// Whether the device was declared dead (every request fails with `EIO`).
+    /// Whether the device was declared dead (every request fails with `EIO` until
+    /// [`RequestQueue::resume`]).
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
+    }
+
+    /// The current epoch: how many times the device failed so far.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Builds a fresh ring on the device after a failure (the old one died with the reset):
+    /// call it while re-initialising the device, between feature negotiation and `DRIVER_OK`.
+    /// The queue stays failed until [`RequestQueue::resume`]. Errors: `EBUSY` when the
+    /// queue has not failed (its ring may be in use), then those of [`SplitQueue::new`].
+    pub fn restart(&self, transport: &dyn Transport) -> Result<()> {
+        let mut ring = self.ring.lock();
+        if !self.has_failed() {
+            return Err(Errno::EBUSY);
+        }
+        let mut queue = SplitQueue::new(transport, self.index, self.max_size, self.indirect)?;
+        queue.set_interrupts(self.interrupt().is_some());
+        ring.ids = alloc::vec![0; usize::from(queue.size())];
+        // The old ring's memory is freed here: `fail` confirmed the reset, so the device no
+        // longer reads or writes it.
+        ring.queue = queue;
+        ring.fault = None;
+        ring.done.clear();
+        Ok(())
+    }
+
+    /// Lets requests through again once the driver finished re-initialising the device (after
+    /// [`RequestQueue::restart`] and `DRIVER_OK`). Returns the epoch requests now run in.
+    pub fn resume(&self) -> u64 {
+        let _ring = self.ring.lock();
+        self.failed.store(false, Ordering::Release);
+        self.epoch()
+    }
+
+    /// Fails the device if the used ring held a bad entry (the device is not to be trusted
+    /// with buffers any more). Returns whether it did.
+    fn check_fault(&self, transport: &dyn Transport, epoch: u64) -> bool {
+        let fault = self.ring.lock().fault.take();
+        match fault {
+            Some(fault) => {
+                self.fail_epoch(transport, epoch, format_args!("bad used entry on queue {}: {fault:?}", self.index));
+                true
+            }
+            None => false,
+        }
     }
 
     /// The interrupt handler's work once the device's interrupt status was acknowledged: wake
@@ -172,6 +245,15 @@ impl RequestQueue {
     /// request was, reports it and returns `EIO`; `EIO` when the device failed earlier or while
     /// the request waited; `E2BIG` when the request can never fit the queue.
     pub fn request(&self, transport: &dyn Transport, readable: &[&[u8]], writable: &mut [&mut [u8]]) -> Result<u32> {
+        self.request_in(transport, None, readable, writable)
+    }
+
+    /// [`RequestQueue::request`], published only if the queue is still in epoch `epoch` (when
+    /// given): a request that names device state of an earlier epoch (a FUSE node id of the
+    /// session before a reset) fails with `ESTALE` instead of reaching the new one. The check
+    /// is made under the ring lock, where the request is published, so no failure and restart
+    /// can slip in between.
+    pub fn request_in(&self, transport: &dyn Transport, epoch: Option<u64>, readable: &[&[u8]], writable: &mut [&mut [u8]]) -> Result<u32> {
         if self.has_failed() {
             return Err(Errno::EIO);
         }
@@ -179,12 +261,18 @@ impl RequestQueue {
         // Publish, waiting for free descriptors while the ring is full.
         let mut published = None;
         let mut error = None;
+        let mut my_epoch = self.epoch();
         let in_time = self.wait(deadline, || {
-            if self.has_failed() {
+            let mut ring = self.ring.lock();
+            if self.has_failed() || ring.fault.is_some() {
                 error = Some(Errno::EIO);
                 return true;
             }
-            let mut ring = self.ring.lock();
+            my_epoch = self.epoch();
+            if epoch.is_some_and(|epoch| epoch != my_epoch) {
+                error = Some(Errno::ESTALE);
+                return true;
+            }
             ring.drain();
             // SAFETY: the parts stay borrowed by this call, which returns only after the device
             // gave the chain back (its id is collected below) or after `fail` confirmed the
@@ -208,26 +296,34 @@ impl RequestQueue {
                 }
             }
         });
+        if self.check_fault(transport, my_epoch) {
+            return Err(Errno::EIO);
+        }
         if let Some(e) = error {
             return Err(e);
         }
         let Some(id) = published.filter(|_| in_time) else {
             let waited = self.timeout.unwrap_or_default();
-            self.fail(transport, format_args!("queue {} stayed full for {waited:?}", self.index));
+            self.fail_epoch(transport, my_epoch, format_args!("queue {} stayed full for {waited:?}", self.index));
             return Err(Errno::ETIMEDOUT);
         };
         self.requests.fetch_add(1, Ordering::Relaxed);
 
         let mut length = None;
         let answered = self.wait(deadline, || {
-            if self.has_failed() {
+            let mut ring = self.ring.lock();
+            // A failure (even one the driver already recovered from: a later epoch) took the
+            // request with it.
+            if self.has_failed() || self.epoch() != my_epoch {
                 return true;
             }
-            let mut ring = self.ring.lock();
             ring.drain();
             length = ring.take(id);
-            length.is_some()
+            length.is_some() || ring.fault.is_some()
         });
+        if self.check_fault(transport, my_epoch) {
+            return Err(Errno::EIO);
+        }
         if !self.waiters.is_empty() {
             // We may have collected completions of callers asleep on the queue, and our
             // descriptors are free again for callers waiting to publish.
@@ -238,7 +334,7 @@ impl RequestQueue {
             None if answered => Err(Errno::EIO), // failed while we waited
             None => {
                 let waited = self.timeout.unwrap_or_default();
-                self.fail(transport, format_args!("no reply on queue {} within {waited:?}", self.index));
+                self.fail_epoch(transport, my_epoch, format_args!("no reply on queue {} within {waited:?}", self.index));
                 Err(Errno::ETIMEDOUT)
             }
         }
@@ -249,8 +345,15 @@ impl RequestQueue {
     /// only then releases every waiter with `EIO`. Other queues of the same device must be
     /// abandoned by the driver as well (the reset stopped them too).
     pub fn fail(&self, transport: &dyn Transport, why: core::fmt::Arguments<'_>) {
+        self.fail_epoch(transport, self.epoch(), why);
+    }
+
+    /// [`RequestQueue::fail`] on behalf of a request of epoch `epoch`: nothing to do if the
+    /// device already failed since (and perhaps came back: a stale timeout must not fail the
+    /// re-initialised device).
+    pub fn fail_epoch(&self, transport: &dyn Transport, epoch: u64, why: core::fmt::Arguments<'_>) {
         let mut ring = self.ring.lock();
-        if self.has_failed() {
+        if self.has_failed() || self.epoch() != epoch {
             return;
         }
         log::error!("{}: {why}; resetting the device, its requests fail with EIO", transport.describe());
@@ -267,6 +370,9 @@ impl RequestQueue {
         }
         ring.queue.abandon_all();
         ring.done.clear();
+        ring.fault = None;
+        ring.ids.iter_mut().for_each(|id| *id = 0);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.failed.store(true, Ordering::Release);
         drop(ring);
         self.waiters.wake_all();
@@ -320,6 +426,8 @@ mod tests {
         inner: &'static FakeTransport,
         reads_until_reset_shows: Mutex<u32>,
         log: Arc<Mutex<Vec<&'static str>>>,
+        /// Claim this many bytes written in every used entry (a lying device).
+        claimed_len: Option<u32>,
     }
 
     impl Transport for SlowReset {
@@ -361,9 +469,18 @@ mod tests {
         }
         fn notify(&self, queue: u16) {
             self.inner.notify(queue);
+            if let (Some(len), Some((size, addresses))) = (self.claimed_len, self.inner.queue(queue)) {
+                let used = addresses.used as usize;
+                // SAFETY: host test: `used.idx` of the live queue's used ring (physical =
+                // virtual); the fake device has just finished with it.
+                let index = unsafe { ((used + 2) as *const u16).read_volatile() }.wrapping_sub(1);
+                let element = used + 4 + 8 * usize::from(index % size);
+                // SAFETY: as above: the `len` word of the entry just written (before `used.idx`).
+                unsafe { ((element + 4) as *mut u32).write_volatile(len) }
+            }
         }
-        fn read_config(&self, offset: usize, buf: &mut [u8]) {
-            self.inner.read_config(offset, buf);
+        fn read_config(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+            self.inner.read_config(offset, buf)
         }
         fn acknowledge_interrupt(&self) -> u32 {
             self.inner.acknowledge_interrupt()
@@ -378,7 +495,7 @@ mod tests {
         let platform = libos_core::testing::shared_platform();
         let log = Arc::new(Mutex::new(Vec::new()));
         let inner: &'static FakeTransport = Box::leak(Box::new(FakeTransport::new(2, 0, Vec::new(), 16, Box::new(|_, _| None))));
-        let transport: &'static SlowReset = Box::leak(Box::new(SlowReset { inner, reads_until_reset_shows: Mutex::new(3), log: log.clone() }));
+        let transport: &'static SlowReset = Box::leak(Box::new(SlowReset { inner, reads_until_reset_shows: Mutex::new(3), log: log.clone(), claimed_len: None }));
         transport.set_status(crate::status::DRIVER_OK);
         let queue: &'static RequestQueue = Box::leak(Box::new(RequestQueue::new(transport, 0, 16, false, Some(Duration::from_millis(50))).unwrap()));
         let callers: Vec<_> = (0..3)
@@ -409,5 +526,71 @@ mod tests {
         drop(log);
         let mut reply = [0u8; 4];
         assert_eq!(queue.request(transport, &[b"later"], &mut [&mut reply]), Err(Errno::EIO), "later callers fail at once");
+    }
+
+    /// A fake device answering "hang" never and anything else with "ok", and a queue on it.
+    fn hanging_on_request(claimed_len: Option<u32>) -> (&'static SlowReset, RequestQueue) {
+        libos_core::testing::shared_platform();
+        let inner: &'static FakeTransport = Box::leak(Box::new(FakeTransport::new(
+            2,
+            0,
+            Vec::new(),
+            16,
+            Box::new(|_, input| (input != b"hang").then(|| b"ok".to_vec())),
+        )));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let transport: &'static SlowReset = Box::leak(Box::new(SlowReset { inner, reads_until_reset_shows: Mutex::new(0), log, claimed_len }));
+        transport.set_status(crate::status::DRIVER_OK);
+        let queue = RequestQueue::new(transport, 0, 16, false, Some(Duration::from_millis(50))).unwrap();
+        (transport, queue)
+    }
+
+    /// Runs `f` while the fake clock moves past any timeout.
+    fn with_time_passing<R>(f: impl FnOnce() -> R) -> R {
+        let platform = libos_core::testing::shared_platform();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticking = stop.clone();
+        let clock = std::thread::spawn(move || {
+            while !ticking.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(2));
+                platform.advance(10_000_000);
+            }
+        });
+        let result = f();
+        stop.store(true, Ordering::Relaxed);
+        clock.join().unwrap();
+        result
+    }
+
+    #[test]
+    fn a_failed_queue_restarts_and_refuses_requests_of_the_old_epoch() {
+        let (transport, queue) = hanging_on_request(None);
+        let before = queue.epoch();
+        let mut reply = [0u8; 2];
+        assert_eq!(queue.request(transport, &[b"first"], &mut [&mut reply]), Ok(2));
+        assert_eq!(with_time_passing(|| queue.request(transport, &[b"hang"], &mut [&mut reply])), Err(Errno::ETIMEDOUT));
+        assert!(queue.has_failed());
+        assert_eq!(queue.restart(transport), Ok(()), "the driver re-initialises the device");
+        assert_eq!(queue.request(transport, &[b"early"], &mut [&mut reply]), Err(Errno::EIO), "not before resume");
+        transport.set_status(crate::status::DRIVER_OK);
+        let now = queue.resume();
+        assert_ne!(now, before);
+        reply = [0; 2];
+        assert_eq!(queue.request(transport, &[b"again"], &mut [&mut reply]), Ok(2), "the queue works after the restart");
+        assert_eq!(&reply, b"ok");
+        assert_eq!(queue.request_in(transport, Some(now), &[b"current"], &mut [&mut reply]), Ok(2));
+        let seen = transport.inner.requests.load(Ordering::Relaxed);
+        assert_eq!(queue.request_in(transport, Some(before), &[b"stale"], &mut [&mut reply]), Err(Errno::ESTALE));
+        assert_eq!(transport.inner.requests.load(Ordering::Relaxed), seen, "a stale request never reaches the device");
+        assert_eq!(queue.restart(transport), Err(Errno::EBUSY), "a working ring is not replaced");
+    }
+
+    #[test]
+    fn a_used_length_beyond_the_reply_buffers_fails_the_request_and_the_device() {
+        let (transport, queue) = hanging_on_request(Some(1 << 20));
+        let mut reply = [0u8; 2];
+        assert_eq!(queue.request(transport, &[b"lie"], &mut [&mut reply]), Err(Errno::EIO));
+        assert!(queue.has_failed(), "a device writing nonsense into the used ring is reset");
+        assert_eq!(transport.inner.status(), 0);
     }
 }

@@ -190,10 +190,11 @@ impl Transport for FakeTransport {
             self.process(queue);
         }
     }
-    fn read_config(&self, offset: usize, buf: &mut [u8]) {
+    fn read_config(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         for (i, b) in buf.iter_mut().enumerate() {
             *b = self.config.get(offset + i).copied().unwrap_or(0);
         }
+        Ok(())
     }
     fn acknowledge_interrupt(&self) -> u32 {
         0

@@ -11,6 +11,8 @@ use std::sync::Mutex;
 struct Factory {
     template: Vec<u8>,
     disks: Mutex<Vec<Arc<MemDisk>>>,
+    /// Each volume made and its file system, while it lives (for `durable_view`).
+    mounted: Mutex<Vec<(std::sync::Weak<dyn FileSystem>, Arc<MemDisk>)>>,
     keep: bool,
     /// `MountOptions::dir_index_bytes` of the volumes.
     dir_index_bytes: usize,
@@ -22,7 +24,13 @@ impl Factory {
         let fs = mount(&disk);
         fs.root().rmdir("lost+found").expect("removing lost+found");
         drop(fs);
-        Factory { template: disk.image(), disks: Mutex::new(Vec::new()), keep, dir_index_bytes: options().dir_index_bytes }
+        Factory {
+            template: disk.image(),
+            disks: Mutex::new(Vec::new()),
+            mounted: Mutex::new(Vec::new()),
+            keep,
+            dir_index_bytes: options().dir_index_bytes,
+        }
     }
 
     /// Checks every volume the suite made with e2fsck; returns how many.
@@ -46,8 +54,20 @@ impl FileSystemFactory for Factory {
             self.disks.lock().unwrap().push(disk.clone());
         }
         let options = MountOptions { dir_index_bytes: self.dir_index_bytes, ..options() };
-        let fs = Ext2Fs::mount(disk, options).map_err(|e| format!("mount: {e}"))?;
+        let fs: Arc<dyn FileSystem> = Ext2Fs::mount(disk.clone(), options).map_err(|e| format!("mount: {e}"))?;
+        let mut mounted = self.mounted.lock().unwrap();
+        mounted.retain(|(fs, _)| fs.strong_count() > 0);
+        mounted.push((Arc::downgrade(&fs), disk));
         Ok(fs)
+    }
+
+    /// What the volume's disk would hold after a crash now (only flushed writes: nothing of
+    /// the mounted instance's caches, nor of the disk's own volatile cache), mounted afresh.
+    fn durable_view(&self, fs: &Arc<dyn FileSystem>) -> Option<Result<Arc<dyn FileSystem>, String>> {
+        let mounted = self.mounted.lock().unwrap();
+        let disk = mounted.iter().find(|(made, _)| made.upgrade().is_some_and(|made| Arc::ptr_eq(&made, fs))).map(|(_, disk)| disk.clone())?;
+        let copy = Arc::new(MemDisk::from_image(disk.durable_image()));
+        Some(Ext2Fs::mount(copy, options()).map(|fs| fs as Arc<dyn FileSystem>).map_err(|e| format!("mounting what the disk holds: {e}")))
     }
 }
 
@@ -98,3 +118,4 @@ fn model_test_many_sequences() {
         panic!("{why}");
     }
 }
+

@@ -900,14 +900,33 @@ fn mounts(f: &dyn FileSystemFactory) -> Outcome {
     Ok(())
 }
 
-/// `fsync` succeeds on files and directories; `statfs` reports sane values.
+/// `fsync` succeeds on files and directories; `statfs` reports sane values. Where the factory
+/// can show what a crash would leave ([`FileSystemFactory::durable_view`]), what `fsync` (of
+/// the file and its directory) and `sync` promised is there: a `sync` that writes nothing
+/// back fails here.
 fn fsync_statfs(f: &dyn FileSystemFactory) -> Outcome {
-    let vfs = fresh(f)?;
+    let fs = f.create()?;
+    let vfs = Vfs::new(fs.clone());
     let file = ok!(vfs.open("/f", NEW, 0o644));
-    ok!(file.write(b"x"));
+    let synced: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 3) as u8).collect();
+    ok!(file.write(&synced));
     ok!(file.sync());
     ok!(vfs.open("/", OpenFlags::RDONLY, 0)).sync().map_err(|e| format!("fsync of a directory: {e:?}"))?;
+    if let Some(view) = f.durable_view(&fs) {
+        let after_crash = Vfs::new(view?);
+        let found = read_file(&after_crash, "/f").map_err(|e| format!("after fsync of /f and /, a crash loses /f: {e:?}"))?;
+        check!(found == synced);
+    }
+    ok!(write_file(&vfs, "/g", b"synced by sync"));
+    ok!(vfs.mkdir("/d", 0o755));
     ok!(vfs.sync());
+    if let Some(view) = f.durable_view(&fs) {
+        let after_crash = Vfs::new(view?);
+        let found = read_file(&after_crash, "/g").map_err(|e| format!("after sync, a crash loses /g: {e:?}"))?;
+        check!(found == b"synced by sync".to_vec());
+        check!(read_file(&after_crash, "/f").ok() == Some(synced));
+        check!(after_crash.metadata("/d").is_ok_and(|m| m.is_dir()));
+    }
     match vfs.statfs("/f") {
         Ok(stat) => {
             check!(stat.block_size > 0);

@@ -35,6 +35,15 @@ pub trait FileSystemFactory {
     fn name(&self) -> &str;
     /// A new, empty file system.
     fn create(&self) -> Result<Arc<dyn FileSystem>, String>;
+    /// What a machine that crashed now would find of `fs` (an instance from
+    /// [`FileSystemFactory::create`]): a second instance over what `fs` has made durable so
+    /// far (a copy of its disk), without anything `fs` holds only in memory. `None`, the
+    /// default, for file systems with nothing below them (ramfs) or factories that cannot
+    /// make one; cases then skip their durability checks.
+    fn durable_view(&self, fs: &Arc<dyn FileSystem>) -> Option<Result<Arc<dyn FileSystem>, String>> {
+        let _ = fs;
+        None
+    }
 }
 
 /// A test case: a name and a function.

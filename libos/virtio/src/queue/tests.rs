@@ -114,3 +114,108 @@ fn requests_that_can_never_fit_are_rejected() {
     // SAFETY: as above.
     assert_eq!(unsafe { queue.add(&[], &mut []) }, Err(Errno::EINVAL));
 }
+
+/// Writes `value` at `addr` in a live queue's memory, as a device would.
+fn poke<T: Copy>(addr: u64, value: T) {
+    // SAFETY: host tests only: physical addresses are virtual ones, and every caller passes an
+    // address inside the memory of a queue the test keeps alive, while the fake device is idle.
+    unsafe { (addr as usize as *mut T).write_volatile(value) }
+}
+
+/// Reads the value at `addr` in a live queue's memory.
+fn peek<T: Copy>(addr: u64) -> T {
+    // SAFETY: as in `poke`.
+    unsafe { (addr as usize as *const T).read_volatile() }
+}
+
+/// Writes used-ring entries the way a (misbehaving) device would, and publishes them.
+fn device_returns(device: &FakeTransport, entries: &[(u32, u32)]) {
+    let (size, addresses) = device.queue(Q).unwrap();
+    let mut at: u16 = peek(addresses.used + 2);
+    for &(id, len) in entries {
+        let element = addresses.used + 4 + 8 * u64::from(at % size);
+        poke(element, id);
+        poke(element + 4, len);
+        at = at.wrapping_add(1);
+    }
+    poke(addresses.used + 2, at);
+}
+
+#[test]
+fn a_device_scribbling_on_the_descriptor_table_cannot_corrupt_the_free_list() {
+    let (mut queue, device, _) = setup(false, REPLY);
+    let (size, addresses) = device.queue(Q).unwrap();
+    let mut out = [0u8; 14];
+    for round in 0..40u16 {
+        let parts: Vec<[u8; 1]> = vec![[1u8]; 1 + usize::from(round % 5)];
+        let readable: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+        let token = {
+            let mut writable: [&mut [u8]; 1] = [&mut out];
+            // SAFETY: the buffers outlive the request (popped below).
+            unsafe { queue.add(&readable, &mut writable) }.unwrap()
+        };
+        assert_eq!(device.process(Q), 1);
+        // The device is done with the chain, but scribbles over the whole table: `next`
+        // links out of range or into cycles, lengths and flags of its choosing.
+        for i in 0..size {
+            let slot = addresses.descriptors + 16 * u64::from(i);
+            poke(slot, 0xdead_beef_u64);
+            poke(slot + 8, u32::MAX);
+            poke(slot + 12, 0xffff_u16);
+            poke(slot + 14, if round % 2 == 0 { 0xffff } else { i });
+        }
+        assert_eq!(queue.pop_used(), Some((token, 14)), "round {round}");
+        assert_eq!(queue.free_descriptors(), size, "round {round}: every descriptor is free again");
+        assert_eq!(queue.take_fault(), None);
+    }
+}
+
+#[test]
+fn used_entries_with_bad_ids_are_skipped_without_freeing_anything() {
+    let (mut queue, device, _) = setup(false, REPLY);
+    let input = [1u8];
+    let mut out = [0u8; 4];
+    let token = {
+        let mut writable: [&mut [u8]; 1] = [&mut out];
+        // SAFETY: the buffers outlive the request (returned below).
+        unsafe { queue.add(&[&input], &mut writable) }.unwrap()
+    };
+    assert_eq!(queue.free_descriptors(), 6);
+    // An id past the ring, one that is not a head in flight, then the real completion.
+    let not_in_flight = (token + 5) % 8;
+    device_returns(device, &[(99, 4), (u32::from(not_in_flight), 4), (u32::from(token), 4)]);
+    assert_eq!(queue.pop_used(), Some((token, 4)), "bad entries are skipped, not taken for completions");
+    assert_eq!(queue.take_fault(), Some(UsedFault::BadId(99)));
+    assert_eq!(queue.free_descriptors(), 8, "only the real chain was freed");
+    // The same token again: not in flight any more, so it frees nothing twice.
+    device_returns(device, &[(u32::from(token), 4)]);
+    assert_eq!(queue.pop_used(), None);
+    assert_eq!(queue.take_fault(), Some(UsedFault::NotInFlight(token)));
+    assert_eq!(queue.free_descriptors(), 8);
+}
+
+#[test]
+fn a_used_length_beyond_the_writable_buffers_is_capped_and_reported() {
+    let (mut queue, device, _) = setup(true, REPLY);
+    let input = [1u8; 3];
+    let (mut a, mut b) = ([0u8; 4], [0u8; 6]);
+    let token = {
+        let mut writable: [&mut [u8]; 2] = [&mut a, &mut b];
+        // SAFETY: the buffers outlive the request (returned below).
+        unsafe { queue.add(&[&input], &mut writable) }.unwrap()
+    };
+    device_returns(device, &[(u32::from(token), 4096)]);
+    assert_eq!(queue.pop_used(), Some((token, 10)), "never more than the 10 writable bytes posted");
+    assert_eq!(queue.take_fault(), Some(UsedFault::TooLong { token, len: 4096, writable: 10 }));
+    assert_eq!(queue.free_descriptors(), 8);
+}
+
+#[test]
+fn a_used_index_running_ahead_of_the_ring_is_refused() {
+    let (mut queue, device, _) = setup(false, REPLY);
+    let (_, addresses) = device.queue(Q).unwrap();
+    poke(addresses.used + 2, 100_u16);
+    assert_eq!(queue.pop_used(), None);
+    assert_eq!(queue.take_fault(), Some(UsedFault::BadIndex(100)));
+    assert_eq!(queue.free_descriptors(), 8);
+}
