@@ -66,11 +66,12 @@ impl<T: Slice> RangeMap<T> {
         Ok(())
     }
 
-    /// The recorded ranges that overlap `[start, end)`, whole, in address order.
+    /// The recorded ranges that overlap `[start, end)`, whole, in address order (none when the
+    /// range is empty).
     pub fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = Piece<&T>> + '_ {
         self.ranges
             .range(..end)
-            .filter(move |(s, (len, _))| *s + *len > start)
+            .filter(move |(s, (len, _))| start < end && *s + *len > start)
             .map(|(s, (len, value))| Piece { start: *s, len: *len, value })
     }
 
@@ -137,6 +138,20 @@ mod tests {
         let left: Vec<_> = map.iter().map(|p| (p.start, p.len, p.value.0)).collect();
         assert_eq!(left, [(0x1000, 0x1000, 0x10_000), (0x3000, 0x2000, 0x12_000)]);
         assert!(map.covers(0x1000, 0x2000) && !map.covers(0x1000, 0x4000) && map.covers(0x3000, 0x5000));
+    }
+
+    /// Found by the `mmap` fuzz target: an empty cut inside a mapping split it in two and
+    /// returned a zero-length piece.
+    #[test]
+    fn an_empty_cut_changes_nothing() {
+        let mut map = RangeMap::new();
+        map.insert(4, 65, Offset(0)).unwrap();
+        assert_eq!(map.cut(7, 7), []);
+        assert_eq!(map.cut(9, 3), []);
+        let left: Vec<_> = map.iter().map(|p| (p.start, p.len)).collect();
+        assert_eq!(left, [(4, 65)]);
+        assert_eq!(map.overlapping(7, 7).count(), 0);
+        assert!(map.covers(7, 7) && map.covers(100, 100));
     }
 
     #[test]
