@@ -30,8 +30,11 @@ pub mod fuse;
 pub mod input;
 pub mod mmap;
 
+/// A target's body: runs one input.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (the binary and the corpus folder) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("acpi", acpi::run),
     ("cmdline", cmdline::run),
     ("cpio", cpio::run),
