@@ -49,6 +49,7 @@ pub use libos;
 
 pub mod abi;
 pub mod elf;
+pub mod ranges;
 pub mod sockaddr;
 pub mod start;
 pub mod user;

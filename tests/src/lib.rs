@@ -83,8 +83,10 @@ enum Net {
     Tap(Option<Arc<Netns>>),
 }
 
-/// A fresh host directory for one test and arch, removed when dropped.
-pub struct TempDir(PathBuf);
+/// A fresh host directory for one test and arch, removed when dropped. Created by `mkdtemp`
+/// (an unpredictable name, mode 0700), never at a fixed path another user could have put a
+/// symlink at: the tests run as root.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     /// In the host's temporary directory.
@@ -98,26 +100,21 @@ impl TempDir {
     }
 
     fn new_in(base: &std::path::Path, test: &str, arch: Arch) -> TempDir {
-        let dir = base.join(format!("libos-test-{test}-{arch}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("libos-test-{test}-{arch}-"))
+            .tempdir_in(base)
+            .unwrap_or_else(|e| panic!("creating a directory in {}: {e}", base.display()));
         TempDir(dir)
     }
 
     /// The directory.
     pub fn dir(&self) -> &std::path::Path {
-        &self.0
+        self.0.path()
     }
 
     /// The path of `name` inside the directory.
     pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().join(name)
     }
 }
 

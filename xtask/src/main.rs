@@ -76,9 +76,14 @@ const HELP: &str = "\
         natively on 127.0.0.1 against its own tools (redis-cli and redis-benchmark; curl and
         ab) and prints what they report.
   ./x test [--host | --qemu]
-        Host unit tests of every pure crate and of the apps' libraries (apps/*/src/lib.rs),
-        then the QEMU integration tests (tests/).
-  ./x bench boot [--runs N]
+        Host unit tests of every pure crate and of the apps' libraries (apps/*/src/lib.rs), the
+        fuzz corpus replay and a short run of every fuzz target, then the QEMU integration
+        tests (tests/).
+  ./x fuzz [TARGET] [--time S]
+        Build the libFuzzer targets of fuzz/ (cpio, dtb, acpi, cmdline, elf, mmap, fuse) with
+        sanitizer coverage and fuzz each (or TARGET) for S seconds (default 60), starting from
+        the kept corpus fuzz/corpus/TARGET; prints runs, exec/s and coverage. A crash stops with
+        the input's path (target/fuzz/artifacts/) and how to keep it as a regression input.
         Boot benchmark: guest instructions to main and to exit (icount), wall time against a
         floor kernel, image size, smallest RAM. Writes bench/results/boot.{json,md,svg}.
   ./x bench fs [--file-mib N] [--compare-mib N] [--compare-files N] [--only-compare] [--no-linux]
@@ -157,6 +162,7 @@ fn run() -> Result<i32> {
         "disk" => disk_verb(rest),
         "test" => test_verb(rest),
         "bench" => bench::main(rest),
+        "fuzz" => xtask::fuzz::main(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(0)
@@ -462,6 +468,11 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
             }
             ok &= cargo_test(&args)?;
         }
+        // The fuzz crate is not a default member (its binaries need libFuzzer): its corpus
+        // replay runs here, then a short libFuzzer run of every target.
+        eprintln!("==> fuzz corpus replay and smoke runs ({} s per target)", xtask::fuzz::SMOKE_SECONDS);
+        ok &= cargo_test(&["-p", "libos-fuzz"])?;
+        ok &= xtask::fuzz::smoke()?;
     }
     if qemu {
         for arch in Arch::ALL.into_iter().filter(|a| a.is_supported()) {
