@@ -694,9 +694,27 @@ fn getrandom(buf: u64, len: u64, flags: u64) -> Result<u64> {
     if flags & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0 || flags & (GRND_RANDOM | GRND_INSECURE) == (GRND_RANDOM | GRND_INSECURE) {
         return Err(Errno::EINVAL);
     }
-    // SAFETY: checked by `slice_mut`.
+    // As Linux: `GRND_INSECURE` never waits; otherwise bytes come only from a seeded
+    // generator, so before a source seeded it (a machine without virtio-rng or a CPU random
+    // instruction) `GRND_NONBLOCK` is `EAGAIN` and a plain call blocks, interruptibly.
+    // `GRND_RANDOM` changes nothing since Linux 5.6.
+    if flags & GRND_INSECURE == 0 && !libos::random::is_seeded() {
+        if flags & GRND_NONBLOCK != 0 {
+            return Err(Errno::EAGAIN);
+        }
+        signal::wait_interruptible(libos::random::seeded_waiters(), libos::random::is_seeded, None)?;
+        if !libos::random::is_seeded() {
+            return Err(Errno::ERESTARTSYS); // a signal came first
+        }
+    }
+    // SAFETY: checked by `slice_mut`. Taken after the wait: the program may have changed its
+    // mappings meanwhile.
     let out = unsafe { user::slice_mut(buf, len)? };
-    crate::run::random_bytes(out);
+    if flags & GRND_INSECURE != 0 {
+        libos::random::fill_insecure(out);
+    } else {
+        libos::random::fill(out)?;
+    }
     Ok(len)
 }
 

@@ -72,6 +72,7 @@ pub struct Boot {
     transport: Option<VirtioTransport>,
     net: Option<Net>,
     disks: Vec<Disk>,
+    rng: bool,
 }
 
 /// The network a boot asked for.
@@ -155,6 +156,7 @@ impl Boot {
             shares: Vec::new(),
             net: None,
             disks: Vec::new(),
+            rng: true,
         }
     }
 
@@ -266,6 +268,13 @@ impl Boot {
         self
     }
 
+    /// Boots without the default virtio-rng device (a guest with no entropy source unless its
+    /// CPU model has a random instruction).
+    pub fn without_rng(mut self) -> Boot {
+        self.rng = false;
+        self
+    }
+
     /// Boots without the exit-code device: no `isa-debug-exit` on x86_64, no semihosting on
     /// aarch64 (as on Firecracker or cloud-hypervisor).
     pub fn without_debug_exit(mut self) -> Boot {
@@ -293,6 +302,7 @@ impl Boot {
         config.cmdline = qemu::kernel_cmdline(&self.options, &self.args);
         config.shares = self.shares.clone();
         config.disks = self.disks.clone();
+        config.rng = self.rng;
         config.virtio_transport = self.transport;
         let mut netns = None;
         match &self.net {

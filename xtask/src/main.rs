@@ -34,6 +34,9 @@ const HELP: &str = "\
                                 (repeatable: /dev/vda, /dev/vdb, ... in order; `:ro` read-only);
                                 mount an ext2 one with `--cmdline root=ext2:vda` or
                                 `mount=ext2:vdb:/data` (needs an image with the `fs-ext2` feature)
+        --no-rng                boot without the default virtio-rng device (the guest's
+                                random-number generator then has no seed unless the CPU has a
+                                random instruction: getrandom() blocks, see libos::random)
         --root DIR              share DIR as tag `root` and mount it as `/` (root=virtiofs:root)
         --cache auto|never|always|metadata
                                 virtiofsd's cache policy for every share (default auto)
@@ -191,6 +194,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     let mut net_mode = None;
     let mut forwards = Vec::new();
     let mut disks = Vec::new();
+    let mut rng = true;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("arch") => arch = parser.value()?.parse()?,
@@ -201,6 +205,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
             Long("machine") => machine = Some(parser.value()?.parse::<Machine>()?),
             Long("cmdline") => options = parser.value()?.string()?,
             Long("boot-stats") => boot_stats = true,
+            Long("no-rng") => rng = false,
             Long("timeout") => timeout = Some(Duration::from_secs_f64(parser.value()?.parse()?)),
             Long("share") => shares.push(Share::parse(&parser.value()?.string()?)?),
             Long("root") => root_dir = Some(parser.value()?.string()?),
@@ -268,6 +273,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     config.timeout = timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     config.shares = shares;
     config.disks = disks;
+    config.rng = rng;
     // Ctrl-C reaches QEMU through the terminal; the daemons and the namespace must not outlive
     // it either (nor a SIGTERM to ./x).
     xtask::netns::install_interrupt_handler();

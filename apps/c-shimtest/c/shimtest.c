@@ -1257,6 +1257,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "kill")) { printf("raising SIGTERM\n"); fflush(stdout); raise(SIGTERM); printf("still alive\n"); return 1; }
         else if (!strcmp(f, "abort")) { printf("aborting\n"); fflush(stdout); abort(); }
         else if (socket_family(f)) continue;
+        else if (random_family(f)) continue;
         else { fprintf(stderr, "unknown family %s\n", f); return 2; }
     }
     return 0;
