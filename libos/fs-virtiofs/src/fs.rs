@@ -1256,9 +1256,9 @@ impl Node for FuseNode {
             NewNode::Fifo | NewNode::Socket | NewNode::CharDevice(_) | NewNode::BlockDevice(_) => {
                 let mknod =
                     proto::fuse_mknod_in { mode: kind.file_type().mode_bits() | perm, rdev: proto::rdev_to_wire(kind.rdev()), umask: 0, padding: 0 };
-                let entry: proto::fuse_entry_out =
-                    self.session.call_fixed(op::MKNOD, self.nodeid, &[mknod.as_bytes(), n, nul])?;
-                self.adopt(name, &entry)?
+                let target = self.target()?;
+                let entry: proto::fuse_entry_out = self.session.call_fixed(op::MKNOD, target, &[mknod.as_bytes(), n, nul])?;
+                self.adopt(target, name, &entry)?
             }
         };
         self.dir_changed();
