@@ -6,7 +6,7 @@
 //! console). `fork`, `vfork`, `execve` and `wait4` are known but unsupported: `-ENOSYS` until
 //! libos runs several processes.
 
-use crate::abi::{Iovec, Timespec, nr};
+use crate::abi::{Timespec, nr};
 use crate::fd::{self, Object};
 use crate::{control, events, mem, net, signal, thread, user};
 #[cfg(feature = "fs")]
@@ -450,26 +450,27 @@ fn pwrite(fd_number: u64, buf: u64, len: u64, offset: u64) -> Result<u64> {
 
 const IOV_MAX: u64 = 1024;
 
-fn iovecs(iov: u64, count: u64) -> Result<&'static [Iovec]> {
+/// The buffers of a `readv`/`writev` iovec array, copied and checked before any I/O.
+fn iovecs(iov: u64, count: u64) -> Result<alloc::vec::Vec<(u64, u64)>> {
     if count > IOV_MAX {
         return Err(Errno::EINVAL);
     }
-    // SAFETY: as in `read`; `Iovec` is plain data.
-    let bytes = unsafe { user::slice(iov, count * size_of::<Iovec>() as u64)? };
-    if bytes.as_ptr() as usize % align_of::<Iovec>() != 0 {
-        return Err(Errno::EINVAL);
-    }
-    // SAFETY: aligned, in range, and any bit pattern is a valid `Iovec`.
-    Ok(unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast::<Iovec>(), count as usize) })
+    user::iovec_buffers(iov, count)
 }
 
+/// `readv`: fills the buffers in order; an error after some bytes were read returns the
+/// bytes read, as Linux does.
 fn readv(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
     let object = fd::get(fd_number)?;
     let mut total = 0u64;
-    for v in iovecs(iov, count)? {
-        // SAFETY: as in `read`.
-        let buf = unsafe { user::slice_mut(v.base, v.len)? };
-        let n = object.read(buf)?;
+    for (base, len) in iovecs(iov, count)? {
+        // SAFETY: as in `read`; the range was checked by `iovecs`.
+        let buf = unsafe { user::slice_mut(base, len)? };
+        let n = match object.read(buf) {
+            Ok(n) => n,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        };
         total += n as u64;
         if n < buf.len() {
             break;
@@ -478,15 +479,17 @@ fn readv(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
     Ok(total)
 }
 
+/// `writev`: writes the buffers in order; an error after some bytes were written returns
+/// the bytes written.
 fn writev(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
     let object = fd::get(fd_number)?;
     if let Object::Socket(socket) = &*object {
         return net::writev(socket, iov, count); // the pieces leave together
     }
     let mut total = 0u64;
-    for v in iovecs(iov, count)? {
-        // SAFETY: as in `read`.
-        let buf = unsafe { user::slice(v.base, v.len)? };
+    for (base, len) in iovecs(iov, count)? {
+        // SAFETY: as in `read`; the range was checked by `iovecs`.
+        let buf = unsafe { user::slice(base, len)? };
         let n = match object.write(buf) {
             Ok(n) => n,
             Err(e) if total == 0 => return Err(e),

@@ -14,7 +14,7 @@ mod with_fs {
     use crate::abi::{Stat, open_flags as o};
     use crate::fd::{self, Object};
     use crate::user;
-    use alloc::borrow::Cow;
+    use alloc::string::String;
     use libos::fs::vfs::{FileType, Metadata, OpenFlags, SeekFrom};
     use libos::fs::vfs as vfs_crate;
     use libos::{Errno, Result};
@@ -31,14 +31,14 @@ mod with_fs {
         libos::fs::vfs()
     }
 
-    /// The absolute path of `path` relative to `dirfd` (borrowed when it is absolute already:
-    /// no copy on the common path).
-    pub fn resolve(dirfd: u64, path: &str) -> Result<Cow<'_, str>> {
+    /// The absolute path of `path` relative to `dirfd` (`path` itself when it is absolute
+    /// already: no second copy on the common path).
+    pub fn resolve(dirfd: u64, path: String) -> Result<String> {
         if path.is_empty() {
             return Err(Errno::ENOENT);
         }
         if path.starts_with('/') {
-            return Ok(Cow::Borrowed(path));
+            return Ok(path);
         }
         let base = if dirfd as i64 == AT_FDCWD {
             vfs()?.current_dir()?
@@ -52,14 +52,14 @@ mod with_fs {
         if !joined.ends_with('/') {
             joined.push('/');
         }
-        joined.push_str(path);
-        Ok(Cow::Owned(joined))
+        joined.push_str(&path);
+        Ok(joined)
     }
 
-    /// Reads the path argument at `addr` and resolves it against `dirfd`.
-    pub(crate) fn path_arg(dirfd: u64, addr: u64) -> Result<Cow<'static, str>> {
-        // SAFETY: checked by `c_str`; the C program vouches for the rest (syscall contract).
-        let path = unsafe { user::c_str(addr, PATH_MAX)? };
+    /// Copies the path argument at `addr` into the kernel and resolves it against `dirfd`.
+    pub(crate) fn path_arg(dirfd: u64, addr: u64) -> Result<String> {
+        // SAFETY: checked by `c_string`; the C program vouches for the rest (syscall contract).
+        let path = unsafe { user::c_string(addr, PATH_MAX)? };
         resolve(dirfd, path)
     }
 
@@ -91,7 +91,7 @@ mod with_fs {
             let pipe = crate::events::fifo::open(&file, u64::from(flags))?;
             return fd::insert(pipe, flags & o::CLOEXEC != 0);
         }
-        let directory = file.node().file_type().is_dir().then(|| path.into_owned());
+        let directory = file.node().file_type().is_dir().then(|| path);
         fd::insert(Object::File(file, directory), flags & o::CLOEXEC != 0)
     }
 
@@ -145,7 +145,7 @@ mod with_fs {
 
     pub(crate) fn metadata_at(dirfd: u64, path: u64, flags: u64) -> Result<Option<Metadata>> {
         // SAFETY: as in `path_arg`.
-        let raw = unsafe { user::c_str(path, PATH_MAX)? };
+        let raw = unsafe { user::c_string(path, PATH_MAX)? };
         if raw.is_empty() && flags & AT_EMPTY_PATH != 0 {
             if dirfd as i64 == AT_FDCWD {
                 return vfs()?.metadata(&vfs()?.current_dir()?).map(Some);
@@ -290,12 +290,12 @@ mod with_fs {
     /// `symlinkat(target, newdirfd, linkpath)`.
     pub fn symlinkat(target: u64, newdirfd: u64, link: u64) -> Result<u64> {
         // SAFETY: as in `path_arg`.
-        let target = unsafe { user::c_str(target, PATH_MAX)? };
+        let target = unsafe { user::c_string(target, PATH_MAX)? };
         if target.is_empty() {
             return Err(Errno::ENOENT);
         }
         let link = path_arg(newdirfd, link)?;
-        vfs()?.symlink(target, &link)?;
+        vfs()?.symlink(&target, &link)?;
         Ok(0)
     }
 

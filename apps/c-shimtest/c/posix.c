@@ -6,11 +6,14 @@
 #include "check.h"
 #include <stdint.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <grp.h>
 #include <sys/syscall.h>
 #include <sys/file.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -20,6 +23,16 @@ struct cap_data { uint32_t effective, permitted, inheritable; };
 #define CAP_VERSION_3 0x20080522
 #define CAP_DAC_OVERRIDE 1
 #define CAP_SETUID 7
+
+/* A path another thread keeps rewriting (valid UTF-8 one moment, a 0xff byte the next):
+ * the kernel must copy it before use, never panic, and answer each call for some version. */
+static char racing_path[] = "/tmp/px/race-a";
+static volatile int racing = 1;
+static void *flip_path(void *arg) {
+    (void)arg;
+    for (unsigned i = 0; racing; i++) racing_path[13] = (i & 1) ? (char)0xff : 'a';
+    return NULL;
+}
 
 static void write_all(const char *path, const char *text) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -38,6 +51,34 @@ void posix_family(void) {
     CHECK(chown("/tmp/px/rootfile", 0, 0) == 0);
     CHECK(access("/tmp/px/rootfile", R_OK | W_OK) == 0);
     FAILS(access("/tmp/px/rootfile", X_OK), EACCES);
+
+    write_all("/tmp/px/race-a", "a");
+    pthread_t flipper;
+    CHECK(pthread_create(&flipper, NULL, flip_path, NULL) == 0);
+    int seen_ok = 0, seen_other = 0;
+    for (int i = 0; i < 3000; i++) {
+        errno = 0;
+        if (stat(racing_path, &st) == 0) seen_ok++;
+        else {
+            CHECK(errno == EINVAL || errno == ENOENT);
+            seen_other++;
+        }
+        if (i % 100 == 0) sched_yield();
+    }
+    racing = 0;
+    CHECK(pthread_join(flipper, NULL) == 0 && seen_ok + seen_other == 3000);
+
+    /* An iovec array with a bad buffer fails with EFAULT before any byte moves; an
+     * unaligned array is fine. */
+    int iv = open("/tmp/px/race-a", O_RDONLY);
+    char one[1], two[1];
+    struct iovec bad[2] = {{one, 1}, {(void *)1, 1}};
+    FAILS(readv(iv, bad, 2), EFAULT);
+    CHECK(lseek(iv, 0, SEEK_CUR) == 0);
+    char raw[sizeof(struct iovec) * 2 + 1];
+    struct iovec good[2] = {{one, 1}, {two, 1}};
+    memcpy(raw + 1, good, sizeof good);
+    CHECK(readv(iv, (struct iovec *)(raw + 1), 2) == 1 && one[0] == 'a' && close(iv) == 0);
 
     /* A FIFO: O_RDWR never waits; data written comes back; fstat says FIFO. */
     CHECK(mkfifo("/tmp/px/fifo", 0666) == 0 && stat("/tmp/px/fifo", &st) == 0 && S_ISFIFO(st.st_mode));
