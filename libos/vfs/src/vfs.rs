@@ -4,12 +4,17 @@
 //! A position in the namespace is a [`Loc`]: a mount and a node of its file system. The walk
 //! crosses into a mounted file system after every lookup of a covered directory and back out on
 //! `..` at a mount's root; `..` at the root of the whole namespace stays there.
+//!
+//! Who may do what is checked in [`checks`]: the namespace's credentials and Linux's rules for
+//! creating, removing and accessing nodes.
 
-use crate::cred::{Access, Cap, CredCell, Credentials, S_ISVTX};
+mod checks;
+
+use crate::cred::{Access, Cap, CredCell, Credentials};
 use crate::file::OpenFile;
 use crate::node::{FileSystem, NewNode, Node};
 use crate::path::{self, Last, Parsed};
-use crate::types::{DirEntry, FileType, MAX_SYMLINKS, Metadata, OpenFlags, Owner, PATH_MAX, StatFs, TimeUpdate};
+use crate::types::{DirEntry, FileType, MAX_SYMLINKS, Metadata, OpenFlags, PATH_MAX, StatFs, TimeUpdate};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -126,66 +131,6 @@ impl Vfs {
         }
     }
 
-    // ---- credentials ----
-
-    /// The credentials operations are checked with (root with every capability until
-    /// changed).
-    pub fn credentials(&self) -> Arc<Credentials> {
-        self.creds.get()
-    }
-
-    /// Replaces the credentials.
-    pub fn set_credentials(&self, creds: Credentials) {
-        self.creds.set(creds);
-    }
-
-    /// Changes the credentials with `f` as one step (the `set*id` calls); an error from `f`
-    /// changes nothing.
-    pub fn update_credentials<T>(&self, f: impl FnOnce(&mut Credentials) -> Result<T>) -> Result<T> {
-        self.creds.update(f)
-    }
-
-    /// `EACCES` unless the caller may add or remove entries of directory `dir`.
-    fn may_change_entries(&self, dir: &Loc) -> Result<()> {
-        self.creds.check(&*dir.node, Access::WRITE | Access::EXEC)
-    }
-
-    /// Linux's `may_delete`: write and search permission on `dir`, and in a sticky directory
-    /// ownership of `victim` or of `dir` (or `CAP_FOWNER`, else `EPERM`).
-    fn may_delete(&self, dir: &Loc, victim: &Loc) -> Result<()> {
-        if self.creds.privileged() {
-            return Ok(());
-        }
-        self.may_change_entries(dir)?;
-        let dir_meta = dir.node.metadata()?;
-        if dir_meta.perm & S_ISVTX != 0 {
-            let creds = self.creds.get();
-            if creds.fsuid != dir_meta.uid && !creds.owns_or_capable(victim.node.metadata()?.uid) {
-                return Err(Errno::EPERM);
-            }
-        }
-        Ok(())
-    }
-
-    /// The owner and permission bits a new node in `dir` gets (see
-    /// [`Credentials::new_node_owner`]).
-    fn new_owner(&self, dir: &Loc, is_dir: bool, perm: u32) -> Result<(Owner, u32)> {
-        let (uid, gid, perm) = self.creds.get().new_node_owner(&dir.node.metadata()?, is_dir, perm & 0o7777);
-        Ok((Owner { uid, gid }, perm))
-    }
-
-    /// Creates `name` in `parent` after the permission checks (`EEXIST` before `EACCES`, as
-    /// Linux orders them).
-    fn create_in(&self, parent: &Loc, name: &str, kind: NewNode<'_>, perm: u32) -> Result<Arc<dyn Node>> {
-        if !self.creds.privileged() {
-            if self.probe(parent, name)?.is_some() {
-                return Err(Errno::EEXIST);
-            }
-            self.may_change_entries(parent)?;
-        }
-        let (owner, perm) = self.new_owner(parent, kind == NewNode::Directory, perm)?;
-        parent.node.create(name, kind, perm, owner)
-    }
 
     fn root_loc(&self) -> Loc {
         self.root_loc.clone()
@@ -774,45 +719,6 @@ impl Vfs {
         crate::attr::chown(&self.creds, &*loc.node, uid, gid)
     }
 
-    /// `faccessat`: whether the caller may access `path` as `access` asks, by the real ids
-    /// (or, with `effective`, the effective ones: `AT_EACCESS`). An empty `access` checks
-    /// existence only. Writing to a read-only file system is `EROFS`.
-    pub fn access(&self, path: &str, access: Access, follow: bool, effective: bool) -> Result<()> {
-        let real = self.credentials().for_access_check();
-        let (checker, loc) = if effective || real == *self.credentials() {
-            (self.creds.clone(), self.resolve(path, follow)?)
-        } else {
-            // The walk itself is checked with the real ids too, as Linux's `faccessat` does.
-            let checker = Arc::new(CredCell::new(real));
-            let walker = Vfs { creds: checker.clone(), ..self.shallow_clone() };
-            let loc = walker.resolve(path, follow)?;
-            (checker, loc)
-        };
-        let data_node = matches!(loc.node.file_type(), FileType::Regular | FileType::Directory | FileType::Symlink);
-        if access.contains(Access::WRITE) && data_node && loc.mount.fs.read_only() {
-            return Err(Errno::EROFS);
-        }
-        if access.is_empty() { Ok(()) } else { checker.check(&*loc.node, access) }
-    }
-
-    /// A namespace sharing this one's mounts and current directory (for [`Vfs::access`],
-    /// which walks with other credentials).
-    fn shallow_clone(&self) -> Vfs {
-        Vfs {
-            root: self.root.clone(),
-            root_loc: self.root_loc.clone(),
-            mounts: SpinLock::new(MountTable { next_id: 0, covers: self.mounts.lock().covers.clone() }),
-            covered_summary: AtomicU64::new(self.covered_summary.load(Ordering::Acquire)),
-            cwd: SpinLock::new(self.cwd()),
-            dir_rename: SpinLock::new(()),
-            creds: self.creds.clone(),
-        }
-    }
-
-    /// `EROFS` for a change of a node on a read-only file system.
-    fn check_writable_fs(&self, loc: &Loc) -> Result<()> {
-        if loc.mount.fs.read_only() { Err(Errno::EROFS) } else { Ok(()) }
-    }
 
     /// `statfs` of the file system holding `path`.
     pub fn statfs(&self, path: &str) -> Result<StatFs> {
