@@ -100,13 +100,8 @@ impl WaitQueue {
     }
 
     fn wait_inner(&self, condition: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
-        {
-            // The fast path: no node, no guard.
-            let _waiters = self.waiters.lock();
-            if condition() {
-                return true;
-            }
-        }
+        // The node is built whether or not the thread will wait (a few stores; linking it is
+        // what costs, and that happens only once the condition was false).
         let waiter = Waiter { link: LinkedListAtomicLink::new(), thread: sched::current(), woken: AtomicBool::new(false) };
         // Declared after `waiter`, so it is dropped (and unlinks) first.
         let linked = Linked { queue: self, waiter: &waiter };
