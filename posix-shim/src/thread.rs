@@ -8,16 +8,19 @@
 //! the first thread is [`crate::dispatch::PID`] (as on Linux, the main thread's id is the
 //! process id), later ones count up.
 //!
-//! A futex is a list of waiters per address. `FUTEX_WAIT` checks the value and enqueues
-//! under the table lock, so a `FUTEX_WAKE` after the value changed cannot be missed; each
-//! waiter blocks on its own wait queue until a waker marks it woken or its deadline passes.
+//! A futex is the waiters on one address, kept in a fixed table of hashed buckets of
+//! intrusive lists whose nodes live on the waiting threads' stacks, so waiting allocates
+//! nothing (a thread can block with the heap exhausted). `FUTEX_WAIT` checks the value and
+//! enqueues under the table lock, so a `FUTEX_WAKE` after the value changed cannot be missed;
+//! each waiter blocks on its own wait queue until a waker marks it woken (and unparks it, both
+//! under the table lock, after which the waker never touches the node again) or its deadline
+//! passes or a signal comes (then it unlinks itself under the table lock).
 
 use crate::user;
-use alloc::collections::{BTreeMap, BTreeSet};
-use alloc::sync::Arc;
-use alloc::vec::Vec;
+use alloc::collections::BTreeSet;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use libos::sync::{Mutex, WaitQueue};
+use intrusive_collections::{LinkedList, LinkedListAtomicLink, UnsafeRef, intrusive_adapter};
+use libos::sync::{Mutex, ThreadId, WaitQueue};
 use libos::time::Instant;
 use libos::{Errno, Result};
 
@@ -255,13 +258,56 @@ pub fn sched_getaffinity(pid: u64, size: u64, mask: u64) -> Result<u64> {
     Ok(8)
 }
 
+/// One thread in `FUTEX_WAIT`: a node on its own stack, linked into its address's bucket
+/// while it waits. (Atomic fields only so the node is `Sync`; all of them but `woken`, which
+/// the waiter reads in its wait condition, change only under the table lock.)
 struct Waiter {
-    woken: AtomicBool,
+    link: LinkedListAtomicLink,
+    /// The futex word's address (moved by `FUTEX_REQUEUE`, with the node's bucket).
+    addr: AtomicU64,
     bitset: u32,
+    thread: ThreadId,
+    /// Set by the waker that unlinked the node.
+    woken: AtomicBool,
     queue: WaitQueue,
 }
 
-static FUTEXES: Mutex<BTreeMap<u64, Vec<Arc<Waiter>>>> = Mutex::new(BTreeMap::new());
+intrusive_adapter!(WaiterAdapter = UnsafeRef<Waiter>: Waiter { link => LinkedListAtomicLink });
+
+/// Buckets of the futex table: addresses hash to one; a wake scans only its bucket.
+const BUCKETS: usize = 64;
+
+struct Table {
+    buckets: [LinkedList<WaiterAdapter>; BUCKETS],
+}
+
+fn bucket(addr: u64) -> usize {
+    ((addr >> 2) ^ (addr >> 12)) as usize % BUCKETS
+}
+
+static FUTEXES: Mutex<Table> = Mutex::new(Table { buckets: [const { LinkedList::new(WaiterAdapter::NEW) }; BUCKETS] });
+
+impl Table {
+    /// Unlinks `waiter` from its bucket if it is linked.
+    fn unlink(&mut self, waiter: &Waiter) -> bool {
+        if !waiter.link.is_linked() {
+            return false;
+        }
+        let list = &mut self.buckets[bucket(waiter.addr.load(Ordering::Relaxed))];
+        // SAFETY: a linked node is in the bucket of its `addr` (both change together, under
+        // the table lock, which we hold).
+        unsafe { list.cursor_mut_from_ptr(waiter) }.remove();
+        true
+    }
+}
+
+/// Marks a waiter just unlinked from the table as woken and unparks its thread. Called with
+/// the table lock held: once it is released the waiter may return, so the node must not be
+/// touched after.
+fn wake(waiter: &Waiter) {
+    waiter.woken.store(true, Ordering::Release);
+    libos::sync::unpark(waiter.thread);
+}
 
 const FUTEX_WAIT: u64 = 0;
 const FUTEX_WAKE: u64 = 1;
@@ -322,82 +368,87 @@ fn load(addr: u64) -> u32 {
 }
 
 fn futex_wait(addr: u64, expected: u32, bitset: u32, deadline: Option<Instant>) -> Result<u64> {
-    let waiter = Arc::new(Waiter { woken: AtomicBool::new(false), bitset, queue: WaitQueue::new() });
+    let waiter = Waiter {
+        link: LinkedListAtomicLink::new(),
+        addr: AtomicU64::new(addr),
+        bitset,
+        thread: libos::sync::current_thread(),
+        woken: AtomicBool::new(false),
+        queue: WaitQueue::new(),
+    };
     {
         let mut table = FUTEXES.lock();
         if load(addr) != expected {
             return Err(Errno::EAGAIN);
         }
-        table.entry(addr).or_default().push(waiter.clone());
+        // SAFETY: the node outlives its membership: it is unlinked under the table lock before
+        // this frame ends, by a waker or below (nothing in between can unwind: no call there
+        // panics, and the kernel aborts on panic).
+        table.buckets[bucket(addr)].push_back(unsafe { UnsafeRef::from_raw(&waiter) });
     }
     let waited = crate::signal::wait_interruptible(&waiter.queue, || waiter.woken.load(Ordering::Acquire), deadline);
-    if waiter.woken.load(Ordering::Acquire) {
-        return Ok(0);
-    }
-    // Timed out or interrupted by a signal (woken without `woken`), unless a waker took us off
-    // the list meanwhile (then it counted us as woken).
+    // Taken even when woken: the waker may still hold the lock (and the node) until it is done.
     let mut table = FUTEXES.lock();
-    for list in table.values_mut() {
-        if let Some(i) = list.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
-            list.remove(i);
-            // Woken without `woken`: a signal (restartable, see `signal::restart`).
-            return Err(match waited {
-                Ok(false) => Errno::ETIMEDOUT,
-                Ok(true) => Errno::ERESTARTSYS,
-                Err(e) => e,
-            });
-        }
+    if !table.unlink(&waiter) {
+        return Ok(0); // a waker took us off the list and counted us as woken
     }
-    Ok(0)
-}
-
-fn wake_waiters(waiters: Vec<Arc<Waiter>>) {
-    for w in waiters {
-        w.woken.store(true, Ordering::Release);
-        w.queue.wake_all();
-    }
+    // Timed out, or woken without `woken`: a signal (restartable, see `signal::restart`).
+    Err(match waited {
+        Ok(false) => Errno::ETIMEDOUT,
+        Ok(true) => Errno::ERESTARTSYS,
+        Err(e) => e,
+    })
 }
 
 /// Wakes up to `count` waiters on `addr` whose bitset intersects `bitset`; returns how many.
 pub fn futex_wake(addr: u64, count: u32, bitset: u32) -> u64 {
-    let woken = {
-        let mut table = FUTEXES.lock();
-        let Some(list) = table.get_mut(&addr) else { return 0 };
-        let mut woken = Vec::new();
-        let mut i = 0;
-        while i < list.len() && woken.len() < count as usize {
-            if list[i].bitset & bitset != 0 { woken.push(list.remove(i)) } else { i += 1 }
+    let mut table = FUTEXES.lock();
+    let mut cursor = table.buckets[bucket(addr)].front_mut();
+    let mut woken = 0;
+    while woken < u64::from(count) {
+        let Some(waiter) = cursor.get() else { break };
+        if waiter.addr.load(Ordering::Relaxed) == addr && waiter.bitset & bitset != 0 {
+            let waiter = cursor.remove().expect("the cursor is on a node");
+            wake(&waiter);
+            woken += 1;
+        } else {
+            cursor.move_next();
         }
-        if list.is_empty() {
-            table.remove(&addr);
-        }
-        woken
-    };
-    let n = woken.len() as u64;
-    wake_waiters(woken);
-    n
+    }
+    woken
 }
 
-fn futex_requeue(addr: u64, wake: u32, requeue: u32, addr2: u64, compare: Option<u32>) -> Result<u64> {
-    let woken = {
-        let mut table = FUTEXES.lock();
-        if let Some(expected) = compare {
-            if load(addr) != expected {
-                return Err(Errno::EAGAIN);
-            }
+fn futex_requeue(addr: u64, wake_count: u32, requeue: u32, addr2: u64, compare: Option<u32>) -> Result<u64> {
+    let mut table = FUTEXES.lock();
+    if let Some(expected) = compare {
+        if load(addr) != expected {
+            return Err(Errno::EAGAIN);
         }
-        let mut list = table.remove(&addr).unwrap_or_default();
-        let woken: Vec<_> = list.drain(..list.len().min(wake as usize)).collect();
-        let moved: Vec<_> = list.drain(..list.len().min(requeue as usize)).collect();
-        if !list.is_empty() {
-            table.insert(addr, list);
+    }
+    // Moved nodes wait here (a list on this stack, so nothing allocates) until the cursor on
+    // the first bucket is done, then go to `addr2`'s bucket.
+    let mut moved = LinkedList::new(WaiterAdapter::NEW);
+    let (mut woken, mut requeued) = (0u64, 0u64);
+    let mut cursor = table.buckets[bucket(addr)].front_mut();
+    while woken < u64::from(wake_count) || requeued < u64::from(requeue) {
+        let Some(waiter) = cursor.get() else { break };
+        if waiter.addr.load(Ordering::Relaxed) != addr {
+            cursor.move_next();
+            continue;
         }
-        if !moved.is_empty() {
-            table.entry(addr2).or_default().extend(moved);
+        let waiter = cursor.remove().expect("the cursor is on a node");
+        if woken < u64::from(wake_count) {
+            wake(&waiter);
+            woken += 1;
+        } else {
+            waiter.addr.store(addr2, Ordering::Relaxed);
+            moved.push_back(waiter);
+            requeued += 1;
         }
-        woken
-    };
-    let n = woken.len() as u64;
-    wake_waiters(woken);
-    Ok(n)
+    }
+    let target = &mut table.buckets[bucket(addr2)];
+    while let Some(waiter) = moved.pop_front() {
+        target.push_back(waiter);
+    }
+    Ok(woken)
 }

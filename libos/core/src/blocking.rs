@@ -51,8 +51,9 @@ impl Default for WaitQueue {
     }
 }
 
-/// Unlinks a waiter's node if it is still linked when its `wait_inner` frame ends, however it
-/// ends (a panicking condition included): the list must never point into a dead stack frame.
+/// Unlinks a waiter's node if it is still linked when its `wait_inner` frame is unwound (a
+/// panicking condition, in host tests): the list must never point into a dead stack frame. The
+/// normal returns unlink under the lock they already hold and forget the guard.
 struct Linked<'a> {
     queue: &'a WaitQueue,
     waiter: &'a Waiter,
@@ -99,25 +100,22 @@ impl WaitQueue {
     }
 
     fn wait_inner(&self, condition: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
-        {
-            // The fast path: no node, no guard.
-            let _waiters = self.waiters.lock();
-            if condition() {
-                return true;
-            }
-        }
+        // The node is built whether or not the thread will wait (a few stores; linking it is
+        // what costs, and that happens only once the condition was false).
         let waiter = Waiter { link: LinkedListAtomicLink::new(), thread: sched::current(), woken: AtomicBool::new(false) };
         // Declared after `waiter`, so it is dropped (and unlinks) first.
-        let _linked = Linked { queue: self, waiter: &waiter };
+        let linked = Linked { queue: self, waiter: &waiter };
         loop {
             {
                 let mut waiters = self.waiters.lock();
                 if condition() {
                     waiters.unlink(&waiter);
+                    core::mem::forget(linked);
                     return true;
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     waiters.unlink(&waiter);
+                    core::mem::forget(linked);
                     drop(waiters);
                     if waiter.woken.load(Ordering::Relaxed) {
                         // A `wake_one` chose us, but we give up: pass the wake-up on so that
@@ -128,8 +126,9 @@ impl WaitQueue {
                 }
                 if !waiter.link.is_linked() {
                     waiter.woken.store(false, Ordering::Relaxed);
-                    // SAFETY: the node outlives its membership: `_linked` unlinks it (under this
-                    // lock) before `waiter` goes out of scope, on every path out of this frame.
+                    // SAFETY: the node outlives its membership: every path out of this frame
+                    // unlinks it under this lock first (the returns above, or `linked`'s drop
+                    // when unwinding), before `waiter` goes out of scope.
                     waiters.list.push_back(unsafe { UnsafeRef::from_raw(&waiter) });
                     waiters.len += 1;
                 }
@@ -422,5 +421,29 @@ mod tests {
         assert!(!queue.wake_one());
         queue.wait_until(|| true);
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_panicking_condition_leaves_no_node_behind() {
+        // The node lives in `wait_until`'s frame: if the condition panics while the node is
+        // linked, unwinding must unlink it, or the queue would point into a dead frame.
+        let queue = WaitQueue::new();
+        let mut calls = 0;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            queue.wait_until(|| {
+                calls += 1;
+                // Leave a wake token, so the park between the calls returns at once (no
+                // scheduler here: the fallback's token).
+                sched::unpark(ThreadId::MAIN);
+                if calls == 3 {
+                    panic!("condition fails");
+                }
+                false
+            });
+        }));
+        assert!(result.is_err());
+        assert_eq!(calls, 3);
+        assert!(queue.is_empty());
+        assert!(!queue.wake_one());
     }
 }

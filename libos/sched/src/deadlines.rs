@@ -26,7 +26,11 @@ impl Deadlines {
     }
 
     /// Makes room for `threads` entries, so inserts up to that many never allocate.
+    #[inline]
     pub(crate) fn reserve(&mut self, threads: usize) -> Result<()> {
+        if self.entries.capacity() >= threads {
+            return Ok(()); // the common case at spawn: inline, no call into `Vec`
+        }
         let additional = threads.saturating_sub(self.entries.len());
         self.entries.try_reserve(additional).map_err(|_| Errno::ENOMEM)
     }

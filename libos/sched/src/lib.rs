@@ -80,6 +80,13 @@
 //! [`policy::ThreadQueue`] is the FIFO the built-in policies use (cheaper on every switch than
 //! `VecDeque` in the size-optimised release build).
 //!
+//! ## Blocking never allocates
+//! A thread can always block, even with the heap exhausted: wait-queue nodes live on the waiting
+//! thread's stack (`libos_core::blocking`), and the run queue and the deadline queue
+//! (`deadlines`) get room for every thread at spawn ([`Policy::reserve`]), so parking, parking
+//! with a deadline and waking allocate nothing (checks: `libos/core/tests/wait_no_alloc.rs`, and
+//! the reservation tests of `policy::ThreadQueue` and `deadlines`).
+//!
 //! ## Errors, not corruption
 //! Joining twice or joining a detached thread cannot be written ([`thread::JoinHandle`] is
 //! consumed by `join`, dropped by detaching); joining oneself panics with a message; a bad stack
