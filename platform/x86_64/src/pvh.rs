@@ -117,7 +117,9 @@ pub fn parse(addr: u64, read: ReadPhys<'_>, cmdline: &mut [u8]) -> Result<StartI
     };
     for (i, entry) in info.memmap[..memmap_entries as usize].iter_mut().enumerate() {
         let mut raw = [0u8; 24];
-        read(memmap_paddr + 24 * i as u64, &mut raw)?;
+        // The loader's pointer is not trusted to leave room for its entries.
+        let at = memmap_paddr.checked_add(24 * i as u64).ok_or(PvhError::Unreadable(memmap_paddr))?;
+        read(at, &mut raw)?;
         *entry = MemmapEntry { addr: u64_at(&raw, 0), size: u64_at(&raw, 8), kind: u32_at(&raw, 16) };
     }
     if cmdline_paddr != 0 {
@@ -133,7 +135,7 @@ fn read_c_string(addr: u64, read: ReadPhys<'_>, buf: &mut [u8]) -> Result<usize,
     let mut len = 0;
     loop {
         let mut chunk = [0u8; CHUNK];
-        read(addr + len as u64, &mut chunk)?;
+        read(addr.checked_add(len as u64).ok_or(PvhError::Unreadable(addr))?, &mut chunk)?;
         for &byte in &chunk {
             if byte == 0 {
                 return Ok(len);
@@ -265,6 +267,38 @@ mod tests {
             }
             let _ = m.parse();
         }
+    }
+
+    #[test]
+    fn pointers_at_the_top_of_the_address_space_are_refused_not_wrapped() {
+        // A loader whose memory reads everywhere: a memory map or command line that would run
+        // past 2^64 must be an error, not an overflow (a wrap to address 0 in release builds).
+        let mut m = Memory::new();
+        m.start_info(START_INFO_MAGIC, 1, 0, u64::MAX - 30, 3);
+        let header = m.0[0x1000..0x1038].to_vec();
+        let everywhere = |addr: u64, buf: &mut [u8]| {
+            if addr == 0x1000 {
+                buf.copy_from_slice(&header[..buf.len()]);
+            } else {
+                // RAM entries / command-line bytes without a NUL.
+                buf.fill(1);
+            }
+            Ok(())
+        };
+        let mut cmdline = [0u8; MAX_CMDLINE];
+        assert_eq!(parse(0x1000, &everywhere, &mut cmdline).unwrap_err(), PvhError::Unreadable(u64::MAX - 30));
+        let mut m = Memory::new();
+        m.start_info(START_INFO_MAGIC, 1, u64::MAX - 10, 0x3000, 1);
+        let header = m.0[0x1000..0x1038].to_vec();
+        let everywhere = |addr: u64, buf: &mut [u8]| {
+            if addr == 0x1000 {
+                buf.copy_from_slice(&header[..buf.len()]);
+            } else {
+                buf.fill(1);
+            }
+            Ok(())
+        };
+        assert_eq!(parse(0x1000, &everywhere, &mut cmdline).unwrap_err(), PvhError::Unreadable(u64::MAX - 10));
     }
 
     #[test]
