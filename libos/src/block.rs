@@ -138,6 +138,10 @@ impl Node for DiskNode {
             ino: self.ino,
             file_type: FileType::BlockDevice,
             perm: if self.disk.read_only() { 0o440 } else { 0o660 },
+            // root:disk, as udev sets up disks on Linux (`/etc/group` in the default root
+            // names group 6).
+            uid: 0,
+            gid: 6,
             nlink: 1,
             // Linux reports 0 here and the capacity through `lseek(SEEK_END)` and
             // `BLKGETSIZE64`; the capacity lets both of ours work from one figure.

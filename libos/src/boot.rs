@@ -6,13 +6,15 @@
 //!    ([`crate::time`]);
 //! 4. the scheduler (features `sched-*`; the calling code becomes thread `main`), first so that
 //!    file systems that block (virtio-fs) block through it;
-//! 5. mounts from the command line (`root=`, `mount=`; feature `vfs`), whose file times come
+//! 5. the random-number generator's seed: the CPU's instruction, virtio-rng devices (feature
+//!    `virtio-rng`); the boot says once if there is none ([`crate::random`]);
+//! 6. mounts from the command line (`root=`, `mount=`; feature `vfs`), whose file times come
 //!    from the wall clock;
-//! 6. the network (feature `net`): the NIC, its address (`ip=`), the network thread;
-//! 7. boot statistics at `main`;
-//! 8. the app's `main`; its return value is the exit code.
+//! 7. the network (feature `net`): the NIC, its address (`ip=`), the network thread;
+//! 8. boot statistics at `main`;
+//! 9. the app's `main`; its return value is the exit code.
 //!
-//! Components (devices, network) slot in before 6 as their features land.
+//! Components (devices, network) slot in before 7 as their features land.
 
 use crate::rt::App;
 use crate::{boot_stats, cmdline, env};
@@ -50,6 +52,7 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     crate::time::start_wall_clock(parsed.options.wall_time_secs);
 
     start_scheduler(&parsed.options);
+    crate::random::seed_at_boot();
     #[cfg(all(feature = "syscalls", target_arch = "x86_64"))]
     libos_core::syscall::set_user_entry(&libos_platform_x86_64::UserEntry);
     #[cfg(all(feature = "syscalls", target_arch = "aarch64"))]

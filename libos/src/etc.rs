@@ -1,8 +1,8 @@
 //! The files a root file system made in memory starts with (ramfs, the default root), so that
 //! programs that expect a Unix system's basics find them: `/etc/hosts` (`localhost`),
 //! `/etc/services` (the well-known ports `getaddrinfo` and `getservbyname` look up),
-//! `/etc/passwd` and `/etc/group` (root), `/etc/nsswitch.conf` (glibc: files, then DNS),
-//! `/tmp` and `/root`. `/etc/resolv.conf` comes from the network: [`write_resolv_conf`] once
+//! `/etc/passwd` and `/etc/group` (root, nobody; the disk group of `/dev/vd*`), `/etc/nsswitch.conf` (glibc: files, then DNS),
+//! `/tmp` (mode 1777) and `/root` (0700). `/etc/resolv.conf` comes from the network: [`write_resolv_conf`] once
 //! the DNS server is known (`ip=...,dns=ADDR`, or DHCP's). A host share as root has its own
 //! `/etc`, and the app's initial files may replace any of these (they are unpacked after).
 
@@ -10,7 +10,7 @@ use alloc::string::String;
 
 const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
-const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
+const GROUP: &str = "root:x:0:\ndisk:x:6:\nnogroup:x:65534:\n";
 const NSSWITCH: &str = "passwd: files\ngroup: files\nhosts: files dns\nservices: files\n";
 /// The services of IANA's registry that servers and clients name most (a subset of what a
 /// Linux distribution's `netbase` carries).
@@ -79,7 +79,11 @@ pub fn populate_memory_root() {
         .and_then(|()| crate::fs::write("/etc/services", SERVICES))
         .and_then(|()| crate::fs::write("/etc/passwd", PASSWD))
         .and_then(|()| crate::fs::write("/etc/group", GROUP))
-        .and_then(|()| crate::fs::write("/etc/nsswitch.conf", NSSWITCH));
+        .and_then(|()| crate::fs::write("/etc/nsswitch.conf", NSSWITCH))
+        // Linux's modes: a sticky, world-writable /tmp (anyone creates, only owners remove)
+        // and a private /root.
+        .and_then(|()| crate::fs::vfs()?.set_permissions("/tmp", 0o1777, true))
+        .and_then(|()| crate::fs::vfs()?.set_permissions("/root", 0o700, true));
     if let Err(e) = made {
         log::warn!("the root's /etc, /tmp and /root: {e}");
     }

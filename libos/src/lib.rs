@@ -85,6 +85,7 @@ pub mod sync {
 
 #[cfg(target_os = "none")]
 mod boot;
+pub mod random;
 
 pub use libos_core::errno::{Errno, Result};
 /// Low-level access to the platform boundary (timers, interrupts); most apps never need it.

@@ -126,6 +126,33 @@ pub mod nr {
         pub const RENAMEAT2: u64 = 316;
         pub const GETRANDOM: u64 = 318;
         pub const STATX: u64 = 332;
+        // Ownership, modes, device nodes, credentials, locks, space (issue 18).
+        pub const CHMOD: u64 = 90;
+        pub const FCHMOD: u64 = 91;
+        pub const CHOWN: u64 = 92;
+        pub const FCHOWN: u64 = 93;
+        pub const LCHOWN: u64 = 94;
+        pub const FCHOWNAT: u64 = 260;
+        pub const FCHMODAT2: u64 = 452;
+        pub const MKNOD: u64 = 133;
+        pub const MKNODAT: u64 = 259;
+        pub const GETGROUPS: u64 = 115;
+        pub const SETGROUPS: u64 = 116;
+        pub const SETUID: u64 = 105;
+        pub const SETGID: u64 = 106;
+        pub const SETREUID: u64 = 113;
+        pub const SETREGID: u64 = 114;
+        pub const SETRESUID: u64 = 117;
+        pub const GETRESUID: u64 = 118;
+        pub const SETRESGID: u64 = 119;
+        pub const GETRESGID: u64 = 120;
+        pub const SETFSUID: u64 = 122;
+        pub const SETFSGID: u64 = 123;
+        pub const CAPGET: u64 = 125;
+        pub const CAPSET: u64 = 126;
+        pub const FLOCK: u64 = 73;
+        pub const FALLOCATE: u64 = 285;
+        pub const COPY_FILE_RANGE: u64 = 326;
         pub const FACCESSAT2: u64 = 439;
         // Sockets.
         pub const SENDFILE: u64 = 40;
@@ -254,6 +281,33 @@ pub mod nr {
         pub const RENAMEAT2: u64 = 276;
         pub const GETRANDOM: u64 = 278;
         pub const STATX: u64 = 291;
+        // Ownership, modes, device nodes, credentials, locks, space (issue 18).
+        pub const CHMOD: u64 = ABSENT + 23;
+        pub const FCHMOD: u64 = 52;
+        pub const CHOWN: u64 = ABSENT + 24;
+        pub const FCHOWN: u64 = 55;
+        pub const LCHOWN: u64 = ABSENT + 25;
+        pub const FCHOWNAT: u64 = 54;
+        pub const FCHMODAT2: u64 = 452;
+        pub const MKNOD: u64 = ABSENT + 26;
+        pub const MKNODAT: u64 = 33;
+        pub const GETGROUPS: u64 = 158;
+        pub const SETGROUPS: u64 = 159;
+        pub const SETUID: u64 = 146;
+        pub const SETGID: u64 = 144;
+        pub const SETREUID: u64 = 145;
+        pub const SETREGID: u64 = 143;
+        pub const SETRESUID: u64 = 147;
+        pub const GETRESUID: u64 = 148;
+        pub const SETRESGID: u64 = 149;
+        pub const GETRESGID: u64 = 150;
+        pub const SETFSUID: u64 = 151;
+        pub const SETFSGID: u64 = 152;
+        pub const CAPGET: u64 = 90;
+        pub const CAPSET: u64 = 91;
+        pub const FLOCK: u64 = 32;
+        pub const FALLOCATE: u64 = 47;
+        pub const COPY_FILE_RANGE: u64 = 285;
         pub const FACCESSAT2: u64 = 439;
         // Sockets.
         pub const SENDFILE: u64 = 71;
@@ -509,7 +563,10 @@ mod tests {
             nr::EPOLL_CREATE1, nr::EPOLL_CTL, nr::EPOLL_WAIT, nr::EPOLL_PWAIT, nr::TIMERFD_CREATE, nr::TIMERFD_SETTIME,
             nr::TIMERFD_GETTIME, nr::RT_SIGRETURN, nr::RT_SIGPENDING, nr::RT_SIGTIMEDWAIT, nr::RT_SIGSUSPEND, nr::PAUSE, nr::CLOCK_SETTIME, nr::TIME,
             nr::GETITIMER, nr::ALARM, nr::SETITIMER, nr::TIMER_CREATE, nr::TIMER_SETTIME, nr::TIMER_GETTIME,
-            nr::TIMER_GETOVERRUN, nr::TIMER_DELETE,
+            nr::TIMER_GETOVERRUN, nr::TIMER_DELETE, nr::CHMOD, nr::FCHMOD, nr::CHOWN, nr::FCHOWN, nr::LCHOWN,
+            nr::FCHOWNAT, nr::FCHMODAT2, nr::MKNOD, nr::MKNODAT, nr::GETGROUPS, nr::SETGROUPS, nr::SETUID, nr::SETGID,
+            nr::SETREUID, nr::SETREGID, nr::SETRESUID, nr::GETRESUID, nr::SETRESGID, nr::GETRESGID, nr::SETFSUID,
+            nr::SETFSGID, nr::CAPGET, nr::CAPSET, nr::FLOCK, nr::FALLOCATE, nr::COPY_FILE_RANGE,
         ];
         let mut sorted = all.to_vec();
         sorted.sort_unstable();

@@ -122,7 +122,6 @@ pub fn fcntl(fd_number: u64, cmd: u64, arg: u64) -> Result<u64> {
     const F_SETLK: u64 = 6;
     const F_SETLKW: u64 = 7;
     const F_DUPFD_CLOEXEC: u64 = 1030;
-    const F_UNLCK: u16 = 2;
     let descriptor = fd::get_descriptor(fd_number)?;
     match cmd {
         F_DUPFD | F_DUPFD_CLOEXEC => {
@@ -133,21 +132,8 @@ pub fn fcntl(fd_number: u64, cmd: u64, arg: u64) -> Result<u64> {
         F_SETFD => fd::set_cloexec(fd_number, arg & 1 != 0).map(|()| 0),
         F_GETFL => Ok(status_flags(&descriptor.object)),
         F_SETFL => set_status_flags(&descriptor.object, arg).map(|()| 0),
-        // POSIX record locks belong to the process; there is one, so no lock ever conflicts:
-        // F_SETLK(W) succeed and F_GETLK reports the range unlocked.
-        F_SETLK | F_SETLKW => {
-            // SAFETY: checked by `user::read`; validates that the structure is readable.
-            let _lock: [u8; 32] = unsafe { user::read(arg)? };
-            Ok(0)
-        }
-        F_GETLK => {
-            // SAFETY: as above.
-            let mut lock: [u8; 32] = unsafe { user::read(arg)? };
-            lock[0..2].copy_from_slice(&F_UNLCK.to_ne_bytes());
-            // SAFETY: as above.
-            unsafe { user::write(arg, lock)? };
-            Ok(0)
-        }
+        #[cfg(feature = "fs")]
+        F_SETLK | F_SETLKW | F_GETLK => crate::locks::record_lock(fd_number, cmd == F_GETLK, arg),
         _ => Err(Errno::EINVAL),
     }
 }

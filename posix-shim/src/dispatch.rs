@@ -6,11 +6,11 @@
 //! console). `fork`, `vfork`, `execve` and `wait4` are known but unsupported: `-ENOSYS` until
 //! libos runs several processes.
 
-use crate::abi::{Iovec, Timespec, nr};
+use crate::abi::{Timespec, nr};
 use crate::fd::{self, Object};
 use crate::{control, events, mem, net, signal, thread, user};
 #[cfg(feature = "fs")]
-use crate::files;
+use crate::{attrs, creds, files, locks};
 use alloc::collections::BTreeSet;
 use core::sync::atomic::{AtomicU32, Ordering};
 use libos::syscall::Frame;
@@ -120,10 +120,51 @@ table! {
     nr::GETPPID => |f, _| Ok(0);
     nr::GETPID => |f, _| Ok(PID);
     nr::GETTID => |f, _| Ok(thread::gettid());
+    // Credentials live in the VFS (feature `fs`); an image without files runs as root.
+    #[cfg(not(feature = "fs"))]
     nr::GETUID => |f, _| Ok(0);
+    #[cfg(not(feature = "fs"))]
     nr::GETEUID => |f, _| Ok(0);
+    #[cfg(not(feature = "fs"))]
     nr::GETGID => |f, _| Ok(0);
+    #[cfg(not(feature = "fs"))]
     nr::GETEGID => |f, _| Ok(0);
+    #[cfg(feature = "fs")]
+    nr::GETUID => |f, _| creds::get_id(|c| c.ruid);
+    #[cfg(feature = "fs")]
+    nr::GETEUID => |f, _| creds::get_id(|c| c.euid);
+    #[cfg(feature = "fs")]
+    nr::GETGID => |f, _| creds::get_id(|c| c.rgid);
+    #[cfg(feature = "fs")]
+    nr::GETEGID => |f, _| creds::get_id(|c| c.egid);
+    #[cfg(feature = "fs")]
+    nr::GETRESUID => |f, [a0, a1, a2, ..]| creds::getres(a0, a1, a2, false);
+    #[cfg(feature = "fs")]
+    nr::GETRESGID => |f, [a0, a1, a2, ..]| creds::getres(a0, a1, a2, true);
+    #[cfg(feature = "fs")]
+    nr::SETUID => |f, [a0, ..]| creds::setuid(a0);
+    #[cfg(feature = "fs")]
+    nr::SETGID => |f, [a0, ..]| creds::setgid(a0);
+    #[cfg(feature = "fs")]
+    nr::SETREUID => |f, [a0, a1, ..]| creds::setreuid(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::SETREGID => |f, [a0, a1, ..]| creds::setregid(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::SETRESUID => |f, [a0, a1, a2, ..]| creds::setresuid(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::SETRESGID => |f, [a0, a1, a2, ..]| creds::setresgid(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::SETFSUID => |f, [a0, ..]| creds::setfsuid(a0);
+    #[cfg(feature = "fs")]
+    nr::SETFSGID => |f, [a0, ..]| creds::setfsgid(a0);
+    #[cfg(feature = "fs")]
+    nr::GETGROUPS => |f, [a0, a1, ..]| creds::getgroups(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::SETGROUPS => |f, [a0, a1, ..]| creds::setgroups(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::CAPGET => |f, [a0, a1, ..]| creds::capget(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::CAPSET => |f, [a0, a1, ..]| creds::capset(a0, a1);
     nr::READ => |f, [a0, a1, a2, ..]| read(a0, a1, a2);
     nr::WRITE => |f, [a0, a1, a2, ..]| write(a0, a1, a2);
     nr::READV => |f, [a0, a1, a2, ..]| readv(a0, a1, a2);
@@ -294,13 +335,37 @@ table! {
     #[cfg(feature = "fs")]
     nr::FDATASYNC => |f, [a0, ..]| files::fsync(a0);
     #[cfg(feature = "fs")]
-    nr::FACCESSAT => |f, [a0, a1, a2, ..]| files::faccessat(a0, a1, a2, 0);
+    nr::FACCESSAT => |f, [a0, a1, a2, ..]| attrs::faccessat(a0, a1, a2, 0);
     #[cfg(feature = "fs")]
-    nr::FACCESSAT2 => |f, [a0, a1, a2, a3, ..]| files::faccessat(a0, a1, a2, a3);
+    nr::FACCESSAT2 => |f, [a0, a1, a2, a3, ..]| attrs::faccessat(a0, a1, a2, a3);
     #[cfg(feature = "fs")]
-    nr::ACCESS => |f, [a0, a1, ..]| files::faccessat(CWD, a0, a1, 0);
+    nr::ACCESS => |f, [a0, a1, ..]| attrs::faccessat(CWD, a0, a1, 0);
     #[cfg(feature = "fs")]
-    nr::FCHMODAT => |f, [a0, a1, a2, ..]| files::fchmodat(a0, a1, a2, 0);
+    nr::FCHMODAT => |f, [a0, a1, a2, ..]| attrs::fchmodat(a0, a1, a2, 0);
+    #[cfg(feature = "fs")]
+    nr::FCHMODAT2 => |f, [a0, a1, a2, a3, ..]| attrs::fchmodat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::CHMOD => |f, [a0, a1, ..]| attrs::fchmodat(CWD, a0, a1, 0);
+    #[cfg(feature = "fs")]
+    nr::FCHMOD => |f, [a0, a1, ..]| attrs::fchmod(a0, a1);
+    #[cfg(feature = "fs")]
+    nr::FCHOWNAT => |f, [a0, a1, a2, a3, a4, _]| attrs::fchownat(a0, a1, a2, a3, a4);
+    #[cfg(feature = "fs")]
+    nr::CHOWN => |f, [a0, a1, a2, ..]| attrs::fchownat(CWD, a0, a1, a2, 0);
+    #[cfg(feature = "fs")]
+    nr::LCHOWN => |f, [a0, a1, a2, ..]| attrs::fchownat(CWD, a0, a1, a2, 0x100);
+    #[cfg(feature = "fs")]
+    nr::FCHOWN => |f, [a0, a1, a2, ..]| attrs::fchown(a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::MKNODAT => |f, [a0, a1, a2, a3, ..]| attrs::mknodat(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::MKNOD => |f, [a0, a1, a2, ..]| attrs::mknodat(CWD, a0, a1, a2);
+    #[cfg(feature = "fs")]
+    nr::FALLOCATE => |f, [a0, a1, a2, a3, ..]| attrs::fallocate(a0, a1, a2, a3);
+    #[cfg(feature = "fs")]
+    nr::COPY_FILE_RANGE => |f, [a0, a1, a2, a3, a4, a5]| attrs::copy_file_range(a0, a1, a2, a3, a4, a5);
+    #[cfg(feature = "fs")]
+    nr::FLOCK => |f, [a0, a1, ..]| locks::flock(a0, a1);
     #[cfg(feature = "fs")]
     nr::UTIMENSAT => |f, [a0, a1, a2, a3, ..]| files::utimensat(a0, a1, a2, a3);
     #[cfg(feature = "fs")]
@@ -385,26 +450,27 @@ fn pwrite(fd_number: u64, buf: u64, len: u64, offset: u64) -> Result<u64> {
 
 const IOV_MAX: u64 = 1024;
 
-fn iovecs(iov: u64, count: u64) -> Result<&'static [Iovec]> {
+/// The buffers of a `readv`/`writev` iovec array, copied and checked before any I/O.
+fn iovecs(iov: u64, count: u64) -> Result<alloc::vec::Vec<(u64, u64)>> {
     if count > IOV_MAX {
         return Err(Errno::EINVAL);
     }
-    // SAFETY: as in `read`; `Iovec` is plain data.
-    let bytes = unsafe { user::slice(iov, count * size_of::<Iovec>() as u64)? };
-    if bytes.as_ptr() as usize % align_of::<Iovec>() != 0 {
-        return Err(Errno::EINVAL);
-    }
-    // SAFETY: aligned, in range, and any bit pattern is a valid `Iovec`.
-    Ok(unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast::<Iovec>(), count as usize) })
+    user::iovec_buffers(iov, count)
 }
 
+/// `readv`: fills the buffers in order; an error after some bytes were read returns the
+/// bytes read, as Linux does.
 fn readv(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
     let object = fd::get(fd_number)?;
     let mut total = 0u64;
-    for v in iovecs(iov, count)? {
-        // SAFETY: as in `read`.
-        let buf = unsafe { user::slice_mut(v.base, v.len)? };
-        let n = object.read(buf)?;
+    for (base, len) in iovecs(iov, count)? {
+        // SAFETY: as in `read`; the range was checked by `iovecs`.
+        let buf = unsafe { user::slice_mut(base, len)? };
+        let n = match object.read(buf) {
+            Ok(n) => n,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        };
         total += n as u64;
         if n < buf.len() {
             break;
@@ -413,15 +479,17 @@ fn readv(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
     Ok(total)
 }
 
+/// `writev`: writes the buffers in order; an error after some bytes were written returns
+/// the bytes written.
 fn writev(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
     let object = fd::get(fd_number)?;
     if let Object::Socket(socket) = &*object {
         return net::writev(socket, iov, count); // the pieces leave together
     }
     let mut total = 0u64;
-    for v in iovecs(iov, count)? {
-        // SAFETY: as in `read`.
-        let buf = unsafe { user::slice(v.base, v.len)? };
+    for (base, len) in iovecs(iov, count)? {
+        // SAFETY: as in `read`; the range was checked by `iovecs`.
+        let buf = unsafe { user::slice(base, len)? };
         let n = match object.write(buf) {
             Ok(n) => n,
             Err(e) if total == 0 => return Err(e),
@@ -629,9 +697,27 @@ fn getrandom(buf: u64, len: u64, flags: u64) -> Result<u64> {
     if flags & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0 || flags & (GRND_RANDOM | GRND_INSECURE) == (GRND_RANDOM | GRND_INSECURE) {
         return Err(Errno::EINVAL);
     }
-    // SAFETY: checked by `slice_mut`.
+    // As Linux: `GRND_INSECURE` never waits; otherwise bytes come only from a seeded
+    // generator, so before a source seeded it (a machine without virtio-rng or a CPU random
+    // instruction) `GRND_NONBLOCK` is `EAGAIN` and a plain call blocks, interruptibly.
+    // `GRND_RANDOM` changes nothing since Linux 5.6.
+    if flags & GRND_INSECURE == 0 && !libos::random::is_seeded() {
+        if flags & GRND_NONBLOCK != 0 {
+            return Err(Errno::EAGAIN);
+        }
+        signal::wait_interruptible(libos::random::seeded_waiters(), libos::random::is_seeded, None)?;
+        if !libos::random::is_seeded() {
+            return Err(Errno::ERESTARTSYS); // a signal came first
+        }
+    }
+    // SAFETY: checked by `slice_mut`. Taken after the wait: the program may have changed its
+    // mappings meanwhile.
     let out = unsafe { user::slice_mut(buf, len)? };
-    crate::run::random_bytes(out);
+    if flags & GRND_INSECURE != 0 {
+        libos::random::fill_insecure(out);
+    } else {
+        libos::random::fill(out)?;
+    }
     Ok(len)
 }
 

@@ -30,6 +30,14 @@ pub enum Object {
     File(libos::fs::vfs::OpenFile, Option<alloc::string::String>),
 }
 
+/// The open file description goes away with its last descriptor: its `flock` locks with it.
+#[cfg(feature = "fs")]
+impl Drop for Object {
+    fn drop(&mut self) {
+        crate::locks::description_closed(self);
+    }
+}
+
 impl Object {
     /// Reads at the current offset.
     pub fn read(&self, buf: &mut [u8]) -> Result<usize> {

@@ -14,31 +14,31 @@ mod with_fs {
     use crate::abi::{Stat, open_flags as o};
     use crate::fd::{self, Object};
     use crate::user;
-    use alloc::borrow::Cow;
+    use alloc::string::String;
     use libos::fs::vfs::{FileType, Metadata, OpenFlags, SeekFrom};
     use libos::fs::vfs as vfs_crate;
     use libos::{Errno, Result};
 
     /// `AT_FDCWD`.
     pub const AT_FDCWD: i64 = -100;
-    const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+    pub(crate) const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
     const AT_REMOVEDIR: u64 = 0x200;
     const AT_SYMLINK_FOLLOW: u64 = 0x400;
-    const AT_EMPTY_PATH: u64 = 0x1000;
+    pub(crate) const AT_EMPTY_PATH: u64 = 0x1000;
     const PATH_MAX: usize = 4096;
 
-    fn vfs() -> Result<&'static vfs_crate::Vfs> {
+    pub(crate) fn vfs() -> Result<&'static vfs_crate::Vfs> {
         libos::fs::vfs()
     }
 
-    /// The absolute path of `path` relative to `dirfd` (borrowed when it is absolute already:
-    /// no copy on the common path).
-    pub fn resolve(dirfd: u64, path: &str) -> Result<Cow<'_, str>> {
+    /// The absolute path of `path` relative to `dirfd` (`path` itself when it is absolute
+    /// already: no second copy on the common path).
+    pub fn resolve(dirfd: u64, path: String) -> Result<String> {
         if path.is_empty() {
             return Err(Errno::ENOENT);
         }
         if path.starts_with('/') {
-            return Ok(Cow::Borrowed(path));
+            return Ok(path);
         }
         let base = if dirfd as i64 == AT_FDCWD {
             vfs()?.current_dir()?
@@ -52,14 +52,14 @@ mod with_fs {
         if !joined.ends_with('/') {
             joined.push('/');
         }
-        joined.push_str(path);
-        Ok(Cow::Owned(joined))
+        joined.push_str(&path);
+        Ok(joined)
     }
 
-    /// Reads the path argument at `addr` and resolves it against `dirfd`.
-    fn path_arg(dirfd: u64, addr: u64) -> Result<Cow<'static, str>> {
-        // SAFETY: checked by `c_str`; the C program vouches for the rest (syscall contract).
-        let path = unsafe { user::c_str(addr, PATH_MAX)? };
+    /// Copies the path argument at `addr` into the kernel and resolves it against `dirfd`.
+    pub(crate) fn path_arg(dirfd: u64, addr: u64) -> Result<String> {
+        // SAFETY: checked by `c_string`; the C program vouches for the rest (syscall contract).
+        let path = unsafe { user::c_string(addr, PATH_MAX)? };
         resolve(dirfd, path)
     }
 
@@ -87,12 +87,24 @@ mod with_fs {
         let vfs_flags = open_flags(flags)?;
         let perm = (mode as u32) & 0o7777 & !crate::dispatch::umask_value();
         let file = vfs()?.open(&path, vfs_flags, perm)?;
-        let directory = file.node().file_type().is_dir().then(|| path.into_owned());
+        if file.node().file_type() == FileType::Fifo {
+            let pipe = crate::events::fifo::open(&file, u64::from(flags))?;
+            return fd::insert(pipe, flags & o::CLOEXEC != 0);
+        }
+        let directory = file.node().file_type().is_dir().then(|| path);
         fd::insert(Object::File(file, directory), flags & o::CLOEXEC != 0)
     }
 
     fn stat_of(meta: &Metadata) -> Stat {
-        let mut st = Stat { st_dev: meta.dev, st_ino: meta.ino, st_mode: meta.mode(), st_rdev: meta.rdev, ..Stat::default() };
+        let mut st = Stat {
+            st_dev: meta.dev,
+            st_ino: meta.ino,
+            st_mode: meta.mode(),
+            st_uid: meta.uid,
+            st_gid: meta.gid,
+            st_rdev: meta.rdev,
+            ..Stat::default()
+        };
         st.st_nlink = meta.nlink as _;
         st.st_size = meta.size as i64;
         st.st_blksize = meta.block_size as _;
@@ -111,7 +123,7 @@ mod with_fs {
         Stat { st_mode: 0o020620, st_rdev: (5 << 8) | 1, st_blksize: 1024 as _, ..Stat::default() }
     }
 
-    fn metadata_of_fd(fd_number: u64) -> Result<Option<Metadata>> {
+    pub(crate) fn metadata_of_fd(fd_number: u64) -> Result<Option<Metadata>> {
         match &*fd::get(fd_number)? {
             Object::File(file, _) => file.metadata().map(Some),
             _ => Ok(None),
@@ -120,15 +132,20 @@ mod with_fs {
 
     /// `fstat(fd, buf)`.
     pub fn fstat(fd_number: u64, buf: u64) -> Result<u64> {
-        let st = metadata_of_fd(fd_number)?.as_ref().map_or_else(console_stat, stat_of);
+        let st = match metadata_of_fd(fd_number)? {
+            Some(meta) => stat_of(&meta),
+            // A pipe (anonymous or a FIFO's): what Linux's pipefs reports.
+            None if matches!(&*fd::get(fd_number)?, Object::Pipe(_)) => Stat { st_mode: 0o010_600, st_blksize: 4096, ..Stat::default() },
+            None => console_stat(),
+        };
         // SAFETY: checked by `user::write`; the C program vouches for the buffer.
         unsafe { user::write(buf, st)? };
         Ok(0)
     }
 
-    fn metadata_at(dirfd: u64, path: u64, flags: u64) -> Result<Option<Metadata>> {
+    pub(crate) fn metadata_at(dirfd: u64, path: u64, flags: u64) -> Result<Option<Metadata>> {
         // SAFETY: as in `path_arg`.
-        let raw = unsafe { user::c_str(path, PATH_MAX)? };
+        let raw = unsafe { user::c_string(path, PATH_MAX)? };
         if raw.is_empty() && flags & AT_EMPTY_PATH != 0 {
             if dirfd as i64 == AT_FDCWD {
                 return vfs()?.metadata(&vfs()?.current_dir()?).map(Some);
@@ -162,6 +179,8 @@ mod with_fs {
         put(&mut out, 0, &STATX_BASIC_STATS.to_ne_bytes());
         put(&mut out, 4, &(st.st_blksize as u32).to_ne_bytes());
         put(&mut out, 16, &(st.st_nlink as u32).to_ne_bytes());
+        put(&mut out, 20, &st.st_uid.to_ne_bytes());
+        put(&mut out, 24, &st.st_gid.to_ne_bytes());
         put(&mut out, 28, &(st.st_mode as u16).to_ne_bytes());
         put(&mut out, 32, &st.st_ino.to_ne_bytes());
         put(&mut out, 40, &(st.st_size as u64).to_ne_bytes());
@@ -170,8 +189,8 @@ mod with_fs {
             put(&mut out, at, &secs.to_ne_bytes());
             put(&mut out, at + 8, &(nanos as u32).to_ne_bytes());
         }
-        put(&mut out, 128, &((st.st_rdev >> 8) as u32).to_ne_bytes());
-        put(&mut out, 132, &((st.st_rdev & 0xff) as u32).to_ne_bytes());
+        put(&mut out, 128, &vfs_crate::dev_major(st.st_rdev as u64).to_ne_bytes());
+        put(&mut out, 132, &vfs_crate::dev_minor(st.st_rdev as u64).to_ne_bytes());
         put(&mut out, 136, &((st.st_dev >> 8) as u32).to_ne_bytes());
         put(&mut out, 140, &((st.st_dev & 0xff) as u32).to_ne_bytes());
         // SAFETY: as in `fstat`.
@@ -271,12 +290,12 @@ mod with_fs {
     /// `symlinkat(target, newdirfd, linkpath)`.
     pub fn symlinkat(target: u64, newdirfd: u64, link: u64) -> Result<u64> {
         // SAFETY: as in `path_arg`.
-        let target = unsafe { user::c_str(target, PATH_MAX)? };
+        let target = unsafe { user::c_string(target, PATH_MAX)? };
         if target.is_empty() {
             return Err(Errno::ENOENT);
         }
         let link = path_arg(newdirfd, link)?;
-        vfs()?.symlink(target, &link)?;
+        vfs()?.symlink(&target, &link)?;
         Ok(0)
     }
 
@@ -326,30 +345,6 @@ mod with_fs {
             Object::File(file, _) => file.sync().map(|()| 0),
             _ => Err(Errno::EINVAL),
         }
-    }
-
-    /// `faccessat(dirfd, path, mode, flags)`: existence (and type) only; libos keeps permission
-    /// bits but does not enforce them (one user), so `R_OK|W_OK|X_OK` succeed for an existing
-    /// file.
-    pub fn faccessat(dirfd: u64, path: u64, mode: u64, flags: u64) -> Result<u64> {
-        if mode & !7 != 0 || flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | 0x200) != 0 {
-            return Err(Errno::EINVAL);
-        }
-        metadata_at(dirfd, path, flags)?;
-        Ok(0)
-    }
-
-    /// `fchmodat(dirfd, path, mode, flags)`.
-    pub fn fchmodat(dirfd: u64, path: u64, mode: u64, flags: u64) -> Result<u64> {
-        if flags & !AT_SYMLINK_NOFOLLOW != 0 {
-            return Err(Errno::EINVAL);
-        }
-        if flags & AT_SYMLINK_NOFOLLOW != 0 {
-            return Err(Errno::EOPNOTSUPP);
-        }
-        let path = path_arg(dirfd, path)?;
-        vfs()?.set_permissions(&path, (mode as u32) & 0o7777)?;
-        Ok(0)
     }
 
     /// `utimensat(dirfd, path, times, flags)`: sets access and modification times

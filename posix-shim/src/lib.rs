@@ -49,12 +49,17 @@ pub use libos;
 
 pub mod abi;
 pub mod elf;
+pub mod ranges;
 pub mod sockaddr;
 pub mod start;
 pub mod user;
 
+#[cfg(all(target_os = "none", feature = "fs"))]
+mod attrs;
 #[cfg(target_os = "none")]
 mod control;
+#[cfg(all(target_os = "none", feature = "fs"))]
+mod creds;
 #[cfg(target_os = "none")]
 pub mod dispatch;
 #[cfg(target_os = "none")]
@@ -63,6 +68,8 @@ pub mod events;
 pub mod fd;
 #[cfg(target_os = "none")]
 mod files;
+#[cfg(all(target_os = "none", feature = "fs"))]
+mod locks;
 #[cfg(target_os = "none")]
 pub mod mem;
 #[cfg(target_os = "none")]

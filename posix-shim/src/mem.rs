@@ -3,7 +3,7 @@
 //!
 //! libos has one identity-mapped address space, so a mapping is page-aligned, zeroed memory
 //! from the kernel heap. The shim records every mapped range with the allocation it belongs
-//! to ([`Mappings`]); `munmap` may cut any page range out of any mapping, and an allocation
+//! to ([`RangeMap`] of [`crate::ranges`]); `munmap` may cut any page range out of any mapping, and an allocation
 //! goes back to the heap when its last page is unmapped (musl's allocator unmaps parts of
 //! regions). Differences from Linux, all documented behaviour rather than accidents:
 //!
@@ -21,7 +21,7 @@
 
 use crate::fd::{self, Object};
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
-use alloc::collections::BTreeMap;
+use crate::ranges::{Piece, RangeMap, Slice};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use libos::sync::Mutex;
@@ -92,19 +92,24 @@ struct Backing {
     offset: u64,
 }
 
-/// One mapped range `[start, start + len)`.
+/// What backs one mapped range (the range itself is kept by [`RangeMap`]).
 #[derive(Clone)]
-struct Range {
-    len: u64,
+struct Mapping {
     allocation: Arc<Allocation>,
     shared: Option<Backing>,
 }
 
-/// The mapped ranges, by start address.
-#[derive(Default)]
-struct Mappings {
-    ranges: BTreeMap<u64, Range>,
+impl Slice for Mapping {
+    fn advanced(&self, by: u64) -> Mapping {
+        // No overflow: `mmap` refuses a file range whose end does not fit in 64 bits, and `by`
+        // stays inside the range.
+        let shared = self.shared.as_ref().map(|b| Backing { object: b.object.clone(), offset: b.offset + by });
+        Mapping { allocation: self.allocation.clone(), shared }
+    }
 }
+
+/// A removed piece of a mapping: start, length and what backed it.
+type Range = Piece<Mapping>;
 
 struct BrkState {
     base: u64,
@@ -112,60 +117,15 @@ struct BrkState {
     _allocation: Option<Arc<Allocation>>,
 }
 
-static MAPPINGS: Mutex<Mappings> = Mutex::new(Mappings { ranges: BTreeMap::new() });
+static MAPPINGS: Mutex<RangeMap<Mapping>> = Mutex::new(RangeMap::new());
 static BRK: Mutex<BrkState> = Mutex::new(BrkState { base: 0, current: 0, _allocation: None });
 
 fn page_round(len: u64) -> Result<u64> {
     len.checked_add(PAGE - 1).map(|l| l & !(PAGE - 1)).ok_or(Errno::ENOMEM)
 }
 
-impl Mappings {
-    /// Removes `[start, end)` from every range, returning the removed pieces (with their
-    /// start addresses) so shared ones can be written back outside the lock.
-    fn cut(&mut self, start: u64, end: u64) -> Vec<(u64, Range)> {
-        let overlapping: Vec<u64> = self
-            .ranges
-            .range(..end)
-            .filter(|(s, r)| **s + r.len > start)
-            .map(|(s, _)| *s)
-            .collect();
-        let mut removed = Vec::new();
-        for s in overlapping {
-            let Some(range) = self.ranges.remove(&s) else { continue };
-            let e = s + range.len;
-            let backing_at = |at: u64| range.shared.clone().map(|b| Backing { object: b.object, offset: b.offset + (at - s) });
-            if s < start {
-                self.ranges.insert(s, Range { len: start - s, allocation: range.allocation.clone(), shared: range.shared.clone() });
-            }
-            if e > end {
-                self.ranges.insert(end, Range { len: e - end, allocation: range.allocation.clone(), shared: backing_at(end) });
-            }
-            let (cs, ce) = (s.max(start), e.min(end));
-            removed.push((cs, Range { len: ce - cs, allocation: range.allocation.clone(), shared: backing_at(cs) }));
-        }
-        removed
-    }
-
-    fn covers(&self, start: u64, end: u64) -> bool {
-        let mut at = start;
-        for (s, r) in self.ranges.range(..end) {
-            if *s + r.len <= at {
-                continue;
-            }
-            if *s > at {
-                return false;
-            }
-            at = *s + r.len;
-            if at >= end {
-                return true;
-            }
-        }
-        at >= end
-    }
-}
-
-fn write_back(start: u64, range: &Range) -> Result<()> {
-    let Some(backing) = &range.shared else { return Ok(()) };
+fn write_back(range: &Range) -> Result<()> {
+    let Some(backing) = &range.value.shared else { return Ok(()) };
     // Never write past the end of the file: the tail of the last page is not file data.
     let Some(size) = backing.object.file_size()? else { return Ok(()) };
     let len = range.len.min(size.saturating_sub(backing.offset));
@@ -173,7 +133,7 @@ fn write_back(start: u64, range: &Range) -> Result<()> {
         return Ok(());
     }
     // SAFETY: the range is mapped memory of this shim (its allocation is alive: `range` holds it).
-    let bytes = unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) };
+    let bytes = unsafe { core::slice::from_raw_parts(range.start as *const u8, len as usize) };
     let mut done = 0;
     while done < bytes.len() {
         let n = backing.object.write_at(backing.offset + done as u64, &bytes[done..])?;
@@ -195,6 +155,8 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd_number: u64, offset: 
         return Err(Errno::EINVAL);
     }
     let len = page_round(len)?;
+    // Linux's check: the file range must end within 64 bits (the bookkeeping relies on it).
+    offset.checked_add(len).ok_or(Errno::EOVERFLOW)?;
     if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
         return map_fixed(addr, len, flags);
     }
@@ -219,7 +181,8 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd_number: u64, offset: 
     } else if kind == MAP_PRIVATE || kind == MAP_SHARED || kind == MAP_SHARED_VALIDATE {
         // Anonymous shared memory is private memory in a single-process system.
     }
-    MAPPINGS.lock().ranges.insert(start, Range { len, allocation, shared });
+    // A fresh heap allocation cannot overlap a live mapping.
+    MAPPINGS.lock().insert(start, len, Mapping { allocation, shared }).map_err(|_| Errno::ENOMEM)?;
     Ok(start)
 }
 
@@ -256,8 +219,8 @@ pub fn munmap(addr: u64, len: u64) -> Result<u64> {
     let end = addr.checked_add(page_round(len)?).ok_or(Errno::EINVAL)?;
     let removed = MAPPINGS.lock().cut(addr, end);
     let mut result = Ok(0);
-    for (start, range) in &removed {
-        if let Err(e) = write_back(*start, range) {
+    for range in &removed {
+        if let Err(e) = write_back(range) {
             result = Err(e);
         }
     }
@@ -271,20 +234,19 @@ pub fn msync(addr: u64, len: u64, flags: u64) -> Result<u64> {
         return Err(Errno::EINVAL);
     }
     let end = addr.checked_add(page_round(len)?).ok_or(Errno::ENOMEM)?;
-    let pieces: Vec<(u64, Range)> = {
+    let pieces: Vec<Range> = {
         let mappings = MAPPINGS.lock();
         if !mappings.covers(addr, end) {
             return Err(Errno::ENOMEM);
         }
         mappings
-            .ranges
-            .range(..end)
-            .filter(|(s, r)| **s + r.len > addr && r.shared.is_some())
-            .map(|(s, r)| (*s, r.clone()))
+            .overlapping(addr, end)
+            .filter(|p| p.value.shared.is_some())
+            .map(|p| Piece { start: p.start, len: p.len, value: p.value.clone() })
             .collect()
     };
-    for (start, range) in &pieces {
-        write_back(*start, range)?;
+    for range in &pieces {
+        write_back(range)?;
     }
     Ok(0)
 }
@@ -368,8 +330,8 @@ pub fn madvise(addr: u64, len: u64, advice: u64) -> Result<u64> {
         if !mappings.covers(addr, end) {
             return Err(Errno::ENOMEM);
         }
-        for (s, r) in mappings.ranges.range(..end).filter(|(s, r)| **s + r.len > addr && r.shared.is_none()) {
-            let (cs, ce) = ((*s).max(addr), (*s + r.len).min(end));
+        for p in mappings.overlapping(addr, end).filter(|p| p.value.shared.is_none()) {
+            let (cs, ce) = (p.start.max(addr), (p.start + p.len).min(end));
             // SAFETY: the pages are mapped by this shim (the lock keeps them mapped).
             unsafe { core::ptr::write_bytes(cs as *mut u8, 0, (ce - cs) as usize) };
         }

@@ -12,7 +12,6 @@ use crate::abi::{PT_GNU_STACK, PT_TLS, ProgramHeader};
 use crate::{dispatch, fd, start, thread};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
 use libos::syscall::{Frame, UserEntry};
 
 /// Bytes of the main thread's stack (also what `RLIMIT_STACK` reports).
@@ -183,20 +182,10 @@ fn hwcap() -> u64 {
     HWCAP_FP | HWCAP_ASIMD
 }
 
-static MIX: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
-
-/// Fills `out` with random bytes: the CPU's random-number instruction when it has one, else a
-/// SplitMix64 stream seeded from the cycle counter (unpredictable enough for hash seeds and
-/// stack canaries in a test VM, not cryptographic).
+/// Fills `out` with random bytes that never block: the kernel's generator
+/// ([`libos::random::fill_insecure`]), seeded by virtio-rng or the CPU's instruction where the
+/// machine has one (as Linux's `get_random_bytes` for `AT_RANDOM`: a program must start even
+/// before the pool is seeded).
 pub fn random_bytes(out: &mut [u8]) {
-    let platform = libos::hal::platform();
-    for chunk in out.chunks_mut(8) {
-        let value = platform.hardware_random().unwrap_or_else(|| {
-            let mut z = MIX.fetch_add(0x9e37_79b9_7f4a_7c15 ^ platform.counter(), Ordering::Relaxed);
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        });
-        chunk.copy_from_slice(&value.to_ne_bytes()[..chunk.len()]);
-    }
+    libos::random::fill_insecure(out);
 }

@@ -75,21 +75,55 @@ pub unsafe fn write<T: Copy>(addr: u64, value: T) -> Result<()> {
     Ok(())
 }
 
-/// The NUL-terminated string at `addr` (at most `max` bytes before the NUL), as UTF-8.
-/// Errors: `EFAULT` for a bad pointer, `ENAMETOOLONG` past `max`, `EINVAL` for non-UTF-8
-/// bytes (the VFS works on `str` paths).
+/// The buffers of the `count` iovecs at `iov`, copied into the kernel (so another thread
+/// rewriting the array cannot change a length between check and use) and checked up front
+/// as Linux's `import_iovec` does: `EFAULT` for a bad array or buffer, `EINVAL` when the
+/// lengths add up past `isize::MAX`. The array need not be aligned.
+pub fn iovec_buffers(iov: u64, count: u64) -> Result<alloc::vec::Vec<(u64, u64)>> {
+    let mut out = alloc::vec::Vec::new();
+    out.try_reserve_exact(count as usize).map_err(|_| Errno::ENOMEM)?;
+    let mut total = 0u64;
+    for i in 0..count {
+        let at = iov.checked_add(i * 16).ok_or(Errno::EFAULT)?;
+        // SAFETY: checked by `read`; `struct iovec` is two words, any bit pattern valid.
+        let [base, len]: [u64; 2] = unsafe { read(at)? };
+        total = total.checked_add(len).filter(|&t| t <= isize::MAX as u64).ok_or(Errno::EINVAL)?;
+        check_range(base, len)?;
+        out.push((base, len));
+    }
+    Ok(out)
+}
+
+/// A copy of the NUL-terminated string at `addr` (at most `max` bytes before the NUL), as
+/// UTF-8. The kernel works on its own copy, validated after copying, so another thread
+/// rewriting the bytes meanwhile cannot make a walk see a string change under it (or stop
+/// being UTF-8 after the check). Errors: `EFAULT` for a bad pointer, `ENAMETOOLONG` past
+/// `max`, `EINVAL` for non-UTF-8 bytes (the VFS works on `str` paths), `ENOMEM` when the heap
+/// cannot hold the copy.
 ///
 /// # Safety
 /// As [`slice`], for every byte up to the NUL.
-pub unsafe fn c_str<'a>(addr: u64, max: usize) -> Result<&'a str> {
+pub unsafe fn c_string(addr: u64, max: usize) -> Result<alloc::string::String> {
+    // SAFETY: the caller's contract.
+    let len = unsafe { c_str_len(addr, max)? };
+    let mut copy = alloc::vec::Vec::new();
+    copy.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
+    // SAFETY: `c_str_len` checked and read the same `len` bytes; reading them again sees
+    // whatever the program has there now, which is validated below, in the copy.
+    copy.extend_from_slice(unsafe { core::slice::from_raw_parts(addr as *const u8, len) });
+    alloc::string::String::from_utf8(copy).map_err(|_| Errno::EINVAL)
+}
+
+/// The length of the NUL-terminated string at `addr`: `ENAMETOOLONG` past `max`.
+///
+/// # Safety
+/// As [`slice`], for every byte up to the NUL.
+unsafe fn c_str_len(addr: u64, max: usize) -> Result<usize> {
     // Scan page by page: each page's range is checked once, then searched for the NUL eight
-    // aligned bytes at a time, noting on the way whether every byte is ASCII (then it is UTF-8
-    // without a second pass; the word holding the NUL may add bytes after it, which at worst
-    // sends an ASCII string through the full check).
+    // aligned bytes at a time.
     const LOW: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut len = 0usize;
-    let mut all_bits = 0u64;
     'pages: loop {
         let at = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
         let chunk = 4096 - (at % 4096);
@@ -104,7 +138,6 @@ pub unsafe fn c_str<'a>(addr: u64, max: usize) -> Result<&'a str> {
                 len += n;
                 break 'pages;
             }
-            all_bits |= u64::from(b);
         }
         while i < bytes.len() {
             // SAFETY: `at + i` is 8-aligned and its eight bytes lie within the checked page.
@@ -112,7 +145,6 @@ pub unsafe fn c_str<'a>(addr: u64, max: usize) -> Result<&'a str> {
             if word.wrapping_sub(LOW) & !word & HIGH != 0 {
                 break;
             }
-            all_bits |= word;
             i += 8;
         }
         for (n, &b) in bytes[i..].iter().enumerate() {
@@ -120,7 +152,6 @@ pub unsafe fn c_str<'a>(addr: u64, max: usize) -> Result<&'a str> {
                 len += i + n;
                 break 'pages;
             }
-            all_bits |= u64::from(b);
         }
         len += bytes.len();
         if len > max {
@@ -130,13 +161,7 @@ pub unsafe fn c_str<'a>(addr: u64, max: usize) -> Result<&'a str> {
     if len > max {
         return Err(Errno::ENAMETOOLONG);
     }
-    // SAFETY: the bytes up to `len` were just read.
-    let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
-    if all_bits & HIGH == 0 {
-        // SAFETY: every byte is ASCII, which is valid UTF-8.
-        return Ok(unsafe { core::str::from_utf8_unchecked(bytes) });
-    }
-    core::str::from_utf8(bytes).map_err(|_| Errno::EINVAL)
+    Ok(len)
 }
 
 #[cfg(test)]
@@ -158,25 +183,25 @@ mod tests {
     fn c_strings() {
         let text = b"hello\0";
         // SAFETY: a live NUL-terminated buffer.
-        assert_eq!(unsafe { c_str(text.as_ptr() as u64, 100) }, Ok("hello"));
+        assert_eq!(unsafe { c_string(text.as_ptr() as u64, 100) }.as_deref(), Ok("hello"));
         // SAFETY: as above.
-        assert_eq!(unsafe { c_str(text.as_ptr() as u64, 3) }, Err(Errno::ENAMETOOLONG));
+        assert_eq!(unsafe { c_string(text.as_ptr() as u64, 3) }, Err(Errno::ENAMETOOLONG));
         // SAFETY: null is rejected before any read.
-        assert_eq!(unsafe { c_str(0, 3) }, Err(Errno::EFAULT));
+        assert_eq!(unsafe { c_string(0, 3) }, Err(Errno::EFAULT));
         let utf8 = "grüße\0";
         // SAFETY: a live NUL-terminated buffer.
-        assert_eq!(unsafe { c_str(utf8.as_ptr() as u64, 100) }, Ok("grüße"));
+        assert_eq!(unsafe { c_string(utf8.as_ptr() as u64, 100) }.as_deref(), Ok("grüße"));
         for n in 0..40 {
             let mut text = alloc::vec![b'x'; n + 9];
             text[n] = 0;
             text[n + 1] = 0xff;
             for skip in 0..8.min(n + 1) {
                 // SAFETY: a live buffer with a NUL at `n`.
-                assert_eq!(unsafe { c_str(text[skip..].as_ptr() as u64, 100) }.map(str::len), Ok(n - skip));
+                assert_eq!(unsafe { c_string(text[skip..].as_ptr() as u64, 100) }.map(|s| s.len()), Ok(n - skip));
             }
         }
         let bad = b"a\xffb\0";
         // SAFETY: as above.
-        assert_eq!(unsafe { c_str(bad.as_ptr() as u64, 100) }, Err(Errno::EINVAL));
+        assert_eq!(unsafe { c_string(bad.as_ptr() as u64, 100) }, Err(Errno::EINVAL));
     }
 }

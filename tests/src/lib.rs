@@ -72,6 +72,7 @@ pub struct Boot {
     transport: Option<VirtioTransport>,
     net: Option<Net>,
     disks: Vec<Disk>,
+    rng: bool,
 }
 
 /// The network a boot asked for.
@@ -83,8 +84,10 @@ enum Net {
     Tap(Option<Arc<Netns>>),
 }
 
-/// A fresh host directory for one test and arch, removed when dropped.
-pub struct TempDir(PathBuf);
+/// A fresh host directory for one test and arch, removed when dropped. Created by `mkdtemp`
+/// (an unpredictable name, mode 0700), never at a fixed path another user could have put a
+/// symlink at: the tests run as root.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     /// In the host's temporary directory.
@@ -98,26 +101,21 @@ impl TempDir {
     }
 
     fn new_in(base: &std::path::Path, test: &str, arch: Arch) -> TempDir {
-        let dir = base.join(format!("libos-test-{test}-{arch}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("libos-test-{test}-{arch}-"))
+            .tempdir_in(base)
+            .unwrap_or_else(|e| panic!("creating a directory in {}: {e}", base.display()));
         TempDir(dir)
     }
 
     /// The directory.
     pub fn dir(&self) -> &std::path::Path {
-        &self.0
+        self.0.path()
     }
 
     /// The path of `name` inside the directory.
     pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().join(name)
     }
 }
 
@@ -158,6 +156,7 @@ impl Boot {
             shares: Vec::new(),
             net: None,
             disks: Vec::new(),
+            rng: true,
         }
     }
 
@@ -276,6 +275,13 @@ impl Boot {
         self
     }
 
+    /// Boots without the default virtio-rng device (a guest with no entropy source unless its
+    /// CPU model has a random instruction).
+    pub fn without_rng(mut self) -> Boot {
+        self.rng = false;
+        self
+    }
+
     /// Boots without the exit-code device: no `isa-debug-exit` on x86_64, no semihosting on
     /// aarch64 (as on Firecracker or cloud-hypervisor).
     pub fn without_debug_exit(mut self) -> Boot {
@@ -303,6 +309,7 @@ impl Boot {
         config.cmdline = qemu::kernel_cmdline(&self.options, &self.args);
         config.shares = self.shares.clone();
         config.disks = self.disks.clone();
+        config.rng = self.rng;
         config.virtio_transport = self.transport;
         let mut netns = None;
         match &self.net {

@@ -4,7 +4,7 @@
 //! atexit and the exit code; files that are not static executables for the image's machine are
 //! refused with one clear line and exit code 126, never a crash; the loaded pages are W^X.
 
-use libos_tests::{Boot, arches, expect};
+use libos_tests::{Boot, TempDir, arches, expect};
 
 const PROGRAMS: [(&str, &str); 4] = [
     ("hello-musl", "non-PIE"),
@@ -116,7 +116,8 @@ fn sample(name: &str, arch: xtask::arch::Arch) -> std::path::PathBuf {
 #[test]
 fn a_program_on_a_virtio_fs_root_runs() {
     for arch in arches() {
-        let root = std::env::temp_dir().join(format!("libos-elf-root-{arch}-{}", std::process::id()));
+        let tmp = TempDir::new("elf-root", arch);
+        let root = tmp.dir().to_path_buf();
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::copy(sample("hello-glibc", arch), root.join("bin/hello")).unwrap();
         // Read into the program's static buffer: pages the loader mapped, not identity-mapped,
@@ -128,7 +129,7 @@ fn a_program_on_a_virtio_fs_root_runs() {
             .root_share(&root)
             .args(&["/bin/hello", "shared", "--cat", "/data.bin", "--exit", "6"])
             .on(arch);
-        std::fs::remove_dir_all(&root).unwrap();
+        drop(tmp);
         booted
             .exits_with(6)
             .prints("argv[1]=shared\n")

@@ -2,7 +2,8 @@
 //! to QEMU, and nothing outlives the guest, whether it exits or QEMU is killed.
 //! (What the guest does with a share is tested in `virtiofs.rs`.)
 
-use libos_tests::{Boot, arches};
+use libos_tests::{Boot, TempDir, arches};
+use xtask::arch::Arch;
 use std::path::Path;
 use std::time::Duration;
 use xtask::qemu::Exit;
@@ -13,8 +14,8 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn daemons_serve_the_boot_and_stop_with_it() {
-    let dir = std::env::temp_dir().join(format!("libos-shares-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("shares", Arch::host());
+    let dir = tmp.dir().to_path_buf();
     for arch in arches() {
         let started = Boot::app("hello").share(&dir, "data").share(std::env::temp_dir(), "tmp").start(arch);
         let daemons = started.running.daemons().expect("a boot with shares has daemons");
@@ -25,7 +26,7 @@ fn daemons_serve_the_boot_and_stop_with_it() {
             assert!(!alive(pid), "virtiofsd {pid} outlived the guest on {arch}");
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
+    drop(tmp);
 }
 
 #[test]

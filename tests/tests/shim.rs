@@ -42,6 +42,15 @@ fn every_system_call_family_passes_its_checks() {
     }
 }
 
+/// Ownership, permissions, credentials, FIFOs, device nodes, locks and space calls (issue 18),
+/// as root and then as uid 1000 (the family drops privileges, so it runs on its own boot).
+#[test]
+fn posix_file_semantics_and_credentials_hold() {
+    for arch in arches() {
+        Boot::app("c-shimtest").args(&["posix"]).on(arch).exits_with(0).prints("ok posix\n").does_not_print("FAIL");
+    }
+}
+
 #[test]
 fn stdio_is_buffered_and_flushed_at_exit() {
     for arch in arches() {

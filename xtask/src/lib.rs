@@ -17,6 +17,7 @@
 //! - [`netns`]: network namespaces holding a tap, deleted however the run ends;
 //! - [`servers`]: real C servers (redis, lighttpd) built from Debian source packages as static
 //!   musl programs for `./x run --elf`, and the host tools that drive them;
+//! - [`fuzz`]: `./x fuzz`, the libFuzzer targets of `fuzz/` built and run without cargo-fuzz;
 //! - [`bench`](mod@bench): `./x bench` suites, writing `bench/results/`.
 
 pub mod accel;
@@ -26,6 +27,7 @@ pub mod build;
 pub mod disk;
 pub mod elf;
 pub mod floor;
+pub mod fuzz;
 pub mod linux;
 pub mod measure;
 pub mod net;

@@ -34,6 +34,9 @@ const HELP: &str = "\
                                 (repeatable: /dev/vda, /dev/vdb, ... in order; `:ro` read-only);
                                 mount an ext2 one with `--cmdline root=ext2:vda` or
                                 `mount=ext2:vdb:/data` (needs an image with the `fs-ext2` feature)
+        --no-rng                boot without the default virtio-rng device (the guest's
+                                random-number generator then has no seed unless the CPU has a
+                                random instruction: getrandom() blocks, see libos::random)
         --root DIR              share DIR as tag `root` and mount it as `/` (root=virtiofs:root)
         --cache auto|never|always|metadata
                                 virtiofsd's cache policy for every share (default auto)
@@ -76,9 +79,14 @@ const HELP: &str = "\
         natively on 127.0.0.1 against its own tools (redis-cli and redis-benchmark; curl and
         ab) and prints what they report.
   ./x test [--host | --qemu]
-        Host unit tests of every pure crate and of the apps' libraries (apps/*/src/lib.rs),
-        then the QEMU integration tests (tests/).
-  ./x bench boot [--runs N]
+        Host unit tests of every pure crate and of the apps' libraries (apps/*/src/lib.rs), the
+        fuzz corpus replay and a short run of every fuzz target, then the QEMU integration
+        tests (tests/).
+  ./x fuzz [TARGET] [--time S]
+        Build the libFuzzer targets of fuzz/ (cpio, dtb, acpi, cmdline, elf, mmap, fuse) with
+        sanitizer coverage and fuzz each (or TARGET) for S seconds (default 60), starting from
+        the kept corpus fuzz/corpus/TARGET; prints runs, exec/s and coverage. A crash stops with
+        the input's path (target/fuzz/artifacts/) and how to keep it as a regression input.
         Boot benchmark: guest instructions to main and to exit (icount), wall time against a
         floor kernel, image size, smallest RAM. Writes bench/results/boot.{json,md,svg}.
   ./x bench fs [--file-mib N] [--compare-mib N] [--compare-files N] [--only-compare] [--no-linux]
@@ -157,6 +165,7 @@ fn run() -> Result<i32> {
         "disk" => disk_verb(rest),
         "test" => test_verb(rest),
         "bench" => bench::main(rest),
+        "fuzz" => xtask::fuzz::main(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(0)
@@ -185,6 +194,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     let mut net_mode = None;
     let mut forwards = Vec::new();
     let mut disks = Vec::new();
+    let mut rng = true;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("arch") => arch = parser.value()?.parse()?,
@@ -195,6 +205,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
             Long("machine") => machine = Some(parser.value()?.parse::<Machine>()?),
             Long("cmdline") => options = parser.value()?.string()?,
             Long("boot-stats") => boot_stats = true,
+            Long("no-rng") => rng = false,
             Long("timeout") => timeout = Some(Duration::from_secs_f64(parser.value()?.parse()?)),
             Long("share") => shares.push(Share::parse(&parser.value()?.string()?)?),
             Long("root") => root_dir = Some(parser.value()?.string()?),
@@ -262,6 +273,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     config.timeout = timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     config.shares = shares;
     config.disks = disks;
+    config.rng = rng;
     // Ctrl-C reaches QEMU through the terminal; the daemons and the namespace must not outlive
     // it either (nor a SIGTERM to ./x).
     xtask::netns::install_interrupt_handler();
@@ -462,6 +474,11 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
             }
             ok &= cargo_test(&args)?;
         }
+        // The fuzz crate is not a default member (its binaries need libFuzzer): its corpus
+        // replay runs here, then a short libFuzzer run of every target.
+        eprintln!("==> fuzz corpus replay and smoke runs ({} s per target)", xtask::fuzz::SMOKE_SECONDS);
+        ok &= cargo_test(&["-p", "libos-fuzz"])?;
+        ok &= xtask::fuzz::smoke()?;
     }
     if qemu {
         for arch in Arch::ALL.into_iter().filter(|a| a.is_supported()) {

@@ -155,6 +155,10 @@ pub struct VmConfig {
     /// Disks, attached as virtio-blk devices in this order (`/dev/vda`, `/dev/vdb`, ...) on
     /// the boot's transport.
     pub disks: Vec<crate::disk::Disk>,
+    /// Give the guest a virtio-rng device (on the boot's transport) that feeds it the host's
+    /// entropy: on by default, so guests' `getrandom` is seeded; off to test a guest without
+    /// any entropy source.
+    pub rng: bool,
 }
 
 impl VmConfig {
@@ -178,6 +182,7 @@ impl VmConfig {
             launcher: Vec::new(),
             net: None,
             disks: Vec::new(),
+            rng: true,
         }
     }
 
@@ -233,9 +238,24 @@ impl VmConfig {
         for (index, disk) in disks {
             command.args(disk.qemu_args(index, self.transport()));
         }
+        if self.rng {
+            command.args(rng_args(self.transport()));
+        }
         command.args(&self.extra_args);
         command
     }
+}
+
+/// The QEMU arguments of a virtio-rng device on `transport`, fed from the host's `getrandom`
+/// (QEMU's default backend). Given after the disks: on aarch64 `virt` it then takes a lower
+/// virtio-mmio slot than they do, so the disks keep their slots (and names) with or without it.
+pub fn rng_args(transport: VirtioTransport) -> Vec<String> {
+    let device = match transport {
+        VirtioTransport::Pci => "virtio-rng-pci,disable-legacy=on",
+        VirtioTransport::Mmio => return ["-global", "virtio-mmio.force-legacy=false", "-device", "virtio-rng-device"].map(String::from).to_vec(),
+        VirtioTransport::MmioLegacy => "virtio-rng-device",
+    };
+    vec!["-device".into(), device.into()]
 }
 
 /// How a boot ended.
@@ -677,6 +697,22 @@ mod tests {
         config.machine = Machine::Q35;
         let error = run(&config, false).unwrap_err().to_string();
         assert!(error.contains("not an aarch64 machine"), "{error}");
+    }
+
+    #[test]
+    fn every_boot_has_an_rng_on_its_transport_unless_turned_off() {
+        for machine in Machine::ALL {
+            let mut config = VmConfig::new(machine.arch(), PathBuf::from("/nonexistent"));
+            config.machine = machine;
+            let joined = |config: &VmConfig| config.command().get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+            let pci = VirtioTransport::default_for(machine) == VirtioTransport::Pci;
+            let with = joined(&config);
+            assert_eq!(with.contains("-device virtio-rng-pci,disable-legacy=on"), pci, "{with}");
+            assert_eq!(with.contains("-device virtio-rng-device"), !pci, "{with}");
+            config.rng = false;
+            assert!(!joined(&config).contains("virtio-rng"), "{machine:?}");
+        }
+        assert_eq!(rng_args(VirtioTransport::MmioLegacy), ["-device", "virtio-rng-device"]);
     }
 
     #[test]

@@ -204,7 +204,9 @@ struct Daemon {
 /// The virtiofsd processes of one boot, stopped when dropped.
 pub struct Daemons {
     daemons: Vec<Daemon>,
-    dir: PathBuf,
+    /// Sockets and logs: a fresh directory with an unpredictable name (mode 0700), never a
+    /// fixed path in `/tmp` that someone else could have made a symlink first.
+    dir: tempfile::TempDir,
 }
 
 /// How long a fresh virtiofsd may take to create its socket.
@@ -218,17 +220,20 @@ impl Daemons {
             share.check()?;
         }
         let binary = ensure_virtiofsd()?;
-        let dir = std::env::temp_dir().join(format!("libos-virtiofs-{}-{}", std::process::id(), next_id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let sandbox = sandbox()?;
+        let dir = tempfile::Builder::new()
+            .prefix("libos-virtiofs-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temporary directory for virtiofsd's sockets: {e}"))?;
         let mut daemons = Daemons { daemons: Vec::new(), dir };
         for (index, share) in shares.iter().enumerate() {
-            let socket = daemons.dir.join(format!("fs{index}.sock"));
-            let log = std::fs::File::create(daemons.dir.join(format!("fs{index}.log")))?;
+            let socket = daemons.dir.path().join(format!("fs{index}.sock"));
+            let log = std::fs::File::create(daemons.dir.path().join(format!("fs{index}.log")))?;
             let child = Command::new(&binary)
                 .arg(format!("--socket-path={}", socket.display()))
                 .arg(format!("--shared-dir={}", share.dir.display()))
                 .arg(format!("--cache={}", share.cache.name()))
-                .arg(format!("--sandbox={}", sandbox()))
+                .arg(format!("--sandbox={sandbox}"))
                 .arg(if share.log_requests { "--log-level=debug" } else { "--log-level=error" })
                 .arg("--inode-file-handles=never")
                 .stdin(Stdio::null())
@@ -267,7 +272,7 @@ impl Daemons {
 
     /// What daemon `index` wrote to its error output so far.
     pub fn log(&self, index: usize) -> String {
-        std::fs::read_to_string(self.dir.join(format!("fs{index}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(format!("fs{index}.log"))).unwrap_or_default()
     }
 
     /// The PID of the daemon serving share `index` (tests count its open files, or kill it).
@@ -298,7 +303,7 @@ impl Daemons {
                 running.retain(|&p| p != pid);
             }
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // The directory goes when `self.dir` is dropped.
     }
 }
 
@@ -339,12 +344,18 @@ fn qemu_args(transport: VirtioTransport, memory: &str, devices: &[(&str, &Path)]
     args
 }
 
+/// The environment variable that allows an unsandboxed virtiofsd (see [`sandbox`]).
+pub const ALLOW_UNSANDBOXED: &str = "LIBOS_VIRTIOFSD_UNSANDBOXED";
+
 /// virtiofsd's sandbox: its own mount/PID/network namespaces where the kernel lets us create
 /// them (root, or unprivileged user namespaces), which confines the daemon to the shared
-/// directory; else a chroot (root only) or none.
-fn sandbox() -> &'static str {
+/// directory; else a chroot (root only, said once). Without either, virtiofsd would run with
+/// the user's whole file system in reach of a guest that escapes the shared directory through
+/// a virtiofsd bug: refused with a message, unless [`ALLOW_UNSANDBOXED`] is `1`, and then said
+/// loudly at every start.
+fn sandbox() -> Result<&'static str> {
     static CHOSEN: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
-    CHOSEN.get_or_init(|| {
+    let chosen = CHOSEN.get_or_init(|| {
         let unshare_works = Command::new("unshare")
             .args(["--mount", "--pid", "--net", "--fork", "true"])
             .stdout(Stdio::null())
@@ -354,20 +365,35 @@ fn sandbox() -> &'static str {
         if unshare_works {
             "namespace"
         } else if is_root() {
+            eprintln!("==> virtiofsd: namespaces unavailable here, sandboxed with --sandbox=chroot instead");
             "chroot"
         } else {
             "none"
         }
-    })
+    });
+    sandbox_verdict(chosen, std::env::var(ALLOW_UNSANDBOXED).is_ok_and(|v| v == "1"))
+}
+
+/// [`sandbox`]'s decision for the sandbox that works here.
+fn sandbox_verdict(works: &'static str, allow_none: bool) -> Result<&'static str> {
+    match (works, allow_none) {
+        ("none", false) => Err(format!(
+            "virtiofsd cannot be sandboxed here (no namespaces: `unshare --mount --pid --net` fails, and \
+             no root for a chroot), so a share would expose this user's whole file system to a \
+             compromised virtiofsd; refusing. Run as root, enable unprivileged user namespaces, or \
+             set {ALLOW_UNSANDBOXED}=1 to accept an unsandboxed virtiofsd"
+        )
+        .into()),
+        ("none", true) => {
+            eprintln!("./x: WARNING: virtiofsd runs UNSANDBOXED (--sandbox=none, {ALLOW_UNSANDBOXED}=1): it can reach every file this user can");
+            Ok("none")
+        }
+        (sandbox, _) => Ok(sandbox),
+    }
 }
 
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn next_id() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 #[cfg(test)]
@@ -392,6 +418,15 @@ mod tests {
         assert!(Share::parse("/no/such/dir:x").unwrap_err().to_string().contains("not a directory"));
         let twice = [Share::new(&dir, "a"), Share::new(&dir, "a")];
         assert!(check_unique_tags(&twice).is_err());
+    }
+
+    #[test]
+    fn no_silent_unsandboxed_virtiofsd() {
+        assert_eq!(sandbox_verdict("namespace", false).unwrap(), "namespace");
+        assert_eq!(sandbox_verdict("chroot", false).unwrap(), "chroot");
+        let refused = sandbox_verdict("none", false).unwrap_err().to_string();
+        assert!(refused.contains("refusing") && refused.contains(ALLOW_UNSANDBOXED), "{refused}");
+        assert_eq!(sandbox_verdict("none", true).unwrap(), "none");
     }
 
     #[test]

@@ -21,6 +21,11 @@
  * resolve=NAME,IP); 0 if
  * `f` names none. */
 int socket_family(const char *f);
+/* posix.c: ownership, permissions, credentials, FIFOs, device nodes, locks. */
+void posix_family(void);
+/* random.c: random (an entropy source is there), random-unseeded (none is); 0 if `f` names
+ * neither. */
+int random_family(const char *f);
 /* disk.c: the disk family (/dev/vda read-write, /dev/vdb read-only). */
 void disk_family(void);
 /* disk.c: the ext2 families (a volume mounted at /data). */

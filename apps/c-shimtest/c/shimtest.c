@@ -1,6 +1,6 @@
 /* shimtest: checks of posix-shim's Linux system calls, one family per argument:
  *   files mem time wallclock process threads signals sigdeliver events timers timers-waiting stdio
- *   enosys preempt kill abort
+ *   enosys preempt kill abort posix (posix.c: ends as uid 1000, so run it last)
  * and the socket families of net.c: unix net netpeer=PORT netserve=PORT,N
  * Ordinary C against musl; every check prints the failing line and exits 1. A family prints
  * "ok FAMILY" when all its checks passed. Runs unmodified on Linux too (where the files
@@ -1247,6 +1247,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "stdio")) stdio();
         else if (!strcmp(f, "enosys")) enosys();
         else if (!strcmp(f, "preempt")) preempt();
+        else if (!strcmp(f, "posix")) posix_family();
         else if (!strcmp(f, "disk")) disk_family();
         else if (!strcmp(f, "ext2")) ext2_family();
         else if (!strcmp(f, "ext2sync")) ext2_sync_family();
@@ -1256,6 +1257,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "kill")) { printf("raising SIGTERM\n"); fflush(stdout); raise(SIGTERM); printf("still alive\n"); return 1; }
         else if (!strcmp(f, "abort")) { printf("aborting\n"); fflush(stdout); abort(); }
         else if (socket_family(f)) continue;
+        else if (random_family(f)) continue;
         else { fprintf(stderr, "unknown family %s\n", f); return 2; }
     }
     return 0;

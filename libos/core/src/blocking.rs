@@ -11,30 +11,84 @@
 //! token, a barging thread) are harmless. Interrupt handlers may call the waking methods
 //! ([`WaitQueue::wake_one`], [`Event::signal`], [`Semaphore::release`]) but never wait.
 //!
-//! Wait queues hold thread ids in a `VecDeque` under an [`IrqSpinLock`] (not an intrusive list):
-//! queuing may allocate, waking never does, so waking from an interrupt handler is fine.
+//! Wait queues are intrusive lists ([`intrusive_collections`]): each waiter's node lives in the
+//! stack frame of its own [`WaitQueue::wait_until`] call and is linked into the queue under an
+//! [`IrqSpinLock`]. Neither waiting nor waking allocates, so a thread can always block, even
+//! with the heap exhausted, and waking from an interrupt handler is fine.
 
 use crate::sched::{self, ThreadId};
 use crate::sync::IrqSpinLock;
 use crate::time::Instant;
-use alloc::collections::VecDeque;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use intrusive_collections::{LinkedList, LinkedListAtomicLink, UnsafeRef, intrusive_adapter};
+
+/// One waiting thread: a node on the waiter's own stack, linked into [`WaitQueue`]'s list
+/// while the thread may sleep. (An atomic link rather than a `Cell` one only so that the node
+/// is `Sync` and the list may sit in a shared lock; every access is under that lock.)
+struct Waiter {
+    link: LinkedListAtomicLink,
+    thread: ThreadId,
+    /// Set (under the queue's lock) by the `wake_*` call that unlinked this waiter.
+    woken: AtomicBool,
+}
+
+intrusive_adapter!(WaiterAdapter = UnsafeRef<Waiter>: Waiter { link => LinkedListAtomicLink });
+
+/// The list and its length, under one lock.
+struct Waiters {
+    list: LinkedList<WaiterAdapter>,
+    len: usize,
+}
 
 /// Threads waiting for a condition.
-#[derive(Default)]
 pub struct WaitQueue {
-    waiters: IrqSpinLock<VecDeque<ThreadId>>,
+    waiters: IrqSpinLock<Waiters>,
+}
+
+impl Default for WaitQueue {
+    fn default() -> WaitQueue {
+        WaitQueue::new()
+    }
+}
+
+/// Unlinks a waiter's node if it is still linked when its `wait_inner` frame ends, however it
+/// ends (a panicking condition included): the list must never point into a dead stack frame.
+struct Linked<'a> {
+    queue: &'a WaitQueue,
+    waiter: &'a Waiter,
+}
+
+impl Drop for Linked<'_> {
+    fn drop(&mut self) {
+        let mut waiters = self.queue.waiters.lock();
+        waiters.unlink(self.waiter);
+    }
+}
+
+impl Waiters {
+    /// Removes `waiter` if it is linked (into this list: a node is only ever linked into the
+    /// queue whose `wait_inner` owns it).
+    fn unlink(&mut self, waiter: &Waiter) {
+        if waiter.link.is_linked() {
+            // SAFETY: `waiter` is linked, and only into this list (see above), so it is a valid
+            // element of `self.list`; we hold the list's lock.
+            let mut cursor = unsafe { self.list.cursor_mut_from_ptr(waiter) };
+            cursor.remove();
+            self.len -= 1;
+        }
+    }
 }
 
 impl WaitQueue {
     /// An empty queue.
     pub const fn new() -> WaitQueue {
-        WaitQueue { waiters: IrqSpinLock::new(VecDeque::new()) }
+        WaitQueue { waiters: IrqSpinLock::new(Waiters { list: LinkedList::new(WaiterAdapter::NEW), len: 0 }) }
     }
 
     /// Blocks until `condition()` returns true. The condition is evaluated with the queue's lock
     /// held (interrupts masked), so a waker that changes the state and then calls `wake_*` can
     /// never slip in between the check and the wait. It must be short and must not block.
+    /// Never allocates.
     pub fn wait_until(&self, mut condition: impl FnMut() -> bool) {
         self.wait_inner(&mut condition, None);
     }
@@ -45,47 +99,63 @@ impl WaitQueue {
     }
 
     fn wait_inner(&self, condition: &mut dyn FnMut() -> bool, deadline: Option<Instant>) -> bool {
-        let me = sched::current();
-        let mut woken = false;
+        {
+            // The fast path: no node, no guard.
+            let _waiters = self.waiters.lock();
+            if condition() {
+                return true;
+            }
+        }
+        let waiter = Waiter { link: LinkedListAtomicLink::new(), thread: sched::current(), woken: AtomicBool::new(false) };
+        // Declared after `waiter`, so it is dropped (and unlinks) first.
+        let _linked = Linked { queue: self, waiter: &waiter };
         loop {
             {
                 let mut waiters = self.waiters.lock();
                 if condition() {
+                    waiters.unlink(&waiter);
                     return true;
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
+                    waiters.unlink(&waiter);
                     drop(waiters);
-                    if woken {
+                    if waiter.woken.load(Ordering::Relaxed) {
                         // A `wake_one` chose us, but we give up: pass the wake-up on so that
                         // another waiter does not sleep through it.
                         self.wake_one();
                     }
                     return false;
                 }
-                if !waiters.contains(&me) {
-                    waiters.push_back(me);
+                if !waiter.link.is_linked() {
+                    waiter.woken.store(false, Ordering::Relaxed);
+                    // SAFETY: the node outlives its membership: `_linked` unlinks it (under this
+                    // lock) before `waiter` goes out of scope, on every path out of this frame.
+                    waiters.list.push_back(unsafe { UnsafeRef::from_raw(&waiter) });
+                    waiters.len += 1;
                 }
             }
             match deadline {
                 Some(d) => sched::park_until(d),
                 None => sched::park(),
             }
-            // Woken by `wake_*` (which removed us), by a stale token or by the deadline: make
-            // sure we are not left queued, then re-check.
-            let mut waiters = self.waiters.lock();
-            let before = waiters.len();
-            waiters.retain(|&t| t != me);
-            woken = waiters.len() == before;
+            // Woken by `wake_*` (which unlinked us), by a stale token or by the deadline: a
+            // node still linked keeps its place in the queue; re-check.
         }
     }
 
-    /// Wakes the longest-waiting thread; returns whether there was one.
+    /// Wakes the longest-waiting thread; returns whether there was one. Never allocates.
     pub fn wake_one(&self) -> bool {
-        let thread = self.waiters.lock().pop_front();
-        if let Some(thread) = thread {
-            sched::unpark(thread);
-        }
-        thread.is_some()
+        let thread = {
+            let mut waiters = self.waiters.lock();
+            let Some(waiter) = waiters.list.pop_front() else { return false };
+            waiters.len -= 1;
+            waiter.woken.store(true, Ordering::Relaxed);
+            // Read the id while the lock keeps the waiter's frame alive: once it is released
+            // the waiter may return.
+            waiter.thread
+        };
+        sched::unpark(thread);
+        true
     }
 
     /// Wakes every waiting thread; returns how many.
@@ -99,7 +169,7 @@ impl WaitQueue {
 
     /// How many threads are waiting (a snapshot).
     pub fn len(&self) -> usize {
-        self.waiters.lock().len()
+        self.waiters.lock().len
     }
 
     /// True when no thread waits (a snapshot).

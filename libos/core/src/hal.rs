@@ -109,9 +109,17 @@ pub trait Platform: Sync {
         virt as u64
     }
 
-    /// 64 bits from the CPU's hardware random number generator (x86 `RDRAND`, ...), or `None`
-    /// when the CPU has none or it failed. Seeds `/dev/urandom`. Default: `None`.
+    /// 64 bits from the CPU's hardware random number generator (x86 `RDSEED`/`RDRAND`, aarch64
+    /// `RNDR`), or `None` when the CPU has none or it failed. Seeds the kernel's generator
+    /// ([`crate::random`]). Default: `None`.
     fn hardware_random(&self) -> Option<u64> {
+        None
+    }
+
+    /// The name of the instruction behind [`Platform::hardware_random`] (`"rdseed"`,
+    /// `"rdrand"`, `"rndr"`) when the CPU reports one, for the boot log and tests. Default:
+    /// `None`.
+    fn hardware_random_name(&self) -> Option<&'static str> {
         None
     }
 

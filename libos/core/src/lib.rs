@@ -18,6 +18,8 @@
 //! - [`sched`]: the scheduler hook (park/unpark/yield) a scheduler registers at boot, with a
 //!   halt-until-interrupt fallback; [`blocking`]: wait queues, `Mutex`, `Condvar`, `Semaphore`,
 //!   `Once` and `Event` built on it, for every crate (drivers never depend on `libos-sched`).
+//! - [`random`]: the kernel's CSPRNG (ChaCha20) and its entropy sources (CPU instruction,
+//!   virtio-rng); what `getrandom`, `/dev/urandom` and TCP sequence numbers take bytes from.
 //! - [`device`]: the devices the platform discovered (virtio-mmio windows, PCIe hosts) and the
 //!   hook that routes device interrupts to driver handlers.
 //!
@@ -40,6 +42,7 @@ pub mod interrupts;
 pub mod layout;
 pub mod logger;
 pub mod memory;
+pub mod random;
 pub mod regcheck;
 pub mod sched;
 pub mod sync;

@@ -97,11 +97,11 @@ pub struct Inode {
 
 impl Inode {
     /// A fresh inode of `file_type` with permission bits `perm`, all times `now`.
-    pub fn new(file_type: FileType, perm: u32, now: Timestamp) -> Inode {
+    pub fn new(file_type: FileType, perm: u32, owner: libos_vfs::Owner, now: Timestamp) -> Inode {
         Inode {
             mode: (file_type.mode_bits() | (perm & 0o7777)) as u16,
-            uid: 0,
-            gid: 0,
+            uid: owner.uid,
+            gid: owner.gid,
             size: 0,
             atime: now,
             ctime: now,
@@ -163,15 +163,27 @@ impl Inode {
         }
     }
 
-    /// The device number of a character or block device inode (old and new encodings).
+    /// The device number of a character or block device inode (old and new encodings), as
+    /// `makedev` encodes it.
     pub fn rdev(&self) -> u64 {
         let (old, new) = (self.block[0], self.block[1]);
         if old != 0 {
-            u64::from((old >> 8) & 0xff) << 8 | u64::from(old & 0xff)
+            libos_vfs::makedev((old >> 8) & 0xff, old & 0xff)
         } else {
-            let major = (new >> 8) & 0xfff;
-            let minor = (new & 0xff) | ((new >> 12) & 0xfff00);
-            u64::from(major) << 8 | u64::from(minor)
+            libos_vfs::makedev((new >> 8) & 0xfff, (new & 0xff) | ((new >> 12) & 0xfff00))
+        }
+    }
+
+    /// Stores device number `rdev` as Linux's ext2 does: the old 16-bit encoding in the first
+    /// block word when major and minor fit in a byte each, else the new 32-bit one in the
+    /// second.
+    pub fn set_rdev(&mut self, rdev: u64) {
+        let (major, minor) = (libos_vfs::dev_major(rdev), libos_vfs::dev_minor(rdev));
+        self.block = [0; 15];
+        if major < 256 && minor < 256 {
+            self.block[0] = (major << 8) | minor;
+        } else {
+            self.block[1] = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
         }
     }
 
@@ -341,7 +353,7 @@ mod tests {
 
     #[test]
     fn fast_symlink_bytes_round_trip() {
-        let mut inode = Inode::new(FileType::Symlink, 0o777, Timestamp(0));
+        let mut inode = Inode::new(FileType::Symlink, 0o777, libos_vfs::Owner::default(), Timestamp(0));
         inode.set_block_bytes(b"/some/target");
         assert_eq!(&inode.block_bytes()[..12], b"/some/target");
         assert!(inode.is_fast_symlink(2));

@@ -10,7 +10,7 @@
 use crate::fs::{Inner, State};
 use crate::inode::{Inode, LINK_MAX};
 use libos_core::{Errno, Result};
-use libos_vfs::{FileType, NewNode};
+use libos_vfs::{FileType, NewNode, Owner};
 
 impl Inner {
     /// Directory `ino`, which must still exist (a removed directory has no links: `ENOENT`).
@@ -51,17 +51,13 @@ impl Inner {
     }
 
     /// Creates `name` in directory `dir_ino`.
-    pub fn create(&self, st: &mut State, dir_ino: u32, name: &str, kind: NewNode<'_>, perm: u32) -> Result<(u32, FileType)> {
+    pub fn create(&self, st: &mut State, dir_ino: u32, name: &str, kind: NewNode<'_>, perm: u32, owner: Owner) -> Result<(u32, FileType)> {
         self.writable()?;
         let mut dir = self.live_dir(st, dir_ino)?;
         if self.dir_find(st, dir_ino, &dir, name.as_bytes())?.is_some() {
             return Err(Errno::EEXIST);
         }
-        let file_type = match kind {
-            NewNode::File => FileType::Regular,
-            NewNode::Directory => FileType::Directory,
-            NewNode::Symlink(_) => FileType::Symlink,
-        };
+        let file_type = kind.file_type();
         let is_dir = file_type == FileType::Directory;
         if is_dir && dir.links >= LINK_MAX {
             return Err(Errno::EMLINK);
@@ -77,9 +73,13 @@ impl Inner {
         self.write_inode(st, dir_ino, &dir)?;
         let ino = self.alloc_inode(st, dir_ino, is_dir)?;
         let now = self.now();
-        let mut inode = Inode::new(file_type, perm, now);
+        let mut inode = Inode::new(file_type, perm, owner, now);
         let filled = match kind {
-            NewNode::File => Ok(()),
+            NewNode::File | NewNode::Fifo | NewNode::Socket => Ok(()),
+            NewNode::CharDevice(rdev) | NewNode::BlockDevice(rdev) => {
+                inode.set_rdev(rdev);
+                Ok(())
+            }
             NewNode::Directory => self.init_dir(st, ino, &mut inode, dir_ino),
             NewNode::Symlink(target) => self.write_symlink(st, ino, &mut inode, target.as_bytes()),
         };

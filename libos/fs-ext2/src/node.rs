@@ -11,7 +11,7 @@ use alloc::sync::Arc;
 use core::any::Any;
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
-use libos_vfs::{DirEntry, FileType, Metadata, NewNode, Node, TimeUpdate};
+use libos_vfs::{DirEntry, FileType, Metadata, NewNode, Node, Owner, SetAttr};
 
 /// A file, directory, symlink or device of an ext2 volume.
 pub struct Ext2Node {
@@ -74,6 +74,8 @@ impl Node for Ext2Node {
                 ino: u64::from(self.ino),
                 file_type: self.file_type,
                 perm: inode.perm(),
+                uid: inode.uid,
+                gid: inode.gid,
                 nlink: u64::from(inode.links),
                 size: inode.size,
                 blocks: u64::from(inode.blocks),
@@ -138,9 +140,9 @@ impl Node for Ext2Node {
         Ok(self.node(found))
     }
 
-    fn create(&self, name: &str, kind: NewNode<'_>, perm: u32) -> Result<Arc<dyn Node>> {
+    fn create(&self, name: &str, kind: NewNode<'_>, perm: u32, owner: Owner) -> Result<Arc<dyn Node>> {
         self.require(FileType::Directory, Errno::ENOTDIR)?;
-        let created = self.fs.create(&mut self.fs.state.lock(), self.ino, name, kind, perm)?;
+        let created = self.fs.create(&mut self.fs.state.lock(), self.ino, name, kind, perm, owner)?;
         Ok(self.node(created))
     }
 
@@ -188,27 +190,17 @@ impl Node for Ext2Node {
         }))
     }
 
-    fn set_perm(&self, perm: u32) -> Result<()> {
-        self.fs.writable()?;
-        let st = self.fs.state.lock();
-        let mut inode = self.fs.read_inode(&st, self.ino)?;
-        inode.mode = (inode.mode & 0o170_000) | (perm & 0o7777) as u16;
-        inode.ctime = self.fs.now();
-        self.fs.write_inode(&st, self.ino, &inode)
-    }
-
-    fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
+    fn set_attr(&self, attr: &SetAttr) -> Result<()> {
         self.fs.writable()?;
         let st = self.fs.state.lock();
         let mut inode = self.fs.read_inode(&st, self.ino)?;
         let now = self.fs.now();
-        for (field, update) in [(&mut inode.atime, accessed), (&mut inode.mtime, modified)] {
-            match update {
-                TimeUpdate::Keep => {}
-                TimeUpdate::Now => *field = now,
-                TimeUpdate::To(time) => *field = time,
-            }
+        if let Some(perm) = attr.perm {
+            inode.mode = (inode.mode & 0o170_000) | (perm & 0o7777) as u16;
         }
+        inode.uid = attr.uid.unwrap_or(inode.uid);
+        inode.gid = attr.gid.unwrap_or(inode.gid);
+        attr.apply_times(now, &mut inode.atime, &mut inode.mtime);
         inode.ctime = now;
         self.fs.write_inode(&st, self.ino, &inode)
     }

@@ -40,7 +40,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
-use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, NewNode, Node, PlatformClock, StatFs, TimeUpdate, Timestamp};
+use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, NewNode, Node, Owner, PlatformClock, SetAttr, StatFs, Timestamp};
 
 /// The size of a data chunk.
 pub const PAGE_SIZE: usize = 4096;
@@ -114,7 +114,7 @@ impl RamFs {
             limit,
             namespace: SpinLock::new(()),
         });
-        let root = Inode::new(&shared, 1, Content::empty_dir(Weak::new()), 0o755);
+        let root = Inode::new(&shared, 1, Content::empty_dir(Weak::new()), 0o755, Owner::default(), 0);
         if let Content::Dir(dir) = &mut root.data.lock().content {
             dir.parent = Arc::downgrade(&root);
         }
@@ -225,6 +225,8 @@ enum Content {
     File { size: u64, pages: BTreeMap<u64, Box<[u8]>> },
     Dir(Dir),
     Symlink(String),
+    /// A FIFO, socket name or device node: no data of its own.
+    Special(FileType),
 }
 
 impl Content {
@@ -235,6 +237,9 @@ impl Content {
 
 struct Data {
     perm: u32,
+    owner: Owner,
+    /// A device node's number (0 otherwise).
+    rdev: u64,
     nlink: u64,
     atime: Timestamp,
     mtime: Timestamp,
@@ -261,11 +266,12 @@ impl Drop for Inode {
 }
 
 impl Inode {
-    fn new(shared: &Arc<Shared>, ino: u64, content: Content, perm: u32) -> Arc<Inode> {
+    fn new(shared: &Arc<Shared>, ino: u64, content: Content, perm: u32, owner: Owner, rdev: u64) -> Arc<Inode> {
         let file_type = match content {
             Content::File { .. } => FileType::Regular,
             Content::Dir(_) => FileType::Directory,
             Content::Symlink(_) => FileType::Symlink,
+            Content::Special(file_type) => file_type,
         };
         let now = shared.now();
         shared.nodes.fetch_add(1, Ordering::Relaxed);
@@ -274,7 +280,7 @@ impl Inode {
             file_type,
             me: me.clone(),
             shared: shared.clone(),
-            data: SpinLock::new(Data { perm: perm & 0o7777, nlink: 1, atime: now, mtime: now, ctime: now, content }),
+            data: SpinLock::new(Data { perm: perm & 0o7777, owner, rdev, nlink: 1, atime: now, mtime: now, ctime: now, content }),
         })
     }
 
@@ -357,17 +363,20 @@ impl Node for Inode {
             Content::File { size, pages } => (*size, pages.len() as u64 * (PAGE / 512), data.nlink),
             Content::Dir(dir) => (dir.entries.len() as u64, 0, if data.nlink == 0 { 0 } else { 2 + dir.subdirs }),
             Content::Symlink(target) => (target.len() as u64, 0, data.nlink),
+            Content::Special(_) => (0, 0, data.nlink),
         };
         Ok(Metadata {
             dev: 0,
             ino: self.ino,
             file_type: self.file_type,
             perm: data.perm,
+            uid: data.owner.uid,
+            gid: data.owner.gid,
             nlink,
             size,
             blocks,
             block_size: PAGE_SIZE as u32,
-            rdev: 0,
+            rdev: data.rdev,
             atime: data.atime,
             mtime: data.mtime,
             ctime: data.ctime,
@@ -489,7 +498,7 @@ impl Node for Inode {
         dir.get(name).map(|n| n as Arc<dyn Node>).ok_or(Errno::ENOENT)
     }
 
-    fn create(&self, name: &str, kind: NewNode<'_>, perm: u32) -> Result<Arc<dyn Node>> {
+    fn create(&self, name: &str, kind: NewNode<'_>, perm: u32, owner: Owner) -> Result<Arc<dyn Node>> {
         let _ns = self.shared.namespace.lock();
         if self.data.lock().nlink == 0 {
             return Err(Errno::ENOENT); // a removed directory takes no new entries
@@ -502,8 +511,9 @@ impl Node for Inode {
             NewNode::File => Content::File { size: 0, pages: BTreeMap::new() },
             NewNode::Directory => Content::empty_dir(self.me.clone()),
             NewNode::Symlink(target) => Content::Symlink(String::from(target)),
+            NewNode::Fifo | NewNode::Socket | NewNode::CharDevice(_) | NewNode::BlockDevice(_) => Content::Special(kind.file_type()),
         };
-        let node = Inode::new(&self.shared, ino, content, perm);
+        let node = Inode::new(&self.shared, ino, content, perm, owner, kind.rdev());
         let now = self.shared.now();
         self.with_dir(|dir, data| {
             dir.insert(name, node.clone());
@@ -652,24 +662,66 @@ impl Node for Inode {
         })
     }
 
-    fn set_perm(&self, perm: u32) -> Result<()> {
+    fn set_attr(&self, attr: &SetAttr) -> Result<()> {
         let now = self.shared.now();
         let mut data = self.data.lock();
-        data.perm = perm & 0o7777;
+        let data = &mut *data;
+        data.perm = attr.perm.map_or(data.perm, |perm| perm & 0o7777);
+        data.owner.uid = attr.uid.unwrap_or(data.owner.uid);
+        data.owner.gid = attr.gid.unwrap_or(data.owner.gid);
+        attr.apply_times(now, &mut data.atime, &mut data.mtime);
         data.ctime = now;
         Ok(())
     }
 
-    fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
+    fn allocate(&self, offset: u64, len: u64, keep_size: bool) -> Result<()> {
+        let end = offset.checked_add(len).filter(|&end| end <= libos_vfs::MAX_FILE_SIZE).ok_or(Errno::EFBIG)?;
         let now = self.shared.now();
-        let pick = |update: TimeUpdate, old: Timestamp| match update {
-            TimeUpdate::Keep => old,
-            TimeUpdate::Now => now,
-            TimeUpdate::To(time) => time,
-        };
         let mut data = self.data.lock();
-        data.atime = pick(accessed, data.atime);
-        data.mtime = pick(modified, data.mtime);
+        let data = &mut *data;
+        let Content::File { size, pages } = &mut data.content else {
+            return Err(if self.file_type.is_dir() { Errno::EISDIR } else { Errno::ENODEV });
+        };
+        // Every page of the range gets its memory now, so a later write there cannot fail
+        // with ENOSPC. On failure the pages already added stay (zeros, as before): Linux
+        // also keeps what a failed fallocate allocated.
+        for index in offset / PAGE..end.div_ceil(PAGE) {
+            if let alloc::collections::btree_map::Entry::Vacant(slot) = pages.entry(index) {
+                self.shared.reserve_page()?;
+                slot.insert(new_page().inspect_err(|_| self.shared.release_pages(1))?);
+            }
+        }
+        if !keep_size && end > *size {
+            *size = end;
+            data.mtime = now;
+        }
+        data.ctime = now;
+        Ok(())
+    }
+
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<()> {
+        let now = self.shared.now();
+        let mut data = self.data.lock();
+        let data = &mut *data;
+        let Content::File { size, pages } = &mut data.content else {
+            return Err(if self.file_type.is_dir() { Errno::EISDIR } else { Errno::ENODEV });
+        };
+        let end = offset.saturating_add(len).min(*size);
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / PAGE;
+            let within = (pos % PAGE) as usize;
+            let n = (PAGE - pos % PAGE).min(end - pos) as usize;
+            if n == PAGE_SIZE {
+                if pages.remove(&index).is_some() {
+                    self.shared.release_pages(1);
+                }
+            } else if let Some(page) = pages.get_mut(&index) {
+                page[within..within + n].fill(0);
+            }
+            pos += n as u64;
+        }
+        data.mtime = now;
         data.ctime = now;
         Ok(())
     }

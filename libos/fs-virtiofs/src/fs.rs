@@ -40,7 +40,7 @@ use fuse_abi::linux as abi;
 use hashbrown::HashMap;
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
-use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, MonotonicClock, NewNode, Node, StatFs, TimeUpdate};
+use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, MonotonicClock, NewNode, Node, Owner, SetAttr, StatFs, TimeUpdate};
 use zerocopy::{FromBytes, IntoBytes};
 
 mod recovery;
@@ -1213,7 +1213,7 @@ impl Node for FuseNode {
         Ok(self.child(name)?)
     }
 
-    fn create(&self, name: &str, kind: NewNode<'_>, perm: u32) -> Result<Arc<dyn Node>> {
+    fn create(&self, name: &str, kind: NewNode<'_>, perm: u32, owner: Owner) -> Result<Arc<dyn Node>> {
         let [n, nul] = name_parts(name);
         let perm = perm & 0o7777;
         let node = match kind {
@@ -1253,8 +1253,26 @@ impl Node for FuseNode {
                 *node.link_target.lock() = Some(String::from(target));
                 node
             }
+            NewNode::Fifo | NewNode::Socket | NewNode::CharDevice(_) | NewNode::BlockDevice(_) => {
+                let mknod =
+                    proto::fuse_mknod_in { mode: kind.file_type().mode_bits() | perm, rdev: proto::rdev_to_wire(kind.rdev()), umask: 0, padding: 0 };
+                let target = self.target()?;
+                let entry: proto::fuse_entry_out = self.session.call_fixed(op::MKNOD, target, &[mknod.as_bytes(), n, nul])?;
+                self.adopt(target, name, &entry)?
+            }
         };
         self.dir_changed();
+        // The server made the node as the uid and gid of the request (root): hand it to the
+        // owner the VFS chose. A failure leaves a node the caller cannot see as created, so
+        // it is removed again.
+        let made = node.metadata()?;
+        if (made.uid, made.gid) != (owner.uid, owner.gid) {
+            let chown = SetAttr { uid: Some(owner.uid), gid: Some(owner.gid), ..SetAttr::NONE };
+            if let Err(e) = Node::set_attr(&*node, &chown) {
+                let _ = if kind == NewNode::Directory { self.rmdir(name) } else { self.unlink(name) };
+                return Err(e);
+            }
+        }
         Ok(node)
     }
 
@@ -1319,14 +1337,23 @@ impl Node for FuseNode {
         Ok(first)
     }
 
-    fn set_perm(&self, perm: u32) -> Result<()> {
-        self.setattr(proto::fuse_setattr_in { valid: proto::FATTR_MODE, mode: perm & 0o7777, ..Default::default() })
-    }
-
-    /// SETATTR with `FATTR_ATIME`/`FATTR_MTIME` (plus `_NOW` for the host's current time).
-    fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
+    /// One SETATTR: `FATTR_MODE`, `FATTR_UID`, `FATTR_GID`, `FATTR_ATIME`/`FATTR_MTIME`
+    /// (plus `_NOW` for the host's current time).
+    fn set_attr(&self, attr: &SetAttr) -> Result<()> {
         let mut setattr = proto::fuse_setattr_in::default();
-        match accessed {
+        if let Some(perm) = attr.perm {
+            setattr.valid |= proto::FATTR_MODE;
+            setattr.mode = perm & 0o7777;
+        }
+        if let Some(uid) = attr.uid {
+            setattr.valid |= proto::FATTR_UID;
+            setattr.uid = uid;
+        }
+        if let Some(gid) = attr.gid {
+            setattr.valid |= proto::FATTR_GID;
+            setattr.gid = gid;
+        }
+        match attr.atime {
             TimeUpdate::Keep => {}
             TimeUpdate::Now => setattr.valid |= proto::FATTR_ATIME | proto::FATTR_ATIME_NOW,
             TimeUpdate::To(t) => {
@@ -1335,7 +1362,7 @@ impl Node for FuseNode {
                 setattr.atimensec = t.subsec_nanos();
             }
         }
-        match modified {
+        match attr.mtime {
             TimeUpdate::Keep => {}
             TimeUpdate::Now => setattr.valid |= proto::FATTR_MTIME | proto::FATTR_MTIME_NOW,
             TimeUpdate::To(t) => {
@@ -1343,9 +1370,6 @@ impl Node for FuseNode {
                 setattr.mtime = t.secs();
                 setattr.mtimensec = t.subsec_nanos();
             }
-        }
-        if setattr.valid == 0 {
-            return Ok(());
         }
         self.setattr(setattr)
     }

@@ -11,7 +11,8 @@
 #![forbid(unsafe_code)]
 
 pub use fuse_abi::linux::{
-    FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FUSE_ROOT_ID,
+    FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH, FATTR_GID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID,
+    FUSE_ROOT_ID,
     fuse_attr, fuse_attr_out, fuse_batch_forget_in, fuse_create_in, fuse_entry_out, fuse_flush_in, fuse_forget_in,
     fuse_forget_one, fuse_fsync_in, fuse_getattr_in, fuse_in_header, fuse_init_in, fuse_init_out, fuse_kstatfs,
     fuse_link_in, fuse_mkdir_in, fuse_mknod_in, fuse_open_in, fuse_open_out, fuse_out_header, fuse_read_in,
@@ -359,11 +360,13 @@ pub fn metadata_from_attr(attr: &fuse_attr) -> Result<Metadata> {
         ino: attr.ino,
         file_type: file_type_from_mode(attr.mode)?,
         perm: attr.mode & 0o7777,
+        uid: attr.uid,
+        gid: attr.gid,
         nlink: u64::from(attr.nlink),
         size: attr.size,
         blocks: attr.blocks,
         block_size: if attr.blksize == 0 { 4096 } else { attr.blksize },
-        rdev: u64::from(attr.rdev),
+        rdev: rdev_from_wire(attr.rdev),
         atime: timestamp(attr.atime, attr.atimensec),
         mtime: timestamp(attr.mtime, attr.mtimensec),
         ctime: timestamp(attr.ctime, attr.ctimensec),
@@ -384,12 +387,24 @@ pub fn attr_from_metadata(meta: &Metadata) -> fuse_attr {
         ctimensec: meta.ctime.subsec_nanos(),
         mode: meta.mode(),
         nlink: u32::try_from(meta.nlink).unwrap_or(u32::MAX),
-        uid: 0,
-        gid: 0,
-        rdev: meta.rdev as u32,
+        uid: meta.uid,
+        gid: meta.gid,
+        rdev: rdev_to_wire(meta.rdev),
         blksize: meta.block_size,
         flags: 0,
     }
+}
+
+/// A device number as FUSE carries it (`fuse_attr.rdev`, `fuse_mknod_in.rdev`): the kernel's
+/// 32-bit `new_encode_dev` (12-bit major, 20-bit minor).
+pub fn rdev_to_wire(rdev: u64) -> u32 {
+    let (major, minor) = (libos_vfs::dev_major(rdev), libos_vfs::dev_minor(rdev));
+    (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
+}
+
+/// The inverse of [`rdev_to_wire`], as `makedev` encodes it.
+pub fn rdev_from_wire(wire: u32) -> u64 {
+    libos_vfs::makedev((wire & 0xfff00) >> 8, (wire & 0xff) | ((wire >> 12) & 0xfff00))
 }
 
 /// A cache timeout from a reply's seconds and nanoseconds, in nanoseconds (saturating).

@@ -73,8 +73,8 @@ fn nodeid(node: &Arc<dyn Node>) -> u64 {
 fn a_reply_that_never_comes_starts_a_new_session_and_old_nodes_go_stale() {
     let server = FakeServer::new();
     let host = server.host().root();
-    host.create("a", NewNode::File, 0o644).unwrap().write_at(0, b"AAAA").unwrap();
-    host.create("b", NewNode::File, 0o644).unwrap().write_at(0, b"BBBB").unwrap();
+    host.create("a", NewNode::File, 0o644, libos_vfs::Owner::default()).unwrap().write_at(0, b"AAAA").unwrap();
+    host.create("b", NewNode::File, 0o644, libos_vfs::Owner::default()).unwrap().write_at(0, b"BBBB").unwrap();
     let hang = Arc::new(AtomicBool::new(false));
     let (device, transport) = device_over(server.clone(), hang.clone());
     let fs = VirtioFs::mount(device.clone(), MountOptions::default()).unwrap();
@@ -129,7 +129,7 @@ fn a_reply_that_never_comes_starts_a_new_session_and_old_nodes_go_stale() {
 #[test]
 fn a_device_that_stays_dead_keeps_failing_cleanly() {
     let server = FakeServer::new();
-    server.host().root().create("a", NewNode::File, 0o644).unwrap();
+    server.host().root().create("a", NewNode::File, 0o644, libos_vfs::Owner::default()).unwrap();
     let hang = Arc::new(AtomicBool::new(false));
     let (device, _) = device_over(server.clone(), hang.clone());
     let fs = VirtioFs::mount(device.clone(), MountOptions::default()).unwrap();

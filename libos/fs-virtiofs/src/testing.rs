@@ -29,7 +29,7 @@ use hashbrown::{HashMap, HashSet};
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
 use libos_fs_ramfs::RamFs;
-use libos_vfs::{Clock, FileSystem, FileType, NewNode, Node, TickClock, TimeUpdate, Timestamp};
+use libos_vfs::{Clock, FileSystem, FileType, NewNode, Node, Owner, SetAttr, TickClock, TimeUpdate, Timestamp};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// How the fake server answers.
@@ -378,9 +378,6 @@ impl FakeServer {
                 if set.valid & proto::FATTR_FH != 0 {
                     Self::handle(state, set.fh)?;
                 }
-                if set.valid & proto::FATTR_MODE != 0 {
-                    node.set_perm(set.mode & 0o7777)?;
-                }
                 if set.valid & proto::FATTR_SIZE != 0 {
                     match node.file_type() {
                         FileType::Regular => node.truncate(set.size)?,
@@ -395,8 +392,16 @@ impl FakeServer {
                 };
                 let accessed = update(proto::FATTR_ATIME, proto::FATTR_ATIME_NOW, set.atime, set.atimensec);
                 let modified = update(proto::FATTR_MTIME, proto::FATTR_MTIME_NOW, set.mtime, set.mtimensec);
-                if (accessed, modified) != (TimeUpdate::Keep, TimeUpdate::Keep) {
-                    node.set_times(accessed, modified)?;
+                let given = |flag: u32, value: u32| (set.valid & flag != 0).then_some(value);
+                let attr = SetAttr {
+                    perm: given(proto::FATTR_MODE, set.mode & 0o7777),
+                    uid: given(proto::FATTR_UID, set.uid),
+                    gid: given(proto::FATTR_GID, set.gid),
+                    atime: accessed,
+                    mtime: modified,
+                };
+                if attr != SetAttr::NONE {
+                    node.set_attr(&attr)?;
                 }
                 self.attr_out(&node)
             }
@@ -404,20 +409,26 @@ impl FakeServer {
             op::SYMLINK => {
                 let name = cstr(body)?;
                 let target = cstr(&body[name.len() + 1..])?;
-                let node = Self::node(state, nodeid)?.create(name, NewNode::Symlink(target), 0o777)?;
+                let node = Self::node(state, nodeid)?.create(name, NewNode::Symlink(target), 0o777, Owner::default())?;
                 self.entry(state, node)
             }
             op::MKNOD => {
                 let (mknod, rest) = proto::fuse_mknod_in::read_from_prefix(body).map_err(|_| Errno::EINVAL)?;
-                if mknod.mode & 0o170_000 != FileType::Regular.mode_bits() {
-                    return Err(Errno::EPERM);
-                }
-                let node = Self::node(state, nodeid)?.create(cstr(rest)?, NewNode::File, mknod.mode & 0o7777)?;
+                let rdev = proto::rdev_from_wire(mknod.rdev);
+                let kind = match FileType::from_mode(mknod.mode) {
+                    Some(FileType::Regular) => NewNode::File,
+                    Some(FileType::Fifo) => NewNode::Fifo,
+                    Some(FileType::Socket) => NewNode::Socket,
+                    Some(FileType::CharDevice) => NewNode::CharDevice(rdev),
+                    Some(FileType::BlockDevice) => NewNode::BlockDevice(rdev),
+                    _ => return Err(Errno::EINVAL),
+                };
+                let node = Self::node(state, nodeid)?.create(cstr(rest)?, kind, mknod.mode & 0o7777, Owner::default())?;
                 self.entry(state, node)
             }
             op::MKDIR => {
                 let (mkdir, rest) = proto::fuse_mkdir_in::read_from_prefix(body).map_err(|_| Errno::EINVAL)?;
-                let node = Self::node(state, nodeid)?.create(cstr(rest)?, NewNode::Directory, mkdir.mode & 0o7777)?;
+                let node = Self::node(state, nodeid)?.create(cstr(rest)?, NewNode::Directory, mkdir.mode & 0o7777, Owner::default())?;
                 self.entry(state, node)
             }
             op::CREATE => {
@@ -427,7 +438,7 @@ impl FakeServer {
                 let node = match dir.lookup(name) {
                     Ok(_) if create.flags & O_EXCL != 0 => return Err(Errno::EEXIST),
                     Ok(node) => node,
-                    Err(Errno::ENOENT) => dir.create(name, NewNode::File, create.mode & 0o7777)?,
+                    Err(Errno::ENOENT) => dir.create(name, NewNode::File, create.mode & 0o7777, Owner::default())?,
                     Err(e) => return Err(e),
                 };
                 let mut reply = self.entry(state, node.clone())?;

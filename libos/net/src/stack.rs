@@ -279,7 +279,12 @@ impl Stack {
         offload: Offload,
     ) -> Stack {
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-        config.random_seed = Instant::now().as_nanos() ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5a, 0xa5]);
+        // smoltcp draws TCP initial sequence numbers, ephemeral ports and DHCP transaction ids
+        // from this seed: take it from the kernel's generator (seeded by virtio-rng or the
+        // CPU's instruction; never blocks, see `libos_core::random`).
+        let mut seed = [0u8; 8];
+        libos_core::random::fill_insecure(&mut seed);
+        config.random_seed = u64::from_le_bytes(seed);
         let iface = Interface::new(config, &mut Ingress { frame: None, tx: &mut *tx, sent_discovery: false, offload }, smol_now());
         let mut control = Slot::new(Kind::Control);
         control.user = false;

@@ -64,6 +64,10 @@
 //!     fn enqueue(&mut self, thread: ThreadId, _: Priority, _: Reason) { self.0.push(thread) }
 //!     fn pick_next(&mut self) -> Option<ThreadId> { self.0.pop() }
 //!     fn is_empty(&self) -> bool { self.0.is_empty() }
+//!     // Room for `threads` queued threads, so that waking one never allocates.
+//!     fn reserve(&mut self, _: Priority, threads: usize) -> libos_core::Result<()> {
+//!         self.0.try_reserve(threads.saturating_sub(self.0.len())).map_err(|_| libos_core::Errno::ENOMEM)
+//!     }
 //!     // Optional: `time_slice` (Some makes it preemptive), `preempts` (priority wake-ups).
 //! }
 //! # let mut p = Lifo::default();
@@ -93,6 +97,7 @@
 extern crate alloc;
 
 pub mod policy;
+mod deadlines;
 mod raw;
 mod sched;
 mod table;

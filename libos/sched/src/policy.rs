@@ -51,6 +51,12 @@ pub trait Policy: Send {
     /// True when no thread is queued.
     fn is_empty(&self) -> bool;
 
+    /// Makes room for `threads` threads of `priority` to be queued at once, so that
+    /// [`Policy::enqueue`] never allocates: a thread woken from a wait must not need the heap
+    /// (the heap may be exhausted). Called at spawn, which may allocate; `Err(ENOMEM)` fails
+    /// the spawn.
+    fn reserve(&mut self, priority: Priority, threads: usize) -> libos_core::Result<()>;
+
     /// The time slice after which a running thread is preempted when others are runnable;
     /// `None` for a cooperative policy (then only blocking and yielding switch threads).
     fn time_slice(&self) -> Option<Duration> {

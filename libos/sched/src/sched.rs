@@ -11,7 +11,8 @@
 //! are saved: the usual "on CPU" flag. Run queues are already per CPU.)
 //!
 //! # Timers
-//! The deadline queue is an ordered set of `(deadline, thread)`. The one-shot timer is armed
+//! The deadline queue ([`Deadlines`]) is an ordered set of `(deadline, thread)`, with room for one
+//! entry per thread reserved at spawn, so parking with a deadline never allocates. The one-shot timer is armed
 //! for the earliest of: the first deadline, and (preemptive policy, other threads runnable) the
 //! end of the current slice. A slice is not restarted at every switch (that would cost a clock
 //! read per switch); when it ends, the running thread is preempted only if it ran the whole
@@ -30,7 +31,7 @@ use crate::policy::{Policy, Priority, Reason};
 use crate::raw::{self, Stack};
 use alloc::boxed::Box;
 use crate::table::Table;
-use alloc::collections::BTreeSet;
+use crate::deadlines::Deadlines;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::any::Any;
@@ -90,7 +91,8 @@ struct Cpu {
 pub(crate) struct Sched {
     threads: Table<Tcb>,
     cpus: Vec<Cpu>,
-    timers: BTreeSet<(Instant, ThreadId)>,
+    /// Parked threads' deadlines (room for one per thread is reserved at spawn).
+    timers: Deadlines,
     armed: Option<Instant>,
     /// Exited threads whose stacks are freed by the next thread to run. Boxed on purpose: the
     /// exiting thread's last switch saves into its control block, so it must not move.
@@ -468,10 +470,15 @@ pub fn init(policy: Box<dyn Policy>) -> Result<()> {
     let idle_id = threads.insert(idle);
     let main = threads.insert(Box::new(Tcb::new(Some("main".into()), 1, Priority::NORMAL, None, None)));
     debug_assert_eq!((idle_id, main), (IDLE, ThreadId::MAIN));
+    let mut policy = policy;
+    let mut timers = Deadlines::new();
+    // `main` may be queued and may park with a deadline: room for it (see `spawn`).
+    policy.reserve(Priority::NORMAL, 2)?;
+    timers.reserve(2)?;
     let slice = policy.time_slice();
     log::debug!("libos-sched: policy {}, time slice {slice:?}", policy.name());
     let cpu = Cpu { policy, current: ThreadId::MAIN, idle: IDLE, slice, slice_end: None, switches: 0, switches_at_slice_start: 0 };
-    SCHED.call_once(|| IrqSpinLock::new(Sched { threads, cpus: alloc::vec![cpu], timers: BTreeSet::new(), armed: None, dead: Vec::new(), switch: context.switch_routine() }));
+    SCHED.call_once(|| IrqSpinLock::new(Sched { threads, cpus: alloc::vec![cpu], timers, armed: None, dead: Vec::new(), switch: context.switch_routine() }));
     libos_core::sched::set_scheduler(&HOOK);
     irq::set_timer_handler(on_timer);
     irq::set_preempt_handler(on_preempt);
@@ -497,6 +504,14 @@ pub(crate) fn spawn(name: Option<String>, priority: Priority, stack_size: usize,
     let mut tcb = Box::new(Tcb::new(name, serial, priority, Some(stack), Some(entry)));
     tcb.sp = AtomicUsize::new(sp);
     let mut s = lock();
+    // Room for every thread in the run queue and the deadline queue, so that parking and
+    // waking never allocate (a thread must be able to block with the heap exhausted).
+    let threads = s.threads.slots() + 1;
+    let reserved = s.timers.reserve(threads).and_then(|()| s.cpu().policy.reserve(priority, threads));
+    if let Err(error) = reserved {
+        drop(s); // the new thread's stack is freed outside the scheduler lock
+        return Err(error);
+    }
     let id = s.threads.insert(tcb);
     s.make_ready(id, Reason::Spawned);
     s.rearm();

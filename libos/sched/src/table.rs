@@ -53,6 +53,11 @@ impl<T> Table<T> {
         }
     }
 
+    /// Slots in use or free: at least the number of live entries.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Removes the entry; its slot gets the next generation.
     pub(crate) fn remove(&mut self, id: ThreadId) -> Option<Box<T>> {
         let (slot, generation) = split(id);

@@ -3,14 +3,24 @@
 //!
 //! [`unpack`] creates directories, regular files and symlinks under a destination directory,
 //! with their permission bits. Every header field is checked: a malformed archive gives
-//! `EINVAL` (never a panic), and names with `..` components or absolute names are refused, so an
-//! archive cannot write outside the destination. Hard links inside an archive are unpacked as
-//! separate copies. Existing directories are reused; existing files are replaced.
+//! `EINVAL` (never a panic), and names with `..` components or absolute names are refused.
+//! Hard links inside an archive are unpacked as separate copies. Existing directories are
+//! reused; existing files are replaced.
+//!
+//! **Symlinks cannot carry writes out of the destination.** An archive may make `a -> /` or
+//! `a -> ..` and then hold `a/x`. Linux's own initramfs unpacker follows such links (it always
+//! unpacks at `/`, where nothing is outside); archivers that unpack anywhere refuse them (GNU
+//! cpio since 2.13, bsdtar's default `--secure`). We do what `openat2(RESOLVE_BENEATH)` does:
+//! the directories leading to an entry are resolved with every symlink followed (up to 40, then
+//! `ELOOP`), and an entry whose directory ends up outside the destination is refused with
+//! `EXDEV` (the whole unpack stops, as for a malformed archive). Links that stay inside (`lib ->
+//! usr/lib`, then `lib/x`) work. The entry's own name is never followed: a file or directory
+//! entry over an existing symlink is refused (`ELOOP` / `EEXIST`) rather than written through it.
 //!
 //! [`Builder`] writes an archive (used by app build scripts and by tests). We write the format
 //! out here (about a hundred lines) rather than pull a cpio crate into a `no_std` kernel crate.
 
-use crate::types::OpenFlags;
+use crate::types::{FileType, OpenFlags};
 use crate::vfs::Vfs;
 use alloc::format;
 use alloc::string::String;
@@ -88,6 +98,51 @@ fn entries(archive: &[u8]) -> Result<Vec<Entry<'_>>> {
     }
 }
 
+/// Most symlinks followed while resolving one entry's directory (Linux's `MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
+
+/// The path of the directory that will hold `path`'s last component, with every symlink on the
+/// way resolved, as absolute components; `EXDEV` when it is not `dest_parts` or below it.
+fn resolve_parent(vfs: &Vfs, dest_parts: &[&str], path: &str) -> Result<String> {
+    let mut parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let last = parts.pop().ok_or(Errno::EINVAL)?;
+    // Components still to walk, in reverse order (so a link's target is pushed in front).
+    let mut todo: Vec<String> = parts.iter().rev().map(|p| String::from(*p)).collect();
+    let mut resolved: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(part) = todo.pop() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let here = format!("/{}", resolved.iter().map(String::as_str).chain([part.as_str()]).collect::<Vec<_>>().join("/"));
+        let meta = vfs.symlink_metadata(&here)?;
+        if meta.file_type != FileType::Symlink {
+            resolved.push(part);
+            continue;
+        }
+        links += 1;
+        if links > MAX_SYMLINKS {
+            return Err(Errno::ELOOP);
+        }
+        let target = vfs.read_link(&here)?;
+        if target.starts_with('/') {
+            resolved.clear();
+        }
+        todo.extend(target.split('/').rev().map(String::from));
+    }
+    // All of `resolved` are real directories (or will fail as such), so this comparison is
+    // the file system's own idea of "below the destination".
+    if resolved.len() < dest_parts.len() || resolved.iter().zip(dest_parts).any(|(a, b)| a != b) {
+        return Err(Errno::EXDEV);
+    }
+    Ok(format!("/{}", resolved.iter().map(String::as_str).chain([last]).collect::<Vec<_>>().join("/")))
+}
+
 /// The archive name as a path under `dest`, or `None` for the archive root (`.`).
 fn target_path(dest: &str, name: &str) -> Result<Option<String>> {
     let mut parts = Vec::new();
@@ -113,15 +168,18 @@ pub fn unpack(vfs: &Vfs, archive: &[u8], dest: &str) -> Result<Unpacked> {
     if !vfs.metadata(dest)?.is_dir() {
         return Err(Errno::ENOTDIR);
     }
+    let dest_parts: Vec<&str> = dest.split('/').filter(|p| !p.is_empty()).collect();
     for entry in entries(archive)? {
         let Some(path) = target_path(dest, entry.name)? else {
             continue;
         };
+        let path = resolve_parent(vfs, &dest_parts, &path)?;
         let perm = entry.mode & 0o7777;
         match entry.mode & S_IFMT {
             S_IFDIR => match vfs.mkdir(&path, perm) {
                 Ok(()) => done.dirs += 1,
-                Err(Errno::EEXIST) if vfs.metadata(&path)?.is_dir() => {}
+                // An existing directory, not a symlink to one (which could lead anywhere).
+                Err(Errno::EEXIST) if vfs.symlink_metadata(&path)?.is_dir() => {}
                 Err(e) => return Err(e),
             },
             S_IFREG => {
@@ -242,6 +300,77 @@ mod tests {
             }
             let _ = entries(&damaged);
         }
+    }
+
+    /// A ramfs with `/dest` and `/outside/secret`.
+    fn tree() -> Vfs {
+        let vfs = Vfs::new(alloc::sync::Arc::new(crate::conformance::TinyFs::new()));
+        vfs.mkdir("/dest", 0o755).unwrap();
+        vfs.mkdir("/outside", 0o755).unwrap();
+        let secret = vfs.open("/outside/secret", OpenFlags::CREAT | OpenFlags::WRONLY, 0o600).unwrap();
+        secret.write(b"secret").unwrap();
+        vfs
+    }
+
+    fn secret(vfs: &Vfs) -> Vec<u8> {
+        let file = vfs.open("/outside/secret", OpenFlags::RDONLY, 0).unwrap();
+        let mut buf = [0u8; 32];
+        let n = file.read(&mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn entries_are_never_written_through_a_symlink_out_of_the_destination() {
+        let cases: [&dyn Fn(&mut Builder); 5] = [
+            &|b| {
+                b.symlink("a", "/").file("a/x", 0o644, b"escaped");
+            },
+            &|b| {
+                b.symlink("a", "..").file("a/x", 0o644, b"escaped");
+            },
+            &|b| {
+                b.symlink("a", "..").dir("a/d", 0o755);
+            },
+            &|b| {
+                b.symlink("a", "/outside").file("a/secret", 0o644, b"overwritten");
+            },
+            &|b| {
+                b.dir("d", 0o755).symlink("d/up", "../..").symlink("b", "d/up/outside").file("b/secret", 0o644, b"x");
+            },
+        ];
+        for (i, case) in cases.iter().enumerate() {
+            let vfs = tree();
+            let mut builder = Builder::new();
+            case(&mut builder);
+            assert_eq!(unpack(&vfs, &builder.finish(), "/dest"), Err(Errno::EXDEV), "case {i}");
+            let mut names: Vec<String> = vfs.read_dir("/").unwrap().into_iter().map(|e| e.name).collect();
+            names.sort();
+            assert_eq!(names, ["dest", "outside"], "case {i}");
+            assert_eq!(vfs.read_dir("/outside").unwrap().len(), 1, "case {i}");
+            assert_eq!(secret(&vfs), b"secret", "case {i}");
+        }
+    }
+
+    #[test]
+    fn symlinks_inside_the_destination_are_followed_and_never_replaced() {
+        let vfs = tree();
+        let mut builder = Builder::new();
+        builder.dir("usr", 0o755).dir("usr/lib", 0o755).symlink("lib", "usr/lib").file("lib/x", 0o644, b"x");
+        builder.symlink("abs", "/dest/usr").file("abs/y", 0o644, b"y").symlink("loop", "loop");
+        assert!(unpack(&vfs, &builder.finish(), "/dest").is_ok());
+        assert_eq!(vfs.metadata("/dest/usr/lib/x").unwrap().size, 1);
+        assert_eq!(vfs.metadata("/dest/usr/y").unwrap().size, 1);
+        // A file or directory entry over a symlink is refused, not written through it.
+        let mut builder = Builder::new();
+        builder.symlink("s", "/outside/secret").file("s", 0o644, b"through");
+        assert_eq!(unpack(&vfs, &builder.finish(), "/dest"), Err(Errno::ELOOP));
+        let mut builder = Builder::new();
+        builder.symlink("t", "/outside").dir("t", 0o755);
+        assert_eq!(unpack(&vfs, &builder.finish(), "/dest"), Err(Errno::EEXIST));
+        let mut builder = Builder::new();
+        builder.file("loop/x", 0o644, b"");
+        assert_eq!(unpack(&vfs, &builder.finish(), "/dest"), Err(Errno::ELOOP));
+        assert_eq!(secret(&vfs), b"secret");
     }
 
     #[test]

@@ -8,14 +8,12 @@
 //! | `console` | end of file (no console input yet) | the platform console ([`libos_core::hal::Platform::console_write`]) |
 //! | `urandom` | pseudo-random bytes | accepted and mixed into the generator |
 //!
-//! **`urandom` seeding.** The generator is seeded when the devfs is created, from an
-//! [`EntropySource`]: [`PlatformEntropy`] asks the platform's hardware RNG
-//! ([`libos_core::hal::Platform::hardware_random`], x86 `RDRAND` where the CPU has it). Without
-//! one it falls back to the platform's cycle counter at that moment, which is *predictable*
-//! (and identical from run to run under QEMU `-icount`); [`DevFs::urandom_seeded_by_hardware`]
-//! says which happened. The generator is xoshiro256** (a small, well-studied generator we
-//! write out here rather than pull a crate for): fine for test data and hash seeds, **not**
-//! for cryptography.
+//! **`urandom`.** Bytes come from an [`EntropySource`]: in the kernel [`PlatformEntropy`], the
+//! kernel's one generator ([`libos_core::random`]: ChaCha20 seeded by virtio-rng or the CPU's
+//! random instruction). As Linux's `/dev/urandom`, reading never blocks: before a source seeded
+//! the generator the bytes are only as unpredictable as the cycle counter (the boot says so
+//! once), and [`DevFs::urandom_is_seeded`] tells which. What programs write is mixed in without
+//! being credited.
 //!
 //! Other device nodes (disks: `/dev/vda`, ...) are added when the devfs is made
 //! ([`DevFs::with_nodes`]); they are nodes of their own drivers, with inode numbers from
@@ -28,22 +26,33 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
-use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
 
-/// Where `/dev/urandom` gets its seed.
+/// Where `/dev/urandom`'s bytes come from.
 pub trait EntropySource: Send + Sync {
-    /// 64 bits of hardware entropy, or `None` if there is none.
-    fn random_u64(&self) -> Option<u64>;
+    /// Fills `buf` without blocking.
+    fn fill(&self, buf: &mut [u8]);
+    /// Mixes in bytes a program wrote (without crediting them as entropy).
+    fn mix(&self, data: &[u8]);
+    /// True when a real entropy source seeded the bytes.
+    fn is_seeded(&self) -> bool;
 }
 
-/// The platform's hardware RNG ([`libos_core::hal::Platform::hardware_random`]).
+/// The kernel's generator ([`libos_core::random`]), seeded by the platform's entropy sources.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PlatformEntropy;
 
 impl EntropySource for PlatformEntropy {
-    fn random_u64(&self) -> Option<u64> {
-        libos_core::hal::try_platform()?.hardware_random()
+    fn fill(&self, buf: &mut [u8]) {
+        libos_core::random::fill_insecure(buf);
+    }
+
+    fn mix(&self, data: &[u8]) {
+        libos_core::random::add_randomness(data);
+    }
+
+    fn is_seeded(&self) -> bool {
+        libos_core::random::is_seeded()
     }
 }
 
@@ -79,7 +88,7 @@ struct Root {
     devices: Vec<Arc<Device>>,
     /// Nodes of other drivers, by name.
     extra: Vec<(String, Arc<dyn Node>)>,
-    hardware_seed: bool,
+    entropy: &'static dyn EntropySource,
 }
 
 struct Device {
@@ -87,42 +96,41 @@ struct Device {
     name: &'static str,
     kind: Kind,
     rdev: u64,
-    rng: Arc<SpinLock<Xoshiro>>,
+    entropy: &'static dyn EntropySource,
 }
 
 impl DevFs {
-    /// A devfs whose `urandom` is seeded from `entropy` (see the module docs).
-    pub fn new(entropy: &dyn EntropySource) -> DevFs {
+    /// A devfs whose `urandom` reads from `entropy` (see the module docs).
+    pub fn new(entropy: &'static dyn EntropySource) -> DevFs {
         DevFs::with_nodes(entropy, Vec::new())
     }
 
     /// A devfs with the fixed devices and `extra` nodes (`(name, node)`; the nodes' inode
     /// numbers must be distinct and at least [`FIRST_EXTRA_INO`]).
-    pub fn with_nodes(entropy: &dyn EntropySource, extra: Vec<(String, Arc<dyn Node>)>) -> DevFs {
-        let (seed, hardware_seed) = match entropy.random_u64() {
-            Some(seed) => (seed, true),
-            None => (libos_core::hal::try_platform().map_or(0, |p| p.counter()), false),
-        };
-        let rng = Arc::new(SpinLock::new(Xoshiro::new(seed)));
+    pub fn with_nodes(entropy: &'static dyn EntropySource, extra: Vec<(String, Arc<dyn Node>)>) -> DevFs {
         let devices = DEVICES
             .iter()
             .zip(2u64..)
             .map(|(&(name, kind, (major, minor)), ino)| {
-                Arc::new(Device { ino, name, kind, rdev: (major << 8) | minor, rng: rng.clone() })
+                Arc::new(Device { ino, name, kind, rdev: (major << 8) | minor, entropy })
             })
             .collect();
-        DevFs { root: Arc::new(Root { devices, extra, hardware_seed }) }
+        DevFs { root: Arc::new(Root { devices, extra, entropy }) }
     }
 
-    /// True if `urandom` was seeded by a hardware RNG, false if by the cycle counter.
-    pub fn urandom_seeded_by_hardware(&self) -> bool {
-        self.root.hardware_seed
+    /// True if `urandom`'s bytes come from a generator a real entropy source seeded.
+    pub fn urandom_is_seeded(&self) -> bool {
+        self.root.entropy.is_seeded()
     }
 }
 
 impl FileSystem for DevFs {
     fn name(&self) -> &str {
         "devfs"
+    }
+
+    fn provides_devices(&self) -> bool {
+        true
     }
 
     fn root(&self) -> Arc<dyn Node> {
@@ -140,6 +148,8 @@ fn metadata(ino: u64, file_type: FileType, perm: u32, nlink: u64, rdev: u64) -> 
         ino,
         file_type,
         perm,
+        uid: 0,
+        gid: 0,
         nlink,
         size: 0,
         blocks: 0,
@@ -216,7 +226,7 @@ impl Node for Device {
                 Ok(buf.len())
             }
             Kind::Urandom => {
-                self.rng.lock().fill(buf);
+                self.entropy.fill(buf);
                 Ok(buf.len())
             }
         }
@@ -233,7 +243,7 @@ impl Node for Device {
                 Ok(buf.len())
             }
             Kind::Urandom => {
-                self.rng.lock().mix(buf);
+                self.entropy.mix(buf);
                 Ok(buf.len())
             }
         }
@@ -248,65 +258,38 @@ impl Node for Device {
     }
 }
 
-/// xoshiro256** (Blackman and Vigna), seeded through SplitMix64.
-struct Xoshiro([u64; 4]);
-
-impl Xoshiro {
-    fn new(seed: u64) -> Xoshiro {
-        let mut state = seed;
-        let mut next = || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        Xoshiro([next(), next(), next(), next()])
-    }
-
-    fn next(&mut self) -> u64 {
-        let s = &mut self.0;
-        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let bytes = self.next().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-    }
-
-    fn mix(&mut self, data: &[u8]) {
-        for chunk in data.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0[0] ^= u64::from_le_bytes(word);
-            self.next();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::types::OpenFlags;
     use crate::vfs::Vfs;
+    use libos_core::sync::SpinLock;
     use libos_core::testing::FakePlatform;
 
-    struct Fixed(Option<u64>);
+    /// A source with its own generator (not the process-wide kernel one), seeded or not.
+    struct Fixed(SpinLock<libos_core::random::Pool>);
 
     impl EntropySource for Fixed {
-        fn random_u64(&self) -> Option<u64> {
-            self.0
+        fn fill(&self, buf: &mut [u8]) {
+            self.0.lock().fill_insecure(buf);
         }
+
+        fn mix(&self, data: &[u8]) {
+            self.0.lock().mix(data, None);
+        }
+
+        fn is_seeded(&self) -> bool {
+            self.0.lock().is_seeded()
+        }
+    }
+
+    /// A leaked source: seeded with `seed` when given, else unseeded.
+    fn fixed(seed: Option<u8>) -> &'static Fixed {
+        let mut pool = libos_core::random::Pool::new([0; 32]);
+        if let Some(seed) = seed {
+            pool.mix(&[seed; 32], Some("test"));
+        }
+        Box::leak(Box::new(Fixed(SpinLock::new(pool))))
     }
 
     fn platform() -> &'static FakePlatform {
@@ -318,8 +301,8 @@ mod tests {
         })
     }
 
-    fn dev_vfs(entropy: Option<u64>) -> Vfs {
-        Vfs::new(Arc::new(DevFs::new(&Fixed(entropy))))
+    fn dev_vfs(entropy: Option<u8>) -> Vfs {
+        Vfs::new(Arc::new(DevFs::new(fixed(entropy))))
     }
 
     #[test]
@@ -353,8 +336,8 @@ mod tests {
 
     #[test]
     fn urandom_is_seeded_and_varies() {
-        let hw = DevFs::new(&Fixed(Some(42)));
-        assert!(hw.urandom_seeded_by_hardware());
+        let hw = DevFs::new(fixed(Some(42)));
+        assert!(hw.urandom_is_seeded());
         let vfs = Vfs::new(Arc::new(hw));
         let file = vfs.open("/urandom", OpenFlags::RDONLY, 0).unwrap();
         let (mut a, mut b) = ([0u8; 61], [0u8; 61]);
@@ -370,7 +353,7 @@ mod tests {
         let other = dev_vfs(Some(43)).open("/urandom", OpenFlags::RDONLY, 0).unwrap();
         other.read(&mut c).unwrap();
         assert_ne!(a, c);
-        assert!(!DevFs::new(&Fixed(None)).urandom_seeded_by_hardware());
+        assert!(!DevFs::new(fixed(None)).urandom_is_seeded());
     }
 
     #[test]
@@ -390,6 +373,6 @@ mod tests {
     fn mounting_on_a_device_is_enotdir() {
         let vfs = dev_vfs(Some(1));
         // A devfs on a devfs is enough to exercise mount crossing with fixed directories.
-        assert_eq!(vfs.mount("/null", Arc::new(DevFs::new(&Fixed(None)))).unwrap_err(), Errno::ENOTDIR);
+        assert_eq!(vfs.mount("/null", Arc::new(DevFs::new(fixed(None)))).unwrap_err(), Errno::ENOTDIR);
     }
 }

@@ -3,6 +3,7 @@
 //! It holds the node itself, so a file removed while open keeps its data until the last
 //! `OpenFile` for it is dropped.
 
+use crate::cred::{CredCell, Credentials};
 use crate::node::Node;
 use crate::types::{DirEntry, FileType, Metadata, OpenFlags, SeekFrom, TimeUpdate};
 use alloc::string::String;
@@ -41,6 +42,9 @@ pub struct OpenFile {
     /// For a directory: the inode of its parent when it was opened (what `..` lists; itself
     /// for a root, as on Linux).
     parent_ino: u64,
+    /// The credentials of the namespace it was opened in: attribute changes through the
+    /// file are checked with them, and writes drop set-id bits by them.
+    creds: Arc<CredCell>,
 }
 
 impl core::fmt::Debug for OpenFile {
@@ -50,15 +54,15 @@ impl core::fmt::Debug for OpenFile {
 }
 
 impl OpenFile {
-    pub(crate) fn new(node: Arc<dyn Node>, dev: u64, flags: OpenFlags, parent_ino: u64) -> OpenFile {
-        OpenFile { node, dev, flags: AtomicU32::new(flags.bits()), offset: SpinLock::new(0), parent_ino }
+    pub(crate) fn new(node: Arc<dyn Node>, dev: u64, flags: OpenFlags, parent_ino: u64, creds: Arc<CredCell>) -> OpenFile {
+        OpenFile { node, dev, flags: AtomicU32::new(flags.bits()), offset: SpinLock::new(0), parent_ino, creds }
     }
 
-    /// Wraps a node that is not in any namespace (e.g. a device handed to an app directly); a
-    /// directory's `..` is itself.
+    /// Wraps a node that is not in any namespace (e.g. a device handed to an app directly),
+    /// used with root's credentials; a directory's `..` is itself.
     pub fn from_node(node: Arc<dyn Node>, flags: OpenFlags) -> OpenFile {
         let ino = node.ino();
-        OpenFile::new(node, 0, flags, ino)
+        OpenFile::new(node, 0, flags, ino, Arc::new(CredCell::new(Credentials::root())))
     }
 
     /// The flags given to `open`, with the status flags as [`OpenFile::update_flags`] left
@@ -126,19 +130,29 @@ impl OpenFile {
             let (at, n) = self.node.append(buf)?;
             let n = checked(n, buf.len())?;
             *offset = at.saturating_add(n as u64);
-            Ok(n)
+            self.after_write(n)
         } else {
             self.check_write(*offset, buf.len())?;
             let n = checked(self.node.write_at(*offset, buf)?, buf.len())?;
             *offset += n as u64;
-            Ok(n)
+            self.after_write(n)
         }
+    }
+
+    /// After `n` bytes were written: drops set-id bits as Linux does (a write by someone
+    /// without `CAP_FSETID` must not leave a modified set-user-id program behind).
+    fn after_write(&self, n: usize) -> Result<usize> {
+        if n > 0 {
+            self.creds.after_write(&*self.node)?;
+        }
+        Ok(n)
     }
 
     /// Writes at `offset` without moving the file offset (`pwrite`).
     pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
         self.check_write(offset, buf.len())?;
-        checked(self.node.write_at(offset, buf)?, buf.len())
+        let n = checked(self.node.write_at(offset, buf)?, buf.len())?;
+        self.after_write(n)
     }
 
     /// Moves the offset; returns the new one. `EINVAL` if it would be negative or overflow.
@@ -184,7 +198,55 @@ impl OpenFile {
         if !self.flags().writable() || self.node.file_type() != FileType::Regular || size > MAX_FILE_SIZE {
             return Err(Errno::EINVAL);
         }
-        self.node.truncate(size)
+        crate::attr::truncate(&self.creds, &*self.node, size)
+    }
+
+    /// `fallocate` modes 0 and `FALLOC_FL_KEEP_SIZE` (`keep_size`): reserves storage (see
+    /// [`Node::allocate`]). Needs write access (`EBADF`) and a regular file (`ENODEV` for
+    /// pipes and devices, `EISDIR` for directories, as Linux answers); `EFBIG` past the
+    /// largest file size, `EINVAL` for an empty range.
+    pub fn allocate(&self, offset: u64, len: u64, keep_size: bool) -> Result<()> {
+        self.check_allocate(offset, len)?;
+        self.node.allocate(offset, len, keep_size)
+    }
+
+    /// `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`: the range reads as zeros and
+    /// its storage is freed (see [`Node::punch_hole`]); checks as [`OpenFile::allocate`].
+    pub fn punch_hole(&self, offset: u64, len: u64) -> Result<()> {
+        self.check_allocate(offset, len)?;
+        self.node.punch_hole(offset, len)
+    }
+
+    fn check_allocate(&self, offset: u64, len: u64) -> Result<()> {
+        if len == 0 || offset > MAX_FILE_SIZE || len > MAX_FILE_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        if !self.flags().writable() {
+            return Err(Errno::EBADF);
+        }
+        match self.node.file_type() {
+            FileType::Regular => {}
+            FileType::Directory => return Err(Errno::EISDIR),
+            _ => return Err(Errno::ENODEV),
+        }
+        if offset + len > MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        Ok(())
+    }
+
+    /// `fchmod`: the owner or `CAP_FOWNER` may change the permission bits (`EPERM`); the
+    /// set-group-id bit is dropped when the caller is outside the file's group without
+    /// `CAP_FSETID`.
+    pub fn set_permissions(&self, perm: u32) -> Result<()> {
+        crate::attr::chmod(&self.creds, &*self.node, perm)
+    }
+
+    /// `fchown` (`None` keeps an id): see [`crate::Vfs::set_owner`] and Linux's rules —
+    /// changing the owner needs `CAP_CHOWN`, changing the group ownership plus membership of
+    /// the new group; a non-directory loses its set-id bits.
+    pub fn set_owner(&self, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
+        crate::attr::chown(&self.creds, &*self.node, uid, gid)
     }
 
     /// `fsync`.
@@ -222,11 +284,9 @@ impl OpenFile {
         Ok(entry)
     }
 
-    /// `futimens`: sets the access and modification times (see [`Node::set_times`]).
+    /// `futimens`: sets the access and modification times (now: the owner or a writer;
+    /// given times: the owner or `CAP_FOWNER`).
     pub fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
-        if accessed == TimeUpdate::Keep && modified == TimeUpdate::Keep {
-            return Ok(());
-        }
-        self.node.set_times(accessed, modified)
+        crate::attr::set_times(&self.creds, &*self.node, accessed, modified)
     }
 }

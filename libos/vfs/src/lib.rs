@@ -24,11 +24,14 @@
 //!
 //! ## What it does not do (yet)
 //!
-//! - Permissions are stored and reported but not enforced, by design: an image is one
-//!   application acting as one user, and the kernel and the app share one address space, so a
-//!   permission check would protect nothing from the only caller. There are no owners
-//!   (`uid`/`gid`) in [`Metadata`] yet; the C shim reports the running "user" as root.
-//! - No `mknod`, extended attributes, file locks or `O_TMPFILE`.
+//! - Permissions are Linux's: every node has an owner, a group and mode bits, and the VFS
+//!   checks each path component and operation against the [`Credentials`] of the namespace
+//!   (set by the C shim's `set*id` calls; an image starts as root with every capability,
+//!   which takes a single flag test per check). See [`cred`].
+//! - `mknod` makes FIFOs, socket names and device nodes; a device node outside devfs opens
+//!   the devfs device with the same number. The FIFO rendezvous itself (readers meeting
+//!   writers) belongs to the C shim, which owns pipes.
+//! - No extended attributes, file locks in the VFS (the C shim keeps them) or `O_TMPFILE`.
 //! - `readdir` on an [`OpenFile`] lists `.` and `..` first (the VFS adds them, so file systems
 //!   never do); [`Vfs::read_dir`] and `libos::fs::read_dir` leave them out, as `std` does.
 //! - One namespace: [`Vfs`] carries a single current directory; per-process state belongs to
@@ -93,7 +96,7 @@
 //! }
 //!
 //! fn meta(ino: u64, file_type: FileType, size: u64) -> Metadata {
-//!     Metadata { dev: 0, ino, file_type, perm: 0o444, nlink: 1, size, blocks: 0,
+//!     Metadata { dev: 0, ino, file_type, perm: 0o444, uid: 0, gid: 0, nlink: 1, size, blocks: 0,
 //!         block_size: 512, rdev: 0, atime: Timestamp(0), mtime: Timestamp(0),
 //!         ctime: Timestamp(0) }
 //! }
@@ -128,7 +131,9 @@
 
 extern crate alloc;
 
+mod attr;
 pub mod cpio;
+pub mod cred;
 pub mod devfs;
 pub mod procfs;
 mod file;
@@ -141,9 +146,10 @@ mod vfs;
 pub mod conformance;
 
 pub use file::{COOKIE_AFTER_DOT, COOKIE_AFTER_DOTDOT, MAX_FILE_SIZE, OpenFile};
+pub use cred::{Access, Credentials};
 pub use node::{FileSystem, NewNode, Node};
 pub use types::{
-    Clock, DirEntry, FileType, MAX_SYMLINKS, Metadata, MonotonicClock, NAME_MAX, OpenFlags, PATH_MAX, PlatformClock,
-    SeekFrom, StatFs, TickClock, TimeUpdate, Timestamp,
+    Clock, DirEntry, FileType, MAX_SYMLINKS, dev_major, dev_minor, makedev, Metadata, MonotonicClock, NAME_MAX, OpenFlags, Owner, PATH_MAX,
+    PlatformClock, SeekFrom, SetAttr, StatFs, TickClock, TimeUpdate, Timestamp,
 };
 pub use vfs::{MountInfo, Vfs};

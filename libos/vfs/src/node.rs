@@ -10,7 +10,7 @@
 //! a directory before `lookup`/`create`, source and target types in `rename`, mount points,
 //! access modes), so implementations only do what is specific to their storage.
 
-use crate::types::{DirEntry, FileType, Metadata, StatFs, TimeUpdate};
+use crate::types::{DirEntry, FileType, Metadata, Owner, SetAttr, StatFs};
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::any::Any;
@@ -40,6 +40,13 @@ pub trait FileSystem: Send + Sync {
     fn read_only(&self) -> bool {
         false
     }
+
+    /// Whether the device nodes at this file system's root are the devices themselves
+    /// (devfs). A device node anywhere else only names a device by type and number; opening
+    /// it opens the device of that number here (or fails with `ENXIO`). Default: false.
+    fn provides_devices(&self) -> bool {
+        false
+    }
 }
 
 /// What [`Node::create`] makes.
@@ -51,6 +58,37 @@ pub enum NewNode<'a> {
     Directory,
     /// A symbolic link with this target.
     Symlink(&'a str),
+    /// A named pipe (`mkfifo`): the node only names it; the VFS's user connects the openers.
+    Fifo,
+    /// A Unix socket's name (`mknod S_IFSOCK`, `bind`): opening it is `ENXIO`.
+    Socket,
+    /// A character device node with this device number (`makedev` encoding).
+    CharDevice(u64),
+    /// A block device node with this device number.
+    BlockDevice(u64),
+}
+
+impl NewNode<'_> {
+    /// The type of the node it makes.
+    pub const fn file_type(&self) -> FileType {
+        match self {
+            NewNode::File => FileType::Regular,
+            NewNode::Directory => FileType::Directory,
+            NewNode::Symlink(_) => FileType::Symlink,
+            NewNode::Fifo => FileType::Fifo,
+            NewNode::Socket => FileType::Socket,
+            NewNode::CharDevice(_) => FileType::CharDevice,
+            NewNode::BlockDevice(_) => FileType::BlockDevice,
+        }
+    }
+
+    /// The device number a device node gets (0 for other types).
+    pub const fn rdev(&self) -> u64 {
+        match self {
+            NewNode::CharDevice(rdev) | NewNode::BlockDevice(rdev) => *rdev,
+            _ => 0,
+        }
+    }
 }
 
 /// A node of a file system: file, directory, symlink or device.
@@ -116,10 +154,12 @@ pub trait Node: Send + Sync + Any {
         Err(Errno::ENOTDIR)
     }
 
-    /// Creates `name` in this directory with permission bits `perm`; `EEXIST` if the name
-    /// exists. Default: `EPERM` (the file system cannot create nodes).
-    fn create(&self, name: &str, kind: NewNode<'_>, perm: u32) -> Result<Arc<dyn Node>> {
-        let _ = (name, kind, perm);
+    /// Creates `name` in this directory with permission bits `perm` (`0o7777`) owned by
+    /// `owner` (the VFS has applied the umask and the set-group-id rules); `EEXIST` if the
+    /// name exists. A file system that cannot hold a kind (e.g. device nodes) returns
+    /// `EPERM`. Default: `EPERM` (the file system cannot create nodes).
+    fn create(&self, name: &str, kind: NewNode<'_>, perm: u32, owner: Owner) -> Result<Arc<dyn Node>> {
+        let _ = (name, kind, perm, owner);
         Err(Errno::EPERM)
     }
 
@@ -163,16 +203,26 @@ pub trait Node: Send + Sync + Any {
         Err(Errno::ENOTDIR)
     }
 
-    /// Sets the permission bits. Default: `EPERM`.
-    fn set_perm(&self, perm: u32) -> Result<()> {
-        let _ = perm;
+    /// Changes permission bits, owner, group and times as `attr` says (`chmod`, `chown`,
+    /// `utimensat`); the change time becomes now even when nothing else changes. The VFS has
+    /// checked the caller's right to make the change. Default: `EPERM`.
+    fn set_attr(&self, attr: &SetAttr) -> Result<()> {
+        let _ = attr;
         Err(Errno::EPERM)
     }
 
-    /// Sets the access and modification times (`utimensat`); the change time becomes now.
-    /// The VFS never calls it with both [`TimeUpdate::Keep`]. Default: `EPERM`.
-    fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
-        let _ = (accessed, modified);
-        Err(Errno::EPERM)
+    /// Reserves storage for `len` bytes at `offset` (`fallocate` mode 0, or with `keep_size`
+    /// `FALLOC_FL_KEEP_SIZE`): later writes there do not fail with `ENOSPC`, and without
+    /// `keep_size` the file grows to `offset + len` if it is shorter. Default: `EOPNOTSUPP`.
+    fn allocate(&self, offset: u64, len: u64, keep_size: bool) -> Result<()> {
+        let _ = (offset, len, keep_size);
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// Frees the storage of `len` bytes at `offset`, which then read as zeros; the size stays
+    /// (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`). Default: `EOPNOTSUPP`.
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<()> {
+        let _ = (offset, len);
+        Err(Errno::EOPNOTSUPP)
     }
 }

@@ -103,7 +103,7 @@ impl FileSystem for ProcFs {
 }
 
 fn metadata(ino: u64, file_type: FileType, perm: u32, nlink: u64) -> Metadata {
-    Metadata { dev: 0, ino, file_type, perm, nlink, size: 0, blocks: 0, block_size: 4096, rdev: 0, atime: Timestamp(0), mtime: Timestamp(0), ctime: Timestamp(0) }
+    Metadata { dev: 0, ino, file_type, perm, uid: 0, gid: 0, nlink, size: 0, blocks: 0, block_size: 4096, rdev: 0, atime: Timestamp(0), mtime: Timestamp(0), ctime: Timestamp(0) }
 }
 
 /// `ns` in `USER_HZ` (100 per second) ticks.

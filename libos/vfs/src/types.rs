@@ -13,6 +13,23 @@ pub const PATH_MAX: usize = 4096;
 /// (Linux's `MAXSYMLINKS`).
 pub const MAX_SYMLINKS: u32 = 40;
 
+/// A device number from its major and minor numbers, in the encoding of glibc's and musl's
+/// `makedev` (what `st_rdev` and `mknod` carry).
+pub const fn makedev(major: u32, minor: u32) -> u64 {
+    let (major, minor) = (major as u64, minor as u64);
+    ((major & 0xffff_f000) << 32) | ((major & 0xfff) << 8) | ((minor & 0xffff_ff00) << 12) | (minor & 0xff)
+}
+
+/// The major number of a [`makedev`] device number.
+pub const fn dev_major(dev: u64) -> u32 {
+    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff)) as u32
+}
+
+/// The minor number of a [`makedev`] device number.
+pub const fn dev_minor(dev: u64) -> u32 {
+    (((dev >> 12) & 0xffff_ff00) | (dev & 0xff)) as u32
+}
+
 /// The type of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FileType {
@@ -176,8 +193,12 @@ pub struct Metadata {
     pub ino: u64,
     /// The node's type.
     pub file_type: FileType,
-    /// Permission bits (`0o7777`); libos does not enforce them (one user), but keeps them.
+    /// Permission bits (`0o7777`), enforced by the VFS (see [`crate::Credentials`]).
     pub perm: u32,
+    /// The owner's user id.
+    pub uid: u32,
+    /// The owner's group id.
+    pub gid: u32,
     /// Hard links: for a directory 2 plus its subdirectories, as on Linux.
     pub nlink: u64,
     /// Size in bytes (a symlink: its target's length; a directory: file-system defined).
@@ -215,6 +236,60 @@ impl Metadata {
     /// True for a symbolic link.
     pub const fn is_symlink(&self) -> bool {
         matches!(self.file_type, FileType::Symlink)
+    }
+}
+
+/// Who owns a new node: the VFS decides (the caller's file-system ids, or the group of a
+/// set-group-id directory) and the file system stores it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// A change of a node's attributes ([`crate::Node::set_attr`]): what `chmod`, `chown` and
+/// `utimensat` change, in one call so a file system can write its inode once. Fields left at
+/// `None`/[`TimeUpdate::Keep`] stay; the change time always becomes now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetAttr {
+    /// New permission bits (`0o7777`).
+    pub perm: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// Access time.
+    pub atime: TimeUpdate,
+    /// Modification time.
+    pub mtime: TimeUpdate,
+}
+
+impl SetAttr {
+    /// Changes nothing but the change time.
+    pub const NONE: SetAttr = SetAttr { perm: None, uid: None, gid: None, atime: TimeUpdate::Keep, mtime: TimeUpdate::Keep };
+
+    /// Sets the permission bits only.
+    pub const fn perm(perm: u32) -> SetAttr {
+        SetAttr { perm: Some(perm & 0o7777), ..SetAttr::NONE }
+    }
+
+    /// Sets the access and modification times only.
+    pub const fn times(atime: TimeUpdate, mtime: TimeUpdate) -> SetAttr {
+        SetAttr { atime, mtime, ..SetAttr::NONE }
+    }
+
+    /// Applies the time updates to `atime`/`mtime`, with `now` for [`TimeUpdate::Now`]: a
+    /// helper for file systems.
+    pub fn apply_times(&self, now: Timestamp, atime: &mut Timestamp, mtime: &mut Timestamp) {
+        let pick = |update: TimeUpdate, old: Timestamp| match update {
+            TimeUpdate::Keep => old,
+            TimeUpdate::Now => now,
+            TimeUpdate::To(time) => time,
+        };
+        *atime = pick(self.atime, *atime);
+        *mtime = pick(self.mtime, *mtime);
     }
 }
 

@@ -4,11 +4,17 @@
 //! A position in the namespace is a [`Loc`]: a mount and a node of its file system. The walk
 //! crosses into a mounted file system after every lookup of a covered directory and back out on
 //! `..` at a mount's root; `..` at the root of the whole namespace stays there.
+//!
+//! Who may do what is checked in [`checks`]: the namespace's credentials and Linux's rules for
+//! creating, removing and accessing nodes.
 
+mod checks;
+
+use crate::cred::{Access, Cap, CredCell, Credentials};
 use crate::file::OpenFile;
 use crate::node::{FileSystem, NewNode, Node};
 use crate::path::{self, Last, Parsed};
-use crate::types::{DirEntry, MAX_SYMLINKS, Metadata, OpenFlags, PATH_MAX, StatFs, TimeUpdate};
+use crate::types::{DirEntry, FileType, MAX_SYMLINKS, Metadata, OpenFlags, PATH_MAX, StatFs, TimeUpdate};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -42,7 +48,7 @@ impl Loc {
     }
 
     fn is_symlink(&self) -> bool {
-        self.node.file_type() == crate::FileType::Symlink
+        self.node.file_type() == FileType::Symlink
     }
 
     fn is_mount_root(&self) -> bool {
@@ -97,6 +103,8 @@ pub struct Vfs {
     /// renames cannot together move a directory into its own subtree (Linux's
     /// `s_vfs_rename_mutex`). Taken before any file-system lock.
     dir_rename: SpinLock<()>,
+    /// Whose permissions every operation is checked with (shared with the open files).
+    creds: Arc<CredCell>,
 }
 
 impl Vfs {
@@ -119,8 +127,10 @@ impl Vfs {
             covered_summary: AtomicU64::new(0),
             cwd: SpinLock::new(cwd),
             dir_rename: SpinLock::new(()),
+            creds: Arc::new(CredCell::new(Credentials::root())),
         }
     }
+
 
     fn root_loc(&self) -> Loc {
         self.root_loc.clone()
@@ -160,6 +170,12 @@ impl Vfs {
         if !dir.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        self.creds.check(&*dir.node, Access::EXEC)?;
+        self.step_unchecked(dir, name)
+    }
+
+    /// [`Vfs::step`] without the search-permission check.
+    fn step_unchecked(&self, dir: &Loc, name: &str) -> Result<Loc> {
         match name {
             "." => Ok(dir.clone()),
             ".." => {
@@ -309,12 +325,13 @@ impl Vfs {
 
     // ---- namespace operations ----
 
-    /// Changes the current directory.
+    /// Changes the current directory (search permission on it needed: `EACCES`).
     pub fn chdir(&self, path: &str) -> Result<()> {
         let loc = self.resolve(path, true)?;
         if !loc.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        self.creds.check(&*loc.node, Access::EXEC)?;
         *self.cwd.lock() = loc;
         Ok(())
     }
@@ -393,41 +410,114 @@ impl Vfs {
             }
             Some(loc) => self.open_loc(loc, flags),
             None => {
-                let node = parent.node.create(name, NewNode::File, perm)?;
-                self.open_loc(Loc { mount: parent.mount.clone(), node }, flags - OpenFlags::TRUNC)
+                self.may_change_entries(&parent)?;
+                let (owner, perm) = self.new_owner(&parent, false, perm)?;
+                let node = parent.node.create(name, NewNode::File, perm, owner)?;
+                // A file this call created opens with the requested access whatever its
+                // permission bits say (`open("f", O_CREAT | O_WRONLY, 0444)` works), as on Linux.
+                self.open_node(Loc { mount: parent.mount.clone(), node }, flags - OpenFlags::TRUNC, false)
             }
         }
     }
 
+    /// Opens an existing node: the access the flags ask for (`O_TRUNC` counts as writing) is
+    /// checked against its permission bits.
     fn open_loc(&self, loc: Loc, flags: OpenFlags) -> Result<OpenFile> {
+        self.open_node(loc, flags, true)
+    }
+
+    /// Opens `loc` with Linux's order of checks: the node's type against the flags
+    /// (`ELOOP`, `ENOTDIR`, `EISDIR`), a read-only file system (`EROFS`), then permissions
+    /// when `check_access` (not for a file the same `open` just created).
+    fn open_node(&self, loc: Loc, flags: OpenFlags, check_access: bool) -> Result<OpenFile> {
         let file_type = loc.node.file_type();
-        if file_type == crate::FileType::Symlink {
+        if file_type == FileType::Symlink {
             return Err(Errno::ELOOP);
         }
         if flags.contains(OpenFlags::DIRECTORY) && !file_type.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        if file_type.is_dir() && (flags.writable() || flags.contains(OpenFlags::TRUNC)) {
+        let changes_data = flags.writable() || flags.contains(OpenFlags::TRUNC);
+        if file_type.is_dir() && changes_data {
             return Err(Errno::EISDIR);
         }
         // Device nodes and FIFOs on a read-only file system may still be opened for writing.
-        let changes_data = flags.writable() || flags.contains(OpenFlags::TRUNC);
-        if changes_data && file_type == crate::FileType::Regular && loc.mount.fs.read_only() {
+        if changes_data && file_type == FileType::Regular && loc.mount.fs.read_only() {
             return Err(Errno::EROFS);
         }
-        if flags.contains(OpenFlags::TRUNC) && file_type == crate::FileType::Regular {
-            loc.node.truncate(0)?;
+        if check_access {
+            let mut access = if changes_data { Access::WRITE } else { Access::empty() };
+            if flags.readable() {
+                access |= Access::READ;
+            }
+            self.creds.check(&*loc.node, access)?;
         }
-        // What `..` lists: the parent across mounts, as the path walk finds it.
-        let parent_ino = if file_type.is_dir() { self.step(&loc, "..").map_or(loc.node.ino(), |p| p.node.ino()) } else { 0 };
-        Ok(OpenFile::new(loc.node, loc.mount.id, flags, parent_ino))
+        if file_type == FileType::Socket {
+            return Err(Errno::ENXIO);
+        }
+        let loc = match file_type {
+            FileType::CharDevice | FileType::BlockDevice if !loc.mount.fs.provides_devices() => self.device_for(&loc)?,
+            _ => loc,
+        };
+        if flags.contains(OpenFlags::TRUNC) && file_type == FileType::Regular {
+            crate::attr::truncate(&self.creds, &*loc.node, 0)?;
+        }
+        // What `..` lists: the parent across mounts, as the path walk finds it (listing a
+        // directory needs no search permission on it, so neither does finding `..`).
+        let parent_ino = if file_type.is_dir() { self.step_unchecked(&loc, "..").map_or(loc.node.ino(), |p| p.node.ino()) } else { 0 };
+        Ok(OpenFile::new(loc.node, loc.mount.id, flags, parent_ino, self.creds.clone()))
+    }
+
+    /// The device a device node names: the node of the same type and number at the top of a
+    /// mount that provides devices (devfs). `ENXIO` when no such device exists, as Linux
+    /// answers for a device number without a driver.
+    fn device_for(&self, loc: &Loc) -> Result<Loc> {
+        let meta = loc.node.metadata()?;
+        let mut providers: Vec<Arc<Mount>> = self.mounts.lock().covers.values().filter(|m| m.fs.provides_devices()).cloned().collect();
+        if self.root.fs.provides_devices() {
+            providers.push(self.root.clone());
+        }
+        for mount in providers {
+            let mut cookie = 0;
+            while let Some(entry) = mount.root.read_dir(cookie)? {
+                cookie = entry.next_cookie;
+                if entry.file_type != meta.file_type {
+                    continue;
+                }
+                let node = mount.root.lookup(&entry.name)?;
+                if node.metadata()?.rdev == meta.rdev {
+                    return Ok(Loc { mount, node });
+                }
+            }
+        }
+        Err(Errno::ENXIO)
     }
 
     /// Creates a directory.
     pub fn mkdir(&self, path: &str, perm: u32) -> Result<()> {
         let (parent, last, _) = self.resolve_parent(path)?;
         match last {
-            Last::Name(name) => parent.node.create(name, NewNode::Directory, perm).map(drop),
+            Last::Name(name) => self.create_in(&parent, name, NewNode::Directory, perm).map(drop),
+            _ => Err(Errno::EEXIST),
+        }
+    }
+
+    /// `mknod`: makes a regular file, FIFO, socket name or device node (`kind` must not be
+    /// a directory or symlink: `EINVAL`). Device nodes need `CAP_MKNOD` (`EPERM`).
+    pub fn mknod(&self, path: &str, kind: NewNode<'_>, perm: u32) -> Result<()> {
+        if matches!(kind, NewNode::Directory | NewNode::Symlink(_)) {
+            return Err(Errno::EINVAL);
+        }
+        if matches!(kind, NewNode::CharDevice(_) | NewNode::BlockDevice(_)) && !self.creds.get().capable(Cap::Mknod) {
+            return Err(Errno::EPERM);
+        }
+        let (parent, last, trailing_slash) = self.resolve_parent(path)?;
+        match last {
+            Last::Name(name) if trailing_slash => match self.probe(&parent, name)? {
+                Some(_) => Err(Errno::EEXIST),
+                None => Err(Errno::ENOENT),
+            },
+            Last::Name(name) => self.create_in(&parent, name, kind, perm).map(drop),
             _ => Err(Errno::EEXIST),
         }
     }
@@ -438,7 +528,7 @@ impl Vfs {
         let (parent, last, trailing_slash) = self.resolve_parent(link_path)?;
         match last {
             Last::Name(_) if trailing_slash => Err(Errno::ENOENT),
-            Last::Name(name) => parent.node.create(name, NewNode::Symlink(target), 0o777).map(drop),
+            Last::Name(name) => self.create_in(&parent, name, NewNode::Symlink(target), 0o777).map(drop),
             _ => Err(Errno::EEXIST),
         }
     }
@@ -459,6 +549,12 @@ impl Vfs {
         if parent.mount.id != source.mount.id {
             return Err(Errno::EXDEV);
         }
+        if !self.creds.privileged() {
+            if self.probe(&parent, name)?.is_some() {
+                return Err(Errno::EEXIST);
+            }
+            self.may_change_entries(&parent)?;
+        }
         parent.node.link(name, &*source.node)
     }
 
@@ -470,7 +566,11 @@ impl Vfs {
         };
         // Only its type is needed: the node is let go before the removal, so that a file
         // nobody has open is freed at once instead of when this walk's node is dropped.
-        let is_dir = self.step(&parent, name)?.is_dir();
+        let is_dir = {
+            let victim = self.step(&parent, name)?;
+            self.may_delete(&parent, &victim)?;
+            victim.is_dir()
+        };
         if is_dir {
             return Err(Errno::EISDIR);
         }
@@ -491,6 +591,7 @@ impl Vfs {
         };
         let (is_dir, mount_id) = {
             let loc = self.step(&parent, name)?;
+            self.may_delete(&parent, &loc)?;
             (loc.is_dir(), loc.mount.id)
         };
         if !is_dir {
@@ -521,7 +622,17 @@ impl Vfs {
         if !source.is_dir() && (old_slash || new_slash) {
             return Err(Errno::ENOTDIR);
         }
-        if let Some(target) = self.probe(&new_parent, new_name)? {
+        self.may_delete(&old_parent, &source)?;
+        let target = self.probe(&new_parent, new_name)?;
+        match &target {
+            Some(target) => self.may_delete(&new_parent, target)?,
+            None => self.may_change_entries(&new_parent)?,
+        }
+        // A directory that changes parent rewrites its `..`: it must be writable itself.
+        if source.is_dir() && old_parent.node.ino() != new_parent.node.ino() {
+            self.creds.check(&*source.node, Access::WRITE)?;
+        }
+        if let Some(target) = target {
             if target.mount.id != new_parent.mount.id {
                 return Err(Errno::EBUSY);
             }
@@ -575,20 +686,39 @@ impl Vfs {
         self.resolve(path, false)?.node.read_link()
     }
 
-    /// Sets the size of the regular file `path`.
+    /// `truncate`: sets the size of the regular file `path` (write permission needed:
+    /// `EACCES`; `EISDIR` for a directory, `EROFS` on a read-only file system).
     pub fn truncate(&self, path: &str, size: u64) -> Result<()> {
         let loc = self.resolve(path, true)?;
         match loc.node.file_type() {
-            crate::FileType::Directory => Err(Errno::EISDIR),
-            crate::FileType::Regular => loc.node.truncate(size),
+            FileType::Directory => Err(Errno::EISDIR),
+            FileType::Regular if loc.mount.fs.read_only() => Err(Errno::EROFS),
+            FileType::Regular => {
+                self.creds.check(&*loc.node, Access::WRITE)?;
+                crate::attr::truncate(&self.creds, &*loc.node, size)
+            }
             _ => Err(Errno::EINVAL),
         }
     }
 
-    /// Sets the permission bits of `path` (following symlinks).
-    pub fn set_permissions(&self, path: &str, perm: u32) -> Result<()> {
-        self.resolve(path, true)?.node.set_perm(perm & 0o7777)
+    /// `chmod` (`fchmodat`; `follow` false changes a symlink itself, which Linux refuses
+    /// with `EOPNOTSUPP`): see [`OpenFile::set_permissions`] for the rules.
+    pub fn set_permissions(&self, path: &str, perm: u32, follow: bool) -> Result<()> {
+        let loc = self.resolve(path, follow)?;
+        if loc.is_symlink() {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.check_writable_fs(&loc)?;
+        crate::attr::chmod(&self.creds, &*loc.node, perm)
     }
+
+    /// `chown`/`lchown`/`fchownat` (`None` keeps an id): see [`OpenFile::set_owner`].
+    pub fn set_owner(&self, path: &str, uid: Option<u32>, gid: Option<u32>, follow: bool) -> Result<()> {
+        let loc = self.resolve(path, follow)?;
+        self.check_writable_fs(&loc)?;
+        crate::attr::chown(&self.creds, &*loc.node, uid, gid)
+    }
+
 
     /// `statfs` of the file system holding `path`.
     pub fn statfs(&self, path: &str) -> Result<StatFs> {
@@ -617,7 +747,8 @@ impl Vfs {
         if accessed == TimeUpdate::Keep && modified == TimeUpdate::Keep {
             return Ok(());
         }
-        loc.node.set_times(accessed, modified)
+        self.check_writable_fs(&loc)?;
+        crate::attr::set_times(&self.creds, &*loc.node, accessed, modified)
     }
 
     /// Syncs every mounted file system.

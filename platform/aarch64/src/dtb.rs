@@ -329,9 +329,16 @@ pub fn scan<'a>(fdt: &Fdt<'a>) -> Scan<'a> {
     s
 }
 
+/// How deep [`scan_children`] descends (through `simple-bus` and `cpus` nodes): real trees need
+/// two or three levels; a bound keeps a hostile tree from exhausting the boot stack.
+const MAX_SCAN_DEPTH: usize = 4;
+
 /// Scans the children of `parent`, whose `reg` values use `cells`; descends into `simple-bus`
-/// nodes (assuming identity `ranges`), `/cpus` and `/chosen`.
+/// nodes (assuming identity `ranges`), `/cpus` and `/chosen`, at most [`MAX_SCAN_DEPTH`] deep.
 fn scan_children<'a>(parent: Node<'a>, reg_cells: Cells, s: &mut Scan<'a>, depth: usize) {
+    if depth > MAX_SCAN_DEPTH {
+        return;
+    }
     for node in parent.children() {
         let p = Props::of(node);
         if let Some(bootargs) = p.bootargs {
@@ -367,7 +374,7 @@ fn scan_children<'a>(parent: Node<'a>, reg_cells: Cells, s: &mut Scan<'a>, depth
         }
         let mut reg = regs(p.reg, reg_cells);
         let (first, second) = (reg.next(), reg.next());
-        if compatible_with(c, &["simple-bus"]) && depth < 4 {
+        if compatible_with(c, &["simple-bus"]) {
             scan_children(node, p.child_cells(), s, depth + 1);
         } else if p.interrupt_controller && s.gic.is_none() {
             let interrupt_cells = p.interrupt_cells.unwrap_or(3) as usize;
@@ -406,10 +413,9 @@ fn scan_children<'a>(parent: Node<'a>, reg_cells: Cells, s: &mut Scan<'a>, depth
                 let mut c = cells(v);
                 Some((c.next()?, c.next()?))
             });
-            if let (Some(region), Some((kind, number))) = (first, irq) {
+            if let (Some(region), Some(intid)) = (first, irq.and_then(|(kind, number)| intid(kind, number))) {
                 if s.virtio_mmio_count < MAX_VIRTIO_MMIO {
-                    s.virtio_mmio[s.virtio_mmio_count] =
-                        VirtioMmio { base: region.start, size: region.len(), intid: intid(kind, number) };
+                    s.virtio_mmio[s.virtio_mmio_count] = VirtioMmio { base: region.start, size: region.len(), intid };
                     s.virtio_mmio_count += 1;
                 }
             }
@@ -458,9 +464,14 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// The GIC interrupt ID of a `type, number, flags` triple (type 0: SPI, 1: PPI).
-pub fn intid(kind: u32, number: u32) -> u32 {
-    if kind == 1 { number + 16 } else { number + 32 }
+/// The GIC interrupt ID of a `type, number, flags` triple (type 0: SPI 0..=987, 1: PPI 0..=15);
+/// `None` for other types and out-of-range numbers (a tree's value, never trusted to fit).
+pub fn intid(kind: u32, number: u32) -> Option<u32> {
+    match kind {
+        0 if number < 988 => Some(number + 32),
+        1 if number < 16 => Some(number + 16),
+        _ => None,
+    }
 }
 
 impl<'a> Machine<'a> {
@@ -483,8 +494,8 @@ impl<'a> Machine<'a> {
         let timer_intid = s
             .timer_interrupts
             .and_then(|v| {
-                let mut c = cells(v).skip(2 * interrupt_cells);
-                Some(intid(c.next()?, c.next()?))
+                let mut c = cells(v).skip(interrupt_cells.checked_mul(2)?);
+                intid(c.next()?, c.next()?)
             })
             .ok_or(DtbError::NoTimer)?;
 

@@ -87,6 +87,8 @@ pub mod pages;
 #[cfg(target_os = "none")]
 mod uart;
 #[cfg(target_os = "none")]
+mod random;
+#[cfg(target_os = "none")]
 mod semihosting;
 #[cfg(target_os = "none")]
 mod shutdown;
@@ -187,6 +189,14 @@ mod platform {
 
         fn wait_for_interrupt(&self) {
             cpu::wait_for_interrupt();
+        }
+
+        fn hardware_random(&self) -> Option<u64> {
+            crate::random::random_u64()
+        }
+
+        fn hardware_random_name(&self) -> Option<&'static str> {
+            crate::random::name()
         }
 
         fn virt_to_phys(&self, virt: usize) -> u64 {

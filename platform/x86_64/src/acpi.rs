@@ -6,7 +6,12 @@
 //! signature for device discovery ([`find_table`]).
 //!
 //! Pure: firmware memory is read through a caller-supplied function, and every length, checksum
-//! and pointer is checked, so a broken table gives `None`, never a crash.
+//! and pointer is checked, so a broken table gives `None`, never a crash. Checksums: the RSDP's
+//! (and for ACPI 2.0+ its extended one, as Linux's `acpi_tb_validate_rsdp`), and every table's
+//! before it is used, read in chunks so that tables of any size need no buffer (up to
+//! [`MAX_TABLE_LEN`]: a length beyond it is damage, not a table). Addresses computed from table
+//! values use checked arithmetic: a table near the top of the address space is refused rather
+//! than wrapped to a wild address.
 
 /// Reads firmware memory: `true` when `buf` was filled from physical address `addr`.
 pub type ReadPhys<'a> = &'a dyn Fn(u64, &mut [u8]) -> bool;
@@ -41,8 +46,61 @@ const SLP_EN_PM1: u16 = 1 << 13;
 const SLP_EN_SLEEP_CONTROL: u8 = 1 << 5;
 const HW_REDUCED_ACPI: u32 = 1 << 20;
 
+/// The largest table we accept (real DSDTs are up to a few hundred KiB).
+pub const MAX_TABLE_LEN: usize = 4 << 20;
+
 fn checksum_ok(bytes: &[u8]) -> bool {
     bytes.iter().fold(0u8, |sum, b| sum.wrapping_add(*b)) == 0
+}
+
+/// True when the `len` bytes at `addr` are readable and sum to zero (read in chunks).
+fn table_checksum_ok(read: ReadPhys<'_>, addr: u64, len: usize) -> bool {
+    if !(36..=MAX_TABLE_LEN).contains(&len) || addr.checked_add(len as u64).is_none() {
+        return false;
+    }
+    let mut chunk = [0u8; 256];
+    let mut sum = 0u8;
+    let mut done = 0;
+    while done < len {
+        let n = chunk.len().min(len - done);
+        // No overflow: `addr + len` fits (checked above) and `done < len`.
+        if !read(addr + done as u64, &mut chunk[..n]) {
+            return false;
+        }
+        sum = chunk[..n].iter().fold(sum, |s, b| s.wrapping_add(*b));
+        done += n;
+    }
+    sum == 0
+}
+
+/// The length of the table at `addr` if it has `signature` and a correct checksum.
+fn checked_table(read: ReadPhys<'_>, addr: u64, signature: &[u8; 4]) -> Option<usize> {
+    let mut header = [0u8; 36];
+    if addr == 0 || !read(addr, &mut header) || &header[..4] != signature {
+        return None;
+    }
+    let len = u32_at(&header, 4) as usize;
+    table_checksum_ok(read, addr, len).then_some(len)
+}
+
+/// The root table of the RSDP at `rsdp`: its address, entry size and signature. The RSDP's
+/// checksum is verified, and for ACPI 2.0 and later (which is when its XSDT is used) the
+/// extended checksum over its whole length too.
+fn root_table(rsdp: u64, read: ReadPhys<'_>) -> Option<(u64, usize, &'static [u8; 4])> {
+    let mut root = [0u8; 36];
+    if !read(rsdp, &mut root) || &root[..8] != b"RSD PTR " || !checksum_ok(&root[..20]) {
+        return None;
+    }
+    if root[15] >= 2 && u64_at(&root, 24) != 0 {
+        let len = u32_at(&root, 20) as usize;
+        let mut full = [0u8; 64];
+        if !(36..=full.len()).contains(&len) || !read(rsdp, &mut full[..len]) || !checksum_ok(&full[..len]) {
+            return None;
+        }
+        Some((u64_at(&root, 24), 8, b"XSDT"))
+    } else {
+        Some((u64::from(u32_at(&root, 16)), 4, b"RSDT"))
+    }
 }
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
@@ -67,23 +125,15 @@ fn read_table(read: ReadPhys<'_>, addr: u64, signature: &[u8; 4], buf: &mut [u8]
 }
 
 /// The physical address of the table with `signature` (e.g. `b"MCFG"`), found through the
-/// RSDT/XSDT of the RSDP at `rsdp`, and its length. The table's checksum is verified.
+/// RSDT/XSDT of the RSDP at `rsdp`, and its length. The table's checksum is verified (a table
+/// that fails it is skipped, as if absent).
 pub fn find_table(rsdp: u64, read: ReadPhys<'_>, signature: &[u8; 4]) -> Option<(u64, usize)> {
-    let mut root = [0u8; 36];
-    if !read(rsdp, &mut root) || &root[..8] != b"RSD PTR " || !checksum_ok(&root[..20]) {
-        return None;
-    }
-    let (table_addr, entry_size, root_signature) = if root[15] >= 2 && u64_at(&root, 24) != 0 {
-        (u64_at(&root, 24), 8, b"XSDT")
-    } else {
-        (u64::from(u32_at(&root, 16)), 4, b"RSDT")
-    };
+    let (table_addr, entry_size, root_signature) = root_table(rsdp, read)?;
     let mut table = [0u8; 1024];
     let len = read_table(read, table_addr, root_signature, &mut table)?;
     table[36..len].chunks_exact(entry_size).find_map(|entry| {
         let addr = if entry_size == 8 { u64_at(entry, 0) } else { u64::from(u32_at(entry, 0)) };
-        let mut header = [0u8; 36];
-        (addr != 0 && read(addr, &mut header) && &header[..4] == signature).then(|| (addr, u32_at(&header, 4) as usize))
+        checked_table(read, addr, signature).map(|len| (addr, len))
     })
 }
 
@@ -96,7 +146,7 @@ pub fn find_dsdt(rsdp: u64, read: ReadPhys<'_>) -> Option<u64> {
         return None;
     }
     let dsdt = if fadt_len >= 148 && u64_at(&fadt, 140) != 0 { u64_at(&fadt, 140) } else { u64::from(u32_at(&fadt, 40)) };
-    (dsdt != 0).then_some(dsdt)
+    checked_table(read, dsdt, b"DSDT").map(|_| dsdt)
 }
 
 /// What the FADT says about the CMOS real-time clock.
@@ -131,15 +181,7 @@ pub fn cmos_rtc(rsdp: u64, read: ReadPhys<'_>) -> Option<CmosRtc> {
 
 /// Finds how to power off, starting from the RSDP at `rsdp`.
 pub fn find_power_off(rsdp: u64, read: ReadPhys<'_>) -> Option<PowerOff> {
-    let mut root = [0u8; 36];
-    if !read(rsdp, &mut root) || &root[..8] != b"RSD PTR " || !checksum_ok(&root[..20]) {
-        return None;
-    }
-    let (table_addr, entry_size, signature) = if root[15] >= 2 && u64_at(&root, 24) != 0 {
-        (u64_at(&root, 24), 8, b"XSDT")
-    } else {
-        (u64::from(u32_at(&root, 16)), 4, b"RSDT")
-    };
+    let (table_addr, entry_size, signature) = root_table(rsdp, read)?;
     let mut table = [0u8; 1024];
     let len = read_table(read, table_addr, signature, &mut table)?;
     let mut fadt = [0u8; 512];
@@ -178,17 +220,14 @@ pub fn find_power_off(rsdp: u64, read: ReadPhys<'_>) -> Option<PowerOff> {
 
 /// SLP_TYPa of `\_S5_` in the DSDT at `dsdt`: `Name(_S5_, Package() { typ_a, ... })`.
 fn s5_sleep_type(read: ReadPhys<'_>, dsdt: u64) -> Option<u8> {
-    let mut header = [0u8; 36];
-    if dsdt == 0 || !read(dsdt, &mut header) || &header[..4] != b"DSDT" {
-        return None;
-    }
-    let len = (u32_at(&header, 4) as usize).min(64 * 1024);
+    let len = checked_table(read, dsdt, b"DSDT")?.min(64 * 1024);
     // Scan the AML in chunks (with an overlap) for "_S5_" followed by PackageOp.
     const CHUNK: usize = 512;
     let mut chunk = [0u8; CHUNK + 16];
     let mut offset = 36;
     while offset < len {
         let n = (CHUNK + 16).min(len - offset);
+        // No overflow: the checksum walk above read the whole table.
         if !read(dsdt + offset as u64, &mut chunk[..n]) {
             return None;
         }
@@ -357,6 +396,78 @@ mod tests {
         let read = |a: u64, b: &mut [u8]| fw.read(a, b);
         assert_eq!(cmos_rtc(0xf0000, &read), None);
         assert_eq!(cmos_rtc(0x1234, &read), None);
+    }
+
+    /// Recomputes the checksum of the table at `addr` (after a test changed it).
+    fn refresh(fw: &mut Firmware, addr: u64) {
+        let mut table = fw.0[&addr].clone();
+        table[9] = 0;
+        fw.0.insert(addr, finish(table));
+    }
+
+    #[test]
+    fn tables_with_wrong_checksums_are_not_used() {
+        let legacy = [0x12, 0x06, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0x00];
+        // A table found by signature (the FADT here, an MCFG or MADT at boot).
+        let mut fw = firmware(false, &legacy);
+        assert_eq!(find_table(0xf0000, &|a, b| fw.read(a, b), b"FACP"), Some((0x3000, 276)));
+        fw.0.get_mut(&0x3000).unwrap()[200] ^= 0x55;
+        assert_eq!(find_table(0xf0000, &|a, b| fw.read(a, b), b"FACP"), None);
+        // The DSDT: neither device discovery nor power-off reads a damaged one.
+        let mut fw = firmware(false, &legacy);
+        assert_eq!(find_dsdt(0xf0000, &|a, b| fw.read(a, b)), Some(0x4000));
+        fw.0.get_mut(&0x4000).unwrap()[20] ^= 0x55;
+        assert_eq!(find_dsdt(0xf0000, &|a, b| fw.read(a, b)), None);
+        assert_eq!(find_power_off(0xf0000, &|a, b| fw.read(a, b)), None);
+    }
+
+    #[test]
+    fn acpi_2_rsdp_extended_checksum_is_verified() {
+        let legacy = [0x12, 0x06, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0x00];
+        let mut fw = firmware(false, &legacy);
+        // An XSDT listing the same FADT, and an ACPI 2.0 RSDP pointing at it.
+        let mut xsdt = header(b"XSDT", 36);
+        xsdt.extend_from_slice(&0x3000u64.to_le_bytes());
+        fw.0.insert(0x5000, finish(xsdt));
+        let rsdp = fw.0.get_mut(&0xf0000).unwrap();
+        rsdp[15] = 2;
+        rsdp[20..24].copy_from_slice(&36u32.to_le_bytes());
+        rsdp[24..32].copy_from_slice(&0x5000u64.to_le_bytes());
+        rsdp[8] = 0;
+        let sum = rsdp[..20].iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        rsdp[8] = 0u8.wrapping_sub(sum);
+        let sum = rsdp[..36].iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        rsdp[32] = rsdp[32].wrapping_sub(sum);
+        assert_eq!(find_table(0xf0000, &|a, b| fw.read(a, b), b"FACP"), Some((0x3000, 276)));
+        fw.0.get_mut(&0xf0000).unwrap()[33] ^= 1; // only the extended checksum breaks
+        assert_eq!(find_table(0xf0000, &|a, b| fw.read(a, b), b"FACP"), None);
+        assert_eq!(find_power_off(0xf0000, &|a, b| fw.read(a, b)), None);
+    }
+
+    #[test]
+    fn a_dsdt_at_the_top_of_the_address_space_is_refused_not_wrapped() {
+        // Firmware whose "memory" reads everywhere (as a VMM's might): the DSDT pointer in the
+        // FADT names an address where the table would wrap past 2^64.
+        let mut fw = firmware(false, &[0x12, 0x06, 0x04, 0x0a, 0x05]);
+        let top = u64::MAX - 0x100;
+        let mut fadt = fw.0[&0x3000].clone();
+        fadt[140..148].copy_from_slice(&top.to_le_bytes());
+        fw.0.insert(0x3000, fadt);
+        refresh(&mut fw, 0x3000);
+        let dsdt = finish(header(b"DSDT", 0x1000));
+        let read = |addr: u64, buf: &mut [u8]| {
+            if addr == top {
+                buf.copy_from_slice(&dsdt[..buf.len()]);
+                return true;
+            }
+            if addr > top {
+                buf.fill(0);
+                return true;
+            }
+            fw.read(addr, buf)
+        };
+        assert_eq!(find_dsdt(0xf0000, &read), None);
+        assert_eq!(find_power_off(0xf0000, &read), None);
     }
 
     #[test]

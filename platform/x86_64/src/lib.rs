@@ -64,6 +64,8 @@ mod interrupts;
 #[cfg(target_os = "none")]
 mod ioapic;
 #[cfg(target_os = "none")]
+mod random;
+#[cfg(target_os = "none")]
 mod serial;
 #[cfg(target_os = "none")]
 mod shutdown;
@@ -154,8 +156,11 @@ mod platform {
         }
 
         fn hardware_random(&self) -> Option<u64> {
-            // `RdRand::new` checks CPUID first (QEMU's default CPU model has no RDRAND).
-            x86_64::instructions::random::RdRand::new().and_then(|rng| rng.get_u64())
+            crate::random::random_u64()
+        }
+
+        fn hardware_random_name(&self) -> Option<&'static str> {
+            crate::random::name()
         }
 
         fn virt_to_phys(&self, virt: usize) -> u64 {

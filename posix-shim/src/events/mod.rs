@@ -41,6 +41,8 @@ pub fn changed() {
 
 
 mod epoll;
+#[cfg(feature = "fs")]
+pub mod fifo;
 mod pipe;
 mod timerfd;
 

@@ -18,6 +18,10 @@ pub struct Pipe {
     buffer: Mutex<VecDeque<u8>>,
     readers: AtomicUsize,
     writers: AtomicUsize,
+    /// How many read (write) ends were ever made: a FIFO's opener waits for the other side's
+    /// count to move, so a peer that opened and closed again still releases it, as on Linux.
+    reads_opened: AtomicU64,
+    writes_opened: AtomicU64,
     queue: WaitQueue,
     /// Bumped on every change (see [`super::changes`]).
     changes: AtomicU64,
@@ -26,13 +30,39 @@ pub struct Pipe {
 impl Pipe {
     /// An empty pipe with no ends yet ([`PipeEnd::new`] makes them).
     pub fn new() -> Arc<Pipe> {
-        Arc::new(Pipe { buffer: Mutex::new(VecDeque::new()), readers: AtomicUsize::new(0), writers: AtomicUsize::new(0), queue: WaitQueue::new(), changes: AtomicU64::new(0) })
+        Arc::new(Pipe {
+            buffer: Mutex::new(VecDeque::new()),
+            readers: AtomicUsize::new(0),
+            writers: AtomicUsize::new(0),
+            reads_opened: AtomicU64::new(0),
+            writes_opened: AtomicU64::new(0),
+            queue: WaitQueue::new(),
+            changes: AtomicU64::new(0),
+        })
     }
 
     fn notify(&self) {
         self.changes.fetch_add(1, Ordering::AcqRel);
         self.queue.wake_all();
         changed();
+    }
+
+    /// Whether an end of the given side is open now.
+    pub fn has_end(&self, write: bool) -> bool {
+        let side = if write { &self.writers } else { &self.readers };
+        side.load(Ordering::Acquire) > 0
+    }
+
+    /// Waits (interruptibly) until an end of the given side is open or has been opened since
+    /// this call began: a FIFO opened for reading waits for a writer and the other way round.
+    pub fn wait_for_end(&self, write: bool) -> Result<()> {
+        let opened = if write { &self.writes_opened } else { &self.reads_opened };
+        let seen = opened.load(Ordering::Acquire);
+        if self.has_end(write) {
+            return Ok(());
+        }
+        crate::signal::wait_interruptible_timed(&self.queue, || self.has_end(write) || opened.load(Ordering::Acquire) != seen, None)
+            .map(drop)
     }
 }
 
@@ -43,6 +73,8 @@ pub struct PipeEnd {
     nonblocking: AtomicBool,
     /// Closed before the object went away (a socket's `shutdown`).
     shut: AtomicBool,
+    /// The write end of a FIFO opened for reading and writing ([`PipeEnd::both`]).
+    writer: Option<alloc::boxed::Box<PipeEnd>>,
 }
 
 impl Drop for PipeEnd {
@@ -56,7 +88,20 @@ impl PipeEnd {
     pub fn new(pipe: Arc<Pipe>, write: bool, nonblocking: bool) -> PipeEnd {
         let side = if write { &pipe.writers } else { &pipe.readers };
         side.fetch_add(1, Ordering::AcqRel);
-        PipeEnd { pipe, write, nonblocking: AtomicBool::new(nonblocking), shut: AtomicBool::new(false) }
+        let opened = if write { &pipe.writes_opened } else { &pipe.reads_opened };
+        opened.fetch_add(1, Ordering::AcqRel);
+        pipe.notify();
+        PipeEnd { pipe, write, nonblocking: AtomicBool::new(nonblocking), shut: AtomicBool::new(false), writer: None }
+    }
+
+    /// A FIFO opened `O_RDWR`: a read end that also holds a write end, so reads never see
+    /// end of file and writes never `EPIPE` while it is open (writes go through
+    /// [`PipeEnd::write`], which uses the inner end).
+    pub fn both(pipe: Arc<Pipe>, nonblocking: bool) -> PipeEnd {
+        let writer = PipeEnd::new(pipe.clone(), true, nonblocking);
+        let mut end = PipeEnd::new(pipe, false, nonblocking);
+        end.writer = Some(alloc::boxed::Box::new(writer));
+        end
     }
 
     /// Closes this end now (the other side sees end of file, or `EPIPE`); calls on it fail
@@ -82,6 +127,9 @@ impl PipeEnd {
     /// `O_NONBLOCK`.
     pub fn set_nonblocking(&self, on: bool) {
         self.nonblocking.store(on, Ordering::Relaxed);
+        if let Some(writer) = &self.writer {
+            writer.set_nonblocking(on);
+        }
     }
 
     /// Whether `O_NONBLOCK` is set.
@@ -166,6 +214,9 @@ impl PipeEnd {
     /// `EAGAIN`), at most `timeout` (then what was written, or `EAGAIN`). Without readers (or
     /// after [`PipeEnd::shut`]): `EPIPE`, and `SIGPIPE` when `signal`.
     pub fn send(&self, buf: &[u8], dont_wait: bool, signal: bool, timeout: Option<Duration>) -> Result<usize> {
+        if let Some(writer) = &self.writer {
+            return writer.send(buf, dont_wait, signal, timeout);
+        }
         if !self.write {
             return Err(Errno::EBADF);
         }

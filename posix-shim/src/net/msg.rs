@@ -2,7 +2,6 @@
 //! and its iovecs) and `sendmmsg`/`recvmmsg`, over [`Socket`]'s one send and one receive.
 
 use super::{MSG_CTRUNC, MSG_TRUNC, MSG_WAITFORONE, MsgFlags, Received, Socket, read_addr, socket_of, write_addr};
-use crate::abi::Iovec;
 use crate::sockaddr::{self, SockAddr};
 use crate::user;
 use alloc::vec::Vec;
@@ -12,21 +11,13 @@ use libos::{Errno, Result};
 /// frame), so the bound of a gather or bounce buffer.
 const MAX_DATAGRAM: usize = 256 * 1024;
 
-/// The user's buffers of an iovec array, checked.
+/// The user's buffers of an iovec array, checked and copied (see [`user::iovec_buffers`]);
+/// more than 1024 is `EMSGSIZE` for the socket calls.
 pub(super) fn buffers(iov: u64, count: u64) -> Result<Vec<(u64, u64)>> {
     if count > 1024 {
         return Err(Errno::EMSGSIZE);
     }
-    let mut out = Vec::with_capacity(count as usize);
-    let mut total = 0u64;
-    for i in 0..count {
-        // SAFETY: checked by `user::read`.
-        let v: Iovec = unsafe { user::read(iov + i * size_of::<Iovec>() as u64)? };
-        total = total.checked_add(v.len).filter(|&t| t <= isize::MAX as u64).ok_or(Errno::EINVAL)?;
-        user::check_range(v.base, v.len)?;
-        out.push((v.base, v.len));
-    }
-    Ok(out)
+    user::iovec_buffers(iov, count)
 }
 
 /// Sends the bytes of `parts` (one datagram, or stream bytes in order).

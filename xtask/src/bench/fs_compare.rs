@@ -72,20 +72,20 @@ pub(super) struct Sizes {
 
 /// Where a configuration's files live for one run: a fresh ext2 image or share directory.
 struct Scratch {
-    dir: PathBuf,
+    /// On the host's tmpfs, with an unpredictable name (mkdtemp), removed when dropped.
+    dir: tempfile::TempDir,
 }
 
 impl Scratch {
     fn new(name: &str) -> Result<Scratch> {
-        let dir = Path::new("/dev/shm").join(format!("libos-bench-fs-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("share"))?;
+        let dir = tempfile::Builder::new().prefix(&format!("libos-bench-fs-{name}-")).tempdir_in("/dev/shm")?;
+        std::fs::create_dir_all(dir.path().join("share"))?;
         Ok(Scratch { dir })
     }
 
     /// A fresh ext2 image big enough for the workload.
     fn image(&self, sizes: Sizes) -> Result<PathBuf> {
-        let image = self.dir.join("ext2.img");
+        let image = self.dir.path().join("ext2.img");
         let bytes = (sizes.file_mib * 2 + 256) << 20;
         crate::disk::create_ext2(&image, bytes, None, Some(4096))?;
         Ok(image)
@@ -93,16 +93,10 @@ impl Scratch {
 
     /// A fresh, empty share directory.
     fn share(&self) -> Result<Share> {
-        let dir = self.dir.join("share");
+        let dir = self.dir.path().join("share");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         Ok(Share::new(dir, TAG))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

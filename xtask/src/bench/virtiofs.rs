@@ -35,7 +35,6 @@ use crate::virtiofs::{Cache, Share};
 use crate::{Result, build};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const TAG: &str = "bench";
@@ -180,10 +179,10 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
     if options.file_mib < 10 {
         return Err("--file-mib must be at least 10 (the ten-file workload reads 1 MiB pieces)".into());
     }
-    let share_root = PathBuf::from(format!("/dev/shm/libos-bench-virtiofs-{}", std::process::id()));
-    let result = measure_all(&options, &share_root);
-    let _ = std::fs::remove_dir_all(&share_root);
-    result
+    // A fresh directory on the host's tmpfs with an unpredictable name (not a fixed path that
+    // another user could have put a symlink at); removed when `share_root` is dropped.
+    let share_root = tempfile::Builder::new().prefix("libos-bench-virtiofs-").tempdir_in("/dev/shm")?;
+    measure_all(&options, share_root.path())
 }
 
 fn measure_all(options: &Options, share_root: &std::path::Path) -> Result<i32> {

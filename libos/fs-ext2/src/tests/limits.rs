@@ -93,7 +93,7 @@ fn read_only_devices_and_mounts_give_erofs() {
     assert_eq!(vfs.rmdir("/d"), Err(Errno::EROFS));
     assert_eq!(vfs.rename("/f", "/h"), Err(Errno::EROFS));
     assert_eq!(vfs.truncate("/f", 0), Err(Errno::EROFS));
-    assert_eq!(vfs.set_permissions("/f", 0o600), Err(Errno::EROFS));
+    assert_eq!(vfs.set_permissions("/f", 0o600, true), Err(Errno::EROFS));
     assert_eq!(vfs.symlink("f", "/l"), Err(Errno::EROFS));
     fs.sync().unwrap();
     drop(vfs);

@@ -117,7 +117,7 @@ fn workload(vfs: &Vfs, block_size: usize) -> (BTreeMap<String, Vec<u8>>, BTreeMa
     vfs.rmdir("/a/empty").unwrap();
 
     // Timestamps and modes are stored.
-    vfs.set_permissions("/data/sparse", 0o640).unwrap();
+    vfs.set_permissions("/data/sparse", 0o640, true).unwrap();
     (files, links)
 }
 

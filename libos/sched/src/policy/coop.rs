@@ -34,6 +34,10 @@ impl Policy for Fifo {
     fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
+
+    fn reserve(&mut self, _priority: Priority, threads: usize) -> libos_core::Result<()> {
+        self.queue.reserve(threads)
+    }
 }
 
 #[cfg(test)]

@@ -60,13 +60,33 @@ impl ThreadQueue {
         Some(thread)
     }
 
-    /// Doubles the ring (at least 8 slots), keeping the order.
+    /// Grows the ring (if needed) so that `threads` entries fit without growing again, so
+    /// [`ThreadQueue::push_back`] up to that length never allocates. `ENOMEM` if the heap
+    /// cannot hold it (the queue is unchanged then).
+    pub fn reserve(&mut self, threads: usize) -> libos_core::Result<()> {
+        if threads <= self.slots.len() {
+            return Ok(());
+        }
+        let capacity = threads.checked_next_power_of_two().ok_or(libos_core::Errno::ENOMEM)?.max(8);
+        self.resize(capacity)
+    }
+
+    /// Doubles the ring (at least 8 slots), keeping the order. Only reached when more threads
+    /// are queued than were reserved for.
     #[cold]
     #[inline(never)]
     fn grow(&mut self) {
-        let len = self.len();
         let capacity = (self.slots.len() * 2).max(8);
-        let mut slots = Vec::with_capacity(capacity);
+        if self.resize(capacity).is_err() {
+            alloc::alloc::handle_alloc_error(core::alloc::Layout::new::<ThreadId>());
+        }
+    }
+
+    /// Moves the entries into a ring of `capacity` (a power of two, at least `len`) slots.
+    fn resize(&mut self, capacity: usize) -> libos_core::Result<()> {
+        let len = self.len();
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(capacity).map_err(|_| libos_core::Errno::ENOMEM)?;
         while let Some(thread) = self.pop_front() {
             slots.push(thread);
         }
@@ -74,6 +94,7 @@ impl ThreadQueue {
         self.slots = slots;
         self.head = 0;
         self.tail = len;
+        Ok(())
     }
 }
 
@@ -105,6 +126,21 @@ mod tests {
             assert_eq!(queue.pop_front(), Some(thread));
         }
         assert_eq!(queue.pop_front(), None);
+    }
+
+    #[test]
+    fn reserved_queue_does_not_grow() {
+        let mut queue = ThreadQueue::new();
+        queue.reserve(20).unwrap();
+        let capacity = queue.slots.len();
+        assert!(capacity >= 20);
+        for id in 0..20 {
+            queue.push_back(ThreadId(id));
+        }
+        assert_eq!(queue.slots.len(), capacity);
+        assert_eq!(queue.pop_front(), Some(ThreadId(0)));
+        queue.reserve(usize::MAX).unwrap_err();
+        assert_eq!(queue.len(), 19);
     }
 
     #[test]

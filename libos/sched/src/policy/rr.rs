@@ -71,6 +71,11 @@ impl Policy for RoundRobin {
         self.words == 0
     }
 
+    fn reserve(&mut self, priority: Priority, threads: usize) -> libos_core::Result<()> {
+        // Only levels that threads were spawned at are ever used (priorities are fixed at spawn).
+        self.levels[usize::from(priority.0)].reserve(threads)
+    }
+
     fn time_slice(&self) -> Option<Duration> {
         Some(self.slice)
     }

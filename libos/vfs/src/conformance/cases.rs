@@ -73,6 +73,8 @@ macro_rules! eq {
     };
 }
 
+mod posix;
+
 const RW: OpenFlags = OpenFlags::RDWR;
 const NEW: OpenFlags = OpenFlags::CREAT.union(OpenFlags::RDWR);
 
@@ -140,6 +142,15 @@ pub(super) const ALL: &[Case] = &[
     Case { name: "mounts", run: mounts },
     Case { name: "fsync_statfs", run: fsync_statfs },
     Case { name: "hostile_input", run: hostile_input },
+    Case { name: "new_nodes_belong_to_the_creator", run: posix::new_nodes_belong_to_the_creator },
+    Case { name: "permission_checks", run: posix::permission_checks },
+    Case { name: "sticky_directories", run: posix::sticky_directories },
+    Case { name: "chmod_rules", run: posix::chmod_rules },
+    Case { name: "chown_rules", run: posix::chown_rules },
+    Case { name: "set_id_bits_dropped_by_writes", run: posix::set_id_bits_dropped_by_writes },
+    Case { name: "times_permissions", run: posix::times_permissions },
+    Case { name: "access_uses_real_ids", run: posix::access_uses_real_ids },
+    Case { name: "special_nodes", run: posix::special_nodes },
     Case { name: "model", run: model },
 ];
 
@@ -803,7 +814,7 @@ fn stat_fields_and_times(f: &dyn FileSystemFactory) -> Outcome {
     let root_before = ok!(vfs.metadata("/"));
     ok!(vfs.open("/g", NEW, 0o644));
     check!(ok!(vfs.metadata("/")).mtime >= root_before.mtime);
-    ok!(vfs.set_permissions("/f", 0o600));
+    ok!(vfs.set_permissions("/f", 0o600, true));
     eq!(ok!(vfs.metadata("/f")).perm, 0o600);
     Ok(())
 }

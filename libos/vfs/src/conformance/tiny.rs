@@ -4,7 +4,7 @@
 //! system around namespace changes, and dropping a very deep tree recurses once per level.
 //! `libos-fs-ramfs` is the same design made efficient and robust.
 
-use crate::{DirEntry, FileSystem, FileType, Metadata, NewNode, Node, StatFs, TimeUpdate, Timestamp};
+use crate::{DirEntry, FileSystem, FileType, Metadata, NewNode, Node, Owner, SetAttr, StatFs, Timestamp};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
@@ -37,7 +37,7 @@ impl TinyFs {
     pub fn new() -> TinyFs {
         let shared =
             Arc::new(Shared { next_ino: AtomicU64::new(2), clock: AtomicU64::new(0), namespace: SpinLock::new(()) });
-        let root = TinyNode::new(&shared, 1, FileType::Directory, 0o755, Weak::new(), String::new());
+        let root = TinyNode::new(&shared, 1, FileType::Directory, 0o755, Owner::default(), Weak::new(), String::new());
         root.state.lock().parent = Arc::downgrade(&root);
         TinyFs { root }
     }
@@ -65,6 +65,9 @@ impl FileSystem for TinyFs {
 
 struct State {
     perm: u32,
+    owner: Owner,
+    /// A device node's number.
+    rdev: u64,
     nlink: u64,
     atime: Timestamp,
     mtime: Timestamp,
@@ -91,6 +94,7 @@ impl TinyNode {
         ino: u64,
         kind: FileType,
         perm: u32,
+        owner: Owner,
         parent: Weak<TinyNode>,
         data: String,
     ) -> Arc<TinyNode> {
@@ -102,6 +106,8 @@ impl TinyNode {
             shared: shared.clone(),
             state: SpinLock::new(State {
                 perm,
+                owner,
+                rdev: 0,
                 nlink: 1,
                 atime: now,
                 mtime: now,
@@ -180,11 +186,13 @@ impl Node for TinyNode {
             ino: self.ino,
             file_type: self.kind,
             perm: state.perm,
+            uid: state.owner.uid,
+            gid: state.owner.gid,
             nlink,
             size,
             blocks: size.div_ceil(512),
             block_size: 4096,
-            rdev: 0,
+            rdev: state.rdev,
             atime: state.atime,
             mtime: state.mtime,
             ctime: state.ctime,
@@ -246,7 +254,7 @@ impl Node for TinyNode {
         self.find(name).map(|(_, node)| node as Arc<dyn Node>).ok_or(Errno::ENOENT)
     }
 
-    fn create(&self, name: &str, kind: NewNode<'_>, perm: u32) -> Result<Arc<dyn Node>> {
+    fn create(&self, name: &str, kind: NewNode<'_>, perm: u32, owner: Owner) -> Result<Arc<dyn Node>> {
         let _ns = self.shared.namespace.lock();
         if !self.is_live() {
             return Err(Errno::ENOENT);
@@ -254,13 +262,13 @@ impl Node for TinyNode {
         if self.find(name).is_some() {
             return Err(Errno::EEXIST);
         }
-        let (file_type, data) = match kind {
-            NewNode::File => (FileType::Regular, String::new()),
-            NewNode::Directory => (FileType::Directory, String::new()),
-            NewNode::Symlink(target) => (FileType::Symlink, String::from(target)),
+        let data = match kind {
+            NewNode::Symlink(target) => String::from(target),
+            _ => String::new(),
         };
         let ino = self.shared.next_ino.fetch_add(1, Ordering::Relaxed);
-        let node = TinyNode::new(&self.shared, ino, file_type, perm & 0o7777, self.me.clone(), data);
+        let node = TinyNode::new(&self.shared, ino, kind.file_type(), perm & 0o7777, owner, self.me.clone(), data);
+        node.state.lock().rdev = kind.rdev();
         self.insert(name, node.clone());
         Ok(node)
     }
@@ -341,24 +349,14 @@ impl Node for TinyNode {
         }))
     }
 
-    fn set_perm(&self, perm: u32) -> Result<()> {
+    fn set_attr(&self, attr: &SetAttr) -> Result<()> {
         let now = self.shared.now();
         let mut state = self.state.lock();
-        state.perm = perm;
-        state.ctime = now;
-        Ok(())
-    }
-
-    fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
-        let now = self.shared.now();
-        let pick = |update: TimeUpdate, old: Timestamp| match update {
-            TimeUpdate::Keep => old,
-            TimeUpdate::Now => now,
-            TimeUpdate::To(to) => to,
-        };
-        let mut state = self.state.lock();
-        state.atime = pick(accessed, state.atime);
-        state.mtime = pick(modified, state.mtime);
+        let state = &mut *state;
+        state.perm = attr.perm.unwrap_or(state.perm);
+        state.owner.uid = attr.uid.unwrap_or(state.owner.uid);
+        state.owner.gid = attr.gid.unwrap_or(state.owner.gid);
+        attr.apply_times(now, &mut state.atime, &mut state.mtime);
         state.ctime = now;
         Ok(())
     }

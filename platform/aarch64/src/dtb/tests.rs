@@ -386,6 +386,57 @@ fn corrupted_trees_never_panic() {
 }
 
 #[test]
+fn deeply_nested_nodes_do_not_exhaust_the_stack() {
+    // 100 000 nested `cpus` nodes (and as many nested `simple-bus` ones): the scan descends a
+    // bounded number of levels instead of recursing once per level until the stack overflows.
+    for (name, compatible) in [("cpus", None), ("bus", Some("simple-bus"))] {
+        let bytes = build_with(&VIRT_LIKE, |b| {
+            for _ in 0..100_000 {
+                b.begin(name);
+                if let Some(c) = compatible {
+                    b.string("compatible", c);
+                }
+            }
+            b.begin("cpu@0").string("device_type", "cpu").end();
+            for _ in 0..100_000 {
+                b.end();
+            }
+        });
+        let m = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || Machine::parse(&open(&bytes).unwrap()).map(|m| m.cpus))
+            .unwrap()
+            .join()
+            .expect("the scan overflowed its stack or panicked");
+        assert_eq!(m, Ok(2), "{name}: the two real CPUs, not the one nested too deep");
+    }
+}
+
+#[test]
+fn interrupt_numbers_out_of_range_are_refused_not_overflowed() {
+    assert_eq!(intid(0, 16), Some(48));
+    assert_eq!(intid(1, 11), Some(27));
+    assert_eq!(intid(0, u32::MAX), None);
+    assert_eq!(intid(1, u32::MAX - 3), None);
+    assert_eq!(intid(1, 16), None);
+    assert_eq!(intid(7, 1), None);
+    let bytes = build_with(&VIRT_LIKE, |b| {
+        b.begin("virtio_mmio@a000200")
+            .string("compatible", "virtio,mmio")
+            .cells("reg", &[0, 0x0a00_0200, 0, 0x200])
+            .cells("interrupts", &[0, u32::MAX, 1])
+            .end();
+    });
+    let m = Machine::parse(&open(&bytes).unwrap()).unwrap();
+    assert_eq!(m.virtio_mmio().len(), 1, "the slot with SPI 2^32-1 is skipped");
+    // A timer whose virtual-timer PPI does not fit: no timer, not a panic.
+    let bytes = build_with(&Shape { timer: false, ..VIRT_LIKE }, |b| {
+        b.begin("timer").string("compatible", "arm,armv8-timer").cells("interrupts", &[1, 13, 4, 1, 14, 4, 1, u32::MAX, 4]).end();
+    });
+    assert_eq!(Machine::parse(&open(&bytes).unwrap()).err(), Some(DtbError::NoTimer));
+}
+
+#[test]
 fn truncated_trees_never_panic() {
     for len in (0..VIRT_GICV2.len()).step_by(7) {
         let mut bytes = VIRT_GICV2[..len].to_vec();

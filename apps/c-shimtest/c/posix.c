@@ -1,0 +1,158 @@
+/* shimtest's posix family: ownership, permissions, credentials, named pipes, device nodes,
+ * locks and space calls as a C program sees them through musl (issue 18). Runs as root
+ * first, then drops to uid/gid 1000 and checks that the kernel now refuses what Linux
+ * refuses. Works unmodified on Linux as root with a writable /tmp. */
+#define _GNU_SOURCE
+#include "check.h"
+#include <stdint.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <grp.h>
+#include <sys/syscall.h>
+#include <sys/file.h>
+#include <sys/fsuid.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+/* <linux/capability.h>, which musl's headers do not carry. */
+struct cap_header { uint32_t version; int pid; };
+struct cap_data { uint32_t effective, permitted, inheritable; };
+#define CAP_VERSION_3 0x20080522
+#define CAP_DAC_OVERRIDE 1
+#define CAP_SETUID 7
+
+/* A path another thread keeps rewriting (valid UTF-8 one moment, a 0xff byte the next):
+ * the kernel must copy it before use, never panic, and answer each call for some version. */
+static char racing_path[] = "/tmp/px/race-a";
+static volatile int racing = 1;
+static void *flip_path(void *arg) {
+    (void)arg;
+    for (unsigned i = 0; racing; i++) racing_path[13] = (i & 1) ? (char)0xff : 'a';
+    return NULL;
+}
+
+static void write_all(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text) && close(fd) == 0);
+}
+
+void posix_family(void) {
+    struct stat st;
+    char buf[64];
+    CHECK(getuid() == 0 && geteuid() == 0 && getgid() == 0);
+    mkdir("/tmp/px", 0755);
+    CHECK(chmod("/tmp/px", 01777) == 0 && stat("/tmp/px", &st) == 0 && (st.st_mode & 07777) == 01777);
+    write_all("/tmp/px/rootfile", "root");
+    CHECK(chmod("/tmp/px/rootfile", 0600) == 0);
+    CHECK(chown("/tmp/px/rootfile", 7, 8) == 0 && stat("/tmp/px/rootfile", &st) == 0 && st.st_uid == 7 && st.st_gid == 8);
+    CHECK(chown("/tmp/px/rootfile", 0, 0) == 0);
+    CHECK(access("/tmp/px/rootfile", R_OK | W_OK) == 0);
+    FAILS(access("/tmp/px/rootfile", X_OK), EACCES);
+
+    write_all("/tmp/px/race-a", "a");
+    pthread_t flipper;
+    CHECK(pthread_create(&flipper, NULL, flip_path, NULL) == 0);
+    int seen_ok = 0, seen_other = 0;
+    for (int i = 0; i < 3000; i++) {
+        errno = 0;
+        if (stat(racing_path, &st) == 0) seen_ok++;
+        else {
+            CHECK(errno == EINVAL || errno == ENOENT);
+            seen_other++;
+        }
+        if (i % 100 == 0) sched_yield();
+    }
+    racing = 0;
+    CHECK(pthread_join(flipper, NULL) == 0 && seen_ok + seen_other == 3000);
+
+    /* An iovec array with a bad buffer fails with EFAULT before any byte moves; an
+     * unaligned array is fine. */
+    int iv = open("/tmp/px/race-a", O_RDONLY);
+    char one[1], two[1];
+    struct iovec bad[2] = {{one, 1}, {(void *)1, 1}};
+    FAILS(readv(iv, bad, 2), EFAULT);
+    CHECK(lseek(iv, 0, SEEK_CUR) == 0);
+    char raw[sizeof(struct iovec) * 2 + 1];
+    struct iovec good[2] = {{one, 1}, {two, 1}};
+    memcpy(raw + 1, good, sizeof good);
+    CHECK(readv(iv, (struct iovec *)(raw + 1), 2) == 1 && one[0] == 'a' && close(iv) == 0);
+
+    /* A FIFO: O_RDWR never waits; data written comes back; fstat says FIFO. */
+    CHECK(mkfifo("/tmp/px/fifo", 0666) == 0 && stat("/tmp/px/fifo", &st) == 0 && S_ISFIFO(st.st_mode));
+    int both = open("/tmp/px/fifo", O_RDWR);
+    CHECK(both >= 0 && fstat(both, &st) == 0 && S_ISFIFO(st.st_mode));
+    FAILS(open("/tmp/px/nofifo", O_WRONLY | O_NONBLOCK), ENOENT);
+    int reader = open("/tmp/px/fifo", O_RDONLY | O_NONBLOCK);
+    int writer = open("/tmp/px/fifo", O_WRONLY | O_NONBLOCK);
+    CHECK(reader >= 0 && writer >= 0 && write(writer, "via fifo", 8) == 8);
+    CHECK(read(reader, buf, sizeof buf) == 8 && memcmp(buf, "via fifo", 8) == 0);
+    close(reader);
+    close(writer);
+    close(both);
+    /* Without a reader, a non-blocking writer cannot open. */
+    FAILS(open("/tmp/px/fifo", O_WRONLY | O_NONBLOCK), ENXIO);
+
+    /* Device nodes name devfs's devices by number; a socket name does not open. */
+    CHECK(mknod("/tmp/px/null", S_IFCHR | 0666, makedev(1, 3)) == 0);
+    int null = open("/tmp/px/null", O_RDWR);
+    CHECK(null >= 0 && write(null, "gone", 4) == 4 && read(null, buf, 4) == 0 && close(null) == 0);
+    CHECK(mknod("/tmp/px/nodev", S_IFCHR | 0666, makedev(240, 9)) == 0);
+    FAILS(open("/tmp/px/nodev", O_RDONLY), ENXIO);
+    CHECK(mknod("/tmp/px/sock", S_IFSOCK | 0666, 0) == 0);
+    FAILS(open("/tmp/px/sock", O_RDONLY), ENXIO);
+
+    /* flock: two open file descriptions of one file conflict; dup shares the lock. */
+    write_all("/tmp/px/lock", "l");
+    int a = open("/tmp/px/lock", O_RDWR), b = open("/tmp/px/lock", O_RDWR);
+    CHECK(a >= 0 && b >= 0 && flock(a, LOCK_EX | LOCK_NB) == 0);
+    FAILS(flock(b, LOCK_SH | LOCK_NB), EWOULDBLOCK);
+    int a2 = dup(a);
+    CHECK(flock(a2, LOCK_EX | LOCK_NB) == 0);
+    close(a);
+    close(a2);
+    CHECK(flock(b, LOCK_SH | LOCK_NB) == 0 && close(b) == 0);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    int ro = open("/tmp/px/lock", O_RDONLY);
+    FAILS(fcntl(ro, F_SETLK, &fl), EBADF);
+    CHECK(fcntl(ro, F_GETLK, &fl) == 0 && fl.l_type == F_UNLCK && close(ro) == 0);
+
+    /* fallocate grows the file (reads zeros); a hole punched reads zeros; copy_file_range. */
+    int sp = open("/tmp/px/space", O_RDWR | O_CREAT, 0644);
+    CHECK(sp >= 0 && fallocate(sp, 0, 0, 10000) == 0 && fstat(sp, &st) == 0 && st.st_size == 10000);
+    CHECK(pwrite(sp, "abcdefgh", 8, 4096) == 8);
+    CHECK(fallocate(sp, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4098, 2) == 0);
+    CHECK(pread(sp, buf, 8, 4096) == 8 && memcmp(buf, "ab\0\0efgh", 8) == 0);
+    int copy = open("/tmp/px/copy", O_RDWR | O_CREAT, 0644);
+    loff_t from = 4096;
+    CHECK(copy >= 0 && copy_file_range(sp, &from, copy, NULL, 8, 0) == 8 && from == 4104);
+    CHECK(pread(copy, buf, 8, 0) == 8 && memcmp(buf, "ab\0\0efgh", 8) == 0);
+    close(sp);
+    close(copy);
+
+    /* Capabilities: root has them all. */
+    struct cap_header header = {CAP_VERSION_3, 0};
+    struct cap_data caps[2];
+    CHECK(syscall(SYS_capget, &header, caps) == 0 && (caps[0].effective & (1u << CAP_DAC_OVERRIDE)) && (caps[0].permitted & (1u << CAP_SETUID)));
+
+    /* Drop to an unprivileged user: the kernel now checks like Linux does. */
+    gid_t groups[] = {50};
+    CHECK(setgroups(1, groups) == 0 && setgid(1000) == 0 && setuid(1000) == 0);
+    CHECK(getuid() == 1000 && geteuid() == 1000 && getgid() == 1000 && getgroups(0, NULL) == 1);
+    FAILS(setuid(0), EPERM);
+    FAILS(open("/tmp/px/rootfile", O_RDONLY), EACCES);
+    FAILS(access("/tmp/px/rootfile", R_OK), EACCES);
+    FAILS(chmod("/tmp/px/rootfile", 0777), EPERM);
+    FAILS(chown("/tmp/px/lock", 1000, 1000), EPERM);
+    FAILS(unlink("/tmp/px/rootfile"), EPERM); /* sticky directory, someone else's file */
+    FAILS(mknod("/tmp/px/tty", S_IFCHR | 0600, makedev(5, 0)), EPERM);
+    FAILS(mkdir("/root/x", 0755), EACCES);
+    write_all("/tmp/px/mine", "mine");
+    CHECK(stat("/tmp/px/mine", &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000);
+    CHECK(chown("/tmp/px/mine", -1, 50) == 0 && stat("/tmp/px/mine", &st) == 0 && st.st_gid == 50);
+    CHECK(chmod("/tmp/px/mine", 04755) == 0 && unlink("/tmp/px/mine") == 0);
+    CHECK(syscall(SYS_capget, &header, caps) == 0 && caps[0].effective == 0 && caps[0].permitted == 0);
+    printf("ok posix\n");
+}

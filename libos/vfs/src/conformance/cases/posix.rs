@@ -1,0 +1,264 @@
+//! Cases for ownership, permissions and special files (issue 18): what Linux does for an
+//! unprivileged caller and for root, on any file system. Each case switches the namespace's
+//! credentials with [`Vfs::set_credentials`]; file systems only need to store owners, modes
+//! and the new node kinds.
+
+use super::*;
+use crate::cred::{Access, Credentials};
+use crate::node::NewNode;
+use crate::types::makedev;
+
+/// An unprivileged user (uid 1000, gid 1000, also in group 50).
+fn user() -> Credentials {
+    let mut creds = Credentials::root();
+    ok_or_panic(creds.setgroups(&[50]));
+    ok_or_panic(creds.setresgid(1000, 1000, 1000));
+    ok_or_panic(creds.setresuid(1000, 1000, 1000));
+    creds
+}
+
+fn ok_or_panic(result: libos_core::Result<()>) {
+    if let Err(e) = result {
+        panic!("credentials setup: {e:?}");
+    }
+}
+
+
+/// New files, directories and symlinks get the caller's fsuid and fsgid, or the group of a
+/// set-group-id directory (whose new subdirectories inherit the bit); the ctime of chown
+/// moves.
+pub(super) fn new_nodes_belong_to_the_creator(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(vfs.mkdir("/open", 0o777));
+    ok!(vfs.set_permissions("/open", 0o777, true));
+    ok!(vfs.mkdir("/shared", 0o777));
+    ok!(vfs.set_owner("/shared", None, Some(50), true));
+    ok!(vfs.set_permissions("/shared", 0o2777, true));
+    vfs.set_credentials(user());
+    ok!(vfs.open("/open/f", NEW, 0o640));
+    let meta = ok!(vfs.metadata("/open/f"));
+    eq!((meta.uid, meta.gid, meta.perm), (1000, 1000, 0o640));
+    ok!(vfs.symlink("target", "/open/l"));
+    eq!(ok!(vfs.symlink_metadata("/open/l")).uid, 1000);
+    ok!(vfs.mkdir("/shared/d", 0o755));
+    let dir = ok!(vfs.metadata("/shared/d"));
+    eq!((dir.uid, dir.gid, dir.perm), (1000, 50, 0o2755));
+    ok!(vfs.open("/shared/g", NEW, 0o644));
+    eq!(ok!(vfs.metadata("/shared/g")).gid, 50);
+    Ok(())
+}
+
+/// Search permission on every directory of a path, write permission to add or remove
+/// entries, read/write permission to open; `EEXIST` before `EACCES`; a new file opens with
+/// the requested access whatever its mode; root passes all but execute checks.
+pub(super) fn permission_checks(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(vfs.mkdir("/d", 0o700));
+    ok!(write_file(&vfs, "/d/f", b"secret"));
+    ok!(vfs.mkdir("/pub", 0o755));
+    ok!(write_file(&vfs, "/pub/ro", b"x"));
+    ok!(vfs.set_permissions("/pub/ro", 0o644, true));
+    ok!(vfs.mkdir("/w", 0o777));
+    ok!(vfs.set_permissions("/w", 0o777, true));
+    vfs.set_credentials(user());
+    err!(vfs.metadata("/d/f"), EACCES);
+    err!(vfs.open("/d/f", OpenFlags::RDONLY, 0), EACCES);
+    err!(vfs.chdir("/d"), EACCES);
+    ok!(vfs.open("/pub/ro", OpenFlags::RDONLY, 0));
+    err!(vfs.open("/pub/ro", OpenFlags::WRONLY, 0), EACCES);
+    err!(vfs.open("/pub/ro", OpenFlags::TRUNC, 0), EACCES);
+    err!(vfs.truncate("/pub/ro", 0), EACCES);
+    err!(vfs.open("/pub/new", NEW, 0o644), EACCES);
+    err!(vfs.mkdir("/pub/ro", 0o755), EEXIST);
+    err!(vfs.mkdir("/pub/sub", 0o755), EACCES);
+    err!(vfs.unlink("/pub/ro"), EACCES);
+    err!(vfs.rename("/pub/ro", "/w/ro"), EACCES);
+    err!(vfs.link("/pub/ro", "/pub/ro2"), EACCES);
+    ok!(vfs.link("/pub/ro", "/w/ro2"));
+    // A file this open created is writable through it even with mode 0444.
+    let file = ok!(vfs.open("/w/mine", NEW, 0o444));
+    eq!(ok!(file.write(b"ok")), 2);
+    err!(vfs.open("/w/mine", OpenFlags::WRONLY, 0), EACCES);
+    // Listing needs read permission on the directory, entering needs search.
+    ok!(vfs.mkdir("/w/x", 0o300));
+    err!(vfs.read_dir("/w/x"), EACCES);
+    ok!(vfs.open("/w/x/inside", NEW, 0o600));
+    vfs.set_credentials(Credentials::root());
+    ok!(vfs.open("/d/f", RW, 0));
+    ok!(vfs.read_dir("/w/x"));
+    Ok(())
+}
+
+/// In a sticky directory only the file's owner, the directory's owner or `CAP_FOWNER` may
+/// remove or rename an entry (`EPERM`).
+pub(super) fn sticky_directories(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(vfs.mkdir("/tmp", 0o777));
+    ok!(vfs.set_permissions("/tmp", 0o1777, true));
+    ok!(write_file(&vfs, "/tmp/roots", b"r"));
+    vfs.set_credentials(user());
+    ok!(write_file(&vfs, "/tmp/mine", b"m"));
+    err!(vfs.unlink("/tmp/roots"), EPERM);
+    err!(vfs.rename("/tmp/roots", "/tmp/taken"), EPERM);
+    err!(vfs.rename("/tmp/mine", "/tmp/roots"), EPERM);
+    ok!(vfs.rename("/tmp/mine", "/tmp/mine2"));
+    ok!(vfs.unlink("/tmp/mine2"));
+    vfs.set_credentials(Credentials::root());
+    ok!(vfs.unlink("/tmp/roots"));
+    Ok(())
+}
+
+/// Only the owner (or `CAP_FOWNER`) changes modes (`EPERM`); a caller outside the file's
+/// group cannot set its set-group-id bit (silently dropped); a symlink's own mode is
+/// `EOPNOTSUPP`; each change moves the ctime.
+pub(super) fn chmod_rules(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(vfs.mkdir("/w", 0o777));
+    ok!(vfs.set_permissions("/w", 0o777, true));
+    ok!(write_file(&vfs, "/w/roots", b"r"));
+    ok!(vfs.symlink("roots", "/w/link"));
+    err!(vfs.set_permissions("/w/link", 0o600, false), EOPNOTSUPP);
+    vfs.set_credentials(user());
+    err!(vfs.set_permissions("/w/roots", 0o777, true), EPERM);
+    ok!(write_file(&vfs, "/w/mine", b"m"));
+    let before = ok!(vfs.metadata("/w/mine"));
+    ok!(vfs.set_permissions("/w/mine", 0o4755, true));
+    let after = ok!(vfs.metadata("/w/mine"));
+    eq!(after.perm, 0o4755);
+    check!(after.ctime > before.ctime);
+    let file = ok!(vfs.open("/w/mine", RW, 0));
+    ok!(file.set_permissions(0o600));
+    eq!(ok!(vfs.metadata("/w/mine")).perm, 0o600);
+    // Group 50 is one of the user's groups; group 7 is not.
+    vfs.set_credentials(Credentials::root());
+    ok!(vfs.set_owner("/w/mine", None, Some(7), true));
+    vfs.set_credentials(user());
+    ok!(vfs.set_permissions("/w/mine", 0o2755, true));
+    eq!(ok!(vfs.metadata("/w/mine")).perm, 0o0755);
+    Ok(())
+}
+
+/// chown: only `CAP_CHOWN` changes the owner; the owner may change the group to one of its
+/// groups; a non-directory loses set-user-id (and set-group-id with group execute), even
+/// when root changes it; `lchown` changes a symlink itself.
+pub(super) fn chown_rules(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(vfs.mkdir("/w", 0o777));
+    ok!(vfs.set_permissions("/w", 0o777, true));
+    ok!(write_file(&vfs, "/w/f", b"x"));
+    ok!(vfs.set_owner("/w/f", Some(1000), Some(1000), true));
+    ok!(vfs.set_permissions("/w/f", 0o6755, true));
+    let before = ok!(vfs.metadata("/w/f"));
+    vfs.set_credentials(user());
+    err!(vfs.set_owner("/w/f", Some(0), None, true), EPERM);
+    err!(vfs.set_owner("/w/f", None, Some(7), true), EPERM);
+    ok!(vfs.set_owner("/w/f", Some(1000), Some(50), true));
+    let after = ok!(vfs.metadata("/w/f"));
+    eq!((after.uid, after.gid, after.perm), (1000, 50, 0o0755));
+    check!(after.ctime > before.ctime);
+    vfs.set_credentials(Credentials::root());
+    ok!(vfs.set_permissions("/w/f", 0o4755, true));
+    ok!(vfs.set_owner("/w/f", Some(2000), None, true));
+    eq!(ok!(vfs.metadata("/w/f")).perm, 0o0755);
+    ok!(vfs.mkdir("/w/d", 0o2755));
+    ok!(vfs.set_permissions("/w/d", 0o2755, true));
+    ok!(vfs.set_owner("/w/d", Some(5), Some(5), true));
+    eq!(ok!(vfs.metadata("/w/d")).perm, 0o2755);
+    ok!(vfs.symlink("f", "/w/l"));
+    ok!(vfs.set_owner("/w/l", Some(7), Some(7), false));
+    eq!(ok!(vfs.symlink_metadata("/w/l")).uid, 7);
+    eq!(ok!(vfs.metadata("/w/l")).uid, 2000);
+    let file = ok!(vfs.open("/w/f", OpenFlags::RDONLY, 0));
+    ok!(file.set_owner(Some(3), None));
+    eq!(ok!(vfs.metadata("/w/f")).uid, 3);
+    Ok(())
+}
+
+/// A write or truncation by someone without `CAP_FSETID` drops set-user-id, and
+/// set-group-id where group execute is set; root's writes keep them.
+pub(super) fn set_id_bits_dropped_by_writes(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(write_file(&vfs, "/f", b"x"));
+    ok!(vfs.set_permissions("/f", 0o6777, true));
+    let file = ok!(vfs.open("/f", RW, 0));
+    ok!(file.write(b"root"));
+    eq!(ok!(vfs.metadata("/f")).perm, 0o6777);
+    vfs.set_credentials(user());
+    let file = ok!(vfs.open("/f", RW, 0));
+    ok!(file.write_at(0, b"user"));
+    eq!(ok!(vfs.metadata("/f")).perm, 0o0777);
+    vfs.set_credentials(Credentials::root());
+    ok!(vfs.set_permissions("/f", 0o4766, true));
+    vfs.set_credentials(user());
+    ok!(vfs.truncate("/f", 1));
+    eq!(ok!(vfs.metadata("/f")).perm, 0o0766);
+    Ok(())
+}
+
+/// utimensat: "now" needs ownership or write permission (`EACCES`), a given time needs
+/// ownership (`EPERM`).
+pub(super) fn times_permissions(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(write_file(&vfs, "/writable", b"x"));
+    ok!(vfs.set_permissions("/writable", 0o666, true));
+    ok!(write_file(&vfs, "/private", b"x"));
+    ok!(vfs.set_permissions("/private", 0o644, true));
+    vfs.set_credentials(user());
+    let t = Timestamp(1_000_000_000_000);
+    ok!(vfs.set_times("/writable", TimeUpdate::Now, TimeUpdate::Now, true));
+    err!(vfs.set_times("/writable", TimeUpdate::To(t), TimeUpdate::Keep, true), EPERM);
+    err!(vfs.set_times("/private", TimeUpdate::Now, TimeUpdate::Now, true), EACCES);
+    err!(vfs.set_times("/private", TimeUpdate::To(t), TimeUpdate::To(t), true), EPERM);
+    vfs.set_credentials(Credentials::root());
+    ok!(vfs.set_times("/private", TimeUpdate::To(t), TimeUpdate::To(t), true));
+    eq!(ok!(vfs.metadata("/private")).mtime, t);
+    Ok(())
+}
+
+/// `access` checks with the real ids: a root program running with euid 1000 is told what
+/// root may do, and `AT_EACCESS` answers for the effective ids; execute needs an execute bit
+/// even for root.
+pub(super) fn access_uses_real_ids(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(write_file(&vfs, "/f", b"x"));
+    ok!(vfs.set_permissions("/f", 0o600, true));
+    ok!(vfs.access("/f", Access::READ | Access::WRITE, true, false));
+    err!(vfs.access("/f", Access::EXEC, true, false), EACCES);
+    err!(vfs.access("/missing", Access::empty(), true, false), ENOENT);
+    let mut creds = Credentials::root();
+    ok!(creds.setresuid(0, 1000, 0));
+    vfs.set_credentials(creds);
+    ok!(vfs.access("/f", Access::READ, true, false));
+    err!(vfs.access("/f", Access::READ, true, true), EACCES);
+    err!(vfs.open("/f", OpenFlags::RDONLY, 0), EACCES);
+    Ok(())
+}
+
+/// mknod makes FIFOs, socket names and device nodes with their type and number; device
+/// nodes need `CAP_MKNOD`; opening a socket name is `ENXIO`, a device number without a
+/// device too; directories and symlinks are not mknod's (`EINVAL`).
+pub(super) fn special_nodes(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(vfs.mknod("/fifo", NewNode::Fifo, 0o640));
+    let fifo = ok!(vfs.metadata("/fifo"));
+    eq!((fifo.file_type, fifo.perm), (FileType::Fifo, 0o640));
+    ok!(vfs.mknod("/sock", NewNode::Socket, 0o755));
+    eq!(ok!(vfs.metadata("/sock")).file_type, FileType::Socket);
+    err!(vfs.open("/sock", OpenFlags::RDONLY, 0), ENXIO);
+    let dev = makedev(1, 3);
+    ok!(vfs.mknod("/null", NewNode::CharDevice(dev), 0o666));
+    let null = ok!(vfs.metadata("/null"));
+    eq!((null.file_type, null.rdev), (FileType::CharDevice, dev));
+    ok!(vfs.mknod("/disk", NewNode::BlockDevice(makedev(259, 300)), 0o660));
+    eq!(ok!(vfs.metadata("/disk")).rdev, makedev(259, 300));
+    // Without devfs mounted, no device answers to these numbers.
+    err!(vfs.open("/null", OpenFlags::RDONLY, 0), ENXIO);
+    err!(vfs.mknod("/fifo", NewNode::Fifo, 0o600), EEXIST);
+    err!(vfs.mknod("/d", NewNode::Directory, 0o755), EINVAL);
+    ok!(vfs.mknod("/plain", NewNode::File, 0o600));
+    eq!(ok!(vfs.metadata("/plain")).file_type, FileType::Regular);
+    ok!(vfs.unlink("/fifo"));
+    vfs.set_credentials(user());
+    err!(vfs.mknod("/tty", NewNode::CharDevice(makedev(5, 0)), 0o600), EPERM);
+    Ok(())
+}
