@@ -23,7 +23,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use libos::fs::ramfs::RamFs;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use libos::fs::vfs::{FileSystem, NewNode, Node, StatFs};
+use libos::fs::vfs::{FileSystem, NewNode, Node, Owner, StatFs};
 use libos::fs::vfs::conformance::{self, Case, FileSystemFactory, ModelConfig, TinyFs};
 use libos::println;
 
@@ -68,7 +68,7 @@ impl FileSystemFactory for SharedMount {
 
     fn create(&self) -> Result<Arc<dyn FileSystem>, String> {
         let name = alloc::format!("conformance-{}", self.next.fetch_add(1, Ordering::Relaxed));
-        let root = self.fs.root().create(&name, NewNode::Directory, 0o755).map_err(|e| alloc::format!("mkdir {name}: {e}"))?;
+        let root = self.fs.root().create(&name, NewNode::Directory, 0o755, Owner::default()).map_err(|e| alloc::format!("mkdir {name}: {e}"))?;
         Ok(Arc::new(Subtree { fs: self.fs.clone(), root }))
     }
 }
