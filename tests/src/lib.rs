@@ -256,6 +256,13 @@ impl Boot {
         self
     }
 
+    /// Makes every share's virtiofsd log each FUSE request it receives (read the log with
+    /// `running.daemons()...log(INDEX)`), to count what reached the host.
+    pub fn log_fuse_requests(mut self) -> Boot {
+        self.shares.iter_mut().for_each(|s| s.log_requests = true);
+        self
+    }
+
     /// Sets virtiofsd's cache policy for every share.
     pub fn cache(mut self, cache: Cache) -> Boot {
         self.shares.iter_mut().for_each(|s| s.cache = cache);
@@ -474,5 +481,99 @@ pub mod expect {
             Arch::X86_64 => format!("libos: exit code {code}; no isa-debug-exit device, powering off"),
             Arch::Aarch64 => format!("libos: exit code {code}; no semihosting, powering off"),
         }
+    }
+}
+
+/// The QEMU trace events [`blk_requests_between`] reads: console writes (to find the guest's
+/// marker lines) and virtio-blk's request handling. Pass them with [`blk_trace_args`].
+pub const BLK_TRACE_EVENTS: &[&str] = &["memory_region_ops_write", "virtio_blk_handle_read", "virtio_blk_handle_write", "virtio_blk_req_complete"];
+
+/// QEMU arguments that write the [`BLK_TRACE_EVENTS`] to `log` (the `log` trace backend; the
+/// event list is written next to it).
+pub fn blk_trace_args(log: &std::path::Path) -> Vec<String> {
+    let events = log.with_extension("events");
+    std::fs::write(&events, BLK_TRACE_EVENTS.join("\n") + "\n").unwrap();
+    vec!["-trace".into(), format!("events={}", events.display()), "-D".into(), log.display().to_string()]
+}
+
+/// virtio-blk requests QEMU completed while the guest was between the console line containing
+/// `start` and the one containing `end`: `(reads and writes, others)`. QEMU traces reads and
+/// writes when it takes them (`virtio_blk_handle_read/write`) but not flushes (nor `GET_ID`
+/// or discards, which the file systems do not send), so a completion of a request that was
+/// not a read or a write is a flush that reached the host's block layer. `None` when the
+/// trace does not show both lines (the guest's console bytes are read back from its UART
+/// writes: x86 COM1, aarch64 PL011).
+pub fn blk_requests_between(trace: &str, start: &str, end: &str) -> Option<(usize, usize)> {
+    let field = |line: &str, name: &str| -> Option<u64> {
+        let value = line.split_once(&format!(" {name} 0x"))?.1.split_whitespace().next()?;
+        u64::from_str_radix(value.trim_end_matches(','), 16).ok()
+    };
+    let mut read_or_write = std::collections::HashSet::new();
+    let mut console = String::new();
+    let mut inside = false;
+    let (mut rw, mut other) = (0, 0);
+    for line in trace.lines() {
+        // The `log` backend may prefix `PID@SECONDS:`.
+        let line = match line.split_once(':') {
+            Some((prefix, rest)) if prefix.contains('@') && !prefix.contains(' ') => rest,
+            _ => line,
+        };
+        let Some(event) = line.split_whitespace().next() else { continue };
+        match event {
+            "memory_region_ops_write" => {
+                let device = line.split_once(" name '").and_then(|(_, rest)| rest.split('\'').next()).unwrap_or("");
+                let Some(address) = field(line, "addr") else { continue };
+                let is_data = match device {
+                    "serial" => address == 0x3f8,
+                    "pl011" => address & 0xfff == 0,
+                    _ => false,
+                };
+                let Some(byte) = field(line, "value").filter(|_| is_data) else { continue };
+                if byte as u8 != b'\n' {
+                    console.push(char::from(byte as u8));
+                    continue;
+                }
+                if !inside && console.contains(start) {
+                    inside = true;
+                } else if inside && console.contains(end) {
+                    return Some((rw, other));
+                }
+                console.clear();
+            }
+            "virtio_blk_handle_read" | "virtio_blk_handle_write" => {
+                read_or_write.insert(field(line, "req")?);
+            }
+            "virtio_blk_req_complete" => {
+                let was_rw = read_or_write.remove(&field(line, "req")?);
+                if inside {
+                    if was_rw { rw += 1 } else { other += 1 }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blk_requests_between;
+
+    fn console(text: &str) -> String {
+        text.bytes().map(|b| format!("memory_region_ops_write cpu 0 mr 0x1 addr 0x3f8 value 0x{b:x} size 1 name 'serial'\n")).collect()
+    }
+
+    #[test]
+    fn flushes_are_the_completions_that_were_not_reads_or_writes_between_the_markers() {
+        let mut trace = String::new();
+        trace += "virtio_blk_req_complete vdev 0x1 req 0x50 status 0\n"; // before the window
+        trace += &console("start\n");
+        trace += "12@1.5:virtio_blk_handle_write vdev 0x1 req 0x10 sector 0x8 nsectors 2\n";
+        trace += "virtio_blk_req_complete vdev 0x1 req 0x10 status 0\n";
+        trace += "virtio_blk_req_complete vdev 0x1 req 0x10 status 0\n"; // reused: a flush
+        trace += &console("end\n");
+        trace += "virtio_blk_req_complete vdev 0x1 req 0x20 status 0\n";
+        assert_eq!(blk_requests_between(&trace, "start", "end"), Some((1, 1)));
+        assert_eq!(blk_requests_between(&trace, "start", "never"), None);
     }
 }

@@ -118,14 +118,24 @@ fn fsynced_data_survives_a_sigkill_of_qemu() {
     for arch in arches() {
         let dir = TempDir::new("ext2-sync", arch);
         let image = volume(&dir, 16 * MIB, 1024);
+        let trace = dir.path("blk.trace");
+        let trace_args = libos_tests::blk_trace_args(&trace);
         let started = Boot::app("c-shimtest")
             .disk(&image, false)
             .memory("128M")
             .options("mount=ext2:vda:/data")
             .args(&["ext2sync"])
+            .qemu_args(&trace_args.iter().map(String::as_str).collect::<Vec<_>>())
             .timeout(Duration::from_secs(300))
             .start(arch);
         started.wait_for("synced\n", Duration::from_secs(200));
+        // The fsync returned: the device must have been told to FLUSH its volatile cache
+        // (QEMU's `cache=writeback`: the host page cache) while it ran, else the data below
+        // is on the host only because QEMU happened to write it there.
+        let log = std::fs::read_to_string(&trace).unwrap_or_default();
+        let (rw, flushes) = libos_tests::blk_requests_between(&log, "fsync of durable starts", "fsync of durable returned")
+            .unwrap_or_else(|| panic!("{arch}: the trace {} does not show the fsync markers", trace.display()));
+        assert!(flushes >= 1, "{arch}: the fsync sent {rw} reads/writes and no FLUSH reached QEMU's block layer");
         // Dropping a started boot kills QEMU with SIGKILL: no exit, no sync.
         drop(started);
         assert_file(&image, "/durable", &file_bytes(8, 256 * 1024 + 5), &format!("{arch}: after SIGKILL"));

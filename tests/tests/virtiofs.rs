@@ -100,10 +100,18 @@ fn fsynced_data_survives_a_killed_qemu() {
         let size = 3 * (1 << 20) + 17;
         let started = Boot::app("vfs-share")
             .share(dir.dir(), "share")
+            .log_fuse_requests()
             .options("mount=virtiofs:share:/share")
             .args(&["durable", "/share/durable", &size.to_string()])
             .start(arch);
         started.wait_for("synced /share/durable", Duration::from_secs(60));
+        // The guest's fsync returned: its FUSE_FSYNC must have reached virtiofsd (which
+        // fsyncs the host file), else the data below may be there only by luck of the page
+        // cache. virtiofsd's debug log has one line per request it received.
+        let log = started.running.daemons().expect("a boot with a share has a daemon").log(0);
+        let fsyncs = log.lines().filter(|line| line.contains("opcode=Fsync ")).count();
+        let writes = log.lines().filter(|line| line.contains("opcode=Write ")).count();
+        assert!(fsyncs >= 1, "{arch}: no FUSE_FSYNC reached virtiofsd before `synced` ({writes} WRITEs did); its log ends:\n{}", tail(&log, 20));
         started.running.kill(); // SIGKILL: nothing in the guest or QEMU gets to flush anything
         started.finish();
         assert_pattern_file(&dir.path("durable"), size);
@@ -247,4 +255,10 @@ fn every_transport_carries_a_share() {
             }
         }
     }
+}
+
+/// The last `n` lines of `text` (for failure messages).
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

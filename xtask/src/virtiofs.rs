@@ -77,12 +77,15 @@ pub struct Share {
     pub tag: String,
     /// virtiofsd's caching policy.
     pub cache: Cache,
+    /// Whether virtiofsd logs every FUSE request it receives (`--log-level=debug`, read back
+    /// with [`Daemons::log`]): tests count what reached the host, e.g. a `FUSE_FSYNC`.
+    pub log_requests: bool,
 }
 
 impl Share {
     /// A share of `dir` as `tag` with the default cache policy.
     pub fn new(dir: impl Into<PathBuf>, tag: &str) -> Share {
-        Share { dir: dir.into(), tag: tag.into(), cache: Cache::default() }
+        Share { dir: dir.into(), tag: tag.into(), cache: Cache::default(), log_requests: false }
     }
 
     /// Parses `--share DIR[:TAG]`; the tag defaults to the directory's last component.
@@ -231,7 +234,8 @@ impl Daemons {
                 .arg(format!("--shared-dir={}", share.dir.display()))
                 .arg(format!("--cache={}", share.cache.name()))
                 .arg(format!("--sandbox={sandbox}"))
-                .args(["--log-level=error", "--inode-file-handles=never"])
+                .arg(if share.log_requests { "--log-level=debug" } else { "--log-level=error" })
+                .arg("--inode-file-handles=never")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)

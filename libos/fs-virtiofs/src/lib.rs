@@ -53,6 +53,15 @@
 //! on the high-priority queue (per [`fs::MountOptions::forget_batch`], on `sync`, and at
 //! unmount), so the host does not leak inodes.
 //!
+//! ## Device failure
+//!
+//! A reply that does not come within the device's timeout resets the device (its callers get
+//! `EIO` once the reset shows). The next operation that starts at the root brings the device
+//! back and starts a new FUSE session (`fs::recovery`); nodes and open files of the old
+//! session give `ESTALE` and never reach the new server, where their nodeids name other
+//! files. The host test `recovery_tests` runs the real device over the fake transport and the
+//! fake server through such a failure.
+//!
 //! ## Conformance
 //!
 //! The whole VFS conformance suite (every case and the randomized model test) passes over the

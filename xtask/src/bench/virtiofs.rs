@@ -110,7 +110,7 @@ fn boot(options: &Options, cache: Cache, icount: bool, share_root: &std::path::P
     // interrupt: the ticks stay pure guest instructions.
     config.cmdline = qemu::kernel_cmdline(if icount { "virtiofs_timeout=0" } else { "" }, &args);
     config.timeout = Duration::from_secs(1800);
-    config.shares = vec![Share { dir: dir.clone(), tag: TAG.into(), cache }];
+    config.shares = vec![Share { cache, ..Share::new(dir.clone(), TAG) }];
     eprintln!(
         "==> fsbench on virtio-fs (--cache={}) and ramfs, {} MiB file, {} files, {}",
         cache.name(),
@@ -140,7 +140,7 @@ fn linux_boot(options: &Options, cache: Cache, share_root: &std::path::Path) -> 
     config.icount = true;
     config.memory = "512M".into();
     config.timeout = Duration::from_secs(1800);
-    config.shares = vec![Share { dir: dir.clone(), tag: TAG.into(), cache }];
+    config.shares = vec![Share { cache, ..Share::new(dir.clone(), TAG) }];
     eprintln!("==> Linux guest: fs_tmpfs on virtio-fs (--cache={}), icount", cache.name());
     let outcome = qemu::run(&config, false)?;
     let _ = std::fs::remove_dir_all(&dir);

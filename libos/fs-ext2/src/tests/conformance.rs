@@ -6,13 +6,16 @@ use libos_vfs::FileSystem;
 use libos_vfs::conformance::{self, FileSystemFactory, ModelConfig};
 use std::sync::Mutex;
 
+/// A file system the factory made (while it lives) and its disk.
+type Mounted = (std::sync::Weak<dyn FileSystem>, Arc<MemDisk>);
+
 /// Makes volumes from one mke2fs image whose root has been emptied (the suite expects an
 /// empty root; mke2fs makes `lost+found`), and remembers every disk for the final e2fsck.
 struct Factory {
     template: Vec<u8>,
     disks: Mutex<Vec<Arc<MemDisk>>>,
     /// Each volume made and its file system, while it lives (for `durable_view`).
-    mounted: Mutex<Vec<(std::sync::Weak<dyn FileSystem>, Arc<MemDisk>)>>,
+    mounted: Mutex<Vec<Mounted>>,
     keep: bool,
     /// `MountOptions::dir_index_bytes` of the volumes.
     dir_index_bytes: usize,
