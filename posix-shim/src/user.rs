@@ -8,6 +8,8 @@
 //! mapped memory gets its write done there, as with any code in a unikernel; one that passes
 //! an unmapped pointer faults inside the kernel, which reports a fatal exception.
 
+use alloc::string::String;
+use alloc::vec::Vec;
 use libos::{Errno, Result};
 
 /// The first address above the user-visible space the shim accepts.
@@ -79,8 +81,8 @@ pub unsafe fn write<T: Copy>(addr: u64, value: T) -> Result<()> {
 /// rewriting the array cannot change a length between check and use) and checked up front
 /// as Linux's `import_iovec` does: `EFAULT` for a bad array or buffer, `EINVAL` when the
 /// lengths add up past `isize::MAX`. The array need not be aligned.
-pub fn iovec_buffers(iov: u64, count: u64) -> Result<alloc::vec::Vec<(u64, u64)>> {
-    let mut out = alloc::vec::Vec::new();
+pub fn iovec_buffers(iov: u64, count: u64) -> Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
     out.try_reserve_exact(count as usize).map_err(|_| Errno::ENOMEM)?;
     let mut total = 0u64;
     for i in 0..count {
@@ -103,15 +105,15 @@ pub fn iovec_buffers(iov: u64, count: u64) -> Result<alloc::vec::Vec<(u64, u64)>
 ///
 /// # Safety
 /// As [`slice`], for every byte up to the NUL.
-pub unsafe fn c_string(addr: u64, max: usize) -> Result<alloc::string::String> {
+pub unsafe fn c_string(addr: u64, max: usize) -> Result<String> {
     // SAFETY: the caller's contract.
     let len = unsafe { c_str_len(addr, max)? };
-    let mut copy = alloc::vec::Vec::new();
+    let mut copy = Vec::new();
     copy.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
     // SAFETY: `c_str_len` checked and read the same `len` bytes; reading them again sees
     // whatever the program has there now, which is validated below, in the copy.
     copy.extend_from_slice(unsafe { core::slice::from_raw_parts(addr as *const u8, len) });
-    alloc::string::String::from_utf8(copy).map_err(|_| Errno::EINVAL)
+    String::from_utf8(copy).map_err(|_| Errno::EINVAL)
 }
 
 /// The length of the NUL-terminated string at `addr`: `ENAMETOOLONG` past `max`.
