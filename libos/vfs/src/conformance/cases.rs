@@ -74,6 +74,8 @@ macro_rules! eq {
 }
 
 mod posix;
+mod readdir;
+mod robustness;
 
 const RW: OpenFlags = OpenFlags::RDWR;
 const NEW: OpenFlags = OpenFlags::CREAT.union(OpenFlags::RDWR);
@@ -133,15 +135,15 @@ pub(super) const ALL: &[Case] = &[
     Case { name: "sparse_files", run: sparse_files },
     Case { name: "large_file", run: large_file },
     Case { name: "seek", run: seek },
-    Case { name: "readdir", run: readdir },
-    Case { name: "readdir_stable_cookies", run: readdir_stable_cookies },
-    Case { name: "readdir_dot_entries", run: readdir_dot_entries },
+    Case { name: "readdir", run: readdir::readdir },
+    Case { name: "readdir_stable_cookies", run: readdir::readdir_stable_cookies },
+    Case { name: "readdir_dot_entries", run: readdir::readdir_dot_entries },
     Case { name: "set_times", run: set_times },
     Case { name: "stat_fields_and_times", run: stat_fields_and_times },
     Case { name: "unlinked_open_file_lives_on", run: unlinked_open_file_lives_on },
-    Case { name: "mounts", run: mounts },
+    Case { name: "mounts", run: robustness::mounts },
     Case { name: "fsync_statfs", run: fsync_statfs },
-    Case { name: "hostile_input", run: hostile_input },
+    Case { name: "hostile_input", run: robustness::hostile_input },
     Case { name: "new_nodes_belong_to_the_creator", run: posix::new_nodes_belong_to_the_creator },
     Case { name: "permission_checks", run: posix::permission_checks },
     Case { name: "sticky_directories", run: posix::sticky_directories },
@@ -650,120 +652,6 @@ fn seek(f: &dyn FileSystemFactory) -> Outcome {
     Ok(())
 }
 
-/// `readdir` lists every entry once with its type, without `.` and `..`; large directories.
-fn readdir(f: &dyn FileSystemFactory) -> Outcome {
-    let vfs = fresh(f)?;
-    ok!(vfs.mkdir("/d", 0o755));
-    ok!(vfs.mkdir("/d/sub", 0o755));
-    ok!(write_file(&vfs, "/d/file", b""));
-    ok!(vfs.symlink("file", "/d/link"));
-    let mut entries = ok!(vfs.read_dir("/d"));
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    let summary: Vec<(&str, FileType)> = entries.iter().map(|e| (e.name.as_str(), e.file_type)).collect();
-    eq!(summary, vec![("file", FileType::Regular), ("link", FileType::Symlink), ("sub", FileType::Directory)]);
-    eq!(entries[2].ino, ok!(vfs.metadata("/d/sub")).ino);
-    err!(vfs.read_dir("/d/file"), ENOTDIR);
-    err!(vfs.read_dir("/missing"), ENOENT);
-    ok!(vfs.mkdir("/big", 0o755));
-    for i in 0..500 {
-        ok!(vfs.open(&format!("/big/entry-{i}"), NEW, 0o644));
-    }
-    let mut listed = ok!(names(&vfs, "/big"));
-    listed.dedup();
-    eq!(listed.len(), 500);
-    for i in (0..500).step_by(2) {
-        ok!(vfs.unlink(&format!("/big/entry-{i}")));
-    }
-    eq!(ok!(names(&vfs, "/big")).len(), 250);
-    ok!(vfs.metadata("/big/entry-499"));
-    err!(vfs.metadata("/big/entry-498"), ENOENT);
-    Ok(())
-}
-
-/// Cookies stay valid while the directory changes: entries present throughout are listed
-/// exactly once, removed ones are not listed, and rewinding starts over.
-fn readdir_stable_cookies(f: &dyn FileSystemFactory) -> Outcome {
-    let vfs = fresh(f)?;
-    for i in 0..20 {
-        ok!(vfs.open(&format!("/e{i}"), NEW, 0o644));
-    }
-    let dir = ok!(vfs.open("/", OpenFlags::DIRECTORY, 0));
-    let mut seen = Vec::new();
-    for _ in 0..5 {
-        let entry = ok!(dir.read_dir_next());
-        let Some(entry) = entry else { return Err("directory ended early".to_string()) };
-        seen.push(entry.name);
-    }
-    let resume = dir.position();
-    // Remove an entry not yet seen, add new ones.
-    let unseen: Vec<String> = (0..20).map(|i| format!("e{i}")).filter(|n| !seen.contains(n)).collect();
-    let removed = unseen[0].clone();
-    ok!(vfs.unlink(&format!("/{removed}")));
-    for i in 0..5 {
-        ok!(vfs.open(&format!("/new{i}"), NEW, 0o644));
-    }
-    while let Some(entry) = ok!(dir.read_dir_next()) {
-        seen.push(entry.name);
-    }
-    check!(!seen.contains(&removed), "removed entry {removed} was listed");
-    for name in &unseen[1..] {
-        eq!(seen.iter().filter(|n| *n == name).count(), 1);
-    }
-    let mut dedup = seen.clone();
-    dedup.sort();
-    dedup.dedup();
-    eq!(dedup.len(), seen.len());
-    // Continue from a saved cookie: same as continuing.
-    ok!(dir.seek(SeekFrom::Start(resume)));
-    let mut again = 0;
-    while ok!(dir.read_dir_next()).is_some() {
-        again += 1;
-    }
-    eq!(again, seen.len() - 5);
-    ok!(dir.seek(SeekFrom::Start(0)));
-    let mut all = 0;
-    while ok!(dir.read_dir_next()).is_some() {
-        all += 1;
-    }
-    eq!(all, 24 + 2); // with `.` and `..`
-    Ok(())
-}
-
-/// `readdir` on an open directory lists `.` (the directory) and `..` (its parent; the root's
-/// is itself) first, then the entries, none of them `.` or `..` again; a saved cookie after
-/// `..` continues with the entries; `read_dir` (std-like) leaves both out.
-fn readdir_dot_entries(f: &dyn FileSystemFactory) -> Outcome {
-    let vfs = fresh(f)?;
-    ok!(vfs.mkdir("/d", 0o755));
-    ok!(vfs.open("/d/a", NEW, 0o644));
-    ok!(vfs.mkdir("/d/b", 0o755));
-    let root_ino = ok!(vfs.metadata("/")).ino;
-    for (path, ino, parent_ino) in [("/d", ok!(vfs.metadata("/d")).ino, root_ino), ("/", root_ino, root_ino)] {
-        let dir = ok!(vfs.open(path, OpenFlags::DIRECTORY, 0));
-        let dot = ok!(dir.read_dir_next()).ok_or("no `.`")?;
-        eq!((dot.name.as_str(), dot.ino, dot.file_type), (".", ino, FileType::Directory));
-        let dotdot = ok!(dir.read_dir_next()).ok_or("no `..`")?;
-        eq!((dotdot.name.as_str(), dotdot.ino, dotdot.file_type), ("..", parent_ino, FileType::Directory));
-        let mut rest = Vec::new();
-        while let Some(entry) = ok!(dir.read_dir_next()) {
-            rest.push(entry.name);
-        }
-        check!(!rest.iter().any(|n| n == "." || n == ".."));
-        eq!(rest.len(), if path == "/" { 1 } else { 2 });
-        ok!(dir.seek(SeekFrom::Start(dotdot.next_cookie)));
-        eq!(ok!(dir.read_dir_next()).map(|e| e.name), rest.first().cloned());
-        ok!(dir.seek(SeekFrom::Start(dot.next_cookie)));
-        eq!(ok!(dir.read_dir_next()).map(|e| e.name), Some("..".to_string()));
-    }
-    eq!(ok!(names(&vfs, "/d")), vec!["a".to_string(), "b".to_string()]);
-    // A mount root's `..` is the directory holding the mount point (another file system).
-    ok!(vfs.mount("/d/b", f.create()?));
-    let mounted = ok!(vfs.open("/d/b", OpenFlags::DIRECTORY, 0));
-    eq!(ok!(mounted.read_dir_next()).map(|e| e.ino), Some(ok!(vfs.metadata("/d/b")).ino));
-    eq!(ok!(mounted.read_dir_next()).map(|e| e.ino), Some(ok!(vfs.metadata("/d")).ino));
-    Ok(())
-}
-
 /// `utimensat`: explicit times, "now", and "keep" for each of atime and mtime; the change time
 /// moves; a symlink's own times without following; `ENOENT` for a missing path.
 fn set_times(f: &dyn FileSystemFactory) -> Outcome {
@@ -844,62 +732,6 @@ fn unlinked_open_file_lives_on(f: &dyn FileSystemFactory) -> Outcome {
     Ok(())
 }
 
-/// Mounts: separate contents, `..` out of a mount root, `EXDEV`, `EBUSY`, nested and stacked
-/// mounts, unmount.
-fn mounts(f: &dyn FileSystemFactory) -> Outcome {
-    let vfs = fresh(f)?;
-    ok!(vfs.mkdir("/mnt", 0o755));
-    ok!(write_file(&vfs, "/mnt/hidden", b"under"));
-    ok!(write_file(&vfs, "/f", b"root fs"));
-    ok!(vfs.mount("/mnt", f.create()?));
-    eq!(ok!(names(&vfs, "/mnt")), Vec::<String>::new());
-    err!(vfs.metadata("/mnt/hidden"), ENOENT);
-    ok!(write_file(&vfs, "/mnt/g", b"mounted fs"));
-    check!(ok!(vfs.metadata("/mnt/g")).dev != ok!(vfs.metadata("/f")).dev);
-    eq!(ok!(vfs.metadata("/mnt/..")).ino, ok!(vfs.metadata("/")).ino);
-    eq!(ok!(read_file(&vfs, "/mnt/../f")), b"root fs".to_vec());
-    err!(vfs.rename("/f", "/mnt/f"), EXDEV);
-    err!(vfs.rename("/mnt/g", "/g"), EXDEV);
-    err!(vfs.link("/f", "/mnt/f"), EXDEV);
-    err!(vfs.rmdir("/mnt"), EBUSY);
-    err!(vfs.rename("/mnt", "/mnt2"), EBUSY);
-    err!(vfs.mount("/f", f.create()?), ENOTDIR);
-    // Nested mount inside the mount.
-    ok!(vfs.mkdir("/mnt/inner", 0o755));
-    ok!(vfs.mount("/mnt/inner", f.create()?));
-    ok!(write_file(&vfs, "/mnt/inner/h", b"inner"));
-    ok!(vfs.chdir("/mnt/inner"));
-    eq!(ok!(vfs.current_dir()), "/mnt/inner");
-    eq!(ok!(read_file(&vfs, "../../f")), b"root fs".to_vec());
-    ok!(vfs.chdir("/"));
-    eq!(vfs.mounts().len(), 3);
-    err!(vfs.unmount("/mnt"), EBUSY);
-    err!(vfs.unmount("/mnt/g"), EINVAL);
-    err!(vfs.unmount("/"), EBUSY);
-    let open_inner = ok!(vfs.open("/mnt/inner/h", OpenFlags::RDONLY, 0));
-    ok!(vfs.unmount("/mnt/inner"));
-    err!(vfs.metadata("/mnt/inner/h"), ENOENT);
-    let mut buf = [0u8; 5];
-    eq!(ok!(open_inner.read(&mut buf)), 5);
-    ok!(vfs.unmount("/mnt"));
-    eq!(ok!(read_file(&vfs, "/mnt/hidden")), b"under".to_vec());
-    err!(vfs.unmount("/mnt"), EINVAL);
-    // Stacked mounts: the newest hides the older one until it is unmounted.
-    ok!(vfs.mount("/mnt", f.create()?));
-    ok!(write_file(&vfs, "/mnt/lower", b"lower"));
-    ok!(vfs.mount("/mnt", f.create()?));
-    err!(vfs.metadata("/mnt/lower"), ENOENT);
-    eq!(ok!(vfs.metadata("/mnt/..")).ino, ok!(vfs.metadata("/")).ino);
-    ok!(vfs.unmount("/mnt"));
-    eq!(ok!(read_file(&vfs, "/mnt/lower")), b"lower".to_vec());
-    ok!(vfs.unmount("/mnt"));
-    // Symlinks cross mounts.
-    ok!(vfs.mount("/mnt", f.create()?));
-    ok!(vfs.symlink("/f", "/mnt/to_root"));
-    eq!(ok!(read_file(&vfs, "/mnt/to_root")), b"root fs".to_vec());
-    Ok(())
-}
-
 /// `fsync` succeeds on files and directories; `statfs` reports sane values. Where the factory
 /// can show what a crash would leave ([`FileSystemFactory::durable_view`]), what `fsync` (of
 /// the file and its directory) and `sync` promised is there: a `sync` that writes nothing
@@ -937,57 +769,6 @@ fn fsync_statfs(f: &dyn FileSystemFactory) -> Outcome {
         Err(e) => return Err(format!("statfs: {e:?}")),
     }
     err!(vfs.statfs("/missing"), ENOENT);
-    Ok(())
-}
-
-/// Random operations on hostile paths (NUL bytes, `..` chains, over-long names, symlinks to
-/// anywhere, trailing slashes, empty strings) never panic, and leave a namespace that still
-/// works: every answer is `Ok` or an errno, and afterwards `/` lists, and a file can be
-/// created and read back.
-fn hostile_input(f: &dyn FileSystemFactory) -> Outcome {
-    let vfs = fresh(f)?;
-    let long = "x".repeat(300);
-    let pieces: [&str; 14] = ["a", "b", ".", "..", "", "/", "//", "\0", "l", "d/", &long, "a/b", "é", " "];
-    let mut state = 0x5eed_u64;
-    let mut next = |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
-    for _ in 0..3000 {
-        let mut path = String::new();
-        for _ in 0..next(5) {
-            path.push_str(pieces[next(pieces.len())]);
-            if next(2) == 0 {
-                path.push('/');
-            }
-        }
-        if next(2) == 0 {
-            path.insert(0, '/');
-        }
-        let mut other = String::from("/");
-        other.push_str(pieces[next(pieces.len())]);
-        let flags = OpenFlags::from_bits_truncate(next(1 << 20) as u32);
-        let _ = match next(12) {
-            0 => vfs.open(&path, flags, 0o644).map(drop),
-            1 => vfs.mkdir(&path, 0o755),
-            2 => vfs.rmdir(&path),
-            3 => vfs.unlink(&path),
-            4 => vfs.rename(&path, &other),
-            5 => vfs.rename(&other, &path),
-            6 => vfs.link(&path, &other),
-            7 => vfs.symlink(&path, &other),
-            8 => vfs.truncate(&path, next(10_000) as u64),
-            9 => vfs.chdir(&path),
-            10 => vfs.read_dir(&path).map(drop),
-            _ => vfs.symlink_metadata(&path).map(drop),
-        };
-    }
-    ok!(vfs.chdir("/"));
-    ok!(vfs.read_dir("/"));
-    ok!(write_file(&vfs, "/survivor", b"still works"));
-    eq!(ok!(read_file(&vfs, "/survivor")), b"still works".to_vec());
     Ok(())
 }
 
