@@ -16,7 +16,7 @@ pub use fuse_abi::linux::{
     fuse_attr, fuse_attr_out, fuse_batch_forget_in, fuse_create_in, fuse_entry_out, fuse_flush_in, fuse_forget_in,
     fuse_forget_one, fuse_fsync_in, fuse_getattr_in, fuse_in_header, fuse_init_in, fuse_init_out, fuse_kstatfs,
     fuse_link_in, fuse_mkdir_in, fuse_mknod_in, fuse_open_in, fuse_open_out, fuse_out_header, fuse_read_in,
-    fuse_release_in, fuse_rename_in, fuse_rename2_in, fuse_setattr_in, fuse_write_in, fuse_write_out,
+    fuse_fallocate_in, fuse_release_in, fuse_rename_in, fuse_rename2_in, fuse_setattr_in, fuse_write_in, fuse_write_out,
 };
 use fuse_abi::linux as abi;
 use alloc::vec::Vec;
@@ -87,6 +87,8 @@ pub mod op {
     pub const RENAME2: u32 = o::FUSE_RENAME2 as u32;
     /// `FUSE_SYNCFS`
     pub const SYNCFS: u32 = o::FUSE_SYNCFS as u32;
+    /// `FUSE_FALLOCATE`
+    pub const FALLOCATE: u32 = o::FUSE_FALLOCATE as u32;
     /// One past the largest opcode the per-opcode counters track.
     pub const COUNT: usize = 64;
 
@@ -118,6 +120,7 @@ pub mod op {
             RELEASEDIR => "RELEASEDIR",
             FSYNCDIR => "FSYNCDIR",
             CREATE => "CREATE",
+            FALLOCATE => "FALLOCATE",
             DESTROY => "DESTROY",
             BATCH_FORGET => "BATCH_FORGET",
             READDIRPLUS => "READDIRPLUS",

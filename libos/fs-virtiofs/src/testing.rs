@@ -526,6 +526,20 @@ impl FakeServer {
                 let n = node.write_at(offset, data)?;
                 Ok(proto::fuse_write_out { size: n as u32, padding: 0 }.as_bytes().to_vec())
             }
+            op::FALLOCATE => {
+                let request = proto::fuse_fallocate_in::read_from_bytes(body).map_err(|_| Errno::EINVAL)?;
+                let handle = Self::handle(state, request.fh)?;
+                if handle.dir || handle.flags & (O_WRONLY | O_RDWR) == 0 {
+                    return Err(Errno::EBADF);
+                }
+                let node = handle.node.clone();
+                match request.mode {
+                    0 | 1 => node.allocate(request.offset, request.length, request.mode == 1)?,
+                    3 => node.punch_hole(request.offset, request.length)?,
+                    _ => return Err(Errno::EOPNOTSUPP),
+                }
+                Ok(Vec::new())
+            }
             op::STATFS => {
                 let s = state.fs.statfs()?;
                 let out = proto::fuse_kstatfs {

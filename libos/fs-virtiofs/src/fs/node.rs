@@ -175,6 +175,18 @@ impl FuseNode {
 
     // ---- file handles ----
 
+    /// FALLOCATE with `mode` (the host's file system decides what it supports: `EOPNOTSUPP`
+    /// otherwise); the cached attributes are dropped, the size may have changed.
+    pub(super) fn fallocate(&self, offset: u64, length: u64, mode: u32) -> Result<()> {
+        self.regular()?;
+        let target = self.target()?;
+        let fh = self.handle(target, Access::Write)?;
+        let request = proto::fuse_fallocate_in { fh, offset, length, mode, padding: 0 };
+        let result = self.session.call_empty(op::FALLOCATE, target, &[request.as_bytes()]);
+        self.stale();
+        result
+    }
+
     pub(super) fn find_handle(&self, target: Target, need: Access) -> Option<u64> {
         self.handles.lock().iter().find(|h| h.epoch == target.epoch && h.access.serves(need)).map(|h| h.fh)
     }
@@ -498,6 +510,17 @@ impl Node for FuseNode {
             return Err(Errno::EFBIG);
         }
         self.setattr(proto::fuse_setattr_in { valid: proto::FATTR_SIZE, size, ..Default::default() })
+    }
+
+    /// FALLOCATE mode 0 or `FALLOC_FL_KEEP_SIZE` through a writable handle.
+    fn allocate(&self, offset: u64, len: u64, keep_size: bool) -> Result<()> {
+        const FALLOC_FL_KEEP_SIZE: u32 = 1;
+        self.fallocate(offset, len, if keep_size { FALLOC_FL_KEEP_SIZE } else { 0 })
+    }
+
+    /// FALLOCATE `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`.
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<()> {
+        self.fallocate(offset, len, 0x2 | 0x1)
     }
 
     /// FSYNC (FSYNCDIR for a directory) through a handle of this node.

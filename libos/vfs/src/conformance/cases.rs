@@ -153,6 +153,7 @@ pub(super) const ALL: &[Case] = &[
     Case { name: "times_permissions", run: posix::times_permissions },
     Case { name: "access_uses_real_ids", run: posix::access_uses_real_ids },
     Case { name: "special_nodes", run: posix::special_nodes },
+    Case { name: "fallocate", run: posix::fallocate },
     Case { name: "model", run: model },
 ];
 

@@ -262,3 +262,36 @@ pub(super) fn special_nodes(f: &dyn FileSystemFactory) -> Outcome {
     err!(vfs.mknod("/tty", NewNode::CharDevice(makedev(5, 0)), 0o600), EPERM);
     Ok(())
 }
+
+/// fallocate: mode 0 grows the file (the new range reads as zeros), `KEEP_SIZE` does not;
+/// a punched hole reads as zeros and keeps the size; a read-only file is `EBADF`, an empty
+/// range `EINVAL`. A file system without it answers `EOPNOTSUPP` (as Linux's ext2 does).
+pub(super) fn fallocate(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    let file = ok!(vfs.open("/f", NEW, 0o644));
+    match file.allocate(0, 10_000, false) {
+        Err(Errno::EOPNOTSUPP) => return Ok(()),
+        other => ok!(other),
+    }
+    eq!(ok!(vfs.metadata("/f")).size, 10_000);
+    ok!(file.allocate(20_000, 100, true));
+    eq!(ok!(vfs.metadata("/f")).size, 10_000);
+    ok!(file.write_at(4096, b"abcdefgh"));
+    match file.punch_hole(4098, 2) {
+        Err(Errno::EOPNOTSUPP) => {}
+        other => {
+            ok!(other);
+            let mut buf = [1u8; 8];
+            eq!(ok!(file.read_at(4096, &mut buf)), 8);
+            eq!(&buf, b"ab\0\0efgh");
+            eq!(ok!(vfs.metadata("/f")).size, 10_000);
+        }
+    }
+    let mut zeros = [1u8; 16];
+    eq!(ok!(file.read_at(9000, &mut zeros)), 16);
+    check!(zeros.iter().all(|&b| b == 0));
+    err!(file.allocate(0, 0, false), EINVAL);
+    let read_only = ok!(vfs.open("/f", OpenFlags::RDONLY, 0));
+    err!(read_only.allocate(0, 10, false), EBADF);
+    Ok(())
+}
