@@ -31,28 +31,35 @@ mod with_fs {
         libos::fs::vfs()
     }
 
-    /// The absolute path of `path` relative to `dirfd` (`path` itself when it is absolute
-    /// already: no second copy on the common path).
+    /// The path the VFS walks for `path` relative to `dirfd`: `path` itself when it is
+    /// absolute or relative to the current directory (the VFS starts those at its own current
+    /// directory: no lookup of the directory's name, and no re-check of its ancestors, as on
+    /// Linux), else joined to the path the directory `dirfd` was opened by.
     pub fn resolve(dirfd: u64, path: String) -> Result<String> {
         if path.is_empty() {
             return Err(Errno::ENOENT);
         }
-        if path.starts_with('/') {
+        if path.starts_with('/') || dirfd as i64 == AT_FDCWD {
             return Ok(path);
         }
-        let base = if dirfd as i64 == AT_FDCWD {
-            vfs()?.current_dir()?
-        } else {
-            match &*fd::get(dirfd)? {
-                Object::File(_, Some(directory)) => directory.clone(),
-                _ => return Err(Errno::ENOTDIR),
-            }
+        let base = match &*fd::get(dirfd)? {
+            Object::File(_, Some(directory)) => directory.clone(),
+            _ => return Err(Errno::ENOTDIR),
         };
+        join(base, &path)
+    }
+
+    /// `path` as an absolute path (relative ones joined to the current directory).
+    fn absolute(path: String) -> Result<String> {
+        if path.starts_with('/') { Ok(path) } else { join(vfs()?.current_dir()?, &path) }
+    }
+
+    fn join(base: String, path: &str) -> Result<String> {
         let mut joined = base;
         if !joined.ends_with('/') {
             joined.push('/');
         }
-        joined.push_str(&path);
+        joined.push_str(path);
         Ok(joined)
     }
 
@@ -91,7 +98,8 @@ mod with_fs {
             let pipe = crate::events::fifo::open(&file, u64::from(flags))?;
             return fd::insert(pipe, flags & o::CLOEXEC != 0);
         }
-        let directory = file.node().file_type().is_dir().then(|| path);
+        // A directory keeps the absolute path it was opened by, for `*at` calls through it.
+        let directory = if file.node().file_type().is_dir() { Some(absolute(path)?) } else { None };
         fd::insert(Object::File(file, directory), flags & o::CLOEXEC != 0)
     }
 
