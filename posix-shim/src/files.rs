@@ -13,7 +13,7 @@ pub use with_fs::*;
 mod with_fs {
     use crate::abi::{Stat, open_flags as o};
     use crate::fd::{self, Object};
-    use crate::user;
+    use crate::user::{self, KernelStr};
     use alloc::string::String;
     use libos::fs::vfs::{FileType, Metadata, OpenFlags, SeekFrom};
     use libos::fs::vfs as vfs_crate;
@@ -35,7 +35,7 @@ mod with_fs {
     /// absolute or relative to the current directory (the VFS starts those at its own current
     /// directory: no lookup of the directory's name, and no re-check of its ancestors, as on
     /// Linux), else joined to the path the directory `dirfd` was opened by.
-    pub fn resolve(dirfd: u64, path: String) -> Result<String> {
+    pub fn resolve(dirfd: u64, path: KernelStr) -> Result<KernelStr> {
         if path.is_empty() {
             return Err(Errno::ENOENT);
         }
@@ -46,25 +46,25 @@ mod with_fs {
             Object::File(_, Some(directory)) => directory.clone(),
             _ => return Err(Errno::ENOTDIR),
         };
-        join(base, &path)
+        Ok(KernelStr::Heap(join(base, &path)))
     }
 
     /// `path` as an absolute path (relative ones joined to the current directory).
-    fn absolute(path: String) -> Result<String> {
-        if path.starts_with('/') { Ok(path) } else { join(vfs()?.current_dir()?, &path) }
+    fn absolute(path: KernelStr) -> Result<String> {
+        if path.starts_with('/') { Ok(String::from(&*path)) } else { Ok(join(vfs()?.current_dir()?, &path)) }
     }
 
-    fn join(base: String, path: &str) -> Result<String> {
+    fn join(base: String, path: &str) -> String {
         let mut joined = base;
         if !joined.ends_with('/') {
             joined.push('/');
         }
         joined.push_str(path);
-        Ok(joined)
+        joined
     }
 
     /// Copies the path argument at `addr` into the kernel and resolves it against `dirfd`.
-    pub(crate) fn path_arg(dirfd: u64, addr: u64) -> Result<String> {
+    pub(crate) fn path_arg(dirfd: u64, addr: u64) -> Result<KernelStr> {
         // SAFETY: checked by `c_string`; the C program vouches for the rest (syscall contract).
         let path = unsafe { user::c_string(addr, PATH_MAX)? };
         resolve(dirfd, path)

@@ -96,24 +96,59 @@ pub fn iovec_buffers(iov: u64, count: u64) -> Result<Vec<(u64, u64)>> {
     Ok(out)
 }
 
+/// A string copied from the program: up to [`KernelStr::INLINE`] bytes in place (the
+/// common path: no heap allocation per system call), longer ones on the heap. Always valid
+/// UTF-8 (checked once, on the copy, which the program cannot reach).
+pub enum KernelStr {
+    /// A short string: its length and bytes.
+    Inline(usize, [u8; KernelStr::INLINE]),
+    /// A long string, or one the kernel built (a joined path).
+    Heap(String),
+}
+
+impl KernelStr {
+    /// The longest string kept in place.
+    pub const INLINE: usize = 192;
+}
+
+impl core::ops::Deref for KernelStr {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            // SAFETY: `Inline` is only built by `c_string`, after `from_utf8` accepted
+            // exactly these `len` bytes, and nothing mutates them afterwards.
+            KernelStr::Inline(len, bytes) => unsafe { core::str::from_utf8_unchecked(&bytes[..*len]) },
+            KernelStr::Heap(string) => string,
+        }
+    }
+}
+
 /// A copy of the NUL-terminated string at `addr` (at most `max` bytes before the NUL), as
 /// UTF-8. The kernel works on its own copy, validated after copying, so another thread
 /// rewriting the bytes meanwhile cannot make a walk see a string change under it (or stop
 /// being UTF-8 after the check). Errors: `EFAULT` for a bad pointer, `ENAMETOOLONG` past
 /// `max`, `EINVAL` for non-UTF-8 bytes (the VFS works on `str` paths), `ENOMEM` when the heap
-/// cannot hold the copy.
+/// cannot hold a long copy.
 ///
 /// # Safety
 /// As [`slice`], for every byte up to the NUL.
-pub unsafe fn c_string(addr: u64, max: usize) -> Result<String> {
+pub unsafe fn c_string(addr: u64, max: usize) -> Result<KernelStr> {
     // SAFETY: the caller's contract.
     let len = unsafe { c_str_len(addr, max)? };
-    let mut copy = Vec::new();
-    copy.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
     // SAFETY: `c_str_len` checked and read the same `len` bytes; reading them again sees
     // whatever the program has there now, which is validated below, in the copy.
-    copy.extend_from_slice(unsafe { core::slice::from_raw_parts(addr as *const u8, len) });
-    String::from_utf8(copy).map_err(|_| Errno::EINVAL)
+    let source = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+    if len <= KernelStr::INLINE {
+        let mut bytes = [0u8; KernelStr::INLINE];
+        bytes[..len].copy_from_slice(source);
+        core::str::from_utf8(&bytes[..len]).map_err(|_| Errno::EINVAL)?;
+        return Ok(KernelStr::Inline(len, bytes));
+    }
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
+    copy.extend_from_slice(source);
+    String::from_utf8(copy).map(KernelStr::Heap).map_err(|_| Errno::EINVAL)
 }
 
 /// The length of the NUL-terminated string at `addr`: `ENAMETOOLONG` past `max`.
@@ -186,6 +221,11 @@ mod tests {
         let text = b"hello\0";
         // SAFETY: a live NUL-terminated buffer.
         assert_eq!(unsafe { c_string(text.as_ptr() as u64, 100) }.as_deref(), Ok("hello"));
+        let long = [b'L'; 300];
+        let mut long_z = long.to_vec();
+        long_z.push(0);
+        // SAFETY: a live NUL-terminated buffer longer than the inline room.
+        assert_eq!(unsafe { c_string(long_z.as_ptr() as u64, 4096) }.as_deref().map(str::len), Ok(300));
         // SAFETY: as above.
         assert_eq!(unsafe { c_string(text.as_ptr() as u64, 3) }, Err(Errno::ENAMETOOLONG));
         // SAFETY: null is rejected before any read.
