@@ -227,9 +227,9 @@ mod tests {
         // SAFETY: a live NUL-terminated buffer longer than the inline room.
         assert_eq!(unsafe { c_string(long_z.as_ptr() as u64, 4096) }.as_deref().map(str::len), Ok(300));
         // SAFETY: as above.
-        assert_eq!(unsafe { c_string(text.as_ptr() as u64, 3) }, Err(Errno::ENAMETOOLONG));
+        assert_eq!(unsafe { c_string(text.as_ptr() as u64, 3) }.err(), Some(Errno::ENAMETOOLONG));
         // SAFETY: null is rejected before any read.
-        assert_eq!(unsafe { c_string(0, 3) }, Err(Errno::EFAULT));
+        assert_eq!(unsafe { c_string(0, 3) }.err(), Some(Errno::EFAULT));
         let utf8 = "grüße\0";
         // SAFETY: a live NUL-terminated buffer.
         assert_eq!(unsafe { c_string(utf8.as_ptr() as u64, 100) }.as_deref(), Ok("grüße"));
@@ -244,6 +244,6 @@ mod tests {
         }
         let bad = b"a\xffb\0";
         // SAFETY: as above.
-        assert_eq!(unsafe { c_string(bad.as_ptr() as u64, 100) }, Err(Errno::EINVAL));
+        assert_eq!(unsafe { c_string(bad.as_ptr() as u64, 100) }.err(), Some(Errno::EINVAL));
     }
 }
