@@ -49,6 +49,17 @@ pub struct VirtioRng {
     requests: RequestQueue,
 }
 
+/// A dropped driver resets its device first: the ring memory goes with the driver, and a live
+/// device would read it later (QEMU's virtio-rng looks at its queue again when its rate-limit
+/// period ends, and then found freed memory: "Guest moved used index from 1 to 0").
+impl Drop for VirtioRng {
+    fn drop(&mut self) {
+        if !libos_virtio::reset(&*self.transport) {
+            log::error!("virtio-rng at {}: the device did not confirm its reset", self.transport.describe());
+        }
+    }
+}
+
 impl core::fmt::Debug for VirtioRng {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("VirtioRng").field("transport", &self.transport.describe()).finish()

@@ -274,6 +274,22 @@ pub fn finish_initialization(transport: &dyn Transport) {
     transport.set_status(status::ACKNOWLEDGE | status::DRIVER | features_ok | status::DRIVER_OK);
 }
 
+/// How many times [`reset`] reads the status back waiting for the reset to show.
+const RESET_POLLS: u32 = 1_000_000;
+
+/// Resets the device (status 0) and waits until it reads back 0: from then on the device
+/// touches none of the driver's memory, so its rings may be freed. False when the device never
+/// showed the reset (broken beyond what a driver can contain; the caller logs it).
+pub fn reset(transport: &dyn Transport) -> bool {
+    transport.set_status(0);
+    let mut polls = 0;
+    while transport.status() != 0 && polls < RESET_POLLS {
+        core::hint::spin_loop();
+        polls += 1;
+    }
+    polls < RESET_POLLS
+}
+
 /// Routes device interrupt `irq` of `transport` to `handler(data)`: registers the handler and
 /// lets the interrupt through (wired line or MSI-X vector). The error says which step failed,
 /// for the driver's log; the driver then keeps polling.

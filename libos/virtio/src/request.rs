@@ -37,8 +37,6 @@ use libos_core::{Errno, Result};
 
 /// `RequestQueue::interrupt` while the queue polls.
 const NO_INTERRUPT: u32 = u32::MAX;
-/// How many times [`RequestQueue::fail`] reads the status back waiting for the reset to show.
-const RESET_POLLS: u32 = 1_000_000;
 
 /// Counters for benchmarks and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -357,13 +355,7 @@ impl RequestQueue {
             return;
         }
         log::error!("{}: {why}; resetting the device, its requests fail with EIO", transport.describe());
-        transport.set_status(0);
-        let mut polls = 0;
-        while transport.status() != 0 && polls < RESET_POLLS {
-            core::hint::spin_loop();
-            polls += 1;
-        }
-        if polls == RESET_POLLS {
+        if !crate::reset(transport) {
             // The callers are released anyway (keeping them waiting would hang them for
             // ever); a device that ignores a reset is broken beyond what a driver can contain.
             log::error!("{}: the device did not confirm its reset", transport.describe());
