@@ -10,7 +10,7 @@
 //!   normal memory (not a hole, a guard page or a device window) and, for a buffer the kernel
 //!   writes, writable (a read-only ELF segment, text). One table walk per page or large page,
 //!   so a buffer inside one 2 MiB page of the identity map costs one walk;
-//! - the shim's own record of `mmap` protections ([`crate::mem::check_protection`]): memory
+//! - the shim's own record of `mmap` protections (`mem::check_protection`): memory
 //!   that `mmap`/`mprotect` made read-only or `PROT_NONE` lives in heap pages the hardware
 //!   keeps read-write, so the shim refuses it itself.
 //!
