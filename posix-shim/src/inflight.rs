@@ -12,8 +12,8 @@
 //! the I/O completes, and the data lands in them, not in whatever the heap would have
 //! reused the memory for.
 //!
-//! Pins live in `SLOTS` fixed slots of two atomics each, so a `read` pays two compare-
-//! and-swaps and a few stores, no lock and no allocation. More concurrent calls than slots
+//! Pins live in `SLOTS` fixed slots of two atomics each, so a `read` pays one compare-
+//! and-swap and a few stores, no lock and no allocation. More concurrent calls than slots
 //! count in `OVERFLOW`, which makes every unmap defer (correct, just less prompt).
 //! A call that registers its pin only after an unmap removed its buffer was given an
 //! unmapped pointer: as on Linux, that is the program's own use-after-unmap.
