@@ -8,7 +8,7 @@
 
 use crate::abi::{Timespec, nr};
 use crate::fd::{self, Object};
-use crate::{control, events, mem, net, signal, thread, user};
+use crate::{control, events, inflight, mem, net, signal, thread, user};
 #[cfg(feature = "fs")]
 use crate::{attrs, creds, files, locks};
 use alloc::collections::BTreeSet;
@@ -54,6 +54,8 @@ pub fn log_refused(what: &str, value: u64, error: Errno) {
 
 /// Ends the program (and the VM) with `code` (`exit_group`, a fatal signal, the last thread).
 pub fn exit_program(code: i32) -> ! {
+    // As the kernel's final unmap on Linux: shared file mappings reach their files.
+    mem::write_back_all();
     libos::process::exit(code & 0xff)
 }
 
@@ -418,6 +420,7 @@ fn read(fd_number: u64, buf: u64, len: u64) -> Result<u64> {
     let object = fd::get(fd_number)?;
     // SAFETY: checked by `slice_mut`; the C program vouches for the buffer (syscall contract).
     let buf = unsafe { user::slice_mut(buf, len)? };
+    let _pin = inflight::pin(buf.as_ptr() as u64, buf.as_ptr() as u64 + len);
     object.read(buf).map(|n| n as u64)
 }
 
@@ -425,6 +428,7 @@ fn write(fd_number: u64, buf: u64, len: u64) -> Result<u64> {
     let object = fd::get(fd_number)?;
     // SAFETY: as in `read`.
     let buf = unsafe { user::slice(buf, len)? };
+    let _pin = inflight::pin(buf.as_ptr() as u64, buf.as_ptr() as u64 + len);
     object.write(buf).map(|n| n as u64)
 }
 
@@ -435,6 +439,7 @@ fn pread(fd_number: u64, buf: u64, len: u64, offset: u64) -> Result<u64> {
     }
     // SAFETY: as in `read`.
     let buf = unsafe { user::slice_mut(buf, len)? };
+    let _pin = inflight::pin(buf.as_ptr() as u64, buf.as_ptr() as u64 + len);
     object.read_at(offset, buf).map(|n| n as u64)
 }
 
@@ -445,6 +450,7 @@ fn pwrite(fd_number: u64, buf: u64, len: u64, offset: u64) -> Result<u64> {
     }
     // SAFETY: as in `read`.
     let buf = unsafe { user::slice(buf, len)? };
+    let _pin = inflight::pin(buf.as_ptr() as u64, buf.as_ptr() as u64 + len);
     object.write_at(offset, buf).map(|n| n as u64)
 }
 
@@ -463,9 +469,16 @@ fn iovecs(iov: u64, count: u64) -> Result<alloc::vec::Vec<(u64, u64)>> {
 fn readv(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
     let object = fd::get(fd_number)?;
     let mut total = 0u64;
-    for (base, len) in iovecs(iov, count)? {
-        // SAFETY: as in `read`; the range was checked by `iovecs`.
-        let buf = unsafe { user::slice_mut(base, len)? };
+    let buffers = iovecs(iov, count)?;
+    let _pin = inflight::pin_all(&buffers);
+    for (base, len) in buffers {
+        // SAFETY: as in `read`; the range was checked by `iovecs`. A buffer the program may
+        // not write ends the transfer: EFAULT, or the bytes read so far, as on Linux.
+        let buf = match unsafe { user::slice_mut(base, len) } {
+            Ok(buf) => buf,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        };
         let n = match object.read(buf) {
             Ok(n) => n,
             Err(e) if total == 0 => return Err(e),
@@ -487,9 +500,15 @@ fn writev(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
         return net::writev(socket, iov, count); // the pieces leave together
     }
     let mut total = 0u64;
-    for (base, len) in iovecs(iov, count)? {
+    let buffers = iovecs(iov, count)?;
+    let _pin = inflight::pin_all(&buffers);
+    for (base, len) in buffers {
         // SAFETY: as in `read`; the range was checked by `iovecs`.
-        let buf = unsafe { user::slice(base, len)? };
+        let buf = match unsafe { user::slice(base, len) } {
+            Ok(buf) => buf,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        };
         let n = match object.write(buf) {
             Ok(n) => n,
             Err(e) if total == 0 => return Err(e),

@@ -9,7 +9,11 @@
 //! (corrupt or truncated headers), another machine or class, a `PT_INTERP` (a dynamically
 //! linked program needs a dynamic loader libos does not have), segments that reach past the end
 //! of the file, overlap in a way that would need a page both writable and executable (W^X), or
-//! exceed [`MAX_IMAGE`].
+//! exceed [`MAX_IMAGE`]. [`check_reserved`] then refuses a plan whose pages would cover the
+//! kernel image, low firmware memory or a device window (the platform's
+//! `hal::Platform::reserved_regions`): mapping a program page there would replace the
+//! kernel's view of a device (or fail half-way), so such a file is not an executable for this
+//! machine.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -18,7 +22,7 @@ use elf::ElfBytes;
 use elf::abi::{ET_DYN, ET_EXEC, PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD, PT_PHDR};
 use elf::endian::LittleEndian;
 use elf::file::Class;
-pub use libos::hal::Protection;
+pub use libos::hal::{MemoryRegion, Protection};
 
 /// Where a static-PIE program's lowest segment is placed: far above RAM and device addresses
 /// on both architectures (64 TiB, inside the 47-bit half of x86_64's canonical addresses).
@@ -65,6 +69,8 @@ pub enum ElfError {
     WriteAndExecute(u64),
     /// The segments span more than [`MAX_IMAGE`].
     TooLarge(u64),
+    /// A page would lie in memory the platform keeps for itself (the page, what is there).
+    Reserved(u64, &'static str),
 }
 
 impl fmt::Display for ElfError {
@@ -80,6 +86,7 @@ impl fmt::Display for ElfError {
             ElfError::BadSegment(why) => write!(f, "bad program header: {why}"),
             ElfError::WriteAndExecute(page) => write!(f, "page {page:#x} would be writable and executable"),
             ElfError::TooLarge(span) => write!(f, "segments span {span} bytes (at most {MAX_IMAGE})"),
+            ElfError::Reserved(page, what) => write!(f, "page {page:#x} would overlap {what}"),
         }
     }
 }
@@ -265,6 +272,18 @@ pub fn plan(file: &[u8], machine: u16) -> Result<LoadPlan, ElfError> {
     })
 }
 
+/// Refuses `plan` when one of its page runs overlaps one of `reserved` (each a region and
+/// what it holds, from `hal::Platform::reserved_regions`): [`ElfError::Reserved`] with the
+/// first page of the run that overlaps.
+pub fn check_reserved(plan: &LoadPlan, reserved: &[(MemoryRegion, &'static str)]) -> Result<(), ElfError> {
+    for run in &plan.runs {
+        if let Some((region, what)) = reserved.iter().find(|(r, _)| !r.is_empty() && r.start < run.end && run.start < r.end) {
+            return Err(ElfError::Reserved(run.start.max(region.start & !(PAGE - 1)), what));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,5 +428,21 @@ mod tests {
                 PageRun { start: 0x40_3000, end: 0x40_4000, protection: Protection::ReadWrite },
             ]
         );
+    }
+
+    #[test]
+    fn segments_over_the_kernel_or_devices_are_refused() {
+        let plan = plan(&program(2, 0x40_0000), EM_X86_64).unwrap();
+        let region = |start, end| MemoryRegion { start, end };
+        // Beside the program: fine; touching its first or last byte: refused.
+        let clear = [(region(0, 0x10_0000), "low memory"), (region(0x100_0000, 0x140_0000), "the kernel image")];
+        assert_eq!(check_reserved(&plan, &clear), Ok(()));
+        let last = plan.runs.last().unwrap().end;
+        let device = [(region(last - 1, last + 0x200), "a virtio-mmio window")];
+        assert_eq!(check_reserved(&plan, &device), Err(ElfError::Reserved(last - PAGE, "a virtio-mmio window")));
+        let kernel = [(region(0x30_0000, 0x40_1000), "the kernel image")];
+        assert_eq!(check_reserved(&plan, &kernel), Err(ElfError::Reserved(0x40_0000, "the kernel image")));
+        assert_eq!(check_reserved(&plan, &[(region(0x40_0000, 0x40_0000), "empty")]), Ok(()));
+        assert!(check_reserved(&plan, &device).unwrap_err().to_string().contains("virtio-mmio"));
     }
 }

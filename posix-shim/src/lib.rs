@@ -49,6 +49,7 @@ pub use libos;
 
 pub mod abi;
 pub mod elf;
+pub mod inflight;
 pub mod ranges;
 pub mod sockaddr;
 pub mod start;

@@ -5,6 +5,8 @@
 //! copied in, then each run given its segment's protection (R, RW or RX; never writable and
 //! executable). It then starts the program like a linked C app: the same initial stack (with
 //! `AT_PHDR`/`AT_PHNUM`/`AT_ENTRY` of the loaded file, `AT_BASE` 0), the same system-call table.
+//! Before mapping anything it refuses a file whose pages would cover memory the platform
+//! keeps (the kernel image, device windows: [`crate::elf::check_reserved`]).
 //!
 //! Exit codes when the program cannot start, as a shell reports them: [`NOT_FOUND`] when the
 //! file cannot be read, [`CANNOT_EXECUTE`] when it is not a static executable for this machine
@@ -46,6 +48,10 @@ pub fn run_elf_program() -> i32 {
             return CANNOT_EXECUTE;
         }
     };
+    if let Err(e) = elf::check_reserved(&plan, &libos::hal::platform().reserved_regions()) {
+        libos::println!("posix-shim: cannot run {path}: {e}");
+        return CANNOT_EXECUTE;
+    }
     if let Err(e) = load(&file, &plan) {
         libos::println!("posix-shim: cannot load {path}: mapping its segments failed: {e}");
         return CANNOT_EXECUTE;

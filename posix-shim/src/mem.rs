@@ -7,19 +7,30 @@
 //! goes back to the heap when its last page is unmapped (musl's allocator unmaps parts of
 //! regions). Differences from Linux, all documented behaviour rather than accidents:
 //!
-//! - protections are not enforced on this memory: `mprotect` validates its arguments and
-//!   succeeds, and `PROT_NONE` pages stay accessible (the platform maps the heap read-write).
-//!   A loaded ELF program's own pages are the exception: `mprotect` there applies `PROT_READ`,
-//!   `PROT_READ|PROT_WRITE` and `PROT_READ|PROT_EXEC` through the platform and leaves
-//!   `PROT_NONE` as it was. Writable + executable is refused everywhere with `EACCES` (W^X, as
-//!   Linux with an execmem-denying security policy);
-//! - a `MAP_SHARED` file mapping is a copy: stores reach the file at `msync` or `munmap`, and
-//!   a `write` to the file is not seen by an existing mapping;
+//! - the program's own loads and stores are not checked against protections on this memory
+//!   (the platform maps the heap read-write), so `PROT_NONE` pages stay accessible to it. The
+//!   kernel does honour them: every mapping records its protection, and a system call that
+//!   would read a `PROT_NONE` mapping or write one without `PROT_WRITE` (a `read()` into a
+//!   buffer the program made read-only) fails with `EFAULT` ([`check_protection`], asked by
+//!   `user.rs` before any copy or DMA). A loaded ELF program's own pages are enforced by the
+//!   hardware too: `mprotect` there applies `PROT_READ`, `PROT_READ|PROT_WRITE` and
+//!   `PROT_READ|PROT_EXEC` through the platform and leaves `PROT_NONE` as it was. Writable +
+//!   executable is refused everywhere with `EACCES` (W^X, as Linux with an execmem-denying
+//!   security policy);
+//! - a `MAP_SHARED` file mapping is a copy: stores reach the file at `msync`, `munmap`,
+//!   `mremap` (which moves the file backing with the mapping) and program exit
+//!   ([`write_back_all`]), and a `write` to the file is not seen by an existing mapping;
+//! - unmapping memory that a call in flight still reads or fills (a blocking `read` in
+//!   another thread) removes the range at once but parks its heap memory until the call ends
+//!   (see [`crate::inflight`]), so the data never lands in reused memory;
 //! - `MAP_FIXED` and `MREMAP_FIXED` cannot place memory at a chosen address: `ENOMEM`;
 //! - `brk` grows inside one reservation of [`BRK_RESERVE`] bytes taken at the first call;
 //!   beyond it `brk` fails as Linux does when the break cannot move (musl then uses `mmap`).
 
 use crate::fd::{self, Object};
+use crate::inflight;
+use core::sync::atomic::{AtomicBool, Ordering};
+use libos::hal::Access;
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use crate::ranges::{Piece, RangeMap, Slice};
 use alloc::sync::Arc;
@@ -97,6 +108,8 @@ struct Backing {
 struct Mapping {
     allocation: Arc<Allocation>,
     shared: Option<Backing>,
+    /// The `PROT_*` bits the program asked for (checked by the kernel, see the module docs).
+    prot: u64,
 }
 
 impl Slice for Mapping {
@@ -104,7 +117,7 @@ impl Slice for Mapping {
         // No overflow: `mmap` refuses a file range whose end does not fit in 64 bits, and `by`
         // stays inside the range.
         let shared = self.shared.as_ref().map(|b| Backing { object: b.object.clone(), offset: b.offset + by });
-        Mapping { allocation: self.allocation.clone(), shared }
+        Mapping { allocation: self.allocation.clone(), shared, prot: self.prot }
     }
 }
 
@@ -118,6 +131,78 @@ struct BrkState {
 }
 
 static MAPPINGS: Mutex<RangeMap<Mapping>> = Mutex::new(RangeMap::new());
+/// Set (for good) once some mapping was not readable and writable: until then
+/// [`check_protection`] answers without taking the lock, so programs that never restrict
+/// their mappings pay nothing for it.
+static RESTRICTED: AtomicBool = AtomicBool::new(false);
+/// Unmapped pieces whose memory a call in flight may still use ([`crate::inflight`]).
+static PARKED: Mutex<Vec<Range>> = Mutex::new(Vec::new());
+
+fn note_protection(prot: u64) {
+    if prot & (PROT_READ | PROT_WRITE) != PROT_READ | PROT_WRITE {
+        RESTRICTED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `EFAULT` when `[start, end)` touches a mapping whose protection forbids `access` for the
+/// kernel: `PROT_NONE` for any access, no `PROT_WRITE` for a write. Memory outside the shim's
+/// mappings is left to the page-table check.
+pub fn check_protection(start: u64, end: u64, access: Access) -> Result<()> {
+    if !RESTRICTED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let need = match access {
+        Access::Read => PROT_READ | PROT_WRITE | PROT_EXEC,
+        Access::Write => PROT_WRITE,
+    };
+    if MAPPINGS.lock().overlapping(start, end).any(|p| p.value.prot & need == 0) {
+        return Err(Errno::EFAULT);
+    }
+    Ok(())
+}
+
+/// Frees parked pieces no call in flight pins any more (called as pins are dropped).
+pub fn release_deferred() {
+    let released: Vec<Range> = {
+        let mut parked = PARKED.lock();
+        let (keep, release): (Vec<Range>, Vec<Range>) =
+            core::mem::take(&mut *parked).into_iter().partition(|r| inflight::overlaps(r.start, r.start + r.len));
+        *parked = keep;
+        if parked.is_empty() {
+            inflight::DEFERRED.store(false, Ordering::SeqCst);
+        }
+        release
+    };
+    drop(released); // frees allocations outside the lock
+}
+
+/// Releases removed pieces: parks those a call in flight pins, drops the rest.
+fn release(removed: Vec<Range>) {
+    let (pinned, free): (Vec<Range>, Vec<Range>) = removed.into_iter().partition(|r| inflight::overlaps(r.start, r.start + r.len));
+    if !pinned.is_empty() {
+        // Set before the pieces are visible, so a pin dropped meanwhile looks at the list.
+        inflight::DEFERRED.store(true, Ordering::SeqCst);
+        PARKED.lock().extend(pinned);
+        // A pin dropped between the check and the push did not see these pieces: look again.
+        release_deferred();
+    }
+    drop(free);
+}
+
+/// Writes every shared file mapping back (at program exit, as the kernel's final `munmap`).
+pub fn write_back_all() {
+    let pieces: Vec<Range> = MAPPINGS
+        .lock()
+        .iter()
+        .filter(|p| p.value.shared.is_some())
+        .map(|p| Piece { start: p.start, len: p.len, value: p.value.clone() })
+        .collect();
+    for range in &pieces {
+        if let Err(e) = write_back(range) {
+            log::warn!("posix-shim: writing a shared mapping back at exit failed: {e:?}");
+        }
+    }
+}
 static BRK: Mutex<BrkState> = Mutex::new(BrkState { base: 0, current: 0, _allocation: None });
 
 fn page_round(len: u64) -> Result<u64> {
@@ -182,7 +267,8 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd_number: u64, offset: 
         // Anonymous shared memory is private memory in a single-process system.
     }
     // A fresh heap allocation cannot overlap a live mapping.
-    MAPPINGS.lock().insert(start, len, Mapping { allocation, shared }).map_err(|_| Errno::ENOMEM)?;
+    note_protection(prot);
+    MAPPINGS.lock().insert(start, len, Mapping { allocation, shared, prot }).map_err(|_| Errno::ENOMEM)?;
     Ok(start)
 }
 
@@ -224,7 +310,7 @@ pub fn munmap(addr: u64, len: u64) -> Result<u64> {
             result = Err(e);
         }
     }
-    drop(removed); // frees allocations whose last range went
+    release(removed); // frees allocations whose last range went, unless I/O is in flight
     result
 }
 
@@ -262,9 +348,21 @@ pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64, _new_addr: u64) 
     let old_len = page_round(old_len)?;
     let new_len = page_round(new_len)?;
     let old_end = old.checked_add(old_len).ok_or(Errno::EFAULT)?;
-    if !MAPPINGS.lock().covers(old, old_end) {
-        return Err(Errno::EFAULT);
-    }
+    // The new mapping takes the protection and file backing of the old range. Linux refuses
+    // to move a range spanning several mappings (`EFAULT`); this map does not merge
+    // neighbours, so pieces alike (same protection, anonymous) count as one.
+    let first = {
+        let mappings = MAPPINGS.lock();
+        if !mappings.covers(old, old_end) {
+            return Err(Errno::EFAULT);
+        }
+        let first = mappings.overlapping(old, old_end).next().map(|p| (p.start, p.value.clone()));
+        let alike = |p: &Piece<&Mapping>| first.as_ref().is_some_and(|(_, f)| f.shared.is_none() && p.value.shared.is_none() && p.value.prot == f.prot);
+        if new_len > old_len && mappings.overlapping(old, old_end).count() > 1 && !mappings.overlapping(old, old_end).all(|p| alike(&p)) {
+            return Err(Errno::EFAULT);
+        }
+        first
+    };
     if new_len <= old_len {
         if new_len < old_len {
             munmap(old + new_len, old_len - new_len)?;
@@ -274,9 +372,28 @@ pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64, _new_addr: u64) 
     if flags & MREMAP_MAYMOVE == 0 {
         return Err(Errno::ENOMEM);
     }
-    let new = mmap(0, new_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, u64::MAX, 0)?;
-    // SAFETY: both ranges are mapped by this shim (checked above / just made) and distinct.
+    let (piece_start, value) = first.ok_or(Errno::EFAULT)?;
+    let value = value.advanced(old - piece_start);
+    let allocation = Allocation::new(new_len)?;
+    let new = allocation.ptr as u64;
+    // SAFETY: the old range is mapped by this shim (checked above), the new one was just
+    // allocated, `new_len > old_len` bytes; they are distinct.
     unsafe { core::ptr::copy_nonoverlapping(old as *const u8, new as *mut u8, old_len as usize) };
+    let shared = value.shared.map(|backing| {
+        // The grown tail maps the file's next bytes, as on Linux (zeros past its end).
+        // SAFETY: the tail of the fresh allocation; nothing else refers to it yet.
+        let tail = unsafe { core::slice::from_raw_parts_mut((new + old_len) as *mut u8, (new_len - old_len) as usize) };
+        let mut done = 0;
+        while done < tail.len() {
+            match backing.object.read_at(backing.offset + old_len + done as u64, &mut tail[done..]) {
+                Ok(n) if n > 0 => done += n,
+                _ => break,
+            }
+        }
+        backing
+    });
+    MAPPINGS.lock().insert(new, new_len, Mapping { allocation, shared, prot: value.prot }).map_err(|_| Errno::ENOMEM)?;
+    // Writes the old range's shared bytes back (the new mapping's copy of them is the same).
     munmap(old, old_len)?;
     Ok(new)
 }
@@ -287,9 +404,19 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<u64> {
         return Err(Errno::EINVAL);
     }
     let len = page_round(len)?;
-    addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+    let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
     // W^X also for memory that is never executable.
     protect_program_pages(addr, len, prot)?;
+    let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
+    let mut mappings = MAPPINGS.lock();
+    if mappings.overlapping(addr, end).any(|p| p.value.prot != prot) {
+        note_protection(prot);
+        for mut piece in mappings.cut(addr, end) {
+            piece.value.prot = prot;
+            // Cannot fail: the piece was just cut out of the map.
+            let _ = mappings.insert(piece.start, piece.len, piece.value);
+        }
+    }
     Ok(0)
 }
 

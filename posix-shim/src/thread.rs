@@ -323,7 +323,7 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, addr2: u64, val3: u64) 
     if addr % 4 != 0 {
         return Err(Errno::EINVAL);
     }
-    user::check_range(addr, 4)?;
+    user::check_access(addr, 4, libos::hal::Access::Read)?;
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
     match cmd {
         FUTEX_WAIT | FUTEX_WAIT_BITSET => {
@@ -352,7 +352,7 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, addr2: u64, val3: u64) 
             if addr2 % 4 != 0 {
                 return Err(Errno::EINVAL);
             }
-            user::check_range(addr2, 4)?;
+            user::check_access(addr2, 4, libos::hal::Access::Read)?;
             futex_requeue(addr, val as u32, timeout as u32, addr2, (cmd == FUTEX_CMP_REQUEUE).then_some(val3 as u32))
         }
         _ => {

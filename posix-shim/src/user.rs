@@ -1,15 +1,29 @@
 //! Checks on pointers that C code passes to system calls.
 //!
-//! Everything runs in one address space, so a "user pointer" is a kernel pointer. What is
-//! checked, because it is cheap and catches the usual mistakes: null and the unmapped first
-//! page, ranges that wrap around, and ranges beyond the canonical lower half (x86_64) / 48-bit
-//! space (aarch64): those give `EFAULT`. What is not checked: that the range is mapped, or that
-//! it does not overlap the kernel's own data. A C program that passes a wild pointer into
-//! mapped memory gets its write done there, as with any code in a unikernel; one that passes
-//! an unmapped pointer faults inside the kernel, which reports a fatal exception.
+//! Everything runs in one address space, so a "user pointer" is a kernel pointer. Before the
+//! kernel touches a buffer (or hands it to a device for DMA) it checks, giving `EFAULT`
+//! instead of a kernel fault or a write where the program may not write:
+//!
+//! - plausibility ([`check_range`]): null and the unmapped first page, ranges that wrap
+//!   around, ranges beyond the canonical lower half (x86_64) / 48-bit space (aarch64);
+//! - the live page tables ([`libos::hal::Platform::user_access_end`]): every page mapped as
+//!   normal memory (not a hole, a guard page or a device window) and, for a buffer the kernel
+//!   writes, writable (a read-only ELF segment, text). One table walk per page or large page,
+//!   so a buffer inside one 2 MiB page of the identity map costs one walk;
+//! - the shim's own record of `mmap` protections (`mem::check_protection`): memory
+//!   that `mmap`/`mprotect` made read-only or `PROT_NONE` lives in heap pages the hardware
+//!   keeps read-write, so the shim refuses it itself.
+//!
+//! What is not checked: that a range does not overlap the kernel's own data (a wild pointer
+//! into mapped kernel memory gets its write done there, as with any code in a unikernel), and
+//! changes between the check and the access: another thread that `mprotect`s a loaded
+//! program's pages read-only while this call copies into them still makes the kernel fault.
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use libos::hal::Access;
+#[cfg(target_os = "none")]
+use crate::mem::check_protection;
 use libos::{Errno, Result};
 
 /// The first address above the user-visible space the shim accepts.
@@ -29,17 +43,40 @@ pub fn check_range(addr: u64, len: u64) -> Result<()> {
     Ok(())
 }
 
+/// Checks that the program may give the kernel `[addr, addr + len)` for `access`: plausible
+/// ([`check_range`]), mapped as normal memory and writable for a write (the platform's page
+/// tables), and not made unreadable or read-only by `mmap`/`mprotect`. `EFAULT` otherwise.
+pub fn check_access(addr: u64, len: u64, access: Access) -> Result<()> {
+    check_range(addr, len)?;
+    if len == 0 {
+        return Ok(());
+    }
+    let end = addr + len; // no overflow: checked above
+    if let Some(platform) = libos::hal::try_platform() {
+        let mut at = addr;
+        while at < end {
+            match platform.user_access_end(at, access) {
+                Ok(next) if next > at => at = next,
+                // ENOSYS: no page tables to ask (a host test's platform); plausibility only.
+                Err(Errno::ENOSYS) => break,
+                _ => return Err(Errno::EFAULT),
+            }
+        }
+    }
+    check_protection(addr, end, access)
+}
+
 /// The bytes at `[addr, addr + len)`.
 ///
 /// # Safety
-/// Beyond [`check_range`], the caller trusts the C program that the range is mapped and not
-/// written concurrently for the slice's lifetime (the system-call contract).
+/// Beyond [`check_access`], the caller trusts the C program that the range stays mapped and is
+/// not written concurrently for the slice's lifetime (the system-call contract).
 pub unsafe fn slice<'a>(addr: u64, len: u64) -> Result<&'a [u8]> {
-    check_range(addr, len)?;
+    check_access(addr, len, Access::Read)?;
     if len == 0 {
         return Ok(&[]);
     }
-    // SAFETY: the range passed the plausibility check; the caller vouches for the rest.
+    // SAFETY: the range is mapped readable (checked above); the caller vouches for the rest.
     Ok(unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) })
 }
 
@@ -48,7 +85,7 @@ pub unsafe fn slice<'a>(addr: u64, len: u64) -> Result<&'a [u8]> {
 /// # Safety
 /// As [`slice`], and nothing else reads or writes the range meanwhile.
 pub unsafe fn slice_mut<'a>(addr: u64, len: u64) -> Result<&'a mut [u8]> {
-    check_range(addr, len)?;
+    check_access(addr, len, Access::Write)?;
     if len == 0 {
         return Ok(&mut []);
     }
@@ -61,7 +98,7 @@ pub unsafe fn slice_mut<'a>(addr: u64, len: u64) -> Result<&'a mut [u8]> {
 /// # Safety
 /// As [`slice`]; any bit pattern must be a valid `T` (plain C structures).
 pub unsafe fn read<T: Copy>(addr: u64) -> Result<T> {
-    check_range(addr, size_of::<T>() as u64)?;
+    check_access(addr, size_of::<T>() as u64, Access::Read)?;
     // SAFETY: as above; unaligned reads are allowed.
     Ok(unsafe { core::ptr::read_unaligned(addr as *const T) })
 }
@@ -71,7 +108,7 @@ pub unsafe fn read<T: Copy>(addr: u64) -> Result<T> {
 /// # Safety
 /// As [`slice_mut`].
 pub unsafe fn write<T: Copy>(addr: u64, value: T) -> Result<()> {
-    check_range(addr, size_of::<T>() as u64)?;
+    check_access(addr, size_of::<T>() as u64, Access::Write)?;
     // SAFETY: as above; unaligned writes are allowed.
     unsafe { core::ptr::write_unaligned(addr as *mut T, value) };
     Ok(())
@@ -164,8 +201,8 @@ unsafe fn c_str_len(addr: u64, max: usize) -> Result<usize> {
     'pages: loop {
         let at = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
         let chunk = 4096 - (at % 4096);
-        check_range(at, chunk)?;
-        // SAFETY: the chunk passed the plausibility check and stays within one page.
+        check_access(at, chunk, Access::Read)?;
+        // SAFETY: the chunk is mapped readable (checked above) and stays within one page.
         let bytes = unsafe { core::slice::from_raw_parts(at as *const u8, chunk as usize) };
         // Bytes up to the first 8-aligned address, then words (a page is a whole number of
         // them), then bytes again from the word that holds a NUL.
@@ -199,6 +236,12 @@ unsafe fn c_str_len(addr: u64, max: usize) -> Result<usize> {
         return Err(Errno::ENAMETOOLONG);
     }
     Ok(len)
+}
+
+/// Host builds have no `mmap` (the `mem` module is guest-only): nothing is protected.
+#[cfg(not(target_os = "none"))]
+fn check_protection(_: u64, _: u64, _: Access) -> Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@ void posix_family(void);
 /* random.c: random (an entropy source is there), random-unseeded (none is); 0 if `f` names
  * neither. */
 int random_family(const char *f);
+/* memory.c: memory, memory-exit (bad pointers, read-only memory, shared mappings); 0 if `f`
+ * names neither. */
+int memory_family_run(const char *f);
 /* disk.c: the disk family (/dev/vda read-write, /dev/vdb read-only). */
 void disk_family(void);
 /* disk.c: the ext2 families (a volume mounted at /data). */

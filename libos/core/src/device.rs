@@ -64,6 +64,25 @@ pub struct Devices {
     pub pci: Vec<PciHost>,
 }
 
+impl Devices {
+    /// The physical address windows of these devices, each with a short name: virtio-mmio
+    /// register windows, PCIe configuration (ECAM) windows and BAR windows. What a program's
+    /// pages must not be placed over ([`crate::hal::Platform::reserved_regions`]).
+    pub fn windows(&self) -> Vec<(MemoryRegion, &'static str)> {
+        let mut windows = Vec::new();
+        for slot in &self.virtio_mmio {
+            windows.push((MemoryRegion { start: slot.base, end: slot.base.saturating_add(slot.size) }, "a virtio-mmio window"));
+        }
+        for host in &self.pci {
+            // 1 MiB of configuration space per bus.
+            let buses = u64::from(host.last_bus.saturating_sub(host.first_bus)) + 1;
+            windows.push((MemoryRegion { start: host.ecam, end: host.ecam.saturating_add(buses << 20) }, "a PCIe configuration window"));
+            windows.extend(host.mem32.into_iter().chain(host.mem64).map(|w| (w, "a PCI BAR window")));
+        }
+        windows
+    }
+}
+
 /// The device interrupt number of MSI/MSI-X messages of PCI function `bus:device.function`
 /// (outside every platform's wired interrupt numbers: x86 GSIs, GIC INTIDs are below 2^16).
 pub fn msi_interrupt(bus: u8, device: u8, function: u8) -> u32 {

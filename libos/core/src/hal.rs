@@ -10,6 +10,7 @@
 //! boot through [`Platform::read_wall_clock`] (see [`crate::time::system`]).
 
 use crate::time::Instant;
+use alloc::vec::Vec;
 use spin::Once;
 
 /// A range of physical memory `[start, end)`.
@@ -161,6 +162,29 @@ pub trait Platform: Sync {
         Err(crate::Errno::ENOSYS)
     }
 
+    /// Whether a program may be given the memory at `addr` for `access`, answered from the
+    /// live page tables: `Ok(end)` when the page or block holding `addr` is mapped as normal
+    /// memory (not a device window, not a guard page or hole) and allows `access` (for
+    /// [`Access::Write`]: writable), where `end` is the first address past that page or block,
+    /// so a caller checks a long buffer with one call per mapping unit (a 2 MiB block of the
+    /// identity map answers for all its pages); `EFAULT` otherwise. posix-shim asks this before
+    /// it touches (or hands a device, by DMA) a buffer a program passed to a system call, so a
+    /// bad pointer gives `EFAULT` instead of a kernel fault. The answer describes the tables at
+    /// the time of the call. Default: `ENOSYS` (a platform without page tables to consult;
+    /// callers then fall back to their own plausibility checks and say so).
+    fn user_access_end(&self, addr: u64, access: Access) -> crate::Result<u64> {
+        let _ = (addr, access);
+        Err(crate::Errno::ENOSYS)
+    }
+
+    /// The physical ranges a program's pages must never be placed at (the kernel image and its
+    /// boot tables, low firmware memory, device windows: interrupt controllers, the console,
+    /// virtio-mmio, PCI configuration and BAR windows), each with a short name for messages.
+    /// The ELF loader refuses a file whose segments overlap one. Default: none.
+    fn reserved_regions(&self) -> Vec<(MemoryRegion, &'static str)> {
+        Vec::new()
+    }
+
     /// Maps the `len` bytes at virtual address `virt` (both 4 KiB aligned) to newly allocated,
     /// zeroed physical pages with `protection`: the ELF loader puts programs at the addresses
     /// they were linked for. Pages already mapped by this call give `EEXIST`; pages of RAM the
@@ -197,6 +221,15 @@ pub trait Platform: Sync {
         let _ = (virt, len);
         Err(crate::Errno::ENOSYS)
     }
+}
+
+/// What a program wants to do with memory it passes to the kernel ([`Platform::user_access_end`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The kernel (or a device) reads it.
+    Read,
+    /// The kernel (or a device) writes it.
+    Write,
 }
 
 /// The access rights of pages mapped with [`Platform::map_pages`]. Writable and executable

@@ -121,6 +121,12 @@ fn symbol(s: &u8) -> u64 {
     s as *const u8 as u64
 }
 
+/// Where the image ends (its bss; the boot page tables follow).
+pub fn image_end() -> u64 {
+    // SAFETY: a linker-script symbol; only its address is taken.
+    symbol(unsafe { &__image_end })
+}
+
 /// Where the image runs (the loader's choice; it is linked at 0).
 pub fn image_start() -> u64 {
     // SAFETY: a linker-script symbol; only its address is taken.

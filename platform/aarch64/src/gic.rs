@@ -59,6 +59,15 @@ fn set_priority(priority_base: u64, intid: u32) {
 #[derive(Clone, Copy, Debug)]
 pub struct NoRedistributor;
 
+/// The distributor's and (GICv2) CPU interface's register windows (64 KiB each, as
+/// architected), for the regions programs must not be placed over; empty before `init`.
+pub fn windows() -> impl Iterator<Item = libos_core::hal::MemoryRegion> {
+    [GICD.load(Ordering::Relaxed), GICC.load(Ordering::Relaxed)]
+        .into_iter()
+        .filter(|&base| base != 0)
+        .map(|base| libos_core::hal::MemoryRegion { start: base, end: base.saturating_add(0x1_0000) })
+}
+
 /// Enables the GIC and the private interrupt `ppi` (the timer) on this CPU.
 pub fn init(gic: Gic, ppi: u32) -> Result<(), NoRedistributor> {
     match gic {

@@ -12,7 +12,7 @@ use crate::guard::{LOCK, LiveTables, root};
 use crate::paging::{self, PageError, TableMemory, bits};
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use core::sync::atomic::{AtomicU64, Ordering};
-use libos_core::hal::Protection;
+use libos_core::hal::{Access, MemoryRegion, Protection};
 use libos_core::{Errno, Result};
 
 const PAGE: u64 = 4096;
@@ -183,4 +183,36 @@ fn unmap_locked(start: u64, end: u64) {
         // `map`, and its only mapping is gone.
         unsafe { dealloc((descriptor & bits::ADDRESS) as *mut u8, frame_layout()) };
     }
+}
+
+/// `hal::Platform::user_access_end`: the end of the page or block holding `addr` when it is
+/// mapped as Normal memory (not Device: every device window is) and, for a write, not
+/// read-only; else `EFAULT`. Guard pages and holes are invalid descriptors, so they fail too.
+pub fn user_access_end(addr: u64, access: Access) -> Result<u64> {
+    if addr >= paging::ADDRESS_LIMIT {
+        return Err(Errno::EFAULT);
+    }
+    // The lock keeps a concurrent block split (guard pages, program pages) from being seen
+    // half done (break-before-make leaves the descriptor invalid for a moment).
+    let (attributes, size) = {
+        let _lock = LOCK.lock();
+        paging::translate(&mut LiveTables, root(), addr).ok_or(Errno::EFAULT)?
+    };
+    if attributes & bits::ATTR_DEVICE != 0 || (access == Access::Write && attributes & bits::READ_ONLY != 0) {
+        return Err(Errno::EFAULT);
+    }
+    Ok((addr & !(size - 1)).saturating_add(size))
+}
+
+/// `hal::Platform::reserved_regions`: page 0, the image, the interrupt controller, the UART
+/// and the device windows found in the device tree.
+pub fn reserved_regions() -> alloc::vec::Vec<(MemoryRegion, &'static str)> {
+    let mut regions = alloc::vec![
+        (MemoryRegion { start: 0, end: PAGE }, "page 0"),
+        (MemoryRegion { start: crate::boot::image_start(), end: crate::boot::image_end() }, "the kernel image"),
+    ];
+    regions.extend(crate::gic::windows().map(|w| (w, "the interrupt controller")));
+    regions.extend(crate::uart::window().map(|w| (w, "the console UART")));
+    regions.extend(crate::discovery::devices().windows());
+    regions
 }

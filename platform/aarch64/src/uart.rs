@@ -24,6 +24,13 @@ static BASE: AtomicU64 = AtomicU64::new(0);
 /// 0: PL011; otherwise 1 + the 16550's reg-shift.
 static KIND: AtomicU8 = AtomicU8::new(0);
 
+/// The UART's register page, if there is a UART (for the regions programs must not be
+/// placed over).
+pub fn window() -> Option<libos_core::hal::MemoryRegion> {
+    let base = BASE.load(Ordering::Relaxed);
+    (base != 0).then(|| libos_core::hal::MemoryRegion { start: base, end: base.saturating_add(0x1000) })
+}
+
 /// Uses `uart` (identity-mapped as device memory) as the console.
 pub fn init(uart: Uart) {
     match uart {

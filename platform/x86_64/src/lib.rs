@@ -167,6 +167,14 @@ mod platform {
             crate::pages::virt_to_phys(virt as u64)
         }
 
+        fn user_access_end(&self, addr: u64, access: libos_core::hal::Access) -> libos_core::Result<u64> {
+            crate::pages::user_access_end(addr, access)
+        }
+
+        fn reserved_regions(&self) -> alloc::vec::Vec<(libos_core::hal::MemoryRegion, &'static str)> {
+            crate::pages::reserved_regions()
+        }
+
         unsafe fn map_pages(&self, virt: u64, len: u64, protection: libos_core::hal::Protection) -> libos_core::Result<()> {
             crate::pages::map(virt, len, protection)
         }

@@ -16,7 +16,7 @@ use crate::guard::{LOCK, LiveTables, root};
 use crate::paging::{self, PageError, TableMemory, flags};
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use libos_core::hal::{MemoryRegion, Protection};
+use libos_core::hal::{Access, MemoryRegion, Protection};
 use libos_core::{Errno, Result};
 use x86_64::registers::control::Cr3;
 
@@ -169,4 +169,35 @@ fn unmap_locked(start: u64, end: u64) {
         // `map`, and its only mapping is gone.
         unsafe { dealloc((entry & flags::ADDRESS) as *mut u8, frame_layout()) };
     }
+}
+
+/// `hal::Platform::user_access_end`: the end of the page or large page holding `addr` when it
+/// is mapped, cached (RAM, not a device window: those are mapped uncached) and, for a write,
+/// writable; else `EFAULT`. Guard pages and holes are non-present, so they fail too.
+pub fn user_access_end(addr: u64, access: Access) -> Result<u64> {
+    if addr >= 1 << 47 {
+        return Err(Errno::EFAULT);
+    }
+    // The lock keeps a concurrent split (guard pages, program pages) from being seen half done.
+    let (bits, size) = {
+        let _lock = LOCK.lock();
+        paging::translate(&mut LiveTables, root(), addr).ok_or(Errno::EFAULT)?
+    };
+    if bits & flags::NO_CACHE != 0 || (access == Access::Write && bits & flags::WRITABLE == 0) {
+        return Err(Errno::EFAULT);
+    }
+    Ok((addr & !(size - 1)).saturating_add(size))
+}
+
+/// `hal::Platform::reserved_regions`: low memory (firmware data, page 0), the image with its
+/// boot tables, the interrupt controllers' and firmware's window below 4 GiB (I/O APIC, HPET,
+/// local APIC, the BIOS), and the device windows found at boot.
+pub fn reserved_regions() -> alloc::vec::Vec<(MemoryRegion, &'static str)> {
+    let mut regions = alloc::vec![
+        (MemoryRegion { start: 0, end: LOW_MEMORY_END }, "low memory"),
+        (MemoryRegion { start: KERNEL_START.load(Ordering::Relaxed), end: KERNEL_END.load(Ordering::Relaxed) }, "the kernel image"),
+        (MemoryRegion { start: 0xfec0_0000, end: 0x1_0000_0000 }, "the interrupt controllers"),
+    ];
+    regions.extend(crate::discovery::devices().windows());
+    regions
 }

@@ -183,7 +183,7 @@ pub fn epoll_pwait(epfd: u64, events: u64, max: u64, timeout_ms: u64, sigmask: u
     const EVENT_SIZE: u64 = 12;
     #[cfg(target_arch = "aarch64")]
     const EVENT_SIZE: u64 = 16;
-    user::check_range(events, max.saturating_mul(EVENT_SIZE))?;
+    user::check_access(events, max.saturating_mul(EVENT_SIZE), libos::hal::Access::Write)?;
     if sigmask != 0 {
         if sigsetsize != 8 {
             return Err(Errno::EINVAL);

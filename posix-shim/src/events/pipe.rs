@@ -370,7 +370,7 @@ pub fn pipe2(fds: u64, flags: u64) -> Result<u64> {
     if flags & !(O_NONBLOCK | O_CLOEXEC) != 0 {
         return Err(Errno::EINVAL);
     }
-    user::check_range(fds, 8)?;
+    user::check_access(fds, 8, libos::hal::Access::Write)?;
     let pipe = Pipe::new();
     let nonblocking = flags & O_NONBLOCK != 0;
     let cloexec = flags & O_CLOEXEC != 0;

@@ -388,7 +388,7 @@ pub fn socketpair(domain: u64, type_and_flags: u64, protocol: u64, sv: u64) -> R
         SOCK_DGRAM => false,
         _ => return Err(Errno::ESOCKTNOSUPPORT),
     };
-    user::check_range(sv, 8)?;
+    user::check_access(sv, 8, libos::hal::Access::Write)?;
     let (a, b) = unix::UnixSocket::pair(stream, nonblocking);
     let (a, b) = fd::insert_pair(Object::Socket(Socket::new(Kind::Unix(a))), Object::Socket(Socket::new(Kind::Unix(b))), cloexec)?;
     // SAFETY: checked above; the C program passed `int sv[2]`.
@@ -534,7 +534,7 @@ pub fn getsockname(fd_number: u64, addr: u64, len_ptr: u64) -> Result<u64> {
         #[cfg(feature = "net")]
         Kind::Inet(s) => s.local_name()?,
     };
-    user::check_range(addr, 1)?;
+    user::check_access(addr, 1, libos::hal::Access::Write)?;
     write_addr(addr, len_ptr, &name, socket.family())?;
     Ok(0)
 }
@@ -548,7 +548,7 @@ pub fn getpeername(fd_number: u64, addr: u64, len_ptr: u64) -> Result<u64> {
         #[cfg(feature = "net")]
         Kind::Inet(s) => s.peer_name()?,
     };
-    user::check_range(addr, 1)?;
+    user::check_access(addr, 1, libos::hal::Access::Write)?;
     write_addr(addr, len_ptr, &name, socket.family())?;
     Ok(0)
 }

@@ -95,7 +95,7 @@ pub fn sendto(fd_number: u64, buf: u64, len: u64, flags: u64, addr: u64, addr_le
     let socket = object.socket()?;
     let flags = MsgFlags::from_bits(flags)?;
     let to = if addr == 0 { None } else { Some(read_addr(socket, addr, addr_len)?) };
-    user::check_range(buf, len)?;
+    user::check_access(buf, len, libos::hal::Access::Read)?;
     send_parts(socket, &[(buf, len)], to, flags).map(|n| n as u64)
 }
 
@@ -104,7 +104,7 @@ pub fn recvfrom(fd_number: u64, buf: u64, len: u64, flags: u64, addr: u64, len_p
     let object = socket_of(fd_number)?;
     let socket = object.socket()?;
     let msg_flags = MsgFlags::from_bits(flags)?;
-    user::check_range(buf, len)?;
+    user::check_access(buf, len, libos::hal::Access::Write)?;
     let received = receive_parts(socket, &[(buf, len)], msg_flags)?;
     if let Some(from) = &received.from {
         write_addr(addr, len_ptr, from, socket.family())?;

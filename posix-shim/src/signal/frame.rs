@@ -221,7 +221,7 @@ mod arch {
         };
         let fpstate = below(top, entry.fp_state_size() as u64)? & !63;
         let at = below(below(fpstate, size_of::<RtSigframe>() as u64)? & !15, 8)?; // as after a `call`
-        user::check_range(at, top - at)?;
+        user::check_access(at, top - at, libos::hal::Access::Write)?;
         let mcontext = SigContext {
             r8: frame.r8,
             r9: frame.r9,
@@ -283,7 +283,7 @@ mod arch {
         let uc: UContext = unsafe { user::read(at.checked_add(core::mem::offset_of!(RtSigframe, uc) as u64).ok_or(Errno::EFAULT)?)? };
         let m = &uc.mcontext;
         if m.fpstate != 0 {
-            user::check_range(m.fpstate, entry.fp_state_size() as u64)?;
+            user::check_access(m.fpstate, entry.fp_state_size() as u64, libos::hal::Access::Read)?;
             // SAFETY: range-checked; the platform sanitizes what the CPU would refuse.
             unsafe { entry.restore_fp_state(m.fpstate as *const u8) };
         }
@@ -363,7 +363,7 @@ mod arch {
         } & !15;
         let record = below(top, 16)?; // frame record {x29, x30}, as Linux links it
         let at = below(record, FRAME_SIZE)? & !15;
-        user::check_range(at, top - at)?;
+        user::check_access(at, top - at, libos::hal::Access::Write)?;
         let head = UContextHead {
             flags: 0,
             link: 0,
@@ -398,7 +398,7 @@ mod arch {
     pub fn restore(frame: &mut Frame, entry: &dyn libos::syscall::UserEntry) -> Result<Restored> {
         let at = frame.sp;
         // Every offset below stays inside a range checked first (no wrap-around).
-        user::check_range(at, FRAME_SIZE)?;
+        user::check_access(at, FRAME_SIZE, libos::hal::Access::Write)?;
         // SAFETY: range-checked by `user::read`.
         let head: UContextHead = unsafe { user::read(at + UC_OFFSET)? };
         // SAFETY: as above.
@@ -413,7 +413,7 @@ mod arch {
                 break;
             }
             if magic == FPSIMD_MAGIC && size >= FPSIMD_SIZE {
-                user::check_range(reserved + offset + 8, entry.fp_state_size() as u64)?;
+                user::check_access(reserved + offset + 8, entry.fp_state_size() as u64, libos::hal::Access::Read)?;
                 // SAFETY: range-checked; every FPSR/FPCR value is accepted by the CPU.
                 unsafe { entry.restore_fp_state((reserved + offset + 8) as *const u8) };
             }
