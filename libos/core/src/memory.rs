@@ -85,14 +85,22 @@ impl<const N: usize> RegionList<N> {
     }
 }
 
-/// Shrinks a region to whole pages.
+/// Shrinks a region to whole pages. A start in the last partial page of the address space
+/// (a firmware table's bad value) leaves no whole page: an empty region at `end`, not a
+/// start wrapped round to 0 (found by the dtb fuzz target).
 pub fn page_aligned(region: MemoryRegion) -> MemoryRegion {
-    MemoryRegion { start: region.start.next_multiple_of(PAGE), end: region.end & !(PAGE - 1) }
+    let end = region.end & !(PAGE - 1);
+    match region.start.checked_next_multiple_of(PAGE) {
+        Some(start) => MemoryRegion { start, end },
+        None => MemoryRegion { start: end, end },
+    }
 }
 
-/// Widens a region to whole pages.
+/// Widens a region to whole pages (an end in the last partial page stops at the last whole
+/// page boundary rather than wrapping round).
 pub fn page_widened(region: MemoryRegion) -> MemoryRegion {
-    MemoryRegion { start: region.start & !(PAGE - 1), end: region.end.next_multiple_of(PAGE) }
+    let end = region.end.checked_next_multiple_of(PAGE).unwrap_or(u64::MAX & !(PAGE - 1));
+    MemoryRegion { start: region.start & !(PAGE - 1), end }
 }
 
 /// Not enough RAM: it must reach `need_end` (contiguously from the image start) and leave
@@ -134,6 +142,14 @@ pub fn plan_free<const N: usize>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn regions_at_the_top_of_the_address_space_do_not_wrap() {
+        let top = super::MemoryRegion { start: u64::MAX - 100, end: u64::MAX };
+        let aligned = super::page_aligned(top);
+        assert!(aligned.start >= aligned.end && aligned.start != 0, "{aligned:?}");
+        assert_eq!(super::page_widened(top).end, u64::MAX & !(super::PAGE - 1));
+    }
+
     use super::*;
 
     fn r(start: u64, end: u64) -> MemoryRegion {
