@@ -144,10 +144,10 @@ pub fn plan_free<const N: usize>(
 mod tests {
     #[test]
     fn regions_at_the_top_of_the_address_space_do_not_wrap() {
-        let top = super::MemoryRegion { start: u64::MAX - 100, end: u64::MAX };
-        let aligned = super::page_aligned(top);
+        let top = MemoryRegion { start: u64::MAX - 100, end: u64::MAX };
+        let aligned = page_aligned(top);
         assert!(aligned.start >= aligned.end && aligned.start != 0, "{aligned:?}");
-        assert_eq!(super::page_widened(top).end, u64::MAX & !(super::PAGE - 1));
+        assert_eq!(page_widened(top).end, u64::MAX & !(PAGE - 1));
     }
 
     use super::*;
