@@ -521,14 +521,6 @@ pub struct Timespec {
     pub tv_nsec: i64,
 }
 
-/// `struct iovec`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-#[allow(missing_docs)]
-pub struct Iovec {
-    pub base: u64,
-    pub len: u64,
-}
 
 /// `struct utsname`: six fields of 65 bytes.
 pub const UTSNAME_FIELD: usize = 65;

@@ -12,6 +12,7 @@
 
 use crate::fd::{self, Object};
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use alloc::collections::BTreeMap;
 use libos::sync::{Mutex, WaitQueue};
 use libos::{Errno, Result};
@@ -25,6 +26,9 @@ struct Held {
 
 /// `(dev, ino)` -> the `flock` locks on that file.
 static FLOCKS: Mutex<Option<BTreeMap<(u64, u64), Vec<Held>>>> = Mutex::new(None);
+/// How many `flock` locks are held: a close with none held (nearly every close) returns at
+/// once, without the file's metadata (a GETATTR on virtio-fs) or the table lock.
+static HELD: AtomicUsize = AtomicUsize::new(0);
 /// Woken when a lock is released.
 static RELEASED: WaitQueue = WaitQueue::new();
 
@@ -57,8 +61,10 @@ pub fn flock(fd_number: u64, operation: u64) -> Result<u64> {
             if !conflict {
                 // A conversion replaces the description's lock (not atomically on Linux
                 // either: the old lock goes first).
+                let before = locks.len();
                 locks.retain(|h| h.owner != owner);
                 locks.push(Held { owner, exclusive });
+                HELD.fetch_add(locks.len() - before, Ordering::AcqRel);
                 return Ok(0);
             }
             if operation & LOCK_NB != 0 {
@@ -68,6 +74,7 @@ pub fn flock(fd_number: u64, operation: u64) -> Result<u64> {
             let before = locks.len();
             locks.retain(|h| h.owner != owner);
             if locks.len() != before {
+                HELD.fetch_sub(before - locks.len(), Ordering::AcqRel);
                 RELEASED.wake_all();
             }
         }
@@ -83,7 +90,9 @@ pub fn flock(fd_number: u64, operation: u64) -> Result<u64> {
 fn release(key: (u64, u64), owner: usize) {
     let mut table = FLOCKS.lock();
     if let Some(locks) = table.as_mut().and_then(|t| t.get_mut(&key)) {
+        let before = locks.len();
         locks.retain(|h| h.owner != owner);
+        HELD.fetch_sub(before - locks.len(), Ordering::AcqRel);
         if locks.is_empty() {
             table.as_mut().map(|t| t.remove(&key));
         }
@@ -94,6 +103,9 @@ fn release(key: (u64, u64), owner: usize) {
 
 /// The open file description `object` is going away: its `flock` locks go with it.
 pub fn description_closed(object: &Object) {
+    if HELD.load(Ordering::Acquire) == 0 {
+        return;
+    }
     let Object::File(file, _) = object else { return };
     let Ok(meta) = file.metadata() else { return };
     let owner = object as *const Object as usize;

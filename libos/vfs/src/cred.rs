@@ -488,12 +488,14 @@ impl CredCell {
 
     /// Replaces the credentials.
     pub fn set(&self, creds: Credentials) {
-        let privileged = creds.cap_effective & BYPASS_CAPS == BYPASS_CAPS;
-        *self.creds.lock() = alloc::sync::Arc::new(creds);
-        self.privileged.store(privileged, core::sync::atomic::Ordering::Release);
+        let _ = self.update(|current| {
+            *current = creds;
+            Ok(())
+        });
     }
 
-    /// Changes the credentials with `f` as one step (the `set*id` calls).
+    /// Changes the credentials with `f` as one step (the `set*id` calls); an error from `f`
+    /// changes nothing.
     pub fn update<T>(&self, f: impl FnOnce(&mut Credentials) -> Result<T>) -> Result<T> {
         let mut guard = self.creds.lock();
         let mut creds = (**guard).clone();
