@@ -99,7 +99,7 @@ pub fn page_aligned(region: MemoryRegion) -> MemoryRegion {
 /// Widens a region to whole pages (an end in the last partial page stops at the last whole
 /// page boundary rather than wrapping round).
 pub fn page_widened(region: MemoryRegion) -> MemoryRegion {
-    let end = region.end.checked_next_multiple_of(PAGE).unwrap_or(u64::MAX & !(PAGE - 1));
+    let end = region.end.checked_next_multiple_of(PAGE).unwrap_or(!(PAGE - 1));
     MemoryRegion { start: region.start & !(PAGE - 1), end }
 }
 
@@ -147,7 +147,7 @@ mod tests {
         let top = MemoryRegion { start: u64::MAX - 100, end: u64::MAX };
         let aligned = page_aligned(top);
         assert!(aligned.start >= aligned.end && aligned.start != 0, "{aligned:?}");
-        assert_eq!(page_widened(top).end, u64::MAX & !(PAGE - 1));
+        assert_eq!(page_widened(top).end, !(PAGE - 1));
     }
 
     use super::*;
