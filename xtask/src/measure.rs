@@ -87,12 +87,7 @@ pub fn failure(what: &str, outcome: &Outcome) -> crate::Error {
 /// refuses it (a failed guest): then the whole measure fails and nothing is published.
 pub fn icount_twice(config: &VmConfig, read: impl Fn(&Outcome) -> Result<Counters>) -> Result<Repeated> {
     let mut config = config.clone();
-    config.icount = true;
-    // No virtio-rng: QEMU arms its rate-limit timer on the virtual clock once the guest has
-    // used the device, and under `sleep=off` every halted wait for another device then jumps
-    // ahead to that deadline, which the guest counts as ticks (measured: ext2 creates at 6.5 M
-    // ticks instead of 11 k). Seeding at boot is not what these benchmarks measure.
-    config.rng = false;
+    config.icount = true; // and so no virtio-rng (`VmConfig::clock_jumps`)
     let first = qemu::run(&config, false)?;
     let counters = read(&first)?;
     let second = read(&qemu::run(&config, false)?)?;
