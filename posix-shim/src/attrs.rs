@@ -6,7 +6,7 @@
 
 use crate::fd::{self, Object};
 use crate::files::{AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, path_arg, vfs};
-use crate::user;
+use crate::user::{self, StrBuffer};
 use libos::fs::vfs::{Access, FileType, NewNode, OpenFile};
 use libos::{Errno, Result};
 
@@ -37,8 +37,9 @@ pub fn fchmodat(dirfd: u64, path: u64, mode: u64, flags: u64) -> Result<u64> {
     if is_empty_path(path, flags)? {
         return fchmod(dirfd, mode);
     }
-    let path = path_arg(dirfd, path)?;
-    vfs()?.set_permissions(&path, mode as u32 & 0o7777, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+    let mut buffer = StrBuffer::new();
+    let path = path_arg(dirfd, path, &mut buffer)?;
+    vfs()?.set_permissions(path, mode as u32 & 0o7777, flags & AT_SYMLINK_NOFOLLOW == 0)?;
     Ok(0)
 }
 
@@ -61,8 +62,9 @@ pub fn fchownat(dirfd: u64, path: u64, uid: u64, gid: u64, flags: u64) -> Result
     if is_empty_path(path, flags)? {
         return fchown(dirfd, uid, gid);
     }
-    let path = path_arg(dirfd, path)?;
-    vfs()?.set_owner(&path, id_arg(uid), id_arg(gid), flags & AT_SYMLINK_NOFOLLOW == 0)?;
+    let mut buffer = StrBuffer::new();
+    let path = path_arg(dirfd, path, &mut buffer)?;
+    vfs()?.set_owner(path, id_arg(uid), id_arg(gid), flags & AT_SYMLINK_NOFOLLOW == 0)?;
     Ok(0)
 }
 
@@ -87,9 +89,10 @@ pub fn mknodat(dirfd: u64, path: u64, mode: u64, dev: u64) -> Result<u64> {
             _ => return Err(Errno::EINVAL),
         },
     };
-    let path = path_arg(dirfd, path)?;
+    let mut buffer = StrBuffer::new();
+    let path = path_arg(dirfd, path, &mut buffer)?;
     let perm = mode & 0o7777 & !crate::dispatch::umask_value();
-    vfs()?.mknod(&path, kind, perm)?;
+    vfs()?.mknod(path, kind, perm)?;
     Ok(0)
 }
 
@@ -108,8 +111,9 @@ pub fn faccessat(dirfd: u64, path: u64, mode: u64, flags: u64) -> Result<u64> {
         let creds = if flags & AT_EACCESS != 0 { (*creds).clone() } else { creds.for_access_check() };
         return if access.is_empty() || creds.permits(&meta, access) { Ok(0) } else { Err(Errno::EACCES) };
     }
-    let path = path_arg(dirfd, path)?;
-    vfs()?.access(&path, access, flags & AT_SYMLINK_NOFOLLOW == 0, flags & AT_EACCESS != 0)?;
+    let mut buffer = StrBuffer::new();
+    let path = path_arg(dirfd, path, &mut buffer)?;
+    vfs()?.access(path, access, flags & AT_SYMLINK_NOFOLLOW == 0, flags & AT_EACCESS != 0)?;
     Ok(0)
 }
 

@@ -13,7 +13,7 @@ pub use with_fs::*;
 mod with_fs {
     use crate::abi::{Stat, open_flags as o};
     use crate::fd::{self, Object};
-    use crate::user::{self, KernelStr};
+    use crate::user::{self, StrBuffer};
     use alloc::string::String;
     use libos::fs::vfs::{FileType, Metadata, OpenFlags, SeekFrom};
     use libos::fs::vfs as vfs_crate;
@@ -31,27 +31,30 @@ mod with_fs {
         libos::fs::vfs()
     }
 
-    /// The path the VFS walks for `path` relative to `dirfd`: `path` itself when it is
-    /// absolute or relative to the current directory (the VFS starts those at its own current
-    /// directory: no lookup of the directory's name, and no re-check of its ancestors, as on
-    /// Linux), else joined to the path the directory `dirfd` was opened by.
-    pub fn resolve(dirfd: u64, path: KernelStr) -> Result<KernelStr> {
+    /// The path the VFS walks for the string in `buffer` relative to `dirfd`: the string
+    /// itself when it is absolute or relative to the current directory (the VFS starts those
+    /// at its own current directory: no lookup of the directory's name, and no re-check of its
+    /// ancestors, as on Linux), else joined to the path the directory `dirfd` was opened by
+    /// (kept in `buffer`).
+    fn resolve(dirfd: u64, buffer: &mut StrBuffer) -> Result<&str> {
+        let path = buffer.as_str();
         if path.is_empty() {
             return Err(Errno::ENOENT);
         }
         if path.starts_with('/') || dirfd as i64 == AT_FDCWD {
-            return Ok(path);
+            return Ok(buffer.as_str());
         }
         let base = match &*fd::get(dirfd)? {
             Object::File(_, Some(directory)) => directory.clone(),
             _ => return Err(Errno::ENOTDIR),
         };
-        Ok(KernelStr::Heap(join(base, &path)))
+        let joined = join(base, buffer.as_str());
+        Ok(buffer.replace(joined))
     }
 
     /// `path` as an absolute path (relative ones joined to the current directory).
-    fn absolute(path: KernelStr) -> Result<String> {
-        if path.starts_with('/') { Ok(String::from(&*path)) } else { Ok(join(vfs()?.current_dir()?, &path)) }
+    fn absolute(path: &str) -> Result<String> {
+        if path.starts_with('/') { Ok(String::from(path)) } else { Ok(join(vfs()?.current_dir()?, path)) }
     }
 
     fn join(base: String, path: &str) -> String {
@@ -63,11 +66,12 @@ mod with_fs {
         joined
     }
 
-    /// Copies the path argument at `addr` into the kernel and resolves it against `dirfd`.
-    pub(crate) fn path_arg(dirfd: u64, addr: u64) -> Result<KernelStr> {
+    /// Copies the path argument at `addr` into `buffer` (on the caller's stack) and resolves
+    /// it against `dirfd`.
+    pub(crate) fn path_arg(dirfd: u64, addr: u64, buffer: &mut StrBuffer) -> Result<&str> {
         // SAFETY: checked by `c_string`; the C program vouches for the rest (syscall contract).
-        let path = unsafe { user::c_string(addr, PATH_MAX)? };
-        resolve(dirfd, path)
+        unsafe { user::c_string(addr, PATH_MAX, buffer)? };
+        resolve(dirfd, buffer)
     }
 
     fn open_flags(flags: u32) -> Result<OpenFlags> {
@@ -89,11 +93,12 @@ mod with_fs {
 
     /// `openat(dirfd, path, flags, mode)`.
     pub fn openat(dirfd: u64, path: u64, flags: u64, mode: u64) -> Result<u64> {
-        let path = path_arg(dirfd, path)?;
+        let mut buffer = StrBuffer::new();
+        let path = path_arg(dirfd, path, &mut buffer)?;
         let flags = flags as u32;
         let vfs_flags = open_flags(flags)?;
         let perm = (mode as u32) & 0o7777 & !crate::dispatch::umask_value();
-        let file = vfs()?.open(&path, vfs_flags, perm)?;
+        let file = vfs()?.open(path, vfs_flags, perm)?;
         if file.node().file_type() == FileType::Fifo {
             let pipe = crate::events::fifo::open(&file, u64::from(flags))?;
             return fd::insert(pipe, flags & o::CLOEXEC != 0);
@@ -152,16 +157,17 @@ mod with_fs {
     }
 
     pub(crate) fn metadata_at(dirfd: u64, path: u64, flags: u64) -> Result<Option<Metadata>> {
+        let mut buffer = StrBuffer::new();
         // SAFETY: as in `path_arg`.
-        let raw = unsafe { user::c_string(path, PATH_MAX)? };
+        let raw = unsafe { user::c_string(path, PATH_MAX, &mut buffer)? };
         if raw.is_empty() && flags & AT_EMPTY_PATH != 0 {
             if dirfd as i64 == AT_FDCWD {
                 return vfs()?.metadata(&vfs()?.current_dir()?).map(Some);
             }
             return metadata_of_fd(dirfd);
         }
-        let path = resolve(dirfd, raw)?;
-        if flags & AT_SYMLINK_NOFOLLOW != 0 { vfs()?.symlink_metadata(&path) } else { vfs()?.metadata(&path) }.map(Some)
+        let path = resolve(dirfd, &mut buffer)?;
+        if flags & AT_SYMLINK_NOFOLLOW != 0 { vfs()?.symlink_metadata(path) } else { vfs()?.metadata(path) }.map(Some)
     }
 
     /// `newfstatat(dirfd, path, buf, flags)`.
@@ -257,8 +263,9 @@ mod with_fs {
 
     /// `mkdirat(dirfd, path, mode)`.
     pub fn mkdirat(dirfd: u64, path: u64, mode: u64) -> Result<u64> {
-        let path = path_arg(dirfd, path)?;
-        vfs()?.mkdir(&path, (mode as u32) & 0o7777 & !crate::dispatch::umask_value())?;
+        let mut buffer = StrBuffer::new();
+        let path = path_arg(dirfd, path, &mut buffer)?;
+        vfs()?.mkdir(path, (mode as u32) & 0o7777 & !crate::dispatch::umask_value())?;
         Ok(0)
     }
 
@@ -267,8 +274,9 @@ mod with_fs {
         if flags & !AT_REMOVEDIR != 0 {
             return Err(Errno::EINVAL);
         }
-        let path = path_arg(dirfd, path)?;
-        if flags & AT_REMOVEDIR != 0 { vfs()?.rmdir(&path)? } else { vfs()?.unlink(&path)? }
+        let mut buffer = StrBuffer::new();
+        let path = path_arg(dirfd, path, &mut buffer)?;
+        if flags & AT_REMOVEDIR != 0 { vfs()?.rmdir(path)? } else { vfs()?.unlink(path)? }
         Ok(0)
     }
 
@@ -278,9 +286,11 @@ mod with_fs {
         if flags != 0 {
             return Err(Errno::EINVAL);
         }
-        let old = path_arg(olddirfd, old)?;
-        let new = path_arg(newdirfd, new)?;
-        vfs()?.rename(&old, &new)?;
+        let mut old_buffer = StrBuffer::new();
+        let old = path_arg(olddirfd, old, &mut old_buffer)?;
+        let mut new_buffer = StrBuffer::new();
+        let new = path_arg(newdirfd, new, &mut new_buffer)?;
+        vfs()?.rename(old, new)?;
         Ok(0)
     }
 
@@ -289,21 +299,25 @@ mod with_fs {
         if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
             return Err(Errno::EINVAL);
         }
-        let old = path_arg(olddirfd, old)?;
-        let new = path_arg(newdirfd, new)?;
-        vfs()?.link(&old, &new)?;
+        let mut old_buffer = StrBuffer::new();
+        let old = path_arg(olddirfd, old, &mut old_buffer)?;
+        let mut new_buffer = StrBuffer::new();
+        let new = path_arg(newdirfd, new, &mut new_buffer)?;
+        vfs()?.link(old, new)?;
         Ok(0)
     }
 
     /// `symlinkat(target, newdirfd, linkpath)`.
     pub fn symlinkat(target: u64, newdirfd: u64, link: u64) -> Result<u64> {
+        let mut target_buffer = StrBuffer::new();
         // SAFETY: as in `path_arg`.
-        let target = unsafe { user::c_string(target, PATH_MAX)? };
+        let target = unsafe { user::c_string(target, PATH_MAX, &mut target_buffer)? };
         if target.is_empty() {
             return Err(Errno::ENOENT);
         }
-        let link = path_arg(newdirfd, link)?;
-        vfs()?.symlink(&target, &link)?;
+        let mut link_buffer = StrBuffer::new();
+        let link = path_arg(newdirfd, link, &mut link_buffer)?;
+        vfs()?.symlink(target, link)?;
         Ok(0)
     }
 
@@ -312,8 +326,9 @@ mod with_fs {
         if size as i64 <= 0 {
             return Err(Errno::EINVAL);
         }
-        let path = path_arg(dirfd, path)?;
-        let target = vfs()?.read_link(&path)?;
+        let mut buffer = StrBuffer::new();
+        let path = path_arg(dirfd, path, &mut buffer)?;
+        let target = vfs()?.read_link(path)?;
         let n = target.len().min(size as usize);
         // SAFETY: as in `getdents64`.
         let out = unsafe { user::slice_mut(buf, n as u64)? };
@@ -341,8 +356,9 @@ mod with_fs {
         if (length as i64) < 0 {
             return Err(Errno::EINVAL);
         }
-        let path = path_arg(AT_FDCWD as u64, path)?;
-        let file = vfs()?.open(&path, OpenFlags::WRONLY, 0)?;
+        let mut buffer = StrBuffer::new();
+        let path = path_arg(AT_FDCWD as u64, path, &mut buffer)?;
+        let file = vfs()?.open(path, OpenFlags::WRONLY, 0)?;
         file.set_len(length)?;
         Ok(0)
     }
@@ -386,15 +402,17 @@ mod with_fs {
                 _ => Err(Errno::EPERM),
             };
         }
-        let path = path_arg(dirfd, path)?;
-        vfs()?.set_times(&path, accessed, modified, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+        let mut buffer = StrBuffer::new();
+        let path = path_arg(dirfd, path, &mut buffer)?;
+        vfs()?.set_times(path, accessed, modified, flags & AT_SYMLINK_NOFOLLOW == 0)?;
         Ok(0)
     }
 
     /// `statfs(path, buf)`: `struct statfs` (same layout on both architectures).
     pub fn statfs(path: u64, buf: u64) -> Result<u64> {
-        let path = path_arg(AT_FDCWD as u64, path)?;
-        let s = vfs()?.statfs(&path)?;
+        let mut buffer = StrBuffer::new();
+        let path = path_arg(AT_FDCWD as u64, path, &mut buffer)?;
+        let s = vfs()?.statfs(path)?;
         let words: [u64; 15] =
             [s.fs_type, s.block_size, s.blocks, s.blocks_free, s.blocks_free, s.files, s.files_free, 0, s.name_max, s.block_size, 0, 0, 0, 0, 0];
         // SAFETY: as in `fstat`.
@@ -418,8 +436,9 @@ mod with_fs {
 
     /// `chdir(path)`.
     pub fn chdir(path: u64) -> Result<u64> {
-        let path = path_arg(AT_FDCWD as u64, path)?;
-        vfs()?.chdir(&path)?;
+        let mut buffer = StrBuffer::new();
+        let path = path_arg(AT_FDCWD as u64, path, &mut buffer)?;
+        vfs()?.chdir(path)?;
         Ok(0)
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! - plausibility ([`check_range`]): null and the unmapped first page, ranges that wrap
 //!   around, ranges beyond the canonical lower half (x86_64) / 48-bit space (aarch64);
-//! - the live page tables ([`libos::hal::Platform::user_access_end`]): every page mapped as
+//! - the live page tables ([`libos::hal::Platform::check_user_access`]): every page mapped as
 //!   normal memory (not a hole, a guard page or a device window) and, for a buffer the kernel
 //!   writes, writable (a read-only ELF segment, text). One table walk per page or large page,
 //!   so a buffer inside one 2 MiB page of the identity map costs one walk;
@@ -21,6 +21,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 use libos::hal::Access;
 #[cfg(target_os = "none")]
 use crate::mem::check_protection;
@@ -53,14 +54,10 @@ pub fn check_access(addr: u64, len: u64, access: Access) -> Result<()> {
     }
     let end = addr + len; // no overflow: checked above
     if let Some(platform) = libos::hal::try_platform() {
-        let mut at = addr;
-        while at < end {
-            match platform.user_access_end(at, access) {
-                Ok(next) if next > at => at = next,
-                // ENOSYS: no page tables to ask (a host test's platform); plausibility only.
-                Err(Errno::ENOSYS) => break,
-                _ => return Err(Errno::EFAULT),
-            }
+        match platform.check_user_access(addr, end, access) {
+            // ENOSYS: no page tables to ask (a host test's platform); plausibility only.
+            Ok(()) | Err(Errno::ENOSYS) => {}
+            Err(_) => return Err(Errno::EFAULT),
         }
     }
     check_protection(addr, end, access)
@@ -133,59 +130,86 @@ pub fn iovec_buffers(iov: u64, count: u64) -> Result<Vec<(u64, u64)>> {
     Ok(out)
 }
 
-/// A string copied from the program: up to [`KernelStr::INLINE`] bytes in place (the
-/// common path: no heap allocation per system call), longer ones on the heap. Always valid
-/// UTF-8 (checked once, on the copy, which the program cannot reach).
-pub enum KernelStr {
-    /// A short string: its length and bytes.
-    Inline(usize, [u8; KernelStr::INLINE]),
-    /// A long string, or one the kernel built (a joined path).
-    Heap(String),
+/// Room for one string argument copied from the program (a path, mostly): up to
+/// [`StrBuffer::INLINE`] bytes in place, longer ones (and paths the kernel joins) on the heap.
+/// The caller keeps it on its stack and [`c_string`] fills it, so the common call copies the
+/// bytes once and moves nothing else (an inline string returned by value was copied again at
+/// every return on its way to the VFS: about 400 instructions per path-taking call).
+pub struct StrBuffer {
+    inline: [MaybeUninit<u8>; StrBuffer::INLINE],
+    /// How many bytes of `inline` hold the string, valid UTF-8; [`StrBuffer::ON_HEAP`] when
+    /// `heap` holds it.
+    len: usize,
+    heap: String,
 }
 
-impl KernelStr {
+impl StrBuffer {
     /// The longest string kept in place.
-    pub const INLINE: usize = 192;
-}
+    pub const INLINE: usize = 256;
+    const ON_HEAP: usize = usize::MAX;
 
-impl core::ops::Deref for KernelStr {
-    type Target = str;
+    /// An empty buffer (no heap memory until a long string needs it).
+    pub const fn new() -> StrBuffer {
+        StrBuffer { inline: [MaybeUninit::uninit(); StrBuffer::INLINE], len: StrBuffer::ON_HEAP, heap: String::new() }
+    }
 
-    fn deref(&self) -> &str {
-        match self {
-            // SAFETY: `Inline` is only built by `c_string`, after `from_utf8` accepted
-            // exactly these `len` bytes, and nothing mutates them afterwards.
-            KernelStr::Inline(len, bytes) => unsafe { core::str::from_utf8_unchecked(&bytes[..*len]) },
-            KernelStr::Heap(string) => string,
+    /// The string the buffer holds (empty before anything was copied in).
+    pub fn as_str(&self) -> &str {
+        if self.len == StrBuffer::ON_HEAP {
+            return &self.heap;
         }
+        // SAFETY: `len` is only set (by `c_string`) after it wrote the first `len` bytes of
+        // `inline`.
+        let bytes = unsafe { core::slice::from_raw_parts(self.inline.as_ptr().cast::<u8>(), self.len) };
+        // SAFETY: ... and after `from_utf8` accepted exactly those bytes.
+        unsafe { core::str::from_utf8_unchecked(bytes) }
+    }
+
+    /// Replaces the string by `string` (one the kernel built, such as a joined path).
+    pub fn replace(&mut self, string: String) -> &str {
+        self.heap = string;
+        self.len = StrBuffer::ON_HEAP;
+        &self.heap
     }
 }
 
-/// A copy of the NUL-terminated string at `addr` (at most `max` bytes before the NUL), as
-/// UTF-8. The kernel works on its own copy, validated after copying, so another thread
-/// rewriting the bytes meanwhile cannot make a walk see a string change under it (or stop
-/// being UTF-8 after the check). Errors: `EFAULT` for a bad pointer, `ENAMETOOLONG` past
-/// `max`, `EINVAL` for non-UTF-8 bytes (the VFS works on `str` paths), `ENOMEM` when the heap
-/// cannot hold a long copy.
+impl Default for StrBuffer {
+    fn default() -> StrBuffer {
+        StrBuffer::new()
+    }
+}
+
+/// The NUL-terminated string at `addr` (at most `max` bytes before the NUL), copied into
+/// `buffer` and checked to be UTF-8 there. The kernel works on its own copy, validated after
+/// copying, so another thread rewriting the bytes meanwhile cannot make a walk see a string
+/// change under it (or stop being UTF-8 after the check). Errors: `EFAULT` for a bad pointer,
+/// `ENAMETOOLONG` past `max`, `EINVAL` for non-UTF-8 bytes (the VFS works on `str` paths),
+/// `ENOMEM` when the heap cannot hold a long copy.
 ///
 /// # Safety
 /// As [`slice`], for every byte up to the NUL.
-pub unsafe fn c_string(addr: u64, max: usize) -> Result<KernelStr> {
+pub unsafe fn c_string(addr: u64, max: usize, buffer: &mut StrBuffer) -> Result<&str> {
     // SAFETY: the caller's contract.
     let len = unsafe { c_str_len(addr, max)? };
     // SAFETY: `c_str_len` checked and read the same `len` bytes; reading them again sees
     // whatever the program has there now, which is validated below, in the copy.
     let source = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
-    if len <= KernelStr::INLINE {
-        let mut bytes = [0u8; KernelStr::INLINE];
-        bytes[..len].copy_from_slice(source);
-        core::str::from_utf8(&bytes[..len]).map_err(|_| Errno::EINVAL)?;
-        return Ok(KernelStr::Inline(len, bytes));
+    if len <= StrBuffer::INLINE {
+        let room = buffer.inline.as_mut_ptr().cast::<u8>();
+        // SAFETY: `inline` has room for `len` bytes; the kernel's buffer and the program's
+        // memory do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(source.as_ptr(), room, len) };
+        // SAFETY: the first `len` bytes were just written.
+        let copy = unsafe { core::slice::from_raw_parts(room.cast_const(), len) };
+        core::str::from_utf8(copy).map_err(|_| Errno::EINVAL)?;
+        buffer.len = len;
+        return Ok(buffer.as_str());
     }
     let mut copy = Vec::new();
     copy.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
     copy.extend_from_slice(source);
-    String::from_utf8(copy).map(KernelStr::Heap).map_err(|_| Errno::EINVAL)
+    let string = String::from_utf8(copy).map_err(|_| Errno::EINVAL)?;
+    Ok(buffer.replace(string))
 }
 
 /// The length of the NUL-terminated string at `addr`: `ENAMETOOLONG` past `max`.
@@ -259,34 +283,53 @@ mod tests {
         assert_eq!(check_range(ADDRESS_LIMIT - 1, 2), Err(Errno::EFAULT));
     }
 
+    /// `c_string` into a fresh buffer, owned.
+    unsafe fn copied(addr: u64, max: usize) -> Result<String> {
+        let mut buffer = StrBuffer::new();
+        // SAFETY: the caller's contract.
+        unsafe { c_string(addr, max, &mut buffer) }.map(String::from)
+    }
+
     #[test]
     fn c_strings() {
         let text = b"hello\0";
         // SAFETY: a live NUL-terminated buffer.
-        assert_eq!(unsafe { c_string(text.as_ptr() as u64, 100) }.as_deref(), Ok("hello"));
+        assert_eq!(unsafe { copied(text.as_ptr() as u64, 100) }.as_deref(), Ok("hello"));
         let long = [b'L'; 300];
         let mut long_z = long.to_vec();
         long_z.push(0);
         // SAFETY: a live NUL-terminated buffer longer than the inline room.
-        assert_eq!(unsafe { c_string(long_z.as_ptr() as u64, 4096) }.as_deref().map(str::len), Ok(300));
+        assert_eq!(unsafe { copied(long_z.as_ptr() as u64, 4096) }.as_deref().map(str::len), Ok(300));
         // SAFETY: as above.
-        assert_eq!(unsafe { c_string(text.as_ptr() as u64, 3) }.err(), Some(Errno::ENAMETOOLONG));
+        assert_eq!(unsafe { copied(text.as_ptr() as u64, 3) }.err(), Some(Errno::ENAMETOOLONG));
         // SAFETY: null is rejected before any read.
-        assert_eq!(unsafe { c_string(0, 3) }.err(), Some(Errno::EFAULT));
+        assert_eq!(unsafe { copied(0, 3) }.err(), Some(Errno::EFAULT));
         let utf8 = "grüße\0";
         // SAFETY: a live NUL-terminated buffer.
-        assert_eq!(unsafe { c_string(utf8.as_ptr() as u64, 100) }.as_deref(), Ok("grüße"));
+        assert_eq!(unsafe { copied(utf8.as_ptr() as u64, 100) }.as_deref(), Ok("grüße"));
         for n in 0..40 {
             let mut text = alloc::vec![b'x'; n + 9];
             text[n] = 0;
             text[n + 1] = 0xff;
             for skip in 0..8.min(n + 1) {
                 // SAFETY: a live buffer with a NUL at `n`.
-                assert_eq!(unsafe { c_string(text[skip..].as_ptr() as u64, 100) }.map(|s| s.len()), Ok(n - skip));
+                assert_eq!(unsafe { copied(text[skip..].as_ptr() as u64, 100) }.map(|s| s.len()), Ok(n - skip));
             }
         }
+        for n in [StrBuffer::INLINE - 1, StrBuffer::INLINE, StrBuffer::INLINE + 1] {
+            let mut text = alloc::vec![b'p'; n];
+            text.push(0);
+            // SAFETY: a live NUL-terminated buffer, in place or on the heap by its length.
+            assert_eq!(unsafe { copied(text.as_ptr() as u64, 4096) }.map(|s| s.len()), Ok(n));
+        }
+        let mut buffer = StrBuffer::new();
+        assert_eq!(buffer.as_str(), "");
+        // SAFETY: a live NUL-terminated buffer.
+        assert_eq!(unsafe { c_string(text.as_ptr() as u64, 100, &mut buffer) }, Ok("hello"));
+        assert_eq!(buffer.replace(String::from("/joined/hello")), "/joined/hello");
+        assert_eq!(buffer.as_str(), "/joined/hello");
         let bad = b"a\xffb\0";
         // SAFETY: as above.
-        assert_eq!(unsafe { c_string(bad.as_ptr() as u64, 100) }.err(), Some(Errno::EINVAL));
+        assert_eq!(unsafe { copied(bad.as_ptr() as u64, 100) }.err(), Some(Errno::EINVAL));
     }
 }
