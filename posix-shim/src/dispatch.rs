@@ -66,17 +66,28 @@ type Entry = fn(&mut Frame) -> isize;
 /// anything at or above it is unknown.
 const TABLE_LEN: usize = 512;
 
-/// The handler the platform calls for every `syscall` / `svc #0`: one indexed load and an
-/// indirect call, whatever the number. A call a signal interrupted fails with the internal
-/// `ERESTARTSYS`, which never reaches the program: the signal layer restarts the call or
-/// fails it with `EINTR` as it returns (`signal::restart`).
+/// The handler the platform calls for every `syscall` / `svc #0`: one indexed load and a
+/// tail call, whatever the number. Nothing may follow the call here: each entry settles its
+/// own result ([`settle`]), so that this stays a jump (measured: checking the result here
+/// cost 17 instructions per null system call on x86_64, 16 on aarch64, in saved registers).
 pub extern "C" fn dispatch(frame: &mut Frame) -> isize {
-    const INTERRUPTED: isize = -(Errno::ERESTARTSYS as i32 as isize);
-    let result = match TABLE.get(frame.number() as usize) {
+    match TABLE.get(frame.number() as usize) {
         Some(entry) => entry(frame),
         None => unknown(frame),
-    };
-    if result == INTERRUPTED { signal::interrupted_call(frame) } else { result }
+    }
+}
+
+/// The value a call returns to the program: `result` as the result register holds it. A call a
+/// signal interrupted fails with the internal `ERESTARTSYS`, which never reaches the program:
+/// the signal layer restarts the call or fails it with `EINTR` as it returns
+/// (`signal::restart`). Inlined into every entry, where a call that cannot be interrupted
+/// (`getpid`) folds the check away.
+#[inline(always)]
+fn settle(frame: &mut Frame, result: Result<u64>) -> isize {
+    match result {
+        Err(Errno::ERESTARTSYS) => signal::interrupted_call(frame),
+        other => to_return(other),
+    }
 }
 
 /// The return hook (libos-core's `syscall` docs): runs at system-call returns while some
@@ -105,7 +116,8 @@ macro_rules! table {
                     fn entry($frame: &mut Frame) -> isize {
                         #[allow(unused_variables)]
                         let $args = $frame.args();
-                        to_return($body)
+                        let result = $body;
+                        settle($frame, result)
                     }
                     let index = $number as usize;
                     if index < TABLE_LEN {

@@ -162,18 +162,17 @@ pub trait Platform: Sync {
         Err(crate::Errno::ENOSYS)
     }
 
-    /// Whether a program may be given the memory at `addr` for `access`, answered from the
-    /// live page tables: `Ok(end)` when the page or block holding `addr` is mapped as normal
-    /// memory (not a device window, not a guard page or hole) and allows `access` (for
-    /// [`Access::Write`]: writable), where `end` is the first address past that page or block,
-    /// so a caller checks a long buffer with one call per mapping unit (a 2 MiB block of the
-    /// identity map answers for all its pages); `EFAULT` otherwise. posix-shim asks this before
-    /// it touches (or hands a device, by DMA) a buffer a program passed to a system call, so a
-    /// bad pointer gives `EFAULT` instead of a kernel fault. The answer describes the tables at
-    /// the time of the call. Default: `ENOSYS` (a platform without page tables to consult;
+    /// Whether a program may be given the memory `[start, end)` for `access`, answered from
+    /// the live page tables: `Ok` when every page of it is mapped as normal memory (not a
+    /// device window, not a guard page or hole) and allows `access` (for [`Access::Write`]:
+    /// writable); `EFAULT` otherwise. posix-shim asks this before it touches (or hands a
+    /// device, by DMA) a buffer a program passed to a system call, so a bad pointer gives
+    /// `EFAULT` instead of a kernel fault. One call per buffer, whatever its length (a 2 MiB
+    /// block of the identity map answers for all its pages). The answer describes the tables
+    /// at the time of the call. Default: `ENOSYS` (a platform without page tables to consult;
     /// callers then fall back to their own plausibility checks and say so).
-    fn user_access_end(&self, addr: u64, access: Access) -> crate::Result<u64> {
-        let _ = (addr, access);
+    fn check_user_access(&self, start: u64, end: u64, access: Access) -> crate::Result<()> {
+        let _ = (start, end, access);
         Err(crate::Errno::ENOSYS)
     }
 
@@ -223,7 +222,7 @@ pub trait Platform: Sync {
     }
 }
 
-/// What a program wants to do with memory it passes to the kernel ([`Platform::user_access_end`]).
+/// What a program wants to do with memory it passes to the kernel ([`Platform::check_user_access`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     /// The kernel (or a device) reads it.

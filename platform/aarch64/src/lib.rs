@@ -203,8 +203,8 @@ mod platform {
             crate::pages::virt_to_phys(virt as u64)
         }
 
-        fn user_access_end(&self, addr: u64, access: libos_core::hal::Access) -> libos_core::Result<u64> {
-            crate::pages::user_access_end(addr, access)
+        fn check_user_access(&self, start: u64, end: u64, access: libos_core::hal::Access) -> libos_core::Result<()> {
+            crate::pages::check_user_access(start, end, access)
         }
 
         fn reserved_regions(&self) -> alloc::vec::Vec<(libos_core::hal::MemoryRegion, &'static str)> {

@@ -185,15 +185,32 @@ fn unmap_locked(start: u64, end: u64) {
     }
 }
 
-/// `hal::Platform::user_access_end`: the end of the page or block holding `addr` when it is
-/// mapped as Normal memory (not Device: every device window is) and, for a write, not
-/// read-only; else `EFAULT`. Guard pages and holes are invalid descriptors, so they fail too.
-pub fn user_access_end(addr: u64, access: Access) -> Result<u64> {
-    if addr >= paging::ADDRESS_LIMIT {
+/// `hal::Platform::check_user_access`: every page of `[start, end)` mapped as Normal memory
+/// (not Device: every device window is) and, for a write, not read-only; else `EFAULT`. Guard
+/// pages and holes are invalid descriptors, so they fail too.
+pub fn check_user_access(start: u64, end: u64, access: Access) -> Result<()> {
+    if end > paging::ADDRESS_LIMIT {
         return Err(Errno::EFAULT);
     }
-    // The lock keeps a concurrent block split (guard pages, program pages) from being seen
-    // half done (break-before-make leaves the descriptor invalid for a moment).
+    let mut at = start;
+    while at < end {
+        at = access_end(at, access)?;
+    }
+    Ok(())
+}
+
+/// The end of the page or block holding `addr` when it allows `access` (as
+/// [`check_user_access`] says), else `EFAULT`.
+///
+/// Every system call's buffers come through here, so the MMU answers first ([`mmu_access_end`]:
+/// a handful of instructions instead of a software walk under the lock); when it refuses, the
+/// walk under the lock gives the answer (a block split in progress is invalid for a moment,
+/// break-before-make).
+#[inline(always)]
+fn access_end(addr: u64, access: Access) -> Result<u64> {
+    if let Some(end) = mmu_access_end(addr, access) {
+        return Ok(end);
+    }
     let (attributes, size) = {
         let _lock = LOCK.lock();
         paging::translate(&mut LiveTables, root(), addr).ok_or(Errno::EFAULT)?
@@ -202,6 +219,31 @@ pub fn user_access_end(addr: u64, access: Access) -> Result<u64> {
         return Err(Errno::EFAULT);
     }
     Ok((addr & !(size - 1)).saturating_add(size))
+}
+
+/// Asks the MMU to translate `addr` for an EL1 `access` (`AT S1E1R`/`AT S1E1W`): the end of
+/// its 4 KiB page when that succeeds to Normal memory, else `None`. Interrupts stay masked
+/// from the `AT` to the read of `PAR_EL1`, which a thread switched in between could overwrite.
+fn mmu_access_end(addr: u64, access: Access) -> Option<u64> {
+    let par: u64;
+    // SAFETY: address translation instructions only write PAR_EL1 (no memory access, no
+    // fault); DAIF is saved and restored around them.
+    unsafe {
+        match access {
+            Access::Read => core::arch::asm!(
+                "mrs {daif}, daif", "msr daifset, #2", "at s1e1r, {addr}", "isb", "mrs {par}, par_el1", "msr daif, {daif}",
+                addr = in(reg) addr, par = out(reg) par, daif = out(reg) _, options(nostack, preserves_flags)
+            ),
+            Access::Write => core::arch::asm!(
+                "mrs {daif}, daif", "msr daifset, #2", "at s1e1w, {addr}", "isb", "mrs {par}, par_el1", "msr daif, {daif}",
+                addr = in(reg) addr, par = out(reg) par, daif = out(reg) _, options(nostack, preserves_flags)
+            ),
+        }
+    }
+    const FAULT: u64 = 1;
+    // PAR_EL1.ATTR (bits 63:56) is the MAIR encoding: Device memory has a zero upper nibble.
+    let normal = (par >> 60) != 0;
+    (par & FAULT == 0 && normal).then(|| (addr & !(PAGE - 1)) + PAGE)
 }
 
 /// `hal::Platform::reserved_regions`: page 0, the image, the interrupt controller, the UART

@@ -153,7 +153,7 @@ fn map(memory: &mut dyn TableMemory, table: u64, level: u32, start: u64, end: u6
 
 /// Walks the tables for `addr`: the leaf descriptor's attributes (address and type bits
 /// cleared) and the size it maps, or `None` when unmapped.
-pub fn translate(memory: &mut dyn TableMemory, root: u64, addr: u64) -> Option<(u64, u64)> {
+pub fn translate<M: TableMemory + ?Sized>(memory: &mut M, root: u64, addr: u64) -> Option<(u64, u64)> {
     let mut table = root;
     for level in 0..4 {
         let entry = memory.table(table)[index(addr, level)];

@@ -13,6 +13,7 @@
 //! build and inspect real tables in a plain buffer.
 
 pub use libos_core::layout::{Layout, MAX_BOUNDARIES, Mapping};
+use core::sync::atomic::{Ordering, compiler_fence};
 use libos_core::memory::PAGE;
 
 const LARGE_PAGE: u64 = 2 * 1024 * 1024;
@@ -146,11 +147,17 @@ fn table_for(memory: &mut dyn TableMemory, root: u64, addr: u64, depth: u32) -> 
 }
 
 /// Walks the tables for `addr`: the leaf entry's flags (with the address bits cleared) and
-/// the page size, or `None` when unmapped. Used by tests and by the fault report.
-pub fn translate(memory: &mut dyn TableMemory, root: u64, addr: u64) -> Option<(u64, u64)> {
+/// the page size, or `None` when unmapped.
+pub fn translate<M: TableMemory + ?Sized>(memory: &mut M, root: u64, addr: u64) -> Option<(u64, u64)> {
+    translate_by(|table, i| memory.table(table)[i], root, addr)
+}
+
+/// [`translate`] reading entry `i` of a table through `entry(table, i)`: what a walk that
+/// takes no lock uses (volatile reads of the live tables; see `pages::access_end`).
+pub fn translate_by(mut entry: impl FnMut(u64, usize) -> u64, root: u64, addr: u64) -> Option<(u64, u64)> {
     let mut table = root;
     for level in (0..4).rev() {
-        let entry = memory.table(table)[index(addr, level)];
+        let entry = entry(table, index(addr, level));
         if entry & flags::PRESENT == 0 {
             return None;
         }
@@ -201,6 +208,9 @@ pub fn set_guard(memory: &mut dyn TableMemory, root: u64, addr: u64, guarded: bo
         for (i, entry) in table.iter_mut().enumerate() {
             *entry = (base + i as u64 * PAGE) | leaf;
         }
+        // The new table is complete before it is linked: walks without the lock see the
+        // large page or the whole table (x86 keeps stores in order; this keeps the compiler so).
+        compiler_fence(Ordering::Release);
         memory.table(pd)[index(addr, 1)] = pt | TABLE_FLAGS;
         split = true;
         pt
@@ -287,6 +297,7 @@ pub fn program_slot(memory: &mut dyn TableMemory, root: u64, addr: u64, allow_ra
             for (j, e) in memory.table(pt).iter_mut().enumerate() {
                 *e = (base + j as u64 * PAGE) | leaf;
             }
+            compiler_fence(Ordering::Release); // complete before linked, as in `set_guard`
             memory.table(table)[i] = pt | TABLE_FLAGS;
             split = true;
             pt

@@ -615,6 +615,8 @@ fn siginfo_at_delivery(sig: u64, origin: Origin) -> frame::SigInfo {
 /// Called by the dispatcher when a call failed with `ERESTARTSYS` (see [`restart`]): records
 /// the call for its return, which restarts it or fails it. Returns the result register's value
 /// until then: `-EINTR`.
+#[cold]
+#[inline(never)]
 pub fn interrupted_call(frame: &Frame) -> isize {
     let call = restart::Interrupted::of(frame);
     if let Some(me) = STATE.lock().me() {
