@@ -108,6 +108,50 @@ static void unix_family(void) {
     close(client);
     close(other);
     close(server);
+    /* A path name is a socket file, as on Linux. It stays after the close: connecting is
+     * refused and binding the path again is EADDRINUSE until it is unlinked. */
+    struct stat st;
+    CHECK(stat(addr.sun_path, &st) == 0 && S_ISSOCK(st.st_mode));
+    int again = socket(AF_UNIX, SOCK_STREAM, 0);
+    FAILS(connect(again, (struct sockaddr *)&addr, sizeof addr), ECONNREFUSED);
+    FAILS(bind(again, (struct sockaddr *)&addr, sizeof addr), EADDRINUSE);
+    CHECK(unlink(addr.sun_path) == 0);
+    FAILS(connect(again, (struct sockaddr *)&addr, sizeof addr), ENOENT);
+    CHECK(bind(again, (struct sockaddr *)&addr, sizeof addr) == 0 && listen(again, 4) == 0);
+    /* The file leads to the socket: through a symlink, a hard link, and after a rename. */
+    const char *links[] = {"/tmp/shimtest.symlink", "/tmp/shimtest.hardlink", "/tmp/shimtest.renamed"};
+    for (int i = 0; i < 3; i++) {
+        unlink(links[i]);
+    }
+    CHECK(symlink(addr.sun_path, links[0]) == 0 && link(addr.sun_path, links[1]) == 0);
+    for (int i = 0; i < 3; i++) {
+        if (i == 2) {
+            CHECK(rename(addr.sun_path, links[2]) == 0);
+            FAILS(stat(links[0], &st), ENOENT); /* the symlink now dangles */
+        }
+        struct sockaddr_un via = {.sun_family = AF_UNIX};
+        strcpy(via.sun_path, links[i]);
+        int c = socket(AF_UNIX, SOCK_STREAM, 0);
+        CHECK(connect(c, (struct sockaddr *)&via, sizeof via) == 0);
+        int a = accept(again, NULL, NULL);
+        CHECK(a >= 0 && write(c, "L", 1) == 1 && read(a, buf, 1) == 1 && buf[0] == 'L');
+        close(a);
+        close(c);
+    }
+    /* A file that is not a socket refuses; a missing one is ENOENT. */
+    int plain = open("/tmp/shimtest.plain", O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    CHECK(plain >= 0);
+    close(plain);
+    struct sockaddr_un not_socket = {.sun_family = AF_UNIX};
+    strcpy(not_socket.sun_path, "/tmp/shimtest.plain");
+    int probe = socket(AF_UNIX, SOCK_STREAM, 0);
+    FAILS(connect(probe, (struct sockaddr *)&not_socket, sizeof not_socket), ECONNREFUSED);
+    close(probe);
+    close(again);
+    for (int i = 0; i < 3; i++) {
+        unlink(links[i]);
+    }
+    unlink("/tmp/shimtest.plain");
     /* An abstract name for datagrams, with the sender's autobound name to answer. */
     struct sockaddr_un abs = {.sun_family = AF_UNIX};
     memcpy(abs.sun_path, "\0shimtest", 9);

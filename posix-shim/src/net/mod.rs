@@ -19,6 +19,7 @@ pub mod inet;
 mod msg;
 pub mod options;
 pub mod unix;
+mod unix_names;
 
 pub use msg::{recvfrom, recvmmsg, recvmsg, sendmmsg, sendmsg, sendto};
 

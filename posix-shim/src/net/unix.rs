@@ -6,16 +6,14 @@
 //! `SIGPIPE` writing to a peer that stopped reading. A datagram socket has a queue of messages;
 //! a sender writes into the receiver's queue directly.
 //!
-//! Names live in a table of the shim, not in the file system: a path name does not appear as
-//! a socket file in its directory, so there is nothing to `unlink` (it may be, harmlessly),
-//! and the name is free again once the socket is closed. (Linux leaves the socket file behind
-//! and reports `EADDRINUSE` until it is unlinked; programs unlink before binding, so both
-//! behave alike for them.)
+//! A path name is a socket file in the file system, as on Linux; abstract names live only in
+//! the shim's table (see [`super::unix_names`]).
 
 use super::{MsgFlags, Options, Received};
 use crate::events::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, Pipe, PipeEnd};
 use crate::sockaddr::{SockAddr, UnixName};
-use alloc::collections::{BTreeMap, VecDeque};
+use super::unix_names::{Key, Names, Owner, new_owner};
+use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +25,7 @@ use libos::{Errno, Result};
 const DGRAM_QUEUE_BYTES: usize = 212_992;
 
 /// What a name is bound to.
+#[derive(Clone)]
 enum Bound {
     /// A stream socket that did not `listen` yet: connecting is refused.
     Stream,
@@ -34,7 +33,7 @@ enum Bound {
     Datagram(Weak<Queue>),
 }
 
-static NAMES: Mutex<BTreeMap<UnixName, Bound>> = Mutex::new(BTreeMap::new());
+static NAMES: Names<Bound> = Names::new();
 
 /// Counts autobind names (`bind` with only the family, or a datagram send from an unbound
 /// socket that the receiver should be able to answer).
@@ -97,15 +96,19 @@ enum State {
 pub struct UnixSocket {
     stream: bool,
     state: Mutex<State>,
+    /// The name as bound (what `getsockname` reports).
     name: Mutex<UnixName>,
+    /// Its key in [`NAMES`] once bound.
+    key: Mutex<Option<Key>>,
+    /// Who it is in [`NAMES`].
+    owner: Owner,
     nonblocking: AtomicBool,
 }
 
 impl Drop for UnixSocket {
     fn drop(&mut self) {
-        let name = core::mem::replace(&mut *self.name.lock(), UnixName::Unnamed);
-        if name != UnixName::Unnamed {
-            NAMES.lock().remove(&name);
+        if let Some(key) = self.key.lock().take() {
+            NAMES.release(&key, self.owner);
         }
         match &*self.state.lock() {
             State::Datagram { rx, .. } => {
@@ -133,7 +136,14 @@ impl UnixSocket {
     /// A new unbound socket.
     pub fn new(stream: bool, nonblocking: bool) -> UnixSocket {
         let state = if stream { State::Fresh } else { State::Datagram { rx: Queue::new(), peer: None } };
-        UnixSocket { stream, state: Mutex::new(state), name: Mutex::new(UnixName::Unnamed), nonblocking: AtomicBool::new(nonblocking) }
+        UnixSocket {
+            stream,
+            state: Mutex::new(state),
+            name: Mutex::new(UnixName::Unnamed),
+            key: Mutex::new(None),
+            owner: new_owner(),
+            nonblocking: AtomicBool::new(nonblocking),
+        }
     }
 
     /// Two connected sockets (`socketpair`).
@@ -181,8 +191,9 @@ impl UnixSocket {
         flags.dont_wait || self.is_nonblocking()
     }
 
-    /// `bind`: takes the name (`EADDRINUSE` if another socket has it; `EINVAL` if this one is
-    /// bound already). Only the family: a fresh abstract name (autobind).
+    /// `bind`: takes the name (`EADDRINUSE` if it is taken: an abstract name another socket
+    /// has, a path that exists; `EINVAL` if this socket is bound already). Only the family: a
+    /// fresh abstract name (autobind).
     pub fn bind(&self, name: UnixName) -> Result<()> {
         let mut mine = self.name.lock();
         if *mine != UnixName::Unnamed {
@@ -190,18 +201,13 @@ impl UnixSocket {
         }
         let name = match name {
             UnixName::Unnamed => autobind_name(),
-            UnixName::Path(ref p) if p.is_empty() => return Err(Errno::ENOENT),
             other => other,
         };
         let bound = match &*self.state.lock() {
             State::Datagram { rx, .. } => Bound::Datagram(Arc::downgrade(rx)),
             _ => Bound::Stream,
         };
-        let mut names = NAMES.lock();
-        if names.contains_key(&name) {
-            return Err(Errno::EADDRINUSE);
-        }
-        names.insert(name.clone(), bound);
+        *self.key.lock() = Some(NAMES.bind(&name, self.owner, bound)?);
         *mine = name;
         Ok(())
     }
@@ -219,8 +225,10 @@ impl UnixSocket {
         let mut state = self.state.lock();
         match &*state {
             State::Fresh => {
-                let listener = Arc::new(Listener { pending: Mutex::new(VecDeque::new()), backlog: backlog.clamp(1, 4096), queue: WaitQueue::new(), changes: AtomicU64::new(0), name: name.clone() });
-                NAMES.lock().insert(name, Bound::Listener(Arc::downgrade(&listener)));
+                let listener = Arc::new(Listener { pending: Mutex::new(VecDeque::new()), backlog: backlog.clamp(1, 4096), queue: WaitQueue::new(), changes: AtomicU64::new(0), name });
+                if let Some(key) = &*self.key.lock() {
+                    NAMES.rebind(key, self.owner, Bound::Listener(Arc::downgrade(&listener)));
+                }
                 *state = State::Listening(listener);
                 Ok(())
             }
@@ -254,11 +262,10 @@ impl UnixSocket {
     /// `connect`: a stream socket connects to a listener (`ECONNREFUSED` when the name is not
     /// listening, `EAGAIN` non-blocking with a full backlog); a datagram socket sets its peer.
     pub fn connect(&self, name: UnixName, options: &Options) -> Result<()> {
-        let target = match NAMES.lock().get(&name) {
-            None => return Err(if matches!(name, UnixName::Path(_)) { Errno::ENOENT } else { Errno::ECONNREFUSED }),
-            Some(Bound::Stream) => None,
-            Some(Bound::Listener(l)) => Some(Ok(l.clone())),
-            Some(Bound::Datagram(q)) => Some(Err(q.clone())),
+        let target = match NAMES.find(&name)? {
+            Bound::Stream => None,
+            Bound::Listener(l) => Some(Ok(l)),
+            Bound::Datagram(q) => Some(Err(q)),
         };
         if !self.stream {
             let Some(Err(queue)) = target else { return Err(Errno::EPROTOTYPE) };
@@ -330,10 +337,9 @@ impl UnixSocket {
             return Err(Errno::EMSGSIZE);
         }
         let queue = match to {
-            Some(name) => match NAMES.lock().get(&name) {
-                Some(Bound::Datagram(q)) => q.upgrade().ok_or(Errno::ECONNREFUSED)?,
-                Some(_) => return Err(Errno::EPROTOTYPE),
-                None => return Err(if matches!(name, UnixName::Path(_)) { Errno::ENOENT } else { Errno::ECONNREFUSED }),
+            Some(name) => match NAMES.find(&name)? {
+                Bound::Datagram(q) => q.upgrade().ok_or(Errno::ECONNREFUSED)?,
+                _ => return Err(Errno::EPROTOTYPE),
             },
             None => match &*self.state.lock() {
                 State::Datagram { peer: Some((_, q)), .. } => q.upgrade().ok_or(Errno::ECONNREFUSED)?,
