@@ -5,8 +5,8 @@
 //! decodes arguments as Linux does.
 
 use crate::fd::{self, Object};
-use crate::files::{AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, path_arg, vfs};
-use crate::user::{self, StrBuffer};
+use crate::files::{AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, PathArg, vfs};
+use crate::user;
 use libos::fs::vfs::{Access, FileType, NewNode, OpenFile};
 use libos::{Errno, Result};
 
@@ -14,7 +14,7 @@ use libos::{Errno, Result};
 /// `not_file` for another kind of object (a pipe, a socket).
 fn with_file<T>(fd_number: u64, not_file: Errno, f: impl FnOnce(&OpenFile) -> Result<T>) -> Result<T> {
     match &*fd::get(fd_number)? {
-        Object::File(file, _) => f(file),
+        Object::File(file) => f(file),
         _ => Err(not_file),
     }
 }
@@ -37,8 +37,8 @@ pub fn fchmodat(dirfd: u64, path: u64, mode: u64, flags: u64) -> Result<u64> {
     if is_empty_path(path, flags)? {
         return fchmod(dirfd, mode);
     }
-    let mut buffer = StrBuffer::new();
-    let path = path_arg(dirfd, path, &mut buffer)?;
+    let mut arg = PathArg::new();
+    let path = arg.read(dirfd, path)?;
     vfs()?.set_permissions(path, mode as u32 & 0o7777, flags & AT_SYMLINK_NOFOLLOW == 0)?;
     Ok(0)
 }
@@ -62,8 +62,8 @@ pub fn fchownat(dirfd: u64, path: u64, uid: u64, gid: u64, flags: u64) -> Result
     if is_empty_path(path, flags)? {
         return fchown(dirfd, uid, gid);
     }
-    let mut buffer = StrBuffer::new();
-    let path = path_arg(dirfd, path, &mut buffer)?;
+    let mut arg = PathArg::new();
+    let path = arg.read(dirfd, path)?;
     vfs()?.set_owner(path, id_arg(uid), id_arg(gid), flags & AT_SYMLINK_NOFOLLOW == 0)?;
     Ok(0)
 }
@@ -89,8 +89,8 @@ pub fn mknodat(dirfd: u64, path: u64, mode: u64, dev: u64) -> Result<u64> {
             _ => return Err(Errno::EINVAL),
         },
     };
-    let mut buffer = StrBuffer::new();
-    let path = path_arg(dirfd, path, &mut buffer)?;
+    let mut arg = PathArg::new();
+    let path = arg.read(dirfd, path)?;
     let perm = mode & 0o7777 & !crate::dispatch::umask_value();
     vfs()?.mknod(path, kind, perm)?;
     Ok(0)
@@ -111,8 +111,8 @@ pub fn faccessat(dirfd: u64, path: u64, mode: u64, flags: u64) -> Result<u64> {
         let creds = if flags & AT_EACCESS != 0 { (*creds).clone() } else { creds.for_access_check() };
         return if access.is_empty() || creds.permits(&meta, access) { Ok(0) } else { Err(Errno::EACCES) };
     }
-    let mut buffer = StrBuffer::new();
-    let path = path_arg(dirfd, path, &mut buffer)?;
+    let mut arg = PathArg::new();
+    let path = arg.read(dirfd, path)?;
     vfs()?.access(path, access, flags & AT_SYMLINK_NOFOLLOW == 0, flags & AT_EACCESS != 0)?;
     Ok(0)
 }
@@ -129,7 +129,7 @@ pub fn fallocate(fd_number: u64, mode: u64, offset: u64, len: u64) -> Result<u64
     }
     let object = fd::get(fd_number)?;
     let file = match &*object {
-        Object::File(file, _) => file,
+        Object::File(file) => file,
         Object::Pipe(_) => return Err(Errno::ESPIPE),
         _ => return Err(Errno::ENODEV),
     };
@@ -152,7 +152,7 @@ pub fn copy_file_range(fd_in: u64, off_in: u64, fd_out: u64, off_out: u64, len: 
         return Err(Errno::EINVAL);
     }
     let (input, output) = (fd::get(fd_in)?, fd::get(fd_out)?);
-    let (Object::File(src, _), Object::File(dst, _)) = (&*input, &*output) else { return Err(Errno::EINVAL) };
+    let (Object::File(src), Object::File(dst)) = (&*input, &*output) else { return Err(Errno::EINVAL) };
     if !src.flags().readable() || !dst.flags().writable() || dst.flags().contains(libos::fs::vfs::OpenFlags::APPEND) {
         return Err(Errno::EBADF);
     }

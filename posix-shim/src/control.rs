@@ -31,7 +31,7 @@ pub fn ioctl(fd_number: u64, request: u64, arg: u64) -> Result<u64> {
                 Object::Socket(socket) => socket.available()?,
                 Object::Pipe(end) if !end.is_write_end() => end.available(),
                 #[cfg(feature = "fs")]
-                Object::File(file, _) => {
+                Object::File(file) => {
                     let meta = file.metadata()?;
                     if meta.file_type.is_dir() {
                         return Err(Errno::EINVAL);
@@ -47,7 +47,7 @@ pub fn ioctl(fd_number: u64, request: u64, arg: u64) -> Result<u64> {
         _ => {}
     }
     #[cfg(feature = "fs")]
-    if let Object::File(file, _) = &*object {
+    if let Object::File(file) = &*object {
         let meta = file.metadata()?;
         if meta.file_type == libos::fs::FileType::BlockDevice {
             return block_device_ioctl(file, &meta, request, arg);
@@ -148,7 +148,7 @@ fn status_flags(object: &Object) -> u64 {
             Object::Pipe(end) => u64::from(end.is_write_end()),                            // O_WRONLY / O_RDONLY
             Object::Epoll(_) => 0,
             #[cfg(feature = "fs")]
-            Object::File(file, _) => u64::from(file.flags().bits() & (crate::abi::open_flags::APPEND | 0o3)),
+            Object::File(file) => u64::from(file.flags().bits() & (crate::abi::open_flags::APPEND | 0o3)),
         }
 }
 
@@ -159,7 +159,7 @@ fn set_status_flags(object: &Object, flags: u64) -> Result<()> {
     use crate::abi::open_flags::{APPEND, NONBLOCK};
     object.set_nonblocking(flags & u64::from(NONBLOCK) != 0);
     #[cfg(feature = "fs")]
-    if let Object::File(file, _) = object {
+    if let Object::File(file) = object {
         let append = libos::fs::vfs::OpenFlags::APPEND;
         file.update_flags(append, if flags & u64::from(APPEND) != 0 { append } else { libos::fs::vfs::OpenFlags::empty() });
     }

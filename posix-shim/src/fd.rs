@@ -24,10 +24,9 @@ pub enum Object {
     Epoll(crate::events::Epoll),
     /// A socket (`AF_UNIX` always; `AF_INET`/`AF_INET6` with the `net` feature).
     Socket(crate::net::Socket),
-    /// A file or directory of the VFS; for a directory, the absolute path it was opened by (for
-    /// `*at` calls relative to it; files need none, which saves a copy per `open`).
+    /// A file or directory of the VFS (an open directory is where `*at` calls through it start).
     #[cfg(feature = "fs")]
-    File(libos::fs::vfs::OpenFile, Option<alloc::string::String>),
+    File(libos::fs::vfs::OpenFile),
 }
 
 /// The open file description goes away with its last descriptor: its `flock` locks with it.
@@ -52,7 +51,7 @@ impl Object {
             Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Socket(socket) => socket.read(buf),
             #[cfg(feature = "fs")]
-            Object::File(file, _) => file.read(buf),
+            Object::File(file) => file.read(buf),
         }
     }
 
@@ -68,7 +67,7 @@ impl Object {
             Object::Timer(_) | Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Socket(socket) => socket.write(buf),
             #[cfg(feature = "fs")]
-            Object::File(file, _) => file.write(buf),
+            Object::File(file) => file.write(buf),
         }
     }
 
@@ -80,7 +79,7 @@ impl Object {
                 Err(Errno::ESPIPE)
             }
             #[cfg(feature = "fs")]
-            Object::File(file, _) => file.read_at(offset, buf),
+            Object::File(file) => file.read_at(offset, buf),
         }
     }
 
@@ -92,7 +91,7 @@ impl Object {
                 Err(Errno::ESPIPE)
             }
             #[cfg(feature = "fs")]
-            Object::File(file, _) => file.write_at(offset, buf),
+            Object::File(file) => file.write_at(offset, buf),
         }
     }
 
@@ -101,7 +100,7 @@ impl Object {
         match self {
             Object::Console | Object::Pipe(_) | Object::Event(_) | Object::Timer(_) | Object::Epoll(_) | Object::Socket(_) => Ok(None),
             #[cfg(feature = "fs")]
-            Object::File(file, _) => Ok(Some(file.metadata()?.size)),
+            Object::File(file) => Ok(Some(file.metadata()?.size)),
         }
     }
 
@@ -115,7 +114,7 @@ impl Object {
             Object::Timer(timer) => timer.set_nonblocking(on),
             Object::Socket(socket) => socket.set_nonblocking(on),
             #[cfg(feature = "fs")]
-            Object::File(file, _) => {
+            Object::File(file) => {
                 let flag = libos::fs::vfs::OpenFlags::from_bits_retain(crate::abi::open_flags::NONBLOCK);
                 file.update_flags(flag, if on { flag } else { libos::fs::vfs::OpenFlags::empty() });
             }
@@ -131,7 +130,7 @@ impl Object {
             Object::Timer(timer) => timer.is_nonblocking(),
             Object::Socket(socket) => socket.is_nonblocking(),
             #[cfg(feature = "fs")]
-            Object::File(file, _) => file.flags().bits() & crate::abi::open_flags::NONBLOCK != 0,
+            Object::File(file) => file.flags().bits() & crate::abi::open_flags::NONBLOCK != 0,
         }
     }
 

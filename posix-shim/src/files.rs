@@ -2,9 +2,9 @@
 //! `fstat`/`newfstatat`/`statx`, `getdents64`, `lseek`, `ftruncate`, `statfs`, `getcwd`,
 //! `chdir`. Without the feature these answer `ENOSYS` (the image has no file system).
 //!
-//! Paths relative to a directory descriptor are joined to the path that directory was opened
-//! by (the VFS has no "open directory" walk yet): renaming that directory while it is open
-//! makes later `*at` calls through it see the new tree at the old path.
+//! A path relative to a directory descriptor starts at that open directory itself
+//! ([`PathArg`], the VFS's `PathAt`), as on Linux: renaming the directory while it is open
+//! changes nothing for later `*at` calls through it.
 
 #[cfg(feature = "fs")]
 pub use with_fs::*;
@@ -14,7 +14,8 @@ mod with_fs {
     use crate::abi::{Stat, open_flags as o};
     use crate::fd::{self, Object};
     use crate::user::{self, StrBuffer};
-    use alloc::string::String;
+    use alloc::sync::Arc;
+    use libos::fs::vfs::PathAt;
     use libos::fs::vfs::{FileType, Metadata, OpenFlags, SeekFrom};
     use libos::fs::vfs as vfs_crate;
     use libos::{Errno, Result};
@@ -31,47 +32,51 @@ mod with_fs {
         libos::fs::vfs()
     }
 
-    /// The path the VFS walks for the string in `buffer` relative to `dirfd`: the string
-    /// itself when it is absolute or relative to the current directory (the VFS starts those
-    /// at its own current directory: no lookup of the directory's name, and no re-check of its
-    /// ancestors, as on Linux), else joined to the path the directory `dirfd` was opened by
-    /// (kept in `buffer`).
-    fn resolve(dirfd: u64, buffer: &mut StrBuffer) -> Result<&str> {
-        let path = buffer.as_str();
-        if path.is_empty() {
-            return Err(Errno::ENOENT);
-        }
-        if path.starts_with('/') || dirfd as i64 == AT_FDCWD {
-            return Ok(buffer.as_str());
-        }
-        let base = match &*fd::get(dirfd)? {
-            Object::File(_, Some(directory)) => directory.clone(),
-            _ => return Err(Errno::ENOTDIR),
-        };
-        let joined = join(base, buffer.as_str());
-        Ok(buffer.replace(joined))
+    /// A path argument: the string copied from the program (in place, on the caller's stack)
+    /// and the directory `dirfd` names when the path is relative to it, held for the call.
+    pub(crate) struct PathArg {
+        text: StrBuffer,
+        dir: Option<Arc<Object>>,
     }
 
-    /// `path` as an absolute path (relative ones joined to the current directory).
-    fn absolute(path: &str) -> Result<String> {
-        if path.starts_with('/') { Ok(String::from(path)) } else { Ok(join(vfs()?.current_dir()?, path)) }
-    }
-
-    fn join(base: String, path: &str) -> String {
-        let mut joined = base;
-        if !joined.ends_with('/') {
-            joined.push('/');
+    impl PathArg {
+        pub(crate) const fn new() -> PathArg {
+            PathArg { text: StrBuffer::new(), dir: None }
         }
-        joined.push_str(path);
-        joined
-    }
 
-    /// Copies the path argument at `addr` into `buffer` (on the caller's stack) and resolves
-    /// it against `dirfd`.
-    pub(crate) fn path_arg(dirfd: u64, addr: u64, buffer: &mut StrBuffer) -> Result<&str> {
-        // SAFETY: checked by `c_string`; the C program vouches for the rest (syscall contract).
-        unsafe { user::c_string(addr, PATH_MAX, buffer)? };
-        resolve(dirfd, buffer)
+        /// Copies the path at `addr` in and returns it with where it starts: the root for an
+        /// absolute path, the current directory with `AT_FDCWD`, else the open directory
+        /// `dirfd` itself (not a path it was opened by, so renaming it changes nothing, as on
+        /// Linux). `ENOENT` for an empty path, `EBADF` for a closed `dirfd`, `ENOTDIR` for one
+        /// that is not a directory.
+        pub(crate) fn read(&mut self, dirfd: u64, addr: u64) -> Result<PathAt<'_>> {
+            self.copy_in(dirfd, addr)?;
+            self.at()
+        }
+
+        /// [`PathArg::read`] without the result.
+        fn copy_in(&mut self, dirfd: u64, addr: u64) -> Result<()> {
+            // SAFETY: checked by `c_string`; the C program vouches for the rest (syscall
+            // contract).
+            let path = unsafe { user::c_string(addr, PATH_MAX, &mut self.text)? };
+            if path.is_empty() {
+                return Err(Errno::ENOENT);
+            }
+            if !path.starts_with('/') && dirfd as i64 != AT_FDCWD {
+                self.dir = Some(fd::get(dirfd)?);
+            }
+            Ok(())
+        }
+
+        /// The path read last, with its start.
+        fn at(&self) -> Result<PathAt<'_>> {
+            let dir = match self.dir.as_deref() {
+                None => None,
+                Some(Object::File(directory)) => Some(directory),
+                Some(_) => return Err(Errno::ENOTDIR),
+            };
+            Ok(PathAt { dir, path: self.text.as_str() })
+        }
     }
 
     fn open_flags(flags: u32) -> Result<OpenFlags> {
@@ -93,8 +98,8 @@ mod with_fs {
 
     /// `openat(dirfd, path, flags, mode)`.
     pub fn openat(dirfd: u64, path: u64, flags: u64, mode: u64) -> Result<u64> {
-        let mut buffer = StrBuffer::new();
-        let path = path_arg(dirfd, path, &mut buffer)?;
+        let mut arg = PathArg::new();
+        let path = arg.read(dirfd, path)?;
         let flags = flags as u32;
         let vfs_flags = open_flags(flags)?;
         let perm = (mode as u32) & 0o7777 & !crate::dispatch::umask_value();
@@ -103,9 +108,7 @@ mod with_fs {
             let pipe = crate::events::fifo::open(&file, u64::from(flags))?;
             return fd::insert(pipe, flags & o::CLOEXEC != 0);
         }
-        // A directory keeps the absolute path it was opened by, for `*at` calls through it.
-        let directory = if file.node().file_type().is_dir() { Some(absolute(path)?) } else { None };
-        fd::insert(Object::File(file, directory), flags & o::CLOEXEC != 0)
+        fd::insert(Object::File(file), flags & o::CLOEXEC != 0)
     }
 
     fn stat_of(meta: &Metadata) -> Stat {
@@ -138,7 +141,7 @@ mod with_fs {
 
     pub(crate) fn metadata_of_fd(fd_number: u64) -> Result<Option<Metadata>> {
         match &*fd::get(fd_number)? {
-            Object::File(file, _) => file.metadata().map(Some),
+            Object::File(file) => file.metadata().map(Some),
             _ => Ok(None),
         }
     }
@@ -157,16 +160,14 @@ mod with_fs {
     }
 
     pub(crate) fn metadata_at(dirfd: u64, path: u64, flags: u64) -> Result<Option<Metadata>> {
-        let mut buffer = StrBuffer::new();
-        // SAFETY: as in `path_arg`.
-        let raw = unsafe { user::c_string(path, PATH_MAX, &mut buffer)? };
-        if raw.is_empty() && flags & AT_EMPTY_PATH != 0 {
-            if dirfd as i64 == AT_FDCWD {
-                return vfs()?.metadata(&vfs()?.current_dir()?).map(Some);
+        let mut arg = PathArg::new();
+        match arg.copy_in(dirfd, path) {
+            Err(Errno::ENOENT) if flags & AT_EMPTY_PATH != 0 && arg.text.as_str().is_empty() => {
+                return if dirfd as i64 == AT_FDCWD { vfs()?.metadata(".").map(Some) } else { metadata_of_fd(dirfd) };
             }
-            return metadata_of_fd(dirfd);
+            other => other?,
         }
-        let path = resolve(dirfd, &mut buffer)?;
+        let path = arg.at()?;
         if flags & AT_SYMLINK_NOFOLLOW != 0 { vfs()?.symlink_metadata(path) } else { vfs()?.metadata(path) }.map(Some)
     }
 
@@ -215,7 +216,7 @@ mod with_fs {
     /// `lseek(fd, offset, whence)`.
     pub fn lseek(fd_number: u64, offset: u64, whence: u64) -> Result<u64> {
         let object = fd::get(fd_number)?;
-        let Object::File(file, _) = &*object else { return Err(Errno::ESPIPE) };
+        let Object::File(file) = &*object else { return Err(Errno::ESPIPE) };
         let offset = offset as i64;
         let from = match whence {
             0 => SeekFrom::Start(u64::try_from(offset).map_err(|_| Errno::EINVAL)?),
@@ -229,7 +230,7 @@ mod with_fs {
     /// `getdents64(fd, buf, len)`: `struct linux_dirent64` records, with `.` and `..` first.
     pub fn getdents64(fd_number: u64, buf: u64, len: u64) -> Result<u64> {
         let object = fd::get(fd_number)?;
-        let Object::File(file, _) = &*object else { return Err(Errno::ENOTDIR) };
+        let Object::File(file) = &*object else { return Err(Errno::ENOTDIR) };
         // SAFETY: checked by `slice_mut`; the C program vouches for the buffer.
         let out = unsafe { user::slice_mut(buf, len)? };
         let mut used = 0usize;
@@ -263,8 +264,8 @@ mod with_fs {
 
     /// `mkdirat(dirfd, path, mode)`.
     pub fn mkdirat(dirfd: u64, path: u64, mode: u64) -> Result<u64> {
-        let mut buffer = StrBuffer::new();
-        let path = path_arg(dirfd, path, &mut buffer)?;
+        let mut arg = PathArg::new();
+        let path = arg.read(dirfd, path)?;
         vfs()?.mkdir(path, (mode as u32) & 0o7777 & !crate::dispatch::umask_value())?;
         Ok(0)
     }
@@ -274,8 +275,8 @@ mod with_fs {
         if flags & !AT_REMOVEDIR != 0 {
             return Err(Errno::EINVAL);
         }
-        let mut buffer = StrBuffer::new();
-        let path = path_arg(dirfd, path, &mut buffer)?;
+        let mut arg = PathArg::new();
+        let path = arg.read(dirfd, path)?;
         if flags & AT_REMOVEDIR != 0 { vfs()?.rmdir(path)? } else { vfs()?.unlink(path)? }
         Ok(0)
     }
@@ -286,10 +287,10 @@ mod with_fs {
         if flags != 0 {
             return Err(Errno::EINVAL);
         }
-        let mut old_buffer = StrBuffer::new();
-        let old = path_arg(olddirfd, old, &mut old_buffer)?;
-        let mut new_buffer = StrBuffer::new();
-        let new = path_arg(newdirfd, new, &mut new_buffer)?;
+        let mut old_arg = PathArg::new();
+        let old = old_arg.read(olddirfd, old)?;
+        let mut new_arg = PathArg::new();
+        let new = new_arg.read(newdirfd, new)?;
         vfs()?.rename(old, new)?;
         Ok(0)
     }
@@ -299,10 +300,10 @@ mod with_fs {
         if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
             return Err(Errno::EINVAL);
         }
-        let mut old_buffer = StrBuffer::new();
-        let old = path_arg(olddirfd, old, &mut old_buffer)?;
-        let mut new_buffer = StrBuffer::new();
-        let new = path_arg(newdirfd, new, &mut new_buffer)?;
+        let mut old_arg = PathArg::new();
+        let old = old_arg.read(olddirfd, old)?;
+        let mut new_arg = PathArg::new();
+        let new = new_arg.read(newdirfd, new)?;
         vfs()?.link(old, new)?;
         Ok(0)
     }
@@ -310,13 +311,13 @@ mod with_fs {
     /// `symlinkat(target, newdirfd, linkpath)`.
     pub fn symlinkat(target: u64, newdirfd: u64, link: u64) -> Result<u64> {
         let mut target_buffer = StrBuffer::new();
-        // SAFETY: as in `path_arg`.
+        // SAFETY: checked by `c_string`; the C program vouches for the rest.
         let target = unsafe { user::c_string(target, PATH_MAX, &mut target_buffer)? };
         if target.is_empty() {
             return Err(Errno::ENOENT);
         }
-        let mut link_buffer = StrBuffer::new();
-        let link = path_arg(newdirfd, link, &mut link_buffer)?;
+        let mut link_arg = PathArg::new();
+        let link = link_arg.read(newdirfd, link)?;
         vfs()?.symlink(target, link)?;
         Ok(0)
     }
@@ -326,8 +327,8 @@ mod with_fs {
         if size as i64 <= 0 {
             return Err(Errno::EINVAL);
         }
-        let mut buffer = StrBuffer::new();
-        let path = path_arg(dirfd, path, &mut buffer)?;
+        let mut arg = PathArg::new();
+        let path = arg.read(dirfd, path)?;
         let target = vfs()?.read_link(path)?;
         let n = target.len().min(size as usize);
         // SAFETY: as in `getdents64`.
@@ -342,7 +343,7 @@ mod with_fs {
             return Err(Errno::EINVAL);
         }
         let object = fd::get(fd_number)?;
-        let Object::File(file, _) = &*object else { return Err(Errno::EINVAL) };
+        let Object::File(file) = &*object else { return Err(Errno::EINVAL) };
         if !file.flags().writable() {
             return Err(Errno::EINVAL);
         }
@@ -356,8 +357,8 @@ mod with_fs {
         if (length as i64) < 0 {
             return Err(Errno::EINVAL);
         }
-        let mut buffer = StrBuffer::new();
-        let path = path_arg(AT_FDCWD as u64, path, &mut buffer)?;
+        let mut arg = PathArg::new();
+        let path = arg.read(AT_FDCWD as u64, path)?;
         let file = vfs()?.open(path, OpenFlags::WRONLY, 0)?;
         file.set_len(length)?;
         Ok(0)
@@ -366,7 +367,7 @@ mod with_fs {
     /// `fsync(fd)` / `fdatasync(fd)`.
     pub fn fsync(fd_number: u64) -> Result<u64> {
         match &*fd::get(fd_number)? {
-            Object::File(file, _) => file.sync().map(|()| 0),
+            Object::File(file) => file.sync().map(|()| 0),
             _ => Err(Errno::EINVAL),
         }
     }
@@ -398,21 +399,21 @@ mod with_fs {
         };
         if path == 0 {
             return match &*fd::get(dirfd)? {
-                Object::File(file, _) => file.set_times(accessed, modified).map(|()| 0),
+                Object::File(file) => file.set_times(accessed, modified).map(|()| 0),
                 _ => Err(Errno::EPERM),
             };
         }
-        let mut buffer = StrBuffer::new();
-        let path = path_arg(dirfd, path, &mut buffer)?;
+        let mut arg = PathArg::new();
+        let path = arg.read(dirfd, path)?;
         vfs()?.set_times(path, accessed, modified, flags & AT_SYMLINK_NOFOLLOW == 0)?;
         Ok(0)
     }
 
     /// `statfs(path, buf)`: `struct statfs` (same layout on both architectures).
     pub fn statfs(path: u64, buf: u64) -> Result<u64> {
-        let mut buffer = StrBuffer::new();
-        let path = path_arg(AT_FDCWD as u64, path, &mut buffer)?;
-        let s = vfs()?.statfs(path)?;
+        let mut arg = PathArg::new();
+        let path = arg.read(AT_FDCWD as u64, path)?;
+        let s = vfs()?.statfs(path.path)?;
         let words: [u64; 15] =
             [s.fs_type, s.block_size, s.blocks, s.blocks_free, s.blocks_free, s.files, s.files_free, 0, s.name_max, s.block_size, 0, 0, 0, 0, 0];
         // SAFETY: as in `fstat`.
@@ -436,9 +437,9 @@ mod with_fs {
 
     /// `chdir(path)`.
     pub fn chdir(path: u64) -> Result<u64> {
-        let mut buffer = StrBuffer::new();
-        let path = path_arg(AT_FDCWD as u64, path, &mut buffer)?;
-        vfs()?.chdir(path)?;
+        let mut arg = PathArg::new();
+        let path = arg.read(AT_FDCWD as u64, path)?;
+        vfs()?.chdir(path.path)?;
         Ok(0)
     }
 }

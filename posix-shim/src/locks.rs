@@ -40,7 +40,7 @@ const LOCK_UN: u64 = 8;
 /// `flock(fd, operation)`.
 pub fn flock(fd_number: u64, operation: u64) -> Result<u64> {
     let object = fd::get(fd_number)?;
-    let Object::File(file, _) = &*object else { return Err(Errno::EINVAL) };
+    let Object::File(file) = &*object else { return Err(Errno::EINVAL) };
     let meta = file.metadata()?;
     let key = (meta.dev, meta.ino);
     let owner = &*object as *const Object as usize;
@@ -106,7 +106,7 @@ pub fn description_closed(object: &Object) {
     if HELD.load(Ordering::Acquire) == 0 {
         return;
     }
-    let Object::File(file, _) = object else { return };
+    let Object::File(file) = object else { return };
     let Ok(meta) = file.metadata() else { return };
     let owner = object as *const Object as usize;
     let held = FLOCKS.lock().as_ref().and_then(|t| t.get(&(meta.dev, meta.ino))).is_some_and(|l| l.iter().any(|h| h.owner == owner));
@@ -122,7 +122,7 @@ pub fn record_lock(fd_number: u64, get: bool, lock: u64) -> Result<u64> {
     const F_WRLCK: i16 = 1;
     const F_UNLCK: i16 = 2;
     let object = fd::get(fd_number)?;
-    let Object::File(file, _) = &*object else { return Err(Errno::EINVAL) };
+    let Object::File(file) = &*object else { return Err(Errno::EINVAL) };
     // struct flock: short l_type, short l_whence, (pad), off_t l_start, off_t l_len, pid_t l_pid.
     // SAFETY: checked by `user::read`; the program passed `struct flock *`.
     let mut raw: [u8; 32] = unsafe { crate::user::read(lock)? };

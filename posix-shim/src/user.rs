@@ -165,8 +165,8 @@ impl StrBuffer {
         unsafe { core::str::from_utf8_unchecked(bytes) }
     }
 
-    /// Replaces the string by `string` (one the kernel built, such as a joined path).
-    pub fn replace(&mut self, string: String) -> &str {
+    /// Replaces the string by `string` (a long one, on the heap).
+    fn replace(&mut self, string: String) -> &str {
         self.heap = string;
         self.len = StrBuffer::ON_HEAP;
         &self.heap

@@ -137,6 +137,36 @@ void posix_family(void) {
     struct cap_data caps[2];
     CHECK(syscall(SYS_capget, &header, caps) == 0 && (caps[0].effective & (1u << CAP_DAC_OVERRIDE)) && (caps[0].permitted & (1u << CAP_SETUID)));
 
+    /* *at calls start at the open directory itself: after a rename they still reach its
+     * entries, after its removal they fail with ENOENT; a file descriptor is ENOTDIR. */
+    CHECK(mkdir("/tmp/px/d1", 0755) == 0);
+    int dir = open("/tmp/px/d1", O_RDONLY | O_DIRECTORY);
+    CHECK(dir >= 0);
+    int made = openat(dir, "inner", O_CREAT | O_WRONLY, 0644);
+    CHECK(made >= 0 && write(made, "in", 2) == 2);
+    close(made);
+    CHECK(rename("/tmp/px/d1", "/tmp/px/d2") == 0);
+    CHECK(fstatat(dir, "inner", &st, 0) == 0 && st.st_size == 2);
+    FAILS(stat("/tmp/px/d1/inner", &st), ENOENT);
+    CHECK(mkdirat(dir, "sub", 0755) == 0 && stat("/tmp/px/d2/sub", &st) == 0 && S_ISDIR(st.st_mode));
+    CHECK(renameat(dir, "inner", dir, "sub/moved") == 0 && stat("/tmp/px/d2/sub/moved", &st) == 0);
+    CHECK(symlinkat("sub/moved", dir, "link") == 0 && readlinkat(dir, "link", buf, sizeof buf) == 9);
+    CHECK(fchmodat(dir, "sub/moved", 0600, 0) == 0 && fstatat(dir, "link", &st, 0) == 0 && (st.st_mode & 0777) == 0600);
+    CHECK(faccessat(dir, "sub/moved", R_OK | W_OK, 0) == 0 && fchownat(dir, "link", 5, 6, AT_SYMLINK_NOFOLLOW) == 0);
+    CHECK(fstatat(dir, "link", &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_uid == 5 && S_ISLNK(st.st_mode));
+    CHECK(linkat(dir, "sub/moved", dir, "hard", 0) == 0 && fstatat(dir, "hard", &st, 0) == 0 && st.st_nlink == 2);
+    CHECK(mknodat(dir, "fifo", S_IFIFO | 0600, 0) == 0 && fstatat(dir, "fifo", &st, 0) == 0 && S_ISFIFO(st.st_mode));
+    CHECK(unlinkat(dir, "fifo", 0) == 0 && unlinkat(dir, "hard", 0) == 0 && unlinkat(dir, "link", 0) == 0);
+    CHECK(unlinkat(dir, "sub/moved", 0) == 0 && unlinkat(dir, "sub", AT_REMOVEDIR) == 0);
+    int not_dir = open("/tmp/px/rootfile", O_RDONLY);
+    FAILS(openat(not_dir, "x", O_RDONLY), ENOTDIR);
+    CHECK(fstatat(not_dir, "/tmp/px", &st, 0) == 0); /* absolute paths ignore dirfd */
+    FAILS(fstatat(12345, "x", &st, 0), EBADF);
+    close(not_dir);
+    CHECK(rmdir("/tmp/px/d2") == 0);
+    FAILS(openat(dir, "late", O_CREAT | O_WRONLY, 0644), ENOENT); /* a removed directory takes no entries */
+    close(dir);
+
     /* Drop to an unprivileged user: the kernel now checks like Linux does. */
     gid_t groups[] = {50};
     CHECK(setgroups(1, groups) == 0 && setgid(1000) == 0 && setuid(1000) == 0);

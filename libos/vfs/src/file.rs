@@ -5,6 +5,7 @@
 
 use crate::cred::{CredCell, Credentials};
 use crate::node::Node;
+use crate::vfs::{Loc, Mount};
 use crate::types::{DirEntry, FileType, Metadata, OpenFlags, SeekFrom, TimeUpdate};
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -45,6 +46,9 @@ pub struct OpenFile {
     /// The credentials of the namespace it was opened in: attribute changes through the
     /// file are checked with them, and writes drop set-id bits by them.
     creds: Arc<CredCell>,
+    /// For a directory of a namespace: the mount it was reached through, so that walks can
+    /// start at it ([`crate::PathAt`]: the `*at` calls).
+    mount: Option<Arc<Mount>>,
 }
 
 impl core::fmt::Debug for OpenFile {
@@ -55,7 +59,23 @@ impl core::fmt::Debug for OpenFile {
 
 impl OpenFile {
     pub(crate) fn new(node: Arc<dyn Node>, dev: u64, flags: OpenFlags, parent_ino: u64, creds: Arc<CredCell>) -> OpenFile {
-        OpenFile { node, dev, flags: AtomicU32::new(flags.bits()), offset: SpinLock::new(0), parent_ino, creds }
+        OpenFile { node, dev, flags: AtomicU32::new(flags.bits()), offset: SpinLock::new(0), parent_ino, creds, mount: None }
+    }
+
+    /// A directory opened at `loc` (its mount kept for walks that start there).
+    pub(crate) fn new_directory(loc: Loc, flags: OpenFlags, parent_ino: u64, creds: Arc<CredCell>) -> OpenFile {
+        let mut file = OpenFile::new(loc.node, loc.mount.id, flags, parent_ino, creds);
+        file.mount = Some(loc.mount);
+        file
+    }
+
+    /// Where a walk relative to this directory starts: `ENOTDIR` for anything else (or a
+    /// directory outside any namespace).
+    pub(crate) fn start(&self) -> Result<Loc> {
+        match &self.mount {
+            Some(mount) if self.node.file_type().is_dir() => Ok(Loc { mount: mount.clone(), node: self.node.clone() }),
+            _ => Err(Errno::ENOTDIR),
+        }
     }
 
     /// Wraps a node that is not in any namespace (e.g. a device handed to an app directly),

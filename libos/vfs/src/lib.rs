@@ -152,4 +152,4 @@ pub use types::{
     Clock, DirEntry, FileType, MAX_SYMLINKS, dev_major, dev_minor, makedev, Metadata, MonotonicClock, NAME_MAX, OpenFlags, Owner, PATH_MAX,
     PlatformClock, SeekFrom, SetAttr, StatFs, TickClock, TimeUpdate, Timestamp,
 };
-pub use vfs::{MountInfo, Vfs};
+pub use vfs::{MountInfo, PathAt, Vfs};

@@ -8,7 +8,10 @@
 //! Who may do what is checked in [`checks`]: the namespace's credentials and Linux's rules for
 //! creating, removing and accessing nodes.
 
+mod at;
 mod checks;
+
+pub use at::PathAt;
 
 use crate::cred::{Access, Cap, CredCell, Credentials};
 use crate::file::OpenFile;
@@ -141,9 +144,15 @@ impl Vfs {
     }
 
     /// Calls `f` with where `path` starts: the root for an absolute path (without taking the
-    /// current directory's lock and references), else the current directory.
-    fn with_start<T>(&self, path: &str, f: impl FnOnce(&Loc) -> T) -> T {
-        if path.starts_with('/') { f(&self.root_loc) } else { f(&self.cwd()) }
+    /// current directory's lock and references), else its directory or the current directory.
+    fn with_start<T>(&self, path: PathAt<'_>, f: impl FnOnce(&Loc) -> Result<T>) -> Result<T> {
+        if path.path.starts_with('/') {
+            return f(&self.root_loc);
+        }
+        match path.dir {
+            Some(dir) => f(&dir.start()?),
+            None => f(&self.cwd()),
+        }
     }
 
     /// The mount on top of `loc`, if it is covered (repeatedly, for stacked mounts).
@@ -240,13 +249,13 @@ impl Vfs {
         Ok(loc)
     }
 
-    fn resolve(&self, path: &str, follow_last: bool) -> Result<Loc> {
-        self.with_start(path, |start| self.resolve_from(start, path, follow_last, &mut MAX_SYMLINKS.clone()))
+    fn resolve(&self, path: PathAt<'_>, follow_last: bool) -> Result<Loc> {
+        self.with_start(path, |start| self.resolve_from(start, path.path, follow_last, &mut MAX_SYMLINKS.clone()))
     }
 
     /// The directory that holds the last component of `path`, and that component.
-    fn resolve_parent<'p>(&self, path: &'p str) -> Result<(Loc, Last<'p>, bool)> {
-        self.with_start(path, |start| self.resolve_parent_from(start, path, &mut MAX_SYMLINKS.clone()))
+    fn resolve_parent<'p>(&self, path: PathAt<'p>) -> Result<(Loc, Last<'p>, bool)> {
+        self.with_start(path, |start| self.resolve_parent_from(start, path.path, &mut MAX_SYMLINKS.clone()))
     }
 
     fn resolve_parent_from<'p>(&self, start: &Loc, path: &'p str, budget: &mut u32) -> Result<(Loc, Last<'p>, bool)> {
@@ -272,7 +281,7 @@ impl Vfs {
 
     /// Mounts `fs` on the directory `path` (on top of whatever is mounted there already).
     pub fn mount(&self, path: &str, fs: Arc<dyn FileSystem>) -> Result<()> {
-        let loc = self.resolve(path, true)?;
+        let loc = self.resolve(path.into(), true)?;
         if !loc.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -297,7 +306,7 @@ impl Vfs {
     /// root, `EBUSY` for the root file system or a mount with mounts inside it. Open files of
     /// the unmounted file system keep working.
     pub fn unmount(&self, path: &str) -> Result<()> {
-        let loc = self.resolve(path, true)?;
+        let loc = self.resolve(path.into(), true)?;
         if !loc.is_mount_root() {
             return Err(Errno::EINVAL);
         }
@@ -327,7 +336,7 @@ impl Vfs {
 
     /// Changes the current directory (search permission on it needed: `EACCES`).
     pub fn chdir(&self, path: &str) -> Result<()> {
-        let loc = self.resolve(path, true)?;
+        let loc = self.resolve(path.into(), true)?;
         if !loc.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -380,8 +389,9 @@ impl Vfs {
     /// Opens (and with [`OpenFlags::CREAT`] creates, with permission bits `perm`) a file or
     /// directory. With `O_CREAT`, a symlink at the end is followed (unless `O_NOFOLLOW`) and a
     /// dangling one creates its target, as on Linux.
-    pub fn open(&self, path: &str, flags: OpenFlags, perm: u32) -> Result<OpenFile> {
-        self.with_start(path, |start| self.open_from(start, path, flags, perm, &mut MAX_SYMLINKS.clone()))
+    pub fn open<'p>(&self, path: impl Into<PathAt<'p>>, flags: OpenFlags, perm: u32) -> Result<OpenFile> {
+        let path = path.into();
+        self.with_start(path, |start| self.open_from(start, path.path, flags, perm, &mut MAX_SYMLINKS.clone()))
     }
 
     fn open_from(&self, start: &Loc, path: &str, flags: OpenFlags, perm: u32, budget: &mut u32) -> Result<OpenFile> {
@@ -465,6 +475,9 @@ impl Vfs {
         // What `..` lists: the parent across mounts, as the path walk finds it (listing a
         // directory needs no search permission on it, so neither does finding `..`).
         let parent_ino = if file_type.is_dir() { self.step_unchecked(&loc, "..").map_or(loc.node.ino(), |p| p.node.ino()) } else { 0 };
+        if file_type.is_dir() {
+            return Ok(OpenFile::new_directory(loc, flags, parent_ino, self.creds.clone()));
+        }
         Ok(OpenFile::new(loc.node, loc.mount.id, flags, parent_ino, self.creds.clone()))
     }
 
@@ -494,7 +507,8 @@ impl Vfs {
     }
 
     /// Creates a directory.
-    pub fn mkdir(&self, path: &str, perm: u32) -> Result<()> {
+    pub fn mkdir<'p>(&self, path: impl Into<PathAt<'p>>, perm: u32) -> Result<()> {
+        let path = path.into();
         let (parent, last, _) = self.resolve_parent(path)?;
         match last {
             Last::Name(name) => self.create_in(&parent, name, NewNode::Directory, perm).map(drop),
@@ -504,7 +518,8 @@ impl Vfs {
 
     /// `mknod`: makes a regular file, FIFO, socket name or device node (`kind` must not be
     /// a directory or symlink: `EINVAL`). Device nodes need `CAP_MKNOD` (`EPERM`).
-    pub fn mknod(&self, path: &str, kind: NewNode<'_>, perm: u32) -> Result<()> {
+    pub fn mknod<'p>(&self, path: impl Into<PathAt<'p>>, kind: NewNode<'_>, perm: u32) -> Result<()> {
+        let path = path.into();
         if matches!(kind, NewNode::Directory | NewNode::Symlink(_)) {
             return Err(Errno::EINVAL);
         }
@@ -523,9 +538,9 @@ impl Vfs {
     }
 
     /// Creates a symbolic link at `link_path` pointing to `target` (stored as given).
-    pub fn symlink(&self, target: &str, link_path: &str) -> Result<()> {
+    pub fn symlink<'p>(&self, target: &str, link_path: impl Into<PathAt<'p>>) -> Result<()> {
         path::check_target(target)?;
-        let (parent, last, trailing_slash) = self.resolve_parent(link_path)?;
+        let (parent, last, trailing_slash) = self.resolve_parent(link_path.into())?;
         match last {
             Last::Name(_) if trailing_slash => Err(Errno::ENOENT),
             Last::Name(name) => self.create_in(&parent, name, NewNode::Symlink(target), 0o777).map(drop),
@@ -534,7 +549,8 @@ impl Vfs {
     }
 
     /// Adds the name `new` for the non-directory `old` (a symlink itself, not its target).
-    pub fn link(&self, old: &str, new: &str) -> Result<()> {
+    pub fn link<'p, 'q>(&self, old: impl Into<PathAt<'p>>, new: impl Into<PathAt<'q>>) -> Result<()> {
+        let (old, new) = (old.into(), new.into());
         let source = self.resolve(old, false)?;
         if source.is_dir() {
             return Err(Errno::EPERM);
@@ -559,7 +575,8 @@ impl Vfs {
     }
 
     /// Removes a non-directory name.
-    pub fn unlink(&self, path: &str) -> Result<()> {
+    pub fn unlink<'p>(&self, path: impl Into<PathAt<'p>>) -> Result<()> {
+        let path = path.into();
         let (parent, last, trailing_slash) = self.resolve_parent(path)?;
         let Last::Name(name) = last else {
             return Err(Errno::EISDIR);
@@ -581,7 +598,8 @@ impl Vfs {
     }
 
     /// Removes an empty directory.
-    pub fn rmdir(&self, path: &str) -> Result<()> {
+    pub fn rmdir<'p>(&self, path: impl Into<PathAt<'p>>) -> Result<()> {
+        let path = path.into();
         let (parent, last, _) = self.resolve_parent(path)?;
         let name = match last {
             Last::Name(name) => name,
@@ -606,7 +624,8 @@ impl Vfs {
     /// Renames `old` to `new`, replacing `new` if it exists (a file by a file, an empty
     /// directory by a directory). `EXDEV` across mounts, `EINVAL` moving a directory into its
     /// own subtree, `EBUSY` for mount points.
-    pub fn rename(&self, old: &str, new: &str) -> Result<()> {
+    pub fn rename<'p, 'q>(&self, old: impl Into<PathAt<'p>>, new: impl Into<PathAt<'q>>) -> Result<()> {
+        let (old, new) = (old.into(), new.into());
         let (old_parent, old_last, old_slash) = self.resolve_parent(old)?;
         let (new_parent, new_last, new_slash) = self.resolve_parent(new)?;
         let (Last::Name(old_name), Last::Name(new_name)) = (old_last, new_last) else {
@@ -672,24 +691,27 @@ impl Vfs {
     }
 
     /// `stat`, following a symlink at the end.
-    pub fn metadata(&self, path: &str) -> Result<Metadata> {
+    pub fn metadata<'p>(&self, path: impl Into<PathAt<'p>>) -> Result<Metadata> {
+        let path = path.into();
         metadata_of(&self.resolve(path, true)?)
     }
 
     /// `lstat`: a symlink at the end is described itself.
-    pub fn symlink_metadata(&self, path: &str) -> Result<Metadata> {
+    pub fn symlink_metadata<'p>(&self, path: impl Into<PathAt<'p>>) -> Result<Metadata> {
+        let path = path.into();
         metadata_of(&self.resolve(path, false)?)
     }
 
     /// The target of the symlink `path`.
-    pub fn read_link(&self, path: &str) -> Result<String> {
+    pub fn read_link<'p>(&self, path: impl Into<PathAt<'p>>) -> Result<String> {
+        let path = path.into();
         self.resolve(path, false)?.node.read_link()
     }
 
     /// `truncate`: sets the size of the regular file `path` (write permission needed:
     /// `EACCES`; `EISDIR` for a directory, `EROFS` on a read-only file system).
     pub fn truncate(&self, path: &str, size: u64) -> Result<()> {
-        let loc = self.resolve(path, true)?;
+        let loc = self.resolve(path.into(), true)?;
         match loc.node.file_type() {
             FileType::Directory => Err(Errno::EISDIR),
             FileType::Regular if loc.mount.fs.read_only() => Err(Errno::EROFS),
@@ -703,7 +725,8 @@ impl Vfs {
 
     /// `chmod` (`fchmodat`; `follow` false changes a symlink itself, which Linux refuses
     /// with `EOPNOTSUPP`): see [`OpenFile::set_permissions`] for the rules.
-    pub fn set_permissions(&self, path: &str, perm: u32, follow: bool) -> Result<()> {
+    pub fn set_permissions<'p>(&self, path: impl Into<PathAt<'p>>, perm: u32, follow: bool) -> Result<()> {
+        let path = path.into();
         let loc = self.resolve(path, follow)?;
         if loc.is_symlink() {
             return Err(Errno::EOPNOTSUPP);
@@ -713,7 +736,8 @@ impl Vfs {
     }
 
     /// `chown`/`lchown`/`fchownat` (`None` keeps an id): see [`OpenFile::set_owner`].
-    pub fn set_owner(&self, path: &str, uid: Option<u32>, gid: Option<u32>, follow: bool) -> Result<()> {
+    pub fn set_owner<'p>(&self, path: impl Into<PathAt<'p>>, uid: Option<u32>, gid: Option<u32>, follow: bool) -> Result<()> {
+        let path = path.into();
         let loc = self.resolve(path, follow)?;
         self.check_writable_fs(&loc)?;
         crate::attr::chown(&self.creds, &*loc.node, uid, gid)
@@ -722,7 +746,7 @@ impl Vfs {
 
     /// `statfs` of the file system holding `path`.
     pub fn statfs(&self, path: &str) -> Result<StatFs> {
-        self.resolve(path, true)?.mount.fs.statfs()
+        self.resolve(path.into(), true)?.mount.fs.statfs()
     }
 
     /// All entries of directory `path` without `.` and `..` (as `std::fs::read_dir`), in the
@@ -742,7 +766,8 @@ impl Vfs {
     /// `utimensat`: sets the access and modification times of `path` (of a symlink itself
     /// when `follow` is false). Both [`TimeUpdate::Keep`]: nothing changes. Errors: as the
     /// path walk; `EPERM` where the file system cannot set times.
-    pub fn set_times(&self, path: &str, accessed: TimeUpdate, modified: TimeUpdate, follow: bool) -> Result<()> {
+    pub fn set_times<'p>(&self, path: impl Into<PathAt<'p>>, accessed: TimeUpdate, modified: TimeUpdate, follow: bool) -> Result<()> {
+        let path = path.into();
         let loc = self.resolve(path, follow)?;
         if accessed == TimeUpdate::Keep && modified == TimeUpdate::Keep {
             return Ok(());

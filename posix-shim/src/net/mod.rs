@@ -590,7 +590,7 @@ pub fn getsockopt(fd_number: u64, level: u64, name: u64, value: u64, len_ptr: u6
 pub fn sendfile(out_fd: u64, in_fd: u64, offset_ptr: u64, count: u64) -> Result<u64> {
     const CHUNK: usize = 64 * 1024;
     let input = fd::get(in_fd)?;
-    let Object::File(file, _) = &*input else { return Err(Errno::EINVAL) };
+    let Object::File(file) = &*input else { return Err(Errno::EINVAL) };
     let output = fd::get(out_fd)?;
     let mut offset = if offset_ptr == 0 {
         file.position()

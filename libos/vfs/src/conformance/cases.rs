@@ -154,6 +154,7 @@ pub(super) const ALL: &[Case] = &[
     Case { name: "access_uses_real_ids", run: posix::access_uses_real_ids },
     Case { name: "special_nodes", run: posix::special_nodes },
     Case { name: "fallocate", run: posix::fallocate },
+    Case { name: "walks_from_open_directories", run: posix::walks_from_open_directories },
     Case { name: "model", run: model },
 ];
 

@@ -1,7 +1,7 @@
 //! The permission side of [`Vfs`]: its credentials, and Linux's checks for creating,
 //! removing and accessing nodes (`may_create`, `may_delete`, `inode_init_owner`, `faccessat`).
 
-use super::{Loc, MountTable, Vfs};
+use super::{Loc, MountTable, PathAt, Vfs};
 use crate::cred::{Access, CredCell, Credentials, S_ISVTX};
 use crate::node::{NewNode, Node};
 use crate::types::{FileType, Owner};
@@ -73,7 +73,8 @@ impl Vfs {
     /// `faccessat`: whether the caller may access `path` as `access` asks, by the real ids
     /// (or, with `effective`, the effective ones: `AT_EACCESS`). An empty `access` checks
     /// existence only. Writing to a read-only file system is `EROFS`.
-    pub fn access(&self, path: &str, access: Access, follow: bool, effective: bool) -> Result<()> {
+    pub fn access<'p>(&self, path: impl Into<PathAt<'p>>, access: Access, follow: bool, effective: bool) -> Result<()> {
+        let path = path.into();
         let real = self.credentials().for_access_check();
         let (checker, loc) = if effective || real == *self.credentials() {
             (self.creds.clone(), self.resolve(path, follow)?)

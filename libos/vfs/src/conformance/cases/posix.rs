@@ -7,6 +7,7 @@ use super::*;
 use crate::cred::{Access, Credentials};
 use crate::node::NewNode;
 use crate::types::makedev;
+use crate::PathAt;
 
 /// An unprivileged user (uid 1000, gid 1000, also in group 50).
 fn user() -> Credentials {
@@ -293,5 +294,44 @@ pub(super) fn fallocate(f: &dyn FileSystemFactory) -> Outcome {
     err!(file.allocate(0, 0, false), EINVAL);
     let read_only = ok!(vfs.open("/f", OpenFlags::RDONLY, 0));
     err!(read_only.allocate(0, 10, false), EBADF);
+    Ok(())
+}
+
+/// Paths relative to an open directory (`openat(dirfd, ...)`) start at the directory itself:
+/// after it is renamed they still reach its entries, after it is removed nothing can be
+/// created in it (`ENOENT`); a non-directory is `ENOTDIR` for relative paths only; `..` leaves
+/// it for its current parent.
+pub(super) fn walks_from_open_directories(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(vfs.mkdir("/a", 0o755));
+    ok!(vfs.mkdir("/a/d", 0o755));
+    ok!(vfs.mkdir("/b", 0o755));
+    let dir = ok!(vfs.open("/a/d", OpenFlags::DIRECTORY, 0));
+    ok!(write_file(&vfs, "/a/d/f", b"abc"));
+    ok!(vfs.rename("/a/d", "/b/moved"));
+    eq!(ok!(vfs.metadata(PathAt::new(&dir, "f"))).size, 3);
+    ok!(vfs.mkdir(PathAt::new(&dir, "sub"), 0o755));
+    ok!(vfs.metadata("/b/moved/sub"));
+    err!(vfs.metadata("/a/d/sub"), ENOENT);
+    ok!(vfs.rename(PathAt::new(&dir, "f"), PathAt::new(&dir, "sub/g")));
+    ok!(vfs.symlink("sub/g", PathAt::new(&dir, "link")));
+    eq!(ok!(vfs.read_link(PathAt::new(&dir, "link"))), "sub/g");
+    eq!(ok!(vfs.metadata(PathAt::new(&dir, "link"))).size, 3);
+    ok!(vfs.link(PathAt::new(&dir, "sub/g"), PathAt::new(&dir, "hard")));
+    eq!(ok!(vfs.metadata(PathAt::new(&dir, "hard"))).nlink, 2);
+    // `..` is the directory's parent now, not the old one.
+    eq!(ok!(vfs.metadata(PathAt::new(&dir, ".."))).ino, ok!(vfs.metadata("/b")).ino);
+    let opened = ok!(vfs.open(PathAt::new(&dir, "sub/g"), OpenFlags::RDONLY, 0));
+    eq!(ok!(opened.metadata()).size, 3);
+    // An absolute path ignores the directory; a file as the directory is ENOTDIR.
+    ok!(vfs.metadata(PathAt::new(&opened, "/b")));
+    err!(vfs.metadata(PathAt::new(&opened, "x")), ENOTDIR);
+    for name in ["hard", "link", "sub/g"] {
+        ok!(vfs.unlink(PathAt::new(&dir, name)));
+    }
+    ok!(vfs.rmdir(PathAt::new(&dir, "sub")));
+    ok!(vfs.rmdir("/b/moved"));
+    err!(vfs.open(PathAt::new(&dir, "late"), NEW, 0o644), ENOENT);
+    err!(vfs.metadata(PathAt::new(&dir, "f")), ENOENT);
     Ok(())
 }
