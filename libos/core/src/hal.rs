@@ -222,6 +222,24 @@ pub trait Platform: Sync {
     }
 }
 
+/// [`Platform::check_user_access`] page by page: `EFAULT` when `end` passes `limit` (the top of
+/// the address space programs may use), else `page_end(at)` for every page or block from
+/// `start` on (the first address past it, or the error), until `end` is reached.
+pub fn check_each_page(start: u64, end: u64, limit: u64, mut page_end: impl FnMut(u64) -> crate::Result<u64>) -> crate::Result<()> {
+    if end > limit {
+        return Err(crate::Errno::EFAULT);
+    }
+    let mut at = start;
+    while at < end {
+        let next = page_end(at)?;
+        if next <= at {
+            return Err(crate::Errno::EFAULT); // no progress: a page-table walk gone wrong
+        }
+        at = next;
+    }
+    Ok(())
+}
+
 /// What a program wants to do with memory it passes to the kernel ([`Platform::check_user_access`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -397,5 +415,23 @@ pub mod irq {
             let handler: fn() = unsafe { core::mem::transmute::<*mut (), fn()>(handler) };
             handler();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_each_page;
+    use crate::Errno;
+
+    #[test]
+    fn check_each_page_asks_once_per_page_and_stops_at_the_first_refusal() {
+        let mut asked = alloc::vec::Vec::new();
+        let pages = |at: u64| (at & !0xfff) + 0x1000;
+        assert_eq!(check_each_page(0x1800, 0x3001, 1 << 47, |at| { asked.push(at); Ok(pages(at)) }), Ok(()));
+        assert_eq!(asked, [0x1800, 0x2000, 0x3000]);
+        assert_eq!(check_each_page(0x1000, 0x1000, 1 << 47, |_| Err(Errno::EFAULT)), Ok(()), "an empty range asks nothing");
+        assert_eq!(check_each_page(0, 0x2000, 0x1000, |at| Ok(pages(at))), Err(Errno::EFAULT), "past the limit");
+        assert_eq!(check_each_page(0x1000, 0x4000, 1 << 47, |at| if at >= 0x2000 { Err(Errno::EFAULT) } else { Ok(pages(at)) }), Err(Errno::EFAULT));
+        assert_eq!(check_each_page(0x1000, 0x4000, 1 << 47, Ok), Err(Errno::EFAULT), "no progress is a refusal, not a hang");
     }
 }

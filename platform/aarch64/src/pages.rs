@@ -189,14 +189,7 @@ fn unmap_locked(start: u64, end: u64) {
 /// (not Device: every device window is) and, for a write, not read-only; else `EFAULT`. Guard
 /// pages and holes are invalid descriptors, so they fail too.
 pub fn check_user_access(start: u64, end: u64, access: Access) -> Result<()> {
-    if end > paging::ADDRESS_LIMIT {
-        return Err(Errno::EFAULT);
-    }
-    let mut at = start;
-    while at < end {
-        at = access_end(at, access)?;
-    }
-    Ok(())
+    libos_core::hal::check_each_page(start, end, paging::ADDRESS_LIMIT, |at| access_end(at, access))
 }
 
 /// The end of the page or block holding `addr` when it allows `access` (as
