@@ -65,6 +65,7 @@ pub mod nr {
         pub const FTRUNCATE: u64 = 77;
         pub const GETCWD: u64 = 79;
         pub const CHDIR: u64 = 80;
+        pub const FCHDIR: u64 = 81;
         pub const RENAME: u64 = 82;
         pub const MKDIR: u64 = 83;
         pub const RMDIR: u64 = 84;
@@ -214,6 +215,7 @@ pub mod nr {
         pub const FTRUNCATE: u64 = 46;
         pub const FACCESSAT: u64 = 48;
         pub const CHDIR: u64 = 49;
+        pub const FCHDIR: u64 = 50;
         pub const FCHMODAT: u64 = 53;
         pub const OPENAT: u64 = 56;
         pub const CLOSE: u64 = 57;
@@ -544,7 +546,7 @@ mod tests {
             nr::PWRITE64, nr::READV, nr::WRITEV, nr::ACCESS, nr::PIPE, nr::SCHED_YIELD, nr::MREMAP, nr::MSYNC,
             nr::MADVISE, nr::DUP, nr::DUP2, nr::NANOSLEEP, nr::GETPID, nr::CLONE, nr::FORK, nr::VFORK, nr::EXECVE,
             nr::EXIT, nr::WAIT4, nr::KILL, nr::UNAME, nr::FCNTL, nr::FSYNC, nr::FDATASYNC, nr::TRUNCATE, nr::FTRUNCATE,
-            nr::GETCWD, nr::CHDIR, nr::RENAME, nr::MKDIR, nr::RMDIR, nr::LINK, nr::UNLINK, nr::SYMLINK,
+            nr::GETCWD, nr::CHDIR, nr::FCHDIR, nr::RENAME, nr::MKDIR, nr::RMDIR, nr::LINK, nr::UNLINK, nr::SYMLINK,
             nr::READLINK, nr::UMASK, nr::GETTIMEOFDAY, nr::SYSINFO, nr::GETUID, nr::GETGID, nr::GETEUID,
             nr::GETEGID, nr::GETPPID, nr::SIGALTSTACK, nr::STATFS, nr::ARCH_PRCTL, nr::GETTID, nr::TKILL,
             nr::FUTEX, nr::SCHED_GETAFFINITY, nr::GETDENTS64, nr::SET_TID_ADDRESS, nr::CLOCK_GETTIME,

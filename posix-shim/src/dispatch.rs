@@ -388,6 +388,8 @@ table! {
     nr::GETCWD => |f, [a0, a1, ..]| files::getcwd(a0, a1);
     #[cfg(feature = "fs")]
     nr::CHDIR => |f, [a0, ..]| files::chdir(a0);
+    #[cfg(feature = "fs")]
+    nr::FCHDIR => |f, [a0, ..]| files::fchdir(a0);
 }
 
 /// `AT_FDCWD` as an argument value.

@@ -1,6 +1,6 @@
 //! File system calls over the VFS (feature `fs`): `openat` and the other path-based calls,
 //! `fstat`/`newfstatat`/`statx`, `getdents64`, `lseek`, `ftruncate`, `statfs`, `getcwd`,
-//! `chdir`. Without the feature these answer `ENOSYS` (the image has no file system).
+//! `chdir`, `fchdir`. Without the feature these answer `ENOSYS` (the image has no file system).
 //!
 //! A path relative to a directory descriptor starts at that open directory itself
 //! ([`PathArg`], the VFS's `PathAt`), as on Linux: renaming the directory while it is open
@@ -441,5 +441,14 @@ mod with_fs {
         let path = arg.read(AT_FDCWD as u64, path)?;
         vfs()?.chdir(path.path)?;
         Ok(0)
+    }
+
+    /// `fchdir(fd)`: the open directory `fd` becomes the current directory (`ENOTDIR` for
+    /// other descriptors).
+    pub fn fchdir(fd_number: u64) -> Result<u64> {
+        match &*fd::get(fd_number)? {
+            Object::File(dir) => vfs()?.chdir_to(dir).map(|()| 0),
+            _ => Err(Errno::ENOTDIR),
+        }
     }
 }

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "check.h"
 #include <stdint.h>
+#include <string.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -163,6 +164,15 @@ void posix_family(void) {
     CHECK(fstatat(not_dir, "/tmp/px", &st, 0) == 0); /* absolute paths ignore dirfd */
     FAILS(fstatat(12345, "x", &st, 0), EBADF);
     close(not_dir);
+    /* fchdir: the open directory becomes the current one, wherever it was moved. */
+    char cwd[64];
+    CHECK(fchdir(dir) == 0 && getcwd(cwd, sizeof cwd) && !strcmp(cwd, "/tmp/px/d2"));
+    CHECK(mkdir("rel", 0755) == 0 && stat("/tmp/px/d2/rel", &st) == 0 && rmdir("rel") == 0);
+    int file_fd = open("/tmp/px/rootfile", O_RDONLY);
+    FAILS(fchdir(file_fd), ENOTDIR);
+    FAILS(fchdir(12345), EBADF);
+    close(file_fd);
+    CHECK(chdir("/") == 0);
     CHECK(rmdir("/tmp/px/d2") == 0);
     FAILS(openat(dir, "late", O_CREAT | O_WRONLY, 0644), ENOENT); /* a removed directory takes no entries */
     close(dir);

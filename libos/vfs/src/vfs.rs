@@ -10,6 +10,7 @@
 
 mod at;
 mod checks;
+mod cwd;
 
 pub use at::PathAt;
 
@@ -17,7 +18,7 @@ use crate::cred::{Access, Cap, CredCell, Credentials};
 use crate::file::OpenFile;
 use crate::node::{FileSystem, NewNode, Node};
 use crate::path::{self, Last, Parsed};
-use crate::types::{DirEntry, FileType, MAX_SYMLINKS, Metadata, OpenFlags, PATH_MAX, StatFs, TimeUpdate};
+use crate::types::{DirEntry, FileType, MAX_SYMLINKS, Metadata, OpenFlags, StatFs, TimeUpdate};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -333,58 +334,6 @@ impl Vfs {
     }
 
     // ---- namespace operations ----
-
-    /// Changes the current directory (search permission on it needed: `EACCES`).
-    pub fn chdir(&self, path: &str) -> Result<()> {
-        let loc = self.resolve(path.into(), true)?;
-        if !loc.is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        self.creds.check(&*loc.node, Access::EXEC)?;
-        *self.cwd.lock() = loc;
-        Ok(())
-    }
-
-    /// The absolute path of the current directory (`getcwd`), found by walking `..` and
-    /// looking each directory up in its parent, so it names where the directory is now (after
-    /// renames), through mount points. `ENOENT` if the directory was removed, `ENAMETOOLONG` if
-    /// the path would reach [`PATH_MAX`] bytes.
-    pub fn current_dir(&self) -> Result<String> {
-        let mut loc = self.cwd();
-        let mut names: Vec<String> = Vec::new();
-        let mut length = 0;
-        loop {
-            if length >= PATH_MAX {
-                return Err(Errno::ENAMETOOLONG);
-            }
-            while loc.is_mount_root() {
-                match &loc.mount.parent {
-                    Some(covered) => loc = covered.clone(),
-                    None => {
-                        let mut path = String::new();
-                        for name in names.iter().rev() {
-                            path.push('/');
-                            path.push_str(name);
-                        }
-                        return Ok(if path.is_empty() { String::from("/") } else { path });
-                    }
-                }
-            }
-            let parent = loc.node.lookup("..")?;
-            let ino = loc.node.ino();
-            let mut cookie = 0;
-            let name = loop {
-                match parent.read_dir(cookie)? {
-                    Some(entry) if entry.ino == ino && entry.file_type.is_dir() => break entry.name,
-                    Some(entry) => cookie = entry.next_cookie,
-                    None => return Err(Errno::ENOENT),
-                }
-            };
-            length += name.len() + 1;
-            names.push(name);
-            loc = Loc { mount: loc.mount, node: parent };
-        }
-    }
 
     /// Opens (and with [`OpenFlags::CREAT`] creates, with permission bits `perm`) a file or
     /// directory. With `O_CREAT`, a symlink at the end is followed (unless `O_NOFOLLOW`) and a
