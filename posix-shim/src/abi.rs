@@ -83,6 +83,22 @@ pub mod nr {
         pub const GETPPID: u64 = 110;
         pub const SIGALTSTACK: u64 = 131;
         pub const STATFS: u64 = 137;
+        pub const FSTATFS: u64 = 138;
+        pub const SYNC: u64 = 162;
+        pub const SETXATTR: u64 = 188;
+        pub const LSETXATTR: u64 = 189;
+        pub const FSETXATTR: u64 = 190;
+        pub const GETXATTR: u64 = 191;
+        pub const LGETXATTR: u64 = 192;
+        pub const FGETXATTR: u64 = 193;
+        pub const LISTXATTR: u64 = 194;
+        pub const LLISTXATTR: u64 = 195;
+        pub const FLISTXATTR: u64 = 196;
+        pub const REMOVEXATTR: u64 = 197;
+        pub const LREMOVEXATTR: u64 = 198;
+        pub const FREMOVEXATTR: u64 = 199;
+        pub const FADVISE64: u64 = 221;
+        pub const SYNCFS: u64 = 306;
         pub const ARCH_PRCTL: u64 = 158;
         pub const GETTID: u64 = 186;
         pub const TKILL: u64 = 200;
@@ -211,6 +227,22 @@ pub mod nr {
         pub const LINKAT: u64 = 37;
         pub const RENAMEAT: u64 = 38;
         pub const STATFS: u64 = 43;
+        pub const SETXATTR: u64 = 5;
+        pub const LSETXATTR: u64 = 6;
+        pub const FSETXATTR: u64 = 7;
+        pub const GETXATTR: u64 = 8;
+        pub const LGETXATTR: u64 = 9;
+        pub const FGETXATTR: u64 = 10;
+        pub const LISTXATTR: u64 = 11;
+        pub const LLISTXATTR: u64 = 12;
+        pub const FLISTXATTR: u64 = 13;
+        pub const REMOVEXATTR: u64 = 14;
+        pub const LREMOVEXATTR: u64 = 15;
+        pub const FREMOVEXATTR: u64 = 16;
+        pub const FSTATFS: u64 = 44;
+        pub const SYNC: u64 = 81;
+        pub const FADVISE64: u64 = 223;
+        pub const SYNCFS: u64 = 267;
         pub const TRUNCATE: u64 = 45;
         pub const FTRUNCATE: u64 = 46;
         pub const FACCESSAT: u64 = 48;
@@ -546,7 +578,9 @@ mod tests {
             nr::PWRITE64, nr::READV, nr::WRITEV, nr::ACCESS, nr::PIPE, nr::SCHED_YIELD, nr::MREMAP, nr::MSYNC,
             nr::MADVISE, nr::DUP, nr::DUP2, nr::NANOSLEEP, nr::GETPID, nr::CLONE, nr::FORK, nr::VFORK, nr::EXECVE,
             nr::EXIT, nr::WAIT4, nr::KILL, nr::UNAME, nr::FCNTL, nr::FSYNC, nr::FDATASYNC, nr::TRUNCATE, nr::FTRUNCATE,
-            nr::GETCWD, nr::CHDIR, nr::FCHDIR, nr::RENAME, nr::MKDIR, nr::RMDIR, nr::LINK, nr::UNLINK, nr::SYMLINK,
+            nr::GETCWD, nr::CHDIR, nr::FCHDIR, nr::FSTATFS, nr::SYNC, nr::SYNCFS, nr::FADVISE64, nr::SETXATTR, nr::LSETXATTR,
+            nr::FSETXATTR, nr::GETXATTR, nr::LGETXATTR, nr::FGETXATTR, nr::LISTXATTR, nr::LLISTXATTR, nr::FLISTXATTR,
+            nr::REMOVEXATTR, nr::LREMOVEXATTR, nr::FREMOVEXATTR, nr::RENAME, nr::MKDIR, nr::RMDIR, nr::LINK, nr::UNLINK, nr::SYMLINK,
             nr::READLINK, nr::UMASK, nr::GETTIMEOFDAY, nr::SYSINFO, nr::GETUID, nr::GETGID, nr::GETEUID,
             nr::GETEGID, nr::GETPPID, nr::SIGALTSTACK, nr::STATFS, nr::ARCH_PRCTL, nr::GETTID, nr::TKILL,
             nr::FUTEX, nr::SCHED_GETAFFINITY, nr::GETDENTS64, nr::SET_TID_ADDRESS, nr::CLOCK_GETTIME,

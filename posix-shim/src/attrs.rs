@@ -1,11 +1,12 @@
 //! Attribute, node and space calls over the VFS (feature `fs`): `chmod`/`fchmod`/
 //! `fchmodat`/`fchmodat2`, `chown`/`fchown`/`lchown`/`fchownat`, `mknod`/`mknodat` (and so
-//! `mkfifo`), `access`/`faccessat`/`faccessat2`, `fallocate`, `copy_file_range`. The VFS
+//! `mkfifo`), `access`/`faccessat`/`faccessat2`, `fallocate`, `copy_file_range`, and the
+//! extended-attribute calls (`getxattr` ... `fremovexattr`: no file system stores them). The VFS
 //! checks permissions with the process's credentials ([`crate::creds`]); this module only
 //! decodes arguments as Linux does.
 
 use crate::fd::{self, Object};
-use crate::files::{AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, PathArg, vfs};
+use crate::files::{AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, PathArg, vfs};
 use crate::user;
 use libos::fs::vfs::{Access, FileType, NewNode, OpenFile};
 use libos::{Errno, Result};
@@ -209,4 +210,70 @@ pub fn copy_file_range(fd_in: u64, off_in: u64, fd_out: u64, off_out: u64, len: 
         }
     }
     Ok(done)
+}
+
+/// What an extended-attribute call names: a path (followed unless `l*xattr`) or a descriptor.
+#[derive(Clone, Copy)]
+pub enum XattrTarget {
+    /// `getxattr`/`lgetxattr` and the other path forms.
+    Path { path: u64, follow: bool },
+    /// `fgetxattr` and the other descriptor forms.
+    Fd(u64),
+}
+
+/// The checks every extended-attribute call makes before the file system answers: the file
+/// exists (the walk's errors, `EBADF`), and a name, when given, is 1 to 255 bytes (`ERANGE`).
+fn xattr_checks(target: XattrTarget, name: Option<u64>) -> Result<()> {
+    match target {
+        XattrTarget::Path { path, follow } => {
+            let mut arg = PathArg::new();
+            let path = arg.read(AT_FDCWD as u64, path)?;
+            if follow { vfs()?.metadata(path)? } else { vfs()?.symlink_metadata(path)? };
+        }
+        XattrTarget::Fd(fd_number) => drop(fd::get(fd_number)?),
+    }
+    if let Some(name) = name {
+        const XATTR_NAME_MAX: usize = 255;
+        let mut buffer = user::StrBuffer::new();
+        // SAFETY: checked by `c_string`; the C program vouches for the rest.
+        match unsafe { user::c_string(name, XATTR_NAME_MAX, &mut buffer) } {
+            Ok("") | Err(Errno::ENAMETOOLONG) => return Err(Errno::ERANGE),
+            other => drop(other?),
+        }
+    }
+    Ok(())
+}
+
+/// `getxattr` and its forms: none of libos's file systems stores extended attributes, so after
+/// the checks the answer is `EOPNOTSUPP`, as Linux gives for such a file system.
+pub fn getxattr(target: XattrTarget, name: u64) -> Result<u64> {
+    xattr_checks(target, Some(name))?;
+    Err(Errno::EOPNOTSUPP)
+}
+
+/// `setxattr` and its forms: flags and size checked (`EINVAL`, `E2BIG`), then `EOPNOTSUPP`.
+pub fn setxattr(target: XattrTarget, name: u64, size: u64, flags: u64) -> Result<u64> {
+    const XATTR_CREATE: u64 = 1;
+    const XATTR_REPLACE: u64 = 2;
+    const XATTR_SIZE_MAX: u64 = 65536;
+    if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if size > XATTR_SIZE_MAX {
+        return Err(Errno::E2BIG);
+    }
+    xattr_checks(target, Some(name))?;
+    Err(Errno::EOPNOTSUPP)
+}
+
+/// `listxattr` and its forms: an empty list (length 0) once the file is found.
+pub fn listxattr(target: XattrTarget) -> Result<u64> {
+    xattr_checks(target, None)?;
+    Ok(0)
+}
+
+/// `removexattr` and its forms: `EOPNOTSUPP` after the checks.
+pub fn removexattr(target: XattrTarget, name: u64) -> Result<u64> {
+    xattr_checks(target, Some(name))?;
+    Err(Errno::EOPNOTSUPP)
 }

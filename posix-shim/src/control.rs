@@ -134,6 +134,9 @@ pub fn fcntl(fd_number: u64, cmd: u64, arg: u64) -> Result<u64> {
         F_SETFL => set_status_flags(&descriptor.object, arg).map(|()| 0),
         #[cfg(feature = "fs")]
         F_SETLK | F_SETLKW | F_GETLK => crate::locks::record_lock(fd_number, cmd == F_GETLK, arg),
+        // An image without files has no file to lock.
+        #[cfg(not(feature = "fs"))]
+        F_SETLK | F_SETLKW | F_GETLK => Err(Errno::EINVAL),
         _ => Err(Errno::EINVAL),
     }
 }

@@ -1,5 +1,6 @@
 //! File system calls over the VFS (feature `fs`): `openat` and the other path-based calls,
-//! `fstat`/`newfstatat`/`statx`, `getdents64`, `lseek`, `ftruncate`, `statfs`, `getcwd`,
+//! `fstat`/`newfstatat`/`statx`, `getdents64`, `lseek`, `ftruncate`, `statfs`/`fstatfs`,
+//! `sync`/`syncfs`, `fadvise64`, `getcwd`,
 //! `chdir`, `fchdir`. Without the feature these answer `ENOSYS` (the image has no file system).
 //!
 //! A path relative to a directory descriptor starts at that open directory itself
@@ -413,11 +414,61 @@ mod with_fs {
     pub fn statfs(path: u64, buf: u64) -> Result<u64> {
         let mut arg = PathArg::new();
         let path = arg.read(AT_FDCWD as u64, path)?;
-        let s = vfs()?.statfs(path.path)?;
+        write_statfs(buf, &vfs()?.statfs(path.path)?)
+    }
+
+    /// `fstatfs(fd, buf)`: the file system of an open file; for pipes, sockets and the other
+    /// kernel objects, the pseudo file systems Linux reports for them (`PIPEFS_MAGIC`,
+    /// `SOCKFS_MAGIC`, `ANON_INODE_FS_MAGIC`).
+    pub fn fstatfs(fd_number: u64, buf: u64) -> Result<u64> {
+        let pseudo = |fs_type| vfs_crate::StatFs { fs_type, block_size: 4096, name_max: 255, ..vfs_crate::StatFs::default() };
+        let s = match &*fd::get(fd_number)? {
+            Object::File(file) => vfs()?.statfs_of(file)?,
+            Object::Pipe(_) => pseudo(0x5049_5045),
+            Object::Socket(_) => pseudo(0x534f_434b),
+            _ => pseudo(0x0904_1934),
+        };
+        write_statfs(buf, &s)
+    }
+
+    fn write_statfs(buf: u64, s: &vfs_crate::StatFs) -> Result<u64> {
         let words: [u64; 15] =
             [s.fs_type, s.block_size, s.blocks, s.blocks_free, s.blocks_free, s.files, s.files_free, 0, s.name_max, s.block_size, 0, 0, 0, 0, 0];
-        // SAFETY: as in `fstat`.
+        // SAFETY: checked by `user::write`; the C program vouches for the buffer.
         unsafe { user::write(buf, words)? };
+        Ok(0)
+    }
+
+    /// `sync()`: every mounted file system (errors are not reported: `sync` returns nothing).
+    pub fn sync() -> Result<u64> {
+        if let Ok(vfs) = vfs() {
+            if let Err(e) = vfs.sync() {
+                log::warn!("posix-shim: sync: {e:?}");
+            }
+        }
+        Ok(0)
+    }
+
+    /// `syncfs(fd)`: the file system of an open file (other descriptors: nothing to write).
+    pub fn syncfs(fd_number: u64) -> Result<u64> {
+        match &*fd::get(fd_number)? {
+            Object::File(file) => vfs()?.sync_of(file).map(|()| 0),
+            _ => Ok(0),
+        }
+    }
+
+    /// `fadvise64(fd, offset, len, advice)`: advice only, so nothing changes; the checks are
+    /// Linux's (`EBADF`, `ESPIPE` for a pipe, `EINVAL` for an unknown advice or a negative
+    /// length).
+    pub fn fadvise64(fd_number: u64, _offset: u64, len: u64, advice: u64) -> Result<u64> {
+        const POSIX_FADV_NOREUSE: u64 = 5;
+        let object = fd::get(fd_number)?;
+        if matches!(&*object, Object::Pipe(_)) {
+            return Err(Errno::ESPIPE);
+        }
+        if advice > POSIX_FADV_NOREUSE || (len as i64) < 0 {
+            return Err(Errno::EINVAL);
+        }
         Ok(0)
     }
 

@@ -58,6 +58,8 @@ pub mod user;
 #[cfg(all(target_os = "none", feature = "fs"))]
 mod attrs;
 #[cfg(target_os = "none")]
+mod clocks;
+#[cfg(target_os = "none")]
 mod control;
 #[cfg(all(target_os = "none", feature = "fs"))]
 mod creds;

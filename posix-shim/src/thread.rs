@@ -334,10 +334,10 @@ pub fn futex(addr: u64, op: u64, val: u64, timeout: u64, addr2: u64, val3: u64) 
             let deadline = if timeout == 0 {
                 None
             } else {
-                let d = crate::dispatch::duration_of(timeout)?;
+                let d = crate::clocks::duration_of(timeout)?;
                 // FUTEX_WAIT: relative; FUTEX_WAIT_BITSET: absolute on the chosen clock
-                // (CLOCK_REALTIME converts through the wall clock, `dispatch::instant_of_clock`).
-                Some(if cmd == FUTEX_WAIT { Instant::now() + d } else { crate::dispatch::instant_of_clock(op & FUTEX_CLOCK_REALTIME != 0, d) })
+                // (CLOCK_REALTIME converts through the wall clock, `clocks::instant_of_clock`).
+                Some(if cmd == FUTEX_WAIT { Instant::now() + d } else { crate::clocks::instant_of_clock(op & FUTEX_CLOCK_REALTIME != 0, d) })
             };
             futex_wait(addr, val as u32, bitset, deadline)
         }

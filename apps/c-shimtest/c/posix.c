@@ -14,6 +14,8 @@
 #include <sys/file.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/xattr.h>
 #include <sys/uio.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -176,6 +178,30 @@ void posix_family(void) {
     CHECK(rmdir("/tmp/px/d2") == 0);
     FAILS(openat(dir, "late", O_CREAT | O_WRONLY, 0644), ENOENT); /* a removed directory takes no entries */
     close(dir);
+
+    /* fstatfs, sync, syncfs, fadvise and extended attributes (which no file system stores). */
+    struct statfs by_path, by_fd;
+    int some = open("/tmp/px/rootfile", O_RDONLY);
+    CHECK(some >= 0 && statfs("/tmp/px/rootfile", &by_path) == 0 && fstatfs(some, &by_fd) == 0);
+    CHECK(by_fd.f_type == by_path.f_type && by_fd.f_bsize == by_path.f_bsize && by_fd.f_blocks == by_path.f_blocks);
+    int ends[2];
+    CHECK(pipe(ends) == 0 && fstatfs(ends[0], &by_fd) == 0 && by_fd.f_type == 0x50495045); /* PIPEFS_MAGIC */
+    FAILS(fstatfs(12345, &by_fd), EBADF);
+    sync();
+    CHECK(syncfs(some) == 0);
+    CHECK(posix_fadvise(some, 0, 0, POSIX_FADV_SEQUENTIAL) == 0 && posix_fadvise(some, 0, 0, 99) == EINVAL);
+    CHECK(posix_fadvise(ends[0], 0, 0, POSIX_FADV_NORMAL) == ESPIPE && posix_fadvise(12345, 0, 0, 0) == EBADF);
+    close(ends[0]);
+    close(ends[1]);
+    FAILS(getxattr("/tmp/px/rootfile", "user.x", buf, sizeof buf), ENOTSUP);
+    FAILS(getxattr("/tmp/px/missing", "user.x", buf, sizeof buf), ENOENT);
+    FAILS(fgetxattr(some, "", buf, sizeof buf), ERANGE);
+    FAILS(fgetxattr(12345, "user.x", buf, sizeof buf), EBADF);
+    FAILS(setxattr("/tmp/px/rootfile", "user.x", "v", 1, 4), EINVAL);
+    FAILS(lsetxattr("/tmp/px/rootfile", "user.x", "v", 1, XATTR_CREATE), ENOTSUP);
+    CHECK(listxattr("/tmp/px/rootfile", buf, sizeof buf) == 0 && flistxattr(some, NULL, 0) == 0);
+    FAILS(removexattr("/tmp/px/rootfile", "user.x"), ENOTSUP);
+    close(some);
 
     /* Drop to an unprivileged user: the kernel now checks like Linux does. */
     gid_t groups[] = {50};

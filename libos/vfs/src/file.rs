@@ -206,6 +206,11 @@ impl OpenFile {
         *self.offset.lock()
     }
 
+    /// The id of the mount it was opened through ([`Metadata::dev`]; 0 outside a namespace).
+    pub fn dev(&self) -> u64 {
+        self.dev
+    }
+
     /// `fstat`.
     pub fn metadata(&self) -> Result<Metadata> {
         let mut metadata = self.node.metadata()?;

@@ -731,6 +731,27 @@ impl Vfs {
         self.root.fs.sync()?;
         mounted.iter().try_for_each(|m| m.fs.sync())
     }
+
+    /// The file system `file` was opened on (`EINVAL` for a file outside this namespace or
+    /// one whose file system was unmounted since).
+    fn file_system_of(&self, file: &OpenFile) -> Result<Arc<dyn FileSystem>> {
+        let dev = file.dev();
+        if dev == self.root.id {
+            return Ok(self.root.fs.clone());
+        }
+        let mounts = self.mounts.lock();
+        mounts.covers.values().find(|m| m.id == dev).map(|m| m.fs.clone()).ok_or(Errno::EINVAL)
+    }
+
+    /// `fstatfs`: the file system `file` was opened on.
+    pub fn statfs_of(&self, file: &OpenFile) -> Result<StatFs> {
+        self.file_system_of(file)?.statfs()
+    }
+
+    /// `syncfs`: syncs the file system `file` was opened on.
+    pub fn sync_of(&self, file: &OpenFile) -> Result<()> {
+        self.file_system_of(file)?.sync()
+    }
 }
 
 /// How many `..` steps the rename subtree check takes at most before deciding the file system's

@@ -181,7 +181,7 @@ fn next_timer(object: &Object) -> Option<Instant> {
 /// The `struct timespec` timeout at `addr` (`None` for a null pointer: no timeout); `EINVAL`
 /// for a negative or malformed one.
 pub fn read_timeout(addr: u64) -> Result<Option<Duration>> {
-    (addr != 0).then(|| crate::dispatch::duration_of(addr)).transpose()
+    (addr != 0).then(|| crate::clocks::duration_of(addr)).transpose()
 }
 
 /// `poll(fds, nfds, timeout_ms)`: a negative timeout waits forever.

@@ -95,14 +95,14 @@ pub fn timerfd_create(clock: u64, flags: u64) -> Result<u64> {
 
 /// A `struct itimerspec`: (`it_interval`, `it_value`).
 fn read_itimerspec(addr: u64) -> Result<(Duration, Duration)> {
-    let interval = crate::dispatch::duration_of(addr)?;
-    Ok((interval, crate::dispatch::duration_of(addr + size_of::<crate::abi::Timespec>() as u64)?))
+    let interval = crate::clocks::duration_of(addr)?;
+    Ok((interval, crate::clocks::duration_of(addr + size_of::<crate::abi::Timespec>() as u64)?))
 }
 
 /// Writes the time left until `next` (at least 1 ns while armed) and the period.
 fn write_itimerspec(addr: u64, next: Option<Instant>, interval: Duration) -> Result<()> {
     let left = next.map_or(Duration::ZERO, |n| n.saturating_duration_since(Instant::now()).max(Duration::from_nanos(1)));
-    crate::dispatch::write_itimerspec(addr, left, interval)
+    crate::clocks::write_itimerspec(addr, left, interval)
 }
 
 fn timer_of(fd_number: u64) -> Result<Arc<Object>> {
@@ -126,7 +126,7 @@ pub fn timerfd_settime(fd_number: u64, flags: u64, new: u64, old: u64) -> Result
         let next = if value.is_zero() {
             None
         } else if flags & TFD_TIMER_ABSTIME != 0 {
-            Some(crate::dispatch::instant_of_clock(timer.realtime, value))
+            Some(crate::clocks::instant_of_clock(timer.realtime, value))
         } else {
             Some(Instant::now() + value)
         };

@@ -549,7 +549,7 @@ pub fn rt_sigtimedwait(set: u64, info: u64, timeout: u64, sigsetsize: u64) -> Re
     check_sigset_size(sigsetsize)?;
     // SAFETY: checked by `user::read`.
     let wanted: u64 = unsafe { user::read::<u64>(set)? } & !UNBLOCKABLE;
-    let deadline = if timeout == 0 { None } else { Some(Instant::now() + crate::dispatch::duration_of(timeout)?) };
+    let deadline = if timeout == 0 { None } else { Some(Instant::now() + crate::clocks::duration_of(timeout)?) };
     let take = || -> Option<(u64, Origin)> {
         let mut state = STATE.lock();
         let process = state.pending;

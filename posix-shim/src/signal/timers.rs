@@ -111,7 +111,7 @@ impl Timer {
         self.next = if value.is_zero() {
             None
         } else if absolute {
-            Some(crate::dispatch::instant_of_clock(self.realtime, value))
+            Some(crate::clocks::instant_of_clock(self.realtime, value))
         } else {
             Some(Instant::now() + value)
         };
@@ -374,7 +374,7 @@ fn timer_id(timers: &Timers, id: u64) -> Result<i32> {
 }
 
 fn write_itimerspec(addr: u64, (left, interval): (Duration, Duration)) -> Result<()> {
-    crate::dispatch::write_itimerspec(addr, left, interval)
+    crate::clocks::write_itimerspec(addr, left, interval)
 }
 
 /// `timer_settime(id, flags, new, old)`: a zero `it_value` disarms; `TIMER_ABSTIME` makes it
@@ -383,8 +383,8 @@ pub fn timer_settime(id: u64, flags: u64, new: u64, old: u64) -> Result<u64> {
     if flags & !TIMER_ABSTIME != 0 {
         return Err(Errno::EINVAL);
     }
-    let interval = crate::dispatch::duration_of(new)?;
-    let value = crate::dispatch::duration_of(new + size_of::<Timespec>() as u64)?;
+    let interval = crate::clocks::duration_of(new)?;
+    let value = crate::clocks::duration_of(new + size_of::<Timespec>() as u64)?;
     let thread = timer_thread()?;
     let (previous, next) = {
         let mut timers = TIMERS.lock();
