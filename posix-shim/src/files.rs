@@ -282,17 +282,19 @@ mod with_fs {
         Ok(0)
     }
 
-    /// `renameat2(olddirfd, old, newdirfd, new, flags)`: flags other than 0 are `EINVAL`
-    /// (`RENAME_NOREPLACE`/`EXCHANGE` are not supported by the VFS).
+    /// `renameat2(olddirfd, old, newdirfd, new, flags)`: `RENAME_NOREPLACE` (`EEXIST` when
+    /// `new` exists); `RENAME_EXCHANGE` and `RENAME_WHITEOUT` are `EINVAL`, as Linux answers
+    /// for a file system without them (the VFS cannot swap two names yet).
     pub fn renameat2(olddirfd: u64, old: u64, newdirfd: u64, new: u64, flags: u64) -> Result<u64> {
-        if flags != 0 {
+        const RENAME_NOREPLACE: u64 = 1;
+        if flags & !RENAME_NOREPLACE != 0 {
             return Err(Errno::EINVAL);
         }
         let mut old_arg = PathArg::new();
         let old = old_arg.read(olddirfd, old)?;
         let mut new_arg = PathArg::new();
         let new = new_arg.read(newdirfd, new)?;
-        vfs()?.rename(old, new)?;
+        if flags & RENAME_NOREPLACE != 0 { vfs()?.rename_noreplace(old, new)? } else { vfs()?.rename(old, new)? }
         Ok(0)
     }
 

@@ -179,6 +179,18 @@ void posix_family(void) {
     FAILS(openat(dir, "late", O_CREAT | O_WRONLY, 0644), ENOENT); /* a removed directory takes no entries */
     close(dir);
 
+    /* renameat2: RENAME_NOREPLACE refuses an existing target; RENAME_EXCHANGE is EINVAL. */
+    write_all("/tmp/px/rn-a", "a");
+    write_all("/tmp/px/rn-b", "b");
+    /* musl 1.2.3 has no renameat2() wrapper: the raw call, with Linux's flag values. */
+    const long noreplace = 1, exchange = 2;
+    FAILS(syscall(SYS_renameat2, AT_FDCWD, "/tmp/px/rn-a", AT_FDCWD, "/tmp/px/rn-b", noreplace), EEXIST);
+    CHECK(stat("/tmp/px/rn-a", &st) == 0 && stat("/tmp/px/rn-b", &st) == 0 && st.st_size == 1);
+    CHECK(syscall(SYS_renameat2, AT_FDCWD, "/tmp/px/rn-a", AT_FDCWD, "/tmp/px/rn-c", noreplace) == 0);
+    FAILS(stat("/tmp/px/rn-a", &st), ENOENT);
+    FAILS(syscall(SYS_renameat2, AT_FDCWD, "/tmp/px/rn-c", AT_FDCWD, "/tmp/px/rn-b", exchange), EINVAL);
+    CHECK(unlink("/tmp/px/rn-b") == 0 && unlink("/tmp/px/rn-c") == 0);
+
     /* fstatfs, sync, syncfs, fadvise and extended attributes (which no file system stores). */
     struct statfs by_path, by_fd;
     int some = open("/tmp/px/rootfile", O_RDONLY);

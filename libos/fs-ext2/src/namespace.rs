@@ -182,8 +182,9 @@ impl Inner {
     }
 
     /// Moves `old_name` of `old_dir_ino` to `new_name` of `new_dir_ino`, replacing what is
-    /// there (the VFS has checked the types fit and that no directory moves into itself).
-    pub fn rename(&self, st: &mut State, old_dir_ino: u32, old_name: &str, new_dir_ino: u32, new_name: &str) -> Result<()> {
+    /// there when `replace`, else failing with `EEXIST` if something is (the VFS has checked
+    /// the types fit and that no directory moves into itself).
+    pub fn rename(&self, st: &mut State, old_dir_ino: u32, old_name: &str, new_dir_ino: u32, new_name: &str, replace: bool) -> Result<()> {
         self.writable()?;
         let mut old_dir = self.live_dir(st, old_dir_ino)?;
         let mut other_dir = if new_dir_ino == old_dir_ino { None } else { Some(self.live_dir(st, new_dir_ino)?) };
@@ -192,6 +193,9 @@ impl Inner {
         let moved_type = moved.file_type()?;
         let new_dir = other_dir.as_mut().unwrap_or(&mut old_dir);
         let target = self.dir_find(st, new_dir_ino, new_dir, new_name.as_bytes())?;
+        if target.is_some() && !replace {
+            return Err(Errno::EEXIST);
+        }
         let replaced = match target {
             // Two names of one inode: POSIX says do nothing.
             Some(t) if t.ino == source.ino => return Ok(()),

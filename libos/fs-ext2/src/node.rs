@@ -40,6 +40,14 @@ impl Ext2Node {
         }
     }
 
+    /// `rename` (`replace`) and `rename_noreplace`.
+    fn move_entry(&self, old_name: &str, new_dir: &dyn Node, new_name: &str, replace: bool) -> Result<()> {
+        self.require(FileType::Directory, Errno::ENOTDIR)?;
+        let new_dir = self.same_volume(new_dir)?;
+        new_dir.require(FileType::Directory, Errno::ENOTDIR)?;
+        self.fs.rename(&mut self.fs.state.lock(), self.ino, old_name, new_dir.ino, new_name, replace)
+    }
+
     fn require(&self, file_type: FileType, otherwise: Errno) -> Result<()> {
         if self.file_type == file_type { Ok(()) } else { Err(otherwise) }
     }
@@ -163,10 +171,11 @@ impl Node for Ext2Node {
     }
 
     fn rename(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
-        self.require(FileType::Directory, Errno::ENOTDIR)?;
-        let new_dir = self.same_volume(new_dir)?;
-        new_dir.require(FileType::Directory, Errno::ENOTDIR)?;
-        self.fs.rename(&mut self.fs.state.lock(), self.ino, old_name, new_dir.ino, new_name)
+        self.move_entry(old_name, new_dir, new_name, true)
+    }
+
+    fn rename_noreplace(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
+        self.move_entry(old_name, new_dir, new_name, false)
     }
 
     fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {

@@ -266,6 +266,67 @@ impl Drop for Inode {
 }
 
 impl Inode {
+    /// `rename` (`replace`) and `rename_noreplace`, under the namespace lock.
+    fn move_entry(&self, old_name: &str, new_dir: &dyn Node, new_name: &str, replace: bool) -> Result<()> {
+        let new_dir = self.own(new_dir)?;
+        let _ns = self.shared.namespace.lock();
+        let source = self.get(old_name)?;
+        if new_dir.data.lock().nlink == 0 {
+            return Err(Errno::ENOENT);
+        }
+        let replaced = match new_dir.get(new_name) {
+            Ok(_) if !replace => return Err(Errno::EEXIST),
+            Ok(target) => Some(target),
+            Err(Errno::ENOENT) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(target) = &replaced {
+            if Arc::ptr_eq(target, &source) {
+                return Ok(());
+            }
+            match (source.file_type.is_dir(), target.file_type.is_dir()) {
+                (true, false) => return Err(Errno::ENOTDIR),
+                (false, true) => return Err(Errno::EISDIR),
+                (true, true) if !target.is_empty_dir() => return Err(Errno::ENOTEMPTY),
+                _ => {}
+            }
+        }
+        let is_dir = source.file_type.is_dir();
+        self.with_dir(|dir, _| {
+            dir.remove(old_name);
+            if is_dir {
+                dir.subdirs = dir.subdirs.saturating_sub(1);
+            }
+            Ok(())
+        })?;
+        new_dir.with_dir(|dir, _| {
+            dir.insert(new_name, source.clone());
+            if is_dir {
+                dir.subdirs += 1;
+            }
+            if replaced.as_ref().is_some_and(|r| r.file_type.is_dir()) {
+                dir.subdirs = dir.subdirs.saturating_sub(1);
+            }
+            Ok(())
+        })?;
+        self.touch_changed();
+        new_dir.touch_changed();
+        let now = self.shared.now();
+        {
+            let mut data = source.data.lock();
+            data.ctime = now;
+            if let Content::Dir(dir) = &mut data.content {
+                dir.parent = new_dir.me.clone();
+            }
+        }
+        if let Some(replaced) = replaced {
+            let mut data = replaced.data.lock();
+            data.nlink = if replaced.file_type.is_dir() { 0 } else { data.nlink.saturating_sub(1) };
+            data.ctime = now;
+        }
+        Ok(())
+    }
+
     fn new(shared: &Arc<Shared>, ino: u64, content: Content, perm: u32, owner: Owner, rdev: u64) -> Arc<Inode> {
         let file_type = match content {
             Content::File { .. } => FileType::Regular,
@@ -587,62 +648,11 @@ impl Node for Inode {
     }
 
     fn rename(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
-        let new_dir = self.own(new_dir)?;
-        let _ns = self.shared.namespace.lock();
-        let source = self.get(old_name)?;
-        if new_dir.data.lock().nlink == 0 {
-            return Err(Errno::ENOENT);
-        }
-        let replaced = match new_dir.get(new_name) {
-            Ok(target) => Some(target),
-            Err(Errno::ENOENT) => None,
-            Err(e) => return Err(e),
-        };
-        if let Some(target) = &replaced {
-            if Arc::ptr_eq(target, &source) {
-                return Ok(());
-            }
-            match (source.file_type.is_dir(), target.file_type.is_dir()) {
-                (true, false) => return Err(Errno::ENOTDIR),
-                (false, true) => return Err(Errno::EISDIR),
-                (true, true) if !target.is_empty_dir() => return Err(Errno::ENOTEMPTY),
-                _ => {}
-            }
-        }
-        let is_dir = source.file_type.is_dir();
-        self.with_dir(|dir, _| {
-            dir.remove(old_name);
-            if is_dir {
-                dir.subdirs = dir.subdirs.saturating_sub(1);
-            }
-            Ok(())
-        })?;
-        new_dir.with_dir(|dir, _| {
-            dir.insert(new_name, source.clone());
-            if is_dir {
-                dir.subdirs += 1;
-            }
-            if replaced.as_ref().is_some_and(|r| r.file_type.is_dir()) {
-                dir.subdirs = dir.subdirs.saturating_sub(1);
-            }
-            Ok(())
-        })?;
-        self.touch_changed();
-        new_dir.touch_changed();
-        let now = self.shared.now();
-        {
-            let mut data = source.data.lock();
-            data.ctime = now;
-            if let Content::Dir(dir) = &mut data.content {
-                dir.parent = new_dir.me.clone();
-            }
-        }
-        if let Some(replaced) = replaced {
-            let mut data = replaced.data.lock();
-            data.nlink = if replaced.file_type.is_dir() { 0 } else { data.nlink.saturating_sub(1) };
-            data.ctime = now;
-        }
-        Ok(())
+        self.move_entry(old_name, new_dir, new_name, true)
+    }
+
+    fn rename_noreplace(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
+        self.move_entry(old_name, new_dir, new_name, false)
     }
 
     fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {

@@ -194,6 +194,14 @@ pub trait Node: Send + Sync + Any {
         Err(Errno::EPERM)
     }
 
+    /// [`Node::rename`] that fails with `EEXIST` when `new_name` exists, decided in the same
+    /// step as the move (`renameat2` with `RENAME_NOREPLACE`). Default: `EINVAL`, what Linux
+    /// answers for a file system without the flag.
+    fn rename_noreplace(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
+        let _ = (old_name, new_dir, new_name);
+        Err(Errno::EINVAL)
+    }
+
     /// The first entry at or after `cookie` (0 starts the listing), or `None` at the end. `.`
     /// and `..` are not listed (the VFS lists them itself, see [`crate::OpenFile`]); every
     /// `next_cookie` is above 0 and below [`crate::COOKIE_AFTER_DOTDOT`] (the VFS

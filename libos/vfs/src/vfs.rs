@@ -574,7 +574,17 @@ impl Vfs {
     /// directory by a directory). `EXDEV` across mounts, `EINVAL` moving a directory into its
     /// own subtree, `EBUSY` for mount points.
     pub fn rename<'p, 'q>(&self, old: impl Into<PathAt<'p>>, new: impl Into<PathAt<'q>>) -> Result<()> {
-        let (old, new) = (old.into(), new.into());
+        self.move_entry(old.into(), new.into(), true)
+    }
+
+    /// [`Vfs::rename`] that fails with `EEXIST` when `new` exists (`renameat2` with
+    /// `RENAME_NOREPLACE`), decided by the file system in the same step as the move; `EINVAL`
+    /// from a file system without the flag.
+    pub fn rename_noreplace<'p, 'q>(&self, old: impl Into<PathAt<'p>>, new: impl Into<PathAt<'q>>) -> Result<()> {
+        self.move_entry(old.into(), new.into(), false)
+    }
+
+    fn move_entry(&self, old: PathAt<'_>, new: PathAt<'_>, replace: bool) -> Result<()> {
         let (old_parent, old_last, old_slash) = self.resolve_parent(old)?;
         let (new_parent, new_last, new_slash) = self.resolve_parent(new)?;
         let (Last::Name(old_name), Last::Name(new_name)) = (old_last, new_last) else {
@@ -584,6 +594,10 @@ impl Vfs {
         if old_parent.mount.id != new_parent.mount.id {
             return Err(Errno::EXDEV);
         }
+        let target = self.probe(&new_parent, new_name)?;
+        if target.is_some() && !replace {
+            return Err(Errno::EEXIST);
+        }
         if source.mount.id != old_parent.mount.id {
             return Err(Errno::EBUSY);
         }
@@ -591,7 +605,6 @@ impl Vfs {
             return Err(Errno::ENOTDIR);
         }
         self.may_delete(&old_parent, &source)?;
-        let target = self.probe(&new_parent, new_name)?;
         match &target {
             Some(target) => self.may_delete(&new_parent, target)?,
             None => self.may_change_entries(&new_parent)?,
@@ -636,7 +649,11 @@ impl Vfs {
                 cur = up;
             }
         }
-        old_parent.node.rename(old_name, &*new_parent.node, new_name)
+        if replace {
+            old_parent.node.rename(old_name, &*new_parent.node, new_name)
+        } else {
+            old_parent.node.rename_noreplace(old_name, &*new_parent.node, new_name)
+        }
     }
 
     /// `stat`, following a symlink at the end.

@@ -681,6 +681,10 @@ impl Node for FuseNode {
         self.rename_with_flags(old_name, new_dir, new_name, 0)
     }
 
+    fn rename_noreplace(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
+        self.rename_with_flags(old_name, new_dir, new_name, rename_flags::NOREPLACE)
+    }
+
     /// Served from the last READDIR page while its cookies match; a page is fetched when the
     /// cookie is not in it, and dropped when this mount changes the directory.
     fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {

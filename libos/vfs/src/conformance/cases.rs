@@ -155,6 +155,7 @@ pub(super) const ALL: &[Case] = &[
     Case { name: "special_nodes", run: posix::special_nodes },
     Case { name: "fallocate", run: posix::fallocate },
     Case { name: "walks_from_open_directories", run: posix::walks_from_open_directories },
+    Case { name: "rename_noreplace", run: posix::rename_noreplace },
     Case { name: "model", run: model },
 ];
 

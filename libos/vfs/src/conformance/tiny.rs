@@ -89,6 +89,37 @@ struct TinyNode {
 }
 
 impl TinyNode {
+    /// `rename` (`replace`) and `rename_noreplace`, under the namespace lock.
+    fn move_entry(&self, old_name: &str, new_dir: &dyn Node, new_name: &str, replace: bool) -> Result<()> {
+        let new_dir = self.own(new_dir)?;
+        let _ns = self.shared.namespace.lock();
+        let (_, source) = self.find(old_name).ok_or(Errno::ENOENT)?;
+        if !new_dir.is_live() {
+            return Err(Errno::ENOENT);
+        }
+        let replaced = new_dir.find(new_name).map(|(_, node)| node);
+        if replaced.is_some() && !replace {
+            return Err(Errno::EEXIST);
+        }
+        if let Some(target) = &replaced {
+            if Arc::ptr_eq(target, &source) {
+                return Ok(());
+            }
+            if target.kind.is_dir() && !target.state.lock().entries.is_empty() {
+                return Err(Errno::ENOTEMPTY);
+            }
+            new_dir.remove(new_name);
+            target.drop_link();
+        }
+        self.remove(old_name);
+        new_dir.insert(new_name, source.clone());
+        let now = self.shared.now();
+        let mut state = source.state.lock();
+        state.parent = new_dir.me.clone();
+        state.ctime = now;
+        Ok(())
+    }
+
     fn new(
         shared: &Arc<Shared>,
         ino: u64,
@@ -313,30 +344,11 @@ impl Node for TinyNode {
     }
 
     fn rename(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
-        let new_dir = self.own(new_dir)?;
-        let _ns = self.shared.namespace.lock();
-        let (_, source) = self.find(old_name).ok_or(Errno::ENOENT)?;
-        if !new_dir.is_live() {
-            return Err(Errno::ENOENT);
-        }
-        let replaced = new_dir.find(new_name).map(|(_, node)| node);
-        if let Some(target) = &replaced {
-            if Arc::ptr_eq(target, &source) {
-                return Ok(());
-            }
-            if target.kind.is_dir() && !target.state.lock().entries.is_empty() {
-                return Err(Errno::ENOTEMPTY);
-            }
-            new_dir.remove(new_name);
-            target.drop_link();
-        }
-        self.remove(old_name);
-        new_dir.insert(new_name, source.clone());
-        let now = self.shared.now();
-        let mut state = source.state.lock();
-        state.parent = new_dir.me.clone();
-        state.ctime = now;
-        Ok(())
+        self.move_entry(old_name, new_dir, new_name, true)
+    }
+
+    fn rename_noreplace(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
+        self.move_entry(old_name, new_dir, new_name, false)
     }
 
     fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {

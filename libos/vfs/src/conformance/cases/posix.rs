@@ -335,3 +335,29 @@ pub(super) fn walks_from_open_directories(f: &dyn FileSystemFactory) -> Outcome 
     err!(vfs.metadata(PathAt::new(&dir, "f")), ENOENT);
     Ok(())
 }
+
+/// `renameat2(RENAME_NOREPLACE)`: `EEXIST` for any existing target (a file, an empty
+/// directory, another name of the same inode, a dangling symlink), nothing changed; a free
+/// name is a plain move.
+pub(super) fn rename_noreplace(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(write_file(&vfs, "/a", b"A"));
+    ok!(write_file(&vfs, "/b", b"B"));
+    err!(vfs.rename_noreplace("/a", "/b"), EEXIST);
+    eq!(ok!(read_file(&vfs, "/a")), b"A".to_vec());
+    eq!(ok!(read_file(&vfs, "/b")), b"B".to_vec());
+    ok!(vfs.rename_noreplace("/a", "/c"));
+    err!(vfs.metadata("/a"), ENOENT);
+    eq!(ok!(read_file(&vfs, "/c")), b"A".to_vec());
+    ok!(vfs.mkdir("/d", 0o755));
+    ok!(vfs.mkdir("/e", 0o755));
+    err!(vfs.rename_noreplace("/d", "/e"), EEXIST);
+    ok!(vfs.link("/c", "/c2"));
+    err!(vfs.rename_noreplace("/c", "/c2"), EEXIST);
+    ok!(vfs.symlink("/nowhere", "/dangling"));
+    err!(vfs.rename_noreplace("/c", "/dangling"), EEXIST);
+    err!(vfs.rename_noreplace("/missing", "/free"), ENOENT);
+    ok!(vfs.rename_noreplace("/d", "/e/inside"));
+    check!(ok!(vfs.metadata("/e/inside")).is_dir());
+    Ok(())
+}
