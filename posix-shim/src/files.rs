@@ -1,7 +1,7 @@
 //! File system calls over the VFS (feature `fs`): `openat` and the other path-based calls,
 //! `fstat`/`newfstatat`/`statx`, `getdents64`, `lseek`, `ftruncate`, `statfs`/`fstatfs`,
-//! `sync`/`syncfs`, `fadvise64`, `getcwd`,
-//! `chdir`, `fchdir`. Without the feature these answer `ENOSYS` (the image has no file system).
+//! `sync`/`syncfs`, `fadvise64`, `getcwd`, `chdir`/`fchdir`. Without the feature these answer
+//! `ENOSYS` (the image has no file system).
 //!
 //! A path relative to a directory descriptor starts at that open directory itself
 //! ([`PathArg`], the VFS's `PathAt`), as on Linux: renaming the directory while it is open
