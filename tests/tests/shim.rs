@@ -6,7 +6,7 @@
 //! interrupted waits), default signal actions and their exit codes, and C code under heavy
 //! preemption.
 
-use libos_tests::{Boot, arches};
+use libos_tests::{Boot, TempDir, arches};
 
 #[test]
 fn c_hello_sees_args_env_tls_atexit_and_its_exit_code() {
@@ -48,6 +48,48 @@ fn every_system_call_family_passes_its_checks() {
 fn posix_file_semantics_and_credentials_hold() {
     for arch in arches() {
         Boot::app("c-shimtest").args(&["posix"]).on(arch).exits_with(0).prints("ok posix\n").does_not_print("FAIL");
+    }
+}
+
+/// The same posix family on the other roots a user boots with (issue 18: ramfs, virtio-fs and
+/// disks): `apps/c-shimtest`'s C files as one static program, run by `elf-runner` from a
+/// virtio-fs share as `/`, then from an ext2 disk as `/` (made by e2fsprogs from a fresh tree,
+/// checked with `e2fsck -fn` afterwards). Both roots have `/dev` (device nodes open devfs's
+/// devices), a sticky `/tmp` and `/root`.
+#[test]
+fn posix_file_semantics_hold_on_virtio_fs_and_ext2_roots() {
+    use std::os::unix::fs::PermissionsExt;
+    let sources: Vec<std::path::PathBuf> = ["shimtest", "net", "disk", "posix", "random", "memory"]
+        .iter()
+        .map(|name| xtask::root().join(format!("apps/c-shimtest/c/{name}.c")))
+        .collect();
+    for arch in arches() {
+        let tmp = TempDir::new("posix-roots", arch);
+        let tree = |name: &str| {
+            let root = tmp.dir().join(name);
+            for dir in ["bin", "tmp", "root", "etc", "dev", "proc", "sys"] {
+                std::fs::create_dir_all(root.join(dir)).unwrap();
+            }
+            std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+            std::fs::set_permissions(root.join("root"), std::fs::Permissions::from_mode(0o700)).unwrap();
+            xtask::linux::compile_static(&sources, arch, &root.join("bin/shimtest")).unwrap();
+            root
+        };
+        let image = tmp.dir().join("root.img");
+        xtask::disk::create_ext2(&image, 64 << 20, Some(&tree("disk-tree")), None).unwrap();
+        let share = tree("share");
+        Boot::app("elf-runner").root_share(&share).args(&["/bin/shimtest", "posix"]).on(arch).exits_with(0).prints("ok posix\n").does_not_print("FAIL");
+        Boot::app("elf-runner")
+            .disk(&image, false)
+            .options("root=ext2:vda")
+            .args(&["/bin/shimtest", "posix"])
+            .on(arch)
+            .exits_with(0)
+            .prints("ok posix\n")
+            .does_not_print("FAIL");
+        if let Err(report) = xtask::disk::check_ext2(&image).unwrap() {
+            panic!("{arch}: e2fsck after the posix family:\n{report}");
+        }
     }
 }
 

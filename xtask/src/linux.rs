@@ -543,6 +543,13 @@ pub fn compile_program(name: &str, arch: Arch) -> Result<PathBuf> {
     compile(name, arch, &cache_dir().join(arch.name()).join("bin"))
 }
 
+/// Compiles the C files `sources` into one static musl program `output` for `arch` (installing
+/// musl on first use): what the tests run as an unmodified program from a share or a disk.
+pub fn compile_static(sources: &[PathBuf], arch: Arch, output: &Path) -> Result<()> {
+    ensure_musl(&[arch])?;
+    run_step(Command::new(musl_cc(arch)).args(["-static", "-O2", "-o"]).arg(output).args(sources).arg("-lpthread"))
+}
+
 /// Compiles `bench/c/NAME.c` statically with musl for `arch` into `out_dir`, when out of date:
 /// when the source or `bench_common.h` differ from what the binary was built from (a hash kept
 /// beside it; modification times are not enough where several checkouts share the cache).
