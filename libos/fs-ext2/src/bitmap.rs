@@ -89,6 +89,8 @@ impl Inner {
     /// Returns `block` to its group. `EUCLEAN` if it is not a data block or already free.
     pub fn free_block(&self, st: &mut State, block: u32) -> Result<()> {
         self.writable()?;
+        // A block leaves its file: no remembered run may lead to it any more.
+        st.runs.get_mut().forget_all();
         self.check_block(block)?;
         let geo = &self.geo;
         let group = (block - geo.first_data_block) / geo.blocks_per_group;

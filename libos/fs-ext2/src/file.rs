@@ -40,7 +40,7 @@ pub struct ReadAhead {
 impl Inner {
     /// Reads up to `buf.len()` bytes at `offset` of `inode`; returns the count (0 at the end).
     /// `ra` is the reader's read-ahead state.
-    pub fn read_data(&self, inode: &Inode, offset: u64, buf: &mut [u8], ra: &mut ReadAhead) -> Result<usize> {
+    pub fn read_data(&self, st: &State, ino: u32, inode: &Inode, offset: u64, buf: &mut [u8], ra: &mut ReadAhead) -> Result<usize> {
         if offset >= inode.size || buf.is_empty() {
             return Ok(0);
         }
@@ -52,7 +52,7 @@ impl Inner {
         // A read within one block (the common 4 KiB read) maps it without building a list.
         let mut map = Vec::new();
         let single = if first == last {
-            self.bmap(inode, first)?
+            self.bmap_cached(st, ino, inode, first)?
         } else {
             self.bmap_run(inode, first, last + 1 - first, &mut map)?;
             if map.len() as u64 != last + 1 - first {

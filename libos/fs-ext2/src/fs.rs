@@ -76,6 +76,8 @@ pub(crate) struct State {
     pub dirs: DirIndexes,
     /// Decoded inodes, written through (see [`Inner::read_inode`]).
     inodes: RefCell<HashMap<u32, Inode>>,
+    /// Runs of files' blocks that reads mapped ([`crate::bmap::Runs`]).
+    pub runs: RefCell<crate::bmap::Runs>,
     /// How many decoded inodes `inodes` keeps ([`inode_cache_entries`]).
     inode_limit: usize,
 }
@@ -164,6 +166,7 @@ impl Ext2Fs {
                 inode_hints: vec![0; geo.groups as usize],
                 dirs: DirIndexes::new(options.dir_index_bytes),
                 inodes: RefCell::new(HashMap::new()),
+                runs: RefCell::new(crate::bmap::Runs::default()),
                 inode_limit: inode_cache_entries(options.cache_bytes),
             }),
             live: SpinLock::new(HashMap::new()),
@@ -365,6 +368,8 @@ impl Inner {
 
     fn store_inode(&self, st: &State, ino: u32, inode: &Inode, fresh: bool) -> Result<()> {
         self.writable()?;
+        // Its pointers may have changed (even if writing fails below).
+        st.runs.borrow_mut().forget(ino);
         let (block, offset) = self.inode_location(st, ino)?;
         let size = self.geo.inode_size as usize;
         // What a later read would decode (the disk format may not keep every bit of `inode`).

@@ -104,7 +104,7 @@ impl Node for Ext2Node {
         self.require(FileType::Regular, Errno::EINVAL)?;
         let st = self.fs.state.lock();
         let mut ra = self.ra.lock();
-        self.fs.with_inode(&st, self.ino, |inode| self.fs.read_data(inode, offset, buf, &mut ra))?
+        self.fs.with_inode(&st, self.ino, |inode| self.fs.read_data(&st, self.ino, inode, offset, buf, &mut ra))?
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {

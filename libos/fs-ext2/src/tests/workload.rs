@@ -312,3 +312,60 @@ fn directory_index_reuses_room_and_matches_the_disk() {
         vfs.metadata(n).unwrap();
     }
 }
+
+/// Remembered block runs (`bmap::Runs`) never outlive the blocks they name: a file read (its
+/// runs remembered), then truncated, cut short or deleted while another file takes its blocks,
+/// reads only its own bytes afterwards, through the same open file and through a new one.
+#[test]
+fn remembered_block_runs_follow_truncation_and_reuse() {
+    let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &[])));
+    let fs = mount(&disk);
+    let vfs = Vfs::new(fs.clone());
+    let block = 1024usize;
+    let fill = |path: &str, byte: u8, blocks: usize| {
+        let file = vfs.open(path, OpenFlags::WRONLY | OpenFlags::CREAT, 0o644).unwrap();
+        for i in 0..blocks {
+            assert_eq!(file.write_at((i * block) as u64, &vec![byte; block]).unwrap(), block);
+        }
+    };
+    let byte_at = |file: &libos_vfs::OpenFile, index: usize| {
+        let mut one = [0u8; 1];
+        assert_eq!(file.read_at((index * block + 7) as u64, &mut one).unwrap(), 1);
+        one[0]
+    };
+    // Blocks 0-11 are direct, 12-267 single-indirect, the rest double-indirect.
+    fill("/a", b'A', 400);
+    let reader = vfs.open("/a", OpenFlags::RDONLY, 0).unwrap();
+    for index in [3, 100, 300, 399] {
+        assert_eq!(byte_at(&reader, index), b'A');
+    }
+    // Truncated and grown again while another file takes the freed blocks.
+    reader.set_len(0).unwrap_err(); // read-only: EINVAL, nothing changes
+    let writer = vfs.open("/a", OpenFlags::WRONLY, 0).unwrap();
+    writer.set_len(0).unwrap();
+    fill("/b", b'B', 400);
+    fill("/a", b'C', 400);
+    for index in [3, 100, 300, 399] {
+        assert_eq!(byte_at(&reader, index), b'C', "block {index} through the old descriptor");
+        let fresh = vfs.open("/a", OpenFlags::RDONLY, 0).unwrap();
+        assert_eq!(byte_at(&fresh, index), b'C', "block {index} through a new descriptor");
+    }
+    // Cut to 90 blocks (the rest goes to the next writer), then written at block 300 again:
+    // the blocks between are a hole and read zeros.
+    writer.set_len((90 * block) as u64).unwrap();
+    fill("/c", b'D', 300);
+    assert_eq!(writer.write_at((300 * block) as u64, &vec![b'F'; block]).unwrap(), block);
+    for index in [90, 100, 267, 268, 299] {
+        assert_eq!(byte_at(&reader, index), 0, "block {index} of the hole");
+    }
+    assert_eq!(byte_at(&reader, 89), b'C');
+    assert_eq!(byte_at(&reader, 300), b'F');
+    // Deleted while open: it still reads its own bytes (its blocks are not free yet).
+    vfs.unlink("/a").unwrap();
+    fill("/e", b'E', 100);
+    assert_eq!(byte_at(&reader, 300), b'F');
+    assert_eq!(byte_at(&reader, 50), b'C');
+    drop((reader, writer));
+    fs.sync().unwrap();
+    assert_clean(&disk.image(), "reads, truncation, holes and reuse");
+}
