@@ -83,6 +83,22 @@ pub mod nr {
         pub const GETPPID: u64 = 110;
         pub const SIGALTSTACK: u64 = 131;
         pub const STATFS: u64 = 137;
+        pub const GETRUSAGE: u64 = 98;
+        pub const TIMES: u64 = 100;
+        pub const SETPGID: u64 = 109;
+        pub const GETPGRP: u64 = 111;
+        pub const SETSID: u64 = 112;
+        pub const GETPGID: u64 = 121;
+        pub const GETSID: u64 = 124;
+        pub const GETPRIORITY: u64 = 140;
+        pub const SETPRIORITY: u64 = 141;
+        pub const SCHED_GETPARAM: u64 = 143;
+        pub const SCHED_GETSCHEDULER: u64 = 145;
+        pub const MLOCK: u64 = 149;
+        pub const MUNLOCK: u64 = 150;
+        pub const MLOCKALL: u64 = 151;
+        pub const MUNLOCKALL: u64 = 152;
+        pub const GETCPU: u64 = 309;
         pub const FSTATFS: u64 = 138;
         pub const SYNC: u64 = 162;
         pub const SETXATTR: u64 = 188;
@@ -227,6 +243,21 @@ pub mod nr {
         pub const LINKAT: u64 = 37;
         pub const RENAMEAT: u64 = 38;
         pub const STATFS: u64 = 43;
+        pub const SCHED_GETSCHEDULER: u64 = 120;
+        pub const SCHED_GETPARAM: u64 = 121;
+        pub const SETPRIORITY: u64 = 140;
+        pub const GETPRIORITY: u64 = 141;
+        pub const TIMES: u64 = 153;
+        pub const SETPGID: u64 = 154;
+        pub const GETPGID: u64 = 155;
+        pub const GETSID: u64 = 156;
+        pub const SETSID: u64 = 157;
+        pub const GETRUSAGE: u64 = 165;
+        pub const GETCPU: u64 = 168;
+        pub const MLOCK: u64 = 228;
+        pub const MUNLOCK: u64 = 229;
+        pub const MLOCKALL: u64 = 230;
+        pub const MUNLOCKALL: u64 = 231;
         pub const SETXATTR: u64 = 5;
         pub const LSETXATTR: u64 = 6;
         pub const FSETXATTR: u64 = 7;
@@ -392,6 +423,7 @@ pub mod nr {
         pub const PAUSE: u64 = ABSENT + 21;
         pub const TIME: u64 = ABSENT + 20;
         pub const ALARM: u64 = ABSENT + 22;
+        pub const GETPGRP: u64 = ABSENT + 27;
     }
 
     pub use table::*;
@@ -578,7 +610,9 @@ mod tests {
             nr::PWRITE64, nr::READV, nr::WRITEV, nr::ACCESS, nr::PIPE, nr::SCHED_YIELD, nr::MREMAP, nr::MSYNC,
             nr::MADVISE, nr::DUP, nr::DUP2, nr::NANOSLEEP, nr::GETPID, nr::CLONE, nr::FORK, nr::VFORK, nr::EXECVE,
             nr::EXIT, nr::WAIT4, nr::KILL, nr::UNAME, nr::FCNTL, nr::FSYNC, nr::FDATASYNC, nr::TRUNCATE, nr::FTRUNCATE,
-            nr::GETCWD, nr::CHDIR, nr::FCHDIR, nr::FSTATFS, nr::SYNC, nr::SYNCFS, nr::FADVISE64, nr::SETXATTR, nr::LSETXATTR,
+            nr::GETCWD, nr::CHDIR, nr::FCHDIR, nr::GETRUSAGE, nr::TIMES, nr::SETPGID, nr::GETPGRP, nr::SETSID, nr::GETPGID,
+            nr::GETSID, nr::GETPRIORITY, nr::SETPRIORITY, nr::SCHED_GETPARAM, nr::SCHED_GETSCHEDULER, nr::MLOCK, nr::MUNLOCK,
+            nr::MLOCKALL, nr::MUNLOCKALL, nr::GETCPU, nr::FSTATFS, nr::SYNC, nr::SYNCFS, nr::FADVISE64, nr::SETXATTR, nr::LSETXATTR,
             nr::FSETXATTR, nr::GETXATTR, nr::LGETXATTR, nr::FGETXATTR, nr::LISTXATTR, nr::LLISTXATTR, nr::FLISTXATTR,
             nr::REMOVEXATTR, nr::LREMOVEXATTR, nr::FREMOVEXATTR, nr::RENAME, nr::MKDIR, nr::RMDIR, nr::LINK, nr::UNLINK, nr::SYMLINK,
             nr::READLINK, nr::UMASK, nr::GETTIMEOFDAY, nr::SYSINFO, nr::GETUID, nr::GETGID, nr::GETEUID,

@@ -19,14 +19,15 @@ const CLOCK_BOOTTIME: u64 = 7;
 /// The time of `clock`. The real-time clocks read libos's wall clock ([`SystemTime`]: the
 /// machine's real-time clock read at boot, or `walltime=`, carried forward by the monotonic
 /// counter; 1970 plus the uptime on a machine with neither, see `libos::time`). The monotonic
-/// clocks count from machine reset; the CPU-time clocks read the same (one program, and the CPU
-/// is not shared with other processes). The coarse clocks are the precise ones (no cheaper
-/// reading exists).
+/// clocks count from machine reset; the CPU-time clocks count the time the CPU was not idle
+/// (one program, so the process's and, without per-thread accounting, each thread's:
+/// [`crate::resources::cpu_time`]). The coarse clocks are the precise ones (no cheaper reading
+/// exists).
 fn clock_now(clock: u64) -> Result<Duration> {
     match clock {
         CLOCK_REALTIME | CLOCK_REALTIME_COARSE => Ok(Duration::from_nanos(SystemTime::now().unix_nanos())),
-        CLOCK_MONOTONIC | CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE
-        | CLOCK_BOOTTIME => Ok(Instant::now().since_origin()),
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => Ok(Instant::now().since_origin()),
+        CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => Ok(crate::resources::cpu_time()),
         _ => Err(Errno::EINVAL),
     }
 }
@@ -145,6 +146,11 @@ pub(crate) fn clock_nanosleep(clock: u64, flags: u64, request: u64, remaining: u
     }
     if clock == CLOCK_THREAD_CPUTIME_ID {
         return Err(Errno::EINVAL);
+    }
+    if clock == CLOCK_PROCESS_CPUTIME_ID {
+        // Sleeping until the process has used some CPU time: Linux's answer for a clock it
+        // cannot sleep on.
+        return Err(Errno::ENOTSUP);
     }
     clock_now(clock)?;
     if flags & TIMER_ABSTIME != 0 {

@@ -8,7 +8,7 @@
 
 use crate::abi::nr;
 use crate::fd::{self, Object};
-use crate::{clocks, control, events, inflight, mem, net, signal, thread, user};
+use crate::{clocks, control, events, inflight, mem, net, resources, signal, thread, user};
 #[cfg(feature = "fs")]
 use crate::{attrs, creds, files, locks};
 #[cfg(feature = "fs")]
@@ -211,6 +211,22 @@ table! {
     nr::SCHED_GETAFFINITY => |f, [a0, a1, a2, ..]| thread::sched_getaffinity(a0, a1, a2);
     nr::ARCH_PRCTL => |f, [a0, a1, ..]| arch_prctl(a0, a1);
     nr::PRCTL => |f, [a0, a1, ..]| crate::prctl::prctl(a0, a1);
+    nr::GETRUSAGE => |f, [a0, a1, ..]| resources::getrusage(a0, a1);
+    nr::TIMES => |f, [a0, ..]| resources::times(a0);
+    nr::GETPRIORITY => |f, [a0, a1, ..]| resources::getpriority(a0, a1);
+    nr::SETPRIORITY => |f, [a0, a1, a2, ..]| resources::setpriority(a0, a1, a2);
+    nr::SCHED_GETSCHEDULER => |f, [a0, ..]| resources::sched_getscheduler(a0);
+    nr::SCHED_GETPARAM => |f, [a0, a1, ..]| resources::sched_getparam(a0, a1);
+    nr::GETCPU => |f, [a0, a1, ..]| resources::getcpu(a0, a1);
+    nr::MLOCK => |f, [a0, a1, ..]| resources::mlock(a0, a1);
+    nr::MUNLOCK => |f, [a0, a1, ..]| resources::mlock(a0, a1);
+    nr::MLOCKALL => |f, [a0, ..]| resources::mlockall(a0);
+    nr::MUNLOCKALL => |f, _| Ok(0);
+    nr::GETPGID => |f, [a0, ..]| resources::group_of(a0);
+    nr::GETSID => |f, [a0, ..]| resources::group_of(a0);
+    nr::GETPGRP => |f, _| Ok(PID);
+    nr::SETPGID => |f, [a0, a1, ..]| resources::setpgid(a0, a1);
+    nr::SETSID => |f, _| resources::setsid();
     nr::BRK => |f, [a0, ..]| Ok(mem::brk(a0));
     nr::MMAP => |f, [a0, a1, a2, a3, a4, a5]| mem::mmap(a0, a1, a2, a3, a4, a5);
     nr::MUNMAP => |f, [a0, a1, ..]| mem::munmap(a0, a1);

@@ -61,6 +61,8 @@ mod attrs;
 mod clocks;
 #[cfg(target_os = "none")]
 mod control;
+#[cfg(target_os = "none")]
+mod resources;
 #[cfg(all(target_os = "none", feature = "fs"))]
 mod creds;
 #[cfg(target_os = "none")]

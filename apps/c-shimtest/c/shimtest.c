@@ -31,6 +31,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
+#include <sys/times.h>
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/utsname.h>
@@ -406,6 +407,44 @@ static void process(void) {
     cpu_set_t set;
     CHECK(sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1);
     CHECK(sched_yield() == 0);
+    /* CPU time: what the CPU spent busy, growing with work, not with sleep. */
+    struct rusage ru;
+    struct timespec cpu0, cpu1, cpu2;
+    CHECK(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0) == 0);
+    for (volatile unsigned long spin = 0; spin < 3000000; spin++) {
+    }
+    CHECK(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1) == 0);
+    CHECK(cpu1.tv_sec > cpu0.tv_sec || (cpu1.tv_sec == cpu0.tv_sec && cpu1.tv_nsec > cpu0.tv_nsec));
+    usleep(200000);
+    CHECK(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu2) == 0);
+    long long slept_cpu_ns = (cpu2.tv_sec - cpu1.tv_sec) * 1000000000LL + (cpu2.tv_nsec - cpu1.tv_nsec);
+    CHECK(slept_cpu_ns >= 0 && slept_cpu_ns < 100000000); /* a 200 ms sleep is not CPU time */
+    CHECK(getrusage(RUSAGE_SELF, &ru) == 0 && (ru.ru_utime.tv_sec > 0 || ru.ru_utime.tv_usec > 0) && ru.ru_maxrss > 0);
+    CHECK(getrusage(RUSAGE_CHILDREN, &ru) == 0 && ru.ru_utime.tv_sec == 0 && ru.ru_utime.tv_usec == 0);
+    FAILS(getrusage(7, &ru), EINVAL);
+    struct tms tms;
+    CHECK(times(&tms) != (clock_t)-1 && tms.tms_cutime == 0);
+    /* Priority, policy, CPU, locked memory, process group and session: a lone process. */
+    errno = 0;
+    CHECK(getpriority(PRIO_PROCESS, 0) == 0 && errno == 0);
+    CHECK(setpriority(PRIO_PROCESS, 0, 5) == 0 && getpriority(PRIO_PROCESS, 0) == 5);
+    CHECK(setpriority(PRIO_PROCESS, 0, 99) == 0 && getpriority(PRIO_PROCESS, 0) == 19);
+    CHECK(setpriority(PRIO_PROCESS, 0, 0) == 0);
+    FAILS(getpriority(PRIO_PROCESS, 4242), ESRCH);
+    FAILS(getpriority(9, 0), EINVAL);
+    struct sched_param sp = {.sched_priority = 7};
+    /* musl's wrappers of these two are ENOSYS stubs: the raw calls. */
+    CHECK(syscall(SYS_sched_getscheduler, 0) == SCHED_OTHER && syscall(SYS_sched_getparam, 0, &sp) == 0 && sp.sched_priority == 0);
+    FAILS(syscall(SYS_sched_getscheduler, 4242), ESRCH);
+    unsigned cpu = 9, node = 9;
+    CHECK(syscall(SYS_getcpu, &cpu, &node, NULL) == 0 && cpu == 0 && node == 0);
+    static char lockable[8192];
+    CHECK(mlock(lockable, sizeof lockable) == 0 && munlock(lockable, sizeof lockable) == 0);
+    CHECK(mlockall(MCL_CURRENT | MCL_FUTURE) == 0 && munlockall() == 0);
+    FAILS(mlockall(0), EINVAL);
+    CHECK(getpgid(0) == 1 && getpgrp() == 1 && getsid(0) == 1 && setpgid(0, 0) == 0);
+    FAILS(getpgid(4242), ESRCH);
+    FAILS(setsid(), EPERM);
     printf("ok process\n");
 }
 

@@ -1,0 +1,176 @@
+//! What a lone process asks about itself: CPU time (`getrusage`, `times`, the CPU-time clocks),
+//! scheduling priority and policy (`getpriority`/`setpriority`, `sched_getscheduler`,
+//! `sched_getparam`, `getcpu`), memory locking (`mlock` and its family) and its process
+//! group and session (`getpgid`, `getpgrp`, `getsid`, `setpgid`, `setsid`).
+//!
+//! libos runs one process, so the answers are those Linux gives a process alone in its
+//! session: it leads its own process group and session (pid 1), runs on CPU 0 under
+//! `SCHED_OTHER`, and all of its memory stays resident, so locking it succeeds and changes
+//! nothing. CPU time is the time the CPU was not idle since boot: the process's, its threads'
+//! together (there is no per-thread accounting yet), all of it counted as user time.
+
+use crate::dispatch::PID;
+use crate::user;
+use core::sync::atomic::{AtomicI32, Ordering};
+use libos::time::{Duration, Instant};
+use libos::{Errno, Result};
+
+/// The CPU time the process has used: boot to now, less the time the CPU was idle.
+pub fn cpu_time() -> Duration {
+    let now = Instant::now().since_origin();
+    let idle = Instant::from_counter(libos::idle::ticks()).since_origin();
+    now.saturating_sub(idle)
+}
+
+/// `getrusage(who, usage)`: `RUSAGE_SELF` and `RUSAGE_THREAD` report the CPU time as user
+/// time and the heap's peak as the maximum resident set; `RUSAGE_CHILDREN` is all zeros (no
+/// child has run). `EINVAL` for another `who`.
+pub fn getrusage(who: u64, usage: u64) -> Result<u64> {
+    const RUSAGE_SELF: i64 = 0;
+    const RUSAGE_CHILDREN: i64 = -1;
+    const RUSAGE_THREAD: i64 = 1;
+    // struct rusage: two timevals, then 14 longs (maxrss first, in KiB).
+    let mut words = [0u64; 18];
+    match who as i64 {
+        RUSAGE_SELF | RUSAGE_THREAD => {
+            let cpu = cpu_time();
+            words[0] = cpu.as_secs();
+            words[1] = u64::from(cpu.subsec_micros());
+            words[4] = libos::heap_stats().claimed / 1024;
+        }
+        RUSAGE_CHILDREN => {}
+        _ => return Err(Errno::EINVAL),
+    }
+    // SAFETY: checked by `user::write`; the C program vouches for the buffer.
+    unsafe { user::write(usage, words)? };
+    Ok(0)
+}
+
+/// `times(buf)`: the CPU time in clock ticks (`USER_HZ`, 100 per second) as user time, the
+/// children's zero; returns the ticks since boot. A null `buf` only returns them.
+pub fn times(buf: u64) -> Result<u64> {
+    const USER_HZ: u64 = 100;
+    let ticks = |d: Duration| d.as_millis() as u64 / (1000 / USER_HZ);
+    if buf != 0 {
+        let tms = [ticks(cpu_time()), 0, 0, 0];
+        // SAFETY: checked by `user::write`; the C program vouches for the buffer.
+        unsafe { user::write(buf, tms)? };
+    }
+    Ok(ticks(Instant::now().since_origin()))
+}
+
+/// The process's nice value (-20 to 19).
+static NICE: AtomicI32 = AtomicI32::new(0);
+
+const PRIO_PROCESS: u64 = 0;
+const PRIO_PGRP: u64 = 1;
+const PRIO_USER: u64 = 2;
+
+/// Whether `(which, who)` names this process (its pid or 0; its group; its user, here root).
+fn names_this_process(which: u64, who: u64) -> Result<bool> {
+    match which {
+        PRIO_PROCESS | PRIO_PGRP => Ok(who == 0 || who == PID),
+        PRIO_USER => Ok(who == 0 || who as u32 == current_uid()),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+#[cfg(feature = "fs")]
+fn current_uid() -> u32 {
+    libos::fs::vfs().map_or(0, |vfs| vfs.credentials().ruid)
+}
+
+#[cfg(not(feature = "fs"))]
+fn current_uid() -> u32 {
+    0
+}
+
+/// `getpriority(which, who)`: the raw system call's answer, `20 - nice` (1 to 40); `ESRCH`
+/// for another process, group or user.
+pub fn getpriority(which: u64, who: u64) -> Result<u64> {
+    if !names_this_process(which, who)? {
+        return Err(Errno::ESRCH);
+    }
+    Ok((20 - NICE.load(Ordering::Relaxed)) as u64)
+}
+
+/// `setpriority(which, who, prio)`: records the nice value (clamped to -20..=19, as Linux).
+/// It changes nothing else: the scheduler has no priorities between threads of a program yet.
+pub fn setpriority(which: u64, who: u64, prio: u64) -> Result<u64> {
+    if !names_this_process(which, who)? {
+        return Err(Errno::ESRCH);
+    }
+    NICE.store((prio as i64).clamp(-20, 19) as i32, Ordering::Relaxed);
+    Ok(0)
+}
+
+/// `sched_getscheduler(pid)`: `SCHED_OTHER` (0) for this process; `ESRCH` for another,
+/// `EINVAL` for a negative pid.
+pub fn sched_getscheduler(pid: u64) -> Result<u64> {
+    this_pid(pid).map(|()| 0)
+}
+
+/// `sched_getparam(pid, param)`: priority 0, as for every `SCHED_OTHER` thread.
+pub fn sched_getparam(pid: u64, param: u64) -> Result<u64> {
+    this_pid(pid)?;
+    // SAFETY: checked by `user::write`; the C program vouches for the buffer.
+    unsafe { user::write(param, 0i32)? };
+    Ok(0)
+}
+
+fn this_pid(pid: u64) -> Result<()> {
+    match pid as i64 {
+        p if p < 0 => Err(Errno::EINVAL),
+        0 => Ok(()),
+        p if p as u64 == PID => Ok(()),
+        _ => Err(Errno::ESRCH),
+    }
+}
+
+/// `getcpu(cpu, node, cache)`: CPU 0 of node 0 (either pointer may be null).
+pub fn getcpu(cpu: u64, node: u64) -> Result<u64> {
+    for out in [cpu, node] {
+        if out != 0 {
+            // SAFETY: checked by `user::write`; the C program vouches for the buffer.
+            unsafe { user::write(out, 0u32)? };
+        }
+    }
+    Ok(0)
+}
+
+/// `mlock(addr, len)` / `munlock`: the range must be plausible (`ENOMEM` as Linux for one
+/// that wraps or leaves the address space); the memory is resident already.
+pub fn mlock(addr: u64, len: u64) -> Result<u64> {
+    user::check_range(addr & !4095, len.saturating_add(addr & 4095)).map_err(|_| Errno::ENOMEM).map(|()| 0)
+}
+
+/// `mlockall(flags)`: `MCL_CURRENT`, `MCL_FUTURE`, `MCL_ONFAULT` (with one of the others).
+pub fn mlockall(flags: u64) -> Result<u64> {
+    const MCL_CURRENT: u64 = 1;
+    const MCL_FUTURE: u64 = 2;
+    const MCL_ONFAULT: u64 = 4;
+    if flags == 0 || flags & !(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0 || flags == MCL_ONFAULT {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}
+
+/// `getpgid(pid)` / `getsid(pid)`: this process leads its group and session (its pid).
+pub fn group_of(pid: u64) -> Result<u64> {
+    this_pid(pid).map(|()| PID)
+}
+
+/// `setpgid(pid, pgid)`: this process already leads its own group, the only change asked
+/// of it that succeeds; `EPERM` (a session leader cannot move), `ESRCH`, `EINVAL` as Linux.
+pub fn setpgid(pid: u64, pgid: u64) -> Result<u64> {
+    if (pgid as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    this_pid(pid)?;
+    if pgid == 0 || pgid == PID { Ok(0) } else { Err(Errno::EPERM) }
+}
+
+/// `setsid()`: `EPERM`, as Linux answers a process that leads a process group already.
+pub fn setsid() -> Result<u64> {
+    Err(Errno::EPERM)
+}
