@@ -230,7 +230,13 @@ fn xattr_checks(target: XattrTarget, name: Option<u64>) -> Result<()> {
             let path = arg.read(AT_FDCWD as u64, path)?;
             if follow { vfs()?.metadata(path)? } else { vfs()?.symlink_metadata(path)? };
         }
-        XattrTarget::Fd(fd_number) => drop(fd::get(fd_number)?),
+        XattrTarget::Fd(fd_number) => {
+            if let Object::File(file) = &*fd::get(fd_number)? {
+                if file.flags().contains(libos::fs::vfs::OpenFlags::PATH) {
+                    return Err(Errno::EBADF); // as Linux: an O_PATH handle has no attributes to give
+                }
+            }
+        }
     }
     if let Some(name) = name {
         const XATTR_NAME_MAX: usize = 255;

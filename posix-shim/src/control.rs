@@ -151,7 +151,7 @@ fn status_flags(object: &Object) -> u64 {
             Object::Pipe(end) => u64::from(end.is_write_end()),                            // O_WRONLY / O_RDONLY
             Object::Epoll(_) => 0,
             #[cfg(feature = "fs")]
-            Object::File(file) => u64::from(file.flags().bits() & (crate::abi::open_flags::APPEND | 0o3)),
+            Object::File(file) => u64::from(file.flags().bits() & (crate::abi::open_flags::APPEND | crate::abi::open_flags::PATH | 0o3)),
         }
 }
 

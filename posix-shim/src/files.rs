@@ -94,6 +94,10 @@ mod with_fs {
         if flags & o::NOFOLLOW != 0 {
             out |= OpenFlags::NOFOLLOW;
         }
+        if flags & o::PATH != 0 {
+            // Linux uses only these with O_PATH (and O_CLOEXEC, kept by the descriptor).
+            out = OpenFlags::PATH | (out & (OpenFlags::DIRECTORY | OpenFlags::NOFOLLOW));
+        }
         Ok(out)
     }
 
@@ -105,7 +109,7 @@ mod with_fs {
         let vfs_flags = open_flags(flags)?;
         let perm = (mode as u32) & 0o7777 & !crate::dispatch::umask_value();
         let file = vfs()?.open(path, vfs_flags, perm)?;
-        if file.node().file_type() == FileType::Fifo {
+        if file.node().file_type() == FileType::Fifo && !vfs_flags.contains(OpenFlags::PATH) {
             let pipe = crate::events::fifo::open(&file, u64::from(flags))?;
             return fd::insert(pipe, flags & o::CLOEXEC != 0);
         }

@@ -41,6 +41,9 @@ const LOCK_UN: u64 = 8;
 pub fn flock(fd_number: u64, operation: u64) -> Result<u64> {
     let object = fd::get(fd_number)?;
     let Object::File(file) = &*object else { return Err(Errno::EINVAL) };
+    if file.flags().contains(libos::fs::vfs::OpenFlags::PATH) {
+        return Err(Errno::EBADF); // an O_PATH handle takes no locks
+    }
     let meta = file.metadata()?;
     let key = (meta.dev, meta.ino);
     let owner = &*object as *const Object as usize;

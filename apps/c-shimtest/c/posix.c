@@ -188,6 +188,25 @@ void posix_family(void) {
     FAILS(openat(dir, "late", O_CREAT | O_WRONLY, 0644), ENOENT); /* a removed directory takes no entries */
     close(dir);
 
+    /* O_PATH: a handle for walks and fstat, not for contents. */
+    CHECK(symlink("rootfile", "/tmp/px/plink") == 0);
+    int pl = open("/tmp/px/plink", O_PATH | O_NOFOLLOW);
+    CHECK(pl >= 0 && fstat(pl, &st) == 0 && S_ISLNK(st.st_mode));
+    CHECK((fcntl(pl, F_GETFL) & O_PATH) == O_PATH);
+    FAILS(read(pl, buf, 1), EBADF);
+    /* The raw call: musl's fchmod() retries an EBADF through /proc/self/fd, which libos lacks. */
+    FAILS(syscall(SYS_fchmod, pl, 0600), EBADF);
+    FAILS(lseek(pl, 0, SEEK_SET), EBADF);
+    FAILS(fsync(pl), EBADF);
+    FAILS(flock(pl, LOCK_EX), EBADF);
+    close(pl);
+    int pd = open("/tmp/px", O_PATH | O_DIRECTORY);
+    CHECK(pd >= 0 && fstatat(pd, "rootfile", &st, 0) == 0 && S_ISREG(st.st_mode));
+    FAILS(syscall(SYS_getdents64, pd, buf, sizeof buf), EBADF);
+    FAILS(open("/tmp/px/rootfile", O_PATH | O_DIRECTORY), ENOTDIR);
+    close(pd);
+    CHECK(unlink("/tmp/px/plink") == 0);
+
     /* renameat2: RENAME_NOREPLACE refuses an existing target; RENAME_EXCHANGE is EINVAL. */
     write_all("/tmp/px/rn-a", "a");
     write_all("/tmp/px/rn-b", "b");
@@ -230,6 +249,11 @@ void posix_family(void) {
     CHECK(getuid() == 1000 && geteuid() == 1000 && getgid() == 1000 && getgroups(0, NULL) == 1);
     FAILS(setuid(0), EPERM);
     FAILS(open("/tmp/px/rootfile", O_RDONLY), EACCES);
+    /* O_PATH needs no permission on the file itself, and reads nothing through it. */
+    int handle = open("/tmp/px/rootfile", O_PATH);
+    CHECK(handle >= 0 && fstat(handle, &st) == 0 && st.st_uid == 0);
+    FAILS(read(handle, buf, 1), EBADF);
+    close(handle);
     FAILS(access("/tmp/px/rootfile", R_OK), EACCES);
     FAILS(chmod("/tmp/px/rootfile", 0777), EPERM);
     FAILS(chown("/tmp/px/lock", 1000, 1000), EPERM);

@@ -104,6 +104,11 @@ impl OpenFile {
         &self.node
     }
 
+    /// `EBADF` for an `O_PATH` handle: only walks, `fstat` and the like go through it.
+    fn usable(&self) -> Result<()> {
+        if self.flags().contains(OpenFlags::PATH) { Err(Errno::EBADF) } else { Ok(()) }
+    }
+
     fn check_read(&self) -> Result<()> {
         if !self.flags().readable() {
             Err(Errno::EBADF)
@@ -179,6 +184,7 @@ impl OpenFile {
     /// On a directory `Start(cookie)` takes any cookie a listing returned (see
     /// [`DirEntry::next_cookie`]).
     pub fn seek(&self, pos: SeekFrom) -> Result<u64> {
+        self.usable()?;
         let mut offset = self.offset.lock();
         // A directory's offset is a cookie, not a byte position: any saved one may come back.
         if let SeekFrom::Start(cookie) = pos
@@ -220,6 +226,7 @@ impl OpenFile {
 
     /// `ftruncate`: needs write access (`EINVAL` otherwise, as on Linux) and a regular file.
     pub fn set_len(&self, size: u64) -> Result<()> {
+        self.usable()?;
         if !self.flags().writable() || self.node.file_type() != FileType::Regular || size > MAX_FILE_SIZE {
             return Err(Errno::EINVAL);
         }
@@ -264,6 +271,7 @@ impl OpenFile {
     /// set-group-id bit is dropped when the caller is outside the file's group without
     /// `CAP_FSETID`.
     pub fn set_permissions(&self, perm: u32) -> Result<()> {
+        self.usable()?;
         crate::attr::chmod(&self.creds, &*self.node, perm)
     }
 
@@ -271,11 +279,13 @@ impl OpenFile {
     /// changing the owner needs `CAP_CHOWN`, changing the group ownership plus membership of
     /// the new group; a non-directory loses its set-id bits.
     pub fn set_owner(&self, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
+        self.usable()?;
         crate::attr::chown(&self.creds, &*self.node, uid, gid)
     }
 
     /// `fsync`.
     pub fn sync(&self) -> Result<()> {
+        self.usable()?;
         self.node.sync()
     }
 
@@ -283,6 +293,7 @@ impl OpenFile {
     /// `readdir` lists them), then the file system's entries. Seeking to `Start(0)` rewinds;
     /// seeking to an entry's [`DirEntry::next_cookie`] continues after it.
     pub fn read_dir_next(&self) -> Result<Option<DirEntry>> {
+        self.usable()?;
         if !self.node.file_type().is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -312,6 +323,7 @@ impl OpenFile {
     /// `futimens`: sets the access and modification times (now: the owner or a writer;
     /// given times: the owner or `CAP_FOWNER`).
     pub fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
+        self.usable()?;
         crate::attr::set_times(&self.creds, &*self.node, accessed, modified)
     }
 }

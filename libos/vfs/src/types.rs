@@ -347,8 +347,13 @@ bitflags! {
         const APPEND = 0o2000;
         /// Fail with `ENOTDIR` unless the path names a directory.
         const DIRECTORY = 0o200_000;
-        /// Fail with `ELOOP` if the last component is a symbolic link.
+        /// Fail with `ELOOP` if the last component is a symbolic link (with `PATH`: open the
+        /// link itself).
         const NOFOLLOW = 0o400_000;
+        /// `O_PATH`: a handle on the node for path walks, `fstat`, `fchdir` and the like, not
+        /// for its contents: no permission on the node itself is needed, and reading, writing,
+        /// listing, seeking and changing attributes through it are `EBADF`.
+        const PATH = 0o10_000_000;
     }
 }
 
@@ -358,12 +363,12 @@ impl OpenFlags {
 
     /// True when the access mode allows reading.
     pub const fn readable(self) -> bool {
-        !self.contains(OpenFlags::WRONLY) || self.contains(OpenFlags::RDWR)
+        !self.contains(OpenFlags::PATH) && (!self.contains(OpenFlags::WRONLY) || self.contains(OpenFlags::RDWR))
     }
 
     /// True when the access mode allows writing.
     pub const fn writable(self) -> bool {
-        self.intersects(OpenFlags::WRONLY.union(OpenFlags::RDWR))
+        !self.contains(OpenFlags::PATH) && self.intersects(OpenFlags::WRONLY.union(OpenFlags::RDWR))
     }
 }
 

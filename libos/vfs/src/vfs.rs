@@ -345,6 +345,21 @@ impl Vfs {
 
     fn open_from(&self, start: &Loc, path: &str, flags: OpenFlags, perm: u32, budget: &mut u32) -> Result<OpenFile> {
         let follow = !flags.contains(OpenFlags::NOFOLLOW);
+        if flags.contains(OpenFlags::PATH) {
+            // Only the walk is checked: no access to the node, no creation or truncation, no
+            // device behind it; with `NOFOLLOW` a final symlink is the handle's node.
+            let loc = self.resolve_from(start, path, follow, budget)?;
+            let flags = flags & (OpenFlags::PATH | OpenFlags::DIRECTORY | OpenFlags::NOFOLLOW);
+            if flags.contains(OpenFlags::DIRECTORY) && !loc.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+            let ino = loc.node.ino();
+            return Ok(if loc.is_dir() {
+                OpenFile::new_directory(loc, flags, ino, self.creds.clone())
+            } else {
+                OpenFile::new(loc.node, loc.mount.id, flags, ino, self.creds.clone())
+            });
+        }
         if !flags.contains(OpenFlags::CREAT) {
             let loc = self.resolve_from(start, path, follow, budget)?;
             return self.open_loc(loc, flags);

@@ -156,6 +156,7 @@ pub(super) const ALL: &[Case] = &[
     Case { name: "fallocate", run: posix::fallocate },
     Case { name: "walks_from_open_directories", run: posix::walks_from_open_directories },
     Case { name: "rename_noreplace", run: posix::rename_noreplace },
+    Case { name: "path_handles", run: posix::path_handles },
     Case { name: "model", run: model },
 ];
 

@@ -361,3 +361,38 @@ pub(super) fn rename_noreplace(f: &dyn FileSystemFactory) -> Outcome {
     check!(ok!(vfs.metadata("/e/inside")).is_dir());
     Ok(())
 }
+
+/// `O_PATH` handles: opened without permission on the node itself (search on the path is
+/// still needed), a final symlink itself with `NOFOLLOW`, `ENOTDIR` with `DIRECTORY` on a
+/// file; `fstat` and walks through a directory handle work, contents and attributes do not
+/// (`EBADF`); nothing is created or truncated.
+pub(super) fn path_handles(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    let path = OpenFlags::PATH;
+    ok!(vfs.mkdir("/d", 0o755));
+    ok!(write_file(&vfs, "/d/secret", b"data"));
+    ok!(vfs.set_permissions("/d/secret", 0o000, true));
+    ok!(vfs.symlink("secret", "/d/link"));
+    vfs.set_credentials(user());
+    err!(vfs.open("/d/secret", OpenFlags::RDONLY, 0), EACCES);
+    let handle = ok!(vfs.open("/d/secret", path | OpenFlags::TRUNC, 0));
+    eq!(ok!(handle.metadata()).size, 4);
+    let mut buf = [0u8; 4];
+    err!(handle.read_at(0, &mut buf), EBADF);
+    err!(handle.write_at(0, b"x"), EBADF);
+    err!(handle.set_permissions(0o644), EBADF);
+    err!(handle.seek(crate::types::SeekFrom::Start(0)), EBADF);
+    err!(handle.set_len(0), EBADF);
+    let link = ok!(vfs.open("/d/link", path | OpenFlags::NOFOLLOW, 0));
+    eq!(ok!(link.metadata()).file_type, FileType::Symlink);
+    err!(vfs.open("/d/secret", path | OpenFlags::DIRECTORY, 0), ENOTDIR);
+    err!(vfs.open("/d/missing", path | OpenFlags::CREAT, 0o644), ENOENT);
+    let dir = ok!(vfs.open("/d", path | OpenFlags::DIRECTORY, 0));
+    eq!(ok!(vfs.symlink_metadata(PathAt::new(&dir, "link"))).file_type, FileType::Symlink);
+    err!(dir.read_dir_next(), EBADF);
+    vfs.set_credentials(Credentials::root());
+    ok!(vfs.set_permissions("/d", 0o700, true));
+    vfs.set_credentials(user());
+    err!(vfs.open("/d/secret", path, 0), EACCES);
+    Ok(())
+}
