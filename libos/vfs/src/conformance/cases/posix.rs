@@ -381,7 +381,7 @@ pub(super) fn path_handles(f: &dyn FileSystemFactory) -> Outcome {
     err!(handle.read_at(0, &mut buf), EBADF);
     err!(handle.write_at(0, b"x"), EBADF);
     err!(handle.set_permissions(0o644), EBADF);
-    err!(handle.seek(crate::types::SeekFrom::Start(0)), EBADF);
+    err!(handle.seek(SeekFrom::Start(0)), EBADF);
     err!(handle.set_len(0), EBADF);
     let link = ok!(vfs.open("/d/link", path | OpenFlags::NOFOLLOW, 0));
     eq!(ok!(link.metadata()).file_type, FileType::Symlink);
