@@ -519,72 +519,57 @@ fn pwrite(fd_number: u64, buf: u64, len: u64, offset: u64) -> Result<u64> {
     object.write_at(offset, buf).map(|n| n as u64)
 }
 
-const IOV_MAX: u64 = 1024;
-
 /// The buffers of a `readv`/`writev` iovec array, copied and checked before any I/O.
-fn iovecs(iov: u64, count: u64) -> Result<alloc::vec::Vec<(u64, u64)>> {
-    if count > IOV_MAX {
+fn iovecs(iov: u64, count: u64) -> Result<user::Iovecs> {
+    if count > user::IOV_MAX {
         return Err(Errno::EINVAL);
     }
     user::iovec_buffers(iov, count)
 }
 
-/// `readv`: fills the buffers in order; an error after some bytes were read returns the
-/// bytes read, as Linux does.
-fn readv(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
-    let object = fd::get(fd_number)?;
+/// Moves bytes through each of `buffers` in order with `step` (which gets the buffer and
+/// returns the bytes it moved), stopping after a short step: the total. As Linux, an error
+/// (a bad buffer, a failed transfer) is the result only when nothing moved yet; later it ends
+/// the transfer with the bytes so far.
+fn vectored(buffers: &[(u64, u64)], mut step: impl FnMut(u64, u64) -> Result<usize>) -> Result<u64> {
     let mut total = 0u64;
-    let buffers = iovecs(iov, count)?;
-    let _pin = inflight::pin_all(&buffers);
-    for (base, len) in buffers {
-        // SAFETY: as in `read`; the range was checked by `iovecs`. A buffer the program may
-        // not write ends the transfer: EFAULT, or the bytes read so far, as on Linux.
-        let buf = match unsafe { user::slice_mut(base, len) } {
-            Ok(buf) => buf,
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        };
-        let n = match object.read(buf) {
+    for &(base, len) in buffers {
+        let n = match step(base, len) {
             Ok(n) => n,
             Err(e) if total == 0 => return Err(e),
             Err(_) => break,
         };
         total += n as u64;
-        if n < buf.len() {
+        if (n as u64) < len {
             break;
         }
     }
     Ok(total)
 }
 
-/// `writev`: writes the buffers in order; an error after some bytes were written returns
-/// the bytes written.
+/// `readv`: fills the buffers in order (see [`vectored`]).
+fn readv(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
+    let object = fd::get(fd_number)?;
+    let buffers = iovecs(iov, count)?;
+    let _pin = inflight::pin_all(&buffers);
+    vectored(&buffers, |base, len| {
+        // SAFETY: as in `read`; the range was checked by `iovecs`.
+        object.read(unsafe { user::slice_mut(base, len)? })
+    })
+}
+
+/// `writev`: writes the buffers in order (see [`vectored`]); a socket sends them as one.
 fn writev(fd_number: u64, iov: u64, count: u64) -> Result<u64> {
     let object = fd::get(fd_number)?;
     if let Object::Socket(socket) = &*object {
         return net::writev(socket, iov, count); // the pieces leave together
     }
-    let mut total = 0u64;
     let buffers = iovecs(iov, count)?;
     let _pin = inflight::pin_all(&buffers);
-    for (base, len) in buffers {
+    vectored(&buffers, |base, len| {
         // SAFETY: as in `read`; the range was checked by `iovecs`.
-        let buf = match unsafe { user::slice(base, len) } {
-            Ok(buf) => buf,
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        };
-        let n = match object.write(buf) {
-            Ok(n) => n,
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        };
-        total += n as u64;
-        if n < buf.len() {
-            break;
-        }
-    }
-    Ok(total)
+        object.write(unsafe { user::slice(base, len)? })
+    })
 }
 
 #[cfg(not(target_arch = "aarch64"))]

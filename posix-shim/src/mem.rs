@@ -189,6 +189,19 @@ fn release(removed: Vec<Range>) {
     drop(free);
 }
 
+/// Reads `object` from `offset` into `memory` until it is full or the file ends (the rest
+/// stays as it was: zeros in a fresh allocation).
+fn fill_from(object: &Object, offset: u64, memory: &mut [u8]) -> Result<()> {
+    let mut done = 0;
+    while done < memory.len() {
+        match object.read_at(offset + done as u64, &mut memory[done..])? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    Ok(())
+}
+
 /// Writes every shared file mapping back (at program exit, as the kernel's final `munmap`).
 pub fn write_back_all() {
     let pieces: Vec<Range> = MAPPINGS
@@ -252,14 +265,7 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd_number: u64, offset: 
         let object = fd::get(fd_number)?;
         // SAFETY: the allocation was just made, `len` bytes, and nothing else refers to it yet.
         let memory = unsafe { core::slice::from_raw_parts_mut(allocation.ptr, len as usize) };
-        let mut done = 0;
-        while done < memory.len() {
-            let n = object.read_at(offset + done as u64, &mut memory[done..]).map_err(|e| if e == Errno::ESPIPE { Errno::ENODEV } else { e })?;
-            if n == 0 {
-                break;
-            }
-            done += n;
-        }
+        fill_from(&object, offset, memory).map_err(|e| if e == Errno::ESPIPE { Errno::ENODEV } else { e })?;
         if kind == MAP_SHARED || kind == MAP_SHARED_VALIDATE {
             shared = Some(Backing { object, offset });
         }
@@ -383,13 +389,8 @@ pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64, _new_addr: u64) 
         // The grown tail maps the file's next bytes, as on Linux (zeros past its end).
         // SAFETY: the tail of the fresh allocation; nothing else refers to it yet.
         let tail = unsafe { core::slice::from_raw_parts_mut((new + old_len) as *mut u8, (new_len - old_len) as usize) };
-        let mut done = 0;
-        while done < tail.len() {
-            match backing.object.read_at(backing.offset + old_len + done as u64, &mut tail[done..]) {
-                Ok(n) if n > 0 => done += n,
-                _ => break,
-            }
-        }
+        // A read error leaves the rest of the tail zero, as past the end of the file.
+        let _ = fill_from(&backing.object, backing.offset + old_len, tail);
         backing
     });
     MAPPINGS.lock().insert(new, new_len, Mapping { allocation, shared, prot: value.prot }).map_err(|_| Errno::ENOMEM)?;

@@ -77,7 +77,7 @@ fn names_this_process(which: u64, who: u64) -> Result<bool> {
 
 #[cfg(feature = "fs")]
 fn current_uid() -> u32 {
-    libos::fs::vfs().map_or(0, |vfs| vfs.credentials().ruid)
+    crate::creds::get_id(|c| c.ruid).map_or(0, |uid| uid as u32)
 }
 
 #[cfg(not(feature = "fs"))]

@@ -111,12 +111,20 @@ pub unsafe fn write<T: Copy>(addr: u64, value: T) -> Result<()> {
     Ok(())
 }
 
+/// `IOV_MAX`: the most iovecs one call takes.
+pub const IOV_MAX: u64 = 1024;
+
+/// The `(address, length)` pairs of an iovec array: up to 8 in place, as Linux's
+/// `UIO_FASTIOV`, so the common `readv`/`writev` (musl's stdio writes two) allocates nothing.
+pub type Iovecs = smallvec::SmallVec<[(u64, u64); 8]>;
+
 /// The buffers of the `count` iovecs at `iov`, copied into the kernel (so another thread
 /// rewriting the array cannot change a length between check and use) and checked up front
 /// as Linux's `import_iovec` does: `EFAULT` for a bad array or buffer, `EINVAL` when the
-/// lengths add up past `isize::MAX`. The array need not be aligned.
-pub fn iovec_buffers(iov: u64, count: u64) -> Result<Vec<(u64, u64)>> {
-    let mut out = Vec::new();
+/// lengths add up past `isize::MAX`. The array need not be aligned. The caller bounds
+/// `count` by [`IOV_MAX`] (its error differs: `EINVAL`, `EMSGSIZE` for messages).
+pub fn iovec_buffers(iov: u64, count: u64) -> Result<Iovecs> {
+    let mut out = Iovecs::new();
     out.try_reserve_exact(count as usize).map_err(|_| Errno::ENOMEM)?;
     let mut total = 0u64;
     for i in 0..count {
@@ -131,7 +139,7 @@ pub fn iovec_buffers(iov: u64, count: u64) -> Result<Vec<(u64, u64)>> {
 }
 
 /// Room for one string argument copied from the program (a path, mostly): up to
-/// [`StrBuffer::INLINE`] bytes in place, longer ones (and paths the kernel joins) on the heap.
+/// [`StrBuffer::INLINE`] bytes in place, longer ones on the heap.
 /// The caller keeps it on its stack and [`c_string`] fills it, so the common call copies the
 /// bytes once and moves nothing else (an inline string returned by value was copied again at
 /// every return on its way to the VFS: about 400 instructions per path-taking call).

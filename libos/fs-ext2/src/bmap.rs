@@ -179,17 +179,7 @@ impl Inner {
         let found = if path.depth == 0 {
             contiguous(&mut inode.block[index..IND_BLOCK].iter().copied())
         } else {
-            let mut ptr = inode.block[path.indices[0] as usize];
-            for level in 1..path.depth {
-                if ptr == 0 {
-                    return Ok(None);
-                }
-                ptr = self.read_ptr(ptr, path.indices[level])?;
-            }
-            if ptr == 0 {
-                return Ok(None);
-            }
-            let leaf = self.check_block(ptr)?;
+            let Some(leaf) = self.leaf(inode, &path)? else { return Ok(None) };
             self.cache.with_block(leaf, |data| {
                 let mut words = data[index * 4..].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
                 contiguous(&mut words)
@@ -221,17 +211,7 @@ impl Inner {
             // Walk to the leaf indirect block, then take its pointers for the rest of the run.
             let leaf_index = path.indices[path.depth];
             let n = (p - leaf_index).min(end - lblock);
-            let mut ptr = inode.block[path.indices[0] as usize];
-            for level in 1..path.depth {
-                if ptr == 0 {
-                    break;
-                }
-                ptr = self.read_ptr(ptr, path.indices[level])?;
-            }
-            if ptr == 0 {
-                out.extend((0..n).map(|_| None));
-            } else {
-                let leaf = self.check_block(ptr)?;
+            if let Some(leaf) = self.leaf(inode, &path)? {
                 let start = out.len();
                 self.cache.with_block(leaf, |data| {
                     let words = &data[(leaf_index * 4) as usize..((leaf_index + n) * 4) as usize];
@@ -240,10 +220,25 @@ impl Inner {
                 for &block in out[start..].iter().flatten() {
                     self.check_block(block)?;
                 }
+            } else {
+                out.extend((0..n).map(|_| None));
             }
             lblock += n;
         }
         Ok(())
+    }
+
+    /// The indirect block that holds the last pointer of `path` (depth 1 or more), checked
+    /// as a block number; `None` when a hole lies on the way.
+    fn leaf(&self, inode: &Inode, path: &Path) -> Result<Option<u64>> {
+        let mut ptr = inode.block[path.indices[0] as usize];
+        for level in 1..path.depth {
+            if ptr == 0 {
+                return Ok(None);
+            }
+            ptr = self.read_ptr(ptr, path.indices[level])?;
+        }
+        if ptr == 0 { Ok(None) } else { self.check_block(ptr).map(Some) }
     }
 
     /// A pointer read from the tree as a block number (`None` for a hole), range-checked.

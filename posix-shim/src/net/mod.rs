@@ -303,8 +303,8 @@ fn restartable(error: Errno, timeout: Option<libos::time::Duration>) -> Errno {
 
 /// `writev` on a socket: `sendmsg` without an address or flags.
 pub fn writev(socket: &Socket, iov: u64, count: u64) -> Result<u64> {
-    if count > 1024 {
-        return Err(Errno::EINVAL); // IOV_MAX (sendmsg says EMSGSIZE)
+    if count > user::IOV_MAX {
+        return Err(Errno::EINVAL); // (sendmsg says EMSGSIZE)
     }
     let parts = msg::buffers(iov, count)?;
     msg::send_parts(socket, &parts, None, MsgFlags::default()).map(|n| n as u64)

@@ -13,8 +13,8 @@ const MAX_DATAGRAM: usize = 256 * 1024;
 
 /// The user's buffers of an iovec array, checked and copied (see [`user::iovec_buffers`]);
 /// more than 1024 is `EMSGSIZE` for the socket calls.
-pub(super) fn buffers(iov: u64, count: u64) -> Result<Vec<(u64, u64)>> {
-    if count > 1024 {
+pub(super) fn buffers(iov: u64, count: u64) -> Result<user::Iovecs> {
+    if count > user::IOV_MAX {
         return Err(Errno::EMSGSIZE);
     }
     user::iovec_buffers(iov, count)
@@ -193,7 +193,7 @@ pub fn sendmmsg(fd_number: u64, vec: u64, count: u64, flags: u64) -> Result<u64>
     let socket = object.socket()?;
     let flags = MsgFlags::from_bits(flags)?;
     let mut sent = 0;
-    for i in 0..count.min(1024) {
+    for i in 0..count.min(user::IOV_MAX) {
         let at = vec + i * MMSGHDR_SIZE;
         // SAFETY: checked by `user::read`.
         let header: MsgHdr = unsafe { user::read(at)? };
@@ -219,7 +219,7 @@ pub fn recvmmsg(fd_number: u64, vec: u64, count: u64, flags: u64, timeout: u64) 
     let mut msg_flags = MsgFlags::from_bits(flags & !MSG_WAITFORONE)?;
     let deadline = crate::events::read_timeout(timeout)?.map(|t| libos::time::Instant::now() + t);
     let mut received = 0;
-    for i in 0..count.min(1024) {
+    for i in 0..count.min(user::IOV_MAX) {
         let at = vec + i * MMSGHDR_SIZE;
         match recvmsg_one(socket, at, msg_flags) {
             Ok(n) => {
