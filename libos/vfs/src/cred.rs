@@ -511,6 +511,15 @@ impl CredCell {
         self.privileged.load(core::sync::atomic::Ordering::Acquire)
     }
 
+    /// `EACCES` unless the caller may search directory `dir` (every step of a path walk: root
+    /// may search any directory, so it skips even the node's type).
+    pub fn check_search(&self, dir: &dyn crate::Node) -> Result<()> {
+        if self.privileged() {
+            return Ok(());
+        }
+        self.check(dir, Access::EXEC)
+    }
+
     /// `EACCES` unless the caller may access `node` as `access` asks.
     pub fn check(&self, node: &dyn crate::Node, access: Access) -> Result<()> {
         if self.privileged() && (!access.contains(Access::EXEC) || node.file_type().is_dir()) {

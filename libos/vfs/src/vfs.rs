@@ -180,7 +180,7 @@ impl Vfs {
         if !dir.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        self.creds.check(&*dir.node, Access::EXEC)?;
+        self.creds.check_search(&*dir.node)?;
         self.step_unchecked(dir, name)
     }
 

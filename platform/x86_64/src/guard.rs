@@ -47,6 +47,7 @@ pub fn set(page: u64, guarded: bool) -> Result<()> {
         GuardError::OutOfTableFrames => Errno::ENOMEM,
         GuardError::NotMapped | GuardError::NotGuarded => Errno::EINVAL,
     })?;
+    crate::pages::tables_changed();
     if split {
         let (frame, flags) = Cr3::read_raw();
         // SAFETY: reloading the same root flushes the TLB, including the stale 2 MiB entry.

@@ -37,6 +37,8 @@ pub mod memory;
 pub mod paging;
 pub mod pvh;
 pub mod rtc;
+#[cfg(any(test, target_os = "none"))]
+mod verified;
 
 #[cfg(target_os = "none")]
 mod apic;

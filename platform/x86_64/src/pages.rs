@@ -14,9 +14,11 @@
 
 use crate::guard::{LOCK, LiveTables, root};
 use crate::paging::{self, PageError, TableMemory, flags};
+use crate::verified::Verified;
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use libos_core::hal::{Access, MemoryRegion, Protection};
+use libos_core::sync::IrqSpinLock;
 use libos_core::{Errno, Result};
 use x86_64::registers::control::Cr3;
 
@@ -131,6 +133,7 @@ pub fn map(virt: u64, len: u64, protection: Protection) -> Result<()> {
     if result.is_err() {
         unmap_locked(virt, addr);
     }
+    tables_changed();
     result
 }
 
@@ -147,6 +150,7 @@ pub fn protect(virt: u64, len: u64, protection: Protection) -> Result<()> {
         let mut tables = LiveTables;
         let entry = &mut tables.table(table)[index];
         *entry = paging::program_entry(*entry, protection, nx());
+        tables_changed();
         x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(addr));
     }
     Ok(())
@@ -164,6 +168,7 @@ fn unmap_locked(start: u64, end: u64) {
     for addr in (start..end).step_by(PAGE as usize) {
         let Ok((table, index)) = paging::program_page(&mut LiveTables, root(), addr) else { continue };
         let entry = core::mem::take(&mut LiveTables.table(table)[index]);
+        tables_changed();
         x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(addr));
         // SAFETY: the frame of a program page came from `alloc_zeroed` with this layout in
         // `map`, and its only mapping is gone.
@@ -171,14 +176,46 @@ fn unmap_locked(start: u64, end: u64) {
     }
 }
 
+/// Counts changes to the live tables (see [`crate::verified`]): bumped by [`tables_changed`].
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// Pages [`check_user_access`] found usable lately (see [`crate::verified`]). One set for
+/// the machine: the kernel runs on one CPU (per-CPU sets when it runs on several).
+static VERIFIED: IrqSpinLock<Verified> = IrqSpinLock::new(Verified::new());
+
+/// Called under `LOCK` after every change to the live tables: voids what [`VERIFIED`]
+/// remembers.
+pub(crate) fn tables_changed() {
+    GENERATION.fetch_add(1, Ordering::Release);
+}
+
 /// `hal::Platform::check_user_access`: every page of `[start, end)` mapped, cached (RAM, not
 /// a device window: those are mapped uncached) and, for a write, writable; else `EFAULT`.
 /// Guard pages and holes are non-present, so they fail too.
 pub fn check_user_access(start: u64, end: u64, access: Access) -> Result<()> {
-    libos_core::hal::check_each_page(start, end, 1 << 47, |at| access_end(at, access))
+    libos_core::hal::check_each_page(start, end, 1 << 47, |at| {
+        let write = access == Access::Write;
+        let generation = GENERATION.load(Ordering::Acquire);
+        // Bound first: the lock guard must be gone before the miss path takes it again.
+        let known = VERIFIED.lock().lookup(at, write, generation);
+        match known {
+            Some(end) => Ok(end),
+            None => walk_and_remember(at, access, generation),
+        }
+    })
 }
 
-/// The end of the page or large page holding `addr` when it allows `access` (as
+/// [`check_user_access`] for a page [`VERIFIED`] does not know: the table walk, remembered
+/// when it allows the access. Out of line, so the common path keeps a short frame.
+#[cold]
+#[inline(never)]
+fn walk_and_remember(at: u64, access: Access, generation: u64) -> Result<u64> {
+    let (page_start, page_end, writable) = access_end(at, access)?;
+    VERIFIED.lock().remember(page_start, page_end, writable, generation);
+    Ok(page_end)
+}
+
+/// The page or large page holding `addr` (start, end, writable) when it allows `access` (as
 /// [`check_user_access`] says), else `EFAULT`.
 ///
 /// Every system call's buffers come through here, so the walk first goes without the lock:
@@ -188,7 +225,7 @@ pub fn check_user_access(start: u64, end: u64, access: Access) -> Result<()> {
 /// sees the old mapping or the new one; a walk that finds no usable page is repeated under
 /// the lock, which gives the answer.
 #[inline(always)]
-fn access_end(addr: u64, access: Access) -> Result<u64> {
+fn access_end(addr: u64, access: Access) -> Result<(u64, u64, bool)> {
     let permits = |bits: u64| bits & flags::NO_CACHE == 0 && (access == Access::Read || bits & flags::WRITABLE != 0);
     let unlocked = paging::translate_by(
         // SAFETY: `table` is the root or an address a present entry holds: a live table,
@@ -208,7 +245,8 @@ fn access_end(addr: u64, access: Access) -> Result<u64> {
     if !permits(bits) {
         return Err(Errno::EFAULT);
     }
-    Ok((addr & !(size - 1)).saturating_add(size))
+    let start = addr & !(size - 1);
+    Ok((start, start.saturating_add(size), bits & flags::WRITABLE != 0))
 }
 
 /// `hal::Platform::reserved_regions`: low memory (firmware data, page 0), the image with its
