@@ -20,21 +20,57 @@ const READ_AHEAD_MIN: u64 = 4;
 /// The largest window: it doubles on every sequential read up to this.
 const READ_AHEAD_MAX: u64 = 64;
 
-/// The read-ahead state of one reader (an open file's node), as Linux keeps per open file:
-/// read-ahead starts only once reads are sequential (a read starting where the previous one
-/// ended, or at the start of the file), and fetches a window of blocks past the read that
-/// doubles with every sequential read up to [`READ_AHEAD_MAX`]. The next window is fetched
-/// when the reader enters the second half of the current one, so a streaming reader finds its
-/// blocks cached; a random reader never reads ahead, and a cached one costs no block map
-/// lookups beyond its own blocks.
+/// How many readers of one node [`ReadAhead`] follows at once.
+const STREAMS: usize = 4;
+
+/// The read-ahead state of a node's readers. One node may serve several open files (the node
+/// cache hands the same node to every lookup of a name), so it follows up to [`STREAMS`]
+/// read streams at once, as Linux keeps one per open file: a read continues the stream that
+/// ended where it starts, else it starts a new one in place of the least recently used.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadAhead {
+    streams: [Stream; STREAMS],
+    /// Counts reads, for [`Stream::used`].
+    clock: u64,
+}
+
+/// One reader's read-ahead: it starts only once reads are sequential (a read starting where
+/// the previous one ended, or at the start of the file), and fetches a window of blocks past
+/// the read that doubles with every sequential read up to [`READ_AHEAD_MAX`]. The next window
+/// is fetched when the reader enters the second half of the current one, so a streaming
+/// reader finds its blocks cached; a random reader never reads ahead, and a cached one costs
+/// no block map lookups beyond its own blocks.
+#[derive(Clone, Copy, Debug, Default)]
+struct Stream {
     /// The byte offset where the previous read ended.
     next: u64,
     /// The current window in blocks (0: not sequential).
     window: u64,
     /// Read-ahead has been issued for logical blocks below this.
     ahead_end: u64,
+    /// [`ReadAhead::clock`] at its last read (0: never used).
+    used: u64,
+}
+
+impl ReadAhead {
+    /// The stream a read at `offset` belongs to, and whether the read is sequential in it: the
+    /// one that ended at `offset`, else a fresh one (sequential at the start of the file).
+    fn stream(&mut self, offset: u64) -> (&mut Stream, bool) {
+        self.clock += 1;
+        let found = self.streams.iter().position(|s| s.used != 0 && s.next == offset);
+        let (at, sequential) = match found {
+            Some(at) => (at, true),
+            None => {
+                // `min_by_key` finds one: there are STREAMS > 0 of them.
+                let oldest = (0..STREAMS).min_by_key(|&i| self.streams[i].used).unwrap_or(0);
+                self.streams[oldest] = Stream::default();
+                (oldest, offset == 0)
+            }
+        };
+        let stream = &mut self.streams[at];
+        stream.used = self.clock;
+        (stream, sequential)
+    }
 }
 
 impl Inner {
@@ -62,7 +98,8 @@ impl Inner {
             self.prefetch(&map);
             None
         };
-        if offset == ra.next {
+        let (ra, sequential) = ra.stream(offset);
+        if sequential {
             ra.window = if ra.window == 0 { READ_AHEAD_MIN } else { (ra.window * 2).min(READ_AHEAD_MAX) };
             // Fetch the next window once the reader is in the second half of the last one.
             let from = ra.ahead_end.max(last + 1);

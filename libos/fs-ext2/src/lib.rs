@@ -24,6 +24,8 @@
 //! - `file`: file contents, truncation, symlinks, freeing inodes, fsync.
 //! - `namespace`: create, link, unlink, rmdir, rename with ext2's link counts.
 //! - `fs` and `node`: [`Ext2Fs`] and [`Ext2Node`], the glue to the VFS.
+//! - `node_cache`: the nodes of recently looked-up names, so a hot name's lookup costs a
+//!   hash lookup (kept true by every operation that removes or retargets a name).
 //!
 //! ## Features
 //!
@@ -75,6 +77,7 @@ mod fs;
 mod inode;
 mod namespace;
 mod node;
+mod node_cache;
 
 #[cfg(test)]
 mod tests;
