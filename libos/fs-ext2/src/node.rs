@@ -4,12 +4,12 @@
 //! rules: a removed inode is freed when its last node is dropped.
 //!
 //! A lookup hands out the node of the name from the node cache (`node_cache`) when it is
-//! there, so one node may serve several open files: its read-ahead state follows several
-//! readers at once ([`ReadAhead`]).
+//! there, so one node may serve several open files: its read state ([`Reader`]) follows
+//! several readers at once.
 
-use crate::file::ReadAhead;
 use crate::fs::Inner;
 use crate::inode::file_type_of_dirent;
+use crate::read::Reader;
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::any::Any;
@@ -22,8 +22,8 @@ pub struct Ext2Node {
     fs: Arc<Inner>,
     ino: u32,
     file_type: FileType,
-    /// Read-ahead state of this node's readers.
-    ra: SpinLock<ReadAhead>,
+    /// Read-ahead of this node's readers and the memo of its last read.
+    reader: SpinLock<Reader>,
     /// Counted in the volume's live nodes (false once [`Ext2Node::retire`]d).
     counted: bool,
 }
@@ -31,7 +31,7 @@ pub struct Ext2Node {
 impl Ext2Node {
     pub(crate) fn new(fs: Arc<Inner>, ino: u32, file_type: FileType) -> Ext2Node {
         fs.node_opened(ino);
-        Ext2Node { fs, ino, file_type, ra: SpinLock::new(ReadAhead::default()), counted: true }
+        Ext2Node { fs, ino, file_type, reader: SpinLock::new(Reader::default()), counted: true }
     }
 
     fn node(&self, (ino, file_type): (u32, FileType)) -> Arc<Ext2Node> {
@@ -119,8 +119,11 @@ impl Node for Ext2Node {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         self.require(FileType::Regular, Errno::EINVAL)?;
         let st = self.fs.state.lock();
-        let mut ra = self.ra.lock();
-        self.fs.with_inode(&st, self.ino, |inode| self.fs.read_data(&st, self.ino, inode, offset, buf, &mut ra))?
+        let mut reader = self.reader.lock();
+        if let Some(done) = self.fs.read_remembered(&st, self.ino, &mut reader, offset, buf)? {
+            return Ok(done);
+        }
+        self.fs.with_inode(&st, self.ino, |inode| self.fs.read_data(&st, self.ino, inode, offset, buf, &mut reader))?
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {

@@ -164,3 +164,41 @@ fn readers_sharing_a_node_each_read_ahead() {
     assert!(requests < 200, "two interleaved sequential 2 MiB reads took {requests} device requests");
     assert!(fs.cache().stats().read_ahead > 800);
 }
+
+/// A node's memo of its last read (`read`) follows every change of the file: growth, a
+/// truncation, a rewrite of the block, another file's writes taking freed blocks.
+#[test]
+fn the_memo_of_the_last_read_follows_changes() {
+    let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &[])));
+    let fs = mount(&disk);
+    let vfs = Vfs::new(fs.clone());
+    write_file(&vfs, "/f", &[b'a'; 1500]);
+    let reader = vfs.open("/f", OpenFlags::RDONLY, 0).unwrap();
+    let writer = vfs.open("/f", OpenFlags::WRONLY, 0).unwrap();
+    let mut buf = [0u8; 1024];
+    let mut read = |at: u64, len: usize| {
+        let n = reader.read_at(at, &mut buf[..len]).unwrap();
+        buf[..n].to_vec()
+    };
+    assert_eq!(read(1100, 100), [b'a'; 100]);
+    assert_eq!(read(1400, 300), [b'a'; 100], "short at the end");
+    // Grown within the remembered block: the new bytes are seen.
+    writer.write_at(1500, &[b'b'; 200]).unwrap();
+    assert_eq!(read(1400, 300), [&[b'a'; 100][..], &[b'b'; 200][..]].concat());
+    // Truncated: nothing past the new end, then zeros where it grows again.
+    writer.set_len(1200).unwrap();
+    assert_eq!(read(1100, 300), [b'a'; 100]);
+    assert_eq!(read(1300, 10), b"");
+    writer.set_len(1500).unwrap();
+    assert_eq!(read(1100, 300), [&[b'a'; 100][..], &[0u8; 200][..]].concat());
+    // Cut to nothing, its blocks taken by another file, then written again.
+    writer.set_len(0).unwrap();
+    write_file(&vfs, "/g", &[b'g'; 8192]);
+    writer.write_at(1024, &[b'c'; 10]).unwrap();
+    assert_eq!(read(1024, 20), [b'c'; 10]);
+    assert_eq!(read(0, 10), [0u8; 10], "a hole");
+    drop((reader, writer));
+    drop(vfs);
+    drop(fs);
+    assert_clean(&disk.image(), "reads between changes");
+}
