@@ -149,7 +149,8 @@ impl State {
         self.head = slot;
     }
 
-    /// Marks `slot` as just used.
+    /// Marks `slot` as just used. Inlined: on a hit it is one comparison, cheaper than a call.
+    #[inline(always)]
     fn touch(&mut self, slot: u32) {
         if self.head != slot && self.promotions - self.slots[slot as usize].stamp >= self.recent {
             self.unlink(slot);
@@ -455,13 +456,21 @@ impl BufferCache {
         Ok(())
     }
 
-    /// The slot of `block`, read from the device on a miss.
+    /// The slot of `block`, read from the device on a miss. The hit is inlined into the
+    /// callers (it is a hash lookup and a comparison: a call costs a good part of that).
+    #[inline]
     fn load(&self, state: &mut State, block: u64) -> Result<u32> {
         if let Some(slot) = state.slot_of(block) {
             state.stats.hits += 1;
             state.touch(slot);
             return Ok(slot);
         }
+        self.load_miss(state, block)
+    }
+
+    /// [`BufferCache::load`] of a block that is not cached.
+    #[inline(never)]
+    fn load_miss(&self, state: &mut State, block: u64) -> Result<u32> {
         self.check_block(block)?;
         let mut data = self.make_room(state, 0).unwrap_or_else(|| vec![0u8; self.block_size].into_boxed_slice());
         self.device.read(block * self.sectors_per_block, &mut [&mut data[..]])?;

@@ -23,6 +23,15 @@ pub struct Run {
     len: u32,
 }
 
+impl Run {
+    /// The disk block of logical block `lblock`, if the run holds it.
+    pub fn block(&self, lblock: u64) -> Option<u32> {
+        // No overflow: `disk + len` was range-checked as a block number when the run was made.
+        let within = lblock.checked_sub(self.first).filter(|&i| i < u64::from(self.len))?;
+        Some(self.disk + within as u32)
+    }
+}
+
 /// Runs of files' blocks that reads have mapped ([`Inner::bmap_cached`]), so that a read of
 /// a cached file's block costs a lookup here instead of a walk through its indirect blocks
 /// (measured: the walk was a quarter of a cached 4 KiB read). A run is found in one leaf of
@@ -33,9 +42,15 @@ pub struct Run {
 /// goes through [`Inner::free_block`] (every run is forgotten then), and a change of the
 /// inode's own pointers, which is always written through `store_inode` (its runs are
 /// forgotten then). Guarded by the volume lock, as the rest of [`State`].
+///
+/// Every forgetting counts in [`Runs::generation`], so that a run copied elsewhere (a node's
+/// memo of its last read, `read`) is known to be still true while the count is unchanged.
+/// As every change of an inode forgets its runs, an unchanged count also means that no inode
+/// changed.
 #[derive(Default)]
 pub struct Runs {
     by_inode: HashMap<u32, Vec<Run>>,
+    generation: u64,
 }
 
 impl Runs {
@@ -45,13 +60,17 @@ impl Runs {
     /// Runs kept per file at most (a 64 MiB file written in one go has 16 leaves).
     const MAX_PER_FILE: usize = 256;
 
-    /// The disk block of logical block `lblock` of inode `ino`, if a run holds it.
-    fn find(&self, ino: u32, lblock: u64) -> Option<u32> {
+    /// The run of inode `ino` that holds logical block `lblock`, if one is remembered.
+    fn find(&self, ino: u32, lblock: u64) -> Option<Run> {
         let runs = self.by_inode.get(&ino)?;
         let at = runs.partition_point(|r| r.first <= lblock).checked_sub(1)?;
         let run = runs[at];
-        // No overflow: `disk + len` was range-checked as a block number when the run was made.
-        (lblock - run.first < u64::from(run.len)).then(|| run.disk + (lblock - run.first) as u32)
+        run.block(lblock).map(|_| run)
+    }
+
+    /// Counts every forgetting (see [`Runs`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     fn insert(&mut self, ino: u32, run: Run) {
@@ -72,6 +91,7 @@ impl Runs {
 
     /// Forgets the runs of inode `ino` (its pointers changed).
     pub fn forget(&mut self, ino: u32) {
+        self.generation += 1;
         // Most inode writes come with nothing remembered: skip the hashing then.
         if !self.by_inode.is_empty() {
             self.by_inode.remove(&ino);
@@ -80,6 +100,7 @@ impl Runs {
 
     /// Forgets every run (a block left its file).
     pub fn forget_all(&mut self) {
+        self.generation += 1;
         if !self.by_inode.is_empty() {
             self.by_inode.clear();
         }
@@ -158,12 +179,18 @@ impl Inner {
     /// `lblock`, else by one walk that also remembers the run of consecutive disk blocks from
     /// `lblock` to the end of its leaf (see [`Runs`]).
     pub fn bmap_cached(&self, st: &State, ino: u32, inode: &Inode, lblock: u64) -> Result<Option<u32>> {
-        if let Some(block) = st.runs.borrow().find(ino, lblock) {
-            return Ok(Some(block));
+        Ok(self.run_cached(st, ino, inode, lblock)?.and_then(|run| run.block(lblock)))
+    }
+
+    /// The run that holds logical block `lblock` of inode `ino` (as [`Inner::bmap_cached`]
+    /// finds it), `None` in a hole.
+    pub fn run_cached(&self, st: &State, ino: u32, inode: &Inode, lblock: u64) -> Result<Option<Run>> {
+        if let Some(run) = st.runs.borrow().find(ino, lblock) {
+            return Ok(Some(run));
         }
         let Some(run) = self.run_from(inode, lblock)? else { return Ok(None) };
         st.runs.borrow_mut().insert(ino, run);
-        Ok(Some(run.disk))
+        Ok(Some(run))
     }
 
     /// The run of consecutive disk blocks that starts at logical block `lblock` and ends

@@ -1,11 +1,6 @@
-//! File contents: reading (with read-ahead), writing (allocating blocks, filling holes),
-//! truncation, symlink targets, freeing a removed inode, and `fsync`.
-//!
-//! All data goes through the buffer cache. A read first maps the blocks it needs (each
-//! indirect block read once for all its pointers in the range) and asks the cache to fetch
-//! each uncached run of adjacent disk blocks in one request, so reading a file laid out
-//! contiguously costs one device request per run rather than per block. A sequential reader
-//! also reads ahead ([`ReadAhead`]); a random or cached one does not.
+//! File contents apart from reading (`read`): writing (allocating blocks, filling holes),
+//! truncation, symlink targets, freeing a removed inode, and `fsync`. All data goes through
+//! the buffer cache.
 
 use crate::fs::{Inner, State};
 use crate::inode::{FAST_SYMLINK_MAX, Inode};
@@ -15,117 +10,7 @@ use alloc::vec::Vec;
 use libos_core::{Errno, Result};
 use libos_vfs::FileType;
 
-/// The first read-ahead window of a sequential reader, in blocks.
-const READ_AHEAD_MIN: u64 = 4;
-/// The largest window: it doubles on every sequential read up to this.
-const READ_AHEAD_MAX: u64 = 64;
-
-/// The read-ahead state of one reader (an open file's node), as Linux keeps per open file:
-/// read-ahead starts only once reads are sequential (a read starting where the previous one
-/// ended, or at the start of the file), and fetches a window of blocks past the read that
-/// doubles with every sequential read up to [`READ_AHEAD_MAX`]. The next window is fetched
-/// when the reader enters the second half of the current one, so a streaming reader finds its
-/// blocks cached; a random reader never reads ahead, and a cached one costs no block map
-/// lookups beyond its own blocks.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ReadAhead {
-    /// The byte offset where the previous read ended.
-    next: u64,
-    /// The current window in blocks (0: not sequential).
-    window: u64,
-    /// Read-ahead has been issued for logical blocks below this.
-    ahead_end: u64,
-}
-
 impl Inner {
-    /// Reads up to `buf.len()` bytes at `offset` of `inode`; returns the count (0 at the end).
-    /// `ra` is the reader's read-ahead state.
-    pub fn read_data(&self, st: &State, ino: u32, inode: &Inode, offset: u64, buf: &mut [u8], ra: &mut ReadAhead) -> Result<usize> {
-        if offset >= inode.size || buf.is_empty() {
-            return Ok(0);
-        }
-        let len = (inode.size - offset).min(buf.len() as u64) as usize;
-        let block_size = u64::from(self.geo.block_size);
-        let first = offset / block_size;
-        let last = (offset + len as u64 - 1) / block_size;
-        let file_blocks = inode.size.div_ceil(block_size);
-        // A read within one block (the common 4 KiB read) maps it without building a list.
-        let mut map = Vec::new();
-        let single = if first == last {
-            self.bmap_cached(st, ino, inode, first)?
-        } else {
-            self.bmap_run(inode, first, last + 1 - first, &mut map)?;
-            if map.len() as u64 != last + 1 - first {
-                return Err(Errno::EFBIG);
-            }
-            // One request per run of uncached adjacent blocks of the read itself.
-            self.prefetch(&map);
-            None
-        };
-        if offset == ra.next {
-            ra.window = if ra.window == 0 { READ_AHEAD_MIN } else { (ra.window * 2).min(READ_AHEAD_MAX) };
-            // Fetch the next window once the reader is in the second half of the last one.
-            let from = ra.ahead_end.max(last + 1);
-            let to = (last + 1 + ra.window).min(file_blocks);
-            if from < to && last + 1 + ra.window / 2 >= ra.ahead_end {
-                let mut ahead = Vec::new();
-                self.bmap_run(inode, from, to - from, &mut ahead)?;
-                self.prefetch_uncached(&ahead);
-                ra.ahead_end = to;
-            }
-        } else {
-            ra.window = 0;
-            ra.ahead_end = 0;
-        }
-        ra.next = offset + len as u64;
-        let mut done = 0;
-        while done < len {
-            let at = offset + done as u64;
-            let lblock = at / block_size;
-            let within = (at % block_size) as usize;
-            let n = (block_size as usize - within).min(len - done);
-            let piece = &mut buf[done..done + n];
-            let block = if first == last { single } else { map.get((lblock - first) as usize).copied().flatten() };
-            match block {
-                Some(block) => self.cache.read(u64::from(block), within, piece)?,
-                None => piece.fill(0),
-            }
-            done += n;
-        }
-        Ok(len)
-    }
-
-    /// Asks the cache to fetch the mapped blocks of `map`, one request per run of adjacent
-    /// disk blocks.
-    fn prefetch(&self, map: &[Option<u32>]) {
-        let mut i = 0;
-        while i < map.len() {
-            let Some(start) = map[i] else {
-                i += 1;
-                continue;
-            };
-            let mut run = 1;
-            while map.get(i + run).copied().flatten() == Some(start.wrapping_add(run as u32)) {
-                run += 1;
-            }
-            if run > 1 {
-                self.cache.read_ahead(u64::from(start), run as u64);
-            }
-            i += run;
-        }
-    }
-
-    /// [`Inner::prefetch`] unless the window's last block is cached already (then the window
-    /// most likely is: it was read ahead before, or written recently).
-    fn prefetch_uncached(&self, map: &[Option<u32>]) {
-        if let Some(Some(block)) = map.last() {
-            if self.cache.contains(u64::from(*block)) {
-                return;
-            }
-        }
-        self.prefetch(map);
-    }
-
     /// Writes `data` at `offset` of `inode` (inode number `ino`), allocating blocks. Returns
     /// the bytes written: short if the disk fills up after some were written, `ENOSPC` if
     /// none could be; `EFBIG` past the largest file. Updates and writes the inode.

@@ -15,6 +15,7 @@ use crate::dir_index::DirIndexes;
 use crate::disk::{Access, GROUP_DESC_SIZE, Geometry, GroupDesc, ROOT_INO, RawGroupDesc, RawSuperblock, STATE_VALID};
 use crate::inode::Inode;
 use crate::node::Ext2Node;
+use crate::node_cache::NodeCache;
 use core::cell::RefCell;
 use hashbrown::HashMap;
 use alloc::sync::Arc;
@@ -80,6 +81,8 @@ pub(crate) struct State {
     pub runs: RefCell<crate::bmap::Runs>,
     /// How many decoded inodes `inodes` keeps ([`inode_cache_entries`]).
     inode_limit: usize,
+    /// Nodes of recently looked-up names ([`crate::node_cache`]).
+    pub nodes: NodeCache,
 }
 
 /// The fewest decoded inodes [`State`] keeps; when full it starts over (cheap, and the inodes
@@ -107,7 +110,8 @@ pub(crate) struct Inner {
     /// Inode number -> live [`Ext2Node`]s of it. An inode whose last name is removed while
     /// some are alive is marked an orphan, and freed when its count drops to zero (a removed
     /// file stays usable while open); the last node of any other inode goes without a look at
-    /// the inode (the path walk makes and drops a node per name it looks up).
+    /// the inode. Nodes in the node cache count too, until their name changes
+    /// ([`Inner::uncache`]).
     live: SpinLock<HashMap<u32, Live>>,
 }
 
@@ -168,6 +172,7 @@ impl Ext2Fs {
                 inodes: RefCell::new(HashMap::new()),
                 runs: RefCell::new(crate::bmap::Runs::default()),
                 inode_limit: inode_cache_entries(options.cache_bytes),
+                nodes: NodeCache::default(),
             }),
             live: SpinLock::new(HashMap::new()),
             marked: AtomicBool::new(false),
@@ -207,6 +212,11 @@ impl Ext2Fs {
 
 #[cfg(test)]
 impl Ext2Fs {
+    /// The volume's core, for tests that look inside.
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
     /// Every metadata block (superblock, descriptors, bitmaps, inode tables, and the blocks of
     /// directories, slow symlinks and indirect blocks of files in use), for the fuzz test.
     pub(crate) fn metadata_blocks(&self) -> Result<Vec<u64>> {
@@ -273,6 +283,15 @@ impl FileSystem for Ext2Fs {
 
     fn read_only(&self) -> bool {
         self.inner.read_only
+    }
+}
+
+impl Drop for Ext2Fs {
+    /// The cached nodes hold the volume: let them go, so that it is unmounted once the nodes
+    /// handed out are gone too (dropped after the lock: a node's drop may take it).
+    fn drop(&mut self) {
+        let evicted = self.inner.state.lock().nodes.close();
+        drop(evicted);
     }
 }
 
@@ -492,13 +511,17 @@ impl Inner {
         if self.read_only {
             return;
         }
-        let mut st = self.state.lock();
-        if self.keep_if_open(ino) {
+        self.reclaim_locked(&mut self.state.lock(), ino);
+    }
+
+    /// [`Inner::reclaim`] with the volume lock held.
+    pub fn reclaim_locked(&self, st: &mut State, ino: u32) {
+        if self.read_only || self.keep_if_open(ino) {
             return;
         }
-        let result = self.read_inode(&st, ino).and_then(|inode| {
+        let result = self.read_inode(st, ino).and_then(|inode| {
             if inode.links == 0 && inode.dtime == 0 && inode.mode != 0 {
-                self.release_inode(&mut st, ino, inode)
+                self.release_inode(st, ino, inode)
             } else {
                 Ok(())
             }

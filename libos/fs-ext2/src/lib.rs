@@ -21,9 +21,12 @@
 //! - `dir`: directory blocks (linear on disk; hash-indexed directories read linearly too).
 //! - `dir_index`: in-memory indexes of directories (name -> entry, free room per block), so
 //!   operations on big directories do not scan them.
-//! - `file`: file contents, truncation, symlinks, freeing inodes, fsync.
+//! - `read`: reading file contents, read-ahead, and what a node keeps between reads.
+//! - `file`: writing file contents, truncation, symlinks, freeing inodes, fsync.
 //! - `namespace`: create, link, unlink, rmdir, rename with ext2's link counts.
 //! - `fs` and `node`: [`Ext2Fs`] and [`Ext2Node`], the glue to the VFS.
+//! - `node_cache`: the nodes of recently looked-up names, so a hot name's lookup costs a
+//!   hash lookup (kept true by every operation that removes or retargets a name).
 //!
 //! ## Features
 //!
@@ -74,7 +77,9 @@ mod file;
 mod fs;
 mod inode;
 mod namespace;
+mod read;
 mod node;
+mod node_cache;
 
 #[cfg(test)]
 mod tests;

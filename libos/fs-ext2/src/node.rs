@@ -2,10 +2,14 @@
 //! type): every operation takes the volume lock, reads the inode through the cache and calls
 //! the core in `file`, `namespace` and `dir`. Nodes count as "open" for the inode's lifetime
 //! rules: a removed inode is freed when its last node is dropped.
+//!
+//! A lookup hands out the node of the name from the node cache (`node_cache`) when it is
+//! there, so one node may serve several open files: its read state ([`Reader`]) follows
+//! several readers at once.
 
-use crate::file::ReadAhead;
 use crate::fs::Inner;
 use crate::inode::file_type_of_dirent;
+use crate::read::Reader;
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::any::Any;
@@ -18,18 +22,27 @@ pub struct Ext2Node {
     fs: Arc<Inner>,
     ino: u32,
     file_type: FileType,
-    /// Read-ahead state of this node's reader (the VFS makes a node per open).
-    ra: SpinLock<ReadAhead>,
+    /// Read-ahead of this node's readers and the memo of its last read.
+    reader: SpinLock<Reader>,
+    /// Counted in the volume's live nodes (false once [`Ext2Node::retire`]d).
+    counted: bool,
 }
 
 impl Ext2Node {
     pub(crate) fn new(fs: Arc<Inner>, ino: u32, file_type: FileType) -> Ext2Node {
         fs.node_opened(ino);
-        Ext2Node { fs, ino, file_type, ra: SpinLock::new(ReadAhead::default()) }
+        Ext2Node { fs, ino, file_type, reader: SpinLock::new(Reader::default()), counted: true }
     }
 
-    fn node(&self, (ino, file_type): (u32, FileType)) -> Arc<dyn Node> {
+    fn node(&self, (ino, file_type): (u32, FileType)) -> Arc<Ext2Node> {
         Arc::new(Ext2Node::new(self.fs.clone(), ino, file_type))
+    }
+
+    /// Drops the node without counting it gone: the node cache does that itself, under the
+    /// volume lock (see [`Inner::uncache`]). Returns the inode number.
+    pub(crate) fn retire(mut self) -> u32 {
+        self.counted = false;
+        self.ino
     }
 
     /// `other` as a node of the same volume, else `EXDEV`.
@@ -45,7 +58,10 @@ impl Ext2Node {
         self.require(FileType::Directory, Errno::ENOTDIR)?;
         let new_dir = self.same_volume(new_dir)?;
         new_dir.require(FileType::Directory, Errno::ENOTDIR)?;
-        self.fs.rename(&mut self.fs.state.lock(), self.ino, old_name, new_dir.ino, new_name, replace)
+        let mut st = self.fs.state.lock();
+        self.fs.uncache(&mut st, self.ino, old_name);
+        self.fs.uncache(&mut st, new_dir.ino, new_name);
+        self.fs.rename(&mut st, self.ino, old_name, new_dir.ino, new_name, replace)
     }
 
     fn require(&self, file_type: FileType, otherwise: Errno) -> Result<()> {
@@ -55,7 +71,7 @@ impl Ext2Node {
 
 impl Drop for Ext2Node {
     fn drop(&mut self) {
-        if self.fs.node_closed(self.ino) {
+        if self.counted && self.fs.node_closed(self.ino) {
             self.fs.reclaim(self.ino);
         }
     }
@@ -103,8 +119,11 @@ impl Node for Ext2Node {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         self.require(FileType::Regular, Errno::EINVAL)?;
         let st = self.fs.state.lock();
-        let mut ra = self.ra.lock();
-        self.fs.with_inode(&st, self.ino, |inode| self.fs.read_data(&st, self.ino, inode, offset, buf, &mut ra))?
+        let mut reader = self.reader.lock();
+        if let Some(done) = self.fs.read_remembered(&st, self.ino, &mut reader, offset, buf)? {
+            return Ok(done);
+        }
+        self.fs.with_inode(&st, self.ino, |inode| self.fs.read_data(&st, self.ino, inode, offset, buf, &mut reader))?
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
@@ -144,8 +163,16 @@ impl Node for Ext2Node {
 
     fn lookup(&self, name: &str) -> Result<Arc<dyn Node>> {
         self.require(FileType::Directory, Errno::ENOTDIR)?;
-        let found = self.fs.lookup(&mut self.fs.state.lock(), self.ino, name)?;
-        Ok(self.node(found))
+        let mut st = self.fs.state.lock();
+        if let Some(node) = st.nodes.get(self.ino, name) {
+            return Ok(node);
+        }
+        let node = self.node(self.fs.lookup(&mut st, self.ino, name)?);
+        let evicted = st.nodes.insert(self.ino, name, &node);
+        // Evicted nodes may be the last of an orphan, whose drop takes the lock.
+        drop(st);
+        drop(evicted);
+        Ok(node)
     }
 
     fn create(&self, name: &str, kind: NewNode<'_>, perm: u32, owner: Owner) -> Result<Arc<dyn Node>> {
@@ -162,12 +189,16 @@ impl Node for Ext2Node {
 
     fn unlink(&self, name: &str) -> Result<()> {
         self.require(FileType::Directory, Errno::ENOTDIR)?;
-        self.fs.unlink(&mut self.fs.state.lock(), self.ino, name)
+        let mut st = self.fs.state.lock();
+        self.fs.uncache(&mut st, self.ino, name);
+        self.fs.unlink(&mut st, self.ino, name)
     }
 
     fn rmdir(&self, name: &str) -> Result<()> {
         self.require(FileType::Directory, Errno::ENOTDIR)?;
-        self.fs.rmdir(&mut self.fs.state.lock(), self.ino, name)
+        let mut st = self.fs.state.lock();
+        self.fs.uncache(&mut st, self.ino, name);
+        self.fs.rmdir(&mut st, self.ino, name)
     }
 
     fn rename(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {

@@ -7,10 +7,12 @@
 //!   at 1, 2 and 4 KiB blocks; e2fsck clean, debugfs reads the same bytes; hashed directories.
 //! - `limits`: ENOSPC, read-only, refused features, crash and fsync.
 //! - `fuzz`: random byte flips in a volume's metadata never panic.
+//! - `node_cache`: cached lookups follow every name change; shared nodes' readers.
 
 mod conformance;
 mod fuzz;
 mod limits;
+mod node_cache;
 mod perf;
 mod workload;
 

@@ -1,0 +1,204 @@
+//! The node cache (`node_cache`) and the read-ahead of shared nodes: cached names follow
+//! unlink, rmdir, rename and truncation; a removed file is freed at once unless open; the
+//! cache neither keeps the volume mounted nor grows past its bound; several readers of one
+//! node each get their read-ahead.
+
+use super::*;
+use crate::node_cache::NodeCache;
+use libos_core::Errno;
+
+fn free_inodes(vfs: &Vfs) -> u64 {
+    vfs.statfs("/").unwrap().files_free
+}
+
+/// Stats `path` twice, so that its name is surely cached (the second is a cache hit).
+fn stat_twice(vfs: &Vfs, path: &str) -> libos_vfs::Metadata {
+    let first = vfs.metadata(path).unwrap();
+    assert_eq!(vfs.metadata(path).unwrap(), first);
+    first
+}
+
+#[test]
+fn cached_names_follow_unlink_rmdir_and_rename() {
+    let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &[])));
+    let fs = mount(&disk);
+    let vfs = Vfs::new(fs.clone());
+    let free = free_inodes(&vfs);
+
+    // unlink: the name goes, and its inode is freed at once (the cache does not keep it).
+    write_file(&vfs, "/a", b"first");
+    stat_twice(&vfs, "/a");
+    vfs.unlink("/a").unwrap();
+    assert_eq!(vfs.metadata("/a").err(), Some(Errno::ENOENT));
+    assert_eq!(free_inodes(&vfs), free, "the unlinked inode was freed");
+    write_file(&vfs, "/a", b"second file");
+    assert_eq!(stat_twice(&vfs, "/a").size, 11, "the new file, not the cached old one");
+
+    // rename: the old name goes, the new one names the moved inode, the replaced one is freed.
+    write_file(&vfs, "/b", b"bee");
+    let a = stat_twice(&vfs, "/a");
+    stat_twice(&vfs, "/b");
+    vfs.rename("/a", "/b").unwrap();
+    assert_eq!(vfs.metadata("/a").err(), Some(Errno::ENOENT));
+    assert_eq!(stat_twice(&vfs, "/b").ino, a.ino);
+    assert_eq!(read_file(&vfs, "/b"), b"second file");
+    assert_eq!(free_inodes(&vfs), free - 1, "the replaced inode was freed");
+
+    // A directory renamed to a new parent: its cached children stay valid, `..` follows.
+    vfs.mkdir("/d", 0o755).unwrap();
+    vfs.mkdir("/e", 0o755).unwrap();
+    write_file(&vfs, "/d/child", b"c");
+    let child = stat_twice(&vfs, "/d/child");
+    let e = stat_twice(&vfs, "/e");
+    vfs.rename("/d", "/e/d").unwrap();
+    assert_eq!(stat_twice(&vfs, "/e/d/child").ino, child.ino);
+    assert_eq!(stat_twice(&vfs, "/e/d/..").ino, e.ino);
+    assert_eq!(vfs.metadata("/d/child").err(), Some(Errno::ENOENT));
+
+    // rmdir: the name goes, the directory is freed, and a new one takes the name.
+    vfs.unlink("/e/d/child").unwrap();
+    stat_twice(&vfs, "/e/d");
+    vfs.rmdir("/e/d").unwrap();
+    assert_eq!(vfs.metadata("/e/d").err(), Some(Errno::ENOENT));
+    vfs.rmdir("/e").unwrap();
+    assert_eq!(free_inodes(&vfs), free - 1, "the removed directories were freed");
+    vfs.mkdir("/e", 0o700).unwrap();
+    assert_eq!(stat_twice(&vfs, "/e").perm, 0o700);
+    drop(vfs);
+    drop(fs);
+    assert_clean(&disk.image(), "renames and removals of cached names");
+}
+
+/// A removed file that is open stays readable and is freed when closed, though lookups
+/// share its node with the cache; truncation and writes show through every open file.
+#[test]
+fn shared_nodes_of_open_files_follow_changes() {
+    let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &[])));
+    let fs = mount(&disk);
+    let vfs = Vfs::new(fs.clone());
+    let free = free_inodes(&vfs);
+    write_file(&vfs, "/f", &pattern(5000, 1));
+    let reader = vfs.open("/f", OpenFlags::RDONLY, 0).unwrap();
+    let writer = vfs.open("/f", OpenFlags::WRONLY, 0).unwrap();
+    writer.set_len(100).unwrap();
+    assert_eq!(vfs.metadata("/f").unwrap().size, 100);
+    let mut buf = [0u8; 200];
+    assert_eq!(reader.read_at(0, &mut buf).unwrap(), 100);
+    assert_eq!(buf[..100], pattern(5000, 1)[..100]);
+    writer.write_at(0, b"new").unwrap();
+    assert_eq!(reader.read_at(0, &mut buf[..3]).unwrap(), 3);
+    assert_eq!(&buf[..3], b"new");
+
+    vfs.unlink("/f").unwrap();
+    assert_eq!(vfs.metadata("/f").err(), Some(Errno::ENOENT));
+    assert_eq!(reader.read_at(0, &mut buf[..3]).unwrap(), 3, "a removed file stays readable while open");
+    assert_eq!(free_inodes(&vfs), free - 1, "kept while open");
+    drop(writer);
+    assert_eq!(free_inodes(&vfs), free - 1, "kept while open");
+    drop(reader);
+    assert_eq!(free_inodes(&vfs), free, "freed with its last open file");
+    drop(vfs);
+    drop(fs);
+    assert_clean(&disk.image(), "removing an open file");
+}
+
+/// More names than the cache holds: it starts over and stays correct; unmounting with
+/// cached nodes still marks the volume clean (the cache does not keep it mounted).
+#[test]
+fn the_node_cache_is_bounded_and_lets_the_volume_go() {
+    let disk = Arc::new(MemDisk::from_image(mkfs("16M", 1024, &[])));
+    let fs = mount(&disk);
+    let vfs = Vfs::new(fs.clone());
+    vfs.mkdir("/d", 0o755).unwrap();
+    let names = NodeCache::CAPACITY + 100;
+    for i in 0..names {
+        drop(vfs.open(&format!("/d/{i}"), new_file(), 0o644).unwrap());
+    }
+    for i in 0..names {
+        vfs.metadata(&format!("/d/{i}")).unwrap();
+        assert!(fs.inner().state.lock().nodes.len() <= NodeCache::CAPACITY);
+    }
+    for i in (0..names).step_by(3) {
+        vfs.unlink(&format!("/d/{i}")).unwrap();
+    }
+    for i in 0..names {
+        let expected = if i % 3 == 0 { Err(Errno::ENOENT) } else { Ok(()) };
+        assert_eq!(vfs.metadata(&format!("/d/{i}")).map(|_| ()), expected, "/d/{i}");
+    }
+    drop(vfs);
+    drop(fs);
+    assert_clean(&disk.image(), "unmounting with cached nodes");
+}
+
+/// Two sequential readers of one file (one node, shared through the cache) each get
+/// read-ahead, also with a random reader in between.
+#[test]
+fn readers_sharing_a_node_each_read_ahead() {
+    let disk = Arc::new(MemDisk::from_image(mkfs("64M", 4096, &[])));
+    let data = pattern(4 << 20, 3);
+    {
+        let vfs = Vfs::new(mount(&disk));
+        write_file(&vfs, "/big", &data);
+    }
+    let mut options = options();
+    options.cache_bytes = 16 << 20;
+    let fs = Ext2Fs::mount(disk.clone(), options).unwrap();
+    let vfs = Vfs::new(fs.clone());
+    let files: Vec<_> = (0..2).map(|_| vfs.open("/big", OpenFlags::RDONLY, 0).unwrap()).collect();
+    let random = vfs.open("/big", OpenFlags::RDONLY, 0).unwrap();
+    let reads_before = disk.stats().reads;
+    let mut page = vec![0u8; 4096];
+    // The second reader starts half-way (at its second read), so they never share blocks.
+    let half = data.len() / 2;
+    for i in 0..half / 4096 {
+        for (f, file) in files.iter().enumerate() {
+            let at = f * half + i * 4096;
+            assert_eq!(file.read_at(at as u64, &mut page).unwrap(), 4096);
+            assert!(page[..] == data[at..at + 4096], "reader {f} at {at}");
+        }
+        // Somewhere already read (cached): only its stream matters here.
+        let at = (i * 7919 % (i + 1)) * 4096;
+        assert_eq!(random.read_at(at as u64, &mut page).unwrap(), 4096);
+    }
+    let requests = disk.stats().reads - reads_before;
+    assert!(requests < 200, "two interleaved sequential 2 MiB reads took {requests} device requests");
+    assert!(fs.cache().stats().read_ahead > 800);
+}
+
+/// A node's memo of its last read (`read`) follows every change of the file: growth, a
+/// truncation, a rewrite of the block, another file's writes taking freed blocks.
+#[test]
+fn the_memo_of_the_last_read_follows_changes() {
+    let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &[])));
+    let fs = mount(&disk);
+    let vfs = Vfs::new(fs.clone());
+    write_file(&vfs, "/f", &[b'a'; 1500]);
+    let reader = vfs.open("/f", OpenFlags::RDONLY, 0).unwrap();
+    let writer = vfs.open("/f", OpenFlags::WRONLY, 0).unwrap();
+    let mut buf = [0u8; 1024];
+    let mut read = |at: u64, len: usize| {
+        let n = reader.read_at(at, &mut buf[..len]).unwrap();
+        buf[..n].to_vec()
+    };
+    assert_eq!(read(1100, 100), [b'a'; 100]);
+    assert_eq!(read(1400, 300), [b'a'; 100], "short at the end");
+    // Grown within the remembered block: the new bytes are seen.
+    writer.write_at(1500, &[b'b'; 200]).unwrap();
+    assert_eq!(read(1400, 300), [&[b'a'; 100][..], &[b'b'; 200][..]].concat());
+    // Truncated: nothing past the new end, then zeros where it grows again.
+    writer.set_len(1200).unwrap();
+    assert_eq!(read(1100, 300), [b'a'; 100]);
+    assert_eq!(read(1300, 10), b"");
+    writer.set_len(1500).unwrap();
+    assert_eq!(read(1100, 300), [&[b'a'; 100][..], &[0u8; 200][..]].concat());
+    // Cut to nothing, its blocks taken by another file, then written again.
+    writer.set_len(0).unwrap();
+    write_file(&vfs, "/g", &[b'g'; 8192]);
+    writer.write_at(1024, &[b'c'; 10]).unwrap();
+    assert_eq!(read(1024, 20), [b'c'; 10]);
+    assert_eq!(read(0, 10), [0u8; 10], "a hole");
+    drop((reader, writer));
+    drop(vfs);
+    drop(fs);
+    assert_clean(&disk.image(), "reads between changes");
+}
