@@ -245,15 +245,14 @@ const ZERO_HIGH: u64 = 0x8080_8080_8080_8080;
 unsafe fn copy_short(addr: u64, max: usize, buffer: &mut StrBuffer) -> Result<bool> {
     let chunk = ((4096 - addr % 4096) as usize).min(StrBuffer::INLINE);
     check_access(addr, chunk as u64, Access::Read)?;
-    let room = buffer.inline.as_mut_ptr().cast::<u8>();
+    let room = &mut buffer.inline;
     let mut non_ascii = 0u64;
     let mut len = None;
     let mut i = 0;
     while i + 8 <= chunk {
         // SAFETY: `[addr + i, addr + i + 8)` lies in the checked chunk; unaligned loads are fine.
         let word = unsafe { core::ptr::read_unaligned((addr + i as u64) as *const u64) };
-        // SAFETY: `i + 8 <= chunk <= INLINE`: within `inline`.
-        unsafe { core::ptr::write_unaligned(room.add(i).cast::<u64>(), word) };
+        room[i..i + 8].copy_from_slice(&word.to_ne_bytes().map(MaybeUninit::new));
         let zeros = word.wrapping_sub(ZERO_LOW) & !word & ZERO_HIGH;
         if zeros != 0 {
             let before = (zeros.trailing_zeros() / 8) as usize;
@@ -268,8 +267,7 @@ unsafe fn copy_short(addr: u64, max: usize, buffer: &mut StrBuffer) -> Result<bo
     while len.is_none() && i < chunk {
         // SAFETY: `addr + i` lies in the checked chunk.
         let byte = unsafe { core::ptr::read((addr + i as u64) as *const u8) };
-        // SAFETY: `i < chunk <= INLINE`.
-        unsafe { room.add(i).write(byte) };
+        room[i] = MaybeUninit::new(byte);
         if byte == 0 {
             len = Some(i);
         }
@@ -281,7 +279,7 @@ unsafe fn copy_short(addr: u64, max: usize, buffer: &mut StrBuffer) -> Result<bo
         return Err(Errno::ENAMETOOLONG);
     }
     // SAFETY: the first `len` bytes of `inline` were written above.
-    let copy = unsafe { core::slice::from_raw_parts(room.cast_const(), len) };
+    let copy = unsafe { core::slice::from_raw_parts(room.as_ptr().cast::<u8>(), len) };
     if non_ascii != 0 {
         core::str::from_utf8(copy).map_err(|_| Errno::EINVAL)?;
     }
@@ -407,15 +405,15 @@ mod tests {
         let pages = alloc::alloc::Layout::from_size_align(8192, 4096).unwrap();
         // SAFETY: a non-zero size.
         let base = unsafe { alloc::alloc::alloc_zeroed(pages) };
+        assert!(!base.is_null());
+        // SAFETY: the allocation just made, 8192 bytes, used only through this slice.
+        let whole = unsafe { core::slice::from_raw_parts_mut(base, 8192) };
         for (start, len) in [(4096 - 5, 8), (4096 - 8, 8), (4096 - 9, 8), (4096 - 300, 299), (0, 255), (0, 256), (0, 257)] {
-            for i in 0..len {
-                // SAFETY: `start + len < 8192`: inside the allocation.
-                unsafe { base.add(start + i).write(b'a' + (i % 26) as u8) };
+            for (i, b) in whole[start..=start + len].iter_mut().enumerate() {
+                *b = if i == len { 0 } else { b'a' + (i % 26) as u8 };
             }
-            // SAFETY: as above.
-            unsafe { base.add(start + len).write(0) };
             // SAFETY: a live NUL-terminated buffer.
-            let got = unsafe { copied(base as u64 + start as u64, 4096) };
+            let got = unsafe { copied(whole[start..].as_ptr() as u64, 4096) };
             assert_eq!(got.as_deref().map(str::len), Ok(len), "at {start}, {len} bytes");
             assert!(got.unwrap().bytes().enumerate().all(|(i, b)| b == b'a' + (i % 26) as u8));
         }
