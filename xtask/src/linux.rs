@@ -185,10 +185,23 @@ pub(crate) fn ensure_packages(arches: &[Arch], commands: &[(&str, &'static str)]
 }
 
 /// Refreshes apt's package lists and installs `packages` (none: only the refresh).
+///
+/// apt waits up to two minutes for a lock another apt holds (a second `./x` installing at
+/// the same time), and the refresh is tried three times, 10 s apart: one failed refresh of a
+/// package list (seen once in a full test run) must not fail the suite.
 pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
-    run_step(Command::new("apt-get").args(["update", "-q"]))?;
+    const LOCK_WAIT: [&str; 2] = ["-o", "DPkg::Lock::Timeout=120"];
+    let mut attempt = 1;
+    while let Err(e) = run_step(Command::new("apt-get").args(LOCK_WAIT).args(["update", "-q"])) {
+        if attempt == 3 {
+            return Err(e);
+        }
+        eprintln!("==> apt-get update failed ({e}); trying again in 10 s");
+        std::thread::sleep(Duration::from_secs(10));
+        attempt += 1;
+    }
     if !packages.is_empty() {
-        run_step(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "--no-install-recommends"]).args(packages))?;
+        run_step(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args(LOCK_WAIT).args(["install", "-y", "-q", "--no-install-recommends"]).args(packages))?;
     }
     Ok(())
 }

@@ -68,6 +68,12 @@ impl Runs {
         run.block(lblock).map(|_| run)
     }
 
+    /// The runs remembered for inode `ino`.
+    #[cfg(test)]
+    pub fn count(&self, ino: u32) -> usize {
+        self.by_inode.get(&ino).map_or(0, Vec::len)
+    }
+
     /// Counts every forgetting (see [`Runs`]).
     pub fn generation(&self) -> u64 {
         self.generation
@@ -105,6 +111,30 @@ impl Runs {
             self.by_inode.clear();
         }
     }
+}
+
+/// The longest run of pointers around `pointers[index]` that are not holes and each one more
+/// than the one before: (the index of its first, that pointer, its length); `None` if
+/// `pointers[index]` is a hole.
+fn run_around(pointers: &[[u8; 4]], index: usize) -> Option<(usize, u32, u32)> {
+    let pointer = |i: usize| u32::from_le_bytes(pointers[i]);
+    if index >= pointers.len() || pointer(index) == 0 {
+        return None;
+    }
+    // Pointer `i` continues pointer `i - 1` (a hole is 0, and 0 + 1 is a block: check both).
+    let follows = |i: usize| {
+        let before = pointer(i - 1);
+        before != 0 && before.checked_add(1) == Some(pointer(i))
+    };
+    let mut start = index;
+    while start > 0 && follows(start) {
+        start -= 1;
+    }
+    let mut end = index + 1;
+    while end < pointers.len() && follows(end) {
+        end += 1;
+    }
+    Some((start, pointer(start), (end - start) as u32))
 }
 
 /// Where logical block `n` sits in the tree: the index into `i_block`, then one index per
@@ -193,30 +223,28 @@ impl Inner {
         Ok(Some(run))
     }
 
-    /// The run of consecutive disk blocks that starts at logical block `lblock` and ends
-    /// at the first gap, hole or the end of its leaf; `None` in a hole.
+    /// The run of consecutive disk blocks that holds logical block `lblock`, as long as its
+    /// leaf allows both ways (up to a gap, a hole or the leaf's ends); `None` in a hole.
+    ///
+    /// Both ways, so that the runs of a leaf never overlap and every block of a contiguous
+    /// leaf finds the same run: runs made from where a random read happened to land overlapped
+    /// and missed each other, and each miss scanned to the end of the leaf (measured: random
+    /// 4 KiB reads of a 64 MiB file spent 590 instructions each here).
     fn run_from(&self, inode: &Inode, lblock: u64) -> Result<Option<Run>> {
         let path = self.path(lblock)?;
         let index = path.indices[path.depth] as usize;
-        let contiguous = |pointers: &mut dyn Iterator<Item = u32>| -> Option<(u32, u32)> {
-            let first = pointers.next().filter(|&p| p != 0)?;
-            let len = 1 + pointers.enumerate().take_while(|&(i, p)| p != 0 && Some(p) == first.checked_add(i as u32 + 1)).count();
-            Some((first, len as u32))
-        };
         let found = if path.depth == 0 {
-            contiguous(&mut inode.block[index..IND_BLOCK].iter().copied())
+            let direct: [[u8; 4]; IND_BLOCK] = core::array::from_fn(|i| inode.block[i].to_le_bytes());
+            run_around(&direct, index)
         } else {
             let Some(leaf) = self.leaf(inode, &path)? else { return Ok(None) };
-            self.cache.with_block(leaf, |data| {
-                let mut words = data[index * 4..].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-                contiguous(&mut words)
-            })?
+            self.cache.with_block(leaf, |data| run_around(data.as_chunks::<4>().0, index))?
         };
-        let Some((disk, len)) = found else { return Ok(None) };
+        let Some((start, disk, len)) = found else { return Ok(None) };
         // Both ends in range: so is every block between them.
         self.check_block(disk)?;
         self.check_block(disk + (len - 1))?;
-        Ok(Some(Run { first: lblock, disk, len }))
+        Ok(Some(Run { first: lblock - (index - start) as u64, disk, len }))
     }
 
     /// The disk blocks of logical blocks `first..first + count` (`None` for holes) appended
@@ -404,5 +432,23 @@ impl Inner {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::run_around;
+
+    #[test]
+    fn runs_extend_both_ways_and_stop_at_gaps_and_holes() {
+        let pointers = [0u32, 1, 2, 3, 7, 8, 0, 9, 10, 11].map(u32::to_le_bytes);
+        let around = |i| run_around(&pointers, i);
+        assert_eq!(around(0), None, "a hole");
+        assert_eq!(around(2), Some((1, 1, 3)), "a hole before block 1 is not part of the run");
+        assert_eq!(around(3), Some((1, 1, 3)), "the same run from its last block");
+        assert_eq!(around(4), Some((4, 7, 2)), "a gap starts a new run");
+        assert_eq!(around(6), None);
+        assert_eq!(around(9), Some((7, 9, 3)), "the leaf's end ends it");
+        assert_eq!(around(10), None, "past the leaf");
     }
 }

@@ -172,7 +172,7 @@ impl Ext2Fs {
                 inodes: RefCell::new(HashMap::new()),
                 runs: RefCell::new(crate::bmap::Runs::default()),
                 inode_limit: inode_cache_entries(options.cache_bytes),
-                nodes: NodeCache::default(),
+                nodes: NodeCache::new(options.cache_bytes),
             }),
             live: SpinLock::new(HashMap::new()),
             marked: AtomicBool::new(false),

@@ -177,8 +177,14 @@ impl Node for Ext2Node {
 
     fn create(&self, name: &str, kind: NewNode<'_>, perm: u32, owner: Owner) -> Result<Arc<dyn Node>> {
         self.require(FileType::Directory, Errno::ENOTDIR)?;
-        let created = self.fs.create(&mut self.fs.state.lock(), self.ino, name, kind, perm, owner)?;
-        Ok(self.node(created))
+        let mut st = self.fs.state.lock();
+        let node = self.node(self.fs.create(&mut st, self.ino, name, kind, perm, owner)?);
+        // The name did not exist (create fails with EEXIST otherwise): no entry for it either.
+        let evicted = st.nodes.insert(self.ino, name, &node);
+        // As in `lookup`: evicted nodes are dropped after the lock.
+        drop(st);
+        drop(evicted);
+        Ok(node)
     }
 
     fn link(&self, name: &str, target: &dyn Node) -> Result<()> {

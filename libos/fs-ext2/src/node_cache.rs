@@ -17,8 +17,12 @@
 //! - No node is dropped while the volume lock is held (the last node of an orphan frees it,
 //!   which takes the lock): nodes leaving the cache are retired by hand under the lock, or
 //!   handed back to be dropped after it ([`Evicted`]).
-//! - At most [`NodeCache::CAPACITY`] entries; when full it starts over (cheap, and the hot
-//!   names are back after one lookup each).
+//! - Names come in by lookups and by creation (a file just made is most often used next, as
+//!   Linux's dentry cache keeps it).
+//! - At most [`NodeCache::capacity`] entries, sized with the buffer cache as the decoded
+//!   inodes are (one per 16 KiB of it, at least [`NodeCache::MIN_CAPACITY`]; an entry is about
+//!   300 bytes with its node: under 2% of the buffer cache's memory); when full it starts over
+//!   (cheap, and the hot names are back after one lookup each).
 //! - The cache holds nodes, which hold the volume: [`NodeCache::close`] (at the file
 //!   system's drop) empties it for good, so the volume is still unmounted when the last
 //!   outside reference goes.
@@ -40,10 +44,11 @@ struct Entry {
 }
 
 /// The nodes of recently looked-up names (see the module docs).
-#[derive(Default)]
 pub struct NodeCache {
     table: HashTable<Entry>,
     hasher: DefaultHashBuilder,
+    /// Entries kept at most.
+    capacity: usize,
     /// Set by [`NodeCache::close`]: nothing is cached any more.
     closed: bool,
 }
@@ -55,8 +60,20 @@ pub struct Evicted {
 }
 
 impl NodeCache {
+    /// The fewest entries a cache keeps.
+    pub const MIN_CAPACITY: usize = 1024;
+
+    /// An empty cache for a volume whose buffer cache holds `cache_bytes`.
+    pub fn new(cache_bytes: usize) -> NodeCache {
+        let capacity = (cache_bytes / (16 << 10)).max(Self::MIN_CAPACITY);
+        NodeCache { table: HashTable::new(), hasher: DefaultHashBuilder::default(), capacity, closed: false }
+    }
+
     /// Entries kept at most.
-    pub const CAPACITY: usize = 1024;
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
 
     fn hash(&self, dir: u32, name: &[u8]) -> u64 {
         self.hasher.hash_one((dir, name))
@@ -75,7 +92,7 @@ impl NodeCache {
         if self.closed || name == ".." {
             return None;
         }
-        let evicted = (self.table.len() >= Self::CAPACITY).then(|| Evicted { _nodes: core::mem::take(&mut self.table) });
+        let evicted = (self.table.len() >= self.capacity).then(|| Evicted { _nodes: core::mem::take(&mut self.table) });
         let name = name.as_bytes();
         let hash = self.hash(dir, name);
         let entry = Entry { dir, name: Box::from(name), node: node.clone() };

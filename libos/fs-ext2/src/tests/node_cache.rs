@@ -110,13 +110,15 @@ fn the_node_cache_is_bounded_and_lets_the_volume_go() {
     let fs = mount(&disk);
     let vfs = Vfs::new(fs.clone());
     vfs.mkdir("/d", 0o755).unwrap();
-    let names = NodeCache::CAPACITY + 100;
+    let capacity = fs.inner().state.lock().nodes.capacity();
+    assert_eq!(capacity, NodeCache::MIN_CAPACITY, "a small buffer cache gets the fewest entries");
+    let names = capacity + 100;
     for i in 0..names {
         drop(vfs.open(&format!("/d/{i}"), new_file(), 0o644).unwrap());
     }
     for i in 0..names {
         vfs.metadata(&format!("/d/{i}")).unwrap();
-        assert!(fs.inner().state.lock().nodes.len() <= NodeCache::CAPACITY);
+        assert!(fs.inner().state.lock().nodes.len() <= capacity);
     }
     for i in (0..names).step_by(3) {
         vfs.unlink(&format!("/d/{i}")).unwrap();
@@ -201,4 +203,48 @@ fn the_memo_of_the_last_read_follows_changes() {
     drop(vfs);
     drop(fs);
     assert_clean(&disk.image(), "reads between changes");
+}
+
+/// Creating a name caches its node (the next `stat` or `open` of a file just made is a hit),
+/// and a bigger buffer cache gets a bigger node cache.
+#[test]
+fn created_names_are_cached_and_the_cache_grows_with_the_buffer_cache() {
+    let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &[])));
+    let fs = mount(&disk);
+    let vfs = Vfs::new(fs.clone());
+    let cached = || fs.inner().state.lock().nodes.len();
+    let before = cached();
+    drop(vfs.open("/new", new_file(), 0o644).unwrap());
+    vfs.mkdir("/dir", 0o755).unwrap();
+    assert_eq!(cached(), before + 2, "both created names are cached");
+    vfs.unlink("/new").unwrap();
+    vfs.rmdir("/dir").unwrap();
+    assert_eq!(cached(), before, "and leave with their names");
+    assert_eq!(NodeCache::new(192 << 20).capacity(), 12288, "one entry per 16 KiB of buffer cache");
+}
+
+/// Random reads of a file laid out in one piece per leaf keep one run per leaf: a run is
+/// found both ways from the block read, so reads landing anywhere in a leaf find it again
+/// (runs made from each read's block onwards overlapped and missed each other).
+#[test]
+fn random_reads_of_a_contiguous_file_keep_one_run_per_leaf() {
+    let disk = Arc::new(MemDisk::from_image(mkfs("16M", 1024, &[])));
+    let fs = mount(&disk);
+    let vfs = Vfs::new(fs.clone());
+    let blocks = 4 * 256 + 12; // the direct blocks and four leaves of 256 pointers
+    write_file(&vfs, "/f", &vec![7u8; blocks * 1024]);
+    let file = vfs.open("/f", OpenFlags::RDONLY, 0).unwrap();
+    let ino = vfs.metadata("/f").unwrap().ino as u32;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut buf = [0u8; 1024];
+    for _ in 0..2000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let block = x % blocks as u64;
+        assert_eq!(file.read_at(block * 1024, &mut buf), Ok(1024));
+        assert!(buf.iter().all(|&b| b == 7));
+    }
+    let runs = fs.inner().state.lock().runs.borrow().count(ino);
+    assert!(runs <= 5, "{runs} runs for a file in 5 leaves");
 }
