@@ -113,12 +113,13 @@ impl Runs {
     }
 }
 
-/// The longest run of pointers around `pointers[index]` that are not holes and each one more
-/// than the one before: (the index of its first, that pointer, its length); `None` if
-/// `pointers[index]` is a hole.
-fn run_around(pointers: &[[u8; 4]], index: usize) -> Option<(usize, u32, u32)> {
-    let pointer = |i: usize| u32::from_le_bytes(pointers[i]);
-    if index >= pointers.len() || pointer(index) == 0 {
+/// The longest run of pointers around pointer `index` of `pointers` (little-endian 32-bit
+/// words, as on disk) that are not holes and each one more than the one before: (the index
+/// of its first, that pointer, its length); `None` if pointer `index` is a hole.
+fn run_around(pointers: &[u8], index: usize) -> Option<(usize, u32, u32)> {
+    let count = pointers.len() / 4;
+    let pointer = |i: usize| pointers.get(4 * i..4 * i + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_le_bytes);
+    if index >= count || pointer(index) == 0 {
         return None;
     }
     // Pointer `i` continues pointer `i - 1` (a hole is 0, and 0 + 1 is a block: check both).
@@ -131,7 +132,7 @@ fn run_around(pointers: &[[u8; 4]], index: usize) -> Option<(usize, u32, u32)> {
         start -= 1;
     }
     let mut end = index + 1;
-    while end < pointers.len() && follows(end) {
+    while end < count && follows(end) {
         end += 1;
     }
     Some((start, pointer(start), (end - start) as u32))
@@ -234,11 +235,14 @@ impl Inner {
         let path = self.path(lblock)?;
         let index = path.indices[path.depth] as usize;
         let found = if path.depth == 0 {
-            let direct: [[u8; 4]; IND_BLOCK] = core::array::from_fn(|i| inode.block[i].to_le_bytes());
+            let mut direct = [0u8; 4 * IND_BLOCK];
+            for (bytes, pointer) in direct.chunks_exact_mut(4).zip(&inode.block[..IND_BLOCK]) {
+                bytes.copy_from_slice(&pointer.to_le_bytes());
+            }
             run_around(&direct, index)
         } else {
             let Some(leaf) = self.leaf(inode, &path)? else { return Ok(None) };
-            self.cache.with_block(leaf, |data| run_around(data.as_chunks::<4>().0, index))?
+            self.cache.with_block(leaf, |data| run_around(data, index))?
         };
         let Some((start, disk, len)) = found else { return Ok(None) };
         // Both ends in range: so is every block between them.
@@ -441,7 +445,7 @@ mod run_tests {
 
     #[test]
     fn runs_extend_both_ways_and_stop_at_gaps_and_holes() {
-        let pointers = [0u32, 1, 2, 3, 7, 8, 0, 9, 10, 11].map(u32::to_le_bytes);
+        let pointers: Vec<u8> = [0u32, 1, 2, 3, 7, 8, 0, 9, 10, 11].iter().flat_map(|p| p.to_le_bytes()).collect();
         let around = |i| run_around(&pointers, i);
         assert_eq!(around(0), None, "a hole");
         assert_eq!(around(2), Some((1, 1, 3)), "a hole before block 1 is not part of the run");
