@@ -24,9 +24,10 @@ fn pattern(i: usize) -> u8 {
 }
 
 /// The kernel's string routines (aarch64: the platform's own `memcpy`/`memmove`/`memset`;
-/// x86_64: compiler_builtins'): every size up to 300 and some large ones, every alignment of
-/// source and destination within a word, overlaps in both directions; bytes around the
-/// target must stay untouched.
+/// x86_64: compiler_builtins', and the platform's own `memcmp`/`bcmp`): every size up to 300
+/// and some large ones, every alignment of source and destination within a word, overlaps in
+/// both directions; bytes around the target must stay untouched; compares find the first
+/// differing byte, unsigned.
 fn mem() -> Result<alloc::string::String, alloc::string::String> {
     use core::hint::black_box;
     const GUARD: u8 = 0xee;
@@ -61,6 +62,24 @@ fn mem() -> Result<alloc::string::String, alloc::string::String> {
             buf[dof..dof + n].fill(black_box(0x5c));
             if let Some(i) = buf.iter().enumerate().position(|(i, &b)| b != if (dof..dof + n).contains(&i) { 0x5c } else { GUARD }) {
                 return Err(alloc::format!("memset n={n} dst+{dof}: byte {i} is {:#x}", buf[i]));
+            }
+            // memcmp (`cmp`) and bcmp (`==`): equal, then differing at the first, a middle and
+            // the last byte, above and below (unsigned bytes)
+            let a = &src[so..so + n];
+            let mut b = alloc::vec![0u8; n + dof];
+            b[dof..].copy_from_slice(a);
+            let (a, b) = (black_box(a), &mut b[dof..]);
+            if a.cmp(b) != core::cmp::Ordering::Equal || a != &b[..] {
+                return Err(alloc::format!("memcmp n={n} a+{so} b+{dof}: equal bytes compare unequal"));
+            }
+            for at in [0, n / 2, n.wrapping_sub(1)].into_iter().filter(|&at| at < n) {
+                for (value, want) in [(a[at].wrapping_add(0x80), a[at].cmp(&a[at].wrapping_add(0x80))), (0, a[at].cmp(&0)), (0xff, a[at].cmp(&0xff))] {
+                    b[at] = value;
+                    if black_box(a).cmp(b) != want || (a == &b[..]) != (want == core::cmp::Ordering::Equal) {
+                        return Err(alloc::format!("memcmp n={n} a+{so} b+{dof}: byte {at} {:#x} vs {value:#x} not {want:?}", a[at]));
+                    }
+                    b[at] = a[at];
+                }
             }
             checked += 1;
         }

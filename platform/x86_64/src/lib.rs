@@ -66,6 +66,8 @@ mod interrupts;
 #[cfg(target_os = "none")]
 mod ioapic;
 #[cfg(target_os = "none")]
+mod mem;
+#[cfg(target_os = "none")]
 mod random;
 #[cfg(target_os = "none")]
 mod serial;
