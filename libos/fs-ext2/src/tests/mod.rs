@@ -147,6 +147,23 @@ fn read_file(vfs: &Vfs, path: &str) -> Vec<u8> {
     }
 }
 
+/// A 64 MiB volume (4 KiB blocks) holding `/big`, 4 MiB of `pattern(_, seed)`, mounted again
+/// with a 16 MiB cache (so nothing of the file is cached yet): the disk, the file's bytes, the
+/// volume and a namespace on it, for read-ahead tests.
+fn big_file_volume(seed: u32) -> (Arc<MemDisk>, Vec<u8>, Arc<Ext2Fs>, Vfs) {
+    let disk = Arc::new(MemDisk::from_image(mkfs("64M", 4096, &[])));
+    let data = pattern(4 << 20, seed);
+    {
+        let vfs = Vfs::new(mount(&disk));
+        write_file(&vfs, "/big", &data);
+    }
+    let mut options = options();
+    options.cache_bytes = 16 << 20;
+    let fs = Ext2Fs::mount(disk.clone(), options).unwrap();
+    let vfs = Vfs::new(fs.clone());
+    (disk, data, fs, vfs)
+}
+
 /// Deterministic bytes, different per `seed`.
 fn pattern(len: usize, seed: u32) -> Vec<u8> {
     let mut state = seed.wrapping_mul(2_654_435_761) | 1;

@@ -136,16 +136,7 @@ fn the_node_cache_is_bounded_and_lets_the_volume_go() {
 /// read-ahead, also with a random reader in between.
 #[test]
 fn readers_sharing_a_node_each_read_ahead() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("64M", 4096, &[])));
-    let data = pattern(4 << 20, 3);
-    {
-        let vfs = Vfs::new(mount(&disk));
-        write_file(&vfs, "/big", &data);
-    }
-    let mut options = options();
-    options.cache_bytes = 16 << 20;
-    let fs = Ext2Fs::mount(disk.clone(), options).unwrap();
-    let vfs = Vfs::new(fs.clone());
+    let (disk, data, fs, vfs) = big_file_volume(3);
     let files: Vec<_> = (0..2).map(|_| vfs.open("/big", OpenFlags::RDONLY, 0).unwrap()).collect();
     let random = vfs.open("/big", OpenFlags::RDONLY, 0).unwrap();
     let reads_before = disk.stats().reads;

@@ -244,16 +244,7 @@ fn hashed_directories_made_by_e2fsprogs_are_read_and_changed() {
 /// requests, not one per block), and random reads fetch only their own blocks.
 #[test]
 fn read_ahead_is_for_sequential_readers_only() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("64M", 4096, &[])));
-    let data = pattern(4 << 20, 7);
-    {
-        let vfs = Vfs::new(mount(&disk));
-        write_file(&vfs, "/big", &data);
-    }
-    let mut options = options();
-    options.cache_bytes = 16 << 20;
-    let fs = Ext2Fs::mount(disk.clone(), options).unwrap();
-    let vfs = Vfs::new(fs.clone());
+    let (disk, data, fs, vfs) = big_file_volume(7);
     let file = vfs.open("/big", OpenFlags::RDONLY, 0).unwrap();
     let mut page = vec![0u8; 4096];
     for offset in [1u64 << 20, 3 << 20, 2 << 20, 5 * 4096] {
