@@ -24,6 +24,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// Its first logical block.
+    pub fn first(&self) -> u64 {
+        self.first
+    }
+
     /// The disk block of logical block `lblock`, if the run holds it.
     pub fn block(&self, lblock: u64) -> Option<u32> {
         // No overflow: `disk + len` was range-checked as a block number when the run was made.

@@ -258,6 +258,12 @@ impl FileSystem for Ext2Fs {
         "ext2"
     }
 
+    /// The disk is the mount's alone, and its nodes report removals, renames and attribute
+    /// changes.
+    fn local_names(&self) -> bool {
+        true
+    }
+
     fn root(&self) -> Arc<dyn Node> {
         Arc::new(Ext2Node::new(self.inner.clone(), ROOT_INO, FileType::Directory))
     }

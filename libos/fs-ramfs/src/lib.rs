@@ -167,6 +167,11 @@ impl FileSystem for RamFs {
         "ramfs"
     }
 
+    /// Only its nodes change it, and they report removals, renames and attribute changes.
+    fn local_names(&self) -> bool {
+        true
+    }
+
     fn root(&self) -> Arc<dyn Node> {
         self.root.clone()
     }
@@ -620,6 +625,7 @@ impl Node for Inode {
             return Err(Errno::EISDIR);
         }
         self.with_dir(|dir, _| Ok(dir.remove(name)))?;
+        libos_vfs::names_changed();
         self.touch_changed();
         let now = self.shared.now();
         let mut data = node.data.lock();
@@ -642,17 +648,22 @@ impl Node for Inode {
             dir.subdirs = dir.subdirs.saturating_sub(1);
             Ok(())
         })?;
+        libos_vfs::names_changed();
         self.touch_changed();
         node.data.lock().nlink = 0;
         Ok(())
     }
 
     fn rename(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
-        self.move_entry(old_name, new_dir, new_name, true)
+        let moved = self.move_entry(old_name, new_dir, new_name, true);
+        libos_vfs::names_changed();
+        moved
     }
 
     fn rename_noreplace(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
-        self.move_entry(old_name, new_dir, new_name, false)
+        let moved = self.move_entry(old_name, new_dir, new_name, false);
+        libos_vfs::names_changed();
+        moved
     }
 
     fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {
@@ -681,6 +692,10 @@ impl Node for Inode {
         data.owner.gid = attr.gid.unwrap_or(data.owner.gid);
         attr.apply_times(now, &mut data.atime, &mut data.mtime);
         data.ctime = now;
+        if attr.perm.is_some() || attr.uid.is_some() || attr.gid.is_some() {
+            // Mode and owner decide who may search a directory.
+            libos_vfs::names_changed();
+        }
         Ok(())
     }
 

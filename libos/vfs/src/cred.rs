@@ -503,6 +503,9 @@ impl CredCell {
         let privileged = creds.cap_effective & BYPASS_CAPS == BYPASS_CAPS;
         *guard = alloc::sync::Arc::new(creds);
         self.privileged.store(privileged, core::sync::atomic::Ordering::Release);
+        drop(guard);
+        // Walks cached under the old credentials may pass directories the new ones cannot.
+        crate::names_changed();
         Ok(value)
     }
 

@@ -35,6 +35,9 @@ pub const COOKIE_AFTER_DOTDOT: u64 = u64::MAX - 1;
 /// directory: the [`DirEntry::next_cookie`] to continue from).
 pub struct OpenFile {
     node: Arc<dyn Node>,
+    /// Whether the node is a directory, asked once at open (a node's type never changes):
+    /// every read asks, and the node's answer is a dynamic call.
+    is_dir: bool,
     dev: u64,
     /// The [`OpenFlags`] bits: the access mode and creation flags fixed at `open`, and the
     /// status flags [`OpenFile::update_flags`] may change later (`fcntl(F_SETFL)`).
@@ -59,7 +62,8 @@ impl core::fmt::Debug for OpenFile {
 
 impl OpenFile {
     pub(crate) fn new(node: Arc<dyn Node>, dev: u64, flags: OpenFlags, parent_ino: u64, creds: Arc<CredCell>) -> OpenFile {
-        OpenFile { node, dev, flags: AtomicU32::new(flags.bits()), offset: SpinLock::new(0), parent_ino, creds, mount: None }
+        let is_dir = node.file_type().is_dir();
+        OpenFile { node, is_dir, dev, flags: AtomicU32::new(flags.bits()), offset: SpinLock::new(0), parent_ino, creds, mount: None }
     }
 
     /// A directory opened at `loc` (its mount kept for walks that start there).
@@ -73,7 +77,7 @@ impl OpenFile {
     /// directory outside any namespace).
     pub(crate) fn start(&self) -> Result<Loc> {
         match &self.mount {
-            Some(mount) if self.node.file_type().is_dir() => Ok(Loc { mount: mount.clone(), node: self.node.clone() }),
+            Some(mount) if self.is_dir => Ok(Loc { mount: mount.clone(), node: self.node.clone() }),
             _ => Err(Errno::ENOTDIR),
         }
     }
@@ -112,7 +116,7 @@ impl OpenFile {
     fn check_read(&self) -> Result<()> {
         if !self.flags().readable() {
             Err(Errno::EBADF)
-        } else if self.node.file_type().is_dir() {
+        } else if self.is_dir {
             Err(Errno::EISDIR)
         } else {
             Ok(())
@@ -188,7 +192,7 @@ impl OpenFile {
         let mut offset = self.offset.lock();
         // A directory's offset is a cookie, not a byte position: any saved one may come back.
         if let SeekFrom::Start(cookie) = pos
-            && self.node.file_type().is_dir()
+            && self.is_dir
         {
             *offset = cookie;
             return Ok(cookie);
@@ -294,7 +298,7 @@ impl OpenFile {
     /// seeking to an entry's [`DirEntry::next_cookie`] continues after it.
     pub fn read_dir_next(&self) -> Result<Option<DirEntry>> {
         self.usable()?;
-        if !self.node.file_type().is_dir() {
+        if !self.is_dir {
             return Err(Errno::ENOTDIR);
         }
         let mut offset = self.offset.lock();

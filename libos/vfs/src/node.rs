@@ -41,6 +41,16 @@ pub trait FileSystem: Send + Sync {
         false
     }
 
+    /// Whether names and attributes in this file system change only through its own nodes'
+    /// methods, each of which then calls [`crate::names_changed`] after removing or replacing
+    /// a name (`unlink`, `rmdir`, `rename`) or changing a node's attributes (`set_attr`). The
+    /// VFS then caches walks through it (see `Vfs`'s walk cache). Default: false, which is
+    /// the answer for a file system shared with someone else (virtio-fs: the host may rename
+    /// anything) or whose names come and go by themselves (`/proc`).
+    fn local_names(&self) -> bool {
+        false
+    }
+
     /// Whether the device nodes at this file system's root are the devices themselves
     /// (devfs). A device node anywhere else only names a device by type and number; opening
     /// it opens the device of that number here (or fails with `ENXIO`). Default: false.

@@ -53,6 +53,11 @@ impl<'a> Parsed<'a> {
         Components { rest: &self.body[..self.last_start] }
     }
 
+    /// The text of [`Parsed::dirs`]: the path up to its last component (`/a/b/` of `/a/b/c`).
+    pub fn dirs_text(&self) -> &'a str {
+        &self.body[..self.last_start]
+    }
+
     /// Every component, `.` and `..` included.
     #[cfg(test)]
     pub fn components(&self) -> Components<'a> {

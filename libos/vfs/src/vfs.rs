@@ -11,8 +11,13 @@
 mod at;
 mod checks;
 mod cwd;
+mod mounts;
+mod walk_cache;
 
 pub use at::PathAt;
+pub use mounts::MountInfo;
+use mounts::summary_bit;
+pub use walk_cache::names_changed;
 
 use crate::cred::{Access, Cap, CredCell, Credentials};
 use crate::file::OpenFile;
@@ -37,6 +42,8 @@ pub(crate) struct Mount {
     pub parent: Option<Loc>,
     /// The path it was mounted at, for listings.
     pub path: String,
+    /// [`FileSystem::local_names`] of `fs`: walks through it may be cached.
+    pub local_names: bool,
 }
 
 /// A position in the namespace: a node and the mount it was reached through.
@@ -66,31 +73,6 @@ struct MountTable {
     covers: HashMap<(u64, u64), Arc<Mount>>,
 }
 
-/// The bit of a `(mount id, inode)` key in [`Vfs::covered_summary`]: the top 6 bits of a
-/// multiplicative hash (Fibonacci hashing), so nearby inode numbers spread over all 64 bits.
-fn summary_bit(mount: u64, ino: u64) -> u64 {
-    let hash = (ino ^ mount.rotate_right(17)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    1 << (hash >> 58)
-}
-
-#[cfg(test)]
-#[test]
-fn summary_bits_spread_over_neighbouring_inodes() {
-    let bits: alloc::collections::BTreeSet<u64> = (1..=16).map(|ino| summary_bit(1, ino)).collect();
-    assert!(bits.len() >= 10, "16 neighbouring inodes share too few bits: {}", bits.len());
-}
-
-/// A mount, as [`Vfs::mounts`] lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MountInfo {
-    /// The mount's id (also [`Metadata::dev`] of its files).
-    pub id: u64,
-    /// The path it was mounted at.
-    pub path: String,
-    /// The file system's name.
-    pub fs_name: String,
-}
-
 /// A file-system namespace: a root file system, the file systems mounted on it, and a current
 /// directory.
 pub struct Vfs {
@@ -98,7 +80,7 @@ pub struct Vfs {
     /// The root of the namespace as a [`Loc`] (where absolute paths start).
     root_loc: Loc,
     mounts: SpinLock<MountTable>,
-    /// One bit per covered directory ([`summary_bit`]; set under the `mounts` lock, cleared by
+    /// One bit per covered directory ([`summary_bit`](mounts::summary_bit); set under the `mounts` lock, cleared by
     /// rebuilding it on unmount): a clear bit means "not covered" without taking the lock or
     /// hashing, which is the answer for nearly every directory a walk passes.
     covered_summary: AtomicU64,
@@ -109,6 +91,8 @@ pub struct Vfs {
     dir_rename: SpinLock<()>,
     /// Whose permissions every operation is checked with (shared with the open files).
     creds: Arc<CredCell>,
+    /// The last walk to a directory of an absolute path ([`walk_cache`]).
+    walk_cache: walk_cache::WalkCache,
 }
 
 impl Vfs {
@@ -119,6 +103,7 @@ impl Vfs {
             id: 1,
             root_ino: node.ino(),
             root: node.clone(),
+            local_names: root_fs.local_names(),
             fs: root_fs,
             parent: None,
             path: String::from("/"),
@@ -132,6 +117,7 @@ impl Vfs {
             cwd: SpinLock::new(cwd),
             dir_rename: SpinLock::new(()),
             creds: Arc::new(CredCell::new(Credentials::root())),
+            walk_cache: walk_cache::WalkCache::default(),
         }
     }
 
@@ -229,6 +215,27 @@ impl Vfs {
         Ok(cur)
     }
 
+    /// Walks the directories of `parsed` (all components but the last) from `base`: the walk
+    /// of an absolute path through the [`walk_cache`].
+    fn walk_dirs(&self, base: Loc, parsed: &Parsed<'_>, budget: &mut u32) -> Result<Loc> {
+        let dirs = parsed.dirs_text();
+        // `/x` has nothing to walk; a relative path starts somewhere the cache does not know.
+        if !parsed.absolute || dirs.len() <= 1 {
+            return self.walk(base, parsed.dirs(), budget);
+        }
+        // Read before the walk: a change racing with it leaves the entry stale and unused.
+        let generation = walk_cache::generation();
+        if let Some(loc) = self.walk_cache.get(dirs, generation) {
+            return Ok(loc);
+        }
+        let symlinks_left = *budget;
+        let loc = self.walk(base, parsed.dirs(), budget)?;
+        if *budget == symlinks_left {
+            self.walk_cache.put(dirs, generation, &loc);
+        }
+        Ok(loc)
+    }
+
     fn base(&self, start: &Loc, parsed: &Parsed<'_>) -> Loc {
         if parsed.absolute { self.root_loc() } else { start.clone() }
     }
@@ -239,7 +246,7 @@ impl Vfs {
         let Some(last) = parsed.last_name() else {
             return Ok(base);
         };
-        let parent = self.walk(base, parsed.dirs(), budget)?;
+        let parent = self.walk_dirs(base, &parsed, budget)?;
         let mut loc = self.step(&parent, last)?;
         if loc.is_symlink() && (follow_last || parsed.trailing_slash) {
             loc = self.follow(&parent, &loc, budget)?;
@@ -262,7 +269,7 @@ impl Vfs {
     fn resolve_parent_from<'p>(&self, start: &Loc, path: &'p str, budget: &mut u32) -> Result<(Loc, Last<'p>, bool)> {
         let parsed = path::parse(path)?;
         let base = self.base(start, &parsed);
-        let parent = self.walk(base, parsed.dirs(), budget)?;
+        let parent = self.walk_dirs(base, &parsed, budget)?;
         if !parent.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -276,61 +283,6 @@ impl Vfs {
             Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    // ---- mounts ----
-
-    /// Mounts `fs` on the directory `path` (on top of whatever is mounted there already).
-    pub fn mount(&self, path: &str, fs: Arc<dyn FileSystem>) -> Result<()> {
-        let loc = self.resolve(path.into(), true)?;
-        if !loc.is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        let root = fs.root();
-        if !root.file_type().is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        let mut mounts = self.mounts.lock();
-        let key = (loc.mount.id, loc.node.ino());
-        if mounts.covers.contains_key(&key) {
-            return Err(Errno::EBUSY);
-        }
-        let id = mounts.next_id;
-        mounts.next_id += 1;
-        let mount = Arc::new(Mount { id, root_ino: root.ino(), root, fs, parent: Some(loc), path: String::from(path) });
-        mounts.covers.insert(key, mount);
-        self.covered_summary.fetch_or(summary_bit(key.0, key.1), Ordering::Release);
-        Ok(())
-    }
-
-    /// Unmounts the file system whose root `path` names. `EINVAL` if `path` is not a mount's
-    /// root, `EBUSY` for the root file system or a mount with mounts inside it. Open files of
-    /// the unmounted file system keep working.
-    pub fn unmount(&self, path: &str) -> Result<()> {
-        let loc = self.resolve(path.into(), true)?;
-        if !loc.is_mount_root() {
-            return Err(Errno::EINVAL);
-        }
-        let Some(covered) = &loc.mount.parent else {
-            return Err(Errno::EBUSY);
-        };
-        let mut mounts = self.mounts.lock();
-        if mounts.covers.keys().any(|&(id, _)| id == loc.mount.id) {
-            return Err(Errno::EBUSY);
-        }
-        mounts.covers.remove(&(covered.mount.id, covered.node.ino()));
-        let summary = mounts.covers.keys().fold(0, |bits, &(id, ino)| bits | summary_bit(id, ino));
-        self.covered_summary.store(summary, Ordering::Release);
-        Ok(())
-    }
-
-    /// The mounts, root first, then in mount order.
-    pub fn mounts(&self) -> Vec<MountInfo> {
-        let info = |m: &Mount| MountInfo { id: m.id, path: m.path.clone(), fs_name: String::from(m.fs.name()) };
-        let mut list: Vec<MountInfo> = self.mounts.lock().covers.values().map(|m| info(m)).collect();
-        list.sort_by_key(|m| m.id);
-        list.insert(0, info(&self.root));
-        list
     }
 
     // ---- namespace operations ----

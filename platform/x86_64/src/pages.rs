@@ -193,16 +193,15 @@ pub(crate) fn tables_changed() {
 /// a device window: those are mapped uncached) and, for a write, writable; else `EFAULT`.
 /// Guard pages and holes are non-present, so they fail too.
 pub fn check_user_access(start: u64, end: u64, access: Access) -> Result<()> {
-    libos_core::hal::check_each_page(start, end, 1 << 47, |at| {
-        let write = access == Access::Write;
-        let generation = GENERATION.load(Ordering::Acquire);
-        // Bound first: the lock guard must be gone before the miss path takes it again.
-        let known = VERIFIED.lock().lookup(at, write, generation);
-        match known {
-            Some(end) => Ok(end),
-            None => walk_and_remember(at, access, generation),
-        }
-    })
+    const LIMIT: u64 = 1 << 47;
+    if end > LIMIT {
+        return Err(Errno::EFAULT);
+    }
+    let generation = GENERATION.load(Ordering::Acquire);
+    // What the remembered pages vouch for, in one lock round (the guard is gone before the
+    // miss path takes the lock again); the rest page by page.
+    let unknown = VERIFIED.lock().covered(start, end, access == Access::Write, generation);
+    libos_core::hal::check_each_page(unknown, end, LIMIT, |at| walk_and_remember(at, access, generation))
 }
 
 /// [`check_user_access`] for a page [`VERIFIED`] does not know: the table walk, remembered

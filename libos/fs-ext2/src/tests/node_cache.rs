@@ -196,6 +196,50 @@ fn the_memo_of_the_last_read_follows_changes() {
     assert_clean(&disk.image(), "reads between changes");
 }
 
+/// The memo keeps the runs of every leaf its reads visited, and they follow changes too:
+/// reads that move between leaves come back right, also after the file lost its last leaves
+/// to a truncation and another file took their blocks.
+#[test]
+fn the_memo_of_several_leaves_follows_changes() {
+    let disk = Arc::new(MemDisk::from_image(mkfs("16M", 1024, &[])));
+    let fs = mount(&disk);
+    let vfs = Vfs::new(fs.clone());
+    let blocks = 4 * 256 + 12; // the direct blocks and four leaves of 256 pointers
+    let content = |block: usize| [(block % 251) as u8; 1024];
+    let data: Vec<u8> = (0..blocks).flat_map(content).collect();
+    write_file(&vfs, "/f", &data);
+    let reader = vfs.open("/f", OpenFlags::RDONLY, 0).unwrap();
+    let writer = vfs.open("/f", OpenFlags::WRONLY, 0).unwrap();
+    let mut buf = [0u8; 1024];
+    let mut read = |block: usize| {
+        let n = reader.read_at((block * 1024) as u64, &mut buf).unwrap();
+        buf[..n].to_vec()
+    };
+    // One block in each leaf, back and forth, twice: the second round is all memo hits.
+    let visits = [20, 300, 20, 600, 5, 900, 299, 601, 1000, 12, 267];
+    for _ in 0..2 {
+        for &block in &visits {
+            assert_eq!(read(block), content(block), "block {block}");
+        }
+    }
+    // The last two leaves go, and their blocks go to another file.
+    writer.set_len(524 * 1024).unwrap();
+    write_file(&vfs, "/g", &vec![b'g'; 512 * 1024]);
+    for &block in &visits {
+        let expected = if block < 524 { content(block).to_vec() } else { Vec::new() };
+        assert_eq!(read(block), expected, "block {block} after the truncation");
+    }
+    // Written again: a hole up to the new block.
+    writer.write_at(900 * 1024, &[b'n'; 1024]).unwrap();
+    assert_eq!(read(900), [b'n'; 1024]);
+    assert_eq!(read(600), [0u8; 1024], "a hole");
+    assert_eq!(read(300), content(300));
+    drop((reader, writer));
+    drop(vfs);
+    drop(fs);
+    assert_clean(&disk.image(), "reads across leaves between changes");
+}
+
 /// Creating a name caches its node (the next `stat` or `open` of a file just made is a hit),
 /// and a bigger buffer cache gets a bigger node cache.
 #[test]

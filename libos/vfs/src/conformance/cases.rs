@@ -76,6 +76,7 @@ macro_rules! eq {
 mod posix;
 mod readdir;
 mod robustness;
+mod walks;
 
 const RW: OpenFlags = OpenFlags::RDWR;
 const NEW: OpenFlags = OpenFlags::CREAT.union(OpenFlags::RDWR);
@@ -157,6 +158,8 @@ pub(super) const ALL: &[Case] = &[
     Case { name: "walks_from_open_directories", run: posix::walks_from_open_directories },
     Case { name: "rename_noreplace", run: posix::rename_noreplace },
     Case { name: "path_handles", run: posix::path_handles },
+    Case { name: "cached_walks_follow_name_changes", run: walks::cached_walks_follow_name_changes },
+    Case { name: "cached_walks_follow_permission_changes", run: walks::cached_walks_follow_permission_changes },
     Case { name: "model", run: model },
 ];
 

@@ -103,6 +103,8 @@ impl Vfs {
             cwd: SpinLock::new(self.cwd()),
             dir_rename: SpinLock::new(()),
             creds: self.creds.clone(),
+            // Its own: its walks are checked with other credentials.
+            walk_cache: super::walk_cache::WalkCache::default(),
         }
     }
 
