@@ -197,9 +197,7 @@ impl Node for Ext2Node {
         self.require(FileType::Directory, Errno::ENOTDIR)?;
         let mut st = self.fs.state.lock();
         self.fs.uncache(&mut st, self.ino, name);
-        let removed = self.fs.unlink(&mut st, self.ino, name);
-        libos_vfs::names_changed();
-        removed
+        self.fs.unlink(&mut st, self.ino, name)
     }
 
     fn rmdir(&self, name: &str) -> Result<()> {
@@ -257,7 +255,7 @@ impl Node for Ext2Node {
         attr.apply_times(now, &mut inode.atime, &mut inode.mtime);
         inode.ctime = now;
         let written = self.fs.write_inode(&st, self.ino, &inode);
-        if attr.perm.is_some() || attr.uid.is_some() || attr.gid.is_some() {
+        if self.file_type.is_dir() && (attr.perm.is_some() || attr.uid.is_some() || attr.gid.is_some()) {
             // Mode and owner decide who may search a directory.
             libos_vfs::names_changed();
         }

@@ -625,7 +625,6 @@ impl Node for Inode {
             return Err(Errno::EISDIR);
         }
         self.with_dir(|dir, _| Ok(dir.remove(name)))?;
-        libos_vfs::names_changed();
         self.touch_changed();
         let now = self.shared.now();
         let mut data = node.data.lock();
@@ -692,7 +691,7 @@ impl Node for Inode {
         data.owner.gid = attr.gid.unwrap_or(data.owner.gid);
         attr.apply_times(now, &mut data.atime, &mut data.mtime);
         data.ctime = now;
-        if attr.perm.is_some() || attr.uid.is_some() || attr.gid.is_some() {
+        if self.file_type.is_dir() && (attr.perm.is_some() || attr.uid.is_some() || attr.gid.is_some()) {
             // Mode and owner decide who may search a directory.
             libos_vfs::names_changed();
         }

@@ -119,9 +119,9 @@
 //!
 //! A file system whose names change only through its own nodes (nobody else writes its
 //! storage) may say so with [`FileSystem::local_names`] and then calls [`names_changed`]
-//! after every `unlink`, `rmdir`, `rename` and mode or owner change: the VFS then remembers
-//! where the directory part of the last absolute path led (the walk cache, about 440 guest
-//! instructions of a 2-component `stat` on ext2), as ramfs and ext2 do. A shared or synthetic
+//! after every `rmdir`, `rename` and change of a directory's mode or owner: the VFS then
+//! remembers where the directory part of the last absolute path led (the walk cache, about
+//! 440 guest instructions of a 2-component `stat` on ext2), as ramfs and ext2 do. A shared or synthetic
 //! file system keeps the default (no caching).
 //!
 //! To check a file system, run the conformance suite on it (see [`conformance`]): implement

@@ -42,9 +42,10 @@ pub trait FileSystem: Send + Sync {
     }
 
     /// Whether names and attributes in this file system change only through its own nodes'
-    /// methods, each of which then calls [`crate::names_changed`] after removing or replacing
-    /// a name (`unlink`, `rmdir`, `rename`) or changing a node's attributes (`set_attr`). The
-    /// VFS then caches walks through it (see `Vfs`'s walk cache). Default: false, which is
+    /// methods, which then call [`crate::names_changed`] after removing a directory (`rmdir`),
+    /// after every `rename` and `rename_noreplace`, and after changing a directory's mode or
+    /// owner (`set_attr`). The VFS then caches walks to directories through it (see `Vfs`'s
+    /// walk cache). Default: false, which is
     /// the answer for a file system shared with someone else (virtio-fs: the host may rename
     /// anything) or whose names come and go by themselves (`/proc`).
     fn local_names(&self) -> bool {

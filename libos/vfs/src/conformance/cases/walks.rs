@@ -67,6 +67,16 @@ pub(super) fn cached_walks_follow_name_changes(f: &dyn FileSystemFactory) -> Out
     ok!(vfs.rename("/y", "/x"));
     eq!(ok!(read_file(&vfs, "/x/g")), b"g".to_vec());
 
+    // A walk that ended at a file (`ENOTDIR` for what follows) is not remembered: removing a
+    // file does not count as a change, and its name may become a directory.
+    ok!(write_file(&vfs, "/n", b"file"));
+    err!(vfs.metadata("/n/x"), ENOTDIR);
+    err!(vfs.metadata("/n/x"), ENOTDIR);
+    ok!(vfs.unlink("/n"));
+    ok!(vfs.mkdir("/n", 0o755));
+    ok!(write_file(&vfs, "/n/x", b"x"));
+    eq!(ok!(vfs.metadata("/n/x")).size, 1);
+
     // A mount on a directory of the path, and its unmount.
     ok!(vfs.mkdir("/m", 0o755));
     ok!(write_file(&vfs, "/m/under", b"u"));
