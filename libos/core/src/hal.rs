@@ -425,7 +425,7 @@ mod tests {
 
     #[test]
     fn check_each_page_asks_once_per_page_and_stops_at_the_first_refusal() {
-        let mut asked = alloc::vec::Vec::new();
+        let mut asked = Vec::new();
         let pages = |at: u64| (at & !0xfff) + 0x1000;
         assert_eq!(check_each_page(0x1800, 0x3001, 1 << 47, |at| { asked.push(at); Ok(pages(at)) }), Ok(()));
         assert_eq!(asked, [0x1800, 0x2000, 0x3000]);
