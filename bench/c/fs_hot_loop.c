@@ -24,6 +24,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 int main(int argc, char **argv) {
+    if (argc != 4) {
+        fprintf(stderr, "usage: fs_hot_loop stat|read|sread|rread|rread64|create|unlink N DIR\n");
+        return 2;
+    }
     const char *mode = argv[1];
     long reps = strtol(argv[2], NULL, 10);
     const char *dir = argv[3];
@@ -52,13 +56,15 @@ int main(int argc, char **argv) {
         snprintf(name, sizeof name, "%s/file-%d", dir, 42);
         for (long r = 0; r < reps; r++)
             if (stat(name, &st)) { perror("stat"); return 1; }
-    } else {
+    } else if (!strcmp(mode, "read") || !strcmp(mode, "sread") || !strcmp(mode, "rread") || !strcmp(mode, "rread64")) {
         snprintf(name, sizeof name, "%s/data", dir);
         int fd = open(name, O_RDWR | O_CREAT, 0666);
+        if (fd < 0) { perror(name); return 1; }
         memset(buf, 7, sizeof buf);
         int big = !strcmp(mode, "rread64");
         int pages = big ? 16384 : 1024;
-        for (int i = 0; i < pages / 16; i++) write(fd, buf, sizeof buf);
+        for (int i = 0; i < pages / 16; i++)
+            if (write(fd, buf, sizeof buf) != sizeof buf) { perror("write"); return 1; }
         unsigned long long x = 0x9e3779b97f4a7c15ull;
         int rnd = !strcmp(mode, "rread") || big;
         if (!strcmp(mode, "sread")) {
@@ -74,6 +80,9 @@ int main(int argc, char **argv) {
             off_t at = rnd ? (off_t)(x % pages) * 4096 : (r % 1024) * 4096;
             if (pread(fd, buf, 4096, at) != 4096) { perror("pread"); return 1; }
         }
+    } else {
+        fprintf(stderr, "fs_hot_loop: unknown mode %s\n", mode);
+        return 2;
     }
     printf("done %s %ld\n", mode, reps);
     return 0;
