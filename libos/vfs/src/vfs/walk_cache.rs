@@ -21,8 +21,9 @@
 //! directory's mode or owner (they decide who may search it); the VFS counts mounts, unmounts
 //! and changes of credentials. Creating a name does not count (it cannot change where a walk
 //! that succeeded ends), nor does removing a file (a cached walk passed directories only, and
-//! a name that was a file cannot have been one of them). A walker reads the count before it walks, so a change that races
-//! with the walk leaves the entry stored under the old count, never used.
+//! a name that was a file cannot have been one of them). A walker reads the count before it
+//! walks, so a change that races with the walk leaves the entry stored under the old count,
+//! never used.
 //!
 //! The entry holds its directory weakly: a directory removed meanwhile is freed at once (ext2
 //! frees an unlinked directory's inode when its last reference goes), and an unmounted file
@@ -94,7 +95,7 @@ impl WalkCache {
             // otherwise allocate on every new one.
             Some(entry) => {
                 entry.generation = generation;
-                // The same directory again after a change (an `unlink` loop): no copy.
+                // The same directory again after a change (a loop of renames in it): no copy.
                 if entry.dirs != dirs {
                     entry.dirs.clear();
                     entry.dirs.push_str(dirs);
