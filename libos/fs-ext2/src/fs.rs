@@ -258,8 +258,7 @@ impl FileSystem for Ext2Fs {
         "ext2"
     }
 
-    /// The disk is the mount's alone, and its nodes report removals, renames and attribute
-    /// changes.
+    /// The disk is the mount's alone.
     fn local_names(&self) -> bool {
         true
     }

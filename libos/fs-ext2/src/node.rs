@@ -204,21 +204,15 @@ impl Node for Ext2Node {
         self.require(FileType::Directory, Errno::ENOTDIR)?;
         let mut st = self.fs.state.lock();
         self.fs.uncache(&mut st, self.ino, name);
-        let removed = self.fs.rmdir(&mut st, self.ino, name);
-        libos_vfs::names_changed();
-        removed
+        self.fs.rmdir(&mut st, self.ino, name)
     }
 
     fn rename(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
-        let moved = self.move_entry(old_name, new_dir, new_name, true);
-        libos_vfs::names_changed();
-        moved
+        self.move_entry(old_name, new_dir, new_name, true)
     }
 
     fn rename_noreplace(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
-        let moved = self.move_entry(old_name, new_dir, new_name, false);
-        libos_vfs::names_changed();
-        moved
+        self.move_entry(old_name, new_dir, new_name, false)
     }
 
     fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {
@@ -254,11 +248,6 @@ impl Node for Ext2Node {
         inode.gid = attr.gid.unwrap_or(inode.gid);
         attr.apply_times(now, &mut inode.atime, &mut inode.mtime);
         inode.ctime = now;
-        let written = self.fs.write_inode(&st, self.ino, &inode);
-        if self.file_type.is_dir() && (attr.perm.is_some() || attr.uid.is_some() || attr.gid.is_some()) {
-            // Mode and owner decide who may search a directory.
-            libos_vfs::names_changed();
-        }
-        written
+        self.fs.write_inode(&st, self.ino, &inode)
     }
 }

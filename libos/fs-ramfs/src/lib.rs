@@ -167,7 +167,7 @@ impl FileSystem for RamFs {
         "ramfs"
     }
 
-    /// Only its nodes change it, and they report removals, renames and attribute changes.
+    /// Memory nobody else sees.
     fn local_names(&self) -> bool {
         true
     }
@@ -647,22 +647,17 @@ impl Node for Inode {
             dir.subdirs = dir.subdirs.saturating_sub(1);
             Ok(())
         })?;
-        libos_vfs::names_changed();
         self.touch_changed();
         node.data.lock().nlink = 0;
         Ok(())
     }
 
     fn rename(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
-        let moved = self.move_entry(old_name, new_dir, new_name, true);
-        libos_vfs::names_changed();
-        moved
+        self.move_entry(old_name, new_dir, new_name, true)
     }
 
     fn rename_noreplace(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
-        let moved = self.move_entry(old_name, new_dir, new_name, false);
-        libos_vfs::names_changed();
-        moved
+        self.move_entry(old_name, new_dir, new_name, false)
     }
 
     fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {
@@ -691,10 +686,6 @@ impl Node for Inode {
         data.owner.gid = attr.gid.unwrap_or(data.owner.gid);
         attr.apply_times(now, &mut data.atime, &mut data.mtime);
         data.ctime = now;
-        if self.file_type.is_dir() && (attr.perm.is_some() || attr.uid.is_some() || attr.gid.is_some()) {
-            // Mode and owner decide who may search a directory.
-            libos_vfs::names_changed();
-        }
         Ok(())
     }
 

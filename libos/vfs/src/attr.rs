@@ -6,6 +6,7 @@
 use crate::cred::{Access, Cap, CredCell, S_ISGID, S_ISUID};
 use crate::node::Node;
 use crate::types::{FileType, SetAttr, TimeUpdate};
+use crate::vfs::names_changed;
 use libos_core::{Errno, Result};
 
 /// Group execute.
@@ -15,14 +16,16 @@ const S_IXGRP: u32 = 0o010;
 /// caller is outside the file's group without `CAP_FSETID`.
 pub(crate) fn chmod(creds: &CredCell, node: &dyn Node, perm: u32) -> Result<()> {
     let perm = perm & 0o7777;
-    if creds.privileged() {
-        return node.set_attr(&SetAttr::perm(perm));
-    }
-    let (creds, meta) = (creds.get(), node.metadata()?);
-    if !creds.owns_or_capable(meta.uid) {
-        return Err(Errno::EPERM);
-    }
-    node.set_attr(&SetAttr::perm(creds.chmod_bits(meta.gid, perm)))
+    let perm = if creds.privileged() {
+        perm
+    } else {
+        let (creds, meta) = (creds.get(), node.metadata()?);
+        if !creds.owns_or_capable(meta.uid) {
+            return Err(Errno::EPERM);
+        }
+        creds.chmod_bits(meta.gid, perm)
+    };
+    set_access_attr(node, &SetAttr::perm(perm))
 }
 
 /// `chown` (`None`: keep that id). Changing the owner needs `CAP_CHOWN` (the owner may "change"
@@ -54,7 +57,17 @@ pub(crate) fn chown(creds: &CredCell, node: &dyn Node, uid: Option<u32>, gid: Op
             attr.perm = Some(perm);
         }
     }
-    node.set_attr(&attr)
+    set_access_attr(node, &attr)
+}
+
+/// Sets a mode or owner: for a directory, that decides who may search it, so walks cached
+/// through it are forgotten ([`names_changed`], counted even after an error).
+fn set_access_attr(node: &dyn Node, attr: &SetAttr) -> Result<()> {
+    let set = node.set_attr(attr);
+    if node.file_type().is_dir() {
+        names_changed();
+    }
+    set
 }
 
 /// `utimensat`: setting both times to now needs ownership, write permission or

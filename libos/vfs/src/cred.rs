@@ -505,7 +505,7 @@ impl CredCell {
         self.privileged.store(privileged, core::sync::atomic::Ordering::Release);
         drop(guard);
         // Walks cached under the old credentials may pass directories the new ones cannot.
-        crate::names_changed();
+        crate::vfs::names_changed();
         Ok(value)
     }
 

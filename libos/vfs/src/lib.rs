@@ -117,11 +117,10 @@
 //! 300 lines, shown in full at the end of this page; `libos-fs-ramfs` is the same design made
 //! efficient (sparse pages, hashed directories).
 //!
-//! A file system whose names change only through its own nodes (nobody else writes its
-//! storage) may say so with [`FileSystem::local_names`] and then calls [`names_changed`]
-//! after every `rmdir`, `rename` and change of a directory's mode or owner: the VFS then
-//! remembers where the directory part of the last absolute path led (the walk cache, about
-//! 440 guest instructions of a 2-component `stat` on ext2), as ramfs and ext2 do. A shared or synthetic
+//! A file system whose names change only through the VFS (nobody else writes its storage)
+//! may say so with [`FileSystem::local_names`]: the VFS then remembers where the directory
+//! part of the last absolute path led (the walk cache, about 440 guest instructions of a
+//! 2-component `stat` on ext2), as for ramfs and ext2. A shared or synthetic
 //! file system keeps the default (no caching).
 //!
 //! To check a file system, run the conformance suite on it (see [`conformance`]): implement
@@ -159,4 +158,4 @@ pub use types::{
     Clock, DirEntry, FileType, MAX_SYMLINKS, dev_major, dev_minor, makedev, Metadata, MonotonicClock, NAME_MAX, OpenFlags, Owner, PATH_MAX,
     PlatformClock, SeekFrom, SetAttr, StatFs, TickClock, TimeUpdate, Timestamp,
 };
-pub use vfs::{MountInfo, PathAt, Vfs, names_changed};
+pub use vfs::{MountInfo, PathAt, Vfs};

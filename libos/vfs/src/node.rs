@@ -41,11 +41,10 @@ pub trait FileSystem: Send + Sync {
         false
     }
 
-    /// Whether names and attributes in this file system change only through its own nodes'
-    /// methods, which then call [`crate::names_changed`] after removing a directory (`rmdir`),
-    /// after every `rename` and `rename_noreplace`, and after changing a directory's mode or
-    /// owner (`set_attr`). The VFS then caches walks to directories through it (see `Vfs`'s
-    /// walk cache). Default: false, which is
+    /// Whether names and attributes in this file system change only through the VFS's calls
+    /// of its nodes (nobody else writes its storage, and nobody calls its nodes' `rmdir`,
+    /// `rename` or `set_attr` directly): the VFS then caches walks to directories through it
+    /// (see `Vfs`'s walk cache), and forgets them at every change it makes. Default: false, which is
     /// the answer for a file system shared with someone else (virtio-fs: the host may rename
     /// anything) or whose names come and go by themselves (`/proc`).
     fn local_names(&self) -> bool {

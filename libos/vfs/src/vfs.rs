@@ -17,7 +17,7 @@ mod walk_cache;
 pub use at::PathAt;
 pub use mounts::MountInfo;
 use mounts::summary_bit;
-pub use walk_cache::names_changed;
+pub(crate) use walk_cache::names_changed;
 
 use crate::cred::{Access, Cap, CredCell, Credentials};
 use crate::file::OpenFile;
@@ -534,7 +534,10 @@ impl Vfs {
         if mount_id != parent.mount.id {
             return Err(Errno::EBUSY);
         }
-        parent.node.rmdir(name)
+        let removed = parent.node.rmdir(name);
+        // Counted even after an error: a file system may have changed something first.
+        names_changed();
+        removed
     }
 
     /// Renames `old` to `new`, replacing `new` if it exists (a file by a file, an empty
@@ -616,11 +619,14 @@ impl Vfs {
                 cur = up;
             }
         }
-        if replace {
+        let moved = if replace {
             old_parent.node.rename(old_name, &*new_parent.node, new_name)
         } else {
             old_parent.node.rename_noreplace(old_name, &*new_parent.node, new_name)
-        }
+        };
+        // Counted even after an error: a file system may have changed something first.
+        names_changed();
+        moved
     }
 
     /// `stat`, following a symlink at the end.

@@ -8,22 +8,21 @@
 //!
 //! Like Linux's dcache, the cache trusts only what cannot change behind the VFS's back. An
 //! entry is kept only for a walk that
-//! - passed only mounts of file systems that say their names change only through their own
-//!   nodes ([`FileSystem::local_names`]: ramfs, ext2; not virtio-fs, whose host may rename
+//! - passed only mounts of file systems whose names and attributes change only through the
+//!   VFS ([`FileSystem::local_names`]: ramfs, ext2; not virtio-fs, whose host may rename
 //!   anything, nor the synthetic `/proc` and `/dev`),
 //! - followed no symlink and had no `..` (so the mounts it passed are exactly the chain from
 //!   where it ended up to the root),
 //! - ended at a directory (so it passed directories only),
 //!
 //! and it is valid while a count of changes to names ([`names_changed`]) is unchanged. The
-//! count moves after every change that could make such a walk end elsewhere or be refused:
-//! those file systems count every removal of a directory, every rename and every change of a
-//! directory's mode or owner (they decide who may search it); the VFS counts mounts, unmounts
-//! and changes of credentials. Creating a name does not count (it cannot change where a walk
-//! that succeeded ends), nor does removing a file (a cached walk passed directories only, and
-//! a name that was a file cannot have been one of them). A walker reads the count before it
-//! walks, so a change that races with the walk leaves the entry stored under the old count,
-//! never used.
+//! VFS counts, where it calls the file systems, every change that could make such a walk end
+//! elsewhere or be refused: removing a directory, every rename, a directory's new mode or
+//! owner (they decide who may search it), mounts, unmounts and new credentials. Creating a
+//! name does not count (it cannot change where a walk that succeeded ends), nor does removing
+//! a file (a cached walk passed directories only, and a name that was a file cannot have been
+//! one of them). A walker reads the count before it walks, so a change that races with the
+//! walk leaves the entry stored under the old count, never used.
 //!
 //! The entry holds its directory weakly: a directory removed meanwhile is freed at once (ext2
 //! frees an unlinked directory's inode when its last reference goes), and an unmounted file
@@ -39,14 +38,12 @@ use alloc::sync::{Arc, Weak};
 use core::sync::atomic::{AtomicU64, Ordering};
 use libos_core::sync::SpinLock;
 
-/// Changes to names and permissions so far, in every file system that keeps the promise of
-/// [`crate::FileSystem::local_names`] and in every namespace (see the module docs).
+/// Changes to names and permissions so far, in every namespace (see the module docs).
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
-/// Tells the VFS that a directory was removed, a name renamed, or a directory's mode or owner
-/// changed, in a file system whose [`crate::FileSystem::local_names`] is true; call it after
-/// the change is done. Every [`crate::Vfs`]'s walk cache forgets what it knew.
-pub fn names_changed() {
+/// Counts a change that may make a cached walk end elsewhere or be refused (see the module
+/// docs); called after the change. Every [`crate::Vfs`]'s walk cache forgets what it knew.
+pub(crate) fn names_changed() {
     GENERATION.fetch_add(1, Ordering::Release);
 }
 
@@ -114,16 +111,9 @@ impl WalkCache {
 }
 
 /// Whether a walk of `dirs` from the root that followed no symlink and ended at `loc` may be
-/// trusted while nothing counts in [`names_changed`] (see the module docs).
+/// trusted while nothing counts in [`names_changed`] (see the module docs). Cheapest test
+/// first: a walk through a share fails it at the first field.
 fn trustworthy(dirs: &str, loc: &Loc) -> bool {
-    // Any `..` at all, even inside a name (`a..b`): a byte scan, as `split` costs about 35
-    // instructions per component (measured), and such names are rare enough to go uncached.
-    if dirs.as_bytes().windows(2).any(|pair| pair == b"..") {
-        return false;
-    }
-    if !loc.is_dir() {
-        return false;
-    }
     let mut mount = &loc.mount;
     loop {
         if !mount.local_names {
@@ -131,7 +121,10 @@ fn trustworthy(dirs: &str, loc: &Loc) -> bool {
         }
         match &mount.parent {
             Some(covered) => mount = &covered.mount,
-            None => return true,
+            None => break,
         }
     }
+    // Any `..` at all, even inside a name (`a..b`): a byte scan, as `split` costs about 35
+    // instructions per component (measured), and such names are rare enough to go uncached.
+    !dirs.as_bytes().windows(2).any(|pair| pair == b"..") && loc.is_dir()
 }
