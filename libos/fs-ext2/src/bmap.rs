@@ -24,11 +24,6 @@ pub struct Run {
 }
 
 impl Run {
-    /// Its first logical block.
-    pub fn first(&self) -> u64 {
-        self.first
-    }
-
     /// The disk block of logical block `lblock`, if the run holds it.
     pub fn block(&self, lblock: u64) -> Option<u32> {
         // No overflow: `disk + len` was range-checked as a block number when the run was made.
@@ -54,8 +49,55 @@ impl Run {
 /// changed.
 #[derive(Default)]
 pub struct Runs {
-    by_inode: HashMap<u32, Vec<Run>>,
+    by_inode: HashMap<u32, RunList>,
     generation: u64,
+}
+
+/// One file's runs, sorted by first logical block: the per-inode lists of [`Runs`] and a
+/// node's memo (`read`). Runs of one leaf never overlap; a run found after a hole was filled
+/// may overlap an older one, and both are true: a look-up that picks the one not holding the
+/// block just misses.
+#[derive(Default)]
+pub struct RunList {
+    runs: Vec<Run>,
+}
+
+impl RunList {
+    /// The run holding logical block `lblock` and its index, looking at index `hint` first
+    /// (the run a sequential reader used last).
+    pub fn find(&self, lblock: u64, hint: usize) -> Option<(usize, Run)> {
+        if let Some(&run) = self.runs.get(hint).filter(|run| run.block(lblock).is_some()) {
+            return Some((hint, run));
+        }
+        let at = self.runs.partition_point(|r| r.first <= lblock).checked_sub(1)?;
+        let run = self.runs[at];
+        run.block(lblock).map(|_| (at, run))
+    }
+
+    /// Adds `run` (in place of one starting at the same block), after forgetting all when
+    /// `max` runs are kept already; returns its index.
+    pub fn insert(&mut self, run: Run, max: usize) -> usize {
+        if self.runs.len() >= max {
+            self.runs.clear();
+        }
+        let at = self.runs.partition_point(|r| r.first < run.first);
+        match self.runs.get_mut(at) {
+            Some(same) if same.first == run.first => *same = run,
+            _ => self.runs.insert(at, run),
+        }
+        at
+    }
+
+    /// Forgets every run.
+    pub fn clear(&mut self) {
+        self.runs.clear();
+    }
+
+    /// How many runs it holds.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.runs.len()
+    }
 }
 
 impl Runs {
@@ -67,16 +109,13 @@ impl Runs {
 
     /// The run of inode `ino` that holds logical block `lblock`, if one is remembered.
     fn find(&self, ino: u32, lblock: u64) -> Option<Run> {
-        let runs = self.by_inode.get(&ino)?;
-        let at = runs.partition_point(|r| r.first <= lblock).checked_sub(1)?;
-        let run = runs[at];
-        run.block(lblock).map(|_| run)
+        self.by_inode.get(&ino)?.find(lblock, usize::MAX).map(|(_, run)| run)
     }
 
     /// The runs remembered for inode `ino`.
     #[cfg(test)]
     pub fn count(&self, ino: u32) -> usize {
-        self.by_inode.get(&ino).map_or(0, Vec::len)
+        self.by_inode.get(&ino).map_or(0, RunList::len)
     }
 
     /// Counts every forgetting (see [`Runs`]).
@@ -88,16 +127,7 @@ impl Runs {
         if self.by_inode.len() >= Self::MAX_FILES && !self.by_inode.contains_key(&ino) {
             self.by_inode.clear();
         }
-        let runs = self.by_inode.entry(ino).or_default();
-        if runs.len() >= Self::MAX_PER_FILE {
-            runs.clear();
-        }
-        let at = runs.partition_point(|r| r.first < run.first);
-        if runs.get(at).is_some_and(|r| r.first == run.first) {
-            runs[at] = run;
-        } else {
-            runs.insert(at, run);
-        }
+        self.by_inode.entry(ino).or_default().insert(run, Self::MAX_PER_FILE);
     }
 
     /// Forgets the runs of inode `ino` (its pointers changed).

@@ -17,7 +17,7 @@
 //! costs a look-up of the inode and of the volume's run cache (measured: random 4 KiB reads
 //! of a 64 MiB file, 16 runs, spent about 280 guest instructions per read on that path).
 
-use crate::bmap::Run;
+use crate::bmap::{Run, RunList};
 use crate::fs::{Inner, State};
 use crate::inode::Inode;
 use alloc::vec::Vec;
@@ -47,10 +47,7 @@ pub struct Reader {
 struct Memo {
     generation: Option<u64>,
     size: u64,
-    /// Sorted by first logical block. Runs of one leaf never overlap; a run found after a
-    /// hole was filled may overlap an older one, and both are true: a look-up that picks the
-    /// one not holding the block just misses.
-    runs: Vec<Run>,
+    runs: RunList,
     /// The index of the run the last read used (looked at first: reads are often sequential).
     last: usize,
 }
@@ -62,29 +59,20 @@ impl Memo {
         if self.generation != Some(generation) {
             return None;
         }
-        if let Some(block) = self.runs.get(self.last).and_then(|run| run.block(lblock)) {
-            return Some(block);
-        }
-        let at = self.runs.partition_point(|run| run.first() <= lblock).checked_sub(1)?;
-        let block = self.runs[at].block(lblock)?;
+        let (at, run) = self.runs.find(lblock, self.last)?;
         self.last = at;
-        Some(block)
+        run.block(lblock)
     }
 
     /// Remembers that the file had `size` bytes and `run` as of `generation` (forgetting
     /// what was remembered as of another generation).
     fn note(&mut self, generation: u64, size: u64, run: Run) {
-        if self.generation != Some(generation) || self.runs.len() >= MEMO_RUNS {
+        if self.generation != Some(generation) {
             self.runs.clear();
             self.generation = Some(generation);
         }
         self.size = size;
-        let at = self.runs.partition_point(|r| r.first() < run.first());
-        match self.runs.get_mut(at) {
-            Some(same) if same.first() == run.first() => *same = run,
-            _ => self.runs.insert(at, run),
-        }
-        self.last = at;
+        self.last = self.runs.insert(run, MEMO_RUNS);
     }
 }
 

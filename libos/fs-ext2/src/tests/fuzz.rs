@@ -20,9 +20,7 @@ impl Rng {
 
 /// A small volume with a bit of everything, and its metadata blocks.
 fn populated() -> (Vec<u8>, Vec<u64>) {
-    let disk = Arc::new(MemDisk::from_image(mkfs("512K", 1024, &["-N", "48"])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
+    let (disk, fs, vfs) = volume("512K", 1024, &["-N", "48"]);
     vfs.mkdir("/d1", 0o755).unwrap();
     vfs.mkdir("/d1/d2", 0o755).unwrap();
     for i in 0..30 {

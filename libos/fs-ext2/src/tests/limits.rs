@@ -10,9 +10,7 @@ use libos_vfs::{FileSystem, Vfs};
 /// blocks alike; the volume stays consistent and the space comes back when files go.
 #[test]
 fn a_full_disk_is_enospc_and_stays_consistent() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("1M", 1024, &["-N", "64"])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
+    let (disk, fs, vfs) = volume("1M", 1024, &["-N", "64"]);
     let free_before = vfs.statfs("/").unwrap().blocks_free;
 
     // Data: one file grows until the disk is full.
@@ -133,9 +131,7 @@ fn unsupported_features_are_refused() {
     assert_eq!(Ext2Fs::mount(disk.clone(), options()).err(), Some(Errno::EUCLEAN));
     assert_eq!(disk.stats().writes, 0);
     // ext3 (a journal, a compatible feature) mounts and stays clean for e2fsck.
-    let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &["-j"])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
+    let (disk, fs, vfs) = volume("8M", 1024, &["-j"]);
     write_file(&vfs, "/on-ext3", &pattern(30_000, 3));
     fs.sync().unwrap();
     assert_clean(&disk.image(), "writing to ext3 without the journal");
@@ -145,9 +141,7 @@ fn unsupported_features_are_refused() {
 /// a sync writes what failed.
 #[test]
 fn device_errors_are_eio() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("4M", 1024, &[])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
+    let (disk, fs, vfs) = volume("4M", 1024, &[]);
     write_file(&vfs, "/f", &pattern(20_000, 9));
     fs.sync().unwrap();
     disk.fail_sectors(Some(0..u64::MAX));
@@ -163,9 +157,7 @@ fn device_errors_are_eio() {
 /// everything and the volume is clean.
 #[test]
 fn fsynced_data_survives_a_crash() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &[])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
+    let (disk, fs, vfs) = volume("8M", 1024, &[]);
     vfs.mkdir("/dir", 0o755).unwrap();
     let data = pattern(300_000, 4);
     write_file(&vfs, "/dir/kept", &data);

@@ -147,6 +147,15 @@ fn read_file(vfs: &Vfs, path: &str) -> Vec<u8> {
     }
 }
 
+/// A fresh volume made by `mke2fs` (`size`, `block_size`, `extra` options), mounted: the disk,
+/// the file system and a namespace on it.
+fn volume(size: &str, block_size: u32, extra: &[&str]) -> (Arc<MemDisk>, Arc<Ext2Fs>, Vfs) {
+    let disk = Arc::new(MemDisk::from_image(mkfs(size, block_size, extra)));
+    let fs = mount(&disk);
+    let vfs = Vfs::new(fs.clone());
+    (disk, fs, vfs)
+}
+
 /// A 64 MiB volume (4 KiB blocks) holding `/big`, 4 MiB of `pattern(_, seed)`, mounted again
 /// with a 16 MiB cache (so nothing of the file is cached yet): the disk, the file's bytes, the
 /// volume and a namespace on it, for read-ahead tests.

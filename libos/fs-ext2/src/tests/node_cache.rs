@@ -5,6 +5,10 @@
 
 use super::*;
 use crate::node_cache::NodeCache;
+
+/// Blocks of a file that fills the direct pointers and four leaves of 256 pointers (1 KiB
+/// blocks).
+const FOUR_LEAVES: usize = 4 * 256 + 12;
 use libos_core::Errno;
 
 fn free_inodes(vfs: &Vfs) -> u64 {
@@ -20,9 +24,7 @@ fn stat_twice(vfs: &Vfs, path: &str) -> libos_vfs::Metadata {
 
 #[test]
 fn cached_names_follow_unlink_rmdir_and_rename() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &[])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
+    let (disk, fs, vfs) = volume("8M", 1024, &[]);
     let free = free_inodes(&vfs);
 
     // unlink: the name goes, and its inode is freed at once (the cache does not keep it).
@@ -73,9 +75,7 @@ fn cached_names_follow_unlink_rmdir_and_rename() {
 /// share its node with the cache; truncation and writes show through every open file.
 #[test]
 fn shared_nodes_of_open_files_follow_changes() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &[])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
+    let (disk, fs, vfs) = volume("8M", 1024, &[]);
     let free = free_inodes(&vfs);
     write_file(&vfs, "/f", &pattern(5000, 1));
     let reader = vfs.open("/f", OpenFlags::RDONLY, 0).unwrap();
@@ -106,9 +106,7 @@ fn shared_nodes_of_open_files_follow_changes() {
 /// cached nodes still marks the volume clean (the cache does not keep it mounted).
 #[test]
 fn the_node_cache_is_bounded_and_lets_the_volume_go() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("16M", 1024, &[])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
+    let (disk, fs, vfs) = volume("16M", 1024, &[]);
     vfs.mkdir("/d", 0o755).unwrap();
     let capacity = fs.inner().state.lock().nodes.capacity();
     assert_eq!(capacity, NodeCache::MIN_CAPACITY, "a small buffer cache gets the fewest entries");
@@ -162,9 +160,7 @@ fn readers_sharing_a_node_each_read_ahead() {
 /// truncation, a rewrite of the block, another file's writes taking freed blocks.
 #[test]
 fn the_memo_of_the_last_read_follows_changes() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &[])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
+    let (disk, fs, vfs) = volume("8M", 1024, &[]);
     write_file(&vfs, "/f", &[b'a'; 1500]);
     let reader = vfs.open("/f", OpenFlags::RDONLY, 0).unwrap();
     let writer = vfs.open("/f", OpenFlags::WRONLY, 0).unwrap();
@@ -201,10 +197,8 @@ fn the_memo_of_the_last_read_follows_changes() {
 /// to a truncation and another file took their blocks.
 #[test]
 fn the_memo_of_several_leaves_follows_changes() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("16M", 1024, &[])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
-    let blocks = 4 * 256 + 12; // the direct blocks and four leaves of 256 pointers
+    let (disk, fs, vfs) = volume("16M", 1024, &[]);
+    let blocks = FOUR_LEAVES;
     let content = |block: usize| [(block % 251) as u8; 1024];
     let data: Vec<u8> = (0..blocks).flat_map(content).collect();
     write_file(&vfs, "/f", &data);
@@ -244,9 +238,7 @@ fn the_memo_of_several_leaves_follows_changes() {
 /// and a bigger buffer cache gets a bigger node cache.
 #[test]
 fn created_names_are_cached_and_the_cache_grows_with_the_buffer_cache() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &[])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
+    let (_disk, fs, vfs) = volume("8M", 1024, &[]);
     let cached = || fs.inner().state.lock().nodes.len();
     let before = cached();
     drop(vfs.open("/new", new_file(), 0o644).unwrap());
@@ -263,10 +255,8 @@ fn created_names_are_cached_and_the_cache_grows_with_the_buffer_cache() {
 /// (runs made from each read's block onwards overlapped and missed each other).
 #[test]
 fn random_reads_of_a_contiguous_file_keep_one_run_per_leaf() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("16M", 1024, &[])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
-    let blocks = 4 * 256 + 12; // the direct blocks and four leaves of 256 pointers
+    let (_disk, fs, vfs) = volume("16M", 1024, &[]);
+    let blocks = FOUR_LEAVES;
     write_file(&vfs, "/f", &vec![7u8; blocks * 1024]);
     let file = vfs.open("/f", OpenFlags::RDONLY, 0).unwrap();
     let ino = vfs.metadata("/f").unwrap().ino as u32;

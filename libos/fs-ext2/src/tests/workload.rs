@@ -269,9 +269,7 @@ fn read_ahead_is_for_sequential_readers_only() {
 /// grows, a volume mounted again without indexes finds the same names, and e2fsck agrees.
 #[test]
 fn directory_index_reuses_room_and_matches_the_disk() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("16M", 1024, &[])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
+    let (disk, fs, vfs) = volume("16M", 1024, &[]);
     vfs.mkdir("/d", 0o755).unwrap();
     let name = |i: usize| format!("/d/name-{i:05}");
     for i in 0..1000 {
@@ -309,9 +307,7 @@ fn directory_index_reuses_room_and_matches_the_disk() {
 /// reads only its own bytes afterwards, through the same open file and through a new one.
 #[test]
 fn remembered_block_runs_follow_truncation_and_reuse() {
-    let disk = Arc::new(MemDisk::from_image(mkfs("8M", 1024, &[])));
-    let fs = mount(&disk);
-    let vfs = Vfs::new(fs.clone());
+    let (disk, fs, vfs) = volume("8M", 1024, &[]);
     let block = 1024usize;
     let fill = |path: &str, byte: u8, blocks: usize| {
         let file = vfs.open(path, OpenFlags::WRONLY | OpenFlags::CREAT, 0o644).unwrap();
