@@ -63,15 +63,26 @@ pub struct RunList {
 }
 
 impl RunList {
-    /// The run holding logical block `lblock` and its index, looking at index `hint` first
-    /// (the run a sequential reader used last).
-    pub fn find(&self, lblock: u64, hint: usize) -> Option<(usize, Run)> {
-        if let Some(&run) = self.runs.get(hint).filter(|run| run.block(lblock).is_some()) {
-            return Some((hint, run));
+    /// The run holding logical block `lblock`.
+    pub fn find(&self, lblock: u64) -> Option<Run> {
+        self.position(lblock).map(|at| self.runs[at])
+    }
+
+    /// The disk block of logical block `lblock`, looking first at the run at index `*hint`
+    /// (the one a sequential reader used last), which becomes the run that held it.
+    #[inline]
+    pub fn block(&self, lblock: u64, hint: &mut usize) -> Option<u32> {
+        if let Some(block) = self.runs.get(*hint).and_then(|run| run.block(lblock)) {
+            return Some(block);
         }
+        *hint = self.position(lblock)?;
+        self.runs[*hint].block(lblock)
+    }
+
+    /// The index of the run holding `lblock`.
+    fn position(&self, lblock: u64) -> Option<usize> {
         let at = self.runs.partition_point(|r| r.first <= lblock).checked_sub(1)?;
-        let run = self.runs[at];
-        run.block(lblock).map(|_| (at, run))
+        self.runs[at].block(lblock).map(|_| at)
     }
 
     /// Adds `run` (in place of one starting at the same block), after forgetting all when
@@ -109,7 +120,7 @@ impl Runs {
 
     /// The run of inode `ino` that holds logical block `lblock`, if one is remembered.
     fn find(&self, ino: u32, lblock: u64) -> Option<Run> {
-        self.by_inode.get(&ino)?.find(lblock, usize::MAX).map(|(_, run)| run)
+        self.by_inode.get(&ino)?.find(lblock)
     }
 
     /// The runs remembered for inode `ino`.

@@ -59,9 +59,7 @@ impl Memo {
         if self.generation != Some(generation) {
             return None;
         }
-        let (at, run) = self.runs.find(lblock, self.last)?;
-        self.last = at;
-        run.block(lblock)
+        self.runs.block(lblock, &mut self.last)
     }
 
     /// Remembers that the file had `size` bytes and `run` as of `generation` (forgetting
