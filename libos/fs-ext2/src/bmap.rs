@@ -65,7 +65,7 @@ pub struct RunList {
 impl RunList {
     /// The run holding logical block `lblock`.
     pub fn find(&self, lblock: u64) -> Option<Run> {
-        self.position(lblock).map(|at| self.runs[at])
+        self.locate(lblock).map(|(at, _)| self.runs[at])
     }
 
     /// The disk block of logical block `lblock`, looking first at the run at index `*hint`
@@ -75,14 +75,15 @@ impl RunList {
         if let Some(block) = self.runs.get(*hint).and_then(|run| run.block(lblock)) {
             return Some(block);
         }
-        *hint = self.position(lblock)?;
-        self.runs[*hint].block(lblock)
+        let (at, block) = self.locate(lblock)?;
+        *hint = at;
+        Some(block)
     }
 
-    /// The index of the run holding `lblock`.
-    fn position(&self, lblock: u64) -> Option<usize> {
+    /// The index of the run holding `lblock`, and the disk block.
+    fn locate(&self, lblock: u64) -> Option<(usize, u32)> {
         let at = self.runs.partition_point(|r| r.first <= lblock).checked_sub(1)?;
-        self.runs[at].block(lblock).map(|_| at)
+        self.runs[at].block(lblock).map(|block| (at, block))
     }
 
     /// Adds `run` (in place of one starting at the same block), after forgetting all when
