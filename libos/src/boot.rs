@@ -4,17 +4,20 @@
 //! 2. kernel command line (options, then the app's arguments), logger;
 //! 3. the wall clock: `walltime=`, else one reading of the platform's real-time clock
 //!    ([`crate::time`]);
-//! 4. the scheduler (features `sched-*`; the calling code becomes thread `main`), first so that
+//! 4. the other CPUs (`smp=` caps how many): each comes up on its own stacks and waits with
+//!    interrupts masked; threads run on the boot CPU only (SMP scheduling is issue 16's next
+//!    step);
+//! 5. the scheduler (features `sched-*`; the calling code becomes thread `main`), first so that
 //!    file systems that block (virtio-fs) block through it;
-//! 5. the random-number generator's seed: the CPU's instruction, virtio-rng devices (feature
+//! 6. the random-number generator's seed: the CPU's instruction, virtio-rng devices (feature
 //!    `virtio-rng`); the boot says once if there is none ([`crate::random`]);
-//! 6. mounts from the command line (`root=`, `mount=`; feature `vfs`), whose file times come
+//! 7. mounts from the command line (`root=`, `mount=`; feature `vfs`), whose file times come
 //!    from the wall clock;
-//! 7. the network (feature `net`): the NIC, its address (`ip=`), the network thread;
-//! 8. boot statistics at `main`;
-//! 9. the app's `main`; its return value is the exit code.
+//! 8. the network (feature `net`): the NIC, its address (`ip=`), the network thread;
+//! 9. boot statistics at `main`;
+//! 10. the app's `main`; its return value is the exit code.
 //!
-//! Components (devices, network) slot in before 7 as their features land.
+//! Components (devices, network) slot in before 8 as their features land.
 
 use crate::rt::App;
 use crate::{boot_stats, cmdline, env};
@@ -50,6 +53,7 @@ fn kernel_main(info: &'static BootInfo) -> ! {
         info.cmdline
     );
     crate::time::start_wall_clock(parsed.options.wall_time_secs);
+    start_cpus(parsed.options.smp);
 
     start_scheduler(&parsed.options);
     crate::random::seed_at_boot();
@@ -108,6 +112,17 @@ fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Resul
         return Err(String::from("the app has initial files but no file system: enable libos feature `fs-ramfs`"));
     }
     Ok(())
+}
+
+/// Starts the other CPUs (at most `smp` in all) and says how many are online.
+fn start_cpus(smp: Option<usize>) {
+    let report = hal::platform().start_cpus(smp);
+    match report.limit {
+        Some(limit) if limit < report.reported => {
+            log::info!("cpus: {} online (smp={limit}; the firmware reports {})", report.online, report.reported)
+        }
+        _ => log::info!("cpus: {} online of {} reported", report.online, report.reported),
+    }
 }
 
 /// Starts the scheduler the command line picked (`sched=`, `timeslice=`).

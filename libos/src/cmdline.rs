@@ -22,6 +22,7 @@
 //! | `tcp_buffer=BYTES` | TCP buffer per direction and connection, 4K to 16M (default 128K; images with `net`) |
 //! | `walltime=SECONDS` | the wall clock at boot, in seconds since 1970-01-01 00:00:00 UTC, 0 to 9223372036 (2262); wins over the real-time clock (for VMMs without one) |
 //! | `env=NAME=VALUE` | an environment variable of the app (repeatable) |
+//! | `smp=N` | use at most N CPUs, 1 to 64 (default: every CPU the firmware reports; more than it reports is capped with a log line) |
 //!
 //! File-system names are checked at boot against those the image was built with (`ramfs`,
 //! `devfs`, `virtiofs:TAG`); an unknown one, or a tag no virtio-fs device has, stops the boot
@@ -50,6 +51,8 @@ pub struct Options {
     pub env: Vec<String>,
     /// `walltime=`: the wall clock at boot, in seconds since the Unix epoch.
     pub wall_time_secs: Option<u64>,
+    /// `smp=`: the most CPUs to start, the boot CPU included.
+    pub smp: Option<usize>,
     /// `sched=`: the policy's name (`None`: the default of the image).
     #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
     pub sched: Option<&'static str>,
@@ -80,6 +83,7 @@ impl Default for Options {
             mounts: Vec::new(),
             env: Vec::new(),
             wall_time_secs: None,
+            smp: None,
             #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
             sched: None,
             #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
@@ -128,7 +132,7 @@ impl fmt::Display for CmdlineError {
         match self {
             CmdlineError::UnknownOption(option) => write!(
                 f,
-                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, env=NAME=VALUE, walltime=SECONDS, sched=coop|rr, timeslice=MS, virtiofs_timeout=SECONDS, blk_timeout=SECONDS, blk_cache=BYTES, ip=dhcp|none|ADDR/PREFIX[,gw=ADDR][,dns=ADDR], ip6=ADDR/PREFIX, tcp_buffer=BYTES; app arguments go after `--`)"
+                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, env=NAME=VALUE, walltime=SECONDS, smp=N, sched=coop|rr, timeslice=MS, virtiofs_timeout=SECONDS, blk_timeout=SECONDS, blk_cache=BYTES, ip=dhcp|none|ADDR/PREFIX[,gw=ADDR][,dns=ADDR], ip6=ADDR/PREFIX, tcp_buffer=BYTES; app arguments go after `--`)"
             ),
             CmdlineError::BadValue { option, value, expected } => {
                 write!(f, "kernel option `{option}` does not accept `{value}` (expected {expected})")
@@ -242,6 +246,12 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
                         value: secs.into(),
                         expected: "seconds since 1970-01-01 00:00:00 UTC, 0 to 9223372036",
                     })?);
+            }
+            ("smp", Some(count)) => {
+                let max = libos_core::cpus::MAX_CPUS;
+                options.smp = Some(count.parse().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+                    CmdlineError::BadValue { option: "smp", value: count.into(), expected: "a number of CPUs, 1 to 64" }
+                })?);
             }
             // The path is what follows the last ":/" (the file system may be `virtiofs:TAG`).
             ("mount", Some(spec)) => match spec.rfind(":/").map(|at| (&spec[..at], &spec[at + 1..])) {
@@ -418,6 +428,13 @@ mod tests {
         assert_eq!(parse("walltime=0").unwrap().options.wall_time_secs, Some(0));
         assert_eq!(parse("walltime=9223372036").unwrap().options.wall_time_secs, Some(9_223_372_036));
         assert_eq!(parse("").unwrap().options.wall_time_secs, None);
+        assert_eq!(parse("smp=4").unwrap().options.smp, Some(4));
+        assert_eq!(parse("smp=64").unwrap().options.smp, Some(64));
+        assert_eq!(parse("").unwrap().options.smp, None);
+        for bad in ["smp=0", "smp=65", "smp=", "smp=-1", "smp=two", "smp=1.5"] {
+            assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { option: "smp", .. }), "{bad}");
+        }
+        assert!(parse("smp=0").unwrap_err().to_string().contains("1 to 64"));
         for bad in ["walltime=", "walltime=-1", "walltime=1.5", "walltime=9223372037", "walltime=now", "walltime=99999999999999999999"] {
             assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { option: "walltime", .. }), "{bad}");
         }

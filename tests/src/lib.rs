@@ -64,6 +64,7 @@ pub struct Boot {
     args: Vec<String>,
     options: String,
     memory: String,
+    cpus: u32,
     machine: Option<Machine>,
     debug_exit: bool,
     timeout: Duration,
@@ -148,6 +149,7 @@ impl Boot {
             args: Vec::new(),
             options: String::new(),
             memory: "64M".into(),
+            cpus: 1,
             machine: None,
             transport: None,
             debug_exit: true,
@@ -212,6 +214,12 @@ impl Boot {
     /// Sets the guest RAM.
     pub fn memory(mut self, memory: &str) -> Boot {
         self.memory = memory.into();
+        self
+    }
+
+    /// Sets the number of virtual CPUs (`-smp`, like `./x run --cpus N`).
+    pub fn cpus(mut self, cpus: u32) -> Boot {
+        self.cpus = cpus;
         self
     }
 
@@ -301,6 +309,7 @@ impl Boot {
         let mut config = VmConfig::new(arch, image);
         config.accel = accelerator(arch);
         config.memory = self.memory.clone();
+        config.cpus = self.cpus;
         let machine = self.machine.unwrap_or_else(|| Machine::default_for(arch));
         config.machine = machine;
         config.debug_exit = self.debug_exit;

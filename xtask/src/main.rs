@@ -20,6 +20,9 @@ const HELP: &str = "\
         --accel kvm|tcg         accelerator (default: KVM only if a calibration boot shows it is
                                 hardware-accelerated, else TCG)
         --mem SIZE              guest RAM (default 64M)
+        --cpus N                virtual CPUs (default 1; QEMU `-smp N`): the guest starts them
+                                all (kernel option `smp=N` caps it); threads still run on the
+                                first CPU only
         --machine MACHINE       microvm|microvm-pcie|q35 on x86_64 (default microvm),
                                 virt-gicv3|virt-gicv2 on aarch64 (default virt-gicv3)
         --cmdline \"OPTIONS\"     kernel options (loglevel=LEVEL, bootstats, ...)
@@ -181,6 +184,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     let mut arch = Arch::host();
     let mut accel_request = None;
     let mut memory = "64M".to_string();
+    let mut cpus = 1u32;
     let mut machine = None;
     let mut options = String::new();
     let mut boot_stats = false;
@@ -202,6 +206,12 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
             Long("files") => files = Some(std::path::PathBuf::from(parser.value()?)),
             Long("accel") => accel_request = Some(parser.value()?.parse::<Accel>()?),
             Long("mem") => memory = parser.value()?.string()?,
+            Long("cpus") => {
+                cpus = parser.value()?.parse()?;
+                if !(1..=64).contains(&cpus) {
+                    return Err(format!("--cpus {cpus}: give 1 to 64").into());
+                }
+            }
             Long("machine") => machine = Some(parser.value()?.parse::<Machine>()?),
             Long("cmdline") => options = parser.value()?.string()?,
             Long("boot-stats") => boot_stats = true,
@@ -269,6 +279,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     config.accel = choice.accel;
     config.machine = machine;
     config.memory = memory;
+    config.cpus = cpus;
     config.cmdline = qemu::kernel_cmdline(&options, &app_args);
     config.timeout = timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     config.shares = shares;

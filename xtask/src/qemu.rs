@@ -125,6 +125,9 @@ pub struct VmConfig {
     pub accel: Accel,
     /// Guest RAM, in QEMU's syntax (`64M`, `1G`).
     pub memory: String,
+    /// Virtual CPUs (`-smp`); 1 keeps QEMU's default. Under TCG without icount, QEMU runs
+    /// several vCPUs on host threads of their own (multi-threaded TCG).
+    pub cpus: u32,
     /// The kernel command line.
     pub cmdline: String,
     /// Give the guest a way to report its exit code: `isa-debug-exit` (x86), semihosting
@@ -182,6 +185,7 @@ impl VmConfig {
             machine: Machine::default_for(arch),
             accel: Accel::Tcg,
             memory: "64M".into(),
+            cpus: 1,
             cmdline: String::new(),
             debug_exit: true,
             icount: false,
@@ -225,6 +229,9 @@ impl VmConfig {
             command.args(["-icount", if self.icount_sleep { "shift=0,sleep=on" } else { "shift=0,sleep=off" }]);
         }
         command.args(["-m", &self.memory, "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"]);
+        if self.cpus > 1 {
+            command.args(["-smp", &self.cpus.to_string()]);
+        }
         if self.debug_exit {
             match self.arch {
                 Arch::X86_64 => command.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]),

@@ -95,9 +95,20 @@ pub trait Platform: Sync {
     /// wake-up cannot be missed. Returns with interrupts enabled.
     fn wait_for_interrupt(&self);
 
-    /// The index of the running CPU (0 until SMP support).
+    /// The index of the running CPU: 0 for the boot CPU, then 1.. in the order
+    /// [`Platform::start_cpus`] started them ([`crate::cpus`]).
     fn cpu_id(&self) -> usize {
         0
+    }
+
+    /// Starts the machine's other CPUs, at most `limit` CPUs in all (the boot CPU included;
+    /// `None`: every CPU the firmware reports), through [`crate::cpus::start_all`]. Called once
+    /// at boot, after the heap is up. A started CPU sets up its own stacks, exception vectors and
+    /// per-CPU state, reports itself online and waits with interrupts masked: nothing is
+    /// scheduled on it yet. Default: a machine of one CPU.
+    fn start_cpus(&self, limit: Option<usize>) -> crate::cpus::StartReport {
+        let _ = limit;
+        crate::cpus::StartReport::SINGLE
     }
 
     /// The virtual address at which physical address `phys` is mapped.

@@ -20,6 +20,8 @@
 //!   `Once` and `Event` built on it, for every crate (drivers never depend on `libos-sched`).
 //! - [`random`]: the kernel's CSPRNG (ChaCha20) and its entropy sources (CPU instruction,
 //!   virtio-rng); what `getrandom`, `/dev/urandom` and TCP sequence numbers take bytes from.
+//! - [`cpus`]: the machine's CPUs, which are online, and the bring-up sequence the platforms
+//!   share (start each, wait with a timeout, go on without one that never answers).
 //! - [`device`]: the devices the platform discovered (virtio-mmio windows, PCIe hosts) and the
 //!   hook that routes device interrupts to driver handlers.
 //!
@@ -31,6 +33,7 @@ extern crate alloc;
 pub mod blocking;
 pub mod backtrace;
 pub mod console;
+pub mod cpus;
 pub mod device;
 pub mod errno;
 pub mod exit;
