@@ -68,3 +68,51 @@ fn x86_64_timer_works_in_x2apic_mode_and_on_the_richest_cpu_model() {
             .prints("ok: clock");
     }
 }
+
+/// The other CPUs come up (each says so itself once on its own stacks, GDT/TSS, IDT and local
+/// APIC), `smp=` caps them, and what the firmware does not list is never started.
+#[test]
+fn x86_64_every_cpu_the_madt_lists_comes_online() {
+    use xtask::arch::Arch;
+    if !arches().contains(&Arch::X86_64) {
+        return;
+    }
+    let arch = Arch::X86_64;
+    for machine in Machine::of(arch) {
+        Boot::app("hello").cpus(4).options("loglevel=info").machine(machine).on(arch).exits_with(0).prints("cpus: 4 online of 4 reported");
+    }
+    // x2APIC mode: the IPIs go through the ICR MSR.
+    Boot::app("hello")
+        .cpus(3)
+        .options("loglevel=debug")
+        .qemu_args(&["-cpu", "max"])
+        .on(arch)
+        .exits_with(0)
+        .prints("x2APIC mode")
+        .prints("cpus: 3 online of 3 reported");
+    Boot::app("hello").cpus(4).options("loglevel=info smp=2").on(arch).exits_with(0).prints("cpus: 2 online (smp=2; the firmware reports 4)");
+    Boot::app("hello")
+        .cpus(2)
+        .options("loglevel=info smp=9")
+        .on(arch)
+        .exits_with(0)
+        .prints("smp=9 asks for more CPUs than the 2 the firmware reports: using 2")
+        .prints("cpus: 2 online of 2 reported");
+    // Hot-pluggable slots are in the MADT but not enabled: not started, not counted.
+    Boot::app("hello")
+        .options("loglevel=info")
+        .qemu_args(&["-smp", "2,maxcpus=4"])
+        .on(arch)
+        .exits_with(0)
+        .prints("cpus: 2 online of 2 reported")
+        .does_not_print("left out");
+    // A single CPU, as every other test boots.
+    Boot::app("hello").options("loglevel=info").on(arch).exits_with(0).prints("cpus: 1 online of 1 reported");
+}
+
+#[test]
+fn smp_0_stops_the_boot() {
+    for arch in arches() {
+        Boot::app("hello").cpus(2).options("smp=0").on(arch).exits_with(103).prints("smp").prints("1 to 64");
+    }
+}

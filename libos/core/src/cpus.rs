@@ -143,6 +143,7 @@ pub fn start_all_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
     use core::cell::Cell;
 
     /// CPUs that come online at once when started, except those in `silent` (never) and
@@ -151,7 +152,7 @@ mod tests {
         reported: usize,
         silent: &'static [usize],
         refused: &'static [usize],
-        started: alloc::vec::Vec<usize>,
+        started: Vec<usize>,
     }
 
     impl CpuStarter for FakeCpus {

@@ -11,7 +11,7 @@ use crate::memory::usable_ram;
 use libos_core::memory::{self, MIN_HEAP, PAGE, RegionList, TooLittleMemory};
 use crate::paging::{self, Layout, TableMemory};
 use crate::pvh::{self, PvhError};
-use crate::{PLATFORM, apic, cpu, fpu, gdt, interrupts, serial, shutdown, stacks};
+use crate::{PLATFORM, apic, cpu, fpu, gdt, interrupts, serial, shutdown, smp, stacks};
 use core::fmt;
 use libos_core::console::emergency_print;
 use libos_core::exit;
@@ -83,6 +83,7 @@ static BOOTED: Once<Booted> = Once::new();
 
 /// The platform's Rust entry: boots and calls `kernel_main`. Called once, from the assembly entry.
 pub fn start(start_info: u32, kernel_main: fn(&'static BootInfo) -> !) -> ! {
+    smp::init_boot_cpu();
     serial::init();
     hal::set_platform(&PLATFORM);
     match boot(u64::from(start_info)) {
@@ -124,6 +125,9 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
     };
     let ram: RegionList<{ pvh::MAX_MEMMAP_ENTRIES }> = usable_ram(start.memmap());
     let total_ram = ram.total();
+    smp::set_trampoline_usable(
+        ram.as_slice().iter().any(|r| r.start <= smp::TRAMPOLINE && smp::TRAMPOLINE + PAGE <= r.end),
+    );
 
     let guards = stacks::guard_pages().map(|(page, _)| page);
     let layout = Layout {

@@ -140,6 +140,97 @@ start64:
     hlt
     jmp 2b
 
+/* ---- Secondary CPUs (src/smp.rs) ----
+ * A started CPU begins in real mode at the page the boot CPU copied the trampoline to (the
+ * SIPI vector names it; CS = page >> 4, IP = 0). The trampoline loads its own small GDT (its
+ * base patched to the copy's address), enters 32-bit protected mode and jumps into the image
+ * at libos_x86_64_ap_start32, which enables long mode on the kernel's final page tables (CR3
+ * and EFER bits from the boot CPU) and calls libos_x86_64_ap_main(context) on the stack the
+ * boot CPU prepared. One CPU starts at a time; the variables below describe that one. */
+    .section .rodata.ap_trampoline, "a"
+    .balign 16
+    .global libos_x86_64_ap_trampoline
+libos_x86_64_ap_trampoline:
+    .code16
+    cli
+    cld
+    movw %cs, %ax
+    movw %ax, %ds
+    lgdtl (libos_x86_64_ap_gdt_pointer - libos_x86_64_ap_trampoline)
+    movl %cr0, %eax
+    orl $1, %eax                        /* CR0.PE */
+    movl %eax, %cr0
+    ljmpl *(ap_far_jump - libos_x86_64_ap_trampoline)
+    .balign 8
+    .global libos_x86_64_ap_gdt
+libos_x86_64_ap_gdt:
+    .quad 0                             /* null */
+    .quad 0x00cf9a000000ffff            /* 0x08: 32-bit code */
+    .quad 0x00cf92000000ffff            /* 0x10: data */
+    .quad 0x00af9a000000ffff            /* 0x18: 64-bit code */
+ap_gdt_end:
+    .global libos_x86_64_ap_gdt_pointer
+libos_x86_64_ap_gdt_pointer:
+    .word ap_gdt_end - libos_x86_64_ap_gdt - 1
+    .long 0                             /* the copy's address of the GDT, written by smp.rs */
+ap_far_jump:
+    .long libos_x86_64_ap_start32       /* the image is linked at its physical address */
+    .word 0x08
+    .global libos_x86_64_ap_trampoline_end
+libos_x86_64_ap_trampoline_end:
+
+    .section .data.ap_start, "aw"
+    .balign 8
+    .global libos_x86_64_ap_cr3
+libos_x86_64_ap_cr3:        .quad 0     /* the final page tables (below 4 GiB) */
+    .global libos_x86_64_ap_efer
+libos_x86_64_ap_efer:       .quad 0     /* EFER bits to set: LME, NXE */
+    .global libos_x86_64_ap_stack
+libos_x86_64_ap_stack:      .quad 0     /* top of the starting CPU's kernel stack */
+    .global libos_x86_64_ap_context
+libos_x86_64_ap_context:    .quad 0     /* its per-CPU block, the argument of ap_main */
+    .global libos_x86_64_ap_expected_id
+libos_x86_64_ap_expected_id: .quad 0    /* its initial APIC id (low 8 bits) */
+
+    .section .text.boot, "ax"
+    .code32
+    .global libos_x86_64_ap_start32
+libos_x86_64_ap_start32:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movl %cr4, %eax
+    orl $0x20, %eax                     /* CR4.PAE */
+    movl %eax, %cr4
+    movl libos_x86_64_ap_cr3, %eax
+    movl %eax, %cr3
+    movl $0xc0000080, %ecx              /* EFER */
+    rdmsr
+    orl libos_x86_64_ap_efer, %eax
+    wrmsr
+    movl %cr0, %eax
+    orl $0x80010001, %eax               /* CR0.PG | WP | PE */
+    movl %eax, %cr0
+    ljmp $0x18, $ap_start64
+
+    .code64
+ap_start64:
+    /* Only the CPU the boot CPU is starting now may take the stack: one that missed its
+     * timeout and wakes up late parks here instead, touching nothing. */
+    movl $1, %eax
+    cpuid
+    shrl $24, %ebx                      /* initial APIC id */
+    cmpl libos_x86_64_ap_expected_id(%rip), %ebx
+    jne 3f
+    movq libos_x86_64_ap_stack(%rip), %rsp
+    xorl %ebp, %ebp                     /* ends the frame-pointer chain for backtraces */
+    movq libos_x86_64_ap_context(%rip), %rdi
+    call libos_x86_64_ap_main
+3:  cli
+    hlt
+    jmp 3b
+
 /* ---- Interrupt and exception stubs ----
  * One 16-byte stub per vector at libos_x86_64_trap_stubs + 16 * vector. Each pushes a dummy
  * error code when the CPU does not push one, then the vector number, so every trap reaches

@@ -129,22 +129,53 @@ pub struct IoApic {
     pub gsi_base: u32,
 }
 
-/// Calls `found` for each I/O APIC of the MADT `madt` (the whole table).
-pub fn ioapics_in_madt(madt: &[u8], mut found: impl FnMut(IoApic)) {
+/// Calls `entry(kind, bytes)` for each entry of the MADT `madt` (the whole table), in order;
+/// `bytes` is the whole entry. Stops at an entry whose length is impossible.
+fn madt_entries(madt: &[u8], mut entry: impl FnMut(u8, &[u8])) {
     // Header (36), local APIC address (4), flags (4), then entries {type, length, ...}.
     let mut at = 44;
     while let (Some(&kind), Some(&len)) = (madt.get(at), madt.get(at + 1)) {
         let len = usize::from(len);
-        if len < 2 {
-            return;
-        }
-        if kind == 1 && len >= 12 {
-            if let (Some(address), Some(gsi_base)) = (u32_at(madt, at + 4), u32_at(madt, at + 8)) {
+        let Some(bytes) = madt.get(at..at + len).filter(|_| len >= 2) else { return };
+        entry(kind, bytes);
+        at += len;
+    }
+}
+
+/// Calls `found` for each I/O APIC of the MADT `madt` (the whole table).
+pub fn ioapics_in_madt(madt: &[u8], mut found: impl FnMut(IoApic)) {
+    madt_entries(madt, |kind, e| {
+        if kind == 1 && e.len() >= 12 {
+            if let (Some(address), Some(gsi_base)) = (u32_at(e, 4), u32_at(e, 8)) {
                 found(IoApic { address, gsi_base });
             }
         }
-        at += len;
-    }
+    });
+}
+
+/// Calls `found` with the local APIC id of each processor the MADT `madt` lists as enabled
+/// (Processor Local APIC entries, type 0, and Processor Local x2APIC entries, type 9), in table
+/// order. Processors the firmware marks disabled (hot-pluggable slots, `-smp N,maxcpus=M`) are
+/// skipped, and so is an id listed twice.
+pub fn local_apics_in_madt(madt: &[u8], mut found: impl FnMut(u32)) {
+    const ENABLED: u32 = 1;
+    let mut seen: [u32; 64] = [0; 64];
+    let mut seen_count = 0;
+    madt_entries(madt, |kind, e| {
+        let (id, flags) = match kind {
+            0 if e.len() >= 8 => (u32::from(e[3]), u32_at(e, 4)),
+            9 if e.len() >= 16 => (u32_at(e, 4).unwrap_or(u32::MAX), u32_at(e, 8)),
+            _ => return,
+        };
+        if flags.is_none_or(|f| f & ENABLED == 0) || id == u32::MAX || seen[..seen_count].contains(&id) {
+            return;
+        }
+        if seen_count < seen.len() {
+            seen[seen_count] = id;
+            seen_count += 1;
+        }
+        found(id);
+    });
 }
 
 #[cfg(test)]
@@ -225,6 +256,40 @@ mod tests {
         let mut found = Vec::new();
         ioapics_in_madt(&madt, |a| found.push(a));
         assert_eq!(found, vec![IoApic { address: 0xfec0_0000, gsi_base: 0 }, IoApic { address: 0xfec1_0000, gsi_base: 24 }]);
+    }
+
+    #[test]
+    fn madt_lists_enabled_processors_in_order() {
+        let mut madt = vec![0u8; 44];
+        madt.extend_from_slice(&[0, 8, 0, 0, 1, 0, 0, 0]); // CPU 0, APIC id 0, enabled
+        madt.extend_from_slice(&[1, 12, 0, 0, 0, 0, 0xc0, 0xfe, 0, 0, 0, 0]); // an I/O APIC
+        madt.extend_from_slice(&[0, 8, 1, 2, 1, 0, 0, 0]); // APIC id 2, enabled
+        madt.extend_from_slice(&[0, 8, 2, 3, 2, 0, 0, 0]); // APIC id 3, online capable only
+        madt.extend_from_slice(&[0, 8, 3, 2, 1, 0, 0, 0]); // APIC id 2 again
+        madt.extend_from_slice(&[9, 16, 0, 0, 0x00, 0x01, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0]); // x2APIC id 256
+        madt.extend_from_slice(&[0, 7, 4, 5, 1, 0, 0]); // too short for its type: skipped
+        madt.extend_from_slice(&[0, 8, 5, 6, 1, 0, 0, 0]); // APIC id 6
+        let mut found = Vec::new();
+        local_apics_in_madt(&madt, |id| found.push(id));
+        assert_eq!(found, vec![0, 2, 256, 6]);
+
+        // A length past the table's end stops the walk without reading beyond it.
+        let mut truncated = madt[..44 + 8].to_vec();
+        truncated.extend_from_slice(&[0, 8, 1, 9, 1]);
+        let mut found = Vec::new();
+        local_apics_in_madt(&truncated, |id| found.push(id));
+        assert_eq!(found, vec![0]);
+        // Random bytes never panic.
+        let mut seed = 0x1234_5678u32;
+        for _ in 0..2000 {
+            let mut junk = vec![0u8; 44];
+            for _ in 0..(seed % 64) {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                junk.push((seed >> 16) as u8);
+            }
+            local_apics_in_madt(&junk, |_| {});
+            ioapics_in_madt(&junk, |_| {});
+        }
     }
 
     #[test]

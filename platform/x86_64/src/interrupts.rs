@@ -106,6 +106,17 @@ pub fn init() {
         }
         idt
     });
+    load_idt(idt);
+}
+
+/// Loads the IDT [`init`] built on this (secondary) CPU: every CPU shares it.
+pub fn load() {
+    if let Some(idt) = IDT.get() {
+        load_idt(idt);
+    }
+}
+
+fn load_idt(idt: &'static Idt) {
     let pointer = x86_64::structures::DescriptorTablePointer {
         limit: (size_of::<Idt>() - 1) as u16,
         base: x86_64::VirtAddr::new(idt as *const Idt as u64),

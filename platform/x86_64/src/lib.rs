@@ -11,6 +11,8 @@
 //! - `gdt`, `interrupts`, `stacks`: GDT/TSS with an IST stack for every interrupt and
 //!   exception (nothing is pushed onto the interrupted code's stack: its red zone is safe), the
 //!   IDT, crash reports with a frame-pointer backtrace;
+//! - `smp`: the other CPUs (ACPI MADT, INIT-SIPI-SIPI through a real-mode trampoline), the
+//!   per-CPU block behind the GS base (`cpu_id`);
 //! - `fpu`: SSE (and XSAVE/AVX where present) enabled at boot; the FP/SIMD state of preempted
 //!   threads saved and restored;
 //! - `context`: the thread context switch and preemption on interrupt return, on the thread's
@@ -73,6 +75,8 @@ mod random;
 mod serial;
 #[cfg(target_os = "none")]
 mod shutdown;
+#[cfg(target_os = "none")]
+mod smp;
 #[cfg(target_os = "none")]
 mod stacks;
 #[cfg(target_os = "none")]
@@ -157,6 +161,14 @@ mod platform {
             // `sti; hlt` is atomic: STI takes effect after the next instruction, so an interrupt
             // pending at the STI wakes the HLT instead of being taken before it.
             interrupts::enable_and_hlt();
+        }
+
+        fn cpu_id(&self) -> usize {
+            crate::smp::cpu_id()
+        }
+
+        fn start_cpus(&self, limit: Option<usize>) -> libos_core::cpus::StartReport {
+            crate::smp::start_cpus(limit)
         }
 
         fn hardware_random(&self) -> Option<u64> {
