@@ -91,7 +91,7 @@ pub use libos_core::errno::{Errno, Result};
 /// Low-level access to the platform boundary (timers, interrupts); most apps never need it.
 pub use libos_core::hal;
 pub use libos_core::heap::{HeapStats, stats as heap_stats};
-pub use libos_core::{console, exit, fault, idle, regcheck};
+pub use libos_core::{console, cpus, exit, fault, idle, regcheck};
 
 /// The Linux system-call boundary (feature `syscalls`, for posix-shim): the trap's register
 /// [`syscall::Frame`], the handler type, and the platform's [`syscall::UserEntry`].

@@ -70,7 +70,8 @@ fn x86_64_timer_works_in_x2apic_mode_and_on_the_richest_cpu_model() {
 }
 
 /// The other CPUs come up (each says so itself once on its own stacks, GDT/TSS, IDT and local
-/// APIC), `smp=` caps them, and what the firmware does not list is never started.
+/// APIC) and run what other CPUs post them, `smp=` caps them, and what the firmware does not
+/// list is never started.
 #[test]
 fn x86_64_every_cpu_the_madt_lists_comes_online() {
     use xtask::arch::Arch;
@@ -78,18 +79,29 @@ fn x86_64_every_cpu_the_madt_lists_comes_online() {
         return;
     }
     let arch = Arch::X86_64;
+    // `selftest cpus` runs a function on every CPU through an IPI and checks where it ran.
     for machine in Machine::of(arch) {
-        Boot::app("hello").cpus(4).options("loglevel=info").machine(machine).on(arch).exits_with(0).prints("cpus: 4 online of 4 reported");
+        Boot::app("selftest")
+            .args(&["cpus"])
+            .cpus(4)
+            .options("loglevel=info")
+            .machine(machine)
+            .on(arch)
+            .exits_with(0)
+            .prints("cpus: 4 online of 4 reported")
+            .prints("ok: cpus (4 CPUs");
     }
     // x2APIC mode: the IPIs go through the ICR MSR.
-    Boot::app("hello")
+    Boot::app("selftest")
+        .args(&["cpus"])
         .cpus(3)
         .options("loglevel=debug")
         .qemu_args(&["-cpu", "max"])
         .on(arch)
         .exits_with(0)
         .prints("x2APIC mode")
-        .prints("cpus: 3 online of 3 reported");
+        .prints("cpus: 3 online of 3 reported")
+        .prints("ok: cpus (3 CPUs");
     Boot::app("hello").cpus(4).options("loglevel=info smp=2").on(arch).exits_with(0).prints("cpus: 2 online (smp=2; the firmware reports 4)");
     Boot::app("hello")
         .cpus(2)

@@ -14,7 +14,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use libos::time::{DateTime, Duration, Instant, SystemTime, UNIX_EPOCH};
-use libos::{fault, hal, println};
+use libos::{cpus as smp, fault, hal, println};
 
 libos::main!(main);
 
@@ -90,7 +90,7 @@ fn mem() -> Result<alloc::string::String, alloc::string::String> {
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: selftest CHECK...   (timer heap heap-exhaustion clock wall-clock event mem exit=N hang panic page-fault null write-code exec-data stack-overflow)");
+        println!("usage: selftest CHECK...   (timer heap heap-exhaustion clock wall-clock event mem cpus exit=N hang panic page-fault null write-code exec-data stack-overflow)");
         return 2;
     }
     let mut failed = 0;
@@ -103,6 +103,7 @@ fn main() -> i32 {
             "wall-clock" => wall_clock(),
             "event" => event(),
             "mem" => mem(),
+            "cpus" => cpus(),
             "panic" => panic!("selftest: deliberate panic"),
             "page-fault" => crashed(fault::read_unmapped),
             "null" => crashed(fault::read_null),
@@ -139,6 +140,44 @@ fn hang() -> Check {
 fn crashed<T>(fault: impl FnOnce() -> T) -> Check {
     fault();
     Err("the deliberate fault returned instead of ending the VM".into())
+}
+
+/// Every online CPU runs functions posted to it (`cpus::run_on`, an inter-processor
+/// interrupt each) and knows who it is: `cpu_id` there is the index the call named. Then many
+/// calls round-robin over the CPUs add to one counter, which must end exact; CPUs that are not
+/// online are refused.
+fn cpus() -> Check {
+    let online: Vec<usize> = (0..smp::MAX_CPUS).filter(|&i| smp::is_online(i)).collect();
+    if online.len() != smp::online_count() {
+        return Err(alloc::format!("online set {online:?} but count {}", smp::online_count()));
+    }
+    for &cpu in &online {
+        let seen = AtomicU64::new(u64::MAX);
+        let record = || seen.store(hal::platform().cpu_id() as u64, Ordering::SeqCst);
+        smp::run_on(cpu, &record).map_err(|e| alloc::format!("run_on({cpu}): {e}"))?;
+        if seen.load(Ordering::SeqCst) != cpu as u64 {
+            return Err(alloc::format!("a call to CPU {cpu} ran on CPU {}", seen.load(Ordering::SeqCst)));
+        }
+    }
+    const ROUNDS: u64 = 500;
+    let sum = AtomicU64::new(0);
+    let add = || {
+        sum.fetch_add(1 + hal::platform().cpu_id() as u64, Ordering::Relaxed);
+    };
+    for _ in 0..ROUNDS {
+        for &cpu in &online {
+            smp::run_on(cpu, &add).map_err(|e| alloc::format!("run_on({cpu}): {e}"))?;
+        }
+    }
+    let expected: u64 = online.iter().map(|&cpu| ROUNDS * (1 + cpu as u64)).sum();
+    if sum.load(Ordering::Relaxed) != expected {
+        return Err(alloc::format!("calls added {} instead of {expected}", sum.load(Ordering::Relaxed)));
+    }
+    let offline = smp::online_count();
+    if !smp::is_online(offline) && smp::run_on(offline, &add) != Err(libos::Errno::EINVAL) {
+        return Err(alloc::format!("a call to CPU {offline}, not online, was not refused with EINVAL"));
+    }
+    Ok(alloc::format!("({} CPUs, {} calls each)", online.len(), ROUNDS + 1))
 }
 
 static TIMER_FIRED: AtomicU64 = AtomicU64::new(0);

@@ -10,10 +10,15 @@
 //!
 //! CPU indexes are dense: 0 is the boot CPU, 1.. the others in firmware order, up to
 //! [`MAX_CPUS`]. [`crate::hal::Platform::cpu_id`] answers the index of the running CPU.
+//!
+//! [`run_on`] runs a function on another CPU and waits for it: the caller posts it in the
+//! target's mailbox and sends an inter-processor interrupt ([`crate::hal::Platform::send_ipi`]),
+//! whose handler calls [`handle_ipi`]. The building block of TLB shootdowns and remote wake-ups.
 
 use crate::time::Instant;
+use crate::{Errno, hal};
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use core::time::Duration;
 
 /// The most CPUs libos runs on (one bit each in the online set).
@@ -140,6 +145,64 @@ pub fn start_all_with(
     StartReport { reported, limit, online: online_count() }
 }
 
+/// A function posted to another CPU; it lives on the caller's stack until `done` is set.
+struct Call<'a> {
+    function: &'a (dyn Fn() + Sync),
+    done: AtomicBool,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+/// Each CPU's mailbox: the [`Call`] waiting for it, or null.
+static MAILBOX: [AtomicPtr<()>; MAX_CPUS] = [EMPTY; MAX_CPUS];
+
+/// Runs `function` on CPU `index` and returns once it has finished there (at once on the
+/// running CPU). Calls to one CPU are served one at a time. Errors: `EINVAL` for a CPU that is
+/// not online, the platform's error when it cannot send the interrupt (`ENOSYS`: no IPIs).
+///
+/// Call it with interrupts enabled and no spin lock held: the target may be waiting for that
+/// lock, or be sending a call of its own to this CPU, with interrupts masked.
+pub fn run_on(index: usize, function: &(dyn Fn() + Sync)) -> crate::Result<()> {
+    let platform = hal::platform();
+    if index == platform.cpu_id() {
+        function();
+        return Ok(());
+    }
+    if !is_online(index) {
+        return Err(Errno::EINVAL);
+    }
+    let call = Call { function, done: AtomicBool::new(false) };
+    let posted = &call as *const Call<'_> as *mut ();
+    while MAILBOX[index].compare_exchange(core::ptr::null_mut(), posted, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        core::hint::spin_loop();
+    }
+    if let Err(e) = platform.send_ipi(index) {
+        MAILBOX[index].store(core::ptr::null_mut(), Ordering::Release);
+        return Err(e);
+    }
+    while !call.done.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    Ok(())
+}
+
+/// Serves the running CPU's mailbox: the platform's handler of [`run_on`]'s interrupt calls it.
+pub fn handle_ipi() {
+    let me = hal::platform().cpu_id();
+    let Some(mailbox) = MAILBOX.get(me) else { return };
+    let posted = mailbox.load(Ordering::Acquire);
+    if posted.is_null() {
+        return;
+    }
+    // SAFETY: only `run_on` stores non-null pointers here, to a `Call` on its stack that it keeps
+    // alive until `done` is set below.
+    let call = unsafe { &*(posted as *const Call<'_>) };
+    (call.function)();
+    // Free the mailbox for the next caller first: once `done` is set the call may be gone.
+    mailbox.store(core::ptr::null_mut(), Ordering::Release);
+    call.done.store(true, Ordering::Release);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +285,23 @@ mod tests {
         mark_online(MAX_CPUS);
         assert!(!is_online(MAX_CPUS));
         assert_eq!(online_count(), 1);
+
+        // run_on: the running CPU (the fake platform's 0) runs the function itself; a CPU that
+        // is not online is refused; without IPIs the error comes back and the mailbox is free.
+        crate::testing::shared_platform();
+        let ran = core::sync::atomic::AtomicUsize::new(0);
+        let count = || {
+            ran.fetch_add(1, Ordering::Relaxed);
+        };
+        assert_eq!(run_on(0, &count), Ok(()));
+        assert_eq!(ran.load(Ordering::Relaxed), 1);
+        assert_eq!(run_on(3, &count), Err(Errno::EINVAL));
+        mark_online(3);
+        assert_eq!(run_on(3, &count), Err(Errno::ENOSYS));
+        assert_eq!(run_on(3, &count), Err(Errno::ENOSYS), "the failed call left the mailbox free");
+        assert_eq!(ran.load(Ordering::Relaxed), 1);
+        handle_ipi(); // an interrupt with an empty mailbox does nothing
+        assert_eq!(ran.load(Ordering::Relaxed), 1);
+        reset();
     }
 }

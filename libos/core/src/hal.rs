@@ -104,11 +104,19 @@ pub trait Platform: Sync {
     /// Starts the machine's other CPUs, at most `limit` CPUs in all (the boot CPU included;
     /// `None`: every CPU the firmware reports), through [`crate::cpus::start_all`]. Called once
     /// at boot, after the heap is up. A started CPU sets up its own stacks, exception vectors and
-    /// per-CPU state, reports itself online and waits with interrupts masked: nothing is
-    /// scheduled on it yet. Default: a machine of one CPU.
+    /// per-CPU state, reports itself online and waits for interrupts (only
+    /// [`Platform::send_ipi`]'s reach it): nothing is scheduled on it yet. Default: a machine
+    /// of one CPU.
     fn start_cpus(&self, limit: Option<usize>) -> crate::cpus::StartReport {
         let _ = limit;
         crate::cpus::StartReport::SINGLE
+    }
+
+    /// Sends CPU `cpu` the interrupt whose handler calls [`crate::cpus::handle_ipi`]. Errors:
+    /// `EINVAL` for a CPU the platform did not start. Default: `ENOSYS` (one CPU).
+    fn send_ipi(&self, cpu: usize) -> crate::Result<()> {
+        let _ = cpu;
+        Err(crate::Errno::ENOSYS)
     }
 
     /// The virtual address at which physical address `phys` is mapped.

@@ -98,6 +98,11 @@ fn send_ipi(apic_id: u32, command: u32) {
     }
 }
 
+/// Sends `vector` to `apic_id` (fixed delivery).
+pub fn send_fixed(apic_id: u32, vector: u8) {
+    send_ipi(apic_id, (1 << 14) | u32::from(vector));
+}
+
 /// Sends INIT to `apic_id`: the CPU resets and waits for a STARTUP.
 pub fn send_init(apic_id: u32) {
     send_ipi(apic_id, ICR_INIT);

@@ -34,6 +34,8 @@ use x86_64::registers::control::Cr2;
 pub const TIMER_VECTOR: u8 = 0x30;
 /// Vector of spurious local APIC interrupts (must end in 0xf on old APICs).
 pub const SPURIOUS_VECTOR: u8 = 0xff;
+/// Vector of the inter-processor interrupt of `libos_core::cpus::run_on`.
+pub const IPI_VECTOR: u8 = 0xf0;
 
 const NMI: u64 = 2;
 const DOUBLE_FAULT: u64 = 8;
@@ -136,6 +138,10 @@ extern "C" fn libos_x86_64_trap(frame: &mut TrapFrame) {
             irq::timer_interrupt();
         }
         v if v == u64::from(SPURIOUS_VECTOR) => {}
+        v if v == u64::from(IPI_VECTOR) => {
+            apic::end_of_interrupt();
+            libos_core::cpus::handle_ipi();
+        }
         v if crate::ioapic::is_device_vector(v) => crate::ioapic::dispatch(v),
         v => {
             apic::end_of_interrupt();
@@ -145,7 +151,8 @@ extern "C" fn libos_x86_64_trap(frame: &mut TrapFrame) {
     // This frame is on the shared interrupt stack: a requested preemption happens on the
     // thread's own stack after the `iretq` (src/context.rs); if the frame cannot be moved there
     // the request stays for the next interrupt.
-    if irq::take_preemption_request() && !context::redirect_to_preempt(frame) {
+    // Only the boot CPU runs threads (the request is global until the scheduler is per CPU).
+    if crate::smp::cpu_id() == 0 && irq::take_preemption_request() && !context::redirect_to_preempt(frame) {
         irq::request_preemption();
     }
 }

@@ -171,6 +171,10 @@ mod platform {
             crate::smp::start_cpus(limit)
         }
 
+        fn send_ipi(&self, cpu: usize) -> libos_core::Result<()> {
+            crate::smp::send_ipi(cpu)
+        }
+
         fn hardware_random(&self) -> Option<u64> {
             crate::random::random_u64()
         }

@@ -15,8 +15,9 @@
 //! parks in the assembly without touching them.
 //!
 //! **What a started CPU does.** It loads its GDT/TSS and the shared IDT, enables SSE/AVX and its
-//! local APIC (timer masked), says it is online and halts with interrupts masked. Threads do not
-//! run on it yet: the scheduler is single-CPU, and the shared kernel state (locks that mask
+//! local APIC (timer masked), says it is online and halts until an interrupt: the only ones it
+//! gets are [`send_ipi`]'s, which run `libos_core::cpus::run_on` calls. Threads do not run on it
+//! yet: the scheduler is single-CPU, and the shared kernel state (locks that mask
 //! interrupts on one CPU only, the verified-pages cache without TLB shootdown, the `syscall`
 //! MSRs that only the boot CPU has) is not ready for a second one (issue 16's next steps).
 
@@ -24,7 +25,7 @@ use crate::gdt::{self, IstTops};
 use crate::{apic, devices, fpu, guard, interrupts, shutdown};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use core::time::Duration;
 use libos_core::cpus::{self, CpuStarter, StartError, StartReport};
 use libos_core::time::Instant;
@@ -36,6 +37,11 @@ pub const TRAMPOLINE: u64 = 0x8000;
 static TRAMPOLINE_USABLE: AtomicBool = AtomicBool::new(false);
 /// Set once the trampoline has been copied.
 static TRAMPOLINE_COPIED: AtomicBool = AtomicBool::new(false);
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_CPU: AtomicU32 = AtomicU32::new(u32::MAX);
+/// The local APIC id of each CPU index that was started (the boot CPU's from `start_cpus`).
+static APIC_IDS: [AtomicU32; cpus::MAX_CPUS] = [NO_CPU; cpus::MAX_CPUS];
 
 const IA32_GS_BASE: u32 = 0xc000_0101;
 const PAGE: usize = 4096;
@@ -118,7 +124,18 @@ fn processors() -> Vec<u32> {
 /// Starts the other processors, at most `limit` CPUs in all.
 pub fn start_cpus(limit: Option<usize>) -> StartReport {
     let mut starter = Starter { apic_ids: processors() };
+    APIC_IDS[0].store(starter.apic_ids[0], Ordering::Relaxed);
     cpus::start_all(&mut starter, limit)
+}
+
+/// Sends CPU `cpu` the interrupt of `libos_core::cpus::run_on`.
+pub fn send_ipi(cpu: usize) -> libos_core::Result<()> {
+    let apic_id = APIC_IDS.get(cpu).map_or(u32::MAX, |id| id.load(Ordering::Acquire));
+    if apic_id == u32::MAX || !cpus::is_online(cpu) {
+        return Err(libos_core::Errno::EINVAL);
+    }
+    apic::send_fixed(apic_id, interrupts::IPI_VECTOR);
+    Ok(())
 }
 
 struct Starter {
@@ -144,6 +161,7 @@ impl CpuStarter for Starter {
             return Err(StartError::NoResources("start-up path for APIC ids above 255"));
         }
         copy_trampoline();
+        APIC_IDS[index].store(apic_id, Ordering::Release);
         let stacks = Stacks::allocate().ok_or(StartError::NoResources("memory for stacks"))?;
         let block: &'static PerCpu = Box::leak(Box::new(PerCpu { index, ist: stacks.ist }));
         let efer = Efer::read() & (EferFlags::LONG_MODE_ENABLE | EferFlags::NO_EXECUTE_ENABLE);
@@ -252,8 +270,9 @@ extern "C" fn libos_x86_64_ap_main(block: &'static PerCpu) -> ! {
     fpu::init();
     apic::init_secondary();
     cpus::mark_online(block.index);
+    // Wait for interrupts: only `run_on`'s reach this CPU (its timer is masked and device
+    // interrupts go to the boot CPU).
     loop {
-        // SAFETY: halting with interrupts masked parks the CPU for good (an NMI returns here).
-        unsafe { core::arch::asm!("cli", "hlt", options(nomem, nostack)) };
+        x86_64::instructions::interrupts::enable_and_hlt();
     }
 }
