@@ -66,6 +66,12 @@ pub fn run_c_program() -> i32 {
     run(program)
 }
 
+/// The CPUs the program's threads run on: the boot CPU only, for now. Running Linux code on
+/// several CPUs at once needs per-CPU state the system-call trap keeps globally today (the
+/// "in Linux code" flag, the `syscall` MSRs of x86_64), TLB shootdowns after `mmap`/`mprotect`
+/// changes, and signals that interrupt a thread running on another CPU (issue 16).
+pub(crate) const C_CPUS: u64 = 1;
+
 /// Installs the system-call handler and the console descriptors, then enters `program` on its
 /// main thread. Returns only if it cannot start.
 pub(crate) fn run(program: Program) -> i32 {
@@ -78,7 +84,7 @@ pub(crate) fn run(program: Program) -> i32 {
     crate::net::install_hooks();
     #[cfg(feature = "threads")]
     {
-        let main = libos::thread::Builder::new().name("c-main").stack_size(MAIN_STACK).spawn(move || {
+        let main = libos::thread::Builder::new().name("c-main").stack_size(MAIN_STACK).affinity(C_CPUS).spawn(move || {
             let mut stack = Vec::new();
             start_program(entry, &program, &mut stack)
         });

@@ -219,7 +219,7 @@ fn spawn(frame: &libos::syscall::Frame, request: CloneRequest) -> Result<u64> {
     TIDS.lock().insert(tid);
     let parent_tp = entry.thread_pointer();
     let blocked = crate::signal::blocked();
-    let spawned = libos::thread::Builder::new().name(alloc::format!("c-thread-{tid}")).stack_size(KERNEL_STACK).spawn(move || {
+    let spawned = libos::thread::Builder::new().name(alloc::format!("c-thread-{tid}")).stack_size(KERNEL_STACK).affinity(crate::run::C_CPUS).spawn(move || {
         set_current(CThread { tid, clear_tid, pending_clone: None });
         crate::signal::thread_started(tid, blocked);
         entry.set_thread_pointer(if flags & CLONE_SETTLS != 0 { tls as usize } else { parent_tp });

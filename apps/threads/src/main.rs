@@ -22,6 +22,8 @@ use libos::thread::{self, Builder, Priority, tls::Key};
 use libos::time::{Duration, Instant};
 use libos::{hal, println};
 
+mod smp;
+
 libos::main!(main);
 
 type Check = Result<String, String>;
@@ -29,7 +31,7 @@ type Check = Result<String, String>;
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: threads CHECK...   (mutex condvar preempt priority fp simd red-zone sleep wake-by join tls semaphore exhaustion idle panic stack-overflow bench-yield bench-spawn bench-idle)");
+        println!("usage: threads CHECK...   (mutex condvar preempt priority fp simd red-zone sleep wake-by join tls semaphore exhaustion idle panic stack-overflow bench-yield bench-spawn bench-idle; with --cpus N: smp-counter smp-ping-pong smp-spin smp-affinity smp-stress)");
         return 2;
     }
     println!("policy: {}", thread::policy_name());
@@ -58,6 +60,11 @@ fn main() -> i32 {
             "bench-yield" => bench_yield(),
             "bench-spawn" => bench_spawn(),
             "bench-idle" => bench_idle(),
+            "smp-counter" => smp::counter(),
+            "smp-ping-pong" => smp::ping_pong(),
+            "smp-spin" => smp::spin(),
+            "smp-affinity" => smp::affinity(),
+            "smp-stress" => smp::stress(),
             other => Err(format!("unknown check `{other}`")),
         };
         match result {
@@ -164,8 +171,13 @@ fn preempt() -> Check {
     let switches = thread::switch_count();
     let mut rounds = 0;
     for _ in 0..5 {
-        thread::yield_now(); // busy runs until its slice ends
+        thread::yield_now(); // busy runs until its slice ends (on one CPU)
         rounds += 1;
+    }
+    // With several CPUs busy runs beside main on another one, and may not have started yet.
+    let start = Instant::now();
+    while SPINS.load(Ordering::Relaxed) == 0 && start.elapsed() < Duration::from_secs(5) {
+        thread::yield_now();
     }
     STOP.store(true, Ordering::Relaxed);
     busy.join();

@@ -265,6 +265,17 @@ impl Condvar {
         guard
     }
 
+    /// [`Condvar::wait`] with a deadline: returns at a notification or once `deadline` has
+    /// passed, with `true` for the latter (timed out, no notification seen).
+    pub fn wait_until<'a, T>(&self, mut guard: MutexGuard<'a, T>, deadline: Instant) -> (MutexGuard<'a, T>, bool) {
+        let seen = self.generation.load(Ordering::Acquire);
+        let mut notified = true;
+        MutexGuard::unlocked(&mut guard, || {
+            notified = self.queue.wait_until_deadline(|| self.generation.load(Ordering::Acquire) != seen, deadline);
+        });
+        (guard, !notified)
+    }
+
     /// Waits while `condition` holds on the protected data.
     pub fn wait_while<'a, T>(&self, mut guard: MutexGuard<'a, T>, mut condition: impl FnMut(&mut T) -> bool) -> MutexGuard<'a, T> {
         while condition(&mut guard) {

@@ -145,6 +145,28 @@ pub fn start_all_with(
     StartReport { reported, limit, online: online_count() }
 }
 
+/// What started CPUs run once the kernel has work for them (the scheduler's per-CPU loop).
+static SECONDARY_ENTRY: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Sends every started CPU into `entry` (called with the CPU's index, in thread context on the
+/// CPU's own stack, with interrupts masked; it never returns): the scheduler calls this once
+/// it can run threads there. The CPUs leave their wait at the interrupt sent here.
+pub fn enter_secondaries(entry: fn(usize) -> !) {
+    SECONDARY_ENTRY.store(entry as *mut (), Ordering::Release);
+    let platform = hal::platform();
+    for cpu in (0..MAX_CPUS).filter(|&cpu| cpu != platform.cpu_id() && is_online(cpu)) {
+        let _ = platform.send_ipi(cpu);
+    }
+}
+
+/// The function [`enter_secondaries`] gave, if any: a started CPU's wait loop checks it (with
+/// interrupts masked) before each wait.
+pub fn secondary_entry() -> Option<fn(usize) -> !> {
+    let entry = SECONDARY_ENTRY.load(Ordering::Acquire);
+    // SAFETY: the only non-null value ever stored is a `fn(usize) -> !` (enter_secondaries).
+    (!entry.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), fn(usize) -> !>(entry) })
+}
+
 /// A function posted to another CPU; it lives on the caller's stack until `done` is set.
 struct Call<'a> {
     function: &'a (dyn Fn() + Sync),
@@ -163,14 +185,15 @@ static MAILBOX: [AtomicPtr<()>; MAX_CPUS] = [EMPTY; MAX_CPUS];
 /// Call it with interrupts enabled and no spin lock held: the target may be waiting for that
 /// lock, or be sending a call of its own to this CPU, with interrupts masked.
 pub fn run_on(index: usize, function: &(dyn Fn() + Sync)) -> crate::Result<()> {
-    let platform = hal::platform();
-    if index == platform.cpu_id() {
+    let platform = hal::try_platform();
+    if index == platform.map_or(0, |p| p.cpu_id()) {
         function();
         return Ok(());
     }
     if !is_online(index) {
         return Err(Errno::EINVAL);
     }
+    let platform = platform.ok_or(Errno::ENOSYS)?;
     let call = Call { function, done: AtomicBool::new(false) };
     let posted = &call as *const Call<'_> as *mut ();
     while MAILBOX[index].compare_exchange(core::ptr::null_mut(), posted, Ordering::AcqRel, Ordering::Acquire).is_err() {
@@ -188,7 +211,7 @@ pub fn run_on(index: usize, function: &(dyn Fn() + Sync)) -> crate::Result<()> {
 
 /// Serves the running CPU's mailbox: the platform's handler of [`run_on`]'s interrupt calls it.
 pub fn handle_ipi() {
-    let me = hal::platform().cpu_id();
+    let me = hal::try_platform().map_or(0, |p| p.cpu_id());
     let Some(mailbox) = MAILBOX.get(me) else { return };
     let posted = mailbox.load(Ordering::Acquire);
     if posted.is_null() {
@@ -286,9 +309,9 @@ mod tests {
         assert!(!is_online(MAX_CPUS));
         assert_eq!(online_count(), 1);
 
-        // run_on: the running CPU (the fake platform's 0) runs the function itself; a CPU that
-        // is not online is refused; without IPIs the error comes back and the mailbox is free.
-        crate::testing::shared_platform();
+        // run_on: the running CPU (0, whether or not a test registered a fake platform) runs the
+        // function itself; a CPU that is not online is refused; without IPIs the error comes
+        // back and the mailbox is free.
         let ran = core::sync::atomic::AtomicUsize::new(0);
         let count = || {
             ran.fetch_add(1, Ordering::Relaxed);

@@ -402,7 +402,14 @@ pub mod irq {
     }
 
     static PREEMPT_HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
-    static PREEMPT_REQUESTED: AtomicBool = AtomicBool::new(false);
+    #[allow(clippy::declare_interior_mutable_const)]
+    const NOT_REQUESTED: AtomicBool = AtomicBool::new(false);
+    /// Per CPU: a handler asked for preemption of the thread that CPU runs.
+    static PREEMPT_REQUESTED: [AtomicBool; crate::cpus::MAX_CPUS] = [NOT_REQUESTED; crate::cpus::MAX_CPUS];
+
+    fn this_cpu() -> usize {
+        super::try_platform().map_or(0, |p| p.cpu_id()).min(crate::cpus::MAX_CPUS - 1)
+    }
 
     /// Registers the function a platform calls, in thread context with interrupts masked, when
     /// an interrupt handler asked for preemption with [`request_preemption`] (the scheduler).
@@ -411,17 +418,31 @@ pub mod irq {
     }
 
     /// Asks the platform to call the preempt handler when the current interrupt returns to the
-    /// thread it interrupted. Called from interrupt handlers.
+    /// thread it interrupted (on this CPU). Called from interrupt handlers.
     pub fn request_preemption() {
-        PREEMPT_REQUESTED.store(true, Ordering::Relaxed);
+        PREEMPT_REQUESTED[this_cpu()].store(true, Ordering::Relaxed);
+    }
+
+    /// Asks for preemption on CPU `cpu`: on this CPU as [`request_preemption`]; on another, the
+    /// request is recorded for it and an inter-processor interrupt makes it look (its return to
+    /// the interrupted thread then calls the preempt handler there).
+    pub fn request_preemption_on(cpu: usize) {
+        if cpu == this_cpu() {
+            request_preemption();
+        } else if let Some(flag) = PREEMPT_REQUESTED.get(cpu) {
+            flag.store(true, Ordering::Release);
+            if let Some(platform) = super::try_platform() {
+                let _ = platform.send_ipi(cpu);
+            }
+        }
     }
 
     /// Called by a platform at the end of an interrupt taken in thread context: true (and the
-    /// request is cleared) when a handler requested preemption and a preempt handler exists.
+    /// request is cleared) when a handler requested preemption of this CPU's thread and a
+    /// preempt handler exists.
     pub fn take_preemption_request() -> bool {
-        PREEMPT_REQUESTED.load(Ordering::Relaxed)
-            && !PREEMPT_HANDLER.load(Ordering::Acquire).is_null()
-            && PREEMPT_REQUESTED.swap(false, Ordering::Relaxed)
+        let flag = &PREEMPT_REQUESTED[this_cpu()];
+        flag.load(Ordering::Relaxed) && !PREEMPT_HANDLER.load(Ordering::Acquire).is_null() && flag.swap(false, Ordering::Acquire)
     }
 
     /// Runs the preempt handler. The platform calls it after [`take_preemption_request`]

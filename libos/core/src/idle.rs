@@ -7,6 +7,9 @@
 //! pending. The idle loops call [`enter`] right before halting; the first interrupt that ends
 //! the halt calls [`leave`] (from [`crate::device::device_interrupt`] and
 //! [`crate::hal::irq::timer_interrupt`]), so the handler's own work counts as busy.
+//!
+//! Only the boot CPU is accounted: icount runs (the only ones that read these ticks) use one
+//! CPU, and other CPUs' halts must not end or extend the boot CPU's idle window.
 
 use crate::hal;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -18,13 +21,16 @@ static IDLE_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// The CPU is about to halt until an interrupt.
 pub fn enter() {
-    if let Some(platform) = hal::try_platform() {
+    if let Some(platform) = hal::try_platform().filter(|p| p.cpu_id() == 0) {
         IDLE_SINCE.store(platform.counter().max(1), Ordering::Relaxed);
     }
 }
 
 /// The CPU runs again (an interrupt, or the halt returned). Cheap when it was not idle.
 pub fn leave() {
+    if IDLE_SINCE.load(Ordering::Relaxed) == 0 || hal::try_platform().is_some_and(|p| p.cpu_id() != 0) {
+        return;
+    }
     let since = IDLE_SINCE.swap(0, Ordering::Relaxed);
     if since != 0 {
         if let Some(platform) = hal::try_platform() {

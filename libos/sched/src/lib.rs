@@ -126,6 +126,6 @@ pub mod sync {
 /// none is compiled in), else as [`init`].
 pub fn init_named(name: Option<&str>, config: policy::Config) -> libos_core::Result<&'static str> {
     let available = policy::by_name(name).ok_or(libos_core::Errno::EINVAL)?;
-    init((available.new)(config))?;
+    sched::init_cpus((available.new)(config), Some((available.new, config)))?;
     Ok(available.name)
 }

@@ -5,10 +5,23 @@
 //! # Locking and interrupts
 //! All state lives in one [`IrqSpinLock`]. Every path that may switch first masks interrupts,
 //! then takes the lock, decides, *drops the lock* and switches with interrupts still masked; the
-//! thread that resumes restores its own saved interrupt state. On one CPU nothing can run
-//! between the decision and the switch. (For SMP the lock must be handed over across the
-//! switch, and a thread blocked on one CPU must not be resumed on another before its registers
-//! are saved: the usual "on CPU" flag. Run queues are already per CPU.)
+//! thread that resumes restores its own saved interrupt state.
+//!
+//! # Several CPUs
+//! Each CPU has its own run queue (one [`Policy`]) and idle thread; the boot CPU's idle thread
+//! has a stack of its own, the others' run on the stack their CPU started on ([`join_cpu`]).
+//! Between dropping the lock and the end of the switch another CPU may already pick the thread
+//! being switched out (woken, stolen): it must not load the thread's registers before they are
+//! saved. So every control block has a `switched_out` flag: the CPU that switches a thread out
+//! sets it once the switch is complete (the next thread's first act, [`finish_switch`]); a CPU
+//! about to switch to a thread waits for it and clears it. Exited threads are freed only once
+//! switched out.
+//!
+//! Where a thread runs: a woken or new thread goes to an idle CPU it may run on (its own CPU
+//! first), else back to its own CPU; a CPU sent work it is not running gets an inter-processor
+//! interrupt ([`irq::request_preemption_on`]). An idle CPU steals a queued thread from the CPU
+//! with the most queued before it halts, and a thread preempted or yielding while another CPU
+//! idles moves there. Threads may be pinned to a set of CPUs (`Builder::affinity`).
 //!
 //! # Timers
 //! The deadline queue ([`Deadlines`]) is an ordered set of `(deadline, thread)`, with room for one
@@ -27,7 +40,7 @@
 
 #![allow(unsafe_code)]
 
-use crate::policy::{Policy, Priority, Reason};
+use crate::policy::{Config, Policy, Priority, Reason};
 use crate::raw::{self, Stack};
 use alloc::boxed::Box;
 use crate::table::Table;
@@ -35,8 +48,9 @@ use crate::deadlines::Deadlines;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::any::Any;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
+use libos_core::cpus::MAX_CPUS;
 use libos_core::hal::{self, irq};
 use libos_core::sched::{Scheduler, ThreadId};
 use libos_core::sync::{IrqSpinLock, IrqSpinLockGuard, Once, unlock_keeping_interrupts_masked};
@@ -68,14 +82,23 @@ pub(crate) struct Tcb {
     parked_until: Option<Instant>,
     /// The saved stack pointer while not running.
     sp: AtomicUsize,
-    /// `None` for `main`, which runs on the boot stack.
+    /// `None` for `main` and the idle threads of secondary CPUs, which run on their CPU's boot
+    /// stack.
     stack: Option<Stack>,
+    /// Set once the thread's registers are saved and no CPU runs it (see the module docs).
+    switched_out: AtomicBool,
+    /// The CPU it runs or last ran on (whose run queue it joins when requeued).
+    cpu: usize,
+    /// The CPUs it may run on, one bit each.
+    affinity: u64,
     entry: Option<Box<dyn FnOnce() + Send>>,
     pub(crate) tls: TlsSlots,
 }
 
 struct Cpu {
     policy: Box<dyn Policy>,
+    /// Threads in `policy`'s queue (for stealing).
+    queued: usize,
     current: ThreadId,
     idle: ThreadId,
     /// The policy's time slice (`None`: cooperative).
@@ -90,7 +113,11 @@ struct Cpu {
 
 pub(crate) struct Sched {
     threads: Table<Tcb>,
-    cpus: Vec<Cpu>,
+    /// Indexed by CPU index; `None` for CPUs that have not joined.
+    cpus: Vec<Option<Cpu>>,
+    /// How to build the run queue of a CPU that joins (from [`crate::init_named`]); `None`
+    /// when the scheduler was given one policy object, which then runs on the boot CPU alone.
+    more_cpus: Option<(fn(Config) -> Box<dyn Policy>, Config)>,
     /// Parked threads' deadlines (room for one per thread is reserved at spawn).
     timers: Deadlines,
     armed: Option<Instant>,
@@ -103,8 +130,15 @@ pub(crate) struct Sched {
 }
 
 static SCHED: Once<IrqSpinLock<Sched>> = Once::new();
-/// The running thread (per CPU once there is SMP), readable without the lock.
-static CURRENT: AtomicU64 = AtomicU64::new(ThreadId::MAIN.0);
+#[allow(clippy::declare_interior_mutable_const)]
+const MAIN_RUNS: AtomicU64 = AtomicU64::new(ThreadId::MAIN.0);
+/// Each CPU's running thread, readable without the lock.
+static CURRENT: [AtomicU64; MAX_CPUS] = [MAIN_RUNS; MAX_CPUS];
+#[allow(clippy::declare_interior_mutable_const)]
+const NOTHING: AtomicPtr<AtomicBool> = AtomicPtr::new(core::ptr::null_mut());
+/// Per CPU: the `switched_out` flag of the thread it is switching away from, set by the next
+/// thread once it runs ([`finish_switch`]).
+static PREVIOUS: [AtomicPtr<AtomicBool>; MAX_CPUS] = [NOTHING; MAX_CPUS];
 static HAVE_DEAD: AtomicBool = AtomicBool::new(false);
 static SPAWNED: AtomicU64 = AtomicU64::new(0);
 
@@ -124,7 +158,86 @@ pub fn is_initialized() -> bool {
 
 impl Sched {
     fn cpu(&mut self) -> &mut Cpu {
-        &mut self.cpus[this_cpu()]
+        self.cpus[this_cpu()].as_mut().expect("libos-sched: this CPU has not joined the scheduler")
+    }
+
+    /// Whether `cpu` has joined and runs its idle thread with nothing queued.
+    fn is_idle(&self, cpu: usize) -> bool {
+        self.cpus.get(cpu).and_then(Option::as_ref).is_some_and(|c| c.current == c.idle && c.queued == 0)
+    }
+
+    /// The CPU a thread that becomes runnable should queue on: an idle CPU it may run on (its
+    /// own first), else its own CPU, else the first CPU it may run on.
+    fn choose_cpu(&self, own: usize, affinity: u64) -> usize {
+        if self.cpus.len() == 1 {
+            return 0;
+        }
+        let allowed = |cpu: usize| affinity & (1 << cpu) != 0 && self.cpus.get(cpu).is_some_and(Option::is_some);
+        if allowed(own) && self.is_idle(own) {
+            return own;
+        }
+        let mut candidates = (0..self.cpus.len()).filter(|&cpu| allowed(cpu));
+        if let Some(idle) = candidates.clone().find(|&cpu| self.is_idle(cpu)) {
+            return idle;
+        }
+        if allowed(own) {
+            return own;
+        }
+        candidates.next().unwrap_or(own)
+    }
+
+    /// Where a preempted or yielding thread (last on `own`, now running on `me`) is queued:
+    /// here, unless its CPU set excludes this CPU, or another CPU it may use idles while this
+    /// one has more work (it then runs there while this CPU runs the next).
+    fn requeue_target(&self, me: usize, own: usize, affinity: u64) -> usize {
+        if self.cpus.len() == 1 {
+            return me;
+        }
+        let allowed_here = affinity & (1 << me) != 0;
+        let target = self.choose_cpu(if allowed_here { me } else { own }, affinity);
+        let queued_here = self.cpus[me].as_ref().is_some_and(|cpu| cpu.queued > 0);
+        if target != me && (!allowed_here || (self.is_idle(target) && queued_here)) { target } else { me }
+    }
+
+    /// Queues `id` on `target`'s run queue and makes that CPU look if it should switch: it
+    /// idles, or the policy says the new thread preempts the running one.
+    fn enqueue_on(&mut self, target: usize, id: ThreadId, priority: Priority, reason: Reason) {
+        let Some(Some(cpu)) = self.cpus.get(target) else { return };
+        let running = self.threads.get(cpu.current).map_or(Priority(0), |t| t.priority);
+        let cpu = self.cpus[target].as_mut().expect("checked above");
+        cpu.policy.enqueue(id, priority, reason);
+        cpu.queued += 1;
+        if cpu.current == cpu.idle || cpu.policy.preempts(running, priority) {
+            irq::request_preemption_on(target);
+        }
+    }
+
+    /// Moves one queued thread that may run on `me` from the CPU with the most queued to `me`'s
+    /// queue. Nothing when no other CPU has a queue.
+    fn steal_for(&mut self, me: usize) {
+        let victim = (0..self.cpus.len())
+            .filter(|&cpu| cpu != me)
+            .filter_map(|cpu| self.cpus[cpu].as_ref().map(|c| (c.queued, cpu)))
+            .max()
+            .filter(|&(queued, _)| queued > 0)
+            .map(|(_, cpu)| cpu);
+        let Some(victim) = victim else { return };
+        let cpu = self.cpus[victim].as_mut().expect("found above");
+        let Some(id) = cpu.policy.pick_next() else { return };
+        cpu.queued -= 1;
+        let Some(tcb) = self.threads.get_mut(id) else { return };
+        let priority = tcb.priority;
+        if tcb.affinity & (1 << me) == 0 {
+            // Not ours to run: back where it was (at the end of its queue).
+            let cpu = self.cpus[victim].as_mut().expect("found above");
+            cpu.policy.enqueue(id, priority, Reason::Yielded);
+            cpu.queued += 1;
+            return;
+        }
+        tcb.cpu = me;
+        let cpu = self.cpu();
+        cpu.policy.enqueue(id, priority, Reason::Woken);
+        cpu.queued += 1;
     }
 
     pub(crate) fn current(&mut self) -> ThreadId {
@@ -139,14 +252,12 @@ impl Sched {
     fn make_ready(&mut self, id: ThreadId, reason: Reason) {
         let Some(tcb) = self.threads.get_mut(id) else { return };
         tcb.state = State::Ready;
-        let priority = tcb.priority;
-        let current = self.current();
-        let running = self.threads.get(current).map_or(Priority(0), |t| t.priority);
-        let cpu = self.cpu();
-        cpu.policy.enqueue(id, priority, reason);
-        if cpu.current == cpu.idle || cpu.policy.preempts(running, priority) {
-            irq::request_preemption();
+        let (own, affinity, priority) = (tcb.cpu, tcb.affinity, tcb.priority);
+        let target = self.choose_cpu(own, affinity);
+        if let Some(tcb) = self.threads.get_mut(id) {
+            tcb.cpu = target;
         }
+        self.enqueue_on(target, id, priority, reason);
     }
 
     fn unpark(&mut self, id: ThreadId) {
@@ -173,7 +284,7 @@ impl Sched {
     /// Arms the one-shot timer if something needs it earlier than it is armed for.
     fn rearm(&mut self) {
         let mut next = self.timers.first().map(|&(deadline, _)| deadline);
-        for cpu in &mut self.cpus {
+        for cpu in self.cpus.iter_mut().flatten() {
             if let Some(slice) = cpu.slice
                 && cpu.current != cpu.idle
                 && !cpu.policy.is_empty()
@@ -204,8 +315,9 @@ impl Sched {
 /// lock is released with them still masked, and when the thread runs again (never for
 /// `Exited`) the interrupt state saved by `lock()` is restored.
 fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Reason) {
+    let me = this_cpu();
     let sched = &mut *s;
-    let cpu = &mut sched.cpus[this_cpu()];
+    let cpu = sched.cpus[me].as_mut().expect("libos-sched: this CPU has not joined the scheduler");
     let (current, idle) = (cpu.current, cpu.idle);
     let tcb = sched.threads.get_mut(current).expect("libos-sched: the running thread has no control block");
     if tcb.stack.as_ref().is_some_and(|stack| !stack.canary_intact()) {
@@ -218,18 +330,56 @@ fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Re
     if current != idle {
         tcb.state = state;
         if state == State::Ready {
-            cpu.policy.enqueue(current, tcb.priority, reason);
+            let (affinity, priority, own) = (tcb.affinity, tcb.priority, tcb.cpu);
+            let target = s.requeue_target(me, own, affinity);
+            s.tcb(current).cpu = target;
+            if target == me {
+                let cpu = s.cpu();
+                cpu.policy.enqueue(current, priority, reason);
+                cpu.queued += 1;
+            } else {
+                s.enqueue_on(target, current, priority, reason);
+            }
         }
     }
-    let next = cpu.policy.pick_next().unwrap_or(idle);
+    switch_to_next(s, me, state)
+}
+
+/// The second half of [`switch_away`]: the running thread is accounted for (queued somewhere,
+/// blocked or exiting with `state`); pick this CPU's next thread and switch to it.
+fn switch_to_next(mut s: IrqSpinLockGuard<'static, Sched>, me: usize, state: State) {
+    let next = loop {
+        let cpu = s.cpus[me].as_mut().expect("libos-sched: this CPU has not joined the scheduler");
+        let Some(next) = cpu.policy.pick_next() else { break cpu.idle };
+        cpu.queued -= 1;
+        let Some(tcb) = s.threads.get(next) else { continue };
+        let (affinity, priority, own) = (tcb.affinity, tcb.priority, tcb.cpu);
+        if affinity & (1 << me) != 0 {
+            break next;
+        }
+        // Its CPU set changed while it waited here: queue it where it may run.
+        let target = s.choose_cpu(own, affinity);
+        if target == me {
+            break next; // nowhere else (cannot happen: sets always name a running CPU)
+        }
+        s.tcb(next).cpu = target;
+        s.enqueue_on(target, next, priority, Reason::Yielded);
+    };
+    let sched = &mut *s;
+    let cpu = sched.cpus[me].as_mut().expect("libos-sched: this CPU has not joined the scheduler");
+    let (current, idle) = (cpu.current, cpu.idle);
+    let tcb = sched.threads.get_mut(current).expect("libos-sched: the running thread has no control block");
     if next == current {
         tcb.state = State::Running;
         return; // dropping the guard restores the interrupt state
     }
     let save: *const AtomicUsize = &tcb.sp;
+    let switched_out: *const AtomicBool = &tcb.switched_out;
     let next_tcb = sched.threads.get_mut(next).expect("libos-sched: a queued thread has no control block");
     next_tcb.state = State::Running;
+    next_tcb.cpu = me;
     let load: *const AtomicUsize = &next_tcb.sp;
+    let next_switched_out: *const AtomicBool = &next_tcb.switched_out;
     cpu.current = next;
     cpu.switches += 1;
     // A slice timer is needed if the new thread has competitors and none is running yet (an
@@ -240,27 +390,48 @@ fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Re
         sched.dead.push(tcb); // moves the Box, not the control block: `save` stays valid
         HAVE_DEAD.store(true, Ordering::Relaxed);
     }
-    CURRENT.store(next.0, Ordering::Relaxed);
+    CURRENT[me].store(next.0, Ordering::Relaxed);
+    PREVIOUS[me].store(switched_out.cast_mut(), Ordering::Relaxed);
     if need_slice_timer || !sched.timers.is_empty() {
         sched.rearm();
     }
     let routine = sched.switch;
     let interrupts = unlock_keeping_interrupts_masked(s);
-    // SAFETY: interrupts are masked (the caller's contract); `save` points into the running
-    // thread's boxed control block, which is only freed after it exited and another thread ran
-    // (`reap`); `load` is the saved stack pointer of `next`, which is not running and whose
-    // stack lives as long as its control block (boxed: moving the Box into `dead` does not
-    // move it); the lock is released.
-    unsafe { raw::switch(routine, save, load) };
+    // SAFETY (both): `next` is Running now, so it is neither queued nor reaped: its boxed
+    // control block stays. Interrupts are masked (the caller's contract); `save` points into the
+    // running thread's boxed control block, which is only freed once it exited and is switched
+    // out (`reap`, after `finish_switch` on this CPU); `load` is the saved stack pointer of
+    // `next`, whose registers are saved (waited for here) and whose stack lives as long as its
+    // control block (boxed: moving the Box into `dead` does not move it); the lock is released.
+    unsafe {
+        let next_switched_out = &*next_switched_out;
+        while !next_switched_out.load(Ordering::Acquire) {
+            core::hint::spin_loop(); // it is still being switched out on another CPU
+        }
+        next_switched_out.store(false, Ordering::Relaxed);
+        raw::switch(routine, save, load);
+    }
+    finish_switch();
     reap();
     libos_core::interrupts::restore(interrupts);
 }
 
-/// The index of this CPU's run queue. One CPU for now; with SMP this becomes
-/// `hal::platform().cpu_id()` (the queues are already per CPU).
+/// The first thing a thread does when it runs after a switch (at its first run too): the
+/// thread this CPU switched away from is now switched out, so another CPU may run it.
+#[inline(always)]
+fn finish_switch() {
+    let previous = PREVIOUS[this_cpu()].swap(core::ptr::null_mut(), Ordering::Relaxed);
+    if !previous.is_null() {
+        // SAFETY: the flag belongs to the boxed control block of the thread this CPU switched
+        // away from, which is not freed before the flag is set (`reap_dead`).
+        unsafe { (*previous).store(true, Ordering::Release) };
+    }
+}
+
+/// The index of the running CPU (its run queue).
 #[inline(always)]
 fn this_cpu() -> usize {
-    0
+    hal::platform().cpu_id()
 }
 
 /// Frees the stacks of threads that exited (never the running one: it is not in the list).
@@ -276,8 +447,12 @@ fn reap() {
 fn reap_dead() {
     let dead = {
         let mut s = lock();
-        HAVE_DEAD.store(false, Ordering::Relaxed);
-        core::mem::take(&mut s.dead)
+        // A thread still being switched out on another CPU stays until that switch is done.
+        let (done, pending): (Vec<Box<Tcb>>, Vec<Box<Tcb>>) =
+            core::mem::take(&mut s.dead).into_iter().partition(|tcb| tcb.switched_out.load(Ordering::Acquire));
+        HAVE_DEAD.store(!pending.is_empty(), Ordering::Relaxed);
+        s.dead = pending;
+        done
     };
     for mut tcb in dead {
         if let Some(stack) = tcb.stack.take() {
@@ -287,6 +462,7 @@ fn reap_dead() {
 }
 
 extern "C" fn thread_entry(_: usize) -> ! {
+    finish_switch();
     reap();
     let entry = {
         let mut s = lock();
@@ -313,11 +489,20 @@ pub(crate) fn exit_current() -> ! {
 }
 
 extern "C" fn idle_entry(_: usize) -> ! {
+    finish_switch();
     reap();
+    idle_loop()
+}
+
+/// A CPU's idle thread: run what is queued here or can be stolen, else halt until an interrupt.
+fn idle_loop() -> ! {
     let platform = hal::platform();
     loop {
         platform.disable_interrupts();
         let mut s = lock();
+        if s.cpu().queued == 0 && s.cpus.len() > 1 {
+            s.steal_for(this_cpu());
+        }
         if s.cpu().policy.is_empty() {
             drop(s);
             // Enables interrupts atomically with the halt: a wake-up that raced with the check
@@ -344,7 +529,9 @@ fn on_timer() {
         s.timers.pop_first();
         s.unpark(id);
     }
-    for cpu in &mut s.cpus {
+    let me = this_cpu();
+    for (index, cpu) in s.cpus.iter_mut().enumerate() {
+        let Some(cpu) = cpu else { continue };
         // A slice ends: if no switch happened since it began, the running thread has used a
         // whole slice and others are waiting: preempt it. Otherwise a later thread started
         // within this slice and gets a fresh one (re-armed below). So a thread runs at least one
@@ -352,7 +539,11 @@ fn on_timer() {
         if cpu.slice_end.is_some_and(|end| now >= end) {
             cpu.slice_end = None;
             if cpu.switches == cpu.switches_at_slice_start && cpu.current != cpu.idle && !cpu.policy.is_empty() {
-                irq::request_preemption();
+                if index == me {
+                    irq::request_preemption();
+                } else {
+                    irq::request_preemption_on(index);
+                }
             }
         }
     }
@@ -363,9 +554,16 @@ fn on_timer() {
 fn on_preempt() {
     let Some(sched) = SCHED.get() else { return };
     let mut s = sched.lock();
+    if s.cpus.get(this_cpu()).is_none_or(Option::is_none) {
+        return; // a CPU that has not joined yet runs no threads
+    }
+    let me = this_cpu();
+    let current = s.current();
+    // A thread whose CPU set no longer has this CPU leaves it now (`set_affinity` asked).
+    let must_leave = s.threads.get(current).is_some_and(|tcb| tcb.affinity & (1 << me) == 0);
     let cpu = s.cpu();
     let preemptible = cpu.slice.is_some() || cpu.current == cpu.idle;
-    if !preemptible || cpu.policy.is_empty() {
+    if !must_leave && (!preemptible || cpu.policy.is_empty()) {
         return;
     }
     switch_away(s, State::Ready, Reason::Preempted);
@@ -375,7 +573,7 @@ struct Hook;
 
 impl Scheduler for Hook {
     fn current(&self) -> ThreadId {
-        ThreadId(CURRENT.load(Ordering::Relaxed))
+        ThreadId(CURRENT[this_cpu()].load(Ordering::Relaxed))
     }
 
     fn with_current_name(&self, f: &mut dyn FnMut(&str)) {
@@ -455,6 +653,12 @@ static HOOK: Hook = Hook;
 /// handlers. Fails with `ENOSYS` when no [`hal::ContextSwitch`] is registered, `ENOMEM` when the
 /// idle thread's stack cannot be allocated, `EBUSY` when called twice.
 pub fn init(policy: Box<dyn Policy>) -> Result<()> {
+    init_cpus(policy, None)
+}
+
+/// [`init`] with a way to build more run queues: the other CPUs the platform started join with
+/// a queue of their own ([`join_cpu`]).
+pub(crate) fn init_cpus(policy: Box<dyn Policy>, more_cpus: Option<(fn(Config) -> Box<dyn Policy>, Config)>) -> Result<()> {
     let Some(context) = hal::context_switch() else {
         return Err(Errno::ENOSYS);
     };
@@ -467,6 +671,8 @@ pub fn init(policy: Box<dyn Policy>) -> Result<()> {
     let mut idle = Box::new(Tcb::new(Some("idle".into()), 0, Priority(0), Some(idle_stack), None));
     idle.state = State::Ready;
     idle.sp = AtomicUsize::new(idle_sp);
+    idle.switched_out = AtomicBool::new(true);
+    idle.affinity = 1; // the boot CPU's
     let idle_id = threads.insert(idle);
     let main = threads.insert(Box::new(Tcb::new(Some("main".into()), 1, Priority::NORMAL, None, None)));
     debug_assert_eq!((idle_id, main), (IDLE, ThreadId::MAIN));
@@ -477,37 +683,116 @@ pub fn init(policy: Box<dyn Policy>) -> Result<()> {
     timers.reserve(2)?;
     let slice = policy.time_slice();
     log::debug!("libos-sched: policy {}, time slice {slice:?}", policy.name());
-    let cpu = Cpu { policy, current: ThreadId::MAIN, idle: IDLE, slice, slice_end: None, switches: 0, switches_at_slice_start: 0 };
-    SCHED.call_once(|| IrqSpinLock::new(Sched { threads, cpus: alloc::vec![cpu], timers, armed: None, dead: Vec::new(), switch: context.switch_routine() }));
+    let cpu = Cpu { policy, queued: 0, current: ThreadId::MAIN, idle: IDLE, slice, slice_end: None, switches: 0, switches_at_slice_start: 0 };
+    // Room for every CPU that may join, so that joining does not move the boot CPU's entry.
+    let cpu_count = if more_cpus.is_some() { libos_core::cpus::online_count().max(1) } else { 1 };
+    let mut cpus = Vec::with_capacity(cpu_count);
+    cpus.push(Some(cpu));
+    cpus.resize_with(cpu_count, || None);
+    SCHED.call_once(|| {
+        IrqSpinLock::new(Sched { threads, cpus, more_cpus, timers, armed: None, dead: Vec::new(), switch: context.switch_routine() })
+    });
     libos_core::sched::set_scheduler(&HOOK);
     irq::set_timer_handler(on_timer);
     irq::set_preempt_handler(on_preempt);
+    if cpu_count > 1 {
+        libos_core::cpus::enter_secondaries(join_cpu);
+        // Wait for them, so that threads spawned from now on find every CPU (a CPU that does
+        // not join in time keeps its place and joins late).
+        let deadline = Instant::now() + libos_core::cpus::START_TIMEOUT;
+        while (running_cpus().count_ones() as usize) < cpu_count && Instant::now() < deadline {
+            core::hint::spin_loop();
+        }
+        if (running_cpus().count_ones() as usize) < cpu_count {
+            log::warn!("libos-sched: only CPUs {:#b} joined within {:?}", running_cpus(), libos_core::cpus::START_TIMEOUT);
+        }
+    }
     // The boot code runs with interrupts masked; as thread `main` it must be preemptible (a
     // `main` that never blocks would otherwise never see a timer interrupt).
     hal::platform().enable_interrupts();
     Ok(())
 }
 
+/// A started CPU joins the scheduler (from its wait loop, on its own stack, interrupts
+/// masked): the code running now becomes its idle thread, with a run queue of its own.
+fn join_cpu(index: usize) -> ! {
+    let Some((new_policy, config)) = SCHED.get().and_then(|s| s.lock().more_cpus) else {
+        unreachable!("libos-sched: a CPU was sent to join a scheduler without more run queues")
+    };
+    let mut policy = new_policy(config);
+    let mut idle = Box::new(Tcb::new(Some(alloc::format!("idle-{index}")), 0, Priority(0), None, None));
+    idle.cpu = index;
+    idle.affinity = 1 << index;
+    let slice = policy.time_slice();
+    let mut s = lock();
+    // Room for every thread (any may be queued here), as `spawn` keeps for the other queues.
+    let threads = s.threads.slots() + 1;
+    let priorities: Vec<Priority> = s.threads.iter().map(|tcb| tcb.priority).collect();
+    let reserved = priorities.iter().try_for_each(|&priority| policy.reserve(priority, threads));
+    if reserved.is_err() || index >= s.cpus.len() || s.cpus[index].is_some() {
+        drop(s);
+        log::warn!("CPU {index} cannot join the scheduler (no memory for its run queue, or joined twice)");
+        loop {
+            hal::platform().wait_for_interrupt();
+        }
+    }
+    let id = s.threads.insert(idle);
+    s.cpus[index] = Some(Cpu { policy, queued: 0, current: id, idle: id, slice, slice_end: None, switches: 0, switches_at_slice_start: 0 });
+    CURRENT[index].store(id.0, Ordering::Relaxed);
+    drop(s);
+    log::debug!("libos-sched: CPU {index} runs threads");
+    idle_loop()
+}
+
 impl Tcb {
     fn new(name: Option<String>, serial: u64, priority: Priority, stack: Option<Stack>, entry: Option<Box<dyn FnOnce() + Send>>) -> Tcb {
-        Tcb { name, serial, priority, state: State::Running, wake_token: false, parked_until: None, sp: AtomicUsize::new(0), stack, entry, tls: Vec::new() }
+        Tcb {
+            name,
+            serial,
+            priority,
+            state: State::Running,
+            wake_token: false,
+            parked_until: None,
+            sp: AtomicUsize::new(0),
+            stack,
+            switched_out: AtomicBool::new(false),
+            cpu: 0,
+            affinity: u64::MAX,
+            entry,
+            tls: Vec::new(),
+        }
     }
 }
 
-/// Creates a runnable thread running `entry` on a new stack of `stack_size` bytes.
-/// Creates a runnable thread running `entry` on a new stack of `stack_size` bytes. Returns
-/// its id and serial number (unnamed threads are shown as `thread-SERIAL`; `main` is 1).
-pub(crate) fn spawn(name: Option<String>, priority: Priority, stack_size: usize, entry: Box<dyn FnOnce() + Send>) -> Result<(ThreadId, u64)> {
+/// Creates a runnable thread running `entry` on a new stack of `stack_size` bytes, on the CPUs
+/// of `affinity` (one bit each; `EINVAL` when it names no CPU that runs threads). Returns its
+/// id and serial number (unnamed threads are shown as `thread-SERIAL`; `main` is 1).
+pub(crate) fn spawn(
+    name: Option<String>,
+    priority: Priority,
+    stack_size: usize,
+    affinity: u64,
+    entry: Box<dyn FnOnce() + Send>,
+) -> Result<(ThreadId, u64)> {
+    if affinity & running_cpus() == 0 {
+        return Err(Errno::EINVAL);
+    }
     let stack = Stack::new(stack_size)?;
     let sp = stack.init_context(thread_entry, 0);
     let serial = SPAWNED.fetch_add(1, Ordering::Relaxed) + 2;
     let mut tcb = Box::new(Tcb::new(name, serial, priority, Some(stack), Some(entry)));
     tcb.sp = AtomicUsize::new(sp);
+    tcb.switched_out = AtomicBool::new(true);
+    tcb.cpu = this_cpu();
+    tcb.affinity = affinity;
     let mut s = lock();
-    // Room for every thread in the run queue and the deadline queue, so that parking and
+    // Room for every thread in every run queue and the deadline queue, so that parking and
     // waking never allocate (a thread must be able to block with the heap exhausted).
     let threads = s.threads.slots() + 1;
-    let reserved = s.timers.reserve(threads).and_then(|()| s.cpu().policy.reserve(priority, threads));
+    let reserved = s
+        .timers
+        .reserve(threads)
+        .and_then(|()| s.cpus.iter_mut().flatten().try_for_each(|cpu| cpu.policy.reserve(priority, threads)));
     if let Err(error) = reserved {
         drop(s); // the new thread's stack is freed outside the scheduler lock
         return Err(error);
@@ -563,17 +848,63 @@ pub(crate) fn current_info() -> (ThreadId, Option<String>, u64, Priority) {
 
 /// The running thread's id (no lock).
 pub fn current_id() -> ThreadId {
-    ThreadId(CURRENT.load(Ordering::Relaxed))
+    ThreadId(CURRENT[this_cpu()].load(Ordering::Relaxed))
 }
 
 /// How many context switches happened since boot.
 pub fn switch_count() -> u64 {
-    SCHED.get().map_or(0, |s| s.lock().cpus.iter().map(|cpu| cpu.switches).sum())
+    SCHED.get().map_or(0, |s| s.lock().cpus.iter().flatten().map(|cpu| cpu.switches).sum())
 }
 
 /// The name of the policy CPU 0 runs.
 pub fn policy_name() -> &'static str {
-    lock().cpus[0].policy.name()
+    lock().cpus[0].as_ref().expect("the boot CPU runs threads").policy.name()
+}
+
+/// The CPUs that run threads (joined the scheduler), one bit each; just the boot CPU before
+/// the scheduler starts.
+pub fn running_cpus() -> u64 {
+    match SCHED.get() {
+        Some(s) => s.lock().cpus.iter().enumerate().filter(|(_, cpu)| cpu.is_some()).fold(0, |bits, (i, _)| bits | 1 << i),
+        None => 1,
+    }
+}
+
+/// The running thread's CPU set.
+pub fn current_affinity() -> u64 {
+    let mut s = lock();
+    let current = s.current();
+    s.tcb(current).affinity
+}
+
+/// Sets the CPU set of `thread` (`EINVAL` when it names no CPU that runs threads, `ESRCH` for
+/// an unknown thread). A running thread outside its new set moves at its next switch: the
+/// caller changing its own set yields at once.
+pub fn set_affinity(thread: ThreadId, affinity: u64) -> Result<()> {
+    let moved_self = {
+        let mut s = lock();
+        let running = s.cpus.iter().enumerate().filter(|(_, cpu)| cpu.is_some()).fold(0u64, |bits, (i, _)| bits | 1 << i);
+        if affinity & running == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let me = this_cpu();
+        let current = s.current();
+        let tcb = s.threads.get_mut(thread).ok_or(Errno::ESRCH)?;
+        tcb.affinity = affinity;
+        let (own, running_elsewhere) = (tcb.cpu, tcb.state == State::Running && thread != current);
+        if affinity & (1 << own) == 0 {
+            // Its next queueing picks an allowed CPU (`choose_cpu`).
+            tcb.cpu = (0..MAX_CPUS).find(|&cpu| affinity & running & (1 << cpu) != 0).unwrap_or(me);
+            if running_elsewhere {
+                irq::request_preemption_on(own); // it leaves that CPU at the interrupt
+            }
+        }
+        thread == current && affinity & (1 << me) == 0
+    };
+    if moved_self {
+        HOOK.yield_now();
+    }
+    Ok(())
 }
 
 /// Whether the running thread's stack has a real (unmapped) guard page.

@@ -159,12 +159,13 @@ impl<T> JoinHandle<T> {
     }
 }
 
-/// Thread settings: name, stack size, priority.
+/// Thread settings: name, stack size, priority, CPUs.
 #[derive(Clone, Debug, Default)]
 pub struct Builder {
     name: Option<String>,
     stack_size: Option<usize>,
     priority: Option<Priority>,
+    affinity: Option<u64>,
 }
 
 impl Builder {
@@ -191,8 +192,16 @@ impl Builder {
         self
     }
 
-    /// Starts a thread running `f`. Errors: `EINVAL` for a stack size out of range, `ENOMEM`
-    /// when the stack cannot be allocated.
+    /// Limits the thread to the CPUs in `cpus` (bit `i`: CPU `i`, see [`cpus`]); default: every
+    /// CPU. CPUs that do not run threads are ignored; a set with none that does fails the spawn
+    /// with `EINVAL`.
+    pub fn affinity(mut self, cpus: u64) -> Builder {
+        self.affinity = Some(cpus);
+        self
+    }
+
+    /// Starts a thread running `f`. Errors: `EINVAL` for a stack size out of range or an
+    /// affinity without a CPU that runs threads, `ENOMEM` when the stack cannot be allocated.
     pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -207,7 +216,7 @@ impl Builder {
         let theirs = packet.clone();
         let entry = Box::new(move || theirs.finish(f()));
         let name = self.name;
-        let (id, serial) = sched::spawn(name.clone(), priority, stack_size, entry)?;
+        let (id, serial) = sched::spawn(name.clone(), priority, stack_size, self.affinity.unwrap_or(u64::MAX), entry)?;
         Ok(JoinHandle { thread: Thread { id, name, serial, priority }, packet })
     }
 }
@@ -222,6 +231,29 @@ where
     T: Send + 'static,
 {
     Builder::new().spawn(f).unwrap_or_else(|e| panic!("spawning a thread failed: {e}"))
+}
+
+/// The CPUs that run threads, one bit each (bit `i`: CPU `i`): the boot CPU, and the CPUs the
+/// platform started once the scheduler runs (`./x run --cpus N`, kernel option `smp=`).
+pub fn cpus() -> u64 {
+    sched::running_cpus()
+}
+
+/// The CPU the calling thread runs on now (it may move at its next switch).
+pub fn current_cpu() -> usize {
+    libos_core::hal::platform().cpu_id()
+}
+
+/// The CPUs the calling thread may run on.
+pub fn affinity() -> u64 {
+    sched::current_affinity()
+}
+
+/// Limits `thread` (the caller too) to the CPUs in `cpus`; a thread running outside the new
+/// set moves at its next switch (the caller at once). Errors: `EINVAL` when `cpus` has no CPU
+/// that runs threads, `ESRCH` for a thread that has exited.
+pub fn set_affinity(thread: ThreadId, cpus: u64) -> Result<()> {
+    sched::set_affinity(thread, cpus)
 }
 
 /// Ends the calling thread now, without returning from its closure: for threads that run

@@ -151,8 +151,7 @@ extern "C" fn libos_x86_64_trap(frame: &mut TrapFrame) {
     // This frame is on the shared interrupt stack: a requested preemption happens on the
     // thread's own stack after the `iretq` (src/context.rs); if the frame cannot be moved there
     // the request stays for the next interrupt.
-    // Only the boot CPU runs threads (the request is global until the scheduler is per CPU).
-    if crate::smp::cpu_id() == 0 && irq::take_preemption_request() && !context::redirect_to_preempt(frame) {
+    if irq::take_preemption_request() && !context::redirect_to_preempt(frame) {
         irq::request_preemption();
     }
 }

@@ -271,8 +271,12 @@ extern "C" fn libos_x86_64_ap_main(block: &'static PerCpu) -> ! {
     apic::init_secondary();
     cpus::mark_online(block.index);
     // Wait for interrupts: only `run_on`'s reach this CPU (its timer is masked and device
-    // interrupts go to the boot CPU).
+    // interrupts go to the boot CPU), until the scheduler sends it into its loop.
     loop {
+        x86_64::instructions::interrupts::disable();
+        if let Some(entry) = cpus::secondary_entry() {
+            entry(block.index);
+        }
         x86_64::instructions::interrupts::enable_and_hlt();
     }
 }
