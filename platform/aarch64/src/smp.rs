@@ -22,7 +22,8 @@ use crate::{guard, shutdown};
 use alloc::alloc::{Layout, alloc, dealloc};
 use alloc::boxed::Box;
 use core::mem::offset_of;
-use libos_core::cpus::{self, CpuStarter, StartError, StartReport};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use libos_core::cpus::{self, CpuStarter, MAX_CPUS, StartError, StartReport};
 use spin::Once;
 
 /// One CPU's own state, found through TPIDR_EL1. The fields after `nested_stack_top` are the
@@ -106,6 +107,20 @@ fn stacks_layout() -> Layout {
     Layout::from_size_align(STACKS, PAGE).expect("page-aligned stacks are a valid layout")
 }
 
+/// The base of CPU `i`'s [`Stacks`] (0: none), for fault reports ([`guarded_by`]).
+static STACKS_OF: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+
+/// The CPU and stack whose guard page holds `address`, if it is one of the started CPUs'.
+pub fn guarded_by(address: u64) -> Option<(usize, &'static str)> {
+    const NAMES: [&str; 3] = ["nested-exception", "exception", "kernel"];
+    STACKS_OF.iter().enumerate().find_map(|(cpu, base)| {
+        let base = base.load(Ordering::Acquire);
+        let guards = Stacks::guards(base).into_iter().zip(NAMES);
+        let mut hit = guards.filter(|&(page, _)| base != 0 && (page..page + PAGE).contains(&(address as usize)));
+        hit.next().map(|(_, name)| (cpu, name))
+    })
+}
+
 /// A CPU's stacks on the heap, with the guard pages that [`guard::set`] could make.
 struct Stacks {
     base: usize,
@@ -181,6 +196,7 @@ impl CpuStarter for Starter {
             exception_stack_top,
         }));
         let context = core::ptr::from_mut(percpu) as u64;
+        STACKS_OF[index].store(stacks.base, Ordering::Release);
         clean_to_poc(context, size_of::<PerCpu>() as u64);
         let entry = libos_aarch64_secondary_entry as *const () as u64;
         // SAFETY: the entry is the secondary path of src/boot.s and the context a PerCpu that
@@ -190,6 +206,7 @@ impl CpuStarter for Starter {
             Some(0) => Ok(()),
             outcome => {
                 // The CPU will not run: nothing of this reaches it.
+                STACKS_OF[index].store(0, Ordering::Release);
                 stacks.free();
                 // SAFETY: leaked just above from a Box and never shared (the CPU did not start).
                 drop(unsafe { Box::from_raw(core::ptr::from_mut(percpu)) });
