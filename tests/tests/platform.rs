@@ -128,3 +128,50 @@ fn smp_0_stops_the_boot() {
         Boot::app("hello").cpus(2).options("smp=0").on(arch).exits_with(103).prints("smp").prints("1 to 64");
     }
 }
+
+#[test]
+fn aarch64_secondary_cpus_start_with_psci_and_smp_caps_them() {
+    // QEMU `virt` describes every CPU in the device tree with enable-method "psci"; the guest
+    // starts them with CPU_ON and each reports itself online from its own stacks.
+    use xtask::arch::Arch;
+    if !arches().contains(&Arch::Aarch64) {
+        return;
+    }
+    for machine in [Machine::VirtGicv2, Machine::VirtGicv3] {
+        Boot::app("selftest")
+            .args(&["clock"])
+            .cpus(4)
+            .options("loglevel=info")
+            .machine(machine)
+            .on(Arch::Aarch64)
+            .exits_with(0)
+            .prints("cpus: 4 online of 4 reported")
+            .prints("ok: clock")
+            .does_not_print("left out");
+    }
+    Boot::app("selftest")
+        .args(&["clock"])
+        .cpus(4)
+        .options("loglevel=info smp=2")
+        .on(Arch::Aarch64)
+        .exits_with(0)
+        .prints("cpus: 2 online (smp=2; the firmware reports 4)");
+    Boot::app("selftest")
+        .args(&["clock"])
+        .cpus(2)
+        .options("loglevel=info smp=9")
+        .on(Arch::Aarch64)
+        .exits_with(0)
+        .prints("smp=9 asks for more CPUs than the 2 the firmware reports: using 2")
+        .prints("cpus: 2 online");
+    // Entered at EL2 (QEMU's virtualization=on: PSCI through `smc`), each CPU drops to EL1
+    // itself.
+    Boot::app("selftest")
+        .args(&["clock"])
+        .cpus(3)
+        .options("loglevel=info")
+        .qemu_args(&["-machine", "virtualization=on"])
+        .on(Arch::Aarch64)
+        .exits_with(0)
+        .prints("cpus: 3 online of 3 reported");
+}

@@ -164,6 +164,7 @@ fn boot(dtb_address: u64, entry_counter: u64) -> Result<&'static BootInfo, BootE
     }
     let machine = Machine::from_scan(&scan, &fdt)?;
     crate::discovery::record(&machine);
+    crate::smp::set_dtb(bytes);
     if machine.bootargs.len() >= MAX_CMDLINE {
         return Err(BootError::CmdlineTooLong);
     }

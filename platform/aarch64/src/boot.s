@@ -16,8 +16,10 @@
  *      1 GiB blocks, Device-nGnRE everywhere except Normal write-back for the GiB holding the
  *      image and the GiB holding the DTB; MMU and caches on (Rust may then do unaligned
  *      accesses, which fault with the MMU off);
- *   5. apply relocations, zero .bss, set up the stacks and VBAR_EL1;
+ *   5. apply relocations, zero .bss, set up the stacks, the boot CPU's per-CPU block
+ *      (TPIDR_EL1) and VBAR_EL1;
  *   6. call `libos_aarch64_start(dtb, entry_counter)`, which `entry_point!` defines.
+ * The other CPUs enter at `libos_aarch64_secondary_entry` (below; src/smp.rs starts them). 
  * The kernel then runs in EL1t (on SP_EL0); exceptions switch to SP_EL1, a separate stack, so
  * a kernel stack overflow can still be reported. The Rust side replaces the early tables with
  * the final ones (src/paging.rs). */
@@ -29,6 +31,16 @@
 
 
     .equ R_AARCH64_RELATIVE, 1027
+    /* Offsets in the per-CPU block `PerCpu` (src/smp.rs checks them at compile time). */
+    .equ PERCPU_INDEX, 0
+    .equ PERCPU_NESTED_STACK, 8
+    .equ PERCPU_TTBR0, 16
+    .equ PERCPU_TCR, 24
+    .equ PERCPU_MAIR, 32
+    .equ PERCPU_SCTLR, 40
+    .equ PERCPU_STACK, 48
+    .equ PERCPU_EXCEPTION_STACK, 56
+    .equ PERCPU_SIZE, 64
     /* 1 GiB block: AF | AttrIndx 1 (Device-nGnRE) | PXN | UXN | block */
     .equ EARLY_DEVICE_BLOCK, (1 << 10) | (1 << 2) | (1 << 53) | (1 << 54) | 1
     /* 1 GiB block: AF | inner shareable | AttrIndx 0 (Normal WB) | block */
@@ -58,14 +70,13 @@ _head:
     .ascii  "ARM\x64"               /* magic */
     .long   0                       /* res5 (no PE/COFF header) */
 
-primary_entry:
-    mrs     x19, cntvct_el0         /* boot statistics: the first thing we do */
-    mov     x20, x0                 /* DTB physical address */
-
+/* At EL2 (a VMM or firmware that enters there): configure EL1 (AArch64, timer and counter
+ * access, GICv3 system registers, no FP traps) and `eret` to `at_el1`, in EL1h with D A I F
+ * masked. At EL1: nothing. Uses x0 only. Shared by the boot CPU and the others. */
+.macro DROP_TO_EL1 at_el1
     mrs     x0, CurrentEL
     cmp     x0, #(2 << 2)
-    b.ne    at_el1
-    /* ---- EL2: prepare EL1 and drop to it ---- */
+    b.ne    \at_el1
     mov     x0, #(1 << 31)          /* HCR_EL2.RW: EL1 is AArch64; no stage 2, no traps */
     orr     x0, x0, #(1 << 29)      /* HCD: nothing serves hvc at EL2 now, make it undefined */
     msr     hcr_el2, x0
@@ -90,15 +101,27 @@ primary_entry:
     msr     sctlr_el1, x0
     mov     x0, #0x3c5              /* SPSR: EL1h, D A I F masked */
     msr     spsr_el2, x0
-    adr     x0, at_el1
+    adr     x0, \at_el1
     msr     elr_el2, x0
     eret
+.endm
 
-at_el1:
+/* What every CPU does first at EL1: mask interrupts, no FP/SIMD traps (CPACR_EL1.FPEN). */
+.macro CPU_AT_EL1
     msr     daifset, #0xf
-    mov     x0, #(3 << 20)          /* CPACR_EL1.FPEN: no FP/SIMD traps at EL1 */
+    mov     x0, #(3 << 20)
     msr     cpacr_el1, x0
     isb
+.endm
+
+primary_entry:
+    mrs     x19, cntvct_el0         /* boot statistics: the first thing we do */
+    mov     x20, x0                 /* DTB physical address */
+
+    DROP_TO_EL1 at_el1
+
+at_el1:
+    CPU_AT_EL1
 
     /* ---- Early identity map ---- */
     adrp    x1, libos_aarch64_early_l0
@@ -209,6 +232,19 @@ at_el1:
     adrp    x0, libos_aarch64_boot_stack_top
     add     x0, x0, :lo12:libos_aarch64_boot_stack_top
     mov     sp, x0
+    /* The boot CPU's per-CPU block: index 0, its nested-exception stack (the vectors below
+     * find it through TPIDR_EL1, so it is set before VBAR_EL1). */
+    adrp    x0, libos_aarch64_boot_percpu
+    add     x0, x0, :lo12:libos_aarch64_boot_percpu
+    mov     x1, #0
+11: str     xzr, [x0, x1]
+    add     x1, x1, #8
+    cmp     x1, #PERCPU_SIZE
+    b.ne    11b
+    adrp    x1, libos_aarch64_nested_stack_top
+    add     x1, x1, :lo12:libos_aarch64_nested_stack_top
+    str     x1, [x0, #PERCPU_NESTED_STACK]
+    msr     tpidr_el1, x0
     adrp    x0, libos_aarch64_vectors
     add     x0, x0, :lo12:libos_aarch64_vectors
     msr     vbar_el1, x0
@@ -224,6 +260,63 @@ early_failure:
     b       early_failure
 
     .ltorg
+
+/* ---- The other CPUs' entry (PSCI CPU_ON's entry point; src/smp.rs) ----
+ * The CPU arrives at EL2 or EL1 with the MMU and caches off, x0 = the context id: the physical
+ * (= virtual: identity map) address of its `PerCpu`, which the boot CPU filled and cleaned to
+ * the point of coherency (loads with the MMU off bypass the caches). The image is relocated,
+ * .bss zeroed and the final tables live already: this only sets up the CPU itself, loading the
+ * boot CPU's current MAIR/TCR/TTBR0/SCTLR values (the final tables) from the block, then its
+ * own two stacks (exceptions on SP_EL1, the kernel on SP_EL0), VBAR_EL1 and TPIDR_EL1, and
+ * calls `libos_aarch64_secondary_start(percpu)`, which never returns. Until the MMU is on only
+ * PC-relative addressing and the block are used. */
+    .section .text.secondary, "ax"
+    .balign 4
+    .global libos_aarch64_secondary_entry
+libos_aarch64_secondary_entry:
+    mov     x20, x0                 /* PerCpu */
+    DROP_TO_EL1 secondary_at_el1
+secondary_at_el1:
+    CPU_AT_EL1
+    ldr     x0, [x20, #PERCPU_MAIR]
+    msr     mair_el1, x0
+    ldr     x0, [x20, #PERCPU_TCR]
+    msr     tcr_el1, x0
+    ldr     x0, [x20, #PERCPU_TTBR0]
+    msr     ttbr0_el1, x0
+    isb
+    tlbi    vmalle1                 /* nothing of the firmware's may linger */
+    dsb     nsh
+    isb
+    ldr     x0, [x20, #PERCPU_SCTLR]
+    msr     sctlr_el1, x0           /* MMU and caches on, as on the boot CPU */
+    isb
+    ic      iallu
+    dsb     nsh
+    isb
+    ldr     x0, [x20, #PERCPU_EXCEPTION_STACK]
+    mov     sp, x0                  /* SP_EL1 (PSCI enters in EL1h) */
+    msr     spsel, #0
+    ldr     x0, [x20, #PERCPU_STACK]
+    mov     sp, x0                  /* SP_EL0: the kernel runs in EL1t */
+    msr     tpidr_el1, x20
+    adrp    x0, libos_aarch64_vectors
+    add     x0, x0, :lo12:libos_aarch64_vectors
+    msr     vbar_el1, x0
+    isb
+    mov     x29, #0
+    mov     x30, #0
+    mov     x0, x20
+    bl      libos_aarch64_secondary_start
+1:  wfe
+    b       1b
+    .ltorg
+
+/* The boot CPU's per-CPU block (`PerCpu`, written whole by primary_entry). */
+    .section .bss.libos_aarch64_boot_percpu, "aw", %nobits
+    .balign 64
+    .global libos_aarch64_boot_percpu
+libos_aarch64_boot_percpu:  .skip PERCPU_SIZE
 
 /* ---- Early page tables (written whole above, so NOLOAD) and stacks, each stack with an
  * unmapped 4 KiB guard page below it (see paging.rs) ---- */
@@ -257,7 +350,8 @@ libos_aarch64_stacks_end:
  * 16 entries of 0x80 bytes. The kernel runs on SP_EL0, so its exceptions arrive at the
  * "current EL with SP0" entries (kinds 0-3) and are handled on SP_EL1. An exception while
  * handling one arrives at the "current EL with SPx" entries: those switch to a third stack
- * first, because SP_EL1 itself may be what overflowed (kinds 4-7). Lower-EL entries (8-15)
+ * first (this CPU's, from its per-CPU block at TPIDR_EL1), because SP_EL1 itself may be what
+ * overflowed (kinds 4-7). Lower-EL entries (8-15)
  * cannot happen (nothing runs at EL0) and are reported as such. */
     .equ FRAME_SIZE, 800            /* 31 x, sp_el0, elr, spsr, 32 q, fpcr, fpsr (TrapFrame) */
 
@@ -271,11 +365,11 @@ libos_aarch64_stacks_end:
 
 .macro NESTED_VECTOR kind
     .balign 0x80
-    msr     tpidr_el1, x0
-    adrp    x0, libos_aarch64_nested_stack_top
-    add     x0, x0, :lo12:libos_aarch64_nested_stack_top
-    mov     sp, x0
+    msr     tpidrro_el0, x0         /* scratch: nothing runs at EL0 (TPIDR_EL1 is per-CPU) */
     mrs     x0, tpidr_el1
+    ldr     x0, [x0, #PERCPU_NESTED_STACK]
+    mov     sp, x0
+    mrs     x0, tpidrro_el0
     sub     sp, sp, #FRAME_SIZE
     stp     x0, x1, [sp]
     mov     x0, #\kind

@@ -7,12 +7,14 @@
 //! command line, GIC version and addresses, the virtual timer's interrupt, virtio-mmio slots,
 //! the PCIe ECAM window, the PL031 real-time clock, the CPU count, the PSCI conduit, reserved
 //! memory and how far device memory reaches. Missing essentials are [`DtbError`]s with a message for the user.
+//! [`cpus`] lists the CPUs that can be started (their MPIDRs, the boot CPU first).
 //!
 //! Parsing uses our own reader of the flattened format ([`flat`]; why not the `fdt` crate is
 //! explained there). Addresses in `reg` are taken as CPU physical addresses: that is
 //! right for nodes under the root and under `simple-bus` nodes with identity `ranges`, which is
 //! what QEMU `virt`, Firecracker and cloud-hypervisor generate.
 
+use libos_core::cpus::MAX_CPUS;
 use libos_core::memory::{RegionList, page_aligned};
 use core::fmt;
 pub use flat::Fdt;
@@ -170,6 +172,112 @@ pub fn open(bytes: &[u8]) -> Result<Fdt<'_>, DtbError> {
 pub fn total_size(header: &[u8; 8]) -> Option<u32> {
     let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
     (magic == 0xd00d_feed).then(|| u32::from_be_bytes([header[4], header[5], header[6], header[7]]))
+}
+
+/// The affinity fields of MPIDR_EL1 (Aff3 in bits 39:32, Aff2..Aff0 in bits 23:0): what a CPU
+/// node's `reg` holds, and what PSCI `CPU_ON` takes to name a CPU.
+pub const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
+
+/// Why a `/cpus` child is not among the CPUs to start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuSkip {
+    /// Its `status` is neither "okay" nor "ok".
+    Disabled,
+    /// Its `reg` is not one MPIDR of `#address-cells` (1 or 2) cells with only affinity bits set.
+    BadReg,
+    /// Its MPIDR is that of an earlier node.
+    Duplicate,
+    /// Its `enable-method` is not "psci" (e.g. "spin-table"), the only start method we have.
+    NotPsci,
+    /// There are already [`MAX_CPUS`] CPUs.
+    TooMany,
+}
+
+impl fmt::Display for CpuSkip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CpuSkip::Disabled => "its status is not \"okay\"",
+            CpuSkip::BadReg => "its reg is not an MPIDR affinity value",
+            CpuSkip::Duplicate => "its MPIDR repeats an earlier CPU's",
+            CpuSkip::NotPsci => "its enable-method is not psci",
+            CpuSkip::TooMany => return write!(f, "libos runs on at most {MAX_CPUS} CPUs"),
+        })
+    }
+}
+
+/// The CPUs to run on, by MPIDR affinity value: index 0 is the boot CPU, 1.. the others that
+/// PSCI can start, in tree order (the indexes `libos_core::cpus` uses).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList {
+    mpidrs: [u64; MAX_CPUS],
+    count: usize,
+}
+
+impl CpuList {
+    /// The MPIDR affinity values, the boot CPU's first.
+    pub fn as_slice(&self) -> &[u64] {
+        &self.mpidrs[..self.count]
+    }
+}
+
+/// The CPUs of `/cpus` (children with `device_type = "cpu"`): the boot CPU (`boot_mpidr`,
+/// masked with [`MPIDR_AFFINITY`]) first, whatever its node says (it runs already; it is
+/// first also when the tree lacks it), then the others in tree order. `skipped` hears of every
+/// CPU node left out (its name and why).
+pub fn cpus(fdt: &Fdt<'_>, boot_mpidr: u64, skipped: &mut dyn FnMut(&str, CpuSkip)) -> CpuList {
+    let boot = boot_mpidr & MPIDR_AFFINITY;
+    let mut list = CpuList { mpidrs: [0; MAX_CPUS], count: 1 };
+    list.mpidrs[0] = boot;
+    let Some(parent) = fdt.find_node("/cpus") else { return list };
+    let address_cells = Props::of(parent).child_cells().address;
+    let mut boot_seen = false;
+    for node in parent.children() {
+        let (mut device_type, mut reg, mut status, mut method) = (&[][..], None, None, &[][..]);
+        for prop in node.properties() {
+            match prop.name {
+                "device_type" => device_type = prop.value,
+                "reg" => reg = Some(prop.value),
+                "status" => status = Some(prop.value),
+                "enable-method" => method = prop.value,
+                _ => {}
+            }
+        }
+        if device_type != b"cpu\0" {
+            continue;
+        }
+        let mpidr = match (address_cells, reg) {
+            (1, Some(&[a, b, c, d])) => Some(u64::from(u32::from_be_bytes([a, b, c, d]))),
+            (2, Some(value)) => value.try_into().ok().map(u64::from_be_bytes),
+            _ => None,
+        };
+        let Some(mpidr) = mpidr.filter(|m| m & !MPIDR_AFFINITY == 0) else {
+            skipped(node.name, CpuSkip::BadReg);
+            continue;
+        };
+        if mpidr == boot && !boot_seen {
+            boot_seen = true;
+            continue;
+        }
+        let why = if list.as_slice()[1..].contains(&mpidr) || mpidr == boot {
+            Some(CpuSkip::Duplicate)
+        } else if status.is_some_and(|s| text(s) != "okay" && text(s) != "ok") {
+            Some(CpuSkip::Disabled)
+        } else if !compatible_with(method, &["psci"]) {
+            Some(CpuSkip::NotPsci)
+        } else if list.count == MAX_CPUS {
+            Some(CpuSkip::TooMany)
+        } else {
+            None
+        };
+        match why {
+            Some(why) => skipped(node.name, why),
+            None => {
+                list.mpidrs[list.count] = mpidr;
+                list.count += 1;
+            }
+        }
+    }
+    list
 }
 
 /// `#address-cells` and `#size-cells` of a parent node.

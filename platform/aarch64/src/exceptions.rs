@@ -112,6 +112,8 @@ fn fatal(kind: u64, esr: u64, frame: &TrapFrame) -> ! {
         ));
         if let Some(stack) = stacks::guarded_by(far) {
             emergency_print(format_args!("  stack overflow: the address is in the guard page below the {stack} stack\n"));
+        } else if let Some((cpu, stack)) = crate::smp::guarded_by(far) {
+            emergency_print(format_args!("  stack overflow: the address is in the guard page below CPU {cpu}'s {stack} stack\n"));
         } else if let Some(report) = crate::guard::REPORTER.get() {
             report(far);
         }

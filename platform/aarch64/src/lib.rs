@@ -22,7 +22,8 @@
 //! - `uart`, `gic`, `timer`: the console (PL011, or Firecracker's 16550), GICv2/GICv3, the
 //!   virtual timer as one-shot timer and the virtual counter as clock;
 //! - `semihosting`, `shutdown`: exit codes through QEMU semihosting, else PSCI `SYSTEM_OFF`;
-//! - [`rtc`]: the PL031 real-time clock, read once at boot for the wall clock.
+//! - [`rtc`]: the PL031 real-time clock, read once at boot for the wall clock;
+//! - `smp`: per-CPU state (TPIDR_EL1) and starting the other CPUs with PSCI `CPU_ON`.
 //!
 //! ## Design choices
 //! - **Position independence**: the ELF is linked at 0 with `-pie`; the entry code applies its
@@ -41,7 +42,8 @@
 //!   with `.arch_extension fp`/`simd`.
 //! - **Stacks**: the kernel runs in EL1t on SP_EL0; exceptions use SP_EL1, a separate stack,
 //!   so a stack overflow into a guard page is reported like any other fault. An exception while
-//!   handling one switches to a third stack.
+//!   handling one switches to a third stack. Every CPU has its own three stacks (the boot
+//!   CPU's in the image, the others' on the heap) and a per-CPU block at TPIDR_EL1 (`smp`).
 //! - **Exit codes**: semihosting `SYS_EXIT_EXTENDED` is tried first; if QEMU was started
 //!   without semihosting the `hlt` traps as an undefined instruction, which the handler
 //!   recognises and skips, so no runner flag has to tell the guest.
@@ -92,6 +94,8 @@ mod random;
 mod semihosting;
 #[cfg(target_os = "none")]
 mod shutdown;
+#[cfg(target_os = "none")]
+mod smp;
 #[cfg(target_os = "none")]
 mod stacks;
 #[cfg(target_os = "none")]
@@ -189,6 +193,14 @@ mod platform {
 
         fn wait_for_interrupt(&self) {
             cpu::wait_for_interrupt();
+        }
+
+        fn cpu_id(&self) -> usize {
+            crate::smp::cpu_id()
+        }
+
+        fn start_cpus(&self, limit: Option<usize>) -> libos_core::cpus::StartReport {
+            crate::smp::start_cpus(limit)
         }
 
         fn hardware_random(&self) -> Option<u64> {

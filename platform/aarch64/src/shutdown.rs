@@ -55,6 +55,30 @@ pub fn power_off(code: i32) -> ! {
     }
 }
 
+/// Calls PSCI `function` with three arguments through the conduit the DTB named (or the probe
+/// found); its return value (negative: a PSCI error), or `None` when there is no PSCI.
+///
+/// # Safety
+/// The function and its arguments must be safe to call from here: e.g. `CPU_ON` must name an
+/// entry point and context that are ready for the CPU it starts.
+pub unsafe fn psci_call(function: u64, a1: u64, a2: u64, a3: u64) -> Option<i64> {
+    let result: u64;
+    match PSCI.load(Ordering::Relaxed) {
+        // SAFETY: forwarded contract; an SMCCC call clobbers at most the caller-saved registers.
+        1 => unsafe {
+            core::arch::asm!("hvc #0", inout("x0") function => result, inout("x1") a1 => _, inout("x2") a2 => _,
+                inout("x3") a3 => _, options(nostack), clobber_abi("C"))
+        },
+        // SAFETY: as above, through the secure monitor.
+        2 => unsafe {
+            core::arch::asm!("smc #0", inout("x0") function => result, inout("x1") a1 => _, inout("x2") a2 => _,
+                inout("x3") a3 => _, options(nostack), clobber_abi("C"))
+        },
+        _ => return None,
+    }
+    Some(result as i64)
+}
+
 /// PSCI SYSTEM_OFF through the known conduit (returns if there is none or it failed).
 fn power_off_psci() {
     match PSCI.load(Ordering::Relaxed) {

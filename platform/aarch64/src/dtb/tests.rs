@@ -449,3 +449,118 @@ fn truncated_trees_never_panic() {
         }
     }
 }
+
+/// A tree of only `/cpus` with `#address-cells` = `cells`; `cpus` adds its children.
+fn cpu_tree(cells: u32, cpus: impl FnOnce(&mut Builder)) -> Vec<u8> {
+    let mut b = Builder::default();
+    b.begin("").cells("#address-cells", &[2]).cells("#size-cells", &[2]);
+    b.begin("cpus").cells("#address-cells", &[cells]).cells("#size-cells", &[0]);
+    cpus(&mut b);
+    b.end().end();
+    b.finish()
+}
+
+fn psci_cpu(b: &mut Builder, name: &str, reg: &[u32]) {
+    b.begin(name).string("device_type", "cpu").string("enable-method", "psci").cells("reg", reg).end();
+}
+
+/// [`cpus`] on `bytes` with `boot`, and the nodes it skipped.
+fn cpu_list(bytes: &[u8], boot: u64) -> (Vec<u64>, Vec<(String, CpuSkip)>) {
+    let mut skipped = Vec::new();
+    let list = cpus(&open(bytes).unwrap(), boot, &mut |name, why| skipped.push((name.to_string(), why)));
+    (list.as_slice().to_vec(), skipped)
+}
+
+#[test]
+fn cpu_list_of_qemus_tree_is_the_boot_cpu() {
+    // MPIDR_EL1 bit 31 is RES1 (and bit 30, U, may be set): only the affinity fields count.
+    for tree in [VIRT_GICV3, VIRT_GICV2] {
+        assert_eq!(cpu_list(tree, 0x8000_0000), (vec![0], vec![]));
+    }
+}
+
+#[test]
+fn cpu_list_puts_the_boot_cpu_first_and_the_others_in_tree_order() {
+    let tree = cpu_tree(1, |b| {
+        for i in 0..4 {
+            psci_cpu(b, &format!("cpu@{i}"), &[i]);
+        }
+        // Not a CPU: no device_type.
+        b.begin("cpu-map").begin("cluster0").end().end();
+    });
+    assert_eq!(cpu_list(&tree, 0x8000_0002), (vec![2, 0, 1, 3], vec![]));
+    assert_eq!(cpu_list(&tree, 0), (vec![0, 1, 2, 3], vec![]));
+    // A boot CPU the tree does not name still is CPU 0.
+    assert_eq!(cpu_list(&tree, 0x100).0, vec![0x100, 0, 1, 2, 3]);
+}
+
+#[test]
+fn cpu_list_reads_two_cell_mpidrs_with_aff3() {
+    let tree = cpu_tree(2, |b| {
+        psci_cpu(b, "cpu@0", &[0, 0]);
+        psci_cpu(b, "cpu@100000000", &[1, 0]);
+        psci_cpu(b, "cpu@10101", &[0, 0x1_0101]);
+    });
+    assert_eq!(cpu_list(&tree, 0x1_0000_0000).0, vec![0x1_0000_0000, 0, 0x1_0101]);
+}
+
+#[test]
+fn cpu_list_skips_disabled_spin_table_duplicate_and_malformed_cpus() {
+    let tree = cpu_tree(1, |b| {
+        psci_cpu(b, "cpu@0", &[0]);
+        b.begin("cpu@1").string("device_type", "cpu").string("enable-method", "psci").string("status", "disabled").cells("reg", &[1]).end();
+        b.begin("cpu@2").string("device_type", "cpu").string("enable-method", "spin-table").cells("reg", &[2]).end();
+        b.begin("cpu@3").string("device_type", "cpu").cells("reg", &[3]).end();
+        psci_cpu(b, "cpu@4", &[0, 4]); // two cells where /cpus says one
+        b.begin("cpu@5").string("device_type", "cpu").string("enable-method", "psci").prop("reg", &[0, 0, 5]).end();
+        b.begin("cpu@6").string("device_type", "cpu").string("enable-method", "psci").end(); // no reg
+        psci_cpu(b, "cpu@7", &[0x0100_0007]); // bits 31:24 are not affinity
+        psci_cpu(b, "cpu@8", &[8]);
+        psci_cpu(b, "cpu@8-again", &[8]);
+        psci_cpu(b, "cpu@0-again", &[0]);
+        b.begin("cpu@9").string("device_type", "cpu").string("enable-method", "psci").string("status", "okay").cells("reg", &[9]).end();
+    });
+    let (list, skipped) = cpu_list(&tree, 0);
+    assert_eq!(list, vec![0, 8, 9]);
+    let skipped: Vec<(&str, CpuSkip)> = skipped.iter().map(|(n, w)| (n.as_str(), *w)).collect();
+    assert_eq!(
+        skipped,
+        [
+            ("cpu@1", CpuSkip::Disabled),
+            ("cpu@2", CpuSkip::NotPsci),
+            ("cpu@3", CpuSkip::NotPsci),
+            ("cpu@4", CpuSkip::BadReg),
+            ("cpu@5", CpuSkip::BadReg),
+            ("cpu@6", CpuSkip::BadReg),
+            ("cpu@7", CpuSkip::BadReg),
+            ("cpu@8-again", CpuSkip::Duplicate),
+            ("cpu@0-again", CpuSkip::Duplicate),
+        ]
+    );
+    // The boot CPU's own node may say anything: it runs already.
+    let tree = cpu_tree(1, |b| {
+        b.begin("cpu@0").string("device_type", "cpu").string("enable-method", "spin-table").cells("reg", &[0]).end();
+        psci_cpu(b, "cpu@1", &[1]);
+    });
+    assert_eq!(cpu_list(&tree, 0), (vec![0, 1], vec![]));
+    // No /cpus at all: the boot CPU alone. CPUs without enable-method cannot be started.
+    let mut b = Builder::default();
+    b.begin("").cells("#address-cells", &[2]).end();
+    assert_eq!(cpu_list(&b.finish(), 3), (vec![3], vec![]));
+    let (list, skipped) = cpu_list(&build(&VIRT_LIKE), 0);
+    assert_eq!((list, skipped.len()), (vec![0], 1));
+}
+
+#[test]
+fn cpu_list_stops_at_max_cpus() {
+    let tree = cpu_tree(1, |b| {
+        for i in 0..70 {
+            psci_cpu(b, &format!("cpu@{i:x}"), &[i]);
+        }
+    });
+    let (list, skipped) = cpu_list(&tree, 69);
+    assert_eq!(list.len(), MAX_CPUS);
+    assert_eq!(list[..3], [69, 0, 1]);
+    assert_eq!(list[MAX_CPUS - 1], 62);
+    assert_eq!(skipped.iter().map(|(n, w)| (n.as_str(), *w)).collect::<Vec<_>>(), [("cpu@3f", CpuSkip::TooMany), ("cpu@40", CpuSkip::TooMany), ("cpu@41", CpuSkip::TooMany), ("cpu@42", CpuSkip::TooMany), ("cpu@43", CpuSkip::TooMany), ("cpu@44", CpuSkip::TooMany)]);
+}
