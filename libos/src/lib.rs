@@ -76,8 +76,9 @@ pub mod sync {
     /// Parking: the running thread's id, parking it (until `unpark`, or a deadline; both may
     /// return early), waking a parked thread (a [`WaitQueue`] waiter re-checks its condition
     /// when woken this way), and `wake_by`: moving a parked thread's wake-up earlier without
-    /// waking it now.
-    pub use libos_core::sched::{ThreadId, current as current_thread, park, park_until, unpark, wake_by};
+    /// waking it now; `kick`: interrupting a thread that runs on another CPU, so that it sees
+    /// work posted for it.
+    pub use libos_core::sched::{ThreadId, current as current_thread, kick, park, park_until, unpark, wake_by};
     /// A spin lock that masks interrupts while held: for state read inside wait conditions
     /// and interrupt handlers.
     pub use libos_core::sync::{IrqSpinLock, IrqSpinLockGuard};

@@ -4,8 +4,9 @@
 //! the FP control register, and data in the 128-byte red zone below the stack pointer, held by
 //! inline assembly while interrupts and preemption happen), sleep order, a parked thread's
 //! wake-up moved earlier (`wake_by`), join results, TLS,
-//! semaphores, a tickless idle, a thread's panic reported with its name, and bad scheduler
-//! options.
+//! semaphores, a tickless idle, a thread's panic reported with its name, bad scheduler
+//! options, and the same on 4 CPUs with the SMP checks (parallel counting, cross-CPU wake-ups,
+//! preemption beside a spinner, affinity, spawn/wake-up stress).
 //!
 //! Timing assertions only check order and "not before the deadline" (TCG jitter).
 
@@ -87,5 +88,32 @@ fn a_thread_stack_overflow_hits_its_guard_page() {
             .prints("stack overflow: the address is in the guard page below the stack of thread 'deep'")
             // The backtrace follows the frame pointers through the thread's own stack.
             .prints("... the frame above repeats");
+    }
+}
+
+/// With 4 CPUs (QEMU `-smp 4`, multi-threaded TCG): threads spread over the CPUs and count
+/// exactly (atomics and a mutex), a condition variable hands a token between two CPUs, a
+/// spinning thread is preempted on its CPU while threads elsewhere run, affinity is honoured,
+/// thousands of spawns/joins and wake-ups lose nothing; and every single-CPU check passes too.
+/// Each SMP check waits with a deadline, so a lost wake-up fails with a report instead of a hang.
+#[test]
+fn four_cpus_run_threads_in_parallel_under_both_policies() {
+    const SMP: [&str; 5] = ["smp-counter", "smp-ping-pong", "smp-spin", "smp-affinity", "smp-stress"];
+    for (options, policy) in [("timeslice=2 loglevel=info", "rr"), ("sched=coop loglevel=info", "coop")] {
+        let mut args: Vec<&str> = COMMON.to_vec();
+        args.extend_from_slice(&["preempt", "simd"]);
+        args.extend_from_slice(&SMP);
+        for arch in arches() {
+            let booted = Boot::app("threads").cpus(4).options(options).args(&args).on(arch);
+            booted.exits_with(0).prints(&format!("policy: {policy}\n")).prints("cpus: 4 online").does_not_print("FAILED").does_not_print("joined within");
+            for check in &args {
+                booted.prints(&format!("ok: {check} "));
+            }
+            booted.prints("ok: smp-counter 4 threads, atomic 800000, mutex 80000");
+        }
+    }
+    // One CPU: the SMP checks refuse to run rather than pass vacuously.
+    for arch in arches() {
+        Boot::app("threads").args(&["smp-counter"]).on(arch).exits_with(1).prints("FAILED: smp-counter: needs at least 2 CPUs");
     }
 }

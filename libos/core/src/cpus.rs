@@ -43,6 +43,14 @@ pub fn is_online(index: usize) -> bool {
     index < MAX_CPUS && ONLINE.load(Ordering::Acquire) & (1 << index) != 0
 }
 
+/// The index of the running CPU: 0 without asking the platform while no other CPU is online
+/// (a call through `dyn Platform` on every wake-up and interrupt would cost a machine of one
+/// CPU for nothing).
+#[inline]
+pub fn current() -> usize {
+    if ONLINE.load(Ordering::Relaxed) == 1 { 0 } else { hal::try_platform().map_or(0, |p| p.cpu_id()) }
+}
+
 /// How many CPUs are online (the boot CPU included).
 pub fn online_count() -> usize {
     ONLINE.load(Ordering::Acquire).count_ones() as usize

@@ -408,7 +408,7 @@ pub mod irq {
     static PREEMPT_REQUESTED: [AtomicBool; crate::cpus::MAX_CPUS] = [NOT_REQUESTED; crate::cpus::MAX_CPUS];
 
     fn this_cpu() -> usize {
-        super::try_platform().map_or(0, |p| p.cpu_id()).min(crate::cpus::MAX_CPUS - 1)
+        crate::cpus::current().min(crate::cpus::MAX_CPUS - 1)
     }
 
     /// Registers the function a platform calls, in thread context with interrupts masked, when
@@ -427,8 +427,9 @@ pub mod irq {
     /// request is recorded for it and an inter-processor interrupt makes it look (its return to
     /// the interrupted thread then calls the preempt handler there).
     pub fn request_preemption_on(cpu: usize) {
-        if cpu == this_cpu() {
-            request_preemption();
+        let me = this_cpu();
+        if cpu == me {
+            PREEMPT_REQUESTED[me].store(true, Ordering::Relaxed);
         } else if let Some(flag) = PREEMPT_REQUESTED.get(cpu) {
             flag.store(true, Ordering::Release);
             if let Some(platform) = super::try_platform() {

@@ -21,14 +21,14 @@ static IDLE_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// The CPU is about to halt until an interrupt.
 pub fn enter() {
-    if let Some(platform) = hal::try_platform().filter(|p| p.cpu_id() == 0) {
+    if let Some(platform) = hal::try_platform().filter(|_| crate::cpus::current() == 0) {
         IDLE_SINCE.store(platform.counter().max(1), Ordering::Relaxed);
     }
 }
 
 /// The CPU runs again (an interrupt, or the halt returned). Cheap when it was not idle.
 pub fn leave() {
-    if IDLE_SINCE.load(Ordering::Relaxed) == 0 || hal::try_platform().is_some_and(|p| p.cpu_id() != 0) {
+    if IDLE_SINCE.load(Ordering::Relaxed) == 0 || crate::cpus::current() != 0 {
         return;
     }
     let since = IDLE_SINCE.swap(0, Ordering::Relaxed);

@@ -53,6 +53,13 @@ pub trait Scheduler: Sync {
     /// Lets other runnable threads run first.
     fn yield_now(&self);
 
+    /// If `thread` runs on another CPU now, interrupts that CPU, so that the thread sees work
+    /// posted for it (a signal: libos-core's `syscall` return work) when the interrupt returns;
+    /// nothing otherwise. Default: nothing (a scheduler of one CPU).
+    fn kick(&self, thread: ThreadId) {
+        let _ = thread;
+    }
+
     /// If `thread` is parked, makes it wake by `deadline` at the latest (an earlier deadline of
     /// its own stays) without waking it now, and returns true; returns false when it is not
     /// parked. Lets a thread that sleeps until its next timer learn of an earlier one without a
@@ -114,6 +121,13 @@ pub fn unpark(thread: ThreadId) {
     match scheduler() {
         Some(s) => s.unpark(thread),
         None => FALLBACK_TOKEN.store(true, Ordering::Release),
+    }
+}
+
+/// See [`Scheduler::kick`].
+pub fn kick(thread: ThreadId) {
+    if let Some(s) = scheduler() {
+        s.kick(thread);
     }
 }
 

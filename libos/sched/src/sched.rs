@@ -96,6 +96,8 @@ pub(crate) struct Tcb {
 }
 
 struct Cpu {
+    /// Whether the CPU runs threads (its entry exists from the start; it joins later).
+    joined: bool,
     policy: Box<dyn Policy>,
     /// Threads in `policy`'s queue (for stealing).
     queued: usize,
@@ -113,11 +115,8 @@ struct Cpu {
 
 pub(crate) struct Sched {
     threads: Table<Tcb>,
-    /// Indexed by CPU index; `None` for CPUs that have not joined.
-    cpus: Vec<Option<Cpu>>,
-    /// How to build the run queue of a CPU that joins (from [`crate::init_named`]); `None`
-    /// when the scheduler was given one policy object, which then runs on the boot CPU alone.
-    more_cpus: Option<(fn(Config) -> Box<dyn Policy>, Config)>,
+    /// Indexed by CPU index: every CPU online when the scheduler started, joined or not yet.
+    cpus: Vec<Cpu>,
     /// Parked threads' deadlines (room for one per thread is reserved at spawn).
     timers: Deadlines,
     armed: Option<Instant>,
@@ -140,6 +139,8 @@ const NOTHING: AtomicPtr<AtomicBool> = AtomicPtr::new(core::ptr::null_mut());
 /// thread once it runs ([`finish_switch`]).
 static PREVIOUS: [AtomicPtr<AtomicBool>; MAX_CPUS] = [NOTHING; MAX_CPUS];
 static HAVE_DEAD: AtomicBool = AtomicBool::new(false);
+/// The CPUs that joined the scheduler, one bit each (see [`running_cpus`]).
+static RUNNING_CPUS: AtomicU64 = AtomicU64::new(1);
 static SPAWNED: AtomicU64 = AtomicU64::new(0);
 
 /// The idle thread of CPU 0.
@@ -157,13 +158,14 @@ pub fn is_initialized() -> bool {
 }
 
 impl Sched {
+    #[inline]
     fn cpu(&mut self) -> &mut Cpu {
-        self.cpus[this_cpu()].as_mut().expect("libos-sched: this CPU has not joined the scheduler")
+        &mut self.cpus[this_cpu()]
     }
 
     /// Whether `cpu` has joined and runs its idle thread with nothing queued.
     fn is_idle(&self, cpu: usize) -> bool {
-        self.cpus.get(cpu).and_then(Option::as_ref).is_some_and(|c| c.current == c.idle && c.queued == 0)
+        self.cpus.get(cpu).is_some_and(|c| c.joined && c.current == c.idle && c.queued == 0)
     }
 
     /// The CPU a thread that becomes runnable should queue on: an idle CPU it may run on (its
@@ -172,7 +174,7 @@ impl Sched {
         if self.cpus.len() == 1 {
             return 0;
         }
-        let allowed = |cpu: usize| affinity & (1 << cpu) != 0 && self.cpus.get(cpu).is_some_and(Option::is_some);
+        let allowed = |cpu: usize| affinity & (1 << cpu) != 0 && self.cpus.get(cpu).is_some_and(|c| c.joined);
         if allowed(own) && self.is_idle(own) {
             return own;
         }
@@ -195,41 +197,48 @@ impl Sched {
         }
         let allowed_here = affinity & (1 << me) != 0;
         let target = self.choose_cpu(if allowed_here { me } else { own }, affinity);
-        let queued_here = self.cpus[me].as_ref().is_some_and(|cpu| cpu.queued > 0);
+        let queued_here = self.cpus[me].queued > 0;
         if target != me && (!allowed_here || (self.is_idle(target) && queued_here)) { target } else { me }
     }
 
     /// Queues `id` on `target`'s run queue and makes that CPU look if it should switch: it
     /// idles, or the policy says the new thread preempts the running one.
     fn enqueue_on(&mut self, target: usize, id: ThreadId, priority: Priority, reason: Reason) {
-        let Some(Some(cpu)) = self.cpus.get(target) else { return };
+        let Some(cpu) = self.cpus.get(target).filter(|c| c.joined) else { return };
         let running = self.threads.get(cpu.current).map_or(Priority(0), |t| t.priority);
-        let cpu = self.cpus[target].as_mut().expect("checked above");
+        let several = self.cpus.len() > 1;
+        let cpu = &mut self.cpus[target];
         cpu.policy.enqueue(id, priority, reason);
-        cpu.queued += 1;
+        if several {
+            cpu.queued += 1; // (only stealing reads it: not kept with one CPU)
+        }
         if cpu.current == cpu.idle || cpu.policy.preempts(running, priority) {
-            irq::request_preemption_on(target);
+            if several {
+                irq::request_preemption_on(target);
+            } else {
+                irq::request_preemption();
+            }
         }
     }
 
     /// Moves one queued thread that may run on `me` from the CPU with the most queued to `me`'s
     /// queue. Nothing when no other CPU has a queue.
     fn steal_for(&mut self, me: usize) {
-        let victim = (0..self.cpus.len())
-            .filter(|&cpu| cpu != me)
-            .filter_map(|cpu| self.cpus[cpu].as_ref().map(|c| (c.queued, cpu)))
+        let victim = (self.cpus.iter().enumerate())
+            .filter(|&(cpu, c)| cpu != me && c.joined)
+            .map(|(cpu, c)| (c.queued, cpu))
             .max()
             .filter(|&(queued, _)| queued > 0)
             .map(|(_, cpu)| cpu);
         let Some(victim) = victim else { return };
-        let cpu = self.cpus[victim].as_mut().expect("found above");
+        let cpu = &mut self.cpus[victim];
         let Some(id) = cpu.policy.pick_next() else { return };
         cpu.queued -= 1;
         let Some(tcb) = self.threads.get_mut(id) else { return };
         let priority = tcb.priority;
         if tcb.affinity & (1 << me) == 0 {
             // Not ours to run: back where it was (at the end of its queue).
-            let cpu = self.cpus[victim].as_mut().expect("found above");
+            let cpu = &mut self.cpus[victim];
             cpu.policy.enqueue(id, priority, Reason::Yielded);
             cpu.queued += 1;
             return;
@@ -240,10 +249,12 @@ impl Sched {
         cpu.queued += 1;
     }
 
+    #[inline]
     pub(crate) fn current(&mut self) -> ThreadId {
         self.cpu().current
     }
 
+    #[inline]
     pub(crate) fn tcb(&mut self, id: ThreadId) -> &mut Tcb {
         self.threads.get_mut(id).expect("libos-sched: the running thread has no control block")
     }
@@ -253,9 +264,20 @@ impl Sched {
         let Some(tcb) = self.threads.get_mut(id) else { return };
         tcb.state = State::Ready;
         let (own, affinity, priority) = (tcb.cpu, tcb.affinity, tcb.priority);
+        if self.cpus.len() == 1 {
+            // One CPU: its queue, and a preemption request when it idles or the policy says so.
+            let current = self.cpus[0].current;
+            let running = self.threads.get(current).map_or(Priority(0), |t| t.priority);
+            let cpu = &mut self.cpus[0];
+            cpu.policy.enqueue(id, priority, reason);
+            if cpu.current == cpu.idle || cpu.policy.preempts(running, priority) {
+                irq::request_preemption();
+            }
+            return;
+        }
         let target = self.choose_cpu(own, affinity);
-        if let Some(tcb) = self.threads.get_mut(id) {
-            tcb.cpu = target;
+        if target != own {
+            self.tcb(id).cpu = target;
         }
         self.enqueue_on(target, id, priority, reason);
     }
@@ -284,7 +306,7 @@ impl Sched {
     /// Arms the one-shot timer if something needs it earlier than it is armed for.
     fn rearm(&mut self) {
         let mut next = self.timers.first().map(|&(deadline, _)| deadline);
-        for cpu in self.cpus.iter_mut().flatten() {
+        for cpu in self.cpus.iter_mut().filter(|c| c.joined) {
             if let Some(slice) = cpu.slice
                 && cpu.current != cpu.idle
                 && !cpu.policy.is_empty()
@@ -314,10 +336,18 @@ impl Sched {
 /// `Blocked`; `Exited`: reaped by the next thread). Interrupts are masked while `s` is held; the
 /// lock is released with them still masked, and when the thread runs again (never for
 /// `Exited`) the interrupt state saved by `lock()` is restored.
-fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Reason) {
-    let me = this_cpu();
+fn switch_away(s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Reason) {
+    // Two copies of the switch: with one CPU, everything about other CPUs folds away (a yield
+    // stays as cheap as before SMP).
+    if SEVERAL_CPUS.load(Ordering::Relaxed) { switch_away_on::<true>(s, state, reason) } else { switch_away_on::<false>(s, state, reason) }
+}
+
+/// [`switch_away`] on a machine of several CPUs (`SEVERAL`) or one.
+#[inline(always)]
+fn switch_away_on<const SEVERAL: bool>(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Reason) {
+    let me = if SEVERAL { hal::platform().cpu_id() } else { 0 };
     let sched = &mut *s;
-    let cpu = sched.cpus[me].as_mut().expect("libos-sched: this CPU has not joined the scheduler");
+    let cpu = &sched.cpus[me];
     let (current, idle) = (cpu.current, cpu.idle);
     let tcb = sched.threads.get_mut(current).expect("libos-sched: the running thread has no control block");
     if tcb.stack.as_ref().is_some_and(|stack| !stack.canary_intact()) {
@@ -327,57 +357,91 @@ fn switch_away(mut s: IrqSpinLockGuard<'static, Sched>, state: State, reason: Re
         let name = DisplayName(name.as_deref(), serial);
         panic!("thread '{name}' overflowed its stack (the canary at its bottom was overwritten)");
     }
+    // The running thread's saved stack pointer and flag: its control block is boxed, so they
+    // stay put whatever happens to the table below.
+    let save: *const AtomicUsize = &tcb.sp;
+    let switched_out: *const AtomicBool = &tcb.switched_out;
     if current != idle {
         tcb.state = state;
         if state == State::Ready {
             let (affinity, priority, own) = (tcb.affinity, tcb.priority, tcb.cpu);
-            let target = s.requeue_target(me, own, affinity);
-            s.tcb(current).cpu = target;
-            if target == me {
-                let cpu = s.cpu();
+            if !SEVERAL || !requeue_elsewhere(sched, me, current, own, affinity, priority, reason) {
+                let cpu = &mut sched.cpus[me];
                 cpu.policy.enqueue(current, priority, reason);
-                cpu.queued += 1;
-            } else {
-                s.enqueue_on(target, current, priority, reason);
+                if SEVERAL {
+                    cpu.queued += 1;
+                }
             }
         }
     }
-    switch_to_next(s, me, state)
+    switch_to_next::<SEVERAL>(s, me, state, save, switched_out)
 }
 
-/// The second half of [`switch_away`]: the running thread is accounted for (queued somewhere,
-/// blocked or exiting with `state`); pick this CPU's next thread and switch to it.
-fn switch_to_next(mut s: IrqSpinLockGuard<'static, Sched>, me: usize, state: State) {
-    let next = loop {
-        let cpu = s.cpus[me].as_mut().expect("libos-sched: this CPU has not joined the scheduler");
-        let Some(next) = cpu.policy.pick_next() else { break cpu.idle };
+/// The multi-CPU part of requeueing a preempted or yielding thread: true when it went to
+/// another CPU's queue ([`Sched::requeue_target`]).
+#[inline(never)]
+fn requeue_elsewhere(sched: &mut Sched, me: usize, id: ThreadId, own: usize, affinity: u64, priority: Priority, reason: Reason) -> bool {
+    let target = sched.requeue_target(me, own, affinity);
+    if target == me {
+        return false;
+    }
+    sched.tcb(id).cpu = target;
+    sched.enqueue_on(target, id, priority, reason);
+    true
+}
+
+/// The thread this CPU runs next: the policy's pick, skipping (and requeueing where they may
+/// run) threads whose CPU set no longer has this CPU; the idle thread when none.
+#[inline(always)]
+fn pick_next<const SEVERAL: bool>(sched: &mut Sched, me: usize) -> ThreadId {
+    loop {
+        let cpu = &mut sched.cpus[me];
+        let Some(next) = cpu.policy.pick_next() else { return cpu.idle };
+        if !SEVERAL {
+            return next; // every CPU set has the only CPU (`spawn`, `set_affinity` check)
+        }
         cpu.queued -= 1;
-        let Some(tcb) = s.threads.get(next) else { continue };
-        let (affinity, priority, own) = (tcb.affinity, tcb.priority, tcb.cpu);
-        if affinity & (1 << me) != 0 {
-            break next;
+        let Some(tcb) = sched.threads.get(next) else { continue };
+        if tcb.affinity & (1 << me) != 0 {
+            return next;
         }
         // Its CPU set changed while it waited here: queue it where it may run.
-        let target = s.choose_cpu(own, affinity);
+        let (affinity, priority, own) = (tcb.affinity, tcb.priority, tcb.cpu);
+        let target = sched.choose_cpu(own, affinity);
         if target == me {
-            break next; // nowhere else (cannot happen: sets always name a running CPU)
+            return next; // nowhere else (cannot happen: sets always name a running CPU)
         }
-        s.tcb(next).cpu = target;
-        s.enqueue_on(target, next, priority, Reason::Yielded);
-    };
+        sched.tcb(next).cpu = target;
+        sched.enqueue_on(target, next, priority, Reason::Yielded);
+    }
+}
+
+/// The second half of [`switch_away`]: the running thread (whose saved stack pointer and
+/// `switched_out` flag are `save` and `switched_out`) is accounted for (queued somewhere,
+/// blocked or exiting with `state`); pick this CPU's next thread and switch to it.
+#[inline(always)]
+fn switch_to_next<const SEVERAL: bool>(
+    mut s: IrqSpinLockGuard<'static, Sched>,
+    me: usize,
+    state: State,
+    save: *const AtomicUsize,
+    switched_out: *const AtomicBool,
+) {
     let sched = &mut *s;
-    let cpu = sched.cpus[me].as_mut().expect("libos-sched: this CPU has not joined the scheduler");
+    let next = pick_next::<SEVERAL>(sched, me);
+    let cpu = &mut sched.cpus[me];
     let (current, idle) = (cpu.current, cpu.idle);
-    let tcb = sched.threads.get_mut(current).expect("libos-sched: the running thread has no control block");
     if next == current {
-        tcb.state = State::Running;
+        if let Some(tcb) = sched.threads.get_mut(current) {
+            tcb.state = State::Running;
+        }
         return; // dropping the guard restores the interrupt state
     }
-    let save: *const AtomicUsize = &tcb.sp;
-    let switched_out: *const AtomicBool = &tcb.switched_out;
     let next_tcb = sched.threads.get_mut(next).expect("libos-sched: a queued thread has no control block");
     next_tcb.state = State::Running;
-    next_tcb.cpu = me;
+    if SEVERAL {
+        next_tcb.cpu = me;
+    }
     let load: *const AtomicUsize = &next_tcb.sp;
     let next_switched_out: *const AtomicBool = &next_tcb.switched_out;
     cpu.current = next;
@@ -391,7 +455,9 @@ fn switch_to_next(mut s: IrqSpinLockGuard<'static, Sched>, me: usize, state: Sta
         HAVE_DEAD.store(true, Ordering::Relaxed);
     }
     CURRENT[me].store(next.0, Ordering::Relaxed);
-    PREVIOUS[me].store(switched_out.cast_mut(), Ordering::Relaxed);
+    if SEVERAL {
+        PREVIOUS[me].store(switched_out.cast_mut(), Ordering::Relaxed);
+    }
     if need_slice_timer || !sched.timers.is_empty() {
         sched.rearm();
     }
@@ -404,14 +470,18 @@ fn switch_to_next(mut s: IrqSpinLockGuard<'static, Sched>, me: usize, state: Sta
     // `next`, whose registers are saved (waited for here) and whose stack lives as long as its
     // control block (boxed: moving the Box into `dead` does not move it); the lock is released.
     unsafe {
-        let next_switched_out = &*next_switched_out;
-        while !next_switched_out.load(Ordering::Acquire) {
-            core::hint::spin_loop(); // it is still being switched out on another CPU
+        if SEVERAL {
+            let next_switched_out = &*next_switched_out;
+            while !next_switched_out.load(Ordering::Acquire) {
+                core::hint::spin_loop(); // it is still being switched out on another CPU
+            }
+            next_switched_out.store(false, Ordering::Relaxed);
         }
-        next_switched_out.store(false, Ordering::Relaxed);
         raw::switch(routine, save, load);
     }
-    finish_switch();
+    if SEVERAL {
+        finish_switch();
+    }
     reap();
     libos_core::interrupts::restore(interrupts);
 }
@@ -420,6 +490,9 @@ fn switch_to_next(mut s: IrqSpinLockGuard<'static, Sched>, me: usize, state: Sta
 /// thread this CPU switched away from is now switched out, so another CPU may run it.
 #[inline(always)]
 fn finish_switch() {
+    if !SEVERAL_CPUS.load(Ordering::Relaxed) {
+        return; // one CPU: nobody else could pick a thread before its switch is done
+    }
     let previous = PREVIOUS[this_cpu()].swap(core::ptr::null_mut(), Ordering::Relaxed);
     if !previous.is_null() {
         // SAFETY: the flag belongs to the boxed control block of the thread this CPU switched
@@ -428,10 +501,15 @@ fn finish_switch() {
     }
 }
 
+/// Set at [`init`] when other CPUs will join: only then does [`this_cpu`] ask the platform
+/// (a call through `dyn Platform` on every scheduler operation would cost a machine of one
+/// CPU a tenth of its yield).
+static SEVERAL_CPUS: AtomicBool = AtomicBool::new(false);
+
 /// The index of the running CPU (its run queue).
 #[inline(always)]
 fn this_cpu() -> usize {
-    hal::platform().cpu_id()
+    if SEVERAL_CPUS.load(Ordering::Relaxed) { hal::platform().cpu_id() } else { 0 }
 }
 
 /// Frees the stacks of threads that exited (never the running one: it is not in the list).
@@ -448,11 +526,16 @@ fn reap_dead() {
     let dead = {
         let mut s = lock();
         // A thread still being switched out on another CPU stays until that switch is done.
-        let (done, pending): (Vec<Box<Tcb>>, Vec<Box<Tcb>>) =
-            core::mem::take(&mut s.dead).into_iter().partition(|tcb| tcb.switched_out.load(Ordering::Acquire));
-        HAVE_DEAD.store(!pending.is_empty(), Ordering::Relaxed);
-        s.dead = pending;
-        done
+        // (With one CPU the flags are not kept: a dead thread is switched out once another runs.)
+        if !SEVERAL_CPUS.load(Ordering::Relaxed) || s.dead.iter().all(|tcb| tcb.switched_out.load(Ordering::Acquire)) {
+            HAVE_DEAD.store(false, Ordering::Relaxed);
+            core::mem::take(&mut s.dead)
+        } else {
+            let (done, pending): (Vec<Box<Tcb>>, Vec<Box<Tcb>>) =
+                core::mem::take(&mut s.dead).into_iter().partition(|tcb| tcb.switched_out.load(Ordering::Acquire));
+            s.dead = pending;
+            done
+        }
     };
     for mut tcb in dead {
         if let Some(stack) = tcb.stack.take() {
@@ -530,8 +613,7 @@ fn on_timer() {
         s.unpark(id);
     }
     let me = this_cpu();
-    for (index, cpu) in s.cpus.iter_mut().enumerate() {
-        let Some(cpu) = cpu else { continue };
+    for (index, cpu) in s.cpus.iter_mut().enumerate().filter(|(_, c)| c.joined) {
         // A slice ends: if no switch happened since it began, the running thread has used a
         // whole slice and others are waiting: preempt it. Otherwise a later thread started
         // within this slice and gets a fresh one (re-armed below). So a thread runs at least one
@@ -554,7 +636,7 @@ fn on_timer() {
 fn on_preempt() {
     let Some(sched) = SCHED.get() else { return };
     let mut s = sched.lock();
-    if s.cpus.get(this_cpu()).is_none_or(Option::is_none) {
+    if s.cpus.get(this_cpu()).is_none_or(|c| !c.joined) {
         return; // a CPU that has not joined yet runs no threads
     }
     let me = this_cpu();
@@ -644,6 +726,19 @@ impl Scheduler for Hook {
         // With nobody else runnable the policy hands the CPU straight back (no switch).
         switch_away(lock(), State::Ready, Reason::Yielded);
     }
+
+    fn kick(&self, thread: ThreadId) {
+        let cpu = {
+            let s = lock();
+            match s.threads.get(thread) {
+                Some(tcb) if tcb.state == State::Running && tcb.cpu != this_cpu() => tcb.cpu,
+                _ => return,
+            }
+        };
+        // A preemption request, not a bare interrupt: the platform runs the system-call return
+        // work (a signal's delivery) on the way back through the preemption path.
+        irq::request_preemption_on(cpu);
+    }
 }
 
 static HOOK: Hook = Hook;
@@ -683,19 +778,25 @@ pub(crate) fn init_cpus(policy: Box<dyn Policy>, more_cpus: Option<(fn(Config) -
     timers.reserve(2)?;
     let slice = policy.time_slice();
     log::debug!("libos-sched: policy {}, time slice {slice:?}", policy.name());
-    let cpu = Cpu { policy, queued: 0, current: ThreadId::MAIN, idle: IDLE, slice, slice_end: None, switches: 0, switches_at_slice_start: 0 };
-    // Room for every CPU that may join, so that joining does not move the boot CPU's entry.
-    let cpu_count = if more_cpus.is_some() { libos_core::cpus::online_count().max(1) } else { 1 };
-    let mut cpus = Vec::with_capacity(cpu_count);
-    cpus.push(Some(cpu));
-    cpus.resize_with(cpu_count, || None);
-    SCHED.call_once(|| {
-        IrqSpinLock::new(Sched { threads, cpus, more_cpus, timers, armed: None, dead: Vec::new(), switch: context.switch_routine() })
-    });
+    let cpu = |policy, current, idle| Cpu { joined: true, policy, queued: 0, current, idle, slice, slice_end: None, switches: 0, switches_at_slice_start: 0 };
+    let mut cpus = alloc::vec![cpu(policy, ThreadId::MAIN, IDLE)];
+    // A run queue for every other online CPU, made here so that joining allocates nothing.
+    if let Some((new_policy, config)) = more_cpus {
+        for _ in 1..libos_core::cpus::online_count() {
+            let mut policy = new_policy(config);
+            policy.reserve(Priority::NORMAL, 2)?;
+            let mut waiting = cpu(policy, ThreadId(u64::MAX), ThreadId(u64::MAX));
+            waiting.joined = false;
+            cpus.push(waiting);
+        }
+    }
+    let cpu_count = cpus.len();
+    SCHED.call_once(|| IrqSpinLock::new(Sched { threads, cpus, timers, armed: None, dead: Vec::new(), switch: context.switch_routine() }));
     libos_core::sched::set_scheduler(&HOOK);
     irq::set_timer_handler(on_timer);
     irq::set_preempt_handler(on_preempt);
     if cpu_count > 1 {
+        SEVERAL_CPUS.store(true, Ordering::Relaxed);
         libos_core::cpus::enter_secondaries(join_cpu);
         // Wait for them, so that threads spawned from now on find every CPU (a CPU that does
         // not join in time keeps its place and joins late).
@@ -716,29 +817,22 @@ pub(crate) fn init_cpus(policy: Box<dyn Policy>, more_cpus: Option<(fn(Config) -
 /// A started CPU joins the scheduler (from its wait loop, on its own stack, interrupts
 /// masked): the code running now becomes its idle thread, with a run queue of its own.
 fn join_cpu(index: usize) -> ! {
-    let Some((new_policy, config)) = SCHED.get().and_then(|s| s.lock().more_cpus) else {
-        unreachable!("libos-sched: a CPU was sent to join a scheduler without more run queues")
-    };
-    let mut policy = new_policy(config);
     let mut idle = Box::new(Tcb::new(Some(alloc::format!("idle-{index}")), 0, Priority(0), None, None));
     idle.cpu = index;
     idle.affinity = 1 << index;
-    let slice = policy.time_slice();
     let mut s = lock();
-    // Room for every thread (any may be queued here), as `spawn` keeps for the other queues.
-    let threads = s.threads.slots() + 1;
-    let priorities: Vec<Priority> = s.threads.iter().map(|tcb| tcb.priority).collect();
-    let reserved = priorities.iter().try_for_each(|&priority| policy.reserve(priority, threads));
-    if reserved.is_err() || index >= s.cpus.len() || s.cpus[index].is_some() {
+    if s.cpus.get(index).is_none_or(|cpu| cpu.joined) {
         drop(s);
-        log::warn!("CPU {index} cannot join the scheduler (no memory for its run queue, or joined twice)");
+        log::warn!("CPU {index} cannot join the scheduler (it was not online when it started, or joined twice)");
         loop {
             hal::platform().wait_for_interrupt();
         }
     }
     let id = s.threads.insert(idle);
-    s.cpus[index] = Some(Cpu { policy, queued: 0, current: id, idle: id, slice, slice_end: None, switches: 0, switches_at_slice_start: 0 });
+    let cpu = &mut s.cpus[index];
+    (cpu.current, cpu.idle, cpu.joined) = (id, id, true);
     CURRENT[index].store(id.0, Ordering::Relaxed);
+    RUNNING_CPUS.fetch_or(1 << index, Ordering::Release);
     drop(s);
     log::debug!("libos-sched: CPU {index} runs threads");
     idle_loop()
@@ -792,7 +886,7 @@ pub(crate) fn spawn(
     let reserved = s
         .timers
         .reserve(threads)
-        .and_then(|()| s.cpus.iter_mut().flatten().try_for_each(|cpu| cpu.policy.reserve(priority, threads)));
+        .and_then(|()| s.cpus.iter_mut().try_for_each(|cpu| cpu.policy.reserve(priority, threads)));
     if let Err(error) = reserved {
         drop(s); // the new thread's stack is freed outside the scheduler lock
         return Err(error);
@@ -853,21 +947,18 @@ pub fn current_id() -> ThreadId {
 
 /// How many context switches happened since boot.
 pub fn switch_count() -> u64 {
-    SCHED.get().map_or(0, |s| s.lock().cpus.iter().flatten().map(|cpu| cpu.switches).sum())
+    SCHED.get().map_or(0, |s| s.lock().cpus.iter().map(|cpu| cpu.switches).sum())
 }
 
 /// The name of the policy CPU 0 runs.
 pub fn policy_name() -> &'static str {
-    lock().cpus[0].as_ref().expect("the boot CPU runs threads").policy.name()
+    lock().cpus[0].policy.name()
 }
 
 /// The CPUs that run threads (joined the scheduler), one bit each; just the boot CPU before
 /// the scheduler starts.
 pub fn running_cpus() -> u64 {
-    match SCHED.get() {
-        Some(s) => s.lock().cpus.iter().enumerate().filter(|(_, cpu)| cpu.is_some()).fold(0, |bits, (i, _)| bits | 1 << i),
-        None => 1,
-    }
+    RUNNING_CPUS.load(Ordering::Acquire)
 }
 
 /// The running thread's CPU set.
@@ -883,7 +974,7 @@ pub fn current_affinity() -> u64 {
 pub fn set_affinity(thread: ThreadId, affinity: u64) -> Result<()> {
     let moved_self = {
         let mut s = lock();
-        let running = s.cpus.iter().enumerate().filter(|(_, cpu)| cpu.is_some()).fold(0u64, |bits, (i, _)| bits | 1 << i);
+        let running = running_cpus();
         if affinity & running == 0 {
             return Err(Errno::EINVAL);
         }

@@ -53,11 +53,6 @@ impl<T> Table<T> {
         }
     }
 
-    /// The live entries.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.slots.iter().filter_map(|(_, value)| value.as_deref())
-    }
-
     /// Slots in use or free: at least the number of live entries.
     pub(crate) fn slots(&self) -> usize {
         self.slots.len()

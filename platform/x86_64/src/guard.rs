@@ -42,18 +42,25 @@ pub fn set(page: u64, guarded: bool) -> Result<()> {
     }
     REPORTER.call_once(|| report);
     READABLE.call_once(|| readable);
-    let _lock = LOCK.lock();
-    let split = paging::set_guard(&mut LiveTables, root(), page, guarded).map_err(|e| match e {
-        GuardError::OutOfTableFrames => Errno::ENOMEM,
-        GuardError::NotMapped | GuardError::NotGuarded => Errno::EINVAL,
-    })?;
-    crate::pages::tables_changed();
-    if split {
-        let (frame, flags) = Cr3::read_raw();
-        // SAFETY: reloading the same root flushes the TLB, including the stale 2 MiB entry.
-        unsafe { Cr3::write_raw(frame, flags) };
-    } else {
-        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(page));
+    {
+        let _lock = LOCK.lock();
+        let split = paging::set_guard(&mut LiveTables, root(), page, guarded).map_err(|e| match e {
+            GuardError::OutOfTableFrames => Errno::ENOMEM,
+            GuardError::NotMapped | GuardError::NotGuarded => Errno::EINVAL,
+        })?;
+        crate::pages::tables_changed();
+        if split {
+            let (frame, flags) = Cr3::read_raw();
+            // SAFETY: reloading the same root flushes the TLB, including the stale 2 MiB entry.
+            unsafe { Cr3::write_raw(frame, flags) };
+        } else {
+            x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(page));
+        }
+    }
+    // A new guard must fault on every CPU. Lifting one needs no shootdown (no CPU caches a
+    // non-present entry), which matters: stacks are freed with interrupts masked.
+    if guarded {
+        crate::pages::shoot_down();
     }
     Ok(())
 }

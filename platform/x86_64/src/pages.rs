@@ -97,8 +97,31 @@ fn flush_all() {
     unsafe { Cr3::write_raw(frame, cr3_flags) };
 }
 
+/// Flushes the TLB of every other online CPU (the caller flushed its own), after a change to
+/// the live tables and before anything depends on it being seen everywhere (a frame freed, a
+/// protection call returning). Call it with interrupts enabled and `LOCK` released: the other
+/// CPUs answer an interrupt, and one of them may be waiting for the lock with interrupts masked.
+pub(crate) fn shoot_down() {
+    if libos_core::cpus::online_count() < 2 {
+        return;
+    }
+    let me = crate::smp::cpu_id();
+    for cpu in (0..libos_core::cpus::MAX_CPUS).filter(|&cpu| cpu != me && libos_core::cpus::is_online(cpu)) {
+        if let Err(e) = libos_core::cpus::run_on(cpu, &flush_all) {
+            log::warn!("TLB shootdown of CPU {cpu} failed: {e}");
+        }
+    }
+}
+
 /// Maps `[virt, virt + len)` to fresh zeroed frames (see `hal::Platform::map_pages`).
 pub fn map(virt: u64, len: u64, protection: Protection) -> Result<()> {
+    let (result, freed) = map_locked(virt, len, protection)?;
+    shoot_down();
+    drop(freed);
+    result
+}
+
+fn map_locked(virt: u64, len: u64, protection: Protection) -> Result<(Result<()>, Frames)> {
     let end = check(virt, len)?;
     let window = reserved_window();
     let _lock = LOCK.lock();
@@ -130,16 +153,20 @@ pub fn map(virt: u64, len: u64, protection: Protection) -> Result<()> {
         }
         addr += PAGE;
     }
-    if result.is_err() {
-        unmap_locked(virt, addr);
-    }
+    let freed = if result.is_err() { unmap_locked(virt, addr) } else { Frames(alloc::vec::Vec::new()) };
     tables_changed();
-    result
+    Ok((result, freed))
 }
 
 /// Changes the protection of program pages (see `hal::Platform::protect_pages`). Checks every
 /// page before changing any.
 pub fn protect(virt: u64, len: u64, protection: Protection) -> Result<()> {
+    protect_locked(virt, len, protection)?;
+    shoot_down();
+    Ok(())
+}
+
+fn protect_locked(virt: u64, len: u64, protection: Protection) -> Result<()> {
     let end = check(virt, len)?;
     let _lock = LOCK.lock();
     for addr in (virt..end).step_by(PAGE as usize) {
@@ -159,28 +186,46 @@ pub fn protect(virt: u64, len: u64, protection: Protection) -> Result<()> {
 /// Unmaps program pages and frees their frames (see `hal::Platform::unmap_pages`).
 pub fn unmap(virt: u64, len: u64) -> Result<()> {
     let end = check(virt, len)?;
-    let _lock = LOCK.lock();
-    unmap_locked(virt, end);
+    let freed = {
+        let _lock = LOCK.lock();
+        unmap_locked(virt, end)
+    };
+    // The frames go back to the heap only once no CPU's TLB can reach them.
+    shoot_down();
+    drop(freed);
     Ok(())
 }
 
-fn unmap_locked(start: u64, end: u64) {
+/// Frames of unmapped program pages, freed when dropped (after the TLB shootdown).
+struct Frames(alloc::vec::Vec<u64>);
+
+impl Drop for Frames {
+    fn drop(&mut self) {
+        for &frame in &self.0 {
+            // SAFETY: the frame of a program page came from `alloc_zeroed` with this layout in
+            // `map`; its only mapping is gone and every CPU's TLB was flushed since.
+            unsafe { dealloc(frame as *mut u8, frame_layout()) };
+        }
+    }
+}
+
+fn unmap_locked(start: u64, end: u64) -> Frames {
+    let mut frames = Frames(alloc::vec::Vec::new());
     for addr in (start..end).step_by(PAGE as usize) {
         let Ok((table, index)) = paging::program_page(&mut LiveTables, root(), addr) else { continue };
         let entry = core::mem::take(&mut LiveTables.table(table)[index]);
         tables_changed();
         x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(addr));
-        // SAFETY: the frame of a program page came from `alloc_zeroed` with this layout in
-        // `map`, and its only mapping is gone.
-        unsafe { dealloc((entry & flags::ADDRESS) as *mut u8, frame_layout()) };
+        frames.0.push(entry & flags::ADDRESS);
     }
+    frames
 }
 
 /// Counts changes to the live tables (see [`crate::verified`]): bumped by [`tables_changed`].
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// Pages [`check_user_access`] found usable lately (see [`crate::verified`]). One set for
-/// the machine: the kernel runs on one CPU (per-CPU sets when it runs on several).
+/// the machine (behind a lock: every CPU asks it; a change of the tables voids it for all).
 static VERIFIED: IrqSpinLock<Verified> = IrqSpinLock::new(Verified::new());
 
 /// Called under `LOCK` after every change to the live tables: voids what [`VERIFIED`]

@@ -51,11 +51,19 @@ const PAGE: usize = 4096;
 pub struct PerCpu {
     /// The CPU's index (`%gs:0`, [`cpu_id`]).
     index: usize,
+    /// Non-zero while the thread this CPU runs is in Linux code (`%gs:8`, written by the
+    /// `syscall` trap's entry and exits: see [`crate::syscall`]).
+    in_linux_code: AtomicU32,
     /// Its interrupt stacks (secondary CPUs; the boot CPU's are in its static TSS).
     ist: IstTops,
 }
 
-static BOOT_CPU: PerCpu = PerCpu { index: 0, ist: IstTops { double_fault: 0, fault: 0, nmi: 0, interrupt: 0 } };
+/// Where the `syscall` trap finds [`PerCpu::in_linux_code`].
+pub const IN_LINUX_CODE: usize = 8;
+const _: () = assert!(core::mem::offset_of!(PerCpu, index) == 0 && core::mem::offset_of!(PerCpu, in_linux_code) == IN_LINUX_CODE);
+
+static BOOT_CPU: PerCpu =
+    PerCpu { index: 0, in_linux_code: AtomicU32::new(0), ist: IstTops { double_fault: 0, fault: 0, nmi: 0, interrupt: 0 } };
 
 unsafe extern "C" {
     static libos_x86_64_ap_trampoline: u8;
@@ -93,6 +101,23 @@ pub fn cpu_id() -> usize {
     // (`init_boot_cpu`, `libos_x86_64_ap_main`), whose first field is the index.
     unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) index, options(nostack, readonly, preserves_flags)) };
     index
+}
+
+/// This CPU's "in Linux code" flag ([`PerCpu::in_linux_code`]).
+#[inline]
+pub fn in_linux_code() -> u32 {
+    let value: u32;
+    // SAFETY: as in `cpu_id`: GS points at this CPU's block, whose field at IN_LINUX_CODE is a u32.
+    unsafe { core::arch::asm!("mov {:e}, gs:[8]", out(reg) value, options(nostack, readonly, preserves_flags)) };
+    value
+}
+
+/// Sets this CPU's "in Linux code" flag.
+#[inline]
+pub fn set_in_linux_code(value: u32) {
+    // SAFETY: as in `in_linux_code`; the field is an atomic, written only by its own CPU (here,
+    // with interrupts masked by the caller or in one instruction).
+    unsafe { core::arch::asm!("mov dword ptr gs:[8], {:e}", in(reg) value, options(nostack, preserves_flags)) };
 }
 
 /// The local APIC ids of the enabled processors in the MADT, the boot CPU's first.
@@ -163,7 +188,7 @@ impl CpuStarter for Starter {
         copy_trampoline();
         APIC_IDS[index].store(apic_id, Ordering::Release);
         let stacks = Stacks::allocate().ok_or(StartError::NoResources("memory for stacks"))?;
-        let block: &'static PerCpu = Box::leak(Box::new(PerCpu { index, ist: stacks.ist }));
+        let block: &'static PerCpu = Box::leak(Box::new(PerCpu { index, in_linux_code: AtomicU32::new(0), ist: stacks.ist }));
         let efer = Efer::read() & (EferFlags::LONG_MODE_ENABLE | EferFlags::NO_EXECUTE_ENABLE);
         let (root, _) = x86_64::registers::control::Cr3::read_raw();
         // SAFETY: the start-up variables are read only by the CPU started below (the others
@@ -269,6 +294,7 @@ extern "C" fn libos_x86_64_ap_main(block: &'static PerCpu) -> ! {
     interrupts::load();
     fpu::init();
     apic::init_secondary();
+    crate::syscall::enable_on_this_cpu();
     cpus::mark_online(block.index);
     // Wait for interrupts: only `run_on`'s reach this CPU (its timer is masked and device
     // interrupts go to the boot CPU), until the scheduler sends it into its loop.

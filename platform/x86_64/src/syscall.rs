@@ -14,9 +14,9 @@
 //! entering Linux code shares): through `iretq`, so that `rcx` and `r11` come back too (a
 //! signal handler may have interrupted Linux code anywhere, not only at a `syscall`).
 //!
-//! **Linux code or kernel**: the entry clears libos-core's `LIBOS_SYSCALL_IN_LINUX_CODE` and
-//! both exits set it, and [`switch_saving_user_state`] keeps it per thread, so the preemption
-//! path knows whether an interrupted thread was running Linux code ([`interrupted_linux_code`];
+//! **Linux code or kernel**: the entry clears the running CPU's "in Linux code" flag (in its
+//! per-CPU block, `%gs:8`, see `smp`) and both exits set it, and [`switch_saving_user_state`]
+//! keeps it per thread, so the preemption path knows whether an interrupted thread was running Linux code ([`interrupted_linux_code`];
 //! `syscall` leaves interrupts enabled, so the entry and exit code itself, where the flag may
 //! not match yet, is recognised by its address).
 //!
@@ -37,7 +37,7 @@
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicPtr, Ordering};
-use libos_core::syscall::{Frame, Handler, LIBOS_SYSCALL_IN_LINUX_CODE, ReturnHook};
+use libos_core::syscall::{Frame, Handler, ReturnHook};
 use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
 
 /// Read by the entry code: the registered handler (null until installed).
@@ -62,7 +62,7 @@ global_asm!(
 libos_x86_64_syscall_text_start:
     .global libos_x86_64_syscall_entry
 libos_x86_64_syscall_entry:
-    movl $0, LIBOS_SYSCALL_IN_LINUX_CODE(%rip)
+    movl $0, %gs:{in_linux_code}
     movq %rsp, -136(%rsp)           /* frame.rsp, in its slot below the caller's red zone */
     leaq -136(%rsp), %rsp           /* (interrupts use IST stacks: nothing lands below rsp) */
     pushq %rcx                      /* frame.rip */
@@ -91,7 +91,7 @@ libos_x86_64_syscall_entry:
     popq %r9
     popq %rbp
     addq $56, %rsp                  /* rbx, r12-r15: the handler preserved them; rcx, r11 */
-    movl $1, LIBOS_SYSCALL_IN_LINUX_CODE(%rip)
+    movl $1, %gs:{in_linux_code}
     popfq
     popq %rcx
     popq %rsp
@@ -139,7 +139,7 @@ libos_x86_64_restore_all:
     pushq 16(%rsp)                  /* rflags */
     pushq ${code}                   /* cs */
     pushq 40(%rsp)                  /* rip */
-    movl $1, LIBOS_SYSCALL_IN_LINUX_CODE(%rip)
+    movl $1, %gs:{in_linux_code}
     iretq
 
     /* libos_x86_64_enter(frame): load every register of a Frame and jump to its rip. The
@@ -153,6 +153,7 @@ libos_x86_64_syscall_text_end:
 "#,
     code = const crate::gdt::KERNEL_CODE,
     data = const crate::gdt::KERNEL_DATA,
+    in_linux_code = const crate::smp::IN_LINUX_CODE,
     options(att_syntax)
 );
 
@@ -164,7 +165,7 @@ unsafe extern "C" {
 }
 
 /// Whether `pc` lies in the trap's own entry and exit code, where the registers are half
-/// saved or half restored and [`LIBOS_SYSCALL_IN_LINUX_CODE`] may not match yet (`syscall`
+/// saved or half restored and the CPU's "in Linux code" flag may not match yet (`syscall`
 /// leaves interrupts enabled, so an interrupt can arrive there).
 pub fn in_trap_code(pc: u64) -> bool {
     let start = (&raw const libos_x86_64_syscall_text_start) as u64;
@@ -175,7 +176,7 @@ pub fn in_trap_code(pc: u64) -> bool {
 /// Whether the running thread was in Linux code, outside the trap, when it was interrupted at
 /// `pc`: the return hook may then act on its interrupted state (libos-core's `syscall` docs).
 pub fn interrupted_linux_code(pc: u64) -> bool {
-    LIBOS_SYSCALL_IN_LINUX_CODE.load(Ordering::Relaxed) != 0 && !in_trap_code(pc)
+    crate::smp::in_linux_code() != 0 && !in_trap_code(pc)
 }
 
 /// The registered return hook, if any.
@@ -191,6 +192,23 @@ pub fn install(handler: Handler, on_return: ReturnHook) {
     assert!(crate::fpu::area_size() <= MAX_FP_AREA, "the CPU's XSAVE area exceeds {MAX_FP_AREA} bytes");
     LIBOS_X86_64_SYSCALL_HANDLER.store(handler as *mut (), Ordering::Release);
     LIBOS_X86_64_SYSCALL_RETURN_HOOK.store(on_return as *mut (), Ordering::Release);
+    // The MSRs are per CPU, and Linux code's threads may run on any CPU.
+    let me = crate::smp::cpu_id();
+    for cpu in (0..libos_core::cpus::MAX_CPUS).filter(|&cpu| libos_core::cpus::is_online(cpu)) {
+        if cpu == me {
+            enable_on_this_cpu();
+        } else if let Err(e) = libos_core::cpus::run_on(cpu, &enable_on_this_cpu) {
+            log::warn!("the system-call trap is not enabled on CPU {cpu}: {e}");
+        }
+    }
+}
+
+/// Points this CPU's `syscall` MSRs at the trap, once [`install`] has registered a handler
+/// (secondary CPUs that start later call this too).
+pub fn enable_on_this_cpu() {
+    if LIBOS_X86_64_SYSCALL_HANDLER.load(Ordering::Acquire).is_null() {
+        return;
+    }
     // SAFETY: the MSRs written are the architectural syscall MSRs, pointing at our entry code
     // with the kernel code selector (0x08; SS = 0x10, the kernel data selector, as in gdt.rs).
     unsafe {
@@ -220,7 +238,8 @@ pub unsafe extern "C" fn switch_saving_user_state(save_sp: *mut usize, load_sp: 
     let fs_base = fs_base();
     // Whether this thread runs Linux code is its own: kept across the switch, and clear for a
     // thread that starts (it does not return here).
-    let in_linux_code = LIBOS_SYSCALL_IN_LINUX_CODE.swap(0, Ordering::Relaxed);
+    let in_linux_code = crate::smp::in_linux_code();
+    crate::smp::set_in_linux_code(0);
     let mut area = core::mem::MaybeUninit::<FpArea>::uninit();
     let area = area.as_mut_ptr().cast::<u8>();
     // SAFETY: `area` is 64-byte aligned and MAX_FP_AREA long, at least `fpu::area_size()`
@@ -231,7 +250,7 @@ pub unsafe extern "C" fn switch_saving_user_state(save_sp: *mut usize, load_sp: 
     // SAFETY: this thread's state, saved above, on its own stack that nothing else touched.
     unsafe { crate::fpu::restore(area) };
     set_fs_base(fs_base);
-    LIBOS_SYSCALL_IN_LINUX_CODE.store(in_linux_code, Ordering::Relaxed);
+    crate::smp::set_in_linux_code(in_linux_code);
 }
 
 /// Enters Linux code with `frame`'s registers.

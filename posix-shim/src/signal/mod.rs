@@ -503,6 +503,8 @@ fn send(to: Option<u64>, sig: u64, origin: Origin) -> bool {
     };
     if let Some(thread) = woken {
         libos::sync::unpark(thread);
+        // Running on another CPU, it sees the signal when that CPU's interrupt returns.
+        libos::sync::kick(thread);
     }
     SIGNAL_WAIT.wake_all();
     false
