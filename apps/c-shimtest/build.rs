@@ -3,5 +3,5 @@
 mod c_app;
 
 fn main() {
-    c_app::build(&["c/shimtest.c", "c/net.c", "c/disk.c", "c/posix.c", "c/random.c", "c/memory.c"], &[]);
+    c_app::build(&["c/shimtest.c", "c/net.c", "c/disk.c", "c/posix.c", "c/random.c", "c/memory.c", "c/smp.c"], &[]);
 }

@@ -120,6 +120,7 @@ pub mod nr {
         pub const TKILL: u64 = 200;
         pub const TIME: u64 = 201;
         pub const FUTEX: u64 = 202;
+        pub const SCHED_SETAFFINITY: u64 = 203;
         pub const SCHED_GETAFFINITY: u64 = 204;
         pub const GETDENTS64: u64 = 217;
         pub const SET_TID_ADDRESS: u64 = 218;
@@ -308,6 +309,7 @@ pub mod nr {
         pub const CLOCK_GETTIME: u64 = 113;
         pub const CLOCK_GETRES: u64 = 114;
         pub const CLOCK_NANOSLEEP: u64 = 115;
+        pub const SCHED_SETAFFINITY: u64 = 122;
         pub const SCHED_GETAFFINITY: u64 = 123;
         pub const SCHED_YIELD: u64 = 124;
         pub const KILL: u64 = 129;
@@ -617,7 +619,7 @@ mod tests {
             nr::REMOVEXATTR, nr::LREMOVEXATTR, nr::FREMOVEXATTR, nr::RENAME, nr::MKDIR, nr::RMDIR, nr::LINK, nr::UNLINK, nr::SYMLINK,
             nr::READLINK, nr::UMASK, nr::GETTIMEOFDAY, nr::SYSINFO, nr::GETUID, nr::GETGID, nr::GETEUID,
             nr::GETEGID, nr::GETPPID, nr::SIGALTSTACK, nr::STATFS, nr::ARCH_PRCTL, nr::GETTID, nr::TKILL,
-            nr::FUTEX, nr::SCHED_GETAFFINITY, nr::GETDENTS64, nr::SET_TID_ADDRESS, nr::CLOCK_GETTIME,
+            nr::FUTEX, nr::SCHED_SETAFFINITY, nr::SCHED_GETAFFINITY, nr::GETDENTS64, nr::SET_TID_ADDRESS, nr::CLOCK_GETTIME,
             nr::CLOCK_GETRES, nr::CLOCK_NANOSLEEP, nr::EXIT_GROUP, nr::TGKILL, nr::OPENAT, nr::MKDIRAT,
             nr::NEWFSTATAT, nr::UNLINKAT, nr::RENAMEAT, nr::LINKAT, nr::SYMLINKAT, nr::READLINKAT, nr::FCHMODAT,
             nr::FACCESSAT, nr::PPOLL, nr::SET_ROBUST_LIST, nr::UTIMENSAT, nr::DUP3, nr::PIPE2, nr::PRLIMIT64,

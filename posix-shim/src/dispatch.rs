@@ -209,6 +209,7 @@ table! {
         Ok(0)
     };
     nr::SCHED_GETAFFINITY => |f, [a0, a1, a2, ..]| thread::sched_getaffinity(a0, a1, a2);
+    nr::SCHED_SETAFFINITY => |f, [a0, a1, a2, ..]| thread::sched_setaffinity(a0, a1, a2);
     nr::ARCH_PRCTL => |f, [a0, a1, ..]| arch_prctl(a0, a1);
     nr::PRCTL => |f, [a0, a1, ..]| crate::prctl::prctl(a0, a1);
     nr::GETRUSAGE => |f, [a0, a1, ..]| resources::getrusage(a0, a1);

@@ -127,12 +127,14 @@ fn this_pid(pid: u64) -> Result<()> {
     }
 }
 
-/// `getcpu(cpu, node, cache)`: CPU 0 of node 0 (either pointer may be null).
+/// `getcpu(cpu, node, cache)`: the CPU the caller runs on now, node 0 (either pointer may be
+/// null).
 pub fn getcpu(cpu: u64, node: u64) -> Result<u64> {
-    for out in [cpu, node] {
+    let here = libos::hal::platform().cpu_id() as u32;
+    for (out, value) in [(cpu, here), (node, 0)] {
         if out != 0 {
             // SAFETY: checked by `user::write`; the C program vouches for the buffer.
-            unsafe { user::write(out, 0u32)? };
+            unsafe { user::write(out, value)? };
         }
     }
     Ok(0)

@@ -245,17 +245,80 @@ fn spawn(_: &libos::syscall::Frame, _: CloneRequest) -> Result<u64> {
     Err(Errno::EAGAIN) // `clone` refused it already
 }
 
-/// `sched_getaffinity(pid, size, mask)`: one CPU.
+/// `sched_getaffinity(pid, size, mask)`: the CPUs C thread `pid` (0: the caller) may run on,
+/// among those that run threads (8 bytes: up to 64 CPUs).
 pub fn sched_getaffinity(pid: u64, size: u64, mask: u64) -> Result<u64> {
-    if pid != 0 && !tid_exists(pid) {
-        return Err(Errno::ESRCH);
-    }
+    let thread = affinity_target(pid)?;
     if size < 8 || size % 8 != 0 {
         return Err(Errno::EINVAL);
     }
+    let set = cpu_set(thread);
     // SAFETY: checked by `user::write`.
-    unsafe { user::write(mask, 1u64)? };
+    unsafe { user::write(mask, set)? };
     Ok(8)
+}
+
+/// `sched_setaffinity(pid, size, mask)`: the C thread `pid` (0: the caller) runs only on the
+/// CPUs of `mask` from now on (the caller moves at once). CPUs that do not exist are ignored;
+/// a mask without a CPU the program may use is `EINVAL`, as Linux.
+pub fn sched_setaffinity(pid: u64, size: u64, mask: u64) -> Result<u64> {
+    let thread = affinity_target(pid)?;
+    if size == 0 {
+        return Err(Errno::EINVAL);
+    }
+    // Bits beyond the first 64 CPUs name CPUs that cannot exist here.
+    let mut bytes = [0u8; 8];
+    let len = size.min(8) as usize;
+    // SAFETY: checked by `user::slice`; the C program vouches for the buffer.
+    bytes[..len].copy_from_slice(unsafe { user::slice(mask, len as u64)? });
+    let wanted = u64::from_le_bytes(bytes) & usable_cpus();
+    if wanted == 0 {
+        return Err(Errno::EINVAL);
+    }
+    set_cpu_set(thread, wanted)?;
+    Ok(0)
+}
+
+/// The kernel thread of C thread `pid` (0: the caller), for the affinity calls.
+fn affinity_target(pid: u64) -> Result<Option<ThreadId>> {
+    match pid {
+        0 => Ok(None),
+        _ if !tid_exists(pid) => Err(Errno::ESRCH),
+        _ => crate::signal::kernel_thread(pid).map(Some).ok_or(Errno::ESRCH),
+    }
+}
+
+/// The CPUs the program's threads may use: those that run threads, within [`crate::run::C_CPUS`].
+#[cfg(feature = "threads")]
+fn usable_cpus() -> u64 {
+    libos::thread::cpus() & crate::run::C_CPUS
+}
+
+#[cfg(feature = "threads")]
+fn cpu_set(thread: Option<ThreadId>) -> u64 {
+    let set = thread.map_or_else(|| Ok(libos::thread::affinity()), libos::thread::affinity_of).unwrap_or(1);
+    set & usable_cpus()
+}
+
+#[cfg(feature = "threads")]
+fn set_cpu_set(thread: Option<ThreadId>, cpus: u64) -> Result<()> {
+    libos::thread::set_affinity(thread.unwrap_or_else(libos::sync::current_thread), cpus)
+}
+
+/// Without a scheduler the program runs on the boot CPU alone.
+#[cfg(not(feature = "threads"))]
+fn usable_cpus() -> u64 {
+    1
+}
+
+#[cfg(not(feature = "threads"))]
+fn cpu_set(_: Option<ThreadId>) -> u64 {
+    1
+}
+
+#[cfg(not(feature = "threads"))]
+fn set_cpu_set(_: Option<ThreadId>, _: u64) -> Result<()> {
+    Ok(())
 }
 
 /// One thread in `FUTEX_WAIT`: a node on its own stack, linked into its address's bucket

@@ -20,6 +20,7 @@ mod net_scale;
 mod net_tcp;
 mod readme;
 mod servers;
+mod smp;
 
 use crate::{Result, root};
 use std::path::PathBuf;
@@ -38,6 +39,7 @@ pub fn main(args: Vec<String>) -> Result<i32> {
         Some("fs") => fs::run(args.collect()),
         Some("sched") => sched::run(args.collect()),
         Some("shim") => shim::run(args.collect()),
+        Some("smp") => smp::run(args.collect()),
         Some("linux") => linux::run(args.collect()),
         Some("block") => block::run(args.collect()),
         Some("virtiofs") => virtiofs::run(args.collect()),
@@ -45,8 +47,8 @@ pub fn main(args: Vec<String>) -> Result<i32> {
         Some("servers") => servers::run(args.collect()),
         Some("all") => all(args.collect()),
         Some("readme") => readme::write(None).map(|()| 0),
-        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, linux, block, virtiofs, net, servers, all; readme rewrites README.md)").into()),
-        None => Err("which suite? ./x bench boot | fs | sched | shim | linux | block | virtiofs | net | servers | all | --compare".into()),
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, smp, linux, block, virtiofs, net, servers, all; readme rewrites README.md)").into()),
+        None => Err("which suite? ./x bench boot | fs | sched | shim | smp | linux | block | virtiofs | net | servers | all | --compare".into()),
     }
 }
 
@@ -59,11 +61,12 @@ fn all(args: Vec<String>) -> Result<i32> {
     let started = std::time::Instant::now();
     let mut status = 0;
     type Suite = fn(Vec<String>) -> Result<i32>;
-    let suites: [(&str, Suite); 9] = [
+    let suites: [(&str, Suite); 10] = [
         ("boot", boot::run),
         ("fs", fs::run),
         ("sched", sched::run),
         ("shim", shim::run),
+        ("smp", smp::run),
         ("virtiofs", virtiofs::run),
         ("linux", linux::run),
         ("block", block::run),

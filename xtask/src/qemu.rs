@@ -224,7 +224,12 @@ impl VmConfig {
             Machine::VirtGicv2 => command.args(["-M", "virt,gic-version=2", "-cpu", AARCH64_CPU]),
             Machine::VirtGicv3 => command.args(["-M", "virt,gic-version=3", "-cpu", AARCH64_CPU]),
         };
-        command.args(["-accel", self.accel.qemu_name()]);
+        if self.accel == Accel::Tcg && self.cpus > 1 && !self.icount {
+            // One host thread per vCPU (QEMU's default for these targets, said explicitly).
+            command.args(["-accel", "tcg,thread=multi"]);
+        } else {
+            command.args(["-accel", self.accel.qemu_name()]);
+        }
         if self.icount {
             command.args(["-icount", if self.icount_sleep { "shift=0,sleep=on" } else { "shift=0,sleep=off" }]);
         }

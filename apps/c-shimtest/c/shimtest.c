@@ -2,6 +2,7 @@
  *   files mem time wallclock process threads signals sigdeliver events timers timers-waiting stdio
  *   enosys preempt kill abort posix (posix.c: ends as uid 1000, so run it last)
  *   memory memory-exit (memory.c)
+ *   smp=N (smp.c: C threads on N CPUs, affinity)
  * and the socket families of net.c: unix net netpeer=PORT netserve=PORT,N
  * Ordinary C against musl; every check prints the failing line and exits 1. A family prints
  * "ok FAMILY" when all its checks passed. Runs unmodified on Linux too (where the files
@@ -1299,6 +1300,7 @@ int main(int argc, char **argv) {
         else if (socket_family(f)) continue;
         else if (random_family(f)) continue;
         else if (memory_family_run(f)) continue;
+        else if (smp_family_run(f)) continue;
         else { fprintf(stderr, "unknown family %s\n", f); return 2; }
     }
     return 0;

@@ -193,33 +193,51 @@ static MAILBOX: [AtomicPtr<()>; MAX_CPUS] = [EMPTY; MAX_CPUS];
 /// Call it with interrupts enabled and no spin lock held: the target may be waiting for that
 /// lock, or be sending a call of its own to this CPU, with interrupts masked.
 pub fn run_on(index: usize, function: &(dyn Fn() + Sync)) -> crate::Result<()> {
-    let platform = hal::try_platform();
-    if index == platform.map_or(0, |p| p.cpu_id()) {
-        function();
-        return Ok(());
-    }
-    if !is_online(index) {
+    if index >= MAX_CPUS {
         return Err(Errno::EINVAL);
     }
-    let platform = platform.ok_or(Errno::ENOSYS)?;
-    let call = Call { function, done: AtomicBool::new(false) };
-    let posted = &call as *const Call<'_> as *mut ();
-    while MAILBOX[index].compare_exchange(core::ptr::null_mut(), posted, Ordering::AcqRel, Ordering::Acquire).is_err() {
-        core::hint::spin_loop();
+    run_on_each(1 << index, function)
+}
+
+/// [`run_on`] for every CPU in `cpus` (one bit each) at once: the calls are posted and the
+/// interrupts sent to all of them before waiting for any, so the waits overlap (a TLB shootdown
+/// costs one round trip, not one per CPU). The running CPU, if in the set, runs `function`
+/// itself meanwhile. `EINVAL` when a CPU of the set is not online (nothing is run then); a
+/// platform error sending an interrupt is returned after the other calls finished.
+pub fn run_on_each(cpus: u64, function: &(dyn Fn() + Sync)) -> crate::Result<()> {
+    let platform = hal::try_platform();
+    let me = current();
+    if cpus & !ONLINE.load(Ordering::Acquire) != 0 {
+        return Err(Errno::EINVAL);
     }
-    if let Err(e) = platform.send_ipi(index) {
-        MAILBOX[index].store(core::ptr::null_mut(), Ordering::Release);
-        return Err(e);
+    let others = cpus & !(1 << me);
+    let calls: [Call<'_>; MAX_CPUS] = core::array::from_fn(|cpu| Call { function, done: AtomicBool::new(others & (1 << cpu) == 0) });
+    let mut result = Ok(());
+    for cpu in (0..MAX_CPUS).filter(|&cpu| others & (1 << cpu) != 0) {
+        let posted = &calls[cpu] as *const Call<'_> as *mut ();
+        while MAILBOX[cpu].compare_exchange(core::ptr::null_mut(), posted, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            core::hint::spin_loop();
+        }
+        if let Err(e) = platform.ok_or(Errno::ENOSYS).and_then(|p| p.send_ipi(cpu)) {
+            MAILBOX[cpu].store(core::ptr::null_mut(), Ordering::Release);
+            calls[cpu].done.store(true, Ordering::Relaxed);
+            result = Err(e);
+        }
     }
-    while !call.done.load(Ordering::Acquire) {
-        core::hint::spin_loop();
+    if cpus & (1 << me) != 0 {
+        function();
     }
-    Ok(())
+    for call in &calls {
+        while !call.done.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+    }
+    result
 }
 
 /// Serves the running CPU's mailbox: the platform's handler of [`run_on`]'s interrupt calls it.
 pub fn handle_ipi() {
-    let me = hal::try_platform().map_or(0, |p| p.cpu_id());
+    let me = current();
     let Some(mailbox) = MAILBOX.get(me) else { return };
     let posted = mailbox.load(Ordering::Acquire);
     if posted.is_null() {

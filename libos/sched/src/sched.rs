@@ -968,6 +968,11 @@ pub fn current_affinity() -> u64 {
     s.tcb(current).affinity
 }
 
+/// The CPU set of `thread` (`ESRCH` when unknown).
+pub fn affinity_of(thread: ThreadId) -> Result<u64> {
+    lock().threads.get(thread).map(|tcb| tcb.affinity).ok_or(Errno::ESRCH)
+}
+
 /// Sets the CPU set of `thread` (`EINVAL` when it names no CPU that runs threads, `ESRCH` for
 /// an unknown thread). A running thread outside its new set moves at its next switch: the
 /// caller changing its own set yields at once.

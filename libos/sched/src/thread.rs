@@ -249,6 +249,11 @@ pub fn affinity() -> u64 {
     sched::current_affinity()
 }
 
+/// The CPUs `thread` may run on (`ESRCH` for a thread that has exited).
+pub fn affinity_of(thread: ThreadId) -> Result<u64> {
+    sched::affinity_of(thread)
+}
+
 /// Limits `thread` (the caller too) to the CPUs in `cpus`; a thread running outside the new
 /// set moves at its next switch (the caller at once). Errors: `EINVAL` when `cpus` has no CPU
 /// that runs threads, `ESRCH` for a thread that has exited.

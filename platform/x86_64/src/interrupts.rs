@@ -131,6 +131,7 @@ fn load_idt(idt: &'static Idt) {
 /// Entered from `trap_common` with interrupts masked.
 #[unsafe(no_mangle)]
 extern "C" fn libos_x86_64_trap(frame: &mut TrapFrame) {
+    crate::pages::leave_lazy();
     match frame.vector {
         0..=31 => fatal_exception(frame),
         v if v == u64::from(TIMER_VECTOR) => {

@@ -159,8 +159,9 @@ mod platform {
 
         fn wait_for_interrupt(&self) {
             // `sti; hlt` is atomic: STI takes effect after the next instruction, so an interrupt
-            // pending at the STI wakes the HLT instead of being taken before it.
-            interrupts::enable_and_hlt();
+            // pending at the STI wakes the HLT instead of being taken before it. Halted, the CPU
+            // is skipped by TLB shootdowns (it flushes on its way out if needed).
+            crate::pages::halt_lazily();
         }
 
         fn cpu_id(&self) -> usize {

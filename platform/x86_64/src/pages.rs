@@ -92,9 +92,50 @@ fn nx() -> u64 {
 }
 
 fn flush_all() {
+    let me = crate::smp::cpu_id();
+    let generation = GENERATION.load(Ordering::SeqCst);
     let (frame, cr3_flags) = Cr3::read_raw();
     // SAFETY: reloading the same root flushes the TLB (stale 2 MiB entries after a split).
     unsafe { Cr3::write_raw(frame, cr3_flags) };
+    if let Some(seen) = FLUSHED_AT.get(me) {
+        seen.fetch_max(generation, Ordering::Relaxed);
+    }
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NEVER: AtomicU64 = AtomicU64::new(0);
+/// Per CPU: the table generation its TLB was last flushed at (all of it).
+static FLUSHED_AT: [AtomicU64; libos_core::cpus::MAX_CPUS] = [NEVER; libos_core::cpus::MAX_CPUS];
+/// CPUs halted in their idle loop (one bit each): a shootdown skips them, and they flush on
+/// their way out if the tables changed meanwhile ([`leave_lazy`]). Waking a halted CPU for a
+/// flush would cost every page-table change (a thread's stack guard, `mprotect`) a round trip
+/// per idle CPU; on an emulated host that is milliseconds.
+static LAZY: AtomicU64 = AtomicU64::new(0);
+
+/// Halts this CPU until an interrupt (enabling interrupts atomically with the halt), as a
+/// lazy-TLB CPU that shootdowns do not interrupt.
+pub(crate) fn halt_lazily() {
+    let me = crate::smp::cpu_id();
+    LAZY.fetch_or(1 << me, Ordering::SeqCst);
+    x86_64::instructions::interrupts::enable_and_hlt();
+    leave_lazy();
+}
+
+/// Called first by every interrupt and after a lazy halt: a CPU that was halted lazily flushes
+/// its TLB if the tables changed since it last did, before anything (a thread switched to at
+/// the interrupt's return) can use a stale entry. (A shooter bumps the generation before it
+/// reads [`LAZY`]: a CPU it skipped finds the bump here.)
+#[inline]
+pub(crate) fn leave_lazy() {
+    if LAZY.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let me = crate::smp::cpu_id();
+    if LAZY.fetch_and(!(1 << me), Ordering::SeqCst) & (1 << me) != 0
+        && GENERATION.load(Ordering::SeqCst) > FLUSHED_AT[me].load(Ordering::Relaxed)
+    {
+        flush_all();
+    }
 }
 
 /// Flushes the TLB of every other online CPU (the caller flushed its own), after a change to
@@ -106,10 +147,11 @@ pub(crate) fn shoot_down() {
         return;
     }
     let me = crate::smp::cpu_id();
-    for cpu in (0..libos_core::cpus::MAX_CPUS).filter(|&cpu| cpu != me && libos_core::cpus::is_online(cpu)) {
-        if let Err(e) = libos_core::cpus::run_on(cpu, &flush_all) {
-            log::warn!("TLB shootdown of CPU {cpu} failed: {e}");
-        }
+    let online = (0..libos_core::cpus::MAX_CPUS).filter(|&cpu| libos_core::cpus::is_online(cpu)).fold(0u64, |set, cpu| set | 1 << cpu);
+    // The generation was bumped (`tables_changed`, SeqCst) before this read.
+    let targets = online & !(1 << me) & !LAZY.load(Ordering::SeqCst);
+    if let Err(e) = libos_core::cpus::run_on_each(targets, &flush_all) {
+        log::warn!("TLB shootdown of CPUs {targets:#b} failed: {e}");
     }
 }
 
@@ -231,7 +273,7 @@ static VERIFIED: IrqSpinLock<Verified> = IrqSpinLock::new(Verified::new());
 /// Called under `LOCK` after every change to the live tables: voids what [`VERIFIED`]
 /// remembers.
 pub(crate) fn tables_changed() {
-    GENERATION.fetch_add(1, Ordering::Release);
+    GENERATION.fetch_add(1, Ordering::SeqCst);
 }
 
 /// `hal::Platform::check_user_access`: every page of `[start, end)` mapped, cached (RAM, not

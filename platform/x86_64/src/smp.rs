@@ -303,6 +303,6 @@ extern "C" fn libos_x86_64_ap_main(block: &'static PerCpu) -> ! {
         if let Some(entry) = cpus::secondary_entry() {
             entry(block.index);
         }
-        x86_64::instructions::interrupts::enable_and_hlt();
+        crate::pages::halt_lazily();
     }
 }

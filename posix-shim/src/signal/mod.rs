@@ -438,6 +438,11 @@ pub fn tgkill(tgid: u64, tid: u64, sig: u64) -> Result<u64> {
     Ok(0)
 }
 
+/// The kernel thread behind C thread `tid`, if it exists.
+pub fn kernel_thread(tid: u64) -> Option<ThreadId> {
+    STATE.lock().threads.iter().find(|t| t.tid == tid).map(|t| t.thread)
+}
+
 /// Whether C thread `tid` exists.
 fn thread_exists(tid: u64) -> bool {
     STATE.lock().threads.iter().any(|t| t.tid == tid)

@@ -1,0 +1,155 @@
+//! `./x bench smp`: what a second CPU buys. The same static C program (`bench/c/parallel_sum.c`,
+//! a CPU-bound job split over 2 POSIX threads) runs on libos (posix-shim, `apps/elf-runner`)
+//! and in the Linux guest, each with 1 and with 2 vCPUs under multi-threaded TCG
+//! (`-accel tcg,thread=multi`: one host thread per vCPU, on this 2-core host). The figure is
+//! the program's own wall time around the parallel part (CLOCK_MONOTONIC, which follows the
+//! host's clock under TCG without icount), median of interleaved runs; the speedup is the
+//! 1-vCPU median over the 2-vCPU median. Wall-clock figures on a shared host: labelled TCG, and
+//! the runs of all four configurations are interleaved so a slow moment hits them alike.
+//! Target (issue 16): libos speedup >= 1.7.
+
+use super::{host_facts, results_dir, round};
+use crate::accel::Accel;
+use crate::arch::Arch;
+use crate::linux::{self, LinuxGuest, bench_counters, check_run};
+use crate::measure::median_min_max;
+use crate::qemu::{self, Exit, Outcome, VmConfig};
+use crate::{Result, build};
+use std::time::Duration;
+
+const TARGET_SPEEDUP: f64 = 1.7;
+const THREADS: u32 = 2;
+const RUNS: usize = 5;
+
+/// Items per run: enough work (seconds under TCG) that boot and thread start-up are noise.
+fn items(arch: Arch) -> u64 {
+    match arch {
+        Arch::X86_64 => 40_000_000,
+        Arch::Aarch64 => 20_000_000,
+    }
+}
+
+/// The program's wall time in ms, from its `[bench] wall-ns` line (and a clean exit).
+fn wall_ms(what: &str, outcome: &Outcome, linux: bool) -> Result<f64> {
+    if linux {
+        check_run(what, outcome)?;
+    } else if outcome.exit != Exit::Code(0) {
+        return Err(crate::measure::failure(what, outcome));
+    }
+    let counters = bench_counters(&outcome.console);
+    let ns = counters.get("wall-ns").ok_or_else(|| crate::measure::failure(&format!("{what}: no wall-ns line"), outcome))?;
+    Ok(*ns as f64 / 1e6)
+}
+
+struct System {
+    name: &'static str,
+    linux: bool,
+    configs: [VmConfig; 2],
+}
+
+fn libos(arch: Arch) -> Result<System> {
+    let program = linux::compile_program("parallel_sum", arch)?;
+    let program = program.to_str().ok_or("the parallel_sum path is not UTF-8")?;
+    let image = build::build_with_env(&[build::ELF_RUNNER], arch, true, &[("LIBOS_ELF", program)])?.remove(0);
+    let config = |cpus: u32| {
+        let mut config = VmConfig::new(arch, image.clone());
+        config.accel = Accel::Tcg;
+        config.cpus = cpus;
+        config.memory = "128M".into();
+        config.timeout = Duration::from_secs(600);
+        config.cmdline = qemu::kernel_cmdline("", &["/bin/parallel_sum".into(), THREADS.to_string(), items(arch).to_string()]);
+        config
+    };
+    Ok(System { name: "libos", linux: false, configs: [config(1), config(2)] })
+}
+
+fn linux_guest(arch: Arch) -> Result<System> {
+    let guest = LinuxGuest::build(arch)?;
+    let config = |cpus: u32| {
+        let mut config = guest.config("parallel_sum", &[THREADS.to_string(), items(arch).to_string()], &[], "");
+        config.accel = Accel::Tcg;
+        config.cpus = cpus;
+        config.timeout = Duration::from_secs(600);
+        config
+    };
+    Ok(System { name: "Linux", linux: true, configs: [config(1), config(2)] })
+}
+
+/// Median wall ms with 1 and 2 vCPUs per system, from interleaved runs.
+fn measure(arch: Arch, systems: &[System]) -> Result<Vec<[(f64, f64, f64); 2]>> {
+    let mut samples = vec![[Vec::new(), Vec::new()]; systems.len()];
+    for run in 0..RUNS {
+        for (system, times) in systems.iter().zip(&mut samples) {
+            for (cpus, config) in system.configs.iter().enumerate() {
+                let what = format!("{arch} {} parallel_sum with {} vCPU(s), run {}", system.name, cpus + 1, run + 1);
+                eprintln!("==> {what}");
+                let outcome = qemu::run(config, false)?;
+                times[cpus].push(wall_ms(&what, &outcome, system.linux)?);
+            }
+        }
+    }
+    Ok(samples.into_iter().map(|[one, two]| [median_min_max(one), median_min_max(two)]).collect())
+}
+
+pub(super) fn run(args: Vec<String>) -> Result<i32> {
+    let mut with_linux = true;
+    for arg in &args {
+        match arg.as_str() {
+            "--no-linux" => with_linux = false,
+            other => return Err(format!("unknown option `{other}` for bench smp (expected --no-linux)").into()),
+        }
+    }
+    let mut rows = Vec::new();
+    for arch in Arch::ALL.into_iter().filter(|a| a.is_supported()) {
+        let mut systems = vec![libos(arch)?];
+        if with_linux {
+            systems.push(linux_guest(arch)?);
+        }
+        let figures = measure(arch, &systems)?;
+        for (system, [one, two]) in systems.iter().zip(figures) {
+            rows.push((arch, system.name, one, two, one.0 / two.0));
+        }
+    }
+    let json = serde_json::json!({
+        "suite": "smp",
+        "host": host_facts(),
+        "method": format!("bench/c/parallel_sum.c with {THREADS} threads; QEMU TCG without icount, -accel tcg,thread=multi with 2 vCPUs; the program's CLOCK_MONOTONIC wall time around the parallel part; median of {RUNS} interleaved runs; libos: apps/elf-runner (microvm / virt-gicv3), Linux: the baseline guest (q35 / virt-gicv3)"),
+        "threads": THREADS,
+        "results": rows.iter().map(|(arch, system, one, two, speedup)| serde_json::json!({
+            "arch": arch.to_string(), "system": system, "items": items(*arch),
+            "wall_ms_1_vcpu": { "median": round(one.0), "min": round(one.1), "max": round(one.2) },
+            "wall_ms_2_vcpus": { "median": round(two.0), "min": round(two.1), "max": round(two.2) },
+            "speedup": round(*speedup),
+        })).collect::<Vec<_>>(),
+        "targets": { "libos_speedup_min": TARGET_SPEEDUP },
+    });
+    let mut md = String::from("# SMP benchmark (`./x bench smp`)\n\n");
+    md += &format!(
+        "A CPU-bound job split over {THREADS} POSIX threads (`bench/c/parallel_sum.c`, the same static musl program on both \
+         systems) with 1 and with 2 vCPUs. **Wall clock under QEMU TCG** (multi-threaded TCG, one host thread per vCPU), \
+         the program's own measure of its parallel part, median (min-max) of {RUNS} interleaved runs; the speedup is the \
+         1-vCPU median over the 2-vCPU median. Host: {}, 2 cores shared with QEMU's own threads.\n\n",
+        json["host"]["cpu"].as_str().unwrap_or("?")
+    );
+    md += "| arch | system | items | 1 vCPU, ms | 2 vCPUs, ms | speedup |\n|---|---|---|---|---|---|\n";
+    for (arch, system, one, two, speedup) in &rows {
+        md += &format!(
+            "| {arch} | {system} | {} | {:.0} ({:.0}-{:.0}) | {:.0} ({:.0}-{:.0}) | {speedup:.2} |\n",
+            items(*arch),
+            one.0,
+            one.1,
+            one.2,
+            two.0,
+            two.1,
+            two.2
+        );
+    }
+    let met = rows.iter().filter(|r| r.1 == "libos").all(|r| r.4 >= TARGET_SPEEDUP);
+    md += &format!("\n| target | met |\n|---|---|\n| libos speedup with 2 vCPUs >= {TARGET_SPEEDUP} | {} |\n", if met { "yes" } else { "**no**" });
+    let dir = results_dir()?;
+    std::fs::write(dir.join("smp.json"), serde_json::to_string_pretty(&json)? + "\n")?;
+    std::fs::write(dir.join("smp.md"), &md)?;
+    print!("{md}");
+    eprintln!("==> wrote bench/results/smp.json and bench/results/smp.md");
+    Ok(0)
+}
