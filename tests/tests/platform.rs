@@ -132,14 +132,16 @@ fn smp_0_stops_the_boot() {
 #[test]
 fn aarch64_secondary_cpus_start_with_psci_and_smp_caps_them() {
     // QEMU `virt` describes every CPU in the device tree with enable-method "psci"; the guest
-    // starts them with CPU_ON and each reports itself online from its own stacks.
+    // starts them with CPU_ON and each reports itself online from its own stacks, then sets up
+    // its part of the GIC: `selftest cpus` runs functions on every CPU through SGIs (GICv2:
+    // GICD_SGIR and the banked CPU interface; GICv3: ICC_SGI1R_EL1 and each redistributor).
     use xtask::arch::Arch;
     if !arches().contains(&Arch::Aarch64) {
         return;
     }
     for machine in [Machine::VirtGicv2, Machine::VirtGicv3] {
         Boot::app("selftest")
-            .args(&["clock"])
+            .args(&["clock", "cpus"])
             .cpus(4)
             .options("loglevel=info")
             .machine(machine)
@@ -147,6 +149,7 @@ fn aarch64_secondary_cpus_start_with_psci_and_smp_caps_them() {
             .exits_with(0)
             .prints("cpus: 4 online of 4 reported")
             .prints("ok: clock")
+            .prints("ok: cpus (4 CPUs, 501 calls each)")
             .does_not_print("left out");
     }
     Boot::app("selftest")
@@ -165,13 +168,14 @@ fn aarch64_secondary_cpus_start_with_psci_and_smp_caps_them() {
         .prints("smp=9 asks for more CPUs than the 2 the firmware reports: using 2")
         .prints("cpus: 2 online");
     // Entered at EL2 (QEMU's virtualization=on: PSCI through `smc`), each CPU drops to EL1
-    // itself.
+    // itself (and lets EL1 use the GICv3 system registers).
     Boot::app("selftest")
-        .args(&["clock"])
+        .args(&["clock", "cpus"])
         .cpus(3)
         .options("loglevel=info")
         .qemu_args(&["-machine", "virtualization=on"])
         .on(Arch::Aarch64)
         .exits_with(0)
-        .prints("cpus: 3 online of 3 reported");
+        .prints("cpus: 3 online of 3 reported")
+        .prints("ok: cpus (3 CPUs");
 }

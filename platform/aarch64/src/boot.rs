@@ -103,6 +103,11 @@ struct Booted {
 
 static BOOTED: Once<Booted> = Once::new();
 
+/// The free RAM handed to the kernel (the heap's regions); empty before the boot path set it.
+pub(crate) fn free_memory() -> &'static [MemoryRegion] {
+    BOOTED.get().map_or(&[], |booted| booted.free.as_slice())
+}
+
 /// The platform's Rust entry: boots and calls `kernel_main`. Called once, from the assembly entry.
 pub fn start(dtb: u64, entry_counter: u64, kernel_main: fn(&'static BootInfo) -> !) -> ! {
     hal::set_platform(&PLATFORM);

@@ -2,8 +2,10 @@
 //!
 //! Every vector (src/boot.s) saves all general and FP/SIMD registers as a [`TrapFrame`] on the
 //! exception stack (SP_EL1; the kernel runs on SP_EL0) and calls [`libos_aarch64_trap`] with
-//! the vector's kind. IRQs are acknowledged at the GIC and the timer's calls
-//! [`libos_core::hal::irq::timer_interrupt`]. Synchronous exceptions are fatal, except the
+//! the vector's kind. IRQs are acknowledged at the running CPU's GIC interface; the timer's
+//! calls [`libos_core::hal::irq::timer_interrupt`], the inter-processor interrupt's
+//! [`libos_core::cpus::handle_ipi`], and any of them may end in a preemption of the thread it
+//! interrupted (requested for this CPU). Synchronous exceptions are fatal, except the
 //! probe for semihosting (src/semihosting.rs): they print a report (exception class decoded,
 //! ESR/ELR/FAR, the fault explained, whether it hit a stack's guard page, registers, a
 //! frame-pointer backtrace) and power off with [`libos_core::exit::FATAL_EXCEPTION`].
@@ -48,24 +50,31 @@ pub fn set_timer_intid(intid: u32) {
 #[unsafe(no_mangle)]
 extern "C" fn libos_aarch64_trap(kind: u64, frame: &mut TrapFrame) {
     if kind == IRQ {
-        let intid = gic::acknowledge();
+        let interrupt = gic::acknowledge();
+        let intid = interrupt.id;
         if intid == gic::SPURIOUS {
             return;
         }
         if intid == TIMER_INTID.load(Ordering::Relaxed) {
             timer::disarm();
-            gic::end(intid);
+            gic::end(interrupt);
             irq::timer_interrupt();
+        } else if intid == gic::IPI {
+            // The mailbox is read after the end of interrupt, so a call posted after that
+            // read raises the interrupt anew and is served by the next one.
+            gic::end(interrupt);
+            libos_core::cpus::handle_ipi();
         } else {
             // The driver acknowledges at the device first, so a level-triggered line is quiet
             // by the end of interrupt.
             if !libos_core::device::device_interrupt(intid) {
                 log::warn!("interrupt {intid} has no handler");
             }
-            gic::end(intid);
+            gic::end(interrupt);
         }
         // Kind 1 is an IRQ taken in thread mode (EL1t): a requested preemption happens on the
-        // thread's own stack after this handler returns (src/context.rs).
+        // thread's own stack after this handler returns (src/context.rs). An IPI may carry
+        // nothing but such a request (`irq::request_preemption_on` from another CPU).
         if irq::take_preemption_request() && !context::redirect_to_preempt(frame) {
             irq::request_preemption();
         }

@@ -7,15 +7,29 @@
 //! but the descriptor (interrupts masked). If the descriptor itself lies inside the block being
 //! split, that sequence would fault; the split is then refused and the stack keeps only its
 //! canary (see libos-sched).
+//!
+//! That sequence is only safe while no other CPU can touch the block: between the two stores
+//! the whole block is unmapped for every CPU, and one that reads a heap object in it then
+//! takes a translation fault. So before the first other CPU starts, [`split_for_smp`] maps the
+//! heap with 4 KiB pages once (the only place guard pages are made at run time: thread and
+//! per-CPU stacks come from the heap), and from then on blocks of Normal memory are never
+//! replaced: a guard page there changes one page entry. (Program pages of Linux code may still
+//! split device blocks: those hold no device and are not touched by other CPUs.)
 
 use crate::paging::{self, GuardError, TableMemory, bits};
 use crate::cpu::read_sysreg;
 use alloc::alloc::{Layout, alloc_zeroed};
+use core::sync::atomic::{AtomicBool, Ordering};
+use libos_core::hal::MemoryRegion;
 use libos_core::sync::IrqSpinLock;
 use libos_core::{Errno, Result};
 
 /// Serialises changes to the live tables (and masks interrupts meanwhile).
 pub(crate) static LOCK: IrqSpinLock<()> = IrqSpinLock::new(());
+
+/// Set by [`split_for_smp`]: other CPUs may run, so blocks of Normal memory are never
+/// replaced any more.
+static SHARED: AtomicBool = AtomicBool::new(false);
 
 /// The live tables, reached through the identity map; new tables come from the heap and are
 /// never freed (a split block stays split).
@@ -39,6 +53,9 @@ impl TableMemory for LiveTables {
     fn replace_block(&mut self, table: u64, index: usize, descriptor: u64, start: u64, size: u64) -> bool {
         let slot = table + index as u64 * 8;
         if (start..start + size).contains(&slot) {
+            return false;
+        }
+        if SHARED.load(Ordering::Relaxed) && self.table(table)[index] & bits::ATTR_DEVICE == 0 {
             return false;
         }
         // Make the new table's contents visible to the walker before it becomes reachable.
@@ -65,6 +82,23 @@ impl TableMemory for LiveTables {
         }
         true
     }
+}
+
+/// Maps the heap (`regions`) with 4 KiB pages, then lets no block of Normal memory be replaced
+/// again (module docs). Call it on the boot CPU before any other CPU starts. Costs one 4 KiB
+/// table per 2 MiB of heap (0.2%). A block that cannot be split (no memory for its table)
+/// stays one: guard pages in it are then refused and those stacks keep only their canary.
+pub fn split_for_smp(regions: &[MemoryRegion]) {
+    let _lock = LOCK.lock();
+    if SHARED.load(Ordering::Relaxed) {
+        return;
+    }
+    for region in regions {
+        if let Err(e) = paging::split_to_pages(&mut LiveTables, root(), region.start, region.end) {
+            log::warn!("heap {:#x}..{:#x} not mapped with pages ({e:?}): stack guard pages there are refused", region.start, region.end);
+        }
+    }
+    SHARED.store(true, Ordering::Relaxed);
 }
 
 pub(crate) fn root() -> u64 {

@@ -23,7 +23,8 @@
 //!   virtual timer as one-shot timer and the virtual counter as clock;
 //! - `semihosting`, `shutdown`: exit codes through QEMU semihosting, else PSCI `SYSTEM_OFF`;
 //! - [`rtc`]: the PL031 real-time clock, read once at boot for the wall clock;
-//! - `smp`: per-CPU state (TPIDR_EL1) and starting the other CPUs with PSCI `CPU_ON`.
+//! - `smp`: per-CPU state (TPIDR_EL1), starting the other CPUs with PSCI `CPU_ON`, and their
+//!   wait loop until the scheduler runs threads there (IPIs through the GIC's SGI 1).
 //!
 //! ## Design choices
 //! - **Position independence**: the ELF is linked at 0 with `-pie`; the entry code applies its
@@ -48,8 +49,8 @@
 //!   without semihosting the `hlt` traps as an undefined instruction, which the handler
 //!   recognises and skips, so no runner flag has to tell the guest.
 //! - **Crates**: `fdt` parses the device tree. The GIC, UART and system-register code is ours:
-//!   a few dozen register accesses for one interrupt on one CPU, smaller than the general
-//!   drivers (see each module).
+//!   a few dozen register accesses for two private interrupts per CPU, smaller than the
+//!   general drivers (see each module).
 //!
 //! It implements [`libos_core::hal::Platform`]. `libos` invokes [`entry_point!`] once to connect
 //! the assembly entry to its kernel main; apps never use this crate directly.
@@ -201,6 +202,10 @@ mod platform {
 
         fn start_cpus(&self, limit: Option<usize>) -> libos_core::cpus::StartReport {
             crate::smp::start_cpus(limit)
+        }
+
+        fn send_ipi(&self, cpu: usize) -> libos_core::Result<()> {
+            crate::gic::send_ipi(cpu)
         }
 
         fn hardware_random(&self) -> Option<u64> {

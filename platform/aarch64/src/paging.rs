@@ -199,20 +199,7 @@ pub fn set_guard(memory: &mut dyn TableMemory, root: u64, addr: u64, guarded: bo
             table = entry & bits::ADDRESS;
             continue;
         }
-        // A block at level 1 or 2: split it into entries of the next level.
-        let size = entry_size(level);
-        let base = entry & bits::ADDRESS & !(size - 1);
-        let attributes = entry & !bits::ADDRESS & !(bits::VALID | bits::TABLE_OR_PAGE);
-        let kind = if level + 1 == 3 { bits::VALID | bits::TABLE_OR_PAGE } else { bits::VALID };
-        let next = memory.alloc_table().ok_or(GuardError::OutOfTableFrames)?;
-        let step = entry_size(level + 1);
-        for (j, e) in memory.table(next).iter_mut().enumerate() {
-            *e = (base + j as u64 * step) | attributes | kind;
-        }
-        if !memory.replace_block(table, i, next | bits::VALID | bits::TABLE_OR_PAGE, base, size) {
-            return Err(GuardError::CannotSplit);
-        }
-        table = next;
+        table = split_block(memory, table, i, level, entry)?;
     }
     let entry = &mut memory.table(table)[index(addr, 3)];
     if guarded {
@@ -225,6 +212,49 @@ pub fn set_guard(memory: &mut dyn TableMemory, root: u64, addr: u64, guarded: bo
             return Err(GuardError::NotGuarded);
         }
         *entry = (*entry | bits::VALID) & !bits::GUARD;
+    }
+    Ok(())
+}
+
+/// Splits the valid block descriptor `entry` = `table[i]` at `level` (1 or 2) into a new
+/// next-level table with the same attributes; returns that table.
+fn split_block(memory: &mut dyn TableMemory, table: u64, i: usize, level: u32, entry: u64) -> Result<u64, GuardError> {
+    let size = entry_size(level);
+    let base = entry & bits::ADDRESS & !(size - 1);
+    let attributes = entry & !bits::ADDRESS & !(bits::VALID | bits::TABLE_OR_PAGE);
+    let kind = if level + 1 == 3 { bits::VALID | bits::TABLE_OR_PAGE } else { bits::VALID };
+    let next = memory.alloc_table().ok_or(GuardError::OutOfTableFrames)?;
+    let step = entry_size(level + 1);
+    for (j, e) in memory.table(next).iter_mut().enumerate() {
+        *e = (base + j as u64 * step) | attributes | kind;
+    }
+    if !memory.replace_block(table, i, next | bits::VALID | bits::TABLE_OR_PAGE, base, size) {
+        return Err(GuardError::CannotSplit);
+    }
+    Ok(next)
+}
+
+/// Maps the mapped parts of `[start, end)` with 4 KiB pages: every 1 GiB / 2 MiB block that
+/// overlaps it is split (same attributes), so that a later [`set_guard`] there changes one
+/// page entry and never replaces a block. Holes are skipped. Stops at the first block that
+/// cannot be split (out of frames, or [`TableMemory::replace_block`] refused).
+pub fn split_to_pages(memory: &mut dyn TableMemory, root: u64, start: u64, end: u64) -> Result<(), GuardError> {
+    let end = end.min(ADDRESS_LIMIT);
+    let mut addr = start & !(entry_size(3) - 1);
+    'next: while addr < end {
+        let mut table = root;
+        for level in 0..3 {
+            let i = index(addr, level);
+            let entry = memory.table(table)[i];
+            if entry & bits::VALID == 0 || (level == 0 && entry & bits::TABLE_OR_PAGE == 0) {
+                // A hole: go on after what this entry covers.
+                addr = (addr | (entry_size(level) - 1)).saturating_add(1);
+                continue 'next;
+            }
+            table = if entry & bits::TABLE_OR_PAGE != 0 { entry & bits::ADDRESS } else { split_block(memory, table, i, level, entry)? };
+        }
+        // This level-3 table covers up to the next 2 MiB boundary.
+        addr = (addr | (entry_size(2) - 1)).saturating_add(1);
     }
     Ok(())
 }
@@ -405,6 +435,31 @@ mod tests {
         assert!(!is_guard(&mut mem, root, addr));
         assert_eq!(set_guard(&mut mem, root, addr, false), Err(GuardError::NotGuarded));
         assert_eq!(set_guard(&mut mem, root, 1 << 47, true), Err(GuardError::NotMapped));
+    }
+
+    #[test]
+    fn splitting_a_range_to_pages_leaves_guards_nothing_to_split() {
+        let ram = [MemoryRegion { start: GIB, end: 4 * GIB }];
+        let layout = virt(&ram, &[]);
+        let mut mem = FakeTables::default();
+        let root = build(&layout, &mut mem).unwrap();
+        let (attributes, _) = translate(&mut mem, root, 2 * GIB).unwrap();
+        // Across a 1 GiB boundary, not 2 MiB aligned at either end.
+        let (start, end) = (2 * GIB - 3 * MIB + 0x5000, 2 * GIB + 5 * MIB - PAGE);
+        split_to_pages(&mut mem, root, start, end).unwrap();
+        for addr in [start, 2 * GIB - 4 * MIB, 2 * GIB, 2 * GIB + 5 * MIB] {
+            assert_eq!(translate(&mut mem, root, addr), Some((attributes, PAGE)), "{addr:#x}");
+        }
+        assert_eq!(translate(&mut mem, root, 2 * GIB + 6 * MIB), Some((attributes, 2 * MIB)));
+        assert_eq!(translate(&mut mem, root, 3 * GIB), Some((attributes, GIB)));
+        // Guarding inside the range allocates no table (no block is replaced).
+        let tables = mem.tables.len();
+        set_guard(&mut mem, root, 2 * GIB + 0x3000, true).unwrap();
+        assert_eq!(mem.tables.len(), tables);
+        // Holes are skipped; splitting again changes nothing.
+        split_to_pages(&mut mem, root, 0x7000_0000_0000, 0x7000_4000_0000).unwrap();
+        split_to_pages(&mut mem, root, start, end).unwrap();
+        assert_eq!(mem.tables.len(), tables);
     }
 
     #[test]

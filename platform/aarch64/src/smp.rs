@@ -2,23 +2,23 @@
 //! PSCI `CPU_ON` ([`start_cpus`]).
 //!
 //! [`start_cpus`] reads the CPUs from the device tree ([`dtb::cpus`]: the boot CPU is index 0,
-//! the others follow in tree order) and lets [`libos_core::cpus::start_all`] start them one at a
-//! time. For each, [`Starter::start`] allocates the CPU's stacks from the heap (kernel,
+//! the others follow in tree order), maps the heap with pages ([`guard::split_for_smp`]: no
+//! block may be split under a running CPU's feet later) and lets
+//! [`libos_core::cpus::start_all`] start them one at a time. For each, [`Starter::start`] allocates the CPU's stacks from the heap (kernel,
 //! exception and nested-exception stack, each above an unmapped guard page) and its
 //! [`PerCpu`] block, which doubles as the start context: the boot CPU's live MAIR/TCR/TTBR0/
 //! SCTLR values go in, so the new CPU uses the very tables the boot CPU uses. The block is
 //! cleaned to the point of coherency (the new CPU reads it with its MMU off, past the caches),
 //! then `CPU_ON` names `libos_aarch64_secondary_entry` (src/boot.s) with the block as context.
-//! The CPU sets itself up there and calls [`libos_aarch64_secondary_start`], which reports it
-//! online and parks it with interrupts masked.
-//!
-//! Not done yet (nothing runs on these CPUs so far): the GIC's per-CPU part (a GICv3
-//! redistributor, the GICv2 CPU interface banking, the CPU interface system registers) and the
-//! per-CPU timer are left as reset; they come with scheduling threads on these CPUs.
+//! The CPU sets itself up there and calls [`libos_aarch64_secondary_start`], which sets up its
+//! part of the GIC ([`gic::init_cpu`]: its redistributor or banked registers, its CPU
+//! interface, the timer PPI and the IPI) and its timer, reports it online and waits for
+//! interrupts until the scheduler gives it work ([`cpus::secondary_entry`]). IPIs
+//! ([`gic::send_ipi`]) reach it from then on.
 
-use crate::cpu::read_sysreg;
+use crate::cpu::{self, read_sysreg};
 use crate::dtb::{self, CpuList, MPIDR_AFFINITY};
-use crate::{guard, shutdown};
+use crate::{gic, guard, shutdown, timer};
 use alloc::alloc::{Layout, alloc, dealloc};
 use alloc::boxed::Box;
 use core::mem::offset_of;
@@ -90,6 +90,10 @@ pub fn start_cpus(limit: Option<usize>) -> StartReport {
         _ => return StartReport { limit, ..StartReport::SINGLE },
     };
     let mut starter = Starter { list };
+    if starter.reported() > 1 && limit.is_none_or(|limit| limit > 1) {
+        // Before any other CPU can run: later guard pages must not replace heap blocks.
+        guard::split_for_smp(crate::boot::free_memory());
+    }
     cpus::start_all(&mut starter, limit)
 }
 
@@ -234,15 +238,38 @@ fn clean_to_poc(start: u64, len: u64) {
 }
 
 /// The Rust side of `libos_aarch64_secondary_entry`: runs on the new CPU's own stacks with its
-/// MMU, vectors and TPIDR_EL1 set up. Reports the CPU online, then parks it for good with
-/// interrupts masked: it touches no shared state after [`cpus::mark_online`].
+/// MMU, vectors and TPIDR_EL1 set up, interrupts masked. Sets up its part of the GIC (the timer
+/// PPI and the IPI) and its timer, reports the CPU online, then waits for interrupts: only IPIs
+/// reach it (its timer is disarmed, device interrupts go to the boot CPU) until the scheduler
+/// sends it into its loop ([`cpus::enter_secondaries`]), as x86_64's `libos_x86_64_ap_main`.
 #[unsafe(no_mangle)]
 extern "C" fn libos_aarch64_secondary_start(percpu: &'static PerCpu) -> ! {
-    // A CPU whose TPIDR_EL1 is not its block would answer `cpu_id` wrongly: it stays offline
-    // (the boot CPU then reports it as timed out) rather than run with the wrong identity.
-    if cpu_id() == percpu.index as usize {
-        cpus::mark_online(percpu.index as usize);
+    let index = percpu.index as usize;
+    // A CPU whose TPIDR_EL1 is not its block would answer `cpu_id` wrongly, and one without a
+    // redistributor could receive no interrupt: such a CPU stays offline (the boot CPU then
+    // reports it as timed out) rather than run with the wrong identity or never wake.
+    if cpu_id() != index {
+        park();
     }
+    if gic::init_cpu().is_err() {
+        log::warn!("CPU {index}: the GICv3 has no redistributor for MPIDR {:#x}", read_sysreg!("mpidr_el1"));
+        park();
+    }
+    // The virtual timer's control register is UNKNOWN after reset: quiet until `set_timer`.
+    timer::disarm();
+    cpus::mark_online(index);
+    loop {
+        libos_core::interrupts::disable();
+        if let Some(entry) = cpus::secondary_entry() {
+            entry(index);
+        }
+        // Unmasks and waits in one step: an IPI raised since the check above ends the wait.
+        cpu::wait_for_interrupt();
+    }
+}
+
+/// Stops this CPU for good (it never reported itself online).
+fn park() -> ! {
     loop {
         // SAFETY: masking interrupts and waiting only stops this CPU; nothing wakes it to work.
         unsafe { core::arch::asm!("msr daifset, #0xf", "wfi", options(nomem, nostack)) };
