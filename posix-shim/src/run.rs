@@ -66,16 +66,11 @@ pub fn run_c_program() -> i32 {
     run(program)
 }
 
-/// The CPUs the program's threads may run on. Linux code on several CPUs at once needs the
-/// system-call trap's state per CPU (the "in Linux code" flag, x86_64's `syscall` MSRs), TLB
-/// shootdowns after `mmap`/`mprotect` (x86_64: IPIs; aarch64: broadcast invalidation), and
-/// signals that interrupt a receiver running on another CPU (`kick`): done on x86_64. On
-/// aarch64 the flag is still one for the machine, so programs stay on the boot CPU there.
-#[cfg(not(target_arch = "aarch64"))]
+/// The CPUs the program's threads may run on: all. (Linux code on several CPUs at once needs
+/// the system-call trap's "in Linux code" flag per CPU, x86_64's `syscall` MSRs on every CPU,
+/// TLB shootdowns after `mmap`/`mprotect` and signals that interrupt a receiver running on
+/// another CPU (`kick`); a program that wants fewer uses `sched_setaffinity`.)
 pub(crate) const C_CPUS: u64 = u64::MAX;
-/// See above.
-#[cfg(target_arch = "aarch64")]
-pub(crate) const C_CPUS: u64 = 1;
 
 /// Installs the system-call handler and the console descriptors, then enters `program` on its
 /// main thread. Returns only if it cannot start.

@@ -1,8 +1,9 @@
 /* smp=N: C threads on a machine of N CPUs (`./x run c-shimtest --cpus N -- smp=N`).
  *
  * - the CPU count: sysconf(_SC_NPROCESSORS_ONLN) and sched_getaffinity both say N;
- * - a parallel sum over 4 POSIX threads equals the sum computed by one thread, and with N >= 2
- *   the threads were seen on at least two CPUs (sched_getcpu) at the same time;
+ * - a parallel sum over 4 POSIX threads equals the sum computed by one thread;
+ * - with N >= 2, two threads pinned to the first and last CPU run at the same time (a spin
+ *   hand-over that cannot progress on one CPU);
  * - sched_setaffinity pins the caller to one CPU (sched_getcpu agrees), a set of CPUs that do
  *   not exist is EINVAL, an unknown thread ESRCH; the full set is restored. */
 #define _GNU_SOURCE
@@ -10,6 +11,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -19,14 +21,6 @@
 
 static atomic_int running, most_at_once;
 static atomic_ulong cpus_seen;
-
-static int bits(unsigned long x) {
-    int n = 0;
-    for (; x; x &= x - 1) {
-        n++;
-    }
-    return n;
-}
 
 static uint64_t mix(uint64_t x) {
     x += 0x9e3779b97f4a7c15ull;
@@ -60,6 +54,61 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* Two threads pinned to CPUs a and b hand a turn back and forth by spinning on one atomic,
+ * with no system call in the loop: a spinning thread keeps its CPU, so each hand-over needs
+ * both CPUs running at once (on one CPU the watchdog of 60 s fails the check). */
+#define ROUNDS 500
+static atomic_long turn;
+struct player {
+    int cpu, parity, failed;
+};
+
+static uint64_t seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec;
+}
+
+static void *play(void *arg) {
+    struct player *p = arg;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(p->cpu, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0 || sched_getcpu() != p->cpu) {
+        p->failed = __LINE__;
+        return NULL;
+    }
+    uint64_t deadline = seconds() + 60;
+    for (long round = 0; round < ROUNDS; round++) {
+        long mine = 2 * round + p->parity;
+        for (unsigned long spins = 1; atomic_load(&turn) != mine; spins++) {
+            if (spins % 65536 == 0 && seconds() > deadline) {
+                p->failed = __LINE__;
+                return NULL;
+            }
+        }
+        atomic_store(&turn, mine + 1);
+    }
+    return NULL;
+}
+
+static void handshake(int a, int b) {
+    struct player players[2] = {{a, 0, 0}, {b, 1, 0}};
+    pthread_t ids[2];
+    atomic_store(&turn, 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK(pthread_create(&ids[i], NULL, play, &players[i]) == 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        CHECK(pthread_join(ids[i], NULL) == 0);
+        if (players[i].failed) {
+            printf("player on CPU %d failed at smp.c:%d\n", players[i].cpu, players[i].failed);
+        }
+        CHECK(players[i].failed == 0);
+    }
+    CHECK(atomic_load(&turn) == 2 * ROUNDS);
+}
+
 static void smp_family(int n) {
     CHECK(sysconf(_SC_NPROCESSORS_ONLN) == n);
     cpu_set_t set;
@@ -88,7 +137,7 @@ static void smp_family(int n) {
     CHECK(total == alone);
     unsigned long seen = atomic_load(&cpus_seen);
     if (n >= 2) {
-        CHECK(bits(seen) >= 2 && atomic_load(&most_at_once) >= 2);
+        handshake(0, n - 1);
     }
 
     /* Pinned to the last CPU, the caller runs there. */

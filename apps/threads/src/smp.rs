@@ -32,8 +32,8 @@ fn join<T>(handle: JoinHandle<T>, what: &str) -> Result<T, alloc::string::String
     handle.join_until(Instant::now() + WATCHDOG).map_err(|(e, _)| format!("{what} did not finish within {WATCHDOG:?} ({e})"))
 }
 
-/// One thread per CPU adds to an atomic counter and to a counter behind a mutex: both end exact,
-/// and the threads ran on more than one CPU at the same time.
+/// One thread per CPU adds to an atomic counter and to a counter behind a mutex: both end exact;
+/// then two threads pinned to two CPUs prove they run at the same time ([`handshake`]).
 pub fn counter() -> Check {
     const ATOMIC_ADDS: u64 = 200_000;
     const LOCKED_ADDS: u64 = 20_000;
@@ -74,10 +74,50 @@ pub fn counter() -> Check {
         return Err(format!("atomic {atomic} (want {}), mutex {locked} (want {})", n * ATOMIC_ADDS, n * LOCKED_ADDS));
     }
     let seen = seen.load(Ordering::SeqCst);
-    if seen.count_ones() < 2 || most_at_once.load(Ordering::SeqCst) < 2 {
-        return Err(format!("the threads did not run in parallel: CPUs seen {seen:#b}, at most {} at once", most_at_once.load(Ordering::SeqCst)));
-    }
-    Ok(format!("{n} threads, atomic {atomic}, mutex {locked}, CPUs seen {seen:#b}"))
+    let rounds = handshake(cpus[0], cpus[cpus.len() - 1])?;
+    Ok(format!(
+        "{n} threads, atomic {atomic}, mutex {locked}, CPUs seen {seen:#b}, at most {} at once; {rounds} spin hand-overs between two CPUs",
+        most_at_once.load(Ordering::SeqCst)
+    ))
+}
+
+/// Proof of simultaneous execution: two threads pinned to CPUs `a` and `b` hand a turn back and
+/// forth by spinning on one atomic, never yielding or blocking. A spinning thread keeps its CPU
+/// (no other thread is pinned there), so every hand-over needs the other CPU running at the
+/// same time; on one CPU this could not finish (the watchdog reports it).
+fn handshake(a: usize, b: usize) -> Result<u64, alloc::string::String> {
+    const ROUNDS: u64 = 500;
+    let turn = Arc::new(AtomicU64::new(0));
+    let player = |cpu: usize, parity: u64| {
+        let turn = turn.clone();
+        Builder::new()
+            .name(format!("spin-{cpu}"))
+            .affinity(1 << cpu)
+            .spawn(move || -> Result<(), alloc::string::String> {
+                let deadline = Instant::now() + WATCHDOG;
+                for round in 0..ROUNDS {
+                    let mine = 2 * round + parity;
+                    let mut spins = 0u64;
+                    while turn.load(Ordering::Acquire) != mine {
+                        spins += 1;
+                        if spins % 4096 == 0 && Instant::now() > deadline {
+                            return Err(format!("CPU {cpu} waited {WATCHDOG:?} for its turn {mine}: the other CPU did not run"));
+                        }
+                        core::hint::spin_loop();
+                    }
+                    if thread::current_cpu() != cpu {
+                        return Err(format!("a thread pinned to CPU {cpu} ran on CPU {}", thread::current_cpu()));
+                    }
+                    turn.store(mine + 1, Ordering::Release);
+                }
+                Ok(())
+            })
+            .map_err(|e| format!("spawn: {e}"))
+    };
+    let (first, second) = (player(a, 0)?, player(b, 1)?);
+    join(first, "a spinning thread")??;
+    join(second, "a spinning thread")??;
+    Ok(ROUNDS)
 }
 
 /// Two threads pinned to different CPUs hand a token back and forth through a mutex and a

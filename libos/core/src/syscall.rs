@@ -29,9 +29,9 @@
 //! a thread that an interrupt preempted in Linux code (not inside a system call) resumes:
 //! the platform passes the complete interrupted state as a [`Frame`] and resumes from it, so
 //! a signal reaches a thread that never makes a system call. The platform knows a thread runs
-//! Linux code by [`LIBOS_SYSCALL_IN_LINUX_CODE`], which its trap clears on entry and sets on
-//! the way back (and entering Linux code sets), and which its context switch keeps per thread
-//! (a new thread starts with it clear).
+//! Linux code by a flag of the running CPU (in its per-CPU block), which its trap clears on
+//! entry and sets on the way back (and entering Linux code sets), and which its context switch
+//! keeps per thread (a new thread starts with it clear).
 //!
 //! [`UserEntry`] is the platform's side: install the trap, enter Linux code with a prepared
 //! frame (program start, a new thread from `clone`), and the per-thread thread pointer that
@@ -66,12 +66,6 @@ pub type ReturnHook = extern "C" fn(&mut Frame);
 /// Outstanding return-work requests; the platform's trap reads it after every handler.
 #[unsafe(no_mangle)]
 static LIBOS_SYSCALL_RETURN_WORK: AtomicU32 = AtomicU32::new(0);
-
-/// Whether the running thread is executing Linux code (see the module docs): nonzero from
-/// entering Linux code or returning to it until its next system-call trap. Written by the
-/// platform's trap and context switch; read when an interrupt preempts the thread.
-#[unsafe(no_mangle)]
-pub static LIBOS_SYSCALL_IN_LINUX_CODE: AtomicU32 = AtomicU32::new(0);
 
 /// Whether any [`request_return_work`] is outstanding.
 pub fn return_work_outstanding() -> bool {

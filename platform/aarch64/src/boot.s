@@ -40,7 +40,7 @@
     .equ PERCPU_SCTLR, 40
     .equ PERCPU_STACK, 48
     .equ PERCPU_EXCEPTION_STACK, 56
-    .equ PERCPU_SIZE, 64
+    .equ PERCPU_SIZE, 128
     /* 1 GiB block: AF | AttrIndx 1 (Device-nGnRE) | PXN | UXN | block */
     .equ EARLY_DEVICE_BLOCK, (1 << 10) | (1 << 2) | (1 << 53) | (1 << 54) | 1
     /* 1 GiB block: AF | inner shareable | AttrIndx 0 (Normal WB) | block */

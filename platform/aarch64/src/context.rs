@@ -23,7 +23,8 @@
 //!   code and system-call return work is outstanding, the return hook first runs on the copy
 //!   (libos-core's `syscall` docs: posix-shim delivers a signal there, so the `eret` may
 //!   enter a signal handler on another stack instead). [`SWITCH_WITH_USER_STATE`] also keeps
-//!   libos-core's `LIBOS_SYSCALL_IN_LINUX_CODE` per thread.
+//!   the CPU's "in Linux code" flag per thread (saved from the CPU switching the thread out,
+//!   restored into the CPU that resumes it).
 //! - **New threads** ([`init`]): a switch frame whose `x30` is `libos_aarch64_thread_start`,
 //!   which calls `entry(arg)` with a zero frame pointer.
 
@@ -84,10 +85,10 @@ libos_aarch64_switch_context_tp:
     str     x9, [sp, #112]
     /* Whether this thread runs Linux code is its own (libos-core's syscall docs): saved at
      * 96, and clear for the next thread (a new one starts with it clear). */
-    adrp    x9, LIBOS_SYSCALL_IN_LINUX_CODE
-    ldr     w10, [x9, :lo12:LIBOS_SYSCALL_IN_LINUX_CODE]
+    mrs     x9, tpidr_el1               /* this CPU's block (smp.rs PerCpu) */
+    ldr     w10, [x9, #{in_linux_code}]
     str     w10, [sp, #96]
-    str     wzr, [x9, :lo12:LIBOS_SYSCALL_IN_LINUX_CODE]
+    str     wzr, [x9, #{in_linux_code}]
     mov     x19, x0
     mov     x20, x1
     add     x0, sp, #120
@@ -100,8 +101,8 @@ libos_aarch64_switch_context_tp:
     ldr     x9, [sp, #112]
     msr     tpidr_el0, x9
     ldr     w10, [sp, #96]
-    adrp    x9, LIBOS_SYSCALL_IN_LINUX_CODE
-    str     w10, [x9, :lo12:LIBOS_SYSCALL_IN_LINUX_CODE]
+    mrs     x9, tpidr_el1               /* the CPU that resumes it (maybe another) */
+    str     w10, [x9, #{in_linux_code}]
     ldp     x19, x20, [sp, #0]
     ldp     x21, x22, [sp, #16]
     ldp     x23, x24, [sp, #32]
@@ -205,6 +206,7 @@ libos_aarch64_preempt_trampoline:
     ldp     x0, x1, [x0]
     eret
 "#,
+    in_linux_code = const crate::smp::IN_LINUX_CODE,
 );
 
 unsafe extern "C" {

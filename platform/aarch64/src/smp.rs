@@ -22,7 +22,7 @@ use crate::{gic, guard, shutdown, timer};
 use alloc::alloc::{Layout, alloc, dealloc};
 use alloc::boxed::Box;
 use core::mem::offset_of;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use libos_core::cpus::{self, CpuStarter, MAX_CPUS, StartError, StartReport};
 use spin::Once;
 
@@ -42,7 +42,14 @@ pub struct PerCpu {
     sctlr: u64,
     stack_top: u64,
     exception_stack_top: u64,
+    /// Non-zero while the thread this CPU runs is in Linux code ([`IN_LINUX_CODE`]: written by
+    /// the system-call trap's entry and exits and kept per thread by the switch, see
+    /// `crate::syscall`).
+    in_linux_code: AtomicU32,
 }
+
+/// Where the system-call trap and the switch find [`PerCpu::in_linux_code`] (from TPIDR_EL1).
+pub const IN_LINUX_CODE: usize = 64;
 
 const _: () = {
     assert!(offset_of!(PerCpu, index) == 0);
@@ -53,12 +60,25 @@ const _: () = {
     assert!(offset_of!(PerCpu, sctlr) == 40);
     assert!(offset_of!(PerCpu, stack_top) == 48);
     assert!(offset_of!(PerCpu, exception_stack_top) == 56);
-    assert!(size_of::<PerCpu>() == 64);
+    assert!(offset_of!(PerCpu, in_linux_code) == IN_LINUX_CODE);
+    assert!(size_of::<PerCpu>() == 128);
 };
 
 unsafe extern "C" {
     /// src/boot.s: where `CPU_ON` starts a CPU.
     fn libos_aarch64_secondary_entry();
+}
+
+/// This CPU's "in Linux code" flag ([`PerCpu::in_linux_code`]).
+#[inline]
+pub fn in_linux_code() -> u32 {
+    this_cpu().in_linux_code.load(Ordering::Relaxed)
+}
+
+fn this_cpu() -> &'static PerCpu {
+    let percpu = read_sysreg!("tpidr_el1") as *const PerCpu;
+    // SAFETY: as in `cpu_id`: TPIDR_EL1 points at this CPU's block, which lives forever.
+    unsafe { &*percpu }
 }
 
 /// The index of the running CPU, from its [`PerCpu`] (the boot CPU's is set up by src/boot.s
@@ -198,6 +218,7 @@ impl CpuStarter for Starter {
             sctlr: read_sysreg!("sctlr_el1"),
             stack_top,
             exception_stack_top,
+            in_linux_code: AtomicU32::new(0),
         }));
         let context = core::ptr::from_mut(percpu) as u64;
         STACKS_OF[index].store(stacks.base, Ordering::Release);

@@ -19,8 +19,9 @@
 //! return hook, and reloads every register from the frame (`libos_aarch64_restore_all`, which
 //! entering Linux code shares).
 //!
-//! **Linux code or kernel**: the entry clears libos-core's `LIBOS_SYSCALL_IN_LINUX_CODE`
-//! and both exits set it, all with IRQs masked, so at any IRQ it tells whether the thread was
+//! **Linux code or kernel**: the entry clears the running CPU's "in Linux code" flag (in its
+//! per-CPU block, found through TPIDR_EL1: see `smp`) and both exits set it, all with IRQs
+//! masked, so at any IRQ it tells whether the thread was
 //! running Linux code ([`interrupted_linux_code`]; the context switch keeps it per thread).
 //!
 //! **TPIDR_EL0**: Linux code's thread pointer; images with the trap use the context switch that
@@ -28,7 +29,7 @@
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicPtr, Ordering};
-use libos_core::syscall::{Frame, Handler, LIBOS_SYSCALL_IN_LINUX_CODE, ReturnHook};
+use libos_core::syscall::{Frame, Handler, ReturnHook};
 
 /// Read by the entry code: the registered handler (null until installed).
 #[unsafe(no_mangle)]
@@ -61,8 +62,8 @@ libos_aarch64_svc_entry:
     mrs     x1, elr_el1
     mrs     x2, spsr_el1
     stp     x1, x2, [sp, #256]
-    adrp    x3, LIBOS_SYSCALL_IN_LINUX_CODE   /* in the kernel now (IRQs still masked) */
-    str     wzr, [x3, :lo12:LIBOS_SYSCALL_IN_LINUX_CODE]
+    mrs     x3, tpidr_el1               /* in the kernel now (IRQs still masked): */
+    str     wzr, [x3, #{in_linux_code}]  /* this CPU's flag (smp.rs PerCpu) */
     tbnz    x2, #7, 1f              /* the caller had IRQs masked: keep them so */
     msr     daifclr, #2
 1:  mov     x0, sp
@@ -73,9 +74,9 @@ libos_aarch64_svc_entry:
     ldr     w1, [x1, :lo12:LIBOS_SYSCALL_RETURN_WORK]
     cbnz    w1, 2f
     msr     daifset, #2             /* ELR/SPSR must not be overwritten by a nested exception */
-    adrp    x1, LIBOS_SYSCALL_IN_LINUX_CODE   /* Linux code again from the eret on */
+    mrs     x1, tpidr_el1               /* Linux code again from the eret on */
     mov     w2, #1
-    str     w2, [x1, :lo12:LIBOS_SYSCALL_IN_LINUX_CODE]
+    str     w2, [x1, #{in_linux_code}]
     ldp     x1, x2, [sp, #256]
     msr     elr_el1, x1
     msr     spsr_el1, x2
@@ -113,9 +114,9 @@ libos_aarch64_svc_entry:
      * register reloaded, the frame's sp written to SP_EL0 from SP_EL1, `eret` to its pc. */
 libos_aarch64_restore_all:
     msr     daifset, #2
-    adrp    x1, LIBOS_SYSCALL_IN_LINUX_CODE
+    mrs     x1, tpidr_el1
     mov     w2, #1
-    str     w2, [x1, :lo12:LIBOS_SYSCALL_IN_LINUX_CODE]
+    str     w2, [x1, #{in_linux_code}]
     ldp     x1, x2, [sp, #256]
     msr     elr_el1, x1
     msr     spsr_el1, x2
@@ -145,7 +146,8 @@ libos_aarch64_restore_all:
 libos_aarch64_enter:
     mov     sp, x0
     b       libos_aarch64_restore_all
-"#
+"#,
+    in_linux_code = const crate::smp::IN_LINUX_CODE,
 );
 
 unsafe extern "C" {
@@ -155,7 +157,7 @@ unsafe extern "C" {
 /// Whether the running thread was in Linux code when it was interrupted (the trap's entry and
 /// exit run with IRQs masked, so the flag is exact at any IRQ).
 pub fn interrupted_linux_code() -> bool {
-    LIBOS_SYSCALL_IN_LINUX_CODE.load(Ordering::Relaxed) != 0
+    crate::smp::in_linux_code() != 0
 }
 
 /// The registered return hook, if any.

@@ -105,7 +105,6 @@ mod platform {
     use crate::{apic, clock, context, cpu, discovery, fpu, guard, serial, shutdown, syscall};
     use libos_core::hal::{ContextSwitch, InterruptState, Platform};
     use libos_core::time::Instant;
-    use x86_64::instructions::interrupts;
 
     /// The x86_64 platform (state lives in the modules' statics).
     pub struct X86_64;
