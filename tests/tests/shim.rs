@@ -42,6 +42,24 @@ fn every_system_call_family_passes_its_checks() {
     }
 }
 
+/// C programs on 4 CPUs (issue 16): the CPU count from `sysconf`/`sched_getaffinity`, a
+/// parallel sum over POSIX threads equal to one thread's, two pinned threads running at the same
+/// time (a spin hand-over), `sched_setaffinity`/`sched_getcpu`, and the thread, signal (also to
+/// a thread busy on another CPU), timer and preemption families on several CPUs. One CPU: the
+/// count says 1.
+#[test]
+fn c_threads_run_on_every_cpu() {
+    let families = ["smp=4", "threads", "signals", "sigdeliver", "timers", "preempt", "events"];
+    for arch in arches() {
+        let booted = Boot::app("c-shimtest").cpus(4).args(&families).on(arch);
+        booted.exits_with(0).does_not_print("FAIL").prints("ok smp 4 CPUs");
+        for family in &families[1..] {
+            booted.prints(&format!("ok {family}"));
+        }
+        Boot::app("c-shimtest").args(&["smp=1"]).on(arch).exits_with(0).prints("ok smp 1 CPUs");
+    }
+}
+
 /// Ownership, permissions, credentials, FIFOs, device nodes, locks and space calls (issue 18),
 /// as root and then as uid 1000 (the family drops privileges, so it runs on its own boot).
 #[test]

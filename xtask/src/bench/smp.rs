@@ -19,13 +19,13 @@ use std::time::Duration;
 
 const TARGET_SPEEDUP: f64 = 1.7;
 const THREADS: u32 = 2;
-const RUNS: usize = 5;
+const RUNS: usize = 7;
 
 /// Items per run: enough work (seconds under TCG) that boot and thread start-up are noise.
 fn items(arch: Arch) -> u64 {
     match arch {
-        Arch::X86_64 => 40_000_000,
-        Arch::Aarch64 => 20_000_000,
+        Arch::X86_64 => 60_000_000,
+        Arch::Aarch64 => 50_000_000,
     }
 }
 
