@@ -66,12 +66,6 @@ pub fn run_c_program() -> i32 {
     run(program)
 }
 
-/// The CPUs the program's threads may run on: all. (Linux code on several CPUs at once needs
-/// the system-call trap's "in Linux code" flag per CPU, x86_64's `syscall` MSRs on every CPU,
-/// TLB shootdowns after `mmap`/`mprotect` and signals that interrupt a receiver running on
-/// another CPU (`kick`); a program that wants fewer uses `sched_setaffinity`.)
-pub(crate) const C_CPUS: u64 = u64::MAX;
-
 /// Installs the system-call handler and the console descriptors, then enters `program` on its
 /// main thread. Returns only if it cannot start.
 pub(crate) fn run(program: Program) -> i32 {
@@ -84,7 +78,7 @@ pub(crate) fn run(program: Program) -> i32 {
     crate::net::install_hooks();
     #[cfg(feature = "threads")]
     {
-        let main = libos::thread::Builder::new().name("c-main").stack_size(MAIN_STACK).affinity(C_CPUS).spawn(move || {
+        let main = libos::thread::Builder::new().name("c-main").stack_size(MAIN_STACK).spawn(move || {
             let mut stack = Vec::new();
             start_program(entry, &program, &mut stack)
         });

@@ -219,7 +219,7 @@ fn spawn(frame: &libos::syscall::Frame, request: CloneRequest) -> Result<u64> {
     TIDS.lock().insert(tid);
     let parent_tp = entry.thread_pointer();
     let blocked = crate::signal::blocked();
-    let spawned = libos::thread::Builder::new().name(alloc::format!("c-thread-{tid}")).stack_size(KERNEL_STACK).affinity(crate::run::C_CPUS).spawn(move || {
+    let spawned = libos::thread::Builder::new().name(alloc::format!("c-thread-{tid}")).stack_size(KERNEL_STACK).spawn(move || {
         set_current(CThread { tid, clear_tid, pending_clone: None });
         crate::signal::thread_started(tid, blocked);
         entry.set_thread_pointer(if flags & CLONE_SETTLS != 0 { tls as usize } else { parent_tp });
@@ -288,10 +288,13 @@ fn affinity_target(pid: u64) -> Result<Option<ThreadId>> {
     }
 }
 
-/// The CPUs the program's threads may use: those that run threads, within [`crate::run::C_CPUS`].
+/// The CPUs the program's threads may use: every CPU that runs threads. (Linux code runs on
+/// several CPUs at once because the platforms keep the system-call trap's "in Linux code" flag
+/// and x86_64's `syscall` MSRs per CPU, shoot TLB entries down after `mmap`/`mprotect`, and a
+/// signal interrupts its thread on another CPU: `libos::sync::kick`.)
 #[cfg(feature = "threads")]
 fn usable_cpus() -> u64 {
-    libos::thread::cpus() & crate::run::C_CPUS
+    libos::thread::cpus()
 }
 
 #[cfg(feature = "threads")]

@@ -31,6 +31,13 @@ use xtask::net::{Forward, NetConfig};
 use xtask::netns::Netns;
 use xtask::virtiofs::{Cache, ROOT_TAG, Share};
 
+/// The vCPUs of every boot that does not ask for a number: `LIBOS_TEST_CPUS` (1 to 64) when
+/// set, else 1. Running the whole suite with `LIBOS_TEST_CPUS=4` checks that nothing in it
+/// depends on one CPU.
+fn default_cpus() -> u32 {
+    std::env::var("LIBOS_TEST_CPUS").ok().and_then(|v| v.parse().ok()).filter(|n| (1..=64).contains(n)).unwrap_or(1)
+}
+
 /// The architectures to test on: those with a platform crate.
 pub fn arches() -> Vec<Arch> {
     Arch::ALL.into_iter().filter(|a| a.is_supported()).collect()
@@ -149,7 +156,7 @@ impl Boot {
             args: Vec::new(),
             options: String::new(),
             memory: "64M".into(),
-            cpus: 1,
+            cpus: default_cpus(),
             machine: None,
             transport: None,
             debug_exit: true,

@@ -20,9 +20,9 @@ const HELP: &str = "\
         --accel kvm|tcg         accelerator (default: KVM only if a calibration boot shows it is
                                 hardware-accelerated, else TCG)
         --mem SIZE              guest RAM (default 64M)
-        --cpus N                virtual CPUs (default 1; QEMU `-smp N`): the guest starts them
-                                all (kernel option `smp=N` caps it); threads still run on the
-                                first CPU only
+        --cpus N                virtual CPUs (default 1; QEMU `-smp N`, multi-threaded TCG):
+                                the guest starts them all (kernel option `smp=N` caps it) and
+                                runs threads on every one
         --machine MACHINE       microvm|microvm-pcie|q35 on x86_64 (default microvm),
                                 virt-gicv3|virt-gicv2 on aarch64 (default virt-gicv3)
         --cmdline \"OPTIONS\"     kernel options (loglevel=LEVEL, bootstats, ...)

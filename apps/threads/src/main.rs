@@ -31,7 +31,7 @@ type Check = Result<String, String>;
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: threads CHECK...   (mutex condvar preempt priority fp simd red-zone sleep wake-by join tls semaphore exhaustion idle panic stack-overflow bench-yield bench-spawn bench-idle; with --cpus N: smp-counter smp-ping-pong smp-spin smp-affinity smp-stress)");
+        println!("usage: threads CHECK...   (mutex condvar preempt priority fp simd red-zone sleep wake-by join tls semaphore exhaustion idle panic stack-overflow bench-yield bench-spawn bench-idle; with --cpus N: smp-counter smp-ping-pong smp-spin smp-affinity smp-stress bench-wake-cross; bench-lock)");
         return 2;
     }
     println!("policy: {}", thread::policy_name());
@@ -65,6 +65,8 @@ fn main() -> i32 {
             "smp-spin" => smp::spin(),
             "smp-affinity" => smp::affinity(),
             "smp-stress" => smp::stress(),
+            "bench-lock" => smp::bench_lock(),
+            "bench-wake-cross" => smp::bench_wake_cross(),
             other => Err(format!("unknown check `{other}`")),
         };
         match result {

@@ -330,3 +330,66 @@ pub fn stress() -> Check {
     }
     Ok(format!("{THREADS} threads spawned and joined, {ITEMS} items through {} consumers in {:?}", cpus.len(), start.elapsed()))
 }
+
+/// `[bench] lock ticks=T ops=N`: an uncontended `Mutex` lock + unlock, N times on one thread.
+pub fn bench_lock() -> Check {
+    const ROUNDS: u64 = 20_000;
+    let lock = Mutex::new(0u64);
+    let start = libos::hal::platform().counter();
+    for _ in 0..ROUNDS {
+        *lock.lock() += 1;
+    }
+    let ticks = libos::hal::platform().counter() - start;
+    if *lock.lock() != ROUNDS {
+        return Err("the lock lost an increment".into());
+    }
+    libos::println!("[bench] lock ticks={ticks} ops={ROUNDS}");
+    Ok(alloc::string::String::new())
+}
+
+/// `[bench] wake-cross ticks=T wakeups=N`: two threads pinned to two CPUs wake each other in
+/// turn (`unpark`, then `park` until woken): each wake-up crosses CPUs (an inter-processor
+/// interrupt to a halted CPU, its switch to the woken thread). Under icount the ticks count
+/// both CPUs' instructions.
+pub fn bench_wake_cross() -> Check {
+    const ROUNDS: u64 = 1_000;
+    let cpus = cpus()?;
+    let (a, b) = (cpus[0], cpus[1]);
+    // The round each thread last saw; a thread waits until the other has moved it on.
+    let turn = Arc::new(AtomicU64::new(0));
+    let partner = Arc::new(AtomicU64::new(u64::MAX)); // wake-b's thread id, once it runs
+    let (their_turn, their_partner) = (turn.clone(), partner.clone());
+    let main_id = thread::current().id();
+    let other = Builder::new()
+        .name("wake-b")
+        .affinity(1 << b)
+        .spawn(move || {
+            their_partner.store(thread::current().id().0, Ordering::Release);
+            for round in 0..ROUNDS {
+                while their_turn.load(Ordering::Acquire) != 2 * round + 1 {
+                    libos::sync::park();
+                }
+                their_turn.store(2 * round + 2, Ordering::Release);
+                libos::sync::unpark(main_id);
+            }
+        })
+        .map_err(|e| format!("spawn: {e}"))?;
+    thread::set_affinity(main_id, 1 << a).map_err(|e| format!("set_affinity: {e}"))?;
+    while partner.load(Ordering::Acquire) == u64::MAX {
+        thread::yield_now();
+    }
+    let b_id = libos::sync::ThreadId(partner.load(Ordering::Acquire));
+    let start = libos::hal::platform().counter();
+    for round in 0..ROUNDS {
+        turn.store(2 * round + 1, Ordering::Release);
+        libos::sync::unpark(b_id);
+        while turn.load(Ordering::Acquire) != 2 * round + 2 {
+            libos::sync::park();
+        }
+    }
+    let ticks = libos::hal::platform().counter() - start;
+    join(other, "the woken thread")?;
+    thread::set_affinity(main_id, u64::MAX).map_err(|e| format!("set_affinity: {e}"))?;
+    libos::println!("[bench] wake-cross ticks={ticks} wakeups={}", 2 * ROUNDS);
+    Ok(alloc::string::String::new())
+}

@@ -17,7 +17,7 @@
 //!   cooperative FIFO) and `rr` (feature `rr`, preemptive round-robin with priorities and a
 //!   time slice). When both are compiled in, `rr` is the default.
 //! - `sched` (internal): control blocks, per-CPU run queues, switching, the deadline queue
-//!   driving the one-shot timer (tickless: no periodic tick, the idle thread halts the CPU).
+//!   driving the one-shot timers (tickless: no periodic tick, idle threads halt their CPU).
 //!
 //! ## How a switch happens
 //! - Cooperative (block, sleep, yield, exit): mask interrupts, take the scheduler lock, let the
@@ -45,8 +45,16 @@
 //!   64 KiB) with an unmapped guard page below and a canary at the bottom. Default-size stacks of
 //!   exited threads are recycled (up to 8) with their guard page in place.
 //!
-//! SMP is not there yet; the run queues are per CPU and the notes in `sched` list what the lock
-//! hand-over needs.
+//! ## Several CPUs
+//! Every CPU the platform started (`libos_core::cpus`) joins at [`init_named`] with a run queue of
+//! its own (a policy object per CPU) and an idle thread on the stack it started on. One lock
+//! guards the whole scheduler; a `switched_out` flag per thread hands threads safely between
+//! CPUs (a CPU never loads a thread whose registers another CPU is still saving). Placement: a
+//! woken or new thread goes to an idle CPU it may run on (an IPI wakes it), an idle CPU steals
+//! from the busiest queue before it halts, a preempted thread moves to an idle CPU; threads may
+//! be pinned ([`thread::Builder::affinity`], [`thread::set_affinity`]). The switch and wake-up
+//! paths come in a one-CPU form that skips all of this (a machine of one CPU pays a few
+//! instructions per switch). Details: the `sched` module docs.
 //!
 //! ## Adding a policy
 //! A policy is one file implementing [`Policy`]; it only orders runnable threads. For example a

@@ -34,9 +34,11 @@
 //! thread takes exactly the interrupts its sleep needs (tickless).
 //!
 //! # Unsafe
-//! This module is allowed `unsafe` for exactly one call, [`raw::switch`] in `switch_away`: its
-//! safety rests on this module's bookkeeping (a control block outlives its thread's last switch;
-//! exited threads are reaped only by another thread).
+//! This module is allowed `unsafe` for the call of [`raw::switch`] in `switch_to_next` and for
+//! reading the `switched_out` flags through pointers into boxed control blocks (the next
+//! thread's before the switch, the previous one's in `finish_switch`): their safety rests on
+//! this module's bookkeeping (a control block outlives its thread's last switch; exited threads
+//! are freed only once switched out, by another thread).
 
 #![allow(unsafe_code)]
 
@@ -374,7 +376,7 @@ fn switch_away_on<const SEVERAL: bool>(mut s: IrqSpinLockGuard<'static, Sched>, 
             }
         }
     }
-    switch_to_next::<SEVERAL>(s, me, state, save, switched_out)
+    switch_to_next::<SEVERAL>(s, me, state, save, switched_out);
 }
 
 /// The multi-CPU part of requeueing a preempted or yielding thread: true when it went to
@@ -463,22 +465,21 @@ fn switch_to_next<const SEVERAL: bool>(
     }
     let routine = sched.switch;
     let interrupts = unlock_keeping_interrupts_masked(s);
-    // SAFETY (both): `next` is Running now, so it is neither queued nor reaped: its boxed
-    // control block stays. Interrupts are masked (the caller's contract); `save` points into the
-    // running thread's boxed control block, which is only freed once it exited and is switched
-    // out (`reap`, after `finish_switch` on this CPU); `load` is the saved stack pointer of
-    // `next`, whose registers are saved (waited for here) and whose stack lives as long as its
-    // control block (boxed: moving the Box into `dead` does not move it); the lock is released.
-    unsafe {
-        if SEVERAL {
-            let next_switched_out = &*next_switched_out;
-            while !next_switched_out.load(Ordering::Acquire) {
-                core::hint::spin_loop(); // it is still being switched out on another CPU
-            }
-            next_switched_out.store(false, Ordering::Relaxed);
+    if SEVERAL {
+        // SAFETY: `next` is Running now, so it is neither queued nor reaped: its boxed control
+        // block, and the flag in it, stay.
+        let next_switched_out = unsafe { &*next_switched_out };
+        while !next_switched_out.load(Ordering::Acquire) {
+            core::hint::spin_loop(); // it is still being switched out on another CPU
         }
-        raw::switch(routine, save, load);
+        next_switched_out.store(false, Ordering::Relaxed);
     }
+    // SAFETY: interrupts are masked (the caller's contract); `save` points into the running
+    // thread's boxed control block, which is only freed once it exited and is switched out
+    // (`reap`, after `finish_switch` on this CPU); `load` is the saved stack pointer of `next`,
+    // whose registers are saved (waited for above) and whose stack lives as long as its control
+    // block (boxed: moving the Box into `dead` does not move it); the lock is released.
+    unsafe { raw::switch(routine, save, load) };
     if SEVERAL {
         finish_switch();
     }
@@ -751,9 +752,12 @@ pub fn init(policy: Box<dyn Policy>) -> Result<()> {
     init_cpus(policy, None)
 }
 
+/// Builds one CPU's run queue (a compiled-in policy's constructor).
+pub(crate) type PolicyMaker = fn(Config) -> Box<dyn Policy>;
+
 /// [`init`] with a way to build more run queues: the other CPUs the platform started join with
 /// a queue of their own ([`join_cpu`]).
-pub(crate) fn init_cpus(policy: Box<dyn Policy>, more_cpus: Option<(fn(Config) -> Box<dyn Policy>, Config)>) -> Result<()> {
+pub(crate) fn init_cpus(policy: Box<dyn Policy>, more_cpus: Option<(PolicyMaker, Config)>) -> Result<()> {
     let Some(context) = hal::context_switch() else {
         return Err(Errno::ENOSYS);
     };

@@ -161,7 +161,6 @@ fn timer_thread() -> Result<ThreadId> {
     let spawned = libos::thread::Builder::new()
         .name("posix-timers")
         .priority(libos::thread::Priority(libos::thread::Priority::NORMAL.0 + 4))
-        .affinity(crate::run::C_CPUS) // it delivers signals to the program's threads
         .spawn(run)
         .map_err(|_| Errno::EAGAIN)?;
     let id = spawned.thread().id();

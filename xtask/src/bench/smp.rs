@@ -7,6 +7,12 @@
 //! 1-vCPU median over the 2-vCPU median. Wall-clock figures on a shared host: labelled TCG, and
 //! the runs of all four configurations are interleaved so a slow moment hits them alike.
 //! Target (issue 16): libos speedup >= 1.7.
+//!
+//! Deterministic figures beside it (`-icount shift=0,sleep=off`, 2 vCPUs, which QEMU then runs
+//! in turn on one host thread; the counter counts both CPUs' instructions), from the `threads`
+//! app: guest instructions per cross-CPU wake-up (two threads pinned to two CPUs waking each
+//! other with `unpark`/`park`: the IPI, the halted CPU's wake-up and its switch included) and per
+//! uncontended mutex lock + unlock. Two runs each must agree.
 
 use super::{host_facts, results_dir, round};
 use crate::accel::Accel;
@@ -91,6 +97,38 @@ fn measure(arch: Arch, systems: &[System]) -> Result<Vec<[(f64, f64, f64); 2]>> 
     Ok(samples.into_iter().map(|[one, two]| [median_min_max(one), median_min_max(two)]).collect())
 }
 
+/// Instructions per cross-CPU wake-up and per uncontended lock/unlock, and whether two runs
+/// agreed.
+fn icount_figures(arch: Arch) -> Result<(f64, f64, bool)> {
+    let image = build::build_app("threads", arch, true)?;
+    let mut config = VmConfig::new(arch, image);
+    config.accel = Accel::Tcg;
+    config.icount = true;
+    config.cpus = 2;
+    config.timeout = Duration::from_secs(300);
+    config.cmdline = qemu::kernel_cmdline("", &["bench-lock".into(), "bench-wake-cross".into()]);
+    let once = || -> Result<(f64, f64)> {
+        let outcome = qemu::run(&config, false)?;
+        if outcome.exit != Exit::Code(0) {
+            return Err(crate::measure::failure("threads bench-lock bench-wake-cross under icount", &outcome));
+        }
+        let c = &outcome.console;
+        let missing = || crate::measure::failure("threads printed no [bench] lines", &outcome);
+        let field = |name: &str, key: &str| -> Option<f64> {
+            let line = c.lines().find_map(|l| l.strip_prefix(&format!("[bench] {name} ")))?;
+            line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))?.parse().ok())
+        };
+        let hz: f64 = c.lines().find_map(|l| l.strip_prefix("[bench] counter-hz=")?.trim().parse().ok()).ok_or_else(missing)?;
+        let per = |name: &str, count: &str| -> Result<f64> {
+            Ok(field(name, "ticks").ok_or_else(missing)? * 1e9 / hz / field(name, count).ok_or_else(missing)?)
+        };
+        Ok((per("wake-cross", "wakeups")?, per("lock", "ops")?))
+    };
+    eprintln!("==> {arch} threads bench-wake-cross bench-lock, 2 vCPUs under icount, 2 runs");
+    let (first, second) = (once()?, once()?);
+    Ok((first.0, first.1, first == second))
+}
+
 pub(super) fn run(args: Vec<String>) -> Result<i32> {
     let mut with_linux = true;
     for arg in &args {
@@ -100,7 +138,9 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
         }
     }
     let mut rows = Vec::new();
+    let mut icount_rows = Vec::new();
     for arch in Arch::ALL.into_iter().filter(|a| a.is_supported()) {
+        icount_rows.push((arch, icount_figures(arch)?));
         let mut systems = vec![libos(arch)?];
         if with_linux {
             systems.push(linux_guest(arch)?);
@@ -120,6 +160,10 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
             "wall_ms_1_vcpu": { "median": round(one.0), "min": round(one.1), "max": round(one.2) },
             "wall_ms_2_vcpus": { "median": round(two.0), "min": round(two.1), "max": round(two.2) },
             "speedup": round(*speedup),
+        })).collect::<Vec<_>>(),
+        "icount": icount_rows.iter().map(|(arch, (wake, lock, repeatable))| serde_json::json!({
+            "arch": arch.to_string(), "instructions_per_cross_cpu_wakeup": round(*wake),
+            "instructions_per_uncontended_lock_unlock": round(*lock), "repeatable": repeatable,
         })).collect::<Vec<_>>(),
         "targets": { "libos_speedup_min": TARGET_SPEEDUP },
     });
@@ -143,6 +187,11 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
             two.1,
             two.2
         );
+    }
+    md += "\nGuest instructions under `-icount shift=0,sleep=off` with 2 vCPUs (both CPUs' instructions; the `threads` app, \
+           two runs must agree):\n\n| arch | per cross-CPU wake-up (IPI, wake from halt, switch) | per uncontended mutex lock + unlock | repeatable |\n|---|---|---|---|\n";
+    for (arch, (wake, lock, repeatable)) in &icount_rows {
+        md += &format!("| {arch} | {wake:.0} | {lock:.1} | {repeatable} |\n");
     }
     let met = rows.iter().filter(|r| r.1 == "libos").all(|r| r.4 >= TARGET_SPEEDUP);
     md += &format!("\n| target | met |\n|---|---|\n| libos speedup with 2 vCPUs >= {TARGET_SPEEDUP} | {} |\n", if met { "yes" } else { "**no**" });
