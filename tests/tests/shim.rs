@@ -60,6 +60,40 @@ fn c_threads_run_on_every_cpu() {
     }
 }
 
+/// `apps/c-shimtest`'s C files, to build them as one static program run by `elf-runner`.
+fn shimtest_sources() -> Vec<std::path::PathBuf> {
+    ["shimtest", "net", "disk", "posix", "random", "memory", "smp"]
+        .iter()
+        .map(|name| xtask::root().join(format!("apps/c-shimtest/c/{name}.c")))
+        .collect()
+}
+
+/// `mprotect` by one CPU reaches a thread on another (a TLB shootdown): a loaded program's
+/// thread pinned to the last CPU writes a page of the program's data, then spins without a
+/// system call; once the main thread has made it read-only, its next write must fault (a fatal page fault, exit 102),
+/// never land through a stale TLB entry. As a loaded ELF (`elf-runner`), whose pages are the
+/// platform's program pages with hardware protection.
+#[test]
+fn mprotect_on_one_cpu_faults_a_writer_on_another() {
+    let sources = shimtest_sources();
+    for arch in arches() {
+        let tmp = TempDir::new("smp-mprotect", arch);
+        let program = tmp.dir().join("shimtest");
+        xtask::linux::compile_static(&sources, arch, &program).unwrap();
+        let program = program.to_str().unwrap();
+        let image = xtask::build::build_with_env(&[xtask::build::ELF_RUNNER], arch, true, &[("LIBOS_ELF", program)]).unwrap().remove(0);
+        Boot::app("elf-runner")
+            .with_image(image)
+            .cpus(2)
+            .args(&["/bin/shimtest", "smp-mprotect"])
+            .on(arch)
+            .exits_with(102)
+            .prints("smp-mprotect: the page is read-only now")
+            .prints("violating")
+            .does_not_print("FAIL");
+    }
+}
+
 /// Ownership, permissions, credentials, FIFOs, device nodes, locks and space calls (issue 18),
 /// as root and then as uid 1000 (the family drops privileges, so it runs on its own boot).
 #[test]
@@ -77,10 +111,7 @@ fn posix_file_semantics_and_credentials_hold() {
 #[test]
 fn posix_file_semantics_hold_on_virtio_fs_and_ext2_roots() {
     use std::os::unix::fs::PermissionsExt;
-    let sources: Vec<std::path::PathBuf> = ["shimtest", "net", "disk", "posix", "random", "memory"]
-        .iter()
-        .map(|name| xtask::root().join(format!("apps/c-shimtest/c/{name}.c")))
-        .collect();
+    let sources = shimtest_sources();
     for arch in arches() {
         let tmp = TempDir::new("posix-roots", arch);
         let program = tmp.dir().join("shimtest");

@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -160,7 +161,56 @@ static void smp_family(int n) {
     printf("ok smp %d CPUs, workers seen on CPUs %#lx, %d at once\n", n, seen, atomic_load(&most_at_once));
 }
 
+/* smp-mprotect: a thread pinned to the last CPU writes a page of this program's data, then
+ * spins; the main thread makes the page read-only and then asks for one more write, which must fault
+ * (a TLB shootdown reached that CPU). Only meaningful for a loaded program (elf-runner), whose
+ * pages the platform protects in hardware: the fault ends the VM with a crash report. */
+static char page[8192] __attribute__((aligned(4096)));
+static atomic_long writes, go;
+
+static void *writer(void *arg) {
+    int cpu = *(int *)arg;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    CHECK(sched_setaffinity(0, sizeof one, &one) == 0 && sched_getcpu() == cpu);
+    volatile char *target = page;
+    for (int i = 0; i < 1000; i++) {
+        target[0]++; /* the page's writable translation is now in this CPU's TLB */
+    }
+    atomic_store(&writes, 1000);
+    while (!atomic_load(&go)) {
+        /* spins without touching the page (nor making a system call): a stale translation
+         * would stay */
+    }
+    target[0]++; /* must fault */
+    printf("FAIL smp-mprotect: a write to the read-only page succeeded on CPU %d\n", cpu);
+    fflush(stdout);
+    exit(1);
+}
+
+static void smp_mprotect(void) {
+    int cpu = (int)sysconf(_SC_NPROCESSORS_ONLN) - 1;
+    CHECK(cpu >= 1);
+    pthread_t id;
+    CHECK(pthread_create(&id, NULL, writer, &cpu) == 0);
+    while (atomic_load(&writes) < 1000) {
+        sched_yield();
+    }
+    CHECK(mprotect(page, 4096, PROT_READ) == 0);
+    printf("smp-mprotect: the page is read-only now (the writer on CPU %d wrote it %ld times)\n", cpu, atomic_load(&writes));
+    fflush(stdout);
+    atomic_store(&go, 1);
+    pthread_join(id, NULL);
+    printf("FAIL smp-mprotect: the writer returned\n");
+    exit(1);
+}
+
 int smp_family_run(const char *f) {
+    if (!strcmp(f, "smp-mprotect")) {
+        smp_mprotect();
+        return 1;
+    }
     if (strncmp(f, "smp=", 4) != 0) {
         return 0;
     }
