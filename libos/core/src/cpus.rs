@@ -206,8 +206,12 @@ pub fn run_on(index: usize, function: &(dyn Fn() + Sync)) -> crate::Result<()> {
 /// platform error sending an interrupt is returned after the other calls finished.
 pub fn run_on_each(cpus: u64, function: &(dyn Fn() + Sync)) -> crate::Result<()> {
     let platform = hal::try_platform();
+    // Masked while this CPU is chosen, the calls posted and the local one run: the calling
+    // thread must not move to another CPU in between (it would run the local call elsewhere).
+    let interrupts = crate::interrupts::disable();
     let me = current();
     if cpus & !ONLINE.load(Ordering::Acquire) != 0 {
+        crate::interrupts::restore(interrupts);
         return Err(Errno::EINVAL);
     }
     let others = cpus & !(1 << me);
@@ -216,6 +220,9 @@ pub fn run_on_each(cpus: u64, function: &(dyn Fn() + Sync)) -> crate::Result<()>
     for cpu in (0..MAX_CPUS).filter(|&cpu| others & (1 << cpu) != 0) {
         let posted = &calls[cpu] as *const Call<'_> as *mut ();
         while MAILBOX[cpu].compare_exchange(core::ptr::null_mut(), posted, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // Another CPU's call waits there, maybe from a CPU that waits for this one's
+            // mailbox in turn: serve our own meanwhile (interrupts are masked here).
+            handle_ipi();
             core::hint::spin_loop();
         }
         if let Err(e) = platform.ok_or(Errno::ENOSYS).and_then(|p| p.send_ipi(cpu)) {
@@ -227,8 +234,10 @@ pub fn run_on_each(cpus: u64, function: &(dyn Fn() + Sync)) -> crate::Result<()>
     if cpus & (1 << me) != 0 {
         function();
     }
+    crate::interrupts::restore(interrupts);
     for call in &calls {
         while !call.done.load(Ordering::Acquire) {
+            handle_ipi(); // a caller with interrupts masked still answers calls to its CPU
             core::hint::spin_loop();
         }
     }
@@ -237,19 +246,21 @@ pub fn run_on_each(cpus: u64, function: &(dyn Fn() + Sync)) -> crate::Result<()>
 
 /// Serves the running CPU's mailbox: the platform's handler of [`run_on`]'s interrupt calls it.
 pub fn handle_ipi() {
+    // Masked: the call is served on the CPU whose mailbox it was posted to (a poller in
+    // `run_on_each` could otherwise be moved away in the middle).
+    let interrupts = crate::interrupts::disable();
     let me = current();
-    let Some(mailbox) = MAILBOX.get(me) else { return };
-    let posted = mailbox.load(Ordering::Acquire);
-    if posted.is_null() {
-        return;
+    // Taken out of the mailbox in one step, so that it runs once even when the interrupt and a
+    // poller (`run_on_each`) look at the same time.
+    let posted = MAILBOX.get(me).map_or(core::ptr::null_mut(), |mailbox| mailbox.swap(core::ptr::null_mut(), Ordering::AcqRel));
+    if !posted.is_null() {
+        // SAFETY: only `run_on_each` stores non-null pointers here, to a `Call` on its stack that
+        // it keeps alive until `done` is set below.
+        let call = unsafe { &*(posted as *const Call<'_>) };
+        (call.function)();
+        call.done.store(true, Ordering::Release); // the call may be gone from here on
     }
-    // SAFETY: only `run_on` stores non-null pointers here, to a `Call` on its stack that it keeps
-    // alive until `done` is set below.
-    let call = unsafe { &*(posted as *const Call<'_>) };
-    (call.function)();
-    // Free the mailbox for the next caller first: once `done` is set the call may be gone.
-    mailbox.store(core::ptr::null_mut(), Ordering::Release);
-    call.done.store(true, Ordering::Release);
+    crate::interrupts::restore(interrupts);
 }
 
 #[cfg(test)]

@@ -656,7 +656,7 @@ struct Hook;
 
 impl Scheduler for Hook {
     fn current(&self) -> ThreadId {
-        ThreadId(CURRENT[this_cpu()].load(Ordering::Relaxed))
+        current_id()
     }
 
     fn with_current_name(&self, f: &mut dyn FnMut(&str)) {
@@ -946,7 +946,15 @@ pub(crate) fn current_info() -> (ThreadId, Option<String>, u64, Priority) {
 
 /// The running thread's id (no lock).
 pub fn current_id() -> ThreadId {
-    ThreadId(CURRENT[this_cpu()].load(Ordering::Relaxed))
+    if !SEVERAL_CPUS.load(Ordering::Relaxed) {
+        return ThreadId(CURRENT[0].load(Ordering::Relaxed));
+    }
+    // Which CPU, then that CPU's running thread: with interrupts masked, so that the thread
+    // cannot be preempted and moved to another CPU between the two reads.
+    let interrupts = libos_core::interrupts::disable();
+    let id = CURRENT[hal::platform().cpu_id()].load(Ordering::Relaxed);
+    libos_core::interrupts::restore(interrupts);
+    ThreadId(id)
 }
 
 /// How many context switches happened since boot.
