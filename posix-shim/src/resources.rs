@@ -4,10 +4,11 @@
 //! group and session (`getpgid`, `getpgrp`, `getsid`, `setpgid`, `setsid`).
 //!
 //! libos runs one process, so the answers are those Linux gives a process alone in its
-//! session: it leads its own process group and session (pid 1), runs on CPU 0 under
-//! `SCHED_OTHER`, and all of its memory stays resident, so locking it succeeds and changes
-//! nothing. CPU time is the time the CPU was not idle since boot: the process's, its threads'
-//! together (there is no per-thread accounting yet), all of it counted as user time.
+//! session: it leads its own process group and session (pid 1), runs under `SCHED_OTHER` on the
+//! CPUs the machine has (`getcpu` says which one now), and all of its memory stays resident, so
+//! locking it succeeds and changes nothing. CPU time is the time the CPUs were not idle since
+//! boot, all of them together: the process's, its threads' together (there is no per-thread
+//! accounting yet), all of it counted as user time.
 
 use crate::dispatch::PID;
 use crate::user;
@@ -15,11 +16,9 @@ use core::sync::atomic::{AtomicI32, Ordering};
 use libos::time::{Duration, Instant};
 use libos::{Errno, Result};
 
-/// The CPU time the process has used: boot to now, less the time the CPU was idle.
+/// The CPU time the process has used: boot to now on every CPU, less the time each was idle.
 pub fn cpu_time() -> Duration {
-    let now = Instant::now().since_origin();
-    let idle = Instant::from_counter(libos::idle::ticks()).since_origin();
-    now.saturating_sub(idle)
+    Instant::from_counter(libos::idle::busy_ticks()).since_origin()
 }
 
 /// `getrusage(who, usage)`: `RUSAGE_SELF` and `RUSAGE_THREAD` report the CPU time as user

@@ -56,7 +56,7 @@ fn c_threads_run_on_every_cpu() {
         for family in &families[1..] {
             booted.prints(&format!("ok {family}"));
         }
-        Boot::app("c-shimtest").args(&["smp=1"]).on(arch).exits_with(0).prints("ok smp 1 CPUs");
+        Boot::app("c-shimtest").cpus(1).args(&["smp=1"]).on(arch).exits_with(0).prints("ok smp 1 CPUs");
     }
 }
 

@@ -114,6 +114,6 @@ fn four_cpus_run_threads_in_parallel_under_both_policies() {
     }
     // One CPU: the SMP checks refuse to run rather than pass vacuously.
     for arch in arches() {
-        Boot::app("threads").args(&["smp-counter"]).on(arch).exits_with(1).prints("FAILED: smp-counter: needs at least 2 CPUs");
+        Boot::app("threads").cpus(1).args(&["smp-counter"]).on(arch).exits_with(1).prints("FAILED: smp-counter: needs at least 2 CPUs");
     }
 }

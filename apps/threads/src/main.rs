@@ -450,9 +450,20 @@ fn semaphore() -> Check {
 /// Spawning until the heap has no room for another stack fails with ENOMEM, and everything
 /// works again once those threads are joined.
 fn exhaustion() -> Check {
+    // The threads must not run (and free their stacks) while main piles them up: all on
+    // main's CPU, main pinned there too (on one CPU that is the default).
+    let me = thread::current().id();
+    let here = 1 << thread::current_cpu();
+    thread::set_affinity(me, here).map_err(|e| format!("set_affinity: {e}"))?;
+    let result = exhaust(here);
+    thread::set_affinity(me, u64::MAX).map_err(|e| format!("set_affinity: {e}"))?;
+    result
+}
+
+fn exhaust(cpus: u64) -> Check {
     let mut handles = Vec::new();
     let errno = loop {
-        match Builder::new().stack_size(8 * 1024 * 1024).spawn(|| 1u64) {
+        match Builder::new().stack_size(8 * 1024 * 1024).affinity(cpus).spawn(|| 1u64) {
             Ok(handle) => handles.push(handle),
             Err(errno) => break errno,
         }

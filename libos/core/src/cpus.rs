@@ -244,11 +244,15 @@ pub fn run_on_each(cpus: u64, function: &(dyn Fn() + Sync)) -> crate::Result<()>
     result
 }
 
-/// Serves the running CPU's mailbox: the platform's handler of [`run_on`]'s interrupt calls it.
+/// Serves the running CPU's mailbox: the platform's handler of [`run_on`]'s interrupt (and of
+/// wake-up interrupts, which find it empty) calls it.
 pub fn handle_ipi() {
     // Masked: the call is served on the CPU whose mailbox it was posted to (a poller in
     // `run_on_each` could otherwise be moved away in the middle).
     let interrupts = crate::interrupts::disable();
+    // A CPU woken from its idle halt by this interrupt is busy from here on (the woken thread
+    // may run before the idle loop gets to say so).
+    crate::idle::leave();
     let me = current();
     // Taken out of the mailbox in one step, so that it runs once even when the interrupt and a
     // poller (`run_on_each`) look at the same time.
