@@ -114,7 +114,14 @@ fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Resul
     Ok(())
 }
 
+/// Without the feature `smp` the other CPUs stay off.
+#[cfg(not(feature = "smp"))]
+fn start_cpus(_: Option<usize>) {
+    log::info!("cpus: 1 online (the image was built without libos's `smp` feature: other CPUs stay off)");
+}
+
 /// Starts the other CPUs (at most `smp` in all) and says how many are online.
+#[cfg(feature = "smp")]
 fn start_cpus(smp: Option<usize>) {
     let report = hal::platform().start_cpus(smp);
     match report.limit {

@@ -102,8 +102,9 @@ fn x86_64_every_cpu_the_madt_lists_comes_online() {
         .prints("x2APIC mode")
         .prints("cpus: 3 online of 3 reported")
         .prints("ok: cpus (3 CPUs");
-    Boot::app("hello").cpus(4).options("loglevel=info smp=2").on(arch).exits_with(0).prints("cpus: 2 online (smp=2; the firmware reports 4)");
-    Boot::app("hello")
+    Boot::app("selftest").args(&["cpus"]).cpus(4).options("loglevel=info smp=2").on(arch).exits_with(0).prints("cpus: 2 online (smp=2; the firmware reports 4)");
+    Boot::app("selftest")
+        .args(&["cpus"])
         .cpus(2)
         .options("loglevel=info smp=9")
         .on(arch)
@@ -111,7 +112,8 @@ fn x86_64_every_cpu_the_madt_lists_comes_online() {
         .prints("smp=9 asks for more CPUs than the 2 the firmware reports: using 2")
         .prints("cpus: 2 online of 2 reported");
     // Hot-pluggable slots are in the MADT but not enabled: not started, not counted.
-    Boot::app("hello")
+    Boot::app("selftest")
+        .args(&["cpus"])
         .cpus(1) // the -smp below says it all
         .options("loglevel=info")
         .qemu_args(&["-smp", "2,maxcpus=4"])
@@ -120,7 +122,9 @@ fn x86_64_every_cpu_the_madt_lists_comes_online() {
         .prints("cpus: 2 online of 2 reported")
         .does_not_print("left out");
     // A single CPU, as every other test boots (unless LIBOS_TEST_CPUS says otherwise).
-    Boot::app("hello").cpus(1).options("loglevel=info").on(arch).exits_with(0).prints("cpus: 1 online of 1 reported");
+    Boot::app("selftest").args(&["cpus"]).cpus(1).options("loglevel=info").on(arch).exits_with(0).prints("cpus: 1 online of 1 reported");
+    // An image without the `smp` feature (hello) runs on the boot CPU and says so.
+    Boot::app("hello").cpus(2).options("loglevel=info").on(arch).exits_with(0).prints("cpus: 1 online (the image was built without libos's `smp` feature");
 }
 
 #[test]

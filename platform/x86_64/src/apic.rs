@@ -15,10 +15,7 @@ const APIC_ENABLE: u64 = 1 << 11;
 const X2APIC_ENABLE: u64 = 1 << 10;
 
 // Register offsets in the xAPIC MMIO page (x2APIC MSR = 0x800 + offset / 16).
-const ID: u32 = 0x20;
 const EOI: u32 = 0xb0;
-const ICR_LOW: u32 = 0x300;
-const ICR_HIGH: u32 = 0x310;
 const SPURIOUS: u32 = 0xf0;
 const LVT_TIMER: u32 = 0x320;
 const TIMER_INITIAL: u32 = 0x380;
@@ -68,69 +65,82 @@ fn read(register: u32) -> u32 {
     }
 }
 
-/// ICR delivery mode INIT, level assert.
-const ICR_INIT: u32 = (0b101 << 8) | (1 << 14);
-/// ICR delivery mode STARTUP (the vector is the start page number), level assert.
-const ICR_STARTUP: u32 = (0b110 << 8) | (1 << 14);
-/// ICR delivery status: the xAPIC has not sent the previous IPI yet.
-const ICR_PENDING: u32 = 1 << 12;
+#[cfg(feature = "smp")]
+pub use secondary::{init_secondary, local_id, send_fixed, send_init, send_startup};
 
-/// This CPU's local APIC id (the full 32-bit id in x2APIC mode).
-pub fn local_id() -> u32 {
-    if MODE.load(Ordering::Relaxed) == X2APIC { read(ID) } else { read(ID) >> 24 }
-}
+/// What starting and interrupting the other CPUs needs (feature `smp`).
+#[cfg(feature = "smp")]
+mod secondary {
+    use super::*;
 
-/// Sends an inter-processor interrupt with `command` (the ICR's low half) to `apic_id`.
-fn send_ipi(apic_id: u32, command: u32) {
-    let base = MODE.load(Ordering::Relaxed);
-    // The IPI must not overtake the stores the target will read (its start-up variables): the
-    // x2APIC's ICR write is a WRMSR, which does not order earlier stores.
-    core::sync::atomic::fence(Ordering::SeqCst);
-    if base == X2APIC {
-        // SAFETY: x2APIC mode is on; 0x830 is the 64-bit ICR (destination in the high half).
-        unsafe { Msr::new(0x830).write((u64::from(apic_id) << 32) | u64::from(command)) };
-    } else if base != UNINITIALIZED {
-        write(ICR_HIGH, apic_id << 24);
-        write(ICR_LOW, command);
-        while read(ICR_LOW) & ICR_PENDING != 0 {
-            core::hint::spin_loop();
+    const ID: u32 = 0x20;
+    const ICR_LOW: u32 = 0x300;
+    const ICR_HIGH: u32 = 0x310;
+
+    /// ICR delivery mode INIT, level assert.
+    const ICR_INIT: u32 = (0b101 << 8) | (1 << 14);
+    /// ICR delivery mode STARTUP (the vector is the start page number), level assert.
+    const ICR_STARTUP: u32 = (0b110 << 8) | (1 << 14);
+    /// ICR delivery status: the xAPIC has not sent the previous IPI yet.
+    const ICR_PENDING: u32 = 1 << 12;
+
+    /// This CPU's local APIC id (the full 32-bit id in x2APIC mode).
+    pub fn local_id() -> u32 {
+        if MODE.load(Ordering::Relaxed) == X2APIC { read(ID) } else { read(ID) >> 24 }
+    }
+
+    /// Sends an inter-processor interrupt with `command` (the ICR's low half) to `apic_id`.
+    fn send_ipi(apic_id: u32, command: u32) {
+        let base = MODE.load(Ordering::Relaxed);
+        // The IPI must not overtake the stores the target will read (its start-up variables): the
+        // x2APIC's ICR write is a WRMSR, which does not order earlier stores.
+        core::sync::atomic::fence(Ordering::SeqCst);
+        if base == X2APIC {
+            // SAFETY: x2APIC mode is on; 0x830 is the 64-bit ICR (destination in the high half).
+            unsafe { Msr::new(0x830).write((u64::from(apic_id) << 32) | u64::from(command)) };
+        } else if base != UNINITIALIZED {
+            write(ICR_HIGH, apic_id << 24);
+            write(ICR_LOW, command);
+            while read(ICR_LOW) & ICR_PENDING != 0 {
+                core::hint::spin_loop();
+            }
         }
     }
-}
 
-/// Sends `vector` to `apic_id` (fixed delivery).
-pub fn send_fixed(apic_id: u32, vector: u8) {
-    send_ipi(apic_id, (1 << 14) | u32::from(vector));
-}
-
-/// Sends INIT to `apic_id`: the CPU resets and waits for a STARTUP.
-pub fn send_init(apic_id: u32) {
-    send_ipi(apic_id, ICR_INIT);
-}
-
-/// Sends STARTUP to `apic_id`: it begins in real mode at physical address `page` (4 KiB
-/// aligned, below 1 MiB).
-pub fn send_startup(apic_id: u32, page: u64) {
-    debug_assert!(page % 4096 == 0 && page < 0x10_0000);
-    send_ipi(apic_id, ICR_STARTUP | (page >> 12) as u32);
-}
-
-/// Enables this (secondary) CPU's local APIC in the mode the boot CPU chose, timer masked.
-pub fn init_secondary() {
-    let mode = MODE.load(Ordering::Relaxed);
-    if mode == UNINITIALIZED {
-        return;
+    /// Sends `vector` to `apic_id` (fixed delivery).
+    pub fn send_fixed(apic_id: u32, vector: u8) {
+        send_ipi(apic_id, (1 << 14) | u32::from(vector));
     }
-    let mut base_msr = Msr::new(IA32_APIC_BASE);
-    // SAFETY: as in `init`: the enable bits of this CPU's own APIC, base address kept.
-    unsafe {
-        let value = base_msr.read();
-        base_msr.write(value | APIC_ENABLE | if mode == X2APIC { X2APIC_ENABLE } else { 0 });
+
+    /// Sends INIT to `apic_id`: the CPU resets and waits for a STARTUP.
+    pub fn send_init(apic_id: u32) {
+        send_ipi(apic_id, ICR_INIT);
     }
-    write(SPURIOUS, 0x100 | u32::from(SPURIOUS_VECTOR));
-    write(TIMER_DIVIDE, DIVIDE_BY_16);
-    write(LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
-    write(TIMER_INITIAL, 0);
+
+    /// Sends STARTUP to `apic_id`: it begins in real mode at physical address `page` (4 KiB
+    /// aligned, below 1 MiB).
+    pub fn send_startup(apic_id: u32, page: u64) {
+        debug_assert!(page % 4096 == 0 && page < 0x10_0000);
+        send_ipi(apic_id, ICR_STARTUP | (page >> 12) as u32);
+    }
+
+    /// Enables this (secondary) CPU's local APIC in the mode the boot CPU chose, timer masked.
+    pub fn init_secondary() {
+        let mode = MODE.load(Ordering::Relaxed);
+        if mode == UNINITIALIZED {
+            return;
+        }
+        let mut base_msr = Msr::new(IA32_APIC_BASE);
+        // SAFETY: as in `init`: the enable bits of this CPU's own APIC, base address kept.
+        unsafe {
+            let value = base_msr.read();
+            base_msr.write(value | APIC_ENABLE | if mode == X2APIC { X2APIC_ENABLE } else { 0 });
+        }
+        write(SPURIOUS, 0x100 | u32::from(SPURIOUS_VECTOR));
+        write(TIMER_DIVIDE, DIVIDE_BY_16);
+        write(LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+        write(TIMER_INITIAL, 0);
+    }
 }
 
 /// Enables the local APIC with the timer masked, and masks the legacy PICs.

@@ -98,6 +98,7 @@ pub fn init() {
     load(GDT.call_once(|| gdt_with(tss)));
 }
 
+#[cfg(feature = "smp")]
 /// Loads a GDT and TSS of its own on a secondary CPU, with the interrupt stacks at `tops`.
 /// Both are leaked: CPUs never go away.
 pub fn init_secondary(tops: IstTops) {

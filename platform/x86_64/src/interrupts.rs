@@ -111,6 +111,7 @@ pub fn init() {
     load_idt(idt);
 }
 
+#[cfg(feature = "smp")]
 /// Loads the IDT [`init`] built on this (secondary) CPU: every CPU shares it.
 pub fn load() {
     if let Some(idt) = IDT.get() {
