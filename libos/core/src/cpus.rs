@@ -51,6 +51,11 @@ pub fn current() -> usize {
     if ONLINE.load(Ordering::Relaxed) == 1 { 0 } else { hal::try_platform().map_or(0, |p| p.cpu_id()) }
 }
 
+/// The online CPUs, one bit each (bit `i`: CPU `i`).
+pub fn online() -> u64 {
+    ONLINE.load(Ordering::Acquire)
+}
+
 /// How many CPUs are online (the boot CPU included).
 pub fn online_count() -> usize {
     ONLINE.load(Ordering::Acquire).count_ones() as usize
@@ -162,7 +167,8 @@ static SECONDARY_ENTRY: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 pub fn enter_secondaries(entry: fn(usize) -> !) {
     SECONDARY_ENTRY.store(entry as *mut (), Ordering::Release);
     let platform = hal::platform();
-    for cpu in (0..MAX_CPUS).filter(|&cpu| cpu != platform.cpu_id() && is_online(cpu)) {
+    let others = online() & !(1 << platform.cpu_id());
+    for cpu in (0..MAX_CPUS).filter(|&cpu| others & (1 << cpu) != 0) {
         let _ = platform.send_ipi(cpu);
     }
 }

@@ -85,5 +85,6 @@ pub fn ticks() -> u64 {
 pub fn busy_ticks() -> u64 {
     let Some(platform) = hal::try_platform() else { return 0 };
     let now = platform.counter();
-    (0..MAX_CPUS).filter(|&cpu| cpus::is_online(cpu)).map(|cpu| now.saturating_sub(RECORDS[cpu].idle_at(now))).sum()
+    let online = cpus::online();
+    (0..MAX_CPUS).filter(|&cpu| online & (1 << cpu) != 0).map(|cpu| now.saturating_sub(RECORDS[cpu].idle_at(now))).sum()
 }

@@ -22,6 +22,7 @@
 //! interrupt ([`irq::request_preemption_on`]). An idle CPU steals a queued thread from the CPU
 //! with the most queued before it halts, and a thread preempted or yielding while another CPU
 //! idles moves there. Threads may be pinned to a set of CPUs (`Builder::affinity`).
+//! That placement, stealing, a CPU's joining and CPU sets live in the child module `cpus`.
 //!
 //! # Timers
 //! The deadline queue ([`Deadlines`]) is an ordered set of `(deadline, thread)`, with room for one
@@ -58,6 +59,11 @@ use libos_core::sched::{Scheduler, ThreadId};
 use libos_core::sync::{IrqSpinLock, IrqSpinLockGuard, Once, unlock_keeping_interrupts_masked};
 use libos_core::time::Instant;
 use libos_core::{Errno, Result};
+
+mod cpus;
+use cpus::requeue_elsewhere;
+pub use cpus::{affinity_of, running_cpus, set_affinity};
+use cpus::join_cpu;
 
 /// A thread's scheduling state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +121,20 @@ struct Cpu {
     switches_at_slice_start: u64,
 }
 
+impl Cpu {
+    /// Queues `id` (of `priority`; `running` is the priority of this CPU's running thread) and
+    /// says whether the CPU should look at its queue now: it idles, or the policy says the new
+    /// thread preempts the running one. `count`: keep `queued` (several CPUs).
+    #[inline]
+    fn enqueue(&mut self, id: ThreadId, priority: Priority, running: Priority, reason: Reason, count: bool) -> bool {
+        self.policy.enqueue(id, priority, reason);
+        if count {
+            self.queued += 1;
+        }
+        self.current == self.idle || self.policy.preempts(running, priority)
+    }
+}
+
 pub(crate) struct Sched {
     threads: Table<Tcb>,
     /// Indexed by CPU index: every CPU online when the scheduler started, joined or not yet.
@@ -165,92 +185,6 @@ impl Sched {
         &mut self.cpus[this_cpu()]
     }
 
-    /// Whether `cpu` has joined and runs its idle thread with nothing queued.
-    fn is_idle(&self, cpu: usize) -> bool {
-        self.cpus.get(cpu).is_some_and(|c| c.joined && c.current == c.idle && c.queued == 0)
-    }
-
-    /// The CPU a thread that becomes runnable should queue on: an idle CPU it may run on (its
-    /// own first), else its own CPU, else the first CPU it may run on.
-    fn choose_cpu(&self, own: usize, affinity: u64) -> usize {
-        if self.cpus.len() == 1 {
-            return 0;
-        }
-        let allowed = |cpu: usize| affinity & (1 << cpu) != 0 && self.cpus.get(cpu).is_some_and(|c| c.joined);
-        if allowed(own) && self.is_idle(own) {
-            return own;
-        }
-        let mut candidates = (0..self.cpus.len()).filter(|&cpu| allowed(cpu));
-        if let Some(idle) = candidates.clone().find(|&cpu| self.is_idle(cpu)) {
-            return idle;
-        }
-        if allowed(own) {
-            return own;
-        }
-        candidates.next().unwrap_or(own)
-    }
-
-    /// Where a preempted or yielding thread (last on `own`, now running on `me`) is queued:
-    /// here, unless its CPU set excludes this CPU, or another CPU it may use idles while this
-    /// one has more work (it then runs there while this CPU runs the next).
-    fn requeue_target(&self, me: usize, own: usize, affinity: u64) -> usize {
-        if self.cpus.len() == 1 {
-            return me;
-        }
-        let allowed_here = affinity & (1 << me) != 0;
-        let target = self.choose_cpu(if allowed_here { me } else { own }, affinity);
-        let queued_here = self.cpus[me].queued > 0;
-        if target != me && (!allowed_here || (self.is_idle(target) && queued_here)) { target } else { me }
-    }
-
-    /// Queues `id` on `target`'s run queue and makes that CPU look if it should switch: it
-    /// idles, or the policy says the new thread preempts the running one.
-    fn enqueue_on(&mut self, target: usize, id: ThreadId, priority: Priority, reason: Reason) {
-        let Some(cpu) = self.cpus.get(target).filter(|c| c.joined) else { return };
-        let running = self.threads.get(cpu.current).map_or(Priority(0), |t| t.priority);
-        let several = self.cpus.len() > 1;
-        let cpu = &mut self.cpus[target];
-        cpu.policy.enqueue(id, priority, reason);
-        if several {
-            cpu.queued += 1; // (only stealing reads it: not kept with one CPU)
-        }
-        if cpu.current == cpu.idle || cpu.policy.preempts(running, priority) {
-            if several {
-                irq::request_preemption_on(target);
-            } else {
-                irq::request_preemption();
-            }
-        }
-    }
-
-    /// Moves one queued thread that may run on `me` from the CPU with the most queued to `me`'s
-    /// queue. Nothing when no other CPU has a queue.
-    fn steal_for(&mut self, me: usize) {
-        let victim = (self.cpus.iter().enumerate())
-            .filter(|&(cpu, c)| cpu != me && c.joined)
-            .map(|(cpu, c)| (c.queued, cpu))
-            .max()
-            .filter(|&(queued, _)| queued > 0)
-            .map(|(_, cpu)| cpu);
-        let Some(victim) = victim else { return };
-        let cpu = &mut self.cpus[victim];
-        let Some(id) = cpu.policy.pick_next() else { return };
-        cpu.queued -= 1;
-        let Some(tcb) = self.threads.get_mut(id) else { return };
-        let priority = tcb.priority;
-        if tcb.affinity & (1 << me) == 0 {
-            // Not ours to run: back where it was (at the end of its queue).
-            let cpu = &mut self.cpus[victim];
-            cpu.policy.enqueue(id, priority, Reason::Yielded);
-            cpu.queued += 1;
-            return;
-        }
-        tcb.cpu = me;
-        let cpu = self.cpu();
-        cpu.policy.enqueue(id, priority, Reason::Woken);
-        cpu.queued += 1;
-    }
-
     #[inline]
     pub(crate) fn current(&mut self) -> ThreadId {
         self.cpu().current
@@ -267,12 +201,9 @@ impl Sched {
         tcb.state = State::Ready;
         let (own, affinity, priority) = (tcb.cpu, tcb.affinity, tcb.priority);
         if self.cpus.len() == 1 {
-            // One CPU: its queue, and a preemption request when it idles or the policy says so.
-            let current = self.cpus[0].current;
-            let running = self.threads.get(current).map_or(Priority(0), |t| t.priority);
-            let cpu = &mut self.cpus[0];
-            cpu.policy.enqueue(id, priority, reason);
-            if cpu.current == cpu.idle || cpu.policy.preempts(running, priority) {
+            // One CPU: no placement, no count of queued threads (only stealing reads it).
+            let running = self.threads.get(self.cpus[0].current).map_or(Priority(0), |t| t.priority);
+            if self.cpus[0].enqueue(id, priority, running, reason, false) {
                 irq::request_preemption();
             }
             return;
@@ -377,19 +308,6 @@ fn switch_away_on<const SEVERAL: bool>(mut s: IrqSpinLockGuard<'static, Sched>, 
         }
     }
     switch_to_next::<SEVERAL>(s, me, state, save, switched_out);
-}
-
-/// The multi-CPU part of requeueing a preempted or yielding thread: true when it went to
-/// another CPU's queue ([`Sched::requeue_target`]).
-#[inline(never)]
-fn requeue_elsewhere(sched: &mut Sched, me: usize, id: ThreadId, own: usize, affinity: u64, priority: Priority, reason: Reason) -> bool {
-    let target = sched.requeue_target(me, own, affinity);
-    if target == me {
-        return false;
-    }
-    sched.tcb(id).cpu = target;
-    sched.enqueue_on(target, id, priority, reason);
-    true
 }
 
 /// The thread this CPU runs next: the policy's pick, skipping (and requeueing where they may
@@ -784,9 +702,12 @@ pub(crate) fn init_cpus(policy: Box<dyn Policy>, more_cpus: Option<(PolicyMaker,
     log::debug!("libos-sched: policy {}, time slice {slice:?}", policy.name());
     let cpu = |policy, current, idle| Cpu { joined: true, policy, queued: 0, current, idle, slice, slice_end: None, switches: 0, switches_at_slice_start: 0 };
     let mut cpus = alloc::vec![cpu(policy, ThreadId::MAIN, IDLE)];
-    // A run queue for every other online CPU, made here so that joining allocates nothing.
+    // A run queue for every other online CPU, indexed by CPU (a CPU that timed out at start
+    // leaves a gap, and a place should it come online late), made here so that joining needs
+    // no policy of its own.
+    let online = libos_core::cpus::online();
     if let Some((new_policy, config)) = more_cpus {
-        for _ in 1..libos_core::cpus::online_count() {
+        for _ in 1..MAX_CPUS - online.leading_zeros() as usize {
             let mut policy = new_policy(config);
             policy.reserve(Priority::NORMAL, 2)?;
             let mut waiting = cpu(policy, ThreadId(u64::MAX), ThreadId(u64::MAX));
@@ -805,10 +726,10 @@ pub(crate) fn init_cpus(policy: Box<dyn Policy>, more_cpus: Option<(PolicyMaker,
         // Wait for them, so that threads spawned from now on find every CPU (a CPU that does
         // not join in time keeps its place and joins late).
         let deadline = Instant::now() + libos_core::cpus::START_TIMEOUT;
-        while (running_cpus().count_ones() as usize) < cpu_count && Instant::now() < deadline {
+        while running_cpus() != online && Instant::now() < deadline {
             core::hint::spin_loop();
         }
-        if (running_cpus().count_ones() as usize) < cpu_count {
+        if running_cpus() != online {
             log::warn!("libos-sched: only CPUs {:#b} joined within {:?}", running_cpus(), libos_core::cpus::START_TIMEOUT);
         }
     }
@@ -816,30 +737,6 @@ pub(crate) fn init_cpus(policy: Box<dyn Policy>, more_cpus: Option<(PolicyMaker,
     // `main` that never blocks would otherwise never see a timer interrupt).
     hal::platform().enable_interrupts();
     Ok(())
-}
-
-/// A started CPU joins the scheduler (from its wait loop, on its own stack, interrupts
-/// masked): the code running now becomes its idle thread, with a run queue of its own.
-fn join_cpu(index: usize) -> ! {
-    let mut idle = Box::new(Tcb::new(Some(alloc::format!("idle-{index}")), 0, Priority(0), None, None));
-    idle.cpu = index;
-    idle.affinity = 1 << index;
-    let mut s = lock();
-    if s.cpus.get(index).is_none_or(|cpu| cpu.joined) {
-        drop(s);
-        log::warn!("CPU {index} cannot join the scheduler (it was not online when it started, or joined twice)");
-        loop {
-            hal::platform().wait_for_interrupt();
-        }
-    }
-    let id = s.threads.insert(idle);
-    let cpu = &mut s.cpus[index];
-    (cpu.current, cpu.idle, cpu.joined) = (id, id, true);
-    CURRENT[index].store(id.0, Ordering::Relaxed);
-    RUNNING_CPUS.fetch_or(1 << index, Ordering::Release);
-    drop(s);
-    log::debug!("libos-sched: CPU {index} runs threads");
-    idle_loop()
 }
 
 impl Tcb {
@@ -965,54 +862,6 @@ pub fn switch_count() -> u64 {
 /// The name of the policy CPU 0 runs.
 pub fn policy_name() -> &'static str {
     lock().cpus[0].policy.name()
-}
-
-/// The CPUs that run threads (joined the scheduler), one bit each; just the boot CPU before
-/// the scheduler starts.
-pub fn running_cpus() -> u64 {
-    RUNNING_CPUS.load(Ordering::Acquire)
-}
-
-/// The running thread's CPU set.
-pub fn current_affinity() -> u64 {
-    let mut s = lock();
-    let current = s.current();
-    s.tcb(current).affinity
-}
-
-/// The CPU set of `thread` (`ESRCH` when unknown).
-pub fn affinity_of(thread: ThreadId) -> Result<u64> {
-    lock().threads.get(thread).map(|tcb| tcb.affinity).ok_or(Errno::ESRCH)
-}
-
-/// Sets the CPU set of `thread` (`EINVAL` when it names no CPU that runs threads, `ESRCH` for
-/// an unknown thread). A running thread outside its new set moves at its next switch: the
-/// caller changing its own set yields at once.
-pub fn set_affinity(thread: ThreadId, affinity: u64) -> Result<()> {
-    let moved_self = {
-        let mut s = lock();
-        let running = running_cpus();
-        if affinity & running == 0 {
-            return Err(Errno::EINVAL);
-        }
-        let me = this_cpu();
-        let current = s.current();
-        let tcb = s.threads.get_mut(thread).ok_or(Errno::ESRCH)?;
-        tcb.affinity = affinity;
-        let (own, running_elsewhere) = (tcb.cpu, tcb.state == State::Running && thread != current);
-        if affinity & (1 << own) == 0 {
-            // Its next queueing picks an allowed CPU (`choose_cpu`).
-            tcb.cpu = (0..MAX_CPUS).find(|&cpu| affinity & running & (1 << cpu) != 0).unwrap_or(me);
-            if running_elsewhere {
-                irq::request_preemption_on(own); // it leaves that CPU at the interrupt
-            }
-        }
-        thread == current && affinity & (1 << me) == 0
-    };
-    if moved_self {
-        HOOK.yield_now();
-    }
-    Ok(())
 }
 
 /// Whether the running thread's stack has a real (unmapped) guard page.

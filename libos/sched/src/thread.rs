@@ -246,7 +246,7 @@ pub fn current_cpu() -> usize {
 
 /// The CPUs the calling thread may run on.
 pub fn affinity() -> u64 {
-    sched::current_affinity()
+    sched::affinity_of(sched::current_id()).unwrap_or(u64::MAX)
 }
 
 /// The CPUs `thread` may run on (`ESRCH` for a thread that has exited).

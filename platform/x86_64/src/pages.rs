@@ -147,9 +147,8 @@ pub(crate) fn shoot_down() {
         return;
     }
     let me = crate::smp::cpu_id();
-    let online = (0..libos_core::cpus::MAX_CPUS).filter(|&cpu| libos_core::cpus::is_online(cpu)).fold(0u64, |set, cpu| set | 1 << cpu);
     // The generation was bumped (`tables_changed`, SeqCst) before this read.
-    let targets = online & !(1 << me) & !LAZY.load(Ordering::SeqCst);
+    let targets = libos_core::cpus::online() & !(1 << me) & !LAZY.load(Ordering::SeqCst);
     if let Err(e) = libos_core::cpus::run_on_each(targets, &flush_all) {
         log::warn!("TLB shootdown of CPUs {targets:#b} failed: {e}");
     }
@@ -157,14 +156,16 @@ pub(crate) fn shoot_down() {
 
 /// Maps `[virt, virt + len)` to fresh zeroed frames (see `hal::Platform::map_pages`).
 pub fn map(virt: u64, len: u64, protection: Protection) -> Result<()> {
-    let (result, freed) = map_locked(virt, len, protection)?;
+    let end = check(virt, len)?;
+    let (result, freed) = map_locked(virt, end, protection);
     shoot_down();
     drop(freed);
     result
 }
 
-fn map_locked(virt: u64, len: u64, protection: Protection) -> Result<(Result<()>, Frames)> {
-    let end = check(virt, len)?;
+/// Maps `[virt, end)`; on an error, unmaps what it mapped and returns those frames (freed by
+/// the caller after the shootdown).
+fn map_locked(virt: u64, end: u64, protection: Protection) -> (Result<()>, Frames) {
     let window = reserved_window();
     let _lock = LOCK.lock();
     PROGRAM_LOW.fetch_min(virt, Ordering::AcqRel);
@@ -197,7 +198,7 @@ fn map_locked(virt: u64, len: u64, protection: Protection) -> Result<(Result<()>
     }
     let freed = if result.is_err() { unmap_locked(virt, addr) } else { Frames(alloc::vec::Vec::new()) };
     tables_changed();
-    Ok((result, freed))
+    (result, freed)
 }
 
 /// Changes the protection of program pages (see `hal::Platform::protect_pages`). Checks every

@@ -16,9 +16,9 @@
 //!
 //! **Linux code or kernel**: the entry clears the running CPU's "in Linux code" flag (in its
 //! per-CPU block, `%gs:8`, see `smp`) and both exits set it, and [`switch_saving_user_state`]
-//! keeps it per thread, so the preemption path knows whether an interrupted thread was running Linux code ([`interrupted_linux_code`];
-//! `syscall` leaves interrupts enabled, so the entry and exit code itself, where the flag may
-//! not match yet, is recognised by its address).
+//! keeps it per thread, so the preemption path knows whether an interrupted thread was running
+//! Linux code ([`interrupted_linux_code`]; `syscall` leaves interrupts enabled, so the entry and
+//! exit code itself, where the flag may not match yet, is recognised by its address).
 //!
 //! **Vector registers**: Linux preserves them across system calls, and compiled code keeps
 //! values in them across the inline `syscall`. The kernel is built without SSE, so the handler
@@ -193,13 +193,9 @@ pub fn install(handler: Handler, on_return: ReturnHook) {
     LIBOS_X86_64_SYSCALL_HANDLER.store(handler as *mut (), Ordering::Release);
     LIBOS_X86_64_SYSCALL_RETURN_HOOK.store(on_return as *mut (), Ordering::Release);
     // The MSRs are per CPU, and Linux code's threads may run on any CPU.
-    let me = crate::smp::cpu_id();
-    for cpu in (0..libos_core::cpus::MAX_CPUS).filter(|&cpu| libos_core::cpus::is_online(cpu)) {
-        if cpu == me {
-            enable_on_this_cpu();
-        } else if let Err(e) = libos_core::cpus::run_on(cpu, &enable_on_this_cpu) {
-            log::warn!("the system-call trap is not enabled on CPU {cpu}: {e}");
-        }
+    let online = libos_core::cpus::online();
+    if let Err(e) = libos_core::cpus::run_on_each(online, &enable_on_this_cpu) {
+        log::warn!("the system-call trap is not enabled on every CPU of {online:#b}: {e}");
     }
 }
 
