@@ -280,11 +280,10 @@ pub fn sched_setaffinity(pid: u64, size: u64, mask: u64) -> Result<u64> {
 }
 
 /// The kernel thread of C thread `pid` (0: the caller), for the affinity calls.
-fn affinity_target(pid: u64) -> Result<Option<ThreadId>> {
+fn affinity_target(pid: u64) -> Result<ThreadId> {
     match pid {
-        0 => Ok(None),
-        _ if !tid_exists(pid) => Err(Errno::ESRCH),
-        _ => crate::signal::kernel_thread(pid).map(Some).ok_or(Errno::ESRCH),
+        0 => Ok(libos::sync::current_thread()),
+        _ => crate::signal::kernel_thread(pid).ok_or(Errno::ESRCH),
     }
 }
 
@@ -298,14 +297,13 @@ fn usable_cpus() -> u64 {
 }
 
 #[cfg(feature = "threads")]
-fn cpu_set(thread: Option<ThreadId>) -> u64 {
-    let set = thread.map_or_else(|| Ok(libos::thread::affinity()), libos::thread::affinity_of).unwrap_or(1);
-    set & usable_cpus()
+fn cpu_set(thread: ThreadId) -> u64 {
+    libos::thread::affinity_of(thread).unwrap_or(1) & usable_cpus()
 }
 
 #[cfg(feature = "threads")]
-fn set_cpu_set(thread: Option<ThreadId>, cpus: u64) -> Result<()> {
-    libos::thread::set_affinity(thread.unwrap_or_else(libos::sync::current_thread), cpus)
+fn set_cpu_set(thread: ThreadId, cpus: u64) -> Result<()> {
+    libos::thread::set_affinity(thread, cpus)
 }
 
 /// Without a scheduler the program runs on the boot CPU alone.
@@ -315,12 +313,12 @@ fn usable_cpus() -> u64 {
 }
 
 #[cfg(not(feature = "threads"))]
-fn cpu_set(_: Option<ThreadId>) -> u64 {
+fn cpu_set(_: ThreadId) -> u64 {
     1
 }
 
 #[cfg(not(feature = "threads"))]
-fn set_cpu_set(_: Option<ThreadId>, _: u64) -> Result<()> {
+fn set_cpu_set(_: ThreadId, _: u64) -> Result<()> {
     Ok(())
 }
 
