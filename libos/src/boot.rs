@@ -53,6 +53,7 @@ fn kernel_main(info: &'static BootInfo) -> ! {
         info.cmdline
     );
     crate::time::start_wall_clock(parsed.options.wall_time_secs);
+    heap::set_per_cpu_caches(parsed.options.heap_cache);
     start_cpus(parsed.options.smp);
 
     start_scheduler(&parsed.options);

@@ -23,6 +23,7 @@
 //! | `walltime=SECONDS` | the wall clock at boot, in seconds since 1970-01-01 00:00:00 UTC, 0 to 9223372036 (2262); wins over the real-time clock (for VMMs without one) |
 //! | `env=NAME=VALUE` | an environment variable of the app (repeatable) |
 //! | `smp=N` | use at most N CPUs, 1 to 64 (default: every CPU the firmware reports; more than it reports is capped with a log line) |
+//! | `heap_cache=on\|off` | the kernel heap's per-CPU caches of small blocks (default `on`; `off` sends every allocation to the allocator's one lock, for comparison; images without the `smp` feature have no caches) |
 //!
 //! File-system names are checked at boot against those the image was built with (`ramfs`,
 //! `devfs`, `virtiofs:TAG`); an unknown one, or a tag no virtio-fs device has, stops the boot
@@ -53,6 +54,8 @@ pub struct Options {
     pub wall_time_secs: Option<u64>,
     /// `smp=`: the most CPUs to start, the boot CPU included.
     pub smp: Option<usize>,
+    /// `heap_cache=`: whether the heap keeps per-CPU caches of small blocks.
+    pub heap_cache: bool,
     /// `sched=`: the policy's name (`None`: the default of the image).
     #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
     pub sched: Option<&'static str>,
@@ -84,6 +87,7 @@ impl Default for Options {
             env: Vec::new(),
             wall_time_secs: None,
             smp: None,
+            heap_cache: true,
             #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
             sched: None,
             #[cfg(any(test, feature = "sched-coop", feature = "sched-preempt"))]
@@ -132,7 +136,7 @@ impl fmt::Display for CmdlineError {
         match self {
             CmdlineError::UnknownOption(option) => write!(
                 f,
-                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, env=NAME=VALUE, walltime=SECONDS, smp=N, sched=coop|rr, timeslice=MS, virtiofs_timeout=SECONDS, blk_timeout=SECONDS, blk_cache=BYTES, ip=dhcp|none|ADDR/PREFIX[,gw=ADDR][,dns=ADDR], ip6=ADDR/PREFIX, tcp_buffer=BYTES; app arguments go after `--`)"
+                "unknown kernel option `{option}` (known: loglevel=LEVEL, bootstats, root=FS, mount=FS:/PATH, env=NAME=VALUE, walltime=SECONDS, smp=N, heap_cache=on|off, sched=coop|rr, timeslice=MS, virtiofs_timeout=SECONDS, blk_timeout=SECONDS, blk_cache=BYTES, ip=dhcp|none|ADDR/PREFIX[,gw=ADDR][,dns=ADDR], ip6=ADDR/PREFIX, tcp_buffer=BYTES; app arguments go after `--`)"
             ),
             CmdlineError::BadValue { option, value, expected } => {
                 write!(f, "kernel option `{option}` does not accept `{value}` (expected {expected})")
@@ -252,6 +256,13 @@ pub fn parse(text: &str) -> Result<Cmdline, CmdlineError> {
                 options.smp = Some(count.parse().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
                     CmdlineError::BadValue { option: "smp", value: count.into(), expected: "a number of CPUs, 1 to 64" }
                 })?);
+            }
+            ("heap_cache", Some(value)) => {
+                options.heap_cache = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(CmdlineError::BadValue { option: "heap_cache", value: value.into(), expected: "on or off" }),
+                };
             }
             // The path is what follows the last ":/" (the file system may be `virtiofs:TAG`).
             ("mount", Some(spec)) => match spec.rfind(":/").map(|at| (&spec[..at], &spec[at + 1..])) {
@@ -435,6 +446,12 @@ mod tests {
             assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { option: "smp", .. }), "{bad}");
         }
         assert!(parse("smp=0").unwrap_err().to_string().contains("1 to 64"));
+        assert!(parse("").unwrap().options.heap_cache);
+        assert!(!parse("heap_cache=off").unwrap().options.heap_cache);
+        assert!(parse("heap_cache=off heap_cache=on").unwrap().options.heap_cache);
+        for bad in ["heap_cache=", "heap_cache=yes", "heap_cache=OFF"] {
+            assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { option: "heap_cache", .. }), "{bad}");
+        }
         for bad in ["walltime=", "walltime=-1", "walltime=1.5", "walltime=9223372037", "walltime=now", "walltime=99999999999999999999"] {
             assert!(matches!(parse(bad).unwrap_err(), CmdlineError::BadValue { option: "walltime", .. }), "{bad}");
         }

@@ -94,11 +94,13 @@ fn a_thread_stack_overflow_hits_its_guard_page() {
 /// With 4 CPUs (QEMU `-smp 4`, multi-threaded TCG): threads spread over the CPUs and count
 /// exactly (atomics and a mutex), a condition variable hands a token between two CPUs, a
 /// spinning thread is preempted on its CPU while threads elsewhere run, affinity is honoured,
-/// thousands of spawns/joins and wake-ups lose nothing; and every single-CPU check passes too.
+/// thousands of spawns/joins and wake-ups lose nothing, heap blocks handed between CPUs (freed on
+/// another CPU than the one that allocated them) stay intact and all come back; and every
+/// single-CPU check passes too.
 /// Each SMP check waits with a deadline, so a lost wake-up fails with a report instead of a hang.
 #[test]
 fn four_cpus_run_threads_in_parallel_under_both_policies() {
-    const SMP: [&str; 5] = ["smp-counter", "smp-ping-pong", "smp-spin", "smp-affinity", "smp-stress"];
+    const SMP: [&str; 6] = ["smp-counter", "smp-ping-pong", "smp-spin", "smp-affinity", "smp-stress", "smp-heap"];
     for (options, policy) in [("timeslice=2 loglevel=info", "rr"), ("sched=coop loglevel=info", "coop")] {
         let mut args: Vec<&str> = COMMON.to_vec();
         args.extend_from_slice(&["preempt", "simd"]);

@@ -22,6 +22,7 @@ use libos::thread::{self, Builder, Priority, tls::Key};
 use libos::time::{Duration, Instant};
 use libos::{hal, println};
 
+mod heap;
 mod smp;
 
 libos::main!(main);
@@ -31,7 +32,7 @@ type Check = Result<String, String>;
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: threads CHECK...   (mutex condvar preempt priority fp simd red-zone sleep wake-by join tls semaphore exhaustion idle panic stack-overflow bench-yield bench-spawn bench-idle; with --cpus N: smp-counter smp-ping-pong smp-spin smp-affinity smp-stress bench-wake-cross; bench-lock)");
+        println!("usage: threads CHECK...   (mutex condvar preempt priority fp simd red-zone sleep wake-by join tls semaphore exhaustion idle panic stack-overflow bench-yield bench-spawn bench-idle; with --cpus N: smp-counter smp-ping-pong smp-spin smp-affinity smp-stress smp-heap bench-wake-cross; bench-lock bench-alloc bench-alloc-parallel)");
         return 2;
     }
     println!("policy: {}", thread::policy_name());
@@ -67,6 +68,9 @@ fn main() -> i32 {
             "smp-stress" => smp::stress(),
             "bench-lock" => smp::bench_lock(),
             "bench-wake-cross" => smp::bench_wake_cross(),
+            "smp-heap" => heap::smp_heap(),
+            "bench-alloc" => heap::bench_alloc(),
+            "bench-alloc-parallel" => heap::bench_alloc_parallel(2, 200_000),
             other => Err(format!("unknown check `{other}`")),
         };
         match result {

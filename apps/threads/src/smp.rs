@@ -15,10 +15,10 @@ use libos::time::{Duration, Instant};
 
 /// How long any one wait of these checks may take before it counts as hung (TCG on a loaded
 /// 2-core host is slow, but not this slow).
-const WATCHDOG: Duration = Duration::from_secs(60);
+pub(crate) const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// The CPUs that run threads, as indexes; an error below two.
-fn cpus() -> Result<Vec<usize>, alloc::string::String> {
+pub(crate) fn cpus() -> Result<Vec<usize>, alloc::string::String> {
     let set = thread::cpus();
     let cpus: Vec<usize> = (0..64).filter(|cpu| set & (1 << cpu) != 0).collect();
     if cpus.len() < 2 {
@@ -28,7 +28,7 @@ fn cpus() -> Result<Vec<usize>, alloc::string::String> {
 }
 
 /// Joins `handle` within [`WATCHDOG`], naming `what` if it hangs.
-fn join<T>(handle: JoinHandle<T>, what: &str) -> Result<T, alloc::string::String> {
+pub(crate) fn join<T>(handle: JoinHandle<T>, what: &str) -> Result<T, alloc::string::String> {
     handle.join_until(Instant::now() + WATCHDOG).map_err(|(e, _)| format!("{what} did not finish within {WATCHDOG:?} ({e})"))
 }
 

@@ -14,6 +14,13 @@
 //! app: guest instructions per cross-CPU wake-up (two threads pinned to two CPUs waking each
 //! other with `unpark`/`park`: the IPI, the halted CPU's wake-up and its switch included) and per
 //! uncontended mutex lock + unlock. Two runs each must agree.
+//!
+//! The kernel heap (issue 16 asks for per-CPU caches in front of talc, or proof the one lock is
+//! no bottleneck): the `threads` app's allocation-heavy job (`bench-alloc-parallel`, 2 threads
+//! allocating and freeing small blocks) on 1 and 2 vCPUs with the per-CPU caches on and off
+//! (`heap_cache=`), interleaved like the rest; and under icount the instructions of one
+//! allocation + free on one thread, caches on and off. Both use blocks of 8 to 2000 bytes, the
+//! sizes the caches serve (larger blocks take talc's lock either way).
 
 use super::{host_facts, results_dir, round};
 use crate::accel::Accel;
@@ -27,6 +34,8 @@ use std::time::Duration;
 const TARGET_SPEEDUP: f64 = 1.7;
 const THREADS: u32 = 2;
 const RUNS: usize = 11;
+/// Rounds of `threads bench-alloc-parallel` (fixed in the app).
+const HEAP_ROUNDS: u32 = 200_000;
 
 /// Items per run: enough work (seconds under TCG) that boot and thread start-up are noise.
 fn items(arch: Arch) -> u64 {
@@ -70,6 +79,22 @@ fn libos(arch: Arch) -> Result<System> {
     Ok(System { name: "libos", linux: false, configs: [config(1), config(2)] })
 }
 
+/// The `threads` app's allocation-heavy job, with the heap's per-CPU caches on or off.
+fn heap_job(arch: Arch, caches: bool) -> Result<System> {
+    let image = build::build_app("threads", arch, true)?;
+    let config = |cpus: u32| {
+        let mut config = VmConfig::new(arch, image.clone());
+        config.accel = Accel::Tcg;
+        config.cpus = cpus;
+        config.timeout = Duration::from_secs(600);
+        let option = if caches { "heap_cache=on" } else { "heap_cache=off" };
+        config.cmdline = qemu::kernel_cmdline(option, &["bench-alloc-parallel".into()]);
+        config
+    };
+    let name = if caches { "libos heap, per-CPU caches" } else { "libos heap, one lock (heap_cache=off)" };
+    Ok(System { name, linux: false, configs: [config(1), config(2)] })
+}
+
 fn linux_guest(arch: Arch) -> Result<System> {
     let guest = LinuxGuest::build(arch)?;
     let config = |cpus: u32| {
@@ -92,7 +117,7 @@ fn measure(arch: Arch, systems: &[System]) -> Result<Vec<Figures>> {
     for run in 0..RUNS {
         for (system, times) in systems.iter().zip(&mut samples) {
             for (cpus, config) in system.configs.iter().enumerate() {
-                let what = format!("{arch} {} parallel_sum with {} vCPU(s), run {}", system.name, cpus + 1, run + 1);
+                let what = format!("{arch} {} with {} vCPU(s), run {}", system.name, cpus + 1, run + 1);
                 eprintln!("==> {what}");
                 let outcome = qemu::run(config, false)?;
                 times[cpus].push(wall_ms(&what, &outcome, system.linux)?);
@@ -108,20 +133,32 @@ fn measure(arch: Arch, systems: &[System]) -> Result<Vec<Figures>> {
         .collect())
 }
 
-/// Instructions per cross-CPU wake-up and per uncontended lock/unlock, and whether two runs
-/// agreed.
-fn icount_figures(arch: Arch) -> Result<(f64, f64, bool)> {
+/// Under icount with 2 vCPUs: instructions per cross-CPU wake-up, per uncontended lock/unlock,
+/// and per allocation + free with the heap's caches on and off.
+struct IcountFigures {
+    wake: f64,
+    lock: f64,
+    alloc_cached: f64,
+    alloc_locked: f64,
+    /// Whether two runs of each configuration agreed.
+    repeatable: bool,
+}
+
+fn icount_figures(arch: Arch) -> Result<IcountFigures> {
     let image = build::build_app("threads", arch, true)?;
-    let mut config = VmConfig::new(arch, image);
-    config.accel = Accel::Tcg;
-    config.icount = true;
-    config.cpus = 2;
-    config.timeout = Duration::from_secs(300);
-    config.cmdline = qemu::kernel_cmdline("", &["bench-lock".into(), "bench-wake-cross".into()]);
-    let once = || -> Result<(f64, f64)> {
-        let outcome = qemu::run(&config, false)?;
+    let config = |option: &str| {
+        let mut config = VmConfig::new(arch, image.clone());
+        config.accel = Accel::Tcg;
+        config.icount = true;
+        config.cpus = 2;
+        config.timeout = Duration::from_secs(300);
+        config.cmdline = qemu::kernel_cmdline(option, &["bench-lock".into(), "bench-wake-cross".into(), "bench-alloc".into()]);
+        config
+    };
+    let once = |config: &VmConfig| -> Result<(f64, f64, f64)> {
+        let outcome = qemu::run(config, false)?;
         if outcome.exit != Exit::Code(0) {
-            return Err(crate::measure::failure("threads bench-lock bench-wake-cross under icount", &outcome));
+            return Err(crate::measure::failure("threads bench-lock bench-wake-cross bench-alloc under icount", &outcome));
         }
         let c = &outcome.console;
         let missing = || crate::measure::failure("threads printed no [bench] lines", &outcome);
@@ -133,11 +170,19 @@ fn icount_figures(arch: Arch) -> Result<(f64, f64, bool)> {
         let per = |name: &str, count: &str| -> Result<f64> {
             Ok(field(name, "ticks").ok_or_else(missing)? * 1e9 / hz / field(name, count).ok_or_else(missing)?)
         };
-        Ok((per("wake-cross", "wakeups")?, per("lock", "ops")?))
+        Ok((per("wake-cross", "wakeups")?, per("lock", "ops")?, per("alloc", "ops")?))
     };
-    eprintln!("==> {arch} threads bench-wake-cross bench-lock, 2 vCPUs under icount, 2 runs");
-    let (first, second) = (once()?, once()?);
-    Ok((first.0, first.1, first == second))
+    eprintln!("==> {arch} threads bench-wake-cross bench-lock bench-alloc, 2 vCPUs under icount, 2 runs each with heap_cache=on and off");
+    let (cached, locked) = (config("heap_cache=on"), config("heap_cache=off"));
+    let (first, second) = (once(&cached)?, once(&cached)?);
+    let (off_first, off_second) = (once(&locked)?, once(&locked)?);
+    Ok(IcountFigures {
+        wake: first.0,
+        lock: first.1,
+        alloc_cached: first.2,
+        alloc_locked: off_first.2,
+        repeatable: first == second && off_first == off_second,
+    })
 }
 
 pub(super) fn run(args: Vec<String>) -> Result<i32> {
@@ -156,6 +201,8 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
         if with_linux {
             systems.push(linux_guest(arch)?);
         }
+        systems.push(heap_job(arch, true)?);
+        systems.push(heap_job(arch, false)?);
         let figures = measure(arch, &systems)?;
         for (system, ([one, two], speedup)) in systems.iter().zip(figures) {
             rows.push((arch, system.name, one, two, speedup));
@@ -164,17 +211,21 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
     let json = serde_json::json!({
         "suite": "smp",
         "host": host_facts(),
-        "method": format!("bench/c/parallel_sum.c with {THREADS} threads; QEMU TCG without icount, -accel tcg,thread=multi with 2 vCPUs; the program's CLOCK_MONOTONIC wall time around the parallel part; median of {RUNS} interleaved runs, speedup = median of per-round ratios (1-vCPU run / the 2-vCPU run after it); libos: apps/elf-runner (microvm / virt-gicv3), Linux: the baseline guest (q35 / virt-gicv3)"),
+        "method": format!("bench/c/parallel_sum.c with {THREADS} threads; QEMU TCG without icount, -accel tcg,thread=multi with 2 vCPUs; the program's CLOCK_MONOTONIC wall time around the parallel part; median of {RUNS} interleaved runs, speedup = median of per-round ratios (1-vCPU run / the 2-vCPU run after it); libos: apps/elf-runner (microvm / virt-gicv3), Linux: the baseline guest (q35 / virt-gicv3); the heap rows: apps/threads bench-alloc-parallel ({THREADS} threads x {HEAP_ROUNDS} rounds x 16 allocations of 8 to 2000 bytes) with heap_cache=on / off, same method"),
         "threads": THREADS,
         "results": rows.iter().map(|(arch, system, one, two, speedup)| serde_json::json!({
-            "arch": arch.to_string(), "system": system, "items": items(*arch),
+            "arch": arch.to_string(), "system": system,
+            "job": if system.contains("heap") { "threads bench-alloc-parallel" } else { "parallel_sum" },
+            "items": if system.contains("heap") { u64::from(THREADS * HEAP_ROUNDS * 16) } else { items(*arch) },
             "wall_ms_1_vcpu": { "median": round(one.0), "min": round(one.1), "max": round(one.2) },
             "wall_ms_2_vcpus": { "median": round(two.0), "min": round(two.1), "max": round(two.2) },
             "speedup": round(*speedup),
         })).collect::<Vec<_>>(),
-        "icount": icount_rows.iter().map(|(arch, (wake, lock, repeatable))| serde_json::json!({
-            "arch": arch.to_string(), "instructions_per_cross_cpu_wakeup": round(*wake),
-            "instructions_per_uncontended_lock_unlock": round(*lock), "repeatable": repeatable,
+        "icount": icount_rows.iter().map(|(arch, f)| serde_json::json!({
+            "arch": arch.to_string(), "instructions_per_cross_cpu_wakeup": round(f.wake),
+            "instructions_per_uncontended_lock_unlock": round(f.lock),
+            "instructions_per_alloc_free_cached": round(f.alloc_cached),
+            "instructions_per_alloc_free_one_lock": round(f.alloc_locked), "repeatable": f.repeatable,
         })).collect::<Vec<_>>(),
         "targets": { "libos_speedup_min": TARGET_SPEEDUP },
     });
@@ -188,7 +239,7 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
         json["host"]["cpu"].as_str().unwrap_or("?")
     );
     md += "| arch | system | items | 1 vCPU, ms | 2 vCPUs, ms | speedup |\n|---|---|---|---|---|---|\n";
-    for (arch, system, one, two, speedup) in &rows {
+    for (arch, system, one, two, speedup) in rows.iter().filter(|r| !r.1.contains("heap")) {
         md += &format!(
             "| {arch} | {system} | {} | {:.0} ({:.0}-{:.0}) | {:.0} ({:.0}-{:.0}) | {speedup:.2} |\n",
             items(*arch),
@@ -200,10 +251,21 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
             two.2
         );
     }
+    md += &format!(
+        "\nThe kernel heap under an allocation-heavy job: the `threads` app's `bench-alloc-parallel` (2 threads, each \
+         allocating 16 blocks of 8 to 2000 bytes, touching and freeing them, {HEAP_ROUNDS} times), same method, with the \
+         heap's per-CPU caches on (the default) and off (`heap_cache=off`: every allocation takes talc's one lock).\n\n\
+         | arch | heap | 1 vCPU, ms | 2 vCPUs, ms | speedup |\n|---|---|---|---|---|\n"
+    );
+    for (arch, system, one, two, speedup) in rows.iter().filter(|r| r.1.contains("heap")) {
+        let heap = system.trim_start_matches("libos heap, ");
+        md += &format!("| {arch} | {heap} | {:.0} ({:.0}-{:.0}) | {:.0} ({:.0}-{:.0}) | {speedup:.2} |\n", one.0, one.1, one.2, two.0, two.1, two.2);
+    }
     md += "\nGuest instructions under `-icount shift=0,sleep=off` with 2 vCPUs (both CPUs' instructions; the `threads` app, \
-           two runs must agree):\n\n| arch | per cross-CPU wake-up (IPI, wake from halt, switch) | per uncontended mutex lock + unlock | repeatable |\n|---|---|---|---|\n";
-    for (arch, (wake, lock, repeatable)) in &icount_rows {
-        md += &format!("| {arch} | {wake:.0} | {lock:.1} | {repeatable} |\n");
+           two runs of each configuration must agree):\n\n| arch | per cross-CPU wake-up (IPI, wake from halt, switch) | per uncontended mutex lock + unlock | \
+           per allocation + free, per-CPU caches | the same, one lock (`heap_cache=off`) | repeatable |\n|---|---|---|---|---|---|\n";
+    for (arch, f) in &icount_rows {
+        md += &format!("| {arch} | {:.0} | {:.1} | {:.1} | {:.1} | {} |\n", f.wake, f.lock, f.alloc_cached, f.alloc_locked, f.repeatable);
     }
     let met = rows.iter().filter(|r| r.1 == "libos").all(|r| r.4 >= TARGET_SPEEDUP);
     md += &format!("\n| target | met |\n|---|---|\n| libos speedup with 2 vCPUs >= {TARGET_SPEEDUP} | {} |\n", if met { "yes" } else { "**no**" });
