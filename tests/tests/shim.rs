@@ -45,24 +45,48 @@ fn every_system_call_family_passes_its_checks() {
 /// C programs on 4 CPUs (issue 16): the CPU count from `sysconf`/`sched_getaffinity`, a
 /// parallel sum over POSIX threads equal to one thread's, two pinned threads running at the same
 /// time (a spin hand-over), `sched_setaffinity`/`sched_getcpu`, and the thread, signal (also to
-/// a thread busy on another CPU), timer and preemption families on several CPUs. One CPU: the
-/// count says 1.
+/// a thread busy on another CPU), timer and preemption families on several CPUs; file
+/// operations from a thread on every CPU at once (`smp-files`) on ramfs and on an ext2 disk,
+/// which `e2fsck` then finds clean, and on a virtio-fs root. One CPU: the count says 1.
 #[test]
 fn c_threads_run_on_every_cpu() {
-    let families = ["smp=4", "threads", "signals", "sigdeliver", "timers", "preempt", "events"];
+    let families = ["smp=4", "threads", "signals", "sigdeliver", "timers", "preempt", "events", "smp-files=/tmp", "smp-files=/data"];
+    let sources = shimtest_sources();
     for arch in arches() {
-        let booted = Boot::app("c-shimtest").cpus(4).args(&families).on(arch);
+        let tmp = TempDir::new("smp-files", arch);
+        let image = tmp.dir().join("data.img");
+        xtask::disk::create_ext2(&image, 32 << 20, None, None).unwrap();
+        let booted = Boot::app("c-shimtest").cpus(4).disk(&image, false).options("mount=ext2:vda:/data").args(&families).on(arch);
         booted.exits_with(0).does_not_print("FAIL").prints("ok smp 4 CPUs");
-        for family in &families[1..] {
+        for family in &families[1..7] {
             booted.prints(&format!("ok {family}"));
         }
+        assert_eq!(booted.outcome.console.matches("ok smp-files 4 threads on 4 CPUs").count(), 2, "{arch}: smp-files on /tmp and /data");
+        if let Err(report) = xtask::disk::check_ext2(&image).unwrap() {
+            panic!("{arch}: e2fsck after smp-files on ext2:\n{report}");
+        }
         Boot::app("c-shimtest").cpus(1).args(&["smp=1"]).on(arch).exits_with(0).prints("ok smp 1 CPUs");
+        // virtio-fs (not in c-shimtest's image): the same program loaded by elf-runner from a
+        // virtio-fs root.
+        let root = tmp.dir().join("root");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        xtask::linux::compile_static(&sources, arch, &root.join("bin/shimtest")).unwrap();
+        Boot::app("elf-runner")
+            .root_share(&root)
+            .cpus(4)
+            .args(&["/bin/shimtest", "smp-files=/tmp"])
+            .on(arch)
+            .exits_with(0)
+            .does_not_print("FAIL")
+            .prints("ok smp-files 4 threads on 4 CPUs");
+        assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0, "{arch}: smp-files left files on the share");
     }
 }
 
 /// `apps/c-shimtest`'s C files, to build them as one static program run by `elf-runner`.
 fn shimtest_sources() -> Vec<std::path::PathBuf> {
-    ["shimtest", "net", "disk", "posix", "random", "memory", "smp"]
+    ["shimtest", "net", "disk", "posix", "random", "memory", "smp", "smp_files"]
         .iter()
         .map(|name| xtask::root().join(format!("apps/c-shimtest/c/{name}.c")))
         .collect()

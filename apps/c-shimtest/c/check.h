@@ -29,8 +29,12 @@ int random_family(const char *f);
 /* memory.c: memory, memory-exit (bad pointers, read-only memory, shared mappings); 0 if `f`
  * names neither. */
 int memory_family_run(const char *f);
-/* smp.c: smp=N (C threads on N CPUs, affinity calls); 0 if `f` is not that family. */
+/* smp.c: smp=N (C threads on N CPUs, affinity calls), smp-mprotect, smp-files=DIR; 0 if `f`
+ * is none of them. */
 int smp_family_run(const char *f);
+/* smp_files.c: smp-files=DIR (file operations from threads on every CPU at once); 0 if `f` is
+ * not that family. */
+int smp_files_family_run(const char *f);
 /* disk.c: the disk family (/dev/vda read-write, /dev/vdb read-only). */
 void disk_family(void);
 /* disk.c: the ext2 families (a volume mounted at /data). */

@@ -211,6 +211,9 @@ int smp_family_run(const char *f) {
         smp_mprotect();
         return 1;
     }
+    if (smp_files_family_run(f)) {
+        return 1;
+    }
     if (strncmp(f, "smp=", 4) != 0) {
         return 0;
     }
