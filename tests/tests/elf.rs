@@ -104,7 +104,7 @@ fn loaded_programs_are_write_xor_execute() {
 /// newest, should several build directories exist).
 fn sample(name: &str, arch: xtask::arch::Arch) -> std::path::PathBuf {
     libos_tests::image("elf-runner", arch); // builds the samples on first use
-    let build = xtask::root().join("target/guest").join(arch.target()).join("release/build");
+    let build = xtask::build::guest_target_dir(arch).join(arch.target()).join("release/build");
     std::fs::read_dir(&build)
         .unwrap_or_else(|e| panic!("{}: {e}", build.display()))
         .filter_map(|e| Some(e.ok()?.path().join("out").join(name)))

@@ -55,15 +55,17 @@ pub fn optimizes_for_speed(app: &str) -> bool {
     false
 }
 
-/// Where the guest images are built (separate from the host tools' target directory, so a
-/// guest build can run while `cargo test` holds the host one).
-pub fn guest_target_dir() -> PathBuf {
-    root().join("target/guest")
+/// Where the guest images of `arch` are built: separate from the host tools' target directory,
+/// so a guest build can run while `cargo test` holds the host one, and one per architecture, so
+/// the two architectures build at the same time (cargo locks a whole target directory, build
+/// scripts' directory included).
+pub fn guest_target_dir(arch: Arch) -> PathBuf {
+    root().join("target/guest").join(arch.to_string())
 }
 
 /// The ELF that cargo links for `app` on `arch`.
 pub fn elf_path(app: &str, arch: Arch) -> PathBuf {
-    guest_target_dir().join(arch.target()).join("release").join(app)
+    guest_target_dir(arch).join(arch.target()).join("release").join(app)
 }
 
 /// The bootable image of `app` for `arch` (whether or not it is built): the ELF on x86_64 (PVH
@@ -71,7 +73,7 @@ pub fn elf_path(app: &str, arch: Arch) -> PathBuf {
 pub fn image_path(app: &str, arch: Arch) -> PathBuf {
     match arch {
         Arch::X86_64 => elf_path(app, arch),
-        Arch::Aarch64 => guest_target_dir().join(arch.target()).join("release").join(format!("{app}.Image")),
+        Arch::Aarch64 => guest_target_dir(arch).join(arch.target()).join("release").join(format!("{app}.Image")),
     }
 }
 
@@ -139,7 +141,7 @@ pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str
     // path of its own, under a lock held from the build to the copy: a benchmark booting
     // elf-runner with one program must not find another run's program in its image.
     let packed = !env.is_empty();
-    let _lock = if packed { Some(lock_file(&guest_target_dir().join("packed-images.lock"))?) } else { None };
+    let _lock = if packed { Some(lock_file(&guest_target_dir(arch).join("packed-images.lock"))?) } else { None };
     for app in apps {
         let mut command = Command::new(cargo());
         command
@@ -152,7 +154,7 @@ pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str
             // our code, whose warnings still show.
             .args(["--config", "future-incompat-report.frequency=\"never\""])
             .arg("--target-dir")
-            .arg(guest_target_dir());
+            .arg(guest_target_dir(arch));
         if quiet {
             command.arg("--quiet");
         }

@@ -419,6 +419,19 @@ fn cargo_test(args: &[&str]) -> Result<bool> {
     Ok(status.success())
 }
 
+/// What the QEMU tests run on the host, built or installed once before them: virtiofsd (the
+/// virtio-fs tests start it) and the real servers (redis, lighttpd) for every architecture
+/// (cached under `target/servers/`; a test would otherwise build them inside its time).
+fn tools_for_tests(arches: &[Arch]) -> Result<()> {
+    virtiofs::ensure_virtiofsd()?;
+    for server in [&xtask::servers::REDIS, &xtask::servers::LIGHTTPD] {
+        for &arch in arches {
+            server.build(arch)?;
+        }
+    }
+    Ok(())
+}
+
 fn disk_verb(args: Vec<String>) -> Result<i32> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_args(args);
@@ -492,13 +505,26 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
         ok &= xtask::fuzz::smoke()?;
     }
     if qemu {
-        for arch in Arch::ALL.into_iter().filter(|a| a.is_supported()) {
-            let apps = build::apps();
-            let names: Vec<&str> = apps.iter().map(String::as_str).collect();
-            build::build(&names, arch, false)?;
-        }
-        // The virtio-fs tests start virtiofsd; install it once here, not inside a test.
-        virtiofs::ensure_virtiofsd()?;
+        // Both architectures at once (each has its own target directory), and the host programs
+        // the tests need beside them: much of a guest build is one LTO link on one core, so
+        // builds side by side keep both cores busy. What the guest builds install (musl, the ELF
+        // samples' compilers) is installed first.
+        let arches: Vec<Arch> = Arch::ALL.into_iter().filter(|a| a.is_supported()).collect();
+        xtask::linux::ensure_musl(&arches)?;
+        xtask::linux::ensure_elf_samples()?;
+        let apps = build::apps();
+        let names: Vec<&str> = apps.iter().map(String::as_str).collect();
+        std::thread::scope(|scope| {
+            let builds: Vec<_> = arches
+                .iter()
+                .map(|&arch| {
+                    let names = &names;
+                    scope.spawn(move || build::build(names, arch, false).map(drop).map_err(|e| e.to_string()))
+                })
+                .chain([scope.spawn(|| tools_for_tests(&arches).map_err(|e| e.to_string()))])
+                .collect();
+            builds.into_iter().try_for_each(|b| b.join().unwrap_or_else(|_| Err("a build thread panicked".into())))
+        })?;
         // The network tests ping, shape traffic (tc netem) and fetch pages with curl.
         xtask::linux::ensure_net_tools()?;
         // The disk tests make ext2 images and check what the guest wrote with e2fsprogs.
