@@ -32,7 +32,7 @@ type Check = Result<String, String>;
 fn main() -> i32 {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
     if args.is_empty() {
-        println!("usage: threads CHECK...   (mutex condvar preempt priority fp simd red-zone sleep wake-by join tls semaphore exhaustion idle panic stack-overflow bench-yield bench-spawn bench-idle; with --cpus N: smp-counter smp-ping-pong smp-spin smp-affinity smp-stress smp-heap bench-wake-cross; bench-lock bench-alloc bench-alloc-parallel)");
+        println!("usage: threads CHECK...   (mutex condvar preempt priority fp simd red-zone sleep wake-by join tls semaphore exhaustion idle panic stack-overflow bench-yield bench-spawn bench-idle; with --cpus N: smp-counter smp-ping-pong smp-spin smp-affinity smp-stress smp-heap bench-wake-cross; bench-lock bench-alloc bench-alloc-parallel=ROUNDS)");
         return 2;
     }
     println!("policy: {}", thread::policy_name());
@@ -70,8 +70,11 @@ fn main() -> i32 {
             "bench-wake-cross" => smp::bench_wake_cross(),
             "smp-heap" => heap::smp_heap(),
             "bench-alloc" => heap::bench_alloc(),
-            "bench-alloc-parallel" => heap::bench_alloc_parallel(2, 200_000),
-            other => Err(format!("unknown check `{other}`")),
+            other => match other.strip_prefix("bench-alloc-parallel=").map(str::parse) {
+                Some(Ok(rounds)) => heap::bench_alloc_parallel(2, rounds),
+                Some(Err(_)) => Err(format!("`{other}`: ROUNDS is a number")),
+                None => Err(format!("unknown check `{other}`")),
+            },
         };
         match result {
             Ok(detail) => println!("ok: {name} {detail}"),

@@ -176,12 +176,13 @@ impl Heap {
     }
 
     /// A block from talc; when talc has none, the running CPU's cached blocks go back to talc
-    /// first (they may be what a large request needs) and talc is asked once more.
+    /// first (they may be what a large request needs) and talc is asked once more (in images
+    /// with the caches).
     fn alloc_from_talc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: `layout` has a non-zero size (size classes are at least 16 bytes; other
         // layouts come from our own callers under `GlobalAlloc`'s contract).
         let block = unsafe { self.talc.alloc(layout) };
-        if block.is_null() && self.drain_this_cpu() {
+        if block.is_null() && CACHES_BUILT && self.drain_this_cpu() {
             // SAFETY: as above.
             return unsafe { self.talc.alloc(layout) };
         }

@@ -98,9 +98,9 @@ pub fn init() {
     load(GDT.call_once(|| gdt_with(tss)));
 }
 
-#[cfg(feature = "smp")]
 /// Loads a GDT and TSS of its own on a secondary CPU, with the interrupt stacks at `tops`.
 /// Both are leaked: CPUs never go away.
+#[cfg(feature = "smp")]
 pub fn init_secondary(tops: IstTops) {
     let tss: &'static TaskStateSegment = alloc::boxed::Box::leak(alloc::boxed::Box::new(tss_with(tops)));
     load(alloc::boxed::Box::leak(alloc::boxed::Box::new(gdt_with(tss))));

@@ -111,8 +111,8 @@ pub fn init() {
     load_idt(idt);
 }
 
-#[cfg(feature = "smp")]
 /// Loads the IDT [`init`] built on this (secondary) CPU: every CPU shares it.
+#[cfg(feature = "smp")]
 pub fn load() {
     if let Some(idt) = IDT.get() {
         load_idt(idt);

@@ -249,24 +249,27 @@ fn other_suites() -> String {
         md += "\n";
     }
     if let Some(smp) = read("smp.json") {
-        md += "## Several CPUs (`./x bench smp`)\n\nA CPU-bound C job over 2 threads, speedup of 2 vCPUs over 1 (TCG wall clock, multi-threaded TCG; median of per-round ratios):\n\n| arch | system | 1 vCPU, ms | 2 vCPUs, ms | speedup |\n|---|---|---|---|---|\n";
+        md += "## Several CPUs (`./x bench smp`)\n\nSpeedup of 2 vCPUs over 1 (TCG wall clock, multi-threaded TCG; median of per-round ratios) for a CPU-bound C job over 2 threads (`parallel_sum`) and an allocation-heavy Rust job with the heap's per-CPU caches on and off (`threads bench-alloc-parallel`):\n\n| arch | job | system | 1 vCPU, ms | 2 vCPUs, ms | speedup |\n|---|---|---|---|---|---|\n";
         for r in smp["results"].as_array().into_iter().flatten() {
             md += &format!(
-                "| {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} |\n",
                 r["arch"].as_str().unwrap_or("?"),
+                r["job"].as_str().unwrap_or("parallel_sum"),
                 r["system"].as_str().unwrap_or("?"),
                 r["wall_ms_1_vcpu"]["median"],
                 r["wall_ms_2_vcpus"]["median"],
                 r["speedup"]
             );
         }
-        md += "\nUnder icount with 2 vCPUs (guest instructions, both CPUs):\n\n| arch | per cross-CPU wake-up | per uncontended lock + unlock |\n|---|---|---|\n";
+        md += "\nUnder icount with 2 vCPUs (guest instructions, both CPUs):\n\n| arch | per cross-CPU wake-up | per uncontended lock + unlock | per allocation + free: per-CPU caches / one lock |\n|---|---|---|---|\n";
         for r in smp["icount"].as_array().into_iter().flatten() {
             md += &format!(
-                "| {} | {} | {} |\n",
+                "| {} | {} | {} | {} / {} |\n",
                 r["arch"].as_str().unwrap_or("?"),
                 r["instructions_per_cross_cpu_wakeup"],
-                r["instructions_per_uncontended_lock_unlock"]
+                r["instructions_per_uncontended_lock_unlock"],
+                r["instructions_per_alloc_free_cached"],
+                r["instructions_per_alloc_free_one_lock"]
             );
         }
         md += "\nTarget: libos speedup >= 1.7 (TCG wall clock on a shared 2-core host: noisy, see smp.md).\n\n";

@@ -80,7 +80,6 @@ impl Sched {
         cpu.policy.enqueue(id, priority, Reason::Woken);
         cpu.queued += 1;
     }
-
 }
 
 /// The multi-CPU part of requeueing a preempted or yielding thread: true when it went to
