@@ -7,7 +7,8 @@
 //!   static-PIE (`hello-glibc-pie`); and files the loader must refuse: the musl program for the
 //!   other architecture (`hello-wrong-arch`), a dynamically linked one (`hello-dynamic`), a
 //!   truncated one (`hello-truncated`), one with a corrupt header (`hello-corrupt`) and a shell
-//!   script (`not-elf`); and `wx` (`c/wx.c`, static musl non-PIE), which checks W^X from inside.
+//!   script (`not-elf`); `wx` (`c/wx.c`, static musl non-PIE), which checks W^X from inside;
+//!   and `procs` (`c/procs.c`, static musl non-PIE), the processes checks (fork, wait, signals).
 //!   `./x build elf-runner` installs the toolchains (musl for both
 //!   architectures, glibc's static libraries).
 //!
@@ -24,6 +25,7 @@ use std::process::Command;
 
 const HELLO: &str = "../c-hello/c/hello.c";
 const WX: &str = "c/wx.c";
+const PROCS: &str = "c/procs.c";
 
 /// The C compilers for one architecture.
 struct Toolchain {
@@ -101,6 +103,7 @@ fn samples(out: &Path, arch: &str) -> Vec<(String, Vec<u8>)> {
     corrupt[32..40].copy_from_slice(&0x7fff_0000u64.to_le_bytes());
     files.push(("hello-corrupt".to_string(), corrupt));
     files.push(("wx".to_string(), read(compile_source(out, "wx", WX, tools.musl, &["-static", "-no-pie"]))));
+    files.push(("procs".to_string(), read(compile_source(out, "procs", PROCS, tools.musl, &["-static", "-no-pie"]))));
     files
 }
 
@@ -135,6 +138,7 @@ fn main() {
     println!("cargo::rerun-if-env-changed=LIBOS_FILES");
     println!("cargo::rerun-if-changed={HELLO}");
     println!("cargo::rerun-if-changed={WX}");
+    println!("cargo::rerun-if-changed={PROCS}");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").expect("CARGO_CFG_TARGET_ARCH");
     let files = match std::env::var("LIBOS_ELF") {

@@ -14,8 +14,9 @@
 //! 7. mounts from the command line (`root=`, `mount=`; feature `vfs`), whose file times come
 //!    from the wall clock;
 //! 8. the network (feature `net`): the NIC, its address (`ip=`), the network thread;
-//! 9. boot statistics at `main`;
-//! 10. the app's `main`; its return value is the exit code.
+//! 9. the control channel to the process host (feature `processes`, [`crate::control`]);
+//! 10. boot statistics at `main`;
+//! 11. the app's `main`; its return value is the exit code.
 //!
 //! Components (devices, network) slot in before 8 as their features land.
 
@@ -73,6 +74,8 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     if let Err(e) = crate::net::start(&parsed.options.net) {
         boot_error(format_args!("{e}"));
     }
+    #[cfg(feature = "processes")]
+    crate::control::start();
     let mut args = Vec::with_capacity(parsed.app_args.len() + 1);
     args.push(String::from(app.name));
     args.extend(parsed.app_args);

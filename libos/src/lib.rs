@@ -37,12 +37,17 @@
 //! `read_dir`, ...), and `alloc` collections through the kernel heap.
 #![cfg_attr(not(test), no_std)]
 
+#[cfg(all(feature = "processes", not(any(feature = "sched-coop", feature = "sched-preempt"))))]
+compile_error!("feature `processes` needs a scheduler (`sched-coop` or `sched-preempt`): the control channel's reader is a thread");
+
 extern crate alloc;
 
 #[cfg(feature = "blk")]
 pub mod block;
 mod boot_stats;
 pub mod cmdline;
+#[cfg(feature = "processes")]
+pub mod control;
 pub mod env;
 #[cfg(feature = "vfs")]
 pub mod etc;

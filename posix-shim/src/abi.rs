@@ -55,6 +55,7 @@ pub mod nr {
         pub const EXECVE: u64 = 59;
         pub const EXIT: u64 = 60;
         pub const WAIT4: u64 = 61;
+        pub const WAITID: u64 = 247;
         pub const RSEQ: u64 = 334;
         pub const KILL: u64 = 62;
         pub const UNAME: u64 = 63;
@@ -343,6 +344,7 @@ pub mod nr {
         pub const MSYNC: u64 = 227;
         pub const MADVISE: u64 = 233;
         pub const WAIT4: u64 = 260;
+        pub const WAITID: u64 = 95;
         pub const RSEQ: u64 = 293;
         pub const PRLIMIT64: u64 = 261;
         pub const RENAMEAT2: u64 = 276;

@@ -134,7 +134,7 @@ fn cap_header(header: u64) -> Result<usize> {
             return Err(Errno::EINVAL);
         }
     };
-    if pid != 0 && pid != crate::dispatch::PID as u32 {
+    if pid != 0 && u64::from(pid) != crate::process::pid() {
         return Err(Errno::ESRCH);
     }
     Ok(words)

@@ -8,7 +8,7 @@
 
 use crate::abi::nr;
 use crate::fd::{self, Object};
-use crate::{clocks, control, events, inflight, mem, net, resources, signal, thread, user};
+use crate::{clocks, control, events, inflight, mem, net, process, resources, signal, thread, user};
 #[cfg(feature = "fs")]
 use crate::{attrs, creds, files, locks};
 #[cfg(feature = "fs")]
@@ -54,10 +54,17 @@ pub fn log_refused(what: &str, value: u64, error: Errno) {
     }
 }
 
-/// Ends the program (and the VM) with `code` (`exit_group`, a fatal signal, the last thread).
+/// Ends the program (and the VM) with `code` (`exit_group`, the last thread).
 pub fn exit_program(code: i32) -> ! {
+    end_program(code, process::exited_status(code))
+}
+
+/// Ends the program (and the VM) with VM exit code `code`; the parent process, if any, hears
+/// wait status `status` (an exit, or a death by signal).
+pub fn end_program(code: i32, status: u32) -> ! {
     // As the kernel's final unmap on Linux: shared file mappings reach their files.
     mem::write_back_all();
+    process::report_exit(status);
     libos::process::exit(code & 0xff)
 }
 
@@ -96,6 +103,7 @@ fn settle(frame: &mut Frame, result: Result<u64>) -> isize {
 /// thread asked for one, with the complete frame; each step checks what the returning thread
 /// itself has to do.
 pub extern "C" fn on_return(frame: &mut Frame) {
+    thread::end_if_forgotten();
     thread::finish_clone(frame);
     signal::on_return(frame);
 }
@@ -133,8 +141,8 @@ macro_rules! table {
 }
 
 table! {
-    nr::GETPPID => |f, _| Ok(0);
-    nr::GETPID => |f, _| Ok(PID);
+    nr::GETPPID => |f, _| Ok(process::parent());
+    nr::GETPID => |f, _| Ok(process::pid());
     nr::GETTID => |f, _| Ok(thread::gettid());
     // Credentials live in the VFS (feature `fs`); an image without files runs as root.
     #[cfg(not(feature = "fs"))]
@@ -224,8 +232,8 @@ table! {
     nr::MLOCKALL => |f, [a0, ..]| resources::mlockall(a0);
     nr::MUNLOCKALL => |f, _| Ok(0);
     nr::GETPGID => |f, [a0, ..]| resources::group_of(a0);
-    nr::GETSID => |f, [a0, ..]| resources::group_of(a0);
-    nr::GETPGRP => |f, _| Ok(PID);
+    nr::GETSID => |f, [a0, ..]| resources::session_of(a0);
+    nr::GETPGRP => |f, _| Ok(process::group());
     nr::SETPGID => |f, [a0, a1, ..]| resources::setpgid(a0, a1);
     nr::SETSID => |f, _| resources::setsid();
     nr::BRK => |f, [a0, ..]| Ok(mem::brk(a0));
@@ -274,10 +282,12 @@ table! {
     #[cfg(feature = "threads")]
     nr::TIMER_DELETE => |f, [a0, ..]| signal::timer_delete(a0);
     nr::TKILL => |f, [a0, a1, ..]| signal::tgkill(0, a0, a1);
-    nr::FORK => |f, _| unsupported(f);
-    nr::VFORK => |f, _| unsupported(f);
+    nr::FORK => |f, _| process::fork();
+    // A copy is a valid vfork: the child cannot change what its parent sees.
+    nr::VFORK => |f, _| process::fork();
     nr::EXECVE => |f, _| unsupported(f);
-    nr::WAIT4 => |f, _| unsupported(f);
+    nr::WAIT4 => |f, [a0, a1, a2, a3, ..]| process::wait4(a0, a1, a2, a3);
+    nr::WAITID => |f, [a0, a1, a2, a3, a4, ..]| process::waitid(a0, a1, a2, a3, a4);
     nr::PIPE2 => |f, [a0, a1, ..]| events::pipe2(a0, a1);
     nr::PIPE => |f, [a0, ..]| events::pipe2(a0, 0);
     nr::EVENTFD2 => |f, [a0, a1, ..]| events::eventfd2(a0, a1);
@@ -663,7 +673,7 @@ fn prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> Result<u64> {
     const RLIMIT_STACK: u64 = 3;
     const RLIMIT_NOFILE: u64 = 7;
     const RLIM_INFINITY: u64 = u64::MAX;
-    if pid != 0 && pid != PID {
+    if pid != 0 && pid != process::pid() {
         return Err(Errno::ESRCH);
     }
     if resource >= 16 {

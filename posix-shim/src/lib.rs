@@ -82,6 +82,8 @@ pub mod net;
 #[cfg(target_os = "none")]
 mod prctl;
 #[cfg(target_os = "none")]
+pub mod process;
+#[cfg(target_os = "none")]
 pub mod signal;
 #[cfg(target_os = "none")]
 pub mod thread;

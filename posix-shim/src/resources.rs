@@ -10,7 +10,7 @@
 //! boot, all of them together: the process's, its threads' together (there is no per-thread
 //! accounting yet), all of it counted as user time.
 
-use crate::dispatch::PID;
+use crate::process;
 use crate::user;
 use core::sync::atomic::{AtomicI32, Ordering};
 use libos::time::{Duration, Instant};
@@ -68,7 +68,8 @@ const PRIO_USER: u64 = 2;
 /// Whether `(which, who)` names this process (its pid or 0; its group; its user, here root).
 fn names_this_process(which: u64, who: u64) -> Result<bool> {
     match which {
-        PRIO_PROCESS | PRIO_PGRP => Ok(who == 0 || who == PID),
+        PRIO_PROCESS => Ok(who == 0 || who == process::pid()),
+        PRIO_PGRP => Ok(who == 0 || who == process::group()),
         PRIO_USER => Ok(who == 0 || who as u32 == current_uid()),
         _ => Err(Errno::EINVAL),
     }
@@ -121,7 +122,7 @@ fn this_pid(pid: u64) -> Result<()> {
     match pid as i64 {
         p if p < 0 => Err(Errno::EINVAL),
         0 => Ok(()),
-        p if p as u64 == PID => Ok(()),
+        p if p as u64 == process::pid() => Ok(()),
         _ => Err(Errno::ESRCH),
     }
 }
@@ -156,22 +157,42 @@ pub fn mlockall(flags: u64) -> Result<u64> {
     Ok(0)
 }
 
-/// `getpgid(pid)` / `getsid(pid)`: this process leads its group and session (its pid).
+/// `getpgid(pid)`: this process's group (1, the first process's, unless it made its own).
 pub fn group_of(pid: u64) -> Result<u64> {
-    this_pid(pid).map(|()| PID)
+    this_pid(pid).map(|()| process::group())
 }
 
-/// `setpgid(pid, pgid)`: this process already leads its own group, the only change asked
-/// of it that succeeds; `EPERM` (a session leader cannot move), `ESRCH`, `EINVAL` as Linux.
+/// `getsid(pid)`: this process's session.
+pub fn session_of(pid: u64) -> Result<u64> {
+    this_pid(pid).map(|()| process::session())
+}
+
+/// `setpgid(pid, pgid)` for this process: to its own group (`pgid` 0 or its pid) or the
+/// group it is in. Moving into another existing group is `EPERM` (this VM cannot see the
+/// others' groups); a session leader cannot move (`EPERM`), as on Linux.
 pub fn setpgid(pid: u64, pgid: u64) -> Result<u64> {
     if (pgid as i64) < 0 {
         return Err(Errno::EINVAL);
     }
     this_pid(pid)?;
-    if pgid == 0 || pgid == PID { Ok(0) } else { Err(Errno::EPERM) }
+    let me = process::pid();
+    if pgid == process::group() || (pgid == 0 && process::group() == me) {
+        return Ok(0);
+    }
+    if me == process::session() || (pgid != 0 && pgid != me) {
+        return Err(Errno::EPERM);
+    }
+    process::set_group(me);
+    Ok(0)
 }
 
-/// `setsid()`: `EPERM`, as Linux answers a process that leads a process group already.
+/// `setsid()`: a new session and group led by this process; `EPERM` when it leads a group
+/// already, as Linux answers.
 pub fn setsid() -> Result<u64> {
-    Err(Errno::EPERM)
+    let me = process::pid();
+    if process::group() == me {
+        return Err(Errno::EPERM);
+    }
+    process::set_session(me);
+    Ok(me)
 }

@@ -74,6 +74,7 @@ pub(crate) fn run(program: Program) -> i32 {
         return 1;
     };
     entry.install(dispatch::dispatch, dispatch::on_return);
+    crate::process::install();
     fd::init_console();
     crate::net::install_hooks();
     #[cfg(feature = "threads")]

@@ -165,9 +165,12 @@ const KERNEL_STACK: usize = 16 * 1024;
 /// system-call trap saves completely only at a return with outstanding work: so this checks
 /// the call, asks for that return, and [`finish_clone`] creates the thread there.
 pub fn clone(flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> Result<u64> {
+    if flags & CLONE_THREAD == 0 {
+        return clone_process(flags, stack, ptid, ctid);
+    }
     if flags & THREAD_FLAGS != THREAD_FLAGS || flags & CLONE_VFORK != 0 {
-        log::warn!("posix-shim: clone without the thread flags (a new process, flags {flags:#x}): ENOSYS until multi-process support");
-        return Err(Errno::ENOSYS);
+        log::warn!("posix-shim: clone flags {flags:#x} (a thread without all of CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND): EINVAL");
+        return Err(Errno::EINVAL);
     }
     if flags & !SUPPORTED != 0 {
         log::warn!("posix-shim: clone flags {:#x} are not supported: EINVAL", flags & !SUPPORTED);
@@ -188,14 +191,114 @@ pub fn clone(flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> Result<u
 }
 
 /// At the return of this thread's `clone` (the return hook, with the complete frame): creates
-/// the thread and puts its id (or `-errno`) in the frame's result register.
+/// the thread (or the process, see [`clone_process`]) and puts its id (or `-errno`) in the
+/// frame's result register.
 pub fn finish_clone(frame: &mut libos::syscall::Frame) {
     let mut me = current();
     let Some(request) = me.pending_clone.take() else { return };
     set_current(me);
     libos::syscall::return_work_done();
-    let result = spawn(frame, request);
+    let result = if request.flags & CLONE_THREAD == 0 { fork_onto_stack(frame, request) } else { spawn(frame, request) };
     frame.set_result(crate::dispatch::to_return(result) as u64);
+}
+
+/// Flags a new process may be cloned with: fork's (`SIGCHLD` as the exit signal, the tid
+/// stores glibc's fork asks for) and posix_spawn's `CLONE_VM | CLONE_VFORK` with a stack,
+/// which a copy of the VM serves (the child cannot change what the parent sees).
+const PROCESS_FLAGS: u64 = 0xff | CLONE_VM | CLONE_VFORK | CLONE_PARENT_SETTID | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
+
+/// `clone` of a new process (no `CLONE_THREAD`): a fork ([`crate::process::fork`]). Without a
+/// stack it happens now; with one (musl's `posix_spawn`) at the call's return, where the
+/// child's stack pointer can be moved to it.
+fn clone_process(flags: u64, stack: u64, ptid: u64, ctid: u64) -> Result<u64> {
+    if flags & !PROCESS_FLAGS != 0 || (flags & CLONE_VM != 0 && stack == 0) {
+        log::warn!("posix-shim: clone of a process with flags {:#x}: EINVAL", flags & !PROCESS_FLAGS);
+        return Err(Errno::EINVAL);
+    }
+    if stack == 0 {
+        let child = crate::process::fork()?;
+        settle_tids(flags, child, ptid, ctid)?;
+        return Ok(child);
+    }
+    let mut me = current();
+    me.pending_clone = Some(CloneRequest { flags, stack, ptid, ctid, tls: 0 });
+    set_current(me);
+    libos::syscall::request_return_work();
+    Ok(0) // replaced by `finish_clone`
+}
+
+/// A fork whose child continues on `request.stack` (the return hook's half of [`clone_process`]).
+fn fork_onto_stack(frame: &mut libos::syscall::Frame, request: CloneRequest) -> Result<u64> {
+    let child = crate::process::fork()?;
+    if child == 0 {
+        frame.set_stack_pointer(request.stack);
+    }
+    settle_tids(request.flags, child, request.ptid, request.ctid)?;
+    Ok(child)
+}
+
+/// The tid stores of a process clone: the parent's `CLONE_PARENT_SETTID` gets the child's pid;
+/// the child's `CLONE_CHILD_SETTID` its own pid, and `CLONE_CHILD_CLEARTID` arms its clear.
+fn settle_tids(flags: u64, child: u64, ptid: u64, ctid: u64) -> Result<()> {
+    if child != 0 {
+        if flags & CLONE_PARENT_SETTID != 0 {
+            // SAFETY: checked by `user::write`; the C program passed this address for the tid.
+            unsafe { user::write(ptid, child as u32)? };
+        }
+        return Ok(());
+    }
+    if flags & CLONE_CHILD_SETTID != 0 {
+        // SAFETY: as above.
+        unsafe { user::write(ctid, crate::process::pid() as u32)? };
+    }
+    if flags & CLONE_CHILD_CLEARTID != 0 {
+        let mut me = current();
+        me.clear_tid = ctid;
+        set_current(me);
+    }
+    Ok(())
+}
+
+/// The kernel threads of C threads a fork left behind in the child (see
+/// [`forget_other_threads`]). Interrupt-safe: the return hook reads it.
+static FORGOTTEN: libos::sync::IrqSpinLock<alloc::vec::Vec<ThreadId>> = libos::sync::IrqSpinLock::new(alloc::vec::Vec::new());
+
+/// In a fresh child: only the calling thread exists. The others' kernel threads are copies
+/// that must never run program code again: each ends at its next return to the program
+/// ([`end_if_forgotten`]); one blocked for good stays blocked (its stack is the only cost).
+pub fn forget_other_threads() {
+    let me = current().tid;
+    let others: alloc::vec::Vec<u64> = {
+        let mut tids = TIDS.lock();
+        let others = tids.iter().copied().filter(|&t| t != me).collect();
+        tids.retain(|&t| t == me);
+        others
+    };
+    let threads: alloc::vec::Vec<ThreadId> = others.into_iter().filter_map(crate::signal::kernel_thread).collect();
+    if threads.is_empty() {
+        return;
+    }
+    let mut forgotten = FORGOTTEN.lock();
+    if forgotten.is_empty() {
+        libos::syscall::request_return_work();
+    }
+    forgotten.extend(threads);
+}
+
+/// The return hook's first check: a thread a fork left behind ends here, before it runs any
+/// more program code.
+pub fn end_if_forgotten() {
+    let me = libos::sync::current_thread();
+    {
+        let mut forgotten = FORGOTTEN.lock();
+        let Some(i) = forgotten.iter().position(|&t| t == me) else { return };
+        forgotten.swap_remove(i);
+        if forgotten.is_empty() {
+            libos::syscall::return_work_done();
+        }
+    }
+    #[cfg(feature = "threads")]
+    libos::thread::exit();
 }
 
 #[cfg(feature = "threads")]

@@ -14,12 +14,15 @@ pub struct Disk {
     pub image: PathBuf,
     /// Attach read-only (the guest sees `VIRTIO_BLK_F_RO`; its writes fail with `EROFS`).
     pub read_only: bool,
+    /// Writes go to a temporary overlay QEMU drops at exit (`snapshot=on`), not to the image:
+    /// how a forked process's VM gets its parent's disks.
+    pub snapshot: bool,
 }
 
 impl Disk {
     /// A writable disk.
     pub fn new(image: impl Into<PathBuf>) -> Disk {
-        Disk { image: image.into(), read_only: false }
+        Disk { image: image.into(), read_only: false, snapshot: false }
     }
 
     /// Parses `--disk IMAGE[:ro]`; the image must exist.
@@ -32,7 +35,7 @@ impl Disk {
         if !image.is_file() {
             return Err(format!("--disk {text}: {} is not a file (create one with `./x disk create`)", image.display()).into());
         }
-        Ok(Disk { image, read_only })
+        Ok(Disk { image, read_only, snapshot: false })
     }
 
     /// QEMU's arguments for the `index`th disk on `transport`. The host's page cache stays on
@@ -42,9 +45,10 @@ impl Disk {
     pub fn qemu_args(&self, index: usize, transport: VirtioTransport) -> Vec<String> {
         let id = format!("disk{index}");
         let drive = format!(
-            "file={},if=none,id={id},format=raw,cache=writeback,readonly={}",
+            "file={},if=none,id={id},format=raw,cache=writeback,readonly={}{}",
             self.image.display(),
-            if self.read_only { "on" } else { "off" }
+            if self.read_only { "on" } else { "off" },
+            if self.snapshot { ",snapshot=on" } else { "" }
         );
         let mut args = vec!["-drive".to_string(), drive];
         let device = match transport {
@@ -129,7 +133,7 @@ mod tests {
 
     #[test]
     fn disks_attach_on_the_boots_transport_and_read_only_is_passed_on() {
-        let disk = Disk { image: "/tmp/a.img".into(), read_only: true };
+        let disk = Disk { image: "/tmp/a.img".into(), read_only: true, snapshot: false };
         let pci = disk.qemu_args(1, VirtioTransport::Pci).join(" ");
         assert_eq!(pci, "-drive file=/tmp/a.img,if=none,id=disk1,format=raw,cache=writeback,readonly=on -device virtio-blk-pci,drive=disk1,disable-legacy=on");
         let mmio = Disk::new("/tmp/b.img").qemu_args(0, VirtioTransport::Mmio).join(" ");

@@ -31,6 +31,7 @@ pub mod fuzz;
 pub mod linux;
 pub mod measure;
 pub mod net;
+pub mod process;
 pub mod netns;
 pub mod qemu;
 pub mod servers;

@@ -37,6 +37,10 @@ const HELP: &str = "\
                                 (repeatable: /dev/vda, /dev/vdb, ... in order; `:ro` read-only);
                                 mount an ext2 one with `--cmdline root=ext2:vda` or
                                 `mount=ext2:vdb:/data` (needs an image with the `fs-ext2` feature)
+        --processes N           run the guest under the process host: each process a VM of its
+                                own, `fork` copies the VM (an app built with posix-shim's
+                                `processes` feature); at most N at once (fork then fails with
+                                EAGAIN). On by default with --elf (16); 0 turns it off
         --no-rng                boot without the default virtio-rng device (the guest's
                                 random-number generator then has no seed unless the CPU has a
                                 random instruction: getrandom() blocks, see libos::random)
@@ -199,6 +203,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     let mut forwards = Vec::new();
     let mut disks = Vec::new();
     let mut rng = true;
+    let mut processes = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("arch") => arch = parser.value()?.parse()?,
@@ -216,6 +221,13 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
             Long("cmdline") => options = parser.value()?.string()?,
             Long("boot-stats") => boot_stats = true,
             Long("no-rng") => rng = false,
+            Long("processes") => {
+                let limit: usize = parser.value()?.parse()?;
+                processes = Some(limit);
+                if limit == 0 {
+                    processes = None; // one VM, no process host
+                }
+            }
             Long("timeout") => timeout = Some(Duration::from_secs_f64(parser.value()?.parse()?)),
             Long("share") => shares.push(Share::parse(&parser.value()?.string()?)?),
             Long("root") => root_dir = Some(parser.value()?.string()?),
@@ -285,6 +297,8 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     config.shares = shares;
     config.disks = disks;
     config.rng = rng;
+    // A static ELF program may fork: elf-runner is built with processes.
+    config.processes = if elf.is_some() { Some(processes.unwrap_or(xtask::process::DEFAULT_LIMIT)) } else { processes };
     // Ctrl-C reaches QEMU through the terminal; the daemons and the namespace must not outlive
     // it either (nor a SIGTERM to ./x).
     xtask::netns::install_interrupt_handler();

@@ -162,6 +162,9 @@ pub struct VmConfig {
     /// entropy: on by default, so guests' `getrandom` is seeded; off to test a guest without
     /// any entropy source. Never under icount with `sleep=off` (see [`VmConfig::clock_jumps`]).
     pub rng: bool,
+    /// Run the guest under a process host ([`crate::process`]) allowing this many processes
+    /// at once: the guest gets a control channel, and `fork` makes new VMs. `None`: one VM.
+    pub processes: Option<usize>,
 }
 
 impl VmConfig {
@@ -198,6 +201,7 @@ impl VmConfig {
             net: None,
             disks: Vec::new(),
             rng: true,
+            processes: None,
         }
     }
 
@@ -420,6 +424,20 @@ fn check_memory(config: &VmConfig) -> Result<()> {
 /// The QEMU processes this program is running now (for [`kill_running`]).
 static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
+/// Adds QEMU `pid` (a process host's child VM) to the ones [`kill_running`] kills.
+pub(crate) fn track(pid: u32) {
+    if let Ok(mut running) = RUNNING.lock() {
+        running.push(pid);
+    }
+}
+
+/// Removes QEMU `pid` from [`kill_running`]'s list (it ended).
+pub(crate) fn untrack(pid: u32) {
+    if let Ok(mut running) = RUNNING.lock() {
+        running.retain(|&p| p != pid);
+    }
+}
+
 /// Kills every QEMU this program started and is still waiting for: an interrupted benchmark
 /// must not leave guests behind (Ctrl-C in a terminal reaches them too, a `kill` does not).
 pub fn kill_running() {
@@ -454,6 +472,8 @@ pub struct Running {
     finished: mpsc::Receiver<std::io::Result<std::process::ExitStatus>>,
     /// The virtiofsd processes of the boot's shares, stopped after QEMU.
     daemons: Option<crate::virtiofs::Daemons>,
+    /// The process host, when the boot runs several processes (stopped after the first VM).
+    processes: Option<crate::process::ProcessHost>,
     /// QEMU has ended and was waited for (else dropping this kills it).
     ended: bool,
 }
@@ -470,6 +490,14 @@ pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String
     if let Some(daemons) = &daemons {
         command.args(daemons.qemu_args(config.transport(), &config.memory));
     }
+    let console = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut processes = match config.processes {
+        Some(limit) => Some(crate::process::ProcessHost::new(config, limit, console.clone(), echo)?),
+        None => None,
+    };
+    if let Some(host) = &processes {
+        command.args(host.first_vm_args());
+    }
     let started = Instant::now();
     let mut child = command
         .stdin(Stdio::null())
@@ -479,7 +507,6 @@ pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String
         .map_err(|e| format!("cannot start {}: {e}", config.arch.qemu()))?;
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
-    let console = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let collected = console.clone();
     let console_reader = std::thread::spawn(move || {
         let mut buffer = [0u8; 4096];
@@ -509,8 +536,14 @@ pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String
 
     // Wait for QEMU in a thread so the timeout can be a channel timeout.
     let pid = child.id();
-    if let Ok(mut running) = RUNNING.lock() {
-        running.push(pid);
+    track(pid);
+    if let Some(host) = &mut processes {
+        if let Err(e) = host.attach_first(pid) {
+            let _ = child.kill();
+            let _ = child.wait();
+            untrack(pid);
+            return Err(e);
+        }
     }
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {
@@ -526,6 +559,7 @@ pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String
         stderr_reader: Some(stderr_reader),
         finished,
         daemons,
+        processes,
         ended: false,
     })
 }
@@ -583,6 +617,9 @@ impl Running {
         let wall = self.started.elapsed();
         if let Ok(mut running) = RUNNING.lock() {
             running.retain(|&p| p != self.pid);
+        }
+        if let Some(host) = self.processes.take() {
+            host.shutdown();
         }
         if let Some(mut daemons) = self.daemons.take() {
             daemons.stop();

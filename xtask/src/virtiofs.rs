@@ -236,6 +236,11 @@ impl Daemons {
                 .arg(format!("--sandbox={sandbox}"))
                 .arg(if share.log_requests { "--log-level=debug" } else { "--log-level=error" })
                 .arg("--inode-file-handles=never")
+                // A forked process's VM takes over its parent's open files through vhost-user's
+                // device-state transfer (`crate::process`); an inode the parent still knows but
+                // whose path is gone (a deleted file) becomes an error for the child instead of
+                // failing the whole fork.
+                .arg("--migration-on-error=guest-error")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)

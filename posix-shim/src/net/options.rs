@@ -234,7 +234,7 @@ pub fn get(socket: &Socket, level: u64, name: u64) -> Result<alloc::vec::Vec<u8>
         (SOL_SOCKET, SO_RCVLOWAT | SO_SNDLOWAT) => int(1),
         (SOL_SOCKET, SO_DEBUG | SO_DONTROUTE | SO_OOBINLINE) => int(0),
         // struct ucred: the one process, as root.
-        (SOL_SOCKET, SO_PEERCRED) if socket.family() == AF_UNIX => [(crate::dispatch::PID as i32).to_ne_bytes(), [0; 4], [0; 4]].concat(),
+        (SOL_SOCKET, SO_PEERCRED) if socket.family() == AF_UNIX => [(crate::process::pid() as i32).to_ne_bytes(), [0; 4], [0; 4]].concat(),
         (IPPROTO_TCP, _) if !tcp => return Err(Errno::EOPNOTSUPP),
         (IPPROTO_TCP, TCP_NODELAY) => int(i64::from(o.no_delay)),
         (IPPROTO_TCP, TCP_CORK) => int(i64::from(o.cork)),

@@ -64,9 +64,12 @@ const _: () = assert!(size_of::<SigInfo>() == 128);
 /// The `siginfo_t` of signal `sig` from `origin`; `overrun` is a timer's `si_overrun`.
 pub(super) fn siginfo(sig: u64, origin: Origin, overrun: i32) -> SigInfo {
     let (first, second, value) = match origin {
-        Origin::User | Origin::Tkill => (crate::dispatch::PID as i32, 0, 0),
+        Origin::User | Origin::Tkill => (crate::process::pid() as i32, 0, 0),
+        Origin::Process { from } => (from as i32, 0, 0),
         Origin::Kernel => (0, 0, 0),
         Origin::Timer { id, value } => (id, overrun, value),
+        // `si_pid`, `si_uid`, then `si_status` where a timer's value starts.
+        Origin::Child { pid, status, .. } => (pid as i32, 0, status as u32 as u64),
     };
     SigInfo { signo: sig as i32, errno: 0, code: origin.code(), _pad: 0, first, second, value, _rest: [0; 96] }
 }

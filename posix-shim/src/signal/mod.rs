@@ -60,6 +60,7 @@ const NSIG: u64 = 64;
 const SIGKILL: u64 = 9;
 const SIGSEGV: u64 = 11;
 const SIGPIPE: u64 = 13;
+const SIGCHLD: u64 = 17;
 const SIGSTOP: u64 = 19;
 const SIG_DFL: u64 = 0;
 const SIG_IGN: u64 = 1;
@@ -131,15 +132,23 @@ enum Origin {
     /// A POSIX timer: `SI_TIMER`, with `si_timerid`, `si_overrun` and `si_value`.
     #[cfg_attr(not(feature = "threads"), expect(dead_code, reason = "only timers send it (feature `threads`)"))]
     Timer { id: i32, value: u64 },
+    /// `kill` from another process: `SI_USER`, with the sender's pid.
+    #[cfg_attr(not(feature = "processes"), expect(dead_code, reason = "only the process host sends it"))]
+    Process { from: u32 },
+    /// A child ended (`SIGCHLD`): `CLD_EXITED` or `CLD_KILLED`, with its pid and its exit code
+    /// or signal.
+    #[cfg_attr(not(feature = "processes"), expect(dead_code, reason = "only the process host sends it"))]
+    Child { pid: u32, code: i32, status: i32 },
 }
 
 impl Origin {
     fn code(self) -> i32 {
         match self {
-            Origin::User => 0,
+            Origin::User | Origin::Process { .. } => 0,
             Origin::Tkill => -6,
             Origin::Kernel => 0x80,
             Origin::Timer { .. } => -2,
+            Origin::Child { code, .. } => code,
         }
     }
 }
@@ -404,16 +413,22 @@ pub fn sigaltstack(new: u64, old: u64, sp: u64) -> Result<u64> {
     Ok(0)
 }
 
-/// `kill(pid, sig)`: only the program itself exists (pid 1, or 0/-1 meaning "us").
+/// `kill(pid, sig)`: to this process (its pid, or 0/-1 meaning "us", as every process is in
+/// group 1), or through the process host to another one ([`crate::process`]).
 pub fn kill(pid: u64, sig: u64) -> Result<u64> {
     let pid = pid as i64 as i32;
-    if pid != crate::dispatch::PID as i32 && pid != 0 && pid != -1 {
+    if sig != 0 {
+        check_signal(sig)?;
+    }
+    if pid == i32::MIN {
         return Err(Errno::ESRCH);
+    }
+    if i64::from(pid) != crate::process::pid() as i64 && pid != 0 && pid != -1 {
+        return crate::process::kill_other(i64::from(pid), sig);
     }
     if sig == 0 {
         return Ok(0); // existence check
     }
-    check_signal(sig)?;
     send(None, sig, Origin::User);
     Ok(0)
 }
@@ -423,7 +438,7 @@ pub fn tgkill(tgid: u64, tid: u64, sig: u64) -> Result<u64> {
     if (tid as i64) <= 0 || (tgid as i64) < 0 {
         return Err(Errno::EINVAL);
     }
-    if tgid != 0 && tgid != crate::dispatch::PID {
+    if tgid != 0 && tgid != crate::process::pid() {
         return Err(Errno::ESRCH);
     }
     if sig != 0 {
@@ -664,10 +679,67 @@ fn bad_signal_frame(why: Errno) -> ! {
     terminate(SIGSEGV)
 }
 
-/// Ends the program as the default action of `sig` does.
+/// Ends the program as the default action of `sig` does: its parent sees it killed by `sig`.
 fn terminate(sig: u64) -> ! {
     libos::println!("posix-shim: terminated by signal {sig} (status {})", signal_exit_code(sig));
-    crate::dispatch::exit_program(signal_exit_code(sig))
+    crate::dispatch::end_program(signal_exit_code(sig), sig as u32 & 0x7f)
+}
+
+/// A signal from process `from` (through the process host).
+#[cfg(feature = "processes")]
+pub fn send_from_process(sig: u64, from: u32) {
+    if check_signal(sig).is_err() {
+        log::warn!("posix-shim: process {from} sent signal {sig}, which does not exist; ignored");
+        return;
+    }
+    if sig == SIGKILL {
+        terminate(SIGKILL);
+    }
+    send(None, sig, Origin::Process { from });
+}
+
+/// `SIGCHLD` for child `pid`, which ended with wait status `status`.
+#[cfg(feature = "processes")]
+pub fn send_child_ended(pid: u32, status: u32) {
+    const CLD_EXITED: i32 = 1;
+    const CLD_KILLED: i32 = 2;
+    let (code, value) = if status & 0x7f == 0 { (CLD_EXITED, (status >> 8) & 0xff) } else { (CLD_KILLED, status & 0x7f) };
+    send(None, SIGCHLD, Origin::Child { pid, code, status: value as i32 });
+}
+
+/// Whether a child that ends is reaped at once (`SIGCHLD` set to `SIG_IGN`, or its action
+/// has `SA_NOCLDWAIT`), as Linux does instead of keeping a zombie.
+#[cfg(feature = "processes")]
+pub fn discards_children() -> bool {
+    const SA_NOCLDWAIT: u64 = 2;
+    let action = STATE.lock().actions[SIGCHLD as usize - 1];
+    action.handler == SIG_IGN || action.flags & SA_NOCLDWAIT != 0
+}
+
+/// In a fresh child: no signal is pending (Linux clears the pending set at fork), and only the
+/// calling thread is left (the others are forgotten by [`crate::thread`]).
+#[cfg(feature = "processes")]
+pub fn forget_for_child() {
+    let current = libos::sync::current_thread();
+    let mut state = STATE.lock();
+    let mut settled = state.pending.count_ones();
+    state.pending = 0;
+    state.threads.retain_mut(|t| {
+        if t.thread == current {
+            settled += t.pending.count_ones();
+            t.pending = 0;
+            true
+        } else {
+            settled += t.pending.count_ones() + u32::from(t.interrupted.is_some());
+            false
+        }
+    });
+    drop(state);
+    for _ in 0..settled {
+        libos::syscall::return_work_done();
+    }
+    #[cfg(feature = "threads")]
+    timers::forget_for_child();
 }
 
 /// The exit status of a program ended by signal `sig`: 128 + N, as a shell reports it.

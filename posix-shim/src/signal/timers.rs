@@ -266,6 +266,12 @@ fn swap_real(value: Duration, interval: Duration) -> Result<(Duration, Duration)
     Ok(old)
 }
 
+/// In a fresh child: no timer (Linux resets `ITIMER_REAL` and does not inherit POSIX timers).
+#[cfg(feature = "processes")]
+pub fn forget_for_child() {
+    TIMERS.lock().all.clear();
+}
+
 /// `alarm(seconds)`: `SIGALRM` after `seconds` (0 cancels); returns the seconds the previous
 /// alarm had left, rounded to the nearest and at least 1 if one was armed (as Linux does).
 pub fn alarm(seconds: u64) -> Result<u64> {

@@ -84,7 +84,7 @@ fn disk_image() -> Result<PathBuf> {
 /// systems boot on ([`super::net::machine`]).
 fn with_disk(mut config: VmConfig, disk: &std::path::Path) -> VmConfig {
     config.machine = super::net::machine(config.arch);
-    config.disks = vec![Disk { image: disk.to_path_buf(), read_only: true }];
+    config.disks = vec![Disk { image: disk.to_path_buf(), read_only: true, snapshot: false }];
     config.virtio_transport = Some(super::net::transport(config.arch));
     config
 }

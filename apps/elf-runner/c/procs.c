@@ -1,0 +1,183 @@
+/* Processes on libos (each one a VM of its own): an unmodified C program that forks, waits,
+ * signals and shares files the way Linux programs do. Each family prints "procs FAMILY: ok"
+ * when every check passed, else "procs FAMILY: FAIL ..." and exits 1. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *family = "?";
+
+static void fail(const char *what) {
+    printf("procs %s: FAIL %s (errno %d %s)\n", family, what, errno, strerror(errno));
+    fflush(stdout);
+    exit(1);
+}
+
+#define CHECK(cond, what) do { if (!(cond)) fail(what); } while (0)
+
+/* N children each exit with a distinct code; the parent reaps them in reverse order by pid,
+ * then finds none left. */
+static int wait_family(int n) {
+    pid_t me = getpid(), kids[16];
+    CHECK(n > 0 && n <= 16, "child count");
+    for (int i = 0; i < n; i++) {
+        fflush(stdout);
+        pid_t p = fork();
+        CHECK(p >= 0, "fork");
+        if (p == 0) {
+            if (getppid() != me) _exit(100);
+            if (getpid() == me) _exit(101);
+            printf("child %d is pid %d of parent %d\n", i, getpid(), getppid());
+            fflush(stdout);
+            _exit(10 + i);
+        }
+        for (int j = 0; j < i; j++) CHECK(kids[j] != p, "distinct pids");
+        CHECK(p != me, "child pid differs from the parent's");
+        kids[i] = p;
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        int status = -1;
+        pid_t got = waitpid(kids[i], &status, 0);
+        CHECK(got == kids[i], "waitpid returns the child");
+        CHECK(WIFEXITED(status), "child exited");
+        CHECK(WEXITSTATUS(status) == 10 + i, "child's exit code");
+    }
+    errno = 0;
+    CHECK(wait(NULL) == -1 && errno == ECHILD, "no children left: ECHILD");
+    CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD, "WNOHANG without children: ECHILD");
+    return 0;
+}
+
+static volatile sig_atomic_t chld_seen, usr1_seen;
+static void on_chld(int sig) { (void)sig; chld_seen++; }
+static void on_usr1(int sig) { (void)sig; usr1_seen = 1; }
+
+/* Deaths by signal, kill to another process, SIGCHLD, waitid with WNOWAIT. */
+static int signal_family(void) {
+    struct sigaction sa = {0};
+    sa.sa_handler = on_chld;
+    CHECK(sigaction(SIGCHLD, &sa, NULL) == 0, "sigaction SIGCHLD");
+
+    pid_t raiser = fork();
+    CHECK(raiser >= 0, "fork");
+    if (raiser == 0) { raise(SIGTERM); _exit(3); }
+    int status;
+    CHECK(waitpid(raiser, &status, 0) == raiser, "waitpid raiser");
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "raise(SIGTERM) ends the child by SIGTERM");
+    CHECK(chld_seen >= 1, "SIGCHLD arrived");
+
+    pid_t sleeper = fork();
+    CHECK(sleeper >= 0, "fork");
+    if (sleeper == 0) { for (;;) pause(); }
+    CHECK(kill(sleeper, 0) == 0, "kill(pid, 0) finds the child");
+    CHECK(kill(sleeper, SIGKILL) == 0, "kill SIGKILL");
+    siginfo_t info = {0};
+    CHECK(waitid(P_PID, sleeper, &info, WEXITED | WNOWAIT) == 0, "waitid WNOWAIT");
+    CHECK(info.si_pid == sleeper && info.si_signo == SIGCHLD && info.si_code == CLD_KILLED && info.si_status == SIGKILL, "waitid's siginfo");
+    CHECK(waitpid(sleeper, &status, 0) == sleeper, "still there after WNOWAIT");
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "SIGKILL status");
+    errno = 0;
+    CHECK(kill(sleeper, 0) == -1 && errno == ESRCH, "a reaped child is gone: ESRCH");
+
+    int ready[2];
+    CHECK(pipe(ready) == 0, "pipe");
+    pid_t handler = fork();
+    CHECK(handler >= 0, "fork");
+    if (handler == 0) {
+        struct sigaction usr = {0};
+        usr.sa_handler = on_usr1;
+        sigaction(SIGUSR1, &usr, NULL);
+        printf("handler child ready\n");
+        fflush(stdout);
+        while (!usr1_seen) pause();
+        _exit(42);
+    }
+    /* No pipe between VMs yet: wait for the child's line by retrying the signal until the
+     * child's handler ran (a signal before the handler is installed would kill it). */
+    sleep(1);
+    CHECK(kill(handler, SIGUSR1) == 0, "kill SIGUSR1");
+    CHECK(waitpid(handler, &status, 0) == handler, "waitpid handler");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 42, "the child's handler ran and it exited 42");
+    errno = 0;
+    CHECK(kill(99999, SIGTERM) == -1 && errno == ESRCH, "kill of no such process: ESRCH");
+    return 0;
+}
+
+/* A child writes files on the shared root; the parent reads them after wait. */
+static int files_family(const char *dir) {
+    char path[256], buf[64];
+    for (int i = 0; i < 2; i++) {
+        fflush(stdout);
+        pid_t p = fork();
+        CHECK(p >= 0, "fork");
+        if (p == 0) {
+            snprintf(path, sizeof path, "%s/from-child-%d", dir, i);
+            int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+            if (fd < 0) _exit(2);
+            int len = snprintf(buf, sizeof buf, "written by %d\n", getpid());
+            if (write(fd, buf, len) != len || fsync(fd) != 0 || close(fd) != 0) _exit(3);
+            _exit(0);
+        }
+        int status;
+        CHECK(waitpid(p, &status, 0) == p && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the writing child succeeded");
+        snprintf(path, sizeof path, "%s/from-child-%d", dir, i);
+        int fd = open(path, O_RDONLY);
+        CHECK(fd >= 0, "the parent opens the child's file");
+        char want[64];
+        int len = snprintf(want, sizeof want, "written by %d\n", p);
+        memset(buf, 0, sizeof buf);
+        CHECK(read(fd, buf, sizeof buf) == len && memcmp(buf, want, len) == 0, "the parent reads what the child wrote");
+        close(fd);
+        CHECK(unlink(path) == 0, "unlink");
+    }
+    return 0;
+}
+
+/* Fork until the process limit answers EAGAIN; then stop and reap every child. */
+static int limit_family(void) {
+    pid_t kids[64];
+    int n = 0;
+    for (;;) {
+        CHECK(n < 64, "the limit stops forks before 64");
+        fflush(stdout);
+        pid_t p = fork();
+        if (p < 0) {
+            CHECK(errno == EAGAIN, "fork beyond the limit fails with EAGAIN");
+            break;
+        }
+        if (p == 0) { for (;;) pause(); }
+        kids[n++] = p;
+    }
+    printf("procs limit: %d children before EAGAIN\n", n);
+    for (int i = 0; i < n; i++) CHECK(kill(kids[i], SIGKILL) == 0, "kill");
+    for (int i = 0; i < n; i++) {
+        int status;
+        CHECK(waitpid(kids[i], &status, 0) == kids[i] && WIFSIGNALED(status), "reap");
+    }
+    fflush(stdout);
+    pid_t again = fork();
+    CHECK(again >= 0, "fork works again after the children ended");
+    if (again == 0) _exit(0);
+    CHECK(waitpid(again, NULL, 0) == again, "reap");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { printf("usage: procs wait N | signal | files DIR | limit\n"); return 2; }
+    family = argv[1];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int r;
+    if (!strcmp(family, "wait")) r = wait_family(argc > 2 ? atoi(argv[2]) : 3);
+    else if (!strcmp(family, "signal")) r = signal_family();
+    else if (!strcmp(family, "files")) r = files_family(argc > 2 ? argv[2] : "/tmp");
+    else if (!strcmp(family, "limit")) r = limit_family();
+    else { printf("procs: unknown family %s\n", family); return 2; }
+    if (r == 0) printf("procs %s: ok\n", family);
+    return r;
+}

@@ -1,0 +1,345 @@
+//! Processes: `getpid`/`getppid`, `fork` (and `vfork`, `clone` without `CLONE_VM`), `wait4`,
+//! `waitid`, `kill` to another process, and the exit status the host hears.
+//!
+//! libos runs every process in its own VM (feature `processes`; the design is in the README's
+//! "Processes"). A fork is the process host's copy of the whole VM: this module asks for it
+//! over the control channel ([`libos::control`]) and the calling thread waits in that call.
+//! The copy resumes in the same wait, so **both** VMs return from it: the parent with
+//! `reply forked CHILD`, the child with `reply child PID PARENT`. Everything the program had
+//! (memory, descriptors, signal dispositions and mask, the thread's registers) is in the
+//! copy because the copy is the machine. What differs in the child is set here: its pid and
+//! parent, no children of its own, no pending signals or timers (as on Linux).
+//!
+//! The host tells a parent when a child ends (`event exited PID STATUS`); [`on_event`] records
+//! the status (a zombie until `wait4` reaps it) and sends `SIGCHLD`, or reaps it at once when
+//! the program ignores `SIGCHLD` or set `SA_NOCLDWAIT`, as Linux does.
+//!
+//! Differences from Linux, documented rather than accidental:
+//! - only the forking thread runs in the child, but a program thread that was running on
+//!   another CPU at the fork is stopped only at its next system call;
+//! - every process is in process group 1 (`kill(0, sig)` and `waitpid(0, ...)` mean the whole
+//!   run; `setpgid` to another group is refused);
+//! - a file system in VM memory (ramfs, an ext2 disk's cache) is the child's own copy, not
+//!   shared with the parent: only virtio-fs shares (the host's directory) are common to all
+//!   processes.
+//!
+//! Without the feature (or without a process host at run time) `fork` fails with `ENOSYS` and
+//! `wait4` with `ECHILD`, and the program is process 1.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// This process's id (1 until a fork makes this VM a child).
+static PID: AtomicU64 = AtomicU64::new(crate::dispatch::PID);
+/// The parent's id (0: none, like init).
+static PARENT: AtomicU64 = AtomicU64::new(0);
+
+/// This process's group and session (1: the first process's, which every fork inherits
+/// until `setpgid`/`setsid`).
+static GROUP: AtomicU64 = AtomicU64::new(crate::dispatch::PID);
+static SESSION: AtomicU64 = AtomicU64::new(crate::dispatch::PID);
+
+/// `getpgrp()`.
+pub fn group() -> u64 {
+    GROUP.load(Ordering::Relaxed)
+}
+
+/// Puts this process in group `pgid` (checked by `setpgid`).
+pub fn set_group(pgid: u64) {
+    GROUP.store(pgid, Ordering::Relaxed);
+}
+
+/// This process's session.
+pub fn session() -> u64 {
+    SESSION.load(Ordering::Relaxed)
+}
+
+/// Makes this process lead a new session and group `sid` (checked by `setsid`).
+pub fn set_session(sid: u64) {
+    SESSION.store(sid, Ordering::Relaxed);
+    GROUP.store(sid, Ordering::Relaxed);
+}
+
+/// `getpid()`.
+pub fn pid() -> u64 {
+    PID.load(Ordering::Relaxed)
+}
+
+/// `getppid()`.
+pub fn parent() -> u64 {
+    PARENT.load(Ordering::Relaxed)
+}
+
+/// The wait status of an exit with `code`.
+pub const fn exited_status(code: i32) -> u32 {
+    ((code & 0xff) as u32) << 8
+}
+
+#[cfg(feature = "processes")]
+pub use host::*;
+
+#[cfg(not(feature = "processes"))]
+mod host {
+    use libos::{Errno, Result};
+
+    /// `fork()` without processes: `ENOSYS`.
+    pub fn fork() -> Result<u64> {
+        crate::dispatch::log_unsupported("system call", crate::abi::nr::FORK);
+        Err(Errno::ENOSYS)
+    }
+
+    /// `wait4` without processes: there are no children.
+    pub fn wait4(_pid: u64, _status: u64, _options: u64, _rusage: u64) -> Result<u64> {
+        Err(Errno::ECHILD)
+    }
+
+    /// `waitid` without processes: there are no children.
+    pub fn waitid(_idtype: u64, _id: u64, _info: u64, _options: u64, _rusage: u64) -> Result<u64> {
+        Err(Errno::ECHILD)
+    }
+
+    /// `kill` to another process: there is none.
+    pub fn kill_other(_pid: i64, _sig: u64) -> Result<u64> {
+        Err(Errno::ESRCH)
+    }
+
+    /// Nobody to tell.
+    pub fn report_exit(_status: u32) {}
+
+    /// Nothing to listen to.
+    pub fn install() {}
+}
+
+#[cfg(feature = "processes")]
+mod host {
+    use super::{PARENT, PID};
+    use crate::{signal, user};
+    use alloc::vec::Vec;
+    use core::sync::atomic::Ordering;
+    use libos::control;
+    use libos::sync::{IrqSpinLock, WaitQueue};
+    use libos::{Errno, Result};
+    use libos_process_protocol::{Event, Pid, Reply, Request};
+
+    /// A child of this process: its pid and, once it ended, its wait status (a zombie).
+    #[derive(Clone, Copy, Debug)]
+    struct Child {
+        pid: Pid,
+        status: Option<u32>,
+    }
+
+    /// This process's children not yet reaped. Interrupt-safe: wait conditions read it.
+    static CHILDREN: IrqSpinLock<Vec<Child>> = IrqSpinLock::new(Vec::new());
+    /// Woken when a child ends.
+    static CHILD_ENDED: WaitQueue = WaitQueue::new();
+
+    const WNOHANG: u64 = 1;
+    const WUNTRACED: u64 = 2;
+    const WEXITED: u64 = 4;
+    const WCONTINUED: u64 = 8;
+    const WNOWAIT: u64 = 0x0100_0000;
+    const WNOTHREAD: u64 = 0x2000_0000;
+    const WALL: u64 = 0x4000_0000;
+    const WCLONE: u64 = 0x8000_0000;
+    const P_ALL: u64 = 0;
+    const P_PID: u64 = 1;
+    const P_PGID: u64 = 2;
+    const CLD_EXITED: i32 = 1;
+    const CLD_KILLED: i32 = 2;
+    const SIGCHLD: i32 = 17;
+
+    /// Starts listening to the host's events (at program start).
+    pub fn install() {
+        control::set_event_handler(on_event);
+    }
+
+    /// `fork()`: the host copies this VM; returns the child's pid here and 0 in the copy.
+    /// Errors: `ENOSYS` without a process host, `EAGAIN` at the process limit, `ENOMEM` when
+    /// the child VM could not start.
+    pub fn fork() -> Result<u64> {
+        match control::call(Request::Fork)? {
+            Reply::Forked { child } => {
+                CHILDREN.lock().push(Child { pid: child, status: None });
+                Ok(u64::from(child))
+            }
+            Reply::Child { pid, parent } => {
+                become_child(pid, parent);
+                Ok(0)
+            }
+            Reply::Error { errno } => Err(Errno::from_raw(errno).unwrap_or(Errno::EAGAIN)),
+            Reply::Done => Err(Errno::EIO),
+        }
+    }
+
+    /// What a fresh child changes in the copy of its parent.
+    fn become_child(pid: Pid, parent: Pid) {
+        PID.store(u64::from(pid), Ordering::Relaxed);
+        PARENT.store(u64::from(parent), Ordering::Relaxed);
+        CHILDREN.lock().clear();
+        crate::thread::forget_other_threads();
+        signal::forget_for_child();
+    }
+
+    /// The host's events: a child ended, a signal from another process.
+    fn on_event(event: Event) {
+        match event {
+            Event::Exited { pid, status } => {
+                {
+                    let mut children = CHILDREN.lock();
+                    let Some(child) = children.iter_mut().find(|c| c.pid == pid) else {
+                        log::warn!("posix-shim: the host says {pid} ended, which is not a child of this process");
+                        return;
+                    };
+                    child.status = Some(status);
+                    if signal::discards_children() {
+                        children.retain(|c| c.pid != pid);
+                    }
+                }
+                CHILD_ENDED.wake_all();
+                signal::send_child_ended(pid, status);
+            }
+            Event::Signal { signal: sig, from } => signal::send_from_process(u64::from(sig), from),
+        }
+    }
+
+    /// Which children a wait asks for.
+    #[derive(Clone, Copy)]
+    enum Which {
+        Any,
+        Pid(Pid),
+    }
+
+    impl Which {
+        fn matches(self, child: &Child) -> bool {
+            match self {
+                Which::Any => true,
+                Which::Pid(pid) => child.pid == pid,
+            }
+        }
+    }
+
+    /// Waits for (or, with `no_hang`, looks for) an ended child among `which`; reaps it unless
+    /// `keep`. `Ok(None)`: `no_hang` and none has ended. Errors: `ECHILD` when no child
+    /// matches, `ERESTARTSYS`/`EINTR` when a signal arrives.
+    fn wait_for(which: Which, no_hang: bool, keep: bool) -> Result<Option<(Pid, u32)>> {
+        let mut found = None;
+        let mut none = false;
+        let mut look = || {
+            let mut children = CHILDREN.lock();
+            if !children.iter().any(|c| which.matches(c)) {
+                none = true;
+                return true;
+            }
+            if let Some(i) = children.iter().position(|c| which.matches(c) && c.status.is_some()) {
+                let child = children[i];
+                if !keep {
+                    children.remove(i);
+                }
+                found = child.status.map(|status| (child.pid, status));
+                return true;
+            }
+            false
+        };
+        if no_hang {
+            look();
+        } else {
+            signal::wait_interruptible(&CHILD_ENDED, look, None)?;
+        }
+        if none {
+            return Err(Errno::ECHILD);
+        }
+        Ok(found)
+    }
+
+    fn which(pid: i64) -> Which {
+        // Every process is in group 1, so "my group" and any group that exists are all.
+        if pid > 0 { Which::Pid(pid as Pid) } else { Which::Any }
+    }
+
+    /// `wait4(pid, status, options, rusage)`.
+    pub fn wait4(pid: u64, status: u64, options: u64, rusage: u64) -> Result<u64> {
+        if options & !(WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WALL | WCLONE) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let pid = pid as i64 as i32 as i64;
+        if pid == i64::from(i32::MIN) {
+            return Err(Errno::ESRCH);
+        }
+        let Some((child, wait_status)) = wait_for(which(pid), options & WNOHANG != 0, false)? else {
+            return Ok(0);
+        };
+        if status != 0 {
+            // SAFETY: checked by `user::write`.
+            unsafe { user::write(status, wait_status as i32)? };
+        }
+        if rusage != 0 {
+            // No CPU-time accounting per process: zeroed, as for a child that used none.
+            // SAFETY: checked by `user::write`.
+            unsafe { user::write(rusage, [0u64; 18])? };
+        }
+        Ok(u64::from(child))
+    }
+
+    /// `waitid(idtype, id, infop, options, rusage)`.
+    pub fn waitid(idtype: u64, id: u64, info: u64, options: u64, rusage: u64) -> Result<u64> {
+        if options & !(WNOHANG | WUNTRACED | WEXITED | WCONTINUED | WNOWAIT | WNOTHREAD | WALL | WCLONE) != 0
+            || options & (WEXITED | WUNTRACED | WCONTINUED) == 0
+        {
+            return Err(Errno::EINVAL);
+        }
+        let which = match idtype {
+            P_ALL => Which::Any,
+            P_PID if id as i64 > 0 && id <= u64::from(i32::MAX as u32) => Which::Pid(id as Pid),
+            P_PGID => Which::Any,
+            P_PID => return Err(Errno::EINVAL),
+            _ => return Err(Errno::EINVAL),
+        };
+        let found = if options & WEXITED == 0 {
+            // Only stops or continues asked for: there are none without job control.
+            if options & WNOHANG == 0 {
+                wait_for(which, true, true)?;
+                return Err(Errno::ECHILD);
+            }
+            None
+        } else {
+            wait_for(which, options & WNOHANG != 0, options & WNOWAIT != 0)?
+        };
+        if info != 0 {
+            let mut siginfo = [0u8; 128];
+            if let Some((pid, status)) = found {
+                let (code, value) = if status & 0x7f == 0 { (CLD_EXITED, (status >> 8) & 0xff) } else { (CLD_KILLED, status & 0x7f) };
+                siginfo[0..4].copy_from_slice(&SIGCHLD.to_ne_bytes());
+                siginfo[8..12].copy_from_slice(&code.to_ne_bytes());
+                siginfo[16..20].copy_from_slice(&(pid as i32).to_ne_bytes());
+                siginfo[24..28].copy_from_slice(&(value as i32).to_ne_bytes());
+            }
+            // SAFETY: checked by `user::write`.
+            unsafe { user::write(info, siginfo)? };
+        }
+        if rusage != 0 {
+            // SAFETY: checked by `user::write`.
+            unsafe { user::write(rusage, [0u64; 18])? };
+        }
+        Ok(0)
+    }
+
+    /// `kill(pid, sig)` for a pid that is not this process: the host delivers it.
+    pub fn kill_other(pid: i64, sig: u64) -> Result<u64> {
+        match control::call(Request::Kill { pid, signal: sig as u32 }) {
+            Ok(Reply::Done) => Ok(0),
+            Ok(Reply::Error { errno }) => Err(Errno::from_raw(errno).unwrap_or(Errno::ESRCH)),
+            Ok(_) => Err(Errno::EIO),
+            Err(Errno::ENOSYS) => Err(Errno::ESRCH),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Tells the host this process ends with wait status `status` (just before power-off), so
+    /// its parent hears how it ended. Quiet without a host.
+    pub fn report_exit(status: u32) {
+        if let Err(e) = control::send(Request::Exit { status }) {
+            if e != Errno::ENOSYS {
+                log::warn!("posix-shim: cannot tell the host this process's exit status ({e})");
+            }
+        }
+    }
+}

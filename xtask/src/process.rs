@@ -1,0 +1,539 @@
+//! The process host: every process of a guest program runs in its own VM, and this is the
+//! VMM side that makes and joins those VMs (issue 17; the guest side is posix-shim's `process`
+//! module and libos's `control`).
+//!
+//! ```text
+//!   ./x run ... --processes N
+//!      |
+//!      |  ProcessHost (one per run)                        per VM: a supervisor thread
+//!      |    table: pid -> VM (QEMU, QMP, control socket,    reading its control socket
+//!      |           its virtiofsd copies, its parent)
+//!      v
+//!   QEMU pid 1 --fork--> stop, migrate to a file, cont --> QEMU pid 2 (-incoming file)
+//!      ^  virtio console <-> ctl-1.sock                       ^  ctl-2.sock, its own virtiofsd
+//!      |  QMP <-> qmp-1.sock                                  |  (which takes over the open
+//!      +-- "reply forked 2"                "reply child 2 1" -+   files from the first one)
+//! ```
+//!
+//! - **Fork** is a whole-VM copy made with QEMU's own migration: the parent is stopped, its
+//!   state (RAM, CPUs, devices, and through vhost-user's device-state transfer virtiofsd's
+//!   table of open files) is written to a file, the parent continues, and a new QEMU with the
+//!   same command line resumes from the file. Both VMs resume inside the guest's `fork` call,
+//!   waiting on their control channel; each then hears who it is.
+//! - **Control channel**: a virtio console per VM whose chardev connects to a Unix socket this
+//!   host listens on (QEMU is the client, so no byte is ever written before the host listens).
+//!   The lines are `libos_process_protocol`'s.
+//! - **Exit**: a guest reports its wait status (`exit STATUS`) just before it powers off; the
+//!   host hands it to the parent (`event exited PID STATUS`). A VM that ends without a report
+//!   (killed, crashed) counts as killed by `SIGKILL`, or by the signal the host sent it.
+//! - **Clean-up**: everything the host started is tracked by PID: when the first process
+//!   ends, on Ctrl-C (through `qemu::kill_running` and virtiofsd's own list) and when the host
+//!   is dropped, every child QEMU and its virtiofsd processes are killed and the sockets and
+//!   state files removed with their private directory.
+//! - **Limit**: at most `limit` processes live at once; a fork beyond it fails with `EAGAIN`.
+//!
+//! What a child does not share with its parent: the console input, network forwards (a child
+//! gets the same NIC on a restricted user network without forwards, as two QEMUs cannot
+//! listen on one host port) and disks (a child's disk writes go to a temporary overlay,
+//! QEMU's `snapshot=on`: two VMs caching one ext2 volume would corrupt it).
+
+use crate::Result;
+use crate::qemu::VmConfig;
+use libos_process_protocol::{Event, HostMessage, Pid, Reply, Request};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a new QEMU may take to connect its sockets, and a migration to finish.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Processes alive at once unless `--processes N` says otherwise.
+pub const DEFAULT_LIMIT: usize = 16;
+const EAGAIN: i32 = 11;
+const ENOMEM: i32 = 12;
+const ESRCH: i32 = 3;
+const SIGKILL: u32 = 9;
+
+/// The console a run collects (every VM's serial output lands here).
+pub type Console = Arc<Mutex<Vec<u8>>>;
+
+/// One VM of the run.
+struct Vm {
+    parent: Pid,
+    /// QEMU's host PID.
+    qemu: u32,
+    /// The control socket (writes: replies and events).
+    control: Arc<Mutex<UnixStream>>,
+    /// QMP, for stop/cont/migrate.
+    qmp: Arc<Mutex<Qmp>>,
+    /// The status the guest reported before powering off.
+    reported: Option<u32>,
+    /// The signal the host killed it with.
+    killed: Option<u32>,
+    /// The QEMU process of a child (the first VM's belongs to `qemu::Running`).
+    process: Option<Child>,
+    /// A child's virtiofsd copies.
+    daemons: Option<crate::virtiofs::Daemons>,
+}
+
+struct Shared {
+    config: VmConfig,
+    limit: usize,
+    console: Console,
+    echo: bool,
+    dir: tempfile::TempDir,
+    table: Mutex<Table>,
+}
+
+struct Table {
+    vms: BTreeMap<Pid, Vm>,
+    next_pid: Pid,
+    /// Set once the first process ended: no more forks, every VM is being stopped.
+    closing: bool,
+}
+
+/// The process host of one run (see the module docs).
+pub struct ProcessHost {
+    shared: Arc<Shared>,
+    first: Option<Listeners>,
+}
+
+/// The sockets a VM's QEMU connects to, bound before it starts.
+struct Listeners {
+    control: UnixListener,
+    qmp: UnixListener,
+}
+
+impl ProcessHost {
+    /// A host for a run of `config` with at most `limit` processes; children's output goes to
+    /// `console` (and to stdout when `echo`).
+    pub fn new(config: &VmConfig, limit: usize, console: Console, echo: bool) -> Result<ProcessHost> {
+        let dir = tempfile::Builder::new().prefix("libos-processes-").tempdir()?;
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            limit: limit.max(1),
+            console,
+            echo,
+            dir,
+            table: Mutex::new(Table { vms: BTreeMap::new(), next_pid: 2, closing: false }),
+        });
+        let first = Some(shared.listen(1)?);
+        Ok(ProcessHost { shared, first })
+    }
+
+    /// The QEMU arguments of the first VM (pid 1): its control channel and QMP.
+    pub fn first_vm_args(&self) -> Vec<String> {
+        self.shared.vm_args(1)
+    }
+
+    /// Connects the first VM (QEMU host PID `qemu`, just started) and starts supervising it.
+    pub fn attach_first(&mut self, qemu: u32) -> Result<()> {
+        let listeners = self.first.take().ok_or("the first VM is attached already")?;
+        let (control, qmp) = self.shared.accept(&listeners, qemu)?;
+        self.shared.add_vm(1, 0, qemu, control, qmp, None, None)?;
+        Ok(())
+    }
+
+    /// Stops every child VM (the first process ended or the run is over).
+    pub fn shutdown(&self) {
+        let children: Vec<Vm> = {
+            let mut table = lock(&self.shared.table);
+            table.closing = true;
+            let pids: Vec<Pid> = table.vms.keys().copied().collect();
+            pids.into_iter().filter_map(|pid| table.vms.remove(&pid)).collect()
+        };
+        for mut vm in children {
+            if let Some(mut process) = vm.process.take() {
+                let _ = process.kill();
+                let _ = process.wait();
+                crate::qemu::untrack(vm.qemu);
+            }
+            if let Some(mut daemons) = vm.daemons.take() {
+                daemons.stop();
+            }
+        }
+    }
+
+    /// How many VMs are alive (the first one included while it runs).
+    pub fn live(&self) -> usize {
+        lock(&self.shared.table).vms.len()
+    }
+}
+
+impl Drop for ProcessHost {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    fn socket(&self, pid: Pid, kind: &str) -> PathBuf {
+        self.dir.path().join(format!("{kind}-{pid}.sock"))
+    }
+
+    fn listen(&self, pid: Pid) -> Result<Listeners> {
+        let control = UnixListener::bind(self.socket(pid, "ctl"))?;
+        let qmp = UnixListener::bind(self.socket(pid, "qmp"))?;
+        control.set_nonblocking(true)?;
+        qmp.set_nonblocking(true)?;
+        Ok(Listeners { control, qmp })
+    }
+
+    /// QEMU arguments for VM `pid`: QMP and the control console, both connecting to us.
+    fn vm_args(&self, pid: Pid) -> Vec<String> {
+        let serial = match self.config.transport() {
+            crate::qemu::VirtioTransport::Pci => "virtio-serial-pci,disable-legacy=on",
+            _ => "virtio-serial-device",
+        };
+        vec![
+            "-chardev".into(),
+            format!("socket,id=libos-qmp,path={}", self.socket(pid, "qmp").display()),
+            "-mon".into(),
+            "chardev=libos-qmp,mode=control".into(),
+            "-chardev".into(),
+            format!("socket,id=libos-ctl,path={}", self.socket(pid, "ctl").display()),
+            "-device".into(),
+            serial.into(),
+            "-device".into(),
+            "virtconsole,chardev=libos-ctl".into(),
+        ]
+    }
+
+    /// Waits for QEMU `qemu` to connect to both listeners.
+    fn accept(&self, listeners: &Listeners, qemu: u32) -> Result<(UnixStream, Qmp)> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let accept_one = |listener: &UnixListener| -> Result<UnixStream> {
+            loop {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false)?;
+                        return Ok(stream);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if Instant::now() > deadline || !alive(qemu) {
+                            return Err(format!("QEMU {qemu} did not connect its control sockets").into());
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let qmp = Qmp::new(accept_one(&listeners.qmp)?)?;
+        let control = accept_one(&listeners.control)?;
+        Ok((control, qmp))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_vm(
+        self: &Arc<Self>,
+        pid: Pid,
+        parent: Pid,
+        qemu: u32,
+        control: UnixStream,
+        qmp: Qmp,
+        process: Option<Child>,
+        daemons: Option<crate::virtiofs::Daemons>,
+    ) -> Result<Arc<Mutex<UnixStream>>> {
+        let reader = control.try_clone()?;
+        let control = Arc::new(Mutex::new(control));
+        let vm = Vm { parent, qemu, control: control.clone(), qmp: Arc::new(Mutex::new(qmp)), reported: None, killed: None, process, daemons };
+        lock(&self.table).vms.insert(pid, vm);
+        let shared = self.clone();
+        std::thread::spawn(move || shared.supervise(pid, reader));
+        Ok(control)
+    }
+
+    /// Reads VM `pid`'s requests until its channel closes.
+    fn supervise(self: Arc<Self>, pid: Pid, control: UnixStream) {
+        let mut lines = BufReader::new(control);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match lines.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = line.trim_end();
+            match Request::parse(text) {
+                Some(Request::Fork) => {
+                    let reply = self.fork(pid).unwrap_or_else(|e| {
+                        eprintln!("process host: fork of process {pid} failed: {e}");
+                        Reply::Error { errno: ENOMEM }
+                    });
+                    self.send(pid, HostMessage::Reply(reply));
+                }
+                Some(Request::Kill { pid: target, signal }) => {
+                    let reply = self.kill(pid, target, signal);
+                    self.send(pid, HostMessage::Reply(reply));
+                }
+                Some(Request::Exit { status }) => {
+                    if let Some(vm) = lock(&self.table).vms.get_mut(&pid) {
+                        vm.reported = Some(status);
+                    }
+                }
+                None => eprintln!("process host: process {pid} sent a line that is not a request: {text:?}"),
+            }
+        }
+        // The channel closes when QEMU ends; the first VM's end is `qemu::Running`'s to see.
+        if pid != 1 {
+            self.reap(pid);
+        }
+    }
+
+    fn send(&self, pid: Pid, message: HostMessage) {
+        let control = lock(&self.table).vms.get(&pid).map(|vm| vm.control.clone());
+        if let Some(control) = control {
+            let _ = writeln!(lock(&control), "{message}");
+        }
+    }
+
+    /// Copies VM `parent` into a new one; the reply for the parent.
+    fn fork(self: &Arc<Self>, parent: Pid) -> Result<Reply> {
+        let (child, qmp) = {
+            let mut table = lock(&self.table);
+            if table.closing || table.vms.len() >= self.limit {
+                return Ok(Reply::Error { errno: EAGAIN });
+            }
+            let child = table.next_pid;
+            table.next_pid += 1;
+            let qmp = table.vms.get(&parent).ok_or("no such parent")?.qmp.clone();
+            (child, qmp)
+        };
+        let state = self.dir.path().join(format!("state-{child}"));
+        let started = Instant::now();
+        {
+            let mut qmp = lock(&qmp);
+            qmp.execute("stop", json!({}))?;
+            let saved = qmp.migrate_to(&state);
+            qmp.execute("cont", json!({}))?;
+            saved?;
+        }
+        let saved_in = started.elapsed();
+        let result = self.start_child(child, parent, &state);
+        let _ = std::fs::remove_file(&state);
+        match result {
+            Ok(()) => {
+                if std::env::var_os("LIBOS_PROCESS_TRACE").is_some() {
+                    eprintln!("process host: fork {parent} -> {child}: saved in {saved_in:?}, child running after {:?}", started.elapsed());
+                }
+                Ok(Reply::Forked { child })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts QEMU for `child` from the saved state, tells it who it is, lets it run.
+    fn start_child(self: &Arc<Self>, child: Pid, parent: Pid, state: &Path) -> Result<()> {
+        let mut config = self.config.clone();
+        if let Some(net) = &mut config.net {
+            net.backend = crate::net::NetBackend::User { forwards: Vec::new(), restrict: true };
+        }
+        for disk in &mut config.disks {
+            disk.snapshot = true;
+        }
+        config.launcher.clear();
+        let daemons = if config.shares.is_empty() { None } else { Some(crate::virtiofs::Daemons::start(&config.shares)?) };
+        let listeners = self.listen(child)?;
+        let mut command: Command = config.command();
+        if let Some(daemons) = &daemons {
+            command.args(daemons.qemu_args(config.transport(), &config.memory));
+        }
+        command.args(self.vm_args(child));
+        command.arg("-incoming").arg(format!("file:{}", state.display()));
+        let mut process = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let qemu = process.id();
+        crate::qemu::track(qemu);
+        self.forward_output(child, process.stdout.take(), process.stderr.take());
+        let (control, mut qmp) = match self.accept(&listeners, qemu) {
+            Ok(sockets) => sockets,
+            Err(e) => {
+                let _ = process.kill();
+                let _ = process.wait();
+                crate::qemu::untrack(qemu);
+                return Err(e);
+            }
+        };
+        let loaded = qmp.wait_until_loaded();
+        let control = self.add_vm(child, parent, qemu, control, qmp, Some(process), daemons)?;
+        if let Err(e) = loaded {
+            self.kill_vm(child, SIGKILL);
+            return Err(e);
+        }
+        writeln!(lock(&control), "{}", HostMessage::Reply(Reply::Child { pid: child, parent }))?;
+        let qmp = lock(&self.table).vms.get(&child).map(|vm| vm.qmp.clone()).ok_or("the child ended at once")?;
+        lock(&qmp).execute("cont", json!({}))?;
+        Ok(())
+    }
+
+    /// Copies a child's console into the run's, and its QEMU errors to stderr.
+    fn forward_output(&self, pid: Pid, stdout: Option<std::process::ChildStdout>, stderr: Option<std::process::ChildStderr>) {
+        let console = self.console.clone();
+        let echo = self.echo;
+        if let Some(mut stdout) = stdout {
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = stdout.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    if echo {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&buffer[..n]);
+                        let _ = out.flush();
+                    }
+                    lock(&console).extend_from_slice(&buffer[..n]);
+                }
+            });
+        }
+        if let Some(stderr) = stderr {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
+                    eprintln!("process {pid}: {line}");
+                }
+            });
+        }
+    }
+
+    /// `kill` from `from` to `target`: SIGKILL ends the VM, other signals go to its guest.
+    fn kill(&self, from: Pid, target: i64, signal: u32) -> Reply {
+        let Ok(pid) = Pid::try_from(target) else { return Reply::Error { errno: ESRCH } };
+        if !lock(&self.table).vms.contains_key(&pid) {
+            return Reply::Error { errno: ESRCH };
+        }
+        match signal {
+            0 => {}
+            SIGKILL => self.kill_vm(pid, SIGKILL),
+            _ => self.send(pid, HostMessage::Event(Event::Signal { signal, from })),
+        }
+        Reply::Done
+    }
+
+    /// Ends VM `pid`'s QEMU with SIGKILL, recording `signal` as how it died.
+    fn kill_vm(&self, pid: Pid, signal: u32) {
+        let qemu = {
+            let mut table = lock(&self.table);
+            let Some(vm) = table.vms.get_mut(&pid) else { return };
+            vm.killed = Some(signal);
+            vm.qemu
+        };
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(qemu as i32), nix::sys::signal::Signal::SIGKILL);
+    }
+
+    /// VM `pid` ended: wait for its QEMU, stop its virtiofsd, tell its parent.
+    fn reap(&self, pid: Pid) {
+        let Some(mut vm) = lock(&self.table).vms.remove(&pid) else { return };
+        let mut code = None;
+        if let Some(mut process) = vm.process.take() {
+            code = process.wait().ok().and_then(|status| status.code());
+            crate::qemu::untrack(vm.qemu);
+        }
+        if let Some(mut daemons) = vm.daemons.take() {
+            daemons.stop();
+        }
+        let status = match (vm.killed, vm.reported) {
+            (Some(signal), _) => signal,
+            (None, Some(status)) => status,
+            (None, None) => match crate::qemu::decode_exit(self.config.arch, code, "", "") {
+                crate::qemu::Exit::Code(code) => ((code & 0xff) as u32) << 8,
+                _ => SIGKILL,
+            },
+        };
+        // Orphans go to the first process, as Linux re-parents them to init.
+        let mut table = lock(&self.table);
+        for other in table.vms.values_mut() {
+            if other.parent == pid {
+                other.parent = 1;
+            }
+        }
+        let parent = table.vms.get(&vm.parent).map(|p| p.control.clone());
+        drop(table);
+        if let Some(control) = parent {
+            let _ = writeln!(lock(&control), "{}", HostMessage::Event(Event::Exited { pid, status }));
+        }
+    }
+}
+
+/// Whether host process `pid` still runs.
+fn alive(pid: u32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// A QMP connection (QEMU's JSON control protocol).
+struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Qmp {
+    /// Reads the greeting and enters command mode.
+    fn new(stream: UnixStream) -> Result<Qmp> {
+        stream.set_read_timeout(Some(START_TIMEOUT))?;
+        let mut qmp = Qmp { reader: BufReader::new(stream.try_clone()?), writer: stream };
+        let mut greeting = String::new();
+        qmp.reader.read_line(&mut greeting)?;
+        qmp.execute("qmp_capabilities", json!({}))?;
+        Ok(qmp)
+    }
+
+    /// Runs `command` and returns its `return` value (events in between are skipped).
+    fn execute(&mut self, command: &str, arguments: Value) -> Result<Value> {
+        writeln!(self.writer, "{}", json!({ "execute": command, "arguments": arguments }))?;
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(format!("QEMU closed QMP during {command}").into());
+            }
+            let reply: Value = serde_json::from_str(&line)?;
+            if reply.get("event").is_some() {
+                continue;
+            }
+            if let Some(error) = reply.get("error") {
+                return Err(format!("QMP {command}: {error}").into());
+            }
+            return Ok(reply.get("return").cloned().unwrap_or(Value::Null));
+        }
+    }
+
+    /// Saves the stopped VM's state to `file` and waits until the save completed.
+    fn migrate_to(&mut self, file: &Path) -> Result<()> {
+        self.execute("migrate", json!({ "uri": format!("file:{}", file.display()) }))?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let status = self.execute("query-migrate", json!({}))?;
+            match status.get("status").and_then(Value::as_str) {
+                Some("completed") => return Ok(()),
+                Some("failed" | "cancelled") => {
+                    return Err(format!("saving the VM failed: {}", status.get("error-desc").unwrap_or(&Value::Null)).into());
+                }
+                _ if Instant::now() > deadline => return Err("saving the VM took too long".into()),
+                _ => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    }
+
+    /// Waits until an incoming VM has loaded its state (it is then paused).
+    fn wait_until_loaded(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let status = self.execute("query-status", json!({}))?;
+            match status.get("status").and_then(Value::as_str) {
+                Some("inmigrate") | None => {}
+                Some("paused" | "prelaunch" | "postmigrate") => return Ok(()),
+                Some(other) => return Err(format!("the child VM is {other} after loading").into()),
+            }
+            if Instant::now() > deadline {
+                return Err("loading the child VM took too long".into());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
