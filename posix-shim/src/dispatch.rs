@@ -3,8 +3,8 @@
 //!
 //! Unknown numbers return `-ENOSYS` and log one warning the first time each number is seen
 //! (later calls are silent, so a program probing for a call in a loop does not flood the
-//! console). `fork`, `vfork`, `execve` and `wait4` are known but unsupported: `-ENOSYS` until
-//! libos runs several processes.
+//! console). `fork` and friends are [`crate::process`]'s (`ENOSYS` without the `processes`
+//! feature), `execve` is [`crate::exec`]'s (`ENOSYS` without the `elf` feature).
 
 use crate::abi::nr;
 use crate::fd::{self, Object};
@@ -285,6 +285,9 @@ table! {
     nr::FORK => |f, _| process::fork();
     // A copy is a valid vfork: the child cannot change what its parent sees.
     nr::VFORK => |f, _| process::fork();
+    #[cfg(feature = "elf")]
+    nr::EXECVE => |f, [a0, a1, a2, ..]| crate::exec::execve(a0, a1, a2, f.stack_pointer());
+    #[cfg(not(feature = "elf"))]
     nr::EXECVE => |f, _| unsupported(f);
     nr::WAIT4 => |f, [a0, a1, a2, a3, ..]| process::wait4(a0, a1, a2, a3);
     nr::WAITID => |f, [a0, a1, a2, a3, a4, ..]| process::waitid(a0, a1, a2, a3, a4);
@@ -458,6 +461,8 @@ table! {
 #[cfg(feature = "fs")]
 const CWD: u64 = files::AT_FDCWD as u64;
 
+/// A call this image cannot make (`execve` without the ELF loader).
+#[cfg(not(feature = "elf"))]
 fn unsupported(frame: &Frame) -> Result<u64> {
     log_unsupported("system call", frame.number());
     Err(Errno::ENOSYS)

@@ -153,7 +153,7 @@ impl Object {
 pub struct Descriptor {
     /// The shared open object.
     pub object: Arc<Object>,
-    /// `FD_CLOEXEC` (kept for `fcntl`; there is no `execve`).
+    /// `FD_CLOEXEC`: closed by `execve`.
     pub cloexec: bool,
 }
 
@@ -233,6 +233,15 @@ pub fn close(fd: u64) -> Result<()> {
         usize::try_from(fd).ok().and_then(|i| table.get_mut(i)).and_then(Option::take)
     };
     old.map(drop).ok_or(Errno::EBADF)
+}
+
+/// Closes every descriptor with `FD_CLOEXEC` (`execve`).
+pub fn close_on_exec() {
+    let closed: Vec<Descriptor> = {
+        let mut table = TABLE.lock();
+        table.iter_mut().filter(|slot| slot.as_ref().is_some_and(|d| d.cloexec)).filter_map(Option::take).collect()
+    };
+    drop(closed); // outside the lock, as in `close`
 }
 
 /// Sets `FD_CLOEXEC` of `fd`.

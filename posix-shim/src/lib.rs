@@ -91,6 +91,8 @@ pub mod thread;
 mod run;
 #[cfg(all(target_os = "none", feature = "elf"))]
 pub mod load;
+#[cfg(all(target_os = "none", feature = "elf"))]
+mod exec;
 
 // The restart rules of interrupted calls are pure: their unit tests run on the host too
 // (the `signal` module itself is guest-only).

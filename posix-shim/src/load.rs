@@ -52,7 +52,7 @@ pub fn run_elf_program() -> i32 {
         libos::println!("posix-shim: cannot run {path}: {e}");
         return CANNOT_EXECUTE;
     }
-    if let Err(e) = load(&file, &plan) {
+    if let Err(e) = replace_program(&file, &plan) {
         libos::println!("posix-shim: cannot load {path}: mapping its segments failed: {e}");
         return CANNOT_EXECUTE;
     }
@@ -66,6 +66,20 @@ pub fn run_elf_program() -> i32 {
     let mut argv = Vec::from([String::from(path)]);
     argv.extend(args.map(String::from));
     run::run(Program { entry: plan.entry, phdr: plan.phdr, phent: plan.phent, phnum: plan.phnum, args: argv })
+}
+
+/// The page runs of the ELF file loaded last (unmapped when `execve` replaces it).
+static LOADED: libos::sync::Mutex<Vec<elf::PageRun>> = libos::sync::Mutex::new(Vec::new());
+
+/// Unmaps the program loaded before (if any) and loads `file` as `plan` says. On error nothing
+/// of either stays mapped.
+pub fn replace_program(file: &[u8], plan: &LoadPlan) -> Result<(), Errno> {
+    let mut loaded = LOADED.lock();
+    unmap(&loaded);
+    loaded.clear();
+    load(file, plan)?;
+    loaded.extend(plan.runs.iter().cloned());
+    Ok(())
 }
 
 /// Maps the plan's page runs, copies the file's bytes, applies the protections. On error
@@ -102,7 +116,8 @@ fn load(file: &[u8], plan: &LoadPlan) -> Result<(), Errno> {
 
 fn unmap(runs: &[elf::PageRun]) {
     for run in runs {
-        // SAFETY: the program never started; nothing uses its pages.
+        // SAFETY: the program never started, or `execve` replaced it: nothing uses its pages
+        // (its threads are forgotten and the caller runs kernel code).
         let _ = unsafe { libos::hal::platform().unmap_pages(run.start, run.end - run.start) };
     }
 }

@@ -303,6 +303,26 @@ fn map_fixed(addr: u64, len: u64, flags: u64) -> Result<u64> {
     Ok(addr)
 }
 
+/// `execve`'s clean-up: shared file mappings written back, every mapping and the `brk` heap
+/// released (memory with I/O in flight parked, as by `munmap`), except the allocation holding
+/// `keep` (the stack the call runs on), which is left to the kernel thread that keeps it.
+pub fn release_for_exec(keep: u64) {
+    let removed = MAPPINGS.lock().cut(0, u64::MAX & !(PAGE - 1));
+    for range in &removed {
+        if let Err(e) = write_back(range) {
+            log::warn!("posix-shim: writing a shared mapping back at execve failed: {e:?}");
+        }
+        let allocation = &range.value.allocation;
+        let start = allocation.ptr as u64;
+        if (start..start + allocation.layout.size() as u64).contains(&keep) {
+            // Leaked on purpose: the calling thread still runs on it (one stack per execve).
+            core::mem::forget(allocation.clone());
+        }
+    }
+    release(removed);
+    *BRK.lock() = BrkState { base: 0, current: 0, _allocation: None };
+}
+
 /// `munmap(addr, len)`.
 pub fn munmap(addr: u64, len: u64) -> Result<u64> {
     if addr % PAGE != 0 || len == 0 {

@@ -74,7 +74,6 @@ pub const fn exited_status(code: i32) -> u32 {
     ((code & 0xff) as u32) << 8
 }
 
-#[cfg(feature = "processes")]
 pub use host::*;
 
 #[cfg(not(feature = "processes"))]

@@ -77,11 +77,24 @@ pub(crate) fn run(program: Program) -> i32 {
     crate::process::install();
     fd::init_console();
     crate::net::install_hooks();
+    let mut env: Vec<String> = ["HOME=/", "PATH=/bin:/usr/bin", "TERM=vt100"].iter().map(|s| String::from(*s)).collect();
+    env.extend(libos::env::vars().map(String::from));
+    start_main_thread(program, env, 0)
+}
+
+/// Enters `program` with `env` on a new main thread whose signal mask is `blocked`, and waits
+/// for that thread (the program normally ends the VM first). The first program's start, and
+/// `execve`'s.
+pub(crate) fn start_main_thread(program: Program, env: Vec<String>, blocked: u64) -> i32 {
+    let Some(entry) = libos::syscall::user_entry() else {
+        libos::println!("posix-shim: this image has no system-call entry");
+        return 1;
+    };
     #[cfg(feature = "threads")]
     {
         let main = libos::thread::Builder::new().name("c-main").stack_size(MAIN_STACK).spawn(move || {
             let mut stack = Vec::new();
-            start_program(entry, &program, &mut stack)
+            start_program(entry, &program, &env, blocked, &mut stack)
         });
         match main {
             Ok(handle) => handle.join(),
@@ -94,12 +107,12 @@ pub(crate) fn run(program: Program) -> i32 {
     #[cfg(not(feature = "threads"))]
     {
         let mut stack = alloc::vec![0u8; MAIN_STACK];
-        start_program(entry, &program, &mut stack)
+        start_program(entry, &program, &env, blocked, &mut stack)
     }
 }
 
-fn start_program(entry: &'static dyn UserEntry, program: &Program, heap_stack: &mut Vec<u8>) -> i32 {
-    thread::init_main_thread();
+fn start_program(entry: &'static dyn UserEntry, program: &Program, env: &[String], blocked: u64, heap_stack: &mut Vec<u8>) -> i32 {
+    thread::init_main_thread(blocked);
     // The initial stack: on the heap block, or (with threads) in a buffer below this frame on
     // the thread's own stack, which is where `_start` then keeps running.
     let mut on_thread_stack = [0u8; 16 * 1024];
@@ -111,8 +124,6 @@ fn start_program(entry: &'static dyn UserEntry, program: &Program, heap_stack: &
         (heap_stack.as_mut_slice(), base)
     };
     let args: Vec<&str> = program.args.iter().map(String::as_str).collect();
-    let mut env: Vec<String> = ["HOME=/", "PATH=/bin:/usr/bin", "TERM=vt100"].iter().map(|s| String::from(*s)).collect();
-    env.extend(libos::env::vars().map(String::from));
     let env: Vec<&str> = env.iter().map(String::as_str).collect();
     let auxv = [
         (AT_PHDR, program.phdr),

@@ -75,11 +75,11 @@ fn set_current(thread: CThread) {
     }
 }
 
-/// Registers the program's first thread (before `_start`).
-pub fn init_main_thread() {
+/// Registers the program's first thread (before `_start`), blocking `blocked`.
+pub fn init_main_thread(blocked: u64) {
     TIDS.lock().insert(crate::dispatch::PID);
     set_current(CThread { tid: crate::dispatch::PID, ..CThread::default() });
-    crate::signal::thread_started(crate::dispatch::PID, 0);
+    crate::signal::thread_started(crate::dispatch::PID, blocked);
 }
 
 /// `gettid()`.
@@ -283,6 +283,15 @@ pub fn forget_other_threads() {
         libos::syscall::request_return_work();
     }
     forgotten.extend(threads);
+}
+
+/// `execve`: every thread of the old program goes, the caller too (its kernel thread stays,
+/// waiting for the new program's main thread; it never returns to the old program).
+#[cfg(feature = "elf")]
+pub fn forget_all_threads() {
+    forget_other_threads();
+    TIDS.lock().clear();
+    crate::signal::thread_exited();
 }
 
 /// The return hook's first check: a thread a fork left behind ends here, before it runs any

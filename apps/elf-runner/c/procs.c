@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,8 +169,62 @@ static int limit_family(void) {
     return 0;
 }
 
+extern char **environ;
+
+/* execve in a child: another program runs with our arguments and environment; execve of what
+ * cannot run fails in the caller, which goes on; a #! script runs its interpreter; posix_spawn. */
+static int exec_family(void) {
+    char *bad[][2] = {{"/bin/missing", "ENOENT"}, {"/bin/hello-dynamic", "ENOEXEC"}, {"/bin/hello-wrong-arch", "ENOEXEC"}, {"/bin", "EACCES"}};
+    int want[] = {ENOENT, ENOEXEC, ENOEXEC, EACCES};
+    for (int i = 0; i < 4; i++) {
+        char *args[] = {bad[i][0], NULL};
+        errno = 0;
+        CHECK(execve(bad[i][0], args, environ) == -1 && errno == want[i], bad[i][1]);
+    }
+    fflush(stdout);
+    pid_t p = fork();
+    CHECK(p >= 0, "fork");
+    if (p == 0) {
+        char *args[] = {"/bin/hello-musl", "from-exec", "--exit", "7", NULL};
+        char *env[] = {"GREETING=exec", NULL};
+        execve(args[0], args, env);
+        _exit(99);
+    }
+    int status;
+    CHECK(waitpid(p, &status, 0) == p && WIFEXITED(status) && WEXITSTATUS(status) == 7, "the exec'd program's exit code");
+
+    int fd = open("/tmp/script", O_CREAT | O_WRONLY | O_TRUNC, 0755);
+    CHECK(fd >= 0, "create the script");
+    const char *text = "#!/bin/procs script-arg\nignored\n";
+    CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text) && close(fd) == 0, "write the script");
+    fflush(stdout);
+    p = fork();
+    CHECK(p >= 0, "fork");
+    if (p == 0) {
+        char *args[] = {"/tmp/script", "one", NULL};
+        execve(args[0], args, environ);
+        _exit(98);
+    }
+    CHECK(waitpid(p, &status, 0) == p && WIFEXITED(status) && WEXITSTATUS(status) == 5, "the script's interpreter ran with its arguments");
+
+    pid_t spawned;
+    char *args[] = {"/bin/hello-musl", "spawned", "--exit", "9", NULL};
+    CHECK(posix_spawn(&spawned, args[0], NULL, NULL, args, environ) == 0, "posix_spawn");
+    CHECK(waitpid(spawned, &status, 0) == spawned && WIFEXITED(status) && WEXITSTATUS(status) == 9, "posix_spawn's child exit code");
+    return 0;
+}
+
+/* Run as a script's interpreter: argv is {interpreter, its argument, script, script args}. */
+static int script_family(int argc, char **argv) {
+    printf("script: argc=%d", argc);
+    for (int i = 0; i < argc; i++) printf(" [%s]", argv[i]);
+    printf("\n");
+    return argc == 4 && !strcmp(argv[0], "/bin/procs") && !strcmp(argv[2], "/tmp/script") && !strcmp(argv[3], "one") ? 5 : 1;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2) { printf("usage: procs wait N | signal | files DIR | limit\n"); return 2; }
+    if (argc > 1 && !strcmp(argv[1], "script-arg")) return script_family(argc, argv);
+    if (argc < 2) { printf("usage: procs wait N | signal | files DIR | limit | exec\n"); return 2; }
     family = argv[1];
     setvbuf(stdout, NULL, _IOLBF, 0);
     int r;
@@ -177,6 +232,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(family, "signal")) r = signal_family();
     else if (!strcmp(family, "files")) r = files_family(argc > 2 ? argv[2] : "/tmp");
     else if (!strcmp(family, "limit")) r = limit_family();
+    else if (!strcmp(family, "exec")) r = exec_family();
     else { printf("procs: unknown family %s\n", family); return 2; }
     if (r == 0) printf("procs %s: ok\n", family);
     return r;

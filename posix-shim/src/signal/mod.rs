@@ -60,6 +60,7 @@ const NSIG: u64 = 64;
 const SIGKILL: u64 = 9;
 const SIGSEGV: u64 = 11;
 const SIGPIPE: u64 = 13;
+#[cfg(feature = "processes")]
 const SIGCHLD: u64 = 17;
 const SIGSTOP: u64 = 19;
 const SIG_DFL: u64 = 0;
@@ -683,6 +684,18 @@ fn bad_signal_frame(why: Errno) -> ! {
 fn terminate(sig: u64) -> ! {
     libos::println!("posix-shim: terminated by signal {sig} (status {})", signal_exit_code(sig));
     crate::dispatch::end_program(signal_exit_code(sig), sig as u32 & 0x7f)
+}
+
+/// `execve`: handlers go back to the default action (ignored signals stay ignored), with
+/// their flags and masks; the alternate stacks go with the old threads.
+#[cfg(feature = "elf")]
+pub fn reset_for_exec() {
+    let mut state = STATE.lock();
+    for action in &mut state.actions {
+        if action.handler != SIG_IGN {
+            *action = KernelSigaction { handler: SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+        }
+    }
 }
 
 /// A signal from process `from` (through the process host).
