@@ -81,6 +81,7 @@ pub struct Boot {
     net: Option<Net>,
     disks: Vec<Disk>,
     rng: bool,
+    processes: Option<usize>,
 }
 
 /// The network a boot asked for.
@@ -166,7 +167,15 @@ impl Boot {
             net: None,
             disks: Vec::new(),
             rng: true,
+            processes: None,
         }
+    }
+
+    /// Runs the guest under the process host, at most `limit` processes at once (each a VM:
+    /// `fork` copies it), like `./x run --processes N`.
+    pub fn processes(mut self, limit: usize) -> Boot {
+        self.processes = Some(limit);
+        self
     }
 
     /// Gives the guest a NIC on QEMU's user network (slirp, restricted to itself; the guest gets
@@ -245,7 +254,7 @@ impl Boot {
     /// Attaches the raw image `image` as the next virtio-blk disk (`/dev/vda`, then `vdb`, ...),
     /// read-only if asked.
     pub fn disk(mut self, image: impl Into<PathBuf>, read_only: bool) -> Boot {
-        self.disks.push(Disk { image: image.into(), read_only });
+        self.disks.push(Disk { image: image.into(), read_only, snapshot: false });
         self
     }
 
@@ -326,6 +335,7 @@ impl Boot {
         config.shares = self.shares.clone();
         config.disks = self.disks.clone();
         config.rng = self.rng;
+        config.processes = self.processes;
         config.virtio_transport = self.transport;
         let mut netns = None;
         match &self.net {

@@ -1,0 +1,86 @@
+//! Processes, each one a VM of its own (issue 17): an unmodified static C program
+//! (`apps/elf-runner/c/procs.c`, run by elf-runner under the process host) forks children and
+//! checks every exit status, deaths by signal, `kill` between processes, `SIGCHLD`, `waitid`,
+//! the process limit (`EAGAIN`), `execve` (of a program, of a `#!` script, and of files that
+//! cannot run, which fail in the caller), `posix_spawn`, and files a child writes on a virtio-fs
+//! share that its parent then reads. Every family prints "procs FAMILY: ok" only when all its
+//! checks passed. Afterwards no VM of the runs is left: every QEMU the process host started
+//! has its sockets in a `libos-processes-*` directory, and none is found running.
+
+use libos_tests::{Boot, TempDir, arches};
+use xtask::arch::Arch;
+use xtask::qemu::{Machine, VirtioTransport};
+
+/// QEMU processes started by a process host (their command lines name its socket directory).
+fn process_host_vms() -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.starts_with("qemu-system") && cmdline.contains("libos-processes-") {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+fn procs(limit: usize, args: &[&str]) -> Boot {
+    let mut all = vec!["/bin/procs"];
+    all.extend_from_slice(args);
+    Boot::app("elf-runner").processes(limit).args(&all)
+}
+
+#[test]
+fn forked_processes_wait_signal_exec_and_share_files() {
+    for arch in arches() {
+        procs(8, &["wait", "4"])
+            .on(arch)
+            .exits_with(0)
+            .prints("child 0 is pid 2 of parent 1\n")
+            .prints("child 3 is pid 5 of parent 1\n")
+            .prints("procs wait: ok\n");
+        procs(8, &["signal"])
+            .on(arch)
+            .exits_with(0)
+            .prints("posix-shim: terminated by signal 15")
+            .prints("handler child ready\n")
+            .prints("procs signal: ok\n");
+        procs(4, &["limit"]).on(arch).exits_with(0).prints("procs limit: 3 children before EAGAIN\n").prints("procs limit: ok\n");
+        procs(8, &["exec"])
+            .on(arch)
+            .exits_with(0)
+            .prints("argv[1]=from-exec\n")
+            .prints("env GREETING=exec\n")
+            .prints("script: argc=4 [/bin/procs] [script-arg] [/tmp/script] [one]\n")
+            .prints("argv[1]=spawned\n")
+            .prints("procs exec: ok\n");
+        let share = TempDir::new("processes-files", arch);
+        procs(8, &["files", "/data"])
+            .share(share.dir(), "data")
+            .options("mount=virtiofs:data:/data")
+            .on(arch)
+            .exits_with(0)
+            .prints("procs files: ok\n");
+        assert_eq!(std::fs::read_dir(share.dir()).map(Iterator::count).unwrap_or(99), 0, "the children's files were removed by the parent");
+        // The control channel on PCI (virtio-serial-pci, MSI-X): q35 on x86_64, `virt` with
+        // PCI devices on aarch64.
+        let boot = procs(8, &["wait", "2"]);
+        let boot = match arch {
+            Arch::X86_64 => boot.machine(Machine::Q35),
+            Arch::Aarch64 => boot.transport(VirtioTransport::Pci),
+        };
+        boot.on(arch).exits_with(0).prints("procs wait: ok\n");
+    }
+    // Checked here, in the one test that starts process hosts (tests of a file run in parallel).
+    let left = process_host_vms();
+    assert!(left.is_empty(), "VMs left running after the runs ended: {left:#?}");
+}
+
+/// Without the process host (one VM, as every other boot) `fork` fails cleanly.
+#[test]
+fn fork_without_a_process_host_is_enosys() {
+    for arch in arches() {
+        Boot::app("elf-runner").args(&["/bin/procs", "wait", "1"]).on(arch).exits_with(1).prints("procs wait: FAIL fork (errno 38");
+    }
+}
