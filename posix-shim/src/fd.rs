@@ -235,6 +235,14 @@ pub fn close(fd: u64) -> Result<()> {
     old.map(drop).ok_or(Errno::EBADF)
 }
 
+/// Calls `f` with the object of every open descriptor (a fork shares the pipes among them).
+pub fn for_each_object(mut f: impl FnMut(&Object)) {
+    let objects: Vec<Arc<Object>> = TABLE.lock().iter().flatten().map(|d| d.object.clone()).collect();
+    for object in &objects {
+        f(object);
+    }
+}
+
 /// Closes every descriptor with `FD_CLOEXEC` (`execve`).
 pub fn close_on_exec() {
     let closed: Vec<Descriptor> = {

@@ -117,7 +117,7 @@ mod host {
     use libos::control;
     use libos::sync::{IrqSpinLock, WaitQueue};
     use libos::{Errno, Result};
-    use libos_process_protocol::{Event, Pid, Reply, Request};
+    use libos_process_protocol::{Event, Pid, Reply, RequestKind};
 
     /// A child of this process: its pid and, once it ended, its wait status (a zombie).
     #[derive(Clone, Copy, Debug)]
@@ -155,7 +155,11 @@ mod host {
     /// Errors: `ENOSYS` without a process host, `EAGAIN` at the process limit, `ENOMEM` when
     /// the child VM could not start.
     pub fn fork() -> Result<u64> {
-        match control::call(Request::Fork)? {
+        if !control::available() {
+            return Err(Errno::ENOSYS);
+        }
+        crate::events::host_pipe::share_for_fork()?;
+        match control::call(RequestKind::Fork)? {
             Reply::Forked { child } => {
                 CHILDREN.lock().push(Child { pid: child, status: None });
                 Ok(u64::from(child))
@@ -165,7 +169,7 @@ mod host {
                 Ok(0)
             }
             Reply::Error { errno } => Err(Errno::from_raw(errno).unwrap_or(Errno::EAGAIN)),
-            Reply::Done => Err(Errno::EIO),
+            _ => Err(Errno::EIO),
         }
     }
 
@@ -197,6 +201,7 @@ mod host {
                 signal::send_child_ended(pid, status);
             }
             Event::Signal { signal: sig, from } => signal::send_from_process(u64::from(sig), from),
+            Event::Pipe { pipe, state } => crate::events::host_pipe::on_event(pipe, state),
         }
     }
 
@@ -323,7 +328,7 @@ mod host {
 
     /// `kill(pid, sig)` for a pid that is not this process: the host delivers it.
     pub fn kill_other(pid: i64, sig: u64) -> Result<u64> {
-        match control::call(Request::Kill { pid, signal: sig as u32 }) {
+        match control::call(RequestKind::Kill { pid, signal: sig as u32 }) {
             Ok(Reply::Done) => Ok(0),
             Ok(Reply::Error { errno }) => Err(Errno::from_raw(errno).unwrap_or(Errno::ESRCH)),
             Ok(_) => Err(Errno::EIO),
@@ -335,7 +340,7 @@ mod host {
     /// Tells the host this process ends with wait status `status` (just before power-off), so
     /// its parent hears how it ended. Quiet without a host.
     pub fn report_exit(status: u32) {
-        if let Err(e) = control::send(Request::Exit { status }) {
+        if let Err(e) = control::send(RequestKind::Exit { status }) {
             if e != Errno::ENOSYS {
                 log::warn!("posix-shim: cannot tell the host this process's exit status ({e})");
             }

@@ -37,9 +37,14 @@
 //! listen on one host port) and disks (a child's disk writes go to a temporary overlay,
 //! QEMU's `snapshot=on`: two VMs caching one ext2 volume would corrupt it).
 
+mod pipes;
+
 use crate::Result;
+use crate::arch::Arch;
 use crate::qemu::VmConfig;
-use libos_process_protocol::{Event, HostMessage, Pid, Reply, Request};
+use libos_process_protocol::{Event, HostMessage, Pid, Reply, Request, RequestKind, Segment};
+use pipes::{Outbox, Pipes, Ram};
+use std::os::unix::fs::FileExt;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -78,6 +83,8 @@ struct Vm {
     process: Option<Child>,
     /// A child's virtiofsd copies.
     daemons: Option<crate::virtiofs::Daemons>,
+    /// The VM's RAM (QEMU's shared memory file), opened at the first pipe transfer.
+    ram: Option<std::fs::File>,
 }
 
 struct Shared {
@@ -91,6 +98,8 @@ struct Shared {
 
 struct Table {
     vms: BTreeMap<Pid, Vm>,
+    /// Pipes whose ends are in several VMs.
+    pipes: Pipes,
     next_pid: Pid,
     /// Set once the first process ended: no more forks, every VM is being stopped.
     closing: bool,
@@ -119,7 +128,7 @@ impl ProcessHost {
             console,
             echo,
             dir,
-            table: Mutex::new(Table { vms: BTreeMap::new(), next_pid: 2, closing: false }),
+            table: Mutex::new(Table { vms: BTreeMap::new(), pipes: Pipes::default(), next_pid: 2, closing: false }),
         });
         let first = Some(shared.listen(1)?);
         Ok(ProcessHost { shared, first })
@@ -193,7 +202,10 @@ impl Shared {
             crate::qemu::VirtioTransport::Pci => "virtio-serial-pci,disable-legacy=on",
             _ => "virtio-serial-device",
         };
-        vec![
+        // The RAM in a shared memory file, which pipe transfers read and write (a boot with
+        // virtio-fs shares has one already).
+        let memory = if self.config.shares.is_empty() { crate::virtiofs::shared_memory_args(&self.config.memory) } else { Vec::new() };
+        memory.into_iter().chain([
             "-chardev".into(),
             format!("socket,id=libos-qmp,path={}", self.socket(pid, "qmp").display()),
             "-mon".into(),
@@ -204,7 +216,8 @@ impl Shared {
             serial.into(),
             "-device".into(),
             "virtconsole,chardev=libos-ctl".into(),
-        ]
+        ])
+        .collect()
     }
 
     /// Waits for QEMU `qemu` to connect to both listeners.
@@ -245,7 +258,8 @@ impl Shared {
     ) -> Result<Arc<Mutex<UnixStream>>> {
         let reader = control.try_clone()?;
         let control = Arc::new(Mutex::new(control));
-        let vm = Vm { parent, qemu, control: control.clone(), qmp: Arc::new(Mutex::new(qmp)), reported: None, killed: None, process, daemons };
+        let vm =
+            Vm { parent, qemu, control: control.clone(), qmp: Arc::new(Mutex::new(qmp)), reported: None, killed: None, process, daemons, ram: None };
         lock(&self.table).vms.insert(pid, vm);
         let shared = self.clone();
         std::thread::spawn(move || shared.supervise(pid, reader));
@@ -263,29 +277,69 @@ impl Shared {
                 Ok(_) => {}
             }
             let text = line.trim_end();
-            match Request::parse(text) {
-                Some(Request::Fork) => {
-                    let reply = self.fork(pid).unwrap_or_else(|e| {
+            let Some(Request { id, kind }) = Request::parse(text) else {
+                eprintln!("process host: process {pid} sent a line that is not a request: {text:?}");
+                continue;
+            };
+            match kind {
+                RequestKind::Fork => {
+                    let reply = self.fork(pid, id).unwrap_or_else(|e| {
                         eprintln!("process host: fork of process {pid} failed: {e}");
                         Reply::Error { errno: ENOMEM }
                     });
-                    self.send(pid, HostMessage::Reply(reply));
+                    self.send(pid, HostMessage::Reply(id, reply));
                 }
-                Some(Request::Kill { pid: target, signal }) => {
+                RequestKind::Kill { pid: target, signal } => {
                     let reply = self.kill(pid, target, signal);
-                    self.send(pid, HostMessage::Reply(reply));
+                    self.send(pid, HostMessage::Reply(id, reply));
                 }
-                Some(Request::Exit { status }) => {
+                RequestKind::Exit { status } => {
                     if let Some(vm) = lock(&self.table).vms.get_mut(&pid) {
                         vm.reported = Some(status);
                     }
                 }
-                None => eprintln!("process host: process {pid} sent a line that is not a request: {text:?}"),
+                pipe_request => self.pipe_request(pid, id, pipe_request),
             }
         }
         // The channel closes when QEMU ends; the first VM's end is `qemu::Running`'s to see.
         if pid != 1 {
             self.reap(pid);
+        }
+    }
+
+    /// A pipe request of VM `pid`: served under the table's lock, its messages sent after.
+    fn pipe_request(&self, pid: Pid, id: u32, kind: RequestKind) {
+        let mut out = Outbox::new();
+        {
+            let mut table = lock(&self.table);
+            let table = &mut *table;
+            VmRam::open_all(&mut table.vms);
+            let ram = VmRam { vms: &table.vms, base: ram_base(self.config.arch) };
+            match kind {
+                RequestKind::PipeNew { readers, writers } => {
+                    let pipe = table.pipes.create(pid, readers, writers, &mut out);
+                    out.insert(0, (pid, HostMessage::Reply(id, Reply::Pipe { pipe })));
+                }
+                RequestKind::PipeEnds { pipe, readers, writers } => table.pipes.set_ends(&ram, pipe, pid, readers, writers, &mut out),
+                RequestKind::PipeRead { pipe, flags, segments } => {
+                    table.pipes.request(&ram, pipe, pid, id, false, flags, segments.as_slice(), &mut out);
+                }
+                RequestKind::PipeWrite { pipe, flags, segments } => {
+                    table.pipes.request(&ram, pipe, pid, id, true, flags, segments.as_slice(), &mut out);
+                }
+                RequestKind::Cancel { request } => {
+                    table.pipes.cancel(pid, request, &mut out);
+                    out.push((pid, HostMessage::Reply(id, Reply::Done)));
+                }
+                RequestKind::Fork | RequestKind::Kill { .. } | RequestKind::Exit { .. } => {}
+            }
+        }
+        self.send_all(out);
+    }
+
+    fn send_all(&self, out: Outbox) {
+        for (pid, message) in out {
+            self.send(pid, message);
         }
     }
 
@@ -297,7 +351,7 @@ impl Shared {
     }
 
     /// Copies VM `parent` into a new one; the reply for the parent.
-    fn fork(self: &Arc<Self>, parent: Pid) -> Result<Reply> {
+    fn fork(self: &Arc<Self>, parent: Pid, request: u32) -> Result<Reply> {
         let (child, qmp) = {
             let mut table = lock(&self.table);
             if table.closing || table.vms.len() >= self.limit {
@@ -318,7 +372,7 @@ impl Shared {
             saved?;
         }
         let saved_in = started.elapsed();
-        let result = self.start_child(child, parent, &state);
+        let result = self.start_child(child, parent, request, &state);
         let _ = std::fs::remove_file(&state);
         match result {
             Ok(()) => {
@@ -332,7 +386,7 @@ impl Shared {
     }
 
     /// Starts QEMU for `child` from the saved state, tells it who it is, lets it run.
-    fn start_child(self: &Arc<Self>, child: Pid, parent: Pid, state: &Path) -> Result<()> {
+    fn start_child(self: &Arc<Self>, child: Pid, parent: Pid, request: u32, state: &Path) -> Result<()> {
         let mut config = self.config.clone();
         if let Some(net) = &mut config.net {
             net.backend = crate::net::NetBackend::User { forwards: Vec::new(), restrict: true };
@@ -368,7 +422,10 @@ impl Shared {
             self.kill_vm(child, SIGKILL);
             return Err(e);
         }
-        writeln!(lock(&control), "{}", HostMessage::Reply(Reply::Child { pid: child, parent }))?;
+        writeln!(lock(&control), "{}", HostMessage::Reply(request, Reply::Child { pid: child, parent }))?;
+        let mut out = Outbox::new();
+        lock(&self.table).pipes.forked(parent, child, &mut out);
+        self.send_all(out);
         let qmp = lock(&self.table).vms.get(&child).map(|vm| vm.qmp.clone()).ok_or("the child ended at once")?;
         lock(&qmp).execute("cont", json!({}))?;
         Ok(())
@@ -448,7 +505,14 @@ impl Shared {
             },
         };
         // Orphans go to the first process, as Linux re-parents them to init.
+        let mut out = Outbox::new();
         let mut table = lock(&self.table);
+        {
+            let table = &mut *table;
+            VmRam::open_all(&mut table.vms);
+            let ram = VmRam { vms: &table.vms, base: ram_base(self.config.arch) };
+            table.pipes.vm_ended(&ram, pid, &mut out);
+        }
         for other in table.vms.values_mut() {
             if other.parent == pid {
                 other.parent = 1;
@@ -456,10 +520,96 @@ impl Shared {
         }
         let parent = table.vms.get(&vm.parent).map(|p| p.control.clone());
         drop(table);
+        self.send_all(out);
         if let Some(control) = parent {
             let _ = writeln!(lock(&control), "{}", HostMessage::Event(Event::Exited { pid, status }));
         }
     }
+}
+
+/// Where guest-physical address 0 of RAM is: x86_64's RAM starts at 0, aarch64 `virt`'s at
+/// 1 GiB (the shared memory file holds RAM from its start).
+fn ram_base(arch: Arch) -> u64 {
+    match arch {
+        Arch::X86_64 => 0,
+        Arch::Aarch64 => 0x4000_0000,
+    }
+}
+
+/// The VMs' RAM for pipe transfers: each VM's shared memory file, found among its QEMU's open
+/// files (`/proc/PID/fd`, its one `memfd:memory-backend-memfd`) at first use.
+struct VmRam<'a> {
+    vms: &'a BTreeMap<Pid, Vm>,
+    base: u64,
+}
+
+impl VmRam<'_> {
+    fn file(&self, pid: Pid) -> std::io::Result<&std::fs::File> {
+        let vm = self.vms.get(&pid).ok_or_else(|| std::io::Error::other("no such VM"))?;
+        vm.ram.as_ref().ok_or_else(|| std::io::Error::other("RAM not open"))
+    }
+
+    /// Opens every VM's RAM file that is not open yet.
+    fn open_all(vms: &mut BTreeMap<Pid, Vm>) {
+        for vm in vms.values_mut().filter(|vm| vm.ram.is_none()) {
+            vm.ram = open_ram(vm.qemu).ok();
+        }
+    }
+
+    /// Calls `f` with the file offset and length of each piece of `segments` from `skip` on,
+    /// `len` bytes in all. Errors: a piece outside RAM.
+    fn walk(&self, file: &std::fs::File, segments: &[Segment], mut skip: u64, mut len: usize, mut f: impl FnMut(u64, usize) -> std::io::Result<()>) -> std::io::Result<()> {
+        let size = file.metadata()?.len();
+        for segment in segments {
+            let seg_len = u64::from(segment.len);
+            if skip >= seg_len {
+                skip -= seg_len;
+                continue;
+            }
+            let n = ((seg_len - skip) as usize).min(len);
+            let offset = segment.addr.checked_sub(self.base).and_then(|o| o.checked_add(skip)).filter(|&o| o + n as u64 <= size);
+            f(offset.ok_or_else(|| std::io::Error::other("a segment outside the VM's RAM"))?, n)?;
+            skip = 0;
+            len -= n;
+            if len == 0 {
+                return Ok(());
+            }
+        }
+        if len == 0 { Ok(()) } else { Err(std::io::Error::other("segments shorter than the transfer")) }
+    }
+}
+
+impl Ram for VmRam<'_> {
+    fn read(&self, pid: Pid, segments: &[Segment], skip: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let file = self.file(pid)?;
+        let mut at = 0;
+        self.walk(file, segments, skip, out.len(), |offset, n| {
+            file.read_exact_at(&mut out[at..at + n], offset)?;
+            at += n;
+            Ok(())
+        })
+    }
+
+    fn write(&self, pid: Pid, segments: &[Segment], skip: u64, data: &[u8]) -> std::io::Result<()> {
+        let file = self.file(pid)?;
+        let mut at = 0;
+        self.walk(file, segments, skip, data.len(), |offset, n| {
+            file.write_all_at(&data[at..at + n], offset)?;
+            at += n;
+            Ok(())
+        })
+    }
+}
+
+/// QEMU `qemu`'s RAM file (the one `memory-backend-memfd` it has; QEMU names the memfd after the backend type).
+fn open_ram(qemu: u32) -> std::io::Result<std::fs::File> {
+    for entry in std::fs::read_dir(format!("/proc/{qemu}/fd"))?.flatten() {
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        if target.to_string_lossy().starts_with("/memfd:memory-backend-memfd") {
+            return std::fs::OpenOptions::new().read(true).write(true).open(entry.path());
+        }
+    }
+    Err(std::io::Error::other(format!("QEMU {qemu} has no shared RAM file")))
 }
 
 /// Whether host process `pid` still runs.

@@ -318,18 +318,24 @@ impl Drop for Daemons {
     }
 }
 
+/// The QEMU arguments that put `memory` of guest RAM in a shared memory file
+/// (`memfd:libos-mem`): vhost-user daemons map it, and the process host reads and writes it.
+pub fn shared_memory_args(memory: &str) -> Vec<String> {
+    vec![
+        "-object".to_string(),
+        format!("memory-backend-memfd,id=libos-mem,size={memory},share=on"),
+        "-machine".into(),
+        "memory-backend=libos-mem".into(),
+    ]
+}
+
 /// The QEMU arguments for virtio-fs devices `(tag, vhost-user socket)` attached through
 /// `transport`, with `memory` of guest RAM.
 fn qemu_args(transport: VirtioTransport, memory: &str, devices: &[(&str, &Path)]) -> Vec<String> {
     if devices.is_empty() {
         return Vec::new();
     }
-    let mut args = vec![
-        "-object".to_string(),
-        format!("memory-backend-memfd,id=libos-mem,size={memory},share=on"),
-        "-machine".into(),
-        "memory-backend=libos-mem".into(),
-    ];
+    let mut args = shared_memory_args(memory);
     let device = match transport {
         VirtioTransport::Pci => "vhost-user-fs-pci",
         VirtioTransport::Mmio => {

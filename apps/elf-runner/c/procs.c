@@ -3,6 +3,7 @@
  * when every check passed, else "procs FAMILY: FAIL ..." and exits 1. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -169,6 +170,160 @@ static int limit_family(void) {
     return 0;
 }
 
+/* Reads everything from fd until end of file into buf (at most cap bytes); the count. */
+static size_t read_all(int fd, char *buf, size_t cap) {
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + got, cap - got);
+        if (n < 0 && errno == EINTR) continue;
+        CHECK(n >= 0, "read");
+        if (n == 0) return got;
+        got += n;
+        CHECK(got < cap, "more bytes than expected");
+    }
+}
+
+static void write_all(int fd, const void *data, size_t len) {
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) _exit(50);
+        p += n;
+        len -= n;
+    }
+}
+
+/* Pipes whose ends are in different processes: many writers, a large transfer, bytes written
+ * before the fork, EPIPE and SIGPIPE, poll, and a pipeline of three processes. */
+static int pipes_family(void) {
+    static char buf[1 << 21];
+    int fds[2], status;
+    CHECK(pipe(fds) == 0, "pipe");
+    pid_t kids[3];
+    for (int i = 0; i < 3; i++) {
+        fflush(stdout);
+        kids[i] = fork();
+        CHECK(kids[i] >= 0, "fork");
+        if (kids[i] == 0) {
+            close(fds[0]);
+            char line[64];
+            for (int j = 0; j < 5; j++) {
+                int len = snprintf(line, sizeof line, "child %d line %d\n", i, j);
+                write_all(fds[1], line, len);
+            }
+            _exit(20 + i);
+        }
+    }
+    close(fds[1]);
+    size_t got = read_all(fds[0], buf, sizeof buf);
+    buf[got] = 0;
+    close(fds[0]);
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 5; j++) {
+            char line[64];
+            snprintf(line, sizeof line, "child %d line %d\n", i, j);
+            CHECK(strstr(buf, line) != NULL, "every child's every line arrived");
+        }
+        CHECK(waitpid(kids[i], &status, 0) == kids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 20 + i, "writer's status");
+    }
+    CHECK(got == 3 * 5 * strlen("child 0 line 0\n"), "nothing more arrived");
+
+    /* 1 MiB from a child, checked byte by byte. */
+    CHECK(pipe(fds) == 0, "pipe");
+    fflush(stdout);
+    pid_t big = fork();
+    CHECK(big >= 0, "fork");
+    if (big == 0) {
+        close(fds[0]);
+        for (size_t i = 0; i < (1 << 20); i++) buf[i] = (char)(i * 7 + (i >> 12));
+        write_all(fds[1], buf, 1 << 20);
+        _exit(0);
+    }
+    close(fds[1]);
+    got = read_all(fds[0], buf, sizeof buf);
+    CHECK(got == (1 << 20), "1 MiB arrived");
+    for (size_t i = 0; i < got; i++) CHECK(buf[i] == (char)(i * 7 + (i >> 12)), "every byte of the 1 MiB");
+    close(fds[0]);
+    CHECK(waitpid(big, &status, 0) == big && WIFEXITED(status) && WEXITSTATUS(status) == 0, "big writer's status");
+
+    /* Bytes written before the fork belong to whoever reads them first, once. */
+    CHECK(pipe(fds) == 0, "pipe");
+    write_all(fds[1], "early", 5);
+    fflush(stdout);
+    pid_t early = fork();
+    CHECK(early >= 0, "fork");
+    if (early == 0) {
+        char five[6] = {0};
+        _exit(read(fds[0], five, 5) == 5 && !strcmp(five, "early") ? 0 : 1);
+    }
+    CHECK(waitpid(early, &status, 0) == early && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child read the early bytes");
+    struct pollfd pfd = {fds[0], POLLIN, 0};
+    CHECK(poll(&pfd, 1, 0) == 0, "and they are gone for the parent");
+    close(fds[0]);
+    close(fds[1]);
+
+    /* poll wakes when a child writes; EPIPE and SIGPIPE when the reader is gone. */
+    CHECK(pipe(fds) == 0, "pipe");
+    fflush(stdout);
+    pid_t later = fork();
+    CHECK(later >= 0, "fork");
+    if (later == 0) {
+        close(fds[0]);
+        usleep(200000);
+        write_all(fds[1], "x", 1);
+        _exit(0);
+    }
+    close(fds[1]);
+    pfd.fd = fds[0];
+    pfd.revents = 0;
+    CHECK(poll(&pfd, 1, 10000) == 1 && (pfd.revents & POLLIN), "poll sees the child's byte");
+    CHECK(waitpid(later, &status, 0) == later, "reap");
+    char one;
+    CHECK(read(fds[0], &one, 1) == 1 && one == 'x', "read it");
+    CHECK(read(fds[0], &one, 1) == 0, "then end of file");
+    close(fds[0]);
+
+    CHECK(pipe(fds) == 0, "pipe");
+    fflush(stdout);
+    pid_t orphan = fork();
+    CHECK(orphan >= 0, "fork");
+    if (orphan == 0) {
+        close(fds[0]);
+        usleep(200000);
+        write(fds[1], "y", 1); /* no reader anywhere: SIGPIPE ends this process */
+        _exit(0);
+    }
+    close(fds[0]);
+    close(fds[1]);
+    CHECK(waitpid(orphan, &status, 0) == orphan && WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE, "SIGPIPE ended the writer");
+
+    /* A pipeline: seq 1..1000 | a doubler | a summer that exits with the sum mod 256. */
+    int a[2], b[2];
+    CHECK(pipe(a) == 0 && pipe(b) == 0, "pipes");
+    fflush(stdout);
+    pid_t stage[3];
+    for (int i = 0; i < 3; i++) {
+        stage[i] = fork();
+        CHECK(stage[i] >= 0, "fork");
+        if (stage[i] != 0) continue;
+        if (i == 0) dup2(a[1], 1);
+        if (i == 1) { dup2(a[0], 0); dup2(b[1], 1); }
+        if (i == 2) dup2(b[0], 0);
+        close(a[0]); close(a[1]); close(b[0]); close(b[1]);
+        if (i == 0) { for (int n = 1; n <= 1000; n++) printf("%d\n", n); fflush(stdout); _exit(0); }
+        long n, sum = 0;
+        if (i == 1) { while (scanf("%ld", &n) == 1) printf("%ld\n", 2 * n); fflush(stdout); _exit(0); }
+        while (scanf("%ld", &n) == 1) sum += n;
+        _exit(sum == 1001000 ? 0 : 1);
+    }
+    close(a[0]); close(a[1]); close(b[0]); close(b[1]);
+    for (int i = 0; i < 3; i++) {
+        CHECK(waitpid(stage[i], &status, 0) == stage[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0, "every stage of the pipeline succeeded");
+    }
+    return 0;
+}
+
 extern char **environ;
 
 /* execve in a child: another program runs with our arguments and environment; execve of what
@@ -224,7 +379,7 @@ static int script_family(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "script-arg")) return script_family(argc, argv);
-    if (argc < 2) { printf("usage: procs wait N | signal | files DIR | limit | exec\n"); return 2; }
+    if (argc < 2) { printf("usage: procs wait N | signal | files DIR | limit | exec | pipes\n"); return 2; }
     family = argv[1];
     setvbuf(stdout, NULL, _IOLBF, 0);
     int r;
@@ -233,6 +388,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(family, "files")) r = files_family(argc > 2 ? argv[2] : "/tmp");
     else if (!strcmp(family, "limit")) r = limit_family();
     else if (!strcmp(family, "exec")) r = exec_family();
+    else if (!strcmp(family, "pipes")) r = pipes_family();
     else { printf("procs: unknown family %s\n", family); return 2; }
     if (r == 0) printf("procs %s: ok\n", family);
     return r;

@@ -6,12 +6,19 @@
 //! Unix socket on the host side). Every message is one line of ASCII text, so a run can be
 //! followed with `socat` and a broken peer is easy to see.
 //!
-//! - [`Request`]: guest to host. The guest sends one request at a time and waits for its
-//!   [`Reply`].
-//! - [`Reply`] and [`Event`]: host to guest. Replies answer the guest's last request; events
-//!   come whenever something happens to the VM's process (a child ended, a signal arrived).
-//!   Both start with their kind (`reply` or `event`), so the guest tells them apart without
-//!   context.
+//! - [`Request`]: guest to host, `ID VERB ARGS...`. Several may be outstanding (a thread
+//!   blocked in a pipe read does not hold up another's `kill`); each gets one [`Reply`] with
+//!   its id, except `exit`, which gets none.
+//! - [`HostMessage`]: host to guest, a reply (`reply ID ...`) or an [`Event`] (`event ...`),
+//!   which comes whenever something happens to the VM's process (a child ended, a signal, a
+//!   shared pipe changed).
+//!
+//! **Pipes between VMs.** A pipe whose ends are in different VMs lives on the host
+//! ([`RequestKind::PipeNew`] registers one; the host holds its buffer). Reads and writes name
+//! guest-physical [`Segment`]s of the caller's buffer, and the host copies straight between
+//! the VMs' RAM (which it maps: every VM's RAM is a shared memory file), so the guest copies
+//! nothing. Each VM tells the host how many read and write ends it holds
+//! ([`RequestKind::PipeEnds`]); end of file and `EPIPE` follow from the totals over all VMs.
 //!
 //! Exit statuses are Linux wait statuses (`code << 8` for an exit, the signal number for a
 //! death by signal), the values `wait4` stores.
@@ -23,14 +30,84 @@
 use core::fmt;
 
 /// The longest line either side accepts (a longer one is a broken peer).
-pub const MAX_LINE: usize = 256;
+pub const MAX_LINE: usize = 512;
+/// Most buffer segments one pipe request names.
+pub const MAX_SEGMENTS: usize = 16;
 
 /// A process id as the host hands them out (the first process is 1).
 pub type Pid = u32;
+/// A request's id, chosen by the guest (unique among its outstanding requests).
+pub type RequestId = u32;
+/// A pipe the host holds, by the id it gave it.
+pub type PipeId = u32;
+
+/// `PipeRead`/`PipeWrite` flag: fail with `EAGAIN` instead of waiting.
+pub const PIPE_NONBLOCK: u32 = 1;
+
+/// Pipe state bits of [`Event::Pipe`]: data to read.
+pub const PIPE_READABLE: u32 = 1;
+/// Room for `PIPE_BUF` bytes.
+pub const PIPE_WRITABLE: u32 = 2;
+/// No write end open in any VM (readers see end of file once the data is read).
+pub const PIPE_NO_WRITERS: u32 = 4;
+/// No read end open in any VM (writers get `EPIPE`).
+pub const PIPE_NO_READERS: u32 = 8;
+
+/// A guest-physical byte range of a buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// Guest-physical address.
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// Up to [`MAX_SEGMENTS`] segments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segments {
+    list: [Segment; MAX_SEGMENTS],
+    count: usize,
+}
+
+impl Segments {
+    /// No segment yet.
+    pub const fn new() -> Segments {
+        Segments { list: [Segment { addr: 0, len: 0 }; MAX_SEGMENTS], count: 0 }
+    }
+
+    /// Adds `segment`; false when full.
+    pub fn push(&mut self, segment: Segment) -> bool {
+        if self.count == MAX_SEGMENTS {
+            return false;
+        }
+        self.list[self.count] = segment;
+        self.count += 1;
+        true
+    }
+
+    /// The segments.
+    pub fn as_slice(&self) -> &[Segment] {
+        &self.list[..self.count]
+    }
+
+    /// Their total length.
+    pub fn total(&self) -> u64 {
+        self.as_slice().iter().map(|s| u64::from(s.len)).sum()
+    }
+}
+
+/// A guest's request: its id and what it asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Echoed in the reply.
+    pub id: RequestId,
+    /// What is asked.
+    pub kind: RequestKind,
+}
 
 /// What a guest asks of the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Request {
+pub enum RequestKind {
     /// Copy this VM into a new one (the child), which resumes at the same point.
     Fork,
     /// Send signal `signal` to process `pid` (or to every process of group `-pid` when
@@ -41,14 +118,57 @@ pub enum Request {
         /// The signal number.
         signal: u32,
     },
-    /// This process is ending with wait status `status` (sent just before the VM powers off).
+    /// This process is ending with wait status `status` (sent just before the VM powers off;
+    /// no reply).
     Exit {
         /// The wait status.
         status: u32,
     },
+    /// A new host pipe, of which this VM holds `readers` read and `writers` write ends.
+    /// Reply: [`Reply::Pipe`].
+    PipeNew {
+        /// Read ends held.
+        readers: u32,
+        /// Write ends held.
+        writers: u32,
+    },
+    /// This VM now holds `readers` read and `writers` write ends of `pipe`.
+    PipeEnds {
+        /// The pipe.
+        pipe: PipeId,
+        /// Read ends held.
+        readers: u32,
+        /// Write ends held.
+        writers: u32,
+    },
+    /// Read into `segments`: reply [`Reply::Count`] once there is data (0 at end of file).
+    PipeRead {
+        /// The pipe.
+        pipe: PipeId,
+        /// [`PIPE_NONBLOCK`].
+        flags: u32,
+        /// Where the bytes go.
+        segments: Segments,
+    },
+    /// Write all of `segments` (waiting for room unless [`PIPE_NONBLOCK`]): reply
+    /// [`Reply::Count`], or `EPIPE` without readers.
+    PipeWrite {
+        /// The pipe.
+        pipe: PipeId,
+        /// [`PIPE_NONBLOCK`].
+        flags: u32,
+        /// Where the bytes are.
+        segments: Segments,
+    },
+    /// Give up request `request` (a signal interrupted its caller): it is answered now, with
+    /// what it did so far or `EINTR`.
+    Cancel {
+        /// The request to cancel.
+        request: RequestId,
+    },
 }
 
-/// The host's answer to the last [`Request`].
+/// The host's answer to a [`Request`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reply {
     /// To the parent of a fork: the child's pid.
@@ -65,8 +185,18 @@ pub enum Reply {
     },
     /// The request was carried out.
     Done,
-    /// The request failed with this Linux errno (`EAGAIN`: too many processes, `ESRCH`: no
-    /// such process, `ENOMEM`: the child VM could not start).
+    /// A pipe's id ([`RequestKind::PipeNew`]).
+    Pipe {
+        /// The id.
+        pipe: PipeId,
+    },
+    /// Bytes moved ([`RequestKind::PipeRead`], [`RequestKind::PipeWrite`]).
+    Count {
+        /// How many.
+        bytes: u64,
+    },
+    /// The request failed with this Linux errno (`EAGAIN`: too many processes or a pipe not
+    /// ready, `ESRCH`: no such process, `ENOMEM`: the child VM could not start, `EPIPE`, `EINTR`).
     Error {
         /// The Linux errno.
         errno: i32,
@@ -90,23 +220,45 @@ pub enum Event {
         /// The sender.
         from: Pid,
     },
+    /// Host pipe `pipe` is now in state `state` (`PIPE_*` bits).
+    Pipe {
+        /// The pipe.
+        pipe: PipeId,
+        /// `PIPE_READABLE | PIPE_WRITABLE | PIPE_NO_WRITERS | PIPE_NO_READERS`.
+        state: u32,
+    },
 }
 
 /// A line from the host: a reply or an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostMessage {
-    /// An answer to the guest's last request.
-    Reply(Reply),
+    /// An answer to request `id`.
+    Reply(RequestId, Reply),
     /// Something that happened.
     Event(Event),
 }
 
+impl fmt::Display for Segments {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.as_slice().iter().enumerate() {
+            write!(f, "{}{:x}:{:x}", if i == 0 { "" } else { "," }, segment.addr, segment.len)?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Request::Fork => write!(f, "fork"),
-            Request::Kill { pid, signal } => write!(f, "kill {pid} {signal}"),
-            Request::Exit { status } => write!(f, "exit {status}"),
+        let id = self.id;
+        match self.kind {
+            RequestKind::Fork => write!(f, "{id} fork"),
+            RequestKind::Kill { pid, signal } => write!(f, "{id} kill {pid} {signal}"),
+            RequestKind::Exit { status } => write!(f, "{id} exit {status}"),
+            RequestKind::PipeNew { readers, writers } => write!(f, "{id} pipe-new {readers} {writers}"),
+            RequestKind::PipeEnds { pipe, readers, writers } => write!(f, "{id} pipe-ends {pipe} {readers} {writers}"),
+            RequestKind::PipeRead { pipe, flags, segments } => write!(f, "{id} pipe-read {pipe} {flags} {segments}"),
+            RequestKind::PipeWrite { pipe, flags, segments } => write!(f, "{id} pipe-write {pipe} {flags} {segments}"),
+            RequestKind::Cancel { request } => write!(f, "{id} cancel {request}"),
         }
     }
 }
@@ -114,10 +266,12 @@ impl fmt::Display for Request {
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Reply::Forked { child } => write!(f, "reply forked {child}"),
-            Reply::Child { pid, parent } => write!(f, "reply child {pid} {parent}"),
-            Reply::Done => write!(f, "reply done"),
-            Reply::Error { errno } => write!(f, "reply error {errno}"),
+            Reply::Forked { child } => write!(f, "forked {child}"),
+            Reply::Child { pid, parent } => write!(f, "child {pid} {parent}"),
+            Reply::Done => write!(f, "done"),
+            Reply::Pipe { pipe } => write!(f, "pipe {pipe}"),
+            Reply::Count { bytes } => write!(f, "count {bytes}"),
+            Reply::Error { errno } => write!(f, "error {errno}"),
         }
     }
 }
@@ -127,6 +281,7 @@ impl fmt::Display for Event {
         match *self {
             Event::Exited { pid, status } => write!(f, "event exited {pid} {status}"),
             Event::Signal { signal, from } => write!(f, "event signal {signal} {from}"),
+            Event::Pipe { pipe, state } => write!(f, "event pipe {pipe} {state}"),
         }
     }
 }
@@ -134,7 +289,7 @@ impl fmt::Display for Event {
 impl fmt::Display for HostMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HostMessage::Reply(reply) => reply.fmt(f),
+            HostMessage::Reply(id, reply) => write!(f, "reply {id} {reply}"),
             HostMessage::Event(event) => event.fmt(f),
         }
     }
@@ -159,12 +314,32 @@ fn number<T: core::str::FromStr>(word: &str) -> Option<T> {
     word.parse().ok()
 }
 
+/// A hexadecimal number (no prefix).
+fn hex<T: TryFrom<u64>>(word: &str) -> Option<T> {
+    if word.is_empty() || word.len() > 16 || !word.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    T::try_from(u64::from_str_radix(word, 16).ok()?).ok()
+}
+
 /// A decimal number that may start with `-`.
 fn signed(word: &str) -> Option<i64> {
     match word.strip_prefix('-') {
         Some(rest) => number::<i64>(rest).map(|n| -n),
         None => number(word),
     }
+}
+
+/// `ADDR:LEN,ADDR:LEN,...` in hexadecimal.
+fn segments(word: &str) -> Option<Segments> {
+    let mut out = Segments::new();
+    for part in word.split(',') {
+        let (addr, len) = part.split_once(':')?;
+        if !out.push(Segment { addr: hex(addr)?, len: hex(len)? }) {
+            return None;
+        }
+    }
+    Some(out)
 }
 
 impl Request {
@@ -174,12 +349,20 @@ impl Request {
         if line.len() > MAX_LINE {
             return None;
         }
-        match words::<3>(line)? {
-            (["fork", "", ""], 1) => Some(Request::Fork),
-            (["kill", pid, signal], 3) => Some(Request::Kill { pid: signed(pid)?, signal: number(signal)? }),
-            (["exit", status, ""], 2) => Some(Request::Exit { status: number(status)? }),
-            _ => None,
-        }
+        let (w, count) = words::<6>(line)?;
+        let id = number(w[0])?;
+        let kind = match (w[1], count) {
+            ("fork", 2) => RequestKind::Fork,
+            ("kill", 4) => RequestKind::Kill { pid: signed(w[2])?, signal: number(w[3])? },
+            ("exit", 3) => RequestKind::Exit { status: number(w[2])? },
+            ("pipe-new", 4) => RequestKind::PipeNew { readers: number(w[2])?, writers: number(w[3])? },
+            ("pipe-ends", 5) => RequestKind::PipeEnds { pipe: number(w[2])?, readers: number(w[3])?, writers: number(w[4])? },
+            ("pipe-read", 5) => RequestKind::PipeRead { pipe: number(w[2])?, flags: number(w[3])?, segments: segments(w[4])? },
+            ("pipe-write", 5) => RequestKind::PipeWrite { pipe: number(w[2])?, flags: number(w[3])?, segments: segments(w[4])? },
+            ("cancel", 3) => RequestKind::Cancel { request: number(w[2])? },
+            _ => return None,
+        };
+        Some(Request { id, kind })
     }
 }
 
@@ -189,13 +372,24 @@ impl HostMessage {
         if line.len() > MAX_LINE {
             return None;
         }
-        let message = match words::<4>(line)? {
-            (["reply", "forked", child, ""], 3) => HostMessage::Reply(Reply::Forked { child: number(child)? }),
-            (["reply", "child", pid, parent], 4) => HostMessage::Reply(Reply::Child { pid: number(pid)?, parent: number(parent)? }),
-            (["reply", "done", "", ""], 2) => HostMessage::Reply(Reply::Done),
-            (["reply", "error", errno, ""], 3) => HostMessage::Reply(Reply::Error { errno: number(errno)? }),
-            (["event", "exited", pid, status], 4) => HostMessage::Event(Event::Exited { pid: number(pid)?, status: number(status)? }),
-            (["event", "signal", signal, from], 4) => HostMessage::Event(Event::Signal { signal: number(signal)?, from: number(from)? }),
+        let (w, count) = words::<5>(line)?;
+        let message = match (w[0], w[1], count) {
+            ("reply", id, _) => {
+                let id = number(id)?;
+                let reply = match (w[2], count) {
+                    ("forked", 4) => Reply::Forked { child: number(w[3])? },
+                    ("child", 5) => Reply::Child { pid: number(w[3])?, parent: number(w[4])? },
+                    ("done", 3) => Reply::Done,
+                    ("pipe", 4) => Reply::Pipe { pipe: number(w[3])? },
+                    ("count", 4) => Reply::Count { bytes: number(w[3])? },
+                    ("error", 4) => Reply::Error { errno: number(w[3])? },
+                    _ => return None,
+                };
+                HostMessage::Reply(id, reply)
+            }
+            ("event", "exited", 4) => HostMessage::Event(Event::Exited { pid: number(w[2])?, status: number(w[3])? }),
+            ("event", "signal", 4) => HostMessage::Event(Event::Signal { signal: number(w[2])?, from: number(w[3])? }),
+            ("event", "pipe", 4) => HostMessage::Event(Event::Pipe { pipe: number(w[2])?, state: number(w[3])? }),
             _ => return None,
         };
         Some(message)
@@ -252,30 +446,60 @@ mod tests {
     use std::string::{String, ToString};
     use std::vec::Vec;
 
+    fn two_segments() -> Segments {
+        let mut s = Segments::new();
+        s.push(Segment { addr: 0x4020_1000, len: 0x1000 });
+        s.push(Segment { addr: 0x9000, len: 17 });
+        s
+    }
+
     #[test]
     fn every_message_reads_back_as_itself() {
-        for request in [Request::Fork, Request::Kill { pid: 7, signal: 9 }, Request::Kill { pid: -3, signal: 15 }, Request::Exit { status: 0x0700 }] {
+        let kinds = [
+            RequestKind::Fork,
+            RequestKind::Kill { pid: 7, signal: 9 },
+            RequestKind::Kill { pid: -3, signal: 15 },
+            RequestKind::Exit { status: 0x0700 },
+            RequestKind::PipeNew { readers: 1, writers: 2 },
+            RequestKind::PipeEnds { pipe: 4, readers: 0, writers: 1 },
+            RequestKind::PipeRead { pipe: 4, flags: PIPE_NONBLOCK, segments: two_segments() },
+            RequestKind::PipeWrite { pipe: 4, flags: 0, segments: two_segments() },
+            RequestKind::Cancel { request: 12 },
+        ];
+        for (id, kind) in kinds.into_iter().enumerate() {
+            let request = Request { id: id as u32 + 1, kind };
             assert_eq!(Request::parse(&request.to_string()), Some(request));
         }
         let messages = [
-            HostMessage::Reply(Reply::Forked { child: 2 }),
-            HostMessage::Reply(Reply::Child { pid: 2, parent: 1 }),
-            HostMessage::Reply(Reply::Done),
-            HostMessage::Reply(Reply::Error { errno: 11 }),
+            HostMessage::Reply(1, Reply::Forked { child: 2 }),
+            HostMessage::Reply(2, Reply::Child { pid: 2, parent: 1 }),
+            HostMessage::Reply(3, Reply::Done),
+            HostMessage::Reply(4, Reply::Error { errno: 11 }),
+            HostMessage::Reply(5, Reply::Pipe { pipe: 3 }),
+            HostMessage::Reply(6, Reply::Count { bytes: 65536 }),
             HostMessage::Event(Event::Exited { pid: 4, status: 9 }),
             HostMessage::Event(Event::Signal { signal: 10, from: 1 }),
+            HostMessage::Event(Event::Pipe { pipe: 2, state: PIPE_READABLE | PIPE_NO_WRITERS }),
         ];
         for message in messages {
             assert_eq!(HostMessage::parse(&message.to_string()), Some(message));
         }
+        assert_eq!(two_segments().total(), 0x1011);
     }
 
     #[test]
     fn malformed_lines_are_refused() {
-        for line in ["", "fork now", "kill 1", "kill x 9", "kill 1 -9", "exit", "exit +3", "exit 99999999999", "Fork", &"fork ".repeat(60)] {
+        let many = std::format!("1 pipe-read 1 0 {}", ["1:1"; MAX_SEGMENTS + 1].join(","));
+        for line in [
+            "", "fork", "1 fork now", "1 kill 1", "1 kill x 9", "1 kill 1 -9", "1 exit", "1 exit +3", "1 exit 99999999999", "1 Fork",
+            "x fork", "1 pipe-read 1 0 zz:1", "1 pipe-write 1 0 1:", "1 pipe-read 1 0 1:100000000", &many, &"1 fork ".repeat(80),
+        ] {
             assert_eq!(Request::parse(line), None, "{line:?}");
         }
-        for line in ["reply", "reply forked", "reply forked -1", "reply child 2", "event exited 1", "event bogus 1 2", "reply done extra", "event signal 1 2 3"] {
+        for line in [
+            "reply", "reply 1 forked", "reply 1 forked -1", "reply 1 child 2", "event exited 1", "event bogus 1 2", "reply 1 done extra",
+            "event signal 1 2 3", "reply x done", "event pipe 1",
+        ] {
             assert_eq!(HostMessage::parse(line), None, "{line:?}");
         }
     }
@@ -284,11 +508,12 @@ mod tests {
     fn lines_are_cut_at_newlines_and_overlong_ones_dropped() {
         let mut buffer = LineBuffer::new();
         let mut seen: Vec<Result<String, ()>> = Vec::new();
-        let mut stream = std::format!("fork\r\nkill 2 9\n{}\nexit 0\n", "x".repeat(MAX_LINE + 1)).into_bytes();
+        let mut stream = std::format!("1 fork\r\n2 kill 2 9\n{}\n3 exit 0\n", "x".repeat(MAX_LINE + 1)).into_bytes();
         stream.extend_from_slice(b"\xff\n");
         for byte in stream {
             buffer.push(byte, |line| seen.push(line.map(String::from)));
         }
-        assert_eq!(seen, [Ok("fork".into()), Ok("kill 2 9".into()), Err(()), Ok("exit 0".into()), Err(())]);
+        assert_eq!(seen, [Ok("1 fork".into()), Ok("2 kill 2 9".into()), Err(()), Ok("3 exit 0".into()), Err(())]);
+        assert_eq!(Request::parse("3 exit 0").map(|r| r.to_string()), Some("3 exit 0".to_string()));
     }
 }

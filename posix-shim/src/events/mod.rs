@@ -43,6 +43,8 @@ pub fn changed() {
 mod epoll;
 #[cfg(feature = "fs")]
 pub mod fifo;
+#[cfg(feature = "processes")]
+pub mod host_pipe;
 mod pipe;
 mod timerfd;
 

@@ -8,7 +8,7 @@
 //! (`MSG_PEEK`, `MSG_DONTWAIT`, `MSG_NOSIGNAL`).
 
 use super::*;
-use core::sync::atomic::{AtomicBool, AtomicU64};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
 /// Bytes a write must move at once when it is this short (POSIX `PIPE_BUF`).
 const PIPE_BUF: usize = 4096;
@@ -25,6 +25,12 @@ pub struct Pipe {
     queue: WaitQueue,
     /// Bumped on every change (see [`super::changes`]).
     changes: AtomicU64,
+    /// The process host's id for this pipe once a fork shared it (0: local; see
+    /// [`super::host_pipe`]): its buffer then lives on the host, and `readers`/`writers`
+    /// count this VM's ends only.
+    host: AtomicU32,
+    /// The host's last state bits for it (`PIPE_*` of libos-process-protocol).
+    host_state: AtomicU32,
 }
 
 impl Pipe {
@@ -38,7 +44,47 @@ impl Pipe {
             writes_opened: AtomicU64::new(0),
             queue: WaitQueue::new(),
             changes: AtomicU64::new(0),
+            host: AtomicU32::new(0),
+            host_state: AtomicU32::new(0),
         })
+    }
+
+    /// The process host's id for this pipe, once shared.
+    pub fn host_id(&self) -> Option<u32> {
+        Some(self.host.load(Ordering::Acquire)).filter(|&id| id != 0)
+    }
+
+    /// Makes this a host pipe with id `id`, in state `state`.
+    #[cfg(feature = "processes")]
+    pub(super) fn set_host(&self, id: u32, state: u32) {
+        self.host_state.store(state, Ordering::Release);
+        self.host.store(id, Ordering::Release);
+    }
+
+    /// The host's new state bits for this pipe.
+    #[cfg(feature = "processes")]
+    pub(super) fn set_host_state(&self, state: u32) {
+        self.host_state.store(state, Ordering::Release);
+        self.notify();
+    }
+
+    /// This VM's read and write ends.
+    #[cfg(feature = "processes")]
+    pub(super) fn local_ends(&self) -> (u32, u32) {
+        let count = |side: &AtomicUsize| u32::try_from(side.load(Ordering::Acquire)).unwrap_or(u32::MAX);
+        (count(&self.readers), count(&self.writers))
+    }
+
+    /// Empties the local buffer (its bytes move to the host).
+    #[cfg(feature = "processes")]
+    pub(super) fn take_buffered(&self) -> alloc::vec::Vec<u8> {
+        self.buffer.lock().drain(..).collect()
+    }
+
+    /// This VM's count of ends changed: a host pipe tells the host.
+    fn ends_changed(&self) {
+        #[cfg(feature = "processes")]
+        host_pipe::ends_changed(self);
     }
 
     fn notify(&self) {
@@ -91,6 +137,7 @@ impl PipeEnd {
         let opened = if write { &pipe.writes_opened } else { &pipe.reads_opened };
         opened.fetch_add(1, Ordering::AcqRel);
         pipe.notify();
+        pipe.ends_changed();
         PipeEnd { pipe, write, nonblocking: AtomicBool::new(nonblocking), shut: AtomicBool::new(false), writer: None }
     }
 
@@ -111,7 +158,13 @@ impl PipeEnd {
             let side = if self.write { &self.pipe.writers } else { &self.pipe.readers };
             side.fetch_sub(1, Ordering::AcqRel);
             self.pipe.notify();
+            self.pipe.ends_changed();
         }
+    }
+
+    /// The pipe this end belongs to.
+    pub fn pipe(&self) -> &Arc<Pipe> {
+        &self.pipe
     }
 
     /// Whether [`PipeEnd::shut`] closed it.
@@ -137,8 +190,12 @@ impl PipeEnd {
         self.nonblocking.load(Ordering::Relaxed)
     }
 
-    /// Bytes queued to read (`FIONREAD`).
+    /// Bytes queued to read (`FIONREAD`): for a host pipe, 1 when it has data (the host
+    /// does not say how much).
     pub fn available(&self) -> usize {
+        if self.pipe.host_id().is_some() {
+            return usize::from(self.pipe.host_state.load(Ordering::Acquire) & 1 != 0) // PIPE_READABLE;
+        }
         self.pipe.buffer.lock().len()
     }
 
@@ -149,6 +206,10 @@ impl PipeEnd {
 
     /// Whether the other side has no end open any more.
     pub fn peer_closed(&self) -> bool {
+        #[cfg(feature = "processes")]
+        if self.pipe.host_id().is_some() {
+            return host_pipe::peer_closed(self.pipe.host_state.load(Ordering::Acquire), self.write);
+        }
         let other = if self.write { &self.pipe.readers } else { &self.pipe.writers };
         other.load(Ordering::Acquire) == 0
     }
@@ -166,6 +227,11 @@ impl PipeEnd {
         }
         if buf.is_empty() || self.is_shut() {
             return Ok(0);
+        }
+        #[cfg(feature = "processes")]
+        if let Some(id) = self.pipe.host_id() {
+            // Host pipes are pipes and FIFOs, never sockets: no peeking or timeouts.
+            return host_pipe::read(id, buf, dont_wait || self.is_nonblocking());
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -220,8 +286,19 @@ impl PipeEnd {
         if !self.write {
             return Err(Errno::EBADF);
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
         let nonblocking = dont_wait || self.is_nonblocking();
+        #[cfg(feature = "processes")]
+        if let Some(id) = self.pipe.host_id() {
+            if self.is_shut() {
+                return Err(Errno::EPIPE);
+            }
+            let written = host_pipe::write(id, buf, nonblocking);
+            if written == Err(Errno::EPIPE) && signal {
+                crate::signal::raise_pipe();
+            }
+            return written;
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
         // A short write goes in whole or waits (PIPE_BUF atomicity); a long one in pieces.
         let needed = |done: usize| if buf.len() <= PIPE_BUF { buf.len() - done } else { 1 };
         let mut done = 0;
@@ -267,6 +344,10 @@ impl PipeEnd {
     /// `poll` bits: a read end is readable with data or at end of file (`POLLHUP` then); a
     /// write end is writable with room for `PIPE_BUF` bytes, `POLLERR` without readers.
     pub fn ready(&self) -> i16 {
+        #[cfg(feature = "processes")]
+        if self.pipe.host_id().is_some() {
+            return host_pipe::ready(self.pipe.host_state.load(Ordering::Acquire), self.write);
+        }
         let len = self.pipe.buffer.lock().len();
         if self.write {
             if self.peer_closed() { POLLERR } else if PIPE_CAPACITY - len >= PIPE_BUF { POLLOUT } else { 0 }
