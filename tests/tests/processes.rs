@@ -55,6 +55,11 @@ fn forked_processes_wait_signal_exec_and_share_files() {
             .prints("script: argc=4 [/bin/procs] [script-arg] [/tmp/script] [one]\n")
             .prints("argv[1]=spawned\n")
             .prints("procs exec: ok\n");
+        procs(8, &["pipes"])
+            .on(arch)
+            .exits_with(0)
+            .prints("posix-shim: terminated by signal 13")
+            .prints("procs pipes: ok\n");
         let share = TempDir::new("processes-files", arch);
         procs(8, &["files", "/data"])
             .share(share.dir(), "data")
@@ -75,6 +80,46 @@ fn forked_processes_wait_signal_exec_and_share_files() {
     // Checked here, in the one test that starts process hosts (tests of a file run in parallel).
     let left = process_host_vms();
     assert!(left.is_empty(), "VMs left running after the runs ended: {left:#?}");
+}
+
+/// The script an unmodified shell runs in [`busybox_shell_runs_a_script_with_pipes`].
+const SCRIPT: &str = "\
+echo \"hello from the shell, pid $$\"
+echo 'one two three' | tr a-z A-Z
+echo redirected > /tmp/out.txt
+cat /tmp/out.txt
+ls /bin | grep -c '^'
+false
+echo \"false gave $?\"
+(exit 7)
+echo \"subshell gave $?\"
+for i in 1 2 3; do echo \"loop $i\"; done | sort -r | head -n 2
+exit 5
+";
+
+/// Debian's static busybox (glibc, unmodified) as the shell of a virtio-fs root: pipelines of
+/// several processes, redirection into a file the next command reads, subshells, exit codes.
+#[test]
+fn busybox_shell_runs_a_script_with_pipes() {
+    for arch in arches() {
+        let root = TempDir::new("processes-shell", arch);
+        xtask::linux::make_busybox_root(arch, root.dir()).unwrap_or_else(|e| panic!("making the busybox root: {e}"));
+        std::fs::write(root.path("script.sh"), SCRIPT).unwrap();
+        let booted = Boot::app("elf-runner").processes(16).root_share(root.dir()).args(&["/bin/sh", "/script.sh"]).on(arch);
+        // After the boot: elf-runner also unpacks its own initial files into the root's /bin.
+        let listed = std::fs::read_dir(root.path("bin")).unwrap().count();
+        booted
+            .exits_with(5)
+            .prints("hello from the shell, pid 1\n")
+            .prints("ONE TWO THREE\n")
+            .prints("redirected\n")
+            .prints(&format!("\n{listed}\n"))
+            .prints("false gave 1\n")
+            .prints("subshell gave 7\n")
+            .prints("loop 3\nloop 2\n")
+            .does_not_print("loop 1");
+        assert_eq!(std::fs::read_to_string(root.path("tmp/out.txt")).unwrap(), "redirected\n", "the redirection reached the host's file");
+    }
 }
 
 /// Without the process host (one VM, as every other boot) `fork` fails cleanly.

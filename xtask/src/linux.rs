@@ -219,6 +219,33 @@ fn kernel_package(arch: Arch) -> Result<String> {
         .ok_or_else(|| format!("apt-cache depends {query} names no linux-image package (run apt-get update?)").into())
 }
 
+/// The static busybox of Debian's `busybox-static` for `arch` (downloaded once into the
+/// Linux baseline's cache, which uses the same package).
+pub fn ensure_busybox(arch: Arch) -> Result<PathBuf> {
+    ensure_packages(&[], &[("dpkg-deb", "dpkg")])?;
+    let unpacked = fetch_and_unpack("busybox-static", arch, &cache_dir().join(arch.name()).join("busybox"))?;
+    Ok(unpacked.join("bin/busybox"))
+}
+
+/// Makes `dir` a root file system for a shell (`./x run --root DIR -- /bin/sh ...`): Debian's
+/// static busybox for `arch` as `/bin/busybox`, a link to it for every applet (`/bin/sh`,
+/// `/bin/ls`, ...; the list is the host's busybox's, the same package version), and `/tmp`.
+pub fn make_busybox_root(arch: Arch, dir: &Path) -> Result<()> {
+    let busybox = ensure_busybox(arch)?;
+    let applets = output_of(Command::new(ensure_busybox(Arch::host())?).arg("--list"))?;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::create_dir_all(dir.join("tmp"))?;
+    std::fs::copy(&busybox, bin.join("busybox"))?;
+    for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox" && !a.contains('/')) {
+        let link = bin.join(applet);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink("busybox", &link)?;
+        }
+    }
+    Ok(())
+}
+
 /// Downloads `package` for `arch` into `dir` and unpacks it into `dir/unpacked`, once.
 fn fetch_and_unpack(package: &str, arch: Arch, dir: &Path) -> Result<PathBuf> {
     let unpacked = dir.join("unpacked");

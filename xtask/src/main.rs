@@ -68,6 +68,11 @@ const HELP: &str = "\
         --files DIR             with --elf: also pack the tree under DIR into the initial
                                 files, from / (DIR/srv/a.conf is /srv/a.conf), e.g.
                                 servers/rootfs for the servers' configurations and site
+  ./x busybox-root DIR [--arch A]
+        Make DIR a root file system with Debian's static busybox (/bin/sh and every applet)
+        for --root, e.g. a shell pipeline, each process a VM of its own:
+          ./x busybox-root /tmp/bb && ./x run elf-runner --processes 16 --root /tmp/bb \\
+              -- /bin/sh -c 'echo hi | tr a-z A-Z; ls /bin | wc -l'
   ./x disk create IMAGE --size SIZE [--from DIR] [--block-size 1024|2048|4096]
         Make IMAGE a fresh ext2 file system of SIZE (64M, 1G, ...) with mke2fs, holding a copy
         of the host directory DIR if given (e2fsprogs installed on first use).
@@ -170,6 +175,7 @@ fn run() -> Result<i32> {
         "build" => build_verb(rest),
         "build-server" => build_server_verb(rest),
         "disk" => disk_verb(rest),
+        "busybox-root" => busybox_root_verb(rest),
         "test" => test_verb(rest),
         "bench" => bench::main(rest),
         "fuzz" => xtask::fuzz::main(rest),
@@ -179,6 +185,24 @@ fn run() -> Result<i32> {
         }
         other => Err(format!("unknown verb `{other}`; see ./x help").into()),
     }
+}
+
+fn busybox_root_verb(args: Vec<String>) -> Result<i32> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut arch = Arch::host();
+    let mut dir = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("arch") => arch = parser.value()?.parse()?,
+            Value(value) if dir.is_none() => dir = Some(std::path::PathBuf::from(value)),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let dir = dir.ok_or("usage: ./x busybox-root DIR [--arch A]")?;
+    xtask::linux::make_busybox_root(arch, &dir)?;
+    eprintln!("==> {}: busybox for {arch} with its applets in bin/", dir.display());
+    Ok(0)
 }
 
 fn run_verb(args: Vec<String>) -> Result<i32> {
