@@ -17,8 +17,10 @@
 //! Differences from Linux, documented rather than accidental:
 //! - only the forking thread runs in the child, but a program thread that was running on
 //!   another CPU at the fork is stopped only at its next system call;
-//! - every process is in process group 1 (`kill(0, sig)` and `waitpid(0, ...)` mean the whole
-//!   run; `setpgid` to another group is refused);
+//! - process groups and sessions are known only inside each VM: a child inherits its parent's
+//!   group and session, `setpgid(0, 0)` and `setsid` work on the caller, but `kill(0, sig)` or a
+//!   kill to a group reaches only the caller, and `waitpid(0, ...)` or `waitpid(-PGID, ...)`
+//!   waits for any child;
 //! - a file system in VM memory (ramfs, an ext2 disk's cache) is the child's own copy, not
 //!   shared with the parent: only virtio-fs shares (the host's directory) are common to all
 //!   processes.
@@ -255,7 +257,7 @@ mod host {
     }
 
     fn which(pid: i64) -> Which {
-        // Every process is in group 1, so "my group" and any group that exists are all.
+        // The host does not track groups: "my group" and any group mean every child.
         if pid > 0 { Which::Pid(pid as Pid) } else { Which::Any }
     }
 

@@ -18,6 +18,7 @@ mod linux;
 mod net;
 mod net_scale;
 mod net_tcp;
+mod process;
 mod readme;
 mod servers;
 mod smp;
@@ -40,6 +41,7 @@ pub fn main(args: Vec<String>) -> Result<i32> {
         Some("sched") => sched::run(args.collect()),
         Some("shim") => shim::run(args.collect()),
         Some("smp") => smp::run(args.collect()),
+        Some("process") => process::run(args.collect()),
         Some("linux") => linux::run(args.collect()),
         Some("block") => block::run(args.collect()),
         Some("virtiofs") => virtiofs::run(args.collect()),
@@ -47,8 +49,8 @@ pub fn main(args: Vec<String>) -> Result<i32> {
         Some("servers") => servers::run(args.collect()),
         Some("all") => all(args.collect()),
         Some("readme") => readme::write(None).map(|()| 0),
-        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, smp, linux, block, virtiofs, net, servers, all; readme rewrites README.md)").into()),
-        None => Err("which suite? ./x bench boot | fs | sched | shim | smp | linux | block | virtiofs | net | servers | all | --compare".into()),
+        Some(other) => Err(format!("unknown benchmark suite `{other}` (suites: boot, fs, sched, shim, smp, process, linux, block, virtiofs, net, servers, all; readme rewrites README.md)").into()),
+        None => Err("which suite? ./x bench boot | fs | sched | shim | smp | process | linux | block | virtiofs | net | servers | all | --compare".into()),
     }
 }
 
@@ -61,12 +63,13 @@ fn all(args: Vec<String>) -> Result<i32> {
     let started = std::time::Instant::now();
     let mut status = 0;
     type Suite = fn(Vec<String>) -> Result<i32>;
-    let suites: [(&str, Suite); 10] = [
+    let suites: [(&str, Suite); 11] = [
         ("boot", boot::run),
         ("fs", fs::run),
         ("sched", sched::run),
         ("shim", shim::run),
         ("smp", smp::run),
+        ("process", process::run),
         ("virtiofs", virtiofs::run),
         ("linux", linux::run),
         ("block", block::run),

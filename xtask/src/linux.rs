@@ -667,7 +667,7 @@ mod tests {
         assert_eq!(counters["loop-ticks"], 42);
         assert_eq!(counters["exit status"], 0);
         assert!(!counters.contains_key("not a number"));
-        let outcome = |console: &str| Outcome { exit: Exit::NoCode, console: console.into(), stderr: String::new(), wall: Duration::ZERO };
+        let outcome = |console: &str| Outcome { exit: Exit::NoCode, console: console.into(), stderr: String::new(), wall: Duration::ZERO, forks: Vec::new() };
         assert!(check_run("t", &outcome(console)).is_ok());
         assert!(check_run("t", &outcome("[bench] exit status: 1\n")).is_err());
         assert!(check_run("t", &outcome("kernel panic\n")).is_err());

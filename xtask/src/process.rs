@@ -63,6 +63,15 @@ const ENOMEM: i32 = 12;
 const ESRCH: i32 = 3;
 const SIGKILL: u32 = 9;
 
+/// Where the host's time went in one fork.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForkTiming {
+    /// The parent stopped and its state saved (QEMU's migration to a file).
+    pub saved: Duration,
+    /// From the request to the child running (saved, a new QEMU started and loaded the state).
+    pub running: Duration,
+}
+
 /// The console a run collects (every VM's serial output lands here).
 pub type Console = Arc<Mutex<Vec<u8>>>;
 
@@ -94,6 +103,7 @@ struct Shared {
     echo: bool,
     dir: tempfile::TempDir,
     table: Mutex<Table>,
+    forks: Mutex<Vec<ForkTiming>>,
 }
 
 struct Table {
@@ -129,6 +139,7 @@ impl ProcessHost {
             echo,
             dir,
             table: Mutex::new(Table { vms: BTreeMap::new(), pipes: Pipes::default(), next_pid: 2, closing: false }),
+            forks: Mutex::new(Vec::new()),
         });
         let first = Some(shared.listen(1)?);
         Ok(ProcessHost { shared, first })
@@ -165,6 +176,11 @@ impl ProcessHost {
                 daemons.stop();
             }
         }
+    }
+
+    /// Where the time of every fork so far went.
+    pub fn fork_timings(&self) -> Vec<ForkTiming> {
+        lock(&self.shared.forks).clone()
     }
 
     /// How many VMs are alive (the first one included while it runs).
@@ -376,8 +392,10 @@ impl Shared {
         let _ = std::fs::remove_file(&state);
         match result {
             Ok(()) => {
+                let timing = ForkTiming { saved: saved_in, running: started.elapsed() };
+                lock(&self.forks).push(timing);
                 if std::env::var_os("LIBOS_PROCESS_TRACE").is_some() {
-                    eprintln!("process host: fork {parent} -> {child}: saved in {saved_in:?}, child running after {:?}", started.elapsed());
+                    eprintln!("process host: fork {parent} -> {child}: saved in {:?}, child running after {:?}", timing.saved, timing.running);
                 }
                 Ok(Reply::Forked { child })
             }

@@ -309,6 +309,8 @@ pub struct Outcome {
     pub stderr: String,
     /// Wall time of the whole QEMU process.
     pub wall: Duration,
+    /// Every fork the process host served (empty for a boot without one).
+    pub forks: Vec<crate::process::ForkTiming>,
 }
 
 impl Outcome {
@@ -618,7 +620,9 @@ impl Running {
         if let Ok(mut running) = RUNNING.lock() {
             running.retain(|&p| p != self.pid);
         }
+        let mut forks = Vec::new();
         if let Some(host) = self.processes.take() {
+            forks = host.fork_timings();
             host.shutdown();
         }
         if let Some(mut daemons) = self.daemons.take() {
@@ -636,7 +640,7 @@ impl Running {
             None => Exit::Timeout,
             Some(status) => decode_boot_exit(&config, status.code(), &console, &stderr),
         };
-        Ok(Outcome { exit, console, stderr, wall })
+        Ok(Outcome { exit, console, stderr, wall, forks })
     }
 }
 

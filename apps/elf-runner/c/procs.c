@@ -298,6 +298,24 @@ static int pipes_family(void) {
     close(fds[1]);
     CHECK(waitpid(orphan, &status, 0) == orphan && WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE, "SIGPIPE ended the writer");
 
+    /* A writer whose VM dies mid-pipe: its reader sees end of file, not a hang. */
+    CHECK(pipe(fds) == 0, "pipe");
+    fflush(stdout);
+    pid_t dying = fork();
+    CHECK(dying >= 0, "fork");
+    if (dying == 0) {
+        close(fds[0]);
+        write_all(fds[1], "partial", 7);
+        for (;;) pause();
+    }
+    close(fds[1]);
+    char part[8] = {0};
+    CHECK(read(fds[0], part, 7) == 7 && !strcmp(part, "partial"), "the first bytes arrive");
+    CHECK(kill(dying, SIGKILL) == 0, "kill the writer");
+    CHECK(read(fds[0], part, 7) == 0, "end of file once the writer's VM is gone");
+    CHECK(waitpid(dying, &status, 0) == dying && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "reap");
+    close(fds[0]);
+
     /* A pipeline: seq 1..1000 | a doubler | a summer that exits with the sum mod 256. */
     int a[2], b[2];
     CHECK(pipe(a) == 0 && pipe(b) == 0, "pipes");

@@ -79,7 +79,7 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
     md += &servers();
     md += &file_systems();
     md += &other_suites();
-    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `shim.md`, `shim.json`: C programs through posix-shim vs the Linux guest (`./x bench shim`).\n- `smp.md`, `smp.json`: a CPU-bound C job on 2 vCPUs against 1, libos and the Linux guest, and cross-CPU wake-up and lock costs (`./x bench smp`).\n- `virtiofs.md`, `virtiofs.json`, `virtiofs.svg`: virtio-fs vs ramfs vs the Linux guest on the same share (`./x bench virtiofs`).\n- `net.md`, `net.json`: network stack, ICMP echo and TCP (netecho and the C server tcp_bench.c through posix-shim) vs the Linux guest, and TCP round trips against open connections (`./x bench net`).\n- `servers.md`, `servers.json`: a real server with its own benchmark tool, redis-server with redis-benchmark, on libos and in the Linux guest (`./x bench servers`).\n- `block.md`, `block.json`: the seed's 512-byte `O_DIRECT` reads of a virtio-blk disk, libos vs the Linux guest (`./x bench block`).\n- `fs-compare.md`, `fs-compare.json`: one C program on libos ramfs, ext2 on virtio-blk and virtio-fs and on the Linux guest's tmpfs, ext2 and virtio-fs (`./x bench fs`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
+    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `shim.md`, `shim.json`: C programs through posix-shim vs the Linux guest (`./x bench shim`).\n- `smp.md`, `smp.json`: a CPU-bound C job on 2 vCPUs against 1, libos and the Linux guest, and cross-CPU wake-up and lock costs (`./x bench smp`).\n- `process.md`, `process.json`: fork + exit + wait and a pipe between two processes, each process a VM on libos, vs the Linux guest (`./x bench process`).\n- `virtiofs.md`, `virtiofs.json`, `virtiofs.svg`: virtio-fs vs ramfs vs the Linux guest on the same share (`./x bench virtiofs`).\n- `net.md`, `net.json`: network stack, ICMP echo and TCP (netecho and the C server tcp_bench.c through posix-shim) vs the Linux guest, and TCP round trips against open connections (`./x bench net`).\n- `servers.md`, `servers.json`: a real server with its own benchmark tool, redis-server with redis-benchmark, on libos and in the Linux guest (`./x bench servers`).\n- `block.md`, `block.json`: the seed's 512-byte `O_DIRECT` reads of a virtio-blk disk, libos vs the Linux guest (`./x bench block`).\n- `fs-compare.md`, `fs-compare.json`: one C program on libos ramfs, ext2 on virtio-blk and virtio-fs and on the Linux guest's tmpfs, ext2 and virtio-fs (`./x bench fs`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
     md += "\n![libos boot](boot-wall-ratio.svg)\n\n![Linux boot](linux-boot-wall-ratio.svg)\n";
     std::fs::write(results_dir()?.join("README.md"), md)?;
     eprintln!("==> wrote bench/results/README.md");
@@ -273,6 +273,24 @@ fn other_suites() -> String {
             );
         }
         md += "\nTarget: libos speedup >= 1.7 (TCG wall clock on a shared 2-core host: noisy, see smp.md).\n\n";
+    }
+    if let Some(process) = read("process.json") {
+        md += "## Processes, each a VM (`./x bench process`)\n\n`bench/c/process_ops.c` on libos (every process a VM; a fork is a QEMU migration to a file and a new QEMU) and in the Linux guest; TCG wall clock, medians:\n\n| arch | system | fork+exit+wait, ms | host: saved / child running, ms | pipe, MiB/s |\n|---|---|---|---|---|\n";
+        for r in process["results"].as_array().into_iter().flatten() {
+            let host = if r["host_fork_saved_ms_median"].is_null() {
+                "-".to_string()
+            } else {
+                format!("{} / {}", r["host_fork_saved_ms_median"], r["host_fork_child_running_ms_median"])
+            };
+            md += &format!(
+                "| {} | {} | {} | {host} | {} |\n",
+                r["arch"].as_str().unwrap_or("?"),
+                r["system"].as_str().unwrap_or("?"),
+                r["fork_wait_ms_median"],
+                r["pipe_mib_per_s"]
+            );
+        }
+        md += "\n";
     }
     if let Some(shim) = read("shim.json") {
         md += "## C programs through posix-shim (`bench/c/shim_ops.c`, guest instructions per operation)\n\n| arch | null syscall (getppid()): libos / Linux | syscall(SYS_getppid): libos / Linux | 4 KiB pread: libos / Linux | open+fstat+read+close: libos / Linux |\n|---|---|---|---|---|\n";
