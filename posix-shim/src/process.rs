@@ -71,6 +71,14 @@ pub fn parent() -> u64 {
     PARENT.load(Ordering::Relaxed)
 }
 
+/// `si_code` and `si_status` of a child that ended with wait status `status`: `CLD_EXITED`
+/// and its exit code, or `CLD_KILLED` and the signal.
+pub const fn child_code(status: u32) -> (i32, u32) {
+    const CLD_EXITED: i32 = 1;
+    const CLD_KILLED: i32 = 2;
+    if status & 0x7f == 0 { (CLD_EXITED, (status >> 8) & 0xff) } else { (CLD_KILLED, status & 0x7f) }
+}
+
 /// The wait status of an exit with `code`.
 pub const fn exited_status(code: i32) -> u32 {
     ((code & 0xff) as u32) << 8
@@ -144,8 +152,6 @@ mod host {
     const P_ALL: u64 = 0;
     const P_PID: u64 = 1;
     const P_PGID: u64 = 2;
-    const CLD_EXITED: i32 = 1;
-    const CLD_KILLED: i32 = 2;
     const SIGCHLD: i32 = 17;
 
     /// Starts listening to the host's events (at program start).
@@ -312,7 +318,7 @@ mod host {
         if info != 0 {
             let mut siginfo = [0u8; 128];
             if let Some((pid, status)) = found {
-                let (code, value) = if status & 0x7f == 0 { (CLD_EXITED, (status >> 8) & 0xff) } else { (CLD_KILLED, status & 0x7f) };
+                let (code, value) = super::child_code(status);
                 siginfo[0..4].copy_from_slice(&SIGCHLD.to_ne_bytes());
                 siginfo[8..12].copy_from_slice(&code.to_ne_bytes());
                 siginfo[16..20].copy_from_slice(&(pid as i32).to_ne_bytes());

@@ -211,7 +211,9 @@ const PROCESS_FLAGS: u64 = 0xff | CLONE_VM | CLONE_VFORK | CLONE_PARENT_SETTID |
 /// stack it happens now; with one (musl's `posix_spawn`) at the call's return, where the
 /// child's stack pointer can be moved to it.
 fn clone_process(flags: u64, stack: u64, ptid: u64, ctid: u64) -> Result<u64> {
-    if flags & !PROCESS_FLAGS != 0 || (flags & CLONE_VM != 0 && stack == 0) {
+    // `CLONE_VM` without a stack is only vfork's (aarch64 musl and glibc): the child would run
+    // on the parent's stack, which a copy of the VM makes harmless.
+    if flags & !PROCESS_FLAGS != 0 || (flags & CLONE_VM != 0 && stack == 0 && flags & CLONE_VFORK == 0) {
         log::warn!("posix-shim: clone of a process with flags {:#x}: EINVAL", flags & !PROCESS_FLAGS);
         return Err(Errno::EINVAL);
     }

@@ -53,6 +53,7 @@ fn forked_processes_wait_signal_exec_and_share_files() {
             .prints("argv[1]=from-exec\n")
             .prints("env GREETING=exec\n")
             .prints("script: argc=4 [/bin/procs] [script-arg] [/tmp/script] [one]\n")
+            .prints("argv[1]=vforked\n")
             .prints("argv[1]=spawned\n")
             .prints("procs exec: ok\n");
         procs(8, &["pipes"])

@@ -380,6 +380,18 @@ static int exec_family(void) {
     }
     CHECK(waitpid(p, &status, 0) == p && WIFEXITED(status) && WEXITSTATUS(status) == 5, "the script's interpreter ran with its arguments");
 
+    /* vfork (x86_64: its own call; aarch64: clone(CLONE_VM | CLONE_VFORK) on the parent's stack),
+     * then exec. */
+    fflush(stdout);
+    p = vfork();
+    CHECK(p >= 0, "vfork");
+    if (p == 0) {
+        char *args[] = {"/bin/hello-musl", "vforked", "--exit", "4", NULL};
+        execve(args[0], args, environ);
+        _exit(97);
+    }
+    CHECK(waitpid(p, &status, 0) == p && WIFEXITED(status) && WEXITSTATUS(status) == 4, "vfork + exec");
+
     pid_t spawned;
     char *args[] = {"/bin/hello-musl", "spawned", "--exit", "9", NULL};
     CHECK(posix_spawn(&spawned, args[0], NULL, NULL, args, environ) == 0, "posix_spawn");

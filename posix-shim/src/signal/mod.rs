@@ -414,8 +414,8 @@ pub fn sigaltstack(new: u64, old: u64, sp: u64) -> Result<u64> {
     Ok(0)
 }
 
-/// `kill(pid, sig)`: to this process (its pid, or 0/-1 meaning "us", as every process is in
-/// group 1), or through the process host to another one ([`crate::process`]).
+/// `kill(pid, sig)`: to this process (its pid, or 0/-1: its group and "everyone", which this VM
+/// sees only itself of), or through the process host to another one ([`crate::process`]).
 pub fn kill(pid: u64, sig: u64) -> Result<u64> {
     let pid = pid as i64 as i32;
     if sig != 0 {
@@ -714,9 +714,7 @@ pub fn send_from_process(sig: u64, from: u32) {
 /// `SIGCHLD` for child `pid`, which ended with wait status `status`.
 #[cfg(feature = "processes")]
 pub fn send_child_ended(pid: u32, status: u32) {
-    const CLD_EXITED: i32 = 1;
-    const CLD_KILLED: i32 = 2;
-    let (code, value) = if status & 0x7f == 0 { (CLD_EXITED, (status >> 8) & 0xff) } else { (CLD_KILLED, status & 0x7f) };
+    let (code, value) = crate::process::child_code(status);
     send(None, SIGCHLD, Origin::Child { pid, code, status: value as i32 });
 }
 
