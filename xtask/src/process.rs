@@ -17,8 +17,10 @@
 //!
 //! - **Fork** is a whole-VM copy made with QEMU's own migration: the parent is stopped, its
 //!   state (RAM, CPUs, devices, and through vhost-user's device-state transfer virtiofsd's
-//!   table of open files) is written to a file, the parent continues, and a new QEMU with the
-//!   same command line resumes from the file. Both VMs resume inside the guest's `fork` call,
+//!   table of open files) is written to a file, the parent continues, and a QEMU with the same
+//!   command line loads the file (`migrate-incoming`). That QEMU is a spare started after the
+//!   previous fork and waiting with `-incoming defer`, so only the first fork of a run waits
+//!   for a QEMU to start. Both VMs resume inside the guest's `fork` call,
 //!   waiting on their control channel; each then hears who it is.
 //! - **Control channel**: a virtio console per VM whose chardev connects to a Unix socket this
 //!   host listens on (QEMU is the client, so no byte is ever written before the host listens).
@@ -104,6 +106,10 @@ struct Shared {
     dir: tempfile::TempDir,
     table: Mutex<Table>,
     forks: Mutex<Vec<ForkTiming>>,
+    /// The QEMU the next fork loads its child into, once a first fork happened.
+    spare: Mutex<Option<Spare>>,
+    /// Spares started so far (their socket names).
+    spares_started: std::sync::atomic::AtomicU32,
 }
 
 struct Table {
@@ -119,6 +125,27 @@ struct Table {
 pub struct ProcessHost {
     shared: Arc<Shared>,
     first: Option<Listeners>,
+}
+
+/// A QEMU started ahead of a fork, waiting for a state to load (`-incoming defer`).
+struct Spare {
+    process: Child,
+    qemu: u32,
+    control: UnixStream,
+    qmp: Qmp,
+    daemons: Option<crate::virtiofs::Daemons>,
+}
+
+impl Spare {
+    /// Kills it and its virtiofsd.
+    fn stop(mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        crate::qemu::untrack(self.qemu);
+        if let Some(mut daemons) = self.daemons.take() {
+            daemons.stop();
+        }
+    }
 }
 
 /// The sockets a VM's QEMU connects to, bound before it starts.
@@ -140,14 +167,16 @@ impl ProcessHost {
             dir,
             table: Mutex::new(Table { vms: BTreeMap::new(), pipes: Pipes::default(), next_pid: 2, closing: false }),
             forks: Mutex::new(Vec::new()),
+            spare: Mutex::new(None),
+            spares_started: std::sync::atomic::AtomicU32::new(0),
         });
-        let first = Some(shared.listen(1)?);
+        let first = Some(shared.listen("1")?);
         Ok(ProcessHost { shared, first })
     }
 
     /// The QEMU arguments of the first VM (pid 1): its control channel and QMP.
     pub fn first_vm_args(&self) -> Vec<String> {
-        self.shared.vm_args(1)
+        self.shared.vm_args("1")
     }
 
     /// Connects the first VM (QEMU host PID `qemu`, just started) and starts supervising it.
@@ -166,6 +195,9 @@ impl ProcessHost {
             let pids: Vec<Pid> = table.vms.keys().copied().collect();
             pids.into_iter().filter_map(|pid| table.vms.remove(&pid)).collect()
         };
+        if let Some(spare) = lock(&self.shared.spare).take() {
+            spare.stop();
+        }
         for mut vm in children {
             if let Some(mut process) = vm.process.take() {
                 let _ = process.kill();
@@ -200,20 +232,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn socket(&self, pid: Pid, kind: &str) -> PathBuf {
-        self.dir.path().join(format!("{kind}-{pid}.sock"))
+    fn socket(&self, name: &str, kind: &str) -> PathBuf {
+        self.dir.path().join(format!("{kind}-{name}.sock"))
     }
 
-    fn listen(&self, pid: Pid) -> Result<Listeners> {
-        let control = UnixListener::bind(self.socket(pid, "ctl"))?;
-        let qmp = UnixListener::bind(self.socket(pid, "qmp"))?;
+    fn listen(&self, name: &str) -> Result<Listeners> {
+        let control = UnixListener::bind(self.socket(name, "ctl"))?;
+        let qmp = UnixListener::bind(self.socket(name, "qmp"))?;
         control.set_nonblocking(true)?;
         qmp.set_nonblocking(true)?;
         Ok(Listeners { control, qmp })
     }
 
-    /// QEMU arguments for VM `pid`: QMP and the control console, both connecting to us.
-    fn vm_args(&self, pid: Pid) -> Vec<String> {
+    /// QEMU arguments for the VM whose sockets are called `name`: QMP and the control console,
+    /// both connecting to us.
+    fn vm_args(&self, name: &str) -> Vec<String> {
         let serial = match self.config.transport() {
             crate::qemu::VirtioTransport::Pci => "virtio-serial-pci,disable-legacy=on",
             _ => "virtio-serial-device",
@@ -223,11 +256,11 @@ impl Shared {
         let memory = if self.config.shares.is_empty() { crate::virtiofs::shared_memory_args(&self.config.memory) } else { Vec::new() };
         memory.into_iter().chain([
             "-chardev".into(),
-            format!("socket,id=libos-qmp,path={}", self.socket(pid, "qmp").display()),
+            format!("socket,id=libos-qmp,path={}", self.socket(name, "qmp").display()),
             "-mon".into(),
             "chardev=libos-qmp,mode=control".into(),
             "-chardev".into(),
-            format!("socket,id=libos-ctl,path={}", self.socket(pid, "ctl").display()),
+            format!("socket,id=libos-ctl,path={}", self.socket(name, "ctl").display()),
             "-device".into(),
             serial.into(),
             "-device".into(),
@@ -392,6 +425,7 @@ impl Shared {
         let _ = std::fs::remove_file(&state);
         match result {
             Ok(()) => {
+                self.prepare_spare();
                 let timing = ForkTiming { saved: saved_in, running: started.elapsed() };
                 lock(&self.forks).push(timing);
                 if std::env::var_os("LIBOS_PROCESS_TRACE").is_some() {
@@ -403,8 +437,10 @@ impl Shared {
         }
     }
 
-    /// Starts QEMU for `child` from the saved state, tells it who it is, lets it run.
-    fn start_child(self: &Arc<Self>, child: Pid, parent: Pid, request: u32, state: &Path) -> Result<()> {
+    /// Starts a QEMU for a future child: the parent's command line (see the module docs for
+    /// what a child does not share), waiting for a state to load (`-incoming defer`), its
+    /// sockets connected.
+    fn start_spare(&self) -> Result<Spare> {
         let mut config = self.config.clone();
         if let Some(net) = &mut config.net {
             net.backend = crate::net::NetBackend::User { forwards: Vec::new(), restrict: true };
@@ -414,27 +450,68 @@ impl Shared {
         }
         config.launcher.clear();
         let daemons = if config.shares.is_empty() { None } else { Some(crate::virtiofs::Daemons::start(&config.shares)?) };
-        let listeners = self.listen(child)?;
+        let name = format!("s{}", self.spares_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let listeners = self.listen(&name)?;
         let mut command: Command = config.command();
         if let Some(daemons) = &daemons {
             command.args(daemons.qemu_args(config.transport(), &config.memory));
         }
-        command.args(self.vm_args(child));
-        command.arg("-incoming").arg(format!("file:{}", state.display()));
+        command.args(self.vm_args(&name));
+        command.args(["-incoming", "defer"]);
         let mut process = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
         let qemu = process.id();
         crate::qemu::track(qemu);
-        self.forward_output(child, process.stdout.take(), process.stderr.take());
-        let (control, mut qmp) = match self.accept(&listeners, qemu) {
-            Ok(sockets) => sockets,
+        self.forward_output(process.stdout.take(), process.stderr.take());
+        match self.accept(&listeners, qemu) {
+            Ok((control, qmp)) => Ok(Spare { process, qemu, control, qmp, daemons }),
             Err(e) => {
                 let _ = process.kill();
                 let _ = process.wait();
                 crate::qemu::untrack(qemu);
-                return Err(e);
+                Err(e)
             }
-        };
-        let loaded = qmp.wait_until_loaded();
+        }
+    }
+
+    /// The spare QEMU started after the last fork, or a new one.
+    fn take_spare(&self) -> Result<Spare> {
+        let spare = lock(&self.spare).take();
+        match spare {
+            Some(spare) if alive(spare.qemu) => Ok(spare),
+            Some(mut dead) => {
+                let _ = dead.process.wait();
+                crate::qemu::untrack(dead.qemu);
+                self.start_spare()
+            }
+            None => self.start_spare(),
+        }
+    }
+
+    /// Starts the next spare in the background (a fork then costs no QEMU start-up); one that
+    /// comes up after the run began closing is stopped at once.
+    fn prepare_spare(self: &Arc<Self>) {
+        let shared = self.clone();
+        std::thread::spawn(move || {
+            let spare = match shared.start_spare() {
+                Ok(spare) => spare,
+                Err(e) => return eprintln!("process host: cannot start a spare QEMU ({e}); the next fork starts one"),
+            };
+            if lock(&shared.table).closing {
+                spare.stop();
+                return;
+            }
+            if let Some(old) = lock(&shared.spare).replace(spare) {
+                old.stop();
+            }
+        });
+    }
+
+    /// Loads the saved state into a spare QEMU as `child`, tells it who it is, lets it run.
+    fn start_child(self: &Arc<Self>, child: Pid, parent: Pid, request: u32, state: &Path) -> Result<()> {
+        let Spare { process, qemu, control, mut qmp, daemons } = self.take_spare()?;
+        let loaded = qmp
+            .execute("migrate-incoming", json!({ "uri": format!("file:{}", state.display()) }))
+            .and_then(|_| qmp.wait_until_loaded());
         let control = self.add_vm(child, parent, qemu, control, qmp, Some(process), daemons)?;
         if let Err(e) = loaded {
             self.kill_vm(child, SIGKILL);
@@ -450,7 +527,7 @@ impl Shared {
     }
 
     /// Copies a child's console into the run's, and its QEMU errors to stderr.
-    fn forward_output(&self, pid: Pid, stdout: Option<std::process::ChildStdout>, stderr: Option<std::process::ChildStderr>) {
+    fn forward_output(&self, stdout: Option<std::process::ChildStdout>, stderr: Option<std::process::ChildStderr>) {
         let console = self.console.clone();
         let echo = self.echo;
         if let Some(mut stdout) = stdout {
@@ -472,7 +549,7 @@ impl Shared {
         if let Some(stderr) = stderr {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
-                    eprintln!("process {pid}: {line}");
+                    eprintln!("process host, a child's QEMU: {line}");
                 }
             });
         }
