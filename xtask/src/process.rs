@@ -107,7 +107,9 @@ struct Shared {
     table: Mutex<Table>,
     forks: Mutex<Vec<ForkTiming>>,
     /// The QEMU the next fork loads its child into, once a first fork happened.
-    spare: Mutex<Option<Spare>>,
+    spare: Mutex<SpareSlot>,
+    /// Signalled when a spare being started is ready (or failed).
+    spare_ready: std::sync::Condvar,
     /// Spares started so far (their socket names).
     spares_started: std::sync::atomic::AtomicU32,
 }
@@ -148,6 +150,16 @@ impl Spare {
     }
 }
 
+/// The spare QEMU of the next fork.
+enum SpareSlot {
+    /// None (before the first fork, or starting one failed).
+    Empty,
+    /// One is starting (a fork waits for it rather than start another).
+    Starting,
+    /// One is waiting for its state.
+    Ready(Spare),
+}
+
 /// The sockets a VM's QEMU connects to, bound before it starts.
 struct Listeners {
     control: UnixListener,
@@ -167,7 +179,8 @@ impl ProcessHost {
             dir,
             table: Mutex::new(Table { vms: BTreeMap::new(), pipes: Pipes::default(), next_pid: 2, closing: false }),
             forks: Mutex::new(Vec::new()),
-            spare: Mutex::new(None),
+            spare: Mutex::new(SpareSlot::Empty),
+            spare_ready: std::sync::Condvar::new(),
             spares_started: std::sync::atomic::AtomicU32::new(0),
         });
         let first = Some(shared.listen("1")?);
@@ -195,7 +208,7 @@ impl ProcessHost {
             let pids: Vec<Pid> = table.vms.keys().copied().collect();
             pids.into_iter().filter_map(|pid| table.vms.remove(&pid)).collect()
         };
-        if let Some(spare) = lock(&self.shared.spare).take() {
+        if let SpareSlot::Ready(spare) = std::mem::replace(&mut *lock(&self.shared.spare), SpareSlot::Empty) {
             spare.stop();
         }
         for mut vm in children {
@@ -332,11 +345,18 @@ impl Shared {
             };
             match kind {
                 RequestKind::Fork => {
-                    let reply = self.fork(pid, id).unwrap_or_else(|e| {
-                        eprintln!("process host: fork of process {pid} failed: {e}");
-                        Reply::Error { errno: ENOMEM }
-                    });
-                    self.send(pid, HostMessage::Reply(id, reply));
+                    // A fork that worked was answered already, before its child could run.
+                    let failed = match self.fork(pid, id) {
+                        Ok(None) => None,
+                        Ok(Some(reply)) => Some(reply),
+                        Err(e) => {
+                            eprintln!("process host: fork of process {pid} failed: {e}");
+                            Some(Reply::Error { errno: ENOMEM })
+                        }
+                    };
+                    if let Some(reply) = failed {
+                        self.send(pid, HostMessage::Reply(id, reply));
+                    }
                 }
                 RequestKind::Kill { pid: target, signal } => {
                     let reply = self.kill(pid, target, signal);
@@ -399,12 +419,14 @@ impl Shared {
         }
     }
 
-    /// Copies VM `parent` into a new one; the reply for the parent.
-    fn fork(self: &Arc<Self>, parent: Pid, request: u32) -> Result<Reply> {
+    /// Copies VM `parent` into a new one. `Ok(None)`: done, and the parent has its reply (sent
+    /// before the child runs, so that it knows its child before it can hear that it ended);
+    /// `Ok(Some(reply))`: refused with this reply.
+    fn fork(self: &Arc<Self>, parent: Pid, request: u32) -> Result<Option<Reply>> {
         let (child, qmp) = {
             let mut table = lock(&self.table);
             if table.closing || table.vms.len() >= self.limit {
-                return Ok(Reply::Error { errno: EAGAIN });
+                return Ok(Some(Reply::Error { errno: EAGAIN }));
             }
             let child = table.next_pid;
             table.next_pid += 1;
@@ -431,7 +453,7 @@ impl Shared {
                 if std::env::var_os("LIBOS_PROCESS_TRACE").is_some() {
                     eprintln!("process host: fork {parent} -> {child}: saved in {:?}, child running after {:?}", timing.saved, timing.running);
                 }
-                Ok(Reply::Forked { child })
+                Ok(None)
             }
             Err(e) => Err(e),
         }
@@ -473,36 +495,47 @@ impl Shared {
         }
     }
 
-    /// The spare QEMU started after the last fork, or a new one.
+    /// The spare QEMU started after the last fork (waiting for it if it is still starting), or
+    /// a new one.
     fn take_spare(&self) -> Result<Spare> {
-        let spare = lock(&self.spare).take();
-        match spare {
-            Some(spare) if alive(spare.qemu) => Ok(spare),
-            Some(mut dead) => {
-                let _ = dead.process.wait();
-                crate::qemu::untrack(dead.qemu);
+        let mut slot = lock(&self.spare);
+        while matches!(*slot, SpareSlot::Starting) {
+            slot = self.spare_ready.wait(slot).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        let taken = std::mem::replace(&mut *slot, SpareSlot::Empty);
+        drop(slot);
+        match taken {
+            SpareSlot::Ready(spare) if alive(spare.qemu) => Ok(spare),
+            SpareSlot::Ready(dead) => {
+                dead.stop();
                 self.start_spare()
             }
-            None => self.start_spare(),
+            SpareSlot::Empty | SpareSlot::Starting => self.start_spare(),
         }
     }
 
     /// Starts the next spare in the background (a fork then costs no QEMU start-up); one that
     /// comes up after the run began closing is stopped at once.
     fn prepare_spare(self: &Arc<Self>) {
-        let shared = self.clone();
-        std::thread::spawn(move || {
-            let spare = match shared.start_spare() {
-                Ok(spare) => spare,
-                Err(e) => return eprintln!("process host: cannot start a spare QEMU ({e}); the next fork starts one"),
-            };
-            if lock(&shared.table).closing {
-                spare.stop();
+        {
+            let mut slot = lock(&self.spare);
+            if !matches!(*slot, SpareSlot::Empty) {
                 return;
             }
-            if let Some(old) = lock(&shared.spare).replace(spare) {
-                old.stop();
+            *slot = SpareSlot::Starting;
+        }
+        let shared = self.clone();
+        std::thread::spawn(move || {
+            let started = shared.start_spare();
+            let mut slot = lock(&shared.spare);
+            *slot = SpareSlot::Empty;
+            match started {
+                Ok(spare) if lock(&shared.table).closing => spare.stop(),
+                Ok(spare) => *slot = SpareSlot::Ready(spare),
+                Err(e) => eprintln!("process host: cannot start a spare QEMU ({e}); the next fork starts one"),
             }
+            drop(slot);
+            shared.spare_ready.notify_all();
         });
     }
 
@@ -510,7 +543,8 @@ impl Shared {
     fn start_child(self: &Arc<Self>, child: Pid, parent: Pid, request: u32, state: &Path) -> Result<()> {
         let Spare { process, qemu, control, mut qmp, daemons } = self.take_spare()?;
         let loaded = qmp
-            .execute("migrate-incoming", json!({ "uri": format!("file:{}", state.display()) }))
+            .execute("migrate-set-capabilities", json!({ "capabilities": [{ "capability": "mapped-ram", "state": true }] }))
+            .and_then(|_| qmp.execute("migrate-incoming", json!({ "uri": format!("file:{}", state.display()) })))
             .and_then(|_| qmp.wait_until_loaded());
         let control = self.add_vm(child, parent, qemu, control, qmp, Some(process), daemons)?;
         if let Err(e) = loaded {
@@ -520,9 +554,14 @@ impl Shared {
         writeln!(lock(&control), "{}", HostMessage::Reply(request, Reply::Child { pid: child, parent }))?;
         let mut out = Outbox::new();
         lock(&self.table).pipes.forked(parent, child, &mut out);
+        out.push((parent, HostMessage::Reply(request, Reply::Forked { child })));
         self.send_all(out);
-        let qmp = lock(&self.table).vms.get(&child).map(|vm| vm.qmp.clone()).ok_or("the child ended at once")?;
-        lock(&qmp).execute("cont", json!({}))?;
+        // The parent knows its child now: a child that cannot run is one that died.
+        let qmp = lock(&self.table).vms.get(&child).map(|vm| vm.qmp.clone());
+        if let Some(Err(e)) = qmp.map(|qmp| lock(&qmp).execute("cont", json!({}))) {
+            eprintln!("process host: process {child} could not start running ({e}); it counts as killed");
+            self.kill_vm(child, SIGKILL);
+        }
         Ok(())
     }
 
@@ -750,6 +789,7 @@ impl Qmp {
 
     /// Saves the stopped VM's state to `file` and waits until the save completed.
     fn migrate_to(&mut self, file: &Path) -> Result<()> {
+        self.execute("migrate-set-capabilities", json!({ "capabilities": [{ "capability": "mapped-ram", "state": true }] }))?;
         self.execute("migrate", json!({ "uri": format!("file:{}", file.display()) }))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
