@@ -490,8 +490,10 @@ fn a_reset_mid_transfer_is_reported_and_the_sink_goes_on() {
 /// An idle server holding open connections costs nothing: over 3 seconds with 50 established,
 /// idle connections (no keep-alive), the guest takes the one timer interrupt of its own 3-second
 /// sleep (one more is tolerated for a tick already armed when the count started) and its
-/// network thread never wakes for a TCP timer. A stack that polled its sockets, or re-armed a
-/// timer per connection, would take hundreds.
+/// network thread wakes at most once for a TCP timer: the retransmission of the last echo when
+/// the host's ACK of it comes late (seen once in a fresh-clone CI run with the host loaded by
+/// the other tests of this file). A stack that polled its sockets, or re-armed a timer per
+/// connection, would take hundreds.
 #[test]
 fn an_idle_server_with_open_connections_takes_no_timer_interrupts() {
     const CONNECTIONS: usize = 50;
@@ -519,7 +521,7 @@ fn an_idle_server_with_open_connections_takes_no_timer_interrupts() {
         let report = started.line_after("[netecho] idle timer-interrupts ", Duration::from_secs(60));
         let numbers: Vec<u64> = report.split_whitespace().filter_map(|w| w.parse().ok()).collect();
         match numbers[..] {
-            [interrupts, runs] if interrupts <= 2 && runs == 0 => {}
+            [interrupts, runs] if interrupts <= 3 && runs <= 1 => {}
             _ => started.fail(&format!("an idle server with {CONNECTIONS} connections took `timer-interrupts {report}` in 3 s")),
         }
         drop(held);
