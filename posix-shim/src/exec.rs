@@ -41,6 +41,11 @@ struct Image {
 }
 
 /// `execve(path, argv, envp)`. Returns only with an error.
+///
+/// System calls run on the caller's stack, and a program may call `execve` on a small one
+/// (musl's `posix_spawn` child runs on 5 KiB inside its parent's frame); reading and mapping a
+/// file needs far more. So only the copying of the arguments runs here; the file's checks and
+/// everything after the point of no return run on a kernel thread's stack ([`on_kernel_stack`]).
 pub fn execve(path: u64, argv: u64, envp: u64, stack_pointer: u64) -> Result<u64> {
     let mut buffer = StrBuffer::new();
     // SAFETY: checked by `c_string`.
@@ -48,12 +53,20 @@ pub fn execve(path: u64, argv: u64, envp: u64, stack_pointer: u64) -> Result<u64
     let mut budget = ARG_MAX;
     let args = strings(argv, &mut budget)?;
     let env = strings(envp, &mut budget)?;
-    let image = find(path, args)?;
+    let image = on_kernel_stack(move || find(path, args))??;
     log::info!("posix-shim: execve {} ({}, entry {:#x})", image.path, if image.plan.pie { "static-PIE" } else { "non-PIE" }, image.plan.entry);
-    // The point of no return.
+    // The point of no return. What concerns the calling thread itself happens on it.
     let blocked = crate::signal::blocked();
     crate::thread::forget_all_threads();
     crate::signal::reset_for_exec();
+    let code = on_kernel_stack(move || replace(image, env, blocked, stack_pointer)).unwrap_or(1);
+    // The new program's main thread ended without ending the VM: its code is the process's.
+    crate::dispatch::exit_program(code)
+}
+
+/// The rest of `execve` past the point of no return: the old program's descriptors and memory
+/// go, the new one is loaded and started; returns when its main thread ends.
+fn replace(image: Image, env: Vec<String>, blocked: u64, stack_pointer: u64) -> i32 {
     crate::fd::close_on_exec();
     crate::mem::release_for_exec(stack_pointer);
     if let Err(e) = crate::load::replace_program(&image.file, &image.plan) {
@@ -68,9 +81,25 @@ pub fn execve(path: u64, argv: u64, envp: u64, stack_pointer: u64) -> Result<u64
         args: image.args,
     };
     drop(image.file);
-    let code = crate::run::start_main_thread(program, env, blocked);
-    // The new program's main thread ended without ending the VM: its code is the process's.
-    crate::dispatch::exit_program(code)
+    crate::run::start_main_thread(program, env, blocked)
+}
+
+/// Bytes of the kernel thread's stack [`on_kernel_stack`] runs on.
+#[cfg(feature = "threads")]
+const KERNEL_STACK: usize = 128 * 1024;
+
+/// Runs `f` on a kernel thread's own stack and waits for it. Errors: the thread could not
+/// start (`EAGAIN` for want of memory).
+#[cfg(feature = "threads")]
+fn on_kernel_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let thread = libos::thread::Builder::new().name("execve").stack_size(KERNEL_STACK).spawn(f);
+    thread.map(|handle| handle.join()).map_err(|e| if e == Errno::ENOMEM { Errno::EAGAIN } else { e })
+}
+
+/// Without threads the call runs where it is.
+#[cfg(not(feature = "threads"))]
+fn on_kernel_stack<T>(f: impl FnOnce() -> T) -> Result<T> {
+    Ok(f())
 }
 
 /// The NUL-terminated strings of the NULL-terminated array at `array` (none when it is NULL,

@@ -229,14 +229,40 @@ fn clone_process(flags: u64, stack: u64, ptid: u64, ctid: u64) -> Result<u64> {
     Ok(0) // replaced by `finish_clone`
 }
 
-/// A fork whose child continues on `request.stack` (the return hook's half of [`clone_process`]).
+/// Bytes of the stack a process clone's child gets instead of the one it passed.
+const SPAWN_STACK: u64 = 256 * 1024;
+/// Bytes from the top of the passed stack that move with it: what the C library's `clone`
+/// stored there for its child (musl: the function and its argument).
+const SPAWN_STACK_CARRIED: u64 = 64;
+
+/// A fork whose child continues on a stack of its own (the return hook's half of
+/// [`clone_process`]). The C library passed `request.stack`, meant for a child sharing its
+/// memory (musl's `posix_spawn`: 5 KiB inside the parent's frame), but system calls and
+/// interrupts here run on the program's stack and need more than that (an interrupt on it
+/// overwrote the parent's `posix_spawn` arguments below it). The child is a copy, so it moves
+/// to a fresh [`SPAWN_STACK`]-byte mapping with the top of the passed stack carried over.
 fn fork_onto_stack(frame: &mut libos::syscall::Frame, request: CloneRequest) -> Result<u64> {
     let child = crate::process::fork()?;
     if child == 0 {
-        frame.set_stack_pointer(request.stack);
+        frame.set_stack_pointer(roomy_copy_of_stack(request.stack).unwrap_or(request.stack));
     }
     settle_tids(request.flags, child, request.ptid, request.ctid)?;
     Ok(child)
+}
+
+/// A new mapping whose top holds the [`SPAWN_STACK_CARRIED`] bytes at `stack` (same alignment);
+/// the stack pointer to continue with. `None` when it cannot be made (the passed stack is used).
+fn roomy_copy_of_stack(stack: u64) -> Option<u64> {
+    const PROT_READ_WRITE: u64 = 3;
+    const MAP_PRIVATE_ANONYMOUS_STACK: u64 = 0x02 | 0x20 | 0x20000;
+    // SAFETY: checked by `user::slice`; the C library stored these bytes for its child.
+    let carried = unsafe { user::slice(stack, SPAWN_STACK_CARRIED) }.ok()?.to_vec();
+    let base = crate::mem::mmap(0, SPAWN_STACK, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS_STACK, u64::MAX, 0).ok()?;
+    let top = base + SPAWN_STACK - 4096 + (stack & 15);
+    // SAFETY: inside the mapping just made (4 KiB below its end, 64 bytes long).
+    let room = unsafe { user::slice_mut(top, SPAWN_STACK_CARRIED) }.ok()?;
+    room.copy_from_slice(&carried);
+    Some(top)
 }
 
 /// The tid stores of a process clone: the parent's `CLONE_PARENT_SETTID` gets the child's pid;

@@ -213,9 +213,16 @@ impl ProcessHost {
             let pids: Vec<Pid> = table.vms.keys().copied().collect();
             pids.into_iter().filter_map(|pid| table.vms.remove(&pid)).collect()
         };
-        if let SpareSlot::Ready(spare) = std::mem::replace(&mut *lock(&self.shared.spare), SpareSlot::Empty) {
+        // A spare still starting is waited for (its thread stops it, seeing `closing`): `./x`
+        // may exit right after this, and a spare left to its thread would outlive the run.
+        let mut slot = lock(&self.shared.spare);
+        while matches!(*slot, SpareSlot::Starting) {
+            slot = self.shared.spare_ready.wait(slot).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        if let SpareSlot::Ready(spare) = std::mem::replace(&mut *slot, SpareSlot::Empty) {
             spare.stop();
         }
+        drop(slot);
         for mut vm in children {
             if let Some(mut process) = vm.process.take() {
                 let _ = process.kill();
@@ -547,8 +554,15 @@ impl Shared {
     /// Loads the saved state into a spare QEMU as `child`, tells it who it is, lets it run.
     fn start_child(self: &Arc<Self>, child: Pid, parent: Pid, request: u32, state: &Path) -> Result<()> {
         let Spare { process, qemu, control, mut qmp, daemons } = self.take_spare()?;
-        let loaded = qmp
-            .execute("migrate-set-capabilities", json!({ "capabilities": [{ "capability": "mapped-ram", "state": true }] }))
+        // With mapped-ram a page the parent had zero is not in the file, and loading leaves the
+        // destination's page as it is: the spare's RAM must read zero first. It holds what QEMU
+        // put there at reset (the kernel image, the device tree): punching the whole RAM file
+        // empties it (the spare's CPUs never ran).
+        let loaded = clear_ram(qemu)
+            .map_err(|e| format!("clearing the spare's RAM: {e}").into())
+            .and_then(|()| {
+                qmp.execute("migrate-set-capabilities", json!({ "capabilities": [{ "capability": "mapped-ram", "state": true }] }))
+            })
             .and_then(|_| qmp.execute("migrate-incoming", json!({ "uri": format!("file:{}", state.display()) })))
             .and_then(|_| qmp.wait_until_loaded());
         let control = self.add_vm(child, parent, qemu, control, qmp, Some(process), daemons)?;
@@ -749,6 +763,14 @@ fn open_ram(qemu: u32) -> std::io::Result<std::fs::File> {
         }
     }
     Err(std::io::Error::other(format!("QEMU {qemu} has no shared RAM file")))
+}
+
+/// Empties QEMU `qemu`'s RAM file (every page then reads zero).
+fn clear_ram(qemu: u32) -> std::io::Result<()> {
+    use nix::fcntl::{FallocateFlags, fallocate};
+    let ram = open_ram(qemu)?;
+    let len = i64::try_from(ram.metadata()?.len()).map_err(std::io::Error::other)?;
+    fallocate(&ram, FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE, 0, len).map_err(std::io::Error::from)
 }
 
 /// Whether host process `pid` still runs.

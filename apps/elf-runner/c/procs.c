@@ -394,7 +394,8 @@ static int exec_family(void) {
 
     pid_t spawned;
     char *args[] = {"/bin/hello-musl", "spawned", "--exit", "9", NULL};
-    CHECK(posix_spawn(&spawned, args[0], NULL, NULL, args, environ) == 0, "posix_spawn");
+    errno = posix_spawn(&spawned, args[0], NULL, NULL, args, environ);
+    CHECK(errno == 0, "posix_spawn (errno: its result)");
     CHECK(waitpid(spawned, &status, 0) == spawned && WIFEXITED(status) && WEXITSTATUS(status) == 9, "posix_spawn's child exit code");
     return 0;
 }
