@@ -311,7 +311,11 @@ pub fn forget_other_threads() {
         libos::syscall::request_return_work();
     }
     forgotten.extend(threads);
+    ANY_FORGOTTEN.store(true, Ordering::Release);
 }
+
+/// Whether [`FORGOTTEN`] may hold a thread: the return hook's check costs one load otherwise.
+static ANY_FORGOTTEN: AtomicBool = AtomicBool::new(false);
 
 /// `execve`: every thread of the old program goes, the caller too (its kernel thread stays,
 /// waiting for the new program's main thread; it never returns to the old program).
@@ -325,12 +329,16 @@ pub fn forget_all_threads() {
 /// The return hook's first check: a thread a fork left behind ends here, before it runs any
 /// more program code.
 pub fn end_if_forgotten() {
+    if !ANY_FORGOTTEN.load(Ordering::Acquire) {
+        return;
+    }
     let me = libos::sync::current_thread();
     {
         let mut forgotten = FORGOTTEN.lock();
         let Some(i) = forgotten.iter().position(|&t| t == me) else { return };
         forgotten.swap_remove(i);
         if forgotten.is_empty() {
+            ANY_FORGOTTEN.store(false, Ordering::Release);
             libos::syscall::return_work_done();
         }
     }

@@ -54,7 +54,7 @@ use pipes::{Outbox, Pipes, Ram};
 use std::os::unix::fs::FileExt;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -65,9 +65,9 @@ use std::time::{Duration, Instant};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Processes alive at once unless `--processes N` says otherwise.
 pub const DEFAULT_LIMIT: usize = 16;
-const EAGAIN: i32 = 11;
-const ENOMEM: i32 = 12;
-const ESRCH: i32 = 3;
+const EAGAIN: i32 = nix::errno::Errno::EAGAIN as i32;
+const ENOMEM: i32 = nix::errno::Errno::ENOMEM as i32;
+const ESRCH: i32 = nix::errno::Errno::ESRCH as i32;
 const SIGKILL: u32 = 9;
 
 /// Where the host's time went in one fork.
@@ -238,11 +238,6 @@ impl ProcessHost {
     /// Where the time of every fork so far went.
     pub fn fork_timings(&self) -> Vec<ForkTiming> {
         lock(&self.shared.forks).clone()
-    }
-
-    /// How many VMs are alive (the first one included while it runs).
-    pub fn live(&self) -> usize {
-        lock(&self.shared.table).vms.len()
     }
 }
 
@@ -588,21 +583,8 @@ impl Shared {
     fn forward_output(&self, stdout: Option<std::process::ChildStdout>, stderr: Option<std::process::ChildStderr>) {
         let console = self.console.clone();
         let echo = self.echo;
-        if let Some(mut stdout) = stdout {
-            std::thread::spawn(move || {
-                let mut buffer = [0u8; 4096];
-                while let Ok(n) = stdout.read(&mut buffer) {
-                    if n == 0 {
-                        break;
-                    }
-                    if echo {
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(&buffer[..n]);
-                        let _ = out.flush();
-                    }
-                    lock(&console).extend_from_slice(&buffer[..n]);
-                }
-            });
+        if let Some(stdout) = stdout {
+            crate::qemu::copy_console(stdout, console, echo, None);
         }
         if let Some(stderr) = stderr {
             std::thread::spawn(move || {
@@ -720,7 +702,7 @@ impl VmRam<'_> {
                 continue;
             }
             let n = ((seg_len - skip) as usize).min(len);
-            let offset = segment.addr.checked_sub(self.base).and_then(|o| o.checked_add(skip)).filter(|&o| o + n as u64 <= size);
+            let offset = segment.addr.checked_sub(self.base).and_then(|o| o.checked_add(skip)).filter(|&o| o.checked_add(n as u64).is_some_and(|end| end <= size));
             f(offset.ok_or_else(|| std::io::Error::other("a segment outside the VM's RAM"))?, n)?;
             skip = 0;
             len -= n;

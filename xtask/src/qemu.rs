@@ -480,6 +480,36 @@ pub struct Running {
     ended: bool,
 }
 
+/// Copies a QEMU's serial output (`stdout`) into `console` as it comes, echoing it to this
+/// process's stdout when `echo` and handing each piece to `observer`; ends with the output.
+pub(crate) fn copy_console(
+    mut stdout: impl Read + Send + 'static,
+    console: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    echo: bool,
+    observer: Option<mpsc::Sender<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            if echo {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&buffer[..n]);
+                let _ = out.flush();
+            }
+            if let Some(observer) = &observer {
+                // The observer may have stopped listening; the capture goes on regardless.
+                let _ = observer.send(String::from_utf8_lossy(&buffer[..n]).into_owned());
+            }
+            if let Ok(mut collected) = console.lock() {
+                collected.extend_from_slice(&buffer[..n]);
+            }
+        }
+    })
+}
+
 /// Starts QEMU for `config` (and a virtiofsd per share first) without waiting for it.
 pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String>>) -> Result<Running> {
     if config.machine.arch() != config.arch {
@@ -507,29 +537,10 @@ pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", config.arch.qemu()))?;
-    let mut stdout = child.stdout.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let collected = console.clone();
-    let console_reader = std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buffer) {
-            if n == 0 {
-                break;
-            }
-            if echo {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(&buffer[..n]);
-                let _ = out.flush();
-            }
-            if let Some(observer) = &observer {
-                // The observer may have stopped listening; the capture goes on regardless.
-                let _ = observer.send(String::from_utf8_lossy(&buffer[..n]).into_owned());
-            }
-            if let Ok(mut collected) = collected.lock() {
-                collected.extend_from_slice(&buffer[..n]);
-            }
-        }
-    });
+    let console_reader = copy_console(stdout, collected, echo, observer);
     let stderr_reader = std::thread::spawn(move || {
         let mut collected = String::new();
         let _ = stderr.read_to_string(&mut collected);
@@ -617,9 +628,7 @@ impl Running {
             }
         };
         let wall = self.started.elapsed();
-        if let Ok(mut running) = RUNNING.lock() {
-            running.retain(|&p| p != self.pid);
-        }
+        untrack(self.pid);
         let mut forks = Vec::new();
         if let Some(host) = self.processes.take() {
             forks = host.fork_timings();
@@ -651,9 +660,7 @@ impl Drop for Running {
         if !self.ended {
             self.kill();
             let _ = self.finished.recv_timeout(Duration::from_secs(5));
-            if let Ok(mut running) = RUNNING.lock() {
-                running.retain(|&p| p != self.pid);
-            }
+            untrack(self.pid);
         }
     }
 }

@@ -154,16 +154,8 @@ pub fn disk_name(index: usize) -> String {
 /// ... in discovery order (MMIO windows first, then PCI functions). Devices that fail to
 /// initialise are logged and skipped. `timeout` as in [`RequestQueue::new`].
 pub fn probe(devices: &Devices, timeout: Option<Duration>) -> Vec<Arc<VirtioBlkDevice>> {
-    let mut candidates: Vec<(Box<dyn Transport>, Option<u32>)> = Vec::new();
-    for (transport, interrupt) in libos_virtio::probe_mmio(devices, DEVICE_ID) {
-        candidates.push((Box::new(transport), interrupt));
-    }
-    for transport in libos_virtio::probe_pci(devices, DEVICE_ID) {
-        let interrupt = transport.msi_interrupt();
-        candidates.push((Box::new(transport), interrupt));
-    }
     let mut found = Vec::new();
-    for (transport, interrupt) in candidates {
+    for (transport, interrupt) in libos_virtio::probe_all(devices, DEVICE_ID) {
         let describe = transport.describe();
         match VirtioBlkDevice::new(transport, disk_name(found.len()), interrupt, timeout) {
             Ok(device) => found.push(device),

@@ -130,17 +130,9 @@ impl core::fmt::Debug for VirtioFsDevice {
 /// once, so any reply the guest waits for would "time out".
 pub fn probe(devices: &Devices, timeout: Option<Duration>) -> Vec<Arc<VirtioFsDevice>> {
     let mut found = Vec::new();
-    for (transport, interrupt) in libos_virtio::probe_mmio(devices, DEVICE_ID) {
+    for (transport, interrupt) in libos_virtio::probe_all(devices, DEVICE_ID) {
         let describe = transport.describe();
-        match VirtioFsDevice::new(Box::new(transport), interrupt, timeout) {
-            Ok(device) => found.push(device),
-            Err(e) => log::error!("virtio-fs at {describe}: cannot initialise the device: {e}"),
-        }
-    }
-    for transport in libos_virtio::probe_pci(devices, DEVICE_ID) {
-        let describe = transport.describe();
-        let interrupt = transport.msi_interrupt();
-        match VirtioFsDevice::new(Box::new(transport), interrupt, timeout) {
+        match VirtioFsDevice::new(transport, interrupt, timeout) {
             Ok(device) => found.push(device),
             Err(e) => log::error!("virtio-fs at {describe}: cannot initialise the device: {e}"),
         }

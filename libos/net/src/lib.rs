@@ -78,15 +78,7 @@ pub fn set_default_stack(stack: Option<&'static Stack>) {
 /// interrupt, and makes it the default interface. `None` when there is no NIC (or it fails to
 /// initialise: logged).
 pub fn probe(devices: &libos_core::device::Devices, options: &NetOptions) -> Option<&'static Stack> {
-    let mut candidates: Vec<(Box<dyn libos_virtio::Transport>, Option<u32>)> = Vec::new();
-    for (transport, irq) in libos_virtio::probe_mmio(devices, virtio_net::DEVICE_ID) {
-        candidates.push((Box::new(transport), irq));
-    }
-    for transport in libos_virtio::probe_pci(devices, virtio_net::DEVICE_ID) {
-        let irq = transport.msi_interrupt();
-        candidates.push((Box::new(transport), irq));
-    }
-    let stack = candidates.into_iter().find_map(|(transport, irq)| bring_up(transport, irq, options));
+    let stack = libos_virtio::probe_all(devices, virtio_net::DEVICE_ID).into_iter().find_map(|(transport, irq)| bring_up(transport, irq, options));
     set_default_stack(stack);
     stack
 }

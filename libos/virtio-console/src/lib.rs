@@ -26,7 +26,7 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
+
 use core::time::Duration;
 use libos_core::device::Devices;
 use libos_core::sync::SpinLock;
@@ -150,15 +150,7 @@ impl VirtioConsole {
 /// Finds and initialises the first virtio console among `devices` (virtio-mmio windows first,
 /// then PCI functions) and routes its interrupt. `None` when there is none or it fails (logged).
 pub fn probe(devices: &Devices) -> Option<Arc<VirtioConsole>> {
-    let mut candidates: Vec<(Box<dyn Transport>, Option<u32>)> = Vec::new();
-    for (transport, interrupt) in libos_virtio::probe_mmio(devices, DEVICE_ID) {
-        candidates.push((Box::new(transport), interrupt));
-    }
-    for transport in libos_virtio::probe_pci(devices, DEVICE_ID) {
-        let interrupt = transport.msi_interrupt();
-        candidates.push((Box::new(transport), interrupt));
-    }
-    for (transport, interrupt) in candidates {
+    for (transport, interrupt) in libos_virtio::probe_all(devices, DEVICE_ID) {
         let describe = transport.describe();
         let console = match VirtioConsole::new(transport) {
             Ok(console) => Arc::new(console),

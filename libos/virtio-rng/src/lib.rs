@@ -113,15 +113,8 @@ impl VirtioRng {
 /// Finds and initialises every virtio-rng device among `devices` (MMIO windows first, then PCI
 /// functions); devices that fail to initialise are logged and skipped.
 pub fn probe(devices: &Devices) -> Vec<VirtioRng> {
-    let mut transports: Vec<Box<dyn Transport>> = Vec::new();
-    for (transport, _interrupt) in libos_virtio::probe_mmio(devices, DEVICE_ID) {
-        transports.push(Box::new(transport));
-    }
-    for transport in libos_virtio::probe_pci(devices, DEVICE_ID) {
-        transports.push(Box::new(transport));
-    }
     let mut found = Vec::new();
-    for transport in transports {
+    for (transport, _interrupt) in libos_virtio::probe_all(devices, DEVICE_ID) {
         let describe = transport.describe();
         match VirtioRng::new(transport) {
             Ok(device) => found.push(device),

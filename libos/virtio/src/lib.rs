@@ -298,6 +298,21 @@ pub fn route_interrupt(transport: &dyn Transport, irq: u32, handler: fn(usize), 
     transport.enable_interrupt(irq).map_err(|e| alloc::format!("the platform cannot route interrupt {irq} ({e})"))
 }
 
+/// Every device with id `device_id`, virtio-mmio windows first, then modern PCI functions, as
+/// boxed transports with the interrupt each completes with (the MMIO slot's line, the PCI
+/// function's MSI-X vector): what a driver's probe walks.
+pub fn probe_all(devices: &libos_core::device::Devices, device_id: u32) -> Vec<(alloc::boxed::Box<dyn Transport>, Option<u32>)> {
+    let mut found: Vec<(alloc::boxed::Box<dyn Transport>, Option<u32>)> = Vec::new();
+    for (transport, interrupt) in probe_mmio(devices, device_id) {
+        found.push((alloc::boxed::Box::new(transport), interrupt));
+    }
+    for transport in probe_pci(devices, device_id) {
+        let interrupt = transport.msi_interrupt();
+        found.push((alloc::boxed::Box::new(transport), interrupt));
+    }
+    found
+}
+
 /// The virtio-mmio devices with id `device_id` among the windows the platform discovered,
 /// with the platform interrupt of each.
 pub fn probe_mmio(devices: &libos_core::device::Devices, device_id: u32) -> Vec<(mmio::MmioTransport, Option<u32>)> {

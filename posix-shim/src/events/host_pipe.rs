@@ -168,6 +168,11 @@ pub fn ready(state: u32, write_end: bool) -> i16 {
     }
 }
 
+/// `FIONREAD` of a host pipe's read end: 1 when it has data (the host does not say how much).
+pub fn available(state: u32) -> usize {
+    usize::from(state & PIPE_READABLE != 0)
+}
+
 /// Whether the other side of a host pipe has no end left in any VM.
 pub fn peer_closed(state: u32, write_end: bool) -> bool {
     state & if write_end { PIPE_NO_READERS } else { PIPE_NO_WRITERS } != 0

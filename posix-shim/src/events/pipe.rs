@@ -30,6 +30,7 @@ pub struct Pipe {
     /// count this VM's ends only.
     host: AtomicU32,
     /// The host's last state bits for it (`PIPE_*` of libos-process-protocol).
+    #[cfg_attr(not(feature = "processes"), expect(dead_code, reason = "only host pipes (feature `processes`) have a state"))]
     host_state: AtomicU32,
 }
 
@@ -193,8 +194,9 @@ impl PipeEnd {
     /// Bytes queued to read (`FIONREAD`): for a host pipe, 1 when it has data (the host
     /// does not say how much).
     pub fn available(&self) -> usize {
+        #[cfg(feature = "processes")]
         if self.pipe.host_id().is_some() {
-            return usize::from(self.pipe.host_state.load(Ordering::Acquire) & 1 != 0) // PIPE_READABLE;
+            return host_pipe::available(self.pipe.host_state.load(Ordering::Acquire));
         }
         self.pipe.buffer.lock().len()
     }

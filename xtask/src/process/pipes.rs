@@ -22,11 +22,11 @@ use std::collections::{BTreeMap, VecDeque};
 pub const CAPACITY: usize = 64 * 1024;
 /// Writes up to this size are atomic (POSIX `PIPE_BUF`).
 pub const PIPE_BUF: u64 = 4096;
-const EAGAIN: i32 = 11;
-const EPIPE: i32 = 32;
-const EINTR: i32 = 4;
-const EBADF: i32 = 9;
-const EFAULT: i32 = 14;
+const EAGAIN: i32 = nix::errno::Errno::EAGAIN as i32;
+const EPIPE: i32 = nix::errno::Errno::EPIPE as i32;
+const EINTR: i32 = nix::errno::Errno::EINTR as i32;
+const EBADF: i32 = nix::errno::Errno::EBADF as i32;
+const EFAULT: i32 = nix::errno::Errno::EFAULT as i32;
 
 /// Access to the VMs' RAM by guest-physical segments.
 pub trait Ram {
