@@ -13,7 +13,8 @@
 //!
 //! virtiofsd is not packaged by Debian 12: [`ensure_virtiofsd`] installs it once with
 //! `cargo install` into `target/tools/` (about a minute on two cores), after the C libraries
-//! it links (`libseccomp`, `libcap-ng`).
+//! it links (`libseccomp`, `libcap-ng`). [`VIRTIOFSD_ENV`] names another daemon with the same
+//! command line instead (e.g. `tools/virtiofsd-dax`, which serves the DAX window).
 
 use crate::qemu::VirtioTransport;
 use crate::{Result, root};
@@ -133,8 +134,19 @@ pub fn tools_dir() -> PathBuf {
     root().join("target/tools")
 }
 
-/// The virtiofsd binary, installed on first use.
+/// The environment variable that names the daemon to run instead of the installed virtiofsd
+/// (it gets virtiofsd's options, see [`Daemons::start`]).
+pub const VIRTIOFSD_ENV: &str = "LIBOS_VIRTIOFSD";
+
+/// The virtiofsd binary: [`VIRTIOFSD_ENV`]'s if set, else the release, installed on first use.
 pub fn ensure_virtiofsd() -> Result<PathBuf> {
+    if let Some(binary) = std::env::var_os(VIRTIOFSD_ENV).filter(|b| !b.is_empty()) {
+        let binary = PathBuf::from(binary);
+        if !binary.is_file() {
+            return Err(format!("{VIRTIOFSD_ENV}={} is not a file", binary.display()).into());
+        }
+        return Ok(binary);
+    }
     // Tests start boots from parallel threads: one check (and installation) at a time, and
     // once checked, not again for every boot of this process.
     static CHECKED: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
