@@ -1,12 +1,13 @@
 //! The vhost-user-fs device: [`FsBackend`] is what vhost-user-backend drives (features, guest
 //! memory, the backend request channel, queue kicks); [`Requests`] serves one descriptor chain
-//! with fuse-backend-rs's server and the daemon's own rules ([`crate::fuse`]).
+//! with fuse-backend-rs's server on [`ShareFs`] and the daemon's own rules ([`crate::fuse`]).
 //!
 //! Queue 0 is virtio-fs's hiprio queue (FORGET, INTERRUPT), queue 1 the one request queue
 //! (QEMU's `num-request-queues` default); both are served alike, by one worker thread.
 
 use crate::dax::{DaxMapper, MapSender};
 use crate::fuse::{self, INIT_REPLY_LEN, Policy, Request, Verdict};
+use crate::share::ShareFs;
 use fuse_backend_rs::abi::fuse_abi::{InitOut, Opcode, OutHeader};
 use fuse_backend_rs::api::server::Server;
 use fuse_backend_rs::passthrough::PassthroughFs;
@@ -36,7 +37,7 @@ const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
 
 /// The FUSE side of the device: the server, the share's rules and the DAX mapper.
 pub struct Requests<S: MapSender> {
-    server: Server<PassthroughFs>,
+    server: Server<ShareFs>,
     policy: Policy,
     dax: Option<DaxMapper<S>>,
 }
@@ -45,7 +46,7 @@ impl<S: MapSender> Requests<S> {
     /// Serves `fs` under `policy`; `dax` (with the policy's window) maps through its sender.
     pub fn new(fs: PassthroughFs, policy: Policy, dax: Option<DaxMapper<S>>) -> Requests<S> {
         debug_assert_eq!(policy.window, dax.as_ref().map(DaxMapper::window));
-        Requests { server: Server::new(fs), policy, dax }
+        Requests { server: Server::new(ShareFs(fs)), policy, dax }
     }
 
     /// The DAX mapper, if the share has a window.
@@ -467,6 +468,42 @@ mod tests {
         assert_ne!(OpenOut::from_slice(&reply[16..][..size_of::<OpenOut>()]).unwrap().fh, 0);
         assert_eq!(setupmapping(&mut rig, hello, 0, 4096, 3), libc::EROFS);
         assert!(rig.sent.0.lock().unwrap().is_empty());
+    }
+
+    /// READDIR's inode numbers are what LOOKUP/GETATTR report (the host's `st_ino`), and
+    /// listing a directory leaves no lookup count behind.
+    #[test]
+    fn readdir_inode_numbers_match_stat() {
+        use std::os::unix::fs::MetadataExt;
+        let mut rig = Rig::new(false, None);
+        rig.init(OFFERED);
+        std::fs::create_dir(rig.share.path().join("sub")).unwrap();
+        let share = rig.share.path().to_path_buf();
+        let host_ino = |name: &str| std::fs::metadata(share.join(name)).unwrap().ino();
+        let expected = [("hello", host_ino("hello")), ("sub", host_ino("sub"))];
+        let (_, reply) = rig.call(Opcode::Opendir, 1, OpenIn::default().as_slice(), 4096);
+        assert_eq!(Rig::errno(&reply), 0);
+        let fh = OpenOut::from_slice(&reply[16..][..size_of::<OpenOut>()]).unwrap().fh;
+        let read = fuse_backend_rs::abi::fuse_abi::ReadIn { fh, offset: 0, size: 4096, ..Default::default() };
+        let (_, reply) = rig.call(Opcode::Readdir, 1, read.as_slice(), 8192);
+        assert_eq!(Rig::errno(&reply), 0);
+        let mut found = Vec::new();
+        let mut at = size_of::<OutHeader>();
+        while at + 24 <= reply.len() {
+            let ino = u64::from_ne_bytes(reply[at..at + 8].try_into().unwrap());
+            let namelen = u32::from_ne_bytes(reply[at + 16..at + 20].try_into().unwrap()) as usize;
+            let name = String::from_utf8_lossy(&reply[at + 24..at + 24 + namelen]).into_owned();
+            found.push((name, ino));
+            at += (24 + namelen).next_multiple_of(8);
+        }
+        for (name, ino) in expected {
+            assert!(found.contains(&(name.to_string(), ino)), "{name} (st_ino {ino}) in {found:?}");
+        }
+        // GETATTR of what LOOKUP gives agrees too.
+        let sub = rig.lookup("sub");
+        let (_, reply) = rig.call(Opcode::Getattr, sub, &[0; 16], 4096);
+        let attr = fuse_backend_rs::abi::fuse_abi::AttrOut::from_slice(&reply[16..][..size_of::<fuse_backend_rs::abi::fuse_abi::AttrOut>()]).unwrap();
+        assert_eq!(attr.attr.ino, host_ino("sub"));
     }
 
     #[test]

@@ -31,6 +31,8 @@
 //!   known flags; else EINVAL before anything reaches QEMU) and sent through `MapSender`, the
 //!   vhost `Backend` channel in the daemon and a fake in the tests. FUSE_SETUPMAPPING_FLAG_WRITE
 //!   makes a writable mapping (the passthrough opens the file read-write for it).
+//! - [`share`]: the passthrough file system with READDIR's inode numbers corrected (it gave FUSE
+//!   node ids where `stat` gives the host's `st_ino`).
 //! - [`sandbox`]: the confinement.
 //!
 //! # Sandbox
@@ -57,6 +59,7 @@ mod dax;
 mod device;
 mod fuse;
 mod sandbox;
+mod share;
 
 use args::{Command, Options, Sandbox};
 use dax::{DaxMapper, Window};
