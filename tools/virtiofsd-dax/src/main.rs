@@ -51,6 +51,12 @@
 //! (`--migration-on-error` is accepted and ignored), and FUSE requests are served by one
 //! thread.
 //!
+//! DAX caveats: the protocol feature is vhost 0.16's `SHMEM`, bit 21 (QEMU's drafts of the
+//! series used bit 20; the frontend must agree). A mapping request holds the device while it
+//! waits for QEMU's acknowledgement, so a frontend that sends a control message needing the
+//! device (SET_FEATURES, ...) before it answers a SHMEM_MAP would wait for us while we wait for
+//! it. Mappings are not tracked here: QEMU owns the window's contents.
+//!
 //! Never a panic on guest input: a descriptor chain that cannot be read completes with 0 bytes,
 //! a request that cannot be decoded gets an error reply; both are logged.
 
