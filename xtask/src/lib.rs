@@ -17,6 +17,8 @@
 //! - [`netns`]: network namespaces holding a tap, deleted however the run ends;
 //! - [`servers`]: real C servers (redis, lighttpd) built from Debian source packages as static
 //!   musl programs for `./x run --elf`, and the host tools that drive them;
+//! - [`dax_qemu`]: QEMU with the virtio-fs DAX window patches of `tools/qemu-dax/`, built
+//!   on first use into `/var/cache/libos/`;
 //! - [`fuzz`]: `./x fuzz`, the libFuzzer targets of `fuzz/` built and run without cargo-fuzz;
 //! - [`bench`](mod@bench): `./x bench` suites, writing `bench/results/`.
 
@@ -24,6 +26,7 @@ pub mod accel;
 pub mod arch;
 pub mod bench;
 pub mod build;
+pub mod dax_qemu;
 pub mod disk;
 pub mod elf;
 pub mod floor;

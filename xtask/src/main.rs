@@ -90,6 +90,11 @@ const HELP: &str = "\
         (servers/README.md has both servers' lines). --host-check runs the x86_64 program
         natively on 127.0.0.1 against its own tools (redis-cli and redis-benchmark; curl and
         ab) and prints what they report.
+  ./x dax-qemu
+        Build QEMU 10.0.2 with the virtio-fs DAX window patches of tools/qemu-dax/ (first use
+        only: 8 to 20 minutes on two cores; cached in /var/cache/libos/qemu-10.0.2-dax-KEY/
+        for every clone on the machine) and print the paths of its qemu-system-x86_64 and
+        qemu-system-aarch64. The window: -device vhost-user-fs-pci,...,cache-size=256M.
   ./x test [--host | --qemu]
         Host unit tests of every pure crate and of the apps' libraries (apps/*/src/lib.rs), the
         fuzz corpus replay and a short run of every fuzz target, then the QEMU integration
@@ -179,6 +184,7 @@ fn run() -> Result<i32> {
         "test" => test_verb(rest),
         "bench" => bench::main(rest),
         "fuzz" => xtask::fuzz::main(rest),
+        "dax-qemu" => xtask::dax_qemu::main(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(0)

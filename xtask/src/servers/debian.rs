@@ -10,6 +10,8 @@
 //! `/etc/apt/sources.list.d/libos-deb-src.sources`: every `deb` stanza of
 //! `/etc/apt/sources.list.d/debian.sources` again with `Types: deb-src` (same URIs, suites,
 //! keyring; no mirror is named here), the way `xtask/setup.sh` adds bookworm-backports.
+//! [`ensure_backports_deb_src`] does the same for bookworm-backports (the source of the DAX
+//! QEMU, [`crate::dax_qemu`]).
 
 use crate::Result;
 use crate::arch::Arch;
@@ -22,6 +24,12 @@ const DEBIAN_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
 
 /// The deb822 file [`ensure_deb_src`] writes.
 const DEB_SRC_LIST: &str = "/etc/apt/sources.list.d/libos-deb-src.sources";
+
+/// The deb822 file [`ensure_backports_deb_src`] writes.
+const BACKPORTS_DEB_SRC_LIST: &str = "/etc/apt/sources.list.d/libos-backports-deb-src.sources";
+
+/// The suite `xtask/setup.sh` adds for QEMU 10.
+const BACKPORTS: &str = "bookworm-backports";
 
 /// The `deb-src` twin of a deb822 sources file: each stanza whose `Types` include `deb`, with
 /// `Types: deb-src` and without comments. Empty when no stanza serves binary packages.
@@ -69,6 +77,42 @@ pub fn ensure_deb_src() -> Result<()> {
     }
     eprintln!("==> first use: adding deb-src entries for Debian's source packages ({DEB_SRC_LIST})");
     std::fs::write(DEB_SRC_LIST, stanzas).map_err(|e| format!("cannot write {DEB_SRC_LIST} (root needed): {e}"))?;
+    apt_install(&[])
+}
+
+/// The stanzas of a deb822 sources file whose `Suites` include bookworm-backports.
+pub fn backports_stanzas(sources: &str) -> String {
+    let serves = |stanza: &&str| {
+        stanza.lines().filter_map(|l| l.strip_prefix("Suites:")).any(|suites| suites.split_whitespace().any(|s| s == BACKPORTS))
+    };
+    sources.split("\n\n").filter(serves).collect::<Vec<_>>().join("\n\n")
+}
+
+/// Adds the `deb-src` twin of the bookworm-backports stanzas (which `xtask/setup.sh` adds
+/// for QEMU 10) beside [`ensure_deb_src`]'s, when no source serves backports' source packages
+/// yet, and refreshes apt's lists: the DAX QEMU is built from backports' QEMU source.
+pub fn ensure_backports_deb_src() -> Result<()> {
+    ensure_deb_src()?;
+    let mut backports = String::new();
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        for path in dir.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "sources")) {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for stanza in backports_stanzas(&text).split("\n\n") {
+                let types = stanza.lines().filter_map(|l| l.strip_prefix("Types:")).collect::<Vec<_>>().join(" ");
+                if types.split_whitespace().any(|t| t == "deb-src") {
+                    return Ok(());
+                }
+                backports.push_str(stanza);
+                backports.push_str("\n\n");
+            }
+        }
+    }
+    let stanzas = deb_src_stanzas(&backports);
+    if stanzas.is_empty() {
+        return Err(format!("cannot add deb-src for {BACKPORTS}: no deb822 stanza in /etc/apt/sources.list.d serves it (./x adds one)").into());
+    }
+    eprintln!("==> first use: adding deb-src entries for {BACKPORTS} ({BACKPORTS_DEB_SRC_LIST})");
+    std::fs::write(BACKPORTS_DEB_SRC_LIST, stanzas).map_err(|e| format!("cannot write {BACKPORTS_DEB_SRC_LIST} (root needed): {e}"))?;
     apt_install(&[])
 }
 
@@ -172,6 +216,13 @@ mod tests {
              Signed-By: /k.gpg\n\nTypes: deb-src\nURIs: http://y.invalid\nSuites: bookworm-security\nComponents: main\n"
         );
         assert_eq!(deb_src_stanzas("Types: deb-src\nURIs: u\n"), "");
+    }
+
+    #[test]
+    fn backports_stanzas_are_found_by_suite() {
+        let sources = "Types: deb\nURIs: u\nSuites: bookworm bookworm-updates\n\nTypes: deb\nURIs: u\nSuites: bookworm-backports\n";
+        assert_eq!(backports_stanzas(sources), "Types: deb\nURIs: u\nSuites: bookworm-backports\n");
+        assert_eq!(backports_stanzas("Types: deb\nSuites: bookworm-backportsx\n"), "");
     }
 
     #[test]
