@@ -14,6 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 pub use libos_fs_virtiofs::channel::FuseChannel;
 pub use libos_fs_virtiofs::device::{Stats, VirtioFsDevice};
+pub use libos_fs_virtiofs::protocol::op;
 pub use libos_fs_virtiofs::{FuseStats, MountOptions, VirtioFs};
 use libos_core::hal;
 use spin::Once;

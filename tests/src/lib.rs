@@ -293,6 +293,13 @@ impl Boot {
         self
     }
 
+    /// Gives every share a DAX window of `bytes` (our daemon and the patched QEMU serve them,
+    /// through PCI; see `xtask::qemu::with_dax_host`).
+    pub fn dax(mut self, bytes: u64) -> Boot {
+        self.shares.iter_mut().for_each(|s| s.dax = Some(bytes));
+        self
+    }
+
     /// Sets the timeout after which QEMU is killed.
     pub fn timeout(mut self, timeout: Duration) -> Boot {
         self.timeout = timeout;

@@ -47,6 +47,12 @@ const HELP: &str = "\
         --root DIR              share DIR as tag `root` and mount it as `/` (root=virtiofs:root)
         --cache auto|never|always|metadata
                                 virtiofsd's cache policy for every share (default auto)
+        --dax SIZE              give every share a DAX window of SIZE (a power of two, 2M to
+                                64G, e.g. 256M): file contents are mapped into guest memory
+                                and cached reads send no request. Uses a patched QEMU (built
+                                once into /var/cache/libos, about 15 min on two cores) and our
+                                own daemon (tools/virtiofsd-dax) instead of virtiofsd; devices
+                                attach through PCI (microvm becomes microvm-pcie)
         --net user|user-open|tap
                                 give the guest a virtio-net card (PCI on q35/microvm-pcie, else
                                 virtio-mmio). user: QEMU's user network (slirp) restricted to
@@ -234,6 +240,8 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     let mut disks = Vec::new();
     let mut rng = true;
     let mut processes = None;
+    let mut explicit_processes = false;
+    let mut dax = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("arch") => arch = parser.value()?.parse()?,
@@ -254,6 +262,7 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
             Long("processes") => {
                 let limit: usize = parser.value()?.parse()?;
                 processes = Some(limit);
+                explicit_processes = true;
                 if limit == 0 {
                     processes = None; // one VM, no process host
                 }
@@ -262,6 +271,11 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
             Long("share") => shares.push(Share::parse(&parser.value()?.string()?)?),
             Long("root") => root_dir = Some(parser.value()?.string()?),
             Long("cache") => cache = Some(parser.value()?.parse::<Cache>()?),
+            Long("dax") => {
+                let size = xtask::disk::parse_size(&parser.value()?.string()?)?;
+                virtiofs::check_dax_window(size)?;
+                dax = Some(size);
+            }
             Long("net") => net_mode = Some(parser.value()?.parse::<NetMode>()?),
             Long("disk") => disks.push(Disk::parse(&parser.value()?.string()?)?),
             Long("forward") => forwards.push(Forward::parse(&parser.value()?.string()?)?),
@@ -294,6 +308,12 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     }
     if let Some(cache) = cache {
         shares.iter_mut().for_each(|s| s.cache = cache);
+    }
+    if let Some(size) = dax {
+        if shares.is_empty() {
+            return Err("--dax gives shares a window: add --share DIR or --root DIR".into());
+        }
+        shares.iter_mut().for_each(|s| s.dax = Some(size));
     }
     virtiofs::check_unique_tags(&shares)?;
     let net_mode = xtask::net::resolve_mode(net_mode, &forwards)?;
@@ -329,6 +349,10 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     config.rng = rng;
     // A static ELF program may fork: elf-runner is built with processes.
     config.processes = if elf.is_some() { Some(processes.unwrap_or(xtask::process::DEFAULT_LIMIT)) } else { processes };
+    if dax.is_some() && !explicit_processes {
+        // Forks copy a VM, not the host's mappings into its window (see qemu::with_dax_host).
+        config.processes = None;
+    }
     // Ctrl-C reaches QEMU through the terminal; the daemons and the namespace must not outlive
     // it either (nor a SIGTERM to ./x).
     xtask::netns::install_interrupt_handler();
@@ -366,7 +390,17 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     }
     if !config.shares.is_empty() {
         for share in &config.shares {
-            eprintln!("==> sharing {} as virtio-fs tag `{}` (virtiofsd --cache={})", share.dir.display(), share.tag, share.cache.name());
+            match share.dax {
+                None => eprintln!("==> sharing {} as virtio-fs tag `{}` (virtiofsd --cache={})", share.dir.display(), share.tag, share.cache.name()),
+                Some(size) => eprintln!(
+                    "==> sharing {} as virtio-fs tag `{}` with a {} MiB DAX window ({} --cache={})",
+                    share.dir.display(),
+                    share.tag,
+                    size >> 20,
+                    virtiofs::DAX_DAEMON,
+                    share.cache.name()
+                ),
+            }
         }
     }
     let outcome = qemu::run(&config, true)?;

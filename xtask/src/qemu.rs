@@ -165,6 +165,9 @@ pub struct VmConfig {
     /// Run the guest under a process host ([`crate::process`]) allowing this many processes
     /// at once: the guest gets a control channel, and `fork` makes new VMs. `None`: one VM.
     pub processes: Option<usize>,
+    /// The QEMU binary; `None`: the system's `qemu-system-ARCH` (a boot with a DAX share gets
+    /// the patched one, see [`with_dax_host`]).
+    pub qemu: Option<PathBuf>,
 }
 
 impl VmConfig {
@@ -202,6 +205,7 @@ impl VmConfig {
             disks: Vec::new(),
             rng: true,
             processes: None,
+            qemu: None,
         }
     }
 
@@ -213,11 +217,12 @@ impl VmConfig {
 
     /// The QEMU command.
     pub fn command(&self) -> Command {
+        let qemu = self.qemu.clone().unwrap_or_else(|| PathBuf::from(self.arch.qemu()));
         let mut command = match self.launcher.split_first() {
-            None => Command::new(self.arch.qemu()),
+            None => Command::new(&qemu),
             Some((program, args)) => {
                 let mut command = Command::new(program);
-                command.args(args).arg(self.arch.qemu());
+                command.args(args).arg(&qemu);
                 command
             }
         };
@@ -511,7 +516,38 @@ pub(crate) fn copy_console(
 }
 
 /// Starts QEMU for `config` (and a virtiofsd per share first) without waiting for it.
+/// `config` ready for its DAX shares, if it has any: the patched QEMU ([`crate::dax_qemu`],
+/// built on first use), and PCI (the window is a PCI BAR): microvm becomes microvm with PCIe,
+/// aarch64 `virt` attaches its devices through PCI. Refused: a transport asked for that is
+/// not PCI, and a process host (a fork copies the VM, but not the daemon's mappings).
+pub fn with_dax_host(config: &VmConfig) -> Result<std::borrow::Cow<'_, VmConfig>> {
+    if !crate::virtiofs::any_dax(&config.shares) {
+        return Ok(std::borrow::Cow::Borrowed(config));
+    }
+    if config.processes.is_some() {
+        return Err("a DAX window (--dax) does not work with processes (--processes): a fork copies the VM but not the host's mappings into its window".into());
+    }
+    let mut ready = config.clone();
+    match (config.virtio_transport, config.machine) {
+        (Some(VirtioTransport::Pci) | None, _) => {}
+        (Some(other), _) => {
+            return Err(format!("a DAX window (--dax) is a PCI BAR: it needs the PCI transport, not {other:?}").into());
+        }
+    }
+    if config.machine == Machine::Microvm {
+        ready.machine = Machine::MicrovmPcie;
+    }
+    ready.virtio_transport = Some(VirtioTransport::Pci);
+    if ready.qemu.is_none() {
+        ready.qemu = Some(crate::dax_qemu::ensure(config.arch)?);
+    }
+    Ok(std::borrow::Cow::Owned(ready))
+}
+
+/// Starts QEMU for `config` (and the daemons of its shares, and its process host), copying its
+/// console as it comes; [`Running::finish`] waits for the end.
 pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String>>) -> Result<Running> {
+    let config = &*with_dax_host(config)?;
     if config.machine.arch() != config.arch {
         return Err(format!("machine {} is not an {} machine (expected one of: {})", config.machine.name(), config.arch,
             Machine::of(config.arch).iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")).into());
@@ -536,7 +572,7 @@ pub fn start(config: &VmConfig, echo: bool, observer: Option<mpsc::Sender<String
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", config.arch.qemu()))?;
+        .map_err(|e| format!("cannot start {}: {e}", command.get_program().to_string_lossy()))?;
     let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let collected = console.clone();

@@ -81,12 +81,16 @@ pub struct Share {
     /// Whether virtiofsd logs every FUSE request it receives (`--log-level=debug`, read back
     /// with [`Daemons::log`]): tests count what reached the host, e.g. a `FUSE_FSYNC`.
     pub log_requests: bool,
+    /// A DAX window of this many bytes (`--dax SIZE`): the share is then served by our own
+    /// daemon ([`ensure_dax_daemon`]) instead of virtiofsd, through the patched QEMU
+    /// ([`crate::dax_qemu`]) whose `vhost-user-fs-pci` has the window as a PCI BAR.
+    pub dax: Option<u64>,
 }
 
 impl Share {
     /// A share of `dir` as `tag` with the default cache policy.
     pub fn new(dir: impl Into<PathBuf>, tag: &str) -> Share {
-        Share { dir: dir.into(), tag: tag.into(), cache: Cache::default(), log_requests: false }
+        Share { dir: dir.into(), tag: tag.into(), cache: Cache::default(), log_requests: false, dax: None }
     }
 
     /// Parses `--share DIR[:TAG]`; the tag defaults to the directory's last component.
@@ -115,8 +119,28 @@ impl Share {
         if !self.dir.is_dir() {
             return Err(format!("cannot share {}: not a directory", self.dir.display()).into());
         }
+        if let Some(size) = self.dax {
+            check_dax_window(size)?;
+        }
         Ok(())
     }
+}
+
+/// The smallest DAX window: one 2 MiB mapping, the unit the guest maps (as Linux does).
+pub const MIN_DAX_WINDOW: u64 = 2 << 20;
+
+/// Refuses a DAX window the guest could not use or QEMU could not place: it must be a power of
+/// two (a PCI BAR is) of at least 2 MiB, and at most 64 GiB.
+pub fn check_dax_window(size: u64) -> Result<()> {
+    if size < MIN_DAX_WINDOW || !size.is_power_of_two() || size > 64 << 30 {
+        return Err(format!("bad DAX window size {size}: it must be a power of two from 2M to 64G (a PCI BAR)").into());
+    }
+    Ok(())
+}
+
+/// Whether any of `shares` has a DAX window (the boot then needs the patched QEMU and PCI).
+pub fn any_dax(shares: &[Share]) -> bool {
+    shares.iter().any(|s| s.dax.is_some())
 }
 
 /// Checks that no two shares use the same tag (the guest could not tell them apart).
@@ -185,6 +209,29 @@ pub fn ensure_virtiofsd() -> Result<PathBuf> {
     }
 }
 
+/// The package of our DAX-capable vhost-user-fs daemon (`tools/virtiofsd-dax/`).
+pub const DAX_DAEMON: &str = "libos-virtiofsd-dax";
+
+/// Our DAX-capable daemon, built from this workspace on first use (cargo's own up-to-date
+/// check afterwards, once per `./x` process).
+pub fn ensure_dax_daemon() -> Result<PathBuf> {
+    static CHECKED: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(binary) = checked.as_ref() {
+        return Ok(binary.clone());
+    }
+    let target_dir = root().join("target/host");
+    crate::linux::run_step(
+        Command::new(crate::build::cargo())
+            .current_dir(root())
+            .args(["build", "--quiet", "--release", "-p", DAX_DAEMON, "--target-dir"])
+            .arg(&target_dir),
+    )?;
+    let binary = target_dir.join("release").join(DAX_DAEMON);
+    *checked = Some(binary.clone());
+    Ok(binary)
+}
+
 /// The version `virtiofsd --version` prints (`virtiofsd 1.14.0`).
 fn installed_version(binary: &Path) -> Option<String> {
     let output = Command::new(binary).arg("--version").stderr(Stdio::null()).output().ok()?;
@@ -231,7 +278,8 @@ impl Daemons {
         for share in shares {
             share.check()?;
         }
-        let binary = ensure_virtiofsd()?;
+        let virtiofsd = if shares.iter().any(|s| s.dax.is_none()) { Some(ensure_virtiofsd()?) } else { None };
+        let dax_daemon = if any_dax(shares) { Some(ensure_dax_daemon()?) } else { None };
         let sandbox = sandbox()?;
         let dir = tempfile::Builder::new()
             .prefix("libos-virtiofs-")
@@ -241,18 +289,27 @@ impl Daemons {
         for (index, share) in shares.iter().enumerate() {
             let socket = daemons.dir.path().join(format!("fs{index}.sock"));
             let log = std::fs::File::create(daemons.dir.path().join(format!("fs{index}.log")))?;
-            let child = Command::new(&binary)
+            let mut command;
+            if let (Some(window), Some(binary)) = (share.dax, &dax_daemon) {
+                command = Command::new(binary);
+                command.arg(format!("--dax-window={window}"));
+            } else {
+                command = Command::new(virtiofsd.as_ref().expect("virtiofsd is installed for shares without DAX"));
+                command
+                    .arg("--inode-file-handles=never")
+                    // A forked process's VM takes over its parent's open files through
+                    // vhost-user's device-state transfer (`crate::process`); an inode the parent
+                    // still knows but whose path is gone (a deleted file) becomes an error for
+                    // the child instead of failing the whole fork.
+                    .arg("--migration-on-error=guest-error");
+            }
+            let binary = PathBuf::from(command.get_program());
+            let child = command
                 .arg(format!("--socket-path={}", socket.display()))
                 .arg(format!("--shared-dir={}", share.dir.display()))
                 .arg(format!("--cache={}", share.cache.name()))
                 .arg(format!("--sandbox={sandbox}"))
                 .arg(if share.log_requests { "--log-level=debug" } else { "--log-level=error" })
-                .arg("--inode-file-handles=never")
-                // A forked process's VM takes over its parent's open files through vhost-user's
-                // device-state transfer (`crate::process`); an inode the parent still knows but
-                // whose path is gone (a deleted file) becomes an error for the child instead of
-                // failing the whole fork.
-                .arg("--migration-on-error=guest-error")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -300,7 +357,7 @@ impl Daemons {
     /// The QEMU arguments that connect the guest to the daemons through `transport`;
     /// `memory` is the guest RAM (the shared memory backend replaces QEMU's default RAM).
     pub fn qemu_args(&self, transport: VirtioTransport, memory: &str) -> Vec<String> {
-        let devices: Vec<(&str, &Path)> = self.daemons.iter().map(|d| (d.share.tag.as_str(), d.socket.as_path())).collect();
+        let devices: Vec<Device<'_>> = self.daemons.iter().map(|d| Device { tag: &d.share.tag, socket: &d.socket, dax: d.share.dax }).collect();
         qemu_args(transport, memory, &devices)
     }
 
@@ -341,9 +398,18 @@ pub fn shared_memory_args(memory: &str) -> Vec<String> {
     ]
 }
 
-/// The QEMU arguments for virtio-fs devices `(tag, vhost-user socket)` attached through
-/// `transport`, with `memory` of guest RAM.
-fn qemu_args(transport: VirtioTransport, memory: &str, devices: &[(&str, &Path)]) -> Vec<String> {
+/// A virtio-fs device as QEMU's command line names it.
+struct Device<'a> {
+    tag: &'a str,
+    /// The daemon's vhost-user socket.
+    socket: &'a Path,
+    /// The DAX window's size (the patched QEMU's `cache-size`), if any.
+    dax: Option<u64>,
+}
+
+/// The QEMU arguments for virtio-fs `devices` attached through `transport`, with `memory` of
+/// guest RAM.
+fn qemu_args(transport: VirtioTransport, memory: &str, devices: &[Device<'_>]) -> Vec<String> {
     if devices.is_empty() {
         return Vec::new();
     }
@@ -358,11 +424,12 @@ fn qemu_args(transport: VirtioTransport, memory: &str, devices: &[(&str, &Path)]
         }
         VirtioTransport::MmioLegacy => "vhost-user-fs-device",
     };
-    for (index, (tag, socket)) in devices.iter().enumerate() {
+    for (index, d) in devices.iter().enumerate() {
         args.push("-chardev".into());
-        args.push(format!("socket,id=libos-fs{index},path={}", socket.display()));
+        args.push(format!("socket,id=libos-fs{index},path={}", d.socket.display()));
         args.push("-device".into());
-        args.push(format!("{device},chardev=libos-fs{index},tag={tag},queue-size=1024"));
+        let window = d.dax.map(|size| format!(",cache-size={size}")).unwrap_or_default();
+        args.push(format!("{device},chardev=libos-fs{index},tag={},queue-size=1024{window}", d.tag));
     }
     args
 }
@@ -456,13 +523,25 @@ mod tests {
     fn qemu_gets_shared_memory_and_one_device_per_share() {
         assert!(qemu_args(VirtioTransport::Mmio, "64M", &[]).is_empty(), "no shares: plain RAM");
         let (a, b) = (Path::new("/tmp/a.sock"), Path::new("/tmp/b.sock"));
-        let args = qemu_args(VirtioTransport::Mmio, "128M", &[("root", a), ("data", b)]).join(" ");
+        let device = |tag, socket| Device { tag, socket, dax: None };
+        let args = qemu_args(VirtioTransport::Mmio, "128M", &[device("root", a), device("data", b)]).join(" ");
         assert!(args.contains("memory-backend-memfd,id=libos-mem,size=128M,share=on"), "{args}");
         assert!(args.contains("-machine memory-backend=libos-mem"), "{args}");
         assert!(args.contains("vhost-user-fs-device,chardev=libos-fs0,tag=root"), "{args}");
         assert!(args.contains("socket,id=libos-fs1,path=/tmp/b.sock"), "{args}");
         assert!(args.contains("vhost-user-fs-device,chardev=libos-fs1,tag=data"), "{args}");
-        let pci = qemu_args(VirtioTransport::Pci, "64M", &[("root", a)]).join(" ");
+        let pci = qemu_args(VirtioTransport::Pci, "64M", &[device("root", a)]).join(" ");
         assert!(pci.contains("vhost-user-fs-pci,chardev=libos-fs0,tag=root") && !pci.contains("force-legacy"), "{pci}");
+        let dax = qemu_args(VirtioTransport::Pci, "64M", &[Device { dax: Some(64 << 20), ..device("root", a) }]).join(" ");
+        assert!(dax.contains("tag=root,queue-size=1024,cache-size=67108864"), "{dax}");
+    }
+
+    #[test]
+    fn dax_windows_must_be_bars_of_at_least_one_chunk() {
+        assert!(check_dax_window(2 << 20).is_ok());
+        assert!(check_dax_window(256 << 20).is_ok());
+        assert!(check_dax_window(1 << 20).is_err(), "smaller than one mapping");
+        assert!(check_dax_window(3 << 20).is_err(), "not a power of two");
+        assert!(check_dax_window(128 << 30).is_err());
     }
 }

@@ -13,7 +13,15 @@
 //! - `parallel PATH N`: N threads each write and read back their own file at once -> `parallel N`;
 //! - `wait-file PATH`: prints `waiting for PATH` and polls until PATH exists (the host's way to
 //!   let the guest go on after it looked at something);
-//! - `stats`: the device's counters and its shared-memory region 0 (the DAX window), if any.
+//! - `read-any PATH`: reads PATH to its end without checking the bytes -> `read-any PATH N`;
+//! - `sleep-ms N`: sleeps N milliseconds (lets cached attributes expire);
+//! - `stats`: the device's counters and its shared-memory region 0 (the DAX window), if any;
+//! - `mount TAG PATH`: mounts the share TAG at PATH itself (so the next command can read its
+//!   counters; the kernel command line then mounts nothing of it) -> `mounted TAG at PATH, DAX
+//!   window: SLOTS` (or `none`);
+//! - `window-check PATH SIZE ROUNDS`: `check` ROUNDS times on the share mounted by `mount`, and
+//!   after each the FUSE requests and device notifications it cost -> `round R: SETUPMAPPING a
+//!   READ b GETATTR c requests d window-bytes e notifications f mapped g`.
 //!
 //! Exits 1 on the first failure (with a `FAILED:` line), 2 for bad arguments.
 #![no_std]
@@ -24,10 +32,13 @@ extern crate alloc;
 
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use libos::fs::{self, File};
 use libos::println;
+use libos::virtiofs::{MountOptions, VirtioFs, VirtioFsDevice};
+use libos::virtiofs::op;
 
 libos::main!(main);
 
@@ -113,12 +124,48 @@ fn parallel(dir: &str, threads: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// A share `mount` mounted, with its device.
+type Mounted = (Arc<VirtioFs>, Arc<VirtioFsDevice>);
+
+fn mount(tag: &str, path: &str) -> Result<Mounted, String> {
+    let device = libos::virtiofs::device(tag)?;
+    let fs = VirtioFs::mount(device.clone(), MountOptions::default()).map_err(|e| format!("mount {tag}: {e}"))?;
+    fs::create_dir(path).map_err(|e| format!("mkdir {path}: {e}"))?;
+    fs::mount(path, fs.clone()).map_err(|e| format!("mount at {path}: {e}"))?;
+    match fs.dax_usage() {
+        Some((slots, _)) => println!("mounted {tag} at {path}, DAX window: {slots}"),
+        None => println!("mounted {tag} at {path}, DAX window: none"),
+    }
+    Ok((fs, device))
+}
+
+fn window_check(mounted: Option<&Mounted>, path: &str, size: u64, rounds: u64) -> Result<(), String> {
+    let (fs, device) = mounted.ok_or("window-check needs a share mounted by `mount`")?;
+    for round in 1..=rounds {
+        let (fuse0, device0) = (fs.stats(), device.stats());
+        check_pattern(path, size)?;
+        let fuse = fs.stats().since(&fuse0);
+        let notifications = device.stats().notifications - device0.notifications;
+        let mapped = fs.dax_usage().map_or(0, |(_, mapped)| mapped);
+        println!(
+            "round {round}: SETUPMAPPING {} READ {} GETATTR {} requests {} window-bytes {} notifications {notifications} mapped {mapped}",
+            fuse.count(op::SETUPMAPPING),
+            fuse.count(op::READ),
+            fuse.count(op::GETATTR),
+            fuse.total(),
+            fuse.bytes_read_from_window,
+        );
+    }
+    Ok(())
+}
+
 fn number(text: &str) -> Result<u64, String> {
     text.parse().map_err(|_| format!("not a number: {text}"))
 }
 
 fn run(args: &[String]) -> Result<(), String> {
     let mut rest = args;
+    let mut mounted: Option<Mounted> = None;
     while !rest.is_empty() {
         match rest {
             [cmd, path, size, tail @ ..] if cmd == "write" => {
@@ -168,6 +215,33 @@ fn run(args: &[String]) -> Result<(), String> {
                 while !fs::exists(path) {
                     libos::thread::sleep(core::time::Duration::from_millis(50));
                 }
+                rest = tail;
+            }
+            [cmd, path, tail @ ..] if cmd == "read-any" => {
+                let file = File::open(path).map_err(|e| format!("open {path}: {e}"))?;
+                let mut buf = vec![0u8; CHUNK];
+                let mut total = 0u64;
+                loop {
+                    let n = file.read_at(&mut buf, total).map_err(|e| format!("read {path} at {total}: {e}"))?;
+                    if n == 0 {
+                        break;
+                    }
+                    total += n as u64;
+                }
+                println!("read-any {path} {total}");
+                rest = tail;
+            }
+            [cmd, ms, tail @ ..] if cmd == "sleep-ms" => {
+                libos::thread::sleep(core::time::Duration::from_millis(number(ms)?));
+                rest = tail;
+            }
+            [cmd, tag, path, tail @ ..] if cmd == "mount" => {
+                mounted = Some(mount(tag, path)?);
+                rest = tail;
+            }
+            [cmd, path, size, rounds, tail @ ..] if cmd == "window-check" => {
+                window_check(mounted.as_ref(), path, number(size)?, number(rounds)?)?;
+                println!("window-checked {path} {size}");
                 rest = tail;
             }
             [cmd, tail @ ..] if cmd == "stats" => {

@@ -2,8 +2,9 @@
 //! platform's `paging` module turns a [`Layout`] into its own descriptors.
 //!
 //! The policy, on every architecture: page 0 and every stack guard page unmapped; kernel text
-//! read + execute; rodata read-only; data, bss and stacks read-write; RAM read-write; everything
-//! else below [`Layout::device_limit`] read-write device memory; nothing executable but the text.
+//! read + execute; rodata read-only; data, bss and stacks read-write; RAM and the window of
+//! prefetchable PCI BARs ([`Layout::prefetchable`]) read-write normal memory; everything else
+//! below [`Layout::device_limit`] read-write device memory; nothing executable but the text.
 //! [`Layout::boundaries`] lists the addresses where that answer may change, so a table builder
 //! walks intervals (a few per region) instead of pages.
 
@@ -45,6 +46,11 @@ pub struct Layout<'a> {
     pub guards: &'a [u64],
     /// Usable RAM.
     pub ram: &'a [MemoryRegion],
+    /// A device window that holds memory rather than registers: where the platform places
+    /// prefetchable 64-bit PCI BARs (virtio shared-memory regions, e.g. virtio-fs's DAX window).
+    /// Mapped as normal read-write memory, so plain unaligned and wide accesses work there
+    /// (Device memory faults on them on aarch64).
+    pub prefetchable: Option<MemoryRegion>,
     /// Non-RAM addresses below this are mapped as devices; above it, left unmapped.
     pub device_limit: u64,
 }
@@ -58,7 +64,9 @@ impl Layout<'_> {
             Mapping::Text
         } else if self.rodata.contains(&addr) {
             Mapping::ReadOnly
-        } else if self.data.contains(&addr) || self.ram.iter().any(|r| (r.start..r.end).contains(&addr)) {
+        } else if self.data.contains(&addr)
+            || self.ram.iter().chain(&self.prefetchable).any(|r| (r.start..r.end).contains(&addr))
+        {
             Mapping::ReadWrite
         } else if addr < self.device_limit {
             Mapping::Device
@@ -69,7 +77,7 @@ impl Layout<'_> {
 
     /// One past the highest address to map (page aligned, below [`ADDRESS_LIMIT`]).
     pub fn end(&self) -> u64 {
-        let ram_end = self.ram.iter().map(|r| r.end).max().unwrap_or(0);
+        let ram_end = self.ram.iter().chain(&self.prefetchable).map(|r| r.end).max().unwrap_or(0);
         self.device_limit.max(ram_end).max(self.data.end).min(ADDRESS_LIMIT).next_multiple_of(PAGE)
     }
 
@@ -96,7 +104,7 @@ impl Layout<'_> {
             push(g);
             push(g + PAGE);
         }
-        for r in self.ram {
+        for r in self.ram.iter().chain(&self.prefetchable) {
             push(r.start);
             push(r.end);
         }
@@ -135,6 +143,7 @@ mod tests {
             data: 0x118000..0x140000,
             guards: &GUARDS,
             ram: &RAM,
+            prefetchable: None,
             device_limit: 1 << 32,
         }
     }

@@ -5,7 +5,30 @@
 //! channel, the fake server of the host tests another.
 #![forbid(unsafe_code)]
 
+use alloc::sync::Arc;
 use libos_core::{Errno, Result};
+
+/// A virtio-fs DAX window (the device's shared-memory region 0): guest memory into which the
+/// host maps ranges of files on `FUSE_SETUPMAPPING`, so that reading a mapped range is a copy
+/// from memory, with no request, no notification and no exit.
+///
+/// The window itself knows nothing of files: the mapping cache (`fs::dax`) decides what is
+/// mapped where and never reads a range it has not mapped, or past the end of the file (the
+/// host's mapping of a file ends at its last page; touching pages beyond it faults the host).
+pub trait DaxWindow: Send + Sync {
+    /// The window's size in bytes.
+    fn size(&self) -> u64;
+
+    /// Copies the window's bytes at `offset` into `buf`. `EINVAL` when the range does not lie
+    /// inside the window (nothing is read then).
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// The window's guest-physical address, for mapping its pages into a program (`mmap` of a
+    /// file); `None` where it has none (the host tests' fake window).
+    fn physical_address(&self) -> Option<u64> {
+        None
+    }
+}
 
 /// Carries FUSE requests to a server and their replies back.
 ///
@@ -67,5 +90,10 @@ pub trait FuseChannel: Send + Sync {
     /// device's own errors from re-initialising it.
     fn reconnect(&self) -> Result<u64> {
         Err(Errno::EIO)
+    }
+
+    /// The device's DAX window, if it has one (see [`DaxWindow`]). Default: none.
+    fn dax_window(&self) -> Option<Arc<dyn DaxWindow>> {
+        None
     }
 }

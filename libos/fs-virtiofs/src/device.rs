@@ -15,7 +15,7 @@
 //! This is the named module of this crate allowed to use `unsafe` (publishing caller buffers to
 //! the device).
 
-use crate::channel::FuseChannel;
+use crate::channel::{DaxWindow, FuseChannel};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -115,6 +115,60 @@ pub struct VirtioFsDevice {
     reconnecting: libos_core::sync::SpinLock<()>,
     forgets_sent: AtomicU64,
     hiprio_notifications: AtomicU64,
+    /// The DAX window (shared-memory region 0), if the device has one.
+    window: Option<Arc<DeviceWindow>>,
+}
+
+/// The smallest DAX window used: one 2 MiB mapping (see `fs::dax`).
+const MIN_WINDOW: u64 = 2 << 20;
+
+/// A device's DAX window in the kernel's address space: a region of guest-physical memory
+/// (a 64-bit prefetchable PCI BAR) into which the host maps file ranges. The platform maps
+/// such BAR windows as normal memory, so plain (unaligned, wide) loads work on it.
+struct DeviceWindow {
+    /// Virtual address of its first byte.
+    base: usize,
+    physical: u64,
+    size: u64,
+}
+
+impl DeviceWindow {
+    /// The window of `transport`'s shared-memory region 0, if it has one big enough to use.
+    fn of(transport: &dyn Transport, tag: &str) -> Option<Arc<DeviceWindow>> {
+        let region = transport.shared_memory(0)?;
+        let size = region.len();
+        if size < MIN_WINDOW || region.start % PAGE != 0 || usize::try_from(region.end).is_err() {
+            log::warn!("virtio-fs {tag:?}: DAX window {:#x}..{:#x} is unusable (smaller than 2 MiB or unaligned)", region.start, region.end);
+            return None;
+        }
+        let base = libos_core::hal::platform().phys_to_virt(region.start);
+        log::info!("virtio-fs {tag:?}: DAX window of {} MiB at {:#x}", size >> 20, region.start);
+        Some(Arc::new(DeviceWindow { base, physical: region.start, size }))
+    }
+}
+
+impl DaxWindow for DeviceWindow {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.size) {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: `[offset, offset + len)` lies inside the window (checked above), which the
+        // platform maps for the kernel (normal memory, as a prefetchable BAR) and which only
+        // this device's mount reads; no Rust reference to the window's bytes exists. The host
+        // may change them meanwhile (they are a file's page cache): the copy then holds a mix
+        // of old and new bytes, as a read racing a write gets on Linux. `buf` is a distinct
+        // guest buffer, so the ranges do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping((self.base + offset as usize) as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    fn physical_address(&self) -> Option<u64> {
+        Some(self.physical)
+    }
 }
 
 impl core::fmt::Debug for VirtioFsDevice {
@@ -173,6 +227,7 @@ impl VirtioFsDevice {
         hiprio.set_interrupts(false);
         libos_virtio::finish_initialization(&*transport);
         let epoch = requests.epoch();
+        let window = DeviceWindow::of(&*transport, &tag);
         let device = Arc::new(VirtioFsDevice {
             transport,
             tag,
@@ -183,6 +238,7 @@ impl VirtioFsDevice {
             reconnecting: libos_core::sync::SpinLock::new(()),
             forgets_sent: AtomicU64::new(0),
             hiprio_notifications: AtomicU64::new(0),
+            window,
         });
         if let Some(irq) = interrupt {
             device.route_interrupt(irq);
@@ -311,6 +367,10 @@ fn interrupt_handler(data: usize) {
 }
 
 impl FuseChannel for VirtioFsDevice {
+    fn dax_window(&self) -> Option<Arc<dyn DaxWindow>> {
+        self.window.clone().map(|w| w as Arc<dyn DaxWindow>)
+    }
+
     fn request(&self, request: &[&[u8]], reply: &mut [&mut [u8]]) -> Result<usize> {
         self.send(None, request, reply)
     }

@@ -43,9 +43,11 @@ use libos_core::{Errno, Result};
 use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, MonotonicClock, NewNode, Node, Owner, SetAttr, StatFs, TimeUpdate};
 use zerocopy::{FromBytes, IntoBytes};
 
+mod dax;
 mod node;
 mod recovery;
 
+pub use dax::CHUNK as DAX_CHUNK;
 pub use node::FuseNode;
 use node::AttrCache;
 
@@ -88,11 +90,14 @@ pub struct MountOptions {
     pub dentry_capacity: usize,
     /// FORGETs queued before a BATCH_FORGET goes out.
     pub forget_batch: usize,
+    /// Read through the device's DAX window where it has one (see [`dax`]); off: every read
+    /// is a READ request.
+    pub dax: bool,
 }
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { clock: Arc::new(MonotonicClock), dentry_capacity: 4096, forget_batch: 64 }
+        MountOptions { clock: Arc::new(MonotonicClock), dentry_capacity: 4096, forget_batch: 64, dax: true }
     }
 }
 
@@ -101,6 +106,7 @@ impl core::fmt::Debug for MountOptions {
         f.debug_struct("MountOptions")
             .field("dentry_capacity", &self.dentry_capacity)
             .field("forget_batch", &self.forget_batch)
+            .field("dax", &self.dax)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +118,8 @@ pub struct FuseStats {
     pub requests: [u64; op::COUNT],
     /// File data received by READ.
     pub bytes_read: u64,
+    /// File data copied from the DAX window (no request).
+    pub bytes_read_from_window: u64,
     /// File data sent by WRITE.
     pub bytes_written: u64,
     /// Lookup references forgotten (sum of `nlookup` over FORGET records).
@@ -144,6 +152,7 @@ impl FuseStats {
         FuseStats {
             requests,
             bytes_read: self.bytes_read.saturating_sub(earlier.bytes_read),
+            bytes_read_from_window: self.bytes_read_from_window.saturating_sub(earlier.bytes_read_from_window),
             bytes_written: self.bytes_written.saturating_sub(earlier.bytes_written),
             forgotten: self.forgotten.saturating_sub(earlier.forgotten),
             forget_records: self.forget_records.saturating_sub(earlier.forget_records),
@@ -156,6 +165,7 @@ impl FuseStats {
 struct Counters {
     requests: [AtomicU64; op::COUNT],
     bytes_read: AtomicU64,
+    bytes_read_from_window: AtomicU64,
     bytes_written: AtomicU64,
     forgotten: AtomicU64,
     forget_records: AtomicU64,
@@ -168,6 +178,7 @@ impl Default for Counters {
         Counters {
             requests: core::array::from_fn(|_| AtomicU64::new(0)),
             bytes_read: AtomicU64::new(0),
+            bytes_read_from_window: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             forgotten: AtomicU64::new(0),
             forget_records: AtomicU64::new(0),
@@ -267,6 +278,9 @@ pub struct Session {
     epoch: AtomicU64,
     /// Set while one caller starts a new session after a device failure.
     recovering: AtomicBool,
+    /// The DAX window's mapping cache, when the device has a window, the server announced a
+    /// mapping alignment it fits, and [`MountOptions::dax`] is on.
+    dax: Option<dax::MappingCache>,
 }
 
 /// What a request is about: a nodeid, valid in one epoch of the channel only.
@@ -529,6 +543,7 @@ impl Session {
         FuseStats {
             requests,
             bytes_read: load(&c.bytes_read),
+            bytes_read_from_window: load(&c.bytes_read_from_window),
             bytes_written: load(&c.bytes_written),
             forgotten: load(&c.forgotten),
             forget_records: load(&c.forget_records),
@@ -558,6 +573,7 @@ impl VirtioFs {
     pub fn mount(channel: Arc<dyn FuseChannel>, options: MountOptions) -> Result<Arc<VirtioFs>> {
         let epoch = channel.epoch();
         let negotiated = recovery::init(&*channel, epoch, 1)?;
+        let dax = if options.dax { dax::cache_for(&*channel, &negotiated) } else { None };
         let session = Arc::new(Session {
             channel,
             negotiated,
@@ -569,6 +585,7 @@ impl VirtioFs {
             forgets: SpinLock::new(Vec::new()),
             epoch: AtomicU64::new(epoch),
             recovering: AtomicBool::new(false),
+            dax,
         });
         bump(&session.counters.requests[op::INIT as usize], 1);
         let (meta, valid) = session.root_attr(epoch)?;
@@ -594,6 +611,13 @@ impl VirtioFs {
     /// The counters of this mount.
     pub fn stats(&self) -> FuseStats {
         self.session.stats()
+    }
+
+    /// The DAX window in use: its 2 MiB slots and how many of them hold a mapping now.
+    /// `None`: reads are READ requests (no window, or DAX off or given up).
+    pub fn dax_usage(&self) -> Option<(usize, usize)> {
+        let dax = self.session.dax.as_ref().filter(|d| d.enabled())?;
+        Some((dax.slots(), dax.mapped_slots()))
     }
 
     /// What `FUSE_INIT` settled.

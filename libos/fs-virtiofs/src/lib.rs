@@ -98,9 +98,11 @@ pub mod protocol;
 pub mod testing;
 
 #[cfg(test)]
+mod dax_tests;
+#[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]
 mod tests;
 
-pub use channel::FuseChannel;
+pub use channel::{DaxWindow, FuseChannel};
 pub use fs::{FuseNode, FuseStats, MountOptions, VirtioFs};

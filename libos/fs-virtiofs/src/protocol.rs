@@ -16,8 +16,9 @@ pub use fuse_abi::linux::{
     fuse_attr, fuse_attr_out, fuse_batch_forget_in, fuse_create_in, fuse_entry_out, fuse_flush_in, fuse_forget_in,
     fuse_forget_one, fuse_fsync_in, fuse_getattr_in, fuse_in_header, fuse_init_in, fuse_init_out, fuse_kstatfs,
     fuse_link_in, fuse_mkdir_in, fuse_mknod_in, fuse_open_in, fuse_open_out, fuse_out_header, fuse_read_in,
-    fuse_fallocate_in, fuse_release_in, fuse_rename_in, fuse_rename2_in, fuse_setattr_in, fuse_write_in, fuse_write_out,
+    fuse_fallocate_in, fuse_release_in, fuse_removemapping_in, fuse_removemapping_one, fuse_setupmapping_in, fuse_rename_in, fuse_rename2_in, fuse_setattr_in, fuse_write_in, fuse_write_out,
 };
+pub use fuse_abi::linux::{FUSE_SETUPMAPPING_FLAG_READ, FUSE_SETUPMAPPING_FLAG_WRITE};
 use fuse_abi::linux as abi;
 use alloc::vec::Vec;
 use libos_core::{Errno, Result};
@@ -89,6 +90,10 @@ pub mod op {
     pub const SYNCFS: u32 = o::FUSE_SYNCFS as u32;
     /// `FUSE_FALLOCATE`
     pub const FALLOCATE: u32 = o::FUSE_FALLOCATE as u32;
+    /// `FUSE_SETUPMAPPING` (DAX: map a file range into the window)
+    pub const SETUPMAPPING: u32 = o::FUSE_SETUPMAPPING as u32;
+    /// `FUSE_REMOVEMAPPING` (DAX: unmap window ranges)
+    pub const REMOVEMAPPING: u32 = o::FUSE_REMOVEMAPPING as u32;
     /// One past the largest opcode the per-opcode counters track.
     pub const COUNT: usize = 64;
 
@@ -126,6 +131,8 @@ pub mod op {
             READDIRPLUS => "READDIRPLUS",
             RENAME2 => "RENAME2",
             SYNCFS => "SYNCFS",
+            SETUPMAPPING => "SETUPMAPPING",
+            REMOVEMAPPING => "REMOVEMAPPING",
             _ => "?",
         }
     }

@@ -32,6 +32,9 @@ use libos_fs_ramfs::RamFs;
 use libos_vfs::{Clock, FileSystem, FileType, NewNode, Node, Owner, SetAttr, TickClock, TimeUpdate, Timestamp};
 use zerocopy::{FromBytes, IntoBytes};
 
+mod window;
+pub use window::FakeWindow;
+
 /// How the fake server answers.
 #[derive(Clone, Copy, Debug)]
 pub struct FakeOptions {
@@ -47,6 +50,10 @@ pub struct FakeOptions {
     pub minor: u32,
     /// What [`FuseChannel::max_transfer`] reports.
     pub max_transfer: usize,
+    /// A DAX window of this many bytes ([`FakeWindow`]), with SETUPMAPPING and REMOVEMAPPING
+    /// served and `map_alignment` 12 announced; `None`: no window, and both answer `ENOSYS`
+    /// (virtiofsd 1.14).
+    pub dax_window: Option<u64>,
 }
 
 impl Default for FakeOptions {
@@ -58,6 +65,7 @@ impl Default for FakeOptions {
             max_pages: 256,
             minor: 38,
             max_transfer: (1 << 20) + 8192,
+            dax_window: None,
         }
     }
 }
@@ -127,6 +135,7 @@ pub struct FakeServer {
     violations: SpinLock<Vec<String>>,
     /// Sessions started after the first (a repeated `FUSE_INIT`).
     sessions: AtomicU64,
+    window: Option<Arc<FakeWindow>>,
 }
 
 const O_ACCMODE: u32 = 0o3;
@@ -168,6 +177,7 @@ impl FakeServer {
             forget_messages: AtomicU64::new(0),
             violations: SpinLock::new(Vec::new()),
             sessions: AtomicU64::new(0),
+            window: options.dax_window.map(FakeWindow::new),
         })
     }
 
@@ -225,7 +235,14 @@ impl FakeServer {
 
     /// Protocol violations seen (empty for a correct client).
     pub fn violations(&self) -> Vec<String> {
-        self.violations.lock().clone()
+        let mut all = self.violations.lock().clone();
+        all.extend(self.window.iter().flat_map(|w| w.violations()));
+        all
+    }
+
+    /// The DAX window, if the server has one.
+    pub fn window(&self) -> Option<Arc<FakeWindow>> {
+        self.window.clone()
     }
 
     /// The backing file system, to prepare or inspect files "on the host".
@@ -347,7 +364,8 @@ impl FakeServer {
                     | abi::FUSE_DONT_MASK
                     | abi::FUSE_DO_READDIRPLUS
                     | abi::FUSE_ATOMIC_O_TRUNC
-                    | abi::FUSE_WRITEBACK_CACHE;
+                    | abi::FUSE_WRITEBACK_CACHE
+                    | if self.window.is_some() { abi::FUSE_MAP_ALIGNMENT } else { 0 };
                 let out = proto::fuse_init_out {
                     major: 7,
                     minor: self.options.minor,
@@ -358,6 +376,7 @@ impl FakeServer {
                     max_write: self.options.max_write,
                     time_gran: 1,
                     max_pages: self.options.max_pages,
+                    map_alignment: if self.window.is_some() { 12 } else { 0 },
                     ..Default::default()
                 };
                 Ok(out.as_bytes().to_vec())
@@ -525,6 +544,26 @@ impl FakeServer {
                 let node = handle.node.clone();
                 let n = node.write_at(offset, data)?;
                 Ok(proto::fuse_write_out { size: n as u32, padding: 0 }.as_bytes().to_vec())
+            }
+            op::SETUPMAPPING => {
+                let Some(window) = &self.window else { return Err(Errno::ENOSYS) };
+                let request = proto::fuse_setupmapping_in::read_from_bytes(body).map_err(|_| Errno::EINVAL)?;
+                let handle = Self::handle(state, request.fh)?;
+                let writable = request.flags & u64::from(proto::FUSE_SETUPMAPPING_FLAG_WRITE) != 0;
+                if handle.dir || (writable && handle.flags & (O_WRONLY | O_RDWR) == 0) || handle.flags & O_ACCMODE == O_WRONLY {
+                    return Err(Errno::EBADF);
+                }
+                window.map(request.moffset, request.len, handle.node.clone(), request.foffset).map(|()| Vec::new())
+            }
+            op::REMOVEMAPPING => {
+                let Some(window) = &self.window else { return Err(Errno::ENOSYS) };
+                let (request, mut rest) = proto::fuse_removemapping_in::read_from_prefix(body).map_err(|_| Errno::EINVAL)?;
+                for _ in 0..request.count {
+                    let (one, tail) = proto::fuse_removemapping_one::read_from_prefix(rest).map_err(|_| Errno::EINVAL)?;
+                    window.unmap(one.moffset, one.len);
+                    rest = tail;
+                }
+                Ok(Vec::new())
             }
             op::FALLOCATE => {
                 let request = proto::fuse_fallocate_in::read_from_bytes(body).map_err(|_| Errno::EINVAL)?;
@@ -765,6 +804,10 @@ impl FuseChannel for FakeServer {
 
     fn max_transfer(&self) -> usize {
         self.options.max_transfer
+    }
+
+    fn dax_window(&self) -> Option<Arc<dyn crate::channel::DaxWindow>> {
+        self.window.clone().map(|w| w as Arc<dyn crate::channel::DaxWindow>)
     }
 }
 

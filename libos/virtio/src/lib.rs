@@ -50,6 +50,7 @@ pub mod request;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use libos_core::hal::MemoryRegion;
@@ -301,14 +302,14 @@ pub fn route_interrupt(transport: &dyn Transport, irq: u32, handler: fn(usize), 
 /// Every device with id `device_id`, virtio-mmio windows first, then modern PCI functions, as
 /// boxed transports with the interrupt each completes with (the MMIO slot's line, the PCI
 /// function's MSI-X vector): what a driver's probe walks.
-pub fn probe_all(devices: &libos_core::device::Devices, device_id: u32) -> Vec<(alloc::boxed::Box<dyn Transport>, Option<u32>)> {
-    let mut found: Vec<(alloc::boxed::Box<dyn Transport>, Option<u32>)> = Vec::new();
+pub fn probe_all(devices: &libos_core::device::Devices, device_id: u32) -> Vec<(Box<dyn Transport>, Option<u32>)> {
+    let mut found: Vec<(Box<dyn Transport>, Option<u32>)> = Vec::new();
     for (transport, interrupt) in probe_mmio(devices, device_id) {
-        found.push((alloc::boxed::Box::new(transport), interrupt));
+        found.push((Box::new(transport), interrupt));
     }
     for transport in probe_pci(devices, device_id) {
         let interrupt = transport.msi_interrupt();
-        found.push((alloc::boxed::Box::new(transport), interrupt));
+        found.push((Box::new(transport), interrupt));
     }
     found
 }

@@ -66,8 +66,23 @@ const COMMON_CFG_LEN: u64 = 0x38;
 /// Most queues whose notify offsets a transport keeps (more than any device of ours uses).
 const MAX_QUEUES: usize = 64;
 
-/// Where the next unassigned BAR goes, per host window (a bump allocator: BARs are never freed).
+/// Where the next unassigned BAR goes in the 32-bit window (a bump allocator: BARs are never
+/// freed).
 static NEXT_BAR: AtomicU64 = AtomicU64::new(0);
+/// Where the next unassigned prefetchable 64-bit BAR goes in the 64-bit window.
+static NEXT_BAR64: AtomicU64 = AtomicU64::new(0);
+
+/// The windows a host offers for BARs the firmware left unassigned.
+#[derive(Clone, Copy, Debug, Default)]
+struct BarWindows {
+    /// For every BAR (below 4 GiB when it is a 32-bit one).
+    mem32: Option<MemoryRegion>,
+    /// For the prefetchable 64-bit BARs of virtio shared-memory regions (such as a DAX
+    /// window: memory without side effects, which the platform maps as normal memory there).
+    /// Register BARs never go there, prefetchable or not (QEMU marks virtio's register BAR
+    /// prefetchable): normal memory would let the CPU cache and merge register accesses.
+    mem64: Option<MemoryRegion>,
+}
 
 /// One function's configuration space in the ECAM window.
 #[derive(Clone, Copy, Debug)]
@@ -107,10 +122,12 @@ impl Function {
         self.write32(offset, (keep & !(0xffff << shift)) | (u32::from(value) << shift));
     }
 
-    /// The physical address and size of memory BAR `bar`, assigning an address from `window`
-    /// if the firmware did not. Returns `None` for I/O BARs and BARs that cannot be sized or
-    /// placed. The size is what bounds every capability inside the BAR.
-    fn memory_bar(&self, bar: u8, window: Option<MemoryRegion>) -> Option<(u64, u64)> {
+    /// The physical address and size of memory BAR `bar`, assigning an address from one of
+    /// `windows` if the firmware did not (a prefetchable 64-bit BAR holding `shared_memory`
+    /// from the 64-bit window when there is one, every other BAR from the 32-bit window).
+    /// Returns `None` for I/O BARs and BARs that cannot be sized or placed. The size is what
+    /// bounds every capability inside the BAR.
+    fn memory_bar(&self, bar: u8, windows: BarWindows, shared_memory: bool) -> Option<(u64, u64)> {
         if bar > 5 {
             return None;
         }
@@ -149,6 +166,11 @@ impl Function {
         if address != 0 {
             return Some((address, size));
         }
+        let prefetchable = low & 0x8 != 0;
+        let (window, next_bar) = match windows.mem64 {
+            Some(mem64) if is64 && prefetchable && shared_memory => (Some(mem64), &NEXT_BAR64),
+            _ => (windows.mem32, &NEXT_BAR),
+        };
         let Some(window) = window else {
             log::warn!(
                 "pci {:02x}:{:02x}.{}: BAR{bar} ({size:#x} bytes) is unassigned and the platform knows no window for it",
@@ -160,7 +182,7 @@ impl Function {
         };
         // Bump-allocate, naturally aligned, inside the window.
         let mut placed = None;
-        let _ = NEXT_BAR.fetch_update(Ordering::AcqRel, Ordering::Acquire, |next| {
+        let _ = next_bar.fetch_update(Ordering::AcqRel, Ordering::Acquire, |next| {
             let next = next.max(window.start);
             let start = next.next_multiple_of(size);
             let end = start.checked_add(size)?;
@@ -188,8 +210,9 @@ trait ConfigSpace {
     fn read8(&self, offset: usize) -> u8 {
         (self.read32(offset) >> ((offset & 3) * 8)) as u8
     }
-    /// Physical address and size of memory BAR `bar` (assigned if it was not).
-    fn bar(&self, bar: u8) -> Option<(u64, u64)>;
+    /// Physical address and size of memory BAR `bar` (assigned if it was not; where, depends
+    /// on whether it holds registers or a `shared_memory` region, see `Function::memory_bar`).
+    fn bar(&self, bar: u8, shared_memory: bool) -> Option<(u64, u64)>;
 }
 
 /// A BAR once sized: its address and size, or `None` when it is unusable.
@@ -198,7 +221,7 @@ type KnownBar = Option<(u64, u64)>;
 /// A real function with the host's BAR window.
 struct LiveSpace {
     function: Function,
-    window: Option<MemoryRegion>,
+    windows: BarWindows,
     /// BARs sized so far (sizing takes config writes; several capabilities share a BAR).
     bars: core::cell::Cell<[Option<KnownBar>; 6]>,
 }
@@ -207,13 +230,13 @@ impl ConfigSpace for LiveSpace {
     fn read32(&self, offset: usize) -> u32 {
         self.function.read32(offset)
     }
-    fn bar(&self, bar: u8) -> Option<(u64, u64)> {
+    fn bar(&self, bar: u8, shared_memory: bool) -> Option<(u64, u64)> {
         let mut bars = self.bars.get();
         let index = usize::from(bar);
         if let Some(known) = *bars.get(index)? {
             return known;
         }
-        let found = self.function.memory_bar(bar, self.window);
+        let found = self.function.memory_bar(bar, self.windows, shared_memory);
         bars[index] = Some(found);
         self.bars.set(bars);
         found
@@ -273,7 +296,7 @@ fn parse_capabilities(space: &dyn ConfigSpace) -> Result<Capabilities> {
             let bar = (table & 7) as u8;
             let offset = u64::from(table & !7);
             // A BAR that cannot be placed leaves the function without MSI-X (it polls).
-            if let Some((address, size)) = space.bar(bar) {
+            if let Some((address, size)) = space.bar(bar, false) {
                 if offset.checked_add(16).is_none_or(|end| end > size) {
                     return Err(bad(format_args!("MSI-X table at {offset:#x} outside BAR{bar} ({size:#x} bytes)")));
                 }
@@ -300,7 +323,7 @@ fn parse_capabilities(space: &dyn ConfigSpace) -> Result<Capabilities> {
             }
             // A BAR that cannot be placed (or an I/O BAR) leaves the capability unused; the
             // required ones are checked below.
-            let placed = if matches!(kind, CFG_COMMON | CFG_NOTIFY | CFG_ISR | CFG_DEVICE | CFG_SHARED_MEMORY) { space.bar(bar) } else { None };
+            let placed = if matches!(kind, CFG_COMMON | CFG_NOTIFY | CFG_ISR | CFG_DEVICE | CFG_SHARED_MEMORY) { space.bar(bar, kind == CFG_SHARED_MEMORY) } else { None };
             if let Some((address, size)) = placed {
                 if offset.checked_add(length).is_none_or(|end| end > size) {
                     return Err(bad(format_args!("capability {kind}: {length:#x} bytes at {offset:#x} outside BAR{bar} ({size:#x} bytes)")));
@@ -383,7 +406,7 @@ pub unsafe fn probe(host: &PciHost, device_id: u32) -> Vec<PciTransport> {
             }
             let (vendor, pci_device) = (id as u16, (id >> 16) as u16);
             if vendor == VIRTIO_VENDOR && u32::from(pci_device) == u32::from(MODERN_BASE) + device_id {
-                match PciTransport::new(f, device_id, host.mem32.or(host.mem64)) {
+                match PciTransport::new(f, device_id, BarWindows { mem32: host.mem32, mem64: host.mem64 }) {
                     Ok(t) => found.push(t),
                     Err(e) => log::warn!("pci {bus:02x}:{device:02x}.{function}: virtio device {device_id} refused ({e}): no usable capabilities"),
                 }
@@ -397,11 +420,11 @@ pub unsafe fn probe(host: &PciHost, device_id: u32) -> Vec<PciTransport> {
 }
 
 impl PciTransport {
-    fn new(function: Function, device_id: u32, window: Option<MemoryRegion>) -> Result<PciTransport> {
+    fn new(function: Function, device_id: u32, windows: BarWindows) -> Result<PciTransport> {
         if function.read16(STATUS) & STATUS_CAPABILITIES == 0 {
             return Err(Errno::ENODEV);
         }
-        let space = LiveSpace { function, window, bars: core::cell::Cell::new([None; 6]) };
+        let space = LiveSpace { function, windows, bars: core::cell::Cell::new([None; 6]) };
         let caps = parse_capabilities(&space)?;
         let platform = hal::platform();
         let region = |r: PhysRegion| Region { base: platform.phys_to_virt(r.start), len: r.len as usize };
@@ -599,7 +622,7 @@ mod tests {
             let at = offset & !3;
             self.bytes.get(at..at + 4).map_or(u32::MAX, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         }
-        fn bar(&self, bar: u8) -> Option<(u64, u64)> {
+        fn bar(&self, bar: u8, _: bool) -> Option<(u64, u64)> {
             *self.bars.get(usize::from(bar))?
         }
     }

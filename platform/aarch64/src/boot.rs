@@ -187,6 +187,7 @@ fn boot(dtb_address: u64, entry_counter: u64) -> Result<&'static BootInfo, BootE
         data: rodata_end..image_end,
         guards: &guards,
         ram: ram.as_slice(),
+        prefetchable: machine.pcie_mem64,
         device_limit: machine.device_limit.min(paging::ADDRESS_LIMIT),
     };
     // Table frames come right after the image; reserve the most the layout can need. They are

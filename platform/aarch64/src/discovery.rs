@@ -11,6 +11,7 @@ struct Found {
     virtio_mmio_count: usize,
     pcie_ecam: Option<MemoryRegion>,
     pcie_mem32: Option<MemoryRegion>,
+    pcie_mem64: Option<MemoryRegion>,
     rtc: Option<u64>,
 }
 
@@ -23,6 +24,7 @@ pub fn record(machine: &Machine<'_>) {
         virtio_mmio_count: machine.virtio_mmio_count,
         pcie_ecam: machine.pcie_ecam,
         pcie_mem32: machine.pcie_mem32,
+        pcie_mem64: machine.pcie_mem64,
         rtc: machine.rtc,
     });
 }
@@ -42,7 +44,7 @@ pub fn devices() -> Devices {
     if let Some(ecam) = found.pcie_ecam {
         // 1 MiB of ECAM per bus.
         let buses = (ecam.len() >> 20).clamp(1, 256);
-        devices.pci.push(PciHost { ecam: ecam.start, first_bus: 0, last_bus: (buses - 1) as u8, mem32: found.pcie_mem32, mem64: None, intx: None });
+        devices.pci.push(PciHost { ecam: ecam.start, first_bus: 0, last_bus: (buses - 1) as u8, mem32: found.pcie_mem32, mem64: found.pcie_mem64, intx: None });
     }
     devices
 }

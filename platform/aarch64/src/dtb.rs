@@ -147,6 +147,10 @@ pub struct Machine<'a> {
     /// The bridge's 32-bit memory window where PCI and CPU addresses agree (for BARs the
     /// firmware left unassigned: there is no firmware on `virt` with `-kernel`).
     pub pcie_mem32: Option<MemoryRegion>,
+    /// The bridge's 64-bit memory window where PCI and CPU addresses agree: where prefetchable
+    /// 64-bit BARs go (shared-memory regions such as virtio-fs's DAX window), mapped as normal
+    /// memory.
+    pub pcie_mem64: Option<MemoryRegion>,
     /// The register base of the first `arm,pl031` real-time clock with a page-aligned 4 KiB
     /// window outside RAM, if any.
     pub rtc: Option<u64>,
@@ -402,6 +406,7 @@ pub struct Scan<'a> {
     virtio_mmio_count: usize,
     pcie_ecam: Option<MemoryRegion>,
     pcie_mem32: Option<MemoryRegion>,
+    pcie_mem64: Option<MemoryRegion>,
     rtc: Option<u64>,
     psci: Option<PsciMethod>,
     cpus: usize,
@@ -426,6 +431,7 @@ pub fn scan<'a>(fdt: &Fdt<'a>) -> Scan<'a> {
         virtio_mmio_count: 0,
         pcie_ecam: None,
         pcie_mem32: None,
+        pcie_mem64: None,
         rtc: None,
         psci: None,
         cpus: 0,
@@ -529,7 +535,8 @@ fn scan_children<'a>(parent: Node<'a>, reg_cells: Cells, s: &mut Scan<'a>, depth
             }
         } else if compatible_with(c, &["pci-host-ecam-generic"]) {
             s.pcie_ecam = first;
-            s.pcie_mem32 = pci_mem32_window(node);
+            s.pcie_mem32 = pci_memory_window(node, SPACE_MEM32);
+            s.pcie_mem64 = pci_memory_window(node, SPACE_MEM64);
             s.device_limit = s.device_limit.max(pci_ranges_end(node));
         } else if compatible_with(c, PL031) {
             // The first one (a machine has one clock; a second would be a spare), if its
@@ -632,6 +639,7 @@ impl<'a> Machine<'a> {
             virtio_mmio_count: s.virtio_mmio_count,
             pcie_ecam: s.pcie_ecam,
             pcie_mem32: s.pcie_mem32,
+            pcie_mem64: s.pcie_mem64,
             // Never RAM (where a stack's guard page could be): read there, it would fault.
             rtc: s.rtc.filter(|&base| !s.ram.as_slice().iter().any(|r| (r.start..r.end).contains(&base))),
             cpus: s.cpus.max(1),
@@ -646,9 +654,14 @@ impl<'a> Machine<'a> {
     }
 }
 
-/// The first 32-bit memory window (space code 2 in the child address's high cell) of a PCI host
+/// The space code (in the child address's high cell) of 32-bit memory in a PCI `ranges` entry.
+const SPACE_MEM32: u64 = 2;
+/// The space code of 64-bit memory.
+const SPACE_MEM64: u64 = 3;
+
+/// The first memory window of space code `code` ([`SPACE_MEM32`], [`SPACE_MEM64`]) in a PCI host
 /// bridge's `ranges` whose PCI address equals its CPU address.
-fn pci_mem32_window(node: Node<'_>) -> Option<MemoryRegion> {
+fn pci_memory_window(node: Node<'_>, code: u64) -> Option<MemoryRegion> {
     let ranges = node.property("ranges")?;
     ranges.value.chunks_exact(28).find_map(|entry| {
         let c: [u64; 7] = core::array::from_fn(|i| {
@@ -658,7 +671,7 @@ fn pci_mem32_window(node: Node<'_>) -> Option<MemoryRegion> {
         let pci = (c[1] << 32) | c[2];
         let cpu = (c[3] << 32) | c[4];
         let size = (c[5] << 32) | c[6];
-        (space == 2 && pci == cpu && size > 0).then(|| MemoryRegion { start: cpu, end: cpu.saturating_add(size) })
+        (space == code && pci == cpu && size > 0).then(|| MemoryRegion { start: cpu, end: cpu.saturating_add(size) })
     })
 }
 

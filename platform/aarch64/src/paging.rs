@@ -410,6 +410,7 @@ mod tests {
             data: base + 0x14000..base + 0x40000,
             guards,
             ram,
+            prefetchable: None,
             device_limit: 1 << 40,
         }
     }
@@ -487,6 +488,21 @@ mod tests {
         assert_eq!(at(&mut tables, (1 << 40) - PAGE).map(|a| a & ATTR_DEVICE), Some(ATTR_DEVICE));
         assert_eq!(at(&mut tables, 1 << 40), None, "above the device limit");
         assert_eq!(at(&mut tables, 0x7fff_dead_0000), None);
+    }
+
+    #[test]
+    fn the_prefetchable_window_is_normal_memory_in_gib_blocks() {
+        let ram = [MemoryRegion { start: GIB, end: GIB + 64 * MIB }];
+        let window = MemoryRegion { start: 512 * GIB, end: 1024 * GIB };
+        let layout = Layout { prefetchable: Some(window), ..virt(&ram, &[]) };
+        let mut tables = FakeTables::default();
+        let root = build(&layout, &mut tables).unwrap();
+        use bits::*;
+        let (attributes, size) = translate(&mut tables, root, 512 * GIB + 3 * MIB + 17).unwrap();
+        assert_eq!(attributes & (ATTR_DEVICE | READ_ONLY | PXN | UXN), PXN | UXN, "normal, writable, never executed");
+        assert_eq!(size, GIB);
+        let (below, _) = translate(&mut tables, root, 512 * GIB - PAGE).unwrap();
+        assert_eq!(below & ATTR_DEVICE, ATTR_DEVICE, "the rest stays device memory");
     }
 
     #[test]

@@ -136,6 +136,9 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
         data: rodata_end..image_end,
         guards: &guards,
         ram: ram.as_slice(),
+        // No 64-bit BAR window is known (the ACPI tables' is not read): prefetchable BARs go
+        // into the 32-bit window, mapped as device memory like every other BAR.
+        prefetchable: None,
         device_limit: 1 << 32,
     };
     // Page-table frames come right after the image; reserve the most the layout can need.

@@ -374,6 +374,7 @@ mod tests {
             data: 0x118000..0x140000,
             guards: &GUARDS,
             ram: &RAM,
+            prefetchable: None,
             device_limit: 1 << 32,
         }
     }

@@ -74,6 +74,9 @@ impl Drop for FuseNode {
                 nodes.remove(&self.nodeid);
             }
         }
+        if let Some(dax) = &self.session.dax {
+            dax.forget_node(self.epoch, self.nodeid);
+        }
         let nlookup = *self.nlookup.get_mut();
         if nlookup > 0 {
             self.session.queue_forget(self.epoch, self.nodeid, nlookup);
@@ -298,6 +301,32 @@ impl FuseNode {
         Ok(done)
     }
 
+    /// READs of up to `max_read` bytes through `fh` straight into `buf`, until it is full or
+    /// the file ends.
+    pub(super) fn read_requests(&self, target: Target, fh: u64, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let max = self.session.negotiated.max_read;
+        let mut done = 0;
+        while done < buf.len() {
+            let end = buf.len().min(done + max);
+            let piece = &mut buf[done..end];
+            let want = piece.len();
+            let read_in =
+                proto::fuse_read_in { fh, offset: offset + done as u64, size: want as u32, ..Default::default() };
+            match self.session.call(op::READ, target, &[read_in.as_bytes()], ReplyData::Upto(piece)) {
+                Ok(n) => {
+                    bump(&self.session.counters.bytes_read, n as u64);
+                    done += n;
+                    if n < want {
+                        break;
+                    }
+                }
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(done)
+    }
+
     pub(super) fn setattr(&self, mut setattr: proto::fuse_setattr_in) -> Result<()> {
         let target = self.target()?;
         if let Some(fh) = self.find_handle(target, Access::Write) {
@@ -441,35 +470,19 @@ impl Node for FuseNode {
         self.getattr()
     }
 
-    /// READs of up to `max_read` bytes straight into `buf`, until it is full or the file ends.
+    /// From the DAX window where the mount has one (see [`super::dax`]), else READs of up to
+    /// `max_read` bytes straight into `buf`, until it is full or the file ends.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         self.regular()?;
         if buf.is_empty() {
             return Ok(0);
         }
         let target = self.target()?;
-        let fh = self.handle(target, Access::Read)?;
-        let max = self.session.negotiated.max_read;
-        let mut done = 0;
-        while done < buf.len() {
-            let end = buf.len().min(done + max);
-            let piece = &mut buf[done..end];
-            let want = piece.len();
-            let read_in =
-                proto::fuse_read_in { fh, offset: offset + done as u64, size: want as u32, ..Default::default() };
-            match self.session.call(op::READ, target, &[read_in.as_bytes()], ReplyData::Upto(piece)) {
-                Ok(n) => {
-                    bump(&self.session.counters.bytes_read, n as u64);
-                    done += n;
-                    if n < want {
-                        break;
-                    }
-                }
-                Err(e) if done == 0 => return Err(e),
-                Err(_) => break,
-            }
+        if let Some(dax) = self.session.dax.as_ref().filter(|d| d.enabled()) {
+            return self.read_through_window(dax, target, offset, buf);
         }
-        Ok(done)
+        let fh = self.handle(target, Access::Read)?;
+        self.read_requests(target, fh, offset, buf)
     }
 
     /// WRITEs of up to `max_write` bytes straight from `buf`.
