@@ -13,6 +13,7 @@ mod fs_compare;
 mod sched;
 mod shim;
 mod virtiofs;
+mod virtiofs_dax;
 mod icmp;
 mod linux;
 mod net;

@@ -498,10 +498,16 @@ fn cargo_test(args: &[&str]) -> Result<bool> {
 }
 
 /// What the QEMU tests run on the host, built or installed once before them: virtiofsd (the
-/// virtio-fs tests start it) and the real servers (redis, lighttpd) for every architecture
-/// (cached under `target/servers/`; a test would otherwise build them inside its time).
+/// virtio-fs tests start it), the DAX tests' daemon and patched QEMU (built once into
+/// `/var/cache/libos`, so later clones on the machine reuse it) and the real servers (redis,
+/// lighttpd) for every architecture (cached under `target/servers/`; a test would otherwise
+/// build them inside its time).
 fn tools_for_tests(arches: &[Arch]) -> Result<()> {
     virtiofs::ensure_virtiofsd()?;
+    virtiofs::ensure_dax_daemon()?;
+    for &arch in arches {
+        xtask::dax_qemu::ensure(arch)?;
+    }
     for server in [&xtask::servers::REDIS, &xtask::servers::LIGHTTPD] {
         for &arch in arches {
             server.build(arch)?;

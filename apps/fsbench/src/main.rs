@@ -9,15 +9,19 @@
 //! With `--virtiofs TAG` the share is mounted at `/share` and every workload runs twice, first
 //! as `virtiofs/NAME` in `/share/bench`, then as `ramfs/NAME` in `/bench`; each virtio-fs
 //! workload adds a line `[fsbench] virtiofs/NAME fuse requests=R lookups=L getattrs=G reads=RD
-//! writes=W read-bytes=RB written-bytes=WB forget-messages=F notifications=N interrupts=I
-//! wait-ns=WT`: the mount's FUSE counters and the device's queue notifications, interrupts and
+//! writes=W mappings=M read-bytes=RB window-bytes=XB written-bytes=WB forget-messages=F
+//! notifications=N interrupts=I wait-ns=WT`: the mount's FUSE counters (M: DAX SETUPMAPPINGs,
+//! XB: bytes read from the DAX window) and the device's queue notifications, interrupts and
 //! time spent waiting for the host during the workload.
 //!
 //! `--seed` adds the rest of the seed workload: 1 MiB reads at random offsets, and 10 files of a
 //! tenth of the size each read sequentially in 1 MiB calls and at random in 4 KiB calls.
 //!
-//! Usage: `fsbench [--file-mib N] [--files N] [--virtiofs TAG] [--seed]` (defaults 256 MiB and
-//! 10 000 files).
+//! `--reread` reads each sequential file a second time (`seq-reread-4k`, `seq-reread-1m`): what a
+//! cache such as a DAX window holds after the first read.
+//!
+//! Usage: `fsbench [--file-mib N] [--files N] [--virtiofs TAG] [--seed] [--reread]` (defaults
+//! 256 MiB and 10 000 files).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -30,7 +34,7 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use libos::fs::{self, File, Read, Write};
-use libos::virtiofs::{FuseStats, MountOptions, Stats, VirtioFs, VirtioFsDevice};
+use libos::virtiofs::{FuseStats, MountOptions, Stats, VirtioFs, VirtioFsDevice, op};
 use libos::{Errno, hal, println};
 
 libos::main!(main);
@@ -68,15 +72,17 @@ impl Pass {
             let fuse = fs.stats().since(&fuse0);
             let d = dev.stats();
             println!(
-                "[fsbench] {}{name} fuse requests={} lookups={} getattrs={} reads={} writes={} read-bytes={} \
-                 written-bytes={} forget-messages={} notifications={} interrupts={} wait-ns={}",
+                "[fsbench] {}{name} fuse requests={} lookups={} getattrs={} reads={} writes={} mappings={} read-bytes={} \
+                 window-bytes={} written-bytes={} forget-messages={} notifications={} interrupts={} wait-ns={}",
                 self.prefix,
                 fuse.total(),
-                fuse.count(libos_opcode::LOOKUP),
-                fuse.count(libos_opcode::GETATTR),
-                fuse.count(libos_opcode::READ),
-                fuse.count(libos_opcode::WRITE),
+                fuse.count(op::LOOKUP),
+                fuse.count(op::GETATTR),
+                fuse.count(op::READ),
+                fuse.count(op::WRITE),
+                fuse.count(op::SETUPMAPPING),
                 fuse.bytes_read,
+                fuse.bytes_read_from_window,
                 fuse.bytes_written,
                 fuse.forget_messages,
                 d.notifications - dev0.notifications,
@@ -91,13 +97,6 @@ impl Pass {
     }
 }
 
-/// FUSE opcodes the report breaks out (Linux UAPI values).
-mod libos_opcode {
-    pub const LOOKUP: u32 = 1;
-    pub const GETATTR: u32 = 3;
-    pub const READ: u32 = 15;
-    pub const WRITE: u32 = 16;
-}
 
 fn main() -> Result<(), Errno> {
     let args: Vec<&str> = libos::env::args().skip(1).collect();
@@ -105,6 +104,7 @@ fn main() -> Result<(), Errno> {
     let mut files = 10_000u64;
     let mut tag = None;
     let mut seed = false;
+    let mut reread = false;
     let mut rest = args.iter();
     while let Some(&arg) = rest.next() {
         match (arg, rest.clone().next()) {
@@ -113,6 +113,10 @@ fn main() -> Result<(), Errno> {
             ("--virtiofs", Some(t)) => tag = Some(String::from(*t)),
             ("--seed", _) => {
                 seed = true;
+                continue;
+            }
+            ("--reread", _) => {
+                reread = true;
                 continue;
             }
             _ => {
@@ -138,13 +142,13 @@ fn main() -> Result<(), Errno> {
         passes.push(Pass { prefix: "", dir: String::from("/bench"), virtiofs: None });
     }
     for pass in &passes {
-        workloads(pass, file_mib, files, seed)?;
+        workloads(pass, file_mib, files, seed, reread)?;
     }
     println!("[fsbench] done");
     Ok(())
 }
 
-fn workloads(pass: &Pass, file_mib: u64, files: u64, seed: bool) -> Result<(), Errno> {
+fn workloads(pass: &Pass, file_mib: u64, files: u64, seed: bool, reread: bool) -> Result<(), Errno> {
     // Metadata: create, stat, unlink of `files` files in one directory.
     fs::create_dir(&pass.dir)?;
     let names: Vec<String> = (0..files).map(|i| pass.path(&format!("file-{i}"))).collect();
@@ -182,6 +186,15 @@ fn workloads(pass: &Pass, file_mib: u64, files: u64, seed: bool) -> Result<(), E
             file.read_exact(&mut buf)?;
         }
         pass.report(&format!("seq-read-{label}"), calls, size, mark);
+        if reread {
+            // The same file again: what a cache (a DAX window) holds after the first read.
+            let mut file = File::open(&path)?;
+            let mark = pass.start();
+            for _ in 0..calls {
+                file.read_exact(&mut buf)?;
+            }
+            pass.report(&format!("seq-reread-{label}"), calls, size, mark);
+        }
         if label == "1m" {
             random_reads(pass, "rand-read-4k", &[&file], size, 4096, 10_000)?;
             if seed {

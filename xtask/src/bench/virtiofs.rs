@@ -165,6 +165,9 @@ fn per_op(total: u64, ops: u64) -> f64 {
 }
 
 pub(super) fn run(args: Vec<String>) -> Result<i32> {
+    if args.iter().any(|a| a == "--dax") {
+        return super::virtiofs_dax::run(args);
+    }
     // The seed workload: a 1 GiB file, ten files of a tenth of it, 10 000 files of metadata.
     let mut options = Options { file_mib: 1024, files: 10_000, linux: true };
     let mut args = args.into_iter();
