@@ -13,7 +13,9 @@
  * outside the measured spans.
  * Each workload's span is marked on the console (`[bench] mark start W` ... `[bench] mark end W`,
  * outside the measured span) so the harness can count its device traffic from a QEMU trace.
- * Usage: fs_tmpfs [FILE_MIB] [FILES] [DIR]  (defaults 256, 10000, a tmpfs at /bench). Output:
+ * A fourth argument `reread` reads each sequential file a second time (`seq-reread-4k`,
+ * `seq-reread-1m`), as fsbench --reread does (for `./x bench virtiofs --dax`).
+ * Usage: fs_tmpfs [FILE_MIB] [FILES] [DIR] [reread]  (defaults 256, 10000, a tmpfs at /bench). Output:
  * `[bench] W.ops: N`, `[bench] W.bytes: B`, `[bench] W.ticks: T` and `[bench] W.cpu_ns: C` per
  * workload W (see bench_common.h for ticks; C is this thread's CPU time, CLOCK_THREAD_CPUTIME_ID:
  * under icount the instructions the kernel ran for it, without the time it slept waiting for a
@@ -96,6 +98,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *dir = argc > 3 ? argv[3] : "/bench";
+    int reread = argc > 4 && strcmp(argv[4], "reread") == 0;
     if (argc <= 3) {
         char options[64];
         snprintf(options, sizeof options, "size=%ldm", file_mib + 64);
@@ -156,6 +159,17 @@ int main(int argc, char **argv) {
             if (read_exact(rfd, buf, chunk) != 0) return fail("read");
         }
         report(name, calls, size, start);
+        if (reread) {
+            int again = open(path, O_RDONLY | O_CLOEXEC);
+            if (again < 0) return fail(path);
+            snprintf(name, sizeof name, "seq-reread-%s", passes[p].label);
+            start = begin(name);
+            for (uint64_t i = 0; i < calls; i++) {
+                if (read_exact(again, buf, chunk) != 0) return fail("read");
+            }
+            report(name, calls, size, start);
+            close(again);
+        }
         if (chunk == (1 << 20)) {
             enum { READS = 10000 };
             uint64_t pages = size / 4096 ? size / 4096 : 1;

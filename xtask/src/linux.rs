@@ -29,7 +29,8 @@ use std::time::Duration;
 /// `/init` of the initramfs. Options come from the kernel command line (`bench.prog=`,
 /// `bench.args=` comma-separated, `bench.modules=` comma-separated and already in dependency
 /// order, `bench.net=ADDRESS/PREFIX` to bring up eth0, `bench.mounts=` comma-separated
-/// `FSTYPE:SOURCE:PATH` mounted in order, e.g. `virtiofs:data:/mnt`, `tmpfs:none:/tmp`).
+/// `FSTYPE:SOURCE:PATH[:OPTIONS]` mounted in order, e.g. `virtiofs:data:/mnt`,
+/// `tmpfs:none:/tmp`, `virtiofs:data:/mnt:dax=always`).
 pub const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
 # Linux guest baseline: run one benchmark program, report its status, power off.
 bb=/bin/busybox
@@ -50,7 +51,8 @@ for module in $(echo "$modules" | $bb tr , ' '); do
 done
 for mount in $(echo "$mounts" | $bb tr , ' '); do
     fstype=${mount%%:*}; rest=${mount#*:}; source=${rest%%:*}; path=${rest#*:}
-    $bb mkdir -p "$path" && $bb mount -t "$fstype" "$source" "$path" || echo "[bench] mount $mount failed"
+    options=; case $path in *:*) options="-o ${path#*:}"; path=${path%%:*} ;; esac
+    $bb mkdir -p "$path" && $bb mount -t "$fstype" $options "$source" "$path" || echo "[bench] mount $mount failed"
 done
 if [ -n "$net" ]; then
     $bb ip link set lo up

@@ -44,17 +44,17 @@ const TARGETS: &str = "per 1 MiB sequential read: one FUSE request, <= 1 notific
 
 /// One workload of one pass, as the guest printed it.
 #[derive(Clone, Debug, Default, PartialEq)]
-struct Workload {
-    ops: u64,
-    bytes: u64,
-    ticks: u64,
+pub(super) struct Workload {
+    pub(super) ops: u64,
+    pub(super) bytes: u64,
+    pub(super) ticks: u64,
     /// `fuse` line fields (virtio-fs pass only).
-    fuse: BTreeMap<String, u64>,
+    pub(super) fuse: BTreeMap<String, u64>,
 }
 
 /// `[fsbench] PASS/NAME ops=.. bytes=.. ticks=..` and `[fsbench] PASS/NAME fuse k=v ...`
 /// lines, by `PASS/NAME`.
-fn parse(console: &str) -> BTreeMap<String, Workload> {
+pub(super) fn parse(console: &str) -> BTreeMap<String, Workload> {
     let mut out: BTreeMap<String, Workload> = BTreeMap::new();
     for line in console.lines() {
         let Some(rest) = line.strip_prefix("[fsbench] ") else { continue };
@@ -79,7 +79,7 @@ fn parse(console: &str) -> BTreeMap<String, Workload> {
     out
 }
 
-fn counter_hz(console: &str) -> Option<u64> {
+pub(super) fn counter_hz(console: &str) -> Option<u64> {
     console.lines().find_map(|l| l.strip_prefix("[fsbench] counter-hz ")?.trim().parse().ok())
 }
 
@@ -130,18 +130,41 @@ fn boot(options: &Options, cache: Cache, icount: bool, share_root: &std::path::P
 /// `fs_tmpfs` in the Linux guest on a fresh share with `cache`: the `[bench]` counters, per
 /// workload name (`create`, ...) as (ops, cpu_ns, ticks).
 fn linux_boot(options: &Options, cache: Cache, share_root: &std::path::Path) -> Result<BTreeMap<String, (u64, u64, u64)>> {
+    let share = Share { cache, ..Share::new(share_root.join(format!("{}-linux", cache.name())), TAG) };
+    linux_fs_tmpfs(options.file_mib, options.files, share, "", false)
+}
+
+/// `fs_tmpfs FILE_MIB FILES /mnt [reread]` in the Linux guest (q35, icount) on `share` (its
+/// directory made afresh and removed after), mounted at `/mnt` with `mount_options` (e.g.
+/// `dax=always`; empty: none): the `[bench]` counters, per workload name, as (ops, cpu_ns,
+/// ticks).
+pub(super) fn linux_fs_tmpfs(
+    file_mib: u64,
+    files: u64,
+    share: Share,
+    mount_options: &str,
+    reread: bool,
+) -> Result<BTreeMap<String, (u64, u64, u64)>> {
     let guest = LinuxGuest::build(Arch::X86_64)?;
-    let dir = share_root.join(format!("{}-linux", cache.name()));
+    let dir = share.dir.clone();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let modules = guest.modules_for(&[guest.virtio_transport(), "virtiofs"])?;
-    let args = [options.file_mib.to_string(), options.files.to_string(), "/mnt".to_string()];
-    let mut config = guest.config("fs_tmpfs", &args, &modules, &format!("bench.mounts=virtiofs:{TAG}:/mnt"));
+    let mut args = vec![file_mib.to_string(), files.to_string(), "/mnt".to_string()];
+    if reread {
+        args.push("reread".into());
+    }
+    let options = if mount_options.is_empty() { String::new() } else { format!(":{mount_options}") };
+    let mut config = guest.config("fs_tmpfs", &args, &modules, &format!("bench.mounts=virtiofs:{}:/mnt{options}", share.tag));
     config.icount = true;
     config.memory = "512M".into();
     config.timeout = Duration::from_secs(1800);
-    config.shares = vec![Share { cache, ..Share::new(dir.clone(), TAG) }];
-    eprintln!("==> Linux guest: fs_tmpfs on virtio-fs (--cache={}), icount", cache.name());
+    eprintln!(
+        "==> Linux guest: fs_tmpfs on virtio-fs (--cache={}{}), icount",
+        share.cache.name(),
+        share.dax.map(|w| format!(", a {} MiB DAX window, -o {mount_options}", w >> 20)).unwrap_or_default()
+    );
+    config.shares = vec![share];
     let outcome = qemu::run(&config, false)?;
     let _ = std::fs::remove_dir_all(&dir);
     check_run("fs_tmpfs on virtio-fs", &outcome)?;

@@ -23,6 +23,7 @@
 //! host, indicative only). Writes `bench/results/virtiofs-dax.{json,md}`.
 
 use super::host_facts;
+use super::virtiofs::{Workload, counter_hz, parse};
 use crate::accel::Accel;
 use crate::arch::Arch;
 use crate::qemu::{self, Exit, Machine, VmConfig};
@@ -45,15 +46,13 @@ const TARGETS: &str = "warm reads through the window (seq-reread-*, rand-read-*)
 struct Options {
     file_mib: u64,
     window: u64,
+    linux: bool,
 }
 
 /// One workload of a boot: what the guest printed, and the daemon CPU it cost.
 #[derive(Clone, Debug, Default)]
 struct Measured {
-    ops: u64,
-    bytes: u64,
-    ticks: u64,
-    fuse: BTreeMap<String, u64>,
+    printed: Workload,
     daemon_ns: u64,
 }
 
@@ -135,24 +134,14 @@ fn boot(options: &Options, dax: bool, icount: bool, share_root: &std::path::Path
     if outcome.exit != Exit::Code(0) || !outcome.console.contains("[fsbench] done") {
         return Err(format!("fsbench ended with {:?}:\n{}\n{}", outcome.exit, outcome.console, outcome.stderr).into());
     }
-    let hz = outcome.console.lines().find_map(|l| l.strip_prefix("[fsbench] counter-hz ")?.trim().parse().ok()).ok_or("no counter-hz line")?;
-    let mut out: BTreeMap<String, Measured> = BTreeMap::new();
-    for line in outcome.console.lines() {
-        let Some(rest) = line.strip_prefix("[fsbench] ") else { continue };
-        let mut words = rest.split(' ');
-        let Some(name) = words.next().filter(|n| n.contains('/')) else { continue };
-        let fields: BTreeMap<String, u64> =
-            words.filter_map(|w| w.split_once('=').and_then(|(k, v)| Some((k.to_string(), v.parse().ok()?)))).collect();
-        let entry = out.entry(name.to_string()).or_default();
-        if rest.split(' ').nth(1) == Some("fuse") {
-            entry.fuse = fields;
-        } else {
-            entry.ops = fields.get("ops").copied().unwrap_or(0);
-            entry.bytes = fields.get("bytes").copied().unwrap_or(0);
-            entry.ticks = fields.get("ticks").copied().unwrap_or(0);
-            entry.daemon_ns = daemon_ns.get(name).copied().unwrap_or(0);
-        }
-    }
+    let hz = counter_hz(&outcome.console).ok_or("no counter-hz line")?;
+    let out = parse(&outcome.console)
+        .into_iter()
+        .map(|(name, printed)| {
+            let daemon_ns = daemon_ns.get(&name).copied().unwrap_or(0);
+            (name, Measured { printed, daemon_ns })
+        })
+        .collect();
     Ok((out, hz))
 }
 
@@ -161,14 +150,15 @@ fn per_mib(value: u64, bytes: u64) -> f64 {
 }
 
 pub(super) fn run(args: Vec<String>) -> Result<i32> {
-    let mut options = Options { file_mib: 128, window: 256 << 20 };
+    let mut options = Options { file_mib: 128, window: 256 << 20, linux: true };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--dax" => {}
+            "--no-linux" => options.linux = false,
             "--file-mib" => options.file_mib = args.next().ok_or("--file-mib needs a number")?.parse()?,
             "--window" => options.window = crate::disk::parse_size(&args.next().ok_or("--window needs a size")?)?,
-            other => return Err(format!("unknown option `{other}` for bench virtiofs --dax (expected --file-mib N, --window SIZE)").into()),
+            other => return Err(format!("unknown option `{other}` for bench virtiofs --dax (expected --file-mib N, --window SIZE, --no-linux)").into()),
         }
     }
     crate::virtiofs::check_dax_window(options.window)?;
@@ -180,9 +170,17 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
     let (read, _) = boot(&options, false, true, share_root.path())?;
     let (dax_tcg, tcg_hz) = boot(&options, true, false, share_root.path())?;
     let (read_tcg, _) = boot(&options, false, false, share_root.path())?;
+    // The Linux guest on the same patched QEMU, our daemon and window, `-o dax=always` (the
+    // Debian cloud kernel has CONFIG_FUSE_DAX): its thread CPU time per workload.
+    let linux = if options.linux {
+        let share = Share { cache: Cache::Auto, dax: Some(options.window), ..Share::new(share_root.path().join("linux-dax"), TAG) };
+        Some(super::virtiofs::linux_fs_tmpfs(options.file_mib, 100, share, "dax=always", true)?)
+    } else {
+        None
+    };
     let ticks_are_instructions = hz.abs_diff(1_000_000_000) < 10_000_000;
     let mib_s = |runs: &BTreeMap<String, Measured>, key: &str| {
-        runs.get(key).filter(|m| m.ticks > 0).map(|m| (m.bytes as f64 / f64::from(1 << 20) / (m.ticks as f64 / tcg_hz as f64) * 10.0).round() / 10.0)
+        runs.get(key).map(|m| &m.printed).filter(|w| w.ticks > 0).map(|w| (w.bytes as f64 / f64::from(1 << 20) / (w.ticks as f64 / tcg_hz as f64) * 10.0).round() / 10.0)
     };
     let mut rows = Vec::new();
     let mut md_rows = String::new();
@@ -190,24 +188,26 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
     for name in WORKLOADS {
         let key = format!("virtiofs/{name}");
         let (Some(d), Some(r), Some(ram)) = (dax.get(&key), read.get(&key), dax.get(&format!("ramfs/{name}"))) else { continue };
-        let f = |m: &Measured, k: &str| m.fuse.get(k).copied().unwrap_or(0);
+        let f = |m: &Measured, k: &str| m.printed.fuse.get(k).copied().unwrap_or(0);
+        let (dw, rw, ramw) = (&d.printed, &r.printed, &ram.printed);
         let row = json!({
             "workload": name,
-            "bytes": d.bytes,
-            "ops": d.ops,
-            "dax_guest_instructions_per_mib": per_mib(d.ticks, d.bytes).round(),
-            "read_guest_instructions_per_mib": per_mib(r.ticks, r.bytes).round(),
-            "ramfs_guest_instructions_per_mib": per_mib(ram.ticks, ram.bytes).round(),
-            "dax_requests_per_mib": per_mib(f(d, "requests"), d.bytes),
-            "dax_mappings_per_mib": per_mib(f(d, "mappings"), d.bytes),
-            "read_requests_per_mib": per_mib(f(r, "requests"), r.bytes),
-            "dax_notifications_per_mib": per_mib(f(d, "notifications"), d.bytes),
-            "read_notifications_per_mib": per_mib(f(r, "notifications"), r.bytes),
-            "dax_interrupts_per_mib": per_mib(f(d, "interrupts"), d.bytes),
-            "read_interrupts_per_mib": per_mib(f(r, "interrupts"), r.bytes),
+            "bytes": dw.bytes,
+            "ops": dw.ops,
+            "dax_guest_instructions_per_mib": per_mib(dw.ticks, dw.bytes).round(),
+            "read_guest_instructions_per_mib": per_mib(rw.ticks, rw.bytes).round(),
+            "ramfs_guest_instructions_per_mib": per_mib(ramw.ticks, ramw.bytes).round(),
+            "linux_dax_guest_instructions_per_mib": linux.as_ref().and_then(|l| l.get(name)).map(|&(_, cpu_ns, _)| per_mib(cpu_ns, dw.bytes).round()),
+            "dax_requests_per_mib": per_mib(f(d, "requests"), dw.bytes),
+            "dax_mappings_per_mib": per_mib(f(d, "mappings"), dw.bytes),
+            "read_requests_per_mib": per_mib(f(r, "requests"), rw.bytes),
+            "dax_notifications_per_mib": per_mib(f(d, "notifications"), dw.bytes),
+            "read_notifications_per_mib": per_mib(f(r, "notifications"), rw.bytes),
+            "dax_interrupts_per_mib": per_mib(f(d, "interrupts"), dw.bytes),
+            "read_interrupts_per_mib": per_mib(f(r, "interrupts"), rw.bytes),
             "dax_window_bytes": f(d, "window-bytes"),
-            "dax_daemon_ns_per_mib": per_mib(d.daemon_ns, d.bytes).round(),
-            "read_daemon_ns_per_mib": per_mib(r.daemon_ns, r.bytes).round(),
+            "dax_daemon_ns_per_mib": per_mib(d.daemon_ns, dw.bytes).round(),
+            "read_daemon_ns_per_mib": per_mib(r.daemon_ns, rw.bytes).round(),
             "dax_tcg_mib_per_s": mib_s(&dax_tcg, &key),
             "read_tcg_mib_per_s": mib_s(&read_tcg, &key),
             "ramfs_tcg_mib_per_s": mib_s(&dax_tcg, &format!("ramfs/{name}")),
@@ -215,8 +215,9 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
         let num = |k: &str| row[k].as_f64().unwrap_or(f64::NAN);
         let show = |v: f64, digits: usize| if v.is_nan() { "-".to_string() } else { format!("{v:.digits$}") };
         md_rows += &format!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             show(num("dax_guest_instructions_per_mib"), 0),
+            show(num("linux_dax_guest_instructions_per_mib"), 0),
             show(num("read_guest_instructions_per_mib"), 0),
             show(num("ramfs_guest_instructions_per_mib"), 0),
             show(num("dax_requests_per_mib"), 2),
@@ -270,7 +271,11 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
         "counter_hz_under_icount": hz,
         "ticks_are_instructions": ticks_are_instructions,
         "workloads": rows,
-        "linux_baseline": "not run: see the report",
+        "linux_baseline": if options.linux {
+            "bench/c/fs_tmpfs.c (reread) in the share mounted -o dax=always, Linux guest q35 virtio-pci on the same patched QEMU, daemon and window, icount, thread CPU time"
+        } else {
+            "not run (--no-linux)"
+        },
         "targets": TARGETS,
     });
     let mut md = String::new();
@@ -289,11 +294,13 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
            host). Requests, mappings, notifications (VM exits) per MiB: the guest's counters. Daemon µs per MiB: the \
            daemon's CPU time (`schedstat` of its threads) over the workload. MiB/s: plain TCG, wall clock of this 2-core \
            host, one boot: indicative only.\n\n";
-    md += "| workload | DAX instructions / MiB | READ instructions / MiB | ramfs instructions / MiB | DAX requests / MiB | DAX SETUPMAPPING / MiB | READ requests / MiB | DAX notifications / MiB | READ notifications / MiB | DAX daemon µs / MiB | READ daemon µs / MiB | DAX MiB/s (TCG) | READ MiB/s (TCG) | ramfs MiB/s (TCG) |\n";
-    md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    md += "| workload | DAX instructions / MiB | Linux DAX instructions / MiB | READ instructions / MiB | ramfs instructions / MiB | DAX requests / MiB | DAX SETUPMAPPING / MiB | READ requests / MiB | DAX notifications / MiB | READ notifications / MiB | DAX daemon µs / MiB | READ daemon µs / MiB | DAX MiB/s (TCG) | READ MiB/s (TCG) | ramfs MiB/s (TCG) |\n";
+    md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     md += &md_rows;
     md += &format!("\nTargets ({TARGETS}):\n\n{}\n", target_lines.join("\n"));
-    md += "\nLinux comparison: not run in this suite (see the README of `bench/results` and the issue notes).\n";
+    md += "\n**Linux DAX**: the Linux guest (q35, Debian cloud kernel 6.1 with CONFIG_FUSE_DAX) on the same patched QEMU, \
+           daemon and window, the share mounted `-o dax=always`, running `bench/c/fs_tmpfs.c` with the same sizes: its \
+           thread's CPU time under icount per MiB (instructions run for it; `-`: not measured or `--no-linux`).\n";
     crate::measure::write_results("virtiofs-dax", &json, &md, &[])?;
     print!("{md}");
     Ok(0)
