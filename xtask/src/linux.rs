@@ -53,6 +53,7 @@ for mount in $(echo "$mounts" | $bb tr , ' '); do
     fstype=${mount%%:*}; rest=${mount#*:}; source=${rest%%:*}; path=${rest#*:}
     options=; case $path in *:*) options="-o ${path#*:}"; path=${path%%:*} ;; esac
     $bb mkdir -p "$path" && $bb mount -t "$fstype" $options "$source" "$path" || echo "[bench] mount $mount failed"
+    echo "[bench] mounted $($bb grep " $path " /proc/mounts)"
 done
 if [ -n "$net" ]; then
     $bb ip link set lo up

@@ -13,6 +13,8 @@
 //! - `parallel PATH N`: N threads each write and read back their own file at once -> `parallel N`;
 //! - `wait-file PATH`: prints `waiting for PATH` and polls until PATH exists (the host's way to
 //!   let the guest go on after it looked at something);
+//! - `sum PATH`: reads PATH to its end in 1 MiB reads and prints `sum PATH SIZE HASH`, [`word_hash`]
+//!   of its bytes (cheaper than `check` for files of a GiB under TCG; the host computes the same);
 //! - `read-any PATH`: reads PATH to its end without checking the bytes -> `read-any PATH N`;
 //! - `sleep-ms N`: sleeps N milliseconds (lets cached attributes expire);
 //! - `stats`: the device's counters and its shared-memory region 0 (the DAX window), if any;
@@ -90,6 +92,38 @@ fn check_pattern(path: &str, size: u64) -> Result<(), String> {
         return Err(format!("{path}: read {offset} bytes, expected {size}"));
     }
     Ok(())
+}
+
+/// FNV-1a over the file's little-endian 64-bit words (the last one zero-padded), then its
+/// length: position-sensitive, and eight times fewer steps than a byte-wise check.
+pub fn word_hash(hash: u64, words: &[u8]) -> u64 {
+    words.chunks(8).fold(hash, |h, word| {
+        let mut padded = [0u8; 8];
+        padded[..word.len()].copy_from_slice(word);
+        (h ^ u64::from_le_bytes(padded)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn sum(path: &str) -> Result<(u64, u64), String> {
+    let file = File::open(path).map_err(|e| format!("open {path}: {e}"))?;
+    let mut buf = vec![0u8; CHUNK];
+    let (mut hash, mut total) = (0xcbf2_9ce4_8422_2325u64, 0u64);
+    loop {
+        // Fill the whole buffer (or reach the end), so words never straddle two reads.
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = file.read_at(&mut buf[filled..], total + filled as u64).map_err(|e| format!("read {path}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        hash = word_hash(hash, &buf[..filled]);
+        total += filled as u64;
+        if filled < buf.len() {
+            return Ok((total, hash ^ total));
+        }
+    }
 }
 
 fn churn(dir: &str, count: usize) -> Result<(), String> {
@@ -215,6 +249,11 @@ fn run(args: &[String]) -> Result<(), String> {
                 while !fs::exists(path) {
                     libos::thread::sleep(core::time::Duration::from_millis(50));
                 }
+                rest = tail;
+            }
+            [cmd, path, tail @ ..] if cmd == "sum" => {
+                let (size, hash) = sum(path)?;
+                println!("sum {path} {size} {hash:016x}");
                 rest = tail;
             }
             [cmd, path, tail @ ..] if cmd == "read-any" => {

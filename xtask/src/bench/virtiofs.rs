@@ -168,6 +168,12 @@ pub(super) fn linux_fs_tmpfs(
     let outcome = qemu::run(&config, false)?;
     let _ = std::fs::remove_dir_all(&dir);
     check_run("fs_tmpfs on virtio-fs", &outcome)?;
+    // A mount that failed, or that silently dropped its options (Linux mounts virtio-fs without
+    // DAX when the device has no window), would measure something else.
+    let mounted = outcome.console.lines().find(|l| l.starts_with("[bench] mounted ")).unwrap_or_default();
+    if !mounted.contains(" virtiofs ") || mount_options.split(',').any(|o| !o.is_empty() && !mounted.contains(o)) {
+        return Err(format!("the share is not mounted as asked (-o {mount_options}): `{mounted}`\n{}", outcome.console).into());
+    }
     let counters = bench_counters(&outcome.console);
     let mut out = BTreeMap::new();
     for (key, &ops) in counters.iter().filter(|(k, _)| k.ends_with(".ops")) {
