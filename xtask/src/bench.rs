@@ -64,7 +64,7 @@ fn all(args: Vec<String>) -> Result<i32> {
     let started = std::time::Instant::now();
     let mut status = 0;
     type Suite = fn(Vec<String>) -> Result<i32>;
-    let suites: [(&str, Suite); 11] = [
+    let suites: [(&str, Suite); 12] = [
         ("boot", boot::run),
         ("fs", fs::run),
         ("sched", sched::run),
@@ -72,6 +72,7 @@ fn all(args: Vec<String>) -> Result<i32> {
         ("smp", smp::run),
         ("process", process::run),
         ("virtiofs", virtiofs::run),
+        ("virtiofs --dax", virtiofs_dax::run),
         ("linux", linux::run),
         ("block", block::run),
         ("net", net::run),

@@ -79,7 +79,7 @@ pub(super) fn write(took: Option<Duration>) -> Result<()> {
     md += &servers();
     md += &file_systems();
     md += &other_suites();
-    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `shim.md`, `shim.json`: C programs through posix-shim vs the Linux guest (`./x bench shim`).\n- `smp.md`, `smp.json`: a CPU-bound C job on 2 vCPUs against 1, libos and the Linux guest, and cross-CPU wake-up and lock costs (`./x bench smp`).\n- `process.md`, `process.json`: fork + exit + wait and a pipe between two processes, each process a VM on libos, vs the Linux guest (`./x bench process`).\n- `virtiofs.md`, `virtiofs.json`, `virtiofs.svg`: virtio-fs vs ramfs vs the Linux guest on the same share (`./x bench virtiofs`).\n- `net.md`, `net.json`: network stack, ICMP echo and TCP (netecho and the C server tcp_bench.c through posix-shim) vs the Linux guest, and TCP round trips against open connections (`./x bench net`).\n- `servers.md`, `servers.json`: a real server with its own benchmark tool, redis-server with redis-benchmark, on libos and in the Linux guest (`./x bench servers`).\n- `block.md`, `block.json`: the seed's 512-byte `O_DIRECT` reads of a virtio-blk disk, libos vs the Linux guest (`./x bench block`).\n- `fs-compare.md`, `fs-compare.json`: one C program on libos ramfs, ext2 on virtio-blk and virtio-fs and on the Linux guest's tmpfs, ext2 and virtio-fs (`./x bench fs`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
+    md += "## Files\n\n- `boot.md`, `boot.json`: libos boot suite (`./x bench boot`).\n- `fs.md`, `fs.json`: ramfs through `libos::fs` and the same workload on Linux tmpfs (`./x bench fs`).\n- `sched.md`, `sched.json`: threads and schedulers (`./x bench sched`).\n- `shim.md`, `shim.json`: C programs through posix-shim vs the Linux guest (`./x bench shim`).\n- `smp.md`, `smp.json`: a CPU-bound C job on 2 vCPUs against 1, libos and the Linux guest, and cross-CPU wake-up and lock costs (`./x bench smp`).\n- `process.md`, `process.json`: fork + exit + wait and a pipe between two processes, each process a VM on libos, vs the Linux guest (`./x bench process`).\n- `virtiofs.md`, `virtiofs.json`, `virtiofs.svg`: virtio-fs vs ramfs vs the Linux guest on the same share (`./x bench virtiofs`).\n- `virtiofs-dax.md`, `virtiofs-dax.json`: reads through a virtio-fs DAX window vs READ requests vs ramfs vs the Linux guest with `-o dax=always` (`./x bench virtiofs --dax`).\n- `net.md`, `net.json`: network stack, ICMP echo and TCP (netecho and the C server tcp_bench.c through posix-shim) vs the Linux guest, and TCP round trips against open connections (`./x bench net`).\n- `servers.md`, `servers.json`: a real server with its own benchmark tool, redis-server with redis-benchmark, on libos and in the Linux guest (`./x bench servers`).\n- `block.md`, `block.json`: the seed's 512-byte `O_DIRECT` reads of a virtio-blk disk, libos vs the Linux guest (`./x bench block`).\n- `fs-compare.md`, `fs-compare.json`: one C program on libos ramfs, ext2 on virtio-blk and virtio-fs and on the Linux guest's tmpfs, ext2 and virtio-fs (`./x bench fs`).\n- `linux.md`, `linux.json`, `linux-boot-wall-ratio.svg`: Linux guest baseline (`./x bench linux`).\n- `*.prev.json`: the previous results; `./x bench --compare` lists every change.\n";
     md += "\n![libos boot](boot-wall-ratio.svg)\n\n![Linux boot](linux-boot-wall-ratio.svg)\n";
     std::fs::write(results_dir()?.join("README.md"), md)?;
     eprintln!("==> wrote bench/results/README.md");
@@ -335,6 +335,31 @@ fn other_suites() -> String {
                     f(&w["interrupts_per_op"])
                 );
             }
+        }
+        md += "\n";
+    }
+    if let Some(dax) = read("virtiofs-dax.json") {
+        md += &format!(
+            "## virtio-fs DAX window (x86_64, {} MiB file, {} MiB window, per MiB read; details in `virtiofs-dax.md`)\n\n| workload | DAX instructions | Linux DAX instructions | READ instructions | ramfs instructions | DAX requests | DAX notifications | DAX daemon µs | READ daemon µs |\n|---|---|---|---|---|---|---|---|---|\n",
+            dax["file_mib"],
+            dax["window_bytes"].as_u64().unwrap_or(0) >> 20
+        );
+        let n = |v: &Value| v.as_f64().map_or("-".to_string(), |n| format!("{n:.0}"));
+        let f = |v: &Value| v.as_f64().map_or("-".to_string(), |n| format!("{n:.2}"));
+        let us = |v: &Value| v.as_f64().map_or("-".to_string(), |n| format!("{:.1}", n / 1000.0));
+        for w in dax["workloads"].as_array().into_iter().flatten() {
+            md += &format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                w["workload"].as_str().unwrap_or("?"),
+                n(&w["dax_guest_instructions_per_mib"]),
+                n(&w["linux_dax_guest_instructions_per_mib"]),
+                n(&w["read_guest_instructions_per_mib"]),
+                n(&w["ramfs_guest_instructions_per_mib"]),
+                f(&w["dax_requests_per_mib"]),
+                f(&w["dax_notifications_per_mib"]),
+                us(&w["dax_daemon_ns_per_mib"]),
+                us(&w["read_daemon_ns_per_mib"])
+            );
         }
         md += "\n";
     }
