@@ -92,7 +92,9 @@ pub trait FuseChannel: Send + Sync {
         Err(Errno::EIO)
     }
 
-    /// The device's DAX window, if it has one (see [`DaxWindow`]). Default: none.
+    /// The device's DAX window, if it has one (see [`DaxWindow`]), for the mount that asks
+    /// first: a second mount of the same device gets none (its mapping cache would map other
+    /// files over the first one's slots) and reads with READ requests. Default: none.
     fn dax_window(&self) -> Option<Arc<dyn DaxWindow>> {
         None
     }

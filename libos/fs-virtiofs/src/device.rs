@@ -117,6 +117,8 @@ pub struct VirtioFsDevice {
     hiprio_notifications: AtomicU64,
     /// The DAX window (shared-memory region 0), if the device has one.
     window: Option<Arc<DeviceWindow>>,
+    /// The window was handed to a mount (it goes to one only).
+    window_taken: core::sync::atomic::AtomicBool,
 }
 
 /// The smallest DAX window used: one 2 MiB mapping (see `fs::dax`).
@@ -239,6 +241,7 @@ impl VirtioFsDevice {
             forgets_sent: AtomicU64::new(0),
             hiprio_notifications: AtomicU64::new(0),
             window,
+            window_taken: core::sync::atomic::AtomicBool::new(false),
         });
         if let Some(irq) = interrupt {
             device.route_interrupt(irq);
@@ -368,7 +371,12 @@ fn interrupt_handler(data: usize) {
 
 impl FuseChannel for VirtioFsDevice {
     fn dax_window(&self) -> Option<Arc<dyn DaxWindow>> {
-        self.window.clone().map(|w| w as Arc<dyn DaxWindow>)
+        let window = self.window.clone()?;
+        if self.window_taken.swap(true, Ordering::AcqRel) {
+            log::warn!("virtio-fs {:?}: the DAX window already serves another mount; this one reads with READ requests", self.tag);
+            return None;
+        }
+        Some(window)
     }
 
     fn request(&self, request: &[&[u8]], reply: &mut [&mut [u8]]) -> Result<usize> {
