@@ -100,7 +100,7 @@ pub fn run(data: &[u8]) {
         damaged: Mutex::new(false),
     });
     let clock = ManualClock::new(1);
-    let options = MountOptions { clock: clock.clone(), dentry_capacity: 8, forget_batch: 4 };
+    let options = MountOptions { clock: clock.clone(), dentry_capacity: 8, forget_batch: 4, ..MountOptions::default() };
     let Ok(fs) = VirtioFs::mount(channel.clone(), options) else { return };
     let vfs = Vfs::new(fs);
     let mut input = Input::new(ops);
