@@ -537,6 +537,26 @@ pub fn with_dax_host(config: &VmConfig) -> Result<std::borrow::Cow<'_, VmConfig>
     if config.machine == Machine::Microvm {
         ready.machine = Machine::MicrovmPcie;
     }
+    // On x86_64 the kernel places the window in the machine's 32-bit PCI window (it does not
+    // read the 64-bit one from the ACPI tables yet), after the devices' register BARs and
+    // naturally aligned: microvm's is 512 MiB, q35's about 1 GiB. A window that does not fit
+    // would leave the share without DAX, so it is refused here with the limit.
+    let largest = match ready.machine {
+        Machine::MicrovmPcie => Some(256u64 << 20),
+        Machine::Q35 => Some(512 << 20),
+        _ => None,
+    };
+    if let Some(largest) = largest {
+        if let Some(too_big) = config.shares.iter().filter_map(|s| s.dax).find(|&w| w > largest) {
+            return Err(format!(
+                "a {} MiB DAX window does not fit in {}'s 32-bit PCI window: at most {} MiB on x86_64 here",
+                too_big >> 20,
+                ready.machine.name(),
+                largest >> 20
+            )
+            .into());
+        }
+    }
     ready.virtio_transport = Some(VirtioTransport::Pci);
     if ready.qemu.is_none() {
         ready.qemu = Some(crate::dax_qemu::ensure(config.arch)?);

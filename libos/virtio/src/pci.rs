@@ -192,7 +192,17 @@ impl Function {
             placed = Some(start);
             Some(end)
         });
-        let start = placed?;
+        let Some(start) = placed else {
+            log::warn!(
+                "pci {:02x}:{:02x}.{}: BAR{bar} ({size:#x} bytes) does not fit in what is left of the window {:#x}..{:#x}",
+                self.bus,
+                self.device,
+                self.function,
+                window.start,
+                window.end
+            );
+            return None;
+        };
         self.write32(offset, start as u32 | (low & 0xf));
         if is64 {
             self.write32(offset + 4, (start >> 32) as u32);
