@@ -12,7 +12,7 @@ use fuse_backend_rs::abi::virtio_fs::{RemovemappingOne, SetupmappingFlags};
 use fuse_backend_rs::transport::FsCacheReqHandler;
 use nix::libc;
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 use vhost::vhost_user::message::{VhostUserMMap, VhostUserMMapFlags};
 use vhost::vhost_user::{Backend, VhostUserFrontendReqHandler};
 
@@ -129,8 +129,9 @@ pub fn host_page_size() -> u64 {
 
 /// Where map and unmap requests go: the vhost-user backend channel to QEMU, or a fake in tests.
 pub trait MapSender: Send + Sync + 'static {
-    /// Sends `SHMEM_MAP` with `fd`; `Ok` once the frontend acknowledged it.
-    fn map(&mut self, request: &VhostUserMMap, fd: BorrowedFd<'_>) -> io::Result<()>;
+    /// Sends `SHMEM_MAP` with `fd` (open for the duration of the call); `Ok` once the frontend
+    /// acknowledged it.
+    fn map(&mut self, request: &VhostUserMMap, fd: RawFd) -> io::Result<()>;
     /// Sends `SHMEM_UNMAP`.
     fn unmap(&mut self, request: &VhostUserMMap) -> io::Result<()>;
 }
@@ -138,7 +139,7 @@ pub trait MapSender: Send + Sync + 'static {
 /// The real sender: the backend request channel QEMU gave with `SET_BACKEND_REQ_FD` (none yet,
 /// or the frontend did not negotiate it: `ENOSYS`, as without a window).
 impl MapSender for Option<Backend> {
-    fn map(&mut self, request: &VhostUserMMap, fd: BorrowedFd<'_>) -> io::Result<()> {
+    fn map(&mut self, request: &VhostUserMMap, fd: RawFd) -> io::Result<()> {
         let backend = self.as_ref().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOSYS))?;
         backend.shmem_map(request, &fd).map(drop).map_err(frontend_error)
     }
@@ -184,9 +185,8 @@ impl<S: MapSender> FsCacheReqHandler for DaxMapper<S> {
         let mapping = self.window.check_map(foffset, moffset, len, flags).inspect_err(|_| {
             log::debug!("DAX: refused SETUPMAPPING foffset {foffset:#x} moffset {moffset:#x} len {len:#x} flags {flags:#x}");
         })?;
-        // SAFETY: fuse-backend-rs passes the fd of a file it opened for this request and keeps
-        // open until `map` returns; the borrow does not outlive this call.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        // fuse-backend-rs passes the fd of a file it opened for this request and keeps open
+        // until `map` returns; the frontend gets its own copy through SCM_RIGHTS.
         self.sender.map(&mapping.message(), fd)
     }
 
@@ -205,7 +205,7 @@ impl<S: MapSender> FsCacheReqHandler for DaxMapper<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::fd::AsRawFd;
 
     /// A frontend that records what it was sent, and can refuse.
     #[derive(Default)]
@@ -216,11 +216,11 @@ mod tests {
     }
 
     impl MapSender for FakeFrontend {
-        fn map(&mut self, request: &VhostUserMMap, fd: BorrowedFd<'_>) -> io::Result<()> {
+        fn map(&mut self, request: &VhostUserMMap, fd: RawFd) -> io::Result<()> {
             if self.refuse {
                 return Err(io::Error::from_raw_os_error(libc::EIO));
             }
-            self.maps.push((*request, fd.as_raw_fd()));
+            self.maps.push((*request, fd));
             Ok(())
         }
 
@@ -298,7 +298,7 @@ mod tests {
     #[test]
     fn the_mapper_sends_valid_mappings_with_the_fd_and_nothing_else() {
         let file = std::fs::File::open("/dev/null").unwrap();
-        let fd = file.as_fd().as_raw_fd();
+        let fd = file.as_raw_fd();
         let mut mapper = DaxMapper::new(WINDOW, FakeFrontend::default());
         mapper.map(4096, 2 * MIB, 2 * MIB, READ, fd).unwrap();
         assert_eq!(errno(mapper.map(0, 255 * MIB, 2 * MIB, READ, fd)), libc::EINVAL);
@@ -335,7 +335,7 @@ mod tests {
         let mut sender: Option<Backend> = None;
         let file = std::fs::File::open("/dev/null").unwrap();
         let m = WINDOW.check_map(0, 0, 4096, READ).unwrap().message();
-        assert_eq!(errno(MapSender::map(&mut sender, &m, file.as_fd())), libc::ENOSYS);
+        assert_eq!(errno(MapSender::map(&mut sender, &m, file.as_raw_fd())), libc::ENOSYS);
         assert_eq!(errno(MapSender::unmap(&mut sender, &m)), libc::ENOSYS);
     }
 }

@@ -313,7 +313,7 @@ mod tests {
     use fuse_backend_rs::abi::virtio_fs::SetupmappingIn;
     use fuse_backend_rs::passthrough::Config;
     use nix::libc;
-    use std::os::fd::BorrowedFd;
+    use std::os::fd::RawFd;
     use std::sync::{Arc, Mutex};
     use vhost::vhost_user::message::VhostUserMMap;
     use virtio_queue::desc::{RawDescriptor, split::Descriptor};
@@ -329,7 +329,7 @@ mod tests {
     struct Recorder(Arc<Mutex<Vec<VhostUserMMap>>>);
 
     impl MapSender for Recorder {
-        fn map(&mut self, request: &VhostUserMMap, _fd: BorrowedFd<'_>) -> io::Result<()> {
+        fn map(&mut self, request: &VhostUserMMap, _fd: RawFd) -> io::Result<()> {
             self.0.lock().unwrap().push(*request);
             Ok(())
         }
