@@ -153,22 +153,15 @@ int main(int argc, char **argv) {
         report(name, calls, size, start);
         int rfd = open(path, O_RDONLY | O_CLOEXEC);
         if (rfd < 0) return fail(path);
-        snprintf(name, sizeof name, "seq-read-%s", passes[p].label);
-        start = begin(name);
-        for (uint64_t i = 0; i < calls; i++) {
-            if (read_exact(rfd, buf, chunk) != 0) return fail("read");
-        }
-        report(name, calls, size, start);
-        if (reread) {
-            int again = open(path, O_RDONLY | O_CLOEXEC);
-            if (again < 0) return fail(path);
-            snprintf(name, sizeof name, "seq-reread-%s", passes[p].label);
+        /* With `reread`, the same reads again from the start (a second round). */
+        for (int round = 0; round < (reread ? 2 : 1); round++) {
+            if (lseek(rfd, 0, SEEK_SET) != 0) return fail("lseek");
+            snprintf(name, sizeof name, "seq-%s-%s", round ? "reread" : "read", passes[p].label);
             start = begin(name);
             for (uint64_t i = 0; i < calls; i++) {
-                if (read_exact(again, buf, chunk) != 0) return fail("read");
+                if (read_exact(rfd, buf, chunk) != 0) return fail("read");
             }
             report(name, calls, size, start);
-            close(again);
         }
         if (chunk == (1 << 20)) {
             enum { READS = 10000 };

@@ -38,6 +38,12 @@ fn default_cpus() -> u32 {
     std::env::var("LIBOS_TEST_CPUS").ok().and_then(|v| v.parse().ok()).filter(|n| (1..=64).contains(n)).unwrap_or(1)
 }
 
+/// The byte at `offset` of the test files `apps/vfs-share` writes and checks (it computes the
+/// same): not periodic at powers of two, so a misplaced block shows.
+pub fn share_pattern(offset: u64) -> u8 {
+    (offset.wrapping_mul(2_654_435_761) >> 13) as u8 ^ (offset % 251) as u8
+}
+
 /// The architectures to test on: those with a platform crate.
 pub fn arches() -> Vec<Arch> {
     Arch::ALL.into_iter().filter(|a| a.is_supported()).collect()

@@ -8,7 +8,7 @@
 //! mapped, a file truncated on the host while mapped, the daemon dying, and the whole VFS
 //! conformance suite on a DAX share.
 
-use libos_tests::{Boot, TempDir, arches};
+use libos_tests::{Boot, TempDir, arches, share_pattern as pattern};
 use std::process::Command;
 use std::time::Duration;
 use xtask::arch::Arch;
@@ -16,11 +16,6 @@ use xtask::qemu::Exit;
 use xtask::virtiofs::Cache;
 
 const MIB: u64 = 1 << 20;
-
-/// The byte at `offset` of every test file (as `apps/vfs-share` computes it).
-fn pattern(offset: u64) -> u8 {
-    (offset.wrapping_mul(2_654_435_761) >> 13) as u8 ^ (offset % 251) as u8
-}
 
 /// Writes `size` bytes of the pattern to `path`, a MiB at a time.
 fn write_pattern_file(path: &std::path::Path, size: u64) {

@@ -6,17 +6,12 @@
 //! microvm and aarch64 virt: virtio-mmio v2); `every_transport_carries_a_share` adds legacy
 //! virtio-mmio v1 and virtio-pci (q35, aarch64 virt).
 
-use libos_tests::{Boot, TempDir, arches};
+use libos_tests::{Boot, TempDir, arches, share_pattern as pattern};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use xtask::arch::Arch;
 use xtask::qemu::{Exit, Machine, VirtioTransport};
-
-/// The byte at `offset` of every test file (as `apps/vfs-share` computes it).
-fn pattern(offset: u64) -> u8 {
-    (offset.wrapping_mul(2_654_435_761) >> 13) as u8 ^ (offset % 251) as u8
-}
 
 fn pattern_bytes(size: u64) -> Vec<u8> {
     (0..size).map(pattern).collect()

@@ -527,13 +527,10 @@ pub fn with_dax_host(config: &VmConfig) -> Result<std::borrow::Cow<'_, VmConfig>
     if config.processes.is_some() {
         return Err("a DAX window (--dax) does not work with processes (--processes): a fork copies the VM but not the host's mappings into its window".into());
     }
-    let mut ready = config.clone();
-    match (config.virtio_transport, config.machine) {
-        (Some(VirtioTransport::Pci) | None, _) => {}
-        (Some(other), _) => {
-            return Err(format!("a DAX window (--dax) is a PCI BAR: it needs the PCI transport, not {other:?}").into());
-        }
+    if let Some(other) = config.virtio_transport.filter(|&t| t != VirtioTransport::Pci) {
+        return Err(format!("a DAX window (--dax) is a PCI BAR: it needs the PCI transport, not {other:?}").into());
     }
+    let mut ready = config.clone();
     if config.machine == Machine::Microvm {
         ready.machine = Machine::MicrovmPcie;
     }

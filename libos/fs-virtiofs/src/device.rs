@@ -121,9 +121,6 @@ pub struct VirtioFsDevice {
     window_taken: core::sync::atomic::AtomicBool,
 }
 
-/// The smallest DAX window used: one 2 MiB mapping (see `fs::dax`).
-const MIN_WINDOW: u64 = 2 << 20;
-
 /// A device's DAX window in the kernel's address space: a region of guest-physical memory
 /// (a 64-bit prefetchable PCI BAR) into which the host maps file ranges. The platform maps
 /// such BAR windows as normal memory, so plain (unaligned, wide) loads work on it.
@@ -139,7 +136,7 @@ impl DeviceWindow {
     fn of(transport: &dyn Transport, tag: &str) -> Option<Arc<DeviceWindow>> {
         let region = transport.shared_memory(0)?;
         let size = region.len();
-        if size < MIN_WINDOW || region.start % PAGE != 0 || usize::try_from(region.end).is_err() {
+        if size < crate::fs::DAX_CHUNK || region.start % PAGE != 0 || usize::try_from(region.end).is_err() {
             log::warn!("virtio-fs {tag:?}: DAX window {:#x}..{:#x} is unusable (smaller than 2 MiB or unaligned)", region.start, region.end);
             return None;
         }

@@ -495,6 +495,7 @@ impl Session {
             handles: SpinLock::new(Vec::new()),
             dir_buf: SpinLock::new(None),
             link_target: SpinLock::new(None),
+            used_window: AtomicBool::new(false),
         });
         let dead = nodes.insert(entry.nodeid, Arc::downgrade(&node));
         drop(nodes);
@@ -603,6 +604,7 @@ impl VirtioFs {
             handles: SpinLock::new(Vec::new()),
             dir_buf: SpinLock::new(None),
             link_target: SpinLock::new(None),
+            used_window: AtomicBool::new(false),
         });
         session.nodes.lock().insert(abi::FUSE_ROOT_ID, Arc::downgrade(&root));
         Ok(Arc::new(VirtioFs { session, root }))

@@ -230,20 +230,23 @@ impl FuseNode {
             let key = ChunkKey { epoch: target.epoch, nodeid: self.nodeid, index: at / CHUNK };
             let slot = match dax.pin(key) {
                 Pinned::Mapped(slot) => Some(slot),
-                Pinned::Claimed(slot) => match self.setup_mapping(target, key.index, slot) {
-                    Ok(()) => {
-                        dax.mapped(slot);
-                        Some(slot)
-                    }
-                    Err(e) => {
-                        dax.abandon(slot);
-                        if e == Errno::ENOSYS {
-                            log::warn!("virtio-fs: the server does not map files (SETUPMAPPING: ENOSYS): reads use READ requests");
-                            dax.disable();
+                Pinned::Claimed(slot) => {
+                    self.used_window.store(true, Ordering::Relaxed);
+                    match self.setup_mapping(target, key.index, slot) {
+                        Ok(()) => {
+                            dax.mapped(slot);
+                            Some(slot)
                         }
-                        None
+                        Err(e) => {
+                            dax.abandon(slot);
+                            if e == Errno::ENOSYS {
+                                log::warn!("virtio-fs: the server does not map files (SETUPMAPPING: ENOSYS): reads use READ requests");
+                                dax.disable();
+                            }
+                            None
+                        }
                     }
-                },
+                }
                 Pinned::Busy => None,
             };
             let got = match slot {

@@ -54,6 +54,9 @@ pub struct FuseNode {
     pub(super) handles: SpinLock<Vec<Handle>>,
     pub(super) dir_buf: SpinLock<Option<DirBuf>>,
     pub(super) link_target: SpinLock<Option<String>>,
+    /// Some DAX window slot was claimed for this node (so its drop must clear them; most
+    /// nodes never are, and their drop then skips the mapping table).
+    pub(super) used_window: AtomicBool,
 }
 
 impl core::fmt::Debug for FuseNode {
@@ -74,7 +77,7 @@ impl Drop for FuseNode {
                 nodes.remove(&self.nodeid);
             }
         }
-        if let Some(dax) = &self.session.dax {
+        if let Some(dax) = self.session.dax.as_ref().filter(|_| *self.used_window.get_mut()) {
             dax.forget_node(self.epoch, self.nodeid);
         }
         let nlookup = *self.nlookup.get_mut();
