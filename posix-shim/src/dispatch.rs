@@ -62,8 +62,11 @@ pub fn exit_program(code: i32) -> ! {
 /// Ends the program (and the VM) with VM exit code `code`; the parent process, if any, hears
 /// wait status `status` (an exit, or a death by signal).
 pub fn end_program(code: i32, status: u32) -> ! {
-    // As the kernel's final unmap on Linux: shared file mappings reach their files.
-    mem::write_back_all();
+    // As Linux's exit: shared file mappings reach their files, then the program lets go of
+    // its mappings' files and its descriptors, so that files unlinked while open are freed
+    // before `libos::process::exit` syncs the file systems.
+    mem::release_files_at_exit();
+    fd::close_all();
     process::report_exit(status);
     libos::process::exit(code & 0xff)
 }

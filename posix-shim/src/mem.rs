@@ -19,7 +19,7 @@
 //!   security policy);
 //! - a `MAP_SHARED` file mapping is a copy: stores reach the file at `msync`, `munmap`,
 //!   `mremap` (which moves the file backing with the mapping) and program exit
-//!   ([`write_back_all`]), and a `write` to the file is not seen by an existing mapping;
+//!   ([`release_files_at_exit`]), and a `write` to the file is not seen by an existing mapping;
 //! - unmapping memory that a call in flight still reads or fills (a blocking `read` in
 //!   another thread) removes the range at once but parks its heap memory until the call ends
 //!   (see [`crate::inflight`]), so the data never lands in reused memory;
@@ -202,8 +202,18 @@ fn fill_from(object: &Object, offset: u64, memory: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
-/// Writes every shared file mapping back (at program exit, as the kernel's final `munmap`).
-pub fn write_back_all() {
+/// At program exit, as the kernel's final `munmap`: writes every shared file mapping back,
+/// then lets go of the mapped files, so that a file unlinked while mapped is freed before the
+/// file systems' last sync (a disk file system would otherwise keep an orphan inode). The
+/// memory itself stays mapped: the exiting thread may still be running on it.
+pub fn release_files_at_exit() {
+    write_back_all();
+    let files: Vec<Backing> = MAPPINGS.lock().values_mut().filter_map(|m| m.shared.take()).collect();
+    drop(files); // outside the lock: the last reference to a file may do I/O
+}
+
+/// Writes every shared file mapping back.
+fn write_back_all() {
     let pieces: Vec<Range> = MAPPINGS
         .lock()
         .iter()

@@ -80,6 +80,11 @@ impl<T: Slice> RangeMap<T> {
         self.ranges.iter().map(|(s, (len, value))| Piece { start: *s, len: *len, value })
     }
 
+    /// The value of every recorded range, to change in place (not its extent).
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> + '_ {
+        self.ranges.values_mut().map(|(_, value)| value)
+    }
+
     /// Removes `[start, end)` from every range, returning the removed pieces in address order.
     pub fn cut(&mut self, start: u64, end: u64) -> Vec<Piece<T>> {
         let overlapping: Vec<u64> = self.overlapping(start, end).map(|p| p.start).collect();
