@@ -34,6 +34,15 @@ impl Arch {
         }
     }
 
+    /// The Rust target of a static glibc Linux program for this architecture (host tools
+    /// built to run inside the guest, such as pjdfstest).
+    pub fn linux_target(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-linux-gnu",
+            Arch::Aarch64 => "aarch64-unknown-linux-gnu",
+        }
+    }
+
     /// The QEMU system emulator.
     pub fn qemu(self) -> &'static str {
         match self {

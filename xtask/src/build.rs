@@ -194,7 +194,7 @@ pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str
 }
 
 /// An exclusive lock on `path` (created if missing), released when the lock is dropped.
-fn lock_file(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+pub(crate) fn lock_file(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -19,6 +19,8 @@
 //!   musl programs for `./x run --elf`, and the host tools that drive them;
 //! - [`dax_qemu`]: QEMU with the virtio-fs DAX window patches of `tools/qemu-dax/`, built
 //!   on first use into `/var/cache/libos/`;
+//! - [`pjdfstest`]: the POSIX file-system test suite pjdfstest on libos's roots and on the
+//!   host, side by side (`./x pjdfstest`);
 //! - [`fuzz`]: `./x fuzz`, the libFuzzer targets of `fuzz/` built and run without cargo-fuzz;
 //! - [`bench`](mod@bench): `./x bench` suites, writing `bench/results/`.
 
@@ -34,6 +36,7 @@ pub mod fuzz;
 pub mod linux;
 pub mod measure;
 pub mod net;
+pub mod pjdfstest;
 pub mod process;
 pub mod netns;
 pub mod qemu;

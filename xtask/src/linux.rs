@@ -105,7 +105,7 @@ pub(crate) fn run_step(command: &mut Command) -> Result<()> {
 }
 
 /// Runs a command and returns its standard output.
-fn output_of(command: &mut Command) -> Result<String> {
+pub(crate) fn output_of(command: &mut Command) -> Result<String> {
     let output = command.output().map_err(|e| format!("cannot run {command:?}: {e}"))?;
     if !output.status.success() {
         return Err(format!("{command:?} failed: {}", String::from_utf8_lossy(&output.stderr).trim()).into());

@@ -105,6 +105,12 @@ const HELP: &str = "\
         Host unit tests of every pure crate and of the apps' libraries (apps/*/src/lib.rs), the
         fuzz corpus replay and a short run of every fuzz target, then the QEMU integration
         tests (tests/).
+  ./x pjdfstest [--arch x86_64|aarch64|all] [--root ramfs|virtiofs|ext2|all] [--no-host] [-- PATTERN...]
+        The POSIX file-system test suite pjdfstest (its Rust rewrite, 0.2.2, built as a static
+        glibc program on first use, cached in /var/cache/libos) on libos's ramfs, virtio-fs and
+        ext2 roots (e2fsck -fn clean afterwards) and natively on the host's file system under
+        target/, side by side: counts and every case whose outcome differs from the host's.
+        Writes target/pjdfstest/report.md; exits 1 when libos fails a case not known to fail.
   ./x fuzz [TARGET] [--time S]
         Build the libFuzzer targets of fuzz/ (cpio, dtb, acpi, cmdline, elf, mmap, fuse) with
         sanitizer coverage and fuzz each (or TARGET) for S seconds (default 60), starting from
@@ -190,6 +196,7 @@ fn run() -> Result<i32> {
         "test" => test_verb(rest),
         "bench" => bench::main(rest),
         "fuzz" => xtask::fuzz::main(rest),
+        "pjdfstest" => pjdfstest_verb(rest),
         "dax-qemu" => xtask::dax_qemu::main(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
@@ -501,7 +508,8 @@ fn cargo_test(args: &[&str]) -> Result<bool> {
 /// virtio-fs tests start it), the DAX tests' daemon and patched QEMU (built once into
 /// `/var/cache/libos`, so later clones on the machine reuse it) and the real servers (redis,
 /// lighttpd) for every architecture (cached under `target/servers/`; a test would otherwise
-/// build them inside its time).
+/// build them inside its time), and the pjdfstest suite for every architecture (cached in
+/// `/var/cache/libos`).
 fn tools_for_tests(arches: &[Arch]) -> Result<()> {
     virtiofs::ensure_virtiofsd()?;
     virtiofs::ensure_dax_daemon()?;
@@ -513,7 +521,35 @@ fn tools_for_tests(arches: &[Arch]) -> Result<()> {
             server.build(arch)?;
         }
     }
+    for &arch in arches {
+        xtask::pjdfstest::ensure(arch)?;
+    }
     Ok(())
+}
+
+fn pjdfstest_verb(args: Vec<String>) -> Result<i32> {
+    use lexopt::prelude::*;
+    use xtask::pjdfstest::Root;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut arches = vec![Arch::X86_64, Arch::Aarch64];
+    let mut roots = Root::ALL.to_vec();
+    let mut host = true;
+    let mut patterns = Vec::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("arch") => arches = Arch::parse_list(&parser.value()?.string()?)?,
+            Long("root") => {
+                roots = match parser.value()?.string()?.as_str() {
+                    "all" => Root::ALL.to_vec(),
+                    name => vec![Root::parse(name)?],
+                }
+            }
+            Long("no-host") => host = false,
+            Value(value) => patterns.push(value.string()?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    xtask::pjdfstest::compare(&arches, &roots, host, &patterns)
 }
 
 fn disk_verb(args: Vec<String>) -> Result<i32> {

@@ -41,7 +41,7 @@ pub mod recipes;
 
 use crate::arch::Arch;
 use crate::{Result, root};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -144,15 +144,6 @@ pub fn check_static_elf(image: &[u8], arch: Arch) -> std::result::Result<(), Str
     Ok(())
 }
 
-/// An exclusive lock on a file, released when dropped (tests build from parallel threads and
-/// processes; one build of a server at a time).
-fn lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| format!("locking {}: {e}", path.display()).into())
-}
 
 impl Server {
     /// `target/servers/PACKAGE-VERSION` (the version without its epoch).
@@ -175,7 +166,7 @@ impl Server {
         if up_to_date() {
             return Ok(program);
         }
-        let _lock = lock(&self.dir().join(".lock"))?;
+        let _lock = crate::build::lock_file(&self.dir().join(".lock"))?;
         if up_to_date() {
             return Ok(program); // another process built it while we waited
         }
@@ -224,7 +215,7 @@ impl Server {
         static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let program = self.build(arch)?;
         let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-        let _lock = lock(&cache_dir().join(".elf-runner.lock"))?;
+        let _lock = crate::build::lock_file(&cache_dir().join(".elf-runner.lock"))?;
         let (program, files) = (program.to_str().ok_or("non-UTF-8 path")?, rootfs());
         let files = files.to_str().ok_or("non-UTF-8 path")?;
         let env = [("LIBOS_ELF", program), ("LIBOS_FILES", files)];
