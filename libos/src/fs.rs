@@ -159,6 +159,10 @@ impl libos_vfs::procfs::Figures for SystemFigures {
         let now = crate::time::SystemTime::now().duration_since(crate::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         now.saturating_sub(crate::time::Instant::now().as_nanos() / 1_000_000_000)
     }
+
+    fn mounts(&self) -> Vec<libos_vfs::MountInfo> {
+        try_vfs().map(|vfs| vfs.mounts()).unwrap_or_default()
+    }
 }
 
 /// Unpacks the app's initial files (a `newc` cpio archive, see [`crate::main!`]) into `/`.

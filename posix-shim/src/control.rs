@@ -179,8 +179,9 @@ pub fn dup3(old: u64, new: u64, flags: u64, is_dup2: bool) -> Result<u64> {
         return Err(Errno::EINVAL);
     }
     let descriptor = fd::get_descriptor(old)?;
-    if old == new {
-        return if is_dup2 { Ok(new) } else { Err(Errno::EINVAL) };
+    // Descriptors are `unsigned int`s: only the low 32 bits count (see `fd::get`).
+    if old as u32 == new as u32 {
+        return if is_dup2 { Ok(u64::from(new as u32)) } else { Err(Errno::EINVAL) };
     }
     fd::replace(new, fd::Descriptor { cloexec: flags & O_CLOEXEC != 0, ..descriptor })
 }

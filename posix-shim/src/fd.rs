@@ -172,6 +172,13 @@ pub fn init_console() {
     }
 }
 
+/// The table index of descriptor argument `fd`: Linux reads descriptors as `unsigned int`, so
+/// only the low 32 bits count (a program may leave anything above them, as with any `int`
+/// argument).
+fn index(fd: u64) -> usize {
+    fd as u32 as usize
+}
+
 /// The object of `fd` (`EBADF` if not open).
 pub fn get(fd: u64) -> Result<Arc<Object>> {
     get_descriptor(fd).map(|d| d.object)
@@ -180,7 +187,7 @@ pub fn get(fd: u64) -> Result<Arc<Object>> {
 /// The descriptor `fd` (`EBADF` if not open).
 pub fn get_descriptor(fd: u64) -> Result<Descriptor> {
     let table = TABLE.lock();
-    usize::try_from(fd).ok().and_then(|i| table.get(i)).and_then(Option::clone).ok_or(Errno::EBADF)
+    table.get(index(fd)).and_then(Option::clone).ok_or(Errno::EBADF)
 }
 
 /// Installs `descriptor` at the lowest free number `>= min`; `EMFILE` when full.
@@ -214,23 +221,23 @@ pub fn insert_pair(first: Object, second: Object, cloexec: bool) -> Result<(u64,
 
 /// Puts `descriptor` at exactly `fd`, closing what was there (`dup2`/`dup3`).
 pub fn replace(fd: u64, descriptor: Descriptor) -> Result<u64> {
-    let index = usize::try_from(fd).ok().filter(|&i| i < MAX_FDS).ok_or(Errno::EBADF)?;
+    let slot = Some(index(fd)).filter(|&i| i < MAX_FDS).ok_or(Errno::EBADF)?;
     let old = {
         let mut table = TABLE.lock();
-        if table.len() <= index {
-            table.resize(index + 1, None);
+        if table.len() <= slot {
+            table.resize(slot + 1, None);
         }
-        table[index].replace(descriptor)
+        table[slot].replace(descriptor)
     };
     drop(old); // outside the lock: the last close of a file may do I/O
-    Ok(fd)
+    Ok(slot as u64)
 }
 
 /// Closes `fd` (`EBADF` if not open).
 pub fn close(fd: u64) -> Result<()> {
     let old = {
         let mut table = TABLE.lock();
-        usize::try_from(fd).ok().and_then(|i| table.get_mut(i)).and_then(Option::take)
+        table.get_mut(index(fd)).and_then(Option::take)
     };
     old.map(drop).ok_or(Errno::EBADF)
 }
@@ -263,7 +270,7 @@ pub fn close_all() {
 /// Sets `FD_CLOEXEC` of `fd`.
 pub fn set_cloexec(fd: u64, on: bool) -> Result<()> {
     let mut table = TABLE.lock();
-    let slot = usize::try_from(fd).ok().and_then(|i| table.get_mut(i)).and_then(Option::as_mut).ok_or(Errno::EBADF)?;
+    let slot = table.get_mut(index(fd)).and_then(Option::as_mut).ok_or(Errno::EBADF)?;
     slot.cloexec = on;
     Ok(())
 }

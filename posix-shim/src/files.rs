@@ -23,6 +23,14 @@ mod with_fs {
 
     /// `AT_FDCWD`.
     pub const AT_FDCWD: i64 = -100;
+
+    /// Whether directory argument `dirfd` is `AT_FDCWD`. Linux reads it as an `int`: only the
+    /// low 32 bits count, and a program may leave anything above them (glibc's busybox passes
+    /// `AT_FDCWD` zero-extended, 0xffff_ff9c).
+    pub fn is_cwd(dirfd: u64) -> bool {
+        i64::from(dirfd as u32 as i32) == AT_FDCWD
+    }
+
     pub(crate) const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
     const AT_REMOVEDIR: u64 = 0x200;
     const AT_SYMLINK_FOLLOW: u64 = 0x400;
@@ -63,7 +71,7 @@ mod with_fs {
             if path.is_empty() {
                 return Err(Errno::ENOENT);
             }
-            if !path.starts_with('/') && dirfd as i64 != AT_FDCWD {
+            if !path.starts_with('/') && !is_cwd(dirfd) {
                 self.dir = Some(fd::get(dirfd)?);
             }
             Ok(())
@@ -168,7 +176,7 @@ mod with_fs {
         let mut arg = PathArg::new();
         match arg.copy_in(dirfd, path) {
             Err(Errno::ENOENT) if flags & AT_EMPTY_PATH != 0 && arg.text.as_str().is_empty() => {
-                return if dirfd as i64 == AT_FDCWD { vfs()?.metadata(".").map(Some) } else { metadata_of_fd(dirfd) };
+                return if is_cwd(dirfd) { vfs()?.metadata(".").map(Some) } else { metadata_of_fd(dirfd) };
             }
             other => other?,
         }

@@ -105,11 +105,16 @@ echo \"false gave $?\"
 (exit 7)
 echo \"subshell gave $?\"
 for i in 1 2 3; do echo \"loop $i\"; done | sort -r | head -n 2
+cd /tmp && mkdir -p rel/dir && echo relative > rel/dir/file && ls rel/dir > /dev/null
+cat rel/dir/file
+df / > /dev/null && echo \"df found the root in /proc/mounts\"
 exit 5
 ";
 
 /// Debian's static busybox (glibc, unmodified) as the shell of a virtio-fs root: pipelines of
-/// several processes, redirection into a file the next command reads, subshells, exit codes.
+/// several processes, redirection into a file the next command reads, subshells, exit codes,
+/// relative paths after `cd` (glibc's busybox passes `AT_FDCWD` zero-extended), `/dev/null`
+/// and `df` (which reads `/proc/mounts`).
 #[test]
 fn busybox_shell_runs_a_script_with_pipes() {
     let _alone = PROCESS_HOSTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -129,6 +134,8 @@ fn busybox_shell_runs_a_script_with_pipes() {
             .prints("false gave 1\n")
             .prints("subshell gave 7\n")
             .prints("loop 3\nloop 2\n")
+            .prints("\nrelative\n")
+            .prints("df found the root in /proc/mounts\n")
             .does_not_print("loop 1");
         assert_eq!(std::fs::read_to_string(root.path("tmp/out.txt")).unwrap(), "redirected\n", "the redirection reached the host's file");
     }

@@ -232,13 +232,29 @@ pub fn ensure_busybox(arch: Arch) -> Result<PathBuf> {
 
 /// Makes `dir` a root file system for a shell (`./x run --root DIR -- /bin/sh ...`): Debian's
 /// static busybox for `arch` as `/bin/busybox`, a link to it for every applet (`/bin/sh`,
-/// `/bin/ls`, ...; the list is the host's busybox's, the same package version), and `/tmp`.
+/// `/bin/ls`, ...; the list is the host's busybox's, the same package version), and what a
+/// Linux root has for programs to find: `/tmp` (1777), `/root` (0700), `/dev`, `/proc` and
+/// `/sys` (libos mounts devfs, procfs and its `/sys` on a host root only where these exist,
+/// so `> /dev/null` works), and an `/etc/passwd`, `/etc/group` and `/etc/hosts` with root and
+/// nobody, unless there already are such files.
 pub fn make_busybox_root(arch: Arch, dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let busybox = ensure_busybox(arch)?;
     let applets = output_of(Command::new(ensure_busybox(Arch::host())?).arg("--list"))?;
     let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin)?;
-    std::fs::create_dir_all(dir.join("tmp"))?;
+    for (sub, mode) in [("bin", 0o755), ("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("etc", 0o755), ("tmp", 0o1777), ("root", 0o700)] {
+        std::fs::create_dir_all(dir.join(sub))?;
+        std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(mode))?;
+    }
+    for (name, text) in [
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+        ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+        ("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+    ] {
+        if !dir.join(name).exists() {
+            std::fs::write(dir.join(name), text)?;
+        }
+    }
     std::fs::copy(&busybox, bin.join("busybox"))?;
     for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox" && !a.contains('/')) {
         let link = bin.join(applet);

@@ -6,6 +6,7 @@
 //! | `stat` | `cpu` and `cpu0` lines (user, nice, system, idle, ... in `USER_HZ` = 100 ticks: busy time as user time, halted time as idle), `btime` |
 //! | `uptime` | seconds since boot and seconds idle, two decimals |
 //! | `meminfo` | `MemTotal`, `MemFree`, `MemAvailable` in kB |
+//! | `mounts` | a line per mount, root first: source, mount point, type, `rw`, `0 0` (what `df`, `mount` and `getmntent` read) |
 //!
 //! The same code serves a `/sys` with one file tree: `devices/system/cpu/cpu0/cpuidle/state0/`
 //! `name` and `time` (microseconds halted), as Linux's cpuidle driver shows its states.
@@ -16,6 +17,7 @@
 
 use crate::node::{FileSystem, Node};
 use crate::types::{DirEntry, FileType, Metadata, StatFs, Timestamp};
+use crate::vfs::MountInfo;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -33,6 +35,8 @@ pub trait Figures: Send + Sync {
     fn memory(&self) -> (u64, u64);
     /// The wall-clock time of boot, in seconds since the Unix epoch.
     fn boot_time_secs(&self) -> u64;
+    /// The mounts of the namespace, root first ([`crate::Vfs::mounts`]).
+    fn mounts(&self) -> Vec<MountInfo>;
 }
 
 /// A directory tree of generated files.
@@ -42,7 +46,12 @@ enum Entry {
 }
 
 /// `/proc`.
-const PROC: Entry = Entry::Dir(&[("stat", Entry::File(stat)), ("uptime", Entry::File(uptime)), ("meminfo", Entry::File(meminfo))]);
+const PROC: Entry = Entry::Dir(&[
+    ("stat", Entry::File(stat)),
+    ("uptime", Entry::File(uptime)),
+    ("meminfo", Entry::File(meminfo)),
+    ("mounts", Entry::File(mounts)),
+]);
 
 /// `/sys`: one cpuidle state, the halt, as Linux's cpuidle driver shows its states (what C
 /// benchmarks read for idle time with microsecond resolution).
@@ -126,6 +135,32 @@ fn uptime(figures: &dyn Figures) -> String {
 fn meminfo(figures: &dyn Figures) -> String {
     let (total, free) = figures.memory();
     format!("MemTotal: {:8} kB\nMemFree: {:9} kB\nMemAvailable: {:4} kB\n", total / 1024, free / 1024, free / 1024)
+}
+
+/// `/proc/mounts` in Linux's format. The source is the file system's name, as Linux shows it
+/// for file systems without a device; libos's devfs is Linux's `devtmpfs`. Every mount is
+/// listed `rw`: the VFS does not know whether a file system refuses writes (an ext2 volume
+/// on a read-only disk answers `EROFS` when written).
+fn mounts(figures: &dyn Figures) -> String {
+    let mut text = String::new();
+    for mount in figures.mounts() {
+        let fs_type = if mount.fs_name == "devfs" { "devtmpfs" } else { mount.fs_name.as_str() };
+        text.push_str(&format!("{fs_type} {} {fs_type} rw 0 0\n", escape_mount_path(&mount.path)));
+    }
+    text
+}
+
+/// A mount point as `/proc/mounts` writes it: space, tab, newline and backslash as octal
+/// escapes (`\040`, ...), so that the fields stay separable.
+fn escape_mount_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            ' ' | '\t' | '\n' | '\\' => out.push_str(&format!("\\{:03o}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn idle_us(figures: &dyn Figures) -> String {
@@ -221,6 +256,10 @@ mod tests {
         fn boot_time_secs(&self) -> u64 {
             1_700_000_000
         }
+        fn mounts(&self) -> Vec<MountInfo> {
+            let mount = |id, path: &str, fs_name: &str| MountInfo { id, path: String::from(path), fs_name: String::from(fs_name) };
+            alloc::vec![mount(1, "/", "virtiofs"), mount(2, "/dev", "devfs"), mount(3, "/mnt/a b\\c", "ext2")]
+        }
     }
 
     fn read(fs: &ProcFs, name: &str) -> String {
@@ -238,6 +277,7 @@ mod tests {
         assert!(stat.contains("btime 1700000000\n"));
         assert_eq!(read(&fs, "uptime"), "12.34 10.00\n");
         assert!(read(&fs, "meminfo").starts_with("MemTotal:    65536 kB\nMemFree:     49152 kB\n"));
+        assert_eq!(read(&fs, "mounts"), "virtiofs / virtiofs rw 0 0\ndevtmpfs /dev devtmpfs rw 0 0\next2 /mnt/a\\040b\\134c ext2 rw 0 0\n");
         assert_eq!(fs.root().lookup("self").err(), Some(Errno::ENOENT));
         // A read past the start continues the same text.
         let node = fs.root().lookup("uptime").unwrap();
