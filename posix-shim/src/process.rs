@@ -167,6 +167,7 @@ mod host {
             return Err(Errno::ENOSYS);
         }
         crate::events::host_pipe::share_for_fork()?;
+        warn_once_if_root_is_private();
         match control::call(RequestKind::Fork)? {
             Reply::Forked { child } => {
                 CHILDREN.lock().push(Child { pid: child, status: None });
@@ -178,6 +179,26 @@ mod host {
             }
             Reply::Error { errno } => Err(Errno::from_raw(errno).unwrap_or(Errno::EAGAIN)),
             _ => Err(Errno::EIO),
+        }
+    }
+
+    #[cfg(feature = "fs")]
+    static WARNED_PRIVATE_ROOT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+    /// Says once, at the first fork, when the root file system lives in this VM's memory
+    /// (ramfs) or cache (ext2, whose child copies write to a throw-away overlay): a child then
+    /// changes its own copy, and its parent never sees those files, unlike on Linux. A host
+    /// directory as root (virtio-fs) is shared by every process.
+    fn warn_once_if_root_is_private() {
+        #[cfg(feature = "fs")]
+        if !WARNED_PRIVATE_ROOT.swap(true, Ordering::Relaxed) {
+            let root = libos::fs::try_vfs().and_then(|vfs| vfs.mounts().into_iter().next());
+            if let Some(root) = root.filter(|r| r.fs_name == "ramfs" || r.fs_name == "ext2") {
+                log::warn!(
+                    "fork: the root file system ({}) is each process's own copy: files a child changes there do not reach its parent (a host directory as root, ./x run --root DIR, is shared by all processes)",
+                    root.fs_name
+                );
+            }
         }
     }
 
