@@ -74,6 +74,12 @@ fn forked_processes_wait_signal_exec_and_share_files() {
             .exits_with(0)
             .prints("procs files: ok\n");
         assert_eq!(std::fs::read_dir(share.dir()).map(Iterator::count).unwrap_or(99), 0, "the children's files were removed by the parent");
+        // A writable disk: each child's copy writes to an overlay over the parent's live image
+        // (QEMU's image locks once refused every child at its start).
+        let image = share.path("disk.img");
+        xtask::disk::create_ext2(&image, 16 << 20, None, None).unwrap();
+        procs(8, &["wait", "2"]).disk(&image, false).options("mount=ext2:vda:/data").on(arch).exits_with(0).prints("procs wait: ok\n");
+        std::fs::remove_file(&image).unwrap();
         // The control channel on PCI (virtio-serial-pci, MSI-X): q35 on x86_64, `virt` with
         // PCI devices on aarch64.
         let boot = procs(8, &["wait", "2"]);

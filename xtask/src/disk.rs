@@ -48,7 +48,10 @@ impl Disk {
             "file={},if=none,id={id},format=raw,cache=writeback,readonly={}{}",
             self.image.display(),
             if self.read_only { "on" } else { "off" },
-            if self.snapshot { ",snapshot=on" } else { "" }
+            // A snapshot reader (a forked process's VM) must not ask the parent's QEMU, which
+            // keeps writing the image, for a consistent read: QEMU's image locks would refuse
+            // the child at `cont` ("Failed to get shared write lock").
+            if self.snapshot { ",snapshot=on,file.locking=off" } else { "" }
         );
         let mut args = vec!["-drive".to_string(), drive];
         let device = match transport {

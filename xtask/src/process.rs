@@ -42,7 +42,9 @@
 //! What a child does not share with its parent: the console input, network forwards (a child
 //! gets the same NIC on a restricted user network without forwards, as two QEMUs cannot
 //! listen on one host port) and disks (a child's disk writes go to a temporary overlay,
-//! QEMU's `snapshot=on`: two VMs caching one ext2 volume would corrupt it).
+//! QEMU's `snapshot=on`: two VMs caching one ext2 volume would corrupt it). The image under
+//! a child's overlay is the parent's live one (no image lock between them): blocks the child
+//! had not cached at the fork, it reads as the parent has written them since.
 
 mod pipes;
 

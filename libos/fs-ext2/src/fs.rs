@@ -9,7 +9,8 @@
 //! below has its own lock, always taken after this one.
 //!
 //! Unmounting: the volume is written back and marked clean when the last reference to it (the
-//! [`Ext2Fs`] and every node handed out) is gone.
+//! [`Ext2Fs`] and every node handed out) is gone, or at [`FileSystem::shut_down`] (program
+//! exit), after which it takes no more changes.
 
 use crate::dir_index::DirIndexes;
 use crate::disk::{Access, GROUP_DESC_SIZE, Geometry, GroupDesc, ROOT_INO, RawGroupDesc, RawSuperblock, STATE_VALID};
@@ -107,6 +108,9 @@ pub(crate) struct Inner {
     /// Set once a read-write mount has marked the volume "not clean": only then does the
     /// unmount write (a mount that fails halfway must leave the disk untouched).
     marked: AtomicBool,
+    /// Set by [`FileSystem::shut_down`]: the volume is marked clean on disk, and every change
+    /// from then on fails with `EROFS` ([`Inner::writable`]).
+    shut: AtomicBool,
     /// Inode number -> live [`Ext2Node`]s of it. An inode whose last name is removed while
     /// some are alive is marked an orphan, and freed when its count drops to zero (a removed
     /// file stays usable while open); the last node of any other inode goes without a look at
@@ -176,6 +180,7 @@ impl Ext2Fs {
             }),
             live: SpinLock::new(HashMap::new()),
             marked: AtomicBool::new(false),
+            shut: AtomicBool::new(false),
             geo,
         });
         {
@@ -286,6 +291,17 @@ impl FileSystem for Ext2Fs {
         self.inner.sync_all(&st)
     }
 
+    fn shut_down(&self) -> Result<()> {
+        let st = self.inner.state.lock();
+        if self.inner.read_only || self.inner.shut.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        // Under the lock: no operation runs between the clean mark and the refusal of the
+        // next change.
+        self.inner.write_superblock(&st, true, false)?;
+        self.inner.cache.sync()
+    }
+
     fn read_only(&self) -> bool {
         self.inner.read_only
     }
@@ -303,7 +319,7 @@ impl Drop for Ext2Fs {
 impl Drop for Inner {
     /// Unmount: write everything back and mark the volume clean.
     fn drop(&mut self) {
-        if self.read_only || !*self.marked.get_mut() {
+        if self.read_only || !*self.marked.get_mut() || *self.shut.get_mut() {
             return;
         }
         let st = self.state.lock();
@@ -320,9 +336,9 @@ impl Inner {
         self.clock.now()
     }
 
-    /// `EROFS` on a read-only mount.
+    /// `EROFS` on a read-only mount, and after [`FileSystem::shut_down`].
     pub fn writable(&self) -> Result<()> {
-        if self.read_only { Err(Errno::EROFS) } else { Ok(()) }
+        if self.read_only || self.shut.load(Ordering::Relaxed) { Err(Errno::EROFS) } else { Ok(()) }
     }
 
     /// `block` as a cache block number, `EUCLEAN` unless it lies inside the volume.
@@ -456,7 +472,8 @@ impl Inner {
 
     /// Everything to stable storage (`sync`).
     pub fn sync_all(&self, st: &State) -> Result<()> {
-        if self.read_only {
+        if self.read_only || self.shut.load(Ordering::Relaxed) {
+            // After the shut-down everything is on disk, and the superblock says clean.
             return Ok(());
         }
         self.write_superblock(st, false, false)?;

@@ -34,6 +34,14 @@ pub trait FileSystem: Send + Sync {
         Ok(())
     }
 
+    /// The last write-back before the machine powers off (program exit): everything to
+    /// stable storage, as [`FileSystem::sync`], and a disk file system's volume marked as
+    /// cleanly unmounted, since nothing may change it afterwards (changes then fail with
+    /// `EROFS`). Default: [`FileSystem::sync`].
+    fn shut_down(&self) -> Result<()> {
+        self.sync()
+    }
+
     /// Whether the instance refuses every change (a read-only mount or device): the VFS then
     /// refuses to open its regular files for writing with `EROFS`, as Linux does at `open`.
     /// Default: false.

@@ -717,9 +717,27 @@ impl Vfs {
 
     /// Syncs every mounted file system.
     pub fn sync(&self) -> Result<()> {
+        self.each_file_system(|fs| fs.sync())
+    }
+
+    /// Shuts every mounted file system down before power-off ([`FileSystem::shut_down`]):
+    /// written back, disk volumes marked clean. Each is tried; the first error is returned.
+    pub fn shut_down(&self) -> Result<()> {
+        let mut first_error = Ok(());
+        self.each_file_system(|fs| {
+            if let Err(e) = fs.shut_down() {
+                first_error = first_error.and(Err(e));
+            }
+            Ok(())
+        })?;
+        first_error
+    }
+
+    /// Calls `f` with the root file system, then every mounted one; stops at the first error.
+    fn each_file_system(&self, mut f: impl FnMut(&dyn FileSystem) -> Result<()>) -> Result<()> {
         let mounted: Vec<Arc<Mount>> = self.mounts.lock().covers.values().cloned().collect();
-        self.root.fs.sync()?;
-        mounted.iter().try_for_each(|m| m.fs.sync())
+        f(&*self.root.fs)?;
+        mounted.iter().try_for_each(|m| f(&*m.fs))
     }
 
     /// The file system `file` was opened on (`EINVAL` for a file outside this namespace or

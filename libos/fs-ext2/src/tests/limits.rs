@@ -185,3 +185,26 @@ fn fsynced_data_survives_a_crash() {
     assert_eq!(debugfs(&survived, "cat /dir/all"), pattern(70_000, 6));
     assert_eq!(debugfs(&survived, "cat /dir/volatile"), pattern(50_000, 5));
 }
+
+/// `s_state` of a volume image (the primary superblock at byte 1024, the field at 58).
+fn superblock_state(image: &[u8]) -> u16 {
+    u16::from_le_bytes([image[1024 + 58], image[1024 + 59]])
+}
+
+/// A shut-down volume (program exit) is on disk and marked cleanly unmounted, as after an
+/// unmount, while the file system object lives on; changes after it fail with `EROFS`, and
+/// a later sync does not mark it "not clean" again.
+#[test]
+fn a_shut_down_volume_is_marked_clean_and_takes_no_more_changes() {
+    let (disk, fs, vfs) = volume("4M", 1024, &[]);
+    assert_eq!(superblock_state(&disk.image()) & 1, 0, "a mounted volume is marked not clean");
+    write_file(&vfs, "/kept", &pattern(30_000, 11));
+    fs.shut_down().unwrap();
+    let image = disk.crash();
+    assert_eq!(superblock_state(&image) & 1, 1, "marked clean at the shut-down");
+    assert_clean(&image, "the shut-down");
+    assert_eq!(debugfs(&image, "cat /kept"), pattern(30_000, 11));
+    assert_eq!(vfs.mkdir("/late", 0o755), Err(Errno::EROFS));
+    fs.sync().unwrap();
+    assert_eq!(superblock_state(&disk.crash()) & 1, 1, "still clean after a later sync");
+}
