@@ -11,7 +11,8 @@
 //! `/var/cache/libos`).
 
 use libos_tests::arches;
-use xtask::pjdfstest::{Root, run_guest};
+use xtask::outside::Root;
+use xtask::pjdfstest::run_guest;
 
 /// The cases pjdfstest 0.2.2 has (a run that stops early lists fewer).
 const CASES: usize = 398;

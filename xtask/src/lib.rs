@@ -19,8 +19,11 @@
 //!   musl programs for `./x run --elf`, and the host tools that drive them;
 //! - [`dax_qemu`]: QEMU with the virtio-fs DAX window patches of `tools/qemu-dax/`, built
 //!   on first use into `/var/cache/libos/`;
+//! - [`outside`]: test programs from the Rust registry (pjdfstest, fsx) built as static Linux
+//!   programs and booted on libos's ramfs, virtio-fs and ext2 roots;
 //! - [`pjdfstest`]: the POSIX file-system test suite pjdfstest on libos's roots and on the
 //!   host, side by side (`./x pjdfstest`);
+//! - [`fsx`]: the file-system exerciser fsx on libos's roots (`./x fsx`);
 //! - [`fuzz`]: `./x fuzz`, the libFuzzer targets of `fuzz/` built and run without cargo-fuzz;
 //! - [`bench`](mod@bench): `./x bench` suites, writing `bench/results/`.
 
@@ -32,10 +35,12 @@ pub mod dax_qemu;
 pub mod disk;
 pub mod elf;
 pub mod floor;
+pub mod fsx;
 pub mod fuzz;
 pub mod linux;
 pub mod measure;
 pub mod net;
+pub mod outside;
 pub mod pjdfstest;
 pub mod process;
 pub mod netns;

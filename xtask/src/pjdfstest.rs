@@ -5,12 +5,9 @@
 //! virtio-fs or an ext2 root, and on the host's own file system for comparison
 //! (`./x pjdfstest`, `tests/tests/pjdfstest.rs`).
 //!
-//! - **Build** ([`ensure`]): `cargo install` of the published crate with its own lock file,
-//!   glibc static (`crt-static`; it links libacl for its NFSv4 ACL cases, which need a feature
-//!   left off), aarch64 with `-Zbuild-std` and the cross linker. Cached per architecture in
-//!   `/var/cache/libos/pjdfstest-VERSION-KEY/` (KEY hashes the compiler and the flags), so
-//!   later clones and CI on the machine reuse it (about 30 s for x86_64 and 80 s for aarch64
-//!   on two idle cores).
+//! - **Build and boot**: [`crate::outside`] ([`TOOL`]; it links libacl for its NFSv4 ACL
+//!   cases, which need a feature left off). About 30 s for x86_64 and 80 s for aarch64 on two
+//!   idle cores, cached in `/var/cache/libos`.
 //! - **Files** (`tests/pjdfstest/`): the configuration and an `/etc/passwd` and `/etc/group`
 //!   with the second unprivileged user (`tests`) the suite switches to, packed into the image
 //!   beside the program.
@@ -21,17 +18,22 @@
 //!   and is skipped only for a reason in [`EXPECTED_SKIPS`].
 
 use crate::arch::Arch;
-use crate::disk::Disk;
-use crate::qemu::{self, Exit, VmConfig};
-use crate::virtiofs::{Share, ROOT_TAG};
-use crate::{root, Result};
+use crate::outside::{self, Root, Tool};
+use crate::qemu::Exit;
+use crate::Result;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 /// The pjdfstest release (its Rust rewrite) on the Rust registry.
 pub const VERSION: &str = "0.2.2";
+
+/// pjdfstest as a [`Tool`].
+pub const TOOL: Tool = Tool {
+    name: "pjdfstest",
+    version: VERSION,
+    static_libraries: &[[("libacl1-dev", "/usr/lib/x86_64-linux-gnu/libacl.a"), ("libacl1-dev:arm64", "/usr/lib/aarch64-linux-gnu/libacl.a")]],
+};
 
 /// Cases that fail on libos, with why. Each needs more than one process sharing a kernel.
 pub const KNOWN_FAILURES: &[(&str, &str)] = &[
@@ -55,36 +57,6 @@ pub const EXPECTED_SKIPS: &[&str] = &[
     "No secondary file-system has been configured.",
     "Cannot get value for LINK_MAX: filesystem limit is unknown",
 ];
-
-/// The root file system the suite runs on in the guest (in its `/tmp`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Root {
-    /// The default root, in memory.
-    Ramfs,
-    /// A host directory through virtio-fs (virtiofsd).
-    Virtiofs,
-    /// A fresh ext2 image on virtio-blk; checked with `e2fsck -fn` afterwards.
-    Ext2,
-}
-
-impl Root {
-    /// All three, in the order reports list them.
-    pub const ALL: [Root; 3] = [Root::Ramfs, Root::Virtiofs, Root::Ext2];
-
-    /// The name `--root` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Root::Ramfs => "ramfs",
-            Root::Virtiofs => "virtiofs",
-            Root::Ext2 => "ext2",
-        }
-    }
-
-    /// The root named `name`.
-    pub fn parse(name: &str) -> Result<Root> {
-        Root::ALL.into_iter().find(|r| r.name() == name).ok_or_else(|| format!("no root `{name}` (ramfs, virtiofs, ext2)").into())
-    }
-}
 
 /// What one case did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,94 +162,6 @@ fn strip_colours(line: &str) -> String {
     out
 }
 
-/// `tests/pjdfstest/`: the configuration and the `/etc` files packed beside the program.
-pub fn files_dir() -> PathBuf {
-    root().join("tests/pjdfstest")
-}
-
-fn target_dir() -> PathBuf {
-    root().join("target/pjdfstest")
-}
-
-/// The rustc and flags a build uses, for `arch`: (environment, extra cargo arguments).
-fn build_setup(arch: Arch) -> (Vec<(&'static str, &'static str)>, Vec<&'static str>) {
-    // Static glibc, stripped (the image carries it; symbols would triple its size).
-    let mut env = vec![("RUSTC", "/usr/bin/rustc"), ("RUSTFLAGS", "-C target-feature=+crt-static -C strip=symbols")];
-    let mut args = vec!["--target", arch.linux_target()];
-    if arch == Arch::Aarch64 {
-        // Debian's Rust ships the standard library for the host only: build it from source.
-        env.extend([("RUSTC_BOOTSTRAP", "1"), ("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")]);
-        args.push("-Zbuild-std=std,panic_unwind");
-    }
-    (env, args)
-}
-
-/// The directory the build for `arch` is cached in: its key hashes the release, the
-/// compiler's version and the build's flags.
-fn cache_dir(arch: Arch) -> Result<PathBuf> {
-    let rustc = crate::linux::output_of(Command::new("/usr/bin/rustc").arg("-V"))?;
-    let (env, args) = build_setup(arch);
-    let key = crate::dax_qemu::cache_key(&[format!("{VERSION} {rustc} {env:?} {args:?}").as_bytes()], &[]);
-    Ok(Path::new(crate::dax_qemu::CACHE_ROOT).join(format!("pjdfstest-{VERSION}-{key}")).join(arch.name()))
-}
-
-/// The pjdfstest program for `arch`, built on first use (see the module docs).
-pub fn ensure(arch: Arch) -> Result<PathBuf> {
-    let dir = cache_dir(arch)?;
-    let binary = dir.join("bin/pjdfstest");
-    if binary.is_file() {
-        return Ok(binary);
-    }
-    let _lock = crate::build::lock_file(&Path::new(crate::dax_qemu::CACHE_ROOT).join("pjdfstest.lock"))?;
-    if binary.is_file() {
-        return Ok(binary); // another ./x built it while this one waited
-    }
-    crate::linux::ensure_elf_samples()?; // glibc's static libraries and the aarch64 cross compiler
-    let acl = match arch {
-        Arch::X86_64 => ("libacl1-dev", "/usr/lib/x86_64-linux-gnu/libacl.a"),
-        Arch::Aarch64 => ("libacl1-dev:arm64", "/usr/lib/aarch64-linux-gnu/libacl.a"),
-    };
-    if !Path::new(acl.1).is_file() {
-        eprintln!("==> first use of pjdfstest: installing {}", acl.0);
-        crate::linux::apt_install(&[acl.0])?;
-    }
-    let building = dir.with_extension("build");
-    let _ = std::fs::remove_dir_all(&building);
-    std::fs::create_dir_all(&building)?;
-    eprintln!("==> first use of pjdfstest: building pjdfstest {VERSION} for {arch} into {}", dir.display());
-    let started = std::time::Instant::now();
-    let (env, args) = build_setup(arch);
-    let mut command = Command::new(crate::build::cargo());
-    command
-        .current_dir(&building)
-        .envs(env)
-        .args(["install", "--quiet", "--locked", "pjdfstest", "--version", VERSION, "--root"])
-        .arg(&building)
-        .args(args)
-        .env("CARGO_TARGET_DIR", building.join("target"));
-    crate::linux::run_step(&mut command)?;
-    let _ = std::fs::remove_dir_all(building.join("target"));
-    std::fs::rename(&building, &dir)?;
-    eprintln!("==> built pjdfstest for {arch} in {:.0} s", started.elapsed().as_secs_f64());
-    Ok(binary)
-}
-
-/// An elf-runner image for `arch` with pjdfstest as `/bin/pjdfstest` and [`files_dir`] from
-/// `/`, copied to `target/pjdfstest/ARCH.image` (another `./x run --elf` rebuilds the one in
-/// `target/guest`).
-pub fn guest_image(arch: Arch) -> Result<PathBuf> {
-    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let program = ensure(arch)?;
-    let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-    let files = files_dir();
-    let env = [("LIBOS_ELF", program.to_str().ok_or("non-UTF-8 path")?), ("LIBOS_FILES", files.to_str().ok_or("non-UTF-8 path")?)];
-    let built = crate::build::build_with_env(&[crate::build::ELF_RUNNER], arch, true, &env)?.remove(0);
-    let image = target_dir().join(format!("{}.image", arch.name()));
-    std::fs::create_dir_all(target_dir())?;
-    std::fs::copy(&built, &image).map_err(|e| format!("copying {} to {}: {e}", built.display(), image.display()))?;
-    Ok(image)
-}
-
 /// The suite's command line in the guest: every case (or those matching `patterns`) in `/tmp`.
 fn guest_args(patterns: &[String]) -> Vec<String> {
     let mut args: Vec<String> = ["/bin/pjdfstest", "-c", "/pjdfstest.toml", "-p", "/tmp"].map(String::from).to_vec();
@@ -285,67 +169,26 @@ fn guest_args(patterns: &[String]) -> Vec<String> {
     args
 }
 
-/// A root tree for a virtio-fs share or an ext2 image: an empty `/tmp` (mode 1777).
-fn root_tree(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir.join("tmp"))?;
-    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
-    Ok(())
-}
-
-/// Runs the suite in a libos guest for `arch` on `root`, as `./x run --elf` would (with the
-/// process host, so the cases that start programs get as far as they can), and returns its
-/// report and the console. An ext2 root must be clean for `e2fsck -fn` afterwards.
+/// Runs the suite in a libos guest for `arch` on `root` ([`outside::boot`], under the process
+/// host, so the cases that start programs get as far as they can), and returns its report and
+/// the console.
 pub fn run_guest(arch: Arch, root: Root, patterns: &[String]) -> Result<(Report, String)> {
-    let image = guest_image(arch)?;
-    let work = tempfile::Builder::new().prefix(&format!("libos-pjdfstest-{}-{}-", arch.name(), root.name())).tempdir()?;
-    let mut config = VmConfig::new(arch, image);
-    config.accel = crate::accel::choose(arch, None)?.accel;
-    config.memory = "256M".into();
-    config.timeout = Duration::from_secs(600);
-    config.processes = Some(crate::process::DEFAULT_LIMIT);
-    let mut options = String::new();
-    let disk = work.path().join("root.img");
-    match root {
-        Root::Ramfs => {}
-        Root::Virtiofs => {
-            let share_dir = work.path().join("share");
-            root_tree(&share_dir)?;
-            let share = Share::new(share_dir, ROOT_TAG);
-            share.check()?;
-            config.shares.push(share);
-            options = format!("root=virtiofs:{ROOT_TAG}");
-        }
-        Root::Ext2 => {
-            let tree = work.path().join("tree");
-            root_tree(&tree)?;
-            crate::disk::create_ext2(&disk, 64 << 20, Some(&tree), None)?;
-            config.disks.push(Disk { image: disk.clone(), read_only: false, snapshot: false });
-            options = "root=ext2:vda".into();
-        }
-    }
-    config.cmdline = qemu::kernel_cmdline(&options, &guest_args(patterns));
-    let outcome = qemu::run(&config, false)?;
+    let outcome = outside::boot(&TOOL, arch, root, &guest_args(patterns))?;
     match outcome.exit {
         // The suite exits 1 when a case failed; anything else is a crash or a hang.
-        Exit::Code(0 | 1) => {}
-        _ => return Err(format!("pjdfstest on libos {arch} {}: {:?}\n{}", root.name(), outcome.exit, outcome.console).into()),
+        Exit::Code(0 | 1) => Ok((Report::parse(&outcome.console), outcome.console)),
+        _ => Err(format!("pjdfstest on libos {arch} {}: {:?}\n{}", root.name(), outcome.exit, outcome.console).into()),
     }
-    if root == Root::Ext2 {
-        if let Err(report) = crate::disk::check_ext2(&disk)? {
-            return Err(format!("pjdfstest on libos {arch} ext2: e2fsck -fn after the run:\n{report}").into());
-        }
-    }
-    Ok((Report::parse(&outcome.console), outcome.console))
 }
 
 /// Runs the suite natively (x86_64 hosts) as root in a fresh directory under `target/`, with
 /// the `tests` user added to `/etc/passwd` and `/etc/group` inside a mount namespace of its
 /// own. Returns the report and the file system type the directory is on.
 pub fn run_host(patterns: &[String]) -> Result<(Report, String)> {
-    let program = ensure(Arch::X86_64)?;
-    std::fs::create_dir_all(target_dir())?;
-    let work = tempfile::Builder::new().prefix("host-run-").tempdir_in(target_dir())?;
+    let program = outside::ensure(&TOOL, Arch::X86_64)?;
+    let target_dir = outside::target_dir(&TOOL);
+    std::fs::create_dir_all(&target_dir)?;
+    let work = tempfile::Builder::new().prefix("host-run-").tempdir_in(&target_dir)?;
     let fs_type = crate::linux::output_of(Command::new("findmnt").args(["-n", "-o", "FSTYPE", "-T"]).arg(work.path()))?.trim().to_string();
     let with_tests = |path: &str, line: &str| -> Result<PathBuf> {
         let mut text = std::fs::read_to_string(path)?;
@@ -365,7 +208,7 @@ pub fn run_host(patterns: &[String]) -> Result<(Report, String)> {
         .args(["-m", "sh", "-c", script, "sh"])
         .args([&passwd, &group, &program])
         .arg("-c")
-        .arg(files_dir().join("pjdfstest.toml"))
+        .arg(outside::files_dir(&TOOL).join("pjdfstest.toml"))
         .arg("-p")
         .arg(&dir)
         .args(patterns)
@@ -422,9 +265,10 @@ pub fn compare(arches: &[Arch], roots: &[Root], host: bool, patterns: &[String])
         if details.is_empty() { "None.\n".to_string() } else { details }
     );
     print!("{text}");
-    std::fs::create_dir_all(target_dir())?;
-    std::fs::write(target_dir().join("report.md"), &text)?;
-    eprintln!("==> written to {}", target_dir().join("report.md").display());
+    let report = outside::target_dir(&TOOL).join("report.md");
+    std::fs::create_dir_all(outside::target_dir(&TOOL))?;
+    std::fs::write(&report, &text)?;
+    eprintln!("==> written to {}", report.display());
     Ok(if unexpected_total == 0 { 0 } else { 1 })
 }
 
