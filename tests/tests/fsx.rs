@@ -10,8 +10,8 @@
 use libos_tests::arches;
 use xtask::outside::Root;
 
-/// Operations per run: a few hundred of each kind (about 10 s of TCG per run here).
-const OPS: u64 = 2000;
+/// Operations per run: hundreds of each kind (3 to 9 s of TCG per run here).
+const OPS: u64 = 5000;
 
 fn passes_on(root: Root, seed: u64) {
     for arch in arches() {
