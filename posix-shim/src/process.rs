@@ -217,10 +217,17 @@ mod host {
             Event::Exited { pid, status } => {
                 {
                     let mut children = CHILDREN.lock();
-                    let Some(child) = children.iter_mut().find(|c| c.pid == pid) else {
-                        log::warn!("posix-shim: the host says {pid} ended, which is not a child of this process");
-                        return;
-                    };
+                    if !children.iter().any(|c| c.pid == pid) {
+                        // The host re-parents orphans to the first process, as Linux re-parents
+                        // them to init (busybox's `timeout` leaves its watcher that way): the
+                        // first process adopts it here, a zombie to reap, with `SIGCHLD`.
+                        if PID.load(Ordering::Relaxed) != 1 {
+                            log::warn!("posix-shim: the host says {pid} ended, which is not a child of this process");
+                            return;
+                        }
+                        children.push(Child { pid, status: None });
+                    }
+                    let Some(child) = children.iter_mut().find(|c| c.pid == pid) else { return };
                     child.status = Some(status);
                     if signal::discards_children() {
                         children.retain(|c| c.pid != pid);

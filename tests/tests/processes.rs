@@ -114,13 +114,16 @@ for i in 1 2 3; do echo \"loop $i\"; done | sort -r | head -n 2
 cd /tmp && mkdir -p rel/dir && echo relative > rel/dir/file && ls rel/dir > /dev/null
 cat rel/dir/file
 df / > /dev/null && echo \"df found the root in /proc/mounts\"
+timeout 1 sleep 5
+echo \"timeout gave $?\"
 exit 5
 ";
 
 /// Debian's static busybox (glibc, unmodified) as the shell of a virtio-fs root: pipelines of
 /// several processes, redirection into a file the next command reads, subshells, exit codes,
-/// relative paths after `cd` (glibc's busybox passes `AT_FDCWD` zero-extended), `/dev/null`
-/// and `df` (which reads `/proc/mounts`).
+/// relative paths after `cd` (glibc's busybox passes `AT_FDCWD` zero-extended), `/dev/null`,
+/// `df` (which reads `/proc/mounts`) and `timeout` (whose watcher process is orphaned and
+/// re-parented to the first process, as to init on Linux).
 #[test]
 fn busybox_shell_runs_a_script_with_pipes() {
     let _alone = PROCESS_HOSTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -142,6 +145,9 @@ fn busybox_shell_runs_a_script_with_pipes() {
             .prints("loop 3\nloop 2\n")
             .prints("\nrelative\n")
             .prints("df found the root in /proc/mounts\n")
+            // busybox's timeout leaves an orphan watcher that the first process adopts.
+            .prints("timeout gave 143\n")
+            .does_not_print("not a child of this process")
             .does_not_print("loop 1");
         assert_eq!(std::fs::read_to_string(root.path("tmp/out.txt")).unwrap(), "redirected\n", "the redirection reached the host's file");
     }
