@@ -360,12 +360,13 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     config.shares = shares;
     config.disks = disks;
     config.rng = rng;
-    // A static ELF program may fork: elf-runner is built with processes.
-    config.processes = if elf.is_some() { Some(processes.unwrap_or(xtask::process::DEFAULT_LIMIT)) } else { processes };
-    if dax.is_some() && !explicit_processes {
-        // Forks copy a VM, not the host's mappings into its window (see qemu::with_dax_host).
-        config.processes = None;
-    }
+    // A static ELF program may fork: elf-runner is built with processes, on by default unless
+    // `--processes` says otherwise (`0`: off) or a DAX window is asked for (forks copy a VM,
+    // not the host's mappings into its window; see qemu::with_dax_host).
+    config.processes = match (explicit_processes, elf.is_some() && dax.is_none()) {
+        (false, true) => Some(xtask::process::DEFAULT_LIMIT),
+        _ => processes,
+    };
     // Ctrl-C reaches QEMU through the terminal; the daemons and the namespace must not outlive
     // it either (nor a SIGTERM to ./x).
     xtask::netns::install_interrupt_handler();
