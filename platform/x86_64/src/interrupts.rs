@@ -232,6 +232,12 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
         frame.rax, frame.rbx, frame.rcx, frame.rdx, frame.rsi, frame.rdi, frame.rbp, frame.r8,
         frame.r9, frame.r10, frame.r11, frame.r12, frame.r13, frame.r14, frame.r15
     ));
+    // The top of the stack: after a call or jump through a bad pointer (rip 0), the first word
+    // is the caller's return address.
+    let words: [Option<u64>; 4] = core::array::from_fn(|i| crate::stacks::stack_word(frame.rsp + 8 * i as u64));
+    if let [Some(a), Some(b), Some(c), Some(d)] = words {
+        emergency_print(format_args!("  stack at rsp: {a:#018x} {b:#018x} {c:#018x} {d:#018x}\n"));
+    }
     crate::stacks::print_backtrace(frame.rip, frame.rbp);
     shutdown::power_off(libos_core::exit::FATAL_EXCEPTION);
 }

@@ -41,6 +41,13 @@ fn on_a_stack(address: u64) -> bool {
         || crate::guard::READABLE.get().is_some_and(|readable| readable(address))
 }
 
+/// The word at `address` if it lies on a stack this module knows (8-byte aligned), for fault
+/// reports.
+pub fn stack_word(address: u64) -> Option<u64> {
+    // SAFETY: only aligned addresses on a mapped stack (`on_a_stack`) are read.
+    (address % 8 == 0 && on_a_stack(address)).then(|| unsafe { core::ptr::read_volatile(address as *const u64) })
+}
+
 /// Prints the frame-pointer backtrace from `pc`/`fp` (`libos_core::backtrace`), reading only
 /// the stacks this module knows (boot, exception and thread stacks, guard pages excluded).
 pub fn print_backtrace(pc: u64, fp: u64) {
