@@ -141,6 +141,21 @@ struct Timers {
 /// thread (libos-core's `syscall` docs), which must not block.
 static TIMERS: IrqSpinLock<Timers> = IrqSpinLock::new(Timers { all: BTreeMap::new() });
 
+/// Set (under [`TIMERS`]'s lock) while the timer thread sends signals it found due, which it
+/// does without that lock: a call that disarms or re-arms a timer waits for the sending to
+/// end ([`wait_for_sending`]), so no signal of the old arming arrives after the call returned
+/// (Linux's `setitimer` waits for a running expiry the same way). A program that then resets
+/// the handler would otherwise get the signal with the default action.
+static SENDING: AtomicBool = AtomicBool::new(false);
+static SENT: libos::sync::WaitQueue = libos::sync::WaitQueue::new();
+
+/// Waits until the timer thread has sent what it found due (see [`SENDING`]).
+fn wait_for_sending() {
+    if SENDING.load(Ordering::Acquire) {
+        SENT.wait_until(|| !SENDING.load(Ordering::Acquire));
+    }
+}
+
 /// The `posix-timers` thread, once started (only system calls start it: they may block).
 static TIMER_THREAD: Mutex<Option<ThreadId>> = Mutex::new(None);
 
@@ -195,9 +210,13 @@ fn run() {
                     }
                 }
             }
+            if !due.is_empty() {
+                SENDING.store(true, Ordering::Release);
+            }
             let signalling = timers.all.values().filter(|t| matches!(t.notify, Notify::Signal { .. }));
             signalling.filter_map(|t| t.next).min()
         };
+        let sending = !due.is_empty();
         // Sent without the lock: sending may wake threads, and delivery takes the lock.
         for (id, sig, to, origin) in due {
             if super::send(to, sig, origin) {
@@ -206,6 +225,10 @@ fn run() {
                     timer.overrun = timer.overrun.saturating_add(1);
                 }
             }
+        }
+        if sending {
+            SENDING.store(false, Ordering::Release);
+            SENT.wake_all();
         }
         match earliest {
             Some(at) => libos::sync::park_until(at),
@@ -262,6 +285,7 @@ fn swap_real(value: Duration, interval: Duration) -> Result<(Duration, Duration)
         timer.arm(value, interval, false);
         (old, timer.next)
     };
+    wait_for_sending();
     wake_timer_thread(thread, next);
     Ok(old)
 }
@@ -400,6 +424,7 @@ pub fn timer_settime(id: u64, flags: u64, new: u64, old: u64) -> Result<u64> {
         timer.arm(value, interval, flags & TIMER_ABSTIME != 0);
         (previous, timer.next.filter(|_| matches!(timer.notify, Notify::Signal { .. })))
     };
+    wait_for_sending();
     wake_timer_thread(thread, next);
     if old != 0 {
         write_itimerspec(old, previous)?;
@@ -427,8 +452,11 @@ pub fn timer_getoverrun(id: u64) -> Result<u64> {
 
 /// `timer_delete(id)`: the timer stops; a signal of it already pending stays pending.
 pub fn timer_delete(id: u64) -> Result<u64> {
-    let mut timers = TIMERS.lock();
-    let id = timer_id(&timers, id)?;
-    timers.all.remove(&id);
+    {
+        let mut timers = TIMERS.lock();
+        let id = timer_id(&timers, id)?;
+        timers.all.remove(&id);
+    }
+    wait_for_sending();
     Ok(0)
 }
