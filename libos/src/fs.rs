@@ -163,6 +163,19 @@ impl libos_vfs::procfs::Figures for SystemFigures {
     fn mounts(&self) -> Vec<libos_vfs::MountInfo> {
         try_vfs().map(|vfs| vfs.mounts()).unwrap_or_default()
     }
+
+    fn process(&self) -> Option<Arc<dyn libos_vfs::procfs::ProcessView>> {
+        PROCESS.get().cloned()
+    }
+}
+
+/// The running process as `/proc/self` shows it, once the C runtime registered it.
+static PROCESS: Once<Arc<dyn libos_vfs::procfs::ProcessView>> = Once::new();
+
+/// Registers what `/proc/self` and `/proc/PID` show (the C runtime does, as its program starts;
+/// later calls are ignored: one process per VM).
+pub fn set_process_view(view: Arc<dyn libos_vfs::procfs::ProcessView>) {
+    PROCESS.call_once(|| view);
 }
 
 /// Unpacks the app's initial files (a `newc` cpio archive, see [`crate::main!`]) into `/`.

@@ -66,7 +66,7 @@ pub mod virtiofs;
 #[cfg(any(feature = "sched-coop", feature = "sched-preempt"))]
 pub mod thread {
     pub use libos_sched::thread::*;
-    pub use libos_sched::{Priority, policy_name, switch_count};
+    pub use libos_sched::{Priority, current_stack_bounds, policy_name, switch_count};
     /// Thread-local storage keys.
     pub mod tls {
         pub use libos_sched::tls::Key;

@@ -79,6 +79,7 @@ fn replace(image: Image, env: Vec<String>, blocked: u64, stack_pointer: u64) -> 
         phent: image.plan.phent,
         phnum: image.plan.phnum,
         args: image.args,
+        executable: image.path,
     };
     drop(image.file);
     crate::run::start_main_thread(program, env, blocked)

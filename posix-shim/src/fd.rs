@@ -190,6 +190,12 @@ pub fn get_descriptor(fd: u64) -> Result<Descriptor> {
     table.get(index(fd)).and_then(Option::clone).ok_or(Errno::EBADF)
 }
 
+/// The open descriptors' numbers, ascending (`/proc/self/fd`).
+pub fn numbers() -> Vec<u32> {
+    let table = TABLE.lock();
+    table.iter().enumerate().filter(|(_, d)| d.is_some()).map(|(i, _)| i as u32).collect()
+}
+
 /// Installs `descriptor` at the lowest free number `>= min`; `EMFILE` when full.
 pub fn insert_from(min: usize, descriptor: Descriptor) -> Result<u64> {
     let mut table = TABLE.lock();

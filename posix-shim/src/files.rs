@@ -117,6 +117,17 @@ mod with_fs {
         let vfs_flags = open_flags(flags)?;
         let perm = (mode as u32) & 0o7777 & !crate::dispatch::umask_value();
         let file = vfs()?.open(path, vfs_flags, perm)?;
+        if let Some(fd_number) = libos::fs::vfs::procfs::reopened_descriptor(&**file.node())
+            && !vfs_flags.contains(OpenFlags::PATH)
+        {
+            // `/proc/self/fd/N` (`/dev/stdin`, ...) of a pipe: a new end of the same pipe;
+            // the anonymous objects (eventfd, ...) cannot be opened, as on Linux.
+            let object = match &*fd::get(u64::from(fd_number))? {
+                Object::Pipe(end) => crate::events::fifo::reopen(end.pipe().clone(), u64::from(flags)),
+                _ => return Err(Errno::ENXIO),
+            };
+            return fd::insert(object, flags & o::CLOEXEC != 0);
+        }
         if file.node().file_type() == FileType::Fifo && !vfs_flags.contains(OpenFlags::PATH) {
             let pipe = crate::events::fifo::open(&file, u64::from(flags))?;
             return fd::insert(pipe, flags & o::CLOEXEC != 0);

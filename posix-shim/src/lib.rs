@@ -81,6 +81,8 @@ pub mod mem;
 pub mod net;
 #[cfg(target_os = "none")]
 mod prctl;
+#[cfg(all(target_os = "none", feature = "fs"))]
+mod procview;
 #[cfg(target_os = "none")]
 pub mod process;
 #[cfg(target_os = "none")]

@@ -65,11 +65,30 @@ pub fn run_elf_program() -> i32 {
     );
     let mut argv = Vec::from([String::from(path)]);
     argv.extend(args.map(String::from));
-    run::run(Program { entry: plan.entry, phdr: plan.phdr, phent: plan.phent, phnum: plan.phnum, args: argv })
+    let executable = String::from(path);
+    run::run(Program { entry: plan.entry, phdr: plan.phdr, phent: plan.phent, phnum: plan.phnum, args: argv, executable })
 }
 
 /// The page runs of the ELF file loaded last (unmapped when `execve` replaces it).
 static LOADED: libos::sync::Mutex<Vec<elf::PageRun>> = libos::sync::Mutex::new(Vec::new());
+
+/// The loaded program's page runs as `/proc/self/maps` areas of file `executable`.
+#[cfg(feature = "fs")]
+pub fn program_areas(executable: &str) -> Vec<libos::fs::vfs::procfs::Mapping> {
+    LOADED
+        .lock()
+        .iter()
+        .map(|run| libos::fs::vfs::procfs::Mapping {
+            start: run.start,
+            end: run.end,
+            read: true,
+            write: run.protection == Protection::ReadWrite,
+            exec: run.protection == Protection::ReadExecute,
+            name: String::from(executable),
+            ..Default::default()
+        })
+        .collect()
+}
 
 /// Unmaps the program loaded before (if any) and loads `file` as `plan` says. On error nothing
 /// of either stays mapped.

@@ -161,6 +161,100 @@ pub fn check_protection(start: u64, end: u64, access: Access) -> Result<()> {
     Ok(())
 }
 
+/// A C thread that may still run on memory the program unmaps: it has ended (its joiner
+/// unmaps its stack as soon as it sees the thread's id cleared, while the thread still runs
+/// the end of its `exit` on that stack), or it unmapped its own stack (musl's detached
+/// threads do, then call `exit` on it). Pieces unmapped under it wait here, still allocated,
+/// until the scheduler reports the thread gone (`libos::thread::when_gone`): freed earlier,
+/// the next `mmap` would zero or reuse the memory under a running thread.
+#[cfg(feature = "threads")]
+struct Ending {
+    thread: libos::sync::ThreadId,
+    /// An address on the stack it runs on.
+    sp: u64,
+    /// Anonymous pieces unmapped under it (a file mapping is never a stack).
+    parked: Vec<Range>,
+}
+
+#[cfg(feature = "threads")]
+static ENDING: libos::sync::IrqSpinLock<Vec<Ending>> = libos::sync::IrqSpinLock::new(Vec::new());
+
+/// An address on the calling thread's current stack (system calls run on the program's).
+#[cfg(feature = "threads")]
+#[inline(never)]
+fn stack_marker() -> u64 {
+    let marker = 0u8;
+    core::hint::black_box(&marker) as *const u8 as u64
+}
+
+/// The calling C thread is ending: memory unmapped under its stack from now on is freed only
+/// once no CPU runs on it (see [`Ending`]).
+pub fn thread_ending() {
+    #[cfg(feature = "threads")]
+    watch(stack_marker());
+}
+
+/// Records the calling thread as [`Ending`] on the stack at `sp` (once), and asks the
+/// scheduler to report when it is gone. Without room for either, it is not watched: its
+/// memory is freed at `munmap` as before.
+#[cfg(feature = "threads")]
+fn watch(sp: u64) {
+    let thread = libos::sync::current_thread();
+    {
+        let mut ending = ENDING.lock();
+        if let Some(known) = ending.iter_mut().find(|e| e.thread == thread) {
+            known.sp = sp;
+            return;
+        }
+        if ending.try_reserve(1).is_err() {
+            return;
+        }
+        ending.push(Ending { thread, sp, parked: Vec::new() });
+    }
+    if libos::thread::when_gone(move || thread_gone(thread)).is_err() {
+        ENDING.lock().retain(|e| e.thread != thread); // nothing parked with it yet
+    }
+}
+
+/// The scheduler's report that `thread` is gone: what was unmapped under it is freed. Runs
+/// where the scheduler reaps threads, perhaps with interrupts masked: freeing anonymous memory
+/// does not block.
+#[cfg(feature = "threads")]
+fn thread_gone(thread: libos::sync::ThreadId) {
+    let gone = {
+        let mut ending = ENDING.lock();
+        ending.iter().position(|e| e.thread == thread).map(|i| ending.swap_remove(i))
+    };
+    drop(gone);
+}
+
+/// Takes the pieces of `removed` an ending thread may still run on out of the way (parked with
+/// it, see [`Ending`]); returns the others. The caller's own stack among them makes it watched.
+fn park_under_running_stacks(removed: Vec<Range>) -> Vec<Range> {
+    #[cfg(feature = "threads")]
+    {
+        let under = |r: &Range, sp: u64| r.value.shared.is_none() && (r.start..r.start + r.len).contains(&sp);
+        let here = stack_marker();
+        if removed.iter().any(|r| under(r, here)) {
+            watch(here);
+        }
+        let mut ending = ENDING.lock();
+        if ending.is_empty() {
+            return removed;
+        }
+        let mut rest = Vec::new();
+        for range in removed {
+            match ending.iter_mut().find(|e| under(&range, e.sp)) {
+                Some(thread) => thread.parked.push(range),
+                None => rest.push(range),
+            }
+        }
+        rest
+    }
+    #[cfg(not(feature = "threads"))]
+    removed
+}
+
 /// Frees parked pieces no call in flight pins any more (called as pins are dropped).
 pub fn release_deferred() {
     let released: Vec<Range> = {
@@ -227,6 +321,41 @@ fn write_back_all() {
     }
 }
 static BRK: Mutex<BrkState> = Mutex::new(BrkState { base: 0, current: 0, _allocation: None });
+
+/// The heap (`brk`) and the `mmap` areas, as `/proc/self/maps` lists them (a shared file
+/// mapping with its file's path and offset).
+#[cfg(feature = "fs")]
+pub fn mappings() -> Vec<libos::fs::vfs::procfs::Mapping> {
+    use libos::fs::vfs::procfs::Mapping as Area;
+    let mut areas = Vec::new();
+    {
+        let brk = BRK.lock();
+        if brk.current > brk.base {
+            areas.push(Area { start: brk.base, end: page_round(brk.current).unwrap_or(brk.current), read: true, write: true, name: "[heap]".into(), ..Area::default() });
+        }
+    }
+    // The files' paths are looked up once the lock is released (a lookup may wait for a
+    // device).
+    let pieces: Vec<(u64, u64, u64, Option<Backing>)> =
+        MAPPINGS.lock().iter().map(|piece| (piece.start, piece.len, piece.value.prot, piece.value.shared.clone())).collect();
+    for (start, len, prot, shared) in pieces {
+        let name = match shared.as_ref().map(|backing| &*backing.object) {
+            Some(Object::File(file)) => file.file_ref().and_then(|r| r.path().ok()).unwrap_or_default(),
+            _ => alloc::string::String::new(),
+        };
+        areas.push(Area {
+            start,
+            end: start + len,
+            read: prot & PROT_READ != 0,
+            write: prot & PROT_WRITE != 0,
+            exec: prot & PROT_EXEC != 0,
+            shared: shared.is_some(),
+            offset: shared.map_or(0, |backing| backing.offset),
+            name,
+        });
+    }
+    areas
+}
 
 fn page_round(len: u64) -> Result<u64> {
     len.checked_add(PAGE - 1).map(|l| l & !(PAGE - 1)).ok_or(Errno::ENOMEM)
@@ -346,7 +475,8 @@ pub fn munmap(addr: u64, len: u64) -> Result<u64> {
             result = Err(e);
         }
     }
-    release(removed); // frees allocations whose last range went, unless I/O is in flight
+    // Frees allocations whose last range went, unless I/O is in flight or a thread runs there.
+    release(park_under_running_stacks(removed));
     result
 }
 

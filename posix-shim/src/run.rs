@@ -51,6 +51,9 @@ pub(crate) struct Program {
     pub phnum: u64,
     /// The arguments.
     pub args: Vec<String>,
+    /// The path of its file (`/proc/self/exe`; the image's own program has none: its name).
+    #[cfg_attr(not(feature = "fs"), allow(dead_code))]
+    pub executable: String,
 }
 
 /// Runs the C program linked into the image; returns only if it cannot start (the program
@@ -62,6 +65,7 @@ pub fn run_c_program() -> i32 {
         phent: size_of::<ProgramHeader>() as u64,
         phnum: 2,
         args: libos::env::args().map(String::from).collect(),
+        executable: String::from(libos::env::args().next().unwrap_or("program")),
     };
     run(program)
 }
@@ -144,6 +148,17 @@ fn start_program(entry: &'static dyn UserEntry, program: &Program, env: &[String
     ];
     let mut random = [0u8; 16];
     random_bytes(&mut random);
+    #[cfg(feature = "fs")]
+    {
+        // `[stack]`: the thread's stack, or the heap block the program runs on.
+        #[cfg(feature = "threads")]
+        let bounds = libos::thread::current_stack_bounds().map(|(bottom, top)| (bottom as u64, top as u64));
+        #[cfg(not(feature = "threads"))]
+        let bounds = None;
+        let page = crate::mem::PAGE;
+        let stack = bounds.unwrap_or((base & !(page - 1), (base + buffer.len() as u64).next_multiple_of(page)));
+        crate::procview::program_started(&program.executable, stack, &args, &env);
+    }
     let sp = match start::build(buffer, base, &args, &env, &auxv, crate::abi::MACHINE, random) {
         Ok(sp) => sp,
         Err(e) => {

@@ -109,6 +109,8 @@ pub fn set_robust_list(_head: u64, len: u64) -> Result<u64> {
 /// Thread `exit(code)`: clears and wakes the `clear_tid` word, then ends the thread; the last
 /// thread to exit ends the program with `code`.
 pub fn exit_thread(code: i32) -> ! {
+    // Its joiner may unmap this stack once the id is cleared; this thread still runs here.
+    crate::mem::thread_ending();
     let me = current();
     if me.clear_tid != 0 {
         // SAFETY: the address was given by the C program for exactly this (set_tid_address
@@ -452,6 +454,11 @@ fn cpu_set(thread: ThreadId) -> u64 {
 #[cfg(feature = "threads")]
 fn set_cpu_set(thread: ThreadId, cpus: u64) -> Result<()> {
     libos::thread::set_affinity(thread, cpus)
+}
+
+/// The CPUs the calling thread may run on (`/proc/self/status`).
+pub fn process_cpus() -> u64 {
+    cpu_set(libos::sync::current_thread())
 }
 
 /// Without a scheduler the program runs on the boot CPU alone.

@@ -50,7 +50,7 @@ fn every_system_call_family_passes_its_checks() {
 /// which `e2fsck` then finds clean, and on a virtio-fs root. One CPU: the count says 1.
 #[test]
 fn c_threads_run_on_every_cpu() {
-    let families = ["smp=4", "threads", "signals", "sigdeliver", "timers", "preempt", "events", "smp-files=/tmp", "smp-files=/data"];
+    let families = ["smp=4", "threads", "signals", "sigdeliver", "timers", "preempt", "events", "smp-exits=300", "smp-files=/tmp", "smp-files=/data"];
     let sources = shimtest_sources();
     for arch in arches() {
         let tmp = TempDir::new("smp-files", arch);
@@ -61,6 +61,9 @@ fn c_threads_run_on_every_cpu() {
         for family in &families[1..7] {
             booted.prints(&format!("ok {family}"));
         }
+        // Threads ending while their joiners unmap their stacks on other CPUs (before the fix,
+        // the next mapping zeroed a stack its thread still ran on: a jump to address 0).
+        booted.prints("ok smp-exits 1200 threads created, joined and unmapped on 4 CPUs");
         assert_eq!(booted.outcome.console.matches("ok smp-files 4 threads on 4 CPUs").count(), 2, "{arch}: smp-files on /tmp and /data");
         if let Err(report) = xtask::disk::check_ext2(&image).unwrap() {
             panic!("{arch}: e2fsck after smp-files on ext2:\n{report}");
@@ -86,7 +89,7 @@ fn c_threads_run_on_every_cpu() {
 
 /// `apps/c-shimtest`'s C files, to build them as one static program run by `elf-runner`.
 fn shimtest_sources() -> Vec<std::path::PathBuf> {
-    ["shimtest", "net", "disk", "posix", "random", "memory", "smp", "smp_files"]
+    ["shimtest", "net", "disk", "posix", "procfs", "random", "memory", "smp", "smp_files"]
         .iter()
         .map(|name| xtask::root().join(format!("apps/c-shimtest/c/{name}.c")))
         .collect()
@@ -119,15 +122,16 @@ fn mprotect_on_one_cpu_faults_a_writer_on_another() {
 }
 
 /// Ownership, permissions, credentials, FIFOs, device nodes, locks and space calls (issue 18),
-/// as root and then as uid 1000 (the family drops privileges, so it runs on its own boot).
+/// as root and then as uid 1000 (the family drops privileges, so it runs last, on a boot with
+/// only the procfs family before it: `/proc/self`, its descriptor links, `/dev/stdout`).
 #[test]
 fn posix_file_semantics_and_credentials_hold() {
     for arch in arches() {
-        Boot::app("c-shimtest").args(&["posix"]).on(arch).exits_with(0).prints("ok posix\n").does_not_print("FAIL");
+        Boot::app("c-shimtest").args(&["procfs", "posix"]).on(arch).exits_with(0).prints("ok procfs\n").prints("ok posix\n").does_not_print("FAIL");
     }
 }
 
-/// The same posix family on the other roots a user boots with (issue 18: ramfs, virtio-fs and
+/// The same procfs and posix families on the other roots a user boots with (issue 18: ramfs, virtio-fs and
 /// disks): `apps/c-shimtest`'s C files as one static program, run by `elf-runner` from a
 /// virtio-fs share as `/`, then from an ext2 disk as `/` (made by e2fsprogs from a fresh tree,
 /// checked with `e2fsck -fn` afterwards). Both roots have `/dev` (device nodes open devfs's
@@ -153,15 +157,12 @@ fn posix_file_semantics_hold_on_virtio_fs_and_ext2_roots() {
         let image = tmp.dir().join("root.img");
         xtask::disk::create_ext2(&image, 64 << 20, Some(&tree("disk-tree")), None).unwrap();
         let share = tree("share");
-        Boot::app("elf-runner").root_share(&share).args(&["/bin/shimtest", "posix"]).on(arch).exits_with(0).prints("ok posix\n").does_not_print("FAIL");
-        Boot::app("elf-runner")
-            .disk(&image, false)
-            .options("root=ext2:vda")
-            .args(&["/bin/shimtest", "posix"])
-            .on(arch)
-            .exits_with(0)
-            .prints("ok posix\n")
-            .does_not_print("FAIL");
+        let on_share = Boot::app("elf-runner").root_share(&share);
+        let on_disk = Boot::app("elf-runner").disk(&image, false).options("root=ext2:vda");
+        for boot in [on_share, on_disk] {
+            let families = boot.args(&["/bin/shimtest", "procfs", "posix"]).on(arch);
+            families.exits_with(0).prints("ok procfs\n").prints("ok posix\n").does_not_print("FAIL");
+        }
         if let Err(report) = xtask::disk::check_ext2(&image).unwrap() {
             panic!("{arch}: e2fsck after the posix family:\n{report}");
         }

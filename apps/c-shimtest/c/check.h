@@ -23,13 +23,15 @@
 int socket_family(const char *f);
 /* posix.c: ownership, permissions, credentials, FIFOs, device nodes, locks. */
 void posix_family(void);
+/* procfs.c: /proc/self, /proc/self/fd, /dev/std*; 0 if `f` is not "procfs". */
+int procfs_family_run(const char *f);
 /* random.c: random (an entropy source is there), random-unseeded (none is); 0 if `f` names
  * neither. */
 int random_family(const char *f);
 /* memory.c: memory, memory-exit (bad pointers, read-only memory, shared mappings); 0 if `f`
  * names neither. */
 int memory_family_run(const char *f);
-/* smp.c: smp=N (C threads on N CPUs, affinity calls), smp-mprotect, smp-files=DIR; 0 if `f`
+/* smp.c: smp=N (C threads on N CPUs, affinity calls), smp-mprotect, smp-exits=N, smp-files=DIR; 0 if `f`
  * is none of them. */
 int smp_family_run(const char *f);
 /* smp_files.c: smp-files=DIR (file operations from threads on every CPU at once); 0 if `f` is

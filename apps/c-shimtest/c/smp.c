@@ -206,9 +206,65 @@ static void smp_mprotect(void) {
     exit(1);
 }
 
+/* ---- smp-exits: threads ending on one CPU while their stacks are unmapped on another ---- */
+
+static atomic_int detached_done;
+
+static void *short_lived(void *arg) {
+    volatile uint64_t sum = 0;
+    for (uint64_t i = 0; i < 200; i++) sum += i * (uintptr_t)arg;
+    return (void *)(uintptr_t)(sum & 0xff);
+}
+
+static void *detached(void *arg) {
+    (void)arg;
+    atomic_fetch_add(&detached_done, 1);
+    return NULL; /* musl unmaps a detached thread's own stack, then calls exit on it */
+}
+
+/* Joiners on every CPU create and join threads as fast as they can: each join unmaps the
+ * stack of a thread that may still be finishing its exit on another CPU, and the next create
+ * maps (and zeroes) memory again at once. Detached threads unmap their own stacks. */
+static void *create_and_join(void *arg) {
+    int rounds = (int)(intptr_t)arg;
+    for (int i = 0; i < rounds; i++) {
+        pthread_t t;
+        void *result = NULL;
+        CHECK(pthread_create(&t, NULL, short_lived, (void *)(intptr_t)i) == 0);
+        CHECK(pthread_join(t, &result) == 0);
+        uint64_t sum = 0;
+        for (uint64_t k = 0; k < 200; k++) sum += k * (uint64_t)i;
+        CHECK((uintptr_t)result == (sum & 0xff));
+        if (i % 8 == 0) {
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            CHECK(pthread_create(&t, &attr, detached, NULL) == 0);
+            pthread_attr_destroy(&attr);
+        }
+    }
+    return NULL;
+}
+
+static void smp_exits(int rounds) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    pthread_t joiners[8];
+    int n = cpus < 8 ? (int)cpus : 8;
+    for (int i = 0; i < n; i++) CHECK(pthread_create(&joiners[i], NULL, create_and_join, (void *)(intptr_t)rounds) == 0);
+    for (int i = 0; i < n; i++) CHECK(pthread_join(joiners[i], NULL) == 0);
+    int detached_expected = n * ((rounds + 7) / 8);
+    for (int waited = 0; atomic_load(&detached_done) < detached_expected && waited < 5000; waited++) usleep(1000);
+    CHECK(atomic_load(&detached_done) == detached_expected);
+    printf("ok smp-exits %d threads created, joined and unmapped on %d CPUs, %d detached\n", n * rounds, n, detached_expected);
+}
+
 int smp_family_run(const char *f) {
     if (!strcmp(f, "smp-mprotect")) {
         smp_mprotect();
+        return 1;
+    }
+    if (!strncmp(f, "smp-exits=", 10)) {
+        smp_exits(atoi(f + 10));
         return 1;
     }
     if (smp_files_family_run(f)) {

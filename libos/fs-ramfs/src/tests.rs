@@ -162,6 +162,8 @@ fn a_very_deep_tree_is_freed_without_recursion() {
     vfs.open("leaf", new_file(), 0o644).unwrap().write(b"deep").unwrap();
     assert_eq!(fs.node_count(), 100_002);
     let held = vfs.open("leaf", OpenFlags::RDONLY, 0).unwrap();
+    // An open directory keeps its mount (and so the RamFs) until it is closed, last.
+    let held_dir = vfs.open(".", OpenFlags::RDONLY | OpenFlags::DIRECTORY, 0).unwrap();
     assert_eq!(vfs.current_dir(), Err(Errno::ENAMETOOLONG));
     // The subtree check walks up from the new parent (here the cwd, 100 000 levels down).
     assert_eq!(vfs.rename("/d", "moved"), Err(Errno::EINVAL));
@@ -173,4 +175,6 @@ fn a_very_deep_tree_is_freed_without_recursion() {
     drop(fs);
     let mut buf = [0u8; 4];
     assert_eq!(held.read(&mut buf), Ok(4));
+    drop(held);
+    drop(held_dir);
 }

@@ -122,7 +122,7 @@ pub mod thread;
 pub mod tls;
 
 pub use policy::{Policy, Priority};
-pub use sched::{current_stack_guarded, init, is_initialized, policy_name, switch_count};
+pub use sched::{current_stack_bounds, current_stack_guarded, init, is_initialized, policy_name, switch_count};
 
 /// Blocking synchronisation (from libos-core, made blocking by this crate's scheduler).
 pub mod sync {

@@ -53,6 +53,11 @@ impl Stack {
         self.base + self.layout.size()
     }
 
+    /// The lowest usable address (just above the guard page).
+    pub fn bottom(&self) -> usize {
+        self.base + PAGE
+    }
+
     /// Whether the guard page is really unmapped (else only the canary detects overflows).
     pub fn is_guarded(&self) -> bool {
         self.guarded

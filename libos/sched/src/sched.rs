@@ -22,7 +22,8 @@
 //! interrupt ([`irq::request_preemption_on`]). An idle CPU steals a queued thread from the CPU
 //! with the most queued before it halts, and a thread preempted or yielding while another CPU
 //! idles moves there. Threads may be pinned to a set of CPUs (`Builder::affinity`).
-//! That placement, stealing, a CPU's joining and CPU sets live in the child module `cpus`.
+//! That placement, stealing, a CPU's joining and CPU sets live in the child module `cpus`;
+//! what the scheduler tells about the running thread (id, name, stack) in `info`.
 //!
 //! # Timers
 //! The deadline queue ([`Deadlines`]) is an ordered set of `(deadline, thread)`, with room for one
@@ -61,7 +62,11 @@ use libos_core::time::Instant;
 use libos_core::{Errno, Result};
 
 mod cpus;
+mod info;
 use cpus::requeue_elsewhere;
+use info::NameBuffer;
+pub(crate) use info::{DisplayName, current_info};
+pub use info::{current_id, current_stack_bounds, current_stack_guarded, policy_name, switch_count};
 pub use cpus::{affinity_of, running_cpus, set_affinity};
 use cpus::join_cpu;
 
@@ -101,6 +106,8 @@ pub(crate) struct Tcb {
     affinity: u64,
     entry: Option<Box<dyn FnOnce() + Send>>,
     pub(crate) tls: TlsSlots,
+    /// Run once the thread has ended and no CPU runs on its stacks any more ([`when_gone`]).
+    when_gone: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 struct Cpu {
@@ -460,7 +467,24 @@ fn reap_dead() {
         if let Some(stack) = tcb.stack.take() {
             raw::recycle(stack);
         }
+        for gone in tcb.when_gone.drain(..) {
+            gone();
+        }
     }
+}
+
+/// Has `f` run once the calling thread has ended and is switched out for good: no CPU runs on
+/// any stack it used any more (posix-shim's C threads end on stacks their program frees as
+/// soon as it learns of the end). `f` runs on whichever thread reaps it, possibly with
+/// interrupts masked: it must not block (waking a thread is fine). `ENOMEM` when there is no
+/// room to record it.
+pub fn when_gone(f: Box<dyn FnOnce() + Send>) -> Result<()> {
+    let mut s = lock();
+    let current = s.current();
+    let tcb = s.tcb(current);
+    tcb.when_gone.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+    tcb.when_gone.push(f);
+    Ok(())
 }
 
 extern "C" fn thread_entry(_: usize) -> ! {
@@ -755,6 +779,7 @@ impl Tcb {
             affinity: u64::MAX,
             entry,
             tls: Vec::new(),
+            when_gone: Vec::new(),
         }
     }
 }
@@ -804,69 +829,4 @@ pub(crate) fn spawn(
         HOOK.yield_now();
     }
     Ok((id, serial))
-}
-
-/// Shows a thread's name, or `thread-SERIAL` for an unnamed one.
-pub(crate) struct DisplayName<'a>(pub(crate) Option<&'a str>, pub(crate) u64);
-
-impl core::fmt::Display for DisplayName<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            Some(name) => f.write_str(name),
-            None => write!(f, "thread-{}", self.1),
-        }
-    }
-}
-
-/// A name formatted without allocating (for panic and fault reports).
-struct NameBuffer {
-    bytes: [u8; 32],
-    len: usize,
-}
-
-impl core::fmt::Write for NameBuffer {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let end = self.len + s.len();
-        self.bytes.get_mut(self.len..end).ok_or(core::fmt::Error)?.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-/// The name and priority of the running thread.
-pub(crate) fn current_info() -> (ThreadId, Option<String>, u64, Priority) {
-    let mut s = lock();
-    let current = s.current();
-    let tcb = s.tcb(current);
-    (current, tcb.name.clone(), tcb.serial, tcb.priority)
-}
-
-/// The running thread's id (no lock).
-pub fn current_id() -> ThreadId {
-    if !SEVERAL_CPUS.load(Ordering::Relaxed) {
-        return ThreadId(CURRENT[0].load(Ordering::Relaxed));
-    }
-    // Which CPU, then that CPU's running thread: with interrupts masked, so that the thread
-    // cannot be preempted and moved to another CPU between the two reads.
-    let interrupts = libos_core::interrupts::disable();
-    let id = CURRENT[hal::platform().cpu_id()].load(Ordering::Relaxed);
-    libos_core::interrupts::restore(interrupts);
-    ThreadId(id)
-}
-
-/// How many context switches happened since boot.
-pub fn switch_count() -> u64 {
-    SCHED.get().map_or(0, |s| s.lock().cpus.iter().map(|cpu| cpu.switches).sum())
-}
-
-/// The name of the policy CPU 0 runs.
-pub fn policy_name() -> &'static str {
-    lock().cpus[0].policy.name()
-}
-
-/// Whether the running thread's stack has a real (unmapped) guard page.
-pub fn current_stack_guarded() -> Option<bool> {
-    let mut s = lock();
-    let current = s.current();
-    s.tcb(current).stack.as_ref().map(Stack::is_guarded)
 }

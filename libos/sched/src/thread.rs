@@ -261,6 +261,13 @@ pub fn set_affinity(thread: ThreadId, cpus: u64) -> Result<()> {
     sched::set_affinity(thread, cpus)
 }
 
+/// Has `f` run once the calling thread has ended and no CPU runs on its stacks any more (on
+/// the thread that reaps it, maybe with interrupts masked: `f` must not block). For threads
+/// that end on memory someone frees when they end (posix-shim's C threads).
+pub fn when_gone(f: impl FnOnce() + Send + 'static) -> Result<()> {
+    sched::when_gone(Box::new(f))
+}
+
 /// Ends the calling thread now, without returning from its closure: for threads that run
 /// foreign code (posix-shim's C threads, which end with the `exit` system call from deep inside
 /// that code). A [`JoinHandle`] of such a thread never reports it finished, so only call this

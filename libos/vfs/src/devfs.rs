@@ -6,9 +6,12 @@
 //! | `zero` | zeros | discards |
 //! | `full` | zeros | `ENOSPC` |
 //! | `console` | end of file (no console input yet) | the platform console ([`libos_core::hal::Platform::console_write`]) |
-//! | `urandom` | pseudo-random bytes | accepted and mixed into the generator |
+//! | `urandom`, `random` | pseudo-random bytes | accepted and mixed into the generator |
 //!
-//! **`urandom`.** Bytes come from an [`EntropySource`]: in the kernel [`PlatformEntropy`], the
+//! And Linux's symlinks into `/proc/self/fd`: `fd`, `stdin`, `stdout`, `stderr` (so
+//! `echo oops > /dev/stderr` writes wherever descriptor 2 goes; see [`crate::procfs`]).
+//!
+//! **`urandom`** (and `random`, which Linux 5.6 and later makes the same once seeded). Bytes come from an [`EntropySource`]: in the kernel [`PlatformEntropy`], the
 //! kernel's one generator ([`libos_core::random`]: ChaCha20 seeded by virtio-rng or the CPU's
 //! random instruction). As Linux's `/dev/urandom`, reading never blocks: before a source seeded
 //! the generator the bytes are only as unpredictable as the cycle counter (the boot says so
@@ -67,13 +70,47 @@ enum Kind {
 }
 
 /// `(name, kind, Linux device number major:minor)`.
-const DEVICES: [(&str, Kind, (u64, u64)); 5] = [
+const DEVICES: [(&str, Kind, (u64, u64)); 6] = [
     ("null", Kind::Null, (1, 3)),
     ("zero", Kind::Zero, (1, 5)),
     ("full", Kind::Full, (1, 7)),
     ("urandom", Kind::Urandom, (1, 9)),
     ("console", Kind::Console, (5, 1)),
+    ("random", Kind::Urandom, (1, 8)),
 ];
+
+/// `(name, target)` of the symlinks, with inode numbers from [`FIRST_LINK_INO`].
+const LINKS: [(&str, &str); 4] =
+    [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")];
+const FIRST_LINK_INO: u64 = 100;
+
+/// One of [`LINKS`].
+struct Link {
+    ino: u64,
+    target: &'static str,
+}
+
+impl Node for Link {
+    fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    fn file_type(&self) -> FileType {
+        FileType::Symlink
+    }
+
+    fn metadata(&self) -> Result<Metadata> {
+        Ok(Metadata { size: self.target.len() as u64, ..metadata(self.ino, FileType::Symlink, 0o777, 1, 0) })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn read_link(&self) -> Result<String> {
+        Ok(String::from(self.target))
+    }
+}
 
 /// The lowest inode number of a node added with [`DevFs::with_nodes`] (the fixed devices take
 /// the numbers below).
@@ -185,6 +222,9 @@ impl Node for Root {
         if let Some(device) = self.devices.iter().find(|d| d.name == name) {
             return Ok(device.clone());
         }
+        if let Some((index, &(_, target))) = LINKS.iter().enumerate().find(|(_, (n, _))| *n == name) {
+            return Ok(Arc::new(Link { ino: FIRST_LINK_INO + index as u64, target }));
+        }
         self.extra.iter().find(|(n, _)| n == name).map(|(_, node)| node.clone()).ok_or(Errno::ENOENT)
     }
 
@@ -195,7 +235,12 @@ impl Node for Root {
             let name = String::from(device.name);
             return Ok(Some(DirEntry { name, ino: device.ino, file_type: FileType::CharDevice, next_cookie }));
         }
-        let Some((name, node)) = self.extra.get(index - self.devices.len()) else { return Ok(None) };
+        let index = index - self.devices.len();
+        if let Some((name, _)) = LINKS.get(index) {
+            let (name, ino) = (String::from(*name), FIRST_LINK_INO + index as u64);
+            return Ok(Some(DirEntry { name, ino, file_type: FileType::Symlink, next_cookie }));
+        }
+        let Some((name, node)) = self.extra.get(index - LINKS.len()) else { return Ok(None) };
         Ok(Some(DirEntry { name: name.clone(), ino: node.ino(), file_type: node.file_type(), next_cookie }))
     }
 }
@@ -361,7 +406,8 @@ mod tests {
         let vfs = dev_vfs(Some(1));
         let mut names: Vec<String> = vfs.read_dir("/").unwrap().into_iter().map(|e| e.name).collect();
         names.sort();
-        assert_eq!(names, ["console", "full", "null", "urandom", "zero"]);
+        assert_eq!(names, ["console", "fd", "full", "null", "random", "stderr", "stdin", "stdout", "urandom", "zero"]);
+        assert_eq!(vfs.read_link("/stderr").unwrap(), "/proc/self/fd/2");
         assert_eq!(vfs.open("/new", OpenFlags::CREAT | OpenFlags::RDWR, 0o644).unwrap_err(), Errno::EPERM);
         assert_eq!(vfs.unlink("/null").unwrap_err(), Errno::EPERM);
         assert_eq!(vfs.mkdir("/d", 0o755).unwrap_err(), Errno::EPERM);

@@ -8,7 +8,7 @@ use crate::node::Node;
 use crate::vfs::{Loc, Mount};
 use crate::types::{DirEntry, FileType, Metadata, OpenFlags, SeekFrom, TimeUpdate};
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use core::sync::atomic::{AtomicU32, Ordering};
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
@@ -52,6 +52,29 @@ pub struct OpenFile {
     /// For a directory of a namespace: the mount it was reached through, so that walks can
     /// start at it ([`crate::PathAt`]: the `*at` calls).
     mount: Option<Arc<Mount>>,
+    /// For another file of a namespace: the mount it was reached through, where
+    /// `/proc/self/fd` finds its path. Weak: an open file does not keep an unmounted file
+    /// system (its other nodes, its host session) alive; it keeps only its own node.
+    file_mount: Weak<Mount>,
+    /// For a file that is not a directory: the directory it was found in, where
+    /// `/proc/self/fd` looks for its name (a directory finds its own through `..`).
+    parent: Option<Arc<dyn Node>>,
+}
+
+/// Where an open file is in its namespace ([`OpenFile::file_ref`]): what a `/proc/self/fd`
+/// link leads to, whatever became of the name the file was opened by (as Linux's magic
+/// links).
+#[derive(Clone)]
+pub struct FileRef {
+    pub(crate) loc: Loc,
+    pub(crate) parent: Option<Arc<dyn Node>>,
+}
+
+impl FileRef {
+    /// The file's absolute path now, as `/proc/self/fd` shows it.
+    pub fn path(&self) -> Result<String> {
+        crate::vfs::path_of(self)
+    }
 }
 
 impl core::fmt::Debug for OpenFile {
@@ -63,14 +86,27 @@ impl core::fmt::Debug for OpenFile {
 impl OpenFile {
     pub(crate) fn new(node: Arc<dyn Node>, dev: u64, flags: OpenFlags, parent_ino: u64, creds: Arc<CredCell>) -> OpenFile {
         let is_dir = node.file_type().is_dir();
-        OpenFile { node, is_dir, dev, flags: AtomicU32::new(flags.bits()), offset: SpinLock::new(0), parent_ino, creds, mount: None }
+        OpenFile { node, is_dir, dev, flags: AtomicU32::new(flags.bits()), offset: SpinLock::new(0), parent_ino, creds, mount: None, file_mount: Weak::new(), parent: None }
     }
 
-    /// A directory opened at `loc` (its mount kept for walks that start there).
-    pub(crate) fn new_directory(loc: Loc, flags: OpenFlags, parent_ino: u64, creds: Arc<CredCell>) -> OpenFile {
+    /// A file or directory opened at `loc` of a namespace; `parent` is the directory a file
+    /// that is not one was found in (see [`FileRef`]).
+    pub(crate) fn at(loc: Loc, parent: Option<Arc<dyn Node>>, flags: OpenFlags, parent_ino: u64, creds: Arc<CredCell>) -> OpenFile {
         let mut file = OpenFile::new(loc.node, loc.mount.id, flags, parent_ino, creds);
-        file.mount = Some(loc.mount);
+        if file.is_dir {
+            file.mount = Some(loc.mount);
+        } else {
+            file.file_mount = Arc::downgrade(&loc.mount);
+            file.parent = parent;
+        }
         file
+    }
+
+    /// Where the file is in its namespace (`None` for a node opened outside any,
+    /// [`OpenFile::from_node`], or whose file system was unmounted).
+    pub fn file_ref(&self) -> Option<FileRef> {
+        let mount = self.mount.clone().or_else(|| self.file_mount.upgrade())?;
+        Some(FileRef { loc: Loc { mount, node: self.node.clone() }, parent: self.parent.clone() })
     }
 
     /// Where a walk relative to this directory starts: `ENOTDIR` for anything else (or a

@@ -16,6 +16,15 @@ use alloc::sync::Arc;
 use core::any::Any;
 use libos_core::{Errno, Result};
 
+/// Where a magic link leads ([`Node::follow_magic`]).
+pub enum LinkTarget {
+    /// A file or directory of the namespace.
+    File(crate::file::FileRef),
+    /// An object outside the namespace (a pipe, a socket, the console), shown as a node of
+    /// the link's own file system.
+    Node(Arc<dyn Node>),
+}
+
 /// One mounted file system instance.
 pub trait FileSystem: Send + Sync {
     /// A short type name for messages and `mount` listings, e.g. `"ramfs"`.
@@ -163,6 +172,14 @@ pub trait Node: Send + Sync + Any {
     /// The target of a symbolic link. Default: `EINVAL` (not a symlink).
     fn read_link(&self) -> Result<String> {
         Err(Errno::EINVAL)
+    }
+
+    /// For a magic link (procfs's `/proc/self/fd/N`, a symlink whose `read_link` text only
+    /// describes the target): what following it leads to, with no walk of that text: the open
+    /// file itself, wherever it is now, even removed (as Linux's magic links). Default: `None`,
+    /// an ordinary symlink.
+    fn follow_magic(&self) -> Option<Result<LinkTarget>> {
+        None
     }
 
     /// The entry `name` of this directory. `..` must return the parent (the root: itself);

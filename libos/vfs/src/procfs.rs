@@ -12,8 +12,10 @@
 //! `name` and `time` (microseconds halted), as Linux's cpuidle driver shows its states.
 //!
 //! Benchmarks of C programs read idle time from cpuidle's `time` or `/proc/stat` on Linux; here
-//! they read the same files, with libos's exact halted-time accounting behind them. Not here:
-//! per-process files (`/proc/self/...`: `ENOENT`), `/proc/sys`, the rest of `/sys`.
+//! they read the same files, with libos's exact halted-time accounting behind them.
+//!
+//! `/proc/self` and `/proc/PID` come from the running process ([`Figures::process`]; see
+//! [`process`]). Not here: `/proc/sys`, the rest of `/sys`.
 
 use crate::node::{FileSystem, Node};
 use crate::types::{DirEntry, FileType, Metadata, StatFs, Timestamp};
@@ -24,6 +26,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
 use libos_core::{Errno, Result};
+
+mod process;
+pub use process::{Descriptor, Mapping, ProcessView, SignalSets, Status, reopened_descriptor};
 
 /// Where procfs's figures come from.
 pub trait Figures: Send + Sync {
@@ -37,6 +42,11 @@ pub trait Figures: Send + Sync {
     fn boot_time_secs(&self) -> u64;
     /// The mounts of the namespace, root first ([`crate::Vfs::mounts`]).
     fn mounts(&self) -> Vec<MountInfo>;
+    /// The running process, for `/proc/self` (`None`: no process runs, `/proc/self` does
+    /// not exist).
+    fn process(&self) -> Option<Arc<dyn ProcessView>> {
+        None
+    }
 }
 
 /// A directory tree of generated files.
@@ -82,17 +92,21 @@ struct TreeNode {
     entry: &'static Entry,
     ino: u64,
     figures: Arc<dyn Figures>,
+    /// `/proc` itself, which also holds `self` and the process's directory.
+    holds_process: bool,
+    /// The directory above (`None` at the root, whose `..` the VFS answers).
+    parent: Option<Arc<TreeNode>>,
 }
 
 impl ProcFs {
     /// `/proc`, reporting `figures`.
     pub fn new(figures: Arc<dyn Figures>) -> ProcFs {
-        ProcFs { name: "proc", root: Arc::new(TreeNode { entry: &PROC, ino: 1, figures }) }
+        ProcFs { name: "proc", root: Arc::new(TreeNode { entry: &PROC, ino: 1, figures, holds_process: true, parent: None }) }
     }
 
     /// `/sys` (the cpuidle state only), reporting `figures`.
     pub fn sys(figures: Arc<dyn Figures>) -> ProcFs {
-        ProcFs { name: "sysfs", root: Arc::new(TreeNode { entry: &SYS, ino: 1, figures }) }
+        ProcFs { name: "sysfs", root: Arc::new(TreeNode { entry: &SYS, ino: 1, figures, holds_process: false, parent: None }) }
     }
 }
 
@@ -163,6 +177,14 @@ fn escape_mount_path(path: &str) -> String {
     out
 }
 
+/// Copies what of generated `text` lies at `offset` into `buf`.
+fn read_text(text: &[u8], offset: u64, buf: &mut [u8]) -> usize {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(text.len());
+    let n = buf.len().min(text.len() - start);
+    buf[..n].copy_from_slice(&text[start..start + n]);
+    n
+}
+
 fn idle_us(figures: &dyn Figures) -> String {
     format!("{}\n", figures.idle_ns() / 1000)
 }
@@ -173,6 +195,12 @@ impl TreeNode {
             Entry::Dir(children) => children,
             Entry::File(_) => &[],
         }
+    }
+
+    /// This node again, as a new reference (the parent of the nodes looked up in it).
+    fn copy(&self) -> Arc<TreeNode> {
+        let figures = self.figures.clone();
+        Arc::new(TreeNode { entry: self.entry, ino: self.ino, figures, holds_process: self.holds_process, parent: self.parent.clone() })
     }
 
     /// Inode numbers: the parent's times 16 plus the child's place (trees here are shallow and
@@ -209,23 +237,38 @@ impl Node for TreeNode {
         if !matches!(self.entry, Entry::Dir(_)) {
             return Err(Errno::ENOTDIR);
         }
-        let index = self.children().iter().position(|(n, _)| *n == name).ok_or(Errno::ENOENT)?;
-        Ok(Arc::new(TreeNode { entry: &self.children()[index].1, ino: self.child_ino(index), figures: self.figures.clone() }))
+        if name == ".." {
+            return Ok(self.parent.clone().unwrap_or_else(|| self.copy()));
+        }
+        let Some(index) = self.children().iter().position(|(n, _)| *n == name) else {
+            return match self.figures.process() {
+                Some(view) if self.holds_process => process::root_lookup(view, self.figures.clone(), self.copy(), name),
+                _ => Err(Errno::ENOENT),
+            };
+        };
+        let entry = &self.children()[index].1;
+        let (ino, figures) = (self.child_ino(index), self.figures.clone());
+        Ok(Arc::new(TreeNode { entry, ino, figures, holds_process: false, parent: Some(self.copy()) }))
     }
 
     fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {
-        let Some((name, entry)) = usize::try_from(cookie).ok().and_then(|i| self.children().get(i)) else { return Ok(None) };
+        let index = usize::try_from(cookie).unwrap_or(usize::MAX);
+        let Some((name, entry)) = self.children().get(index) else {
+            // After the fixed files: `self` and the process's directory.
+            let view = self.figures.process().filter(|_| self.holds_process);
+            let extra = index.checked_sub(self.children().len());
+            return Ok(view
+                .zip(extra)
+                .and_then(|(view, extra)| process::root_entry(&*view, extra))
+                .map(|entry| DirEntry { next_cookie: cookie + 1, ..entry }));
+        };
         let file_type = if matches!(entry, Entry::Dir(_)) { FileType::Directory } else { FileType::Regular };
         Ok(Some(DirEntry { name: String::from(*name), ino: self.child_ino(cookie as usize), file_type, next_cookie: cookie + 1 }))
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let Entry::File(render) = self.entry else { return Err(Errno::EISDIR) };
-        let text: Vec<u8> = render(&*self.figures).into_bytes();
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(text.len());
-        let n = buf.len().min(text.len() - start);
-        buf[..n].copy_from_slice(&text[start..start + n]);
-        Ok(n)
+        Ok(read_text(render(&*self.figures).as_bytes(), offset, buf))
     }
 
     fn write_at(&self, _offset: u64, _buf: &[u8]) -> Result<usize> {
@@ -295,6 +338,8 @@ mod tests {
             node = node.lookup(name).unwrap();
         }
         assert_eq!(node.read_dir(0).unwrap().unwrap().name, "state0");
+        let up = node.lookup("..").unwrap();
+        assert_eq!((up.ino(), up.lookup("cpuidle").unwrap().ino()), (fs.root().lookup("devices").unwrap().lookup("system").unwrap().lookup("cpu").unwrap().lookup("cpu0").unwrap().ino(), node.ino()));
         assert!(node.read_dir(1).unwrap().is_none());
         let time = node.lookup("state0").unwrap().lookup("time").unwrap();
         let mut buf = [0u8; 32];

@@ -12,22 +12,24 @@ mod at;
 mod checks;
 mod cwd;
 mod mounts;
+mod walk;
 mod walk_cache;
 
 pub use at::PathAt;
 pub use mounts::MountInfo;
 use mounts::summary_bit;
 pub(crate) use walk_cache::names_changed;
+pub(crate) use cwd::path_of;
 
 use crate::cred::{Access, Cap, CredCell, Credentials};
 use crate::file::OpenFile;
 use crate::node::{FileSystem, NewNode, Node};
-use crate::path::{self, Last, Parsed};
+use crate::path::{self, Last};
 use crate::types::{DirEntry, FileType, MAX_SYMLINKS, Metadata, OpenFlags, StatFs, TimeUpdate};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::AtomicU64;
 use hashbrown::HashMap;
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
@@ -35,8 +37,11 @@ use libos_core::{Errno, Result};
 /// One mounted file system.
 pub(crate) struct Mount {
     pub id: u64,
-    pub fs: Arc<dyn FileSystem>,
+    /// Declared (so dropped) before `fs`: a file system dropping its last reference frees
+    /// its tree without recursion only if nothing else holds the root by then (ramfs), and an
+    /// open directory can hold the last `Mount` after an unmount.
     pub root: Arc<dyn Node>,
+    pub fs: Arc<dyn FileSystem>,
     pub root_ino: u64,
     /// The directory this mount covers; `None` for the root mount.
     pub parent: Option<Loc>,
@@ -130,160 +135,6 @@ impl Vfs {
         self.cwd.lock().clone()
     }
 
-    /// Calls `f` with where `path` starts: the root for an absolute path (without taking the
-    /// current directory's lock and references), else its directory or the current directory.
-    fn with_start<T>(&self, path: PathAt<'_>, f: impl FnOnce(&Loc) -> Result<T>) -> Result<T> {
-        if path.path.starts_with('/') {
-            return f(&self.root_loc);
-        }
-        match path.dir {
-            Some(dir) => f(&dir.start()?),
-            None => f(&self.cwd()),
-        }
-    }
-
-    /// The mount on top of `loc`, if it is covered (repeatedly, for stacked mounts).
-    fn cross(&self, mut loc: Loc) -> Loc {
-        let summary = self.covered_summary.load(Ordering::Acquire);
-        let covered = |loc: &Loc| summary & summary_bit(loc.mount.id, loc.node.ino()) != 0 && loc.is_dir();
-        if !covered(&loc) {
-            return loc;
-        }
-        let mounts = self.mounts.lock();
-        // A mount's root is rarely covered in turn: its summary bit says so without a lookup.
-        while let Some(top) = mounts.covers.get(&(loc.mount.id, loc.node.ino())) {
-            loc = Loc { mount: top.clone(), node: top.root.clone() };
-            if !covered(&loc) {
-                break;
-            }
-        }
-        loc
-    }
-
-    /// One step from directory `dir` to `name` (which may be `.` or `..`), without following a
-    /// symlink at the end.
-    fn step(&self, dir: &Loc, name: &str) -> Result<Loc> {
-        if !dir.is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        self.creds.check_search(&*dir.node)?;
-        self.step_unchecked(dir, name)
-    }
-
-    /// [`Vfs::step`] without the search-permission check.
-    fn step_unchecked(&self, dir: &Loc, name: &str) -> Result<Loc> {
-        match name {
-            "." => Ok(dir.clone()),
-            ".." => {
-                let mut cur = dir.clone();
-                while cur.is_mount_root() {
-                    match &cur.mount.parent {
-                        Some(covered) => cur = covered.clone(),
-                        None => return Ok(cur),
-                    }
-                }
-                let parent = cur.node.lookup("..")?;
-                Ok(self.cross(Loc { mount: cur.mount, node: parent }))
-            }
-            _ => {
-                let node = dir.node.lookup(name)?;
-                Ok(self.cross(Loc { mount: dir.mount.clone(), node }))
-            }
-        }
-    }
-
-    /// Follows symlink `link` found in directory `dir`.
-    fn follow(&self, dir: &Loc, link: &Loc, budget: &mut u32) -> Result<Loc> {
-        if *budget == 0 {
-            return Err(Errno::ELOOP);
-        }
-        *budget -= 1;
-        let target = link.node.read_link()?;
-        self.resolve_from(dir, &target, true, budget)
-    }
-
-    /// Walks `components` from `base`, following every symlink.
-    fn walk<'p>(&self, base: Loc, components: impl Iterator<Item = &'p str>, budget: &mut u32) -> Result<Loc> {
-        let mut cur = base;
-        for name in components {
-            let mut next = self.step(&cur, name)?;
-            if next.is_symlink() {
-                next = self.follow(&cur, &next, budget)?;
-            }
-            cur = next;
-        }
-        Ok(cur)
-    }
-
-    /// Walks the directories of `parsed` (all components but the last) from `base`: the walk
-    /// of an absolute path through the [`walk_cache`].
-    fn walk_dirs(&self, base: Loc, parsed: &Parsed<'_>, budget: &mut u32) -> Result<Loc> {
-        let dirs = parsed.dirs_text();
-        // `/x` has nothing to walk; a relative path starts somewhere the cache does not know.
-        if !parsed.absolute || dirs.len() <= 1 {
-            return self.walk(base, parsed.dirs(), budget);
-        }
-        // Read before the walk: a change racing with it leaves the entry stale and unused.
-        let generation = walk_cache::generation();
-        if let Some(loc) = self.walk_cache.get(dirs, generation) {
-            return Ok(loc);
-        }
-        let symlinks_left = *budget;
-        let loc = self.walk(base, parsed.dirs(), budget)?;
-        if *budget == symlinks_left {
-            self.walk_cache.put(dirs, generation, &loc);
-        }
-        Ok(loc)
-    }
-
-    fn base(&self, start: &Loc, parsed: &Parsed<'_>) -> Loc {
-        if parsed.absolute { self.root_loc() } else { start.clone() }
-    }
-
-    fn resolve_from(&self, start: &Loc, path: &str, follow_last: bool, budget: &mut u32) -> Result<Loc> {
-        let parsed = path::parse(path)?;
-        let base = self.base(start, &parsed);
-        let Some(last) = parsed.last_name() else {
-            return Ok(base);
-        };
-        let parent = self.walk_dirs(base, &parsed, budget)?;
-        let mut loc = self.step(&parent, last)?;
-        if loc.is_symlink() && (follow_last || parsed.trailing_slash) {
-            loc = self.follow(&parent, &loc, budget)?;
-        }
-        if parsed.trailing_slash && !loc.is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        Ok(loc)
-    }
-
-    fn resolve(&self, path: PathAt<'_>, follow_last: bool) -> Result<Loc> {
-        self.with_start(path, |start| self.resolve_from(start, path.path, follow_last, &mut MAX_SYMLINKS.clone()))
-    }
-
-    /// The directory that holds the last component of `path`, and that component.
-    fn resolve_parent<'p>(&self, path: PathAt<'p>) -> Result<(Loc, Last<'p>, bool)> {
-        self.with_start(path, |start| self.resolve_parent_from(start, path.path, &mut MAX_SYMLINKS.clone()))
-    }
-
-    fn resolve_parent_from<'p>(&self, start: &Loc, path: &'p str, budget: &mut u32) -> Result<(Loc, Last<'p>, bool)> {
-        let parsed = path::parse(path)?;
-        let base = self.base(start, &parsed);
-        let parent = self.walk_dirs(base, &parsed, budget)?;
-        if !parent.is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        Ok((parent, parsed.last(), parsed.trailing_slash))
-    }
-
-    /// Looks `name` up in `dir`: `Ok(None)` if it does not exist.
-    fn probe(&self, dir: &Loc, name: &str) -> Result<Option<Loc>> {
-        match self.step(dir, name) {
-            Ok(loc) => Ok(Some(loc)),
-            Err(Errno::ENOENT) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
 
     // ---- namespace operations ----
 
@@ -300,21 +151,17 @@ impl Vfs {
         if flags.contains(OpenFlags::PATH) {
             // Only the walk is checked: no access to the node, no creation or truncation, no
             // device behind it; with `NOFOLLOW` a final symlink is the handle's node.
-            let loc = self.resolve_from(start, path, follow, budget)?;
+            let (loc, parent) = self.find_from(start, path, follow, budget)?;
             let flags = flags & (OpenFlags::PATH | OpenFlags::DIRECTORY | OpenFlags::NOFOLLOW);
             if flags.contains(OpenFlags::DIRECTORY) && !loc.is_dir() {
                 return Err(Errno::ENOTDIR);
             }
             let ino = loc.node.ino();
-            return Ok(if loc.is_dir() {
-                OpenFile::new_directory(loc, flags, ino, self.creds.clone())
-            } else {
-                OpenFile::new(loc.node, loc.mount.id, flags, ino, self.creds.clone())
-            });
+            return Ok(OpenFile::at(loc, parent, flags, ino, self.creds.clone()));
         }
         if !flags.contains(OpenFlags::CREAT) {
-            let loc = self.resolve_from(start, path, follow, budget)?;
-            return self.open_loc(loc, flags);
+            let (loc, parent) = self.find_from(start, path, follow, budget)?;
+            return self.open_loc(loc, parent, flags);
         }
         let (parent, last, trailing_slash) = self.resolve_parent_from(start, path, budget)?;
         let Last::Name(name) = last else {
@@ -325,6 +172,11 @@ impl Vfs {
         }
         match self.probe(&parent, name)? {
             Some(_) if flags.contains(OpenFlags::EXCL) => Err(Errno::EEXIST),
+            Some(link) if link.is_symlink() && follow && link.node.follow_magic().is_some() => {
+                // `/proc/self/fd/N` (`> /dev/stderr`): the open file, never a new one.
+                let (loc, dir) = self.follow_found(&parent, &link, budget)?;
+                self.open_loc(loc, dir, flags)
+            }
             Some(loc) if loc.is_symlink() && follow => {
                 // Open (or create) the target, relative to the link's directory.
                 if *budget == 0 {
@@ -334,28 +186,28 @@ impl Vfs {
                 let target = loc.node.read_link()?;
                 self.open_from(&parent, &target, flags, perm, budget)
             }
-            Some(loc) => self.open_loc(loc, flags),
+            Some(loc) => self.open_loc(loc, Some(parent.node.clone()), flags),
             None => {
                 self.may_change_entries(&parent)?;
                 let (owner, perm) = self.new_owner(&parent, false, perm)?;
                 let node = parent.node.create(name, NewNode::File, perm, owner)?;
                 // A file this call created opens with the requested access whatever its
                 // permission bits say (`open("f", O_CREAT | O_WRONLY, 0444)` works), as on Linux.
-                self.open_node(Loc { mount: parent.mount.clone(), node }, flags - OpenFlags::TRUNC, false)
+                self.open_node(Loc { mount: parent.mount.clone(), node }, Some(parent.node.clone()), flags - OpenFlags::TRUNC, false)
             }
         }
     }
 
     /// Opens an existing node: the access the flags ask for (`O_TRUNC` counts as writing) is
     /// checked against its permission bits.
-    fn open_loc(&self, loc: Loc, flags: OpenFlags) -> Result<OpenFile> {
-        self.open_node(loc, flags, true)
+    fn open_loc(&self, loc: Loc, parent: Option<Arc<dyn Node>>, flags: OpenFlags) -> Result<OpenFile> {
+        self.open_node(loc, parent, flags, true)
     }
 
     /// Opens `loc` with Linux's order of checks: the node's type against the flags
     /// (`ELOOP`, `ENOTDIR`, `EISDIR`), a read-only file system (`EROFS`), then permissions
     /// when `check_access` (not for a file the same `open` just created).
-    fn open_node(&self, loc: Loc, flags: OpenFlags, check_access: bool) -> Result<OpenFile> {
+    fn open_node(&self, loc: Loc, parent: Option<Arc<dyn Node>>, flags: OpenFlags, check_access: bool) -> Result<OpenFile> {
         let file_type = loc.node.file_type();
         if file_type == FileType::Symlink {
             return Err(Errno::ELOOP);
@@ -381,9 +233,10 @@ impl Vfs {
         if file_type == FileType::Socket {
             return Err(Errno::ENXIO);
         }
-        let loc = match file_type {
-            FileType::CharDevice | FileType::BlockDevice if !loc.mount.fs.provides_devices() => self.device_for(&loc)?,
-            _ => loc,
+        // A device node of a disk's file system opens devfs's device (found in devfs's root).
+        let (loc, parent) = match file_type {
+            FileType::CharDevice | FileType::BlockDevice if !loc.mount.fs.provides_devices() => (self.device_for(&loc)?, None),
+            _ => (loc, parent),
         };
         if flags.contains(OpenFlags::TRUNC) && file_type == FileType::Regular {
             crate::attr::truncate(&self.creds, &*loc.node, 0)?;
@@ -391,10 +244,7 @@ impl Vfs {
         // What `..` lists: the parent across mounts, as the path walk finds it (listing a
         // directory needs no search permission on it, so neither does finding `..`).
         let parent_ino = if file_type.is_dir() { self.step_unchecked(&loc, "..").map_or(loc.node.ino(), |p| p.node.ino()) } else { 0 };
-        if file_type.is_dir() {
-            return Ok(OpenFile::new_directory(loc, flags, parent_ino, self.creds.clone()));
-        }
-        Ok(OpenFile::new(loc.node, loc.mount.id, flags, parent_ino, self.creds.clone()))
+        Ok(OpenFile::at(loc, parent, flags, parent_ino, self.creds.clone()))
     }
 
     /// The device a device node names: the node of the same type and number at the top of a

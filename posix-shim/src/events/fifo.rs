@@ -52,3 +52,16 @@ pub fn open(file: &OpenFile, flags: u64) -> Result<Object> {
         _ => Ok(Object::Pipe(PipeEnd::both(pipe, nonblocking))),
     }
 }
+
+/// Opens `pipe` anew, as `open("/proc/self/fd/N")` does for a descriptor holding a pipe
+/// (`flags`: Linux's `O_*` bits): an end of the access asked for, which never waits for the
+/// other side (Linux's rule for pipes, unlike FIFOs).
+pub fn reopen(pipe: Arc<Pipe>, flags: u64) -> Object {
+    const O_ACCMODE: u64 = 3;
+    let nonblocking = flags & O_NONBLOCK != 0;
+    match flags & O_ACCMODE {
+        0 => Object::Pipe(PipeEnd::new(pipe, false, nonblocking)),
+        1 => Object::Pipe(PipeEnd::new(pipe, true, nonblocking)),
+        _ => Object::Pipe(PipeEnd::both(pipe, nonblocking)),
+    }
+}

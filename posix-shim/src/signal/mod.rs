@@ -252,6 +252,25 @@ pub fn thread_exited() {
     }
 }
 
+/// The calling thread's signal sets, as `/proc/self/status` shows them, and the number of
+/// the program's threads.
+#[cfg(feature = "fs")]
+pub fn sets_and_threads() -> (libos::fs::vfs::procfs::SignalSets, u32) {
+    let mut state = STATE.lock();
+    let (mut ignored, mut caught) = (0, 0);
+    for (i, action) in state.actions.iter().enumerate() {
+        match action.handler {
+            SIG_IGN => ignored |= 1 << i,
+            SIG_DFL => {}
+            _ => caught |= 1 << i,
+        }
+    }
+    let shared_pending = state.pending;
+    let threads = state.threads.len() as u32;
+    let (pending, blocked) = state.me().map_or((0, 0), |t| (t.pending, t.blocked));
+    (libos::fs::vfs::procfs::SignalSets { pending, shared_pending, blocked, ignored, caught }, threads)
+}
+
 /// The calling thread's blocked mask.
 pub fn blocked() -> u64 {
     STATE.lock().me().map_or(0, |t| t.blocked)
