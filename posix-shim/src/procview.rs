@@ -1,10 +1,15 @@
 //! What `/proc/self` shows (feature `fs`): the process's descriptors, program, arguments,
 //! credentials, signals and memory, registered with libos's procfs
 //! ([`libos::fs::vfs::procfs::ProcessView`]) as the program starts. Everything is read when a
-//! file is read, except the arguments and environment, which are those the program started
-//! with (Linux reads them from the program's memory, where it may have changed them).
+//! file is read, the arguments and environment too: from the program's initial stack, as
+//! Linux reads them from the program's memory (where it may have changed them).
+//!
+//! The start records only what it already has (no path walk, no copies): code that runs
+//! before a program's first instruction delays it, and on aarch64 a delay before fsx starts
+//! exposes a crash of its (see the note in `start_program`).
 
 use crate::fd::{self, Object};
+use crate::user;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -14,51 +19,69 @@ use libos::Result;
 
 /// The program as it started (the first one, or the one `execve` loaded).
 struct Started {
-    executable: String,
-    /// `comm`: the file name it was started by (`ls` for `/bin/ls`, a symlink to busybox),
-    /// 15 bytes at most.
-    name: String,
-    /// Where its initial stack is (`[stack]` in `maps`, which glibc's `pthread_getattr_np`
-    /// reads for the main thread).
+    /// The path it was started by (`/bin/ls`, a symlink to busybox, gives `comm` `ls`).
+    path: String,
+    /// Where its stack is (`[stack]` in `maps`, which glibc's `pthread_getattr_np` reads for
+    /// the main thread).
     stack: (u64, u64),
-    command_line: Vec<u8>,
-    environment: Vec<u8>,
+    /// Its initial stack pointer: `argc`, then the `argv` and `envp` arrays.
+    initial_sp: u64,
 }
 
 static STARTED: Mutex<Option<Started>> = Mutex::new(None);
 /// When the process started (nanoseconds since boot; `execve` keeps it, as on Linux).
 static START_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-/// Records the program that starts now from `executable` (its path; the image's own program
-/// has none, and shows as `/NAME`) with its initial stack in `stack`, and registers the view
-/// with procfs.
-pub fn program_started(executable: &str, stack: (u64, u64), args: &[&str], env: &[&str]) {
-    let joined = |strings: &[&str]| {
-        let mut bytes = Vec::new();
-        for string in strings {
-            bytes.extend_from_slice(string.as_bytes());
-            bytes.push(0);
-        }
-        bytes
-    };
-    let file_name = executable.rsplit('/').next().unwrap_or_default();
-    let mut name_len = file_name.len().min(15);
-    while !file_name.is_char_boundary(name_len) {
-        name_len -= 1;
-    }
-    let name = String::from(&file_name[..name_len]);
-    // The file's own path, symlinks resolved (`/bin/ls` -> `/bin/busybox`, as Linux shows
-    // it); the image's program, which has no file, by its name.
-    let opened = libos::fs::vfs().and_then(|vfs| vfs.open(executable, libos::fs::OpenFlags::PATH, 0));
-    let executable = match opened.ok().and_then(|file| file.file_ref()).and_then(|r| r.path().ok()) {
-        Some(path) => path,
-        None if executable.starts_with('/') => String::from(executable),
-        None => alloc::format!("/{executable}"),
-    };
-    *STARTED.lock() = Some(Started { executable, name, stack, command_line: joined(args), environment: joined(env) });
+/// Records the program that starts now from `path` (the image's own program has none: its
+/// name), running on `stack` from `initial_sp`, and registers the view with procfs.
+pub fn program_started(path: String, stack: (u64, u64), initial_sp: u64) {
+    *STARTED.lock() = Some(Started { path, stack, initial_sp });
     let now = libos::time::Instant::now().as_nanos();
     let _ = START_NS.compare_exchange(0, now, core::sync::atomic::Ordering::Relaxed, core::sync::atomic::Ordering::Relaxed);
     libos::fs::set_process_view(Arc::new(View));
+}
+
+/// The strings of the NULL-terminated pointer array at `array` (in program memory), each
+/// followed by a NUL byte; stops at the first bad pointer or string (the program may have
+/// changed its initial stack).
+fn strings_at(mut array: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut buffer = user::StrBuffer::new();
+    loop {
+        // SAFETY: checked by `user::read`; the array lies in the program's initial stack.
+        let Ok(pointer) = (unsafe { user::read::<u64>(array) }) else { break };
+        if pointer == 0 {
+            break;
+        }
+        // SAFETY: checked by `c_string`; a string the program's argv or envp points at.
+        let Ok(string) = (unsafe { user::c_string(pointer, STRING_MAX, &mut buffer) }) else { break };
+        bytes.extend_from_slice(string.as_bytes());
+        bytes.push(0);
+        array += 8;
+    }
+    bytes
+}
+
+/// The longest argument or environment string (Linux's `MAX_ARG_STRLEN`).
+const STRING_MAX: usize = 32 * 4096;
+
+/// `argv` (`environment`: `envp`) of the program as it started, from its initial stack.
+fn initial_strings(environment: bool) -> Vec<u8> {
+    let Some(sp) = STARTED.lock().as_ref().map(|s| s.initial_sp) else { return Vec::new() };
+    // SAFETY: checked by `user::read`: `argc` at the initial stack pointer.
+    let Ok(argc) = (unsafe { user::read::<u64>(sp) }) else { return Vec::new() };
+    let argv = sp + 8;
+    if environment { strings_at(argv + 8 * (argc + 1)) } else { strings_at(argv) }
+}
+
+/// `comm` of a program started by `path`: its file name, at most 15 bytes.
+fn comm(path: &str) -> String {
+    let file_name = path.rsplit('/').next().unwrap_or_default();
+    let mut len = file_name.len().min(15);
+    while !file_name.is_char_boundary(len) {
+        len -= 1;
+    }
+    String::from(&file_name[..len])
 }
 
 /// The view procfs asks.
@@ -92,8 +115,16 @@ impl ProcessView for View {
         })
     }
 
+    /// The file's own path, symlinks resolved (`/bin/ls` -> `/bin/busybox`, as Linux shows
+    /// it); the image's program, which has no file, by its name.
     fn executable(&self) -> String {
-        STARTED.lock().as_ref().map(|s| s.executable.clone()).unwrap_or_default()
+        let path = STARTED.lock().as_ref().map(|s| s.path.clone()).unwrap_or_default();
+        let opened = libos::fs::vfs().and_then(|vfs| vfs.open(path.as_str(), libos::fs::OpenFlags::PATH, 0));
+        match opened.ok().and_then(|file| file.file_ref()).and_then(|r| r.path().ok()) {
+            Some(resolved) => resolved,
+            None if path.starts_with('/') => path,
+            None => alloc::format!("/{path}"),
+        }
     }
 
     fn current_dir(&self) -> Result<String> {
@@ -101,11 +132,11 @@ impl ProcessView for View {
     }
 
     fn command_line(&self) -> Vec<u8> {
-        STARTED.lock().as_ref().map(|s| s.command_line.clone()).unwrap_or_default()
+        initial_strings(false)
     }
 
     fn environment(&self) -> Vec<u8> {
-        STARTED.lock().as_ref().map(|s| s.environment.clone()).unwrap_or_default()
+        initial_strings(true)
     }
 
     fn status(&self) -> Status {
@@ -113,7 +144,7 @@ impl ProcessView for View {
         let (signals, threads) = crate::signal::sets_and_threads();
         let heap = libos::heap_stats();
         Status {
-            name: STARTED.lock().as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+            name: STARTED.lock().as_ref().map(|s| comm(&s.path)).unwrap_or_default(),
             ppid: crate::process::parent() as u32,
             pgid: crate::process::group() as u32,
             sid: crate::process::session() as u32,
