@@ -21,6 +21,9 @@ use libos::Result;
 struct Started {
     /// The path it was started by (`/bin/ls`, a symlink to busybox, gives `comm` `ls`).
     path: String,
+    /// Its file, when it had to be found at the start (see [`program_started`]); else
+    /// `path` is resolved when `exe` is read.
+    file: Option<String>,
     /// Where its stack is (`[stack]` in `maps`, which glibc's `pthread_getattr_np` reads for
     /// the main thread).
     stack: (u64, u64),
@@ -35,7 +38,11 @@ static START_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::
 /// Records the program that starts now from `path` (the image's own program has none: its
 /// name), running on `stack` from `initial_sp`, and registers the view with procfs.
 pub fn program_started(path: String, stack: (u64, u64), initial_sp: u64) {
-    *STARTED.lock() = Some(Started { path, stack, initial_sp });
+    // A path through /proc names the program before this one (busybox runs its applets as
+    // /proc/self/exe), a relative one depends on the current directory: those are resolved
+    // now. Other paths are resolved when read: no walk before the first instruction.
+    let file = (path.starts_with("/proc/") || !path.starts_with('/')).then(|| resolve(&path));
+    *STARTED.lock() = Some(Started { path, file, stack, initial_sp });
     let now = libos::time::Instant::now().as_nanos();
     let _ = START_NS.compare_exchange(0, now, core::sync::atomic::Ordering::Relaxed, core::sync::atomic::Ordering::Relaxed);
     libos::fs::set_process_view(Arc::new(View));
@@ -72,6 +79,24 @@ fn initial_strings(environment: bool) -> Vec<u8> {
     let Ok(argc) = (unsafe { user::read::<u64>(sp) }) else { return Vec::new() };
     let argv = sp + 8;
     if environment { strings_at(argv + 8 * (argc + 1)) } else { strings_at(argv) }
+}
+
+/// Set while [`resolve`] walks: a path that leads back to `/proc/self/exe` (a symlink to
+/// it) reads its raw text then, so the walk ends with `ELOOP` instead of recursing.
+static RESOLVING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The file `path` names, symlinks resolved (`/bin/ls` -> `/bin/busybox`, as Linux shows
+/// `exe`); the image's program, which has no file, by its name (`/NAME`).
+fn resolve(path: &str) -> String {
+    use core::sync::atomic::Ordering;
+    let fallback = || if path.starts_with('/') { String::from(path) } else { alloc::format!("/{path}") };
+    if RESOLVING.swap(true, Ordering::Acquire) {
+        return fallback();
+    }
+    let opened = libos::fs::vfs().and_then(|vfs| vfs.open(path, libos::fs::OpenFlags::PATH, 0));
+    let resolved = opened.ok().and_then(|file| file.file_ref()).and_then(|r| r.path().ok());
+    RESOLVING.store(false, Ordering::Release);
+    resolved.unwrap_or_else(fallback)
 }
 
 /// `comm` of a program started by `path`: its file name, at most 15 bytes.
@@ -115,16 +140,9 @@ impl ProcessView for View {
         })
     }
 
-    /// The file's own path, symlinks resolved (`/bin/ls` -> `/bin/busybox`, as Linux shows
-    /// it); the image's program, which has no file, by its name.
     fn executable(&self) -> String {
-        let path = STARTED.lock().as_ref().map(|s| s.path.clone()).unwrap_or_default();
-        let opened = libos::fs::vfs().and_then(|vfs| vfs.open(path.as_str(), libos::fs::OpenFlags::PATH, 0));
-        match opened.ok().and_then(|file| file.file_ref()).and_then(|r| r.path().ok()) {
-            Some(resolved) => resolved,
-            None if path.starts_with('/') => path,
-            None => alloc::format!("/{path}"),
-        }
+        let (path, file) = STARTED.lock().as_ref().map(|s| (s.path.clone(), s.file.clone())).unwrap_or_default();
+        file.unwrap_or_else(|| resolve(&path))
     }
 
     fn current_dir(&self) -> Result<String> {
