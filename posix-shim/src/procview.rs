@@ -182,6 +182,13 @@ impl ProcessView for View {
         }
     }
 
+    fn owner(&self) -> (u32, u32) {
+        libos::fs::vfs().map_or((0, 0), |vfs| {
+            let creds = vfs.credentials();
+            (creds.euid, creds.egid)
+        })
+    }
+
     fn mappings(&self) -> Vec<Mapping> {
         #[cfg(feature = "elf")]
         let mut areas = crate::load::program_areas(&self.executable());

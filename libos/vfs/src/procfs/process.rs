@@ -45,6 +45,9 @@ pub trait ProcessView: Send + Sync {
     fn environment(&self) -> Vec<u8>;
     /// Ids, credentials, signals, threads, memory and time.
     fn status(&self) -> Status;
+    /// The effective user and group ids, which own the process's files (a `stat` of them
+    /// needs only these, not the whole [`Status`]).
+    fn owner(&self) -> (u32, u32);
     /// The program's memory areas, ascending.
     fn mappings(&self) -> Vec<Mapping>;
 }
@@ -204,8 +207,8 @@ pub(super) fn root_lookup(view: Arc<dyn ProcessView>, figures: Arc<dyn Figures>,
 
 /// Metadata of a node owned by the process's effective ids, as Linux shows `/proc/PID`.
 fn owned(view: &dyn ProcessView, ino: u64, file_type: FileType, perm: u32, nlink: u64) -> Metadata {
-    let status = view.status();
-    Metadata { uid: status.uids[1], gid: status.gids[1], ..metadata(ino, file_type, perm, nlink) }
+    let (uid, gid) = view.owner();
+    Metadata { uid, gid, ..metadata(ino, file_type, perm, nlink) }
 }
 
 /// `/proc/self`: a symlink to the process's directory.
@@ -438,9 +441,9 @@ impl Node for DescriptorLink {
 
     fn follow_magic(&self) -> Option<Result<LinkTarget>> {
         let Some(descriptor) = self.view.descriptor(self.fd) else { return Some(Err(Errno::ENOENT)) };
-        let owner = self.view.status();
+        let (uid, gid) = self.view.owner();
         let object = |file_type, perm, rdev| {
-            let meta = Metadata { uid: owner.uids[1], gid: owner.gids[1], rdev, ..metadata(OBJECT_INO + u64::from(self.fd), file_type, perm, 1) };
+            let meta = Metadata { uid, gid, rdev, ..metadata(OBJECT_INO + u64::from(self.fd), file_type, perm, 1) };
             Some(Ok(LinkTarget::Node(Arc::new(DescriptorObject { fd: self.fd, meta }))))
         };
         match descriptor {

@@ -52,6 +52,9 @@ impl ProcessView for View {
             ..Status::default()
         }
     }
+    fn owner(&self) -> (u32, u32) {
+        (1000, 100)
+    }
     fn mappings(&self) -> Vec<Mapping> {
         let text = Mapping { start: 0x400000, end: 0x401000, read: true, exec: true, name: String::from("/bin/prog"), ..Mapping::default() };
         alloc::vec![text, Mapping { start: 0x7000_0000, end: 0x7002_0000, read: true, write: true, ..Mapping::default() }]
