@@ -1,14 +1,17 @@
 //! Attribute, node and space calls over the VFS (feature `fs`): `chmod`/`fchmod`/
 //! `fchmodat`/`fchmodat2`, `chown`/`fchown`/`lchown`/`fchownat`, `mknod`/`mknodat` (and so
 //! `mkfifo`), `access`/`faccessat`/`faccessat2`, `fallocate`, `copy_file_range`, and the
-//! extended-attribute calls (`getxattr` ... `fremovexattr`: no file system stores them). The VFS
-//! checks permissions with the process's credentials ([`crate::creds`]); this module only
-//! decodes arguments as Linux does.
+//! extended-attribute calls (`getxattr` ... `fremovexattr`). The VFS checks permissions with
+//! the process's credentials ([`crate::creds`]) and attribute names and rights
+//! ([`libos::fs::vfs::xattr`]); this module only decodes arguments as Linux does.
 
 use crate::fd::{self, Object};
 use crate::files::{AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, PathArg, vfs};
 use crate::user;
-use libos::fs::vfs::{Access, FileType, NewNode, OpenFile};
+use alloc::string::String;
+use alloc::vec::Vec;
+use libos::fs::vfs::xattr::{XATTR_LIST_MAX, XATTR_NAME_MAX, XATTR_SIZE_MAX};
+use libos::fs::vfs::{Access, FileType, NewNode, OpenFile, PathAt, XattrSet};
 use libos::{Errno, Result};
 
 /// Runs `f` on the VFS file behind descriptor `fd_number`; `EBADF` for a bad descriptor and
@@ -177,7 +180,7 @@ pub fn copy_file_range(fd_in: u64, off_in: u64, fd_out: u64, off_out: u64, len: 
     if (src_meta.dev, src_meta.ino) == (dst_meta.dev, dst_meta.ino) && from < to.saturating_add(len) && to < from.saturating_add(len) {
         return Err(Errno::EINVAL);
     }
-    let mut buffer = alloc::vec::Vec::new();
+    let mut buffer = Vec::new();
     buffer.try_reserve_exact(CHUNK.min(len as usize)).map_err(|_| Errno::ENOMEM)?;
     buffer.resize(CHUNK.min(len as usize), 0);
     let mut done = 0u64;
@@ -221,65 +224,149 @@ pub enum XattrTarget {
     Fd(u64),
 }
 
-/// The checks every extended-attribute call makes before the file system answers: the file
-/// exists (the walk's errors, `EBADF`), and a name, when given, is 1 to 255 bytes (`ERANGE`).
-fn xattr_checks(target: XattrTarget, name: Option<u64>) -> Result<()> {
+/// The file an extended-attribute call works on, once found.
+enum XattrFile<'a> {
+    /// A path and whether a final symlink is followed.
+    Path(PathAt<'a>, bool),
+    /// An open file.
+    Open(&'a OpenFile),
+    /// A descriptor of something else (a pipe, a socket): no attributes.
+    Other,
+}
+
+impl XattrFile<'_> {
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        match self {
+            XattrFile::Path(path, follow) => vfs()?.get_xattr(*path, *follow, name),
+            XattrFile::Open(file) => file.get_xattr(name),
+            XattrFile::Other => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    fn set(&self, name: &str, value: &[u8], how: XattrSet) -> Result<()> {
+        match self {
+            XattrFile::Path(path, follow) => vfs()?.set_xattr(*path, *follow, name, value, how),
+            XattrFile::Open(file) => file.set_xattr(name, value, how),
+            XattrFile::Other => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        match self {
+            XattrFile::Path(path, follow) => vfs()?.remove_xattr(*path, *follow, name),
+            XattrFile::Open(file) => file.remove_xattr(name),
+            XattrFile::Other => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<String>> {
+        match self {
+            XattrFile::Path(path, follow) => vfs()?.list_xattr(*path, *follow),
+            XattrFile::Open(file) => file.list_xattr(),
+            XattrFile::Other => Ok(Vec::new()),
+        }
+    }
+
+}
+
+/// Runs `f` on the file `target` names: the path copied in, or the open file (`EBADF` for a
+/// bad descriptor or an `O_PATH` handle, which has no attributes to give, as on Linux).
+fn with_xattr_file<T>(target: XattrTarget, f: impl FnOnce(XattrFile<'_>) -> Result<T>) -> Result<T> {
     match target {
         XattrTarget::Path { path, follow } => {
             let mut arg = PathArg::new();
-            let path = arg.read(AT_FDCWD as u64, path)?;
-            if follow { vfs()?.metadata(path)? } else { vfs()?.symlink_metadata(path)? };
+            f(XattrFile::Path(arg.read(AT_FDCWD as u64, path)?, follow))
         }
-        XattrTarget::Fd(fd_number) => {
-            if let Object::File(file) = &*fd::get(fd_number)? {
-                if file.flags().contains(libos::fs::vfs::OpenFlags::PATH) {
-                    return Err(Errno::EBADF); // as Linux: an O_PATH handle has no attributes to give
-                }
-            }
-        }
+        XattrTarget::Fd(fd_number) => match &*fd::get(fd_number)? {
+            Object::File(file) if file.flags().contains(libos::fs::vfs::OpenFlags::PATH) => Err(Errno::EBADF),
+            Object::File(file) => f(XattrFile::Open(file)),
+            _ => f(XattrFile::Other),
+        },
     }
-    if let Some(name) = name {
-        const XATTR_NAME_MAX: usize = 255;
-        let mut buffer = user::StrBuffer::new();
-        // SAFETY: checked by `c_string`; the C program vouches for the rest.
-        match unsafe { user::c_string(name, XATTR_NAME_MAX, &mut buffer) } {
-            Ok("") | Err(Errno::ENAMETOOLONG) => return Err(Errno::ERANGE),
-            other => drop(other?),
-        }
-    }
-    Ok(())
 }
 
-/// `getxattr` and its forms: none of libos's file systems stores extended attributes, so after
-/// the checks the answer is `EOPNOTSUPP`, as Linux gives for such a file system.
-pub fn getxattr(target: XattrTarget, name: u64) -> Result<u64> {
-    xattr_checks(target, Some(name))?;
-    Err(Errno::EOPNOTSUPP)
+/// The attribute name at `name`, copied into `buffer`: 1 to 255 bytes (`ERANGE`). Read
+/// before the path is walked, as Linux 6.13 and later do (a bad name on a missing file is
+/// `ERANGE`).
+fn xattr_name(name: u64, buffer: &mut user::StrBuffer) -> Result<&str> {
+    // SAFETY: checked by `c_string`; the C program vouches for the rest.
+    match unsafe { user::c_string(name, XATTR_NAME_MAX, buffer) } {
+        Ok("") | Err(Errno::ENAMETOOLONG) => Err(Errno::ERANGE),
+        other => other,
+    }
 }
 
-/// `setxattr` and its forms: flags and size checked (`EINVAL`, `E2BIG`), then `EOPNOTSUPP`.
-pub fn setxattr(target: XattrTarget, name: u64, size: u64, flags: u64) -> Result<u64> {
+/// Copies `answer` (a value or a name list) to the program's `size`-byte buffer at `out`:
+/// with `size` 0 only its length is returned; a smaller buffer is `ERANGE`.
+fn copy_answer(answer: &[u8], out: u64, size: u64) -> Result<u64> {
+    let len = answer.len() as u64;
+    if size == 0 {
+        return Ok(len);
+    }
+    if len > size {
+        return Err(Errno::ERANGE);
+    }
+    // SAFETY: checked by `slice_mut` (EFAULT); the program gave the buffer for this.
+    unsafe { user::slice_mut(out, len)? }.copy_from_slice(answer);
+    Ok(len)
+}
+
+/// `getxattr` and its forms: the value's length, the value copied to `value` (see
+/// [`copy_answer`]).
+pub fn getxattr(target: XattrTarget, name: u64, value: u64, size: u64) -> Result<u64> {
+    let mut buffer = user::StrBuffer::new();
+    let name = xattr_name(name, &mut buffer)?;
+    with_xattr_file(target, |file| copy_answer(&file.get(name)?, value, size))
+}
+
+/// `setxattr` and its forms, checked in Linux's order: flags (`EINVAL`), the name, the size
+/// (`E2BIG`), the value copied in (`EFAULT`), then the path. `XATTR_CREATE` and
+/// `XATTR_REPLACE` together fail either way (`EEXIST` if the attribute exists, else
+/// `ENODATA`), as on Linux.
+pub fn setxattr(target: XattrTarget, name: u64, value: u64, size: u64, flags: u64) -> Result<u64> {
     const XATTR_CREATE: u64 = 1;
     const XATTR_REPLACE: u64 = 2;
-    const XATTR_SIZE_MAX: u64 = 65536;
     if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 {
         return Err(Errno::EINVAL);
     }
-    if size > XATTR_SIZE_MAX {
+    let mut buffer = user::StrBuffer::new();
+    let name = xattr_name(name, &mut buffer)?;
+    if size > XATTR_SIZE_MAX as u64 {
         return Err(Errno::E2BIG);
     }
-    xattr_checks(target, Some(name))?;
-    Err(Errno::EOPNOTSUPP)
+    // SAFETY: checked by `slice` (EFAULT); copied before use, so a thread changing the bytes
+    // meanwhile changes only what is stored.
+    let value = if size == 0 { Vec::new() } else { unsafe { user::slice(value, size)? }.to_vec() };
+    with_xattr_file(target, |file| {
+        let how = match flags {
+            0 => XattrSet::Either,
+            XATTR_CREATE => XattrSet::Create,
+            XATTR_REPLACE => XattrSet::Replace,
+            _ => return Err(file.get(name).map_or_else(|e| e, |_| Errno::EEXIST)),
+        };
+        file.set(name, &value, how).map(|()| 0)
+    })
 }
 
-/// `listxattr` and its forms: an empty list (length 0) once the file is found.
-pub fn listxattr(target: XattrTarget) -> Result<u64> {
-    xattr_checks(target, None)?;
-    Ok(0)
+/// `listxattr` and its forms: the names, each ended by a NUL, copied to `list` (see
+/// [`copy_answer`]); `E2BIG` for a list longer than Linux returns.
+pub fn listxattr(target: XattrTarget, list: u64, size: u64) -> Result<u64> {
+    with_xattr_file(target, |file| {
+        let mut names = Vec::new();
+        for name in file.list()? {
+            names.extend_from_slice(name.as_bytes());
+            names.push(0);
+        }
+        if names.len() > XATTR_LIST_MAX {
+            return Err(Errno::E2BIG);
+        }
+        copy_answer(&names, list, size)
+    })
 }
 
-/// `removexattr` and its forms: `EOPNOTSUPP` after the checks.
+/// `removexattr` and its forms.
 pub fn removexattr(target: XattrTarget, name: u64) -> Result<u64> {
-    xattr_checks(target, Some(name))?;
-    Err(Errno::EOPNOTSUPP)
+    let mut buffer = user::StrBuffer::new();
+    let name = xattr_name(name, &mut buffer)?;
+    with_xattr_file(target, |file| file.remove(name).map(|()| 0))
 }

@@ -433,25 +433,25 @@ table! {
     nr::SYNCFS => |f, [a0, ..]| files::syncfs(a0);
     #[cfg(feature = "fs")]
     nr::FADVISE64 => |f, [a0, a1, a2, a3, ..]| files::fadvise64(a0, a1, a2, a3);
-    // Extended attributes: no file system stores them (see `attrs::getxattr`).
+    // Extended attributes (see `attrs::getxattr`).
     #[cfg(feature = "fs")]
-    nr::GETXATTR => |f, [a0, a1, ..]| attrs::getxattr(XattrTarget::Path { path: a0, follow: true }, a1);
+    nr::GETXATTR => |f, [a0, a1, a2, a3, ..]| attrs::getxattr(XattrTarget::Path { path: a0, follow: true }, a1, a2, a3);
     #[cfg(feature = "fs")]
-    nr::LGETXATTR => |f, [a0, a1, ..]| attrs::getxattr(XattrTarget::Path { path: a0, follow: false }, a1);
+    nr::LGETXATTR => |f, [a0, a1, a2, a3, ..]| attrs::getxattr(XattrTarget::Path { path: a0, follow: false }, a1, a2, a3);
     #[cfg(feature = "fs")]
-    nr::FGETXATTR => |f, [a0, a1, ..]| attrs::getxattr(XattrTarget::Fd(a0), a1);
+    nr::FGETXATTR => |f, [a0, a1, a2, a3, ..]| attrs::getxattr(XattrTarget::Fd(a0), a1, a2, a3);
     #[cfg(feature = "fs")]
-    nr::SETXATTR => |f, [a0, a1, _, a3, a4, _]| attrs::setxattr(XattrTarget::Path { path: a0, follow: true }, a1, a3, a4);
+    nr::SETXATTR => |f, [a0, a1, a2, a3, a4, _]| attrs::setxattr(XattrTarget::Path { path: a0, follow: true }, a1, a2, a3, a4);
     #[cfg(feature = "fs")]
-    nr::LSETXATTR => |f, [a0, a1, _, a3, a4, _]| attrs::setxattr(XattrTarget::Path { path: a0, follow: false }, a1, a3, a4);
+    nr::LSETXATTR => |f, [a0, a1, a2, a3, a4, _]| attrs::setxattr(XattrTarget::Path { path: a0, follow: false }, a1, a2, a3, a4);
     #[cfg(feature = "fs")]
-    nr::FSETXATTR => |f, [a0, a1, _, a3, a4, _]| attrs::setxattr(XattrTarget::Fd(a0), a1, a3, a4);
+    nr::FSETXATTR => |f, [a0, a1, a2, a3, a4, _]| attrs::setxattr(XattrTarget::Fd(a0), a1, a2, a3, a4);
     #[cfg(feature = "fs")]
-    nr::LISTXATTR => |f, [a0, ..]| attrs::listxattr(XattrTarget::Path { path: a0, follow: true });
+    nr::LISTXATTR => |f, [a0, a1, a2, ..]| attrs::listxattr(XattrTarget::Path { path: a0, follow: true }, a1, a2);
     #[cfg(feature = "fs")]
-    nr::LLISTXATTR => |f, [a0, ..]| attrs::listxattr(XattrTarget::Path { path: a0, follow: false });
+    nr::LLISTXATTR => |f, [a0, a1, a2, ..]| attrs::listxattr(XattrTarget::Path { path: a0, follow: false }, a1, a2);
     #[cfg(feature = "fs")]
-    nr::FLISTXATTR => |f, [a0, ..]| attrs::listxattr(XattrTarget::Fd(a0));
+    nr::FLISTXATTR => |f, [a0, a1, a2, ..]| attrs::listxattr(XattrTarget::Fd(a0), a1, a2);
     #[cfg(feature = "fs")]
     nr::REMOVEXATTR => |f, [a0, a1, ..]| attrs::removexattr(XattrTarget::Path { path: a0, follow: true }, a1);
     #[cfg(feature = "fs")]

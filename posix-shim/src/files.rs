@@ -306,18 +306,23 @@ mod with_fs {
     }
 
     /// `renameat2(olddirfd, old, newdirfd, new, flags)`: `RENAME_NOREPLACE` (`EEXIST` when
-    /// `new` exists); `RENAME_EXCHANGE` and `RENAME_WHITEOUT` are `EINVAL`, as Linux answers
-    /// for a file system without them (the VFS cannot swap two names yet).
+    /// `new` exists), `RENAME_EXCHANGE` (the two names swap); both together, and
+    /// `RENAME_WHITEOUT` (for overlay file systems, which libos has none of), are `EINVAL`.
     pub fn renameat2(olddirfd: u64, old: u64, newdirfd: u64, new: u64, flags: u64) -> Result<u64> {
         const RENAME_NOREPLACE: u64 = 1;
-        if flags & !RENAME_NOREPLACE != 0 {
+        const RENAME_EXCHANGE: u64 = 2;
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 || flags == RENAME_NOREPLACE | RENAME_EXCHANGE {
             return Err(Errno::EINVAL);
         }
         let mut old_arg = PathArg::new();
         let old = old_arg.read(olddirfd, old)?;
         let mut new_arg = PathArg::new();
         let new = new_arg.read(newdirfd, new)?;
-        if flags & RENAME_NOREPLACE != 0 { vfs()?.rename_noreplace(old, new)? } else { vfs()?.rename(old, new)? }
+        match flags {
+            RENAME_NOREPLACE => vfs()?.rename_noreplace(old, new)?,
+            RENAME_EXCHANGE => vfs()?.rename_exchange(old, new)?,
+            _ => vfs()?.rename(old, new)?,
+        }
         Ok(0)
     }
 

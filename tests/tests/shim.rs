@@ -89,7 +89,7 @@ fn c_threads_run_on_every_cpu() {
 
 /// `apps/c-shimtest`'s C files, to build them as one static program run by `elf-runner`.
 fn shimtest_sources() -> Vec<std::path::PathBuf> {
-    ["shimtest", "net", "disk", "posix", "procfs", "random", "memory", "smp", "smp_files"]
+    ["shimtest", "net", "disk", "posix", "procfs", "xattr", "random", "memory", "smp", "smp_files"]
         .iter()
         .map(|name| xtask::root().join(format!("apps/c-shimtest/c/{name}.c")))
         .collect()
@@ -127,7 +127,7 @@ fn mprotect_on_one_cpu_faults_a_writer_on_another() {
 #[test]
 fn posix_file_semantics_and_credentials_hold() {
     for arch in arches() {
-        Boot::app("c-shimtest").args(&["procfs", "posix"]).on(arch).exits_with(0).prints("ok procfs\n").prints("ok posix\n").does_not_print("FAIL");
+        Boot::app("c-shimtest").args(&["procfs", "xattr", "posix"]).on(arch).exits_with(0).prints("ok procfs\n").prints("ok xattr\n").prints("ok posix\n").does_not_print("FAIL");
     }
 }
 
@@ -160,8 +160,8 @@ fn posix_file_semantics_hold_on_virtio_fs_and_ext2_roots() {
         let on_share = Boot::app("elf-runner").root_share(&share);
         let on_disk = Boot::app("elf-runner").disk(&image, false).options("root=ext2:vda");
         for boot in [on_share, on_disk] {
-            let families = boot.args(&["/bin/shimtest", "procfs", "posix"]).on(arch);
-            families.exits_with(0).prints("ok procfs\n").prints("ok posix\n").does_not_print("FAIL");
+            let families = boot.args(&["/bin/shimtest", "procfs", "xattr", "posix"]).on(arch);
+            families.exits_with(0).prints("ok procfs\n").prints("ok xattr\n").prints("ok posix\n").does_not_print("FAIL");
         }
         if let Err(report) = xtask::disk::check_ext2(&image).unwrap() {
             panic!("{arch}: e2fsck after the posix family:\n{report}");

@@ -301,7 +301,10 @@ impl Daemons {
                     // vhost-user's device-state transfer (`crate::process`); an inode the parent
                     // still knows but whose path is gone (a deleted file) becomes an error for
                     // the child instead of failing the whole fork.
-                    .arg("--migration-on-error=guest-error");
+                    .arg("--migration-on-error=guest-error")
+                    // Extended attributes pass through to the host file system. (The DAX
+                    // daemon serves none: see tools/virtiofsd-dax.)
+                    .arg("--xattr");
             }
             let binary = PathBuf::from(command.get_program());
             let child = command

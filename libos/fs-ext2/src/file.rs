@@ -171,7 +171,7 @@ impl Inner {
 
     /// Drops the inode's reference to its shared extended-attribute block, freeing the block
     /// with its last reference (`h_refcount`, the second word of the block).
-    fn release_xattr_block(&self, st: &mut State, inode: &mut Inode) -> Result<()> {
+    pub(crate) fn release_xattr_block(&self, st: &mut State, inode: &mut Inode) -> Result<()> {
         let block = self.check_block(inode.file_acl)?;
         let refs = self.cache.with_block_mut(block, |data| {
             let mut word = [0u8; 4];
@@ -198,6 +198,10 @@ impl Inner {
         let mut ranges = self.allocation_metadata(st);
         let block = self.inode_block(st, ino)?;
         ranges.push(block..block + 1);
+        if inode.file_acl != 0 {
+            let xattrs = self.check_block(inode.file_acl)?;
+            ranges.push(xattrs..xattrs + 1);
+        }
         if inode.has_block_map(self.geo.sectors_per_block()) {
             let mut blocks = self.tree_blocks(&inode, true)?;
             blocks.sort_unstable();

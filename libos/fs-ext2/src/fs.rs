@@ -352,7 +352,7 @@ impl Inner {
     }
 
     /// Where inode `ino` lives: (block, byte offset). `EUCLEAN` for a number out of range.
-    fn inode_location(&self, st: &State, ino: u32) -> Result<(u64, usize)> {
+    pub(crate) fn inode_location(&self, st: &State, ino: u32) -> Result<(u64, usize)> {
         if ino == 0 || ino > self.geo.inodes_count {
             log::warn!("ext2: inode number {ino} out of range");
             return Err(Errno::EUCLEAN);

@@ -24,6 +24,7 @@
 //! - `read`: reading file contents, read-ahead, and what a node keeps between reads.
 //! - `file`: writing file contents, truncation, symlinks, freeing inodes, fsync.
 //! - `namespace`: create, link, unlink, rmdir, rename with ext2's link counts.
+//! - `xattr`: extended attributes in an attribute block (read from large inodes' tails too).
 //! - `fs` and `node`: [`Ext2Fs`] and [`Ext2Node`], the glue to the VFS.
 //! - `node_cache`: the nodes of recently looked-up names, so a hot name's lookup costs a
 //!   hash lookup (kept true by every operation that removes or retargets a name).
@@ -38,8 +39,10 @@
 //!
 //! Writing into a hashed directory clears its index flag (as a kernel without `dir_index`
 //! support does), after which it is an ordinary linear directory. The resize inode's reserved
-//! blocks and extended-attribute blocks are left alone (an xattr block's reference is dropped
-//! when its inode is freed).
+//! blocks are left alone. Extended attributes live in one attribute block per inode, as
+//! Linux's ext2 keeps them (a block shared by several inodes is copied before a change; its
+//! reference is dropped when its inode is freed); attributes a host left in an inode's tail
+//! are read and moved into the block by the first change.
 //!
 //! ## Storage and durability
 //!
@@ -78,6 +81,7 @@ mod fs;
 mod inode;
 mod namespace;
 mod read;
+mod xattr;
 mod node;
 mod node_cache;
 

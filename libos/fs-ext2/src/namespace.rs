@@ -10,7 +10,7 @@
 use crate::fs::{Inner, State};
 use crate::inode::{Inode, LINK_MAX};
 use libos_core::{Errno, Result};
-use libos_vfs::{FileType, NewNode, Owner};
+use libos_vfs::{FileType, NewNode, Owner, Timestamp};
 
 impl Inner {
     /// Directory `ino`, which must still exist (a removed directory has no links: `ENOENT`).
@@ -252,15 +252,69 @@ impl Inner {
                 result = self.drop_link(st, entry.ino, inode);
             }
         }
-        for dir in [Some(&mut old_dir), other_dir.as_mut()].into_iter().flatten() {
+        self.write_parents(st, (old_dir_ino, &mut old_dir), other_dir.as_mut().map(|dir| (new_dir_ino, dir)), now)?;
+        result
+    }
+
+    /// After a rename: the parent directories (the second only if it is another one) changed
+    /// now; their inodes are written.
+    fn write_parents(&self, st: &State, old: (u32, &mut Inode), other: Option<(u32, &mut Inode)>, now: Timestamp) -> Result<()> {
+        for (ino, dir) in [Some(old), other].into_iter().flatten() {
             dir.mtime = now;
             dir.ctime = now;
+            self.write_inode(st, ino, dir)?;
         }
-        self.write_inode(st, old_dir_ino, &old_dir)?;
-        if let Some(dir) = &other_dir {
-            self.write_inode(st, new_dir_ino, dir)?;
+        Ok(())
+    }
+
+    /// `renameat2` with `RENAME_EXCHANGE`: entry `old_name` of `old_dir_ino` and entry
+    /// `new_name` of `new_dir_ino` swap inodes (and file-type bytes). A directory that changes
+    /// parent gets its `..` retargeted and moves one link from its old parent's count to the
+    /// new one's (`EMLINK` if that count is full).
+    pub fn exchange(&self, st: &mut State, old_dir_ino: u32, old_name: &str, new_dir_ino: u32, new_name: &str) -> Result<()> {
+        self.writable()?;
+        let mut old_dir = self.live_dir(st, old_dir_ino)?;
+        let mut other_dir = if new_dir_ino == old_dir_ino { None } else { Some(self.live_dir(st, new_dir_ino)?) };
+        let source = self.dir_find(st, old_dir_ino, &old_dir, old_name.as_bytes())?.ok_or(Errno::ENOENT)?;
+        let new_dir = other_dir.as_ref().unwrap_or(&old_dir);
+        let target = self.dir_find(st, new_dir_ino, new_dir, new_name.as_bytes())?.ok_or(Errno::ENOENT)?;
+        if source.ino == target.ino {
+            return Ok(());
         }
-        result
+        let mut source_inode = self.entry_target(st, source.ino)?;
+        let mut target_inode = self.entry_target(st, target.ino)?;
+        let (source_type, target_type) = (source_inode.file_type()?, target_inode.file_type()?);
+        let (source_is_dir, target_is_dir) = (source_type == FileType::Directory, target_type == FileType::Directory);
+        if let Some(new_dir) = other_dir.as_mut() {
+            // Directory links move with the directories: to the new parent for the source, to
+            // the old one for the target.
+            let gain = i32::from(source_is_dir) - i32::from(target_is_dir);
+            let (gainer, loser) = if gain > 0 { (&mut *new_dir, &mut old_dir) } else { (&mut old_dir, &mut *new_dir) };
+            if gain != 0 {
+                if gainer.links >= LINK_MAX {
+                    return Err(Errno::EMLINK);
+                }
+                gainer.links += 1;
+                loser.links = loser.links.checked_sub(1).ok_or(Errno::EUCLEAN)?;
+            }
+        }
+        self.dir_retarget(st, old_dir_ino, &mut old_dir, &source, old_name.as_bytes(), target.ino, target_type)?;
+        let new_dir = other_dir.as_mut().unwrap_or(&mut old_dir);
+        self.dir_retarget(st, new_dir_ino, new_dir, &target, new_name.as_bytes(), source.ino, source_type)?;
+        let now = self.now();
+        if other_dir.is_some() {
+            for (ino, inode, parent) in [(source.ino, &mut source_inode, new_dir_ino), (target.ino, &mut target_inode, old_dir_ino)] {
+                if inode.file_type()? == FileType::Directory {
+                    let dotdot = self.dir_find(st, ino, inode, b"..")?.ok_or(Errno::EUCLEAN)?;
+                    self.dir_retarget(st, ino, inode, &dotdot, b"..", parent, FileType::Directory)?;
+                }
+            }
+        }
+        for (ino, inode) in [(source.ino, &mut source_inode), (target.ino, &mut target_inode)] {
+            inode.ctime = now;
+            self.write_inode(st, ino, inode)?;
+        }
+        self.write_parents(st, (old_dir_ino, &mut old_dir), other_dir.as_mut().map(|dir| (new_dir_ino, dir)), now)
     }
 
     /// One name of non-directory `ino` is gone: count it, and free the inode if that was the

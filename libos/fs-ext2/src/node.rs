@@ -12,10 +12,11 @@ use crate::inode::file_type_of_dirent;
 use crate::read::Reader;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::any::Any;
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
-use libos_vfs::{DirEntry, FileType, Metadata, NewNode, Node, Owner, SetAttr};
+use libos_vfs::{DirEntry, FileType, Metadata, NewNode, Node, Owner, SetAttr, XattrSet};
 
 /// A file, directory, symlink or device of an ext2 volume.
 pub struct Ext2Node {
@@ -53,20 +54,34 @@ impl Ext2Node {
         }
     }
 
-    /// `rename` (`replace`) and `rename_noreplace`.
-    fn move_entry(&self, old_name: &str, new_dir: &dyn Node, new_name: &str, replace: bool) -> Result<()> {
+    /// `rename` (`Move::Replace`), `rename_noreplace` and `rename_exchange`.
+    fn move_entry(&self, old_name: &str, new_dir: &dyn Node, new_name: &str, how: Move) -> Result<()> {
         self.require(FileType::Directory, Errno::ENOTDIR)?;
         let new_dir = self.same_volume(new_dir)?;
         new_dir.require(FileType::Directory, Errno::ENOTDIR)?;
         let mut st = self.fs.state.lock();
         self.fs.uncache(&mut st, self.ino, old_name);
         self.fs.uncache(&mut st, new_dir.ino, new_name);
-        self.fs.rename(&mut st, self.ino, old_name, new_dir.ino, new_name, replace)
+        match how {
+            Move::Exchange => self.fs.exchange(&mut st, self.ino, old_name, new_dir.ino, new_name),
+            _ => self.fs.rename(&mut st, self.ino, old_name, new_dir.ino, new_name, how == Move::Replace),
+        }
     }
 
     fn require(&self, file_type: FileType, otherwise: Errno) -> Result<()> {
         if self.file_type == file_type { Ok(()) } else { Err(otherwise) }
     }
+}
+
+/// What a rename does with the new name ([`Ext2Node::move_entry`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// Replace what it names.
+    Replace,
+    /// Fail with `EEXIST` if it names something.
+    NoReplace,
+    /// Swap it with the old name.
+    Exchange,
 }
 
 impl Drop for Ext2Node {
@@ -208,11 +223,15 @@ impl Node for Ext2Node {
     }
 
     fn rename(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
-        self.move_entry(old_name, new_dir, new_name, true)
+        self.move_entry(old_name, new_dir, new_name, Move::Replace)
     }
 
     fn rename_noreplace(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
-        self.move_entry(old_name, new_dir, new_name, false)
+        self.move_entry(old_name, new_dir, new_name, Move::NoReplace)
+    }
+
+    fn rename_exchange(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
+        self.move_entry(old_name, new_dir, new_name, Move::Exchange)
     }
 
     fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {
@@ -249,5 +268,29 @@ impl Node for Ext2Node {
         attr.apply_times(now, &mut inode.atime, &mut inode.mtime);
         inode.ctime = now;
         self.fs.write_inode(&st, self.ino, &inode)
+    }
+
+    fn get_xattr(&self, name: &str) -> Result<Vec<u8>> {
+        let st = self.fs.state.lock();
+        let inode = self.fs.read_inode(&st, self.ino)?;
+        self.fs.get_xattr(&st, self.ino, &inode, name)
+    }
+
+    fn set_xattr(&self, name: &str, value: &[u8], how: XattrSet) -> Result<()> {
+        let mut st = self.fs.state.lock();
+        let mut inode = self.fs.read_inode(&st, self.ino)?;
+        self.fs.change_xattr(&mut st, self.ino, &mut inode, name, Some(value), how)
+    }
+
+    fn remove_xattr(&self, name: &str) -> Result<()> {
+        let mut st = self.fs.state.lock();
+        let mut inode = self.fs.read_inode(&st, self.ino)?;
+        self.fs.change_xattr(&mut st, self.ino, &mut inode, name, None, XattrSet::Either)
+    }
+
+    fn list_xattr(&self) -> Result<Vec<String>> {
+        let st = self.fs.state.lock();
+        let inode = self.fs.read_inode(&st, self.ino)?;
+        self.fs.list_xattr(&st, self.ino, &inode)
     }
 }

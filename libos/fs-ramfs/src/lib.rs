@@ -40,7 +40,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
-use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, NewNode, Node, Owner, PlatformClock, SetAttr, StatFs, Timestamp};
+use libos_vfs::{Clock, DirEntry, FileSystem, FileType, Metadata, NewNode, Node, Owner, PlatformClock, SetAttr, StatFs, Timestamp, XattrMap, XattrSet};
 
 /// The size of a data chunk.
 pub const PAGE_SIZE: usize = 4096;
@@ -250,6 +250,7 @@ struct Data {
     mtime: Timestamp,
     ctime: Timestamp,
     content: Content,
+    xattrs: XattrMap,
 }
 
 /// A ramfs node.
@@ -271,67 +272,6 @@ impl Drop for Inode {
 }
 
 impl Inode {
-    /// `rename` (`replace`) and `rename_noreplace`, under the namespace lock.
-    fn move_entry(&self, old_name: &str, new_dir: &dyn Node, new_name: &str, replace: bool) -> Result<()> {
-        let new_dir = self.own(new_dir)?;
-        let _ns = self.shared.namespace.lock();
-        let source = self.get(old_name)?;
-        if new_dir.data.lock().nlink == 0 {
-            return Err(Errno::ENOENT);
-        }
-        let replaced = match new_dir.get(new_name) {
-            Ok(_) if !replace => return Err(Errno::EEXIST),
-            Ok(target) => Some(target),
-            Err(Errno::ENOENT) => None,
-            Err(e) => return Err(e),
-        };
-        if let Some(target) = &replaced {
-            if Arc::ptr_eq(target, &source) {
-                return Ok(());
-            }
-            match (source.file_type.is_dir(), target.file_type.is_dir()) {
-                (true, false) => return Err(Errno::ENOTDIR),
-                (false, true) => return Err(Errno::EISDIR),
-                (true, true) if !target.is_empty_dir() => return Err(Errno::ENOTEMPTY),
-                _ => {}
-            }
-        }
-        let is_dir = source.file_type.is_dir();
-        self.with_dir(|dir, _| {
-            dir.remove(old_name);
-            if is_dir {
-                dir.subdirs = dir.subdirs.saturating_sub(1);
-            }
-            Ok(())
-        })?;
-        new_dir.with_dir(|dir, _| {
-            dir.insert(new_name, source.clone());
-            if is_dir {
-                dir.subdirs += 1;
-            }
-            if replaced.as_ref().is_some_and(|r| r.file_type.is_dir()) {
-                dir.subdirs = dir.subdirs.saturating_sub(1);
-            }
-            Ok(())
-        })?;
-        self.touch_changed();
-        new_dir.touch_changed();
-        let now = self.shared.now();
-        {
-            let mut data = source.data.lock();
-            data.ctime = now;
-            if let Content::Dir(dir) = &mut data.content {
-                dir.parent = new_dir.me.clone();
-            }
-        }
-        if let Some(replaced) = replaced {
-            let mut data = replaced.data.lock();
-            data.nlink = if replaced.file_type.is_dir() { 0 } else { data.nlink.saturating_sub(1) };
-            data.ctime = now;
-        }
-        Ok(())
-    }
-
     fn new(shared: &Arc<Shared>, ino: u64, content: Content, perm: u32, owner: Owner, rdev: u64) -> Arc<Inode> {
         let file_type = match content {
             Content::File { .. } => FileType::Regular,
@@ -346,7 +286,7 @@ impl Inode {
             file_type,
             me: me.clone(),
             shared: shared.clone(),
-            data: SpinLock::new(Data { perm: perm & 0o7777, owner, rdev, nlink: 1, atime: now, mtime: now, ctime: now, content }),
+            data: SpinLock::new(Data { perm: perm & 0o7777, owner, rdev, nlink: 1, atime: now, mtime: now, ctime: now, content, xattrs: XattrMap::new() }),
         })
     }
 
@@ -660,6 +600,10 @@ impl Node for Inode {
         self.move_entry(old_name, new_dir, new_name, false)
     }
 
+    fn rename_exchange(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
+        self.exchange_entries(old_name, new_dir, new_name)
+    }
+
     fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {
         self.with_dir(|dir, _| {
             let Some((&at, name)) = dir.order.range(cookie..).next() else {
@@ -687,6 +631,30 @@ impl Node for Inode {
         attr.apply_times(now, &mut data.atime, &mut data.mtime);
         data.ctime = now;
         Ok(())
+    }
+
+    fn get_xattr(&self, name: &str) -> Result<Vec<u8>> {
+        self.data.lock().xattrs.get(name)
+    }
+
+    fn set_xattr(&self, name: &str, value: &[u8], how: XattrSet) -> Result<()> {
+        let now = self.shared.now();
+        let mut data = self.data.lock();
+        data.xattrs.set(name, value, how)?;
+        data.ctime = now;
+        Ok(())
+    }
+
+    fn remove_xattr(&self, name: &str) -> Result<()> {
+        let now = self.shared.now();
+        let mut data = self.data.lock();
+        data.xattrs.remove(name)?;
+        data.ctime = now;
+        Ok(())
+    }
+
+    fn list_xattr(&self) -> Result<Vec<String>> {
+        Ok(self.data.lock().xattrs.names())
     }
 
     fn allocate(&self, offset: u64, len: u64, keep_size: bool) -> Result<()> {
@@ -742,5 +710,6 @@ impl Node for Inode {
     }
 }
 
+mod rename;
 #[cfg(test)]
 mod tests;

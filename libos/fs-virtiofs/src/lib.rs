@@ -73,10 +73,9 @@
 //!
 //! ## Not supported
 //!
-//! - DAX (the host offers no window here; `map_alignment` is negotiated for the DAX work).
-//! - Owners, extended attributes, locks, `mknod` of devices, `O_TMPFILE`, `FUSE_INTERRUPT`,
-//!   `RENAME_EXCHANGE` through the VFS (the `Node` trait has no rename flags; use
-//!   [`FuseNode::rename_with_flags`]).
+//! - Locks, `O_TMPFILE`, `FUSE_INTERRUPT`. (Extended attributes are the host's: GETXATTR,
+//!   SETXATTR, LISTXATTR, REMOVEXATTR, `EOPNOTSUPP` from a server without them;
+//!   `RENAME_EXCHANGE` is RENAME2, see [`FuseNode::rename_with_flags`].)
 //! - At most [`MountOptions::dentry_capacity`] dentries (default 4096) stay cached; each holds
 //!   its node, so the host keeps that many inodes (and, for files written or read through this
 //!   mount, an open file) for us. Beyond that the oldest-expired are evicted and forgotten.

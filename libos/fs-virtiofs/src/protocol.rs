@@ -16,7 +16,7 @@ pub use fuse_abi::linux::{
     fuse_attr, fuse_attr_out, fuse_batch_forget_in, fuse_create_in, fuse_entry_out, fuse_flush_in, fuse_forget_in,
     fuse_forget_one, fuse_fsync_in, fuse_getattr_in, fuse_in_header, fuse_init_in, fuse_init_out, fuse_kstatfs,
     fuse_link_in, fuse_mkdir_in, fuse_mknod_in, fuse_open_in, fuse_open_out, fuse_out_header, fuse_read_in,
-    fuse_fallocate_in, fuse_release_in, fuse_removemapping_in, fuse_removemapping_one, fuse_setupmapping_in, fuse_rename_in, fuse_rename2_in, fuse_setattr_in, fuse_write_in, fuse_write_out,
+    fuse_fallocate_in, fuse_getxattr_in, fuse_getxattr_out, fuse_release_in, fuse_removemapping_in, fuse_removemapping_one, fuse_setupmapping_in, fuse_rename_in, fuse_rename2_in, fuse_setattr_in, fuse_write_in, fuse_write_out,
 };
 pub use fuse_abi::linux::{FUSE_SETUPMAPPING_FLAG_READ, FUSE_SETUPMAPPING_FLAG_WRITE};
 use fuse_abi::linux as abi;
@@ -94,6 +94,14 @@ pub mod op {
     pub const SETUPMAPPING: u32 = o::FUSE_SETUPMAPPING as u32;
     /// `FUSE_REMOVEMAPPING` (DAX: unmap window ranges)
     pub const REMOVEMAPPING: u32 = o::FUSE_REMOVEMAPPING as u32;
+    /// `FUSE_SETXATTR`
+    pub const SETXATTR: u32 = o::FUSE_SETXATTR as u32;
+    /// `FUSE_GETXATTR`
+    pub const GETXATTR: u32 = o::FUSE_GETXATTR as u32;
+    /// `FUSE_LISTXATTR`
+    pub const LISTXATTR: u32 = o::FUSE_LISTXATTR as u32;
+    /// `FUSE_REMOVEXATTR`
+    pub const REMOVEXATTR: u32 = o::FUSE_REMOVEXATTR as u32;
     /// One past the largest opcode the per-opcode counters track.
     pub const COUNT: usize = 64;
 
@@ -133,6 +141,10 @@ pub mod op {
             SYNCFS => "SYNCFS",
             SETUPMAPPING => "SETUPMAPPING",
             REMOVEMAPPING => "REMOVEMAPPING",
+            SETXATTR => "SETXATTR",
+            GETXATTR => "GETXATTR",
+            LISTXATTR => "LISTXATTR",
+            REMOVEXATTR => "REMOVEXATTR",
             _ => "?",
         }
     }
@@ -175,6 +187,8 @@ const _: () = {
     assert!(size_of::<fuse_release_in>() == 24);
     assert!(size_of::<fuse_flush_in>() == 24);
     assert!(size_of::<fuse_fsync_in>() == 16);
+    assert!(size_of::<fuse_getxattr_in>() == 8);
+    assert!(size_of::<fuse_getxattr_out>() == 8);
     assert!(size_of::<abi::fuse_dirent>() == DIRENT_HEADER_SIZE);
 };
 

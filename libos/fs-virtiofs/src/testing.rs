@@ -33,7 +33,9 @@ use libos_vfs::{Clock, FileSystem, FileType, NewNode, Node, Owner, SetAttr, Tick
 use zerocopy::{FromBytes, IntoBytes};
 
 mod window;
+mod wire;
 pub use window::FakeWindow;
+use wire::{cstr, readdir, split, time};
 
 /// How the fake server answers.
 #[derive(Clone, Copy, Debug)]
@@ -54,6 +56,9 @@ pub struct FakeOptions {
     /// served and `map_alignment` 12 announced; `None`: no window, and both answer `ENOSYS`
     /// (virtiofsd 1.14).
     pub dax_window: Option<u64>,
+    /// Extended attributes served (virtiofsd `--xattr`); false: the four requests answer
+    /// `ENOSYS`, as virtiofsd without the option.
+    pub xattrs: bool,
 }
 
 impl Default for FakeOptions {
@@ -66,6 +71,7 @@ impl Default for FakeOptions {
             minor: 38,
             max_transfer: (1 << 20) + 8192,
             dax_window: None,
+            xattrs: true,
         }
     }
 }
@@ -483,13 +489,12 @@ impl FakeServer {
                 let dir = Self::node(state, nodeid)?;
                 let new_dir = Self::node(state, newdir)?;
                 match flags {
-                    0 => {}
-                    1 if new_dir.lookup(new).is_ok() => return Err(Errno::EEXIST),
-                    1 => {}
-                    // ramfs cannot swap two entries atomically.
-                    _ => return Err(Errno::EINVAL),
+                    0 => dir.rename(old, &*new_dir, new),
+                    1 => dir.rename_noreplace(old, &*new_dir, new),
+                    2 => dir.rename_exchange(old, &*new_dir, new),
+                    _ => Err(Errno::EINVAL),
                 }
-                dir.rename(old, &*new_dir, new).map(|()| Vec::new())
+                .map(|()| Vec::new())
             }
             op::LINK => {
                 let (link, rest) = proto::fuse_link_in::read_from_prefix(body).map_err(|_| Errno::EINVAL)?;
@@ -625,6 +630,9 @@ impl FakeServer {
                 readdir(&dir, read.offset, read.size as usize)
             }
             op::SYNCFS | op::DESTROY => Ok(Vec::new()),
+            op::GETXATTR | op::LISTXATTR | op::SETXATTR | op::REMOVEXATTR if self.options.xattrs => {
+                wire::xattr(header.opcode, &Self::node(state, nodeid)?, body)
+            }
             _ => Err(Errno::ENOSYS),
         }
     }
@@ -664,48 +672,6 @@ impl FakeServer {
             other => self.violation(alloc::format!("{} sent on the forget path", op::name(other))),
         }
     }
-}
-
-fn split(nanos: u64) -> (u64, u32) {
-    (nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32)
-}
-
-fn time(secs: u64, nanos: u32) -> Timestamp {
-    Timestamp(secs * 1_000_000_000 + u64::from(nanos))
-}
-
-/// The NUL-terminated UTF-8 name at the start of `bytes`.
-fn cstr(bytes: &[u8]) -> Result<&str> {
-    let end = bytes.iter().position(|&b| b == 0).ok_or(Errno::EINVAL)?;
-    core::str::from_utf8(&bytes[..end]).map_err(|_| Errno::EINVAL)
-}
-
-/// READDIR the way virtiofsd answers it: `.` (off 1) and `..` (off 2) first, then the
-/// directory's entries, each with the cookie after it (ramfs cookie + 2); whole records only.
-fn readdir(dir: &Arc<dyn Node>, offset: u64, size: usize) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut push = |ino: u64, off: u64, dtype: u32, name: &[u8]| {
-        if out.len() + proto::dirent_size(name.len()) > size {
-            return false;
-        }
-        proto::push_dirent(&mut out, ino, off, dtype, name);
-        true
-    };
-    let dir_dtype = proto::dtype_of(FileType::Directory);
-    if offset == 0 && !push(dir.ino(), 1, dir_dtype, b".") {
-        return Ok(out);
-    }
-    if offset <= 1 && !push(dir.ino(), 2, dir_dtype, b"..") {
-        return Ok(out);
-    }
-    let mut cookie = offset.saturating_sub(2);
-    while let Some(entry) = dir.read_dir(cookie)? {
-        if !push(entry.ino, entry.next_cookie + 2, proto::dtype_of(entry.file_type), entry.name.as_bytes()) {
-            break;
-        }
-        cookie = entry.next_cookie;
-    }
-    Ok(out)
 }
 
 impl FuseChannel for FakeServer {

@@ -320,8 +320,12 @@ fn rename2_flags() {
     assert_eq!(m.server.count(op::RENAME2), 2);
     assert_eq!(root.rename_with_flags("c", dir, "b", 3), Err(Errno::EINVAL), "both flags");
     assert_eq!(root.rename_with_flags("c", dir, "b", 8), Err(Errno::EINVAL), "unknown flag");
-    // The fake (ramfs) cannot exchange; the error comes back as the host's errno.
-    assert_eq!(root.rename_with_flags("c", dir, "b", rename_flags::EXCHANGE), Err(Errno::EINVAL));
+    root.rename_with_flags("c", dir, "b", rename_flags::EXCHANGE).unwrap();
+    let mut byte = [0u8; 4];
+    assert_eq!(m.vfs.open("/c", OpenFlags::RDONLY, 0).unwrap().read(&mut byte), Ok(1));
+    assert_eq!(&byte[..1], b"b", "the names swapped");
+    assert_eq!(m.server.count(op::RENAME2), 3);
+    assert_eq!(root.rename_with_flags("c", dir, "missing", rename_flags::EXCHANGE), Err(Errno::ENOENT), "the host's errno");
     m.vfs.rename("/c", "/b").unwrap();
     assert_eq!(m.server.count(op::RENAME), 1);
 }
@@ -522,4 +526,38 @@ fn requests_fit_the_channel() {
     assert_eq!(back, data);
     assert_eq!(m.fs.stats().transport_errors, 0);
     assert!(m.server.violations().is_empty(), "{:?}", m.server.violations());
+}
+
+/// A value or list longer than the first buffer is asked for by size, then fetched whole; a
+/// server without extended attributes (virtiofsd without `--xattr`: ENOSYS) gives
+/// `EOPNOTSUPP`, as Linux's FUSE client reports it.
+#[test]
+fn extended_attributes_of_any_size_and_servers_without_them() {
+    use libos_vfs::XattrSet;
+    let m = mount(FakeOptions::default());
+    write_file(&m.vfs, "/f", b"f");
+    let long: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+    m.vfs.set_xattr("/f", true, "user.long", &long, XattrSet::Create).unwrap();
+    m.vfs.set_xattr("/f", true, "user.short", b"s", XattrSet::Create).unwrap();
+    let before = m.server.count(op::GETXATTR);
+    assert_eq!(m.vfs.get_xattr("/f", true, "user.short").unwrap(), b"s");
+    assert_eq!(m.server.count(op::GETXATTR) - before, 1, "a short value: one request");
+    assert_eq!(m.vfs.get_xattr("/f", true, "user.long").unwrap(), long);
+    assert_eq!(m.server.count(op::GETXATTR) - before, 4, "a long one: too small, its size, the value");
+    let names: Vec<String> = (0..40).map(|i| format!("user.a-rather-long-attribute-name-{i:03}")).collect();
+    for name in &names {
+        m.vfs.set_xattr("/f", true, name, b"", XattrSet::Create).unwrap();
+    }
+    let mut listed = m.vfs.list_xattr("/f", true).unwrap();
+    listed.sort();
+    assert_eq!(listed.len(), 42, "a list longer than the first buffer");
+    assert_eq!(&listed[..40], &names[..]);
+    assert!(m.server.violations().is_empty(), "{:?}", m.server.violations());
+
+    let m = mount(FakeOptions { xattrs: false, ..FakeOptions::default() });
+    write_file(&m.vfs, "/f", b"f");
+    assert_eq!(m.vfs.set_xattr("/f", true, "user.a", b"1", XattrSet::Either), Err(Errno::EOPNOTSUPP));
+    assert_eq!(m.vfs.get_xattr("/f", true, "user.a"), Err(Errno::EOPNOTSUPP));
+    assert_eq!(m.vfs.list_xattr("/f", true), Err(Errno::EOPNOTSUPP));
+    assert_eq!(m.vfs.remove_xattr("/f", true, "user.a"), Err(Errno::EOPNOTSUPP));
 }

@@ -51,8 +51,12 @@ pub enum Cap {
     Setgid = 6,
     /// Change user ids freely.
     Setuid = 7,
+    /// Administer the system; here: the `trusted.*` and `security.*` extended attributes.
+    SysAdmin = 21,
     /// Make device nodes.
     Mknod = 27,
+    /// Set file capabilities (the `security.capability` extended attribute).
+    Setfcap = 31,
 }
 
 /// Every capability Linux 6 knows (`CAP_LAST_CAP` is 40).

@@ -9,6 +9,7 @@ use crate::vfs::{Loc, Mount};
 use crate::types::{DirEntry, FileType, Metadata, OpenFlags, SeekFrom, TimeUpdate};
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
@@ -365,5 +366,36 @@ impl OpenFile {
     pub fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
         self.usable()?;
         crate::attr::set_times(&self.creds, &*self.node, accessed, modified)
+    }
+
+    /// Whether the file's file system is mounted read-only (false for a file outside any
+    /// namespace or whose file system was unmounted).
+    fn on_read_only_fs(&self) -> bool {
+        self.mount.clone().or_else(|| self.file_mount.upgrade()).is_some_and(|mount| mount.fs.read_only())
+    }
+
+    /// `fgetxattr`: the value of extended attribute `name` (see [`crate::xattr`] for the
+    /// rules; the descriptor's access mode does not matter, the file's permissions do).
+    pub fn get_xattr(&self, name: &str) -> Result<Vec<u8>> {
+        self.usable()?;
+        crate::xattr::get(&self.creds, &*self.node, name)
+    }
+
+    /// `fsetxattr`: sets extended attribute `name` to `value` as `how` says.
+    pub fn set_xattr(&self, name: &str, value: &[u8], how: crate::XattrSet) -> Result<()> {
+        self.usable()?;
+        crate::xattr::set(&self.creds, &*self.node, self.on_read_only_fs(), name, value, how)
+    }
+
+    /// `fremovexattr`: removes extended attribute `name`.
+    pub fn remove_xattr(&self, name: &str) -> Result<()> {
+        self.usable()?;
+        crate::xattr::remove(&self.creds, &*self.node, self.on_read_only_fs(), name)
+    }
+
+    /// `flistxattr`: the names of the file's extended attributes the caller may see.
+    pub fn list_xattr(&self) -> Result<Vec<String>> {
+        self.usable()?;
+        crate::xattr::list(&self.creds, &*self.node)
     }
 }

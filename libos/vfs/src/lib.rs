@@ -31,7 +31,9 @@
 //! - `mknod` makes FIFOs, socket names and device nodes; a device node outside devfs opens
 //!   the devfs device with the same number. The FIFO rendezvous itself (readers meeting
 //!   writers) belongs to the C shim, which owns pipes.
-//! - No extended attributes, file locks in the VFS (the C shim keeps them) or `O_TMPFILE`.
+//! - Extended attributes: the VFS checks names and rights as Linux does ([`xattr`]); each
+//!   file system stores them (or answers `EOPNOTSUPP`, the trait's default).
+//! - No file locks in the VFS (the C shim keeps them) and no `O_TMPFILE`.
 //! - `readdir` on an [`OpenFile`] lists `.` and `..` first (the VFS adds them, so file systems
 //!   never do); [`Vfs::read_dir`] and `libos::fs::read_dir` leave them out, as `std` does.
 //! - One namespace: [`Vfs`] carries a single current directory; per-process state belongs to
@@ -147,6 +149,7 @@ mod node;
 mod path;
 mod types;
 mod vfs;
+pub mod xattr;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -159,3 +162,4 @@ pub use types::{
     PlatformClock, SeekFrom, SetAttr, StatFs, TickClock, TimeUpdate, Timestamp,
 };
 pub use vfs::{MountInfo, PathAt, Vfs};
+pub use xattr::{XattrMap, XattrSet};

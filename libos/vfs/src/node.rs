@@ -11,8 +11,10 @@
 //! access modes), so implementations only do what is specific to their storage.
 
 use crate::types::{DirEntry, FileType, Metadata, Owner, SetAttr, StatFs};
+use crate::xattr::XattrSet;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::any::Any;
 use libos_core::{Errno, Result};
 
@@ -237,6 +239,17 @@ pub trait Node: Send + Sync + Any {
         Err(Errno::EINVAL)
     }
 
+    /// Swaps entry `old_name` of this directory and entry `new_name` of `new_dir` (a directory
+    /// of the same file system, else `EXDEV`) in one step (`renameat2` with
+    /// `RENAME_EXCHANGE`): each name then leads to the other's node; a directory that changes
+    /// parent gets its new `..`. Both exist (`ENOENT`), may be of different types, and are
+    /// different nodes; the VFS has checked that neither directory moves into its own
+    /// subtree. Default: `EINVAL`, what Linux answers for a file system without the flag.
+    fn rename_exchange(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
+        let _ = (old_name, new_dir, new_name);
+        Err(Errno::EINVAL)
+    }
+
     /// The first entry at or after `cookie` (0 starts the listing), or `None` at the end. `.`
     /// and `..` are not listed (the VFS lists them itself, see [`crate::OpenFile`]); every
     /// `next_cookie` is above 0 and below [`crate::COOKIE_AFTER_DOTDOT`] (the VFS
@@ -267,5 +280,33 @@ pub trait Node: Send + Sync + Any {
     fn punch_hole(&self, offset: u64, len: u64) -> Result<()> {
         let _ = (offset, len);
         Err(Errno::EOPNOTSUPP)
+    }
+
+    /// The value of extended attribute `name` (the whole name, `user.x`), or `ENODATA`. The
+    /// VFS has checked the name and the caller's right to read it ([`crate::xattr`]).
+    /// Default: `EOPNOTSUPP` (the file system stores no attributes).
+    fn get_xattr(&self, name: &str) -> Result<Vec<u8>> {
+        let _ = name;
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// Sets extended attribute `name` to `value` as `how` says (`EEXIST`, `ENODATA`), or
+    /// `ENOSPC` when the file system has no room for it; the change time becomes now. The VFS
+    /// has checked the name, the size and the caller's right. Default: `EOPNOTSUPP`.
+    fn set_xattr(&self, name: &str, value: &[u8], how: XattrSet) -> Result<()> {
+        let _ = (name, value, how);
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// Removes extended attribute `name` (`ENODATA` if there is none); the change time
+    /// becomes now. Default: `EOPNOTSUPP`.
+    fn remove_xattr(&self, name: &str) -> Result<()> {
+        let _ = name;
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// The names of the node's extended attributes. Default: none.
+    fn list_xattr(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
     }
 }

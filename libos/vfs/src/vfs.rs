@@ -404,6 +404,76 @@ impl Vfs {
         self.move_entry(old.into(), new.into(), false)
     }
 
+    /// Swaps `old` and `new` (`renameat2` with `RENAME_EXCHANGE`): both must exist
+    /// (`ENOENT`), and may be of different types. `EXDEV` across mounts, `EBUSY` for mount
+    /// points, `EINVAL` when one is inside the other; `EINVAL` from a file system without the
+    /// flag. Both parents change as in two renames (the same permission checks).
+    pub fn rename_exchange<'p, 'q>(&self, old: impl Into<PathAt<'p>>, new: impl Into<PathAt<'q>>) -> Result<()> {
+        let (old_parent, old_last, old_slash) = self.resolve_parent(old.into())?;
+        let (new_parent, new_last, new_slash) = self.resolve_parent(new.into())?;
+        let (Last::Name(old_name), Last::Name(new_name)) = (old_last, new_last) else {
+            return Err(Errno::EBUSY);
+        };
+        let source = self.step(&old_parent, old_name)?;
+        let target = self.step(&new_parent, new_name)?;
+        if old_parent.mount.id != new_parent.mount.id {
+            return Err(Errno::EXDEV);
+        }
+        if source.mount.id != old_parent.mount.id || target.mount.id != new_parent.mount.id {
+            return Err(Errno::EBUSY);
+        }
+        if (!source.is_dir() && old_slash) || (!target.is_dir() && new_slash) {
+            return Err(Errno::ENOTDIR);
+        }
+        self.may_delete(&old_parent, &source)?;
+        self.may_delete(&new_parent, &target)?;
+        if old_parent.node.ino() != new_parent.node.ino() {
+            for moved in [&source, &target] {
+                if moved.is_dir() {
+                    self.creds.check(&*moved.node, Access::WRITE)?;
+                }
+            }
+        }
+        if source.node.ino() == target.node.ino() {
+            return Ok(());
+        }
+        let _serial = (source.is_dir() || target.is_dir()).then(|| self.dir_rename.lock());
+        if source.is_dir() {
+            self.check_not_inside(&source, &new_parent)?;
+        }
+        if target.is_dir() {
+            self.check_not_inside(&target, &old_parent)?;
+        }
+        let swapped = old_parent.node.rename_exchange(old_name, &*new_parent.node, new_name);
+        // Counted even after an error: a file system may have changed something first.
+        names_changed();
+        swapped
+    }
+
+    /// `EINVAL` if directory `parent` is `dir` or inside it (a directory cannot move into its
+    /// own subtree); `ELOOP` for a tree deeper than any walk.
+    fn check_not_inside(&self, dir: &Loc, parent: &Loc) -> Result<()> {
+        let mut cur = parent.node.clone();
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            if steps > MAX_ANCESTORS {
+                return Err(Errno::ELOOP);
+            }
+            if cur.ino() == dir.node.ino() {
+                return Err(Errno::EINVAL);
+            }
+            if cur.ino() == parent.mount.root_ino {
+                return Ok(());
+            }
+            let up = cur.lookup("..")?;
+            if up.ino() == cur.ino() {
+                return Ok(());
+            }
+            cur = up;
+        }
+    }
+
     fn move_entry(&self, old: PathAt<'_>, new: PathAt<'_>, replace: bool) -> Result<()> {
         let (old_parent, old_last, old_slash) = self.resolve_parent(old)?;
         let (new_parent, new_last, new_slash) = self.resolve_parent(new)?;
@@ -448,26 +518,7 @@ impl Vfs {
         }
         let _serial = source.is_dir().then(|| self.dir_rename.lock());
         if source.is_dir() {
-            // The new parent must not be the source or inside it.
-            let mut cur = new_parent.node.clone();
-            let mut steps = 0;
-            loop {
-                steps += 1;
-                if steps > MAX_ANCESTORS {
-                    return Err(Errno::ELOOP);
-                }
-                if cur.ino() == source.node.ino() {
-                    return Err(Errno::EINVAL);
-                }
-                if cur.ino() == new_parent.mount.root_ino {
-                    break;
-                }
-                let up = cur.lookup("..")?;
-                if up.ino() == cur.ino() {
-                    break;
-                }
-                cur = up;
-            }
+            self.check_not_inside(&source, &new_parent)?;
         }
         let moved = if replace {
             old_parent.node.rename(old_name, &*new_parent.node, new_name)
@@ -532,6 +583,33 @@ impl Vfs {
         crate::attr::chown(&self.creds, &*loc.node, uid, gid)
     }
 
+
+    /// `getxattr` (`lgetxattr` with `follow` false): the value of extended attribute `name`
+    /// of `path` (see [`crate::xattr`] for the rules).
+    pub fn get_xattr<'p>(&self, path: impl Into<PathAt<'p>>, follow: bool, name: &str) -> Result<Vec<u8>> {
+        let loc = self.resolve(path.into(), follow)?;
+        crate::xattr::get(&self.creds, &*loc.node, name)
+    }
+
+    /// `setxattr` (`lsetxattr`): sets extended attribute `name` of `path` to `value` as `how`
+    /// says.
+    pub fn set_xattr<'p>(&self, path: impl Into<PathAt<'p>>, follow: bool, name: &str, value: &[u8], how: crate::XattrSet) -> Result<()> {
+        let loc = self.resolve(path.into(), follow)?;
+        crate::xattr::set(&self.creds, &*loc.node, loc.mount.fs.read_only(), name, value, how)
+    }
+
+    /// `removexattr` (`lremovexattr`): removes extended attribute `name` of `path`.
+    pub fn remove_xattr<'p>(&self, path: impl Into<PathAt<'p>>, follow: bool, name: &str) -> Result<()> {
+        let loc = self.resolve(path.into(), follow)?;
+        crate::xattr::remove(&self.creds, &*loc.node, loc.mount.fs.read_only(), name)
+    }
+
+    /// `listxattr` (`llistxattr`): the names of `path`'s extended attributes the caller may
+    /// see.
+    pub fn list_xattr<'p>(&self, path: impl Into<PathAt<'p>>, follow: bool) -> Result<Vec<String>> {
+        let loc = self.resolve(path.into(), follow)?;
+        crate::xattr::list(&self.creds, &*loc.node)
+    }
 
     /// `statfs` of the file system holding `path`.
     pub fn statfs(&self, path: &str) -> Result<StatFs> {

@@ -47,7 +47,9 @@
 //! Not done (virtiofsd does them): no seccomp filter, no dropping of capabilities (the daemon
 //! keeps root's, so a code-execution bug is still root in a mount namespace confined to the
 //! share, not a confined unprivileged process), no user namespace of its own, no
-//! `--announce-submounts` or xattr mapping, no device-state migration
+//! `--announce-submounts`, no extended attributes (fuse-backend-rs reaches them through
+//! `/proc/self/fd/N` paths, and the `pivot_root` sandbox has no `/proc`: the requests answer
+//! `ENOSYS`, which guests report as `EOPNOTSUPP`), no device-state migration
 //! (`--migration-on-error` is accepted and ignored), and FUSE requests are served by one
 //! thread.
 //!

@@ -8,6 +8,7 @@
 //! - `limits`: ENOSPC, read-only, refused features, crash and fsync.
 //! - `fuzz`: random byte flips in a volume's metadata never panic.
 //! - `node_cache`: cached lookups follow every name change; shared nodes' readers.
+//! - `xattrs`: extended attributes debugfs reads back, and attributes the host put in inodes.
 
 mod conformance;
 mod fuzz;
@@ -15,6 +16,7 @@ mod limits;
 mod node_cache;
 mod perf;
 mod workload;
+mod xattrs;
 
 use crate::{Ext2Fs, MountOptions};
 use libos_block::testing::MemDisk;

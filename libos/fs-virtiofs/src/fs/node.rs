@@ -4,6 +4,8 @@
 
 use super::*;
 
+mod xattr;
+
 pub(super) struct AttrCache {
     pub(super) meta: Metadata,
     pub(super) valid_until: u64,
@@ -537,6 +539,26 @@ impl Node for FuseNode {
     /// FALLOCATE `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`.
     fn punch_hole(&self, offset: u64, len: u64) -> Result<()> {
         self.fallocate(offset, len, 0x2 | 0x1)
+    }
+
+    fn rename_exchange(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
+        self.rename_with_flags(old_name, new_dir, new_name, rename_flags::EXCHANGE)
+    }
+
+    fn get_xattr(&self, name: &str) -> Result<Vec<u8>> {
+        self.xattr(name)
+    }
+
+    fn set_xattr(&self, name: &str, value: &[u8], how: libos_vfs::XattrSet) -> Result<()> {
+        self.set_xattr_request(name, value, how)
+    }
+
+    fn remove_xattr(&self, name: &str) -> Result<()> {
+        self.remove_xattr_request(name)
+    }
+
+    fn list_xattr(&self) -> Result<Vec<String>> {
+        self.xattr_names()
     }
 
     /// FSYNC (FSYNCDIR for a directory) through a handle of this node.

@@ -77,6 +77,7 @@ mod posix;
 mod readdir;
 mod robustness;
 mod walks;
+mod xattrs;
 
 const RW: OpenFlags = OpenFlags::RDWR;
 const NEW: OpenFlags = OpenFlags::CREAT.union(OpenFlags::RDWR);
@@ -157,7 +158,12 @@ pub(super) const ALL: &[Case] = &[
     Case { name: "fallocate", run: posix::fallocate },
     Case { name: "walks_from_open_directories", run: posix::walks_from_open_directories },
     Case { name: "rename_noreplace", run: posix::rename_noreplace },
+    Case { name: "rename_exchange", run: posix::rename_exchange },
     Case { name: "path_handles", run: posix::path_handles },
+    Case { name: "extended_attributes", run: xattrs::extended_attributes },
+    Case { name: "extended_attributes_of_links_and_descriptors", run: xattrs::extended_attributes_of_links_and_descriptors },
+    Case { name: "extended_attribute_permissions", run: xattrs::extended_attribute_permissions },
+    Case { name: "privileged_attribute_namespaces", run: xattrs::privileged_attribute_namespaces },
     Case { name: "cached_walks_follow_name_changes", run: walks::cached_walks_follow_name_changes },
     Case { name: "cached_walks_follow_permission_changes", run: walks::cached_walks_follow_permission_changes },
     Case { name: "model", run: model },

@@ -4,7 +4,7 @@
 //! system around namespace changes, and dropping a very deep tree recurses once per level.
 //! `libos-fs-ramfs` is the same design made efficient and robust.
 
-use crate::{DirEntry, FileSystem, FileType, Metadata, NewNode, Node, Owner, SetAttr, StatFs, Timestamp};
+use crate::{DirEntry, FileSystem, FileType, Metadata, NewNode, Node, Owner, SetAttr, StatFs, Timestamp, XattrMap, XattrSet};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
@@ -78,6 +78,7 @@ struct State {
     entries: BTreeMap<u64, (String, Arc<TinyNode>)>,
     next_cookie: u64,
     parent: Weak<TinyNode>,
+    xattrs: XattrMap,
 }
 
 struct TinyNode {
@@ -147,6 +148,7 @@ impl TinyNode {
                 entries: BTreeMap::new(),
                 next_cookie: 0,
                 parent,
+                xattrs: XattrMap::new(),
             }),
         })
     }
@@ -351,6 +353,27 @@ impl Node for TinyNode {
         self.move_entry(old_name, new_dir, new_name, false)
     }
 
+    fn rename_exchange(&self, old_name: &str, new_dir: &dyn Node, new_name: &str) -> Result<()> {
+        let new_dir = self.own(new_dir)?;
+        let _ns = self.shared.namespace.lock();
+        let (_, source) = self.find(old_name).ok_or(Errno::ENOENT)?;
+        let (_, target) = new_dir.find(new_name).ok_or(Errno::ENOENT)?;
+        if Arc::ptr_eq(&source, &target) {
+            return Ok(());
+        }
+        self.remove(old_name);
+        new_dir.remove(new_name);
+        self.insert(old_name, target.clone());
+        new_dir.insert(new_name, source.clone());
+        let now = self.shared.now();
+        for (node, parent) in [(&source, &new_dir.me), (&target, &self.me)] {
+            let mut state = node.state.lock();
+            state.parent = parent.clone();
+            state.ctime = now;
+        }
+        Ok(())
+    }
+
     fn read_dir(&self, cookie: u64) -> Result<Option<DirEntry>> {
         let state = self.state.lock();
         Ok(state.entries.range(cookie..).next().map(|(&at, (name, node))| DirEntry {
@@ -371,6 +394,30 @@ impl Node for TinyNode {
         attr.apply_times(now, &mut state.atime, &mut state.mtime);
         state.ctime = now;
         Ok(())
+    }
+
+    fn get_xattr(&self, name: &str) -> Result<Vec<u8>> {
+        self.state.lock().xattrs.get(name)
+    }
+
+    fn set_xattr(&self, name: &str, value: &[u8], how: XattrSet) -> Result<()> {
+        let now = self.shared.now();
+        let mut state = self.state.lock();
+        state.xattrs.set(name, value, how)?;
+        state.ctime = now;
+        Ok(())
+    }
+
+    fn remove_xattr(&self, name: &str) -> Result<()> {
+        let now = self.shared.now();
+        let mut state = self.state.lock();
+        state.xattrs.remove(name)?;
+        state.ctime = now;
+        Ok(())
+    }
+
+    fn list_xattr(&self) -> Result<Vec<String>> {
+        Ok(self.state.lock().xattrs.names())
     }
 }
 

@@ -10,7 +10,7 @@ use crate::types::makedev;
 use crate::PathAt;
 
 /// An unprivileged user (uid 1000, gid 1000, also in group 50).
-fn user() -> Credentials {
+pub(super) fn user() -> Credentials {
     let mut creds = Credentials::root();
     ok_or_panic(creds.setgroups(&[50]));
     ok_or_panic(creds.setresgid(1000, 1000, 1000));
@@ -394,5 +394,59 @@ pub(super) fn path_handles(f: &dyn FileSystemFactory) -> Outcome {
     ok!(vfs.set_permissions("/d", 0o700, true));
     vfs.set_credentials(user());
     err!(vfs.open("/d/secret", path, 0), EACCES);
+    Ok(())
+}
+
+/// `RENAME_EXCHANGE`: two names swap their nodes in one step, whatever their types, within a
+/// directory or across two (a directory that changes parent gets its new `..`, and the link
+/// counts follow); both must exist; neither may be inside the other.
+pub(super) fn rename_exchange(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(write_file(&vfs, "/a", b"A"));
+    ok!(write_file(&vfs, "/b", b"BB"));
+    let before = ok!(vfs.metadata("/a"));
+    ok!(vfs.rename_exchange("/a", "/b"));
+    eq!(ok!(read_file(&vfs, "/a")), b"BB".to_vec());
+    eq!(ok!(read_file(&vfs, "/b")), b"A".to_vec());
+    let moved = ok!(vfs.metadata("/b"));
+    eq!(moved.ino, before.ino);
+    check!(moved.ctime > before.ctime, "the exchange moves the ctime");
+    // A file and a directory swap.
+    ok!(vfs.mkdir("/d", 0o755));
+    ok!(write_file(&vfs, "/d/inner", b"in"));
+    ok!(vfs.rename_exchange("/a", "/d"));
+    eq!(ok!(read_file(&vfs, "/a/inner")), b"in".to_vec());
+    eq!(ok!(read_file(&vfs, "/d")), b"BB".to_vec());
+    // Across directories: a subdirectory and a file change parents.
+    ok!(vfs.mkdir("/x", 0o755));
+    ok!(vfs.mkdir("/y", 0o755));
+    ok!(vfs.mkdir("/x/sub", 0o755));
+    ok!(write_file(&vfs, "/x/sub/deep", b"deep"));
+    ok!(write_file(&vfs, "/y/file", b"file"));
+    let (x_links, y_links) = (ok!(vfs.metadata("/x")).nlink, ok!(vfs.metadata("/y")).nlink);
+    ok!(vfs.rename_exchange("/x/sub", "/y/file"));
+    eq!(ok!(read_file(&vfs, "/x/sub")), b"file".to_vec());
+    eq!(ok!(read_file(&vfs, "/y/file/deep")), b"deep".to_vec());
+    eq!(ok!(vfs.metadata("/y/file/..")).ino, ok!(vfs.metadata("/y")).ino);
+    eq!(ok!(vfs.metadata("/x")).nlink, x_links - 1);
+    eq!(ok!(vfs.metadata("/y")).nlink, y_links + 1);
+    eq!(ok!(names(&vfs, "/x")), vec!["sub".to_string()]);
+    eq!(ok!(names(&vfs, "/y")), vec!["file".to_string()]);
+    // Two directories across parents: both `..` follow.
+    ok!(vfs.mkdir("/x/other", 0o755));
+    ok!(vfs.rename_exchange("/x/other", "/y/file"));
+    eq!(ok!(vfs.metadata("/x/other/..")).ino, ok!(vfs.metadata("/x")).ino);
+    eq!(ok!(read_file(&vfs, "/x/other/deep")), b"deep".to_vec());
+    eq!(ok!(vfs.metadata("/y/file/..")).ino, ok!(vfs.metadata("/y")).ino);
+    // Both must exist; neither may be inside the other; two names of one file: nothing.
+    err!(vfs.rename_exchange("/a", "/missing"), ENOENT);
+    err!(vfs.rename_exchange("/missing", "/a"), ENOENT);
+    ok!(vfs.mkdir("/p", 0o755));
+    ok!(vfs.mkdir("/p/q", 0o755));
+    err!(vfs.rename_exchange("/p", "/p/q"), EINVAL);
+    err!(vfs.rename_exchange("/p/q", "/p"), EINVAL);
+    ok!(vfs.link("/b", "/b2"));
+    ok!(vfs.rename_exchange("/b", "/b2"));
+    eq!(ok!(read_file(&vfs, "/b2")), b"A".to_vec());
     Ok(())
 }
