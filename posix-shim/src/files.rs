@@ -327,15 +327,33 @@ mod with_fs {
     }
 
     /// `linkat(olddirfd, old, newdirfd, new, flags)`.
+    /// `AT_SYMLINK_FOLLOW` follows a final symlink of `old` (through `/proc/self/fd/N`, the
+    /// open file itself); `AT_EMPTY_PATH` with an empty `old` names `olddirfd`'s file (any
+    /// descriptor of a file, `O_PATH` ones too, as Linux 6.10 allows without
+    /// `CAP_DAC_READ_SEARCH`; a removed file is `ENOENT`, a pipe or socket `EXDEV`).
     pub fn linkat(olddirfd: u64, old: u64, newdirfd: u64, new: u64, flags: u64) -> Result<u64> {
         if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
             return Err(Errno::EINVAL);
+        }
+        // SAFETY: checked by `user::read`; the program passed a string.
+        if flags & AT_EMPTY_PATH != 0 && unsafe { user::read::<u8>(old)? } == 0 {
+            let mut new_arg = PathArg::new();
+            let new = new_arg.read(newdirfd, new)?;
+            if is_cwd(olddirfd) {
+                vfs()?.link(".", new)?; // the current directory: EPERM
+            } else {
+                match &*fd::get(olddirfd)? {
+                    Object::File(file) => vfs()?.link_open_file(file, new)?,
+                    _ => return Err(Errno::EXDEV),
+                }
+            }
+            return Ok(0);
         }
         let mut old_arg = PathArg::new();
         let old = old_arg.read(olddirfd, old)?;
         let mut new_arg = PathArg::new();
         let new = new_arg.read(newdirfd, new)?;
-        vfs()?.link(old, new)?;
+        if flags & AT_SYMLINK_FOLLOW != 0 { vfs()?.link_following(old, new)? } else { vfs()?.link(old, new)? }
         Ok(0)
     }
 

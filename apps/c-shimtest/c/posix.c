@@ -226,6 +226,29 @@ void posix_family(void) {
     FAILS(syscall(SYS_renameat2, AT_FDCWD, "/tmp/px/rn-c", AT_FDCWD, "/tmp/px/rn-b", exchange | noreplace), EINVAL);
     CHECK(unlink("/tmp/px/rn-b") == 0 && unlink("/tmp/px/rn-c") == 0);
 
+    /* linkat: a symlink itself, or with AT_SYMLINK_FOLLOW what it points to; AT_EMPTY_PATH and
+     * /proc/self/fd/N give an open file another name, unless it was removed (ENOENT). */
+    write_all("/tmp/px/lk-file", "k");
+    CHECK(symlink("lk-file", "/tmp/px/lk-sym") == 0);
+    CHECK(linkat(AT_FDCWD, "/tmp/px/lk-sym", AT_FDCWD, "/tmp/px/lk-nofollow", 0) == 0);
+    CHECK(lstat("/tmp/px/lk-nofollow", &st) == 0 && S_ISLNK(st.st_mode));
+    CHECK(linkat(AT_FDCWD, "/tmp/px/lk-sym", AT_FDCWD, "/tmp/px/lk-follow", AT_SYMLINK_FOLLOW) == 0);
+    CHECK(lstat("/tmp/px/lk-follow", &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 2);
+    int lk = open("/tmp/px/lk-file", O_RDONLY);
+    CHECK(lk >= 0);
+    CHECK(linkat(lk, "", AT_FDCWD, "/tmp/px/lk-empty", AT_EMPTY_PATH) == 0);
+    char lk_proc[64];
+    snprintf(lk_proc, sizeof lk_proc, "/proc/self/fd/%d", lk);
+    CHECK(linkat(AT_FDCWD, lk_proc, AT_FDCWD, "/tmp/px/lk-proc", AT_SYMLINK_FOLLOW) == 0);
+    CHECK(stat("/tmp/px/lk-proc", &st) == 0 && st.st_nlink == 4);
+    FAILS(linkat(AT_FDCWD, "/tmp/px", AT_FDCWD, "/tmp/px/lk-dir", AT_SYMLINK_FOLLOW), EPERM);
+    const char *lk_names[] = {"/tmp/px/lk-file", "/tmp/px/lk-follow", "/tmp/px/lk-empty", "/tmp/px/lk-proc"};
+    for (int i = 0; i < 4; i++) CHECK(unlink(lk_names[i]) == 0);
+    FAILS(linkat(lk, "", AT_FDCWD, "/tmp/px/lk-again", AT_EMPTY_PATH), ENOENT);
+    FAILS(linkat(AT_FDCWD, lk_proc, AT_FDCWD, "/tmp/px/lk-again", AT_SYMLINK_FOLLOW), ENOENT);
+    close(lk);
+    CHECK(unlink("/tmp/px/lk-sym") == 0 && unlink("/tmp/px/lk-nofollow") == 0);
+
     /* fstatfs, sync, syncfs and fadvise (extended attributes: xattr.c). */
     struct statfs by_path, by_fd;
     int some = open("/tmp/px/rootfile", O_RDONLY);

@@ -316,8 +316,25 @@ impl Vfs {
 
     /// Adds the name `new` for the non-directory `old` (a symlink itself, not its target).
     pub fn link<'p, 'q>(&self, old: impl Into<PathAt<'p>>, new: impl Into<PathAt<'q>>) -> Result<()> {
-        let (old, new) = (old.into(), new.into());
-        let source = self.resolve(old, false)?;
+        self.link_to(self.resolve(old.into(), false)?, new.into())
+    }
+
+    /// [`Vfs::link`] that follows a final symlink of `old` (`linkat` with
+    /// `AT_SYMLINK_FOLLOW`): through `/proc/self/fd/N` it reaches the open file itself, which
+    /// gets a name again unless it was removed (`ENOENT`).
+    pub fn link_following<'p, 'q>(&self, old: impl Into<PathAt<'p>>, new: impl Into<PathAt<'q>>) -> Result<()> {
+        self.link_to(self.resolve(old.into(), true)?, new.into())
+    }
+
+    /// A new name `new` for the open file `file` (`linkat` with `AT_EMPTY_PATH` and an empty
+    /// path; `O_PATH` handles too): `ENOENT` for a removed file or one outside the namespace,
+    /// `EPERM` for a directory.
+    pub fn link_open_file<'q>(&self, file: &OpenFile, new: impl Into<PathAt<'q>>) -> Result<()> {
+        self.link_to(file.file_ref().ok_or(Errno::ENOENT)?.loc, new.into())
+    }
+
+    /// `link` of the node at `source`, found by the caller.
+    fn link_to(&self, source: Loc, new: PathAt<'_>) -> Result<()> {
         if source.is_dir() {
             return Err(Errno::EPERM);
         }

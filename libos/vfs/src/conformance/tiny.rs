@@ -309,6 +309,9 @@ impl Node for TinyNode {
     fn link(&self, name: &str, target: &dyn Node) -> Result<()> {
         let target = self.own(target)?.me.upgrade().ok_or(Errno::ENOENT)?;
         let _ns = self.shared.namespace.lock();
+        if !target.is_live() {
+            return Err(Errno::ENOENT); // removed: it cannot get a name again
+        }
         if self.find(name).is_some() {
             return Err(Errno::EEXIST);
         }

@@ -450,3 +450,33 @@ pub(super) fn rename_exchange(f: &dyn FileSystemFactory) -> Outcome {
     eq!(ok!(read_file(&vfs, "/b2")), b"A".to_vec());
     Ok(())
 }
+
+/// `linkat`: a symlink is linked itself, or with `AT_SYMLINK_FOLLOW` what it points to; an
+/// open file gets another name (`AT_EMPTY_PATH`) until its last name is removed (`ENOENT`);
+/// directories never (`EPERM`).
+pub(super) fn links_to_open_files_and_followed_symlinks(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(write_file(&vfs, "/f", b"F"));
+    ok!(vfs.symlink("f", "/s"));
+    ok!(vfs.link("/s", "/nofollow"));
+    check!(ok!(vfs.symlink_metadata("/nofollow")).file_type == FileType::Symlink);
+    ok!(vfs.link_following("/s", "/follow"));
+    let meta = ok!(vfs.symlink_metadata("/follow"));
+    eq!((meta.file_type, meta.ino, meta.nlink), (FileType::Regular, ok!(vfs.metadata("/f")).ino, 2));
+    ok!(vfs.symlink("missing", "/dangling"));
+    err!(vfs.link_following("/dangling", "/nothing"), ENOENT);
+    let file = ok!(vfs.open("/f", OpenFlags::RDONLY, 0));
+    ok!(vfs.link_open_file(&file, "/again"));
+    eq!(ok!(vfs.metadata("/again")).nlink, 3);
+    let handle = ok!(vfs.open("/f", OpenFlags::PATH, 0));
+    ok!(vfs.link_open_file(&handle, "/by-handle"));
+    for name in ["/f", "/follow", "/again", "/by-handle"] {
+        ok!(vfs.unlink(name));
+    }
+    err!(vfs.link_open_file(&file, "/revived"), ENOENT);
+    err!(vfs.metadata("/revived"), ENOENT);
+    ok!(vfs.mkdir("/d", 0o755));
+    let dir = ok!(vfs.open("/d", OpenFlags::DIRECTORY, 0));
+    err!(vfs.link_open_file(&dir, "/d2"), EPERM);
+    Ok(())
+}
