@@ -460,6 +460,8 @@ pub mod open_flags {
     pub const SYNC: u32 = 0o4010000;
     pub const CLOEXEC: u32 = 0o2000000;
     pub const PATH: u32 = 0o10000000;
+    /// `__O_TMPFILE`, the bit of its own in `O_TMPFILE` (which is it and `O_DIRECTORY`).
+    pub const TMPFILE: u32 = 0o20000000;
     #[cfg(not(target_arch = "aarch64"))]
     mod arch {
         pub const DIRECTORY: u32 = 0o200000;
@@ -477,7 +479,7 @@ pub mod open_flags {
     pub use arch::*;
     /// Every bit this shim understands (anything else is `EINVAL`).
     pub const KNOWN: u32 = ACCMODE | CREAT | EXCL | NOCTTY | TRUNC | APPEND | NONBLOCK | SYNC | CLOEXEC | PATH
-        | DIRECTORY | NOFOLLOW | DIRECT | LARGEFILE;
+        | TMPFILE | DIRECTORY | NOFOLLOW | DIRECT | LARGEFILE;
 }
 
 /// Auxiliary-vector keys (`<elf.h>`).
@@ -643,6 +645,6 @@ mod tests {
     #[test]
     fn known_open_flags_include_the_arch_bits() {
         assert_eq!(open_flags::KNOWN & open_flags::DIRECTORY, open_flags::DIRECTORY);
-        assert_eq!(open_flags::KNOWN & 0o20000000, 0, "O_TMPFILE's own bit is not supported");
+        assert_eq!(open_flags::KNOWN & open_flags::TMPFILE, open_flags::TMPFILE);
     }
 }

@@ -88,6 +88,9 @@ mod with_fs {
         }
     }
 
+    // The VFS keeps Linux's value of `__O_TMPFILE` (the same on both architectures).
+    const _: () = assert!(o::TMPFILE == OpenFlags::TMPFILE.bits());
+
     fn open_flags(flags: u32) -> Result<OpenFlags> {
         if flags & !o::KNOWN != 0 {
             return Err(Errno::EINVAL);
@@ -101,6 +104,10 @@ mod with_fs {
         }
         if flags & o::NOFOLLOW != 0 {
             out |= OpenFlags::NOFOLLOW;
+        }
+        if flags & o::TMPFILE != 0 {
+            // O_TMPFILE: the VFS checks the rest of the combination (EINVAL).
+            out |= OpenFlags::TMPFILE;
         }
         if flags & o::PATH != 0 {
             // Linux uses only these with O_PATH (and O_CLOEXEC, kept by the descriptor).

@@ -66,6 +66,11 @@ impl FileSystemFactory for SharedMount {
         self.fs.name()
     }
 
+    /// libos sends no FUSE_TMPFILE yet: `O_TMPFILE` is `EOPNOTSUPP` on virtio-fs.
+    fn makes_unnamed_files(&self) -> bool {
+        self.fs.name() != "virtiofs"
+    }
+
     fn create(&self) -> Result<Arc<dyn FileSystem>, String> {
         let name = alloc::format!("conformance-{}", self.next.fetch_add(1, Ordering::Relaxed));
         let root = self.fs.root().create(&name, NewNode::Directory, 0o755, Owner::default()).map_err(|e| alloc::format!("mkdir {name}: {e}"))?;

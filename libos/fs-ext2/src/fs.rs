@@ -125,6 +125,8 @@ struct Live {
     count: usize,
     /// The inode lost its last name while these nodes were alive: free it after the last.
     orphan: bool,
+    /// An unnamed file (`O_TMPFILE`, an orphan from the start) that `link` may still name.
+    linkable: bool,
 }
 
 impl Ext2Fs {
@@ -524,6 +526,28 @@ impl Inner {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Marks the unnamed inode `ino`, whose node is alive, an orphan (freed with its last
+    /// node) that `link` may name if `linkable`.
+    pub fn adopt_unnamed(&self, ino: u32, linkable: bool) {
+        let mut live = self.live.lock();
+        let entry = live.entry(ino).or_default();
+        entry.orphan = true;
+        entry.linkable = linkable;
+    }
+
+    /// For `link` of an inode without links: true (and it stops being an orphan) if it is a
+    /// linkable unnamed file, which gets its first name now.
+    pub fn take_linkable(&self, ino: u32) -> bool {
+        match self.live.lock().get_mut(&ino) {
+            Some(entry) if entry.linkable => {
+                entry.linkable = false;
+                entry.orphan = false;
+                true
+            }
+            _ => false,
         }
     }
 

@@ -103,6 +103,22 @@ impl Inner {
         Ok((ino, file_type))
     }
 
+    /// An unnamed regular file (`O_TMPFILE`) near directory `dir_ino`: an inode with no links,
+    /// written as allocated; the caller makes its node and marks it an orphan
+    /// ([`Inner::adopt_unnamed`]) so that it is freed with its last node.
+    pub fn create_unnamed(&self, st: &mut State, dir_ino: u32, perm: u32, owner: Owner) -> Result<u32> {
+        self.writable()?;
+        self.live_dir(st, dir_ino)?;
+        let ino = self.alloc_inode(st, dir_ino, false)?;
+        let mut inode = Inode::new(FileType::Regular, perm, owner, self.now());
+        inode.links = 0;
+        if let Err(errno) = self.write_new_inode(st, ino, &inode) {
+            self.free_inode_bit(st, ino, false)?;
+            return Err(errno);
+        }
+        Ok(ino)
+    }
+
     /// Gives the new directory `inode` its first block with `.` and `..`.
     fn init_dir(&self, st: &mut State, ino: u32, inode: &mut Inode, parent: u32) -> Result<()> {
         let group = (ino - 1) / self.geo.inodes_per_group;
@@ -122,7 +138,7 @@ impl Inner {
         if file_type == FileType::Directory {
             return Err(Errno::EPERM);
         }
-        if target.links == 0 {
+        if target.links == 0 && !self.take_linkable(target_ino) {
             return Err(Errno::ENOENT);
         }
         if target.links >= LINK_MAX {

@@ -202,6 +202,14 @@ impl Node for Ext2Node {
         Ok(node)
     }
 
+    fn create_unnamed(&self, perm: u32, owner: Owner, linkable: bool) -> Result<Arc<dyn Node>> {
+        self.require(FileType::Directory, Errno::ENOTDIR)?;
+        let mut st = self.fs.state.lock();
+        let node = self.node((self.fs.create_unnamed(&mut st, self.ino, perm, owner)?, FileType::Regular));
+        self.fs.adopt_unnamed(node.ino, linkable);
+        Ok(node)
+    }
+
     fn link(&self, name: &str, target: &dyn Node) -> Result<()> {
         self.require(FileType::Directory, Errno::ENOTDIR)?;
         let target = self.same_volume(target)?;

@@ -251,6 +251,8 @@ struct Data {
     ctime: Timestamp,
     content: Content,
     xattrs: XattrMap,
+    /// An unnamed file (`O_TMPFILE`) that `link` may still name.
+    linkable: bool,
 }
 
 /// A ramfs node.
@@ -286,7 +288,7 @@ impl Inode {
             file_type,
             me: me.clone(),
             shared: shared.clone(),
-            data: SpinLock::new(Data { perm: perm & 0o7777, owner, rdev, nlink: 1, atime: now, mtime: now, ctime: now, content, xattrs: XattrMap::new() }),
+            data: SpinLock::new(Data { perm: perm & 0o7777, owner, rdev, nlink: 1, atime: now, mtime: now, ctime: now, content, xattrs: XattrMap::new(), linkable: false }),
         })
     }
 
@@ -533,6 +535,17 @@ impl Node for Inode {
         Ok(node)
     }
 
+    fn create_unnamed(&self, perm: u32, owner: Owner, linkable: bool) -> Result<Arc<dyn Node>> {
+        let ino = self.shared.next_ino.fetch_add(1, Ordering::Relaxed);
+        let node = Inode::new(&self.shared, ino, Content::File { size: 0, pages: BTreeMap::new() }, perm, owner, 0);
+        {
+            let mut data = node.data.lock();
+            data.nlink = 0;
+            data.linkable = linkable;
+        }
+        Ok(node)
+    }
+
     fn link(&self, name: &str, target: &dyn Node) -> Result<()> {
         let target = self.own(target)?;
         if target.file_type.is_dir() {
@@ -540,8 +553,11 @@ impl Node for Inode {
         }
         let target = target.me.upgrade().ok_or(Errno::ENOENT)?;
         let _ns = self.shared.namespace.lock();
-        if target.data.lock().nlink == 0 {
-            return Err(Errno::ENOENT);
+        {
+            let data = target.data.lock();
+            if data.nlink == 0 && !data.linkable {
+                return Err(Errno::ENOENT);
+            }
         }
         if self.get(name).is_ok() {
             return Err(Errno::EEXIST);
@@ -554,6 +570,7 @@ impl Node for Inode {
         let now = self.shared.now();
         let mut data = target.data.lock();
         data.nlink += 1;
+        data.linkable = false;
         data.ctime = now;
         Ok(())
     }

@@ -79,7 +79,7 @@ impl Inode {
         if Arc::ptr_eq(&source, &target) {
             return Ok(());
         }
-        let moves = !core::ptr::eq(self, &*new_dir);
+        let moves = !core::ptr::eq(self, new_dir);
         // Directories leaving one parent for the other: +1/-1 to each parent's count.
         let subdirs_delta = i64::from(source.file_type.is_dir()) - i64::from(target.file_type.is_dir());
         self.with_dir(|dir, _| {

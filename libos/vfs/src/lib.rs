@@ -33,7 +33,9 @@
 //!   writers) belongs to the C shim, which owns pipes.
 //! - Extended attributes: the VFS checks names and rights as Linux does ([`xattr`]); each
 //!   file system stores them (or answers `EOPNOTSUPP`, the trait's default).
-//! - No file locks in the VFS (the C shim keeps them) and no `O_TMPFILE`.
+//! - `O_TMPFILE` ([`OpenFlags::TMPFILE`]) where the file system makes unnamed files
+//!   ([`Node::create_unnamed`]: ramfs, ext2); no file locks in the VFS (the C shim keeps
+//!   them).
 //! - `readdir` on an [`OpenFile`] lists `.` and `..` first (the VFS adds them, so file systems
 //!   never do); [`Vfs::read_dir`] and `libos::fs::read_dir` leave them out, as `std` does.
 //! - One namespace: [`Vfs`] carries a single current directory; per-process state belongs to

@@ -200,8 +200,19 @@ pub trait Node: Send + Sync + Any {
         Err(Errno::EPERM)
     }
 
+    /// A new regular file with no name in this directory's file system (`O_TMPFILE`), with
+    /// permission bits `perm` owned by `owner`: its link count is 0 and it lives while it is
+    /// open. With `linkable`, a later [`Node::link`] may give it a name (which ends its
+    /// linkability); without, `link` refuses it with `ENOENT` like any removed file. Default:
+    /// `EOPNOTSUPP`, what Linux answers for a file system without unnamed files.
+    fn create_unnamed(&self, perm: u32, owner: Owner, linkable: bool) -> Result<Arc<dyn Node>> {
+        let _ = (perm, owner, linkable);
+        Err(Errno::EOPNOTSUPP)
+    }
+
     /// Adds the name `name` for `target` (a non-directory of the same file system, or `EXDEV`).
-    /// `EEXIST` if the name exists. Default: `EPERM`.
+    /// `EEXIST` if the name exists; `ENOENT` if `target` has no name left (removed), unless it
+    /// is a linkable unnamed file ([`Node::create_unnamed`]). Default: `EPERM`.
     fn link(&self, name: &str, target: &dyn Node) -> Result<()> {
         let _ = (name, target);
         Err(Errno::EPERM)

@@ -354,6 +354,10 @@ bitflags! {
         /// for its contents: no permission on the node itself is needed, and reading, writing,
         /// listing, seeking and changing attributes through it are `EBADF`.
         const PATH = 0o10_000_000;
+        /// With [`OpenFlags::DIRECTORY`] (Linux's `O_TMPFILE` is both bits): an unnamed
+        /// regular file in the directory the path names, for writing, freed when its last
+        /// descriptor closes unless a `linkat` names it first (never, with `EXCL`).
+        const TMPFILE = 0o20_000_000;
     }
 }
 

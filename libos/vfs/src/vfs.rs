@@ -148,6 +148,9 @@ impl Vfs {
 
     fn open_from(&self, start: &Loc, path: &str, flags: OpenFlags, perm: u32, budget: &mut u32) -> Result<OpenFile> {
         let follow = !flags.contains(OpenFlags::NOFOLLOW);
+        if flags.contains(OpenFlags::TMPFILE) {
+            return self.open_unnamed(start, path, flags, perm, budget);
+        }
         if flags.contains(OpenFlags::PATH) {
             // Only the walk is checked: no access to the node, no creation or truncation, no
             // device behind it; with `NOFOLLOW` a final symlink is the handle's node.
@@ -196,6 +199,26 @@ impl Vfs {
                 self.open_node(Loc { mount: parent.mount.clone(), node }, Some(parent.node.clone()), flags - OpenFlags::TRUNC, false)
             }
         }
+    }
+
+    /// `O_TMPFILE` (`TMPFILE | DIRECTORY`, without `CREAT`, for writing, else `EINVAL`): a new
+    /// unnamed file of the directory `path` names (`ENOTDIR`), which the caller must be able
+    /// to add names to (`EACCES`), on a writable file system (`EROFS`); `EXCL` makes it
+    /// unlinkable for good.
+    fn open_unnamed(&self, start: &Loc, path: &str, flags: OpenFlags, perm: u32, budget: &mut u32) -> Result<OpenFile> {
+        if !flags.contains(OpenFlags::DIRECTORY) || flags.contains(OpenFlags::CREAT) || !flags.writable() {
+            return Err(Errno::EINVAL);
+        }
+        let (dir, _) = self.find_from(start, path, !flags.contains(OpenFlags::NOFOLLOW), budget)?;
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        self.check_writable_fs(&dir)?;
+        self.creds.check(&*dir.node, Access::WRITE | Access::EXEC)?;
+        let (owner, perm) = self.new_owner(&dir, false, perm)?;
+        let node = dir.node.create_unnamed(perm, owner, !flags.contains(OpenFlags::EXCL))?;
+        let flags = flags - (OpenFlags::TMPFILE | OpenFlags::DIRECTORY | OpenFlags::EXCL | OpenFlags::TRUNC);
+        self.open_node(Loc { mount: dir.mount.clone(), node }, Some(dir.node.clone()), flags, false)
     }
 
     /// Opens an existing node: the access the flags ask for (`O_TRUNC` counts as writing) is

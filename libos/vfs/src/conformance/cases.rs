@@ -160,6 +160,7 @@ pub(super) const ALL: &[Case] = &[
     Case { name: "rename_noreplace", run: posix::rename_noreplace },
     Case { name: "rename_exchange", run: posix::rename_exchange },
     Case { name: "links_to_open_files_and_followed_symlinks", run: posix::links_to_open_files_and_followed_symlinks },
+    Case { name: "unnamed_files", run: posix::unnamed_files },
     Case { name: "path_handles", run: posix::path_handles },
     Case { name: "extended_attributes", run: xattrs::extended_attributes },
     Case { name: "extended_attributes_of_links_and_descriptors", run: xattrs::extended_attributes_of_links_and_descriptors },

@@ -44,6 +44,13 @@ pub trait FileSystemFactory {
         let _ = fs;
         None
     }
+
+    /// Whether the file system makes unnamed files (`O_TMPFILE`). When it does not (say why
+    /// in the implementation), the case checks that it refuses them with `EOPNOTSUPP`, as
+    /// Linux's file systems without them do. Default: true.
+    fn makes_unnamed_files(&self) -> bool {
+        true
+    }
 }
 
 /// A test case: a name and a function.

@@ -79,6 +79,8 @@ struct State {
     next_cookie: u64,
     parent: Weak<TinyNode>,
     xattrs: XattrMap,
+    /// An unnamed file (`O_TMPFILE`) that `link` may still name.
+    linkable: bool,
 }
 
 struct TinyNode {
@@ -149,6 +151,7 @@ impl TinyNode {
                 next_cookie: 0,
                 parent,
                 xattrs: XattrMap::new(),
+                linkable: false,
             }),
         })
     }
@@ -306,10 +309,20 @@ impl Node for TinyNode {
         Ok(node)
     }
 
+    fn create_unnamed(&self, perm: u32, owner: Owner, linkable: bool) -> Result<Arc<dyn Node>> {
+        let ino = self.shared.next_ino.fetch_add(1, Ordering::Relaxed);
+        let node = TinyNode::new(&self.shared, ino, FileType::Regular, perm, owner, Weak::new(), String::new());
+        let mut state = node.state.lock();
+        state.nlink = 0;
+        state.linkable = linkable;
+        drop(state);
+        Ok(node)
+    }
+
     fn link(&self, name: &str, target: &dyn Node) -> Result<()> {
         let target = self.own(target)?.me.upgrade().ok_or(Errno::ENOENT)?;
         let _ns = self.shared.namespace.lock();
-        if !target.is_live() {
+        if !target.is_live() && !core::mem::take(&mut target.state.lock().linkable) {
             return Err(Errno::ENOENT); // removed: it cannot get a name again
         }
         if self.find(name).is_some() {

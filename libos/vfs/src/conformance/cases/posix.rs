@@ -480,3 +480,45 @@ pub(super) fn links_to_open_files_and_followed_symlinks(f: &dyn FileSystemFactor
     err!(vfs.link_open_file(&dir, "/d2"), EPERM);
     Ok(())
 }
+
+/// `O_TMPFILE`: an unnamed file in a directory, for writing only; `linkat` names it once
+/// (never with `O_EXCL`, never after its name is removed again); the caller needs write and
+/// search permission on the directory. File systems without them answer `EOPNOTSUPP`.
+pub(super) fn unnamed_files(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(vfs.mkdir("/d", 0o755));
+    let tmpfile = OpenFlags::TMPFILE | OpenFlags::DIRECTORY | OpenFlags::RDWR;
+    if !f.makes_unnamed_files() {
+        err!(vfs.open("/d", tmpfile, 0o600), EOPNOTSUPP);
+        return Ok(());
+    }
+    err!(vfs.open("/d", OpenFlags::TMPFILE | OpenFlags::DIRECTORY, 0o600), EINVAL);
+    err!(vfs.open("/d", OpenFlags::TMPFILE | OpenFlags::RDWR, 0o600), EINVAL);
+    err!(vfs.open("/d", tmpfile | OpenFlags::CREAT, 0o600), EINVAL);
+    ok!(write_file(&vfs, "/f", b"x"));
+    err!(vfs.open("/f", tmpfile, 0o600), ENOTDIR);
+    err!(vfs.open("/missing", tmpfile, 0o600), ENOENT);
+    let file = ok!(vfs.open("/d", tmpfile, 0o640));
+    eq!(ok!(names(&vfs, "/d")), Vec::<String>::new());
+    eq!(ok!(file.write(b"unnamed")), 7);
+    let meta = ok!(file.metadata());
+    eq!((meta.file_type, meta.nlink, meta.perm, meta.size), (FileType::Regular, 0, 0o640, 7));
+    ok!(vfs.link_open_file(&file, "/d/named"));
+    eq!(ok!(read_file(&vfs, "/d/named")), b"unnamed".to_vec());
+    eq!(ok!(vfs.metadata("/d/named")).nlink, 1);
+    // Named once, it is an ordinary file: removed again, it stays removed.
+    ok!(vfs.unlink("/d/named"));
+    err!(vfs.link_open_file(&file, "/d/again"), ENOENT);
+    drop(file);
+    let unlinkable = ok!(vfs.open("/d", tmpfile | OpenFlags::EXCL, 0o600));
+    eq!(ok!(unlinkable.write(b"secret")), 6);
+    err!(vfs.link_open_file(&unlinkable, "/d/excl"), ENOENT);
+    drop(unlinkable);
+    let writer = ok!(vfs.open("/d", OpenFlags::TMPFILE | OpenFlags::DIRECTORY | OpenFlags::WRONLY, 0o600));
+    err!(writer.read(&mut [0u8; 4]), EBADF);
+    drop(writer);
+    eq!(ok!(names(&vfs, "/d")), Vec::<String>::new());
+    vfs.set_credentials(user());
+    err!(vfs.open("/d", tmpfile, 0o600), EACCES);
+    Ok(())
+}
