@@ -250,7 +250,8 @@ void posix_family(void) {
     CHECK(unlink("/tmp/px/lk-sym") == 0 && unlink("/tmp/px/lk-nofollow") == 0);
 
     /* O_TMPFILE: an unnamed file, named later through /proc/self/fd (never with O_EXCL).
-     * virtio-fs (FUSE) answers EOPNOTSUPP: libos sends no FUSE_TMPFILE yet. */
+     * virtio-fs (FUSE) answers EOPNOTSUPP, as for a Linux guest: virtiofsd 1.14 has no
+     * FUSE_TMPFILE. */
     struct statfs px_fs;
     CHECK(statfs("/tmp/px", &px_fs) == 0);
     int tmp = open("/tmp/px", O_TMPFILE | O_RDWR, 0600);

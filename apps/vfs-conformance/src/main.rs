@@ -66,7 +66,8 @@ impl FileSystemFactory for SharedMount {
         self.fs.name()
     }
 
-    /// libos sends no FUSE_TMPFILE yet: `O_TMPFILE` is `EOPNOTSUPP` on virtio-fs.
+    /// virtiofsd 1.14 answers FUSE_TMPFILE with ENOSYS (a Linux guest gets `EOPNOTSUPP`), so
+    /// libos sends none: `O_TMPFILE` is `EOPNOTSUPP` on virtio-fs.
     fn makes_unnamed_files(&self) -> bool {
         self.fs.name() != "virtiofs"
     }

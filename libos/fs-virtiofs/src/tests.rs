@@ -30,7 +30,8 @@ impl FileSystemFactory for Factory {
         Ok(fs)
     }
 
-    /// libos sends no FUSE_TMPFILE yet: `O_TMPFILE` is `EOPNOTSUPP` on virtio-fs.
+    /// virtiofsd 1.14 has no FUSE_TMPFILE (ENOSYS), so libos sends none: `O_TMPFILE` is
+    /// `EOPNOTSUPP` on virtio-fs, as for a Linux guest.
     fn makes_unnamed_files(&self) -> bool {
         false
     }
