@@ -151,10 +151,11 @@ fn entry_hash(attr: &Attr) -> u32 {
     for &byte in &attr.name {
         hash = (hash << 5) ^ (hash >> 27) ^ (i32::from(byte as i8) as u32);
     }
-    let mut padded = attr.value.clone();
-    padded.resize(attr.value.len().next_multiple_of(4), 0);
-    for word in padded.chunks_exact(4) {
-        hash = (hash << 16) ^ (hash >> 16) ^ u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+    // The value's words, the last one padded with zeros (as stored).
+    for chunk in attr.value.chunks(4) {
+        let mut word = [0u8; 4];
+        word[..chunk.len()].copy_from_slice(chunk);
+        hash = (hash << 16) ^ (hash >> 16) ^ u32::from_le_bytes(word);
     }
     hash
 }

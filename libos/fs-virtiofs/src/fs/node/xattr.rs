@@ -27,20 +27,21 @@ fn supported<T>(result: Result<T>) -> Result<T> {
 }
 
 impl FuseNode {
-    /// GETXATTR or LISTXATTR (`name` empty) into a buffer of the right size: the reply's
-    /// bytes. `limit` bounds what the server may claim (`EIO` beyond it).
-    fn fetch(&self, opcode: u32, target: Target, name: &[&[u8]], limit: usize) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; FIRST_TRY];
-        let ask = |buf: &mut Vec<u8>| {
-            let request = proto::fuse_getxattr_in { size: buf.len() as u32, padding: 0 };
-            let body: Vec<&[u8]> = [request.as_bytes()].into_iter().chain(name.iter().copied()).collect();
-            self.session.call(opcode, target, &body, ReplyData::Upto(buf))
+    /// GETXATTR `name` or LISTXATTR (`name` empty) into a buffer of the right size: the
+    /// reply's bytes. `limit` bounds what the server may claim (`EIO` beyond it).
+    fn fetch(&self, opcode: u32, target: Target, name: &str, limit: usize) -> Result<Vec<u8>> {
+        let [name_bytes, nul] = name_parts(name);
+        let ask = |size: usize, reply: ReplyData<'_>| {
+            let request = proto::fuse_getxattr_in { size: size as u32, padding: 0 };
+            let with_name = [request.as_bytes(), name_bytes, nul];
+            let body = if name.is_empty() { &with_name[..1] } else { &with_name[..] };
+            self.session.call(opcode, target, body, reply)
         };
-        let n = match ask(&mut buf) {
+        let mut buf = vec![0u8; FIRST_TRY];
+        let n = match ask(FIRST_TRY, ReplyData::Upto(&mut buf)) {
             Err(Errno::ERANGE) => {
-                let request = proto::fuse_getxattr_in { size: 0, padding: 0 };
-                let body: Vec<&[u8]> = [request.as_bytes()].into_iter().chain(name.iter().copied()).collect();
-                let out: proto::fuse_getxattr_out = self.session.call_fixed(opcode, target, &body)?;
+                let mut out = proto::fuse_getxattr_out::default();
+                ask(0, ReplyData::Fixed(out.as_mut_bytes()))?;
                 let size = out.size as usize;
                 if size > limit {
                     log::warn!("virtio-fs: the server claims a {size}-byte attribute or list");
@@ -48,7 +49,7 @@ impl FuseNode {
                 }
                 buf = vec![0u8; size];
                 // ERANGE again: the value grew in between (as Linux, the caller sees it).
-                ask(&mut buf)?
+                ask(size, ReplyData::Upto(&mut buf))?
             }
             other => other?,
         };
@@ -58,7 +59,7 @@ impl FuseNode {
 
     /// GETXATTR `name`.
     pub(super) fn xattr(&self, name: &str) -> Result<Vec<u8>> {
-        supported(self.fetch(op::GETXATTR, self.target()?, &name_parts(name), XATTR_SIZE_MAX))
+        supported(self.fetch(op::GETXATTR, self.target()?, name, XATTR_SIZE_MAX))
     }
 
     /// SETXATTR `name` = `value` with `how`'s flag.
@@ -80,7 +81,7 @@ impl FuseNode {
 
     /// LISTXATTR: the names, split at their NULs.
     pub(super) fn xattr_names(&self) -> Result<Vec<String>> {
-        let list = supported(self.fetch(op::LISTXATTR, self.target()?, &[], XATTR_LIST_MAX))?;
+        let list = supported(self.fetch(op::LISTXATTR, self.target()?, "", XATTR_LIST_MAX))?;
         list.split(|&b| b == 0)
             .filter(|name| !name.is_empty())
             .map(|name| {
