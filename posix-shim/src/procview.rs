@@ -4,9 +4,9 @@
 //! file is read, the arguments and environment too: from the program's initial stack, as
 //! Linux reads them from the program's memory (where it may have changed them).
 //!
-//! The start records only what it already has (no path walk, no copies): code that runs
-//! before a program's first instruction delays it, and on aarch64 a delay before fsx starts
-//! exposes a crash of its (see the note in `start_program`).
+//! The start records only what it already has (no path walk, no copies): the first,
+//! eager version crashed fsx on aarch64 for a reason not found (see the note in
+//! `start_program`; a plain delay is not it).
 
 use crate::fd::{self, Object};
 use crate::user;
@@ -64,7 +64,8 @@ fn strings_at(mut array: u64) -> Vec<u8> {
         let Ok(string) = (unsafe { user::c_string(pointer, STRING_MAX, &mut buffer) }) else { break };
         bytes.extend_from_slice(string.as_bytes());
         bytes.push(0);
-        array += 8;
+        let Some(next) = array.checked_add(8) else { break };
+        array = next;
     }
     bytes
 }
@@ -77,8 +78,15 @@ fn initial_strings(environment: bool) -> Vec<u8> {
     let Some(sp) = STARTED.lock().as_ref().map(|s| s.initial_sp) else { return Vec::new() };
     // SAFETY: checked by `user::read`: `argc` at the initial stack pointer.
     let Ok(argc) = (unsafe { user::read::<u64>(sp) }) else { return Vec::new() };
-    let argv = sp + 8;
-    if environment { strings_at(argv + 8 * (argc + 1)) } else { strings_at(argv) }
+    let argv = sp.saturating_add(8);
+    if !environment {
+        return strings_at(argv);
+    }
+    // `argc` is whatever the program left there: an absurd one reads nothing, never wraps.
+    match argc.checked_add(1).and_then(|n| n.checked_mul(8)).and_then(|skip| argv.checked_add(skip)) {
+        Some(envp) => strings_at(envp),
+        None => Vec::new(),
+    }
 }
 
 /// Set while [`resolve`] walks: a path that leads back to `/proc/self/exe` (a symlink to
