@@ -17,16 +17,21 @@
 //! Differences from Linux, documented rather than accidental:
 //! - only the forking thread runs in the child, but a program thread that was running on
 //!   another CPU at the fork is stopped only at its next system call;
-//! - process groups and sessions are known only inside each VM: a child inherits its parent's
-//!   group and session, `setpgid(0, 0)` and `setsid` work on the caller, but `kill(0, sig)` or a
-//!   kill to a group reaches only the caller, and `waitpid(0, ...)` or `waitpid(-PGID, ...)`
-//!   waits for any child;
+//! - a child that has called `execve` can still be moved by its parent's `setpgid` (Linux
+//!   says `EACCES`): the host is not told of an `execve`;
 //! - a file system in VM memory (ramfs, an ext2 disk's cache) is the child's own copy, not
 //!   shared with the parent: only virtio-fs shares (the host's directory) are common to all
 //!   processes.
 //!
+//! **Groups and sessions** live in the host's table, which sees every process: `setpgid`,
+//! `setsid`, `getpgid`/`getsid` of another process and `kill` to a group (`kill(0)`,
+//! `kill(-PGID)`) or to everyone (`kill(-1)`) are asked of the host, and each VM keeps a copy
+//! of its own group and session (changed when the host says yes, or by `event group` when a
+//! parent moved it) and of its children's groups (`event child-group`), which
+//! `waitpid(0)`/`waitpid(-PGID)` and `waitid(P_PGID)` select by.
+//!
 //! Without the feature (or without a process host at run time) `fork` fails with `ENOSYS` and
-//! `wait4` with `ECHILD`, and the program is process 1.
+//! `wait4` with `ECHILD`, the program is process 1, and group calls answer for it alone.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -111,6 +116,21 @@ mod host {
         Err(Errno::ESRCH)
     }
 
+    /// Group changes have no host to ask.
+    pub fn ask_setpgid(_pid: u64, _pgid: u64) -> Result<u64> {
+        Err(Errno::ENOSYS)
+    }
+
+    /// Group changes have no host to ask.
+    pub fn ask_setsid() -> Result<u64> {
+        Err(Errno::ENOSYS)
+    }
+
+    /// Another process's group or session: there is no other process.
+    pub fn ask_id_of(_pid: u64, _session: bool) -> Result<u64> {
+        Err(Errno::ESRCH)
+    }
+
     /// Nobody to tell.
     pub fn report_exit(_status: u32) {}
 
@@ -120,7 +140,7 @@ mod host {
 
 #[cfg(feature = "processes")]
 mod host {
-    use super::{PARENT, PID};
+    use super::{PARENT, PID, group, set_group, set_session};
     use crate::{signal, user};
     use alloc::vec::Vec;
     use core::sync::atomic::Ordering;
@@ -129,10 +149,12 @@ mod host {
     use libos::{Errno, Result};
     use libos_process_protocol::{Event, Pid, Reply, RequestKind};
 
-    /// A child of this process: its pid and, once it ended, its wait status (a zombie).
+    /// A child of this process: its pid, its process group and, once it ended, its wait
+    /// status (a zombie).
     #[derive(Clone, Copy, Debug)]
     struct Child {
         pid: Pid,
+        pgid: u64,
         status: Option<u32>,
     }
 
@@ -170,7 +192,7 @@ mod host {
         warn_once_if_root_is_private();
         match control::call(RequestKind::Fork)? {
             Reply::Forked { child } => {
-                CHILDREN.lock().push(Child { pid: child, status: None });
+                CHILDREN.lock().push(Child { pid: child, pgid: group(), status: None });
                 Ok(u64::from(child))
             }
             Reply::Child { pid, parent } => {
@@ -225,7 +247,7 @@ mod host {
                             log::warn!("posix-shim: the host says {pid} ended, which is not a child of this process");
                             return;
                         }
-                        children.push(Child { pid, status: None });
+                        children.push(Child { pid, pgid: 0, status: None });
                     }
                     let Some(child) = children.iter_mut().find(|c| c.pid == pid) else { return };
                     child.status = Some(status);
@@ -238,6 +260,17 @@ mod host {
             }
             Event::Signal { signal: sig, from } => signal::send_from_process(u64::from(sig), from),
             Event::Pipe { pipe, state } => crate::events::host_pipe::on_event(pipe, state),
+            Event::Group { pgid, sid } => {
+                set_session(u64::from(sid));
+                set_group(u64::from(pgid));
+            }
+            Event::ChildGroup { pid, pgid } => set_child_group(pid, u64::from(pgid)),
+        }
+    }
+
+    fn set_child_group(pid: Pid, pgid: u64) {
+        if let Some(child) = CHILDREN.lock().iter_mut().find(|c| c.pid == pid) {
+            child.pgid = pgid;
         }
     }
 
@@ -246,6 +279,7 @@ mod host {
     enum Which {
         Any,
         Pid(Pid),
+        Group(u64),
     }
 
     impl Which {
@@ -253,6 +287,7 @@ mod host {
             match self {
                 Which::Any => true,
                 Which::Pid(pid) => child.pid == pid,
+                Which::Group(pgid) => child.pgid == pgid,
             }
         }
     }
@@ -290,9 +325,15 @@ mod host {
         Ok(found)
     }
 
+    /// `wait4`'s `pid`: a child, any child (-1), a child in the caller's group (0) or in group
+    /// `-pid`.
     fn which(pid: i64) -> Which {
-        // The host does not track groups: "my group" and any group mean every child.
-        if pid > 0 { Which::Pid(pid as Pid) } else { Which::Any }
+        match pid {
+            -1 => Which::Any,
+            0 => Which::Group(group()),
+            p if p > 0 => Which::Pid(p as Pid),
+            p => Which::Group(p.unsigned_abs()),
+        }
     }
 
     /// `wait4(pid, status, options, rusage)`.
@@ -329,7 +370,9 @@ mod host {
         let which = match idtype {
             P_ALL => Which::Any,
             P_PID if id as i64 > 0 && id <= u64::from(i32::MAX as u32) => Which::Pid(id as Pid),
-            P_PGID => Which::Any,
+            // Since Linux 5.4, id 0 is the caller's group.
+            P_PGID if id == 0 => Which::Group(group()),
+            P_PGID if id as i64 > 0 => Which::Group(id),
             P_PID => return Err(Errno::EINVAL),
             _ => return Err(Errno::EINVAL),
         };
@@ -366,6 +409,54 @@ mod host {
     pub fn kill_other(pid: i64, sig: u64) -> Result<u64> {
         match control::call(RequestKind::Kill { pid, signal: sig as u32 }) {
             Ok(Reply::Done) => Ok(0),
+            Ok(Reply::Error { errno }) => Err(Errno::from_raw(errno).unwrap_or(Errno::ESRCH)),
+            Ok(_) => Err(Errno::EIO),
+            Err(Errno::ENOSYS) => Err(Errno::ESRCH),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `setpgid(pid, pgid)` decided by the host (`pid` 0 is this process, `pgid` 0 is `pid`);
+    /// on success this VM's copy of the group (its own, or its child's) changes. `ENOSYS`
+    /// without a host.
+    pub fn ask_setpgid(pid: u64, pgid: u64) -> Result<u64> {
+        let (Ok(target), Ok(group_id)) = (Pid::try_from(pid), Pid::try_from(pgid)) else { return Err(Errno::ESRCH) };
+        match control::call(RequestKind::SetPgid { pid: target, pgid: group_id })? {
+            Reply::Done => {}
+            Reply::Error { errno } => return Err(Errno::from_raw(errno).unwrap_or(Errno::EPERM)),
+            _ => return Err(Errno::EIO),
+        }
+        let me = super::pid();
+        let target = if pid == 0 { me } else { pid };
+        let pgid = if pgid == 0 { target } else { pgid };
+        if target == me {
+            set_group(pgid);
+        } else {
+            set_child_group(target as Pid, pgid);
+        }
+        Ok(0)
+    }
+
+    /// `setsid()` decided by the host: this process leads a new session and group. `ENOSYS`
+    /// without a host.
+    pub fn ask_setsid() -> Result<u64> {
+        match control::call(RequestKind::SetSid)? {
+            Reply::Done => {
+                let me = super::pid();
+                set_session(me);
+                Ok(me)
+            }
+            Reply::Error { errno } => Err(Errno::from_raw(errno).unwrap_or(Errno::EPERM)),
+            _ => Err(Errno::EIO),
+        }
+    }
+
+    /// Another process's group (or, with `session`, its session), from the host.
+    pub fn ask_id_of(pid: u64, session: bool) -> Result<u64> {
+        let Ok(pid) = Pid::try_from(pid) else { return Err(Errno::ESRCH) };
+        let request = if session { RequestKind::GetSid { pid } } else { RequestKind::GetPgid { pid } };
+        match control::call(request) {
+            Ok(Reply::Id { id }) => Ok(u64::from(id)),
             Ok(Reply::Error { errno }) => Err(Errno::from_raw(errno).unwrap_or(Errno::ESRCH)),
             Ok(_) => Err(Errno::EIO),
             Err(Errno::ENOSYS) => Err(Errno::ESRCH),

@@ -157,22 +157,36 @@ pub fn mlockall(flags: u64) -> Result<u64> {
     Ok(0)
 }
 
-/// `getpgid(pid)`: this process's group (1, the first process's, unless it made its own).
+/// `getpgid(pid)`: this process's group (1, the first process's, unless it made its own), or
+/// another process's from the process host.
 pub fn group_of(pid: u64) -> Result<u64> {
-    this_pid(pid).map(|()| process::group())
+    match this_pid(pid) {
+        Ok(()) => Ok(process::group()),
+        Err(Errno::ESRCH) => process::ask_id_of(pid, false),
+        Err(e) => Err(e),
+    }
 }
 
-/// `getsid(pid)`: this process's session.
+/// `getsid(pid)`: this process's session, or another process's from the process host.
 pub fn session_of(pid: u64) -> Result<u64> {
-    this_pid(pid).map(|()| process::session())
+    match this_pid(pid) {
+        Ok(()) => Ok(process::session()),
+        Err(Errno::ESRCH) => process::ask_id_of(pid, true),
+        Err(e) => Err(e),
+    }
 }
 
-/// `setpgid(pid, pgid)` for this process: to its own group (`pgid` 0 or its pid) or the
-/// group it is in. Moving into another existing group is `EPERM` (this VM cannot see the
-/// others' groups); a session leader cannot move (`EPERM`), as on Linux.
+/// `setpgid(pid, pgid)`: decided by the process host, which knows every process's group
+/// (Linux's rules). Without one this process is alone: it can make its own group (`pgid` 0
+/// or its pid) or stay in the one it is in; any other group does not exist (`EPERM`), any
+/// other pid is `ESRCH`, and a session leader cannot move (`EPERM`), as on Linux.
 pub fn setpgid(pid: u64, pgid: u64) -> Result<u64> {
-    if (pgid as i64) < 0 {
+    if (pgid as i64) < 0 || (pid as i64) < 0 {
         return Err(Errno::EINVAL);
+    }
+    match process::ask_setpgid(pid, pgid) {
+        Err(Errno::ENOSYS) => {}
+        decided => return decided,
     }
     this_pid(pid)?;
     let me = process::pid();
@@ -186,9 +200,13 @@ pub fn setpgid(pid: u64, pgid: u64) -> Result<u64> {
     Ok(0)
 }
 
-/// `setsid()`: a new session and group led by this process; `EPERM` when it leads a group
-/// already, as Linux answers.
+/// `setsid()`: a new session and group led by this process; `EPERM` when a group with its
+/// number exists (it leads one), as Linux answers. The process host decides when there is one.
 pub fn setsid() -> Result<u64> {
+    match process::ask_setsid() {
+        Err(Errno::ENOSYS) => {}
+        decided => return decided,
+    }
     let me = process::pid();
     if process::group() == me {
         return Err(Errno::EPERM);

@@ -1,7 +1,8 @@
 //! Processes, each one a VM of its own (issue 17): an unmodified static C program
 //! (`apps/elf-runner/c/procs.c`, run by elf-runner under the process host) forks children and
 //! checks every exit status, deaths by signal, `kill` between processes, `SIGCHLD`, `waitid`,
-//! the process limit (`EAGAIN`), `execve` (of a program, of a `#!` script, and of files that
+//! process groups and sessions (`setpgid` of the caller and of a child, `setsid`, a signal to a
+//! group, `waitpid` by group, Linux's errors), the process limit (`EAGAIN`), `execve` (of a program, of a `#!` script, and of files that
 //! cannot run, which fail in the caller), `posix_spawn`, and files a child writes on a virtio-fs
 //! share that its parent then reads. Every family prints "procs FAMILY: ok" only when all its
 //! checks passed. Afterwards no VM of the runs is left: every QEMU the process host started
@@ -51,6 +52,7 @@ fn forked_processes_wait_signal_exec_and_share_files() {
             .prints("posix-shim: terminated by signal 15")
             .prints("handler child ready\n")
             .prints("procs signal: ok\n");
+        procs(8, &["groups"]).on(arch).exits_with(0).prints("procs groups: ok\n");
         procs(4, &["limit"]).on(arch).exits_with(0).prints("procs limit: 3 children before EAGAIN\n").prints("procs limit: ok\n");
         procs(8, &["exec"])
             .on(arch)

@@ -31,7 +31,7 @@ const HELP: &str = "\
         --share DIR[:TAG]       share a host directory through virtio-fs (repeatable; TAG
                                 defaults to the directory's name; the guest mounts it with
                                 `--cmdline mount=virtiofs:TAG:/PATH`); starts one virtiofsd per
-                                share (installed into target/tools on first use), stopped with
+                                share (built into /var/cache/libos on first use), stopped with
                                 the guest
         --disk IMAGE[:ro]       attach the raw disk image IMAGE as a virtio-blk device
                                 (repeatable: /dev/vda, /dev/vdb, ... in order; `:ro` read-only);
@@ -89,7 +89,8 @@ const HELP: &str = "\
         arm64 Image, flattened from the ELF beside it).
   ./x build-server NAME... [--arch x86_64|aarch64|all] [--host-check]
         Build real servers (redis, lighttpd) from their Debian source packages as static musl
-        programs, on first use (sources, patches and programs cached under target/servers/),
+        programs, on first use (built once per machine in /var/cache/libos/servers/, copied to
+        target/servers/),
         and print the programs' paths. Run one with its files and a forward, e.g.
           ./x run --elf PATH --files servers/rootfs --mem 256M --forward tcp:6379:6379 \\
               -- /srv/redis.conf
@@ -501,11 +502,16 @@ fn build_server_verb(args: Vec<String>) -> Result<i32> {
 }
 
 fn cargo_test(args: &[&str]) -> Result<bool> {
+    cargo_test_with_env(args, &[])
+}
+
+fn cargo_test_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<bool> {
     let status = Command::new(build::cargo())
         .current_dir(root())
         .arg("test")
         .args(["--target-dir", "target/host"])
         .args(args)
+        .envs(env.iter().copied())
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     Ok(status.success())
@@ -514,7 +520,7 @@ fn cargo_test(args: &[&str]) -> Result<bool> {
 /// What the QEMU tests run on the host, built or installed once before them: virtiofsd (the
 /// virtio-fs tests start it), the DAX tests' daemon and patched QEMU (built once into
 /// `/var/cache/libos`, so later clones on the machine reuse it) and the real servers (redis,
-/// lighttpd) for every architecture (cached under `target/servers/`; a test would otherwise
+/// lighttpd) for every architecture (built once per machine, copied to `target/servers/`; a test would otherwise
 /// build them inside its time), and the pjdfstest suite for every architecture (cached in
 /// `/var/cache/libos`).
 fn tools_for_tests(arches: &[Arch]) -> Result<()> {
@@ -674,7 +680,9 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
         // The disk tests make ext2 images and check what the guest wrote with e2fsprogs.
         xtask::disk::ensure_e2fsprogs()?;
         eprintln!("==> QEMU integration tests");
-        ok &= cargo_test(&["-p", "libos-tests"])?;
+        // Every image was built above: the test binaries need not check again
+        // (`libos_tests::IMAGES_BUILT_ENV`).
+        ok &= cargo_test_with_env(&["-p", "libos-tests"], &[("LIBOS_TEST_IMAGES_BUILT", "1")])?;
     }
     Ok(if ok { 0 } else { 1 })
 }

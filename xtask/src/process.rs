@@ -38,6 +38,9 @@
 //!   is dropped, every child QEMU and its virtiofsd processes are killed and the sockets and
 //!   state files removed with their private directory.
 //! - **Limit**: at most `limit` processes live at once; a fork beyond it fails with `EAGAIN`.
+//! - **Groups and sessions**: the table holds every process's group and session, so
+//!   `setpgid`, `setsid`, `getpgid`/`getsid` of another process and signals to a group or to
+//!   everyone are decided here, with Linux's rules ([`groups`]).
 //!
 //! What a child does not share with its parent: the console input, network forwards (a child
 //! gets the same NIC on a restricted user network without forwards, as two QEMUs cannot
@@ -46,6 +49,7 @@
 //! a child's overlay is the parent's live one (no image lock between them): blocks the child
 //! had not cached at the fork, it reads as the parent has written them since.
 
+mod groups;
 mod pipes;
 
 use crate::Result;
@@ -87,6 +91,9 @@ pub type Console = Arc<Mutex<Vec<u8>>>;
 /// One VM of the run.
 struct Vm {
     parent: Pid,
+    /// Its process group and session (a child starts in its parent's).
+    pgid: Pid,
+    sid: Pid,
     /// QEMU's host PID.
     qemu: u32,
     /// The control socket (writes: replies and events).
@@ -128,6 +135,13 @@ struct Table {
     next_pid: Pid,
     /// Set once the first process ended: no more forks, every VM is being stopped.
     closing: bool,
+}
+
+impl Table {
+    /// Every process's parent, group and session.
+    fn memberships(&self) -> BTreeMap<Pid, groups::Membership> {
+        self.vms.iter().map(|(&pid, vm)| (pid, groups::Membership { parent: vm.parent, pgid: vm.pgid, sid: vm.sid })).collect()
+    }
 }
 
 /// The process host of one run (see the module docs).
@@ -329,9 +343,13 @@ impl Shared {
     ) -> Result<Arc<Mutex<UnixStream>>> {
         let reader = control.try_clone()?;
         let control = Arc::new(Mutex::new(control));
-        let vm =
-            Vm { parent, qemu, control: control.clone(), qmp: Arc::new(Mutex::new(qmp)), reported: None, killed: None, process, daemons, ram: None };
-        lock(&self.table).vms.insert(pid, vm);
+        let mut table = lock(&self.table);
+        // A child starts in its parent's group and session (its memory, a copy, says the same).
+        let (pgid, sid) = table.vms.get(&parent).map_or((pid, pid), |p| (p.pgid, p.sid));
+        let qmp = Arc::new(Mutex::new(qmp));
+        let vm = Vm { parent, pgid, sid, qemu, control: control.clone(), qmp, reported: None, killed: None, process, daemons, ram: None };
+        table.vms.insert(pid, vm);
+        drop(table);
         let shared = self.clone();
         std::thread::spawn(move || shared.supervise(pid, reader));
         Ok(control)
@@ -376,6 +394,20 @@ impl Shared {
                         vm.reported = Some(status);
                     }
                 }
+                RequestKind::SetPgid { pid: target, pgid } => {
+                    let reply = self.regroup(pid, |processes| groups::setpgid(processes, pid, target, pgid));
+                    self.send(pid, HostMessage::Reply(id, reply));
+                }
+                RequestKind::SetSid => {
+                    let reply = self.regroup(pid, |processes| groups::setsid(processes, pid));
+                    self.send(pid, HostMessage::Reply(id, reply));
+                }
+                RequestKind::GetPgid { pid: target } | RequestKind::GetSid { pid: target } => {
+                    let session = matches!(kind, RequestKind::GetSid { .. });
+                    let found = lock(&self.table).vms.get(&target).map(|vm| if session { vm.sid } else { vm.pgid });
+                    let reply = found.map_or(Reply::Error { errno: ESRCH }, |id| Reply::Id { id });
+                    self.send(pid, HostMessage::Reply(id, reply));
+                }
                 pipe_request => self.pipe_request(pid, id, pipe_request),
             }
         }
@@ -409,7 +441,13 @@ impl Shared {
                     table.pipes.cancel(pid, request, &mut out);
                     out.push((pid, HostMessage::Reply(id, Reply::Done)));
                 }
-                RequestKind::Fork | RequestKind::Kill { .. } | RequestKind::Exit { .. } => {}
+                RequestKind::Fork
+                | RequestKind::Kill { .. }
+                | RequestKind::Exit { .. }
+                | RequestKind::SetPgid { .. }
+                | RequestKind::SetSid
+                | RequestKind::GetPgid { .. }
+                | RequestKind::GetSid { .. } => {}
             }
         }
         self.send_all(out);
@@ -598,16 +636,46 @@ impl Shared {
     }
 
     /// `kill` from `from` to `target`: SIGKILL ends the VM, other signals go to its guest.
+    /// `target` as `kill` takes it: a pid, 0 (the caller's group), -1 (everyone but process 1)
+    /// or `-PGID`. The caller itself is never signalled here (its guest does that), so `ESRCH`
+    /// means no *other* process was found.
     fn kill(&self, from: Pid, target: i64, signal: u32) -> Reply {
-        let Ok(pid) = Pid::try_from(target) else { return Reply::Error { errno: ESRCH } };
-        if !lock(&self.table).vms.contains_key(&pid) {
+        let receivers = groups::receivers(&lock(&self.table).memberships(), from, target);
+        if receivers.is_empty() {
             return Reply::Error { errno: ESRCH };
         }
-        match signal {
-            0 => {}
-            SIGKILL => self.kill_vm(pid, SIGKILL),
-            _ => self.send(pid, HostMessage::Event(Event::Signal { signal, from })),
+        for pid in receivers {
+            match signal {
+                0 => {}
+                SIGKILL => self.kill_vm(pid, SIGKILL),
+                _ => self.send(pid, HostMessage::Event(Event::Signal { signal, from })),
+            }
         }
+        Reply::Done
+    }
+
+    /// Applies the group change `rule` decides for a request of `caller`; the process moved
+    /// (when not the caller, which changes its own copy on the reply) and its parent (when
+    /// not the caller) hear of it.
+    fn regroup(&self, caller: Pid, rule: impl FnOnce(&BTreeMap<Pid, groups::Membership>) -> std::result::Result<groups::Moved, i32>) -> Reply {
+        let mut out = Outbox::new();
+        {
+            let mut table = lock(&self.table);
+            let moved = match rule(&table.memberships()) {
+                Ok(moved) => moved,
+                Err(errno) => return Reply::Error { errno },
+            };
+            let Some(vm) = table.vms.get_mut(&moved.pid) else { return Reply::Error { errno: ESRCH } };
+            vm.pgid = moved.pgid;
+            vm.sid = moved.sid;
+            if moved.pid != caller {
+                out.push((moved.pid, HostMessage::Event(Event::Group { pgid: moved.pgid, sid: moved.sid })));
+            }
+            if vm.parent != caller && vm.parent != 0 {
+                out.push((vm.parent, HostMessage::Event(Event::ChildGroup { pid: moved.pid, pgid: moved.pgid })));
+            }
+        }
+        self.send_all(out);
         Reply::Done
     }
 

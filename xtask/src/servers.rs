@@ -18,13 +18,20 @@
 //! 1. installs the build tools ([`debian::ensure_build_tools`]) and, once, the `deb-src`
 //!    entries apt needs for source packages ([`debian::ensure_deb_src`]);
 //! 2. downloads the pinned source package version and unpacks it with Debian's patches into
-//!    `target/servers/PACKAGE-VERSION/source/tree` ([`debian::fetch_source`]);
+//!    `/var/cache/libos/servers/PACKAGE-VERSION/source/tree` ([`debian::fetch_source`]);
 //! 3. builds a fresh copy of the tree per architecture with the server's recipe
-//!    ([`recipes`]), logging to `target/servers/PACKAGE-VERSION/ARCH/build.log`;
-//! 4. checks the result is a static ELF executable for that architecture, strips it into
-//!    `target/servers/PACKAGE-VERSION/ARCH/PROGRAM` (the unstripped one is `PROGRAM.debug`)
-//!    and records the recipe beside it (`recipe.txt`): a later call with the same recipe
-//!    returns the path at once, a changed recipe rebuilds.
+//!    ([`recipes`]), logging to `build.log` in the machine cache directory of that recipe
+//!    (`/var/cache/libos/servers/PACKAGE-VERSION-KEY/ARCH/`, `KEY` hashing the recipe's text
+//!    and the compiler's version);
+//! 4. checks the result is a static ELF executable for that architecture and strips it into
+//!    that directory (the unstripped one is `PROGRAM.debug`);
+//! 5. copies both into the checkout, `target/servers/PACKAGE-VERSION/ARCH/PROGRAM`, and records
+//!    the recipe beside them (`recipe.txt`): a later call with the same recipe returns that
+//!    path at once, a changed recipe looks in the machine cache again.
+//!
+//! The machine cache is why a fresh clone on a machine that built the servers once does not
+//! build them again (four builds, about four minutes of both cores here, in every first
+//! `./x test`); the copy in the checkout is the path users and the README name.
 //!
 //! The versions are pinned (the source package's files must match the Debian changelog the
 //! report quotes, and the host tools are the same Debian version); moving to a newer Debian
@@ -41,7 +48,7 @@ pub mod recipes;
 
 use crate::arch::Arch;
 use crate::{Result, root};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -97,7 +104,8 @@ pub fn find(name: &str) -> Result<&'static Server> {
     })
 }
 
-/// `target/servers/`: the cache of sources and programs.
+/// `target/servers/`: the checkout's copies of the programs (the machine cache in
+/// `/var/cache/libos/servers/` holds the sources and builds) and the images packed with them.
 pub fn cache_dir() -> PathBuf {
     root().join("target/servers")
 }
@@ -148,7 +156,7 @@ pub fn check_static_elf(image: &[u8], arch: Arch) -> std::result::Result<(), Str
 impl Server {
     /// `target/servers/PACKAGE-VERSION` (the version without its epoch).
     pub fn dir(&self) -> PathBuf {
-        cache_dir().join(format!("{}-{}", self.package, debian::without_epoch(self.version)))
+        cache_dir().join(self.dir_name())
     }
 
     /// Where [`Server::build`] puts the (stripped) program for `arch`.
@@ -170,34 +178,75 @@ impl Server {
         if up_to_date() {
             return Ok(program); // another process built it while we waited
         }
-        let started = Instant::now();
         debian::ensure_build_tools(arch)?;
-        let tree = debian::fetch_source(self.package, self.version, &self.dir().join("source"))?;
-        let build = out.join("build");
-        if build.exists() {
-            std::fs::remove_dir_all(&build)?;
-        }
+        let cached = self.machine_cache(arch, &recipe)?;
         std::fs::create_dir_all(&out)?;
+        let debug = format!("{}.debug", self.program);
+        for name in [self.program, debug.as_str()] {
+            let from = cached.join(name);
+            std::fs::copy(&from, out.join(name)).map_err(|e| format!("copying {}: {e}", from.display()))?;
+        }
+        std::fs::write(&recipe_file, recipe.fingerprint())?;
+        Ok(program)
+    }
+
+    /// `PACKAGE-VERSION` (the version without its epoch): the name of this server's
+    /// directories.
+    fn dir_name(&self) -> String {
+        format!("{}-{}", self.package, debian::without_epoch(self.version))
+    }
+
+    /// The directory of the machine cache that holds `PROGRAM` and `PROGRAM.debug` built by
+    /// `recipe` for `arch`, building them first when it does not exist:
+    /// `/var/cache/libos/servers/PACKAGE-VERSION-KEY/ARCH`, `KEY` hashing the recipe's text and
+    /// the C compiler's `--version` (a new compiler or recipe builds anew). The source tree is
+    /// shared by every recipe, in `PACKAGE-VERSION/source`.
+    fn machine_cache(&self, arch: Arch, recipe: &recipes::Recipe) -> Result<PathBuf> {
+        let servers = Path::new(crate::dax_qemu::CACHE_ROOT).join("servers");
+        let compiler = crate::linux::output_of(Command::new(recipes::musl_cc(arch)).arg("--version"))?;
+        let key = crate::dax_qemu::cache_key(&[recipe.fingerprint().as_bytes(), compiler.as_bytes()], &[]);
+        let dir = servers.join(format!("{}-{key}", self.dir_name())).join(arch.name());
+        if dir.join(self.program).is_file() {
+            return Ok(dir);
+        }
+        let _lock = crate::build::lock_file(&servers.join(format!("{}.lock", self.dir_name())))?;
+        if dir.join(self.program).is_file() {
+            return Ok(dir); // another checkout built it while we waited
+        }
+        let started = Instant::now();
+        let tree = debian::fetch_source(self.package, self.version, &servers.join(self.dir_name()).join("source"))?;
+        // Built beside the final directory and renamed into place once complete, so that an
+        // interrupted build never leaves a directory that looks finished.
+        let building = dir.with_extension("build");
+        if building.exists() {
+            std::fs::remove_dir_all(&building)?;
+        }
+        std::fs::create_dir_all(&building)?;
+        let build = building.join("build");
         crate::linux::run_step(Command::new("cp").arg("-a").arg(&tree).arg(&build))?;
-        let log = out.join("build.log");
-        eprintln!("==> building {} {} for {arch} (log: {})", self.package, self.version, log.display());
+        let log = building.join("build.log");
+        eprintln!("==> building {} {} for {arch} (log: {})", self.package, self.version, dir.join("build.log").display());
         recipe.run(&build, &log)?;
         let built = build.join(recipe.product);
         let bytes = std::fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))?;
         check_static_elf(&bytes, arch).map_err(|e| format!("{} is not a static {arch} executable: {e}", built.display()))?;
-        let debug = out.join(format!("{}.debug", self.program));
+        let (program, debug) = (building.join(self.program), building.join(format!("{}.debug", self.program)));
         std::fs::copy(&built, &debug)?;
         crate::linux::run_step(Command::new(debian::binutils(arch, "strip")).arg("-o").arg(&program).arg(&debug))?;
-        std::fs::write(&recipe_file, recipe.fingerprint())?;
         std::fs::remove_dir_all(&build)?;
+        std::fs::write(building.join("recipe.txt"), recipe.fingerprint())?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?; // a build without its program: interrupted before the rename
+        }
+        std::fs::rename(&building, &dir)?;
         eprintln!(
             "==> built {} for {arch} in {:.1} s: {} ({} bytes stripped)",
             self.program,
             started.elapsed().as_secs_f64(),
-            program.display(),
-            std::fs::metadata(&program)?.len()
+            dir.join(self.program).display(),
+            std::fs::metadata(dir.join(self.program))?.len()
         );
-        Ok(program)
+        Ok(dir)
     }
 
     /// Installs the host tools that drive this server, when missing.

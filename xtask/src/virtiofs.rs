@@ -12,8 +12,9 @@
 //! [`kill_all`]) kills every daemon it started by PID and removes the sockets.
 //!
 //! virtiofsd is not packaged by Debian 12: [`ensure_virtiofsd`] installs it once with
-//! `cargo install` into `target/tools/` (about a minute on two cores), after the C libraries
-//! it links (`libseccomp`, `libcap-ng`). [`VIRTIOFSD_ENV`] names another daemon with the same
+//! `cargo install` into `/var/cache/libos/virtiofsd-VERSION-KEY/` (`KEY` hashes the Rust
+//! compiler's version; two to four minutes of both cores here, so later clones on the same
+//! machine reuse it), after the C libraries it links (`libseccomp`, `libcap-ng`). [`VIRTIOFSD_ENV`] names another daemon with the same
 //! command line instead (e.g. `tools/virtiofsd-dax`, which serves the DAX window).
 
 use crate::qemu::VirtioTransport;
@@ -153,9 +154,12 @@ pub fn check_unique_tags(shares: &[Share]) -> Result<()> {
     Ok(())
 }
 
-/// Where `./x` keeps the tools it builds from source.
-pub fn tools_dir() -> PathBuf {
-    root().join("target/tools")
+/// Where virtiofsd is installed: a machine cache outside the checkout, named by its version
+/// and the Rust compiler that builds it.
+fn virtiofsd_dir() -> Result<PathBuf> {
+    let rustc = crate::linux::output_of(Command::new("/usr/bin/rustc").arg("-V"))?;
+    let key = crate::dax_qemu::cache_key(&[rustc.as_bytes()], &[]);
+    Ok(Path::new(crate::dax_qemu::CACHE_ROOT).join(format!("virtiofsd-{VIRTIOFSD_VERSION}-{key}")))
 }
 
 /// The environment variable that names the daemon to run instead of the installed virtiofsd
@@ -178,7 +182,14 @@ pub fn ensure_virtiofsd() -> Result<PathBuf> {
     if let Some(binary) = checked.as_ref() {
         return Ok(binary.clone());
     }
-    let binary = tools_dir().join("bin/virtiofsd");
+    let dir = virtiofsd_dir()?;
+    let binary = dir.join("bin/virtiofsd");
+    if installed_version(&binary).as_deref() == Some(VIRTIOFSD_VERSION) {
+        *checked = Some(binary.clone());
+        return Ok(binary);
+    }
+    // Another ./x (another clone's tests) may be installing it: one at a time per machine.
+    let _lock = crate::build::lock_file(&dir.with_file_name("virtiofsd.lock"))?;
     if installed_version(&binary).as_deref() == Some(VIRTIOFSD_VERSION) {
         *checked = Some(binary.clone());
         return Ok(binary);
@@ -193,12 +204,12 @@ pub fn ensure_virtiofsd() -> Result<PathBuf> {
         eprintln!("==> first use of virtio-fs: installing {} (virtiofsd links them)", missing.join(" "));
         crate::linux::apt_install(&missing)?;
     }
-    eprintln!("==> first use of virtio-fs: building virtiofsd {VIRTIOFSD_VERSION} into {} (about a minute)", tools_dir().display());
+    eprintln!("==> first use of virtio-fs: building virtiofsd {VIRTIOFSD_VERSION} into {} (a few minutes)", dir.display());
     crate::linux::run_step(
         Command::new(crate::build::cargo())
             .current_dir(root())
             .args(["install", "--quiet", "--locked", "virtiofsd", "--version", VIRTIOFSD_VERSION, "--root"])
-            .arg(tools_dir()),
+            .arg(&dir),
     )?;
     match installed_version(&binary) {
         Some(v) if v == VIRTIOFSD_VERSION => {

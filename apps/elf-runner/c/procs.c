@@ -408,6 +408,107 @@ static int script_family(int argc, char **argv) {
     return argc == 4 && !strcmp(argv[0], "/bin/procs") && !strcmp(argv[2], "/tmp/script") && !strcmp(argv[3], "one") ? 5 : 1;
 }
 
+/* Process groups and sessions across processes (the host's table decides, as Linux's kernel
+ * does): setpgid of the caller and of a child, errors, a signal to a group and to the
+ * caller's own group, waitpid by group, setsid in a child. The first process leads session 1
+ * and group 1. */
+static int groups_family(void) {
+    pid_t me = getpid();
+    CHECK(getpgrp() == me && getsid(0) == me && getpgid(0) == me, "the first process leads its group and session");
+    errno = 0;
+    CHECK(setpgid(0, 0) == -1 && errno == EPERM, "a session leader cannot move: EPERM");
+    errno = 0;
+    CHECK(setsid() == -1 && errno == EPERM, "a group leader cannot start a session: EPERM");
+    errno = 0;
+    CHECK(setpgid(0, -1) == -1 && errno == EINVAL, "a negative group: EINVAL");
+    errno = 0;
+    CHECK(getpgid(4000) == -1 && errno == ESRCH, "getpgid of no process: ESRCH");
+    errno = 0;
+    CHECK(setpgid(4000, 0) == -1 && errno == ESRCH, "setpgid of no process: ESRCH");
+    errno = 0;
+    CHECK(kill(-4000, 0) == -1 && errno == ESRCH, "a signal to no group: ESRCH");
+
+    /* a makes its own group (the parent says so too, as shells do); b is moved into it. */
+    fflush(stdout);
+    pid_t a = fork();
+    CHECK(a >= 0, "fork a");
+    if (a == 0) {
+        if (setpgid(0, 0) != 0 || getpgrp() != getpid() || getsid(0) != me) _exit(20);
+        for (;;) pause(); /* until SIGTERM */
+    }
+    CHECK(setpgid(a, a) == 0, "the parent puts a in its own group");
+    CHECK(getpgid(a) == a && getsid(a) == me, "a's group and session as the host sees them");
+    pid_t b = fork();
+    CHECK(b >= 0, "fork b");
+    if (b == 0) {
+        for (;;) pause();
+    }
+    CHECK(getpgid(b) == me, "b starts in its parent's group");
+    errno = 0;
+    CHECK(setpgid(b, 4000) == -1 && errno == EPERM, "a group that does not exist: EPERM");
+    CHECK(setpgid(b, a) == 0 && getpgid(b) == a, "b joins a's group");
+    CHECK(kill(-1, 0) == 0, "kill(-1) finds the other processes");
+    CHECK(kill(-a, SIGTERM) == 0, "a signal to a's group");
+    for (int i = 0; i < 2; i++) {
+        int status = 0;
+        pid_t got = waitpid(-a, &status, 0);
+        CHECK(got == a || got == b, "waitpid(-PGID) returns a member");
+        CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "both members died of SIGTERM");
+    }
+    errno = 0;
+    CHECK(waitpid(-a, NULL, WNOHANG) == -1 && errno == ECHILD, "no member of a's group left: ECHILD");
+
+    /* kill(0) reaches the caller's own group: the caller and c. */
+    usr1_seen = 0;
+    signal(SIGUSR1, on_usr1);
+    fflush(stdout);
+    pid_t c = fork();
+    CHECK(c >= 0, "fork c");
+    if (c == 0) {
+        while (!usr1_seen) pause();
+        _exit(42);
+    }
+    CHECK(kill(0, SIGUSR1) == 0, "kill(0)");
+    int status = 0;
+    CHECK(waitpid(0, &status, 0) == c, "waitpid(0) returns the child in the caller's group");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 42, "c heard SIGUSR1");
+    CHECK(usr1_seen, "the caller heard its own group's SIGUSR1");
+    signal(SIGUSR1, SIG_DFL);
+
+    /* d starts a session; its parent then sees it and cannot move it. */
+    int ready[2], release[2];
+    CHECK(pipe(ready) == 0 && pipe(release) == 0, "pipes");
+    fflush(stdout);
+    pid_t d = fork();
+    CHECK(d >= 0, "fork d");
+    if (d == 0) {
+        close(ready[0]);
+        close(release[1]);
+        pid_t sid = setsid();
+        int ok = sid == getpid() && getsid(0) == sid && getpgrp() == sid;
+        errno = 0;
+        ok = ok && setpgid(0, 0) == -1 && errno == EPERM;
+        ok = ok && setsid() == -1 && errno == EPERM;
+        write_all(ready[1], ok ? "y" : "n", 1);
+        char byte;
+        (void)read(release[0], &byte, 1);
+        _exit(ok ? 0 : 21);
+    }
+    close(ready[1]);
+    close(release[0]);
+    char answer = 0;
+    CHECK(read(ready[0], &answer, 1) == 1 && answer == 'y', "setsid in the child");
+    CHECK(getsid(d) == d && getpgid(d) == d, "the child's new session as the host sees it");
+    errno = 0;
+    CHECK(setpgid(d, me) == -1 && errno == EPERM, "a child in another session cannot move: EPERM");
+    close(release[1]);
+    CHECK(waitpid(d, &status, 0) == d && WIFEXITED(status) && WEXITSTATUS(status) == 0, "d's checks");
+    close(ready[0]);
+    errno = 0;
+    CHECK(kill(-1, 0) == -1 && errno == ESRCH, "kill(-1) with no other process: ESRCH");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "script-arg")) return script_family(argc, argv);
     if (argc < 2) { printf("usage: procs wait N | signal | files DIR | limit | exec | pipes\n"); return 2; }
@@ -420,6 +521,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(family, "limit")) r = limit_family();
     else if (!strcmp(family, "exec")) r = exec_family();
     else if (!strcmp(family, "pipes")) r = pipes_family();
+    else if (!strcmp(family, "groups")) r = groups_family();
     else { printf("procs: unknown family %s\n", family); return 2; }
     if (r == 0) printf("procs %s: ok\n", family);
     return r;

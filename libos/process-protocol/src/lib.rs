@@ -166,6 +166,28 @@ pub enum RequestKind {
         /// The request to cancel.
         request: RequestId,
     },
+    /// `setpgid(pid, pgid)` with Linux's rules (`pid` 0: the caller; `pgid` 0: `pid`). Reply
+    /// [`Reply::Done`], or `ESRCH`, `EPERM`, `EACCES`, `EINVAL`. The process moved hears
+    /// [`Event::Group`], its parent [`Event::ChildGroup`].
+    SetPgid {
+        /// The process to move.
+        pid: Pid,
+        /// The group it joins or makes.
+        pgid: Pid,
+    },
+    /// `setsid()`: the caller leads a new session and group (its pid). Reply [`Reply::Done`]
+    /// or `EPERM` when it leads a group already; its parent hears [`Event::ChildGroup`].
+    SetSid,
+    /// `getpgid(pid)` of another process: reply [`Reply::Id`] or `ESRCH`.
+    GetPgid {
+        /// The process.
+        pid: Pid,
+    },
+    /// `getsid(pid)` of another process: reply [`Reply::Id`] or `ESRCH`.
+    GetSid {
+        /// The process.
+        pid: Pid,
+    },
 }
 
 /// The host's answer to a [`Request`].
@@ -195,6 +217,11 @@ pub enum Reply {
         /// How many.
         bytes: u64,
     },
+    /// A process, group or session id ([`RequestKind::GetPgid`], [`RequestKind::GetSid`]).
+    Id {
+        /// The id.
+        id: Pid,
+    },
     /// The request failed with this Linux errno (`EAGAIN`: too many processes or a pipe not
     /// ready, `ESRCH`: no such process, `ENOMEM`: the child VM could not start, `EPIPE`, `EINTR`).
     Error {
@@ -219,6 +246,22 @@ pub enum Event {
         signal: u32,
         /// The sender.
         from: Pid,
+    },
+    /// This process was moved into group `pgid` of session `sid` (by its parent's
+    /// `setpgid`).
+    Group {
+        /// The new group.
+        pgid: Pid,
+        /// The session.
+        sid: Pid,
+    },
+    /// Child `pid` is now in group `pgid` (so that `waitpid(-PGID)` can tell its children's
+    /// groups apart).
+    ChildGroup {
+        /// The child.
+        pid: Pid,
+        /// Its group.
+        pgid: Pid,
     },
     /// Host pipe `pipe` is now in state `state` (`PIPE_*` bits).
     Pipe {
@@ -259,6 +302,10 @@ impl fmt::Display for Request {
             RequestKind::PipeRead { pipe, flags, segments } => write!(f, "{id} pipe-read {pipe} {flags} {segments}"),
             RequestKind::PipeWrite { pipe, flags, segments } => write!(f, "{id} pipe-write {pipe} {flags} {segments}"),
             RequestKind::Cancel { request } => write!(f, "{id} cancel {request}"),
+            RequestKind::SetPgid { pid, pgid } => write!(f, "{id} setpgid {pid} {pgid}"),
+            RequestKind::SetSid => write!(f, "{id} setsid"),
+            RequestKind::GetPgid { pid } => write!(f, "{id} getpgid {pid}"),
+            RequestKind::GetSid { pid } => write!(f, "{id} getsid {pid}"),
         }
     }
 }
@@ -271,6 +318,7 @@ impl fmt::Display for Reply {
             Reply::Done => write!(f, "done"),
             Reply::Pipe { pipe } => write!(f, "pipe {pipe}"),
             Reply::Count { bytes } => write!(f, "count {bytes}"),
+            Reply::Id { id } => write!(f, "id {id}"),
             Reply::Error { errno } => write!(f, "error {errno}"),
         }
     }
@@ -282,6 +330,8 @@ impl fmt::Display for Event {
             Event::Exited { pid, status } => write!(f, "event exited {pid} {status}"),
             Event::Signal { signal, from } => write!(f, "event signal {signal} {from}"),
             Event::Pipe { pipe, state } => write!(f, "event pipe {pipe} {state}"),
+            Event::Group { pgid, sid } => write!(f, "event group {pgid} {sid}"),
+            Event::ChildGroup { pid, pgid } => write!(f, "event child-group {pid} {pgid}"),
         }
     }
 }
@@ -360,6 +410,10 @@ impl Request {
             ("pipe-read", 5) => RequestKind::PipeRead { pipe: number(w[2])?, flags: number(w[3])?, segments: segments(w[4])? },
             ("pipe-write", 5) => RequestKind::PipeWrite { pipe: number(w[2])?, flags: number(w[3])?, segments: segments(w[4])? },
             ("cancel", 3) => RequestKind::Cancel { request: number(w[2])? },
+            ("setpgid", 4) => RequestKind::SetPgid { pid: number(w[2])?, pgid: number(w[3])? },
+            ("setsid", 2) => RequestKind::SetSid,
+            ("getpgid", 3) => RequestKind::GetPgid { pid: number(w[2])? },
+            ("getsid", 3) => RequestKind::GetSid { pid: number(w[2])? },
             _ => return None,
         };
         Some(Request { id, kind })
@@ -382,6 +436,7 @@ impl HostMessage {
                     ("done", 3) => Reply::Done,
                     ("pipe", 4) => Reply::Pipe { pipe: number(w[3])? },
                     ("count", 4) => Reply::Count { bytes: number(w[3])? },
+                    ("id", 4) => Reply::Id { id: number(w[3])? },
                     ("error", 4) => Reply::Error { errno: number(w[3])? },
                     _ => return None,
                 };
@@ -390,6 +445,8 @@ impl HostMessage {
             ("event", "exited", 4) => HostMessage::Event(Event::Exited { pid: number(w[2])?, status: number(w[3])? }),
             ("event", "signal", 4) => HostMessage::Event(Event::Signal { signal: number(w[2])?, from: number(w[3])? }),
             ("event", "pipe", 4) => HostMessage::Event(Event::Pipe { pipe: number(w[2])?, state: number(w[3])? }),
+            ("event", "group", 4) => HostMessage::Event(Event::Group { pgid: number(w[2])?, sid: number(w[3])? }),
+            ("event", "child-group", 4) => HostMessage::Event(Event::ChildGroup { pid: number(w[2])?, pgid: number(w[3])? }),
             _ => return None,
         };
         Some(message)
@@ -465,6 +522,10 @@ mod tests {
             RequestKind::PipeRead { pipe: 4, flags: PIPE_NONBLOCK, segments: two_segments() },
             RequestKind::PipeWrite { pipe: 4, flags: 0, segments: two_segments() },
             RequestKind::Cancel { request: 12 },
+            RequestKind::SetPgid { pid: 0, pgid: 3 },
+            RequestKind::SetSid,
+            RequestKind::GetPgid { pid: 5 },
+            RequestKind::GetSid { pid: 6 },
         ];
         for (id, kind) in kinds.into_iter().enumerate() {
             let request = Request { id: id as u32 + 1, kind };
@@ -477,6 +538,9 @@ mod tests {
             HostMessage::Reply(4, Reply::Error { errno: 11 }),
             HostMessage::Reply(5, Reply::Pipe { pipe: 3 }),
             HostMessage::Reply(6, Reply::Count { bytes: 65536 }),
+            HostMessage::Reply(7, Reply::Id { id: 4 }),
+            HostMessage::Event(Event::Group { pgid: 3, sid: 1 }),
+            HostMessage::Event(Event::ChildGroup { pid: 3, pgid: 3 }),
             HostMessage::Event(Event::Exited { pid: 4, status: 9 }),
             HostMessage::Event(Event::Signal { signal: 10, from: 1 }),
             HostMessage::Event(Event::Pipe { pipe: 2, state: PIPE_READABLE | PIPE_NO_WRITERS }),
@@ -492,13 +556,13 @@ mod tests {
         let many = std::format!("1 pipe-read 1 0 {}", ["1:1"; MAX_SEGMENTS + 1].join(","));
         for line in [
             "", "fork", "1 fork now", "1 kill 1", "1 kill x 9", "1 kill 1 -9", "1 exit", "1 exit +3", "1 exit 99999999999", "1 Fork",
-            "x fork", "1 pipe-read 1 0 zz:1", "1 pipe-write 1 0 1:", "1 pipe-read 1 0 1:100000000", &many, &"1 fork ".repeat(80),
+            "x fork", "1 setpgid -1 0", "1 setpgid 1", "1 setsid 1", "1 getpgid", "1 getsid -2", "1 pipe-read 1 0 zz:1", "1 pipe-write 1 0 1:", "1 pipe-read 1 0 1:100000000", &many, &"1 fork ".repeat(80),
         ] {
             assert_eq!(Request::parse(line), None, "{line:?}");
         }
         for line in [
             "reply", "reply 1 forked", "reply 1 forked -1", "reply 1 child 2", "event exited 1", "event bogus 1 2", "reply 1 done extra",
-            "event signal 1 2 3", "reply x done", "event pipe 1",
+            "event signal 1 2 3", "reply x done", "event pipe 1", "reply 1 id -1", "event group 1", "event child-group 1 2 3",
         ] {
             assert_eq!(HostMessage::parse(line), None, "{line:?}");
         }

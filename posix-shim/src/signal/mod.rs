@@ -433,8 +433,10 @@ pub fn sigaltstack(new: u64, old: u64, sp: u64) -> Result<u64> {
     Ok(0)
 }
 
-/// `kill(pid, sig)`: to this process (its pid, or 0/-1: its group and "everyone", which this VM
-/// sees only itself of), or through the process host to another one ([`crate::process`]).
+/// `kill(pid, sig)`: to this process, to another one, to a group (0: the caller's, `-PGID`)
+/// or to everyone else (-1); every process but this one is reached through the process host
+/// ([`crate::process`]), which answers `ESRCH` when it finds none (and without a host there is
+/// none).
 pub fn kill(pid: u64, sig: u64) -> Result<u64> {
     let pid = pid as i64 as i32;
     if sig != 0 {
@@ -443,13 +445,17 @@ pub fn kill(pid: u64, sig: u64) -> Result<u64> {
     if pid == i32::MIN {
         return Err(Errno::ESRCH);
     }
-    if i64::from(pid) != crate::process::pid() as i64 && pid != 0 && pid != -1 {
-        return crate::process::kill_other(i64::from(pid), sig);
+    let (pid, me) = (i64::from(pid), crate::process::pid() as i64);
+    // kill(0) and kill(-PGID) of the caller's own group reach the caller too; kill(-1) reaches
+    // everyone but process 1 and the caller (Linux's rule); the process host finds the others.
+    let includes_me = pid == me || pid == 0 || (pid < -1 && pid.unsigned_abs() == crate::process::group());
+    let others = if pid == me { Err(Errno::ESRCH) } else { crate::process::kill_other(pid, sig) };
+    if !includes_me {
+        return others;
     }
-    if sig == 0 {
-        return Ok(0); // existence check
+    if sig != 0 {
+        send(None, sig, Origin::User);
     }
-    send(None, sig, Origin::User);
     Ok(0)
 }
 

@@ -77,8 +77,8 @@ impl Recipe {
     ///
     /// Every program sees the tree as Debian's build would: `SOURCE_DATE_EPOCH` is the date of
     /// the top entry of `debian/changelog` (redis's build id uses it), and there is no git
-    /// repository (`GIT_DIR` names none; the cache sits inside libos's checkout, whose commit
-    /// redis's and lighttpd's version stamps would otherwise record).
+    /// repository (`GIT_DIR` names none: a build directory inside a git checkout would have
+    /// redis's and lighttpd's version stamps record its commit).
     pub fn run(&self, build: &Path, log_path: &Path) -> Result<()> {
         let log = File::create(log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
         let changelog = Command::new("dpkg-parsechangelog")
@@ -134,7 +134,7 @@ impl Recipe {
 }
 
 /// The static musl C compiler for `arch`.
-fn musl_cc(arch: Arch) -> &'static str {
+pub(crate) fn musl_cc(arch: Arch) -> &'static str {
     match arch {
         Arch::X86_64 => "musl-gcc",
         Arch::Aarch64 => "aarch64-linux-musl-gcc",
