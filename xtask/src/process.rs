@@ -51,14 +51,16 @@
 
 mod groups;
 mod pipes;
+mod qmp;
+mod ram;
 
 use crate::Result;
-use crate::arch::Arch;
 use crate::qemu::VmConfig;
-use libos_process_protocol::{Event, HostMessage, Pid, Reply, Request, RequestKind, Segment};
-use pipes::{Outbox, Pipes, Ram};
-use std::os::unix::fs::FileExt;
-use serde_json::{Value, json};
+use libos_process_protocol::{Event, HostMessage, Pid, Reply, Request, RequestKind};
+use pipes::{Outbox, Pipes};
+use qmp::Qmp;
+use ram::{VmRam, clear_ram, ram_base};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -732,172 +734,7 @@ impl Shared {
     }
 }
 
-/// Where guest-physical address 0 of RAM is: x86_64's RAM starts at 0, aarch64 `virt`'s at
-/// 1 GiB (the shared memory file holds RAM from its start).
-fn ram_base(arch: Arch) -> u64 {
-    match arch {
-        Arch::X86_64 => 0,
-        Arch::Aarch64 => 0x4000_0000,
-    }
-}
-
-/// The VMs' RAM for pipe transfers: each VM's shared memory file, found among its QEMU's open
-/// files (`/proc/PID/fd`, its one `memfd:memory-backend-memfd`) at first use.
-struct VmRam<'a> {
-    vms: &'a BTreeMap<Pid, Vm>,
-    base: u64,
-}
-
-impl VmRam<'_> {
-    fn file(&self, pid: Pid) -> std::io::Result<&std::fs::File> {
-        let vm = self.vms.get(&pid).ok_or_else(|| std::io::Error::other("no such VM"))?;
-        vm.ram.as_ref().ok_or_else(|| std::io::Error::other("RAM not open"))
-    }
-
-    /// Opens every VM's RAM file that is not open yet.
-    fn open_all(vms: &mut BTreeMap<Pid, Vm>) {
-        for vm in vms.values_mut().filter(|vm| vm.ram.is_none()) {
-            vm.ram = open_ram(vm.qemu).ok();
-        }
-    }
-
-    /// Calls `f` with the file offset and length of each piece of `segments` from `skip` on,
-    /// `len` bytes in all. Errors: a piece outside RAM.
-    fn walk(&self, file: &std::fs::File, segments: &[Segment], mut skip: u64, mut len: usize, mut f: impl FnMut(u64, usize) -> std::io::Result<()>) -> std::io::Result<()> {
-        let size = file.metadata()?.len();
-        for segment in segments {
-            let seg_len = u64::from(segment.len);
-            if skip >= seg_len {
-                skip -= seg_len;
-                continue;
-            }
-            let n = ((seg_len - skip) as usize).min(len);
-            let offset = segment.addr.checked_sub(self.base).and_then(|o| o.checked_add(skip)).filter(|&o| o.checked_add(n as u64).is_some_and(|end| end <= size));
-            f(offset.ok_or_else(|| std::io::Error::other("a segment outside the VM's RAM"))?, n)?;
-            skip = 0;
-            len -= n;
-            if len == 0 {
-                return Ok(());
-            }
-        }
-        if len == 0 { Ok(()) } else { Err(std::io::Error::other("segments shorter than the transfer")) }
-    }
-}
-
-impl Ram for VmRam<'_> {
-    fn read(&self, pid: Pid, segments: &[Segment], skip: u64, out: &mut [u8]) -> std::io::Result<()> {
-        let file = self.file(pid)?;
-        let mut at = 0;
-        self.walk(file, segments, skip, out.len(), |offset, n| {
-            file.read_exact_at(&mut out[at..at + n], offset)?;
-            at += n;
-            Ok(())
-        })
-    }
-
-    fn write(&self, pid: Pid, segments: &[Segment], skip: u64, data: &[u8]) -> std::io::Result<()> {
-        let file = self.file(pid)?;
-        let mut at = 0;
-        self.walk(file, segments, skip, data.len(), |offset, n| {
-            file.write_all_at(&data[at..at + n], offset)?;
-            at += n;
-            Ok(())
-        })
-    }
-}
-
-/// QEMU `qemu`'s RAM file (the one `memory-backend-memfd` it has; QEMU names the memfd after the backend type).
-fn open_ram(qemu: u32) -> std::io::Result<std::fs::File> {
-    for entry in std::fs::read_dir(format!("/proc/{qemu}/fd"))?.flatten() {
-        let target = std::fs::read_link(entry.path()).unwrap_or_default();
-        if target.to_string_lossy().starts_with("/memfd:memory-backend-memfd") {
-            return std::fs::OpenOptions::new().read(true).write(true).open(entry.path());
-        }
-    }
-    Err(std::io::Error::other(format!("QEMU {qemu} has no shared RAM file")))
-}
-
-/// Empties QEMU `qemu`'s RAM file (every page then reads zero).
-fn clear_ram(qemu: u32) -> std::io::Result<()> {
-    use nix::fcntl::{FallocateFlags, fallocate};
-    let ram = open_ram(qemu)?;
-    let len = i64::try_from(ram.metadata()?.len()).map_err(std::io::Error::other)?;
-    fallocate(&ram, FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE, 0, len).map_err(std::io::Error::from)
-}
-
 /// Whether host process `pid` still runs.
 fn alive(pid: u32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
-}
-
-/// A QMP connection (QEMU's JSON control protocol).
-struct Qmp {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl Qmp {
-    /// Reads the greeting and enters command mode.
-    fn new(stream: UnixStream) -> Result<Qmp> {
-        stream.set_read_timeout(Some(START_TIMEOUT))?;
-        let mut qmp = Qmp { reader: BufReader::new(stream.try_clone()?), writer: stream };
-        let mut greeting = String::new();
-        qmp.reader.read_line(&mut greeting)?;
-        qmp.execute("qmp_capabilities", json!({}))?;
-        Ok(qmp)
-    }
-
-    /// Runs `command` and returns its `return` value (events in between are skipped).
-    fn execute(&mut self, command: &str, arguments: Value) -> Result<Value> {
-        writeln!(self.writer, "{}", json!({ "execute": command, "arguments": arguments }))?;
-        loop {
-            let mut line = String::new();
-            if self.reader.read_line(&mut line)? == 0 {
-                return Err(format!("QEMU closed QMP during {command}").into());
-            }
-            let reply: Value = serde_json::from_str(&line)?;
-            if reply.get("event").is_some() {
-                continue;
-            }
-            if let Some(error) = reply.get("error") {
-                return Err(format!("QMP {command}: {error}").into());
-            }
-            return Ok(reply.get("return").cloned().unwrap_or(Value::Null));
-        }
-    }
-
-    /// Saves the stopped VM's state to `file` and waits until the save completed.
-    fn migrate_to(&mut self, file: &Path) -> Result<()> {
-        self.execute("migrate-set-capabilities", json!({ "capabilities": [{ "capability": "mapped-ram", "state": true }] }))?;
-        self.execute("migrate", json!({ "uri": format!("file:{}", file.display()) }))?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let status = self.execute("query-migrate", json!({}))?;
-            match status.get("status").and_then(Value::as_str) {
-                Some("completed") => return Ok(()),
-                Some("failed" | "cancelled") => {
-                    return Err(format!("saving the VM failed: {}", status.get("error-desc").unwrap_or(&Value::Null)).into());
-                }
-                _ if Instant::now() > deadline => return Err("saving the VM took too long".into()),
-                _ => std::thread::sleep(Duration::from_millis(2)),
-            }
-        }
-    }
-
-    /// Waits until an incoming VM has loaded its state (it is then paused).
-    fn wait_until_loaded(&mut self) -> Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let status = self.execute("query-status", json!({}))?;
-            match status.get("status").and_then(Value::as_str) {
-                Some("inmigrate") | None => {}
-                Some("paused" | "prelaunch" | "postmigrate") => return Ok(()),
-                Some(other) => return Err(format!("the child VM is {other} after loading").into()),
-            }
-            if Instant::now() > deadline {
-                return Err("loading the child VM took too long".into());
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
 }

@@ -225,7 +225,7 @@ impl Server {
         let build = building.join("build");
         crate::linux::run_step(Command::new("cp").arg("-a").arg(&tree).arg(&build))?;
         let log = building.join("build.log");
-        eprintln!("==> building {} {} for {arch} (log: {})", self.package, self.version, dir.join("build.log").display());
+        eprintln!("==> building {} {} for {arch} (log: {}; moved beside the program once built)", self.package, self.version, log.display());
         recipe.run(&build, &log)?;
         let built = build.join(recipe.product);
         let bytes = std::fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))?;
