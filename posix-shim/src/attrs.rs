@@ -151,12 +151,25 @@ pub fn fallocate(fd_number: u64, mode: u64, offset: u64, len: u64) -> Result<u64
 /// used and advanced there, else the files' own offsets move. `EINVAL` for flags, a
 /// non-regular file or overlapping ranges of one file; `EBADF` for wrong access modes.
 pub fn copy_file_range(fd_in: u64, off_in: u64, fd_out: u64, off_out: u64, len: u64, flags: u64) -> Result<u64> {
-    const CHUNK: usize = 64 * 1024;
     if flags != 0 {
         return Err(Errno::EINVAL);
     }
     let (input, output) = (fd::get(fd_in)?, fd::get(fd_out)?);
     let (Object::File(src), Object::File(dst)) = (&*input, &*output) else { return Err(Errno::EINVAL) };
+    // The files' own offsets (a null pointer) may be shared with other processes by a fork.
+    use crate::shared_offset::around;
+    let copy = || copy_range(src, dst, off_in, off_out, len);
+    match (off_in == 0, off_out == 0) {
+        (true, true) => around(&input, src, || around(&output, dst, copy)),
+        (true, false) => around(&input, src, copy),
+        (false, true) => around(&output, dst, copy),
+        (false, false) => copy(),
+    }
+}
+
+/// [`copy_file_range`] from `src` to `dst`.
+fn copy_range(src: &OpenFile, dst: &OpenFile, off_in: u64, off_out: u64, len: u64) -> Result<u64> {
+    const CHUNK: usize = 64 * 1024;
     if !src.flags().readable() || !dst.flags().writable() || dst.flags().contains(libos::fs::vfs::OpenFlags::APPEND) {
         return Err(Errno::EBADF);
     }

@@ -59,6 +59,7 @@ pub fn execve(path: u64, argv: u64, envp: u64, stack_pointer: u64) -> Result<u64
     let blocked = crate::signal::blocked();
     crate::thread::forget_all_threads();
     crate::signal::reset_for_exec();
+    crate::process::report_exec();
     let code = on_kernel_stack(move || replace(image, env, blocked, stack_pointer)).unwrap_or(1);
     // The new program's main thread ended without ending the VM: its code is the process's.
     crate::dispatch::exit_program(code)

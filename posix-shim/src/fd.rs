@@ -34,6 +34,7 @@ pub enum Object {
 impl Drop for Object {
     fn drop(&mut self) {
         crate::locks::description_closed(self);
+        crate::shared_offset::closed(self);
     }
 }
 
@@ -51,7 +52,7 @@ impl Object {
             Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Socket(socket) => socket.read(buf),
             #[cfg(feature = "fs")]
-            Object::File(file) => file.read(buf),
+            Object::File(file) => crate::shared_offset::around(self, file, || file.read(buf)),
         }
     }
 
@@ -67,7 +68,7 @@ impl Object {
             Object::Timer(_) | Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Socket(socket) => socket.write(buf),
             #[cfg(feature = "fs")]
-            Object::File(file) => file.write(buf),
+            Object::File(file) => crate::shared_offset::around(self, file, || file.write(buf)),
         }
     }
 

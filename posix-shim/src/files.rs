@@ -255,7 +255,7 @@ mod with_fs {
             2 => SeekFrom::End(offset),
             _ => return Err(Errno::EINVAL),
         };
-        file.seek(from)
+        crate::shared_offset::around(&object, file, || file.seek(from))
     }
 
     /// `getdents64(fd, buf, len)`: `struct linux_dirent64` records, with `.` and `..` first.

@@ -86,6 +86,8 @@ mod procview;
 #[cfg(target_os = "none")]
 pub mod process;
 #[cfg(target_os = "none")]
+mod shared_offset;
+#[cfg(target_os = "none")]
 pub mod signal;
 #[cfg(target_os = "none")]
 pub mod thread;

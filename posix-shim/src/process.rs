@@ -17,8 +17,6 @@
 //! Differences from Linux, documented rather than accidental:
 //! - only the forking thread runs in the child, but a program thread that was running on
 //!   another CPU at the fork is stopped only at its next system call;
-//! - a child that has called `execve` can still be moved by its parent's `setpgid` (Linux
-//!   says `EACCES`): the host is not told of an `execve`;
 //! - a file system in VM memory (ramfs, an ext2 disk's cache) is the child's own copy, not
 //!   shared with the parent: only virtio-fs shares (the host's directory) are common to all
 //!   processes.
@@ -126,6 +124,9 @@ mod host {
         Err(Errno::ENOSYS)
     }
 
+    /// No host to tell of an `execve`.
+    pub fn report_exec() {}
+
     /// Another process's group or session: there is no other process.
     pub fn ask_id_of(_pid: u64, _session: bool) -> Result<u64> {
         Err(Errno::ESRCH)
@@ -189,6 +190,7 @@ mod host {
             return Err(Errno::ENOSYS);
         }
         crate::events::host_pipe::share_for_fork()?;
+        crate::shared_offset::share_for_fork()?;
         warn_once_if_root_is_private();
         match control::call(RequestKind::Fork)? {
             Reply::Forked { child } => {
@@ -448,6 +450,15 @@ mod host {
             }
             Reply::Error { errno } => Err(Errno::from_raw(errno).unwrap_or(Errno::EPERM)),
             _ => Err(Errno::EIO),
+        }
+    }
+
+    /// Tells the host this process called `execve` (its parent can no longer move it to
+    /// another group). Quiet without a host.
+    pub fn report_exec() {
+        match control::call(RequestKind::Exec) {
+            Ok(_) | Err(Errno::ENOSYS) => {}
+            Err(e) => log::warn!("posix-shim: cannot tell the host of this execve ({e})"),
         }
     }
 

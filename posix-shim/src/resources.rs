@@ -177,12 +177,16 @@ pub fn session_of(pid: u64) -> Result<u64> {
 }
 
 /// `setpgid(pid, pgid)`: decided by the process host, which knows every process's group
-/// (Linux's rules). Without one this process is alone: it can make its own group (`pgid` 0
-/// or its pid) or stay in the one it is in; any other group does not exist (`EPERM`), any
-/// other pid is `ESRCH`, and a session leader cannot move (`EPERM`), as on Linux.
+/// (Linux's rules). Without one this process is alone, and the same rules in Linux's order
+/// leave: any other pid is `ESRCH`, a session leader cannot move (`EPERM`, so neither can
+/// process 1, which leads session 1), and the only groups are its own number and the one it
+/// is in (any other is `EPERM`).
 pub fn setpgid(pid: u64, pgid: u64) -> Result<u64> {
-    if (pgid as i64) < 0 || (pid as i64) < 0 {
+    if (pgid as i64) < 0 {
         return Err(Errno::EINVAL);
+    }
+    if (pid as i64) < 0 {
+        return Err(Errno::ESRCH);
     }
     match process::ask_setpgid(pid, pgid) {
         Err(Errno::ENOSYS) => {}
@@ -190,13 +194,11 @@ pub fn setpgid(pid: u64, pgid: u64) -> Result<u64> {
     }
     this_pid(pid)?;
     let me = process::pid();
-    if pgid == process::group() || (pgid == 0 && process::group() == me) {
-        return Ok(0);
-    }
-    if me == process::session() || (pgid != 0 && pgid != me) {
+    let pgid = if pgid == 0 { me } else { pgid };
+    if me == process::session() || (pgid != me && pgid != process::group()) {
         return Err(Errno::EPERM);
     }
-    process::set_group(me);
+    process::set_group(pgid);
     Ok(0)
 }
 

@@ -1,7 +1,7 @@
 //! Processes, each one a VM of its own (issue 17): an unmodified static C program
 //! (`apps/elf-runner/c/procs.c`, run by elf-runner under the process host) forks children and
 //! checks every exit status, deaths by signal, `kill` between processes, `SIGCHLD`, `waitid`,
-//! process groups and sessions (`setpgid` of the caller and of a child, `setsid`, a signal to a
+//! file offsets shared through inherited descriptors, process groups and sessions (`setpgid` of the caller and of a child, `setsid`, a signal to a
 //! group, `waitpid` by group, Linux's errors), the process limit (`EAGAIN`), `execve` (of a program, of a `#!` script, and of files that
 //! cannot run, which fail in the caller), `posix_spawn`, and files a child writes on a virtio-fs
 //! share that its parent then reads. Every family prints "procs FAMILY: ok" only when all its
@@ -75,6 +75,12 @@ fn forked_processes_wait_signal_exec_and_share_files() {
             .on(arch)
             .exits_with(0)
             .prints("procs files: ok\n");
+        procs(8, &["offsets", "/data"])
+            .share(share.dir(), "data")
+            .options("mount=virtiofs:data:/data")
+            .on(arch)
+            .exits_with(0)
+            .prints("procs offsets: ok\n");
         assert_eq!(std::fs::read_dir(share.dir()).map(Iterator::count).unwrap_or(99), 0, "the children's files were removed by the parent");
         // A writable disk: each child's copy writes to an overlay over the parent's live image
         // (QEMU's image locks once refused every child at its start).
@@ -107,6 +113,8 @@ echo \"hello from the shell, pid $$\"
 echo 'one two three' | tr a-z A-Z
 echo redirected > /tmp/out.txt
 cat /tmp/out.txt
+{ (echo one); (echo two); (echo three); } > /tmp/seq.txt
+tr '\\n' ' ' < /tmp/seq.txt; echo
 ls /bin | grep -c '^'
 false
 echo \"false gave $?\"
@@ -122,7 +130,8 @@ exit 5
 ";
 
 /// Debian's static busybox (glibc, unmodified) as the shell of a virtio-fs root: pipelines of
-/// several processes, redirection into a file the next command reads, subshells, exit codes,
+/// several processes, redirection into a file the next command reads, subshells (also writing
+/// in turn through one redirected descriptor, whose offset they share), exit codes,
 /// relative paths after `cd` (glibc's busybox passes `AT_FDCWD` zero-extended), `/dev/null`,
 /// `df` (which reads `/proc/mounts`) and `timeout` (whose watcher process is orphaned and
 /// re-parented to the first process, as to init on Linux).
@@ -141,6 +150,9 @@ fn busybox_shell_runs_a_script_with_pipes() {
             .prints("hello from the shell, pid 1\n")
             .prints("ONE TWO THREE\n")
             .prints("redirected\n")
+            // Three subshells, each a process, write through the one redirected descriptor:
+            // each continues at the offset the previous one left.
+            .prints("one two three \n")
             .prints(&format!("\n{listed}\n"))
             .prints("false gave 1\n")
             .prints("subshell gave 7\n")
@@ -152,6 +164,7 @@ fn busybox_shell_runs_a_script_with_pipes() {
             .does_not_print("not a child of this process")
             .does_not_print("loop 1");
         assert_eq!(std::fs::read_to_string(root.path("tmp/out.txt")).unwrap(), "redirected\n", "the redirection reached the host's file");
+        assert_eq!(std::fs::read_to_string(root.path("tmp/seq.txt")).unwrap(), "one\ntwo\nthree\n", "the subshells' writes follow each other");
     }
 }
 

@@ -50,6 +50,7 @@
 //! had not cached at the fork, it reads as the parent has written them since.
 
 mod groups;
+mod offsets;
 mod pipes;
 mod qmp;
 mod ram;
@@ -96,6 +97,8 @@ struct Vm {
     /// Its process group and session (a child starts in its parent's).
     pgid: Pid,
     sid: Pid,
+    /// Whether it called `execve` since its fork (a parent can no longer move it).
+    execed: bool,
     /// QEMU's host PID.
     qemu: u32,
     /// The control socket (writes: replies and events).
@@ -134,6 +137,8 @@ struct Table {
     vms: BTreeMap<Pid, Vm>,
     /// Pipes whose ends are in several VMs.
     pipes: Pipes,
+    /// File offsets shared between VMs.
+    offsets: offsets::Offsets,
     next_pid: Pid,
     /// Set once the first process ended: no more forks, every VM is being stopped.
     closing: bool,
@@ -142,7 +147,7 @@ struct Table {
 impl Table {
     /// Every process's parent, group and session.
     fn memberships(&self) -> BTreeMap<Pid, groups::Membership> {
-        self.vms.iter().map(|(&pid, vm)| (pid, groups::Membership { parent: vm.parent, pgid: vm.pgid, sid: vm.sid })).collect()
+        self.vms.iter().map(|(&pid, vm)| (pid, groups::Membership { parent: vm.parent, pgid: vm.pgid, sid: vm.sid, execed: vm.execed })).collect()
     }
 }
 
@@ -200,7 +205,7 @@ impl ProcessHost {
             console,
             echo,
             dir,
-            table: Mutex::new(Table { vms: BTreeMap::new(), pipes: Pipes::default(), next_pid: 2, closing: false }),
+            table: Mutex::new(Table { vms: BTreeMap::new(), pipes: Pipes::default(), offsets: offsets::Offsets::default(), next_pid: 2, closing: false }),
             forks: Mutex::new(Vec::new()),
             spare: Mutex::new(SpareSlot::Empty),
             spare_ready: std::sync::Condvar::new(),
@@ -349,7 +354,7 @@ impl Shared {
         // A child starts in its parent's group and session (its memory, a copy, says the same).
         let (pgid, sid) = table.vms.get(&parent).map_or((pid, pid), |p| (p.pgid, p.sid));
         let qmp = Arc::new(Mutex::new(qmp));
-        let vm = Vm { parent, pgid, sid, qemu, control: control.clone(), qmp, reported: None, killed: None, process, daemons, ram: None };
+        let vm = Vm { parent, pgid, sid, execed: false, qemu, control: control.clone(), qmp, reported: None, killed: None, process, daemons, ram: None };
         table.vms.insert(pid, vm);
         drop(table);
         let shared = self.clone();
@@ -400,6 +405,12 @@ impl Shared {
                     let reply = self.regroup(pid, |processes| groups::setpgid(processes, pid, target, pgid));
                     self.send(pid, HostMessage::Reply(id, reply));
                 }
+                RequestKind::Exec => {
+                    if let Some(vm) = lock(&self.table).vms.get_mut(&pid) {
+                        vm.execed = true;
+                    }
+                    self.send(pid, HostMessage::Reply(id, Reply::Done));
+                }
                 RequestKind::SetSid => {
                     let reply = self.regroup(pid, |processes| groups::setsid(processes, pid));
                     self.send(pid, HostMessage::Reply(id, reply));
@@ -419,7 +430,8 @@ impl Shared {
         }
     }
 
-    /// A pipe request of VM `pid`: served under the table's lock, its messages sent after.
+    /// A pipe or shared-offset request of VM `pid`: served under the table's lock, its
+    /// messages sent after.
     fn pipe_request(&self, pid: Pid, id: u32, kind: RequestKind) {
         let mut out = Outbox::new();
         {
@@ -443,11 +455,22 @@ impl Shared {
                     table.pipes.cancel(pid, request, &mut out);
                     out.push((pid, HostMessage::Reply(id, Reply::Done)));
                 }
+                RequestKind::OffsetNew { value } => {
+                    let offset = table.offsets.create(pid, value);
+                    out.push((pid, HostMessage::Reply(id, Reply::Id { id: offset })));
+                }
+                RequestKind::OffsetLock { offset } => table.offsets.lock(pid, id, offset, &mut out),
+                RequestKind::OffsetUnlock { offset, value } => table.offsets.unlock(pid, id, offset, value, &mut out),
+                RequestKind::OffsetDrop { offset } => {
+                    table.offsets.drop_holder(pid, offset, &mut out);
+                    out.insert(0, (pid, HostMessage::Reply(id, Reply::Done)));
+                }
                 RequestKind::Fork
                 | RequestKind::Kill { .. }
                 | RequestKind::Exit { .. }
                 | RequestKind::SetPgid { .. }
                 | RequestKind::SetSid
+                | RequestKind::Exec
                 | RequestKind::GetPgid { .. }
                 | RequestKind::GetSid { .. } => {}
             }
@@ -609,7 +632,11 @@ impl Shared {
         }
         writeln!(lock(&control), "{}", HostMessage::Reply(request, Reply::Child { pid: child, parent }))?;
         let mut out = Outbox::new();
-        lock(&self.table).pipes.forked(parent, child, &mut out);
+        {
+            let mut table = lock(&self.table);
+            table.pipes.forked(parent, child, &mut out);
+            table.offsets.forked(parent, child);
+        }
         out.push((parent, HostMessage::Reply(request, Reply::Forked { child })));
         self.send_all(out);
         // The parent knows its child now: a child that cannot run is one that died.
@@ -719,6 +746,7 @@ impl Shared {
             VmRam::open_all(&mut table.vms);
             let ram = VmRam { vms: &table.vms, base: ram_base(self.config.arch) };
             table.pipes.vm_ended(&ram, pid, &mut out);
+            table.offsets.vm_ended(pid, &mut out);
         }
         for other in table.vms.values_mut() {
             if other.parent == pid {

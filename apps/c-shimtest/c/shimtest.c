@@ -449,7 +449,9 @@ static void process(void) {
     CHECK(mlock(lockable, sizeof lockable) == 0 && munlock(lockable, sizeof lockable) == 0);
     CHECK(mlockall(MCL_CURRENT | MCL_FUTURE) == 0 && munlockall() == 0);
     FAILS(mlockall(0), EINVAL);
-    CHECK(getpgid(0) == 1 && getpgrp() == 1 && getsid(0) == 1 && setpgid(0, 0) == 0);
+    CHECK(getpgid(0) == 1 && getpgrp() == 1 && getsid(0) == 1);
+    FAILS(setpgid(0, 0), EPERM); /* process 1 leads session 1: a session leader cannot move */
+    FAILS(setpgid(4242, 0), ESRCH);
     FAILS(getpgid(4242), ESRCH);
     FAILS(setsid(), EPERM);
     printf("ok process\n");

@@ -408,6 +408,87 @@ static int script_family(int argc, char **argv) {
     return argc == 4 && !strcmp(argv[0], "/bin/procs") && !strcmp(argv[2], "/tmp/script") && !strcmp(argv[3], "one") ? 5 : 1;
 }
 
+/* Parent and children share an open file's offset, as on Linux: writes through an inherited
+ * descriptor follow each other instead of overwriting, reads continue where the other
+ * process stopped, concurrent writers never overwrite one another, and pread/pwrite leave
+ * the offset alone. `dir` is on a virtio-fs share, so the parent also reads the bytes. */
+static int offsets_family(const char *dir) {
+    char path[256], buf[4096];
+    snprintf(path, sizeof path, "%s/shared-offset", dir);
+    int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0644);
+    CHECK(fd >= 0, "open");
+    CHECK(write(fd, "P0\n", 3) == 3, "the parent writes first");
+    const char *lines[] = {"C1\n", "C2\n"};
+    for (int i = 0; i < 2; i++) {
+        fflush(stdout);
+        pid_t p = fork();
+        CHECK(p >= 0, "fork");
+        if (p == 0) {
+            if (lseek(fd, 0, SEEK_CUR) != 6 * i + 3) _exit(30);
+            if (write(fd, lines[i], 3) != 3) _exit(31);
+            _exit(0);
+        }
+        int status;
+        CHECK(waitpid(p, &status, 0) == p && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child found the parent's offset and wrote");
+        CHECK(lseek(fd, 0, SEEK_CUR) == 6 * i + 6, "the parent's offset moved by the child's write");
+        CHECK(write(fd, i == 0 ? "P1\n" : "P2\n", 3) == 3, "the parent writes after the child");
+    }
+    memset(buf, 0, sizeof buf);
+    CHECK(pread(fd, buf, sizeof buf, 0) == 15 && !strcmp(buf, "P0\nC1\nP1\nC2\nP2\n"), "the writes follow each other");
+
+    /* Reads: the child reads the first line, the parent the next. */
+    CHECK(lseek(fd, 0, SEEK_SET) == 0, "rewind");
+    fflush(stdout);
+    pid_t reader = fork();
+    CHECK(reader >= 0, "fork");
+    if (reader == 0) {
+        char line[4] = {0};
+        _exit(read(fd, line, 3) == 3 && !strcmp(line, "P0\n") && pwrite(fd, "p", 1, 0) == 1 ? 0 : 32);
+    }
+    int status;
+    CHECK(waitpid(reader, &status, 0) == reader && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child read the first line");
+    memset(buf, 0, sizeof buf);
+    CHECK(read(fd, buf, 3) == 3 && !strcmp(buf, "C1\n"), "the parent reads on from the child's offset (pwrite moved nothing)");
+
+    /* Concurrent writers: two children and the parent append records through the shared
+     * offset at once; none overwrites another. */
+    CHECK(ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0, "empty the file");
+    enum { RECORDS = 40, RECORD = 8 };
+    pid_t writers[2];
+    for (int w = 0; w < 2; w++) {
+        fflush(stdout);
+        writers[w] = fork();
+        CHECK(writers[w] >= 0, "fork");
+        if (writers[w] == 0) {
+            char record[RECORD + 1];
+            for (int r = 0; r < RECORDS; r++) {
+                snprintf(record, sizeof record, "w%d-%03d\n", w, r);
+                if (write(fd, record, RECORD) != RECORD) _exit(33);
+            }
+            _exit(0);
+        }
+    }
+    char record[RECORD + 1];
+    for (int r = 0; r < RECORDS; r++) {
+        snprintf(record, sizeof record, "pp-%03d\n", r);
+        CHECK(write(fd, record, RECORD) == RECORD, "the parent writes a record");
+    }
+    for (int w = 0; w < 2; w++) {
+        CHECK(waitpid(writers[w], &status, 0) == writers[w] && WIFEXITED(status) && WEXITSTATUS(status) == 0, "a writer finished");
+    }
+    CHECK(lseek(fd, 0, SEEK_CUR) == 3 * RECORDS * RECORD, "the offset counts every record");
+    int seen[3] = {0, 0, 0};
+    for (int r = 0; r < 3 * RECORDS; r++) {
+        CHECK(pread(fd, record, RECORD, (off_t)r * RECORD) == RECORD, "read a record back");
+        int who = record[0] == 'p' ? 2 : record[1] - '0';
+        CHECK(who >= 0 && who <= 2 && record[2] == '-' && record[6] == '\n', "every record is whole");
+        CHECK(atoi(record + 3) == seen[who], "each writer's records in order");
+        seen[who]++;
+    }
+    CHECK(close(fd) == 0 && unlink(path) == 0, "close and unlink");
+    return 0;
+}
+
 /* Process groups and sessions across processes (the host's table decides, as Linux's kernel
  * does): setpgid of the caller and of a child, errors, a signal to a group and to the
  * caller's own group, waitpid by group, setsid in a child. The first process leads session 1
@@ -504,6 +585,31 @@ static int groups_family(void) {
     close(release[1]);
     CHECK(waitpid(d, &status, 0) == d && WIFEXITED(status) && WEXITSTATUS(status) == 0, "d's checks");
     close(ready[0]);
+
+    /* e calls execve: from then on its parent cannot move it (EACCES). The parent knows the
+     * exec happened when a close-on-exec pipe end closes. */
+    int execed[2], input[2];
+    CHECK(pipe2(execed, O_CLOEXEC) == 0 && pipe(input) == 0, "pipes");
+    fflush(stdout);
+    pid_t e = fork();
+    CHECK(e >= 0, "fork e");
+    if (e == 0) {
+        close(execed[0]);
+        close(input[1]);
+        dup2(input[0], 0);
+        execl("/bin/procs", "procs", "wait-stdin", (char *)NULL);
+        _exit(22);
+    }
+    close(execed[1]);
+    close(input[0]);
+    char none;
+    CHECK(read(execed[0], &none, 1) == 0, "the close-on-exec end closed: e has called execve");
+    errno = 0;
+    CHECK(setpgid(e, e) == -1 && errno == EACCES, "a child that called execve cannot be moved: EACCES");
+    write_all(input[1], "x", 1);
+    CHECK(waitpid(e, &status, 0) == e && WIFEXITED(status) && WEXITSTATUS(status) == 0, "e ran the new program");
+    close(execed[0]);
+    close(input[1]);
     errno = 0;
     CHECK(kill(-1, 0) == -1 && errno == ESRCH, "kill(-1) with no other process: ESRCH");
     return 0;
@@ -511,6 +617,10 @@ static int groups_family(void) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "script-arg")) return script_family(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "wait-stdin")) {
+        char byte;
+        return read(0, &byte, 1) == 1 ? 0 : 23;
+    }
     if (argc < 2) { printf("usage: procs wait N | signal | files DIR | limit | exec | pipes\n"); return 2; }
     family = argv[1];
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -522,6 +632,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(family, "exec")) r = exec_family();
     else if (!strcmp(family, "pipes")) r = pipes_family();
     else if (!strcmp(family, "groups")) r = groups_family();
+    else if (!strcmp(family, "offsets")) r = offsets_family(argc > 2 ? argv[2] : "/tmp");
     else { printf("procs: unknown family %s\n", family); return 2; }
     if (r == 0) printf("procs %s: ok\n", family);
     return r;

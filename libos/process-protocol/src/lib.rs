@@ -20,6 +20,14 @@
 //! nothing. Each VM tells the host how many read and write ends it holds
 //! ([`RequestKind::PipeEnds`]); end of file and `EPIPE` follow from the totals over all VMs.
 //!
+//! **File offsets shared between VMs.** After a fork, parent and child share each open file
+//! description, offset included, as on Linux. A description the fork copies is registered
+//! with the host first ([`RequestKind::OffsetNew`]); from then on every read, write or seek
+//! through it takes the host's offset ([`RequestKind::OffsetLock`], which waits while another
+//! VM holds it) and gives back the new one ([`RequestKind::OffsetUnlock`]), the way Linux
+//! holds a file's position lock across a read or write. [`RequestKind::OffsetDrop`] says this
+//! VM closed the description.
+//!
 //! Exit statuses are Linux wait statuses (`code << 8` for an exit, the signal number for a
 //! death by signal), the values `wait4` stores.
 //!
@@ -40,6 +48,8 @@ pub type Pid = u32;
 pub type RequestId = u32;
 /// A pipe the host holds, by the id it gave it.
 pub type PipeId = u32;
+/// A shared file offset the host holds, by the id it gave it.
+pub type OffsetId = u32;
 
 /// `PipeRead`/`PipeWrite` flag: fail with `EAGAIN` instead of waiting.
 pub const PIPE_NONBLOCK: u32 = 1;
@@ -178,6 +188,9 @@ pub enum RequestKind {
     /// `setsid()`: the caller leads a new session and group (its pid). Reply [`Reply::Done`]
     /// or `EPERM` when it leads a group already; its parent hears [`Event::ChildGroup`].
     SetSid,
+    /// This process called `execve` (so its parent's `setpgid` of it is `EACCES` from now on,
+    /// as on Linux). Reply [`Reply::Done`].
+    Exec,
     /// `getpgid(pid)` of another process: reply [`Reply::Id`] or `ESRCH`.
     GetPgid {
         /// The process.
@@ -187,6 +200,30 @@ pub enum RequestKind {
     GetSid {
         /// The process.
         pid: Pid,
+    },
+    /// A file offset shared from now on, starting at `value`, held by this VM (and by the
+    /// children of its later forks). Reply: [`Reply::Id`].
+    OffsetNew {
+        /// The offset now.
+        value: u64,
+    },
+    /// Take `offset` for a read, write or seek: reply [`Reply::Count`] with its value once no
+    /// other VM holds it. The VM gives it back with [`RequestKind::OffsetUnlock`].
+    OffsetLock {
+        /// The shared offset.
+        offset: OffsetId,
+    },
+    /// Give back `offset`, now `value`. Reply [`Reply::Done`].
+    OffsetUnlock {
+        /// The shared offset.
+        offset: OffsetId,
+        /// Its new value.
+        value: u64,
+    },
+    /// This VM closed its last descriptor of `offset`'s description. Reply [`Reply::Done`].
+    OffsetDrop {
+        /// The shared offset.
+        offset: OffsetId,
     },
 }
 
@@ -304,8 +341,13 @@ impl fmt::Display for Request {
             RequestKind::Cancel { request } => write!(f, "{id} cancel {request}"),
             RequestKind::SetPgid { pid, pgid } => write!(f, "{id} setpgid {pid} {pgid}"),
             RequestKind::SetSid => write!(f, "{id} setsid"),
+            RequestKind::Exec => write!(f, "{id} exec"),
             RequestKind::GetPgid { pid } => write!(f, "{id} getpgid {pid}"),
             RequestKind::GetSid { pid } => write!(f, "{id} getsid {pid}"),
+            RequestKind::OffsetNew { value } => write!(f, "{id} offset-new {value}"),
+            RequestKind::OffsetLock { offset } => write!(f, "{id} offset-lock {offset}"),
+            RequestKind::OffsetUnlock { offset, value } => write!(f, "{id} offset-unlock {offset} {value}"),
+            RequestKind::OffsetDrop { offset } => write!(f, "{id} offset-drop {offset}"),
         }
     }
 }
@@ -412,8 +454,13 @@ impl Request {
             ("cancel", 3) => RequestKind::Cancel { request: number(w[2])? },
             ("setpgid", 4) => RequestKind::SetPgid { pid: number(w[2])?, pgid: number(w[3])? },
             ("setsid", 2) => RequestKind::SetSid,
+            ("exec", 2) => RequestKind::Exec,
             ("getpgid", 3) => RequestKind::GetPgid { pid: number(w[2])? },
             ("getsid", 3) => RequestKind::GetSid { pid: number(w[2])? },
+            ("offset-new", 3) => RequestKind::OffsetNew { value: number(w[2])? },
+            ("offset-lock", 3) => RequestKind::OffsetLock { offset: number(w[2])? },
+            ("offset-unlock", 4) => RequestKind::OffsetUnlock { offset: number(w[2])?, value: number(w[3])? },
+            ("offset-drop", 3) => RequestKind::OffsetDrop { offset: number(w[2])? },
             _ => return None,
         };
         Some(Request { id, kind })
@@ -524,8 +571,13 @@ mod tests {
             RequestKind::Cancel { request: 12 },
             RequestKind::SetPgid { pid: 0, pgid: 3 },
             RequestKind::SetSid,
+            RequestKind::Exec,
             RequestKind::GetPgid { pid: 5 },
             RequestKind::GetSid { pid: 6 },
+            RequestKind::OffsetNew { value: 1 << 40 },
+            RequestKind::OffsetLock { offset: 2 },
+            RequestKind::OffsetUnlock { offset: 2, value: 4096 },
+            RequestKind::OffsetDrop { offset: 2 },
         ];
         for (id, kind) in kinds.into_iter().enumerate() {
             let request = Request { id: id as u32 + 1, kind };
@@ -556,7 +608,7 @@ mod tests {
         let many = std::format!("1 pipe-read 1 0 {}", ["1:1"; MAX_SEGMENTS + 1].join(","));
         for line in [
             "", "fork", "1 fork now", "1 kill 1", "1 kill x 9", "1 kill 1 -9", "1 exit", "1 exit +3", "1 exit 99999999999", "1 Fork",
-            "x fork", "1 setpgid -1 0", "1 setpgid 1", "1 setsid 1", "1 getpgid", "1 getsid -2", "1 pipe-read 1 0 zz:1", "1 pipe-write 1 0 1:", "1 pipe-read 1 0 1:100000000", &many, &"1 fork ".repeat(80),
+            "x fork", "1 setpgid -1 0", "1 setpgid 1", "1 setsid 1", "1 exec now", "1 getpgid", "1 getsid -2", "1 offset-new", "1 offset-lock -1", "1 offset-unlock 1", "1 offset-drop 1 2", "1 pipe-read 1 0 zz:1", "1 pipe-write 1 0 1:", "1 pipe-read 1 0 1:100000000", &many, &"1 fork ".repeat(80),
         ] {
             assert_eq!(Request::parse(line), None, "{line:?}");
         }

@@ -588,10 +588,20 @@ pub fn getsockopt(fd_number: u64, level: u64, name: u64, value: u64, len_ptr: u6
 /// advanced) or from the file's offset (advanced).
 #[cfg(feature = "fs")]
 pub fn sendfile(out_fd: u64, in_fd: u64, offset_ptr: u64, count: u64) -> Result<u64> {
-    const CHUNK: usize = 64 * 1024;
     let input = fd::get(in_fd)?;
     let Object::File(file) = &*input else { return Err(Errno::EINVAL) };
     let output = fd::get(out_fd)?;
+    if offset_ptr == 0 {
+        // The file's own offset, which a fork may share with other processes.
+        return crate::shared_offset::around(&input, file, || send_from_file(file, &output, 0, count));
+    }
+    send_from_file(file, &output, offset_ptr, count)
+}
+
+/// [`sendfile`] from `file` to `output`.
+#[cfg(feature = "fs")]
+fn send_from_file(file: &libos::fs::vfs::OpenFile, output: &Object, offset_ptr: u64, count: u64) -> Result<u64> {
+    const CHUNK: usize = 64 * 1024;
     let mut offset = if offset_ptr == 0 {
         file.position()
     } else {

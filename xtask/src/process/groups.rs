@@ -8,10 +8,9 @@
 //!
 //! - `setpgid(pid, pgid)`: `pid` 0 is the caller, `pgid` 0 is `pid`; the process must be the
 //!   caller or one of its children (`ESRCH`), a child in another session is `EPERM`, a session
-//!   leader cannot move (`EPERM`), and a group other than the process's own number must
-//!   already exist in the caller's session (`EPERM`). A child that has called `execve` is
-//!   `EACCES` on Linux; the host is not told of an `execve`, so such a child can still be moved
-//!   (the one difference).
+//!   leader cannot move (`EPERM`), a child that has called `execve` cannot either (`EACCES`;
+//!   the guest reports its `execve`s), and a group other than the process's own number must
+//!   already exist in the caller's session (`EPERM`).
 //! - `setsid()`: `EPERM` when a group with the caller's number exists (it leads one, or a
 //!   process it moved there is still in it); else a new session and group, both the caller's
 //!   number.
@@ -21,6 +20,7 @@ use std::collections::BTreeMap;
 
 const ESRCH: i32 = nix::errno::Errno::ESRCH as i32;
 const EPERM: i32 = nix::errno::Errno::EPERM as i32;
+const EACCES: i32 = nix::errno::Errno::EACCES as i32;
 
 /// Where a process stands: its parent, group and session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub struct Membership {
     pub pgid: Pid,
     /// The session.
     pub sid: Pid,
+    /// Whether it called `execve` since its fork.
+    pub execed: bool,
 }
 
 /// A change [`setpgid`] or [`setsid`] made: `pid` is now in group `pgid` of session `sid`.
@@ -57,6 +59,9 @@ pub fn setpgid(processes: &BTreeMap<Pid, Membership>, caller: Pid, pid: Pid, pgi
         }
         if target.sid != me.sid {
             return Err(EPERM);
+        }
+        if target.execed {
+            return Err(EACCES);
         }
     }
     if target.sid == pid {
@@ -111,10 +116,10 @@ mod tests {
     /// 1 leads session 1 and group 1; 2 and 3 are its children in group 1; 4 is 2's child.
     fn family() -> BTreeMap<Pid, Membership> {
         BTreeMap::from([
-            (1, Membership { parent: 0, pgid: 1, sid: 1 }),
-            (2, Membership { parent: 1, pgid: 1, sid: 1 }),
-            (3, Membership { parent: 1, pgid: 1, sid: 1 }),
-            (4, Membership { parent: 2, pgid: 1, sid: 1 }),
+            (1, Membership { parent: 0, pgid: 1, sid: 1, execed: false }),
+            (2, Membership { parent: 1, pgid: 1, sid: 1, execed: false }),
+            (3, Membership { parent: 1, pgid: 1, sid: 1, execed: false }),
+            (4, Membership { parent: 2, pgid: 1, sid: 1, execed: false }),
         ])
     }
 
@@ -136,6 +141,10 @@ mod tests {
         assert_eq!(setpgid(&table, 1, 9, 0), Err(ESRCH));
         assert_eq!(setpgid(&table, 1, 0, 0), Err(EPERM), "1 leads its session");
         assert_eq!(setpgid(&table, 2, 0, 7), Err(EPERM), "no group 7");
+        table.get_mut(&2).unwrap().execed = true;
+        assert_eq!(setpgid(&table, 1, 2, 0), Err(EACCES), "a child that called execve");
+        assert_eq!(setpgid(&table, 2, 0, 0).map(|m| m.pgid), Ok(2), "but it may move itself");
+        table.get_mut(&2).unwrap().execed = false;
         let leader = setsid(&table, 3).unwrap();
         assert_eq!(leader, Moved { pid: 3, pgid: 3, sid: 3 });
         let entry = table.get_mut(&3).unwrap();
