@@ -243,8 +243,9 @@ mod host {
                     let mut children = CHILDREN.lock();
                     if !children.iter().any(|c| c.pid == pid) {
                         // The host re-parents orphans to the first process, as Linux re-parents
-                        // them to init (busybox's `timeout` leaves its watcher that way): the
-                        // first process adopts it here, a zombie to reap, with `SIGCHLD`.
+                        // them to init (busybox's `timeout` leaves its watcher that way), and
+                        // says so first (`event child-group`); should that line have been
+                        // lost, the first process adopts it here, a zombie to reap.
                         if PID.load(Ordering::Relaxed) != 1 {
                             log::warn!("posix-shim: the host says {pid} ended, which is not a child of this process");
                             return;
@@ -266,7 +267,16 @@ mod host {
                 set_session(u64::from(sid));
                 set_group(u64::from(pgid));
             }
-            Event::ChildGroup { pid, pgid } => set_child_group(pid, u64::from(pgid)),
+            Event::ChildGroup { pid, pgid } => {
+                // To the first process, a child it does not know is an orphan it adopts, as
+                // init does on Linux (it waits for it from now on).
+                let mut children = CHILDREN.lock();
+                match children.iter_mut().find(|c| c.pid == pid) {
+                    Some(child) => child.pgid = u64::from(pgid),
+                    None if PID.load(Ordering::Relaxed) == 1 => children.push(Child { pid, pgid: u64::from(pgid), status: None }),
+                    None => {}
+                }
+            }
         }
     }
 

@@ -748,9 +748,17 @@ impl Shared {
             table.pipes.vm_ended(&ram, pid, &mut out);
             table.offsets.vm_ended(pid, &mut out);
         }
-        for other in table.vms.values_mut() {
+        // The first process hears of each adoption with the orphan's group (its `wait` and
+        // `waitpid(-PGID)` then count it, as init's do). Written under the table's lock: the
+        // orphan's own end, reaped under the same lock, must reach the first process after
+        // its adoption, never before (it would then adopt a child that is already gone).
+        let first = table.vms.get(&1).map(|vm| vm.control.clone());
+        for (&orphan, other) in table.vms.iter_mut() {
             if other.parent == pid {
                 other.parent = 1;
+                if let Some(first) = &first {
+                    let _ = writeln!(lock(first), "{}", HostMessage::Event(Event::ChildGroup { pid: orphan, pgid: other.pgid }));
+                }
             }
         }
         let parent = table.vms.get(&vm.parent).map(|p| p.control.clone());

@@ -610,6 +610,35 @@ static int groups_family(void) {
     CHECK(waitpid(e, &status, 0) == e && WIFEXITED(status) && WEXITSTATUS(status) == 0, "e ran the new program");
     close(execed[0]);
     close(input[1]);
+
+    /* f makes a group and a child g in it, then ends: the first process adopts g (as init
+     * does) and waits for it by its group. */
+    int hold[2];
+    CHECK(pipe(hold) == 0, "pipe");
+    fflush(stdout);
+    pid_t f = fork();
+    CHECK(f >= 0, "fork f");
+    if (f == 0) {
+        if (setpgid(0, 0) != 0) _exit(26);
+        pid_t maker = getpid();
+        pid_t g = fork();
+        if (g < 0) _exit(24);
+        if (g == 0) {
+            close(hold[1]);
+            char byte;
+            _exit(read(hold[0], &byte, 1) == 1 && getpgrp() == maker ? 25 : 28);
+        }
+        _exit(0);
+    }
+    close(hold[0]);
+    CHECK(waitpid(f, &status, 0) == f && WIFEXITED(status) && WEXITSTATUS(status) == 0, "f made its group and child");
+    write_all(hold[1], "x", 1);
+    close(hold[1]);
+    pid_t adopted = waitpid(-f, &status, 0);
+    CHECK(adopted > 0 && adopted != f, "waitpid(-PGID) returns the adopted orphan");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 25, "the orphan ran in f's group under its new parent");
+    errno = 0;
+    CHECK(waitpid(-f, NULL, WNOHANG) == -1 && errno == ECHILD, "nobody left in f's group");
     errno = 0;
     CHECK(kill(-1, 0) == -1 && errno == ESRCH, "kill(-1) with no other process: ESRCH");
     return 0;

@@ -293,7 +293,7 @@ pub enum Event {
         sid: Pid,
     },
     /// Child `pid` is now in group `pgid` (so that `waitpid(-PGID)` can tell its children's
-    /// groups apart).
+    /// groups apart); to the first process, also: `pid` is an orphan it adopted.
     ChildGroup {
         /// The child.
         pid: Pid,
