@@ -36,7 +36,7 @@ pub fn ioctl(fd_number: u64, request: u64, arg: u64) -> Result<u64> {
                     if meta.file_type.is_dir() {
                         return Err(Errno::EINVAL);
                     }
-                    meta.size.saturating_sub(file.position()) as usize
+                    meta.size.saturating_sub(crate::shared_offset::position(&object, file)?) as usize
                 }
                 _ => return Err(Errno::ENOTTY),
             };

@@ -138,7 +138,7 @@ pub fn record_lock(fd_number: u64, get: bool, lock: u64) -> Result<u64> {
     }
     let base = match whence {
         0 => 0,
-        1 => file.position() as i64,
+        1 => crate::shared_offset::position(&object, file)? as i64,
         _ => file.metadata()?.size as i64,
     };
     let first = base.checked_add(start).ok_or(Errno::EOVERFLOW)?;

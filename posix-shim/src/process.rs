@@ -267,22 +267,19 @@ mod host {
                 set_session(u64::from(sid));
                 set_group(u64::from(pgid));
             }
-            Event::ChildGroup { pid, pgid } => {
-                // To the first process, a child it does not know is an orphan it adopts, as
-                // init does on Linux (it waits for it from now on).
-                let mut children = CHILDREN.lock();
-                match children.iter_mut().find(|c| c.pid == pid) {
-                    Some(child) => child.pgid = u64::from(pgid),
-                    None if PID.load(Ordering::Relaxed) == 1 => children.push(Child { pid, pgid: u64::from(pgid), status: None }),
-                    None => {}
-                }
-            }
+            // To the first process, a child it does not know is an orphan it adopts, as init
+            // does on Linux (it waits for it from now on).
+            Event::ChildGroup { pid, pgid } => set_child_group(pid, u64::from(pgid), PID.load(Ordering::Relaxed) == 1),
         }
     }
 
-    fn set_child_group(pid: Pid, pgid: u64) {
-        if let Some(child) = CHILDREN.lock().iter_mut().find(|c| c.pid == pid) {
-            child.pgid = pgid;
+    /// Child `pid` is in group `pgid` now; an unknown `pid` is added when `adopt`.
+    fn set_child_group(pid: Pid, pgid: u64, adopt: bool) {
+        let mut children = CHILDREN.lock();
+        match children.iter_mut().find(|c| c.pid == pid) {
+            Some(child) => child.pgid = pgid,
+            None if adopt => children.push(Child { pid, pgid, status: None }),
+            None => {}
         }
     }
 
@@ -444,7 +441,7 @@ mod host {
         if target == me {
             set_group(pgid);
         } else {
-            set_child_group(target as Pid, pgid);
+            set_child_group(target as Pid, pgid, false);
         }
         Ok(0)
     }

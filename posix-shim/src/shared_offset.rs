@@ -99,6 +99,12 @@ mod imp {
         result
     }
 
+    /// The offset of `file` (the description `object`) as a read or write would start from
+    /// now: the host's when it is shared (`ioctl(FIONREAD)`, `fcntl` locks from `SEEK_CUR`).
+    pub fn position(object: &Object, file: &OpenFile) -> Result<u64> {
+        around(object, file, || Ok(file.position()))
+    }
+
     /// The description `object` is going away: the host forgets this VM's hold on its offset.
     pub fn closed(object: &Object) {
         if !ANY.load(Ordering::Acquire) {
@@ -115,7 +121,7 @@ mod imp {
 }
 
 #[cfg(all(feature = "processes", feature = "fs"))]
-pub use imp::{around, closed, share_for_fork};
+pub use imp::{around, closed, position, share_for_fork};
 
 /// Without files there is no description to share.
 #[cfg(all(feature = "processes", not(feature = "fs")))]
@@ -127,6 +133,12 @@ pub fn share_for_fork() -> Result<()> {
 #[cfg(all(not(feature = "processes"), feature = "fs"))]
 pub fn around<T>(_object: &Object, _file: &libos::fs::vfs::OpenFile, op: impl FnOnce() -> Result<T>) -> Result<T> {
     op()
+}
+
+/// Without processes the offset is the description's own.
+#[cfg(all(not(feature = "processes"), feature = "fs"))]
+pub fn position(_object: &Object, file: &libos::fs::vfs::OpenFile) -> Result<u64> {
+    Ok(file.position())
 }
 
 /// Without processes nothing is shared.

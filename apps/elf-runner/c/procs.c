@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -447,6 +448,8 @@ static int offsets_family(const char *dir) {
     }
     int status;
     CHECK(waitpid(reader, &status, 0) == reader && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child read the first line");
+    int unread = -1;
+    CHECK(ioctl(fd, FIONREAD, &unread) == 0 && unread == 12, "FIONREAD counts from the child's offset");
     memset(buf, 0, sizeof buf);
     CHECK(read(fd, buf, 3) == 3 && !strcmp(buf, "C1\n"), "the parent reads on from the child's offset (pwrite moved nothing)");
 

@@ -73,8 +73,9 @@
 //!
 //! ## Not supported
 //!
-//! - Locks, `FUSE_INTERRUPT`, `O_TMPFILE` (virtiofsd 1.14 answers FUSE_TMPFILE with `ENOSYS`). (Extended attributes are the host's: GETXATTR,
-//!   SETXATTR, LISTXATTR, REMOVEXATTR, `EOPNOTSUPP` from a server without them;
+//! - Locks, `FUSE_INTERRUPT`, `O_TMPFILE` (virtiofsd 1.14 answers FUSE_TMPFILE with
+//!   `ENOSYS`). (Extended attributes are the host's: GETXATTR, SETXATTR, LISTXATTR,
+//!   REMOVEXATTR, `EOPNOTSUPP` from a server without them;
 //!   `RENAME_EXCHANGE` is RENAME2, see [`FuseNode::rename_with_flags`].)
 //! - At most [`MountOptions::dentry_capacity`] dentries (default 4096) stay cached; each holds
 //!   its node, so the host keeps that many inodes (and, for files written or read through this
