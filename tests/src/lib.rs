@@ -50,25 +50,29 @@ pub fn arches() -> Vec<Arch> {
 }
 
 /// Set by `./x test`, which builds every app for every architecture just before it runs the
-/// tests: each test binary then checks only elf-runner (28 cargo invocations are about 4 s
-/// per binary here, 22 binaries). elf-runner is still checked: a test that packs a program
-/// into it (`build_with_env`) rebuilds it in place before copying it away, and the next
-/// binary must get the plain one back.
+/// tests: the test binaries then build nothing (28 cargo invocations were about 4 s per
+/// binary here, 22 binaries). Tests boot the images `build::stable_image_path` names, which
+/// for elf-runner is a copy that packing a program into it leaves alone (relinking the plain
+/// runner after every binary that packed one cost about 40 s each, five times a run).
 pub const IMAGES_BUILT_ENV: &str = "LIBOS_TEST_IMAGES_BUILT";
 
-/// The image of `app` for `arch`; the first call per architecture builds every app (only
-/// elf-runner when [`IMAGES_BUILT_ENV`] says they were just built).
+/// The image of `app` for `arch`; the first call per architecture builds every app, unless
+/// [`IMAGES_BUILT_ENV`] says they were just built.
 pub fn image(app: &str, arch: Arch) -> PathBuf {
     static BUILT: Mutex<Vec<Arch>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !built.contains(&arch) {
         let just_built = std::env::var_os(IMAGES_BUILT_ENV).is_some_and(|v| v == "1");
-        let apps = if just_built { vec![build::ELF_RUNNER.to_string()] } else { build::apps() };
-        let names: Vec<&str> = apps.iter().map(String::as_str).collect();
-        build::build(&names, arch, true).unwrap_or_else(|e| panic!("building the apps for {arch}: {e}"));
+        if !just_built {
+            let apps = build::apps();
+            let names: Vec<&str> = apps.iter().map(String::as_str).collect();
+            build::build(&names, arch, true).unwrap_or_else(|e| panic!("building the apps for {arch}: {e}"));
+        }
         built.push(arch);
     }
-    build::image_path(app, arch)
+    let image = build::stable_image_path(app, arch);
+    assert!(image.is_file(), "{} is missing: `./x build --arch {arch}` builds it", image.display());
+    image
 }
 
 fn accelerator(arch: Arch) -> Accel {

@@ -77,6 +77,21 @@ pub fn image_path(app: &str, arch: Arch) -> PathBuf {
     }
 }
 
+/// The image of `app` for `arch` that later builds leave alone: for elf-runner a copy taken
+/// after every plain build of it (`plain-elf-runner`, `plain-elf-runner.Image`), because a
+/// build that packs a program into elf-runner ([`build_with_env`]) relinks it in place; for
+/// every other app its image. What [`build`] returns, and what the QEMU tests boot: a test
+/// booting the plain runner never gets another test's program, and a test binary run after
+/// one that packed a program need not relink the plain runner (two LTO links of about 20 s).
+pub fn stable_image_path(app: &str, arch: Arch) -> PathBuf {
+    let image = image_path(app, arch);
+    if app != ELF_RUNNER {
+        return image;
+    }
+    let name = image.file_name().and_then(|n| n.to_str()).unwrap_or(ELF_RUNNER).to_string();
+    image.with_file_name(format!("plain-{name}"))
+}
+
 /// Offset of the magic number in a Linux arm64 `Image` header.
 const ARM64_MAGIC_OFFSET: usize = 56;
 
@@ -139,9 +154,14 @@ pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str
     }
     // An image built with a program or files packed in (LIBOS_ELF, LIBOS_FILES) is copied to a
     // path of its own, under a lock held from the build to the copy: a benchmark booting
-    // elf-runner with one program must not find another run's program in its image.
+    // elf-runner with one program must not find another run's program in its image. A plain
+    // elf-runner is copied too (`stable_image_path`), under the same lock.
     let packed = !env.is_empty();
-    let _lock = if packed { Some(lock_file(&guest_target_dir(arch).join("packed-images.lock"))?) } else { None };
+    let _lock = if packed || apps.contains(&ELF_RUNNER) {
+        Some(lock_file(&guest_target_dir(arch).join("packed-images.lock"))?)
+    } else {
+        None
+    };
     for app in apps {
         let mut command = Command::new(cargo());
         command
@@ -177,7 +197,10 @@ pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str
         }
     }
     if !packed {
-        return Ok(apps.iter().map(|app| image_path(app, arch)).collect());
+        if apps.contains(&ELF_RUNNER) {
+            copy_into_place(&image_path(ELF_RUNNER, arch), &stable_image_path(ELF_RUNNER, arch))?;
+        }
+        return Ok(apps.iter().map(|app| stable_image_path(app, arch)).collect());
     }
     let mut hasher = std::hash::DefaultHasher::new();
     std::hash::Hash::hash(env, &mut hasher);
@@ -191,6 +214,14 @@ pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str
             Ok(own)
         })
         .collect()
+}
+
+/// Copies `from` to `to` through a temporary file renamed over `to`, so a QEMU still reading
+/// the old `to` keeps reading the old file.
+fn copy_into_place(from: &Path, to: &Path) -> Result<()> {
+    let partial = to.with_extension("partial");
+    std::fs::copy(from, &partial).map_err(|e| format!("copying {} to {}: {e}", from.display(), partial.display()))?;
+    std::fs::rename(&partial, to).map_err(|e| format!("renaming {} to {}: {e}", partial.display(), to.display()).into())
 }
 
 /// An exclusive lock on `path` (created if missing), released when the lock is dropped.

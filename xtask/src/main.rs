@@ -628,61 +628,85 @@ fn test_verb(args: Vec<String>) -> Result<i32> {
     if let Some(bad) = args.iter().find(|a| *a != "--qemu" && *a != "--host") {
         return Err(format!("unknown test option `{bad}` (expected --host or --qemu)").into());
     }
-    let mut ok = true;
-    if host {
-        // The ext2 tests make volumes with the host's mke2fs and check them with e2fsck.
-        xtask::disk::ensure_e2fsprogs()?;
-        eprintln!("==> host unit tests");
-        ok &= cargo_test(&[])?;
-        // `libos::fs` exists only with a file-system feature, `libos::block` with `blk`: test
-        // them too.
-        eprintln!("==> host unit tests of libos with fs-ramfs and fs-ext2");
-        ok &= cargo_test(&["-p", "libos", "--features", "fs-ramfs,fs-ext2"])?;
-        // Apps are bare-metal binaries outside the default members; their libraries are not.
-        let app_libraries = build::apps_with_host_tests();
-        if !app_libraries.is_empty() {
-            eprintln!("==> host unit tests of the apps' libraries ({})", app_libraries.join(", "));
-            let mut args = vec!["--lib"];
-            for app in &app_libraries {
-                args.extend(["-p", app.as_str()]);
-            }
-            ok &= cargo_test(&args)?;
-        }
-        // The fuzz crate is not a default member (its binaries need libFuzzer): its corpus
-        // replay runs here, then a short libFuzzer run of every target.
-        eprintln!("==> fuzz corpus replay and smoke runs ({} s per target)", xtask::fuzz::SMOKE_SECONDS);
-        ok &= cargo_test(&["-p", "libos-fuzz"])?;
-        ok &= xtask::fuzz::smoke()?;
-    }
+    let arches: Vec<Arch> = Arch::ALL.into_iter().filter(|a| a.is_supported()).collect();
+    // Everything the tests install comes first, one apt at a time: the ext2 tests (host and
+    // QEMU) make volumes with mke2fs and check them with e2fsck; the guest builds need musl
+    // and the ELF samples' compilers; the network tests ping, shape traffic (tc netem) and
+    // fetch pages with curl.
+    xtask::disk::ensure_e2fsprogs()?;
     if qemu {
-        // Both architectures at once (each has its own target directory), and the host programs
-        // the tests need beside them: much of a guest build is one LTO link on one core, so
-        // builds side by side keep both cores busy. What the guest builds install (musl, the ELF
-        // samples' compilers) is installed first.
-        let arches: Vec<Arch> = Arch::ALL.into_iter().filter(|a| a.is_supported()).collect();
         xtask::linux::ensure_musl(&arches)?;
         xtask::linux::ensure_elf_samples()?;
-        let apps = build::apps();
-        let names: Vec<&str> = apps.iter().map(String::as_str).collect();
-        std::thread::scope(|scope| {
-            let builds: Vec<_> = arches
-                .iter()
-                .map(|&arch| {
-                    let names = &names;
-                    scope.spawn(move || build::build(names, arch, false).map(drop).map_err(|e| e.to_string()))
-                })
-                .chain([scope.spawn(|| tools_for_tests(&arches).map_err(|e| e.to_string()))])
-                .collect();
-            builds.into_iter().try_for_each(|b| b.join().unwrap_or_else(|_| Err("a build thread panicked".into())))
-        })?;
-        // The network tests ping, shape traffic (tc netem) and fetch pages with curl.
         xtask::linux::ensure_net_tools()?;
-        // The disk tests make ext2 images and check what the guest wrote with e2fsprogs.
-        xtask::disk::ensure_e2fsprogs()?;
-        eprintln!("==> QEMU integration tests");
-        // Every image was built above: the test binaries need not check again
-        // (`libos_tests::IMAGES_BUILT_ENV`).
-        ok &= cargo_test_with_env(&["-p", "libos-tests"], &[("LIBOS_TEST_IMAGES_BUILT", "1")])?;
     }
-    Ok(if ok { 0 } else { 1 })
+    std::thread::scope(|scope| {
+        // The QEMU tests' images and host programs are built while the host tests run: those
+        // spend long stretches on one core (a long ext2 test, the libFuzzer runs, links), and
+        // the guest builds fill the other. Quiet then, so the tests' output stays readable.
+        let builds = qemu.then(|| scope.spawn(|| build_for_qemu_tests(&arches, host)));
+        let mut ok = true;
+        if host {
+            ok &= host_tests()?;
+        }
+        if let Some(builds) = builds {
+            builds.join().unwrap_or_else(|_| Err("a build thread panicked".into()))?;
+            eprintln!("==> QEMU integration tests");
+            // Every image was built above: the test binaries need not check again
+            // (`libos_tests::IMAGES_BUILT_ENV`).
+            ok &= cargo_test_with_env(&["-p", "libos-tests"], &[("LIBOS_TEST_IMAGES_BUILT", "1")])?;
+        }
+        Ok(if ok { 0 } else { 1 })
+    })
+}
+
+/// The host unit tests of every pure crate, the fuzz corpus replay and a short libFuzzer run
+/// of every target. `Ok(false)` when a test failed.
+fn host_tests() -> Result<bool> {
+    eprintln!("==> host unit tests");
+    let mut ok = cargo_test(&[])?;
+    // `libos::fs` exists only with a file-system feature, `libos::block` with `blk`: test
+    // them too.
+    eprintln!("==> host unit tests of libos with fs-ramfs and fs-ext2");
+    ok &= cargo_test(&["-p", "libos", "--features", "fs-ramfs,fs-ext2"])?;
+    // Apps are bare-metal binaries outside the default members; their libraries are not.
+    let app_libraries = build::apps_with_host_tests();
+    if !app_libraries.is_empty() {
+        eprintln!("==> host unit tests of the apps' libraries ({})", app_libraries.join(", "));
+        let mut args = vec!["--lib"];
+        for app in &app_libraries {
+            args.extend(["-p", app.as_str()]);
+        }
+        ok &= cargo_test(&args)?;
+    }
+    // The fuzz crate is not a default member (its binaries need libFuzzer): its corpus
+    // replay runs here, then a short libFuzzer run of every target.
+    eprintln!("==> fuzz corpus replay and smoke runs ({} s per target)", xtask::fuzz::SMOKE_SECONDS);
+    ok &= cargo_test(&["-p", "libos-fuzz"])?;
+    ok &= xtask::fuzz::smoke()?;
+    Ok(ok)
+}
+
+/// Every app for every architecture, both architectures at once (each has its own target
+/// directory), and the host programs the QEMU tests need beside them: much of a guest build is
+/// one LTO link on one core, so builds side by side keep both cores busy. `quiet`: cargo
+/// prints only warnings and errors.
+fn build_for_qemu_tests(arches: &[Arch], quiet: bool) -> Result<()> {
+    let apps = build::apps();
+    let names: Vec<&str> = apps.iter().map(String::as_str).collect();
+    if quiet {
+        let arch_names: Vec<&str> = arches.iter().map(|a| a.name()).collect();
+        eprintln!("==> building {} for {} alongside the host tests (quiet)", names.join(", "), arch_names.join(" and "));
+    }
+    std::thread::scope(|scope| {
+        let builds: Vec<_> = arches
+            .iter()
+            .map(|&arch| {
+                let names = &names;
+                scope.spawn(move || build::build(names, arch, quiet).map(drop).map_err(|e| e.to_string()))
+            })
+            .chain([scope.spawn(|| tools_for_tests(arches).map_err(|e| e.to_string()))])
+            .collect();
+        builds.into_iter().try_for_each(|b| b.join().unwrap_or_else(|_| Err("a build thread panicked".into())))
+    })?;
+    Ok(())
 }
