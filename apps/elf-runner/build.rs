@@ -8,7 +8,9 @@
 //!   other architecture (`hello-wrong-arch`), a dynamically linked one (`hello-dynamic`), a
 //!   truncated one (`hello-truncated`), one with a corrupt header (`hello-corrupt`) and a shell
 //!   script (`not-elf`); `wx` (`c/wx.c`, static musl non-PIE), which checks W^X from inside;
-//!   and `procs` (`c/procs.c`, static musl non-PIE), the processes checks (fork, wait, signals).
+//!   `procs` (`c/procs.c`, static musl non-PIE), the processes checks (fork, wait, signals);
+//!   and `mapfile` (`c/mapfile.c`, static musl non-PIE), the checks of file mappings (`mmap` of
+//!   a file straight from a virtio-fs DAX window).
 //!   `./x build elf-runner` installs the toolchains (musl for both
 //!   architectures, glibc's static libraries).
 //!
@@ -26,6 +28,7 @@ use std::process::Command;
 const HELLO: &str = "../c-hello/c/hello.c";
 const WX: &str = "c/wx.c";
 const PROCS: &str = "c/procs.c";
+const MAPFILE: &str = "c/mapfile.c";
 
 /// The C compilers for one architecture.
 struct Toolchain {
@@ -104,6 +107,7 @@ fn samples(out: &Path, arch: &str) -> Vec<(String, Vec<u8>)> {
     files.push(("hello-corrupt".to_string(), corrupt));
     files.push(("wx".to_string(), read(compile_source(out, "wx", WX, tools.musl, &["-static", "-no-pie"]))));
     files.push(("procs".to_string(), read(compile_source(out, "procs", PROCS, tools.musl, &["-static", "-no-pie"]))));
+    files.push(("mapfile".to_string(), read(compile_source(out, "mapfile", MAPFILE, tools.musl, &["-static", "-no-pie"]))));
     files
 }
 
@@ -139,6 +143,7 @@ fn main() {
     println!("cargo::rerun-if-changed={HELLO}");
     println!("cargo::rerun-if-changed={WX}");
     println!("cargo::rerun-if-changed={PROCS}");
+    println!("cargo::rerun-if-changed={MAPFILE}");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").expect("CARGO_CFG_TARGET_ARCH");
     let files = match std::env::var("LIBOS_ELF") {

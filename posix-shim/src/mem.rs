@@ -20,6 +20,11 @@
 //! - a `MAP_SHARED` file mapping is a copy: stores reach the file at `msync`, `munmap`,
 //!   `mremap` (which moves the file backing with the mapping) and program exit
 //!   ([`release_files_at_exit`]), and a `write` to the file is not seen by an existing mapping;
+//!   except where the file system maps the file itself (`Node::map_direct`: a virtio-fs DAX
+//!   window), which the shim takes first: the program then gets the host file's pages, stores
+//!   reach the file at once and `write`s show at once, as on Linux. Pages of such a mapping
+//!   past the end of the file read as zeros and keep no stores (Linux raises `SIGBUS` there);
+//!   `msync(MS_SYNC)` of it is an `fsync` of the file;
 //! - unmapping memory that a call in flight still reads or fills (a blocking `read` in
 //!   another thread) removes the range at once but parks its heap memory until the call ends
 //!   (see [`crate::inflight`]), so the data never lands in reused memory;
@@ -64,10 +69,19 @@ const MS_ASYNC: u64 = 1;
 const MS_INVALIDATE: u64 = 2;
 const MS_SYNC: u64 = 4;
 
-/// Heap memory behind one or more mapped ranges; freed when the last range is unmapped.
+/// The memory behind one or more mapped ranges: heap memory, freed when the last range is
+/// unmapped, or a file range its file system mapped for the program, unmapped then.
 struct Allocation {
     ptr: *mut u8,
-    layout: Layout,
+    memory: Memory,
+}
+
+enum Memory {
+    Heap(Layout),
+    /// The file's own pages ([`libos::fs::vfs::DirectMapping`]): stores are the file's.
+    /// Held for its drop, which ends the mapping.
+    #[cfg(feature = "fs")]
+    File { _mapping: alloc::boxed::Box<dyn libos::fs::vfs::DirectMapping> },
 }
 
 // SAFETY: the allocation is plain memory owned by this value; access goes through the program.
@@ -84,14 +98,47 @@ impl Allocation {
         if ptr.is_null() {
             return Err(Errno::ENOMEM);
         }
-        Ok(Arc::new(Allocation { ptr, layout }))
+        Ok(Arc::new(Allocation { ptr, memory: Memory::Heap(layout) }))
+    }
+
+    /// `len` bytes of `object` from `offset` mapped by its file system, if it can
+    /// (`Node::map_direct`).
+    #[cfg(feature = "fs")]
+    fn of_file(object: &Object, offset: u64, len: u64, writable: bool) -> Option<Arc<Allocation>> {
+        let Object::File(file) = object else { return None };
+        let mapping = file.node().map_direct(offset, len, writable)?;
+        Some(Arc::new(Allocation { ptr: mapping.address() as *mut u8, memory: Memory::File { _mapping: mapping } }))
+    }
+
+    #[cfg(not(feature = "fs"))]
+    fn of_file(_: &Object, _: u64, _: u64, _: bool) -> Option<Arc<Allocation>> {
+        None
+    }
+
+    /// Whether the memory is the file's own pages (nothing to copy back, nothing to zero).
+    fn is_file(&self) -> bool {
+        !matches!(self.memory, Memory::Heap(_))
+    }
+
+    /// Whether `addr` lies in this heap memory (a file's pages are never a thread's stack).
+    fn contains(&self, addr: u64) -> bool {
+        match &self.memory {
+            Memory::Heap(layout) => (self.ptr as u64..self.ptr as u64 + layout.size() as u64).contains(&addr),
+            #[cfg(feature = "fs")]
+            Memory::File { .. } => false, // never a stack
+        }
     }
 }
 
 impl Drop for Allocation {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout, freed once (the last Arc).
-        unsafe { dealloc(self.ptr, self.layout) };
+        match self.memory {
+            // SAFETY: allocated in `new` with this layout, freed once (the last Arc).
+            Memory::Heap(layout) => unsafe { dealloc(self.ptr, layout) },
+            // A file's pages are unmapped by dropping their mapping, with `memory`.
+            #[cfg(feature = "fs")]
+            Memory::File { .. } => {}
+        }
     }
 }
 
@@ -363,6 +410,12 @@ fn page_round(len: u64) -> Result<u64> {
 
 fn write_back(range: &Range) -> Result<()> {
     let Some(backing) = &range.value.shared else { return Ok(()) };
+    if range.value.allocation.is_file() {
+        return Ok(()); // the file's own pages: stores are already the file's
+    }
+    if !check_file_access(&backing.object, true, 0).unwrap_or(false) {
+        return Ok(()); // never writable (mmap and mprotect refuse PROT_WRITE): nothing to store
+    }
     // Never write past the end of the file: the tail of the last page is not file data.
     let Some(size) = backing.object.file_size()? else { return Ok(()) };
     let len = range.len.min(size.saturating_sub(backing.offset));
@@ -388,7 +441,7 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd_number: u64, offset: 
         return Err(Errno::EINVAL);
     }
     let kind = flags & MAP_SHARED_VALIDATE;
-    if kind == 0 || flags & !(MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_HINTS | MAP_FIXED_NOREPLACE) != 0 {
+    if !matches!(kind, MAP_SHARED | MAP_PRIVATE | MAP_SHARED_VALIDATE) || flags & !(MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_HINTS | MAP_FIXED_NOREPLACE) != 0 {
         return Err(Errno::EINVAL);
     }
     let len = page_round(len)?;
@@ -397,24 +450,60 @@ pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd_number: u64, offset: 
     if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
         return map_fixed(addr, len, flags);
     }
-    let allocation = Allocation::new(len)?;
-    let start = allocation.ptr as u64;
-    let mut shared = None;
-    if flags & MAP_ANONYMOUS == 0 {
+    let shared_kind = kind == MAP_SHARED || kind == MAP_SHARED_VALIDATE;
+    let (allocation, shared) = if flags & MAP_ANONYMOUS == 0 {
         let object = fd::get(fd_number)?;
-        // SAFETY: the allocation was just made, `len` bytes, and nothing else refers to it yet.
-        let memory = unsafe { core::slice::from_raw_parts_mut(allocation.ptr, len as usize) };
-        fill_from(&object, offset, memory).map_err(|e| if e == Errno::ESPIPE { Errno::ENODEV } else { e })?;
-        if kind == MAP_SHARED || kind == MAP_SHARED_VALIDATE {
-            shared = Some(Backing { object, offset });
-        }
-    } else if kind == MAP_PRIVATE || kind == MAP_SHARED || kind == MAP_SHARED_VALIDATE {
+        let writable = check_file_access(&object, shared_kind, prot)?;
+        let allocation = match shared_kind.then(|| Allocation::of_file(&object, offset, len, writable)).flatten() {
+            Some(direct) => direct,
+            None => copy_of(&object, offset, len)?,
+        };
+        (allocation, shared_kind.then_some(Backing { object, offset }))
+    } else {
         // Anonymous shared memory is private memory in a single-process system.
-    }
-    // A fresh heap allocation cannot overlap a live mapping.
+        (Allocation::new(len)?, None)
+    };
+    let start = allocation.ptr as u64;
+    // Neither a fresh heap allocation nor window slots claimed for this mapping can overlap a
+    // live mapping.
     note_protection(prot);
     MAPPINGS.lock().insert(start, len, Mapping { allocation, shared, prot }).map_err(|_| Errno::ENOMEM)?;
     Ok(start)
+}
+
+/// A fresh allocation of `len` bytes holding `object`'s bytes from `offset` (zeros past its
+/// end).
+fn copy_of(object: &Object, offset: u64, len: u64) -> Result<Arc<Allocation>> {
+    let allocation = Allocation::new(len)?;
+    // SAFETY: the allocation was just made, `len` bytes, and nothing else refers to it yet.
+    let memory = unsafe { core::slice::from_raw_parts_mut(allocation.ptr, len as usize) };
+    fill_from(object, offset, memory).map_err(|e| if e == Errno::ESPIPE { Errno::ENODEV } else { e })?;
+    Ok(allocation)
+}
+
+/// Linux's checks of the descriptor behind a file mapping: open for reading (`EACCES`), and
+/// for a shared writable mapping open for writing (`EACCES`; `O_APPEND` does not matter, as on
+/// Linux); an `O_PATH` handle is `EBADF`. Returns
+/// whether the program may write the file through a shared mapping (later, after `mprotect`,
+/// too): what a mapping of the file's own pages is asked for.
+fn check_file_access(object: &Object, shared: bool, prot: u64) -> Result<bool> {
+    #[cfg(feature = "fs")]
+    if let Object::File(file) = object {
+        let flags = file.flags();
+        if flags.contains(libos::fs::vfs::OpenFlags::PATH) {
+            return Err(Errno::EBADF);
+        }
+        if !flags.readable() {
+            return Err(Errno::EACCES);
+        }
+        let writable = flags.writable();
+        if shared && prot & PROT_WRITE != 0 && !writable {
+            return Err(Errno::EACCES);
+        }
+        return Ok(writable);
+    }
+    let _ = (object, shared, prot);
+    Ok(false)
 }
 
 /// `MAP_FIXED` can only "replace" memory the program already owns (an anonymous mapping of
@@ -437,9 +526,40 @@ fn map_fixed(addr: u64, len: u64, flags: u64) -> Result<u64> {
         log::warn!("posix-shim: mmap at a fixed address outside the program's memory (or of a file) is not supported: ENOMEM");
         return Err(Errno::ENOMEM);
     }
+    replace_file_mappings(addr, end)?;
     // SAFETY: the range is memory this shim handed to the program (checked above).
     unsafe { core::ptr::write_bytes(addr as *mut u8, 0, len as usize) };
     Ok(addr)
+}
+
+/// Anonymous memory put over `[addr, end)` replaces the file mappings there, as on Linux:
+/// shared copies are written back, then become anonymous (zeroed next, they must not reach
+/// the file). A file's own pages cannot become anonymous memory in place: `ENOMEM`.
+fn replace_file_mappings(addr: u64, end: u64) -> Result<()> {
+    let pieces = {
+        let mut mappings = MAPPINGS.lock();
+        if mappings.overlapping(addr, end).any(|p| p.value.allocation.is_file()) {
+            log::warn!("posix-shim: anonymous memory at a fixed address over a file's own pages (a DAX mapping) is not supported: ENOMEM");
+            return Err(Errno::ENOMEM);
+        }
+        if !mappings.overlapping(addr, end).any(|p| p.value.shared.is_some()) {
+            return Ok(());
+        }
+        // The cut pieces keep their memory alive (and so their addresses taken) meanwhile.
+        mappings.cut(addr, end)
+    };
+    // A failed write-back leaves every piece a file mapping (and the call fails): its bytes
+    // may be the only copy of what the program stored.
+    let result = pieces.iter().try_for_each(write_back);
+    let mut mappings = MAPPINGS.lock();
+    for mut piece in pieces {
+        if result.is_ok() {
+            piece.value.shared = None;
+        }
+        // Cannot fail: the pieces were just cut out of the map.
+        let _ = mappings.insert(piece.start, piece.len, piece.value);
+    }
+    result
 }
 
 /// `execve`'s clean-up: shared file mappings written back, every mapping and the `brk` heap
@@ -451,11 +571,9 @@ pub fn release_for_exec(keep: u64) {
         if let Err(e) = write_back(range) {
             log::warn!("posix-shim: writing a shared mapping back at execve failed: {e:?}");
         }
-        let allocation = &range.value.allocation;
-        let start = allocation.ptr as u64;
-        if (start..start + allocation.layout.size() as u64).contains(&keep) {
+        if range.value.allocation.contains(keep) {
             // Leaked on purpose: the calling thread still runs on it (one stack per execve).
-            core::mem::forget(allocation.clone());
+            core::mem::forget(range.value.allocation.clone());
         }
     }
     release(removed);
@@ -499,8 +617,24 @@ pub fn msync(addr: u64, len: u64, flags: u64) -> Result<u64> {
     };
     for range in &pieces {
         write_back(range)?;
+        // A file's own pages are the file's already; MS_SYNC asks for them on stable storage.
+        if flags & MS_SYNC != 0 && range.value.allocation.is_file() {
+            sync_file(range)?;
+        }
     }
     Ok(0)
+}
+
+/// `fsync` of the file behind a shared mapping.
+fn sync_file(range: &Range) -> Result<()> {
+    #[cfg(feature = "fs")]
+    if let Some(Backing { object, .. }) = &range.value.shared
+        && let Object::File(file) = &**object
+    {
+        return file.sync();
+    }
+    let _ = range;
+    Ok(())
 }
 
 /// `mremap(old, old_len, new_len, flags, new_addr)`.
@@ -540,19 +674,34 @@ pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64, _new_addr: u64) 
     }
     let (piece_start, value) = first.ok_or(Errno::EFAULT)?;
     let value = value.advanced(old - piece_start);
-    let allocation = Allocation::new(new_len)?;
+    // The file's own pages stay so when the file system can map the longer range.
+    let direct = match value.shared.as_ref().filter(|_| value.allocation.is_file()) {
+        Some(backing) => {
+            let writable = check_file_access(&backing.object, true, 0)?;
+            Allocation::of_file(&backing.object, backing.offset, new_len, writable)
+        }
+        None => None,
+    };
+    let (allocation, shared) = match direct {
+        Some(allocation) => (allocation, value.shared),
+        None => {
+            let allocation = Allocation::new(new_len)?;
+            let new = allocation.ptr as u64;
+            // SAFETY: the old range is mapped by this shim (checked above), the new one was
+            // just allocated, `new_len > old_len` bytes; they are distinct.
+            unsafe { core::ptr::copy_nonoverlapping(old as *const u8, new as *mut u8, old_len as usize) };
+            let shared = value.shared.map(|backing| {
+                // The grown tail maps the file's next bytes, as on Linux (zeros past its end).
+                // SAFETY: the tail of the fresh allocation; nothing else refers to it yet.
+                let tail = unsafe { core::slice::from_raw_parts_mut((new + old_len) as *mut u8, (new_len - old_len) as usize) };
+                // A read error leaves the rest of the tail zero, as past the end of the file.
+                let _ = fill_from(&backing.object, backing.offset + old_len, tail);
+                backing
+            });
+            (allocation, shared)
+        }
+    };
     let new = allocation.ptr as u64;
-    // SAFETY: the old range is mapped by this shim (checked above), the new one was just
-    // allocated, `new_len > old_len` bytes; they are distinct.
-    unsafe { core::ptr::copy_nonoverlapping(old as *const u8, new as *mut u8, old_len as usize) };
-    let shared = value.shared.map(|backing| {
-        // The grown tail maps the file's next bytes, as on Linux (zeros past its end).
-        // SAFETY: the tail of the fresh allocation; nothing else refers to it yet.
-        let tail = unsafe { core::slice::from_raw_parts_mut((new + old_len) as *mut u8, (new_len - old_len) as usize) };
-        // A read error leaves the rest of the tail zero, as past the end of the file.
-        let _ = fill_from(&backing.object, backing.offset + old_len, tail);
-        backing
-    });
     MAPPINGS.lock().insert(new, new_len, Mapping { allocation, shared, prot: value.prot }).map_err(|_| Errno::ENOMEM)?;
     // Writes the old range's shared bytes back (the new mapping's copy of them is the same).
     munmap(old, old_len)?;
@@ -570,6 +719,14 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<u64> {
     protect_program_pages(addr, len, prot)?;
     let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
     let mut mappings = MAPPINGS.lock();
+    // A shared file mapping becomes writable only where its descriptor allows writing.
+    if prot & PROT_WRITE != 0 {
+        for piece in mappings.overlapping(addr, end) {
+            if let Some(backing) = &piece.value.shared {
+                check_file_access(&backing.object, true, prot)?;
+            }
+        }
+    }
     if mappings.overlapping(addr, end).any(|p| p.value.prot != prot) {
         note_protection(prot);
         for mut piece in mappings.cut(addr, end) {

@@ -158,8 +158,12 @@ pub fn mlockall(flags: u64) -> Result<u64> {
 }
 
 /// `getpgid(pid)`: this process's group (1, the first process's, unless it made its own), or
-/// another process's from the process host.
+/// another process's from the process host. A negative pid names no process: `ESRCH`, as
+/// Linux (not the `EINVAL` of the scheduling calls).
 pub fn group_of(pid: u64) -> Result<u64> {
+    if (pid as i64) < 0 {
+        return Err(Errno::ESRCH);
+    }
     match this_pid(pid) {
         Ok(()) => Ok(process::group()),
         Err(Errno::ESRCH) => process::ask_id_of(pid, false),
@@ -167,8 +171,12 @@ pub fn group_of(pid: u64) -> Result<u64> {
     }
 }
 
-/// `getsid(pid)`: this process's session, or another process's from the process host.
+/// `getsid(pid)`: this process's session, or another process's from the process host
+/// (`ESRCH` for a negative pid, as [`group_of`]).
 pub fn session_of(pid: u64) -> Result<u64> {
+    if (pid as i64) < 0 {
+        return Err(Errno::ESRCH);
+    }
     match this_pid(pid) {
         Ok(()) => Ok(process::session()),
         Err(Errno::ESRCH) => process::ask_id_of(pid, true),

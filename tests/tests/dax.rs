@@ -5,8 +5,8 @@
 //! x86_64, `virt` with PCI on aarch64): byte-identical reads of files up to 1 GiB through a
 //! window smaller than them (reclaim), the request and notification counts of cold and warm
 //! reads, guest writes seen on the host and host writes seen by the guest while chunks are
-//! mapped, a file truncated on the host while mapped, the daemon dying, and the whole VFS
-//! conformance suite on a DAX share.
+//! mapped, a C program's `mmap` of files served by the window's own pages, a file truncated on
+//! the host while mapped, the daemon dying, and the whole VFS conformance suite on a DAX share.
 
 use libos_tests::{Boot, TempDir, arches, share_pattern as pattern};
 use std::process::Command;
@@ -209,6 +209,51 @@ fn a_file_truncated_on_the_host_while_mapped_reads_short_and_qemu_lives() {
         std::fs::write(dir.path("go"), b"").unwrap();
         let booted = started.finish();
         booted.prints("read-any /share/file").prints("checked /share/file 10000").exits_with(0);
+    }
+}
+
+/// A C program's `mmap(MAP_SHARED)` of files on a DAX share gets the window itself
+/// (`apps/elf-runner/c/mapfile.c`, `direct`): the host file's bytes over three chunks, stores
+/// seen by `pread` at once and `pwrite`s seen in the mapping at once, system calls with buffers
+/// in the mapping, and the window's slots back after `munmap` (20 rounds of three chunks through
+/// a window of four). What it stored is in the host files afterwards. The same program on a
+/// share without a window (`copy`: mappings are copies there) passes the checks that hold for
+/// copies.
+#[test]
+fn a_c_programs_file_mappings_are_the_windows_own_pages() {
+    for arch in arches() {
+        let dir = TempDir::on_tmpfs("dax-mmap", arch);
+        let host: Vec<u8> = (0..5 * MIB + 100).map(|i| (i % 251 + i / 4096) as u8).collect();
+        std::fs::write(dir.path("host.bin"), &host).unwrap();
+        Boot::app("elf-runner")
+            .share(dir.dir(), "share")
+            .dax(8 * MIB)
+            .options("mount=virtiofs:share:/share loglevel=info")
+            .args(&["/bin/mapfile", "/share", "direct"])
+            .timeout(Duration::from_secs(600))
+            .on(arch)
+            .prints("DAX window of 8 MiB, 4 chunks of 2 MiB")
+            .does_not_print("stays device memory")
+            .does_not_print("FAIL")
+            .prints("mapfile: ok\n")
+            .exits_with(0);
+        let rw = std::fs::read(dir.path("rw.bin")).unwrap();
+        assert_eq!((rw[10], rw[4096 + 5]), (b'M', b'P'), "{arch}: stores through the mapping are in the host file");
+        assert_eq!(rw[4 * MIB as usize + 4096], b'A' + 19, "{arch}: the last round's store is in the host file");
+        assert!(std::fs::read(dir.path("host.bin")).unwrap() == host, "{arch}: the read-only mappings changed nothing");
+
+        let plain = TempDir::on_tmpfs("mmap-copy", arch);
+        std::fs::write(plain.path("host.bin"), &host).unwrap();
+        Boot::app("elf-runner")
+            .share(plain.dir(), "share")
+            .options("mount=virtiofs:share:/share")
+            .args(&["/bin/mapfile", "/share", "copy"])
+            .on(arch)
+            .does_not_print("FAIL")
+            .prints("mapfile: ok\n")
+            .exits_with(0);
+        let rw = std::fs::read(plain.path("rw.bin")).unwrap();
+        assert_eq!((rw[10], rw[4096 + 5]), (b'M', b'P'), "{arch}: stores through a copy reach the host file at munmap");
     }
 }
 

@@ -453,6 +453,8 @@ static void process(void) {
     FAILS(setpgid(0, 0), EPERM); /* process 1 leads session 1: a session leader cannot move */
     FAILS(setpgid(4242, 0), ESRCH);
     FAILS(getpgid(4242), ESRCH);
+    FAILS(getpgid(-1), ESRCH);
+    FAILS(getsid(-1), ESRCH);
     FAILS(setsid(), EPERM);
     printf("ok process\n");
 }

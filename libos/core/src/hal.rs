@@ -195,6 +195,25 @@ pub trait Platform: Sync {
         Err(crate::Errno::ENOSYS)
     }
 
+    /// Makes the device memory `region` (physical addresses) memory the kernel may hand to a
+    /// program: mapped as normal, cached memory, which [`Platform::check_user_access`] then
+    /// accepts for reads and writes. For a window without side effects that a device shares
+    /// with the host (a virtio shared-memory region such as a DAX window), whose pages
+    /// posix-shim maps into programs (`mmap` of a file straight from the window). Errors:
+    /// `EINVAL` when some page of `region` is not device memory the platform can change (RAM, a
+    /// program page, a hole), and nothing changes then. Default: `Ok` when every page of it
+    /// already is such memory (an aarch64 prefetchable PCI window), else the refusal of
+    /// [`Platform::check_user_access`] (`EFAULT`, or `ENOSYS` without page tables).
+    ///
+    /// # Safety
+    /// Reads and writes of `region` must have no side effects (no device registers there):
+    /// cached, they may be merged, repeated or done early.
+    unsafe fn make_program_accessible(&self, region: MemoryRegion) -> crate::Result<()> {
+        let start = self.phys_to_virt(region.start) as u64;
+        let len = region.end.checked_sub(region.start).ok_or(crate::Errno::EINVAL)?;
+        self.check_user_access(start, start.saturating_add(len), Access::Write)
+    }
+
     /// The physical ranges a program's pages must never be placed at (the kernel image and its
     /// boot tables, low firmware memory, device windows: interrupt controllers, the console,
     /// virtio-mmio, PCI configuration and BAR windows), each with a short name for messages.

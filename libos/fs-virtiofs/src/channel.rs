@@ -23,9 +23,11 @@ pub trait DaxWindow: Send + Sync {
     /// inside the window (nothing is read then).
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
 
-    /// The window's guest-physical address, for mapping its pages into a program (`mmap` of a
-    /// file); `None` where it has none (the host tests' fake window).
-    fn physical_address(&self) -> Option<u64> {
+    /// The address of the window's first byte when the platform lets programs use its pages
+    /// (normal memory that system calls accept as buffers), so a file's chunks mapped there
+    /// can be handed to a program's `mmap`; `None` otherwise (the host tests' fake window, a
+    /// platform that keeps the window as device memory): `mmap` then copies.
+    fn program_address(&self) -> Option<u64> {
         None
     }
 }

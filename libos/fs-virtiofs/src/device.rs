@@ -2,7 +2,8 @@
 //! queue (0) and the request queue (1), and carries FUSE messages as a [`FuseChannel`].
 //!
 //! The request queue is a [`RequestQueue`] (several requests in flight, each waiting for its own
-//! reply; interrupt-driven or polled; no bounce copy; a reply that does not come within the
+//! reply; interrupt-driven or polled; no bounce copy, except of parts in a DAX window, see
+//! [`crate::bounce`]; a reply that does not come within the
 //! timeout resets the device, and its callers get `EIO` once the reset shows). FORGETs go on
 //! the high-priority queue as owned copies, fire-and-forget; callers waiting for room there
 //! sleep on the request queue's waiters, which the one device interrupt wakes.
@@ -127,8 +128,9 @@ pub struct VirtioFsDevice {
 struct DeviceWindow {
     /// Virtual address of its first byte.
     base: usize,
-    physical: u64,
     size: u64,
+    /// The platform maps it as normal memory that programs may be given (`mmap`).
+    program_accessible: bool,
 }
 
 impl DeviceWindow {
@@ -140,9 +142,23 @@ impl DeviceWindow {
             log::warn!("virtio-fs {tag:?}: DAX window {:#x}..{:#x} is unusable (smaller than 2 MiB or unaligned)", region.start, region.end);
             return None;
         }
-        let base = libos_core::hal::platform().phys_to_virt(region.start);
+        let platform = libos_core::hal::platform();
+        let base = platform.phys_to_virt(region.start);
+        // SAFETY: a virtio shared-memory region is memory the host maps files into: reading or
+        // writing it has no side effects beyond the bytes themselves.
+        let program_accessible = match unsafe { platform.make_program_accessible(region) } {
+            Ok(()) => {
+                // Programs may now pass buffers in it to system calls: requests bounce them.
+                crate::bounce::register_window(base..base + size as usize);
+                true
+            }
+            Err(e) => {
+                log::info!("virtio-fs {tag:?}: the DAX window stays device memory ({e}): mmap of its files copies");
+                false
+            }
+        };
         log::info!("virtio-fs {tag:?}: DAX window of {} MiB at {:#x}", size >> 20, region.start);
-        Some(Arc::new(DeviceWindow { base, physical: region.start, size }))
+        Some(Arc::new(DeviceWindow { base, size, program_accessible }))
     }
 }
 
@@ -165,8 +181,8 @@ impl DaxWindow for DeviceWindow {
         Ok(())
     }
 
-    fn physical_address(&self) -> Option<u64> {
-        Some(self.physical)
+    fn program_address(&self) -> Option<u64> {
+        self.program_accessible.then_some(self.base as u64)
     }
 }
 
@@ -377,11 +393,11 @@ impl FuseChannel for VirtioFsDevice {
     }
 
     fn request(&self, request: &[&[u8]], reply: &mut [&mut [u8]]) -> Result<usize> {
-        self.send(None, request, reply)
+        crate::bounce::send_bounced(request, reply, |request, reply| self.send(None, request, reply))
     }
 
     fn request_in(&self, epoch: u64, request: &[&[u8]], reply: &mut [&mut [u8]]) -> Result<usize> {
-        self.send(Some(epoch), request, reply)
+        crate::bounce::send_bounced(request, reply, |request, reply| self.send(Some(epoch), request, reply))
     }
 
     fn send_forget(&self, request: &[u8]) -> Result<()> {

@@ -62,6 +62,13 @@
 //! files. The host test `recovery_tests` runs the real device over the fake transport and the
 //! fake server through such a failure.
 //!
+//! ## DAX window
+//!
+//! Where the device has a window (shared-memory region 0) and the server maps files, reads of
+//! mapped chunks are copies from the window, and a program's `mmap(MAP_SHARED)` of a file is
+//! the window's own pages (`fs::dax`). Request buffers a program passes from inside such a
+//! mapping travel through bounce copies (`bounce`): the daemon cannot reach the window.
+//!
 //! ## Conformance
 //!
 //! The whole VFS conformance suite (every case and the randomized model test) passes over the
@@ -89,6 +96,7 @@
 
 extern crate alloc;
 
+mod bounce;
 pub mod channel;
 pub mod device;
 pub mod fs;

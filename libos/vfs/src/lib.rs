@@ -158,7 +158,7 @@ pub mod conformance;
 
 pub use file::{COOKIE_AFTER_DOT, COOKIE_AFTER_DOTDOT, FileRef, MAX_FILE_SIZE, OpenFile};
 pub use cred::{Access, Credentials};
-pub use node::{FileSystem, LinkTarget, NewNode, Node};
+pub use node::{DirectMapping, FileSystem, LinkTarget, NewNode, Node};
 pub use types::{
     Clock, DirEntry, FileType, MAX_SYMLINKS, dev_major, dev_minor, makedev, Metadata, MonotonicClock, NAME_MAX, OpenFlags, Owner, PATH_MAX,
     PlatformClock, SeekFrom, SetAttr, StatFs, TickClock, TimeUpdate, Timestamp,

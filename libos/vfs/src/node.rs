@@ -12,6 +12,7 @@
 
 use crate::types::{DirEntry, FileType, Metadata, Owner, SetAttr, StatFs};
 use crate::xattr::XattrSet;
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -118,6 +119,15 @@ impl NewNode<'_> {
             _ => 0,
         }
     }
+}
+
+/// A range of a file that its file system mapped straight into memory (a virtio-fs DAX
+/// window): loads and stores there reach the file's pages on the host, with no copy and no
+/// request. Dropping it ends the mapping (the memory may then hold another file).
+pub trait DirectMapping: Send + Sync {
+    /// The address of the first byte of the range asked for, in the kernel's (and so the
+    /// program's) address space.
+    fn address(&self) -> u64;
 }
 
 /// A node of a file system: file, directory, symlink or device.
@@ -319,5 +329,15 @@ pub trait Node: Send + Sync + Any {
     /// The names of the node's extended attributes. Default: none.
     fn list_xattr(&self) -> Result<Vec<String>> {
         Ok(Vec::new())
+    }
+
+    /// Maps `len` bytes of this regular file from `offset` (both multiples of 4096) straight
+    /// into memory, for a program's `mmap(MAP_SHARED)`: writable (stores reach the file) when
+    /// `writable`. `None` when the file system cannot (no window, no room in it, the server
+    /// refused): the caller then maps a copy, as it does for every other file system. Default:
+    /// `None`.
+    fn map_direct(&self, offset: u64, len: u64, writable: bool) -> Option<Box<dyn DirectMapping>> {
+        let _ = (offset, len, writable);
+        None
     }
 }

@@ -195,6 +195,10 @@ mod platform {
             crate::pages::reserved_regions()
         }
 
+        unsafe fn make_program_accessible(&self, region: libos_core::hal::MemoryRegion) -> libos_core::Result<()> {
+            crate::pages::make_normal(region)
+        }
+
         unsafe fn map_pages(&self, virt: u64, len: u64, protection: libos_core::hal::Protection) -> libos_core::Result<()> {
             crate::pages::map(virt, len, protection)
         }

@@ -264,6 +264,41 @@ fn unmap_locked(start: u64, end: u64) -> Frames {
     frames
 }
 
+/// `hal::Platform::make_program_accessible`: the identity map's device pages of `region` become
+/// normal write-back memory (a virtio shared-memory window a program maps). Every page is
+/// checked first: one that is not uncached device memory of the identity map, or a large
+/// page reaching outside `region`, gives `EINVAL` and nothing changes. A region that already
+/// is normal memory answers `Ok` (a second mount of the same window).
+pub fn make_normal(region: MemoryRegion) -> Result<()> {
+    if region.start % PAGE != 0 || region.end % PAGE != 0 || region.start >= region.end || region.end > 1 << 47 {
+        return Err(Errno::EINVAL);
+    }
+    if check_user_access(region.start, region.end, Access::Write).is_ok() {
+        return Ok(());
+    }
+    {
+        let _lock = LOCK.lock();
+        let mut at = region.start;
+        while at < region.end {
+            let (bits, size) = paging::translate(&mut LiveTables, root(), at).ok_or(Errno::EINVAL)?;
+            let start = at & !(size - 1);
+            if bits & flags::NO_CACHE == 0 || bits & flags::PROGRAM != 0 || start < region.start || start + size > region.end {
+                return Err(Errno::EINVAL);
+            }
+            at = start + size;
+        }
+        let mut at = region.start;
+        while at < region.end {
+            let (_, end) = paging::make_normal(&mut LiveTables, root(), at).map_err(errno)?;
+            at = end;
+        }
+        tables_changed();
+        flush_all();
+    }
+    shoot_down();
+    Ok(())
+}
+
 /// Counts changes to the live tables (see [`crate::verified`]): bumped by [`tables_changed`].
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 

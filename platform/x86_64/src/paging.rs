@@ -170,6 +170,32 @@ pub fn translate_by(mut entry: impl FnMut(u64, usize) -> u64, root: u64, addr: u
     None
 }
 
+/// Makes the page (4 KiB or large) holding `addr` normal, write-back cached memory, keeping
+/// its access rights, if it is device memory of the identity map (uncached, not a program
+/// page); returns the page's `[start, end)`. Anything else (RAM, a program page, a hole) is
+/// [`PageError::Busy`] and stays as it was. The caller flushes the TLB.
+pub fn make_normal(memory: &mut dyn TableMemory, root: u64, addr: u64) -> Result<(u64, u64), PageError> {
+    let mut table = root;
+    for level in (0..4).rev() {
+        let i = index(addr, level);
+        let entry = memory.table(table)[i];
+        if entry & flags::PRESENT == 0 {
+            return Err(PageError::Busy);
+        }
+        if level == 0 || entry & flags::HUGE != 0 {
+            if entry & flags::NO_CACHE == 0 || entry & flags::PROGRAM != 0 {
+                return Err(PageError::Busy);
+            }
+            memory.table(table)[i] = entry & !(flags::NO_CACHE | flags::WRITE_THROUGH);
+            let size = 1u64 << (12 + 9 * level);
+            let start = addr & !(size - 1);
+            return Ok((start, start + size));
+        }
+        table = entry & flags::ADDRESS;
+    }
+    Err(PageError::Busy)
+}
+
 /// Why [`set_guard`] could not change a page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuardError {
@@ -456,6 +482,23 @@ mod tests {
     fn running_out_of_frames_is_an_error() {
         let mut mem = FakeTables { limit: 3, ..Default::default() };
         assert_eq!(build(&layout(), &mut mem, NX), Err(OutOfTableFrames));
+    }
+
+    #[test]
+    fn device_pages_become_normal_memory_and_nothing_else_changes() {
+        let (mut mem, root) = built();
+        let device = 0xc000_0000;
+        let before = flags_at(&mut mem, root, device).unwrap();
+        assert_ne!(before & flags::NO_CACHE, 0);
+        let (start, end) = make_normal(&mut mem, root, device + PAGE).unwrap();
+        assert_eq!((start, end), (device, device + LARGE_PAGE), "the whole 2 MiB page");
+        let after = flags_at(&mut mem, root, device).unwrap();
+        assert_eq!(after, before & !(flags::NO_CACHE | flags::WRITE_THROUGH), "cached, the rights kept");
+        assert_eq!(make_normal(&mut mem, root, device), Err(PageError::Busy), "already normal");
+        assert_eq!(make_normal(&mut mem, root, 16 * 1024 * 1024), Err(PageError::Busy), "RAM is refused");
+        assert_eq!(make_normal(&mut mem, root, 0), Err(PageError::Busy), "page 0 is a hole");
+        let next = flags_at(&mut mem, root, device + LARGE_PAGE).unwrap();
+        assert_ne!(next & flags::NO_CACHE, 0, "the next page stays device memory");
     }
 
     #[test]

@@ -14,6 +14,12 @@
 //! that piece with a READ request instead of waiting: the window is a cache, never the only
 //! way to the data.
 //!
+//! A program's `mmap(MAP_SHARED)` of a file gets the window itself ([`FuseNode::map_through_window`]):
+//! the chunks its range touches are mapped into a run of consecutive slots claimed for it
+//! (writable mappings when the program may write), which leave the table of mapped chunks and
+//! stay pinned until the program unmaps them ([`WindowRun`]). Loads and stores then reach the
+//! host file's pages with no request and no copy; `write` and `read` see the same pages.
+//!
 //! Writes stay WRITE requests. The host maps files for reading with a private mapping of its
 //! page cache, which a WRITE changes in place, so mapped ranges see every write through this
 //! mount and every write on the host as soon as it lands (no chunk needs invalidating). Reads
@@ -166,6 +172,49 @@ impl MappingCache {
         slot.users = slot.users.saturating_sub(1);
     }
 
+    /// Claims `n` consecutive slots for a program's mapping: none of them in use, free ones
+    /// first, else the run whose newest use is oldest. They leave the table of mapped chunks
+    /// (reads never use them) and stay pinned until [`MappingCache::release_run`]. Returns the
+    /// first slot, or `None` when no such run exists now.
+    pub(super) fn claim_run(&self, n: usize) -> Option<usize> {
+        let mut table = self.table.lock();
+        let count = table.slots.len();
+        if n == 0 || n > count {
+            return None;
+        }
+        let mut best: Option<(u64, usize)> = None;
+        let mut start = 0;
+        while start + n <= count {
+            let run = &table.slots[start..start + n];
+            if let Some(busy) = run.iter().rposition(|s| s.users > 0) {
+                start += busy + 1; // no run through a pinned slot
+                continue;
+            }
+            let newest = run.iter().map(|s| if s.key.is_some() { s.last_use + 1 } else { 0 }).max().unwrap_or(0);
+            if best.is_none_or(|(cost, _)| newest < cost) {
+                best = Some((newest, start));
+            }
+            start += 1;
+        }
+        let (_, first) = best?;
+        for at in first..first + n {
+            if let Some(old) = table.slots[at].key.take() {
+                table.by_key.remove(&old);
+            }
+            table.slots[at] = Slot { key: None, ready: false, users: 1, last_use: 0 };
+        }
+        Some(first)
+    }
+
+    /// The program's mapping at slots `first..first + n` ended: the slots are free again (the
+    /// host keeps their mappings until the slots are mapped anew).
+    pub(super) fn release_run(&self, first: usize, n: usize) {
+        let mut table = self.table.lock();
+        for slot in table.slots.iter_mut().skip(first).take(n) {
+            *slot = Slot::default();
+        }
+    }
+
     /// Node `nodeid` of epoch `epoch` is gone (forgotten, so its nodeid may be reused): its
     /// slots hold nothing usable any more. Their host mappings stay until the slots are
     /// reused (which keeps the host file referenced until then).
@@ -232,7 +281,7 @@ impl FuseNode {
                 Pinned::Mapped(slot) => Some(slot),
                 Pinned::Claimed(slot) => {
                     self.used_window.store(true, Ordering::Relaxed);
-                    match self.setup_mapping(target, key.index, slot) {
+                    match self.setup_mapping(target, key.index, slot, false) {
                         Ok(()) => {
                             dax.mapped(slot);
                             Some(slot)
@@ -274,17 +323,71 @@ impl FuseNode {
         Ok(done)
     }
 
-    /// FUSE_SETUPMAPPING of chunk `index` of this file at window slot `slot`, read-only.
-    fn setup_mapping(&self, target: Target, index: u64, slot: usize) -> Result<()> {
-        let fh = self.handle(target, Access::Read)?;
+    /// FUSE_SETUPMAPPING of chunk `index` of this file at window slot `slot`: read-only, or
+    /// read-write when `writable` (the host then shares its pages with the file instead of
+    /// giving the guest private copies of them).
+    fn setup_mapping(&self, target: Target, index: u64, slot: usize, writable: bool) -> Result<()> {
+        let fh = self.handle(target, if writable { Access::Write } else { Access::Read })?;
+        let mut flags = proto::FUSE_SETUPMAPPING_FLAG_READ;
+        if writable {
+            flags |= proto::FUSE_SETUPMAPPING_FLAG_WRITE;
+        }
         let request = proto::fuse_setupmapping_in {
             fh,
             foffset: index * CHUNK,
             len: CHUNK,
-            flags: u64::from(proto::FUSE_SETUPMAPPING_FLAG_READ),
+            flags: u64::from(flags),
             moffset: MappingCache::offset(slot),
         };
         self.session.call_empty(op::SETUPMAPPING, target, &[request.as_bytes()])
+    }
+
+    /// `len` bytes of this file from `offset` mapped straight into the window for a program
+    /// (see the module docs): every chunk the range touches into a run of slots claimed for
+    /// it. `None` (the caller copies) when the window is not memory programs may use, has no
+    /// run of free slots that long, or the host refused a mapping.
+    pub(super) fn map_through_window(&self, dax: &MappingCache, offset: u64, len: u64, writable: bool) -> Option<WindowRun> {
+        let base = dax.window().program_address()?;
+        let end = offset.checked_add(len).filter(|_| len > 0)?;
+        let first_chunk = offset / CHUNK;
+        let chunks = usize::try_from((end - 1) / CHUNK - first_chunk + 1).ok()?;
+        let target = self.target().ok()?;
+        let first = dax.claim_run(chunks)?;
+        let run = WindowRun { session: self.session.clone(), first, chunks, address: base + MappingCache::offset(first) + offset % CHUNK };
+        self.used_window.store(true, Ordering::Relaxed);
+        for i in 0..chunks {
+            if let Err(e) = self.setup_mapping(target, first_chunk + i as u64, first + i, writable) {
+                log::info!("virtio-fs: mapping node {} into the DAX window for a program failed ({e}): the program gets a copy", self.nodeid);
+                if e == Errno::ENOSYS {
+                    dax.disable();
+                }
+                return None; // the run is released with `run`
+            }
+        }
+        Some(run)
+    }
+}
+
+/// A program's mapping of a file in the window: slots `first..first + chunks`, pinned until it
+/// is dropped (the program unmapped the range, or exited).
+pub(super) struct WindowRun {
+    session: Arc<super::Session>,
+    first: usize,
+    chunks: usize,
+    address: u64,
+}
+
+impl libos_vfs::DirectMapping for WindowRun {
+    fn address(&self) -> u64 {
+        self.address
+    }
+}
+
+impl Drop for WindowRun {
+    fn drop(&mut self) {
+        if let Some(dax) = self.session.dax.as_ref() {
+            dax.release_run(self.first, self.chunks);
+        }
     }
 }
 
@@ -351,6 +454,22 @@ mod tests {
         assert_eq!(cache.pin(key(2, 0)), Pinned::Busy, "still pinned by the mapper");
         cache.unpin(at);
         assert_eq!(cache.pin(key(2, 0)), Pinned::Claimed(at));
+    }
+
+    #[test]
+    fn program_runs_take_consecutive_unpinned_slots_and_leave_the_read_table() {
+        let cache = MappingCache::new(Arc::new(Window(5 * CHUNK))).unwrap();
+        let a = claim(&cache, key(1, 0)); // slot 0, oldest
+        let b = claim(&cache, key(1, 1)); // slot 1
+        let Pinned::Claimed(pinned) = cache.pin(key(1, 2)) else { panic!() }; // slot 2, pinned
+        assert_eq!((a, b, pinned), (0, 1, 2));
+        assert_eq!(cache.claim_run(2), Some(3), "the two free slots after the pinned one");
+        assert_eq!(cache.claim_run(1), Some(0), "then the least recently used slot");
+        assert_eq!(cache.pin(key(1, 0)), Pinned::Claimed(1), "chunk 0 left the table with its slot; slot 1 is the only one unpinned");
+        assert_eq!(cache.claim_run(1), None, "every slot is pinned now");
+        assert_eq!(cache.claim_run(6), None, "longer than the window");
+        cache.release_run(3, 2);
+        assert_eq!(cache.claim_run(2), Some(3), "released slots are free again");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! requests through the [`Session`].
 
 use super::*;
+use alloc::boxed::Box;
 
 mod xattr;
 
@@ -555,6 +556,15 @@ impl Node for FuseNode {
 
     fn remove_xattr(&self, name: &str) -> Result<()> {
         self.remove_xattr_request(name)
+    }
+
+    /// Through the DAX window, where the mount has one that programs may use (see
+    /// [`super::dax`]).
+    fn map_direct(&self, offset: u64, len: u64, writable: bool) -> Option<Box<dyn libos_vfs::DirectMapping>> {
+        self.regular().ok()?;
+        let dax = self.session.dax.as_ref().filter(|d| d.enabled())?;
+        let run = self.map_through_window(dax, offset, len, writable)?;
+        Some(Box::new(run))
     }
 
     fn list_xattr(&self) -> Result<Vec<String>> {
