@@ -4,8 +4,8 @@
 //! from the mapping, a `read` into it). The window is QEMU's memory, not guest RAM shared with
 //! the vhost-user daemon, so the daemon cannot read or fill it: such parts of a FUSE request
 //! are copied into heap buffers before the request and back after the reply. Every other part
-//! goes to the device as it is (the common case costs one atomic load while no window is
-//! registered, and a short lock round per part when one is).
+//! goes to the device as it is (the common case costs one atomic load per request while no
+//! window is registered, and a short lock round per part when one is).
 #![forbid(unsafe_code)]
 
 use alloc::boxed::Box;
@@ -27,7 +27,7 @@ pub(crate) fn register_window(range: Range<usize>) {
 }
 
 fn in_a_window(part: &[u8]) -> bool {
-    if part.is_empty() || !ANY_WINDOW.load(Ordering::Acquire) {
+    if part.is_empty() {
         return false;
     }
     let start = part.as_ptr() as usize;
@@ -42,7 +42,7 @@ pub(crate) fn send_bounced(
     reply: &mut [&mut [u8]],
     send: impl FnOnce(&[&[u8]], &mut [&mut [u8]]) -> Result<usize>,
 ) -> Result<usize> {
-    if !request.iter().any(|p| in_a_window(p)) && !reply.iter().any(|p| in_a_window(p)) {
+    if !ANY_WINDOW.load(Ordering::Acquire) || (!request.iter().any(|p| in_a_window(p)) && !reply.iter().any(|p| in_a_window(p))) {
         return send(request, reply);
     }
     let request_copies: Vec<Option<Box<[u8]>>> = request.iter().map(|p| in_a_window(p).then(|| Box::from(*p))).collect();
