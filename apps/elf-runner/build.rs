@@ -1,27 +1,20 @@
-//! Packs the programs elf-runner can run into `$OUT_DIR/programs.cpio` (newc), under `/bin/`.
+//! Packs the sample programs the integration tests run into `$OUT_DIR/programs.cpio` (newc),
+//! under `/bin/`, all built here from the unmodified `apps/c-hello/c/hello.c` for the target's
+//! architecture: static musl non-PIE (`hello-musl`) and static-PIE (`hello-musl-pie`), static
+//! glibc non-PIE (`hello-glibc`) and static-PIE (`hello-glibc-pie`); and files the loader must
+//! refuse: the musl program for the other architecture (`hello-wrong-arch`), a dynamically
+//! linked one (`hello-dynamic`), a truncated one (`hello-truncated`), one with a corrupt header
+//! (`hello-corrupt`) and a shell script (`not-elf`); `wx` (`c/wx.c`, static musl non-PIE),
+//! which checks W^X from inside; `procs` (`c/procs.c`, static musl non-PIE), the processes
+//! checks (fork, wait, signals); and `mapfile` (`c/mapfile.c`, static musl non-PIE), the
+//! checks of file mappings (`mmap` of a file straight from a virtio-fs DAX window). `./x build
+//! elf-runner` installs the toolchains (musl for both architectures, glibc's static libraries).
 //!
-//! - With `LIBOS_ELF=PATH` (set by `./x run --elf PATH`): that one file, as `/bin/NAME`.
-//! - Without: the samples the integration tests run, all built here from the unmodified
-//!   `apps/c-hello/c/hello.c` for the target's architecture: static musl non-PIE
-//!   (`hello-musl`) and static-PIE (`hello-musl-pie`), static glibc non-PIE (`hello-glibc`) and
-//!   static-PIE (`hello-glibc-pie`); and files the loader must refuse: the musl program for the
-//!   other architecture (`hello-wrong-arch`), a dynamically linked one (`hello-dynamic`), a
-//!   truncated one (`hello-truncated`), one with a corrupt header (`hello-corrupt`) and a shell
-//!   script (`not-elf`); `wx` (`c/wx.c`, static musl non-PIE), which checks W^X from inside;
-//!   `procs` (`c/procs.c`, static musl non-PIE), the processes checks (fork, wait, signals);
-//!   and `mapfile` (`c/mapfile.c`, static musl non-PIE), the checks of file mappings (`mmap` of
-//!   a file straight from a virtio-fs DAX window).
-//!   `./x build elf-runner` installs the toolchains (musl for both
-//!   architectures, glibc's static libraries).
-//!
-//! With `LIBOS_FILES=DIR` (`./x run --elf PATH --files DIR`), the tree under DIR is packed too,
-//! from `/` (`DIR/srv/x.conf` becomes `/srv/x.conf`): the configuration and data files a real
-//! program reads (`servers/rootfs/`), in the ramfs with the program, without a virtio-fs share.
-//! Modes are kept; symlinks are packed as symlinks.
+//! Any other program (`./x run --elf PATH`, with `--files DIR`) reaches the runner at boot, in
+//! an initial RAM archive beside the image (`xtask::build::build_with_env`): the image stays
+//! the same whatever it runs.
 
 use libos_vfs::cpio::Builder;
-use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -111,63 +104,16 @@ fn samples(out: &Path, arch: &str) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-/// Packs the tree under `dir` (its path inside the archive is `prefix`, "" for the root) in a
-/// stable order, recording every directory in `dirs` so `/bin` is not packed twice.
-fn pack_tree(builder: &mut Builder, dir: &Path, prefix: &str, dirs: &mut BTreeSet<String>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("LIBOS_FILES: {}: {e}", dir.display()))
-        .map(|e| e.expect("reading a directory entry"))
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name().into_string().unwrap_or_else(|n| panic!("LIBOS_FILES: {n:?} is not UTF-8"));
-        let path = format!("{prefix}{name}");
-        let meta = std::fs::symlink_metadata(entry.path()).expect("file metadata");
-        let perm = meta.permissions().mode() & 0o7777;
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(entry.path()).expect("reading a symlink");
-            builder.symlink(&path, target.to_str().expect("UTF-8 symlink target"));
-        } else if meta.is_dir() {
-            builder.dir(&path, perm);
-            dirs.insert(path.clone());
-            pack_tree(builder, &entry.path(), &format!("{path}/"), dirs);
-        } else {
-            builder.file(&path, perm, &std::fs::read(entry.path()).expect("reading a file"));
-        }
-    }
-}
-
 fn main() {
-    println!("cargo::rerun-if-env-changed=LIBOS_ELF");
-    println!("cargo::rerun-if-env-changed=LIBOS_FILES");
     println!("cargo::rerun-if-changed={HELLO}");
     println!("cargo::rerun-if-changed={WX}");
     println!("cargo::rerun-if-changed={PROCS}");
     println!("cargo::rerun-if-changed={MAPFILE}");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").expect("CARGO_CFG_TARGET_ARCH");
-    let files = match std::env::var("LIBOS_ELF") {
-        Ok(path) if !path.is_empty() => {
-            println!("cargo::rerun-if-changed={path}");
-            let name = Path::new(&path).file_name().and_then(|n| n.to_str()).expect("LIBOS_ELF names a file").to_string();
-            vec![(name, std::fs::read(&path).unwrap_or_else(|e| panic!("LIBOS_ELF={path}: {e}")))]
-        }
-        _ => samples(&out, &arch),
-    };
     let mut builder = Builder::new();
-    let mut dirs = BTreeSet::new();
-    match std::env::var("LIBOS_FILES") {
-        Ok(tree) if !tree.is_empty() => {
-            // A directory makes cargo rerun this script when anything under it changes.
-            println!("cargo::rerun-if-changed={tree}");
-            pack_tree(&mut builder, Path::new(&tree), "", &mut dirs);
-        }
-        _ => {}
-    }
-    if !dirs.contains("bin") {
-        builder.dir("bin", 0o755);
-    }
-    for (name, bytes) in &files {
+    builder.dir("bin", 0o755);
+    for (name, bytes) in &samples(&out, &arch) {
         builder.file(&format!("bin/{name}"), 0o755, bytes);
     }
     std::fs::write(out.join("programs.cpio"), builder.finish()).expect("writing programs.cpio");

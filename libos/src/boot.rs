@@ -102,7 +102,11 @@ fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Resul
         crate::block::set_cache_bytes(bytes);
     }
     crate::fs::mount_at_boot(options.root.as_deref(), &options.mounts)?;
-    crate::fs::unpack_initial_files(initial_files)
+    crate::fs::unpack_initial_files(initial_files)?;
+    match hal::platform().initrd() {
+        Some(archive) => crate::fs::unpack_initrd(archive),
+        None => Ok(()),
+    }
 }
 
 #[cfg(not(feature = "vfs"))]
@@ -114,6 +118,9 @@ fn mount_file_systems(options: &cmdline::Options, initial_files: &[u8]) -> Resul
     }
     if !initial_files.is_empty() {
         return Err(String::from("the app has initial files but no file system: enable libos feature `fs-ramfs`"));
+    }
+    if hal::platform().initrd().is_some() {
+        return Err(String::from("the machine has an initial RAM archive (-initrd) but the app no file system: enable libos feature `fs-ramfs`"));
     }
     Ok(())
 }

@@ -180,18 +180,23 @@ pub fn set_process_view(view: Arc<dyn libos_vfs::procfs::ProcessView>) {
 
 /// Unpacks the app's initial files (a `newc` cpio archive, see [`crate::main!`]) into `/`.
 pub fn unpack_initial_files(archive: &[u8]) -> core::result::Result<(), String> {
+    unpack_into_root("initial files", archive)
+}
+
+/// Unpacks the initial RAM archive the loader put beside the image (QEMU `-initrd`, a `newc`
+/// cpio archive: `hal::Platform::initrd`) into `/`, after the app's own initial files: `./x run
+/// --elf PATH` hands elf-runner its program this way, with no rebuild of the image.
+pub fn unpack_initrd(archive: &[u8]) -> core::result::Result<(), String> {
+    unpack_into_root("initial RAM archive", archive)
+}
+
+fn unpack_into_root(what: &str, archive: &[u8]) -> core::result::Result<(), String> {
     if archive.is_empty() {
         return Ok(());
     }
-    let vfs = vfs().map_err(|e| alloc::format!("initial files: {e}"))?;
-    let done = libos_vfs::cpio::unpack(vfs, archive, "/").map_err(|e| alloc::format!("initial files: {e}"))?;
-    log::info!(
-        "initial files: {} directories, {} files ({} bytes), {} symlinks",
-        done.dirs,
-        done.files,
-        done.bytes,
-        done.symlinks
-    );
+    let vfs = vfs().map_err(|e| alloc::format!("{what}: {e}"))?;
+    let done = libos_vfs::cpio::unpack(vfs, archive, "/").map_err(|e| alloc::format!("{what}: {e}"))?;
+    log::info!("{what}: {} directories, {} files ({} bytes), {} symlinks", done.dirs, done.files, done.bytes, done.symlinks);
     Ok(())
 }
 

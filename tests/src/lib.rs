@@ -51,9 +51,9 @@ pub fn arches() -> Vec<Arch> {
 
 /// Set by `./x test`, which builds every app for every architecture just before it runs the
 /// tests: the test binaries then build nothing (28 cargo invocations were about 4 s per
-/// binary here, 22 binaries). Tests boot the images `build::stable_image_path` names, which
-/// for elf-runner is a copy that packing a program into it leaves alone (relinking the plain
-/// runner after every binary that packed one cost about 40 s each, five times a run).
+/// binary here, 22 binaries). Tests boot the images `build::stable_image_path` names; a
+/// program packed for elf-runner travels in an initial RAM archive beside a copy of it, so
+/// packing never rebuilds the runner either.
 pub const IMAGES_BUILT_ENV: &str = "LIBOS_TEST_IMAGES_BUILT";
 
 /// The image of `app` for `arch`; the first call per architecture builds every app, unless

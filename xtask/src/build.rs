@@ -77,12 +77,10 @@ pub fn image_path(app: &str, arch: Arch) -> PathBuf {
     }
 }
 
-/// The image of `app` for `arch` that later builds leave alone: for elf-runner a copy taken
-/// after every plain build of it (`plain-elf-runner`, `plain-elf-runner.Image`), because a
-/// build that packs a program into elf-runner ([`build_with_env`]) relinks it in place; for
-/// every other app its image. What [`build`] returns, and what the QEMU tests boot: a test
-/// booting the plain runner never gets another test's program, and a test binary run after
-/// one that packed a program need not relink the plain runner (two LTO links of about 20 s).
+/// The image of `app` for `arch` as [`build`] returns it: for elf-runner a copy taken, under a
+/// lock, after every build of it (`plain-elf-runner`, `plain-elf-runner.Image`), which
+/// programs packed for it ([`build_with_env`]) are copied from and which a rebuild in progress
+/// never leaves half-written; for every other app its image.
 pub fn stable_image_path(app: &str, arch: Arch) -> PathBuf {
     let image = image_path(app, arch);
     if app != ELF_RUNNER {
@@ -128,12 +126,83 @@ pub fn cargo() -> String {
 /// into `hello` too. Separate invocations keep every image exactly what its app asked for
 /// (cargo caches each feature set of `libos` separately, so rebuilds stay incremental).
 pub fn build(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
-    build_with_env(apps, arch, quiet, &[])
+    build_plain(apps, arch, quiet)
 }
 
-/// [`build`] with extra environment variables for the apps' build scripts (`LIBOS_ELF` and
-/// `LIBOS_FILES` for `elf-runner`).
+/// [`build`], with the programs and files `env` names for elf-runner: `LIBOS_ELF` (a program,
+/// as `/bin/NAME`) and `LIBOS_FILES` (a host tree, from `/`). Those go into an initial RAM
+/// archive beside a copy of the plain runner (see [`initrd_of`]): the runner is built once,
+/// whatever program it runs, so packing one costs writing an archive, not an LTO link.
 pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str)]) -> Result<Vec<PathBuf>> {
+    if env.is_empty() {
+        return build_plain(apps, arch, quiet);
+    }
+    if apps != [ELF_RUNNER] {
+        return Err(format!("programs and files (LIBOS_ELF, LIBOS_FILES) go to {ELF_RUNNER} alone, not to {}", apps.join(", ")).into());
+    }
+    let mut program = None;
+    let mut files = None;
+    for &(name, value) in env {
+        match name {
+            "LIBOS_ELF" if !value.is_empty() => program = Some(PathBuf::from(value)),
+            "LIBOS_FILES" if !value.is_empty() => files = Some(PathBuf::from(value)),
+            "LIBOS_ELF" | "LIBOS_FILES" => {}
+            other => return Err(format!("{ELF_RUNNER} reads no {other}").into()),
+        }
+    }
+    let plain = build_plain(apps, arch, quiet)?.remove(0);
+    let mut archive = crate::linux::Cpio::new();
+    if let Some(tree) = &files {
+        archive.tree(tree, "").map_err(|e| format!("LIBOS_FILES={}: {e}", tree.display()))?;
+    }
+    archive.dir("bin");
+    if let Some(program) = &program {
+        let name = program.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("LIBOS_ELF={}: not a file name", program.display()))?;
+        let bytes = std::fs::read(program).map_err(|e| format!("LIBOS_ELF={}: {e}", program.display()))?;
+        archive.file(&format!("bin/{name}"), 0o755, &bytes);
+    }
+    // One copy per program and files (their paths), so boots with different programs never
+    // share one; the archive is written anew each time (its files may have changed).
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(env, &mut hasher);
+    let tag = std::hash::Hasher::finish(&hasher);
+    let name = plain.file_name().and_then(|n| n.to_str()).ok_or("image name is not UTF-8")?;
+    let name = name.strip_prefix("plain-").unwrap_or(name);
+    let own = plain.with_file_name(format!("packed-{tag:016x}-{name}"));
+    copy_into_place(&plain, &own)?;
+    let initrd = initrd_of(&own);
+    let partial = partial_of(&initrd);
+    std::fs::write(&partial, archive.finish()).map_err(|e| format!("writing {}: {e}", partial.display()))?;
+    std::fs::rename(&partial, &initrd).map_err(|e| format!("renaming {} to {}: {e}", partial.display(), initrd.display()))?;
+    Ok(vec![own])
+}
+
+/// The initial RAM archive that goes with `image` when it has one (`IMAGE.initrd` beside it,
+/// written by [`build_with_env`]): [`crate::qemu::VmConfig::new`] boots an image with its
+/// archive, and [`copy_image`] copies both.
+pub fn initrd_of(image: &Path) -> PathBuf {
+    let mut name = image.file_name().unwrap_or_default().to_os_string();
+    name.push(".initrd");
+    image.with_file_name(name)
+}
+
+/// Copies `image` to `to`, with its initial RAM archive if it has one ([`initrd_of`]).
+pub fn copy_image(image: &Path, to: &Path) -> Result<()> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    copy_into_place(image, to)?;
+    let initrd = initrd_of(image);
+    if initrd.is_file() {
+        copy_into_place(&initrd, &initrd_of(to))?;
+    } else if initrd_of(to).is_file() {
+        std::fs::remove_file(initrd_of(to))?;
+    }
+    Ok(())
+}
+
+/// Builds `apps` for `arch` as they are (see [`build`]).
+fn build_plain(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
     if !arch.is_supported() {
         return Err(format!("libos has no {arch} platform").into());
     }
@@ -146,22 +215,14 @@ pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str
     if apps.iter().any(|app| is_c_app(app)) {
         crate::linux::ensure_musl(&[arch])?;
     }
-    if apps.contains(&ELF_RUNNER) && !env.iter().any(|(k, _)| *k == "LIBOS_ELF") {
+    if apps.contains(&ELF_RUNNER) {
         crate::linux::ensure_elf_samples()?;
     }
     if !quiet {
         eprintln!("==> building {} for {arch}", apps.join(", "));
     }
-    // An image built with a program or files packed in (LIBOS_ELF, LIBOS_FILES) is copied to a
-    // path of its own, under a lock held from the build to the copy: a benchmark booting
-    // elf-runner with one program must not find another run's program in its image. A plain
-    // elf-runner is copied too (`stable_image_path`), under the same lock.
-    let packed = !env.is_empty();
-    let _lock = if packed || apps.contains(&ELF_RUNNER) {
-        Some(lock_file(&guest_target_dir(arch).join("packed-images.lock"))?)
-    } else {
-        None
-    };
+    // elf-runner is copied to `stable_image_path` under a lock held from the build to the copy.
+    let _lock = if apps.contains(&ELF_RUNNER) { Some(lock_file(&guest_target_dir(arch).join("elf-runner.lock"))?) } else { None };
     for app in apps {
         let mut command = Command::new(cargo());
         command
@@ -182,10 +243,6 @@ pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str
         if optimizes_for_speed(app) {
             command.args(["--config", "profile.release.opt-level=3"]);
         }
-        // The runner's build script packs LIBOS_ELF, or its samples when it is unset or empty,
-        // and the tree LIBOS_FILES when set.
-        command.env_remove("LIBOS_ELF").env_remove("LIBOS_FILES");
-        command.envs(env.iter().copied());
         let status = command.status().map_err(|e| format!("cannot run {}: {e}", cargo()))?;
         if !status.success() {
             return Err(format!("building {app} for {arch} failed").into());
@@ -196,32 +253,25 @@ pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str
             write_arm64_image(&elf_path(app, arch), &image_path(app, arch))?;
         }
     }
-    if !packed {
-        if apps.contains(&ELF_RUNNER) {
-            copy_into_place(&image_path(ELF_RUNNER, arch), &stable_image_path(ELF_RUNNER, arch))?;
-        }
-        return Ok(apps.iter().map(|app| stable_image_path(app, arch)).collect());
+    if apps.contains(&ELF_RUNNER) {
+        copy_into_place(&image_path(ELF_RUNNER, arch), &stable_image_path(ELF_RUNNER, arch))?;
     }
-    let mut hasher = std::hash::DefaultHasher::new();
-    std::hash::Hash::hash(env, &mut hasher);
-    let tag = std::hash::Hasher::finish(&hasher);
-    apps.iter()
-        .map(|app| {
-            let built = image_path(app, arch);
-            let name = built.file_name().and_then(|n| n.to_str()).ok_or("image name is not UTF-8")?;
-            let own = built.with_file_name(format!("packed-{tag:016x}-{name}"));
-            std::fs::copy(&built, &own).map_err(|e| format!("copying {} to {}: {e}", built.display(), own.display()))?;
-            Ok(own)
-        })
-        .collect()
+    Ok(apps.iter().map(|app| stable_image_path(app, arch)).collect())
 }
 
 /// Copies `from` to `to` through a temporary file renamed over `to`, so a QEMU still reading
 /// the old `to` keeps reading the old file.
 fn copy_into_place(from: &Path, to: &Path) -> Result<()> {
-    let partial = to.with_extension("partial");
+    let partial = partial_of(to);
     std::fs::copy(from, &partial).map_err(|e| format!("copying {} to {}: {e}", from.display(), partial.display()))?;
     std::fs::rename(&partial, to).map_err(|e| format!("renaming {} to {}: {e}", partial.display(), to.display()).into())
+}
+
+/// Where a file is written before it is renamed to `path` (`PATH.partial`).
+fn partial_of(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    path.with_file_name(name)
 }
 
 /// An exclusive lock on `path` (created if missing), released when the lock is dropped.

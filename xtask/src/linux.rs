@@ -374,7 +374,12 @@ impl Cpio {
 
     /// Adds a directory (parents first: the unpacker does not create them).
     pub fn dir(&mut self, name: &str) {
-        self.entry(name, 0o040_755, &[]);
+        self.dir_with_permissions(name, 0o755);
+    }
+
+    /// Adds a directory with permission bits `permissions`.
+    pub fn dir_with_permissions(&mut self, name: &str, permissions: u32) {
+        self.entry(name, 0o040_000 | (permissions & 0o7777), &[]);
     }
 
     /// Adds a file with permission bits `permissions`.
@@ -388,9 +393,11 @@ impl Cpio {
     }
 
     /// Adds the tree under the host directory `dir` as `prefix/...` (directories first, names
-    /// in sorted order so the archive is reproducible; files keep their permission bits).
-    /// `prefix` (empty: the root) itself must already exist in the archive or the guest.
+    /// in sorted order so the archive is reproducible; files and directories keep their
+    /// permission bits, symbolic links stay links). `prefix` (empty: the root) itself must
+    /// already exist in the archive or the guest.
     pub fn tree(&mut self, dir: &Path, prefix: &str) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
             .map(|e| e.map(|e| e.path()))
@@ -399,12 +406,15 @@ impl Cpio {
         for path in entries {
             let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("{}: not a UTF-8 name", path.display()))?;
             let inside = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
-            if path.is_dir() {
-                self.dir(&inside);
+            let meta = std::fs::symlink_metadata(&path)?;
+            let permissions = meta.permissions().mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path)?;
+                self.symlink(&inside, target.to_str().ok_or_else(|| format!("{}: the link's target is not UTF-8", path.display()))?);
+            } else if meta.is_dir() {
+                self.dir_with_permissions(&inside, permissions);
                 self.tree(&path, &inside)?;
             } else {
-                use std::os::unix::fs::PermissionsExt;
-                let permissions = std::fs::metadata(&path)?.permissions().mode() & 0o7777;
                 self.file(&inside, permissions, &std::fs::read(&path)?);
             }
         }

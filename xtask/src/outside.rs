@@ -148,8 +148,8 @@ pub fn target_dir(tool: &Tool) -> PathBuf {
 }
 
 /// An elf-runner image for `arch` with `tool`'s program as `/bin/NAME` and [`files_dir`] from
-/// `/`, copied to `target/NAME/ARCH.image` (another `./x run --elf` rebuilds the one in
-/// `target/guest`).
+/// `/` in its initial RAM archive, both copied to `target/NAME/ARCH.image` (and
+/// `ARCH.image.initrd`).
 pub fn guest_image(tool: &Tool, arch: Arch) -> Result<PathBuf> {
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let program = ensure(tool, arch)?;
@@ -158,8 +158,7 @@ pub fn guest_image(tool: &Tool, arch: Arch) -> Result<PathBuf> {
     let env = [("LIBOS_ELF", program.to_str().ok_or("non-UTF-8 path")?), ("LIBOS_FILES", files.to_str().ok_or("non-UTF-8 path")?)];
     let built = crate::build::build_with_env(&[crate::build::ELF_RUNNER], arch, true, &env)?.remove(0);
     let image = target_dir(tool).join(format!("{}.image", arch.name()));
-    std::fs::create_dir_all(target_dir(tool))?;
-    std::fs::copy(&built, &image).map_err(|e| format!("copying {} to {}: {e}", built.display(), image.display()))?;
+    crate::build::copy_image(&built, &image)?;
     Ok(image)
 }
 

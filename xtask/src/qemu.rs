@@ -168,6 +168,10 @@ pub struct VmConfig {
     /// The QEMU binary; `None`: the system's `qemu-system-ARCH` (a boot with a DAX share gets
     /// the patched one, see [`with_dax_host`]).
     pub qemu: Option<PathBuf>,
+    /// An initial RAM archive (`-initrd`, a `newc` cpio archive) whose files boot unpacks into
+    /// `/` after the image's own: how elf-runner gets a program without a rebuild. [`VmConfig::new`]
+    /// takes the archive beside the image, if it has one ([`crate::build::initrd_of`]).
+    pub initrd: Option<PathBuf>,
 }
 
 impl VmConfig {
@@ -185,6 +189,8 @@ impl VmConfig {
     /// A config with the defaults of `./x run`: the arch's default machine (microvm, virt with
     /// GICv3), 64 MiB, TCG, 60 s timeout.
     pub fn new(arch: Arch, image: PathBuf) -> VmConfig {
+        // An image with programs packed for it boots with their archive.
+        let initrd = Some(crate::build::initrd_of(&image)).filter(|archive| archive.is_file());
         VmConfig {
             arch,
             image,
@@ -206,6 +212,7 @@ impl VmConfig {
             rng: true,
             processes: None,
             qemu: None,
+            initrd,
         }
     }
 
@@ -253,6 +260,9 @@ impl VmConfig {
             };
         }
         command.arg("-kernel").arg(&self.image);
+        if let Some(initrd) = &self.initrd {
+            command.arg("-initrd").arg(initrd);
+        }
         if !self.cmdline.is_empty() {
             command.args(["-append", &self.cmdline]);
         }

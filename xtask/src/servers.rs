@@ -255,10 +255,9 @@ impl Server {
     }
 
     /// An elf-runner image for `arch` that runs this server: its program as `/bin/PROGRAM`
-    /// and the files of [`rootfs`] from `/`, copied to
-    /// `target/servers/PACKAGE-VERSION/ARCH/PROGRAM.image` so that another elf-runner build
-    /// (each `./x run --elf` rebuilds the one in `target/guest`) cannot change it under a
-    /// running test.
+    /// and the files of [`rootfs`] from `/` in its initial RAM archive, both copied to
+    /// `target/servers/PACKAGE-VERSION/ARCH/PROGRAM.image` (and `PROGRAM.image.initrd`), where
+    /// no other run's packing can change them under a running test.
     pub fn guest_image(&self, arch: Arch) -> Result<PathBuf> {
         // One elf-runner build at a time in this process: build, then copy, under the lock.
         static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -270,7 +269,7 @@ impl Server {
         let env = [("LIBOS_ELF", program), ("LIBOS_FILES", files)];
         let built = crate::build::build_with_env(&[crate::build::ELF_RUNNER], arch, true, &env)?.remove(0);
         let image = self.dir().join(arch.name()).join(format!("{}.image", self.program));
-        std::fs::copy(&built, &image).map_err(|e| format!("copying {} to {}: {e}", built.display(), image.display()))?;
+        crate::build::copy_image(&built, &image)?;
         Ok(image)
     }
 }

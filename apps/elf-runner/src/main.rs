@@ -1,7 +1,7 @@
-//! elf-runner: runs the static Linux ELF file named by its first argument, taken from the
-//! image's initial archive (packed by `build.rs`), through posix-shim's ELF loader. `./x run
-//! --elf PATH -- args` builds it with PATH packed as `/bin/NAME` and boots it with
-//! `/bin/NAME args`; without `--elf` the archive holds the sample programs the tests run.
+//! elf-runner: runs the static Linux ELF file named by its first argument through posix-shim's
+//! ELF loader, from any file system: the image's initial archive holds the sample programs the
+//! tests run (packed by `build.rs`), and `./x run --elf PATH -- args` boots the same image with
+//! PATH as `/bin/NAME` in an initial RAM archive (QEMU `-initrd`), running `/bin/NAME args`.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]

@@ -214,6 +214,13 @@ pub trait Platform: Sync {
         self.check_user_access(start, start.saturating_add(len), Access::Write)
     }
 
+    /// The initial RAM archive the loader put in memory beside the image (QEMU `-initrd`: a
+    /// `newc` cpio archive, which boot unpacks into `/` after the app's own initial files),
+    /// kept out of the heap for the life of the machine. Default: none.
+    fn initrd(&self) -> Option<&'static [u8]> {
+        None
+    }
+
     /// The physical ranges a program's pages must never be placed at (the kernel image and its
     /// boot tables, low firmware memory, device windows: interrupt controllers, the console,
     /// virtio-mmio, PCI configuration and BAR windows), each with a short name for messages.

@@ -234,6 +234,9 @@ fn boot(dtb_address: u64, entry_counter: u64) -> Result<&'static BootInfo, BootE
     // memory.
     let free: RegionList<32> = memory::plan_free(ram.as_slice(), MemoryRegion { start: image_start, end: frames.next }, reserved.as_slice())?;
 
+    if let Some(archive) = machine.initrd {
+        INITRD.call_once(|| archive);
+    }
     let booted = BOOTED.call_once(|| {
         let mut cmdline = [0u8; MAX_CMDLINE];
         let args = machine.bootargs.as_bytes();
@@ -248,6 +251,18 @@ fn boot(dtb_address: u64, entry_counter: u64) -> Result<&'static BootInfo, BootE
         total_memory: total_ram,
         entry_counter,
     }))
+}
+
+/// The initial RAM archive (physical range), once boot kept it from the heap.
+static INITRD: Once<MemoryRegion> = Once::new();
+
+/// `hal::Platform::initrd`.
+pub(crate) fn initrd() -> Option<&'static [u8]> {
+    let archive = INITRD.get()?;
+    let len = usize::try_from(archive.end - archive.start).ok()?;
+    // SAFETY: the device tree's parse checked that the range is RAM (identity-mapped, normal
+    // memory) and boot kept it out of the heap for good; nothing writes it.
+    Some(unsafe { core::slice::from_raw_parts(archive.start as *const u8, len) })
 }
 
 /// Hands out the frames after the image for page tables (inside the early map, so they can be

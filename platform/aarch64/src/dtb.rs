@@ -15,7 +15,7 @@
 //! what QEMU `virt`, Firecracker and cloud-hypervisor generate.
 
 use libos_core::cpus::MAX_CPUS;
-use libos_core::memory::{RegionList, page_aligned};
+use libos_core::memory::{RegionList, page_aligned, page_widened};
 use core::fmt;
 pub use flat::Fdt;
 use flat::{FlatError, Node};
@@ -132,6 +132,9 @@ pub struct Machine<'a> {
     pub reserved: RegionList<MAX_REGIONS>,
     /// `/chosen/bootargs` (empty without).
     pub bootargs: &'a str,
+    /// The initial RAM archive the loader placed (`/chosen/linux,initrd-start` and `-end`), when
+    /// it lies in RAM; it is also in `reserved`.
+    pub initrd: Option<MemoryRegion>,
     /// The interrupt controller.
     pub gic: Gic,
     /// Interrupt ID of the virtual timer (a PPI: number + 16).
@@ -338,6 +341,8 @@ struct Props<'a> {
     clock_frequency: Option<u64>,
     bootargs: Option<&'a [u8]>,
     stdout_path: Option<&'a [u8]>,
+    initrd_start: Option<u64>,
+    initrd_end: Option<u64>,
     reg_shift: Option<u32>,
     reg_io_width: Option<u32>,
 }
@@ -364,6 +369,8 @@ impl<'a> Props<'a> {
                 "clock-frequency" => p.clock_frequency = prop.as_u64(),
                 "bootargs" => p.bootargs = Some(prop.value),
                 "stdout-path" => p.stdout_path = Some(prop.value),
+                "linux,initrd-start" => p.initrd_start = prop.as_u64(),
+                "linux,initrd-end" => p.initrd_end = prop.as_u64(),
                 "reg-shift" => p.reg_shift = cells(prop.value).next(),
                 "reg-io-width" => p.reg_io_width = cells(prop.value).next(),
                 _ => {}
@@ -397,6 +404,7 @@ pub struct Scan<'a> {
     uart_count: usize,
     stdout_path: &'a str,
     bootargs: &'a str,
+    initrd: Option<MemoryRegion>,
     gic: Option<(Gic, usize)>,
     unsupported_gic: Option<&'static str>,
     bad_gic: Option<&'static str>,
@@ -422,6 +430,7 @@ pub fn scan<'a>(fdt: &Fdt<'a>) -> Scan<'a> {
         uart_count: 0,
         stdout_path: "",
         bootargs: "",
+        initrd: None,
         gic: None,
         unsupported_gic: None,
         bad_gic: None,
@@ -460,6 +469,11 @@ fn scan_children<'a>(parent: Node<'a>, reg_cells: Cells, s: &mut Scan<'a>, depth
         }
         if let Some(path) = p.stdout_path {
             s.stdout_path = text(path);
+        }
+        if let (Some(start), Some(end)) = (p.initrd_start, p.initrd_end)
+            && start < end
+        {
+            s.initrd = Some(MemoryRegion { start, end });
         }
         if p.device_type == b"memory\0" {
             for r in regs(p.reg, reg_cells) {
@@ -628,9 +642,16 @@ impl<'a> Machine<'a> {
             }
         }
 
+        // An archive outside RAM is not read (it could be anything); one inside stays reserved.
+        let initrd = s.initrd.filter(|i| s.ram.as_slice().iter().any(|r| r.start <= i.start && i.end <= r.end));
+        if let Some(archive) = initrd {
+            reserved.add(page_widened(archive));
+        }
+
         Ok(Machine {
             ram: s.ram,
             reserved,
+            initrd,
             bootargs: s.bootargs,
             gic,
             timer_intid,

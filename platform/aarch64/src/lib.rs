@@ -220,6 +220,10 @@ mod platform {
             crate::pages::virt_to_phys(virt as u64)
         }
 
+        fn initrd(&self) -> Option<&'static [u8]> {
+            crate::boot::initrd()
+        }
+
         fn check_user_access(&self, start: u64, end: u64, access: libos_core::hal::Access) -> libos_core::Result<()> {
             crate::pages::check_user_access(start, end, access)
         }

@@ -145,10 +145,16 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
     let tables_start = image_end;
     let tables_limit = tables_start + paging::max_tables(&layout) * PAGE;
     // RAM below 1 MiB holds firmware data (the loader's start_info, BIOS areas): not for the heap.
-    // With `program-window`, the addresses non-PIE programs are linked at stay out of the heap.
-    let window = crate::pages::reserved_window();
-    let reserved_storage = [MemoryRegion { start: 0, end: LOW_MEMORY_END }, window.unwrap_or(MemoryRegion { start: 0, end: 0 })];
-    let low_memory = &reserved_storage[..if window.is_some() { 2 } else { 1 }];
+    // With `program-window`, the addresses non-PIE programs are linked at stay out of the heap;
+    // so does the initial RAM archive, for good (`hal::Platform::initrd`).
+    let initrd = start.initrd.and_then(|(at, len)| initrd_in_ram(at, len, ram.as_slice()));
+    let mut kept_storage = [MemoryRegion { start: 0, end: LOW_MEMORY_END }; 3];
+    let mut kept_count = 1;
+    for region in [crate::pages::reserved_window(), initrd].into_iter().flatten() {
+        kept_storage[kept_count] = region;
+        kept_count += 1;
+    }
+    let low_memory = &kept_storage[..kept_count];
     memory::plan_free::<{ pvh::MAX_MEMMAP_ENTRIES }>(
         ram.as_slice(),
         MemoryRegion { start: image_start, end: tables_limit },
@@ -181,6 +187,9 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
     crate::pages::KERNEL_END.store(frames.next, core::sync::atomic::Ordering::Relaxed);
     crate::pages::NX.store(features.nx, core::sync::atomic::Ordering::Relaxed);
 
+    if let (Some((at, len)), Some(_)) = (start.initrd, initrd) {
+        INITRD.call_once(|| (at, len));
+    }
     let booted = BOOTED.call_once(|| Booted { cmdline, cmdline_len: start.cmdline_len, free });
     // `Once` gives shared access only; build the BootInfo pointing into the stored state.
     let cmdline = core::str::from_utf8(&booted.cmdline[..booted.cmdline_len]).unwrap_or("");
@@ -191,6 +200,28 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
         total_memory: total_ram,
         entry_counter,
     }))
+}
+
+/// The initial RAM archive's bytes (physical start, length), once boot kept them from the heap.
+static INITRD: Once<(u64, u64)> = Once::new();
+
+/// `hal::Platform::initrd`.
+pub(crate) fn initrd() -> Option<&'static [u8]> {
+    let &(at, len) = INITRD.get()?;
+    // SAFETY: boot checked that [at, at + len) is usable RAM, identity-mapped, and kept it out
+    // of the heap for good; nothing writes it (the loader's archive, read-only from then on).
+    Some(unsafe { core::slice::from_raw_parts(at as *const u8, usize::try_from(len).ok()?) })
+}
+
+/// The pages holding the loader's module `[at, at + len)`, when all of it is usable RAM; else
+/// `None` with a line on the console (an archive elsewhere is not read).
+fn initrd_in_ram(at: u64, len: u64, ram: &[MemoryRegion]) -> Option<MemoryRegion> {
+    let end = at.checked_add(len)?;
+    if !ram.iter().any(|r| r.start <= at && end <= r.end) || at < LOW_MEMORY_END {
+        emergency_print(format_args!("libos: the initial RAM archive at {at:#x} ({len} bytes) is not in usable RAM: ignored\n"));
+        return None;
+    }
+    Some(memory::page_widened(MemoryRegion { start: at, end }))
 }
 
 /// Hands out the frames after the image for page tables (inside the early identity map, so

@@ -195,6 +195,10 @@ mod platform {
             crate::pages::reserved_regions()
         }
 
+        fn initrd(&self) -> Option<&'static [u8]> {
+            crate::boot::initrd()
+        }
+
         unsafe fn make_program_accessible(&self, region: libos_core::hal::MemoryRegion) -> libos_core::Result<()> {
             crate::pages::make_normal(region)
         }

@@ -68,6 +68,9 @@ pub struct StartInfo {
     pub memmap_len: usize,
     /// Physical address of the ACPI RSDP, if the loader provided one.
     pub rsdp: Option<u64>,
+    /// The first module the loader placed in memory (QEMU's `-initrd`): physical start and
+    /// length in bytes; `None` without one, or when it is empty or runs past 2^64.
+    pub initrd: Option<(u64, u64)>,
 }
 
 impl StartInfo {
@@ -98,6 +101,8 @@ pub fn parse(addr: u64, read: ReadPhys<'_>, cmdline: &mut [u8]) -> Result<StartI
         return Err(PvhError::BadMagic(magic));
     }
     let version = u32_at(&header, 4);
+    let nr_modules = u32_at(&header, 12);
+    let modlist_paddr = u64_at(&header, 16);
     let cmdline_paddr = u64_at(&header, 24);
     let rsdp_paddr = u64_at(&header, 32);
     let (memmap_paddr, memmap_entries) =
@@ -114,7 +119,15 @@ pub fn parse(addr: u64, read: ReadPhys<'_>, cmdline: &mut [u8]) -> Result<StartI
         memmap: [MemmapEntry::default(); MAX_MEMMAP_ENTRIES],
         memmap_len: memmap_entries as usize,
         rsdp: (rsdp_paddr != 0).then_some(rsdp_paddr),
+        initrd: None,
     };
+    if nr_modules > 0 && modlist_paddr != 0 {
+        // hvm_modlist_entry: paddr, size, cmdline_paddr, reserved.
+        let mut entry = [0u8; 32];
+        read(modlist_paddr, &mut entry)?;
+        let (start, len) = (u64_at(&entry, 0), u64_at(&entry, 8));
+        info.initrd = (len > 0 && start.checked_add(len).is_some()).then_some((start, len));
+    }
     for (i, entry) in info.memmap[..memmap_entries as usize].iter_mut().enumerate() {
         let mut raw = [0u8; 24];
         // The loader's pointer is not trusted to leave room for its entries.
@@ -165,10 +178,16 @@ mod tests {
             self.0[addr as usize..addr as usize + bytes.len()].copy_from_slice(bytes);
         }
         fn start_info(&mut self, magic: u32, version: u32, cmdline: u64, memmap: u64, entries: u32) {
+            self.start_info_with_modules(magic, version, cmdline, memmap, entries, 0, 0);
+        }
+        #[allow(clippy::too_many_arguments)]
+        fn start_info_with_modules(&mut self, magic: u32, version: u32, cmdline: u64, memmap: u64, entries: u32, modules: u32, modlist: u64) {
             let mut s = Vec::new();
             s.extend_from_slice(&magic.to_le_bytes());
             s.extend_from_slice(&version.to_le_bytes());
-            s.extend_from_slice(&[0; 16]); // flags, nr_modules, modlist_paddr
+            s.extend_from_slice(&0u32.to_le_bytes()); // flags
+            s.extend_from_slice(&modules.to_le_bytes());
+            s.extend_from_slice(&modlist.to_le_bytes());
             s.extend_from_slice(&cmdline.to_le_bytes());
             s.extend_from_slice(&0xf0000u64.to_le_bytes()); // rsdp
             s.extend_from_slice(&memmap.to_le_bytes());
@@ -211,6 +230,28 @@ mod tests {
         assert_eq!(info.memmap().len(), 2);
         assert_eq!(info.memmap()[1], MemmapEntry { addr: 0x100000, size: 0x700000, kind: 1 });
         assert_eq!(info.rsdp, Some(0xf0000));
+    }
+
+    #[test]
+    fn the_first_module_is_the_initrd() {
+        let mut m = Memory::new();
+        m.start_info(START_INFO_MAGIC, 1, 0, 0x3000, 1);
+        m.memmap(0x3000, &[(0x100000, 0x700000, 1)]);
+        assert_eq!(m.parse().unwrap().0.initrd, None, "no modules");
+        m.start_info_with_modules(START_INFO_MAGIC, 1, 0, 0x3000, 1, 1, 0x5000);
+        let mut entry = Vec::new();
+        for word in [0x60_0000u64, 12345, 0, 0] {
+            entry.extend_from_slice(&word.to_le_bytes());
+        }
+        m.put(0x5000, &entry);
+        assert_eq!(m.parse().unwrap().0.initrd, Some((0x60_0000, 12345)));
+        m.put(0x5008, &0u64.to_le_bytes());
+        assert_eq!(m.parse().unwrap().0.initrd, None, "an empty module");
+        m.put(0x5000, &(u64::MAX - 4).to_le_bytes());
+        m.put(0x5008, &16u64.to_le_bytes());
+        assert_eq!(m.parse().unwrap().0.initrd, None, "a module past 2^64");
+        m.start_info_with_modules(START_INFO_MAGIC, 1, 0, 0x3000, 1, 1, 0x7_0000);
+        assert_eq!(m.parse().unwrap_err(), PvhError::Unreadable(0x7_0000), "a module list outside memory");
     }
 
     #[test]

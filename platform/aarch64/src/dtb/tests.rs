@@ -564,3 +564,25 @@ fn cpu_list_stops_at_max_cpus() {
     assert_eq!(list[MAX_CPUS - 1], 62);
     assert_eq!(skipped.iter().map(|(n, w)| (n.as_str(), *w)).collect::<Vec<_>>(), [("cpu@3f", CpuSkip::TooMany), ("cpu@40", CpuSkip::TooMany), ("cpu@41", CpuSkip::TooMany), ("cpu@42", CpuSkip::TooMany), ("cpu@43", CpuSkip::TooMany), ("cpu@44", CpuSkip::TooMany)]);
 }
+
+#[test]
+fn the_initrd_in_ram_is_found_and_reserved_and_one_elsewhere_is_not() {
+    let with_initrd = |start: u64, end: u64| {
+        build_with(&VIRT_LIKE, |b| {
+            b.begin("chosen@1")
+                .cells("linux,initrd-start", &[(start >> 32) as u32, start as u32])
+                .cells("linux,initrd-end", &[(end >> 32) as u32, end as u32])
+                .end();
+        })
+    };
+    let bytes = with_initrd(0x4020_0000, 0x4020_1234);
+    let m = Machine::parse(&open(&bytes).unwrap()).unwrap();
+    assert_eq!(m.initrd, Some(r(0x4020_0000, 0x4020_1234)));
+    assert!(m.reserved.as_slice().contains(&r(0x4020_0000, 0x4020_2000)), "kept from the heap, whole pages");
+    let outside = with_initrd(0x1000_0000, 0x1000_1000);
+    let m = Machine::parse(&open(&outside).unwrap()).unwrap();
+    assert_eq!(m.initrd, None, "not RAM: not read");
+    assert!(m.reserved.as_slice().is_empty());
+    let backwards = with_initrd(0x4020_1000, 0x4020_0000);
+    assert_eq!(Machine::parse(&open(&backwards).unwrap()).unwrap().initrd, None);
+}
