@@ -199,18 +199,23 @@ mod platform {
             crate::boot::initrd()
         }
 
+        #[cfg(feature = "shared-memory")]
         unsafe fn make_program_accessible(&self, region: libos_core::hal::MemoryRegion) -> libos_core::Result<()> {
             crate::pages::make_normal(region)
         }
 
+        // Program pages are for the ELF loader, whose images take the program window.
+        #[cfg(feature = "program-window")]
         unsafe fn map_pages(&self, virt: u64, len: u64, protection: libos_core::hal::Protection) -> libos_core::Result<()> {
             crate::pages::map(virt, len, protection)
         }
 
+        #[cfg(feature = "program-window")]
         unsafe fn protect_pages(&self, virt: u64, len: u64, protection: libos_core::hal::Protection) -> libos_core::Result<()> {
             crate::pages::protect(virt, len, protection)
         }
 
+        #[cfg(feature = "program-window")]
         unsafe fn unmap_pages(&self, virt: u64, len: u64) -> libos_core::Result<()> {
             crate::pages::unmap(virt, len)
         }

@@ -268,7 +268,9 @@ fn unmap_locked(start: u64, end: u64) -> Frames {
 /// normal write-back memory (a virtio shared-memory window a program maps). Every page is
 /// checked first: one that is not uncached device memory of the identity map, or a large
 /// page reaching outside `region`, gives `EINVAL` and nothing changes. A region that already
-/// is normal memory answers `Ok` (a second mount of the same window).
+/// is normal memory answers `Ok` (a second mount of the same window). With the feature
+/// `shared-memory` only.
+#[cfg(feature = "shared-memory")]
 pub fn make_normal(region: MemoryRegion) -> Result<()> {
     if region.start % PAGE != 0 || region.end % PAGE != 0 || region.start >= region.end || region.end > 1 << 47 {
         return Err(Errno::EINVAL);
