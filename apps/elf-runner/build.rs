@@ -11,7 +11,7 @@
 //! elf-runner` installs the toolchains (musl for both architectures, glibc's static libraries).
 //!
 //! Any other program (`./x run --elf PATH`, with `--files DIR`) reaches the runner at boot, in
-//! an initial RAM archive beside the image (`xtask::build::build_with_env`): the image stays
+//! an initial RAM archive beside the image (`xtask::build::elf_runner_with`): the image stays
 //! the same whatever it runs.
 
 use libos_vfs::cpio::Builder;

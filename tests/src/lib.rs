@@ -51,9 +51,9 @@ pub fn arches() -> Vec<Arch> {
 
 /// Set by `./x test`, which builds every app for every architecture just before it runs the
 /// tests: the test binaries then build nothing (28 cargo invocations were about 4 s per
-/// binary here, 22 binaries). Tests boot the images `build::stable_image_path` names; a
-/// program packed for elf-runner travels in an initial RAM archive beside a copy of it, so
-/// packing never rebuilds the runner either.
+/// binary here, 22 binaries). A program packed for elf-runner travels in an initial RAM
+/// archive beside a copy of it (`build::elf_runner_with`), so packing never rebuilds the
+/// runner either.
 pub const IMAGES_BUILT_ENV: &str = "LIBOS_TEST_IMAGES_BUILT";
 
 /// The image of `app` for `arch`; the first call per architecture builds every app, unless
@@ -70,7 +70,7 @@ pub fn image(app: &str, arch: Arch) -> PathBuf {
         }
         built.push(arch);
     }
-    let image = build::stable_image_path(app, arch);
+    let image = build::image_path(app, arch);
     assert!(image.is_file(), "{} is missing: `./x build --arch {arch}` builds it", image.display());
     image
 }

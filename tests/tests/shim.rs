@@ -107,8 +107,7 @@ fn mprotect_on_one_cpu_faults_a_writer_on_another() {
         let tmp = TempDir::new("smp-mprotect", arch);
         let program = tmp.dir().join("shimtest");
         xtask::linux::compile_static(&sources, arch, &program).unwrap();
-        let program = program.to_str().unwrap();
-        let image = xtask::build::build_with_env(&[xtask::build::ELF_RUNNER], arch, true, &[("LIBOS_ELF", program)]).unwrap().remove(0);
+        let image = xtask::build::elf_runner_with(arch, true, Some(&program), None).unwrap();
         Boot::app("elf-runner")
             .with_image(image)
             .cpus(2)

@@ -77,19 +77,6 @@ pub fn image_path(app: &str, arch: Arch) -> PathBuf {
     }
 }
 
-/// The image of `app` for `arch` as [`build`] returns it: for elf-runner a copy taken, under a
-/// lock, after every build of it (`plain-elf-runner`, `plain-elf-runner.Image`), which
-/// programs packed for it ([`build_with_env`]) are copied from and which a rebuild in progress
-/// never leaves half-written; for every other app its image.
-pub fn stable_image_path(app: &str, arch: Arch) -> PathBuf {
-    let image = image_path(app, arch);
-    if app != ELF_RUNNER {
-        return image;
-    }
-    let name = image.file_name().and_then(|n| n.to_str()).unwrap_or(ELF_RUNNER).to_string();
-    image.with_file_name(format!("plain-{name}"))
-}
-
 /// Offset of the magic number in a Linux arm64 `Image` header.
 const ARM64_MAGIC_OFFSET: usize = 56;
 
@@ -110,8 +97,8 @@ fn write_arm64_image(elf: &Path, image: &Path) -> Result<()> {
     if arm64_image_size(&flat).is_none() {
         return Err(format!("{} does not start with a Linux arm64 Image header", elf.display()).into());
     }
-    std::fs::write(image, &flat).map_err(|e| format!("cannot write {}: {e}", image.display()))?;
-    Ok(())
+    // Renamed into place: a QEMU of a test running meanwhile reads the old file or the new one.
+    write_into_place(image, &flat)
 }
 
 /// The cargo binary of the toolchain `./x` installed (Debian's, with std sources).
@@ -126,83 +113,6 @@ pub fn cargo() -> String {
 /// into `hello` too. Separate invocations keep every image exactly what its app asked for
 /// (cargo caches each feature set of `libos` separately, so rebuilds stay incremental).
 pub fn build(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
-    build_plain(apps, arch, quiet)
-}
-
-/// [`build`], with the programs and files `env` names for elf-runner: `LIBOS_ELF` (a program,
-/// as `/bin/NAME`) and `LIBOS_FILES` (a host tree, from `/`). Those go into an initial RAM
-/// archive beside a copy of the plain runner (see [`initrd_of`]): the runner is built once,
-/// whatever program it runs, so packing one costs writing an archive, not an LTO link.
-pub fn build_with_env(apps: &[&str], arch: Arch, quiet: bool, env: &[(&str, &str)]) -> Result<Vec<PathBuf>> {
-    if env.is_empty() {
-        return build_plain(apps, arch, quiet);
-    }
-    if apps != [ELF_RUNNER] {
-        return Err(format!("programs and files (LIBOS_ELF, LIBOS_FILES) go to {ELF_RUNNER} alone, not to {}", apps.join(", ")).into());
-    }
-    let mut program = None;
-    let mut files = None;
-    for &(name, value) in env {
-        match name {
-            "LIBOS_ELF" if !value.is_empty() => program = Some(PathBuf::from(value)),
-            "LIBOS_FILES" if !value.is_empty() => files = Some(PathBuf::from(value)),
-            "LIBOS_ELF" | "LIBOS_FILES" => {}
-            other => return Err(format!("{ELF_RUNNER} reads no {other}").into()),
-        }
-    }
-    let plain = build_plain(apps, arch, quiet)?.remove(0);
-    let mut archive = crate::linux::Cpio::new();
-    if let Some(tree) = &files {
-        archive.tree(tree, "").map_err(|e| format!("LIBOS_FILES={}: {e}", tree.display()))?;
-    }
-    archive.dir("bin");
-    if let Some(program) = &program {
-        let name = program.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("LIBOS_ELF={}: not a file name", program.display()))?;
-        let bytes = std::fs::read(program).map_err(|e| format!("LIBOS_ELF={}: {e}", program.display()))?;
-        archive.file(&format!("bin/{name}"), 0o755, &bytes);
-    }
-    // One copy per program and files (their paths), so boots with different programs never
-    // share one; the archive is written anew each time (its files may have changed).
-    let mut hasher = std::hash::DefaultHasher::new();
-    std::hash::Hash::hash(env, &mut hasher);
-    let tag = std::hash::Hasher::finish(&hasher);
-    let name = plain.file_name().and_then(|n| n.to_str()).ok_or("image name is not UTF-8")?;
-    let name = name.strip_prefix("plain-").unwrap_or(name);
-    let own = plain.with_file_name(format!("packed-{tag:016x}-{name}"));
-    copy_into_place(&plain, &own)?;
-    let initrd = initrd_of(&own);
-    let partial = partial_of(&initrd);
-    std::fs::write(&partial, archive.finish()).map_err(|e| format!("writing {}: {e}", partial.display()))?;
-    std::fs::rename(&partial, &initrd).map_err(|e| format!("renaming {} to {}: {e}", partial.display(), initrd.display()))?;
-    Ok(vec![own])
-}
-
-/// The initial RAM archive that goes with `image` when it has one (`IMAGE.initrd` beside it,
-/// written by [`build_with_env`]): [`crate::qemu::VmConfig::new`] boots an image with its
-/// archive, and [`copy_image`] copies both.
-pub fn initrd_of(image: &Path) -> PathBuf {
-    let mut name = image.file_name().unwrap_or_default().to_os_string();
-    name.push(".initrd");
-    image.with_file_name(name)
-}
-
-/// Copies `image` to `to`, with its initial RAM archive if it has one ([`initrd_of`]).
-pub fn copy_image(image: &Path, to: &Path) -> Result<()> {
-    if let Some(dir) = to.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    copy_into_place(image, to)?;
-    let initrd = initrd_of(image);
-    if initrd.is_file() {
-        copy_into_place(&initrd, &initrd_of(to))?;
-    } else if initrd_of(to).is_file() {
-        std::fs::remove_file(initrd_of(to))?;
-    }
-    Ok(())
-}
-
-/// Builds `apps` for `arch` as they are (see [`build`]).
-fn build_plain(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
     if !arch.is_supported() {
         return Err(format!("libos has no {arch} platform").into());
     }
@@ -221,8 +131,6 @@ fn build_plain(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
     if !quiet {
         eprintln!("==> building {} for {arch}", apps.join(", "));
     }
-    // elf-runner is copied to `stable_image_path` under a lock held from the build to the copy.
-    let _lock = if apps.contains(&ELF_RUNNER) { Some(lock_file(&guest_target_dir(arch).join("elf-runner.lock"))?) } else { None };
     for app in apps {
         let mut command = Command::new(cargo());
         command
@@ -253,14 +161,70 @@ fn build_plain(apps: &[&str], arch: Arch, quiet: bool) -> Result<Vec<PathBuf>> {
             write_arm64_image(&elf_path(app, arch), &image_path(app, arch))?;
         }
     }
-    if apps.contains(&ELF_RUNNER) {
-        copy_into_place(&image_path(ELF_RUNNER, arch), &stable_image_path(ELF_RUNNER, arch))?;
-    }
-    Ok(apps.iter().map(|app| stable_image_path(app, arch)).collect())
+    Ok(apps.iter().map(|app| image_path(app, arch)).collect())
 }
 
-/// Copies `from` to `to` through a temporary file renamed over `to`, so a QEMU still reading
-/// the old `to` keeps reading the old file.
+/// elf-runner for `arch` with `program` as `/bin/NAME` and the host tree `files` from `/`, in
+/// an initial RAM archive beside a copy of the runner (see [`initrd_of`]): the runner is built
+/// once, whatever program it runs, so packing one costs writing an archive, not an LTO link.
+/// Each program and files (their paths) get a copy of their own, so boots with different
+/// programs never share one; the archive is written anew each time (its files may have
+/// changed).
+pub fn elf_runner_with(arch: Arch, quiet: bool, program: Option<&Path>, files: Option<&Path>) -> Result<PathBuf> {
+    let runner = build(&[ELF_RUNNER], arch, quiet)?.remove(0);
+    let mut archive = crate::linux::Cpio::new();
+    if let Some(tree) = files {
+        archive.tree(tree, "").map_err(|e| format!("{}: {e}", tree.display()))?;
+    }
+    archive.dir("bin");
+    if let Some(program) = program {
+        let name = program.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("{}: not a file name", program.display()))?;
+        let bytes = std::fs::read(program).map_err(|e| format!("{}: {e}", program.display()))?;
+        archive.file(&format!("bin/{name}"), 0o755, &bytes);
+    }
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&(program, files), &mut hasher);
+    let tag = std::hash::Hasher::finish(&hasher);
+    let name = runner.file_name().and_then(|n| n.to_str()).ok_or("image name is not UTF-8")?;
+    let own = runner.with_file_name(format!("packed-{tag:016x}-{name}"));
+    copy_into_place(&runner, &own)?;
+    write_into_place(&initrd_of(&own), &archive.finish())?;
+    Ok(own)
+}
+
+/// The initial RAM archive that goes with `image` when it has one (`IMAGE.initrd` beside it,
+/// written by [`elf_runner_with`]): [`crate::qemu::VmConfig::new`] boots an image with its
+/// archive, and [`copy_image`] copies both.
+pub fn initrd_of(image: &Path) -> PathBuf {
+    let mut name = image.file_name().unwrap_or_default().to_os_string();
+    name.push(".initrd");
+    image.with_file_name(name)
+}
+
+/// Copies `image` to `to`, with its initial RAM archive if it has one ([`initrd_of`]).
+pub fn copy_image(image: &Path, to: &Path) -> Result<()> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    copy_into_place(image, to)?;
+    let initrd = initrd_of(image);
+    if initrd.is_file() {
+        copy_into_place(&initrd, &initrd_of(to))?;
+    } else if initrd_of(to).is_file() {
+        std::fs::remove_file(initrd_of(to))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed over it, so a QEMU still reading
+/// the old file keeps reading it, and one starting meanwhile never reads half a file.
+fn write_into_place(path: &Path, bytes: &[u8]) -> Result<()> {
+    let partial = partial_of(path);
+    std::fs::write(&partial, bytes).map_err(|e| format!("writing {}: {e}", partial.display()))?;
+    std::fs::rename(&partial, path).map_err(|e| format!("renaming {} to {}: {e}", partial.display(), path.display()).into())
+}
+
+/// Copies `from` to `to` through a temporary file renamed over `to` (see [`write_into_place`]).
 fn copy_into_place(from: &Path, to: &Path) -> Result<()> {
     let partial = partial_of(to);
     std::fs::copy(from, &partial).map_err(|e| format!("copying {} to {}: {e}", from.display(), partial.display()))?;

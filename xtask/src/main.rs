@@ -304,13 +304,15 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
         app_args.insert(0, app.clone());
     }
     let app = if elf.is_some() { build::ELF_RUNNER.to_string() } else { app.unwrap_or_else(|| "hello".into()) };
-    let mut elf_env = Vec::new();
-    if let Some(path) = &elf {
-        let path = std::fs::canonicalize(path).map_err(|e| format!("--elf {}: {e}", path.display()))?;
-        let name = path.file_name().and_then(|n| n.to_str()).ok_or("--elf: the file name is not UTF-8")?;
-        app_args.insert(0, format!("/bin/{name}"));
-        elf_env.push(path.to_str().ok_or("--elf: the path is not UTF-8")?.to_string());
-    }
+    let elf = match &elf {
+        Some(path) => {
+            let path = std::fs::canonicalize(path).map_err(|e| format!("--elf {}: {e}", path.display()))?;
+            let name = path.file_name().and_then(|n| n.to_str()).ok_or("--elf: the file name is not UTF-8")?;
+            app_args.insert(0, format!("/bin/{name}"));
+            Some(path)
+        }
+        None => None,
+    };
     if boot_stats {
         options = format!("bootstats {options}");
     }
@@ -338,17 +340,16 @@ fn run_verb(args: Vec<String>) -> Result<i32> {
     if machine.arch() != arch {
         return Err(format!("--machine {} is for {}, not {arch}", machine.name(), machine.arch()).into());
     }
-    let mut env: Vec<(&str, &str)> = elf_env.iter().map(|p| ("LIBOS_ELF", p.as_str())).collect();
     let files = match (&files, &elf) {
-        (Some(_), None) => return Err("--files needs --elf (it adds files to elf-runner's image)".into()),
+        (Some(_), None) => return Err("--files needs --elf (it adds files to elf-runner's initial RAM archive)".into()),
         (Some(dir), Some(_)) if !dir.is_dir() => return Err(format!("--files {}: not a directory", dir.display()).into()),
-        (Some(dir), Some(_)) => Some(std::fs::canonicalize(dir)?.to_str().ok_or("--files: the path is not UTF-8")?.to_string()),
+        (Some(dir), Some(_)) => Some(std::fs::canonicalize(dir)?),
         (None, _) => None,
     };
-    if let Some(dir) = &files {
-        env.push(("LIBOS_FILES", dir.as_str()));
-    }
-    let image = build::build_with_env(&[&app], arch, false, &env)?.remove(0);
+    let image = match &elf {
+        Some(program) => build::elf_runner_with(arch, false, Some(program), files.as_deref())?,
+        None => build::build(&[&app], arch, false)?.remove(0),
+    };
     let choice = accel::choose(arch, accel_request)?;
     eprintln!("==> booting {app} on {} {arch} with {}", machine.name(), choice.reason);
     let mut config = VmConfig::new(arch, image);

@@ -154,9 +154,7 @@ pub fn guest_image(tool: &Tool, arch: Arch) -> Result<PathBuf> {
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let program = ensure(tool, arch)?;
     let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-    let files = files_dir(tool);
-    let env = [("LIBOS_ELF", program.to_str().ok_or("non-UTF-8 path")?), ("LIBOS_FILES", files.to_str().ok_or("non-UTF-8 path")?)];
-    let built = crate::build::build_with_env(&[crate::build::ELF_RUNNER], arch, true, &env)?.remove(0);
+    let built = crate::build::elf_runner_with(arch, true, Some(&program), Some(&files_dir(tool)))?;
     let image = target_dir(tool).join(format!("{}.image", arch.name()));
     crate::build::copy_image(&built, &image)?;
     Ok(image)

@@ -264,10 +264,7 @@ impl Server {
         let program = self.build(arch)?;
         let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
         let _lock = crate::build::lock_file(&cache_dir().join(".elf-runner.lock"))?;
-        let (program, files) = (program.to_str().ok_or("non-UTF-8 path")?, rootfs());
-        let files = files.to_str().ok_or("non-UTF-8 path")?;
-        let env = [("LIBOS_ELF", program), ("LIBOS_FILES", files)];
-        let built = crate::build::build_with_env(&[crate::build::ELF_RUNNER], arch, true, &env)?.remove(0);
+        let built = crate::build::elf_runner_with(arch, true, Some(&program), Some(&rootfs()))?;
         let image = self.dir().join(arch.name()).join(format!("{}.image", self.program));
         crate::build::copy_image(&built, &image)?;
         Ok(image)

@@ -154,11 +154,11 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
         kept_storage[kept_count] = region;
         kept_count += 1;
     }
-    let low_memory = &kept_storage[..kept_count];
+    let kept = &kept_storage[..kept_count];
     memory::plan_free::<{ pvh::MAX_MEMMAP_ENTRIES }>(
         ram.as_slice(),
         MemoryRegion { start: image_start, end: tables_limit },
-        low_memory,
+        kept,
     )?;
     if tables_limit > EARLY_MAP_LIMIT {
         return Err(BootError::TooLittleMemory { have: total_ram, need_end: tables_limit + MIN_HEAP });
@@ -181,8 +181,9 @@ fn boot(start_info: u64) -> Result<&'static BootInfo, BootError> {
     fpu::init();
     apic::init(features.x2apic);
 
-    // Free RAM: everything usable above 1 MiB except the image and the page tables it used.
-    let free = memory::plan_free(ram.as_slice(), MemoryRegion { start: image_start, end: frames.next }, low_memory)?;
+    // Free RAM: everything usable above 1 MiB except the image, the page tables it used and
+    // what `kept` holds.
+    let free = memory::plan_free(ram.as_slice(), MemoryRegion { start: image_start, end: frames.next }, kept)?;
     crate::pages::KERNEL_START.store(image_start, core::sync::atomic::Ordering::Relaxed);
     crate::pages::KERNEL_END.store(frames.next, core::sync::atomic::Ordering::Relaxed);
     crate::pages::NX.store(features.nx, core::sync::atomic::Ordering::Relaxed);

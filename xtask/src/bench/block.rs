@@ -146,8 +146,7 @@ fn libos(arch: Arch, reads: u64, runs: usize) -> Result<Value> {
     linux::ensure_host_tools(&[arch])?;
     let disk = disk_image()?;
     let program = linux::compile_program("block_read", arch)?;
-    let program = program.to_str().ok_or("the block_read path is not UTF-8")?;
-    let image = build::build_with_env(&[build::ELF_RUNNER], arch, true, &[("LIBOS_ELF", program)])?.remove(0);
+    let image = build::elf_runner_with(arch, true, Some(&program), None)?;
     let config_for = |n: u64| {
         let mut config = VmConfig::new(arch, image.clone());
         config.memory = "128M".into();

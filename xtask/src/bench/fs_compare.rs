@@ -248,8 +248,7 @@ pub(super) fn run(sizes: Sizes, with_linux: bool) -> Result<i32> {
     crate::disk::ensure_e2fsprogs()?;
     crate::virtiofs::ensure_virtiofsd()?;
     let program = linux::compile_program("fs_tmpfs", Arch::X86_64)?;
-    let program = program.to_str().ok_or("the fs_tmpfs path is not UTF-8")?;
-    let image = build::build_with_env(&[build::ELF_RUNNER], Arch::X86_64, true, &[("LIBOS_ELF", program)])?.remove(0);
+    let image = build::elf_runner_with(Arch::X86_64, true, Some(&program), None)?;
     let mut results = BTreeMap::new();
     let mut failures = Vec::new();
     for fs in Store::ALL {

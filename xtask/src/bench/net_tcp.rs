@@ -256,8 +256,7 @@ pub(super) fn libos(arch: Arch, netns: &Netns, options: &Options) -> Result<Vec<
 pub(super) fn libos_c(arch: Arch, netns: &Netns, options: &Options) -> Result<Vec<Value>> {
     crate::linux::ensure_host_tools(&[arch])?;
     let program = crate::linux::compile_program("tcp_bench", arch)?;
-    let program = program.to_str().ok_or("the tcp_bench path is not UTF-8")?;
-    let image = build::build_with_env(&[build::ELF_RUNNER], arch, true, &[("LIBOS_ELF", program)])?.remove(0);
+    let image = build::elf_runner_with(arch, true, Some(&program), None)?;
     let config_for = |mode: &str, size: u64| {
         let mut config = VmConfig::new(arch, image.clone());
         config.machine = machine(arch);

@@ -36,8 +36,7 @@ struct System {
 
 fn libos(arch: Arch) -> Result<System> {
     let program = linux::compile_program("process_ops", arch)?;
-    let program = program.to_str().ok_or("the process_ops path is not UTF-8")?;
-    let image = build::build_with_env(&[build::ELF_RUNNER], arch, true, &[("LIBOS_ELF", program)])?.remove(0);
+    let image = build::elf_runner_with(arch, true, Some(&program), None)?;
     let config = |args: [String; 2]| {
         let mut config = VmConfig::new(arch, image.clone());
         config.accel = Accel::Tcg;

@@ -90,8 +90,7 @@ struct System {
 
 fn libos(arch: Arch) -> Result<System> {
     let program = linux::compile_program("parallel_sum", arch)?;
-    let program = program.to_str().ok_or("the parallel_sum path is not UTF-8")?;
-    let image = build::build_with_env(&[build::ELF_RUNNER], arch, true, &[("LIBOS_ELF", program)])?.remove(0);
+    let image = build::elf_runner_with(arch, true, Some(&program), None)?;
     let config = |cpus: u32| {
         let mut config = VmConfig::new(arch, image.clone());
         config.accel = Accel::Tcg;
