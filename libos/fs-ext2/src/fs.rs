@@ -285,6 +285,7 @@ impl FileSystem for Ext2Fs {
             files: u64::from(geo.inodes_count),
             files_free: st.free_inodes,
             name_max: NAME_MAX as u64,
+            flags: 0,
         })
     }
 

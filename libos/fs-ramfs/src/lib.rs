@@ -187,6 +187,7 @@ impl FileSystem for RamFs {
             files: self.node_count(),
             files_free: u64::MAX - self.node_count(),
             name_max: libos_vfs::NAME_MAX as u64,
+            flags: 0,
         })
     }
 }

@@ -679,6 +679,7 @@ impl FileSystem for VirtioFs {
             files: out.files,
             files_free: out.ffree,
             name_max: u64::from(out.namelen),
+            flags: 0,
         })
     }
 

@@ -4,6 +4,7 @@
 //! `OpenFile` for it is dropped.
 
 use crate::cred::{CredCell, Credentials};
+use crate::text::Writer;
 use crate::node::Node;
 use crate::vfs::{Loc, Mount};
 use crate::types::{DirEntry, FileType, Metadata, OpenFlags, SeekFrom, TimeUpdate};
@@ -60,6 +61,9 @@ pub struct OpenFile {
     /// For a file that is not a directory: the directory it was found in, where
     /// `/proc/self/fd` looks for its name (a directory finds its own through `..`).
     parent: Option<Arc<dyn Node>>,
+    /// For a regular file open for writing: its write access, which keeps programs from
+    /// running from it (`ETXTBSY`) until the description closes.
+    _writer: Option<Writer>,
 }
 
 /// Where an open file is in its namespace ([`OpenFile::file_ref`]): what a `/proc/self/fd`
@@ -87,13 +91,25 @@ impl core::fmt::Debug for OpenFile {
 impl OpenFile {
     pub(crate) fn new(node: Arc<dyn Node>, dev: u64, flags: OpenFlags, parent_ino: u64, creds: Arc<CredCell>) -> OpenFile {
         let is_dir = node.file_type().is_dir();
-        OpenFile { node, is_dir, dev, flags: AtomicU32::new(flags.bits()), offset: SpinLock::new(0), parent_ino, creds, mount: None, file_mount: Weak::new(), parent: None }
+        OpenFile {
+            node,
+            is_dir,
+            dev,
+            flags: AtomicU32::new(flags.bits()),
+            offset: SpinLock::new(0),
+            parent_ino,
+            creds,
+            mount: None,
+            file_mount: Weak::new(),
+            parent: None,
+            _writer: None,
+        }
     }
 
     /// A file or directory opened at `loc` of a namespace; `parent` is the directory a file
     /// that is not one was found in (see [`FileRef`]).
     pub(crate) fn at(loc: Loc, parent: Option<Arc<dyn Node>>, flags: OpenFlags, parent_ino: u64, creds: Arc<CredCell>) -> OpenFile {
-        let mut file = OpenFile::new(loc.node, loc.mount.id, flags, parent_ino, creds);
+        let mut file = OpenFile::new(loc.node, loc.mount.dev, flags, parent_ino, creds);
         if file.is_dir {
             file.mount = Some(loc.mount);
         } else {
@@ -101,6 +117,12 @@ impl OpenFile {
             file.parent = parent;
         }
         file
+    }
+
+    /// The file holding `writer` for as long as it is open.
+    pub(crate) fn holding(mut self, writer: Writer) -> OpenFile {
+        self._writer = Some(writer);
+        self
     }
 
     /// Where the file is in its namespace (`None` for a node opened outside any,
@@ -253,7 +275,7 @@ impl OpenFile {
         *self.offset.lock()
     }
 
-    /// The id of the mount it was opened through ([`Metadata::dev`]; 0 outside a namespace).
+    /// The id of the file system it was opened on ([`Metadata::dev`]; 0 outside a namespace).
     pub fn dev(&self) -> u64 {
         self.dev
     }
@@ -313,6 +335,7 @@ impl OpenFile {
     /// `CAP_FSETID`.
     pub fn set_permissions(&self, perm: u32) -> Result<()> {
         self.usable()?;
+        self.check_writable_mount()?;
         crate::attr::chmod(&self.creds, &*self.node, perm)
     }
 
@@ -321,6 +344,7 @@ impl OpenFile {
     /// the new group; a non-directory loses its set-id bits.
     pub fn set_owner(&self, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
         self.usable()?;
+        self.check_writable_mount()?;
         crate::attr::chown(&self.creds, &*self.node, uid, gid)
     }
 
@@ -365,13 +389,23 @@ impl OpenFile {
     /// given times: the owner or `CAP_FOWNER`).
     pub fn set_times(&self, accessed: TimeUpdate, modified: TimeUpdate) -> Result<()> {
         self.usable()?;
+        if accessed != TimeUpdate::Keep || modified != TimeUpdate::Keep {
+            self.check_writable_mount()?;
+        }
         crate::attr::set_times(&self.creds, &*self.node, accessed, modified)
+    }
+
+    /// `EROFS` when the file was opened through a mount made read-only (a read-only file
+    /// system answers attribute changes itself).
+    fn check_writable_mount(&self) -> Result<()> {
+        let mount = self.mount.clone().or_else(|| self.file_mount.upgrade());
+        if mount.is_some_and(|m| m.flags().contains(crate::MountFlags::READ_ONLY)) { Err(Errno::EROFS) } else { Ok(()) }
     }
 
     /// Whether the file's file system is mounted read-only (false for a file outside any
     /// namespace or whose file system was unmounted).
     fn on_read_only_fs(&self) -> bool {
-        self.mount.clone().or_else(|| self.file_mount.upgrade()).is_some_and(|mount| mount.fs.read_only())
+        self.mount.clone().or_else(|| self.file_mount.upgrade()).is_some_and(|mount| mount.read_only())
     }
 
     /// `fgetxattr`: the value of extended attribute `name` (see [`crate::xattr`] for the

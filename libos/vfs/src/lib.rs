@@ -40,6 +40,11 @@
 //!   never do); [`Vfs::read_dir`] and `libos::fs::read_dir` leave them out, as `std` does.
 //! - One namespace: [`Vfs`] carries a single current directory; per-process state belongs to
 //!   the C shim.
+//! - Bind mounts ([`Vfs::bind`], recursive or not) of directories; file bind mounts are not
+//!   offered (`ENOTDIR`).
+//! - A file a program runs from refuses writers (`ETXTBSY`) while its [`TextBusy`] lives
+//!   ([`Vfs::deny_writers`], taken by the C shim's loader), and a file open for writing
+//!   cannot be marked so.
 //!
 //! ## How to write a file system
 //!
@@ -149,6 +154,7 @@ pub mod procfs;
 mod file;
 mod node;
 mod path;
+mod text;
 mod types;
 mod vfs;
 pub mod xattr;
@@ -160,8 +166,9 @@ pub use file::{COOKIE_AFTER_DOT, COOKIE_AFTER_DOTDOT, FileRef, MAX_FILE_SIZE, Op
 pub use cred::{Access, Credentials};
 pub use node::{DirectMapping, FileSystem, LinkTarget, NewNode, Node};
 pub use types::{
-    Clock, DirEntry, FileType, MAX_SYMLINKS, dev_major, dev_minor, makedev, Metadata, MonotonicClock, NAME_MAX, OpenFlags, Owner, PATH_MAX,
-    PlatformClock, SeekFrom, SetAttr, StatFs, TickClock, TimeUpdate, Timestamp,
+    Clock, DirEntry, FileType, MAX_SYMLINKS, dev_major, dev_minor, makedev, Metadata, MonotonicClock, MountFlags, NAME_MAX, OpenFlags, Owner, PATH_MAX,
+    PlatformClock, STATFS_FLAGS_VALID, SeekFrom, SetAttr, StatFs, TickClock, TimeUpdate, Timestamp,
 };
+pub use text::TextBusy;
 pub use vfs::{MountInfo, PathAt, Vfs};
 pub use xattr::{XattrMap, XattrSet};

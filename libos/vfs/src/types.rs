@@ -325,7 +325,30 @@ pub struct StatFs {
     pub files_free: u64,
     /// Longest name.
     pub name_max: u64,
+    /// `statfs`'s `f_flags`: the [`MountFlags`] of the mount asked about, with Linux's
+    /// `ST_VALID`. File systems leave it 0: the VFS fills it in.
+    pub flags: u64,
 }
+
+bitflags! {
+    /// A mount's options, with the bit values of `statfs`'s `f_flags` (`ST_*`), which the
+    /// `MS_*` flags of `mount(2)` share below `MS_REMOUNT`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct MountFlags: u32 {
+        /// No changes (`EROFS`), whatever the file system allows.
+        const READ_ONLY = 1;
+        /// Set-id bits are ignored by `execve` (libos never switches ids on `execve`, so this
+        /// changes nothing but what `statfs` reports).
+        const NO_SUID = 2;
+        /// Device nodes do not open (`EACCES`).
+        const NO_DEV = 4;
+        /// Programs do not run from it (`EACCES`).
+        const NO_EXEC = 8;
+    }
+}
+
+/// `statfs`'s `ST_VALID`: `f_flags` is filled in (Linux always sets it).
+pub const STATFS_FLAGS_VALID: u64 = 0x20;
 
 bitflags! {
     /// Flags of [`crate::Vfs::open`], with the bit values of Linux on x86_64 (the C shim maps

@@ -23,20 +23,27 @@ pub(crate) use cwd::path_of;
 
 use crate::cred::{Access, Cap, CredCell, Credentials};
 use crate::file::OpenFile;
+use crate::text::{FileKey, TextBusy, WriteCounts};
 use crate::node::{FileSystem, NewNode, Node};
 use crate::path::{self, Last};
-use crate::types::{DirEntry, FileType, MAX_SYMLINKS, Metadata, OpenFlags, StatFs, TimeUpdate};
+use crate::types::{DirEntry, FileType, MAX_SYMLINKS, Metadata, MountFlags, OpenFlags, STATFS_FLAGS_VALID, StatFs, TimeUpdate};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use hashbrown::HashMap;
 use libos_core::sync::SpinLock;
 use libos_core::{Errno, Result};
 
 /// One mounted file system.
 pub(crate) struct Mount {
+    /// This mount's own id: what tells mounts apart (`EXDEV` across two of them, even two of
+    /// one file system, as on Linux).
     pub id: u64,
+    /// The file system instance's id ([`Metadata::dev`] of its files): the mount's own id for
+    /// a new file system, the source mount's for a bind mount, so `st_dev` names the file
+    /// system whichever mount a file is reached through.
+    pub dev: u64,
     /// Declared (so dropped) before `fs`: a file system dropping its last reference frees
     /// its tree without recursion only if nothing else holds the root by then (ramfs), and an
     /// open directory can hold the last `Mount` after an unmount.
@@ -49,6 +56,20 @@ pub(crate) struct Mount {
     pub path: String,
     /// [`FileSystem::local_names`] of `fs`: walks through it may be cached.
     pub local_names: bool,
+    /// Its [`MountFlags`] bits (`mount -o remount` changes them).
+    pub flags: AtomicU32,
+}
+
+impl Mount {
+    /// Its options now.
+    pub fn flags(&self) -> MountFlags {
+        MountFlags::from_bits_truncate(self.flags.load(Ordering::Relaxed))
+    }
+
+    /// Whether nothing may change through it: mounted read-only, or a read-only file system.
+    pub fn read_only(&self) -> bool {
+        self.flags().contains(MountFlags::READ_ONLY) || self.fs.read_only()
+    }
 }
 
 /// A position in the namespace: a node and the mount it was reached through.
@@ -98,6 +119,8 @@ pub struct Vfs {
     creds: Arc<CredCell>,
     /// The last walk to a directory of an absolute path ([`walk_cache`]).
     walk_cache: walk_cache::WalkCache,
+    /// Who holds each file open for writing, and which files programs run from (`ETXTBSY`).
+    writers: Arc<WriteCounts>,
 }
 
 impl Vfs {
@@ -106,12 +129,14 @@ impl Vfs {
         let node = root_fs.root();
         let root = Arc::new(Mount {
             id: 1,
+            dev: 1,
             root_ino: node.ino(),
             root: node.clone(),
             local_names: root_fs.local_names(),
             fs: root_fs,
             parent: None,
             path: String::from("/"),
+            flags: AtomicU32::new(0),
         });
         let cwd = Loc { mount: root.clone(), node };
         Vfs {
@@ -123,6 +148,7 @@ impl Vfs {
             dir_rename: SpinLock::new(()),
             creds: Arc::new(CredCell::new(Credentials::root())),
             walk_cache: walk_cache::WalkCache::default(),
+            writers: Arc::default(),
         }
     }
 
@@ -243,7 +269,7 @@ impl Vfs {
             return Err(Errno::EISDIR);
         }
         // Device nodes and FIFOs on a read-only file system may still be opened for writing.
-        if changes_data && file_type == FileType::Regular && loc.mount.fs.read_only() {
+        if changes_data && file_type == FileType::Regular && loc.mount.read_only() {
             return Err(Errno::EROFS);
         }
         if check_access {
@@ -256,18 +282,28 @@ impl Vfs {
         if file_type == FileType::Socket {
             return Err(Errno::ENXIO);
         }
+        if matches!(file_type, FileType::CharDevice | FileType::BlockDevice) && loc.mount.flags().contains(MountFlags::NO_DEV) {
+            return Err(Errno::EACCES);
+        }
         // A device node of a disk's file system opens devfs's device (found in devfs's root).
         let (loc, parent) = match file_type {
             FileType::CharDevice | FileType::BlockDevice if !loc.mount.fs.provides_devices() => (self.device_for(&loc)?, None),
             _ => (loc, parent),
         };
+        // Writing a running program's file: `ETXTBSY` (a truncation alone holds write access
+        // only while it runs).
+        let writer = if changes_data && file_type == FileType::Regular { Some(self.writers.writer(file_key(&loc))?) } else { None };
         if flags.contains(OpenFlags::TRUNC) && file_type == FileType::Regular {
             crate::attr::truncate(&self.creds, &*loc.node, 0)?;
         }
         // What `..` lists: the parent across mounts, as the path walk finds it (listing a
         // directory needs no search permission on it, so neither does finding `..`).
         let parent_ino = if file_type.is_dir() { self.step_unchecked(&loc, "..").map_or(loc.node.ino(), |p| p.node.ino()) } else { 0 };
-        Ok(OpenFile::at(loc, parent, flags, parent_ino, self.creds.clone()))
+        let file = OpenFile::at(loc, parent, flags, parent_ino, self.creds.clone());
+        Ok(match writer {
+            Some(writer) if flags.writable() => file.holding(writer),
+            _ => file,
+        })
     }
 
     /// The device a device node names: the node of the same type and number at the top of a
@@ -371,7 +407,7 @@ impl Vfs {
         if parent.mount.id != source.mount.id {
             return Err(Errno::EXDEV);
         }
-        if !self.creds.privileged() {
+        if self.checks_entry_changes(&parent) {
             if self.probe(&parent, name)?.is_some() {
                 return Err(Errno::EEXIST);
             }
@@ -594,9 +630,10 @@ impl Vfs {
         let loc = self.resolve(path.into(), true)?;
         match loc.node.file_type() {
             FileType::Directory => Err(Errno::EISDIR),
-            FileType::Regular if loc.mount.fs.read_only() => Err(Errno::EROFS),
+            FileType::Regular if loc.mount.read_only() => Err(Errno::EROFS),
             FileType::Regular => {
                 self.creds.check(&*loc.node, Access::WRITE)?;
+                let _writer = self.writers.writer(file_key(&loc))?;
                 crate::attr::truncate(&self.creds, &*loc.node, size)
             }
             _ => Err(Errno::EINVAL),
@@ -635,13 +672,13 @@ impl Vfs {
     /// says.
     pub fn set_xattr<'p>(&self, path: impl Into<PathAt<'p>>, follow: bool, name: &str, value: &[u8], how: crate::XattrSet) -> Result<()> {
         let loc = self.resolve(path.into(), follow)?;
-        crate::xattr::set(&self.creds, &*loc.node, loc.mount.fs.read_only(), name, value, how)
+        crate::xattr::set(&self.creds, &*loc.node, loc.mount.read_only(), name, value, how)
     }
 
     /// `removexattr` (`lremovexattr`): removes extended attribute `name` of `path`.
     pub fn remove_xattr<'p>(&self, path: impl Into<PathAt<'p>>, follow: bool, name: &str) -> Result<()> {
         let loc = self.resolve(path.into(), follow)?;
-        crate::xattr::remove(&self.creds, &*loc.node, loc.mount.fs.read_only(), name)
+        crate::xattr::remove(&self.creds, &*loc.node, loc.mount.read_only(), name)
     }
 
     /// `listxattr` (`llistxattr`): the names of `path`'s extended attributes the caller may
@@ -653,7 +690,7 @@ impl Vfs {
 
     /// `statfs` of the file system holding `path`.
     pub fn statfs(&self, path: &str) -> Result<StatFs> {
-        self.resolve(path.into(), true)?.mount.fs.statfs()
+        statfs_through(&self.resolve(path.into(), true)?.mount)
     }
 
     /// All entries of directory `path` without `.` and `..` (as `std::fs::read_dir`), in the
@@ -701,9 +738,13 @@ impl Vfs {
         first_error
     }
 
-    /// Calls `f` with the root file system, then every mounted one; stops at the first error.
+    /// Calls `f` with the root file system, then every mounted one (once each, however many
+    /// bind mounts show it); stops at the first error.
     fn each_file_system(&self, mut f: impl FnMut(&dyn FileSystem) -> Result<()>) -> Result<()> {
-        let mounted: Vec<Arc<Mount>> = self.mounts.lock().covers.values().cloned().collect();
+        let mut mounted: Vec<Arc<Mount>> = self.mounts.lock().covers.values().cloned().collect();
+        mounted.sort_by_key(|m| m.id);
+        let mut seen = alloc::collections::BTreeSet::from([self.root.dev]);
+        mounted.retain(|m| seen.insert(m.dev));
         f(&*self.root.fs)?;
         mounted.iter().try_for_each(|m| f(&*m.fs))
     }
@@ -712,16 +753,45 @@ impl Vfs {
     /// one whose file system was unmounted since).
     fn file_system_of(&self, file: &OpenFile) -> Result<Arc<dyn FileSystem>> {
         let dev = file.dev();
-        if dev == self.root.id {
+        if dev == self.root.dev {
             return Ok(self.root.fs.clone());
         }
         let mounts = self.mounts.lock();
-        mounts.covers.values().find(|m| m.id == dev).map(|m| m.fs.clone()).ok_or(Errno::EINVAL)
+        mounts.covers.values().find(|m| m.dev == dev).map(|m| m.fs.clone()).ok_or(Errno::EINVAL)
+    }
+
+    /// Opens `path` for reading as a program to run (`execve`), with Linux's checks: a
+    /// regular file (`EACCES`), execute permission (`EACCES`; root needs one execute bit), not
+    /// on a `noexec` mount (`EACCES`), not open for writing (`ETXTBSY`). Until the
+    /// [`TextBusy`] is dropped, opening the file for writing or truncating it fails with
+    /// `ETXTBSY`.
+    pub fn open_executable(&self, path: &str) -> Result<(OpenFile, TextBusy)> {
+        let loc = self.resolve(path.into(), true)?;
+        if loc.node.file_type() != FileType::Regular || loc.mount.flags().contains(MountFlags::NO_EXEC) {
+            return Err(Errno::EACCES);
+        }
+        self.creds.check(&*loc.node, Access::READ | Access::EXEC)?;
+        let busy = self.writers.deny_writers(file_key(&loc))?;
+        let file = self.open_node(loc, None, OpenFlags::RDONLY, false)?;
+        Ok((file, busy))
+    }
+
+    /// Marks `file` (open on this namespace) as a running program's, as
+    /// [`Vfs::open_executable`] does: `ETXTBSY` now if a description holds it open for
+    /// writing, `EACCES` for anything but a regular file.
+    pub fn deny_writers(&self, file: &OpenFile) -> Result<TextBusy> {
+        if file.node().file_type() != FileType::Regular {
+            return Err(Errno::EACCES);
+        }
+        self.writers.deny_writers(FileKey { dev: file.dev(), ino: file.node().ino() })
     }
 
     /// `fstatfs`: the file system `file` was opened on.
     pub fn statfs_of(&self, file: &OpenFile) -> Result<StatFs> {
-        self.file_system_of(file)?.statfs()
+        match file.file_ref() {
+            Some(at) => statfs_through(&at.loc.mount),
+            None => self.file_system_of(file)?.statfs(),
+        }
     }
 
     /// `syncfs`: syncs the file system `file` was opened on.
@@ -730,12 +800,25 @@ impl Vfs {
     }
 }
 
+/// `statfs` of `mount`'s file system, with the mount's flags.
+fn statfs_through(mount: &Mount) -> Result<StatFs> {
+    let mut stat = mount.fs.statfs()?;
+    let read_only = if mount.fs.read_only() { MountFlags::READ_ONLY } else { MountFlags::empty() };
+    stat.flags = u64::from((mount.flags() | read_only).bits()) | STATFS_FLAGS_VALID;
+    Ok(stat)
+}
+
+/// The file at `loc` as [`WriteCounts`] knows it.
+fn file_key(loc: &Loc) -> FileKey {
+    FileKey { dev: loc.mount.dev, ino: loc.node.ino() }
+}
+
 /// How many `..` steps the rename subtree check takes at most before deciding the file system's
 /// parent links form a cycle (`ELOOP`); far deeper than any real tree.
 const MAX_ANCESTORS: usize = 1 << 20;
 
 fn metadata_of(loc: &Loc) -> Result<Metadata> {
     let mut metadata = loc.node.metadata()?;
-    metadata.dev = loc.mount.id;
+    metadata.dev = loc.mount.dev;
     Ok(metadata)
 }

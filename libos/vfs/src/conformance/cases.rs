@@ -2,7 +2,7 @@
 
 use super::{Case, FileSystemFactory};
 use crate::types::{FileType, OpenFlags, SeekFrom, TimeUpdate, Timestamp};
-use crate::{MAX_SYMLINKS, Vfs};
+use crate::{Access, MAX_SYMLINKS, MountFlags, NewNode, STATFS_FLAGS_VALID, Vfs, makedev};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -144,6 +144,9 @@ pub(super) const ALL: &[Case] = &[
     Case { name: "stat_fields_and_times", run: stat_fields_and_times },
     Case { name: "unlinked_open_file_lives_on", run: unlinked_open_file_lives_on },
     Case { name: "mounts", run: robustness::mounts },
+    Case { name: "bind_mounts", run: robustness::bind_mounts },
+    Case { name: "mount_options", run: robustness::mount_options },
+    Case { name: "running_programs_files", run: posix::running_programs_files },
     Case { name: "fsync_statfs", run: fsync_statfs },
     Case { name: "hostile_input", run: robustness::hostile_input },
     Case { name: "new_nodes_belong_to_the_creator", run: posix::new_nodes_belong_to_the_creator },

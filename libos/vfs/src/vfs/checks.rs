@@ -30,12 +30,21 @@ impl Vfs {
 
     /// `EACCES` unless the caller may add or remove entries of directory `dir`.
     pub(super) fn may_change_entries(&self, dir: &Loc) -> Result<()> {
+        mount_writable(dir)?;
         self.creds.check(&*dir.node, Access::WRITE | Access::EXEC)
+    }
+
+    /// Whether adding a name to `dir` needs [`Vfs::may_change_entries`] (after the `EEXIST`
+    /// check): always, except for a caller who passes every permission check, on a mount
+    /// that is not read-only.
+    pub(super) fn checks_entry_changes(&self, dir: &Loc) -> bool {
+        !self.creds.privileged() || dir.mount.flags().contains(crate::MountFlags::READ_ONLY)
     }
 
     /// Linux's `may_delete`: write and search permission on `dir`, and in a sticky directory
     /// ownership of `victim` or of `dir` (or `CAP_FOWNER`, else `EPERM`).
     pub(super) fn may_delete(&self, dir: &Loc, victim: &Loc) -> Result<()> {
+        mount_writable(dir)?;
         if self.creds.privileged() {
             return Ok(());
         }
@@ -60,7 +69,7 @@ impl Vfs {
     /// Creates `name` in `parent` after the permission checks (`EEXIST` before `EACCES`, as
     /// Linux orders them).
     pub(super) fn create_in(&self, parent: &Loc, name: &str, kind: NewNode<'_>, perm: u32) -> Result<Arc<dyn Node>> {
-        if !self.creds.privileged() {
+        if self.checks_entry_changes(parent) {
             if self.probe(parent, name)?.is_some() {
                 return Err(Errno::EEXIST);
             }
@@ -86,7 +95,7 @@ impl Vfs {
             (checker, loc)
         };
         let data_node = matches!(loc.node.file_type(), FileType::Regular | FileType::Directory | FileType::Symlink);
-        if access.contains(Access::WRITE) && data_node && loc.mount.fs.read_only() {
+        if access.contains(Access::WRITE) && data_node && loc.mount.read_only() {
             return Err(Errno::EROFS);
         }
         if access.is_empty() { Ok(()) } else { checker.check(&*loc.node, access) }
@@ -105,11 +114,18 @@ impl Vfs {
             creds: self.creds.clone(),
             // Its own: its walks are checked with other credentials.
             walk_cache: super::walk_cache::WalkCache::default(),
+            writers: self.writers.clone(),
         }
     }
 
     /// `EROFS` for a change of a node on a read-only file system.
     pub(super) fn check_writable_fs(&self, loc: &Loc) -> Result<()> {
-        if loc.mount.fs.read_only() { Err(Errno::EROFS) } else { Ok(()) }
+        if loc.mount.read_only() { Err(Errno::EROFS) } else { Ok(()) }
     }
+}
+
+/// `EROFS` for a change of the entries of `dir` through a mount made read-only (a read-only
+/// file system answers for itself, in its own order of checks).
+fn mount_writable(dir: &Loc) -> Result<()> {
+    if dir.mount.flags().contains(crate::MountFlags::READ_ONLY) { Err(Errno::EROFS) } else { Ok(()) }
 }

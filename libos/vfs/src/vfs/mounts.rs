@@ -1,11 +1,12 @@
 //! Mounting and unmounting file systems on directories of a namespace, and listing them.
 
-use super::{Mount, Vfs, walk_cache};
+use super::{Loc, Mount, Vfs, walk_cache};
 use crate::node::FileSystem;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, Ordering};
+use crate::MountFlags;
 use libos_core::{Errno, Result};
 
 /// The bit of a `(mount id, inode)` key in [`Vfs::covered_summary`]: the top 6 bits of a
@@ -44,6 +45,83 @@ impl Vfs {
         if !root.file_type().is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        let local_names = fs.local_names();
+        self.cover(&loc, path, |id| Mount { id, dev: id, root_ino: root.ino(), root, fs, parent: None, path: String::new(), local_names, flags: AtomicU32::new(0) })
+    }
+
+    /// [`Vfs::mount`] with options.
+    pub fn mount_with(&self, path: &str, fs: Arc<dyn FileSystem>, flags: MountFlags) -> Result<()> {
+        self.mount(path, fs)?;
+        self.remount(path, flags)
+    }
+
+    /// Sets the options of the mount whose root `path` names (`mount -o remount`): `EINVAL`
+    /// if `path` is not a mount's root. Files already open for writing stay writable (Linux
+    /// would refuse a read-only remount while any are: `EBUSY`).
+    pub fn remount(&self, path: &str, flags: MountFlags) -> Result<()> {
+        let loc = self.resolve(path.into(), true)?;
+        if !loc.is_mount_root() {
+            return Err(Errno::EINVAL);
+        }
+        loc.mount.flags.store(flags.bits(), Ordering::Relaxed);
+        walk_cache::names_changed();
+        Ok(())
+    }
+
+    /// A bind mount (`mount --bind SOURCE TARGET`): the directory `source` names appears
+    /// again at the directory `target`, the same files (the same [`Metadata::dev`](crate::Metadata::dev)
+    /// and inodes) through a mount of its own. With `recursive` (`--rbind`) the mounts below
+    /// `source` come along, each bound at the same place below `target`; without it they do
+    /// not show through the new mount, as on Linux. `ENOTDIR` unless both are directories.
+    pub fn bind(&self, source: &str, target: &str, recursive: bool) -> Result<()> {
+        let from = self.resolve(source.into(), true)?;
+        let onto = self.resolve(target.into(), true)?;
+        if !from.is_dir() || !onto.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        // The mounts below `source`, found before the new one exists (a bind of a directory
+        // into its own subtree must not find itself), by their place in the namespace.
+        let below: Vec<(String, Arc<Mount>)> = if recursive {
+            let base = super::cwd::path_of_dir(from.clone())?;
+            let mut list: Vec<Arc<Mount>> = self.mounts.lock().covers.values().cloned().collect();
+            list.sort_by_key(|m| m.id);
+            list.into_iter().filter_map(|m| Some((String::from(relative_to(&base, &m.path)?), m))).collect()
+        } else {
+            Vec::new()
+        };
+        self.cover(&onto, target, |id| Mount {
+            id,
+            dev: from.mount.dev,
+            root_ino: from.node.ino(),
+            root: from.node.clone(),
+            fs: from.mount.fs.clone(),
+            parent: None,
+            path: String::new(),
+            local_names: from.mount.local_names,
+            flags: AtomicU32::new(from.mount.flags.load(Ordering::Relaxed)),
+        })?;
+        let target_path = super::cwd::path_of_dir(self.resolve(target.into(), true)?)?;
+        for (rest, mount) in below {
+            let at = alloc::format!("{}/{rest}", target_path.trim_end_matches('/'));
+            let place = self.resolve(at.as_str().into(), true)?;
+            self.cover(&place, &at, |id| Mount {
+                id,
+                dev: mount.dev,
+                root_ino: mount.root_ino,
+                root: mount.root.clone(),
+                fs: mount.fs.clone(),
+                parent: None,
+                path: String::new(),
+                local_names: mount.local_names,
+                flags: AtomicU32::new(mount.flags.load(Ordering::Relaxed)),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Puts the mount `make` builds (given its new id) on top of the directory `loc`, which
+    /// `path` named; `EBUSY` if a mount is already exactly there.
+    fn cover(&self, loc: &Loc, path: &str, make: impl FnOnce(u64) -> Mount) -> Result<()> {
         let mut mounts = self.mounts.lock();
         let key = (loc.mount.id, loc.node.ino());
         if mounts.covers.contains_key(&key) {
@@ -51,9 +129,10 @@ impl Vfs {
         }
         let id = mounts.next_id;
         mounts.next_id += 1;
-        let local_names = fs.local_names();
-        let mount = Arc::new(Mount { id, root_ino: root.ino(), root, fs, parent: Some(loc), path: String::from(path), local_names });
-        mounts.covers.insert(key, mount);
+        // Listed by where it is in the namespace, whatever relative path named the place.
+        let path = super::cwd::path_of_dir(loc.clone()).unwrap_or_else(|_| String::from(path));
+        let mount = Mount { parent: Some(loc.clone()), path, ..make(id) };
+        mounts.covers.insert(key, Arc::new(mount));
         self.covered_summary.fetch_or(summary_bit(key.0, key.1), Ordering::Release);
         walk_cache::names_changed();
         Ok(())
@@ -63,7 +142,13 @@ impl Vfs {
     /// root, `EBUSY` for the root file system or a mount with mounts inside it. Open files of
     /// the unmounted file system keep working.
     pub fn unmount(&self, path: &str) -> Result<()> {
-        let loc = self.resolve(path.into(), true)?;
+        self.unmount_at(path, true)
+    }
+
+    /// [`Vfs::unmount`]; without `follow`, a symlink at the end of `path` is not followed
+    /// (`UMOUNT_NOFOLLOW`: it names no mount, so `EINVAL`).
+    pub fn unmount_at(&self, path: &str, follow: bool) -> Result<()> {
+        let loc = self.resolve(path.into(), follow)?;
         if !loc.is_mount_root() {
             return Err(Errno::EINVAL);
         }
@@ -91,4 +176,10 @@ impl Vfs {
         list.insert(0, info(&self.root));
         list
     }
+}
+
+/// `path` below the directory `base` (both absolute): what follows `base/`, if anything.
+fn relative_to<'a>(base: &str, path: &'a str) -> Option<&'a str> {
+    let base = base.trim_end_matches('/');
+    path.strip_prefix(base)?.strip_prefix('/').filter(|rest| !rest.is_empty())
 }

@@ -3,6 +3,86 @@
 
 use super::*;
 
+/// Bind mounts: the same files (device and inode) at a second place, `EXDEV` between the
+/// two mounts, the mounts below the source only when recursive, `..` out of the bind's root,
+/// `EBUSY` for the bound directory, a directory bound onto itself, unmount.
+pub(super) fn bind_mounts(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(vfs.mkdir("/src", 0o755));
+    ok!(vfs.mkdir("/src/sub", 0o755));
+    ok!(write_file(&vfs, "/src/a", b"bound"));
+    ok!(vfs.mkdir("/dst", 0o755));
+    ok!(write_file(&vfs, "/dst/hidden", b"under"));
+    ok!(vfs.mount("/src/sub", f.create()?));
+    ok!(write_file(&vfs, "/src/sub/m", b"mounted"));
+    ok!(vfs.bind("/src", "/dst", false));
+    err!(vfs.metadata("/dst/hidden"), ENOENT);
+    eq!(ok!(read_file(&vfs, "/dst/a")), b"bound".to_vec());
+    let (a, b) = (ok!(vfs.metadata("/src/a")), ok!(vfs.metadata("/dst/a")));
+    eq!((a.dev, a.ino), (b.dev, b.ino));
+    ok!(write_file(&vfs, "/dst/new", b"both"));
+    eq!(ok!(read_file(&vfs, "/src/new")), b"both".to_vec());
+    err!(vfs.metadata("/dst/sub/m"), ENOENT);
+    err!(vfs.rename("/dst/a", "/src/b"), EXDEV);
+    err!(vfs.link("/dst/a", "/src/b"), EXDEV);
+    eq!(ok!(vfs.metadata("/dst/..")).ino, ok!(vfs.metadata("/")).ino);
+    err!(vfs.rmdir("/dst"), EBUSY);
+    err!(vfs.bind("/src/a", "/dst/sub", false), ENOTDIR);
+    err!(vfs.bind("/src", "/src/a", false), ENOTDIR);
+    eq!(vfs.mounts().len(), 3);
+    ok!(vfs.unmount("/dst"));
+    eq!(ok!(read_file(&vfs, "/dst/hidden")), b"under".to_vec());
+    ok!(vfs.bind("/src", "/dst", true));
+    eq!(ok!(read_file(&vfs, "/dst/sub/m")), b"mounted".to_vec());
+    eq!(ok!(vfs.metadata("/dst/sub/m")).dev, ok!(vfs.metadata("/src/sub/m")).dev);
+    err!(vfs.unmount("/dst"), EBUSY);
+    ok!(vfs.unmount("/dst/sub"));
+    ok!(vfs.unmount("/dst"));
+    ok!(vfs.mkdir("/self", 0o755));
+    ok!(vfs.bind("/self", "/self", false));
+    err!(vfs.rmdir("/self"), EBUSY);
+    ok!(vfs.unmount("/self"));
+    ok!(vfs.rmdir("/self"));
+    ok!(vfs.unmount("/src/sub"));
+    eq!(vfs.mounts().len(), 1);
+    Ok(())
+}
+
+/// Mount options: a read-only mount refuses changes (`EROFS`) through it but not through
+/// another mount of the same files, and `statfs` says so; `remount` changes the options;
+/// `noexec` keeps programs from starting (`EACCES`); `nodev` keeps device nodes shut.
+pub(super) fn mount_options(f: &dyn FileSystemFactory) -> Outcome {
+    let vfs = fresh(f)?;
+    ok!(vfs.mkdir("/data", 0o755));
+    ok!(vfs.mkdir("/view", 0o755));
+    ok!(write_file(&vfs, "/data/f", b"text"));
+    ok!(vfs.set_permissions("/data/f", 0o755, true));
+    ok!(vfs.bind("/data", "/view", false));
+    ok!(vfs.remount("/view", MountFlags::READ_ONLY | MountFlags::NO_EXEC | MountFlags::NO_DEV));
+    err!(vfs.remount("/data", MountFlags::READ_ONLY), EINVAL);
+    check!(ok!(vfs.statfs("/view/f")).flags & 1 != 0);
+    eq!(ok!(vfs.statfs("/data")).flags & 0x2f, STATFS_FLAGS_VALID);
+    err!(vfs.open("/view/f", OpenFlags::WRONLY, 0), EROFS);
+    err!(vfs.open("/view/new", NEW, 0o644), EROFS);
+    err!(vfs.mkdir("/view/d", 0o755), EROFS);
+    err!(vfs.unlink("/view/f"), EROFS);
+    err!(vfs.truncate("/view/f", 0), EROFS);
+    err!(vfs.access("/view/f", Access::WRITE, false, true), EROFS);
+    eq!(ok!(read_file(&vfs, "/view/f")), b"text".to_vec());
+    ok!(write_file(&vfs, "/data/f", b"new text"));
+    eq!(ok!(read_file(&vfs, "/view/f")), b"new text".to_vec());
+    err!(vfs.open_executable("/view/f").map(|_| ()), EACCES);
+    ok!(vfs.open_executable("/data/f").map(|_| ()));
+    if vfs.mknod("/data/null", NewNode::CharDevice(makedev(1, 3)), 0o666).is_ok() {
+        err!(vfs.open("/view/null", OpenFlags::RDONLY, 0).map(|_| ()), EACCES);
+    }
+    ok!(vfs.remount("/view", MountFlags::empty()));
+    ok!(write_file(&vfs, "/view/g", b"writable again"));
+    eq!(ok!(vfs.statfs("/view")).flags & 0x2f, STATFS_FLAGS_VALID);
+    ok!(vfs.unmount("/view"));
+    Ok(())
+}
+
 /// Mounts: separate contents, `..` out of a mount root, `EXDEV`, `EBUSY`, nested and stacked
 /// mounts, unmount.
 pub(super) fn mounts(f: &dyn FileSystemFactory) -> Outcome {
