@@ -178,6 +178,8 @@ fn read_forever() {
                     Some(handler) => handler(event),
                     None => log::warn!("control: {event} with nobody to hear it"),
                 },
+                // The host starts a forked child with an empty line (see xtask's `process`).
+                None if line == Ok("") => {}
                 None => log::error!("control: the host sent a line that is not a message ({line:?}); ignored"),
             });
         }

@@ -102,6 +102,8 @@ pub mod nr {
         pub const GETCPU: u64 = 309;
         pub const FSTATFS: u64 = 138;
         pub const SYNC: u64 = 162;
+        pub const MOUNT: u64 = 165;
+        pub const UMOUNT2: u64 = 166;
         pub const SETXATTR: u64 = 188;
         pub const LSETXATTR: u64 = 189;
         pub const FSETXATTR: u64 = 190;
@@ -274,6 +276,8 @@ pub mod nr {
         pub const FREMOVEXATTR: u64 = 16;
         pub const FSTATFS: u64 = 44;
         pub const SYNC: u64 = 81;
+        pub const MOUNT: u64 = 40;
+        pub const UMOUNT2: u64 = 39;
         pub const FADVISE64: u64 = 223;
         pub const SYNCFS: u64 = 267;
         pub const TRUNCATE: u64 = 45;

@@ -287,7 +287,7 @@ table! {
     nr::TKILL => |f, [a0, a1, ..]| signal::tgkill(0, a0, a1);
     nr::FORK => |f, _| process::fork();
     // A copy is a valid vfork: the child cannot change what its parent sees.
-    nr::VFORK => |f, _| process::fork();
+    nr::VFORK => |f, _| process::vfork();
     #[cfg(feature = "elf")]
     nr::EXECVE => |f, [a0, a1, a2, ..]| crate::exec::execve(a0, a1, a2, f.stack_pointer());
     #[cfg(not(feature = "elf"))]
@@ -429,6 +429,10 @@ table! {
     nr::FSTATFS => |f, [a0, a1, ..]| files::fstatfs(a0, a1);
     #[cfg(feature = "fs")]
     nr::SYNC => |f, _| files::sync();
+    #[cfg(feature = "fs")]
+    nr::MOUNT => |f, [a0, a1, a2, a3, a4, ..]| crate::mounts::mount(a0, a1, a2, a3, a4);
+    #[cfg(feature = "fs")]
+    nr::UMOUNT2 => |f, [a0, a1, ..]| crate::mounts::umount2(a0, a1);
     #[cfg(feature = "fs")]
     nr::SYNCFS => |f, [a0, ..]| files::syncfs(a0);
     #[cfg(feature = "fs")]

@@ -20,6 +20,7 @@
 use crate::user::{self, StrBuffer};
 use alloc::string::String;
 use alloc::vec::Vec;
+use libos::fs::vfs::TextBusy;
 use libos::{Errno, Result};
 
 /// Bytes of arguments and environment (with their NULs) an `execve` may pass (Linux's
@@ -36,6 +37,8 @@ const PATH_MAX: usize = 4096;
 struct Image {
     path: String,
     file: Vec<u8>,
+    /// The file kept from writers while the program runs from it (`ETXTBSY`).
+    text: TextBusy,
     plan: crate::elf::LoadPlan,
     args: Vec<String>,
 }
@@ -83,6 +86,7 @@ fn replace(image: Image, env: Vec<String>, blocked: u64, stack_pointer: u64) -> 
         executable: image.path,
     };
     drop(image.file);
+    crate::load::set_running_text(image.text);
     crate::run::start_main_thread(program, env, blocked)
 }
 
@@ -130,7 +134,7 @@ fn strings(array: u64, budget: &mut usize) -> Result<Vec<String>> {
 /// Reads `path` and what it needs (its `#!` interpreters), checking everything.
 fn find(mut path: String, mut args: Vec<String>) -> Result<Image> {
     for _ in 0..MAX_INTERPRETERS {
-        let file = read_executable(&path)?;
+        let (file, text) = crate::load::read_program(&path)?;
         if let Some(line) = file.strip_prefix(b"#!") {
             let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len()).min(SHEBANG_MAX);
             let line = core::str::from_utf8(&line[..end]).map_err(|_| Errno::ENOEXEC)?;
@@ -159,16 +163,7 @@ fn find(mut path: String, mut args: Vec<String>) -> Result<Image> {
             log::info!("posix-shim: execve {path}: {e}");
             Errno::ENOEXEC
         })?;
-        return Ok(Image { path, file, plan, args });
+        return Ok(Image { path, file, text, plan, args });
     }
     Err(Errno::ELOOP)
-}
-
-/// The bytes of `path` if it is a regular file with an execute bit (`EACCES` otherwise).
-fn read_executable(path: &str) -> Result<Vec<u8>> {
-    let metadata = libos::fs::metadata(path)?;
-    if !metadata.is_file() || metadata.perm & 0o111 == 0 {
-        return Err(Errno::EACCES);
-    }
-    libos::fs::read(path)
 }

@@ -476,7 +476,7 @@ mod with_fs {
     /// kernel objects, the pseudo file systems Linux reports for them (`PIPEFS_MAGIC`,
     /// `SOCKFS_MAGIC`, `ANON_INODE_FS_MAGIC`).
     pub fn fstatfs(fd_number: u64, buf: u64) -> Result<u64> {
-        let pseudo = |fs_type| vfs_crate::StatFs { fs_type, block_size: 4096, name_max: 255, ..vfs_crate::StatFs::default() };
+        let pseudo = |fs_type| vfs_crate::StatFs { fs_type, block_size: 4096, name_max: 255, flags: vfs_crate::STATFS_FLAGS_VALID, ..vfs_crate::StatFs::default() };
         let s = match &*fd::get(fd_number)? {
             Object::File(file) => vfs()?.statfs_of(file)?,
             Object::Pipe(_) => pseudo(0x5049_5045),
@@ -488,7 +488,7 @@ mod with_fs {
 
     fn write_statfs(buf: u64, s: &vfs_crate::StatFs) -> Result<u64> {
         let words: [u64; 15] =
-            [s.fs_type, s.block_size, s.blocks, s.blocks_free, s.blocks_free, s.files, s.files_free, 0, s.name_max, s.block_size, 0, 0, 0, 0, 0];
+            [s.fs_type, s.block_size, s.blocks, s.blocks_free, s.blocks_free, s.files, s.files_free, 0, s.name_max, s.block_size, s.flags, 0, 0, 0, 0];
         // SAFETY: checked by `user::write`; the C program vouches for the buffer.
         unsafe { user::write(buf, words)? };
         Ok(0)

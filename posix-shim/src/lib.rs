@@ -77,6 +77,8 @@ mod files;
 mod locks;
 #[cfg(target_os = "none")]
 pub mod mem;
+#[cfg(all(target_os = "none", feature = "fs"))]
+mod mounts;
 #[cfg(target_os = "none")]
 pub mod net;
 #[cfg(target_os = "none")]

@@ -9,16 +9,18 @@
 //! keeps (the kernel image, device windows: [`crate::elf::check_reserved`]).
 //!
 //! Exit codes when the program cannot start, as a shell reports them: [`NOT_FOUND`] when the
-//! file cannot be read, [`CANNOT_EXECUTE`] when it is not a static executable for this machine
-//! or cannot be mapped; one `posix-shim:` line says why.
+//! file is missing, [`CANNOT_EXECUTE`] when it may not run (no execute permission, a `noexec`
+//! mount, open for writing), is not a static executable for this machine or cannot be mapped;
+//! one `posix-shim:` line says why. The file refuses writers (`ETXTBSY`) while the program runs.
 
 use crate::elf::{self, LoadPlan, Protection};
 use crate::run::{self, Program};
 use alloc::string::String;
 use alloc::vec::Vec;
 use libos::Errno;
+use libos::fs::vfs::TextBusy;
 
-/// Exit code when the program file cannot be read (as `sh` for a missing command).
+/// Exit code when the program file is missing (as `sh` for a missing command).
 pub const NOT_FOUND: i32 = 127;
 /// Exit code when the file is not a static executable for this machine (as `sh`).
 pub const CANNOT_EXECUTE: i32 = 126;
@@ -34,13 +36,15 @@ pub fn run_elf_program() -> i32 {
         libos::println!("posix-shim: usage: elf-runner PATH [ARGS...] (the static ELF file to run)");
         return USAGE;
     };
-    let file = match libos::fs::read(path) {
-        Ok(file) => file,
+    let (file, text) = match read_program(path) {
+        Ok(read) => read,
         Err(e) => {
             libos::println!("posix-shim: cannot read {path}: {e}");
-            return NOT_FOUND;
+            // As a shell: a missing file is "not found", one that may not run "cannot execute".
+            return if matches!(e, Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) { NOT_FOUND } else { CANNOT_EXECUTE };
         }
     };
+    set_running_text(text);
     let plan = match elf::plan(&file, elf::NATIVE_MACHINE) {
         Ok(plan) => plan,
         Err(e) => {
@@ -67,6 +71,40 @@ pub fn run_elf_program() -> i32 {
     argv.extend(args.map(String::from));
     let executable = String::from(path);
     run::run(Program { entry: plan.entry, phdr: plan.phdr, phent: plan.phent, phnum: plan.phnum, args: argv, executable })
+}
+
+/// The file the running program came from, kept from writers (`ETXTBSY`) until `execve`
+/// replaces the program.
+static RUNNING_TEXT: libos::sync::Mutex<Option<TextBusy>> = libos::sync::Mutex::new(None);
+
+/// Marks `text` as the running program's file, releasing the one before, and tells the
+/// other processes (through the process host, when there is one).
+pub(crate) fn set_running_text(text: TextBusy) {
+    let (dev, ino) = text.file();
+    let previous = RUNNING_TEXT.lock().replace(text);
+    drop(previous);
+    crate::process::report_text(dev, ino);
+}
+
+/// Opens `path` as a program to run ([`libos::fs::vfs::Vfs::open_executable`]: a regular file
+/// with execute permission, not on a `noexec` mount, not open for writing) and reads it whole.
+/// The [`TextBusy`] keeps writers away while the caller holds it.
+/// It is read up to the size it had when opened (no writer in this VM can change it meanwhile).
+pub(crate) fn read_program(path: &str) -> Result<(Vec<u8>, TextBusy), Errno> {
+    let (file, text) = libos::fs::vfs()?.open_executable(path)?;
+    let size = usize::try_from(file.metadata()?.size).map_err(|_| Errno::ENOMEM)?;
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(size).map_err(|_| Errno::ENOMEM)?;
+    bytes.resize(size, 0);
+    let mut done = 0;
+    while done < size {
+        match file.read(&mut bytes[done..])? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    bytes.truncate(done);
+    Ok((bytes, text))
 }
 
 /// The page runs of the ELF file loaded last (unmapped when `execve` replaces it).

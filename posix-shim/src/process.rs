@@ -99,6 +99,11 @@ mod host {
         Err(Errno::ENOSYS)
     }
 
+    /// `vfork` without processes: as [`fork`].
+    pub fn vfork() -> Result<u64> {
+        fork()
+    }
+
     /// `wait4` without processes: there are no children.
     pub fn wait4(_pid: u64, _status: u64, _options: u64, _rusage: u64) -> Result<u64> {
         Err(Errno::ECHILD)
@@ -127,6 +132,17 @@ mod host {
     /// No host to tell of an `execve`.
     pub fn report_exec() {}
 
+    /// No other process to keep from writing the program's file.
+    pub fn report_text(_dev: u64, _ino: u64) {}
+
+    /// No child to wait for.
+    pub fn wait_for_vfork_child(_child: u64) {}
+
+    /// No other process shares the mount table: nothing to pass on (true: nothing failed).
+    pub fn report_namespace_change(_change: &[u8]) -> bool {
+        true
+    }
+
     /// Another process's group or session: there is no other process.
     pub fn ask_id_of(_pid: u64, _session: bool) -> Result<u64> {
         Err(Errno::ESRCH)
@@ -148,7 +164,7 @@ mod host {
     use libos::control;
     use libos::sync::{IrqSpinLock, WaitQueue};
     use libos::{Errno, Result};
-    use libos_process_protocol::{Event, Pid, Reply, RequestKind};
+    use libos_process_protocol::{Event, FileId, NamespaceChange, Pid, Reply, RequestKind};
 
     /// A child of this process: its pid, its process group and, once it ended, its wait
     /// status (a zombie).
@@ -180,6 +196,16 @@ mod host {
     /// Starts listening to the host's events (at program start).
     pub fn install() {
         control::set_event_handler(on_event);
+    }
+
+    /// `vfork()`: a [`fork`] whose parent waits for the child to run a program or end
+    /// ([`wait_for_vfork_child`]).
+    pub fn vfork() -> Result<u64> {
+        let child = fork()?;
+        if child != 0 {
+            wait_for_vfork_child(child);
+        }
+        Ok(child)
     }
 
     /// `fork()`: the host copies this VM; returns the child's pid here and 0 in the copy.
@@ -263,6 +289,23 @@ mod host {
             }
             Event::Signal { signal: sig, from } => signal::send_from_process(u64::from(sig), from),
             Event::Pipe { pipe, state } => crate::events::host_pipe::on_event(pipe, state),
+            // Another process started or stopped running from a file: it has no writer here
+            // while any does.
+            // Another process changed the mount table, which all share.
+            Event::Namespace { change } => {
+                #[cfg(feature = "fs")]
+                crate::mounts::apply_shared_change(change.as_bytes());
+                #[cfg(not(feature = "fs"))]
+                let _ = change;
+            }
+            Event::Text { text, running } => {
+                #[cfg(feature = "fs")]
+                if let Ok(vfs) = libos::fs::vfs() {
+                    vfs.set_running_elsewhere(text.dev, text.ino, running);
+                }
+                #[cfg(not(feature = "fs"))]
+                let _ = (text, running);
+            }
             Event::Group { pgid, sid } => {
                 set_session(u64::from(sid));
                 set_group(u64::from(pgid));
@@ -467,6 +510,40 @@ mod host {
             Ok(_) | Err(Errno::ENOSYS) => {}
             Err(e) => log::warn!("posix-shim: cannot tell the host of this execve ({e})"),
         }
+    }
+
+    /// Tells the host this process runs from the file `dev`/`ino` now, so that no other
+    /// process opens it for writing (`ETXTBSY`); returns once the host has told them. Quiet
+    /// without a host.
+    pub fn report_text(dev: u64, ino: u64) {
+        match control::call(RequestKind::Text { text: FileId { dev, ino } }) {
+            Ok(_) | Err(Errno::ENOSYS) => {}
+            Err(e) => log::warn!("posix-shim: cannot tell the host which file this program runs from ({e})"),
+        }
+    }
+
+    /// The parent's side of `vfork` (and `clone` with `CLONE_VFORK`): returns once child
+    /// `child` runs a program of its own (`execve`) or has ended, as Linux holds a `vfork`
+    /// parent. The child is a copy, so the wait protects no memory; it keeps the order
+    /// programs rely on (by the time `posix_spawn` returns, the child runs the new program: its
+    /// file refuses writers everywhere).
+    pub fn wait_for_vfork_child(child: u64) {
+        let Ok(child) = Pid::try_from(child) else { return };
+        match control::call(RequestKind::VforkWait { child }) {
+            Ok(_) | Err(Errno::ENOSYS) => {}
+            Err(e) => log::warn!("posix-shim: cannot wait for vfork child {child} ({e})"),
+        }
+    }
+
+    /// Passes a change of the mount table on to the other processes; returns once the host
+    /// has passed it on. False when it is too long for a message (it then stays this VM's).
+    pub fn report_namespace_change(change: &[u8]) -> bool {
+        let Some(change) = NamespaceChange::new(change) else { return false };
+        match control::call(RequestKind::Namespace { change }) {
+            Ok(_) | Err(Errno::ENOSYS) => {}
+            Err(e) => log::warn!("posix-shim: cannot pass a mount table change on to the other processes ({e})"),
+        }
+        true
     }
 
     /// Another process's group (or, with `session`, its session), from the host.

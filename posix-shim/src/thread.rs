@@ -220,7 +220,7 @@ fn clone_process(flags: u64, stack: u64, ptid: u64, ctid: u64) -> Result<u64> {
         return Err(Errno::EINVAL);
     }
     if stack == 0 {
-        let child = crate::process::fork()?;
+        let child = if flags & CLONE_VFORK != 0 { crate::process::vfork()? } else { crate::process::fork()? };
         settle_tids(flags, child, ptid, ctid)?;
         return Ok(child);
     }
@@ -249,6 +249,9 @@ fn fork_onto_stack(frame: &mut libos::syscall::Frame, request: CloneRequest) -> 
         frame.set_stack_pointer(roomy_copy_of_stack(request.stack).unwrap_or(request.stack));
     }
     settle_tids(request.flags, child, request.ptid, request.ctid)?;
+    if child != 0 && request.flags & CLONE_VFORK != 0 {
+        crate::process::wait_for_vfork_child(child);
+    }
     Ok(child)
 }
 

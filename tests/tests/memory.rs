@@ -93,6 +93,7 @@ fn elf_segments_over_device_windows_are_refused() {
         let root = dir.dir().to_path_buf();
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::write(root.join("bin/at-device"), program_at(arch, base)).unwrap();
+        std::fs::set_permissions(root.join("bin/at-device"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let booted = Boot::app("elf-runner").root_share(&root).args(&["/bin/at-device"]).on(arch);
         drop(dir);
         booted

@@ -1,9 +1,9 @@
 //! pjdfstest, the POSIX file-system test suite from outside this repository (issue 18), as an
 //! unmodified static Linux program on libos (`xtask::pjdfstest`: its Rust rewrite from the
 //! Rust registry, run by elf-runner under the process host as `./x run --elf` runs it), on
-//! each root file system and both architectures. Every one of its 398 cases must pass, except
-//! the few `xtask::pjdfstest::KNOWN_FAILURES` (cases that start other programs), and be
-//! skipped only for the reasons the host run skips them too
+//! each root file system and both architectures. Every one of its 398 cases must pass (there
+//! are no `xtask::pjdfstest::KNOWN_FAILURES` left), and be skipped only for the reasons the
+//! host run skips them too
 //! (`xtask::pjdfstest::EXPECTED_SKIPS`). The ext2 volume must be clean for `e2fsck -fn`
 //! afterwards (`run_guest` checks it). `./x pjdfstest` runs the same and the host side by side.
 //!

@@ -89,7 +89,7 @@ fn c_threads_run_on_every_cpu() {
 
 /// `apps/c-shimtest`'s C files, to build them as one static program run by `elf-runner`.
 fn shimtest_sources() -> Vec<std::path::PathBuf> {
-    ["shimtest", "net", "disk", "posix", "procfs", "xattr", "random", "memory", "smp", "smp_files"]
+    ["shimtest", "net", "disk", "posix", "procfs", "xattr", "mounts", "random", "memory", "smp", "smp_files"]
         .iter()
         .map(|name| xtask::root().join(format!("apps/c-shimtest/c/{name}.c")))
         .collect()
@@ -134,7 +134,8 @@ fn posix_file_semantics_and_credentials_hold() {
 /// disks): `apps/c-shimtest`'s C files as one static program, run by `elf-runner` from a
 /// virtio-fs share as `/`, then from an ext2 disk as `/` (made by e2fsprogs from a fresh tree,
 /// checked with `e2fsck -fn` afterwards). Both roots have `/dev` (device nodes open devfs's
-/// devices), a sticky `/tmp` and `/root`.
+/// devices), a sticky `/tmp` and `/root`. The mounts family (`mount`, `umount2`, `ETXTBSY`,
+/// which needs `execve`, so a loaded program) runs there and on elf-runner's ramfs root.
 #[test]
 fn posix_file_semantics_hold_on_virtio_fs_and_ext2_roots() {
     use std::os::unix::fs::PermissionsExt;
@@ -158,9 +159,10 @@ fn posix_file_semantics_hold_on_virtio_fs_and_ext2_roots() {
         let share = tree("share");
         let on_share = Boot::app("elf-runner").root_share(&share);
         let on_disk = Boot::app("elf-runner").disk(&image, false).options("root=ext2:vda");
-        for boot in [on_share, on_disk] {
-            let families = boot.args(&["/bin/shimtest", "procfs", "xattr", "posix"]).on(arch);
-            families.exits_with(0).prints("ok procfs\n").prints("ok xattr\n").prints("ok posix\n").does_not_print("FAIL");
+        let in_memory = Boot::app("elf-runner").with_image(xtask::build::elf_runner_with(arch, true, Some(&program), None).unwrap());
+        for boot in [on_share, on_disk, in_memory] {
+            let families = boot.args(&["/bin/shimtest", "procfs", "xattr", "mounts", "posix"]).on(arch);
+            families.exits_with(0).prints("ok procfs\n").prints("ok xattr\n").prints("ok mounts\n").prints("ok posix\n").does_not_print("FAIL");
         }
         if let Err(report) = xtask::disk::check_ext2(&image).unwrap() {
             panic!("{arch}: e2fsck after the posix family:\n{report}");

@@ -15,7 +15,7 @@ use crate::qemu::Exit;
 pub const VERSION: &str = "0.3.2";
 
 /// fsx as a [`Tool`].
-pub const TOOL: Tool = Tool { name: "fsx", version: VERSION, static_libraries: &[] };
+pub const TOOL: Tool = Tool { name: "fsx", version: VERSION, static_libraries: &[], extras: outside::no_extras };
 
 /// What fsx prints when every operation checked out.
 const PASSED: &str = "All operations completed A-OK!";

@@ -12,7 +12,8 @@
 //! - **Image** ([`guest_image`]): the program as `/bin/NAME` and the tool's files directory
 //!   (`tests/NAME/`) from `/`, copied to `target/NAME/ARCH.image`.
 //! - **Roots**: ramfs (the default), a fresh host directory through virtio-fs, or a fresh ext2
-//!   image that must be clean for `e2fsck -fn` after the run. Each has an empty `/tmp` (1777).
+//!   image that must be clean for `e2fsck -fn` after the run. Each has an empty `/tmp` (1777)
+//!   and `/dev`, `/proc`, `/sys` to mount devfs, procfs and sysfs on.
 //!   The guest runs under the process host, as `./x run --elf` does.
 
 use crate::arch::Arch;
@@ -33,6 +34,14 @@ pub struct Tool {
     /// Static libraries it links beyond glibc: (Debian package, the file it provides) for
     /// x86_64 and for aarch64.
     pub static_libraries: &'static [[(&'static str, &'static str); 2]],
+    /// Adds what the tool runs besides itself (other programs) to the guest's tree, for an
+    /// architecture ([`no_extras`]: nothing).
+    pub extras: fn(Arch, &Path) -> Result<()>,
+}
+
+/// [`Tool::extras`] of a tool that runs no other program.
+pub fn no_extras(_: Arch, _: &Path) -> Result<()> {
+    Ok(())
 }
 
 /// The root file system a tool runs on in the guest (in its `/tmp`).
@@ -147,24 +156,37 @@ pub fn target_dir(tool: &Tool) -> PathBuf {
     root().join("target").join(tool.name)
 }
 
-/// An elf-runner image for `arch` with `tool`'s program as `/bin/NAME` and [`files_dir`] from
-/// `/` in its initial RAM archive, both copied to `target/NAME/ARCH.image` (and
-/// `ARCH.image.initrd`).
+/// An elf-runner image for `arch` with `tool`'s program as `/bin/NAME`, and [`files_dir`]
+/// with the tool's [`Tool::extras`] from `/`, in its initial RAM archive, both copied to
+/// `target/NAME/ARCH.image` (and `ARCH.image.initrd`).
 pub fn guest_image(tool: &Tool, arch: Arch) -> Result<PathBuf> {
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let program = ensure(tool, arch)?;
     let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-    let built = crate::build::elf_runner_with(arch, true, Some(&program), Some(&files_dir(tool)))?;
+    let files = target_dir(tool).join(format!("{}.files", arch.name()));
+    if files.exists() {
+        std::fs::remove_dir_all(&files)?;
+    }
+    std::fs::create_dir_all(&files)?;
+    if files_dir(tool).exists() {
+        crate::linux::run_step(Command::new("cp").arg("-a").arg(files_dir(tool).join(".")).arg(&files))?;
+    }
+    (tool.extras)(arch, &files)?;
+    let built = crate::build::elf_runner_with(arch, true, Some(&program), Some(&files))?;
     let image = target_dir(tool).join(format!("{}.image", arch.name()));
     crate::build::copy_image(&built, &image)?;
     Ok(image)
 }
 
-/// A root tree for a virtio-fs share or an ext2 image: an empty `/tmp` (mode 1777).
+/// A root tree for a virtio-fs share or an ext2 image: an empty `/tmp` (mode 1777), and
+/// `/dev`, `/proc`, `/sys` for libos to mount devfs, procfs and sysfs on (programs that start
+/// others open `/dev/null` and read `/proc/self/exe`).
 fn root_tree(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir.join("tmp"))?;
-    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
+    for (sub, mode) in [("tmp", 0o1777), ("dev", 0o755), ("proc", 0o555), ("sys", 0o555)] {
+        std::fs::create_dir_all(dir.join(sub))?;
+        std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(mode))?;
+    }
     Ok(())
 }
 

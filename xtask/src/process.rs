@@ -49,6 +49,7 @@
 //! a child's overlay is the parent's live one (no image lock between them): blocks the child
 //! had not cached at the fork, it reads as the parent has written them since.
 
+mod fork;
 mod groups;
 mod offsets;
 mod pipes;
@@ -57,16 +58,16 @@ mod ram;
 
 use crate::Result;
 use crate::qemu::VmConfig;
-use libos_process_protocol::{Event, HostMessage, Pid, Reply, Request, RequestKind};
+use libos_process_protocol::{Event, FileId, HostMessage, Pid, Reply, Request, RequestKind};
 use pipes::{Outbox, Pipes};
+use fork::SpareSlot;
 use qmp::Qmp;
 use ram::{VmRam, clear_ram, ram_base};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -115,6 +116,13 @@ struct Vm {
     daemons: Option<crate::virtiofs::Daemons>,
     /// The VM's RAM (QEMU's shared memory file), opened at the first pipe transfer.
     ram: Option<std::fs::File>,
+    /// The file its program runs from, as it reported ([`RequestKind::Text`]; a child
+    /// starts with its parent's).
+    text: Option<FileId>,
+    /// Whether it reported a program of its own (after `execve`; the first process at start).
+    runs_own_program: bool,
+    /// `vfork` parents waiting for it to run a program of its own or end: (parent, request).
+    vfork_waiters: Vec<(Pid, u32)>,
 }
 
 struct Shared {
@@ -155,37 +163,6 @@ impl Table {
 pub struct ProcessHost {
     shared: Arc<Shared>,
     first: Option<Listeners>,
-}
-
-/// A QEMU started ahead of a fork, waiting for a state to load (`-incoming defer`).
-struct Spare {
-    process: Child,
-    qemu: u32,
-    control: UnixStream,
-    qmp: Qmp,
-    daemons: Option<crate::virtiofs::Daemons>,
-}
-
-impl Spare {
-    /// Kills it and its virtiofsd.
-    fn stop(mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-        crate::qemu::untrack(self.qemu);
-        if let Some(mut daemons) = self.daemons.take() {
-            daemons.stop();
-        }
-    }
-}
-
-/// The spare QEMU of the next fork.
-enum SpareSlot {
-    /// None (before the first fork, or starting one failed).
-    Empty,
-    /// One is starting (a fork waits for it rather than start another).
-    Starting,
-    /// One is waiting for its state.
-    Ready(Spare),
 }
 
 /// The sockets a VM's QEMU connects to, bound before it starts.
@@ -354,7 +331,7 @@ impl Shared {
         // A child starts in its parent's group and session (its memory, a copy, says the same).
         let (pgid, sid) = table.vms.get(&parent).map_or((pid, pid), |p| (p.pgid, p.sid));
         let qmp = Arc::new(Mutex::new(qmp));
-        let vm = Vm { parent, pgid, sid, execed: false, qemu, control: control.clone(), qmp, reported: None, killed: None, process, daemons, ram: None };
+        let vm = Vm { parent, pgid, sid, execed: false, qemu, control: control.clone(), qmp, reported: None, killed: None, process, daemons, ram: None, text: None, runs_own_program: false, vfork_waiters: Vec::new() };
         table.vms.insert(pid, vm);
         drop(table);
         let shared = self.clone();
@@ -410,6 +387,52 @@ impl Shared {
                         vm.execed = true;
                     }
                     self.send(pid, HostMessage::Reply(id, Reply::Done));
+                }
+                RequestKind::Text { text } => {
+                    // Every other VM hears before the reply lets this one go on (its program,
+                    // or the `execve` that loaded it, then runs).
+                    let mut out = Outbox::new();
+                    let mut released = Vec::new();
+                    {
+                        let mut table = lock(&self.table);
+                        let before = table.vms.get_mut(&pid).and_then(|vm| {
+                            vm.runs_own_program = true;
+                            released = std::mem::take(&mut vm.vfork_waiters);
+                            vm.text.replace(text)
+                        });
+                        for &other in table.vms.keys().filter(|&&other| other != pid) {
+                            if let Some(before) = before {
+                                out.push((other, HostMessage::Event(Event::Text { text: before, running: false })));
+                            }
+                            out.push((other, HostMessage::Event(Event::Text { text, running: true })));
+                        }
+                    }
+                    // A `vfork` parent goes on once every VM knows what its child runs.
+                    out.extend(released.into_iter().map(|(parent, request)| (parent, HostMessage::Reply(request, Reply::Done))));
+                    out.push((pid, HostMessage::Reply(id, Reply::Done)));
+                    self.send_all(out);
+                }
+                RequestKind::VforkWait { child } => {
+                    let mut table = lock(&self.table);
+                    match table.vms.get_mut(&child) {
+                        Some(vm) if !vm.runs_own_program && vm.parent == pid => vm.vfork_waiters.push((pid, id)),
+                        _ => {
+                            drop(table);
+                            self.send(pid, HostMessage::Reply(id, Reply::Done));
+                        }
+                    }
+                }
+                RequestKind::Namespace { change } => {
+                    // The other VMs make the change before this one hears it is done (a child's
+                    // `mount` is in its parent's table by the time the parent sees it exit).
+                    let mut out: Outbox = lock(&self.table)
+                        .vms
+                        .keys()
+                        .filter(|&&other| other != pid)
+                        .map(|&other| (other, HostMessage::Event(Event::Namespace { change })))
+                        .collect();
+                    out.push((pid, HostMessage::Reply(id, Reply::Done)));
+                    self.send_all(out);
                 }
                 RequestKind::SetSid => {
                     let reply = self.regroup(pid, |processes| groups::setsid(processes, pid));
@@ -471,6 +494,9 @@ impl Shared {
                 | RequestKind::SetPgid { .. }
                 | RequestKind::SetSid
                 | RequestKind::Exec
+                | RequestKind::Text { .. }
+                | RequestKind::Namespace { .. }
+                | RequestKind::VforkWait { .. }
                 | RequestKind::GetPgid { .. }
                 | RequestKind::GetSid { .. } => {}
             }
@@ -487,165 +513,8 @@ impl Shared {
     fn send(&self, pid: Pid, message: HostMessage) {
         let control = lock(&self.table).vms.get(&pid).map(|vm| vm.control.clone());
         if let Some(control) = control {
-            let _ = writeln!(lock(&control), "{message}");
+            let _ = write_line(&control, &message);
         }
-    }
-
-    /// Copies VM `parent` into a new one. `Ok(None)`: done, and the parent has its reply (sent
-    /// before the child runs, so that it knows its child before it can hear that it ended);
-    /// `Ok(Some(reply))`: refused with this reply.
-    fn fork(self: &Arc<Self>, parent: Pid, request: u32) -> Result<Option<Reply>> {
-        let (child, qmp) = {
-            let mut table = lock(&self.table);
-            if table.closing || table.vms.len() >= self.limit {
-                return Ok(Some(Reply::Error { errno: EAGAIN }));
-            }
-            let child = table.next_pid;
-            table.next_pid += 1;
-            let qmp = table.vms.get(&parent).ok_or("no such parent")?.qmp.clone();
-            (child, qmp)
-        };
-        let state = self.dir.path().join(format!("state-{child}"));
-        let started = Instant::now();
-        {
-            let mut qmp = lock(&qmp);
-            qmp.execute("stop", json!({}))?;
-            let saved = qmp.migrate_to(&state);
-            qmp.execute("cont", json!({}))?;
-            saved?;
-        }
-        let saved_in = started.elapsed();
-        let result = self.start_child(child, parent, request, &state);
-        let _ = std::fs::remove_file(&state);
-        match result {
-            Ok(()) => {
-                self.prepare_spare();
-                let timing = ForkTiming { saved: saved_in, running: started.elapsed() };
-                lock(&self.forks).push(timing);
-                if std::env::var_os("LIBOS_PROCESS_TRACE").is_some() {
-                    eprintln!("process host: fork {parent} -> {child}: saved in {:?}, child running after {:?}", timing.saved, timing.running);
-                }
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Starts a QEMU for a future child: the parent's command line (see the module docs for
-    /// what a child does not share), waiting for a state to load (`-incoming defer`), its
-    /// sockets connected.
-    fn start_spare(&self) -> Result<Spare> {
-        let mut config = self.config.clone();
-        if let Some(net) = &mut config.net {
-            net.backend = crate::net::NetBackend::User { forwards: Vec::new(), restrict: true };
-        }
-        for disk in &mut config.disks {
-            disk.snapshot = true;
-        }
-        config.launcher.clear();
-        let daemons = if config.shares.is_empty() { None } else { Some(crate::virtiofs::Daemons::start(&config.shares)?) };
-        let name = format!("s{}", self.spares_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let listeners = self.listen(&name)?;
-        let mut command: Command = config.command();
-        if let Some(daemons) = &daemons {
-            command.args(daemons.qemu_args(config.transport(), &config.memory));
-        }
-        command.args(self.vm_args(&name));
-        command.args(["-incoming", "defer"]);
-        let mut process = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-        let qemu = process.id();
-        crate::qemu::track(qemu);
-        self.forward_output(process.stdout.take(), process.stderr.take());
-        match self.accept(&listeners, qemu) {
-            Ok((control, qmp)) => Ok(Spare { process, qemu, control, qmp, daemons }),
-            Err(e) => {
-                let _ = process.kill();
-                let _ = process.wait();
-                crate::qemu::untrack(qemu);
-                Err(e)
-            }
-        }
-    }
-
-    /// The spare QEMU started after the last fork (waiting for it if it is still starting), or
-    /// a new one.
-    fn take_spare(&self) -> Result<Spare> {
-        let mut slot = lock(&self.spare);
-        while matches!(*slot, SpareSlot::Starting) {
-            slot = self.spare_ready.wait(slot).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        let taken = std::mem::replace(&mut *slot, SpareSlot::Empty);
-        drop(slot);
-        match taken {
-            SpareSlot::Ready(spare) if alive(spare.qemu) => Ok(spare),
-            SpareSlot::Ready(dead) => {
-                dead.stop();
-                self.start_spare()
-            }
-            SpareSlot::Empty | SpareSlot::Starting => self.start_spare(),
-        }
-    }
-
-    /// Starts the next spare in the background (a fork then costs no QEMU start-up); one that
-    /// comes up after the run began closing is stopped at once.
-    fn prepare_spare(self: &Arc<Self>) {
-        {
-            let mut slot = lock(&self.spare);
-            if !matches!(*slot, SpareSlot::Empty) {
-                return;
-            }
-            *slot = SpareSlot::Starting;
-        }
-        let shared = self.clone();
-        std::thread::spawn(move || {
-            let started = shared.start_spare();
-            let mut slot = lock(&shared.spare);
-            *slot = SpareSlot::Empty;
-            match started {
-                Ok(spare) if lock(&shared.table).closing => spare.stop(),
-                Ok(spare) => *slot = SpareSlot::Ready(spare),
-                Err(e) => eprintln!("process host: cannot start a spare QEMU ({e}); the next fork starts one"),
-            }
-            drop(slot);
-            shared.spare_ready.notify_all();
-        });
-    }
-
-    /// Loads the saved state into a spare QEMU as `child`, tells it who it is, lets it run.
-    fn start_child(self: &Arc<Self>, child: Pid, parent: Pid, request: u32, state: &Path) -> Result<()> {
-        let Spare { process, qemu, control, mut qmp, daemons } = self.take_spare()?;
-        // With mapped-ram a page the parent had zero is not in the file, and loading leaves the
-        // destination's page as it is: the spare's RAM must read zero first. It holds what QEMU
-        // put there at reset (the kernel image, the device tree): punching the whole RAM file
-        // empties it (the spare's CPUs never ran).
-        let loaded = clear_ram(qemu)
-            .map_err(|e| format!("clearing the spare's RAM: {e}").into())
-            .and_then(|()| {
-                qmp.execute("migrate-set-capabilities", json!({ "capabilities": [{ "capability": "mapped-ram", "state": true }] }))
-            })
-            .and_then(|_| qmp.execute("migrate-incoming", json!({ "uri": format!("file:{}", state.display()) })))
-            .and_then(|_| qmp.wait_until_loaded());
-        let control = self.add_vm(child, parent, qemu, control, qmp, Some(process), daemons)?;
-        if let Err(e) = loaded {
-            self.kill_vm(child, SIGKILL);
-            return Err(e);
-        }
-        writeln!(lock(&control), "{}", HostMessage::Reply(request, Reply::Child { pid: child, parent }))?;
-        let mut out = Outbox::new();
-        {
-            let mut table = lock(&self.table);
-            table.pipes.forked(parent, child, &mut out);
-            table.offsets.forked(parent, child);
-        }
-        out.push((parent, HostMessage::Reply(request, Reply::Forked { child })));
-        self.send_all(out);
-        // The parent knows its child now: a child that cannot run is one that died.
-        let qmp = lock(&self.table).vms.get(&child).map(|vm| vm.qmp.clone());
-        if let Some(Err(e)) = qmp.map(|qmp| lock(&qmp).execute("cont", json!({}))) {
-            eprintln!("process host: process {child} could not start running ({e}); it counts as killed");
-            self.kill_vm(child, SIGKILL);
-        }
-        Ok(())
     }
 
     /// Copies a child's console into the run's, and its QEMU errors to stderr.
@@ -747,6 +616,12 @@ impl Shared {
             let ram = VmRam { vms: &table.vms, base: ram_base(self.config.arch) };
             table.pipes.vm_ended(&ram, pid, &mut out);
             table.offsets.vm_ended(pid, &mut out);
+            if let Some(text) = vm.text {
+                for &other in table.vms.keys() {
+                    out.push((other, HostMessage::Event(Event::Text { text, running: false })));
+                }
+            }
+            out.extend(vm.vfork_waiters.drain(..).map(|(parent, request)| (parent, HostMessage::Reply(request, Reply::Done))));
         }
         // The first process hears of each adoption with the orphan's group (its `wait` and
         // `waitpid(-PGID)` then count it, as init's do). Written under the table's lock: the
@@ -757,7 +632,7 @@ impl Shared {
             if other.parent == pid {
                 other.parent = 1;
                 if let Some(first) = &first {
-                    let _ = writeln!(lock(first), "{}", HostMessage::Event(Event::ChildGroup { pid: orphan, pgid: other.pgid }));
+                    let _ = write_line(first, &HostMessage::Event(Event::ChildGroup { pid: orphan, pgid: other.pgid }));
                 }
             }
         }
@@ -765,9 +640,16 @@ impl Shared {
         drop(table);
         self.send_all(out);
         if let Some(control) = parent {
-            let _ = writeln!(lock(&control), "{}", HostMessage::Event(Event::Exited { pid, status }));
+            let _ = write_line(&control, &HostMessage::Event(Event::Exited { pid, status }));
         }
     }
+}
+
+/// Writes `message` and its newline to a VM's control channel in one write, so that a VM saved
+/// for a fork while a line arrives holds as little of a line as can be.
+fn write_line(control: &Mutex<UnixStream>, message: &HostMessage) -> std::io::Result<()> {
+    let line = format!("{message}\n");
+    lock(control).write_all(line.as_bytes())
 }
 
 /// Whether host process `pid` still runs.

@@ -25,6 +25,8 @@ int socket_family(const char *f);
 void posix_family(void);
 /* procfs.c: /proc/self, /proc/self/fd, /dev/std*; 0 if `f` is not "procfs". */
 int procfs_family_run(const char *f);
+/* mounts.c: mount(2), umount2(2), ETXTBSY in /tmp (needs execve); 0 if `f` is not "mounts". */
+int mounts_family_run(const char *f);
 /* xattr.c: extended attributes in /tmp (root, briefly uid 1000); 0 if `f` is not "xattr". */
 int xattr_family_run(const char *f);
 /* random.c: random (an entropy source is there), random-unseeded (none is); 0 if `f` names

@@ -1,6 +1,6 @@
 /* shimtest: checks of posix-shim's Linux system calls, one family per argument:
  *   files mem time wallclock process threads signals sigdeliver events timers timers-waiting stdio
- *   enosys preempt kill abort procfs (procfs.c) xattr (xattr.c) posix (posix.c: ends as uid 1000, so run it last)
+ *   enosys preempt kill abort procfs (procfs.c) xattr (xattr.c) mounts (mounts.c) posix (posix.c: ends as uid 1000, so run it last)
  *   memory memory-exit (memory.c)
  *   smp=N smp-mprotect smp-exits=N (smp.c: C threads on N CPUs, affinity, threads ending while
  *   their stacks are unmapped); smp-files=DIR (smp_files.c)
@@ -1306,6 +1306,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(f, "posix")) posix_family();
         else if (procfs_family_run(f)) {}
         else if (xattr_family_run(f)) {}
+        else if (mounts_family_run(f)) {}
         else if (!strcmp(f, "disk")) disk_family();
         else if (!strcmp(f, "ext2")) ext2_family();
         else if (!strcmp(f, "ext2sync")) ext2_sync_family();

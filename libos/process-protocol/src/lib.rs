@@ -28,6 +28,16 @@
 //! holds a file's position lock across a read or write. [`RequestKind::OffsetDrop`] says this
 //! VM closed the description.
 //!
+//! **Files programs run from.** Linux refuses to open a file for writing while any process
+//! runs from it (`ETXTBSY`). Each VM reports the file its program came from
+//! ([`RequestKind::Text`], a [`FileId`]); the host counts, per file, the processes running
+//! from it (a fork runs its parent's), and tells every other VM when the count for it goes up
+//! or down ([`Event::Text`]).
+//!
+//! **One mount namespace.** Linux's processes share their mount table; a mount, bind mount or
+//! unmount one VM makes goes to the host ([`RequestKind::Namespace`]), which passes it on to
+//! every other VM ([`Event::Namespace`]) before it replies.
+//!
 //! Exit statuses are Linux wait statuses (`code << 8` for an exit, the signal number for a
 //! death by signal), the values `wait4` stores.
 //!
@@ -104,6 +114,66 @@ impl Segments {
     pub fn total(&self) -> u64 {
         self.as_slice().iter().map(|s| u64::from(s.len)).sum()
     }
+}
+
+/// A file as every VM of a run names it: its file system's device number and its inode. A
+/// child VM starts as a copy of its parent, mount table included, so the two agree on the
+/// device numbers of the file systems mounted before the fork.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId {
+    /// The file system ([`st_dev`](https://man7.org/linux/man-pages/man3/stat.3type.html)).
+    pub dev: u64,
+    /// The inode.
+    pub ino: u64,
+}
+
+/// The longest [`NamespaceChange`], in bytes.
+pub const MAX_NAMESPACE_CHANGE: usize = 240;
+
+/// A change to the mount table, in a form only the guests read (posix-shim's `mounts`): the
+/// host passes it on to the other VMs as it is. Written in hexadecimal on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct NamespaceChange {
+    bytes: [u8; MAX_NAMESPACE_CHANGE],
+    len: usize,
+}
+
+impl NamespaceChange {
+    /// `bytes` as a change; `None` when longer than [`MAX_NAMESPACE_CHANGE`].
+    pub fn new(bytes: &[u8]) -> Option<NamespaceChange> {
+        let mut change = NamespaceChange { bytes: [0; MAX_NAMESPACE_CHANGE], len: bytes.len() };
+        change.bytes.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(change)
+    }
+
+    /// Its bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl fmt::Debug for NamespaceChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NamespaceChange({:?})", self.as_bytes().escape_ascii())
+    }
+}
+
+impl fmt::Display for NamespaceChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_bytes().iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// A [`NamespaceChange`] from its hexadecimal form (at least one byte).
+fn namespace_change(word: &str) -> Option<NamespaceChange> {
+    if word.is_empty() || word.len() % 2 != 0 || word.len() > 2 * MAX_NAMESPACE_CHANGE {
+        return None;
+    }
+    let mut bytes = [0u8; MAX_NAMESPACE_CHANGE];
+    for (i, pair) in word.as_bytes().chunks(2).enumerate() {
+        bytes[i] = hex(core::str::from_utf8(pair).ok()?)?;
+    }
+    NamespaceChange::new(&bytes[..word.len() / 2])
 }
 
 /// A guest's request: its id and what it asks.
@@ -191,6 +261,27 @@ pub enum RequestKind {
     /// This process called `execve` (so its parent's `setpgid` of it is `EACCES` from now on,
     /// as on Linux). Reply [`Reply::Done`].
     Exec,
+    /// This process runs from file `text` now (its first program, or one `execve` loaded),
+    /// which the host tells every other VM ([`Event::Text`]), so none of them writes it
+    /// (`ETXTBSY`). Reply [`Reply::Done`], sent after those events.
+    Text {
+        /// The file.
+        text: FileId,
+    },
+    /// `vfork` (or `clone` with `CLONE_VFORK`) made child `child`: reply [`Reply::Done`] once
+    /// it runs a program of its own (its [`RequestKind::Text`] after `execve`) or has ended, as
+    /// Linux holds a `vfork` parent until then; at once if that happened already.
+    VforkWait {
+        /// The child.
+        child: Pid,
+    },
+    /// This process changed the mount table (one mount namespace for all processes, as
+    /// Linux's processes share theirs): the host passes the change on to every other VM
+    /// ([`Event::Namespace`]), then replies [`Reply::Done`].
+    Namespace {
+        /// The change.
+        change: NamespaceChange,
+    },
     /// `getpgid(pid)` of another process: reply [`Reply::Id`] or `ESRCH`.
     GetPgid {
         /// The process.
@@ -268,6 +359,9 @@ pub enum Reply {
 }
 
 /// Something that happened to the VM's process, sent by the host whenever it happens.
+// A namespace change makes every event as large as one (about 250 bytes): events are few
+// (a line over a serial port each) and this crate has no allocator to box it with.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// Child `pid` ended with wait status `status`.
@@ -300,6 +394,19 @@ pub enum Event {
         /// Its group.
         pgid: Pid,
     },
+    /// One more (`running` true) or one fewer other process runs from file `text`: while
+    /// any does, this VM opens it for no writer (`ETXTBSY`).
+    Text {
+        /// The file.
+        text: FileId,
+        /// Whether one started (else one stopped).
+        running: bool,
+    },
+    /// Another process changed the mount table: this VM makes the same change.
+    Namespace {
+        /// The change.
+        change: NamespaceChange,
+    },
     /// Host pipe `pipe` is now in state `state` (`PIPE_*` bits).
     Pipe {
         /// The pipe.
@@ -310,6 +417,7 @@ pub enum Event {
 }
 
 /// A line from the host: a reply or an event.
+#[allow(clippy::large_enum_variant)] // as `Event`
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostMessage {
     /// An answer to request `id`.
@@ -342,6 +450,9 @@ impl fmt::Display for Request {
             RequestKind::SetPgid { pid, pgid } => write!(f, "{id} setpgid {pid} {pgid}"),
             RequestKind::SetSid => write!(f, "{id} setsid"),
             RequestKind::Exec => write!(f, "{id} exec"),
+            RequestKind::Text { text } => write!(f, "{id} text {} {}", text.dev, text.ino),
+            RequestKind::Namespace { change } => write!(f, "{id} namespace {change}"),
+            RequestKind::VforkWait { child } => write!(f, "{id} vfork-wait {child}"),
             RequestKind::GetPgid { pid } => write!(f, "{id} getpgid {pid}"),
             RequestKind::GetSid { pid } => write!(f, "{id} getsid {pid}"),
             RequestKind::OffsetNew { value } => write!(f, "{id} offset-new {value}"),
@@ -372,6 +483,8 @@ impl fmt::Display for Event {
             Event::Exited { pid, status } => write!(f, "event exited {pid} {status}"),
             Event::Signal { signal, from } => write!(f, "event signal {signal} {from}"),
             Event::Pipe { pipe, state } => write!(f, "event pipe {pipe} {state}"),
+            Event::Namespace { change } => write!(f, "event namespace {change}"),
+            Event::Text { text, running } => write!(f, "event text {} {} {}", text.dev, text.ino, if running { "+" } else { "-" }),
             Event::Group { pgid, sid } => write!(f, "event group {pgid} {sid}"),
             Event::ChildGroup { pid, pgid } => write!(f, "event child-group {pid} {pgid}"),
         }
@@ -455,6 +568,9 @@ impl Request {
             ("setpgid", 4) => RequestKind::SetPgid { pid: number(w[2])?, pgid: number(w[3])? },
             ("setsid", 2) => RequestKind::SetSid,
             ("exec", 2) => RequestKind::Exec,
+            ("text", 4) => RequestKind::Text { text: FileId { dev: number(w[2])?, ino: number(w[3])? } },
+            ("namespace", 3) => RequestKind::Namespace { change: namespace_change(w[2])? },
+            ("vfork-wait", 3) => RequestKind::VforkWait { child: number(w[2])? },
             ("getpgid", 3) => RequestKind::GetPgid { pid: number(w[2])? },
             ("getsid", 3) => RequestKind::GetSid { pid: number(w[2])? },
             ("offset-new", 3) => RequestKind::OffsetNew { value: number(w[2])? },
@@ -492,6 +608,15 @@ impl HostMessage {
             ("event", "exited", 4) => HostMessage::Event(Event::Exited { pid: number(w[2])?, status: number(w[3])? }),
             ("event", "signal", 4) => HostMessage::Event(Event::Signal { signal: number(w[2])?, from: number(w[3])? }),
             ("event", "pipe", 4) => HostMessage::Event(Event::Pipe { pipe: number(w[2])?, state: number(w[3])? }),
+            ("event", "namespace", 3) => HostMessage::Event(Event::Namespace { change: namespace_change(w[2])? }),
+            ("event", "text", 5) => {
+                let running = match w[4] {
+                    "+" => true,
+                    "-" => false,
+                    _ => return None,
+                };
+                HostMessage::Event(Event::Text { text: FileId { dev: number(w[2])?, ino: number(w[3])? }, running })
+            }
             ("event", "group", 4) => HostMessage::Event(Event::Group { pgid: number(w[2])?, sid: number(w[3])? }),
             ("event", "child-group", 4) => HostMessage::Event(Event::ChildGroup { pid: number(w[2])?, pgid: number(w[3])? }),
             _ => return None,
@@ -572,6 +697,9 @@ mod tests {
             RequestKind::SetPgid { pid: 0, pgid: 3 },
             RequestKind::SetSid,
             RequestKind::Exec,
+            RequestKind::Text { text: FileId { dev: 1, ino: u64::MAX } },
+            RequestKind::Namespace { change: NamespaceChange::new(b"bind\0/a b\0/c\0r").unwrap() },
+            RequestKind::VforkWait { child: 3 },
             RequestKind::GetPgid { pid: 5 },
             RequestKind::GetSid { pid: 6 },
             RequestKind::OffsetNew { value: 1 << 40 },
@@ -596,6 +724,9 @@ mod tests {
             HostMessage::Event(Event::Exited { pid: 4, status: 9 }),
             HostMessage::Event(Event::Signal { signal: 10, from: 1 }),
             HostMessage::Event(Event::Pipe { pipe: 2, state: PIPE_READABLE | PIPE_NO_WRITERS }),
+            HostMessage::Event(Event::Text { text: FileId { dev: 3, ino: 12 }, running: true }),
+            HostMessage::Event(Event::Text { text: FileId { dev: 3, ino: 12 }, running: false }),
+            HostMessage::Event(Event::Namespace { change: NamespaceChange::new(&[0, 0xff, b' ']).unwrap() }),
         ];
         for message in messages {
             assert_eq!(HostMessage::parse(&message.to_string()), Some(message));
@@ -608,16 +739,28 @@ mod tests {
         let many = std::format!("1 pipe-read 1 0 {}", ["1:1"; MAX_SEGMENTS + 1].join(","));
         for line in [
             "", "fork", "1 fork now", "1 kill 1", "1 kill x 9", "1 kill 1 -9", "1 exit", "1 exit +3", "1 exit 99999999999", "1 Fork",
-            "x fork", "1 setpgid -1 0", "1 setpgid 1", "1 setsid 1", "1 exec now", "1 getpgid", "1 getsid -2", "1 offset-new", "1 offset-lock -1", "1 offset-unlock 1", "1 offset-drop 1 2", "1 pipe-read 1 0 zz:1", "1 pipe-write 1 0 1:", "1 pipe-read 1 0 1:100000000", &many, &"1 fork ".repeat(80),
+            "x fork", "1 setpgid -1 0", "1 setpgid 1", "1 setsid 1", "1 exec now", "1 text 1", "1 namespace", "1 namespace 0", "1 namespace zz", "1 namespace 41 42", "1 vfork-wait", "1 vfork-wait -2", "1 text -1 2", "1 text 1 2 3", "1 getpgid", "1 getsid -2", "1 offset-new", "1 offset-lock -1", "1 offset-unlock 1", "1 offset-drop 1 2", "1 pipe-read 1 0 zz:1", "1 pipe-write 1 0 1:", "1 pipe-read 1 0 1:100000000", &many, &"1 fork ".repeat(80),
         ] {
             assert_eq!(Request::parse(line), None, "{line:?}");
         }
         for line in [
             "reply", "reply 1 forked", "reply 1 forked -1", "reply 1 child 2", "event exited 1", "event bogus 1 2", "reply 1 done extra",
-            "event signal 1 2 3", "reply x done", "event pipe 1", "reply 1 id -1", "event group 1", "event child-group 1 2 3",
+            "event signal 1 2 3", "reply x done", "event pipe 1", "reply 1 id -1", "event group 1", "event child-group 1 2 3", "event text 1 2", "event namespace", "event namespace 4", "event text 1 2 1", "event text 1 -2 +",
         ] {
             assert_eq!(HostMessage::parse(line), None, "{line:?}");
         }
+    }
+
+    #[test]
+    fn an_empty_line_ends_a_part_left_over_so_the_next_message_reads() {
+        // A forked child is a copy of its parent saved mid-line: the host starts it with an
+        // empty line, so the part becomes one malformed line and the child's reply reads.
+        let mut buffer = LineBuffer::new();
+        let mut seen: Vec<Option<HostMessage>> = Vec::new();
+        for byte in b"event pipe ".iter().chain(b"\nreply 44 child 11 1\n") {
+            buffer.push(*byte, |line| seen.push(line.ok().and_then(HostMessage::parse)));
+        }
+        assert_eq!(seen, [None, Some(HostMessage::Reply(44, Reply::Child { pid: 11, parent: 1 }))]);
     }
 
     #[test]

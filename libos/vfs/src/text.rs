@@ -7,6 +7,12 @@
 //! ([`TextBusy`]); a count of either sign refuses the other kind. Only files with a count have
 //! an entry, so the table holds the files open for writing and the running programs.
 //!
+//! Programs in other VMs of a run (other processes: libos runs each in a VM of its own) count
+//! too: the process host says when one starts or stops running from a file
+//! ([`crate::Vfs::set_running_elsewhere`]), and while any does, no writer gets the file. (The
+//! other way round, a program another VM starts while this one writes the file, is not
+//! refused: that VM cannot see this one's writers.)
+//!
 //! [`Metadata::dev`]: crate::Metadata::dev
 
 use alloc::sync::Arc;
@@ -24,7 +30,15 @@ pub(crate) struct FileKey {
 /// The counts of one namespace ([`crate::Vfs`]), shared with its open files.
 #[derive(Default)]
 pub(crate) struct WriteCounts {
-    counts: SpinLock<HashMap<FileKey, i64>>,
+    counts: SpinLock<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    /// This VM's: writers (positive) or running programs (negative), per file.
+    here: HashMap<FileKey, i64>,
+    /// Programs other VMs run from each file.
+    elsewhere: HashMap<FileKey, u32>,
 }
 
 impl WriteCounts {
@@ -32,21 +46,41 @@ impl WriteCounts {
     /// away if nothing holds it open for writing (else `ETXTBSY`).
     fn change(&self, key: FileKey, by: i64) -> Result<()> {
         let mut counts = self.counts.lock();
-        let count = counts.get(&key).copied().unwrap_or(0);
+        let count = counts.here.get(&key).copied().unwrap_or(0);
         if count != 0 && count.signum() != by.signum() {
             return Err(Errno::ETXTBSY);
         }
-        counts.insert(key, count + by);
+        if by > 0 && !counts.elsewhere.is_empty() && counts.elsewhere.contains_key(&key) {
+            return Err(Errno::ETXTBSY);
+        }
+        counts.here.insert(key, count + by);
         Ok(())
+    }
+
+    /// One more (`running`) or one fewer program in another VM runs from the file.
+    pub(crate) fn set_running_elsewhere(&self, key: FileKey, running: bool) {
+        let mut counts = self.counts.lock();
+        let count = counts.elsewhere.get(&key).copied().unwrap_or(0);
+        match (running, count) {
+            (true, _) => {
+                counts.elsewhere.insert(key, count + 1);
+            }
+            (false, 0 | 1) => {
+                counts.elsewhere.remove(&key);
+            }
+            (false, _) => {
+                counts.elsewhere.insert(key, count - 1);
+            }
+        }
     }
 
     /// Undoes one [`WriteCounts::change`] by `by`.
     fn undo(&self, key: FileKey, by: i64) {
         let mut counts = self.counts.lock();
-        if let Some(count) = counts.get_mut(&key) {
+        if let Some(count) = counts.here.get_mut(&key) {
             *count -= by;
             if *count == 0 {
-                counts.remove(&key);
+                counts.here.remove(&key);
             }
         }
     }
@@ -67,7 +101,7 @@ impl WriteCounts {
 
     #[cfg(test)]
     fn count(&self, key: FileKey) -> i64 {
-        self.counts.lock().get(&key).copied().unwrap_or(0)
+        self.counts.lock().here.get(&key).copied().unwrap_or(0)
     }
 }
 
@@ -88,6 +122,13 @@ impl Drop for Writer {
 pub struct TextBusy {
     counts: Arc<WriteCounts>,
     key: FileKey,
+}
+
+impl TextBusy {
+    /// The file: its file system's device number and its inode.
+    pub fn file(&self) -> (u64, u64) {
+        (self.key.dev, self.key.ino)
+    }
 }
 
 impl Drop for TextBusy {
@@ -124,6 +165,26 @@ mod tests {
         drop(t2);
         drop(counts.writer(file).unwrap());
         drop(busy_elsewhere);
-        assert!(counts.counts.lock().is_empty());
+        assert!(counts.counts.lock().here.is_empty());
+    }
+
+    #[test]
+    fn programs_in_other_vms_keep_writers_away_until_the_last_one_stops() {
+        let counts = Arc::new(WriteCounts::default());
+        let file = FileKey { dev: 1, ino: 9 };
+        let writer = counts.writer(file).unwrap();
+        counts.set_running_elsewhere(file, true);
+        drop(writer);
+        counts.set_running_elsewhere(file, true);
+        assert_eq!(counts.writer(file).err(), Some(Errno::ETXTBSY));
+        assert!(counts.writer(FileKey { dev: 2, ino: 9 }).is_ok());
+        counts.set_running_elsewhere(file, false);
+        assert_eq!(counts.writer(file).err(), Some(Errno::ETXTBSY));
+        counts.set_running_elsewhere(file, false);
+        counts.set_running_elsewhere(file, false);
+        drop(counts.writer(file).unwrap());
+        let here = counts.deny_writers(file).unwrap();
+        drop(here);
+        assert!(counts.counts.lock().elsewhere.is_empty() && counts.counts.lock().here.is_empty());
     }
 }

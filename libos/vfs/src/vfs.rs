@@ -11,6 +11,7 @@
 mod at;
 mod checks;
 mod cwd;
+mod file_systems;
 mod mounts;
 mod walk;
 mod walk_cache;
@@ -26,7 +27,7 @@ use crate::file::OpenFile;
 use crate::text::{FileKey, TextBusy, WriteCounts};
 use crate::node::{FileSystem, NewNode, Node};
 use crate::path::{self, Last};
-use crate::types::{DirEntry, FileType, MAX_SYMLINKS, Metadata, MountFlags, OpenFlags, STATFS_FLAGS_VALID, StatFs, TimeUpdate};
+use crate::types::{DirEntry, FileType, MAX_SYMLINKS, Metadata, MountFlags, OpenFlags, TimeUpdate};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -688,11 +689,6 @@ impl Vfs {
         crate::xattr::list(&self.creds, &*loc.node)
     }
 
-    /// `statfs` of the file system holding `path`.
-    pub fn statfs(&self, path: &str) -> Result<StatFs> {
-        statfs_through(&self.resolve(path.into(), true)?.mount)
-    }
-
     /// All entries of directory `path` without `.` and `..` (as `std::fs::read_dir`), in the
     /// file system's order. ([`OpenFile::read_dir_next`] lists `.` and `..` too, as POSIX
     /// `readdir` does.)
@@ -720,46 +716,6 @@ impl Vfs {
         crate::attr::set_times(&self.creds, &*loc.node, accessed, modified)
     }
 
-    /// Syncs every mounted file system.
-    pub fn sync(&self) -> Result<()> {
-        self.each_file_system(|fs| fs.sync())
-    }
-
-    /// Shuts every mounted file system down before power-off ([`FileSystem::shut_down`]):
-    /// written back, disk volumes marked clean. Each is tried; the first error is returned.
-    pub fn shut_down(&self) -> Result<()> {
-        let mut first_error = Ok(());
-        self.each_file_system(|fs| {
-            if let Err(e) = fs.shut_down() {
-                first_error = first_error.and(Err(e));
-            }
-            Ok(())
-        })?;
-        first_error
-    }
-
-    /// Calls `f` with the root file system, then every mounted one (once each, however many
-    /// bind mounts show it); stops at the first error.
-    fn each_file_system(&self, mut f: impl FnMut(&dyn FileSystem) -> Result<()>) -> Result<()> {
-        let mut mounted: Vec<Arc<Mount>> = self.mounts.lock().covers.values().cloned().collect();
-        mounted.sort_by_key(|m| m.id);
-        let mut seen = alloc::collections::BTreeSet::from([self.root.dev]);
-        mounted.retain(|m| seen.insert(m.dev));
-        f(&*self.root.fs)?;
-        mounted.iter().try_for_each(|m| f(&*m.fs))
-    }
-
-    /// The file system `file` was opened on (`EINVAL` for a file outside this namespace or
-    /// one whose file system was unmounted since).
-    fn file_system_of(&self, file: &OpenFile) -> Result<Arc<dyn FileSystem>> {
-        let dev = file.dev();
-        if dev == self.root.dev {
-            return Ok(self.root.fs.clone());
-        }
-        let mounts = self.mounts.lock();
-        mounts.covers.values().find(|m| m.dev == dev).map(|m| m.fs.clone()).ok_or(Errno::EINVAL)
-    }
-
     /// Opens `path` for reading as a program to run (`execve`), with Linux's checks: a
     /// regular file (`EACCES`), execute permission (`EACCES`; root needs one execute bit), not
     /// on a `noexec` mount (`EACCES`), not open for writing (`ETXTBSY`). Until the
@@ -770,10 +726,18 @@ impl Vfs {
         if loc.node.file_type() != FileType::Regular || loc.mount.flags().contains(MountFlags::NO_EXEC) {
             return Err(Errno::EACCES);
         }
-        self.creds.check(&*loc.node, Access::READ | Access::EXEC)?;
+        // Execute permission only: Linux runs a program its caller may not read.
+        self.creds.check(&*loc.node, Access::EXEC)?;
         let busy = self.writers.deny_writers(file_key(&loc))?;
         let file = self.open_node(loc, None, OpenFlags::RDONLY, false)?;
         Ok((file, busy))
+    }
+
+    /// One more (`running`) or one fewer program of another VM runs from the file with
+    /// device number `dev` and inode `ino` (the process host says so): while any does,
+    /// opening the file for writing or truncating it fails with `ETXTBSY` here too.
+    pub fn set_running_elsewhere(&self, dev: u64, ino: u64, running: bool) {
+        self.writers.set_running_elsewhere(FileKey { dev, ino }, running);
     }
 
     /// Marks `file` (open on this namespace) as a running program's, as
@@ -786,26 +750,6 @@ impl Vfs {
         self.writers.deny_writers(FileKey { dev: file.dev(), ino: file.node().ino() })
     }
 
-    /// `fstatfs`: the file system `file` was opened on.
-    pub fn statfs_of(&self, file: &OpenFile) -> Result<StatFs> {
-        match file.file_ref() {
-            Some(at) => statfs_through(&at.loc.mount),
-            None => self.file_system_of(file)?.statfs(),
-        }
-    }
-
-    /// `syncfs`: syncs the file system `file` was opened on.
-    pub fn sync_of(&self, file: &OpenFile) -> Result<()> {
-        self.file_system_of(file)?.sync()
-    }
-}
-
-/// `statfs` of `mount`'s file system, with the mount's flags.
-fn statfs_through(mount: &Mount) -> Result<StatFs> {
-    let mut stat = mount.fs.statfs()?;
-    let read_only = if mount.fs.read_only() { MountFlags::READ_ONLY } else { MountFlags::empty() };
-    stat.flags = u64::from((mount.flags() | read_only).bits()) | STATFS_FLAGS_VALID;
-    Ok(stat)
 }
 
 /// The file at `loc` as [`WriteCounts`] knows it.

@@ -55,6 +55,21 @@ impl Vfs {
         self.remount(path, flags)
     }
 
+    /// The absolute path of the directory `path` names, symlinks and `..` resolved
+    /// (`ENOTDIR` for anything else).
+    pub fn directory_path(&self, path: &str) -> Result<String> {
+        let loc = self.resolve(path.into(), true)?;
+        if !loc.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        super::cwd::path_of_dir(loc)
+    }
+
+    /// Whether `path` names a mount's root (the namespace's root included).
+    pub fn is_mount_point(&self, path: &str) -> Result<bool> {
+        Ok(self.resolve(path.into(), true)?.is_mount_root())
+    }
+
     /// Sets the options of the mount whose root `path` names (`mount -o remount`): `EINVAL`
     /// if `path` is not a mount's root. Files already open for writing stay writable (Linux
     /// would refuse a read-only remount while any are: `EBUSY`).
