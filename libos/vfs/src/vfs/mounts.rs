@@ -137,6 +137,9 @@ impl Vfs {
     /// Puts the mount `make` builds (given its new id) on top of the directory `loc`, which
     /// `path` named; `EBUSY` if a mount is already exactly there.
     fn cover(&self, loc: &Loc, path: &str, make: impl FnOnce(u64) -> Mount) -> Result<()> {
+        // Listed by where it is in the namespace, whatever relative path named the place
+        // (found before the table's spin lock: the walk up asks the file system).
+        let path = super::cwd::path_of_dir(loc.clone()).unwrap_or_else(|_| String::from(path));
         let mut mounts = self.mounts.lock();
         let key = (loc.mount.id, loc.node.ino());
         if mounts.covers.contains_key(&key) {
@@ -144,8 +147,6 @@ impl Vfs {
         }
         let id = mounts.next_id;
         mounts.next_id += 1;
-        // Listed by where it is in the namespace, whatever relative path named the place.
-        let path = super::cwd::path_of_dir(loc.clone()).unwrap_or_else(|_| String::from(path));
         let mount = Mount { parent: Some(loc.clone()), path, ..make(id) };
         mounts.covers.insert(key, Arc::new(mount));
         self.covered_summary.fetch_or(summary_bit(key.0, key.1), Ordering::Release);
