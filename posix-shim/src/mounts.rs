@@ -126,7 +126,10 @@ pub fn mount(source: u64, target: u64, fstype: u64, flags: u64, data: u64) -> Re
     }
     if flags & MS_REMOUNT != 0 {
         vfs.remount(&target, mount_flags(flags))?;
-        share_change(&[b"o", vfs.directory_path(&target)?.as_bytes(), format!("{}", mount_flags(flags).bits()).as_bytes()]);
+        // Done here whatever the other processes make of it.
+        if let Ok(place) = vfs.directory_path(&target) {
+            share_change(&[b"o", place.as_bytes(), format!("{}", mount_flags(flags).bits()).as_bytes()]);
+        }
         return Ok(0);
     }
     if flags & MS_BIND != 0 {

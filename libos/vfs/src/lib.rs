@@ -43,7 +43,7 @@
 //! - Bind mounts ([`Vfs::bind`], recursive or not) of directories; file bind mounts are not
 //!   offered (`ENOTDIR`).
 //! - A file a program runs from refuses writers (`ETXTBSY`) while its [`TextBusy`] lives
-//!   ([`Vfs::deny_writers`], taken by the C shim's loader), and a file open for writing
+//!   ([`Vfs::open_executable`], which the C shim's loader opens programs with), and a file open for writing
 //!   cannot be marked so.
 //!
 //! ## How to write a file system

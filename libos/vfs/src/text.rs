@@ -118,7 +118,7 @@ impl Drop for Writer {
 }
 
 /// A file a program runs from: while this lives, opening the file for writing and truncating
-/// it fail with `ETXTBSY` ([`crate::Vfs::deny_writers`]).
+/// it fail with `ETXTBSY` ([`crate::Vfs::open_executable`]).
 pub struct TextBusy {
     counts: Arc<WriteCounts>,
     key: FileKey,

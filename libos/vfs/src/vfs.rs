@@ -739,17 +739,6 @@ impl Vfs {
     pub fn set_running_elsewhere(&self, dev: u64, ino: u64, running: bool) {
         self.writers.set_running_elsewhere(FileKey { dev, ino }, running);
     }
-
-    /// Marks `file` (open on this namespace) as a running program's, as
-    /// [`Vfs::open_executable`] does: `ETXTBSY` now if a description holds it open for
-    /// writing, `EACCES` for anything but a regular file.
-    pub fn deny_writers(&self, file: &OpenFile) -> Result<TextBusy> {
-        if file.node().file_type() != FileType::Regular {
-            return Err(Errno::EACCES);
-        }
-        self.writers.deny_writers(FileKey { dev: file.dev(), ino: file.node().ino() })
-    }
-
 }
 
 /// The file at `loc` as [`WriteCounts`] knows it.

@@ -523,19 +523,24 @@ pub(super) fn unnamed_files(f: &dyn FileSystemFactory) -> Outcome {
     Ok(())
 }
 
-/// A running program's file ([`Vfs::deny_writers`]): `ETXTBSY` for opening it to write
-/// (`O_WRONLY`, `O_RDWR`, `O_TRUNC` alone, an existing file with `O_CREAT`) and for
-/// `truncate`, while reading, renaming and removing it are fine; a file open for writing
-/// cannot be marked; the mark goes with the last holder.
+/// A running program's file ([`Vfs::open_executable`]): execute permission needed (`EACCES`,
+/// as for a directory), `ETXTBSY` while open for writing; while it runs, `ETXTBSY` for
+/// opening it to write (`O_WRONLY`, `O_RDWR`, `O_TRUNC` alone, an existing file with
+/// `O_CREAT`) and for `truncate`, while reading, renaming and removing it are fine; the mark
+/// goes with the last holder.
 pub(super) fn running_programs_files(f: &dyn FileSystemFactory) -> Outcome {
     let vfs = fresh(f)?;
     ok!(write_file(&vfs, "/prog", b"program text"));
+    err!(vfs.open_executable("/prog").map(|_| ()), EACCES);
+    ok!(vfs.set_permissions("/prog", 0o700, true));
     let writer = ok!(vfs.open("/prog", OpenFlags::WRONLY, 0));
-    let reader = ok!(vfs.open("/prog", OpenFlags::RDONLY, 0));
-    err!(vfs.deny_writers(&reader), ETXTBSY);
+    err!(vfs.open_executable("/prog").map(|_| ()), ETXTBSY);
     drop(writer);
-    let busy = ok!(vfs.deny_writers(&reader));
-    let again = ok!(vfs.deny_writers(&reader));
+    let (program, busy) = ok!(vfs.open_executable("/prog"));
+    let mut head = [0u8; 7];
+    eq!(ok!(program.read(&mut head)), 7);
+    eq!(&head, b"program");
+    let (_, again) = ok!(vfs.open_executable("/prog"));
     err!(vfs.open("/prog", OpenFlags::WRONLY, 0), ETXTBSY);
     err!(vfs.open("/prog", RW, 0), ETXTBSY);
     err!(vfs.open("/prog", OpenFlags::RDONLY | OpenFlags::TRUNC, 0), ETXTBSY);
@@ -549,25 +554,9 @@ pub(super) fn running_programs_files(f: &dyn FileSystemFactory) -> Outcome {
     drop(again);
     ok!(vfs.truncate("/renamed", 4));
     eq!(ok!(read_file(&vfs, "/renamed")), b"prog".to_vec());
-    let busy = ok!(vfs.deny_writers(&reader));
+    let (_, busy) = ok!(vfs.open_executable("/renamed"));
     ok!(vfs.unlink("/renamed"));
     drop(busy);
-    let dir = ok!(vfs.open("/", OpenFlags::RDONLY | OpenFlags::DIRECTORY, 0));
-    err!(vfs.deny_writers(&dir), EACCES);
-    // `execve`'s side: execute permission, and no writer.
-    ok!(write_file(&vfs, "/tool", b"program text"));
-    err!(vfs.open_executable("/tool").map(|_| ()), EACCES);
-    ok!(vfs.set_permissions("/tool", 0o700, true));
-    let writer = ok!(vfs.open("/tool", OpenFlags::WRONLY, 0));
-    err!(vfs.open_executable("/tool").map(|_| ()), ETXTBSY);
-    drop(writer);
-    let (program, busy) = ok!(vfs.open_executable("/tool"));
-    let mut head = [0u8; 7];
-    eq!(ok!(program.read(&mut head)), 7);
-    eq!(&head, b"program");
-    err!(vfs.open("/tool", OpenFlags::WRONLY, 0), ETXTBSY);
-    drop(busy);
-    drop(ok!(vfs.open("/tool", OpenFlags::WRONLY, 0)));
     err!(vfs.open_executable("/").map(|_| ()), EACCES);
     Ok(())
 }
