@@ -303,7 +303,7 @@ impl Daemons {
             let mut command;
             if let (Some(window), Some(binary)) = (share.dax, &dax_daemon) {
                 command = Command::new(binary);
-                command.arg(format!("--dax-window={window}"));
+                command.arg(format!("--dax-window={window}")).arg("--xattr");
             } else {
                 command = Command::new(virtiofsd.as_ref().expect("virtiofsd is installed for shares without DAX"));
                 command
@@ -313,8 +313,7 @@ impl Daemons {
                     // still knows but whose path is gone (a deleted file) becomes an error for
                     // the child instead of failing the whole fork.
                     .arg("--migration-on-error=guest-error")
-                    // Extended attributes pass through to the host file system. (The DAX
-                    // daemon serves none: see tools/virtiofsd-dax.)
+                    // Extended attributes pass through to the host file system (both daemons).
                     .arg("--xattr");
             }
             let binary = PathBuf::from(command.get_program());

@@ -23,7 +23,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use libos::fs::ramfs::RamFs;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use libos::fs::vfs::{FileSystem, NewNode, Node, Owner, StatFs};
+use libos::fs::vfs::{FileSystem, NewNode, Node, Owner, StatFs, XattrSet};
 use libos::fs::vfs::conformance::{self, Case, FileSystemFactory, ModelConfig, TinyFs};
 use libos::println;
 
@@ -113,8 +113,25 @@ fn leaves_out(fs: &dyn FileSystem) -> Vec<(&'static str, &'static str)> {
         let why = "the host daemon serves no extended attributes (EOPNOTSUPP for every call, as a Linux guest gets)";
         return XATTR_CASES.iter().map(|&name| (name, why)).collect();
     }
+    if sets_trusted_attributes(fs) {
+        return Vec::new();
+    }
     let why = "the host daemon decides: virtiofsd keeps no CAP_SYS_ADMIN, so the host refuses trusted.* and security.* attributes (EPERM) for every guest, Linux's too";
     alloc::vec![("privileged_attribute_namespaces", why)]
+}
+
+/// Whether the host daemon may set `trusted.*` attributes (ours runs with root's capabilities,
+/// virtiofsd drops CAP_SYS_ADMIN), tried on a scratch directory that is removed afterwards.
+fn sets_trusted_attributes(fs: &dyn FileSystem) -> bool {
+    const PROBE: &str = "conformance-probe";
+    let Ok(dir) = fs.root().create(PROBE, NewNode::Directory, 0o755, Owner::default()) else {
+        return false;
+    };
+    let set = dir.set_xattr("trusted.probe", b"1", XattrSet::Either).is_ok();
+    if let Err(e) = fs.root().rmdir(PROBE) {
+        println!("vfs-conformance: removing {PROBE}: {e}");
+    }
+    set
 }
 
 /// The extended-attribute cases.

@@ -18,6 +18,8 @@ A vhost-user-fs daemon for one VM that serves DIR and, with --dax-window, the DA
   --cache auto|never|always|metadata
                             what the guest may cache (default auto: 1 s timeouts)
   --readonly                refuse every change to the share (EROFS)
+  --xattr, --no-xattr       serve extended attributes, or not (default: not, as virtiofsd;
+                            without them the guest gets EOPNOTSUPP)
   --sandbox namespace|chroot|none
                             namespace (default): new mount, PID and network namespaces and
                             pivot_root into DIR; chroot: chroot into DIR; none: no confinement
@@ -61,6 +63,8 @@ pub struct Options {
     pub log_level: log::LevelFilter,
     /// `--inode-file-handles prefer`.
     pub inode_file_handles: bool,
+    /// `--xattr` (`--no-xattr`: false, the default).
+    pub xattr: bool,
 }
 
 /// What the command line asks for.
@@ -133,6 +137,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         sandbox: Sandbox::Namespace,
         log_level: log::LevelFilter::Warn,
         inode_file_handles: false,
+        xattr: false,
     };
     let text = |parser: &mut lexopt::Parser| -> Result<String, String> {
         let value = parser.value().map_err(|e| e.to_string())?;
@@ -145,6 +150,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             Long("dax-window") => dax_window = Some(parse_size(&text(&mut parser)?)?),
             Long("cache") => options.cache = parse_cache(&text(&mut parser)?)?,
             Long("readonly") => options.readonly = true,
+            Long("xattr") => options.xattr = true,
+            Long("no-xattr") => options.xattr = false,
             Long("sandbox") => options.sandbox = parse_sandbox(&text(&mut parser)?)?,
             Long("log-level") => {
                 let level = text(&mut parser)?;
@@ -212,7 +219,7 @@ mod tests {
         assert_eq!(options.shared_dir, PathBuf::from("/srv"));
         assert_eq!(options.dax_window, None);
         assert_eq!(options.cache, CachePolicy::Auto);
-        assert!(!options.readonly && !options.inode_file_handles);
+        assert!(!options.readonly && !options.inode_file_handles && !options.xattr);
         assert_eq!(options.sandbox, Sandbox::Namespace);
         assert_eq!(options.log_level, log::LevelFilter::Warn);
     }
@@ -230,7 +237,10 @@ mod tests {
             "--log-level=debug",
             "--inode-file-handles=prefer",
             "--migration-on-error=guest-error",
+            "--xattr",
         ]);
+        assert!(options.xattr);
+        assert!(!run(&["--socket-path=/s", "--shared-dir=/d", "--xattr", "--no-xattr"]).xattr);
         assert_eq!(options.dax_window, Some(256 << 20));
         assert_eq!(options.cache, CachePolicy::Never);
         assert!(options.readonly && options.inode_file_handles);

@@ -10,7 +10,6 @@ use crate::fuse::{self, INIT_REPLY_LEN, Policy, Request, Verdict};
 use crate::share::ShareFs;
 use fuse_backend_rs::abi::fuse_abi::{InitOut, Opcode, OutHeader};
 use fuse_backend_rs::api::server::Server;
-use fuse_backend_rs::passthrough::PassthroughFs;
 use fuse_backend_rs::transport::{FsCacheReqHandler, Reader, VirtioFsWriter, Writer};
 use std::io::{self, Write};
 use std::mem::size_of;
@@ -44,9 +43,9 @@ pub struct Requests<S: MapSender> {
 
 impl<S: MapSender> Requests<S> {
     /// Serves `fs` under `policy`; `dax` (with the policy's window) maps through its sender.
-    pub fn new(fs: PassthroughFs, policy: Policy, dax: Option<DaxMapper<S>>) -> Requests<S> {
+    pub fn new(fs: ShareFs, policy: Policy, dax: Option<DaxMapper<S>>) -> Requests<S> {
         debug_assert_eq!(policy.window, dax.as_ref().map(DaxMapper::window));
-        Requests { server: Server::new(ShareFs(fs)), policy, dax }
+        Requests { server: Server::new(fs), policy, dax }
     }
 
     /// The DAX mapper, if the share has a window.
@@ -309,9 +308,10 @@ impl VhostUserBackendMut for FsBackend {
 mod tests {
     use super::*;
     use crate::dax::Window;
-    use fuse_backend_rs::abi::fuse_abi::{EntryOut, FsOptions, InHeader, InitIn, OpenIn, OpenOut};
+    use crate::xattr::Xattrs;
+    use fuse_backend_rs::abi::fuse_abi::{EntryOut, FsOptions, GetxattrIn, GetxattrOut, InHeader, InitIn, OpenIn, OpenOut, SetxattrIn};
     use fuse_backend_rs::abi::virtio_fs::SetupmappingIn;
-    use fuse_backend_rs::passthrough::Config;
+    use fuse_backend_rs::passthrough::{Config, PassthroughFs};
     use nix::libc;
     use std::os::fd::RawFd;
     use std::sync::{Arc, Mutex};
@@ -351,10 +351,15 @@ mod tests {
 
     impl Rig {
         fn new(readonly: bool, window: Option<Window>) -> Rig {
+            Rig::serving(readonly, window, true)
+        }
+
+        /// A share with `--xattr` or without.
+        fn serving(readonly: bool, window: Option<Window>, xattr: bool) -> Rig {
             let share = tempfile::tempdir().unwrap();
             std::fs::write(share.path().join("hello"), vec![7u8; 8192]).unwrap();
             let config = Config { root_dir: share.path().to_str().unwrap().into(), do_import: true, ..Config::default() };
-            let fs = PassthroughFs::new(config).unwrap();
+            let fs = ShareFs(PassthroughFs::new(config).unwrap(), xattr.then(|| Xattrs::open().unwrap()));
             let sent = Recorder::default();
             let dax = window.map(|w| DaxMapper::new(w, sent.clone()));
             let requests = Requests::new(fs, Policy { readonly, window }, dax);
@@ -452,6 +457,76 @@ mod tests {
         assert_eq!(Rig::errno(&reply), libc::ENOSYS);
     }
 
+    /// SETXATTR's body: the compat header, the name, its NUL, the value.
+    fn setxattr(rig: &mut Rig, nodeid: u64, name: &str, value: &[u8], flags: u32) -> i32 {
+        let mut body = SetxattrIn { size: value.len() as u32, flags }.as_slice().to_vec();
+        body.extend_from_slice(format!("{name}\0").as_bytes());
+        body.extend_from_slice(value);
+        let (_, reply) = rig.call(Opcode::Setxattr, nodeid, &body, 4096);
+        Rig::errno(&reply)
+    }
+
+    /// GETXATTR (`name`) or LISTXATTR (`None`) with room for `size` bytes: the errno and the
+    /// reply's body (the value or names; with `size` 0, GetxattrOut).
+    fn getxattr(rig: &mut Rig, nodeid: u64, name: Option<&str>, size: u32) -> (i32, Vec<u8>) {
+        let mut body = GetxattrIn { size, padding: 0 }.as_slice().to_vec();
+        let opcode = match name {
+            Some(name) => {
+                body.extend_from_slice(format!("{name}\0").as_bytes());
+                Opcode::Getxattr
+            }
+            None => Opcode::Listxattr,
+        };
+        let (_, reply) = rig.call(opcode, nodeid, &body, 4096);
+        (Rig::errno(&reply), reply[size_of::<OutHeader>()..].to_vec())
+    }
+
+    #[test]
+    fn extended_attributes_follow_the_inode_without_a_proc_path() {
+        let mut rig = Rig::new(false, None);
+        rig.init(OFFERED);
+        let hello = rig.lookup("hello");
+        let on_host = rig.share.path().join("hello");
+        assert_eq!(setxattr(&mut rig, hello, "user.colour", b"blue", 0), 0);
+        let mut seen = [0u8; 16];
+        let len = rustix::fs::getxattr(&on_host, "user.colour", &mut seen[..]).unwrap();
+        assert_eq!(&seen[..len], b"blue", "the host file holds what the guest set");
+        assert_eq!(setxattr(&mut rig, hello, "user.colour", b"red", 1), libc::EEXIST, "XATTR_CREATE");
+        assert_eq!(setxattr(&mut rig, hello, "user.shape", b"round", 2), libc::ENODATA, "XATTR_REPLACE");
+
+        // Renamed on the host: the attributes are still the inode's.
+        let moved = rig.share.path().join("moved");
+        std::fs::rename(&on_host, &moved).unwrap();
+        let (errno, out) = getxattr(&mut rig, hello, Some("user.colour"), 0);
+        assert_eq!((errno, GetxattrOut::from_slice(&out[..size_of::<GetxattrOut>()]).unwrap().size), (0, 4));
+        assert_eq!(getxattr(&mut rig, hello, Some("user.colour"), 64), (0, b"blue".to_vec()));
+        assert_eq!(getxattr(&mut rig, hello, Some("user.colour"), 2).0, libc::ERANGE);
+        assert_eq!(getxattr(&mut rig, hello, Some("user.none"), 64).0, libc::ENODATA);
+        assert_eq!(getxattr(&mut rig, hello, None, 64), (0, b"user.colour\0".to_vec()));
+        let (_, reply) = rig.call(Opcode::Removexattr, hello, b"user.colour\0", 4096);
+        assert_eq!(Rig::errno(&reply), 0);
+        assert_eq!(rustix::fs::listxattr(&moved, &mut [0u8; 64][..]).unwrap(), 0, "removed on the host");
+        assert_eq!(getxattr(&mut rig, hello, Some("user.colour"), 64).0, libc::ENODATA);
+
+        // A symbolic link's own inode: user.* attributes are refused there, as on Linux.
+        std::os::unix::fs::symlink("moved", rig.share.path().join("link")).unwrap();
+        let link = rig.lookup("link");
+        assert_eq!(setxattr(&mut rig, link, "user.colour", b"blue", 0), libc::EPERM);
+        // The root directory (inode 1) takes attributes like any directory.
+        assert_eq!(setxattr(&mut rig, 1, "user.top", b"1", 0), 0);
+        assert_eq!(getxattr(&mut rig, 1, Some("user.top"), 8), (0, b"1".to_vec()));
+        // No name left: nothing to reach the inode by.
+        std::fs::remove_file(&moved).unwrap();
+        assert_eq!(getxattr(&mut rig, hello, Some("user.colour"), 64).0, libc::ENOENT);
+        assert!(std::env::current_dir().is_ok(), "the working directory is put back");
+
+        let mut without = Rig::serving(false, None, false);
+        without.init(OFFERED);
+        let hello = without.lookup("hello");
+        assert_eq!(setxattr(&mut without, hello, "user.colour", b"blue", 0), libc::ENOSYS, "no --xattr");
+        assert_eq!(getxattr(&mut without, hello, None, 64).0, libc::ENOSYS);
+    }
+
     #[test]
     fn a_readonly_share_stays_unchanged() {
         let mut rig = Rig::new(true, Some(WINDOW));
@@ -545,9 +620,10 @@ mod tests {
 mod wire_tests {
     use super::*;
     use crate::dax::Window;
+    use crate::xattr::Xattrs;
     use fuse_backend_rs::abi::fuse_abi::{EntryOut, FsOptions, InHeader, InitIn};
     use fuse_backend_rs::abi::virtio_fs::{RemovemappingIn, RemovemappingOne, SetupmappingIn};
-    use fuse_backend_rs::passthrough::Config;
+    use fuse_backend_rs::passthrough::{Config, PassthroughFs};
     use std::os::fd::{AsRawFd, BorrowedFd};
     use std::os::unix::fs::MetadataExt;
     use std::sync::{Arc, Mutex, RwLock};
@@ -627,7 +703,7 @@ mod wire_tests {
         let hello_inode = std::fs::metadata(dir.path().join("hello")).unwrap().ino();
         let config = Config { root_dir: dir.path().to_str().unwrap().into(), do_import: true, ..Config::default() };
         let requests = Requests::new(
-            PassthroughFs::new(config).unwrap(),
+            ShareFs(PassthroughFs::new(config).unwrap(), Some(Xattrs::open().unwrap())),
             Policy { readonly: false, window: Some(WINDOW) },
             Some(DaxMapper::new(WINDOW, None)),
         );

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! libos-virtiofsd-dax --socket-path PATH --shared-dir DIR [--dax-window SIZE]
-//!     [--cache auto|never|always|metadata] [--readonly] [--sandbox namespace|chroot|none]
+//!     [--cache auto|never|always|metadata] [--readonly] [--xattr] [--sandbox namespace|chroot|none]
 //!     [--log-level LEVEL]
 //! ```
 //!
@@ -33,13 +33,15 @@
 //!   makes a writable mapping (the passthrough opens the file read-write for it).
 //! - [`share`]: the passthrough file system with READDIR's inode numbers corrected (it gave FUSE
 //!   node ids where `stat` gives the host's `st_ino`).
+//! - [`xattr`]: extended attributes, by the inode's descriptor under `/proc/self/fd`.
 //! - [`sandbox`]: the confinement.
 //!
 //! # Sandbox
 //! `--sandbox namespace` (default): before serving, new mount, PID and network namespaces
 //! (root, or user namespaces), then `pivot_root` into the shared directory with the old root
 //! detached (the share is bind-mounted read-only with `--readonly`). The vhost-user socket, a
-//! handle on `/proc/self/fd` (the passthrough reopens its O_PATH inode fds through it) and
+//! handle on `/proc/self/fd` (the passthrough reopens its O_PATH inode fds through it; a
+//! second one serves extended attributes) and
 //! `/proc/self/mountinfo` are opened before, so the daemon needs nothing outside the share
 //! afterwards; no `/proc` is mounted inside. `--sandbox chroot`: a chroot into the share, no
 //! namespaces. `--sandbox none`: nothing, for debugging.
@@ -47,11 +49,11 @@
 //! Not done (virtiofsd does them): no seccomp filter, no dropping of capabilities (the daemon
 //! keeps root's, so a code-execution bug is still root in a mount namespace confined to the
 //! share, not a confined unprivileged process), no user namespace of its own, no
-//! `--announce-submounts`, no extended attributes (fuse-backend-rs reaches them through
-//! `/proc/self/fd/N` paths, and the `pivot_root` sandbox has no `/proc`: the requests answer
-//! `ENOSYS`, which guests report as `EOPNOTSUPP`), no device-state migration
-//! (`--migration-on-error` is accepted and ignored), and FUSE requests are served by one
-//! thread.
+//! `--announce-submounts`, no POSIX ACL translation (`system.posix_acl_*` attributes are
+//! stored as the host stores them), no device-state migration (`--migration-on-error` is
+//! accepted and ignored), and FUSE requests are served by one thread. Extended attributes (with
+//! `--xattr`) are served by [`xattr`] (fuse-backend-rs reaches them through `/proc/self/fd/N` paths, which
+//! the `pivot_root` sandbox does not have); as root, `trusted.*` and `security.*` too.
 //!
 //! DAX caveats: the protocol feature is vhost 0.16's `SHMEM`, bit 21 (QEMU's drafts of the
 //! series used bit 20; the frontend must agree). A mapping request holds the device while it
@@ -68,10 +70,13 @@ mod device;
 mod fuse;
 mod sandbox;
 mod share;
+mod xattr;
 
 use args::{Command, Options, Sandbox};
 use dax::{DaxMapper, Window};
 use device::{FsBackend, Requests};
+use share::ShareFs;
+use xattr::Xattrs;
 use fuse_backend_rs::passthrough::{CachePolicy, Config, PassthroughFs};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
@@ -182,7 +187,12 @@ fn run(options: &Options) -> Result<(), String> {
     }
     // Opened before the confinement: /proc/self/fd and /proc/self/mountinfo.
     let root = if options.sandbox == Sandbox::None { dir.as_path() } else { Path::new("/") };
-    let fs = PassthroughFs::new(fs_config(options, root)).map_err(|e| format!("passthrough file system: {e}"))?;
+    let passthrough = PassthroughFs::new(fs_config(options, root)).map_err(|e| format!("passthrough file system: {e}"))?;
+    let xattrs = match options.xattr {
+        true => Some(Xattrs::open().map_err(|e| format!("/proc/self/fd for extended attributes: {e}"))?),
+        false => None,
+    };
+    let fs = ShareFs(passthrough, xattrs);
     sandbox::confine(options.sandbox, &dir, options.readonly)?;
 
     let window = options.dax_window.map(Window::new);

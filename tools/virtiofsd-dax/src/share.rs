@@ -5,8 +5,9 @@
 //! require the latter). A client that matches directory entries against `stat` (libos's
 //! `getcwd` walks `..` that way) then finds nothing. [`ShareFs::readdir`] serves READDIR from
 //! READDIRPLUS, whose entries carry `st_ino`, and gives back the lookup count READDIRPLUS takes
-//! for each entry (a READDIR client never FORGETs them). Every other operation is the
-//! passthrough's.
+//! for each entry (a READDIR client never FORGETs them). Extended attributes are served by
+//! [`Xattrs`] (the passthrough's need a `/proc` the sandbox does not have). Every other
+//! operation is the passthrough's.
 
 use fuse_backend_rs::abi::fuse_abi::{CreateIn, stat64, statvfs64};
 use fuse_backend_rs::abi::virtio_fs::RemovemappingOne;
@@ -16,12 +17,25 @@ use fuse_backend_rs::api::filesystem::{
 };
 use fuse_backend_rs::passthrough::PassthroughFs;
 use fuse_backend_rs::transport::FsCacheReqHandler;
+use crate::xattr::Xattrs;
 use std::ffi::CStr;
 use std::io;
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// The passthrough file system with READDIR's inode numbers corrected.
-pub struct ShareFs(pub PassthroughFs);
+/// The passthrough file system with READDIR's inode numbers corrected and extended attributes
+/// of its own (`None`: not served, `ENOSYS`, which guests report as `EOPNOTSUPP`).
+pub struct ShareFs(pub PassthroughFs, pub Option<Xattrs>);
+
+impl ShareFs {
+    /// The attribute server, the host path of `inode` and its `stat`, for [`Xattrs`].
+    fn xattr_target(&self, ctx: &Context, inode: Inode) -> io::Result<(&Xattrs, PathBuf, stat64)> {
+        let xattrs = self.1.as_ref().ok_or_else(|| io::Error::from_raw_os_error(nix::libc::ENOSYS))?;
+        let path = self.0.readlinkat_proc_file(inode)?;
+        let (stat, _) = self.0.getattr(ctx, inode, None)?;
+        Ok((xattrs, path, stat))
+    }
+}
 
 type Inode = u64;
 type Handle = u64;
@@ -223,19 +237,23 @@ impl FileSystem for ShareFs {
     }
 
     fn setxattr(&self, ctx: &Context, inode: Inode, name: &CStr, value: &[u8], flags: u32) -> io::Result<()> {
-        self.0.setxattr(ctx, inode, name, value, flags)
+        let (xattrs, path, stat) = self.xattr_target(ctx, inode)?;
+        xattrs.set(&path, &stat, name, value, flags)
     }
 
     fn getxattr(&self, ctx: &Context, inode: Inode, name: &CStr, size: u32) -> io::Result<GetxattrReply> {
-        self.0.getxattr(ctx, inode, name, size)
+        let (xattrs, path, stat) = self.xattr_target(ctx, inode)?;
+        xattrs.get(&path, &stat, name, size)
     }
 
     fn listxattr(&self, ctx: &Context, inode: Inode, size: u32) -> io::Result<ListxattrReply> {
-        self.0.listxattr(ctx, inode, size)
+        let (xattrs, path, stat) = self.xattr_target(ctx, inode)?;
+        xattrs.list(&path, &stat, size)
     }
 
     fn removexattr(&self, ctx: &Context, inode: Inode, name: &CStr) -> io::Result<()> {
-        self.0.removexattr(ctx, inode, name)
+        let (xattrs, path, stat) = self.xattr_target(ctx, inode)?;
+        xattrs.remove(&path, &stat, name)
     }
 
     fn fallocate(&self, ctx: &Context, inode: Inode, handle: Handle, mode: u32, offset: u64, length: u64) -> io::Result<()> {
