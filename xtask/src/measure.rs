@@ -132,6 +132,41 @@ impl DeviceTrace {
         Ok(DeviceTrace { log: dir.join(format!("{name}.trace.log")), events })
     }
 
+    /// A trace of every QEMU of a run (the process host starts one per process, with the same
+    /// arguments): each writes its own log, `NAME.PID.trace.log` (QEMU puts its pid for the `%d`
+    /// of `-D`). Old logs of `name` in `dir` are removed.
+    pub fn per_process(dir: &Path, name: &str) -> Result<DeviceTrace> {
+        let trace = DeviceTrace::new(dir, name)?;
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if trace.is_process_log(&path) {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        Ok(DeviceTrace { log: dir.join(format!("{name}.%d.trace.log")), ..trace })
+    }
+
+    fn is_process_log(&self, path: &Path) -> bool {
+        let name = self.events.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        path.file_name().and_then(|f| f.to_str()).is_some_and(|f| {
+            f.strip_prefix(name).and_then(|rest| rest.strip_prefix('.')).and_then(|rest| rest.strip_suffix(".trace.log")).is_some_and(|pid| pid.parse::<u32>().is_ok())
+        })
+    }
+
+    /// Every measured window in the logs of every QEMU of the last run ([`DeviceTrace::per_process`]).
+    pub fn windows_of_every_process(&self) -> Result<Vec<(String, Counters)>> {
+        let dir = self.log.parent().ok_or("a trace log has a directory")?;
+        let mut windows = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if self.is_process_log(&path) {
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read the trace log {}: {e}", path.display()))?;
+                windows.extend(parse_trace_windows(&text));
+            }
+        }
+        Ok(windows)
+    }
+
     /// The QEMU arguments that turn the trace on (append to [`VmConfig::extra_args`]).
     pub fn qemu_args(&self) -> Vec<String> {
         vec![
@@ -473,6 +508,33 @@ pub fn format_figure(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The console bytes of `text` as `serial` data-register writes, one trace line each.
+    fn console_lines(text: &str) -> String {
+        text.bytes().map(|b| format!("memory_region_ops_write cpu 0 mr 0x1 addr 0x3f8 value {b:#x} size 1 name 'serial'\n")).collect()
+    }
+
+    #[test]
+    fn per_process_traces_gather_every_qemus_windows_and_only_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pipe.1.trace.log"), "stale").unwrap();
+        let trace = DeviceTrace::per_process(dir.path(), "pipe").unwrap();
+        assert!(!dir.path().join("pipe.1.trace.log").exists(), "old logs go");
+        assert!(trace.qemu_args().iter().any(|a| a.ends_with("pipe.%d.trace.log")), "{:?}", trace.qemu_args());
+        let notify = "virtio_queue_notify vdev 0x1 n 0 vq 0x2\n";
+        let reader = console_lines("[bench] mark start pipe-reader\n") + notify + notify + &console_lines("[bench] mark end pipe-reader\n");
+        let writer = console_lines("[bench] mark start pipe-writer\n") + notify + &console_lines("[bench] mark end pipe-writer\n");
+        std::fs::write(dir.path().join("pipe.100.trace.log"), reader).unwrap();
+        std::fs::write(dir.path().join("pipe.101.trace.log"), writer).unwrap();
+        std::fs::write(dir.path().join("other.102.trace.log"), console_lines("[bench] mark start x\n[bench] mark end x\n")).unwrap();
+        std::fs::write(dir.path().join("pipe.notes.trace.log"), "not a pid").unwrap();
+        let mut windows = trace.windows_of_every_process().unwrap();
+        windows.sort_by(|a, b| a.0.cmp(&b.0));
+        let names: Vec<&str> = windows.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["pipe-reader", "pipe-writer"]);
+        assert_eq!(windows[0].1.get("total virtio notifications"), Some(&2));
+        assert_eq!(windows[1].1.get("total virtio notifications"), Some(&1));
+    }
 
     #[test]
     fn trace_log_counts_by_device_and_kind() {

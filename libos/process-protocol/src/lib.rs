@@ -51,6 +51,9 @@ use core::fmt;
 pub const MAX_LINE: usize = 512;
 /// Most buffer segments one pipe request names.
 pub const MAX_SEGMENTS: usize = 16;
+/// Bytes a host pipe holds (Linux's default): a read never returns more, so a reader names no
+/// more of its buffer than this.
+pub const PIPE_CAPACITY: usize = 64 * 1024;
 
 /// A process id as the host hands them out (the first process is 1).
 pub type Pid = u32;

@@ -23,7 +23,7 @@ use libos::control;
 use libos::sync::Mutex;
 use libos::{Errno, Result};
 use libos_process_protocol::{
-    PIPE_NO_READERS, PIPE_NO_WRITERS, PIPE_NONBLOCK, PIPE_READABLE, PIPE_WRITABLE, PipeId, Reply, RequestKind, Segment, Segments,
+    PIPE_CAPACITY, PIPE_NO_READERS, PIPE_NO_WRITERS, PIPE_NONBLOCK, PIPE_READABLE, PIPE_WRITABLE, PipeId, Reply, RequestKind, Segment, Segments,
 };
 
 /// The shared pipes of this VM, by host id (events find their pipe here).
@@ -90,9 +90,12 @@ pub fn on_event(id: PipeId, state: u32) {
     }
 }
 
-/// Reads into `buf` from host pipe `id`: bytes read, 0 at end of file.
+/// Reads into `buf` from host pipe `id`: bytes read, 0 at end of file. A read never returns
+/// more than the pipe holds, so the request names only that much of `buf` (finding a page's
+/// physical address is a page-table walk: a 1 MiB buffer would cost 256 of them per read).
 pub fn read(id: PipeId, buf: &mut [u8], nonblocking: bool) -> Result<usize> {
-    transfer(id, buf, false, if nonblocking { PIPE_NONBLOCK } else { 0 })
+    let len = buf.len().min(PIPE_CAPACITY);
+    transfer(id, &buf[..len], false, if nonblocking { PIPE_NONBLOCK } else { 0 })
 }
 
 /// Writes `buf` to host pipe `id` (all of it unless non-blocking); `EPIPE` without readers.

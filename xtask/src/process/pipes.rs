@@ -18,8 +18,8 @@ use libos_process_protocol::{
 };
 use std::collections::{BTreeMap, VecDeque};
 
-/// Bytes a pipe holds (Linux's default).
-pub const CAPACITY: usize = 64 * 1024;
+/// Bytes a pipe holds (Linux's default; the guest sizes its reads by it).
+pub const CAPACITY: usize = libos_process_protocol::PIPE_CAPACITY;
 /// Writes up to this size are atomic (POSIX `PIPE_BUF`).
 pub const PIPE_BUF: u64 = 4096;
 const EAGAIN: i32 = nix::errno::Errno::EAGAIN as i32;
