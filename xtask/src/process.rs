@@ -92,6 +92,30 @@ pub struct ForkTiming {
 /// The console a run collects (every VM's serial output lands here).
 pub type Console = Arc<Mutex<Vec<u8>>>;
 
+/// A child's QEMU and the thread that copies its console into the run's.
+struct ChildQemu {
+    process: Child,
+    console: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ChildQemu {
+    /// Waits for QEMU to end (its exit code), then for the last of its console to be copied:
+    /// what a process printed is in the run's console before its parent hears it ended (a
+    /// shell's `tr ...; echo` prints in that order, as on Linux).
+    fn wait(mut self) -> Option<i32> {
+        let code = self.process.wait().ok().and_then(|status| status.code());
+        if let Some(console) = self.console.take() {
+            let _ = console.join();
+        }
+        code
+    }
+
+    fn kill(mut self) {
+        let _ = self.process.kill();
+        self.wait();
+    }
+}
+
 /// One VM of the run.
 struct Vm {
     parent: Pid,
@@ -111,7 +135,7 @@ struct Vm {
     /// The signal the host killed it with.
     killed: Option<u32>,
     /// The QEMU process of a child (the first VM's belongs to `qemu::Running`).
-    process: Option<Child>,
+    process: Option<ChildQemu>,
     /// A child's virtiofsd copies.
     daemons: Option<crate::virtiofs::Daemons>,
     /// The VM's RAM (QEMU's shared memory file), opened at the first pipe transfer.
@@ -224,9 +248,8 @@ impl ProcessHost {
         }
         drop(slot);
         for mut vm in children {
-            if let Some(mut process) = vm.process.take() {
-                let _ = process.kill();
-                let _ = process.wait();
+            if let Some(process) = vm.process.take() {
+                process.kill();
                 crate::qemu::untrack(vm.qemu);
             }
             if let Some(mut daemons) = vm.daemons.take() {
@@ -322,7 +345,7 @@ impl Shared {
         qemu: u32,
         control: UnixStream,
         qmp: Qmp,
-        process: Option<Child>,
+        process: Option<ChildQemu>,
         daemons: Option<crate::virtiofs::Daemons>,
     ) -> Result<Arc<Mutex<UnixStream>>> {
         let reader = control.try_clone()?;
@@ -517,13 +540,10 @@ impl Shared {
         }
     }
 
-    /// Copies a child's console into the run's, and its QEMU errors to stderr.
-    fn forward_output(&self, stdout: Option<std::process::ChildStdout>, stderr: Option<std::process::ChildStderr>) {
-        let console = self.console.clone();
-        let echo = self.echo;
-        if let Some(stdout) = stdout {
-            crate::qemu::copy_console(stdout, console, echo, None);
-        }
+    /// Copies a child's console into the run's (the thread that does it), and its QEMU errors
+    /// to stderr.
+    fn forward_output(&self, stdout: Option<std::process::ChildStdout>, stderr: Option<std::process::ChildStderr>) -> Option<std::thread::JoinHandle<()>> {
+        let console = stdout.map(|stdout| crate::qemu::copy_console(stdout, self.console.clone(), self.echo, None));
         if let Some(stderr) = stderr {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
@@ -531,6 +551,7 @@ impl Shared {
                 }
             });
         }
+        console
     }
 
     /// `kill` from `from` to `target`: SIGKILL ends the VM, other signals go to its guest.
@@ -592,8 +613,8 @@ impl Shared {
     fn reap(&self, pid: Pid) {
         let Some(mut vm) = lock(&self.table).vms.remove(&pid) else { return };
         let mut code = None;
-        if let Some(mut process) = vm.process.take() {
-            code = process.wait().ok().and_then(|status| status.code());
+        if let Some(process) = vm.process.take() {
+            code = process.wait();
             crate::qemu::untrack(vm.qemu);
         }
         if let Some(mut daemons) = vm.daemons.take() {

@@ -1,20 +1,20 @@
 //! Forks: the parent VM saved with QEMU's migration and loaded into a spare QEMU started
 //! ahead of time (see [`super`]'s module docs): the spare's life and a fork's steps.
 
-use super::{EAGAIN, ForkTiming, Outbox, Qmp, SIGKILL, Shared, alive, clear_ram, lock, write_line};
+use super::{ChildQemu, EAGAIN, ForkTiming, Outbox, Qmp, SIGKILL, Shared, alive, clear_ram, lock, write_line};
 use crate::Result;
 use libos_process_protocol::{Event, HostMessage, Pid, Reply};
 use serde_json::json;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
 /// A QEMU started ahead of a fork, waiting for a state to load (`-incoming defer`).
 pub(super) struct Spare {
-    process: Child,
+    process: ChildQemu,
     qemu: u32,
     control: UnixStream,
     qmp: Qmp,
@@ -24,8 +24,7 @@ pub(super) struct Spare {
 impl Spare {
     /// Kills it and its virtiofsd.
     pub(super) fn stop(mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        self.process.kill();
         crate::qemu::untrack(self.qemu);
         if let Some(mut daemons) = self.daemons.take() {
             daemons.stop();
@@ -108,12 +107,12 @@ impl Shared {
         let mut process = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
         let qemu = process.id();
         crate::qemu::track(qemu);
-        self.forward_output(process.stdout.take(), process.stderr.take());
+        let console = self.forward_output(process.stdout.take(), process.stderr.take());
+        let process = ChildQemu { process, console };
         match self.accept(&listeners, qemu) {
             Ok((control, qmp)) => Ok(Spare { process, qemu, control, qmp, daemons }),
             Err(e) => {
-                let _ = process.kill();
-                let _ = process.wait();
+                process.kill();
                 crate::qemu::untrack(qemu);
                 Err(e)
             }
