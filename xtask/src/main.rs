@@ -172,6 +172,12 @@ const HELP: &str = "\
         redis-benchmark -t set|get -n N (default 20 000) -c 1 -P 1: instructions per request
         (QEMU's icount over QMP, halted time excluded), exits per request (device trace),
         requests/s (TCG, median of 5). Needs root. Writes bench/results/servers.{json,md}.
+  ./x bench process [--arch x86_64|aarch64|all] [--runs N] [--no-linux]
+        Processes, each a VM (the process host), against the Linux guest: bench/c/process_ops.c
+        forks 20 times (fork + exit + wait) and pipes 64 MiB between two processes; wall time
+        (TCG, median of N runs, default 3) with the host's save and load times, then guest
+        instructions (icount) per fork and per MiB and exits per MiB (one trace log per QEMU).
+        Writes bench/results/process.{json,md}.
   ./x bench all
         Every suite, then bench/results/README.md.
   ./x bench --compare [SUITE]

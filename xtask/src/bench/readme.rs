@@ -275,19 +275,23 @@ fn other_suites() -> String {
         md += "\nTarget: libos speedup >= 1.7 (TCG wall clock on a shared 2-core host: noisy, see smp.md).\n\n";
     }
     if let Some(process) = read("process.json") {
-        md += "## Processes, each a VM (`./x bench process`)\n\n`bench/c/process_ops.c` on libos (every process a VM; a fork is a QEMU migration to a file and a new QEMU) and in the Linux guest; TCG wall clock, medians:\n\n| arch | system | fork+exit+wait, ms | host: saved / child running, ms | pipe, MiB/s |\n|---|---|---|---|---|\n";
+        md += "## Processes, each a VM (`./x bench process`)\n\n`bench/c/process_ops.c` on libos (every process a VM; a fork is a QEMU migration to a file and a new QEMU) and in the Linux guest; TCG wall clock, medians, and guest instructions (icount, summed over the VMs on libos) and exits:\n\n| arch | system | fork+exit+wait, ms | host: saved / child running, ms | pipe, MiB/s | instructions per fork | instructions per MiB of pipe | exits per MiB of pipe |\n|---|---|---|---|---|---|---|---|\n";
         for r in process["results"].as_array().into_iter().flatten() {
             let host = if r["host_fork_saved_ms_median"].is_null() {
                 "-".to_string()
             } else {
                 format!("{} / {}", r["host_fork_saved_ms_median"], r["host_fork_child_running_ms_median"])
             };
+            let figure = |key: &str| r[key].as_f64().map_or("-".to_string(), |v| format!("{v:.0}"));
             md += &format!(
-                "| {} | {} | {} | {host} | {} |\n",
+                "| {} | {} | {} | {host} | {} | {} | {} | {} |\n",
                 r["arch"].as_str().unwrap_or("?"),
                 r["system"].as_str().unwrap_or("?"),
                 r["fork_wait_ms_median"],
-                r["pipe_mib_per_s"]
+                r["pipe_mib_per_s"],
+                figure("instructions_fork_total"),
+                figure("instructions_pipe_total_per_mib"),
+                r["exits_pipe_per_mib"].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"))
             );
         }
         md += "\n";
