@@ -289,8 +289,6 @@ mod host {
             }
             Event::Signal { signal: sig, from } => signal::send_from_process(u64::from(sig), from),
             Event::Pipe { pipe, state } => crate::events::host_pipe::on_event(pipe, state),
-            // Another process started or stopped running from a file: it has no writer here
-            // while any does.
             // Another process changed the mount table, which all share.
             Event::Namespace { change } => {
                 #[cfg(feature = "fs")]
@@ -298,6 +296,8 @@ mod host {
                 #[cfg(not(feature = "fs"))]
                 let _ = change;
             }
+            // Another process started or stopped running from a file: it has no writer here
+            // while any does.
             Event::Text { text, running } => {
                 #[cfg(feature = "fs")]
                 if let Ok(vfs) = libos::fs::vfs() {

@@ -119,9 +119,9 @@ fn exits_without_console(window: &crate::measure::Counters) -> u64 {
     window.get("total exits").copied().unwrap_or(0).saturating_sub(console)
 }
 
-/// Guest instructions of one system on one arch (the icount run).
+/// Guest instructions and exits of one system on one arch (the icount run).
 #[derive(Default)]
-struct Instructions {
+struct GuestCosts {
     /// The parent's VM (Linux: the machine) per fork + exit + wait round.
     fork_parent: f64,
     /// libos: the child's VM from the parent's `fork` call back into the program (median).
@@ -134,7 +134,7 @@ struct Instructions {
     pipe_exits: f64,
 }
 
-impl Instructions {
+impl GuestCosts {
     fn fork_total(&self) -> f64 {
         self.fork_parent + self.fork_child.unwrap_or(0.0)
     }
@@ -145,7 +145,7 @@ impl Instructions {
 }
 
 /// The icount run of `system`: its fork and pipe configurations with `-icount shift=0,sleep=off`.
-fn count_instructions(arch: Arch, system: &System) -> Result<Instructions> {
+fn measure_guest_costs(arch: Arch, system: &System) -> Result<GuestCosts> {
     let icount = |config: &VmConfig| {
         let mut config = config.clone();
         config.icount = true;
@@ -181,7 +181,7 @@ fn count_instructions(arch: Arch, system: &System) -> Result<Instructions> {
     };
     let reader_exits = exits_in("pipe-reader")? as f64 / mib_read;
     let writer_exits = if system.linux { 0.0 } else { exits_in("pipe-writer")? as f64 / f64::from(PIPE_MIB) };
-    Ok(Instructions { fork_parent, fork_child, pipe_reader, pipe_writer, pipe_exits: reader_exits + writer_exits })
+    Ok(GuestCosts { fork_parent, fork_child, pipe_reader, pipe_writer, pipe_exits: reader_exits + writer_exits })
 }
 
 /// Figures of one system on one arch (ms unless said otherwise).
@@ -194,7 +194,7 @@ struct Figures {
     /// libos: the host's save and child-running times of every fork.
     host_saved: Vec<f64>,
     host_running: Vec<f64>,
-    instructions: Instructions,
+    costs: GuestCosts,
 }
 
 fn measure(arch: Arch, systems: &[System], runs: usize) -> Result<Vec<Figures>> {
@@ -219,7 +219,7 @@ fn measure(arch: Arch, systems: &[System], runs: usize) -> Result<Vec<Figures>> 
         }
     }
     for (system, figures) in systems.iter().zip(&mut figures) {
-        figures.instructions = count_instructions(arch, system)?;
+        figures.costs = measure_guest_costs(arch, system)?;
     }
     Ok(figures)
 }
@@ -262,13 +262,13 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
             "pipe_mib_per_s": round(mib_per_s(median(&f.pipe_streaming))),
             "host_fork_saved_ms_median": if f.host_saved.is_empty() { serde_json::Value::Null } else { round(median(&f.host_saved)).into() },
             "host_fork_child_running_ms_median": if f.host_running.is_empty() { serde_json::Value::Null } else { round(median(&f.host_running)).into() },
-            "instructions_fork_parent": round(f.instructions.fork_parent),
-            "instructions_fork_child": f.instructions.fork_child.map(round),
-            "instructions_fork_total": round(f.instructions.fork_total()),
-            "instructions_pipe_reader_per_mib": round(f.instructions.pipe_reader),
-            "instructions_pipe_writer_per_mib": f.instructions.pipe_writer.map(round),
-            "instructions_pipe_total_per_mib": round(f.instructions.pipe_total()),
-            "exits_pipe_per_mib": round(f.instructions.pipe_exits),
+            "instructions_fork_parent": round(f.costs.fork_parent),
+            "instructions_fork_child": f.costs.fork_child.map(round),
+            "instructions_fork_total": round(f.costs.fork_total()),
+            "instructions_pipe_reader_per_mib": round(f.costs.pipe_reader),
+            "instructions_pipe_writer_per_mib": f.costs.pipe_writer.map(round),
+            "instructions_pipe_total_per_mib": round(f.costs.pipe_total()),
+            "exits_pipe_per_mib": round(f.costs.pipe_exits),
         })).collect::<Vec<_>>(),
     });
     let mut md = String::from("# Process benchmark (`./x bench process`)\n\n");
@@ -312,8 +312,8 @@ pub(super) fn run(args: Vec<String>) -> Result<i32> {
            window holds both processes and the kernel.\n\n";
     md += "| arch | system | fork: parent | fork: child, fork call to program | fork total | pipe per MiB: reader | writer | total | total / Linux | pipe: exits per MiB |\n|---|---|---|---|---|---|---|---|---|---|\n";
     for (arch, system, f) in &rows {
-        let i = &f.instructions;
-        let linux = rows.iter().find(|r| r.0 == *arch && r.1 == "Linux").map(|r| r.2.instructions.pipe_total());
+        let i = &f.costs;
+        let linux = rows.iter().find(|r| r.0 == *arch && r.1 == "Linux").map(|r| r.2.costs.pipe_total());
         let optional = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
         md += &format!(
             "| {arch} | {system} | {:.0} | {} | {:.0} | {:.0} | {} | {:.0} | {} | {:.1} |\n",
